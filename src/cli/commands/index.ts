@@ -1,0 +1,7 @@
+/** Registers every command group; each domain owns one module here. */
+import type { Command } from "commander";
+import { registerInit } from "./init.js";
+
+export function registerCommands(program: Command): void {
+  registerInit(program);
+}

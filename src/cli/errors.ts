@@ -1,0 +1,72 @@
+/**
+ * Exit codes and the error type for failures a user can cause.
+ * A UserError is printed as one line (no stack) and exits with its code.
+ */
+export const ExitCode = {
+  OK: 0,
+  /** A check ran and found a problem (verification failed). */
+  CHECK_FAILED: 1,
+  /** Usage or input error: bad flags, missing workspace, unknown run, missing file. */
+  USAGE: 2,
+  /** The workspace is locked by a live process. */
+  LOCKED: 3,
+  /** Wrong password or authentication failure of encrypted data. */
+  BAD_PASSWORD: 4,
+  /** An archive or state file is corrupt, truncated, hostile or inconsistent with its manifest. */
+  CORRUPT: 5,
+  /** The destination cannot be written (missing folder, not writable, disk full). */
+  IO: 6,
+  /** Remote storage failed after all retries (the local copy is kept). */
+  REMOTE: 7,
+  /** Replication: acknowledgement policy not met, or fenced by a newer epoch. */
+  REPLICATION: 8,
+  /** Integrity break found while operating (a WAL chain break at start). */
+  INTEGRITY: 9,
+} as const;
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+
+export class UserError extends Error {
+  readonly exitCode: ExitCodeValue;
+  /** Optional machine-readable details printed with --json. */
+  readonly details?: Record<string, unknown>;
+  constructor(message: string, exitCode: ExitCodeValue = ExitCode.USAGE, details?: Record<string, unknown>) {
+    super(message);
+    this.name = "UserError";
+    this.exitCode = exitCode;
+    this.details = details;
+  }
+}
+
+/** Wraps an error with what was being done, Litestream style ("snapshots: ..."). */
+export function wrapError(context: string, err: unknown): Error {
+  if (err instanceof UserError) {
+    return new UserError(`${context}: ${err.message}`, err.exitCode, err.details);
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  const wrapped = new Error(`${context}: ${message}`, { cause: err });
+  return wrapped;
+}
+
+/** Maps common filesystem errors a user can cause to a UserError; returns undefined otherwise. */
+export function userErrorFromFs(err: unknown, what: string): UserError | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  switch (code) {
+    case "ENOENT":
+      return new UserError(`${what}: no such file or folder`, ExitCode.USAGE);
+    case "EACCES":
+    case "EPERM":
+      return new UserError(`${what}: permission denied`, ExitCode.IO);
+    case "ENOSPC":
+      return new UserError(`${what}: no space left on device`, ExitCode.IO);
+    case "EDQUOT":
+      return new UserError(`${what}: disk quota exceeded`, ExitCode.IO);
+    case "EROFS":
+      return new UserError(`${what}: read-only file system`, ExitCode.IO);
+    case "EISDIR":
+      return new UserError(`${what}: is a folder, expected a file`, ExitCode.USAGE);
+    case "ENOTDIR":
+      return new UserError(`${what}: not a folder`, ExitCode.USAGE);
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Durable write primitives. Every state write in the project goes through these:
+ * a write counts as durable only after fsync of the file and, for a new or renamed
+ * file, of the folder that holds it.
+ */
+import { randomBytes } from "node:crypto";
+import { constants as fsc } from "node:fs";
+import { open, rename, unlink, mkdir, type FileHandle } from "node:fs/promises";
+import path from "node:path";
+
+/** fsync a folder so that entries created, renamed or removed in it survive power loss. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A temp path in the same folder as `target`, so the final rename is atomic. */
+export function tempPathFor(target: string): string {
+  return path.join(
+    path.dirname(target),
+    `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`,
+  );
+}
+
+export interface AtomicWriteOptions {
+  mode?: number;
+}
+
+/**
+ * Atomic replace: temp file in the same folder, write, fsync, rename, fsync folder.
+ * Readers see either the old content or the new one, never a mix.
+ */
+export async function atomicWriteFile(
+  target: string,
+  data: string | Uint8Array,
+  options: AtomicWriteOptions = {},
+): Promise<void> {
+  const tmp = tempPathFor(target);
+  const fh = await open(tmp, "wx", options.mode ?? 0o644);
+  try {
+    await fh.writeFile(data);
+    if (options.mode !== undefined) await fh.chmod(options.mode);
+    await fh.sync();
+  } catch (err) {
+    await fh.close().catch(() => {});
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  await fh.close();
+  try {
+    await rename(tmp, target);
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  await fsyncDir(path.dirname(target));
+}
+
+/**
+ * Durable append of whole records. Creating the file fsyncs its folder too.
+ * Returns once the bytes are on disk.
+ */
+export async function durableAppend(file: string, data: string | Uint8Array): Promise<void> {
+  let created = false;
+  let fh: FileHandle;
+  try {
+    fh = await open(file, fsc.O_WRONLY | fsc.O_APPEND);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    fh = await open(file, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT, 0o644);
+    created = true;
+  }
+  try {
+    await fh.write(typeof data === "string" ? Buffer.from(data, "utf8") : data);
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+  if (created) await fsyncDir(path.dirname(file));
+}
+
+/** Creates a new file exclusively (fails if it exists), fsyncs it and its folder. */
+export async function durableCreate(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const fh = await open(file, "wx", mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await fsyncDir(path.dirname(file));
+}
+
+/** mkdir -p that fsyncs every folder it creates and the parent of each, so new folders survive a crash. */
+export async function durableMkdir(dir: string, mode?: number): Promise<void> {
+  const abs = path.resolve(dir);
+  const first = await mkdir(abs, { recursive: true, mode });
+  if (first === undefined) return;
+  // fsync from the first created folder's parent down to the leaf.
+  let cur = path.dirname(first);
+  const rel = path.relative(cur, abs).split(path.sep);
+  await fsyncDir(cur);
+  for (const part of rel) {
+    cur = path.join(cur, part);
+    await fsyncDir(cur);
+  }
+}
+
+/** Durable rename: rename, then fsync both folders (once when they are the same). */
+export async function durableRename(from: string, to: string): Promise<void> {
+  await rename(from, to);
+  const a = path.dirname(path.resolve(from));
+  const b = path.dirname(path.resolve(to));
+  await fsyncDir(b);
+  if (a !== b) await fsyncDir(a);
+}
+
+/** Durable unlink: remove, then fsync the folder. */
+export async function durableUnlink(file: string): Promise<void> {
+  await unlink(file);
+  await fsyncDir(path.dirname(file));
+}

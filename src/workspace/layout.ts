@@ -1,0 +1,126 @@
+/**
+ * The `.sdd/` layout: which folders a workspace has, and where each piece of state lives.
+ */
+import { stat } from "node:fs/promises";
+import path from "node:path";
+import { ExitCode, UserError } from "../cli/errors.js";
+import { durableMkdir } from "./durable.js";
+
+/** Task states; the folder a task file is in is its state. */
+export const TASK_STATES = ["open", "claimed", "done", "failed", "closed", "deferred", "manual"] as const;
+export type TaskState = (typeof TASK_STATES)[number];
+
+/** Every folder of a workspace (relative to `.sdd/`), the compat README's list plus ours. */
+export const WORKSPACE_DIRS = [
+  ...TASK_STATES.map((s) => `backlog/${s}`),
+  "metrics",
+  "traces",
+  "memory",
+  "sessions",
+  "decisions",
+  "docs",
+  "config",
+  "archive",
+  "agents",
+  "index",
+  "caching",
+  "models",
+  "audit",
+  "runs",
+  "runtime",
+  "runtime/wal",
+  "runtime/checkpoints",
+  "runtime/completed",
+  "runtime/agents",
+  "logs",
+] as const;
+
+/** Paths of one workspace. `root` is the `.sdd/` folder; `projectDir` the folder that holds it. */
+export class Workspace {
+  readonly root: string;
+  constructor(sddDir: string) {
+    this.root = path.resolve(sddDir);
+  }
+  get projectDir(): string {
+    return path.dirname(this.root);
+  }
+  p(...parts: string[]): string {
+    return path.join(this.root, ...parts);
+  }
+  get walDir(): string {
+    return this.p("runtime", "wal");
+  }
+  walFile(runId: string): string {
+    return this.p("runtime", "wal", `${runId}.wal.jsonl`);
+  }
+  get checkpointsDir(): string {
+    return this.p("runtime", "checkpoints");
+  }
+  get completedDir(): string {
+    return this.p("runtime", "completed");
+  }
+  get lockFile(): string {
+    return this.p("runtime", "bernstein.pid");
+  }
+  get auditDir(): string {
+    return this.p("audit");
+  }
+  get costLedger(): string {
+    return this.p("metrics", "cost-ledger.jsonl");
+  }
+  get sessionsDir(): string {
+    return this.p("sessions");
+  }
+  backlogDir(state: TaskState): string {
+    return this.p("backlog", state);
+  }
+  get configDir(): string {
+    return this.p("config");
+  }
+  get logsDir(): string {
+    return this.p("logs");
+  }
+}
+
+/** The `.sdd` folder from `--sdd`, then `$BERNSTEIN_SDD`, then `./.sdd`. */
+export function resolveSddDir(flag?: string): string {
+  return path.resolve(flag ?? process.env.BERNSTEIN_SDD ?? ".sdd");
+}
+
+/** Creates every workspace folder; safe to run again. Returns the folders it created. */
+export async function initWorkspace(sddDir: string): Promise<{ workspace: Workspace; created: string[] }> {
+  const ws = new Workspace(sddDir);
+  const created: string[] = [];
+  for (const rel of WORKSPACE_DIRS) {
+    const dir = ws.p(rel);
+    const exists = await stat(dir).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
+    if (!exists) {
+      await durableMkdir(dir);
+      created.push(rel);
+    }
+  }
+  return { workspace: ws, created };
+}
+
+/** Opens an existing workspace or fails with a one-line hint to run `bernstein init`. */
+export async function openWorkspace(sddDir: string): Promise<Workspace> {
+  const ws = new Workspace(sddDir);
+  const st = await stat(ws.root).catch(() => undefined);
+  if (!st || !st.isDirectory()) {
+    throw new UserError(
+      `no workspace at ${ws.root}; run \`bernstein init\` (or pass --sdd DIR / set BERNSTEIN_SDD)`,
+      ExitCode.USAGE,
+    );
+  }
+  const rt = await stat(ws.p("runtime")).catch(() => undefined);
+  if (!rt || !rt.isDirectory()) {
+    throw new UserError(
+      `${ws.root} is not a bernstein workspace (no runtime/); run \`bernstein init\``,
+      ExitCode.USAGE,
+    );
+  }
+  return ws;
+}

@@ -1,0 +1,153 @@
+/**
+ * Single-writer workspace lock at `runtime/bernstein.pid`: {pid, start_time, hostname, acquired_at}.
+ * A lock whose process is gone (or whose pid now belongs to another process) is stale and is
+ * taken over with a warning; a live holder is refused with a message naming it.
+ */
+import { readFileSync } from "node:fs";
+import { readFile, unlink } from "node:fs/promises";
+import os from "node:os";
+import { ExitCode, UserError } from "../cli/errors.js";
+import { atomicWriteFile, durableCreate, fsyncDir } from "./durable.js";
+import type { Workspace } from "./layout.js";
+import path from "node:path";
+
+export interface LockInfo {
+  pid: number;
+  start_time: string | null;
+  hostname: string;
+  acquired_at: string;
+  command?: string;
+}
+
+/** Kernel start time of a process (clock ticks since boot), to tell a pid reuse from the holder. */
+export function processStartTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Field 2 (comm) may contain spaces; fields after the last ')' are space separated.
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return rest[19] ?? null; // field 22 overall
+  } catch {
+    return null;
+  }
+}
+
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+export type LockState =
+  | { state: "free" }
+  | { state: "held"; info: LockInfo }
+  | { state: "stale"; info: LockInfo; reason: string }
+  | { state: "unreadable"; reason: string };
+
+export async function readLock(ws: Workspace): Promise<LockState> {
+  let text: string;
+  try {
+    text = await readFile(ws.lockFile, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return { state: "free" };
+    return { state: "unreadable", reason: (err as Error).message };
+  }
+  let info: LockInfo;
+  try {
+    info = JSON.parse(text) as LockInfo;
+    if (typeof info.pid !== "number") throw new Error("no pid");
+  } catch {
+    return { state: "unreadable", reason: "lock file is not valid JSON" };
+  }
+  return classify(info);
+}
+
+function classify(info: LockInfo): LockState {
+  if (info.hostname !== os.hostname()) {
+    // We cannot probe another host's processes; a restored workspace may carry a foreign lock,
+    // but runtime/*.pid is excluded from backups, so a foreign lock here is a shared folder.
+    return { state: "held", info };
+  }
+  if (!isProcessAlive(info.pid))
+    return { state: "stale", info, reason: `process ${info.pid} is not running` };
+  const now = processStartTime(info.pid);
+  if (info.start_time && now && now !== info.start_time) {
+    return { state: "stale", info, reason: `pid ${info.pid} now belongs to another process` };
+  }
+  return { state: "held", info };
+}
+
+export function describeHolder(info: LockInfo): string {
+  return `pid ${info.pid} on ${info.hostname}${info.command ? ` (${info.command})` : ""}, since ${info.acquired_at}`;
+}
+
+export interface WorkspaceLock {
+  info: LockInfo;
+  /** A warning to show when a stale lock was taken over. */
+  tookOver?: string;
+  release(): Promise<void>;
+}
+
+/** Takes the single-writer lock or throws a UserError (exit 3) naming the holder. */
+export async function acquireLock(ws: Workspace, command?: string): Promise<WorkspaceLock> {
+  const info: LockInfo = {
+    pid: process.pid,
+    start_time: processStartTime(process.pid),
+    hostname: os.hostname(),
+    acquired_at: new Date().toISOString(),
+    command,
+  };
+  const body = JSON.stringify(info) + "\n";
+  let tookOver: string | undefined;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      await durableCreate(ws.lockFile, body);
+      return makeLock(ws, info, tookOver);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    const current = await readLock(ws);
+    if (current.state === "held") {
+      throw new UserError(
+        `workspace ${ws.root} is locked by ${describeHolder(current.info)}; stop it first (bernstein stop)`,
+        ExitCode.LOCKED,
+        { holder: current.info },
+      );
+    }
+    if (current.state === "free") continue;
+    tookOver =
+      current.state === "stale"
+        ? `took over stale lock of ${describeHolder(current.info)}: ${current.reason}`
+        : `replaced unreadable lock file: ${current.reason}`;
+    // Replace atomically, then confirm we are the holder (another taker may have raced us).
+    await atomicWriteFile(ws.lockFile, body);
+    const check = await readLock(ws);
+    if (
+      check.state === "held" &&
+      check.info.pid === process.pid &&
+      check.info.acquired_at === info.acquired_at
+    ) {
+      return makeLock(ws, info, tookOver);
+    }
+  }
+  throw new UserError(`could not take the workspace lock at ${ws.lockFile}`, ExitCode.LOCKED);
+}
+
+function makeLock(ws: Workspace, info: LockInfo, tookOver?: string): WorkspaceLock {
+  let released = false;
+  return {
+    info,
+    tookOver,
+    async release() {
+      if (released) return;
+      released = true;
+      const current = await readLock(ws);
+      if (current.state !== "free" && "info" in current && current.info.pid === info.pid) {
+        await unlink(ws.lockFile).catch(() => {});
+        await fsyncDir(path.dirname(ws.lockFile)).catch(() => {});
+      }
+    },
+  };
+}
