@@ -1,9 +1,11 @@
 /** Registers every command group; each domain owns one module here. */
 import type { Command } from "commander";
 import { registerInit } from "./init.js";
+import { registerOrchestrator } from "./orchestrator.js";
 import { registerTask } from "./task.js";
 
 export function registerCommands(program: Command): void {
   registerInit(program);
   registerTask(program);
+  registerOrchestrator(program);
 }
