@@ -6,6 +6,7 @@
  */
 import { hash } from "node:crypto";
 import { PyFloat, canonicalJson, orderedJson, parseJson, type JsonValue } from "../json/canonical.js";
+import { asJsonObject, type JsonObject } from "../json/object.js";
 
 /** `prev_hash` of seq 0. */
 export const GENESIS_HASH = "0".repeat(64);
@@ -23,7 +24,7 @@ export const WAL_FIELDS = [
   "entry_hash",
 ] as const;
 
-export type JsonObject = { [key: string]: JsonValue };
+export type { JsonObject };
 
 export interface WalEntry {
   seq: number;
@@ -133,7 +134,7 @@ export function buildEntry(record: WalRecord, seq: number, prevHash: string, tim
 }
 
 function isPlainObject(v: unknown): v is JsonObject {
-  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof PyFloat);
+  return asJsonObject(v as JsonValue) !== undefined;
 }
 
 /** Why a parsed line is not a well-formed entry (undefined when it is). */
