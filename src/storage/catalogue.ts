@@ -67,7 +67,8 @@ export function parseBackupName(name: string): { created: Date; encrypted: boole
   const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number);
   const created = new Date(Date.UTC(y, mo - 1, d, h, mi, s));
   // Reject impossible dates (2026-02-31) rather than let Date roll them over.
-  if (created.getUTCMonth() !== mo - 1 || created.getUTCDate() !== d || h > 23 || mi > 59 || s > 59) return undefined;
+  if (created.getUTCMonth() !== mo - 1 || created.getUTCDate() !== d || h > 23 || mi > 59 || s > 59)
+    return undefined;
   return { created, encrypted: m[7] !== undefined };
 }
 
@@ -102,9 +103,13 @@ export async function readRecord(store: BackupStore, name: string): Promise<Back
 }
 
 async function writeRecord(store: BackupStore, record: BackupRecord): Promise<void> {
-  await store.put(recordKey(record.name), Readable.from([Buffer.from(JSON.stringify(record, null, 2) + "\n")]), {
-    metadata: { "bernstein-record": "1" },
-  });
+  await store.put(
+    recordKey(record.name),
+    Readable.from([Buffer.from(JSON.stringify(record, null, 2) + "\n")]),
+    {
+      metadata: { "bernstein-record": "1" },
+    },
+  );
 }
 
 /** Every backup at the location (oldest first) and every foreign key. */
@@ -171,8 +176,8 @@ export async function storeBackup(
   name: string,
   localFile: string,
   facts: BackupFacts,
-  options: { fullReadBack?: boolean; onRetry?: (info: RetryInfo) => void } = {},
-): Promise<{ record: BackupRecord; retries: number; location: string }> {
+  options: { fullReadBack?: boolean; onRetry?: (info: RetryInfo) => void; writeRecord?: boolean } = {},
+): Promise<{ record: BackupRecord | null; retries: number; location: string }> {
   const put = await store.put(name, createReadStream(localFile), {
     sha256: facts.sha256,
     onRetry: options.onRetry,
@@ -206,8 +211,39 @@ export async function storeBackup(
     source_host: facts.source_host ?? os.hostname(),
     verified_at: new Date().toISOString(),
   };
+  if (options.writeRecord === false)
+    return { record: null, retries: put.retries, location: store.describe(name) };
   await writeRecord(store, record);
   return { record, retries: put.retries, location: store.describe(name) };
+}
+
+/** The record of a backup written in place (a local folder) and already re-read by the caller. */
+export async function writeRecordFor(
+  store: BackupStore,
+  name: string,
+  facts: {
+    sha256: string;
+    manifest_sha256: string | null;
+    file_count: number | null;
+    encrypted: boolean;
+    size_bytes: number;
+  },
+  createdAt: Date,
+): Promise<BackupRecord> {
+  const record: BackupRecord = {
+    format: RECORD_FORMAT,
+    name,
+    created_at: createdAt.toISOString(),
+    size_bytes: facts.size_bytes,
+    sha256: facts.sha256,
+    manifest_sha256: facts.manifest_sha256,
+    file_count: facts.file_count,
+    encrypted: facts.encrypted,
+    source_host: os.hostname(),
+    verified_at: new Date().toISOString(),
+  };
+  await writeRecord(store, record);
+  return record;
 }
 
 /** After a successful `dr verify`, refresh the record's verified_at (only if it matches). */
@@ -250,23 +286,38 @@ export async function checkCatalogue(
   for (const exp of latestExpected.values()) {
     const entry = present.get(exp.name);
     if (!entry) {
-      findings.push({ name: exp.name, status: "missing", detail: `written ${exp.written_at ?? "earlier"}, gone now` });
+      findings.push({
+        name: exp.name,
+        status: "missing",
+        detail: `written ${exp.written_at ?? "earlier"}, gone now`,
+      });
       continue;
     }
     if (exp.size_bytes !== undefined && exp.size_bytes !== entry.size) {
-      findings.push({ name: exp.name, status: "replaced", detail: `size ${entry.size}, written ${exp.size_bytes}` });
+      findings.push({
+        name: exp.name,
+        status: "replaced",
+        detail: `size ${entry.size}, written ${exp.size_bytes}`,
+      });
       continue;
     }
-    let actual: string | undefined;
-    if (options.deep) actual = (await sha256Of(await store.get(exp.name))).sha256;
-    else actual = (await store.head(exp.name))?.metadata.sha256;
+    // Without stored sha256 metadata (a file copied in by hand) only every byte can tell.
+    const deep = options.deep || !(await store.head(exp.name))?.metadata.sha256;
+    const actual = deep
+      ? (await sha256Of(await store.get(exp.name))).sha256
+      : (await store.head(exp.name))?.metadata.sha256;
     if (actual !== exp.sha256) {
       findings.push({
         name: exp.name,
         status: "replaced",
-        detail: `sha256 ${actual ?? "unknown"}, written ${exp.sha256}${options.deep ? "" : " (stored metadata)"}`,
+        detail: `sha256 ${actual ?? "unknown"}, written ${exp.sha256}${deep ? "" : " (stored metadata)"}`,
       });
-    } else findings.push({ name: exp.name, status: "ok", detail: options.deep ? "every byte matches" : "sha256 matches" });
+    } else
+      findings.push({
+        name: exp.name,
+        status: "ok",
+        detail: deep ? "every byte matches" : "sha256 metadata matches",
+      });
   }
   for (const entry of entries) {
     if (!latestExpected.has(entry.name)) {
@@ -274,4 +325,11 @@ export async function checkCatalogue(
     }
   }
   return findings.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** Deletes a backup and its record (the backup first: an orphan record is harmless). */
+export async function deleteBackup(store: BackupStore, name: string): Promise<void> {
+  if (!parseBackupName(name)) throw new UserError(`refusing to delete ${name}: not a bernstein backup name`);
+  await store.delete(name);
+  await store.delete(recordKey(name));
 }

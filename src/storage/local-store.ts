@@ -9,7 +9,13 @@ import { open, readdir, readFile, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { ExitCode, UserError, userErrorFromFs } from "../cli/errors.js";
-import { atomicWriteFile, durableMkdir, durableRename, durableUnlink, tempPathFor } from "../workspace/durable.js";
+import {
+  atomicWriteFile,
+  durableMkdir,
+  durableRename,
+  durableUnlink,
+  tempPathFor,
+} from "../workspace/durable.js";
 import type { BackupStore, ObjectInfo, PutOptions, PutResult } from "./store.js";
 
 function checkKey(key: string): void {

@@ -20,11 +20,16 @@ function parseS3(text: string): { bucket: string; key: string } {
   const slash = rest.indexOf("/");
   const bucket = slash < 0 ? rest : rest.slice(0, slash);
   const key = slash < 0 ? "" : rest.slice(slash + 1);
-  if (bucket === "") throw new UserError(`${text}: missing bucket name (expected s3://bucket/key)`, ExitCode.USAGE);
+  if (bucket === "")
+    throw new UserError(`${text}: missing bucket name (expected s3://bucket/key)`, ExitCode.USAGE);
   if (!BUCKET_RE.test(bucket)) {
     throw new UserError(`${text}: "${bucket}" is not a valid S3 bucket name`, ExitCode.USAGE);
   }
-  if (key.split("/").some((part, i, all) => (part === "" && i < all.length - 1) || part === "." || part === "..")) {
+  if (
+    key
+      .split("/")
+      .some((part, i, all) => (part === "" && i < all.length - 1) || part === "." || part === "..")
+  ) {
     throw new UserError(`${text}: the key must not contain empty, "." or ".." segments`, ExitCode.USAGE);
   }
   return { bucket, key };

@@ -20,9 +20,13 @@ export async function openCatalogue(text: string, s3: S3Options = {}): Promise<B
 }
 
 /** One object (`--to s3://bucket/key`, `--from ...`): the store of its folder and its name there. */
-export async function openObject(text: string, s3: S3Options = {}): Promise<{ store: BackupStore; key: string }> {
+export async function openObject(
+  text: string,
+  s3: S3Options = {},
+): Promise<{ store: BackupStore; key: string }> {
   const loc = parseObjectLocation(text);
-  if (loc.kind === "dir") return { store: new LocalStore(path.dirname(loc.path)), key: path.basename(loc.path) };
+  if (loc.kind === "dir")
+    return { store: new LocalStore(path.dirname(loc.path)), key: path.basename(loc.path) };
   const slash = loc.key.lastIndexOf("/");
   const prefix = slash < 0 ? "" : loc.key.slice(0, slash + 1);
   const key = loc.key.slice(slash + 1);

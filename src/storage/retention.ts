@@ -69,7 +69,10 @@ export function validatePolicy(policy: RetentionPolicy): void {
 }
 
 /** Decides keep/delete for every item; the result is newest first. */
-export function applyRetention<T extends RetentionItem>(items: T[], policy: RetentionPolicy): RetentionDecision<T>[] {
+export function applyRetention<T extends RetentionItem>(
+  items: T[],
+  policy: RetentionPolicy,
+): RetentionDecision<T>[] {
   validatePolicy(policy);
   const newestFirst = [...items].sort(
     (a, b) => b.created.getTime() - a.created.getTime() || (a.name < b.name ? 1 : -1),

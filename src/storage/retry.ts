@@ -107,7 +107,9 @@ export class RetriesExhausted extends Error {
     readonly attempts: number,
     readonly lastError: unknown,
   ) {
-    super(`${operation}: ${describeError(lastError)} (gave up after ${attempts} attempt${attempts === 1 ? "" : "s"})`);
+    super(
+      `${operation}: ${describeError(lastError)} (gave up after ${attempts} attempt${attempts === 1 ? "" : "s"})`,
+    );
     this.name = "RetriesExhausted";
   }
 }

@@ -32,7 +32,14 @@ import {
   type CompletedPart,
 } from "@aws-sdk/client-s3";
 import { ExitCode, UserError } from "../cli/errors.js";
-import { RetriesExhausted, describeError, httpStatusOf, retryPolicy, withRetry, type RetryPolicy } from "./retry.js";
+import {
+  RetriesExhausted,
+  describeError,
+  httpStatusOf,
+  retryPolicy,
+  withRetry,
+  type RetryPolicy,
+} from "./retry.js";
 import type { BackupStore, ObjectInfo, PutOptions, PutResult } from "./store.js";
 
 export interface S3Options {
@@ -91,7 +98,9 @@ export function remoteError(context: string, err: unknown): UserError {
   else if (name === "NoSuchBucket") why = "bucket does not exist (NoSuchBucket)";
   else if (name === "NoSuchKey" || (status === 404 && name === "NotFound")) why = "no such object";
   else if (
-    ["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken", "InvalidToken"].includes(name) ||
+    ["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken", "InvalidToken"].includes(
+      name,
+    ) ||
     status === 403
   ) {
     why = `access denied (${name || "HTTP 403"}): check the AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE)`;
@@ -105,7 +114,9 @@ export function remoteError(context: string, err: unknown): UserError {
 
 function isNotFound(err: unknown): boolean {
   const name = (err as { name?: string })?.name;
-  return name === "NotFound" || name === "NoSuchKey" || (httpStatusOf(err) === 404 && name !== "NoSuchBucket");
+  return (
+    name === "NotFound" || name === "NoSuchKey" || (httpStatusOf(err) === 404 && name !== "NoSuchBucket")
+  );
 }
 
 /** Cuts a byte stream into parts of exactly `size` bytes (the last may be shorter). */
@@ -200,7 +211,12 @@ export class S3Store implements BackupStore {
       } else {
         const created = await retry("start upload", () =>
           this.client.send(
-            new CreateMultipartUploadCommand({ Bucket: this.bucket, Key, Metadata, ChecksumAlgorithm: "SHA256" }),
+            new CreateMultipartUploadCommand({
+              Bucket: this.bucket,
+              Key,
+              Metadata,
+              ChecksumAlgorithm: "SHA256",
+            }),
           ),
         );
         uploadId = created.UploadId;
@@ -248,7 +264,12 @@ export class S3Store implements BackupStore {
         completeAttempted = true;
         await retry("complete upload", () =>
           this.client.send(
-            new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId, MultipartUpload: { Parts: parts } }),
+            new CompleteMultipartUploadCommand({
+              Bucket: this.bucket,
+              Key,
+              UploadId,
+              MultipartUpload: { Parts: parts },
+            }),
           ),
         );
       }
@@ -281,7 +302,10 @@ export class S3Store implements BackupStore {
       this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) })),
     );
     if (res.ContentLength !== size) {
-      throw new UserError(`read back: the store holds ${res.ContentLength} bytes, we sent ${size}`, ExitCode.CORRUPT);
+      throw new UserError(
+        `read back: the store holds ${res.ContentLength} bytes, we sent ${size}`,
+        ExitCode.CORRUPT,
+      );
     }
     if (sha256 !== undefined && res.Metadata?.sha256 !== sha256) {
       throw new UserError(
@@ -292,7 +316,11 @@ export class S3Store implements BackupStore {
   }
 
   /** After a failed put: abort the multipart upload, and remove an object a Complete may have made. */
-  private async cleanUpFailedPut(Key: string, uploadId: string | undefined, completeAttempted: boolean): Promise<void> {
+  private async cleanUpFailedPut(
+    Key: string,
+    uploadId: string | undefined,
+    completeAttempted: boolean,
+  ): Promise<void> {
     const cleanupPolicy = { ...this.policy, retries: Math.max(this.policy.retries, 3) };
     if (uploadId !== undefined) {
       await withRetry("abort upload", cleanupPolicy, () =>

@@ -18,7 +18,10 @@ export function parseDuration(text: string): number {
     matched = re.lastIndex;
   }
   if (s === "" || matched !== s.length || total <= 0) {
-    throw new UserError(`--every ${text}: expected a duration such as 90s, 15m, 1h, 1h30m or 1d`, ExitCode.USAGE);
+    throw new UserError(
+      `--every ${text}: expected a duration such as 90s, 15m, 1h, 1h30m or 1d`,
+      ExitCode.USAGE,
+    );
   }
   if (total < 1000) throw new UserError(`--every ${text}: at least 1s`, ExitCode.USAGE);
   return total;
@@ -69,7 +72,10 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  * than the interval is followed by the next one at once (runs never overlap, missed ticks are
  * not replayed). Returns the number of runs that failed.
  */
-export async function runLoop(everyMs: number, hooks: LoopHooks): Promise<{ runs: number; failures: number }> {
+export async function runLoop(
+  everyMs: number,
+  hooks: LoopHooks,
+): Promise<{ runs: number; failures: number }> {
   let runs = 0;
   let failures = 0;
   let next = Date.now();
@@ -133,11 +139,14 @@ export function systemdUnit(cmd: ScheduleCommand): string {
 export function cronSpec(everyMs: number): string {
   const minutes = everyMs / 60_000;
   if (!Number.isInteger(minutes) || minutes < 1) {
-    throw new UserError("--print-cron: cron needs a whole number of minutes (use systemd for shorter intervals)");
+    throw new UserError(
+      "--print-cron: cron needs a whole number of minutes (use systemd for shorter intervals)",
+    );
   }
   if (minutes < 60 && 60 % minutes === 0) return `*/${minutes} * * * *`;
   const hours = minutes / 60;
-  if (Number.isInteger(hours) && hours < 24 && 24 % hours === 0) return hours === 1 ? "0 * * * *" : `0 */${hours} * * *`;
+  if (Number.isInteger(hours) && hours < 24 && 24 % hours === 0)
+    return hours === 1 ? "0 * * * *" : `0 */${hours} * * *`;
   if (minutes === 1440) return "0 0 * * *";
   if (minutes === 10080) return "0 0 * * 0";
   throw new UserError(
@@ -146,7 +155,9 @@ export function cronSpec(everyMs: number): string {
 }
 
 export function cronLine(cmd: ScheduleCommand): string {
-  const exec = [cmd.executable, "--sdd", cmd.sdd, "dr", "schedule", ...cmd.args, "--once"].map(shellQuote).join(" ");
+  const exec = [cmd.executable, "--sdd", cmd.sdd, "dr", "schedule", ...cmd.args, "--once"]
+    .map(shellQuote)
+    .join(" ");
   return [
     "# bernstein scheduled off-site backups: add with `crontab -e` (one backup + prune per tick)",
     `${cronSpec(cmd.everyMs)} cd ${shellQuote(cmd.workingDirectory)} && ${exec} >> ${shellQuote(cmd.sdd + "/logs/backup-schedule.log")} 2>&1`,

@@ -38,56 +38,63 @@ describe("retention (restic-style buckets)", () => {
     assert.ok(span > 80 && span <= 90, `span ${span}`);
   });
 
-  const table: { title: string; policy: RetentionPolicy; verified?: (name: string) => boolean; expected: string[] }[] =
-    [
-      {
-        title: "--keep-last 3 --keep-daily 7 --keep-weekly 4",
-        policy: { last: 3, daily: 7, weekly: 4 },
-        expected: [
-          dayAt(0, 18),
-          dayAt(0, 12),
-          dayAt(0, 6), // last 3
-          dayAt(1),
-          dayAt(2),
-          dayAt(3),
-          dayAt(4),
-          dayAt(5),
-          dayAt(6), // daily: 03-31 (the 18h one) and the 6 days before
-          dayAt(9),
-          dayAt(16), // weekly: W14 (18h), W13 (03-29 = day 2), W12 (03-22), W11 (03-15)
-        ],
-      },
-      {
-        title: "--keep-last 1",
-        policy: { last: 1 },
-        expected: [dayAt(0, 18)],
-      },
-      {
-        title: "--keep-hourly 2 --keep-weekly 2 on the newest day",
-        policy: { hourly: 2, weekly: 2 },
-        expected: [dayAt(0, 18), dayAt(0, 12), dayAt(2)],
-      },
-      {
-        title: "--keep-daily 40: days without a backup use no bucket",
-        policy: { daily: 40 },
-        // 27 days with a backup in the dense part (day 0..26), then days 28, 30, ... (13 more)
-        expected: [
-          dayAt(0, 18),
-          ...Array.from({ length: 26 }, (_, i) => dayAt(i + 1)),
-          ...Array.from({ length: 13 }, (_, i) => dayAt(28 + 2 * i)),
-        ],
-      },
-      {
-        title: "the newest verified backup survives even when no rule keeps it",
-        policy: { last: 2 },
-        verified: (name) => name === dayAt(40),
-        expected: [dayAt(0, 18), dayAt(0, 12), dayAt(40)],
-      },
-    ];
+  const table: {
+    title: string;
+    policy: RetentionPolicy;
+    verified?: (name: string) => boolean;
+    expected: string[];
+  }[] = [
+    {
+      title: "--keep-last 3 --keep-daily 7 --keep-weekly 4",
+      policy: { last: 3, daily: 7, weekly: 4 },
+      expected: [
+        dayAt(0, 18),
+        dayAt(0, 12),
+        dayAt(0, 6), // last 3
+        dayAt(1),
+        dayAt(2),
+        dayAt(3),
+        dayAt(4),
+        dayAt(5),
+        dayAt(6), // daily: 03-31 (the 18h one) and the 6 days before
+        dayAt(9),
+        dayAt(16), // weekly: W14 (18h), W13 (03-29 = day 2), W12 (03-22), W11 (03-15)
+      ],
+    },
+    {
+      title: "--keep-last 1",
+      policy: { last: 1 },
+      expected: [dayAt(0, 18)],
+    },
+    {
+      title: "--keep-hourly 2 --keep-weekly 2 on the newest day",
+      policy: { hourly: 2, weekly: 2 },
+      expected: [dayAt(0, 18), dayAt(0, 12), dayAt(2)],
+    },
+    {
+      title: "--keep-daily 40: days without a backup use no bucket",
+      policy: { daily: 40 },
+      // 27 days with a backup in the dense part (day 0..26), then days 28, 30, ... (13 more)
+      expected: [
+        dayAt(0, 18),
+        ...Array.from({ length: 26 }, (_, i) => dayAt(i + 1)),
+        ...Array.from({ length: 13 }, (_, i) => dayAt(28 + 2 * i)),
+      ],
+    },
+    {
+      title: "the newest verified backup survives even when no rule keeps it",
+      policy: { last: 2 },
+      verified: (name) => name === dayAt(40),
+      expected: [dayAt(0, 18), dayAt(0, 12), dayAt(40)],
+    },
+  ];
 
   for (const row of table) {
     it(row.title, () => {
-      const items = sixtyBackups().map((i) => ({ ...i, verified: row.verified ? row.verified(i.name) : i.verified }));
+      const items = sixtyBackups().map((i) => ({
+        ...i,
+        verified: row.verified ? row.verified(i.name) : i.verified,
+      }));
       assert.deepEqual(kept(items, row.policy), [...row.expected].sort());
     });
   }
@@ -118,7 +125,10 @@ describe("retention (restic-style buckets)", () => {
   it("backup names round-trip and reject foreign or impossible names", () => {
     const d = new Date(Date.UTC(2026, 10, 27, 2, 30, 5));
     assert.equal(backupName(d, true), "bernstein-backup-20261127T023005Z.tar.gz.enc");
-    assert.deepEqual(parseBackupName("bernstein-backup-20261127T023005Z.tar.gz.enc"), { created: d, encrypted: true });
+    assert.deepEqual(parseBackupName("bernstein-backup-20261127T023005Z.tar.gz.enc"), {
+      created: d,
+      encrypted: true,
+    });
     for (const foreign of [
       "notes.txt",
       "bernstein-backup-20260231T000000Z.tar.gz",

@@ -16,7 +16,11 @@ function store(prefix = "", opts: { retries?: number; partSize?: number; accessK
   process.env.AWS_ACCESS_KEY_ID = opts.accessKey ?? "S3RVER";
   process.env.AWS_SECRET_ACCESS_KEY = "S3RVER";
   const client = makeS3Client({ endpoint: h.endpoint, region: "us-east-1" });
-  return new S3Store(client, BUCKET, prefix, { retries: opts.retries, partSize: opts.partSize, concurrency: 2 });
+  return new S3Store(client, BUCKET, prefix, {
+    retries: opts.retries,
+    partSize: opts.partSize,
+    concurrency: 2,
+  });
 }
 
 function sha(buf: Buffer): string {
@@ -96,7 +100,10 @@ describe("S3Store against s3rver", () => {
     const s = store("retry/", { partSize: 5 * 1024 * 1024 });
     h.setFault(failFirst("UploadPart", 2));
     const retries: string[] = [];
-    const res = await s.put("obj", chunked(data), { sha256: sha(data), onRetry: (r) => retries.push(r.error) });
+    const res = await s.put("obj", chunked(data), {
+      sha256: sha(data),
+      onRetry: (r) => retries.push(r.error),
+    });
     assert.equal(res.retries, 2);
     assert.equal(retries.length, 2);
     assert.match(retries[0], /503/);
@@ -114,11 +121,17 @@ describe("S3Store against s3rver", () => {
     const data = randomBytes(11 * 1024 * 1024);
     const s = store("down/", { partSize: 5 * 1024 * 1024, retries: 3 });
     h.setFault(failAlways("UploadPart"));
-    await rejectsWith(s.put("obj", chunked(data), { sha256: sha(data) }), ExitCode.REMOTE, /503.*gave up after 4 attempts/);
+    await rejectsWith(
+      s.put("obj", chunked(data), { sha256: sha(data) }),
+      ExitCode.REMOTE,
+      /503.*gave up after 4 attempts/,
+    );
     h.setFault(undefined);
     assert.equal(h.counts.get("AbortMultipartUpload"), 1);
     assert.deepEqual(await h.pendingUploads(BUCKET), []);
-    const listed = await makeS3Client({ endpoint: h.endpoint }).send(new ListMultipartUploadsCommand({ Bucket: BUCKET }));
+    const listed = await makeS3Client({ endpoint: h.endpoint }).send(
+      new ListMultipartUploadsCommand({ Bucket: BUCKET }),
+    );
     assert.equal(listed.Uploads?.length ?? 0, 0);
     assert.equal(await s.head("obj"), undefined);
   });
@@ -126,7 +139,11 @@ describe("S3Store against s3rver", () => {
   it("a source whose bytes do not match the expected sha256 fails and leaves nothing", async () => {
     const data = randomBytes(6 * 1024 * 1024);
     const s = store("mismatch/", { partSize: 5 * 1024 * 1024 });
-    await rejectsWith(s.put("obj", chunked(data), { sha256: "0".repeat(64) }), ExitCode.CORRUPT, /expected 0000/);
+    await rejectsWith(
+      s.put("obj", chunked(data), { sha256: "0".repeat(64) }),
+      ExitCode.CORRUPT,
+      /expected 0000/,
+    );
     assert.equal(await s.head("obj"), undefined);
     assert.deepEqual(await h.pendingUploads(BUCKET), []);
   });
@@ -149,8 +166,16 @@ describe("S3Store against s3rver", () => {
   it("a missing bucket, a wrong access key and a missing object give clear one-line errors", async () => {
     const missing = new S3Store(makeS3Client({ endpoint: h.endpoint }), "no-such-bucket", "", {});
     await rejectsWith(missing.list(), ExitCode.REMOTE, /bucket does not exist/);
-    await rejectsWith(missing.put("x", Readable.from([Buffer.from("x")])), ExitCode.REMOTE, /bucket does not exist/);
-    await rejectsWith(store("", { accessKey: "WRONG" }).list(), ExitCode.REMOTE, /access denied \(InvalidAccessKeyId\)/);
+    await rejectsWith(
+      missing.put("x", Readable.from([Buffer.from("x")])),
+      ExitCode.REMOTE,
+      /bucket does not exist/,
+    );
+    await rejectsWith(
+      store("", { accessKey: "WRONG" }).list(),
+      ExitCode.REMOTE,
+      /access denied \(InvalidAccessKeyId\)/,
+    );
     await rejectsWith(store().get("nothing-here"), ExitCode.USAGE, /no such object/);
   });
 });

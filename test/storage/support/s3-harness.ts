@@ -59,7 +59,11 @@ function classify(method: string, url: URL): S3Operation {
     case "PUT":
       return q.has("uploadId") ? "UploadPart" : hasKey ? "PutObject" : "Other";
     case "POST":
-      return q.has("uploads") ? "CreateMultipartUpload" : q.has("uploadId") ? "CompleteMultipartUpload" : "Other";
+      return q.has("uploads")
+        ? "CreateMultipartUpload"
+        : q.has("uploadId")
+          ? "CompleteMultipartUpload"
+          : "Other";
     case "DELETE":
       return q.has("uploadId") ? "AbortMultipartUpload" : hasKey ? "DeleteObject" : "Other";
     case "HEAD":
@@ -112,14 +116,23 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
           return;
         }
         await readBody(req);
-        xmlError(res, injected, injected === 503 ? "ServiceUnavailable" : "InternalError", "injected by the test harness");
+        xmlError(
+          res,
+          injected,
+          injected === 503 ? "ServiceUnavailable" : "InternalError",
+          "injected by the test harness",
+        );
         return;
       }
       const bucket = url.pathname.split("/").filter(Boolean)[0] ?? "";
       if (op === "AbortMultipartUpload") {
         const id = url.searchParams.get("uploadId") ?? "";
         const target = path.join(uploadsDir(bucket), path.basename(id));
-        const exists = id !== "" && (await readdir(target).then(() => true).catch(() => false));
+        const exists =
+          id !== "" &&
+          (await readdir(target)
+            .then(() => true)
+            .catch(() => false));
         if (!exists) return xmlError(res, 404, "NoSuchUpload", "The specified upload does not exist");
         await rm(target, { recursive: true, force: true });
         res.writeHead(204).end();
