@@ -47,8 +47,16 @@ export class DecisionLog {
   }
 
   /** The intent: durable before the action. */
-  intent(decisionType: string, inputs: JsonObject, output: JsonObject = {}): Promise<WalEntry> {
-    return this.wal.append({ decision_type: decisionType, inputs, output, actor: ACTOR, committed: false });
+  async intent(decisionType: string, inputs: JsonObject, output: JsonObject = {}): Promise<WalEntry> {
+    const entry = await this.wal.append({
+      decision_type: decisionType,
+      inputs,
+      output,
+      actor: ACTOR,
+      committed: false,
+    });
+    this.state = applyEntry(this.state, this.runId, entry); // advances wal_position only
+    return entry;
   }
 
   /** The commit: durable, then applied to the state. */
@@ -60,15 +68,23 @@ export class DecisionLog {
       actor: ACTOR,
       committed: true,
     });
-    this.state = applyEntry(this.state, entry, this.runId);
+    this.state = applyEntry(this.state, this.runId, entry);
     this.commits++;
     await this.onCommit?.(entry);
     return entry;
   }
 
   /** Informational entry (no state change, never replayed). */
-  info(decisionType: string, inputs: JsonObject = {}, output: JsonObject = {}): Promise<WalEntry> {
-    return this.wal.append({ decision_type: decisionType, inputs, output, actor: ACTOR, committed: true });
+  async info(decisionType: string, inputs: JsonObject = {}, output: JsonObject = {}): Promise<WalEntry> {
+    const entry = await this.wal.append({
+      decision_type: decisionType,
+      inputs,
+      output,
+      actor: ACTOR,
+      committed: true,
+    });
+    this.state = applyEntry(this.state, this.runId, entry); // advances wal_position only
+    return entry;
   }
 
   /** intent → action → commit. The action returns the commit's output (default: the intent's). */

@@ -19,7 +19,7 @@ import { appendCostRow } from "../ledger/cost-ledger.js";
 import type { JsonObject, WalEntry } from "../wal/entry.js";
 import { listRuns, verifyWal } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
-import { replayUncommitted, type ReplaySummary } from "../wal/replay.js";
+import { replayWal, type ReplaySummary } from "../wal/replay.js";
 import { WalWriter, newRunId } from "../wal/writer.js";
 import { durableMkdir, durableUnlink } from "../workspace/durable.js";
 import type { TaskState, Workspace } from "../workspace/layout.js";
@@ -31,10 +31,10 @@ import {
   writeStatusFile,
   type OrchestratorStatusFile,
 } from "./control.js";
+import { checkpointState } from "./checkpointing.js";
 import { DecisionLog } from "./decisions.js";
-import { loadState } from "./state.js";
 import { listStateFolder, moveTaskFile, readTaskFile, scanBacklog, type TaskSpec } from "./tasks.js";
-import { allTasks, sessions, taskView, type TaskView } from "./view.js";
+import { allTasks, loadState, sessions, taskView, type TaskView } from "./view.js";
 import {
   EXIT_DUPLICATE,
   agentIdOf,
@@ -137,6 +137,7 @@ export class Orchestrator {
   private lastCheckpointAt = Date.now();
   private statusFile!: OrchestratorStatusFile;
   private ledgerAgentIds: Set<string> | null = null;
+  private lastCheckpointId: string | null = null;
   recovery!: RecoverySummary;
 
   private constructor(
@@ -237,7 +238,14 @@ export class Orchestrator {
     await this.dlog.info("orchestrator_started");
     await this.indexBacklogFiles();
 
-    const replay = await replayUncommitted(ws, { writer: wal, handlers: this.replayHandlers() });
+    const replay = await replayWal(ws, { currentRunId: runId, writer: wal, handlers: this.replayHandlers() });
+    for (const w of replay.warnings) this.warn(w);
+    for (const f of replay.failures)
+      this.warn(`replay of ${f.decision_type} (run ${f.run_id}, seq ${f.seq}) failed: ${f.error}`);
+    if (replay.stale)
+      this.warn(
+        `${replay.stale} stale intent(s) not replayed (older than the staleness window): ${replay.stale_entries.map((s) => `${s.run_id}#${s.seq} ${s.decision_type}`).join(", ")}`,
+      );
     const rec: RecoverySummary = {
       run_id: runId,
       replay,
@@ -790,13 +798,14 @@ export class Orchestrator {
       this.commitsSinceCheckpoint > 0 &&
       Date.now() - this.lastCheckpointAt >= this.opts.checkpointIntervalS * 1000;
     if (!force && !dueByCount && !dueByTime) return;
-    await this.writeCheckpoint();
+    await this.writeCheckpoint(force);
     this.commitsSinceCheckpoint = 0;
     this.lastCheckpointAt = Date.now();
   }
 
-  private async writeCheckpoint(): Promise<void> {
-    // Wired to src/checkpoint/ once the recovery core publishes it.
+  private async writeCheckpoint(atStop = false): Promise<void> {
+    const cp = await checkpointState(this.ws, this.dlog.state, { sessionRow: atStop });
+    this.lastCheckpointId = cp.checkpoint_id;
   }
 
   private wake(): void {

@@ -8,9 +8,8 @@ import { TASK_STATES, type Workspace } from "../workspace/layout.js";
 import { readLock } from "../workspace/lock.js";
 import { readStatusFile } from "./control.js";
 import { newestCheckpointInfo } from "./checkpointing.js";
-import { loadState } from "./state.js";
 import { listStateFolder } from "./tasks.js";
-import { sessions, totalCost } from "./view.js";
+import { loadState, sessions, totalCost } from "./view.js";
 
 export interface StatusReport {
   tasks: Record<string, number>;

@@ -3,6 +3,7 @@
  * scheduler, status and doctor do not depend on its field names.
  */
 import type { OrchestratorState } from "./state.js";
+export { loadState } from "./state.js";
 import type { TaskSpec } from "./tasks.js";
 
 export type TaskPhase = "open" | "claimed" | "done" | "failed" | "closed";
@@ -28,10 +29,10 @@ export function taskView(st: OrchestratorState, id: string): TaskView | undefine
   if (!t) return undefined;
   return {
     id,
-    spec: t.task as unknown as TaskSpec,
+    spec: t.spec as unknown as TaskSpec,
     state: t.state as TaskPhase,
     attempt: t.attempt,
-    failures: t.failures,
+    failures: t.failures ?? 0,
   };
 }
 
@@ -52,7 +53,7 @@ export function sessionOfTask(st: OrchestratorState, taskId: string): SessionVie
 }
 
 export function totalCost(st: OrchestratorState): number {
-  return st.cost_accumulator.cost_usd;
+  return st.cost.cost_usd;
 }
 
 export function countByState(st: OrchestratorState): Record<string, number> {
