@@ -94,9 +94,14 @@ export class DecisionLog {
     action: () => Promise<JsonObject | void>,
     intentOutput: JsonObject = {},
   ): Promise<WalEntry> {
+    crashPoint(decisionType, "before_intent");
     await this.intent(decisionType, inputs, intentOutput);
+    crashPoint(decisionType, "before_action");
     const output = (await action()) ?? intentOutput;
-    return this.commit(decisionType, inputs, output);
+    crashPoint(decisionType, "after_action");
+    const entry = await this.commit(decisionType, inputs, output);
+    crashPoint(decisionType, "after_commit");
+    return entry;
   }
 
   /** One audit event per task state transition (no-op when the workspace has no audit key). */
@@ -110,4 +115,18 @@ export class DecisionLog {
       details: { ...details, run_id: this.runId },
     });
   }
+}
+
+/**
+ * Fault injection for the crash tests: `BERNSTEIN_CRASH_AT=<decision_type>:<phase>[:<n>]` makes the
+ * process SIGKILL itself at that point of the n-th such decision (default the first). Phases:
+ * before_intent, before_action, after_action, after_commit. Unset in normal use.
+ */
+const CRASH_AT = process.env.BERNSTEIN_CRASH_AT;
+let crashSeen = 0;
+function crashPoint(decisionType: string, phase: string): void {
+  if (!CRASH_AT) return;
+  const [type, at, nth] = CRASH_AT.split(":");
+  if (type !== decisionType || at !== phase) return;
+  if (++crashSeen === Number(nth ?? 1)) process.kill(process.pid, "SIGKILL");
 }
