@@ -28,6 +28,7 @@ import {
 import { VERSION } from "../version.js";
 import { atomicWriteFile, durableMkdir, durableUnlink } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
+import { isProcessAlive } from "../workspace/lock.js";
 import { locateWalEntry, type LocatedEntry } from "./wal-position.js";
 
 export const CHECKPOINT_FORMAT = "bernstein-checkpoint/1";
@@ -86,6 +87,23 @@ export interface WrittenCheckpoint {
   wal_position: WalPositionRef | null;
   /** Older checkpoints removed by retention (file names). */
   pruned: string[];
+  /** Temp files of interrupted writes by processes that are gone, removed (never a checkpoint). */
+  removed_temp: string[];
+}
+
+const TEMP_RE = /^\.checkpoint-.+\.json\.tmp-(\d+)-[0-9a-f]+$/;
+
+/** Removes temp files left by checkpoint writers that died mid-write (their pid is gone). */
+async function removeDeadTemps(ws: Workspace): Promise<string[]> {
+  const removed: string[] = [];
+  const names = await readdir(ws.checkpointsDir).catch(() => [] as string[]);
+  for (const name of names) {
+    const m = TEMP_RE.exec(name);
+    if (!m || isProcessAlive(Number(m[1]))) continue;
+    await durableUnlink(path.join(ws.checkpointsDir, name)).catch(() => {});
+    removed.push(name);
+  }
+  return removed;
 }
 
 /** Writes a checkpoint of `state` atomically, then applies retention. */
@@ -117,14 +135,23 @@ export async function writeCheckpoint(
   };
   const full = { ...body, body_sha256: bodyHash(body) };
   const file = checkpointFile(ws, id);
+  let removedTemp: string[];
   try {
     await durableMkdir(ws.checkpointsDir);
+    removedTemp = await removeDeadTemps(ws);
     await atomicWriteFile(file, canonicalJson(full) + "\n");
   } catch (err) {
     throw new Error(`checkpoint: writing ${file}: ${(err as Error).message}`, { cause: err });
   }
   const pruned = await applyRetention(ws, opts.retain ?? DEFAULT_RETENTION);
-  return { checkpoint_id: id, file, metadata, wal_position: state.wal_position, pruned };
+  return {
+    checkpoint_id: id,
+    file,
+    metadata,
+    wal_position: state.wal_position,
+    pruned,
+    removed_temp: removedTemp,
+  };
 }
 
 export interface CheckpointListing {
@@ -171,7 +198,14 @@ export type CheckpointProblemKind = "unreadable" | "not_ours" | "corrupt" | "wal
 
 export type CheckpointCheck =
   | { ok: true; id: string; file: string; checkpoint: Checkpoint; located?: LocatedEntry }
-  | { ok: false; id: string; file: string; kind: CheckpointProblemKind; problem: string; metadata?: JsonObject };
+  | {
+      ok: false;
+      id: string;
+      file: string;
+      kind: CheckpointProblemKind;
+      problem: string;
+      metadata?: JsonObject;
+    };
 
 /** Reads and validates one checkpoint file, including its WAL position. Never throws. */
 export async function validateCheckpointFile(ws: Workspace, file: string): Promise<CheckpointCheck> {
@@ -209,7 +243,11 @@ export async function validateCheckpointFile(ws: Workspace, file: string): Promi
   if (typeof body.body_sha256 !== "string") return fail("corrupt", "no body_sha256", metadata);
   const computed = bodyHash(body);
   if (computed !== body.body_sha256) {
-    return fail("corrupt", `body hash mismatch (file says ${body.body_sha256.slice(0, 12)}…, content ${computed.slice(0, 12)}…)`, metadata);
+    return fail(
+      "corrupt",
+      `body hash mismatch (file says ${body.body_sha256.slice(0, 12)}…, content ${computed.slice(0, 12)}…)`,
+      metadata,
+    );
   }
   if (!metadata || metadata.checkpoint_id !== id) {
     return fail("corrupt", `metadata.checkpoint_id does not match the file name (${id})`, metadata);
@@ -229,7 +267,11 @@ export async function validateCheckpointFile(ws: Workspace, file: string): Promi
   });
   for (const k of ["task_count", "completed_count", "failed_count"] as const) {
     if (asNumber(metadata[k]) !== counts[k]) {
-      return fail("corrupt", `metadata.${k} ${String(metadata[k])} does not match the task graph (${counts[k]})`, metadata);
+      return fail(
+        "corrupt",
+        `metadata.${k} ${String(metadata[k])} does not match the task graph (${counts[k]})`,
+        metadata,
+      );
     }
   }
   const pos = body.wal_position;
@@ -254,9 +296,10 @@ export async function validateCheckpointFile(ws: Workspace, file: string): Promi
 }
 
 /** The newest valid checkpoint, and a problem line for each newer one that is not valid. */
-export async function newestValidCheckpoint(
-  ws: Workspace,
-): Promise<{ valid?: Extract<CheckpointCheck, { ok: true }>; rejected: Extract<CheckpointCheck, { ok: false }>[] }> {
+export async function newestValidCheckpoint(ws: Workspace): Promise<{
+  valid?: Extract<CheckpointCheck, { ok: true }>;
+  rejected: Extract<CheckpointCheck, { ok: false }>[];
+}> {
   const rejected: Extract<CheckpointCheck, { ok: false }>[] = [];
   for (const c of await listCheckpointFiles(ws)) {
     const check = await validateCheckpointFile(ws, c.file);

@@ -33,7 +33,11 @@ export async function locateWalEntry(file: string, seq: number, expectedHash: st
         const check = checkLine(line.text);
         if (!check.ok) {
           if (lineSeq === seq) {
-            return { ok: false, code: "hash_mismatch", problem: `WAL entry seq ${seq} is damaged: ${check.message}` };
+            return {
+              ok: false,
+              code: "hash_mismatch",
+              problem: `WAL entry seq ${seq} is damaged: ${check.message}`,
+            };
           }
           continue; // a torn tail or damaged line that is not ours: keep going back
         }
@@ -53,7 +57,8 @@ export async function locateWalEntry(file: string, seq: number, expectedHash: st
     }
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") return { ok: false, code: "missing_wal", problem: `WAL file ${file} does not exist` };
+    if (code === "ENOENT")
+      return { ok: false, code: "missing_wal", problem: `WAL file ${file} does not exist` };
     return { ok: false, code: "unreadable", problem: `WAL file ${file}: ${(err as Error).message}` };
   }
   return { ok: false, code: "missing_entry", problem: `WAL ${file} has no entry with seq ${seq}` };
@@ -117,7 +122,8 @@ export async function* readWalSuffix(
     nextSeq++;
     yield e;
   }
-  if (pending) onTornTail?.(`wal ${file}: torn last line after seq ${nextSeq - 1} (${pending.message}); ignored`);
+  if (pending)
+    onTornTail?.(`wal ${file}: torn last line after seq ${nextSeq - 1} (${pending.message}); ignored`);
 }
 
 export { GENESIS_HASH };

@@ -57,7 +57,10 @@ export async function loadState(ws: Workspace, opts: LoadStateOptions = {}): Pro
     startIndex = runs.findIndex((r) => r.run_id === pos.run_id);
     if (startIndex === -1) {
       // Validation found the entry, so the file exists; listRuns could not order it (no first line?).
-      throw new UserError(`load state: run ${pos.run_id} of checkpoint ${used!.id} is not listed`, ExitCode.INTEGRITY);
+      throw new UserError(
+        `load state: run ${pos.run_id} of checkpoint ${used!.id} is not listed`,
+        ExitCode.INTEGRITY,
+      );
     }
   }
   let applied = 0;

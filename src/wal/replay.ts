@@ -8,7 +8,9 @@
  *   1. older than the staleness window (default 1 h): counted and listed as stale, not executed;
  *   2. `<decision_type>:<entry_hash>` already in the idempotency store: skipped as idempotent;
  *   3. otherwise the handler registered for its type runs; only after it resolves is the marker
- *      written (fsynced); a handler that throws (or a type without handler) counts as failed.
+ *      written (fsynced); a handler that throws counts as failed and keeps its run open (the next
+ *      start retries it); a type without a handler counts as failed (and `unhandled`), is listed,
+ *      and does not keep the run open (no handler will appear by retrying).
  * Then a `wal_replay_completed` summary entry goes to the current run's WAL, and every replayed
  * run without failures gets its closed marker (a run with failures stays open: the next start
  * retries those entries).
@@ -70,6 +72,8 @@ export interface ReplaySummary {
   replayed: number;
   skipped_idempotent: number;
   stale: number;
+  /** Of `failed`: intents of a type with no registered handler (e.g. foreign Python types). */
+  unhandled: number;
   failed: number;
   /** Previous, not closed runs examined. */
   runs: string[];
@@ -115,14 +119,15 @@ async function pendingIntents(
     }
   } catch (err) {
     complete = false;
-    warnings.push(`replay: reading ${file} stopped: ${(err as Error).message}; later entries not replayed, run left open`);
+    warnings.push(
+      `replay: reading ${file} stopped: ${(err as Error).message}; later entries not replayed, run left open`,
+    );
   }
   return { entries: [...unsettled], complete };
 }
 
 export async function replayWal(ws: Workspace, opts: ReplayOptions): Promise<ReplaySummary> {
-  const handlers =
-    opts.handlers instanceof Map ? opts.handlers : new Map(Object.entries(opts.handlers));
+  const handlers = opts.handlers instanceof Map ? opts.handlers : new Map(Object.entries(opts.handlers));
   const staleAfter = opts.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
   const now = opts.now ?? Date.now;
   const store = opts.store ?? (await IdempotencyStore.open(ws));
@@ -132,6 +137,7 @@ export async function replayWal(ws: Workspace, opts: ReplayOptions): Promise<Rep
     skipped_idempotent: 0,
     stale: 0,
     failed: 0,
+    unhandled: 0,
     runs: [],
     closed: [],
     stale_entries: [],
@@ -165,13 +171,23 @@ export async function replayWal(ws: Workspace, opts: ReplayOptions): Promise<Rep
         continue;
       }
       const handler = handlers.get(entry.decision_type);
+      if (!handler) {
+        // Nothing can run it until a handler exists: reported (here and in the WAL summary),
+        // counted as failed, but it does not keep the run open (that would churn every start).
+        summary.failed++;
+        summary.unhandled++;
+        if (summary.failures.length < MAX_LISTED) {
+          summary.failures.push({ ...ref, error: `no replay handler for ${entry.decision_type}` });
+        }
+        continue;
+      }
       try {
-        if (!handler) throw new Error(`no replay handler for ${entry.decision_type}`);
         await handler(entry, { run_id: run.run_id, current_run_id: opts.currentRunId });
       } catch (err) {
         summary.failed++;
         runFailed = true;
-        if (summary.failures.length < MAX_LISTED) summary.failures.push({ ...ref, error: (err as Error).message });
+        if (summary.failures.length < MAX_LISTED)
+          summary.failures.push({ ...ref, error: (err as Error).message });
         continue;
       }
       // Only now: the handler succeeded.
@@ -200,6 +216,7 @@ export async function replayWal(ws: Workspace, opts: ReplayOptions): Promise<Rep
         skipped_idempotent: summary.skipped_idempotent,
         stale: summary.stale,
         failed: summary.failed,
+        unhandled: summary.unhandled,
         runs: summary.runs,
         closed: summary.closed,
         stale_entries: summary.stale_entries.map((s) => ({ ...s })),

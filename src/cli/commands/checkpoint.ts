@@ -119,14 +119,19 @@ export function registerCheckpoint(program: Command): void {
         },
         () => {
           const p = written.wal_position;
-          out.line(`Checkpoint ${written.checkpoint_id} written: ${path.relative(process.cwd(), written.file) || written.file}`);
+          out.line(
+            `Checkpoint ${written.checkpoint_id} written: ${path.relative(process.cwd(), written.file) || written.file}`,
+          );
           out.line(
             `  tasks ${written.metadata.task_count} (done ${written.metadata.completed_count}, failed ${written.metadata.failed_count}), ` +
               `cost $${written.metadata.cost_usd.toFixed(4)}`,
           );
-          out.line(`  WAL position: ${p ? `${p.run_id}#${p.seq} ${p.entry_hash.slice(0, 12)}…` : "none (empty WAL)"}`);
+          out.line(
+            `  WAL position: ${p ? `${p.run_id}#${p.seq} ${p.entry_hash.slice(0, 12)}…` : "none (empty WAL)"}`,
+          );
           out.line(`  operator row: ${rowFile}`);
-          if (written.pruned.length) out.line(`  retention removed ${written.pruned.length}: ${written.pruned.join(", ")}`);
+          if (written.pruned.length)
+            out.line(`  retention removed ${written.pruned.length}: ${written.pruned.join(", ")}`);
         },
       );
     });
@@ -138,7 +143,8 @@ export function registerCheckpoint(program: Command): void {
       const out = Output.of(cmd);
       const ws = await openWorkspace(g.sdd);
       const rows: ReturnType<typeof summary>[] = [];
-      for (const c of await listCheckpointFiles(ws)) rows.push(summary(await validateCheckpointFile(ws, c.file)));
+      for (const c of await listCheckpointFiles(ws))
+        rows.push(summary(await validateCheckpointFile(ws, c.file)));
       out.result({ ok: true, checkpoints: rows }, () => {
         if (rows.length === 0) out.line("no checkpoints");
         for (const r of rows) {
@@ -176,7 +182,8 @@ export function registerCheckpoint(program: Command): void {
         for (const a of sessions) out.line(`session            ${a.agent_id}`);
       });
       if (!check.ok) {
-        if (out.opts.json || out.opts.quiet) process.stderr.write(`bernstein: checkpoint ${bare} is invalid: ${check.problem}\n`);
+        if (out.opts.json || out.opts.quiet)
+          process.stderr.write(`bernstein: checkpoint ${bare} is invalid: ${check.problem}\n`);
         process.exitCode = ExitCode.CORRUPT;
       }
     });
