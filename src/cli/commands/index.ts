@@ -1,7 +1,9 @@
 /** Registers every command group; each domain owns one module here. */
 import type { Command } from "commander";
 import { registerAudit } from "./audit.js";
+import { registerCheckpoint } from "./checkpoint.js";
 import { registerDoctor } from "./doctor.js";
+import { registerDrOffsite } from "./dr-offsite.js";
 import { registerInit } from "./init.js";
 import { registerOrchestrator } from "./orchestrator.js";
 import { registerTask } from "./task.js";
@@ -9,7 +11,10 @@ import { registerTask } from "./task.js";
 export function registerCommands(program: Command): void {
   registerInit(program);
   registerAudit(program);
+  registerCheckpoint(program);
   registerTask(program);
   registerOrchestrator(program);
   registerDoctor(program);
+  // After the `dr` group: attaches dr list / prune / schedule to it.
+  registerDrOffsite(program);
 }
