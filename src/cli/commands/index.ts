@@ -1,7 +1,9 @@
 /** Registers every command group; each domain owns one module here. */
 import type { Command } from "commander";
 import { registerInit } from "./init.js";
+import { registerReplicate } from "./replicate.js";
 
 export function registerCommands(program: Command): void {
   registerInit(program);
+  registerReplicate(program);
 }
