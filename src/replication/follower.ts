@@ -23,6 +23,7 @@ import { type NodeHandlers, type RunningServer, startServer } from "./server.js"
 import { utcStamp } from "./failover.js";
 import { WalSource } from "./wal-source.js";
 import { ReplicationError } from "./ack-policy.js";
+import { type WorkspaceLock, acquireLock } from "../workspace/lock.js";
 
 export interface FollowerOptions {
   ws: Workspace;
@@ -106,6 +107,8 @@ export class ReplicationFollower {
   private leaderEpoch: number | null = null;
   private caughtUpAt: number | null = null;
   private lastSnapshotAt = 0;
+  private lastClusterAt = 0;
+  private lock: WorkspaceLock | null = null;
   private lastDecision: FailoverEvaluation["decision"] = "NO_ACTION";
   private lastRunbook: string | null = null;
   private readonly thresholds: HealthThresholds;
@@ -129,7 +132,12 @@ export class ReplicationFollower {
 
   static async start(o: FollowerOptions): Promise<ReplicationFollower> {
     const f = new ReplicationFollower(o);
-    await f.prepare();
+    try {
+      await f.prepare();
+    } catch (err) {
+      await f.lock?.release();
+      throw err;
+    }
     if (o.listen) {
       f.server = await startServer({
         ...o.listen,
@@ -154,6 +162,7 @@ export class ReplicationFollower {
   private async prepare(): Promise<void> {
     const { ws } = this.o;
     await initWorkspace(ws.root);
+    this.lock = await acquireLock(ws, "replicate follow");
     this.role = await readRole(ws);
     const hasWal = (await readdir(ws.walDir).catch(() => [] as string[])).some((n) =>
       n.endsWith(".wal.jsonl"),
@@ -256,6 +265,7 @@ export class ReplicationFollower {
         this.leaderFailures = 0;
         this.lastError = null;
         await this.maybeRefreshSnapshot();
+        await this.maybeLearnCluster();
       } catch (err) {
         if (this.stopped) break;
         if (err instanceof IntegrityError) {
@@ -415,6 +425,29 @@ export class ReplicationFollower {
       `replicate follow: INTEGRITY ERROR, stopped applying: ${err.message}; rerun with --rebootstrap once the leader's WAL is sound`,
     );
     await this.ack().catch(() => {});
+  }
+
+  /** Records the leader's policy and followers (a promotion needs them) every few seconds. */
+  private async maybeLearnCluster(): Promise<void> {
+    if (Date.now() - this.lastClusterAt < 5000) return;
+    this.lastClusterAt = Date.now();
+    try {
+      const r = await this.peer.json<{
+        policy?: string;
+        followers?: Array<{ name: string; url: string | null }>;
+      }>("GET", "/status", {
+        timeoutMs: 5000,
+      });
+      const cluster = {
+        policy: r.value.policy ?? "LEADER_ONLY",
+        followers: (r.value.followers ?? []).map((f) => ({ name: f.name, url: f.url ?? null })),
+      };
+      if (JSON.stringify(cluster) !== JSON.stringify(this.role.cluster ?? null)) {
+        this.role = await writeRole(this.o.ws, { ...this.role, cluster });
+      }
+    } catch {
+      // the next round tries again; the pull loop reports leader failures
+    }
   }
 
   private async maybeRefreshSnapshot(): Promise<void> {
@@ -663,5 +696,6 @@ export class ReplicationFollower {
     await this.loopDone.catch(() => {});
     this.ownWal.close();
     await this.server?.close();
+    await this.lock?.release();
   }
 }

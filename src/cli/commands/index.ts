@@ -2,8 +2,11 @@
 import type { Command } from "commander";
 import { registerInit } from "./init.js";
 import { registerReplicate } from "./replicate.js";
+import { registerDrReplication } from "./dr-replication.js";
 
 export function registerCommands(program: Command): void {
   registerInit(program);
   registerReplicate(program);
+  // Attaches to the `dr` group: keep it after every other registration.
+  registerDrReplication(program);
 }
