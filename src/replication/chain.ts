@@ -4,10 +4,11 @@
  * SHA-256 of the canonical JSON of the entry without entry_hash. Any failure is an integrity
  * error: the follower stops applying and reports it.
  */
-import { createHash } from "node:crypto";
-import { canonicalJson, parseJson } from "../json/canonical.js";
+import { parseJson } from "../json/canonical.js";
+import type { JsonObject } from "../json/object.js";
+import { GENESIS_HASH, hashOfParsedEntry } from "../wal/entry.js";
 
-export const GENESIS_HASH = "0".repeat(64);
+export { GENESIS_HASH };
 
 export class IntegrityError extends Error {
   constructor(
@@ -23,12 +24,6 @@ export class IntegrityError extends Error {
 export interface ChainTail {
   seq: number;
   hash: string;
-}
-
-/** entry_hash of a WAL entry object (the object without its own entry_hash). */
-export function computeEntryHash(entry: Record<string, unknown>): string {
-  const { entry_hash: _omit, ...rest } = entry;
-  return createHash("sha256").update(canonicalJson(rest), "utf8").digest("hex");
 }
 
 /**
@@ -91,7 +86,7 @@ function verifyOne(runId: string, tail: ChainTail, line: string): ChainTail {
         expected,
       );
     }
-    const actual = computeEntryHash(entry);
+    const actual = hashOfParsedEntry(entry as JsonObject);
     if (entry.entry_hash !== actual) {
       throw new IntegrityError(
         `${runId}#${expected}: entry_hash does not match its content (tampered entry)`,

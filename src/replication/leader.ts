@@ -169,9 +169,31 @@ export class ReplicationLeader {
     return this.policy.gate(pos);
   };
 
-  /** The writer of this process appends to `runId`; serve only what it reported durable. */
-  attachRun(runId: string, durableSeq: number): void {
-    this.wal.limitRun(runId, durableSeq);
+  /**
+   * Throws a REPLICATION error when the leader must not make a new decision (halted or fenced).
+   * The orchestrator calls it before writing an intent, so nothing new reaches the WAL meanwhile.
+   */
+  assertCanDecide(): void {
+    const s = this.policy.state;
+    if (s === "FENCED") throw new ReplicationError(this.policy.reason ?? "fenced");
+    if (s === "HALTED")
+      throw new ReplicationError(
+        `replication halted: ${this.policy.reason}; no new decisions until the followers catch up`,
+      );
+  }
+
+  /**
+   * The WAL writer of this process: serve its run only up to what it reported durable, and wake
+   * the followers' long-polls as soon as a group is on disk. Open the writer with
+   * `{ commitGate: leader.commitGate }` so that appends wait for the policy.
+   */
+  attachWriter(writer: {
+    runId: string;
+    durablePosition?: { seq: number };
+    onDurable(cb: (pos: CommitPosition) => void): () => void;
+  }): () => void {
+    this.wal.limitRun(writer.runId, writer.durablePosition?.seq ?? -1);
+    return writer.onDurable((pos) => this.wal.notifyDurable(pos.runId, pos.seq));
   }
 
   /** Learned of a newer epoch: persist it (a restart stays fenced) and refuse decisions. */
