@@ -7,6 +7,8 @@ import { registerDrOffsite } from "./dr-offsite.js";
 import { registerInit } from "./init.js";
 import { registerOrchestrator } from "./orchestrator.js";
 import { registerTask } from "./task.js";
+import { registerReplicate } from "./replicate.js";
+import { registerDrReplication } from "./dr-replication.js";
 
 export function registerCommands(program: Command): void {
   registerInit(program);
@@ -17,4 +19,7 @@ export function registerCommands(program: Command): void {
   registerDoctor(program);
   // After the `dr` group: attaches dr list / prune / schedule to it.
   registerDrOffsite(program);
+  registerReplicate(program);
+  // Attaches to the `dr` group: keep it after every other registration.
+  registerDrReplication(program);
 }
