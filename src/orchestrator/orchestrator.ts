@@ -503,6 +503,7 @@ export class Orchestrator {
   private schedulable(): { ready: TaskView[]; waiting: number; blocked: { id: string; why: string }[] } {
     const ready: TaskView[] = [];
     const blocked: { id: string; why: string }[] = [];
+    const backingOff: TaskView[] = [];
     let waiting = 0;
     const now = Date.now();
     for (const t of allTasks(this.dlog.state)) {
@@ -510,8 +511,10 @@ export class Orchestrator {
       const d = this.depsDone(t);
       if (d.blockedBy) blocked.push({ id: t.id, why: d.blockedBy });
       else if (!d.ready) waiting++;
-      else if ((this.notBefore.get(t.id) ?? 0) > now) waiting++;
-      else ready.push(t);
+      else if ((this.notBefore.get(t.id) ?? 0) > now) {
+        waiting++;
+        backingOff.push(t);
+      } else ready.push(t);
     }
     // A task waiting on a blocked one is blocked too (transitively).
     let changed = true;
@@ -529,7 +532,15 @@ export class Orchestrator {
         }
       }
     }
-    ready.sort((a, b) => a.spec.priority - b.spec.priority || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const order = (a: TaskView, b: TaskView) =>
+      a.spec.priority - b.spec.priority || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+    ready.sort(order);
+    // With one agent the order is strict: a retried task in backoff is waited for, never overtaken,
+    // so which task runs next does not depend on how long the backoff took (fingerprint determinism).
+    if (this.opts.maxAgents === 1 && backingOff.length && ready.length) {
+      const firstWaiting = [...backingOff].sort(order)[0];
+      if (order(firstWaiting, ready[0]) < 0) return { ready: [], waiting: waiting + ready.length, blocked };
+    }
     return { ready, waiting, blocked };
   }
 
