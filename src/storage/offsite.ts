@@ -66,6 +66,8 @@ export interface OffsiteBackupResult {
   /** The catalogue root it belongs to. */
   root: string;
   name: string;
+  /** The time in the name (UTC, second resolution for catalogue names). */
+  created_at: string;
   remote: boolean;
   record: BackupRecord | null;
   retries: number;
@@ -101,9 +103,16 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
   }
   let store: BackupStore;
   let name: string;
+  let now = req.now ?? new Date();
   if (req.toDir !== undefined) {
     store = await openCatalogue(req.toDir, req.s3);
-    name = backupName(req.now ?? new Date(), req.encrypted);
+    name = backupName(now, req.encrypted);
+    // Names have one-second resolution: a second backup within the same second waits for the next.
+    for (let i = 0; i < 3 && req.now === undefined && (await store.head(name)); i++) {
+      await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 5));
+      now = new Date();
+      name = backupName(now, req.encrypted);
+    }
   } else {
     const target = await openObject(req.to as string, req.s3);
     store = target.store;
@@ -131,11 +140,12 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
         ExitCode.CORRUPT,
       );
     }
-    const record = ours ? await writeRecordFor(store, name, produced, req.now ?? new Date()) : null;
+    const record = ours ? await writeRecordFor(store, name, produced, now) : null;
     return {
       location: produced.path,
       root: store.root,
       name,
+      created_at: now.toISOString(),
       remote,
       record,
       retries: 0,
@@ -160,7 +170,7 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
         manifest_sha256: produced.manifest_sha256,
         file_count: produced.file_count,
         encrypted: produced.encrypted,
-        created_at: req.now ?? new Date(),
+        created_at: now,
       },
       { fullReadBack: req.fullReadBack, onRetry: req.onRetry, writeRecord: ours },
     );
@@ -176,6 +186,7 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
     location: stored.location,
     root: store.root,
     name,
+    created_at: now.toISOString(),
     remote,
     record: stored.record,
     retries: stored.retries,
