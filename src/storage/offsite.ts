@@ -101,37 +101,42 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
   if ((req.to === undefined) === (req.toDir === undefined)) {
     throw new UserError("dr backup: give exactly one of --to and --to-dir", ExitCode.USAGE);
   }
+  const remote =
+    (req.toDir !== undefined ? parseCatalogueLocation(req.toDir) : parseObjectLocation(req.to as string))
+      .kind === "s3";
   let store: BackupStore;
-  let name: string;
-  let now = req.now ?? new Date();
-  if (req.toDir !== undefined) {
-    store = await openCatalogue(req.toDir, req.s3);
-    name = backupName(now, req.encrypted);
-    // Names have one-second resolution: a second backup within the same second waits for the next.
-    for (let i = 0; i < 3 && req.now === undefined && (await store.head(name)); i++) {
-      await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 5));
-      now = new Date();
-      name = backupName(now, req.encrypted);
-    }
-  } else {
+  let name = "";
+  if (req.toDir !== undefined) store = await openCatalogue(req.toDir, req.s3);
+  else {
     const target = await openObject(req.to as string, req.s3);
     store = target.store;
     name = req.encrypted && !target.key.endsWith(".enc") ? `${target.key}.enc` : target.key;
   }
-  if (await store.head(name)) {
+  if (!remote) {
+    await durableMkdir(store.root).catch((err: unknown) => {
+      throw new UserError(`cannot create ${store.root}: ${(err as Error).message}`, ExitCode.IO);
+    });
+  }
+  // Listing first checks the bucket and the credentials before a long backup is produced.
+  const exists = async (key: string) => (await store.list(key)).some((o) => o.key === key);
+  let now = req.now ?? new Date();
+  if (req.toDir !== undefined) {
+    name = backupName(now, req.encrypted);
+    // Names have one-second resolution: a second backup within the same second waits for the next.
+    for (let i = 0; i < 3 && req.now === undefined && (await exists(name)); i++) {
+      await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 5));
+      now = new Date();
+      name = backupName(now, req.encrypted);
+    }
+  }
+  if (await exists(name)) {
     throw new UserError(`${store.describe(name)} already exists; not overwriting a backup`, ExitCode.USAGE);
   }
-  const remote =
-    (req.toDir !== undefined ? parseCatalogueLocation(req.toDir) : parseObjectLocation(req.to as string))
-      .kind === "s3";
   const ours = parseBackupName(name) !== undefined;
 
   if (!remote) {
     // A local catalogue folder: the producer writes in place (atomically); we re-read every
     // byte before the record that marks it verified is written.
-    await durableMkdir(store.root).catch((err: unknown) => {
-      throw new UserError(`cannot create ${store.root}: ${(err as Error).message}`, ExitCode.IO);
-    });
     const produced = await req.produce(path.join(store.root, withoutEnc(name)));
     const back = await sha256Of(createReadStream(produced.path));
     if (back.sha256 !== produced.sha256) {
