@@ -1,12 +1,14 @@
 /** Registers every command group; each domain owns one module here. */
 import type { Command } from "commander";
 import { registerAudit } from "./audit.js";
+import { registerCheckpoint } from "./checkpoint.js";
 import { registerDrOffsite } from "./dr-offsite.js";
 import { registerInit } from "./init.js";
 
 export function registerCommands(program: Command): void {
   registerInit(program);
   registerAudit(program);
+  registerCheckpoint(program);
   // After the `dr` group: attaches dr list / prune / schedule to it.
   registerDrOffsite(program);
 }
