@@ -4,6 +4,8 @@ import { registerAudit } from "./audit.js";
 import { registerCheckpoint } from "./checkpoint.js";
 import { registerDrOffsite } from "./dr-offsite.js";
 import { registerInit } from "./init.js";
+import { registerReplicate } from "./replicate.js";
+import { registerDrReplication } from "./dr-replication.js";
 
 export function registerCommands(program: Command): void {
   registerInit(program);
@@ -11,4 +13,7 @@ export function registerCommands(program: Command): void {
   registerCheckpoint(program);
   // After the `dr` group: attaches dr list / prune / schedule to it.
   registerDrOffsite(program);
+  registerReplicate(program);
+  // Attaches to the `dr` group: keep it after every other registration.
+  registerDrReplication(program);
 }
