@@ -20,7 +20,6 @@ import {
   durableCreate,
   durableMkdir,
   durableRename,
-  fsyncDir,
   tempPathFor,
 } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
