@@ -36,14 +36,14 @@ test("SIGKILL at 50 random moments of checkpoint writing always leaves the previ
   try {
     const { workspace: ws } = await initWorkspace(path.join(dir, ".sdd"));
     // A state big enough that one write takes a few milliseconds.
-    await appendRecords(ws, "run-a", randomDecisions(7, 4000), { clock: steppingClock(1_790_000_000) });
+    await appendRecords(ws, "run-a", randomDecisions(7, 3000), { clock: steppingClock(1_790_000_000) });
     const expected = (await loadState(ws)).state;
     await writeCheckpoint(ws, expected);
     const r = rng(2026);
     let killedMidWrite = 0;
     for (let i = 0; i < 50; i++) {
       const before = new Set((await readdir(ws.checkpointsDir)).filter((n) => n.startsWith(".")));
-      assert.equal(await killDuringWrites(ws.root, Math.floor(r() * 60)), "SIGKILL");
+      assert.equal(await killDuringWrites(ws.root, Math.floor(r() * 40)), "SIGKILL");
       const after = (await readdir(ws.checkpointsDir)).filter((n) => n.startsWith(".") && !before.has(n));
       if (after.length) killedMidWrite++; // a temp file left: the kill landed inside a write
       // Every checkpoint file that is visible is complete and valid (atomic rename).

@@ -208,3 +208,32 @@ test("bernstein checkpoint --goal writes checkpoint, operator row and audit even
     await cleanup();
   }
 });
+
+test("a damaged entry in the WAL suffix is an integrity error naming file, line and seq; a torn tail is a warning", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const { ws } = await workspaceWithHistory(dir);
+    const file = ws.walFile("run-b");
+    const original = await readFile(file, "utf8");
+    const lines = original.split("\n");
+    // Torn tail: the last line cut in half (what a crash mid-append leaves).
+    await writeFile(file, lines.slice(0, -2).join("\n") + "\n" + lines.at(-2)!.slice(0, 40));
+    const torn = await loadState(ws);
+    assert.equal(torn.warnings.length, 1);
+    assert.match(torn.warnings[0], /torn last line/);
+    // A changed value in the middle of the suffix.
+    lines[10] = lines[10]
+      .replace('"committed":true', '"committed":false')
+      .replace('"committed":false', '"committed":true');
+    lines[10] = lines[10].replace(/"seq":10,/, '"seq":10,"x":1,');
+    await writeFile(file, lines.join("\n"));
+    const r = await runCli(["--sdd", ws.root, "checkpoint", "--json"], {
+      env: { XDG_STATE_HOME: path.join(dir, "x") },
+    });
+    assert.equal(r.code, 9, r.stderr);
+    assert.match(r.stderr, /run-b\.wal\.jsonl: line 11 \(seq 10\)/);
+    assert.equal(JSON.parse(r.stdout).seq, 10);
+  } finally {
+    await cleanup();
+  }
+});

@@ -10,5 +10,5 @@ const ws = new Workspace(process.argv[2]);
 const { state } = await loadState(ws);
 process.stdout.write("ready\n");
 for (;;) {
-  await writeCheckpoint(ws, state, { retain: 5 });
+  await writeCheckpoint(ws, state, { retain: 3 });
 }
