@@ -450,9 +450,11 @@ export class ReplicationFollower {
   }
 
   private async integrity(err: IntegrityError): Promise<void> {
+    // In memory first: status answers in between must never show the state without its reason.
+    this.role = { ...this.role, integrity_error: err.message };
     this.stateValue = "STOPPED_INTEGRITY";
     this.lastError = err.message;
-    this.role = await writeRole(this.o.ws, { ...this.role, integrity_error: err.message });
+    this.role = await writeRole(this.o.ws, this.role);
     this.o.log(
       `replicate follow: INTEGRITY ERROR, stopped applying: ${err.message}; rerun with --rebootstrap once the leader's WAL is sound`,
     );
