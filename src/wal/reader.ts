@@ -18,7 +18,7 @@ import {
   type JsonObject,
   type WalEntry,
 } from "./entry.js";
-import { scanTail } from "./writer.js";
+import { scanTail } from "./tail.js";
 import {
   ChainVerifier,
   type CleanBatch,
