@@ -2,8 +2,11 @@
 import type { Command } from "commander";
 import { registerAudit } from "./audit.js";
 import { registerCheckpoint } from "./checkpoint.js";
+import { registerDoctor } from "./doctor.js";
 import { registerDrOffsite } from "./dr-offsite.js";
 import { registerInit } from "./init.js";
+import { registerOrchestrator } from "./orchestrator.js";
+import { registerTask } from "./task.js";
 import { registerReplicate } from "./replicate.js";
 import { registerDrReplication } from "./dr-replication.js";
 
@@ -11,6 +14,9 @@ export function registerCommands(program: Command): void {
   registerInit(program);
   registerAudit(program);
   registerCheckpoint(program);
+  registerTask(program);
+  registerOrchestrator(program);
+  registerDoctor(program);
   // After the `dr` group: attaches dr list / prune / schedule to it.
   registerDrOffsite(program);
   registerReplicate(program);
