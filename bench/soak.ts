@@ -10,6 +10,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
+/** dist/: soak scripts and test files are listed by their compiled paths below it. */
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 type Soak =
@@ -24,11 +25,13 @@ const SOAKS: Soak[] = [
 
 const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 let failed = 0;
+let ran = 0;
 for (const soak of SOAKS) {
   if (only.length && !only.includes(soak.domain)) continue;
-  const file = path.join(root, "dist", "script" in soak ? soak.script : soak.test);
+  const file = path.join(root, "script" in soak ? soak.script : soak.test);
   if (!existsSync(file)) continue;
   process.stderr.write(`soak: ${soak.domain}\n`);
+  ran++;
   const res =
     "script" in soak
       ? spawnSync(process.execPath, [file, "--json"], { stdio: ["ignore", "inherit", "inherit"] })
@@ -42,3 +45,4 @@ for (const soak of SOAKS) {
   }
 }
 process.exitCode = failed ? 1 : 0;
+if (ran === 0) process.stderr.write("soak: nothing ran (not built? run `npm run build`)\n");
