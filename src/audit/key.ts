@@ -1,0 +1,129 @@
+/**
+ * Audit key resolution and loading. The key lives outside `.sdd/` (it must not travel with a
+ * backup), is 64 hex characters whose ASCII bytes are the HMAC key (Python compatible), and is
+ * created only by commands that write audit events: a verifier that minted a key on a fresh host
+ * would make every restored entry "fail" (the Python original's bug).
+ */
+import { randomBytes } from "node:crypto";
+import { chmod, readFile, stat } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { ExitCode, UserError } from "../cli/errors.js";
+import { durableCreate, durableMkdir } from "../workspace/durable.js";
+
+export type AuditKeySource = "--key-file" | "$BERNSTEIN_AUDIT_KEY_PATH" | "$XDG_STATE_HOME" | "$HOME";
+
+export interface AuditKeyLocation {
+  path: string;
+  source: AuditKeySource;
+  /** Every rule consulted, in order, for a "looked at" message. */
+  consulted: string[];
+}
+
+export interface AuditKeyPathOptions {
+  keyFile?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * The key path: `--key-file`, then `$BERNSTEIN_AUDIT_KEY_PATH`, then
+ * `$XDG_STATE_HOME/bernstein/audit.key`, then `~/.local/state/bernstein/audit.key`.
+ * The first rule that is set wins (as in Python); an unset or empty variable is skipped.
+ */
+export function resolveAuditKeyPath(opts: AuditKeyPathOptions = {}): AuditKeyLocation {
+  const env = opts.env ?? process.env;
+  const consulted: string[] = [];
+  if (opts.keyFile) {
+    consulted.push(`--key-file ${opts.keyFile}`);
+    return { path: path.resolve(opts.keyFile), source: "--key-file", consulted };
+  }
+  consulted.push("--key-file (not given)");
+  const explicit = env.BERNSTEIN_AUDIT_KEY_PATH;
+  if (explicit) {
+    consulted.push(`$BERNSTEIN_AUDIT_KEY_PATH=${explicit}`);
+    return { path: path.resolve(explicit), source: "$BERNSTEIN_AUDIT_KEY_PATH", consulted };
+  }
+  consulted.push("$BERNSTEIN_AUDIT_KEY_PATH (unset)");
+  const xdg = env.XDG_STATE_HOME;
+  if (xdg) {
+    const p = path.resolve(xdg, "bernstein", "audit.key");
+    consulted.push(`$XDG_STATE_HOME: ${p}`);
+    return { path: p, source: "$XDG_STATE_HOME", consulted };
+  }
+  consulted.push("$XDG_STATE_HOME (unset)");
+  const home = env.HOME || os.homedir();
+  const p = path.resolve(home, ".local", "state", "bernstein", "audit.key");
+  consulted.push(`~/.local/state: ${p}`);
+  return { path: p, source: "$HOME", consulted };
+}
+
+export interface LoadAuditKeyOptions extends AuditKeyPathOptions {
+  /** Create the key (0600, folder 0700) when missing. Only commands that write events pass true. */
+  create: boolean;
+}
+
+export interface AuditKey {
+  /** The HMAC key: the 64 ASCII characters of the key file. */
+  key: Buffer;
+  path: string;
+  source: AuditKeySource;
+  created: boolean;
+}
+
+const KEY_RE = /^[0-9a-fA-F]{64}$/;
+
+/** Loads (or, with create, makes) the audit key; every problem is a one-line UserError. */
+export async function loadAuditKey(opts: LoadAuditKeyOptions): Promise<AuditKey> {
+  const loc = resolveAuditKeyPath(opts);
+  let created = false;
+  let st = await stat(loc.path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return undefined;
+    throw new UserError(`audit key ${loc.path}: ${err.message}`, ExitCode.USAGE);
+  });
+  if (!st) {
+    if (!opts.create) {
+      throw new UserError(
+        `audit: no audit key at ${loc.path} (looked at: ${loc.consulted.join("; ")}); ` +
+          `pass --key-file FILE or set BERNSTEIN_AUDIT_KEY_PATH`,
+        ExitCode.USAGE,
+        { key_path: loc.path, consulted: loc.consulted },
+      );
+    }
+    await createKey(loc.path);
+    created = true;
+    st = await stat(loc.path);
+  }
+  if (!st.isFile()) throw new UserError(`audit key ${loc.path} is not a regular file`, ExitCode.USAGE);
+  if ((st.mode & 0o077) !== 0) {
+    throw new UserError(
+      `audit key ${loc.path} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); ` +
+        `run: chmod 600 ${loc.path}`,
+      ExitCode.USAGE,
+      { key_path: loc.path },
+    );
+  }
+  const text = (await readFile(loc.path, "utf8")).trim();
+  if (!KEY_RE.test(text)) {
+    throw new UserError(`audit key ${loc.path} is not 64 hex characters`, ExitCode.CORRUPT, {
+      key_path: loc.path,
+    });
+  }
+  return { key: Buffer.from(text, "ascii"), path: loc.path, source: loc.source, created };
+}
+
+async function createKey(file: string): Promise<void> {
+  const dir = path.dirname(file);
+  const existed = await stat(dir).then(
+    () => true,
+    () => false,
+  );
+  await durableMkdir(dir, 0o700);
+  if (!existed) await chmod(dir, 0o700);
+  try {
+    await durableCreate(file, randomBytes(32).toString("hex"), 0o600);
+    await chmod(file, 0o600);
+  } catch (err) {
+    // Another writer created it first: use theirs.
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * Streaming audit chain verification across every day file. Each break is reported with its
+ * file and line; verification goes on after a break so one run lists every damaged line.
+ *
+ * Checks per line: it parses; it is byte-for-byte the line Python writes for that entry (so a
+ * flipped byte in whitespace or an escape is caught too); its `prev_hmac` continues the chain;
+ * its `hmac` is right for the key.
+ */
+import path from "node:path";
+import { parseJson, type JsonValue } from "../json/canonical.js";
+import { asJsonObject } from "../json/object.js";
+import { Workspace } from "../workspace/layout.js";
+import { readLinesForward } from "../workspace/lines.js";
+import { auditLine, computeAuditHmac, GENESIS_HMAC } from "./entry.js";
+import type { AuditKey } from "./key.js";
+import { listAuditFiles } from "./log.js";
+
+export interface AuditBreak {
+  /** Absolute path of the day file. */
+  file: string;
+  /** 1-based line number. */
+  line: number;
+  message: string;
+}
+
+export interface AuditVerifyResult {
+  ok: boolean;
+  /** Entries read (parsed lines), damaged ones included. */
+  entries: number;
+  files: string[];
+  /** The hmac a next entry would chain onto (last readable entry), genesis for an empty log. */
+  last_hmac: string;
+  errors: AuditBreak[];
+}
+
+export async function verifyAuditLog(
+  ws: Workspace | string,
+  key: Buffer | AuditKey,
+): Promise<AuditVerifyResult> {
+  const dir = ws instanceof Workspace ? ws.auditDir : ws;
+  const keyBytes = Buffer.isBuffer(key) ? key : key.key;
+  const names = await listAuditFiles(dir);
+  const files = names.map((n) => path.join(dir, n));
+  const errors: AuditBreak[] = [];
+  let entries = 0;
+  // hmacs a next line may legitimately chain onto: the stored one and, if the stored one was
+  // altered, the one the content implies (so one altered line is one report, not two).
+  let expectedPrev = new Set<string>([GENESIS_HMAC]);
+  let resync = false;
+  let lastHmac = GENESIS_HMAC;
+  for (let f = 0; f < files.length; f++) {
+    const file = files[f];
+    const isLastFile = f === files.length - 1;
+    for await (const line of readLinesForward(file)) {
+      const report = (message: string) => errors.push({ file, line: line.lineNo, message });
+      if (!line.terminated && isLastFile) {
+        // Only a final line can be torn; if it parses and verifies it is accepted below.
+        let parsed: JsonValue | undefined;
+        try {
+          parsed = parseJson(line.text);
+        } catch {
+          parsed = undefined;
+        }
+        if (parsed === undefined) {
+          report(
+            `torn last line: ${Buffer.byteLength(line.text)} bytes without a newline (an interrupted append); ` +
+              `the ${entries} entries before it are kept`,
+          );
+          continue;
+        }
+      }
+      let parsed: JsonValue;
+      try {
+        parsed = parseJson(line.text);
+      } catch (err) {
+        report(`not valid JSON (${(err as Error).message})`);
+        resync = true;
+        continue;
+      }
+      const entry = asJsonObject(parsed);
+      if (!entry || typeof entry.hmac !== "string" || typeof entry.prev_hmac !== "string") {
+        report("not an audit entry (no hmac / prev_hmac)");
+        resync = true;
+        continue;
+      }
+      entries++;
+      const computed = computeAuditHmac(keyBytes, entry);
+      const hmacOk = computed === entry.hmac;
+      const chainOk = resync || expectedPrev.has(entry.prev_hmac);
+      if (!chainOk) {
+        report(
+          `chain break: prev_hmac ${entry.prev_hmac.slice(0, 16)}… does not continue the previous entry`,
+        );
+      }
+      if (!hmacOk) {
+        report("HMAC mismatch: the entry was altered or signed with another key");
+      } else if (auditLine(entry) !== line.text) {
+        report("line differs from its canonical form: bytes outside the signed content were altered");
+      }
+      expectedPrev = new Set([entry.hmac, computed]);
+      resync = false;
+      lastHmac = entry.hmac;
+    }
+  }
+  return { ok: errors.length === 0, entries, files, last_hmac: lastHmac, errors };
+}

@@ -1,0 +1,55 @@
+/**
+ * `bernstein audit verify [--key-file F]`: streams every day file of the audit chain and names
+ * `file:line` for every break. Exit 0 intact, 1 on any break, 2 when no key is found (it never
+ * creates one: a new key would make every existing entry fail).
+ */
+import type { Command } from "commander";
+import path from "node:path";
+import { loadAuditKey } from "../../audit/key.js";
+import { verifyAuditLog } from "../../audit/verify.js";
+import { ExitCode } from "../errors.js";
+import { Output, globalsOf } from "../output.js";
+import { openWorkspace } from "../../workspace/layout.js";
+
+export function registerAudit(program: Command): void {
+  const audit = program.command("audit").description("HMAC-chained audit log");
+  audit
+    .command("verify")
+    .description("verify the audit chain across all day files (exit 1 on any break)")
+    .option(
+      "--key-file <file>",
+      "audit key (default $BERNSTEIN_AUDIT_KEY_PATH, $XDG_STATE_HOME, ~/.local/state)",
+    )
+    .action(async (opts: { keyFile?: string }, cmd: Command) => {
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      const ws = await openWorkspace(g.sdd);
+      const key = await loadAuditKey({ keyFile: opts.keyFile, create: false });
+      const result = await verifyAuditLog(ws, key);
+      const rel = (f: string) => path.relative(process.cwd(), f) || f;
+      out.result(
+        {
+          ok: result.ok,
+          entries: result.entries,
+          files: result.files.length,
+          last_hmac: result.last_hmac,
+          key_path: key.path,
+          errors: result.errors,
+        },
+        () => {
+          for (const e of result.errors) out.line(`${rel(e.file)}:${e.line}: ${e.message}`);
+          out.line(
+            result.ok
+              ? `audit chain intact: ${result.entries} entries in ${result.files.length} file(s)`
+              : `audit chain BROKEN: ${result.errors.length} problem(s) in ${result.entries} entries, ${result.files.length} file(s)`,
+          );
+        },
+      );
+      if (!result.ok) {
+        if (out.opts.quiet) {
+          for (const e of result.errors) process.stderr.write(`${rel(e.file)}:${e.line}: ${e.message}\n`);
+        }
+        process.exitCode = ExitCode.CHECK_FAILED;
+      }
+    });
+}

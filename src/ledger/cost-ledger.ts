@@ -1,0 +1,113 @@
+/**
+ * The cost ledger, `metrics/cost-ledger.jsonl`: one fsynced row per usage. Totals are always the
+ * sum of every row, streamed (the Python original summed a capped in-memory list and under-counted
+ * after a restart).
+ */
+import { canonicalJson, parseJson, PyFloat } from "../json/canonical.js";
+import { asJsonObject, asNumber } from "../json/object.js";
+import { durableAppend, durableMkdir } from "../workspace/durable.js";
+import type { Workspace } from "../workspace/layout.js";
+import { endsWithNewline, readLinesForward } from "../workspace/lines.js";
+import path from "node:path";
+
+export interface CostRow {
+  /** ISO-8601 UTC. */
+  timestamp: string;
+  run_id: string;
+  task_id: string;
+  agent_id: string;
+  model: string;
+  input_tokens: number;
+  output_tokens: number;
+  cost_usd: number;
+}
+
+export interface LedgerTotals {
+  rows: number;
+  cost_usd: number;
+  input_tokens: number;
+  output_tokens: number;
+  /** Per model, for reports. */
+  by_model: Record<string, { rows: number; cost_usd: number; input_tokens: number; output_tokens: number }>;
+  /** Lines that are not rows (a torn last line, damage), reported with their line number; never counted. */
+  problems: { line: number; message: string }[];
+}
+
+/** Appends one row durably; resolves once it is on disk. Row fields are validated first. */
+export async function appendCostRow(
+  ws: Workspace,
+  row: Omit<CostRow, "timestamp"> & { timestamp?: string },
+): Promise<CostRow> {
+  const full: CostRow = {
+    timestamp: row.timestamp ?? new Date().toISOString(),
+    run_id: row.run_id,
+    task_id: row.task_id,
+    agent_id: row.agent_id,
+    model: row.model,
+    input_tokens: row.input_tokens,
+    output_tokens: row.output_tokens,
+    cost_usd: row.cost_usd,
+  };
+  for (const k of ["input_tokens", "output_tokens", "cost_usd"] as const) {
+    if (!Number.isFinite(full[k]) || full[k] < 0) throw new Error(`cost ledger: ${k} must be a number >= 0`);
+  }
+  await durableMkdir(path.dirname(ws.costLedger));
+  // cost_usd is always written as a float (3.0, not 3), as Python would.
+  let line = canonicalJson({ ...full, cost_usd: new PyFloat(full.cost_usd) }) + "\n";
+  if (!(await endsWithNewline(ws.costLedger))) line = "\n" + line;
+  try {
+    await durableAppend(ws.costLedger, line);
+  } catch (err) {
+    throw new Error(`cost ledger: appending to ${ws.costLedger}: ${(err as Error).message}`, { cause: err });
+  }
+  return full;
+}
+
+/** Streams every row and sums it. A missing ledger is zero. */
+export async function ledgerTotals(ws: Workspace): Promise<LedgerTotals> {
+  const totals: LedgerTotals = {
+    rows: 0,
+    cost_usd: 0,
+    input_tokens: 0,
+    output_tokens: 0,
+    by_model: {},
+    problems: [],
+  };
+  let lines: AsyncGenerator<{ text: string; lineNo: number; terminated: boolean }>;
+  try {
+    lines = readLinesForward(ws.costLedger);
+    for await (const line of lines) {
+      if (!line.text.trim()) continue;
+      let row;
+      try {
+        row = asJsonObject(parseJson(line.text));
+      } catch {
+        row = undefined;
+      }
+      const cost = asNumber(row?.cost_usd);
+      if (!row || cost === undefined) {
+        totals.problems.push({
+          line: line.lineNo,
+          message: line.terminated ? "not a cost row" : "torn last line (an interrupted append), not counted",
+        });
+        continue;
+      }
+      const input = asNumber(row.input_tokens) ?? 0;
+      const output = asNumber(row.output_tokens) ?? 0;
+      const model = typeof row.model === "string" ? row.model : "unknown";
+      totals.rows++;
+      totals.cost_usd += cost;
+      totals.input_tokens += input;
+      totals.output_tokens += output;
+      const m = (totals.by_model[model] ??= { rows: 0, cost_usd: 0, input_tokens: 0, output_tokens: 0 });
+      m.rows++;
+      m.cost_usd += cost;
+      m.input_tokens += input;
+      m.output_tokens += output;
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return totals;
+    throw new Error(`cost ledger: reading ${ws.costLedger}: ${(err as Error).message}`, { cause: err });
+  }
+  return totals;
+}
