@@ -71,11 +71,11 @@ interface Planned extends PackFile {
 }
 
 /** Pass 1: cut lengths and hashes; reads each file (up to its cut) once. */
-function hashPass(
+async function hashPass(
   files: ReturnType<typeof walkWorkspace>["files"],
   positions: SnapshotHandle["positions"],
   warnings: string[],
-): { planned: Planned[]; wal: StatePosition["wal"]; copied: Map<string, number> } {
+): Promise<{ planned: Planned[]; wal: StatePosition["wal"]; copied: Map<string, number> }> {
   const buf = Buffer.allocUnsafe(1024 * 1024);
   const planned: Planned[] = [];
   const wal: StatePosition["wal"] = {};
@@ -92,14 +92,14 @@ function hashPass(
     if (walMatch) {
       const runId = walMatch[1]!;
       const ack = positions?.[runId];
-      const cut = walCut(f.abs, size, ack ? ack.seq : undefined);
+      const cut = await walCut(f.abs, size, ack ? ack.seq : undefined);
       length = cut.length;
       wal[runId] = cut.position;
       if (cut.dropped && !positions) {
         warnings.push(`${f.rel}: left out ${cut.dropped} bytes after the last complete entry`);
       }
     } else if (isLineLog(f.rel)) {
-      length = lineLogCut(f.abs, size).length;
+      length = (await lineLogCut(f.abs, size)).length;
     } else {
       length = size;
     }
@@ -159,7 +159,7 @@ export async function writeBackupArchive(ws: Workspace, sink: Writable, opts: Ba
   try {
     const createdAt = Date.now() / 1000;
     const walk = walkWorkspace(ws.root);
-    const { planned, wal, copied } = hashPass(walk.files, snapshot.positions, warnings);
+    const { planned, wal, copied } = await hashPass(walk.files, snapshot.positions, warnings);
 
     let auditKey: Buffer | undefined;
     if (encrypting && opts.auditKeyPath) {
@@ -190,7 +190,7 @@ export async function writeBackupArchive(ws: Workspace, sink: Writable, opts: Ba
       total_bytes: files.reduce((s, f) => s + f.size, 0),
       state: {
         wal,
-        audit: auditPosition(ws.root, copied),
+        audit: await auditPosition(ws.root),
         checkpoint: checkpointPosition(ws.root, [...copied.keys()]),
       },
       // Filled in below, before the manifest is serialized (the pause covers pass 2 too).
@@ -204,9 +204,12 @@ export async function writeBackupArchive(ws: Workspace, sink: Writable, opts: Ba
 
     const measure = new Measure();
     const gzip = createGzip({ level: GZIP_LEVEL, chunkSize: 256 * 1024 });
-    const stages: NodeJS.ReadWriteStream[] = [gzip];
-    if (encryptorP) stages.push(fernetEncryptStream(await encryptorP));
-    await pipeline(Readable.from(tarStream(manifestBytes, walk.dirs, planned), { objectMode: false }), ...stages, measure, sink);
+    const tar = Readable.from(tarStream(manifestBytes, walk.dirs, planned), { objectMode: false });
+    if (encryptorP) {
+      await pipeline(tar, gzip, fernetEncryptStream(await encryptorP), measure, sink);
+    } else {
+      await pipeline(tar, gzip, measure, sink);
+    }
     const snap = await release();
     if (snap.warning && !warnings.includes(snap.warning)) warnings.push(snap.warning);
     return {

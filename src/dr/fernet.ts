@@ -9,7 +9,7 @@
  * returns: callers write them to a staging area and accept it only after that.
  */
 import { createCipheriv, createDecipheriv, createHmac, pbkdf2, randomBytes, timingSafeEqual } from "node:crypto";
-import type { Cipheriv, Decipheriv, Hmac } from "node:crypto";
+import type { Cipher, Decipher, Hmac } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
 
 export const SALT_BYTES = 16;
@@ -98,7 +98,7 @@ class Base64Decoder {
 
 /** Encrypts a stream: `header()` first (salt + token start), then `update()`s, then `final()`. */
 export class FernetEncryptor {
-  private readonly cipher: Cipheriv;
+  private readonly cipher: Cipher;
   private readonly hmac: Hmac;
   private readonly b64 = new Base64Encoder();
   private started = false;
@@ -155,7 +155,7 @@ export class FernetDecryptor {
   /** The last 32 decoded bytes are held back: at the end they are the HMAC. */
   private held = Buffer.alloc(0);
   private hmac?: Hmac;
-  private decipher?: Decipheriv;
+  private decipher?: Decipher;
   private tokenBytes = 0;
   private ready?: Promise<void>;
   private key?: Buffer;
