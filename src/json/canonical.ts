@@ -107,7 +107,9 @@ function writeValue(value: unknown, sep: Separators, sortKeys: boolean, out: str
   } else if (typeof value === "boolean") {
     out.push(value ? "true" : "false");
   } else if (typeof value === "number") {
-    out.push(Number.isInteger(value) && !Object.is(value, -0) ? String(value) : pyFloatRepr(value));
+    if (!Number.isInteger(value) || Object.is(value, -0)) out.push(pyFloatRepr(value));
+    // String(1e21) is "1e+21"; an integer prints all its digits, like a Python int.
+    else out.push(Math.abs(value) < 1e21 ? String(value) : BigInt(value).toString());
   } else if (typeof value === "bigint") {
     out.push(value.toString());
   } else if (value instanceof PyFloat) {
@@ -324,7 +326,8 @@ export function parseJson(text: string): JsonValue {
     const token = m[0];
     if (m[1] === undefined && m[2] === undefined) {
       const big = BigInt(token);
-      return big > MAX_SAFE || big < -MAX_SAFE ? big : Number(token);
+      // Number(big), not Number(token): the integer token "-0" is Python's int 0, not -0.0.
+      return big > MAX_SAFE || big < -MAX_SAFE ? big : Number(big);
     }
     const x = Number(token);
     return Number.isInteger(x) || !Number.isFinite(x) ? new PyFloat(x) : x;

@@ -1,0 +1,335 @@
+/**
+ * The backup catalogue of one location, written once against BackupStore.
+ *
+ * A backup is the object `bernstein-backup-<UTC yyyymmddThhmmssZ>.tar.gz[.enc]` plus its record
+ * `<name>.json`, written only after the upload was read back and found intact: a record is
+ * the proof that the backup was verified. Anything else at the location is foreign: never
+ * listed as a backup, never pruned.
+ */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import os from "node:os";
+import { Readable } from "node:stream";
+import { ExitCode, UserError } from "../cli/errors.js";
+import type { BackupStore, ObjectInfo, RetryInfo } from "./store.js";
+
+export const RECORD_FORMAT = "bernstein-backup-record/1";
+const NAME_RE = /^bernstein-backup-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z\.tar\.gz(\.enc)?$/;
+
+/** The facts about one backup, stored as `<name>.json` next to it. */
+export interface BackupRecord {
+  format: typeof RECORD_FORMAT;
+  name: string;
+  created_at: string;
+  size_bytes: number;
+  sha256: string;
+  manifest_sha256: string | null;
+  file_count: number | null;
+  encrypted: boolean;
+  source_host: string;
+  /** When the stored bytes were last found to match sha256 (upload read-back or dr verify). */
+  verified_at: string | null;
+}
+
+export interface CatalogueEntry {
+  name: string;
+  created: Date;
+  encrypted: boolean;
+  size: number;
+  record?: BackupRecord;
+  /** A record exists, agrees with the object's size, and carries verified_at. */
+  verified: boolean;
+}
+
+export interface Catalogue {
+  /** Oldest first. */
+  entries: CatalogueEntry[];
+  /** Keys at the location that are not ours (never touched). */
+  foreign: string[];
+}
+
+function pad(n: number, width = 2): string {
+  return String(n).padStart(width, "0");
+}
+
+/** `bernstein-backup-<UTC timestamp>.tar.gz[.enc]` for a backup taken at `date`. */
+export function backupName(date: Date, encrypted: boolean): string {
+  const ts =
+    `${date.getUTCFullYear()}${pad(date.getUTCMonth() + 1)}${pad(date.getUTCDate())}T` +
+    `${pad(date.getUTCHours())}${pad(date.getUTCMinutes())}${pad(date.getUTCSeconds())}Z`;
+  return `bernstein-backup-${ts}.tar.gz${encrypted ? ".enc" : ""}`;
+}
+
+/** The time and encryption a backup name says, or undefined for a name that is not ours. */
+export function parseBackupName(name: string): { created: Date; encrypted: boolean } | undefined {
+  const m = NAME_RE.exec(name);
+  if (!m) return undefined;
+  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number);
+  const created = new Date(Date.UTC(y, mo - 1, d, h, mi, s));
+  // Reject impossible dates (2026-02-31) rather than let Date roll them over.
+  if (created.getUTCMonth() !== mo - 1 || created.getUTCDate() !== d || h > 23 || mi > 59 || s > 59)
+    return undefined;
+  return { created, encrypted: m[7] !== undefined };
+}
+
+export function recordKey(name: string): string {
+  return `${name}.json`;
+}
+
+async function readAll(stream: Readable, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of stream) {
+    size += (c as Buffer).length;
+    if (size > limit) {
+      stream.destroy();
+      throw new Error(`larger than ${limit} bytes`);
+    }
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+export async function readRecord(store: BackupStore, name: string): Promise<BackupRecord | undefined> {
+  try {
+    const raw = await readAll(await store.get(recordKey(name)), 64 * 1024);
+    const rec = JSON.parse(raw.toString("utf8")) as BackupRecord;
+    if (rec.format !== RECORD_FORMAT || rec.name !== name) return undefined;
+    return rec;
+  } catch (err) {
+    if (err instanceof UserError && err.exitCode === ExitCode.REMOTE) throw err;
+    return undefined;
+  }
+}
+
+async function writeRecord(store: BackupStore, record: BackupRecord): Promise<void> {
+  await store.put(
+    recordKey(record.name),
+    Readable.from([Buffer.from(JSON.stringify(record, null, 2) + "\n")]),
+    {
+      metadata: { "bernstein-record": "1" },
+    },
+  );
+}
+
+/** Every backup at the location (oldest first) and every foreign key. */
+export async function listCatalogue(store: BackupStore): Promise<Catalogue> {
+  const objects = await store.list();
+  const byKey = new Map<string, ObjectInfo>(objects.map((o) => [o.key, o]));
+  const entries: CatalogueEntry[] = [];
+  const foreign: string[] = [];
+  for (const o of objects) {
+    const parsed = parseBackupName(o.key);
+    if (parsed) {
+      const record = byKey.has(recordKey(o.key)) ? await readRecord(store, o.key) : undefined;
+      entries.push({
+        name: o.key,
+        created: parsed.created,
+        encrypted: parsed.encrypted,
+        size: o.size,
+        record,
+        verified: Boolean(record?.verified_at) && record?.size_bytes === o.size,
+      });
+    } else if (!(o.key.endsWith(".json") && parseBackupName(o.key.slice(0, -".json".length)))) {
+      foreign.push(o.key);
+    }
+  }
+  entries.sort((a, b) => a.created.getTime() - b.created.getTime() || (a.name < b.name ? -1 : 1));
+  return { entries, foreign };
+}
+
+/** The newest backup at the location (by the time in its name). */
+export async function latestBackup(store: BackupStore): Promise<CatalogueEntry> {
+  const { entries } = await listCatalogue(store);
+  const newest = entries.at(-1);
+  if (!newest) throw new UserError(`${store.root}: no bernstein backups here`, ExitCode.USAGE);
+  return newest;
+}
+
+export interface BackupFacts {
+  sha256: string;
+  manifest_sha256: string | null;
+  file_count: number | null;
+  encrypted: boolean;
+  created_at: Date;
+  source_host?: string;
+}
+
+/** Hex SHA-256 of a stream's bytes. */
+export async function sha256Of(stream: Readable): Promise<{ sha256: string; size: number }> {
+  const hash = createHash("sha256");
+  let size = 0;
+  for await (const c of stream) {
+    hash.update(c as Buffer);
+    size += (c as Buffer).length;
+  }
+  return { sha256: hash.digest("hex"), size };
+}
+
+/**
+ * Stores a finished local archive at `name`: streamed upload with its SHA-256, read-back of
+ * size and metadata (and of every byte with `readBack: "full"`), then the record. Any failure
+ * throws before the record is written; the local file is never touched.
+ */
+export async function storeBackup(
+  store: BackupStore,
+  name: string,
+  localFile: string,
+  facts: BackupFacts,
+  options: { fullReadBack?: boolean; onRetry?: (info: RetryInfo) => void; writeRecord?: boolean } = {},
+): Promise<{ record: BackupRecord | null; retries: number; location: string }> {
+  const put = await store.put(name, createReadStream(localFile), {
+    sha256: facts.sha256,
+    onRetry: options.onRetry,
+    metadata: {
+      "manifest-sha256": facts.manifest_sha256 ?? "",
+      "file-count": facts.file_count === null ? "" : String(facts.file_count),
+      encrypted: String(facts.encrypted),
+      "source-host": facts.source_host ?? os.hostname(),
+      "created-at": facts.created_at.toISOString(),
+    },
+  });
+  if (options.fullReadBack) {
+    const back = await sha256Of(await store.get(name));
+    if (back.sha256 !== facts.sha256 || back.size !== put.size) {
+      await store.delete(name).catch(() => {});
+      throw new UserError(
+        `${store.describe(name)}: full read-back has sha256 ${back.sha256}, expected ${facts.sha256}`,
+        ExitCode.CORRUPT,
+      );
+    }
+  }
+  const record: BackupRecord = {
+    format: RECORD_FORMAT,
+    name,
+    created_at: facts.created_at.toISOString(),
+    size_bytes: put.size,
+    sha256: facts.sha256,
+    manifest_sha256: facts.manifest_sha256,
+    file_count: facts.file_count,
+    encrypted: facts.encrypted,
+    source_host: facts.source_host ?? os.hostname(),
+    verified_at: new Date().toISOString(),
+  };
+  if (options.writeRecord === false)
+    return { record: null, retries: put.retries, location: store.describe(name) };
+  await writeRecord(store, record);
+  return { record, retries: put.retries, location: store.describe(name) };
+}
+
+/** The record of a backup written in place (a local folder) and already re-read by the caller. */
+export async function writeRecordFor(
+  store: BackupStore,
+  name: string,
+  facts: {
+    sha256: string;
+    manifest_sha256: string | null;
+    file_count: number | null;
+    encrypted: boolean;
+    size_bytes: number;
+  },
+  createdAt: Date,
+): Promise<BackupRecord> {
+  const record: BackupRecord = {
+    format: RECORD_FORMAT,
+    name,
+    created_at: createdAt.toISOString(),
+    size_bytes: facts.size_bytes,
+    sha256: facts.sha256,
+    manifest_sha256: facts.manifest_sha256,
+    file_count: facts.file_count,
+    encrypted: facts.encrypted,
+    source_host: os.hostname(),
+    verified_at: new Date().toISOString(),
+  };
+  await writeRecord(store, record);
+  return record;
+}
+
+/** After a successful `dr verify`, refresh the record's verified_at (only if it matches). */
+export async function markVerified(store: BackupStore, name: string, sha256: string): Promise<boolean> {
+  const record = await readRecord(store, name);
+  if (!record || record.sha256 !== sha256) return false;
+  await writeRecord(store, { ...record, verified_at: new Date().toISOString() });
+  return true;
+}
+
+/** What the audit chain says was written to this location. */
+export interface ExpectedBackup {
+  name: string;
+  sha256: string;
+  size_bytes?: number;
+  written_at?: string;
+}
+
+export interface CheckFinding {
+  name: string;
+  status: "ok" | "missing" | "replaced" | "unrecorded";
+  detail: string;
+}
+
+/**
+ * Compares what exists with what was written: a recorded backup that is gone is `missing`;
+ * one whose stored sha256 (metadata, or every byte with `deep`) or size differs is `replaced`;
+ * a backup here that no audit event wrote is `unrecorded`.
+ */
+export async function checkCatalogue(
+  store: BackupStore,
+  expected: ExpectedBackup[],
+  options: { deep?: boolean } = {},
+): Promise<CheckFinding[]> {
+  const { entries } = await listCatalogue(store);
+  const present = new Map(entries.map((e) => [e.name, e]));
+  const findings: CheckFinding[] = [];
+  const latestExpected = new Map<string, ExpectedBackup>();
+  for (const e of expected) latestExpected.set(e.name, e);
+  for (const exp of latestExpected.values()) {
+    const entry = present.get(exp.name);
+    if (!entry) {
+      findings.push({
+        name: exp.name,
+        status: "missing",
+        detail: `written ${exp.written_at ?? "earlier"}, gone now`,
+      });
+      continue;
+    }
+    if (exp.size_bytes !== undefined && exp.size_bytes !== entry.size) {
+      findings.push({
+        name: exp.name,
+        status: "replaced",
+        detail: `size ${entry.size}, written ${exp.size_bytes}`,
+      });
+      continue;
+    }
+    // Without stored sha256 metadata (a file copied in by hand) only every byte can tell.
+    const deep = options.deep || !(await store.head(exp.name))?.metadata.sha256;
+    const actual = deep
+      ? (await sha256Of(await store.get(exp.name))).sha256
+      : (await store.head(exp.name))?.metadata.sha256;
+    if (actual !== exp.sha256) {
+      findings.push({
+        name: exp.name,
+        status: "replaced",
+        detail: `sha256 ${actual ?? "unknown"}, written ${exp.sha256}${deep ? "" : " (stored metadata)"}`,
+      });
+    } else
+      findings.push({
+        name: exp.name,
+        status: "ok",
+        detail: deep ? "every byte matches" : "sha256 metadata matches",
+      });
+  }
+  for (const entry of entries) {
+    if (!latestExpected.has(entry.name)) {
+      findings.push({ name: entry.name, status: "unrecorded", detail: "no audit event wrote this backup" });
+    }
+  }
+  return findings.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** Deletes a backup and its record (the backup first: an orphan record is harmless). */
+export async function deleteBackup(store: BackupStore, name: string): Promise<void> {
+  if (!parseBackupName(name)) throw new UserError(`refusing to delete ${name}: not a bernstein backup name`);
+  await store.delete(name);
+  await store.delete(recordKey(name));
+}

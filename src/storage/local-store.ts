@@ -1,0 +1,138 @@
+/**
+ * BackupStore on a local folder (a mounted disk, NFS, a USB drive). Writes are atomic and
+ * durable through src/workspace/durable.ts: the bytes go to a temp file in the same folder,
+ * are fsynced, then renamed into place and the folder fsynced. User metadata lives in a hidden
+ * sidecar `.<key>.meta.json` written before the data file appears.
+ */
+import { createHash } from "node:crypto";
+import { open, readdir, readFile, stat, unlink } from "node:fs/promises";
+import path from "node:path";
+import type { Readable } from "node:stream";
+import { ExitCode, UserError, userErrorFromFs } from "../cli/errors.js";
+import {
+  atomicWriteFile,
+  durableMkdir,
+  durableRename,
+  durableUnlink,
+  tempPathFor,
+} from "../workspace/durable.js";
+import type { BackupStore, ObjectInfo, PutOptions, PutResult } from "./store.js";
+
+function checkKey(key: string): void {
+  if (key === "" || key.includes("/") || key.includes("\\") || key.startsWith(".")) {
+    throw new UserError(`local store: invalid name "${key}"`, ExitCode.USAGE);
+  }
+}
+
+export class LocalStore implements BackupStore {
+  constructor(readonly root: string) {}
+
+  describe(key: string): string {
+    return path.join(this.root, key);
+  }
+
+  private metaPath(key: string): string {
+    return path.join(this.root, `.${key}.meta.json`);
+  }
+
+  async put(key: string, source: Readable, options: PutOptions = {}): Promise<PutResult> {
+    checkKey(key);
+    const target = path.join(this.root, key);
+    try {
+      await durableMkdir(this.root);
+    } catch (err) {
+      throw userErrorFromFs(err, `create ${this.root}`) ?? err;
+    }
+    const tmp = tempPathFor(target);
+    const hash = createHash("sha256");
+    let size = 0;
+    const fh = await open(tmp, "wx", 0o600).catch((err: unknown) => {
+      throw userErrorFromFs(err, `write ${this.root}`) ?? err;
+    });
+    try {
+      try {
+        for await (const chunk of source) {
+          const buf = chunk as Buffer;
+          hash.update(buf);
+          size += buf.length;
+          await fh.write(buf);
+        }
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      const sha256 = hash.digest("hex");
+      if (options.sha256 !== undefined && options.sha256 !== sha256) {
+        throw new UserError(
+          `${target}: written bytes have sha256 ${sha256}, expected ${options.sha256}`,
+          ExitCode.CORRUPT,
+        );
+      }
+      const metadata = { ...options.metadata, sha256 };
+      await atomicWriteFile(this.metaPath(key), JSON.stringify(metadata) + "\n");
+      await durableRename(tmp, target);
+      return { key, size, sha256, retries: 0 };
+    } catch (err) {
+      await unlink(tmp).catch(() => {});
+      throw userErrorFromFs(err, `write ${target}`) ?? err;
+    }
+  }
+
+  async get(key: string): Promise<Readable> {
+    checkKey(key);
+    const file = path.join(this.root, key);
+    try {
+      const fh = await open(file, "r");
+      return fh.createReadStream({ autoClose: true });
+    } catch (err) {
+      throw userErrorFromFs(err, file) ?? err;
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    checkKey(key);
+    let st;
+    try {
+      st = await stat(path.join(this.root, key));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw userErrorFromFs(err, this.describe(key)) ?? err;
+    }
+    if (!st.isFile()) return undefined;
+    let metadata: Record<string, string> = {};
+    try {
+      metadata = JSON.parse(await readFile(this.metaPath(key), "utf8")) as Record<string, string>;
+    } catch {
+      // No sidecar (a file copied in by hand): no metadata.
+    }
+    return { key, size: st.size, lastModified: st.mtime, metadata };
+  }
+
+  async list(prefix = ""): Promise<ObjectInfo[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.root);
+    } catch (err) {
+      throw userErrorFromFs(err, this.root) ?? err;
+    }
+    const out: ObjectInfo[] = [];
+    for (const name of names.sort()) {
+      if (name.startsWith(".") || !name.startsWith(prefix)) continue;
+      const st = await stat(path.join(this.root, name)).catch(() => undefined);
+      if (!st?.isFile()) continue;
+      out.push({ key: name, size: st.size, lastModified: st.mtime, metadata: {} });
+    }
+    return out;
+  }
+
+  async delete(key: string): Promise<void> {
+    checkKey(key);
+    for (const file of [path.join(this.root, key), this.metaPath(key)]) {
+      try {
+        await durableUnlink(file);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw userErrorFromFs(err, file) ?? err;
+      }
+    }
+  }
+}

@@ -1,0 +1,236 @@
+/**
+ * The hook between the DR commands and storage: where a backup goes (`dr backup --to
+ * s3://bucket/key`, `--to-dir LOCATION`) and where one comes from (`--from s3://...`,
+ * `--latest --at LOCATION`). The archive itself is produced by src/dr (passed in as
+ * `produce`); this module never builds archives.
+ *
+ * Remote backups are written completely to a local file first, then uploaded from it: a failed
+ * upload never loses the backup (the local copy stays and its path is in the error, exit 7),
+ * and the SHA-256 that the upload carries is known before the first byte is sent.
+ */
+import { createReadStream } from "node:fs";
+import { stat, unlink } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import type { Readable } from "node:stream";
+import { ExitCode, UserError } from "../cli/errors.js";
+import { durableMkdir } from "../workspace/durable.js";
+import {
+  backupName,
+  latestBackup,
+  parseBackupName,
+  sha256Of,
+  storeBackup,
+  writeRecordFor,
+  type BackupRecord,
+} from "./catalogue.js";
+import { isS3Url, parseCatalogueLocation, parseObjectLocation } from "./location.js";
+import { openCatalogue, openObject } from "./open-store.js";
+import type { S3Options } from "./s3-store.js";
+import type { BackupStore, RetryInfo } from "./store.js";
+
+/** What the DR producer reports about the archive it wrote. */
+export interface ProducedBackup {
+  path: string;
+  sha256: string;
+  manifest_sha256: string | null;
+  file_count: number | null;
+  size_bytes: number;
+  encrypted: boolean;
+}
+
+/** Writes the archive to `target` (the producer appends ".enc" when encrypting). */
+export type Producer = (target: string) => Promise<ProducedBackup>;
+
+export interface OffsiteBackupRequest {
+  /** `s3://bucket/key`: one object. */
+  to?: string;
+  /** A catalogue location: a folder or `s3://bucket/prefix/`. */
+  toDir?: string;
+  encrypted: boolean;
+  produce: Producer;
+  s3?: S3Options;
+  /** Where the complete local copy of a remote backup is written (default: localCopyDir()). */
+  localCopyDir?: string;
+  /** Keep the local copy after a successful upload. */
+  keepLocal?: boolean;
+  /** After upload, download every byte again and compare its SHA-256. */
+  fullReadBack?: boolean;
+  onRetry?: (info: RetryInfo) => void;
+  now?: Date;
+}
+
+export interface OffsiteBackupResult {
+  /** Where the backup is: `s3://bucket/key` or a file path. */
+  location: string;
+  /** The catalogue root it belongs to. */
+  root: string;
+  name: string;
+  remote: boolean;
+  record: BackupRecord | null;
+  retries: number;
+  /** The local copy still on disk (remote backups with --keep-local), else null. */
+  local_copy: string | null;
+  produced: ProducedBackup;
+}
+
+/** True when `dr backup` must go through this module rather than write a plain file. */
+export function isOffsiteDestination(opts: { to?: string; toDir?: string }): boolean {
+  return opts.toDir !== undefined || (opts.to !== undefined && isS3Url(opts.to));
+}
+
+/** True when `dr restore/verify` read from a remote object or a catalogue. */
+export function isOffsiteSource(opts: { from?: string; latest?: boolean; at?: string }): boolean {
+  return Boolean(opts.latest) || opts.at !== undefined || (opts.from !== undefined && isS3Url(opts.from));
+}
+
+/** Default folder for local copies of remote backups: $BERNSTEIN_BACKUP_LOCAL_DIR or XDG state. */
+export function localCopyDir(): string {
+  if (process.env.BERNSTEIN_BACKUP_LOCAL_DIR) return path.resolve(process.env.BERNSTEIN_BACKUP_LOCAL_DIR);
+  const state = process.env.XDG_STATE_HOME || path.join(os.homedir(), ".local", "state");
+  return path.join(state, "bernstein", "backups");
+}
+
+function withoutEnc(name: string): string {
+  return name.endsWith(".enc") ? name.slice(0, -".enc".length) : name;
+}
+
+export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteBackupResult> {
+  if ((req.to === undefined) === (req.toDir === undefined)) {
+    throw new UserError("dr backup: give exactly one of --to and --to-dir", ExitCode.USAGE);
+  }
+  let store: BackupStore;
+  let name: string;
+  if (req.toDir !== undefined) {
+    store = await openCatalogue(req.toDir, req.s3);
+    name = backupName(req.now ?? new Date(), req.encrypted);
+  } else {
+    const target = await openObject(req.to as string, req.s3);
+    store = target.store;
+    name = req.encrypted && !target.key.endsWith(".enc") ? `${target.key}.enc` : target.key;
+  }
+  if (await store.head(name)) {
+    throw new UserError(`${store.describe(name)} already exists; not overwriting a backup`, ExitCode.USAGE);
+  }
+  const remote =
+    (req.toDir !== undefined ? parseCatalogueLocation(req.toDir) : parseObjectLocation(req.to as string))
+      .kind === "s3";
+  const ours = parseBackupName(name) !== undefined;
+
+  if (!remote) {
+    // A local catalogue folder: the producer writes in place (atomically); we re-read every
+    // byte before the record that marks it verified is written.
+    await durableMkdir(store.root).catch((err: unknown) => {
+      throw new UserError(`cannot create ${store.root}: ${(err as Error).message}`, ExitCode.IO);
+    });
+    const produced = await req.produce(path.join(store.root, withoutEnc(name)));
+    const back = await sha256Of(createReadStream(produced.path));
+    if (back.sha256 !== produced.sha256) {
+      throw new UserError(
+        `${produced.path}: read back sha256 ${back.sha256}, the archive was written as ${produced.sha256}`,
+        ExitCode.CORRUPT,
+      );
+    }
+    const record = ours ? await writeRecordFor(store, name, produced, req.now ?? new Date()) : null;
+    return {
+      location: produced.path,
+      root: store.root,
+      name,
+      remote,
+      record,
+      retries: 0,
+      local_copy: null,
+      produced,
+    };
+  }
+
+  const dir = req.localCopyDir ? path.resolve(req.localCopyDir) : localCopyDir();
+  await durableMkdir(dir).catch((err: unknown) => {
+    throw new UserError(`cannot create the local copy folder ${dir}: ${(err as Error).message}`, ExitCode.IO);
+  });
+  const produced = await req.produce(path.join(dir, withoutEnc(name)));
+  let stored: Awaited<ReturnType<typeof storeBackup>>;
+  try {
+    stored = await storeBackup(
+      store,
+      name,
+      produced.path,
+      {
+        sha256: produced.sha256,
+        manifest_sha256: produced.manifest_sha256,
+        file_count: produced.file_count,
+        encrypted: produced.encrypted,
+        created_at: req.now ?? new Date(),
+      },
+      { fullReadBack: req.fullReadBack, onRetry: req.onRetry, writeRecord: ours },
+    );
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    throw new UserError(`${message}; the complete backup is kept at ${produced.path}`, ExitCode.REMOTE, {
+      local_copy: produced.path,
+      sha256: produced.sha256,
+    });
+  }
+  if (!req.keepLocal) await unlink(produced.path).catch(() => {});
+  return {
+    location: stored.location,
+    root: store.root,
+    name,
+    remote,
+    record: stored.record,
+    retries: stored.retries,
+    local_copy: req.keepLocal ? produced.path : null,
+    produced,
+  };
+}
+
+export interface BackupSource {
+  stream: Readable;
+  /** Full location of the backup read. */
+  location: string;
+  name: string;
+  store: BackupStore;
+  /** By name (`.enc`); the DR reader should still sniff the bytes. */
+  encrypted: boolean;
+  size: number | null;
+}
+
+/** Opens a backup for restore/verify: `--from s3://bucket/key` or `--latest --at LOCATION`. */
+export async function openBackupSource(
+  opts: { from?: string; latest?: boolean; at?: string },
+  s3: S3Options = {},
+): Promise<BackupSource> {
+  let store: BackupStore;
+  let name: string;
+  if (opts.latest || opts.at !== undefined) {
+    if (!opts.latest || opts.at === undefined || opts.from !== undefined) {
+      throw new UserError("use --latest --at LOCATION, or --from FILE|s3://bucket/key", ExitCode.USAGE);
+    }
+    store = await openCatalogue(opts.at, s3);
+    name = (await latestBackup(store)).name;
+  } else if (opts.from !== undefined) {
+    const target = await openObject(opts.from, s3);
+    store = target.store;
+    name = target.key;
+  } else {
+    throw new UserError("give --from FILE|s3://bucket/key or --latest --at LOCATION", ExitCode.USAGE);
+  }
+  const info = await store.head(name);
+  if (!info) throw new UserError(`${store.describe(name)}: no such backup`, ExitCode.USAGE);
+  return {
+    stream: await store.get(name),
+    location: store.describe(name),
+    name,
+    store,
+    encrypted: name.endsWith(".enc"),
+    size: info.size,
+  };
+}
+
+/** Size of a local file or null (for messages). */
+export async function fileSize(file: string): Promise<number | null> {
+  return stat(file).then(
+    (s) => s.size,
+    () => null,
+  );
+}

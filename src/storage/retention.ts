@@ -1,0 +1,110 @@
+/**
+ * Retention in the style of restic's `forget`: the newest N backups, then one backup per
+ * hour/day/week/month bucket for the newest H/D/W/M buckets that hold a backup. Buckets use
+ * UTC; weeks are ISO weeks (Monday first). A backup is kept if any rule keeps it, and every
+ * decision says why. The newest backup that passed verification is never deleted, whatever
+ * the rules say: a location must always keep one restorable copy.
+ */
+import { ExitCode, UserError } from "../cli/errors.js";
+
+export interface RetentionPolicy {
+  last?: number;
+  hourly?: number;
+  daily?: number;
+  weekly?: number;
+  monthly?: number;
+}
+
+export interface RetentionItem {
+  name: string;
+  created: Date;
+  verified: boolean;
+}
+
+export interface RetentionDecision<T extends RetentionItem> {
+  item: T;
+  keep: boolean;
+  reasons: string[];
+}
+
+function pad(n: number): string {
+  return String(n).padStart(2, "0");
+}
+
+function day(d: Date): string {
+  return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
+}
+
+/** ISO 8601 week of a UTC date, as `YYYY-Www`. */
+export function isoWeek(d: Date): string {
+  const t = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()));
+  const dow = t.getUTCDay() || 7; // Monday 1 .. Sunday 7
+  t.setUTCDate(t.getUTCDate() + 4 - dow); // the Thursday of this week decides the year
+  const yearStart = Date.UTC(t.getUTCFullYear(), 0, 1);
+  const week = Math.ceil(((t.getTime() - yearStart) / 86_400_000 + 1) / 7);
+  return `${t.getUTCFullYear()}-W${pad(week)}`;
+}
+
+const RULES: { key: keyof RetentionPolicy; label: string; bucket: (d: Date) => string }[] = [
+  { key: "hourly", label: "hourly", bucket: (d) => `${day(d)} ${pad(d.getUTCHours())}h` },
+  { key: "daily", label: "daily", bucket: day },
+  { key: "weekly", label: "weekly", bucket: isoWeek },
+  { key: "monthly", label: "monthly", bucket: (d) => day(d).slice(0, 7) },
+];
+
+export function validatePolicy(policy: RetentionPolicy): void {
+  const given = Object.entries(policy).filter(([, v]) => v !== undefined);
+  for (const [k, v] of given) {
+    if (!Number.isInteger(v) || (v as number) < 0) {
+      throw new UserError(`--keep-${k}: expected a whole number >= 0, got ${String(v)}`, ExitCode.USAGE);
+    }
+  }
+  if (!given.some(([, v]) => (v as number) > 0)) {
+    // Like restic: refusing is safer than deleting everything.
+    throw new UserError(
+      "prune: give at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly (> 0)",
+      ExitCode.USAGE,
+    );
+  }
+}
+
+/** Decides keep/delete for every item; the result is newest first. */
+export function applyRetention<T extends RetentionItem>(
+  items: T[],
+  policy: RetentionPolicy,
+): RetentionDecision<T>[] {
+  validatePolicy(policy);
+  const newestFirst = [...items].sort(
+    (a, b) => b.created.getTime() - a.created.getTime() || (a.name < b.name ? 1 : -1),
+  );
+  const decisions = newestFirst.map((item) => ({ item, keep: false, reasons: [] as string[] }));
+  const lastN = policy.last ?? 0;
+  decisions.forEach((d, i) => {
+    if (i < lastN) {
+      d.keep = true;
+      d.reasons.push(`last ${i + 1}/${lastN}`);
+    }
+  });
+  for (const rule of RULES) {
+    const limit = policy[rule.key] ?? 0;
+    let used = 0;
+    let lastBucket: string | undefined;
+    for (const d of decisions) {
+      if (used >= limit) break;
+      const bucket = rule.bucket(d.item.created);
+      // The newest backup of each bucket represents it.
+      if (bucket === lastBucket) continue;
+      lastBucket = bucket;
+      used++;
+      d.keep = true;
+      d.reasons.push(`${rule.label} ${used}/${limit} (${bucket})`);
+    }
+  }
+  const newestVerified = decisions.find((d) => d.item.verified);
+  if (newestVerified && !newestVerified.keep) {
+    newestVerified.keep = true;
+    newestVerified.reasons.push("newest verified backup (never deleted)");
+  }
+  for (const d of decisions) if (!d.keep) d.reasons.push("matched no keep rule");
+  return decisions;
+}

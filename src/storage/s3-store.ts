@@ -1,0 +1,406 @@
+/**
+ * BackupStore on S3-compatible object storage through the AWS SDK v3.
+ *
+ * - Credentials come from the standard AWS chain (env, shared config/credentials files, SSO,
+ *   web identity, instance metadata); region from --region, AWS_REGION, or the config file.
+ * - `--endpoint URL` / BERNSTEIN_S3_ENDPOINT selects an S3-compatible store; path-style
+ *   addressing is then used (bucket in the path, not the host name).
+ * - Uploads stream: the source is cut into parts of `partSize` bytes and at most `concurrency`
+ *   parts are in memory at once. Each part carries its SHA-256 (x-amz-checksum-sha256) for the
+ *   store to validate, and the object carries the backup's SHA-256 as metadata `sha256`, read
+ *   back with HeadObject after the upload; a mismatch fails the put and removes the object.
+ * - The SDK's own retries are off (maxAttempts 1) so that `--retries` is exact: every request
+ *   is retried here with exponential backoff and full jitter (retry.ts). On final failure the
+ *   multipart upload is aborted, so no partial object and no pending upload remain.
+ * - The SDK's default CRC32 "aws-chunked" trailer checksums are off (WHEN_REQUIRED): we send
+ *   explicit SHA-256 checksums on buffered parts instead, which every S3-compatible store
+ *   understands as a plain header.
+ */
+import { createHash } from "node:crypto";
+import type { Readable } from "node:stream";
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+  type CompletedPart,
+} from "@aws-sdk/client-s3";
+import { ExitCode, UserError } from "../cli/errors.js";
+import {
+  RetriesExhausted,
+  describeError,
+  httpStatusOf,
+  retryPolicy,
+  withRetry,
+  type RetryPolicy,
+} from "./retry.js";
+import type { BackupStore, ObjectInfo, PutOptions, PutResult } from "./store.js";
+
+export interface S3Options {
+  /** S3-compatible endpoint URL (else BERNSTEIN_S3_ENDPOINT, else AWS). */
+  endpoint?: string;
+  region?: string;
+  /** Retries of transient failures per request (default 3). */
+  retries?: number;
+  /** Part size for multipart uploads (default 8 MiB, at least 5 MiB as S3 requires). */
+  partSize?: number;
+  /** Parts uploaded in parallel (default 4); memory is about (concurrency + 1) x partSize. */
+  concurrency?: number;
+  /** Path-style addressing; default on when an endpoint is given. */
+  forcePathStyle?: boolean;
+}
+
+export const MIN_PART_SIZE = 5 * 1024 * 1024;
+export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+/** S3 allows at most 10,000 parts; we grow the part size past that (bounded memory still). */
+const MAX_PARTS = 10_000;
+
+export function makeS3Client(options: S3Options = {}): S3Client {
+  // The SDK warns on Node 20 about its future support policy; that is not our user's concern.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+  const endpoint = options.endpoint ?? (process.env.BERNSTEIN_S3_ENDPOINT || undefined);
+  if (endpoint !== undefined) {
+    try {
+      const u = new URL(endpoint);
+      if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error("not http(s)");
+    } catch {
+      throw new UserError(`--endpoint ${endpoint}: not an http(s) URL`, ExitCode.USAGE);
+    }
+  }
+  const region =
+    options.region ??
+    (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || (endpoint ? "us-east-1" : undefined));
+  return new S3Client({
+    ...(region ? { region } : {}),
+    ...(endpoint ? { endpoint } : {}),
+    forcePathStyle: options.forcePathStyle ?? endpoint !== undefined,
+    maxAttempts: 1,
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
+    requestHandler: { connectionTimeout: 10_000, requestTimeout: 300_000 },
+  });
+}
+
+/** Turns a final S3 failure into a one-line UserError (exit 7) that says what was being done. */
+export function remoteError(context: string, err: unknown): UserError {
+  if (err instanceof UserError) return new UserError(`${context}: ${err.message}`, err.exitCode, err.details);
+  const e = err as { name?: string; Code?: string; message?: string };
+  const name = e?.name ?? "";
+  const status = httpStatusOf(err);
+  let why: string;
+  if (err instanceof RetriesExhausted) why = err.message;
+  else if (name === "NoSuchBucket") why = "bucket does not exist (NoSuchBucket)";
+  else if (name === "NoSuchKey" || (status === 404 && name === "NotFound")) why = "no such object";
+  else if (
+    ["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken", "InvalidToken"].includes(
+      name,
+    ) ||
+    status === 403
+  ) {
+    why = `access denied (${name || "HTTP 403"}): check the AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE)`;
+  } else if (name === "CredentialsProviderError" || /Could not load credentials/i.test(e?.message ?? "")) {
+    why = "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)";
+  } else if (/Region is missing/i.test(e?.message ?? "")) {
+    why = "no AWS region (use --region or AWS_REGION)";
+  } else why = describeError(err);
+  return new UserError(`${context}: ${why}`, ExitCode.REMOTE, { remote_error: name || undefined });
+}
+
+function isNotFound(err: unknown): boolean {
+  const name = (err as { name?: string })?.name;
+  return (
+    name === "NotFound" || name === "NoSuchKey" || (httpStatusOf(err) === 404 && name !== "NoSuchBucket")
+  );
+}
+
+/** Cuts a byte stream into parts of exactly `size` bytes (the last may be shorter). */
+async function* readParts(source: Readable, size: () => number): AsyncGenerator<Buffer> {
+  let chunks: Buffer[] = [];
+  let held = 0;
+  for await (const chunk of source) {
+    let buf = chunk as Buffer;
+    while (held + buf.length >= size()) {
+      const take = size() - held;
+      chunks.push(buf.subarray(0, take));
+      yield Buffer.concat(chunks, size());
+      buf = buf.subarray(take);
+      chunks = [];
+      held = 0;
+    }
+    if (buf.length > 0) {
+      // Copy: the stream may reuse or pin a larger buffer; we hold at most one part.
+      chunks.push(Buffer.from(buf));
+      held += buf.length;
+    }
+  }
+  if (held > 0 || chunks.length > 0) yield Buffer.concat(chunks, held);
+}
+
+export class S3Store implements BackupStore {
+  readonly root: string;
+  private readonly policy: RetryPolicy;
+  private readonly partSize: number;
+  private readonly concurrency: number;
+
+  constructor(
+    readonly client: S3Client,
+    readonly bucket: string,
+    /** Key prefix ending in "/" or "". */
+    readonly prefix: string,
+    options: S3Options = {},
+  ) {
+    this.root = `s3://${bucket}/${prefix}`;
+    this.policy = retryPolicy(options.retries);
+    this.partSize = Math.max(MIN_PART_SIZE, options.partSize ?? DEFAULT_PART_SIZE);
+    this.concurrency = Math.max(1, options.concurrency ?? 4);
+  }
+
+  describe(key: string): string {
+    return `${this.root}${key}`;
+  }
+
+  private fullKey(key: string): string {
+    return `${this.prefix}${key}`;
+  }
+
+  async put(key: string, source: Readable, options: PutOptions = {}): Promise<PutResult> {
+    const Key = this.fullKey(key);
+    const where = this.describe(key);
+    const counter = { retries: 0 };
+    const retry = <T>(op: string, fn: () => Promise<T>) =>
+      withRetry(`${op} ${where}`, this.policy, fn, { onRetry: options.onRetry, counter });
+    const Metadata = { ...options.metadata, ...(options.sha256 ? { sha256: options.sha256 } : {}) };
+    const whole = createHash("sha256");
+    let size = 0;
+    let uploadId: string | undefined;
+    let completeAttempted = false;
+    let partSize = this.partSize;
+    try {
+      const parts: CompletedPart[] = [];
+      const inFlight = new Set<Promise<void>>();
+      let failure: unknown;
+      let partNumber = 0;
+      const iterator = readParts(source, () => partSize);
+      let first = await iterator.next();
+      if (first.done || first.value.length < partSize) {
+        // Small object: one PutObject with the body's checksum.
+        const body = first.done ? Buffer.alloc(0) : first.value;
+        whole.update(body);
+        size = body.length;
+        this.checkExpected(where, whole.copy().digest("hex"), options.sha256);
+        const ChecksumSHA256 = createHash("sha256").update(body).digest("base64");
+        completeAttempted = true;
+        await retry("upload", () =>
+          this.client.send(
+            new PutObjectCommand({
+              Bucket: this.bucket,
+              Key,
+              Body: body,
+              ContentLength: body.length,
+              ChecksumSHA256,
+              Metadata,
+            }),
+          ),
+        );
+      } else {
+        const created = await retry("start upload", () =>
+          this.client.send(
+            new CreateMultipartUploadCommand({
+              Bucket: this.bucket,
+              Key,
+              Metadata,
+              ChecksumAlgorithm: "SHA256",
+            }),
+          ),
+        );
+        uploadId = created.UploadId;
+        if (!uploadId) throw new Error("the store returned no UploadId");
+        const UploadId = uploadId;
+        while (!first.done) {
+          const body = first.value;
+          whole.update(body);
+          size += body.length;
+          const PartNumber = ++partNumber;
+          if (PartNumber >= MAX_PARTS) throw new Error(`more than ${MAX_PARTS} parts`);
+          // Keep the part count under S3's limit for huge streams without unbounded memory.
+          if (PartNumber % 1000 === 0) partSize *= 2;
+          const ChecksumSHA256 = createHash("sha256").update(body).digest("base64");
+          const task = retry(`upload part ${PartNumber} of`, () =>
+            this.client.send(
+              new UploadPartCommand({
+                Bucket: this.bucket,
+                Key,
+                UploadId,
+                PartNumber,
+                Body: body,
+                ContentLength: body.length,
+                ChecksumSHA256,
+              }),
+            ),
+          ).then(
+            (res) => {
+              parts.push({ PartNumber, ETag: res.ETag, ChecksumSHA256 });
+            },
+            (err: unknown) => {
+              failure ??= err;
+            },
+          );
+          const tracked = task.finally(() => inFlight.delete(tracked));
+          inFlight.add(tracked);
+          while (inFlight.size >= this.concurrency && failure === undefined) await Promise.race(inFlight);
+          if (failure !== undefined) break;
+          first = await iterator.next();
+        }
+        await Promise.all(inFlight);
+        if (failure !== undefined) throw failure;
+        this.checkExpected(where, whole.copy().digest("hex"), options.sha256);
+        parts.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
+        completeAttempted = true;
+        await retry("complete upload", () =>
+          this.client.send(
+            new CompleteMultipartUploadCommand({
+              Bucket: this.bucket,
+              Key,
+              UploadId,
+              MultipartUpload: { Parts: parts },
+            }),
+          ),
+        );
+      }
+      const sha256 = whole.digest("hex");
+      await this.checkReadBack(key, size, options.sha256 ? sha256 : undefined, retry);
+      return { key, size, sha256, retries: counter.retries };
+    } catch (err) {
+      source.destroy();
+      await this.cleanUpFailedPut(Key, uploadId, completeAttempted);
+      throw remoteError(`upload ${where}`, err);
+    }
+  }
+
+  private checkExpected(where: string, actual: string, expected: string | undefined): void {
+    if (expected !== undefined && expected !== actual) {
+      throw new UserError(`the bytes read have sha256 ${actual}, expected ${expected}`, ExitCode.CORRUPT, {
+        location: where,
+      });
+    }
+  }
+
+  /** Reads back the object's size and `sha256` metadata; a mismatch is a failed upload. */
+  private async checkReadBack(
+    key: string,
+    size: number,
+    sha256: string | undefined,
+    retry: <T>(op: string, fn: () => Promise<T>) => Promise<T>,
+  ): Promise<void> {
+    const res = await retry("read back", () =>
+      this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) })),
+    );
+    if (res.ContentLength !== size) {
+      throw new UserError(
+        `read back: the store holds ${res.ContentLength} bytes, we sent ${size}`,
+        ExitCode.CORRUPT,
+      );
+    }
+    if (sha256 !== undefined && res.Metadata?.sha256 !== sha256) {
+      throw new UserError(
+        `read back: the object's sha256 metadata is ${res.Metadata?.sha256 ?? "missing"}, expected ${sha256}`,
+        ExitCode.CORRUPT,
+      );
+    }
+  }
+
+  /** After a failed put: abort the multipart upload, and remove an object a Complete may have made. */
+  private async cleanUpFailedPut(
+    Key: string,
+    uploadId: string | undefined,
+    completeAttempted: boolean,
+  ): Promise<void> {
+    const cleanupPolicy = { ...this.policy, retries: Math.max(this.policy.retries, 3) };
+    if (uploadId !== undefined) {
+      await withRetry("abort upload", cleanupPolicy, () =>
+        this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId })),
+      ).catch(() => {});
+    }
+    if (completeAttempted) {
+      await withRetry("remove failed upload", cleanupPolicy, () =>
+        this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key })),
+      ).catch(() => {});
+    }
+  }
+
+  async get(key: string): Promise<Readable> {
+    const where = this.describe(key);
+    try {
+      const res = await withRetry(`download ${where}`, this.policy, () =>
+        this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) })),
+      );
+      return res.Body as Readable;
+    } catch (err) {
+      if (isNotFound(err)) throw new UserError(`${where}: no such object`, ExitCode.USAGE);
+      throw remoteError(`download ${where}`, err);
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    const where = this.describe(key);
+    try {
+      const res = await withRetry(`head ${where}`, this.policy, () =>
+        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) })),
+      );
+      return {
+        key,
+        size: res.ContentLength ?? 0,
+        lastModified: res.LastModified ?? new Date(0),
+        metadata: res.Metadata ?? {},
+      };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw remoteError(`head ${where}`, err);
+    }
+  }
+
+  async list(prefix = ""): Promise<ObjectInfo[]> {
+    const out: ObjectInfo[] = [];
+    let ContinuationToken: string | undefined;
+    do {
+      const res = await withRetry(`list ${this.root}`, this.policy, () =>
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: this.prefix + prefix,
+            Delimiter: "/",
+            ContinuationToken,
+          }),
+        ),
+      ).catch((err: unknown) => {
+        throw remoteError(`list ${this.root}`, err);
+      });
+      for (const o of res.Contents ?? []) {
+        if (!o.Key) continue;
+        out.push({
+          key: o.Key.slice(this.prefix.length),
+          size: o.Size ?? 0,
+          lastModified: o.LastModified ?? new Date(0),
+          metadata: {},
+        });
+      }
+      ContinuationToken = res.IsTruncated ? res.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async delete(key: string): Promise<void> {
+    const where = this.describe(key);
+    await withRetry(`delete ${where}`, this.policy, () =>
+      this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) })),
+    ).catch((err: unknown) => {
+      if (!isNotFound(err)) throw remoteError(`delete ${where}`, err);
+    });
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * The WAL entry: its fields, its hash and its line, byte-compatible with the Python reference.
+ *
+ * entry_hash = sha256 hex of the canonical JSON (sorted keys, compact, ASCII) of the entry
+ * without `entry_hash`; the line is the same object in field order (`WAL_FIELDS`), compact.
+ */
+import { hash } from "node:crypto";
+import { PyFloat, canonicalJson, orderedJson, parseJson, type JsonValue } from "../json/canonical.js";
+import { asJsonObject, type JsonObject } from "../json/object.js";
+
+/** `prev_hash` of seq 0. */
+export const GENESIS_HASH = "0".repeat(64);
+
+/** Field order of a WAL line. */
+export const WAL_FIELDS = [
+  "seq",
+  "prev_hash",
+  "timestamp",
+  "decision_type",
+  "inputs",
+  "output",
+  "actor",
+  "committed",
+  "entry_hash",
+] as const;
+
+export type { JsonObject };
+
+export interface WalEntry {
+  seq: number;
+  prev_hash: string;
+  /** Epoch seconds (a float, like Python's time.time()). */
+  timestamp: number;
+  decision_type: string;
+  inputs: JsonObject;
+  output: JsonObject;
+  actor: string;
+  /** false: an intent (the action may not have happened); true: the commit with its results. */
+  committed: boolean;
+  entry_hash: string;
+}
+
+/** What a caller gives to `append()`; the writer fills seq, prev_hash, timestamp and entry_hash. */
+export interface WalRecord {
+  decision_type: string;
+  inputs: JsonObject;
+  output?: JsonObject;
+  actor?: string;
+  committed: boolean;
+}
+
+/** A position in a run's WAL: the newest entry's seq and hash. */
+export interface WalPosition {
+  runId: string;
+  seq: number;
+  entry_hash: string;
+}
+
+export const DEFAULT_ACTOR = "orchestrator";
+
+/** The timestamp as Python sees it: always a float, so an integral one prints as `123.0`. */
+function pyTimestamp(ts: number): number | PyFloat {
+  return Number.isInteger(ts) ? new PyFloat(ts) : ts;
+}
+
+/** sha256 hex of a string's UTF-8 bytes (canonical JSON is ASCII). */
+export function sha256Hex(text: string): string {
+  return hash("sha256", text, "hex");
+}
+
+/** The hash of an entry we hold as a typed WalEntry (entry_hash ignored). */
+export function computeEntryHash(e: Omit<WalEntry, "entry_hash">): string {
+  return sha256Hex(
+    canonicalJson({
+      seq: e.seq,
+      prev_hash: e.prev_hash,
+      timestamp: pyTimestamp(e.timestamp),
+      decision_type: e.decision_type,
+      inputs: e.inputs,
+      output: e.output,
+      actor: e.actor,
+      committed: e.committed,
+    }),
+  );
+}
+
+/**
+ * The hash of an entry as parsed from a line (the lossless value, any extra fields included,
+ * `entry_hash` left out): what the Python reference computes when it verifies.
+ */
+export function hashOfParsedEntry(raw: JsonObject): string {
+  const { entry_hash: _ignored, ...rest } = raw;
+  return sha256Hex(canonicalJson(rest));
+}
+
+/** The WAL line of an entry, with its trailing newline. */
+export function entryLine(e: WalEntry): string {
+  return (
+    orderedJson({
+      seq: e.seq,
+      prev_hash: e.prev_hash,
+      timestamp: pyTimestamp(e.timestamp),
+      decision_type: e.decision_type,
+      inputs: e.inputs,
+      output: e.output,
+      actor: e.actor,
+      committed: e.committed,
+      entry_hash: e.entry_hash,
+    }) + "\n"
+  );
+}
+
+/** Builds the next entry after (prevSeq, prevHash). Throws if the record cannot be serialized. */
+export function buildEntry(record: WalRecord, seq: number, prevHash: string, timestamp: number): WalEntry {
+  if (typeof record.decision_type !== "string" || record.decision_type === "") {
+    throw new TypeError("wal: decision_type must be a non-empty string");
+  }
+  if (typeof record.committed !== "boolean") throw new TypeError("wal: committed must be a boolean");
+  if (!isPlainObject(record.inputs)) throw new TypeError("wal: inputs must be an object");
+  if (record.output !== undefined && !isPlainObject(record.output)) {
+    throw new TypeError("wal: output must be an object");
+  }
+  const body = {
+    seq,
+    prev_hash: prevHash,
+    timestamp,
+    decision_type: record.decision_type,
+    inputs: record.inputs,
+    output: record.output ?? {},
+    actor: record.actor ?? DEFAULT_ACTOR,
+    committed: record.committed,
+  };
+  return { ...body, entry_hash: computeEntryHash(body) };
+}
+
+function isPlainObject(v: unknown): v is JsonObject {
+  return asJsonObject(v as JsonValue) !== undefined;
+}
+
+/** Why a parsed line is not a well-formed entry (undefined when it is). */
+export function entryShapeProblem(raw: JsonValue): string | undefined {
+  if (!isPlainObject(raw)) return "line is not a JSON object";
+  if (typeof raw.seq !== "number" || !Number.isInteger(raw.seq) || raw.seq < 0)
+    return "seq is not an integer";
+  if (typeof raw.prev_hash !== "string") return "prev_hash is not a string";
+  if (typeof raw.entry_hash !== "string") return "entry_hash is not a string";
+  if (typeof raw.decision_type !== "string") return "decision_type is not a string";
+  return undefined;
+}
+
+/** A typed entry from a parsed line (shape checked with entryShapeProblem first). */
+export function toWalEntry(raw: JsonObject): WalEntry {
+  const ts = raw.timestamp;
+  return {
+    seq: raw.seq as number,
+    prev_hash: raw.prev_hash as string,
+    timestamp: typeof ts === "number" ? ts : ts instanceof PyFloat ? ts.value : Number(ts),
+    decision_type: raw.decision_type as string,
+    inputs: (isPlainObject(raw.inputs) ? raw.inputs : {}) as JsonObject,
+    output: (isPlainObject(raw.output) ? raw.output : {}) as JsonObject,
+    actor: typeof raw.actor === "string" ? raw.actor : "",
+    committed: raw.committed === true,
+    entry_hash: raw.entry_hash as string,
+  };
+}
+
+export type LineCheck =
+  | { ok: true; raw: JsonObject; entry: WalEntry }
+  | { ok: false; kind: "invalid_json" | "hash_mismatch"; message: string };
+
+/** Parses one line (without its newline) and checks its shape and its own hash. */
+export function checkLine(line: string): LineCheck {
+  let raw: JsonValue;
+  try {
+    raw = parseJson(line);
+  } catch (err) {
+    return { ok: false, kind: "invalid_json", message: (err as Error).message };
+  }
+  const problem = entryShapeProblem(raw);
+  if (problem) return { ok: false, kind: "invalid_json", message: problem };
+  const obj = raw as JsonObject;
+  const computed = hashOfParsedEntry(obj);
+  if (computed !== obj.entry_hash) {
+    return {
+      ok: false,
+      kind: "hash_mismatch",
+      message: `entry_hash ${String(obj.entry_hash)} does not match the content (computed ${computed})`,
+    };
+  }
+  return { ok: true, raw: obj, entry: toWalEntry(obj) };
+}

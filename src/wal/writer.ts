@@ -1,0 +1,428 @@
+/**
+ * The group-commit WAL writer of one run (`runtime/wal/<run-id>.wal.jsonl`).
+ *
+ * - `append()` resolves only after its line is on disk (fdatasync), then after the commit gate.
+ * - Group commit: everything queued while a sync is in flight goes out in one write + one sync.
+ * - seq and prev_hash are assigned when append() is called, so the chain follows call order;
+ *   a seq is never handed out twice by one writer.
+ * - Fail closed: a write or sync error rejects that batch, every pending append and every later
+ *   one. Only a new `WalWriter.open()` resumes; it re-derives the tail from disk.
+ * - Open repairs a torn tail (last line without newline, unparsable, or with a bad hash): the
+ *   bytes after the last valid entry go to a sidecar `<file>.torn-<utc>` and are cut; the chain
+ *   continues from the last valid entry. Only the end of the file is read.
+ */
+import { randomBytes } from "node:crypto";
+import { constants as fsc, fdatasync as fdatasyncCb, write as writeCb } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
+import { performance } from "node:perf_hooks";
+import { wrapError } from "../cli/errors.js";
+import { durableAppend, durableCreate, durableMkdir, fsyncDir } from "../workspace/durable.js";
+import type { Workspace } from "../workspace/layout.js";
+import {
+  GENESIS_HASH,
+  buildEntry,
+  checkLine,
+  entryLine,
+  type WalEntry,
+  type WalPosition,
+  type WalRecord,
+} from "./entry.js";
+import { openUncommittedIndexForAppend, uncommittedRowLine, writeClosedMarker } from "./recovery.js";
+
+/** `run-<UTC yyyymmddThhmmssSSS>Z-<4 hex>`. */
+export function newRunId(now: Date = new Date()): string {
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.(\d{3})Z$/, "$1Z");
+  return `run-${stamp}-${randomBytes(2).toString("hex")}`;
+}
+
+/** Epoch seconds with sub-millisecond digits, like Python's time.time(). */
+export function epochSeconds(): number {
+  return (performance.timeOrigin + performance.now()) / 1000;
+}
+
+export interface WalWriterOptions {
+  /**
+   * Awaited after the fsync and before append() resolves, once per group with its newest
+   * position (replication's QUORUM/ALL policies). A rejection rejects that group's appends
+   * but does not fail the writer closed: the entries are durable locally.
+   */
+  commitGate?: (pos: WalPosition) => Promise<void>;
+  /** Epoch seconds for new entries (tests). */
+  clock?: () => number;
+  /** Keep committed=false rows in the uncommitted index (default true). */
+  uncommittedIndex?: boolean;
+}
+
+export interface WalRepair {
+  run_id: string;
+  file: string;
+  /** Where the cut bytes were saved. */
+  sidecar: string;
+  /** Offset the file was cut at (its new size). */
+  cut_offset: number;
+  cut_bytes: number;
+  reason: string;
+  /** seq of the last valid entry kept (-1: none). */
+  kept_last_seq: number;
+}
+
+/** The tail of a WAL file: where valid content ends and the newest valid entry. */
+export interface TailScan {
+  size: number;
+  validEnd: number;
+  last?: WalEntry;
+  /** Why bytes after validEnd are invalid (when validEnd < size). */
+  reason?: string;
+}
+
+export class WalClosedError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "WalClosedError";
+  }
+}
+
+interface Pending {
+  entry: WalEntry;
+  line: string;
+  resolve: (e: WalEntry) => void;
+  reject: (err: Error) => void;
+}
+
+const openFiles = new Set<string>();
+const TAIL_WINDOW = 64 * 1024;
+
+export class WalWriter {
+  private queue: Pending[] = [];
+  private flushing = false;
+  private failure: Error | undefined;
+  private closing = false;
+  private nextSeq: number;
+  private lastHash: string;
+  private durablePos: WalPosition | undefined;
+  private readonly listeners = new Set<(pos: WalPosition) => void>();
+  private idle: Array<() => void> = [];
+  private indexFh: FileHandle | undefined;
+
+  private constructor(
+    readonly ws: Workspace,
+    readonly runId: string,
+    readonly file: string,
+    private fh: FileHandle | undefined,
+    tail: TailScan,
+    /** The torn-tail repair done by open(), if any. */
+    readonly repair: WalRepair | undefined,
+    private readonly opts: WalWriterOptions,
+  ) {
+    this.nextSeq = tail.last ? tail.last.seq + 1 : 0;
+    this.lastHash = tail.last ? tail.last.entry_hash : GENESIS_HASH;
+    this.durablePos = tail.last ? { runId, seq: tail.last.seq, entry_hash: tail.last.entry_hash } : undefined;
+  }
+
+  /** Opens (creating if needed) the WAL of `runId`, repairing a torn tail. */
+  static async open(ws: Workspace, runId: string, opts: WalWriterOptions = {}): Promise<WalWriter> {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(runId))
+      throw new Error(`wal open: invalid run id ${JSON.stringify(runId)}`);
+    const file = ws.walFile(runId);
+    if (openFiles.has(file)) throw new Error(`wal open ${runId}: already open in this process`);
+    openFiles.add(file);
+    let fh: FileHandle | undefined;
+    try {
+      await durableMkdir(ws.walDir);
+      let created = false;
+      try {
+        fh = await open(file, fsc.O_RDWR | fsc.O_APPEND);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+        fh = await open(file, fsc.O_RDWR | fsc.O_APPEND | fsc.O_CREAT | fsc.O_EXCL, 0o644);
+        created = true;
+      }
+      if (created) await fsyncDir(ws.walDir);
+      const tail = await scanTail(fh);
+      let repair: WalRepair | undefined;
+      if (tail.validEnd < tail.size) {
+        repair = await cutTornTail(fh, file, runId, tail);
+      }
+      return new WalWriter(ws, runId, file, fh, tail, repair, opts);
+    } catch (err) {
+      openFiles.delete(file);
+      await fh?.close().catch(() => {});
+      throw wrapError(`wal open ${runId}`, err);
+    }
+  }
+
+  /** Newest durable position (undefined while the run has no entry). */
+  get durablePosition(): WalPosition | undefined {
+    return this.durablePos;
+  }
+
+  /** seq the next append will get. */
+  get nextSequence(): number {
+    return this.nextSeq;
+  }
+
+  /** Set once the writer failed closed. */
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+
+  /** Called with the newest durable position after every group's sync. Returns an unsubscribe. */
+  onDurable(cb: (pos: WalPosition) => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  /** Appends one entry; resolves with it once it is on disk (and past the commit gate). */
+  append(record: WalRecord): Promise<WalEntry> {
+    if (this.failure) {
+      return Promise.reject(
+        new WalClosedError(`wal ${this.runId}: writer failed closed: ${this.failure.message}`),
+      );
+    }
+    if (this.closing || !this.fh)
+      return Promise.reject(new WalClosedError(`wal ${this.runId}: writer is closed`));
+    let entry: WalEntry;
+    try {
+      entry = buildEntry(record, this.nextSeq, this.lastHash, (this.opts.clock ?? epochSeconds)());
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.nextSeq++;
+    this.lastHash = entry.entry_hash;
+    const line = entryLine(entry);
+    return new Promise<WalEntry>((resolve, reject) => {
+      this.queue.push({ entry, line, resolve, reject });
+      if (!this.flushing) {
+        this.flushing = true;
+        // Start after the current microtasks so that appends issued together share one sync.
+        queueMicrotask(() => void this.flushLoop());
+      }
+    });
+  }
+
+  private async flushLoop(): Promise<void> {
+    try {
+      while (this.queue.length > 0 && !this.failure) {
+        const batch = this.queue;
+        this.queue = [];
+        try {
+          await this.writeBatch(batch);
+        } catch (err) {
+          this.failClosed(err, batch);
+          return;
+        }
+        const last = batch[batch.length - 1].entry;
+        const pos: WalPosition = { runId: this.runId, seq: last.seq, entry_hash: last.entry_hash };
+        this.durablePos = pos;
+        for (const cb of this.listeners) {
+          try {
+            cb(pos);
+          } catch {
+            // A listener's failure is its own; the entries are durable.
+          }
+        }
+        this.settle(batch, pos);
+      }
+    } finally {
+      this.flushing = false;
+      if (this.queue.length === 0) {
+        const waiters = this.idle;
+        this.idle = [];
+        for (const w of waiters) w();
+      }
+    }
+  }
+
+  private settle(batch: Pending[], pos: WalPosition): void {
+    const gate = this.opts.commitGate;
+    if (!gate) {
+      for (const p of batch) p.resolve(p.entry);
+      return;
+    }
+    // The gate runs beside the next group's write: it may wait on followers.
+    gate(pos).then(
+      () => {
+        for (const p of batch) p.resolve(p.entry);
+      },
+      (err: unknown) => {
+        const e = err instanceof Error ? err : new Error(String(err));
+        for (const p of batch) p.reject(e);
+      },
+    );
+  }
+
+  private async writeBatch(batch: Pending[]): Promise<void> {
+    const fh = this.fh!;
+    let text = "";
+    let rows = "";
+    for (const p of batch) {
+      text += p.line;
+      if (!p.entry.committed && this.opts.uncommittedIndex !== false) {
+        rows += uncommittedRowLine({ run_id: this.runId, seq: p.entry.seq, entry_hash: p.entry.entry_hash });
+      }
+    }
+    const fd = fh.fd;
+    if (rows) {
+      // The index row of every acknowledged intent is durable too (both syncs run together).
+      this.indexFh ??= await openUncommittedIndexForAppend(this.ws);
+      const idx = this.indexFh.fd;
+      await Promise.all([writeAndSync(fd, text), writeAndSync(idx, rows)]);
+    } else {
+      await writeAndSync(fd, text);
+    }
+  }
+
+  private failClosed(err: unknown, batch: Pending[]): void {
+    const cause = wrapError(`wal append ${this.runId}`, err);
+    this.failure = cause;
+    const rejected = new WalClosedError(`wal ${this.runId}: writer failed closed: ${cause.message}`, {
+      cause,
+    });
+    const pending = batch.concat(this.queue);
+    this.queue = [];
+    for (const p of pending) p.reject(rejected);
+    void this.releaseHandles();
+  }
+
+  private async releaseHandles(): Promise<void> {
+    const fh = this.fh;
+    const idx = this.indexFh;
+    this.fh = undefined;
+    this.indexFh = undefined;
+    openFiles.delete(this.file);
+    await fh?.close().catch(() => {});
+    await idx?.close().catch(() => {});
+  }
+
+  /** Resolves when every append issued so far is settled. */
+  async drain(): Promise<void> {
+    if (!this.flushing && this.queue.length === 0) return;
+    await new Promise<void>((resolve) => this.idle.push(resolve));
+  }
+
+  /**
+   * Waits for pending appends, then closes. With `markClosed`, also writes the run's closed
+   * marker (clean shutdown) — only if the writer did not fail.
+   */
+  async close(opts: { markClosed?: boolean; reason?: string } = {}): Promise<void> {
+    if (this.closing) return;
+    await this.drain();
+    this.closing = true;
+    const failed = this.failure;
+    await this.releaseHandles();
+    if (opts.markClosed && !failed) {
+      await writeClosedMarker(this.ws, {
+        run_id: this.runId,
+        closed_at: new Date().toISOString(),
+        last_seq: this.nextSeq - 1,
+        last_hash: this.lastHash,
+        ...(opts.reason ? { reason: opts.reason } : {}),
+      });
+    }
+  }
+}
+
+/**
+ * Finds where valid content ends, reading only the end of the file: the last line that parses
+ * and whose hash verifies is the newest entry; everything after it is torn.
+ */
+export async function scanTail(fh: FileHandle): Promise<TailScan> {
+  const size = (await fh.stat()).size;
+  if (size === 0) return { size, validEnd: 0 };
+  let window = Math.min(TAIL_WINDOW, size);
+  while (true) {
+    const start = size - window;
+    const buf = Buffer.allocUnsafe(window);
+    let got = 0;
+    while (got < window) {
+      const { bytesRead } = await fh.read(buf, got, window - got, start + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    const found = lastValidIn(buf.subarray(0, got), start, size);
+    if (found) return found;
+    if (start === 0) {
+      return { size, validEnd: 0, reason: "no valid entry in the file" };
+    }
+    window = Math.min(window * 4, size);
+  }
+}
+
+/** The last valid complete line in buf (which starts at file offset `start`), or undefined. */
+function lastValidIn(buf: Buffer, start: number, size: number): TailScan | undefined {
+  let reason: string | undefined;
+  // `end` is the index just past a '\n' that ends a complete line.
+  let end = buf.lastIndexOf(0x0a);
+  if (end === -1) return undefined;
+  end += 1;
+  if (end < buf.length) reason = "last line has no newline (torn write)";
+  while (end > 0) {
+    const prevNl = end - 2 >= 0 ? buf.lastIndexOf(0x0a, end - 2) : -1;
+    if (prevNl === -1 && start > 0) return undefined; // the line may begin before the window
+    const lineStart = prevNl + 1;
+    const line = buf.subarray(lineStart, end - 1);
+    const check = checkLine(line.toString("utf8"));
+    if (check.ok && !line.includes(0)) {
+      return { size, validEnd: start + end, last: check.entry, reason };
+    }
+    reason ??= check.ok ? "line holds NUL bytes" : `last line ${check.kind}: ${check.message}`;
+    end = lineStart;
+  }
+  return start === 0 ? { size, validEnd: 0, reason: reason ?? "no valid entry in the file" } : undefined;
+}
+
+/** Saves the bytes after tail.validEnd in a sidecar, then cuts the file there (both synced). */
+async function cutTornTail(fh: FileHandle, file: string, runId: string, tail: TailScan): Promise<WalRepair> {
+  const stamp = new Date().toISOString().replace(/[-:.]/g, "");
+  const sidecar = `${file}.torn-${stamp}-${randomBytes(2).toString("hex")}`;
+  const cutBytes = tail.size - tail.validEnd;
+  // Copy in bounded chunks: a torn tail is usually one line, but never hold an unbounded amount.
+  const chunk = Buffer.allocUnsafe(Math.min(cutBytes, 1 << 20));
+  let copied = 0;
+  while (copied < cutBytes) {
+    const { bytesRead } = await fh.read(
+      chunk,
+      0,
+      Math.min(chunk.length, cutBytes - copied),
+      tail.validEnd + copied,
+    );
+    if (bytesRead === 0) break;
+    const piece = chunk.subarray(0, bytesRead);
+    if (copied === 0) await durableCreate(sidecar, piece);
+    else await durableAppend(sidecar, piece);
+    copied += bytesRead;
+  }
+  await fh.truncate(tail.validEnd);
+  await fh.sync();
+  return {
+    run_id: runId,
+    file,
+    sidecar,
+    cut_offset: tail.validEnd,
+    cut_bytes: cutBytes,
+    reason: tail.reason ?? "torn tail",
+    kept_last_seq: tail.last ? tail.last.seq : -1,
+  };
+}
+
+/**
+ * write() the whole text, then fdatasync(). Uses the callback API on the raw fd: the hot path of
+ * every append, where the promise API's extra hops cost a measurable share of a sync.
+ */
+function writeAndSync(fd: number, text: string): Promise<void> {
+  const buf = Buffer.from(text, "utf8");
+  return new Promise<void>((resolve, reject) => {
+    const sync = () => fdatasyncCb(fd, (err) => (err ? reject(err) : resolve()));
+    const writeFrom = (off: number) => {
+      writeCb(fd, buf, off, buf.length - off, null, (err, written) => {
+        if (err) return reject(err);
+        if (off + written < buf.length) return writeFrom(off + written);
+        sync();
+      });
+    };
+    writeFrom(0);
+  });
+}

@@ -1,0 +1,192 @@
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { readFile, readdir, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { after, before, beforeEach, describe, it } from "node:test";
+import { ExitCode, UserError } from "../../src/cli/errors.js";
+import { backupName, checkCatalogue, listCatalogue, sha256Of } from "../../src/storage/catalogue.js";
+import { backupOffsite, openBackupSource } from "../../src/storage/offsite.js";
+import { openCatalogue } from "../../src/storage/open-store.js";
+import { pruneLocation } from "../../src/storage/prune.js";
+import { scratchDir } from "../helpers.js";
+import { bytesProducer } from "./support/fake-producer.js";
+import { failAlways, failFirst, startS3Harness, type S3Harness } from "./support/s3-harness.js";
+
+const BUCKET = "offsite";
+let h: S3Harness;
+let scratch: { dir: string; cleanup: () => Promise<void> };
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+describe("off-site backups through the storage hook (plain streams)", () => {
+  before(async () => {
+    h = await startS3Harness({ buckets: [BUCKET] });
+    Object.assign(process.env, h.env);
+    scratch = await scratchDir("bernstein-offsite-");
+  });
+  after(async () => {
+    await h.close();
+    await scratch.cleanup();
+  });
+  beforeEach(() => {
+    h.setFault(undefined);
+    h.resetCounts();
+  });
+
+  it("backup to s3://bucket/prefix/, list, restore latest: byte-identical, verified, local copy removed", async () => {
+    const bytes = randomBytes(7 * 1024 * 1024);
+    const localDir = path.join(scratch.dir, "copies-1");
+    const now = new Date(Date.UTC(2026, 10, 27, 3, 0, 0));
+    const res = await backupOffsite({
+      toDir: `s3://${BUCKET}/site/`,
+      encrypted: false,
+      produce: bytesProducer(bytes),
+      localCopyDir: localDir,
+      fullReadBack: true,
+      now,
+    });
+    assert.equal(res.name, backupName(now, false));
+    assert.equal(res.location, `s3://${BUCKET}/site/${res.name}`);
+    assert.equal(res.record?.sha256, sha(bytes));
+    assert.equal(res.local_copy, null);
+    assert.deepEqual(await readdir(localDir), []);
+    const store = await openCatalogue(`s3://${BUCKET}/site`);
+    const cat = await listCatalogue(store);
+    assert.deepEqual(
+      cat.entries.map((e) => [e.name, e.verified, e.size, e.record?.file_count]),
+      [[res.name, true, bytes.length, 3]],
+    );
+    const src = await openBackupSource({ latest: true, at: `s3://${BUCKET}/site/` });
+    assert.equal(src.name, res.name);
+    assert.equal((await sha256Of(src.stream)).sha256, sha(bytes));
+  });
+
+  it("503 twice then success: the backup succeeds after 2 retries", async () => {
+    const retries: string[] = [];
+    h.setFault(failFirst("PutObject", 2));
+    const res = await backupOffsite({
+      to: `s3://${BUCKET}/direct/one.tar.gz`,
+      encrypted: true,
+      produce: bytesProducer(Buffer.from("small archive")),
+      localCopyDir: path.join(scratch.dir, "copies-2"),
+      onRetry: (r) => retries.push(r.operation),
+    });
+    h.setFault(undefined);
+    assert.equal(res.location, `s3://${BUCKET}/direct/one.tar.gz.enc`);
+    assert.equal(res.retries, 2);
+    assert.equal(retries.length, 2);
+  });
+
+  it("503 always: exit 7, the complete local copy is kept and named, no object, no pending upload", async () => {
+    const bytes = randomBytes(11 * 1024 * 1024);
+    h.setFault(failAlways("UploadPart"));
+    const localDir = path.join(scratch.dir, "copies-3");
+    let err: unknown;
+    try {
+      await backupOffsite({
+        toDir: `s3://${BUCKET}/down/`,
+        encrypted: false,
+        produce: bytesProducer(bytes),
+        localCopyDir: localDir,
+        s3: { partSize: 5 * 1024 * 1024 },
+      });
+    } catch (e) {
+      err = e;
+    }
+    h.setFault(undefined);
+    assert.ok(err instanceof UserError);
+    assert.equal(err.exitCode, ExitCode.REMOTE);
+    const kept = err.details?.local_copy as string;
+    assert.match(err.message, /the complete backup is kept at /);
+    assert.ok(err.message.includes(kept));
+    assert.equal(sha(await readFile(kept)), sha(bytes));
+    const store = await openCatalogue(`s3://${BUCKET}/down/`);
+    assert.deepEqual(await store.list(), []);
+    assert.deepEqual(await h.pendingUploads(BUCKET), []);
+  });
+
+  it("a local catalogue folder: written in place with its record; foreign files are listed as foreign and never pruned", async () => {
+    const dir = path.join(scratch.dir, "catalogue");
+    const times = [0, 1, 2, 3].map((d) => new Date(Date.UTC(2026, 10, 20 + d, 1, 0, 0)));
+    for (const now of times) {
+      await backupOffsite({ toDir: dir, encrypted: false, produce: bytesProducer(randomBytes(1000)), now });
+    }
+    await writeFile(path.join(dir, "notes.txt"), "mine, not bernstein's");
+    await writeFile(path.join(dir, "bernstein-backup-latest.tar.gz"), "a hand-made copy");
+    const store = await openCatalogue(dir);
+    const cat = await listCatalogue(store);
+    assert.equal(cat.entries.length, 4);
+    assert.ok(cat.entries.every((e) => e.verified));
+    assert.deepEqual(cat.foreign.sort(), ["bernstein-backup-latest.tar.gz", "notes.txt"]);
+    const pruned = await pruneLocation(store, { last: 1 });
+    assert.equal(pruned.deleted, 3);
+    assert.deepEqual((await readdir(dir)).filter((n) => !n.startsWith(".")).sort(), [
+      "bernstein-backup-20261123T010000Z.tar.gz",
+      "bernstein-backup-20261123T010000Z.tar.gz.json",
+      "bernstein-backup-latest.tar.gz",
+      "notes.txt",
+    ]);
+  });
+
+  it("check: missing, replaced and unrecorded backups are found (S3 metadata and every byte)", async () => {
+    const root = `s3://${BUCKET}/check/`;
+    const a = new Date(Date.UTC(2026, 0, 1, 0, 0, 0));
+    const b = new Date(Date.UTC(2026, 0, 2, 0, 0, 0));
+    const ra = await backupOffsite({
+      toDir: root,
+      encrypted: false,
+      produce: bytesProducer(Buffer.from("A")),
+      now: a,
+      localCopyDir: scratch.dir,
+    });
+    const rb = await backupOffsite({
+      toDir: root,
+      encrypted: false,
+      produce: bytesProducer(Buffer.from("B")),
+      now: b,
+      localCopyDir: scratch.dir,
+    });
+    const store = await openCatalogue(root);
+    // Someone replaces b with other bytes of the same size and deletes a; c appears from nowhere.
+    await store.put(rb.name, Readable.from([Buffer.from("X")]));
+    await store.delete(ra.name);
+    const c = backupName(new Date(Date.UTC(2026, 0, 3)), false);
+    await store.put(c, Readable.from([Buffer.from("C")]));
+    const expected = [ra, rb].map((r) => ({
+      name: r.name,
+      sha256: r.produced.sha256,
+      size_bytes: r.produced.size_bytes,
+    }));
+    const findings = await checkCatalogue(store, expected, { deep: true });
+    assert.deepEqual(
+      findings.map((f) => [f.name, f.status]),
+      [
+        [ra.name, "missing"],
+        [rb.name, "replaced"],
+        [c, "unrecorded"],
+      ],
+    );
+    // Without --deep the replaced object is caught by its sha256 metadata being gone.
+    const shallow = await checkCatalogue(store, expected);
+    assert.equal(shallow.find((f) => f.name === rb.name)?.status, "replaced");
+  });
+
+  it("refuses to overwrite an existing backup name and explains s3:// without a key", async () => {
+    const now = new Date(Date.UTC(2026, 5, 1));
+    const req = {
+      toDir: `s3://${BUCKET}/dup/`,
+      encrypted: false,
+      produce: bytesProducer(Buffer.from("d")),
+      now,
+      localCopyDir: scratch.dir,
+    };
+    await backupOffsite(req);
+    await assert.rejects(backupOffsite(req), /already exists/);
+    await assert.rejects(
+      backupOffsite({ to: `s3://${BUCKET}`, encrypted: false, produce: bytesProducer(Buffer.from("d")) }),
+      (e: UserError) => e.exitCode === ExitCode.USAGE && /needs an object key/.test(e.message),
+    );
+    assert.ok((await stat(scratch.dir)).isDirectory());
+  });
+});

@@ -1,0 +1,181 @@
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { after, before, beforeEach, describe, it } from "node:test";
+import { Readable } from "node:stream";
+import { ListMultipartUploadsCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { ExitCode, UserError } from "../../src/cli/errors.js";
+import { S3Store, makeS3Client } from "../../src/storage/s3-store.js";
+import { sha256Of } from "../../src/storage/catalogue.js";
+import { failAlways, failFirst, startS3Harness, type S3Harness } from "./support/s3-harness.js";
+
+const BUCKET = "backups";
+let h: S3Harness;
+
+function store(prefix = "", opts: { retries?: number; partSize?: number; accessKey?: string } = {}): S3Store {
+  process.env.BERNSTEIN_S3_BACKOFF_MS = "5";
+  process.env.AWS_ACCESS_KEY_ID = opts.accessKey ?? "S3RVER";
+  process.env.AWS_SECRET_ACCESS_KEY = "S3RVER";
+  const client = makeS3Client({ endpoint: h.endpoint, region: "us-east-1" });
+  return new S3Store(client, BUCKET, prefix, {
+    retries: opts.retries,
+    partSize: opts.partSize,
+    concurrency: 2,
+  });
+}
+
+function sha(buf: Buffer): string {
+  return createHash("sha256").update(buf).digest("hex");
+}
+
+/** A stream of `size` pseudo-random bytes in small chunks (as a file stream would deliver). */
+function chunked(buf: Buffer, chunk = 64 * 1024): Readable {
+  return Readable.from(
+    (function* () {
+      for (let i = 0; i < buf.length; i += chunk) yield buf.subarray(i, i + chunk);
+    })(),
+  );
+}
+
+async function rejectsWith(p: Promise<unknown>, code: number, re: RegExp): Promise<UserError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof UserError, `expected UserError, got ${String(err)}`);
+    assert.equal(err.exitCode, code, err.message);
+    assert.match(err.message, re);
+    return err;
+  }
+  assert.fail("expected a rejection");
+}
+
+describe("S3Store against s3rver", () => {
+  before(async () => {
+    h = await startS3Harness({ buckets: [BUCKET] });
+  });
+  after(async () => {
+    await h.close();
+  });
+  beforeEach(() => {
+    h.setFault(undefined);
+    h.resetCounts();
+  });
+
+  it("streams a multipart upload and reads back every byte, metadata and listing", async () => {
+    const data = randomBytes(12 * 1024 * 1024 + 12345);
+    const s = store("site-a/", { partSize: 5 * 1024 * 1024 });
+    const res = await s.put("big.bin", chunked(data), { sha256: sha(data), metadata: { "file-count": "7" } });
+    assert.equal(res.size, data.length);
+    assert.equal(res.sha256, sha(data));
+    assert.equal(res.retries, 0);
+    assert.equal(h.counts.get("UploadPart"), 3);
+    const head = await s.head("big.bin");
+    assert.equal(head?.size, data.length);
+    assert.equal(head?.metadata.sha256, sha(data));
+    assert.equal(head?.metadata["file-count"], "7");
+    const back = await sha256Of(await s.get("big.bin"));
+    assert.equal(back.sha256, sha(data));
+    assert.deepEqual(
+      (await s.list()).map((o) => o.key),
+      ["big.bin"],
+    );
+    assert.deepEqual(await h.pendingUploads(BUCKET), []);
+    await s.delete("big.bin");
+    assert.equal(await s.head("big.bin"), undefined);
+  });
+
+  it("uploads small objects with one PutObject and lists only the prefix, not deeper keys", async () => {
+    const s = store("site-b/");
+    await s.put("a.txt", Readable.from([Buffer.from("alpha")]), { sha256: sha(Buffer.from("alpha")) });
+    await s.put("sub/deeper.txt", Readable.from([Buffer.from("x")]));
+    await s.put("empty", Readable.from([]));
+    assert.equal(h.counts.get("CreateMultipartUpload"), undefined);
+    assert.deepEqual(
+      (await s.list()).map((o) => `${o.key}:${o.size}`),
+      ["a.txt:5", "empty:0"],
+    );
+  });
+
+  it("503 twice then success: the upload succeeds after exactly 2 retries", async () => {
+    const data = randomBytes(11 * 1024 * 1024);
+    const s = store("retry/", { partSize: 5 * 1024 * 1024 });
+    h.setFault(failFirst("UploadPart", 2));
+    const retries: string[] = [];
+    const res = await s.put("obj", chunked(data), {
+      sha256: sha(data),
+      onRetry: (r) => retries.push(r.error),
+    });
+    assert.equal(res.retries, 2);
+    assert.equal(retries.length, 2);
+    assert.match(retries[0], /503/);
+    assert.equal((await sha256Of(await s.get("obj"))).sha256, sha(data));
+  });
+
+  it("connection resets are retried too", async () => {
+    const s = store("reset/");
+    h.setFault(failFirst("PutObject", 1, "reset"));
+    const res = await s.put("obj", Readable.from([Buffer.from("hello")]));
+    assert.equal(res.retries, 1);
+  });
+
+  it("503 always: exit 7 after --retries, the multipart upload is aborted, no object remains", async () => {
+    const data = randomBytes(11 * 1024 * 1024);
+    const s = store("down/", { partSize: 5 * 1024 * 1024, retries: 3 });
+    h.setFault(failAlways("UploadPart"));
+    await rejectsWith(
+      s.put("obj", chunked(data), { sha256: sha(data) }),
+      ExitCode.REMOTE,
+      /503.*gave up after 4 attempts/,
+    );
+    h.setFault(undefined);
+    assert.equal(h.counts.get("AbortMultipartUpload"), 1);
+    assert.deepEqual(await h.pendingUploads(BUCKET), []);
+    const listed = await makeS3Client({ endpoint: h.endpoint }).send(
+      new ListMultipartUploadsCommand({ Bucket: BUCKET }),
+    );
+    assert.equal(listed.Uploads?.length ?? 0, 0);
+    assert.equal(await s.head("obj"), undefined);
+  });
+
+  it("a source whose bytes do not match the expected sha256 fails and leaves nothing", async () => {
+    const data = randomBytes(6 * 1024 * 1024);
+    const s = store("mismatch/", { partSize: 5 * 1024 * 1024 });
+    await rejectsWith(
+      s.put("obj", chunked(data), { sha256: "0".repeat(64) }),
+      ExitCode.CORRUPT,
+      /expected 0000/,
+    );
+    assert.equal(await s.head("obj"), undefined);
+    assert.deepEqual(await h.pendingUploads(BUCKET), []);
+  });
+
+  it("the harness validates x-amz-checksum-sha256 like AWS (BadDigest)", async () => {
+    const client = makeS3Client({ endpoint: h.endpoint });
+    await assert.rejects(
+      client.send(
+        new PutObjectCommand({
+          Bucket: BUCKET,
+          Key: "bad-digest",
+          Body: Buffer.from("payload"),
+          ChecksumSHA256: createHash("sha256").update("other").digest("base64"),
+        }),
+      ),
+      (err: Error) => err.name === "BadDigest",
+    );
+  });
+
+  it("a missing bucket, a wrong access key and a missing object give clear one-line errors", async () => {
+    const missing = new S3Store(makeS3Client({ endpoint: h.endpoint }), "no-such-bucket", "", {});
+    await rejectsWith(missing.list(), ExitCode.REMOTE, /bucket does not exist/);
+    await rejectsWith(
+      missing.put("x", Readable.from([Buffer.from("x")])),
+      ExitCode.REMOTE,
+      /bucket does not exist/,
+    );
+    await rejectsWith(
+      store("", { accessKey: "WRONG" }).list(),
+      ExitCode.REMOTE,
+      /access denied \(InvalidAccessKeyId\)/,
+    );
+    await rejectsWith(store().get("nothing-here"), ExitCode.USAGE, /no such object/);
+  });
+});

@@ -1,0 +1,217 @@
+/**
+ * A real S3-compatible server for tests: s3rver (npm) on 127.0.0.1 with a random port and a
+ * scratch folder, behind a real HTTP front proxy on another random port that
+ *
+ *  - injects faults (HTTP status codes or connection resets) per S3 operation,
+ *  - validates `x-amz-checksum-sha256` on PutObject/UploadPart (s3rver ignores the header;
+ *    a mismatch answers 400 BadDigest like AWS does),
+ *  - implements AbortMultipartUpload and ListMultipartUploads, which s3rver 3.7.1 lacks,
+ *    on s3rver's own upload folders (`<dir>/<bucket>/._S3rver_uploads/<uploadId>`).
+ *
+ * Everything else (object bytes, metadata, multipart assembly, listing, access key checks) is
+ * s3rver's. Clients must use access key S3RVER / secret S3RVER.
+ */
+import { createHash } from "node:crypto";
+import { readdir, rm } from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { mkdtemp } from "node:fs/promises";
+import S3rver from "s3rver";
+
+export type S3Operation =
+  | "PutObject"
+  | "UploadPart"
+  | "CreateMultipartUpload"
+  | "CompleteMultipartUpload"
+  | "AbortMultipartUpload"
+  | "ListMultipartUploads"
+  | "HeadObject"
+  | "GetObject"
+  | "DeleteObject"
+  | "ListObjects"
+  | "Other";
+
+/** A fault for the nth (1-based) request of an operation: an HTTP status, a reset, or nothing. */
+export type FaultRule = (op: S3Operation, nth: number) => number | "reset" | undefined;
+
+export interface S3Harness {
+  /** The proxy's URL: point clients here. */
+  endpoint: string;
+  /** The s3rver folder. */
+  dir: string;
+  env: Record<string, string>;
+  setFault(rule: FaultRule | undefined): void;
+  /** Requests seen per operation since the last reset. */
+  counts: Map<S3Operation, number>;
+  resetCounts(): void;
+  /** Upload ids still pending in a bucket (s3rver's on-disk state). */
+  pendingUploads(bucket: string): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+function classify(method: string, url: URL): S3Operation {
+  const q = url.searchParams;
+  const segments = url.pathname.split("/").filter(Boolean);
+  const hasKey = segments.length > 1;
+  switch (method) {
+    case "PUT":
+      return q.has("uploadId") ? "UploadPart" : hasKey ? "PutObject" : "Other";
+    case "POST":
+      return q.has("uploads")
+        ? "CreateMultipartUpload"
+        : q.has("uploadId")
+          ? "CompleteMultipartUpload"
+          : "Other";
+    case "DELETE":
+      return q.has("uploadId") ? "AbortMultipartUpload" : hasKey ? "DeleteObject" : "Other";
+    case "HEAD":
+      return hasKey ? "HeadObject" : "Other";
+    case "GET":
+      if (!hasKey) return q.has("uploads") ? "ListMultipartUploads" : "ListObjects";
+      return "GetObject";
+    default:
+      return "Other";
+  }
+}
+
+function xmlError(res: http.ServerResponse, status: number, code: string, message: string): void {
+  const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message><RequestId>harness</RequestId></Error>`;
+  res.writeHead(status, { "content-type": "application/xml", "content-length": Buffer.byteLength(body) });
+  res.end(body);
+}
+
+async function readBody(req: http.IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+export async function startS3Harness(options: { buckets?: string[] } = {}): Promise<S3Harness> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "bernstein-s3rver-"));
+  const server = new S3rver({
+    address: "127.0.0.1",
+    port: 0,
+    silent: true,
+    directory: dir,
+    configureBuckets: (options.buckets ?? []).map((name) => ({ name, configs: [] })),
+  });
+  const addr = (await server.run()) as AddressInfo;
+  const upstream = { host: "127.0.0.1", port: addr.port };
+  const counts = new Map<S3Operation, number>();
+  let fault: FaultRule | undefined;
+  const uploadsDir = (bucket: string) => path.join(dir, bucket, "._S3rver_uploads");
+
+  const proxy = http.createServer((req, res) => {
+    void (async () => {
+      const url = new URL(req.url ?? "/", "http://harness");
+      const op = classify(req.method ?? "GET", url);
+      const nth = (counts.get(op) ?? 0) + 1;
+      counts.set(op, nth);
+      const injected = fault?.(op, nth);
+      if (injected !== undefined) {
+        if (injected === "reset") {
+          req.socket.destroy();
+          return;
+        }
+        await readBody(req);
+        xmlError(
+          res,
+          injected,
+          injected === 503 ? "ServiceUnavailable" : "InternalError",
+          "injected by the test harness",
+        );
+        return;
+      }
+      const bucket = url.pathname.split("/").filter(Boolean)[0] ?? "";
+      if (op === "AbortMultipartUpload") {
+        const id = url.searchParams.get("uploadId") ?? "";
+        const target = path.join(uploadsDir(bucket), path.basename(id));
+        const exists =
+          id !== "" &&
+          (await readdir(target)
+            .then(() => true)
+            .catch(() => false));
+        if (!exists) return xmlError(res, 404, "NoSuchUpload", "The specified upload does not exist");
+        await rm(target, { recursive: true, force: true });
+        res.writeHead(204).end();
+        return;
+      }
+      if (op === "ListMultipartUploads") {
+        const ids = await readdir(uploadsDir(bucket)).catch(() => [] as string[]);
+        const body =
+          `<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult><Bucket>${bucket}</Bucket>` +
+          ids.map((id) => `<Upload><UploadId>${id}</UploadId></Upload>`).join("") +
+          `<IsTruncated>false</IsTruncated></ListMultipartUploadsResult>`;
+        res.writeHead(200, { "content-type": "application/xml" }).end(body);
+        return;
+      }
+      let body: Buffer | undefined;
+      const claimed = req.headers["x-amz-checksum-sha256"];
+      if ((op === "PutObject" || op === "UploadPart") && typeof claimed === "string") {
+        body = await readBody(req);
+        const actual = createHash("sha256").update(body).digest("base64");
+        if (actual !== claimed) {
+          xmlError(res, 400, "BadDigest", "The SHA256 you specified did not match the calculated checksum.");
+          return;
+        }
+      }
+      const up = http.request(
+        { ...upstream, method: req.method, path: req.url, headers: req.headers },
+        (upRes) => {
+          res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+          upRes.pipe(res);
+        },
+      );
+      up.on("error", () => res.destroy());
+      if (body !== undefined) up.end(body);
+      else req.pipe(up);
+    })().catch(() => res.destroy());
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  const endpoint = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  return {
+    endpoint,
+    dir,
+    env: {
+      BERNSTEIN_S3_ENDPOINT: endpoint,
+      AWS_ACCESS_KEY_ID: "S3RVER",
+      AWS_SECRET_ACCESS_KEY: "S3RVER",
+      AWS_REGION: "us-east-1",
+      BERNSTEIN_S3_BACKOFF_MS: "5",
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+    },
+    counts,
+    setFault(rule) {
+      fault = rule;
+    },
+    resetCounts() {
+      counts.clear();
+    },
+    async pendingUploads(bucket) {
+      return readdir(uploadsDir(bucket)).catch(() => []);
+    },
+    async close() {
+      proxy.closeAllConnections();
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Fails the first `times` requests of `op` with `status` (or a reset). */
+export function failFirst(op: S3Operation | "*", times: number, status: number | "reset" = 503): FaultRule {
+  let matched = 0;
+  return (seen) => {
+    if (op !== "*" && seen !== op) return undefined;
+    matched++;
+    return matched <= times ? status : undefined;
+  };
+}
+
+/** Fails every request of `op` (or all with "*"). */
+export function failAlways(op: S3Operation | "*", status: number | "reset" = 503): FaultRule {
+  return (seen) => (op === "*" || seen === op ? status : undefined);
+}
