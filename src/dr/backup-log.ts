@@ -52,7 +52,10 @@ export async function* readBackupLog(ws: Workspace): AsyncGenerator<BackupLogRow
 }
 
 /** The newest row (by created_at), optionally only verified ones. */
-export async function lastGoodBackup(ws: Workspace, opts: { verifiedOnly?: boolean } = {}): Promise<BackupLogRow | undefined> {
+export async function lastGoodBackup(
+  ws: Workspace,
+  opts: { verifiedOnly?: boolean } = {},
+): Promise<BackupLogRow | undefined> {
   let best: BackupLogRow | undefined;
   for await (const row of readBackupLog(ws)) {
     if (opts.verifiedOnly && !row.verified) continue;

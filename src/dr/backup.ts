@@ -41,7 +41,13 @@ import {
   lineLogCut,
   walCut,
 } from "./state-position.js";
-import { EXCLUDED_DIRS, EXCLUDED_PATTERNS, INCLUDED_DIRS, walkWorkspace, type ExcludedEntry } from "./walk.js";
+import {
+  EXCLUDED_DIRS,
+  EXCLUDED_PATTERNS,
+  INCLUDED_DIRS,
+  walkWorkspace,
+  type ExcludedEntry,
+} from "./walk.js";
 
 export const GZIP_LEVEL = 6;
 
@@ -122,7 +128,14 @@ async function hashPass(
       closeSync(fd);
     }
     copied.set(f.rel, done);
-    planned.push({ rel: f.rel, abs: f.abs, length: done, mode: f.mode, mtimeMs: f.mtimeMs, sha256: hash.digest("hex") });
+    planned.push({
+      rel: f.rel,
+      abs: f.abs,
+      length: done,
+      mode: f.mode,
+      mtimeMs: f.mtimeMs,
+      sha256: hash.digest("hex"),
+    });
   }
   return { planned, wal, copied };
 }
@@ -143,13 +156,20 @@ class Measure extends Transform {
  * S3 engineer tees it into a multipart upload, replication serves it as a base snapshot.
  * Throws FileChangedError when a file changed between the two reads (callers may retry).
  */
-export async function writeBackupArchive(ws: Workspace, sink: Writable, opts: BackupOptions = {}): Promise<BackupResult> {
+export async function writeBackupArchive(
+  ws: Workspace,
+  sink: Writable,
+  opts: BackupOptions = {},
+): Promise<BackupResult> {
   const warnings: string[] = [];
   const encrypting = opts.password !== undefined;
   // Key derivation (≈0.5 s of PBKDF2 in the thread pool) overlaps the hashing pass.
   const encryptorP = encrypting ? FernetEncryptor.create(opts.password!) : undefined;
   encryptorP?.catch(() => {});
-  const snapshot = await requestSnapshot(ws, { ackTimeoutMs: opts.snapshotAckTimeoutMs, holdMs: opts.snapshotHoldMs });
+  const snapshot = await requestSnapshot(ws, {
+    ackTimeoutMs: opts.snapshotAckTimeoutMs,
+    holdMs: opts.snapshotHoldMs,
+  });
   if (snapshot.warning) warnings.push(snapshot.warning);
   let released = false;
   const release = async (): Promise<Manifest["snapshot"]> => {
@@ -175,7 +195,12 @@ export async function writeBackupArchive(ws: Workspace, sink: Writable, opts: Ba
         });
       }
     }
-    const files: ManifestFile[] = planned.map((p) => ({ path: p.rel, size: p.length, mode: p.mode, sha256: p.sha256 }));
+    const files: ManifestFile[] = planned.map((p) => ({
+      path: p.rel,
+      size: p.length,
+      mode: p.mode,
+      sha256: p.sha256,
+    }));
     const manifest: Manifest = {
       created_at: createdAt,
       included_dirs: [...INCLUDED_DIRS],
@@ -302,7 +327,11 @@ export function ioError(what: string, err: unknown): UserError | undefined {
  * fsync, rename, fsync folder. Nothing appears at the destination unless complete. A file
  * changing between the two reads restarts the attempt (up to 3 attempts).
  */
-export async function backupToFile(ws: Workspace, to: string, opts: BackupOptions = {}): Promise<BackupFileResult> {
+export async function backupToFile(
+  ws: Workspace,
+  to: string,
+  opts: BackupOptions = {},
+): Promise<BackupFileResult> {
   const encrypted = opts.password !== undefined;
   const dest = path.resolve(encrypted ? `${to}.enc` : to);
   await checkDestination(dest);
@@ -326,7 +355,10 @@ export async function backupToFile(ws: Workspace, to: string, opts: BackupOption
       await fsyncDir(path.dirname(dest)).catch(() => {});
       if (err instanceof FileChangedError && attempt < 3) continue;
       if (err instanceof FileChangedError) {
-        throw new UserError(`backup: ${err.message} (3 attempts); is a writer running without the snapshot pause?`, ExitCode.CHECK_FAILED);
+        throw new UserError(
+          `backup: ${err.message} (3 attempts); is a writer running without the snapshot pause?`,
+          ExitCode.CHECK_FAILED,
+        );
       }
       throw ioError(`cannot write ${dest}`, err) ?? err;
     }
@@ -344,7 +376,10 @@ export interface DryRunReport {
 }
 
 /** What a backup would hold, without writing anything. */
-export async function planBackup(ws: Workspace, opts: { encrypt?: boolean; auditKeyPath?: string } = {}): Promise<DryRunReport> {
+export async function planBackup(
+  ws: Workspace,
+  opts: { encrypt?: boolean; auditKeyPath?: string } = {},
+): Promise<DryRunReport> {
   const walk = walkWorkspace(ws.root);
   const keyExists =
     Boolean(opts.encrypt && opts.auditKeyPath) &&

@@ -8,7 +8,14 @@
  * Fernet authenticates only at its end, so decrypted bytes are NOT trusted until `final()`
  * returns: callers write them to a staging area and accept it only after that.
  */
-import { createCipheriv, createDecipheriv, createHmac, pbkdf2, randomBytes, timingSafeEqual } from "node:crypto";
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  pbkdf2,
+  randomBytes,
+  timingSafeEqual,
+} from "node:crypto";
 import type { Cipher, Decipher, Hmac } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
 
@@ -262,5 +269,7 @@ export function fernetEncryptStream(encryptor: FernetEncryptor): Transform {
 
 /** Whether the first bytes of a file look like `salt || Fernet token` ("gAAAAA" after 16 bytes). */
 export function looksEncrypted(head: Buffer): boolean {
-  return head.length >= SALT_BYTES + 6 && head.subarray(SALT_BYTES, SALT_BYTES + 2).toString("latin1") === "gA";
+  return (
+    head.length >= SALT_BYTES + 6 && head.subarray(SALT_BYTES, SALT_BYTES + 2).toString("latin1") === "gA"
+  );
 }

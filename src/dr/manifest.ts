@@ -87,11 +87,14 @@ export function parseManifest(bytes: Buffer): ParsedManifest {
   } catch {
     throw new ManifestError("manifest.json is not valid JSON");
   }
-  if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw new ManifestError("manifest.json is not an object");
+  if (!raw || typeof raw !== "object" || Array.isArray(raw))
+    throw new ManifestError("manifest.json is not an object");
   const obj = raw as Record<string, unknown>;
   if (obj.format_version === undefined) return { kind: "reference", raw: obj };
   if (obj.format_version !== FORMAT_VERSION) {
-    throw new ManifestError(`manifest format_version ${String(obj.format_version)} is not supported (this tool reads ${FORMAT_VERSION})`);
+    throw new ManifestError(
+      `manifest format_version ${String(obj.format_version)} is not supported (this tool reads ${FORMAT_VERSION})`,
+    );
   }
   const m = obj as unknown as Manifest;
   if (!Array.isArray(m.files) || !Array.isArray(m.dirs)) throw new ManifestError("manifest has no file list");
@@ -119,7 +122,8 @@ export function parseManifest(bytes: Buffer): ParsedManifest {
   if (total !== m.total_bytes) throw new ManifestError("manifest total_bytes does not match its file sizes");
   const dirs = new Set<string>();
   for (const d of m.dirs) {
-    if (!d || typeof d.path !== "string" || !Number.isSafeInteger(d.mode)) throw new ManifestError("manifest has a malformed folder row");
+    if (!d || typeof d.path !== "string" || !Number.isSafeInteger(d.mode))
+      throw new ManifestError("manifest has a malformed folder row");
     dirs.add(d.path);
   }
   return { kind: "ours", manifest: m, byPath, dirs };

@@ -95,7 +95,11 @@ const padding = (n: number): number => (BLOCK - (n % BLOCK)) % BLOCK;
  * Reading is synchronous on purpose: gzip runs in the thread pool meanwhile, and small files
  * cost one open/read/close each instead of several promise round trips.
  */
-export async function* tarStream(manifest: Buffer, dirs: PackDir[], files: PackFile[]): AsyncGenerator<Buffer> {
+export async function* tarStream(
+  manifest: Buffer,
+  dirs: PackDir[],
+  files: PackFile[],
+): AsyncGenerator<Buffer> {
   const b = new Batcher();
   const put = function* (bytes: Buffer): Generator<Buffer> {
     let off = 0;
@@ -118,7 +122,9 @@ export async function* tarStream(manifest: Buffer, dirs: PackDir[], files: PackF
   };
 
   const now = Date.now();
-  yield* put(encodeHeader({ path: "manifest.json", type: "File", size: manifest.length, mode: 0o644, mtimeMs: now }));
+  yield* put(
+    encodeHeader({ path: "manifest.json", type: "File", size: manifest.length, mode: 0o644, mtimeMs: now }),
+  );
   yield* put(manifest);
   yield* pad(padding(manifest.length));
 

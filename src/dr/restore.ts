@@ -25,11 +25,29 @@ import { readFile, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { ExitCode, UserError } from "../cli/errors.js";
-import { atomicWriteFile, durableMkdir, durableRename, durableUnlink, fsyncDir } from "../workspace/durable.js";
+import {
+  atomicWriteFile,
+  durableMkdir,
+  durableRename,
+  durableUnlink,
+  fsyncDir,
+} from "../workspace/durable.js";
 import { Workspace } from "../workspace/layout.js";
-import { acquireLock, describeHolder, isProcessAlive, readLock, type WorkspaceLock } from "../workspace/lock.js";
+import {
+  acquireLock,
+  describeHolder,
+  isProcessAlive,
+  readLock,
+  type WorkspaceLock,
+} from "../workspace/lock.js";
 import { ioError } from "./backup.js";
-import { readArchive, type ArchiveSummary, type ExtractHandler, type FileSink, type ReadArchiveOptions } from "./unpack.js";
+import {
+  readArchive,
+  type ArchiveSummary,
+  type ExtractHandler,
+  type FileSink,
+  type ReadArchiveOptions,
+} from "./unpack.js";
 import { AUDIT_KEY_ENTRY, MANIFEST_NAME } from "./manifest.js";
 import { TOOL_NAME, VERSION } from "../version.js";
 
@@ -80,8 +98,13 @@ export interface RestoreResult {
   warnings: string[];
 }
 
-const utcStamp = (d = new Date()): string => d.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-const journalPath = (target: string): string => path.join(path.dirname(target), `.${path.basename(target)}.restore-journal.json`);
+const utcStamp = (d = new Date()): string =>
+  d
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
+const journalPath = (target: string): string =>
+  path.join(path.dirname(target), `.${path.basename(target)}.restore-journal.json`);
 const stagingPrefix = (target: string): string => `.${path.basename(target)}.restore-`;
 
 interface Journal {
@@ -169,11 +192,18 @@ class FsyncPool {
 }
 
 /** Writes entries under the staging folder; every file fsynced, modes and mtimes set. */
-class StagingWriter implements ExtractHandler {
+export class StagingWriter implements ExtractHandler {
   readonly dirModes = new Map<string, number>();
   private readonly made = new Set<string>([""]);
   readonly pool = new FsyncPool();
-  constructor(readonly root: string) {}
+  private readonly fsync: boolean;
+  /** `fsync: false` for throw-away extractions (verify's temp folder). */
+  constructor(
+    readonly root: string,
+    opts: { fsync?: boolean } = {},
+  ) {
+    this.fsync = opts.fsync ?? true;
+  }
   private ensureDir(rel: string): void {
     if (this.made.has(rel)) return;
     const parent = rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "";
@@ -191,6 +221,7 @@ class StagingWriter implements ExtractHandler {
     this.ensureDir(rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "");
     const fd = openSync(path.join(this.root, rel), "wx", 0o600);
     const pool = this.pool;
+    const sync = this.fsync;
     return {
       write(chunk: Buffer): void {
         let off = 0;
@@ -199,6 +230,7 @@ class StagingWriter implements ExtractHandler {
       end(): void | Promise<void> {
         fchmodSync(fd, entry.mode & 0o777);
         if (entry.mtime) futimesSync(fd, entry.mtime, entry.mtime);
+        if (!sync) return closeSync(fd);
         return pool.add(fd);
       },
     };
@@ -210,7 +242,7 @@ class StagingWriter implements ExtractHandler {
     for (const rel of dirs) {
       const abs = rel ? path.join(this.root, rel) : this.root;
       chmodSync(abs, this.dirModes.get(rel) ?? 0o755);
-      await fsyncDir(abs);
+      if (this.fsync) await fsyncDir(abs);
     }
   }
 }
@@ -223,20 +255,30 @@ export async function openArchiveFile(from: string): Promise<Readable> {
 }
 
 /** Reads and checks a whole archive without writing anything (dry-run, verify). */
-export async function inspectArchive(source: AsyncIterable<Buffer | string>, opts: ReadArchiveOptions = {}): Promise<ArchiveSummary> {
+export async function inspectArchive(
+  source: AsyncIterable<Buffer | string>,
+  opts: ReadArchiveOptions = {},
+): Promise<ArchiveSummary> {
   return readArchive(source, {}, opts);
 }
 
-async function installAuditKey(key: Buffer | undefined, keyPath: string | undefined, target: string): Promise<AuditKeyOutcome> {
-  if (!key) return { action: "none", message: "this backup carries no audit key (plain backups leave it out)" };
-  if (!keyPath) return { action: "none", message: "no audit key path resolved; the backup's key was not installed" };
+async function installAuditKey(
+  key: Buffer | undefined,
+  keyPath: string | undefined,
+  target: string,
+): Promise<AuditKeyOutcome> {
+  if (!key)
+    return { action: "none", message: "this backup carries no audit key (plain backups leave it out)" };
+  if (!keyPath)
+    return { action: "none", message: "no audit key path resolved; the backup's key was not installed" };
   const existing = await readFile(keyPath).catch(() => undefined);
   if (!existing) {
     await durableMkdir(path.dirname(keyPath), 0o700);
     await atomicWriteFile(keyPath, key, { mode: 0o600 });
     return { action: "installed", path: keyPath };
   }
-  if (existing.toString("utf8").trim() === key.toString("utf8").trim()) return { action: "unchanged", path: keyPath };
+  if (existing.toString("utf8").trim() === key.toString("utf8").trim())
+    return { action: "unchanged", path: keyPath };
   const saved = `${target}.audit-key-from-backup`;
   await atomicWriteFile(saved, key, { mode: 0o600 });
   return {
@@ -288,7 +330,10 @@ export async function restoreFromStream(
       throw ioError(`cannot restore into ${abs}`, err) ?? err;
     }
     await removeStaleStaging(abs);
-    const staging = path.join(parent, `${stagingPrefix(abs)}${process.pid}-${randomBytes(4).toString("hex")}`);
+    const staging = path.join(
+      parent,
+      `${stagingPrefix(abs)}${process.pid}-${randomBytes(4).toString("hex")}`,
+    );
     try {
       mkdirSync(staging, { mode: 0o700 });
     } catch (err) {
@@ -299,7 +344,8 @@ export async function restoreFromStream(
     try {
       summary = await readArchive(source, writer, opts);
       await writer.finish();
-      const manifestTool = (summary.manifest_raw.tool as { name?: string; version?: string } | undefined) ?? undefined;
+      const manifestTool =
+        (summary.manifest_raw.tool as { name?: string; version?: string } | undefined) ?? undefined;
       const record: RestoreRecord = {
         restored_at: new Date().toISOString(),
         source: opts.source ?? "stream",
@@ -365,7 +411,11 @@ export async function restoreFromStream(
   }
 }
 
-export async function restoreFromFile(from: string, target: string, opts: RestoreOptions = {}): Promise<RestoreResult> {
+export async function restoreFromFile(
+  from: string,
+  target: string,
+  opts: RestoreOptions = {},
+): Promise<RestoreResult> {
   const src = await openArchiveFile(from);
   return restoreFromStream(src, target, { label: from, source: path.resolve(from), ...opts });
 }

@@ -73,7 +73,12 @@ export async function requestSnapshot(
   const requestFile = path.join(dir, `request-${id}.json`);
   const ackFile = path.join(dir, `ack-${id}.json`);
   const holdMs = opts.holdMs ?? DEFAULT_HOLD_MS;
-  const request: SnapshotRequest = { id, pid: process.pid, requested_at: new Date().toISOString(), hold_ms: holdMs };
+  const request: SnapshotRequest = {
+    id,
+    pid: process.pid,
+    requested_at: new Date().toISOString(),
+    hold_ms: holdMs,
+  };
   await durableMkdir(dir);
   await atomicWriteFile(requestFile, JSON.stringify(request) + "\n");
   const started = Date.now();
@@ -164,7 +169,11 @@ export class SnapshotResponder {
     return { paused: false, heldMs: 0 };
   }
 
-  private async hold(requestFile: string, req: SnapshotRequest, positions: WalPositions): Promise<BoundaryResult> {
+  private async hold(
+    requestFile: string,
+    req: SnapshotRequest,
+    positions: WalPositions,
+  ): Promise<BoundaryResult> {
     const ackFile = path.join(path.dirname(requestFile), `ack-${req.id}.json`);
     const ack: SnapshotAck = { id: req.id, pid: process.pid, acked_at: new Date().toISOString(), positions };
     await atomicWriteFile(ackFile, JSON.stringify(ack) + "\n");

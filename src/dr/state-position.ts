@@ -6,8 +6,7 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { createHash } from "node:crypto";
-import { canonicalJson, parseJson, type JsonValue } from "../json/canonical.js";
+import { checkLine } from "../wal/entry.js";
 import type { StatePosition, WalPosition } from "./manifest.js";
 import { findAuditTail } from "../audit/log.js";
 import { readLinesBackward } from "../workspace/lines.js";
@@ -17,23 +16,10 @@ const MAX_TAIL_SCAN = 16 * 1024 * 1024;
 export const WAL_FILE = /^runtime\/wal\/([^/]+)\.wal\.jsonl$/;
 const LINE_LOGS = [/^audit\/[^/]+\.jsonl$/, /^runtime\/wal\/idempotency\.jsonl$/];
 
-/** The WAL entry a line holds when its entry_hash verifies, else undefined. */
+/** The position of a WAL line when it is a complete entry whose own hash verifies. */
 export function verifiedWalEntry(line: string): WalPosition | undefined {
-  let obj: JsonValue;
-  try {
-    obj = parseJson(line);
-  } catch {
-    return undefined;
-  }
-  if (!obj || typeof obj !== "object" || Array.isArray(obj)) return undefined;
-  const rec = obj as Record<string, JsonValue>;
-  const hash = rec.entry_hash;
-  const seq = rec.seq;
-  if (typeof hash !== "string" || typeof seq !== "number") return undefined;
-  const body = { ...rec };
-  delete body.entry_hash;
-  const actual = createHash("sha256").update(canonicalJson(body)).digest("hex");
-  return actual === hash ? { seq, entry_hash: hash } : undefined;
+  const c = checkLine(line);
+  return c.ok ? { seq: c.entry.seq, entry_hash: c.entry.entry_hash } : undefined;
 }
 
 export interface Cut {
@@ -83,7 +69,9 @@ export function isLineLog(rel: string): boolean {
 /** The audit chain's last hmac and the file that holds it (null for an empty log). */
 export async function auditPosition(root: string): Promise<StatePosition["audit"]> {
   const tail = await findAuditTail(path.join(root, "audit"));
-  return tail.file ? { file: path.relative(root, tail.file).split(path.sep).join("/"), last_hmac: tail.hmac } : null;
+  return tail.file
+    ? { file: path.relative(root, tail.file).split(path.sep).join("/"), last_hmac: tail.hmac }
+    : null;
 }
 
 /** The newest checkpoint (by metadata.created_at, then name) among the archived files. */
@@ -95,7 +83,9 @@ export function checkpointPosition(root: string, rels: string[]): StatePosition[
       const doc = JSON.parse(readFileSync(path.join(root, rel), "utf8")) as {
         metadata?: { checkpoint_id?: unknown; created_at?: unknown };
       };
-      const id = String(doc.metadata?.checkpoint_id ?? path.basename(rel, ".json").slice("checkpoint-".length));
+      const id = String(
+        doc.metadata?.checkpoint_id ?? path.basename(rel, ".json").slice("checkpoint-".length),
+      );
       const created = String(doc.metadata?.created_at ?? "");
       if (!best || created > best.created || (created === best.created && rel > best.file)) {
         best = { id, file: rel, created };

@@ -109,7 +109,8 @@ class NameGuard {
     const key = raw.normalize("NFC");
     const prior = this.seen.get(key);
     if (prior) {
-      if (prior.raw === raw) throw archiveError("hostile", `hostile entry ${JSON.stringify(raw)}: duplicate name`);
+      if (prior.raw === raw)
+        throw archiveError("hostile", `hostile entry ${JSON.stringify(raw)}: duplicate name`);
       throw archiveError(
         "hostile",
         `hostile entry ${JSON.stringify(raw)}: same name as ${JSON.stringify(prior.raw)} after Unicode normalization`,
@@ -119,7 +120,10 @@ class NameGuard {
     for (let i = 1; i < parts.length; i++) {
       const anc = this.seen.get(parts.slice(0, i).join("/"));
       if (anc?.type === "file") {
-        throw archiveError("hostile", `hostile entry ${JSON.stringify(raw)}: below the file ${JSON.stringify(anc.raw)}`);
+        throw archiveError(
+          "hostile",
+          `hostile entry ${JSON.stringify(raw)}: below the file ${JSON.stringify(anc.raw)}`,
+        );
       }
     }
     this.seen.set(key, { type, raw });
@@ -262,7 +266,8 @@ class TarReader {
       return;
     }
     const h = new Header(block, 0, this.ex, this.gex);
-    if (!h.cksumValid) throw archiveError("corrupt", `bad tar header checksum at entry ${this.entryIndex + 1}`);
+    if (!h.cksumValid)
+      throw archiveError("corrupt", `bad tar header checksum at entry ${this.entryIndex + 1}`);
     const type = h.type;
     const size = h.size ?? 0;
     if (
@@ -301,7 +306,8 @@ class TarReader {
     if (type !== "File" && type !== "OldFile" && type !== "ContiguousFile") {
       throw archiveError("hostile", `hostile entry ${JSON.stringify(raw)}: unsupported type ${type}`);
     }
-    if (raw.endsWith("/")) throw archiveError("hostile", `hostile entry ${JSON.stringify(raw)}: file name ends with '/'`);
+    if (raw.endsWith("/"))
+      throw archiveError("hostile", `hostile entry ${JSON.stringify(raw)}: file name ends with '/'`);
     this.guard.check(raw, "file");
     const info: EntryInfo = { path: raw, size, mode, mtime: h.mtime };
     const pending: PendingFile = { info, hash: createHash("sha256"), remaining: size };
@@ -313,10 +319,18 @@ class TarReader {
       if (this.parsed?.kind === "ours") {
         const want = this.parsed.byPath.get(raw);
         if (!want) throw archiveError("mismatch", `${raw} is in the archive but not in its manifest`);
-        if (size > want.size) throw archiveError("bomb", `${raw} expands past its manifest size (${size} > ${want.size} bytes)`);
-        if (size !== want.size) throw archiveError("mismatch", `${raw} does not match its manifest (size ${size}, manifest ${want.size})`);
+        if (size > want.size)
+          throw archiveError("bomb", `${raw} expands past its manifest size (${size} > ${want.size} bytes)`);
+        if (size !== want.size)
+          throw archiveError(
+            "mismatch",
+            `${raw} does not match its manifest (size ${size}, manifest ${want.size})`,
+          );
         if ((mode & 0o777) !== (want.mode & 0o777)) {
-          throw archiveError("mismatch", `${raw} does not match its manifest (mode ${mode.toString(8)}, manifest ${want.mode.toString(8)})`);
+          throw archiveError(
+            "mismatch",
+            `${raw} does not match its manifest (mode ${mode.toString(8)}, manifest ${want.mode.toString(8)})`,
+          );
         }
       }
       if (raw === AUDIT_KEY_ENTRY && this.parsed?.kind === "ours") {
@@ -337,7 +351,8 @@ class TarReader {
     this.meta = undefined;
     if (m.kind === "ExtendedHeader") this.ex = Pax.parse(body.toString("utf8"), this.ex, false);
     else if (m.kind === "GlobalExtendedHeader") this.gex = Pax.parse(body.toString("utf8"), this.gex, true);
-    else if (m.kind === "NextFileHasLongPath") this.ex = { ...this.ex, path: body.toString("utf8").replace(/\0.*$/s, "") };
+    else if (m.kind === "NextFileHasLongPath")
+      this.ex = { ...this.ex, path: body.toString("utf8").replace(/\0.*$/s, "") };
     else this.ex = { ...this.ex, linkpath: body.toString("utf8").replace(/\0.*$/s, "") };
     this.skipPadding(m.size);
   }
@@ -359,23 +374,28 @@ class TarReader {
           throw archiveError("hostile", "a bernstein manifest.json must be the first entry");
         }
         this.parsed = parsed;
-        this.manifestRaw = parsed.kind === "ours" ? (parsed.manifest as unknown as Record<string, unknown>) : parsed.raw;
+        this.manifestRaw =
+          parsed.kind === "ours" ? (parsed.manifest as unknown as Record<string, unknown>) : parsed.raw;
       } catch (err) {
         if (err instanceof ManifestError) throw archiveError("corrupt", err.message);
         throw err;
       }
       if (this.parsed.kind === "ours") {
-        if (!this.gzipHeader.equals(OUR_GZIP_HEADER)) throw archiveError("corrupt", "gzip header was altered");
+        if (!this.gzipHeader.equals(OUR_GZIP_HEADER))
+          throw archiveError("corrupt", "gzip header was altered");
         const m = this.parsed.manifest;
         let limit = 0;
-        for (const f of m.files) limit += Math.ceil(f.size / BLOCK) * BLOCK + 3 * BLOCK + Math.ceil(f.path.length / BLOCK) * BLOCK;
+        for (const f of m.files)
+          limit += Math.ceil(f.size / BLOCK) * BLOCK + 3 * BLOCK + Math.ceil(f.path.length / BLOCK) * BLOCK;
         limit += m.dirs.length * 3 * BLOCK + Math.ceil(bytes.length / BLOCK) * BLOCK + 3 * BLOCK + 20 * BLOCK;
         this.limit = limit;
-        if (this.decompressed > limit) throw archiveError("bomb", "archive expands past the sizes its manifest lists");
+        if (this.decompressed > limit)
+          throw archiveError("bomb", "archive expands past the sizes its manifest lists");
       }
     } else if (this.parsed?.kind === "ours") {
       const want = this.parsed.byPath.get(name)!;
-      if (want.sha256 !== digest) throw archiveError("mismatch", `${name} does not match its manifest (sha256)`);
+      if (want.sha256 !== digest)
+        throw archiveError("mismatch", `${name} does not match its manifest (sha256)`);
       if (name === AUDIT_KEY_ENTRY) this.auditKey = cur.memory!.bytes;
     }
     this.skipPadding(cur.info.size);
@@ -401,7 +421,10 @@ class TarReader {
 }
 
 /** Wraps a source to hash and count its raw bytes. */
-async function* measured(source: AsyncIterable<Buffer | string>, acc: { hash: Hash; bytes: number }): AsyncGenerator<Buffer> {
+async function* measured(
+  source: AsyncIterable<Buffer | string>,
+  acc: { hash: Hash; bytes: number },
+): AsyncGenerator<Buffer> {
   for await (const c of source) {
     const chunk = typeof c === "string" ? Buffer.from(c) : c;
     acc.hash.update(chunk);
@@ -414,7 +437,8 @@ function zlibToArchiveError(err: unknown): UserError {
   if (err instanceof UserError) return err;
   const e = err as NodeJS.ErrnoException & { errno?: number };
   const msg = String(e?.message ?? err);
-  if (/unexpected end of file/i.test(msg)) return archiveError("truncated", "archive is truncated (gzip stream ends early)");
+  if (/unexpected end of file/i.test(msg))
+    return archiveError("truncated", "archive is truncated (gzip stream ends early)");
   if (/incorrect header check|unknown compression method|invalid/i.test(msg) && e.code !== undefined) {
     return archiveError("corrupt", `archive is corrupt (gzip: ${msg})`);
   }
@@ -443,7 +467,10 @@ export async function readArchive(
   const gzip = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
   const encrypted = !gzip && looksEncrypted(head);
   if (!gzip && !encrypted) {
-    throw archiveError("not-archive", `${opts.label ?? "input"} is not a backup archive (neither gzip nor an encrypted backup)`);
+    throw archiveError(
+      "not-archive",
+      `${opts.label ?? "input"} is not a backup archive (neither gzip nor an encrypted backup)`,
+    );
   }
   if (encrypted && opts.password === undefined) {
     throw new UserError(
@@ -492,7 +519,9 @@ export async function readArchive(
           try {
             plain = await decryptor.update(chunk);
           } catch (err) {
-            throw err instanceof FernetFormatError ? archiveError("corrupt", `encrypted archive is damaged: ${err.message}`) : err;
+            throw err instanceof FernetFormatError
+              ? archiveError("corrupt", `encrypted archive is damaged: ${err.message}`)
+              : err;
           }
           await feed(plain);
         } else {
@@ -515,7 +544,8 @@ export async function readArchive(
             { problem: "auth" },
           );
         }
-        if (err instanceof FernetFormatError) throw archiveError("truncated", `encrypted archive is damaged: ${err.message}`);
+        if (err instanceof FernetFormatError)
+          throw archiveError("truncated", `encrypted archive is damaged: ${err.message}`);
         throw err;
       }
     }

@@ -163,7 +163,11 @@ export function walkWorkspace(root: string): WalkResult {
       const childAbs = path.join(abs, ent.name);
       if (ent.isDirectory()) {
         if (EXCLUDED_DIRS.includes(ent.name)) {
-          result.excluded.push({ path: childRel + "/", reason: `excluded folder '${ent.name}'`, folder: true });
+          result.excluded.push({
+            path: childRel + "/",
+            reason: `excluded folder '${ent.name}'`,
+            folder: true,
+          });
         } else if (isIncludedDir(childRel) || isAncestorOfIncluded(childRel)) {
           const st = lstatSync(childAbs, { throwIfNoEntry: false });
           if (!st) continue;
@@ -199,7 +203,13 @@ export function walkWorkspace(root: string): WalkResult {
         if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
         throw err;
       }
-      result.files.push({ rel: childRel, abs: childAbs, size: st.size, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs });
+      result.files.push({
+        rel: childRel,
+        abs: childAbs,
+        size: st.size,
+        mode: st.mode & 0o7777,
+        mtimeMs: st.mtimeMs,
+      });
     }
   };
   visit("");

@@ -45,104 +45,118 @@ export function registerDr(program: Command): void {
       .option("--encrypt", "encrypt with Fernet (PBKDF2-SHA256, 600k iterations); needs a password")
       .option("--dry-run", "show what would be archived and excluded, write nothing")
       .option("--verify", "read the written archive back and check it before reporting success"),
-  ).action(async (opts: PasswordOpts & { to: string; encrypt?: boolean; dryRun?: boolean; verify?: boolean }, cmd: Command) => {
-    const g = globalsOf(cmd);
-    const out = Output.of(cmd);
-    const password = await resolvePassword(opts);
-    if (opts.encrypt && password === undefined) {
-      throw new UserError(
-        "--encrypt needs a password: --password, --password-file or BERNSTEIN_DR_PASSWORD (a random key could never be recovered)",
-        ExitCode.USAGE,
-      );
-    }
-    const ws = await openWorkspace(g.sdd);
-    const keyPath = resolveAuditKeyPath().path;
-    if (opts.dryRun) {
-      const plan = await planBackup(ws, { encrypt: Boolean(opts.encrypt), auditKeyPath: keyPath });
-      const excludedFolders = plan.excluded.filter((e) => e.folder);
-      const excludedFiles = plan.excluded.filter((e) => !e.folder);
+  ).action(
+    async (
+      opts: PasswordOpts & { to: string; encrypt?: boolean; dryRun?: boolean; verify?: boolean },
+      cmd: Command,
+    ) => {
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      const password = await resolvePassword(opts);
+      if (opts.encrypt && password === undefined) {
+        throw new UserError(
+          "--encrypt needs a password: --password, --password-file or BERNSTEIN_DR_PASSWORD (a random key could never be recovered)",
+          ExitCode.USAGE,
+        );
+      }
+      const ws = await openWorkspace(g.sdd);
+      const keyPath = resolveAuditKeyPath().path;
+      if (opts.dryRun) {
+        const plan = await planBackup(ws, { encrypt: Boolean(opts.encrypt), auditKeyPath: keyPath });
+        const excludedFolders = plan.excluded.filter((e) => e.folder);
+        const excludedFiles = plan.excluded.filter((e) => !e.folder);
+        out.result(
+          { ok: true, dry_run: true, to: opts.encrypt ? `${opts.to}.enc` : opts.to, ...plan },
+          () => {
+            out.line(
+              `Dry run — backing up ${shown(ws.root)} to ${opts.encrypt ? `${opts.to}.enc` : opts.to} would archive:`,
+            );
+            out.line(`  Files: ${plan.file_count}`);
+            out.line(`  Bytes: ${plan.total_bytes}`);
+            out.line(
+              `  Audit key: ${plan.audit_key_included ? "included (encrypted backup)" : opts.encrypt ? "none found" : "left out (plain backup; use --encrypt to carry it)"}`,
+            );
+            if (plan.live_writer)
+              out.line(
+                "  A live process holds the workspace: the backup will ask it to pause at a decision boundary.",
+              );
+            out.line(`Excluded (${excludedFolders.length} folders, ${excludedFiles.length} files):`);
+            const byReason = new Map<string, number>();
+            for (const e of excludedFiles) byReason.set(e.reason, (byReason.get(e.reason) ?? 0) + 1);
+            for (const e of excludedFolders) out.line(`  ${e.path}  (${e.reason})`);
+            for (const [reason, n] of byReason) out.line(`  ${n} file(s): ${reason}`);
+          },
+        );
+        return;
+      }
+      out.line(`Backing up ${shown(ws.root)} to ${opts.to}${opts.encrypt ? ".enc" : ""}...`);
+      const result = await backupToFile(ws, opts.to, {
+        password: opts.encrypt ? password : undefined,
+        auditKeyPath: opts.encrypt ? keyPath : undefined,
+      });
+      let verified = false;
+      if (opts.verify) {
+        const summary = await inspectArchive(await openArchiveFile(result.path), {
+          password,
+          label: result.path,
+        });
+        if (summary.sha256 !== result.sha256 || summary.file_count !== result.file_count) {
+          throw new UserError(`backup ${result.path} did not read back identically`, ExitCode.CORRUPT);
+        }
+        verified = true;
+      }
+      const createdAt = new Date(result.manifest.created_at * 1000).toISOString();
+      await appendBackupLog(ws, {
+        created_at: createdAt,
+        location: result.path,
+        sha256: result.sha256,
+        manifest_sha256: result.manifest_sha256,
+        file_count: result.file_count,
+        size_bytes: result.size_bytes,
+        encrypted: result.encrypted,
+        verified,
+      });
+      const audit = await recordAuditEvent(ws, {
+        event_type: "dr.backup",
+        resource_type: "backup",
+        resource_id: result.path,
+        details: {
+          sha256: result.sha256,
+          manifest_sha256: result.manifest_sha256,
+          file_count: result.file_count,
+          size_bytes: result.size_bytes,
+          encrypted: result.encrypted,
+        },
+      });
+      const warnings = [...result.warnings, ...(audit.warning ? [audit.warning] : [])];
+      if (!opts.encrypt)
+        warnings.push("plain backup: the audit key is not included (encrypted backups carry it)");
+      for (const w of warnings) out.warn(w);
       out.result(
-        { ok: true, dry_run: true, to: opts.encrypt ? `${opts.to}.enc` : opts.to, ...plan },
+        {
+          ok: true,
+          path: result.path,
+          size_bytes: result.size_bytes,
+          file_count: result.file_count,
+          sha256: result.sha256,
+          manifest_sha256: result.manifest_sha256,
+          encrypted: result.encrypted,
+          audit_key_included: result.manifest.audit_key_included,
+          verified,
+          snapshot: result.manifest.snapshot,
+          state: result.manifest.state,
+          warnings,
+        },
         () => {
-          out.line(`Dry run — backing up ${shown(ws.root)} to ${opts.encrypt ? `${opts.to}.enc` : opts.to} would archive:`);
-          out.line(`  Files: ${plan.file_count}`);
-          out.line(`  Bytes: ${plan.total_bytes}`);
-          out.line(
-            `  Audit key: ${plan.audit_key_included ? "included (encrypted backup)" : opts.encrypt ? "none found" : "left out (plain backup; use --encrypt to carry it)"}`,
-          );
-          if (plan.live_writer) out.line("  A live process holds the workspace: the backup will ask it to pause at a decision boundary.");
-          out.line(`Excluded (${excludedFolders.length} folders, ${excludedFiles.length} files):`);
-          const byReason = new Map<string, number>();
-          for (const e of excludedFiles) byReason.set(e.reason, (byReason.get(e.reason) ?? 0) + 1);
-          for (const e of excludedFolders) out.line(`  ${e.path}  (${e.reason})`);
-          for (const [reason, n] of byReason) out.line(`  ${n} file(s): ${reason}`);
+          out.line("Backup complete!");
+          out.line(`  Path: ${opts.to}${opts.encrypt ? ".enc" : ""}`);
+          out.line(`  Size: ${result.size_bytes} bytes`);
+          out.line(`  Files: ${result.file_count}`);
+          out.line(`  SHA256: ${short(result.sha256)}`);
         },
       );
-      return;
-    }
-    out.line(`Backing up ${shown(ws.root)} to ${opts.to}${opts.encrypt ? ".enc" : ""}...`);
-    const result = await backupToFile(ws, opts.to, {
-      password: opts.encrypt ? password : undefined,
-      auditKeyPath: opts.encrypt ? keyPath : undefined,
-    });
-    let verified = false;
-    if (opts.verify) {
-      const summary = await inspectArchive(await openArchiveFile(result.path), { password, label: result.path });
-      if (summary.sha256 !== result.sha256 || summary.file_count !== result.file_count) {
-        throw new UserError(`backup ${result.path} did not read back identically`, ExitCode.CORRUPT);
-      }
-      verified = true;
-    }
-    const createdAt = new Date(result.manifest.created_at * 1000).toISOString();
-    await appendBackupLog(ws, {
-      created_at: createdAt,
-      location: result.path,
-      sha256: result.sha256,
-      manifest_sha256: result.manifest_sha256,
-      file_count: result.file_count,
-      size_bytes: result.size_bytes,
-      encrypted: result.encrypted,
-      verified,
-    });
-    const audit = await recordAuditEvent(ws, {
-      event_type: "dr.backup",
-      resource_type: "backup",
-      resource_id: result.path,
-      details: {
-        sha256: result.sha256,
-        manifest_sha256: result.manifest_sha256,
-        file_count: result.file_count,
-        size_bytes: result.size_bytes,
-        encrypted: result.encrypted,
-      },
-    });
-    const warnings = [...result.warnings, ...(audit.warning ? [audit.warning] : [])];
-    if (!opts.encrypt) warnings.push("plain backup: the audit key is not included (encrypted backups carry it)");
-    for (const w of warnings) out.warn(w);
-    out.result(
-      {
-        ok: true,
-        path: result.path,
-        size_bytes: result.size_bytes,
-        file_count: result.file_count,
-        sha256: result.sha256,
-        manifest_sha256: result.manifest_sha256,
-        encrypted: result.encrypted,
-        audit_key_included: result.manifest.audit_key_included,
-        verified,
-        snapshot: result.manifest.snapshot,
-        state: result.manifest.state,
-        warnings,
-      },
-      () => {
-        out.line("Backup complete!");
-        out.line(`  Path: ${opts.to}${opts.encrypt ? ".enc" : ""}`);
-        out.line(`  Size: ${result.size_bytes} bytes`);
-        out.line(`  Files: ${result.file_count}`);
-        out.line(`  SHA256: ${short(result.sha256)}`);
-      },
-    );
-  });
+    },
+  );
 
   addPasswordOptions(
     dr
@@ -153,17 +167,30 @@ export function registerDr(program: Command): void {
       .option("--dry-run", "read, decrypt and check the whole archive; list its files; write nothing")
       .option("--force", "restore even while a live process holds the target workspace")
       .option("--no-keep", "remove the previous target instead of keeping it as <target>.pre-restore-<ts>")
-      .option("--key-file <file>", "where to install the backup's audit key (default: the resolved audit key path)"),
+      .option(
+        "--key-file <file>",
+        "where to install the backup's audit key (default: the resolved audit key path)",
+      ),
   ).action(
     async (
-      opts: PasswordOpts & { from: string; decrypt?: boolean; dryRun?: boolean; force?: boolean; keep: boolean; keyFile?: string },
+      opts: PasswordOpts & {
+        from: string;
+        decrypt?: boolean;
+        dryRun?: boolean;
+        force?: boolean;
+        keep: boolean;
+        keyFile?: string;
+      },
       cmd: Command,
     ) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
       const password = await resolvePassword(opts);
       if (opts.decrypt && password === undefined) {
-        throw new UserError("--decrypt needs a password: --password, --password-file or BERNSTEIN_DR_PASSWORD", ExitCode.USAGE);
+        throw new UserError(
+          "--decrypt needs a password: --password, --password-file or BERNSTEIN_DR_PASSWORD",
+          ExitCode.USAGE,
+        );
       }
       const source = await openArchiveFile(opts.from);
       if (opts.dryRun) {
@@ -188,7 +215,8 @@ export function registerDr(program: Command): void {
             out.line(`  Files: ${s.file_count}`);
             out.line(`  Source: ${opts.from}`);
             out.line(`  SHA256: ${short(s.sha256)}`);
-            if (!s.per_file_hashes) out.line("  (archive of the Python reference: no per-file hashes to check)");
+            if (!s.per_file_hashes)
+              out.line("  (archive of the Python reference: no per-file hashes to check)");
             out.line("");
             out.line("Files in backup:");
             for (const f of s.files.slice(0, 50)) out.line(f);
@@ -221,31 +249,46 @@ export function registerDr(program: Command): void {
   addPasswordOptions(
     dr
       .command("verify")
-      .description("check an archive and the state inside it: WAL chains, audit chain, newest checkpoint (exit 1 on any failure)")
+      .description(
+        "check an archive and the state inside it: WAL chains, audit chain, newest checkpoint (exit 1 on any failure)",
+      )
       .requiredOption("--from <path>", "backup file")
       .option("--decrypt", "the backup is encrypted (needs a password)")
-      .option("--key-file <file>", "audit key to verify the chain with (default: the key inside an encrypted backup)"),
-  ).action(async (opts: PasswordOpts & { from: string; decrypt?: boolean; keyFile?: string }, cmd: Command) => {
-    const out = Output.of(cmd);
-    const password = await resolvePassword(opts);
-    if (opts.decrypt && password === undefined) {
-      throw new UserError("--decrypt needs a password: --password, --password-file or BERNSTEIN_DR_PASSWORD", ExitCode.USAGE);
-    }
-    const report = await verifyArchiveFile(opts.from, { password, keyFile: opts.keyFile });
-    out.result(report, () => {
-      out.line(`Verify ${opts.from}:`);
-      out.line(`  Files: ${report.file_count}`);
-      out.line(`  SHA256: ${short(report.sha256)}`);
-      for (const c of report.checks) out.line(`  [${c.status === "ok" ? "ok" : c.status === "skipped" ? "skip" : "FAIL"}] ${c.name}: ${c.detail}`);
-      out.line(report.ok ? "Archive verified." : "VERIFICATION FAILED");
-    });
-    if (!report.ok) process.exitCode = ExitCode.CHECK_FAILED;
-  });
+      .option(
+        "--key-file <file>",
+        "audit key to verify the chain with (default: the key inside an encrypted backup)",
+      ),
+  ).action(
+    async (opts: PasswordOpts & { from: string; decrypt?: boolean; keyFile?: string }, cmd: Command) => {
+      const out = Output.of(cmd);
+      const password = await resolvePassword(opts);
+      if (opts.decrypt && password === undefined) {
+        throw new UserError(
+          "--decrypt needs a password: --password, --password-file or BERNSTEIN_DR_PASSWORD",
+          ExitCode.USAGE,
+        );
+      }
+      const report = await verifyArchiveFile(opts.from, { password, keyFile: opts.keyFile });
+      out.result(report, () => {
+        out.line(`Verify ${opts.from}:`);
+        out.line(`  Files: ${report.file_count}`);
+        out.line(`  SHA256: ${short(report.sha256)}`);
+        for (const c of report.checks)
+          out.line(
+            `  [${c.status === "ok" ? "ok" : c.status === "skipped" ? "skip" : "FAIL"}] ${c.name}: ${c.detail}`,
+          );
+        out.line(report.ok ? "Archive verified." : "VERIFICATION FAILED");
+      });
+      if (!report.ok) process.exitCode = ExitCode.CHECK_FAILED;
+    },
+  );
 
   addPasswordOptions(
     dr
       .command("drill")
-      .description("automated restore drill: backup, dry-run, compare counts, restore to scratch, compare files, doctor; timings")
+      .description(
+        "automated restore drill: backup, dry-run, compare counts, restore to scratch, compare files, doctor; timings",
+      )
       .option("--keep <dir>", "keep the drill's backup and restored copy in this folder")
       .option("--encrypt", "drill with an encrypted backup (needs a password)"),
   ).action(async (opts: PasswordOpts & { keep?: string; encrypt?: boolean }, cmd: Command) => {
@@ -253,7 +296,10 @@ export function registerDr(program: Command): void {
     const out = Output.of(cmd);
     const password = await resolvePassword(opts);
     if (opts.encrypt && password === undefined) {
-      throw new UserError("--encrypt needs a password: --password, --password-file or BERNSTEIN_DR_PASSWORD", ExitCode.USAGE);
+      throw new UserError(
+        "--encrypt needs a password: --password, --password-file or BERNSTEIN_DR_PASSWORD",
+        ExitCode.USAGE,
+      );
     }
     const ws = await openWorkspace(g.sdd);
     const report = await runDrill(ws, { keepDir: opts.keep, password: opts.encrypt ? password : undefined });
@@ -265,7 +311,9 @@ export function registerDr(program: Command): void {
 export function printDrill(out: Output, report: Awaited<ReturnType<typeof runDrill>>): void {
   out.line(`Restore drill of ${shown(report.sdd)} (${report.encrypted ? "encrypted" : "plain"} backup):`);
   for (const s of report.steps) {
-    out.line(`  [${s.ok ? "ok" : "FAIL"}] ${s.name.padEnd(10)} ${String(s.duration_ms).padStart(7)} ms  ${s.detail}`);
+    out.line(
+      `  [${s.ok ? "ok" : "FAIL"}] ${s.name.padEnd(10)} ${String(s.duration_ms).padStart(7)} ms  ${s.detail}`,
+    );
   }
   out.line(`  RTO (restore step): ${report.rto_ms} ms`);
   out.line(report.ok ? "Drill passed." : "DRILL FAILED");
