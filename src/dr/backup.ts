@@ -87,8 +87,8 @@ async function hashPass(
   const wal: StatePosition["wal"] = {};
   const copied = new Map<string, number>();
   for (const f of files) {
-    let length = f.size;
-    let size = f.size;
+    let length: number;
+    let size: number;
     try {
       size = statSync(f.abs).size; // it may have grown since the walk (append-only logs)
     } catch {

@@ -11,6 +11,7 @@
 import {
   createCipheriv,
   createDecipheriv,
+  createHash,
   createHmac,
   pbkdf2,
   randomBytes,
@@ -187,7 +188,7 @@ export class FernetDecryptor {
 
   private async deriveOnce(): Promise<void> {
     this.ready ??= (async () => {
-      const cacheKey = this.salt.toString("hex");
+      const cacheKey = createHash("sha256").update(this.password).update(this.salt).digest("hex");
       let key = this.keyCache?.get(cacheKey);
       if (!key) {
         key = await deriveKey(this.password, this.salt);

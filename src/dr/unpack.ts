@@ -420,6 +420,17 @@ class TarReader {
   }
 }
 
+/**
+ * Whether decrypted bytes start like a gzip stream: the magic and method, or (when one damaged
+ * base64 character garbled the first bytes through the IV) our fixed header's tail.
+ */
+function decryptsToGzip(head: Buffer): boolean {
+  return (
+    head.subarray(0, 3).equals(OUR_GZIP_HEADER.subarray(0, 3)) ||
+    (head.length >= 10 && head.subarray(4, 10).equals(OUR_GZIP_HEADER.subarray(4, 10)))
+  );
+}
+
 /** Wraps a source to hash and count its raw bytes. */
 async function* measured(
   source: AsyncIterable<Buffer | string>,
@@ -538,8 +549,19 @@ export async function readArchive(
         await feed(decryptor.final());
       } catch (err) {
         if (err instanceof FernetAuthError) {
+          // With a wrong key the first block decrypts to noise; with the right key a damaged or
+          // truncated token still decrypts to a gzip start (a 1 in 2^24 coincidence otherwise).
+          if (decryptsToGzip(tar.gzipHeader)) {
+            throw archiveError(
+              "corrupt",
+              `encrypted archive ${opts.label ?? ""} was altered or truncated: it decrypts with this password but fails authentication`.replace(
+                "  ",
+                " ",
+              ),
+            );
+          }
           throw new UserError(
-            `cannot decrypt ${opts.label ?? "archive"}: wrong password, or the archive was altered (authentication failed)`,
+            `cannot decrypt ${opts.label ?? "archive"}: wrong password (or the archive's first bytes are damaged): authentication failed`,
             ExitCode.BAD_PASSWORD,
             { problem: "auth" },
           );
