@@ -265,9 +265,27 @@ class TarReader {
       this.state = "eof";
       return;
     }
-    const h = new Header(block, 0, this.ex, this.gex);
+    // Decode the block alone, then apply PAX/GNU overrides ourselves: node-tar would prepend the
+    // ustar prefix to a PAX path, which GNU tar and Python do not.
+    const h = new Header(block, 0);
     if (!h.cksumValid)
       throw archiveError("corrupt", `bad tar header checksum at entry ${this.entryIndex + 1}`);
+    const isMeta = [
+      "ExtendedHeader",
+      "GlobalExtendedHeader",
+      "NextFileHasLongPath",
+      "NextFileHasLongLinkpath",
+    ].includes(h.type);
+    if (!isMeta) {
+      for (const over of [this.gex, this.ex]) {
+        if (!over) continue;
+        if (over.path !== undefined && over === this.ex) h.path = over.path;
+        if (over.linkpath !== undefined && over === this.ex) h.linkpath = over.linkpath;
+        if (over.size !== undefined) h.size = over.size;
+        if (over.mode !== undefined) h.mode = over.mode;
+        if (over.mtime !== undefined) h.mtime = over.mtime;
+      }
+    }
     const type = h.type;
     const size = h.size ?? 0;
     if (
@@ -518,7 +536,10 @@ export async function readArchive(
       tar.gzipHeader = Buffer.concat([tar.gzipHeader, plain.subarray(0, gzHeaderNeeded)]);
       gzHeaderNeeded = 10 - tar.gzipHeader.length;
     }
-    if (!gunzip.write(plain)) await Promise.race([once(gunzip, "drain"), failed]);
+    if (!gunzip.write(plain)) {
+      // A gzip error surfaces through the tar loop (`failed`), not through this wait.
+      await Promise.race([once(gunzip, "drain").catch(() => {}), failed]);
+    }
   };
 
   try {
