@@ -130,8 +130,9 @@ export function applyEntry(
 /** Applies entries in place, for loading many entries (same rules as applyEntry). */
 export class StateBuilder {
   readonly state: OrchestratorState;
-  constructor(initial: OrchestratorState = emptyState()) {
-    this.state = cloneState(initial);
+  /** Copies `initial` unless `adopt` (the caller hands over a value nobody else holds). */
+  constructor(initial: OrchestratorState = emptyState(), opts: { adopt?: boolean } = {}) {
+    this.state = opts.adopt ? initial : cloneState(initial);
   }
   apply(runId: string, entry: ReducibleEntry): void {
     applyInto(this.state, runId, entry, inPlace);
@@ -317,3 +318,5 @@ export function stateCounts(s: OrchestratorState): {
     claimed_count: claimed,
   };
 }
+
+export { loadState, type LoadStateResult, type LoadStateOptions } from "./load-state.js";

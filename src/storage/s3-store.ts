@@ -50,7 +50,7 @@ export interface S3Options {
   retries?: number;
   /** Part size for multipart uploads (default 8 MiB, at least 5 MiB as S3 requires). */
   partSize?: number;
-  /** Parts uploaded in parallel (default 4); memory is about (concurrency + 1) x partSize. */
+  /** Parts uploaded in parallel (default 2, env BERNSTEIN_S3_CONCURRENCY); part memory is (concurrency + 1) x partSize. */
   concurrency?: number;
   /** Path-style addressing; default on when an endpoint is given. */
   forcePathStyle?: boolean;
@@ -119,27 +119,34 @@ function isNotFound(err: unknown): boolean {
   );
 }
 
-/** Cuts a byte stream into parts of exactly `size` bytes (the last may be shorter). */
-async function* readParts(source: Readable, size: () => number): AsyncGenerator<Buffer> {
-  let chunks: Buffer[] = [];
-  let held = 0;
+/**
+ * Cuts a byte stream into parts of exactly `size()` bytes (the last may be shorter), copying
+ * each chunk once into a part buffer from `acquire` (a small pool: memory stays bounded by the
+ * number of parts in flight, whatever the garbage collector's timing).
+ */
+async function* readParts(
+  source: Readable,
+  size: () => number,
+  acquire: (size: number) => Buffer,
+): AsyncGenerator<Buffer> {
+  let part: Buffer | undefined;
+  let filled = 0;
   for await (const chunk of source) {
     let buf = chunk as Buffer;
-    while (held + buf.length >= size()) {
-      const take = size() - held;
-      chunks.push(buf.subarray(0, take));
-      yield Buffer.concat(chunks, size());
+    while (buf.length > 0) {
+      part ??= acquire(size());
+      const take = Math.min(part.length - filled, buf.length);
+      buf.copy(part, filled, 0, take);
+      filled += take;
       buf = buf.subarray(take);
-      chunks = [];
-      held = 0;
-    }
-    if (buf.length > 0) {
-      // Copy: the stream may reuse or pin a larger buffer; we hold at most one part.
-      chunks.push(Buffer.from(buf));
-      held += buf.length;
+      if (filled === part.length) {
+        yield part;
+        part = undefined;
+        filled = 0;
+      }
     }
   }
-  if (held > 0 || chunks.length > 0) yield Buffer.concat(chunks, held);
+  if (part !== undefined) yield part.subarray(0, filled);
 }
 
 export class S3Store implements BackupStore {
@@ -158,7 +165,7 @@ export class S3Store implements BackupStore {
     this.root = `s3://${bucket}/${prefix}`;
     this.policy = retryPolicy(options.retries);
     this.partSize = Math.max(MIN_PART_SIZE, options.partSize ?? DEFAULT_PART_SIZE);
-    this.concurrency = Math.max(1, options.concurrency ?? 4);
+    this.concurrency = Math.max(1, options.concurrency ?? Number(process.env.BERNSTEIN_S3_CONCURRENCY || 2));
   }
 
   describe(key: string): string {
@@ -186,7 +193,16 @@ export class S3Store implements BackupStore {
       const inFlight = new Set<Promise<void>>();
       let failure: unknown;
       let partNumber = 0;
-      const iterator = readParts(source, () => partSize);
+      // Part buffers are reused once their upload settled: at most concurrency + 1 exist.
+      const pool: Buffer[] = [];
+      const acquire = (size: number): Buffer => {
+        const free = pool.pop();
+        return free !== undefined && free.length === size ? free : Buffer.allocUnsafe(size);
+      };
+      const release = (body: Buffer): void => {
+        if (body.byteOffset === 0 && body.length === body.buffer.byteLength) pool.push(body);
+      };
+      const iterator = readParts(source, () => partSize, acquire);
       let first = await iterator.next();
       if (first.done || first.value.length < partSize) {
         // Small object: one PutObject with the body's checksum.
@@ -246,6 +262,7 @@ export class S3Store implements BackupStore {
           ).then(
             (res) => {
               parts.push({ PartNumber, ETag: res.ETag, ChecksumSHA256 });
+              release(body);
             },
             (err: unknown) => {
               failure ??= err;

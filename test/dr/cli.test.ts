@@ -127,7 +127,7 @@ test("seed-sized workspace (8,421 files): backup, dry-run, restore and verify al
     assert.equal(filesLine(p.stdout), 8422);
     assert.match(
       p.stdout,
-      /^Backing up .* to .*b\.tar\.gz\.\.\.\nBackup complete!\n  Path: .*\n  Size: \d+ bytes\n  Files: 8422\n  SHA256: [0-9a-f]{16}\.\.\.\n$/,
+      /^Backing up .* to .*b\.tar\.gz\.\.\.\nBackup complete!\n {2}Path: .*\n {2}Size: \d+ bytes\n {2}Files: 8422\n {2}SHA256: [0-9a-f]{16}\.\.\.\n$/,
     );
     // The backup added runs/backups.jsonl and today's audit file; an encrypted one also carries the key.
     const b = await runCli(["dr", "backup", "--to", archive, "--encrypt", "--sdd", sdd], { env: env2 });

@@ -1,0 +1,123 @@
+/**
+ * bench:s3 — a large backup (default 2 GiB) streamed to a real S3-compatible server
+ * (s3rver on 127.0.0.1, in its own process) through S3Store: multipart upload with SHA-256
+ * per part, metadata read-back, record. The figure is the uploader's peak RSS (must stay
+ * under 150 MB) and throughput; the baseline, measured in the same run, is the same file put
+ * into a local folder store (same code path minus the network).
+ *
+ * Usage: npm run bench:s3 -- --json [--size-mb N]
+ */
+import { spawn } from "node:child_process";
+import { createHash, randomFillSync } from "node:crypto";
+import { mkdtemp, open, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+const json = args.includes("--json");
+const sizeMb = Number(args[args.indexOf("--size-mb") + 1]) || 2048;
+const RSS_LIMIT = 150 * 1024 * 1024;
+
+function log(msg: string): void {
+  if (!json) process.stderr.write(msg + "\n");
+}
+
+async function makeFile(file: string, bytes: number): Promise<string> {
+  const fh = await open(file, "w");
+  const hash = createHash("sha256");
+  const buf = Buffer.alloc(16 * 1024 * 1024);
+  for (let written = 0; written < bytes;) {
+    const n = Math.min(buf.length, bytes - written);
+    randomFillSync(buf, 0, n);
+    hash.update(buf.subarray(0, n));
+    await fh.write(buf, 0, n);
+    written += n;
+  }
+  await fh.close();
+  return hash.digest("hex");
+}
+
+function runChild(
+  script: string,
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<Record<string, number | string>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(here, "support", script), ...argv], {
+      env,
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.on("error", reject);
+    child.on("close", (code) =>
+      code === 0
+        ? resolve(JSON.parse(out.trim().split("\n").pop() as string))
+        : reject(new Error(`${script} exit ${code}`)),
+    );
+  });
+}
+
+const scratch = await mkdtemp(path.join(os.tmpdir(), "bernstein-bench-s3-"));
+const server = spawn(process.execPath, [path.join(here, "support", "s3-server-child.js"), "bench"], {
+  stdio: ["pipe", "pipe", "inherit"],
+});
+try {
+  const first = await new Promise<string>((resolve, reject) => {
+    const rl = createInterface({ input: server.stdout! });
+    rl.once("line", resolve);
+    server.once("exit", (code) => reject(new Error(`s3 server exited ${code}`)));
+  });
+  const { endpoint } = JSON.parse(first) as { endpoint: string };
+  const file = path.join(scratch, "archive.bin");
+  const bytes = sizeMb * 1024 * 1024;
+  log(`writing ${sizeMb} MiB test archive...`);
+  const sha256 = await makeFile(file, bytes);
+  const env = {
+    ...process.env,
+    BERNSTEIN_S3_ENDPOINT: endpoint,
+    AWS_ACCESS_KEY_ID: "S3RVER",
+    AWS_SECRET_ACCESS_KEY: "S3RVER",
+    AWS_REGION: "us-east-1",
+  };
+  log("baseline: local folder store...");
+  const local = await runChild(
+    "s3-upload-child.js",
+    ["local", file, path.join(scratch, "local-store"), sha256],
+    env,
+  );
+  await rm(path.join(scratch, "local-store"), { recursive: true, force: true });
+  log("S3 multipart upload...");
+  const s3 = await runChild("s3-upload-child.js", ["s3", file, "s3://bench/backups/", sha256], env);
+  const mbps = (r: Record<string, number | string>) => Number(r.bytes) / 1048576 / Number(r.seconds);
+  const result = {
+    bench: "s3",
+    size_bytes: bytes,
+    figure: {
+      what: "dr backup upload to S3 (s3rver on 127.0.0.1): multipart, SHA-256 per part, read-back",
+      seconds: Number(s3.seconds),
+      mib_per_s: mbps(s3),
+      peak_rss_mb: Number(s3.peak_rss_bytes) / 1048576,
+    },
+    baseline: {
+      what: "same file put into a local folder store (atomic write, fsync)",
+      seconds: Number(local.seconds),
+      mib_per_s: mbps(local),
+      peak_rss_mb: Number(local.peak_rss_bytes) / 1048576,
+    },
+    ratio_seconds: Number(s3.seconds) / Number(local.seconds),
+    ratio_peak_rss: Number(s3.peak_rss_bytes) / Number(local.peak_rss_bytes),
+    peak_rss_limit_mb: RSS_LIMIT / 1048576,
+    peak_rss_ok: Number(s3.peak_rss_bytes) < RSS_LIMIT,
+    note: "shared 2-core machine: timings are noisy",
+  };
+  process.stdout.write(JSON.stringify(json ? result : result, null, json ? 0 : 2) + "\n");
+  if (!result.peak_rss_ok) process.exitCode = 1;
+} finally {
+  server.kill("SIGTERM");
+  await new Promise((r) => server.once("exit", r));
+  await rm(scratch, { recursive: true, force: true });
+}

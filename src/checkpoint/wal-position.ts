@@ -1,0 +1,129 @@
+/**
+ * Finding a checkpoint's WAL position and streaming the suffix after it, at a cost that depends on
+ * the distance to the tail, not on the history: the position is found by reading the run's WAL
+ * backwards from its end, and the suffix is read forwards from the byte offset found.
+ *
+ * Entries are parsed and hash-checked with the WAL module's own `checkLine` (src/wal/entry.ts).
+ */
+import { checkLine, GENESIS_HASH, type WalEntry } from "../wal/entry.js";
+import { readLinesBackward, readLinesForward } from "../workspace/lines.js";
+
+const SEQ_PREFIX = /^\{"seq":(\d+),/;
+
+export interface LocatedEntry {
+  entry: WalEntry;
+  /** Byte offset just after the entry's line: where the suffix starts. */
+  end: number;
+}
+
+export type LocateResult =
+  | { ok: true; located: LocatedEntry }
+  | { ok: false; problem: string; code: "missing_wal" | "missing_entry" | "hash_mismatch" | "unreadable" };
+
+/**
+ * The entry with `seq` in `file`, checked: its content hashes to its entry_hash, and that hash is
+ * `expectedHash`. Reads backwards from the end and stops at the entry.
+ */
+export async function locateWalEntry(file: string, seq: number, expectedHash: string): Promise<LocateResult> {
+  try {
+    for await (const line of readLinesBackward(file)) {
+      const m = SEQ_PREFIX.exec(line.text);
+      let lineSeq: number | undefined = m ? Number(m[1]) : undefined;
+      if (lineSeq === undefined || lineSeq === seq) {
+        const check = checkLine(line.text);
+        if (!check.ok) {
+          if (lineSeq === seq) {
+            return {
+              ok: false,
+              code: "hash_mismatch",
+              problem: `WAL entry seq ${seq} is damaged: ${check.message}`,
+            };
+          }
+          continue; // a torn tail or damaged line that is not ours: keep going back
+        }
+        lineSeq = check.entry.seq;
+        if (lineSeq === seq) {
+          if (check.entry.entry_hash !== expectedHash) {
+            return {
+              ok: false,
+              code: "hash_mismatch",
+              problem: `WAL entry seq ${seq} has hash ${check.entry.entry_hash.slice(0, 12)}…, checkpoint expects ${expectedHash.slice(0, 12)}…`,
+            };
+          }
+          return { ok: true, located: { entry: check.entry, end: line.end } };
+        }
+      }
+      if (lineSeq < seq) break;
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT")
+      return { ok: false, code: "missing_wal", problem: `WAL file ${file} does not exist` };
+    return { ok: false, code: "unreadable", problem: `WAL file ${file}: ${(err as Error).message}` };
+  }
+  return { ok: false, code: "missing_entry", problem: `WAL ${file} has no entry with seq ${seq}` };
+}
+
+export class WalSuffixError extends Error {
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly seq: number,
+    message: string,
+  ) {
+    super(`wal ${file}: line ${line} (seq ${seq}): ${message}`);
+    this.name = "WalSuffixError";
+  }
+}
+
+export interface SuffixOptions {
+  /** Byte offset of the first line to read (0: the whole file). */
+  offset: number;
+  /** Line number of that first line, for messages (1 when unknown offsets count from 1). */
+  firstLineNo?: number;
+  /** The entry the suffix must link to (its hash) and the seq expected next. */
+  prevHash: string;
+  nextSeq: number;
+}
+
+/**
+ * Streams verified entries from `offset`: each must hash correctly, link to the previous one and
+ * carry the next seq. A bad final line without a newline (a torn tail, repaired by the writer on
+ * reopen) ends the stream and is reported through `onTornTail`; any other break throws.
+ */
+export async function* readWalSuffix(
+  file: string,
+  opts: SuffixOptions,
+  onTornTail?: (message: string) => void,
+): AsyncGenerator<WalEntry> {
+  let prevHash = opts.prevHash;
+  let nextSeq = opts.nextSeq;
+  let pending: { lineNo: number; message: string } | undefined;
+  // Line numbers in messages: one entry per line and seq from 0, so the first line is nextSeq + 1.
+  const base = (opts.firstLineNo ?? opts.nextSeq + 1) - 1;
+  for await (const raw of readLinesForward(file, opts.offset)) {
+    const line = { ...raw, lineNo: raw.lineNo + base };
+    if (pending) throw new WalSuffixError(file, pending.lineNo, nextSeq, pending.message);
+    if (line.text === "") continue;
+    const check = checkLine(line.text);
+    if (!check.ok) {
+      if (!line.terminated) {
+        pending = { lineNo: line.lineNo, message: check.message };
+        break;
+      }
+      throw new WalSuffixError(file, line.lineNo, nextSeq, check.message);
+    }
+    const e = check.entry;
+    if (e.seq !== nextSeq) throw new WalSuffixError(file, line.lineNo, e.seq, `expected seq ${nextSeq}`);
+    if (e.prev_hash !== prevHash) {
+      throw new WalSuffixError(file, line.lineNo, e.seq, "prev_hash does not link to the previous entry");
+    }
+    prevHash = e.entry_hash;
+    nextSeq++;
+    yield e;
+  }
+  if (pending)
+    onTornTail?.(`wal ${file}: torn last line after seq ${nextSeq - 1} (${pending.message}); ignored`);
+}
+
+export { GENESIS_HASH };

@@ -1,0 +1,185 @@
+/**
+ * `bernstein dr status|promote|runbook`: the replication side of the `dr` group. The group itself
+ * belongs to the DR commands (backup/restore/...); these attach to it (or create it when it is not
+ * registered yet), so this module must be registered after them.
+ */
+import type { Command } from "commander";
+import { readFile } from "node:fs/promises";
+import { lastBackupInfo } from "../../replication/backup-info.js";
+import { writeRunbook } from "../../replication/failover.js";
+import { TOKEN_ENV } from "../../replication/options.js";
+import { loadTokenFile } from "../../replication/auth.js";
+import { promote } from "../../replication/promote.js";
+import { gatherStatus } from "../../replication/status.js";
+import { openWorkspace } from "../../workspace/layout.js";
+import { ExitCode, UserError } from "../errors.js";
+import { Output, globalsOf } from "../output.js";
+
+function drGroup(program: Command): Command {
+  const existing = program.commands.find((c) => c.name() === "dr");
+  return (
+    existing ??
+    program
+      .command("dr")
+      .description("disaster recovery: backups, restore, replication status, promotion, runbooks")
+  );
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+async function caFile(file?: string): Promise<Buffer | undefined> {
+  if (!file) return undefined;
+  return readFile(file).catch(() => {
+    throw new UserError(`--tls-ca ${file}: cannot read`, ExitCode.USAGE);
+  });
+}
+
+function fmtNum(v: number | null | undefined, unit = ""): string {
+  if (v === null || v === undefined) return "unknown";
+  return `${Number.isInteger(v) ? v : v.toFixed(1)}${unit}`;
+}
+
+export function registerDrReplication(program: Command): void {
+  const dr = drGroup(program);
+
+  dr.command("status")
+    .description(
+      "replication and recovery status of this node: role, epoch, WAL position, followers, backup, RPO (exit 8 if fenced or halted)",
+    )
+    .option("--token-file <file>", `token to ask the live replication process (or env ${TOKEN_ENV})`)
+    .option("--tls-ca <file>", "CA to trust when the live process serves https")
+    .action(async (flags: { tokenFile?: string; tlsCa?: string }, cmd: Command) => {
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      const ws = await openWorkspace(g.sdd);
+      const st = await gatherStatus(ws, { tokenFile: flags.tokenFile, tlsCa: await caFile(flags.tlsCa) });
+      const { nodes: _nodes, thresholds: _t, ...doc } = st;
+      out.result({ ok: !st.problem, ...doc }, () => {
+        out.line(
+          `Node:      ${st.role}${st.region ? ` (${st.region})` : ""}, epoch ${st.epoch}${st.fenced ? ` — FENCED: ${st.fenced_reason}` : ""}`,
+        );
+        if (st.leader_url) out.line(`Leader:    ${st.leader_url}`);
+        out.line(
+          `WAL:       ${st.wal.position ? `${st.wal.position.run_id}#${st.wal.position.seq}` : "empty"} (${st.wal.runs.length} run(s))`,
+        );
+        if (st.live)
+          out.line(
+            `Process:   pid ${st.live.pid} at ${st.live.url}${st.live.reachable ? "" : ` (not answering: ${st.live.error})`}`,
+          );
+        else out.line("Process:   no replication process running for this workspace");
+        if (st.policy)
+          out.line(
+            `Policy:    ${st.policy}${st.policy_state ? ` — ${st.policy_state}` : ""}${st.policy_reason ? `: ${st.policy_reason}` : ""}`,
+          );
+        if (st.integrity_error) out.line(`Integrity: ERROR ${st.integrity_error}`);
+        if (st.lag) out.line(`Lag:       ${fmtNum(st.lag.entries)} entries, ${fmtNum(st.lag.seconds, " s")}`);
+        for (const f of st.followers) {
+          out.line(
+            `Follower:  ${f.name.padEnd(12)} ${f.health.padEnd(11)} lag ${fmtNum(f.lag_entries)} entries / ${fmtNum(f.lag_seconds, " s")}, last ack ${f.last_ack_at ?? "never"}`,
+          );
+        }
+        out.line(
+          `Backup:    ${st.last_backup ? `${st.last_backup.location} (${fmtNum(st.last_backup.age_seconds, " s")} old)` : "none recorded"}`,
+        );
+        out.line(
+          `RPO:       ${fmtNum(st.rpo_estimate.entries)} entries, ${fmtNum(st.rpo_estimate.seconds, " s")} (${st.rpo_estimate.basis})`,
+        );
+        out.line(
+          `Failover:  ${st.failover.decision}${st.failover.reasons.length ? ` — ${st.failover.reasons.join("; ")}` : ""}`,
+        );
+      });
+      if (st.problem) process.exitCode = ExitCode.REPLICATION;
+    });
+
+  dr.command("promote")
+    .description(
+      "turn this follower into the leader: gather the newest entries from its peers, fence them, raise the epoch",
+    )
+    .option("--token-file <file>", `token for the peers (or env ${TOKEN_ENV})`)
+    .option(
+      "--peer <url>",
+      "another follower's endpoint (repeat); default: the followers the leader reported",
+      collect,
+      [],
+    )
+    .option("--new-leader-url <url>", "where this node will serve as leader; fenced peers re-point to it")
+    .option(
+      "--force",
+      "promote even when too few peers answer (the no-loss and no-split-brain guarantees are lost)",
+    )
+    .option("--tls-ca <file>", "CA to trust for https peers")
+    .action(
+      async (
+        flags: { tokenFile?: string; peer: string[]; newLeaderUrl?: string; force?: boolean; tlsCa?: string },
+        cmd: Command,
+      ) => {
+        const g = globalsOf(cmd);
+        const out = Output.of(cmd);
+        const ws = await openWorkspace(g.sdd);
+        const token = flags.tokenFile
+          ? await loadTokenFile(flags.tokenFile)
+          : (process.env[TOKEN_ENV]?.trim() ?? null);
+        const log = (line: string): void => {
+          if (!g.quiet) process.stderr.write(line + "\n");
+        };
+        const r = await promote({
+          ws,
+          token,
+          tlsCa: await caFile(flags.tlsCa),
+          peers: flags.peer,
+          newLeaderUrl: flags.newLeaderUrl,
+          force: Boolean(flags.force),
+          log,
+        });
+        for (const w of r.warnings) out.warn(w);
+        out.result(r, () => {
+          out.line(`Promoted ${r.sdd} to leader at epoch ${r.epoch} (was ${r.previous_epoch}).`);
+          out.line(
+            `Reached ${r.reached} of the ${r.promotion_quorum} follower(s) a ${r.policy} promotion needs.`,
+          );
+          for (const p of r.peers) {
+            out.line(
+              `  peer ${p.url}: ${p.reached ? `fenced at ${p.epoch}, ${p.fetched_entries} entries fetched` : `not reached (${p.error})`}`,
+            );
+          }
+          for (const w of r.wal) out.line(`  WAL ${w.run_id}: last seq ${w.last_seq}`);
+          out.line(`Next: bernstein start --sdd ${r.sdd} --replication-listen HOST:PORT`);
+        });
+      },
+    );
+
+  dr.command("runbook")
+    .description("write a DR runbook for the current situation into docs/runbooks/ of this workspace")
+    .option("--token-file <file>", `token to ask the live replication process (or env ${TOKEN_ENV})`)
+    .option("--tls-ca <file>", "CA to trust when the live process serves https")
+    .action(async (flags: { tokenFile?: string; tlsCa?: string }, cmd: Command) => {
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      const ws = await openWorkspace(g.sdd);
+      const st = await gatherStatus(ws, { tokenFile: flags.tokenFile, tlsCa: await caFile(flags.tlsCa) });
+      const file = await writeRunbook(ws, {
+        perspective: st.role,
+        policy: (st.policy as "LEADER_ONLY" | "QUORUM" | "ALL" | null) ?? null,
+        thresholds: st.thresholds,
+        nodes: st.nodes,
+        leaderHalted: st.policy_state === "HALTED",
+        leaderFenced: st.role === "leader" && st.fenced,
+        integrityErrors: st.integrity_error ? [st.integrity_error] : [],
+        lastBackup: await lastBackupInfo(ws),
+        evaluation: st.failover,
+        writtenBy: `dr runbook on ${st.role}${st.region ? ` ${st.region}` : ""}`,
+        tokenFile: flags.tokenFile,
+      });
+      out.result(
+        { ok: true, runbook: file, decision: st.failover.decision, reasons: st.failover.reasons },
+        () => {
+          out.line(`Runbook written: ${file}`);
+          out.line(
+            `Evaluation: ${st.failover.decision}${st.failover.reasons.length ? ` — ${st.failover.reasons.join("; ")}` : ""}`,
+          );
+        },
+      );
+    });
+}

@@ -1,0 +1,170 @@
+/**
+ * `bernstein replicate serve|follow`: the cross-region WAL replication processes. Both run until
+ * SIGINT/SIGTERM; the first output (a JSON line with --json) says where they answer.
+ */
+import type { Command } from "commander";
+import { Option } from "commander";
+import { openWorkspace, Workspace } from "../../workspace/layout.js";
+import { removeEndpoint, writeEndpoint } from "../../replication/endpoint.js";
+import { ReplicationFollower } from "../../replication/follower.js";
+import {
+  type LeaderFlags,
+  type TransportFlags,
+  addLeaderOptions,
+  addTransportOptions,
+  caOf,
+  positiveInt,
+  resolveToken,
+  startLeaderFromFlags,
+  tlsOf,
+} from "../../replication/options.js";
+import { parseListen } from "../../replication/server.js";
+import { ExitCode, UserError } from "../errors.js";
+import { Output, globalsOf } from "../output.js";
+
+/** Resolves on SIGINT/SIGTERM. */
+function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (sig: NodeJS.Signals): void => {
+      process.off("SIGINT", on);
+      process.off("SIGTERM", on);
+      resolve(sig);
+    };
+    process.on("SIGINT", on);
+    process.on("SIGTERM", on);
+  });
+}
+
+export function registerReplicate(program: Command): void {
+  const group = program
+    .command("replicate")
+    .description("cross-region WAL replication: leader endpoint and followers");
+
+  addLeaderOptions(
+    group
+      .command("serve")
+      .description("serve this workspace's WAL and base snapshot to followers (leader endpoint)")
+      .requiredOption("--listen <host:port>", "address to listen on (port 0 picks a free one)"),
+  ).action(async (flags: LeaderFlags & { listen: string }, cmd: Command) => {
+    const g = globalsOf(cmd);
+    const out = Output.of(cmd);
+    const ws = await openWorkspace(g.sdd);
+    const log = (line: string): void => {
+      if (!g.quiet) process.stderr.write(line + "\n");
+    };
+    const leader = await startLeaderFromFlags(ws, flags.listen, flags, { log });
+    out.result(
+      {
+        ok: true,
+        role: "leader",
+        url: leader.url,
+        epoch: leader.epoch,
+        policy: leader.policy.policy,
+        pid: process.pid,
+      },
+      () =>
+        out.line(
+          `Serving replication for ${ws.root} at ${leader.url} (epoch ${leader.epoch}, ack policy ${leader.policy.policy})`,
+        ),
+    );
+    await untilSignal();
+    await leader.close();
+  });
+
+  addTransportOptions(
+    group
+      .command("follow")
+      .description(
+        "follow a leader: bootstrap, pull and verify WAL entries, append them durably, acknowledge",
+      )
+      .requiredOption("--leader <url>", "the leader's replication URL")
+      .requiredOption("--region <name>", "this follower's name, as the leader's --follower knows it")
+      .option("--listen <host:port>", "serve this follower's own status, metrics and WAL here")
+      .option("--batch-size <n>", "entries per pull", positiveInt("--batch-size"), 50)
+      .option("--wait-ms <ms>", "long-poll wait when caught up", positiveInt("--wait-ms"), 5000)
+      .option("--retry-ms <ms>", "pause after a failed contact", positiveInt("--retry-ms"), 1000)
+      .option(
+        "--snapshot-interval <s>",
+        "refresh the base snapshot this often (0: never)",
+        positiveInt("--snapshot-interval"),
+        600,
+      )
+      .addOption(
+        new Option(
+          "--rebootstrap",
+          "discard this follower's replica (kept in quarantine) and bootstrap again",
+        ),
+      ),
+  ).action(
+    async (
+      flags: TransportFlags & {
+        leader: string;
+        region: string;
+        listen?: string;
+        batchSize: number;
+        waitMs: number;
+        retryMs: number;
+        snapshotInterval: number;
+        rebootstrap?: boolean;
+      },
+      cmd: Command,
+    ) => {
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      if (!/^https?:\/\//.test(flags.leader))
+        throw new UserError(`--leader ${flags.leader}: expected http(s)://HOST:PORT`, ExitCode.USAGE);
+      if (!/^[A-Za-z0-9._-]+$/.test(flags.region))
+        throw new UserError(`--region ${flags.region}: letters, digits, . _ - only`, ExitCode.USAGE);
+      if (flags.batchSize < 1) throw new UserError("--batch-size must be at least 1", ExitCode.USAGE);
+      const token = await resolveToken(flags);
+      const ws = new Workspace(g.sdd);
+      const log = (line: string): void => {
+        if (!g.quiet) process.stderr.write(line + "\n");
+      };
+      const follower = await ReplicationFollower.start({
+        ws,
+        leaderUrl: flags.leader,
+        region: flags.region,
+        token,
+        tokenFile: flags.tokenFile,
+        tlsCa: await caOf(flags),
+        tls: tlsOf(flags),
+        listen: flags.listen ? parseListen(flags.listen) : undefined,
+        batchSize: flags.batchSize,
+        waitMs: flags.waitMs,
+        retryMs: flags.retryMs,
+        snapshotIntervalMs: flags.snapshotInterval * 1000,
+        thresholds: { maxLagEntries: flags.maxLagEntries, maxRetries: flags.maxRetries },
+        rebootstrap: Boolean(flags.rebootstrap),
+        log,
+      });
+      if (follower.url) {
+        await writeEndpoint(ws, {
+          pid: process.pid,
+          url: follower.url,
+          token_file: flags.tokenFile ?? null,
+          role: "follower",
+          tls_ca: flags.tlsCa ?? null,
+        });
+      }
+      out.result(
+        {
+          ok: true,
+          role: "follower",
+          region: flags.region,
+          url: follower.url,
+          leader: flags.leader,
+          sdd: ws.root,
+          pid: process.pid,
+        },
+        () =>
+          out.line(
+            `Following ${flags.leader} as ${flags.region} into ${ws.root}${follower.url ? ` (status at ${follower.url})` : ""}`,
+          ),
+      );
+      await untilSignal();
+      await follower.stop();
+      await removeEndpoint(ws);
+    },
+  );
+}

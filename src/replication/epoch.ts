@@ -1,0 +1,128 @@
+/**
+ * The replication epoch: a number stored durably in the workspace that every replication request
+ * carries. Promotion raises it; a node never accepts entries from, or acknowledges for, an older
+ * epoch; a leader that learns of a newer epoch is fenced: it records that fact durably and refuses
+ * to make decisions from then on (also after a restart).
+ *
+ * File: `.sdd/runtime/replication/epoch.json`, replaced atomically:
+ *   { "epoch": N, "superseded_by": M | null, "superseded_reason": "...", "updated_at": "ISO" }
+ */
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { ExitCode, UserError } from "../cli/errors.js";
+import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
+import type { Workspace } from "../workspace/layout.js";
+
+export interface EpochState {
+  /** This node's epoch: the term it leads or follows in. Starts at 1. */
+  epoch: number;
+  /** Set when this node learned that another node holds a newer epoch: it must not decide. */
+  superseded_by: number | null;
+  superseded_reason: string | null;
+  updated_at: string;
+}
+
+export const EPOCH_HEADER = "x-bernstein-epoch";
+
+export function replicationDir(ws: Workspace): string {
+  return ws.p("runtime", "replication");
+}
+
+export function epochFile(ws: Workspace): string {
+  return path.join(replicationDir(ws), "epoch.json");
+}
+
+export async function readEpoch(ws: Workspace): Promise<EpochState> {
+  let text: string;
+  try {
+    text = await readFile(epochFile(ws), "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+      return {
+        epoch: 1,
+        superseded_by: null,
+        superseded_reason: null,
+        updated_at: new Date(0).toISOString(),
+      };
+    }
+    throw err;
+  }
+  let parsed: Partial<EpochState>;
+  try {
+    parsed = JSON.parse(text) as Partial<EpochState>;
+  } catch {
+    throw new UserError(`epoch file ${epochFile(ws)} is not valid JSON`, ExitCode.CORRUPT);
+  }
+  if (typeof parsed.epoch !== "number" || !Number.isSafeInteger(parsed.epoch) || parsed.epoch < 1) {
+    throw new UserError(`epoch file ${epochFile(ws)} has no valid epoch`, ExitCode.CORRUPT);
+  }
+  return {
+    epoch: parsed.epoch,
+    superseded_by: typeof parsed.superseded_by === "number" ? parsed.superseded_by : null,
+    superseded_reason: typeof parsed.superseded_reason === "string" ? parsed.superseded_reason : null,
+    updated_at: typeof parsed.updated_at === "string" ? parsed.updated_at : new Date(0).toISOString(),
+  };
+}
+
+export async function writeEpoch(ws: Workspace, state: EpochState): Promise<void> {
+  await durableMkdir(replicationDir(ws));
+  await atomicWriteFile(epochFile(ws), JSON.stringify(state, null, 2) + "\n");
+}
+
+/** Raises the epoch by one (promotion). Clears any fencing: the node now leads the new epoch. */
+export async function raiseEpoch(ws: Workspace, atLeast = 0): Promise<EpochState> {
+  const cur = await readEpoch(ws);
+  const next: EpochState = {
+    epoch: Math.max(cur.epoch, cur.superseded_by ?? 0, atLeast) + 1,
+    superseded_by: null,
+    superseded_reason: null,
+    updated_at: new Date().toISOString(),
+  };
+  await writeEpoch(ws, next);
+  return next;
+}
+
+/**
+ * A follower adopts a newer epoch (it follows the new leader from now on). Returns the state
+ * after the change; never lowers the epoch.
+ */
+export async function adoptEpoch(ws: Workspace, epoch: number): Promise<EpochState> {
+  const cur = await readEpoch(ws);
+  if (epoch <= cur.epoch) return cur;
+  const next: EpochState = {
+    epoch,
+    superseded_by: null,
+    superseded_reason: null,
+    updated_at: new Date().toISOString(),
+  };
+  await writeEpoch(ws, next);
+  return next;
+}
+
+/** A leader learns of a newer epoch: record it durably so that it stays fenced across restarts. */
+export async function recordSuperseded(ws: Workspace, newer: number, reason: string): Promise<EpochState> {
+  const cur = await readEpoch(ws);
+  if (newer <= cur.epoch || (cur.superseded_by ?? 0) >= newer) return cur;
+  const next: EpochState = {
+    ...cur,
+    superseded_by: newer,
+    superseded_reason: reason,
+    updated_at: new Date().toISOString(),
+  };
+  await writeEpoch(ws, next);
+  return next;
+}
+
+export function fencedMessage(state: EpochState): string {
+  return `fenced: this node's epoch ${state.epoch} was superseded by epoch ${state.superseded_by}${
+    state.superseded_reason ? ` (${state.superseded_reason})` : ""
+  }; it must not make decisions. Follow the new leader or restore from it`;
+}
+
+/** Parses an epoch header value; undefined when absent or malformed. */
+export function parseEpochHeader(value: string | string[] | undefined): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  return Number.isSafeInteger(n) && n >= 1 ? n : undefined;
+}

@@ -1,0 +1,220 @@
+/**
+ * Failover evaluation and the DR runbook.
+ *   FAILOVER_RECOMMENDED: the leader is unreachable from a follower (max_retries consecutive
+ *     failures), or more than half the followers are unreachable under QUORUM, or a follower
+ *     lags by more than 10 × max_lag_entries;
+ *   ALERT_ONLY: something is degraded but a failover would not help (a follower LAGGING or
+ *     UNREACHABLE, an integrity error, the leader halted or fenced, a leader contact failing);
+ *   NO_ACTION otherwise.
+ * FAILOVER_RECOMMENDED writes `docs/runbooks/DR-RUNBOOK-<UTC timestamp>.md` in the workspace.
+ */
+import path from "node:path";
+import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
+import type { Workspace } from "../workspace/layout.js";
+import type { AckPolicyName } from "./ack-policy.js";
+import type { HealthThresholds } from "./health.js";
+
+export type FailoverDecision = "NO_ACTION" | "ALERT_ONLY" | "FAILOVER_RECOMMENDED";
+
+export interface NodeState {
+  name: string;
+  role: "leader" | "follower";
+  url: string | null;
+  /** The node's `.sdd` folder when known (the local node). */
+  sdd?: string;
+  epoch: number | null;
+  wal_position: { run_id: string; seq: number } | null;
+  health: string;
+  lag_entries: number | null;
+  lag_seconds: number | null;
+  note?: string;
+}
+
+export interface FailoverInput {
+  perspective: "leader" | "follower";
+  policy: AckPolicyName | null;
+  thresholds: HealthThresholds;
+  /** Follower perspective: consecutive failed contacts with the leader. */
+  leaderFailures?: number;
+  nodes: NodeState[];
+  leaderHalted?: boolean;
+  leaderFenced?: boolean;
+  integrityErrors?: string[];
+  lastBackup?: { location: string; created_at: string; age_seconds: number } | null;
+}
+
+export interface FailoverEvaluation {
+  decision: FailoverDecision;
+  reasons: string[];
+}
+
+export function evaluateFailover(i: FailoverInput): FailoverEvaluation {
+  const failover: string[] = [];
+  const alerts: string[] = [];
+  const followers = i.nodes.filter((n) => n.role === "follower");
+  if (i.perspective === "follower" && (i.leaderFailures ?? 0) >= i.thresholds.maxRetries) {
+    failover.push(`leader unreachable from this follower (${i.leaderFailures} consecutive failures)`);
+  } else if ((i.leaderFailures ?? 0) > 0) {
+    alerts.push(`${i.leaderFailures} failed contact(s) with the leader`);
+  }
+  const unreachable = followers.filter((f) => f.health === "UNREACHABLE");
+  if (i.policy === "QUORUM" && followers.length > 0 && unreachable.length > followers.length / 2) {
+    failover.push(`${unreachable.length} of ${followers.length} followers unreachable under QUORUM`);
+  } else if (unreachable.length > 0) {
+    alerts.push(`follower(s) unreachable: ${unreachable.map((f) => f.name).join(", ")}`);
+  }
+  for (const f of followers) {
+    if (f.lag_entries !== null && f.lag_entries > 10 * i.thresholds.maxLagEntries) {
+      failover.push(
+        `follower ${f.name} lags by ${f.lag_entries} entries (> 10 × ${i.thresholds.maxLagEntries})`,
+      );
+    } else if (f.health === "LAGGING") {
+      alerts.push(`follower ${f.name} is LAGGING (${f.lag_entries} entries)`);
+    }
+  }
+  if (i.leaderHalted) alerts.push("the leader halted: its ack policy is not met");
+  if (i.leaderFenced) alerts.push("this leader is fenced by a newer epoch");
+  for (const e of i.integrityErrors ?? []) alerts.push(`integrity error: ${e}`);
+  if (failover.length > 0) return { decision: "FAILOVER_RECOMMENDED", reasons: [...failover, ...alerts] };
+  if (alerts.length > 0) return { decision: "ALERT_ONLY", reasons: alerts };
+  return { decision: "NO_ACTION", reasons: [] };
+}
+
+export function utcStamp(d = new Date()): string {
+  return d
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
+}
+
+function fmt(v: number | null | undefined, unit = ""): string {
+  return v === null || v === undefined ? "unknown" : `${Number.isInteger(v) ? v : v.toFixed(1)}${unit}`;
+}
+
+/** The best follower to promote: reachable, no integrity error, least lag. */
+export function bestCandidate(nodes: NodeState[]): NodeState | undefined {
+  return nodes
+    .filter((n) => n.role === "follower" && n.health !== "UNREACHABLE" && !n.note?.includes("integrity"))
+    .sort((a, b) => (a.lag_entries ?? Infinity) - (b.lag_entries ?? Infinity))[0];
+}
+
+export interface RunbookInput extends FailoverInput {
+  evaluation: FailoverEvaluation;
+  writtenBy: string;
+  tokenFile?: string;
+}
+
+export function renderRunbook(r: RunbookInput, now = new Date()): string {
+  const leader = r.nodes.find((n) => n.role === "leader");
+  const candidate = bestCandidate(r.nodes);
+  const others = r.nodes.filter((n) => n.role === "follower" && n !== candidate);
+  const tokenArg = `--token-file ${r.tokenFile ?? "<TOKEN_FILE>"}`;
+  const sddOf = (n: NodeState): string => n.sdd ?? `<${n.name} .sdd folder>`;
+  const newEpoch = Math.max(0, ...r.nodes.map((n) => n.epoch ?? 0)) + 1;
+  const lines: string[] = [];
+  lines.push(`# DR runbook — ${now.toISOString()}`, "");
+  lines.push("## Situation", "");
+  lines.push(
+    `- Evaluation: **${r.evaluation.decision}** (written by ${r.writtenBy}, ${r.perspective} view).`,
+  );
+  for (const reason of r.evaluation.reasons) lines.push(`- ${reason}`);
+  lines.push(
+    `- Acknowledgement policy: ${r.policy ?? "unknown"}; LAGGING above ${r.thresholds.maxLagEntries} entries; UNREACHABLE after ${r.thresholds.maxRetries} failures.`,
+  );
+  if (r.lastBackup) {
+    lines.push(
+      `- Last good backup: ${r.lastBackup.location} at ${r.lastBackup.created_at} (${fmt(r.lastBackup.age_seconds, " s")} old).`,
+    );
+  } else {
+    lines.push("- Last good backup: none recorded in runs/backups.jsonl.");
+  }
+  lines.push("", "## Nodes", "");
+  lines.push("| node | role | epoch | WAL position | health | lag (entries) | lag (s) | url |");
+  lines.push("| ---- | ---- | ----- | ------------ | ------ | ------------- | ------- | --- |");
+  for (const n of r.nodes) {
+    const pos = n.wal_position ? `${n.wal_position.run_id}#${n.wal_position.seq}` : "unknown";
+    lines.push(
+      `| ${n.name} | ${n.role} | ${n.epoch ?? "unknown"} | ${pos} | ${n.health} | ${fmt(n.lag_entries)} | ${fmt(n.lag_seconds)} | ${n.url ?? "-"} |`,
+    );
+  }
+  lines.push("", "## Recommended action", "");
+  if (candidate) {
+    lines.push(
+      `Promote follower **${candidate.name}** (reachable, least lag). ` +
+        (r.lastBackup
+          ? "Keep the last backup as the fallback: restore from it only if the promotion fails its checks."
+          : "No backup is recorded: take one right after the promotion."),
+    );
+  } else if (r.lastBackup) {
+    lines.push("No follower can be promoted: **restore from the last good backup** on a new host.");
+  } else {
+    lines.push(
+      "No follower can be promoted and no backup is recorded: recover the leader's disk if at all possible.",
+    );
+  }
+  lines.push("", "## Commands", "");
+  lines.push("```sh");
+  if (leader) {
+    lines.push(
+      `# 1. Make sure the old leader (${leader.name}) makes no decisions: stop it if it still runs.`,
+    );
+    lines.push(`bernstein stop --sdd ${sddOf(leader)}   # on the old leader's host, if reachable`);
+  }
+  if (candidate) {
+    const peerArgs = others
+      .filter((o) => o.url)
+      .map((o) => `--peer ${o.url}`)
+      .join(" ");
+    lines.push(
+      `# 2. Promote ${candidate.name}: gathers the newest entries from its peers, fences them, raises the epoch to ${newEpoch}.`,
+    );
+    lines.push(`bernstein dr promote --sdd ${sddOf(candidate)} ${tokenArg}${peerArgs ? " " + peerArgs : ""}`);
+    lines.push(`# 3. Start the new leader with replication.`);
+    lines.push(
+      `bernstein start --sdd ${sddOf(candidate)} --replication-listen HOST:PORT --ack-policy ${r.policy ?? "QUORUM"} ${tokenArg}`,
+    );
+    for (const o of others) {
+      lines.push(`# 4. Re-point follower ${o.name} at the new leader.`);
+      lines.push(
+        `bernstein replicate follow --leader <NEW_LEADER_URL> --region ${o.name} --sdd ${sddOf(o)} ${tokenArg}`,
+      );
+    }
+  }
+  if (r.lastBackup) {
+    lines.push(`# Restore path (if no follower can be promoted):`);
+    lines.push(`bernstein dr restore --from ${r.lastBackup.location} --sdd <NEW_HOST_SDD>`);
+    lines.push(`bernstein start --sdd <NEW_HOST_SDD>`);
+  }
+  lines.push("```", "");
+  lines.push("## Estimated data loss", "");
+  if (candidate) {
+    lines.push(
+      `- Promoting ${candidate.name}: ${fmt(candidate.lag_entries)} entries, ${fmt(candidate.lag_seconds, " s")} (its lag; under QUORUM/ALL no acknowledged decision is lost when the promotion reaches its peers).`,
+    );
+  }
+  if (r.lastBackup)
+    lines.push(`- Restoring the last backup: everything after it, ${fmt(r.lastBackup.age_seconds, " s")}.`);
+  if (!candidate && !r.lastBackup) lines.push("- Unknown: no follower and no backup.");
+  lines.push("", "## Post-recovery checklist", "");
+  for (const item of [
+    "`bernstein dr status --json` on the new leader: role leader, the new epoch, followers HEALTHY.",
+    "`bernstein doctor` passes on the new leader.",
+    "WAL and audit chains verify (`bernstein wal verify`, `bernstein audit verify`).",
+    "`bernstein start` completes the backlog; `bernstein status` shows the expected task counts.",
+    "The old leader stays stopped; it re-joins only as a follower (`replicate follow --rebootstrap`).",
+    "Take a fresh backup (`bernstein dr backup`) and a restore drill.",
+    "Re-enable external triggers (cron, CI, webhooks) paused during the failover.",
+  ]) {
+    lines.push(`- [ ] ${item}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Writes a runbook into `<workspace>/docs/runbooks/` and returns its path. */
+export async function writeRunbook(ws: Workspace, r: RunbookInput, now = new Date()): Promise<string> {
+  const dir = ws.p("docs", "runbooks");
+  await durableMkdir(dir);
+  const file = path.join(dir, `DR-RUNBOOK-${utcStamp(now)}.md`);
+  await atomicWriteFile(file, renderRunbook(r, now));
+  return file;
+}

@@ -1,0 +1,475 @@
+/**
+ * The replication leader: serves its WAL and base snapshot to followers, records their
+ * acknowledgements, tracks their health, applies the acknowledgement policy on the commit path
+ * (`commitGate`, plugged into the WAL writer), and is fenced for good once it learns of a newer
+ * epoch. It holds positions, never entries: followers read entries from the WAL files.
+ */
+import type { ServerResponse } from "node:http";
+import type { Workspace } from "../workspace/layout.js";
+import {
+  AckPolicy,
+  type AckPolicyName,
+  type CommitPosition,
+  type OnAckTimeout,
+  ReplicationError,
+  requiredAcks,
+} from "./ack-policy.js";
+import { lastBackupInfo } from "./backup-info.js";
+import { Peer } from "./client.js";
+import { type EpochState, fencedMessage, readEpoch, recordSuperseded } from "./epoch.js";
+import {
+  DEFAULT_THRESHOLDS,
+  type FollowerRecord,
+  type FollowerView,
+  type HealthThresholds,
+  firstMissing,
+  newFollowerRecord,
+  viewOf,
+} from "./health.js";
+import { MetricsText } from "./metrics.js";
+import { readRole } from "./role.js";
+import {
+  type NodeHandlers,
+  type RequestContext,
+  type RunningServer,
+  MAX_WAIT_MS,
+  startServer,
+} from "./server.js";
+import { WalSource } from "./wal-source.js";
+
+export interface FollowerSpec {
+  name: string;
+  /** The follower's own endpoint (its `replicate follow --listen`), probed for health and epoch. */
+  url?: string;
+}
+
+/** Parses `NAME` or `NAME=URL`. */
+export function parseFollowerSpec(value: string): FollowerSpec {
+  const eq = value.indexOf("=");
+  const name = eq < 0 ? value : value.slice(0, eq);
+  const url = eq < 0 ? undefined : value.slice(eq + 1);
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new ReplicationError(`--follower ${value}: bad follower name`);
+  if (url !== undefined && !/^https?:\/\//.test(url))
+    throw new ReplicationError(`--follower ${value}: URL must start with http:// or https://`);
+  return { name, url };
+}
+
+export interface LeaderOptions {
+  ws: Workspace;
+  host: string;
+  port: number;
+  token: string;
+  tls?: { certFile: string; keyFile: string };
+  /** CA to trust when probing followers over https. */
+  tlsCa?: string | Buffer;
+  policy: AckPolicyName;
+  followers: FollowerSpec[];
+  ackTimeoutMs: number;
+  onAckTimeout: OnAckTimeout;
+  thresholds?: HealthThresholds;
+  probeIntervalMs?: number;
+  probeTimeoutMs?: number;
+  log: (line: string) => void;
+  audit?: (eventType: string, details: Record<string, unknown>) => Promise<void> | void;
+  /** Streams the base snapshot (a `dr backup` archive whose manifest holds WAL positions). */
+  snapshot?: (res: ServerResponse) => Promise<void>;
+}
+
+export interface LeaderStatus {
+  role: "leader";
+  url: string;
+  epoch: number;
+  fenced: boolean;
+  fenced_reason: string | null;
+  policy: AckPolicyName;
+  required_acks: number;
+  on_ack_timeout: OnAckTimeout;
+  ack_timeout_ms: number;
+  policy_state: string;
+  policy_reason: string | null;
+  wal: {
+    runs: Array<{ run_id: string; last_seq: number; last_hash: string | null }>;
+    position: { run_id: string; seq: number } | null;
+  };
+  followers: FollowerView[];
+  last_backup: { created_at: string; location: string; age_seconds: number } | null;
+  rpo_estimate: { entries: number | null; seconds: number | null; basis: string };
+}
+
+export class ReplicationLeader {
+  readonly wal: WalSource;
+  readonly policy: AckPolicy;
+  private readonly records = new Map<string, FollowerRecord>();
+  private epochState!: EpochState;
+  private server!: RunningServer;
+  private probeTimer: NodeJS.Timeout | null = null;
+  private readonly thresholds: HealthThresholds;
+  private readonly probeIntervalMs: number;
+
+  private constructor(private readonly o: LeaderOptions) {
+    this.wal = new WalSource(o.ws);
+    this.thresholds = o.thresholds ?? DEFAULT_THRESHOLDS;
+    this.probeIntervalMs = o.probeIntervalMs ?? 1000;
+    for (const f of o.followers) this.records.set(f.name, newFollowerRecord(f.name, f.url));
+    this.policy = new AckPolicy({
+      policy: o.policy,
+      followers: o.followers.map((f) => f.name),
+      timeoutMs: o.ackTimeoutMs,
+      onTimeout: o.onAckTimeout,
+      tails: () => this.wal.tails(),
+      acked: (name) => this.records.get(name)?.acked,
+      log: o.log,
+      audit: o.audit ?? (() => {}),
+    });
+  }
+
+  static async start(o: LeaderOptions): Promise<ReplicationLeader> {
+    const role = await readRole(o.ws);
+    if (role.role === "follower") {
+      throw new ReplicationError(
+        `this workspace is a follower of ${role.leader_url ?? "another leader"}; run \`bernstein dr promote\` before leading`,
+      );
+    }
+    if (o.policy !== "LEADER_ONLY" && o.followers.length === 0) {
+      throw new ReplicationError(`ack policy ${o.policy} needs at least one --follower`);
+    }
+    const leader = new ReplicationLeader(o);
+    leader.epochState = await readEpoch(o.ws);
+    if (leader.epochState.superseded_by !== null) leader.policy.fence(fencedMessage(leader.epochState));
+    await leader.wal.refresh();
+    leader.server = await startServer({
+      host: o.host,
+      port: o.port,
+      token: o.token,
+      tls: o.tls,
+      handlers: leader.handlers(),
+      log: o.log,
+    });
+    leader.probeTimer = setInterval(() => void leader.probe(), leader.probeIntervalMs);
+    leader.probeTimer.unref();
+    return leader;
+  }
+
+  get url(): string {
+    return this.server.url;
+  }
+  get epoch(): number {
+    return this.epochState.epoch;
+  }
+  get fenced(): boolean {
+    return this.policy.state === "FENCED";
+  }
+
+  /**
+   * The WAL writer's commit gate: awaited after the local fsync of `pos`. Wakes the followers'
+   * long-polls, then waits for the policy (or rejects: halted, fenced).
+   */
+  commitGate = (pos: CommitPosition): Promise<void> => {
+    this.wal.notifyDurable(pos.runId, pos.seq);
+    return this.policy.gate(pos);
+  };
+
+  /**
+   * Throws a REPLICATION error when the leader must not make a new decision (halted or fenced).
+   * The orchestrator calls it before writing an intent, so nothing new reaches the WAL meanwhile.
+   */
+  assertCanDecide(): void {
+    const s = this.policy.state;
+    if (s === "FENCED") throw new ReplicationError(this.policy.reason ?? "fenced");
+    if (s === "HALTED")
+      throw new ReplicationError(
+        `replication halted: ${this.policy.reason}; no new decisions until the followers catch up`,
+      );
+  }
+
+  /**
+   * The WAL writer of this process: serve its run only up to what it reported durable, and wake
+   * the followers' long-polls as soon as a group is on disk. Open the writer with
+   * `{ commitGate: leader.commitGate }` so that appends wait for the policy.
+   */
+  attachWriter(writer: {
+    runId: string;
+    durablePosition?: { seq: number };
+    onDurable(cb: (pos: CommitPosition) => void): () => void;
+  }): () => void {
+    this.wal.limitRun(writer.runId, writer.durablePosition?.seq ?? -1);
+    return writer.onDurable((pos) => this.wal.notifyDurable(pos.runId, pos.seq));
+  }
+
+  /** Learned of a newer epoch: persist it (a restart stays fenced) and refuse decisions. */
+  private async supersede(newer: number, how: string): Promise<void> {
+    if (newer <= this.epochState.epoch) return;
+    if ((this.epochState.superseded_by ?? 0) < newer) {
+      this.epochState = await recordSuperseded(this.o.ws, newer, how);
+    }
+    this.policy.fence(fencedMessage(this.epochState));
+  }
+
+  private record(name: string): FollowerRecord | undefined {
+    let r = this.records.get(name);
+    if (!r && this.o.followers.length === 0) {
+      // No configured followers (LEADER_ONLY): track whoever follows, for health only.
+      r = newFollowerRecord(name);
+      this.records.set(name, r);
+    }
+    return r;
+  }
+
+  private handlers(): NodeHandlers {
+    return {
+      epoch: () => this.epochState.epoch,
+      checkEpoch: async (ctx: RequestContext, route: string) => {
+        if (ctx.epoch !== undefined && ctx.epoch > this.epochState.epoch) {
+          await this.supersede(
+            ctx.epoch,
+            `a ${ctx.region ? `request from ${ctx.region}` : "request"} carried epoch ${ctx.epoch}`,
+          );
+        }
+        if (this.fenced && route !== "/status" && route !== "/metrics") return this.policy.reason ?? "fenced";
+        return undefined;
+      },
+      contact: (ctx) => {
+        if (!ctx.region) return;
+        const r = this.record(ctx.region);
+        if (!r) return;
+        r.lastContactAt = Date.now();
+        if (!r.url) r.consecutiveFailures = 0;
+        if (ctx.epoch !== undefined) r.epoch = ctx.epoch;
+      },
+      status: () => this.status(),
+      metrics: () => this.metrics(),
+      wal: this.wal,
+      ack: (body, ctx) => this.ack(body, ctx),
+      snapshot: this.o.snapshot,
+      fence: async (body) => {
+        const epoch = (body as { epoch?: unknown })?.epoch;
+        if (typeof epoch === "number" && epoch > this.epochState.epoch) {
+          await this.supersede(epoch, `fenced by a promotion to epoch ${epoch}`);
+        }
+        return { epoch: this.epochState.epoch, fenced: this.fenced };
+      },
+    };
+  }
+
+  private async ack(body: unknown, ctx: RequestContext): Promise<unknown> {
+    const b = body as { region?: unknown; positions?: unknown; integrity_error?: unknown };
+    const name = typeof b?.region === "string" ? b.region : ctx.region;
+    if (!name) throw new ReplicationError("ack without region");
+    const r = this.record(name);
+    if (!r) throw new ReplicationError(`unknown follower "${name}" (not in --follower)`);
+    if (b.positions && typeof b.positions === "object") {
+      const tails = this.wal.tails();
+      for (const [run, seq] of Object.entries(b.positions as Record<string, unknown>)) {
+        if (typeof seq !== "number" || !Number.isSafeInteger(seq)) continue;
+        // A follower can not hold more than we made durable; a larger claim is ignored.
+        const tail = tails.get(run);
+        if (tail === undefined || seq > tail) continue;
+        r.acked.set(run, seq);
+      }
+    }
+    r.integrityError = typeof b.integrity_error === "string" ? b.integrity_error : null;
+    r.lastAckAt = Date.now();
+    r.lastContactAt = r.lastAckAt;
+    this.policy.onAck();
+    return { ok: true, epoch: this.epochState.epoch };
+  }
+
+  /** Probes configured follower endpoints; counts consecutive failures; learns newer epochs. */
+  private async probe(): Promise<void> {
+    const now = Date.now();
+    await Promise.all(
+      [...this.records.values()].map(async (r) => {
+        if (!r.url) {
+          // Pull-only follower: silence longer than a long-poll plus an interval counts as a failure.
+          if (r.lastContactAt !== null && now - r.lastContactAt > MAX_WAIT_MS + this.probeIntervalMs) {
+            r.consecutiveFailures++;
+          }
+          return;
+        }
+        const peer = new Peer({
+          baseUrl: r.url,
+          token: this.o.token,
+          ca: this.o.tlsCa,
+          epoch: () => this.epochState.epoch,
+        });
+        try {
+          const res = await peer.call("GET", "/status", {
+            timeoutMs: this.o.probeTimeoutMs ?? Math.max(200, this.probeIntervalMs),
+          });
+          if (res.epoch !== undefined && res.epoch > this.epochState.epoch) {
+            await this.supersede(res.epoch, `follower ${r.name} reports epoch ${res.epoch}`);
+          }
+          if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+          const st = JSON.parse(res.body) as { integrity_error?: string | null; epoch?: number };
+          r.consecutiveFailures = 0;
+          r.lastError = null;
+          r.lastContactAt = Date.now();
+          r.epoch = typeof st.epoch === "number" ? st.epoch : r.epoch;
+          r.integrityError = st.integrity_error ?? null;
+        } catch (err) {
+          r.consecutiveFailures++;
+          r.lastError = (err as Error).message;
+        }
+      }),
+    );
+  }
+
+  async followerViews(): Promise<FollowerView[]> {
+    const tails = this.wal.tails();
+    const now = Date.now();
+    const out: FollowerView[] = [];
+    for (const r of this.records.values()) {
+      let oldest: number | null = null;
+      for (const [run, seq] of firstMissing(tails, r.acked)) {
+        const t = await this.wal.entryTimestamp(run, seq);
+        if (t !== null && (oldest === null || t < oldest)) oldest = t;
+      }
+      const lagSec = oldest === null ? null : Math.max(0, now / 1000 - oldest);
+      out.push(viewOf(r, tails, this.thresholds, lagSec));
+    }
+    return out;
+  }
+
+  async status(): Promise<LeaderStatus> {
+    await this.wal.refresh();
+    const runs = this.wal.listRuns();
+    const followers = await this.followerViews();
+    const backup = await lastBackupInfo(this.o.ws);
+    const newest = runs.filter((r) => r.last_seq >= 0).at(-1);
+    return {
+      role: "leader",
+      url: this.server.url,
+      epoch: this.epochState.epoch,
+      fenced: this.fenced,
+      fenced_reason: this.fenced ? this.policy.reason : null,
+      policy: this.o.policy,
+      required_acks: requiredAcks(this.o.policy, this.o.followers.length),
+      on_ack_timeout: this.o.onAckTimeout,
+      ack_timeout_ms: this.o.ackTimeoutMs,
+      policy_state: this.policy.state,
+      policy_reason: this.policy.reason,
+      wal: { runs, position: newest ? { run_id: newest.run_id, seq: newest.last_seq } : null },
+      followers,
+      last_backup: backup,
+      rpo_estimate: rpoEstimate(followers, backup),
+    };
+  }
+
+  async metrics(): Promise<string> {
+    const st = await this.status();
+    const m = new MetricsText();
+    m.add("bernstein_replication_epoch", "gauge", "Replication epoch of this node", st.epoch);
+    m.add(
+      "bernstein_replication_fenced",
+      "gauge",
+      "1 when a newer epoch exists and this leader refuses decisions",
+      st.fenced ? 1 : 0,
+    );
+    m.add(
+      "bernstein_replication_halted",
+      "gauge",
+      "1 when the ack policy was not met and decisions are stopped",
+      st.policy_state === "HALTED" ? 1 : 0,
+    );
+    m.add(
+      "bernstein_replication_degraded",
+      "gauge",
+      "1 when running as LEADER_ONLY after an ack timeout (--on-ack-timeout degrade)",
+      st.policy_state === "DEGRADED" ? 1 : 0,
+    );
+    m.add(
+      "bernstein_replication_required_acks",
+      "gauge",
+      "Follower acknowledgements a decision needs",
+      st.required_acks,
+      { policy: st.policy },
+    );
+    for (const r of st.wal.runs)
+      m.add("bernstein_replication_wal_tail_seq", "gauge", "Durable WAL tail seq per run", r.last_seq, {
+        run: r.run_id,
+      });
+    for (const f of st.followers) {
+      m.add(
+        "bernstein_replication_follower_lag_entries",
+        "gauge",
+        "Entries the follower has not acknowledged",
+        f.lag_entries,
+        { follower: f.name },
+      );
+      m.add(
+        "bernstein_replication_follower_lag_seconds",
+        "gauge",
+        "Age of the oldest entry the follower has not acknowledged",
+        f.lag_seconds,
+        { follower: f.name },
+      );
+      for (const s of ["HEALTHY", "LAGGING", "UNREACHABLE", "UNKNOWN"]) {
+        m.add(
+          "bernstein_replication_follower_health",
+          "gauge",
+          "Follower health (1 for its current state)",
+          f.health === s ? 1 : 0,
+          { follower: f.name, state: s },
+        );
+      }
+      m.add(
+        "bernstein_replication_follower_last_ack_timestamp_seconds",
+        "gauge",
+        "Unix time of the follower's last acknowledgement",
+        f.last_ack_at === null ? null : Date.parse(f.last_ack_at) / 1000,
+        { follower: f.name },
+      );
+    }
+    m.add(
+      "bernstein_replication_last_backup_age_seconds",
+      "gauge",
+      "Age of the last good backup",
+      st.last_backup?.age_seconds ?? null,
+    );
+    m.add(
+      "bernstein_replication_commits_acknowledged_total",
+      "counter",
+      "Decisions acknowledged under the policy",
+      this.policy.counters.acknowledged,
+    );
+    m.add(
+      "bernstein_replication_ack_timeouts_total",
+      "counter",
+      "Acknowledgement timeouts",
+      this.policy.counters.timeouts,
+    );
+    m.add(
+      "bernstein_replication_commits_rejected_total",
+      "counter",
+      "Decisions refused (halted or fenced)",
+      this.policy.counters.rejected,
+    );
+    return m.toString();
+  }
+
+  async close(): Promise<void> {
+    if (this.probeTimer) clearInterval(this.probeTimer);
+    this.policy.close();
+    this.wal.close();
+    await this.server.close();
+  }
+}
+
+/**
+ * What a failover would lose now: the best-placed follower's lag when one is reachable, else
+ * everything since the last backup.
+ */
+export function rpoEstimate(
+  followers: FollowerView[],
+  backup: { age_seconds: number } | null,
+): { entries: number | null; seconds: number | null; basis: string } {
+  const usable = followers.filter(
+    (f) => f.health !== "UNREACHABLE" && f.health !== "UNKNOWN" && !f.integrity_error,
+  );
+  if (usable.length > 0) {
+    const best = usable.reduce((a, b) => (b.lag_entries < a.lag_entries ? b : a));
+    return { entries: best.lag_entries, seconds: best.lag_seconds, basis: `follower ${best.name}` };
+  }
+  if (backup) return { entries: null, seconds: backup.age_seconds, basis: "last backup" };
+  return { entries: null, seconds: null, basis: "no follower and no backup: everything" };
+}

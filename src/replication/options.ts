@@ -1,0 +1,162 @@
+/**
+ * Command-line options shared by `replicate serve` and `start --replication-listen`, and the one
+ * function that turns them into a running leader (so the orchestrator's hook stays one line).
+ */
+import { readFile } from "node:fs/promises";
+import { type Command, Option } from "commander";
+import { ExitCode, UserError } from "../cli/errors.js";
+import type { Workspace } from "../workspace/layout.js";
+import { type OnAckTimeout, parseAckPolicy } from "./ack-policy.js";
+import { loadTokenFile } from "./auth.js";
+import { removeEndpoint, writeEndpoint } from "./endpoint.js";
+import { type LeaderOptions, ReplicationLeader, parseFollowerSpec } from "./leader.js";
+import { parseListen } from "./server.js";
+
+export const TOKEN_ENV = "BERNSTEIN_REPLICATION_TOKEN";
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function positiveInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n < 0)
+      throw new UserError(`${name} ${value}: expected a non-negative integer`, ExitCode.USAGE);
+    return n;
+  };
+}
+
+export { positiveInt };
+
+/** Token, TLS and health options shared by serve and follow. */
+export function addTransportOptions(cmd: Command): Command {
+  return cmd
+    .option("--token-file <file>", `bearer token file, mode 0600 (or env ${TOKEN_ENV})`)
+    .option("--tls-cert <file>", "serve HTTPS with this certificate (PEM)")
+    .option("--tls-key <file>", "private key for --tls-cert (PEM)")
+    .option("--tls-ca <file>", "trust this CA / self-signed certificate when connecting to peers over https")
+    .option(
+      "--max-lag-entries <n>",
+      "a follower further behind is LAGGING",
+      positiveInt("--max-lag-entries"),
+      100,
+    )
+    .option("--max-retries <n>", "consecutive failures before UNREACHABLE", positiveInt("--max-retries"), 3);
+}
+
+/** The leader's options (ack policy and followers). */
+export function addLeaderOptions(cmd: Command): Command {
+  return addTransportOptions(cmd)
+    .addOption(new Option("--ack-policy <policy>", "LEADER_ONLY, QUORUM or ALL").default("LEADER_ONLY"))
+    .option(
+      "--follower <name[=url]>",
+      "a configured follower (repeat); URL of its own endpoint for health probes",
+      collect,
+      [],
+    )
+    .option(
+      "--ack-timeout <ms>",
+      "how long a decision waits for its acknowledgements",
+      positiveInt("--ack-timeout"),
+      5000,
+    )
+    .addOption(
+      new Option(
+        "--on-ack-timeout <action>",
+        "stop (make no new decisions) or degrade (continue as LEADER_ONLY, audited)",
+      )
+        .choices(["stop", "degrade"])
+        .default("stop"),
+    )
+    .option(
+      "--probe-interval <ms>",
+      "how often followers' endpoints are probed",
+      positiveInt("--probe-interval"),
+      1000,
+    );
+}
+
+export interface TransportFlags {
+  tokenFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  maxLagEntries: number;
+  maxRetries: number;
+}
+
+export interface LeaderFlags extends TransportFlags {
+  ackPolicy: string;
+  follower: string[];
+  ackTimeout: number;
+  onAckTimeout: string;
+  probeInterval: number;
+}
+
+export async function resolveToken(flags: { tokenFile?: string }): Promise<string> {
+  if (flags.tokenFile) return loadTokenFile(flags.tokenFile);
+  const env = process.env[TOKEN_ENV];
+  if (env && env.trim().length >= 16) return env.trim();
+  if (env) throw new UserError(`${TOKEN_ENV}: token must be at least 16 characters`, ExitCode.USAGE);
+  throw new UserError(
+    `replication needs a token: pass --token-file FILE (mode 0600) or set ${TOKEN_ENV}`,
+    ExitCode.USAGE,
+  );
+}
+
+export function tlsOf(flags: TransportFlags): { certFile: string; keyFile: string } | undefined {
+  if (!flags.tlsCert && !flags.tlsKey) return undefined;
+  if (!flags.tlsCert || !flags.tlsKey)
+    throw new UserError("--tls-cert and --tls-key go together", ExitCode.USAGE);
+  return { certFile: flags.tlsCert, keyFile: flags.tlsKey };
+}
+
+export async function caOf(flags: TransportFlags): Promise<Buffer | undefined> {
+  if (!flags.tlsCa) return undefined;
+  return readFile(flags.tlsCa).catch(() => {
+    throw new UserError(`--tls-ca ${flags.tlsCa}: cannot read`, ExitCode.USAGE);
+  });
+}
+
+/**
+ * Starts the replication leader for `ws` from parsed flags. `start` calls this when
+ * `--replication-listen` is given and plugs `leader.commitGate` into its WAL writer.
+ */
+export async function startLeaderFromFlags(
+  ws: Workspace,
+  listen: string,
+  flags: LeaderFlags,
+  extra: Pick<LeaderOptions, "log"> & Partial<Pick<LeaderOptions, "audit" | "snapshot">>,
+): Promise<ReplicationLeader> {
+  const { host, port } = parseListen(listen);
+  const token = await resolveToken(flags);
+  const leader = await ReplicationLeader.start({
+    ws,
+    host,
+    port,
+    token,
+    tls: tlsOf(flags),
+    tlsCa: await caOf(flags),
+    policy: parseAckPolicy(flags.ackPolicy),
+    followers: flags.follower.map(parseFollowerSpec),
+    ackTimeoutMs: flags.ackTimeout,
+    onAckTimeout: flags.onAckTimeout as OnAckTimeout,
+    thresholds: { maxLagEntries: flags.maxLagEntries, maxRetries: flags.maxRetries },
+    probeIntervalMs: flags.probeInterval,
+    ...extra,
+  });
+  await writeEndpoint(ws, {
+    pid: process.pid,
+    url: leader.url,
+    token_file: flags.tokenFile ?? null,
+    role: "leader",
+    tls_ca: flags.tlsCa ?? null,
+  });
+  const close = leader.close.bind(leader);
+  leader.close = async () => {
+    await close();
+    await removeEndpoint(ws);
+  };
+  return leader;
+}

@@ -1,0 +1,264 @@
+/**
+ * `dr promote`: turns a follower into a leader.
+ *   1. Reach the peers (the other followers' endpoints): learn their epochs, pick the new epoch
+ *      E' = max(all epochs seen) + 1, and FENCE them at E' (each records E' durably and from then
+ *      on refuses the old leader).
+ *   2. Catch up: pull from each fenced peer every entry beyond our own tail (hash chain checked,
+ *      appended durably), so the promoted WAL holds every acknowledged decision.
+ *   3. Require that this node plus the fenced peers reach the promotion quorum (n − required + 1
+ *      followers): that set intersects every set of followers that acknowledged a decision, and
+ *      leaves the old leader fewer followers than it needs. Otherwise refuse (exit 8) unless --force.
+ *   4. Materialize the workspace (base snapshot + the WAL after it), raise the epoch durably to
+ *      E', write role=leader; best effort, fence the old leader too.
+ */
+import { readdir } from "node:fs/promises";
+import type { Workspace } from "../workspace/layout.js";
+import { durableAppend } from "../workspace/durable.js";
+import { acquireLock } from "../workspace/lock.js";
+import { type AckPolicyName, ReplicationError, parseAckPolicy, promotionQuorum } from "./ack-policy.js";
+import { GENESIS_HASH, IntegrityError, type ChainTail, verifyPrefix } from "./chain.js";
+import { Peer, errorText } from "./client.js";
+import { raiseEpoch, readEpoch } from "./epoch.js";
+import { repairTornTail } from "./follower.js";
+import { readRole, writeRole } from "./role.js";
+import { WalSource } from "./wal-source.js";
+
+export interface PromoteOptions {
+  ws: Workspace;
+  token: string | null;
+  tlsCa?: string | Buffer;
+  /** Peer follower endpoints; default: the other followers the leader reported. */
+  peers?: string[];
+  /** Where the new leader will answer, announced to the fenced peers so they re-point. */
+  newLeaderUrl?: string;
+  force: boolean;
+  log: (line: string) => void;
+  /** Rebuilds non-WAL state from the stored base snapshot (DR restore), when one is held. */
+  materialize?: (ws: Workspace) => Promise<string | null>;
+  timeoutMs?: number;
+}
+
+export interface PeerReport {
+  url: string;
+  reached: boolean;
+  epoch: number | null;
+  fetched_entries: number;
+  error: string | null;
+}
+
+export interface PromoteResult {
+  ok: true;
+  sdd: string;
+  epoch: number;
+  previous_epoch: number;
+  policy: string;
+  followers_configured: number;
+  promotion_quorum: number;
+  reached: number;
+  forced: boolean;
+  peers: PeerReport[];
+  old_leader: { url: string | null; fenced: boolean; error: string | null };
+  wal: Array<{ run_id: string; last_seq: number }>;
+  base_snapshot: string | null;
+  warnings: string[];
+}
+
+async function localTails(ws: Workspace): Promise<Map<string, ChainTail>> {
+  const src = new WalSource(ws);
+  await src.refresh();
+  const out = new Map<string, ChainTail>();
+  for (const r of src.listRuns()) {
+    out.set(r.run_id, {
+      seq: r.last_seq,
+      hash: r.last_seq < 0 ? GENESIS_HASH : (r.last_hash ?? GENESIS_HASH),
+    });
+  }
+  src.close();
+  return out;
+}
+
+/** Pulls from `peer` every entry of every run beyond our tails; returns how many were appended. */
+async function catchUpFrom(
+  ws: Workspace,
+  peer: Peer,
+  tails: Map<string, ChainTail>,
+  timeoutMs: number,
+): Promise<number> {
+  const list = await peer.json<{ runs: Array<{ run_id: string; last_seq: number }> }>("GET", "/wal", {
+    timeoutMs,
+  });
+  let fetched = 0;
+  for (const run of list.value.runs) {
+    for (;;) {
+      const tail = tails.get(run.run_id) ?? { seq: -1, hash: GENESIS_HASH };
+      if (tail.seq >= run.last_seq) break;
+      const r = await peer.call(
+        "GET",
+        `/wal/${encodeURIComponent(run.run_id)}?from_seq=${tail.seq + 1}&limit=1000&wait_ms=0`,
+        {
+          timeoutMs,
+        },
+      );
+      if (r.status !== 200) throw new Error(`GET /wal/${run.run_id}: HTTP ${r.status}: ${errorText(r.body)}`);
+      const lines = r.body.split("\n").filter((l) => l.length > 0);
+      if (lines.length === 0) break;
+      const v = verifyPrefix(run.run_id, tail, lines);
+      if (v.valid > 0) {
+        await durableAppend(ws.walFile(run.run_id), lines.slice(0, v.valid).join("\n") + "\n");
+        tails.set(run.run_id, v.tail);
+        fetched += v.valid;
+      }
+      if (v.error) throw v.error;
+    }
+  }
+  return fetched;
+}
+
+export async function promote(o: PromoteOptions): Promise<PromoteResult> {
+  const { ws } = o;
+  const timeoutMs = o.timeoutMs ?? 10_000;
+  const lock = await acquireLock(ws, "dr promote");
+  try {
+    const role = await readRole(ws);
+    const before = await readEpoch(ws);
+    if (role.role !== "follower") {
+      throw new ReplicationError(
+        before.superseded_by !== null
+          ? `${ws.root} is a former leader fenced by epoch ${before.superseded_by}; it cannot be promoted: re-join it as a follower (replicate follow --rebootstrap)`
+          : `${ws.root} is already a leader (epoch ${before.epoch}); nothing to promote`,
+      );
+    }
+    const warnings: string[] = [];
+    if (role.integrity_error) {
+      if (!o.force) {
+        throw new ReplicationError(
+          `this follower stopped on an integrity error (${role.integrity_error}); promote another follower, or pass --force`,
+        );
+      }
+      warnings.push(`promoted despite an integrity error: ${role.integrity_error}`);
+    }
+    const policy: AckPolicyName = role.cluster ? parseAckPolicy(role.cluster.policy) : "LEADER_ONLY";
+    const configured = role.cluster?.followers ?? [];
+    const followerCount = Math.max(configured.length, 1);
+    const quorum = promotionQuorum(policy, followerCount);
+    const peerUrls =
+      o.peers && o.peers.length > 0
+        ? o.peers
+        : configured.filter((f) => f.name !== role.region && f.url).map((f) => f.url as string);
+    if (peerUrls.length > 0 && !o.token)
+      throw new ReplicationError("reaching peers needs --token-file (or BERNSTEIN_REPLICATION_TOKEN)");
+
+    for (const name of await readdir(ws.walDir).catch(() => [] as string[])) {
+      if (name.endsWith(".wal.jsonl")) await repairTornTail(ws.walFile(name.slice(0, -".wal.jsonl".length)));
+    }
+    const tails = await localTails(ws);
+
+    // 1. Learn the peers' epochs, choose the new epoch, fence them.
+    let newEpoch = before.epoch;
+    const reports: PeerReport[] = peerUrls.map((url) => ({
+      url,
+      reached: false,
+      epoch: null,
+      fetched_entries: 0,
+      error: null,
+    }));
+    const peers = peerUrls.map(
+      (url) => new Peer({ baseUrl: url, token: o.token ?? "", ca: o.tlsCa, epoch: () => newEpoch }),
+    );
+    await Promise.all(
+      peers.map(async (p, i) => {
+        try {
+          const r = await p.call("GET", "/status", { timeoutMs });
+          if (r.status !== 200) throw new Error(`HTTP ${r.status}: ${errorText(r.body)}`);
+          reports[i].epoch = r.epoch ?? null;
+        } catch (err) {
+          reports[i].error = (err as Error).message;
+        }
+      }),
+    );
+    newEpoch = Math.max(before.epoch, before.superseded_by ?? 0, ...reports.map((r) => r.epoch ?? 0)) + 1;
+    await Promise.all(
+      peers.map(async (p, i) => {
+        if (reports[i].error) return;
+        try {
+          const r = await p.call("POST", "/fence", {
+            body: { epoch: newEpoch, leader_url: o.newLeaderUrl },
+            timeoutMs,
+          });
+          if (r.status !== 200) throw new Error(`fence: HTTP ${r.status}: ${errorText(r.body)}`);
+          reports[i].reached = true;
+          reports[i].epoch = newEpoch;
+        } catch (err) {
+          reports[i].error = (err as Error).message;
+        }
+      }),
+    );
+
+    // 2. Catch up from the fenced peers (they can no longer receive anything from the old leader).
+    for (let i = 0; i < peers.length; i++) {
+      if (!reports[i].reached) continue;
+      try {
+        reports[i].fetched_entries = await catchUpFrom(ws, peers[i], tails, timeoutMs);
+        if (reports[i].fetched_entries > 0)
+          o.log(`dr promote: fetched ${reports[i].fetched_entries} entries from ${reports[i].url}`);
+      } catch (err) {
+        reports[i].error =
+          err instanceof IntegrityError ? `integrity: ${err.message}` : (err as Error).message;
+        warnings.push(`catch-up from ${reports[i].url} failed: ${reports[i].error}`);
+      }
+    }
+
+    // 3. The promotion quorum.
+    const reached = 1 + reports.filter((r) => r.reached && !r.error).length;
+    if (reached < quorum) {
+      const msg = `promotion reached ${reached} of the ${quorum} followers a ${policy} promotion must reach (of ${followerCount}); an acknowledged decision may be missing and the old leader may still commit`;
+      if (!o.force)
+        throw new ReplicationError(`${msg}; bring the peers up (--peer URL) or pass --force`, {
+          peers: reports,
+        });
+      warnings.push(`forced: ${msg}`);
+    }
+
+    // 4. Materialize, raise the epoch durably, become the leader.
+    const base = o.materialize ? await o.materialize(ws) : null;
+    const after = await raiseEpoch(ws, newEpoch - 1);
+    await writeRole(ws, {
+      role: "leader",
+      region: role.region,
+      promoted_at: new Date().toISOString(),
+      cluster: role.cluster ?? null,
+    });
+
+    const old = { url: role.leader_url ?? null, fenced: false, error: null as string | null };
+    if (old.url && o.token) {
+      try {
+        const p = new Peer({ baseUrl: old.url, token: o.token, ca: o.tlsCa, epoch: () => after.epoch });
+        const r = await p.call("POST", "/fence", {
+          body: { epoch: after.epoch },
+          timeoutMs: Math.min(timeoutMs, 2000),
+        });
+        old.fenced = r.status === 200 || r.status === 409;
+      } catch (err) {
+        old.error = (err as Error).message;
+      }
+    }
+    return {
+      ok: true,
+      sdd: ws.root,
+      epoch: after.epoch,
+      previous_epoch: before.epoch,
+      policy,
+      followers_configured: configured.length,
+      promotion_quorum: quorum,
+      reached,
+      forced: o.force && reached < quorum,
+      peers: reports,
+      old_leader: old,
+      wal: [...tails].map(([run_id, t]) => ({ run_id, last_seq: t.seq })),
+      base_snapshot: base,
+      warnings,
+    };
+  } finally {
+    await lock.release();
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * `dr status` on any node: what the workspace's files say (role, epoch, fencing, WAL position,
+ * last good backup) joined with what the live replication process of the workspace reports (lag
+ * and health of followers, this follower's lag), and the failover evaluation on top.
+ */
+import type { Workspace } from "../workspace/layout.js";
+import type { AckPolicyName } from "./ack-policy.js";
+import { loadTokenFile } from "./auth.js";
+import { type BackupInfo, lastBackupInfo } from "./backup-info.js";
+import { Peer } from "./client.js";
+import { readLiveEndpoint } from "./endpoint.js";
+import { readEpoch } from "./epoch.js";
+import { type FailoverEvaluation, type NodeState, evaluateFailover } from "./failover.js";
+import { DEFAULT_THRESHOLDS, type FollowerView, type HealthThresholds } from "./health.js";
+import { rpoEstimate } from "./leader.js";
+import { TOKEN_ENV } from "./options.js";
+import { readRole } from "./role.js";
+import { WalSource } from "./wal-source.js";
+
+export interface DrStatus {
+  sdd: string;
+  role: "leader" | "follower";
+  region: string | null;
+  epoch: number;
+  fenced: boolean;
+  fenced_reason: string | null;
+  leader_url: string | null;
+  live: { url: string; pid: number; reachable: boolean; error: string | null } | null;
+  policy: string | null;
+  policy_state: string | null;
+  policy_reason: string | null;
+  wal: {
+    runs: Array<{ run_id: string; last_seq: number }>;
+    position: { run_id: string; seq: number } | null;
+  };
+  followers: FollowerView[];
+  lag: { entries: number | null; seconds: number | null } | null;
+  integrity_error: string | null;
+  last_backup: BackupInfo | null;
+  rpo_estimate: { entries: number | null; seconds: number | null; basis: string };
+  failover: FailoverEvaluation;
+  /** True when the node's policy is not met or it is fenced (exit code 8). */
+  problem: boolean;
+  thresholds: HealthThresholds;
+  nodes: NodeState[];
+}
+
+async function tokenFor(explicitFile: string | undefined, recorded: string | null): Promise<string | null> {
+  if (explicitFile) return loadTokenFile(explicitFile);
+  if (process.env[TOKEN_ENV]) return process.env[TOKEN_ENV]!.trim();
+  if (recorded) return loadTokenFile(recorded).catch(() => null);
+  return null;
+}
+
+export async function gatherStatus(
+  ws: Workspace,
+  opts: { tokenFile?: string; tlsCa?: Buffer } = {},
+): Promise<DrStatus> {
+  const [role, epoch, backup] = await Promise.all([readRole(ws), readEpoch(ws), lastBackupInfo(ws)]);
+  const src = new WalSource(ws);
+  await src.refresh();
+  const runs = src.listRuns().map((r) => ({ run_id: r.run_id, last_seq: r.last_seq }));
+  src.close();
+  const newest = runs.filter((r) => r.last_seq >= 0).at(-1);
+
+  const endpoint = await readLiveEndpoint(ws);
+  let live: DrStatus["live"] = null;
+  let liveStatus: Record<string, unknown> | null = null;
+  if (endpoint) {
+    live = { url: endpoint.url, pid: endpoint.pid, reachable: false, error: null };
+    const token = await tokenFor(opts.tokenFile, endpoint.token_file);
+    if (!token) {
+      live.error = `no token to ask the live process: pass --token-file or set ${TOKEN_ENV}`;
+    } else {
+      try {
+        const peer = new Peer({ baseUrl: endpoint.url, token, ca: opts.tlsCa, epoch: () => epoch.epoch });
+        liveStatus = (await peer.json<Record<string, unknown>>("GET", "/status", { timeoutMs: 3000 })).value;
+        live.reachable = true;
+      } catch (err) {
+        live.error = (err as Error).message;
+      }
+    }
+  }
+
+  const thresholds = DEFAULT_THRESHOLDS;
+  const followers = (liveStatus?.followers as FollowerView[] | undefined) ?? [];
+  const liveLag = liveStatus?.lag as { entries: number; seconds: number | null } | undefined;
+  const fenced = epoch.superseded_by !== null || liveStatus?.fenced === true;
+  const policy = (liveStatus?.policy as string | undefined) ?? role.cluster?.policy ?? null;
+  const policyState = (liveStatus?.policy_state as string | undefined) ?? (fenced ? "FENCED" : null);
+  const integrity = role.integrity_error ?? null;
+
+  let rpo: DrStatus["rpo_estimate"];
+  if (role.role === "leader") {
+    rpo = liveStatus ? rpoEstimate(followers, backup) : rpoEstimate([], backup);
+  } else {
+    rpo = liveLag
+      ? { entries: liveLag.entries, seconds: liveLag.seconds, basis: "this follower's lag" }
+      : { entries: null, seconds: null, basis: "follower process not running: lag unknown" };
+  }
+
+  const position = newest ? { run_id: newest.run_id, seq: newest.last_seq } : null;
+  const nodes: NodeState[] = [];
+  if (role.role === "leader") {
+    nodes.push({
+      name: role.region ?? "leader",
+      role: "leader",
+      url: live?.url ?? null,
+      sdd: ws.root,
+      epoch: epoch.epoch,
+      wal_position: position,
+      health: fenced ? "FENCED" : (policyState ?? "UNKNOWN"),
+      lag_entries: 0,
+      lag_seconds: 0,
+    });
+    for (const f of followers) {
+      nodes.push({
+        name: f.name,
+        role: "follower",
+        url: f.url,
+        epoch: f.epoch,
+        wal_position: null,
+        health: f.health,
+        lag_entries: f.lag_entries,
+        lag_seconds: f.lag_seconds,
+        note: f.integrity_error ? `integrity error: ${f.integrity_error}` : undefined,
+      });
+    }
+  } else {
+    const leaderInfo = liveStatus?.leader as
+      { epoch: number | null; consecutive_failures: number } | undefined;
+    nodes.push({
+      name: "leader",
+      role: "leader",
+      url: role.leader_url ?? null,
+      epoch: leaderInfo?.epoch ?? null,
+      wal_position: null,
+      health: leaderInfo
+        ? leaderInfo.consecutive_failures >= thresholds.maxRetries
+          ? "UNREACHABLE"
+          : "HEALTHY"
+        : "UNKNOWN",
+      lag_entries: null,
+      lag_seconds: null,
+    });
+    nodes.push({
+      name: role.region ?? "follower",
+      role: "follower",
+      url: live?.url ?? null,
+      sdd: ws.root,
+      epoch: epoch.epoch,
+      wal_position: position,
+      health: integrity
+        ? "LAGGING"
+        : liveLag
+          ? liveLag.entries > thresholds.maxLagEntries
+            ? "LAGGING"
+            : "HEALTHY"
+          : "UNKNOWN",
+      lag_entries: liveLag?.entries ?? null,
+      lag_seconds: liveLag?.seconds ?? null,
+      note: integrity ? `integrity error: ${integrity}` : undefined,
+    });
+  }
+
+  const failover = evaluateFailover({
+    perspective: role.role,
+    policy: (policy as AckPolicyName | null) ?? null,
+    thresholds,
+    leaderFailures:
+      role.role === "follower"
+        ? ((liveStatus?.leader as { consecutive_failures?: number })?.consecutive_failures ?? 0)
+        : 0,
+    nodes,
+    leaderHalted: policyState === "HALTED",
+    leaderFenced: role.role === "leader" && fenced,
+    integrityErrors: [integrity, ...followers.map((f) => f.integrity_error)].filter((e): e is string =>
+      Boolean(e),
+    ),
+    lastBackup: backup,
+  });
+
+  return {
+    sdd: ws.root,
+    role: role.role,
+    region: role.region ?? null,
+    epoch: epoch.epoch,
+    fenced,
+    fenced_reason: fenced
+      ? ((liveStatus?.fenced_reason as string | undefined) ??
+        `superseded by epoch ${epoch.superseded_by}${epoch.superseded_reason ? ` (${epoch.superseded_reason})` : ""}`)
+      : null,
+    leader_url: role.role === "follower" ? (role.leader_url ?? null) : null,
+    live,
+    policy,
+    policy_state: policyState,
+    policy_reason: (liveStatus?.policy_reason as string | null | undefined) ?? null,
+    wal: { runs, position },
+    followers,
+    lag: role.role === "follower" ? (liveLag ?? { entries: null, seconds: null }) : null,
+    integrity_error: integrity,
+    last_backup: backup,
+    rpo_estimate: rpo,
+    failover,
+    problem: fenced || policyState === "HALTED",
+    thresholds,
+    nodes,
+  };
+}

@@ -1,0 +1,159 @@
+/**
+ * Must-show: one follower SIGSTOPped becomes LAGGING then UNREACHABLE; QUORUM still commits with
+ * the other; ALL stops committing within --ack-timeout and says so (status, log line, metric);
+ * SIGCONT: the follower catches up and turns HEALTHY (and ALL resumes).
+ */
+import assert from "node:assert/strict";
+import path from "node:path";
+import { test } from "node:test";
+import { scratchDir } from "../helpers.js";
+import {
+  eventually,
+  freePort,
+  getJson,
+  makeToken,
+  type Proc,
+  startDecider,
+  startFollower,
+} from "./support/procs.js";
+
+interface FollowerView {
+  name: string;
+  health: string;
+  lag_entries: number;
+}
+
+async function cluster(
+  dir: string,
+  policy: string,
+  extra: { ackTimeout: number; maxLagEntries: number; maxRetries: number },
+) {
+  const { file: tokenFile, token } = await makeToken(dir);
+  const [pa, pb] = [await freePort(), await freePort()];
+  const leader = await startDecider({
+    sdd: path.join(dir, "L", ".sdd"),
+    tokenFile,
+    policy,
+    followers: [`a=http://127.0.0.1:${pa}`, `b=http://127.0.0.1:${pb}`],
+    rate: 200,
+    probeInterval: 150,
+    runId: "run-health",
+    ...extra,
+  });
+  const start = (region: string, port: number) =>
+    startFollower({
+      leader: leader.url,
+      region,
+      sdd: path.join(dir, region.toUpperCase(), ".sdd"),
+      tokenFile,
+      extra: ["--listen", `127.0.0.1:${port}`, "--max-lag-entries", String(extra.maxLagEntries)],
+    });
+  const a = await start("a", pa);
+  const b = await start("b", pb);
+  const status = () => getJson(`${leader.url}/status`, token);
+  const followerB = async () => ((await status()).followers as FollowerView[]).find((f) => f.name === "b")!;
+  await eventually("both followers HEALTHY", async () => {
+    const fs = (await status()).followers as FollowerView[];
+    return fs.every((f) => f.health === "HEALTHY") && fs.length === 2;
+  });
+  return { leader, a, b, token, status, followerB };
+}
+
+test(
+  "QUORUM: a stopped follower turns LAGGING then UNREACHABLE, commits go on, SIGCONT catches up",
+  { timeout: 90_000 },
+  async (t) => {
+    const { dir, cleanup } = await scratchDir("bernstein-repl-health-");
+    const procs: Proc[] = [];
+    t.after(async () => {
+      for (const p of procs) p.kill("SIGCONT");
+      for (const p of procs) p.kill("SIGKILL");
+      await cleanup();
+    });
+    const c = await cluster(dir, "QUORUM", { ackTimeout: 5000, maxLagEntries: 10, maxRetries: 6 });
+    procs.push(c.leader.proc, c.a.proc, c.b.proc);
+
+    c.b.proc.kill("SIGSTOP");
+    const seen: string[] = [];
+    await eventually("b UNREACHABLE", async () => {
+      const h = (await c.followerB()).health;
+      if (seen.at(-1) !== h) seen.push(h);
+      return h === "UNREACHABLE";
+    });
+    assert.ok(seen.includes("LAGGING"), `b went ${seen.join(" → ")}`);
+    assert.ok(seen.indexOf("LAGGING") < seen.indexOf("UNREACHABLE"), `b went ${seen.join(" → ")}`);
+
+    // QUORUM still commits with the other follower.
+    const before = c.leader.proc.acks().length;
+    await c.leader.proc.waitFor(
+      "more acknowledged decisions",
+      () => c.leader.proc.acks().length >= before + 50,
+    );
+    assert.equal((await c.status()).policy_state, "OK");
+
+    c.b.proc.kill("SIGCONT");
+    const back = await eventually("b HEALTHY again", async () => {
+      const f = await c.followerB();
+      return f.health === "HEALTHY" ? f : undefined;
+    });
+    assert.ok(back.lag_entries <= 10);
+  },
+);
+
+test(
+  "ALL: a stopped follower halts decisions within the ack timeout and says so; SIGCONT resumes",
+  { timeout: 90_000 },
+  async (t) => {
+    const { dir, cleanup } = await scratchDir("bernstein-repl-all-");
+    const procs: Proc[] = [];
+    t.after(async () => {
+      for (const p of procs) p.kill("SIGCONT");
+      for (const p of procs) p.kill("SIGKILL");
+      await cleanup();
+    });
+    const c = await cluster(dir, "ALL", { ackTimeout: 1000, maxLagEntries: 10, maxRetries: 3 });
+    procs.push(c.leader.proc, c.a.proc, c.b.proc);
+    await c.leader.proc.waitFor("some acknowledged decisions", () => c.leader.proc.acks().length >= 20);
+
+    c.b.proc.kill("SIGSTOP");
+    const halted = await eventually("the leader to halt", async () => {
+      const s = await c.status();
+      return s.policy_state === "HALTED" ? s : undefined;
+    });
+    assert.match(String(halted.policy_reason), /ALL not met within 1000 ms/);
+    await c.leader.proc.waitFor("the HALTED log line", () =>
+      /replication: HALTED: ALL not met within 1000 ms/.test(c.leader.proc.stderr),
+    );
+    const metrics = await (
+      await fetch(`${c.leader.url}/metrics`, { headers: { authorization: `Bearer ${c.token}` } })
+    ).text();
+    assert.match(metrics, /^bernstein_replication_halted 1$/m);
+    // Decisions that waited were refused, new ones are refused before reaching the WAL, none acknowledged.
+    const acksAtHalt = c.leader.proc.acks().length;
+    await c.leader.proc.waitFor(
+      "refused decisions",
+      () => c.leader.proc.events.filter((e) => e.refused !== undefined).length >= 3,
+    );
+    assert.ok(
+      c.leader.proc.events.some(
+        (e) => typeof e.error === "string" && /replication halted/.test(e.error as string),
+      ),
+    );
+    assert.equal(
+      c.leader.proc.acks().length,
+      acksAtHalt,
+      "a decision was acknowledged while ALL could not be met",
+    );
+
+    c.b.proc.kill("SIGCONT");
+    await eventually("b HEALTHY and the policy met again", async () => {
+      const s = await c.status();
+      const b = (s.followers as FollowerView[]).find((f) => f.name === "b")!;
+      return b.health === "HEALTHY" && s.policy_state === "OK";
+    });
+    await c.leader.proc.waitFor(
+      "decisions acknowledged again",
+      () => c.leader.proc.acks().length > acksAtHalt + 10,
+    );
+  },
+);

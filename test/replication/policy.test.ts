@@ -1,0 +1,294 @@
+/** Acknowledgement policies, the quorum arithmetic behind the no-split-brain argument, health and failover. */
+import assert from "node:assert/strict";
+import { readFile, readdir } from "node:fs/promises";
+import { test } from "node:test";
+import {
+  AckPolicy,
+  type AckPolicyName,
+  promotionQuorum,
+  ReplicationError,
+  requiredAcks,
+} from "../../src/replication/ack-policy.js";
+import { bearerMatches, loadTokenFile } from "../../src/replication/auth.js";
+import { raiseEpoch, readEpoch, recordSuperseded } from "../../src/replication/epoch.js";
+import { evaluateFailover, type NodeState, writeRunbook } from "../../src/replication/failover.js";
+import { classify, DEFAULT_THRESHOLDS, newFollowerRecord } from "../../src/replication/health.js";
+import { initWorkspace } from "../../src/workspace/layout.js";
+import { scratchDir } from "../helpers.js";
+import { makeToken } from "./support/procs.js";
+
+function policy(
+  name: AckPolicyName,
+  followers: string[],
+  onTimeout: "stop" | "degrade" = "stop",
+  timeoutMs = 60_000,
+) {
+  const acked = new Map<string, Map<string, number>>(followers.map((f) => [f, new Map()]));
+  const tails = new Map<string, number>([["run", -1]]);
+  const logs: string[] = [];
+  const audits: Array<{ type: string; details: Record<string, unknown> }> = [];
+  const p = new AckPolicy({
+    policy: name,
+    followers,
+    timeoutMs,
+    onTimeout,
+    tails: () => tails,
+    acked: (f) => acked.get(f),
+    log: (l) => logs.push(l),
+    audit: (type, details) => void audits.push({ type, details }),
+  });
+  const ack = (f: string, seq: number): void => {
+    acked.get(f)!.set("run", seq);
+    p.onAck();
+  };
+  return { p, ack, tails, logs, audits };
+}
+
+const settled = async (pr: Promise<unknown>): Promise<string> => {
+  const marker = Symbol();
+  const r = await Promise.race([
+    pr.then(
+      () => "resolved",
+      (e: Error) => `rejected: ${e.message}`,
+    ),
+    new Promise((r) => setImmediate(() => r(marker))),
+  ]);
+  return r === marker ? "pending" : (r as string);
+};
+
+test("required acknowledgements and the promotion quorum always intersect", () => {
+  assert.equal(requiredAcks("LEADER_ONLY", 2), 0);
+  assert.equal(requiredAcks("QUORUM", 2), 1);
+  assert.equal(requiredAcks("QUORUM", 3), 2);
+  assert.equal(requiredAcks("QUORUM", 4), 2);
+  assert.equal(requiredAcks("ALL", 3), 3);
+  // The argument of docs/replication.md: any set of followers that acknowledged a decision and
+  // any set a promotion reached share a follower, for every policy that waits for followers.
+  for (const name of ["QUORUM", "ALL"] as const) {
+    for (let n = 1; n <= 7; n++) {
+      const r = requiredAcks(name, n);
+      const q = promotionQuorum(name, n);
+      assert.ok(r >= 1 && q >= 1 && q <= n, `${name} n=${n}`);
+      for (let ackMask = 0; ackMask < 1 << n; ackMask++) {
+        if (popcount(ackMask) < r) continue;
+        for (let promoMask = 0; promoMask < 1 << n; promoMask++) {
+          if (popcount(promoMask) < q) continue;
+          assert.ok(
+            (ackMask & promoMask) !== 0,
+            `${name} n=${n}: acked ${ackMask.toString(2)} and promotion ${promoMask.toString(2)} are disjoint`,
+          );
+          // The followers left unfenced are too few for the old leader to get a decision acknowledged.
+          assert.ok(n - popcount(promoMask) < r);
+        }
+      }
+    }
+  }
+});
+
+function popcount(x: number): number {
+  let c = 0;
+  for (; x; x &= x - 1) c++;
+  return c;
+}
+
+test("QUORUM resolves with a majority of the replica set, ALL waits for everyone", async () => {
+  const q = policy("QUORUM", ["a", "b"]);
+  const g = q.p.gate({ runId: "run", seq: 3 });
+  assert.equal(await settled(g), "pending");
+  q.ack("a", 2);
+  assert.equal(await settled(g), "pending");
+  q.ack("b", 3);
+  assert.equal(await settled(g), "resolved");
+
+  const all = policy("ALL", ["a", "b"]);
+  const g2 = all.p.gate({ runId: "run", seq: 0 });
+  all.ack("a", 0);
+  assert.equal(await settled(g2), "pending");
+  all.ack("b", 5);
+  assert.equal(await settled(g2), "resolved");
+
+  const lo = policy("LEADER_ONLY", []);
+  assert.equal(await settled(lo.p.gate({ runId: "run", seq: 0 })), "resolved");
+});
+
+test("ack timeout: stop halts (rejects, logs) until the followers hold the tail; degrade continues with an audit event", async () => {
+  const s = policy("ALL", ["a", "b"], "stop", 20);
+  s.tails.set("run", 0);
+  const g = s.p.gate({ runId: "run", seq: 0 });
+  s.ack("a", 0);
+  await assert.rejects(
+    g,
+    (e: Error) =>
+      e instanceof ReplicationError && /ALL not met within 20 ms for run#0 \(1\/2/.test(e.message),
+  );
+  assert.equal(s.p.state, "HALTED");
+  assert.match(s.logs.join("\n"), /HALTED/);
+  await assert.rejects(s.p.gate({ runId: "run", seq: 1 }), /replication halted/);
+  s.ack("b", 0);
+  assert.equal(s.p.state, "OK");
+  assert.match(s.logs.at(-1)!, /resuming decisions/);
+
+  const d = policy("QUORUM", ["a", "b"], "degrade", 20);
+  d.tails.set("run", 0);
+  await d.p.gate({ runId: "run", seq: 0 });
+  assert.equal(d.p.state, "DEGRADED");
+  assert.equal(d.audits[0].type, "replication_degraded");
+  assert.equal(await settled(d.p.gate({ runId: "run", seq: 1 })), "resolved");
+  d.tails.set("run", 1);
+  d.ack("a", 1);
+  assert.equal(d.p.state, "OK");
+  assert.equal(d.audits[1].type, "replication_restored");
+
+  const f = policy("QUORUM", ["a"]);
+  const pending = f.p.gate({ runId: "run", seq: 0 });
+  f.p.fence("fenced: superseded by epoch 2");
+  await assert.rejects(pending, /superseded by epoch 2/);
+  f.ack("a", 0);
+  await assert.rejects(f.p.gate({ runId: "run", seq: 1 }), /superseded by epoch 2/);
+});
+
+test("health: UNKNOWN, HEALTHY, LAGGING above max_lag_entries, UNREACHABLE after max_retries", () => {
+  const r = newFollowerRecord("a");
+  assert.equal(classify(r, 0, DEFAULT_THRESHOLDS), "UNKNOWN");
+  r.lastAckAt = Date.now();
+  assert.equal(classify(r, 100, DEFAULT_THRESHOLDS), "HEALTHY");
+  assert.equal(classify(r, 101, DEFAULT_THRESHOLDS), "LAGGING");
+  r.consecutiveFailures = 2;
+  assert.equal(classify(r, 0, DEFAULT_THRESHOLDS), "HEALTHY");
+  r.consecutiveFailures = 3;
+  assert.equal(classify(r, 0, DEFAULT_THRESHOLDS), "UNREACHABLE");
+});
+
+test("failover evaluation and the runbook", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-repl-runbook-");
+  t.after(cleanup);
+  const node = (
+    name: string,
+    role: "leader" | "follower",
+    health: string,
+    lag: number | null,
+  ): NodeState => ({
+    name,
+    role,
+    url: `http://${name}:1`,
+    epoch: 1,
+    wal_position: { run_id: "run-x", seq: 40 },
+    health,
+    lag_entries: lag,
+    lag_seconds: lag === null ? null : lag / 10,
+  });
+  const th = DEFAULT_THRESHOLDS;
+  assert.equal(
+    evaluateFailover({
+      perspective: "leader",
+      policy: "QUORUM",
+      thresholds: th,
+      nodes: [node("l", "leader", "OK", 0), node("a", "follower", "HEALTHY", 0)],
+    }).decision,
+    "NO_ACTION",
+  );
+  assert.equal(
+    evaluateFailover({
+      perspective: "leader",
+      policy: "QUORUM",
+      thresholds: th,
+      nodes: [node("a", "follower", "LAGGING", 150), node("b", "follower", "HEALTHY", 0)],
+    }).decision,
+    "ALERT_ONLY",
+  );
+  assert.equal(
+    evaluateFailover({
+      perspective: "leader",
+      policy: "QUORUM",
+      thresholds: th,
+      nodes: [node("a", "follower", "LAGGING", 1001)],
+    }).decision,
+    "FAILOVER_RECOMMENDED",
+  );
+  assert.equal(
+    evaluateFailover({
+      perspective: "leader",
+      policy: "QUORUM",
+      thresholds: th,
+      nodes: [
+        node("a", "follower", "UNREACHABLE", 5),
+        node("b", "follower", "UNREACHABLE", 5),
+        node("c", "follower", "HEALTHY", 0),
+      ],
+    }).decision,
+    "FAILOVER_RECOMMENDED",
+  );
+  assert.equal(
+    evaluateFailover({ perspective: "follower", policy: null, thresholds: th, leaderFailures: 3, nodes: [] })
+      .decision,
+    "FAILOVER_RECOMMENDED",
+  );
+  assert.equal(
+    evaluateFailover({ perspective: "follower", policy: null, thresholds: th, leaderFailures: 1, nodes: [] })
+      .decision,
+    "ALERT_ONLY",
+  );
+
+  const { workspace } = await initWorkspace(`${dir}/.sdd`);
+  const nodes = [
+    node("old", "leader", "UNREACHABLE", null),
+    node("east", "follower", "HEALTHY", 3),
+    node("west", "follower", "HEALTHY", 9),
+  ];
+  const input = {
+    perspective: "follower" as const,
+    policy: "QUORUM" as const,
+    thresholds: th,
+    leaderFailures: 3,
+    nodes,
+  };
+  const file = await writeRunbook(workspace, {
+    ...input,
+    evaluation: evaluateFailover(input),
+    writtenBy: "test",
+    tokenFile: "/etc/bernstein/token",
+    lastBackup: { location: "/backups/b1.tar.gz", created_at: "2026-01-01T00:00:00.000Z", age_seconds: 3600 },
+  });
+  assert.match(file, /docs\/runbooks\/DR-RUNBOOK-\d{8}T\d{6}Z\.md$/);
+  assert.deepEqual(await readdir(`${dir}/.sdd/docs/runbooks`), [file.split("/").at(-1)]);
+  const text = await readFile(file, "utf8");
+  for (const section of [
+    "## Situation",
+    "## Nodes",
+    "## Recommended action",
+    "## Commands",
+    "## Estimated data loss",
+    "## Post-recovery checklist",
+  ]) {
+    assert.ok(text.includes(section), section);
+  }
+  assert.match(text, /FAILOVER_RECOMMENDED/);
+  assert.match(text, /Promote follower \*\*east\*\*/);
+  assert.match(
+    text,
+    /bernstein dr promote --sdd <east \.sdd folder> --token-file \/etc\/bernstein\/token --peer http:\/\/west:1/,
+  );
+  assert.match(text, /bernstein dr restore --from \/backups\/b1\.tar\.gz/);
+  assert.match(text, /Promoting east: 3 entries, 0\.3 s/);
+});
+
+test("epoch: raised durably, fencing recorded, token checks", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-repl-epoch-unit-");
+  t.after(cleanup);
+  const { workspace } = await initWorkspace(`${dir}/.sdd`);
+  assert.equal((await readEpoch(workspace)).epoch, 1);
+  assert.equal((await raiseEpoch(workspace)).epoch, 2);
+  assert.equal((await readEpoch(workspace)).epoch, 2);
+  await recordSuperseded(workspace, 5, "test");
+  const s = await readEpoch(workspace);
+  assert.equal(s.superseded_by, 5);
+  assert.equal((await raiseEpoch(workspace)).epoch, 6, "a promotion goes past every epoch it has seen");
+
+  const { file, token } = await makeToken(dir);
+  assert.equal(await loadTokenFile(file), token);
+  assert.equal(bearerMatches(`Bearer ${token}`, token), true);
+  assert.equal(bearerMatches(`Bearer ${token.slice(1)}`, token), false);
+  assert.equal(bearerMatches(undefined, token), false);
+  assert.equal(bearerMatches("Bearer ", token), false);
+  assert.equal(bearerMatches(token, token), false);
+});

@@ -1,0 +1,210 @@
+/** Real processes for the replication tests: the decider (leader), followers, and HTTP helpers. */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import { CLI, REPO_ROOT } from "../../helpers.js";
+
+export const DECIDER = path.join(REPO_ROOT, "dist", "test", "replication", "support", "decider.js");
+
+export async function makeToken(dir: string, name = "token"): Promise<{ file: string; token: string }> {
+  const token = randomBytes(24).toString("hex");
+  const file = path.join(dir, name);
+  await writeFile(file, token + "\n", { mode: 0o600 });
+  return { file, token };
+}
+
+export class Proc {
+  readonly events: Array<Record<string, unknown>> = [];
+  stdout = "";
+  stderr = "";
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private listeners = new Set<() => void>();
+
+  constructor(
+    readonly child: ChildProcess,
+    readonly name: string,
+  ) {
+    child.stdout!.setEncoding("utf8").on("data", (d: string) => {
+      this.stdout += d;
+      let nl: number;
+      while ((nl = this.stdout.indexOf("\n")) >= 0) {
+        const line = this.stdout.slice(0, nl);
+        this.stdout = this.stdout.slice(nl + 1);
+        try {
+          this.events.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          // a human line
+        }
+      }
+      this.wake();
+    });
+    child.stderr!.setEncoding("utf8").on("data", (d: string) => {
+      this.stderr += d;
+      this.wake();
+    });
+    this.exited = new Promise((resolve) =>
+      child.on("exit", (code, signal) => (this.wake(), resolve({ code, signal }))),
+    );
+  }
+
+  private wake(): void {
+    for (const l of [...this.listeners]) l();
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** Waits until `pred` holds (re-checked on output and every 50 ms). */
+  async waitFor<T>(what: string, pred: () => T | undefined | false, timeoutMs = 20_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = pred();
+      if (v) return v;
+      if (Date.now() > deadline) {
+        throw new Error(`${this.name}: timed out waiting for ${what}\nstderr:\n${this.stderr.slice(-3000)}`);
+      }
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(t);
+          this.listeners.delete(done);
+          resolve();
+        };
+        const t = setTimeout(done, 50);
+        this.listeners.add(done);
+      });
+    }
+  }
+
+  acks(): number[] {
+    return this.events.filter((e) => typeof e.ack === "number").map((e) => e.ack as number);
+  }
+
+  kill(sig: NodeJS.Signals = "SIGKILL"): void {
+    try {
+      this.child.kill(sig);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+export interface DeciderArgs {
+  sdd: string;
+  tokenFile: string;
+  listen?: string;
+  policy?: string;
+  followers?: string[];
+  ackTimeout?: number;
+  onAckTimeout?: string;
+  rate?: number;
+  count?: number;
+  runId?: string;
+  probeInterval?: number;
+  maxLagEntries?: number;
+  maxRetries?: number;
+}
+
+export async function startDecider(args: DeciderArgs, name = "leader"): Promise<{ proc: Proc; url: string }> {
+  const child = spawn(process.execPath, [DECIDER, JSON.stringify(args)], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const proc = new Proc(child, name);
+  const ready = await proc.waitFor("ready", () => proc.events.find((e) => e.ready));
+  return { proc, url: ready.url as string };
+}
+
+/** `bernstein <args>` as a long-running process; resolves once its first JSON document is out. */
+export async function startCli(
+  args: string[],
+  name: string,
+): Promise<{ proc: Proc; doc: Record<string, unknown> }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const proc = new Proc(child, name);
+  let all = "";
+  child.stdout!.on("data", (d: string) => (all += d));
+  const doc = await proc.waitFor(`${name} to start`, () => {
+    try {
+      return JSON.parse(all) as Record<string, unknown>;
+    } catch {
+      if (proc.child.exitCode !== null)
+        throw new Error(`${name} exited ${proc.child.exitCode}: ${proc.stderr}`);
+      return undefined;
+    }
+  });
+  return { proc, doc };
+}
+
+export async function startFollower(o: {
+  leader: string;
+  region: string;
+  sdd: string;
+  tokenFile: string;
+  extra?: string[];
+}): Promise<{ proc: Proc; url: string }> {
+  const { proc, doc } = await startCli(
+    [
+      "--sdd",
+      o.sdd,
+      "--json",
+      "replicate",
+      "follow",
+      "--leader",
+      o.leader,
+      "--region",
+      o.region,
+      "--token-file",
+      o.tokenFile,
+      "--listen",
+      "127.0.0.1:0",
+      "--retry-ms",
+      "100",
+      "--wait-ms",
+      "1000",
+      ...(o.extra ?? []),
+    ],
+    `follower ${o.region}`,
+  );
+  return { proc, url: doc.url as string };
+}
+
+export async function getJson(url: string, token: string): Promise<Record<string, unknown>> {
+  const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+  if (res.status !== 200) throw new Error(`GET ${url}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as Record<string, unknown>;
+}
+
+/** Polls `fn` until it returns a truthy value. */
+export async function eventually<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false>,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A port that was free a moment ago (bind 0, read, close). */
+export async function freePort(): Promise<number> {
+  const net = await import("node:net");
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}

@@ -1,0 +1,295 @@
+/**
+ * Must-show: requests without the token or with a wrong one are refused; a tampered entry is
+ * refused and never reaches a follower's WAL; a follower refuses a leader at an older epoch.
+ * Also: the token file must be 0600, and the transport works over TLS.
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { chmod, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { initWorkspace, Workspace } from "../../src/workspace/layout.js";
+import { WalWriter } from "../../src/wal/writer.js";
+import { verifyWal } from "../../src/wal/reader.js";
+import { adoptEpoch } from "../../src/replication/epoch.js";
+import { runCli, scratchDir } from "../helpers.js";
+import { eventually, getJson, makeToken, type Proc, startCli, startFollower } from "./support/procs.js";
+
+const RUN = "run-transport";
+
+async function leaderWorkspace(sdd: string, entries: number): Promise<Workspace> {
+  const { workspace } = await initWorkspace(sdd);
+  const w = await WalWriter.open(workspace, RUN);
+  for (let i = 0; i < entries; i++) {
+    await w.append({
+      decision_type: "task_claimed",
+      inputs: { task_id: `t-${i}`, attempt: 1 },
+      committed: true,
+    });
+  }
+  await w.close();
+  return workspace;
+}
+
+async function serve(
+  sdd: string,
+  tokenFile: string,
+  extra: string[] = [],
+): Promise<{ proc: Proc; url: string }> {
+  const { proc, doc } = await startCli(
+    [
+      "--sdd",
+      sdd,
+      "--json",
+      "replicate",
+      "serve",
+      "--listen",
+      "127.0.0.1:0",
+      "--token-file",
+      tokenFile,
+      ...extra,
+    ],
+    "serve",
+  );
+  return { proc, url: doc.url as string };
+}
+
+test(
+  "the token is required, compared exactly, and its file must be private",
+  { timeout: 60_000 },
+  async (t) => {
+    const { dir, cleanup } = await scratchDir("bernstein-repl-auth-");
+    const procs: Proc[] = [];
+    t.after(async () => {
+      for (const p of procs) p.kill("SIGKILL");
+      await cleanup();
+    });
+    const sdd = path.join(dir, "L", ".sdd");
+    await leaderWorkspace(sdd, 5);
+    const { file: tokenFile, token } = await makeToken(dir);
+    const leader = await serve(sdd, tokenFile);
+    procs.push(leader.proc);
+
+    for (const route of ["/status", "/metrics", "/wal", `/wal/${RUN}?from_seq=0`, "/snapshot"]) {
+      const none = await fetch(leader.url + route);
+      assert.equal(none.status, 401, route);
+      const wrong = await fetch(leader.url + route, {
+        headers: { authorization: `Bearer ${token.slice(0, -1)}x` },
+      });
+      assert.equal(wrong.status, 401, route);
+      const longer = await fetch(leader.url + route, { headers: { authorization: `Bearer ${token}x` } });
+      assert.equal(longer.status, 401, route);
+    }
+    const ack = await fetch(leader.url + "/ack", {
+      method: "POST",
+      body: JSON.stringify({ region: "x", positions: { [RUN]: 4 } }),
+    });
+    assert.equal(ack.status, 401);
+    const ok = await fetch(`${leader.url}/wal/${RUN}?from_seq=0`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    assert.equal(ok.status, 200);
+    assert.equal((await ok.text()).trim().split("\n").length, 5);
+
+    // A follower with the wrong token gets nothing and says why.
+    const { file: wrongFile } = await makeToken(dir, "wrong-token");
+    const f = await runCli(
+      [
+        "--sdd",
+        path.join(dir, "F", ".sdd"),
+        "replicate",
+        "follow",
+        "--leader",
+        leader.url,
+        "--region",
+        "x",
+        "--token-file",
+        wrongFile,
+      ],
+      {
+        timeoutMs: 20_000,
+      },
+    );
+    assert.equal(f.code, 8, f.stderr);
+    assert.match(f.stderr, /refused the token/);
+
+    // A token file others can read is refused before anything starts.
+    await chmod(tokenFile, 0o644);
+    const bad = await runCli([
+      "--sdd",
+      sdd,
+      "replicate",
+      "serve",
+      "--listen",
+      "127.0.0.1:0",
+      "--token-file",
+      tokenFile,
+    ]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /readable by others; run `chmod 600/);
+  },
+);
+
+test(
+  "a tampered entry never reaches the follower's WAL; the follower stops and re-bootstraps only when told",
+  { timeout: 60_000 },
+  async (t) => {
+    const { dir, cleanup } = await scratchDir("bernstein-repl-tamper-");
+    const procs: Proc[] = [];
+    t.after(async () => {
+      for (const p of procs) p.kill("SIGKILL");
+      await cleanup();
+    });
+    const sdd = path.join(dir, "L", ".sdd");
+    const ws = await leaderWorkspace(sdd, 20);
+    const walFile = ws.walFile(RUN);
+    const lines = (await readFile(walFile, "utf8")).split("\n");
+    assert.match(lines[15], /"t-15"/);
+    lines[15] = lines[15].replace('"t-15"', '"t-99"'); // same length, hash no longer matches
+    await writeFile(walFile, lines.join("\n"));
+    const { file: tokenFile, token } = await makeToken(dir);
+    const leader = await serve(sdd, tokenFile);
+    procs.push(leader.proc);
+
+    const fsdd = path.join(dir, "F", ".sdd");
+    const f = await startFollower({ leader: leader.url, region: "east", sdd: fsdd, tokenFile });
+    procs.push(f.proc);
+    const st = await eventually("the integrity error", async () => {
+      const s = await getJson(`${f.url}/status`, token);
+      return s.state === "STOPPED_INTEGRITY" ? s : undefined;
+    });
+    assert.match(String(st.integrity_error), /run-transport#15: entry_hash does not match its content/);
+    assert.match(f.proc.stderr, /INTEGRITY ERROR, stopped applying/);
+    const fwal = path.join(fsdd, "runtime", "wal", `${RUN}.wal.jsonl`);
+    const v = await verifyWal(fwal, RUN);
+    assert.equal(v.ok, true);
+    assert.equal(v.last_seq, 14, "the follower holds exactly the entries before the tampered one");
+    assert.doesNotMatch(await readFile(fwal, "utf8"), /t-99/);
+    // The leader sees the follower's integrity error.
+    const ls = await eventually("the leader to see the error", async () => {
+      const s = await getJson(`${leader.url}/status`, token);
+      const east = (s.followers as Array<{ name: string; integrity_error: string | null }>).find(
+        (x) => x.name === "east",
+      );
+      return east?.integrity_error ? east : undefined;
+    });
+    assert.match(String(ls.integrity_error), /#15/);
+
+    // Restarted without --rebootstrap it still refuses to apply.
+    f.proc.kill("SIGTERM");
+    await f.proc.exited;
+    const again = await startFollower({ leader: leader.url, region: "east", sdd: fsdd, tokenFile });
+    procs.push(again.proc);
+    assert.equal((await getJson(`${again.url}/status`, token)).state, "STOPPED_INTEGRITY");
+    const ds = await runCli(["--sdd", fsdd, "--json", "dr", "status", "--token-file", tokenFile]);
+    assert.match(JSON.parse(ds.stdout).integrity_error, /#15/);
+    again.proc.kill("SIGTERM");
+    await again.proc.exited;
+    assert.equal((await verifyWal(fwal, RUN)).last_seq, 14);
+  },
+);
+
+test("a follower refuses a leader at an older epoch", { timeout: 60_000 }, async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-repl-epoch-");
+  const procs: Proc[] = [];
+  t.after(async () => {
+    for (const p of procs) p.kill("SIGKILL");
+    await cleanup();
+  });
+  const sdd = path.join(dir, "L", ".sdd");
+  const ws = await leaderWorkspace(sdd, 10);
+  const { file: tokenFile, token } = await makeToken(dir);
+  const leader = await serve(sdd, tokenFile);
+  procs.push(leader.proc);
+  const fsdd = path.join(dir, "F", ".sdd");
+  const f = await startFollower({ leader: leader.url, region: "east", sdd: fsdd, tokenFile });
+  procs.push(f.proc);
+  await eventually(
+    "caught up",
+    async () => ((await getJson(`${f.url}/status`, token)).lag as { entries: number }).entries === 0,
+  );
+  f.proc.kill("SIGTERM");
+  await f.proc.exited;
+
+  // Meanwhile a promotion elsewhere moved this follower to epoch 3; the old leader writes on.
+  await adoptEpoch(new Workspace(fsdd), 3);
+  const w = await WalWriter.open(ws, RUN);
+  await w.append({
+    decision_type: "task_claimed",
+    inputs: { task_id: "t-late", attempt: 1 },
+    committed: true,
+  });
+  await w.close();
+
+  const again = await startFollower({ leader: leader.url, region: "east", sdd: fsdd, tokenFile });
+  procs.push(again.proc);
+  const s = await eventually("the refusal", async () => {
+    const x = await getJson(`${again.url}/status`, token);
+    return x.state === "REFUSED_EPOCH" ? x : undefined;
+  });
+  assert.match(String((s.leader as { last_error: string }).last_error), /epoch 1, older than ours \(3\)/);
+  assert.equal((await verifyWal(path.join(fsdd, "runtime", "wal", `${RUN}.wal.jsonl`), RUN)).last_seq, 9);
+  // The leader learned of epoch 3 from the follower's requests: it is fenced and says why.
+  const ls = await eventually("the leader fenced", async () => {
+    const x = await getJson(`${leader.url}/status`, token);
+    return x.fenced ? x : undefined;
+  });
+  assert.match(String(ls.fenced_reason), /superseded by epoch 3/);
+});
+
+test("replication over TLS with a self-signed certificate", { timeout: 60_000 }, async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-repl-tls-");
+  const procs: Proc[] = [];
+  t.after(async () => {
+    for (const p of procs) p.kill("SIGKILL");
+    await cleanup();
+  });
+  const cert = path.join(dir, "cert.pem");
+  const key = path.join(dir, "key.pem");
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+    ],
+    { stdio: "ignore" },
+  );
+  const sdd = path.join(dir, "L", ".sdd");
+  await leaderWorkspace(sdd, 7);
+  const { file: tokenFile, token } = await makeToken(dir);
+  const leader = await serve(sdd, tokenFile, ["--tls-cert", cert, "--tls-key", key]);
+  procs.push(leader.proc);
+  assert.match(leader.url, /^https:/);
+  const fsdd = path.join(dir, "F", ".sdd");
+  const f = await startFollower({
+    leader: leader.url,
+    region: "east",
+    sdd: fsdd,
+    tokenFile,
+    extra: ["--tls-ca", cert],
+  });
+  procs.push(f.proc);
+  await eventually("caught up over TLS", async () => {
+    const s = await getJson(`${f.url}/status`, token);
+    return (s.wal as { position: { seq: number } | null }).position?.seq === 6;
+  });
+  assert.equal(
+    await readFile(path.join(fsdd, "runtime", "wal", `${RUN}.wal.jsonl`), "utf8"),
+    await readFile(path.join(sdd, "runtime", "wal", `${RUN}.wal.jsonl`), "utf8"),
+  );
+});
