@@ -85,6 +85,12 @@ export interface ReadArchiveOptions {
   keyCache?: Map<string, Buffer>;
   /** Name of the archive for messages. */
   label?: string;
+  /**
+   * The archive's expected sha256 (from runs/backups.jsonl or a catalogue). gzip cannot see a
+   * flipped bit that leaves the decompressed bytes unchanged (redundant deflate table bits);
+   * this can.
+   */
+  expectSha256?: string;
 }
 
 function pathProblem(name: string): string | undefined {
@@ -601,10 +607,17 @@ export async function readArchive(
   }
 
   const parsed = tar.parsed!;
+  const archiveSha = acc.hash.digest("hex");
+  if (opts.expectSha256 && opts.expectSha256.toLowerCase() !== archiveSha) {
+    throw archiveError(
+      "mismatch",
+      `archive sha256 is ${archiveSha}, expected ${opts.expectSha256.toLowerCase()}`,
+    );
+  }
   return {
     format: parsed.kind === "ours" ? "bernstein" : "reference",
     encrypted,
-    sha256: acc.hash.digest("hex"),
+    sha256: archiveSha,
     size_bytes: acc.bytes,
     file_count: tar.files.length,
     files: tar.files,

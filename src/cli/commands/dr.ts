@@ -180,6 +180,7 @@ export function registerDr(program: Command): void {
         force?: boolean;
         keep: boolean;
         keyFile?: string;
+        sha256?: string;
       },
       cmd: Command,
     ) => {
@@ -194,7 +195,7 @@ export function registerDr(program: Command): void {
       }
       const source = await openArchiveFile(opts.from);
       if (opts.dryRun) {
-        const s = await inspectArchive(source, { password, label: opts.from });
+        const s = await inspectArchive(source, { password, label: opts.from, expectSha256: opts.sha256 });
         out.result(
           {
             ok: true,
@@ -232,6 +233,7 @@ export function registerDr(program: Command): void {
         force: opts.force,
         keep: opts.keep,
         auditKeyPath: keyPath,
+        expectSha256: opts.sha256,
       });
       for (const w of r.warnings) out.warn(w);
       if (r.audit_key.action === "none" && r.audit_key.message) out.warn(r.audit_key.message);
@@ -257,9 +259,13 @@ export function registerDr(program: Command): void {
       .option(
         "--key-file <file>",
         "audit key to verify the chain with (default: the key inside an encrypted backup)",
-      ),
+      )
+      .option("--sha256 <hex>", "also require the archive's sha256 to be this"),
   ).action(
-    async (opts: PasswordOpts & { from: string; decrypt?: boolean; keyFile?: string }, cmd: Command) => {
+    async (
+      opts: PasswordOpts & { from: string; decrypt?: boolean; keyFile?: string; sha256?: string },
+      cmd: Command,
+    ) => {
       const out = Output.of(cmd);
       const password = await resolvePassword(opts);
       if (opts.decrypt && password === undefined) {
@@ -268,7 +274,11 @@ export function registerDr(program: Command): void {
           ExitCode.USAGE,
         );
       }
-      const report = await verifyArchiveFile(opts.from, { password, keyFile: opts.keyFile });
+      const report = await verifyArchiveFile(opts.from, {
+        password,
+        keyFile: opts.keyFile,
+        expectSha256: opts.sha256,
+      });
       out.result(report, () => {
         out.line(`Verify ${opts.from}:`);
         out.line(`  Files: ${report.file_count}`);
