@@ -50,11 +50,10 @@ export async function verifyAuditLog(
   let lastHmac = GENESIS_HMAC;
   for (let f = 0; f < files.length; f++) {
     const file = files[f];
-    const isLastFile = f === files.length - 1;
     for await (const line of readLinesForward(file)) {
       const report = (message: string) => errors.push({ file, line: line.lineNo, message });
-      if (!line.terminated && isLastFile) {
-        // Only a final line can be torn; if it parses and verifies it is accepted below.
+      if (!line.terminated) {
+        // Only a file's final line can lack its newline; if it parses it is checked below.
         let parsed: JsonValue | undefined;
         try {
           parsed = parseJson(line.text);
@@ -66,6 +65,8 @@ export async function verifyAuditLog(
             `torn last line: ${Buffer.byteLength(line.text)} bytes without a newline (an interrupted append); ` +
               `the ${entries} entries before it are kept`,
           );
+          // Not resynced: a torn append was never acknowledged, so the next writer chained onto
+          // the last readable entry; the chain must continue from there.
           continue;
         }
       }

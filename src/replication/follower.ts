@@ -108,6 +108,10 @@ export class ReplicationFollower {
   private caughtUpAt: number | null = null;
   private lastSnapshotAt = 0;
   private lastClusterAt = 0;
+  private lastListAt = 0;
+  private runsCache: string[] = [];
+  private ackInFlight: Promise<void> | null = null;
+  private ackDirty = false;
   private lock: WorkspaceLock | null = null;
   private lastDecision: FailoverEvaluation["decision"] = "NO_ACTION";
   private lastRunbook: string | null = null;
@@ -319,42 +323,48 @@ export class ReplicationFollower {
     }
   }
 
-  /** One round: list runs, pull every run that is behind, or long-poll when caught up. */
+  /**
+   * One round: list runs (at most once a second, or after an empty long-poll, which may mean a new
+   * run), pull every run that is behind, or long-poll the newest run when caught up.
+   */
   private async cycle(): Promise<void> {
-    const list = await this.peer.call("GET", "/wal", { timeoutMs: 10_000 });
-    await this.checkEpoch(list.epoch);
-    if (list.status === 409)
-      throw new EpochRefusal(`leader ${this.peer.o.baseUrl} refuses: ${errorText(list.body)}`);
-    if (list.status !== 200)
-      throw new TransportError(`GET /wal: HTTP ${list.status}: ${errorText(list.body)}`, list.status);
-    const runs = (JSON.parse(list.body) as { runs: Array<{ run_id: string; last_seq: number }> }).runs;
-    for (const r of runs) this.leaderTails.set(r.run_id, r.last_seq);
+    if (this.runsCache.length === 0 || Date.now() - this.lastListAt >= 1000) {
+      const list = await this.peer.call("GET", "/wal", { timeoutMs: 10_000 });
+      await this.checkEpoch(list.epoch);
+      if (list.status === 409)
+        throw new EpochRefusal(`leader ${this.peer.o.baseUrl} refuses: ${errorText(list.body)}`);
+      if (list.status !== 200)
+        throw new TransportError(`GET /wal: HTTP ${list.status}: ${errorText(list.body)}`, list.status);
+      const runs = (JSON.parse(list.body) as { runs: Array<{ run_id: string; last_seq: number }> }).runs;
+      this.runsCache = runs.map((r) => r.run_id);
+      for (const r of runs) this.leaderTails.set(r.run_id, r.last_seq);
+      this.lastListAt = Date.now();
+    }
     let pulled = false;
-    for (const r of runs) {
-      while (
-        !this.stopped &&
-        (this.local.get(r.run_id)?.seq ?? -1) < (this.leaderTails.get(r.run_id) ?? -1)
-      ) {
-        if ((await this.pull(r.run_id, 0)) === 0) break;
+    for (const run of this.runsCache) {
+      while (!this.stopped && (this.local.get(run)?.seq ?? -1) < (this.leaderTails.get(run) ?? -1)) {
+        if ((await this.pull(run, 0)) === 0) break;
         pulled = true;
       }
     }
     if (this.lagEntries() === 0) this.caughtUpAt = Date.now();
     if (pulled || this.stopped) return;
-    await this.ack(); // keeps the leader's view fresh even when idle
-    const newest = runs.at(-1);
+    this.ackSoon(); // keeps the leader's view of us fresh while idle
+    const newest = this.runsCache.at(-1);
     if (!newest) {
-      await this.sleep(this.o.retryMs ?? 1000);
+      this.lastListAt = 0;
+      await this.sleep(Math.min(200, this.o.retryMs ?? 1000));
       return;
     }
     // Caught up: long-poll the newest run; keep pulling while it keeps growing.
-    let n = await this.pull(newest.run_id, this.o.waitMs ?? 5000);
+    let n = await this.pull(newest, this.o.waitMs ?? 5000);
+    if (n === 0) this.lastListAt = 0;
     while (
       n > 0 &&
       !this.stopped &&
-      (this.local.get(newest.run_id)?.seq ?? -1) < (this.leaderTails.get(newest.run_id) ?? -1)
+      (this.local.get(newest)?.seq ?? -1) < (this.leaderTails.get(newest) ?? -1)
     ) {
-      n = await this.pull(newest.run_id, 0);
+      n = await this.pull(newest, 0);
     }
     if (this.lagEntries() === 0) this.caughtUpAt = Date.now();
   }
@@ -390,7 +400,7 @@ export class ReplicationFollower {
       this.local.set(runId, v.tail);
       this.counters.entries_applied += v.valid;
       this.counters.batches_applied++;
-      await this.ack();
+      this.ackSoon();
     }
     if (v.error) throw v.error;
     return v.valid;
@@ -400,6 +410,28 @@ export class ReplicationFollower {
     const out: Record<string, number> = {};
     for (const [run, t] of this.local) out[run] = t.seq;
     return out;
+  }
+
+  /**
+   * Acknowledges in the background so the next pull starts at once; at most one ack is in flight
+   * and a newer position waiting behind it is sent right after (acks carry all runs' positions).
+   */
+  private ackSoon(): void {
+    if (this.ackInFlight) {
+      this.ackDirty = true;
+      return;
+    }
+    this.ackInFlight = this.ack()
+      .catch((err: Error) => {
+        this.lastError = `ack: ${err.message}`;
+      })
+      .finally(() => {
+        this.ackInFlight = null;
+        if (this.ackDirty && !this.stopped) {
+          this.ackDirty = false;
+          this.ackSoon();
+        }
+      });
   }
 
   private async ack(): Promise<void> {
@@ -418,9 +450,11 @@ export class ReplicationFollower {
   }
 
   private async integrity(err: IntegrityError): Promise<void> {
+    // In memory first: status answers in between must never show the state without its reason.
+    this.role = { ...this.role, integrity_error: err.message };
     this.stateValue = "STOPPED_INTEGRITY";
     this.lastError = err.message;
-    this.role = await writeRole(this.o.ws, { ...this.role, integrity_error: err.message });
+    this.role = await writeRole(this.o.ws, this.role);
     this.o.log(
       `replicate follow: INTEGRITY ERROR, stopped applying: ${err.message}; rerun with --rebootstrap once the leader's WAL is sound`,
     );
@@ -694,6 +728,7 @@ export class ReplicationFollower {
     this.stateValue = "STOPPED";
     this.abortPoll?.();
     await this.loopDone.catch(() => {});
+    await this.ackInFlight;
     this.ownWal.close();
     await this.server?.close();
     await this.lock?.release();

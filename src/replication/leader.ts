@@ -201,6 +201,13 @@ export class ReplicationLeader {
     if (newer <= this.epochState.epoch) return;
     if ((this.epochState.superseded_by ?? 0) < newer) {
       this.epochState = await recordSuperseded(this.o.ws, newer, how);
+      await Promise.resolve(
+        this.o.audit?.("replication_fenced", {
+          epoch: this.epochState.epoch,
+          superseded_by: newer,
+          reason: how,
+        }),
+      ).catch((err: Error) => this.o.log(`replication: audit event failed: ${err.message}`));
     }
     this.policy.fence(fencedMessage(this.epochState));
   }

@@ -8,6 +8,7 @@ import { ExitCode, UserError } from "../cli/errors.js";
 import type { Workspace } from "../workspace/layout.js";
 import { type OnAckTimeout, parseAckPolicy } from "./ack-policy.js";
 import { loadTokenFile } from "./auth.js";
+import { replicationAuditor } from "./audit.js";
 import { removeEndpoint, writeEndpoint } from "./endpoint.js";
 import { type LeaderOptions, ReplicationLeader, parseFollowerSpec } from "./leader.js";
 import { parseListen } from "./server.js";
@@ -144,6 +145,7 @@ export async function startLeaderFromFlags(
     onAckTimeout: flags.onAckTimeout as OnAckTimeout,
     thresholds: { maxLagEntries: flags.maxLagEntries, maxRetries: flags.maxRetries },
     probeIntervalMs: flags.probeInterval,
+    audit: replicationAuditor(ws),
     ...extra,
   });
   await writeEndpoint(ws, {

@@ -79,8 +79,14 @@ export class WalSource {
 
   /** The writer made `seq` of `runId` durable: raise the cap and wake long-polls. */
   notifyDurable(runId: string, seq: number): void {
-    if ((this.durableCap.get(runId) ?? -1) < seq) this.durableCap.set(runId, seq);
-    void this.refresh().catch(() => {});
+    if ((this.durableCap.get(runId) ?? -1) >= seq) return;
+    this.durableCap.set(runId, seq);
+    // The line may have been scanned already (written before its fsync): wake the long-polls
+    // after the scan whether or not it found new bytes.
+    void this.refresh().then(
+      () => this.bump(),
+      () => this.bump(),
+    );
   }
 
   /** Rescans the WAL folder; wakes long-polls when anything grew. Concurrent calls share one scan. */
@@ -230,16 +236,19 @@ export class WalSource {
     await this.refresh();
     const deadline = Date.now() + waitMs;
     for (;;) {
+      // Read the version before checking, so a change between the check and the wait is not lost.
+      const seen = this.version;
       const r = this.runs.get(runId);
       if (r && this.servableTail(r) >= fromSeq) return this.readLines(r, fromSeq, limit, maxBytes);
       const left = deadline - Date.now();
       if (left <= 0) return { runId, lines: [], firstSeq: -1, tailSeq: r ? this.servableTail(r) : -1 };
-      await this.waitForChange(left);
+      await this.waitForChange(left, seen);
     }
   }
 
-  /** Resolves when any WAL grows, or after `ms`. */
-  waitForChange(ms: number): Promise<void> {
+  /** Resolves when any WAL grows (or grew since version `since`), or after `ms`. */
+  waitForChange(ms: number, since = this.version): Promise<void> {
+    if (this.version !== since) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);

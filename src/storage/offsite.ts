@@ -66,6 +66,8 @@ export interface OffsiteBackupResult {
   /** The catalogue root it belongs to. */
   root: string;
   name: string;
+  /** The time in the name (UTC, second resolution for catalogue names). */
+  created_at: string;
   remote: boolean;
   record: BackupRecord | null;
   retries: number;
@@ -99,30 +101,42 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
   if ((req.to === undefined) === (req.toDir === undefined)) {
     throw new UserError("dr backup: give exactly one of --to and --to-dir", ExitCode.USAGE);
   }
+  const remote =
+    (req.toDir !== undefined ? parseCatalogueLocation(req.toDir) : parseObjectLocation(req.to as string))
+      .kind === "s3";
   let store: BackupStore;
-  let name: string;
-  if (req.toDir !== undefined) {
-    store = await openCatalogue(req.toDir, req.s3);
-    name = backupName(req.now ?? new Date(), req.encrypted);
-  } else {
+  let name = "";
+  if (req.toDir !== undefined) store = await openCatalogue(req.toDir, req.s3);
+  else {
     const target = await openObject(req.to as string, req.s3);
     store = target.store;
     name = req.encrypted && !target.key.endsWith(".enc") ? `${target.key}.enc` : target.key;
   }
-  if (await store.head(name)) {
+  if (!remote) {
+    await durableMkdir(store.root).catch((err: unknown) => {
+      throw new UserError(`cannot create ${store.root}: ${(err as Error).message}`, ExitCode.IO);
+    });
+  }
+  // Listing first checks the bucket and the credentials before a long backup is produced.
+  const exists = async (key: string) => (await store.list(key)).some((o) => o.key === key);
+  let now = req.now ?? new Date();
+  if (req.toDir !== undefined) {
+    name = backupName(now, req.encrypted);
+    // Names have one-second resolution: a second backup within the same second waits for the next.
+    for (let i = 0; i < 3 && req.now === undefined && (await exists(name)); i++) {
+      await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 5));
+      now = new Date();
+      name = backupName(now, req.encrypted);
+    }
+  }
+  if (await exists(name)) {
     throw new UserError(`${store.describe(name)} already exists; not overwriting a backup`, ExitCode.USAGE);
   }
-  const remote =
-    (req.toDir !== undefined ? parseCatalogueLocation(req.toDir) : parseObjectLocation(req.to as string))
-      .kind === "s3";
   const ours = parseBackupName(name) !== undefined;
 
   if (!remote) {
     // A local catalogue folder: the producer writes in place (atomically); we re-read every
     // byte before the record that marks it verified is written.
-    await durableMkdir(store.root).catch((err: unknown) => {
-      throw new UserError(`cannot create ${store.root}: ${(err as Error).message}`, ExitCode.IO);
-    });
     const produced = await req.produce(path.join(store.root, withoutEnc(name)));
     const back = await sha256Of(createReadStream(produced.path));
     if (back.sha256 !== produced.sha256) {
@@ -131,11 +145,12 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
         ExitCode.CORRUPT,
       );
     }
-    const record = ours ? await writeRecordFor(store, name, produced, req.now ?? new Date()) : null;
+    const record = ours ? await writeRecordFor(store, name, produced, now) : null;
     return {
       location: produced.path,
       root: store.root,
       name,
+      created_at: now.toISOString(),
       remote,
       record,
       retries: 0,
@@ -160,7 +175,7 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
         manifest_sha256: produced.manifest_sha256,
         file_count: produced.file_count,
         encrypted: produced.encrypted,
-        created_at: req.now ?? new Date(),
+        created_at: now,
       },
       { fullReadBack: req.fullReadBack, onRetry: req.onRetry, writeRecord: ours },
     );
@@ -176,6 +191,7 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
     location: stored.location,
     root: store.root,
     name,
+    created_at: now.toISOString(),
     remote,
     record: stored.record,
     retries: stored.retries,

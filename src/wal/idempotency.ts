@@ -20,7 +20,6 @@ import {
   durableCreate,
   durableMkdir,
   durableRename,
-  fsyncDir,
   tempPathFor,
 } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
@@ -188,8 +187,7 @@ export class IdempotencyStore {
       rejectedFile = `${this.file}.rejected-${Date.now()}`;
       await durableCreate(rejectedFile, rejected.join("\n") + "\n");
     }
-    await durableRename(tmp, this.file);
-    await fsyncDir(path.dirname(this.file));
+    await durableRename(tmp, this.file); // fsyncs the folder
     this.tailChecked = true;
     this.rowCount = seen.size;
     return {

@@ -49,7 +49,10 @@ export interface ReplayOptions {
   handlers: Map<string, ReplayHandler> | Record<string, ReplayHandler>;
   /** The current run's writer, for the `wal_replay_completed` entry (omit to skip writing it). */
   writer?: WalWriter;
-  /** Intents older than this are stale: reported, not executed (default 1 hour). */
+  /**
+   * Intents older than this are stale: reported, not executed. Default: $BERNSTEIN_REPLAY_STALE_AFTER
+   * (seconds) when set, else 1 hour.
+   */
   staleAfterMs?: number;
   /** Wall clock in ms (tests). */
   now?: () => number;
@@ -126,9 +129,21 @@ async function pendingIntents(
   return { entries: [...unsettled], complete };
 }
 
+function staleAfterFromEnv(): number | undefined {
+  const raw = process.env.BERNSTEIN_REPLAY_STALE_AFTER;
+  if (raw === undefined || raw === "") return undefined;
+  const s = Number(raw);
+  if (!Number.isFinite(s) || s < 0) {
+    throw new Error(
+      `replay: BERNSTEIN_REPLAY_STALE_AFTER must be a number of seconds >= 0, got ${JSON.stringify(raw)}`,
+    );
+  }
+  return s * 1000;
+}
+
 export async function replayWal(ws: Workspace, opts: ReplayOptions): Promise<ReplaySummary> {
   const handlers = opts.handlers instanceof Map ? opts.handlers : new Map(Object.entries(opts.handlers));
-  const staleAfter = opts.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
+  const staleAfter = opts.staleAfterMs ?? staleAfterFromEnv() ?? DEFAULT_STALE_AFTER_MS;
   const now = opts.now ?? Date.now;
   const store = opts.store ?? (await IdempotencyStore.open(ws));
   const summary: ReplaySummary = {

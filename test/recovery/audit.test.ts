@@ -215,3 +215,53 @@ test("the writer continues the Python chain across day files, and a torn last li
     await cleanup();
   }
 });
+
+test("a torn line at the end of an earlier day file is reported; the chain must still continue across it", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const keyFile = await referenceKeyFile(dir);
+    const key = await loadAuditKey({ keyFile, create: false });
+    const auditDir = path.join(dir, "audit");
+    await mkdir(auditDir);
+    let prev = "0".repeat(64);
+    const entry = (day: string, n: number) => {
+      const unsigned = {
+        timestamp: `${day}T00:00:0${n}.000000Z`,
+        event_type: "e",
+        actor: "a",
+        resource_type: "r",
+        resource_id: String(n),
+        details: {},
+        prev_hmac: prev,
+      };
+      const full = { ...unsigned, hmac: computeAuditHmac(key.key, unsigned) };
+      prev = full.hmac;
+      return auditLine(full) + "\n";
+    };
+    const a = path.join(auditDir, "2026-01-01.jsonl");
+    const b = path.join(auditDir, "2026-01-02.jsonl");
+    await writeFile(a, entry("2026-01-01", 1) + entry("2026-01-01", 2) + '{"actor": "a", "det');
+    await writeFile(b, entry("2026-01-02", 3));
+    const res = await verifyAuditLog(auditDir, key);
+    assert.equal(res.entries, 3);
+    assert.deepEqual(
+      res.errors.map((e) => [e.file, e.line]),
+      [[a, 3]],
+    );
+    assert.match(res.errors[0].message, /torn last line/);
+    // If the next file does not continue from the last readable entry, that is a break too.
+    prev = "1".repeat(64);
+    await writeFile(b, entry("2026-01-02", 3));
+    const broken = await verifyAuditLog(auditDir, key);
+    assert.deepEqual(
+      broken.errors.map((e) => [e.file, e.line]),
+      [
+        [a, 3],
+        [b, 1],
+      ],
+    );
+    assert.match(broken.errors[1].message, /chain break/);
+  } finally {
+    await cleanup();
+  }
+});

@@ -202,3 +202,28 @@ test("stale intents are reported and kept out, failures leave the run open, the 
     await cleanup();
   }
 });
+
+test("the staleness window is configurable (option, then $BERNSTEIN_REPLAY_STALE_AFTER seconds)", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const { workspace: ws } = await initWorkspace(path.join(dir, ".sdd"));
+    const pending = expectedPending(await crashedRun(ws, "run-old", 41, Date.now() / 1000 - 3 * 3600));
+    const handled = pending.filter((e) => HANDLED.has(e.decision_type)).length;
+    const counts = new Map<string, number>();
+    const opts = { currentRunId: "run-now", handlers: countingHandlers(counts), closeReplayed: false };
+    assert.equal((await replayWal(ws, opts)).stale, pending.length);
+    assert.equal((await replayWal(ws, { ...opts, staleAfterMs: 4 * 3600_000 })).replayed, handled);
+    const before = process.env.BERNSTEIN_REPLAY_STALE_AFTER;
+    try {
+      process.env.BERNSTEIN_REPLAY_STALE_AFTER = "60";
+      assert.equal((await replayWal(ws, opts)).skipped_idempotent, handled, "executed ones are never stale");
+      process.env.BERNSTEIN_REPLAY_STALE_AFTER = "soon";
+      await assert.rejects(replayWal(ws, opts), /BERNSTEIN_REPLAY_STALE_AFTER/);
+    } finally {
+      if (before === undefined) delete process.env.BERNSTEIN_REPLAY_STALE_AFTER;
+      else process.env.BERNSTEIN_REPLAY_STALE_AFTER = before;
+    }
+  } finally {
+    await cleanup();
+  }
+});

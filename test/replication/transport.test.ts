@@ -159,7 +159,9 @@ test(
       return s.state === "STOPPED_INTEGRITY" ? s : undefined;
     });
     assert.match(String(st.integrity_error), /run-transport#15: entry_hash does not match its content/);
-    assert.match(f.proc.stderr, /INTEGRITY ERROR, stopped applying/);
+    await f.proc.waitFor("the integrity log line", () =>
+      /INTEGRITY ERROR, stopped applying/.test(f.proc.stderr),
+    );
     const fwal = path.join(fsdd, "runtime", "wal", `${RUN}.wal.jsonl`);
     const v = await verifyWal(fwal, RUN);
     assert.equal(v.ok, true);
@@ -206,7 +208,9 @@ test("a follower refuses a leader at an older epoch", { timeout: 60_000 }, async
   procs.push(f.proc);
   await eventually(
     "caught up",
-    async () => ((await getJson(`${f.url}/status`, token)).lag as { entries: number }).entries === 0,
+    async () =>
+      ((await getJson(`${f.url}/status`, token)).wal as { position: { seq: number } | null }).position
+        ?.seq === 9,
   );
   f.proc.kill("SIGTERM");
   await f.proc.exited;

@@ -10,6 +10,7 @@ import { writeRunbook } from "../../replication/failover.js";
 import { TOKEN_ENV } from "../../replication/options.js";
 import { loadTokenFile } from "../../replication/auth.js";
 import { promote } from "../../replication/promote.js";
+import { replicationAuditor } from "../../replication/audit.js";
 import { gatherStatus } from "../../replication/status.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../errors.js";
@@ -133,6 +134,14 @@ export function registerDrReplication(program: Command): void {
           force: Boolean(flags.force),
           log,
         });
+        await replicationAuditor(ws)("replication_promoted", {
+          epoch: r.epoch,
+          previous_epoch: r.previous_epoch,
+          reached: r.reached,
+          promotion_quorum: r.promotion_quorum,
+          forced: r.forced,
+          wal: r.wal,
+        }).catch((err: Error) => out.warn(`audit event not written: ${err.message}`));
         for (const w of r.warnings) out.warn(w);
         out.result(r, () => {
           out.line(`Promoted ${r.sdd} to leader at epoch ${r.epoch} (was ${r.previous_epoch}).`);

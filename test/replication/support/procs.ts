@@ -2,8 +2,16 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { CLI, REPO_ROOT } from "../../helpers.js";
+
+// Child processes write audit events (degrade, promotion): keep the audit key out of $HOME.
+process.env.BERNSTEIN_AUDIT_KEY_PATH ??= path.join(
+  os.tmpdir(),
+  `bernstein-repl-test-${process.pid}`,
+  "audit.key",
+);
 
 export const DECIDER = path.join(REPO_ROOT, "dist", "test", "replication", "support", "decider.js");
 
