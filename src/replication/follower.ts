@@ -109,6 +109,8 @@ export class ReplicationFollower {
   private lastSnapshotAt = 0;
   private lastClusterAt = 0;
   private lastListAt = 0;
+  /** Lag is unknown until the leader's runs were listed once. */
+  private listedOnce = false;
   private runsCache: string[] = [];
   private ackInFlight: Promise<void> | null = null;
   private ackDirty = false;
@@ -339,6 +341,7 @@ export class ReplicationFollower {
       this.runsCache = runs.map((r) => r.run_id);
       for (const r of runs) this.leaderTails.set(r.run_id, r.last_seq);
       this.lastListAt = Date.now();
+      this.listedOnce = true;
     }
     let pulled = false;
     for (const run of this.runsCache) {
@@ -637,10 +640,12 @@ export class ReplicationFollower {
         })),
         position: this.position(),
       },
-      lag: { entries: lag, seconds: this.lagSeconds() },
+      lag: this.listedOnce ? { entries: lag, seconds: this.lagSeconds() } : { entries: null, seconds: null },
       base_snapshot: this.role.base_snapshot ?? null,
       last_backup: backup,
-      rpo_estimate: { entries: lag, seconds: this.lagSeconds(), basis: "this follower's lag" },
+      rpo_estimate: this.listedOnce
+        ? { entries: lag, seconds: this.lagSeconds(), basis: "this follower's lag" }
+        : { entries: null, seconds: null, basis: "not in contact with the leader yet" },
       failover: { ...ev, last_runbook: this.lastRunbook },
       counters: this.counters,
     };

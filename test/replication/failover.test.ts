@@ -5,7 +5,7 @@
  * any decision acknowledged and reports the newer epoch.
  */
 import assert from "node:assert/strict";
-import { readFile, stat } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { verifyWal } from "../../src/wal/reader.js";
@@ -116,6 +116,16 @@ test(
       assert.equal(pv.ok, true, JSON.stringify(pv.errors));
     }
 
+    // The peer saw the leader go away: FAILOVER_RECOMMENDED, with a runbook in its workspace.
+    const runbook = await eventually("the peer's runbook", async () => {
+      const files = await readdir(path.join(peerSdd, "docs", "runbooks")).catch(() => [] as string[]);
+      return files.find((f) => /^DR-RUNBOOK-\d{8}T\d{6}Z\.md$/.test(f));
+    });
+    const text = await readFile(path.join(peerSdd, "docs", "runbooks", runbook), "utf8");
+    assert.match(text, /FAILOVER_RECOMMENDED/);
+    assert.match(text, /leader unreachable from this follower/);
+    assert.match(text, /bernstein dr promote --sdd /);
+
     // The peer was fenced at the new epoch.
     const peerStatus = await getJson(`${peer.url}/status`, token);
     assert.equal(peerStatus.epoch, 2);
@@ -125,6 +135,10 @@ test(
     const sj = JSON.parse(st.stdout) as { role: string; epoch: number };
     assert.equal(sj.role, "leader");
     assert.equal(sj.epoch, 2);
+
+    const rb = await runCli(["--sdd", chosenSdd, "--json", "dr", "runbook"]);
+    assert.equal(rb.code, 0, rb.stderr);
+    assert.match((JSON.parse(rb.stdout) as { runbook: string }).runbook, /docs\/runbooks\/DR-RUNBOOK-/);
 
     // The old leader restarted on its stale workspace: no decision is acknowledged, it reports epoch 2.
     const old = await startDecider(leaderArgs, "old leader");
