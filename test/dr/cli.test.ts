@@ -481,3 +481,40 @@ test("dr drill --encrypt: backup, dry-run, restore, compare, doctor; records run
     await cleanup();
   }
 });
+
+test("off-site hook: --to-dir writes a catalogue backup, --latest --at reads it back (restore and verify)", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = envFor(dir);
+    const { ws, keyFile } = await makeSmallWorkspace(dir);
+    const cat = path.join(dir, "catalogue");
+    const b = await runCli(
+      ["dr", "backup", "--to-dir", cat, "--encrypt", "--password", "pw", "--sdd", ws.root, "--json"],
+      { env },
+    );
+    assert.equal(b.code, 0, b.stderr);
+    const made = JSON.parse(b.stdout);
+    assert.match(path.basename(made.path), /^bernstein-backup-\d{8}T\d{6}Z\.tar\.gz\.enc$/);
+    assert.equal(made.verified, true);
+    const dry = await runCli(["dr", "restore", "--latest", "--at", cat, "--dry-run", "--password", "pw"], {
+      env,
+    });
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.equal(filesLine(dry.stdout), made.file_count);
+    const v = await runCli(
+      ["dr", "verify", "--latest", "--at", cat, "--password", "pw", "--key-file", keyFile, "--json"],
+      { env },
+    );
+    assert.equal(v.code, 0, v.stdout + v.stderr);
+    const r = await runCli(
+      ["dr", "restore", "--latest", "--at", cat, "--password", "pw", "--sdd", path.join(dir, "r", ".sdd")],
+      { env },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(filesLine(r.stdout), made.file_count);
+    const none = await runCli(["dr", "restore", "--sdd", path.join(dir, "r", ".sdd")], { env });
+    assert.equal(none.code, 2);
+  } finally {
+    await cleanup();
+  }
+});

@@ -12,9 +12,18 @@ import { backupToFile, planBackup } from "../../dr/backup.js";
 import { appendBackupLog } from "../../dr/backup-log.js";
 import { recordAuditEvent } from "../../dr/audit-event.js";
 import { resolvePassword } from "../../dr/password.js";
-import { inspectArchive, openArchiveFile, restoreFromFile } from "../../dr/restore.js";
-import { verifyArchiveFile } from "../../dr/verify.js";
+import { inspectArchive, openArchiveFile, restoreFromStream } from "../../dr/restore.js";
+import { verifyArchive } from "../../dr/verify.js";
 import { runDrill } from "../../dr/drill.js";
+import { recordBackupEvent } from "../../storage/audit-record.js";
+import {
+  backupOffsite,
+  isOffsiteDestination,
+  isOffsiteSource,
+  openBackupSource,
+  type ProducedBackup,
+} from "../../storage/offsite.js";
+import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr-offsite.js";
 
 interface PasswordOpts {
   password?: string;
@@ -28,6 +37,20 @@ const shown = (p: string): string => {
   return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : p;
 };
 
+/** The archive to read: a local file, `s3://bucket/key`, or `--latest --at LOCATION`. */
+async function openSource(
+  opts: RemoteFlags & { from?: string; latest?: boolean; at?: string },
+): Promise<{ stream: AsyncIterable<Buffer>; label: string }> {
+  if (isOffsiteSource(opts)) {
+    const src = await openBackupSource(opts, s3OptionsFrom(opts));
+    return { stream: src.stream, label: src.location };
+  }
+  if (opts.from === undefined) {
+    throw new UserError("give --from FILE|s3://bucket/key, or --latest --at LOCATION", ExitCode.USAGE);
+  }
+  return { stream: await openArchiveFile(opts.from), label: opts.from };
+}
+
 function addPasswordOptions(cmd: Command): Command {
   return cmd
     .option("--password <pw>", "passphrase (also --password-file or $BERNSTEIN_DR_PASSWORD)")
@@ -37,19 +60,42 @@ function addPasswordOptions(cmd: Command): Command {
 export function registerDr(program: Command): void {
   const dr = program.command("dr").description("disaster recovery: backups, restores, verification, drills");
 
-  addPasswordOptions(
-    dr
-      .command("backup")
-      .description("bundle the durable subset of .sdd/ into a gzipped tarball (optionally encrypted)")
-      .requiredOption("--to <path>", "destination file (.enc is appended when encrypting)")
-      .option("--encrypt", "encrypt with Fernet (PBKDF2-SHA256, 600k iterations); needs a password")
-      .option("--dry-run", "show what would be archived and excluded, write nothing")
-      .option("--verify", "read the written archive back and check it before reporting success"),
+  addRemoteOptions(
+    addPasswordOptions(
+      dr
+        .command("backup")
+        .description("bundle the durable subset of .sdd/ into a gzipped tarball (optionally encrypted)")
+        .option("--to <path>", "destination file or s3://bucket/key (.enc is appended when encrypting)")
+        .option(
+          "--to-dir <location>",
+          "a catalogue location (folder or s3://bucket/prefix/): bernstein-backup-<UTC>.tar.gz[.enc] plus a verified record",
+        )
+        .option("--encrypt", "encrypt with Fernet (PBKDF2-SHA256, 600k iterations); needs a password")
+        .option("--dry-run", "show what would be archived and excluded, write nothing")
+        .option("--verify", "read the written archive back and check it before reporting success")
+        .option("--local-copy <dir>", "remote backups: where the complete local copy is written first")
+        .option("--keep-local", "remote backups: keep the local copy after the upload")
+        .option("--full-read-back", "remote backups: download every byte again and compare its sha256"),
+    ),
   ).action(
     async (
-      opts: PasswordOpts & { to: string; encrypt?: boolean; dryRun?: boolean; verify?: boolean },
+      opts: PasswordOpts &
+        RemoteFlags & {
+          to?: string;
+          toDir?: string;
+          encrypt?: boolean;
+          dryRun?: boolean;
+          verify?: boolean;
+          localCopy?: string;
+          keepLocal?: boolean;
+          fullReadBack?: boolean;
+        },
       cmd: Command,
     ) => {
+      if ((opts.to === undefined) === (opts.toDir === undefined)) {
+        throw new UserError("dr backup: give exactly one of --to PATH and --to-dir LOCATION", ExitCode.USAGE);
+      }
+      const dest = (opts.to ?? opts.toDir)!;
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
       const password = await resolvePassword(opts);
@@ -66,10 +112,10 @@ export function registerDr(program: Command): void {
         const excludedFolders = plan.excluded.filter((e) => e.folder);
         const excludedFiles = plan.excluded.filter((e) => !e.folder);
         out.result(
-          { ok: true, dry_run: true, to: opts.encrypt ? `${opts.to}.enc` : opts.to, ...plan },
+          { ok: true, dry_run: true, to: opts.encrypt && opts.to ? `${opts.to}.enc` : dest, ...plan },
           () => {
             out.line(
-              `Dry run — backing up ${shown(ws.root)} to ${opts.encrypt ? `${opts.to}.enc` : opts.to} would archive:`,
+              `Dry run — backing up ${shown(ws.root)} to ${opts.encrypt && opts.to ? `${opts.to}.enc` : dest} would archive:`,
             );
             out.line(`  Files: ${plan.file_count}`);
             out.line(`  Bytes: ${plan.total_bytes}`);
@@ -89,13 +135,47 @@ export function registerDr(program: Command): void {
         );
         return;
       }
-      out.line(`Backing up ${shown(ws.root)} to ${opts.to}${opts.encrypt ? ".enc" : ""}...`);
-      const result = await backupToFile(ws, opts.to, {
+      const shownDest = opts.to ? `${opts.to}${opts.encrypt ? ".enc" : ""}` : dest;
+      out.line(`Backing up ${shown(ws.root)} to ${shownDest}...`);
+      const backupOpts = {
         password: opts.encrypt ? password : undefined,
         auditKeyPath: opts.encrypt ? keyPath : undefined,
-      });
-      let verified = false;
-      if (opts.verify) {
+      };
+      let result!: Awaited<ReturnType<typeof backupToFile>>;
+      let location: string;
+      let offsiteVerified = false;
+      let offsiteWarning: string | undefined;
+      if (isOffsiteDestination(opts)) {
+        // Off-site (s3:// or a catalogue): storage places the archive we produce.
+        const off = await backupOffsite({
+          to: opts.to,
+          toDir: opts.toDir,
+          encrypted: Boolean(opts.encrypt),
+          produce: async (target: string): Promise<ProducedBackup> => {
+            result = await backupToFile(ws, target, backupOpts);
+            return {
+              path: result.path,
+              sha256: result.sha256,
+              manifest_sha256: result.manifest_sha256,
+              file_count: result.file_count,
+              size_bytes: result.size_bytes,
+              encrypted: result.encrypted,
+            };
+          },
+          s3: s3OptionsFrom(opts),
+          localCopyDir: opts.localCopy,
+          keepLocal: opts.keepLocal,
+          fullReadBack: opts.fullReadBack,
+        });
+        location = off.location;
+        offsiteVerified = off.record !== null;
+        offsiteWarning = await recordBackupEvent(ws, off);
+      } else {
+        result = await backupToFile(ws, opts.to!, backupOpts);
+        location = result.path;
+      }
+      let verified = offsiteVerified;
+      if (opts.verify && !isOffsiteDestination(opts)) {
         const summary = await inspectArchive(await openArchiveFile(result.path), {
           password,
           label: result.path,
@@ -108,7 +188,7 @@ export function registerDr(program: Command): void {
       const createdAt = new Date(result.manifest.created_at * 1000).toISOString();
       await appendBackupLog(ws, {
         created_at: createdAt,
-        location: result.path,
+        location,
         sha256: result.sha256,
         manifest_sha256: result.manifest_sha256,
         file_count: result.file_count,
@@ -116,18 +196,21 @@ export function registerDr(program: Command): void {
         encrypted: result.encrypted,
         verified,
       });
-      const audit = await recordAuditEvent(ws, {
-        event_type: "dr.backup",
-        resource_type: "backup",
-        resource_id: result.path,
-        details: {
-          sha256: result.sha256,
-          manifest_sha256: result.manifest_sha256,
-          file_count: result.file_count,
-          size_bytes: result.size_bytes,
-          encrypted: result.encrypted,
-        },
-      });
+      // Off-site backups are recorded by storage's `backup_written` event (dr list --check).
+      const audit = isOffsiteDestination(opts)
+        ? { recorded: offsiteWarning === undefined, warning: offsiteWarning }
+        : await recordAuditEvent(ws, {
+            event_type: "dr.backup",
+            resource_type: "backup",
+            resource_id: result.path,
+            details: {
+              sha256: result.sha256,
+              manifest_sha256: result.manifest_sha256,
+              file_count: result.file_count,
+              size_bytes: result.size_bytes,
+              encrypted: result.encrypted,
+            },
+          });
       const warnings = [...result.warnings, ...(audit.warning ? [audit.warning] : [])];
       if (!opts.encrypt)
         warnings.push("plain backup: the audit key is not included (encrypted backups carry it)");
@@ -135,7 +218,7 @@ export function registerDr(program: Command): void {
       out.result(
         {
           ok: true,
-          path: result.path,
+          path: location,
           size_bytes: result.size_bytes,
           file_count: result.file_count,
           sha256: result.sha256,
@@ -149,7 +232,7 @@ export function registerDr(program: Command): void {
         },
         () => {
           out.line("Backup complete!");
-          out.line(`  Path: ${opts.to}${opts.encrypt ? ".enc" : ""}`);
+          out.line(`  Path: ${opts.to ? shownDest : location}`);
           out.line(`  Size: ${result.size_bytes} bytes`);
           out.line(`  Files: ${result.file_count}`);
           out.line(`  SHA256: ${short(result.sha256)}`);
@@ -158,30 +241,37 @@ export function registerDr(program: Command): void {
     },
   );
 
-  addPasswordOptions(
-    dr
-      .command("restore")
-      .description("re-hydrate .sdd/ from a backup: staged, hash-checked, fsynced, swapped in atomically")
-      .requiredOption("--from <path>", "backup file (.tar.gz or .tar.gz.enc)")
-      .option("--decrypt", "the backup is encrypted (needs a password)")
-      .option("--dry-run", "read, decrypt and check the whole archive; list its files; write nothing")
-      .option("--force", "restore even while a live process holds the target workspace")
-      .option("--no-keep", "remove the previous target instead of keeping it as <target>.pre-restore-<ts>")
-      .option(
-        "--key-file <file>",
-        "where to install the backup's audit key (default: the resolved audit key path)",
-      ),
+  addRemoteOptions(
+    addPasswordOptions(
+      dr
+        .command("restore")
+        .description("re-hydrate .sdd/ from a backup: staged, hash-checked, fsynced, swapped in atomically")
+        .option("--from <path>", "backup file (.tar.gz or .tar.gz.enc) or s3://bucket/key")
+        .option("--latest", "the newest backup at --at LOCATION")
+        .option("--at <location>", "a catalogue location (folder or s3://bucket/prefix/)")
+        .option("--decrypt", "the backup is encrypted (needs a password)")
+        .option("--dry-run", "read, decrypt and check the whole archive; list its files; write nothing")
+        .option("--force", "restore even while a live process holds the target workspace")
+        .option("--no-keep", "remove the previous target instead of keeping it as <target>.pre-restore-<ts>")
+        .option(
+          "--key-file <file>",
+          "where to install the backup's audit key (default: the resolved audit key path)",
+        ),
+    ),
   ).action(
     async (
-      opts: PasswordOpts & {
-        from: string;
-        decrypt?: boolean;
-        dryRun?: boolean;
-        force?: boolean;
-        keep: boolean;
-        keyFile?: string;
-        sha256?: string;
-      },
+      opts: PasswordOpts &
+        RemoteFlags & {
+          from?: string;
+          latest?: boolean;
+          at?: string;
+          decrypt?: boolean;
+          dryRun?: boolean;
+          force?: boolean;
+          keep: boolean;
+          keyFile?: string;
+          sha256?: string;
+        },
       cmd: Command,
     ) => {
       const g = globalsOf(cmd);
@@ -193,7 +283,9 @@ export function registerDr(program: Command): void {
           ExitCode.USAGE,
         );
       }
-      const source = await openArchiveFile(opts.from);
+      const src = await openSource(opts);
+      const source = src.stream;
+      opts.from = src.label;
       if (opts.dryRun) {
         const s = await inspectArchive(source, { password, label: opts.from, expectSha256: opts.sha256 });
         out.result(
@@ -228,7 +320,9 @@ export function registerDr(program: Command): void {
       }
       const keyPath = resolveAuditKeyPath({ keyFile: opts.keyFile }).path;
       out.line(`Restoring ${opts.from} into ${shown(g.sdd)}...`);
-      const r = await restoreFromFile(opts.from, g.sdd, {
+      const r = await restoreFromStream(source, g.sdd, {
+        label: src.label,
+        source: src.label,
         password,
         force: opts.force,
         keep: opts.keep,
@@ -248,22 +342,34 @@ export function registerDr(program: Command): void {
     },
   );
 
-  addPasswordOptions(
-    dr
-      .command("verify")
-      .description(
-        "check an archive and the state inside it: WAL chains, audit chain, newest checkpoint (exit 1 on any failure)",
-      )
-      .requiredOption("--from <path>", "backup file")
-      .option("--decrypt", "the backup is encrypted (needs a password)")
-      .option(
-        "--key-file <file>",
-        "audit key to verify the chain with (default: the key inside an encrypted backup)",
-      )
-      .option("--sha256 <hex>", "also require the archive's sha256 to be this"),
+  addRemoteOptions(
+    addPasswordOptions(
+      dr
+        .command("verify")
+        .description(
+          "check an archive and the state inside it: WAL chains, audit chain, newest checkpoint (exit 1 on any failure)",
+        )
+        .option("--from <path>", "backup file or s3://bucket/key")
+        .option("--latest", "the newest backup at --at LOCATION")
+        .option("--at <location>", "a catalogue location (folder or s3://bucket/prefix/)")
+        .option("--decrypt", "the backup is encrypted (needs a password)")
+        .option(
+          "--key-file <file>",
+          "audit key to verify the chain with (default: the key inside an encrypted backup)",
+        )
+        .option("--sha256 <hex>", "also require the archive's sha256 to be this"),
+    ),
   ).action(
     async (
-      opts: PasswordOpts & { from: string; decrypt?: boolean; keyFile?: string; sha256?: string },
+      opts: PasswordOpts &
+        RemoteFlags & {
+          from?: string;
+          latest?: boolean;
+          at?: string;
+          decrypt?: boolean;
+          keyFile?: string;
+          sha256?: string;
+        },
       cmd: Command,
     ) => {
       const out = Output.of(cmd);
@@ -274,7 +380,10 @@ export function registerDr(program: Command): void {
           ExitCode.USAGE,
         );
       }
-      const report = await verifyArchiveFile(opts.from, {
+      const src = await openSource(opts);
+      opts.from = src.label;
+      const report = await verifyArchive(src.stream, {
+        label: src.label,
         password,
         keyFile: opts.keyFile,
         expectSha256: opts.sha256,
