@@ -18,9 +18,9 @@ import { recordAuditEvent } from "./audit-event.js";
 import { backupToFile } from "./backup.js";
 import { AUDIT_KEY_ENTRY } from "./manifest.js";
 import { inspectArchive, openArchiveFile, RESTORE_RECORD, restoreFromFile } from "./restore.js";
-import { verifyStateFolder } from "./verify.js";
+import { verifyStateFolder, type Check } from "./verify.js";
 import { walkWorkspace } from "./walk.js";
-import { doctorChecks } from "./doctor-hook.js";
+import { runDoctor } from "../orchestrator/doctor.js";
 
 export interface DrillStep {
   name: string;
@@ -179,14 +179,24 @@ export async function runDrill(
       };
     });
     ok &&= await step("doctor", async () => {
-      const checks = [
+      const checks: Check[] = [
         ...(await verifyStateFolder(restored, {
           manifest: backup!.manifest,
           // The live key (the drill never installs the archive's key over it).
           keyFile: (await stat(keyPath).catch(() => undefined)) ? keyPath : undefined,
         })),
-        ...(await doctorChecks(restored)),
       ];
+      // The orchestrator's doctor on the restored copy (its own checks, version record included).
+      const doctor = await runDoctor(restored, {
+        keyFile: (await stat(keyPath).catch(() => undefined)) ? keyPath : undefined,
+      });
+      for (const c of doctor.checks) {
+        checks.push({
+          name: `doctor ${c.name}`,
+          status: c.verdict === "fail" ? "failed" : "ok",
+          detail: c.detail,
+        });
+      }
       const failed = checks.filter((c) => c.status === "failed");
       return {
         ok: failed.length === 0,

@@ -428,19 +428,3 @@ export async function readRestoreRecord(sddRoot: string): Promise<RestoreRecord 
     return undefined;
   }
 }
-
-/**
- * For `doctor`: a warning when this workspace was restored from an archive written by another
- * tool version (the seed: "tail your bernstein doctor output for compatibility warnings").
- */
-export async function restoredVersionWarning(sddRoot: string): Promise<string | undefined> {
-  const rec = await readRestoreRecord(sddRoot);
-  if (!rec) return undefined;
-  if (rec.tool.version === null) {
-    return `restored from an archive of ${rec.tool.name} (version unknown); this is ${TOOL_NAME} ${VERSION}`;
-  }
-  if (rec.tool.name !== TOOL_NAME || rec.tool.version !== VERSION) {
-    return `restored from an archive written by ${rec.tool.name} ${rec.tool.version}; this is ${TOOL_NAME} ${VERSION}`;
-  }
-  return undefined;
-}

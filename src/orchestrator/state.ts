@@ -28,6 +28,8 @@ export interface TaskRecord {
   attempt: number;
   /** Reason of the last failure or interruption, if any. */
   last_reason?: string;
+  /** Failed attempts so far (task_failed commits), for the scheduler's max_retries. */
+  failures?: number;
 }
 
 export interface AgentSession {
@@ -235,7 +237,7 @@ function applyInto(s: OrchestratorState, runId: string, e: ReducibleEntry, mut: 
       addCost(s, mut, output);
       if (t) {
         const reason = str(output.reason);
-        const next: TaskRecord = { ...t, attempt };
+        const next: TaskRecord = { ...t, attempt, failures: (t.failures ?? 0) + 1 };
         if (output.terminal === true) next.state = "failed";
         if (reason !== undefined) next.last_reason = reason;
         mut.tasks(s)[id] = next;

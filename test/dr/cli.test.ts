@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
-import { chmod, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { REPO_ROOT, FIXTURES, runCli, scratchDir } from "../helpers.js";
@@ -447,6 +447,9 @@ test("dr drill --encrypt: backup, dry-run, restore, compare, doctor; records run
   try {
     const env = envFor(dir);
     const { ws } = await makeSmallWorkspace(dir);
+    // Hand-made claimed/failed files have no decisions behind them: doctor would rightly object.
+    await rm(ws.p("backlog", "claimed", "T-2.md"));
+    await rm(ws.p("backlog", "failed", "T-3.md"));
     const keep = path.join(dir, "drill");
     const r = await runCli(
       ["dr", "drill", "--sdd", ws.root, "--encrypt", "--password", "pw", "--keep", keep, "--json"],

@@ -2,9 +2,12 @@
 import type { Command } from "commander";
 import { registerAudit } from "./audit.js";
 import { registerCheckpoint } from "./checkpoint.js";
+import { registerDoctor } from "./doctor.js";
 import { registerDr } from "./dr.js";
 import { registerDrOffsite } from "./dr-offsite.js";
 import { registerInit } from "./init.js";
+import { registerOrchestrator } from "./orchestrator.js";
+import { registerTask } from "./task.js";
 import { registerReplicate } from "./replicate.js";
 import { registerDrReplication } from "./dr-replication.js";
 
@@ -12,6 +15,9 @@ export function registerCommands(program: Command): void {
   registerInit(program);
   registerAudit(program);
   registerCheckpoint(program);
+  registerTask(program);
+  registerOrchestrator(program);
+  registerDoctor(program);
   // The `dr` group itself (backup, restore, verify, drill); the next two attach to it.
   registerDr(program);
   // After the `dr` group: attaches dr list / prune / schedule to it.

@@ -36,7 +36,10 @@ export async function makeSmallWorkspace(
       details: { n: i },
     });
   }
-  await writeFile(ws.p("backlog", "open", "T-1-login.md"), "---\nid: T-1\n---\nfix login\n");
+  await writeFile(
+    ws.p("backlog", "open", "T-1-login.md"),
+    '---\nid: T-1\ntitle: fix login\ncommand: "true"\n---\nfix login\n',
+  );
   await writeFile(ws.p("backlog", "claimed", "T-2.md"), "claimed task\n");
   await writeFile(ws.p("backlog", "failed", "T-3.md"), "failed task\n");
   await writeFile(ws.p("config", "secret.yaml"), "token: x\n", { mode: 0o600 });

@@ -1,0 +1,36 @@
+/** `bernstein doctor [--workspace DIR] [--key-file F] [--json]`. */
+import type { Command } from "commander";
+import { Output, globalsOf } from "../output.js";
+import { doctorExitCode, resolveDoctorTarget, runDoctor } from "../../orchestrator/doctor.js";
+
+export function registerDoctor(program: Command): void {
+  program
+    .command("doctor")
+    .description(
+      "health checks: layout, lock, WAL and audit chains, checkpoint, backlog, claims, ledger, version",
+    )
+    .option("--workspace <dir>", "folder holding .sdd/, or the state folder itself (default: --sdd)")
+    .option("--key-file <file>", "audit key file (never created)")
+    .action(async (opts: { workspace?: string; keyFile?: string }, cmd: Command) => {
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      const target = opts.workspace ? await resolveDoctorTarget(opts.workspace) : g.sdd;
+      const { checks } = await runDoctor(target, { keyFile: opts.keyFile });
+      const code = doctorExitCode(checks);
+      out.result({ ok: code === 0, workspace: target, checks }, () => {
+        for (const c of checks) {
+          out.line(
+            `${c.verdict.toUpperCase().padEnd(4)} ${c.name}: ${c.detail}${c.verdict !== "pass" && c.fix ? `\n     fix: ${c.fix}` : ""}`,
+          );
+        }
+        const warns = checks.filter((c) => c.verdict === "warn").length;
+        const fails = checks.filter((c) => c.verdict === "fail").length;
+        out.line(
+          fails
+            ? `${fails} check(s) failed, ${warns} warning(s)`
+            : `all checks passed${warns ? ` (${warns} warning(s))` : ""}`,
+        );
+      });
+      process.exitCode = code;
+    });
+}

@@ -1,0 +1,242 @@
+/** `bernstein start`, `bernstein stop`, `bernstein status`. */
+import { spawn } from "node:child_process";
+import { openSync, closeSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Command } from "commander";
+import { ExitCode, UserError } from "../errors.js";
+import { Output, globalsOf } from "../output.js";
+import { openWorkspace, type Workspace } from "../../workspace/layout.js";
+import { durableMkdir } from "../../workspace/durable.js";
+import { describeHolder, readLock } from "../../workspace/lock.js";
+import { Orchestrator, type RecoverySummary } from "../../orchestrator/orchestrator.js";
+import { readStatusFile, writeStopRequest } from "../../orchestrator/control.js";
+import { collectStatus, renderStatus } from "../../orchestrator/status.js";
+import { intArg, positiveNumberArg } from "./task.js";
+
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../../bin/bernstein");
+
+function nonNegativeNumberArg(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === "" || !Number.isFinite(n) || n < 0)
+      throw new UserError(`${name} must be a number >= 0`, ExitCode.USAGE);
+    return n;
+  };
+}
+
+export function replayLine(r: RecoverySummary): string {
+  const p = r.replay;
+  return (
+    `replay: ${p.found} uncommitted intent(s) found, ${p.replayed} replayed, ${p.skipped_idempotent} skipped (already executed), ` +
+    `${p.stale} stale, ${p.failed} failed; ${r.reattached} agent(s) re-attached, ${r.completions_collected} completion record(s) collected, ` +
+    `${r.orphaned_claims_requeued} orphaned claim(s) re-queued, ${r.adopted} task(s) adopted` +
+    (r.torn_tails_repaired ? `, ${r.torn_tails_repaired} torn WAL tail(s) repaired` : "")
+  );
+}
+
+async function waitForDetached(
+  ws: Workspace,
+  childPid: number,
+  exited: () => number | null | undefined,
+  logFile: string,
+) {
+  const deadline = Date.now() + 120_000;
+  while (Date.now() < deadline) {
+    const s = await readStatusFile(ws);
+    if (s && s.pid === childPid && (s.state === "running" || s.state === "draining" || s.state === "stopped"))
+      return s;
+    const code = exited();
+    if (code !== undefined) {
+      const tail = (await readFile(logFile, "utf8").catch(() => "")).trim().split("\n").slice(-3).join(" | ");
+      const exit = typeof code === "number" && code > 0 && code < 70 ? (code as 1) : ExitCode.USAGE;
+      throw new UserError(
+        `start --detach: the orchestrator exited (code ${code}): ${tail || "see " + logFile}`,
+        exit,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new UserError(
+    `start --detach: the orchestrator did not report running within 120 s; see ${logFile}`,
+    ExitCode.CHECK_FAILED,
+  );
+}
+
+export function registerOrchestrator(program: Command): void {
+  program
+    .command("start")
+    .description("recover the workspace (checkpoint + WAL replay), then run the backlog with agents")
+    .option("--until-idle", "return when nothing is open or running (exit 1 if a task failed terminally)")
+    .option("--detach", "run in the background; return once it is running")
+    .option("--max-agents <n>", "agents running at once (default 4)", intArg("--max-agents", 1))
+    .option(
+      "--checkpoint-every <n>",
+      "checkpoint after N decisions (0: off; default 100)",
+      intArg("--checkpoint-every"),
+    )
+    .option(
+      "--checkpoint-interval <s>",
+      "checkpoint every S seconds (0: off; default 60)",
+      nonNegativeNumberArg("--checkpoint-interval"),
+    )
+    .option(
+      "--retry-backoff <ms>",
+      "first retry delay in ms, doubling per failure (default 1000)",
+      intArg("--retry-backoff"),
+    )
+    .option("--poll <ms>", "longest pause between scheduling passes (default 250)", intArg("--poll", 1))
+    .option(
+      "--key-file <file>",
+      "audit key file (else $BERNSTEIN_AUDIT_KEY_PATH, $XDG_STATE_HOME, ~/.local/state)",
+    )
+    .action(async (opts, cmd: Command) => {
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      const ws = await openWorkspace(g.sdd);
+      if (opts.detach) {
+        const lock = await readLock(ws);
+        if (lock.state === "held") {
+          throw new UserError(
+            `workspace ${ws.root} is locked by ${describeHolder(lock.info)}; stop it first (bernstein stop)`,
+            ExitCode.LOCKED,
+          );
+        }
+        const args = ["--sdd", ws.root, "start"];
+        if (opts.untilIdle) args.push("--until-idle");
+        if (opts.maxAgents !== undefined) args.push("--max-agents", String(opts.maxAgents));
+        if (opts.checkpointEvery !== undefined) args.push("--checkpoint-every", String(opts.checkpointEvery));
+        if (opts.checkpointInterval !== undefined)
+          args.push("--checkpoint-interval", String(opts.checkpointInterval));
+        if (opts.retryBackoff !== undefined) args.push("--retry-backoff", String(opts.retryBackoff));
+        if (opts.poll !== undefined) args.push("--poll", String(opts.poll));
+        if (opts.keyFile) args.push("--key-file", path.resolve(opts.keyFile));
+        await durableMkdir(ws.logsDir);
+        const logFile = path.join(ws.logsDir, "orchestrator.log");
+        const fd = openSync(logFile, "a");
+        let exitCode: number | null | undefined;
+        const child = spawn(process.execPath, [BIN, ...args], {
+          detached: true,
+          stdio: ["ignore", fd, fd],
+          cwd: ws.projectDir,
+        });
+        closeSync(fd);
+        child.on("exit", (code) => (exitCode = code));
+        child.unref();
+        const s = await waitForDetached(ws, child.pid!, () => exitCode, logFile);
+        out.result(
+          {
+            ok: true,
+            detached: true,
+            pid: child.pid,
+            run_id: s.run_id,
+            replay: s.replay ?? null,
+            log: logFile,
+          },
+          () =>
+            out.line(
+              `orchestrator running in the background: pid ${child.pid}, run ${s.run_id}, log ${logFile}`,
+            ),
+        );
+        return;
+      }
+      const orch = await Orchestrator.open(ws, {
+        maxAgents: opts.maxAgents,
+        untilIdle: Boolean(opts.untilIdle),
+        checkpointEvery: opts.checkpointEvery,
+        checkpointIntervalS: opts.checkpointInterval,
+        retryBackoffMs: opts.retryBackoff,
+        pollMs: opts.poll,
+        auditKeyFile: opts.keyFile,
+        log: (l) => out.line(l),
+        warn: (l) => out.warn(l),
+      });
+      out.line(`run ${orch.runId}: ${replayLine(orch.recovery)}`);
+      // Ctrl-C / SIGTERM: drain like `bernstein stop` (agents keep running and are re-attached later).
+      const onSignal = () => {
+        writeStopRequest(ws, {
+          mode: "drain",
+          timeout_s: 0,
+          requested_at: new Date().toISOString(),
+          requested_by_pid: process.pid,
+        }).catch(() => {});
+      };
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+      const result = await orch.run();
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      out.result({ ok: result.exit_code === 0, recovery: orch.recovery, ...result }, () => {
+        const c = result.counts;
+        out.line(
+          `run ${result.run_id} ${result.reason}: ${c.done ?? 0} done, ${c.failed ?? 0} failed, ${c.open ?? 0} open, ${c.claimed ?? 0} claimed; ${result.decisions} decisions`,
+        );
+      });
+      process.exitCode = result.exit_code;
+    });
+
+  program
+    .command("stop")
+    .description("drain the running orchestrator: stop claiming, wait for agents, checkpoint, close the WAL")
+    .option(
+      "--timeout <s>",
+      "seconds to wait for running agents (default 60); they keep running after",
+      positiveNumberArg("--timeout"),
+    )
+    .option("--force", "kill the agents' process groups and re-queue their tasks (task_interrupted)")
+    .action(async (opts: { timeout?: number; force?: boolean }, cmd: Command) => {
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      const ws = await openWorkspace(g.sdd);
+      const lock = await readLock(ws);
+      if (lock.state !== "held") {
+        out.result({ ok: true, running: false, stopped: false }, () =>
+          out.line("orchestrator is not running"),
+        );
+        return;
+      }
+      const timeoutS = opts.timeout ?? 60;
+      await writeStopRequest(ws, {
+        mode: opts.force ? "force" : "drain",
+        timeout_s: timeoutS,
+        requested_at: new Date().toISOString(),
+        requested_by_pid: process.pid,
+      });
+      const deadline = Date.now() + (timeoutS + 60) * 1000;
+      while (Date.now() < deadline) {
+        const now = await readLock(ws);
+        if (now.state !== "held" || now.info.pid !== lock.info.pid) {
+          const s = await readStatusFile(ws);
+          out.result(
+            {
+              ok: true,
+              running: false,
+              stopped: true,
+              pid: lock.info.pid,
+              run_id: s?.run_id ?? null,
+              mode: opts.force ? "force" : "drain",
+            },
+            () => out.line(`stopped orchestrator pid ${lock.info.pid}${s ? ` (run ${s.run_id})` : ""}`),
+          );
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new UserError(
+        `stop: orchestrator pid ${lock.info.pid} did not stop within ${timeoutS + 60}s`,
+        ExitCode.CHECK_FAILED,
+      );
+    });
+
+  program
+    .command("status")
+    .description("task counts per state, running agents, cost, WAL position, last checkpoint")
+    .action(async (_opts, cmd: Command) => {
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      const ws = await openWorkspace(g.sdd);
+      const s = await collectStatus(ws);
+      out.result(s, () => renderStatus(s, (l) => out.line(l)));
+    });
+}

@@ -1,0 +1,310 @@
+/**
+ * `bernstein doctor`: read-only health checks of a workspace (also run by the DR drill on a
+ * restored copy through `runDoctor`). Each check: {name, ok, verdict, detail, fix}; a warning
+ * (verdict "warn") is not a pass and not a failure: `ok` is false only for failures, and the command
+ * exits 1 when any check fails.
+ */
+import { stat } from "node:fs/promises";
+import path from "node:path";
+import { loadAuditKey } from "../audit/key.js";
+import { verifyAuditLog } from "../audit/verify.js";
+import { ledgerTotals } from "../ledger/cost-ledger.js";
+import { listRuns, readWalEntries, verifyWal } from "../wal/reader.js";
+import { readClosedMarker } from "../wal/recovery.js";
+import { Workspace, WORKSPACE_DIRS } from "../workspace/layout.js";
+import { describeHolder, readLock } from "../workspace/lock.js";
+import { newestCheckpointCheck } from "./checkpointing.js";
+import { scanBacklog } from "./tasks.js";
+import { loadState, taskView, totalCost } from "./view.js";
+import { versionCheck } from "./restored.js";
+
+export type Verdict = "pass" | "warn" | "fail";
+
+export interface DoctorCheck {
+  name: string;
+  ok: boolean;
+  verdict: Verdict;
+  detail: string;
+  fix: string;
+}
+
+export interface DoctorOptions {
+  /** Audit key file (else the default resolution; never created). */
+  keyFile?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+function check(name: string, verdict: Verdict, detail: string, fix = ""): DoctorCheck {
+  return { name, ok: verdict !== "fail", verdict, detail, fix };
+}
+
+const isDir = (p: string) =>
+  stat(p).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+
+/** DIR may hold `.sdd/` or be the state folder itself (the drill restores to any path). */
+export async function resolveDoctorTarget(dir: string): Promise<string> {
+  const abs = path.resolve(dir);
+  if (await isDir(path.join(abs, ".sdd"))) return path.join(abs, ".sdd");
+  return abs;
+}
+
+export async function runDoctor(
+  sddDir: string,
+  opts: DoctorOptions = {},
+): Promise<{ checks: DoctorCheck[] }> {
+  const ws = new Workspace(sddDir);
+  const checks: DoctorCheck[] = [];
+  const guard = async (name: string, fix: string, fn: () => Promise<DoctorCheck | DoctorCheck[]>) => {
+    try {
+      const r = await fn();
+      checks.push(...(Array.isArray(r) ? r : [r]));
+    } catch (err) {
+      checks.push(check(name, "fail", `could not check: ${(err as Error).message}`, fix));
+    }
+  };
+
+  // 1. layout
+  if (!(await isDir(ws.root)) || !(await isDir(ws.p("runtime")))) {
+    checks.push(
+      check(
+        "layout",
+        "fail",
+        `${ws.root} is not a bernstein workspace (no runtime/)`,
+        "point --workspace at the folder holding .sdd/, or run `bernstein init`",
+      ),
+    );
+    return { checks };
+  }
+  await guard("layout", "bernstein init", async () => {
+    const missing: string[] = [];
+    for (const rel of WORKSPACE_DIRS) if (!(await isDir(ws.p(rel)))) missing.push(rel);
+    const essential = missing.filter((m) => m.startsWith("backlog/") || m.startsWith("runtime/wal"));
+    if (essential.length)
+      return check(
+        "layout",
+        "fail",
+        `missing folders: ${missing.join(", ")}`,
+        "`bernstein init` creates them (idempotent)",
+      );
+    if (missing.length)
+      return check(
+        "layout",
+        "warn",
+        `missing folders (created on demand): ${missing.join(", ")}`,
+        "`bernstein init` creates them (idempotent)",
+      );
+    return check("layout", "pass", `all ${WORKSPACE_DIRS.length} workspace folders present`);
+  });
+
+  // 2. lock
+  await guard("lock", "", async () => {
+    const l = await readLock(ws);
+    switch (l.state) {
+      case "free":
+        return check("lock", "pass", "no lock held (no orchestrator running)");
+      case "held":
+        return check("lock", "pass", `held by a live process: ${describeHolder(l.info)}`);
+      case "stale":
+        return check(
+          "lock",
+          "warn",
+          `stale lock of ${describeHolder(l.info)}: ${l.reason}`,
+          "the next `bernstein start` takes it over",
+        );
+      default:
+        return check(
+          "lock",
+          "fail",
+          `lock file unreadable: ${l.reason}`,
+          `remove ${ws.lockFile} if no orchestrator is running`,
+        );
+    }
+  });
+
+  // 3. every WAL chain
+  const runs = await listRuns(ws).catch(() => []);
+  await guard("wal", "bernstein wal verify", async () => {
+    if (!runs.length) return check("wal", "pass", "no WAL runs yet");
+    const bad: string[] = [];
+    const torn: string[] = [];
+    let entries = 0;
+    for (const run of runs) {
+      const r = await verifyWal(run.file, run.run_id);
+      entries += r.entries;
+      if (r.ok) continue;
+      const e = r.errors[0];
+      const closed = await readClosedMarker(ws, run.run_id);
+      if (!closed && r.error_count === 1 && e.line === r.entries) torn.push(`${run.run_id} (seq ${e.seq})`);
+      else bad.push(`${run.run_id} at seq ${e.seq}, line ${e.line}: ${e.message}`);
+    }
+    if (bad.length)
+      return check(
+        "wal",
+        "fail",
+        `broken chain: ${bad.join("; ")}`,
+        "inspect with `bernstein wal verify --run RUN`; restore a good copy with `bernstein dr restore`",
+      );
+    if (torn.length)
+      return check(
+        "wal",
+        "warn",
+        `${runs.length} run(s), ${entries} entries; torn tail (a crash) in ${torn.join(", ")}`,
+        "`bernstein start` cuts it back to the last valid entry",
+      );
+    return check("wal", "pass", `${runs.length} run(s), ${entries} entries, every chain intact`);
+  });
+
+  // 4. audit chain (needs the key; a missing key is a warning, never a pass)
+  await guard("audit", "bernstein audit verify", async () => {
+    let key;
+    try {
+      key = await loadAuditKey({ create: false, keyFile: opts.keyFile, env: opts.env });
+    } catch (err) {
+      return check(
+        "audit",
+        "warn",
+        `audit chain not verified: ${(err as Error).message}`,
+        "pass --key-file FILE (restore the key from your secrets store)",
+      );
+    }
+    const r = await verifyAuditLog(ws, key);
+    if (!r.ok) {
+      const e = r.errors[0];
+      return check(
+        "audit",
+        "fail",
+        `${r.errors.length} break(s); first at ${e.file}:${e.line}: ${e.message}`,
+        "bernstein audit verify --key-file FILE; restore with `bernstein dr restore`",
+      );
+    }
+    return check("audit", "pass", `${r.entries} entries in ${r.files.length} file(s), chain intact`);
+  });
+
+  // 5. newest checkpoint valid and consistent with the WAL
+  await guard("checkpoint", "bernstein checkpoint list", async () => newestCheckpointCheck(ws));
+
+  // 6-7. backlog files parse; no task in two folders
+  const scan = await scanBacklog(ws);
+  checks.push(
+    scan.malformed.length
+      ? check(
+          "backlog",
+          "fail",
+          `${scan.malformed.length} malformed task file(s): ${scan.malformed.map((m) => m.error).join("; ")}`,
+          "fix or move the named files (they are left in place, never deleted)",
+        )
+      : check("backlog", "pass", `${scan.tasks.length} task file(s) parse`),
+  );
+  checks.push(
+    scan.duplicates.size
+      ? check(
+          "backlog_unique",
+          "fail",
+          [...scan.duplicates]
+            .map(([id, fs]) => `${id} in ${fs.map((f) => path.relative(ws.root, f.file)).join(" and ")}`)
+            .join("; "),
+          "keep the copy in the folder `bernstein status` expects and move the other out of backlog/",
+        )
+      : check("backlog_unique", "pass", "no task is in two folders"),
+  );
+
+  // 8. every claimed task has its claim in the WAL; the folders agree with the state
+  let state;
+  try {
+    state = (await loadState(ws)).state;
+  } catch (err) {
+    checks.push(
+      check(
+        "state",
+        "fail",
+        `state could not be loaded: ${(err as Error).message}`,
+        "bernstein wal verify; bernstein checkpoint list",
+      ),
+    );
+  }
+  if (state) {
+    const claimedFiles = scan.tasks.filter((t) => t.state === "claimed");
+    const intents = await claimIntents(ws, runs);
+    const unclaimed = claimedFiles.filter(
+      (t) => taskView(state, t.spec.id)?.state !== "claimed" && !intents.has(t.spec.id),
+    );
+    checks.push(
+      unclaimed.length
+        ? check(
+            "claims",
+            "fail",
+            `claimed without a claim in the WAL: ${unclaimed.map((t) => t.spec.id).join(", ")}`,
+            "move the files back to backlog/open (the orchestrator re-adopts them)",
+          )
+        : check("claims", "pass", `${claimedFiles.length} claimed task(s), each with its claim in the WAL`),
+    );
+    const mismatched: string[] = [];
+    for (const t of scan.tasks) {
+      const v = taskView(state, t.spec.id);
+      if (v && t.state !== v.state && t.state !== "closed")
+        mismatched.push(`${t.spec.id} (file in ${t.state}, state ${v.state})`);
+    }
+    checks.push(
+      mismatched.length
+        ? check(
+            "folders",
+            "warn",
+            `folders behind the WAL: ${mismatched.join(", ")}`,
+            "`bernstein start` moves them (a crash between a rename and its commit)",
+          )
+        : check("folders", "pass", "every task file is in the folder of its state"),
+    );
+
+    // 9. ledger totals agree with the state (checkpoint + WAL suffix)
+    await guard("ledger", "bernstein start", async () => {
+      const totals = await ledgerTotals(ws);
+      const expected = totalCost(state);
+      const diff = Math.abs(totals.cost_usd - expected);
+      if (diff > 1e-9 * Math.max(1, expected))
+        return check(
+          "ledger",
+          "fail",
+          `ledger rows sum to $${totals.cost_usd} but the state says $${expected}`,
+          "`bernstein start` finishes a completion interrupted between its ledger row and its commit",
+        );
+      return check(
+        "ledger",
+        totals.problems.length ? "warn" : "pass",
+        `${totals.rows} row(s), $${totals.cost_usd} = state total${totals.problems.length ? `; ${totals.problems.length} unreadable line(s)` : ""}`,
+      );
+    });
+  }
+
+  // 10. tool version vs the manifest of a restored workspace
+  await guard("version", "", async () => versionCheck(ws.root));
+  return { checks };
+}
+
+/** Task ids with a task_claimed intent in a run that is not closed (a claim in flight at a crash). */
+async function claimIntents(ws: Workspace, runs: { run_id: string; file: string }[]): Promise<Set<string>> {
+  const ids = new Set<string>();
+  for (const run of runs) {
+    if (await readClosedMarker(ws, run.run_id)) continue;
+    try {
+      for await (const { entry } of readWalEntries(run.file)) {
+        if (
+          entry.decision_type === "task_claimed" &&
+          !entry.committed &&
+          typeof entry.inputs.task_id === "string"
+        ) {
+          ids.add(entry.inputs.task_id);
+        }
+      }
+    } catch {
+      // a broken chain is the wal check's to report
+    }
+  }
+  return ids;
+}
+
+export function doctorExitCode(checks: DoctorCheck[]): number {
+  return checks.some((c) => c.verdict === "fail") ? 1 : 0;
+}

@@ -1,0 +1,100 @@
+/**
+ * `bernstein status`: task counts per state (the folders), running agents and cost (the state:
+ * checkpoint + WAL suffix), the WAL position, the newest checkpoint and its age. Read-only: it
+ * never takes the lock, so it works beside a running orchestrator.
+ */
+import { listRuns, readTailPosition } from "../wal/reader.js";
+import { TASK_STATES, type Workspace } from "../workspace/layout.js";
+import { readLock } from "../workspace/lock.js";
+import { readStatusFile } from "./control.js";
+import { newestCheckpointInfo } from "./checkpointing.js";
+import { listStateFolder } from "./tasks.js";
+import { loadState, sessions, totalCost } from "./view.js";
+
+export interface StatusReport {
+  tasks: Record<string, number>;
+  agents_running: number;
+  cost_usd: number;
+  wal: { run_id: string | null; seq: number; entry_hash: string | null; runs: number; torn_tail: boolean };
+  checkpoint: { id: string; created_at: string; age_s: number; wal_position: unknown } | null;
+  orchestrator: { running: boolean; pid: number | null; run_id: string | null; state: string | null };
+  agents: { agent_id: string; task_id: string; attempt: number }[];
+  state_error?: string;
+}
+
+export async function collectStatus(ws: Workspace): Promise<StatusReport> {
+  const tasks: Record<string, number> = {};
+  for (const st of TASK_STATES) tasks[st] = (await listStateFolder(ws, st)).length;
+  let agents: StatusReport["agents"] = [];
+  let cost = 0;
+  let stateError: string | undefined;
+  try {
+    const { state } = await loadState(ws);
+    agents = sessions(state);
+    cost = totalCost(state);
+  } catch (err) {
+    stateError = (err as Error).message;
+  }
+  const runs = await listRuns(ws);
+  const wal: StatusReport["wal"] = {
+    run_id: null,
+    seq: -1,
+    entry_hash: null,
+    runs: runs.length,
+    torn_tail: false,
+  };
+  const last = runs[runs.length - 1];
+  if (last) {
+    const tail = await readTailPosition(last.file);
+    Object.assign(wal, {
+      run_id: last.run_id,
+      seq: tail.last_seq,
+      entry_hash: tail.last_hash,
+      torn_tail: tail.torn,
+    });
+  }
+  const lock = await readLock(ws);
+  const sf = await readStatusFile(ws);
+  const running = lock.state === "held";
+  return {
+    tasks,
+    agents_running: agents.length,
+    cost_usd: Math.round(cost * 1e9) / 1e9,
+    wal,
+    checkpoint: await newestCheckpointInfo(ws),
+    orchestrator: {
+      running,
+      pid: running ? lock.info.pid : null,
+      run_id: sf?.run_id ?? null,
+      state: running ? (sf?.state ?? "running") : "stopped",
+    },
+    agents,
+    ...(stateError ? { state_error: stateError } : {}),
+  };
+}
+
+export function renderStatus(s: StatusReport, line: (l: string) => void): void {
+  const counts = Object.entries(s.tasks)
+    .filter(([k, v]) => v > 0 || ["open", "claimed", "done", "failed"].includes(k))
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
+  line(`tasks: ${counts}`);
+  line(`agents running: ${s.agents_running}`);
+  line(`cost: $${s.cost_usd.toFixed(4)}`);
+  line(
+    s.wal.run_id
+      ? `wal: run ${s.wal.run_id} at seq ${s.wal.seq} (${s.wal.runs} run(s))${s.wal.torn_tail ? ", torn tail (repaired at next start)" : ""}`
+      : "wal: no runs yet",
+  );
+  line(
+    s.checkpoint
+      ? `checkpoint: ${s.checkpoint.id}, ${Math.round(s.checkpoint.age_s)}s old`
+      : "checkpoint: none",
+  );
+  line(
+    s.orchestrator.running
+      ? `orchestrator: running, pid ${s.orchestrator.pid}, run ${s.orchestrator.run_id}`
+      : "orchestrator: not running",
+  );
+  if (s.state_error) line(`state: could not be loaded: ${s.state_error}`);
+}

@@ -1,0 +1,325 @@
+/**
+ * The backlog: one Markdown file with YAML front matter per task, in `backlog/<state>/`.
+ * The folder a file is in is the task's state (open → claimed → done | failed; closed archived).
+ * Files from the Python original (`T-001-fix-login.md`, plain `.yaml` files) parse too: the id comes
+ * from the front matter, never from the file name. Every move is a durable rename.
+ */
+import { readdir, readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import YAML from "yaml";
+import { z } from "zod";
+import { ExitCode, UserError } from "../cli/errors.js";
+import { atomicWriteFile, durableMkdir, durableRename } from "../workspace/durable.js";
+import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout.js";
+
+export const TASK_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** Lower number = higher priority (1 critical, 2 normal, 3 low, as in the Python original). */
+export const DEFAULT_PRIORITY = 2;
+export const DEFAULT_TIMEOUT_S = 1800;
+
+/** What a task file's front matter may hold. Unknown keys (Python's extras) are kept. */
+export const TaskFrontMatterSchema = z.looseObject({
+  id: z.string().regex(TASK_ID_RE, "id must be 1-128 of [A-Za-z0-9._-], starting alphanumeric"),
+  title: z.string().min(1, "title must not be empty"),
+  role: z.string().optional(),
+  priority: z.number().int().min(0).optional(),
+  depends_on: z.array(z.string()).optional(),
+  command: z.string().min(1).optional(),
+  prompt: z.string().min(1).optional(),
+  agent: z.string().min(1).optional(),
+  max_retries: z.number().int().min(0).max(100).optional(),
+  timeout_s: z.number().positive().optional(),
+});
+
+/**
+ * The normalized task as it travels in `task_created` inputs: every field present, so that the
+ * state can be rebuilt from the WAL alone and two runs of the same backlog hash the same.
+ */
+export interface TaskSpec {
+  id: string;
+  title: string;
+  role: string;
+  priority: number;
+  depends_on: string[];
+  command: string | null;
+  prompt: string | null;
+  agent: string | null;
+  max_retries: number;
+  timeout_s: number;
+  body: string;
+}
+
+export interface TaskFile {
+  spec: TaskSpec;
+  state: TaskState;
+  /** Absolute path of the file. */
+  file: string;
+}
+
+export interface MalformedTaskFile {
+  file: string;
+  state: TaskState;
+  error: string;
+}
+
+export class TaskParseError extends Error {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
+    super(`${file}: ${message}`);
+    this.name = "TaskParseError";
+  }
+}
+
+/** Splits `---\n yaml \n---\n body`; a `.yaml`/`.yml` file is all front matter. */
+function splitFrontMatter(file: string, text: string): { yaml: string; body: string } {
+  if (/\.ya?ml$/i.test(file)) return { yaml: text, body: "" };
+  const normalized = text.replace(/^\uFEFF/, "");
+  const m = /^---[ \t]*\r?\n([\s\S]*?)\r?\n---[ \t]*(?:\r?\n|$)/.exec(normalized);
+  if (!m) {
+    // An empty front matter block (`---\n---\n`) is still a block.
+    const empty = /^---[ \t]*\r?\n---[ \t]*(?:\r?\n|$)/.exec(normalized);
+    if (empty) return { yaml: "", body: normalized.slice(empty[0].length) };
+    throw new Error("no YAML front matter (the file must start with a line `---`)");
+  }
+  return { yaml: m[1], body: normalized.slice(m[0].length) };
+}
+
+export function normalizeSpec(fm: z.infer<typeof TaskFrontMatterSchema>, body: string): TaskSpec {
+  return {
+    id: fm.id,
+    title: fm.title,
+    role: fm.role ?? "backend",
+    priority: fm.priority ?? DEFAULT_PRIORITY,
+    depends_on: [...new Set(fm.depends_on ?? [])],
+    command: fm.command ?? null,
+    prompt: fm.prompt ?? null,
+    agent: fm.agent ?? null,
+    max_retries: fm.max_retries ?? 0,
+    timeout_s: fm.timeout_s ?? DEFAULT_TIMEOUT_S,
+    body,
+  };
+}
+
+/** Parses one task file's text; throws TaskParseError naming the file. */
+export function parseTaskText(file: string, text: string): TaskSpec {
+  let parts: { yaml: string; body: string };
+  let doc: unknown;
+  try {
+    parts = splitFrontMatter(file, text);
+    doc = YAML.parse(parts.yaml);
+  } catch (err) {
+    throw new TaskParseError(file, `bad YAML: ${(err as Error).message.split("\n")[0]}`);
+  }
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
+    throw new TaskParseError(file, "front matter is not a YAML mapping");
+  }
+  // YAML reads `id: 001` as a number; ids are strings.
+  const raw = { ...(doc as Record<string, unknown>) };
+  if (typeof raw.id === "number") raw.id = String(raw.id);
+  if (Array.isArray(raw.depends_on)) raw.depends_on = raw.depends_on.map((d) => String(d));
+  const parsed = TaskFrontMatterSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue.path.length ? issue.path.join(".") : "front matter";
+    const msg =
+      issue.code === "invalid_type" && raw[String(issue.path[0])] === undefined ? "missing" : issue.message;
+    throw new TaskParseError(file, `${where}: ${msg}`);
+  }
+  return normalizeSpec(parsed.data, parts.body);
+}
+
+export async function readTaskFile(file: string): Promise<TaskSpec> {
+  const text = await readFile(file, "utf8");
+  return parseTaskText(file, text);
+}
+
+/** Front matter + body as written by `task add` (fields in a stable, readable order). */
+export function renderTask(spec: TaskSpec): string {
+  const fm: Record<string, unknown> = {
+    id: spec.id,
+    title: spec.title,
+    role: spec.role,
+    priority: spec.priority,
+  };
+  if (spec.depends_on.length) fm.depends_on = spec.depends_on;
+  if (spec.command !== null) fm.command = spec.command;
+  if (spec.prompt !== null) fm.prompt = spec.prompt;
+  if (spec.agent !== null) fm.agent = spec.agent;
+  fm.max_retries = spec.max_retries;
+  fm.timeout_s = spec.timeout_s;
+  return `---\n${YAML.stringify(fm)}---\n${spec.body}`;
+}
+
+function isTaskFileName(name: string): boolean {
+  return !name.startsWith(".") && /\.(md|ya?ml)$/i.test(name);
+}
+
+export interface BacklogScan {
+  tasks: TaskFile[];
+  malformed: MalformedTaskFile[];
+  /** Ids found in more than one file (any folders). */
+  duplicates: Map<string, TaskFile[]>;
+}
+
+/** Names of the task files in one state folder (dotfiles, temp files and other names skipped). */
+export async function listStateFolder(ws: Workspace, state: TaskState): Promise<string[]> {
+  try {
+    return (await readdir(ws.backlogDir(state))).filter(isTaskFileName).sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  }
+}
+
+/** Reads every task file of the given folders; malformed files are reported, never touched. */
+export async function scanBacklog(
+  ws: Workspace,
+  states: readonly TaskState[] = TASK_STATES,
+): Promise<BacklogScan> {
+  const tasks: TaskFile[] = [];
+  const malformed: MalformedTaskFile[] = [];
+  for (const state of states) {
+    for (const name of await listStateFolder(ws, state)) {
+      const file = path.join(ws.backlogDir(state), name);
+      try {
+        const st = await stat(file);
+        if (!st.isFile()) continue;
+        tasks.push({ spec: await readTaskFile(file), state, file });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") continue; // moved while we looked
+        malformed.push({
+          file,
+          state,
+          error: err instanceof TaskParseError ? err.message : `${file}: ${(err as Error).message}`,
+        });
+      }
+    }
+  }
+  const byId = new Map<string, TaskFile[]>();
+  for (const t of tasks) byId.set(t.spec.id, [...(byId.get(t.spec.id) ?? []), t]);
+  const duplicates = new Map([...byId].filter(([, v]) => v.length > 1));
+  return { tasks, malformed, duplicates };
+}
+
+/** A cycle through the dependency graph as a list of ids (first = last), or null. */
+export function findCycle(graph: Map<string, readonly string[]>): string[] | null {
+  const WHITE = 0;
+  const GREY = 1;
+  const BLACK = 2;
+  const color = new Map<string, number>();
+  for (const start of [...graph.keys()].sort()) {
+    if ((color.get(start) ?? WHITE) !== WHITE) continue;
+    // Iterative DFS: the machine may hold long dependency chains.
+    const stack: { id: string; next: number }[] = [{ id: start, next: 0 }];
+    color.set(start, GREY);
+    while (stack.length) {
+      const top = stack[stack.length - 1];
+      const deps = graph.get(top.id) ?? [];
+      if (top.next >= deps.length) {
+        color.set(top.id, BLACK);
+        stack.pop();
+        continue;
+      }
+      const dep = deps[top.next++];
+      const c = color.get(dep) ?? WHITE;
+      if (c === GREY) {
+        const from = stack.findIndex((f) => f.id === dep);
+        return [...stack.slice(from).map((f) => f.id), dep];
+      }
+      if (c === WHITE && graph.has(dep)) {
+        color.set(dep, GREY);
+        stack.push({ id: dep, next: 0 });
+      }
+    }
+  }
+  return null;
+}
+
+/** Sortable default id: time in base 36 (creation order) plus 4 random hex digits. */
+export function newTaskId(now = Date.now()): string {
+  const rand = Math.floor(Math.random() * 0x10000)
+    .toString(16)
+    .padStart(4, "0");
+  return `T-${now.toString(36)}${rand}`;
+}
+
+export interface AddTaskInput {
+  title: string;
+  command?: string;
+  prompt?: string;
+  id?: string;
+  priority?: number;
+  dependsOn?: string[];
+  agent?: string;
+  maxRetries?: number;
+  timeoutS?: number;
+  role?: string;
+  body?: string;
+}
+
+/**
+ * Validates and writes a new task into `backlog/open/<id>.md` (atomic replace of a temp file).
+ * Rejects duplicate ids, unknown dependencies and dependency cycles; nothing is written then.
+ * The running orchestrator adopts the file with a `task_created` decision.
+ */
+export async function addTask(ws: Workspace, input: AddTaskInput): Promise<TaskFile> {
+  if ((input.command === undefined) === (input.prompt === undefined)) {
+    throw new UserError("task add: give exactly one of --command CMD or --prompt TEXT", ExitCode.USAGE);
+  }
+  const id = input.id ?? newTaskId();
+  const raw = {
+    id,
+    title: input.title,
+    role: input.role,
+    priority: input.priority,
+    depends_on: input.dependsOn,
+    command: input.command,
+    prompt: input.prompt,
+    agent: input.agent ?? (input.command !== undefined ? "shell" : undefined),
+    max_retries: input.maxRetries,
+    timeout_s: input.timeoutS,
+  };
+  const parsed = TaskFrontMatterSchema.safeParse(
+    Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)),
+  );
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new UserError(`task add: ${issue.path.join(".") || "task"}: ${issue.message}`, ExitCode.USAGE);
+  }
+  const spec = normalizeSpec(parsed.data, input.body ?? "");
+  const scan = await scanBacklog(ws);
+  const graph = new Map<string, readonly string[]>();
+  for (const t of scan.tasks) graph.set(t.spec.id, t.spec.depends_on);
+  if (graph.has(spec.id)) {
+    const existing = scan.tasks.find((t) => t.spec.id === spec.id)!;
+    throw new UserError(
+      `task add: a task with id ${spec.id} already exists (${existing.file})`,
+      ExitCode.USAGE,
+    );
+  }
+  const unknown = spec.depends_on.filter((d) => d !== spec.id && !graph.has(d));
+  if (unknown.length) {
+    throw new UserError(
+      `task add: unknown dependency ${unknown.join(", ")} (no task with that id)`,
+      ExitCode.USAGE,
+    );
+  }
+  graph.set(spec.id, spec.depends_on);
+  const cycle = findCycle(graph);
+  if (cycle) throw new UserError(`task add: dependency cycle ${cycle.join(" -> ")}`, ExitCode.USAGE);
+  await durableMkdir(ws.backlogDir("open"));
+  const file = path.join(ws.backlogDir("open"), `${spec.id}.md`);
+  await atomicWriteFile(file, renderTask(spec));
+  return { spec, state: "open", file };
+}
+
+/** Moves a task file to another state folder (durable rename); returns the new path. */
+export async function moveTaskFile(ws: Workspace, file: string, to: TaskState): Promise<string> {
+  const target = path.join(ws.backlogDir(to), path.basename(file));
+  if (path.resolve(file) === path.resolve(target)) return target;
+  await durableMkdir(ws.backlogDir(to));
+  await durableRename(file, target);
+  return target;
+}

@@ -1,0 +1,282 @@
+/**
+ * The agent wrapper: a small process the orchestrator spawns detached (its own process group)
+ * for each attempt of a task. It outlives the orchestrator, so a crashed orchestrator loses no
+ * result:
+ *
+ * 1. it creates `runtime/agents/<agent_id>.json` EXCLUSIVELY (O_EXCL) with its pid and kernel start
+ *    time. That file is the run-once token: a second wrapper for the same agent id (the orchestrator
+ *    re-spawning after a crash between spawn and commit) finds it and exits without running anything;
+ * 2. it runs the command in a process group of its own, output appended to `logs/agents/<agent_id>.log`,
+ *    and kills that group when the task's timeout expires;
+ * 3. when the command exits it writes `runtime/completed/<agent_id>.json` atomically: exit status,
+ *    duration, and cost/tokens from a final JSON line with `cost_usd` if the agent printed one.
+ */
+import { spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { open, readFile, readdir } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { atomicWriteFile, durableCreate, durableMkdir } from "../workspace/durable.js";
+import { Workspace } from "../workspace/layout.js";
+import { processStartTime } from "../workspace/lock.js";
+
+/** Exit code of a wrapper that found its run-once token taken: it ran nothing. */
+export const EXIT_DUPLICATE = 75;
+/** How long the command gets between SIGTERM and SIGKILL when its timeout expires. */
+export const KILL_GRACE_MS = 2000;
+
+export interface WrapperJob {
+  sdd: string;
+  agent_id: string;
+  task_id: string;
+  attempt: number;
+  argv: string[];
+  cwd: string;
+  env: Record<string, string>;
+  timeout_s: number;
+}
+
+/** `runtime/agents/<agent_id>.json`: who runs the attempt (the run-once token). */
+export interface AgentRecord {
+  agent_id: string;
+  task_id: string;
+  attempt: number;
+  pid: number;
+  start_time: string | null;
+  hostname: string;
+  started_at: string;
+  /** Process group of the command (its pid), once spawned. */
+  command_pgid: number | null;
+}
+
+/** `runtime/completed/<agent_id>.json`: how the attempt ended. */
+export interface CompletionRecord {
+  agent_id: string;
+  task_id: string;
+  attempt: number;
+  exit_code: number | null;
+  signal: string | null;
+  timed_out: boolean;
+  /** Set when the command could not be started at all (e.g. its binary is missing). */
+  error: string | null;
+  duration_s: number;
+  started_at: string;
+  finished_at: string;
+  cost_usd: number;
+  input_tokens: number;
+  output_tokens: number;
+  model: string | null;
+}
+
+/** File-name form of an agent id (`T-1#2` → `T-1#2`; only `/` would be a problem and ids exclude it). */
+export function agentRecordPath(ws: Workspace, agentId: string): string {
+  return ws.p("runtime", "agents", `${agentId}.json`);
+}
+export function completionPath(ws: Workspace, agentId: string): string {
+  return path.join(ws.completedDir, `${agentId}.json`);
+}
+export function agentLogPath(ws: Workspace, agentId: string): string {
+  return ws.p("logs", "agents", `${agentId}.log`);
+}
+export function agentIdOf(taskId: string, attempt: number): string {
+  return `${taskId}#${attempt}`;
+}
+
+async function readJsonFile<T>(file: string): Promise<T | null> {
+  try {
+    return JSON.parse(await readFile(file, "utf8")) as T;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return null;
+    if (err instanceof SyntaxError) return null; // never happens with atomic writes; be lenient
+    throw err;
+  }
+}
+
+export function readAgentRecord(ws: Workspace, agentId: string): Promise<AgentRecord | null> {
+  return readJsonFile<AgentRecord>(agentRecordPath(ws, agentId));
+}
+export function readCompletion(ws: Workspace, agentId: string): Promise<CompletionRecord | null> {
+  return readJsonFile<CompletionRecord>(completionPath(ws, agentId));
+}
+
+/** Agent ids that have a completion record waiting (temp files of atomic writes skipped). */
+export async function listCompletions(ws: Workspace): Promise<string[]> {
+  try {
+    return (await readdir(ws.completedDir))
+      .filter((n) => !n.startsWith(".") && n.endsWith(".json"))
+      .map((n) => n.slice(0, -".json".length))
+      .sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  }
+}
+
+export interface Usage {
+  cost_usd: number;
+  input_tokens: number;
+  output_tokens: number;
+  model: string | null;
+}
+
+const NO_USAGE: Usage = { cost_usd: 0, input_tokens: 0, output_tokens: 0, model: null };
+
+function num(v: unknown): number | undefined {
+  return typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : undefined;
+}
+
+/**
+ * Usage from the agent's final output line, when it is a JSON object with `cost_usd` (or Claude's
+ * `total_cost_usd`); tokens from `input_tokens`/`output_tokens` at top level or under `usage`.
+ */
+export function parseUsageLine(line: string): Usage | null {
+  let obj: unknown;
+  try {
+    obj = JSON.parse(line);
+  } catch {
+    return null;
+  }
+  if (obj === null || typeof obj !== "object" || Array.isArray(obj)) return null;
+  const o = obj as Record<string, unknown>;
+  const cost = num(o.cost_usd) ?? num(o.total_cost_usd);
+  if (cost === undefined) return null;
+  const usage = (o.usage && typeof o.usage === "object" ? o.usage : {}) as Record<string, unknown>;
+  return {
+    cost_usd: cost,
+    input_tokens: Math.trunc(num(o.input_tokens) ?? num(usage.input_tokens) ?? 0),
+    output_tokens: Math.trunc(num(o.output_tokens) ?? num(usage.output_tokens) ?? 0),
+    model: typeof o.model === "string" ? o.model : null,
+  };
+}
+
+/** Reads only the end of the log (an agent may print megabytes) and parses its last non-empty line. */
+export async function usageFromLog(logFile: string, tailBytes = 64 * 1024): Promise<Usage> {
+  let fh;
+  try {
+    fh = await open(logFile, "r");
+  } catch {
+    return NO_USAGE;
+  }
+  try {
+    const { size } = await fh.stat();
+    const len = Math.min(size, tailBytes);
+    const buf = Buffer.alloc(len);
+    await fh.read(buf, 0, len, size - len);
+    const lines = buf.toString("utf8").split("\n");
+    for (let i = lines.length - 1; i >= 0; i--) {
+      const line = lines[i].trim();
+      if (line) return parseUsageLine(line) ?? NO_USAGE;
+    }
+    return NO_USAGE;
+  } finally {
+    await fh.close();
+  }
+}
+
+function killGroup(pgid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pgid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/** Runs one attempt; resolves with the wrapper's exit code once the completion record is durable. */
+export async function runWrapper(job: WrapperJob): Promise<number> {
+  const ws = new Workspace(job.sdd);
+  const startedAt = new Date();
+  const record: AgentRecord = {
+    agent_id: job.agent_id,
+    task_id: job.task_id,
+    attempt: job.attempt,
+    pid: process.pid,
+    start_time: processStartTime(process.pid),
+    hostname: os.hostname(),
+    started_at: startedAt.toISOString(),
+    command_pgid: null,
+  };
+  const recordFile = agentRecordPath(ws, job.agent_id);
+  await durableMkdir(path.dirname(recordFile));
+  try {
+    await durableCreate(recordFile, JSON.stringify(record) + "\n");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return EXIT_DUPLICATE;
+    throw err;
+  }
+  const logFile = agentLogPath(ws, job.agent_id);
+  await durableMkdir(path.dirname(logFile));
+  await durableMkdir(ws.completedDir);
+  const logFd = openSync(logFile, "a");
+  const t0 = process.hrtime.bigint();
+
+  const outcome = await new Promise<{
+    code: number | null;
+    signal: string | null;
+    error: string | null;
+    timedOut: boolean;
+  }>((resolve) => {
+    let timedOut = false;
+    let settled = false;
+    const child = spawn(job.argv[0], job.argv.slice(1), {
+      cwd: job.cwd,
+      env: { ...process.env, ...job.env, BERNSTEIN_TASK_ID: job.task_id, BERNSTEIN_AGENT_ID: job.agent_id },
+      detached: true,
+      stdio: ["ignore", logFd, logFd],
+    });
+    const timers: NodeJS.Timeout[] = [];
+    const forward = (sig: NodeJS.Signals) => {
+      if (child.pid) killGroup(child.pid, sig);
+    };
+    const onTerm = () => forward("SIGTERM");
+    process.on("SIGTERM", onTerm);
+    process.on("SIGINT", onTerm);
+    const finish = (v: { code: number | null; signal: string | null; error: string | null }) => {
+      if (settled) return;
+      settled = true;
+      timers.forEach(clearTimeout);
+      process.off("SIGTERM", onTerm);
+      process.off("SIGINT", onTerm);
+      resolve({ ...v, timedOut });
+    };
+    child.on("error", (err: NodeJS.ErrnoException) => {
+      const reason =
+        err.code === "ENOENT"
+          ? `agent binary not found: ${job.argv[0]}`
+          : `could not start ${job.argv[0]}: ${err.message}`;
+      finish({ code: null, signal: null, error: reason });
+    });
+    child.on("spawn", () => {
+      record.command_pgid = child.pid ?? null;
+      atomicWriteFile(recordFile, JSON.stringify(record) + "\n").catch(() => {});
+      if (job.timeout_s > 0) {
+        timers.push(
+          setTimeout(() => {
+            timedOut = true;
+            forward("SIGTERM");
+            timers.push(setTimeout(() => forward("SIGKILL"), KILL_GRACE_MS));
+          }, job.timeout_s * 1000),
+        );
+      }
+    });
+    child.on("exit", (code, signal) => finish({ code, signal, error: null }));
+  });
+  closeSync(logFd);
+  const durationS = Number(process.hrtime.bigint() - t0) / 1e9;
+  const usage = await usageFromLog(logFile);
+  const completion: CompletionRecord = {
+    agent_id: job.agent_id,
+    task_id: job.task_id,
+    attempt: job.attempt,
+    exit_code: outcome.code,
+    signal: outcome.signal,
+    timed_out: outcome.timedOut,
+    error: outcome.error,
+    duration_s: Math.round(durationS * 1000) / 1000,
+    started_at: startedAt.toISOString(),
+    finished_at: new Date().toISOString(),
+    ...usage,
+  };
+  await atomicWriteFile(completionPath(ws, job.agent_id), JSON.stringify(completion) + "\n");
+  return 0;
+}

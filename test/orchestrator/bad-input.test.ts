@@ -1,0 +1,109 @@
+import assert from "node:assert/strict";
+import { appendFile, readFile, readdir, unlink, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { addTask } from "../../src/orchestrator/tasks.js";
+import { listRuns } from "../../src/wal/reader.js";
+import { closedMarkerPath } from "../../src/wal/recovery.js";
+import { initWorkspace } from "../../src/workspace/layout.js";
+import { runCli, scratchDir } from "../helpers.js";
+
+async function setup(prefix: string) {
+  const s = await scratchDir(prefix);
+  const sdd = path.join(s.dir, ".sdd");
+  const { workspace } = await initWorkspace(sdd);
+  const env = { XDG_STATE_HOME: path.join(s.dir, "state"), BERNSTEIN_AUDIT_KEY_PATH: "" };
+  const cli = (...args: string[]) => runCli(["--sdd", sdd, ...args], { cwd: s.dir, env });
+  return { ...s, sdd, ws: workspace, cli };
+}
+
+test("start on a folder that is not a workspace exits 2", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const r = await runCli(["--sdd", path.join(dir, "nope"), "start", "--until-idle"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /no workspace at .*bernstein init/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a malformed task file is reported with its path and left in place; the rest runs", async () => {
+  const { sdd, ws, cli, cleanup } = await setup("bernstein-bad-");
+  try {
+    await addTask(ws, { id: "good", title: "good", command: "true" });
+    const badYaml = path.join(sdd, "backlog/open/bad-yaml.md");
+    const noTitle = path.join(sdd, "backlog/open/no-title.md");
+    await writeFile(badYaml, "---\nid: x1\ntitle: [unclosed\n---\n");
+    await writeFile(noTitle, "---\nid: x2\ncommand: true\n---\n");
+    const r = await cli("start", "--until-idle", "--poll", "20");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`malformed task file left in place: ${badYaml}: bad YAML`));
+    assert.match(r.stderr, new RegExp(`${noTitle}: title: missing`));
+    assert.equal(await readFile(badYaml, "utf8"), "---\nid: x1\ntitle: [unclosed\n---\n");
+    assert.deepEqual(await readdir(path.join(sdd, "backlog/done")), ["good.md"]);
+    const doctor = await cli("doctor", "--json");
+    assert.equal(doctor.code, 1, "doctor fails on malformed backlog files");
+    const check = JSON.parse(doctor.stdout).checks.find((c: { name: string }) => c.name === "backlog");
+    assert.equal(check.ok, false);
+    assert.match(check.detail, /bad-yaml\.md/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a missing agent binary fails that task with a clear reason", async () => {
+  const { sdd, ws, cli, cleanup } = await setup("bernstein-nobin-");
+  try {
+    await writeFile(
+      path.join(sdd, "config/agents.yaml"),
+      "agents:\n  ghost:\n    adapter: template\n    command: [no-such-agent-cli-xyz, -p, '{prompt}']\n",
+    );
+    await addTask(ws, { id: "p1", title: "uses ghost", prompt: "do it", agent: "ghost" });
+    await addTask(ws, { id: "ok", title: "fine", command: "true" });
+    const r = await cli("start", "--until-idle", "--poll", "20", "--json");
+    assert.equal(r.code, 1, "a terminally failed task makes --until-idle exit 1");
+    assert.match(r.stderr, /task p1 failed: agent binary not found: no-such-agent-cli-xyz/);
+    const doc = JSON.parse(r.stdout);
+    assert.deepEqual(doc.failed, ["p1"]);
+    assert.equal(doc.counts.done, 1);
+    assert.deepEqual(await readdir(path.join(sdd, "backlog/failed")), ["p1.md"]);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a broken WAL chain refuses start (exit 9) naming run and seq; a torn tail is repaired, not a break", async () => {
+  const { ws, cli, cleanup } = await setup("bernstein-chain-");
+  try {
+    await addTask(ws, { id: "a", title: "a", command: "true" });
+    assert.equal((await cli("start", "--until-idle", "--poll", "20")).code, 0);
+    const [run] = await listRuns(ws);
+
+    // A crash leaves a torn last line in an open run: start cuts it back and goes on.
+    await unlink(closedMarkerPath(ws, run.run_id));
+    await appendFile(run.file, '{"seq":999,"prev_hash":"00');
+    await addTask(ws, { id: "b", title: "b", command: "true" });
+    const torn = await cli("start", "--until-idle", "--poll", "20");
+    assert.equal(torn.code, 0, torn.stderr);
+    assert.match(torn.stderr, /repaired a torn tail/);
+
+    // One flipped byte in the middle of a chain is a break.
+    const text = await readFile(run.file, "utf8");
+    const lines = text.split("\n");
+    const tampered = lines[2].replace('"title":"a"', '"title":"A"');
+    assert.notEqual(tampered, lines[2]);
+    lines[2] = tampered;
+    await writeFile(run.file, lines.join("\n"));
+    await addTask(ws, { id: "c", title: "c", command: "true" });
+    const broken = await cli("start", "--until-idle");
+    assert.equal(broken.code, 9, broken.stderr);
+    assert.match(broken.stderr, new RegExp(`WAL chain broken in run ${run.run_id} at seq 2`));
+    assert.match(broken.stderr, /bernstein wal verify --run/);
+    assert.match(broken.stderr, /bernstein dr restore/);
+    assert.deepEqual(await readdir(path.join(ws.root, "backlog/open")), ["c.md"], "nothing was touched");
+  } finally {
+    await cleanup();
+  }
+});

@@ -1,0 +1,38 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { listRuns, verifyWal } from "../../src/wal/reader.js";
+import { Workspace } from "../../src/workspace/layout.js";
+import { scratchDir } from "../helpers.js";
+import { cli, makeCrashBacklog, prng, runCrashLoop } from "./support/crash.js";
+
+test("crash test: 50 tasks, --max-agents 4, SIGKILL at random moments >= 5 times; every task done exactly once", async () => {
+  const seed = Number(process.env.BERNSTEIN_CRASH_SEED ?? Date.now() % 1_000_000);
+  const rand = prng(seed);
+  const { dir, cleanup } = await scratchDir("bernstein-crash-");
+  try {
+    const s = await makeCrashBacklog(dir, 50, rand);
+    const out = await runCrashLoop(s, { kills: 6, maxAgents: 4, rand, minMs: 300, maxMs: 1400 });
+    const ctx = `seed ${seed}, ${out.kills} kills, ${out.starts} starts`;
+    assert.ok(out.kills >= 5, `only ${out.kills} kills landed (${ctx})`);
+    assert.equal(out.final.code, 0, `${ctx}: ${out.final.stderr}`);
+    assert.deepEqual([...out.lines].sort(), s.ids, `results file: every id exactly once (${ctx})`);
+
+    const status = await cli(s, ["status", "--json"]);
+    assert.equal(status.code, 0, status.stderr);
+    const st = JSON.parse(status.stdout);
+    assert.equal(st.tasks.done, 50, ctx);
+    assert.equal(st.tasks.open + st.tasks.claimed + st.tasks.failed, 0, ctx);
+    assert.equal(st.agents_running, 0, ctx);
+
+    const audit = await cli(s, ["audit", "verify", "--json"]);
+    assert.equal(audit.code, 0, `audit verify (${ctx}): ${audit.stdout}${audit.stderr}`);
+    const doctor = await cli(s, ["doctor", "--json"]);
+    assert.equal(doctor.code, 0, `doctor (${ctx}): ${doctor.stdout}${doctor.stderr}`);
+    for (const run of await listRuns(new Workspace(s.sdd))) {
+      const v = await verifyWal(run.file, run.run_id);
+      assert.ok(v.ok, `wal verify ${run.run_id} (${ctx}): ${JSON.stringify(v.errors[0])}`);
+    }
+  } finally {
+    await cleanup();
+  }
+});

@@ -1,0 +1,162 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { readFile, readdir } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { addTask } from "../../src/orchestrator/tasks.js";
+import { readAgentRecord } from "../../src/orchestrator/wrapper.js";
+import { listRuns, readWalEntries } from "../../src/wal/reader.js";
+import { readClosedMarker } from "../../src/wal/recovery.js";
+import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
+import { isProcessAlive } from "../../src/workspace/lock.js";
+import { runCli, scratchDir } from "../helpers.js";
+
+async function setup(prefix: string) {
+  const s = await scratchDir(prefix);
+  const sdd = path.join(s.dir, ".sdd");
+  const { workspace } = await initWorkspace(sdd);
+  const env = { XDG_STATE_HOME: path.join(s.dir, "state"), BERNSTEIN_AUDIT_KEY_PATH: "" };
+  const cli = (...args: string[]) => runCli(["--sdd", sdd, ...args], { cwd: s.dir, env });
+  return { ...s, sdd, ws: workspace, cli };
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function statusOf(cli: (...a: string[]) => ReturnType<typeof runCli>) {
+  const r = await cli("status", "--json");
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+async function entriesOf(ws: Workspace) {
+  const all = [];
+  for (const run of await listRuns(ws))
+    for await (const { entry } of readWalEntries(run.file)) all.push({ run: run.run_id, ...entry });
+  return all;
+}
+
+test("stop during a busy run, then start: the backlog finishes with nothing lost or duplicated", async () => {
+  const { dir, ws, cli, cleanup } = await setup("bernstein-stop-");
+  try {
+    const results = path.join(dir, "results.txt");
+    const ids: string[] = [];
+    for (let i = 0; i < 16; i++) {
+      const id = `s-${String(i).padStart(2, "0")}`;
+      ids.push(id);
+      await addTask(ws, { id, title: id, command: `echo ${id} >> ${results}; sleep 0.${3 + (i % 5)}` });
+    }
+    const started = await cli("start", "--detach", "--max-agents", "3", "--poll", "50", "--json");
+    assert.equal(started.code, 0, started.stderr);
+    const pid = JSON.parse(started.stdout).pid as number;
+    assert.ok(isProcessAlive(pid));
+    await waitFor("a few tasks done", async () => (await statusOf(cli)).tasks.done >= 3);
+    const stopped = await cli("stop", "--timeout", "0.1", "--json");
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.equal(JSON.parse(stopped.stdout).stopped, true);
+    const after = await statusOf(cli);
+    assert.equal(after.orchestrator.running, false);
+    assert.ok(after.tasks.open > 0, "stopped before the end");
+    // Clean shutdown: orchestrator_stopped written and the run closed, so the next start replays nothing.
+    const runs = await listRuns(ws);
+    assert.ok(await readClosedMarker(ws, runs[runs.length - 1].run_id));
+    const entries = await entriesOf(ws);
+    assert.equal(entries[entries.length - 1].decision_type, "orchestrator_stopped");
+
+    const again = await cli("start", "--until-idle", "--max-agents", "3", "--poll", "50", "--json");
+    assert.equal(again.code, 0, again.stderr);
+    const doc = JSON.parse(again.stdout);
+    assert.equal(doc.recovery.replay.found, 0, "nothing to replay after a clean stop");
+    assert.equal(doc.counts.done, 16);
+    const lines = (await readFile(results, "utf8")).split("\n").filter(Boolean).sort();
+    assert.deepEqual(lines, ids, "every task ran exactly once");
+    const fin = await statusOf(cli);
+    assert.equal(fin.tasks.done, 16);
+    assert.equal(fin.agents_running, 0);
+    assert.ok(fin.checkpoint && fin.checkpoint.id, "a checkpoint was written at stop");
+    assert.equal((await cli("doctor")).code, 0);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("stop --force kills the agents' process groups and re-queues their tasks", async () => {
+  const { dir, ws, cli, cleanup } = await setup("bernstein-force-");
+  try {
+    // The first attempt of each task hangs; a re-queued attempt finishes at once.
+    for (const id of ["f1", "f2"]) {
+      await addTask(ws, {
+        id,
+        title: id,
+        command: `if [ -f ${id}.ran ]; then exit 0; fi; touch ${id}.ran; sleep 60`,
+      });
+    }
+    const started = await cli("start", "--detach", "--max-agents", "2", "--poll", "50");
+    assert.equal(started.code, 0, started.stderr);
+    await waitFor("both agents running", async () => {
+      const recs = await Promise.all(["f1#1", "f2#1"].map((a) => readAgentRecord(ws, a)));
+      return recs.every((r) => r && r.command_pgid) ? recs : undefined;
+    });
+    const recs = (await Promise.all(["f1#1", "f2#1"].map((a) => readAgentRecord(ws, a))))!;
+    const stopped = await cli("stop", "--force");
+    assert.equal(stopped.code, 0, stopped.stderr);
+    for (const r of recs) {
+      await waitFor(
+        `agent ${r!.agent_id} killed`,
+        async () => !isProcessAlive(r!.command_pgid!) || isZombie(r!.command_pgid!),
+      );
+    }
+    const st = await statusOf(cli);
+    assert.equal(st.tasks.open, 2);
+    assert.equal(st.tasks.claimed, 0);
+    const interrupted = (await entriesOf(ws)).filter(
+      (e) => e.decision_type === "task_interrupted" && e.committed,
+    );
+    assert.deepEqual(interrupted.map((e) => e.inputs.task_id).sort(), ["f1", "f2"]);
+    assert.equal(interrupted[0].output.reason, "stop --force killed the agent");
+    const again = await cli("start", "--until-idle", "--poll", "50", "--json");
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(JSON.parse(again.stdout).counts.done, 2);
+    assert.deepEqual((await readdir(path.join(dir, ".sdd/backlog/done"))).sort(), ["f1.md", "f2.md"]);
+  } finally {
+    await cleanup();
+  }
+});
+
+/** A killed process may linger as a zombie until its new parent reaps it: that counts as gone. */
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+  } catch {
+    return true;
+  }
+}
+
+test("a second start on a locked workspace is refused naming the holder; stop when idle is a no-op", async () => {
+  const { ws, cli, cleanup } = await setup("bernstein-lock-");
+  try {
+    await addTask(ws, { id: "slow", title: "slow", command: "sleep 30" });
+    const started = await cli("start", "--detach", "--json");
+    assert.equal(started.code, 0, started.stderr);
+    const pid = JSON.parse(started.stdout).pid;
+    const second = await cli("start", "--until-idle");
+    assert.equal(second.code, 3);
+    assert.match(second.stderr, new RegExp(`locked by pid ${pid}`));
+    const secondDetached = await cli("start", "--detach");
+    assert.equal(secondDetached.code, 3);
+    assert.equal((await cli("stop", "--force")).code, 0);
+    const idle = await cli("stop", "--json");
+    assert.equal(idle.code, 0);
+    assert.equal(JSON.parse(idle.stdout).running, false);
+  } finally {
+    await cleanup();
+  }
+});

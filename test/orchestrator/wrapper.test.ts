@@ -1,0 +1,137 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  EXIT_DUPLICATE,
+  agentLogPath,
+  parseUsageLine,
+  readAgentRecord,
+  readCompletion,
+  type WrapperJob,
+} from "../../src/orchestrator/wrapper.js";
+import { initWorkspace } from "../../src/workspace/layout.js";
+import { isProcessAlive } from "../../src/workspace/lock.js";
+import { scratchDir } from "../helpers.js";
+
+const WRAPPER = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  "../../src/orchestrator/wrapper-main.js",
+);
+
+function runWrapperProcess(job: WrapperJob): Promise<number | null> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [WRAPPER, JSON.stringify(job)], {
+      stdio: "ignore",
+      detached: true,
+    });
+    child.on("error", reject);
+    child.on("exit", (code) => resolve(code));
+  });
+}
+
+/** A killed process may linger as a zombie until its new parent reaps it: that counts as gone. */
+async function goneWithin(pid: number, ms: number): Promise<boolean> {
+  for (const t0 = Date.now(); Date.now() - t0 < ms; await new Promise((r) => setTimeout(r, 50))) {
+    if (!isProcessAlive(pid)) return true;
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+    if (!stat || stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return true;
+  }
+  return false;
+}
+
+async function setup() {
+  const s = await scratchDir();
+  const { workspace } = await initWorkspace(path.join(s.dir, ".sdd"));
+  const job = (agentId: string, argv: string[], timeout_s = 60): WrapperJob => ({
+    sdd: workspace.root,
+    agent_id: agentId,
+    task_id: agentId.split("#")[0],
+    attempt: Number(agentId.split("#")[1]),
+    argv,
+    cwd: s.dir,
+    env: {},
+    timeout_s,
+  });
+  return { ...s, ws: workspace, job };
+}
+
+test("wrapper records pid, output, exit status and cost from the final JSON line", async () => {
+  const { ws, job, cleanup } = await setup();
+  try {
+    const script =
+      'echo working; echo \'{"cost_usd": 0.25, "usage": {"input_tokens": 10, "output_tokens": 4}, "model": "m1"}\'; exit 3';
+    assert.equal(await runWrapperProcess(job("t1#1", ["sh", "-c", script])), 0);
+    const rec = await readAgentRecord(ws, "t1#1");
+    assert.ok(rec && rec.pid > 0 && rec.command_pgid && rec.command_pgid > 0);
+    const done = await readCompletion(ws, "t1#1");
+    assert.ok(done);
+    assert.equal(done.exit_code, 3);
+    assert.equal(done.timed_out, false);
+    assert.equal(done.cost_usd, 0.25);
+    assert.equal(done.input_tokens, 10);
+    assert.equal(done.output_tokens, 4);
+    assert.equal(done.model, "m1");
+    assert.match(await readFile(agentLogPath(ws, "t1#1"), "utf8"), /^working\n/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a second wrapper for the same agent id runs nothing (the run-once token)", async () => {
+  const { dir, ws, job, cleanup } = await setup();
+  try {
+    const marker = path.join(dir, "ran.txt");
+    const argv = ["sh", "-c", `echo x >> ${marker}`];
+    assert.equal(await runWrapperProcess(job("t2#1", argv)), 0);
+    assert.equal(await runWrapperProcess(job("t2#1", argv)), EXIT_DUPLICATE);
+    assert.equal(await readFile(marker, "utf8"), "x\n");
+    assert.equal((await readCompletion(ws, "t2#1"))!.exit_code, 0);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("timeout kills the command's whole process group", async () => {
+  const { dir, ws, job, cleanup } = await setup();
+  try {
+    const pidFile = path.join(dir, "grandchild.pid");
+    // The command starts a grandchild that would outlive a plain kill of the shell.
+    const argv = ["sh", "-c", `sleep 30 & echo $! > ${pidFile}; wait`];
+    assert.equal(await runWrapperProcess(job("t3#1", argv, 0.5)), 0);
+    const done = await readCompletion(ws, "t3#1");
+    assert.ok(done);
+    assert.equal(done.timed_out, true);
+    const grandchild = Number(await readFile(pidFile, "utf8"));
+    assert.equal(await goneWithin(grandchild, 5000), true);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a missing binary is recorded as a clear error", async () => {
+  const { ws, job, cleanup } = await setup();
+  try {
+    assert.equal(await runWrapperProcess(job("t4#1", ["no-such-agent-binary-xyz", "-p", "hi"])), 0);
+    const done = await readCompletion(ws, "t4#1");
+    assert.equal(done!.error, "agent binary not found: no-such-agent-binary-xyz");
+    assert.equal(done!.exit_code, null);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("usage line parsing", () => {
+  assert.deepEqual(parseUsageLine('{"cost_usd":1.5,"input_tokens":3,"output_tokens":2}'), {
+    cost_usd: 1.5,
+    input_tokens: 3,
+    output_tokens: 2,
+    model: null,
+  });
+  assert.equal(parseUsageLine('{"total_cost_usd":0.1}')!.cost_usd, 0.1);
+  assert.equal(parseUsageLine('{"tokens":3}'), null);
+  assert.equal(parseUsageLine("not json"), null);
+  assert.equal(parseUsageLine('{"cost_usd":-1}'), null);
+});
