@@ -39,6 +39,13 @@ export function pyFloatRepr(x: number): string {
   if (x === Infinity) return "Infinity";
   if (x === -Infinity) return "-Infinity";
   if (x === 0) return Object.is(x, -0) ? "-0.0" : "0.0";
+  const ax = Math.abs(x);
+  if (ax >= 1e-4 && ax < 1e16) {
+    // Here JS and Python both print the shortest round-trip digits positionally; Python adds
+    // ".0" to an integral value.
+    const text = String(x);
+    return Number.isInteger(x) ? text + ".0" : text;
+  }
   const sign = x < 0 ? "-" : "";
   // toExponential() with no argument gives the shortest round-trip digits, like Python's repr.
   const [mantissa, expText] = Math.abs(x).toExponential().split("e");
@@ -70,8 +77,11 @@ const SHORT_ESCAPES: Record<number, string> = {
   0x0c: "\\f",
 };
 
+const NEEDS_ESCAPE = /[^\x20\x21\x23-\x5b\x5d-\x7e]/;
+
 /** A JSON string literal as Python prints it with ensure_ascii=True. */
 export function pyStringLiteral(s: string): string {
+  if (!NEEDS_ESCAPE.test(s)) return '"' + s + '"';
   let out = '"';
   let plainStart = 0;
   for (let i = 0; i < s.length; i++) {
@@ -101,56 +111,65 @@ export function compareCodePoints(a: string, b: string): number {
   return la - i - (lb - j);
 }
 
-function writeValue(value: unknown, sep: Separators, sortKeys: boolean, out: string[]): void {
-  if (value === null || value === undefined) {
-    out.push("null");
-  } else if (typeof value === "boolean") {
-    out.push(value ? "true" : "false");
-  } else if (typeof value === "number") {
-    if (!Number.isInteger(value) || Object.is(value, -0)) out.push(pyFloatRepr(value));
-    // String(1e21) is "1e+21"; an integer prints all its digits, like a Python int.
-    else out.push(Math.abs(value) < 1e21 ? String(value) : BigInt(value).toString());
-  } else if (typeof value === "bigint") {
-    out.push(value.toString());
-  } else if (value instanceof PyFloat) {
-    out.push(pyFloatRepr(value.value));
-  } else if (typeof value === "string") {
-    out.push(pyStringLiteral(value));
-  } else if (Array.isArray(value)) {
-    out.push("[");
-    for (let i = 0; i < value.length; i++) {
-      if (i > 0) out.push(sep.item);
-      writeValue(value[i], sep, sortKeys, out);
+function numberText(value: number): string {
+  if (!Number.isInteger(value) || Object.is(value, -0)) return pyFloatRepr(value);
+  // String(1e21) is "1e+21"; an integer prints all its digits, like a Python int.
+  return Math.abs(value) < 1e21 ? String(value) : BigInt(value).toString();
+}
+
+// Strings are built by concatenation (V8 ropes), which beats collecting parts in an array for
+// the many small objects of a WAL; the result is flattened once, when it is hashed or written.
+function writeValue(value: unknown, sep: Separators, sortKeys: boolean): string {
+  switch (typeof value) {
+    case "string":
+      return pyStringLiteral(value);
+    case "number":
+      return numberText(value);
+    case "boolean":
+      return value ? "true" : "false";
+    case "bigint":
+      return value.toString();
+    case "undefined":
+      return "null";
+    case "object": {
+      if (value === null) return "null";
+      if (Array.isArray(value)) {
+        let out = "[";
+        for (let i = 0; i < value.length; i++) {
+          if (i > 0) out += sep.item;
+          out += writeValue(value[i], sep, sortKeys);
+        }
+        return out + "]";
+      }
+      if (value instanceof PyFloat) return pyFloatRepr(value.value);
+      const obj = value as Record<string, unknown>;
+      const keys = Object.keys(obj);
+      if (sortKeys) keys.sort(compareCodePoints);
+      let out = "{";
+      let first = true;
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i];
+        const v = obj[k];
+        if (v === undefined) continue;
+        if (!first) out += sep.item;
+        first = false;
+        out += pyStringLiteral(k) + sep.key + writeValue(v, sep, sortKeys);
+      }
+      return out + "}";
     }
-    out.push("]");
-  } else if (typeof value === "object") {
-    const obj = value as Record<string, unknown>;
-    let keys = Object.keys(obj).filter((k) => obj[k] !== undefined);
-    if (sortKeys) keys = keys.sort(compareCodePoints);
-    out.push("{");
-    keys.forEach((k, i) => {
-      if (i > 0) out.push(sep.item);
-      out.push(pyStringLiteral(k), sep.key);
-      writeValue(obj[k], sep, sortKeys, out);
-    });
-    out.push("}");
-  } else {
-    throw new TypeError(`cannot serialize ${typeof value} as JSON`);
+    default:
+      throw new TypeError(`cannot serialize ${typeof value} as JSON`);
   }
 }
 
 /** `json.dumps(value, sort_keys=True, separators=sep, ensure_ascii=True)`. */
 export function canonicalJson(value: unknown, sep: Separators = COMPACT): string {
-  const out: string[] = [];
-  writeValue(value, sep, true, out);
-  return out.join("");
+  return writeValue(value, sep, true);
 }
 
 /** Like canonicalJson but keeps the object's own key order (WAL lines are written in field order). */
 export function orderedJson(value: unknown, sep: Separators = COMPACT): string {
-  const out: string[] = [];
-  writeValue(value, sep, false, out);
-  return out.join("");
+  return writeValue(value, sep, false);
 }
 
 export class JsonSyntaxError extends Error {
@@ -163,177 +182,238 @@ export class JsonSyntaxError extends Error {
   }
 }
 
-const NUMBER_RE = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
-/** Parses JSON text keeping Python's view of every number (see the value model above). */
-export function parseJson(text: string): JsonValue {
-  let pos = 0;
-  const ws = () => {
-    while (pos < text.length) {
-      const c = text.charCodeAt(pos);
-      if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) pos++;
-      else break;
+// Parser state lives at module level (parsing is synchronous and not re-entrant): no closures
+// to allocate per call, which matters when verifying a million WAL lines.
+let src = "";
+let pos = 0;
+
+function fail(msg: string): never {
+  throw new JsonSyntaxError(msg, pos);
+}
+
+function skipWs(): void {
+  while (pos < src.length) {
+    const c = src.charCodeAt(pos);
+    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) pos++;
+    else break;
+  }
+}
+
+const HEX_RE = /^[0-9a-fA-F]{4}$/;
+
+/** A run of string characters that need no decoding (sticky: matched at `lastIndex`). */
+// eslint-disable-next-line no-control-regex -- control characters end a plain run: they must be escaped
+const PLAIN_RUN = /[^"\\\u0000-\u001f]*/y;
+
+function parseString(): string {
+  // pos at the opening quote
+  pos++;
+  let out = "";
+  const len = src.length;
+  while (true) {
+    // Skip the plain run natively; test() on a sticky regex moves lastIndex without allocating.
+    PLAIN_RUN.lastIndex = pos;
+    PLAIN_RUN.test(src);
+    const runEnd = PLAIN_RUN.lastIndex;
+    if (runEnd > pos) out = out === "" ? src.slice(pos, runEnd) : out + src.slice(pos, runEnd);
+    pos = runEnd;
+    if (pos >= len) fail("unterminated string");
+    const c = src.charCodeAt(pos);
+    if (c === 0x22) {
+      pos++;
+      return out;
     }
-  };
-  const fail = (msg: string): never => {
-    throw new JsonSyntaxError(msg, pos);
-  };
-  const parseString = (): string => {
-    // pos at opening quote
-    pos++;
-    let out = "";
-    let start = pos;
-    while (true) {
-      if (pos >= text.length) fail("unterminated string");
-      const c = text.charCodeAt(pos);
-      if (c === 0x22) {
-        out += text.slice(start, pos);
-        pos++;
-        return out;
+    if (c < 0x20) fail("control character in string");
+    // c is a backslash
+    switch (src.charCodeAt(pos + 1)) {
+      case 0x22:
+        out += '"';
+        break;
+      case 0x5c:
+        out += "\\";
+        break;
+      case 0x2f:
+        out += "/";
+        break;
+      case 0x62:
+        out += "\b";
+        break;
+      case 0x66:
+        out += "\f";
+        break;
+      case 0x6e:
+        out += "\n";
+        break;
+      case 0x72:
+        out += "\r";
+        break;
+      case 0x74:
+        out += "\t";
+        break;
+      case 0x75: {
+        const hex = src.slice(pos + 2, pos + 6);
+        if (!HEX_RE.test(hex)) fail("bad \\u escape");
+        out += String.fromCharCode(parseInt(hex, 16));
+        pos += 4;
+        break;
       }
-      if (c < 0x20) fail("control character in string");
-      if (c === 0x5c) {
-        out += text.slice(start, pos);
-        const e = text[pos + 1];
-        switch (e) {
-          case '"':
-            out += '"';
-            break;
-          case "\\":
-            out += "\\";
-            break;
-          case "/":
-            out += "/";
-            break;
-          case "b":
-            out += "\b";
-            break;
-          case "f":
-            out += "\f";
-            break;
-          case "n":
-            out += "\n";
-            break;
-          case "r":
-            out += "\r";
-            break;
-          case "t":
-            out += "\t";
-            break;
-          case "u": {
-            const hex = text.slice(pos + 2, pos + 6);
-            if (!/^[0-9a-fA-F]{4}$/.test(hex)) fail("bad \\u escape");
-            out += String.fromCharCode(parseInt(hex, 16));
-            pos += 4;
-            break;
-          }
-          default:
-            fail("bad escape");
-        }
-        pos += 2;
-        start = pos;
+      default:
+        fail("bad escape");
+    }
+    pos += 2;
+  }
+}
+
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+/** -?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)? */
+function parseNumber(): JsonValue {
+  const start = pos;
+  if (src.charCodeAt(pos) === 0x2d) pos++;
+  const first = src.charCodeAt(pos);
+  if (first === 0x30) pos++;
+  else if (first > 0x30 && first <= 0x39) {
+    pos++;
+    while (isDigit(src.charCodeAt(pos))) pos++;
+  } else fail("unexpected character");
+  let isFloat = false;
+  if (src.charCodeAt(pos) === 0x2e && isDigit(src.charCodeAt(pos + 1))) {
+    isFloat = true;
+    pos += 2;
+    while (isDigit(src.charCodeAt(pos))) pos++;
+  }
+  const e = src.charCodeAt(pos);
+  if (e === 0x65 || e === 0x45) {
+    let q = pos + 1;
+    const sign = src.charCodeAt(q);
+    if (sign === 0x2b || sign === 0x2d) q++;
+    if (isDigit(src.charCodeAt(q))) {
+      isFloat = true;
+      pos = q + 1;
+      while (isDigit(src.charCodeAt(pos))) pos++;
+    }
+  }
+  const token = src.slice(start, pos);
+  if (!isFloat) {
+    // Up to 15 digits is always exact as a double; longer tokens go through BigInt.
+    // (`|| 0`: the integer token "-0" is Python's int 0, not -0.0.)
+    if (pos - start <= 15) return Number(token) || 0;
+    const big = BigInt(token);
+    return big > MAX_SAFE || big < -MAX_SAFE ? big : Number(big);
+  }
+  const x = Number(token);
+  return Number.isInteger(x) || !Number.isFinite(x) ? new PyFloat(x) : x;
+}
+
+function parseValue(depth: number): JsonValue {
+  if (depth > 512) fail("nesting too deep");
+  skipWs();
+  const c = src.charCodeAt(pos);
+  if (c === 0x7b) {
+    // {
+    pos++;
+    const obj: Record<string, JsonValue> = {};
+    skipWs();
+    if (src.charCodeAt(pos) === 0x7d) {
+      pos++;
+      return obj;
+    }
+    while (true) {
+      skipWs();
+      if (src.charCodeAt(pos) !== 0x22) fail("expected string key");
+      const key = parseString();
+      skipWs();
+      if (src.charCodeAt(pos) !== 0x3a) fail("expected ':'");
+      pos++;
+      const v = parseValue(depth + 1);
+      // Python keeps the last duplicate key; so do we. `__proto__` must stay an own key.
+      if (key === "__proto__") {
+        Object.defineProperty(obj, key, { value: v, enumerable: true, writable: true, configurable: true });
+      } else {
+        obj[key] = v;
+      }
+      skipWs();
+      const n = src.charCodeAt(pos);
+      if (n === 0x2c) {
+        pos++;
         continue;
       }
-      pos++;
-    }
-  };
-  const parseValue = (depth: number): JsonValue => {
-    if (depth > 512) fail("nesting too deep");
-    ws();
-    const c = text[pos];
-    if (c === "{") {
-      pos++;
-      const obj: Record<string, JsonValue> = {};
-      ws();
-      if (text[pos] === "}") {
+      if (n === 0x7d) {
         pos++;
         return obj;
       }
-      while (true) {
-        ws();
-        if (text[pos] !== '"') fail("expected string key");
-        const key = parseString();
-        ws();
-        if (text[pos] !== ":") fail("expected ':'");
-        pos++;
-        const v = parseValue(depth + 1);
-        // Python keeps the last duplicate key; so do we.
-        Object.defineProperty(obj, key, { value: v, enumerable: true, writable: true, configurable: true });
-        ws();
-        if (text[pos] === ",") {
-          pos++;
-          continue;
-        }
-        if (text[pos] === "}") {
-          pos++;
-          return obj;
-        }
-        fail("expected ',' or '}'");
-      }
+      fail("expected ',' or '}'");
     }
-    if (c === "[") {
+  }
+  if (c === 0x5b) {
+    // [
+    pos++;
+    const arr: JsonValue[] = [];
+    skipWs();
+    if (src.charCodeAt(pos) === 0x5d) {
       pos++;
-      const arr: JsonValue[] = [];
-      ws();
-      if (text[pos] === "]") {
+      return arr;
+    }
+    while (true) {
+      arr.push(parseValue(depth + 1));
+      skipWs();
+      const n = src.charCodeAt(pos);
+      if (n === 0x2c) {
+        pos++;
+        continue;
+      }
+      if (n === 0x5d) {
         pos++;
         return arr;
       }
-      while (true) {
-        arr.push(parseValue(depth + 1));
-        ws();
-        if (text[pos] === ",") {
-          pos++;
-          continue;
-        }
-        if (text[pos] === "]") {
-          pos++;
-          return arr;
-        }
-        fail("expected ',' or ']'");
-      }
+      fail("expected ',' or ']'");
     }
-    if (c === '"') return parseString();
-    if (text.startsWith("true", pos)) {
-      pos += 4;
-      return true;
-    }
-    if (text.startsWith("false", pos)) {
-      pos += 5;
-      return false;
-    }
-    if (text.startsWith("null", pos)) {
-      pos += 4;
-      return null;
-    }
-    if (text.startsWith("NaN", pos)) {
-      pos += 3;
-      return new PyFloat(NaN);
-    }
-    if (text.startsWith("Infinity", pos)) {
-      pos += 8;
-      return new PyFloat(Infinity);
-    }
-    if (text.startsWith("-Infinity", pos)) {
+  }
+  if (c === 0x22) return parseString();
+  if (c === 0x2d || isDigit(c)) {
+    if (c === 0x2d && src.startsWith("-Infinity", pos)) {
       pos += 9;
       return new PyFloat(-Infinity);
     }
-    NUMBER_RE.lastIndex = pos;
-    const m = NUMBER_RE.exec(text);
-    if (!m) return fail("unexpected character");
-    pos += m[0].length;
-    const token = m[0];
-    if (m[1] === undefined && m[2] === undefined) {
-      const big = BigInt(token);
-      // Number(big), not Number(token): the integer token "-0" is Python's int 0, not -0.0.
-      return big > MAX_SAFE || big < -MAX_SAFE ? big : Number(big);
-    }
-    const x = Number(token);
-    return Number.isInteger(x) || !Number.isFinite(x) ? new PyFloat(x) : x;
-  };
-  const v = parseValue(0);
-  ws();
-  if (pos !== text.length) fail("trailing data");
-  return v;
+    return parseNumber();
+  }
+  if (src.startsWith("true", pos)) {
+    pos += 4;
+    return true;
+  }
+  if (src.startsWith("false", pos)) {
+    pos += 5;
+    return false;
+  }
+  if (src.startsWith("null", pos)) {
+    pos += 4;
+    return null;
+  }
+  if (src.startsWith("NaN", pos)) {
+    pos += 3;
+    return new PyFloat(NaN);
+  }
+  if (src.startsWith("Infinity", pos)) {
+    pos += 8;
+    return new PyFloat(Infinity);
+  }
+  return fail("unexpected character");
+}
+
+/** Parses JSON text keeping Python's view of every number (see the value model above). */
+export function parseJson(text: string): JsonValue {
+  src = text;
+  pos = 0;
+  try {
+    const v = parseValue(0);
+    skipWs();
+    if (pos !== src.length) fail("trailing data");
+    return v;
+  } finally {
+    src = "";
+  }
 }

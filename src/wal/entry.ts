@@ -89,8 +89,31 @@ export function computeEntryHash(e: Omit<WalEntry, "entry_hash">): string {
  * `entry_hash` left out): what the Python reference computes when it verifies.
  */
 export function hashOfParsedEntry(raw: JsonObject): string {
-  const { entry_hash: _ignored, ...rest } = raw;
-  return sha256Hex(canonicalJson(rest));
+  return sha256Hex(canonicalEntryBody(raw));
+}
+
+/** Sorted order of the hashed fields: the canonical form of a standard entry. */
+const SORTED_BODY_FIELDS = WAL_FIELDS.filter((f) => f !== "entry_hash").sort();
+
+/**
+ * Canonical JSON of a parsed entry without `entry_hash`. An entry with exactly the standard
+ * fields in line order (every line we or Python write) takes a fast path with the sort done
+ * once; anything else goes through the generic serializer. Both give canonicalJson's output.
+ */
+export function canonicalEntryBody(raw: JsonObject): string {
+  const keys = Object.keys(raw);
+  let standard = keys.length === WAL_FIELDS.length;
+  for (let i = 0; standard && i < keys.length; i++) standard = keys[i] === WAL_FIELDS[i];
+  if (!standard) {
+    const { entry_hash: _ignored, ...rest } = raw;
+    return canonicalJson(rest);
+  }
+  let out = "{";
+  for (let i = 0; i < SORTED_BODY_FIELDS.length; i++) {
+    const f = SORTED_BODY_FIELDS[i];
+    out += (i === 0 ? '"' : ',"') + f + '":' + canonicalJson(raw[f]);
+  }
+  return out + "}";
 }
 
 /** The WAL line of an entry, with its trailing newline. */

@@ -5,9 +5,9 @@
  * Python-written lines always are) and split without copying. Every line is parsed losslessly,
  * its canonical form is computed from the parsed value and hashed with node:crypto.
  */
-import { isAscii, isUtf8 } from "node:buffer";
-import { constants as fsc } from "node:fs";
-import { open, readdir, type FileHandle } from "node:fs/promises";
+import { availableParallelism } from "node:os";
+import { readdir, type FileHandle } from "node:fs/promises";
+import { Worker } from "node:worker_threads";
 import type { Workspace } from "../workspace/layout.js";
 import { parseJson, type JsonValue } from "../json/canonical.js";
 import {
@@ -18,254 +18,177 @@ import {
   type JsonObject,
   type WalEntry,
 } from "./entry.js";
-import { scanTail } from "./writer.js";
+import { scanTail } from "./tail.js";
+import {
+  ChainVerifier,
+  type CleanBatch,
+  type WalError,
+  type WalErrorKind,
+  type VerifyResult,
+} from "./chain.js";
+import {
+  CHUNK,
+  LF,
+  describeFsError,
+  emitLines,
+  openForRead,
+  scanAll,
+  scanLines,
+  type LineSink,
+} from "./line-scan.js";
 
-export type WalErrorKind =
-  "prev_hash_mismatch" | "hash_mismatch" | "seq_gap" | "invalid_json" | "invalid_utf8" | "unreadable";
+export { MAX_REPORTED_ERRORS, type VerifyResult, type WalError, type WalErrorKind } from "./chain.js";
 
-export interface WalError {
-  run_id: string;
-  /** The seq of the entry at that place in the chain (the line's own seq when it is in sync). */
-  seq: number;
-  /** 1-based line number. */
-  line: number;
-  kind: WalErrorKind;
-  message: string;
-}
+/** Files at least this big are verified by worker threads (startup costs ~50 ms). */
+const PARALLEL_MIN_BYTES = 16 << 20;
 
-export interface VerifyResult {
-  run_id: string;
-  file: string;
-  ok: boolean;
-  /** Lines read (valid or not). */
-  entries: number;
-  bytes: number;
-  /** Newest valid entry (-1 and the genesis hash when there is none). */
-  last_seq: number;
-  last_hash: string;
-  errors: WalError[];
-  /** Total errors found; `errors` keeps the first MAX_REPORTED_ERRORS. */
-  error_count: number;
-}
-
-export const MAX_REPORTED_ERRORS = 1000;
-const CHUNK = 1 << 20;
-const LF = 0x0a;
-
-/** Receives the lines of a file in order. */
-interface LineSink {
-  /** A decoded line (without its newline); `final` is true for a last line without newline. */
-  line(text: string, lineNo: number, final: boolean): void;
-  /** A line whose bytes are not UTF-8. */
-  badUtf8(lineNo: number, final: boolean): void;
+export interface VerifyOptions {
+  /** Worker threads to hash with (default: up to 2 for big files, 0 below 16 MiB). */
+  workers?: number;
 }
 
 /**
- * Reads `fh` line by line with a bounded buffer, feeding `sink`; yields after each chunk so a
- * consumer can hand out what the chunk produced. Returns the number of bytes read.
+ * Checks the whole chain of one WAL file, streaming with bounded memory. Never throws for bad
+ * content: a folder, an unreadable file or bytes that are not UTF-8 are reported at their line.
+ * Big files are hashed by worker threads; the result is the same as the sequential check's.
  */
-async function* scanLines(fh: FileHandle, sink: LineSink): AsyncGenerator<void, number> {
-  let buf = Buffer.allocUnsafe(CHUNK);
-  let filled = 0;
-  let pos = 0; // bytes read so far
-  let lineNo = 0;
-  let eof = false;
-  while (!eof) {
-    if (filled === buf.length) {
-      // One line longer than the buffer: grow (bounded by the longest line).
-      const bigger = Buffer.allocUnsafe(buf.length * 2);
-      buf.copy(bigger, 0, 0, filled);
-      buf = bigger;
-    }
-    const { bytesRead } = await fh.read(buf, filled, buf.length - filled, pos);
-    if (bytesRead === 0) eof = true;
-    filled += bytesRead;
-    pos += bytesRead;
-    const lastNl = filled === 0 ? -1 : buf.lastIndexOf(LF, filled - 1);
-    const end = eof ? filled : lastNl + 1;
-    if (end === 0) continue;
-    lineNo = emitLines(buf.subarray(0, end), lineNo, eof && end > lastNl + 1, sink);
-    buf.copy(buf, 0, end, filled);
-    filled -= end;
-    yield;
-  }
-  return pos;
-}
-
-/** Drives scanLines to the end; returns the bytes read. */
-async function scanAll(fh: FileHandle, sink: LineSink): Promise<number> {
-  const it = scanLines(fh, sink);
-  while (true) {
-    const step = await it.next();
-    if (step.done) return step.value;
-  }
-}
-
-/** Emits the lines of `region` (complete lines, plus a final one without newline when `tail`). */
-function emitLines(region: Buffer, lineNo: number, tail: boolean, sink: LineSink): number {
-  if (isAscii(region) || isUtf8(region)) {
-    const text = isAscii(region) ? region.toString("latin1") : region.toString("utf8");
-    let start = 0;
-    while (start < text.length) {
-      let nl = text.indexOf("\n", start);
-      const final = nl === -1;
-      if (final) nl = text.length;
-      sink.line(text.slice(start, nl), ++lineNo, final && tail);
-      start = nl + 1;
-    }
-    return lineNo;
-  }
-  // Some line is not UTF-8: decode line by line to find which.
-  let start = 0;
-  while (start < region.length) {
-    let nl = region.indexOf(LF, start);
-    const final = nl === -1;
-    if (final) nl = region.length;
-    const bytes = region.subarray(start, nl);
-    lineNo++;
-    if (isUtf8(bytes)) sink.line(bytes.toString("utf8"), lineNo, final && tail);
-    else sink.badUtf8(lineNo, final && tail);
-    start = nl + 1;
-  }
-  return lineNo;
-}
-
-function describeFsError(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  switch (e?.code) {
-    case "EISDIR":
-      return "is a folder, not a WAL file";
-    case "EACCES":
-    case "EPERM":
-      return "permission denied";
-    case "ENOENT":
-      return "no such file";
-    default:
-      return e?.message ?? String(err);
-  }
-}
-
-async function openForRead(file: string): Promise<FileHandle> {
-  const fh = await open(file, fsc.O_RDONLY);
-  try {
-    if ((await fh.stat()).isDirectory()) {
-      throw Object.assign(new Error("is a folder"), { code: "EISDIR" });
-    }
-  } catch (err) {
-    await fh.close();
-    throw err;
-  }
-  return fh;
-}
-
-/** Checks the whole chain of one WAL file, streaming. Never throws for bad content. */
-export async function verifyWal(file: string, runId: string): Promise<VerifyResult> {
-  const result: VerifyResult = {
-    run_id: runId,
-    file,
-    ok: true,
-    entries: 0,
-    bytes: 0,
-    last_seq: -1,
-    last_hash: GENESIS_HASH,
-    errors: [],
-    error_count: 0,
-  };
-  const report = (seq: number, line: number, kind: WalErrorKind, message: string) => {
-    result.ok = false;
-    result.error_count++;
-    if (result.errors.length < MAX_REPORTED_ERRORS)
-      result.errors.push({ run_id: runId, seq, line, kind, message });
-  };
-  // Chain state: the seq the next line should have, the hash it should point to (undefined
-  // right after a line we could not read, whose hash we do not know).
-  let expectedSeq = 0;
-  let expectedPrev: string | undefined = GENESIS_HASH;
-  const lost = () => {
-    expectedSeq++;
-    expectedPrev = undefined;
-  };
-  const sink: LineSink = {
-    line(text, lineNo, final) {
-      result.entries++;
-      let raw: JsonValue;
-      try {
-        raw = parseJson(text);
-      } catch (err) {
-        report(expectedSeq, lineNo, "invalid_json", tornOr(final, (err as Error).message));
-        return lost();
-      }
-      const problem = entryShapeProblem(raw);
-      if (problem) {
-        report(expectedSeq, lineNo, "invalid_json", tornOr(final, problem));
-        return lost();
-      }
-      const obj = raw as JsonObject;
-      const seq = obj.seq as number;
-      const computed = hashOfParsedEntry(obj);
-      const hashOk = computed === obj.entry_hash;
-      if (seq !== expectedSeq) {
-        report(
-          hashOk ? seq : expectedSeq,
-          lineNo,
-          "seq_gap",
-          seq > expectedSeq
-            ? `expected seq ${expectedSeq}, found ${seq} (entries missing)`
-            : `expected seq ${expectedSeq}, found ${seq}`,
-        );
-      }
-      const at = hashOk ? seq : expectedSeq;
-      if (expectedPrev !== undefined && obj.prev_hash !== expectedPrev) {
-        report(
-          at,
-          lineNo,
-          "prev_hash_mismatch",
-          `prev_hash ${String(obj.prev_hash)} does not match the previous entry_hash ${expectedPrev}`,
-        );
-      }
-      if (!hashOk) {
-        report(
-          at,
-          lineNo,
-          "hash_mismatch",
-          tornOr(
-            final,
-            `entry_hash ${String(obj.entry_hash)} does not match the content (computed ${computed})`,
-          ),
-        );
-      } else {
-        result.last_seq = seq;
-        result.last_hash = obj.entry_hash as string;
-        if (final) report(seq, lineNo, "invalid_json", "torn tail: last line has no newline");
-      }
-      expectedSeq = at + 1;
-      expectedPrev = obj.entry_hash as string;
-    },
-    badUtf8(lineNo, final) {
-      result.entries++;
-      report(expectedSeq, lineNo, "invalid_utf8", tornOr(final, "line holds bytes that are not UTF-8"));
-      lost();
-    },
-  };
+export async function verifyWal(
+  file: string,
+  runId: string,
+  opts: VerifyOptions = {},
+): Promise<VerifyResult> {
+  let v = new ChainVerifier(runId, file);
   let fh: FileHandle;
   try {
     fh = await openForRead(file);
   } catch (err) {
-    report(0, 1, "unreadable", `cannot read ${file}: ${describeFsError(err)}`);
-    return result;
+    v.report(0, 1, "unreadable", `cannot read ${file}: ${describeFsError(err)}`);
+    return v.result;
   }
   try {
-    result.bytes = await scanAll(fh, sink);
+    const size = (await fh.stat()).size;
+    const workers = Math.min(opts.workers ?? (size >= PARALLEL_MIN_BYTES ? 2 : 0), availableParallelism());
+    if (workers > 0) {
+      try {
+        v.result.bytes = await verifyParallel(fh, v, workers);
+        v.result.workers = workers;
+        return v.result;
+      } catch {
+        // A worker could not run (resource limits, a crash): do it all again on this thread.
+        v = new ChainVerifier(runId, file);
+      }
+    }
+    v.result.bytes = await scanAll(fh, v);
   } catch (err) {
-    report(expectedSeq, result.entries + 1, "unreadable", `read failed: ${describeFsError(err)}`);
+    v.unreadable(`read failed: ${describeFsError(err)}`);
   } finally {
     await fh.close();
   }
-  return result;
+  return v.result;
 }
 
-function tornOr(final: boolean, message: string): string {
-  return final ? `torn tail (no newline): ${message}` : message;
+interface BatchReply {
+  id: number;
+  summary: CleanBatch | undefined;
+  bytes: Uint8Array;
+}
+
+/**
+ * Reads chunks of complete lines and sends each to a worker; replies are taken in order: a
+ * clean batch that continues the chain advances it at once, anything else goes through the
+ * exact state machine here. Returns the bytes read.
+ */
+async function verifyParallel(fh: FileHandle, v: ChainVerifier, n: number): Promise<number> {
+  const pool = Array.from(
+    { length: n },
+    () =>
+      new Worker(new URL("./verify-worker.js", import.meta.url), {
+        resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 16 },
+      }),
+  );
+  const replies = new Map<number, BatchReply>();
+  const spare: ArrayBuffer[] = [];
+  let nextToTake = 0;
+  let failure: Error | undefined;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  for (const w of pool) {
+    w.on("message", (r: BatchReply) => {
+      replies.set(r.id, r);
+      notify();
+    });
+    w.on("error", (err) => {
+      failure = err;
+      notify();
+    });
+    w.on("exit", (code) => {
+      if (code !== 0) failure ??= new Error(`verify worker exited with ${code}`);
+      notify();
+    });
+  }
+  const takeReady = () => {
+    while (replies.has(nextToTake)) {
+      const r = replies.get(nextToTake)!;
+      replies.delete(nextToTake);
+      nextToTake++;
+      if (!(r.summary && v.tryAdvance(r.summary))) {
+        v.feed(Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength));
+      }
+      // Reuse chunk buffers: memory stays at the chunks in flight.
+      if (r.bytes.buffer.byteLength === CHUNK) spare.push(r.bytes.buffer as ArrayBuffer);
+    }
+  };
+  const waitForReply = async () => {
+    const before = nextToTake;
+    takeReady();
+    if (nextToTake > before) return;
+    if (failure) throw failure;
+    await new Promise<void>((resolve) => (wake = resolve));
+    if (failure) throw failure;
+    takeReady();
+  };
+  try {
+    let carry = Buffer.alloc(0);
+    let pos = 0;
+    let sent = 0;
+    let size = CHUNK;
+    while (true) {
+      const want = Math.max(size, carry.length * 2);
+      const reused = want === CHUNK ? spare.pop() : undefined;
+      const buf = reused ? Buffer.from(reused) : Buffer.allocUnsafeSlow(want);
+      carry.copy(buf, 0);
+      let filled = carry.length;
+      const { bytesRead } = await fh.read(buf, filled, buf.length - filled, pos);
+      pos += bytesRead;
+      filled += bytesRead;
+      const eof = bytesRead === 0;
+      const end = filled === 0 ? 0 : buf.lastIndexOf(LF, filled - 1) + 1;
+      if (end === 0 && !eof) {
+        carry = buf.subarray(0, filled); // a line longer than the chunk: read on
+        size = buf.length * 2;
+        continue;
+      }
+      carry = Buffer.from(buf.subarray(end, filled));
+      size = CHUNK;
+      if (end > 0) {
+        while (sent - nextToTake >= 2 * n) await waitForReply();
+        const bytes = new Uint8Array(buf.buffer, buf.byteOffset, end);
+        pool[sent % n].postMessage({ id: sent, bytes }, [buf.buffer as ArrayBuffer]);
+        sent++;
+      }
+      if (eof) break;
+    }
+    while (nextToTake < sent) await waitForReply();
+    // What follows the last newline is a torn tail: the exact check names it.
+    if (carry.length > 0) emitLines(carry, v.linesSeen, true, v);
+    return pos;
+  } finally {
+    await Promise.all(pool.map((w) => w.terminate()));
+  }
 }
 
 export class WalReadError extends Error {

@@ -226,3 +226,36 @@ test("readTailPosition reports a torn tail without repairing it", async () => {
     await torn.cleanup();
   }
 });
+
+test("the parallel verifier reports exactly what the sequential one does", async () => {
+  const { ws, cleanup } = await scratchWorkspace();
+  try {
+    const w = await WalWriter.open(ws, "run-p");
+    const pending = [];
+    for (let i = 0; i < 9000; i++) pending.push(w.append(record(i, i % 2 === 0)));
+    await Promise.all(pending);
+    await w.close();
+    const file = ws.walFile("run-p");
+    const good = await lines(file);
+    const variants: Array<[string, string]> = [
+      ["clean", join(good)],
+      [
+        "changed value deep inside",
+        join(good.map((l, i) => (i === 5000 ? l.replace('"attempt":1', '"attempt":7') : l))),
+      ],
+      ["deleted line at a chunk edge region", join(good.filter((_, i) => i !== 2700))],
+      ["garbage lines", join(good.map((l, i) => (i === 100 || i === 8000 ? "garbage" : l)))],
+      ["torn tail", join(good).slice(0, -10)],
+    ];
+    for (const [what, text] of variants) {
+      await writeFile(file, text);
+      const seq = await verifyWal(file, "run-p", { workers: 0 });
+      const par = await verifyWal(file, "run-p", { workers: 2 });
+      assert.equal(par.workers, 2, "the worker threads ran");
+      assert.deepEqual({ ...par, workers: 0 }, seq, what);
+      assert.equal(seq.ok, what === "clean", what);
+    }
+  } finally {
+    await cleanup();
+  }
+});

@@ -10,10 +10,12 @@ import { registerOrchestrator } from "./orchestrator.js";
 import { registerTask } from "./task.js";
 import { registerReplicate } from "./replicate.js";
 import { registerDrReplication } from "./dr-replication.js";
+import { registerWal } from "./wal.js";
 
 export function registerCommands(program: Command): void {
   registerInit(program);
   registerAudit(program);
+  registerWal(program);
   registerCheckpoint(program);
   registerTask(program);
   registerOrchestrator(program);

@@ -1,0 +1,217 @@
+/**
+ * `bernstein wal verify|show|fingerprint`: check, read and fingerprint the write-ahead log.
+ * verify exits 1 on any break and names run, seq and line; an unknown --run is a usage error
+ * (exit 2) that lists the runs there are.
+ */
+import type { Command } from "commander";
+import { PyFloat, orderedJson } from "../../json/canonical.js";
+import type { WalEntry } from "../../wal/entry.js";
+import { Fingerprint } from "../../wal/fingerprint.js";
+import { WalReadError, listRuns, readWalEntries, verifyWal, type RunInfo } from "../../wal/reader.js";
+import { OpenIntents } from "../../wal/recovery.js";
+import { openWorkspace, type Workspace } from "../../workspace/layout.js";
+import { ExitCode, UserError } from "../errors.js";
+import { Output, globalsOf } from "../output.js";
+
+async function pickRuns(ws: Workspace, runId: string | undefined): Promise<RunInfo[]> {
+  const runs = await listRuns(ws);
+  if (runId === undefined) return runs;
+  const run = runs.find((r) => r.run_id === runId);
+  if (!run) {
+    const there = runs.length ? runs.map((r) => r.run_id).join(", ") : "none";
+    throw new UserError(
+      `unknown run ${JSON.stringify(runId)}; runs in ${ws.walDir}: ${there}`,
+      ExitCode.USAGE,
+      {
+        runs: runs.map((r) => r.run_id),
+      },
+    );
+  }
+  return [run];
+}
+
+function parseSeq(text: string): number {
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
+    throw new UserError(
+      `--from-seq must be a non-negative integer, got ${JSON.stringify(text)}`,
+      ExitCode.USAGE,
+    );
+  }
+  return Number(text);
+}
+
+function corruptMessage(err: WalReadError): string {
+  return `${err.message}; run \`bernstein wal verify --run ${err.error.run_id}\``;
+}
+
+function corrupt(err: unknown): never {
+  if (err instanceof WalReadError) {
+    throw new UserError(corruptMessage(err), ExitCode.CORRUPT, { wal_error: err.error });
+  }
+  throw err;
+}
+
+function entryLineText(e: WalEntry): string {
+  const when = new Date(e.timestamp * 1000).toISOString();
+  const kind = e.committed ? "commit" : "intent";
+  const output = Object.keys(e.output).length ? ` -> ${orderedJson(e.output)}` : "";
+  return `${e.seq}\t${when}\t${kind}\t${e.decision_type}\t${e.actor}\t${orderedJson(e.inputs)}${output}`;
+}
+
+/** The WAL line of an entry as JSON text (lossless: big integers and floats as written). */
+function entryJson(e: WalEntry): string {
+  return orderedJson({
+    seq: e.seq,
+    prev_hash: e.prev_hash,
+    timestamp: Number.isInteger(e.timestamp) ? new PyFloat(e.timestamp) : e.timestamp,
+    decision_type: e.decision_type,
+    inputs: e.inputs,
+    output: e.output,
+    actor: e.actor,
+    committed: e.committed,
+    entry_hash: e.entry_hash,
+  });
+}
+
+export function registerWal(program: Command): void {
+  const wal = program.command("wal").description("write-ahead log: verify, show, fingerprint");
+
+  wal
+    .command("verify")
+    .description("verify the hash chain of every run (or one); exit 1 on any break")
+    .option("--run <id>", "only this run")
+    .action(async (opts: { run?: string }, cmd: Command) => {
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      const ws = await openWorkspace(g.sdd);
+      const runs = await pickRuns(ws, opts.run);
+      const results = [];
+      for (const run of runs) {
+        const r = await verifyWal(run.file, run.run_id);
+        results.push(r);
+        if (!out.opts.json) {
+          if (r.ok) {
+            out.line(
+              `${r.run_id}: ok, ${r.entries} entries, last seq ${r.last_seq} (${r.last_hash.slice(0, 12)})`,
+            );
+          } else {
+            const lines = r.errors.map(
+              (e) => `${e.run_id}: seq ${e.seq}, line ${e.line}: ${e.kind}: ${e.message}`,
+            );
+            for (const l of lines) {
+              if (out.opts.quiet) process.stderr.write(l + "\n");
+              else out.line(l);
+            }
+            const more = r.error_count > r.errors.length ? ` (first ${r.errors.length} shown)` : "";
+            out.line(`${r.run_id}: BROKEN, ${r.error_count} problem(s) in ${r.entries} lines${more}`);
+          }
+        }
+      }
+      const ok = results.every((r) => r.ok);
+      out.result(
+        {
+          ok,
+          runs: results.map((r) => ({
+            run_id: r.run_id,
+            ok: r.ok,
+            entries: r.entries,
+            bytes: r.bytes,
+            last_seq: r.last_seq,
+            last_hash: r.last_hash,
+            error_count: r.error_count,
+            errors: r.errors,
+          })),
+        },
+        () => {
+          if (runs.length === 0) out.line(`no WAL runs in ${ws.walDir}`);
+          else if (runs.length > 1) out.line(ok ? `all ${runs.length} runs intact` : `WAL BROKEN`);
+        },
+      );
+      if (!ok) process.exitCode = ExitCode.CHECK_FAILED;
+    });
+
+  wal
+    .command("show")
+    .description("print the entries of a run")
+    .requiredOption("--run <id>", "the run")
+    .option("--from-seq <n>", "start at this seq")
+    .option("--uncommitted", "only intents that no commit closes (what replay would consider)")
+    .action(async (opts: { run: string; fromSeq?: string; uncommitted?: boolean }, cmd: Command) => {
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      const fromSeq = opts.fromSeq === undefined ? 0 : parseSeq(opts.fromSeq);
+      const ws = await openWorkspace(g.sdd);
+      const [run] = await pickRuns(ws, opts.run);
+      const emit = makeEmitter(out, run.run_id);
+      try {
+        if (opts.uncommitted) {
+          const tracker = new OpenIntents();
+          for await (const { entry } of readWalEntries(run.file, { runId: run.run_id, fromSeq }))
+            tracker.add(entry);
+          for (const e of tracker.list()) emit.entry(e);
+        } else {
+          for await (const { entry } of readWalEntries(run.file, { runId: run.run_id, fromSeq }))
+            emit.entry(entry);
+        }
+      } catch (err) {
+        if (!(err instanceof WalReadError)) throw err;
+        // Entries before the break are shown; the break ends the listing (exit 5).
+        const message = corruptMessage(err);
+        emit.end(false, message);
+        process.stderr.write(`bernstein: ${message}\n`);
+        process.exitCode = ExitCode.CORRUPT;
+        return;
+      }
+      emit.end(true);
+    });
+
+  wal
+    .command("fingerprint")
+    .description("the Python-compatible execution fingerprint of a run")
+    .requiredOption("--run <id>", "the run")
+    .action(async (opts: { run: string }, cmd: Command) => {
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      const ws = await openWorkspace(g.sdd);
+      const [run] = await pickRuns(ws, opts.run);
+      const fp = new Fingerprint();
+      try {
+        for await (const { entry } of readWalEntries(run.file, { runId: run.run_id })) fp.add(entry);
+      } catch (err) {
+        corrupt(err);
+      }
+      const fingerprint = fp.hex();
+      out.result({ ok: true, run_id: run.run_id, entries: fp.entries, fingerprint }, () =>
+        out.line(fingerprint),
+      );
+    });
+}
+
+/**
+ * Streams entries out as they are read: human lines, or with --json one document
+ * `{"run_id", "entries": [...], "ok"}` written piece by piece (a WAL never sits in memory).
+ */
+function makeEmitter(out: Output, runId: string) {
+  let count = 0;
+  let buffered = "";
+  const flush = () => {
+    if (buffered) process.stdout.write(buffered);
+    buffered = "";
+  };
+  if (out.opts.json) buffered = `{"run_id":${JSON.stringify(runId)},"entries":[`;
+  return {
+    entry(e: WalEntry) {
+      if (out.opts.json) buffered += (count > 0 ? "," : "") + "\n" + entryJson(e);
+      else if (!out.opts.quiet) buffered += entryLineText(e) + "\n";
+      count++;
+      if (buffered.length > 1 << 16) flush();
+    },
+    end(ok: boolean, error?: string) {
+      if (out.opts.json) {
+        const err = error === undefined ? "" : `,"error":${JSON.stringify(error)}`;
+        buffered += `\n],"count":${count},"ok":${ok}${err}}\n`;
+      }
+      flush();
+    },
+  };
+}

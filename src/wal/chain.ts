@@ -1,0 +1,238 @@
+/**
+ * Chain verification of WAL lines: the exact, sequential state machine that names every break
+ * (ChainVerifier), and the fast check a worker runs on a batch of lines (checkBatch).
+ */
+import { parseJson, type JsonValue } from "../json/canonical.js";
+import { GENESIS_HASH, entryShapeProblem, hashOfParsedEntry, type JsonObject } from "./entry.js";
+import { emitLines, type LineSink } from "./line-scan.js";
+
+export type WalErrorKind =
+  "prev_hash_mismatch" | "hash_mismatch" | "seq_gap" | "invalid_json" | "invalid_utf8" | "unreadable";
+
+export interface WalError {
+  run_id: string;
+  /** The seq of the entry at that place in the chain (the line's own seq when it is in sync). */
+  seq: number;
+  /** 1-based line number. */
+  line: number;
+  kind: WalErrorKind;
+  message: string;
+}
+
+export interface VerifyResult {
+  run_id: string;
+  file: string;
+  ok: boolean;
+  /** Lines read (valid or not). */
+  entries: number;
+  bytes: number;
+  /** Newest valid entry (-1 and the genesis hash when there is none). */
+  last_seq: number;
+  last_hash: string;
+  errors: WalError[];
+  /** Total errors found; `errors` keeps the first MAX_REPORTED_ERRORS. */
+  error_count: number;
+  /** Worker threads that hashed the file (0: checked on the calling thread). */
+  workers: number;
+}
+
+export const MAX_REPORTED_ERRORS = 1000;
+
+function tornOr(final: boolean, message: string): string {
+  return final ? `torn tail (no newline): ${message}` : message;
+}
+
+/** Summary of a batch of lines that are all valid and chained among themselves. */
+export interface CleanBatch {
+  count: number;
+  firstSeq: number;
+  firstPrev: string;
+  lastSeq: number;
+  lastHash: string;
+}
+
+/** The sequential verifier: feed it every line in order; it fills `result`. */
+export class ChainVerifier implements LineSink {
+  readonly result: VerifyResult;
+  // The seq the next line should have, and the hash it should point to (undefined right after
+  // a line we could not read, whose hash we do not know).
+  private expectedSeq = 0;
+  private expectedPrev: string | undefined = GENESIS_HASH;
+  /** Lines seen so far (the next line's number is linesSeen + 1). */
+  linesSeen = 0;
+
+  constructor(runId: string, file: string) {
+    this.result = {
+      run_id: runId,
+      file,
+      ok: true,
+      entries: 0,
+      bytes: 0,
+      last_seq: -1,
+      last_hash: GENESIS_HASH,
+      errors: [],
+      error_count: 0,
+      workers: 0,
+    };
+  }
+
+  report(seq: number, line: number, kind: WalErrorKind, message: string): void {
+    const r = this.result;
+    r.ok = false;
+    r.error_count++;
+    if (r.errors.length < MAX_REPORTED_ERRORS) r.errors.push({ run_id: r.run_id, seq, line, kind, message });
+  }
+
+  /** Reports a read failure at the next line. */
+  unreadable(message: string): void {
+    this.report(this.expectedSeq, this.linesSeen + 1, "unreadable", message);
+  }
+
+  private lost(): void {
+    this.expectedSeq++;
+    this.expectedPrev = undefined;
+  }
+
+  line(text: string, lineNo: number, final: boolean): void {
+    this.linesSeen = lineNo;
+    this.result.entries++;
+    let raw: JsonValue;
+    try {
+      raw = parseJson(text);
+    } catch (err) {
+      this.report(this.expectedSeq, lineNo, "invalid_json", tornOr(final, (err as Error).message));
+      return this.lost();
+    }
+    const problem = entryShapeProblem(raw);
+    if (problem) {
+      this.report(this.expectedSeq, lineNo, "invalid_json", tornOr(final, problem));
+      return this.lost();
+    }
+    const obj = raw as JsonObject;
+    const seq = obj.seq as number;
+    const computed = hashOfParsedEntry(obj);
+    const hashOk = computed === obj.entry_hash;
+    const expectedSeq = this.expectedSeq;
+    if (seq !== expectedSeq) {
+      this.report(
+        hashOk ? seq : expectedSeq,
+        lineNo,
+        "seq_gap",
+        seq > expectedSeq
+          ? `expected seq ${expectedSeq}, found ${seq} (entries missing)`
+          : `expected seq ${expectedSeq}, found ${seq}`,
+      );
+    }
+    const at = hashOk ? seq : expectedSeq;
+    if (this.expectedPrev !== undefined && obj.prev_hash !== this.expectedPrev) {
+      this.report(
+        at,
+        lineNo,
+        "prev_hash_mismatch",
+        `prev_hash ${String(obj.prev_hash)} does not match the previous entry_hash ${this.expectedPrev}`,
+      );
+    }
+    if (!hashOk) {
+      this.report(
+        at,
+        lineNo,
+        "hash_mismatch",
+        tornOr(
+          final,
+          `entry_hash ${String(obj.entry_hash)} does not match the content (computed ${computed})`,
+        ),
+      );
+    } else {
+      this.result.last_seq = seq;
+      this.result.last_hash = obj.entry_hash as string;
+      if (final) this.report(seq, lineNo, "invalid_json", "torn tail: last line has no newline");
+    }
+    this.expectedSeq = at + 1;
+    this.expectedPrev = obj.entry_hash as string;
+  }
+
+  badUtf8(lineNo: number, final: boolean): void {
+    this.linesSeen = lineNo;
+    this.result.entries++;
+    this.report(
+      this.expectedSeq,
+      lineNo,
+      "invalid_utf8",
+      tornOr(final, "line holds bytes that are not UTF-8"),
+    );
+    this.lost();
+  }
+
+  /**
+   * Takes a batch a worker found clean, if it continues the chain exactly; the state machine
+   * would then report nothing for it. Returns false when the batch must be fed line by line.
+   */
+  tryAdvance(batch: CleanBatch): boolean {
+    if (batch.firstSeq !== this.expectedSeq) return false;
+    if (this.expectedPrev !== undefined && batch.firstPrev !== this.expectedPrev) return false;
+    this.linesSeen += batch.count;
+    this.result.entries += batch.count;
+    this.result.last_seq = batch.lastSeq;
+    this.result.last_hash = batch.lastHash;
+    this.expectedSeq = batch.lastSeq + 1;
+    this.expectedPrev = batch.lastHash;
+    return true;
+  }
+
+  /** Feeds a batch of complete lines through the exact state machine. */
+  feed(region: Buffer): void {
+    emitLines(region, this.linesSeen, false, this);
+  }
+}
+
+/**
+ * Checks complete lines (each ending with a newline) on their own: every line parses, hashes,
+ * and links to the one before with the next seq. Returns the summary, or undefined when
+ * anything is off (the coordinator then re-checks the batch line by line to name the break).
+ */
+export function checkBatch(region: Buffer): CleanBatch | undefined {
+  let clean = true;
+  let count = 0;
+  let firstSeq = -1;
+  let firstPrev = "";
+  let lastSeq = -1;
+  let lastHash = "";
+  const sink: LineSink = {
+    line(text) {
+      if (!clean) return;
+      let raw: JsonValue;
+      try {
+        raw = parseJson(text);
+      } catch {
+        clean = false;
+        return;
+      }
+      if (entryShapeProblem(raw)) {
+        clean = false;
+        return;
+      }
+      const obj = raw as JsonObject;
+      const seq = obj.seq as number;
+      const hash = obj.entry_hash as string;
+      if (hashOfParsedEntry(obj) !== hash) {
+        clean = false;
+        return;
+      }
+      if (count === 0) {
+        firstSeq = seq;
+        firstPrev = obj.prev_hash as string;
+      } else if (seq !== lastSeq + 1 || obj.prev_hash !== lastHash) {
+        clean = false;
+        return;
+      }
+      count++;
+      lastSeq = seq;
+      lastHash = hash;
+    },
+    badUtf8() {
+      clean = false;
+    },
+  };
+  emitLines(region, 0, false, sink);
+  return clean && count > 0 ? { count, firstSeq, firstPrev, lastSeq, lastHash } : undefined;
+}

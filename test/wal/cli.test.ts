@@ -1,0 +1,145 @@
+import assert from "node:assert/strict";
+import { cp, mkdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { FIXTURES, runCli } from "../helpers.js";
+import { lines, scratchWorkspace } from "./support/wal-helpers.js";
+
+const GOLDEN_SDD = path.join(FIXTURES, "python-reference", "workspace", ".sdd");
+const expected = JSON.parse(await readFile(path.join(FIXTURES, "python-reference", "expected.json"), "utf8"));
+
+test("wal verify passes on the Python reference workspace; wal fingerprint equals expected.json", async () => {
+  const v = await runCli(["--sdd", GOLDEN_SDD, "wal", "verify"]);
+  assert.equal(v.code, 0, v.stderr);
+  assert.match(v.stdout, /run-golden: ok, 40 entries, last seq 39/);
+  const j = await runCli(["--sdd", GOLDEN_SDD, "--json", "wal", "verify", "--run", "run-golden"]);
+  const doc = JSON.parse(j.stdout);
+  assert.equal(doc.ok, true);
+  assert.equal(doc.runs[0].last_hash, expected.wal.last_entry_hash);
+  const f = await runCli(["--sdd", GOLDEN_SDD, "wal", "fingerprint", "--run", "run-golden"]);
+  assert.equal(f.code, 0, f.stderr);
+  assert.equal(f.stdout.trim(), expected.wal.fingerprint);
+  const fj = await runCli(["--sdd", GOLDEN_SDD, "wal", "fingerprint", "--run", "run-golden", "--json"]);
+  assert.equal(JSON.parse(fj.stdout).fingerprint, expected.wal.fingerprint);
+});
+
+test("wal show streams entries, from a seq, only open intents, as JSON", async () => {
+  const s = await runCli(["--sdd", GOLDEN_SDD, "wal", "show", "--run", "run-golden", "--from-seq", "38"]);
+  assert.equal(s.code, 0, s.stderr);
+  assert.deepEqual(
+    s.stdout
+      .trim()
+      .split("\n")
+      .map((l) => l.split("\t")[0]),
+    ["38", "39"],
+  );
+  const u = await runCli([
+    "--sdd",
+    GOLDEN_SDD,
+    "--json",
+    "wal",
+    "show",
+    "--run",
+    "run-golden",
+    "--uncommitted",
+  ]);
+  const doc = JSON.parse(u.stdout);
+  const index = (await lines(path.join(GOLDEN_SDD, "runtime", "wal", "uncommitted.idx.json"))).map((l) =>
+    JSON.parse(l),
+  );
+  // Python's intents are never followed by a commit of the same type and inputs.
+  assert.deepEqual(
+    doc.entries.map((e: { seq: number; entry_hash: string }) => [e.seq, e.entry_hash]),
+    index.map((r: { seq: number; entry_hash: string }) => [r.seq, r.entry_hash]),
+  );
+  assert.equal(doc.count, 14);
+  // The JSON keeps the lines exactly (re-serialized in field order).
+  const all = JSON.parse(
+    (await runCli(["--sdd", GOLDEN_SDD, "--json", "wal", "show", "--run", "run-golden"])).stdout,
+  );
+  assert.equal(all.count, 40);
+  const bad = await runCli(["--sdd", GOLDEN_SDD, "wal", "show", "--run", "run-golden", "--from-seq", "-1"]);
+  assert.equal(bad.code, 2);
+});
+
+test("no workspace: one line suggesting bernstein init, exit 2", async () => {
+  const { dir, cleanup } = await scratchWorkspace();
+  try {
+    for (const args of [
+      ["wal", "verify"],
+      ["wal", "show", "--run", "x"],
+      ["wal", "fingerprint", "--run", "x"],
+    ]) {
+      const r = await runCli(["--sdd", path.join(dir, "nope"), ...args]);
+      assert.equal(r.code, 2, args.join(" "));
+      assert.match(r.stderr, /bernstein init/);
+      assert.equal(r.stderr.trim().split("\n").length, 1);
+    }
+  } finally {
+    await cleanup();
+  }
+});
+
+test("an unknown --run is exit 2 and lists the runs there are", async () => {
+  for (const args of [
+    ["wal", "verify", "--run", "run-nope"],
+    ["wal", "show", "--run", "run-nope"],
+    ["wal", "fingerprint", "--run", "run-nope"],
+  ]) {
+    const r = await runCli(["--sdd", GOLDEN_SDD, ...args]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown run "run-nope".*: run-golden$/m);
+  }
+  const j = await runCli(["--sdd", GOLDEN_SDD, "--json", "wal", "verify", "--run", "run-nope"]);
+  assert.deepEqual(JSON.parse(j.stdout).runs, ["run-golden"]);
+});
+
+test("a broken WAL: verify exits 1 naming run, seq and line; show and fingerprint exit 5", async () => {
+  const { ws, cleanup } = await scratchWorkspace();
+  try {
+    await cp(path.join(GOLDEN_SDD, "runtime", "wal", "run-golden.wal.jsonl"), ws.walFile("run-golden"));
+    const ls = await lines(ws.walFile("run-golden"));
+    ls[17] = ls[17].replace('"batch":17', '"batch":71');
+    await writeFile(ws.walFile("run-golden"), ls.join("\n") + "\n");
+    const r = await runCli(["--sdd", ws.root, "wal", "verify"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /run-golden: seq 17, line 18: hash_mismatch/);
+    const q = await runCli(["--sdd", ws.root, "--quiet", "wal", "verify"]);
+    assert.equal(q.code, 1);
+    assert.match(q.stderr, /run-golden: seq 17, line 18: hash_mismatch/);
+    const j = JSON.parse((await runCli(["--sdd", ws.root, "--json", "wal", "verify"])).stdout);
+    assert.deepEqual(
+      [j.ok, j.runs[0].errors[0].run_id, j.runs[0].errors[0].seq, j.runs[0].errors[0].line],
+      [false, "run-golden", 17, 18],
+    );
+    const s = await runCli(["--sdd", ws.root, "--json", "wal", "show", "--run", "run-golden"]);
+    assert.equal(s.code, 5);
+    const doc = JSON.parse(s.stdout);
+    assert.equal(doc.count, 17, "entries before the break are shown");
+    assert.match(doc.error, /seq 17, line 18/);
+    const f = await runCli(["--sdd", ws.root, "wal", "fingerprint", "--run", "run-golden"]);
+    assert.equal(f.code, 5);
+    assert.doesNotMatch(f.stderr, /\n\s+at /);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a WAL path that is a folder or holds non-UTF-8 bytes is reported corrupt at its line, no stack trace", async () => {
+  const { ws, cleanup } = await scratchWorkspace();
+  try {
+    await mkdir(ws.walFile("run-dir"));
+    await writeFile(ws.walFile("run-bin"), Buffer.from([0x7b, 0xff, 0xfe, 0x7d, 0x0a]));
+    const r = await runCli(["--sdd", ws.root, "wal", "verify"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /run-dir: seq 0, line 1: unreadable: .*is a folder/);
+    assert.match(r.stdout, /run-bin: seq 0, line 1: invalid_utf8/);
+    assert.doesNotMatch(r.stdout + r.stderr, /\n\s+at |internal error/);
+    const s = await runCli(["--sdd", ws.root, "wal", "show", "--run", "run-dir"]);
+    assert.equal(s.code, 5);
+    assert.match(s.stderr, /folder/);
+    assert.doesNotMatch(s.stderr, /\n\s+at /);
+  } finally {
+    await cleanup();
+  }
+});
