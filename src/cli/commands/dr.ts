@@ -15,7 +15,6 @@ import { resolvePassword } from "../../dr/password.js";
 import { inspectArchive, openArchiveFile, restoreFromStream } from "../../dr/restore.js";
 import { verifyArchive } from "../../dr/verify.js";
 import { runDrill } from "../../dr/drill.js";
-import { recordBackupEvent } from "../../storage/audit-record.js";
 import {
   backupOffsite,
   isOffsiteDestination,
@@ -144,7 +143,7 @@ export function registerDr(program: Command): void {
       let result!: Awaited<ReturnType<typeof backupToFile>>;
       let location: string;
       let offsiteVerified = false;
-      let offsiteWarning: string | undefined;
+      let offsite: { root: string; name: string; remote: boolean } | undefined;
       if (isOffsiteDestination(opts)) {
         // Off-site (s3:// or a catalogue): storage places the archive we produce.
         const off = await backupOffsite({
@@ -169,7 +168,7 @@ export function registerDr(program: Command): void {
         });
         location = off.location;
         offsiteVerified = off.record !== null;
-        offsiteWarning = await recordBackupEvent(ws, off);
+        offsite = { root: off.root, name: off.name, remote: off.remote };
       } else {
         result = await backupToFile(ws, opts.to!, backupOpts);
         location = result.path;
@@ -196,21 +195,20 @@ export function registerDr(program: Command): void {
         encrypted: result.encrypted,
         verified,
       });
-      // Off-site backups are recorded by storage's `backup_written` event (dr list --check).
-      const audit = isOffsiteDestination(opts)
-        ? { recorded: offsiteWarning === undefined, warning: offsiteWarning }
-        : await recordAuditEvent(ws, {
-            event_type: "dr.backup",
-            resource_type: "backup",
-            resource_id: result.path,
-            details: {
-              sha256: result.sha256,
-              manifest_sha256: result.manifest_sha256,
-              file_count: result.file_count,
-              size_bytes: result.size_bytes,
-              encrypted: result.encrypted,
-            },
-          });
+      // One `dr.backup` event per backup; off-site ones add root and name (dr list --check).
+      const audit = await recordAuditEvent(ws, {
+        event_type: "dr.backup",
+        resource_type: "backup",
+        resource_id: location,
+        details: {
+          sha256: result.sha256,
+          manifest_sha256: result.manifest_sha256,
+          file_count: result.file_count,
+          size_bytes: result.size_bytes,
+          encrypted: result.encrypted,
+          ...(offsite ?? {}),
+        },
+      });
       const warnings = [...result.warnings, ...(audit.warning ? [audit.warning] : [])];
       if (!opts.encrypt)
         warnings.push("plain backup: the audit key is not included (encrypted backups carry it)");
