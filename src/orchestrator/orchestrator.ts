@@ -227,6 +227,8 @@ export class Orchestrator {
     await durableMkdir(ws.completedDir);
     await durableMkdir(ws.p("runtime", "agents"));
     await durableMkdir(ws.p("logs", "agents"));
+    await durableMkdir(ws.p("runtime", "signals"));
+    await durableMkdir(ws.p("runtime", "snapshot"));
     await clearStopRequest(ws);
     this.agentsCfg = await loadAgentsConfig(ws);
     const chains = await this.verifyChains();
@@ -811,9 +813,15 @@ export class Orchestrator {
 
   // ---------------------------------------------------------------- checkpoints and the loop
 
+  /**
+   * A decision boundary (no decision half made): answer a DR backup's pause request. Pending
+   * completion records are collected into the WAL before the pause is acknowledged — backups leave
+   * `runtime/completed/` out, so an attempt that finished must be in the WAL the snapshot holds.
+   */
   private async atSnapshotBoundary(): Promise<void> {
     this.snapshotResponder ??= new SnapshotResponder(this.ws);
-    await this.snapshotResponder.atDecisionBoundary(() => {
+    await this.snapshotResponder.atDecisionBoundary(async () => {
+      await this.collectCompletions();
       const pos = this.dlog.wal.durablePosition;
       return pos ? { [pos.runId]: { seq: pos.seq, entry_hash: pos.entry_hash } } : {};
     });
@@ -860,7 +868,13 @@ export class Orchestrator {
   }
 
   private watchFolders(): void {
-    for (const dir of [this.ws.completedDir, this.ws.p("runtime", "signals"), this.ws.backlogDir("open")]) {
+    const dirs = [
+      this.ws.completedDir,
+      this.ws.p("runtime", "signals"),
+      this.ws.p("runtime", "snapshot"),
+      this.ws.backlogDir("open"),
+    ];
+    for (const dir of dirs) {
       try {
         this.watchers.push(watch(dir, () => this.wake()));
       } catch {

@@ -44,6 +44,31 @@ test("doctor on the Python reference workspace: passes with warnings, DIR may ho
   }
 });
 
+test("doctor after `dr restore` of the Python reference backup: passes, the version mismatch is a warning", async () => {
+  const { dir, cleanup } = await scratchDir("bernstein-doc-rst-");
+  try {
+    const sdd = path.join(dir, "restored", ".sdd");
+    const key = path.join(dir, "audit.key");
+    await copyFile(path.join(FIXTURES, "python-reference/audit.key"), key);
+    await chmod(key, 0o600);
+    const env = { XDG_STATE_HOME: path.join(dir, "state"), BERNSTEIN_AUDIT_KEY_PATH: key };
+    const r = await runCli(
+      ["dr", "restore", "--from", path.join(FIXTURES, "python-reference/backup-plain.tar.gz"), "--sdd", sdd],
+      { env },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const doc = await runCli(["doctor", "--workspace", path.join(dir, "restored"), "--json"], { env });
+    assert.equal(doc.code, 0, doc.stdout);
+    const version = byName(JSON.parse(doc.stdout).checks, "version");
+    assert.equal(version.verdict, "warn");
+    assert.equal(version.ok, true);
+    assert.match(version.detail, /version unknown/);
+    assert.equal(byName(JSON.parse(doc.stdout).checks, "audit").verdict, "pass");
+  } finally {
+    await cleanup();
+  }
+});
+
 test("doctor fails on a broken chain, a claim missing from the WAL, a task in two folders, a ledger mismatch", async () => {
   const { dir, cleanup } = await scratchDir("bernstein-doc-bad-");
   try {
