@@ -26,7 +26,7 @@ async function main(): Promise<number> {
   const problems: string[] = [];
   try {
     const s = await makeCrashBacklog(dir, tasks, rand);
-    const out = await runCrashLoop(s, { kills, maxAgents: 4, rand, minMs: 300, maxMs: 2500 });
+    const out = await runCrashLoop(s, { kills, maxAgents: 4, rand, minMs: 50, maxMs: 2000 });
     if (out.final.code !== 0)
       problems.push(`final start exited ${out.final.code}: ${out.final.stderr.trim()}`);
     const counts = new Map<string, number>();
@@ -52,6 +52,7 @@ async function main(): Promise<number> {
       seed,
       tasks,
       kills: out.kills,
+      kills_while_running: out.killsWhileRunning,
       starts: out.starts,
       wal_runs: runs,
       done: status.tasks.done,

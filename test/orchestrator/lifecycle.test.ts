@@ -51,7 +51,9 @@ test("stop during a busy run, then start: the backlog finishes with nothing lost
     for (let i = 0; i < 16; i++) {
       const id = `s-${String(i).padStart(2, "0")}`;
       ids.push(id);
-      await addTask(ws, { id, title: id, command: `echo ${id} >> ${results}; sleep 0.${3 + (i % 5)}` });
+      // The first three finish fast; the rest take long enough that the stop lands mid-run even on a loaded machine.
+      const sleep = i < 3 ? "0.1" : "1";
+      await addTask(ws, { id, title: id, command: `echo ${id} >> ${results}; sleep ${sleep}` });
     }
     const started = await cli("start", "--detach", "--max-agents", "3", "--poll", "50", "--json");
     assert.equal(started.code, 0, started.stderr);

@@ -56,12 +56,18 @@ export function cli(s: Scenario, args: string[], timeoutMs = 300_000): Promise<C
   return runCli(["--sdd", s.sdd, ...args], { cwd: s.dir, env: s.env, timeoutMs });
 }
 
-/** Starts `bernstein start --until-idle` and SIGKILLs it after `killAfterMs`; true if it was killed. */
+/**
+ * Starts `bernstein start --until-idle` and SIGKILLs it `killAfterMs` after a moment: its spawn
+ * (`from: "spawn"`, the kill may land in start-up or recovery) or the moment it reports running in
+ * `runtime/orchestrator.json` (`from: "running"`, so a loaded machine's slow start-up does not
+ * swallow the kill). Resolves with whether the kill landed and in which phase.
+ */
 export function startAndKill(
   s: Scenario,
   maxAgents: number,
   killAfterMs: number,
-): Promise<{ killed: boolean; code: number | null; stderr: string }> {
+  from: "spawn" | "running" = "running",
+): Promise<{ killed: boolean; whileRunning: boolean; code: number | null; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
@@ -83,20 +89,43 @@ export function startAndKill(
     let stderr = "";
     child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
     let killed = false;
-    const timer = setTimeout(() => {
-      killed = child.exitCode === null && child.signalCode === null;
-      if (killed) child.kill("SIGKILL");
-    }, killAfterMs);
+    let running = false;
+    let done = false;
+    const alive = () => child.exitCode === null && child.signalCode === null;
+    const kill = () => {
+      if (done || !alive()) return;
+      killed = true;
+      child.kill("SIGKILL");
+    };
+    const statusFile = path.join(s.sdd, "runtime", "orchestrator.json");
+    const poll = async () => {
+      while (!done && alive()) {
+        const st = await readFile(statusFile, "utf8").then(
+          (t) => JSON.parse(t) as { pid?: number; state?: string },
+          () => null,
+        );
+        if (st && st.pid === child.pid && st.state !== "recovering") {
+          running = true;
+          if (from === "running") setTimeout(kill, killAfterMs);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    if (from === "spawn") setTimeout(kill, killAfterMs);
+    void poll();
     child.on("error", reject);
     child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ killed, code, stderr });
+      done = true;
+      resolve({ killed, whileRunning: killed && running, code, stderr });
     });
   });
 }
 
 export interface CrashOutcome {
   kills: number;
+  /** Kills that landed after the orchestrator reported running (the rest hit start-up or recovery). */
+  killsWhileRunning: number;
   starts: number;
   final: CliResult;
   lines: string[];
@@ -108,14 +137,19 @@ export async function runCrashLoop(
   opts: { kills: number; maxAgents: number; rand: () => number; minMs?: number; maxMs?: number },
 ): Promise<CrashOutcome> {
   let kills = 0;
+  let killsWhileRunning = 0;
   let starts = 0;
   const minMs = opts.minMs ?? 80;
   const maxMs = opts.maxMs ?? 1500;
   while (kills < opts.kills) {
     starts++;
-    const r = await startAndKill(s, opts.maxAgents, minMs + Math.floor(opts.rand() * (maxMs - minMs)));
-    if (r.killed) kills++;
-    else if (r.code !== 0) throw new Error(`start exited ${r.code} between kills: ${r.stderr}`);
+    // One kill in four counts from the spawn, so some land in start-up and recovery.
+    const from = opts.rand() < 0.25 ? "spawn" : "running";
+    const r = await startAndKill(s, opts.maxAgents, minMs + Math.floor(opts.rand() * (maxMs - minMs)), from);
+    if (r.killed) {
+      kills++;
+      if (r.whileRunning) killsWhileRunning++;
+    } else if (r.code !== 0) throw new Error(`start exited ${r.code} between kills: ${r.stderr}`);
     else break; // finished before the kill: nothing left to interrupt
   }
   starts++;
@@ -129,5 +163,5 @@ export async function runCrashLoop(
     "--json",
   ]);
   const text = await readFile(s.results, "utf8").catch(() => "");
-  return { kills, starts, final, lines: text.split("\n").filter(Boolean) };
+  return { kills, killsWhileRunning, starts, final, lines: text.split("\n").filter(Boolean) };
 }
