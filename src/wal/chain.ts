@@ -3,7 +3,7 @@
  * (ChainVerifier), and the fast check a worker runs on a batch of lines (checkBatch).
  */
 import { parseJson, type JsonValue } from "../json/canonical.js";
-import { GENESIS_HASH, entryShapeProblem, hashOfParsedEntry, type JsonObject } from "./entry.js";
+import { GENESIS_HASH, NOT_EXACT, digestParsedEntry, entryShapeProblem, type JsonObject } from "./entry.js";
 import { emitLines, type LineSink } from "./line-scan.js";
 
 export type WalErrorKind =
@@ -110,8 +110,8 @@ export class ChainVerifier implements LineSink {
     }
     const obj = raw as JsonObject;
     const seq = obj.seq as number;
-    const computed = hashOfParsedEntry(obj);
-    const hashOk = computed === obj.entry_hash;
+    const { hash: computed, exact } = digestParsedEntry(obj, text);
+    const hashOk = computed === obj.entry_hash && exact;
     const expectedSeq = this.expectedSeq;
     if (seq !== expectedSeq) {
       this.report(
@@ -139,7 +139,9 @@ export class ChainVerifier implements LineSink {
         "hash_mismatch",
         tornOr(
           final,
-          `entry_hash ${String(obj.entry_hash)} does not match the content (computed ${computed})`,
+          computed !== obj.entry_hash
+            ? `entry_hash ${String(obj.entry_hash)} does not match the content (computed ${computed})`
+            : NOT_EXACT,
         ),
       );
     } else {
@@ -200,6 +202,7 @@ export function checkBatch(region: Buffer): CleanBatch | undefined {
   const sink: LineSink = {
     line(text) {
       if (!clean) return;
+      const lineText = text;
       let raw: JsonValue;
       try {
         raw = parseJson(text);
@@ -214,7 +217,8 @@ export function checkBatch(region: Buffer): CleanBatch | undefined {
       const obj = raw as JsonObject;
       const seq = obj.seq as number;
       const hash = obj.entry_hash as string;
-      if (hashOfParsedEntry(obj) !== hash) {
+      const digest = digestParsedEntry(obj, lineText);
+      if (digest.hash !== hash || !digest.exact) {
         clean = false;
         return;
       }

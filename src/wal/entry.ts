@@ -94,6 +94,17 @@ export function hashOfParsedEntry(raw: JsonObject): string {
 
 /** Sorted order of the hashed fields: the canonical form of a standard entry. */
 const SORTED_BODY_FIELDS = WAL_FIELDS.filter((f) => f !== "entry_hash").sort();
+/** Where each field of WAL_FIELDS lands in the sorted body. */
+const SORTED_SLOT = WAL_FIELDS.map((f) =>
+  SORTED_BODY_FIELDS.indexOf(f as (typeof SORTED_BODY_FIELDS)[number]),
+);
+
+function hasStandardFields(raw: JsonObject): boolean {
+  const keys = Object.keys(raw);
+  if (keys.length !== WAL_FIELDS.length) return false;
+  for (let i = 0; i < keys.length; i++) if (keys[i] !== WAL_FIELDS[i]) return false;
+  return true;
+}
 
 /**
  * Canonical JSON of a parsed entry without `entry_hash`. An entry with exactly the standard
@@ -101,10 +112,7 @@ const SORTED_BODY_FIELDS = WAL_FIELDS.filter((f) => f !== "entry_hash").sort();
  * once; anything else goes through the generic serializer. Both give canonicalJson's output.
  */
 export function canonicalEntryBody(raw: JsonObject): string {
-  const keys = Object.keys(raw);
-  let standard = keys.length === WAL_FIELDS.length;
-  for (let i = 0; standard && i < keys.length; i++) standard = keys[i] === WAL_FIELDS[i];
-  if (!standard) {
+  if (!hasStandardFields(raw)) {
     const { entry_hash: _ignored, ...rest } = raw;
     return canonicalJson(rest);
   }
@@ -114,6 +122,42 @@ export function canonicalEntryBody(raw: JsonObject): string {
     out += (i === 0 ? '"' : ',"') + f + '":' + canonicalJson(raw[f]);
   }
   return out + "}";
+}
+
+export interface EntryDigest {
+  /** sha256 hex of the canonical body: must equal the stored entry_hash. */
+  hash: string;
+  /**
+   * Whether the line is exactly what the writer (ours or Python's) prints for the parsed value.
+   * The hash covers the parsed value, so a byte can change without changing it (a float digit
+   * beyond double precision: 1.8944087 and 1.8944086 are the same double); this catches that.
+   */
+  exact: boolean;
+}
+
+/** Hash of a parsed line and whether the line is byte-exact (see EntryDigest). */
+export function digestParsedEntry(raw: JsonObject, line: string): EntryDigest {
+  if (!hasStandardFields(raw)) {
+    return { hash: sha256Hex(canonicalEntryBody(raw)), exact: orderedJson(raw) === line };
+  }
+  // Each field is serialized once and the pieces serve both the sorted body and the line;
+  // objects and arrays also need their line order (nested keys are not sorted in a line).
+  const sorted: string[] = new Array(SORTED_BODY_FIELDS.length);
+  let ordered = "{";
+  for (let i = 0; i < WAL_FIELDS.length; i++) {
+    const f = WAL_FIELDS[i];
+    const v = raw[f];
+    const canon = canonicalJson(v);
+    const slot = SORTED_SLOT[i];
+    if (slot >= 0) sorted[slot] = canon;
+    const asWritten = typeof v === "object" && v !== null && !(v instanceof PyFloat) ? orderedJson(v) : canon;
+    ordered += (i === 0 ? '"' : ',"') + f + '":' + asWritten;
+  }
+  let body = "{";
+  for (let i = 0; i < SORTED_BODY_FIELDS.length; i++) {
+    body += (i === 0 ? '"' : ',"') + SORTED_BODY_FIELDS[i] + '":' + sorted[i];
+  }
+  return { hash: sha256Hex(body + "}"), exact: ordered + "}" === line };
 }
 
 /** The WAL line of an entry, with its trailing newline. */
@@ -187,6 +231,10 @@ export function toWalEntry(raw: JsonObject): WalEntry {
   };
 }
 
+/** Why a line whose value hashes right still fails: its bytes are not the ones written. */
+export const NOT_EXACT =
+  "line bytes differ from the entry as written (same hashed value: e.g. a float digit beyond double precision or a changed escape)";
+
 export type LineCheck =
   | { ok: true; raw: JsonObject; entry: WalEntry }
   | { ok: false; kind: "invalid_json" | "hash_mismatch"; message: string };
@@ -202,7 +250,7 @@ export function checkLine(line: string): LineCheck {
   const problem = entryShapeProblem(raw);
   if (problem) return { ok: false, kind: "invalid_json", message: problem };
   const obj = raw as JsonObject;
-  const computed = hashOfParsedEntry(obj);
+  const { hash: computed, exact } = digestParsedEntry(obj, line);
   if (computed !== obj.entry_hash) {
     return {
       ok: false,
@@ -210,5 +258,6 @@ export function checkLine(line: string): LineCheck {
       message: `entry_hash ${String(obj.entry_hash)} does not match the content (computed ${computed})`,
     };
   }
+  if (!exact) return { ok: false, kind: "hash_mismatch", message: NOT_EXACT };
   return { ok: true, raw: obj, entry: toWalEntry(obj) };
 }

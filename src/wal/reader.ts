@@ -13,7 +13,7 @@ import { parseJson, type JsonValue } from "../json/canonical.js";
 import {
   GENESIS_HASH,
   entryShapeProblem,
-  hashOfParsedEntry,
+  digestParsedEntry,
   toWalEntry,
   type JsonObject,
   type WalEntry,
@@ -256,7 +256,8 @@ export async function* readWalEntries(
       const entry = toWalEntry(obj);
       if (entry.seq < fromSeq) return;
       if (verify) {
-        if (hashOfParsedEntry(obj) !== entry.entry_hash) {
+        const digest = digestParsedEntry(obj, text);
+        if (digest.hash !== entry.entry_hash || !digest.exact) {
           return fail(prevSeq + 1, lineNo, "hash_mismatch", "entry_hash does not match the content");
         }
         if (prevHash !== undefined && entry.prev_hash !== prevHash) {
