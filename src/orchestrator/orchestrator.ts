@@ -16,7 +16,7 @@ import { ExitCode, UserError } from "../cli/errors.js";
 import { AuditLog } from "../audit/log.js";
 import { loadAuditKey } from "../audit/key.js";
 import { appendCostRow } from "../ledger/cost-ledger.js";
-import type { JsonObject, WalEntry } from "../wal/entry.js";
+import type { JsonObject, WalEntry, WalPosition } from "../wal/entry.js";
 import { listRuns, verifyWal } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
 import { replayWal, type ReplaySummary } from "../wal/replay.js";
@@ -65,6 +65,14 @@ export interface OrchestratorOptions {
   lostAgentGraceMs: number;
   /** Audit key file (else the default resolution). */
   auditKeyFile?: string;
+  /**
+   * The replication leader (`start --replication-listen`): its commit gate holds each append until
+   * the acknowledgement policy is met (a rejection is a REPLICATION error), and it serves the run.
+   */
+  replication?: {
+    commitGate: (pos: WalPosition) => Promise<void>;
+    attachWriter: (writer: WalWriter) => unknown;
+  };
   log?: (line: string) => void;
   warn?: (line: string) => void;
 }
@@ -222,7 +230,8 @@ export class Orchestrator {
     const chains = await this.verifyChains();
     const loaded = await loadState(ws);
     const runId = newRunId();
-    const wal = await WalWriter.open(ws, runId);
+    const wal = await WalWriter.open(ws, runId, { commitGate: this.opts.replication?.commitGate });
+    this.opts.replication?.attachWriter(wal);
     const key = await loadAuditKey({ create: true, keyFile: this.opts.auditKeyFile });
     const audit = await AuditLog.open(ws, key);
     this.dlog = new DecisionLog({ ws, wal, audit, state: loaded.state, onCommit: () => this.afterCommit() });

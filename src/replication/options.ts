@@ -3,6 +3,7 @@
  * function that turns them into a running leader (so the orchestrator's hook stays one line).
  */
 import { readFile } from "node:fs/promises";
+import path from "node:path";
 import { type Command, Option } from "commander";
 import { ExitCode, UserError } from "../cli/errors.js";
 import type { Workspace } from "../workspace/layout.js";
@@ -160,5 +161,62 @@ export async function startLeaderFromFlags(
     await close();
     await removeEndpoint(ws);
   };
+  return leader;
+}
+
+/** `start`'s replication options: the leader's plus `--replication-listen`. */
+export function addReplicationStartOptions(cmd: Command): Command {
+  return addLeaderOptions(
+    cmd.option("--replication-listen <host:port>", "also serve WAL replication to followers here"),
+  );
+}
+
+export interface ReplicationStartFlags extends LeaderFlags {
+  replicationListen?: string;
+}
+
+/** The replication flags again, for a re-spawned `start` (--detach). */
+export function replicationArgs(f: ReplicationStartFlags): string[] {
+  if (!f.replicationListen) return [];
+  const a = ["--replication-listen", f.replicationListen, "--ack-policy", f.ackPolicy];
+  if (f.tokenFile) a.push("--token-file", path.resolve(f.tokenFile));
+  if (f.tlsCert) a.push("--tls-cert", path.resolve(f.tlsCert));
+  if (f.tlsKey) a.push("--tls-key", path.resolve(f.tlsKey));
+  if (f.tlsCa) a.push("--tls-ca", path.resolve(f.tlsCa));
+  for (const x of f.follower) a.push("--follower", x);
+  a.push(
+    "--ack-timeout",
+    String(f.ackTimeout),
+    "--on-ack-timeout",
+    f.onAckTimeout,
+    "--probe-interval",
+    String(f.probeInterval),
+  );
+  a.push("--max-lag-entries", String(f.maxLagEntries), "--max-retries", String(f.maxRetries));
+  return a;
+}
+
+/**
+ * `start --replication-listen`: starts the leader (or returns undefined without the flag) and
+ * refuses to start a fenced one. The caller passes it as `replication` to Orchestrator.open and
+ * closes it when the run ends.
+ */
+export async function startReplicationForStart(
+  ws: Workspace,
+  flags: ReplicationStartFlags,
+  quiet: boolean,
+): Promise<ReplicationLeader | undefined> {
+  if (!flags.replicationListen) return undefined;
+  const log = (line: string): void => {
+    if (!quiet) process.stderr.write(line + "\n");
+  };
+  const leader = await startLeaderFromFlags(ws, flags.replicationListen, flags, { log });
+  try {
+    leader.assertCanDecide();
+  } catch (err) {
+    await leader.close();
+    throw err;
+  }
+  log(`replication: serving at ${leader.url} (epoch ${leader.epoch}, ack policy ${leader.policy.policy})`);
   return leader;
 }

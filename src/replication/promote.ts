@@ -14,7 +14,8 @@
 import { readdir } from "node:fs/promises";
 import type { Workspace } from "../workspace/layout.js";
 import { durableAppend } from "../workspace/durable.js";
-import { acquireLock } from "../workspace/lock.js";
+import { acquireLock, describeHolder, readLock } from "../workspace/lock.js";
+import { ExitCode, UserError } from "../cli/errors.js";
 import { type AckPolicyName, ReplicationError, parseAckPolicy, promotionQuorum } from "./ack-policy.js";
 import { GENESIS_HASH, IntegrityError, type ChainTail, verifyPrefix } from "./chain.js";
 import { Peer, errorText } from "./client.js";
@@ -117,6 +118,13 @@ async function catchUpFrom(
 export async function promote(o: PromoteOptions): Promise<PromoteResult> {
   const { ws } = o;
   const timeoutMs = o.timeoutMs ?? 10_000;
+  const held = await readLock(ws);
+  if (held.state === "held") {
+    throw new UserError(
+      `${ws.root} is in use by ${describeHolder(held.info)}; stop its follower process before promoting it`,
+      ExitCode.LOCKED,
+    );
+  }
   const lock = await acquireLock(ws, "dr promote");
   try {
     const role = await readRole(ws);
@@ -139,12 +147,16 @@ export async function promote(o: PromoteOptions): Promise<PromoteResult> {
     }
     const policy: AckPolicyName = role.cluster ? parseAckPolicy(role.cluster.policy) : "LEADER_ONLY";
     const configured = role.cluster?.followers ?? [];
-    const followerCount = Math.max(configured.length, 1);
-    const quorum = promotionQuorum(policy, followerCount);
     const peerUrls =
       o.peers && o.peers.length > 0
         ? o.peers
         : configured.filter((f) => f.name !== role.region && f.url).map((f) => f.url as string);
+    // Without what the leader reported (it died before this follower asked), be conservative:
+    // every named peer must be reached.
+    const followerCount = role.cluster ? Math.max(configured.length, 1) : peerUrls.length + 1;
+    const quorum = role.cluster ? promotionQuorum(policy, followerCount) : followerCount;
+    if (!role.cluster)
+      warnings.push("the leader's policy is unknown to this follower: every --peer must be reached");
     if (peerUrls.length > 0 && !o.token)
       throw new ReplicationError("reaching peers needs --token-file (or BERNSTEIN_REPLICATION_TOKEN)");
 

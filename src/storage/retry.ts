@@ -107,9 +107,8 @@ export class RetriesExhausted extends Error {
     readonly attempts: number,
     readonly lastError: unknown,
   ) {
-    super(
-      `${operation}: ${describeError(lastError)} (gave up after ${attempts} attempt${attempts === 1 ? "" : "s"})`,
-    );
+    // The operation is kept as a field: callers put their own context in front of the message.
+    super(`${describeError(lastError)} (gave up after ${attempts} attempt${attempts === 1 ? "" : "s"})`);
     this.name = "RetriesExhausted";
   }
 }

@@ -4,6 +4,7 @@
  * SIGCONT: the follower catches up and turns HEALTHY (and ALL resumes).
  */
 import assert from "node:assert/strict";
+import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { scratchDir } from "../helpers.js";
@@ -26,7 +27,7 @@ interface FollowerView {
 async function cluster(
   dir: string,
   policy: string,
-  extra: { ackTimeout: number; maxLagEntries: number; maxRetries: number },
+  extra: { ackTimeout: number; maxLagEntries: number; maxRetries: number; onAckTimeout?: string },
 ) {
   const { file: tokenFile, token } = await makeToken(dir);
   const [pa, pb] = [await freePort(), await freePort()];
@@ -155,5 +156,48 @@ test(
       "decisions acknowledged again",
       () => c.leader.proc.acks().length > acksAtHalt + 10,
     );
+  },
+);
+
+test(
+  "ALL with --on-ack-timeout degrade: continues as LEADER_ONLY and writes an audit event",
+  { timeout: 90_000 },
+  async (t) => {
+    const { dir, cleanup } = await scratchDir("bernstein-repl-degrade-");
+    const procs: Proc[] = [];
+    t.after(async () => {
+      for (const p of procs) p.kill("SIGCONT");
+      for (const p of procs) p.kill("SIGKILL");
+      await cleanup();
+    });
+    const c = await cluster(dir, "ALL", {
+      ackTimeout: 500,
+      maxLagEntries: 10,
+      maxRetries: 3,
+      onAckTimeout: "degrade",
+    });
+    procs.push(c.leader.proc, c.a.proc, c.b.proc);
+    c.b.proc.kill("SIGSTOP");
+    const s = await eventually("DEGRADED", async () => {
+      const x = await c.status();
+      return x.policy_state === "DEGRADED" ? x : undefined;
+    });
+    assert.match(String(s.policy_reason), /ALL not met within 500 ms/);
+    const before = c.leader.proc.acks().length;
+    await c.leader.proc.waitFor(
+      "decisions acknowledged while degraded",
+      () => c.leader.proc.acks().length >= before + 30,
+    );
+    assert.equal(
+      c.leader.proc.events.filter((e) => e.reject !== undefined || e.refused !== undefined).length,
+      0,
+    );
+    const auditDir = path.join(dir, "L", ".sdd", "audit");
+    const audit = await eventually("the audit event", async () => {
+      const files = await readdir(auditDir);
+      const text = (await Promise.all(files.map((f) => readFile(path.join(auditDir, f), "utf8")))).join("");
+      return /"event_type": "replication_degraded"/.test(text) ? text : undefined;
+    });
+    assert.match(audit, /ALL not met within 500 ms/);
   },
 );

@@ -14,6 +14,11 @@ import { Orchestrator, type RecoverySummary } from "../../orchestrator/orchestra
 import { readStatusFile, writeStopRequest } from "../../orchestrator/control.js";
 import { collectStatus, renderStatus } from "../../orchestrator/status.js";
 import { intArg, positiveNumberArg } from "./task.js";
+import {
+  addReplicationStartOptions,
+  replicationArgs,
+  startReplicationForStart,
+} from "../../replication/options.js";
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../../bin/bernstein");
 
@@ -65,8 +70,7 @@ async function waitForDetached(
 }
 
 export function registerOrchestrator(program: Command): void {
-  program
-    .command("start")
+  addReplicationStartOptions(program.command("start"))
     .description("recover the workspace (checkpoint + WAL replay), then run the backlog with agents")
     .option("--until-idle", "return when nothing is open or running (exit 1 if a task failed terminally)")
     .option("--detach", "run in the background; return once it is running")
@@ -112,6 +116,7 @@ export function registerOrchestrator(program: Command): void {
         if (opts.retryBackoff !== undefined) args.push("--retry-backoff", String(opts.retryBackoff));
         if (opts.poll !== undefined) args.push("--poll", String(opts.poll));
         if (opts.keyFile) args.push("--key-file", path.resolve(opts.keyFile));
+        args.push(...replicationArgs(opts));
         await durableMkdir(ws.logsDir);
         const logFile = path.join(ws.logsDir, "orchestrator.log");
         const fd = openSync(logFile, "a");
@@ -141,7 +146,12 @@ export function registerOrchestrator(program: Command): void {
         );
         return;
       }
+      // --replication-listen: the leader endpoint (replication owns this hook). Its commit gate holds
+      // every decision until the ack policy is met; a fenced leader refuses to start.
+      const leader = await startReplicationForStart(ws, opts, g.quiet);
+      const closeLeader = async () => leader?.close();
       const orch = await Orchestrator.open(ws, {
+        replication: leader,
         maxAgents: opts.maxAgents,
         untilIdle: Boolean(opts.untilIdle),
         checkpointEvery: opts.checkpointEvery,
@@ -151,6 +161,9 @@ export function registerOrchestrator(program: Command): void {
         auditKeyFile: opts.keyFile,
         log: (l) => out.line(l),
         warn: (l) => out.warn(l),
+      }).catch(async (err: unknown) => {
+        await closeLeader();
+        throw err;
       });
       out.line(`run ${orch.runId}: ${replayLine(orch.recovery)}`);
       // Ctrl-C / SIGTERM: drain like `bernstein stop` (agents keep running and are re-attached later).
@@ -164,7 +177,7 @@ export function registerOrchestrator(program: Command): void {
       };
       process.once("SIGINT", onSignal);
       process.once("SIGTERM", onSignal);
-      const result = await orch.run();
+      const result = await orch.run().finally(closeLeader);
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
       out.result({ ok: result.exit_code === 0, recovery: orch.recovery, ...result }, () => {

@@ -1,0 +1,136 @@
+/**
+ * Must-show with the real orchestrator: `start --replication-listen` under QUORUM with two
+ * followers, SIGKILLed mid-backlog; `dr promote` of a follower gives a workspace whose chains
+ * verify, `doctor` passes, and `start` on it completes the backlog.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { addTask } from "../../src/orchestrator/tasks.js";
+import { listRuns, verifyWal } from "../../src/wal/reader.js";
+import { initWorkspace, Workspace } from "../../src/workspace/layout.js";
+import { CLI, runCli, scratchDir } from "../helpers.js";
+import { eventually, freePort, getJson, makeToken, Proc, startFollower } from "./support/procs.js";
+
+test(
+  "start --replication-listen, SIGKILL, promote: doctor passes and start completes the backlog",
+  { timeout: 120_000 },
+  async (t) => {
+    const { dir, cleanup } = await scratchDir("bernstein-repl-orch-");
+    const procs: Proc[] = [];
+    t.after(async () => {
+      for (const p of procs) p.kill("SIGKILL");
+      await cleanup();
+    });
+    const env = { XDG_STATE_HOME: path.join(dir, "state"), BERNSTEIN_AUDIT_KEY_PATH: "" };
+    Object.assign(process.env, env); // the followers (children of this process) too
+    const { file: tokenFile, token } = await makeToken(dir);
+    const sdd = (n: string): string => path.join(dir, n, ".sdd");
+    const { workspace: lws } = await initWorkspace(sdd("L"));
+    const results = path.join(dir, "results.txt");
+    const ids: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const id = `r-${String(i).padStart(2, "0")}`;
+      ids.push(id);
+      await addTask(lws, { id, title: id, command: `echo ${id} >> ${results}; sleep 0.2` });
+    }
+    const [pl, pa, pb] = [await freePort(), await freePort(), await freePort()];
+    const leaderChild = spawn(
+      process.execPath,
+      [
+        CLI,
+        "--sdd",
+        sdd("L"),
+        "start",
+        "--poll",
+        "50",
+        "--max-agents",
+        "2",
+        "--replication-listen",
+        `127.0.0.1:${pl}`,
+        "--token-file",
+        tokenFile,
+        "--ack-policy",
+        "QUORUM",
+        "--follower",
+        `a=http://127.0.0.1:${pa}`,
+        "--follower",
+        `b=http://127.0.0.1:${pb}`,
+        "--ack-timeout",
+        "30000",
+        "--probe-interval",
+        "200",
+      ],
+      { stdio: ["ignore", "pipe", "pipe"], cwd: dir, env: { ...process.env, ...env } },
+    );
+    const leader = new Proc(leaderChild, "leader");
+    procs.push(leader);
+    await leader.waitFor("the leader endpoint", () => /replication: serving at/.test(leader.stderr));
+    const leaderUrl = `http://127.0.0.1:${pl}`;
+    const a = await startFollower({
+      leader: leaderUrl,
+      region: "a",
+      sdd: sdd("A"),
+      tokenFile,
+      extra: ["--listen", `127.0.0.1:${pa}`],
+    });
+    const b = await startFollower({
+      leader: leaderUrl,
+      region: "b",
+      sdd: sdd("B"),
+      tokenFile,
+      extra: ["--listen", `127.0.0.1:${pb}`],
+    });
+    procs.push(a.proc, b.proc);
+
+    // Let some tasks finish, then kill the leader mid-backlog.
+    await eventually(
+      "a few tasks done",
+      async () => (await readFile(results, "utf8").catch(() => "")).split("\n").filter(Boolean).length >= 3,
+    );
+    const st = await getJson(`${leaderUrl}/status`, token);
+    assert.equal(st.policy, "QUORUM");
+    leader.kill("SIGKILL");
+    await leader.exited;
+
+    a.proc.kill("SIGKILL");
+    await a.proc.exited;
+    const pr = await runCli(
+      ["--sdd", sdd("A"), "--json", "dr", "promote", "--token-file", tokenFile, "--peer", b.url],
+      { env },
+    );
+    assert.equal(pr.code, 0, pr.stderr + pr.stdout);
+    assert.equal(JSON.parse(pr.stdout).epoch, 2);
+
+    const aws = new Workspace(sdd("A"));
+    const runs = await listRuns(aws);
+    assert.ok(runs.length >= 1);
+    for (const run of runs) {
+      const v = await verifyWal(run.file, run.run_id);
+      assert.equal(v.ok, true, JSON.stringify(v.errors));
+      // Every entry the followers acknowledged to the leader is in the promoted WAL.
+      const lv = await verifyWal(
+        path.join(sdd("L"), "runtime", "wal", `${run.run_id}.wal.jsonl`),
+        run.run_id,
+      );
+      assert.ok(lv.last_seq >= v.last_seq);
+    }
+
+    const doctor = await runCli(["--sdd", sdd("A"), "--json", "doctor"], { env, cwd: dir });
+    assert.equal(doctor.code, 0, doctor.stdout + doctor.stderr);
+
+    b.proc.kill("SIGTERM");
+    await b.proc.exited;
+    const fin = await runCli(
+      ["--sdd", sdd("A"), "--json", "start", "--until-idle", "--poll", "50", "--max-agents", "2"],
+      { env, cwd: dir },
+    );
+    assert.equal(fin.code, 0, fin.stderr);
+    const doc = JSON.parse(fin.stdout) as { counts: { done: number } };
+    assert.equal(doc.counts.done, ids.length);
+    const ran = new Set((await readFile(results, "utf8")).split("\n").filter(Boolean));
+    assert.deepEqual([...ran].sort(), ids);
+  },
+);
