@@ -5,7 +5,14 @@
  * without `entry_hash`; the line is the same object in field order (`WAL_FIELDS`), compact.
  */
 import { hash } from "node:crypto";
-import { PyFloat, canonicalJson, orderedJson, parseJson, type JsonValue } from "../json/canonical.js";
+import {
+  PyFloat,
+  canonicalJson,
+  orderedJson,
+  parseJson,
+  pyStringLiteral,
+  type JsonValue,
+} from "../json/canonical.js";
 import { asJsonObject, type JsonObject } from "../json/object.js";
 
 /** `prev_hash` of seq 0. */
@@ -70,18 +77,27 @@ export function sha256Hex(text: string): string {
 
 /** The hash of an entry we hold as a typed WalEntry (entry_hash ignored). */
 export function computeEntryHash(e: Omit<WalEntry, "entry_hash">): string {
-  return sha256Hex(
-    canonicalJson({
-      seq: e.seq,
-      prev_hash: e.prev_hash,
-      timestamp: pyTimestamp(e.timestamp),
-      decision_type: e.decision_type,
-      inputs: e.inputs,
-      output: e.output,
-      actor: e.actor,
-      committed: e.committed,
-    }),
-  );
+  return sha256Hex(bodyAndLine(e).body);
+}
+
+/**
+ * The canonical body (what is hashed) and the line prefix (fields in line order, up to
+ * `entry_hash`) of an entry, each field serialized once: the writer's hot path.
+ */
+function bodyAndLine(e: Omit<WalEntry, "entry_hash">): { body: string; linePrefix: string } {
+  const seq = String(e.seq);
+  const prev = pyStringLiteral(e.prev_hash);
+  const ts = canonicalJson(pyTimestamp(e.timestamp));
+  const type = pyStringLiteral(e.decision_type);
+  const actor = pyStringLiteral(e.actor);
+  const committed = e.committed ? "true" : "false";
+  const body =
+    `{"actor":${actor},"committed":${committed},"decision_type":${type},"inputs":${canonicalJson(e.inputs)},` +
+    `"output":${canonicalJson(e.output)},"prev_hash":${prev},"seq":${seq},"timestamp":${ts}}`;
+  const linePrefix =
+    `{"seq":${seq},"prev_hash":${prev},"timestamp":${ts},"decision_type":${type},"inputs":${orderedJson(e.inputs)},` +
+    `"output":${orderedJson(e.output)},"actor":${actor},"committed":${committed}`;
+  return { body, linePrefix };
 }
 
 /**
@@ -179,6 +195,16 @@ export function entryLine(e: WalEntry): string {
 
 /** Builds the next entry after (prevSeq, prevHash). Throws if the record cannot be serialized. */
 export function buildEntry(record: WalRecord, seq: number, prevHash: string, timestamp: number): WalEntry {
+  return buildEntryWithLine(record, seq, prevHash, timestamp).entry;
+}
+
+/** buildEntry plus the entry's line (with its newline), serializing each field once. */
+export function buildEntryWithLine(
+  record: WalRecord,
+  seq: number,
+  prevHash: string,
+  timestamp: number,
+): { entry: WalEntry; line: string } {
   if (typeof record.decision_type !== "string" || record.decision_type === "") {
     throw new TypeError("wal: decision_type must be a non-empty string");
   }
@@ -197,7 +223,9 @@ export function buildEntry(record: WalRecord, seq: number, prevHash: string, tim
     actor: record.actor ?? DEFAULT_ACTOR,
     committed: record.committed,
   };
-  return { ...body, entry_hash: computeEntryHash(body) };
+  const parts = bodyAndLine(body);
+  const entry_hash = sha256Hex(parts.body);
+  return { entry: { ...body, entry_hash }, line: `${parts.linePrefix},"entry_hash":"${entry_hash}"}\n` };
 }
 
 function isPlainObject(v: unknown): v is JsonObject {
