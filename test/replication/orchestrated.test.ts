@@ -121,6 +121,36 @@ test(
     const doctor = await runCli(["--sdd", sdd("A"), "--json", "doctor"], { env, cwd: dir });
     assert.equal(doctor.code, 0, doctor.stdout + doctor.stderr);
 
+    // The old leader restarted on its stale workspace learns epoch 2 (from the fenced follower b)
+    // and refuses to go on: no decision of it is acknowledged.
+    const oldLeaderArgs = [
+      "--sdd",
+      sdd("L"),
+      "start",
+      "--poll",
+      "50",
+      "--replication-listen",
+      `127.0.0.1:${pl}`,
+      "--token-file",
+      tokenFile,
+      "--ack-policy",
+      "QUORUM",
+      "--follower",
+      `a=http://127.0.0.1:${pa}`,
+      "--follower",
+      `b=http://127.0.0.1:${pb}`,
+      "--ack-timeout",
+      "30000",
+      "--probe-interval",
+      "200",
+    ];
+    const old = await runCli(oldLeaderArgs, { env, cwd: dir, timeoutMs: 60_000 });
+    assert.equal(old.code, 8, old.stderr);
+    assert.match(old.stderr, /superseded by epoch 2/);
+    const again = await runCli(oldLeaderArgs, { env, cwd: dir, timeoutMs: 60_000 });
+    assert.equal(again.code, 8, "a fenced leader refuses to start");
+    assert.match(again.stderr, /superseded by epoch 2/);
+
     b.proc.kill("SIGTERM");
     await b.proc.exited;
     const fin = await runCli(

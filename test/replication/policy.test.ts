@@ -14,7 +14,7 @@ import { raiseEpoch, readEpoch, recordSuperseded } from "../../src/replication/e
 import { evaluateFailover, type NodeState, writeRunbook } from "../../src/replication/failover.js";
 import { classify, DEFAULT_THRESHOLDS, newFollowerRecord } from "../../src/replication/health.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
-import { scratchDir } from "../helpers.js";
+import { runCli, scratchDir } from "../helpers.js";
 import { makeToken } from "./support/procs.js";
 
 function policy(
@@ -291,4 +291,27 @@ test("epoch: raised durably, fencing recorded, token checks", async (t) => {
   assert.equal(bearerMatches(undefined, token), false);
   assert.equal(bearerMatches("Bearer ", token), false);
   assert.equal(bearerMatches(token, token), false);
+});
+
+test("dr status on a plain workspace: a stand-alone leader at epoch 1, no followers, RPO from the backup", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-repl-status-");
+  t.after(cleanup);
+  const sdd = `${dir}/.sdd`;
+  await initWorkspace(sdd);
+  const j = await runCli(["--sdd", sdd, "--json", "dr", "status"]);
+  assert.equal(j.code, 0, j.stderr);
+  const doc = JSON.parse(j.stdout) as Record<string, unknown>;
+  assert.equal(doc.role, "leader");
+  assert.equal(doc.epoch, 1);
+  assert.equal(doc.fenced, false);
+  assert.equal(doc.live, null);
+  assert.deepEqual(doc.followers, []);
+  assert.equal((doc.failover as { decision: string }).decision, "NO_ACTION");
+  const h = await runCli(["--sdd", sdd, "dr", "status"]);
+  assert.equal(h.code, 0);
+  assert.match(h.stdout, /^Node: +leader, epoch 1$/m);
+  assert.match(h.stdout, /^RPO: +unknown entries/m);
+  const none = await runCli(["--sdd", `${dir}/nope`, "dr", "status"]);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /no workspace/);
 });
