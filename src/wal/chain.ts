@@ -2,7 +2,7 @@
  * Chain verification of WAL lines: the exact, sequential state machine that names every break
  * (ChainVerifier), and the fast check a worker runs on a batch of lines (checkBatch).
  */
-import { parseJson, type JsonValue } from "../json/canonical.js";
+import { parseJsonCheckingTokens, type JsonValue } from "../json/canonical.js";
 import { GENESIS_HASH, NOT_EXACT, digestParsedEntry, entryShapeProblem, type JsonObject } from "./entry.js";
 import { emitLines, type LineSink } from "./line-scan.js";
 
@@ -93,12 +93,13 @@ export class ChainVerifier implements LineSink {
     this.expectedPrev = undefined;
   }
 
-  line(text: string, lineNo: number, final: boolean): void {
+  line(text: string, lineNo: number, final: boolean, ascii: boolean): void {
     this.linesSeen = lineNo;
     this.result.entries++;
     let raw: JsonValue;
+    let tokensCanonical: boolean;
     try {
-      raw = parseJson(text);
+      ({ value: raw, canonical: tokensCanonical } = parseJsonCheckingTokens(text));
     } catch (err) {
       this.report(this.expectedSeq, lineNo, "invalid_json", tornOr(final, (err as Error).message));
       return this.lost();
@@ -110,7 +111,7 @@ export class ChainVerifier implements LineSink {
     }
     const obj = raw as JsonObject;
     const seq = obj.seq as number;
-    const { hash: computed, exact } = digestParsedEntry(obj, text);
+    const { hash: computed, exact } = digestParsedEntry(obj, text, ascii && tokensCanonical);
     const hashOk = computed === obj.entry_hash && exact;
     const expectedSeq = this.expectedSeq;
     if (seq !== expectedSeq) {
@@ -200,12 +201,12 @@ export function checkBatch(region: Buffer): CleanBatch | undefined {
   let lastSeq = -1;
   let lastHash = "";
   const sink: LineSink = {
-    line(text) {
+    line(text, _lineNo, _final, ascii) {
       if (!clean) return;
-      const lineText = text;
       let raw: JsonValue;
+      let tokensCanonical: boolean;
       try {
-        raw = parseJson(text);
+        ({ value: raw, canonical: tokensCanonical } = parseJsonCheckingTokens(text));
       } catch {
         clean = false;
         return;
@@ -217,7 +218,7 @@ export function checkBatch(region: Buffer): CleanBatch | undefined {
       const obj = raw as JsonObject;
       const seq = obj.seq as number;
       const hash = obj.entry_hash as string;
-      const digest = digestParsedEntry(obj, lineText);
+      const digest = digestParsedEntry(obj, text, ascii && tokensCanonical);
       if (digest.hash !== hash || !digest.exact) {
         clean = false;
         return;

@@ -151,11 +151,16 @@ export interface EntryDigest {
   exact: boolean;
 }
 
-/** Hash of a parsed line and whether the line is byte-exact (see EntryDigest). */
-export function digestParsedEntry(raw: JsonObject, line: string): EntryDigest {
+/**
+ * Hash of a parsed line and whether the line is byte-exact (see EntryDigest). `tokensCanonical`
+ * (from parseJsonCheckingTokens on an ASCII line) spares rebuilding the line: with the standard
+ * fields in order and every token as Python writes it, the line is exact by construction.
+ */
+export function digestParsedEntry(raw: JsonObject, line: string, tokensCanonical = false): EntryDigest {
   if (!hasStandardFields(raw)) {
     return { hash: sha256Hex(canonicalEntryBody(raw)), exact: orderedJson(raw) === line };
   }
+  if (tokensCanonical) return { hash: sha256Hex(canonicalEntryBody(raw)), exact: true };
   // Each field is serialized once and the pieces serve both the sorted body and the line;
   // objects and arrays also need their line order (nested keys are not sorted in a line).
   const sorted: string[] = new Array(SORTED_BODY_FIELDS.length);
