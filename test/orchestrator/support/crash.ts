@@ -143,8 +143,8 @@ export async function runCrashLoop(
   const maxMs = opts.maxMs ?? 1500;
   while (kills < opts.kills) {
     starts++;
-    // One kill in four counts from the spawn, so some land in start-up and recovery.
-    const from = opts.rand() < 0.25 ? "spawn" : "running";
+    // Every fourth kill counts from the spawn, so some land in start-up and recovery.
+    const from = starts % 4 === 0 ? "spawn" : "running";
     const r = await startAndKill(s, opts.maxAgents, minMs + Math.floor(opts.rand() * (maxMs - minMs)), from);
     if (r.killed) {
       kills++;
