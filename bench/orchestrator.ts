@@ -122,6 +122,8 @@ async function main(): Promise<void> {
       ratio_to_direct_wrapper: +(wall / directWrapper).toFixed(2),
       peak_rss_mb: +(process.resourceUsage().maxRSS / 1024).toFixed(1),
       cpus: os.cpus().length,
+      // The machine is shared: the 1-minute load average says how noisy the figures are.
+      load_avg_1m: +os.loadavg()[0].toFixed(1),
     };
     if (JSON_OUT) process.stdout.write(JSON.stringify(out) + "\n");
     else {

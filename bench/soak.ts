@@ -1,26 +1,44 @@
 /**
- * `npm run soak`: the one soak entry point. Runs each domain's soak (`bench/soak-<domain>.ts`,
- * compiled next to this file) in sequence as its own process and fails if any fails. A domain adds
- * its soak by adding its name here. `npm run soak -- orchestrator` runs only the named ones.
+ * `npm run soak`: the one soak entry point — the long crash and endurance runs too slow for
+ * `npm test`, each domain's at full scale, in sequence, each as its own process. An entry is either
+ * a soak script (`bench/soak-<domain>.ts`, prints one JSON object) or a compiled test file with the
+ * environment that turns it up. Entries not built (a domain not merged yet) are skipped.
+ * `npm run soak -- orchestrator dr` runs only the named domains.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const SOAKS = ["orchestrator", "dr", "wal", "recovery", "replication"];
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+type Soak =
+  { domain: string; script: string } | { domain: string; test: string; env: Record<string, string> };
+
+const SOAKS: Soak[] = [
+  // orchestrator: 200 tasks, --max-agents 4, 20 SIGKILLs of the orchestrator at random moments.
+  { domain: "orchestrator", script: "bench/soak-orchestrator.js" },
+  // dr: SIGKILL during backup and during restore at 20 random moments each.
+  { domain: "dr", test: "test/dr/crash.test.js", env: { BERNSTEIN_DR_KILL_ROUNDS: "20" } },
+];
+
 const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 let failed = 0;
-for (const name of SOAKS) {
-  if (only.length && !only.includes(name)) continue;
-  const file = path.join(here, `soak-${name}.js`);
+for (const soak of SOAKS) {
+  if (only.length && !only.includes(soak.domain)) continue;
+  const file = path.join(root, "dist", "script" in soak ? soak.script : soak.test);
   if (!existsSync(file)) continue;
-  process.stderr.write(`soak: ${name}\n`);
-  const res = spawnSync(process.execPath, [file, "--json"], { stdio: ["ignore", "inherit", "inherit"] });
+  process.stderr.write(`soak: ${soak.domain}\n`);
+  const res =
+    "script" in soak
+      ? spawnSync(process.execPath, [file, "--json"], { stdio: ["ignore", "inherit", "inherit"] })
+      : spawnSync(process.execPath, ["--test", file], {
+          stdio: "inherit",
+          env: { ...process.env, ...soak.env },
+        });
   if (res.status !== 0) {
     failed++;
-    process.stderr.write(`soak: ${name} FAILED (exit ${res.status})\n`);
+    process.stderr.write(`soak: ${soak.domain} FAILED (exit ${res.status})\n`);
   }
 }
 process.exitCode = failed ? 1 : 0;

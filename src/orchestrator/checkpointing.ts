@@ -47,14 +47,25 @@ export async function newestCheckpointInfo(ws: Workspace): Promise<CheckpointSum
 export async function newestCheckpointCheck(ws: Workspace): Promise<DoctorCheck> {
   const { valid, rejected } = await newestValidCheckpoint(ws);
   const base = { name: "checkpoint" };
-  if (rejected.length) {
-    const r = rejected[0];
+  const ours = rejected.filter((r) => r.kind !== "not_ours");
+  const foreign = rejected.filter((r) => r.kind === "not_ours");
+  if (ours.length) {
+    const r = ours[0];
     return {
       ...base,
       ok: false,
       verdict: "fail",
       detail: `newest checkpoint ${r.id} is not valid (${r.kind}): ${r.problem}${valid ? `; ${valid.id} is used instead` : ""}`,
       fix: "inspect it with `bernstein checkpoint show`; `bernstein checkpoint` writes a fresh one (the bad file is kept)",
+    };
+  }
+  if (!valid && foreign.length) {
+    return {
+      ...base,
+      ok: true,
+      verdict: "warn",
+      detail: `no checkpoint of ours; ignored ${foreign.map((r) => r.id).join(", ")} (${foreign[0].problem}); the state comes from the WAL alone`,
+      fix: "`bernstein checkpoint` (or a `bernstein start`/`stop`) writes one",
     };
   }
   if (!valid)

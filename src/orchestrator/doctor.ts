@@ -81,7 +81,8 @@ export async function runDoctor(
   await guard("layout", "bernstein init", async () => {
     const missing: string[] = [];
     for (const rel of WORKSPACE_DIRS) if (!(await isDir(ws.p(rel)))) missing.push(rel);
-    const essential = missing.filter((m) => m.startsWith("backlog/") || m.startsWith("runtime/wal"));
+    // A workspace restored from the Python original lacks our extra folders: they are created on demand.
+    const essential = missing.filter((m) => m === "runtime/wal" || m === "backlog/open");
     if (essential.length)
       return check(
         "layout",

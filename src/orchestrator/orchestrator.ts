@@ -39,6 +39,7 @@ import {
   EXIT_DUPLICATE,
   agentIdOf,
   agentLogPath,
+  agentRecordPath,
   completionPath,
   listCompletions,
   readAgentRecord,
@@ -554,7 +555,10 @@ export class Orchestrator {
   }
 
   private async claimAndSpawn(t: TaskView): Promise<void> {
-    const attempt = t.attempt + 1;
+    // task_retry records the next attempt's number; an attempt number whose run-once token was
+    // never created ran no process and is used (again) as is. Otherwise: a new number.
+    const unused = t.attempt > 0 && !(await exists(agentRecordPath(this.ws, agentIdOf(t.id, t.attempt))));
+    const attempt = unused ? t.attempt : t.attempt + 1;
     await this.dlog.decide("task_claimed", { task_id: t.id, attempt }, async () => {
       await this.moveTask(t.id, "claimed");
     });
@@ -876,10 +880,30 @@ export class Orchestrator {
   /** stop --force: kill every agent's process groups, then record those tasks as interrupted. */
   private async forceStop(): Promise<void> {
     for (const s of sessions(this.dlog.state)) {
+      // A wrapper we spawned is the leader of its own group, even before it wrote its pid record.
+      const child = this.tracked.get(s.agent_id)?.child;
+      if (child?.pid && child.exitCode === null && child.signalCode === null) {
+        try {
+          process.kill(-child.pid, "SIGKILL");
+        } catch {
+          // gone
+        }
+      }
       const record = await readAgentRecord(this.ws, s.agent_id);
       if (record) killAgent(record);
     }
     await new Promise((r) => setTimeout(r, 100));
+    // A command group recorded after the first pass (the wrapper was starting): kill it too.
+    for (const s of sessions(this.dlog.state)) {
+      const record = await readAgentRecord(this.ws, s.agent_id);
+      if (record?.command_pgid) {
+        try {
+          process.kill(-record.command_pgid, "SIGKILL");
+        } catch {
+          // gone
+        }
+      }
+    }
     for (const s of sessions(this.dlog.state)) {
       const rec = await readCompletion(this.ws, s.agent_id);
       if (rec && rec.exit_code === 0 && !rec.timed_out && rec.error === null) {
@@ -1028,4 +1052,11 @@ async function ledgerAgentIds(ws: Workspace): Promise<Set<string>> {
     }
   }
   return ids;
+}
+
+function exists(file: string): Promise<boolean> {
+  return stat(file).then(
+    () => true,
+    () => false,
+  );
 }

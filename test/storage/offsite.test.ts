@@ -9,6 +9,9 @@ import { backupName, checkCatalogue, listCatalogue, sha256Of } from "../../src/s
 import { backupOffsite, openBackupSource } from "../../src/storage/offsite.js";
 import { openCatalogue } from "../../src/storage/open-store.js";
 import { pruneLocation } from "../../src/storage/prune.js";
+import { backupsFromAudit, recordBackupEvent } from "../../src/storage/audit-record.js";
+import { initWorkspace } from "../../src/workspace/layout.js";
+import { runCli } from "../helpers.js";
 import { scratchDir } from "../helpers.js";
 import { bytesProducer } from "./support/fake-producer.js";
 import { failAlways, failFirst, startS3Harness, type S3Harness } from "./support/s3-harness.js";
@@ -170,6 +173,36 @@ describe("off-site backups through the storage hook (plain streams)", () => {
     // Without --deep the replaced object is caught by its sha256 metadata being gone.
     const shallow = await checkCatalogue(store, expected);
     assert.equal(shallow.find((f) => f.name === rb.name)?.status, "replaced");
+  });
+
+  it("the audit chain records each off-site backup; dr list --check compares the location with it", async () => {
+    process.env.BERNSTEIN_AUDIT_KEY_PATH = path.join(scratch.dir, "audit.key");
+    const { workspace: ws } = await initWorkspace(path.join(scratch.dir, "ws", ".sdd"));
+    const root = `s3://${BUCKET}/audited/`;
+    const res = await backupOffsite({
+      toDir: root,
+      encrypted: false,
+      produce: bytesProducer(Buffer.from("Z")),
+      localCopyDir: scratch.dir,
+    });
+    assert.equal(await recordBackupEvent(ws, res), undefined);
+    assert.deepEqual(await backupsFromAudit(ws, res.root), [
+      {
+        name: res.name,
+        sha256: sha(Buffer.from("Z")),
+        size_bytes: 1,
+        written_at: (await backupsFromAudit(ws, res.root))[0].written_at,
+      },
+    ]);
+    const env = { ...h.env, BERNSTEIN_AUDIT_KEY_PATH: process.env.BERNSTEIN_AUDIT_KEY_PATH };
+    const ok = await runCli(["--sdd", ws.root, "--json", "dr", "list", "--at", root, "--check"], { env });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(JSON.parse(ok.stdout).check[0].status, "ok");
+    await (await openCatalogue(root)).delete(res.name);
+    const gone = await runCli(["--sdd", ws.root, "dr", "list", "--at", root, "--check"], { env });
+    assert.equal(gone.code, 1);
+    assert.match(gone.stdout, /missing +bernstein-backup-/);
+    assert.match(gone.stdout, /check FAILED: 1 backup\(s\) missing or replaced/);
   });
 
   it("refuses to overwrite an existing backup name and explains s3:// without a key", async () => {

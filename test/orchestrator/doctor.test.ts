@@ -1,0 +1,101 @@
+import assert from "node:assert/strict";
+import { appendFile, chmod, copyFile, cp, readFile, rename, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { runDoctor, type DoctorCheck } from "../../src/orchestrator/doctor.js";
+import { addTask } from "../../src/orchestrator/tasks.js";
+import { listRuns } from "../../src/wal/reader.js";
+import { initWorkspace } from "../../src/workspace/layout.js";
+import { FIXTURES, runCli, scratchDir } from "../helpers.js";
+
+const byName = (checks: DoctorCheck[], name: string) => checks.find((c) => c.name === name)!;
+
+test("doctor on the Python reference workspace: passes with warnings, DIR may hold .sdd or be it", async () => {
+  const { dir, cleanup } = await scratchDir("bernstein-doc-py-");
+  try {
+    await cp(path.join(FIXTURES, "python-reference/workspace"), path.join(dir, "ws"), { recursive: true });
+    const key = path.join(dir, "audit.key");
+    await copyFile(path.join(FIXTURES, "python-reference/audit.key"), key);
+    await chmod(key, 0o600);
+    for (const target of [path.join(dir, "ws"), path.join(dir, "ws", ".sdd")]) {
+      const r = await runCli(["doctor", "--workspace", target, "--key-file", key, "--json"]);
+      assert.equal(r.code, 0, r.stdout);
+      const doc = JSON.parse(r.stdout);
+      assert.equal(doc.workspace, path.join(dir, "ws", ".sdd"));
+      assert.equal(byName(doc.checks, "wal").verdict, "pass");
+      assert.equal(byName(doc.checks, "audit").verdict, "pass");
+      assert.equal(byName(doc.checks, "backlog").detail, "3 task file(s) parse");
+      assert.equal(byName(doc.checks, "checkpoint").verdict, "warn", "the Python checkpoint is foreign");
+      for (const c of doc.checks)
+        assert.deepEqual(Object.keys(c).sort(), ["detail", "fix", "name", "ok", "verdict"]);
+    }
+    // No key anywhere: a warning, never a pass, and no key is created.
+    const state = path.join(dir, "empty-state");
+    const nokey = await runCli(["doctor", "--workspace", path.join(dir, "ws"), "--json"], {
+      env: { XDG_STATE_HOME: state, BERNSTEIN_AUDIT_KEY_PATH: "" },
+    });
+    assert.equal(nokey.code, 0);
+    const audit = byName(JSON.parse(nokey.stdout).checks, "audit");
+    assert.equal(audit.verdict, "warn");
+    assert.match(audit.detail, /no audit key/);
+    await assert.rejects(readFile(path.join(state, "bernstein/audit.key")));
+  } finally {
+    await cleanup();
+  }
+});
+
+test("doctor fails on a broken chain, a claim missing from the WAL, a task in two folders, a ledger mismatch", async () => {
+  const { dir, cleanup } = await scratchDir("bernstein-doc-bad-");
+  try {
+    const sdd = path.join(dir, ".sdd");
+    const { workspace: ws } = await initWorkspace(sdd);
+    const env = { XDG_STATE_HOME: path.join(dir, "state"), BERNSTEIN_AUDIT_KEY_PATH: "" };
+    await addTask(ws, { id: "a", title: "a", command: "true" });
+    await addTask(ws, { id: "b", title: "b", command: "true" });
+    assert.equal((await runCli(["--sdd", sdd, "start", "--until-idle"], { env })).code, 0);
+    const opts = { env: { ...process.env, ...env } };
+    assert.ok((await runDoctor(sdd, opts)).checks.every((c) => c.verdict === "pass"));
+
+    // A file in claimed/ that the WAL never claimed.
+    await rename(path.join(sdd, "backlog/done/b.md"), path.join(sdd, "backlog/claimed/b.md"));
+    let checks = (await runDoctor(sdd, opts)).checks;
+    assert.equal(byName(checks, "claims").verdict, "fail");
+    assert.match(byName(checks, "claims").detail, /\bb\b/);
+    await rename(path.join(sdd, "backlog/claimed/b.md"), path.join(sdd, "backlog/done/b.md"));
+
+    // The same task in two folders.
+    await copyFile(path.join(sdd, "backlog/done/a.md"), path.join(sdd, "backlog/open/a.md"));
+    checks = (await runDoctor(sdd, opts)).checks;
+    assert.equal(byName(checks, "backlog_unique").verdict, "fail");
+
+    // A ledger row the state does not know.
+    await appendFile(
+      ws.costLedger,
+      JSON.stringify({
+        timestamp: "x",
+        run_id: "r",
+        task_id: "a",
+        agent_id: "a#9",
+        model: "m",
+        input_tokens: 0,
+        output_tokens: 0,
+        cost_usd: 1.0,
+      }) + "\n",
+    );
+    checks = (await runDoctor(sdd, opts)).checks;
+    assert.equal(byName(checks, "ledger").verdict, "fail");
+
+    // One flipped byte in the WAL.
+    const [run] = await listRuns(ws);
+    const text = await readFile(run.file, "utf8");
+    await writeFile(run.file, text.replace('"title":"b"', '"title":"B"'));
+    const r = await runCli(["--sdd", sdd, "doctor", "--json"], { env });
+    assert.equal(r.code, 1);
+    const wal = byName(JSON.parse(r.stdout).checks, "wal");
+    assert.equal(wal.ok, false);
+    assert.match(wal.detail, new RegExp(`${run.run_id} at seq \\d+`));
+    assert.match(wal.fix, /dr restore/);
+  } finally {
+    await cleanup();
+  }
+});
