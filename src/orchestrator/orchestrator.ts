@@ -34,6 +34,7 @@ import {
 import { checkpointState } from "./checkpointing.js";
 import { DecisionLog } from "./decisions.js";
 import { listStateFolder, moveTaskFile, readTaskFile, scanBacklog, type TaskSpec } from "./tasks.js";
+import { SnapshotResponder } from "../dr/snapshot.js";
 import { allTasks, loadState, sessions, taskView, type TaskView } from "./view.js";
 import {
   EXIT_DUPLICATE,
@@ -810,6 +811,16 @@ export class Orchestrator {
 
   // ---------------------------------------------------------------- checkpoints and the loop
 
+  private async atSnapshotBoundary(): Promise<void> {
+    this.snapshotResponder ??= new SnapshotResponder(this.ws);
+    await this.snapshotResponder.atDecisionBoundary(() => {
+      const pos = this.dlog.wal.durablePosition;
+      return pos ? { [pos.runId]: { seq: pos.seq, entry_hash: pos.entry_hash } } : {};
+    });
+  }
+
+  private snapshotResponder?: SnapshotResponder;
+
   private afterCommit(): void {
     this.commitsSinceCheckpoint++;
   }
@@ -957,6 +968,8 @@ export class Orchestrator {
             break;
           }
         }
+        // DR: a backup asked for a consistent snapshot; hold here, between decisions.
+        await this.atSnapshotBoundary();
         await this.sleep();
       }
       return await this.shutdown(reason, lastBlocked);

@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { registerAudit } from "./audit.js";
 import { registerCheckpoint } from "./checkpoint.js";
 import { registerDoctor } from "./doctor.js";
+import { registerDr } from "./dr.js";
 import { registerDrOffsite } from "./dr-offsite.js";
 import { registerInit } from "./init.js";
 import { registerOrchestrator } from "./orchestrator.js";
@@ -19,6 +20,8 @@ export function registerCommands(program: Command): void {
   registerTask(program);
   registerOrchestrator(program);
   registerDoctor(program);
+  // The `dr` group itself (backup, restore, verify, drill); the next two attach to it.
+  registerDr(program);
   // After the `dr` group: attaches dr list / prune / schedule to it.
   registerDrOffsite(program);
   registerReplicate(program);

@@ -1,0 +1,437 @@
+/**
+ * `bernstein dr backup | restore | verify | drill`: the seed's disaster-recovery group.
+ * Human output follows the seed's transcript; every command has --json.
+ */
+import type { Command } from "commander";
+import path from "node:path";
+import { resolveAuditKeyPath } from "../../audit/key.js";
+import { ExitCode, UserError } from "../errors.js";
+import { Output, globalsOf } from "../output.js";
+import { openWorkspace } from "../../workspace/layout.js";
+import { backupToFile, planBackup } from "../../dr/backup.js";
+import { appendBackupLog } from "../../dr/backup-log.js";
+import { recordAuditEvent } from "../../dr/audit-event.js";
+import { resolvePassword } from "../../dr/password.js";
+import { inspectArchive, openArchiveFile, restoreFromStream } from "../../dr/restore.js";
+import { verifyArchive } from "../../dr/verify.js";
+import { runDrill } from "../../dr/drill.js";
+import {
+  backupOffsite,
+  isOffsiteDestination,
+  isOffsiteSource,
+  openBackupSource,
+  type ProducedBackup,
+} from "../../storage/offsite.js";
+import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr-offsite.js";
+
+interface PasswordOpts {
+  password?: string;
+  passwordFile?: string;
+}
+
+const short = (sha: string): string => `${sha.slice(0, 16)}...`;
+/** A path as the user would type it: relative to the cwd when inside it. */
+const shown = (p: string): string => {
+  const rel = path.relative(process.cwd(), p);
+  return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : p;
+};
+
+/** The archive to read: a local file, `s3://bucket/key`, or `--latest --at LOCATION`. */
+async function openSource(
+  opts: RemoteFlags & { from?: string; latest?: boolean; at?: string },
+): Promise<{ stream: AsyncIterable<Buffer>; label: string }> {
+  if (isOffsiteSource(opts)) {
+    const src = await openBackupSource(opts, s3OptionsFrom(opts));
+    return { stream: src.stream, label: src.location };
+  }
+  if (opts.from === undefined) {
+    throw new UserError("give --from FILE|s3://bucket/key, or --latest --at LOCATION", ExitCode.USAGE);
+  }
+  return { stream: await openArchiveFile(opts.from), label: opts.from };
+}
+
+function addPasswordOptions(cmd: Command): Command {
+  return cmd
+    .option("--password <pw>", "passphrase (also --password-file or $BERNSTEIN_DR_PASSWORD)")
+    .option("--password-file <file>", "read the passphrase from a file");
+}
+
+export function registerDr(program: Command): void {
+  const dr = program.command("dr").description("disaster recovery: backups, restores, verification, drills");
+
+  addRemoteOptions(
+    addPasswordOptions(
+      dr
+        .command("backup")
+        .description("bundle the durable subset of .sdd/ into a gzipped tarball (optionally encrypted)")
+        .option("--to <path>", "destination file or s3://bucket/key (.enc is appended when encrypting)")
+        .option(
+          "--to-dir <location>",
+          "a catalogue location (folder or s3://bucket/prefix/): bernstein-backup-<UTC>.tar.gz[.enc] plus a verified record",
+        )
+        .option("--encrypt", "encrypt with Fernet (PBKDF2-SHA256, 600k iterations); needs a password")
+        .option("--dry-run", "show what would be archived and excluded, write nothing")
+        .option("--verify", "read the written archive back and check it before reporting success")
+        .option("--local-copy <dir>", "remote backups: where the complete local copy is written first")
+        .option("--keep-local", "remote backups: keep the local copy after the upload")
+        .option("--full-read-back", "remote backups: download every byte again and compare its sha256"),
+    ),
+  ).action(
+    async (
+      opts: PasswordOpts &
+        RemoteFlags & {
+          to?: string;
+          toDir?: string;
+          encrypt?: boolean;
+          dryRun?: boolean;
+          verify?: boolean;
+          localCopy?: string;
+          keepLocal?: boolean;
+          fullReadBack?: boolean;
+        },
+      cmd: Command,
+    ) => {
+      if ((opts.to === undefined) === (opts.toDir === undefined)) {
+        throw new UserError("dr backup: give exactly one of --to PATH and --to-dir LOCATION", ExitCode.USAGE);
+      }
+      const dest = (opts.to ?? opts.toDir)!;
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      const password = await resolvePassword(opts);
+      if (opts.encrypt && password === undefined) {
+        throw new UserError(
+          "--encrypt needs a password: --password, --password-file or BERNSTEIN_DR_PASSWORD (a random key could never be recovered)",
+          ExitCode.USAGE,
+        );
+      }
+      const ws = await openWorkspace(g.sdd);
+      const keyPath = resolveAuditKeyPath().path;
+      if (opts.dryRun) {
+        const plan = await planBackup(ws, { encrypt: Boolean(opts.encrypt), auditKeyPath: keyPath });
+        const excludedFolders = plan.excluded.filter((e) => e.folder);
+        const excludedFiles = plan.excluded.filter((e) => !e.folder);
+        out.result(
+          { ok: true, dry_run: true, to: opts.encrypt && opts.to ? `${opts.to}.enc` : dest, ...plan },
+          () => {
+            out.line(
+              `Dry run — backing up ${shown(ws.root)} to ${opts.encrypt && opts.to ? `${opts.to}.enc` : dest} would archive:`,
+            );
+            out.line(`  Files: ${plan.file_count}`);
+            out.line(`  Bytes: ${plan.total_bytes}`);
+            out.line(
+              `  Audit key: ${plan.audit_key_included ? "included (encrypted backup)" : opts.encrypt ? "none found" : "left out (plain backup; use --encrypt to carry it)"}`,
+            );
+            if (plan.live_writer)
+              out.line(
+                "  A live process holds the workspace: the backup will ask it to pause at a decision boundary.",
+              );
+            out.line(`Excluded (${excludedFolders.length} folders, ${excludedFiles.length} files):`);
+            const byReason = new Map<string, number>();
+            for (const e of excludedFiles) byReason.set(e.reason, (byReason.get(e.reason) ?? 0) + 1);
+            for (const e of excludedFolders) out.line(`  ${e.path}  (${e.reason})`);
+            for (const [reason, n] of byReason) out.line(`  ${n} file(s): ${reason}`);
+          },
+        );
+        return;
+      }
+      const shownDest = opts.to ? `${opts.to}${opts.encrypt ? ".enc" : ""}` : dest;
+      out.line(`Backing up ${shown(ws.root)} to ${shownDest}...`);
+      const backupOpts = {
+        password: opts.encrypt ? password : undefined,
+        auditKeyPath: opts.encrypt ? keyPath : undefined,
+      };
+      let result!: Awaited<ReturnType<typeof backupToFile>>;
+      let location: string;
+      let offsiteVerified = false;
+      let offsite: { root: string; name: string; remote: boolean } | undefined;
+      if (isOffsiteDestination(opts)) {
+        // Off-site (s3:// or a catalogue): storage places the archive we produce.
+        const off = await backupOffsite({
+          to: opts.to,
+          toDir: opts.toDir,
+          encrypted: Boolean(opts.encrypt),
+          produce: async (target: string): Promise<ProducedBackup> => {
+            result = await backupToFile(ws, target, backupOpts);
+            return {
+              path: result.path,
+              sha256: result.sha256,
+              manifest_sha256: result.manifest_sha256,
+              file_count: result.file_count,
+              size_bytes: result.size_bytes,
+              encrypted: result.encrypted,
+            };
+          },
+          s3: s3OptionsFrom(opts),
+          localCopyDir: opts.localCopy,
+          keepLocal: opts.keepLocal,
+          fullReadBack: opts.fullReadBack,
+        });
+        location = off.location;
+        offsiteVerified = off.record !== null;
+        offsite = { root: off.root, name: off.name, remote: off.remote };
+      } else {
+        result = await backupToFile(ws, opts.to!, backupOpts);
+        location = result.path;
+      }
+      let verified = offsiteVerified;
+      if (opts.verify && !isOffsiteDestination(opts)) {
+        const summary = await inspectArchive(await openArchiveFile(result.path), {
+          password,
+          label: result.path,
+        });
+        if (summary.sha256 !== result.sha256 || summary.file_count !== result.file_count) {
+          throw new UserError(`backup ${result.path} did not read back identically`, ExitCode.CORRUPT);
+        }
+        verified = true;
+      }
+      const createdAt = new Date(result.manifest.created_at * 1000).toISOString();
+      await appendBackupLog(ws, {
+        created_at: createdAt,
+        location,
+        sha256: result.sha256,
+        manifest_sha256: result.manifest_sha256,
+        file_count: result.file_count,
+        size_bytes: result.size_bytes,
+        encrypted: result.encrypted,
+        verified,
+      });
+      // One `dr.backup` event per backup; off-site ones add root and name (dr list --check).
+      const audit = await recordAuditEvent(ws, {
+        event_type: "dr.backup",
+        resource_type: "backup",
+        resource_id: location,
+        details: {
+          sha256: result.sha256,
+          manifest_sha256: result.manifest_sha256,
+          file_count: result.file_count,
+          size_bytes: result.size_bytes,
+          encrypted: result.encrypted,
+          ...(offsite ?? {}),
+        },
+      });
+      const warnings = [...result.warnings, ...(audit.warning ? [audit.warning] : [])];
+      if (!opts.encrypt)
+        warnings.push("plain backup: the audit key is not included (encrypted backups carry it)");
+      for (const w of warnings) out.warn(w);
+      out.result(
+        {
+          ok: true,
+          path: location,
+          size_bytes: result.size_bytes,
+          file_count: result.file_count,
+          sha256: result.sha256,
+          manifest_sha256: result.manifest_sha256,
+          encrypted: result.encrypted,
+          audit_key_included: result.manifest.audit_key_included,
+          verified,
+          snapshot: result.manifest.snapshot,
+          state: result.manifest.state,
+          warnings,
+        },
+        () => {
+          out.line("Backup complete!");
+          out.line(`  Path: ${opts.to ? shownDest : location}`);
+          out.line(`  Size: ${result.size_bytes} bytes`);
+          out.line(`  Files: ${result.file_count}`);
+          out.line(`  SHA256: ${short(result.sha256)}`);
+        },
+      );
+    },
+  );
+
+  addRemoteOptions(
+    addPasswordOptions(
+      dr
+        .command("restore")
+        .description("re-hydrate .sdd/ from a backup: staged, hash-checked, fsynced, swapped in atomically")
+        .option("--from <path>", "backup file (.tar.gz or .tar.gz.enc) or s3://bucket/key")
+        .option("--latest", "the newest backup at --at LOCATION")
+        .option("--at <location>", "a catalogue location (folder or s3://bucket/prefix/)")
+        .option("--decrypt", "the backup is encrypted (needs a password)")
+        .option("--dry-run", "read, decrypt and check the whole archive; list its files; write nothing")
+        .option("--force", "restore even while a live process holds the target workspace")
+        .option("--no-keep", "remove the previous target instead of keeping it as <target>.pre-restore-<ts>")
+        .option(
+          "--key-file <file>",
+          "where to install the backup's audit key (default: the resolved audit key path)",
+        ),
+    ),
+  ).action(
+    async (
+      opts: PasswordOpts &
+        RemoteFlags & {
+          from?: string;
+          latest?: boolean;
+          at?: string;
+          decrypt?: boolean;
+          dryRun?: boolean;
+          force?: boolean;
+          keep: boolean;
+          keyFile?: string;
+          sha256?: string;
+        },
+      cmd: Command,
+    ) => {
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      const password = await resolvePassword(opts);
+      if (opts.decrypt && password === undefined) {
+        throw new UserError(
+          "--decrypt needs a password: --password, --password-file or BERNSTEIN_DR_PASSWORD",
+          ExitCode.USAGE,
+        );
+      }
+      const src = await openSource(opts);
+      const source = src.stream;
+      opts.from = src.label;
+      if (opts.dryRun) {
+        const s = await inspectArchive(source, { password, label: opts.from, expectSha256: opts.sha256 });
+        out.result(
+          {
+            ok: true,
+            dry_run: true,
+            source: opts.from,
+            file_count: s.file_count,
+            sha256: s.sha256,
+            size_bytes: s.size_bytes,
+            format: s.format,
+            encrypted: s.encrypted,
+            per_file_hashes: s.per_file_hashes,
+            manifest_sha256: s.manifest_sha256,
+            audit_key_included: s.audit_key !== undefined,
+            files: s.files,
+          },
+          () => {
+            out.line(`Dry run — listing contents of ${opts.from}:`);
+            out.line(`  Files: ${s.file_count}`);
+            out.line(`  Source: ${opts.from}`);
+            out.line(`  SHA256: ${short(s.sha256)}`);
+            if (!s.per_file_hashes)
+              out.line("  (archive of the Python reference: no per-file hashes to check)");
+            out.line("");
+            out.line("Files in backup:");
+            for (const f of s.files.slice(0, 50)) out.line(f);
+            if (s.files.length > 50) out.line(`... and ${s.files.length - 50} more`);
+          },
+        );
+        return;
+      }
+      const keyPath = resolveAuditKeyPath({ keyFile: opts.keyFile }).path;
+      out.line(`Restoring ${opts.from} into ${shown(g.sdd)}...`);
+      const r = await restoreFromStream(source, g.sdd, {
+        label: src.label,
+        source: src.label,
+        password,
+        force: opts.force,
+        keep: opts.keep,
+        auditKeyPath: keyPath,
+        expectSha256: opts.sha256,
+      });
+      for (const w of r.warnings) out.warn(w);
+      if (r.audit_key.action === "none" && r.audit_key.message) out.warn(r.audit_key.message);
+      out.result({ ok: true, ...r, source: opts.from }, () => {
+        out.line("Restore complete!");
+        out.line(`  Target: ${shown(r.target)}`);
+        out.line(`  Files: ${r.file_count}`);
+        out.line(`  SHA256: ${short(r.sha256)}`);
+        if (r.kept) out.line(`  Previous state kept at: ${shown(r.kept)}`);
+        if (r.audit_key.action === "installed") out.line(`  Audit key installed at: ${r.audit_key.path}`);
+      });
+    },
+  );
+
+  addRemoteOptions(
+    addPasswordOptions(
+      dr
+        .command("verify")
+        .description(
+          "check an archive and the state inside it: WAL chains, audit chain, newest checkpoint (exit 1 on any failure)",
+        )
+        .option("--from <path>", "backup file or s3://bucket/key")
+        .option("--latest", "the newest backup at --at LOCATION")
+        .option("--at <location>", "a catalogue location (folder or s3://bucket/prefix/)")
+        .option("--decrypt", "the backup is encrypted (needs a password)")
+        .option(
+          "--key-file <file>",
+          "audit key to verify the chain with (default: the key inside an encrypted backup)",
+        )
+        .option("--sha256 <hex>", "also require the archive's sha256 to be this"),
+    ),
+  ).action(
+    async (
+      opts: PasswordOpts &
+        RemoteFlags & {
+          from?: string;
+          latest?: boolean;
+          at?: string;
+          decrypt?: boolean;
+          keyFile?: string;
+          sha256?: string;
+        },
+      cmd: Command,
+    ) => {
+      const out = Output.of(cmd);
+      const password = await resolvePassword(opts);
+      if (opts.decrypt && password === undefined) {
+        throw new UserError(
+          "--decrypt needs a password: --password, --password-file or BERNSTEIN_DR_PASSWORD",
+          ExitCode.USAGE,
+        );
+      }
+      const src = await openSource(opts);
+      opts.from = src.label;
+      const report = await verifyArchive(src.stream, {
+        label: src.label,
+        password,
+        keyFile: opts.keyFile,
+        expectSha256: opts.sha256,
+      });
+      out.result(report, () => {
+        out.line(`Verify ${opts.from}:`);
+        out.line(`  Files: ${report.file_count}`);
+        out.line(`  SHA256: ${short(report.sha256)}`);
+        for (const c of report.checks)
+          out.line(
+            `  [${c.status === "ok" ? "ok" : c.status === "skipped" ? "skip" : "FAIL"}] ${c.name}: ${c.detail}`,
+          );
+        out.line(report.ok ? "Archive verified." : "VERIFICATION FAILED");
+      });
+      if (!report.ok) process.exitCode = ExitCode.CHECK_FAILED;
+    },
+  );
+
+  addPasswordOptions(
+    dr
+      .command("drill")
+      .description(
+        "automated restore drill: backup, dry-run, compare counts, restore to scratch, compare files, doctor; timings",
+      )
+      .option("--keep <dir>", "keep the drill's backup and restored copy in this folder")
+      .option("--encrypt", "drill with an encrypted backup (needs a password)"),
+  ).action(async (opts: PasswordOpts & { keep?: string; encrypt?: boolean }, cmd: Command) => {
+    const g = globalsOf(cmd);
+    const out = Output.of(cmd);
+    const password = await resolvePassword(opts);
+    if (opts.encrypt && password === undefined) {
+      throw new UserError(
+        "--encrypt needs a password: --password, --password-file or BERNSTEIN_DR_PASSWORD",
+        ExitCode.USAGE,
+      );
+    }
+    const ws = await openWorkspace(g.sdd);
+    const report = await runDrill(ws, { keepDir: opts.keep, password: opts.encrypt ? password : undefined });
+    out.result(report, () => printDrill(out, report));
+    if (!report.ok) process.exitCode = ExitCode.CHECK_FAILED;
+  });
+}
+
+export function printDrill(out: Output, report: Awaited<ReturnType<typeof runDrill>>): void {
+  out.line(`Restore drill of ${shown(report.sdd)} (${report.encrypted ? "encrypted" : "plain"} backup):`);
+  for (const s of report.steps) {
+    out.line(
+      `  [${s.ok ? "ok" : "FAIL"}] ${s.name.padEnd(10)} ${String(s.duration_ms).padStart(7)} ms  ${s.detail}`,
+    );
+  }
+  out.line(`  RTO (restore step): ${report.rto_ms} ms`);
+  out.line(report.ok ? "Drill passed." : "DRILL FAILED");
+}

@@ -1,0 +1,237 @@
+/**
+ * `dr drill`: the seed's restore drill, automated and timed. Backup to a scratch folder,
+ * dry-run it, compare the counts, restore into scratch (its duration is the measured RTO),
+ * compare every restored file with the live workspace (files not changed since the backup
+ * started), run the doctor checks on the restored copy, and record the result in
+ * `runs/drills.jsonl` and the audit log.
+ */
+import { createHash } from "node:crypto";
+import { closeSync, openSync, readSync } from "node:fs";
+import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import { resolveAuditKeyPath } from "../audit/key.js";
+import { durableAppend, durableMkdir } from "../workspace/durable.js";
+import type { Workspace } from "../workspace/layout.js";
+import { recordAuditEvent } from "./audit-event.js";
+import { backupToFile } from "./backup.js";
+import { AUDIT_KEY_ENTRY } from "./manifest.js";
+import { inspectArchive, openArchiveFile, RESTORE_RECORD, restoreFromFile } from "./restore.js";
+import { verifyStateFolder, type Check } from "./verify.js";
+import { walkWorkspace } from "./walk.js";
+import { runDoctor } from "../orchestrator/doctor.js";
+
+export interface DrillStep {
+  name: string;
+  ok: boolean;
+  duration_ms: number;
+  detail: string;
+}
+export interface DrillReport {
+  ok: boolean;
+  sdd: string;
+  encrypted: boolean;
+  started_at: string;
+  file_count: number | null;
+  backup_sha256: string | null;
+  rto_ms: number | null;
+  steps: DrillStep[];
+  kept: string | null;
+  audit_recorded: boolean;
+  warnings: string[];
+}
+
+function hashPrefix(file: string, length: number): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch {
+    return undefined;
+  }
+  try {
+    const h = createHash("sha256");
+    const buf = Buffer.allocUnsafe(1024 * 1024);
+    let done = 0;
+    while (done < length) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, length - done), done);
+      if (n === 0) return undefined;
+      h.update(buf.subarray(0, n));
+      done += n;
+    }
+    return h.digest("hex");
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export async function runDrill(
+  ws: Workspace,
+  opts: { keepDir?: string; password?: string } = {},
+): Promise<DrillReport> {
+  const startedAt = new Date();
+  const scratch = opts.keepDir
+    ? path.resolve(opts.keepDir)
+    : await mkdtemp(path.join(os.tmpdir(), "bernstein-drill-"));
+  if (opts.keepDir) await mkdir(scratch, { recursive: true });
+  const report: DrillReport = {
+    ok: false,
+    sdd: ws.root,
+    encrypted: opts.password !== undefined,
+    started_at: startedAt.toISOString(),
+    file_count: null,
+    backup_sha256: null,
+    rto_ms: null,
+    steps: [],
+    kept: opts.keepDir ? scratch : null,
+    audit_recorded: false,
+    warnings: [],
+  };
+  const step = async (name: string, fn: () => Promise<{ ok: boolean; detail: string }>): Promise<boolean> => {
+    const t0 = performance.now();
+    let r: { ok: boolean; detail: string };
+    try {
+      r = await fn();
+    } catch (err) {
+      r = { ok: false, detail: (err as Error).message };
+    }
+    report.steps.push({ name, ok: r.ok, duration_ms: Math.round(performance.now() - t0), detail: r.detail });
+    return r.ok;
+  };
+  const archiveBase = path.join(scratch, `drill-${startedAt.toISOString().replace(/[-:.]/g, "")}.tar.gz`);
+  const restored = path.join(scratch, "restored", ".sdd");
+  const backupStartMs = Date.now();
+  const keyPath = resolveAuditKeyPath().path;
+  let backup: Awaited<ReturnType<typeof backupToFile>> | undefined;
+  try {
+    let ok = await step("backup", async () => {
+      backup = await backupToFile(ws, archiveBase, {
+        password: opts.password,
+        auditKeyPath: opts.password !== undefined ? keyPath : undefined,
+      });
+      report.file_count = backup.file_count;
+      report.backup_sha256 = backup.sha256;
+      report.warnings.push(...backup.warnings);
+      return { ok: true, detail: `Files: ${backup.file_count}, ${backup.size_bytes} bytes` };
+    });
+    ok &&= await step("dry-run", async () => {
+      const s = await inspectArchive(await openArchiveFile(backup!.path), {
+        password: opts.password,
+        label: backup!.path,
+      });
+      const same = s.file_count === backup!.file_count && s.sha256 === backup!.sha256;
+      return {
+        ok: same,
+        detail: same
+          ? `Files: ${s.file_count} matches the backup's count`
+          : `Files: ${s.file_count} but the backup reported ${backup!.file_count}`,
+      };
+    });
+    ok &&= await step("restore", async () => {
+      await durableMkdir(path.dirname(restored));
+      const r = await restoreFromFile(backup!.path, restored, { password: opts.password, keep: false });
+      return {
+        ok: r.file_count === backup!.file_count,
+        detail: `Files: ${r.file_count} restored, hash-checked and fsynced`,
+      };
+    });
+    if (ok) report.rto_ms = report.steps[report.steps.length - 1]!.duration_ms;
+    ok &&= await step("compare", async () => {
+      let compared = 0;
+      let changed = 0;
+      const bad: string[] = [];
+      for (const f of backup!.manifest.files) {
+        if (f.path === AUDIT_KEY_ENTRY) continue;
+        const restoredSha = hashPrefix(path.join(restored, f.path), f.size);
+        const rst = await stat(path.join(restored, f.path)).catch(() => undefined);
+        if (
+          restoredSha !== f.sha256 ||
+          !rst ||
+          rst.size !== f.size ||
+          (rst.mode & 0o777) !== (f.mode & 0o777)
+        ) {
+          bad.push(f.path);
+          continue;
+        }
+        const live = await stat(path.join(ws.root, f.path)).catch(() => undefined);
+        if (!live || live.mtimeMs >= backupStartMs) {
+          changed++; // changed (or gone) since the backup started: not comparable
+          continue;
+        }
+        if (
+          hashPrefix(path.join(ws.root, f.path), f.size) !== f.sha256 ||
+          (live.mode & 0o777) !== (f.mode & 0o777)
+        ) {
+          bad.push(f.path);
+          continue;
+        }
+        compared++;
+      }
+      const restoredFiles = walkWorkspace(restored).files.map((f) => f.rel);
+      const expected = new Set(backup!.manifest.files.map((f) => f.path));
+      const extra = restoredFiles.filter((r) => !expected.has(r) && r !== RESTORE_RECORD.join("/"));
+      if (extra.length) bad.push(...extra.map((e) => `${e} (not in the backup)`));
+      return {
+        ok: bad.length === 0,
+        detail: bad.length
+          ? `${bad.length} file(s) differ; first: ${bad[0]}`
+          : `${compared} files identical to the live workspace (content and mode)${changed ? `, ${changed} changed since the backup started` : ""}`,
+      };
+    });
+    ok &&= await step("doctor", async () => {
+      const checks: Check[] = [
+        ...(await verifyStateFolder(restored, {
+          manifest: backup!.manifest,
+          // The live key (the drill never installs the archive's key over it).
+          keyFile: (await stat(keyPath).catch(() => undefined)) ? keyPath : undefined,
+        })),
+      ];
+      // The orchestrator's doctor on the restored copy (its own checks, version record included).
+      const doctor = await runDoctor(restored, {
+        keyFile: (await stat(keyPath).catch(() => undefined)) ? keyPath : undefined,
+      });
+      for (const c of doctor.checks) {
+        checks.push({
+          name: `doctor ${c.name}`,
+          status: c.verdict === "fail" ? "failed" : "ok",
+          detail: c.detail,
+        });
+      }
+      const failed = checks.filter((c) => c.status === "failed");
+      return {
+        ok: failed.length === 0,
+        detail: failed.length
+          ? `${failed.length} check(s) failed; first: ${failed[0]!.name}: ${failed[0]!.detail}`
+          : `${checks.filter((c) => c.status === "ok").length} checks passed on the restored copy`,
+      };
+    });
+    report.ok = ok && report.steps.every((s) => s.ok);
+  } finally {
+    if (!opts.keepDir) await rm(scratch, { recursive: true, force: true }).catch(() => {});
+  }
+  const row = {
+    created_at: startedAt.toISOString(),
+    ok: report.ok,
+    encrypted: report.encrypted,
+    file_count: report.file_count,
+    backup_sha256: report.backup_sha256,
+    rto_ms: report.rto_ms,
+    steps: report.steps.map((s) => ({ name: s.name, ok: s.ok, duration_ms: s.duration_ms })),
+  };
+  await durableMkdir(ws.p("runs"));
+  await durableAppend(ws.p("runs", "drills.jsonl"), JSON.stringify(row) + "\n");
+  const audit = await recordAuditEvent(ws, {
+    event_type: "dr.drill",
+    resource_type: "drill",
+    resource_id: report.started_at,
+    details: {
+      ok: report.ok,
+      file_count: report.file_count,
+      rto_ms: report.rto_ms,
+      backup_sha256: report.backup_sha256,
+    },
+  });
+  report.audit_recorded = audit.recorded;
+  if (audit.warning) report.warnings.push(audit.warning);
+  return report;
+}

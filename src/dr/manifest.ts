@@ -1,0 +1,130 @@
+/**
+ * `manifest.json`, the first entry of every archive we write. It keeps the reference's fields
+ * (`created_at`, `included_dirs`, `excluded_dirs`, `excluded_patterns`) so the Python restore
+ * reads it, and adds what makes an archive checkable on its own: every file's size, mode and
+ * sha256, the counts, the tool that wrote it and the state position it captured.
+ */
+import { createHash } from "node:crypto";
+
+export const MANIFEST_NAME = "manifest.json";
+export const FORMAT_VERSION = 1;
+/** Where an encrypted archive carries the audit HMAC key (never extracted into `.sdd/`). */
+export const AUDIT_KEY_ENTRY = "secrets/audit.key";
+/** Upper bound on a manifest we are willing to parse (8,421 files take about 1.5 MB). */
+export const MAX_MANIFEST_BYTES = 256 * 1024 * 1024;
+
+export interface ManifestFile {
+  path: string;
+  size: number;
+  mode: number;
+  sha256: string;
+}
+export interface ManifestDir {
+  path: string;
+  mode: number;
+}
+export interface WalPosition {
+  seq: number;
+  entry_hash: string;
+}
+export interface StatePosition {
+  wal: Record<string, WalPosition | null>;
+  audit: { file: string; last_hmac: string } | null;
+  checkpoint: { id: string; file: string } | null;
+}
+export interface SnapshotInfo {
+  /** `paused`: a live orchestrator acknowledged a pause; `idle`: no live writer; `unpaused`: a live writer did not answer. */
+  method: "paused" | "idle" | "unpaused";
+  wal_cut: "last-valid-entry";
+  paused_ms?: number;
+  warning?: string;
+}
+export interface Manifest {
+  created_at: number;
+  included_dirs: string[];
+  excluded_dirs: string[];
+  excluded_patterns: string[];
+  format_version: number;
+  tool: { name: string; version: string };
+  source: { host: string; path: string };
+  encrypted: boolean;
+  audit_key_included: boolean;
+  /** Regular files in the archive, manifest.json included. */
+  file_count: number;
+  /** Bytes of the listed files (manifest.json excluded). */
+  total_bytes: number;
+  state: StatePosition;
+  snapshot: SnapshotInfo;
+  dirs: ManifestDir[];
+  files: ManifestFile[];
+}
+
+/** The manifest's bytes: indented like the reference's, newline at the end. */
+export function serializeManifest(m: Manifest): Buffer {
+  return Buffer.from(JSON.stringify(m, null, 2) + "\n", "utf8");
+}
+
+export function sha256Hex(data: Buffer | string): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+export class ManifestError extends Error {
+  override name = "ManifestError";
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** What we learn from an archive's manifest.json: ours (with per-file hashes) or the reference's. */
+export type ParsedManifest =
+  | { kind: "ours"; manifest: Manifest; byPath: Map<string, ManifestFile>; dirs: Set<string> }
+  | { kind: "reference"; raw: Record<string, unknown> };
+
+/** Parses and checks a manifest's shape; throws ManifestError with what is wrong. */
+export function parseManifest(bytes: Buffer): ParsedManifest {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(bytes.toString("utf8"));
+  } catch {
+    throw new ManifestError("manifest.json is not valid JSON");
+  }
+  if (!raw || typeof raw !== "object" || Array.isArray(raw))
+    throw new ManifestError("manifest.json is not an object");
+  const obj = raw as Record<string, unknown>;
+  if (obj.format_version === undefined) return { kind: "reference", raw: obj };
+  if (obj.format_version !== FORMAT_VERSION) {
+    throw new ManifestError(
+      `manifest format_version ${String(obj.format_version)} is not supported (this tool reads ${FORMAT_VERSION})`,
+    );
+  }
+  const m = obj as unknown as Manifest;
+  if (!Array.isArray(m.files) || !Array.isArray(m.dirs)) throw new ManifestError("manifest has no file list");
+  if (!Number.isSafeInteger(m.file_count) || m.file_count !== m.files.length + 1) {
+    throw new ManifestError("manifest file_count does not match its file list");
+  }
+  const byPath = new Map<string, ManifestFile>();
+  let total = 0;
+  for (const f of m.files) {
+    if (
+      !f ||
+      typeof f.path !== "string" ||
+      !Number.isSafeInteger(f.size) ||
+      f.size < 0 ||
+      !Number.isSafeInteger(f.mode) ||
+      typeof f.sha256 !== "string" ||
+      !HEX64.test(f.sha256)
+    ) {
+      throw new ManifestError("manifest has a malformed file row");
+    }
+    if (byPath.has(f.path)) throw new ManifestError(`manifest lists ${f.path} twice`);
+    byPath.set(f.path, f);
+    total += f.size;
+  }
+  if (total !== m.total_bytes) throw new ManifestError("manifest total_bytes does not match its file sizes");
+  const dirs = new Set<string>();
+  for (const d of m.dirs) {
+    if (!d || typeof d.path !== "string" || !Number.isSafeInteger(d.mode))
+      throw new ManifestError("manifest has a malformed folder row");
+    dirs.add(d.path);
+  }
+  return { kind: "ours", manifest: m, byPath, dirs };
+}

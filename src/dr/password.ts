@@ -1,0 +1,31 @@
+/**
+ * The backup password: `--password`, `--password-file F` or `$BERNSTEIN_DR_PASSWORD`
+ * (a file's single trailing newline is dropped). Empty passwords are refused.
+ */
+import { readFile } from "node:fs/promises";
+import { ExitCode, UserError } from "../cli/errors.js";
+
+export const PASSWORD_ENV = "BERNSTEIN_DR_PASSWORD";
+
+export async function resolvePassword(opts: {
+  password?: string;
+  passwordFile?: string;
+}): Promise<string | undefined> {
+  if (opts.password !== undefined && opts.passwordFile !== undefined) {
+    throw new UserError("pass either --password or --password-file, not both", ExitCode.USAGE);
+  }
+  let pw: string | undefined;
+  if (opts.password !== undefined) pw = opts.password;
+  else if (opts.passwordFile !== undefined) {
+    try {
+      pw = (await readFile(opts.passwordFile, "utf8")).replace(/\r?\n$/, "");
+    } catch (err) {
+      throw new UserError(
+        `--password-file ${opts.passwordFile}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`,
+        ExitCode.USAGE,
+      );
+    }
+  } else if (process.env[PASSWORD_ENV] !== undefined) pw = process.env[PASSWORD_ENV];
+  if (pw !== undefined && pw.length === 0) throw new UserError("the password is empty", ExitCode.USAGE);
+  return pw;
+}

@@ -1,0 +1,430 @@
+/**
+ * `dr restore`: extract into a staging folder beside the target, check every file against the
+ * manifest (and the Fernet HMAC), fsync every file and folder, then swap with renames. The old
+ * target is kept as `<target>.pre-restore-<UTC ts>` (or removed with --no-keep).
+ *
+ * Crash safety: before the two renames a journal (`.<name>.restore-journal.json` beside the
+ * target) names the staging folder and the kept name. A crash between the renames leaves no
+ * target; `completeInterruptedRestore` (run by every later `dr restore`, and by `doctor`) rolls
+ * forward to the complete new state. Before the journal exists, the old target is untouched and
+ * a leftover staging folder of a dead process is removed.
+ */
+import { randomBytes } from "node:crypto";
+import {
+  chmodSync,
+  closeSync,
+  fsync,
+  futimesSync,
+  fchmodSync,
+  mkdirSync,
+  openSync,
+  writeSync,
+  createReadStream,
+} from "node:fs";
+import { readFile, readdir, rm, stat } from "node:fs/promises";
+import path from "node:path";
+import type { Readable } from "node:stream";
+import { ExitCode, UserError } from "../cli/errors.js";
+import {
+  atomicWriteFile,
+  durableMkdir,
+  durableRename,
+  durableUnlink,
+  fsyncDir,
+} from "../workspace/durable.js";
+import { Workspace } from "../workspace/layout.js";
+import {
+  acquireLock,
+  describeHolder,
+  isProcessAlive,
+  readLock,
+  type WorkspaceLock,
+} from "../workspace/lock.js";
+import { ioError } from "./backup.js";
+import {
+  readArchive,
+  type ArchiveSummary,
+  type ExtractHandler,
+  type FileSink,
+  type ReadArchiveOptions,
+} from "./unpack.js";
+import { AUDIT_KEY_ENTRY, MANIFEST_NAME } from "./manifest.js";
+import { TOOL_NAME, VERSION } from "../version.js";
+
+/** Where a restored workspace records what it was restored from (read by `doctor`). */
+export const RESTORE_RECORD = ["runtime", "restored-from.json"] as const;
+
+export interface RestoreRecord {
+  restored_at: string;
+  source: string;
+  archive_sha256: string;
+  manifest_sha256: string;
+  format: "bernstein" | "reference";
+  /** The tool that wrote the archive (the Python reference records none). */
+  tool: { name: string; version: string | null };
+  restored_by: { name: string; version: string };
+  file_count: number;
+}
+
+export interface RestoreOptions extends ReadArchiveOptions {
+  /** Restore even while a live process holds the target's lock. */
+  force?: boolean;
+  /** Keep the previous target as `<target>.pre-restore-<ts>` (default true). */
+  keep?: boolean;
+  /** The resolved audit key path where an archive's key is installed. */
+  auditKeyPath?: string;
+  /** Where the archive came from, for the restore record. */
+  source?: string;
+}
+
+export interface AuditKeyOutcome {
+  action: "installed" | "unchanged" | "kept-existing" | "none";
+  path?: string;
+  /** When a different key exists: where the archive's key was saved for --key-file. */
+  saved_copy?: string;
+  message?: string;
+}
+
+export interface RestoreResult {
+  target: string;
+  file_count: number;
+  sha256: string;
+  size_bytes: number;
+  format: ArchiveSummary["format"];
+  encrypted: boolean;
+  kept?: string;
+  audit_key: AuditKeyOutcome;
+  tool_version: string | null;
+  warnings: string[];
+}
+
+const utcStamp = (d = new Date()): string =>
+  d
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
+const journalPath = (target: string): string =>
+  path.join(path.dirname(target), `.${path.basename(target)}.restore-journal.json`);
+const stagingPrefix = (target: string): string => `.${path.basename(target)}.restore-`;
+
+interface Journal {
+  target: string;
+  staging: string;
+  kept: string | null;
+  remove_kept: boolean;
+}
+
+const exists = (p: string): Promise<boolean> =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
+
+/**
+ * Finishes or undoes a restore that was interrupted (SIGKILL, power loss). Returns what it did.
+ * Safe to call any time; a no-op when there is no journal.
+ */
+export async function completeInterruptedRestore(target: string): Promise<string | undefined> {
+  const abs = path.resolve(target);
+  const jp = journalPath(abs);
+  let j: Journal;
+  try {
+    j = JSON.parse(await readFile(jp, "utf8")) as Journal;
+  } catch {
+    return undefined;
+  }
+  let action: string;
+  if (await exists(j.staging)) {
+    if (!(await exists(abs))) {
+      await durableRename(j.staging, abs); // the old target was moved away: roll forward
+      action = "rolled forward an interrupted restore";
+    } else {
+      await rm(j.staging, { recursive: true, force: true }); // swap never started: roll back
+      action = "removed the staging folder of an interrupted restore";
+    }
+  } else {
+    action = "finished an interrupted restore";
+  }
+  if (j.remove_kept && j.kept) await rm(j.kept, { recursive: true, force: true });
+  await durableUnlink(jp).catch(() => {});
+  return action;
+}
+
+/** Removes staging folders left by restores whose process died before the swap. */
+async function removeStaleStaging(target: string): Promise<void> {
+  const dir = path.dirname(target);
+  const prefix = stagingPrefix(target);
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length).split("-")[0]);
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && !isProcessAlive(pid)) {
+      await rm(path.join(dir, name), { recursive: true, force: true });
+    }
+  }
+}
+
+/** fsyncs file descriptors a few dozen at a time (parallel fsyncs share journal commits). */
+class FsyncPool {
+  private inflight = 0;
+  private waiters: (() => void)[] = [];
+  private error?: Error;
+  private idle?: () => void;
+  constructor(private readonly limit = 32) {}
+  add(fd: number): void | Promise<void> {
+    if (this.error) {
+      closeSync(fd);
+      throw this.error;
+    }
+    this.inflight++;
+    fsync(fd, (err) => {
+      closeSync(fd);
+      if (err && !this.error) this.error = err;
+      this.inflight--;
+      this.waiters.shift()?.();
+      if (this.inflight === 0) this.idle?.();
+    });
+    if (this.inflight >= this.limit) return new Promise((r) => this.waiters.push(r));
+  }
+  async drain(): Promise<void> {
+    if (this.inflight > 0) await new Promise<void>((r) => (this.idle = r));
+    if (this.error) throw this.error;
+  }
+}
+
+/** Writes entries under the staging folder; every file fsynced, modes and mtimes set. */
+export class StagingWriter implements ExtractHandler {
+  readonly dirModes = new Map<string, number>();
+  private readonly made = new Set<string>([""]);
+  readonly pool = new FsyncPool();
+  private readonly fsync: boolean;
+  /** `fsync: false` for throw-away extractions (verify's temp folder). */
+  constructor(
+    readonly root: string,
+    opts: { fsync?: boolean } = {},
+  ) {
+    this.fsync = opts.fsync ?? true;
+  }
+  private ensureDir(rel: string): void {
+    if (this.made.has(rel)) return;
+    const parent = rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "";
+    this.ensureDir(parent);
+    mkdirSync(path.join(this.root, rel), { mode: 0o700 });
+    this.made.add(rel);
+  }
+  dir(entry: { path: string; mode: number }): void {
+    this.ensureDir(entry.path);
+    this.dirModes.set(entry.path, entry.mode & 0o777);
+  }
+  file(entry: { path: string; size: number; mode: number; mtime?: Date }): FileSink | undefined {
+    if (entry.path === MANIFEST_NAME || entry.path === AUDIT_KEY_ENTRY) return undefined;
+    const rel = entry.path;
+    this.ensureDir(rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "");
+    const fd = openSync(path.join(this.root, rel), "wx", 0o600);
+    const pool = this.pool;
+    const sync = this.fsync;
+    return {
+      write(chunk: Buffer): void {
+        let off = 0;
+        while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off);
+      },
+      end(): void | Promise<void> {
+        fchmodSync(fd, entry.mode & 0o777);
+        if (entry.mtime) futimesSync(fd, entry.mtime, entry.mtime);
+        if (!sync) return closeSync(fd);
+        return pool.add(fd);
+      },
+    };
+  }
+  /** Applies folder modes (deepest first) and fsyncs every folder. */
+  async finish(): Promise<void> {
+    await this.pool.drain();
+    const dirs = [...this.made].sort((a, b) => b.length - a.length);
+    for (const rel of dirs) {
+      const abs = rel ? path.join(this.root, rel) : this.root;
+      chmodSync(abs, this.dirModes.get(rel) ?? 0o755);
+      if (this.fsync) await fsyncDir(abs);
+    }
+  }
+}
+
+export async function openArchiveFile(from: string): Promise<Readable> {
+  const st = await stat(from).catch(() => undefined);
+  if (!st) throw new UserError(`--from ${from}: no such file`, ExitCode.USAGE);
+  if (!st.isFile()) throw new UserError(`--from ${from}: not a file`, ExitCode.USAGE);
+  return createReadStream(from, { highWaterMark: 1024 * 1024 });
+}
+
+/** Reads and checks a whole archive without writing anything (dry-run, verify). */
+export async function inspectArchive(
+  source: AsyncIterable<Buffer | string>,
+  opts: ReadArchiveOptions = {},
+): Promise<ArchiveSummary> {
+  return readArchive(source, {}, opts);
+}
+
+async function installAuditKey(
+  key: Buffer | undefined,
+  keyPath: string | undefined,
+  target: string,
+): Promise<AuditKeyOutcome> {
+  if (!key)
+    return { action: "none", message: "this backup carries no audit key (plain backups leave it out)" };
+  if (!keyPath)
+    return { action: "none", message: "no audit key path resolved; the backup's key was not installed" };
+  const existing = await readFile(keyPath).catch(() => undefined);
+  if (!existing) {
+    await durableMkdir(path.dirname(keyPath), 0o700);
+    await atomicWriteFile(keyPath, key, { mode: 0o600 });
+    return { action: "installed", path: keyPath };
+  }
+  if (existing.toString("utf8").trim() === key.toString("utf8").trim())
+    return { action: "unchanged", path: keyPath };
+  const saved = `${target}.audit-key-from-backup`;
+  await atomicWriteFile(saved, key, { mode: 0o600 });
+  return {
+    action: "kept-existing",
+    path: keyPath,
+    saved_copy: saved,
+    message: `a different audit key exists at ${keyPath} and was kept; the backup's key is saved at ${saved}: verify the restored chain with \`bernstein audit verify --sdd ${target} --key-file ${saved}\``,
+  };
+}
+
+/**
+ * Restores an archive from any byte source into `target` (a `.sdd` folder). See the top of the file.
+ */
+export async function restoreFromStream(
+  source: AsyncIterable<Buffer | string>,
+  target: string,
+  opts: RestoreOptions = {},
+): Promise<RestoreResult> {
+  const abs = path.resolve(target);
+  const parent = path.dirname(abs);
+  const warnings: string[] = [];
+  const recovered = await completeInterruptedRestore(abs);
+  if (recovered) warnings.push(`${recovered} at ${abs}`);
+
+  // Refuse early while a live process owns the target.
+  let lock: WorkspaceLock | undefined;
+  const targetExists = await exists(abs);
+  if (targetExists) {
+    const ws = new Workspace(abs);
+    const state = await readLock(ws);
+    if (state.state === "held") {
+      if (!opts.force) {
+        throw new UserError(
+          `${abs} is in use by ${describeHolder(state.info)}; stop it first, or pass --force`,
+          ExitCode.LOCKED,
+          { holder: state.info },
+        );
+      }
+      warnings.push(`restoring over a workspace in use by ${describeHolder(state.info)} (--force)`);
+    } else if (await exists(ws.p("runtime"))) {
+      lock = await acquireLock(ws, "dr restore");
+      if (lock.tookOver) warnings.push(lock.tookOver);
+    }
+  }
+  try {
+    try {
+      await durableMkdir(parent);
+    } catch (err) {
+      throw ioError(`cannot restore into ${abs}`, err) ?? err;
+    }
+    await removeStaleStaging(abs);
+    const staging = path.join(
+      parent,
+      `${stagingPrefix(abs)}${process.pid}-${randomBytes(4).toString("hex")}`,
+    );
+    try {
+      mkdirSync(staging, { mode: 0o700 });
+    } catch (err) {
+      throw ioError(`cannot restore into ${abs}`, err) ?? err;
+    }
+    let summary: ArchiveSummary;
+    const writer = new StagingWriter(staging);
+    try {
+      summary = await readArchive(source, writer, opts);
+      await writer.finish();
+      const manifestTool =
+        (summary.manifest_raw.tool as { name?: string; version?: string } | undefined) ?? undefined;
+      const record: RestoreRecord = {
+        restored_at: new Date().toISOString(),
+        source: opts.source ?? "stream",
+        archive_sha256: summary.sha256,
+        manifest_sha256: summary.manifest_sha256,
+        format: summary.format,
+        tool: manifestTool?.name
+          ? { name: manifestTool.name, version: manifestTool.version ?? null }
+          : { name: "bernstein (python reference)", version: null },
+        restored_by: { name: TOOL_NAME, version: VERSION },
+        file_count: summary.file_count,
+      };
+      await durableMkdir(path.join(staging, RESTORE_RECORD[0]));
+      await atomicWriteFile(path.join(staging, ...RESTORE_RECORD), JSON.stringify(record, null, 2) + "\n");
+      await fsyncDir(staging);
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true }).catch(() => {});
+      throw ioError(`cannot restore into ${abs}`, err) ?? err;
+    }
+
+    // Swap: journal, old target away, staging in.
+    let kept: string | null = null;
+    if (targetExists) {
+      kept = `${abs}.pre-restore-${utcStamp()}`;
+      for (let i = 1; await exists(kept); i++) kept = `${abs}.pre-restore-${utcStamp()}-${i}`;
+    }
+    const keep = opts.keep ?? true;
+    const journal: Journal = { target: abs, staging, kept, remove_kept: !keep };
+    await atomicWriteFile(journalPath(abs), JSON.stringify(journal) + "\n");
+    if (kept) await durableRename(abs, kept);
+    await durableRename(staging, abs);
+    if (kept) {
+      // Our lock file moved with the old tree; it is not a lock of anything now.
+      if (lock) await rm(path.join(kept, "runtime", "bernstein.pid"), { force: true });
+      lock = undefined;
+      if (!keep) await rm(kept, { recursive: true, force: true });
+    }
+    await durableUnlink(journalPath(abs));
+
+    const auditKey = await installAuditKey(summary.audit_key, opts.auditKeyPath, abs).catch((err: Error) => ({
+      action: "none" as const,
+      message: `could not install the backup's audit key: ${err.message}`,
+    }));
+    if (auditKey.message && auditKey.action !== "none") warnings.push(auditKey.message);
+    const toolVersion = (summary.manifest_raw.tool as { version?: string } | undefined)?.version ?? null;
+    if (toolVersion && toolVersion !== VERSION) {
+      warnings.push(`the backup was written by ${TOOL_NAME} ${toolVersion}; this is ${VERSION}`);
+    }
+    return {
+      target: abs,
+      file_count: summary.file_count,
+      sha256: summary.sha256,
+      size_bytes: summary.size_bytes,
+      format: summary.format,
+      encrypted: summary.encrypted,
+      kept: keep && kept ? kept : undefined,
+      audit_key: auditKey,
+      tool_version: toolVersion,
+      warnings,
+    };
+  } finally {
+    await lock?.release().catch(() => {});
+  }
+}
+
+export async function restoreFromFile(
+  from: string,
+  target: string,
+  opts: RestoreOptions = {},
+): Promise<RestoreResult> {
+  const src = await openArchiveFile(from);
+  return restoreFromStream(src, target, { label: from, source: path.resolve(from), ...opts });
+}
+
+/** The restore record of a workspace, if it was restored by `dr restore`. */
+export async function readRestoreRecord(sddRoot: string): Promise<RestoreRecord | undefined> {
+  try {
+    return JSON.parse(await readFile(path.join(sddRoot, ...RESTORE_RECORD), "utf8")) as RestoreRecord;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * Where the state stood when a backup was taken, and how much of each append-only log to copy:
+ * a WAL is copied only up to its last complete entry whose hash verifies (a torn or half-written
+ * tail is left out), an audit day file or other JSONL log up to its last complete line.
+ * Only the end of each file is read.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { checkLine } from "../wal/entry.js";
+import type { StatePosition, WalPosition } from "./manifest.js";
+import { findAuditTail } from "../audit/log.js";
+import { readLinesBackward } from "../workspace/lines.js";
+
+const MAX_TAIL_SCAN = 16 * 1024 * 1024;
+
+export const WAL_FILE = /^runtime\/wal\/([^/]+)\.wal\.jsonl$/;
+const LINE_LOGS = [/^audit\/[^/]+\.jsonl$/, /^runtime\/wal\/idempotency\.jsonl$/];
+
+/** The position of a WAL line when it is a complete entry whose own hash verifies. */
+export function verifiedWalEntry(line: string): WalPosition | undefined {
+  const c = checkLine(line);
+  return c.ok ? { seq: c.entry.seq, entry_hash: c.entry.entry_hash } : undefined;
+}
+
+export interface Cut {
+  /** Bytes to copy (a prefix of the file). */
+  length: number;
+  position: WalPosition | null;
+  /** Bytes left out at the end (a torn or unverifiable tail). */
+  dropped: number;
+}
+
+/**
+ * The prefix of a WAL that ends with its last complete, hash-valid entry (at most `maxSeq` when
+ * a paused orchestrator told us its position), looking only at the first `size` bytes. Reads
+ * backwards from the end: the cost is the tail, not the log.
+ */
+export async function walCut(file: string, size: number, maxSeq?: number): Promise<Cut> {
+  if (size === 0) return { length: 0, position: null, dropped: 0 };
+  let scanned = 0;
+  for await (const line of readLinesBackward(file)) {
+    if (line.end > size || !line.terminated) continue; // appended after we looked, or torn
+    const pos = verifiedWalEntry(line.text);
+    if (pos && (maxSeq === undefined || pos.seq <= maxSeq)) {
+      return { length: line.end, position: pos, dropped: size - line.end };
+    }
+    scanned += line.end - line.offset;
+    if (scanned > MAX_TAIL_SCAN) break;
+  }
+  // No verifiable entry (or none in a very long tail): not a torn tail but a file we do not
+  // understand; copy it as is and let `dr verify` report it.
+  return { length: size, position: null, dropped: 0 };
+}
+
+/** Prefix of a line-oriented log up to its last '\n' (a half-written last line is left out). */
+export async function lineLogCut(file: string, size: number): Promise<Cut> {
+  if (size === 0) return { length: 0, position: null, dropped: 0 };
+  for await (const line of readLinesBackward(file)) {
+    if (line.end > size || !line.terminated) continue;
+    return { length: line.end, position: null, dropped: size - line.end };
+  }
+  return { length: size, position: null, dropped: 0 };
+}
+
+export function isLineLog(rel: string): boolean {
+  return LINE_LOGS.some((re) => re.test(rel));
+}
+
+/** The audit chain's last hmac and the file that holds it (null for an empty log). */
+export async function auditPosition(root: string): Promise<StatePosition["audit"]> {
+  const tail = await findAuditTail(path.join(root, "audit"));
+  return tail.file
+    ? { file: path.relative(root, tail.file).split(path.sep).join("/"), last_hmac: tail.hmac }
+    : null;
+}
+
+/** The newest checkpoint (by metadata.created_at, then name) among the archived files. */
+export function checkpointPosition(root: string, rels: string[]): StatePosition["checkpoint"] {
+  let best: { id: string; file: string; created: string } | null = null;
+  for (const rel of rels) {
+    if (!/^runtime\/checkpoints\/checkpoint-[^/]+\.json$/.test(rel)) continue;
+    try {
+      const doc = JSON.parse(readFileSync(path.join(root, rel), "utf8")) as {
+        metadata?: { checkpoint_id?: unknown; created_at?: unknown };
+      };
+      const id = String(
+        doc.metadata?.checkpoint_id ?? path.basename(rel, ".json").slice("checkpoint-".length),
+      );
+      const created = String(doc.metadata?.created_at ?? "");
+      if (!best || created > best.created || (created === best.created && rel > best.file)) {
+        best = { id, file: rel, created };
+      }
+    } catch {
+      // an unreadable checkpoint is not the newest valid one; verify reports it
+    }
+  }
+  return best ? { id: best.id, file: best.file } : null;
+}
+
+/** Lists the WAL run ids in a workspace (for snapshot positions). */
+export function listWalRuns(root: string): string[] {
+  try {
+    return readdirSync(path.join(root, "runtime", "wal"))
+      .filter((n) => n.endsWith(".wal.jsonl"))
+      .map((n) => n.slice(0, -".wal.jsonl".length))
+      .sort();
+  } catch {
+    return [];
+  }
+}

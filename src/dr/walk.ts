@@ -1,0 +1,217 @@
+/**
+ * Which files of `.sdd/` a backup holds. The lists are the Python reference's
+ * (`disaster_recovery.py` `_BACKUP_DIRS`, `_EXCLUDE_DIRS`, `_EXCLUDE_PATTERNS`) plus:
+ *  - `backlog/claimed` and `backlog/failed`: our backlog has these states and the reference list
+ *    misses them; a claim must never be lost, so they are included;
+ *  - `runtime/snapshot/*`: the consistent-snapshot handshake files (transient by nature).
+ */
+import { lstatSync, readdirSync, type Dirent } from "node:fs";
+import path from "node:path";
+
+/** The reference's included folders, in its order (what its manifest lists). */
+export const REFERENCE_INCLUDED_DIRS = [
+  "backlog/open",
+  "backlog/done",
+  "backlog/closed",
+  "backlog/deferred",
+  "backlog/manual",
+  "metrics",
+  "traces",
+  "memory",
+  "sessions",
+  "decisions",
+  "docs",
+  "config",
+  "archive",
+  "agents",
+  "index",
+  "caching",
+  "models",
+  "audit",
+  "runs",
+  "runtime",
+] as const;
+
+export const INCLUDED_DIRS: readonly string[] = [
+  "backlog/open",
+  "backlog/claimed",
+  "backlog/done",
+  "backlog/failed",
+  "backlog/closed",
+  "backlog/deferred",
+  "backlog/manual",
+  ...REFERENCE_INCLUDED_DIRS.slice(5),
+];
+
+export const EXCLUDED_DIRS: readonly string[] = [
+  "logs",
+  "worktrees",
+  "signals",
+  "debug",
+  "research",
+  "default",
+  "upgrades",
+];
+
+export const REFERENCE_EXCLUDED_PATTERNS = [
+  "runtime/pids/*",
+  "runtime/signals/*",
+  "runtime/heartbeats/*",
+  "runtime/hooks/*",
+  "runtime/draining/*",
+  "runtime/gates/*",
+  "runtime/completed/*",
+  "runtime/*.log",
+  "runtime/*.log.[0-9]*",
+  "runtime/*.kill",
+  "runtime/*.pid",
+  "runtime/access.jsonl*",
+  "runtime/retrospective.md",
+  "runtime/summary.md",
+] as const;
+
+export const EXCLUDED_PATTERNS: readonly string[] = [...REFERENCE_EXCLUDED_PATTERNS, "runtime/snapshot/*"];
+
+/** Python fnmatch semantics: `*` matches anything (including `/`), `?` one char, `[...]` a class. */
+export function fnmatchRegExp(pattern: string): RegExp {
+  let re = "";
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === "*") re += ".*";
+    else if (c === "?") re += ".";
+    else if (c === "[") {
+      const end = pattern.indexOf("]", i + 2);
+      if (end < 0) {
+        re += "\\[";
+        continue;
+      }
+      let cls = pattern.slice(i + 1, end).replace(/\\/g, "\\\\");
+      if (cls.startsWith("!")) cls = "^" + cls.slice(1);
+      re += `[${cls}]`;
+      i = end;
+    } else re += c.replace(/[.+^${}()|\\\]]/g, "\\$&");
+  }
+  return new RegExp(`^${re}$`, "s");
+}
+
+const PATTERN_RES = EXCLUDED_PATTERNS.map((p) => ({ pattern: p, re: fnmatchRegExp(p) }));
+
+/** The pattern that excludes `rel` (a path relative to `.sdd/`, `/`-separated), if any. */
+export function excludedBy(rel: string): string | undefined {
+  const parts = rel.split("/");
+  for (const part of parts.slice(0, -1)) {
+    if (EXCLUDED_DIRS.includes(part)) return `excluded folder '${part}'`;
+  }
+  for (const { pattern, re } of PATTERN_RES) if (re.test(rel)) return `pattern ${pattern}`;
+  return undefined;
+}
+
+export interface WalkedFile {
+  rel: string;
+  abs: string;
+  size: number;
+  mode: number;
+  mtimeMs: number;
+}
+export interface WalkedDir {
+  rel: string;
+  mode: number;
+  mtimeMs: number;
+}
+export interface ExcludedEntry {
+  path: string;
+  reason: string;
+  /** True for a whole folder that was not descended into. */
+  folder?: boolean;
+}
+export interface WalkResult {
+  files: WalkedFile[];
+  dirs: WalkedDir[];
+  excluded: ExcludedEntry[];
+}
+
+function isIncludedDir(rel: string): boolean {
+  return INCLUDED_DIRS.some((d) => rel === d || rel.startsWith(d + "/"));
+}
+function isAncestorOfIncluded(rel: string): boolean {
+  return rel === "" || INCLUDED_DIRS.some((d) => d.startsWith(rel + "/"));
+}
+function byCodePoint(a: Dirent, b: Dirent): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/**
+ * Walks `.sdd/` in a stable order (code-point sorted names). Included regular files and folders
+ * are returned with size, mode and mtime; everything else lands in `excluded` with the reason.
+ * Excluded folders are not descended into (a worktree may hold a whole checkout).
+ */
+export function walkWorkspace(root: string): WalkResult {
+  const result: WalkResult = { files: [], dirs: [], excluded: [] };
+  const visit = (rel: string): void => {
+    const abs = rel ? path.join(root, rel) : root;
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(abs, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT" && rel) return; // removed while walking
+      throw new Error(`backup: cannot list ${abs}: ${(err as Error).message}`, { cause: err });
+    }
+    entries.sort(byCodePoint);
+    const included = isIncludedDir(rel);
+    for (const ent of entries) {
+      const childRel = rel ? `${rel}/${ent.name}` : ent.name;
+      const childAbs = path.join(abs, ent.name);
+      if (ent.isDirectory()) {
+        if (EXCLUDED_DIRS.includes(ent.name)) {
+          result.excluded.push({
+            path: childRel + "/",
+            reason: `excluded folder '${ent.name}'`,
+            folder: true,
+          });
+        } else if (isIncludedDir(childRel) || isAncestorOfIncluded(childRel)) {
+          const st = lstatSync(childAbs, { throwIfNoEntry: false });
+          if (!st) continue;
+          result.dirs.push({ rel: childRel, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs });
+          visit(childRel);
+        } else {
+          result.excluded.push({ path: childRel + "/", reason: "not a backed-up folder", folder: true });
+        }
+        continue;
+      }
+      if (!included) {
+        result.excluded.push({ path: childRel, reason: "outside the backed-up folders" });
+        continue;
+      }
+      if (ent.isSymbolicLink()) {
+        result.excluded.push({ path: childRel, reason: "symbolic link (never archived)" });
+        continue;
+      }
+      if (!ent.isFile()) {
+        result.excluded.push({ path: childRel, reason: "not a regular file" });
+        continue;
+      }
+      const why = excludedBy(childRel);
+      if (why) {
+        result.excluded.push({ path: childRel, reason: why });
+        continue;
+      }
+      let st;
+      try {
+        st = lstatSync(childAbs);
+      } catch (err) {
+        // A live orchestrator may move or delete a file between listing and stat: skip it.
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
+        throw err;
+      }
+      result.files.push({
+        rel: childRel,
+        abs: childAbs,
+        size: st.size,
+        mode: st.mode & 0o7777,
+        mtimeMs: st.mtimeMs,
+      });
+    }
+  };
+  visit("");
+  return result;
+}

@@ -1,0 +1,305 @@
+/**
+ * Archive format, Fernet and the hostile-input defence, in process (the CLI tests run the binary).
+ */
+import assert from "node:assert/strict";
+import { createDecipheriv, createHmac, pbkdf2Sync, timingSafeEqual } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { Readable, Writable } from "node:stream";
+import { test } from "node:test";
+import { execFileSync } from "node:child_process";
+import { gunzipSync } from "node:zlib";
+import { UserError } from "../../src/cli/errors.js";
+import { writeBackupArchive } from "../../src/dr/backup.js";
+import { FernetDecryptor, FernetEncryptor, deriveKey } from "../../src/dr/fernet.js";
+import { readArchive } from "../../src/dr/unpack.js";
+import { FIXTURES, scratchDir } from "../helpers.js";
+import { archiveOf, gz, manifestFor, sha, tarEnd, tarEntry } from "./support/craft.js";
+import { makeSmallWorkspace } from "./support/workspace.js";
+
+const REF = path.join(FIXTURES, "python-reference");
+const expected = JSON.parse(readFileSync(path.join(REF, "expected.json"), "utf8")) as {
+  backups: {
+    plain: { file: string; reported_file_count: number };
+    encrypted: { file: string; password: string };
+  };
+  restored_files_sha256: Record<string, string>;
+};
+
+/** Independent Fernet decryption (node:crypto only, nothing from src/dr). */
+function referenceDecrypt(file: Buffer, password: string): Buffer {
+  const salt = file.subarray(0, 16);
+  const token = Buffer.from(file.subarray(16).toString("ascii"), "base64url");
+  const key = pbkdf2Sync(password, salt, 600_000, 32, "sha256");
+  assert.equal(token[0], 0x80);
+  const body = token.subarray(0, token.length - 32);
+  const mac = createHmac("sha256", key.subarray(0, 16)).update(body).digest();
+  assert.ok(timingSafeEqual(mac, token.subarray(token.length - 32)), "HMAC verifies");
+  const d = createDecipheriv("aes-128-cbc", key.subarray(16), token.subarray(9, 25));
+  return Buffer.concat([d.update(token.subarray(25, token.length - 32)), d.final()]);
+}
+
+function collect(): { sink: Writable; bytes: () => Buffer } {
+  const parts: Buffer[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _e, cb) {
+      parts.push(chunk);
+      cb();
+    },
+  });
+  return { sink, bytes: () => Buffer.concat(parts) };
+}
+
+async function expectArchiveError(
+  buf: Buffer,
+  code: number,
+  pattern?: RegExp,
+  password?: string,
+  keyCache?: Map<string, Buffer>,
+  expectSha256?: string,
+) {
+  await assert.rejects(
+    readArchive(Readable.from([buf]), {}, { password, keyCache, expectSha256 }),
+    (err: unknown) => {
+      assert.ok(err instanceof UserError, `UserError expected, got ${String(err)}`);
+      assert.equal(err.exitCode, code, err.message);
+      if (pattern) assert.match(err.message, pattern);
+      return true;
+    },
+  );
+}
+
+test("reads both Python reference archives: 15 regular files, hashes as the reference restores them", async () => {
+  for (const [file, password] of [
+    [expected.backups.plain.file, undefined],
+    [expected.backups.encrypted.file, expected.backups.encrypted.password],
+  ] as const) {
+    const s = await readArchive(Readable.from([await readFile(path.join(REF, file))]), {}, { password });
+    assert.equal(s.format, "reference");
+    assert.equal(s.per_file_hashes, false);
+    assert.equal(s.file_count, expected.backups.plain.reported_file_count);
+    for (const [rel, want] of Object.entries(expected.restored_files_sha256)) {
+      // manifest.json differs between the two (created_at); the rest is the same state.
+      if (rel !== "manifest.json") assert.equal(s.file_hashes.get(rel), want, rel);
+    }
+    assert.deepEqual([...s.file_hashes.keys()].sort(), Object.keys(expected.restored_files_sha256).sort());
+  }
+});
+
+test("our Fernet stream matches an independent decryption, and decrypts the reference's token", async () => {
+  const password = "pw ✓";
+  const enc = await FernetEncryptor.create(password);
+  const plain = Buffer.alloc(100_003, 7);
+  const out = Buffer.concat([
+    enc.update(plain.subarray(0, 5)),
+    enc.update(plain.subarray(5, 70_000)),
+    enc.update(plain.subarray(70_000)),
+    enc.final(),
+  ]);
+  assert.match(out.subarray(16).toString("ascii"), /^[A-Za-z0-9_-]+={0,2}$/);
+  assert.deepEqual(referenceDecrypt(out, password), plain);
+
+  const ref = await readFile(path.join(REF, expected.backups.encrypted.file));
+  const dec = new FernetDecryptor(expected.backups.encrypted.password);
+  const parts: Buffer[] = [];
+  for (let i = 0; i < ref.length; i += 333) parts.push(await dec.update(ref.subarray(i, i + 333)));
+  parts.push(dec.final());
+  assert.deepEqual(Buffer.concat(parts), referenceDecrypt(ref, expected.backups.encrypted.password));
+  // A different password gives a different key (sanity of the derivation).
+  assert.notDeepEqual(await deriveKey("a", Buffer.alloc(16)), await deriveKey("b", Buffer.alloc(16)));
+});
+
+test("our archives are what the Python restore reads: gzip tar, manifest.json first; salt + Fernet token", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const { ws, keyFile } = await makeSmallWorkspace(dir);
+    const plain = collect();
+    const r = await writeBackupArchive(ws, plain.sink);
+    const listing = execFileSync("tar", ["-tzf", "-"], { input: plain.bytes() })
+      .toString()
+      .trim()
+      .split("\n");
+    assert.equal(listing[0], "manifest.json");
+    assert.ok(listing.includes("backlog/claimed/T-2.md") && listing.includes("backlog/failed/T-3.md"));
+    assert.ok(!listing.some((l) => l.startsWith("logs/") || l.includes("heartbeats/a.json")));
+    const regular = execFileSync("tar", ["-tvzf", "-"], { input: plain.bytes() })
+      .toString()
+      .split("\n")
+      .filter((l) => l.startsWith("-"));
+    assert.equal(regular.length, r.file_count);
+    const manifest = JSON.parse(
+      execFileSync("tar", ["-xzOf", "-", "manifest.json"], { input: plain.bytes() }).toString(),
+    );
+    for (const field of ["created_at", "included_dirs", "excluded_dirs", "excluded_patterns"])
+      assert.ok(field in manifest, field);
+    assert.equal(manifest.file_count, r.file_count);
+    assert.equal(r.sha256, sha(plain.bytes()));
+
+    const enc = collect();
+    const e = await writeBackupArchive(ws, enc.sink, { password: "s3cret", auditKeyPath: keyFile });
+    const targz = referenceDecrypt(enc.bytes(), "s3cret");
+    const encListing = execFileSync("tar", ["-tzf", "-"], { input: targz }).toString().trim().split("\n");
+    assert.equal(encListing[0], "manifest.json");
+    assert.ok(encListing.includes("secrets/audit.key"), "encrypted backups carry the audit key");
+    assert.equal(e.file_count, r.file_count + 1);
+    assert.ok(gunzipSync(targz).length > 0);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("hostile entries are refused (exit 5) before anything is handed on", async () => {
+  const ok = { path: "docs/a.md", data: Buffer.from("a\n") };
+  const cases: [string, Buffer][] = [
+    ["absolute", archiveOf([ok], { extra: [tarEntry({ path: "/etc/x", data: Buffer.from("x") })] })],
+    ["dotdot", archiveOf([ok], { extra: [tarEntry({ path: "docs/../../x", data: Buffer.from("x") })] })],
+    [
+      "symlink",
+      archiveOf([ok], {
+        extra: [tarEntry({ path: "docs/l", type: "SymbolicLink", linkpath: "/etc/passwd" })],
+      }),
+    ],
+    [
+      "symlink-inside",
+      archiveOf([ok], { extra: [tarEntry({ path: "docs/l2", type: "SymbolicLink", linkpath: "a.md" })] }),
+    ],
+    [
+      "hardlink",
+      archiveOf([ok], { extra: [tarEntry({ path: "docs/h", type: "Link", linkpath: "docs/a.md" })] }),
+    ],
+    ["chardev", archiveOf([ok], { extra: [tarEntry({ path: "docs/null", type: "CharacterDevice" })] })],
+    ["blockdev", archiveOf([ok], { extra: [tarEntry({ path: "docs/sda", type: "BlockDevice" })] })],
+    ["fifo", archiveOf([ok], { extra: [tarEntry({ path: "docs/fifo", type: "FIFO" })] })],
+    ["duplicate", archiveOf([ok], { extra: [tarEntry({ path: "docs/a.md", data: Buffer.from("a\n") })] })],
+    [
+      "normalization",
+      archiveOf([{ path: "docs/caf\u00e9.md", data: Buffer.from("1") }], {
+        extra: [tarEntry({ path: "docs/cafe\u0301.md", data: Buffer.from("1") })],
+      }),
+    ],
+    ["below-a-file", archiveOf([ok], { extra: [tarEntry({ path: "docs/a.md/x", data: Buffer.from("x") })] })],
+  ];
+  for (const [name, buf] of cases) {
+    const handedOn: string[] = [];
+    const handler = {
+      file: (e: { path: string }) => void handedOn.push(e.path),
+      dir: (e: { path: string }) => void handedOn.push(e.path),
+    };
+    await assert.rejects(readArchive(Readable.from([buf]), handler), (err: unknown) => {
+      assert.deepEqual(
+        handedOn.filter((p) => p !== "docs/a.md" && p !== "docs/caf\u00e9.md"),
+        [],
+        `${name}: the hostile entry was handed on`,
+      );
+      assert.ok(err instanceof UserError, name);
+      assert.equal(err.exitCode, 5, `${name}: ${err.message}`);
+      return true;
+    });
+  }
+  // The same hostile names also fail in a Python-layout archive (no manifest first).
+  await expectArchiveError(
+    gz(Buffer.concat([tarEntry({ path: "../x", data: Buffer.from("x") }), tarEnd()])),
+    5,
+    /'\.\.'/,
+  );
+});
+
+test("an archive whose files do not match its manifest, or expands past it, is refused", async () => {
+  const a = { path: "docs/a.md", data: Buffer.from("hello\n") };
+  const wrongContent = archiveOf([{ path: a.path, data: Buffer.from("HELLO\n") }], {
+    manifest: manifestFor([a]),
+  });
+  await expectArchiveError(wrongContent, 5, /does not match its manifest/);
+  const missing = archiveOf([], { manifest: manifestFor([a]) });
+  await expectArchiveError(missing, 5, /missing/);
+  const notListed = archiveOf([a], { manifest: manifestFor([]) });
+  await expectArchiveError(notListed, 5, /not in its manifest/);
+  // Decompression bomb: 64 MB of zeros where the manifest promises 6 bytes.
+  const bomb = gz(
+    Buffer.concat([
+      tarEntry({ path: "manifest.json", data: manifestFor([a]) }),
+      tarEntry({ path: a.path, data: Buffer.alloc(64 * 1024 * 1024) }),
+      tarEnd(),
+    ]),
+  );
+  assert.ok(bomb.length < 200_000);
+  await expectArchiveError(bomb, 5, /expands past/);
+  // Trailing zeros are tolerated only as zeros: data after the end marker is corruption.
+  const tail = gz(
+    Buffer.concat([
+      tarEntry({ path: "manifest.json", data: manifestFor([a]) }),
+      tarEntry({ path: a.path, data: a.data }),
+      tarEnd(),
+      Buffer.alloc(100 * 1024 * 1024),
+    ]),
+  );
+  await expectArchiveError(tail, 5, /expands past|after the end/);
+});
+
+test("not an archive, truncated, and every single flipped byte of a plain and an encrypted archive are refused", async () => {
+  await expectArchiveError(
+    Buffer.from("just some text that is not an archive at all"),
+    5,
+    /not a backup archive/,
+  );
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const { ws } = await makeSmallWorkspace(dir, { entries: 3, bigBytes: 10 });
+    const plain = collect();
+    await writeBackupArchive(ws, plain.sink);
+    const p = plain.bytes();
+    for (const cut of [1, 10, 100, Math.floor(p.length / 2), p.length - 1])
+      await expectArchiveError(p.subarray(0, cut), 5);
+    // gzip cannot see a flip that leaves the decompressed bytes identical (redundant bits of a
+    // deflate Huffman table): such an archive still restores exactly the right content, and the
+    // recorded archive sha256 (--sha256, runs/backups.jsonl) refuses it. Every other flip fails.
+    const good = await readArchive(Readable.from([p]), {});
+    let refused = 0;
+    for (let i = 0; i < p.length; i++) {
+      const bad = Buffer.from(p);
+      bad[i] ^= 0x01;
+      try {
+        const s = await readArchive(Readable.from([bad]), {});
+        assert.deepEqual(s.file_hashes, good.file_hashes, `offset ${i} was accepted with different content`);
+        await expectArchiveError(bad, 5, /expected/, undefined, undefined, good.sha256);
+      } catch (err) {
+        assert.ok(err instanceof UserError && err.exitCode === 5, `offset ${i}: ${String(err)}`);
+        refused++;
+      }
+    }
+    assert.ok(refused > p.length * 0.9, `${refused} of ${p.length} refused by the format itself`);
+
+    const enc = collect();
+    await writeBackupArchive(ws, enc.sink, { password: "pw" });
+    const e = enc.bytes();
+    const cache = new Map<string, Buffer>();
+    await expectArchiveError(e, 4, /wrong password/, "not the password", cache);
+    for (const cut of [5, 40, Math.floor(e.length / 2), e.length - 4, e.length - 1])
+      await expectArchiveError(e.subarray(0, cut), 5, undefined, "pw", cache);
+    // Every byte. The salt, the IV and the first cipher block decide what the first plaintext
+    // block is: damage there cannot be told from a wrong password (exit 4, the message says
+    // both). Everything after (file offset 71 on) decrypts with the right password and fails
+    // authentication: exit 5.
+    const positions = [0, 7, 15, ...Array.from({ length: e.length - 16 }, (_, k) => k + 16)];
+    for (const i of positions) {
+      const bad = Buffer.from(e);
+      bad[i] ^= 0x01;
+      await assert.rejects(
+        readArchive(Readable.from([bad]), {}, { password: "pw", keyCache: cache }),
+        (err: unknown) => {
+          assert.ok(err instanceof UserError);
+          if (i >= 71) assert.equal(err.exitCode, 5, `offset ${i}: ${err.message}`);
+          else
+            assert.ok(
+              err.exitCode === 5 || (err.exitCode === 4 && /damaged/.test(err.message)),
+              `offset ${i}: ${err.message}`,
+            );
+          return true;
+        },
+      );
+    }
+  } finally {
+    await cleanup();
+  }
+});
