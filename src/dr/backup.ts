@@ -179,7 +179,7 @@ export async function writeBackupArchive(
   try {
     const createdAt = Date.now() / 1000;
     const walk = walkWorkspace(ws.root);
-    const { planned, wal, copied } = await hashPass(walk.files, snapshot.positions, warnings);
+    const { planned, wal } = await hashPass(walk.files, snapshot.positions, warnings);
 
     let auditKey: Buffer | undefined;
     if (encrypting && opts.auditKeyPath) {
@@ -216,7 +216,7 @@ export async function writeBackupArchive(
       state: {
         wal,
         audit: await auditPosition(ws.root),
-        checkpoint: checkpointPosition(ws.root, [...copied.keys()]),
+        checkpoint: await checkpointPosition(ws.root),
       },
       // Filled in below, before the manifest is serialized (the pause covers pass 2 too).
       snapshot: { method: snapshot.method, wal_cut: "last-valid-entry" },

@@ -4,7 +4,9 @@
  * tail is left out), an audit day file or other JSONL log up to its last complete line.
  * Only the end of each file is read.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
+import { listCheckpointFiles } from "../checkpoint/checkpoint.js";
+import { Workspace } from "../workspace/layout.js";
 import path from "node:path";
 import { checkLine } from "../wal/entry.js";
 import type { StatePosition, WalPosition } from "./manifest.js";
@@ -74,27 +76,10 @@ export async function auditPosition(root: string): Promise<StatePosition["audit"
     : null;
 }
 
-/** The newest checkpoint (by metadata.created_at, then name) among the archived files. */
-export function checkpointPosition(root: string, rels: string[]): StatePosition["checkpoint"] {
-  let best: { id: string; file: string; created: string } | null = null;
-  for (const rel of rels) {
-    if (!/^runtime\/checkpoints\/checkpoint-[^/]+\.json$/.test(rel)) continue;
-    try {
-      const doc = JSON.parse(readFileSync(path.join(root, rel), "utf8")) as {
-        metadata?: { checkpoint_id?: unknown; created_at?: unknown };
-      };
-      const id = String(
-        doc.metadata?.checkpoint_id ?? path.basename(rel, ".json").slice("checkpoint-".length),
-      );
-      const created = String(doc.metadata?.created_at ?? "");
-      if (!best || created > best.created || (created === best.created && rel > best.file)) {
-        best = { id, file: rel, created };
-      }
-    } catch {
-      // an unreadable checkpoint is not the newest valid one; verify reports it
-    }
-  }
-  return best ? { id: best.id, file: best.file } : null;
+/** The newest checkpoint (src/checkpoint's order: our ids by time, newest first). */
+export async function checkpointPosition(root: string): Promise<StatePosition["checkpoint"]> {
+  const newest = (await listCheckpointFiles(new Workspace(root)))[0];
+  return newest ? { id: newest.id, file: path.relative(root, newest.file).split(path.sep).join("/") } : null;
 }
 
 /** Lists the WAL run ids in a workspace (for snapshot positions). */

@@ -6,18 +6,20 @@
  *  - every WAL chain with `verifyWal` (src/wal), and its tail against the manifest's position;
  *  - the audit chain with `verifyAuditLog` (src/audit), keyed by the archive's own key
  *    (encrypted backups carry it) or `--key-file`;
- *  - the newest checkpoint: parses, and the WAL entry at its `wal_position` exists with that hash.
+ *  - the newest checkpoint with `validateCheckpointFile` (src/checkpoint): body hash, and the WAL
+ *    entry at its `wal_position` exists with that hash.
  */
-import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { loadAuditKey } from "../audit/key.js";
 import { verifyAuditLog } from "../audit/verify.js";
-import { readWalEntries, verifyWal } from "../wal/reader.js";
+import { verifyWal } from "../wal/reader.js";
+import { listCheckpointFiles, validateCheckpointFile } from "../checkpoint/checkpoint.js";
+import { Workspace } from "../workspace/layout.js";
 import type { Manifest } from "./manifest.js";
 import { openArchiveFile, StagingWriter } from "./restore.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
-import { checkpointPosition } from "./state-position.js";
 
 export type CheckStatus = "ok" | "failed" | "skipped";
 export interface Check {
@@ -54,11 +56,9 @@ export async function verifyStateFolder(
   const walFiles = (await readdir(walDir).catch(() => [] as string[]))
     .filter((n) => n.endsWith(".wal.jsonl"))
     .sort();
-  const lastByRun = new Map<string, { seq: number; hash: string }>();
   for (const name of walFiles) {
     const run = name.slice(0, -".wal.jsonl".length);
     const r = await verifyWal(path.join(walDir, name), run);
-    lastByRun.set(run, { seq: r.last_seq, hash: r.last_hash });
     const want = opts.manifest?.state.wal[run];
     let detail = r.ok
       ? `${r.entries} entries, chain intact, last seq ${r.last_seq}`
@@ -114,67 +114,31 @@ export async function verifyStateFolder(
     });
   }
 
-  // Newest checkpoint.
-  const cpDir = path.join(root, "runtime", "checkpoints");
-  const cps = (await readdir(cpDir).catch(() => [] as string[])).map((n) => `runtime/checkpoints/${n}`);
-  const newest = checkpointPosition(root, cps);
+  // Newest checkpoint, validated by its owner (body hash, WAL entry at its position).
+  const ws = new Workspace(root);
+  const newest = (await listCheckpointFiles(ws))[0];
   if (!newest) {
-    checks.push({
-      name: "checkpoint",
-      status: cps.length ? "failed" : "skipped",
-      detail: cps.length ? "no checkpoint parses" : "no checkpoint in the archive",
-    });
+    checks.push({ name: "checkpoint", status: "skipped", detail: "no checkpoint in the archive" });
   } else {
-    checks.push(await checkCheckpoint(root, newest.file, lastByRun));
-  }
-  return checks;
-}
-
-async function checkCheckpoint(
-  root: string,
-  rel: string,
-  lastByRun: Map<string, { seq: number; hash: string }>,
-): Promise<Check> {
-  const name = `checkpoint ${path.basename(rel, ".json")}`;
-  let doc: { wal_position?: unknown };
-  try {
-    doc = JSON.parse(await readFile(path.join(root, rel), "utf8")) as { wal_position?: unknown };
-  } catch (err) {
-    return { name, status: "failed", detail: `does not parse: ${(err as Error).message}` };
-  }
-  const wp = doc.wal_position;
-  if (wp && typeof wp === "object") {
-    const { run_id, seq, entry_hash } = wp as { run_id?: string; seq?: number; entry_hash?: string };
-    if (typeof run_id !== "string" || typeof seq !== "number") {
-      return { name, status: "failed", detail: "wal_position is malformed" };
-    }
-    const last = lastByRun.get(run_id);
-    if (!last) return { name, status: "failed", detail: `its WAL run ${run_id} is not in the archive` };
-    if (seq > last.seq)
-      return { name, status: "failed", detail: `points past the WAL tail (seq ${seq} > ${last.seq})` };
-    for await (const e of readWalEntries(path.join(root, "runtime", "wal", `${run_id}.wal.jsonl`), {
-      fromSeq: seq,
-    })) {
-      if (e.entry.seq !== seq) break;
-      if (entry_hash && e.entry.entry_hash !== entry_hash) {
-        return { name, status: "failed", detail: `WAL entry ${run_id}#${seq} has another hash` };
-      }
-      return {
+    const c = await validateCheckpointFile(ws, newest.file);
+    const name = `checkpoint ${newest.id}`;
+    if (c.ok) {
+      checks.push({
         name,
         status: "ok",
-        detail: `newest checkpoint is consistent with WAL ${run_id} at seq ${seq}`,
-      };
+        detail: "newest checkpoint is valid and its WAL position exists with that hash",
+      });
+    } else if (c.kind === "not_ours") {
+      checks.push({
+        name,
+        status: "skipped",
+        detail: `not in our checkpoint format (${c.problem}); parsed only`,
+      });
+    } else {
+      checks.push({ name, status: "failed", detail: `${c.kind}: ${c.problem}` });
     }
-    return { name, status: "failed", detail: `WAL entry ${run_id}#${seq} is missing` };
   }
-  if (typeof wp === "number") {
-    return {
-      name,
-      status: "ok",
-      detail: `newest checkpoint parses (reference format: wal_position ${wp}, no run id to check)`,
-    };
-  }
-  return { name, status: "ok", detail: "newest checkpoint parses (no wal_position)" };
+  return checks;
 }
 
 /** Verifies an archive from any byte source. */
