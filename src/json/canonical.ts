@@ -193,12 +193,25 @@ function fail(msg: string): never {
   throw new JsonSyntaxError(msg, pos);
 }
 
+// Set by parseJsonCheckingTokens: whether every token so far is written as Python writes it.
+let checkTokens = false;
+let tokensCanonical = true;
+
 function skipWs(): void {
   while (pos < src.length) {
     const c = src.charCodeAt(pos);
-    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) pos++;
-    else break;
+    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) {
+      pos++;
+      tokensCanonical = false;
+    } else break;
   }
+}
+
+/** Whether `\u` + hex is how Python (ensure_ascii) writes that character. */
+function isCanonicalUnicodeEscape(hex: string, code: number): boolean {
+  if (hex !== hex.toLowerCase()) return false;
+  if (code >= 0x20 && code <= 0x7e) return false; // printed as is (or as a short escape)
+  return SHORT_ESCAPES[code] === undefined;
 }
 
 const HEX_RE = /^[0-9a-fA-F]{4}$/;
@@ -236,6 +249,7 @@ function parseString(): string {
         break;
       case 0x2f:
         out += "/";
+        tokensCanonical = false; // Python never escapes "/"
         break;
       case 0x62:
         out += "\b";
@@ -255,7 +269,9 @@ function parseString(): string {
       case 0x75: {
         const hex = src.slice(pos + 2, pos + 6);
         if (!HEX_RE.test(hex)) fail("bad \\u escape");
-        out += String.fromCharCode(parseInt(hex, 16));
+        const code = parseInt(hex, 16);
+        if (checkTokens && !isCanonicalUnicodeEscape(hex, code)) tokensCanonical = false;
+        out += String.fromCharCode(code);
         pos += 4;
         break;
       }
@@ -301,11 +317,15 @@ function parseNumber(): JsonValue {
   if (!isFloat) {
     // Up to 15 digits is always exact as a double; longer tokens go through BigInt.
     // (`|| 0`: the integer token "-0" is Python's int 0, not -0.0.)
-    if (pos - start <= 15) return Number(token) || 0;
+    if (pos - start <= 15) {
+      if (token === "-0") tokensCanonical = false;
+      return Number(token) || 0;
+    }
     const big = BigInt(token);
     return big > MAX_SAFE || big < -MAX_SAFE ? big : Number(big);
   }
   const x = Number(token);
+  if (checkTokens && pyFloatRepr(x) !== token) tokensCanonical = false;
   return Number.isInteger(x) || !Number.isFinite(x) ? new PyFloat(x) : x;
 }
 
@@ -406,8 +426,31 @@ function parseValue(depth: number): JsonValue {
 
 /** Parses JSON text keeping Python's view of every number (see the value model above). */
 export function parseJson(text: string): JsonValue {
+  checkTokens = false;
+  return parse(text);
+}
+
+/**
+ * parseJson that also tells whether every token is written exactly as Python's compact
+ * `json.dumps(..., ensure_ascii=True)` writes its value: no whitespace, numbers as Python
+ * prints them (`1e-07`, not `1E-7` or `1.00e-7`), escapes as ensure_ascii writes them. Raw
+ * characters outside ASCII are not checked here (the caller knows whether the text is ASCII).
+ * Key order is not checked either.
+ */
+export function parseJsonCheckingTokens(text: string): { value: JsonValue; canonical: boolean } {
+  checkTokens = true;
+  try {
+    const value = parse(text);
+    return { value, canonical: tokensCanonical };
+  } finally {
+    checkTokens = false;
+  }
+}
+
+function parse(text: string): JsonValue {
   src = text;
   pos = 0;
+  tokensCanonical = true;
   try {
     const v = parseValue(0);
     skipWs();

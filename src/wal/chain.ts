@@ -2,8 +2,8 @@
  * Chain verification of WAL lines: the exact, sequential state machine that names every break
  * (ChainVerifier), and the fast check a worker runs on a batch of lines (checkBatch).
  */
-import { parseJson, type JsonValue } from "../json/canonical.js";
-import { GENESIS_HASH, entryShapeProblem, hashOfParsedEntry, type JsonObject } from "./entry.js";
+import { parseJsonCheckingTokens, type JsonValue } from "../json/canonical.js";
+import { GENESIS_HASH, NOT_EXACT, digestParsedEntry, entryShapeProblem, type JsonObject } from "./entry.js";
 import { emitLines, type LineSink } from "./line-scan.js";
 
 export type WalErrorKind =
@@ -93,12 +93,13 @@ export class ChainVerifier implements LineSink {
     this.expectedPrev = undefined;
   }
 
-  line(text: string, lineNo: number, final: boolean): void {
+  line(text: string, lineNo: number, final: boolean, ascii: boolean): void {
     this.linesSeen = lineNo;
     this.result.entries++;
     let raw: JsonValue;
+    let tokensCanonical: boolean;
     try {
-      raw = parseJson(text);
+      ({ value: raw, canonical: tokensCanonical } = parseJsonCheckingTokens(text));
     } catch (err) {
       this.report(this.expectedSeq, lineNo, "invalid_json", tornOr(final, (err as Error).message));
       return this.lost();
@@ -110,8 +111,8 @@ export class ChainVerifier implements LineSink {
     }
     const obj = raw as JsonObject;
     const seq = obj.seq as number;
-    const computed = hashOfParsedEntry(obj);
-    const hashOk = computed === obj.entry_hash;
+    const { hash: computed, exact } = digestParsedEntry(obj, text, ascii && tokensCanonical);
+    const hashOk = computed === obj.entry_hash && exact;
     const expectedSeq = this.expectedSeq;
     if (seq !== expectedSeq) {
       this.report(
@@ -139,7 +140,9 @@ export class ChainVerifier implements LineSink {
         "hash_mismatch",
         tornOr(
           final,
-          `entry_hash ${String(obj.entry_hash)} does not match the content (computed ${computed})`,
+          computed !== obj.entry_hash
+            ? `entry_hash ${String(obj.entry_hash)} does not match the content (computed ${computed})`
+            : NOT_EXACT,
         ),
       );
     } else {
@@ -198,11 +201,12 @@ export function checkBatch(region: Buffer): CleanBatch | undefined {
   let lastSeq = -1;
   let lastHash = "";
   const sink: LineSink = {
-    line(text) {
+    line(text, _lineNo, _final, ascii) {
       if (!clean) return;
       let raw: JsonValue;
+      let tokensCanonical: boolean;
       try {
-        raw = parseJson(text);
+        ({ value: raw, canonical: tokensCanonical } = parseJsonCheckingTokens(text));
       } catch {
         clean = false;
         return;
@@ -214,7 +218,8 @@ export function checkBatch(region: Buffer): CleanBatch | undefined {
       const obj = raw as JsonObject;
       const seq = obj.seq as number;
       const hash = obj.entry_hash as string;
-      if (hashOfParsedEntry(obj) !== hash) {
+      const digest = digestParsedEntry(obj, text, ascii && tokensCanonical);
+      if (digest.hash !== hash || !digest.exact) {
         clean = false;
         return;
       }

@@ -5,7 +5,14 @@
  * without `entry_hash`; the line is the same object in field order (`WAL_FIELDS`), compact.
  */
 import { hash } from "node:crypto";
-import { PyFloat, canonicalJson, orderedJson, parseJson, type JsonValue } from "../json/canonical.js";
+import {
+  PyFloat,
+  canonicalJson,
+  orderedJson,
+  parseJson,
+  pyStringLiteral,
+  type JsonValue,
+} from "../json/canonical.js";
 import { asJsonObject, type JsonObject } from "../json/object.js";
 
 /** `prev_hash` of seq 0. */
@@ -70,18 +77,27 @@ export function sha256Hex(text: string): string {
 
 /** The hash of an entry we hold as a typed WalEntry (entry_hash ignored). */
 export function computeEntryHash(e: Omit<WalEntry, "entry_hash">): string {
-  return sha256Hex(
-    canonicalJson({
-      seq: e.seq,
-      prev_hash: e.prev_hash,
-      timestamp: pyTimestamp(e.timestamp),
-      decision_type: e.decision_type,
-      inputs: e.inputs,
-      output: e.output,
-      actor: e.actor,
-      committed: e.committed,
-    }),
-  );
+  return sha256Hex(bodyAndLine(e).body);
+}
+
+/**
+ * The canonical body (what is hashed) and the line prefix (fields in line order, up to
+ * `entry_hash`) of an entry, each field serialized once: the writer's hot path.
+ */
+function bodyAndLine(e: Omit<WalEntry, "entry_hash">): { body: string; linePrefix: string } {
+  const seq = String(e.seq);
+  const prev = pyStringLiteral(e.prev_hash);
+  const ts = canonicalJson(pyTimestamp(e.timestamp));
+  const type = pyStringLiteral(e.decision_type);
+  const actor = pyStringLiteral(e.actor);
+  const committed = e.committed ? "true" : "false";
+  const body =
+    `{"actor":${actor},"committed":${committed},"decision_type":${type},"inputs":${canonicalJson(e.inputs)},` +
+    `"output":${canonicalJson(e.output)},"prev_hash":${prev},"seq":${seq},"timestamp":${ts}}`;
+  const linePrefix =
+    `{"seq":${seq},"prev_hash":${prev},"timestamp":${ts},"decision_type":${type},"inputs":${orderedJson(e.inputs)},` +
+    `"output":${orderedJson(e.output)},"actor":${actor},"committed":${committed}`;
+  return { body, linePrefix };
 }
 
 /**
@@ -94,6 +110,17 @@ export function hashOfParsedEntry(raw: JsonObject): string {
 
 /** Sorted order of the hashed fields: the canonical form of a standard entry. */
 const SORTED_BODY_FIELDS = WAL_FIELDS.filter((f) => f !== "entry_hash").sort();
+/** Where each field of WAL_FIELDS lands in the sorted body. */
+const SORTED_SLOT = WAL_FIELDS.map((f) =>
+  SORTED_BODY_FIELDS.indexOf(f as (typeof SORTED_BODY_FIELDS)[number]),
+);
+
+function hasStandardFields(raw: JsonObject): boolean {
+  const keys = Object.keys(raw);
+  if (keys.length !== WAL_FIELDS.length) return false;
+  for (let i = 0; i < keys.length; i++) if (keys[i] !== WAL_FIELDS[i]) return false;
+  return true;
+}
 
 /**
  * Canonical JSON of a parsed entry without `entry_hash`. An entry with exactly the standard
@@ -101,10 +128,7 @@ const SORTED_BODY_FIELDS = WAL_FIELDS.filter((f) => f !== "entry_hash").sort();
  * once; anything else goes through the generic serializer. Both give canonicalJson's output.
  */
 export function canonicalEntryBody(raw: JsonObject): string {
-  const keys = Object.keys(raw);
-  let standard = keys.length === WAL_FIELDS.length;
-  for (let i = 0; standard && i < keys.length; i++) standard = keys[i] === WAL_FIELDS[i];
-  if (!standard) {
+  if (!hasStandardFields(raw)) {
     const { entry_hash: _ignored, ...rest } = raw;
     return canonicalJson(rest);
   }
@@ -114,6 +138,47 @@ export function canonicalEntryBody(raw: JsonObject): string {
     out += (i === 0 ? '"' : ',"') + f + '":' + canonicalJson(raw[f]);
   }
   return out + "}";
+}
+
+export interface EntryDigest {
+  /** sha256 hex of the canonical body: must equal the stored entry_hash. */
+  hash: string;
+  /**
+   * Whether the line is exactly what the writer (ours or Python's) prints for the parsed value.
+   * The hash covers the parsed value, so a byte can change without changing it (a float digit
+   * beyond double precision: 1.8944087 and 1.8944086 are the same double); this catches that.
+   */
+  exact: boolean;
+}
+
+/**
+ * Hash of a parsed line and whether the line is byte-exact (see EntryDigest). `tokensCanonical`
+ * (from parseJsonCheckingTokens on an ASCII line) spares rebuilding the line: with the standard
+ * fields in order and every token as Python writes it, the line is exact by construction.
+ */
+export function digestParsedEntry(raw: JsonObject, line: string, tokensCanonical = false): EntryDigest {
+  if (!hasStandardFields(raw)) {
+    return { hash: sha256Hex(canonicalEntryBody(raw)), exact: orderedJson(raw) === line };
+  }
+  if (tokensCanonical) return { hash: sha256Hex(canonicalEntryBody(raw)), exact: true };
+  // Each field is serialized once and the pieces serve both the sorted body and the line;
+  // objects and arrays also need their line order (nested keys are not sorted in a line).
+  const sorted: string[] = new Array(SORTED_BODY_FIELDS.length);
+  let ordered = "{";
+  for (let i = 0; i < WAL_FIELDS.length; i++) {
+    const f = WAL_FIELDS[i];
+    const v = raw[f];
+    const canon = canonicalJson(v);
+    const slot = SORTED_SLOT[i];
+    if (slot >= 0) sorted[slot] = canon;
+    const asWritten = typeof v === "object" && v !== null && !(v instanceof PyFloat) ? orderedJson(v) : canon;
+    ordered += (i === 0 ? '"' : ',"') + f + '":' + asWritten;
+  }
+  let body = "{";
+  for (let i = 0; i < SORTED_BODY_FIELDS.length; i++) {
+    body += (i === 0 ? '"' : ',"') + SORTED_BODY_FIELDS[i] + '":' + sorted[i];
+  }
+  return { hash: sha256Hex(body + "}"), exact: ordered + "}" === line };
 }
 
 /** The WAL line of an entry, with its trailing newline. */
@@ -135,6 +200,16 @@ export function entryLine(e: WalEntry): string {
 
 /** Builds the next entry after (prevSeq, prevHash). Throws if the record cannot be serialized. */
 export function buildEntry(record: WalRecord, seq: number, prevHash: string, timestamp: number): WalEntry {
+  return buildEntryWithLine(record, seq, prevHash, timestamp).entry;
+}
+
+/** buildEntry plus the entry's line (with its newline), serializing each field once. */
+export function buildEntryWithLine(
+  record: WalRecord,
+  seq: number,
+  prevHash: string,
+  timestamp: number,
+): { entry: WalEntry; line: string } {
   if (typeof record.decision_type !== "string" || record.decision_type === "") {
     throw new TypeError("wal: decision_type must be a non-empty string");
   }
@@ -153,7 +228,9 @@ export function buildEntry(record: WalRecord, seq: number, prevHash: string, tim
     actor: record.actor ?? DEFAULT_ACTOR,
     committed: record.committed,
   };
-  return { ...body, entry_hash: computeEntryHash(body) };
+  const parts = bodyAndLine(body);
+  const entry_hash = sha256Hex(parts.body);
+  return { entry: { ...body, entry_hash }, line: `${parts.linePrefix},"entry_hash":"${entry_hash}"}\n` };
 }
 
 function isPlainObject(v: unknown): v is JsonObject {
@@ -187,6 +264,10 @@ export function toWalEntry(raw: JsonObject): WalEntry {
   };
 }
 
+/** Why a line whose value hashes right still fails: its bytes are not the ones written. */
+export const NOT_EXACT =
+  "line bytes differ from the entry as written (same hashed value: e.g. a float digit beyond double precision or a changed escape)";
+
 export type LineCheck =
   | { ok: true; raw: JsonObject; entry: WalEntry }
   | { ok: false; kind: "invalid_json" | "hash_mismatch"; message: string };
@@ -202,7 +283,7 @@ export function checkLine(line: string): LineCheck {
   const problem = entryShapeProblem(raw);
   if (problem) return { ok: false, kind: "invalid_json", message: problem };
   const obj = raw as JsonObject;
-  const computed = hashOfParsedEntry(obj);
+  const { hash: computed, exact } = digestParsedEntry(obj, line);
   if (computed !== obj.entry_hash) {
     return {
       ok: false,
@@ -210,5 +291,6 @@ export function checkLine(line: string): LineCheck {
       message: `entry_hash ${String(obj.entry_hash)} does not match the content (computed ${computed})`,
     };
   }
+  if (!exact) return { ok: false, kind: "hash_mismatch", message: NOT_EXACT };
   return { ok: true, raw: obj, entry: toWalEntry(obj) };
 }

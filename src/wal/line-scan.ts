@@ -12,7 +12,7 @@ export const LF = 0x0a;
 /** Receives the lines of a file in order. */
 export interface LineSink {
   /** A decoded line (without its newline); `final` is true for a last line without newline. */
-  line(text: string, lineNo: number, final: boolean): void;
+  line(text: string, lineNo: number, final: boolean, ascii: boolean): void;
   /** A line whose bytes are not UTF-8. */
   badUtf8(lineNo: number, final: boolean): void;
 }
@@ -89,7 +89,7 @@ function emitWindow(region: Buffer, lineNo: number, tail: boolean, sink: LineSin
       let nl = text.indexOf("\n", start);
       const final = nl === -1;
       if (final) nl = text.length;
-      sink.line(text.slice(start, nl), ++lineNo, final && tail);
+      sink.line(text.slice(start, nl), ++lineNo, final && tail, ascii);
       start = nl + 1;
     }
     return lineNo;
@@ -102,7 +102,7 @@ function emitWindow(region: Buffer, lineNo: number, tail: boolean, sink: LineSin
     if (final) nl = region.length;
     const bytes = region.subarray(start, nl);
     lineNo++;
-    if (isUtf8(bytes)) sink.line(bytes.toString("utf8"), lineNo, final && tail);
+    if (isUtf8(bytes)) sink.line(bytes.toString("utf8"), lineNo, final && tail, isAscii(bytes));
     else sink.badUtf8(lineNo, final && tail);
     start = nl + 1;
   }

@@ -9,11 +9,11 @@ import { availableParallelism } from "node:os";
 import { readdir, type FileHandle } from "node:fs/promises";
 import { Worker } from "node:worker_threads";
 import type { Workspace } from "../workspace/layout.js";
-import { parseJson, type JsonValue } from "../json/canonical.js";
+import { parseJson, parseJsonCheckingTokens, type JsonValue } from "../json/canonical.js";
 import {
   GENESIS_HASH,
   entryShapeProblem,
-  hashOfParsedEntry,
+  digestParsedEntry,
   toWalEntry,
   type JsonObject,
   type WalEntry,
@@ -235,7 +235,7 @@ export async function* readWalEntries(
     pendingError = { run_id: runId, seq, line, kind, message };
   };
   const sink: LineSink = {
-    line(text, lineNo) {
+    line(text, lineNo, _final, ascii) {
       if (pendingError) {
         moreAfterError = true; // a bad line followed by more lines is not a torn tail
         return;
@@ -245,8 +245,9 @@ export async function* readWalEntries(
         if (m && Number(m[1]) < fromSeq) return;
       }
       let raw: JsonValue;
+      let tokensCanonical: boolean;
       try {
-        raw = parseJson(text);
+        ({ value: raw, canonical: tokensCanonical } = parseJsonCheckingTokens(text));
       } catch (err) {
         return fail(prevSeq + 1, lineNo, "invalid_json", (err as Error).message);
       }
@@ -256,7 +257,8 @@ export async function* readWalEntries(
       const entry = toWalEntry(obj);
       if (entry.seq < fromSeq) return;
       if (verify) {
-        if (hashOfParsedEntry(obj) !== entry.entry_hash) {
+        const digest = digestParsedEntry(obj, text, ascii && tokensCanonical);
+        if (digest.hash !== entry.entry_hash || !digest.exact) {
           return fail(prevSeq + 1, lineNo, "hash_mismatch", "entry_hash does not match the content");
         }
         if (prevHash !== undefined && entry.prev_hash !== prevHash) {

@@ -20,8 +20,7 @@ import { durableAppend, durableCreate, durableMkdir, fsyncDir } from "../workspa
 import type { Workspace } from "../workspace/layout.js";
 import {
   GENESIS_HASH,
-  buildEntry,
-  entryLine,
+  buildEntryWithLine,
   type WalEntry,
   type WalPosition,
   type WalRecord,
@@ -175,14 +174,19 @@ export class WalWriter {
     if (this.closing || !this.fh)
       return Promise.reject(new WalClosedError(`wal ${this.runId}: writer is closed`));
     let entry: WalEntry;
+    let line: string;
     try {
-      entry = buildEntry(record, this.nextSeq, this.lastHash, (this.opts.clock ?? epochSeconds)());
+      ({ entry, line } = buildEntryWithLine(
+        record,
+        this.nextSeq,
+        this.lastHash,
+        (this.opts.clock ?? epochSeconds)(),
+      ));
     } catch (err) {
       return Promise.reject(err);
     }
     this.nextSeq++;
     this.lastHash = entry.entry_hash;
-    const line = entryLine(entry);
     return new Promise<WalEntry>((resolve, reject) => {
       this.queue.push({ entry, line, resolve, reject });
       if (!this.flushing) {

@@ -7,6 +7,7 @@ import {
   compareCodePoints,
   orderedJson,
   parseJson,
+  parseJsonCheckingTokens,
   pyFloatRepr,
 } from "../../src/json/canonical.js";
 
@@ -124,3 +125,31 @@ test("invalid JSON is rejected with a position", () => {
     assert.throws(() => parseJson(bad), /at position \d+/, JSON.stringify(bad));
   }
 });
+
+const TOKEN_CHECKS: Array<[text: string, canonical: boolean]> = [
+  ['{"a":1,"b":[1.5,"x\\u00e9\\n"],"c":null}', true],
+  ['{"a": 1}', false],
+  ["1e-07", true],
+  ["1E-07", false],
+  ["1.0e-07", false],
+  ["1795744701.8944087", true],
+  ["1795744701.8944086", false], // same double, not how Python prints it
+  ["3.0", true],
+  ["3.00", false],
+  ["-0", false],
+  ["-0.0", true],
+  ['"\\u00E9"', false],
+  ['"\\u0041"', false],
+  ['"\\u000a"', false],
+  ['"\\/"', false],
+  ['"\\ud83d\\ude80"', true],
+  ["18446744073709551617", true],
+];
+
+for (const [text, canonical] of TOKEN_CHECKS) {
+  test(`parseJsonCheckingTokens(${text}) → ${canonical}`, () => {
+    const r = parseJsonCheckingTokens(text);
+    assert.equal(r.canonical, canonical);
+    assert.deepEqual(canonicalJson(r.value), canonicalJson(parseJson(text)));
+  });
+}
