@@ -39,7 +39,11 @@ interface ChildResult {
 }
 
 function runChild(...argv: string[]): ChildResult {
-  const r = spawnSync(process.execPath, [child, ...argv], { encoding: "utf8", maxBuffer: 1 << 20 });
+  // The same V8 flag bin/bernstein runs with (a small young generation keeps RSS flat).
+  const r = spawnSync(process.execPath, ["--max-semi-space-size=2", child, ...argv], {
+    encoding: "utf8",
+    maxBuffer: 1 << 20,
+  });
   if (r.status !== 0) throw new Error(`dr-child ${argv[0]} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split("\n").pop()!) as ChildResult;
 }

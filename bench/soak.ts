@@ -20,6 +20,8 @@ const SOAKS: Soak[] = [
   { domain: "orchestrator", script: "bench/soak-orchestrator.js" },
   // dr: SIGKILL during backup and during restore at 20 random moments each.
   { domain: "dr", test: "test/dr/crash.test.js", env: { BERNSTEIN_DR_KILL_ROUNDS: "20" } },
+  // dr: ten backups during a busy `start`, each restored, doctored and run to completion.
+  { domain: "dr", test: "test/dr/soak/busy-start.js", env: {} },
 ];
 
 const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));

@@ -1,19 +1,20 @@
 /**
- * `npm run demo`: the README's main command. Builds a demo workspace in a temp folder (generated
- * state in the Python-compatible formats: valid WAL hash chains, an HMAC audit chain with its
- * own key, backlog, checkpoints and the transient files a backup must leave out), then runs an
- * encrypted restore drill on it and prints the report. Touches nothing outside the temp folder
- * (the audit key lives there too). `--keep` keeps the folder; `--files N` sizes the workspace.
+ * `npm run demo`: the README's main command. Builds a demo workspace in a temp folder by running
+ * real tasks through the orchestrator (`bernstein start --until-idle`: WAL decisions, audit chain,
+ * checkpoints, cost-free shell agents), then runs an encrypted restore drill on it and prints the
+ * report. Touches nothing outside the temp folder (the audit key lives there too).
+ * `--keep` keeps the folder; `--tasks N` sizes the backlog (default 24).
  */
-import { execFileSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { runDrill } from "../dr/drill.js";
-import { openWorkspace } from "../workspace/layout.js";
-import { Output } from "./output.js";
+import { addTask } from "../orchestrator/tasks.js";
+import { initWorkspace } from "../workspace/layout.js";
 import { printDrill } from "./commands/dr.js";
+import { Output } from "./output.js";
 
 const args = process.argv.slice(2);
 const flag = (name: string): string | undefined => {
@@ -22,35 +23,49 @@ const flag = (name: string): string | undefined => {
 };
 const json = args.includes("--json");
 const keep = args.includes("--keep");
-const files = Number(flag("--files") ?? 2000);
+const tasks = Number(flag("--tasks") ?? 24);
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const dir = await mkdtemp(path.join(os.tmpdir(), "bernstein-demo-"));
-const keyFile = path.join(dir, "state", "audit.key");
-process.env.BERNSTEIN_AUDIT_KEY_PATH = keyFile;
+process.env.BERNSTEIN_AUDIT_KEY_PATH = path.join(dir, "state", "audit.key");
 const out = new Output({ json, quiet: false });
 try {
-  const made = JSON.parse(
-    execFileSync(
-      process.execPath,
-      [path.join(repo, "bench", "make-workspace.mjs"), dir, "--files", String(files), "--key-out", keyFile],
-      {
-        encoding: "utf8",
-      },
-    ),
-  ) as { included_files: number; excluded_files: number; bytes: number };
-  const ws = await openWorkspace(path.join(dir, ".sdd"));
+  const { workspace: ws } = await initWorkspace(path.join(dir, ".sdd"));
+  for (let i = 0; i < tasks; i++) {
+    await addTask(ws, {
+      id: `T-${String(i + 1).padStart(3, "0")}`,
+      title: `demo task ${i + 1}`,
+      command: `echo "task ${i + 1} ran" > /dev/null; sleep 0.05`,
+      dependsOn: i >= 4 ? [`T-${String(i - 3).padStart(3, "0")}`] : undefined,
+    });
+  }
   out.line(`Demo workspace: ${ws.root}`);
   out.line(
-    `  ${made.included_files} files to back up, ${made.excluded_files} transient files a backup leaves out, ${made.bytes} bytes`,
+    `  running ${tasks} tasks through the orchestrator (bernstein start --until-idle --max-agents 4)...`,
   );
-  out.line(`  audit key (demo only): ${keyFile}`);
+  const start = spawnSync(
+    process.execPath,
+    [
+      path.join(repo, "bin", "bernstein"),
+      "start",
+      "--sdd",
+      ws.root,
+      "--until-idle",
+      "--max-agents",
+      "4",
+      "--json",
+    ],
+    { encoding: "utf8", env: process.env },
+  );
+  if (start.status !== 0)
+    throw new Error(`demo: start failed (exit ${start.status}): ${start.stderr.trim()}`);
+  out.line(`  done; the audit key for this demo is ${process.env.BERNSTEIN_AUDIT_KEY_PATH}`);
   out.line("");
   const report = await runDrill(ws, {
     password: "demo passphrase",
     keepDir: keep ? path.join(dir, "drill") : undefined,
   });
-  out.result({ demo_dir: dir, workspace: made, ...report }, () => printDrill(out, report));
+  out.result({ demo_dir: dir, tasks, ...report }, () => printDrill(out, report));
   if (keep) out.line(`\nKept: ${dir}`);
   process.exitCode = report.ok ? 0 : 1;
 } finally {

@@ -12,6 +12,7 @@
 import { createHash } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
 import { Header, Pax } from "tar";
+import { GarbageBudget } from "./memory.js";
 
 const BLOCK = 512;
 const BATCH = 1024 * 1024;
@@ -101,10 +102,15 @@ export async function* tarStream(
   files: PackFile[],
 ): AsyncGenerator<Buffer> {
   const b = new Batcher();
+  const budget = new GarbageBudget();
+  const take = (): Buffer => {
+    budget.add(b.pos);
+    return b.take();
+  };
   const put = function* (bytes: Buffer): Generator<Buffer> {
     let off = 0;
     while (off < bytes.length) {
-      if (b.room === 0) yield b.take();
+      if (b.room === 0) yield take();
       const n = Math.min(b.room, bytes.length - off);
       bytes.copy(b.buf, b.pos, off, off + n);
       b.pos += n;
@@ -114,7 +120,7 @@ export async function* tarStream(
   const pad = function* (n: number): Generator<Buffer> {
     let left = n;
     while (left > 0) {
-      if (b.room === 0) yield b.take();
+      if (b.room === 0) yield take();
       const k = Math.min(b.room, left);
       b.zero(k);
       left -= k;
@@ -149,7 +155,7 @@ export async function* tarStream(
       try {
         let done = 0;
         while (done < f.length) {
-          if (b.room < 64 * 1024) yield b.take();
+          if (b.room < 64 * 1024) yield take();
           const want = Math.min(b.room, f.length - done);
           const n = readSync(fd, b.buf, b.pos, want, done);
           if (n === 0) throw new FileChangedError(f.rel); // shrank since it was hashed
@@ -166,5 +172,5 @@ export async function* tarStream(
   }
   // End of archive: two zero blocks.
   yield* pad(2 * BLOCK);
-  if (b.pos > 0) yield b.take();
+  if (b.pos > 0) yield take();
 }

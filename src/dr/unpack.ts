@@ -21,6 +21,7 @@ import { createGunzip } from "node:zlib";
 import { Header, Pax } from "tar";
 import type { HeaderData } from "tar";
 import { ExitCode, UserError } from "../cli/errors.js";
+import { GarbageBudget } from "./memory.js";
 import { FernetAuthError, FernetDecryptor, FernetFormatError, SALT_BYTES, looksEncrypted } from "./fernet.js";
 import {
   AUDIT_KEY_ENTRY,
@@ -460,10 +461,12 @@ async function* measured(
   source: AsyncIterable<Buffer | string>,
   acc: { hash: Hash; bytes: number },
 ): AsyncGenerator<Buffer> {
+  const budget = new GarbageBudget(8 * 1024 * 1024);
   for await (const c of source) {
     const chunk = typeof c === "string" ? Buffer.from(c) : c;
     acc.hash.update(chunk);
     acc.bytes += chunk.length;
+    budget.add(chunk.length);
     yield chunk;
   }
 }
