@@ -222,11 +222,24 @@ export class ReplicationFollower {
       this.o.log(`replicate follow: moved the previous WAL to ${path.relative(ws.root, q)}/wal`);
     }
     let basePositions: Record<string, number> | null = null;
+    let bootstrapError: string | null = null;
     if (this.o.installSnapshot) {
       const { res, epoch } = await this.peer.open("GET", "/snapshot", { timeoutMs: 600_000 });
       if (epoch !== undefined) this.leaderEpoch = epoch;
       if (res.statusCode === 200) {
-        basePositions = await this.o.installSnapshot(res, ws);
+        // The restore swaps the whole folder (our lock file goes with the old one): take it again.
+        await this.lock?.release();
+        this.lock = null;
+        let broken: IntegrityError | null = null;
+        try {
+          basePositions = await this.o.installSnapshot(res, ws);
+        } catch (err) {
+          if (!(err instanceof IntegrityError)) throw err;
+          broken = err; // the WAL was cut before the bad entry; stop applying (below)
+        }
+        await initWorkspace(ws.root);
+        this.lock = await acquireLock(ws, "replicate follow");
+        if (broken) bootstrapError = `base snapshot: ${broken.message}`;
       } else {
         const body = await readAll(res);
         if (res.statusCode === 401)
@@ -246,7 +259,7 @@ export class ReplicationFollower {
       role: "follower",
       leader_url: this.o.leaderUrl,
       region: this.o.region,
-      integrity_error: null,
+      integrity_error: bootstrapError,
       base_snapshot: basePositions
         ? { file: "", fetched_at: new Date().toISOString(), wal_positions: basePositions }
         : null,
@@ -259,6 +272,8 @@ export class ReplicationFollower {
     const retryMs = this.o.retryMs ?? 1000;
     while (!this.stopped) {
       if (this.stateValue === "STOPPED_INTEGRITY") {
+        // Keep telling the leader (its status shows the error per follower); apply nothing.
+        await this.ack().catch(() => {});
         await this.evaluate();
         await this.sleep(retryMs);
         continue;

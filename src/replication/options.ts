@@ -10,6 +10,7 @@ import type { Workspace } from "../workspace/layout.js";
 import { type OnAckTimeout, parseAckPolicy } from "./ack-policy.js";
 import { loadTokenFile } from "./auth.js";
 import { replicationAuditor } from "./audit.js";
+import { serveSnapshot } from "./snapshot.js";
 import { removeEndpoint, writeEndpoint } from "./endpoint.js";
 import { type LeaderOptions, ReplicationLeader, parseFollowerSpec } from "./leader.js";
 import { parseListen } from "./server.js";
@@ -147,6 +148,7 @@ export async function startLeaderFromFlags(
     thresholds: { maxLagEntries: flags.maxLagEntries, maxRetries: flags.maxRetries },
     probeIntervalMs: flags.probeInterval,
     audit: replicationAuditor(ws),
+    snapshot: (res) => serveSnapshot(ws, res),
     ...extra,
   });
   await writeEndpoint(ws, {

@@ -160,5 +160,44 @@ test(
     const dj = JSON.parse(ds.stdout) as { fenced: boolean; fenced_reason: string };
     assert.equal(dj.fenced, true);
     assert.match(dj.fenced_reason, /epoch 2/);
+
+    // The promoted node leads epoch 2; the other follower re-pointed at it continues the same chain.
+    const peerName = promoteA ? "b" : "a";
+    const peerPort = promoteA ? pb : pa;
+    const newLeader = await startDecider(
+      {
+        sdd: chosenSdd,
+        tokenFile,
+        policy: "QUORUM",
+        followers: [`${peerName}=${peer.url}`],
+        ackTimeout: 10_000,
+        rate: 200,
+        runId: RUN,
+      },
+      "new leader",
+    );
+    procs.push(newLeader.proc);
+    assert.equal(newLeader.proc.events.find((e) => e.ready)?.epoch, 2);
+    peer.proc.kill("SIGTERM");
+    await peer.proc.exited;
+    const repointed = await startFollower({
+      leader: newLeader.url,
+      region: peerName,
+      sdd: peerSdd,
+      tokenFile,
+      extra: ["--listen", `127.0.0.1:${peerPort}`],
+    });
+    procs.push(repointed.proc);
+    await newLeader.proc.waitFor(
+      "decisions acknowledged by the new leader",
+      () => newLeader.proc.acks().length >= 20,
+    );
+    const newMax = Math.max(...newLeader.proc.acks());
+    assert.ok(newMax > maxAcked);
+    const rv = await eventually("the re-pointed follower to hold them", async () => {
+      const x = await verifyWal(peerWal, RUN);
+      return x.last_seq >= newMax ? x : undefined;
+    });
+    assert.equal(rv.ok, true, JSON.stringify(rv.errors));
   },
 );

@@ -160,7 +160,7 @@ test(
     });
     assert.match(String(st.integrity_error), /run-transport#15: entry_hash does not match its content/);
     await f.proc.waitFor("the integrity log line", () =>
-      /INTEGRITY ERROR, stopped applying/.test(f.proc.stderr),
+      /INTEGRITY ERROR, stopped applying|integrity error recorded, not applying/.test(f.proc.stderr),
     );
     const fwal = path.join(fsdd, "runtime", "wal", `${RUN}.wal.jsonl`);
     const v = await verifyWal(fwal, RUN);
@@ -279,6 +279,7 @@ test("replication over TLS with a self-signed certificate", { timeout: 60_000 },
   const leader = await serve(sdd, tokenFile, ["--tls-cert", cert, "--tls-key", key]);
   procs.push(leader.proc);
   assert.match(leader.url, /^https:/);
+  await writeFile(path.join(sdd, "backlog", "open", "t-1.md"), "---\nid: t-1\n---\nnot in the WAL\n");
   const fsdd = path.join(dir, "F", ".sdd");
   const f = await startFollower({
     leader: leader.url,
@@ -296,4 +297,10 @@ test("replication over TLS with a self-signed certificate", { timeout: 60_000 },
     await readFile(path.join(fsdd, "runtime", "wal", `${RUN}.wal.jsonl`), "utf8"),
     await readFile(path.join(sdd, "runtime", "wal", `${RUN}.wal.jsonl`), "utf8"),
   );
+  // Bootstrapped from the base snapshot: the state that is not in the WAL came too.
+  assert.equal(
+    await readFile(path.join(fsdd, "backlog", "open", "t-1.md"), "utf8"),
+    "---\nid: t-1\n---\nnot in the WAL\n",
+  );
+  assert.match(await readFile(path.join(fsdd, "runtime", "restored-from.json"), "utf8"), /snapshot/);
 });

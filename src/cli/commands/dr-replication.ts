@@ -10,6 +10,7 @@ import { writeRunbook } from "../../replication/failover.js";
 import { TOKEN_ENV } from "../../replication/options.js";
 import { loadTokenFile } from "../../replication/auth.js";
 import { promote } from "../../replication/promote.js";
+import { materializeFromBase } from "../../replication/snapshot.js";
 import { replicationAuditor } from "../../replication/audit.js";
 import { gatherStatus } from "../../replication/status.js";
 import { openWorkspace } from "../../workspace/layout.js";
@@ -133,6 +134,7 @@ export function registerDrReplication(program: Command): void {
           newLeaderUrl: flags.newLeaderUrl,
           force: Boolean(flags.force),
           log,
+          materialize: materializeFromBase,
         });
         await replicationAuditor(ws)("replication_promoted", {
           epoch: r.epoch,

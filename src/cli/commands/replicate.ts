@@ -7,6 +7,7 @@ import { Option } from "commander";
 import { openWorkspace, Workspace } from "../../workspace/layout.js";
 import { removeEndpoint, writeEndpoint } from "../../replication/endpoint.js";
 import { ReplicationFollower } from "../../replication/follower.js";
+import { installSnapshot, storeSnapshot } from "../../replication/snapshot.js";
 import {
   type LeaderFlags,
   type TransportFlags,
@@ -137,6 +138,8 @@ export function registerReplicate(program: Command): void {
         thresholds: { maxLagEntries: flags.maxLagEntries, maxRetries: flags.maxRetries },
         rebootstrap: Boolean(flags.rebootstrap),
         log,
+        installSnapshot: (stream, w) => installSnapshot(stream, w, `${flags.leader}/snapshot`),
+        storeSnapshot,
       });
       if (follower.url) {
         await writeEndpoint(ws, {
