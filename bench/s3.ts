@@ -5,9 +5,14 @@
  * under 150 MB) and throughput; the baseline, measured in the same run, is the same file put
  * into a local folder store (same code path minus the network).
  *
- * Usage: npm run bench:s3 -- --json [--size-mb N]
+ * With `--cli` it also runs the whole command, `bernstein dr backup --to s3://...`, on a
+ * workspace holding a file of that size (archive produced by src/dr, then uploaded), and
+ * reports that process's peak RSS too.
+ *
+ * Usage: npm run bench:s3 -- --json [--size-mb N] [--cli]
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { createHash, randomFillSync } from "node:crypto";
 import { mkdtemp, open, rm } from "node:fs/promises";
 import os from "node:os";
@@ -19,6 +24,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
 const json = args.includes("--json");
 const sizeMb = Number(args[args.indexOf("--size-mb") + 1]) || 2048;
+const withCli = args.includes("--cli");
+const repoRoot = path.resolve(here, "..", "..");
 const RSS_LIMIT = 150 * 1024 * 1024;
 
 function log(msg: string): void {
@@ -92,6 +99,52 @@ try {
   await rm(path.join(scratch, "local-store"), { recursive: true, force: true });
   log("S3 multipart upload...");
   const s3 = await runChild("s3-upload-child.js", ["s3", file, "s3://bench/backups/", sha256], env);
+  let cli: Record<string, number> | undefined;
+  if (withCli && existsSync(path.join(repoRoot, "dist", "src", "dr", "backup.js"))) {
+    log("whole command: dr backup --to s3://... of a workspace holding the file...");
+    const project = path.join(scratch, "project");
+    const made = spawnSync(process.execPath, [
+      path.join(repoRoot, "bench", "make-workspace.mjs"),
+      project,
+      "--files",
+      "200",
+      "--key-out",
+      path.join(scratch, "audit.key"),
+    ]);
+    if (made.status !== 0) throw new Error(`make-workspace: ${made.stderr}`);
+    const { rename } = await import("node:fs/promises");
+    await rename(file, path.join(project, ".sdd", "archive", "big.bin"));
+    cli = await new Promise((resolve, reject) => {
+      const child = spawn(
+        process.execPath,
+        [
+          path.join(here, "support", "cli-rss-child.js"),
+          "--sdd",
+          path.join(project, ".sdd"),
+          "--json",
+          "dr",
+          "backup",
+          "--to",
+          "s3://bench/cli/whole.tar.gz",
+          "--local-copy",
+          path.join(scratch, "local-copy"),
+        ],
+        {
+          env: { ...env, BERNSTEIN_AUDIT_KEY_PATH: path.join(scratch, "audit.key") },
+          stdio: ["ignore", "ignore", "pipe"],
+        },
+      );
+      let err = "";
+      child.stderr.on("data", (d) => (err += d));
+      child.on("close", () => {
+        const line = err.split("\n").find((l) => l.startsWith("BENCH_RSS "));
+        if (!line) return reject(new Error(`dr backup: ${err}`));
+        const r = JSON.parse(line.slice("BENCH_RSS ".length));
+        if (r.code !== 0) return reject(new Error(`dr backup exit ${r.code}: ${err}`));
+        resolve(r);
+      });
+    });
+  }
   const mbps = (r: Record<string, number | string>) => Number(r.bytes) / 1048576 / Number(r.seconds);
   const result = {
     bench: "s3",
@@ -108,6 +161,16 @@ try {
       mib_per_s: mbps(local),
       peak_rss_mb: Number(local.peak_rss_bytes) / 1048576,
     },
+    ...(cli
+      ? {
+          whole_command: {
+            what: "bernstein dr backup --to s3://... (gzip archive by src/dr to a local copy, then the upload)",
+            seconds: cli.seconds,
+            peak_rss_mb: cli.peak_rss_bytes / 1048576,
+            peak_rss_ok: cli.peak_rss_bytes < RSS_LIMIT,
+          },
+        }
+      : {}),
     ratio_seconds: Number(s3.seconds) / Number(local.seconds),
     ratio_peak_rss: Number(s3.peak_rss_bytes) / Number(local.peak_rss_bytes),
     peak_rss_limit_mb: RSS_LIMIT / 1048576,
@@ -115,7 +178,7 @@ try {
     note: "shared 2-core machine: timings are noisy",
   };
   process.stdout.write(JSON.stringify(json ? result : result, null, json ? 0 : 2) + "\n");
-  if (!result.peak_rss_ok) process.exitCode = 1;
+  if (!result.peak_rss_ok || (cli && cli.peak_rss_bytes >= RSS_LIMIT)) process.exitCode = 1;
 } finally {
   server.kill("SIGTERM");
   await new Promise((r) => server.once("exit", r));

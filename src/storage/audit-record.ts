@@ -1,68 +1,23 @@
 /**
  * Every backup is an audit event carrying its archive and manifest sha256, so that
  * `dr list --at LOCATION --check` can tell a backup that was deleted or replaced behind our
- * back: the chain is HMAC-signed, the location is not. Off-site backups write `backup_written`
- * (with the catalogue root and name); a plain `dr backup --to FILE` writes `dr.backup`
- * (src/dr/audit-event.ts) with the file's path; the check reads both.
+ * back: the chain is HMAC-signed, the location is not. `dr backup` writes `dr.backup`
+ * (src/dr/audit-event.ts: off-site backups add the catalogue `root` and `name`, a plain
+ * `--to FILE` has only its path); events named `backup_written` (with root and name) are read
+ * too. This module only reads them.
  */
 import path from "node:path";
 import { asJsonObject } from "../json/object.js";
 import { parseJson } from "../json/canonical.js";
-import { AuditLog, listAuditFiles } from "../audit/log.js";
-import { loadAuditKey } from "../audit/key.js";
-import { acquireLock } from "../workspace/lock.js";
+import { listAuditFiles } from "../audit/log.js";
 import { readLinesForward } from "../workspace/lines.js";
 import type { Workspace } from "../workspace/layout.js";
 import type { ExpectedBackup } from "./catalogue.js";
-import type { OffsiteBackupResult } from "./offsite.js";
 
-/** The event of an off-site backup. */
+/** Also accepted (root and name in details). */
 export const BACKUP_EVENT = "backup_written";
-/** The event of a plain `dr backup --to FILE`. */
+/** The event `dr backup` and `dr schedule` write. */
 export const DR_BACKUP_EVENT = "dr.backup";
-
-/**
- * Appends the `backup_written` event. The audit chain has one writer per workspace: when a live
- * process holds the workspace lock we do not write beside it (that would fork the chain) and
- * return a warning instead; undefined when the event was written.
- */
-export async function recordBackupEvent(
-  ws: Workspace,
-  result: OffsiteBackupResult,
-  options: { keyFile?: string } = {},
-): Promise<string | undefined> {
-  let lock;
-  try {
-    lock = await acquireLock(ws, "bernstein dr backup (audit event)");
-  } catch (err) {
-    return `audit event ${BACKUP_EVENT} not recorded: ${(err as Error).message}; the backup itself is complete`;
-  }
-  try {
-    const key = await loadAuditKey({ keyFile: options.keyFile, create: true });
-    const log = await AuditLog.open(ws, key);
-    await log.append({
-      event_type: BACKUP_EVENT,
-      actor: "dr",
-      resource_type: "backup",
-      resource_id: result.location,
-      details: {
-        root: result.root,
-        name: result.name,
-        sha256: result.produced.sha256,
-        manifest_sha256: result.produced.manifest_sha256,
-        size_bytes: result.produced.size_bytes,
-        file_count: result.produced.file_count,
-        encrypted: result.produced.encrypted,
-        remote: result.remote,
-      },
-    });
-    return undefined;
-  } catch (err) {
-    return `audit event ${BACKUP_EVENT} not recorded: ${(err as Error).message}`;
-  } finally {
-    await lock.release();
-  }
-}
 
 /** What the audit chain says was written under `root` (streamed, oldest first). */
 export async function backupsFromAudit(ws: Workspace, root: string): Promise<ExpectedBackup[]> {

@@ -9,7 +9,8 @@ import { backupName, checkCatalogue, listCatalogue, sha256Of } from "../../src/s
 import { backupOffsite, openBackupSource } from "../../src/storage/offsite.js";
 import { openCatalogue } from "../../src/storage/open-store.js";
 import { pruneLocation } from "../../src/storage/prune.js";
-import { backupsFromAudit, recordBackupEvent } from "../../src/storage/audit-record.js";
+import { backupsFromAudit } from "../../src/storage/audit-record.js";
+import { recordAuditEvent } from "../../src/dr/audit-event.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { runCli } from "../helpers.js";
 import { scratchDir } from "../helpers.js";
@@ -185,7 +186,18 @@ describe("off-site backups through the storage hook (plain streams)", () => {
       produce: bytesProducer(Buffer.from("Z")),
       localCopyDir: scratch.dir,
     });
-    assert.equal(await recordBackupEvent(ws, res), undefined);
+    const event = await recordAuditEvent(ws, {
+      event_type: "dr.backup",
+      resource_type: "backup",
+      resource_id: res.location,
+      details: {
+        sha256: res.produced.sha256,
+        size_bytes: res.produced.size_bytes,
+        root: res.root,
+        name: res.name,
+      },
+    });
+    assert.equal(event.recorded, true, event.warning);
     assert.deepEqual(await backupsFromAudit(ws, res.root), [
       {
         name: res.name,

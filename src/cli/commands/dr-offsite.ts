@@ -4,15 +4,25 @@
  * `dr restore` and `dr verify` call for `s3://` URLs and catalogue locations.
  */
 import type { Command } from "commander";
+import path from "node:path";
 import { ExitCode, UserError } from "../errors.js";
 import { Output, globalsOf } from "../output.js";
-import { openWorkspace } from "../../workspace/layout.js";
+import { openWorkspace, type Workspace } from "../../workspace/layout.js";
+import { resolveAuditKeyPath } from "../../audit/key.js";
+import { backupToFile } from "../../dr/backup.js";
+import { appendBackupLog } from "../../dr/backup-log.js";
+import { recordAuditEvent } from "../../dr/audit-event.js";
+import { resolvePassword } from "../../dr/password.js";
 import { checkCatalogue, listCatalogue, type CatalogueEntry } from "../../storage/catalogue.js";
+import { parseCatalogueLocation } from "../../storage/location.js";
+import { backupOffsite, type OffsiteBackupResult } from "../../storage/offsite.js";
 import { openCatalogue } from "../../storage/open-store.js";
 import { pruneLocation } from "../../storage/prune.js";
 import { validatePolicy, type RetentionPolicy } from "../../storage/retention.js";
-import { backupsFromAudit } from "../../storage/audit-record.js";
+import { DR_BACKUP_EVENT, backupsFromAudit } from "../../storage/audit-record.js";
+import { cronLine, formatDuration, parseDuration, runLoop, systemdUnit } from "../../storage/schedule.js";
 import type { S3Options } from "../../storage/s3-store.js";
+import type { RetryInfo } from "../../storage/store.js";
 
 export interface RemoteFlags {
   endpoint?: string;
@@ -134,6 +144,7 @@ function findDrCommand(program: Command): Command {
 
 export function registerDrOffsite(program: Command): void {
   const dr = findDrCommand(program);
+  registerSchedule(dr);
 
   addRemoteOptions(
     dr
@@ -226,4 +237,264 @@ export function registerDrOffsite(program: Command): void {
       );
     });
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// `dr schedule`: the same off-site backup `dr backup --to-dir` takes (src/cli/commands/dr.ts),
+// run every interval, followed by a prune.
+
+export interface OffsiteBackupFlags extends RemoteFlags {
+  to?: string;
+  toDir?: string;
+  localCopy?: string;
+  keepLocal?: boolean;
+  fullReadBack?: boolean;
+}
+
+export interface OffsiteRun {
+  result: OffsiteBackupResult;
+  warnings: string[];
+  created_at: string;
+}
+
+/** One off-site backup: produce (src/dr), store, verify, record in runs/backups.jsonl and the audit chain. */
+export async function runOffsiteBackup(
+  ws: Workspace,
+  flags: OffsiteBackupFlags,
+  secrets: { password?: string; auditKeyPath?: string },
+  hooks: { onRetry?: (info: RetryInfo) => void; now?: Date } = {},
+): Promise<OffsiteRun> {
+  const warnings: string[] = [];
+  const result = await backupOffsite({
+    to: flags.to,
+    toDir: flags.toDir,
+    encrypted: secrets.password !== undefined,
+    s3: s3OptionsFrom(flags),
+    localCopyDir: flags.localCopy,
+    keepLocal: flags.keepLocal,
+    fullReadBack: flags.fullReadBack,
+    onRetry: hooks.onRetry,
+    now: hooks.now,
+    produce: async (target) => {
+      const r = await backupToFile(ws, target, {
+        password: secrets.password,
+        auditKeyPath: secrets.auditKeyPath,
+      });
+      warnings.push(...r.warnings);
+      return {
+        path: r.path,
+        sha256: r.sha256,
+        manifest_sha256: r.manifest_sha256,
+        file_count: r.file_count,
+        size_bytes: r.size_bytes,
+        encrypted: r.encrypted,
+      };
+    },
+  });
+  const created_at = result.created_at;
+  await appendBackupLog(ws, {
+    created_at,
+    location: result.location,
+    sha256: result.produced.sha256,
+    manifest_sha256: result.produced.manifest_sha256 ?? "",
+    file_count: result.produced.file_count ?? 0,
+    size_bytes: result.produced.size_bytes,
+    encrypted: result.produced.encrypted,
+    verified: true,
+  });
+  // The same event `dr backup` writes for an off-site backup (read by dr list --check).
+  const audit = await recordAuditEvent(ws, {
+    event_type: DR_BACKUP_EVENT,
+    resource_type: "backup",
+    resource_id: result.location,
+    details: {
+      sha256: result.produced.sha256,
+      manifest_sha256: result.produced.manifest_sha256,
+      file_count: result.produced.file_count,
+      size_bytes: result.produced.size_bytes,
+      encrypted: result.produced.encrypted,
+      root: result.root,
+      name: result.name,
+      remote: result.remote,
+    },
+  });
+  if (audit.warning) warnings.push(audit.warning);
+  return { result, warnings, created_at };
+}
+
+function backupJson(run: OffsiteRun) {
+  const r = run.result;
+  return {
+    ok: true,
+    location: r.location,
+    root: r.root,
+    name: r.name,
+    remote: r.remote,
+    size_bytes: r.produced.size_bytes,
+    file_count: r.produced.file_count,
+    sha256: r.produced.sha256,
+    manifest_sha256: r.produced.manifest_sha256,
+    encrypted: r.produced.encrypted,
+    verified: true,
+    retries: r.retries,
+    local_copy: r.local_copy,
+    created_at: run.created_at,
+    warnings: run.warnings,
+  };
+}
+
+/** `dr schedule` arguments to repeat in a unit or crontab: everything after `schedule` but --print-*. */
+function scheduleArgsFromArgv(argv: string[]): string[] {
+  const i = argv.indexOf("schedule");
+  const rest = i < 0 ? [] : argv.slice(i + 1);
+  return rest.filter(
+    (a) => a !== "--print-systemd" && a !== "--print-cron" && a !== "--json" && a !== "--once",
+  );
+}
+
+function registerSchedule(dr: Command): void {
+  addRemoteOptions(
+    addKeepOptions(
+      dr
+        .command("schedule")
+        .description(
+          "take a backup every DURATION (foreground, for systemd/cron), prune after each success, one log line per run",
+        )
+        .requiredOption("--every <duration>", "interval: 90s, 15m, 1h, 1h30m, 1d")
+        .requiredOption("--to-dir <location>", "catalogue location: folder or s3://bucket/prefix/")
+        .option("--encrypt", "encrypt each backup (needs --password-file or BERNSTEIN_DR_PASSWORD)")
+        .option("--password <pw>", "passphrase (prefer --password-file or $BERNSTEIN_DR_PASSWORD)")
+        .option("--password-file <file>", "read the passphrase from a file")
+        .option("--local-copy <dir>", "where the local copy of a remote backup is written before upload")
+        .option("--full-read-back", "after each upload, download every byte again and compare its sha256")
+        .option("--once", "one backup + prune, then exit (what cron runs)")
+        .option("--count <n>", "stop after N runs", intOption("--count", 1))
+        .option("--print-systemd", "print a systemd service unit for this schedule and exit")
+        .option("--print-cron", "print a crontab line for this schedule and exit"),
+    ),
+  ).action(
+    async (
+      opts: RemoteFlags &
+        KeepFlags & {
+          every: string;
+          toDir: string;
+          encrypt?: boolean;
+          password?: string;
+          passwordFile?: string;
+          localCopy?: string;
+          fullReadBack?: boolean;
+          once?: boolean;
+          count?: number;
+          printSystemd?: boolean;
+          printCron?: boolean;
+        },
+      cmd: Command,
+    ) => {
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      const everyMs = parseDuration(opts.every);
+      parseCatalogueLocation(opts.toDir);
+      const policy = hasKeepFlags(opts) ? policyFrom(opts) : undefined;
+      if (policy) validatePolicy(policy);
+      if (opts.printSystemd || opts.printCron) {
+        if (opts.password !== undefined) {
+          throw new UserError(
+            "--print-systemd/--print-cron: a --password would be written into the unit; use --password-file or BERNSTEIN_DR_PASSWORD",
+            ExitCode.USAGE,
+          );
+        }
+        const spec = {
+          executable: path.resolve(process.argv[1] ?? "bernstein"),
+          sdd: path.resolve(g.sdd),
+          args: scheduleArgsFromArgv(process.argv),
+          everyMs,
+          workingDirectory: process.cwd(),
+        };
+        const text = opts.printSystemd ? systemdUnit(spec) : cronLine(spec);
+        if (g.json) out.result({ ok: true, [opts.printSystemd ? "systemd_unit" : "cron"]: text });
+        else process.stdout.write(text);
+        return;
+      }
+      const password = await resolvePassword(opts);
+      if (opts.encrypt && password === undefined) {
+        throw new UserError(
+          "--encrypt needs a password: --password-file or BERNSTEIN_DR_PASSWORD",
+          ExitCode.USAGE,
+        );
+      }
+      const ws = await openWorkspace(g.sdd);
+      const auditKeyPath = opts.encrypt ? resolveAuditKeyPath().path : undefined;
+      const ac = new AbortController();
+      const stop = () => ac.abort();
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+      let lastError: unknown;
+      const emit = (line: string | Record<string, unknown>) => {
+        if (g.quiet) return;
+        process.stdout.write((typeof line === "string" ? line : JSON.stringify(line)) + "\n");
+      };
+      if (!g.json) {
+        emit(
+          `${new Date().toISOString()} schedule: every ${formatDuration(everyMs)} to ${opts.toDir}` +
+            (policy ? `, prune ${JSON.stringify(policy)}` : ", no prune (no --keep-* given)"),
+        );
+      }
+      try {
+        const summary = await runLoop(everyMs, {
+          signal: ac.signal,
+          maxRuns: opts.once ? 1 : opts.count,
+          log: () => {},
+          run: async (index) => {
+            const started = Date.now();
+            try {
+              const run = await runOffsiteBackup(
+                ws,
+                { ...opts, password: undefined } as OffsiteBackupFlags,
+                { password: opts.encrypt ? password : undefined, auditKeyPath },
+                { onRetry: (r) => out.warn(`${r.operation}: ${r.error}; retry ${r.attempt}`) },
+              );
+              let pruneInfo: { kept: number; deleted: number } | undefined;
+              if (policy) {
+                const store = await openCatalogue(opts.toDir, s3OptionsFrom(opts));
+                const p = await pruneLocation(store, policy);
+                pruneInfo = { kept: p.kept, deleted: p.deleted };
+              }
+              lastError = undefined;
+              const r = run.result;
+              const seconds = (Date.now() - started) / 1000;
+              emit(
+                g.json
+                  ? { run: index, ...backupJson(run), seconds, prune: pruneInfo ?? null }
+                  : `${new Date().toISOString()} run ${index} ok: ${r.location} ${r.produced.size_bytes} bytes ` +
+                      `sha256 ${r.produced.sha256.slice(0, 12)} retries ${r.retries} in ${seconds.toFixed(1)}s` +
+                      (pruneInfo ? `; prune kept ${pruneInfo.kept} deleted ${pruneInfo.deleted}` : ""),
+              );
+              for (const w of run.warnings) out.warn(w);
+            } catch (err) {
+              lastError = err;
+              const message = err instanceof Error ? err.message : String(err);
+              emit(
+                g.json
+                  ? {
+                      run: index,
+                      ok: false,
+                      error: message,
+                      exit_code: err instanceof UserError ? err.exitCode : 70,
+                      ...(err instanceof UserError ? err.details : {}),
+                    }
+                  : `${new Date().toISOString()} run ${index} FAILED: ${message}`,
+              );
+            }
+            return "";
+          },
+        });
+        if (lastError !== undefined && (opts.once || summary.runs > 0)) {
+          process.exitCode = lastError instanceof UserError ? lastError.exitCode : 70;
+        }
+      } finally {
+        process.off("SIGINT", stop);
+        process.off("SIGTERM", stop);
+      }
+    },
+  );
 }

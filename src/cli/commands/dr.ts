@@ -165,6 +165,7 @@ export function registerDr(program: Command): void {
           localCopyDir: opts.localCopy,
           keepLocal: opts.keepLocal,
           fullReadBack: opts.fullReadBack,
+          onRetry: (r) => out.warn(`${r.operation}: ${r.error}; retry ${r.attempt} in ${r.delayMs} ms`),
         });
         location = off.location;
         offsiteVerified = off.record !== null;

@@ -1,0 +1,324 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import { readFile, readdir, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { after, before, beforeEach, describe, it } from "node:test";
+import { openCatalogue } from "../../src/storage/open-store.js";
+import { REPO_ROOT, runCli, scratchDir, type CliResult } from "../helpers.js";
+import { startS3Harness, type FaultRule, type S3Harness } from "./support/s3-harness.js";
+
+const BUCKET = "dr-offsite";
+const WRITES = new Set(["PutObject", "UploadPart", "CreateMultipartUpload", "CompleteMultipartUpload"]);
+
+/** 503 for the first `times` object writes (the archive upload), everything else passes. */
+function failWrites(times: number): FaultRule {
+  let seen = 0;
+  return (op) => (WRITES.has(op) && ++seen <= times ? 503 : undefined);
+}
+
+/** Every regular file under `dir` (relative path → sha256). */
+async function tree(dir: string, skip: (rel: string) => boolean = () => false): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  async function walk(rel: string): Promise<void> {
+    for (const e of await readdir(path.join(dir, rel), { withFileTypes: true })) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (skip(r)) continue;
+      if (e.isDirectory()) await walk(r);
+      else if (e.isFile())
+        out.set(
+          r,
+          createHash("sha256")
+            .update(await readFile(path.join(dir, r)))
+            .digest("hex"),
+        );
+    }
+  }
+  await walk("");
+  return out;
+}
+
+describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations (CLI, s3rver)", () => {
+  let h: S3Harness;
+  let scratch: { dir: string; cleanup: () => Promise<void> };
+  let sdd: string;
+  let env: Record<string, string>;
+  const cli = (args: string[], extra: Record<string, string> = {}): Promise<CliResult> =>
+    runCli(["--sdd", sdd, ...args], { env: { ...env, ...extra } });
+
+  before(async () => {
+    h = await startS3Harness({ buckets: [BUCKET] });
+    scratch = await scratchDir("bernstein-cli-offsite-");
+    const ws = path.join(scratch.dir, "project");
+    const made = spawnSync(process.execPath, [
+      path.join(REPO_ROOT, "bench", "make-workspace.mjs"),
+      ws,
+      "--files",
+      "120",
+      "--key-out",
+      path.join(scratch.dir, "audit.key"),
+    ]);
+    assert.equal(made.status, 0, String(made.stderr));
+    sdd = path.join(ws, ".sdd");
+    Object.assign(process.env, h.env);
+    env = {
+      ...h.env,
+      BERNSTEIN_AUDIT_KEY_PATH: path.join(scratch.dir, "audit.key"),
+      BERNSTEIN_BACKUP_LOCAL_DIR: path.join(scratch.dir, "local-copies"),
+    };
+  });
+  after(async () => {
+    await h.close();
+    await scratch.cleanup();
+  });
+  beforeEach(() => h.setFault(undefined));
+
+  it("backup --to-dir s3://, list, verify --latest, restore --latest: byte-identical", async () => {
+    const root = `s3://${BUCKET}/site/`;
+    const b = await cli(["--json", "dr", "backup", "--to-dir", root]);
+    assert.equal(b.code, 0, b.stderr);
+    const backup = JSON.parse(b.stdout);
+    assert.match(backup.path, /^s3:\/\/dr-offsite\/site\/bernstein-backup-\d{8}T\d{6}Z\.tar\.gz$/);
+    assert.equal(backup.verified, true);
+    assert.deepEqual(await readdir(path.join(scratch.dir, "local-copies")), []);
+
+    const l = await cli(["--json", "dr", "list", "--at", root]);
+    assert.equal(l.code, 0, l.stderr);
+    const listed = JSON.parse(l.stdout).backups;
+    assert.equal(listed.length, 1);
+    assert.equal(listed[0].sha256, backup.sha256);
+    assert.equal(listed[0].file_count, backup.file_count);
+    assert.equal(listed[0].verified, true);
+
+    const v = await cli(["--json", "dr", "verify", "--latest", "--at", root]);
+    assert.equal(v.code, 0, v.stderr + v.stdout);
+    assert.equal(JSON.parse(v.stdout).sha256, backup.sha256);
+
+    const dry = await cli(["--json", "dr", "restore", "--dry-run", "--from", backup.path]);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.equal(JSON.parse(dry.stdout).file_count, backup.file_count);
+
+    const target = path.join(scratch.dir, "restored", ".sdd");
+    const r = await runCli(["--sdd", target, "--json", "dr", "restore", "--latest", "--at", root], { env });
+    assert.equal(r.code, 0, r.stderr);
+    const restored = await tree(target, (rel) => rel === "runtime/restored-from.json");
+    const original = await tree(sdd);
+    assert.ok(restored.size > 100, `restored ${restored.size} files`);
+    for (const [rel, digest] of restored) assert.equal(original.get(rel), digest, rel);
+  });
+
+  it("backup --to s3://bucket/key --encrypt, restore --from s3:// --decrypt", async () => {
+    const pw = path.join(scratch.dir, "pw");
+    await writeFile(pw, "correct horse\n");
+    const b = await cli([
+      "--json",
+      "dr",
+      "backup",
+      "--to",
+      `s3://${BUCKET}/one/manual.tar.gz`,
+      "--encrypt",
+      "--password-file",
+      pw,
+    ]);
+    assert.equal(b.code, 0, b.stderr);
+    const backup = JSON.parse(b.stdout);
+    assert.equal(backup.path, `s3://${BUCKET}/one/manual.tar.gz.enc`);
+    const target = path.join(scratch.dir, "restored-enc", ".sdd");
+    const r = await runCli(
+      [
+        "--sdd",
+        target,
+        "--json",
+        "dr",
+        "restore",
+        "--from",
+        backup.path,
+        "--decrypt",
+        "--password-file",
+        pw,
+        "--key-file",
+        path.join(scratch.dir, "restored-key"),
+      ],
+      { env },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).sha256, backup.sha256);
+  });
+
+  it("503 twice then success: the backup succeeds after 2 retries", async () => {
+    h.setFault(failWrites(2));
+    const b = await cli(["--json", "dr", "backup", "--to-dir", `s3://${BUCKET}/flaky/`]);
+    assert.equal(b.code, 0, b.stderr);
+    assert.equal(JSON.parse(b.stdout).verified, true);
+    assert.equal((b.stderr.match(/HTTP 503 ServiceUnavailable.*; retry \d/g) ?? []).length, 2, b.stderr);
+  });
+
+  it("503 always: exit 7, the local copy is kept and printed, no object and no pending upload", async () => {
+    h.setFault(failWrites(Infinity));
+    const b = await cli(["dr", "backup", "--to-dir", `s3://${BUCKET}/down/`, "--retries", "2"]);
+    h.setFault(undefined);
+    assert.equal(b.code, 7, b.stderr);
+    const m = /the complete backup is kept at (\S+)$/m.exec(b.stderr);
+    assert.ok(m, b.stderr);
+    assert.ok((await stat(m[1])).size > 0);
+    assert.match(b.stderr, /gave up after 3 attempts/);
+    assert.deepEqual(await (await openCatalogue(`s3://${BUCKET}/down/`)).list(), []);
+    assert.deepEqual(await h.pendingUploads(BUCKET), []);
+  });
+
+  it("list --check finds a deleted and a replaced backup from the audit chain; prune keeps the newest", async () => {
+    const root = `s3://${BUCKET}/audited/`;
+    const names: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const b = await cli(["--json", "dr", "backup", "--to-dir", root]);
+      assert.equal(b.code, 0, b.stderr);
+      names.push(path.basename(JSON.parse(b.stdout).path));
+    }
+    const ok = await cli(["--json", "dr", "list", "--at", root, "--check"]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.deepEqual(
+      JSON.parse(ok.stdout).check.map((f: { status: string }) => f.status),
+      ["ok", "ok", "ok"],
+    );
+    const store = await openCatalogue(root);
+    await store.delete(names[0]);
+    await store.put(names[1], Readable.from([Buffer.from("not the backup")]));
+    const bad = await cli(["--json", "dr", "list", "--at", root, "--check"]);
+    assert.equal(bad.code, 1);
+    assert.deepEqual(
+      JSON.parse(bad.stdout).check.map((f: { name: string; status: string }) => [f.name, f.status]),
+      [
+        [names[0], "missing"],
+        [names[1], "replaced"],
+        [names[2], "ok"],
+      ],
+    );
+    const p = await cli(["--json", "dr", "prune", "--at", root, "--keep-last", "1"]);
+    assert.equal(p.code, 0, p.stderr);
+    const left = JSON.parse((await cli(["--json", "dr", "list", "--at", root])).stdout).backups;
+    assert.deepEqual(
+      left.map((b: { name: string }) => b.name),
+      [names[2]],
+    );
+  });
+
+  it("schedule: one log line per run, prune after each success, last good backup in dr status", async () => {
+    const dir = path.join(scratch.dir, "scheduled");
+    const run = await cli([
+      "dr",
+      "schedule",
+      "--every",
+      "1s",
+      "--to-dir",
+      dir,
+      "--keep-last",
+      "2",
+      "--count",
+      "3",
+    ]);
+    assert.equal(run.code, 0, run.stderr);
+    const lines = run.stdout.trim().split("\n");
+    assert.match(lines[0], /schedule: every 1s to /);
+    const runs = lines.filter((l) => / run \d+ ok: /.test(l));
+    assert.equal(runs.length, 3, run.stdout);
+    assert.match(runs[2], /prune kept 2 deleted 1$/);
+    const listed = JSON.parse((await cli(["--json", "dr", "list", "--at", dir])).stdout).backups;
+    assert.equal(listed.length, 2);
+    const status = await cli(["--json", "dr", "status"]);
+    const doc = JSON.parse(status.stdout);
+    assert.equal(doc.last_backup.location, path.join(dir, listed[0].name));
+    assert.ok(doc.last_backup.age_seconds < 600);
+
+    const jsonRun = await cli([
+      "--json",
+      "dr",
+      "schedule",
+      "--every",
+      "1h",
+      "--to-dir",
+      `s3://${BUCKET}/sched/`,
+      "--once",
+    ]);
+    assert.equal(jsonRun.code, 0, jsonRun.stderr);
+    const row = JSON.parse(jsonRun.stdout.trim());
+    assert.equal(row.run, 1);
+    assert.equal(row.ok, true);
+    assert.match(row.location, /^s3:\/\/dr-offsite\/sched\/bernstein-backup-/);
+
+    h.setFault(failWrites(Infinity));
+    const failed = await cli([
+      "dr",
+      "schedule",
+      "--every",
+      "1h",
+      "--to-dir",
+      `s3://${BUCKET}/sched/`,
+      "--once",
+      "--retries",
+      "1",
+    ]);
+    h.setFault(undefined);
+    assert.equal(failed.code, 7);
+    assert.match(failed.stdout, /run 1 FAILED: .*the complete backup is kept at /);
+  });
+
+  it("schedule --print-systemd / --print-cron print ready-to-use text and run nothing", async () => {
+    const unit = await cli([
+      "dr",
+      "schedule",
+      "--every",
+      "1h",
+      "--to-dir",
+      `s3://${BUCKET}/p/`,
+      "--keep-daily",
+      "7",
+      "--print-systemd",
+    ]);
+    assert.equal(unit.code, 0, unit.stderr);
+    assert.match(unit.stdout, /^\[Service\]$/m);
+    assert.match(
+      unit.stdout,
+      new RegExp(
+        `^ExecStart=\\S+bernstein --sdd ${sdd.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")} dr schedule --every 1h --to-dir s3://dr-offsite/p/ --keep-daily 7$`,
+        "m",
+      ),
+    );
+    const cron = await cli(["dr", "schedule", "--every", "15m", "--to-dir", "/backups", "--print-cron"]);
+    assert.equal(cron.code, 0, cron.stderr);
+    assert.match(
+      cron.stdout,
+      /^\*\/15 \* \* \* \* cd .* dr schedule --every 15m --to-dir \/backups --once >> /m,
+    );
+    const pw = await cli([
+      "dr",
+      "schedule",
+      "--every",
+      "1h",
+      "--to-dir",
+      "/b",
+      "--password",
+      "x",
+      "--print-systemd",
+    ]);
+    assert.equal(pw.code, 2);
+    assert.match(pw.stderr, /would be written into the unit/);
+    const bad = await cli(["dr", "schedule", "--every", "soon", "--to-dir", "/b"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--every soon: expected a duration/);
+  });
+
+  it("bad inputs: s3:// without key, missing bucket, wrong credentials", async () => {
+    const nokey = await cli(["dr", "backup", "--to", `s3://${BUCKET}`]);
+    assert.equal(nokey.code, 2);
+    assert.match(nokey.stderr, /needs an object key/);
+    const nob = await cli(["dr", "backup", "--to-dir", "s3://no-such-bucket/x/"]);
+    assert.equal(nob.code, 7);
+    assert.match(nob.stderr, /bucket does not exist/);
+    const creds = await cli(["dr", "restore", "--latest", "--at", `s3://${BUCKET}/site/`], {
+      AWS_ACCESS_KEY_ID: "WRONG",
+    });
+    assert.equal(creds.code, 7);
+    assert.match(creds.stderr, /access denied/);
+  });
+});
