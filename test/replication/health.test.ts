@@ -28,6 +28,7 @@ async function cluster(
   dir: string,
   policy: string,
   extra: { ackTimeout: number; maxLagEntries: number; maxRetries: number; onAckTimeout?: string },
+  procs: Proc[],
 ) {
   const { file: tokenFile, token } = await makeToken(dir);
   const [pa, pb] = [await freePort(), await freePort()];
@@ -41,6 +42,7 @@ async function cluster(
     runId: "run-health",
     ...extra,
   });
+  procs.push(leader.proc); // killed by the test's after() even if the setup below fails
   const start = (region: string, port: number) =>
     startFollower({
       leader: leader.url,
@@ -50,7 +52,9 @@ async function cluster(
       extra: ["--listen", `127.0.0.1:${port}`, "--max-lag-entries", String(extra.maxLagEntries)],
     });
   const a = await start("a", pa);
+  procs.push(a.proc);
   const b = await start("b", pb);
+  procs.push(b.proc);
   const status = () => getJson(`${leader.url}/status`, token);
   const followerB = async () => ((await status()).followers as FollowerView[]).find((f) => f.name === "b")!;
   await eventually("both followers HEALTHY", async () => {
@@ -71,8 +75,7 @@ test(
       for (const p of procs) p.kill("SIGKILL");
       await cleanup();
     });
-    const c = await cluster(dir, "QUORUM", { ackTimeout: 5000, maxLagEntries: 10, maxRetries: 6 });
-    procs.push(c.leader.proc, c.a.proc, c.b.proc);
+    const c = await cluster(dir, "QUORUM", { ackTimeout: 5000, maxLagEntries: 10, maxRetries: 6 }, procs);
 
     c.b.proc.kill("SIGSTOP");
     const seen: string[] = [];
@@ -112,8 +115,7 @@ test(
       for (const p of procs) p.kill("SIGKILL");
       await cleanup();
     });
-    const c = await cluster(dir, "ALL", { ackTimeout: 1000, maxLagEntries: 10, maxRetries: 3 });
-    procs.push(c.leader.proc, c.a.proc, c.b.proc);
+    const c = await cluster(dir, "ALL", { ackTimeout: 1000, maxLagEntries: 10, maxRetries: 3 }, procs);
     await c.leader.proc.waitFor("some acknowledged decisions", () => c.leader.proc.acks().length >= 20);
 
     c.b.proc.kill("SIGSTOP");
@@ -170,13 +172,17 @@ test(
       for (const p of procs) p.kill("SIGKILL");
       await cleanup();
     });
-    const c = await cluster(dir, "ALL", {
-      ackTimeout: 500,
-      maxLagEntries: 10,
-      maxRetries: 3,
-      onAckTimeout: "degrade",
-    });
-    procs.push(c.leader.proc, c.a.proc, c.b.proc);
+    const c = await cluster(
+      dir,
+      "ALL",
+      {
+        ackTimeout: 500,
+        maxLagEntries: 10,
+        maxRetries: 3,
+        onAckTimeout: "degrade",
+      },
+      procs,
+    );
     c.b.proc.kill("SIGSTOP");
     const s = await eventually("DEGRADED", async () => {
       const x = await c.status();
