@@ -29,3 +29,21 @@ export async function resolvePassword(opts: {
   if (pw !== undefined && pw.length === 0) throw new UserError("the password is empty", ExitCode.USAGE);
   return pw;
 }
+
+/**
+ * The password for a command that may encrypt: with `encrypt`, a missing password is a usage
+ * error raised before anything is written (a random key could never be recovered).
+ */
+export async function resolveEncryptPassword(
+  opts: { password?: string; passwordFile?: string },
+  encrypt: boolean | undefined,
+): Promise<string | undefined> {
+  const password = await resolvePassword(opts);
+  if (encrypt && password === undefined) {
+    throw new UserError(
+      `--encrypt needs a password: --password, --password-file or ${PASSWORD_ENV} (a random key could never be recovered)`,
+      ExitCode.USAGE,
+    );
+  }
+  return password;
+}

@@ -12,7 +12,7 @@ import { resolveAuditKeyPath } from "../../audit/key.js";
 import { backupToFile } from "../../dr/backup.js";
 import { appendBackupLog } from "../../dr/backup-log.js";
 import { recordAuditEvent } from "../../dr/audit-event.js";
-import { resolvePassword } from "../../dr/password.js";
+import { resolveEncryptPassword } from "../../dr/password.js";
 import { checkCatalogue, listCatalogue, type CatalogueEntry } from "../../storage/catalogue.js";
 import { parseCatalogueLocation } from "../../storage/location.js";
 import { backupOffsite, type OffsiteBackupResult } from "../../storage/offsite.js";
@@ -415,13 +415,7 @@ function registerSchedule(dr: Command): void {
         else process.stdout.write(text);
         return;
       }
-      const password = await resolvePassword(opts);
-      if (opts.encrypt && password === undefined) {
-        throw new UserError(
-          "--encrypt needs a password: --password-file or BERNSTEIN_DR_PASSWORD",
-          ExitCode.USAGE,
-        );
-      }
+      const password = await resolveEncryptPassword(opts, opts.encrypt);
       const ws = await openWorkspace(g.sdd);
       const auditKeyPath = opts.encrypt ? resolveAuditKeyPath().path : undefined;
       const ac = new AbortController();

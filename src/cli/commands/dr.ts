@@ -11,7 +11,7 @@ import { openWorkspace } from "../../workspace/layout.js";
 import { backupToFile, planBackup } from "../../dr/backup.js";
 import { appendBackupLog } from "../../dr/backup-log.js";
 import { recordAuditEvent } from "../../dr/audit-event.js";
-import { resolvePassword } from "../../dr/password.js";
+import { resolveEncryptPassword, resolvePassword } from "../../dr/password.js";
 import { inspectArchive, openArchiveFile, restoreFromStream } from "../../dr/restore.js";
 import { verifyArchive } from "../../dr/verify.js";
 import { runDrill } from "../../dr/drill.js";
@@ -97,13 +97,7 @@ export function registerDr(program: Command): void {
       const dest = (opts.to ?? opts.toDir)!;
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
-      const password = await resolvePassword(opts);
-      if (opts.encrypt && password === undefined) {
-        throw new UserError(
-          "--encrypt needs a password: --password, --password-file or BERNSTEIN_DR_PASSWORD (a random key could never be recovered)",
-          ExitCode.USAGE,
-        );
-      }
+      const password = await resolveEncryptPassword(opts, opts.encrypt);
       const ws = await openWorkspace(g.sdd);
       const keyPath = resolveAuditKeyPath().path;
       if (opts.dryRun) {
@@ -412,13 +406,7 @@ export function registerDr(program: Command): void {
   ).action(async (opts: PasswordOpts & { keep?: string; encrypt?: boolean }, cmd: Command) => {
     const g = globalsOf(cmd);
     const out = Output.of(cmd);
-    const password = await resolvePassword(opts);
-    if (opts.encrypt && password === undefined) {
-      throw new UserError(
-        "--encrypt needs a password: --password, --password-file or BERNSTEIN_DR_PASSWORD",
-        ExitCode.USAGE,
-      );
-    }
+    const password = await resolveEncryptPassword(opts, opts.encrypt);
     const ws = await openWorkspace(g.sdd);
     const report = await runDrill(ws, { keepDir: opts.keep, password: opts.encrypt ? password : undefined });
     out.result(report, () => printDrill(out, report));
