@@ -7,7 +7,7 @@ import { ExitCode, UserError, userErrorFromFs } from "./errors.js";
 import { registerCommands } from "./commands/index.js";
 import { VERSION } from "../version.js";
 
-export function buildProgram(): Command {
+export async function buildProgram(argv: string[] = []): Promise<Command> {
   const program = new Command();
   program
     .name("bernstein")
@@ -18,7 +18,7 @@ export function buildProgram(): Command {
     .option("--quiet", "print nothing but errors")
     .showHelpAfterError()
     .exitOverride();
-  registerCommands(program);
+  await registerCommands(program, argv);
   return program;
 }
 
@@ -27,7 +27,7 @@ function wantsJson(argv: string[]): boolean {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   program.configureOutput({
     writeErr: (s) => process.stderr.write(s),
   });

@@ -9,19 +9,8 @@
  * forward to the complete new state. Before the journal exists, the old target is untouched and
  * a leftover staging folder of a dead process is removed.
  */
-import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import {
-  chmodSync,
-  closeSync,
-  fsync,
-  futimesSync,
-  fchmodSync,
-  mkdirSync,
-  openSync,
-  writeSync,
-  createReadStream,
-} from "node:fs";
+import { createReadStream, mkdirSync } from "node:fs";
 import { readFile, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
@@ -42,14 +31,8 @@ import {
   type WorkspaceLock,
 } from "../workspace/lock.js";
 import { ioError } from "./backup.js";
-import {
-  readArchive,
-  type ArchiveSummary,
-  type ExtractHandler,
-  type FileSink,
-  type ReadArchiveOptions,
-} from "./unpack.js";
-import { AUDIT_KEY_ENTRY, MANIFEST_NAME } from "./manifest.js";
+import { StagingWriter } from "./staging-writer.js";
+import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
 import { TOOL_NAME, VERSION } from "../version.js";
 
 /** Where a restored workspace records what it was restored from (read by `doctor`). */
@@ -164,114 +147,11 @@ async function removeStaleStaging(target: string): Promise<void> {
   }
 }
 
-/** fsyncs file descriptors a few dozen at a time (parallel fsyncs share journal commits). */
-class FsyncPool {
-  private inflight = 0;
-  private waiters: (() => void)[] = [];
-  private error?: Error;
-  private idle?: () => void;
-  constructor(private readonly limit = 32) {}
-  add(fd: number): void | Promise<void> {
-    if (this.error) {
-      closeSync(fd);
-      throw this.error;
-    }
-    this.inflight++;
-    fsync(fd, (err) => {
-      closeSync(fd);
-      if (err && !this.error) this.error = err;
-      this.inflight--;
-      this.waiters.shift()?.();
-      if (this.inflight === 0) this.idle?.();
-    });
-    if (this.inflight >= this.limit) return new Promise((r) => this.waiters.push(r));
-  }
-  async drain(): Promise<void> {
-    if (this.inflight > 0) await new Promise<void>((r) => (this.idle = r));
-    if (this.error) throw this.error;
-  }
-}
-
-/** syncfs(2) of the file system holding `dir` via coreutils `sync -f`; false when unavailable. */
-function syncFileSystem(dir: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    execFile("sync", ["-f", dir], (err) => resolve(!err));
-  });
-}
-
-/** Writes entries under the staging folder; every file fsynced, modes and mtimes set. */
-export class StagingWriter implements ExtractHandler {
-  readonly dirModes = new Map<string, number>();
-  private readonly made = new Set<string>([""]);
-  readonly pool = new FsyncPool();
-  private readonly fsync: boolean;
-  private readonly written: string[] = [];
-  /** `fsync: false` for throw-away extractions (verify's temp folder). */
-  constructor(
-    readonly root: string,
-    opts: { fsync?: boolean } = {},
-  ) {
-    this.fsync = opts.fsync ?? true;
-  }
-  private ensureDir(rel: string): void {
-    if (this.made.has(rel)) return;
-    const parent = rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "";
-    this.ensureDir(parent);
-    mkdirSync(path.join(this.root, rel), { mode: 0o700 });
-    this.made.add(rel);
-  }
-  dir(entry: { path: string; mode: number }): void {
-    this.ensureDir(entry.path);
-    this.dirModes.set(entry.path, entry.mode & 0o777);
-  }
-  file(entry: { path: string; size: number; mode: number; mtime?: Date }): FileSink | undefined {
-    if (entry.path === MANIFEST_NAME || entry.path === AUDIT_KEY_ENTRY) return undefined;
-    const rel = entry.path;
-    this.ensureDir(rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "");
-    const fd = openSync(path.join(this.root, rel), "wx", 0o600);
-    const sync = this.fsync;
-    const written = this.written;
-    return {
-      write(chunk: Buffer): void {
-        let off = 0;
-        while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off);
-      },
-      end(): void {
-        fchmodSync(fd, entry.mode & 0o777);
-        if (entry.mtime) futimesSync(fd, entry.mtime, entry.mtime);
-        closeSync(fd);
-        if (sync) written.push(rel);
-      },
-    };
-  }
-  /**
-   * Applies folder modes (deepest first), then makes everything durable. One syncfs(2) of the
-   * staging file system (`sync -f`) writes every file and folder of the extraction in one
-   * journal commit, where 8,421 separate fsyncs took seconds; when `sync -f` is not available
-   * every file and folder is fsynced one by one (32 in flight).
-   */
-  async finish(): Promise<void> {
-    const dirs = [...this.made].sort((a, b) => b.length - a.length);
-    for (const rel of dirs) {
-      const abs = rel ? path.join(this.root, rel) : this.root;
-      chmodSync(abs, this.dirModes.get(rel) ?? 0o755);
-    }
-    if (!this.fsync) return;
-    if (await syncFileSystem(this.root)) return;
-    for (const rel of this.written) {
-      const r = this.pool.add(openSync(path.join(this.root, rel), "r"));
-      if (r) await r;
-    }
-    await this.pool.drain();
-    for (const rel of dirs) await fsyncDir(rel ? path.join(this.root, rel) : this.root);
-  }
-}
-
 export async function openArchiveFile(from: string): Promise<Readable> {
   const st = await stat(from).catch(() => undefined);
   if (!st) throw new UserError(`--from ${from}: no such file`, ExitCode.USAGE);
   if (!st.isFile()) throw new UserError(`--from ${from}: not a file`, ExitCode.USAGE);
-  return createReadStream(from, { highWaterMark: 256 * 1024 });
+  return createReadStream(from, { highWaterMark: 64 * 1024 });
 }
 
 /** Reads and checks a whole archive without writing anything (dry-run, verify). */
@@ -286,9 +166,15 @@ async function installAuditKey(
   key: Buffer | undefined,
   keyPath: string | undefined,
   target: string,
+  encrypted: boolean,
 ): Promise<AuditKeyOutcome> {
   if (!key)
-    return { action: "none", message: "this backup carries no audit key (plain backups leave it out)" };
+    return {
+      action: "none",
+      message: encrypted
+        ? "this backup carries no audit key (its workspace had none when it was taken)"
+        : "this backup carries no audit key (plain backups leave it out)",
+    };
   if (!keyPath)
     return { action: "none", message: "no audit key path resolved; the backup's key was not installed" };
   const existing = await readFile(keyPath).catch(() => undefined);
@@ -382,6 +268,7 @@ export async function restoreFromStream(
       await atomicWriteFile(path.join(staging, ...RESTORE_RECORD), JSON.stringify(record, null, 2) + "\n");
       await fsyncDir(staging);
     } catch (err) {
+      await writer.close();
       await rm(staging, { recursive: true, force: true }).catch(() => {});
       throw ioError(`cannot restore into ${abs}`, err) ?? err;
     }
@@ -405,7 +292,12 @@ export async function restoreFromStream(
     }
     await durableUnlink(journalPath(abs));
 
-    const auditKey = await installAuditKey(summary.audit_key, opts.auditKeyPath, abs).catch((err: Error) => ({
+    const auditKey = await installAuditKey(
+      summary.audit_key,
+      opts.auditKeyPath,
+      abs,
+      summary.encrypted,
+    ).catch((err: Error) => ({
       action: "none" as const,
       message: `could not install the backup's audit key: ${err.message}`,
     }));

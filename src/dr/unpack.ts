@@ -203,8 +203,19 @@ class TarReader {
     if (this.decompressed > this.limit) {
       throw archiveError("bomb", "archive expands past the sizes its manifest lists (decompression bomb?)");
     }
-    let data = this.leftover.length ? Buffer.concat([this.leftover, chunk]) : chunk;
-    this.leftover = Buffer.alloc(0);
+    let data = chunk;
+    if (this.leftover.length) {
+      // Only a header block is ever split: complete it, not a copy of the whole chunk.
+      const need = BLOCK - this.leftover.length;
+      const block = Buffer.concat([this.leftover, chunk.subarray(0, need)]);
+      this.leftover = Buffer.alloc(0);
+      if (block.length < BLOCK) {
+        this.leftover = block;
+        return;
+      }
+      await this.header(block);
+      data = chunk.subarray(need);
+    }
     let off = 0;
     while (off < data.length) {
       const avail = data.length - off;
@@ -518,7 +529,7 @@ export async function readArchive(
   }
   const decryptor = encrypted ? new FernetDecryptor(opts.password!, opts.keyCache) : undefined;
   const tar = new TarReader(handler);
-  const gunzip = createGunzip({ chunkSize: 256 * 1024 });
+  const gunzip = createGunzip({ chunkSize: 64 * 1024 });
   let failure: unknown;
   const tarDone = (async () => {
     try {

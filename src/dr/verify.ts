@@ -18,7 +18,8 @@ import { verifyWal } from "../wal/reader.js";
 import { listCheckpointFiles, validateCheckpointFile } from "../checkpoint/checkpoint.js";
 import { Workspace } from "../workspace/layout.js";
 import type { Manifest } from "./manifest.js";
-import { openArchiveFile, StagingWriter } from "./restore.js";
+import { openArchiveFile } from "./restore.js";
+import { StagingWriter } from "./staging-writer.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
 
 export type CheckStatus = "ok" | "failed" | "skipped";
@@ -152,8 +153,13 @@ export async function verifyArchive(
     const { mkdir } = await import("node:fs/promises");
     await mkdir(staging, { mode: 0o700 });
     const writer = new StagingWriter(staging, { fsync: false });
-    const summary = await readArchive(source, writer, opts);
-    await writer.finish();
+    let summary;
+    try {
+      summary = await readArchive(source, writer, opts);
+      await writer.finish();
+    } finally {
+      await writer.close();
+    }
     const checks: Check[] = [
       {
         name: "archive",

@@ -10,7 +10,7 @@ import { appendFile, mkdir } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { backupToFile } from "../../src/dr/backup.js";
-import { StagingWriter } from "../../src/dr/restore.js";
+import { StagingWriter } from "../../src/dr/staging-writer.js";
 import { readArchive } from "../../src/dr/unpack.js";
 import { verifyWal } from "../../src/wal/reader.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
@@ -34,8 +34,12 @@ function startLive(root: string, run: string, extra: string[] = []): Promise<Chi
 async function extract(archive: string, into: string): Promise<void> {
   await mkdir(into, { recursive: true });
   const w = new StagingWriter(into, { fsync: false });
-  await readArchive(createReadStream(archive), w);
-  await w.finish();
+  try {
+    await readArchive(createReadStream(archive), w);
+    await w.finish();
+  } finally {
+    await w.close();
+  }
 }
 
 /** Intents and commits in a WAL file. */

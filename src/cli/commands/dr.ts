@@ -14,7 +14,7 @@ import { recordAuditEvent } from "../../dr/audit-event.js";
 import { resolveEncryptPassword, resolvePassword } from "../../dr/password.js";
 import { inspectArchive, openArchiveFile, restoreFromStream } from "../../dr/restore.js";
 import { verifyArchive } from "../../dr/verify.js";
-import { runDrill } from "../../dr/drill.js";
+import type { DrillReport } from "../../dr/drill.js";
 import {
   backupOffsite,
   isOffsiteDestination,
@@ -408,13 +408,15 @@ export function registerDr(program: Command): void {
     const out = Output.of(cmd);
     const password = await resolveEncryptPassword(opts, opts.encrypt);
     const ws = await openWorkspace(g.sdd);
+    // Loaded on use: the drill's doctor checks bring in the orchestrator's task validation.
+    const { runDrill } = await import("../../dr/drill.js");
     const report = await runDrill(ws, { keepDir: opts.keep, password: opts.encrypt ? password : undefined });
     out.result(report, () => printDrill(out, report));
     if (!report.ok) process.exitCode = ExitCode.CHECK_FAILED;
   });
 }
 
-export function printDrill(out: Output, report: Awaited<ReturnType<typeof runDrill>>): void {
+export function printDrill(out: Output, report: DrillReport): void {
   out.line(`Restore drill of ${shown(report.sdd)} (${report.encrypted ? "encrypted" : "plain"} backup):`);
   for (const s of report.steps) {
     out.line(

@@ -1,30 +1,72 @@
-/** Registers every command group; each domain owns one module here. */
+/**
+ * Registers the command groups; each domain owns one module here. Only the group that argv
+ * names is loaded (all of them for help or an unknown word): a `dr restore` need not carry the
+ * orchestrator's task validation or the replication server in its memory.
+ */
 import type { Command } from "commander";
-import { registerAudit } from "./audit.js";
-import { registerCheckpoint } from "./checkpoint.js";
-import { registerDoctor } from "./doctor.js";
-import { registerDr } from "./dr.js";
-import { registerDrOffsite } from "./dr-offsite.js";
-import { registerInit } from "./init.js";
-import { registerOrchestrator } from "./orchestrator.js";
-import { registerTask } from "./task.js";
-import { registerReplicate } from "./replicate.js";
-import { registerDrReplication } from "./dr-replication.js";
-import { registerWal } from "./wal.js";
 
-export function registerCommands(program: Command): void {
-  registerInit(program);
-  registerAudit(program);
-  registerWal(program);
-  registerCheckpoint(program);
-  registerTask(program);
-  registerOrchestrator(program);
-  registerDoctor(program);
-  // The `dr` group itself (backup, restore, verify, drill); the next two attach to it.
-  registerDr(program);
-  // After the `dr` group: attaches dr list / prune / schedule to it.
-  registerDrOffsite(program);
-  registerReplicate(program);
-  // Attaches to the `dr` group: keep it after every other registration.
-  registerDrReplication(program);
+type Register = (program: Command) => Promise<void>;
+
+const init: Register = async (p) => (await import("./init.js")).registerInit(p);
+const audit: Register = async (p) => (await import("./audit.js")).registerAudit(p);
+const wal: Register = async (p) => (await import("./wal.js")).registerWal(p);
+const checkpoint: Register = async (p) => (await import("./checkpoint.js")).registerCheckpoint(p);
+const task: Register = async (p) => (await import("./task.js")).registerTask(p);
+const orchestrator: Register = async (p) => (await import("./orchestrator.js")).registerOrchestrator(p);
+const doctor: Register = async (p) => (await import("./doctor.js")).registerDoctor(p);
+const replicate: Register = async (p) => (await import("./replicate.js")).registerReplicate(p);
+// The `dr` group itself (backup, restore, verify, drill), then what attaches to it: list / prune
+// / schedule, and (last) status / promote / runbook.
+const drCore: Register = async (p) => (await import("./dr.js")).registerDr(p);
+const drOffsite: Register = async (p) => (await import("./dr-offsite.js")).registerDrOffsite(p);
+const drReplication: Register = async (p) => (await import("./dr-replication.js")).registerDrReplication(p);
+const dr: Register[] = [drCore, drOffsite, drReplication];
+const DR_BY_WORD: Record<string, Register[]> = {
+  backup: [drCore],
+  restore: [drCore],
+  verify: [drCore],
+  drill: [drCore],
+  list: [drOffsite],
+  prune: [drOffsite],
+  schedule: [drOffsite],
+  status: [drReplication],
+  promote: [drReplication],
+  runbook: [drReplication],
+};
+
+const ALL: Register[] = [init, audit, wal, checkpoint, task, orchestrator, doctor, ...dr, replicate];
+const BY_WORD: Record<string, Register[]> = {
+  init: [init],
+  audit: [audit],
+  wal: [wal],
+  checkpoint: [checkpoint],
+  task: [task],
+  start: [orchestrator],
+  stop: [orchestrator],
+  status: [orchestrator],
+  doctor: [doctor],
+  dr,
+  replicate: [replicate],
+};
+
+/** The command words of argv: the tokens that are neither options nor a global option's value. */
+function commandWords(argv: string[]): string[] {
+  const words: string[] = [];
+  for (let i = 0; i < argv.length && words.length < 2; i++) {
+    const a = argv[i]!;
+    if (a === "--sdd") i++;
+    else if (!a.startsWith("-")) words.push(a);
+    else if (words.length) break; // the sub-command comes right after the group
+  }
+  return words;
+}
+
+const lookup = (table: Record<string, Register[]>, word: string | undefined): Register[] | undefined =>
+  word !== undefined && Object.hasOwn(table, word) ? table[word] : undefined;
+
+export async function registerCommands(program: Command, argv: string[] = []): Promise<void> {
+  const [word, sub] = commandWords(argv);
+  let wanted = lookup(BY_WORD, word) ?? ALL;
+  if (word === "dr") wanted = lookup(DR_BY_WORD, sub) ?? dr;
+  for (const register of wanted) await register(program);
 }
