@@ -32,6 +32,8 @@ import {
   type StatePosition,
 } from "./manifest.js";
 import { FileChangedError, tarStream, type PackFile } from "./pack.js";
+import { sealStream } from "./seal.js";
+import { removeSidecar, writeSidecar } from "./sidecar.js";
 import { requestSnapshot, type SnapshotHandle } from "./snapshot.js";
 import {
   WAL_FILE,
@@ -60,6 +62,11 @@ export interface BackupOptions {
   snapshotAckTimeoutMs?: number;
   /** Longest pause to ask the orchestrator for. */
   snapshotHoldMs?: number;
+  /**
+   * backupToFile: write `<archive>.sha256` beside it (default true). Off-site stores record the
+   * sha256 in their own metadata and pass false.
+   */
+  sidecar?: boolean;
 }
 
 export interface BackupResult {
@@ -229,11 +236,14 @@ export async function writeBackupArchive(
 
     const measure = new Measure();
     const gzip = createGzip({ level: GZIP_LEVEL, chunkSize: 256 * 1024 });
-    const tar = Readable.from(tarStream(manifestBytes, walk.dirs, planned), { objectMode: false });
+    // The end-of-archive blocks travel in the seal member (seal.ts), after the data member.
+    const tar = Readable.from(tarStream(manifestBytes, walk.dirs, planned, { endOfArchive: false }), {
+      objectMode: false,
+    });
     if (encryptorP) {
-      await pipeline(tar, gzip, fernetEncryptStream(await encryptorP), measure, sink);
+      await pipeline(tar, gzip, sealStream(), fernetEncryptStream(await encryptorP), measure, sink);
     } else {
-      await pipeline(tar, gzip, measure, sink);
+      await pipeline(tar, gzip, sealStream(), measure, sink);
     }
     const snap = await release();
     if (snap.warning && !warnings.includes(snap.warning)) warnings.push(snap.warning);
@@ -324,7 +334,8 @@ export function ioError(what: string, err: unknown): UserError | undefined {
 
 /**
  * Writes a backup to `to` (`to + ".enc"` when encrypting) atomically: temp file beside it,
- * fsync, rename, fsync folder. Nothing appears at the destination unless complete. A file
+ * fsync, rename, fsync folder, then its `.sha256` sidecar (sidecar.ts). Nothing appears at the
+ * destination unless complete. A file
  * changing between the two reads restarts the attempt (up to 3 attempts).
  */
 export async function backupToFile(
@@ -347,7 +358,10 @@ export async function backupToFile(
     try {
       const result = await writeBackupArchive(ws, durableFileSink(fh), opts);
       await fh.close();
+      const sidecar = opts.sidecar ?? true;
+      await removeSidecar(dest);
       await durableRename(tmp, dest);
+      if (sidecar) await writeSidecar(dest, result.sha256);
       return { ...result, path: dest, encrypted };
     } catch (err) {
       await fh.close().catch(() => {});

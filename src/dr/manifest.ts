@@ -7,7 +7,12 @@
 import { createHash } from "node:crypto";
 
 export const MANIFEST_NAME = "manifest.json";
-export const FORMAT_VERSION = 1;
+/**
+ * 2: the archive ends with a seal member (seal.ts). 1 (no seal) is still read: archives written
+ * before the seal existed.
+ */
+export const FORMAT_VERSION = 2;
+const READABLE_FORMAT_VERSIONS = [1, 2];
 /** Where an encrypted archive carries the audit HMAC key (never extracted into `.sdd/`). */
 export const AUDIT_KEY_ENTRY = "secrets/audit.key";
 /** Upper bound on a manifest we are willing to parse (8,421 files take about 1.5 MB). */
@@ -91,9 +96,9 @@ export function parseManifest(bytes: Buffer): ParsedManifest {
     throw new ManifestError("manifest.json is not an object");
   const obj = raw as Record<string, unknown>;
   if (obj.format_version === undefined) return { kind: "reference", raw: obj };
-  if (obj.format_version !== FORMAT_VERSION) {
+  if (!READABLE_FORMAT_VERSIONS.includes(obj.format_version as number)) {
     throw new ManifestError(
-      `manifest format_version ${String(obj.format_version)} is not supported (this tool reads ${FORMAT_VERSION})`,
+      `manifest format_version ${String(obj.format_version)} is not supported (this tool reads ${READABLE_FORMAT_VERSIONS.join(" and ")})`,
     );
   }
   const m = obj as unknown as Manifest;

@@ -100,6 +100,7 @@ export async function* tarStream(
   manifest: Buffer,
   dirs: PackDir[],
   files: PackFile[],
+  opts: { endOfArchive?: boolean } = {},
 ): AsyncGenerator<Buffer> {
   const b = new Batcher();
   const budget = new GarbageBudget();
@@ -170,7 +171,7 @@ export async function* tarStream(
     if (f.sha256 && hash.digest("hex") !== f.sha256) throw new FileChangedError(f.rel);
     yield* pad(padding(f.length));
   }
-  // End of archive: two zero blocks.
-  yield* pad(2 * BLOCK);
+  // End of archive: two zero blocks (unless the caller's seal member carries them).
+  if (opts.endOfArchive ?? true) yield* pad(2 * BLOCK);
   if (b.pos > 0) yield take();
 }

@@ -22,6 +22,7 @@ import { Header, Pax } from "tar";
 import type { HeaderData } from "tar";
 import { ExitCode, UserError } from "../cli/errors.js";
 import { GarbageBudget } from "./memory.js";
+import { SealChecker } from "./seal.js";
 import { FernetAuthError, FernetDecryptor, FernetFormatError, SALT_BYTES, looksEncrypted } from "./fernet.js";
 import {
   AUDIT_KEY_ENTRY,
@@ -87,11 +88,13 @@ export interface ReadArchiveOptions {
   /** Name of the archive for messages. */
   label?: string;
   /**
-   * The archive's expected sha256 (from runs/backups.jsonl or a catalogue). gzip cannot see a
-   * flipped bit that leaves the decompressed bytes unchanged (redundant deflate table bits);
-   * this can.
+   * The archive's expected sha256 (--sha256, its `.sha256` sidecar). Archives of the Python
+   * reference carry no seal, so only this sees a flipped bit that gzip cannot; for encrypted
+   * archives it tells a damaged salt from a wrong password.
    */
   expectSha256?: string;
+  /** Where expectSha256 came from, for messages ("--sha256", "backup.tar.gz.sha256"). */
+  expectSha256From?: string;
 }
 
 function pathProblem(name: string): string | undefined {
@@ -285,7 +288,16 @@ class TarReader {
     }
     // Decode the block alone, then apply PAX/GNU overrides ourselves: node-tar would prepend the
     // ustar prefix to a PAX path, which GNU tar and Python do not.
-    const h = new Header(block, 0);
+    let h: Header;
+    try {
+      h = new Header(block, 0);
+    } catch (err) {
+      // node-tar throws plain errors for some damaged numeric fields ("invalid base256 encoding").
+      throw archiveError(
+        "corrupt",
+        `bad tar header at entry ${this.entryIndex + 1}: ${(err as Error).message}`,
+      );
+    }
     if (!h.cksumValid)
       throw archiveError("corrupt", `bad tar header checksum at entry ${this.entryIndex + 1}`);
     const isMeta = [
@@ -385,11 +397,19 @@ class TarReader {
     const m = this.meta!;
     const body = Buffer.concat(m.parts);
     this.meta = undefined;
-    if (m.kind === "ExtendedHeader") this.ex = Pax.parse(body.toString("utf8"), this.ex, false);
-    else if (m.kind === "GlobalExtendedHeader") this.gex = Pax.parse(body.toString("utf8"), this.gex, true);
-    else if (m.kind === "NextFileHasLongPath")
+    try {
+      if (m.kind === "ExtendedHeader") this.ex = Pax.parse(body.toString("utf8"), this.ex, false);
+      else if (m.kind === "GlobalExtendedHeader") this.gex = Pax.parse(body.toString("utf8"), this.gex, true);
+    } catch (err) {
+      throw archiveError(
+        "corrupt",
+        `bad PAX record at entry ${this.entryIndex + 1}: ${(err as Error).message}`,
+      );
+    }
+    if (m.kind === "NextFileHasLongPath")
       this.ex = { ...this.ex, path: body.toString("utf8").replace(/\0.*$/s, "") };
-    else this.ex = { ...this.ex, linkpath: body.toString("utf8").replace(/\0.*$/s, "") };
+    else if (m.kind === "NextFileHasLongLinkpath")
+      this.ex = { ...this.ex, linkpath: body.toString("utf8").replace(/\0.*$/s, "") };
     this.skipPadding(m.size);
   }
 
@@ -464,6 +484,13 @@ function decryptsToGzip(head: Buffer): boolean {
   return (
     head.subarray(0, 3).equals(OUR_GZIP_HEADER.subarray(0, 3)) ||
     (head.length >= 10 && head.subarray(4, 10).equals(OUR_GZIP_HEADER.subarray(4, 10)))
+  );
+}
+
+function shaMismatch(actual: string, opts: ReadArchiveOptions): UserError {
+  return archiveError(
+    "mismatch",
+    `archive is damaged or altered: its sha256 is ${actual}, not ${opts.expectSha256!.toLowerCase()} (${opts.expectSha256From ?? "expected"})`,
   );
 }
 
@@ -550,8 +577,10 @@ export async function readArchive(
   });
 
   let gzHeaderNeeded = 10;
+  const seal = new SealChecker();
   const feed = async (plain: Buffer): Promise<void> => {
     if (failure || !plain.length) return;
+    seal.update(plain);
     if (gzHeaderNeeded > 0) {
       tar.gzipHeader = Buffer.concat([tar.gzipHeader, plain.subarray(0, gzHeaderNeeded)]);
       gzHeaderNeeded = 10 - tar.gzipHeader.length;
@@ -590,6 +619,16 @@ export async function readArchive(
         await feed(decryptor.final());
       } catch (err) {
         if (err instanceof FernetAuthError) {
+          // Every byte has been read: with a recorded sha256 there is no guessing.
+          if (opts.expectSha256) {
+            const actual = acc.hash.copy().digest("hex");
+            if (actual !== opts.expectSha256.toLowerCase()) throw shaMismatch(actual, opts);
+            throw new UserError(
+              `cannot decrypt ${opts.label ?? "archive"}: wrong password (the archive is intact: its sha256 matches ${opts.expectSha256From ?? "the recorded one"})`,
+              ExitCode.BAD_PASSWORD,
+              { problem: "auth" },
+            );
+          }
           // With a wrong key the first block decrypts to noise; with the right key a damaged or
           // truncated token still decrypts to a gzip start (a 1 in 2^24 coincidence otherwise).
           if (decryptsToGzip(tar.gzipHeader)) {
@@ -602,7 +641,7 @@ export async function readArchive(
             );
           }
           throw new UserError(
-            `cannot decrypt ${opts.label ?? "archive"}: wrong password (or the archive's first bytes are damaged): authentication failed`,
+            `cannot decrypt ${opts.label ?? "archive"}: wrong password, or the archive's first 71 bytes are damaged (no .sha256 beside it to tell which): authentication failed`,
             ExitCode.BAD_PASSWORD,
             { problem: "auth" },
           );
@@ -621,13 +660,15 @@ export async function readArchive(
   }
 
   const parsed = tar.parsed!;
-  const archiveSha = acc.hash.digest("hex");
-  if (opts.expectSha256 && opts.expectSha256.toLowerCase() !== archiveSha) {
+  if (parsed.kind === "ours" && parsed.manifest.format_version >= 2 && !seal.sealed()) {
     throw archiveError(
-      "mismatch",
-      `archive sha256 is ${archiveSha}, expected ${opts.expectSha256.toLowerCase()}`,
+      "corrupt",
+      "archive is damaged: its seal does not match its bytes (a change that gzip's own checks cannot see)",
     );
   }
+  const archiveSha = acc.hash.digest("hex");
+  if (opts.expectSha256 && opts.expectSha256.toLowerCase() !== archiveSha)
+    throw shaMismatch(archiveSha, opts);
   return {
     format: parsed.kind === "ours" ? "bernstein" : "reference",
     encrypted,

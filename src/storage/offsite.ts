@@ -209,6 +209,8 @@ export interface BackupSource {
   /** By name (`.enc`); the DR reader should still sniff the bytes. */
   encrypted: boolean;
   size: number | null;
+  /** The sha256 the store recorded when the backup was uploaded (metadata `sha256`), if any. */
+  sha256?: string;
 }
 
 /** Opens a backup for restore/verify: `--from s3://bucket/key` or `--latest --at LOCATION`. */
@@ -240,6 +242,7 @@ export async function openBackupSource(
     store,
     encrypted: name.endsWith(".enc"),
     size: info.size,
+    sha256: /^[0-9a-f]{64}$/.test(info.metadata.sha256 ?? "") ? info.metadata.sha256 : undefined,
   };
 }
 

@@ -391,6 +391,40 @@ test("bad input: each a one-line message, its own exit code, nothing written, ex
       5,
       /altered or truncated/,
     );
+    // dr backup writes <archive>.sha256 (sha256sum format) beside the archive...
+    assert.equal(
+      readFileSync(`${archive}.enc.sha256`, "utf8"),
+      `${sha(enc)}  ${path.basename(archive)}.enc\n`,
+    );
+    execFileSync("sha256sum", ["-c", "--quiet", `${path.basename(archive)}.enc.sha256`], { cwd: dir });
+    // ...which tells a damaged salt (the same failure as a wrong password) from a wrong password.
+    const saltFlip = Buffer.from(enc);
+    saltFlip[3] ^= 0x01;
+    const saltFile = path.join(dir, "salt.tar.gz.enc");
+    await writeFile(saltFile, saltFlip);
+    await expectFail(
+      ["dr", "restore", "--from", saltFile, "--password", "pw", "--sdd", target],
+      4,
+      /wrong password, or the archive's first 71 bytes are damaged/,
+    );
+    await writeFile(`${saltFile}.sha256`, `${sha(enc)}  salt.tar.gz.enc\n`);
+    await expectFail(
+      ["dr", "restore", "--from", saltFile, "--password", "pw", "--sdd", target],
+      5,
+      /damaged or altered: its sha256 is [0-9a-f]{64}, not [0-9a-f]{64} \(.*salt\.tar\.gz\.enc\.sha256\)/,
+    );
+    await expectFail(["dr", "verify", "--from", saltFile, "--password", "pw"], 5, /damaged or altered/);
+    await expectFail(
+      ["dr", "restore", "--from", `${archive}.enc`, "--password", "wrong", "--sdd", target],
+      4,
+      /wrong password \(the archive is intact/,
+    );
+    await writeFile(`${saltFile}.sha256`, "not a checksum\n");
+    await expectFail(
+      ["dr", "restore", "--from", saltFile, "--password", "pw", "--sdd", target],
+      2,
+      /not a sha256sum line/,
+    );
     await writeFile(path.join(dir, "notes.txt"), "this is not an archive\n");
     await expectFail(
       ["dr", "restore", "--from", path.join(dir, "notes.txt"), "--sdd", target],

@@ -85,7 +85,8 @@ test(`SIGKILL during backup (${ROUNDS} random moments) leaves no partial file at
       const r = await runAndKill(["dr", "backup", "--to", dest, "--sdd", sdd], env, Math.random() * full);
       if (!r.killed) assert.equal(r.code, 0);
       if (existsSync(dest)) {
-        // Not killed, or killed after the rename (while logging the backup): then it is whole.
+        // Not killed, or killed after the rename (while logging the backup): then it is whole,
+        // and a .sha256 beside it (the dry-run reads it) is its own, never an older one's.
         const check = await runCli(["dr", "restore", "--from", dest, "--dry-run"], { env });
         assert.equal(check.code, 0, `round ${i}: a partial archive at the destination: ${check.stderr}`);
         await rm(dest);
@@ -100,7 +101,7 @@ test(`SIGKILL during backup (${ROUNDS} random moments) leaves no partial file at
     );
     // The next backup cleans up the temp files of killed ones.
     assert.equal((await runCli(["dr", "backup", "--to", dest, "--sdd", sdd], { env })).code, 0);
-    assert.deepEqual(await readdir(out), ["b.tar.gz"]);
+    assert.deepEqual((await readdir(out)).sort(), ["b.tar.gz", "b.tar.gz.sha256"]);
     const verify = await runCli(["dr", "restore", "--from", dest, "--dry-run", "--json"], { env });
     assert.equal(verify.code, 0, verify.stderr);
 

@@ -279,6 +279,7 @@ export async function runOffsiteBackup(
       const r = await backupToFile(ws, target, {
         password: secrets.password,
         auditKeyPath: secrets.auditKeyPath,
+        sidecar: false,
       });
       warnings.push(...r.warnings);
       return {

@@ -14,6 +14,7 @@ import { recordAuditEvent } from "../../dr/audit-event.js";
 import { resolveEncryptPassword, resolvePassword } from "../../dr/password.js";
 import { inspectArchive, openArchiveFile, restoreFromStream } from "../../dr/restore.js";
 import { verifyArchive } from "../../dr/verify.js";
+import { readSidecar } from "../../dr/sidecar.js";
 import type { DrillReport } from "../../dr/drill.js";
 import {
   backupOffsite,
@@ -37,17 +38,37 @@ const shown = (p: string): string => {
 };
 
 /** The archive to read: a local file, `s3://bucket/key`, or `--latest --at LOCATION`. */
+interface OpenedSource {
+  stream: AsyncIterable<Buffer>;
+  label: string;
+  /** The archive's sha256 as recorded elsewhere: --sha256, its .sha256 sidecar, or the store. */
+  expectSha256?: string;
+  expectSha256From?: string;
+}
+
 async function openSource(
-  opts: RemoteFlags & { from?: string; latest?: boolean; at?: string },
-): Promise<{ stream: AsyncIterable<Buffer>; label: string }> {
+  opts: RemoteFlags & { from?: string; latest?: boolean; at?: string; sha256?: string },
+): Promise<OpenedSource> {
+  let opened: OpenedSource;
   if (isOffsiteSource(opts)) {
     const src = await openBackupSource(opts, s3OptionsFrom(opts));
-    return { stream: src.stream, label: src.location };
+    opened = { stream: src.stream, label: src.location };
+    if (src.sha256)
+      Object.assign(opened, { expectSha256: src.sha256, expectSha256From: "the store's sha256 metadata" });
+  } else {
+    if (opts.from === undefined) {
+      throw new UserError("give --from FILE|s3://bucket/key, or --latest --at LOCATION", ExitCode.USAGE);
+    }
+    opened = { stream: await openArchiveFile(opts.from), label: opts.from };
+    const sidecar = await readSidecar(opts.from);
+    if (sidecar) Object.assign(opened, { expectSha256: sidecar.sha256, expectSha256From: sidecar.file });
   }
-  if (opts.from === undefined) {
-    throw new UserError("give --from FILE|s3://bucket/key, or --latest --at LOCATION", ExitCode.USAGE);
+  if (opts.sha256 !== undefined) {
+    if (!/^[0-9a-fA-F]{64}$/.test(opts.sha256))
+      throw new UserError(`--sha256 ${opts.sha256}: not 64 hex digits`, ExitCode.USAGE);
+    Object.assign(opened, { expectSha256: opts.sha256.toLowerCase(), expectSha256From: "--sha256" });
   }
-  return { stream: await openArchiveFile(opts.from), label: opts.from };
+  return opened;
 }
 
 function addPasswordOptions(cmd: Command): Command {
@@ -145,7 +166,7 @@ export function registerDr(program: Command): void {
           toDir: opts.toDir,
           encrypted: Boolean(opts.encrypt),
           produce: async (target: string): Promise<ProducedBackup> => {
-            result = await backupToFile(ws, target, backupOpts);
+            result = await backupToFile(ws, target, { ...backupOpts, sidecar: false });
             return {
               path: result.path,
               sha256: result.sha256,
@@ -247,6 +268,10 @@ export function registerDr(program: Command): void {
         .option("--force", "restore even while a live process holds the target workspace")
         .option("--no-keep", "remove the previous target instead of keeping it as <target>.pre-restore-<ts>")
         .option(
+          "--sha256 <hex>",
+          "require the archive's sha256 to be this (default: its .sha256 file, if any)",
+        )
+        .option(
           "--key-file <file>",
           "where to install the backup's audit key (default: the resolved audit key path)",
         ),
@@ -280,7 +305,12 @@ export function registerDr(program: Command): void {
       const source = src.stream;
       opts.from = src.label;
       if (opts.dryRun) {
-        const s = await inspectArchive(source, { password, label: opts.from, expectSha256: opts.sha256 });
+        const s = await inspectArchive(source, {
+          password,
+          label: opts.from,
+          expectSha256: src.expectSha256,
+          expectSha256From: src.expectSha256From,
+        });
         out.result(
           {
             ok: true,
@@ -320,7 +350,8 @@ export function registerDr(program: Command): void {
         force: opts.force,
         keep: opts.keep,
         auditKeyPath: keyPath,
-        expectSha256: opts.sha256,
+        expectSha256: src.expectSha256,
+        expectSha256From: src.expectSha256From,
       });
       for (const w of r.warnings) out.warn(w);
       if (r.audit_key.action === "none" && r.audit_key.message) out.warn(r.audit_key.message);
@@ -350,7 +381,10 @@ export function registerDr(program: Command): void {
           "--key-file <file>",
           "audit key to verify the chain with (default: the key inside an encrypted backup)",
         )
-        .option("--sha256 <hex>", "also require the archive's sha256 to be this"),
+        .option(
+          "--sha256 <hex>",
+          "require the archive's sha256 to be this (default: its .sha256 file, if any)",
+        ),
     ),
   ).action(
     async (
@@ -379,7 +413,8 @@ export function registerDr(program: Command): void {
         label: src.label,
         password,
         keyFile: opts.keyFile,
-        expectSha256: opts.sha256,
+        expectSha256: src.expectSha256,
+        expectSha256From: src.expectSha256From,
       });
       out.result(report, () => {
         out.line(`Verify ${opts.from}:`);

@@ -1,0 +1,52 @@
+/**
+ * `<archive>.sha256`, written beside every local backup in `sha256sum` format
+ * (`<64 hex>  <file name>`), so `sha256sum -c` checks it too.
+ *
+ * Why: the archive's own checks (seal, gzip CRC, Fernet HMAC) catch every damaged byte, but
+ * damage to the 16-byte salt or the first Fernet block of an encrypted archive looks exactly
+ * like a wrong password: either way the derived key is wrong. With the recorded sha256 the two
+ * are told apart. Restore, dry-run and verify read the sidecar when it is there.
+ */
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { ExitCode, UserError } from "../cli/errors.js";
+import { atomicWriteFile, durableUnlink } from "../workspace/durable.js";
+
+export const sidecarPath = (archive: string): string => `${archive}.sha256`;
+
+const LINE = /^([0-9a-f]{64}) [ *](.+)\n?$/;
+
+/** Writes (atomically, durably) the sidecar of `archive`. */
+export async function writeSidecar(archive: string, sha256: string): Promise<void> {
+  await atomicWriteFile(sidecarPath(archive), `${sha256}  ${path.basename(archive)}\n`, { mode: 0o644 });
+}
+
+/**
+ * Removes the sidecar of an archive about to be replaced: until the new one is written, no
+ * sidecar is better than one that names the old archive's sha256.
+ */
+export async function removeSidecar(archive: string): Promise<void> {
+  await durableUnlink(sidecarPath(archive)).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "ENOENT") throw err;
+  });
+}
+
+/** The sha256 the sidecar of `archive` records, or undefined when there is none. */
+export async function readSidecar(archive: string): Promise<{ sha256: string; file: string } | undefined> {
+  const file = sidecarPath(archive);
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  const m = LINE.exec(text);
+  if (!m || m[2] !== path.basename(archive)) {
+    throw new UserError(
+      `${file} is not a sha256sum line for ${path.basename(archive)}; fix or remove it`,
+      ExitCode.USAGE,
+    );
+  }
+  return { sha256: m[1]!, file };
+}
