@@ -268,7 +268,6 @@ export async function restoreFromStream(
       await atomicWriteFile(path.join(staging, ...RESTORE_RECORD), JSON.stringify(record, null, 2) + "\n");
       await fsyncDir(staging);
     } catch (err) {
-      await writer.close();
       await rm(staging, { recursive: true, force: true }).catch(() => {});
       throw ioError(`cannot restore into ${abs}`, err) ?? err;
     }

@@ -153,13 +153,8 @@ export async function verifyArchive(
     const { mkdir } = await import("node:fs/promises");
     await mkdir(staging, { mode: 0o700 });
     const writer = new StagingWriter(staging, { fsync: false });
-    let summary;
-    try {
-      summary = await readArchive(source, writer, opts);
-      await writer.finish();
-    } finally {
-      await writer.close();
-    }
+    const summary = await readArchive(source, writer, opts);
+    await writer.finish();
     const checks: Check[] = [
       {
         name: "archive",

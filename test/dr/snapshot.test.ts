@@ -34,12 +34,8 @@ function startLive(root: string, run: string, extra: string[] = []): Promise<Chi
 async function extract(archive: string, into: string): Promise<void> {
   await mkdir(into, { recursive: true });
   const w = new StagingWriter(into, { fsync: false });
-  try {
-    await readArchive(createReadStream(archive), w);
-    await w.finish();
-  } finally {
-    await w.close();
-  }
+  await readArchive(createReadStream(archive), w);
+  await w.finish();
 }
 
 /** Intents and commits in a WAL file. */
