@@ -335,8 +335,8 @@ export function ioError(what: string, err: unknown): UserError | undefined {
 /**
  * Writes a backup to `to` (`to + ".enc"` when encrypting) atomically: temp file beside it,
  * fsync, rename, fsync folder, then its `.sha256` sidecar (sidecar.ts). Nothing appears at the
- * destination unless complete. A file
- * changing between the two reads restarts the attempt (up to 3 attempts).
+ * destination unless complete. A file changing between the two reads restarts the attempt (up
+ * to 3 attempts).
  */
 export async function backupToFile(
   ws: Workspace,

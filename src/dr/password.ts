@@ -47,3 +47,18 @@ export async function resolveEncryptPassword(
   }
   return password;
 }
+
+/** The password for a command that reads an archive: with `decrypt`, a missing one is a usage error. */
+export async function resolveDecryptPassword(
+  opts: { password?: string; passwordFile?: string },
+  decrypt: boolean | undefined,
+): Promise<string | undefined> {
+  const password = await resolvePassword(opts);
+  if (decrypt && password === undefined) {
+    throw new UserError(
+      `--decrypt needs a password: --password, --password-file or ${PASSWORD_ENV}`,
+      ExitCode.USAGE,
+    );
+  }
+  return password;
+}

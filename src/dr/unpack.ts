@@ -487,10 +487,10 @@ function decryptsToGzip(head: Buffer): boolean {
   );
 }
 
-function shaMismatch(actual: string, opts: ReadArchiveOptions): UserError {
+function shaMismatch(actual: string, expected: string, from: string | undefined): UserError {
   return archiveError(
     "mismatch",
-    `archive is damaged or altered: its sha256 is ${actual}, not ${opts.expectSha256!.toLowerCase()} (${opts.expectSha256From ?? "expected"})`,
+    `archive is damaged or altered: its sha256 is ${actual}, not ${expected} (${from ?? "expected"})`,
   );
 }
 
@@ -532,6 +532,7 @@ export async function readArchive(
   opts: ReadArchiveOptions = {},
 ): Promise<ArchiveSummary> {
   const acc = { hash: createHash("sha256"), bytes: 0 };
+  const expectSha256 = opts.expectSha256?.toLowerCase();
   const it = measured(source, acc)[Symbol.asyncIterator]();
   // Peek enough bytes to tell gzip from salt+token.
   let head = Buffer.alloc(0);
@@ -620,9 +621,9 @@ export async function readArchive(
       } catch (err) {
         if (err instanceof FernetAuthError) {
           // Every byte has been read: with a recorded sha256 there is no guessing.
-          if (opts.expectSha256) {
+          if (expectSha256) {
             const actual = acc.hash.copy().digest("hex");
-            if (actual !== opts.expectSha256.toLowerCase()) throw shaMismatch(actual, opts);
+            if (actual !== expectSha256) throw shaMismatch(actual, expectSha256, opts.expectSha256From);
             throw new UserError(
               `cannot decrypt ${opts.label ?? "archive"}: wrong password (the archive is intact: its sha256 matches ${opts.expectSha256From ?? "the recorded one"})`,
               ExitCode.BAD_PASSWORD,
@@ -667,8 +668,8 @@ export async function readArchive(
     );
   }
   const archiveSha = acc.hash.digest("hex");
-  if (opts.expectSha256 && opts.expectSha256.toLowerCase() !== archiveSha)
-    throw shaMismatch(archiveSha, opts);
+  if (expectSha256 && expectSha256 !== archiveSha)
+    throw shaMismatch(archiveSha, expectSha256, opts.expectSha256From);
   return {
     format: parsed.kind === "ours" ? "bernstein" : "reference",
     encrypted,

@@ -11,7 +11,7 @@ import { openWorkspace } from "../../workspace/layout.js";
 import { backupToFile, planBackup } from "../../dr/backup.js";
 import { appendBackupLog } from "../../dr/backup-log.js";
 import { recordAuditEvent } from "../../dr/audit-event.js";
-import { resolveEncryptPassword, resolvePassword } from "../../dr/password.js";
+import { resolveDecryptPassword, resolveEncryptPassword } from "../../dr/password.js";
 import { inspectArchive, openArchiveFile, restoreFromStream } from "../../dr/restore.js";
 import { verifyArchive } from "../../dr/verify.js";
 import { readSidecar } from "../../dr/sidecar.js";
@@ -37,7 +37,6 @@ const shown = (p: string): string => {
   return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : p;
 };
 
-/** The archive to read: a local file, `s3://bucket/key`, or `--latest --at LOCATION`. */
 interface OpenedSource {
   stream: AsyncIterable<Buffer>;
   label: string;
@@ -46,6 +45,7 @@ interface OpenedSource {
   expectSha256From?: string;
 }
 
+/** The archive to read: a local file, `s3://bucket/key`, or `--latest --at LOCATION`. */
 async function openSource(
   opts: RemoteFlags & { from?: string; latest?: boolean; at?: string; sha256?: string },
 ): Promise<OpenedSource> {
@@ -53,20 +53,26 @@ async function openSource(
   if (isOffsiteSource(opts)) {
     const src = await openBackupSource(opts, s3OptionsFrom(opts));
     opened = { stream: src.stream, label: src.location };
-    if (src.sha256)
-      Object.assign(opened, { expectSha256: src.sha256, expectSha256From: "the store's sha256 metadata" });
+    if (src.sha256) {
+      opened.expectSha256 = src.sha256;
+      opened.expectSha256From = "the store's sha256 metadata";
+    }
   } else {
     if (opts.from === undefined) {
       throw new UserError("give --from FILE|s3://bucket/key, or --latest --at LOCATION", ExitCode.USAGE);
     }
     opened = { stream: await openArchiveFile(opts.from), label: opts.from };
     const sidecar = await readSidecar(opts.from);
-    if (sidecar) Object.assign(opened, { expectSha256: sidecar.sha256, expectSha256From: sidecar.file });
+    if (sidecar) {
+      opened.expectSha256 = sidecar.sha256;
+      opened.expectSha256From = sidecar.file;
+    }
   }
   if (opts.sha256 !== undefined) {
     if (!/^[0-9a-fA-F]{64}$/.test(opts.sha256))
       throw new UserError(`--sha256 ${opts.sha256}: not 64 hex digits`, ExitCode.USAGE);
-    Object.assign(opened, { expectSha256: opts.sha256.toLowerCase(), expectSha256From: "--sha256" });
+    opened.expectSha256 = opts.sha256.toLowerCase();
+    opened.expectSha256From = "--sha256";
   }
   return opened;
 }
@@ -294,13 +300,7 @@ export function registerDr(program: Command): void {
     ) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
-      const password = await resolvePassword(opts);
-      if (opts.decrypt && password === undefined) {
-        throw new UserError(
-          "--decrypt needs a password: --password, --password-file or BERNSTEIN_DR_PASSWORD",
-          ExitCode.USAGE,
-        );
-      }
+      const password = await resolveDecryptPassword(opts, opts.decrypt);
       const src = await openSource(opts);
       const source = src.stream;
       opts.from = src.label;
@@ -400,13 +400,7 @@ export function registerDr(program: Command): void {
       cmd: Command,
     ) => {
       const out = Output.of(cmd);
-      const password = await resolvePassword(opts);
-      if (opts.decrypt && password === undefined) {
-        throw new UserError(
-          "--decrypt needs a password: --password, --password-file or BERNSTEIN_DR_PASSWORD",
-          ExitCode.USAGE,
-        );
-      }
+      const password = await resolveDecryptPassword(opts, opts.decrypt);
       const src = await openSource(opts);
       opts.from = src.label;
       const report = await verifyArchive(src.stream, {
