@@ -70,3 +70,14 @@ export function userErrorFromFs(err: unknown, what: string): UserError | undefin
       return undefined;
   }
 }
+
+/**
+ * The failures of writing that the user can fix on their side (disk full, quota, permissions,
+ * read-only file system, I/O error) as exit-6 UserErrors; undefined for anything else.
+ */
+export function ioError(what: string, err: unknown): UserError | undefined {
+  if ((err as NodeJS.ErrnoException | undefined)?.code === "EIO")
+    return new UserError(`${what}: I/O error`, ExitCode.IO);
+  const mapped = userErrorFromFs(err, what);
+  return mapped?.exitCode === ExitCode.IO ? mapped : undefined;
+}

@@ -16,7 +16,7 @@ import path from "node:path";
 import { Readable, Transform, Writable, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError, ioError } from "../cli/errors.js";
 import { TOOL_NAME, VERSION } from "../version.js";
 import { durableRename, fsyncDir, tempPathFor } from "../workspace/durable.js";
 import { isProcessAlive } from "../workspace/lock.js";
@@ -320,16 +320,6 @@ async function removeStaleTemps(dest: string): Promise<void> {
       await unlink(path.join(dir, name)).catch(() => {});
     }
   }
-}
-
-export function ioError(what: string, err: unknown): UserError | undefined {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code === "ENOSPC") return new UserError(`${what}: no space left on device`, ExitCode.IO);
-  if (code === "EDQUOT") return new UserError(`${what}: disk quota exceeded`, ExitCode.IO);
-  if (code === "EACCES" || code === "EPERM") return new UserError(`${what}: permission denied`, ExitCode.IO);
-  if (code === "EROFS") return new UserError(`${what}: read-only file system`, ExitCode.IO);
-  if (code === "EIO") return new UserError(`${what}: I/O error`, ExitCode.IO);
-  return undefined;
 }
 
 /**

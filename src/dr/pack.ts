@@ -11,7 +11,8 @@
  */
 import { createHash } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
-import { Header, Pax } from "tar";
+import { Header } from "tar/header";
+import { Pax } from "tar/pax";
 import { GarbageBudget } from "./memory.js";
 
 const BLOCK = 512;

@@ -14,14 +14,8 @@ import { createReadStream, mkdirSync } from "node:fs";
 import { readFile, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { ExitCode, UserError } from "../cli/errors.js";
-import {
-  atomicWriteFile,
-  durableMkdir,
-  durableRename,
-  durableUnlink,
-  fsyncDir,
-} from "../workspace/durable.js";
+import { ExitCode, UserError, ioError } from "../cli/errors.js";
+import { atomicWriteFile, durableMkdir, durableRename, durableUnlink } from "../workspace/durable.js";
 import { Workspace } from "../workspace/layout.js";
 import {
   acquireLock,
@@ -30,7 +24,6 @@ import {
   readLock,
   type WorkspaceLock,
 } from "../workspace/lock.js";
-import { ioError } from "./backup.js";
 import { StagingWriter } from "./staging-writer.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
 import { TOOL_NAME, VERSION } from "../version.js";
@@ -249,7 +242,6 @@ export async function restoreFromStream(
     const writer = new StagingWriter(staging);
     try {
       summary = await readArchive(source, writer, opts);
-      await writer.finish();
       const manifestTool =
         (summary.manifest_raw.tool as { name?: string; version?: string } | undefined) ?? undefined;
       const record: RestoreRecord = {
@@ -264,32 +256,34 @@ export async function restoreFromStream(
         restored_by: { name: TOOL_NAME, version: VERSION },
         file_count: summary.file_count,
       };
-      await durableMkdir(path.join(staging, RESTORE_RECORD[0]));
-      await atomicWriteFile(path.join(staging, ...RESTORE_RECORD), JSON.stringify(record, null, 2) + "\n");
-      await fsyncDir(staging);
+      // Written before finish(): the one syncfs of the staging tree makes it durable too.
+      writer.writeFile(RESTORE_RECORD.join("/"), JSON.stringify(record, null, 2) + "\n");
+      await writer.finish();
     } catch (err) {
       await rm(staging, { recursive: true, force: true }).catch(() => {});
       throw ioError(`cannot restore into ${abs}`, err) ?? err;
     }
 
-    // Swap: journal, old target away, staging in.
+    // Swap. Into an empty place it is one atomic rename (a crash before it leaves only a staging
+    // folder, removed by the next restore). Over an existing target it takes two renames, so a
+    // journal first records how to finish them (completeInterruptedRestore).
     let kept: string | null = null;
+    const keep = opts.keep ?? true;
     if (targetExists) {
       kept = `${abs}.pre-restore-${utcStamp()}`;
       for (let i = 1; await exists(kept); i++) kept = `${abs}.pre-restore-${utcStamp()}-${i}`;
-    }
-    const keep = opts.keep ?? true;
-    const journal: Journal = { target: abs, staging, kept, remove_kept: !keep };
-    await atomicWriteFile(journalPath(abs), JSON.stringify(journal) + "\n");
-    if (kept) await durableRename(abs, kept);
-    await durableRename(staging, abs);
-    if (kept) {
+      const journal: Journal = { target: abs, staging, kept, remove_kept: !keep };
+      await atomicWriteFile(journalPath(abs), JSON.stringify(journal) + "\n");
+      await durableRename(abs, kept);
+      await durableRename(staging, abs);
       // Our lock file moved with the old tree; it is not a lock of anything now.
       if (lock) await rm(path.join(kept, "runtime", "bernstein.pid"), { force: true });
       lock = undefined;
       if (!keep) await rm(kept, { recursive: true, force: true });
+      await durableUnlink(journalPath(abs));
+    } else {
+      await durableRename(staging, abs);
     }
-    await durableUnlink(journalPath(abs));
 
     const auditKey = await installAuditKey(
       summary.audit_key,

@@ -16,6 +16,7 @@ import {
   futimesSync,
   mkdirSync,
   openSync,
+  writeFileSync,
   writeSync,
 } from "node:fs";
 import path from "node:path";
@@ -100,6 +101,13 @@ export class StagingWriter implements ExtractHandler {
         if (this.fsync) this.written.push(rel);
       },
     };
+  }
+
+  /** Adds a file of our own (not from the archive) to the tree, replacing one of that name. */
+  writeFile(rel: string, data: string): void {
+    this.ensureDir(rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "");
+    writeFileSync(path.join(this.root, rel), data, { mode: 0o644 });
+    if (this.fsync) this.written.push(rel);
   }
 
   /**

@@ -18,8 +18,9 @@
 import { createHash, type Hash } from "node:crypto";
 import { once } from "node:events";
 import { createGunzip } from "node:zlib";
-import { Header, Pax } from "tar";
-import type { HeaderData } from "tar";
+import { Header } from "tar/header";
+import { Pax } from "tar/pax";
+import type { HeaderData } from "tar/header";
 import { ExitCode, UserError } from "../cli/errors.js";
 import { GarbageBudget } from "./memory.js";
 import { SealChecker } from "./seal.js";
