@@ -77,8 +77,12 @@ class Base64Decoder {
       // Padding may only close the token: what follows must be '=' and the total a multiple of 4.
       const tail = all.slice(pad);
       if (!/^=+$/.test(tail) || tail.length > 2) throw new FernetFormatError("misplaced '=' in the token");
+      if (all.length % 4 !== 0) {
+        // The rest of the padding may come with the next chunk; final() refuses it if not.
+        this.carry = all;
+        return Buffer.alloc(0);
+      }
       this.sawPadding = true;
-      if (all.length % 4 !== 0) throw new FernetFormatError("bad padding at the end of the token");
       const body = all.slice(0, pad);
       this.carry = "";
       if (!B64_CHARS.test(body)) throw new FernetFormatError("character outside the base64url alphabet");
@@ -92,8 +96,14 @@ class Base64Decoder {
     const whole = all.length - (all.length % 4);
     this.carry = all.slice(whole);
     all = all.slice(0, whole);
-    if (!B64_CHARS.test(all)) throw new FernetFormatError("character outside the base64url alphabet");
-    return Buffer.from(all, "base64url");
+    // Node's decoder stops at or skips any character outside both base64 alphabets, so whole
+    // quads decode to exactly 3 bytes each only when every character is in one of them; '+'
+    // and '/' are the standard alphabet's, which base64url does not allow. (Cheaper than
+    // matching every character against B64_CHARS.)
+    const bytes = Buffer.from(all, "base64url");
+    if (bytes.length !== (whole / 4) * 3 || all.includes("+") || all.includes("/"))
+      throw new FernetFormatError("character outside the base64url alphabet");
+    return bytes;
   }
   final(): Buffer {
     if (this.carry.length) {
@@ -160,8 +170,16 @@ export class FernetDecryptor {
   private salt = Buffer.alloc(0);
   private readonly b64 = new Base64Decoder();
   private head = Buffer.alloc(0);
-  /** The last 32 decoded bytes are held back: at the end they are the HMAC. */
-  private held = Buffer.alloc(0);
+  /**
+   * The newest decoded bytes are held back until more arrive: at the end, their last 32 are the
+   * HMAC. Holding a whole chunk (not just 32 bytes) spares a copy of every chunk.
+   */
+  private held: Buffer = Buffer.alloc(0);
+  /**
+   * The first plaintext bytes, unauthenticated, kept even when `final()` refuses the token: they
+   * tell a wrong key (noise) from a damaged token (a plausible start).
+   */
+  plainHead: Buffer = Buffer.alloc(0);
   private hmac?: Hmac;
   private decipher?: Decipher;
   private tokenBytes = 0;
@@ -214,16 +232,23 @@ export class FernetDecryptor {
       data = this.head.subarray(HEADER_BYTES);
       this.head = Buffer.alloc(0);
     }
-    const all = this.held.length ? Buffer.concat([this.held, data]) : data;
-    if (all.length <= HMAC_BYTES) {
-      this.held = Buffer.from(all);
+    if (data.length < HMAC_BYTES) {
+      // Too short to hold the whole HMAC: keep it with what came before (only near the end).
+      this.held = Buffer.concat([this.held, data]);
       return Buffer.alloc(0);
     }
-    const cut = all.length - HMAC_BYTES;
-    const body = all.subarray(0, cut);
-    this.held = Buffer.from(all.subarray(cut));
+    // `data` alone can hold the HMAC, so everything held before it is ciphertext.
+    const body = this.held;
+    this.held = data;
+    if (!body.length) return body;
     this.hmac!.update(body);
-    return this.decipher.update(body);
+    return this.decrypt(body);
+  }
+
+  private decrypt(body: Buffer): Buffer {
+    const plain = this.decipher!.update(body);
+    if (this.plainHead.length < 16) this.plainHead = Buffer.concat([this.plainHead, plain.subarray(0, 16)]);
+    return plain;
   }
 
   /** Checks structure and HMAC; returns the last plaintext bytes. Throws on any failure. */
@@ -236,12 +261,17 @@ export class FernetDecryptor {
     if ((this.tokenBytes - HEADER_BYTES - HMAC_BYTES) % 16 !== 0) {
       throw new FernetFormatError("ciphertext is not a whole number of blocks (truncated?)");
     }
+    const cut = this.held.length - HMAC_BYTES;
+    const body = this.held.subarray(0, cut);
+    const mac = this.held.subarray(cut);
+    this.hmac.update(body);
+    const plain = this.decrypt(body);
     const expected = this.hmac.digest();
-    if (!timingSafeEqual(expected, this.held)) {
+    if (!timingSafeEqual(expected, mac)) {
       throw new FernetAuthError("authentication failed (wrong password, or the archive was altered)");
     }
     try {
-      return this.decipher.final();
+      return Buffer.concat([plain, this.decipher.final()]);
     } catch {
       throw new FernetAuthError("bad padding after a valid HMAC");
     }

@@ -110,6 +110,50 @@ test("our Fernet stream matches an independent decryption, and decrypts the refe
   assert.notDeepEqual(await deriveKey("a", Buffer.alloc(16)), await deriveKey("b", Buffer.alloc(16)));
 });
 
+test("Fernet decryption: any split of the input, the HMAC across chunks, and only the base64url alphabet", async () => {
+  const password = "pw";
+  const cache = new Map<string, Buffer>();
+  const enc = new FernetEncryptor(await deriveKey(password, Buffer.alloc(16, 1)), Buffer.alloc(16, 1));
+  const plain = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 31) % 251));
+  const file = Buffer.concat([enc.update(plain), enc.final()]);
+  const decryptIn = async (input: Buffer, sizes: () => number): Promise<Buffer> => {
+    const dec = new FernetDecryptor(password, cache);
+    const parts: Buffer[] = [];
+    for (let i = 0; i < input.length;) {
+      const n = sizes();
+      parts.push(await dec.update(input.subarray(i, i + n)));
+      i += n;
+    }
+    parts.push(dec.final());
+    return Buffer.concat(parts);
+  };
+  // Chunks smaller than the HMAC, at the start, in the middle and over the token's end.
+  let seed = 7;
+  const random = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 97) + 1;
+  for (const sizes of [() => 1, () => 5, () => 43, () => 44, random, () => 4096]) {
+    assert.deepEqual(await decryptIn(file, sizes), plain);
+  }
+  const flipped = Buffer.from(file);
+  flipped[file.length - 10] = flipped[file.length - 10] === 0x41 ? 0x42 : 0x41;
+  await assert.rejects(decryptIn(flipped, random), /authentication failed/);
+  // Characters outside base64url, including the standard alphabet's '+' and '/' (the same
+  // bits to a lenient decoder, so a flip to them would otherwise go unseen), and whitespace.
+  for (const ch of ["+", "/", " ", "\n", "!", "\u00e9", "="]) {
+    for (const at of [16 + 8, Math.floor(file.length / 2), file.length - 8]) {
+      const bad = Buffer.concat([file.subarray(0, at), Buffer.from(ch, "latin1"), file.subarray(at + 1)]);
+      for (const sizes of [() => 4096, () => 64, random]) {
+        await assert.rejects(decryptIn(bad, sizes), (err: Error) => {
+          assert.ok(
+            err.name === "FernetFormatError" || err.name === "FernetAuthError",
+            `${ch}@${at}: ${err.message}`,
+          );
+          return true;
+        });
+      }
+    }
+  }
+});
+
 test("our archives are what the Python restore reads: gzip tar, manifest.json first; salt + Fernet token", async () => {
   const { dir, cleanup } = await scratchDir();
   try {
