@@ -178,7 +178,7 @@ try {
       tar_xzf: tarXzRuns.map((r) => round(r.ms / 1000)),
       encrypted_restore: restoreRuns.map((r) => round(r.ms / 1000)),
     },
-    note: "fastest of N alternating runs each, every run after a sync; wall times of our operations exclude Node start-up (~0.1 s), tar's include its own; peak RSS is the worst run's",
+    note: "fastest of N alternating runs each, every run after a sync; wall times of our operations exclude Node start-up and module loading (~0.1 s), tar's include its own; peak RSS is the worst run's",
   };
   const rss = [
     ...Object.values(result.peak_rss_mb),

@@ -114,6 +114,11 @@ test("seed-sized workspace (8,421 files): backup, dry-run, restore and verify al
     const sdd = path.join(dir, "w", ".sdd");
     await chmod(path.join(sdd, "runtime", "task_graph.json"), 0o600);
     await chmod(path.join(sdd, "config", "conf-0.yaml"), 0o755);
+    // Modes a 022 umask keeps (created with them) and one it does not (0666: set afterwards).
+    const [m1, m2, m3] = readdirSync(path.join(sdd, "docs")).slice(0, 3);
+    await chmod(path.join(sdd, "docs", m1!), 0o666);
+    await chmod(path.join(sdd, "docs", m2!), 0o400);
+    await chmod(path.join(sdd, "docs", m3!), 0o640);
     const before = snapshotTree(sdd);
     assert.equal(before.size, 8421);
     const archive = path.join(dir, "b.tar.gz");
