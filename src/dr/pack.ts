@@ -104,7 +104,7 @@ export async function* tarStream(
   opts: { endOfArchive?: boolean } = {},
 ): AsyncGenerator<Buffer> {
   const b = new Batcher();
-  const budget = new GarbageBudget(8 * 1024 * 1024);
+  const budget = new GarbageBudget();
   const take = (): Buffer => {
     budget.add(b.pos);
     return b.take();

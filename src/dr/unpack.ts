@@ -500,7 +500,7 @@ async function* measured(
   source: AsyncIterable<Buffer | string>,
   acc: { hash: Hash; bytes: number },
 ): AsyncGenerator<Buffer> {
-  const budget = new GarbageBudget(8 * 1024 * 1024);
+  const budget = new GarbageBudget();
   for await (const c of source) {
     const chunk = typeof c === "string" ? Buffer.from(c) : c;
     acc.hash.update(chunk);
