@@ -94,6 +94,19 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
     const v = await cli(["--json", "dr", "verify", "--latest", "--at", root]);
     assert.equal(v.code, 0, v.stderr + v.stdout);
     assert.equal(JSON.parse(v.stdout).sha256, backup.sha256);
+    // The verify refreshed the record's verified_at, which dr list shows.
+    assert.equal(JSON.parse(v.stdout).record_refreshed, true);
+    const relisted = JSON.parse((await cli(["--json", "dr", "list", "--at", root])).stdout).backups;
+    assert.ok(
+      Date.parse(relisted[0].verified_at) > Date.parse(listed[0].verified_at),
+      `${relisted[0].verified_at} after ${listed[0].verified_at}`,
+    );
+    // An object with no record (backup --to s3://bucket/key) verifies without one.
+    const plainKey = `s3://${BUCKET}/plain/one.tar.gz`;
+    assert.equal((await cli(["dr", "backup", "--to", plainKey])).code, 0);
+    const vp = await cli(["--json", "dr", "verify", "--from", plainKey]);
+    assert.equal(vp.code, 0, vp.stderr);
+    assert.equal(JSON.parse(vp.stdout).record_refreshed, false);
 
     const dry = await cli(["--json", "dr", "restore", "--dry-run", "--from", backup.path]);
     assert.equal(dry.code, 0, dry.stderr);

@@ -23,6 +23,8 @@ import {
   openBackupSource,
   type ProducedBackup,
 } from "../../storage/offsite.js";
+import { markVerified } from "../../storage/catalogue.js";
+import type { BackupStore } from "../../storage/store.js";
 import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr-offsite.js";
 
 interface PasswordOpts {
@@ -43,6 +45,8 @@ interface OpenedSource {
   /** The archive's sha256 as recorded elsewhere: --sha256, its .sha256 sidecar, or the store. */
   expectSha256?: string;
   expectSha256From?: string;
+  /** Off-site sources: where the backup's catalogue record (if any) lives. */
+  stored?: { store: BackupStore; name: string };
 }
 
 /** The archive to read: a local file, `s3://bucket/key`, or `--latest --at LOCATION`. */
@@ -52,7 +56,7 @@ async function openSource(
   let opened: OpenedSource;
   if (isOffsiteSource(opts)) {
     const src = await openBackupSource(opts, s3OptionsFrom(opts));
-    opened = { stream: src.stream, label: src.location };
+    opened = { stream: src.stream, label: src.location, stored: { store: src.store, name: src.name } };
     if (src.sha256) {
       opened.expectSha256 = src.sha256;
       opened.expectSha256From = "the store's sha256 metadata";
@@ -403,13 +407,23 @@ export function registerDr(program: Command): void {
       const password = await resolveDecryptPassword(opts, opts.decrypt);
       const src = await openSource(opts);
       opts.from = src.label;
-      const report = await verifyArchive(src.stream, {
+      const verified = await verifyArchive(src.stream, {
         label: src.label,
         password,
         keyFile: opts.keyFile,
         expectSha256: src.expectSha256,
         expectSha256From: src.expectSha256From,
       });
+      // A catalogue backup that verified gets its record's verified_at refreshed (dr list shows it).
+      let recordRefreshed = false;
+      if (verified.ok && src.stored) {
+        const { store, name } = src.stored;
+        recordRefreshed = await markVerified(store, name, verified.sha256).catch((err: Error) => {
+          out.warn(`the backup verified, but its record could not be updated: ${err.message}`);
+          return false;
+        });
+      }
+      const report = src.stored ? { ...verified, record_refreshed: recordRefreshed } : verified;
       out.result(report, () => {
         out.line(`Verify ${opts.from}:`);
         out.line(`  Files: ${report.file_count}`);
@@ -418,6 +432,7 @@ export function registerDr(program: Command): void {
           out.line(
             `  [${c.status === "ok" ? "ok" : c.status === "skipped" ? "skip" : "FAIL"}] ${c.name}: ${c.detail}`,
           );
+        if (recordRefreshed) out.line(`  Record: verified_at refreshed`);
         out.line(report.ok ? "Archive verified." : "VERIFICATION FAILED");
       });
       if (!report.ok) process.exitCode = ExitCode.CHECK_FAILED;
