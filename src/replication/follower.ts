@@ -107,6 +107,11 @@ export class ReplicationFollower {
   private leaderEpoch: number | null = null;
   private caughtUpAt: number | null = null;
   private lastSnapshotAt = 0;
+  /** A snapshot refresh runs beside the pull loop (a big or slow one must not stall the WAL). */
+  private refreshing: Promise<void> | null = null;
+  private abortRefresh: (() => void) | null = null;
+  /** Role writes one after the other: the loop, a refresh and a fence each change a field. */
+  private roleWrites: Promise<unknown> = Promise.resolve();
   private lastClusterAt = 0;
   private lastListAt = 0;
   /** Lag is unknown until the leader's runs were listed once. */
@@ -187,7 +192,7 @@ export class ReplicationFollower {
     if (!isFollower || this.o.rebootstrap) {
       await this.bootstrap(hasWal);
     } else if (this.role.leader_url !== this.o.leaderUrl) {
-      this.role = await writeRole(ws, { ...this.role, leader_url: this.o.leaderUrl });
+      await this.updateRole((role) => ({ ...role, leader_url: this.o.leaderUrl }));
     }
     this.epoch = (await readEpoch(ws)).epoch;
     for (const name of await readdir(ws.walDir)) {
@@ -255,7 +260,7 @@ export class ReplicationFollower {
       this.leaderEpoch = r.epoch ?? 1;
     }
     await adoptEpoch(ws, this.leaderEpoch);
-    this.role = await writeRole(ws, {
+    await this.updateRole(() => ({
       role: "follower",
       leader_url: this.o.leaderUrl,
       region: this.o.region,
@@ -263,7 +268,7 @@ export class ReplicationFollower {
       base_snapshot: basePositions
         ? { file: "", fetched_at: new Date().toISOString(), wal_positions: basePositions }
         : null,
-    });
+    }));
     this.lastSnapshotAt = Date.now();
     this.o.log(`replicate follow: bootstrapped from ${this.o.leaderUrl} at epoch ${this.leaderEpoch}`);
   }
@@ -285,7 +290,7 @@ export class ReplicationFollower {
         this.stateValue = "FOLLOWING";
         this.leaderFailures = 0;
         this.lastError = null;
-        await this.maybeRefreshSnapshot();
+        this.maybeRefreshSnapshot();
         await this.maybeLearnCluster();
       } catch (err) {
         if (this.stopped) break;
@@ -472,7 +477,7 @@ export class ReplicationFollower {
     this.role = { ...this.role, integrity_error: err.message };
     this.stateValue = "STOPPED_INTEGRITY";
     this.lastError = err.message;
-    this.role = await writeRole(this.o.ws, this.role);
+    await this.updateRole((role) => ({ ...role, integrity_error: err.message }));
     this.o.log(
       `replicate follow: INTEGRITY ERROR, stopped applying: ${err.message}; rerun with --rebootstrap once the leader's WAL is sound`,
     );
@@ -495,36 +500,55 @@ export class ReplicationFollower {
         followers: (r.value.followers ?? []).map((f) => ({ name: f.name, url: f.url ?? null })),
       };
       if (JSON.stringify(cluster) !== JSON.stringify(this.role.cluster ?? null)) {
-        this.role = await writeRole(this.o.ws, { ...this.role, cluster });
+        await this.updateRole((role) => ({ ...role, cluster }));
       }
     } catch {
       // the next round tries again; the pull loop reports leader failures
     }
   }
 
-  private async maybeRefreshSnapshot(): Promise<void> {
+  /** Applies `change` to the role and writes it, after every earlier role write. */
+  private updateRole(change: (role: RoleState) => Omit<RoleState, "updated_at">): Promise<void> {
+    const write = this.roleWrites.then(async () => {
+      this.role = await writeRole(this.o.ws, change(this.role));
+    });
+    this.roleWrites = write.catch(() => {});
+    return write;
+  }
+
+  private maybeRefreshSnapshot(): void {
     const every = this.o.snapshotIntervalMs ?? 0;
-    if (!this.o.storeSnapshot || every <= 0 || Date.now() - this.lastSnapshotAt < every) return;
+    if (!this.o.storeSnapshot || every <= 0 || this.refreshing) return;
+    if (Date.now() - this.lastSnapshotAt < every) return;
     this.lastSnapshotAt = Date.now();
+    this.refreshing = this.refreshSnapshot(this.o.storeSnapshot).finally(() => {
+      this.refreshing = null;
+      this.abortRefresh = null;
+      // The next refresh is `every` after this one ended, not after it began.
+      this.lastSnapshotAt = Date.now();
+    });
+  }
+
+  private async refreshSnapshot(store: NonNullable<FollowerOptions["storeSnapshot"]>): Promise<void> {
     try {
-      const { res } = await this.peer.open("GET", "/snapshot", { timeoutMs: 600_000 });
+      const { res, abort } = await this.peer.open("GET", "/snapshot", { timeoutMs: 600_000 });
+      this.abortRefresh = abort;
       if (res.statusCode !== 200) {
         this.o.log(
           `replicate follow: snapshot refresh: HTTP ${res.statusCode}: ${errorText(await readAll(res))}`,
         );
         return;
       }
-      const stored = await this.o.storeSnapshot(res, this.o.ws);
-      this.role = await writeRole(this.o.ws, {
-        ...this.role,
-        base_snapshot: {
-          file: stored.file,
-          fetched_at: new Date().toISOString(),
-          wal_positions: stored.wal_positions,
-        },
-      });
+      const stored = await store(res, this.o.ws);
+      if (this.stopped) return;
+      const base = {
+        file: stored.file,
+        fetched_at: new Date().toISOString(),
+        wal_positions: stored.wal_positions,
+      };
+      await this.updateRole((role) => ({ ...role, base_snapshot: base }));
     } catch (err) {
-      this.o.log(`replicate follow: snapshot refresh failed: ${(err as Error).message}`);
+      if (!this.stopped) this.o.log(`replicate follow: snapshot refresh failed: ${(err as Error).message}`);
     }
   }
 
@@ -731,7 +755,7 @@ export class ReplicationFollower {
           throw new ReplicationError(`fence at epoch ${b.epoch} is older than ours (${this.epoch})`);
         this.epoch = (await adoptEpoch(this.o.ws, b.epoch)).epoch;
         if (typeof b.leader_url === "string" && b.leader_url !== this.peer.o.baseUrl) {
-          this.role = await writeRole(this.o.ws, { ...this.role, leader_url: b.leader_url });
+          await this.updateRole((role) => ({ ...role, leader_url: b.leader_url as string }));
           this.peer = this.makePeer(b.leader_url);
           this.o.log(`replicate follow: fenced at epoch ${this.epoch}; now following ${b.leader_url}`);
         } else {
@@ -747,7 +771,10 @@ export class ReplicationFollower {
     this.stopped = true;
     this.stateValue = "STOPPED";
     this.abortPoll?.();
+    this.abortRefresh?.();
     await this.loopDone.catch(() => {});
+    await this.refreshing;
+    await this.roleWrites;
     await this.ackInFlight;
     this.ownWal.close();
     await this.server?.close();

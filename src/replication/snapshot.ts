@@ -8,7 +8,7 @@
  *    (checked before it replaces the previous one) for the state that is not in the WAL;
  *  - promotion materializes the workspace from that snapshot plus the follower's WAL after it.
  */
-import { createReadStream } from "node:fs";
+import { createReadStream, createWriteStream } from "node:fs";
 import { copyFile, open, readdir, rm, stat } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -111,9 +111,11 @@ export async function storeSnapshot(
   await durableMkdir(path.dirname(dest));
   const tmp = tempPathFor(dest);
   try {
-    const fh = await open(tmp, "wx", 0o600);
+    // The stream owns its descriptor: a FileHandle lent to createWriteStream({ autoClose: false })
+    // never finishes closing on Node 20, and that hung the follower's refresh forever.
+    await pipeline(stream, createWriteStream(tmp, { flags: "wx", mode: 0o600 }));
+    const fh = await open(tmp, "r");
     try {
-      await pipeline(stream, fh.createWriteStream({ autoClose: false }));
       await fh.sync();
     } finally {
       await fh.close();

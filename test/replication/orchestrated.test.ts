@@ -69,12 +69,14 @@ test(
     procs.push(leader);
     await leader.waitFor("the leader endpoint", () => /replication: serving at/.test(leader.stderr));
     const leaderUrl = `http://127.0.0.1:${pl}`;
+    // Follower a refreshes its base snapshot every second: its promotion starts from a refreshed
+    // snapshot (DR restore of it, then its own longer WAL), not from the bootstrap.
     const a = await startFollower({
       leader: leaderUrl,
       region: "a",
       sdd: sdd("A"),
       tokenFile,
-      extra: ["--listen", `127.0.0.1:${pa}`],
+      extra: ["--listen", `127.0.0.1:${pa}`, "--snapshot-interval", "1"],
     });
     const b = await startFollower({
       leader: leaderUrl,
@@ -90,6 +92,24 @@ test(
       "a few tasks done",
       async () => (await readFile(results, "utf8").catch(() => "")).split("\n").filter(Boolean).length >= 3,
     );
+    const roleOfA = path.join(sdd("A"), "runtime", "replication", "role.json");
+    await eventually("a refreshed base snapshot on follower a", async () => {
+      const role = JSON.parse(await readFile(roleOfA, "utf8").catch(() => "{}")) as {
+        base_snapshot?: { file: string } | null;
+      };
+      return Boolean(role.base_snapshot?.file);
+    });
+    // Following goes on beside the refreshes: a refresh once stalled the pull loop for good.
+    const position = (
+      (await getJson(`${leaderUrl}/status`, token)) as { wal: { position: { run_id: string; seq: number } } }
+    ).wal.position;
+    await eventually("follower a keeps following after a refresh", async () => {
+      const v = await verifyWal(
+        path.join(sdd("A"), "runtime", "wal", `${position.run_id}.wal.jsonl`),
+        position.run_id,
+      );
+      return v.last_seq >= position.seq;
+    });
     const st = await getJson(`${leaderUrl}/status`, token);
     assert.equal(st.policy, "QUORUM");
     leader.kill("SIGKILL");
@@ -103,6 +123,11 @@ test(
     );
     assert.equal(pr.code, 0, pr.stderr + pr.stdout);
     assert.equal(JSON.parse(pr.stdout).epoch, 2);
+    assert.match(
+      String(JSON.parse(pr.stdout).base_snapshot),
+      /base-snapshot/,
+      "promoted from the stored snapshot",
+    );
 
     const aws = new Workspace(sdd("A"));
     const runs = await listRuns(aws);
