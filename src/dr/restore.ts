@@ -233,13 +233,15 @@ export async function restoreFromStream(
       parent,
       `${stagingPrefix(abs)}${process.pid}-${randomBytes(4).toString("hex")}`,
     );
+    let writer: StagingWriter;
     try {
       mkdirSync(staging, { mode: 0o700 });
+      writer = new StagingWriter(staging);
     } catch (err) {
+      await rm(staging, { recursive: true, force: true }).catch(() => {});
       throw ioError(`cannot restore into ${abs}`, err) ?? err;
     }
     let summary: ArchiveSummary;
-    const writer = new StagingWriter(staging);
     try {
       summary = await readArchive(source, writer, opts);
       const manifestTool =

@@ -8,6 +8,7 @@
  * extra malloc arenas took a 2 GB-file restore to 105 MB of peak RSS, over the 100 MB bound.
  */
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import {
   chmodSync,
   closeSync,
@@ -61,18 +62,39 @@ function syncFileSystem(dir: string): Promise<boolean> {
   });
 }
 
+/**
+ * The process's umask, from a probe file created in `dir` before anything else is (reading it
+ * with process.umask() is deprecated: that sets and resets the mask).
+ */
+function umaskOf(dir: string): number {
+  const probe = path.join(dir, `.umask-probe-${process.pid}-${randomBytes(4).toString("hex")}`);
+  const fd = openSync(probe, "wx", 0o777);
+  try {
+    return 0o777 & ~fstatSync(fd).mode;
+  } finally {
+    closeSync(fd);
+    unlinkSync(probe);
+  }
+}
+
 export class StagingWriter implements ExtractHandler {
   private readonly dirModes = new Map<string, number>();
   private readonly made = new Set<string>([""]);
   private readonly written: string[] = [];
   private readonly fsync: boolean;
+  /**
+   * The bits the process's umask clears. A file whose mode survives them is created with it,
+   * which spares an fchmod per file.
+   */
+  private readonly umask: number;
 
-  /** `fsync: false` for throw-away extractions (verify's temp folder). */
+  /** `root` must exist; `fsync: false` for throw-away extractions (verify's temp folder). */
   constructor(
     readonly root: string,
     opts: { fsync?: boolean } = {},
   ) {
     this.fsync = opts.fsync ?? true;
+    this.umask = umaskOf(root);
   }
 
   private ensureDir(rel: string): void {
@@ -87,33 +109,13 @@ export class StagingWriter implements ExtractHandler {
     this.dirModes.set(entry.path, entry.mode & 0o777);
   }
 
-  /**
-   * The bits the process's umask clears, learnt once from a probe file (process.umask() without
-   * an argument is deprecated: it sets and resets the mask). A file whose mode survives the
-   * umask is created with it, which spares an fchmod per file.
-   */
-  private umaskBits(): number {
-    if (this.umask === undefined) {
-      const probe = path.join(this.root, `.umask-probe-${process.pid}`);
-      const fd = openSync(probe, "wx", 0o777);
-      try {
-        this.umask = 0o777 & ~fstatSync(fd).mode;
-      } finally {
-        closeSync(fd);
-        unlinkSync(probe);
-      }
-    }
-    return this.umask;
-  }
-  private umask?: number;
-
   file(entry: { path: string; size: number; mode: number; mtime?: Date }): FileSink | undefined {
     if (entry.path === MANIFEST_NAME || entry.path === AUDIT_KEY_ENTRY) return undefined;
     const rel = entry.path;
     this.ensureDir(rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "");
     const mode = entry.mode & 0o777;
     // The staging folder is private (0700) until the swap, so no mode is too open meanwhile.
-    const exact = (mode & this.umaskBits()) === 0;
+    const exact = (mode & this.umask) === 0;
     const fd = openSync(path.join(this.root, rel), "wx", exact ? mode : 0o600);
     return {
       write(chunk: Buffer): void {
