@@ -215,6 +215,22 @@ export class ReplicationFollower {
     }
   }
 
+  /**
+   * The bootstrap's first contact: a leader that is not up yet, or drops the connection before
+   * answering, is tried again every --retry-ms (each failure logged) instead of ending the follower.
+   */
+  private async openSnapshotPatiently(): Promise<Awaited<ReturnType<Peer["open"]>>> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.peer.open("GET", "/snapshot", { timeoutMs: 600_000 });
+      } catch (err) {
+        if (!(err instanceof TransportError) || this.stopped) throw err;
+        this.o.log(`replicate follow: leader contact failed (${attempt}): ${err.message}; retrying`);
+        await this.sleep(this.o.retryMs ?? 1000);
+      }
+    }
+  }
+
   private async bootstrap(hadWal: boolean): Promise<void> {
     const { ws } = this.o;
     if (hadWal) {
@@ -229,7 +245,7 @@ export class ReplicationFollower {
     let basePositions: Record<string, number> | null = null;
     let bootstrapError: string | null = null;
     if (this.o.installSnapshot) {
-      const { res, epoch } = await this.peer.open("GET", "/snapshot", { timeoutMs: 600_000 });
+      const { res, epoch } = await this.openSnapshotPatiently();
       if (epoch !== undefined) this.leaderEpoch = epoch;
       if (res.statusCode === 200) {
         // The restore swaps the whole folder (our lock file goes with the old one): take it again.

@@ -47,7 +47,8 @@ export async function cutAtFirstBreak(file: string, runId: string): Promise<Inte
   let tail: ChainTail = { seq: -1, hash: GENESIS_HASH };
   let offset = 0;
   let bad: IntegrityError | null = null;
-  const rl = createInterface({ input: createReadStream(file, "utf8"), crlfDelay: Infinity });
+  const input = createReadStream(file, "utf8");
+  const rl = createInterface({ input, crlfDelay: Infinity });
   for await (const line of rl) {
     const r = verifyPrefix(runId, tail, [line]);
     if (r.error) {
@@ -58,6 +59,8 @@ export async function cutAtFirstBreak(file: string, runId: string): Promise<Inte
     offset += Buffer.byteLength(line, "utf8") + 1;
   }
   rl.close();
+  // Leaving the loop early does not close the file (readline leaves its input open).
+  input.destroy();
   if (!bad) return null;
   const fh = await open(file, "r+");
   try {

@@ -78,6 +78,7 @@ test(
       tokenFile,
       extra: ["--listen", `127.0.0.1:${pa}`, "--snapshot-interval", "1"],
     });
+    procs.push(a.proc);
     const b = await startFollower({
       leader: leaderUrl,
       region: "b",
@@ -85,7 +86,7 @@ test(
       tokenFile,
       extra: ["--listen", `127.0.0.1:${pb}`],
     });
-    procs.push(a.proc, b.proc);
+    procs.push(b.proc);
 
     // Let some tasks finish, then kill the leader mid-backlog.
     await eventually(

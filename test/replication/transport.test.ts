@@ -13,7 +13,15 @@ import { WalWriter } from "../../src/wal/writer.js";
 import { verifyWal } from "../../src/wal/reader.js";
 import { adoptEpoch } from "../../src/replication/epoch.js";
 import { runCli, scratchDir } from "../helpers.js";
-import { eventually, getJson, makeToken, type Proc, startCli, startFollower } from "./support/procs.js";
+import {
+  eventually,
+  freePort,
+  getJson,
+  makeToken,
+  type Proc,
+  startCli,
+  startFollower,
+} from "./support/procs.js";
 
 const RUN = "run-transport";
 
@@ -190,6 +198,38 @@ test(
     assert.equal((await verifyWal(fwal, RUN)).last_seq, 14);
   },
 );
+
+test("a follower started before its leader waits for it, then bootstraps", { timeout: 60_000 }, async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-repl-early-");
+  const procs: Proc[] = [];
+  t.after(async () => {
+    for (const p of procs) p.kill("SIGKILL");
+    await cleanup();
+  });
+  await leaderWorkspace(path.join(dir, "L", ".sdd"), 5);
+  const { file: tokenFile } = await makeToken(dir);
+  const port = await freePort();
+  const starting = startFollower({
+    leader: `http://127.0.0.1:${port}`,
+    region: "a",
+    sdd: path.join(dir, "A", ".sdd"),
+    tokenFile,
+    extra: ["--retry-ms", "200"],
+  });
+  starting.then((f) => procs.push(f.proc)).catch(() => {});
+  // Nothing listens on the port yet: the follower must wait, not end with an internal error.
+  await new Promise((r) => setTimeout(r, 1500));
+  const leader = await serve(path.join(dir, "L", ".sdd"), tokenFile, ["--listen", `127.0.0.1:${port}`]);
+  procs.push(leader.proc);
+  const follower = await starting;
+  assert.match(follower.proc.stderr, /leader contact failed \(1\): GET \/snapshot: .*retrying/);
+  await eventually("the WAL replicated", async () => {
+    const v = await verifyWal(path.join(dir, "A", ".sdd", "runtime", "wal", `${RUN}.wal.jsonl`), RUN).catch(
+      () => undefined,
+    );
+    return v?.last_seq === 4;
+  });
+});
 
 test("a follower refuses a leader at an older epoch", { timeout: 60_000 }, async (t) => {
   const { dir, cleanup } = await scratchDir("bernstein-repl-epoch-");
