@@ -177,7 +177,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
       const status = err instanceof HttpError ? err.status : err instanceof UserError ? 409 : 500;
-      if (status === 500) o.log(`replication: ${req.method} ${req.url}: ${(err as Error).message}`);
+      // An answer cut off mid-way is logged whatever its cause: the peer only sees a hang-up.
+      if (status === 500 || res.headersSent)
+        o.log(`replication: ${req.method} ${req.url}: ${(err as Error).message}`);
       if (res.headersSent) {
         res.destroy(err as Error);
         return;
