@@ -216,6 +216,53 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
     );
   });
 
+  it("--full-read-back and --keep-local, list --check --deep finds rot the metadata hides, local --verify", async () => {
+    const root = `s3://${BUCKET}/deep/`;
+    const local = path.join(scratch.dir, "kept-copies");
+    h.resetCounts();
+    const b = await cli([
+      "--json",
+      "dr",
+      "backup",
+      "--to-dir",
+      root,
+      "--full-read-back",
+      "--keep-local",
+      "--local-copy",
+      local,
+    ]);
+    assert.equal(b.code, 0, b.stderr);
+    const backup = JSON.parse(b.stdout);
+    assert.equal(backup.verified, true);
+    // The full read-back downloaded the object again.
+    assert.ok((h.counts.get("GetObject") ?? 0) >= 1, JSON.stringify([...h.counts]));
+    // --keep-local keeps the complete local copy, byte-identical to the upload.
+    const name = path.basename(backup.path);
+    const keptSha = createHash("sha256")
+      .update(await readFile(path.join(local, name)))
+      .digest("hex");
+    assert.equal(keptSha, backup.sha256);
+
+    // Bit rot inside the store: same size, the stored sha256 metadata unchanged.
+    const onDisk = path.join(h.dir, BUCKET, "deep", `${name}._S3rver_object`);
+    const bytes = await readFile(onDisk);
+    bytes[Math.floor(bytes.length / 2)] ^= 0x01;
+    await writeFile(onDisk, bytes);
+    const shallow = await cli(["--json", "dr", "list", "--at", root, "--check"]);
+    assert.equal(shallow.code, 0, "the metadata still says the backup is intact");
+    const deep = await cli(["--json", "dr", "list", "--at", root, "--check", "--deep"]);
+    assert.equal(deep.code, 1, deep.stdout);
+    assert.deepEqual(
+      JSON.parse(deep.stdout).check.map((f: { status: string }) => f.status),
+      ["replaced"],
+    );
+
+    // Local --verify reads the written archive back before reporting success.
+    const v = await cli(["--json", "dr", "backup", "--to", path.join(scratch.dir, "v.tar.gz"), "--verify"]);
+    assert.equal(v.code, 0, v.stderr);
+    assert.equal(JSON.parse(v.stdout).verified, true);
+  });
+
   it("schedule: one log line per run, prune after each success, last good backup in dr status", async () => {
     const dir = path.join(scratch.dir, "scheduled");
     const run = await cli([
