@@ -59,7 +59,12 @@ export class Peer {
   open(
     method: string,
     pathAndQuery: string,
-    opts: { body?: unknown; timeoutMs: number },
+    opts: {
+      body?: unknown;
+      timeoutMs: number;
+      /** Receives the request's abort as soon as it is sent (before any answer). */
+      onAbortable?: (abort: () => void) => void;
+    },
   ): Promise<{ res: http.IncomingMessage; epoch: number | undefined; abort: () => void }> {
     const url = new URL(pathAndQuery, this.o.baseUrl);
     const payload = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body), "utf8");
@@ -91,6 +96,7 @@ export class Peer {
         );
       });
       req.end(payload);
+      opts.onAbortable?.(() => req.destroy(new TransportError(`${method} ${url.pathname}: aborted`)));
     });
   }
 

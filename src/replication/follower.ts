@@ -547,8 +547,10 @@ export class ReplicationFollower {
 
   private async refreshSnapshot(store: NonNullable<FollowerOptions["storeSnapshot"]>): Promise<void> {
     try {
-      const { res, abort } = await this.peer.open("GET", "/snapshot", { timeoutMs: 600_000 });
-      this.abortRefresh = abort;
+      const { res } = await this.peer.open("GET", "/snapshot", {
+        timeoutMs: 600_000,
+        onAbortable: (abort) => (this.abortRefresh = abort),
+      });
       if (res.statusCode !== 200) {
         this.o.log(
           `replicate follow: snapshot refresh: HTTP ${res.statusCode}: ${errorText(await readAll(res))}`,
