@@ -9,6 +9,7 @@
 import type { IncomingMessage } from "node:http";
 import { open, readdir, rename, stat } from "node:fs/promises";
 import path from "node:path";
+import { UserError } from "../cli/errors.js";
 import { durableAppend, durableMkdir, fsyncDir } from "../workspace/durable.js";
 import { type Workspace, initWorkspace } from "../workspace/layout.js";
 import { lastBackupInfo } from "./backup-info.js";
@@ -244,7 +245,7 @@ export class ReplicationFollower {
     }
     let basePositions: Record<string, number> | null = null;
     let bootstrapError: string | null = null;
-    if (this.o.installSnapshot) {
+    for (let attempt = 1; this.o.installSnapshot; attempt++) {
       const { res, epoch } = await this.openSnapshotPatiently();
       if (epoch !== undefined) this.leaderEpoch = epoch;
       if (res.statusCode === 200) {
@@ -252,14 +253,26 @@ export class ReplicationFollower {
         await this.lock?.release();
         this.lock = null;
         let broken: IntegrityError | null = null;
+        let dropped: Error | null = null;
         try {
           basePositions = await this.o.installSnapshot(res, ws);
         } catch (err) {
-          if (!(err instanceof IntegrityError)) throw err;
-          broken = err; // the WAL was cut before the bad entry; stop applying (below)
+          if (err instanceof IntegrityError)
+            broken = err; // the WAL was cut before the bad entry
+          // A connection lost mid-way (not a bad archive: that is a UserError) left the
+          // workspace as it was (restores are atomic): fetch the snapshot again.
+          else if (!(err instanceof UserError) && !this.stopped) dropped = err as Error;
+          else throw err;
         }
         await initWorkspace(ws.root);
         this.lock = await acquireLock(ws, "replicate follow");
+        if (dropped) {
+          this.o.log(
+            `replicate follow: base snapshot lost mid-way (${attempt}): ${dropped.message}; retrying`,
+          );
+          await this.sleep(this.o.retryMs ?? 1000);
+          continue;
+        }
         if (broken) bootstrapError = `base snapshot: ${broken.message}`;
       } else {
         const body = await readAll(res);
@@ -269,6 +282,7 @@ export class ReplicationFollower {
           `replicate follow: no base snapshot (${res.statusCode}: ${errorText(body)}); replicating the WAL only`,
         );
       }
+      break;
     }
     if (this.leaderEpoch === null) {
       const r = await this.peer.call("GET", "/status", { timeoutMs: 10_000 });

@@ -231,6 +231,59 @@ test("a follower started before its leader waits for it, then bootstraps", { tim
   });
 });
 
+test("a base snapshot cut off mid-way is fetched again", { timeout: 60_000 }, async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-repl-cut-");
+  const procs: Proc[] = [];
+  const http = await import("node:http");
+  let snapshots = 0;
+  // In front of the leader: the first /snapshot answer stops after 1,000 bytes (connection reset).
+  const proxy = http.createServer((req, res) => {
+    const up = http.request(
+      leader.url + (req.url ?? "/"),
+      { method: req.method, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        if (req.url?.startsWith("/snapshot") && ++snapshots === 1) {
+          answer.once("data", (d: Buffer) => {
+            res.write(d.subarray(0, 1000), () => res.socket?.destroy());
+            answer.destroy();
+          });
+        } else answer.pipe(res);
+      },
+    );
+    up.on("error", () => res.destroy());
+    req.pipe(up);
+  });
+  t.after(async () => {
+    for (const p of procs) p.kill("SIGKILL");
+    proxy.closeAllConnections();
+    await new Promise((r) => proxy.close(r));
+    await cleanup();
+  });
+  await leaderWorkspace(path.join(dir, "L", ".sdd"), 200);
+  const { file: tokenFile } = await makeToken(dir);
+  const leader = await serve(path.join(dir, "L", ".sdd"), tokenFile);
+  procs.push(leader.proc);
+  await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+  const port = (proxy.address() as { port: number }).port;
+  const follower = await startFollower({
+    leader: `http://127.0.0.1:${port}`,
+    region: "a",
+    sdd: path.join(dir, "A", ".sdd"),
+    tokenFile,
+    extra: ["--retry-ms", "100"],
+  });
+  procs.push(follower.proc);
+  assert.equal(snapshots, 2);
+  assert.match(follower.proc.stderr, /base snapshot lost mid-way \(1\): .*retrying/);
+  await eventually("the WAL replicated", async () => {
+    const v = await verifyWal(path.join(dir, "A", ".sdd", "runtime", "wal", `${RUN}.wal.jsonl`), RUN).catch(
+      () => undefined,
+    );
+    return v?.last_seq === 199;
+  });
+});
+
 test("a follower refuses a leader at an older epoch", { timeout: 60_000 }, async (t) => {
   const { dir, cleanup } = await scratchDir("bernstein-repl-epoch-");
   const procs: Proc[] = [];
