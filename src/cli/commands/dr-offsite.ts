@@ -9,13 +9,13 @@ import { ExitCode, UserError } from "../errors.js";
 import { Output, globalsOf } from "../output.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
 import { resolveAuditKeyPath } from "../../audit/key.js";
-import { backupToFile } from "../../dr/backup.js";
+import { backupToFile, type BackupFileResult } from "../../dr/backup.js";
 import { appendBackupLog } from "../../dr/backup-log.js";
 import { recordAuditEvent } from "../../dr/audit-event.js";
 import { resolveEncryptPassword } from "../../dr/password.js";
 import { checkCatalogue, listCatalogue, type CatalogueEntry } from "../../storage/catalogue.js";
 import { parseCatalogueLocation } from "../../storage/location.js";
-import { backupOffsite, type OffsiteBackupResult } from "../../storage/offsite.js";
+import { backupOffsite, type OffsiteBackupResult, type ProducedBackup } from "../../storage/offsite.js";
 import { openCatalogue } from "../../storage/open-store.js";
 import { pruneLocation } from "../../storage/prune.js";
 import { validatePolicy, type RetentionPolicy } from "../../storage/retention.js";
@@ -257,6 +257,60 @@ export interface OffsiteRun {
   created_at: string;
 }
 
+/** The facts storage needs of an archive `backupToFile` wrote. */
+export function producedFrom(r: BackupFileResult): ProducedBackup {
+  return {
+    path: r.path,
+    sha256: r.sha256,
+    manifest_sha256: r.manifest_sha256,
+    file_count: r.file_count,
+    size_bytes: r.size_bytes,
+    encrypted: r.encrypted,
+  };
+}
+
+/**
+ * What every backup leaves in its workspace: a row in runs/backups.jsonl (dr status, RPO) and one
+ * `dr.backup` audit event (dr list --check; off-site backups add their catalogue root and name).
+ * Returns the warning when the event could not be appended.
+ */
+export async function recordBackup(
+  ws: Workspace,
+  o: {
+    created_at: string;
+    location: string;
+    verified: boolean;
+    backup: ProducedBackup;
+    offsite?: { root: string; name: string; remote: boolean };
+  },
+): Promise<string | undefined> {
+  const b = o.backup;
+  await appendBackupLog(ws, {
+    created_at: o.created_at,
+    location: o.location,
+    sha256: b.sha256,
+    manifest_sha256: b.manifest_sha256 ?? "",
+    file_count: b.file_count ?? 0,
+    size_bytes: b.size_bytes,
+    encrypted: b.encrypted,
+    verified: o.verified,
+  });
+  const audit = await recordAuditEvent(ws, {
+    event_type: DR_BACKUP_EVENT,
+    resource_type: "backup",
+    resource_id: o.location,
+    details: {
+      sha256: b.sha256,
+      manifest_sha256: b.manifest_sha256,
+      file_count: b.file_count,
+      size_bytes: b.size_bytes,
+      encrypted: b.encrypted,
+      ...(o.offsite ?? {}),
+    },
+  });
+  return audit.warning;
+}
+
 /** One off-site backup: produce (src/dr), store, verify, record in runs/backups.jsonl and the audit chain. */
 export async function runOffsiteBackup(
   ws: Workspace,
@@ -282,44 +336,18 @@ export async function runOffsiteBackup(
         sidecar: false,
       });
       warnings.push(...r.warnings);
-      return {
-        path: r.path,
-        sha256: r.sha256,
-        manifest_sha256: r.manifest_sha256,
-        file_count: r.file_count,
-        size_bytes: r.size_bytes,
-        encrypted: r.encrypted,
-      };
+      return producedFrom(r);
     },
   });
   const created_at = result.created_at;
-  await appendBackupLog(ws, {
+  const auditWarning = await recordBackup(ws, {
     created_at,
     location: result.location,
-    sha256: result.produced.sha256,
-    manifest_sha256: result.produced.manifest_sha256 ?? "",
-    file_count: result.produced.file_count ?? 0,
-    size_bytes: result.produced.size_bytes,
-    encrypted: result.produced.encrypted,
     verified: true,
+    backup: result.produced,
+    offsite: { root: result.root, name: result.name, remote: result.remote },
   });
-  // The same event `dr backup` writes for an off-site backup (read by dr list --check).
-  const audit = await recordAuditEvent(ws, {
-    event_type: DR_BACKUP_EVENT,
-    resource_type: "backup",
-    resource_id: result.location,
-    details: {
-      sha256: result.produced.sha256,
-      manifest_sha256: result.produced.manifest_sha256,
-      file_count: result.produced.file_count,
-      size_bytes: result.produced.size_bytes,
-      encrypted: result.produced.encrypted,
-      root: result.root,
-      name: result.name,
-      remote: result.remote,
-    },
-  });
-  if (audit.warning) warnings.push(audit.warning);
+  if (auditWarning) warnings.push(auditWarning);
   return { result, warnings, created_at };
 }
 

@@ -9,8 +9,6 @@ import { ExitCode, UserError } from "../errors.js";
 import { Output, globalsOf } from "../output.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { backupToFile, planBackup } from "../../dr/backup.js";
-import { appendBackupLog } from "../../dr/backup-log.js";
-import { recordAuditEvent } from "../../dr/audit-event.js";
 import { resolveDecryptPassword, resolveEncryptPassword } from "../../dr/password.js";
 import { inspectArchive, openArchiveFile, restoreFromStream } from "../../dr/restore.js";
 import { verifyArchive } from "../../dr/verify.js";
@@ -25,7 +23,13 @@ import {
 } from "../../storage/offsite.js";
 import { markVerified } from "../../storage/catalogue.js";
 import type { BackupStore } from "../../storage/store.js";
-import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr-offsite.js";
+import {
+  addRemoteOptions,
+  producedFrom,
+  recordBackup,
+  s3OptionsFrom,
+  type RemoteFlags,
+} from "./dr-offsite.js";
 
 interface PasswordOpts {
   password?: string;
@@ -177,14 +181,7 @@ export function registerDr(program: Command): void {
           encrypted: Boolean(opts.encrypt),
           produce: async (target: string): Promise<ProducedBackup> => {
             result = await backupToFile(ws, target, { ...backupOpts, sidecar: false });
-            return {
-              path: result.path,
-              sha256: result.sha256,
-              manifest_sha256: result.manifest_sha256,
-              file_count: result.file_count,
-              size_bytes: result.size_bytes,
-              encrypted: result.encrypted,
-            };
+            return producedFrom(result);
           },
           s3: s3OptionsFrom(opts),
           localCopyDir: opts.localCopy,
@@ -210,32 +207,14 @@ export function registerDr(program: Command): void {
         }
         verified = true;
       }
-      const createdAt = new Date(result.manifest.created_at * 1000).toISOString();
-      await appendBackupLog(ws, {
-        created_at: createdAt,
+      const auditWarning = await recordBackup(ws, {
+        created_at: new Date(result.manifest.created_at * 1000).toISOString(),
         location,
-        sha256: result.sha256,
-        manifest_sha256: result.manifest_sha256,
-        file_count: result.file_count,
-        size_bytes: result.size_bytes,
-        encrypted: result.encrypted,
         verified,
+        backup: producedFrom(result),
+        offsite,
       });
-      // One `dr.backup` event per backup; off-site ones add root and name (dr list --check).
-      const audit = await recordAuditEvent(ws, {
-        event_type: "dr.backup",
-        resource_type: "backup",
-        resource_id: location,
-        details: {
-          sha256: result.sha256,
-          manifest_sha256: result.manifest_sha256,
-          file_count: result.file_count,
-          size_bytes: result.size_bytes,
-          encrypted: result.encrypted,
-          ...(offsite ?? {}),
-        },
-      });
-      const warnings = [...result.warnings, ...(audit.warning ? [audit.warning] : [])];
+      const warnings = [...result.warnings, ...(auditWarning ? [auditWarning] : [])];
       if (!opts.encrypt)
         warnings.push("plain backup: the audit key is not included (encrypted backups carry it)");
       for (const w of warnings) out.warn(w);
