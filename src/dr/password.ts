@@ -30,35 +30,38 @@ export async function resolvePassword(opts: {
   return pw;
 }
 
-/**
- * The password for a command that may encrypt: with `encrypt`, a missing password is a usage
- * error raised before anything is written (a random key could never be recovered).
- */
-export async function resolveEncryptPassword(
+/** The password, which `needed` makes mandatory (a usage error naming `flag` and why). */
+async function requirePassword(
   opts: { password?: string; passwordFile?: string },
-  encrypt: boolean | undefined,
+  needed: boolean | undefined,
+  flag: string,
+  why = "",
 ): Promise<string | undefined> {
   const password = await resolvePassword(opts);
-  if (encrypt && password === undefined) {
+  if (needed && password === undefined) {
     throw new UserError(
-      `--encrypt needs a password: --password, --password-file or ${PASSWORD_ENV} (a random key could never be recovered)`,
+      `${flag} needs a password: --password, --password-file or ${PASSWORD_ENV}${why}`,
       ExitCode.USAGE,
     );
   }
   return password;
 }
 
+/**
+ * The password for a command that may encrypt: with `encrypt`, a missing password is a usage
+ * error raised before anything is written.
+ */
+export function resolveEncryptPassword(
+  opts: { password?: string; passwordFile?: string },
+  encrypt: boolean | undefined,
+): Promise<string | undefined> {
+  return requirePassword(opts, encrypt, "--encrypt", " (a random key could never be recovered)");
+}
+
 /** The password for a command that reads an archive: with `decrypt`, a missing one is a usage error. */
-export async function resolveDecryptPassword(
+export function resolveDecryptPassword(
   opts: { password?: string; passwordFile?: string },
   decrypt: boolean | undefined,
 ): Promise<string | undefined> {
-  const password = await resolvePassword(opts);
-  if (decrypt && password === undefined) {
-    throw new UserError(
-      `--decrypt needs a password: --password, --password-file or ${PASSWORD_ENV}`,
-      ExitCode.USAGE,
-    );
-  }
-  return password;
+  return requirePassword(opts, decrypt, "--decrypt");
 }
