@@ -216,22 +216,6 @@ export class ReplicationFollower {
     }
   }
 
-  /**
-   * The bootstrap's first contact: a leader that is not up yet, or drops the connection before
-   * answering, is tried again every --retry-ms (each failure logged) instead of ending the follower.
-   */
-  private async openSnapshotPatiently(): Promise<Awaited<ReturnType<Peer["open"]>>> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.peer.open("GET", "/snapshot", { timeoutMs: 600_000 });
-      } catch (err) {
-        if (!(err instanceof TransportError) || this.stopped) throw err;
-        this.o.log(`replicate follow: leader contact failed (${attempt}): ${err.message}; retrying`);
-        await this.sleep(this.o.retryMs ?? 1000);
-      }
-    }
-  }
-
   private async bootstrap(hadWal: boolean): Promise<void> {
     const { ws } = this.o;
     if (hadWal) {
@@ -245,8 +229,22 @@ export class ReplicationFollower {
     }
     let basePositions: Record<string, number> | null = null;
     let bootstrapError: string | null = null;
+    // A leader that is not up yet, or a connection lost before or during the snapshot, is tried
+    // again every --retry-ms (each failure logged) instead of ending the follower.
     for (let attempt = 1; this.o.installSnapshot; attempt++) {
-      const { res, epoch } = await this.openSnapshotPatiently();
+      const retry = async (what: string, err: Error): Promise<void> => {
+        this.o.log(`replicate follow: ${what} (${attempt}): ${err.message}; retrying`);
+        await this.sleep(this.o.retryMs ?? 1000);
+      };
+      let opened: Awaited<ReturnType<Peer["open"]>>;
+      try {
+        opened = await this.peer.open("GET", "/snapshot", { timeoutMs: 600_000 });
+      } catch (err) {
+        if (!(err instanceof TransportError) || this.stopped) throw err;
+        await retry("leader contact failed", err);
+        continue;
+      }
+      const { res, epoch } = opened;
       if (epoch !== undefined) this.leaderEpoch = epoch;
       if (res.statusCode === 200) {
         // The restore swaps the whole folder (our lock file goes with the old one): take it again.
@@ -259,18 +257,15 @@ export class ReplicationFollower {
         } catch (err) {
           if (err instanceof IntegrityError)
             broken = err; // the WAL was cut before the bad entry
-          // A connection lost mid-way (not a bad archive: that is a UserError) left the
-          // workspace as it was (restores are atomic): fetch the snapshot again.
+          // Not a bad archive (a UserError): a lost connection, and the atomic restore left the
+          // workspace as it was.
           else if (!(err instanceof UserError) && !this.stopped) dropped = err as Error;
           else throw err;
         }
         await initWorkspace(ws.root);
         this.lock = await acquireLock(ws, "replicate follow");
         if (dropped) {
-          this.o.log(
-            `replicate follow: base snapshot lost mid-way (${attempt}): ${dropped.message}; retrying`,
-          );
-          await this.sleep(this.o.retryMs ?? 1000);
+          await retry("base snapshot lost mid-way", dropped);
           continue;
         }
         if (broken) bootstrapError = `base snapshot: ${broken.message}`;
