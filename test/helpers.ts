@@ -1,5 +1,5 @@
 /** Shared test helpers: scratch folders, the CLI as a real child process, repo paths. */
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -9,6 +9,17 @@ import { fileURLToPath } from "node:url";
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const CLI = path.join(REPO_ROOT, "bin", "bernstein");
 export const FIXTURES = path.join(REPO_ROOT, "test", "fixtures");
+
+/**
+ * Builds the realistic workspace of bench/make-workspace.mjs in `dir` (8,421 files unless `files`
+ * says otherwise), its audit key written to `keyOut`; returns the `.sdd` folder.
+ */
+export function makeBenchWorkspace(dir: string, opts: { files?: number; keyOut: string }): string {
+  const args = [path.join(REPO_ROOT, "bench", "make-workspace.mjs"), dir, "--key-out", opts.keyOut];
+  if (opts.files !== undefined) args.push("--files", String(opts.files));
+  execFileSync(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
+  return path.join(dir, ".sdd");
+}
 
 export async function scratchDir(
   prefix = "bernstein-test-",

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { chmod, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { REPO_ROOT, FIXTURES, runCli, scratchDir } from "../helpers.js";
+import { FIXTURES, makeBenchWorkspace, runCli, scratchDir } from "../helpers.js";
 import { sha } from "./support/craft.js";
 import { makeSmallWorkspace, snapshotTree } from "./support/workspace.js";
 
@@ -105,13 +105,7 @@ test("seed-sized workspace (8,421 files): backup, dry-run, restore and verify al
   const { dir, cleanup } = await scratchDir();
   try {
     const env = envFor(dir);
-    execFileSync(process.execPath, [
-      path.join(REPO_ROOT, "bench", "make-workspace.mjs"),
-      path.join(dir, "w"),
-      "--key-out",
-      path.join(dir, "key", "audit.key"),
-    ]);
-    const sdd = path.join(dir, "w", ".sdd");
+    const sdd = makeBenchWorkspace(path.join(dir, "w"), { keyOut: path.join(dir, "key", "audit.key") });
     await chmod(path.join(sdd, "runtime", "task_graph.json"), 0o600);
     await chmod(path.join(sdd, "config", "conf-0.yaml"), 0o755);
     // Modes a 022 umask keeps (created with them) and one it does not (0666: set afterwards).

@@ -13,7 +13,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { completeInterruptedRestore } from "../../src/dr/restore.js";
-import { CLI, REPO_ROOT, runCli, scratchDir } from "../helpers.js";
+import { CLI, makeBenchWorkspace, runCli, scratchDir } from "../helpers.js";
 import { snapshotTree } from "./support/workspace.js";
 
 // The suite runs 6 moments each to stay fast; `npm run soak` runs 20.
@@ -65,15 +65,10 @@ test(`SIGKILL during backup (${ROUNDS} random moments) leaves no partial file at
       BERNSTEIN_SDD: undefined,
       HOME: dir,
     };
-    execFileSync(process.execPath, [
-      path.join(REPO_ROOT, "bench", "make-workspace.mjs"),
-      path.join(dir, "w"),
-      "--files",
-      "1500",
-      "--key-out",
-      path.join(dir, "key", "audit.key"),
-    ]);
-    const sdd = path.join(dir, "w", ".sdd");
+    const sdd = makeBenchWorkspace(path.join(dir, "w"), {
+      files: 1500,
+      keyOut: path.join(dir, "key", "audit.key"),
+    });
     const out = path.join(dir, "out");
     execFileSync("mkdir", ["-p", out]);
 

@@ -9,15 +9,15 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { verifyWal } from "../../src/wal/reader.js";
-import { runCli, scratchDir } from "../helpers.js";
+import { runCli } from "../helpers.js";
 import {
   eventually,
   freePort,
   getJson,
   makeToken,
-  type Proc,
   startDecider,
   startFollower,
+  scratchWithProcs,
 } from "./support/procs.js";
 
 const RUN = "run-failover";
@@ -26,13 +26,7 @@ test(
   "QUORUM: SIGKILL the leader, promote a follower: every acknowledged decision is there; the old leader is fenced",
   { timeout: 90_000 },
   async (t) => {
-    const { dir, cleanup } = await scratchDir("bernstein-repl-failover-");
-    const procs: Proc[] = [];
-    t.after(async () => {
-      for (const p of procs) p.kill("SIGKILL");
-      for (const p of procs) p.kill("SIGCONT");
-      await cleanup();
-    });
+    const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-failover-");
     const { file: tokenFile, token } = await makeToken(dir);
     const [pl, pa, pb] = [await freePort(), await freePort(), await freePort()];
     const sdd = (n: string): string => path.join(dir, n, ".sdd");

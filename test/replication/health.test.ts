@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { scratchDir } from "../helpers.js";
+
 import {
   eventually,
   freePort,
@@ -16,6 +16,7 @@ import {
   type Proc,
   startDecider,
   startFollower,
+  scratchWithProcs,
 } from "./support/procs.js";
 
 interface FollowerView {
@@ -68,13 +69,7 @@ test(
   "QUORUM: a stopped follower turns LAGGING then UNREACHABLE, commits go on, SIGCONT catches up",
   { timeout: 90_000 },
   async (t) => {
-    const { dir, cleanup } = await scratchDir("bernstein-repl-health-");
-    const procs: Proc[] = [];
-    t.after(async () => {
-      for (const p of procs) p.kill("SIGCONT");
-      for (const p of procs) p.kill("SIGKILL");
-      await cleanup();
-    });
+    const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-health-");
     const c = await cluster(dir, "QUORUM", { ackTimeout: 5000, maxLagEntries: 10, maxRetries: 6 }, procs);
 
     c.b.proc.kill("SIGSTOP");
@@ -108,13 +103,7 @@ test(
   "ALL: a stopped follower halts decisions within the ack timeout and says so; SIGCONT resumes",
   { timeout: 90_000 },
   async (t) => {
-    const { dir, cleanup } = await scratchDir("bernstein-repl-all-");
-    const procs: Proc[] = [];
-    t.after(async () => {
-      for (const p of procs) p.kill("SIGCONT");
-      for (const p of procs) p.kill("SIGKILL");
-      await cleanup();
-    });
+    const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-all-");
     const c = await cluster(dir, "ALL", { ackTimeout: 1000, maxLagEntries: 10, maxRetries: 3 }, procs);
     await c.leader.proc.waitFor("some acknowledged decisions", () => c.leader.proc.acks().length >= 20);
 
@@ -165,13 +154,7 @@ test(
   "ALL with --on-ack-timeout degrade: continues as LEADER_ONLY and writes an audit event",
   { timeout: 90_000 },
   async (t) => {
-    const { dir, cleanup } = await scratchDir("bernstein-repl-degrade-");
-    const procs: Proc[] = [];
-    t.after(async () => {
-      for (const p of procs) p.kill("SIGCONT");
-      for (const p of procs) p.kill("SIGKILL");
-      await cleanup();
-    });
+    const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-degrade-");
     const c = await cluster(
       dir,
       "ALL",

@@ -11,19 +11,22 @@ import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { listRuns, verifyWal } from "../../src/wal/reader.js";
 import { initWorkspace, Workspace } from "../../src/workspace/layout.js";
-import { CLI, runCli, scratchDir } from "../helpers.js";
-import { eventually, freePort, getJson, makeToken, Proc, startFollower } from "./support/procs.js";
+import { CLI, runCli } from "../helpers.js";
+import {
+  eventually,
+  freePort,
+  getJson,
+  makeToken,
+  Proc,
+  startFollower,
+  scratchWithProcs,
+} from "./support/procs.js";
 
 test(
   "start --replication-listen, SIGKILL, promote: doctor passes and start completes the backlog",
   { timeout: 120_000 },
   async (t) => {
-    const { dir, cleanup } = await scratchDir("bernstein-repl-orch-");
-    const procs: Proc[] = [];
-    t.after(async () => {
-      for (const p of procs) p.kill("SIGKILL");
-      await cleanup();
-    });
+    const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-orch-");
     const env = { XDG_STATE_HOME: path.join(dir, "state"), BERNSTEIN_AUDIT_KEY_PATH: "" };
     Object.assign(process.env, env); // the followers (children of this process) too
     const { file: tokenFile, token } = await makeToken(dir);

@@ -12,7 +12,7 @@ import { initWorkspace, Workspace } from "../../src/workspace/layout.js";
 import { WalWriter } from "../../src/wal/writer.js";
 import { verifyWal } from "../../src/wal/reader.js";
 import { adoptEpoch } from "../../src/replication/epoch.js";
-import { runCli, scratchDir } from "../helpers.js";
+import { runCli } from "../helpers.js";
 import {
   eventually,
   freePort,
@@ -21,6 +21,7 @@ import {
   type Proc,
   startCli,
   startFollower,
+  scratchWithProcs,
 } from "./support/procs.js";
 
 const RUN = "run-transport";
@@ -66,12 +67,7 @@ test(
   "the token is required, compared exactly, and its file must be private",
   { timeout: 60_000 },
   async (t) => {
-    const { dir, cleanup } = await scratchDir("bernstein-repl-auth-");
-    const procs: Proc[] = [];
-    t.after(async () => {
-      for (const p of procs) p.kill("SIGKILL");
-      await cleanup();
-    });
+    const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-auth-");
     const sdd = path.join(dir, "L", ".sdd");
     await leaderWorkspace(sdd, 5);
     const { file: tokenFile, token } = await makeToken(dir);
@@ -142,12 +138,7 @@ test(
   "a tampered entry never reaches the follower's WAL; the follower stops and re-bootstraps only when told",
   { timeout: 60_000 },
   async (t) => {
-    const { dir, cleanup } = await scratchDir("bernstein-repl-tamper-");
-    const procs: Proc[] = [];
-    t.after(async () => {
-      for (const p of procs) p.kill("SIGKILL");
-      await cleanup();
-    });
+    const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-tamper-");
     const sdd = path.join(dir, "L", ".sdd");
     const ws = await leaderWorkspace(sdd, 20);
     const walFile = ws.walFile(RUN);
@@ -200,12 +191,7 @@ test(
 );
 
 test("a follower started before its leader waits for it, then bootstraps", { timeout: 60_000 }, async (t) => {
-  const { dir, cleanup } = await scratchDir("bernstein-repl-early-");
-  const procs: Proc[] = [];
-  t.after(async () => {
-    for (const p of procs) p.kill("SIGKILL");
-    await cleanup();
-  });
+  const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-early-");
   await leaderWorkspace(path.join(dir, "L", ".sdd"), 5);
   const { file: tokenFile } = await makeToken(dir);
   const port = await freePort();
@@ -232,8 +218,7 @@ test("a follower started before its leader waits for it, then bootstraps", { tim
 });
 
 test("a base snapshot cut off mid-way is fetched again", { timeout: 60_000 }, async (t) => {
-  const { dir, cleanup } = await scratchDir("bernstein-repl-cut-");
-  const procs: Proc[] = [];
+  const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-cut-");
   const http = await import("node:http");
   let snapshots = 0;
   // In front of the leader: the first /snapshot answer stops after 1,000 bytes (connection reset).
@@ -255,10 +240,8 @@ test("a base snapshot cut off mid-way is fetched again", { timeout: 60_000 }, as
     req.pipe(up);
   });
   t.after(async () => {
-    for (const p of procs) p.kill("SIGKILL");
     proxy.closeAllConnections();
     await new Promise((r) => proxy.close(r));
-    await cleanup();
   });
   await leaderWorkspace(path.join(dir, "L", ".sdd"), 200);
   const { file: tokenFile } = await makeToken(dir);
@@ -285,12 +268,7 @@ test("a base snapshot cut off mid-way is fetched again", { timeout: 60_000 }, as
 });
 
 test("a follower refuses a leader at an older epoch", { timeout: 60_000 }, async (t) => {
-  const { dir, cleanup } = await scratchDir("bernstein-repl-epoch-");
-  const procs: Proc[] = [];
-  t.after(async () => {
-    for (const p of procs) p.kill("SIGKILL");
-    await cleanup();
-  });
+  const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-epoch-");
   const sdd = path.join(dir, "L", ".sdd");
   const ws = await leaderWorkspace(sdd, 10);
   const { file: tokenFile, token } = await makeToken(dir);
@@ -335,12 +313,7 @@ test("a follower refuses a leader at an older epoch", { timeout: 60_000 }, async
 });
 
 test("replication over TLS with a self-signed certificate", { timeout: 60_000 }, async (t) => {
-  const { dir, cleanup } = await scratchDir("bernstein-repl-tls-");
-  const procs: Proc[] = [];
-  t.after(async () => {
-    for (const p of procs) p.kill("SIGKILL");
-    await cleanup();
-  });
+  const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-tls-");
   const cert = path.join(dir, "cert.pem");
   const key = path.join(dir, "key.pem");
   execFileSync(

@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { spawnSync } from "node:child_process";
 import { readFile, readdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { openCatalogue } from "../../src/storage/open-store.js";
-import { REPO_ROOT, runCli, scratchDir, type CliResult } from "../helpers.js";
+import { makeBenchWorkspace, runCli, scratchDir, type CliResult } from "../helpers.js";
 import { startS3Harness, type FaultRule, type S3Harness } from "./support/s3-harness.js";
 
 const BUCKET = "dr-offsite";
@@ -50,17 +49,10 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
   before(async () => {
     h = await startS3Harness({ buckets: [BUCKET] });
     scratch = await scratchDir("bernstein-cli-offsite-");
-    const ws = path.join(scratch.dir, "project");
-    const made = spawnSync(process.execPath, [
-      path.join(REPO_ROOT, "bench", "make-workspace.mjs"),
-      ws,
-      "--files",
-      "120",
-      "--key-out",
-      path.join(scratch.dir, "audit.key"),
-    ]);
-    assert.equal(made.status, 0, String(made.stderr));
-    sdd = path.join(ws, ".sdd");
+    sdd = makeBenchWorkspace(path.join(scratch.dir, "project"), {
+      files: 120,
+      keyOut: path.join(scratch.dir, "audit.key"),
+    });
     Object.assign(process.env, h.env);
     env = {
       ...h.env,

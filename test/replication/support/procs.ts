@@ -4,7 +4,8 @@ import { randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { CLI, REPO_ROOT } from "../../helpers.js";
+import type { TestContext } from "node:test";
+import { CLI, REPO_ROOT, scratchDir } from "../../helpers.js";
 
 // Child processes write audit events (degrade, promotion): keep the audit key out of $HOME.
 process.env.BERNSTEIN_AUDIT_KEY_PATH ??= path.join(
@@ -215,4 +216,22 @@ export async function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * A scratch folder and a list for the processes a test starts: after the test every process is
+ * killed (resumed first, in case the test stopped it) and the folder removed.
+ */
+export async function scratchWithProcs(
+  t: TestContext,
+  prefix: string,
+): Promise<{ dir: string; procs: Proc[] }> {
+  const { dir, cleanup } = await scratchDir(prefix);
+  const procs: Proc[] = [];
+  t.after(async () => {
+    for (const p of procs) p.kill("SIGCONT");
+    for (const p of procs) p.kill("SIGKILL");
+    await cleanup();
+  });
+  return { dir, procs };
 }
