@@ -259,9 +259,10 @@ export async function restoreFromStream(
         file_count: summary.file_count,
       };
       // Written before finish(): the one syncfs of the staging tree makes it durable too.
-      writer.writeFile(RESTORE_RECORD.join("/"), JSON.stringify(record, null, 2) + "\n");
+      await writer.writeFile(RESTORE_RECORD.join("/"), JSON.stringify(record, null, 2) + "\n");
       await writer.finish();
     } catch (err) {
+      await writer.close();
       await rm(staging, { recursive: true, force: true }).catch(() => {});
       throw ioError(`cannot restore into ${abs}`, err) ?? err;
     }

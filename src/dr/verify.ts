@@ -153,8 +153,13 @@ export async function verifyArchive(
     const { mkdir } = await import("node:fs/promises");
     await mkdir(staging, { mode: 0o700 });
     const writer = new StagingWriter(staging, { fsync: false });
-    const summary = await readArchive(source, writer, opts);
-    await writer.finish();
+    let summary;
+    try {
+      summary = await readArchive(source, writer, opts);
+      await writer.finish();
+    } finally {
+      await writer.close();
+    }
     const checks: Check[] = [
       {
         name: "archive",

@@ -265,6 +265,19 @@ test("hostile entries are refused (exit 5) before anything is handed on", async 
       }),
     ],
     ["below-a-file", archiveOf([ok], { extra: [tarEntry({ path: "docs/a.md/x", data: Buffer.from("x") })] })],
+    // Longer than Linux's PATH_MAX or NAME_MAX: refused as hostile, not failed on as an I/O error.
+    [
+      "long-name",
+      archiveOf([ok], {
+        extra: [tarEntry({ path: "docs/" + "d/".repeat(2100) + "x", data: Buffer.from("x") })],
+      }),
+    ],
+    [
+      "long-component",
+      archiveOf([ok], {
+        extra: [tarEntry({ path: "docs/" + "\u00e9".repeat(128), data: Buffer.from("x") })],
+      }),
+    ],
   ];
   for (const [name, buf] of cases) {
     const handedOn: string[] = [];
