@@ -18,6 +18,7 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { INCLUDED_DIRS } from "../src/dr/walk.js";
+import { launcherFlags } from "./support/launcher.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
@@ -39,8 +40,7 @@ interface ChildResult {
 }
 
 function runChild(...argv: string[]): ChildResult {
-  // The same V8 flag bin/bernstein runs with (a small young generation keeps RSS flat).
-  const r = spawnSync(process.execPath, ["--max-semi-space-size=2", child, ...argv], {
+  const r = spawnSync(process.execPath, [...launcherFlags(), child, ...argv], {
     encoding: "utf8",
     maxBuffer: 1 << 20,
   });

@@ -19,6 +19,7 @@ import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { launcherFlags } from "./support/launcher.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -118,6 +119,7 @@ try {
       const child = spawn(
         process.execPath,
         [
+          ...launcherFlags(),
           path.join(here, "support", "cli-rss-child.js"),
           "--sdd",
           path.join(project, ".sdd"),

@@ -46,6 +46,26 @@ export function deriveKey(password: string, salt: Buffer, iterations = PBKDF2_IT
   });
 }
 
+/** Derived keys by password and salt; a derivation still running counts. */
+export type KeyCache = Map<string, Buffer | Promise<Buffer>>;
+
+const cacheKeyOf = (password: string, salt: Buffer): string =>
+  createHash("sha256").update(password).update(salt).digest("hex");
+
+/**
+ * Starts deriving the key of an encrypted archive that begins with `head`, into `cache`, so
+ * that the 0.1 s of PBKDF2 runs while the caller gets ready instead of after.
+ */
+export function startKeyDerivation(head: Buffer, password: string, cache: KeyCache): void {
+  if (!looksEncrypted(head)) return;
+  const salt = Buffer.from(head.subarray(0, SALT_BYTES));
+  const id = cacheKeyOf(password, salt);
+  if (cache.has(id)) return;
+  const pending = deriveKey(password, salt);
+  pending.catch(() => {}); // the decryptor awaits it and reports the failure
+  cache.set(id, pending);
+}
+
 /** Base64 (URL-safe, padded) of a byte stream, emitted in whole 3-byte groups as data arrives. */
 class Base64Encoder {
   private carry = Buffer.alloc(0);
@@ -188,7 +208,7 @@ export class FernetDecryptor {
 
   constructor(
     private readonly password: string,
-    private readonly keyCache?: Map<string, Buffer>,
+    private readonly keyCache?: KeyCache,
   ) {}
 
   /** Feeds raw archive bytes; resolves to the plaintext they complete (unauthenticated). */
@@ -206,13 +226,13 @@ export class FernetDecryptor {
 
   private async deriveOnce(): Promise<void> {
     this.ready ??= (async () => {
-      const cacheKey = createHash("sha256").update(this.password).update(this.salt).digest("hex");
-      let key = this.keyCache?.get(cacheKey);
+      const id = cacheKeyOf(this.password, this.salt);
+      let key = this.keyCache?.get(id);
       if (!key) {
-        key = await deriveKey(this.password, this.salt);
-        this.keyCache?.set(cacheKey, key);
+        key = deriveKey(this.password, this.salt);
+        this.keyCache?.set(id, key);
       }
-      this.key = key;
+      this.key = await key;
     })();
     await this.ready;
   }

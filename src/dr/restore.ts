@@ -11,7 +11,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { createReadStream, mkdirSync } from "node:fs";
-import { readFile, readdir, rm, stat } from "node:fs/promises";
+import { open, readFile, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { ExitCode, UserError, ioError } from "../cli/errors.js";
@@ -24,6 +24,7 @@ import {
   readLock,
   type WorkspaceLock,
 } from "../workspace/lock.js";
+import { SALT_BYTES, startKeyDerivation } from "./fernet.js";
 import { StagingWriter } from "./staging-writer.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
 import { TOOL_NAME, VERSION } from "../version.js";
@@ -145,6 +146,18 @@ export async function openArchiveFile(from: string): Promise<Readable> {
   if (!st) throw new UserError(`--from ${from}: no such file`, ExitCode.USAGE);
   if (!st.isFile()) throw new UserError(`--from ${from}: not a file`, ExitCode.USAGE);
   return createReadStream(from, { highWaterMark: 64 * 1024 });
+}
+
+/** The first bytes of a file (enough to tell an encrypted archive and read its salt). */
+async function readHead(file: string): Promise<Buffer> {
+  const fh = await open(file, "r");
+  try {
+    const head = Buffer.alloc(SALT_BYTES + 6);
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    return head.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Reads and checks a whole archive without writing anything (dry-run, verify). */
@@ -325,7 +338,9 @@ export async function restoreFromFile(
   opts: RestoreOptions = {},
 ): Promise<RestoreResult> {
   const src = await openArchiveFile(from);
-  return restoreFromStream(src, target, { label: from, source: path.resolve(from), ...opts });
+  const keyCache = opts.keyCache ?? new Map();
+  if (opts.password !== undefined) startKeyDerivation(await readHead(from), opts.password, keyCache);
+  return restoreFromStream(src, target, { label: from, source: path.resolve(from), ...opts, keyCache });
 }
 
 /** The restore record of a workspace, if it was restored by `dr restore`. */

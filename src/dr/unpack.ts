@@ -22,9 +22,17 @@ import { Header } from "tar/header";
 import { Pax } from "tar/pax";
 import type { HeaderData } from "tar/header";
 import { ExitCode, UserError } from "../cli/errors.js";
+import { tuneForShortBursts } from "./jit.js";
 import { GarbageBudget } from "./memory.js";
 import { SealChecker } from "./seal.js";
-import { FernetAuthError, FernetDecryptor, FernetFormatError, SALT_BYTES, looksEncrypted } from "./fernet.js";
+import {
+  FernetAuthError,
+  FernetDecryptor,
+  FernetFormatError,
+  SALT_BYTES,
+  looksEncrypted,
+  type KeyCache,
+} from "./fernet.js";
 import {
   AUDIT_KEY_ENTRY,
   MANIFEST_NAME,
@@ -88,7 +96,7 @@ export interface ArchiveSummary {
 export interface ReadArchiveOptions {
   password?: string;
   /** Cache of derived keys by salt (tests and repeated reads of one archive). */
-  keyCache?: Map<string, Buffer>;
+  keyCache?: KeyCache;
   /** Name of the archive for messages. */
   label?: string;
   /**
@@ -574,6 +582,7 @@ export async function readArchive(
   handler: ExtractHandler,
   opts: ReadArchiveOptions = {},
 ): Promise<ArchiveSummary> {
+  tuneForShortBursts();
   const acc = { hash: createHash("sha256"), bytes: 0 };
   const expectSha256 = opts.expectSha256?.toLowerCase();
   const it = measured(source, acc)[Symbol.asyncIterator]();

@@ -12,7 +12,13 @@ import { execFileSync } from "node:child_process";
 import { gunzipSync } from "node:zlib";
 import { UserError } from "../../src/cli/errors.js";
 import { writeBackupArchive } from "../../src/dr/backup.js";
-import { FernetDecryptor, FernetEncryptor, deriveKey } from "../../src/dr/fernet.js";
+import {
+  FernetDecryptor,
+  FernetEncryptor,
+  deriveKey,
+  startKeyDerivation,
+  type KeyCache,
+} from "../../src/dr/fernet.js";
 import { readArchive } from "../../src/dr/unpack.js";
 import { FIXTURES, scratchDir } from "../helpers.js";
 import { archiveOf, gz, manifestFor, sha, tarEnd, tarEntry } from "./support/craft.js";
@@ -108,6 +114,22 @@ test("our Fernet stream matches an independent decryption, and decrypts the refe
   assert.deepEqual(Buffer.concat(parts), referenceDecrypt(ref, expected.backups.encrypted.password));
   // A different password gives a different key (sanity of the derivation).
   assert.notDeepEqual(await deriveKey("a", Buffer.alloc(16)), await deriveKey("b", Buffer.alloc(16)));
+
+  // A derivation started from the file's first bytes is the one the decryptor then uses.
+  const cache: KeyCache = new Map();
+  startKeyDerivation(plain.subarray(0, 22), password, cache);
+  assert.equal(cache.size, 0, "not an encrypted archive: nothing to derive");
+  startKeyDerivation(out.subarray(0, 22), password, cache);
+  startKeyDerivation(out.subarray(0, 22), password, cache);
+  assert.equal(cache.size, 1);
+  const early = await [...cache.values()][0];
+  assert.deepEqual(early, await deriveKey(password, out.subarray(0, 16)));
+  // The decryptor takes its key from there: a wrong key in its place fails authentication.
+  const [id] = cache.keys();
+  cache.set(id!, Promise.resolve(Buffer.alloc(32)));
+  const fooled = new FernetDecryptor(password, cache);
+  await fooled.update(out);
+  assert.throws(() => fooled.final(), /authentication failed/);
 });
 
 test("Fernet decryption: any split of the input, the HMAC across chunks, and only the base64url alphabet", async () => {
