@@ -24,7 +24,7 @@ import {
   readLock,
   type WorkspaceLock,
 } from "../workspace/lock.js";
-import { SALT_BYTES, startKeyDerivation } from "./fernet.js";
+import { SALT_BYTES, startKeyDerivation, type KeyCache } from "./fernet.js";
 import { StagingWriter } from "./staging-writer.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
 import { TOOL_NAME, VERSION } from "../version.js";
@@ -148,13 +148,17 @@ export async function openArchiveFile(from: string): Promise<Readable> {
   return createReadStream(from, { highWaterMark: 64 * 1024 });
 }
 
-/** The first bytes of a file (enough to tell an encrypted archive and read its salt). */
-async function readHead(file: string): Promise<Buffer> {
-  const fh = await open(file, "r");
+/**
+ * When `file` is an encrypted archive, starts deriving its key into `cache` (pass the cache
+ * to the restore): the 0.1 s of PBKDF2 then runs while the restore gets ready.
+ */
+export async function startKeyDerivationFor(file: string, password: string, cache: KeyCache): Promise<void> {
+  const fh = await open(file, "r").catch(() => undefined);
+  if (!fh) return; // the restore itself reports it
   try {
     const head = Buffer.alloc(SALT_BYTES + 6);
     const { bytesRead } = await fh.read(head, 0, head.length, 0);
-    return head.subarray(0, bytesRead);
+    startKeyDerivation(head.subarray(0, bytesRead), password, cache);
   } finally {
     await fh.close();
   }
@@ -339,7 +343,7 @@ export async function restoreFromFile(
 ): Promise<RestoreResult> {
   const src = await openArchiveFile(from);
   const keyCache = opts.keyCache ?? new Map();
-  if (opts.password !== undefined) startKeyDerivation(await readHead(from), opts.password, keyCache);
+  if (opts.password !== undefined) await startKeyDerivationFor(from, opts.password, keyCache);
   return restoreFromStream(src, target, { label: from, source: path.resolve(from), ...opts, keyCache });
 }
 

@@ -10,7 +10,13 @@ import { Output, globalsOf } from "../output.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { backupToFile, planBackup } from "../../dr/backup.js";
 import { resolveDecryptPassword, resolveEncryptPassword } from "../../dr/password.js";
-import { inspectArchive, openArchiveFile, restoreFromStream } from "../../dr/restore.js";
+import type { KeyCache } from "../../dr/fernet.js";
+import {
+  inspectArchive,
+  openArchiveFile,
+  restoreFromStream,
+  startKeyDerivationFor,
+} from "../../dr/restore.js";
 import { verifyArchive } from "../../dr/verify.js";
 import { readSidecar } from "../../dr/sidecar.js";
 import type { DrillReport } from "../../dr/drill.js";
@@ -324,12 +330,15 @@ export function registerDr(program: Command): void {
         );
         return;
       }
+      const keyCache: KeyCache = new Map();
+      if (password !== undefined && !src.stored) await startKeyDerivationFor(src.label, password, keyCache);
       const keyPath = resolveAuditKeyPath({ keyFile: opts.keyFile }).path;
       out.line(`Restoring ${opts.from} into ${shown(g.sdd)}...`);
       const r = await restoreFromStream(source, g.sdd, {
         label: src.label,
         source: src.label,
         password,
+        keyCache,
         force: opts.force,
         keep: opts.keep,
         auditKeyPath: keyPath,
