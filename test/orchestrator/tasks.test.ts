@@ -129,6 +129,39 @@ test("task add / list: ids, dependencies, cycles, malformed files left in place"
   }
 });
 
+test("task add --agent --prompt: the task runs that agents.yaml template, prompt passed as one argument", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const sdd = path.join(dir, ".sdd");
+    const cli = (...a: string[]) => runCli(["--sdd", sdd, ...a]);
+    assert.equal((await cli("init")).code, 0);
+    await writeFile(
+      path.join(sdd, "config/agents.yaml"),
+      "agents:\n  echoer:\n    adapter: template\n" +
+        "    command: [sh, -c, 'printf \"%s|%s\" \"$0\" \"$1\" > said-$1.txt', '{prompt}', '{task_id}']\n",
+    );
+    const add = await cli(
+      "task",
+      "add",
+      "say it",
+      "--agent",
+      "echoer",
+      "--prompt",
+      'it\'s $HOME; "quoted"',
+      "--id",
+      "e1",
+    );
+    assert.equal(add.code, 0, add.stderr);
+    const listed = JSON.parse((await cli("task", "list", "--json")).stdout);
+    assert.equal(listed.tasks[0].agent, "echoer");
+    const run = await cli("start", "--until-idle", "--poll", "20");
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(await readFile(path.join(dir, "said-e1.txt"), "utf8"), `it's $HOME; "quoted"|e1`);
+  } finally {
+    await cleanup();
+  }
+});
+
 test("task commands on a folder that is not a workspace exit 2", async () => {
   const { dir, cleanup } = await scratchDir();
   try {

@@ -28,7 +28,7 @@ test(
   async (t) => {
     const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-failover-");
     const { file: tokenFile, token } = await makeToken(dir);
-    const [pl, pa, pb] = [await freePort(), await freePort(), await freePort()];
+    const [pl, pa, pb, pn] = [await freePort(), await freePort(), await freePort(), await freePort()];
     const sdd = (n: string): string => path.join(dir, n, ".sdd");
     const leaderArgs = {
       sdd: sdd("L"),
@@ -81,6 +81,9 @@ test(
       tokenFile,
       "--peer",
       peer.url,
+      // Where the promoted node will lead: the fenced peer re-points to it by itself.
+      "--new-leader-url",
+      `http://127.0.0.1:${pn}`,
     ]);
     assert.equal(pr.code, 0, pr.stderr + pr.stdout);
     const promoted = JSON.parse(pr.stdout) as { epoch: number; reached: number; promotion_quorum: number };
@@ -120,9 +123,16 @@ test(
     assert.match(text, /leader unreachable from this follower/);
     assert.match(text, /bernstein dr promote --sdd /);
 
-    // The peer was fenced at the new epoch.
+    // The peer was fenced at the new epoch, and follows the URL the promotion gave.
     const peerStatus = await getJson(`${peer.url}/status`, token);
     assert.equal(peerStatus.epoch, 2);
+    await peer.proc.waitFor("the peer to re-point", () =>
+      peer.proc.stderr.includes(`now following http://127.0.0.1:${pn}`),
+    );
+    const peerRole = JSON.parse(
+      await readFile(path.join(peerSdd, "runtime", "replication", "role.json"), "utf8"),
+    ) as { leader_url: string };
+    assert.equal(peerRole.leader_url, `http://127.0.0.1:${pn}`);
 
     const st = await runCli(["--sdd", chosenSdd, "--json", "dr", "status"]);
     assert.equal(st.code, 0, st.stderr);
@@ -155,13 +165,14 @@ test(
     assert.equal(dj.fenced, true);
     assert.match(dj.fenced_reason, /epoch 2/);
 
-    // The promoted node leads epoch 2; the other follower re-pointed at it continues the same chain.
+    // The promoted node leads epoch 2 where the promotion said; the other follower, still the
+    // same process, continues the same chain from it.
     const peerName = promoteA ? "b" : "a";
-    const peerPort = promoteA ? pb : pa;
     const newLeader = await startDecider(
       {
         sdd: chosenSdd,
         tokenFile,
+        listen: `127.0.0.1:${pn}`,
         policy: "QUORUM",
         followers: [`${peerName}=${peer.url}`],
         ackTimeout: 10_000,
@@ -172,16 +183,6 @@ test(
     );
     procs.push(newLeader.proc);
     assert.equal(newLeader.proc.events.find((e) => e.ready)?.epoch, 2);
-    peer.proc.kill("SIGTERM");
-    await peer.proc.exited;
-    const repointed = await startFollower({
-      leader: newLeader.url,
-      region: peerName,
-      sdd: peerSdd,
-      tokenFile,
-      extra: ["--listen", `127.0.0.1:${peerPort}`],
-    });
-    procs.push(repointed.proc);
     await newLeader.proc.waitFor(
       "decisions acknowledged by the new leader",
       () => newLeader.proc.acks().length >= 20,
