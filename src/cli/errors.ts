@@ -62,6 +62,8 @@ export function userErrorFromFs(err: unknown, what: string): UserError | undefin
       return new UserError(`${what}: disk quota exceeded`, ExitCode.IO);
     case "EROFS":
       return new UserError(`${what}: read-only file system`, ExitCode.IO);
+    case "ENAMETOOLONG":
+      return new UserError(`${what}: a path is too long for this file system`, ExitCode.IO);
     case "EISDIR":
       return new UserError(`${what}: is a folder, expected a file`, ExitCode.USAGE);
     case "ENOTDIR":

@@ -432,6 +432,18 @@ test("bad input: each a one-line message, its own exit code, nothing written, ex
     );
     await expectFail(["dr", "verify", "--from", path.join(dir, "notes.txt")], 5, /not a backup archive/);
 
+    // A target so deep that the restore's own names pass PATH_MAX: exit 6, one line, nothing left.
+    let deep = path.join(dir, "deep");
+    while (deep.length < 4030) deep = path.join(deep, "d".repeat(Math.min(200, 4030 - deep.length)));
+    await mkdir(deep, { recursive: true });
+    const tooLong = await runCli(["dr", "restore", "--from", archive, "--sdd", path.join(deep, ".sdd")], {
+      env,
+    });
+    assert.equal(tooLong.code, 6, tooLong.stderr);
+    oneLine(tooLong.stderr);
+    assert.match(tooLong.stderr, /a path is too long for this file system/);
+    assert.deepEqual(await readdir(deep), []);
+
     // Read-only destination and full disk need tmpfs mounts (root in a container may not have them).
     const ro = path.join(dir, "ro");
     const small = path.join(dir, "small");
