@@ -67,6 +67,11 @@ export interface BackupOptions {
    * sha256 in their own metadata and pass false.
    */
   sidecar?: boolean;
+  /**
+   * Called as files are read: first all of them are hashed ("hashing"), then read again into
+   * the archive ("archiving"); `done` and `total` are bytes of files.
+   */
+  onProgress?: (phase: "hashing" | "archiving", done: number, total: number) => void;
 }
 
 export interface BackupResult {
@@ -88,8 +93,11 @@ async function hashPass(
   files: ReturnType<typeof walkWorkspace>["files"],
   positions: SnapshotHandle["positions"],
   warnings: string[],
+  onBytes?: (done: number, total: number) => void,
 ): Promise<{ planned: Planned[]; wal: StatePosition["wal"]; copied: Map<string, number> }> {
   const buf = Buffer.allocUnsafe(1024 * 1024);
+  const total = files.reduce((sum, f) => sum + f.size, 0);
+  let hashed = 0;
   const planned: Planned[] = [];
   const wal: StatePosition["wal"] = {};
   const copied = new Map<string, number>();
@@ -130,6 +138,8 @@ async function hashPass(
         if (n === 0) break;
         hash.update(buf.subarray(0, n));
         done += n;
+        hashed += n;
+        onBytes?.(hashed, total);
       }
     } finally {
       closeSync(fd);
@@ -186,7 +196,12 @@ export async function writeBackupArchive(
   try {
     const createdAt = Date.now() / 1000;
     const walk = walkWorkspace(ws.root);
-    const { planned, wal } = await hashPass(walk.files, snapshot.positions, warnings);
+    const { planned, wal } = await hashPass(
+      walk.files,
+      snapshot.positions,
+      warnings,
+      opts.onProgress && ((done, total) => opts.onProgress!("hashing", done, total)),
+    );
 
     let auditKey: Buffer | undefined;
     if (encrypting && opts.auditKeyPath) {
@@ -237,9 +252,14 @@ export async function writeBackupArchive(
     const measure = new Measure();
     const gzip = createGzip({ level: GZIP_LEVEL, chunkSize: 256 * 1024 });
     // The end-of-archive blocks travel in the seal member (seal.ts), after the data member.
-    const tar = Readable.from(tarStream(manifestBytes, walk.dirs, planned, { endOfArchive: false }), {
-      objectMode: false,
-    });
+    let archived = 0;
+    const onBytes = opts.onProgress
+      ? (n: number): void => opts.onProgress!("archiving", (archived += n), manifest.total_bytes)
+      : undefined;
+    const tar = Readable.from(
+      tarStream(manifestBytes, walk.dirs, planned, { endOfArchive: false, onBytes }),
+      { objectMode: false },
+    );
     if (encryptorP) {
       await pipeline(tar, gzip, sealStream(), fernetEncryptStream(await encryptorP), measure, sink);
     } else {

@@ -94,6 +94,7 @@ const padding = (n: number): number => (BLOCK - (n % BLOCK)) % BLOCK;
 
 /**
  * Yields the uncompressed tar stream. `files` must not include the manifest: it goes first.
+ * `onBytes` is told how many bytes of files were read (progress).
  * Reading is synchronous on purpose: gzip runs in the thread pool meanwhile, and small files
  * cost one open/read/close each instead of several promise round trips.
  */
@@ -101,7 +102,7 @@ export async function* tarStream(
   manifest: Buffer,
   dirs: PackDir[],
   files: PackFile[],
-  opts: { endOfArchive?: boolean } = {},
+  opts: { endOfArchive?: boolean; onBytes?: (n: number) => void } = {},
 ): AsyncGenerator<Buffer> {
   const b = new Batcher();
   const budget = new GarbageBudget();
@@ -146,6 +147,7 @@ export async function* tarStream(
     if (f.data) {
       hash.update(f.data);
       yield* put(f.data);
+      opts.onBytes?.(f.data.length);
     } else {
       let fd: number;
       try {
@@ -164,6 +166,7 @@ export async function* tarStream(
           hash.update(b.buf.subarray(b.pos, b.pos + n));
           b.pos += n;
           done += n;
+          opts.onBytes?.(n);
         }
       } finally {
         closeSync(fd);

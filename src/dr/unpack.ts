@@ -107,6 +107,8 @@ export interface ReadArchiveOptions {
   expectSha256?: string;
   /** Where expectSha256 came from, for messages ("--sha256", "backup.tar.gz.sha256"). */
   expectSha256From?: string;
+  /** Called as the archive is read, with the bytes read so far (progress). */
+  onProgress?: (bytesRead: number) => void;
 }
 
 function pathProblem(name: string): string | undefined {
@@ -549,6 +551,7 @@ function drainedOrClosed(stream: NodeJS.EventEmitter): Promise<void> {
 async function* measured(
   source: AsyncIterable<Buffer | string>,
   acc: { hash: Hash; bytes: number },
+  onProgress?: (bytesRead: number) => void,
 ): AsyncGenerator<Buffer> {
   const budget = new GarbageBudget();
   for await (const c of source) {
@@ -556,6 +559,7 @@ async function* measured(
     acc.hash.update(chunk);
     acc.bytes += chunk.length;
     budget.add(chunk.length);
+    onProgress?.(acc.bytes);
     yield chunk;
   }
 }
@@ -585,7 +589,7 @@ export async function readArchive(
   tuneForShortBursts();
   const acc = { hash: createHash("sha256"), bytes: 0 };
   const expectSha256 = opts.expectSha256?.toLowerCase();
-  const it = measured(source, acc)[Symbol.asyncIterator]();
+  const it = measured(source, acc, opts.onProgress)[Symbol.asyncIterator]();
   // Peek enough bytes to tell gzip from salt+token.
   let head = Buffer.alloc(0);
   while (head.length < SALT_BYTES + 6) {

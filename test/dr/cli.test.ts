@@ -3,12 +3,12 @@
  * restore semantics, and the bad inputs of the issue.
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { chmod, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { FIXTURES, makeBenchWorkspace, runCli, scratchDir } from "../helpers.js";
+import { CLI, FIXTURES, makeBenchWorkspace, runCli, scratchDir } from "../helpers.js";
 import { sha } from "./support/craft.js";
 import { makeSmallWorkspace, snapshotTree } from "./support/workspace.js";
 
@@ -562,6 +562,61 @@ test("off-site hook: --to-dir writes a catalogue backup, --latest --at reads it 
     assert.equal(filesLine(r.stdout), made.file_count);
     const none = await runCli(["dr", "restore", "--sdd", path.join(dir, "r", ".sdd")], { env });
     assert.equal(none.code, 2);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a terminal gets a progress bar on stderr for backup, restore and verify; --json and pipes get none", async (t) => {
+  if (spawnSync("script", ["--version"]).status !== 0) {
+    t.skip("no script(1) to give the CLI a terminal");
+    return;
+  }
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = { ...envFor(dir), BERNSTEIN_DR_PASSWORD: "pw" };
+    const { ws } = await makeSmallWorkspace(dir);
+    const archive = path.join(dir, "b.tar.gz");
+    // script(1) runs the command on a pseudo-terminal; stdout and stderr both arrive in its output.
+    const onTerminal = (...args: string[]): string => {
+      const r = spawnSync("script", ["-qec", [CLI, ...args].join(" "), "/dev/null"], {
+        env,
+        encoding: "utf8",
+      });
+      assert.equal(r.status, 0, r.stdout);
+      return r.stdout;
+    };
+    const backup = onTerminal("--sdd", ws.root, "dr", "backup", "--to", archive, "--encrypt", "--verify");
+    // Each phase is drawn (at 10 frames a second a short phase may not show its end); the last
+    // frame of each bar is its end.
+    assert.match(backup, /hashing \[[#-]+\] \d+%/);
+    assert.match(backup, /archiving \[#+\] 100%/);
+    assert.match(backup, /reading back \[#+\] 100%/);
+    assert.match(backup, /Backup complete!/);
+    const from = `${archive}.enc`;
+    const restored = onTerminal(
+      "--sdd",
+      path.join(dir, "r", ".sdd"),
+      "dr",
+      "restore",
+      "--from",
+      from,
+      "--decrypt",
+    );
+    assert.match(restored, /restoring \[#+\] 100%/);
+    assert.match(onTerminal("dr", "verify", "--from", from, "--decrypt"), /verifying \[#+\] 100%/);
+    assert.match(
+      onTerminal("dr", "restore", "--from", from, "--decrypt", "--dry-run"),
+      /reading \[#+\] 100%/,
+    );
+
+    // --json on a terminal, and a pipe without --json: the output has no bar.
+    const json = onTerminal("--json", "dr", "verify", "--from", from, "--decrypt");
+    assert.doesNotMatch(json, /verifying|\[#/);
+    assert.equal(JSON.parse(json.slice(json.indexOf("{"))).ok, true);
+    const piped = await runCli(["dr", "verify", "--from", from, "--decrypt"], { env });
+    assert.equal(piped.code, 0, piped.stderr);
+    assert.doesNotMatch(piped.stdout + piped.stderr, /verifying|\[#/);
   } finally {
     await cleanup();
   }

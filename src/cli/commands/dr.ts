@@ -7,6 +7,7 @@ import path from "node:path";
 import { resolveAuditKeyPath } from "../../audit/key.js";
 import { ExitCode, UserError } from "../errors.js";
 import { Output, globalsOf } from "../output.js";
+import { progressFor } from "../progress.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { backupToFile, planBackup } from "../../dr/backup.js";
 import { resolveDecryptPassword, resolveEncryptPassword } from "../../dr/password.js";
@@ -22,6 +23,7 @@ import { readSidecar } from "../../dr/sidecar.js";
 import type { DrillReport } from "../../dr/drill.js";
 import {
   backupOffsite,
+  fileSize,
   isOffsiteDestination,
   isOffsiteSource,
   openBackupSource,
@@ -57,6 +59,8 @@ interface OpenedSource {
   expectSha256From?: string;
   /** Off-site sources: where the backup's catalogue record (if any) lives. */
   stored?: { store: BackupStore; name: string };
+  /** Bytes to read, when known (progress). */
+  size: number;
 }
 
 /** The archive to read: a local file, `s3://bucket/key`, or `--latest --at LOCATION`. */
@@ -66,7 +70,12 @@ async function openSource(
   let opened: OpenedSource;
   if (isOffsiteSource(opts)) {
     const src = await openBackupSource(opts, s3OptionsFrom(opts));
-    opened = { stream: src.stream, label: src.location, stored: { store: src.store, name: src.name } };
+    opened = {
+      stream: src.stream,
+      label: src.location,
+      stored: { store: src.store, name: src.name },
+      size: src.size ?? 0,
+    };
     if (src.sha256) {
       opened.expectSha256 = src.sha256;
       opened.expectSha256From = "the store's sha256 metadata";
@@ -75,7 +84,11 @@ async function openSource(
     if (opts.from === undefined) {
       throw new UserError("give --from FILE|s3://bucket/key, or --latest --at LOCATION", ExitCode.USAGE);
     }
-    opened = { stream: await openArchiveFile(opts.from), label: opts.from };
+    opened = {
+      stream: await openArchiveFile(opts.from),
+      label: opts.from,
+      size: (await fileSize(opts.from)) ?? 0,
+    };
     const sidecar = await readSidecar(opts.from);
     if (sidecar) {
       opened.expectSha256 = sidecar.sha256;
@@ -171,43 +184,59 @@ export function registerDr(program: Command): void {
       }
       const shownDest = opts.to ? `${opts.to}${opts.encrypt ? ".enc" : ""}` : dest;
       out.line(`Backing up ${shown(ws.root)} to ${shownDest}...`);
+      const progress = progressFor(out);
       const backupOpts = {
         password: opts.encrypt ? password : undefined,
         auditKeyPath: opts.encrypt ? keyPath : undefined,
+        onProgress: (phase: string, done: number, total: number) => progress.update(phase, done, total),
       };
       let result!: Awaited<ReturnType<typeof backupToFile>>;
       let location: string;
       let offsiteVerified = false;
       let offsite: { root: string; name: string; remote: boolean } | undefined;
-      if (isOffsiteDestination(opts)) {
-        // Off-site (s3:// or a catalogue): storage places the archive we produce.
-        const off = await backupOffsite({
-          to: opts.to,
-          toDir: opts.toDir,
-          encrypted: Boolean(opts.encrypt),
-          produce: async (target: string): Promise<ProducedBackup> => {
-            result = await backupToFile(ws, target, { ...backupOpts, sidecar: false });
-            return producedFrom(result);
-          },
-          s3: s3OptionsFrom(opts),
-          localCopyDir: opts.localCopy,
-          keepLocal: opts.keepLocal,
-          fullReadBack: opts.fullReadBack,
-          onRetry: (r) => out.warn(`${r.operation}: ${r.error}; retry ${r.attempt} in ${r.delayMs} ms`),
-        });
-        location = off.location;
-        offsiteVerified = off.record !== null;
-        offsite = { root: off.root, name: off.name, remote: off.remote };
-      } else {
-        result = await backupToFile(ws, opts.to!, backupOpts);
-        location = result.path;
+      try {
+        if (isOffsiteDestination(opts)) {
+          // Off-site (s3:// or a catalogue): storage places the archive we produce.
+          const off = await backupOffsite({
+            to: opts.to,
+            toDir: opts.toDir,
+            encrypted: Boolean(opts.encrypt),
+            produce: async (target: string): Promise<ProducedBackup> => {
+              try {
+                result = await backupToFile(ws, target, { ...backupOpts, sidecar: false });
+              } finally {
+                progress.stop(); // the upload that follows reports its retries itself
+              }
+              return producedFrom(result);
+            },
+            s3: s3OptionsFrom(opts),
+            localCopyDir: opts.localCopy,
+            keepLocal: opts.keepLocal,
+            fullReadBack: opts.fullReadBack,
+            onRetry: (r) => out.warn(`${r.operation}: ${r.error}; retry ${r.attempt} in ${r.delayMs} ms`),
+          });
+          location = off.location;
+          offsiteVerified = off.record !== null;
+          offsite = { root: off.root, name: off.name, remote: off.remote };
+        } else {
+          result = await backupToFile(ws, opts.to!, backupOpts);
+          location = result.path;
+        }
+      } finally {
+        progress.stop();
       }
       let verified = offsiteVerified;
       if (opts.verify && !isOffsiteDestination(opts)) {
-        const summary = await inspectArchive(await openArchiveFile(result.path), {
-          password,
-          label: result.path,
-        });
+        let summary;
+        try {
+          summary = await inspectArchive(await openArchiveFile(result.path), {
+            password,
+            label: result.path,
+            onProgress: (n) => progress.update("reading back", n, result.size_bytes),
+          });
+        } finally {
+          progress.stop();
+        }
         if (summary.sha256 !== result.sha256 || summary.file_count !== result.file_count) {
           throw new UserError(`backup ${result.path} did not read back identically`, ExitCode.CORRUPT);
         }
@@ -293,13 +322,21 @@ export function registerDr(program: Command): void {
       const src = await openSource(opts);
       const source = src.stream;
       opts.from = src.label;
+      const progress = progressFor(out);
+      const onProgress = (n: number): void => progress.update("reading", n, src.size);
       if (opts.dryRun) {
-        const s = await inspectArchive(source, {
-          password,
-          label: opts.from,
-          expectSha256: src.expectSha256,
-          expectSha256From: src.expectSha256From,
-        });
+        let s;
+        try {
+          s = await inspectArchive(source, {
+            password,
+            label: opts.from,
+            expectSha256: src.expectSha256,
+            expectSha256From: src.expectSha256From,
+            onProgress,
+          });
+        } finally {
+          progress.stop();
+        }
         out.result(
           {
             ok: true,
@@ -334,17 +371,23 @@ export function registerDr(program: Command): void {
       if (password !== undefined && !src.stored) await startKeyDerivationFor(src.label, password, keyCache);
       const keyPath = resolveAuditKeyPath({ keyFile: opts.keyFile }).path;
       out.line(`Restoring ${opts.from} into ${shown(g.sdd)}...`);
-      const r = await restoreFromStream(source, g.sdd, {
-        label: src.label,
-        source: src.label,
-        password,
-        keyCache,
-        force: opts.force,
-        keep: opts.keep,
-        auditKeyPath: keyPath,
-        expectSha256: src.expectSha256,
-        expectSha256From: src.expectSha256From,
-      });
+      let r;
+      try {
+        r = await restoreFromStream(source, g.sdd, {
+          label: src.label,
+          source: src.label,
+          password,
+          keyCache,
+          force: opts.force,
+          keep: opts.keep,
+          auditKeyPath: keyPath,
+          expectSha256: src.expectSha256,
+          expectSha256From: src.expectSha256From,
+          onProgress: (n) => progress.update("restoring", n, src.size),
+        });
+      } finally {
+        progress.stop();
+      }
       for (const w of r.warnings) out.warn(w);
       if (r.audit_key.action === "none" && r.audit_key.message) out.warn(r.audit_key.message);
       out.result({ ok: true, ...r, source: opts.from }, () => {
@@ -395,13 +438,20 @@ export function registerDr(program: Command): void {
       const password = await resolveDecryptPassword(opts, opts.decrypt);
       const src = await openSource(opts);
       opts.from = src.label;
-      const verified = await verifyArchive(src.stream, {
-        label: src.label,
-        password,
-        keyFile: opts.keyFile,
-        expectSha256: src.expectSha256,
-        expectSha256From: src.expectSha256From,
-      });
+      const progress = progressFor(out);
+      let verified;
+      try {
+        verified = await verifyArchive(src.stream, {
+          label: src.label,
+          password,
+          keyFile: opts.keyFile,
+          expectSha256: src.expectSha256,
+          expectSha256From: src.expectSha256From,
+          onProgress: (n) => progress.update("verifying", n, src.size),
+        });
+      } finally {
+        progress.stop();
+      }
       // A catalogue backup that verified gets its record's verified_at refreshed (dr list shows it).
       let recordRefreshed = false;
       if (verified.ok && src.stored) {

@@ -1,0 +1,63 @@
+/**
+ * A progress bar on stderr for work that takes a while (dr backup, restore, verify), drawn by
+ * cli-progress, only when stderr is a terminal and the command prints for people (no --json,
+ * no --quiet): scripts, pipes and logs get nothing extra.
+ */
+import cliProgress from "cli-progress";
+import type { Output } from "./output.js";
+
+export interface Progress {
+  /** `done` of `total` bytes in the phase `label` (total 0: not known, bytes only). */
+  update(label: string, done: number, total: number): void;
+  /** Removes the bar (call before printing the result, also on failure). */
+  stop(): void;
+}
+
+const MIB = 1024 * 1024;
+const WIDTH = 30;
+const NONE: Progress = { update: () => {}, stop: () => {} };
+
+const mib = (n: number): string => (n / MIB).toFixed(n < 10 * MIB ? 1 : 0);
+
+function render(label: string, done: number, total: number, eta: number): string {
+  if (total <= 0) return `  ${label} ${mib(done)} MiB`;
+  const part = Math.min(1, done / total);
+  const filled = Math.round(part * WIDTH);
+  const bar = "#".repeat(filled) + "-".repeat(WIDTH - filled);
+  const left = Number.isFinite(eta) && eta > 0 && part < 1 ? ` | ${eta} s left` : "";
+  return `  ${label} [${bar}] ${Math.floor(part * 100)}% | ${mib(done)}/${mib(total)} MiB${left}`;
+}
+
+export function progressFor(out: Output): Progress {
+  if (out.opts.json || out.opts.quiet || !process.stderr.isTTY) return NONE;
+  let bar: cliProgress.SingleBar | undefined;
+  let phase = "";
+  return {
+    update(label, done, total) {
+      if (!bar) {
+        bar = new cliProgress.SingleBar({
+          stream: process.stderr,
+          // The cursor stays visible: an interrupted command must not leave it hidden.
+          hideCursor: false,
+          clearOnComplete: true,
+          format: (_opts, params, payload: { label: string; total: number }) =>
+            render(payload.label, params.value, payload.total, params.eta),
+        });
+        bar.start(Math.max(total, 1), done, { label, total });
+        phase = label;
+        return;
+      }
+      if (label !== phase) {
+        // A new phase starts from zero: a fresh estimate.
+        phase = label;
+        bar.start(Math.max(total, 1), done, { label, total });
+        return;
+      }
+      bar.update(done, { label, total });
+    },
+    stop() {
+      bar?.stop();
+      bar = undefined;
+    },
+  };
+}
