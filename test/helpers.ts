@@ -35,6 +35,44 @@ export interface CliResult {
   stderr: string;
 }
 
+/** Whether script(1) is here to give a command a pseudo-terminal. */
+export function canRunOnTerminal(): boolean {
+  try {
+    execFileSync("script", ["--version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Runs the CLI on a pseudo-terminal (script(1)); stdout and stderr both arrive in `output`.
+ * Asynchronous, so that servers in the test's own process (s3rver) keep answering.
+ */
+export function runCliOnTerminal(
+  args: string[],
+  opts: { env?: Record<string, string | undefined> } = {},
+): Promise<{ code: number | null; output: string }> {
+  const quote = (a: string): string => `'${a.replace(/'/g, "'\\''")}'`;
+  const command = [process.execPath, CLI, ...args].map(quote).join(" ");
+  return new Promise((resolve, reject) => {
+    const child = spawn("script", ["-qec", command, "/dev/null"], {
+      env: { ...process.env, ...opts.env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (output += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (output += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+    child.stdin.end();
+  });
+}
+
 export function runCli(
   args: string[],
   opts: { cwd?: string; env?: Record<string, string | undefined>; input?: string; timeoutMs?: number } = {},

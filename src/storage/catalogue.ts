@@ -176,11 +176,17 @@ export async function storeBackup(
   name: string,
   localFile: string,
   facts: BackupFacts,
-  options: { fullReadBack?: boolean; onRetry?: (info: RetryInfo) => void; writeRecord?: boolean } = {},
+  options: {
+    fullReadBack?: boolean;
+    onRetry?: (info: RetryInfo) => void;
+    writeRecord?: boolean;
+    onProgress?: (bytesStored: number) => void;
+  } = {},
 ): Promise<{ record: BackupRecord | null; retries: number; location: string }> {
   const put = await store.put(name, createReadStream(localFile), {
     sha256: facts.sha256,
     onRetry: options.onRetry,
+    onProgress: options.onProgress,
     metadata: {
       "manifest-sha256": facts.manifest_sha256 ?? "",
       "file-count": facts.file_count === null ? "" : String(facts.file_count),

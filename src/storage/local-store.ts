@@ -56,6 +56,7 @@ export class LocalStore implements BackupStore {
           hash.update(buf);
           size += buf.length;
           await fh.write(buf);
+          options.onProgress?.(size);
         }
         await fh.sync();
       } finally {

@@ -57,6 +57,8 @@ export interface OffsiteBackupRequest {
   /** After upload, download every byte again and compare its SHA-256. */
   fullReadBack?: boolean;
   onRetry?: (info: RetryInfo) => void;
+  /** Called as the store accepts the archive: bytes stored so far, of `total`. */
+  onUploadProgress?: (stored: number, total: number) => void;
   now?: Date;
 }
 
@@ -177,7 +179,12 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
         encrypted: produced.encrypted,
         created_at: now,
       },
-      { fullReadBack: req.fullReadBack, onRetry: req.onRetry, writeRecord: ours },
+      {
+        fullReadBack: req.fullReadBack,
+        onRetry: req.onRetry,
+        writeRecord: ours,
+        onProgress: req.onUploadProgress && ((n) => req.onUploadProgress!(n, produced.size_bytes)),
+      },
     );
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);

@@ -188,6 +188,7 @@ export class S3Store implements BackupStore {
     let uploadId: string | undefined;
     let completeAttempted = false;
     let partSize = this.partSize;
+    let stored = 0;
     try {
       const parts: CompletedPart[] = [];
       const inFlight = new Set<Promise<void>>();
@@ -224,6 +225,7 @@ export class S3Store implements BackupStore {
             }),
           ),
         );
+        options.onProgress?.(size);
       } else {
         const created = await retry("start upload", () =>
           this.client.send(
@@ -262,6 +264,8 @@ export class S3Store implements BackupStore {
           ).then(
             (res) => {
               parts.push({ PartNumber, ETag: res.ETag, ChecksumSHA256 });
+              stored += body.length;
+              options.onProgress?.(stored);
               release(body);
             },
             (err: unknown) => {

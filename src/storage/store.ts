@@ -26,6 +26,8 @@ export interface PutOptions {
   metadata?: Record<string, string>;
   /** Called before each retry of a transient failure (for logging). */
   onRetry?: (info: RetryInfo) => void;
+  /** Called as the store accepts the bytes (a part uploaded, a chunk written), with the total so far. */
+  onProgress?: (bytesStored: number) => void;
 }
 
 export interface RetryInfo {

@@ -3,12 +3,19 @@
  * restore semantics, and the bad inputs of the issue.
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { chmod, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { CLI, FIXTURES, makeBenchWorkspace, runCli, scratchDir } from "../helpers.js";
+import {
+  FIXTURES,
+  canRunOnTerminal,
+  makeBenchWorkspace,
+  runCli,
+  runCliOnTerminal,
+  scratchDir,
+} from "../helpers.js";
 import { sha } from "./support/craft.js";
 import { makeSmallWorkspace, snapshotTree } from "./support/workspace.js";
 
@@ -568,7 +575,7 @@ test("off-site hook: --to-dir writes a catalogue backup, --latest --at reads it 
 });
 
 test("a terminal gets a progress bar on stderr for backup, restore and verify; --json and pipes get none", async (t) => {
-  if (spawnSync("script", ["--version"]).status !== 0) {
+  if (!canRunOnTerminal()) {
     t.skip("no script(1) to give the CLI a terminal");
     return;
   }
@@ -577,16 +584,21 @@ test("a terminal gets a progress bar on stderr for backup, restore and verify; -
     const env = { ...envFor(dir), BERNSTEIN_DR_PASSWORD: "pw" };
     const { ws } = await makeSmallWorkspace(dir);
     const archive = path.join(dir, "b.tar.gz");
-    // script(1) runs the command on a pseudo-terminal; stdout and stderr both arrive in its output.
-    const onTerminal = (...args: string[]): string => {
-      const r = spawnSync("script", ["-qec", [CLI, ...args].join(" "), "/dev/null"], {
-        env,
-        encoding: "utf8",
-      });
-      assert.equal(r.status, 0, r.stdout);
-      return r.stdout;
+    const onTerminal = async (...args: string[]): Promise<string> => {
+      const r = await runCliOnTerminal(args, { env });
+      assert.equal(r.code, 0, r.output);
+      return r.output;
     };
-    const backup = onTerminal("--sdd", ws.root, "dr", "backup", "--to", archive, "--encrypt", "--verify");
+    const backup = await onTerminal(
+      "--sdd",
+      ws.root,
+      "dr",
+      "backup",
+      "--to",
+      archive,
+      "--encrypt",
+      "--verify",
+    );
     // Each phase is drawn (at 10 frames a second a short phase may not show its end); the last
     // frame of each bar is its end.
     assert.match(backup, /hashing \[[#-]+\] \d+%/);
@@ -594,7 +606,7 @@ test("a terminal gets a progress bar on stderr for backup, restore and verify; -
     assert.match(backup, /reading back \[#+\] 100%/);
     assert.match(backup, /Backup complete!/);
     const from = `${archive}.enc`;
-    const restored = onTerminal(
+    const restored = await onTerminal(
       "--sdd",
       path.join(dir, "r", ".sdd"),
       "dr",
@@ -604,14 +616,14 @@ test("a terminal gets a progress bar on stderr for backup, restore and verify; -
       "--decrypt",
     );
     assert.match(restored, /restoring \[#+\] 100%/);
-    assert.match(onTerminal("dr", "verify", "--from", from, "--decrypt"), /verifying \[#+\] 100%/);
+    assert.match(await onTerminal("dr", "verify", "--from", from, "--decrypt"), /verifying \[#+\] 100%/);
     assert.match(
-      onTerminal("dr", "restore", "--from", from, "--decrypt", "--dry-run"),
+      await onTerminal("dr", "restore", "--from", from, "--decrypt", "--dry-run"),
       /reading \[#+\] 100%/,
     );
 
     // --json on a terminal, and a pipe without --json: the output has no bar.
-    const json = onTerminal("--json", "dr", "verify", "--from", from, "--decrypt");
+    const json = await onTerminal("--json", "dr", "verify", "--from", from, "--decrypt");
     assert.doesNotMatch(json, /verifying|\[#/);
     assert.equal(JSON.parse(json.slice(json.indexOf("{"))).ok, true);
     const piped = await runCli(["dr", "verify", "--from", from, "--decrypt"], { env });

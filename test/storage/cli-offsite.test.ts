@@ -5,7 +5,14 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { openCatalogue } from "../../src/storage/open-store.js";
-import { makeBenchWorkspace, runCli, scratchDir, type CliResult } from "../helpers.js";
+import {
+  canRunOnTerminal,
+  makeBenchWorkspace,
+  runCli,
+  runCliOnTerminal,
+  scratchDir,
+  type CliResult,
+} from "../helpers.js";
 import { startS3Harness, type FaultRule, type S3Harness } from "./support/s3-harness.js";
 
 const BUCKET = "dr-offsite";
@@ -358,6 +365,20 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
     const bad = await cli(["dr", "schedule", "--every", "soon", "--to-dir", "/b"]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--every soon: expected a duration/);
+  });
+
+  it("on a terminal the upload has a progress bar, after the archive's", async (t) => {
+    if (!canRunOnTerminal()) {
+      t.skip("no script(1) to give the CLI a terminal");
+      return;
+    }
+    const r = await runCliOnTerminal(["--sdd", sdd, "dr", "backup", "--to", `s3://${BUCKET}/tty/b.tar.gz`], {
+      env,
+    });
+    assert.equal(r.code, 0, r.output);
+    assert.match(r.output, /archiving \[#+\] 100%/);
+    assert.match(r.output, /uploading \[#+\] 100%/);
+    assert.match(r.output, /Backup complete!/);
   });
 
   it("bad inputs: s3:// without key, missing bucket, wrong credentials", async () => {

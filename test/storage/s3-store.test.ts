@@ -63,8 +63,20 @@ describe("S3Store against s3rver", () => {
   it("streams a multipart upload and reads back every byte, metadata and listing", async () => {
     const data = randomBytes(12 * 1024 * 1024 + 12345);
     const s = store("site-a/", { partSize: 5 * 1024 * 1024 });
-    const res = await s.put("big.bin", chunked(data), { sha256: sha(data), metadata: { "file-count": "7" } });
+    const stored: number[] = [];
+    const res = await s.put("big.bin", chunked(data), {
+      sha256: sha(data),
+      metadata: { "file-count": "7" },
+      onProgress: (n) => stored.push(n),
+    });
     assert.equal(res.size, data.length);
+    // Progress: one report per part the store accepted, growing to the whole size.
+    assert.equal(stored.length, 3);
+    assert.deepEqual(
+      [...stored].sort((a, b) => a - b),
+      stored,
+    );
+    assert.equal(stored.at(-1), data.length);
     assert.equal(res.sha256, sha(data));
     assert.equal(res.retries, 0);
     assert.equal(h.counts.get("UploadPart"), 3);

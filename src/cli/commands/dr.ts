@@ -205,7 +205,7 @@ export function registerDr(program: Command): void {
               try {
                 result = await backupToFile(ws, target, { ...backupOpts, sidecar: false });
               } finally {
-                progress.stop(); // the upload that follows reports its retries itself
+                progress.stop(); // the upload that follows draws its own bar
               }
               return producedFrom(result);
             },
@@ -214,6 +214,7 @@ export function registerDr(program: Command): void {
             keepLocal: opts.keepLocal,
             fullReadBack: opts.fullReadBack,
             onRetry: (r) => out.warn(`${r.operation}: ${r.error}; retry ${r.attempt} in ${r.delayMs} ms`),
+            onUploadProgress: (done, total) => progress.update("uploading", done, total),
           });
           location = off.location;
           offsiteVerified = off.record !== null;
