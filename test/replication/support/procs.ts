@@ -1,18 +1,20 @@
 /** Real processes for the replication tests: the decider (leader), followers, and HTTP helpers. */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { TestContext } from "node:test";
 import { CLI, REPO_ROOT, scratchDir } from "../../helpers.js";
 
-// Child processes write audit events (degrade, promotion): keep the audit key out of $HOME.
-process.env.BERNSTEIN_AUDIT_KEY_PATH ??= path.join(
-  os.tmpdir(),
-  `bernstein-repl-test-${process.pid}`,
-  "audit.key",
-);
+// Child processes write audit events (degrade, promotion): keep the audit key out of $HOME, in a
+// folder of this test process that goes when it exits.
+if (process.env.BERNSTEIN_AUDIT_KEY_PATH === undefined) {
+  const keyDir = path.join(os.tmpdir(), `bernstein-repl-test-${process.pid}`);
+  process.env.BERNSTEIN_AUDIT_KEY_PATH = path.join(keyDir, "audit.key");
+  process.on("exit", () => rmSync(keyDir, { recursive: true, force: true }));
+}
 
 export const DECIDER = path.join(REPO_ROOT, "dist", "test", "replication", "support", "decider.js");
 
