@@ -37,8 +37,10 @@ export function progressFor(out: Output): Progress {
       if (!bar) {
         bar = new cliProgress.SingleBar({
           stream: process.stderr,
-          // The cursor stays visible: an interrupted command must not leave it hidden.
+          // The terminal's settings are left alone (cursor shown, lines wrap; the bar is clipped
+          // to the width instead): an interrupted command must not leave them changed.
           hideCursor: false,
+          linewrap: true,
           clearOnComplete: true,
           format: (_opts, params, payload: { label: string; total: number }) =>
             render(payload.label, params.value, payload.total, params.eta),
