@@ -33,7 +33,7 @@ import {
 } from "./manifest.js";
 import { FileChangedError, tarStream, type PackFile } from "./pack.js";
 import { sealStream } from "./seal.js";
-import { removeSidecar, writeSidecar } from "./sidecar.js";
+import { removeSidecar, sidecarPath, writeSidecar } from "./sidecar.js";
 import { requestSnapshot, type SnapshotHandle } from "./snapshot.js";
 import {
   WAL_FILE,
@@ -328,13 +328,17 @@ async function checkDestination(dest: string): Promise<void> {
   if (existing?.isDirectory()) throw new UserError(`cannot write ${dest}: it is a folder`, ExitCode.IO);
 }
 
-/** Removes temp files of earlier backups to `dest` whose process died (SIGKILL, power loss). */
+/**
+ * Removes temp files of earlier backups to `dest` whose process died (SIGKILL, power loss): the
+ * archive's and its sidecar's (both written as tempPathFor names).
+ */
 async function removeStaleTemps(dest: string): Promise<void> {
   const dir = path.dirname(dest);
-  const prefix = `.${path.basename(dest)}.tmp-`;
+  const prefixes = [dest, sidecarPath(dest)].map((p) => `.${path.basename(p)}.tmp-`);
   const names = await readdir(dir).catch(() => [] as string[]);
   for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
+    const prefix = prefixes.find((p) => name.startsWith(p));
+    if (!prefix) continue;
     const pid = Number(name.slice(prefix.length).split("-")[0]);
     if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && !isProcessAlive(pid)) {
       await unlink(path.join(dir, name)).catch(() => {});

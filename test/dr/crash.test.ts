@@ -6,7 +6,7 @@
  * (BERNSTEIN_DR_KILL_ROUNDS).
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -94,7 +94,11 @@ test(`SIGKILL during backup (${ROUNDS} random moments) leaves no partial file at
       killedBeforeDone >= ROUNDS / 3,
       `only ${killedBeforeDone} of ${ROUNDS} backups were killed mid-way`,
     );
-    // The next backup cleans up the temp files of killed ones.
+    // The next backup cleans up the temp files of killed ones: the archive's and its sidecar's
+    // (one of each, of a process that is gone, whatever the kills above left).
+    const gone = spawnSync("true").pid!;
+    await writeFile(path.join(out, `.b.tar.gz.tmp-${gone}-0badc0de`), "partial");
+    await writeFile(path.join(out, `.b.tar.gz.sha256.tmp-${gone}-0badc0de`), "partial");
     assert.equal((await runCli(["dr", "backup", "--to", dest, "--sdd", sdd], { env })).code, 0);
     assert.deepEqual((await readdir(out)).sort(), ["b.tar.gz", "b.tar.gz.sha256"]);
     const verify = await runCli(["dr", "restore", "--from", dest, "--dry-run", "--json"], { env });
