@@ -26,9 +26,8 @@ import {
   type WalPositionRef,
 } from "../orchestrator/state.js";
 import { VERSION } from "../version.js";
-import { atomicWriteFile, durableMkdir, durableUnlink } from "../workspace/durable.js";
+import { atomicWriteFile, durableMkdir, durableUnlink, removeDeadTemps } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
-import { isProcessAlive } from "../workspace/lock.js";
 import { locateWalEntry, type LocatedEntry } from "./wal-position.js";
 
 export const CHECKPOINT_FORMAT = "bernstein-checkpoint/1";
@@ -91,21 +90,6 @@ export interface WrittenCheckpoint {
   removed_temp: string[];
 }
 
-const TEMP_RE = /^\.checkpoint-.+\.json\.tmp-(\d+)-[0-9a-f]+$/;
-
-/** Removes temp files left by checkpoint writers that died mid-write (their pid is gone). */
-async function removeDeadTemps(ws: Workspace): Promise<string[]> {
-  const removed: string[] = [];
-  const names = await readdir(ws.checkpointsDir).catch(() => [] as string[]);
-  for (const name of names) {
-    const m = TEMP_RE.exec(name);
-    if (!m || isProcessAlive(Number(m[1]))) continue;
-    await durableUnlink(path.join(ws.checkpointsDir, name)).catch(() => {});
-    removed.push(name);
-  }
-  return removed;
-}
-
 /** Writes a checkpoint of `state` atomically, then applies retention. */
 export async function writeCheckpoint(
   ws: Workspace,
@@ -138,7 +122,8 @@ export async function writeCheckpoint(
   let removedTemp: string[];
   try {
     await durableMkdir(ws.checkpointsDir);
-    removedTemp = await removeDeadTemps(ws);
+    // Temp files of checkpoint writers that died mid-write.
+    removedTemp = await removeDeadTemps(ws.checkpointsDir, (name) => FILE_RE.test(name));
     await atomicWriteFile(file, canonicalJson(full) + "\n");
   } catch (err) {
     throw new Error(`checkpoint: writing ${file}: ${(err as Error).message}`, { cause: err });

@@ -10,7 +10,7 @@
  */
 import { createHash } from "node:crypto";
 import { closeSync, openSync, readSync, statSync } from "node:fs";
-import { access, constants as fsc, open, readdir, stat, unlink } from "node:fs/promises";
+import { access, constants as fsc, open, stat, unlink } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Readable, Transform, Writable, type TransformCallback } from "node:stream";
@@ -18,8 +18,7 @@ import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
 import { ExitCode, UserError, ioError } from "../cli/errors.js";
 import { TOOL_NAME, VERSION } from "../version.js";
-import { durableRename, fsyncDir, tempPathFor } from "../workspace/durable.js";
-import { isProcessAlive } from "../workspace/lock.js";
+import { durableRename, fsyncDir, removeDeadTemps, tempPathFor } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { FernetEncryptor, fernetEncryptStream } from "./fernet.js";
 import {
@@ -328,22 +327,10 @@ async function checkDestination(dest: string): Promise<void> {
   if (existing?.isDirectory()) throw new UserError(`cannot write ${dest}: it is a folder`, ExitCode.IO);
 }
 
-/**
- * Removes temp files of earlier backups to `dest` whose process died (SIGKILL, power loss): the
- * archive's and its sidecar's (both written as tempPathFor names).
- */
+/** Removes the temp files of earlier backups to `dest` that were killed: the archive's and its sidecar's. */
 async function removeStaleTemps(dest: string): Promise<void> {
-  const dir = path.dirname(dest);
-  const prefixes = [dest, sidecarPath(dest)].map((p) => `.${path.basename(p)}.tmp-`);
-  const names = await readdir(dir).catch(() => [] as string[]);
-  for (const name of names) {
-    const prefix = prefixes.find((p) => name.startsWith(p));
-    if (!prefix) continue;
-    const pid = Number(name.slice(prefix.length).split("-")[0]);
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && !isProcessAlive(pid)) {
-      await unlink(path.join(dir, name)).catch(() => {});
-    }
-  }
+  const names = new Set([path.basename(dest), path.basename(sidecarPath(dest))]);
+  await removeDeadTemps(path.dirname(dest), (name) => names.has(name));
 }
 
 /**

@@ -15,7 +15,13 @@ import { open, readFile, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { ExitCode, UserError, ioError } from "../cli/errors.js";
-import { atomicWriteFile, durableMkdir, durableRename, durableUnlink } from "../workspace/durable.js";
+import {
+  atomicWriteFile,
+  durableMkdir,
+  durableRename,
+  durableUnlink,
+  removeDeadTemps,
+} from "../workspace/durable.js";
 import { Workspace } from "../workspace/layout.js";
 import {
   acquireLock,
@@ -128,9 +134,14 @@ export async function completeInterruptedRestore(target: string): Promise<string
   return action;
 }
 
-/** Removes staging folders left by restores whose process died before the swap. */
+/**
+ * Removes staging folders left by restores whose process died before the swap, and the temp
+ * file of a journal being written when one died.
+ */
 async function removeStaleStaging(target: string): Promise<void> {
   const dir = path.dirname(target);
+  const journal = path.basename(journalPath(target));
+  await removeDeadTemps(dir, (name) => name === journal);
   const prefix = stagingPrefix(target);
   for (const name of await readdir(dir).catch(() => [] as string[])) {
     if (!name.startsWith(prefix)) continue;

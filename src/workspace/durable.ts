@@ -5,8 +5,9 @@
  */
 import { randomBytes } from "node:crypto";
 import { constants as fsc } from "node:fs";
-import { open, rename, unlink, mkdir, type FileHandle } from "node:fs/promises";
+import { open, readdir, rename, unlink, mkdir, type FileHandle } from "node:fs/promises";
 import path from "node:path";
+import { isProcessAlive } from "./process.js";
 
 /** fsync a folder so that entries created, renamed or removed in it survive power loss. */
 export async function fsyncDir(dir: string): Promise<void> {
@@ -24,6 +25,27 @@ export function tempPathFor(target: string): string {
     path.dirname(target),
     `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`,
   );
+}
+
+const TEMP_NAME = /^\.(.+)\.tmp-(\d+)-[0-9a-f]+$/;
+
+/**
+ * Removes from `dir` the temp files (tempPathFor names) of writers that died before their
+ * rename (SIGKILL, power loss) and whose target name `isTarget` accepts. Returns their names.
+ */
+export async function removeDeadTemps(dir: string, isTarget: (name: string) => boolean): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const m = TEMP_NAME.exec(name);
+    const pid = Number(m?.[2]);
+    if (!m || !isTarget(m[1]!) || pid === process.pid || isProcessAlive(pid)) continue;
+    await unlink(path.join(dir, name)).then(
+      () => removed.push(name),
+      () => {},
+    );
+  }
+  if (removed.length) await fsyncDir(dir).catch(() => {});
+  return removed;
 }
 
 export interface AtomicWriteOptions {

@@ -9,6 +9,7 @@ import os from "node:os";
 import { ExitCode, UserError } from "../cli/errors.js";
 import { atomicWriteFile, durableCreate, fsyncDir } from "./durable.js";
 import type { Workspace } from "./layout.js";
+import { isProcessAlive } from "./process.js";
 import path from "node:path";
 
 export interface LockInfo {
@@ -31,14 +32,7 @@ export function processStartTime(pid: number): string | null {
   }
 }
 
-export function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
+export { isProcessAlive };
 
 export type LockState =
   | { state: "free" }
