@@ -11,11 +11,13 @@ export interface Progress {
   update(label: string, done: number, total: number): void;
   /** Removes the bar (call before printing the result, also on failure). */
   stop(): void;
+  /** Waits for `work` and removes the bar when it ends, however it ends. */
+  during<T>(work: Promise<T>): Promise<T>;
 }
 
 const MIB = 1024 * 1024;
 const WIDTH = 30;
-const NONE: Progress = { update: () => {}, stop: () => {} };
+const NONE: Progress = { update: () => {}, stop: () => {}, during: (work) => work };
 
 const mib = (n: number): string => (n / MIB).toFixed(n < 10 * MIB ? 1 : 0);
 
@@ -60,6 +62,13 @@ export function progressFor(out: Output): Progress {
     stop() {
       bar?.stop();
       bar = undefined;
+    },
+    async during(work) {
+      try {
+        return await work;
+      } finally {
+        this.stop();
+      }
     },
   };
 }

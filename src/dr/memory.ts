@@ -5,7 +5,7 @@
  * although no more than a few MB are live at any time. A `GarbageBudget` looks at external
  * memory every `every` bytes processed and asks for a full collection when it is over `limit`.
  * With the small young generation bin/bernstein runs with, scavenges free most chunks already,
- * so that is rare: 14 collections for a 2 GB restore, none for the seed-sized one. (A
+ * so that is rare: 14 collections for a 2 GB restore, 2 for the seed-sized one. (A
  * collection every 8 MB regardless cost ~15 ms each once a large manifest is on the heap.)
  * When the runtime refuses `--expose-gc`, it does nothing.
  */

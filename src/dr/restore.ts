@@ -23,13 +23,8 @@ import {
   removeDeadTemps,
 } from "../workspace/durable.js";
 import { Workspace } from "../workspace/layout.js";
-import {
-  acquireLock,
-  describeHolder,
-  isProcessAlive,
-  readLock,
-  type WorkspaceLock,
-} from "../workspace/lock.js";
+import { acquireLock, describeHolder, readLock, type WorkspaceLock } from "../workspace/lock.js";
+import { isProcessAlive } from "../workspace/process.js";
 import { SALT_BYTES, startKeyDerivation, type KeyCache } from "./fernet.js";
 import { StagingWriter } from "./staging-writer.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
@@ -140,10 +135,11 @@ export async function completeInterruptedRestore(target: string): Promise<string
  */
 async function removeStaleStaging(target: string): Promise<void> {
   const dir = path.dirname(target);
+  const names = await readdir(dir).catch(() => [] as string[]);
   const journal = path.basename(journalPath(target));
-  await removeDeadTemps(dir, (name) => name === journal);
+  await removeDeadTemps(dir, (name) => name === journal, names);
   const prefix = stagingPrefix(target);
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
+  for (const name of names) {
     if (!name.startsWith(prefix)) continue;
     const pid = Number(name.slice(prefix.length).split("-")[0]);
     if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && !isProcessAlive(pid)) {

@@ -20,7 +20,8 @@ import { readFile, readdir, unlink } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
-import { isProcessAlive, readLock } from "../workspace/lock.js";
+import { readLock } from "../workspace/lock.js";
+import { isProcessAlive } from "../workspace/process.js";
 import type { Workspace } from "../workspace/layout.js";
 import type { SnapshotInfo, WalPosition } from "./manifest.js";
 

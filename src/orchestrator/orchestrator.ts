@@ -23,7 +23,8 @@ import { replayWal, type ReplaySummary } from "../wal/replay.js";
 import { WalWriter, newRunId } from "../wal/writer.js";
 import { durableMkdir, durableUnlink } from "../workspace/durable.js";
 import type { TaskState, Workspace } from "../workspace/layout.js";
-import { acquireLock, isProcessAlive, processStartTime, type WorkspaceLock } from "../workspace/lock.js";
+import { acquireLock, processStartTime, type WorkspaceLock } from "../workspace/lock.js";
+import { isProcessAlive } from "../workspace/process.js";
 import { loadAgentsConfig, resolveInvocation, type AgentsConfig } from "./agents.js";
 import {
   clearStopRequest,

@@ -7,7 +7,7 @@ import { readFile, unlink } from "node:fs/promises";
 import path from "node:path";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
-import { isProcessAlive } from "../workspace/lock.js";
+import { isProcessAlive } from "../workspace/process.js";
 import { replicationDir } from "./epoch.js";
 
 export interface EndpointRecord {

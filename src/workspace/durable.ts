@@ -32,10 +32,15 @@ const TEMP_NAME = /^\.(.+)\.tmp-(\d+)-[0-9a-f]+$/;
 /**
  * Removes from `dir` the temp files (tempPathFor names) of writers that died before their
  * rename (SIGKILL, power loss) and whose target name `isTarget` accepts. Returns their names.
+ * `names`: the folder's entries, when the caller has just read them.
  */
-export async function removeDeadTemps(dir: string, isTarget: (name: string) => boolean): Promise<string[]> {
+export async function removeDeadTemps(
+  dir: string,
+  isTarget: (name: string) => boolean,
+  names?: string[],
+): Promise<string[]> {
   const removed: string[] = [];
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
+  for (const name of names ?? (await readdir(dir).catch(() => [] as string[]))) {
     const m = TEMP_NAME.exec(name);
     const pid = Number(m?.[2]);
     if (!m || !isTarget(m[1]!) || pid === process.pid || isProcessAlive(pid)) continue;

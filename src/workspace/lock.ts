@@ -32,8 +32,6 @@ export function processStartTime(pid: number): string | null {
   }
 }
 
-export { isProcessAlive };
-
 export type LockState =
   | { state: "free" }
   | { state: "held"; info: LockInfo }

@@ -8,7 +8,7 @@ import { readAgentRecord } from "../../src/orchestrator/wrapper.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { readClosedMarker } from "../../src/wal/recovery.js";
 import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
-import { isProcessAlive } from "../../src/workspace/lock.js";
+import { isProcessAlive } from "../../src/workspace/process.js";
 import { runCli, scratchDir } from "../helpers.js";
 
 async function setup(prefix: string) {

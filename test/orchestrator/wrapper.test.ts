@@ -13,7 +13,7 @@ import {
   type WrapperJob,
 } from "../../src/orchestrator/wrapper.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
-import { isProcessAlive } from "../../src/workspace/lock.js";
+import { isProcessAlive } from "../../src/workspace/process.js";
 import { scratchDir } from "../helpers.js";
 
 const WRAPPER = path.resolve(

@@ -26,6 +26,16 @@ import {
 
 const RUN = "run-transport";
 
+/** Waits until the follower at `sdd` holds a chain of RUN that verifies up to `lastSeq`. */
+async function replicatedUpTo(sdd: string, lastSeq: number): Promise<void> {
+  await eventually(`the WAL replicated up to seq ${lastSeq}`, async () => {
+    const v = await verifyWal(path.join(sdd, "runtime", "wal", `${RUN}.wal.jsonl`), RUN).catch(
+      () => undefined,
+    );
+    return v?.last_seq === lastSeq;
+  });
+}
+
 async function leaderWorkspace(sdd: string, entries: number): Promise<Workspace> {
   const { workspace } = await initWorkspace(sdd);
   const w = await WalWriter.open(workspace, RUN);
@@ -209,12 +219,7 @@ test("a follower started before its leader waits for it, then bootstraps", { tim
   procs.push(leader.proc);
   const follower = await starting;
   assert.match(follower.proc.stderr, /leader contact failed \(1\): GET \/snapshot: .*retrying/);
-  await eventually("the WAL replicated", async () => {
-    const v = await verifyWal(path.join(dir, "A", ".sdd", "runtime", "wal", `${RUN}.wal.jsonl`), RUN).catch(
-      () => undefined,
-    );
-    return v?.last_seq === 4;
-  });
+  await replicatedUpTo(path.join(dir, "A", ".sdd"), 4);
 });
 
 test("a base snapshot cut off mid-way is fetched again", { timeout: 60_000 }, async (t) => {
@@ -259,12 +264,7 @@ test("a base snapshot cut off mid-way is fetched again", { timeout: 60_000 }, as
   procs.push(follower.proc);
   assert.equal(snapshots, 2);
   assert.match(follower.proc.stderr, /base snapshot lost mid-way \(1\): .*retrying/);
-  await eventually("the WAL replicated", async () => {
-    const v = await verifyWal(path.join(dir, "A", ".sdd", "runtime", "wal", `${RUN}.wal.jsonl`), RUN).catch(
-      () => undefined,
-    );
-    return v?.last_seq === 199;
-  });
+  await replicatedUpTo(path.join(dir, "A", ".sdd"), 199);
 });
 
 test("a follower refuses a leader at an older epoch", { timeout: 60_000 }, async (t) => {

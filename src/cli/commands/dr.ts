@@ -202,11 +202,8 @@ export function registerDr(program: Command): void {
             toDir: opts.toDir,
             encrypted: Boolean(opts.encrypt),
             produce: async (target: string): Promise<ProducedBackup> => {
-              try {
-                result = await backupToFile(ws, target, { ...backupOpts, sidecar: false });
-              } finally {
-                progress.stop(); // the upload that follows draws its own bar
-              }
+              // The upload that follows draws its own bar.
+              result = await progress.during(backupToFile(ws, target, { ...backupOpts, sidecar: false }));
               return producedFrom(result);
             },
             s3: s3OptionsFrom(opts),
@@ -228,16 +225,13 @@ export function registerDr(program: Command): void {
       }
       let verified = offsiteVerified;
       if (opts.verify && !isOffsiteDestination(opts)) {
-        let summary;
-        try {
-          summary = await inspectArchive(await openArchiveFile(result.path), {
+        const summary = await progress.during(
+          inspectArchive(await openArchiveFile(result.path), {
             password,
             label: result.path,
             onProgress: (n) => progress.update("reading back", n, result.size_bytes),
-          });
-        } finally {
-          progress.stop();
-        }
+          }),
+        );
         if (summary.sha256 !== result.sha256 || summary.file_count !== result.file_count) {
           throw new UserError(`backup ${result.path} did not read back identically`, ExitCode.CORRUPT);
         }
@@ -324,20 +318,16 @@ export function registerDr(program: Command): void {
       const source = src.stream;
       opts.from = src.label;
       const progress = progressFor(out);
-      const onProgress = (n: number): void => progress.update("reading", n, src.size);
       if (opts.dryRun) {
-        let s;
-        try {
-          s = await inspectArchive(source, {
+        const s = await progress.during(
+          inspectArchive(source, {
             password,
             label: opts.from,
             expectSha256: src.expectSha256,
             expectSha256From: src.expectSha256From,
-            onProgress,
-          });
-        } finally {
-          progress.stop();
-        }
+            onProgress: (n) => progress.update("reading", n, src.size),
+          }),
+        );
         out.result(
           {
             ok: true,
@@ -372,9 +362,8 @@ export function registerDr(program: Command): void {
       if (password !== undefined && !src.stored) await startKeyDerivationFor(src.label, password, keyCache);
       const keyPath = resolveAuditKeyPath({ keyFile: opts.keyFile }).path;
       out.line(`Restoring ${opts.from} into ${shown(g.sdd)}...`);
-      let r;
-      try {
-        r = await restoreFromStream(source, g.sdd, {
+      const r = await progress.during(
+        restoreFromStream(source, g.sdd, {
           label: src.label,
           source: src.label,
           password,
@@ -385,10 +374,8 @@ export function registerDr(program: Command): void {
           expectSha256: src.expectSha256,
           expectSha256From: src.expectSha256From,
           onProgress: (n) => progress.update("restoring", n, src.size),
-        });
-      } finally {
-        progress.stop();
-      }
+        }),
+      );
       for (const w of r.warnings) out.warn(w);
       if (r.audit_key.action === "none" && r.audit_key.message) out.warn(r.audit_key.message);
       out.result({ ok: true, ...r, source: opts.from }, () => {
@@ -440,19 +427,16 @@ export function registerDr(program: Command): void {
       const src = await openSource(opts);
       opts.from = src.label;
       const progress = progressFor(out);
-      let verified;
-      try {
-        verified = await verifyArchive(src.stream, {
+      const verified = await progress.during(
+        verifyArchive(src.stream, {
           label: src.label,
           password,
           keyFile: opts.keyFile,
           expectSha256: src.expectSha256,
           expectSha256From: src.expectSha256From,
           onProgress: (n) => progress.update("verifying", n, src.size),
-        });
-      } finally {
-        progress.stop();
-      }
+        }),
+      );
       // A catalogue backup that verified gets its record's verified_at refreshed (dr list shows it).
       let recordRefreshed = false;
       if (verified.ok && src.stored) {
