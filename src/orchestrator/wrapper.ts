@@ -209,6 +209,9 @@ export async function runWrapper(job: WrapperJob): Promise<number> {
   await durableMkdir(ws.completedDir);
   const logFd = openSync(logFile, "a");
   const t0 = process.hrtime.bigint();
+  // The record's rewrite with the command's process group runs beside the command; the completion
+  // waits for it, so a finished attempt never leaves a record without the group to clean up.
+  let recordUpdate: Promise<void> = Promise.resolve();
 
   const outcome = await new Promise<{
     code: number | null;
@@ -248,7 +251,9 @@ export async function runWrapper(job: WrapperJob): Promise<number> {
     });
     child.on("spawn", () => {
       record.command_pgid = child.pid ?? null;
-      atomicWriteFile(recordFile, JSON.stringify(record) + "\n").catch(() => {});
+      // A failed rewrite only costs the orchestrator the group id (it then signals the wrapper's own
+      // group); the attempt's result matters more, so the command runs and is recorded either way.
+      recordUpdate = atomicWriteFile(recordFile, JSON.stringify(record) + "\n").catch(() => {});
       if (job.timeout_s > 0) {
         timers.push(
           setTimeout(() => {
@@ -263,6 +268,7 @@ export async function runWrapper(job: WrapperJob): Promise<number> {
   });
   closeSync(logFd);
   const durationS = Number(process.hrtime.bigint() - t0) / 1e9;
+  await recordUpdate;
   const usage = await usageFromLog(logFile);
   const completion: CompletionRecord = {
     agent_id: job.agent_id,

@@ -80,6 +80,26 @@ test("wrapper records pid, output, exit status and cost from the final JSON line
   }
 });
 
+test("a command that exits at once still leaves its process group in the record", async () => {
+  const { ws, job, cleanup } = await setup();
+  try {
+    // The record's rewrite with the group races the command's exit; the wrapper must not finish first.
+    const ids = Array.from({ length: 12 }, (_, i) => `fast${i}#1`);
+    const codes = await Promise.all(ids.map((id) => runWrapperProcess(job(id, ["true"]))));
+    assert.deepEqual(
+      codes,
+      ids.map(() => 0),
+    );
+    for (const id of ids) {
+      const rec = await readAgentRecord(ws, id);
+      assert.ok(rec?.command_pgid && rec.command_pgid > 0, `${id}: ${JSON.stringify(rec)}`);
+      assert.equal((await readCompletion(ws, id))?.exit_code, 0);
+    }
+  } finally {
+    await cleanup();
+  }
+});
+
 test("a second wrapper for the same agent id runs nothing (the run-once token)", async () => {
   const { dir, ws, job, cleanup } = await setup();
   try {
