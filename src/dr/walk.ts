@@ -3,7 +3,10 @@
  * (`disaster_recovery.py` `_BACKUP_DIRS`, `_EXCLUDE_DIRS`, `_EXCLUDE_PATTERNS`) plus:
  *  - `backlog/claimed` and `backlog/failed`: our backlog has these states and the reference list
  *    misses them; a claim must never be lost, so they are included;
- *  - `runtime/snapshot/*`: the consistent-snapshot handshake files (transient by nature).
+ *  - `runtime/snapshot/*`: the consistent-snapshot handshake files (transient by nature);
+ *  - the temp file of an atomic write, `.<name>.tmp-<pid>-<hex>` (durable.ts `tempPathFor`), in
+ *    flight or left by a killed writer: never state, and the rename that would make it state
+ *    replaces a file that the backup holds.
  */
 import { lstatSync, readdirSync, type Dirent } from "node:fs";
 import path from "node:path";
@@ -70,7 +73,11 @@ export const REFERENCE_EXCLUDED_PATTERNS = [
   "runtime/summary.md",
 ] as const;
 
-export const EXCLUDED_PATTERNS: readonly string[] = [...REFERENCE_EXCLUDED_PATTERNS, "runtime/snapshot/*"];
+export const EXCLUDED_PATTERNS: readonly string[] = [
+  ...REFERENCE_EXCLUDED_PATTERNS,
+  "runtime/snapshot/*",
+  "*/.*.tmp-[0-9]*-*",
+];
 
 /** Python fnmatch semantics: `*` matches anything (including `/`), `?` one char, `[...]` a class. */
 export function fnmatchRegExp(pattern: string): RegExp {

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { readFile, unlink } from "node:fs/promises";
 import os from "node:os";
 import { ExitCode, UserError } from "../cli/errors.js";
-import { atomicWriteFile, durableCreate, fsyncDir } from "./durable.js";
+import { atomicWriteFile, durableCreate, fsyncDir, removeDeadTemps } from "./durable.js";
 import type { Workspace } from "./layout.js";
 import { isProcessAlive } from "./process.js";
 import path from "node:path";
@@ -93,6 +93,8 @@ export async function acquireLock(ws: Workspace, command?: string): Promise<Work
   };
   const body = JSON.stringify(info) + "\n";
   let tookOver: string | undefined;
+  // A taker killed while replacing a stale lock left its temp file; the next taker removes it.
+  await removeDeadTemps(path.dirname(ws.lockFile), (name) => name === path.basename(ws.lockFile));
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
       await durableCreate(ws.lockFile, body);

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
+import path from "node:path";
 import { test } from "node:test";
 import { ExitCode, UserError } from "../../src/cli/errors.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
@@ -58,6 +60,25 @@ test("a lock held by a dead pid is stale and taken over with a warning", async (
     const lock = await acquireLock(workspace);
     assert.match(lock.tookOver ?? "", new RegExp(`took over stale lock of pid ${pid}.*not running`));
     assert.equal(JSON.parse(await readFile(workspace.lockFile, "utf8")).pid, process.pid);
+    await lock.release();
+  } finally {
+    await cleanup();
+  }
+});
+
+test("the temp file of a taker killed before its rename is removed by the next acquire", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const { workspace } = await initWorkspace(`${dir}/.sdd`);
+    const runtime = path.dirname(workspace.lockFile);
+    const dead = path.join(runtime, `.bernstein.pid.tmp-${await deadPid()}-0badc0de`);
+    const live = path.join(runtime, `.bernstein.pid.tmp-${process.pid}-0badc0de`);
+    const other = path.join(runtime, `.agents.json.tmp-${await deadPid()}-0badc0de`);
+    for (const f of [dead, live, other]) await writeFile(f, "{");
+    const lock = await acquireLock(workspace);
+    assert.ok(!existsSync(dead));
+    assert.ok(existsSync(live), "a live writer's temp file is its own business");
+    assert.ok(existsSync(other), "only the lock's temp files are the lock's business");
     await lock.release();
   } finally {
     await cleanup();
