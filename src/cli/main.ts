@@ -62,11 +62,24 @@ export async function main(argv: string[]): Promise<number> {
 
 const invokedDirectly = process.argv[1] !== undefined && /(?:main\.js|bernstein)$/.test(process.argv[1]);
 if (invokedDirectly) {
+  let settled = false;
+  // Node exits (with 0) when nothing is left to wait on, even if a command's promise never
+  // settled, e.g. a read from a stream that was dropped without an error. A command that did not
+  // finish must never look like a success.
+  process.once("beforeExit", () => {
+    if (settled) return;
+    process.stderr.write(
+      "bernstein: internal error: the command stopped before it finished (it was left waiting for input that can no longer come)\n",
+    );
+    process.exitCode = 70;
+  });
   main(process.argv.slice(2)).then(
     (code) => {
+      settled = true;
       process.exitCode = code;
     },
     (err) => {
+      settled = true;
       process.stderr.write(`bernstein: internal error: ${String(err)}\n`);
       process.exitCode = 70;
     },

@@ -17,7 +17,7 @@
  *   understands as a plain header.
  */
 import { createHash } from "node:crypto";
-import type { Readable } from "node:stream";
+import { PassThrough, finished, type Readable } from "node:stream";
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -110,6 +110,25 @@ export function remoteError(context: string, err: unknown): UserError {
     why = "no AWS region (use --region or AWS_REGION)";
   } else why = describeError(err);
   return new UserError(`${context}: ${why}`, ExitCode.REMOTE, { remote_error: name || undefined });
+}
+
+/**
+ * The body of a download, watched from the moment it is returned: a failure part-way (a
+ * connection cut, a timeout) becomes a one-line remote error saying what was being downloaded.
+ * A response body that nobody listens to yet (the restore takes its lock and makes its staging
+ * folder before reading) is destroyed WITHOUT an error when its connection drops, and a reader
+ * arriving later then waits forever: the process ran out of work and exited 0 with nothing
+ * restored. Hence the error is caught at once and kept on `out` for its reader.
+ */
+function downloading(body: Readable, where: string): Readable {
+  const out = new PassThrough({ highWaterMark: 256 * 1024 });
+  finished(body, (err) => {
+    if (err) out.destroy(remoteError(`download ${where}`, err));
+  });
+  out.on("close", () => body.destroy());
+  // Kept, not thrown, until the reader arrives: it finds the stream errored.
+  out.on("error", () => {});
+  return body.pipe(out);
 }
 
 function isNotFound(err: unknown): boolean {
@@ -361,7 +380,7 @@ export class S3Store implements BackupStore {
       const res = await withRetry(`download ${where}`, this.policy, () =>
         this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) })),
       );
-      return res.Body as Readable;
+      return downloading(res.Body as Readable, where);
     } catch (err) {
       if (isNotFound(err)) throw new UserError(`${where}: no such object`, ExitCode.USAGE);
       throw remoteError(`download ${where}`, err);

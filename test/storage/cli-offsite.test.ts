@@ -158,6 +158,22 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
     assert.equal(JSON.parse(r.stdout).sha256, backup.sha256);
   });
 
+  it("a download cut part-way: exit 7, one line naming the object; the target keeps its state", async () => {
+    const key = `s3://${BUCKET}/cut/x.tar.gz`;
+    assert.equal((await cli(["dr", "backup", "--to", key])).code, 0);
+    const target = path.join(scratch.dir, "cut-target", ".sdd");
+    const first = await runCli(["--sdd", target, "dr", "restore", "--from", key], { env });
+    assert.equal(first.code, 0, first.stderr);
+    const before = await tree(target);
+    h.setFault((op) => (op === "GetObject" ? "cut" : undefined));
+    const r = await runCli(["--sdd", target, "dr", "restore", "--from", key, "--no-keep"], { env });
+    h.setFault(undefined);
+    assert.equal(r.code, 7, r.stderr);
+    assert.match(r.stderr.trim(), /^bernstein: download s3:\/\/dr-offsite\/cut\/x\.tar\.gz: [^\n]+$/);
+    assert.deepEqual(await tree(target), before);
+    assert.deepEqual(await readdir(path.dirname(target)), [".sdd"]);
+  });
+
   it("503 twice then success: the backup succeeds after 2 retries", async () => {
     h.setFault(failWrites(2));
     const b = await cli(["--json", "dr", "backup", "--to-dir", `s3://${BUCKET}/flaky/`]);

@@ -129,6 +129,28 @@ describe("S3Store against s3rver", () => {
     assert.equal(res.retries, 1);
   });
 
+  it(
+    "a download cut part-way fails its reader with exit 7, even a reader that comes after the cut",
+    { timeout: 20_000 },
+    async () => {
+      const s = store("cut/");
+      const data = randomBytes(300_000);
+      await s.put("obj", Readable.from([data]));
+      h.setFault(failAlways("GetObject", "cut"));
+      const drain = async (body: Readable): Promise<number> => {
+        let n = 0;
+        for await (const c of body) n += (c as Buffer).length;
+        return n;
+      };
+      await rejectsWith(drain(await s.get("obj")), ExitCode.REMOTE, /^download s3:\/\/backups\/cut\/obj: /);
+      // A reader that starts only after the connection dropped (as a restore does after taking its
+      // lock): an unwatched response body is destroyed without an error, and that reader waited forever.
+      const late = await s.get("obj");
+      await new Promise((r) => setTimeout(r, 300));
+      await rejectsWith(drain(late), ExitCode.REMOTE, /^download s3:\/\/backups\/cut\/obj: /);
+    },
+  );
+
   it("503 always: exit 7 after --retries, the multipart upload is aborted, no object remains", async () => {
     const data = randomBytes(11 * 1024 * 1024);
     const s = store("down/", { partSize: 5 * 1024 * 1024, retries: 3 });

@@ -33,8 +33,13 @@ export type S3Operation =
   | "ListObjects"
   | "Other";
 
-/** A fault for the nth (1-based) request of an operation: an HTTP status, a reset, or nothing. */
-export type FaultRule = (op: S3Operation, nth: number) => number | "reset" | undefined;
+/**
+ * A fault for the nth (1-based) request of an operation: an HTTP status, a reset before any
+ * answer, "cut" (the real answer's headers and the first half of its body, then the connection
+ * closes), or nothing.
+ */
+export type Fault = number | "reset" | "cut";
+export type FaultRule = (op: S3Operation, nth: number) => Fault | undefined;
 
 export interface S3Harness {
   /** The proxy's URL: point clients here. */
@@ -110,7 +115,7 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
       const nth = (counts.get(op) ?? 0) + 1;
       counts.set(op, nth);
       const injected = fault?.(op, nth);
-      if (injected !== undefined) {
+      if (injected !== undefined && injected !== "cut") {
         if (injected === "reset") {
           req.socket.destroy();
           return;
@@ -161,7 +166,20 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
         { ...upstream, method: req.method, path: req.url, headers: req.headers },
         (upRes) => {
           res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-          upRes.pipe(res);
+          if (injected !== "cut") {
+            upRes.pipe(res);
+            return;
+          }
+          let left = Math.floor(Number(upRes.headers["content-length"] ?? 0) / 2);
+          if (left <= 0) res.socket?.destroy();
+          upRes.on("data", (d: Buffer) => {
+            if (left <= 0) return;
+            const part = d.subarray(0, left);
+            left -= part.length;
+            res.write(part, () => {
+              if (left <= 0) res.socket?.destroy();
+            });
+          });
         },
       );
       up.on("error", () => res.destroy());
@@ -202,7 +220,7 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
 }
 
 /** Fails the first `times` requests of `op` with `status` (or a reset). */
-export function failFirst(op: S3Operation | "*", times: number, status: number | "reset" = 503): FaultRule {
+export function failFirst(op: S3Operation | "*", times: number, status: Fault = 503): FaultRule {
   let matched = 0;
   return (seen) => {
     if (op !== "*" && seen !== op) return undefined;
@@ -212,6 +230,6 @@ export function failFirst(op: S3Operation | "*", times: number, status: number |
 }
 
 /** Fails every request of `op` (or all with "*"). */
-export function failAlways(op: S3Operation | "*", status: number | "reset" = 503): FaultRule {
+export function failAlways(op: S3Operation | "*", status: Fault = 503): FaultRule {
   return (seen) => (op === "*" || seen === op ? status : undefined);
 }
