@@ -12,7 +12,7 @@
  * s3rver's. Clients must use access key S3RVER / secret S3RVER.
  */
 import { createHash } from "node:crypto";
-import { readdir, rm } from "node:fs/promises";
+import { readFile, readdir, rm } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
@@ -93,6 +93,30 @@ async function readBody(req: http.IncomingMessage): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/**
+ * Waits until s3rver has written the object that a PutObject or CompleteMultipartUpload at
+ * `url` made. s3rver answers once it has hashed the bytes, before its file write is done, so a
+ * read right after could see part of the object; S3 itself is read-after-write consistent.
+ * Written = the object file's md5 is the one s3rver recorded beside it.
+ */
+async function objectWritten(dir: string, url: URL): Promise<void> {
+  const [bucket, ...key] = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+  const parts = key.join("/").split("/");
+  const file = path.join(dir, bucket!, ...parts.slice(0, -1), `${parts.at(-1)}._S3rver_object`);
+  for (const t0 = Date.now(); Date.now() - t0 < 30_000; await new Promise((r) => setTimeout(r, 10))) {
+    const recorded = await readFile(`${file}.md5`, "utf8").catch(() => undefined);
+    if (recorded === undefined) continue;
+    const actual = createHash("md5")
+      .update(await readFile(file).catch(() => Buffer.alloc(0)))
+      .digest("hex");
+    if (actual === recorded.trim()) {
+      return;
+    }
+    if (process.env.HARNESS_DEBUG) process.stderr.write(`harness: ${file} not written yet\n`);
+  }
+  throw new Error(`s3rver did not finish writing ${url.pathname}`);
+}
+
 export async function startS3Harness(options: { buckets?: string[] } = {}): Promise<S3Harness> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "bernstein-s3rver-"));
   const server = new S3rver({
@@ -165,6 +189,14 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
       const up = http.request(
         { ...upstream, method: req.method, path: req.url, headers: req.headers },
         (upRes) => {
+          if ((op === "PutObject" || op === "CompleteMultipartUpload") && upRes.statusCode === 200) {
+            void (async () => {
+              const answer = await readBody(upRes);
+              await objectWritten(dir, url);
+              res.writeHead(200, upRes.headers).end(answer);
+            })().catch(() => res.destroy());
+            return;
+          }
           res.writeHead(upRes.statusCode ?? 502, upRes.headers);
           if (injected !== "cut") {
             upRes.pipe(res);
