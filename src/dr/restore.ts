@@ -10,11 +10,11 @@
  * a leftover staging folder of a dead process is removed.
  */
 import { randomBytes } from "node:crypto";
-import { createReadStream, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { open, readFile, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import type { Readable } from "node:stream";
-import { ExitCode, UserError, ioError } from "../cli/errors.js";
+import { Readable } from "node:stream";
+import { ExitCode, UserError, ioError, userErrorFromFs } from "../cli/errors.js";
 import {
   atomicWriteFile,
   durableMkdir,
@@ -152,7 +152,15 @@ export async function openArchiveFile(from: string): Promise<Readable> {
   const st = await stat(from).catch(() => undefined);
   if (!st) throw new UserError(`--from ${from}: no such file`, ExitCode.USAGE);
   if (!st.isFile()) throw new UserError(`--from ${from}: not a file`, ExitCode.USAGE);
-  return createReadStream(from, { highWaterMark: 64 * 1024 });
+  // Opened here, not by the stream: a stream's own open fails with an 'error' event while nobody
+  // listens yet (the restore reads only after taking its lock), which would end the process.
+  let fh;
+  try {
+    fh = await open(from, "r");
+  } catch (err) {
+    throw userErrorFromFs(err, `--from ${from}`) ?? err;
+  }
+  return fh.createReadStream({ highWaterMark: 64 * 1024 });
 }
 
 /**
@@ -219,6 +227,20 @@ export async function restoreFromStream(
   source: AsyncIterable<Buffer | string>,
   target: string,
   opts: RestoreOptions = {},
+): Promise<RestoreResult> {
+  try {
+    return await restoreInto(source, target, opts);
+  } catch (err) {
+    // A restore refused before it read (a live lock, say) releases the file or connection now.
+    if (source instanceof Readable) source.destroy();
+    throw err;
+  }
+}
+
+async function restoreInto(
+  source: AsyncIterable<Buffer | string>,
+  target: string,
+  opts: RestoreOptions,
 ): Promise<RestoreResult> {
   const abs = path.resolve(target);
   const parent = path.dirname(abs);
