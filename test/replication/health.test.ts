@@ -4,7 +4,7 @@
  * SIGCONT: the follower catches up and turns HEALTHY (and ALL resumes).
  */
 import assert from "node:assert/strict";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 
@@ -33,7 +33,11 @@ async function cluster(
 ) {
   const { file: tokenFile, token } = await makeToken(dir);
   const [pa, pb] = [await freePort(), await freePort()];
+  // Decisions start once both followers are HEALTHY: at 200 a second, a machine busy enough to
+  // starve the decider makes it catch up in bursts that keep a follower over 10 entries behind.
+  const gate = path.join(dir, "decide");
   const leader = await startDecider({
+    startGate: gate,
     sdd: path.join(dir, "L", ".sdd"),
     tokenFile,
     policy,
@@ -60,8 +64,10 @@ async function cluster(
   const followerB = async () => ((await status()).followers as FollowerView[]).find((f) => f.name === "b")!;
   await eventually("both followers HEALTHY", async () => {
     const fs = (await status()).followers as FollowerView[];
-    return fs.every((f) => f.health === "HEALTHY") && fs.length === 2;
+    if (fs.length === 2 && fs.every((f) => f.health === "HEALTHY")) return true;
+    throw new Error(JSON.stringify(fs.map((f) => [f.name, f.health, f.lag_entries])));
   });
+  await writeFile(gate, "");
   return { leader, a, b, token, status, followerB };
 }
 

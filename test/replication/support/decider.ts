@@ -5,8 +5,10 @@
  * there): {"ready":...}, {"ack":seq,"ms":latency}, {"reject":seq,"error":...}.
  *
  * argv[2]: JSON {sdd, listen, tokenFile, policy, followers, ackTimeout, onAckTimeout, rate, count, runId,
- *                probeInterval, maxLagEntries, maxRetries}
+ *                probeInterval, maxLagEntries, maxRetries, startGate}
+ * With `startGate` (a file path), decisions start only once that file exists.
  */
+import { existsSync } from "node:fs";
 import { initWorkspace } from "../../../src/workspace/layout.js";
 import { WalWriter } from "../../../src/wal/writer.js";
 import { startLeaderFromFlags } from "../../../src/replication/options.js";
@@ -26,6 +28,7 @@ interface Args {
   maxLagEntries?: number;
   maxRetries?: number;
   maxInFlight?: number;
+  startGate?: string;
 }
 
 const a = JSON.parse(process.argv[2]) as Args;
@@ -81,6 +84,9 @@ function decide(): void {
     .finally(() => inFlight--);
 }
 
+if (a.startGate) {
+  while (!stopping && !existsSync(a.startGate)) await new Promise((r) => setTimeout(r, 20));
+}
 const start = performance.now();
 while (!stopping && issued < count) {
   if (leader.policy.state === "HALTED" || leader.policy.state === "FENCED") {

@@ -115,6 +115,8 @@ export interface DeciderArgs {
   probeInterval?: number;
   maxLagEntries?: number;
   maxRetries?: number;
+  /** Decisions start once this file exists. */
+  startGate?: string;
 }
 
 export async function startDecider(args: DeciderArgs, name = "leader"): Promise<{ proc: Proc; url: string }> {
