@@ -60,12 +60,13 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-const invokedDirectly = process.argv[1] !== undefined && /(?:main\.js|bernstein)$/.test(process.argv[1]);
-if (invokedDirectly) {
+/**
+ * Sets the process's exit code from a command's outcome. Node exits (with 0) when nothing is
+ * left to wait on, even if the command's promise never settled, e.g. a read from a stream that
+ * was dropped without an error: a command that did not finish must never look like a success.
+ */
+export function exitWith(work: Promise<number>): void {
   let settled = false;
-  // Node exits (with 0) when nothing is left to wait on, even if a command's promise never
-  // settled, e.g. a read from a stream that was dropped without an error. A command that did not
-  // finish must never look like a success.
   process.once("beforeExit", () => {
     if (settled) return;
     process.stderr.write(
@@ -73,7 +74,7 @@ if (invokedDirectly) {
     );
     process.exitCode = 70;
   });
-  main(process.argv.slice(2)).then(
+  work.then(
     (code) => {
       settled = true;
       process.exitCode = code;
@@ -85,3 +86,6 @@ if (invokedDirectly) {
     },
   );
 }
+
+const invokedDirectly = process.argv[1] !== undefined && /(?:main\.js|bernstein)$/.test(process.argv[1]);
+if (invokedDirectly) exitWith(main(process.argv.slice(2)));
