@@ -62,8 +62,8 @@ export async function main(argv: string[]): Promise<number> {
 
 /**
  * Sets the process's exit code from a command's outcome. Node exits (with 0) when nothing is
- * left to wait on, even if the command's promise never settled, e.g. a read from a stream that
- * was dropped without an error: a command that did not finish must never look like a success.
+ * left to wait on, even if the command's promise never settled (seen with a download wrapper
+ * that lost a stream's error): a command that did not finish must never look like a success.
  */
 export function exitWith(work: Promise<number>): void {
   let settled = false;

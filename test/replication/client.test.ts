@@ -1,0 +1,37 @@
+import assert from "node:assert/strict";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { test } from "node:test";
+import { Peer, readAll } from "../../src/replication/client.js";
+
+test(
+  "an answer whose connection drops before it is read fails its reader instead of hanging",
+  { timeout: 20_000 },
+  async (t) => {
+    // Headers and a tenth of the promised body, then the connection closes.
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { "content-length": "1000" });
+      res.write(Buffer.alloc(100, 0x61), () => res.socket?.destroy());
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    t.after(() => new Promise<void>((r) => server.close(() => r())));
+    const peer = new Peer({
+      baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      token: "t",
+      epoch: () => 1,
+    });
+    // Read at once, and read only after the drop (as a follower does after taking its lock).
+    for (const delayMs of [0, 300]) {
+      const { res } = await peer.open("GET", "/snapshot", { timeoutMs: 5000 });
+      await new Promise((r) => setTimeout(r, delayMs));
+      const outcome = await Promise.race([
+        readAll(res).then(
+          () => "read a whole answer",
+          (err: Error) => `failed: ${err.message}`,
+        ),
+        new Promise((r) => setTimeout(() => r("still waiting after 5 s"), 5000)),
+      ]);
+      assert.match(String(outcome), /^failed: /, `read after ${delayMs} ms`);
+    }
+  },
+);
