@@ -149,16 +149,20 @@ async function removeStaleStaging(target: string): Promise<void> {
 }
 
 export async function openArchiveFile(from: string): Promise<Readable> {
-  const st = await stat(from).catch(() => undefined);
-  if (!st) throw new UserError(`--from ${from}: no such file`, ExitCode.USAGE);
-  if (!st.isFile()) throw new UserError(`--from ${from}: not a file`, ExitCode.USAGE);
   // Opened here, not by the stream: a stream's own open fails with an 'error' event while nobody
   // listens yet (the restore reads only after taking its lock), which would end the process.
+  // The handle is what gets checked, so nothing can swap the path between check and read.
   let fh;
   try {
     fh = await open(from, "r");
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT")
+      throw new UserError(`--from ${from}: no such file`, ExitCode.USAGE);
     throw userErrorFromFs(err, `--from ${from}`) ?? err;
+  }
+  if (!(await fh.stat()).isFile()) {
+    await fh.close();
+    throw new UserError(`--from ${from}: not a file`, ExitCode.USAGE);
   }
   return fh.createReadStream({ highWaterMark: 64 * 1024 });
 }

@@ -122,6 +122,7 @@ function pathProblem(name: string): string | undefined {
   for (const part of name.split("/")) {
     if (part === "..") return "'..' in path";
     if (part === "" || part === ".") return "non-normalized path";
+    // 85 UTF-16 units are at most 255 UTF-8 bytes: only longer parts need counting.
     if (part.length > 85 && Buffer.byteLength(part) > 255) return "name component longer than 255 bytes";
   }
   return undefined;
