@@ -126,3 +126,42 @@ export function parseEpochHeader(value: string | string[] | undefined): number |
   const n = Number(v);
   return Number.isSafeInteger(n) && n >= 1 ? n : undefined;
 }
+
+/**
+ * How far beyond the epoch a node knows an epoch announced to it may lie. Each promotion raises
+ * the epoch by exactly one (max of the epochs it saw + 1), so a node learns of an epoch N ahead
+ * of its own only after missing N promotions, each one an operator's `dr promote`. Anything
+ * further is a bug or a forged value, and accepting it would fence a leader for good (or move a
+ * follower past every real leader) with no way back: the next promotion's `max + 1` would leave
+ * the safe integers.
+ */
+export const MAX_EPOCH_JUMP = 1000;
+
+/**
+ * Why an epoch announced by a peer (the `x-bernstein-epoch` header, the body of `POST /fence`)
+ * cannot be accepted by a node at epoch `known`, or undefined when it can: it must be a safe
+ * integer ≥ 1 and at most `known + MAX_EPOCH_JUMP`.
+ */
+export function announcedEpochProblem(value: unknown, known: number): string | undefined {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) return "not an integer ≥ 1";
+  if (value > known + MAX_EPOCH_JUMP)
+    return `more than ${MAX_EPOCH_JUMP} beyond this node's epoch ${known} (a promotion raises it by one)`;
+  return undefined;
+}
+
+/**
+ * The epoch a request announces in its header: undefined when it carries none; throws
+ * `onProblem(message)` when the header is there but cannot be accepted.
+ */
+export function requestEpoch(
+  header: string | string[] | undefined,
+  known: number,
+  onProblem: (message: string) => Error,
+): number | undefined {
+  if (header === undefined) return undefined;
+  const text = Array.isArray(header) ? header.join(",") : header;
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  const problem = announcedEpochProblem(n, known);
+  if (problem) throw onProblem(`${EPOCH_HEADER} ${JSON.stringify(text.slice(0, 40))}: ${problem}`);
+  return n;
+}

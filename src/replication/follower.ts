@@ -15,12 +15,12 @@ import { type Workspace, initWorkspace } from "../workspace/layout.js";
 import { lastBackupInfo } from "./backup-info.js";
 import { type ChainTail, GENESIS_HASH, IntegrityError, verifyPrefix } from "./chain.js";
 import { Peer, TransportError, errorText, readAll } from "./client.js";
-import { adoptEpoch, readEpoch, replicationDir } from "./epoch.js";
+import { adoptEpoch, announcedEpochProblem, readEpoch, replicationDir } from "./epoch.js";
 import { evaluateFailover, type FailoverEvaluation, type NodeState, writeRunbook } from "./failover.js";
 import { DEFAULT_THRESHOLDS, type HealthThresholds } from "./health.js";
 import { MetricsText } from "./metrics.js";
 import { type RoleState, readRole, writeRole } from "./role.js";
-import { type NodeHandlers, type RunningServer, startServer } from "./server.js";
+import { HttpError, type NodeHandlers, type RunningServer, startServer } from "./server.js";
 import { utcStamp } from "./failover.js";
 import { WalSource } from "./wal-source.js";
 import { ReplicationError } from "./ack-policy.js";
@@ -360,6 +360,12 @@ export class ReplicationFollower {
     if (leaderEpoch < this.epoch) {
       throw new EpochRefusal(
         `leader ${this.peer.o.baseUrl} is at epoch ${leaderEpoch}, older than ours (${this.epoch}): a newer leader was promoted; refusing its entries`,
+      );
+    }
+    const problem = announcedEpochProblem(leaderEpoch, this.epoch);
+    if (problem) {
+      throw new EpochRefusal(
+        `leader ${this.peer.o.baseUrl} announces epoch ${leaderEpoch}: ${problem}; refusing its entries`,
       );
     }
     if (leaderEpoch > this.epoch) {
@@ -776,11 +782,13 @@ export class ReplicationFollower {
       wal: this.ownWal,
       fence: async (body) => {
         const b = body as { epoch?: unknown; leader_url?: unknown };
-        if (typeof b?.epoch !== "number" || !Number.isSafeInteger(b.epoch))
-          throw new ReplicationError("fence without epoch");
-        if (b.epoch < this.epoch)
-          throw new ReplicationError(`fence at epoch ${b.epoch} is older than ours (${this.epoch})`);
-        this.epoch = (await adoptEpoch(this.o.ws, b.epoch)).epoch;
+        const problem = announcedEpochProblem(b?.epoch, this.epoch);
+        if (problem)
+          throw new HttpError(400, `fence: epoch ${JSON.stringify(b?.epoch) ?? "missing"}: ${problem}`);
+        const epoch = b.epoch as number;
+        if (epoch < this.epoch)
+          throw new ReplicationError(`fence at epoch ${epoch} is older than ours (${this.epoch})`);
+        this.epoch = (await adoptEpoch(this.o.ws, epoch)).epoch;
         if (typeof b.leader_url === "string" && b.leader_url !== this.peer.o.baseUrl) {
           await this.updateRole((role) => ({ ...role, leader_url: b.leader_url as string }));
           this.peer = this.makePeer(b.leader_url);

@@ -19,8 +19,10 @@ export interface FollowerRecord {
   name: string;
   /** The follower's own status endpoint, when configured; probed by the leader. */
   url?: string;
-  /** Highest durable seq per run the follower acknowledged. */
+  /** Highest durable seq per run the follower acknowledged (in epoch `ackEpoch`). */
   acked: Map<string, number>;
+  /** The epoch of the follower's newest acknowledgement; null before the first. */
+  ackEpoch: number | null;
   lastAckAt: number | null;
   lastContactAt: number | null;
   consecutiveFailures: number;
@@ -36,6 +38,7 @@ export function newFollowerRecord(name: string, url?: string): FollowerRecord {
     name,
     url,
     acked: new Map(),
+    ackEpoch: null,
     lastAckAt: null,
     lastContactAt: null,
     consecutiveFailures: 0,

@@ -16,7 +16,13 @@ import {
 } from "./ack-policy.js";
 import { lastBackupInfo } from "./backup-info.js";
 import { Peer } from "./client.js";
-import { type EpochState, fencedMessage, readEpoch, recordSuperseded } from "./epoch.js";
+import {
+  type EpochState,
+  announcedEpochProblem,
+  fencedMessage,
+  readEpoch,
+  recordSuperseded,
+} from "./epoch.js";
 import {
   DEFAULT_THRESHOLDS,
   type FollowerRecord,
@@ -32,6 +38,7 @@ import {
   type NodeHandlers,
   type RequestContext,
   type RunningServer,
+  HttpError,
   MAX_WAIT_MS,
   startServer,
 } from "./server.js";
@@ -250,8 +257,11 @@ export class ReplicationLeader {
       snapshot: this.o.snapshot,
       fence: async (body) => {
         const epoch = (body as { epoch?: unknown })?.epoch;
-        if (typeof epoch === "number" && epoch > this.epochState.epoch) {
-          await this.supersede(epoch, `fenced by a promotion to epoch ${epoch}`);
+        const problem = announcedEpochProblem(epoch, this.epochState.epoch);
+        if (problem)
+          throw new HttpError(400, `fence: epoch ${JSON.stringify(epoch) ?? "missing"}: ${problem}`);
+        if ((epoch as number) > this.epochState.epoch) {
+          await this.supersede(epoch as number, `fenced by a promotion to epoch ${epoch as number}`);
         }
         return { epoch: this.epochState.epoch, fenced: this.fenced };
       },
@@ -264,6 +274,13 @@ export class ReplicationLeader {
     if (!name) throw new ReplicationError("ack without region");
     const r = this.record(name);
     if (!r) throw new ReplicationError(`unknown follower "${name}" (not in --follower)`);
+    // Positions only grow within an epoch: a replayed or reordered ack (an HTTP retry, a proxy)
+    // must not move a follower back. An ack from an older epoch than the follower's last one
+    // says nothing about this term; one from a newer epoch starts the count afresh.
+    const ackEpoch = ctx.epoch ?? this.epochState.epoch;
+    if (r.ackEpoch !== null && ackEpoch < r.ackEpoch) return { ok: true, epoch: this.epochState.epoch };
+    if (r.ackEpoch !== null && ackEpoch > r.ackEpoch) r.acked.clear();
+    r.ackEpoch = ackEpoch;
     if (b.positions && typeof b.positions === "object") {
       const tails = this.wal.tails();
       for (const [run, seq] of Object.entries(b.positions as Record<string, unknown>)) {
@@ -271,7 +288,7 @@ export class ReplicationLeader {
         // A follower can not hold more than we made durable; a larger claim is ignored.
         const tail = tails.get(run);
         if (tail === undefined || seq > tail) continue;
-        r.acked.set(run, seq);
+        if (seq > (r.acked.get(run) ?? -1)) r.acked.set(run, seq);
       }
     }
     r.integrityError = typeof b.integrity_error === "string" ? b.integrity_error : null;
@@ -303,6 +320,8 @@ export class ReplicationLeader {
           const res = await peer.call("GET", "/status", {
             timeoutMs: this.o.probeTimeoutMs ?? Math.max(200, this.probeIntervalMs),
           });
+          const problem = res.epoch === undefined ? undefined : announcedEpochProblem(res.epoch, this.epoch);
+          if (problem) throw new Error(`reports epoch ${res.epoch}: ${problem}`);
           if (res.epoch !== undefined && res.epoch > this.epochState.epoch) {
             await this.supersede(res.epoch, `follower ${r.name} reports epoch ${res.epoch}`);
           }

@@ -19,7 +19,7 @@ import { ExitCode, UserError } from "../cli/errors.js";
 import { type AckPolicyName, ReplicationError, parseAckPolicy, promotionQuorum } from "./ack-policy.js";
 import { GENESIS_HASH, IntegrityError, type ChainTail, verifyPrefix } from "./chain.js";
 import { Peer, errorText } from "./client.js";
-import { raiseEpoch, readEpoch } from "./epoch.js";
+import { announcedEpochProblem, raiseEpoch, readEpoch } from "./epoch.js";
 import { repairTornTail } from "./follower.js";
 import { readRole, writeRole } from "./role.js";
 import { WalSource } from "./wal-source.js";
@@ -182,6 +182,8 @@ export async function promote(o: PromoteOptions): Promise<PromoteResult> {
         try {
           const r = await p.call("GET", "/status", { timeoutMs });
           if (r.status !== 200) throw new Error(`HTTP ${r.status}: ${errorText(r.body)}`);
+          const problem = r.epoch === undefined ? undefined : announcedEpochProblem(r.epoch, before.epoch);
+          if (problem) throw new Error(`reports epoch ${r.epoch}: ${problem}`);
           reports[i].epoch = r.epoch ?? null;
         } catch (err) {
           reports[i].error = (err as Error).message;

@@ -20,7 +20,7 @@ import type { AddressInfo } from "node:net";
 import { ExitCode, UserError } from "../cli/errors.js";
 import { bearerMatches } from "./auth.js";
 import { REGION_HEADER } from "./client.js";
-import { EPOCH_HEADER, parseEpochHeader } from "./epoch.js";
+import { EPOCH_HEADER, requestEpoch } from "./epoch.js";
 import type { WalSource } from "./wal-source.js";
 
 export const MAX_WAIT_MS = 30_000;
@@ -73,7 +73,7 @@ export function parseListen(value: string): { host: string; port: number } {
   return { host: m[1].replace(/^\[|\]$/g, ""), port };
 }
 
-class HttpError extends Error {
+export class HttpError extends Error {
   constructor(
     readonly status: number,
     message: string,
@@ -122,7 +122,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     const url = new URL(req.url ?? "/", "http://x");
     const route = url.pathname;
     const ctx: RequestContext = {
-      epoch: parseEpochHeader(req.headers[EPOCH_HEADER]),
+      epoch: requestEpoch(req.headers[EPOCH_HEADER], h.epoch(), (m) => new HttpError(400, m)),
       region:
         typeof req.headers[REGION_HEADER] === "string" ? (req.headers[REGION_HEADER] as string) : undefined,
     };

@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import { chmod, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { initWorkspace, Workspace } from "../../src/workspace/layout.js";
+import { Workspace } from "../../src/workspace/layout.js";
 import { WalWriter } from "../../src/wal/writer.js";
 import { verifyWal } from "../../src/wal/reader.js";
 import { adoptEpoch } from "../../src/replication/epoch.js";
@@ -18,13 +18,14 @@ import {
   freePort,
   getJson,
   makeToken,
-  type Proc,
-  startCli,
   startFollower,
   scratchWithProcs,
+  serve,
+  TRANSPORT_RUN,
+  leaderWorkspace,
 } from "./support/procs.js";
 
-const RUN = "run-transport";
+const RUN = TRANSPORT_RUN;
 
 /** Waits until the follower at `sdd` holds a chain of RUN that verifies up to `lastSeq`. */
 async function replicatedUpTo(sdd: string, lastSeq: number): Promise<void> {
@@ -34,43 +35,6 @@ async function replicatedUpTo(sdd: string, lastSeq: number): Promise<void> {
     );
     return v?.last_seq === lastSeq;
   });
-}
-
-async function leaderWorkspace(sdd: string, entries: number): Promise<Workspace> {
-  const { workspace } = await initWorkspace(sdd);
-  const w = await WalWriter.open(workspace, RUN);
-  for (let i = 0; i < entries; i++) {
-    await w.append({
-      decision_type: "task_claimed",
-      inputs: { task_id: `t-${i}`, attempt: 1 },
-      committed: true,
-    });
-  }
-  await w.close();
-  return workspace;
-}
-
-async function serve(
-  sdd: string,
-  tokenFile: string,
-  extra: string[] = [],
-): Promise<{ proc: Proc; url: string }> {
-  const { proc, doc } = await startCli(
-    [
-      "--sdd",
-      sdd,
-      "--json",
-      "replicate",
-      "serve",
-      "--listen",
-      "127.0.0.1:0",
-      "--token-file",
-      tokenFile,
-      ...extra,
-    ],
-    "serve",
-  );
-  return { proc, url: doc.url as string };
 }
 
 test(

@@ -6,6 +6,8 @@ import { writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { TestContext } from "node:test";
+import { WalWriter } from "../../../src/wal/writer.js";
+import { initWorkspace, type Workspace } from "../../../src/workspace/layout.js";
 import { CLI, REPO_ROOT, scratchDir } from "../../helpers.js";
 
 // Child processes write audit events (degrade, promotion): keep the audit key out of $HOME, in a
@@ -238,4 +240,46 @@ export async function scratchWithProcs(
     await cleanup();
   });
   return { dir, procs };
+}
+
+/** The run of the WALs that `leaderWorkspace` writes. */
+export const TRANSPORT_RUN = "run-transport";
+
+/** A fresh workspace whose WAL run TRANSPORT_RUN holds `entries` committed claims. */
+export async function leaderWorkspace(sdd: string, entries: number): Promise<Workspace> {
+  const { workspace } = await initWorkspace(sdd);
+  const w = await WalWriter.open(workspace, TRANSPORT_RUN);
+  for (let i = 0; i < entries; i++) {
+    await w.append({
+      decision_type: "task_claimed",
+      inputs: { task_id: `t-${i}`, attempt: 1 },
+      committed: true,
+    });
+  }
+  await w.close();
+  return workspace;
+}
+
+/** `bernstein replicate serve` on a free port of 127.0.0.1. */
+export async function serve(
+  sdd: string,
+  tokenFile: string,
+  extra: string[] = [],
+): Promise<{ proc: Proc; url: string }> {
+  const { proc, doc } = await startCli(
+    [
+      "--sdd",
+      sdd,
+      "--json",
+      "replicate",
+      "serve",
+      "--listen",
+      "127.0.0.1:0",
+      "--token-file",
+      tokenFile,
+      ...extra,
+    ],
+    "serve",
+  );
+  return { proc, url: doc.url as string };
 }
