@@ -111,3 +111,21 @@ export async function ledgerTotals(ws: Workspace): Promise<LedgerTotals> {
   }
   return totals;
 }
+
+/** The agent ids that have a row (a usage is recorded once per agent id). A missing ledger has none. */
+export async function ledgerAgentIds(ws: Workspace): Promise<Set<string>> {
+  const ids = new Set<string>();
+  try {
+    for await (const line of readLinesForward(ws.costLedger)) {
+      try {
+        const row = JSON.parse(line.text) as { agent_id?: unknown };
+        if (typeof row.agent_id === "string") ids.add(row.agent_id);
+      } catch {
+        // a torn line is not a row
+      }
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  return ids;
+}

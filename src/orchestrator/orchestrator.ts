@@ -6,16 +6,15 @@
  * so with `--max-agents 1` the WAL of two runs of the same backlog is the same decision for decision.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, createReadStream, openSync, readFileSync, watch, type FSWatcher } from "node:fs";
+import { closeSync, openSync, readFileSync, watch, type FSWatcher } from "node:fs";
 import { stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { createInterface } from "node:readline";
 import { ExitCode, UserError } from "../cli/errors.js";
 import { AuditLog } from "../audit/log.js";
 import { loadAuditKey } from "../audit/key.js";
-import { appendCostRow } from "../ledger/cost-ledger.js";
+import { appendCostRow, ledgerAgentIds } from "../ledger/cost-ledger.js";
 import type { JsonObject, WalEntry, WalPosition } from "../wal/entry.js";
 import { listRuns, verifyWal } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
@@ -34,6 +33,7 @@ import {
 } from "./control.js";
 import { checkpointState } from "./checkpointing.js";
 import { DecisionLog } from "./decisions.js";
+import { materializeFromWal, type MaterializeResult } from "./materialize.js";
 import { listStateFolder, moveTaskFile, readTaskFile, scanBacklog, type TaskSpec } from "./tasks.js";
 import { SnapshotResponder } from "../dr/snapshot.js";
 import { allTasks, loadState, sessions, taskView, type TaskView } from "./view.js";
@@ -234,6 +234,9 @@ export class Orchestrator {
     this.agentsCfg = await loadAgentsConfig(ws);
     const chains = await this.verifyChains();
     const loaded = await loadState(ws);
+    // A promoted follower or a partial restore may lack task files and ledger rows of committed
+    // decisions; the WAL holds them. Folders are moved by reconcileFolders after the replay.
+    this.reportMaterialized(await materializeFromWal(ws, loaded.state, { moveMisplaced: false }));
     const runId = newRunId();
     const wal = await WalWriter.open(ws, runId, { commitGate: this.opts.replication?.commitGate });
     this.opts.replication?.attachWriter(wal);
@@ -316,6 +319,17 @@ export class Orchestrator {
     this.reportMalformed(scan.malformed.map((m) => m.error));
   }
 
+  private reportMaterialized(r: MaterializeResult): void {
+    if (r.written.length || r.ledger_rows) {
+      const ids = r.written.map((w) => w.id);
+      const listed = ids.length > 20 ? `${ids.slice(0, 20).join(", ")}, ...` : ids.join(", ");
+      this.warn(
+        `wrote ${r.written.length} task file(s) and ${r.ledger_rows} ledger row(s) from the WAL (committed decisions whose files were missing: a promoted follower or a partial restore)${ids.length ? `: ${listed}` : ""}`,
+      );
+    }
+    for (const p of r.problems) this.warn(p);
+  }
+
   private reportMalformed(errors: string[]): void {
     for (const e of errors) {
       if (this.malformedReported.has(e)) continue;
@@ -327,6 +341,10 @@ export class Orchestrator {
 
   /** The folder is the state: move any file the state disagrees with (a crash between rename and commit). */
   private async reconcileFolders(): Promise<number> {
+    // Tasks whose task_created the replay just committed (their intent arrived without the file).
+    const late = await materializeFromWal(this.ws, this.dlog.state, { moveMisplaced: false, ledger: false });
+    for (const w of late.written) this.fileOf.set(w.id, w.file);
+    this.reportMaterialized(late);
     let moved = 0;
     for (const t of allTasks(this.dlog.state)) {
       const file = this.fileOf.get(t.id);
@@ -1060,26 +1078,6 @@ export function killAgent(record: AgentRecord): void {
       // gone
     }
   }
-}
-
-/** Agent ids that already have a cost-ledger row (streamed). */
-async function ledgerAgentIds(ws: Workspace): Promise<Set<string>> {
-  const ids = new Set<string>();
-  try {
-    await stat(ws.costLedger);
-  } catch {
-    return ids;
-  }
-  const rl = createInterface({ input: createReadStream(ws.costLedger, "utf8"), crlfDelay: Infinity });
-  for await (const line of rl) {
-    try {
-      const row = JSON.parse(line) as { agent_id?: unknown };
-      if (typeof row.agent_id === "string") ids.add(row.agent_id);
-    } catch {
-      // a torn line is not a row
-    }
-  }
-  return ids;
 }
 
 function exists(file: string): Promise<boolean> {

@@ -8,7 +8,8 @@
  *   3. Require that this node plus the fenced peers reach the promotion quorum (n − required + 1
  *      followers): that set intersects every set of followers that acknowledged a decision, and
  *      leaves the old leader fewer followers than it needs. Otherwise refuse (exit 8) unless --force.
- *   4. Materialize the workspace (base snapshot + the WAL after it), raise the epoch durably to
+ *   4. Materialize the workspace (base snapshot + the WAL after it; the task files, folders and
+ *      ledger rows of decisions newer than the snapshot from the WAL), raise the epoch durably to
  *      E', write role=leader; best effort, fence the old leader too.
  */
 import { readdir } from "node:fs/promises";
@@ -16,6 +17,8 @@ import type { Workspace } from "../workspace/layout.js";
 import { durableAppend } from "../workspace/durable.js";
 import { acquireLock, describeHolder, readLock } from "../workspace/lock.js";
 import { ExitCode, UserError } from "../cli/errors.js";
+import { materializeFromWal } from "../orchestrator/materialize.js";
+import { loadState } from "../orchestrator/view.js";
 import { type AckPolicyName, ReplicationError, parseAckPolicy, promotionQuorum } from "./ack-policy.js";
 import { GENESIS_HASH, IntegrityError, type ChainTail, verifyPrefix } from "./chain.js";
 import { Peer, errorText } from "./client.js";
@@ -61,6 +64,8 @@ export interface PromoteResult {
   old_leader: { url: string | null; fenced: boolean; error: string | null };
   wal: Array<{ run_id: string; last_seq: number }>;
   base_snapshot: string | null;
+  /** What the WAL held that the workspace's files lacked (written before the role changes). */
+  from_wal: { task_files_written: number; task_files_moved: number; ledger_rows_written: number };
   warnings: string[];
 }
 
@@ -235,6 +240,10 @@ export async function promote(o: PromoteOptions): Promise<PromoteResult> {
 
     // 4. Materialize, raise the epoch durably, become the leader.
     const base = o.materialize ? await o.materialize(ws) : null;
+    // The snapshot predates the newest decisions: their task files, folders and ledger rows come
+    // from the WAL, so `status` and `doctor` agree with what the old leader reported.
+    const fromWal = await materializeFromWal(ws, (await loadState(ws)).state);
+    warnings.push(...fromWal.problems);
     const after = await raiseEpoch(ws, newEpoch - 1);
     await writeRole(ws, {
       role: "leader",
@@ -270,6 +279,11 @@ export async function promote(o: PromoteOptions): Promise<PromoteResult> {
       old_leader: old,
       wal: [...tails].map(([run_id, t]) => ({ run_id, last_seq: t.seq })),
       base_snapshot: base,
+      from_wal: {
+        task_files_written: fromWal.written.length,
+        task_files_moved: fromWal.moved.length,
+        ledger_rows_written: fromWal.ledger_rows,
+      },
       warnings,
     };
   } finally {

@@ -156,6 +156,11 @@ export function registerDrReplication(program: Command): void {
             );
           }
           for (const w of r.wal) out.line(`  WAL ${w.run_id}: last seq ${w.last_seq}`);
+          const fw = r.from_wal;
+          if (fw.task_files_written || fw.task_files_moved || fw.ledger_rows_written)
+            out.line(
+              `From the WAL: ${fw.task_files_written} task file(s) written, ${fw.task_files_moved} moved to their state's folder, ${fw.ledger_rows_written} ledger row(s) written.`,
+            );
           out.line(`Next: bernstein start --sdd ${r.sdd} --replication-listen HOST:PORT`);
         });
       },
