@@ -8,6 +8,12 @@
  * target; `completeInterruptedRestore` (run by every later `dr restore`, and by `doctor`) rolls
  * forward to the complete new state. Before the journal exists, the old target is untouched and
  * a leftover staging folder of a dead process is removed.
+ *
+ * Concurrency: every restore first takes the restore lock `.<name>.restore.lock` beside the target
+ * (the workspace lock's format and stale-lock takeover). It lives beside the target because the
+ * target may not exist yet, and it is a hidden file, never a folder, so that nothing takes it for
+ * a workspace. A second restore of the same target is refused with exit 3 before it writes
+ * anything; the journal roll-forward and the removal of dead staging folders run under it too.
  */
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
@@ -23,7 +29,13 @@ import {
   removeDeadTemps,
 } from "../workspace/durable.js";
 import { Workspace } from "../workspace/layout.js";
-import { acquireLock, describeHolder, readLock, type WorkspaceLock } from "../workspace/lock.js";
+import {
+  acquireLock,
+  acquireLockFile,
+  describeHolder,
+  readLock,
+  type WorkspaceLock,
+} from "../workspace/lock.js";
 import { isProcessAlive } from "../workspace/process.js";
 import { SALT_BYTES, startKeyDerivation, type KeyCache } from "./fernet.js";
 import { StagingWriter } from "./staging-writer.js";
@@ -85,6 +97,26 @@ const utcStamp = (d = new Date()): string =>
 const journalPath = (target: string): string =>
   path.join(path.dirname(target), `.${path.basename(target)}.restore-journal.json`);
 const stagingPrefix = (target: string): string => `.${path.basename(target)}.restore-`;
+/** The restore lock of `target` (not a staging name: those start with `stagingPrefix`). */
+export const restoreLockPath = (target: string): string =>
+  path.join(path.dirname(target), `.${path.basename(target)}.restore.lock`);
+
+/** Takes the restore lock of `target` (its folder must exist), or exit 3 naming the restore holding it. */
+async function acquireRestoreLock(target: string): Promise<WorkspaceLock> {
+  try {
+    return await acquireLockFile(restoreLockPath(target), {
+      command: "dr restore",
+      refuse: (holder) =>
+        new UserError(
+          `${target} is being restored by ${describeHolder(holder)}; wait for it to finish, then restore again if you still need to`,
+          ExitCode.LOCKED,
+          { holder },
+        ),
+    });
+  } catch (err) {
+    throw ioError(`cannot restore into ${target}`, err) ?? err;
+  }
+}
 
 interface Journal {
   target: string;
@@ -101,10 +133,22 @@ const exists = (p: string): Promise<boolean> =>
 
 /**
  * Finishes or undoes a restore that was interrupted (SIGKILL, power loss). Returns what it did.
- * Safe to call any time; a no-op when there is no journal.
+ * Safe to call any time (it takes the restore lock: exit 3 while a restore runs); a no-op when
+ * there is no journal.
  */
 export async function completeInterruptedRestore(target: string): Promise<string | undefined> {
   const abs = path.resolve(target);
+  if (!(await exists(path.dirname(abs)))) return undefined;
+  const lock = await acquireRestoreLock(abs);
+  try {
+    return await finishInterruptedRestore(abs);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** completeInterruptedRestore, for a caller that holds the restore lock. */
+async function finishInterruptedRestore(abs: string): Promise<string | undefined> {
   const jp = journalPath(abs);
   let j: Journal;
   try {
@@ -249,34 +293,37 @@ async function restoreInto(
   const abs = path.resolve(target);
   const parent = path.dirname(abs);
   const warnings: string[] = [];
-  const recovered = await completeInterruptedRestore(abs);
-  if (recovered) warnings.push(`${recovered} at ${abs}`);
-
-  // Refuse early while a live process owns the target.
-  let lock: WorkspaceLock | undefined;
-  const targetExists = await exists(abs);
-  if (targetExists) {
-    const ws = new Workspace(abs);
-    const state = await readLock(ws);
-    if (state.state === "held") {
-      if (!opts.force) {
-        throw new UserError(
-          `${abs} is in use by ${describeHolder(state.info)}; stop it first, or pass --force`,
-          ExitCode.LOCKED,
-          { holder: state.info },
-        );
-      }
-      warnings.push(`restoring over a workspace in use by ${describeHolder(state.info)} (--force)`);
-    } else if (await exists(ws.p("runtime"))) {
-      lock = await acquireLock(ws, "dr restore");
-      if (lock.tookOver) warnings.push(lock.tookOver);
-    }
-  }
   try {
-    try {
-      await durableMkdir(parent);
-    } catch (err) {
-      throw ioError(`cannot restore into ${abs}`, err) ?? err;
+    await durableMkdir(parent);
+  } catch (err) {
+    throw ioError(`cannot restore into ${abs}`, err) ?? err;
+  }
+  // One restore of a target at a time, whether the target exists yet or not.
+  const restoreLock = await acquireRestoreLock(abs);
+  let lock: WorkspaceLock | undefined;
+  try {
+    if (restoreLock.tookOver) warnings.push(`restore lock: ${restoreLock.tookOver}`);
+    const recovered = await finishInterruptedRestore(abs);
+    if (recovered) warnings.push(`${recovered} at ${abs}`);
+
+    // Refuse early while a live process owns the target.
+    const targetExists = await exists(abs);
+    if (targetExists) {
+      const ws = new Workspace(abs);
+      const state = await readLock(ws);
+      if (state.state === "held") {
+        if (!opts.force) {
+          throw new UserError(
+            `${abs} is in use by ${describeHolder(state.info)}; stop it first, or pass --force`,
+            ExitCode.LOCKED,
+            { holder: state.info },
+          );
+        }
+        warnings.push(`restoring over a workspace in use by ${describeHolder(state.info)} (--force)`);
+      } else if (await exists(ws.p("runtime"))) {
+        lock = await acquireLock(ws, "dr restore");
+        if (lock.tookOver) warnings.push(lock.tookOver);
+      }
     }
     await removeStaleStaging(abs);
     const staging = path.join(
@@ -292,6 +339,11 @@ async function restoreInto(
       throw ioError(`cannot restore into ${abs}`, err) ?? err;
     }
     let summary: ArchiveSummary;
+    let kept: string | null = null;
+    const keep = opts.keep ?? true;
+    // Until a journal names the staging folder, any failure (the final rename included) removes
+    // it: a failed restore leaves nothing behind.
+    let journaled = false;
     try {
       summary = await readArchive(source, writer, opts);
       const manifestTool =
@@ -311,31 +363,40 @@ async function restoreInto(
       // Written before finish(): the one syncfs of the staging tree makes it durable too.
       await writer.writeFile(RESTORE_RECORD.join("/"), JSON.stringify(record, null, 2) + "\n");
       await writer.finish();
-    } catch (err) {
-      await writer.close();
-      await rm(staging, { recursive: true, force: true }).catch(() => {});
-      throw ioError(`cannot restore into ${abs}`, err) ?? err;
-    }
 
-    // Swap. Into an empty place it is one atomic rename (a crash before it leaves only a staging
-    // folder, removed by the next restore). Over an existing target it takes two renames, so a
-    // journal first records how to finish them (completeInterruptedRestore).
-    let kept: string | null = null;
-    const keep = opts.keep ?? true;
-    if (targetExists) {
-      kept = `${abs}.pre-restore-${utcStamp()}`;
-      for (let i = 1; await exists(kept); i++) kept = `${abs}.pre-restore-${utcStamp()}-${i}`;
-      const journal: Journal = { target: abs, staging, kept, remove_kept: !keep };
-      await atomicWriteFile(journalPath(abs), JSON.stringify(journal) + "\n");
-      await durableRename(abs, kept);
-      await durableRename(staging, abs);
-      // Our lock file moved with the old tree; it is not a lock of anything now.
-      if (lock) await rm(path.join(kept, "runtime", "bernstein.pid"), { force: true });
-      lock = undefined;
-      if (!keep) await rm(kept, { recursive: true, force: true });
-      await durableUnlink(journalPath(abs));
-    } else {
-      await durableRename(staging, abs);
+      // Swap. Into an empty place it is one atomic rename (a crash before it leaves only a staging
+      // folder, removed by the next restore). Over an existing target it takes two renames, so a
+      // journal first records how to finish them (completeInterruptedRestore).
+      if (targetExists) {
+        kept = `${abs}.pre-restore-${utcStamp()}`;
+        for (let i = 1; await exists(kept); i++) kept = `${abs}.pre-restore-${utcStamp()}-${i}`;
+        const journal: Journal = { target: abs, staging, kept, remove_kept: !keep };
+        await atomicWriteFile(journalPath(abs), JSON.stringify(journal) + "\n");
+        journaled = true;
+        await durableRename(abs, kept);
+        await durableRename(staging, abs);
+        // Our lock file moved with the old tree; it is not a lock of anything now.
+        if (lock) await rm(path.join(kept, "runtime", "bernstein.pid"), { force: true });
+        lock = undefined;
+        if (!keep) await rm(kept, { recursive: true, force: true });
+        await durableUnlink(journalPath(abs));
+      } else {
+        await durableRename(staging, abs).catch((err: NodeJS.ErrnoException) => {
+          // Restores are kept out by the restore lock; something else (an `init`) made the target.
+          if (err.code === "ENOTEMPTY" || err.code === "EEXIST")
+            throw new UserError(
+              `${abs} was created by another process while this restore ran; nothing was changed (restore again to replace it)`,
+              ExitCode.LOCKED,
+            );
+          throw err;
+        });
+      }
+    } catch (err) {
+      if (!journaled) {
+        await writer.close();
+        await rm(staging, { recursive: true, force: true }).catch(() => {});
+      }
+      throw ioError(`cannot restore into ${abs}`, err) ?? err;
     }
 
     const auditKey = await installAuditKey(
@@ -366,6 +427,7 @@ async function restoreInto(
     };
   } finally {
     await lock?.release().catch(() => {});
+    await restoreLock.release().catch(() => {});
   }
 }
 

@@ -2,6 +2,8 @@
  * Single-writer workspace lock at `runtime/bernstein.pid`: {pid, start_time, hostname, acquired_at}.
  * A lock whose process is gone (or whose pid now belongs to another process) is stale and is
  * taken over with a warning; a live holder is refused with a message naming it.
+ * `acquireLockFile`/`readLockFile` are the same lock at any path (the restore lock beside a
+ * restore's target, which may not exist yet).
  */
 import { readFileSync } from "node:fs";
 import { readFile, unlink } from "node:fs/promises";
@@ -38,10 +40,14 @@ export type LockState =
   | { state: "stale"; info: LockInfo; reason: string }
   | { state: "unreadable"; reason: string };
 
-export async function readLock(ws: Workspace): Promise<LockState> {
+export function readLock(ws: Workspace): Promise<LockState> {
+  return readLockFile(ws.lockFile);
+}
+
+export async function readLockFile(file: string): Promise<LockState> {
   let text: string;
   try {
-    text = await readFile(ws.lockFile, "utf8");
+    text = await readFile(file, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return { state: "free" };
     return { state: "unreadable", reason: (err as Error).message };
@@ -83,7 +89,27 @@ export interface WorkspaceLock {
 }
 
 /** Takes the single-writer lock or throws a UserError (exit 3) naming the holder. */
-export async function acquireLock(ws: Workspace, command?: string): Promise<WorkspaceLock> {
+export function acquireLock(ws: Workspace, command?: string): Promise<WorkspaceLock> {
+  return acquireLockFile(ws.lockFile, {
+    command,
+    refuse: (holder) =>
+      new UserError(
+        `workspace ${ws.root} is locked by ${describeHolder(holder)}; stop it first (bernstein stop)`,
+        ExitCode.LOCKED,
+        { holder },
+      ),
+  });
+}
+
+/**
+ * Takes the lock at `file` (its folder must exist) or throws `refuse(holder)` while a live
+ * process holds it.
+ */
+export async function acquireLockFile(
+  file: string,
+  opts: { command?: string; refuse: (holder: LockInfo) => Error },
+): Promise<WorkspaceLock> {
+  const { command } = opts;
   const info: LockInfo = {
     pid: process.pid,
     start_time: processStartTime(process.pid),
@@ -94,42 +120,36 @@ export async function acquireLock(ws: Workspace, command?: string): Promise<Work
   const body = JSON.stringify(info) + "\n";
   let tookOver: string | undefined;
   // A taker killed while replacing a stale lock left its temp file; the next taker removes it.
-  await removeDeadTemps(path.dirname(ws.lockFile), (name) => name === path.basename(ws.lockFile));
+  await removeDeadTemps(path.dirname(file), (name) => name === path.basename(file));
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
-      await durableCreate(ws.lockFile, body);
-      return makeLock(ws, info, tookOver);
+      await durableCreate(file, body);
+      return makeLock(file, info, tookOver);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
-    const current = await readLock(ws);
-    if (current.state === "held") {
-      throw new UserError(
-        `workspace ${ws.root} is locked by ${describeHolder(current.info)}; stop it first (bernstein stop)`,
-        ExitCode.LOCKED,
-        { holder: current.info },
-      );
-    }
+    const current = await readLockFile(file);
+    if (current.state === "held") throw opts.refuse(current.info);
     if (current.state === "free") continue;
     tookOver =
       current.state === "stale"
         ? `took over stale lock of ${describeHolder(current.info)}: ${current.reason}`
         : `replaced unreadable lock file: ${current.reason}`;
     // Replace atomically, then confirm we are the holder (another taker may have raced us).
-    await atomicWriteFile(ws.lockFile, body);
-    const check = await readLock(ws);
+    await atomicWriteFile(file, body);
+    const check = await readLockFile(file);
     if (
       check.state === "held" &&
       check.info.pid === process.pid &&
       check.info.acquired_at === info.acquired_at
     ) {
-      return makeLock(ws, info, tookOver);
+      return makeLock(file, info, tookOver);
     }
   }
-  throw new UserError(`could not take the workspace lock at ${ws.lockFile}`, ExitCode.LOCKED);
+  throw new UserError(`could not take the lock at ${file}`, ExitCode.LOCKED);
 }
 
-function makeLock(ws: Workspace, info: LockInfo, tookOver?: string): WorkspaceLock {
+function makeLock(file: string, info: LockInfo, tookOver?: string): WorkspaceLock {
   let released = false;
   return {
     info,
@@ -137,10 +157,10 @@ function makeLock(ws: Workspace, info: LockInfo, tookOver?: string): WorkspaceLo
     async release() {
       if (released) return;
       released = true;
-      const current = await readLock(ws);
+      const current = await readLockFile(file);
       if (current.state !== "free" && "info" in current && current.info.pid === info.pid) {
-        await unlink(ws.lockFile).catch(() => {});
-        await fsyncDir(path.dirname(ws.lockFile)).catch(() => {});
+        await unlink(file).catch(() => {});
+        await fsyncDir(path.dirname(file)).catch(() => {});
       }
     },
   };
