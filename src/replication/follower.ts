@@ -20,7 +20,13 @@ import { evaluateFailover, type FailoverEvaluation, type NodeState, writeRunbook
 import { DEFAULT_THRESHOLDS, type HealthThresholds } from "./health.js";
 import { MetricsText } from "./metrics.js";
 import { type RoleState, readRole, writeRole } from "./role.js";
-import { HttpError, type NodeHandlers, type RunningServer, startServer } from "./server.js";
+import {
+  type ConnectionLimits,
+  HttpError,
+  type NodeHandlers,
+  type RunningServer,
+  startServer,
+} from "./server.js";
 import { utcStamp } from "./failover.js";
 import { WalSource } from "./wal-source.js";
 import { ReplicationError } from "./ack-policy.js";
@@ -39,6 +45,8 @@ export interface FollowerOptions {
   thresholds?: HealthThresholds;
   snapshotIntervalMs?: number;
   listen?: { host: string; port: number };
+  /** Bounds on the connections its endpoint (`listen`) accepts (DEFAULT_LIMITS otherwise). */
+  limits?: Partial<ConnectionLimits>;
   tls?: { certFile: string; keyFile: string };
   rebootstrap?: boolean;
   log: (line: string) => void;
@@ -157,6 +165,7 @@ export class ReplicationFollower {
         tls: o.tls,
         handlers: f.handlers(),
         log: o.log,
+        limits: o.limits,
       });
     }
     f.loopDone = f.loop();

@@ -35,6 +35,7 @@ import {
 import { MetricsText } from "./metrics.js";
 import { readRole } from "./role.js";
 import {
+  type ConnectionLimits,
   type NodeHandlers,
   type RequestContext,
   type RunningServer,
@@ -80,6 +81,8 @@ export interface LeaderOptions {
   audit?: (eventType: string, details: Record<string, unknown>) => Promise<void> | void;
   /** Streams the base snapshot (a `dr backup` archive whose manifest holds WAL positions). */
   snapshot?: (res: ServerResponse) => Promise<void>;
+  /** Bounds on the connections the endpoint accepts (DEFAULT_LIMITS otherwise). */
+  limits?: Partial<ConnectionLimits>;
 }
 
 export interface LeaderStatus {
@@ -151,6 +154,7 @@ export class ReplicationLeader {
       tls: o.tls,
       handlers: leader.handlers(),
       log: o.log,
+      limits: o.limits,
     });
     leader.probeTimer = setInterval(() => void leader.probe(), leader.probeIntervalMs);
     leader.probeTimer.unref();

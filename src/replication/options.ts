@@ -13,7 +13,7 @@ import { replicationAuditor } from "./audit.js";
 import { serveSnapshot } from "./snapshot.js";
 import { removeEndpoint, writeEndpoint } from "./endpoint.js";
 import { type LeaderOptions, ReplicationLeader, parseFollowerSpec } from "./leader.js";
-import { parseListen } from "./server.js";
+import { type ConnectionLimits, DEFAULT_LIMITS, parseListen } from "./server.js";
 
 export const TOKEN_ENV = "BERNSTEIN_REPLICATION_TOKEN";
 
@@ -21,11 +21,14 @@ function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
-function positiveInt(name: string) {
+function positiveInt(name: string, min = 0) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < 0)
-      throw new UserError(`${name} ${value}: expected a non-negative integer`, ExitCode.USAGE);
+    if (!Number.isSafeInteger(n) || n < min)
+      throw new UserError(
+        `${name} ${value}: expected ${min === 0 ? "a non-negative integer" : `an integer of at least ${min}`}`,
+        ExitCode.USAGE,
+      );
     return n;
   };
 }
@@ -45,7 +48,54 @@ export function addTransportOptions(cmd: Command): Command {
       positiveInt("--max-lag-entries"),
       100,
     )
-    .option("--max-retries <n>", "consecutive failures before UNREACHABLE", positiveInt("--max-retries"), 3);
+    .option("--max-retries <n>", "consecutive failures before UNREACHABLE", positiveInt("--max-retries"), 3)
+    .option(
+      "--header-timeout <ms>",
+      "endpoint: a request's headers (and a TLS handshake) must arrive within this",
+      positiveInt("--header-timeout", 1),
+      DEFAULT_LIMITS.headerTimeoutMs,
+    )
+    .option(
+      "--request-timeout <ms>",
+      "endpoint: a whole request, headers and body, must arrive within this (not the answer)",
+      positiveInt("--request-timeout", 1),
+      DEFAULT_LIMITS.requestTimeoutMs,
+    )
+    .option(
+      "--keepalive-timeout <ms>",
+      "endpoint: an idle kept-alive connection is closed after this",
+      positiveInt("--keepalive-timeout", 1),
+      DEFAULT_LIMITS.keepAliveTimeoutMs,
+    )
+    .option(
+      "--max-connections <n>",
+      "endpoint: open connections in all; more are closed at once",
+      positiveInt("--max-connections", 1),
+      DEFAULT_LIMITS.maxConnections,
+    )
+    .option(
+      "--max-connections-per-ip <n>",
+      "endpoint: open connections from one client address",
+      positiveInt("--max-connections-per-ip", 1),
+      DEFAULT_LIMITS.maxConnectionsPerAddress,
+    );
+}
+
+/** The endpoint's connection limits from the flags; the request time includes the header time. */
+export function limitsOf(flags: TransportFlags): ConnectionLimits {
+  const limits: ConnectionLimits = {
+    headerTimeoutMs: flags.headerTimeout ?? DEFAULT_LIMITS.headerTimeoutMs,
+    requestTimeoutMs: flags.requestTimeout ?? DEFAULT_LIMITS.requestTimeoutMs,
+    keepAliveTimeoutMs: flags.keepaliveTimeout ?? DEFAULT_LIMITS.keepAliveTimeoutMs,
+    maxConnections: flags.maxConnections ?? DEFAULT_LIMITS.maxConnections,
+    maxConnectionsPerAddress: flags.maxConnectionsPerIp ?? DEFAULT_LIMITS.maxConnectionsPerAddress,
+  };
+  if (limits.requestTimeoutMs < limits.headerTimeoutMs)
+    throw new UserError(
+      `--request-timeout ${limits.requestTimeoutMs} is shorter than --header-timeout ${limits.headerTimeoutMs}: a request's time includes its headers`,
+      ExitCode.USAGE,
+    );
+  return limits;
 }
 
 /** The leader's options (ack policy and followers). */
@@ -87,6 +137,12 @@ export interface TransportFlags {
   tlsCa?: string;
   maxLagEntries: number;
   maxRetries: number;
+  /** The endpoint's connection limits (DEFAULT_LIMITS for those not given). */
+  headerTimeout?: number;
+  requestTimeout?: number;
+  keepaliveTimeout?: number;
+  maxConnections?: number;
+  maxConnectionsPerIp?: number;
 }
 
 export interface LeaderFlags extends TransportFlags {
@@ -149,6 +205,7 @@ export async function startLeaderFromFlags(
     probeIntervalMs: flags.probeInterval,
     audit: replicationAuditor(ws),
     snapshot: (res) => serveSnapshot(ws, res),
+    limits: limitsOf(flags),
     ...extra,
   });
   await writeEndpoint(ws, {
@@ -195,6 +252,10 @@ export function replicationArgs(f: ReplicationStartFlags): string[] {
     String(f.probeInterval),
   );
   a.push("--max-lag-entries", String(f.maxLagEntries), "--max-retries", String(f.maxRetries));
+  const l = limitsOf(f);
+  a.push("--header-timeout", String(l.headerTimeoutMs), "--request-timeout", String(l.requestTimeoutMs));
+  a.push("--keepalive-timeout", String(l.keepAliveTimeoutMs), "--max-connections", String(l.maxConnections));
+  a.push("--max-connections-per-ip", String(l.maxConnectionsPerAddress));
   return a;
 }
 

@@ -12,11 +12,17 @@
  *                                 WAL lines from seq N, byte-identical, NDJSON; long-polls up to W
  *   POST /ack                     a follower's highest durable positions
  *   POST /fence                   a promotion announces a newer epoch
+ *
+ * The endpoint faces the network before anyone is authenticated, and in `start
+ * --replication-listen` it shares the orchestrator's file descriptors: every connection is
+ * bounded in time (headers, whole request, idle keep-alive, TLS handshake) and in number (in all
+ * and per client address), and an error answer (401, every other 4xx, 5xx) closes its connection
+ * without reading the rest of the request. See `ConnectionLimits`.
  */
 import { readFile } from "node:fs/promises";
 import http from "node:http";
 import https from "node:https";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { ExitCode, UserError } from "../cli/errors.js";
 import { bearerMatches } from "./auth.js";
 import { REGION_HEADER } from "./client.js";
@@ -26,6 +32,36 @@ import type { WalSource } from "./wal-source.js";
 export const MAX_WAIT_MS = 30_000;
 export const MAX_BATCH = 1000;
 const MAX_BODY = 1 << 20;
+
+/** What one connection may hold, and how many there may be (docs/replication.md). */
+export interface ConnectionLimits {
+  /** From a request's first byte (a connection's start) to the end of its headers; also the TLS handshake. */
+  headerTimeoutMs: number;
+  /** From a request's first byte to the end of its body. Not the answer: a long-poll may wait longer. */
+  requestTimeoutMs: number;
+  /** How long a kept-alive connection may sit idle between an answer and the next request. */
+  keepAliveTimeoutMs: number;
+  /** Open connections in all; more are closed as they arrive. */
+  maxConnections: number;
+  /** Open connections from one client address. */
+  maxConnectionsPerAddress: number;
+}
+
+/**
+ * A peer sends its headers in one packet and its bodies are small JSON (≤ 1 MiB), so 10 s and
+ * 30 s are generous on any link between regions; 15 s of idle keep-alive outlives the pauses of a
+ * follower's loop and of the leader's probes (default 1 s) so their connections are reused. A
+ * follower holds at most a handful of connections (long-poll, ack, snapshot, status) and its
+ * client at most 16 per leader: 32 per address leaves room for several nodes behind one address,
+ * and 128 in all stays well under the usual 1,024 descriptors an orchestrator runs with.
+ */
+export const DEFAULT_LIMITS: ConnectionLimits = {
+  headerTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 15_000,
+  maxConnections: 128,
+  maxConnectionsPerAddress: 32,
+};
 
 export interface RequestContext {
   epoch: number | undefined;
@@ -56,6 +92,7 @@ export interface ServerOptions {
   tls?: { certFile: string; keyFile: string };
   handlers: NodeHandlers;
   log: (line: string) => void;
+  limits?: Partial<ConnectionLimits>;
 }
 
 export interface RunningServer {
@@ -84,8 +121,53 @@ export class HttpError extends Error {
 
 function sendJson(res: http.ServerResponse, status: number, value: unknown): void {
   const body = JSON.stringify(value);
+  // An error answer ends the connection: the rest of a refused request (a body trickled after its
+  // 401, say) is never read, and a client that erred starts again from a new connection.
+  if (status >= 400) res.setHeader("connection", "close");
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
   res.end(body);
+}
+
+/** At most one log line a minute about refused connections, with how many there were. */
+function refusalLogger(log: (line: string) => void): (why: string) => void {
+  let last = -Infinity;
+  let count = 0;
+  return (why) => {
+    count++;
+    if (Date.now() - last < 60_000) return;
+    log(`replication: refused ${count} connection(s) since the last such line: ${why}`);
+    last = Date.now();
+    count = 0;
+  };
+}
+
+/**
+ * Caps the connections of `server` in all and per client address. Counted on the TCP connection,
+ * before any TLS handshake or HTTP byte.
+ */
+function capConnections(server: http.Server, limits: ConnectionLimits, log: (line: string) => void): void {
+  const refused = refusalLogger(log);
+  server.maxConnections = limits.maxConnections;
+  server.on("drop", () => refused(`${limits.maxConnections} connections open (--max-connections)`));
+  const perAddress = new Map<string, number>();
+  server.on("connection", (socket: Socket) => {
+    const address = socket.remoteAddress;
+    if (address === undefined) return; // already gone
+    const open = perAddress.get(address) ?? 0;
+    if (open >= limits.maxConnectionsPerAddress) {
+      refused(
+        `${open} connections open from ${address} (--max-connections-per-ip ${limits.maxConnectionsPerAddress})`,
+      );
+      socket.destroy();
+      return;
+    }
+    perAddress.set(address, open + 1);
+    socket.once("close", () => {
+      const left = (perAddress.get(address) ?? 1) - 1;
+      if (left > 0) perAddress.set(address, left);
+      else perAddress.delete(address);
+    });
+  });
 }
 
 async function readBody(req: http.IncomingMessage): Promise<unknown> {
@@ -188,6 +270,18 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     });
   };
 
+  const given = Object.entries(o.limits ?? {}).filter(([, v]) => v !== undefined);
+  const limits: ConnectionLimits = { ...DEFAULT_LIMITS, ...Object.fromEntries(given) };
+  const timeouts: http.ServerOptions = {
+    headersTimeout: limits.headerTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    // Node looks for expired header and request times this often: a bound holds within it.
+    connectionsCheckingInterval: Math.max(
+      10,
+      Math.min(1000, Math.floor(Math.min(limits.headerTimeoutMs, limits.requestTimeoutMs) / 4)),
+    ),
+  };
   let server: http.Server;
   let scheme = "http";
   if (o.tls) {
@@ -199,13 +293,15 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         throw new UserError(`--tls-key ${o.tls!.keyFile}: cannot read`, ExitCode.USAGE);
       }),
     ]);
-    server = https.createServer({ cert, key }, listener);
+    server = https.createServer(
+      { ...timeouts, cert, key, handshakeTimeout: limits.headerTimeoutMs },
+      listener,
+    );
     scheme = "https";
   } else {
-    server = http.createServer(listener);
+    server = http.createServer(timeouts, listener);
   }
-  server.keepAliveTimeout = MAX_WAIT_MS + 5000;
-  server.requestTimeout = 0;
+  capConnections(server, limits, o.log);
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err: NodeJS.ErrnoException) =>
       reject(
