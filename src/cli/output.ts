@@ -31,6 +31,14 @@ export class Output {
   warn(text: string): void {
     if (!this.opts.quiet) process.stderr.write(`warning: ${text}\n`);
   }
+  /**
+   * The command ran and found a problem: sets the exit code. Under --quiet nothing else is
+   * printed, so the one-line summary goes to stderr (a bare non-zero exit explains nothing).
+   */
+  failed(exitCode: number, summary: string): void {
+    process.exitCode = exitCode;
+    if (this.opts.quiet) process.stderr.write(`bernstein: ${summary}\n`);
+  }
   /** The final result: JSON document with --json, otherwise the human rendering. */
   result(json: unknown, human?: () => void): void {
     if (this.opts.json) {
