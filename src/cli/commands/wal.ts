@@ -30,6 +30,15 @@ async function pickRuns(ws: Workspace, runId: string | undefined): Promise<RunIn
   return [run];
 }
 
+/** One run: the one --run names, else the newest (the last in run order). */
+async function pickOneRun(ws: Workspace, runId: string | undefined): Promise<RunInfo> {
+  const runs = await pickRuns(ws, runId);
+  const run = runs.at(-1);
+  if (!run)
+    throw new UserError(`no WAL runs in ${ws.walDir} (\`bernstein start\` records one)`, ExitCode.USAGE);
+  return run;
+}
+
 function parseSeq(text: string): number {
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
     throw new UserError(
@@ -133,15 +142,15 @@ export function registerWal(program: Command): void {
   wal
     .command("show")
     .description("print the entries of a run")
-    .requiredOption("--run <id>", "the run")
+    .option("--run <id>", "the run (default: the newest)")
     .option("--from-seq <n>", "start at this seq")
     .option("--uncommitted", "only intents that no commit closes (what replay would consider)")
-    .action(async (opts: { run: string; fromSeq?: string; uncommitted?: boolean }, cmd: Command) => {
+    .action(async (opts: { run?: string; fromSeq?: string; uncommitted?: boolean }, cmd: Command) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
       const fromSeq = opts.fromSeq === undefined ? 0 : parseSeq(opts.fromSeq);
       const ws = await openWorkspace(g.sdd);
-      const [run] = await pickRuns(ws, opts.run);
+      const run = await pickOneRun(ws, opts.run);
       const emit = makeEmitter(out, run.run_id);
       try {
         if (opts.uncommitted) {
@@ -168,12 +177,12 @@ export function registerWal(program: Command): void {
   wal
     .command("fingerprint")
     .description("the Python-compatible execution fingerprint of a run")
-    .requiredOption("--run <id>", "the run")
-    .action(async (opts: { run: string }, cmd: Command) => {
+    .option("--run <id>", "the run (default: the newest)")
+    .action(async (opts: { run?: string }, cmd: Command) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
       const ws = await openWorkspace(g.sdd);
-      const [run] = await pickRuns(ws, opts.run);
+      const run = await pickOneRun(ws, opts.run);
       const fp = new Fingerprint();
       try {
         for await (const { entry } of readWalEntries(run.file, { runId: run.run_id })) fp.add(entry);
