@@ -3,7 +3,8 @@
  * errors into exit codes (user errors: one line, no stack).
  */
 import { Command, CommanderError } from "commander";
-import { ExitCode, UserError, userErrorFromFs } from "./errors.js";
+import { ExitCode, UserError, ioError, userErrorFromFs } from "./errors.js";
+import { stdoutFailure, stdoutFlushed, tolerateClosedOutput } from "./output.js";
 import { registerCommands } from "./commands/index.js";
 import { VERSION } from "../version.js";
 
@@ -27,6 +28,19 @@ function wantsJson(argv: string[]): boolean {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  tolerateClosedOutput();
+  const code = await run(argv);
+  await stdoutFlushed();
+  const failure = stdoutFailure();
+  if (failure && code === ExitCode.OK) {
+    const err = ioError("cannot write the output", failure);
+    process.stderr.write(`bernstein: ${err?.message ?? `cannot write the output: ${failure.message}`}\n`);
+    return ExitCode.IO;
+  }
+  return code;
+}
+
+async function run(argv: string[]): Promise<number> {
   const program = await buildProgram(argv);
   program.configureOutput({
     writeErr: (s) => process.stderr.write(s),

@@ -11,7 +11,7 @@ import { WalReadError, listRuns, readWalEntries, verifyWal, type RunInfo } from 
 import { OpenIntents } from "../../wal/recovery.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../errors.js";
-import { Output, globalsOf } from "../output.js";
+import { Output, globalsOf, stdoutClosed } from "../output.js";
 
 async function pickRuns(ws: Workspace, runId: string | undefined): Promise<RunInfo[]> {
   const runs = await listRuns(ws);
@@ -159,8 +159,11 @@ export function registerWal(program: Command): void {
             tracker.add(entry);
           for (const e of tracker.list()) emit.entry(e);
         } else {
-          for await (const { entry } of readWalEntries(run.file, { runId: run.run_id, fromSeq }))
+          for await (const { entry } of readWalEntries(run.file, { runId: run.run_id, fromSeq })) {
             emit.entry(entry);
+            // The reader stopped early (`| head`): reading the rest of a long WAL is wasted.
+            if (stdoutClosed()) break;
+          }
         }
       } catch (err) {
         if (!(err instanceof WalReadError)) throw err;
