@@ -195,6 +195,13 @@ export function registerDrReplication(program: Command): void {
           out.line(
             `Evaluation: ${st.failover.decision}${st.failover.reasons.length ? ` — ${st.failover.reasons.join("; ")}` : ""}`,
           );
+          out.line(
+            st.failover.decision === "FAILOVER_RECOMMENDED"
+              ? "Act now: follow the runbook's commands."
+              : st.failover.decision === "ALERT_ONLY"
+                ? "No failover now: look into the alerts; the runbook holds the plan should the leader be lost."
+                : "Nothing to do now; the runbook holds the plan should the leader be lost.",
+          );
         },
       );
     });
