@@ -92,7 +92,11 @@ export function registerDrReplication(program: Command): void {
           `Failover:  ${st.failover.decision}${st.failover.reasons.length ? ` — ${st.failover.reasons.join("; ")}` : ""}`,
         );
       });
-      if (st.problem) process.exitCode = ExitCode.REPLICATION;
+      if (st.problem)
+        out.failed(
+          ExitCode.REPLICATION,
+          `dr status: ${st.fenced ? `fenced: ${st.fenced_reason}` : `the leader halted: ${st.policy_reason ?? "its ack policy is not met"}`}`,
+        );
     });
 
   dr.command("promote")
