@@ -1,6 +1,6 @@
 /**
  * Failover evaluation and the DR runbook.
- *   FAILOVER_RECOMMENDED: the leader is unreachable from a follower (max_retries consecutive
+ *   FAILOVER_RECOMMENDED: the leader is unreachable from a follower (--unreachable-after consecutive
  *     failures), or more than half the followers are unreachable under QUORUM, or a follower
  *     lags by more than 10 × max_lag_entries;
  *   ALERT_ONLY: something is degraded but a failover would not help (a follower LAGGING or
@@ -186,7 +186,7 @@ export function renderRunbook(r: RunbookInput, now = new Date()): string {
     for (const o of others) {
       lines.push(`# 4. Re-point follower ${o.name} at the new leader.`);
       lines.push(
-        `bernstein replicate follow --leader <NEW_LEADER_URL> --region ${o.name} --sdd ${sddOf(o)} ${tokenArg}`,
+        `bernstein replicate follow --leader <NEW_LEADER_URL> --follower-name ${o.name} --sdd ${sddOf(o)} ${tokenArg}`,
       );
     }
   }

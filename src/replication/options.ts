@@ -5,6 +5,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { type Command, Option } from "commander";
+import { addDeprecatedAlias } from "../cli/deprecated-option.js";
 import { ExitCode, UserError } from "../cli/errors.js";
 import type { Workspace } from "../workspace/layout.js";
 import { type OnAckTimeout, parseAckPolicy } from "./ack-policy.js";
@@ -34,7 +35,7 @@ export { positiveInt };
 
 /** Token, TLS and health options shared by serve and follow. */
 export function addTransportOptions(cmd: Command): Command {
-  return cmd
+  cmd
     .option("--token-file <file>", `bearer token file, mode 0600 (or env ${TOKEN_ENV})`)
     .option("--tls-cert <file>", "serve HTTPS with this certificate (PEM)")
     .option("--tls-key <file>", "private key for --tls-cert (PEM)")
@@ -45,7 +46,14 @@ export function addTransportOptions(cmd: Command): Command {
       positiveInt("--max-lag-entries"),
       100,
     )
-    .option("--max-retries <n>", "consecutive failures before UNREACHABLE", positiveInt("--max-retries"), 3);
+    .option(
+      "--unreachable-after <n>",
+      "consecutive failed contacts before a peer is UNREACHABLE",
+      positiveInt("--unreachable-after"),
+      3,
+    );
+  // The old name: `task add --max-retries` means task retries (one meaning per flag name).
+  return addDeprecatedAlias(cmd, "--max-retries <n>", "--unreachable-after");
 }
 
 /** The leader's options (ack policy and followers). */
@@ -86,7 +94,7 @@ export interface TransportFlags {
   tlsKey?: string;
   tlsCa?: string;
   maxLagEntries: number;
-  maxRetries: number;
+  unreachableAfter: number;
 }
 
 export interface LeaderFlags extends TransportFlags {
@@ -145,7 +153,7 @@ export async function startLeaderFromFlags(
     followers: flags.follower.map(parseFollowerSpec),
     ackTimeoutMs: flags.ackTimeout,
     onAckTimeout: flags.onAckTimeout as OnAckTimeout,
-    thresholds: { maxLagEntries: flags.maxLagEntries, maxRetries: flags.maxRetries },
+    thresholds: { maxLagEntries: flags.maxLagEntries, maxRetries: flags.unreachableAfter },
     probeIntervalMs: flags.probeInterval,
     audit: replicationAuditor(ws),
     snapshot: (res) => serveSnapshot(ws, res),
@@ -194,7 +202,7 @@ export function replicationArgs(f: ReplicationStartFlags): string[] {
     "--probe-interval",
     String(f.probeInterval),
   );
-  a.push("--max-lag-entries", String(f.maxLagEntries), "--max-retries", String(f.maxRetries));
+  a.push("--max-lag-entries", String(f.maxLagEntries), "--unreachable-after", String(f.unreachableAfter));
   return a;
 }
 
