@@ -56,7 +56,7 @@ function startFollower(
       "follow",
       "--leader",
       leaderUrl,
-      "--region",
+      "--follower-name",
       region,
       "--token-file",
       tokenFile,
@@ -164,7 +164,7 @@ async function main(): Promise<void> {
         {
           tokenFile,
           maxLagEntries: 100,
-          maxRetries: 3,
+          unreachableAfter: 3,
           ackPolicy: policy,
           follower: ["a", "b"],
           ackTimeout: 10_000,

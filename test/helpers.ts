@@ -1,5 +1,7 @@
 /** Shared test helpers: scratch folders, the CLI as a real child process, repo paths. */
 import { execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { closeSync, constants as fsConstants, openSync, unlinkSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -94,5 +96,45 @@ export function runCli(
       resolve({ code, signal, stdout, stderr });
     });
     child.stdin.end(opts.input ?? "");
+  });
+}
+
+/**
+ * Runs the CLI with stdout a pipe whose reader is already gone (what `| head` leaves once it has
+ * read enough): a FIFO opened for reading, then for writing, then the reading end closed, so
+ * every write of the child fails with EPIPE — deterministically, from its first byte.
+ */
+export function runCliWithClosedStdout(
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string | undefined> } = {},
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+  const fifo = path.join(
+    os.tmpdir(),
+    `bernstein-closed-pipe-${process.pid}-${randomBytes(4).toString("hex")}`,
+  );
+  execFileSync("mkfifo", [fifo]);
+  let writeEnd: number;
+  try {
+    const readEnd = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    writeEnd = openSync(fifo, fsConstants.O_WRONLY);
+    closeSync(readEnd);
+  } finally {
+    unlinkSync(fifo);
+  }
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: opts.cwd,
+      env: { ...process.env, ...opts.env },
+      stdio: ["ignore", writeEnd, "pipe"],
+    });
+    closeSync(writeEnd);
+    let stderr = "";
+    child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stderr });
+    });
   });
 }

@@ -3,8 +3,11 @@
  * errors into exit codes (user errors: one line, no stack).
  */
 import { Command, CommanderError } from "commander";
-import { ExitCode, UserError, userErrorFromFs } from "./errors.js";
-import { registerCommands } from "./commands/index.js";
+import type { EventEmitter } from "node:events";
+import { ExitCode, UserError, ioError, userErrorFromFs } from "./errors.js";
+import { stdoutFailure, stdoutFlushed, tolerateClosedOutput } from "./output.js";
+import { firstCommandIndex, registerCommands } from "./commands/index.js";
+import { oneLineUsageErrors } from "./usage-error.js";
 import { VERSION } from "../version.js";
 
 export async function buildProgram(argv: string[] = []): Promise<Command> {
@@ -16,8 +19,17 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
     .option("--sdd <dir>", "workspace state folder (default ./.sdd, env BERNSTEIN_SDD)")
     .option("--json", "machine-readable output")
     .option("--quiet", "print nothing but errors")
-    .showHelpAfterError()
+    // Inherited by every command registered below: a sub-command's page lists --sdd, --json, --quiet.
+    .configureHelp({ showGlobalOptions: true })
+    .helpCommand("help [command...]", "show the help of a command (e.g. help dr backup)")
     .exitOverride();
+  // Runs before commander's own version handler, which prints plain text only. (A Command is an
+  // EventEmitter; its typings declare only on().)
+  (program as unknown as EventEmitter).prependListener("option:version", () => {
+    if (!wantsJson(argv)) return;
+    process.stdout.write(JSON.stringify({ ok: true, name: "bernstein", version: VERSION }) + "\n");
+    throw new CommanderError(0, "commander.version", VERSION);
+  });
   await registerCommands(program, argv);
   return program;
 }
@@ -26,11 +38,31 @@ function wantsJson(argv: string[]): boolean {
   return argv.includes("--json");
 }
 
+/** `help dr backup` is `dr backup --help` (commander's help command reads only its first word). */
+function helpAsFlag(argv: string[]): string[] {
+  const i = firstCommandIndex(argv);
+  if (i < 0 || argv[i] !== "help") return argv;
+  return [...argv.slice(0, i), ...argv.slice(i + 1), "--help"];
+}
+
 export async function main(argv: string[]): Promise<number> {
+  tolerateClosedOutput();
+  const code = await run(argv);
+  await stdoutFlushed();
+  const failure = stdoutFailure();
+  if (failure && code === ExitCode.OK) {
+    const err = ioError("cannot write the output", failure);
+    process.stderr.write(`bernstein: ${err?.message ?? `cannot write the output: ${failure.message}`}\n`);
+    return ExitCode.IO;
+  }
+  return code;
+}
+
+async function run(givenArgv: string[]): Promise<number> {
+  const argv = helpAsFlag(givenArgv);
   const program = await buildProgram(argv);
-  program.configureOutput({
-    writeErr: (s) => process.stderr.write(s),
-  });
+  let usage: string | undefined;
+  oneLineUsageErrors(program, (line) => (usage = line));
   try {
     await program.parseAsync(argv, { from: "user" });
     return typeof process.exitCode === "number" ? process.exitCode : ExitCode.OK;
@@ -38,6 +70,9 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) {
       if (err.code === "commander.helpDisplayed" || err.code === "commander.version") return ExitCode.OK;
       if (err.code === "commander.help") return ExitCode.OK;
+      if (wantsJson(argv) && usage !== undefined) {
+        process.stdout.write(JSON.stringify({ ok: false, error: usage, exit_code: ExitCode.USAGE }) + "\n");
+      }
       return ExitCode.USAGE;
     }
     const userErr = err instanceof UserError ? err : userErrorFromFs(err, (err as Error)?.message ?? "error");

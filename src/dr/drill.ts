@@ -17,7 +17,13 @@ import type { Workspace } from "../workspace/layout.js";
 import { recordAuditEvent } from "./audit-event.js";
 import { backupToFile } from "./backup.js";
 import { AUDIT_KEY_ENTRY } from "./manifest.js";
-import { inspectArchive, openArchiveFile, RESTORE_RECORD, restoreFromFile } from "./restore.js";
+import {
+  inspectArchive,
+  openArchiveFile,
+  readRestoreRecord,
+  RESTORE_RECORD,
+  restoreFromFile,
+} from "./restore.js";
 import { verifyStateFolder, type Check } from "./verify.js";
 import { walkWorkspace } from "./walk.js";
 import { runDoctor } from "../orchestrator/doctor.js";
@@ -140,8 +146,17 @@ export async function runDrill(
       let compared = 0;
       let changed = 0;
       const bad: string[] = [];
+      const restoreRecord = RESTORE_RECORD.join("/");
       for (const f of backup!.manifest.files) {
         if (f.path === AUDIT_KEY_ENTRY) continue;
+        if (f.path === restoreRecord) {
+          // A workspace that was itself restored carries the record of that restore; the drill's
+          // restore writes its own over it, so it differs by design: it must name this archive.
+          const record = await readRestoreRecord(restored);
+          if (record?.archive_sha256 !== backup!.sha256) bad.push(`${f.path} (not this drill's restore)`);
+          else compared++;
+          continue;
+        }
         const restoredSha = hashPrefix(path.join(restored, f.path), f.size);
         const rst = await stat(path.join(restored, f.path)).catch(() => undefined);
         if (
@@ -169,7 +184,7 @@ export async function runDrill(
       }
       const restoredFiles = walkWorkspace(restored).files.map((f) => f.rel);
       const expected = new Set(backup!.manifest.files.map((f) => f.path));
-      const extra = restoredFiles.filter((r) => !expected.has(r) && r !== RESTORE_RECORD.join("/"));
+      const extra = restoredFiles.filter((r) => !expected.has(r) && r !== restoreRecord);
       if (extra.length) bad.push(...extra.map((e) => `${e} (not in the backup)`));
       return {
         ok: bad.length === 0,

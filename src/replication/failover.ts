@@ -1,6 +1,6 @@
 /**
  * Failover evaluation and the DR runbook.
- *   FAILOVER_RECOMMENDED: the leader is unreachable from a follower (max_retries consecutive
+ *   FAILOVER_RECOMMENDED: the leader is unreachable from a follower (--unreachable-after consecutive
  *     failures), or more than half the followers are unreachable under QUORUM, or a follower
  *     lags by more than 10 × max_lag_entries;
  *   ALERT_ONLY: something is degraded but a failover would not help (a follower LAGGING or
@@ -138,6 +138,16 @@ export function renderRunbook(r: RunbookInput, now = new Date()): string {
     );
   }
   lines.push("", "## Recommended action", "");
+  // Only FAILOVER_RECOMMENDED calls for acting now; otherwise the plan below is the contingency.
+  const actNow = r.evaluation.decision === "FAILOVER_RECOMMENDED";
+  if (!actNow) {
+    lines.push(
+      r.evaluation.decision === "NO_ACTION"
+        ? "**Nothing to do now**: no failover, no restore. Should the leader be lost, this is the plan:"
+        : "**No failover now**: look into the alerts above (a failover would not fix them). Should the leader be lost, this is the plan:",
+      "",
+    );
+  }
   if (candidate) {
     lines.push(
       `Promote follower **${candidate.name}** (reachable, least lag). ` +
@@ -152,7 +162,7 @@ export function renderRunbook(r: RunbookInput, now = new Date()): string {
       "No follower can be promoted and no backup is recorded: recover the leader's disk if at all possible.",
     );
   }
-  lines.push("", "## Commands", "");
+  lines.push("", actNow ? "## Commands" : "## Commands (only if the leader is lost)", "");
   lines.push("```sh");
   if (leader) {
     lines.push(
@@ -176,7 +186,7 @@ export function renderRunbook(r: RunbookInput, now = new Date()): string {
     for (const o of others) {
       lines.push(`# 4. Re-point follower ${o.name} at the new leader.`);
       lines.push(
-        `bernstein replicate follow --leader <NEW_LEADER_URL> --region ${o.name} --sdd ${sddOf(o)} ${tokenArg}`,
+        `bernstein replicate follow --leader <NEW_LEADER_URL> --follower-name ${o.name} --sdd ${sddOf(o)} ${tokenArg}`,
       );
     }
   }
@@ -186,7 +196,7 @@ export function renderRunbook(r: RunbookInput, now = new Date()): string {
     lines.push(`bernstein start --sdd <NEW_HOST_SDD>`);
   }
   lines.push("```", "");
-  lines.push("## Estimated data loss", "");
+  lines.push(actNow ? "## Estimated data loss" : "## Estimated data loss (if the leader is lost)", "");
   if (candidate) {
     lines.push(
       `- Promoting ${candidate.name}: ${fmt(candidate.lag_entries)} entries, ${fmt(candidate.lag_seconds, " s")} (its lag; under QUORUM/ALL no acknowledged decision is lost when the promotion reaches its peers).`,

@@ -5,6 +5,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { type Command, Option } from "commander";
+import { addDeprecatedAlias } from "../cli/deprecated-option.js";
 import { ExitCode, UserError } from "../cli/errors.js";
 import type { Workspace } from "../workspace/layout.js";
 import { type OnAckTimeout, parseAckPolicy } from "./ack-policy.js";
@@ -37,7 +38,7 @@ export { positiveInt };
 
 /** Token, TLS and health options shared by serve and follow. */
 export function addTransportOptions(cmd: Command): Command {
-  return cmd
+  cmd
     .option("--token-file <file>", `bearer token file, mode 0600 (or env ${TOKEN_ENV})`)
     .option("--tls-cert <file>", "serve HTTPS with this certificate (PEM)")
     .option("--tls-key <file>", "private key for --tls-cert (PEM)")
@@ -48,7 +49,12 @@ export function addTransportOptions(cmd: Command): Command {
       positiveInt("--max-lag-entries"),
       100,
     )
-    .option("--max-retries <n>", "consecutive failures before UNREACHABLE", positiveInt("--max-retries"), 3)
+    .option(
+      "--unreachable-after <n>",
+      "consecutive failed contacts before a peer is UNREACHABLE",
+      positiveInt("--unreachable-after"),
+      3,
+    )
     .option(
       "--header-timeout <ms>",
       "endpoint: a request's headers (and a TLS handshake) must arrive within this",
@@ -79,6 +85,8 @@ export function addTransportOptions(cmd: Command): Command {
       positiveInt("--max-connections-per-ip", 1),
       DEFAULT_LIMITS.maxConnectionsPerAddress,
     );
+  // The old name: `task add --max-retries` means task retries (one meaning per flag name).
+  return addDeprecatedAlias(cmd, "--max-retries <n>", "--unreachable-after");
 }
 
 /** The endpoint's connection limits from the flags; the request time includes the header time. */
@@ -136,7 +144,7 @@ export interface TransportFlags {
   tlsKey?: string;
   tlsCa?: string;
   maxLagEntries: number;
-  maxRetries: number;
+  unreachableAfter: number;
   /** The endpoint's connection limits (DEFAULT_LIMITS for those not given). */
   headerTimeout?: number;
   requestTimeout?: number;
@@ -201,7 +209,7 @@ export async function startLeaderFromFlags(
     followers: flags.follower.map(parseFollowerSpec),
     ackTimeoutMs: flags.ackTimeout,
     onAckTimeout: flags.onAckTimeout as OnAckTimeout,
-    thresholds: { maxLagEntries: flags.maxLagEntries, maxRetries: flags.maxRetries },
+    thresholds: { maxLagEntries: flags.maxLagEntries, maxRetries: flags.unreachableAfter },
     probeIntervalMs: flags.probeInterval,
     audit: replicationAuditor(ws),
     snapshot: (res) => serveSnapshot(ws, res),
@@ -251,7 +259,7 @@ export function replicationArgs(f: ReplicationStartFlags): string[] {
     "--probe-interval",
     String(f.probeInterval),
   );
-  a.push("--max-lag-entries", String(f.maxLagEntries), "--max-retries", String(f.maxRetries));
+  a.push("--max-lag-entries", String(f.maxLagEntries), "--unreachable-after", String(f.unreachableAfter));
   const l = limitsOf(f);
   a.push("--header-timeout", String(l.headerTimeoutMs), "--request-timeout", String(l.requestTimeoutMs));
   a.push("--keepalive-timeout", String(l.keepAliveTimeoutMs), "--max-connections", String(l.maxConnections));

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
-import { chmod, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import {
@@ -532,6 +532,41 @@ test("dr drill --encrypt: backup, dry-run, restore, compare, doctor; records run
     const bad = await runCli(["dr", "drill", "--sdd", ws.root, "--json"], { env });
     assert.equal(bad.code, 1, bad.stdout + bad.stderr);
     assert.equal(JSON.parse(bad.stdout).ok, false);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("dr drill on a workspace that was itself restored passes; a failing drill under --quiet still says why", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = envFor(dir);
+    const run = (args: string[]) => runCli(args, { cwd: dir, env });
+    assert.equal((await run(["init"])).code, 0);
+    assert.equal((await run(["task", "add", "one", "--command", "true"])).code, 0);
+    assert.equal((await run(["start", "--until-idle"])).code, 0);
+    assert.equal((await run(["dr", "backup", "--to", "b.tar.gz"])).code, 0);
+    // The documented recovery: the broken tree set aside, the backup restored in its place.
+    await rename(path.join(dir, ".sdd"), path.join(dir, ".sdd.broken"));
+    assert.equal((await run(["dr", "restore", "--from", "b.tar.gz"])).code, 0);
+    const drill = await run(["dr", "drill", "--json"]);
+    assert.equal(drill.code, 0, drill.stdout + drill.stderr);
+    const compare = JSON.parse(drill.stdout).steps.find((s: { name: string }) => s.name === "compare");
+    assert.equal(compare.ok, true, compare.detail);
+    assert.equal((await run(["dr", "drill", "--quiet"])).code, 0);
+
+    // A real difference still fails the drill; --quiet prints nothing else, so it says why on stderr.
+    const wal = (await readdir(path.join(dir, ".sdd", "runtime", "wal"))).find((f) =>
+      f.endsWith(".wal.jsonl"),
+    )!;
+    const walFile = path.join(dir, ".sdd", "runtime", "wal", wal);
+    const text = readFileSync(walFile, "utf8");
+    assert.ok(text.includes('"title":"one"'));
+    await writeFile(walFile, text.replace('"title":"one"', '"title":"ONE"'));
+    const bad = await run(["dr", "drill", "--quiet"]);
+    assert.equal(bad.code, 1);
+    assert.equal(bad.stdout, "");
+    assert.match(bad.stderr, /^bernstein: dr drill failed: doctor: [^\n]+\n$/);
   } finally {
     await cleanup();
   }

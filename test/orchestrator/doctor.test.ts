@@ -120,6 +120,33 @@ test("doctor fails on a broken chain, a claim missing from the WAL, a task in tw
     assert.equal(wal.ok, false);
     assert.match(wal.detail, new RegExp(`${run.run_id} at seq \\d+`));
     assert.match(wal.fix, /dr restore/);
+    // --quiet prints nothing but errors: the failure is one line on stderr, not a bare exit 1.
+    const quiet = await runCli(["--sdd", sdd, "doctor", "--quiet"], { env });
+    assert.equal(quiet.code, 1);
+    assert.equal(quiet.stdout, "");
+    assert.match(quiet.stderr, /^bernstein: doctor: [a-z_]+: [^\n]+\n$/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("doctor where there is no workspace is a usage error (exit 2, one line), not a failed check", async () => {
+  const { dir, cleanup } = await scratchDir("bernstein-doc-none-");
+  try {
+    const env = { BERNSTEIN_SDD: undefined };
+    for (const args of [
+      ["doctor"],
+      ["doctor", "--workspace", path.join(dir, "nope")],
+      ["doctor", "--quiet"],
+    ]) {
+      const r = await runCli(args, { cwd: dir, env });
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stdout}${r.stderr}`);
+      assert.equal(r.stdout, "");
+      assert.match(r.stderr, /^bernstein: [^\n]*no[^\n]*workspace[^\n]*bernstein init[^\n]*\n$/);
+    }
+    const j = await runCli(["doctor", "--json"], { cwd: dir, env });
+    assert.equal(j.code, 2);
+    assert.deepEqual([JSON.parse(j.stdout).ok, JSON.parse(j.stdout).exit_code], [false, 2]);
   } finally {
     await cleanup();
   }

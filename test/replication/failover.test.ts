@@ -164,6 +164,9 @@ test(
     const dj = JSON.parse(ds.stdout) as { fenced: boolean; fenced_reason: string };
     assert.equal(dj.fenced, true);
     assert.match(dj.fenced_reason, /epoch 2/);
+    const quiet = await runCli(["--sdd", sdd("L"), "--quiet", "dr", "status"]);
+    assert.equal(quiet.code, 8);
+    assert.match(quiet.stderr, /^bernstein: dr status: fenced: [^\n]*epoch 2[^\n]*\n$/);
 
     // The promoted node leads epoch 2 where the promotion said; the other follower, still the
     // same process, continues the same chain from it.

@@ -315,3 +315,29 @@ test("dr status on a plain workspace: a stand-alone leader at epoch 1, no follow
   assert.equal(none.code, 2);
   assert.match(none.stderr, /no workspace/);
 });
+
+test("dr runbook with NO_ACTION says there is nothing to do now; the restore is the plan only if the leader is lost", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-repl-runbook-");
+  t.after(cleanup);
+  const env = { BERNSTEIN_AUDIT_KEY_PATH: `${dir}/key/audit.key`, BERNSTEIN_DR_PASSWORD: undefined };
+  const sdd = `${dir}/.sdd`;
+  await initWorkspace(sdd);
+  assert.equal((await runCli(["--sdd", sdd, "dr", "backup", "--to", `${dir}/b.tar.gz`], { env })).code, 0);
+  const r = await runCli(["--sdd", sdd, "dr", "runbook"], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    /^Evaluation: NO_ACTION\nNothing to do now; the runbook holds the plan should the leader be lost\.$/m,
+  );
+  const file = /^Runbook written: (.+)$/m.exec(r.stdout)![1]!;
+  const text = await readFile(file, "utf8");
+  const recommended = text.slice(text.indexOf("## Recommended action"), text.indexOf("## Commands"));
+  assert.match(
+    recommended,
+    /^\*\*Nothing to do now\*\*: no failover, no restore\. Should the leader be lost, this is the plan:$/m,
+  );
+  assert.match(text, /^## Commands \(only if the leader is lost\)\n/m);
+  // The restore is still spelled out, under that heading.
+  const commands = text.slice(text.indexOf("## Commands"));
+  assert.match(commands, /bernstein dr restore --from \S+b\.tar\.gz/);
+});

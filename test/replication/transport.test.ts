@@ -79,7 +79,7 @@ test(
         "follow",
         "--leader",
         leader.url,
-        "--region",
+        "--follower-name",
         "x",
         "--token-file",
         wrongFile,

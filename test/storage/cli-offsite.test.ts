@@ -222,6 +222,10 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
         [names[2], "ok"],
       ],
     );
+    const quiet = await cli(["--quiet", "dr", "list", "--at", root, "--check"]);
+    assert.equal(quiet.code, 1);
+    assert.equal(quiet.stdout, "");
+    assert.match(quiet.stderr, /^bernstein: dr list --check: 2 backup\(s\) missing or replaced at [^\n]+\n$/);
     const p = await cli(["--json", "dr", "prune", "--at", root, "--keep-last", "1"]);
     assert.equal(p.code, 0, p.stderr);
     const left = JSON.parse((await cli(["--json", "dr", "list", "--at", root])).stdout).backups;

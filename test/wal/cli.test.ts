@@ -3,7 +3,8 @@ import { cp, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { FIXTURES, runCli } from "../helpers.js";
-import { lines, scratchWorkspace } from "./support/wal-helpers.js";
+import { WalWriter } from "../../src/wal/writer.js";
+import { lines, record, scratchWorkspace } from "./support/wal-helpers.js";
 
 const GOLDEN_SDD = path.join(FIXTURES, "python-reference", "workspace", ".sdd");
 const expected = JSON.parse(await readFile(path.join(FIXTURES, "python-reference", "expected.json"), "utf8"));
@@ -92,6 +93,33 @@ test("an unknown --run is exit 2 and lists the runs there are", async () => {
   }
   const j = await runCli(["--sdd", GOLDEN_SDD, "--json", "wal", "verify", "--run", "run-nope"]);
   assert.deepEqual(JSON.parse(j.stdout).runs, ["run-golden"]);
+});
+
+test("wal show and wal fingerprint without --run read the newest run; no runs at all is exit 2, one line", async () => {
+  const { ws, cleanup } = await scratchWorkspace();
+  try {
+    const empty = await runCli(["--sdd", ws.root, "wal", "show"]);
+    assert.equal(empty.code, 2);
+    assert.match(empty.stderr, /^bernstein: no WAL runs in \S+ \(`bernstein start` records one\)\n$/);
+    await cp(path.join(GOLDEN_SDD, "runtime", "wal", "run-golden.wal.jsonl"), ws.walFile("run-golden"));
+    // Newer than run-golden by its first entry although its name sorts first.
+    const w = await WalWriter.open(ws, "run-a-newer", { clock: () => 4_000_000_000 });
+    await w.append(record(0));
+    await w.append(record(1));
+    await w.close();
+    const show = await runCli(["--sdd", ws.root, "--json", "wal", "show"]);
+    assert.equal(show.code, 0, show.stderr);
+    assert.deepEqual([JSON.parse(show.stdout).run_id, JSON.parse(show.stdout).count], ["run-a-newer", 2]);
+    const human = await runCli(["--sdd", ws.root, "wal", "show"]);
+    assert.equal(human.stdout.trim().split("\n").length, 2);
+    const fp = await runCli(["--sdd", ws.root, "--json", "wal", "fingerprint"]);
+    assert.equal(fp.code, 0, fp.stderr);
+    assert.equal(JSON.parse(fp.stdout).run_id, "run-a-newer");
+    const golden = await runCli(["--sdd", ws.root, "wal", "fingerprint", "--run", "run-golden"]);
+    assert.equal(golden.stdout.trim(), expected.wal.fingerprint);
+  } finally {
+    await cleanup();
+  }
 });
 
 test("a broken WAL: verify exits 1 naming run, seq and line; show and fingerprint exit 5", async () => {

@@ -1,6 +1,7 @@
 /** `bernstein doctor [--workspace DIR] [--key-file F] [--json]`. */
 import type { Command } from "commander";
 import { Output, globalsOf } from "../output.js";
+import { openWorkspace } from "../../workspace/layout.js";
 import { doctorExitCode, resolveDoctorTarget, runDoctor } from "../../orchestrator/doctor.js";
 
 export function registerDoctor(program: Command): void {
@@ -15,6 +16,8 @@ export function registerDoctor(program: Command): void {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
       const target = opts.workspace ? await resolveDoctorTarget(opts.workspace) : g.sdd;
+      // No workspace there at all is a wrong path (exit 2), not a workspace that failed a check.
+      await openWorkspace(target);
       const { checks } = await runDoctor(target, { keyFile: opts.keyFile });
       const code = doctorExitCode(checks);
       out.result({ ok: code === 0, workspace: target, checks }, () => {
@@ -31,6 +34,9 @@ export function registerDoctor(program: Command): void {
             : `all checks passed${warns ? ` (${warns} warning(s))` : ""}`,
         );
       });
-      process.exitCode = code;
+      if (code !== 0) {
+        const failed = checks.find((c) => c.verdict === "fail");
+        out.failed(code, `doctor: ${failed ? `${failed.name}: ${failed.detail}` : "a check failed"}`);
+      }
     });
 }

@@ -207,7 +207,11 @@ export function registerDrOffsite(program: Command): void {
         }
       },
     );
-    if (bad.length > 0) process.exitCode = ExitCode.CHECK_FAILED;
+    if (bad.length > 0)
+      out.failed(
+        ExitCode.CHECK_FAILED,
+        `dr list --check: ${bad.length} backup(s) missing or replaced at ${store.root}; first: ${bad[0]!.name}: ${bad[0]!.detail}`,
+      );
   });
 
   addRemoteOptions(

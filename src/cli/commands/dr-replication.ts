@@ -92,7 +92,11 @@ export function registerDrReplication(program: Command): void {
           `Failover:  ${st.failover.decision}${st.failover.reasons.length ? ` — ${st.failover.reasons.join("; ")}` : ""}`,
         );
       });
-      if (st.problem) process.exitCode = ExitCode.REPLICATION;
+      if (st.problem)
+        out.failed(
+          ExitCode.REPLICATION,
+          `dr status: ${st.fenced ? `fenced: ${st.fenced_reason}` : `the leader halted: ${st.policy_reason ?? "its ack policy is not met"}`}`,
+        );
     });
 
   dr.command("promote")
@@ -194,6 +198,13 @@ export function registerDrReplication(program: Command): void {
           out.line(`Runbook written: ${file}`);
           out.line(
             `Evaluation: ${st.failover.decision}${st.failover.reasons.length ? ` — ${st.failover.reasons.join("; ")}` : ""}`,
+          );
+          out.line(
+            st.failover.decision === "FAILOVER_RECOMMENDED"
+              ? "Act now: follow the runbook's commands."
+              : st.failover.decision === "ALERT_ONLY"
+                ? "No failover now: look into the alerts; the runbook holds the plan should the leader be lost."
+                : "Nothing to do now; the runbook holds the plan should the leader be lost.",
           );
         },
       );

@@ -458,7 +458,13 @@ export function registerDr(program: Command): void {
         if (recordRefreshed) out.line(`  Record: verified_at refreshed`);
         out.line(report.ok ? "Archive verified." : "VERIFICATION FAILED");
       });
-      if (!report.ok) process.exitCode = ExitCode.CHECK_FAILED;
+      if (!report.ok) {
+        const check = report.checks.find((c) => c.status === "failed");
+        out.failed(
+          ExitCode.CHECK_FAILED,
+          `dr verify ${opts.from}: verification failed${check ? `: ${check.name}: ${check.detail}` : ""}`,
+        );
+      }
     },
   );
 
@@ -479,7 +485,13 @@ export function registerDr(program: Command): void {
     const { runDrill } = await import("../../dr/drill.js");
     const report = await runDrill(ws, { keepDir: opts.keep, password: opts.encrypt ? password : undefined });
     out.result(report, () => printDrill(out, report));
-    if (!report.ok) process.exitCode = ExitCode.CHECK_FAILED;
+    if (!report.ok) {
+      const step = report.steps.find((s) => !s.ok);
+      out.failed(
+        ExitCode.CHECK_FAILED,
+        `dr drill failed: ${step ? `${step.name}: ${step.detail}` : "see --json"}`,
+      );
+    }
   });
 }
 

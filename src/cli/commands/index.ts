@@ -49,16 +49,21 @@ const BY_WORD: Record<string, Register[]> = {
   replicate: [replicate],
 };
 
-/** The command words of argv: the tokens that are neither options nor a global option's value. */
-function commandWords(argv: string[]): string[] {
-  const words: string[] = [];
-  for (let i = 0; i < argv.length && words.length < 2; i++) {
-    const a = argv[i]!;
-    if (a === "--sdd") i++;
-    else if (!a.startsWith("-")) words.push(a);
-    else if (words.length) break; // the sub-command comes right after the group
+/** Where argv's first command word is (not an option, not a global option's value); -1: none. */
+export function firstCommandIndex(argv: string[]): number {
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--sdd") i++;
+    else if (!argv[i]!.startsWith("-")) return i;
   }
-  return words;
+  return -1;
+}
+
+/** The command words of argv: the group and, right after it, the sub-command. */
+function commandWords(argv: string[]): string[] {
+  const i = firstCommandIndex(argv);
+  if (i < 0) return [];
+  const next = argv[i + 1];
+  return next !== undefined && !next.startsWith("-") ? [argv[i]!, next] : [argv[i]!];
 }
 
 const lookup = (table: Record<string, Register[]>, word: string | undefined): Register[] | undefined =>

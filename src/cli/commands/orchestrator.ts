@@ -250,6 +250,6 @@ export function registerOrchestrator(program: Command): void {
       const out = Output.of(cmd);
       const ws = await openWorkspace(g.sdd);
       const s = await collectStatus(ws);
-      out.result(s, () => renderStatus(s, (l) => out.line(l)));
+      out.result({ ok: true, ...s }, () => renderStatus(s, (l) => out.line(l)));
     });
 }

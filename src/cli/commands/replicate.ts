@@ -21,6 +21,7 @@ import {
   tlsOf,
 } from "../../replication/options.js";
 import { parseListen } from "../../replication/server.js";
+import { addDeprecatedAlias } from "../deprecated-option.js";
 import { ExitCode, UserError } from "../errors.js";
 import { Output, globalsOf } from "../output.js";
 
@@ -73,14 +74,14 @@ export function registerReplicate(program: Command): void {
     await leader.close();
   });
 
-  addTransportOptions(
+  const follow = addTransportOptions(
     group
       .command("follow")
       .description(
         "follow a leader: bootstrap, pull and verify WAL entries, append them durably, acknowledge",
       )
       .requiredOption("--leader <url>", "the leader's replication URL")
-      .requiredOption("--region <name>", "this follower's name, as the leader's --follower knows it")
+      .requiredOption("--follower-name <name>", "this follower's name, as the leader's --follower knows it")
       .option("--listen <host:port>", "serve this follower's own status, metrics and WAL here")
       .option("--batch-size <n>", "entries per pull", positiveInt("--batch-size"), 50)
       .option("--wait-ms <ms>", "long-poll wait when caught up", positiveInt("--wait-ms"), 5000)
@@ -97,11 +98,13 @@ export function registerReplicate(program: Command): void {
           "discard this follower's replica (kept in quarantine) and bootstrap again",
         ),
       ),
-  ).action(
+  );
+  // The old name: `dr backup --region` is an S3 region (one meaning per flag name).
+  addDeprecatedAlias(follow, "--region <name>", "--follower-name").action(
     async (
       flags: TransportFlags & {
         leader: string;
-        region: string;
+        followerName: string;
         listen?: string;
         batchSize: number;
         waitMs: number;
@@ -115,8 +118,11 @@ export function registerReplicate(program: Command): void {
       const out = Output.of(cmd);
       if (!/^https?:\/\//.test(flags.leader))
         throw new UserError(`--leader ${flags.leader}: expected http(s)://HOST:PORT`, ExitCode.USAGE);
-      if (!/^[A-Za-z0-9._-]+$/.test(flags.region))
-        throw new UserError(`--region ${flags.region}: letters, digits, . _ - only`, ExitCode.USAGE);
+      if (!/^[A-Za-z0-9._-]+$/.test(flags.followerName))
+        throw new UserError(
+          `--follower-name ${flags.followerName}: letters, digits, . _ - only`,
+          ExitCode.USAGE,
+        );
       if (flags.batchSize < 1) throw new UserError("--batch-size must be at least 1", ExitCode.USAGE);
       const token = await resolveToken(flags);
       const ws = new Workspace(g.sdd);
@@ -126,7 +132,7 @@ export function registerReplicate(program: Command): void {
       const follower = await ReplicationFollower.start({
         ws,
         leaderUrl: flags.leader,
-        region: flags.region,
+        region: flags.followerName,
         token,
         tokenFile: flags.tokenFile,
         tlsCa: await caOf(flags),
@@ -137,7 +143,7 @@ export function registerReplicate(program: Command): void {
         waitMs: flags.waitMs,
         retryMs: flags.retryMs,
         snapshotIntervalMs: flags.snapshotInterval * 1000,
-        thresholds: { maxLagEntries: flags.maxLagEntries, maxRetries: flags.maxRetries },
+        thresholds: { maxLagEntries: flags.maxLagEntries, maxRetries: flags.unreachableAfter },
         rebootstrap: Boolean(flags.rebootstrap),
         log,
         installSnapshot: (stream, w) => installSnapshot(stream, w, `${flags.leader}/snapshot`),
@@ -156,7 +162,7 @@ export function registerReplicate(program: Command): void {
         {
           ok: true,
           role: "follower",
-          region: flags.region,
+          region: flags.followerName,
           url: follower.url,
           leader: flags.leader,
           sdd: ws.root,
@@ -164,7 +170,7 @@ export function registerReplicate(program: Command): void {
         },
         () =>
           out.line(
-            `Following ${flags.leader} as ${flags.region} into ${ws.root}${follower.url ? ` (status at ${follower.url})` : ""}`,
+            `Following ${flags.leader} as ${flags.followerName} into ${ws.root}${follower.url ? ` (status at ${follower.url})` : ""}`,
           ),
       );
       await untilSignal();

@@ -62,7 +62,7 @@ export function registerTask(program: Command): void {
         timeoutS: opts.timeout,
         role: opts.role,
       });
-      out.result({ id: t.spec.id }, () => out.line(t.spec.id));
+      out.result({ ok: true, id: t.spec.id }, () => out.line(t.spec.id));
     });
 
   task
@@ -97,7 +97,7 @@ export function registerTask(program: Command): void {
             (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
         );
       for (const m of scan.malformed) out.warn(`malformed task file left in place: ${m.error}`);
-      out.result({ tasks: rows, malformed: scan.malformed }, () => {
+      out.result({ ok: true, tasks: rows, malformed: scan.malformed }, () => {
         if (!rows.length) out.line("no tasks");
         for (const r of rows) out.line(`${r.state.padEnd(8)} ${r.id.padEnd(24)} p${r.priority}  ${r.title}`);
       });

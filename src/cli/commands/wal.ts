@@ -11,7 +11,7 @@ import { WalReadError, listRuns, readWalEntries, verifyWal, type RunInfo } from 
 import { OpenIntents } from "../../wal/recovery.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../errors.js";
-import { Output, globalsOf } from "../output.js";
+import { Output, globalsOf, stdoutClosed } from "../output.js";
 
 async function pickRuns(ws: Workspace, runId: string | undefined): Promise<RunInfo[]> {
   const runs = await listRuns(ws);
@@ -28,6 +28,15 @@ async function pickRuns(ws: Workspace, runId: string | undefined): Promise<RunIn
     );
   }
   return [run];
+}
+
+/** One run: the one --run names, else the newest (the last in run order). */
+async function pickOneRun(ws: Workspace, runId: string | undefined): Promise<RunInfo> {
+  const runs = await pickRuns(ws, runId);
+  const run = runs.at(-1);
+  if (!run)
+    throw new UserError(`no WAL runs in ${ws.walDir} (\`bernstein start\` records one)`, ExitCode.USAGE);
+  return run;
 }
 
 function parseSeq(text: string): number {
@@ -133,15 +142,15 @@ export function registerWal(program: Command): void {
   wal
     .command("show")
     .description("print the entries of a run")
-    .requiredOption("--run <id>", "the run")
+    .option("--run <id>", "the run (default: the newest)")
     .option("--from-seq <n>", "start at this seq")
     .option("--uncommitted", "only intents that no commit closes (what replay would consider)")
-    .action(async (opts: { run: string; fromSeq?: string; uncommitted?: boolean }, cmd: Command) => {
+    .action(async (opts: { run?: string; fromSeq?: string; uncommitted?: boolean }, cmd: Command) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
       const fromSeq = opts.fromSeq === undefined ? 0 : parseSeq(opts.fromSeq);
       const ws = await openWorkspace(g.sdd);
-      const [run] = await pickRuns(ws, opts.run);
+      const run = await pickOneRun(ws, opts.run);
       const emit = makeEmitter(out, run.run_id);
       try {
         if (opts.uncommitted) {
@@ -150,8 +159,11 @@ export function registerWal(program: Command): void {
             tracker.add(entry);
           for (const e of tracker.list()) emit.entry(e);
         } else {
-          for await (const { entry } of readWalEntries(run.file, { runId: run.run_id, fromSeq }))
+          for await (const { entry } of readWalEntries(run.file, { runId: run.run_id, fromSeq })) {
             emit.entry(entry);
+            // The reader stopped early (`| head`): reading the rest of a long WAL is wasted.
+            if (stdoutClosed()) break;
+          }
         }
       } catch (err) {
         if (!(err instanceof WalReadError)) throw err;
@@ -168,12 +180,12 @@ export function registerWal(program: Command): void {
   wal
     .command("fingerprint")
     .description("the Python-compatible execution fingerprint of a run")
-    .requiredOption("--run <id>", "the run")
-    .action(async (opts: { run: string }, cmd: Command) => {
+    .option("--run <id>", "the run (default: the newest)")
+    .action(async (opts: { run?: string }, cmd: Command) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
       const ws = await openWorkspace(g.sdd);
-      const [run] = await pickRuns(ws, opts.run);
+      const run = await pickOneRun(ws, opts.run);
       const fp = new Fingerprint();
       try {
         for await (const { entry } of readWalEntries(run.file, { runId: run.run_id })) fp.add(entry);

@@ -41,7 +41,7 @@ const leader = await startLeaderFromFlags(
   {
     tokenFile: a.tokenFile,
     maxLagEntries: a.maxLagEntries ?? 100,
-    maxRetries: a.maxRetries ?? 3,
+    unreachableAfter: a.maxRetries ?? 3,
     ackPolicy: a.policy ?? "LEADER_ONLY",
     follower: a.followers ?? [],
     ackTimeout: a.ackTimeout ?? 5000,

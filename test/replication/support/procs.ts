@@ -167,7 +167,7 @@ export async function startFollower(o: {
       "follow",
       "--leader",
       o.leader,
-      "--region",
+      "--follower-name",
       o.region,
       "--token-file",
       o.tokenFile,

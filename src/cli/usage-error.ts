@@ -1,0 +1,58 @@
+/**
+ * Usage errors (unknown command or option, bad or missing value) as one line on stderr: what was
+ * wrong, the closest valid word for a typo, and where the full page is — instead of commander's
+ * default of the whole help page after the error.
+ */
+import type { Command } from "commander";
+
+/** `bernstein dr backup`: the words that invoke `cmd`. */
+export function commandPath(cmd: Command): string {
+  const words: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) words.unshift(c.name());
+  return words.join(" ");
+}
+
+/**
+ * commander's message (`error: unknown command 'bakup'\n(Did you mean backup?)`) as one line:
+ * `unknown command 'bakup' (did you mean 'backup'?); see 'bernstein dr --help'`.
+ */
+export function usageLine(message: string, cmd: Command): string {
+  const text = message
+    .trim()
+    .replace(/^error: /, "")
+    .replace(/\s*\(Did you mean (?:one of )?(.+?)\?\)/, (_m, words: string) => {
+      const quoted = words
+        .split(/,\s*/)
+        .map((w) => `'${w}'`)
+        .join(" or ");
+      return ` (did you mean ${quoted}?)`;
+    })
+    // "option '--max-agents <n>' argument '0' is invalid. --max-agents must be ..." -> "--max-agents 0: must be ..."
+    .replace(
+      /^option '(--[\w-]+)[^']*' argument '(.*)' is invalid\.\s*(.*)$/s,
+      (_m, flag: string, value: string, why: string) =>
+        `${flag} ${value}: ${why.startsWith(`${flag} `) ? why.slice(flag.length + 1) : why || "invalid"}`,
+    )
+    .replace(/\s*\n\s*/g, "; ")
+    .replace(/\.$/, "");
+  return `${text}; see '${commandPath(cmd)} --help'`;
+}
+
+/**
+ * Makes every command of the tree report its usage errors as one line (`bernstein: ...`);
+ * `onError` also gets the line (main prints it as JSON under --json).
+ */
+export function oneLineUsageErrors(root: Command, onError: (line: string) => void): void {
+  const visit = (cmd: Command): void => {
+    cmd.showHelpAfterError(false);
+    cmd.configureOutput({
+      outputError: (message, write) => {
+        const line = usageLine(message, cmd);
+        onError(line);
+        write(`bernstein: ${line}\n`);
+      },
+    });
+    for (const sub of cmd.commands) visit(sub);
+  };
+  visit(root);
+}

@@ -1,0 +1,134 @@
+/**
+ * Usage errors are one line (what was wrong, the closest valid word, where the help is), help
+ * pages show the global options, `help A B` is the page of `A B`, `--version --json` is JSON, and
+ * renamed flags keep their old spelling as a hidden, noted alias.
+ */
+import assert from "node:assert/strict";
+import path from "node:path";
+import { test } from "node:test";
+import { runCli, scratchDir } from "../helpers.js";
+
+const ENV = { BERNSTEIN_SDD: undefined, BERNSTEIN_DR_PASSWORD: undefined };
+
+async function usageError(args: string[]): Promise<string> {
+  const r = await runCli(args, { env: ENV });
+  const what = `bernstein ${args.join(" ")}`;
+  assert.equal(r.code, 2, `${what}: ${r.stderr}`);
+  assert.equal(r.stdout, "", `${what} prints no help page`);
+  assert.equal(r.stderr.split("\n").length, 2, `${what}: one line, got ${JSON.stringify(r.stderr)}`);
+  return r.stderr;
+}
+
+test("a usage error is one line: what was wrong, the closest valid word, and which help to read", async () => {
+  assert.equal(
+    await usageError(["dr", "bakup"]),
+    "bernstein: unknown command 'bakup' (did you mean 'backup'?); see 'bernstein dr --help'\n",
+  );
+  assert.equal(
+    await usageError(["stauts"]),
+    "bernstein: unknown command 'stauts' (did you mean 'status'?); see 'bernstein --help'\n",
+  );
+  assert.equal(
+    await usageError(["start", "--max-agents", "0"]),
+    "bernstein: --max-agents 0: must be an integer >= 1; see 'bernstein start --help'\n",
+  );
+  assert.equal(
+    await usageError(["dr", "backup", "--to-dri", "x"]),
+    "bernstein: unknown option '--to-dri' (did you mean '--to-dir'?); see 'bernstein dr backup --help'\n",
+  );
+  assert.match(
+    await usageError(["dr", "list"]),
+    /^bernstein: required option '--at <location>' not specified; see 'bernstein dr list --help'\n$/,
+  );
+  assert.match(
+    await usageError(["task", "add"]),
+    /^bernstein: missing required argument 'title'; see 'bernstein task add --help'\n$/,
+  );
+  // --json: the error is also the one JSON document on stdout.
+  const j = await runCli(["dr", "bakup", "--json"], { env: ENV });
+  assert.equal(j.code, 2);
+  assert.deepEqual(JSON.parse(j.stdout), {
+    ok: false,
+    error: "unknown command 'bakup' (did you mean 'backup'?); see 'bernstein dr --help'",
+    exit_code: 2,
+  });
+});
+
+test("sub-command help shows the global options; `help dr backup` is the dr backup page", async () => {
+  const page = await runCli(["dr", "backup", "--help"], { env: ENV });
+  assert.equal(page.code, 0);
+  assert.match(page.stdout, /^Usage: bernstein dr backup \[options\]/);
+  const globals = page.stdout.slice(page.stdout.indexOf("Global Options:"));
+  for (const flag of ["--sdd <dir>", "--json", "--quiet"]) assert.ok(globals.includes(flag), flag);
+  const viaHelp = await runCli(["help", "dr", "backup"], { env: ENV });
+  assert.equal(viaHelp.code, 0, viaHelp.stderr);
+  assert.equal(viaHelp.stdout, page.stdout);
+  const withGlobal = await runCli(["--sdd", "/tmp/x", "help", "dr", "backup"], { env: ENV });
+  assert.equal(withGlobal.stdout, page.stdout);
+  const group = await runCli(["help", "dr"], { env: ENV });
+  assert.match(group.stdout, /^Usage: bernstein dr \[options\] \[command\]/);
+});
+
+test("--version prints the version; with --json one JSON document", async () => {
+  const plain = await runCli(["--version"], { env: ENV });
+  assert.equal(plain.code, 0);
+  assert.match(plain.stdout, /^\d+\.\d+\.\d+\S*\n$/);
+  for (const args of [
+    ["--version", "--json"],
+    ["--json", "--version"],
+  ]) {
+    const j = await runCli(args, { env: ENV });
+    assert.equal(j.code, 0);
+    assert.deepEqual(JSON.parse(j.stdout), { ok: true, name: "bernstein", version: plain.stdout.trim() });
+  }
+});
+
+test("renamed replication flags: the new names in the help, the old ones hidden, still working, with a note", async (t) => {
+  const follow = (await runCli(["replicate", "follow", "--help"], { env: ENV })).stdout;
+  assert.match(follow, /--follower-name <name>/);
+  assert.match(follow, /--unreachable-after <n>/);
+  assert.doesNotMatch(follow, /--region|--max-retries/);
+  const start = (await runCli(["start", "--help"], { env: ENV })).stdout;
+  assert.match(start, /--unreachable-after <n>/);
+  assert.doesNotMatch(start, /--max-retries/);
+
+  // The old spelling reaches the new option: its value is checked under the new name.
+  const old = await runCli(
+    [
+      "replicate",
+      "follow",
+      "--leader",
+      "http://127.0.0.1:1",
+      "--region",
+      "bad name",
+      "--sdd",
+      "/nonexistent",
+    ],
+    { env: ENV },
+  );
+  assert.equal(old.code, 2);
+  assert.equal(
+    old.stderr,
+    "bernstein: note: --region is deprecated for 'follow'; use --follower-name\n" +
+      "bernstein: --follower-name bad name: letters, digits, . _ - only\n",
+  );
+  const quiet = await runCli(
+    ["--quiet", "replicate", "follow", "--leader", "http://127.0.0.1:1", "--region", "bad name"],
+    { env: ENV },
+  );
+  assert.equal(quiet.stderr, "bernstein: --follower-name bad name: letters, digits, . _ - only\n");
+
+  const { dir, cleanup } = await scratchDir("bernstein-usage-");
+  t.after(cleanup);
+  const env = { ...ENV, HOME: dir, BERNSTEIN_AUDIT_KEY_PATH: path.join(dir, "key", "audit.key") };
+  assert.equal((await runCli(["init"], { cwd: dir, env })).code, 0);
+  const s = await runCli(["start", "--until-idle", "--max-retries", "5"], { cwd: dir, env });
+  assert.equal(s.code, 0, s.stderr);
+  assert.match(
+    s.stderr,
+    /^bernstein: note: --max-retries is deprecated for 'start'; use --unreachable-after$/m,
+  );
+  const bad = await runCli(["start", "--until-idle", "--max-retries", "x"], { cwd: dir, env });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--unreachable-after x: expected a non-negative integer/);
+});
