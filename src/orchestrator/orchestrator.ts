@@ -18,7 +18,7 @@ import { appendCostRow, ledgerAgentIds } from "../ledger/cost-ledger.js";
 import type { JsonObject, WalEntry, WalPosition } from "../wal/entry.js";
 import { listRuns, verifyWal } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
-import { replayWal, type ReplaySummary } from "../wal/replay.js";
+import { emptyReplaySummary, replayWal, type ReplaySummary } from "../wal/replay.js";
 import { WalWriter, newRunId } from "../wal/writer.js";
 import { durableMkdir, durableUnlink } from "../workspace/durable.js";
 import type { TaskState, Workspace } from "../workspace/layout.js";
@@ -238,6 +238,22 @@ export class Orchestrator {
     // decisions; the WAL holds them. Folders are moved by reconcileFolders after the replay.
     this.reportMaterialized(await materializeFromWal(ws, loaded.state, { moveMisplaced: false }));
     const runId = newRunId();
+    // The summary exists before anything can count into it: replay handlers (an orphaned claim)
+    // and the backlog scan (a malformed file) do, and both run before the replay returns.
+    const rec: RecoverySummary = {
+      run_id: runId,
+      replay: emptyReplaySummary(),
+      runs_verified: chains.verified,
+      torn_tails_repaired: chains.repaired,
+      reattached: 0,
+      completions_collected: 0,
+      orphaned_claims_requeued: 0,
+      lost_agents_requeued: 0,
+      adopted: 0,
+      folders_repaired: 0,
+      malformed: [],
+    };
+    this.recovery = rec;
     const wal = await WalWriter.open(ws, runId, { commitGate: this.opts.replication?.commitGate });
     this.opts.replication?.attachWriter(wal);
     const key = await loadAuditKey({ create: true, keyFile: this.opts.auditKeyFile });
@@ -263,20 +279,7 @@ export class Orchestrator {
       this.warn(
         `${replay.stale} stale intent(s) not replayed (older than the staleness window): ${replay.stale_entries.map((s) => `${s.run_id}#${s.seq} ${s.decision_type}`).join(", ")}`,
       );
-    const rec: RecoverySummary = {
-      run_id: runId,
-      replay,
-      runs_verified: chains.verified,
-      torn_tails_repaired: chains.repaired,
-      reattached: 0,
-      completions_collected: 0,
-      orphaned_claims_requeued: 0,
-      lost_agents_requeued: 0,
-      adopted: 0,
-      folders_repaired: 0,
-      malformed: [],
-    };
-    this.recovery = rec;
+    rec.replay = replay;
     rec.folders_repaired = await this.reconcileFolders();
     // Agents of the previous run: collect what finished while we were down, re-attach the rest.
     for (const s of sessions(this.dlog.state)) {
@@ -334,7 +337,7 @@ export class Orchestrator {
     for (const e of errors) {
       if (this.malformedReported.has(e)) continue;
       this.malformedReported.add(e);
-      this.recovery?.malformed.push(e);
+      this.recovery.malformed.push(e);
       this.warn(`malformed task file left in place: ${e}`);
     }
   }
