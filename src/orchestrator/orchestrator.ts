@@ -18,6 +18,7 @@ import { appendCostRow, ledgerAgentIds } from "../ledger/cost-ledger.js";
 import type { JsonObject, WalEntry, WalPosition } from "../wal/entry.js";
 import { listRuns, verifyWal } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
+import { findWalRollbacks } from "../wal/rollback.js";
 import { emptyReplaySummary, replayWal, type ReplaySummary } from "../wal/replay.js";
 import { WalWriter, newRunId } from "../wal/writer.js";
 import { durableMkdir, durableUnlink } from "../workspace/durable.js";
@@ -223,8 +224,28 @@ export class Orchestrator {
     return { verified: runs.length, repaired };
   }
 
+  /**
+   * A WAL that ends before a position its closed marker, a checkpoint or a backup record names was
+   * rolled back: decisions acted on are gone, and running on would act on them again. Refuses
+   * before anything is written (the torn-tail repair only cuts bytes after the newest valid entry,
+   * which is what is compared here).
+   */
+  private async refuseRolledBackWal(): Promise<void> {
+    const { rollbacks } = await findWalRollbacks(this.ws);
+    if (!rollbacks.length) return;
+    const first = rollbacks[0];
+    const more = rollbacks.length > 1 ? ` (and ${rollbacks.length - 1} more)` : "";
+    throw new UserError(
+      `refusing to start: WAL of run ${first.run_id} rolled back: ${first.message}${more}; ` +
+        `inspect with \`bernstein wal verify --run ${first.run_id}\` and restore a good copy with \`bernstein dr restore\``,
+      ExitCode.INTEGRITY,
+      { rollbacks },
+    );
+  }
+
   private async recover(): Promise<void> {
     const ws = this.ws;
+    await this.refuseRolledBackWal();
     await durableMkdir(ws.completedDir);
     await durableMkdir(ws.p("runtime", "agents"));
     await durableMkdir(ws.p("logs", "agents"));
