@@ -194,6 +194,29 @@ export type CheckpointCheck =
 
 /** Reads and validates one checkpoint file, including its WAL position. Never throws. */
 export async function validateCheckpointFile(ws: Workspace, file: string): Promise<CheckpointCheck> {
+  const read = await readCheckpointFile(file);
+  if (!read.ok) return read;
+  const p = read.checkpoint.wal_position;
+  if (p === null) return read;
+  const located = await locateWalEntry(ws.walFile(p.run_id), p.seq, p.entry_hash);
+  if (!located.ok) {
+    return {
+      ok: false,
+      id: read.id,
+      file,
+      kind: "wal_mismatch",
+      problem: `wal_position ${p.run_id}#${p.seq}: ${located.problem}`,
+      metadata: read.checkpoint.metadata as unknown as JsonObject,
+    };
+  }
+  return { ...read, located: located.located };
+}
+
+/**
+ * Reads one checkpoint file and checks everything but its WAL position (format, body hash, id,
+ * counts, the position's shape). Never throws.
+ */
+export async function readCheckpointFile(file: string): Promise<CheckpointCheck> {
   const id = FILE_RE.exec(path.basename(file))?.[1] ?? path.basename(file);
   const fail = (kind: CheckpointProblemKind, problem: string, metadata?: JsonObject): CheckpointCheck => ({
     ok: false,
@@ -273,11 +296,7 @@ export async function validateCheckpointFile(ws: Workspace, file: string): Promi
   ) {
     return fail("corrupt", "wal_position is not {run_id, seq, entry_hash}", metadata);
   }
-  const located = await locateWalEntry(ws.walFile(p.run_id), p.seq, p.entry_hash);
-  if (!located.ok) {
-    return fail("wal_mismatch", `wal_position ${p.run_id}#${p.seq}: ${located.problem}`, metadata);
-  }
-  return { ok: true, id, file, checkpoint, located: located.located };
+  return { ok: true, id, file, checkpoint };
 }
 
 /** The newest valid checkpoint, and a problem line for each newer one that is not valid. */

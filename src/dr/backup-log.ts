@@ -8,6 +8,7 @@ import { createInterface } from "node:readline";
 import path from "node:path";
 import { durableAppend, durableMkdir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
+import type { WalPosition } from "./manifest.js";
 
 export interface BackupLogRow {
   created_at: string;
@@ -18,6 +19,12 @@ export interface BackupLogRow {
   size_bytes: number;
   encrypted: boolean;
   verified: boolean;
+  /**
+   * The archive's WAL position per run (the manifest's `state.wal`): the WAL had durably reached
+   * it, so a WAL that later ends before it was rolled back (src/wal/rollback.ts). Absent in rows
+   * of older versions and of the Python original.
+   */
+  wal_positions?: Record<string, WalPosition | null>;
 }
 
 export const backupLogPath = (ws: Workspace): string => ws.p("runs", "backups.jsonl");

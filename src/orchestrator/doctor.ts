@@ -11,6 +11,7 @@ import { verifyAuditLog } from "../audit/verify.js";
 import { ledgerTotals } from "../ledger/cost-ledger.js";
 import { listRuns, readWalEntries, verifyWal } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
+import { findWalRollbacks } from "../wal/rollback.js";
 import { Workspace, WORKSPACE_DIRS } from "../workspace/layout.js";
 import { describeHolder, readLock } from "../workspace/lock.js";
 import { newestCheckpointCheck } from "./checkpointing.js";
@@ -130,7 +131,8 @@ export async function runDoctor(
   // 3. every WAL chain
   const runs = await listRuns(ws).catch(() => []);
   await guard("wal", "bernstein wal verify", async () => {
-    if (!runs.length) return check("wal", "pass", "no WAL runs yet");
+    if (!runs.length && !(await findWalRollbacks(ws)).rollbacks.length)
+      return check("wal", "pass", "no WAL runs yet");
     const bad: string[] = [];
     const torn: string[] = [];
     let entries = 0;
@@ -143,11 +145,18 @@ export async function runDoctor(
       if (!closed && r.error_count === 1 && e.line === r.entries) torn.push(`${run.run_id} (seq ${e.seq})`);
       else bad.push(`${run.run_id} at seq ${e.seq}, line ${e.line}: ${e.message}`);
     }
-    if (bad.length)
+    const { rollbacks } = await findWalRollbacks(ws);
+    const problems = [
+      ...(bad.length ? [`broken chain: ${bad.join("; ")}`] : []),
+      ...(rollbacks.length
+        ? [`rolled back: ${rollbacks.map((r) => `run ${r.run_id}: ${r.message}`).join("; ")}`]
+        : []),
+    ];
+    if (problems.length)
       return check(
         "wal",
         "fail",
-        `broken chain: ${bad.join("; ")}`,
+        problems.join("; "),
         "inspect with `bernstein wal verify --run RUN`; restore a good copy with `bernstein dr restore`",
       );
     if (torn.length)

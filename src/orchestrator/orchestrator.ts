@@ -18,7 +18,8 @@ import { appendCostRow, ledgerAgentIds } from "../ledger/cost-ledger.js";
 import type { JsonObject, WalEntry, WalPosition } from "../wal/entry.js";
 import { listRuns, verifyWal } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
-import { replayWal, type ReplaySummary } from "../wal/replay.js";
+import { findWalRollbacks } from "../wal/rollback.js";
+import { emptyReplaySummary, replayWal, type ReplaySummary } from "../wal/replay.js";
 import { WalWriter, newRunId } from "../wal/writer.js";
 import { durableMkdir, durableUnlink } from "../workspace/durable.js";
 import type { TaskState, Workspace } from "../workspace/layout.js";
@@ -223,8 +224,28 @@ export class Orchestrator {
     return { verified: runs.length, repaired };
   }
 
+  /**
+   * A WAL that ends before a position its closed marker, a checkpoint or a backup record names was
+   * rolled back: decisions acted on are gone, and running on would act on them again. Refuses
+   * before anything is written (the torn-tail repair only cuts bytes after the newest valid entry,
+   * which is what is compared here).
+   */
+  private async refuseRolledBackWal(): Promise<void> {
+    const { rollbacks } = await findWalRollbacks(this.ws);
+    if (!rollbacks.length) return;
+    const first = rollbacks[0];
+    const more = rollbacks.length > 1 ? ` (and ${rollbacks.length - 1} more)` : "";
+    throw new UserError(
+      `refusing to start: WAL of run ${first.run_id} rolled back: ${first.message}${more}; ` +
+        `inspect with \`bernstein wal verify --run ${first.run_id}\` and restore a good copy with \`bernstein dr restore\``,
+      ExitCode.INTEGRITY,
+      { rollbacks },
+    );
+  }
+
   private async recover(): Promise<void> {
     const ws = this.ws;
+    await this.refuseRolledBackWal();
     await durableMkdir(ws.completedDir);
     await durableMkdir(ws.p("runtime", "agents"));
     await durableMkdir(ws.p("logs", "agents"));
@@ -238,6 +259,22 @@ export class Orchestrator {
     // decisions; the WAL holds them. Folders are moved by reconcileFolders after the replay.
     this.reportMaterialized(await materializeFromWal(ws, loaded.state, { moveMisplaced: false }));
     const runId = newRunId();
+    // The summary exists before anything can count into it: replay handlers (an orphaned claim)
+    // and the backlog scan (a malformed file) do, and both run before the replay returns.
+    const rec: RecoverySummary = {
+      run_id: runId,
+      replay: emptyReplaySummary(),
+      runs_verified: chains.verified,
+      torn_tails_repaired: chains.repaired,
+      reattached: 0,
+      completions_collected: 0,
+      orphaned_claims_requeued: 0,
+      lost_agents_requeued: 0,
+      adopted: 0,
+      folders_repaired: 0,
+      malformed: [],
+    };
+    this.recovery = rec;
     const wal = await WalWriter.open(ws, runId, { commitGate: this.opts.replication?.commitGate });
     this.opts.replication?.attachWriter(wal);
     const key = await loadAuditKey({ create: true, keyFile: this.opts.auditKeyFile });
@@ -263,20 +300,7 @@ export class Orchestrator {
       this.warn(
         `${replay.stale} stale intent(s) not replayed (older than the staleness window): ${replay.stale_entries.map((s) => `${s.run_id}#${s.seq} ${s.decision_type}`).join(", ")}`,
       );
-    const rec: RecoverySummary = {
-      run_id: runId,
-      replay,
-      runs_verified: chains.verified,
-      torn_tails_repaired: chains.repaired,
-      reattached: 0,
-      completions_collected: 0,
-      orphaned_claims_requeued: 0,
-      lost_agents_requeued: 0,
-      adopted: 0,
-      folders_repaired: 0,
-      malformed: [],
-    };
-    this.recovery = rec;
+    rec.replay = replay;
     rec.folders_repaired = await this.reconcileFolders();
     // Agents of the previous run: collect what finished while we were down, re-attach the rest.
     for (const s of sessions(this.dlog.state)) {
@@ -334,7 +358,7 @@ export class Orchestrator {
     for (const e of errors) {
       if (this.malformedReported.has(e)) continue;
       this.malformedReported.add(e);
-      this.recovery?.malformed.push(e);
+      this.recovery.malformed.push(e);
       this.warn(`malformed task file left in place: ${e}`);
     }
   }

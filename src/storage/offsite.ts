@@ -37,6 +37,8 @@ export interface ProducedBackup {
   file_count: number | null;
   size_bytes: number;
   encrypted: boolean;
+  /** The manifest's WAL position per run (recorded in runs/backups.jsonl). */
+  wal_positions?: Record<string, { seq: number; entry_hash: string } | null>;
 }
 
 /** Writes the archive to `target` (the producer appends ".enc" when encrypting). */

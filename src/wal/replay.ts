@@ -88,6 +88,23 @@ export interface ReplaySummary {
   warnings: string[];
 }
 
+/** A summary with nothing found yet (also what a caller holds before its replay has run). */
+export function emptyReplaySummary(): ReplaySummary {
+  return {
+    found: 0,
+    replayed: 0,
+    skipped_idempotent: 0,
+    stale: 0,
+    failed: 0,
+    unhandled: 0,
+    runs: [],
+    closed: [],
+    stale_entries: [],
+    failures: [],
+    warnings: [],
+  };
+}
+
 function intentKey(e: WalEntry): string {
   return e.decision_type + "\u0000" + createHash("sha256").update(canonicalJson(e.inputs)).digest("hex");
 }
@@ -146,19 +163,8 @@ export async function replayWal(ws: Workspace, opts: ReplayOptions): Promise<Rep
   const staleAfter = opts.staleAfterMs ?? staleAfterFromEnv() ?? DEFAULT_STALE_AFTER_MS;
   const now = opts.now ?? Date.now;
   const store = opts.store ?? (await IdempotencyStore.open(ws));
-  const summary: ReplaySummary = {
-    found: 0,
-    replayed: 0,
-    skipped_idempotent: 0,
-    stale: 0,
-    failed: 0,
-    unhandled: 0,
-    runs: [],
-    closed: [],
-    stale_entries: [],
-    failures: [],
-    warnings: store.problems.map((p) => `idempotency store line ${p.line}: ${p.message}`),
-  };
+  const summary = emptyReplaySummary();
+  summary.warnings.push(...store.problems.map((p) => `idempotency store line ${p.line}: ${p.message}`));
   for (const run of await listRuns(ws)) {
     if (run.run_id === opts.currentRunId) continue;
     if (await readClosedMarker(ws, run.run_id)) continue;

@@ -1,15 +1,23 @@
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { copyFile, readdir, readFile, readlink } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
-import { initWorkspace } from "../../src/workspace/layout.js";
+import { runDoctor } from "../../src/orchestrator/doctor.js";
+import { loadState } from "../../src/orchestrator/state.js";
+import { totalCost } from "../../src/orchestrator/view.js";
+import { initWorkspace, Workspace } from "../../src/workspace/layout.js";
 import { runCli, scratchDir } from "../helpers.js";
 
 /**
  * Deterministic crashes: the orchestrator SIGKILLs itself (BERNSTEIN_CRASH_AT) at a chosen point of
- * a chosen decision — between intent and action, between action and commit, after the commit —
- * then a plain restart must finish the backlog with every command run exactly once.
+ * a chosen decision — between intent and action, between action and commit, after the commit.
+ * Each crashed workspace is then recovered twice:
+ *  1. a plain restart must finish the backlog with every command run exactly once;
+ *  2. a `dr backup` of the crashed workspace, restored into another folder, must start there,
+ *     replay without a failure and finish the backlog, never re-running a task the backup holds
+ *     as done.
+ * Both must leave no run open (every previous run replayed and closed) and a clean doctor.
  */
 const POINTS = [
   "task_created:after_action",
@@ -23,15 +31,88 @@ const POINTS = [
   "task_retry:after_action",
 ];
 
+const X_TASKS = ["x1", "x2", "x3"];
+
+/** Runs whose WAL has no closed marker (the replay left them open). */
+async function openRuns(sdd: string): Promise<string[]> {
+  const names = await readdir(path.join(sdd, "runtime", "wal"));
+  return names
+    .filter((n) => n.endsWith(".wal.jsonl"))
+    .map((n) => n.slice(0, -".wal.jsonl".length))
+    .filter((run) => !names.includes(`${run}.wal.closed`));
+}
+
+/**
+ * Waits until no process works for the crashed orchestrator any more: its agents' wrappers (their
+ * argv names the workspace) and commands (their cwd is the project folder) run on after the
+ * SIGKILL. A backup taken while they write would hold whatever half of their work had landed.
+ */
+async function waitForAgentsGone(dir: string, sdd: string): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const busy: string[] = [];
+    for (const pid of await readdir("/proc")) {
+      if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+      const cwd = await readlink(`/proc/${pid}/cwd`).catch(() => "");
+      if (cmdline.includes(sdd) || cwd === dir) busy.push(pid);
+    }
+    if (busy.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`agents of the crashed run still running: ${busy.join(", ")}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function resultLines(dir: string): Promise<string[]> {
+  const text = await readFile(path.join(dir, "results.txt"), "utf8").catch(() => "");
+  return text.split("\n").filter(Boolean).sort();
+}
+
+/**
+ * What every recovered workspace must show: the backlog done, no replay failure, no run left open,
+ * one ledger row, the cost in the state, a clean doctor (WAL chains, audit chain, ledger = state).
+ * The restored copy is checked in-process (the same code as `status`/`doctor`, without two more
+ * CLI start-ups per crash point).
+ */
+async function assertFinished(
+  sdd: string,
+  started: { code: number | null; stdout: string; stderr: string },
+  env: Record<string, string>,
+  via: "cli" | "in-process",
+) {
+  assert.equal(started.code, 0, started.stderr);
+  const result = JSON.parse(started.stdout);
+  assert.deepEqual(result.counts, { open: 0, claimed: 0, done: 5, failed: 0 });
+  assert.equal(result.recovery.replay.failed, 0, JSON.stringify(result.recovery.replay.failures));
+  assert.deepEqual(await openRuns(sdd), [], "every previous run was replayed and closed");
+  const ledger = (await readFile(path.join(sdd, "metrics/cost-ledger.jsonl"), "utf8")).trim().split("\n");
+  assert.equal(ledger.length, 1, "one ledger row per usage");
+  if (via === "cli") {
+    const status = JSON.parse((await runCli(["--sdd", sdd, "status", "--json"], { env })).stdout);
+    assert.equal(status.cost_usd, 0.5);
+    const doctor = await runCli(["--sdd", sdd, "doctor", "--json"], { env });
+    assert.equal(doctor.code, 0, doctor.stdout); // includes the WAL chains and the audit chain
+  } else {
+    assert.equal(totalCost((await loadState(new Workspace(sdd))).state), 0.5);
+    const { checks } = await runDoctor(sdd, { env: { ...process.env, ...env } });
+    assert.deepEqual(
+      checks.filter((c) => c.verdict === "fail"),
+      [],
+    );
+  }
+}
+
+const START = ["start", "--until-idle", "--max-agents", "2", "--poll", "20", "--retry-backoff", "10"];
+
 for (const point of POINTS) {
-  test(`SIGKILL at ${point}: restart finishes, every command ran exactly once`, async () => {
+  test(`SIGKILL at ${point}: a restart and a restore of a backup both finish, no command runs twice`, async () => {
     const { dir, cleanup } = await scratchDir("bernstein-cp-");
     try {
       const sdd = path.join(dir, ".sdd");
       const { workspace } = await initWorkspace(sdd);
-      const results = path.join(dir, "results.txt");
-      for (const id of ["x1", "x2", "x3"]) {
-        await addTask(workspace, { id, title: id, command: `echo ${id} >> ${results}; sleep 0.05` });
+      // Relative paths: a command writes into the project folder it runs in (the restored copy's own).
+      for (const id of X_TASKS) {
+        await addTask(workspace, { id, title: id, command: `echo ${id} >> results.txt; sleep 0.05` });
       }
       // Fails its first attempt, then succeeds (exercises task_failed and task_retry).
       await addTask(workspace, {
@@ -47,31 +128,48 @@ for (const point of POINTS) {
         command: `echo '{"cost_usd": 0.5, "input_tokens": 2, "output_tokens": 1}'`,
       });
       const env = { XDG_STATE_HOME: path.join(dir, "state"), BERNSTEIN_AUDIT_KEY_PATH: "" };
-      const args = [
-        "--sdd",
-        sdd,
-        "start",
-        "--until-idle",
-        "--max-agents",
-        "2",
-        "--poll",
-        "20",
-        "--retry-backoff",
-        "10",
-      ];
-      const crashed = await runCli(args, { cwd: dir, env: { ...env, BERNSTEIN_CRASH_AT: point } });
+      const crashed = await runCli(["--sdd", sdd, ...START], {
+        cwd: dir,
+        env: { ...env, BERNSTEIN_CRASH_AT: point },
+      });
       assert.equal(crashed.signal, "SIGKILL", `the crash point was reached: ${crashed.stderr}`);
-      const again = await runCli([...args, "--json"], { cwd: dir, env });
-      assert.equal(again.code, 0, again.stderr);
-      assert.deepEqual(JSON.parse(again.stdout).counts, { open: 0, claimed: 0, done: 5, failed: 0 });
-      const lines = (await readFile(results, "utf8")).split("\n").filter(Boolean).sort();
-      assert.deepEqual(lines, ["x1", "x2", "x3"]);
-      const ledger = (await readFile(path.join(sdd, "metrics/cost-ledger.jsonl"), "utf8")).trim().split("\n");
-      assert.equal(ledger.length, 1, "one ledger row per usage");
-      const status = JSON.parse((await runCli(["--sdd", sdd, "status", "--json"], { env })).stdout);
-      assert.equal(status.cost_usd, 0.5);
-      const doctor = await runCli(["--sdd", sdd, "doctor", "--json"], { env });
-      assert.equal(doctor.code, 0, doctor.stdout); // includes the WAL chains and the audit chain
+      await waitForAgentsGone(dir, sdd);
+
+      // The crashed workspace as a disaster leaves it, backed up before anything recovers it.
+      const archive = path.join(dir, "crashed.tar.gz");
+      const backup = await runCli(["--sdd", sdd, "dr", "backup", "--to", archive, "--json"], { env });
+      assert.equal(backup.code, 0, backup.stderr);
+
+      // Path 1: restart in place.
+      const again = await runCli(["--sdd", sdd, ...START, "--json"], { cwd: dir, env });
+      await assertFinished(sdd, again, env, "cli");
+      if (point === "task_claimed:after_action") {
+        // The claim's intent never committed: the replay puts the file back and counts it.
+        assert.equal(JSON.parse(again.stdout).recovery.orphaned_claims_requeued, 1);
+      }
+      assert.deepEqual(await resultLines(dir), X_TASKS);
+
+      // Path 2: restore the backup into another folder and start there. The project folder is not
+      // part of `.sdd/`: its marker file is carried over as a checkout of the project would be.
+      const other = path.join(dir, "restored");
+      const otherSdd = path.join(other, ".sdd");
+      const restore = await runCli(["dr", "restore", "--from", archive, "--sdd", otherSdd, "--json"], {
+        env,
+      });
+      assert.equal(restore.code, 0, restore.stderr);
+      await copyFile(path.join(dir, "f1.marker"), path.join(other, "f1.marker")).catch(() => {});
+      const doneInBackup = Object.values((await loadState(new Workspace(otherSdd))).state.tasks)
+        .filter((t) => t.state === "done")
+        .map((t) => (t.spec as { id: string }).id);
+      const restarted = await runCli(["--sdd", otherSdd, ...START, "--json"], { cwd: other, env });
+      await assertFinished(otherSdd, restarted, env, "in-process");
+      const rerun = await resultLines(other);
+      assert.deepEqual(rerun, [...new Set(rerun)], "no command ran twice in the restored copy");
+      assert.deepEqual(
+        rerun.filter((id) => doneInBackup.includes(id)),
+        [],
+        `tasks the backup holds as done never run again (done: ${doneInBackup.join(", ")})`,
+      );
     } finally {
       await cleanup();
     }

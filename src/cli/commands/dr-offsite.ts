@@ -270,6 +270,7 @@ export function producedFrom(r: BackupFileResult): ProducedBackup {
     file_count: r.file_count,
     size_bytes: r.size_bytes,
     encrypted: r.encrypted,
+    wal_positions: r.manifest.state.wal,
   };
 }
 
@@ -298,6 +299,7 @@ export async function recordBackup(
     size_bytes: b.size_bytes,
     encrypted: b.encrypted,
     verified: o.verified,
+    ...(b.wal_positions ? { wal_positions: b.wal_positions } : {}),
   });
   const audit = await recordAuditEvent(ws, {
     event_type: DR_BACKUP_EVENT,

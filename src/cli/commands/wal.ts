@@ -9,6 +9,7 @@ import type { WalEntry } from "../../wal/entry.js";
 import { Fingerprint } from "../../wal/fingerprint.js";
 import { WalReadError, listRuns, readWalEntries, verifyWal, type RunInfo } from "../../wal/reader.js";
 import { OpenIntents } from "../../wal/recovery.js";
+import { findWalRollbacks } from "../../wal/rollback.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../errors.js";
 import { Output, globalsOf, stdoutClosed } from "../output.js";
@@ -87,36 +88,54 @@ export function registerWal(program: Command): void {
 
   wal
     .command("verify")
-    .description("verify the hash chain of every run (or one); exit 1 on any break")
+    .description(
+      "verify the hash chain of every run (or one) and that no run ends before a position its closed marker, a checkpoint or a backup record names; exit 1 on any break",
+    )
     .option("--run <id>", "only this run")
     .action(async (opts: { run?: string }, cmd: Command) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
       const ws = await openWorkspace(g.sdd);
       const runs = await pickRuns(ws, opts.run);
+      const { rollbacks, checked } = await findWalRollbacks(ws, { runId: opts.run });
+      const problemLine = (l: string) => {
+        if (out.opts.quiet) process.stderr.write(l + "\n");
+        else out.line(l);
+      };
       const results = [];
       for (const run of runs) {
         const r = await verifyWal(run.file, run.run_id);
-        results.push(r);
+        // A rollback is reported where the lost entry should be: the line after the WAL's end.
+        const lost = rollbacks
+          .filter((b) => b.run_id === run.run_id)
+          .map((b) => ({
+            run_id: b.run_id,
+            seq: b.expected_seq,
+            line: Math.min(b.expected_seq, (b.wal_last_seq ?? -1) + 1) + 1,
+            kind: b.kind,
+            message: b.message,
+          }));
+        const ok = r.ok && lost.length === 0;
+        results.push({ ...r, ok, errors: [...r.errors, ...lost], error_count: r.error_count + lost.length });
         if (!out.opts.json) {
-          if (r.ok) {
+          if (ok) {
             out.line(
               `${r.run_id}: ok, ${r.entries} entries, last seq ${r.last_seq} (${r.last_hash.slice(0, 12)})`,
             );
           } else {
-            const lines = r.errors.map(
-              (e) => `${e.run_id}: seq ${e.seq}, line ${e.line}: ${e.kind}: ${e.message}`,
-            );
-            for (const l of lines) {
-              if (out.opts.quiet) process.stderr.write(l + "\n");
-              else out.line(l);
-            }
+            for (const e of [...r.errors, ...lost])
+              problemLine(`${e.run_id}: seq ${e.seq}, line ${e.line}: ${e.kind}: ${e.message}`);
             const more = r.error_count > r.errors.length ? ` (first ${r.errors.length} shown)` : "";
-            out.line(`${r.run_id}: BROKEN, ${r.error_count} problem(s) in ${r.entries} lines${more}`);
+            out.line(
+              `${r.run_id}: BROKEN, ${r.error_count + lost.length} problem(s) in ${r.entries} lines${more}`,
+            );
           }
         }
       }
-      const ok = results.every((r) => r.ok);
+      // Records naming a run whose WAL file is gone altogether.
+      const missing = rollbacks.filter((b) => b.kind === "missing_run");
+      if (!out.opts.json) for (const b of missing) problemLine(`${b.run_id}: missing_run: ${b.message}`);
+      const ok = results.every((r) => r.ok) && missing.length === 0;
       out.result(
         {
           ok,
@@ -130,10 +149,13 @@ export function registerWal(program: Command): void {
             error_count: r.error_count,
             errors: r.errors,
           })),
+          rollbacks,
+          compared: checked,
         },
         () => {
-          if (runs.length === 0) out.line(`no WAL runs in ${ws.walDir}`);
-          else if (runs.length > 1) out.line(ok ? `all ${runs.length} runs intact` : `WAL BROKEN`);
+          if (runs.length === 0 && missing.length === 0) out.line(`no WAL runs in ${ws.walDir}`);
+          else if (runs.length > 1 || missing.length)
+            out.line(ok ? `all ${runs.length} runs intact` : `WAL BROKEN`);
         },
       );
       if (!ok) process.exitCode = ExitCode.CHECK_FAILED;
