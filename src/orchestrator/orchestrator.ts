@@ -13,6 +13,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ExitCode, UserError } from "../cli/errors.js";
 import { AuditLog } from "../audit/log.js";
+import { resolveOptions } from "../json/object.js";
 import { loadAuditKey } from "../audit/key.js";
 import { appendCostRow, ledgerAgentIds } from "../ledger/cost-ledger.js";
 import type { JsonObject, WalEntry, WalPosition } from "../wal/entry.js";
@@ -155,7 +156,19 @@ export class Orchestrator {
     readonly ws: Workspace,
     opts: Partial<OrchestratorOptions>,
   ) {
-    this.opts = { ...DEFAULT_OPTIONS, ...opts };
+    this.opts = resolveOptions(DEFAULT_OPTIONS, opts);
+  }
+
+  /** The scheduling options this run uses (flags resolved over the defaults), as `start --json` reports them. */
+  get effectiveOptions(): Record<string, number> {
+    const o = this.opts;
+    return {
+      max_agents: o.maxAgents,
+      checkpoint_every: o.checkpointEvery,
+      checkpoint_interval_s: o.checkpointIntervalS,
+      retry_backoff_ms: o.retryBackoffMs,
+      poll_ms: o.pollMs,
+    };
   }
 
   private log(line: string): void {

@@ -180,12 +180,15 @@ export function registerOrchestrator(program: Command): void {
       const result = await orch.run().finally(closeLeader);
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
-      out.result({ ok: result.exit_code === 0, recovery: orch.recovery, ...result }, () => {
-        const c = result.counts;
-        out.line(
-          `run ${result.run_id} ${result.reason}: ${c.done ?? 0} done, ${c.failed ?? 0} failed, ${c.open ?? 0} open, ${c.claimed ?? 0} claimed; ${result.decisions} decisions`,
-        );
-      });
+      out.result(
+        { ok: result.exit_code === 0, options: orch.effectiveOptions, recovery: orch.recovery, ...result },
+        () => {
+          const c = result.counts;
+          out.line(
+            `run ${result.run_id} ${result.reason}: ${c.done ?? 0} done, ${c.failed ?? 0} failed, ${c.open ?? 0} open, ${c.claimed ?? 0} claimed; ${result.decisions} decisions`,
+          );
+        },
+      );
       process.exitCode = result.exit_code;
     });
 
