@@ -110,10 +110,18 @@ export interface RecoverySummary {
 export interface RunResult {
   run_id: string;
   reason: "idle" | "stopped" | "forced";
+  /** 1 (with --until-idle) only for what this run did: see `this_run`. */
   exit_code: number;
+  /** Tasks per state, all runs. */
   counts: Record<string, number>;
+  /** Every task that can never run, and every failed one (all runs). */
   blocked: string[];
   failed: string[];
+  /**
+   * What this invocation did: tasks completed, tasks that failed terminally, tasks that became
+   * unable to run (not blocked when it began: a new task, or one whose dependency failed now).
+   */
+  this_run: { done: number; failed: string[]; blocked: string[] };
   decisions: number;
 }
 
@@ -150,6 +158,10 @@ export class Orchestrator {
   private statusFile!: OrchestratorStatusFile;
   private ledgerAgentIds: Set<string> | null = null;
   private lastCheckpointId: string | null = null;
+  /** For the exit code: what this invocation did, and what could not run before it did anything. */
+  private readonly doneThisRun = new Set<string>();
+  private readonly failedThisRun = new Set<string>();
+  private blockedAtStart = new Set<string>();
   recovery!: RecoverySummary;
 
   private constructor(
@@ -267,6 +279,7 @@ export class Orchestrator {
     await writeStatusFile(ws, this.statusFile);
     await this.dlog.info("orchestrator_started");
     await this.indexBacklogFiles();
+    this.blockedAtStart = new Set(this.schedulable().blocked.map((b) => b.id));
 
     const replay = await replayWal(ws, { currentRunId: runId, writer: wal, handlers: this.replayHandlers() });
     for (const w of replay.warnings) this.warn(w);
@@ -440,8 +453,13 @@ export class Orchestrator {
     if (!t || t.attempt !== attempt || !sessions(this.dlog.state).some((s) => s.agent_id === agentId)) return;
     const out = e.output;
     await this.ledgerRowOnce(task_id, agentId, out);
-    if (type === "task_completed") await this.moveTask(task_id, "done");
-    else if (out.terminal === true) await this.moveTask(task_id, "failed");
+    if (type === "task_completed") {
+      await this.moveTask(task_id, "done");
+      this.doneThisRun.add(task_id);
+    } else if (out.terminal === true) {
+      await this.moveTask(task_id, "failed");
+      this.failedThisRun.add(task_id);
+    }
     await this.dlog.commit(type, e.inputs, out);
     await this.dlog.auditTask(type === "task_completed" ? "task.completed" : "task.failed", task_id, {
       attempt,
@@ -705,6 +723,7 @@ export class Orchestrator {
         out,
       );
       await this.dlog.auditTask("task.completed", s.task_id, { attempt: s.attempt, ...out });
+      this.doneThisRun.add(s.task_id);
     } else {
       const reason =
         rec.error ??
@@ -752,8 +771,10 @@ export class Orchestrator {
       out,
     );
     await this.dlog.auditTask("task.failed", taskId, { attempt, ...out });
-    if (terminal) this.warn(`task ${taskId} failed: ${facts.reason}`);
-    else await this.retry(taskId, attempt);
+    if (terminal) {
+      this.failedThisRun.add(taskId);
+      this.warn(`task ${taskId} failed: ${facts.reason}`);
+    } else await this.retry(taskId, attempt);
   }
 
   private async retry(taskId: string, attempt: number): Promise<void> {
@@ -1039,8 +1060,13 @@ export class Orchestrator {
       .map((t) => t.id);
     await this.dlog.wal.close({ markClosed: true, reason: "orchestrator_stopped" });
     await clearStopRequest(this.ws);
+    // The exit code reports this invocation, not history: a failure a previous run already
+    // reported must not fail every later run (cron and CI could not tell a new failure from it).
+    const newlyBlocked = blocked.filter((b) => !this.blockedAtStart.has(b.id)).map((b) => b.id);
     const exit =
-      reason === "idle" && (failed.length > 0 || blocked.length > 0) ? ExitCode.CHECK_FAILED : ExitCode.OK;
+      reason === "idle" && (this.failedThisRun.size > 0 || newlyBlocked.length > 0)
+        ? ExitCode.CHECK_FAILED
+        : ExitCode.OK;
     this.statusFile = {
       ...this.statusFile,
       state: "stopped",
@@ -1057,6 +1083,11 @@ export class Orchestrator {
       counts,
       blocked: blocked.map((b) => b.id),
       failed,
+      this_run: {
+        done: this.doneThisRun.size,
+        failed: [...this.failedThisRun].sort(),
+        blocked: newlyBlocked,
+      },
       decisions: this.dlog.commits,
     };
   }

@@ -72,7 +72,10 @@ async function waitForDetached(
 export function registerOrchestrator(program: Command): void {
   addReplicationStartOptions(program.command("start"))
     .description("recover the workspace (checkpoint + WAL replay), then run the backlog with agents")
-    .option("--until-idle", "return when nothing is open or running (exit 1 if a task failed terminally)")
+    .option(
+      "--until-idle",
+      "return when nothing is open or running (exit 1 if, in this run, a task failed terminally or became unable to run)",
+    )
     .option("--detach", "run in the background; return once it is running")
     .option("--max-agents <n>", "agents running at once (default 4)", intArg("--max-agents", 1))
     .option(
@@ -184,8 +187,11 @@ export function registerOrchestrator(program: Command): void {
         { ok: result.exit_code === 0, options: orch.effectiveOptions, recovery: orch.recovery, ...result },
         () => {
           const c = result.counts;
+          const r = result.this_run;
           out.line(
-            `run ${result.run_id} ${result.reason}: ${c.done ?? 0} done, ${c.failed ?? 0} failed, ${c.open ?? 0} open, ${c.claimed ?? 0} claimed; ${result.decisions} decisions`,
+            `run ${result.run_id} ${result.reason}: this run ${r.done} done, ${r.failed.length} failed` +
+              (r.blocked.length ? `, ${r.blocked.length} newly blocked` : "") +
+              `; all tasks ${c.done ?? 0} done, ${c.failed ?? 0} failed, ${c.open ?? 0} open, ${c.claimed ?? 0} claimed; ${result.decisions} decisions`,
           );
         },
       );
