@@ -6,11 +6,10 @@
  * so with `--max-agents 1` the WAL of two runs of the same backlog is the same decision for decision.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, openSync, readFileSync, watch, type FSWatcher } from "node:fs";
+import { closeSync, openSync, watch, type FSWatcher } from "node:fs";
 import { stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { ExitCode, UserError } from "../cli/errors.js";
 import { AuditLog } from "../audit/log.js";
 import { resolveOptions } from "../json/object.js";
@@ -23,8 +22,7 @@ import { replayWal, type ReplaySummary } from "../wal/replay.js";
 import { WalWriter, newRunId } from "../wal/writer.js";
 import { durableMkdir, durableUnlink } from "../workspace/durable.js";
 import type { TaskState, Workspace } from "../workspace/layout.js";
-import { acquireLock, processStartTime, type WorkspaceLock } from "../workspace/lock.js";
-import { isProcessAlive } from "../workspace/process.js";
+import { acquireLock, type WorkspaceLock } from "../workspace/lock.js";
 import { loadAgentsConfig, resolveInvocation, type AgentsConfig } from "./agents.js";
 import {
   clearStopRequest,
@@ -35,11 +33,13 @@ import {
 import { checkpointState } from "./checkpointing.js";
 import { DecisionLog } from "./decisions.js";
 import { materializeFromWal, type MaterializeResult } from "./materialize.js";
+import { agentAlive, wrapperScan } from "./agent-liveness.js";
 import { listStateFolder, moveTaskFile, readTaskFile, scanBacklog, type TaskSpec } from "./tasks.js";
 import { SnapshotResponder } from "../dr/snapshot.js";
 import { allTasks, loadState, sessions, taskView, type TaskView } from "./view.js";
 import {
   EXIT_DUPLICATE,
+  WRAPPER_MAIN,
   agentIdOf,
   agentLogPath,
   agentRecordPath,
@@ -51,8 +51,6 @@ import {
   type CompletionRecord,
   type WrapperJob,
 } from "./wrapper.js";
-
-export const WRAPPER_MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), "wrapper-main.js");
 
 export interface OrchestratorOptions {
   maxAgents: number;
@@ -315,9 +313,11 @@ export class Orchestrator {
         timeoutS: spec?.timeout_s ?? 0,
       });
       if (await readCompletion(ws, s.agent_id)) rec.completions_collected++;
-      else rec.reattached++;
     }
     await this.collectCompletions();
+    // Agents whose wrapper is provably gone are re-queued now, not after a grace period.
+    await this.checkAgents();
+    rec.reattached = sessions(this.dlog.state).length;
     // Claims that never got a spawn intent: nothing ran, put them back.
     for (const t of allTasks(this.dlog.state)) {
       if (t.state === "claimed" && !this.sessionAgent(t.id)) {
@@ -827,6 +827,7 @@ export class Orchestrator {
   /** Sessions whose wrapper is gone without a completion record: re-queued (the command may have run partly). */
   private async checkAgents(): Promise<void> {
     const now = Date.now();
+    const wrappers = wrapperScan(this.ws.root);
     for (const s of sessions(this.dlog.state)) {
       let tr = this.tracked.get(s.agent_id);
       if (!tr) {
@@ -836,10 +837,15 @@ export class Orchestrator {
       const record = await readAgentRecord(this.ws, s.agent_id);
       let gone: boolean;
       if (!record) {
-        // Not started yet (or died before its token): give it a grace period.
+        // No run-once token: not started yet, died before creating it, or a session of a history
+        // without tokens.
         const ourChildDied =
           tr.child !== undefined && tr.childExit !== undefined && tr.childExit !== EXIT_DUPLICATE;
-        gone = ourChildDied || now - tr.since > this.opts.lostAgentGraceMs;
+        // A wrapper an earlier orchestrator spawned: the process table says whether it is still
+        // starting (it existed before its spawn was committed). Ours, or without /proc: a grace period.
+        const inTable = tr.child === undefined ? await wrappers() : null;
+        gone =
+          ourChildDied || (inTable ? !inTable.has(s.agent_id) : now - tr.since > this.opts.lostAgentGraceMs);
       } else {
         gone = !agentAlive(record);
         if (!gone && tr.timeoutS > 0) {
@@ -1090,24 +1096,6 @@ export class Orchestrator {
       },
       decisions: this.dlog.commits,
     };
-  }
-}
-
-/** The wrapper is alive: same host, pid running, same kernel start time, not a zombie. */
-export function agentAlive(record: AgentRecord): boolean {
-  if (record.hostname !== os.hostname()) return false;
-  if (!isProcessAlive(record.pid)) return false;
-  const now = processStartTime(record.pid);
-  if (record.start_time && now !== record.start_time) return false;
-  return !isZombie(record.pid);
-}
-
-function isZombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
-  } catch {
-    return false;
   }
 }
 

@@ -35,7 +35,9 @@ export function replayLine(r: RecoverySummary): string {
   const p = r.replay;
   return (
     `replay: ${p.found} uncommitted intent(s) found, ${p.replayed} replayed, ${p.skipped_idempotent} skipped (already executed), ` +
-    `${p.stale} stale, ${p.failed} failed; ${r.reattached} agent(s) re-attached, ${r.completions_collected} completion record(s) collected, ` +
+    `${p.stale} stale, ${p.failed} failed; ${r.reattached} agent(s) re-attached, ` +
+    (r.lost_agents_requeued ? `${r.lost_agents_requeued} lost agent(s) re-queued, ` : "") +
+    `${r.completions_collected} completion record(s) collected, ` +
     `${r.orphaned_claims_requeued} orphaned claim(s) re-queued, ${r.adopted} task(s) adopted` +
     (r.torn_tails_repaired ? `, ${r.torn_tails_repaired} torn WAL tail(s) repaired` : "")
   );
