@@ -76,8 +76,27 @@ export interface OrchestratorOptions {
     attachWriter: (writer: WalWriter) => unknown;
   };
   log?: (line: string) => void;
-  warn?: (line: string) => void;
+  /**
+   * A warning. Those with a `group` come in bursts (one per task or intent: thousands after a
+   * restore), so the caller may summarize a group's warnings between two `flushWarnings` calls.
+   */
+  warn?: (line: string, group?: WarningGroup) => void;
+  /** Called after recovery's and each scheduling pass's warnings (the end of a burst). */
+  flushWarnings?: () => void;
 }
+
+/** Kinds of warnings that come one per task, agent or intent. */
+export type WarningGroup =
+  | "stale intent"
+  | "replay failure"
+  | "idempotency store"
+  | "task in two folders"
+  | "malformed task file"
+  | "missing task file"
+  | "reused task id"
+  | "failed task"
+  | "lost agent"
+  | "blocked task";
 
 export const DEFAULT_OPTIONS: OrchestratorOptions = {
   maxAgents: 4,
@@ -184,8 +203,8 @@ export class Orchestrator {
   private log(line: string): void {
     this.opts.log?.(line);
   }
-  private warn(line: string): void {
-    this.opts.warn?.(line);
+  private warn(line: string, group?: WarningGroup): void {
+    this.opts.warn?.(line, group);
   }
 
   get runId(): string {
@@ -280,13 +299,21 @@ export class Orchestrator {
     this.blockedAtStart = new Set(this.schedulable().blocked.map((b) => b.id));
 
     const replay = await replayWal(ws, { currentRunId: runId, writer: wal, handlers: this.replayHandlers() });
-    for (const w of replay.warnings) this.warn(w);
+    for (const w of replay.warnings) this.warn(w, "idempotency store");
     for (const f of replay.failures)
-      this.warn(`replay of ${f.decision_type} (run ${f.run_id}, seq ${f.seq}) failed: ${f.error}`);
-    if (replay.stale)
       this.warn(
-        `${replay.stale} stale intent(s) not replayed (older than the staleness window): ${replay.stale_entries.map((s) => `${s.run_id}#${s.seq} ${s.decision_type}`).join(", ")}`,
+        `replay of ${f.decision_type} (run ${f.run_id}, seq ${f.seq}) failed: ${f.error}`,
+        "replay failure",
       );
+    if (replay.stale) {
+      const listed = replay.stale_entries.length;
+      this.warn(
+        `${replay.stale} stale intent(s) not replayed (older than the staleness window)` +
+          (listed < replay.stale ? `; the replay lists the first ${listed}` : ""),
+      );
+    }
+    for (const e of replay.stale_entries)
+      this.warn(`stale intent: run ${e.run_id} seq ${e.seq} ${e.decision_type}`, "stale intent");
     const rec: RecoverySummary = {
       run_id: runId,
       replay,
@@ -340,7 +367,10 @@ export class Orchestrator {
       if (!this.fileOf.has(t.spec.id) || t.state === st) this.fileOf.set(t.spec.id, t.file);
     }
     for (const [id, files] of scan.duplicates) {
-      this.warn(`task ${id} is in more than one folder: ${files.map((f) => f.file).join(", ")}`);
+      this.warn(
+        `task ${id} is in more than one folder: ${files.map((f) => f.file).join(", ")}`,
+        "task in two folders",
+      );
     }
     this.reportMalformed(scan.malformed.map((m) => m.error));
   }
@@ -361,7 +391,7 @@ export class Orchestrator {
       if (this.malformedReported.has(e)) continue;
       this.malformedReported.add(e);
       this.recovery?.malformed.push(e);
-      this.warn(`malformed task file left in place: ${e}`);
+      this.warn(`malformed task file left in place: ${e}`, "malformed task file");
     }
   }
 
@@ -473,7 +503,7 @@ export class Orchestrator {
   private async moveTask(id: string, to: TaskState): Promise<void> {
     let file = this.fileOf.get(id);
     if (!file) {
-      this.warn(`task ${id}: no task file found; state recorded in the WAL only`);
+      this.warn(`task ${id}: no task file found; state recorded in the WAL only`, "missing task file");
       return;
     }
     try {
@@ -494,7 +524,10 @@ export class Orchestrator {
           return;
         }
       }
-      this.warn(`task ${id}: task file ${file} disappeared; state recorded in the WAL only`);
+      this.warn(
+        `task ${id}: task file ${file} disappeared; state recorded in the WAL only`,
+        "missing task file",
+      );
     }
   }
 
@@ -534,7 +567,10 @@ export class Orchestrator {
             () => -1,
           ),
         );
-        this.warn(`task file ${file} reuses id ${spec.id} of an existing task; left in place, not adopted`);
+        this.warn(
+          `task file ${file} reuses id ${spec.id} of an existing task; left in place, not adopted`,
+          "reused task id",
+        );
         continue;
       }
       this.fileOf.set(spec.id, file);
@@ -773,7 +809,7 @@ export class Orchestrator {
     await this.dlog.auditTask("task.failed", taskId, { attempt, ...out });
     if (terminal) {
       this.failedThisRun.add(taskId);
-      this.warn(`task ${taskId} failed: ${facts.reason}`);
+      this.warn(`task ${taskId} failed: ${facts.reason}`, "failed task");
     } else await this.retry(taskId, attempt);
   }
 
@@ -865,7 +901,10 @@ export class Orchestrator {
       }
       this.tracked.delete(s.agent_id);
       this.recovery.lost_agents_requeued++;
-      this.warn(`agent ${s.agent_id} is gone without a completion record; task ${s.task_id} re-queued`);
+      this.warn(
+        `agent ${s.agent_id} is gone without a completion record; task ${s.task_id} re-queued`,
+        "lost agent",
+      );
       await this.interrupt(s.task_id, s.attempt, "agent lost (no completion record)");
     }
   }
@@ -1041,6 +1080,7 @@ export class Orchestrator {
             break;
           }
         }
+        this.opts.flushWarnings?.();
         // DR: a backup asked for a consistent snapshot; hold here, between decisions.
         await this.atSnapshotBoundary();
         await this.sleep();
@@ -1081,7 +1121,7 @@ export class Orchestrator {
     };
     await writeStatusFile(this.ws, this.statusFile);
     await this.lock.release();
-    for (const b of blocked) this.warn(`task ${b.id} cannot run: ${b.why}`);
+    for (const b of blocked) this.warn(`task ${b.id} cannot run: ${b.why}`, "blocked task");
     return {
       run_id: this.runId,
       reason,
