@@ -1,6 +1,7 @@
 /**
  * `start` with flags left out runs with its documented defaults (docs/orchestrator.md): at most 4
- * agents at once, retries 1 s then 2 s apart, a checkpoint every 100 decisions, every 60 s.
+ * agents at once, retries 1 s then 2 s apart, a checkpoint every 100 decisions, every 60 s; and
+ * the other commands' defaults (stop's 60 s drain, task add's fields, checkpoint's retention).
  * Observed through behaviour (concurrent commands, WAL timestamps as lower bounds, checkpoint
  * files), never through how long a run took.
  */
@@ -10,7 +11,8 @@ import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { requestSnapshot } from "../../src/dr/snapshot.js";
-import { listCheckpointFiles } from "../../src/checkpoint/checkpoint.js";
+import { listCheckpointFiles, writeCheckpoint } from "../../src/checkpoint/checkpoint.js";
+import { loadState } from "../../src/orchestrator/view.js";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
@@ -188,6 +190,69 @@ test("start --json reports the options it ran with: the documented defaults when
       retry_backoff_ms: 1000,
       poll_ms: 250,
     });
+  } finally {
+    await cleanup();
+  }
+});
+
+test("stop with no flags asks for the default drain of 60 s", async () => {
+  const { dir, sdd, ws, cli, cleanup } = await setup("bernstein-defaults-stop-");
+  const release = path.join(dir, "release");
+  try {
+    await addTask(ws, {
+      id: "hold",
+      title: "hold",
+      command: `touch ${dir}/running; while [ ! -e ${release} ]; do sleep 0.05; done`,
+    });
+    const started = await cli("start", "--detach", "--json");
+    assert.equal(started.code, 0, started.stderr);
+    await until("the command to run", () =>
+      readFile(path.join(dir, "running")).then(
+        () => true,
+        () => false,
+      ),
+    );
+    const stopping = cli("stop", "--json");
+    const request = await until("the stop request", () =>
+      readFile(path.join(sdd, "runtime", "signals", "stop.json"), "utf8").then(
+        (t) => JSON.parse(t) as { mode: string; timeout_s: number },
+        () => undefined,
+      ),
+    );
+    assert.deepEqual([request.mode, request.timeout_s], ["drain", 60]);
+    await writeFile(release, "");
+    const stopped = await stopping;
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.equal(await count(ws.backlogDir("done")), 1, "the drain waited for the running agent");
+  } finally {
+    await writeFile(release, "").catch(() => {});
+    await cleanup();
+  }
+});
+
+test("task add with no optional flags writes the documented defaults", async () => {
+  const { ws, cli, cleanup } = await setup("bernstein-defaults-task-");
+  try {
+    const r = await cli("task", "add", "defaults", "--command", "true", "--id", "d1");
+    assert.equal(r.code, 0, r.stderr);
+    const text = await readFile(path.join(ws.backlogDir("open"), "d1.md"), "utf8");
+    for (const line of ["role: backend", "priority: 2", "agent: shell", "max_retries: 0", "timeout_s: 1800"])
+      assert.match(text, new RegExp(`^${line}$`, "m"), text);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("checkpoint with no --retain keeps the newest 20", async () => {
+  const { ws, cli, cleanup } = await setup("bernstein-defaults-retain-");
+  try {
+    const { state } = await loadState(ws);
+    for (let i = 0; i < 22; i++)
+      await writeCheckpoint(ws, state, { retain: 100, now: new Date(Date.UTC(2026, 0, 1, 0, i)) });
+    assert.equal((await listCheckpointFiles(ws)).length, 22);
+    const r = await cli("checkpoint", "--json");
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await listCheckpointFiles(ws)).length, 20);
   } finally {
     await cleanup();
   }
