@@ -88,6 +88,7 @@ export interface OrchestratorOptions {
 /** Kinds of warnings that come one per task, agent or intent. */
 export type WarningGroup =
   | "stale intent"
+  | "task file from the WAL"
   | "replay failure"
   | "idempotency store"
   | "task in two folders"
@@ -383,7 +384,7 @@ export class Orchestrator {
         `wrote ${r.written.length} task file(s) and ${r.ledger_rows} ledger row(s) from the WAL (committed decisions whose files were missing: a promoted follower or a partial restore)${ids.length ? `: ${listed}` : ""}`,
       );
     }
-    for (const p of r.problems) this.warn(p);
+    for (const p of r.problems) this.warn(p, "task file from the WAL");
   }
 
   private reportMalformed(errors: string[]): void {
