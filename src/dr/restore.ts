@@ -28,6 +28,7 @@ import {
   durableUnlink,
   removeDeadTemps,
 } from "../workspace/durable.js";
+import { resolveOptions } from "../json/object.js";
 import { Workspace } from "../workspace/layout.js";
 import {
   acquireLock,
@@ -439,7 +440,8 @@ export async function restoreFromFile(
   const src = await openArchiveFile(from);
   const keyCache = opts.keyCache ?? new Map();
   if (opts.password !== undefined) await startKeyDerivationFor(from, opts.password, keyCache);
-  return restoreFromStream(src, target, { label: from, source: path.resolve(from), ...opts, keyCache });
+  const named: RestoreOptions = { label: from, source: path.resolve(from) };
+  return restoreFromStream(src, target, resolveOptions(named, opts, { keyCache }));
 }
 
 /** The restore record of a workspace, if it was restored by `dr restore`. */

@@ -16,6 +16,7 @@ import { loadAuditKey } from "../audit/key.js";
 import { verifyAuditLog } from "../audit/verify.js";
 import { verifyWal } from "../wal/reader.js";
 import { listCheckpointFiles, validateCheckpointFile } from "../checkpoint/checkpoint.js";
+import { resolveOptions } from "../json/object.js";
 import { Workspace } from "../workspace/layout.js";
 import type { Manifest } from "./manifest.js";
 import { openArchiveFile } from "./restore.js";
@@ -194,5 +195,8 @@ export async function verifyArchive(
 }
 
 export async function verifyArchiveFile(from: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
-  return verifyArchive(await openArchiveFile(from), { label: from, ...opts });
+  return verifyArchive(
+    await openArchiveFile(from),
+    resolveOptions<VerifyOptions & { label: string }>({ label: from }, opts),
+  );
 }

@@ -14,3 +14,18 @@ export function asNumber(v: JsonValue | undefined): number | undefined {
   if (typeof v === "bigint") return Number(v);
   return undefined;
 }
+
+/** The entries of `o` whose value is not undefined (an absent flag arrives as an undefined field). */
+export function definedEntries<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * Options from layers, later ones winning, where an undefined value never overrides: a spread
+ * (`{...defaults, ...flags}`) copies a left-out flag's undefined over its default.
+ */
+export function resolveOptions<T extends object>(defaults: T, ...layers: (Partial<T> | undefined)[]): T {
+  const resolved = { ...defaults };
+  for (const layer of layers) if (layer) Object.assign(resolved, definedEntries(layer));
+  return resolved;
+}

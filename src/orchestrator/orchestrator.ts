@@ -6,13 +6,13 @@
  * so with `--max-agents 1` the WAL of two runs of the same backlog is the same decision for decision.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, openSync, readFileSync, watch, type FSWatcher } from "node:fs";
+import { closeSync, openSync, watch, type FSWatcher } from "node:fs";
 import { stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { ExitCode, UserError } from "../cli/errors.js";
 import { AuditLog } from "../audit/log.js";
+import { resolveOptions } from "../json/object.js";
 import { loadAuditKey } from "../audit/key.js";
 import { appendCostRow, ledgerAgentIds } from "../ledger/cost-ledger.js";
 import type { JsonObject, WalEntry, WalPosition } from "../wal/entry.js";
@@ -23,8 +23,7 @@ import { emptyReplaySummary, replayWal, type ReplaySummary } from "../wal/replay
 import { WalWriter, newRunId } from "../wal/writer.js";
 import { durableMkdir, durableUnlink } from "../workspace/durable.js";
 import type { TaskState, Workspace } from "../workspace/layout.js";
-import { acquireLock, processStartTime, type WorkspaceLock } from "../workspace/lock.js";
-import { isProcessAlive } from "../workspace/process.js";
+import { acquireLock, type WorkspaceLock } from "../workspace/lock.js";
 import { loadAgentsConfig, resolveInvocation, type AgentsConfig } from "./agents.js";
 import {
   clearStopRequest,
@@ -35,11 +34,13 @@ import {
 import { checkpointState } from "./checkpointing.js";
 import { DecisionLog } from "./decisions.js";
 import { materializeFromWal, type MaterializeResult } from "./materialize.js";
+import { agentAlive, wrapperScan } from "./agent-liveness.js";
 import { listStateFolder, moveTaskFile, readTaskFile, scanBacklog, type TaskSpec } from "./tasks.js";
 import { SnapshotResponder } from "../dr/snapshot.js";
 import { allTasks, loadState, sessions, taskView, type TaskView } from "./view.js";
 import {
   EXIT_DUPLICATE,
+  WRAPPER_MAIN,
   agentIdOf,
   agentLogPath,
   agentRecordPath,
@@ -51,8 +52,6 @@ import {
   type CompletionRecord,
   type WrapperJob,
 } from "./wrapper.js";
-
-export const WRAPPER_MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), "wrapper-main.js");
 
 export interface OrchestratorOptions {
   maxAgents: number;
@@ -78,8 +77,28 @@ export interface OrchestratorOptions {
     attachWriter: (writer: WalWriter) => unknown;
   };
   log?: (line: string) => void;
-  warn?: (line: string) => void;
+  /**
+   * A warning. Those with a `group` come in bursts (one per task or intent: thousands after a
+   * restore), so the caller may summarize a group's warnings between two `flushWarnings` calls.
+   */
+  warn?: (line: string, group?: WarningGroup) => void;
+  /** Called after recovery's and each scheduling pass's warnings (the end of a burst). */
+  flushWarnings?: () => void;
 }
+
+/** Kinds of warnings that come one per task, agent or intent. */
+export type WarningGroup =
+  | "stale intent"
+  | "task file from the WAL"
+  | "replay failure"
+  | "idempotency store"
+  | "task in two folders"
+  | "malformed task file"
+  | "missing task file"
+  | "reused task id"
+  | "failed task"
+  | "lost agent"
+  | "blocked task";
 
 export const DEFAULT_OPTIONS: OrchestratorOptions = {
   maxAgents: 4,
@@ -110,10 +129,18 @@ export interface RecoverySummary {
 export interface RunResult {
   run_id: string;
   reason: "idle" | "stopped" | "forced";
+  /** 1 (with --until-idle) only for what this run did: see `this_run`. */
   exit_code: number;
+  /** Tasks per state, all runs. */
   counts: Record<string, number>;
+  /** Every task that can never run, and every failed one (all runs). */
   blocked: string[];
   failed: string[];
+  /**
+   * What this invocation did: tasks completed, tasks that failed terminally, tasks that became
+   * unable to run (not blocked when it began: a new task, or one whose dependency failed now).
+   */
+  this_run: { done: number; failed: string[]; blocked: string[] };
   decisions: number;
 }
 
@@ -150,20 +177,36 @@ export class Orchestrator {
   private statusFile!: OrchestratorStatusFile;
   private ledgerAgentIds: Set<string> | null = null;
   private lastCheckpointId: string | null = null;
+  /** For the exit code: what this invocation did, and what could not run before it did anything. */
+  private readonly doneThisRun = new Set<string>();
+  private readonly failedThisRun = new Set<string>();
+  private blockedAtStart = new Set<string>();
   recovery!: RecoverySummary;
 
   private constructor(
     readonly ws: Workspace,
     opts: Partial<OrchestratorOptions>,
   ) {
-    this.opts = { ...DEFAULT_OPTIONS, ...opts };
+    this.opts = resolveOptions(DEFAULT_OPTIONS, opts);
+  }
+
+  /** The scheduling options this run uses (flags resolved over the defaults), as `start --json` reports them. */
+  get effectiveOptions(): Record<string, number> {
+    const o = this.opts;
+    return {
+      max_agents: o.maxAgents,
+      checkpoint_every: o.checkpointEvery,
+      checkpoint_interval_s: o.checkpointIntervalS,
+      retry_backoff_ms: o.retryBackoffMs,
+      poll_ms: o.pollMs,
+    };
   }
 
   private log(line: string): void {
     this.opts.log?.(line);
   }
-  private warn(line: string): void {
-    this.opts.warn?.(line);
+  private warn(line: string, group?: WarningGroup): void {
+    this.opts.warn?.(line, group);
   }
 
   get runId(): string {
@@ -291,15 +334,24 @@ export class Orchestrator {
     await writeStatusFile(ws, this.statusFile);
     await this.dlog.info("orchestrator_started");
     await this.indexBacklogFiles();
+    this.blockedAtStart = new Set(this.schedulable().blocked.map((b) => b.id));
 
     const replay = await replayWal(ws, { currentRunId: runId, writer: wal, handlers: this.replayHandlers() });
-    for (const w of replay.warnings) this.warn(w);
+    for (const w of replay.warnings) this.warn(w, "idempotency store");
     for (const f of replay.failures)
-      this.warn(`replay of ${f.decision_type} (run ${f.run_id}, seq ${f.seq}) failed: ${f.error}`);
-    if (replay.stale)
       this.warn(
-        `${replay.stale} stale intent(s) not replayed (older than the staleness window): ${replay.stale_entries.map((s) => `${s.run_id}#${s.seq} ${s.decision_type}`).join(", ")}`,
+        `replay of ${f.decision_type} (run ${f.run_id}, seq ${f.seq}) failed: ${f.error}`,
+        "replay failure",
       );
+    if (replay.stale) {
+      const listed = replay.stale_entries.length;
+      this.warn(
+        `${replay.stale} stale intent(s) not replayed (older than the staleness window)` +
+          (listed < replay.stale ? `; the replay lists the first ${listed}` : ""),
+      );
+    }
+    for (const e of replay.stale_entries)
+      this.warn(`stale intent: run ${e.run_id} seq ${e.seq} ${e.decision_type}`, "stale intent");
     rec.replay = replay;
     rec.folders_repaired = await this.reconcileFolders();
     // Agents of the previous run: collect what finished while we were down, re-attach the rest.
@@ -313,9 +365,11 @@ export class Orchestrator {
         timeoutS: spec?.timeout_s ?? 0,
       });
       if (await readCompletion(ws, s.agent_id)) rec.completions_collected++;
-      else rec.reattached++;
     }
     await this.collectCompletions();
+    // Agents whose wrapper is provably gone are re-queued now, not after a grace period.
+    await this.checkAgents();
+    rec.reattached = sessions(this.dlog.state).length;
     // Claims that never got a spawn intent: nothing ran, put them back.
     for (const t of allTasks(this.dlog.state)) {
       if (t.state === "claimed" && !this.sessionAgent(t.id)) {
@@ -338,7 +392,10 @@ export class Orchestrator {
       if (!this.fileOf.has(t.spec.id) || t.state === st) this.fileOf.set(t.spec.id, t.file);
     }
     for (const [id, files] of scan.duplicates) {
-      this.warn(`task ${id} is in more than one folder: ${files.map((f) => f.file).join(", ")}`);
+      this.warn(
+        `task ${id} is in more than one folder: ${files.map((f) => f.file).join(", ")}`,
+        "task in two folders",
+      );
     }
     this.reportMalformed(scan.malformed.map((m) => m.error));
   }
@@ -351,7 +408,7 @@ export class Orchestrator {
         `wrote ${r.written.length} task file(s) and ${r.ledger_rows} ledger row(s) from the WAL (committed decisions whose files were missing: a promoted follower or a partial restore)${ids.length ? `: ${listed}` : ""}`,
       );
     }
-    for (const p of r.problems) this.warn(p);
+    for (const p of r.problems) this.warn(p, "task file from the WAL");
   }
 
   private reportMalformed(errors: string[]): void {
@@ -359,7 +416,7 @@ export class Orchestrator {
       if (this.malformedReported.has(e)) continue;
       this.malformedReported.add(e);
       this.recovery.malformed.push(e);
-      this.warn(`malformed task file left in place: ${e}`);
+      this.warn(`malformed task file left in place: ${e}`, "malformed task file");
     }
   }
 
@@ -451,8 +508,13 @@ export class Orchestrator {
     if (!t || t.attempt !== attempt || !sessions(this.dlog.state).some((s) => s.agent_id === agentId)) return;
     const out = e.output;
     await this.ledgerRowOnce(task_id, agentId, out);
-    if (type === "task_completed") await this.moveTask(task_id, "done");
-    else if (out.terminal === true) await this.moveTask(task_id, "failed");
+    if (type === "task_completed") {
+      await this.moveTask(task_id, "done");
+      this.doneThisRun.add(task_id);
+    } else if (out.terminal === true) {
+      await this.moveTask(task_id, "failed");
+      this.failedThisRun.add(task_id);
+    }
     await this.dlog.commit(type, e.inputs, out);
     await this.dlog.auditTask(type === "task_completed" ? "task.completed" : "task.failed", task_id, {
       attempt,
@@ -466,7 +528,7 @@ export class Orchestrator {
   private async moveTask(id: string, to: TaskState): Promise<void> {
     let file = this.fileOf.get(id);
     if (!file) {
-      this.warn(`task ${id}: no task file found; state recorded in the WAL only`);
+      this.warn(`task ${id}: no task file found; state recorded in the WAL only`, "missing task file");
       return;
     }
     try {
@@ -487,7 +549,10 @@ export class Orchestrator {
           return;
         }
       }
-      this.warn(`task ${id}: task file ${file} disappeared; state recorded in the WAL only`);
+      this.warn(
+        `task ${id}: task file ${file} disappeared; state recorded in the WAL only`,
+        "missing task file",
+      );
     }
   }
 
@@ -527,7 +592,10 @@ export class Orchestrator {
             () => -1,
           ),
         );
-        this.warn(`task file ${file} reuses id ${spec.id} of an existing task; left in place, not adopted`);
+        this.warn(
+          `task file ${file} reuses id ${spec.id} of an existing task; left in place, not adopted`,
+          "reused task id",
+        );
         continue;
       }
       this.fileOf.set(spec.id, file);
@@ -716,6 +784,7 @@ export class Orchestrator {
         out,
       );
       await this.dlog.auditTask("task.completed", s.task_id, { attempt: s.attempt, ...out });
+      this.doneThisRun.add(s.task_id);
     } else {
       const reason =
         rec.error ??
@@ -763,8 +832,10 @@ export class Orchestrator {
       out,
     );
     await this.dlog.auditTask("task.failed", taskId, { attempt, ...out });
-    if (terminal) this.warn(`task ${taskId} failed: ${facts.reason}`);
-    else await this.retry(taskId, attempt);
+    if (terminal) {
+      this.failedThisRun.add(taskId);
+      this.warn(`task ${taskId} failed: ${facts.reason}`, "failed task");
+    } else await this.retry(taskId, attempt);
   }
 
   private async retry(taskId: string, attempt: number): Promise<void> {
@@ -817,6 +888,7 @@ export class Orchestrator {
   /** Sessions whose wrapper is gone without a completion record: re-queued (the command may have run partly). */
   private async checkAgents(): Promise<void> {
     const now = Date.now();
+    const wrappers = wrapperScan(this.ws.root);
     for (const s of sessions(this.dlog.state)) {
       let tr = this.tracked.get(s.agent_id);
       if (!tr) {
@@ -826,10 +898,15 @@ export class Orchestrator {
       const record = await readAgentRecord(this.ws, s.agent_id);
       let gone: boolean;
       if (!record) {
-        // Not started yet (or died before its token): give it a grace period.
+        // No run-once token: not started yet, died before creating it, or a session of a history
+        // without tokens.
         const ourChildDied =
           tr.child !== undefined && tr.childExit !== undefined && tr.childExit !== EXIT_DUPLICATE;
-        gone = ourChildDied || now - tr.since > this.opts.lostAgentGraceMs;
+        // A wrapper an earlier orchestrator spawned: the process table says whether it is still
+        // starting (it existed before its spawn was committed). Ours, or without /proc: a grace period.
+        const inTable = tr.child === undefined ? await wrappers() : null;
+        gone =
+          ourChildDied || (inTable ? !inTable.has(s.agent_id) : now - tr.since > this.opts.lostAgentGraceMs);
       } else {
         gone = !agentAlive(record);
         if (!gone && tr.timeoutS > 0) {
@@ -849,7 +926,10 @@ export class Orchestrator {
       }
       this.tracked.delete(s.agent_id);
       this.recovery.lost_agents_requeued++;
-      this.warn(`agent ${s.agent_id} is gone without a completion record; task ${s.task_id} re-queued`);
+      this.warn(
+        `agent ${s.agent_id} is gone without a completion record; task ${s.task_id} re-queued`,
+        "lost agent",
+      );
       await this.interrupt(s.task_id, s.attempt, "agent lost (no completion record)");
     }
   }
@@ -1025,6 +1105,7 @@ export class Orchestrator {
             break;
           }
         }
+        this.opts.flushWarnings?.();
         // DR: a backup asked for a consistent snapshot; hold here, between decisions.
         await this.atSnapshotBoundary();
         await this.sleep();
@@ -1050,8 +1131,13 @@ export class Orchestrator {
       .map((t) => t.id);
     await this.dlog.wal.close({ markClosed: true, reason: "orchestrator_stopped" });
     await clearStopRequest(this.ws);
+    // The exit code reports this invocation, not history: a failure a previous run already
+    // reported must not fail every later run (cron and CI could not tell a new failure from it).
+    const newlyBlocked = blocked.filter((b) => !this.blockedAtStart.has(b.id)).map((b) => b.id);
     const exit =
-      reason === "idle" && (failed.length > 0 || blocked.length > 0) ? ExitCode.CHECK_FAILED : ExitCode.OK;
+      reason === "idle" && (this.failedThisRun.size > 0 || newlyBlocked.length > 0)
+        ? ExitCode.CHECK_FAILED
+        : ExitCode.OK;
     this.statusFile = {
       ...this.statusFile,
       state: "stopped",
@@ -1060,7 +1146,7 @@ export class Orchestrator {
     };
     await writeStatusFile(this.ws, this.statusFile);
     await this.lock.release();
-    for (const b of blocked) this.warn(`task ${b.id} cannot run: ${b.why}`);
+    for (const b of blocked) this.warn(`task ${b.id} cannot run: ${b.why}`, "blocked task");
     return {
       run_id: this.runId,
       reason,
@@ -1068,26 +1154,13 @@ export class Orchestrator {
       counts,
       blocked: blocked.map((b) => b.id),
       failed,
+      this_run: {
+        done: this.doneThisRun.size,
+        failed: [...this.failedThisRun].sort(),
+        blocked: newlyBlocked,
+      },
       decisions: this.dlog.commits,
     };
-  }
-}
-
-/** The wrapper is alive: same host, pid running, same kernel start time, not a zombie. */
-export function agentAlive(record: AgentRecord): boolean {
-  if (record.hostname !== os.hostname()) return false;
-  if (!isProcessAlive(record.pid)) return false;
-  const now = processStartTime(record.pid);
-  if (record.start_time && now !== record.start_time) return false;
-  return !isZombie(record.pid);
-}
-
-function isZombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
-  } catch {
-    return false;
   }
 }
 

@@ -1,7 +1,8 @@
 /**
- * `bernstein status`: task counts per state (the folders), running agents and cost (the state:
- * checkpoint + WAL suffix), the WAL position, the newest checkpoint and its age. Read-only: it
- * never takes the lock, so it works beside a running orchestrator.
+ * `bernstein status`: task counts per state (the folders), agents and cost (the state: checkpoint +
+ * WAL suffix), the WAL position, the newest checkpoint and its age. Read-only: it never takes the
+ * lock, so it works beside a running orchestrator. An agent the state records counts as running
+ * only when its wrapper process is alive, judged as `start` judges it (agent-liveness.ts).
  */
 import { listRuns, readTailPosition } from "../wal/reader.js";
 import { TASK_STATES, type Workspace } from "../workspace/layout.js";
@@ -10,27 +11,40 @@ import { readStatusFile } from "./control.js";
 import { newestCheckpointInfo } from "./checkpointing.js";
 import { listStateFolder } from "./tasks.js";
 import { loadState, sessions, totalCost } from "./view.js";
+import { agentAlive, wrapperScan } from "./agent-liveness.js";
+import { readAgentRecord } from "./wrapper.js";
 
 export interface StatusReport {
   tasks: Record<string, number>;
+  /** Agents whose wrapper process is alive. */
   agents_running: number;
+  /** Agents the state records (sessions), alive or not: the rest are re-queued by the next start. */
+  agents_recorded: number;
   cost_usd: number;
   wal: { run_id: string | null; seq: number; entry_hash: string | null; runs: number; torn_tail: boolean };
   checkpoint: { id: string; created_at: string; age_s: number; wal_position: unknown } | null;
   orchestrator: { running: boolean; pid: number | null; run_id: string | null; state: string | null };
-  agents: { agent_id: string; task_id: string; attempt: number }[];
+  agents: { agent_id: string; task_id: string; attempt: number; running: boolean }[];
   state_error?: string;
 }
 
 export async function collectStatus(ws: Workspace): Promise<StatusReport> {
   const tasks: Record<string, number> = {};
   for (const st of TASK_STATES) tasks[st] = (await listStateFolder(ws, st)).length;
-  let agents: StatusReport["agents"] = [];
+  const lock = await readLock(ws);
+  const running = lock.state === "held";
+  const agents: StatusReport["agents"] = [];
   let cost = 0;
   let stateError: string | undefined;
   try {
     const { state } = await loadState(ws);
-    agents = sessions(state);
+    const wrappers = wrapperScan(ws.root);
+    for (const s of sessions(state)) {
+      const record = await readAgentRecord(ws, s.agent_id);
+      // No token yet: the process table decides; without /proc, a running orchestrator vouches.
+      const alive = record ? agentAlive(record) : ((await wrappers())?.has(s.agent_id) ?? running);
+      agents.push({ ...s, running: alive });
+    }
     cost = totalCost(state);
   } catch (err) {
     stateError = (err as Error).message;
@@ -53,12 +67,11 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
       torn_tail: tail.torn,
     });
   }
-  const lock = await readLock(ws);
   const sf = await readStatusFile(ws);
-  const running = lock.state === "held";
   return {
     tasks,
-    agents_running: agents.length,
+    agents_running: agents.filter((a) => a.running).length,
+    agents_recorded: agents.length,
     cost_usd: Math.round(cost * 1e9) / 1e9,
     wal,
     checkpoint: await newestCheckpointInfo(ws),
@@ -79,7 +92,13 @@ export function renderStatus(s: StatusReport, line: (l: string) => void): void {
     .map(([k, v]) => `${k} ${v}`)
     .join(", ");
   line(`tasks: ${counts}`);
-  line(`agents running: ${s.agents_running}`);
+  const gone = s.agents_recorded - s.agents_running;
+  line(
+    `agents running: ${s.agents_running}` +
+      (gone > 0
+        ? `; recorded, not running: ${gone} (their processes are gone; ${s.orchestrator.running ? "the orchestrator" : "the next start"} re-queues them)`
+        : ""),
+  );
   line(`cost: $${s.cost_usd.toFixed(4)}`);
   line(
     s.wal.run_id

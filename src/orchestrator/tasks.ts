@@ -9,6 +9,7 @@ import path from "node:path";
 import YAML from "yaml";
 import { z } from "zod";
 import { ExitCode, UserError } from "../cli/errors.js";
+import { definedEntries } from "../json/object.js";
 import { atomicWriteFile, durableMkdir, durableRename } from "../workspace/durable.js";
 import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout.js";
 
@@ -281,9 +282,7 @@ export async function addTask(ws: Workspace, input: AddTaskInput): Promise<TaskF
     max_retries: input.maxRetries,
     timeout_s: input.timeoutS,
   };
-  const parsed = TaskFrontMatterSchema.safeParse(
-    Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)),
-  );
+  const parsed = TaskFrontMatterSchema.safeParse(definedEntries(raw));
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new UserError(`task add: ${issue.path.join(".") || "task"}: ${issue.message}`, ExitCode.USAGE);

@@ -16,9 +16,13 @@ import { closeSync, openSync } from "node:fs";
 import { open, readFile, readdir } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { atomicWriteFile, durableCreate, durableMkdir } from "../workspace/durable.js";
 import { Workspace } from "../workspace/layout.js";
 import { processStartTime } from "../workspace/lock.js";
+
+/** The wrapper's entry script: the orchestrator spawns `node WRAPPER_MAIN '<WrapperJob JSON>'`. */
+export const WRAPPER_MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), "wrapper-main.js");
 
 /** Exit code of a wrapper that found its run-once token taken: it ran nothing. */
 export const EXIT_DUPLICATE = 75;

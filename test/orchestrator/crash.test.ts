@@ -23,6 +23,7 @@ test("crash test: 50 tasks, --max-agents 4, SIGKILL at random moments >= 5 times
     assert.equal(st.tasks.done, 50, ctx);
     assert.equal(st.tasks.open + st.tasks.claimed + st.tasks.failed, 0, ctx);
     assert.equal(st.agents_running, 0, ctx);
+    assert.equal(st.agents_recorded, 0, ctx);
 
     const audit = await cli(s, ["audit", "verify", "--json"]);
     assert.equal(audit.code, 0, `audit verify (${ctx}): ${audit.stdout}${audit.stderr}`);

@@ -82,6 +82,7 @@ test("stop during a busy run, then start: the backlog finishes with nothing lost
     const fin = await statusOf(cli);
     assert.equal(fin.tasks.done, 16);
     assert.equal(fin.agents_running, 0);
+    assert.equal(fin.agents_recorded, 0);
     assert.ok(fin.checkpoint && fin.checkpoint.id, "a checkpoint was written at stop");
     assert.equal((await cli("doctor")).code, 0);
   } finally {

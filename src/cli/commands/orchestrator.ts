@@ -13,6 +13,7 @@ import { describeHolder, readLock } from "../../workspace/lock.js";
 import { Orchestrator, type RecoverySummary } from "../../orchestrator/orchestrator.js";
 import { readStatusFile, writeStopRequest } from "../../orchestrator/control.js";
 import { collectStatus, renderStatus } from "../../orchestrator/status.js";
+import { WarningDigest } from "../warning-digest.js";
 import { intArg, positiveNumberArg } from "./task.js";
 import {
   addReplicationStartOptions,
@@ -35,7 +36,9 @@ export function replayLine(r: RecoverySummary): string {
   const p = r.replay;
   return (
     `replay: ${p.found} uncommitted intent(s) found, ${p.replayed} replayed, ${p.skipped_idempotent} skipped (already executed), ` +
-    `${p.stale} stale, ${p.failed} failed; ${r.reattached} agent(s) re-attached, ${r.completions_collected} completion record(s) collected, ` +
+    `${p.stale} stale, ${p.failed} failed; ${r.reattached} agent(s) re-attached, ` +
+    (r.lost_agents_requeued ? `${r.lost_agents_requeued} lost agent(s) re-queued, ` : "") +
+    `${r.completions_collected} completion record(s) collected, ` +
     `${r.orphaned_claims_requeued} orphaned claim(s) re-queued, ${r.adopted} task(s) adopted` +
     (r.torn_tails_repaired ? `, ${r.torn_tails_repaired} torn WAL tail(s) repaired` : "")
   );
@@ -72,7 +75,10 @@ async function waitForDetached(
 export function registerOrchestrator(program: Command): void {
   addReplicationStartOptions(program.command("start"))
     .description("recover the workspace (checkpoint + WAL replay), then run the backlog with agents")
-    .option("--until-idle", "return when nothing is open or running (exit 1 if a task failed terminally)")
+    .option(
+      "--until-idle",
+      "return when nothing is open or running (exit 1 if, in this run, a task failed terminally or became unable to run)",
+    )
     .option("--detach", "run in the background; return once it is running")
     .option("--max-agents <n>", "agents running at once (default 4)", intArg("--max-agents", 1))
     .option(
@@ -95,6 +101,10 @@ export function registerOrchestrator(program: Command): void {
       "--key-file <file>",
       "audit key file (else $BERNSTEIN_AUDIT_KEY_PATH, $XDG_STATE_HOME, ~/.local/state)",
     )
+    .option(
+      "--verbose",
+      "print every warning (by default a burst of one kind prints its first few and a count)",
+    )
     .action(async (opts, cmd: Command) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
@@ -116,6 +126,7 @@ export function registerOrchestrator(program: Command): void {
         if (opts.retryBackoff !== undefined) args.push("--retry-backoff", String(opts.retryBackoff));
         if (opts.poll !== undefined) args.push("--poll", String(opts.poll));
         if (opts.keyFile) args.push("--key-file", path.resolve(opts.keyFile));
+        if (opts.verbose) args.push("--verbose");
         args.push(...replicationArgs(opts));
         await durableMkdir(ws.logsDir);
         const logFile = path.join(ws.logsDir, "orchestrator.log");
@@ -150,6 +161,11 @@ export function registerOrchestrator(program: Command): void {
       // every decision until the ack policy is met; a fenced leader refuses to start.
       const leader = await startReplicationForStart(ws, opts, g.quiet);
       const closeLeader = async () => leader?.close();
+      const warnings = new WarningDigest({
+        verbose: Boolean(opts.verbose),
+        keepAll: g.json,
+        print: (l) => out.warn(l),
+      });
       const orch = await Orchestrator.open(ws, {
         replication: leader,
         maxAgents: opts.maxAgents,
@@ -160,11 +176,14 @@ export function registerOrchestrator(program: Command): void {
         pollMs: opts.poll,
         auditKeyFile: opts.keyFile,
         log: (l) => out.line(l),
-        warn: (l) => out.warn(l),
+        warn: (l, group) => warnings.warn(l, group),
+        flushWarnings: () => warnings.flush(),
       }).catch(async (err: unknown) => {
+        warnings.flush();
         await closeLeader();
         throw err;
       });
+      warnings.flush();
       out.line(`run ${orch.runId}: ${replayLine(orch.recovery)}`);
       // Ctrl-C / SIGTERM: drain like `bernstein stop` (agents keep running and are re-attached later).
       const onSignal = () => {
@@ -177,15 +196,30 @@ export function registerOrchestrator(program: Command): void {
       };
       process.once("SIGINT", onSignal);
       process.once("SIGTERM", onSignal);
-      const result = await orch.run().finally(closeLeader);
+      const result = await orch.run().finally(async () => {
+        warnings.flush();
+        await closeLeader();
+      });
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
-      out.result({ ok: result.exit_code === 0, recovery: orch.recovery, ...result }, () => {
-        const c = result.counts;
-        out.line(
-          `run ${result.run_id} ${result.reason}: ${c.done ?? 0} done, ${c.failed ?? 0} failed, ${c.open ?? 0} open, ${c.claimed ?? 0} claimed; ${result.decisions} decisions`,
-        );
-      });
+      out.result(
+        {
+          ok: result.exit_code === 0,
+          options: orch.effectiveOptions,
+          recovery: orch.recovery,
+          ...result,
+          warnings: warnings.all,
+        },
+        () => {
+          const c = result.counts;
+          const r = result.this_run;
+          out.line(
+            `run ${result.run_id} ${result.reason}: this run ${r.done} done, ${r.failed.length} failed` +
+              (r.blocked.length ? `, ${r.blocked.length} newly blocked` : "") +
+              `; all tasks ${c.done ?? 0} done, ${c.failed ?? 0} failed, ${c.open ?? 0} open, ${c.claimed ?? 0} claimed; ${result.decisions} decisions`,
+          );
+        },
+      );
       process.exitCode = result.exit_code;
     });
 
