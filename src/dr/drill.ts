@@ -18,6 +18,7 @@ import { recordAuditEvent } from "./audit-event.js";
 import { backupToFile } from "./backup.js";
 import { AUDIT_KEY_ENTRY } from "./manifest.js";
 import { inspectArchive, openArchiveFile, RESTORE_RECORD, restoreFromFile } from "./restore.js";
+import { restoredMode, umaskOf } from "./restored-mode.js";
 import { verifyStateFolder, type Check } from "./verify.js";
 import { walkWorkspace } from "./walk.js";
 import { runDoctor } from "../orchestrator/doctor.js";
@@ -140,6 +141,8 @@ export async function runDrill(
       let compared = 0;
       let changed = 0;
       const bad: string[] = [];
+      // A restore masks modes (restored-mode.ts): the restored copy has the masked ones.
+      const umask = umaskOf(scratch);
       for (const f of backup!.manifest.files) {
         if (f.path === AUDIT_KEY_ENTRY) continue;
         const restoredSha = hashPrefix(path.join(restored, f.path), f.size);
@@ -148,7 +151,7 @@ export async function runDrill(
           restoredSha !== f.sha256 ||
           !rst ||
           rst.size !== f.size ||
-          (rst.mode & 0o777) !== (f.mode & 0o777)
+          (rst.mode & 0o777) !== restoredMode(f.mode, umask)
         ) {
           bad.push(f.path);
           continue;
