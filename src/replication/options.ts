@@ -147,7 +147,7 @@ export async function startLeaderFromFlags(
     onAckTimeout: flags.onAckTimeout as OnAckTimeout,
     thresholds: { maxLagEntries: flags.maxLagEntries, maxRetries: flags.maxRetries },
     probeIntervalMs: flags.probeInterval,
-    audit: replicationAuditor(ws),
+    audit: replicationAuditor(ws, { warn: (line) => extra.log(`warning: ${line}`) }),
     snapshot: (res) => serveSnapshot(ws, res),
     ...extra,
   });
