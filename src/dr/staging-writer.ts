@@ -161,6 +161,7 @@ export class StagingWriter implements ExtractHandler {
 
   /** Waits while too many batches are queued (or, with `all`, until none is). */
   private async settle(all = false): Promise<void> {
+    this.check();
     // While we wait on the worker, it is what keeps the process alive.
     this.worker.ref();
     try {
@@ -168,7 +169,9 @@ export class StagingWriter implements ExtractHandler {
         await new Promise<void>((r) => (this.wake = r));
       }
     } finally {
-      this.worker.unref();
+      // Not once closed: terminate() refs the worker until it has exited, and an unref here
+      // would let the process exit before the close() awaiting that exit resolves.
+      if (!this.closed) this.worker.unref();
     }
     this.check();
   }
@@ -302,6 +305,9 @@ export class StagingWriter implements ExtractHandler {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Whoever still waits for a batch learns that the writer is gone (and stops writing).
+    this.failure ??= new Error("the staging writer was closed");
+    this.wakeUp();
     await this.worker.terminate();
   }
 }
