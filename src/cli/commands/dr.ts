@@ -243,6 +243,10 @@ export function registerDr(program: Command): void {
       const warnings = [...result.warnings, ...(auditWarning ? [auditWarning] : [])];
       if (!opts.encrypt)
         warnings.push("plain backup: the audit key is not included (encrypted backups carry it)");
+      else if (!result.manifest.audit_key_included)
+        warnings.push(
+          `the encrypted backup does not carry the audit key: none found at ${keyPath} (set BERNSTEIN_AUDIT_KEY_PATH to the workspace's key)`,
+        );
       for (const w of warnings) out.warn(w);
       out.result(
         {
