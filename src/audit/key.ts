@@ -2,7 +2,10 @@
  * Audit key resolution and loading. The key lives outside `.sdd/` (it must not travel with a
  * backup), is 64 hex characters whose ASCII bytes are the HMAC key (Python compatible), and is
  * created only by commands that write audit events: a verifier that minted a key on a fresh host
- * would make every restored entry "fail" (the Python original's bug).
+ * would make every restored entry "fail" (the Python original's bug). And a writer creates it only
+ * while the audit log has no entries (`loadAuditKeyForWriting`): once a chain exists, a new key
+ * would sign the next entry with a key that `audit verify` does not have, and break the chain
+ * there for good (the key was only not found: another HOME, an unset variable).
  */
 import { randomBytes } from "node:crypto";
 import { chmod, readFile, stat } from "node:fs/promises";
@@ -10,6 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { ExitCode, UserError } from "../cli/errors.js";
 import { durableCreate, durableMkdir } from "../workspace/durable.js";
+import { auditLogHasEntries } from "./log.js";
 
 export type AuditKeySource = "--key-file" | "$BERNSTEIN_AUDIT_KEY_PATH" | "$XDG_STATE_HOME" | "$HOME";
 
@@ -72,6 +76,11 @@ export interface AuditKey {
 
 const KEY_RE = /^[0-9a-fA-F]{64}$/;
 
+/** No key file at the resolved path (and none was to be created). */
+export class AuditKeyMissingError extends UserError {
+  override name = "AuditKeyMissingError";
+}
+
 /** Loads (or, with create, makes) the audit key; every problem is a one-line UserError. */
 export async function loadAuditKey(opts: LoadAuditKeyOptions): Promise<AuditKey> {
   const loc = resolveAuditKeyPath(opts);
@@ -82,7 +91,7 @@ export async function loadAuditKey(opts: LoadAuditKeyOptions): Promise<AuditKey>
   });
   if (!st) {
     if (!opts.create) {
-      throw new UserError(
+      throw new AuditKeyMissingError(
         `audit: no audit key at ${loc.path} (looked at: ${loc.consulted.join("; ")}); ` +
           `pass --key-file FILE or set BERNSTEIN_AUDIT_KEY_PATH`,
         ExitCode.USAGE,
@@ -109,6 +118,39 @@ export async function loadAuditKey(opts: LoadAuditKeyOptions): Promise<AuditKey>
     });
   }
   return { key: Buffer.from(text, "ascii"), path: loc.path, source: loc.source, created };
+}
+
+export interface WriterKeyOptions extends AuditKeyPathOptions {
+  /** The command's own flag for the key file, if it has one (named in the message). */
+  keyFileFlag?: string;
+}
+
+/**
+ * The key for a command that writes audit events to the log in `auditDir`. A missing key is
+ * created only while the log has no entries (the first event starts the chain with it). When
+ * the log has entries and no key is found, nothing is created: AuditKeyMissingError says where
+ * it looked and how to point at the key, and the caller goes on without the event.
+ */
+export async function loadAuditKeyForWriting(
+  auditDir: string,
+  opts: WriterKeyOptions = {},
+): Promise<AuditKey> {
+  const create = !(await auditLogHasEntries(auditDir));
+  try {
+    return await loadAuditKey({ ...opts, create });
+  } catch (err) {
+    if (create || !(err instanceof AuditKeyMissingError)) throw err;
+    const loc = resolveAuditKeyPath(opts);
+    const how = opts.keyFileFlag
+      ? `${opts.keyFileFlag} FILE or BERNSTEIN_AUDIT_KEY_PATH=FILE`
+      : "BERNSTEIN_AUDIT_KEY_PATH=FILE";
+    throw new AuditKeyMissingError(
+      `no audit key at ${loc.path} (resolved from ${loc.source}) and the audit log already has entries: ` +
+        `a new key would break its chain, so none was created; point at the workspace's key with ${how}`,
+      ExitCode.USAGE,
+      { key_path: loc.path, consulted: loc.consulted },
+    );
+  }
 }
 
 async function createKey(file: string): Promise<void> {

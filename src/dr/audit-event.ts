@@ -2,9 +2,11 @@
  * Audit events for DR actions (`dr.backup`, `dr.drill`, `dr.restore`). The audit chain has one
  * writer per workspace, so the event is appended under the workspace lock; while a live process
  * holds the lock the event is not appended (it would fork the chain) and the caller gets a
- * warning instead. The backup itself is still recorded in runs/backups.jsonl.
+ * warning instead. The backup itself is still recorded in runs/backups.jsonl. Without the
+ * workspace's audit key the event is skipped with a warning too (loadAuditKeyForWriting: no new
+ * key is minted for a log that has entries).
  */
-import { loadAuditKey } from "../audit/key.js";
+import { loadAuditKeyForWriting } from "../audit/key.js";
 import { AuditLog } from "../audit/log.js";
 import type { JsonValue } from "../json/canonical.js";
 import type { Workspace } from "../workspace/layout.js";
@@ -33,7 +35,7 @@ export async function recordAuditEvent(
     throw err;
   }
   try {
-    const key = await loadAuditKey({ keyFile: opts.keyFile, create: true });
+    const key = await loadAuditKeyForWriting(ws.auditDir, { keyFile: opts.keyFile });
     const log = await AuditLog.open(ws, key);
     const entry = await log.append({ ...event, actor: "dr" });
     return { recorded: true, hmac: entry.hmac };

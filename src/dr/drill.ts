@@ -24,6 +24,7 @@ import {
   RESTORE_RECORD,
   restoreFromFile,
 } from "./restore.js";
+import { restoredMode, umaskOf } from "./restored-mode.js";
 import { verifyStateFolder, type Check } from "./verify.js";
 import { walkWorkspace } from "./walk.js";
 import { runDoctor } from "../orchestrator/doctor.js";
@@ -147,6 +148,8 @@ export async function runDrill(
       let changed = 0;
       const bad: string[] = [];
       const restoreRecord = RESTORE_RECORD.join("/");
+      // A restore masks modes (restored-mode.ts): the restored copy has the masked ones.
+      const umask = umaskOf(scratch);
       for (const f of backup!.manifest.files) {
         if (f.path === AUDIT_KEY_ENTRY) continue;
         if (f.path === restoreRecord) {
@@ -163,7 +166,7 @@ export async function runDrill(
           restoredSha !== f.sha256 ||
           !rst ||
           rst.size !== f.size ||
-          (rst.mode & 0o777) !== (f.mode & 0o777)
+          (rst.mode & 0o777) !== restoredMode(f.mode, umask)
         ) {
           bad.push(f.path);
           continue;

@@ -1,67 +1,154 @@
 /**
  * The backup password: `--password`, `--password-file F` or `$BERNSTEIN_DR_PASSWORD`
  * (a file's single trailing newline is dropped). Empty passwords are refused.
+ *
+ * Where it came from matters: `--password` is visible to every user in `ps` (kept for the
+ * Python CLI's scripts, with a warning); a password file readable by group or others is refused
+ * as token and audit-key files are; and a password given explicitly to a backup without
+ * `--encrypt` is a mistake that would have written a plain archive.
  */
-import { readFile } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { ExitCode, UserError } from "../cli/errors.js";
 
 export const PASSWORD_ENV = "BERNSTEIN_DR_PASSWORD";
 
-export async function resolvePassword(opts: {
+export type PasswordSource = "--password" | "--password-file" | typeof PASSWORD_ENV;
+
+export interface PasswordFlags {
   password?: string;
   passwordFile?: string;
-}): Promise<string | undefined> {
+}
+
+export interface ResolvedPassword {
+  password?: string;
+  /** Which of the three gave it (undefined: none did). */
+  source?: PasswordSource;
+  /** One line each, for stderr (never the --json document): what the user should know. */
+  warnings: string[];
+}
+
+const ARGV_WARNING =
+  "--password is visible to other users of this machine (ps, /proc); use --password-file FILE (mode 0600) or " +
+  PASSWORD_ENV;
+
+/** The password and its source; reads and checks a password file. */
+export async function resolvePassword(
+  opts: PasswordFlags,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ResolvedPassword> {
   if (opts.password !== undefined && opts.passwordFile !== undefined) {
     throw new UserError("pass either --password or --password-file, not both", ExitCode.USAGE);
   }
-  let pw: string | undefined;
-  if (opts.password !== undefined) pw = opts.password;
-  else if (opts.passwordFile !== undefined) {
-    try {
-      pw = (await readFile(opts.passwordFile, "utf8")).replace(/\r?\n$/, "");
-    } catch (err) {
+  let r: ResolvedPassword;
+  if (opts.password !== undefined)
+    r = { password: opts.password, source: "--password", warnings: [ARGV_WARNING] };
+  else if (opts.passwordFile !== undefined)
+    r = { password: await readPasswordFile(opts.passwordFile), source: "--password-file", warnings: [] };
+  else if (env[PASSWORD_ENV] !== undefined)
+    r = { password: env[PASSWORD_ENV], source: PASSWORD_ENV, warnings: [] };
+  else r = { warnings: [] };
+  if (r.password !== undefined && r.password.length === 0)
+    throw new UserError("the password is empty", ExitCode.USAGE);
+  return r;
+}
+
+/**
+ * Reads a password file, refusing one that group or others may read (checked on the handle
+ * that is read, so the path cannot change in between). Pipes (`--password-file <(...)`) have no
+ * file at rest to protect and are read as they are.
+ */
+async function readPasswordFile(file: string): Promise<string> {
+  const what = `--password-file ${file}`;
+  let fh;
+  try {
+    fh = await open(file, "r");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UserError(
+      `${what}: ${code === "ENOENT" ? "no such file" : (err as Error).message}`,
+      ExitCode.USAGE,
+    );
+  }
+  try {
+    const st = await fh.stat();
+    if (st.isDirectory()) throw new UserError(`${what}: is a folder, not a file`, ExitCode.USAGE);
+    if (st.isFile() && (st.mode & 0o077) !== 0) {
       throw new UserError(
-        `--password-file ${opts.passwordFile}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`,
+        `${what} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${file}`,
         ExitCode.USAGE,
       );
     }
-  } else if (process.env[PASSWORD_ENV] !== undefined) pw = process.env[PASSWORD_ENV];
-  if (pw !== undefined && pw.length === 0) throw new UserError("the password is empty", ExitCode.USAGE);
-  return pw;
+    return (await fh.readFile("utf8")).replace(/\r?\n$/, "");
+  } catch (err) {
+    if (err instanceof UserError) throw err;
+    throw new UserError(`${what}: ${(err as Error).message}`, ExitCode.USAGE);
+  } finally {
+    await fh.close().catch(() => {});
+  }
 }
 
 /** The password, which `needed` makes mandatory (a usage error naming `flag` and why). */
 async function requirePassword(
-  opts: { password?: string; passwordFile?: string },
+  opts: PasswordFlags,
   needed: boolean | undefined,
   flag: string,
   why = "",
-): Promise<string | undefined> {
-  const password = await resolvePassword(opts);
-  if (needed && password === undefined) {
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ResolvedPassword> {
+  const r = await resolvePassword(opts, env);
+  if (needed && r.password === undefined) {
     throw new UserError(
       `${flag} needs a password: --password, --password-file or ${PASSWORD_ENV}${why}`,
       ExitCode.USAGE,
     );
   }
-  return password;
+  return r;
 }
 
 /**
- * The password for a command that may encrypt: with `encrypt`, a missing password is a usage
- * error raised before anything is written.
+ * The password for a command that writes a backup (`dr backup`, `dr schedule`, `dr drill`).
+ * `encrypt` is whether this backup is encrypted (the `--encrypt` flag, or a default that says
+ * so). Encrypting without a password is a usage error raised before anything is written; so is
+ * a password given on the command line (`--password`, `--password-file`) to a backup that is not
+ * encrypted, which would otherwise write a plain archive the user believes is encrypted. A
+ * password from the environment alone is not a request to encrypt, but the warnings say that
+ * the backup is plain.
  */
-export function resolveEncryptPassword(
-  opts: { password?: string; passwordFile?: string },
+export async function resolveEncryptPassword(
+  opts: PasswordFlags,
   encrypt: boolean | undefined,
-): Promise<string | undefined> {
-  return requirePassword(opts, encrypt, "--encrypt", " (a random key could never be recovered)");
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ResolvedPassword> {
+  const r = await requirePassword(
+    opts,
+    encrypt,
+    "--encrypt",
+    " (a random key could never be recovered)",
+    env,
+  );
+  if (encrypt) return r;
+  if (r.source === "--password" || r.source === "--password-file") {
+    throw new UserError(
+      `${r.source} without --encrypt: the backup would not be encrypted; add --encrypt (or leave out ${r.source})`,
+      ExitCode.USAGE,
+    );
+  }
+  if (r.source === PASSWORD_ENV) {
+    return {
+      warnings: [
+        ...r.warnings,
+        `${PASSWORD_ENV} is set but --encrypt was not given: this backup is NOT encrypted`,
+      ],
+    };
+  }
+  return r;
 }
 
 /** The password for a command that reads an archive: with `decrypt`, a missing one is a usage error. */
 export function resolveDecryptPassword(
-  opts: { password?: string; passwordFile?: string },
+  opts: PasswordFlags,
   decrypt: boolean | undefined,
-): Promise<string | undefined> {
-  return requirePassword(opts, decrypt, "--decrypt");
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ResolvedPassword> {
+  return requirePassword(opts, decrypt, "--decrypt", "", env);
 }

@@ -16,7 +16,7 @@
  * anything; the journal roll-forward and the removal of dead staging folders run under it too.
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { constants, mkdirSync } from "node:fs";
 import { open, readFile, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -197,9 +197,11 @@ export async function openArchiveFile(from: string): Promise<Readable> {
   // Opened here, not by the stream: a stream's own open fails with an 'error' event while nobody
   // listens yet (the restore reads only after taking its lock), which would end the process.
   // The handle is what gets checked, so nothing can swap the path between check and read.
+  // Non-blocking, so that a FIFO without a writer is refused instead of hanging in open(2)
+  // (reads of a regular file ignore the flag).
   let fh;
   try {
-    fh = await open(from, "r");
+    fh = await open(from, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT")
       throw new UserError(`--from ${from}: no such file`, ExitCode.USAGE);
@@ -207,7 +209,7 @@ export async function openArchiveFile(from: string): Promise<Readable> {
   }
   if (!(await fh.stat()).isFile()) {
     await fh.close();
-    throw new UserError(`--from ${from}: not a file`, ExitCode.USAGE);
+    throw new UserError(`--from ${from}: not a regular file`, ExitCode.USAGE);
   }
   return fh.createReadStream({ highWaterMark: 64 * 1024 });
 }

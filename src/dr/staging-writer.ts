@@ -13,14 +13,14 @@
  * `file` or `dir` call, or by `finish()`.
  */
 import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { chmodSync, closeSync, fsync, fstatSync, openSync, unlinkSync } from "node:fs";
+import { chmodSync, closeSync, fsync, openSync } from "node:fs";
 import path from "node:path";
 import { Worker } from "node:worker_threads";
 import { fsyncDir } from "../workspace/durable.js";
 import { AUDIT_KEY_ENTRY, MANIFEST_NAME } from "./manifest.js";
 import { MAX_NAME_BYTES, type EntryInfo, type ExtractHandler, type FileSink } from "./unpack.js";
 import { CLOSE, MKDIR, OPEN, OP_WORDS, REPLACE, WRITE } from "./staging-worker.js";
+import { restoredMode, umaskOf } from "./restored-mode.js";
 import type { StagingBatch, StagingFailure, StagingReply, StagingSlot } from "./staging-worker.js";
 
 const BATCH_BYTES = 256 * 1024;
@@ -62,21 +62,6 @@ function syncFileSystem(dir: string): Promise<boolean> {
   });
 }
 
-/**
- * The process's umask, from a probe file created in `dir` before anything else is (reading it
- * with process.umask() is deprecated: that sets and resets the mask).
- */
-function umaskOf(dir: string): number {
-  const probe = path.join(dir, `.umask-probe-${process.pid}-${randomBytes(4).toString("hex")}`);
-  const fd = openSync(probe, "wx", 0o777);
-  try {
-    return 0o777 & ~fstatSync(fd).mode;
-  } finally {
-    closeSync(fd);
-    unlinkSync(probe);
-  }
-}
-
 function failureError(f: StagingFailure): Error {
   return Object.assign(new Error(f.message), {
     code: f.code,
@@ -91,10 +76,7 @@ export class StagingWriter implements ExtractHandler {
   private readonly made = new Set<string>([""]);
   private readonly written: string[] = [];
   private readonly fsync: boolean;
-  /**
-   * The bits the process's umask clears. A file whose mode survives them is created with it,
-   * which spares an fchmod per file.
-   */
+  /** The process's umask: restored modes are masked by it (restored-mode.ts). */
   private readonly umask: number;
   private readonly worker: Worker;
   /** Every slot made so far, the free ones, and the one being filled (see staging-worker.ts). */
@@ -179,6 +161,7 @@ export class StagingWriter implements ExtractHandler {
 
   /** Waits while too many batches are queued (or, with `all`, until none is). */
   private async settle(all = false): Promise<void> {
+    this.check();
     // While we wait on the worker, it is what keeps the process alive.
     this.worker.ref();
     try {
@@ -186,7 +169,9 @@ export class StagingWriter implements ExtractHandler {
         await new Promise<void>((r) => (this.wake = r));
       }
     } finally {
-      this.worker.unref();
+      // Not once closed: terminate() refs the worker until it has exited, and an unref here
+      // would let the process exit before the close() awaiting that exit resolves.
+      if (!this.closed) this.worker.unref();
     }
     this.check();
   }
@@ -227,14 +212,14 @@ export class StagingWriter implements ExtractHandler {
 
   dir(entry: { path: string; mode: number }): void | Promise<void> {
     this.check();
-    this.dirModes.set(entry.path, entry.mode & 0o777);
+    this.dirModes.set(entry.path, restoredMode(entry.mode, this.umask));
     if (this.full) return this.settle().then(() => this.ensureDir(entry.path));
     this.ensureDir(entry.path);
   }
 
   file(entry: EntryInfo): FileSink | undefined | Promise<FileSink> {
     if (entry.path === MANIFEST_NAME || entry.path === AUDIT_KEY_ENTRY) return undefined;
-    return this.open(entry.path, entry.mode & 0o777, entry.mtime, false);
+    return this.open(entry.path, entry.mode, entry.mtime, false);
   }
 
   private open(
@@ -247,9 +232,8 @@ export class StagingWriter implements ExtractHandler {
     if (this.full) return this.settle().then(() => this.open(rel, mode, mtime, replace));
     const slash = rel.lastIndexOf("/");
     if (slash > 0) this.ensureDir(rel.slice(0, slash));
-    // The staging folder is private (0700) until the swap, so no mode is too open meanwhile.
-    const exact = (mode & this.umask) === 0;
-    this.named(OPEN, rel, (exact ? mode : 0o600) | (replace ? REPLACE : 0));
+    // A mode the umask leaves alone: open(2) creates the file with it, no fchmod needed.
+    this.named(OPEN, rel, restoredMode(mode, this.umask) | (replace ? REPLACE : 0));
     const mtimeSeconds = mtime ? mtime.getTime() / 1000 : Number.NaN;
     return {
       write: (chunk: Buffer): void | Promise<void> => this.write(chunk),
@@ -257,7 +241,7 @@ export class StagingWriter implements ExtractHandler {
         this.check();
         if (this.fsync) this.written.push(rel);
         this.ensureRoom(0);
-        this.op(CLOSE, exact ? -1 : mode, mtimeSeconds, 0);
+        this.op(CLOSE, -1, mtimeSeconds, 0);
         if (this.full) return this.settle();
       },
     };
@@ -299,7 +283,10 @@ export class StagingWriter implements ExtractHandler {
     }
     const dirs = [...this.made].sort((a, b) => b.length - a.length);
     for (const rel of dirs)
-      chmodSync(rel ? path.join(this.root, rel) : this.root, this.dirModes.get(rel) ?? 0o755);
+      chmodSync(
+        rel ? path.join(this.root, rel) : this.root,
+        this.dirModes.get(rel) ?? restoredMode(0o755, this.umask),
+      );
     if (!this.fsync) return;
     if (await syncFileSystem(this.root)) return;
     const pool = new FsyncPool();
@@ -318,6 +305,9 @@ export class StagingWriter implements ExtractHandler {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Whoever still waits for a batch learns that the writer is gone (and stops writing).
+    this.failure ??= new Error("the staging writer was closed");
+    this.wakeUp();
     await this.worker.terminate();
   }
 }

@@ -714,9 +714,17 @@ export async function readArchive(
     if (!failure) gunzip.end();
     await tarDone;
   } catch (err) {
+    // Decided now: the tar loop stopped below fails with a premature close of its own.
+    const reported = err instanceof UserError ? err : (failure ?? err);
     gunzip.destroy();
     await it.return?.(undefined);
-    throw err instanceof UserError ? err : (failure ?? err);
+    // The tar loop may be inside a handler call (waiting for the staging worker to take a
+    // batch): let it see the destroyed gunzip and stop before we return. Otherwise it would go
+    // on calling the handler after the caller has closed it and removed its folder (a restore's
+    // worker was unref'd by that late call while being terminated, and the process could exit
+    // with the restore still pending, its temp folder left behind).
+    await tarDone.catch(() => {});
+    throw reported;
   }
 
   const parsed = tar.parsed!;

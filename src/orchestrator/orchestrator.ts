@@ -13,7 +13,7 @@ import path from "node:path";
 import { ExitCode, UserError } from "../cli/errors.js";
 import { AuditLog } from "../audit/log.js";
 import { resolveOptions } from "../json/object.js";
-import { loadAuditKey } from "../audit/key.js";
+import { AuditKeyMissingError, loadAuditKeyForWriting } from "../audit/key.js";
 import { appendCostRow, ledgerAgentIds } from "../ledger/cost-ledger.js";
 import type { JsonObject, WalEntry, WalPosition } from "../wal/entry.js";
 import { listRuns, verifyWal } from "../wal/reader.js";
@@ -286,6 +286,24 @@ export class Orchestrator {
     );
   }
 
+  /**
+   * The audit log for task events. Without the workspace's key (and a log that already has
+   * entries, so no new key may be minted) the run goes on without task events, and says why.
+   */
+  private async openAuditLog(): Promise<AuditLog | null> {
+    try {
+      const key = await loadAuditKeyForWriting(this.ws.auditDir, {
+        keyFile: this.opts.auditKeyFile,
+        keyFileFlag: "--key-file",
+      });
+      return await AuditLog.open(this.ws, key);
+    } catch (err) {
+      if (!(err instanceof AuditKeyMissingError)) throw err;
+      this.warn(`task audit events are skipped: ${err.message}`);
+      return null;
+    }
+  }
+
   private async recover(): Promise<void> {
     const ws = this.ws;
     await this.refuseRolledBackWal();
@@ -320,8 +338,7 @@ export class Orchestrator {
     this.recovery = rec;
     const wal = await WalWriter.open(ws, runId, { commitGate: this.opts.replication?.commitGate });
     this.opts.replication?.attachWriter(wal);
-    const key = await loadAuditKey({ create: true, keyFile: this.opts.auditKeyFile });
-    const audit = await AuditLog.open(ws, key);
+    const audit = await this.openAuditLog();
     this.dlog = new DecisionLog({ ws, wal, audit, state: loaded.state, onCommit: () => this.afterCommit() });
     this.statusFile = {
       pid: process.pid,

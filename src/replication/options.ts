@@ -211,7 +211,7 @@ export async function startLeaderFromFlags(
     onAckTimeout: flags.onAckTimeout as OnAckTimeout,
     thresholds: { maxLagEntries: flags.maxLagEntries, maxRetries: flags.unreachableAfter },
     probeIntervalMs: flags.probeInterval,
-    audit: replicationAuditor(ws),
+    audit: replicationAuditor(ws, { warn: (line) => extra.log(`warning: ${line}`) }),
     snapshot: (res) => serveSnapshot(ws, res),
     limits: limitsOf(flags),
     ...extra,

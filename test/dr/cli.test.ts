@@ -16,6 +16,7 @@ import {
   runCliOnTerminal,
   scratchDir,
 } from "../helpers.js";
+import { restoredMode, umaskOf } from "../../src/dr/restored-mode.js";
 import { sha } from "./support/craft.js";
 import { makeSmallWorkspace, snapshotTree } from "./support/workspace.js";
 
@@ -115,7 +116,7 @@ test("seed-sized workspace (8,421 files): backup, dry-run, restore and verify al
     const sdd = makeBenchWorkspace(path.join(dir, "w"), { keyOut: path.join(dir, "key", "audit.key") });
     await chmod(path.join(sdd, "runtime", "task_graph.json"), 0o600);
     await chmod(path.join(sdd, "config", "conf-0.yaml"), 0o755);
-    // Modes a 022 umask keeps (created with them) and one it does not (0666: set afterwards).
+    // Modes a 022 umask keeps (created with them) and one the restore masks (0666).
     const [m1, m2, m3] = readdirSync(path.join(sdd, "docs")).slice(0, 3);
     await chmod(path.join(sdd, "docs", m1!), 0o666);
     await chmod(path.join(sdd, "docs", m2!), 0o400);
@@ -155,7 +156,11 @@ test("seed-sized workspace (8,421 files): backup, dry-run, restore and verify al
     const after = snapshotTree(target);
     after.delete("runtime/restored-from.json");
     assert.equal(after.size, before.size);
-    for (const [rel, want] of before) assert.deepEqual(after.get(rel), want, rel);
+    // Modes come back masked (src/dr/restored-mode.ts): 0666 as 0644 under a 022 umask.
+    const umask = umaskOf(dir);
+    for (const [rel, want] of before)
+      assert.deepEqual(after.get(rel), { ...want, mode: restoredMode(want.mode, umask) }, rel);
+    assert.equal(after.get(path.join("docs", m1!))!.mode & 0o022, 0, "0666 restored writable by others");
     // The encrypted one restores the same tree and installs no key over the existing one.
     const t2 = path.join(dir, "restored2", ".sdd");
     const r2 = await runCli(["dr", "restore", "--from", `${archive}.enc`, "--sdd", t2, "--json"], {
@@ -369,11 +374,9 @@ test("bad input: each a one-line message, its own exit code, nothing written, ex
       /no such file/,
     );
     // Wrong password: exit 4.
-    await expectFail(
-      ["dr", "restore", "--from", `${archive}.enc`, "--password", "wrong", "--sdd", target],
-      4,
-      /wrong password/,
-    );
+    await expectFail(["dr", "restore", "--from", `${archive}.enc`, "--sdd", target], 4, /wrong password/, {
+      BERNSTEIN_DR_PASSWORD: "wrong",
+    });
     // Encrypted without a password: exit 2.
     await expectFail(["dr", "restore", "--from", `${archive}.enc`, "--sdd", target], 2, /encrypted/);
     // Truncated, flipped, not an archive: exit 5.
@@ -393,9 +396,10 @@ test("bad input: each a one-line message, its own exit code, nothing written, ex
     encFlip[enc.length - 100] = encFlip[enc.length - 100] === 0x41 ? 0x42 : 0x41;
     await writeFile(path.join(dir, "flip.enc"), encFlip);
     await expectFail(
-      ["dr", "restore", "--from", path.join(dir, "flip.enc"), "--password", "pw", "--sdd", target],
+      ["dr", "restore", "--from", path.join(dir, "flip.enc"), "--sdd", target],
       5,
       /altered or truncated/,
+      { BERNSTEIN_DR_PASSWORD: "pw" },
     );
     // dr backup writes <archive>.sha256 (sha256sum format) beside the archive...
     assert.equal(
@@ -409,28 +413,31 @@ test("bad input: each a one-line message, its own exit code, nothing written, ex
     const saltFile = path.join(dir, "salt.tar.gz.enc");
     await writeFile(saltFile, saltFlip);
     await expectFail(
-      ["dr", "restore", "--from", saltFile, "--password", "pw", "--sdd", target],
+      ["dr", "restore", "--from", saltFile, "--sdd", target],
       4,
       /wrong password, or the archive's first 71 bytes are damaged/,
+      { BERNSTEIN_DR_PASSWORD: "pw" },
     );
     await writeFile(`${saltFile}.sha256`, `${sha(enc)}  salt.tar.gz.enc\n`);
     await expectFail(
-      ["dr", "restore", "--from", saltFile, "--password", "pw", "--sdd", target],
+      ["dr", "restore", "--from", saltFile, "--sdd", target],
       5,
       /damaged or altered: its sha256 is [0-9a-f]{64}, not [0-9a-f]{64} \(.*salt\.tar\.gz\.enc\.sha256\)/,
+      { BERNSTEIN_DR_PASSWORD: "pw" },
     );
-    await expectFail(["dr", "verify", "--from", saltFile, "--password", "pw"], 5, /damaged or altered/);
+    await expectFail(["dr", "verify", "--from", saltFile], 5, /damaged or altered/, {
+      BERNSTEIN_DR_PASSWORD: "pw",
+    });
     await expectFail(
-      ["dr", "restore", "--from", `${archive}.enc`, "--password", "wrong", "--sdd", target],
+      ["dr", "restore", "--from", `${archive}.enc`, "--sdd", target],
       4,
       /wrong password \(the archive is intact/,
+      { BERNSTEIN_DR_PASSWORD: "wrong" },
     );
     await writeFile(`${saltFile}.sha256`, "not a checksum\n");
-    await expectFail(
-      ["dr", "restore", "--from", saltFile, "--password", "pw", "--sdd", target],
-      2,
-      /not a sha256sum line/,
-    );
+    await expectFail(["dr", "restore", "--from", saltFile, "--sdd", target], 2, /not a sha256sum line/, {
+      BERNSTEIN_DR_PASSWORD: "pw",
+    });
     await writeFile(path.join(dir, "notes.txt"), "this is not an archive\n");
     await expectFail(
       ["dr", "restore", "--from", path.join(dir, "notes.txt"), "--sdd", target],

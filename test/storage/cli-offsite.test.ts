@@ -122,7 +122,7 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
 
   it("backup --to s3://bucket/key --encrypt, restore --from s3:// --decrypt", async () => {
     const pw = path.join(scratch.dir, "pw");
-    await writeFile(pw, "correct horse\n");
+    await writeFile(pw, "correct horse\n", { mode: 0o600 });
     const b = await cli([
       "--json",
       "dr",

@@ -5,7 +5,7 @@
  */
 import type { Command } from "commander";
 import path from "node:path";
-import { loadAuditKey } from "../../audit/key.js";
+import { loadAuditKeyForWriting } from "../../audit/key.js";
 import { AuditLog } from "../../audit/log.js";
 import {
   checkpointFile,
@@ -85,7 +85,7 @@ export function registerCheckpoint(program: Command): void {
       // The audit event is best effort: a missing or unsafe key must not cost the checkpoint.
       let audit: { written: boolean; error?: string; key_path?: string };
       try {
-        const key = await loadAuditKey({ create: true });
+        const key = await loadAuditKeyForWriting(ws.auditDir);
         const log = await AuditLog.open(ws, key);
         await log.append({
           event_type: "checkpoint.created",

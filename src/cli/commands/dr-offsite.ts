@@ -399,7 +399,7 @@ function registerSchedule(dr: Command): void {
         .requiredOption("--to-dir <location>", "catalogue location: folder or s3://bucket/prefix/")
         .option("--encrypt", "encrypt each backup (needs --password-file or BERNSTEIN_DR_PASSWORD)")
         .option("--password <pw>", "passphrase (prefer --password-file or $BERNSTEIN_DR_PASSWORD)")
-        .option("--password-file <file>", "read the passphrase from a file")
+        .option("--password-file <file>", "read the passphrase from a file (mode 0600 or stricter)")
         .option("--local-copy <dir>", "where the local copy of a remote backup is written before upload")
         .option("--full-read-back", "after each upload, download every byte again and compare its sha256")
         .option("--once", "one backup + prune, then exit (what cron runs)")
@@ -450,7 +450,8 @@ function registerSchedule(dr: Command): void {
         else process.stdout.write(text);
         return;
       }
-      const password = await resolveEncryptPassword(opts, opts.encrypt);
+      const { password, warnings: passwordWarnings } = await resolveEncryptPassword(opts, opts.encrypt);
+      for (const w of passwordWarnings) out.warn(w);
       const ws = await openWorkspace(g.sdd);
       const auditKeyPath = opts.encrypt ? resolveAuditKeyPath().path : undefined;
       const ac = new AbortController();

@@ -140,7 +140,7 @@ export function registerDrReplication(program: Command): void {
           log,
           materialize: materializeFromBase,
         });
-        await replicationAuditor(ws)("replication_promoted", {
+        await replicationAuditor(ws, { warn: (line) => out.warn(line) })("replication_promoted", {
           epoch: r.epoch,
           previous_epoch: r.previous_epoch,
           reached: r.reached,

@@ -10,7 +10,7 @@ import { Output, globalsOf } from "../output.js";
 import { progressFor } from "../progress.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { backupToFile, planBackup } from "../../dr/backup.js";
-import { resolveDecryptPassword, resolveEncryptPassword } from "../../dr/password.js";
+import { resolveDecryptPassword, resolveEncryptPassword, type PasswordFlags } from "../../dr/password.js";
 import type { KeyCache } from "../../dr/fernet.js";
 import {
   inspectArchive,
@@ -38,11 +38,6 @@ import {
   s3OptionsFrom,
   type RemoteFlags,
 } from "./dr-offsite.js";
-
-interface PasswordOpts {
-  password?: string;
-  passwordFile?: string;
-}
 
 const short = (sha: string): string => `${sha.slice(0, 16)}...`;
 /** A path as the user would type it: relative to the cwd when inside it. */
@@ -106,8 +101,8 @@ async function openSource(
 
 function addPasswordOptions(cmd: Command): Command {
   return cmd
-    .option("--password <pw>", "passphrase (also --password-file or $BERNSTEIN_DR_PASSWORD)")
-    .option("--password-file <file>", "read the passphrase from a file");
+    .option("--password <pw>", "passphrase (visible in ps: prefer --password-file or $BERNSTEIN_DR_PASSWORD)")
+    .option("--password-file <file>", "read the passphrase from a file (mode 0600 or stricter)");
 }
 
 export function registerDr(program: Command): void {
@@ -132,7 +127,7 @@ export function registerDr(program: Command): void {
     ),
   ).action(
     async (
-      opts: PasswordOpts &
+      opts: PasswordFlags &
         RemoteFlags & {
           to?: string;
           toDir?: string;
@@ -151,7 +146,8 @@ export function registerDr(program: Command): void {
       const dest = (opts.to ?? opts.toDir)!;
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
-      const password = await resolveEncryptPassword(opts, opts.encrypt);
+      const { password, warnings: passwordWarnings } = await resolveEncryptPassword(opts, opts.encrypt);
+      for (const w of passwordWarnings) out.warn(w);
       const ws = await openWorkspace(g.sdd);
       const keyPath = resolveAuditKeyPath().path;
       if (opts.dryRun) {
@@ -247,6 +243,10 @@ export function registerDr(program: Command): void {
       const warnings = [...result.warnings, ...(auditWarning ? [auditWarning] : [])];
       if (!opts.encrypt)
         warnings.push("plain backup: the audit key is not included (encrypted backups carry it)");
+      else if (!result.manifest.audit_key_included)
+        warnings.push(
+          `the encrypted backup does not carry the audit key: none found at ${keyPath} (set BERNSTEIN_AUDIT_KEY_PATH to the workspace's key)`,
+        );
       for (const w of warnings) out.warn(w);
       out.result(
         {
@@ -297,7 +297,7 @@ export function registerDr(program: Command): void {
     ),
   ).action(
     async (
-      opts: PasswordOpts &
+      opts: PasswordFlags &
         RemoteFlags & {
           from?: string;
           latest?: boolean;
@@ -313,7 +313,8 @@ export function registerDr(program: Command): void {
     ) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
-      const password = await resolveDecryptPassword(opts, opts.decrypt);
+      const { password, warnings: passwordWarnings } = await resolveDecryptPassword(opts, opts.decrypt);
+      for (const w of passwordWarnings) out.warn(w);
       const src = await openSource(opts);
       const source = src.stream;
       opts.from = src.label;
@@ -411,7 +412,7 @@ export function registerDr(program: Command): void {
     ),
   ).action(
     async (
-      opts: PasswordOpts &
+      opts: PasswordFlags &
         RemoteFlags & {
           from?: string;
           latest?: boolean;
@@ -423,7 +424,8 @@ export function registerDr(program: Command): void {
       cmd: Command,
     ) => {
       const out = Output.of(cmd);
-      const password = await resolveDecryptPassword(opts, opts.decrypt);
+      const { password, warnings: passwordWarnings } = await resolveDecryptPassword(opts, opts.decrypt);
+      for (const w of passwordWarnings) out.warn(w);
       const src = await openSource(opts);
       opts.from = src.label;
       const progress = progressFor(out);
@@ -476,14 +478,16 @@ export function registerDr(program: Command): void {
       )
       .option("--keep <dir>", "keep the drill's backup and restored copy in this folder")
       .option("--encrypt", "drill with an encrypted backup (needs a password)"),
-  ).action(async (opts: PasswordOpts & { keep?: string; encrypt?: boolean }, cmd: Command) => {
+  ).action(async (opts: PasswordFlags & { keep?: string; encrypt?: boolean }, cmd: Command) => {
     const g = globalsOf(cmd);
     const out = Output.of(cmd);
-    const password = await resolveEncryptPassword(opts, opts.encrypt);
+    const { password, warnings: passwordWarnings } = await resolveEncryptPassword(opts, opts.encrypt);
+    for (const w of passwordWarnings) out.warn(w);
     const ws = await openWorkspace(g.sdd);
     // Loaded on use: the drill's doctor checks bring in the orchestrator's task validation.
     const { runDrill } = await import("../../dr/drill.js");
     const report = await runDrill(ws, { keepDir: opts.keep, password: opts.encrypt ? password : undefined });
+    for (const w of report.warnings) out.warn(w);
     out.result(report, () => printDrill(out, report));
     if (!report.ok) {
       const step = report.steps.find((s) => !s.ok);

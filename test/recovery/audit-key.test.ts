@@ -1,0 +1,141 @@
+/**
+ * Who may create the audit key: the first writer of an empty audit log, nobody once the log has
+ * entries. A command run where the key is not found (another HOME, an unset variable) goes on
+ * without its audit event and says why, instead of minting a key that breaks the chain.
+ */
+import assert from "node:assert/strict";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { replicationAuditor } from "../../src/replication/audit.js";
+import { Workspace } from "../../src/workspace/layout.js";
+import { runCli, scratchDir } from "../helpers.js";
+
+/** Every audit entry of a workspace, in file order. */
+function auditLines(sdd: string): string[] {
+  const dir = path.join(sdd, "audit");
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((n) => n.endsWith(".jsonl"))
+    .sort()
+    .flatMap((n) => readFileSync(path.join(dir, n), "utf8").split("\n").filter(Boolean));
+}
+
+test("with entries in the audit log and no key found, backup, encrypted backup, drill, schedule, checkpoint and start go on without their event, warn in one line, and mint no key", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const sdd = path.join(dir, ".sdd");
+    const key = path.join(dir, "key", "audit.key");
+    const base = { BERNSTEIN_SDD: sdd, BERNSTEIN_DR_PASSWORD: undefined, XDG_STATE_HOME: undefined };
+    const withKey = { ...base, BERNSTEIN_AUDIT_KEY_PATH: key, HOME: dir };
+    const otherHome = path.join(dir, "other-home");
+    await mkdir(otherHome);
+    const elsewhere = { ...base, BERNSTEIN_AUDIT_KEY_PATH: undefined, HOME: otherHome };
+    const wouldBeMinted = path.join(otherHome, ".local", "state", "bernstein", "audit.key");
+
+    assert.equal((await runCli(["init"], { env: withKey })).code, 0);
+    // The first writer of an empty log creates the key: that starts the chain.
+    const first = await runCli(["dr", "backup", "--to", path.join(dir, "b0.tar.gz")], { env: withKey });
+    assert.equal(first.code, 0, first.stderr);
+    assert.ok(existsSync(key), "the first audit event created the key");
+    assert.equal(auditLines(sdd).length, 1);
+
+    const task = await runCli(["task", "add", "t", "--id", "t-1", "--command", "true"], { env: elsewhere });
+    assert.equal(task.code, 0, task.stderr);
+    const runs: { name: string; args: string[]; env?: Record<string, string | undefined>; says?: RegExp }[] =
+      [
+        { name: "backup", args: ["dr", "backup", "--to", path.join(dir, "b1.tar.gz")] },
+        {
+          name: "encrypted backup",
+          args: ["dr", "backup", "--to", path.join(dir, "b2.tar.gz"), "--encrypt"],
+          env: { BERNSTEIN_DR_PASSWORD: "pw" },
+          // It carries no key rather than a wrong one, and says so.
+          says: /^warning: the encrypted backup does not carry the audit key: none found at /m,
+        },
+        { name: "drill", args: ["dr", "drill"] },
+        {
+          name: "schedule",
+          args: ["dr", "schedule", "--every", "1h", "--to-dir", path.join(dir, "cat"), "--once"],
+        },
+        { name: "checkpoint", args: ["checkpoint"] },
+        { name: "start", args: ["start", "--until-idle"] },
+      ];
+    for (const run of runs) {
+      const r = await runCli(run.args, { env: { ...elsewhere, ...run.env } });
+      assert.equal(r.code, 0, `${run.name}: ${r.stdout}${r.stderr}`);
+      const warnings = r.stderr.split("\n").filter((l) => /no audit key at/.test(l));
+      assert.equal(warnings.length, 1, `${run.name}: one warning line, got:\n${r.stderr}`);
+      assert.match(
+        warnings[0]!,
+        new RegExp(
+          `no audit key at ${wouldBeMinted.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\(resolved from \\$HOME\\) and the audit log already has entries: a new key would break its chain, so none was created; point at the workspace's key with (--key-file FILE or )?BERNSTEIN_AUDIT_KEY_PATH=FILE`,
+        ),
+        run.name,
+      );
+      if (run.says) assert.match(r.stderr, run.says, run.name);
+      assert.equal(existsSync(wouldBeMinted), false, `${run.name} minted a key`);
+      assert.equal(auditLines(sdd).length, 1, `${run.name} appended to the chain`);
+    }
+    assert.ok(existsSync(path.join(dir, "b1.tar.gz")) && existsSync(path.join(dir, "b2.tar.gz.enc")));
+    assert.equal(readdirSync(path.join(sdd, "backlog", "done")).length, 1, "start ran the task");
+
+    // The encrypted backup carries no key rather than a wrong one, and verifies.
+    const v = await runCli(["dr", "verify", "--from", path.join(dir, "b2.tar.gz.enc"), "--json"], {
+      env: { ...elsewhere, BERNSTEIN_DR_PASSWORD: "pw" },
+    });
+    assert.equal(v.code, 0, v.stdout + v.stderr);
+    assert.equal(JSON.parse(v.stdout).ok, true);
+
+    // The chain is intact with the real key; pointing at it records events again.
+    const ok = await runCli(["audit", "verify", "--json"], { env: withKey });
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    assert.equal(JSON.parse(ok.stdout).entries, 1);
+    const again = await runCli(["dr", "backup", "--to", path.join(dir, "b3.tar.gz")], { env: withKey });
+    assert.equal(again.code, 0, again.stderr);
+    assert.doesNotMatch(again.stderr, /no audit key/);
+    assert.equal(auditLines(sdd).length, 2);
+    assert.equal((await runCli(["audit", "verify"], { env: withKey })).code, 0);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("replication's audit events (degraded, restored) are skipped with one warning when the key is missing, and create no key", async () => {
+  const { dir, cleanup } = await scratchDir();
+  const saved = { key: process.env.BERNSTEIN_AUDIT_KEY_PATH, xdg: process.env.XDG_STATE_HOME };
+  try {
+    const sdd = path.join(dir, ".sdd");
+    const key = path.join(dir, "key", "audit.key");
+    const env = { BERNSTEIN_SDD: sdd, BERNSTEIN_AUDIT_KEY_PATH: key, HOME: dir, XDG_STATE_HOME: undefined };
+    assert.equal((await runCli(["init"], { env })).code, 0);
+    assert.equal((await runCli(["dr", "backup", "--to", path.join(dir, "b.tar.gz")], { env })).code, 0);
+    assert.equal(auditLines(sdd).length, 1);
+
+    const missing = path.join(dir, "nowhere", "audit.key");
+    process.env.BERNSTEIN_AUDIT_KEY_PATH = missing;
+    delete process.env.XDG_STATE_HOME;
+    const warnings: string[] = [];
+    const audit = replicationAuditor(new Workspace(sdd), { warn: (l) => warnings.push(l) });
+    await audit("replication_degraded", { policy: "QUORUM", reason: "ack timeout" });
+    await audit("replication_restored", { policy: "QUORUM" });
+    assert.equal(warnings.length, 1, warnings.join("\n"));
+    assert.match(
+      warnings[0]!,
+      /^replication audit events are skipped: no audit key at .*nowhere\/audit\.key/,
+    );
+    assert.equal(existsSync(missing), false);
+    assert.equal(auditLines(sdd).length, 1);
+
+    // With the key, the events are recorded and continue the chain.
+    process.env.BERNSTEIN_AUDIT_KEY_PATH = key;
+    await replicationAuditor(new Workspace(sdd))("replication_restored", { policy: "QUORUM" });
+    assert.equal(auditLines(sdd).length, 2);
+    assert.equal((await runCli(["audit", "verify"], { env })).code, 0);
+  } finally {
+    if (saved.key === undefined) delete process.env.BERNSTEIN_AUDIT_KEY_PATH;
+    else process.env.BERNSTEIN_AUDIT_KEY_PATH = saved.key;
+    if (saved.xdg !== undefined) process.env.XDG_STATE_HOME = saved.xdg;
+    await cleanup();
+  }
+});
