@@ -14,7 +14,7 @@ import { mkdirSync } from "node:fs";
 import { open, readFile, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
-import { ExitCode, UserError, ioError, userErrorFromFs } from "../cli/errors.js";
+import { ExitCode, UserError, destinationError, ioError, userErrorFromFs } from "../cli/errors.js";
 import {
   atomicWriteFile,
   durableMkdir,
@@ -22,6 +22,7 @@ import {
   durableUnlink,
   removeDeadTemps,
 } from "../workspace/durable.js";
+import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import { Workspace } from "../workspace/layout.js";
 import { acquireLock, describeHolder, readLock, type WorkspaceLock } from "../workspace/lock.js";
 import { isProcessAlive } from "../workspace/process.js";
@@ -156,8 +157,15 @@ export async function openArchiveFile(from: string): Promise<Readable> {
   try {
     fh = await open(from, "r");
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT")
-      throw new UserError(`--from ${from}: no such file`, ExitCode.USAGE);
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+      // `dr backup --to X --encrypt` writes X.enc: the name the user gave the backup is not the file's.
+      const encrypted = await stat(`${from}.enc`).then(
+        (st) => st.isFile(),
+        () => false,
+      );
+      const hint = encrypted ? `; did you mean ${from}.enc?` : "";
+      throw new UserError(`--from ${from}: no such file${hint}`, ExitCode.USAGE);
+    }
     throw userErrorFromFs(err, `--from ${from}`) ?? err;
   }
   if (!(await fh.stat()).isFile()) {
@@ -276,20 +284,26 @@ async function restoreInto(
     try {
       await durableMkdir(parent);
     } catch (err) {
-      throw ioError(`cannot restore into ${abs}`, err) ?? err;
+      throw destinationError(`cannot restore into ${abs}: cannot create ${parent}`, err) ?? err;
     }
     await removeStaleStaging(abs);
     const staging = path.join(
       parent,
       `${stagingPrefix(abs)}${process.pid}-${randomBytes(4).toString("hex")}`,
     );
-    let writer: StagingWriter;
+    // Registered before the folder exists: a signal can come at any instant after.
+    let writer: StagingWriter | undefined;
+    const interrupt = cleanupOnInterrupt(`the restore's staging folder ${staging}`, async () => {
+      await writer?.close(); // no file is created in it after this
+      await rm(staging, { recursive: true, force: true, maxRetries: 5 });
+    });
     try {
       mkdirSync(staging, { mode: 0o700 });
       writer = new StagingWriter(staging);
     } catch (err) {
       await rm(staging, { recursive: true, force: true }).catch(() => {});
-      throw ioError(`cannot restore into ${abs}`, err) ?? err;
+      await interrupt.release();
+      throw destinationError(`cannot restore into ${abs}`, err) ?? err;
     }
     let summary: ArchiveSummary;
     try {
@@ -314,8 +328,11 @@ async function restoreInto(
     } catch (err) {
       await writer.close();
       await rm(staging, { recursive: true, force: true }).catch(() => {});
+      await interrupt.release();
       throw ioError(`cannot restore into ${abs}`, err) ?? err;
     }
+    // From here a signal has its default action: the swap below is journaled (see the top).
+    await interrupt.release();
 
     // Swap. Into an empty place it is one atomic rename (a crash before it leaves only a staging
     // folder, removed by the next restore). Over an existing target it takes two renames, so a
