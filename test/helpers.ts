@@ -1,5 +1,5 @@
 /** Shared test helpers: scratch folders, the CLI as a real child process, repo paths. */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, constants as fsConstants, openSync, unlinkSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -137,4 +137,45 @@ export function runCliWithClosedStdout(
       resolve({ code, signal, stderr });
     });
   });
+}
+
+/** The CLI as a child process the test can signal: `done` settles when it exits. */
+export function spawnCli(
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string | undefined> } = {},
+): { child: ChildProcess; done: Promise<CliResult> } {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: opts.cwd,
+    env: { ...process.env, ...opts.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+  child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  const done = new Promise<CliResult>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+  return { child, done };
+}
+
+/**
+ * Polls `check` until it returns a truthy value (a condition, never a fixed sleep); fails after
+ * `ms`, or at once when `exited` settles first (the process it waits on is gone).
+ */
+export async function waitFor<T>(
+  what: string,
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  opts: { ms?: number; exited?: Promise<unknown> } = {},
+): Promise<T> {
+  let gone = false;
+  void opts.exited?.then(() => (gone = true));
+  for (const t0 = Date.now(); ;) {
+    const v = await check();
+    if (v) return v;
+    if (gone) throw new Error(`the process exited before ${what}`);
+    if (Date.now() - t0 > (opts.ms ?? 60_000)) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }

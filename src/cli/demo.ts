@@ -39,7 +39,11 @@ try {
       dependsOn: i >= 4 ? [`T-${String(i - 3).padStart(3, "0")}`] : undefined,
     });
   }
-  out.line(`Demo workspace: ${ws.root}`);
+  out.line(
+    keep
+      ? `Demo workspace: ${ws.root}`
+      : `Demo workspace: ${ws.root} (temporary: removed at the end; --keep keeps it)`,
+  );
   out.line(
     `  running ${tasks} tasks through the orchestrator (bernstein start --until-idle --max-agents 4)...`,
   );
@@ -59,15 +63,35 @@ try {
   );
   if (start.status !== 0)
     throw new Error(`demo: start failed (exit ${start.status}): ${start.stderr.trim()}`);
-  out.line(`  done; the audit key for this demo is ${process.env.BERNSTEIN_AUDIT_KEY_PATH}`);
+  // The key is named only where it will still exist after the demo.
+  out.line(
+    keep
+      ? `  done; the audit key for this demo is ${process.env.BERNSTEIN_AUDIT_KEY_PATH}`
+      : "  done (the demo's audit key lives in the demo folder and goes with it)",
+  );
   out.line("");
   const report = await runDrill(ws, {
     password: "demo passphrase",
     keepDir: keep ? path.join(dir, "drill") : undefined,
   });
-  out.result({ demo_dir: dir, tasks, ...report }, () => printDrill(out, report));
-  if (keep) out.line(`\nKept: ${dir}`);
+  await finish();
+  out.result(
+    {
+      demo_dir: dir,
+      demo_dir_kept: keep,
+      audit_key: keep ? process.env.BERNSTEIN_AUDIT_KEY_PATH : null,
+      tasks,
+      ...report,
+    },
+    () => printDrill(out, report),
+  );
+  out.line(keep ? `\nKept: ${dir}` : `\nRemoved ${dir} (--keep keeps it)`);
   process.exitCode = report.ok ? 0 : 1;
 } finally {
+  await finish();
+}
+
+/** Removes the demo folder (unless --keep) before anything says it was removed. */
+async function finish(): Promise<void> {
   if (!keep) await rm(dir, { recursive: true, force: true });
 }

@@ -83,3 +83,19 @@ export function ioError(what: string, err: unknown): UserError | undefined {
   const mapped = userErrorFromFs(err, what);
   return mapped?.exitCode === ExitCode.IO ? mapped : undefined;
 }
+
+/**
+ * A failure to create or write something at a place the user chose (a backup's destination, a
+ * restore's target): exit 6 whatever the file-system error, since the fix is on the user's side
+ * of the destination. ENOENT in an existing folder means the file system refuses new entries
+ * there (/proc, /sys). Undefined for errors that are not file-system errors.
+ */
+export function destinationError(what: string, err: unknown): UserError | undefined {
+  const io = ioError(what, err);
+  if (io) return io;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code !== "string" || !/^E[A-Z]+$/.test(code)) return undefined;
+  if (code === "ENOENT")
+    return new UserError(`${what}: the file system refuses to create it (ENOENT)`, ExitCode.IO);
+  return new UserError(userErrorFromFs(err, what)?.message ?? `${what}: ${code}`, ExitCode.IO);
+}

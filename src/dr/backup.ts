@@ -10,15 +10,22 @@
  */
 import { createHash } from "node:crypto";
 import { closeSync, openSync, readSync, statSync } from "node:fs";
-import { access, constants as fsc, open, stat, unlink } from "node:fs/promises";
+import { access, constants as fsc, lstat, open, rm, stat, unlink } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Readable, Transform, Writable, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
-import { ExitCode, UserError, ioError } from "../cli/errors.js";
+import { ExitCode, UserError, destinationError, ioError } from "../cli/errors.js";
 import { TOOL_NAME, VERSION } from "../version.js";
-import { durableRename, fsyncDir, removeDeadTemps, tempPathFor } from "../workspace/durable.js";
+import {
+  durableRename,
+  durableRenameNoReplace,
+  fsyncDir,
+  removeDeadTemps,
+  tempPathFor,
+} from "../workspace/durable.js";
+import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import type { Workspace } from "../workspace/layout.js";
 import { FernetEncryptor, fernetEncryptStream } from "./fernet.js";
 import {
@@ -312,8 +319,21 @@ export interface BackupFileResult extends BackupResult {
   encrypted: boolean;
 }
 
-/** Checks the destination folder exists and is writable (exit 6 otherwise). */
-async function checkDestination(dest: string): Promise<void> {
+/** Where `--to` puts a backup: `.enc` is appended when encrypting, unless the name already ends in it. */
+export function backupPath(to: string, encrypted: boolean): string {
+  return encrypted && !to.endsWith(".enc") ? `${to}.enc` : to;
+}
+
+/** The refusal to replace an existing backup (exit 6). */
+function existsError(dest: string): UserError {
+  return new UserError(
+    `${dest} already exists; not replacing a backup (pass --force to replace it)`,
+    ExitCode.IO,
+  );
+}
+
+/** Checks the destination folder exists and is writable, and what is at the destination (exit 6). */
+async function checkDestination(dest: string, overwrite: boolean): Promise<void> {
   const dir = path.dirname(dest);
   const st = await stat(dir).catch(() => undefined);
   if (!st) throw new UserError(`cannot write ${dest}: folder ${dir} does not exist`, ExitCode.IO);
@@ -323,51 +343,71 @@ async function checkDestination(dest: string): Promise<void> {
   } catch {
     throw new UserError(`cannot write ${dest}: folder ${dir} is not writable`, ExitCode.IO);
   }
-  const existing = await stat(dest).catch(() => undefined);
+  const existing = await lstat(dest).catch(() => undefined);
   if (existing?.isDirectory()) throw new UserError(`cannot write ${dest}: it is a folder`, ExitCode.IO);
-}
-
-/** Removes the temp files of earlier backups to `dest` that were killed: the archive's and its sidecar's. */
-async function removeStaleTemps(dest: string): Promise<void> {
-  const names = new Set([path.basename(dest), path.basename(sidecarPath(dest))]);
-  await removeDeadTemps(path.dirname(dest), (name) => names.has(name));
+  if (existing && !overwrite) throw existsError(dest);
 }
 
 /**
- * Writes a backup to `to` (`to + ".enc"` when encrypting) atomically: temp file beside it,
- * fsync, rename, fsync folder, then its `.sha256` sidecar (sidecar.ts). Nothing appears at the
- * destination unless complete. A file changing between the two reads restarts the attempt (up
- * to 3 attempts).
+ * Backup archives, their sidecars and catalogue records: the names whose temp files a backup
+ * removes from its folder when their writers are dead (dated names never repeat, so only a
+ * backup into the same folder, not to the same name, can find them).
+ */
+const BACKUP_FILE = /\.tar\.gz(?:\.enc)?(?:\.sha256|\.json)?(?:\.meta\.json)?$/;
+
+/** Removes the temp files of backups into `dest`'s folder whose writers were killed. */
+async function removeStaleTemps(dest: string): Promise<void> {
+  const names = new Set([path.basename(dest), path.basename(sidecarPath(dest))]);
+  await removeDeadTemps(path.dirname(dest), (name) => names.has(name) || BACKUP_FILE.test(name));
+}
+
+/**
+ * Writes a backup to `to` (`to + ".enc"` when encrypting, see backupPath) atomically: temp file
+ * beside it, fsync, rename, fsync folder, then its `.sha256` sidecar (sidecar.ts). Nothing appears
+ * at the destination unless complete, and an existing file there is refused (exit 6) unless
+ * `overwrite`, also when it appears while the backup runs. SIGINT/SIGTERM remove the temp file
+ * (interrupt.ts). A file changing between the two reads restarts the attempt (up to 3 attempts).
  */
 export async function backupToFile(
   ws: Workspace,
   to: string,
-  opts: BackupOptions = {},
+  opts: BackupOptions & { overwrite?: boolean } = {},
 ): Promise<BackupFileResult> {
   const encrypted = opts.password !== undefined;
-  const dest = path.resolve(encrypted ? `${to}.enc` : to);
-  await checkDestination(dest);
+  const overwrite = opts.overwrite ?? false;
+  const dest = path.resolve(backupPath(to, encrypted));
+  await checkDestination(dest, overwrite);
   await removeStaleTemps(dest);
   for (let attempt = 1; ; attempt++) {
     const tmp = tempPathFor(dest);
+    // Registered before the file exists: a signal can come at any instant after.
+    const interrupt = cleanupOnInterrupt(`the partial backup ${tmp}`, () => rm(tmp, { force: true }));
     let fh: Awaited<ReturnType<typeof open>>;
     try {
       fh = await open(tmp, "wx", 0o600);
     } catch (err) {
-      throw ioError(`cannot write ${dest}`, err) ?? err;
+      await interrupt.release();
+      throw destinationError(`cannot write ${dest}`, err) ?? err;
     }
     try {
       const result = await writeBackupArchive(ws, durableFileSink(fh), opts);
       await fh.close();
       const sidecar = opts.sidecar ?? true;
+      await interrupt.release();
       await removeSidecar(dest);
-      await durableRename(tmp, dest);
+      if (overwrite) await durableRename(tmp, dest);
+      else {
+        await durableRenameNoReplace(tmp, dest).catch((err: NodeJS.ErrnoException) => {
+          throw err.code === "EEXIST" ? existsError(dest) : err;
+        });
+      }
       if (sidecar) await writeSidecar(dest, result.sha256);
       return { ...result, path: dest, encrypted };
     } catch (err) {
       await fh.close().catch(() => {});
       await unlink(tmp).catch(() => {});
       await fsyncDir(path.dirname(dest)).catch(() => {});
+      await interrupt.release();
       if (err instanceof FileChangedError && attempt < 3) continue;
       if (err instanceof FileChangedError) {
         throw new UserError(

@@ -7,12 +7,13 @@
  */
 import { createHash } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
-import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdtemp, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { resolveAuditKeyPath } from "../audit/key.js";
 import { durableAppend, durableMkdir } from "../workspace/durable.js";
+import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import type { Workspace } from "../workspace/layout.js";
 import { recordAuditEvent } from "./audit-event.js";
 import { backupToFile } from "./backup.js";
@@ -80,7 +81,12 @@ export async function runDrill(
   const scratch = opts.keepDir
     ? path.resolve(opts.keepDir)
     : await mkdtemp(path.join(os.tmpdir(), "bernstein-drill-"));
-  if (opts.keepDir) await mkdir(scratch, { recursive: true });
+  if (opts.keepDir) await durableMkdir(scratch);
+  const interrupt = opts.keepDir
+    ? undefined
+    : cleanupOnInterrupt(`the drill's scratch folder ${scratch}`, () =>
+        rm(scratch, { recursive: true, force: true, maxRetries: 5 }),
+      );
   const report: DrillReport = {
     ok: false,
     sdd: ws.root,
@@ -226,6 +232,7 @@ export async function runDrill(
     report.ok = ok && report.steps.every((s) => s.ok);
   } finally {
     if (!opts.keepDir) await rm(scratch, { recursive: true, force: true }).catch(() => {});
+    await interrupt?.release();
   }
   const row = {
     created_at: startedAt.toISOString(),

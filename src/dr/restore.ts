@@ -20,7 +20,7 @@ import { constants, mkdirSync } from "node:fs";
 import { open, readFile, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
-import { ExitCode, UserError, ioError, userErrorFromFs } from "../cli/errors.js";
+import { ExitCode, UserError, destinationError, ioError, userErrorFromFs } from "../cli/errors.js";
 import {
   atomicWriteFile,
   durableMkdir,
@@ -29,6 +29,7 @@ import {
   removeDeadTemps,
 } from "../workspace/durable.js";
 import { resolveOptions } from "../json/object.js";
+import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import { Workspace } from "../workspace/layout.js";
 import {
   acquireLock,
@@ -203,8 +204,15 @@ export async function openArchiveFile(from: string): Promise<Readable> {
   try {
     fh = await open(from, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT")
-      throw new UserError(`--from ${from}: no such file`, ExitCode.USAGE);
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+      // `dr backup --to X --encrypt` writes X.enc: the name the user gave the backup is not the file's.
+      const encrypted = await stat(`${from}.enc`).then(
+        (st) => st.isFile(),
+        () => false,
+      );
+      const hint = encrypted ? `; did you mean ${from}.enc?` : "";
+      throw new UserError(`--from ${from}: no such file${hint}`, ExitCode.USAGE);
+    }
     throw userErrorFromFs(err, `--from ${from}`) ?? err;
   }
   if (!(await fh.stat()).isFile()) {
@@ -299,7 +307,7 @@ async function restoreInto(
   try {
     await durableMkdir(parent);
   } catch (err) {
-    throw ioError(`cannot restore into ${abs}`, err) ?? err;
+    throw destinationError(`cannot restore into ${abs}: cannot create ${parent}`, err) ?? err;
   }
   // One restore of a target at a time, whether the target exists yet or not.
   const restoreLock = await acquireRestoreLock(abs);
@@ -333,13 +341,19 @@ async function restoreInto(
       parent,
       `${stagingPrefix(abs)}${process.pid}-${randomBytes(4).toString("hex")}`,
     );
-    let writer: StagingWriter;
+    // Registered before the folder exists: a signal can come at any instant after.
+    let writer: StagingWriter | undefined;
+    const interrupt = cleanupOnInterrupt(`the restore's staging folder ${staging}`, async () => {
+      await writer?.close(); // no file is created in it after this
+      await rm(staging, { recursive: true, force: true, maxRetries: 5 });
+    });
     try {
       mkdirSync(staging, { mode: 0o700 });
       writer = new StagingWriter(staging);
     } catch (err) {
       await rm(staging, { recursive: true, force: true }).catch(() => {});
-      throw ioError(`cannot restore into ${abs}`, err) ?? err;
+      await interrupt.release();
+      throw destinationError(`cannot restore into ${abs}`, err) ?? err;
     }
     let summary: ArchiveSummary;
     let kept: string | null = null;
@@ -366,6 +380,8 @@ async function restoreInto(
       // Written before finish(): the one syncfs of the staging tree makes it durable too.
       await writer.writeFile(RESTORE_RECORD.join("/"), JSON.stringify(record, null, 2) + "\n");
       await writer.finish();
+      // From here a signal has its default action: the swap below is journaled (see the top).
+      await interrupt.release();
 
       // Swap. Into an empty place it is one atomic rename (a crash before it leaves only a staging
       // folder, removed by the next restore). Over an existing target it takes two renames, so a
@@ -399,6 +415,7 @@ async function restoreInto(
         await writer.close();
         await rm(staging, { recursive: true, force: true }).catch(() => {});
       }
+      await interrupt.release();
       throw ioError(`cannot restore into ${abs}`, err) ?? err;
     }
 

@@ -17,6 +17,7 @@ import { verifyAuditLog } from "../audit/verify.js";
 import { verifyWal } from "../wal/reader.js";
 import { listCheckpointFiles, validateCheckpointFile } from "../checkpoint/checkpoint.js";
 import { resolveOptions } from "../json/object.js";
+import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import { Workspace } from "../workspace/layout.js";
 import type { Manifest } from "./manifest.js";
 import { openArchiveFile } from "./restore.js";
@@ -149,11 +150,16 @@ export async function verifyArchive(
   opts: VerifyOptions & { label: string },
 ): Promise<VerifyReport> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "bernstein-verify-"));
+  let writer: StagingWriter | undefined;
+  const interrupt = cleanupOnInterrupt(`the verify's temp folder ${dir}`, async () => {
+    await writer?.close(); // no file is created in it after this
+    await rm(dir, { recursive: true, force: true, maxRetries: 5 });
+  });
   try {
     const staging = path.join(dir, "sdd");
     const { mkdir } = await import("node:fs/promises");
     await mkdir(staging, { mode: 0o700 });
-    const writer = new StagingWriter(staging, { fsync: false });
+    writer = new StagingWriter(staging, { fsync: false });
     let summary;
     try {
       summary = await readArchive(source, writer, opts);
@@ -191,6 +197,7 @@ export async function verifyArchive(
     };
   } finally {
     await rm(dir, { recursive: true, force: true });
+    await interrupt.release();
   }
 }
 

@@ -14,6 +14,7 @@ import path from "node:path";
 import YAML from "yaml";
 import { z } from "zod";
 import { ExitCode, UserError } from "../cli/errors.js";
+import { durableCreate } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import type { TaskSpec } from "./tasks.js";
 
@@ -52,6 +53,8 @@ export interface AgentsConfig {
   agents: Record<string, AgentConfig>;
   /** Where the config came from (a path, or "built-in"). */
   source: string;
+  /** The workspace's agents.yaml, whether or not it exists (what to edit). */
+  file: string;
 }
 
 export function agentsFile(ws: Workspace): string {
@@ -66,7 +69,7 @@ export async function loadAgentsConfig(ws: Workspace): Promise<AgentsConfig> {
     text = await readFile(file, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") {
-      return { defaultAgent: "shell", agents: { ...BUILTIN_AGENTS }, source: "built-in" };
+      return { defaultAgent: "shell", agents: { ...BUILTIN_AGENTS }, source: "built-in", file };
     }
     throw err;
   }
@@ -85,7 +88,7 @@ export async function loadAgentsConfig(ws: Workspace): Promise<AgentsConfig> {
   const defaultAgent = parsed.data.default ?? "shell";
   if (!agents[defaultAgent])
     throw new UserError(`${file}: default agent ${defaultAgent} is not defined`, ExitCode.USAGE);
-  return { defaultAgent, agents, source: file };
+  return { defaultAgent, agents, source: file, file };
 }
 
 /** What the wrapper runs: an argv (no shell) or `sh -c`, with its working folder and env. */
@@ -121,6 +124,63 @@ export async function findExecutable(bin: string, envPath = process.env.PATH ?? 
   return null;
 }
 
+type RunnableFields = Pick<TaskSpec, "id" | "agent" | "command" | "prompt" | "body">;
+
+/** The agent a task runs under: its own, else shell for a command, else agents.yaml's default. */
+export function agentNameFor(cfg: AgentsConfig, task: RunnableFields): string {
+  return task.agent ?? (task.command !== null ? "shell" : cfg.defaultAgent);
+}
+
+/**
+ * Why no configured agent can run `task` whatever is installed (its agent is unknown, a shell
+ * agent without a command, a template agent without a prompt), with what to configure instead;
+ * undefined when its agent can. `task add` refuses such a task; a hand-written one fails
+ * terminally when it runs.
+ */
+export function unrunnable(
+  cfg: AgentsConfig,
+  task: RunnableFields,
+): { reason: string; fix: string } | undefined {
+  const name = agentNameFor(cfg, task);
+  const agent = cfg.agents[name];
+  const templates = Object.keys(cfg.agents).filter((n) => cfg.agents[n]!.adapter === "template");
+  const clis = `--agent NAME for a coding-agent CLI (${templates.join(", ")})`;
+  if (!agent) {
+    return {
+      reason: `unknown agent ${name} (not in ${cfg.source} nor built in)`,
+      fix: `define it under "agents:" in ${cfg.file}, or use one of ${Object.keys(cfg.agents).join(", ")}`,
+    };
+  }
+  if (agent.adapter === "shell" && task.command === null) {
+    return task.agent === null
+      ? {
+          reason: `the default agent is ${name}, which runs a --command and the task has none`,
+          fix: `pass ${clis}, or set "default: NAME" in ${cfg.file}`,
+        }
+      : {
+          reason: `agent ${name} runs a --command and the task has none`,
+          fix: `give --command CMD, or ${clis}`,
+        };
+  }
+  if (agent.adapter === "template" && !(task.prompt ?? task.body.trim())) {
+    return {
+      reason: `agent ${name} runs a prompt and the task has none`,
+      fix: "give --prompt TEXT, or --agent shell to run a --command",
+    };
+  }
+  return undefined;
+}
+
+/**
+ * The binary of a template agent that is not on PATH now (`task add` warns: it may be installed
+ * before `start`), or undefined.
+ */
+export async function missingBinary(cfg: AgentsConfig, task: RunnableFields): Promise<string | undefined> {
+  const agent = cfg.agents[agentNameFor(cfg, task)];
+  if (agent?.adapter !== "template") return undefined;
+  return (await findExecutable(agent.command[0]!)) ? undefined : agent.command[0];
+}
+
 /**
  * Turns a task into an invocation. Failures that no retry can fix (unknown agent, missing binary,
  * a shell task without a command) come back as `{ok: false, reason}` and fail the task terminally.
@@ -130,21 +190,19 @@ export async function resolveInvocation(
   ws: Workspace,
   task: TaskSpec,
 ): Promise<ResolveResult> {
-  const name = task.agent ?? (task.command !== null ? "shell" : cfg.defaultAgent);
-  const agent = cfg.agents[name];
-  if (!agent) return { ok: false, reason: `unknown agent ${name} (not in ${cfg.source} nor built in)` };
+  const refused = unrunnable(cfg, task);
+  if (refused) return { ok: false, reason: refused.reason };
+  const name = agentNameFor(cfg, task);
+  const agent = cfg.agents[name]!;
   const workdir = ws.projectDir;
   if (agent.adapter === "shell") {
-    if (task.command === null)
-      return { ok: false, reason: `agent ${name} needs a command; task ${task.id} has none` };
     return {
       ok: true,
       agent: name,
-      invocation: { argv: ["sh", "-c", task.command], cwd: workdir, env: agent.env ?? {} },
+      invocation: { argv: ["sh", "-c", task.command!], cwd: workdir, env: agent.env ?? {} },
     };
   }
-  const prompt = task.prompt ?? task.body.trim();
-  if (!prompt) return { ok: false, reason: `agent ${name} needs a prompt; task ${task.id} has none` };
+  const prompt = (task.prompt ?? task.body.trim())!;
   const vars = { prompt, task_id: task.id, workdir };
   const argv = agent.command.map((a) => substitute(a, vars));
   const found = await findExecutable(argv[0]);
@@ -154,4 +212,48 @@ export async function resolveInvocation(
       reason: `agent binary not found: ${argv[0]} (agent ${name}; is it installed and on PATH?)`,
     };
   return { ok: true, agent: name, invocation: { argv, cwd: workdir, env: agent.env ?? {} } };
+}
+
+/**
+ * The agents.yaml that `init` writes: the defaults spelled out, the built-in templates as
+ * comments to copy from (generated from BUILTIN_AGENTS, so it never disagrees with them).
+ */
+export function agentsFileTemplate(): string {
+  const templates = new YAML.Document(
+    Object.fromEntries(Object.entries(BUILTIN_AGENTS).filter(([, a]) => a.adapter === "template")),
+  );
+  YAML.visit(templates, {
+    Seq(_key, node) {
+      node.flow = true;
+    },
+  });
+  const commented = templates
+    .toString({ lineWidth: 0 })
+    .trimEnd()
+    .split("\n")
+    .map((line) => `  # ${line}`)
+    .join("\n");
+  return [
+    '# Agents: how a task becomes a process (docs/orchestrator.md, "Agents").',
+    "# A task with --command runs under `shell`. A task with --prompt runs under its --agent,",
+    "# else under `default`. The templates below are built in (usable as --agent NAME without",
+    "# being listed here); uncomment one to change it, or add your own. {prompt}, {task_id} and",
+    "# {workdir} are substituted inside each argument; no shell is involved.",
+    "default: shell # e.g. claude: --prompt tasks then need no --agent",
+    "agents:",
+    '  shell: { adapter: shell } # sh -c "<command>" in the folder holding .sdd/',
+    commented,
+    "",
+  ].join("\n");
+}
+
+/** Writes agentsFileTemplate() to the workspace's agents.yaml unless one exists; true if written. */
+export async function writeAgentsFileTemplate(ws: Workspace): Promise<boolean> {
+  try {
+    await durableCreate(agentsFile(ws), agentsFileTemplate());
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw err;
+  }
 }

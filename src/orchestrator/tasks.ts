@@ -12,6 +12,7 @@ import { ExitCode, UserError } from "../cli/errors.js";
 import { definedEntries } from "../json/object.js";
 import { atomicWriteFile, durableMkdir, durableRename } from "../workspace/durable.js";
 import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout.js";
+import { loadAgentsConfig, unrunnable } from "./agents.js";
 
 export const TASK_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** Lower number = higher priority (1 critical, 2 normal, 3 low, as in the Python original). */
@@ -288,6 +289,9 @@ export async function addTask(ws: Workspace, input: AddTaskInput): Promise<TaskF
     throw new UserError(`task add: ${issue.path.join(".") || "task"}: ${issue.message}`, ExitCode.USAGE);
   }
   const spec = normalizeSpec(parsed.data, input.body ?? "");
+  // A task no configured agent can run would only fail at `start`: refuse it now.
+  const refused = unrunnable(await loadAgentsConfig(ws), spec);
+  if (refused) throw new UserError(`task add: ${refused.reason}: ${refused.fix}`, ExitCode.USAGE);
   const scan = await scanBacklog(ws);
   const graph = new Map<string, readonly string[]>();
   for (const t of scan.tasks) graph.set(t.spec.id, t.spec.depends_on);

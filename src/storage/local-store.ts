@@ -5,7 +5,7 @@
  * sidecar `.<key>.meta.json` written before the data file appears.
  */
 import { createHash } from "node:crypto";
-import { open, readdir, readFile, stat, unlink } from "node:fs/promises";
+import { open, readdir, readFile, rm, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { ExitCode, UserError, userErrorFromFs } from "../cli/errors.js";
@@ -16,6 +16,7 @@ import {
   durableUnlink,
   tempPathFor,
 } from "../workspace/durable.js";
+import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import type { BackupStore, ObjectInfo, PutOptions, PutResult } from "./store.js";
 
 function checkKey(key: string): void {
@@ -46,7 +47,9 @@ export class LocalStore implements BackupStore {
     const tmp = tempPathFor(target);
     const hash = createHash("sha256");
     let size = 0;
-    const fh = await open(tmp, "wx", 0o600).catch((err: unknown) => {
+    const interrupt = cleanupOnInterrupt(`the partial copy ${tmp}`, () => rm(tmp, { force: true }));
+    const fh = await open(tmp, "wx", 0o600).catch(async (err: unknown) => {
+      await interrupt.release();
       throw userErrorFromFs(err, `write ${this.root}`) ?? err;
     });
     try {
@@ -70,11 +73,13 @@ export class LocalStore implements BackupStore {
         );
       }
       const metadata = { ...options.metadata, sha256 };
+      await interrupt.release();
       await atomicWriteFile(this.metaPath(key), JSON.stringify(metadata) + "\n");
       await durableRename(tmp, target);
       return { key, size, sha256, retries: 0 };
     } catch (err) {
       await unlink(tmp).catch(() => {});
+      await interrupt.release();
       throw userErrorFromFs(err, `write ${target}`) ?? err;
     }
   }

@@ -9,12 +9,13 @@
  * and the SHA-256 that the upload carries is known before the first byte is sent.
  */
 import { createReadStream } from "node:fs";
-import { stat, unlink } from "node:fs/promises";
+import { rm, stat, unlink } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { ExitCode, UserError } from "../cli/errors.js";
 import { durableMkdir } from "../workspace/durable.js";
+import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import {
   backupName,
   latestBackup,
@@ -41,8 +42,11 @@ export interface ProducedBackup {
   wal_positions?: Record<string, { seq: number; entry_hash: string } | null>;
 }
 
-/** Writes the archive to `target` (the producer appends ".enc" when encrypting). */
-export type Producer = (target: string) => Promise<ProducedBackup>;
+/**
+ * Writes the archive to `target` (the producer appends ".enc" when encrypting); `overwrite`: an
+ * existing file there may be replaced (else the producer refuses it).
+ */
+export type Producer = (target: string, opts: { overwrite: boolean }) => Promise<ProducedBackup>;
 
 export interface OffsiteBackupRequest {
   /** `s3://bucket/key`: one object. */
@@ -51,6 +55,8 @@ export interface OffsiteBackupRequest {
   toDir?: string;
   encrypted: boolean;
   produce: Producer;
+  /** Replace a backup that exists under the same name (`dr backup --force`). */
+  force?: boolean;
   s3?: S3Options;
   /** Where the complete local copy of a remote backup is written (default: localCopyDir()). */
   localCopyDir?: string;
@@ -133,15 +139,20 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
       name = backupName(now, req.encrypted);
     }
   }
-  if (await exists(name)) {
-    throw new UserError(`${store.describe(name)} already exists; not overwriting a backup`, ExitCode.USAGE);
+  if (!req.force && (await exists(name))) {
+    throw new UserError(
+      `${store.describe(name)} already exists; not replacing a backup (pass --force to replace it)`,
+      ExitCode.IO,
+    );
   }
   const ours = parseBackupName(name) !== undefined;
 
   if (!remote) {
     // A local catalogue folder: the producer writes in place (atomically); we re-read every
     // byte before the record that marks it verified is written.
-    const produced = await req.produce(path.join(store.root, withoutEnc(name)));
+    const produced = await req.produce(path.join(store.root, withoutEnc(name)), {
+      overwrite: req.force ?? false,
+    });
     const back = await sha256Of(createReadStream(produced.path));
     if (back.sha256 !== produced.sha256) {
       throw new UserError(
@@ -167,7 +178,12 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
   await durableMkdir(dir).catch((err: unknown) => {
     throw new UserError(`cannot create the local copy folder ${dir}: ${(err as Error).message}`, ExitCode.IO);
   });
-  const produced = await req.produce(path.join(dir, withoutEnc(name)));
+  // The local copy is ours to replace: whether the store holds the name was checked above.
+  const produced = await req.produce(path.join(dir, withoutEnc(name)), { overwrite: true });
+  // An interrupted upload leaves no local copy behind either (dated names would pile up).
+  const interrupt = req.keepLocal
+    ? undefined
+    : cleanupOnInterrupt(`the local copy ${produced.path}`, () => rm(produced.path, { force: true }));
   let stored: Awaited<ReturnType<typeof storeBackup>>;
   try {
     stored = await storeBackup(
@@ -189,12 +205,14 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
       },
     );
   } catch (err) {
+    await interrupt?.release();
     const message = err instanceof Error ? err.message : String(err);
     throw new UserError(`${message}; the complete backup is kept at ${produced.path}`, ExitCode.REMOTE, {
       local_copy: produced.path,
       sha256: produced.sha256,
     });
   }
+  await interrupt?.release();
   if (!req.keepLocal) await unlink(produced.path).catch(() => {});
   return {
     location: stored.location,

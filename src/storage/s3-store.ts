@@ -41,6 +41,7 @@ import {
   type RetryPolicy,
 } from "./retry.js";
 import type { BackupStore, ObjectInfo, PutOptions, PutResult } from "./store.js";
+import { cleanupOnInterrupt, type InterruptCleanup } from "../workspace/interrupt.js";
 
 export interface S3Options {
   /** S3-compatible endpoint URL (else BERNSTEIN_S3_ENDPOINT, else AWS). */
@@ -208,6 +209,8 @@ export class S3Store implements BackupStore {
     let completeAttempted = false;
     let partSize = this.partSize;
     let stored = 0;
+    // Ctrl-C or SIGTERM part-way: abort the upload (and remove an object a Complete may have made).
+    let interrupt: InterruptCleanup | undefined;
     try {
       const parts: CompletedPart[] = [];
       const inFlight = new Set<Promise<void>>();
@@ -246,7 +249,7 @@ export class S3Store implements BackupStore {
         );
         options.onProgress?.(size);
       } else {
-        const created = await retry("start upload", () =>
+        const creating = retry("start upload", () =>
           this.client.send(
             new CreateMultipartUploadCommand({
               Bucket: this.bucket,
@@ -256,6 +259,15 @@ export class S3Store implements BackupStore {
             }),
           ),
         );
+        // Registered before the upload exists: a signal while it is being created aborts it too.
+        interrupt = cleanupOnInterrupt(`the unfinished upload to ${where}`, async () => {
+          const id = await creating.then(
+            (c) => c.UploadId,
+            () => undefined,
+          );
+          await this.cleanUpFailedPut(Key, id, completeAttempted, { quiet: false });
+        });
+        const created = await creating;
         uploadId = created.UploadId;
         if (!uploadId) throw new Error("the store returned no UploadId");
         const UploadId = uploadId;
@@ -315,9 +327,11 @@ export class S3Store implements BackupStore {
       }
       const sha256 = whole.digest("hex");
       await this.checkReadBack(key, size, options.sha256 ? sha256 : undefined, retry);
+      await interrupt?.release();
       return { key, size, sha256, retries: counter.retries };
     } catch (err) {
       source.destroy();
+      await interrupt?.release();
       await this.cleanUpFailedPut(Key, uploadId, completeAttempted);
       throw remoteError(`upload ${where}`, err);
     }
@@ -355,23 +369,32 @@ export class S3Store implements BackupStore {
     }
   }
 
-  /** After a failed put: abort the multipart upload, and remove an object a Complete may have made. */
+  /**
+   * After a failed or interrupted put: abort the multipart upload, and remove an object a Complete
+   * may have made. `quiet: false` rejects when that could not be done (an interrupt says so).
+   */
   private async cleanUpFailedPut(
     Key: string,
     uploadId: string | undefined,
     completeAttempted: boolean,
+    { quiet = true } = {},
   ): Promise<void> {
     const cleanupPolicy = { ...this.policy, retries: Math.max(this.policy.retries, 3) };
+    const failed: unknown[] = [];
     if (uploadId !== undefined) {
       await withRetry("abort upload", cleanupPolicy, () =>
         this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId })),
-      ).catch(() => {});
+      ).catch((err: unknown) => {
+        // Already gone: completed (removed below) or aborted.
+        if ((err as { name?: string })?.name !== "NoSuchUpload") failed.push(err);
+      });
     }
     if (completeAttempted) {
       await withRetry("remove failed upload", cleanupPolicy, () =>
         this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key })),
-      ).catch(() => {});
+      ).catch((err: unknown) => failed.push(err));
     }
+    if (failed.length && !quiet) throw failed[0];
   }
 
   async get(key: string): Promise<Readable> {

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { constants as fsc } from "node:fs";
-import { open, readdir, rename, unlink, mkdir, type FileHandle } from "node:fs/promises";
+import { link, open, readdir, rename, unlink, mkdir, stat, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { isProcessAlive } from "./process.js";
 
@@ -122,24 +122,76 @@ export async function durableCreate(file: string, data: string | Uint8Array, mod
   await fsyncDir(path.dirname(file));
 }
 
-/** mkdir -p that fsyncs every folder it creates and the parent of each, so new folders survive a crash. */
+/**
+ * mkdir -p that fsyncs every folder it creates and the parent of each, so new folders survive a
+ * crash. Node's own recursive mkdir is not used: where a file system refuses new entries with
+ * ENOENT although the parent exists (/proc, /sys) it retries forever at full CPU; here each
+ * missing folder is created once, from the nearest existing one down, and the first refusal is
+ * thrown as the kernel reported it.
+ */
 export async function durableMkdir(dir: string, mode?: number): Promise<void> {
   const abs = path.resolve(dir);
-  const first = await mkdir(abs, { recursive: true, mode });
-  if (first === undefined) return;
-  // fsync from the first created folder's parent down to the leaf.
-  let cur = path.dirname(first);
-  const rel = path.relative(cur, abs).split(path.sep);
-  await fsyncDir(cur);
-  for (const part of rel) {
-    cur = path.join(cur, part);
-    await fsyncDir(cur);
+  const missing: string[] = [];
+  for (let cur = abs; ; cur = path.dirname(cur)) {
+    const st = await stat(cur).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT" || err.code === "ENOTDIR") return undefined;
+      throw err;
+    });
+    // A file in the way: the mkdir below fails with the kernel's own EEXIST or ENOTDIR.
+    if (st) {
+      if (!st.isDirectory() && missing.length === 0) await mkdir(abs, { mode });
+      break;
+    }
+    missing.unshift(cur);
+    if (path.dirname(cur) === cur) break;
   }
+  if (missing.length === 0) return;
+  for (const folder of missing) {
+    await mkdir(folder, { mode }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "EEXIST") throw err; // made meanwhile by another writer: fine
+    });
+  }
+  // fsync from the first created folder's parent down to the leaf.
+  await fsyncDir(path.dirname(missing[0]!));
+  for (const folder of missing) await fsyncDir(folder);
 }
 
 /** Durable rename: rename, then fsync both folders (once when they are the same). */
 export async function durableRename(from: string, to: string): Promise<void> {
   await rename(from, to);
+  const a = path.dirname(path.resolve(from));
+  const b = path.dirname(path.resolve(to));
+  await fsyncDir(b);
+  if (a !== b) await fsyncDir(a);
+}
+
+/**
+ * Durable rename that never replaces an existing `to` (fails with EEXIST instead): a hard link
+ * (which the kernel refuses atomically when `to` exists) then the removal of `from`, folders
+ * fsynced. A crash in between leaves `from` as a second name of the same file; it is a temp file
+ * of a dead writer then (removeDeadTemps). Where the file system has no hard links, a check then
+ * a rename (two writers racing for one name there can still replace each other).
+ */
+export async function durableRenameNoReplace(from: string, to: string): Promise<void> {
+  try {
+    await link(from, to);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS") throw err;
+    const taken = await stat(to).then(
+      () => true,
+      () => false,
+    );
+    if (taken) {
+      throw Object.assign(new Error(`EEXIST: file already exists, rename '${from}' -> '${to}'`), {
+        code: "EEXIST",
+        path: to,
+      });
+    }
+    await durableRename(from, to);
+    return;
+  }
+  await unlink(from);
   const a = path.dirname(path.resolve(from));
   const b = path.dirname(path.resolve(to));
   await fsyncDir(b);

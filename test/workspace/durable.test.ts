@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { readFile, readdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
@@ -8,6 +9,7 @@ import {
   durableCreate,
   durableMkdir,
   durableRename,
+  durableRenameNoReplace,
   durableUnlink,
   fsyncDir,
   tempPathFor,
@@ -83,6 +85,44 @@ test("durableMkdir creates nested folders and is idempotent", async () => {
     await durableMkdir(deep);
     await durableMkdir(deep);
     assert.ok((await stat(deep)).isDirectory());
+  } finally {
+    await cleanup();
+  }
+});
+
+test("durableMkdir fails with the kernel's error where a file is in the way", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    await writeFile(path.join(dir, "f"), "x");
+    await assert.rejects(durableMkdir(path.join(dir, "f")), { code: "EEXIST" });
+    await assert.rejects(durableMkdir(path.join(dir, "f", "a", "b")), { code: "ENOTDIR" });
+    assert.deepEqual(await readdir(dir), ["f"]);
+  } finally {
+    await cleanup();
+  }
+});
+
+test(
+  "durableMkdir where the file system refuses new folders (/proc) fails at once with ENOENT",
+  { skip: !existsSync("/proc/self") && "no /proc here", timeout: 60_000 },
+  async () => {
+    // Node's recursive mkdir retries this forever at full CPU (the timeout only ends a hung run).
+    await assert.rejects(durableMkdir("/proc/no-such-folder/a/b"), { code: "ENOENT" });
+  },
+);
+
+test("durableRenameNoReplace moves into a free name and refuses a taken one, leaving both files", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const [a, b, c] = ["a", "b", "c"].map((n) => path.join(dir, n));
+    await writeFile(a, "new");
+    await writeFile(b, "old");
+    await assert.rejects(durableRenameNoReplace(a, b), { code: "EEXIST" });
+    assert.equal(await readFile(b, "utf8"), "old");
+    assert.equal(await readFile(a, "utf8"), "new");
+    await durableRenameNoReplace(a, c);
+    assert.deepEqual((await readdir(dir)).sort(), ["b", "c"]);
+    assert.equal(await readFile(c, "utf8"), "new");
   } finally {
     await cleanup();
   }

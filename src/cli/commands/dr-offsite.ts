@@ -335,11 +335,12 @@ export async function runOffsiteBackup(
     fullReadBack: flags.fullReadBack,
     onRetry: hooks.onRetry,
     now: hooks.now,
-    produce: async (target) => {
+    produce: async (target, { overwrite }) => {
       const r = await backupToFile(ws, target, {
         password: secrets.password,
         auditKeyPath: secrets.auditKeyPath,
         sidecar: false,
+        overwrite,
       });
       warnings.push(...r.warnings);
       return producedFrom(r);

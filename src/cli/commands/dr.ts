@@ -9,7 +9,7 @@ import { ExitCode, UserError } from "../errors.js";
 import { Output, globalsOf } from "../output.js";
 import { progressFor } from "../progress.js";
 import { openWorkspace } from "../../workspace/layout.js";
-import { backupToFile, planBackup } from "../../dr/backup.js";
+import { backupPath, backupToFile, planBackup } from "../../dr/backup.js";
 import { resolveDecryptPassword, resolveEncryptPassword, type PasswordFlags } from "../../dr/password.js";
 import type { KeyCache } from "../../dr/fernet.js";
 import {
@@ -113,13 +113,17 @@ export function registerDr(program: Command): void {
       dr
         .command("backup")
         .description("bundle the durable subset of .sdd/ into a gzipped tarball (optionally encrypted)")
-        .option("--to <path>", "destination file or s3://bucket/key (.enc is appended when encrypting)")
+        .option(
+          "--to <path>",
+          "destination file or s3://bucket/key (.enc is appended when encrypting, unless it ends in .enc)",
+        )
         .option(
           "--to-dir <location>",
           "a catalogue location (folder or s3://bucket/prefix/): bernstein-backup-<UTC>.tar.gz[.enc] plus a verified record",
         )
         .option("--encrypt", "encrypt with Fernet (PBKDF2-SHA256, 600k iterations); needs a password")
         .option("--dry-run", "show what would be archived and excluded, write nothing")
+        .option("--force", "replace a backup that exists at --to (refused otherwise, exit 6)")
         .option("--verify", "read the written archive back and check it before reporting success")
         .option("--local-copy <dir>", "remote backups: where the complete local copy is written first")
         .option("--keep-local", "remote backups: keep the local copy after the upload")
@@ -133,6 +137,7 @@ export function registerDr(program: Command): void {
           toDir?: string;
           encrypt?: boolean;
           dryRun?: boolean;
+          force?: boolean;
           verify?: boolean;
           localCopy?: string;
           keepLocal?: boolean;
@@ -144,6 +149,8 @@ export function registerDr(program: Command): void {
         throw new UserError("dr backup: give exactly one of --to PATH and --to-dir LOCATION", ExitCode.USAGE);
       }
       const dest = (opts.to ?? opts.toDir)!;
+      // What --to names once encrypted (the catalogue's names carry .enc by themselves).
+      const shownDest = opts.to ? backupPath(opts.to, Boolean(opts.encrypt)) : dest;
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
       const { password, warnings: passwordWarnings } = await resolveEncryptPassword(opts, opts.encrypt);
@@ -154,31 +161,25 @@ export function registerDr(program: Command): void {
         const plan = await planBackup(ws, { encrypt: Boolean(opts.encrypt), auditKeyPath: keyPath });
         const excludedFolders = plan.excluded.filter((e) => e.folder);
         const excludedFiles = plan.excluded.filter((e) => !e.folder);
-        out.result(
-          { ok: true, dry_run: true, to: opts.encrypt && opts.to ? `${opts.to}.enc` : dest, ...plan },
-          () => {
+        out.result({ ok: true, dry_run: true, to: shownDest, ...plan }, () => {
+          out.line(`Dry run — backing up ${shown(ws.root)} to ${shownDest} would archive:`);
+          out.line(`  Files: ${plan.file_count}`);
+          out.line(`  Bytes: ${plan.total_bytes}`);
+          out.line(
+            `  Audit key: ${plan.audit_key_included ? "included (encrypted backup)" : opts.encrypt ? "none found" : "left out (plain backup; use --encrypt to carry it)"}`,
+          );
+          if (plan.live_writer)
             out.line(
-              `Dry run — backing up ${shown(ws.root)} to ${opts.encrypt && opts.to ? `${opts.to}.enc` : dest} would archive:`,
+              "  A live process holds the workspace: the backup will ask it to pause at a decision boundary.",
             );
-            out.line(`  Files: ${plan.file_count}`);
-            out.line(`  Bytes: ${plan.total_bytes}`);
-            out.line(
-              `  Audit key: ${plan.audit_key_included ? "included (encrypted backup)" : opts.encrypt ? "none found" : "left out (plain backup; use --encrypt to carry it)"}`,
-            );
-            if (plan.live_writer)
-              out.line(
-                "  A live process holds the workspace: the backup will ask it to pause at a decision boundary.",
-              );
-            out.line(`Excluded (${excludedFolders.length} folders, ${excludedFiles.length} files):`);
-            const byReason = new Map<string, number>();
-            for (const e of excludedFiles) byReason.set(e.reason, (byReason.get(e.reason) ?? 0) + 1);
-            for (const e of excludedFolders) out.line(`  ${e.path}  (${e.reason})`);
-            for (const [reason, n] of byReason) out.line(`  ${n} file(s): ${reason}`);
-          },
-        );
+          out.line(`Excluded (${excludedFolders.length} folders, ${excludedFiles.length} files):`);
+          const byReason = new Map<string, number>();
+          for (const e of excludedFiles) byReason.set(e.reason, (byReason.get(e.reason) ?? 0) + 1);
+          for (const e of excludedFolders) out.line(`  ${e.path}  (${e.reason})`);
+          for (const [reason, n] of byReason) out.line(`  ${n} file(s): ${reason}`);
+        });
         return;
       }
-      const shownDest = opts.to ? `${opts.to}${opts.encrypt ? ".enc" : ""}` : dest;
       out.line(`Backing up ${shown(ws.root)} to ${shownDest}...`);
       const progress = progressFor(out);
       const backupOpts = {
@@ -197,9 +198,12 @@ export function registerDr(program: Command): void {
             to: opts.to,
             toDir: opts.toDir,
             encrypted: Boolean(opts.encrypt),
-            produce: async (target: string): Promise<ProducedBackup> => {
+            force: opts.force,
+            produce: async (target, { overwrite }): Promise<ProducedBackup> => {
               // The upload that follows draws its own bar.
-              result = await progress.during(backupToFile(ws, target, { ...backupOpts, sidecar: false }));
+              result = await progress.during(
+                backupToFile(ws, target, { ...backupOpts, sidecar: false, overwrite }),
+              );
               return producedFrom(result);
             },
             s3: s3OptionsFrom(opts),
@@ -213,7 +217,7 @@ export function registerDr(program: Command): void {
           offsiteVerified = off.record !== null;
           offsite = { root: off.root, name: off.name, remote: off.remote };
         } else {
-          result = await backupToFile(ws, opts.to!, backupOpts);
+          result = await backupToFile(ws, opts.to!, { ...backupOpts, overwrite: opts.force });
           location = result.path;
         }
       } finally {

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { initWorkspace } from "../../workspace/layout.js";
+import { agentsFile, writeAgentsFileTemplate } from "../../orchestrator/agents.js";
 import { Output, globalsOf } from "../output.js";
 
 export function registerInit(program: Command): void {
@@ -10,12 +11,25 @@ export function registerInit(program: Command): void {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
       const { workspace, created } = await initWorkspace(g.sdd);
-      out.result({ ok: true, sdd: workspace.root, created }, () => {
-        out.line(
-          created.length
-            ? `Initialized workspace at ${workspace.root} (${created.length} folders created)`
-            : `Workspace at ${workspace.root} already initialized`,
-        );
-      });
+      // Commented, so that running a coding agent is an edit away (an existing file is kept).
+      const wroteAgents = await writeAgentsFileTemplate(workspace);
+      out.result(
+        {
+          ok: true,
+          sdd: workspace.root,
+          created,
+          agents_file: agentsFile(workspace),
+          agents_file_written: wroteAgents,
+        },
+        () => {
+          out.line(
+            created.length
+              ? `Initialized workspace at ${workspace.root} (${created.length} folders created)`
+              : `Workspace at ${workspace.root} already initialized`,
+          );
+          if (wroteAgents)
+            out.line(`Agents: ${agentsFile(workspace)} (edit it to run --prompt tasks with a coding agent)`);
+        },
+      );
     });
 }

@@ -4,6 +4,7 @@ import { ExitCode, UserError } from "../errors.js";
 import { Output, globalsOf } from "../output.js";
 import { TASK_STATES, type TaskState, openWorkspace } from "../../workspace/layout.js";
 import { addTask, scanBacklog } from "../../orchestrator/tasks.js";
+import { loadAgentsConfig, missingBinary } from "../../orchestrator/agents.js";
 
 export function intArg(name: string, min = 0) {
   return (v: string): number => {
@@ -62,6 +63,11 @@ export function registerTask(program: Command): void {
         timeoutS: opts.timeout,
         role: opts.role,
       });
+      const missing = await missingBinary(await loadAgentsConfig(ws), t.spec);
+      if (missing)
+        out.warn(
+          `${missing} is not on PATH: task ${t.spec.id} fails unless it is installed before \`start\``,
+        );
       out.result({ ok: true, id: t.spec.id }, () => out.line(t.spec.id));
     });
 

@@ -36,9 +36,11 @@ export type S3Operation =
 /**
  * A fault for the nth (1-based) request of an operation: an HTTP status, a reset before any
  * answer, "cut" (the real answer's headers and the first half of its body, then the connection
- * closes), or nothing.
+ * closes), "stall" (the same half, then nothing more while the connection stays open), "hold"
+ * (the request is read and never answered), or nothing. "stall" and "hold" keep a client busy
+ * mid-transfer for as long as a test needs (to signal it there).
  */
-export type Fault = number | "reset" | "cut";
+export type Fault = number | "reset" | "cut" | "stall" | "hold";
 export type FaultRule = (op: S3Operation, nth: number) => Fault | undefined;
 
 export interface S3Harness {
@@ -139,9 +141,13 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
       const nth = (counts.get(op) ?? 0) + 1;
       counts.set(op, nth);
       const injected = fault?.(op, nth);
-      if (injected !== undefined && injected !== "cut") {
+      if (injected !== undefined && injected !== "cut" && injected !== "stall") {
         if (injected === "reset") {
           req.socket.destroy();
+          return;
+        }
+        if (injected === "hold") {
+          await readBody(req);
           return;
         }
         await readBody(req);
@@ -198,18 +204,21 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
             return;
           }
           res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-          if (injected !== "cut") {
+          if (injected !== "cut" && injected !== "stall") {
             upRes.pipe(res);
             return;
           }
+          const end = () => {
+            if (injected === "cut") res.socket?.destroy();
+          };
           let left = Math.floor(Number(upRes.headers["content-length"] ?? 0) / 2);
-          if (left <= 0) res.socket?.destroy();
+          if (left <= 0) end();
           upRes.on("data", (d: Buffer) => {
             if (left <= 0) return;
             const part = d.subarray(0, left);
             left -= part.length;
             res.write(part, () => {
-              if (left <= 0) res.socket?.destroy();
+              if (left <= 0) end();
             });
           });
         },

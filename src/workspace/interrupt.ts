@@ -1,0 +1,85 @@
+/**
+ * Ctrl-C (SIGINT) and SIGTERM during work that leaves something partial behind: a backup's temp
+ * file, a restore's staging folder, an S3 multipart upload. Such work registers a cleanup for as
+ * long as the partial thing exists. While any is registered, the first signal runs every
+ * registered cleanup, prints one line on stderr and exits with 128 + the signal's number (130 for
+ * SIGINT, 143 for SIGTERM), as a shell reports a command killed by it. With nothing registered a
+ * signal keeps its default action (or the command's own handler).
+ *
+ * A command that handles these signals itself keeps its meaning: `dr schedule` stops after the
+ * run in progress, `start` drains. This handler runs first (prepended) and stands aside while
+ * another listener is registered; those commands listen `once`, so a second signal interrupts.
+ * A signal during the cleanups exits at once.
+ *
+ * The interrupted work goes on running while its cleanup runs (one thread, no preemption), so it
+ * must not pass a point of no return (a rename into place, a restore's swap) after its cleanup
+ * has started: `release()` before that point never settles once an interrupt is cleaning up.
+ */
+
+const SIGNALS = { SIGINT: 2, SIGTERM: 15 } as const;
+type Signal = keyof typeof SIGNALS;
+
+interface Registered {
+  /** What the cleanup removes, for the line printed on interrupt. */
+  what: string;
+  run: () => Promise<void> | void;
+}
+
+const registered = new Set<Registered>();
+let cleaning: Promise<void> | undefined;
+
+export interface InterruptCleanup {
+  /**
+   * Unregisters the cleanup (the partial thing is gone, or about to become the real thing).
+   * Never settles when an interrupt has started cleaning up: the process is about to exit.
+   */
+  release(): Promise<void>;
+}
+
+function onSignal(signal: Signal): void {
+  const code = 128 + SIGNALS[signal];
+  if (cleaning) process.exit(code);
+  if (process.listenerCount(signal) > 1) return; // the command handles it (see above)
+  const jobs = [...registered];
+  registered.clear();
+  cleaning = Promise.allSettled(jobs.map(async (j) => j.run())).then((results) => {
+    const removed = jobs.filter((_, i) => results[i]!.status === "fulfilled").map((j) => j.what);
+    const failed = jobs.filter((_, i) => results[i]!.status === "rejected").map((j) => j.what);
+    let line = `bernstein: interrupted by ${signal}`;
+    if (removed.length) line += `; removed ${removed.join(", ")}`;
+    if (failed.length) line += `; could not remove ${failed.join(", ")}`;
+    process.stderr.write(`${line}\n`);
+    process.exit(code);
+  });
+}
+
+const listeners = {
+  SIGINT: () => onSignal("SIGINT"),
+  SIGTERM: () => onSignal("SIGTERM"),
+};
+
+function listen(on: boolean): void {
+  for (const signal of Object.keys(SIGNALS) as Signal[]) {
+    if (on) process.prependListener(signal, listeners[signal]);
+    else process.off(signal, listeners[signal]);
+  }
+}
+
+/** Runs `cleanup` if SIGINT or SIGTERM arrives before `release()`; `what` names what it removes. */
+export function cleanupOnInterrupt(what: string, cleanup: () => Promise<void> | void): InterruptCleanup {
+  const entry: Registered = { what, run: cleanup };
+  if (registered.size === 0 && !cleaning) listen(true);
+  registered.add(entry);
+  return {
+    release() {
+      if (cleaning) return new Promise<void>(() => {});
+      if (registered.delete(entry) && registered.size === 0) listen(false);
+      return Promise.resolve();
+    },
+  };
+}
+
+/** True once a signal started the cleanups: the process exits with 130/143 when they end. */
+export function interruptInProgress(): boolean {
+  return cleaning !== undefined;
+}

@@ -1,0 +1,144 @@
+/**
+ * Ctrl-C and SIGTERM during `dr backup` and `dr restore`, sent to real child processes at a point
+ * found by waiting for a condition (the temp file, the staging folder), never after a sleep: the
+ * partial file is removed and the exit code is the shell's 130 / 143. And a backup into a folder
+ * removes what killed backups (any name) left there.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { SNAPSHOT_DIR } from "../../src/dr/snapshot.js";
+import { acquireLock } from "../../src/workspace/lock.js";
+import { runCli, scratchDir, spawnCli, waitFor } from "../helpers.js";
+import { makeSmallWorkspace } from "./support/workspace.js";
+
+function envFor(dir: string): Record<string, string | undefined> {
+  return {
+    BERNSTEIN_AUDIT_KEY_PATH: path.join(dir, "key", "audit.key"),
+    BERNSTEIN_SDD: undefined,
+    BERNSTEIN_DR_PASSWORD: undefined,
+    HOME: dir,
+  };
+}
+
+/** The pid of a process that has exited (its temp files are a dead writer's). */
+function deadPid(): number {
+  return spawnSync(process.execPath, ["-e", ""]).pid!;
+}
+
+for (const [signal, code] of [
+  ["SIGINT", 130],
+  ["SIGTERM", 143],
+] as const) {
+  test(`${signal} during a backup removes its temp file and exits ${code}`, async () => {
+    const { dir, cleanup } = await scratchDir();
+    try {
+      const env = envFor(dir);
+      const { ws } = await makeSmallWorkspace(dir);
+      const out = path.join(dir, "out");
+      await mkdir(out);
+      // A live writer that never answers the snapshot pause: the backup, its temp file open,
+      // waits for the answer (5 s), and the request file it writes says it is there.
+      const lock = await acquireLock(ws, "test: a writer that does not answer");
+      try {
+        const { child, done } = spawnCli(
+          ["--sdd", ws.root, "dr", "backup", "--to", path.join(out, "b.tar.gz")],
+          { env },
+        );
+        const requests = ws.p(...SNAPSHOT_DIR);
+        await waitFor(
+          "the backup's temp file and its pause request",
+          () =>
+            readdirSync(out).some((n) => n.startsWith(".b.tar.gz.tmp-")) &&
+            existsSync(requests) &&
+            readdirSync(requests).some((n) => n.includes(`-${child.pid}-`)),
+          { exited: done },
+        );
+        child.kill(signal);
+        const r = await done;
+        assert.equal(r.code, code, r.stderr);
+        assert.match(
+          r.stderr,
+          new RegExp(`^bernstein: interrupted by ${signal}; removed the partial backup `),
+        );
+        assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+        assert.deepEqual(readdirSync(out), [], "no temp file, no archive");
+      } finally {
+        await lock.release();
+      }
+    } finally {
+      await cleanup();
+    }
+  });
+}
+
+test("a backup into a folder removes the temp files that killed backups of any name left there", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = envFor(dir);
+    const { ws } = await makeSmallWorkspace(dir);
+    const out = path.join(dir, "out");
+    await mkdir(out);
+    const dead = deadPid();
+    const leftovers = [
+      `.bernstein-backup-20260101T000000Z.tar.gz.tmp-${dead}-0a0b0c0d`,
+      `.nightly.tar.gz.enc.tmp-${dead}-11223344`,
+      `.nightly.tar.gz.enc.sha256.tmp-${dead}-55667788`,
+      `..bernstein-backup-20260101T000000Z.tar.gz.json.meta.json.tmp-${dead}-99aabbcc`,
+    ];
+    const kept = [
+      `.other.tar.gz.tmp-${process.pid}-0a0b0c0d`, // a live writer's
+      `.notes.txt.tmp-${dead}-0a0b0c0d`, // not a backup's
+      "notes.txt",
+    ];
+    for (const n of [...leftovers, ...kept]) writeFileSync(path.join(out, n), "partial");
+    const r = await runCli(["--sdd", ws.root, "dr", "backup", "--to", path.join(out, "today.tar.gz")], {
+      env,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(readdirSync(out).sort(), [...kept, "today.tar.gz", "today.tar.gz.sha256"].sort());
+  } finally {
+    await cleanup();
+  }
+});
+
+test("dr schedule keeps its own SIGINT: the run in progress finishes and is kept (exit 0)", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = envFor(dir);
+    const { ws } = await makeSmallWorkspace(dir);
+    const out = path.join(dir, "catalogue");
+    await mkdir(out);
+    const lock = await acquireLock(ws, "test: a writer that does not answer");
+    try {
+      const { child, done } = spawnCli(
+        ["--sdd", ws.root, "dr", "schedule", "--every", "1h", "--to-dir", out],
+        {
+          env,
+        },
+      );
+      const requests = ws.p(...SNAPSHOT_DIR);
+      await waitFor(
+        "the run's temp file and its pause request",
+        () =>
+          readdirSync(out).some((n) => n.includes(".tmp-")) &&
+          existsSync(requests) &&
+          readdirSync(requests).some((n) => n.includes(`-${child.pid}-`)),
+        { exited: done },
+      );
+      child.kill("SIGINT");
+      const r = await done;
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /run 1 ok: /);
+      assert.doesNotMatch(r.stderr, /interrupted/);
+      assert.equal(readdirSync(out).filter((n) => /^bernstein-backup-.*\.tar\.gz$/.test(n)).length, 1);
+    } finally {
+      await lock.release();
+    }
+  } finally {
+    await cleanup();
+  }
+});
