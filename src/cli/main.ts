@@ -5,6 +5,7 @@
 import { Command, CommanderError } from "commander";
 import { ExitCode, UserError, userErrorFromFs } from "./errors.js";
 import { registerCommands } from "./commands/index.js";
+import { installConfigFile } from "../config/apply.js";
 import { VERSION } from "../version.js";
 
 export async function buildProgram(argv: string[] = []): Promise<Command> {
@@ -16,9 +17,11 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
     .option("--sdd <dir>", "workspace state folder (default ./.sdd, env BERNSTEIN_SDD)")
     .option("--json", "machine-readable output")
     .option("--quiet", "print nothing but errors")
+    .option("--config <file>", "configuration file (default: bernstein.yaml beside the .sdd folder)")
     .showHelpAfterError()
     .exitOverride();
   await registerCommands(program, argv);
+  installConfigFile(program);
   return program;
 }
 

@@ -392,13 +392,19 @@ function registerSchedule(dr: Command): void {
         .requiredOption("--every <duration>", "interval: 90s, 15m, 1h, 1h30m, 1d")
         .requiredOption("--to-dir <location>", "catalogue location: folder or s3://bucket/prefix/")
         .option("--encrypt", "encrypt each backup (needs --password-file or BERNSTEIN_DR_PASSWORD)")
+        .option("--plain", "plain backups even where the configuration file turns encryption on")
+        .option("--metrics-file <file>", "Prometheus textfile-collector file to update after each run")
         .option("--password <pw>", "passphrase (prefer --password-file or $BERNSTEIN_DR_PASSWORD)")
         .option("--password-file <file>", "read the passphrase from a file")
         .option("--local-copy <dir>", "where the local copy of a remote backup is written before upload")
         .option("--full-read-back", "after each upload, download every byte again and compare its sha256")
         .option("--once", "one backup + prune, then exit (what cron runs)")
         .option("--count <n>", "stop after N runs", intOption("--count", 1))
-        .option("--print-systemd", "print a systemd service unit for this schedule and exit")
+        .option(
+          "--print-systemd",
+          "print a systemd oneshot service and its .timer for this schedule and exit",
+        )
+        .option("--run-as <user>", "with --print-systemd: the service's User= (default: the current user)")
         .option("--print-cron", "print a crontab line for this schedule and exit"),
     ),
   ).action(

@@ -124,6 +124,8 @@ export function registerDr(program: Command): void {
           "a catalogue location (folder or s3://bucket/prefix/): bernstein-backup-<UTC>.tar.gz[.enc] plus a verified record",
         )
         .option("--encrypt", "encrypt with Fernet (PBKDF2-SHA256, 600k iterations); needs a password")
+        .option("--plain", "write a plain archive even where the configuration file turns encryption on")
+        .option("--metrics-file <file>", "Prometheus textfile-collector file to update (node_exporter)")
         .option("--dry-run", "show what would be archived and excluded, write nothing")
         .option("--verify", "read the written archive back and check it before reporting success")
         .option("--local-copy <dir>", "remote backups: where the complete local copy is written first")
@@ -469,7 +471,8 @@ export function registerDr(program: Command): void {
         "automated restore drill: backup, dry-run, compare counts, restore to scratch, compare files, doctor; timings",
       )
       .option("--keep <dir>", "keep the drill's backup and restored copy in this folder")
-      .option("--encrypt", "drill with an encrypted backup (needs a password)"),
+      .option("--encrypt", "drill with an encrypted backup (needs a password)")
+      .option("--plain", "drill with a plain backup even where the configuration file turns encryption on"),
   ).action(async (opts: PasswordOpts & { keep?: string; encrypt?: boolean }, cmd: Command) => {
     const g = globalsOf(cmd);
     const out = Output.of(cmd);

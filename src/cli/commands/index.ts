@@ -15,6 +15,7 @@ const task: Register = async (p) => (await import("./task.js")).registerTask(p);
 const orchestrator: Register = async (p) => (await import("./orchestrator.js")).registerOrchestrator(p);
 const doctor: Register = async (p) => (await import("./doctor.js")).registerDoctor(p);
 const replicate: Register = async (p) => (await import("./replicate.js")).registerReplicate(p);
+const config: Register = async (p) => (await import("./config.js")).registerConfig(p);
 // The `dr` group itself (backup, restore, verify, drill), then what attaches to it: list / prune
 // / schedule, and (last) status / promote / runbook.
 const drCore: Register = async (p) => (await import("./dr.js")).registerDr(p);
@@ -34,7 +35,7 @@ const DR_BY_WORD: Record<string, Register[]> = {
   runbook: [drReplication],
 };
 
-const ALL: Register[] = [init, audit, wal, checkpoint, task, orchestrator, doctor, ...dr, replicate];
+const ALL: Register[] = [init, audit, wal, checkpoint, task, orchestrator, doctor, ...dr, replicate, config];
 const BY_WORD: Record<string, Register[]> = {
   init: [init],
   audit: [audit],
@@ -47,6 +48,7 @@ const BY_WORD: Record<string, Register[]> = {
   doctor: [doctor],
   dr,
   replicate: [replicate],
+  config: [config],
 };
 
 /** The command words of argv: the tokens that are neither options nor a global option's value. */
@@ -54,7 +56,7 @@ function commandWords(argv: string[]): string[] {
   const words: string[] = [];
   for (let i = 0; i < argv.length && words.length < 2; i++) {
     const a = argv[i]!;
-    if (a === "--sdd") i++;
+    if (a === "--sdd" || a === "--config") i++;
     else if (!a.startsWith("-")) words.push(a);
     else if (words.length) break; // the sub-command comes right after the group
   }
