@@ -23,6 +23,8 @@ import { DR_BACKUP_EVENT, backupsFromAudit } from "../../storage/audit-record.js
 import { cronLine, formatDuration, parseDuration, runLoop, systemdUnit } from "../../storage/schedule.js";
 import type { S3Options } from "../../storage/s3-store.js";
 import type { RetryInfo } from "../../storage/store.js";
+import { checkMetricsFile } from "../../dr/backup-metrics.js";
+import { updateBackupMetrics } from "./dr-metrics.js";
 
 export interface RemoteFlags {
   endpoint?: string;
@@ -420,6 +422,8 @@ function registerSchedule(dr: Command): void {
           fullReadBack?: boolean;
           once?: boolean;
           count?: number;
+          metricsFile?: string;
+          runAs?: string;
           printSystemd?: boolean;
           printCron?: boolean;
         },
@@ -451,6 +455,7 @@ function registerSchedule(dr: Command): void {
         return;
       }
       const password = await resolveEncryptPassword(opts, opts.encrypt);
+      if (opts.metricsFile !== undefined) await checkMetricsFile(opts.metricsFile);
       const ws = await openWorkspace(g.sdd);
       const auditKeyPath = opts.encrypt ? resolveAuditKeyPath().path : undefined;
       const ac = new AbortController();
@@ -499,8 +504,18 @@ function registerSchedule(dr: Command): void {
                       (pruneInfo ? `; prune kept ${pruneInfo.kept} deleted ${pruneInfo.deleted}` : ""),
               );
               for (const w of run.warnings) out.warn(w);
+              if (opts.metricsFile !== undefined)
+                await updateBackupMetrics(cmd, opts.metricsFile, {
+                  ok: true,
+                  durationSeconds: seconds,
+                  sizeBytes: r.produced.size_bytes,
+                  fileCount: r.produced.file_count ?? 0,
+                  verified: true,
+                });
             } catch (err) {
               lastError = err;
+              if (opts.metricsFile !== undefined)
+                await updateBackupMetrics(cmd, opts.metricsFile, { ok: false });
               const message = err instanceof Error ? err.message : String(err);
               emit(
                 g.json

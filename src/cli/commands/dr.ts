@@ -30,6 +30,7 @@ import {
   type ProducedBackup,
 } from "../../storage/offsite.js";
 import { markVerified } from "../../storage/catalogue.js";
+import { recordMetricsOf, reportBackupFacts } from "./dr-metrics.js";
 import type { BackupStore } from "../../storage/store.js";
 import {
   addRemoteOptions,
@@ -273,8 +274,10 @@ export function registerDr(program: Command): void {
           out.line(`  SHA256: ${short(result.sha256)}`);
         },
       );
+      reportBackupFacts(cmd, { sizeBytes: result.size_bytes, fileCount: result.file_count, verified });
     },
   );
+  recordMetricsOf(dr.commands.find((c) => c.name() === "backup")!);
 
   addRemoteOptions(
     addPasswordOptions(
