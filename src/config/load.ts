@@ -42,12 +42,12 @@ export async function loadConfig(sdd: string, flag: string | undefined): Promise
 
 /** Parses and validates the text of a configuration file; `file` names it in errors. */
 export function parseConfig(text: string, file: string): Config {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { uniqueKeys: true });
   const syntax = doc.errors[0];
   if (syntax) {
     const line = syntax.linePos?.[0]?.line;
     throw new UserError(
-      `${file}${line ? `:${line}` : ""}: not valid YAML: ${syntax.message.split("\n")[0]}`,
+      `${file}${line ? `:${line}` : ""}: not valid YAML: ${syntax.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}`,
       ExitCode.USAGE,
     );
   }

@@ -4,6 +4,7 @@
  * `dr restore` and `dr verify` call for `s3://` URLs and catalogue locations.
  */
 import type { Command } from "commander";
+import os from "node:os";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors.js";
 import { Output, globalsOf } from "../output.js";
@@ -20,7 +21,14 @@ import { openCatalogue } from "../../storage/open-store.js";
 import { pruneLocation } from "../../storage/prune.js";
 import { validatePolicy, type RetentionPolicy } from "../../storage/retention.js";
 import { DR_BACKUP_EVENT, backupsFromAudit } from "../../storage/audit-record.js";
-import { cronLine, formatDuration, parseDuration, runLoop, systemdUnit } from "../../storage/schedule.js";
+import {
+  SYSTEMD_UNIT_NAME,
+  cronLine,
+  formatDuration,
+  parseDuration,
+  runLoop,
+  systemdUnits,
+} from "../../storage/schedule.js";
 import type { S3Options } from "../../storage/s3-store.js";
 import type { RetryInfo } from "../../storage/store.js";
 import { checkMetricsFile } from "../../dr/backup-metrics.js";
@@ -378,9 +386,18 @@ function backupJson(run: OffsiteRun) {
 function scheduleArgsFromArgv(argv: string[]): string[] {
   const i = argv.indexOf("schedule");
   const rest = i < 0 ? [] : argv.slice(i + 1);
-  return rest.filter(
-    (a) => a !== "--print-systemd" && a !== "--print-cron" && a !== "--json" && a !== "--once",
-  );
+  const args: string[] = [];
+  for (let k = 0; k < rest.length; k++) {
+    const a = rest[k]!;
+    // Printer-only flags; --config is put before the command by the printer.
+    if (a === "--run-as" || a === "--config") k++;
+    else if (
+      !["--print-systemd", "--print-cron", "--json", "--once"].includes(a) &&
+      !/^--(run-as|config)=/.test(a)
+    )
+      args.push(a);
+  }
+  return args;
 }
 
 function registerSchedule(dr: Command): void {
@@ -442,16 +459,25 @@ function registerSchedule(dr: Command): void {
             ExitCode.USAGE,
           );
         }
+        const config = (cmd.optsWithGlobals() as { config?: string }).config;
         const spec = {
           executable: path.resolve(process.argv[1] ?? "bernstein"),
           sdd: path.resolve(g.sdd),
+          config: config === undefined ? undefined : path.resolve(config),
           args: scheduleArgsFromArgv(process.argv),
           everyMs,
           workingDirectory: process.cwd(),
+          user: opts.runAs ?? os.userInfo().username,
         };
-        const text = opts.printSystemd ? systemdUnit(spec) : cronLine(spec);
-        if (g.json) out.result({ ok: true, [opts.printSystemd ? "systemd_unit" : "cron"]: text });
-        else process.stdout.write(text);
+        if (opts.printCron) {
+          const text = cronLine(spec);
+          if (g.json) out.result({ ok: true, cron: text });
+          else process.stdout.write(text);
+          return;
+        }
+        const units = systemdUnits(spec);
+        if (g.json) out.result({ ok: true, name: SYSTEMD_UNIT_NAME, systemd: units });
+        else process.stdout.write(`${units.service}\n${units.timer}`);
         return;
       }
       const password = await resolveEncryptPassword(opts, opts.encrypt);
