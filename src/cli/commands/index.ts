@@ -16,6 +16,7 @@ const orchestrator: Register = async (p) => (await import("./orchestrator.js")).
 const doctor: Register = async (p) => (await import("./doctor.js")).registerDoctor(p);
 const replicate: Register = async (p) => (await import("./replicate.js")).registerReplicate(p);
 const config: Register = async (p) => (await import("./config.js")).registerConfig(p);
+const completion: Register = async (p) => (await import("./completion.js")).registerCompletion(p);
 // The `dr` group itself (backup, restore, verify, drill), then what attaches to it: list / prune
 // / schedule, and (last) status / promote / runbook.
 const drCore: Register = async (p) => (await import("./dr.js")).registerDr(p);
@@ -35,7 +36,19 @@ const DR_BY_WORD: Record<string, Register[]> = {
   runbook: [drReplication],
 };
 
-const ALL: Register[] = [init, audit, wal, checkpoint, task, orchestrator, doctor, ...dr, replicate, config];
+const ALL: Register[] = [
+  init,
+  audit,
+  wal,
+  checkpoint,
+  task,
+  orchestrator,
+  doctor,
+  ...dr,
+  replicate,
+  config,
+  completion,
+];
 const BY_WORD: Record<string, Register[]> = {
   init: [init],
   audit: [audit],
@@ -49,6 +62,9 @@ const BY_WORD: Record<string, Register[]> = {
   dr,
   replicate: [replicate],
   config: [config],
+  // Generated from the whole command tree.
+  completion: ALL,
+  man: ALL,
 };
 
 /** The command words of argv: the tokens that are neither options nor a global option's value. */
