@@ -453,7 +453,8 @@ function registerSchedule(dr: Command): void {
       const policy = hasKeepFlags(opts) ? policyFrom(opts) : undefined;
       if (policy) validatePolicy(policy);
       if (opts.printSystemd || opts.printCron) {
-        if (opts.password !== undefined) {
+        // A password the configuration file's password_env supplied is not on the command line.
+        if (opts.password !== undefined && cmd.getOptionValueSource("password") === "cli") {
           throw new UserError(
             "--print-systemd/--print-cron: a --password would be written into the unit; use --password-file or BERNSTEIN_DR_PASSWORD",
             ExitCode.USAGE,
