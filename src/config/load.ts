@@ -6,7 +6,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { parseDocument } from "yaml";
-import type { z } from "zod";
+import { ZodObject, type z } from "zod";
 import { ExitCode, UserError } from "../cli/errors.js";
 import { configSchema, type Config } from "./schema.js";
 
@@ -58,13 +58,26 @@ export function parseConfig(text: string, file: string): Config {
   return parsed.data;
 }
 
+/** The keys the schema allows in the mapping at `at`. */
+function knownKeysAt(at: string[]): string[] {
+  let schema: z.ZodType = configSchema;
+  for (const key of ["", ...at]) {
+    if (key !== "") schema = (schema as z.ZodObject).shape[key] as z.ZodType;
+    while (schema && !(schema instanceof ZodObject) && "unwrap" in schema)
+      schema = (schema as unknown as { unwrap(): z.ZodType }).unwrap();
+    if (!(schema instanceof ZodObject)) return [];
+  }
+  return Object.keys((schema as z.ZodObject).shape);
+}
+
 function describeIssue(issue: z.core.$ZodIssue): string {
   const at = issue.path.map(String).join(".");
   if (issue.code === "unrecognized_keys") {
     const key = [...issue.path.map(String), issue.keys[0]!].join(".");
     if (issue.keys[0] === "password")
       return `${key}: the password never goes in this file; name a password_file or a password_env`;
-    return `${key}: unknown key`;
+    const known = knownKeysAt(issue.path.map(String));
+    return `${key}: unknown key${known.length ? ` (known here: ${known.join(", ")})` : ""}`;
   }
   if (at === "") return `expected a mapping of settings (backup, s3, replication)`;
   return `${at}: ${issue.message.replace(/^Invalid input: /, "")}`;

@@ -192,7 +192,10 @@ describe("bernstein.yaml: configuration file, flags over it, config show", () =>
 
   it("a bad file is one line naming the key (exit 2), and nothing runs", async () => {
     const cases: [string, RegExp][] = [
-      ["backup:\n  retention:\n    keep_dialy: 3\n", /: backup\.retention\.keep_dialy: unknown key$/],
+      [
+        "backup:\n  retention:\n    keep_dialy: 3\n",
+        /: backup\.retention\.keep_dialy: unknown key \(known here: keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly\)$/,
+      ],
       [
         "backup:\n  password: hunter2\n",
         /: backup\.password: the password never goes in this file; name a password_file or a password_env$/,
