@@ -8,6 +8,7 @@ import { ExitCode, UserError, ioError, userErrorFromFs } from "./errors.js";
 import { stdoutFailure, stdoutFlushed, tolerateClosedOutput } from "./output.js";
 import { firstCommandIndex, registerCommands } from "./commands/index.js";
 import { oneLineUsageErrors } from "./usage-error.js";
+import { installConfigFile } from "../config/apply.js";
 import { VERSION } from "../version.js";
 
 export async function buildProgram(argv: string[] = []): Promise<Command> {
@@ -19,6 +20,7 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
     .option("--sdd <dir>", "workspace state folder (default ./.sdd, env BERNSTEIN_SDD)")
     .option("--json", "machine-readable output")
     .option("--quiet", "print nothing but errors")
+    .option("--config <file>", "configuration file (default: bernstein.yaml beside the .sdd folder)")
     // Inherited by every command registered below: a sub-command's page lists --sdd, --json, --quiet.
     .configureHelp({ showGlobalOptions: true })
     .helpCommand("help [command...]", "show the help of a command (e.g. help dr backup)")
@@ -31,6 +33,7 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
     throw new CommanderError(0, "commander.version", VERSION);
   });
   await registerCommands(program, argv);
+  installConfigFile(program);
   return program;
 }
 

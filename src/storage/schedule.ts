@@ -105,34 +105,68 @@ export interface ScheduleCommand {
   executable: string;
   /** Absolute `.sdd` folder. */
   sdd: string;
+  /** Absolute path of the configuration file given with `--config`, if any. */
+  config?: string;
   /** `dr schedule` arguments (without --print-*). */
   args: string[];
   everyMs: number;
   workingDirectory: string;
+  /** The `User=` of the systemd service. */
+  user?: string;
 }
 
-export function systemdUnit(cmd: ScheduleCommand): string {
-  const exec = [cmd.executable, "--sdd", cmd.sdd, "dr", "schedule", ...cmd.args].map(shellQuote).join(" ");
-  return [
-    "# bernstein scheduled off-site backups: save as /etc/systemd/system/bernstein-backup.service,",
-    "# then: systemctl daemon-reload && systemctl enable --now bernstein-backup.service",
+/** `bernstein [--config F] --sdd S dr schedule ARGS`, for a unit or a crontab. */
+function scheduleCommandLine(cmd: ScheduleCommand, extra: string[] = []): string {
+  const globals = [...(cmd.config ? ["--config", cmd.config] : []), "--sdd", cmd.sdd];
+  return [cmd.executable, ...globals, "dr", "schedule", ...cmd.args, ...extra].map(shellQuote).join(" ");
+}
+
+export const SYSTEMD_UNIT_NAME = "bernstein-backup";
+
+/**
+ * A oneshot service that takes one backup (and prunes), and the timer that starts it every
+ * interval — the way restic and Litestream are deployed: systemd owns the schedule, the
+ * journal keeps each run's log, and a failed run is a failed unit.
+ */
+export function systemdUnits(cmd: ScheduleCommand): { service: string; timer: string } {
+  const every = formatDuration(cmd.everyMs);
+  const service = [
+    `# bernstein backups of ${cmd.sdd}, started by ${SYSTEMD_UNIT_NAME}.timer.`,
+    `# Save as /etc/systemd/system/${SYSTEMD_UNIT_NAME}.service, the timer beside it, then:`,
+    `#   systemctl daemon-reload && systemctl enable --now ${SYSTEMD_UNIT_NAME}.timer`,
     "[Unit]",
-    "Description=bernstein scheduled backups of " + cmd.sdd,
+    `Description=bernstein backup of ${cmd.sdd}`,
     "Wants=network-online.target",
     "After=network-online.target",
     "",
     "[Service]",
-    "Type=simple",
+    "Type=oneshot",
+    ...(cmd.user ? [`User=${cmd.user}`] : []),
     `WorkingDirectory=${cmd.workingDirectory}`,
-    `ExecStart=${exec}`,
-    "Restart=on-failure",
-    "RestartSec=30",
+    `ExecStart=${scheduleCommandLine(cmd, ["--once"])}`,
+    "Nice=10",
+    "IOSchedulingClass=best-effort",
+    "IOSchedulingPriority=7",
     "# Credentials: AWS_* variables, or an EnvironmentFile=/etc/bernstein/backup.env (mode 0600)",
     "",
+  ].join("\n");
+  const timer = [
+    `# Save as /etc/systemd/system/${SYSTEMD_UNIT_NAME}.timer`,
+    "[Unit]",
+    `Description=bernstein backup of ${cmd.sdd} every ${every}`,
+    "",
+    "[Timer]",
+    // Started later than OnBootSec (enable --now on a running host), the first run is at once.
+    "OnBootSec=5min",
+    `OnUnitActiveSec=${every}`,
+    "AccuracySec=1s",
+    `Unit=${SYSTEMD_UNIT_NAME}.service`,
+    "",
     "[Install]",
-    "WantedBy=multi-user.target",
+    "WantedBy=timers.target",
     "",
   ].join("\n");
+  return { service, timer };
 }
 
 /** The crontab schedule for an interval (cron runs one backup per tick with --once). */
@@ -155,9 +189,7 @@ export function cronSpec(everyMs: number): string {
 }
 
 export function cronLine(cmd: ScheduleCommand): string {
-  const exec = [cmd.executable, "--sdd", cmd.sdd, "dr", "schedule", ...cmd.args, "--once"]
-    .map(shellQuote)
-    .join(" ");
+  const exec = scheduleCommandLine(cmd, ["--once"]);
   return [
     "# bernstein scheduled off-site backups: add with `crontab -e` (one backup + prune per tick)",
     `${cronSpec(cmd.everyMs)} cd ${shellQuote(cmd.workingDirectory)} && ${exec} >> ${shellQuote(cmd.sdd + "/logs/backup-schedule.log")} 2>&1`,

@@ -356,10 +356,11 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
     ]);
     assert.equal(unit.code, 0, unit.stderr);
     assert.match(unit.stdout, /^\[Service\]$/m);
+    assert.match(unit.stdout, /^\[Timer\]$/m);
     assert.match(
       unit.stdout,
       new RegExp(
-        `^ExecStart=\\S+bernstein --sdd ${sdd.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")} dr schedule --every 1h --to-dir s3://dr-offsite/p/ --keep-daily 7$`,
+        `^ExecStart=\\S+bernstein --sdd ${sdd.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")} dr schedule --every 1h --to-dir s3://dr-offsite/p/ --keep-daily 7 --once$`,
         "m",
       ),
     );

@@ -7,7 +7,7 @@ import {
   formatDuration,
   parseDuration,
   runLoop,
-  systemdUnit,
+  systemdUnits,
 } from "../../src/storage/schedule.js";
 
 describe("schedule", () => {
@@ -32,21 +32,27 @@ describe("schedule", () => {
     assert.throws(() => cronSpec(90_000), /whole number of minutes/);
   });
 
-  it("prints a systemd unit and a cron line with absolute paths and quoted arguments", () => {
+  it("prints a oneshot systemd service with its timer, and a cron line, with absolute paths and quoted arguments", () => {
     const cmd = {
       executable: "/opt/bernstein/bin/bernstein",
       sdd: "/srv/app/.sdd",
+      config: "/etc/bernstein/app.yaml",
       args: ["--every", "1h", "--to-dir", "s3://bkt/site a/", "--keep-last", "3"],
       everyMs: 3_600_000,
       workingDirectory: "/srv/app",
+      user: "backup",
     };
-    const unit = systemdUnit(cmd);
+    const { service, timer } = systemdUnits(cmd);
     assert.match(
-      unit,
-      /^ExecStart=\/opt\/bernstein\/bin\/bernstein --sdd \/srv\/app\/\.sdd dr schedule --every 1h --to-dir 's3:\/\/bkt\/site a\/' --keep-last 3$/m,
+      service,
+      /^ExecStart=\/opt\/bernstein\/bin\/bernstein --config \/etc\/bernstein\/app\.yaml --sdd \/srv\/app\/\.sdd dr schedule --every 1h --to-dir 's3:\/\/bkt\/site a\/' --keep-last 3 --once$/m,
     );
-    assert.match(unit, /^Restart=on-failure$/m);
-    assert.match(unit, /^WantedBy=multi-user.target$/m);
+    assert.match(service, /^Type=oneshot$/m);
+    assert.match(service, /^User=backup$/m);
+    assert.doesNotMatch(service, /^Restart=/m, "a oneshot run is retried by the next tick of the timer");
+    assert.match(timer, /^OnUnitActiveSec=1h$/m);
+    assert.match(timer, /^Unit=bernstein-backup\.service$/m);
+    assert.match(timer, /^WantedBy=timers\.target$/m);
     const cron = cronLine(cmd);
     assert.match(
       cron,

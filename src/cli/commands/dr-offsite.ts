@@ -4,6 +4,7 @@
  * `dr restore` and `dr verify` call for `s3://` URLs and catalogue locations.
  */
 import type { Command } from "commander";
+import os from "node:os";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors.js";
 import { Output, globalsOf } from "../output.js";
@@ -20,9 +21,18 @@ import { openCatalogue } from "../../storage/open-store.js";
 import { pruneLocation } from "../../storage/prune.js";
 import { validatePolicy, type RetentionPolicy } from "../../storage/retention.js";
 import { DR_BACKUP_EVENT, backupsFromAudit } from "../../storage/audit-record.js";
-import { cronLine, formatDuration, parseDuration, runLoop, systemdUnit } from "../../storage/schedule.js";
+import {
+  SYSTEMD_UNIT_NAME,
+  cronLine,
+  formatDuration,
+  parseDuration,
+  runLoop,
+  systemdUnits,
+} from "../../storage/schedule.js";
 import type { S3Options } from "../../storage/s3-store.js";
 import type { RetryInfo } from "../../storage/store.js";
+import { checkMetricsFile } from "../../dr/backup-metrics.js";
+import { updateBackupMetrics } from "./dr-metrics.js";
 
 export interface RemoteFlags {
   endpoint?: string;
@@ -383,9 +393,18 @@ function backupJson(run: OffsiteRun) {
 function scheduleArgsFromArgv(argv: string[]): string[] {
   const i = argv.indexOf("schedule");
   const rest = i < 0 ? [] : argv.slice(i + 1);
-  return rest.filter(
-    (a) => a !== "--print-systemd" && a !== "--print-cron" && a !== "--json" && a !== "--once",
-  );
+  const args: string[] = [];
+  for (let k = 0; k < rest.length; k++) {
+    const a = rest[k]!;
+    // Printer-only flags; --config is put before the command by the printer.
+    if (a === "--run-as" || a === "--config") k++;
+    else if (
+      !["--print-systemd", "--print-cron", "--json", "--once"].includes(a) &&
+      !/^--(run-as|config)=/.test(a)
+    )
+      args.push(a);
+  }
+  return args;
 }
 
 function registerSchedule(dr: Command): void {
@@ -399,13 +418,19 @@ function registerSchedule(dr: Command): void {
         .requiredOption("--every <duration>", "interval: 90s, 15m, 1h, 1h30m, 1d")
         .requiredOption("--to-dir <location>", "catalogue location: folder or s3://bucket/prefix/")
         .option("--encrypt", "encrypt each backup (needs --password-file or BERNSTEIN_DR_PASSWORD)")
+        .option("--plain", "plain backups even where the configuration file turns encryption on")
+        .option("--metrics-file <file>", "Prometheus textfile-collector file to update after each run")
         .option("--password <pw>", "passphrase (prefer --password-file or $BERNSTEIN_DR_PASSWORD)")
         .option("--password-file <file>", "read the passphrase from a file (mode 0600 or stricter)")
         .option("--local-copy <dir>", "where the local copy of a remote backup is written before upload")
         .option("--full-read-back", "after each upload, download every byte again and compare its sha256")
         .option("--once", "one backup + prune, then exit (what cron runs)")
         .option("--count <n>", "stop after N runs", intOption("--count", 1))
-        .option("--print-systemd", "print a systemd service unit for this schedule and exit")
+        .option(
+          "--print-systemd",
+          "print a systemd oneshot service and its .timer for this schedule and exit",
+        )
+        .option("--run-as <user>", "with --print-systemd: the service's User= (default: the current user)")
         .option("--print-cron", "print a crontab line for this schedule and exit"),
     ),
   ).action(
@@ -421,6 +446,8 @@ function registerSchedule(dr: Command): void {
           fullReadBack?: boolean;
           once?: boolean;
           count?: number;
+          metricsFile?: string;
+          runAs?: string;
           printSystemd?: boolean;
           printCron?: boolean;
         },
@@ -433,26 +460,37 @@ function registerSchedule(dr: Command): void {
       const policy = hasKeepFlags(opts) ? policyFrom(opts) : undefined;
       if (policy) validatePolicy(policy);
       if (opts.printSystemd || opts.printCron) {
-        if (opts.password !== undefined) {
+        // A password the configuration file's password_env supplied is not on the command line.
+        if (opts.password !== undefined && cmd.getOptionValueSource("password") === "cli") {
           throw new UserError(
             "--print-systemd/--print-cron: a --password would be written into the unit; use --password-file or BERNSTEIN_DR_PASSWORD",
             ExitCode.USAGE,
           );
         }
+        const config = (cmd.optsWithGlobals() as { config?: string }).config;
         const spec = {
           executable: path.resolve(process.argv[1] ?? "bernstein"),
           sdd: path.resolve(g.sdd),
+          config: config === undefined ? undefined : path.resolve(config),
           args: scheduleArgsFromArgv(process.argv),
           everyMs,
           workingDirectory: process.cwd(),
+          user: opts.runAs ?? os.userInfo().username,
         };
-        const text = opts.printSystemd ? systemdUnit(spec) : cronLine(spec);
-        if (g.json) out.result({ ok: true, [opts.printSystemd ? "systemd_unit" : "cron"]: text });
-        else process.stdout.write(text);
+        if (opts.printCron) {
+          const text = cronLine(spec);
+          if (g.json) out.result({ ok: true, cron: text });
+          else process.stdout.write(text);
+          return;
+        }
+        const units = systemdUnits(spec);
+        if (g.json) out.result({ ok: true, name: SYSTEMD_UNIT_NAME, systemd: units });
+        else process.stdout.write(`${units.service}\n${units.timer}`);
         return;
       }
       const { password, warnings: passwordWarnings } = await resolveEncryptPassword(opts, opts.encrypt);
       for (const w of passwordWarnings) out.warn(w);
+      if (opts.metricsFile !== undefined) await checkMetricsFile(opts.metricsFile);
       const ws = await openWorkspace(g.sdd);
       const auditKeyPath = opts.encrypt ? resolveAuditKeyPath().path : undefined;
       const ac = new AbortController();
@@ -501,8 +539,18 @@ function registerSchedule(dr: Command): void {
                       (pruneInfo ? `; prune kept ${pruneInfo.kept} deleted ${pruneInfo.deleted}` : ""),
               );
               for (const w of run.warnings) out.warn(w);
+              if (opts.metricsFile !== undefined)
+                await updateBackupMetrics(cmd, opts.metricsFile, {
+                  ok: true,
+                  durationSeconds: seconds,
+                  sizeBytes: r.produced.size_bytes,
+                  fileCount: r.produced.file_count ?? 0,
+                  verified: true,
+                });
             } catch (err) {
               lastError = err;
+              if (opts.metricsFile !== undefined)
+                await updateBackupMetrics(cmd, opts.metricsFile, { ok: false });
               const message = err instanceof Error ? err.message : String(err);
               emit(
                 g.json

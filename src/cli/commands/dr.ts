@@ -30,6 +30,7 @@ import {
   type ProducedBackup,
 } from "../../storage/offsite.js";
 import { markVerified } from "../../storage/catalogue.js";
+import { recordMetricsOf, reportBackupFacts } from "./dr-metrics.js";
 import type { BackupStore } from "../../storage/store.js";
 import {
   addRemoteOptions,
@@ -122,6 +123,8 @@ export function registerDr(program: Command): void {
           "a catalogue location (folder or s3://bucket/prefix/): bernstein-backup-<UTC>.tar.gz[.enc] plus a verified record",
         )
         .option("--encrypt", "encrypt with Fernet (PBKDF2-SHA256, 600k iterations); needs a password")
+        .option("--plain", "write a plain archive even where the configuration file turns encryption on")
+        .option("--metrics-file <file>", "Prometheus textfile-collector file to update (node_exporter)")
         .option("--dry-run", "show what would be archived and excluded, write nothing")
         .option("--force", "replace a backup that exists at --to (refused otherwise, exit 6)")
         .option("--verify", "read the written archive back and check it before reporting success")
@@ -275,8 +278,10 @@ export function registerDr(program: Command): void {
           out.line(`  SHA256: ${short(result.sha256)}`);
         },
       );
+      reportBackupFacts(cmd, { sizeBytes: result.size_bytes, fileCount: result.file_count, verified });
     },
   );
+  recordMetricsOf(dr.commands.find((c) => c.name() === "backup")!);
 
   addRemoteOptions(
     addPasswordOptions(
@@ -481,7 +486,8 @@ export function registerDr(program: Command): void {
         "automated restore drill: backup, dry-run, compare counts, restore to scratch, compare files, doctor; timings",
       )
       .option("--keep <dir>", "keep the drill's backup and restored copy in this folder")
-      .option("--encrypt", "drill with an encrypted backup (needs a password)"),
+      .option("--encrypt", "drill with an encrypted backup (needs a password)")
+      .option("--plain", "drill with a plain backup even where the configuration file turns encryption on"),
   ).action(async (opts: PasswordFlags & { keep?: string; encrypt?: boolean }, cmd: Command) => {
     const g = globalsOf(cmd);
     const out = Output.of(cmd);

@@ -15,6 +15,8 @@ const task: Register = async (p) => (await import("./task.js")).registerTask(p);
 const orchestrator: Register = async (p) => (await import("./orchestrator.js")).registerOrchestrator(p);
 const doctor: Register = async (p) => (await import("./doctor.js")).registerDoctor(p);
 const replicate: Register = async (p) => (await import("./replicate.js")).registerReplicate(p);
+const config: Register = async (p) => (await import("./config.js")).registerConfig(p);
+const completion: Register = async (p) => (await import("./completion.js")).registerCompletion(p);
 // The `dr` group itself (backup, restore, verify, drill), then what attaches to it: list / prune
 // / schedule, and (last) status / promote / runbook.
 const drCore: Register = async (p) => (await import("./dr.js")).registerDr(p);
@@ -34,7 +36,19 @@ const DR_BY_WORD: Record<string, Register[]> = {
   runbook: [drReplication],
 };
 
-const ALL: Register[] = [init, audit, wal, checkpoint, task, orchestrator, doctor, ...dr, replicate];
+const ALL: Register[] = [
+  init,
+  audit,
+  wal,
+  checkpoint,
+  task,
+  orchestrator,
+  doctor,
+  ...dr,
+  replicate,
+  config,
+  completion,
+];
 const BY_WORD: Record<string, Register[]> = {
   init: [init],
   audit: [audit],
@@ -47,12 +61,16 @@ const BY_WORD: Record<string, Register[]> = {
   doctor: [doctor],
   dr,
   replicate: [replicate],
+  config: [config],
+  // Generated from the whole command tree.
+  completion: ALL,
+  man: ALL,
 };
 
 /** Where argv's first command word is (not an option, not a global option's value); -1: none. */
 export function firstCommandIndex(argv: string[]): number {
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === "--sdd") i++;
+    if (argv[i] === "--sdd" || argv[i] === "--config") i++;
     else if (!argv[i]!.startsWith("-")) return i;
   }
   return -1;

@@ -1,0 +1,143 @@
+/**
+ * Which key of the configuration file becomes which command-line option of which command, and
+ * which environment variable it shadows. One table, read both when the file is applied to a
+ * command and by `config show`.
+ *
+ * Precedence: a flag on the command line, then the file, then the environment, then the
+ * built-in default. The environment never overrides the file; when both set something, the
+ * command says so on stderr (the file wins).
+ */
+import path from "node:path";
+import { PASSWORD_ENV } from "../dr/password.js";
+import type { Config } from "./schema.js";
+
+/** The environment variable replication reads its token from (src/replication/options.ts). */
+const REPLICATION_TOKEN_ENV = "BERNSTEIN_REPLICATION_TOKEN";
+
+export interface Setting {
+  /** The key in the file, dotted: `s3.endpoint`. */
+  key: string;
+  /** The commander attribute name of the option it fills (`--to-dir` → `toDir`). */
+  attr: string;
+  /** Command paths it applies to; absent: every command that has the option. */
+  commands?: string[];
+  /** The option is an S3 one only where the command also has this option (`--region` is not always S3's). */
+  alongside?: string;
+  /** Environment variables the setting takes the place of. */
+  env?: string[];
+  /** The option value from the file, paths made absolute against the file's folder. */
+  value(c: Config, base: string): unknown;
+}
+
+const BACKUP_WRITERS = ["dr backup", "dr schedule", "dr drill"];
+const PASSWORD_USERS = [...BACKUP_WRITERS, "dr restore", "dr verify"];
+
+/** A local path in the file is relative to the file's folder; s3:// locations are left alone. */
+export function resolveAgainst(base: string, p: string | undefined): string | undefined {
+  if (p === undefined || p.startsWith("s3://")) return p;
+  return path.resolve(base, p);
+}
+
+/** Encryption is on once the file names a password source, unless it says `encrypt: false`. */
+export function configuredEncrypt(c: Config): boolean | undefined {
+  const b = c.backup;
+  if (b?.encrypt !== undefined) return b.encrypt;
+  return b?.password_file !== undefined || b?.password_env !== undefined ? true : undefined;
+}
+
+const keep = (k: "last" | "hourly" | "daily" | "weekly" | "monthly"): Setting => ({
+  key: `backup.retention.keep_${k}`,
+  attr: `keep${k[0]!.toUpperCase()}${k.slice(1)}`,
+  commands: ["dr schedule", "dr prune"],
+  value: (c) => c.backup?.retention?.[`keep_${k}`],
+});
+
+export const SETTINGS: Setting[] = [
+  {
+    key: "backup.destination",
+    attr: "toDir",
+    commands: ["dr backup", "dr schedule"],
+    value: (c, base) => resolveAgainst(base, c.backup?.destination),
+  },
+  {
+    key: "backup.destination",
+    attr: "at",
+    commands: ["dr list", "dr prune"],
+    value: (c, base) => resolveAgainst(base, c.backup?.destination),
+  },
+  { key: "backup.encrypt", attr: "encrypt", commands: BACKUP_WRITERS, value: configuredEncrypt },
+  {
+    key: "backup.password_file",
+    attr: "passwordFile",
+    commands: PASSWORD_USERS,
+    env: [PASSWORD_ENV],
+    value: (c, base) => resolveAgainst(base, c.backup?.password_file),
+  },
+  {
+    key: "backup.metrics_file",
+    attr: "metricsFile",
+    commands: ["dr backup", "dr schedule"],
+    value: (c, base) => resolveAgainst(base, c.backup?.metrics_file),
+  },
+  keep("last"),
+  keep("hourly"),
+  keep("daily"),
+  keep("weekly"),
+  keep("monthly"),
+  {
+    key: "backup.schedule.every",
+    attr: "every",
+    commands: ["dr schedule"],
+    value: (c) => c.backup?.schedule?.every,
+  },
+  {
+    key: "backup.schedule.run_as",
+    attr: "runAs",
+    commands: ["dr schedule"],
+    value: (c) => c.backup?.schedule?.run_as,
+  },
+  {
+    key: "s3.endpoint",
+    attr: "endpoint",
+    env: ["BERNSTEIN_S3_ENDPOINT"],
+    value: (c) => c.s3?.endpoint,
+  },
+  {
+    key: "s3.region",
+    attr: "region",
+    alongside: "endpoint",
+    env: ["AWS_REGION", "AWS_DEFAULT_REGION"],
+    value: (c) => c.s3?.region,
+  },
+  { key: "s3.retries", attr: "retries", alongside: "endpoint", value: (c) => c.s3?.retries },
+  {
+    key: "replication.token_file",
+    attr: "tokenFile",
+    env: [REPLICATION_TOKEN_ENV],
+    value: (c, base) => resolveAgainst(base, c.replication?.token_file),
+  },
+  { key: "replication.ack_policy", attr: "ackPolicy", value: (c) => c.replication?.ack_policy },
+  {
+    key: "replication.followers",
+    attr: "follower",
+    value: (c) => {
+      const f = c.replication?.followers;
+      return f && Object.entries(f).map(([name, url]) => (url ? `${name}=${url}` : name));
+    },
+  },
+];
+
+/** The commands that read the password; `backup.password_env` fills their `--password`. */
+export const PASSWORD_ENV_SETTING = {
+  key: "backup.password_env",
+  attr: "password",
+  commands: PASSWORD_USERS,
+  env: [PASSWORD_ENV],
+};
+
+/** Options that form one choice: a flag for one of them replaces what the file says for all. */
+export const OPTION_GROUPS: string[][] = [
+  ["to", "toDir"],
+  ["keepLast", "keepHourly", "keepDaily", "keepWeekly", "keepMonthly"],
+  ["password", "passwordFile"],
+];
