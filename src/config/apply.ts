@@ -114,8 +114,10 @@ function settleFlagsOverFile(cmd: Command): void {
     !given("passwordFile")
   ) {
     const pw = process.env[envName];
-    if (pw !== undefined) cmd.setOptionValueWithSource("password", pw, "config");
-    else if (hasEncrypt && commandPath(cmd) !== SHOWS_ALL)
+    if (pw !== undefined) {
+      cmd.setOptionValueWithSource("password", pw, "config");
+      cmd.setOptionValueWithSource("passwordEnv", envName, "config");
+    } else if (hasEncrypt && commandPath(cmd) !== SHOWS_ALL)
       throw new UserError(
         `${loaded.file}: backup.password_env: ${envName} is not set in the environment`,
         ExitCode.USAGE,

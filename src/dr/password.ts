@@ -12,11 +12,17 @@ import { ExitCode, UserError } from "../cli/errors.js";
 
 export const PASSWORD_ENV = "BERNSTEIN_DR_PASSWORD";
 
-export type PasswordSource = "--password" | "--password-file" | typeof PASSWORD_ENV;
+/** The flag that gave the password, or the name of the environment variable it came from. */
+export type PasswordSource = "--password" | "--password-file" | typeof PASSWORD_ENV | (string & {});
 
 export interface PasswordFlags {
   password?: string;
   passwordFile?: string;
+  /**
+   * Set with `password` when the configuration file's `backup.password_env` filled it: the name of
+   * that variable. Such a password never was on the command line, so it carries no argv warning.
+   */
+  passwordEnv?: string;
 }
 
 export interface ResolvedPassword {
@@ -40,7 +46,9 @@ export async function resolvePassword(
     throw new UserError("pass either --password or --password-file, not both", ExitCode.USAGE);
   }
   let r: ResolvedPassword;
-  if (opts.password !== undefined)
+  if (opts.password !== undefined && opts.passwordEnv !== undefined)
+    r = { password: opts.password, source: opts.passwordEnv, warnings: [] };
+  else if (opts.password !== undefined)
     r = { password: opts.password, source: "--password", warnings: [ARGV_WARNING] };
   else if (opts.passwordFile !== undefined)
     r = { password: await readPasswordFile(opts.passwordFile), source: "--password-file", warnings: [] };

@@ -346,6 +346,9 @@ async function restoreInto(
     const interrupt = cleanupOnInterrupt(`the restore's staging folder ${staging}`, async () => {
       await writer?.close(); // no file is created in it after this
       await rm(staging, { recursive: true, force: true, maxRetries: 5 });
+      // The process exits after the cleanups: its locks go with it, not left for a takeover.
+      await lock?.release().catch(() => {});
+      await restoreLock.release().catch(() => {});
     });
     try {
       mkdirSync(staging, { mode: 0o700 });

@@ -162,6 +162,8 @@ describe("bernstein.yaml: configuration file, flags over it, config show", () =>
     const ok = await cli(["dr", "backup", "--json"], { MY_BACKUP_PW: "from the environment" });
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal((JSON.parse(ok.stdout) as { encrypted: boolean }).encrypted, true);
+    // Never on the command line, so not warned about as one.
+    assert.doesNotMatch(ok.stderr, /--password is visible/);
     // The unit names the variable's source, not its value: it is not refused as a --password.
     const unit = await cli(["dr", "schedule", "--every", "1h", "--print-systemd"], {
       MY_BACKUP_PW: "from the environment",

@@ -78,13 +78,14 @@ test(`${RACERS} concurrent restores into a missing target (${ROUNDS} seeded roun
       const target = path.join(parent, ".sdd");
       const from = encrypt ? encrypted : plain;
       const args = ["dr", "restore", "--from", from, "--sdd", target, "--json"];
-      if (encrypt) args.push("--password", "pw");
+      // The password from the environment: --password would add its warning line to stderr.
+      const runEnv = encrypt ? { ...env, BERNSTEIN_DR_PASSWORD: "pw" } : env;
       // Staggered starts vary the interleaving; the assertions hold for every interleaving.
       const starts = Array.from({ length: RACERS }, () => Math.floor(rand() * 30));
       const results: CliResult[] = await Promise.all(
         starts.map(async (ms) => {
           await delay(ms);
-          return runCli(args, { env });
+          return runCli(args, { env: runEnv });
         }),
       );
       const ctx = `seed ${seed} (BERNSTEIN_RACE_SEED), round ${round}, encrypted ${encrypt}, starts ${starts.join(",")} ms`;

@@ -85,7 +85,7 @@ test("dr restore --from NAME when only NAME.enc exists: exit 2, 'did you mean NA
     assert.equal(b.code, 0, b.stderr);
     const target = path.join(dir, "t", ".sdd");
     for (const verb of ["restore", "verify"]) {
-      const r = await runCli(["--sdd", target, "dr", verb, "--from", "./bk.tar.gz", "--password", "pw"], {
+      const r = await runCli(["--sdd", target, "dr", verb, "--from", "./bk.tar.gz"], {
         env,
         cwd: dir,
       });

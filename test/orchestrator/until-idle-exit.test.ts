@@ -49,10 +49,17 @@ test("start --until-idle: exit 1 for a failure of this run only; an old failure 
     assert.equal(again.code, 0, "the same blocked task does not fail every later run");
     assert.match(again.stderr, /task after-bad cannot run: dependency bad failed/, "it is still named");
 
+    // Under --quiet a failing run still says why, in one line.
+    await addTask(ws, { id: "bad-2", title: "bad 2", command: "exit 4" });
+    const quiet = await cli("start", "--until-idle", "--poll", "20", "--quiet");
+    assert.equal(quiet.code, 1);
+    assert.equal(quiet.stdout, "");
+    assert.equal(quiet.stderr, "bernstein: start: this run 1 task(s) failed terminally\n");
+
     const status = await cli("status", "--json");
     assert.equal(status.code, 0, status.stderr);
     const tasks = (JSON.parse(status.stdout) as { tasks: Record<string, number> }).tasks;
-    assert.equal(tasks.failed, 1);
+    assert.equal(tasks.failed, 2);
     assert.equal(tasks.done, 1);
     assert.equal(tasks.open, 1);
   } finally {

@@ -220,7 +220,14 @@ export function registerOrchestrator(program: Command): void {
           );
         },
       );
-      process.exitCode = result.exit_code;
+      if (result.exit_code !== 0) {
+        const r = result.this_run;
+        out.failed(
+          result.exit_code,
+          `start: this run ${r.failed.length} task(s) failed terminally` +
+            (r.blocked.length ? `, ${r.blocked.length} became unable to run` : ""),
+        );
+      }
     });
 
   program
