@@ -4,7 +4,7 @@
  * after a restart).
  */
 import { canonicalJson, parseJson, PyFloat } from "../json/canonical.js";
-import { asJsonObject, asNumber } from "../json/object.js";
+import { asJsonObject, asNumber, type JsonObject } from "../json/object.js";
 import { durableAppend, durableMkdir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { endsWithNewline, readLinesForward } from "../workspace/lines.js";
@@ -31,6 +31,25 @@ export interface LedgerTotals {
   by_model: Record<string, { rows: number; cost_usd: number; input_tokens: number; output_tokens: number }>;
   /** Lines that are not rows (a torn last line, damage), reported with their line number; never counted. */
   problems: { line: number; message: string }[];
+}
+
+/**
+ * The usage a task's completion or failure commit reports in its `output`, as the fields of a
+ * ledger row; null when it reports none (no row is written for an attempt that cost nothing).
+ */
+export function usageOf(
+  out: JsonObject,
+): Pick<CostRow, "model" | "input_tokens" | "output_tokens" | "cost_usd"> | null {
+  const cost_usd = asNumber(out.cost_usd) ?? 0;
+  const input_tokens = asNumber(out.input_tokens) ?? 0;
+  const output_tokens = asNumber(out.output_tokens) ?? 0;
+  if (!(cost_usd > 0 || input_tokens > 0 || output_tokens > 0)) return null;
+  return {
+    model: typeof out.model === "string" ? out.model : "unknown",
+    input_tokens,
+    output_tokens,
+    cost_usd,
+  };
 }
 
 /** Appends one row durably; resolves once it is on disk. Row fields are validated first. */

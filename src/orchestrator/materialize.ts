@@ -16,7 +16,7 @@
 import path from "node:path";
 import type { JsonObject } from "../json/object.js";
 import { asNumber } from "../json/object.js";
-import { appendCostRow, ledgerAgentIds, ledgerTotals } from "../ledger/cost-ledger.js";
+import { appendCostRow, ledgerAgentIds, ledgerTotals, usageOf } from "../ledger/cost-ledger.js";
 import { listRuns, readWalEntries } from "../wal/reader.js";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
 import type { TaskState, Workspace } from "../workspace/layout.js";
@@ -166,10 +166,8 @@ async function appendMissingCostRows(ws: Workspace): Promise<number> {
       const attempt = asNumber(entry.inputs.attempt);
       if (typeof taskId !== "string" || attempt === undefined) continue;
       const out = entry.output;
-      const cost = asNumber(out.cost_usd) ?? 0;
-      const inTok = asNumber(out.input_tokens) ?? 0;
-      const outTok = asNumber(out.output_tokens) ?? 0;
-      if (!(cost > 0 || inTok > 0 || outTok > 0)) continue;
+      const usage = usageOf(out);
+      if (!usage) continue;
       const agentId = agentIdOf(taskId, attempt);
       if (have.has(agentId)) continue;
       await appendCostRow(ws, {
@@ -177,10 +175,7 @@ async function appendMissingCostRows(ws: Workspace): Promise<number> {
         run_id: run.run_id,
         task_id: taskId,
         agent_id: agentId,
-        model: typeof out.model === "string" ? out.model : "unknown",
-        input_tokens: inTok,
-        output_tokens: outTok,
-        cost_usd: cost,
+        ...usage,
       });
       have.add(agentId);
       added++;

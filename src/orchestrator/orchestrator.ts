@@ -14,7 +14,7 @@ import { ExitCode, UserError } from "../cli/errors.js";
 import { AuditLog } from "../audit/log.js";
 import { resolveOptions } from "../json/object.js";
 import { AuditKeyMissingError, loadAuditKeyForWriting } from "../audit/key.js";
-import { appendCostRow, ledgerAgentIds } from "../ledger/cost-ledger.js";
+import { appendCostRow, ledgerAgentIds, usageOf } from "../ledger/cost-ledger.js";
 import type { JsonObject, WalEntry, WalPosition } from "../wal/entry.js";
 import { listRuns, verifyWal } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
@@ -760,21 +760,11 @@ export class Orchestrator {
 
   /** A cost-ledger row per usage; never twice for one agent (replay after a crash mid-decision). */
   private async ledgerRowOnce(taskId: string, agentId: string, out: JsonObject): Promise<void> {
-    const cost = Number(out.cost_usd ?? 0);
-    const inTok = Number(out.input_tokens ?? 0);
-    const outTok = Number(out.output_tokens ?? 0);
-    if (!(cost > 0 || inTok > 0 || outTok > 0)) return;
+    const usage = usageOf(out);
+    if (!usage) return;
     if (!this.ledgerAgentIds) this.ledgerAgentIds = await ledgerAgentIds(this.ws);
     if (this.ledgerAgentIds.has(agentId)) return;
-    await appendCostRow(this.ws, {
-      run_id: this.runId,
-      task_id: taskId,
-      agent_id: agentId,
-      model: typeof out.model === "string" ? out.model : "unknown",
-      input_tokens: inTok,
-      output_tokens: outTok,
-      cost_usd: cost,
-    });
+    await appendCostRow(this.ws, { run_id: this.runId, task_id: taskId, agent_id: agentId, ...usage });
     this.ledgerAgentIds.add(agentId);
   }
 
