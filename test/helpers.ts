@@ -179,3 +179,16 @@ export async function waitFor<T>(
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/**
+ * The environment of a CLI child kept to the scratch folder `dir`: its own audit key and HOME, and
+ * no workspace or password inherited from the shell running the tests.
+ */
+export function envFor(dir: string): Record<string, string | undefined> {
+  return {
+    BERNSTEIN_AUDIT_KEY_PATH: path.join(dir, "key", "audit.key"),
+    BERNSTEIN_SDD: undefined,
+    BERNSTEIN_DR_PASSWORD: undefined,
+    HOME: dir,
+  };
+}

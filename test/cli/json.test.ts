@@ -3,19 +3,13 @@
  * script can check any command the same way.
  */
 import assert from "node:assert/strict";
-import path from "node:path";
 import { test } from "node:test";
-import { runCli, scratchDir } from "../helpers.js";
+import { runCli, scratchDir, envFor } from "../helpers.js";
 
 test("every command's --json document is one JSON value with a boolean ok", async (t) => {
   const { dir, cleanup } = await scratchDir("bernstein-json-");
   t.after(cleanup);
-  const env = {
-    BERNSTEIN_AUDIT_KEY_PATH: path.join(dir, "key", "audit.key"),
-    BERNSTEIN_SDD: undefined,
-    BERNSTEIN_DR_PASSWORD: undefined,
-    HOME: dir,
-  };
+  const env = envFor(dir);
   const json = async (args: string[]): Promise<Record<string, unknown>> => {
     const r = await runCli([...args, "--json"], { cwd: dir, env });
     const what = `bernstein ${args.join(" ")} --json`;

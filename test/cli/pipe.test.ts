@@ -10,17 +10,12 @@ import path from "node:path";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { Workspace } from "../../src/workspace/layout.js";
-import { CLI, runCli, runCliWithClosedStdout, scratchDir } from "../helpers.js";
+import { CLI, runCli, runCliWithClosedStdout, scratchDir, envFor } from "../helpers.js";
 
 test("a closed stdout ends every long listing quietly with the command's own exit code", async (t) => {
   const { dir, cleanup } = await scratchDir("bernstein-pipe-");
   t.after(cleanup);
-  const env = {
-    BERNSTEIN_AUDIT_KEY_PATH: path.join(dir, "key", "audit.key"),
-    BERNSTEIN_SDD: undefined,
-    BERNSTEIN_DR_PASSWORD: undefined,
-    HOME: dir,
-  };
+  const env = envFor(dir);
   const run = (args: string[]) => runCli(args, { cwd: dir, env });
   assert.equal((await run(["init"])).code, 0);
   const ws = new Workspace(path.join(dir, ".sdd"));

@@ -15,6 +15,7 @@ import {
   runCli,
   runCliOnTerminal,
   scratchDir,
+  envFor,
 } from "../helpers.js";
 import { restoredMode, umaskOf } from "../../src/dr/restored-mode.js";
 import { sha } from "./support/craft.js";
@@ -29,14 +30,6 @@ const expected = JSON.parse(readFileSync(path.join(REF, "expected.json"), "utf8"
   restored_files_sha256: Record<string, string>;
 };
 
-function envFor(dir: string): Record<string, string | undefined> {
-  return {
-    BERNSTEIN_AUDIT_KEY_PATH: path.join(dir, "key", "audit.key"),
-    BERNSTEIN_SDD: undefined,
-    BERNSTEIN_DR_PASSWORD: undefined,
-    HOME: dir,
-  };
-}
 const filesLine = (out: string): number => Number(/Files: (\d+)/.exec(out)?.[1]);
 /** Every file under a folder (recursively), relative. */
 function listAll(root: string): string[] {

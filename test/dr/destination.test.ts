@@ -7,18 +7,9 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
-import { runCli, scratchDir } from "../helpers.js";
+import { runCli, scratchDir, envFor } from "../helpers.js";
 import { sha } from "./support/craft.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
-
-function envFor(dir: string): Record<string, string | undefined> {
-  return {
-    BERNSTEIN_AUDIT_KEY_PATH: path.join(dir, "key", "audit.key"),
-    BERNSTEIN_SDD: undefined,
-    BERNSTEIN_DR_PASSWORD: undefined,
-    HOME: dir,
-  };
-}
 
 function oneLine(stderr: string): void {
   assert.equal(stderr.trim().split("\n").length, 1, stderr);

@@ -12,17 +12,8 @@ import path from "node:path";
 import { test } from "node:test";
 import { SNAPSHOT_DIR } from "../../src/dr/snapshot.js";
 import { acquireLock } from "../../src/workspace/lock.js";
-import { runCli, scratchDir, spawnCli, waitFor } from "../helpers.js";
+import { runCli, scratchDir, spawnCli, waitFor, envFor } from "../helpers.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
-
-function envFor(dir: string): Record<string, string | undefined> {
-  return {
-    BERNSTEIN_AUDIT_KEY_PATH: path.join(dir, "key", "audit.key"),
-    BERNSTEIN_SDD: undefined,
-    BERNSTEIN_DR_PASSWORD: undefined,
-    HOME: dir,
-  };
-}
 
 /** The pid of a process that has exited (its temp files are a dead writer's). */
 function deadPid(): number {

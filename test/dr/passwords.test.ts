@@ -8,17 +8,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { chmod, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { runCli, scratchDir } from "../helpers.js";
+import { runCli, scratchDir, envFor } from "../helpers.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
-
-function envFor(dir: string): Record<string, string | undefined> {
-  return {
-    BERNSTEIN_AUDIT_KEY_PATH: path.join(dir, "key", "audit.key"),
-    BERNSTEIN_SDD: undefined,
-    BERNSTEIN_DR_PASSWORD: undefined,
-    HOME: dir,
-  };
-}
 
 const ARGV_WARNING =
   /^warning: --password is visible to other users .*--password-file .*BERNSTEIN_DR_PASSWORD$/m;

@@ -9,17 +9,8 @@ import { existsSync, statSync } from "node:fs";
 import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { runCli, scratchDir } from "../helpers.js";
+import { runCli, scratchDir, envFor } from "../helpers.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
-
-function envFor(dir: string): Record<string, string | undefined> {
-  return {
-    BERNSTEIN_AUDIT_KEY_PATH: path.join(dir, "key", "audit.key"),
-    BERNSTEIN_SDD: undefined,
-    BERNSTEIN_DR_PASSWORD: undefined,
-    HOME: dir,
-  };
-}
 
 test("dr restore --from FIFO and dr verify --from FIFO exit 2 'not a regular file' instead of hanging", async () => {
   const { dir, cleanup } = await scratchDir();

@@ -5,20 +5,19 @@
  * folders and the ledger rows from the WAL; `doctor` passes; `start` goes on without re-running.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { readTaskFile } from "../../src/orchestrator/tasks.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
-import { CLI, runCli } from "../helpers.js";
+import { runCli } from "../helpers.js";
 import {
   eventually,
   freePort,
   getJson,
   makeToken,
-  Proc,
   startFollower,
+  startReplicatedOrchestrator,
   scratchWithProcs,
 } from "./support/procs.js";
 
@@ -65,40 +64,17 @@ test(
     await add(sdd("L"), "b-00");
 
     const [pl, pa, pb] = [await freePort(), await freePort(), await freePort()];
-    const leaderUrl = `http://127.0.0.1:${pl}`;
-    const leader = new Proc(
-      spawn(
-        process.execPath,
-        [
-          CLI,
-          "--sdd",
-          sdd("L"),
-          "start",
-          "--poll",
-          "50",
-          "--max-agents",
-          "2",
-          "--replication-listen",
-          `127.0.0.1:${pl}`,
-          "--token-file",
-          tokenFile,
-          "--ack-policy",
-          "QUORUM",
-          "--follower",
-          `a=http://127.0.0.1:${pa}`,
-          "--follower",
-          `b=http://127.0.0.1:${pb}`,
-          "--ack-timeout",
-          "30000",
-          "--probe-interval",
-          "200",
-        ],
-        { stdio: ["ignore", "pipe", "pipe"], cwd: dir, env: { ...process.env, ...env } },
-      ),
-      "leader",
-    );
-    procs.push(leader);
-    await leader.waitFor("the leader endpoint", () => /replication: serving at/.test(leader.stderr));
+    const { proc: leader, url: leaderUrl } = await startReplicatedOrchestrator({
+      sdd: sdd("L"),
+      tokenFile,
+      ports: { leader: pl, a: pa, b: pb },
+      ackPolicy: "QUORUM",
+      maxAgents: 2,
+      ackTimeoutMs: 30000,
+      cwd: dir,
+      env,
+      onSpawn: (p) => procs.push(p),
+    });
     // Default --snapshot-interval (600 s): the followers hold their bootstrap snapshot only.
     const a = await startFollower({
       leader: leaderUrl,

@@ -6,14 +6,19 @@
  * the intent whatever the timing (under QUORUM one of them may lag, and the promotion needs both).
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
-import { CLI, runCli } from "../helpers.js";
-import { freePort, makeToken, Proc, startFollower, scratchWithProcs } from "./support/procs.js";
+import { runCli } from "../helpers.js";
+import {
+  freePort,
+  makeToken,
+  startFollower,
+  startReplicatedOrchestrator,
+  scratchWithProcs,
+} from "./support/procs.js";
 
 test(
   "SIGKILL at task_claimed:after_action on a replicated leader, promote a follower: start replays the orphaned claim",
@@ -30,44 +35,17 @@ test(
       await addTask(lws, { id, title: id, command: `echo ${id} >> ${path.join(dir, "results.txt")}` });
     }
     const [pl, pa, pb] = [await freePort(), await freePort(), await freePort()];
-    const leader = new Proc(
-      spawn(
-        process.execPath,
-        [
-          CLI,
-          "--sdd",
-          sdd("L"),
-          "start",
-          "--poll",
-          "50",
-          "--max-agents",
-          "1",
-          "--replication-listen",
-          `127.0.0.1:${pl}`,
-          "--token-file",
-          tokenFile,
-          "--ack-policy",
-          "ALL",
-          "--follower",
-          `a=http://127.0.0.1:${pa}`,
-          "--follower",
-          `b=http://127.0.0.1:${pb}`,
-          "--ack-timeout",
-          "60000",
-          "--probe-interval",
-          "200",
-        ],
-        {
-          stdio: ["ignore", "pipe", "pipe"],
-          cwd: dir,
-          env: { ...process.env, ...env, BERNSTEIN_CRASH_AT: "task_claimed:after_action" },
-        },
-      ),
-      "leader",
-    );
-    procs.push(leader);
-    await leader.waitFor("the leader endpoint", () => /replication: serving at/.test(leader.stderr));
-    const leaderUrl = `http://127.0.0.1:${pl}`;
+    const { proc: leader, url: leaderUrl } = await startReplicatedOrchestrator({
+      sdd: sdd("L"),
+      tokenFile,
+      ports: { leader: pl, a: pa, b: pb },
+      ackPolicy: "ALL",
+      maxAgents: 1,
+      ackTimeoutMs: 60000,
+      cwd: dir,
+      env: { ...env, BERNSTEIN_CRASH_AT: "task_claimed:after_action" },
+      onSpawn: (p) => procs.push(p),
+    });
     const follow = (region: string, port: number) =>
       startFollower({
         leader: leaderUrl,

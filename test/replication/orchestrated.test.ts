@@ -4,21 +4,20 @@
  * verify, `doctor` passes, and `start` on it completes the backlog.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { listRuns, verifyWal } from "../../src/wal/reader.js";
 import { initWorkspace, Workspace } from "../../src/workspace/layout.js";
-import { CLI, runCli } from "../helpers.js";
+import { runCli } from "../helpers.js";
 import {
   eventually,
   freePort,
   getJson,
   makeToken,
-  Proc,
   startFollower,
+  startReplicatedOrchestrator,
   scratchWithProcs,
 } from "./support/procs.js";
 
@@ -40,38 +39,17 @@ test(
       await addTask(lws, { id, title: id, command: `echo ${id} >> ${results}; sleep 0.2` });
     }
     const [pl, pa, pb] = [await freePort(), await freePort(), await freePort()];
-    const leaderChild = spawn(
-      process.execPath,
-      [
-        CLI,
-        "--sdd",
-        sdd("L"),
-        "start",
-        "--poll",
-        "50",
-        "--max-agents",
-        "2",
-        "--replication-listen",
-        `127.0.0.1:${pl}`,
-        "--token-file",
-        tokenFile,
-        "--ack-policy",
-        "QUORUM",
-        "--follower",
-        `a=http://127.0.0.1:${pa}`,
-        "--follower",
-        `b=http://127.0.0.1:${pb}`,
-        "--ack-timeout",
-        "30000",
-        "--probe-interval",
-        "200",
-      ],
-      { stdio: ["ignore", "pipe", "pipe"], cwd: dir, env: { ...process.env, ...env } },
-    );
-    const leader = new Proc(leaderChild, "leader");
-    procs.push(leader);
-    await leader.waitFor("the leader endpoint", () => /replication: serving at/.test(leader.stderr));
-    const leaderUrl = `http://127.0.0.1:${pl}`;
+    const { proc: leader, url: leaderUrl } = await startReplicatedOrchestrator({
+      sdd: sdd("L"),
+      tokenFile,
+      ports: { leader: pl, a: pa, b: pb },
+      ackPolicy: "QUORUM",
+      maxAgents: 2,
+      ackTimeoutMs: 30000,
+      cwd: dir,
+      env,
+      onSpawn: (p) => procs.push(p),
+    });
     // Follower a refreshes its base snapshot every second: its promotion starts from a refreshed
     // snapshot (DR restore of it, then its own longer WAL), not from the bootstrap.
     const a = await startFollower({

@@ -151,6 +151,55 @@ export async function startCli(
   return { proc, doc };
 }
 
+/**
+ * `bernstein start --replication-listen` on a fixed port, with followers `a` and `b` expected on
+ * their own ports; resolves once the endpoint serves. The caller registers the Proc for cleanup.
+ */
+export async function startReplicatedOrchestrator(o: {
+  sdd: string;
+  tokenFile: string;
+  ports: { leader: number; a: number; b: number };
+  ackPolicy: string;
+  maxAgents: number;
+  ackTimeoutMs: number;
+  cwd: string;
+  env: Record<string, string | undefined>;
+  onSpawn?: (proc: Proc) => void;
+}): Promise<{ proc: Proc; url: string }> {
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      "--sdd",
+      o.sdd,
+      "start",
+      "--poll",
+      "50",
+      "--max-agents",
+      String(o.maxAgents),
+      "--replication-listen",
+      `127.0.0.1:${o.ports.leader}`,
+      "--token-file",
+      o.tokenFile,
+      "--ack-policy",
+      o.ackPolicy,
+      "--follower",
+      `a=http://127.0.0.1:${o.ports.a}`,
+      "--follower",
+      `b=http://127.0.0.1:${o.ports.b}`,
+      "--ack-timeout",
+      String(o.ackTimeoutMs),
+      "--probe-interval",
+      "200",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"], cwd: o.cwd, env: { ...process.env, ...o.env } },
+  );
+  const proc = new Proc(child, "leader");
+  o.onSpawn?.(proc);
+  await proc.waitFor("the leader endpoint", () => /replication: serving at/.test(proc.stderr));
+  return { proc, url: `http://127.0.0.1:${o.ports.leader}` };
+}
+
 export async function startFollower(o: {
   leader: string;
   region: string;
