@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto";
 import { chmod, readFile, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { durableCreate, durableMkdir } from "../workspace/durable.js";
 import { auditLogHasEntries } from "./log.js";
 

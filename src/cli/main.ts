@@ -4,7 +4,7 @@
  */
 import { Command, CommanderError } from "commander";
 import type { EventEmitter } from "node:events";
-import { ExitCode, UserError, ioError, userErrorFromFs } from "./errors.js";
+import { ExitCode, UserError, ioError, userErrorFromFs } from "../errors/errors.js";
 import { stdoutFailure, stdoutFlushed, tolerateClosedOutput } from "./output.js";
 import { firstCommandIndex, registerCommands } from "./commands/index.js";
 import { oneLineUsageErrors } from "./usage-error.js";

@@ -7,7 +7,7 @@
 import type { EventEmitter } from "node:events";
 import path from "node:path";
 import type { Command, Option } from "commander";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { resolveSddDir } from "../workspace/layout.js";
 import { loadConfig, type LoadedConfig } from "./load.js";
 import { OPTION_GROUPS, PASSWORD_ENV_SETTING, SETTINGS, type Setting } from "./settings.js";

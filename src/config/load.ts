@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { parseDocument } from "yaml";
 import { ZodObject, type z } from "zod";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { configSchema, type Config } from "./schema.js";
 
 export const CONFIG_FILE_NAME = "bernstein.yaml";

@@ -11,7 +11,7 @@ import { AuditLog } from "../audit/log.js";
 import type { JsonValue } from "../json/canonical.js";
 import type { Workspace } from "../workspace/layout.js";
 import { acquireLock } from "../workspace/lock.js";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../errors/errors.js";
 
 export interface DrAuditEvent {
   event_type: string;

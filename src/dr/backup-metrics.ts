@@ -6,7 +6,7 @@
  */
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { atomicWriteFile } from "../workspace/durable.js";
 
 const METRICS = {

@@ -16,7 +16,7 @@ import path from "node:path";
 import { Readable, Transform, Writable, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
-import { ExitCode, UserError, destinationError, ioError } from "../cli/errors.js";
+import { ExitCode, UserError, destinationError, ioError } from "../errors/errors.js";
 import { TOOL_NAME, VERSION } from "../version.js";
 import {
   durableRename,

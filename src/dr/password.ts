@@ -8,7 +8,7 @@
  * `--encrypt` is a mistake that would have written a plain archive.
  */
 import { open } from "node:fs/promises";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 
 export const PASSWORD_ENV = "BERNSTEIN_DR_PASSWORD";
 

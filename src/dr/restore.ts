@@ -20,7 +20,7 @@ import { constants, mkdirSync } from "node:fs";
 import { open, readFile, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
-import { ExitCode, UserError, destinationError, ioError, userErrorFromFs } from "../cli/errors.js";
+import { ExitCode, UserError, destinationError, ioError, userErrorFromFs } from "../errors/errors.js";
 import {
   atomicWriteFile,
   durableMkdir,

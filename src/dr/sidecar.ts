@@ -9,7 +9,7 @@
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { atomicWriteFile, durableUnlink } from "../workspace/durable.js";
 
 export const sidecarPath = (archive: string): string => `${archive}.sha256`;

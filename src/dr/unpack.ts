@@ -21,7 +21,7 @@ import { createGunzip, type ZlibOptions } from "node:zlib";
 import { Header } from "tar/header";
 import { Pax } from "tar/pax";
 import type { HeaderData } from "tar/header";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { tuneForShortBursts } from "./jit.js";
 import { GarbageBudget } from "./memory.js";
 import { SealChecker } from "./seal.js";

@@ -13,7 +13,7 @@ import { constants as fsc } from "node:fs";
 import path from "node:path";
 import YAML from "yaml";
 import { z } from "zod";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { durableCreate } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import type { TaskSpec } from "./tasks.js";

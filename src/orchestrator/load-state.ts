@@ -10,7 +10,7 @@ import {
   type CheckpointCheck,
 } from "../checkpoint/checkpoint.js";
 import { GENESIS_HASH, readWalSuffix, WalSuffixError } from "../checkpoint/wal-position.js";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { listRuns } from "../wal/reader.js";
 import type { Workspace } from "../workspace/layout.js";
 import { emptyState, StateBuilder, type OrchestratorState } from "./state.js";

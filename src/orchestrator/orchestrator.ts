@@ -10,7 +10,7 @@ import { closeSync, openSync, watch, type FSWatcher } from "node:fs";
 import { stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { AuditLog } from "../audit/log.js";
 import { resolveOptions } from "../json/object.js";
 import { AuditKeyMissingError, loadAuditKeyForWriting } from "../audit/key.js";

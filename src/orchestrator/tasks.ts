@@ -8,7 +8,7 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import YAML from "yaml";
 import { z } from "zod";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { definedEntries } from "../json/object.js";
 import { atomicWriteFile, durableMkdir, durableRename } from "../workspace/durable.js";
 import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout.js";

@@ -14,7 +14,7 @@
  * as LEADER_ONLY (state DEGRADED) and writes an audit event; the configured policy is restored
  * the same way. A fenced leader (a newer epoch exists) rejects every gate, for good.
  */
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 
 export type AckPolicyName = "LEADER_ONLY" | "QUORUM" | "ALL";
 export const ACK_POLICIES: readonly AckPolicyName[] = ["LEADER_ONLY", "QUORUM", "ALL"];

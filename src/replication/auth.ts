@@ -5,7 +5,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 
 /** Reads and checks a token file: must exist, be mode 0600 (no group/other bits), hold a non-empty token. */
 export async function loadTokenFile(file: string): Promise<string> {

@@ -9,7 +9,7 @@
 import type { IncomingMessage } from "node:http";
 import { open, readdir, rename, stat } from "node:fs/promises";
 import path from "node:path";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../errors/errors.js";
 import { durableAppend, durableMkdir, fsyncDir } from "../workspace/durable.js";
 import { type Workspace, initWorkspace } from "../workspace/layout.js";
 import { lastBackupInfo } from "./backup-info.js";

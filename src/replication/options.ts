@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { type Command, Option } from "commander";
 import { addDeprecatedAlias } from "../cli/deprecated-option.js";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import type { Workspace } from "../workspace/layout.js";
 import { type OnAckTimeout, parseAckPolicy } from "./ack-policy.js";
 import { loadTokenFile } from "./auth.js";

@@ -16,7 +16,7 @@ import { readdir } from "node:fs/promises";
 import type { Workspace } from "../workspace/layout.js";
 import { durableAppend } from "../workspace/durable.js";
 import { acquireLock, describeHolder, readLock } from "../workspace/lock.js";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { materializeFromWal } from "../orchestrator/materialize.js";
 import { loadState } from "../orchestrator/view.js";
 import { type AckPolicyName, ReplicationError, parseAckPolicy, promotionQuorum } from "./ack-policy.js";

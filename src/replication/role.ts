@@ -4,7 +4,7 @@
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { replicationDir } from "./epoch.js";

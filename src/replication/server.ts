@@ -23,7 +23,7 @@ import { readFile } from "node:fs/promises";
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { bearerMatches } from "./auth.js";
 import { REGION_HEADER } from "./client.js";
 import { EPOCH_HEADER, requestEpoch } from "./epoch.js";

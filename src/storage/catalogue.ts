@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import os from "node:os";
 import { Readable } from "node:stream";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import type { BackupStore, ObjectInfo, RetryInfo } from "./store.js";
 
 export const RECORD_FORMAT = "bernstein-backup-record/1";

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { open, readdir, readFile, rm, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { ExitCode, UserError, userErrorFromFs } from "../cli/errors.js";
+import { ExitCode, UserError, userErrorFromFs } from "../errors/errors.js";
 import {
   atomicWriteFile,
   durableMkdir,

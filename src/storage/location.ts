@@ -3,7 +3,7 @@
  * location) or a local path (a file or a folder).
  */
 import path from "node:path";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 
 export type Location = { kind: "s3"; bucket: string; key: string } | { kind: "dir"; path: string };
 

@@ -5,7 +5,7 @@
  * decision says why. The newest backup that passed verification is never deleted, whatever
  * the rules say: a location must always keep one restorable copy.
  */
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 
 export interface RetentionPolicy {
   last?: number;

@@ -2,7 +2,7 @@
  * Scheduled backups: durations, the foreground loop that systemd or cron supervises, and the
  * unit/crontab text for them.
  */
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 

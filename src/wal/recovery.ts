@@ -4,7 +4,7 @@
 import { constants as fsc } from "node:fs";
 import { open, readFile, unlink } from "node:fs/promises";
 import path from "node:path";
-import { wrapError } from "../cli/errors.js";
+import { wrapError } from "../errors/errors.js";
 import { canonicalJson } from "../json/canonical.js";
 import { atomicWriteFile, durableRename, fsyncDir, tempPathFor } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";

@@ -15,7 +15,7 @@ import { randomBytes } from "node:crypto";
 import { constants as fsc, fdatasyncSync, writeSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
-import { wrapError } from "../cli/errors.js";
+import { wrapError } from "../errors/errors.js";
 import { durableAppend, durableCreate, durableMkdir, fsyncDir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import {

@@ -3,7 +3,7 @@
  */
 import { stat } from "node:fs/promises";
 import path from "node:path";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { durableMkdir } from "./durable.js";
 
 /** Task states; the folder a task file is in is its state. */

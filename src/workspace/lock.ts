@@ -8,7 +8,7 @@
 import { readFileSync } from "node:fs";
 import { readFile, unlink } from "node:fs/promises";
 import os from "node:os";
-import { ExitCode, UserError } from "../cli/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { atomicWriteFile, durableCreate, fsyncDir, removeDeadTemps } from "./durable.js";
 import type { Workspace } from "./layout.js";
 import { isProcessAlive } from "./process.js";

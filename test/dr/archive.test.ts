@@ -10,7 +10,7 @@ import { Readable, Writable } from "node:stream";
 import { test } from "node:test";
 import { execFileSync } from "node:child_process";
 import { gunzipSync } from "node:zlib";
-import { UserError } from "../../src/cli/errors.js";
+import { UserError } from "../../src/errors/errors.js";
 import { writeBackupArchive } from "../../src/dr/backup.js";
 import {
   FernetDecryptor,

@@ -12,7 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
-import { UserError } from "../../src/cli/errors.js";
+import { UserError } from "../../src/errors/errors.js";
 import { restoreFromStream, restoreLockPath } from "../../src/dr/restore.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { processStartTime } from "../../src/workspace/lock.js";

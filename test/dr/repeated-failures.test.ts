@@ -10,7 +10,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { UserError } from "../../src/cli/errors.js";
+import { UserError } from "../../src/errors/errors.js";
 import { backupToFile } from "../../src/dr/backup.js";
 import type { KeyCache } from "../../src/dr/fernet.js";
 import { restoreFromFile } from "../../src/dr/restore.js";

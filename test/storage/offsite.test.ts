@@ -4,7 +4,7 @@ import { readFile, readdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { ExitCode, UserError } from "../../src/cli/errors.js";
+import { ExitCode, UserError } from "../../src/errors/errors.js";
 import { backupName, checkCatalogue, listCatalogue, sha256Of } from "../../src/storage/catalogue.js";
 import { backupOffsite, openBackupSource } from "../../src/storage/offsite.js";
 import { openCatalogue } from "../../src/storage/open-store.js";

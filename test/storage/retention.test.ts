@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { applyRetention, isoWeek, type RetentionPolicy } from "../../src/storage/retention.js";
 import { backupName, parseBackupName } from "../../src/storage/catalogue.js";
-import { UserError } from "../../src/cli/errors.js";
+import { UserError } from "../../src/errors/errors.js";
 
 const DAY = 86_400_000;
 const NEWEST_DAY = Date.UTC(2026, 2, 31); // Tuesday 2026-03-31

@@ -3,7 +3,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { Readable } from "node:stream";
 import { ListMultipartUploadsCommand, PutObjectCommand } from "@aws-sdk/client-s3";
-import { ExitCode, UserError } from "../../src/cli/errors.js";
+import { ExitCode, UserError } from "../../src/errors/errors.js";
 import { S3Store, makeS3Client } from "../../src/storage/s3-store.js";
 import { sha256Of } from "../../src/storage/catalogue.js";
 import { failAlways, failFirst, startS3Harness, type S3Harness } from "./support/s3-harness.js";

@@ -5,7 +5,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { ExitCode, UserError } from "../../src/cli/errors.js";
+import { ExitCode, UserError } from "../../src/errors/errors.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { acquireLock, processStartTime, readLock } from "../../src/workspace/lock.js";
 import { scratchDir } from "../helpers.js";

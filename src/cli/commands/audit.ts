@@ -7,7 +7,7 @@ import type { Command } from "commander";
 import path from "node:path";
 import { loadAuditKey } from "../../audit/key.js";
 import { verifyAuditLog } from "../../audit/verify.js";
-import { ExitCode } from "../errors.js";
+import { ExitCode } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 import { openWorkspace } from "../../workspace/layout.js";
 

@@ -18,7 +18,7 @@ import {
 import { gitSha, sessionRowOf, writeSessionRow } from "../../checkpoint/session-row.js";
 import { loadState, stateCounts } from "../../orchestrator/state.js";
 import { openWorkspace } from "../../workspace/layout.js";
-import { ExitCode, UserError } from "../errors.js";
+import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 
 function summary(check: CheckpointCheck) {

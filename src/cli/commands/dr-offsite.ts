@@ -6,7 +6,7 @@
 import type { Command } from "commander";
 import os from "node:os";
 import path from "node:path";
-import { ExitCode, UserError } from "../errors.js";
+import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
 import { resolveAuditKeyPath } from "../../audit/key.js";

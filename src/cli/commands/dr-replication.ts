@@ -14,7 +14,7 @@ import { materializeFromBase } from "../../replication/snapshot.js";
 import { replicationAuditor } from "../../replication/audit.js";
 import { gatherStatus } from "../../replication/status.js";
 import { openWorkspace } from "../../workspace/layout.js";
-import { ExitCode, UserError } from "../errors.js";
+import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 
 function drGroup(program: Command): Command {

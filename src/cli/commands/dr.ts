@@ -5,7 +5,7 @@
 import type { Command } from "commander";
 import path from "node:path";
 import { resolveAuditKeyPath } from "../../audit/key.js";
-import { ExitCode, UserError } from "../errors.js";
+import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 import { progressFor } from "../progress.js";
 import { openWorkspace } from "../../workspace/layout.js";

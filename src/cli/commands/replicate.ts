@@ -22,7 +22,7 @@ import {
 } from "../../replication/options.js";
 import { parseListen } from "../../replication/server.js";
 import { addDeprecatedAlias } from "../deprecated-option.js";
-import { ExitCode, UserError } from "../errors.js";
+import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 
 /** Resolves on SIGINT/SIGTERM. */

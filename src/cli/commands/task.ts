@@ -1,6 +1,6 @@
 /** `bernstein task add` and `bernstein task list`. */
 import { type Command, InvalidArgumentError } from "commander";
-import { ExitCode, UserError } from "../errors.js";
+import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 import { TASK_STATES, type TaskState, openWorkspace } from "../../workspace/layout.js";
 import { addTask, scanBacklog } from "../../orchestrator/tasks.js";

@@ -11,7 +11,7 @@ import { WalReadError, listRuns, readWalEntries, verifyWal, type RunInfo } from 
 import { OpenIntents } from "../../wal/recovery.js";
 import { findWalRollbacks } from "../../wal/rollback.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
-import { ExitCode, UserError } from "../errors.js";
+import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf, stdoutClosed } from "../output.js";
 
 async function pickRuns(ws: Workspace, runId: string | undefined): Promise<RunInfo[]> {
