@@ -18,7 +18,7 @@ import { WRAPPER_MAIN } from "../src/orchestrator/wrapper.js";
 import { addTask } from "../src/orchestrator/tasks.js";
 import { listRuns, readWalEntries } from "../src/wal/reader.js";
 import { initWorkspace } from "../src/workspace/layout.js";
-import { STATE_DECISIONS } from "../src/orchestrator/state.js";
+import { STATE_DECISIONS } from "../src/state/reducer.js";
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(name);

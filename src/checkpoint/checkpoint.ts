@@ -24,7 +24,7 @@ import {
   type OrchestratorState,
   type TaskRecord,
   type WalPositionRef,
-} from "../orchestrator/state.js";
+} from "../state/reducer.js";
 import { VERSION } from "../version.js";
 import { atomicWriteFile, durableMkdir, durableUnlink, removeDeadTemps } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";

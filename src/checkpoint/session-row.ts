@@ -8,7 +8,7 @@ import { stat } from "node:fs/promises";
 import path from "node:path";
 import { orderedJson, PY_DEFAULT, PyFloat } from "../json/canonical.js";
 import { asJsonObject } from "../json/object.js";
-import type { OrchestratorState } from "../orchestrator/state.js";
+import type { OrchestratorState } from "../state/reducer.js";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 

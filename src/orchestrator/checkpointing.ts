@@ -6,7 +6,7 @@ import { newestValidCheckpoint, writeCheckpoint, type WrittenCheckpoint } from "
 import { sessionRowOf, writeSessionRow } from "../checkpoint/session-row.js";
 import type { Workspace } from "../workspace/layout.js";
 import type { DoctorCheck } from "./doctor.js";
-import type { OrchestratorState } from "./state.js";
+import type { OrchestratorState } from "../state/reducer.js";
 
 export interface CheckpointSummary {
   id: string;

@@ -18,7 +18,8 @@ import { newestCheckpointCheck } from "./checkpointing.js";
 import { readRole } from "../replication/role.js";
 import { walDrift } from "./materialize.js";
 import { scanBacklog } from "./tasks.js";
-import { loadState, taskView, totalCost } from "./view.js";
+import { taskView, totalCost } from "./view.js";
+import { loadState } from "../state/load-state.js";
 import { versionCheck } from "./restored.js";
 
 export type Verdict = "pass" | "warn" | "fail";

@@ -20,7 +20,7 @@ import { appendCostRow, ledgerAgentIds, ledgerTotals, usageOf } from "../ledger/
 import { listRuns, readWalEntries } from "../wal/reader.js";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
 import type { TaskState, Workspace } from "../workspace/layout.js";
-import { agentIdOf, type OrchestratorState } from "./state.js";
+import { agentIdOf, type OrchestratorState } from "../state/reducer.js";
 import {
   DEFAULT_PRIORITY,
   DEFAULT_TIMEOUT_S,

@@ -1,6 +1,6 @@
 /**
  * The orchestrator: recovers the workspace's state, then runs the backlog with agents as real,
- * detached processes, every decision through the WAL (decisions.ts). See docs/orchestrator.md.
+ * detached processes, every decision through the WAL (src/state/decisions.ts). See docs/orchestrator.md.
  *
  * One process per workspace (the workspace lock). Decisions are made one at a time by this loop,
  * so with `--max-agents 1` the WAL of two runs of the same backlog is the same decision for decision.
@@ -19,7 +19,7 @@ import type { JsonObject, WalEntry, WalPosition } from "../wal/entry.js";
 import { listRuns, verifyWal } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
 import { findWalRollbacks } from "../wal/rollback.js";
-import { emptyReplaySummary, replayWal, type ReplaySummary } from "../wal/replay.js";
+import { emptyReplaySummary, replayWal, type ReplaySummary } from "../state/replay.js";
 import { WalWriter, newRunId } from "../wal/writer.js";
 import { durableMkdir, durableUnlink } from "../workspace/durable.js";
 import type { TaskState, Workspace } from "../workspace/layout.js";
@@ -32,12 +32,13 @@ import {
   type OrchestratorStatusFile,
 } from "./control.js";
 import { checkpointState } from "./checkpointing.js";
-import { DecisionLog } from "./decisions.js";
+import { DecisionLog } from "../state/decisions.js";
 import { materializeFromWal, type MaterializeResult } from "./materialize.js";
 import { agentAlive, wrapperScan } from "./agent-liveness.js";
 import { listStateFolder, moveTaskFile, readTaskFile, scanBacklog, type TaskSpec } from "./tasks.js";
 import { SnapshotResponder } from "../dr/snapshot.js";
-import { allTasks, loadState, sessions, taskView, type TaskView } from "./view.js";
+import { allTasks, sessions, taskView, type TaskView } from "./view.js";
+import { loadState } from "../state/load-state.js";
 import {
   EXIT_DUPLICATE,
   WRAPPER_MAIN,

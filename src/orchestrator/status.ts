@@ -10,7 +10,8 @@ import { readLock } from "../workspace/lock.js";
 import { readStatusFile } from "./control.js";
 import { newestCheckpointInfo } from "./checkpointing.js";
 import { listStateFolder } from "./tasks.js";
-import { loadState, sessions, totalCost } from "./view.js";
+import { sessions, totalCost } from "./view.js";
+import { loadState } from "../state/load-state.js";
 import { agentAlive, wrapperScan } from "./agent-liveness.js";
 import { readAgentRecord } from "./wrapper.js";
 

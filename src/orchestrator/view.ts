@@ -1,9 +1,8 @@
 /**
- * Read-only accessors over the reducer's state (state.ts, owned by the recovery core), so the
+ * Read-only accessors over the reducer's state (src/state/reducer.ts), so the
  * scheduler, status and doctor do not depend on its field names.
  */
-import type { OrchestratorState } from "./state.js";
-export { loadState } from "./state.js";
+import type { OrchestratorState } from "../state/reducer.js";
 import type { TaskSpec } from "./tasks.js";
 
 export type TaskPhase = "open" | "claimed" | "done" | "failed" | "closed";

@@ -3,7 +3,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { requestSnapshot } from "../../src/dr/snapshot.js";
 import { scanBacklog, addTask } from "../../src/orchestrator/tasks.js";
-import { StateBuilder } from "../../src/orchestrator/state.js";
+import { StateBuilder } from "../../src/state/reducer.js";
 import { listRuns, readTailPosition, readWalEntries } from "../../src/wal/reader.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { runCli, scratchDir } from "../helpers.js";

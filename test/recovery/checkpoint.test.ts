@@ -8,7 +8,8 @@ import {
   validateCheckpointFile,
   writeCheckpoint,
 } from "../../src/checkpoint/checkpoint.js";
-import { applyEntry, emptyState, loadState, type OrchestratorState } from "../../src/orchestrator/state.js";
+import { applyEntry, emptyState, type OrchestratorState } from "../../src/state/reducer.js";
+import { loadState } from "../../src/state/load-state.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { runCli, scratchDir } from "../helpers.js";
 import { randomDecisions, rng } from "./support/decisions.js";

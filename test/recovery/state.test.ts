@@ -8,7 +8,7 @@ import {
   StateBuilder,
   stateCounts,
   type OrchestratorState,
-} from "../../src/orchestrator/state.js";
+} from "../../src/state/reducer.js";
 import { randomDecisions } from "./support/decisions.js";
 
 const fakeHash = (i: number) => i.toString(16).padStart(64, "0");

@@ -6,9 +6,9 @@
  */
 import { appendFile, stat } from "node:fs/promises";
 import path from "node:path";
-import { STATE_DECISIONS } from "../../../src/orchestrator/state.js";
+import { STATE_DECISIONS } from "../../../src/state/reducer.js";
 import type { WalEntry } from "../../../src/wal/entry.js";
-import { replayWal, type ReplayHandler } from "../../../src/wal/replay.js";
+import { replayWal, type ReplayHandler } from "../../../src/state/replay.js";
 import { WalWriter } from "../../../src/wal/writer.js";
 import { durableCreate, durableMkdir } from "../../../src/workspace/durable.js";
 import { Workspace } from "../../../src/workspace/layout.js";

@@ -22,13 +22,13 @@
  */
 import { createHash } from "node:crypto";
 import { canonicalJson } from "../json/canonical.js";
-import { isInformational } from "../orchestrator/state.js";
+import { isInformational } from "./reducer.js";
 import type { Workspace } from "../workspace/layout.js";
-import type { WalEntry } from "./entry.js";
-import { IdempotencyStore } from "./idempotency.js";
-import { listRuns, readTailPosition, readWalEntries } from "./reader.js";
-import { readClosedMarker, writeClosedMarker } from "./recovery.js";
-import type { WalWriter } from "./writer.js";
+import type { WalEntry } from "../wal/entry.js";
+import { IdempotencyStore } from "../wal/idempotency.js";
+import { listRuns, readTailPosition, readWalEntries } from "../wal/reader.js";
+import { readClosedMarker, writeClosedMarker } from "../wal/recovery.js";
+import type { WalWriter } from "../wal/writer.js";
 
 export interface ReplayContext {
   run_id: string;

@@ -320,5 +320,3 @@ export function stateCounts(s: OrchestratorState): {
     claimed_count: claimed,
   };
 }
-
-export { loadState, type LoadStateResult, type LoadStateOptions } from "./load-state.js";

@@ -2,7 +2,7 @@
  * The decision protocol (docs/ARCHITECTURE.md): an intent (`committed=false`) is durable in the WAL
  * before the action runs, and a commit (`committed=true`, same type, same inputs, results in
  * `output`) after it. Only commits change the state; each commit is applied to the in-memory state
- * with the reducer of state.ts, and each task state transition gets an audit event.
+ * with the reducer of reducer.ts, and each task state transition gets an audit event.
  *
  * Intents of `task_completed`, `task_failed` and `task_interrupted` carry their output too: the
  * facts they commit (exit code, cost) come from a completion record under `runtime/completed/`,
@@ -12,7 +12,7 @@ import type { AuditLog } from "../audit/log.js";
 import type { JsonObject, WalEntry } from "../wal/entry.js";
 import type { WalWriter } from "../wal/writer.js";
 import type { Workspace } from "../workspace/layout.js";
-import { applyEntry, type OrchestratorState } from "./state.js";
+import { applyEntry, type OrchestratorState } from "./reducer.js";
 
 export const ACTOR = "orchestrator";
 

@@ -13,7 +13,7 @@ import { GENESIS_HASH, readWalSuffix, WalSuffixError } from "../checkpoint/wal-p
 import { ExitCode, UserError } from "../errors/errors.js";
 import { listRuns } from "../wal/reader.js";
 import type { Workspace } from "../workspace/layout.js";
-import { emptyState, StateBuilder, type OrchestratorState } from "./state.js";
+import { emptyState, StateBuilder, type OrchestratorState } from "./reducer.js";
 
 export interface LoadStateResult {
   state: OrchestratorState;
