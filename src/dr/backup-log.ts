@@ -21,7 +21,7 @@ export interface BackupLogRow {
   verified: boolean;
   /**
    * The archive's WAL position per run (the manifest's `state.wal`): the WAL had durably reached
-   * it, so a WAL that later ends before it was rolled back (src/wal/rollback.ts). Absent in rows
+   * it, so a WAL that later ends before it was rolled back (src/dr/rollback.ts). Absent in rows
    * of older versions and of the Python original.
    */
   wal_positions?: Record<string, WalPosition | null>;

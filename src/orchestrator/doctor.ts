@@ -11,7 +11,7 @@ import { verifyAuditLog } from "../audit/verify.js";
 import { ledgerTotals } from "../ledger/cost-ledger.js";
 import { listRuns, readWalEntries, verifyWal } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
-import { findWalRollbacks } from "../wal/rollback.js";
+import { findWalRollbacks } from "../dr/rollback.js";
 import { Workspace, WORKSPACE_DIRS } from "../workspace/layout.js";
 import { describeHolder, readLock } from "../workspace/lock.js";
 import { newestCheckpointCheck } from "./checkpointing.js";

@@ -18,7 +18,7 @@ import { appendCostRow, ledgerAgentIds, usageOf } from "../ledger/cost-ledger.js
 import type { JsonObject, WalEntry, WalPosition } from "../wal/entry.js";
 import { listRuns, verifyWal } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
-import { findWalRollbacks } from "../wal/rollback.js";
+import { findWalRollbacks } from "../dr/rollback.js";
 import { emptyReplaySummary, replayWal, type ReplaySummary } from "../state/replay.js";
 import { WalWriter, newRunId } from "../wal/writer.js";
 import { durableMkdir, durableUnlink } from "../workspace/durable.js";

@@ -9,7 +9,7 @@ import type { WalEntry } from "../../wal/entry.js";
 import { Fingerprint } from "../../wal/fingerprint.js";
 import { WalReadError, listRuns, readWalEntries, verifyWal, type RunInfo } from "../../wal/reader.js";
 import { OpenIntents } from "../../wal/recovery.js";
-import { findWalRollbacks } from "../../wal/rollback.js";
+import { findWalRollbacks } from "../../dr/rollback.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf, stdoutClosed } from "../output.js";

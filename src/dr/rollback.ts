@@ -20,10 +20,10 @@
 import { readdir } from "node:fs/promises";
 import { readCheckpointFile, listCheckpointFiles } from "../checkpoint/checkpoint.js";
 import { locateWalEntry } from "../checkpoint/wal-position.js";
-import { readBackupLog } from "../dr/backup-log.js";
+import { readBackupLog } from "./backup-log.js";
 import type { Workspace } from "../workspace/layout.js";
-import { readTailPosition, type TailPosition } from "./reader.js";
-import { readClosedMarker } from "./recovery.js";
+import { readTailPosition, type TailPosition } from "../wal/reader.js";
+import { readClosedMarker } from "../wal/recovery.js";
 
 export type RollbackKind =
   /** The WAL ends before the recorded position. */
