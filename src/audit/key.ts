@@ -13,7 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { durableCreate, durableMkdir } from "../workspace/durable.js";
-import { auditLogHasEntries } from "./log.js";
+import { auditLogHasEntries } from "./files.js";
 
 export type AuditKeySource = "--key-file" | "$BERNSTEIN_AUDIT_KEY_PATH" | "$XDG_STATE_HOME" | "$HOME";
 

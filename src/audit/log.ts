@@ -2,7 +2,6 @@
  * The audit log writer: daily UTC files under `.sdd/audit/`, one HMAC chain across all of them,
  * every append fsynced before it returns. One writer per workspace (the workspace lock).
  */
-import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { parseJson } from "../json/canonical.js";
 import { asJsonObject } from "../json/object.js";
@@ -18,30 +17,8 @@ import {
   type AuditEntry,
   type AuditEvent,
 } from "./entry.js";
+import { listAuditFiles } from "./files.js";
 import type { AuditKey } from "./key.js";
-
-const DAY_FILE_RE = /^\d{4}-\d{2}-\d{2}\.jsonl$/;
-
-/** Day files of an audit folder in chain order (by name). Missing folder → none. */
-export async function listAuditFiles(dir: string): Promise<string[]> {
-  const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === "ENOENT") return [] as string[];
-    throw err;
-  });
-  return names.filter((n) => DAY_FILE_RE.test(n)).sort();
-}
-
-/**
- * Whether the audit log has any entry (any day file with a byte in it, readable or not): then a
- * chain exists that only its own key continues.
- */
-export async function auditLogHasEntries(dir: string): Promise<boolean> {
-  for (const name of await listAuditFiles(dir)) {
-    const st = await stat(path.join(dir, name)).catch(() => undefined);
-    if (st && st.size > 0) return true;
-  }
-  return false;
-}
 
 export interface AuditTail {
   hmac: string;

@@ -13,7 +13,7 @@ import { Workspace } from "../workspace/layout.js";
 import { readLinesForward } from "../workspace/lines.js";
 import { auditLine, computeAuditHmac, GENESIS_HMAC } from "./entry.js";
 import type { AuditKey } from "./key.js";
-import { listAuditFiles } from "./log.js";
+import { listAuditFiles } from "./files.js";
 
 export interface AuditBreak {
   /** Absolute path of the day file. */

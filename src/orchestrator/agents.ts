@@ -16,7 +16,7 @@ import { z } from "zod";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { durableCreate } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
-import type { TaskSpec } from "./tasks.js";
+import type { TaskSpec } from "./task-spec.js";
 
 const AgentSchema = z.discriminatedUnion("adapter", [
   z.object({ adapter: z.literal("shell"), env: z.record(z.string(), z.string()).optional() }),

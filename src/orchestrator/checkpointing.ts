@@ -5,7 +5,7 @@
 import { newestValidCheckpoint, writeCheckpoint, type WrittenCheckpoint } from "../checkpoint/checkpoint.js";
 import { sessionRowOf, writeSessionRow } from "../checkpoint/session-row.js";
 import type { Workspace } from "../workspace/layout.js";
-import type { DoctorCheck } from "./doctor.js";
+import type { DoctorCheck } from "./doctor-check.js";
 import type { OrchestratorState } from "../state/reducer.js";
 
 export interface CheckpointSummary {

@@ -21,16 +21,7 @@ import { scanBacklog } from "./tasks.js";
 import { taskView, totalCost } from "./view.js";
 import { loadState } from "../state/load-state.js";
 import { versionCheck } from "./restored.js";
-
-export type Verdict = "pass" | "warn" | "fail";
-
-export interface DoctorCheck {
-  name: string;
-  ok: boolean;
-  verdict: Verdict;
-  detail: string;
-  fix: string;
-}
+import type { DoctorCheck, Verdict } from "./doctor-check.js";
 
 export interface DoctorOptions {
   /** Audit key file (else the default resolution; never created). */

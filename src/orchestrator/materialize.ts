@@ -28,8 +28,8 @@ import {
   renderTask,
   scanBacklog,
   type BacklogScan,
-  type TaskSpec,
 } from "./tasks.js";
+import { type TaskSpec } from "./task-spec.js";
 import { allTasks, totalCost, type TaskView } from "./view.js";
 
 export interface MisplacedTask {

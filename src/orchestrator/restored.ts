@@ -5,7 +5,7 @@
  */
 import { readRestoreRecord } from "../dr/restore.js";
 import { VERSION } from "../version.js";
-import type { DoctorCheck } from "./doctor.js";
+import type { DoctorCheck } from "./doctor-check.js";
 
 export async function versionCheck(sddRoot: string): Promise<DoctorCheck> {
   const rec = await readRestoreRecord(sddRoot);

@@ -13,6 +13,7 @@ import { definedEntries } from "../json/object.js";
 import { atomicWriteFile, durableMkdir, durableRename } from "../workspace/durable.js";
 import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout.js";
 import { loadAgentsConfig, unrunnable } from "./agents.js";
+import type { TaskSpec } from "./task-spec.js";
 
 export const TASK_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** Lower number = higher priority (1 critical, 2 normal, 3 low, as in the Python original). */
@@ -32,24 +33,6 @@ export const TaskFrontMatterSchema = z.looseObject({
   max_retries: z.number().int().min(0).max(100).optional(),
   timeout_s: z.number().positive().optional(),
 });
-
-/**
- * The normalized task as it travels in `task_created` inputs: every field present, so that the
- * state can be rebuilt from the WAL alone and two runs of the same backlog hash the same.
- */
-export interface TaskSpec {
-  id: string;
-  title: string;
-  role: string;
-  priority: number;
-  depends_on: string[];
-  command: string | null;
-  prompt: string | null;
-  agent: string | null;
-  max_retries: number;
-  timeout_s: number;
-  body: string;
-}
 
 export interface TaskFile {
   spec: TaskSpec;

@@ -3,7 +3,7 @@
  * scheduler, status and doctor do not depend on its field names.
  */
 import type { OrchestratorState } from "../state/reducer.js";
-import type { TaskSpec } from "./tasks.js";
+import type { TaskSpec } from "./task-spec.js";
 
 export type TaskPhase = "open" | "claimed" | "done" | "failed" | "closed";
 

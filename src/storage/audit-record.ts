@@ -9,7 +9,7 @@
 import path from "node:path";
 import { asJsonObject } from "../json/object.js";
 import { parseJson } from "../json/canonical.js";
-import { listAuditFiles } from "../audit/log.js";
+import { listAuditFiles } from "../audit/files.js";
 import { readLinesForward } from "../workspace/lines.js";
 import type { Workspace } from "../workspace/layout.js";
 import type { ExpectedBackup } from "./catalogue.js";
