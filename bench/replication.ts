@@ -16,7 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { ReplicationLeader } from "../src/replication/leader.js";
-import { startLeaderFromFlags } from "../src/replication/options.js";
+import { startLeaderFromFlags } from "../src/cli/replication-options.js";
 import { WalWriter } from "../src/wal/writer.js";
 import { initWorkspace } from "../src/workspace/layout.js";
 

@@ -9,10 +9,8 @@
  */
 import path from "node:path";
 import { PASSWORD_ENV } from "../dr/password.js";
+import { TOKEN_ENV } from "../replication/auth.js";
 import type { Config } from "./schema.js";
-
-/** The environment variable replication reads its token from (src/replication/options.ts). */
-const REPLICATION_TOKEN_ENV = "BERNSTEIN_REPLICATION_TOKEN";
 
 export interface Setting {
   /** The key in the file, dotted: `s3.endpoint`. */
@@ -113,7 +111,7 @@ export const SETTINGS: Setting[] = [
   {
     key: "replication.token_file",
     attr: "tokenFile",
-    env: [REPLICATION_TOKEN_ENV],
+    env: [TOKEN_ENV],
     value: (c, base) => resolveAgainst(base, c.replication?.token_file),
   },
   { key: "replication.ack_policy", attr: "ackPolicy", value: (c) => c.replication?.ack_policy },

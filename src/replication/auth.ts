@@ -7,6 +7,9 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import { ExitCode, UserError } from "../errors/errors.js";
 
+/** The environment variable that holds the token when no token file is given. */
+export const TOKEN_ENV = "BERNSTEIN_REPLICATION_TOKEN";
+
 /** Reads and checks a token file: must exist, be mode 0600 (no group/other bits), hold a non-empty token. */
 export async function loadTokenFile(file: string): Promise<string> {
   const st = await stat(file).catch(() => undefined);

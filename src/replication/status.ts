@@ -13,7 +13,7 @@ import { readEpoch } from "./epoch.js";
 import { type FailoverEvaluation, type NodeState, evaluateFailover } from "./failover.js";
 import { DEFAULT_THRESHOLDS, type FollowerView, type HealthThresholds } from "./health.js";
 import { rpoEstimate } from "./leader.js";
-import { TOKEN_ENV } from "./options.js";
+import { TOKEN_ENV } from "./auth.js";
 import { readRole } from "./role.js";
 import { WalSource } from "./wal-source.js";
 

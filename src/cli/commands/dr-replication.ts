@@ -7,7 +7,7 @@ import type { Command } from "commander";
 import { readFile } from "node:fs/promises";
 import { lastBackupInfo } from "../../replication/backup-info.js";
 import { writeRunbook } from "../../replication/failover.js";
-import { TOKEN_ENV } from "../../replication/options.js";
+import { TOKEN_ENV } from "../../replication/auth.js";
 import { loadTokenFile } from "../../replication/auth.js";
 import { promote } from "../../replication/promote.js";
 import { materializeFromBase } from "../../replication/snapshot.js";

@@ -19,7 +19,7 @@ import {
   addReplicationStartOptions,
   replicationArgs,
   startReplicationForStart,
-} from "../../replication/options.js";
+} from "../replication-options.js";
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../../bin/bernstein");
 

@@ -19,7 +19,7 @@ import {
   resolveToken,
   startLeaderFromFlags,
   tlsOf,
-} from "../../replication/options.js";
+} from "../replication-options.js";
 import { parseListen } from "../../replication/server.js";
 import { addDeprecatedAlias } from "../deprecated-option.js";
 import { ExitCode, UserError } from "../../errors/errors.js";

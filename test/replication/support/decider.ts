@@ -11,7 +11,7 @@
 import { existsSync } from "node:fs";
 import { initWorkspace } from "../../../src/workspace/layout.js";
 import { WalWriter } from "../../../src/wal/writer.js";
-import { startLeaderFromFlags } from "../../../src/replication/options.js";
+import { startLeaderFromFlags } from "../../../src/cli/replication-options.js";
 
 interface Args {
   sdd: string;

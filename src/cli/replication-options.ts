@@ -5,18 +5,16 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { type Command, Option } from "commander";
-import { addDeprecatedAlias } from "../cli/deprecated-option.js";
+import { addDeprecatedAlias } from "./deprecated-option.js";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { Workspace } from "../workspace/layout.js";
-import { type OnAckTimeout, parseAckPolicy } from "./ack-policy.js";
-import { loadTokenFile } from "./auth.js";
-import { replicationAuditor } from "./audit.js";
-import { serveSnapshot } from "./snapshot.js";
-import { removeEndpoint, writeEndpoint } from "./endpoint.js";
-import { type LeaderOptions, ReplicationLeader, parseFollowerSpec } from "./leader.js";
-import { type ConnectionLimits, DEFAULT_LIMITS, parseListen } from "./server.js";
-
-export const TOKEN_ENV = "BERNSTEIN_REPLICATION_TOKEN";
+import { type OnAckTimeout, parseAckPolicy } from "../replication/ack-policy.js";
+import { loadTokenFile, TOKEN_ENV } from "../replication/auth.js";
+import { replicationAuditor } from "../replication/audit.js";
+import { serveSnapshot } from "../replication/snapshot.js";
+import { removeEndpoint, writeEndpoint } from "../replication/endpoint.js";
+import { type LeaderOptions, ReplicationLeader, parseFollowerSpec } from "../replication/leader.js";
+import { type ConnectionLimits, DEFAULT_LIMITS, parseListen } from "../replication/server.js";
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
