@@ -11,6 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { runDrill } from "../dr/drill.js";
+import { runDoctor } from "../orchestrator/doctor.js";
 import { addTask } from "../orchestrator/tasks.js";
 import { initWorkspace } from "../workspace/layout.js";
 import { printDrill } from "./commands/dr.js";
@@ -73,6 +74,7 @@ try {
   const report = await runDrill(ws, {
     password: "demo passphrase",
     keepDir: keep ? path.join(dir, "drill") : undefined,
+    doctor: runDoctor,
   });
   await finish();
   out.result(

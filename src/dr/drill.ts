@@ -28,7 +28,15 @@ import {
 import { restoredMode, umaskOf } from "./restored-mode.js";
 import { verifyStateFolder, type Check } from "./verify.js";
 import { walkWorkspace } from "./walk.js";
-import { runDoctor } from "../orchestrator/doctor.js";
+
+/**
+ * The orchestrator's doctor, run on the restored copy. Passed in by the caller: DR sits below the
+ * orchestrator in the layering (docs/ARCHITECTURE.md).
+ */
+export type RestoredDoctor = (
+  sddDir: string,
+  opts: { keyFile?: string },
+) => Promise<{ checks: { name: string; verdict: string; detail: string }[] }>;
 
 export interface DrillStep {
   name: string;
@@ -75,7 +83,7 @@ function hashPrefix(file: string, length: number): string | undefined {
 
 export async function runDrill(
   ws: Workspace,
-  opts: { keepDir?: string; password?: string } = {},
+  opts: { keepDir?: string; password?: string; doctor: RestoredDoctor },
 ): Promise<DrillReport> {
   const startedAt = new Date();
   const scratch = opts.keepDir
@@ -211,7 +219,7 @@ export async function runDrill(
         })),
       ];
       // The orchestrator's doctor on the restored copy (its own checks, version record included).
-      const doctor = await runDoctor(restored, {
+      const doctor = await opts.doctor(restored, {
         keyFile: (await stat(keyPath).catch(() => undefined)) ? keyPath : undefined,
       });
       for (const c of doctor.checks) {

@@ -496,7 +496,12 @@ export function registerDr(program: Command): void {
     const ws = await openWorkspace(g.sdd);
     // Loaded on use: the drill's doctor checks bring in the orchestrator's task validation.
     const { runDrill } = await import("../../dr/drill.js");
-    const report = await runDrill(ws, { keepDir: opts.keep, password: opts.encrypt ? password : undefined });
+    const { runDoctor } = await import("../../orchestrator/doctor.js");
+    const report = await runDrill(ws, {
+      keepDir: opts.keep,
+      password: opts.encrypt ? password : undefined,
+      doctor: runDoctor,
+    });
     for (const w of report.warnings) out.warn(w);
     out.result(report, () => printDrill(out, report));
     if (!report.ok) {
