@@ -1,6 +1,6 @@
 /**
  * The layering of src/ (docs/ARCHITECTURE.md "Layering"), checked by `npm run lint`:
- *   json, errors -> workspace -> wal, audit, ledger -> state, checkpoint -> storage, dr
+ *   json, errors -> workspace -> wal, audit, ledger -> state -> checkpoint -> storage, dr
  *     -> orchestrator, replication -> config -> cli
  * A folder imports only from its own layer or below, and no two files import each other,
  * directly or through others.
@@ -9,7 +9,8 @@ const layers = [
   { name: "base", folders: ["json", "errors", "version\\.ts$"] },
   { name: "workspace", folders: ["workspace"] },
   { name: "records", folders: ["wal", "audit", "ledger"] },
-  { name: "state", folders: ["state", "checkpoint"] },
+  { name: "state", folders: ["state"] },
+  { name: "checkpoint", folders: ["checkpoint"] },
   { name: "storage-dr", folders: ["storage", "dr"] },
   { name: "services", folders: ["orchestrator", "replication"] },
   { name: "config", folders: ["config"] },

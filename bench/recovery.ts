@@ -17,7 +17,7 @@ import path from "node:path";
 import { once } from "node:events";
 import { writeCheckpoint } from "../src/checkpoint/checkpoint.js";
 import { cloneState, StateBuilder, type OrchestratorState } from "../src/state/reducer.js";
-import { loadState } from "../src/state/load-state.js";
+import { loadState } from "../src/checkpoint/load-state.js";
 import { buildEntry, entryLine, GENESIS_HASH, type WalRecord } from "../src/wal/entry.js";
 import { initWorkspace, type Workspace } from "../src/workspace/layout.js";
 

@@ -19,7 +19,7 @@ import { readRole } from "../replication/role.js";
 import { walDrift } from "./materialize.js";
 import { scanBacklog } from "./tasks.js";
 import { taskView, totalCost } from "./view.js";
-import { loadState } from "../state/load-state.js";
+import { loadState } from "../checkpoint/load-state.js";
 import { versionCheck } from "./restored.js";
 import type { DoctorCheck, Verdict } from "./doctor-check.js";
 

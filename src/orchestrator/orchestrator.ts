@@ -39,7 +39,7 @@ import { listStateFolder, moveTaskFile, readTaskFile, scanBacklog } from "./task
 import { type TaskSpec } from "./task-spec.js";
 import { SnapshotResponder } from "../dr/snapshot.js";
 import { allTasks, sessions, taskView, type TaskView } from "./view.js";
-import { loadState } from "../state/load-state.js";
+import { loadState } from "../checkpoint/load-state.js";
 import {
   EXIT_DUPLICATE,
   WRAPPER_MAIN,

@@ -11,7 +11,7 @@ import { readStatusFile } from "./control.js";
 import { newestCheckpointInfo } from "./checkpointing.js";
 import { listStateFolder } from "./tasks.js";
 import { sessions, totalCost } from "./view.js";
-import { loadState } from "../state/load-state.js";
+import { loadState } from "../checkpoint/load-state.js";
 import { agentAlive, wrapperScan } from "./agent-liveness.js";
 import { readAgentRecord } from "./wrapper.js";
 

@@ -18,7 +18,7 @@ import { durableAppend } from "../workspace/durable.js";
 import { acquireLock, describeHolder, readLock } from "../workspace/lock.js";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { materializeFromWal } from "../orchestrator/materialize.js";
-import { loadState } from "../state/load-state.js";
+import { loadState } from "../checkpoint/load-state.js";
 import { type AckPolicyName, ReplicationError, parseAckPolicy, promotionQuorum } from "./ack-policy.js";
 import { GENESIS_HASH, IntegrityError, type ChainTail, verifyPrefix } from "./chain.js";
 import { Peer, errorText } from "./client.js";

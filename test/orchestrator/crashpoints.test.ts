@@ -4,7 +4,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { runDoctor } from "../../src/orchestrator/doctor.js";
-import { loadState } from "../../src/state/load-state.js";
+import { loadState } from "../../src/checkpoint/load-state.js";
 import { totalCost } from "../../src/orchestrator/view.js";
 import { initWorkspace, Workspace } from "../../src/workspace/layout.js";
 import { runCli, scratchDir } from "../helpers.js";

@@ -12,7 +12,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { requestSnapshot } from "../../src/dr/snapshot.js";
 import { listCheckpointFiles, writeCheckpoint } from "../../src/checkpoint/checkpoint.js";
-import { loadState } from "../../src/state/load-state.js";
+import { loadState } from "../../src/checkpoint/load-state.js";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";

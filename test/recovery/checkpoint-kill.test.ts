@@ -9,7 +9,7 @@ import {
   validateCheckpointFile,
   writeCheckpoint,
 } from "../../src/checkpoint/checkpoint.js";
-import { loadState } from "../../src/state/load-state.js";
+import { loadState } from "../../src/checkpoint/load-state.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { scratchDir } from "../helpers.js";
 import { randomDecisions, rng } from "./support/decisions.js";

@@ -9,7 +9,7 @@ import {
   writeCheckpoint,
 } from "../../src/checkpoint/checkpoint.js";
 import { applyEntry, emptyState, type OrchestratorState } from "../../src/state/reducer.js";
-import { loadState } from "../../src/state/load-state.js";
+import { loadState } from "../../src/checkpoint/load-state.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { runCli, scratchDir } from "../helpers.js";
 import { randomDecisions, rng } from "./support/decisions.js";

@@ -17,7 +17,7 @@ import {
 } from "../../checkpoint/checkpoint.js";
 import { gitSha, sessionRowOf, writeSessionRow } from "../../checkpoint/session-row.js";
 import { stateCounts } from "../../state/reducer.js";
-import { loadState } from "../../state/load-state.js";
+import { loadState } from "../../checkpoint/load-state.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";

@@ -3,7 +3,7 @@
  * hundred KB) until it is killed. Prints "ready" before the first write.
  */
 import { writeCheckpoint } from "../../../src/checkpoint/checkpoint.js";
-import { loadState } from "../../../src/state/load-state.js";
+import { loadState } from "../../../src/checkpoint/load-state.js";
 import { Workspace } from "../../../src/workspace/layout.js";
 
 const ws = new Workspace(process.argv[2]);

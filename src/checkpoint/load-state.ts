@@ -8,12 +8,12 @@ import {
   stateOfCheckpoint,
   type Checkpoint,
   type CheckpointCheck,
-} from "../checkpoint/checkpoint.js";
-import { GENESIS_HASH, readWalSuffix, WalSuffixError } from "../checkpoint/wal-position.js";
+} from "./checkpoint.js";
+import { GENESIS_HASH, readWalSuffix, WalSuffixError } from "./wal-position.js";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { listRuns } from "../wal/reader.js";
 import type { Workspace } from "../workspace/layout.js";
-import { emptyState, StateBuilder, type OrchestratorState } from "./reducer.js";
+import { emptyState, StateBuilder, type OrchestratorState } from "../state/reducer.js";
 
 export interface LoadStateResult {
   state: OrchestratorState;
