@@ -148,3 +148,28 @@ export async function ledgerAgentIds(ws: Workspace): Promise<Set<string>> {
   }
   return ids;
 }
+
+/**
+ * Appends the row of a usage unless its agent id has one already: a decision finished again after
+ * a crash between its ledger row and its commit must not count the usage twice. The ledger's agent
+ * ids are read once, on the first usage, and kept up to date by this appender.
+ */
+export class CostRowsOncePerAgent {
+  private agentIds: Set<string> | null = null;
+
+  constructor(private readonly ws: Workspace) {}
+
+  /** The row of the usage `out` reports; true when a row was written (none for no usage, or a repeat). */
+  async append(
+    row: Pick<CostRow, "run_id" | "task_id" | "agent_id"> & { timestamp?: string },
+    out: JsonObject,
+  ): Promise<boolean> {
+    const usage = usageOf(out);
+    if (!usage) return false;
+    this.agentIds ??= await ledgerAgentIds(this.ws);
+    if (this.agentIds.has(row.agent_id)) return false;
+    await appendCostRow(this.ws, { ...row, ...usage });
+    this.agentIds.add(row.agent_id);
+    return true;
+  }
+}

@@ -13,7 +13,7 @@ import { readFileSync } from "node:fs";
 import { readFile, readdir } from "node:fs/promises";
 import os from "node:os";
 import { processStartTime } from "../workspace/lock.js";
-import { isProcessAlive } from "../workspace/process.js";
+import { isProcessAlive, killProcessGroup } from "../workspace/process.js";
 import { WRAPPER_MAIN, type AgentRecord, type WrapperJob } from "./wrapper.js";
 
 /** The wrapper of a token is alive: same host, pid running, same kernel start time, not a zombie. */
@@ -23,6 +23,14 @@ export function agentAlive(record: AgentRecord): boolean {
   const now = processStartTime(record.pid);
   if (record.start_time && now !== record.start_time) return false;
   return !isZombie(record.pid);
+}
+
+/** SIGKILL the command's process group and the wrapper's (only on the host that runs them). */
+export function killAgent(record: AgentRecord): void {
+  if (record.hostname !== os.hostname()) return;
+  for (const pgid of [record.command_pgid, agentAlive(record) ? record.pid : null]) {
+    if (pgid) killProcessGroup(pgid, "SIGKILL");
+  }
 }
 
 function isZombie(pid: number): boolean {

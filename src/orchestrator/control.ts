@@ -70,3 +70,21 @@ export async function readStatusFile(ws: Workspace): Promise<OrchestratorStatusF
     return null;
   }
 }
+
+/** The running orchestrator's own status file: written whole on every change of its state. */
+export class RunStatusFile {
+  private current: OrchestratorStatusFile;
+
+  constructor(
+    private readonly ws: Workspace,
+    first: Omit<OrchestratorStatusFile, "started_at" | "updated_at">,
+  ) {
+    const now = new Date().toISOString();
+    this.current = { ...first, started_at: now, updated_at: now };
+  }
+
+  async write(change: Partial<OrchestratorStatusFile> = {}): Promise<void> {
+    this.current = { ...this.current, ...change, updated_at: new Date().toISOString() };
+    await writeStatusFile(this.ws, this.current);
+  }
+}

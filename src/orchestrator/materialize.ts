@@ -16,7 +16,7 @@
 import path from "node:path";
 import type { JsonObject } from "../json/object.js";
 import { asNumber } from "../json/object.js";
-import { appendCostRow, ledgerAgentIds, ledgerTotals, usageOf } from "../ledger/cost-ledger.js";
+import { CostRowsOncePerAgent, ledgerTotals } from "../ledger/cost-ledger.js";
 import { listRuns, readWalEntries } from "../wal/reader.js";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
 import type { TaskState, Workspace } from "../workspace/layout.js";
@@ -153,7 +153,7 @@ function specOf(t: TaskView): TaskSpec {
  * commit is in, the commit's time. Streams every run (only called when the ledger is short).
  */
 async function appendMissingCostRows(ws: Workspace): Promise<number> {
-  const have = await ledgerAgentIds(ws);
+  const rows = new CostRowsOncePerAgent(ws);
   let added = 0;
   for (const run of await listRuns(ws)) {
     for await (const { entry } of readWalEntries(run.file, { runId: run.run_id })) {
@@ -165,20 +165,13 @@ async function appendMissingCostRows(ws: Workspace): Promise<number> {
       const taskId = entry.inputs.task_id;
       const attempt = asNumber(entry.inputs.attempt);
       if (typeof taskId !== "string" || attempt === undefined) continue;
-      const out = entry.output;
-      const usage = usageOf(out);
-      if (!usage) continue;
-      const agentId = agentIdOf(taskId, attempt);
-      if (have.has(agentId)) continue;
-      await appendCostRow(ws, {
+      const row = {
         timestamp: new Date(entry.timestamp * 1000).toISOString(),
         run_id: run.run_id,
         task_id: taskId,
-        agent_id: agentId,
-        ...usage,
-      });
-      have.add(agentId);
-      added++;
+        agent_id: agentIdOf(taskId, attempt),
+      };
+      if (await rows.append(row, entry.output)) added++;
     }
   }
   return added;

@@ -13,13 +13,14 @@
  */
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { open, readFile, readdir } from "node:fs/promises";
+import { open, readFile, readdir, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { atomicWriteFile, durableCreate, durableMkdir } from "../workspace/durable.js";
 import { Workspace } from "../workspace/layout.js";
 import { processStartTime } from "../workspace/lock.js";
+import { killProcessGroup } from "../workspace/process.js";
 
 /** The wrapper's entry script: the orchestrator spawns `node WRAPPER_MAIN '<WrapperJob JSON>'`. */
 export const WRAPPER_MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), "wrapper-main.js");
@@ -95,6 +96,14 @@ async function readJsonFile<T>(file: string): Promise<T | null> {
     if (err instanceof SyntaxError) return null; // never happens with atomic writes; be lenient
     throw err;
   }
+}
+
+/** Whether an attempt's run-once token exists (its wrapper started, so a process may have run). */
+export function hasRunOnceToken(ws: Workspace, agentId: string): Promise<boolean> {
+  return stat(agentRecordPath(ws, agentId)).then(
+    () => true,
+    () => false,
+  );
 }
 
 export function readAgentRecord(ws: Workspace, agentId: string): Promise<AgentRecord | null> {
@@ -178,12 +187,11 @@ export async function usageFromLog(logFile: string, tailBytes = 64 * 1024): Prom
   }
 }
 
-function killGroup(pgid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pgid, signal);
-  } catch {
-    // already gone
-  }
+interface CommandOutcome {
+  code: number | null;
+  signal: string | null;
+  error: string | null;
+  timedOut: boolean;
 }
 
 /** Runs one attempt; resolves with the wrapper's exit code once the completion record is durable. */
@@ -213,62 +221,9 @@ export async function runWrapper(job: WrapperJob): Promise<number> {
   await durableMkdir(ws.completedDir);
   const logFd = openSync(logFile, "a");
   const t0 = process.hrtime.bigint();
-  // The record's rewrite with the command's process group runs beside the command; the completion
-  // waits for it, so a finished attempt never leaves a record without the group to clean up.
-  let recordUpdate: Promise<void> = Promise.resolve();
-
-  const outcome = await new Promise<{
-    code: number | null;
-    signal: string | null;
-    error: string | null;
-    timedOut: boolean;
-  }>((resolve) => {
-    let timedOut = false;
-    let settled = false;
-    const child = spawn(job.argv[0], job.argv.slice(1), {
-      cwd: job.cwd,
-      env: { ...process.env, ...job.env, BERNSTEIN_TASK_ID: job.task_id, BERNSTEIN_AGENT_ID: job.agent_id },
-      detached: true,
-      stdio: ["ignore", logFd, logFd],
-    });
-    const timers: NodeJS.Timeout[] = [];
-    const forward = (sig: NodeJS.Signals) => {
-      if (child.pid) killGroup(child.pid, sig);
-    };
-    const onTerm = () => forward("SIGTERM");
-    process.on("SIGTERM", onTerm);
-    process.on("SIGINT", onTerm);
-    const finish = (v: { code: number | null; signal: string | null; error: string | null }) => {
-      if (settled) return;
-      settled = true;
-      timers.forEach(clearTimeout);
-      process.off("SIGTERM", onTerm);
-      process.off("SIGINT", onTerm);
-      resolve({ ...v, timedOut });
-    };
-    child.on("error", (err: NodeJS.ErrnoException) => {
-      const reason =
-        err.code === "ENOENT"
-          ? `agent binary not found: ${job.argv[0]}`
-          : `could not start ${job.argv[0]}: ${err.message}`;
-      finish({ code: null, signal: null, error: reason });
-    });
-    child.on("spawn", () => {
-      record.command_pgid = child.pid ?? null;
-      // A failed rewrite only costs the orchestrator the group id (it then signals the wrapper's own
-      // group); the attempt's result matters more, so the command runs and is recorded either way.
-      recordUpdate = atomicWriteFile(recordFile, JSON.stringify(record) + "\n").catch(() => {});
-      if (job.timeout_s > 0) {
-        timers.push(
-          setTimeout(() => {
-            timedOut = true;
-            forward("SIGTERM");
-            timers.push(setTimeout(() => forward("SIGKILL"), KILL_GRACE_MS));
-          }, job.timeout_s * 1000),
-        );
-      }
-    });
-    child.on("exit", (code, signal) => finish({ code, signal, error: null }));
+  const { outcome, recordUpdate } = await runCommand(job, logFd, (pgid) => {
+    record.command_pgid = pgid;
+    return atomicWriteFile(recordFile, JSON.stringify(record) + "\n");
   });
   closeSync(logFd);
   const durationS = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -289,4 +244,66 @@ export async function runWrapper(job: WrapperJob): Promise<number> {
   };
   await atomicWriteFile(completionPath(ws, job.agent_id), JSON.stringify(completion) + "\n");
   return 0;
+}
+
+/**
+ * Runs the job's command in a process group of its own, output to `logFd`, killed at its timeout;
+ * SIGTERM/SIGINT of the wrapper are passed on to the group. `recordGroup` rewrites the run-once
+ * token with the group id; its promise is returned beside the outcome, so the completion can wait
+ * for it and a finished attempt never leaves a record without the group to clean up.
+ */
+async function runCommand(
+  job: WrapperJob,
+  logFd: number,
+  recordGroup: (pgid: number | null) => Promise<void>,
+): Promise<{ outcome: CommandOutcome; recordUpdate: Promise<void> }> {
+  let recordUpdate: Promise<void> = Promise.resolve();
+  const outcome = await new Promise<CommandOutcome>((resolve) => {
+    let timedOut = false;
+    let settled = false;
+    const child = spawn(job.argv[0], job.argv.slice(1), {
+      cwd: job.cwd,
+      env: { ...process.env, ...job.env, BERNSTEIN_TASK_ID: job.task_id, BERNSTEIN_AGENT_ID: job.agent_id },
+      detached: true,
+      stdio: ["ignore", logFd, logFd],
+    });
+    const timers: NodeJS.Timeout[] = [];
+    const forward = (sig: NodeJS.Signals) => {
+      if (child.pid) killProcessGroup(child.pid, sig);
+    };
+    const onTerm = () => forward("SIGTERM");
+    process.on("SIGTERM", onTerm);
+    process.on("SIGINT", onTerm);
+    const finish = (v: Omit<CommandOutcome, "timedOut">) => {
+      if (settled) return;
+      settled = true;
+      timers.forEach(clearTimeout);
+      process.off("SIGTERM", onTerm);
+      process.off("SIGINT", onTerm);
+      resolve({ ...v, timedOut });
+    };
+    child.on("error", (err: NodeJS.ErrnoException) => {
+      const reason =
+        err.code === "ENOENT"
+          ? `agent binary not found: ${job.argv[0]}`
+          : `could not start ${job.argv[0]}: ${err.message}`;
+      finish({ code: null, signal: null, error: reason });
+    });
+    child.on("spawn", () => {
+      // A failed rewrite only costs the orchestrator the group id (it then signals the wrapper's own
+      // group); the attempt's result matters more, so the command runs and is recorded either way.
+      recordUpdate = recordGroup(child.pid ?? null).catch(() => {});
+      if (job.timeout_s > 0) {
+        timers.push(
+          setTimeout(() => {
+            timedOut = true;
+            forward("SIGTERM");
+            timers.push(setTimeout(() => forward("SIGKILL"), KILL_GRACE_MS));
+          }, job.timeout_s * 1000),
+        );
+      }
+    });
+    child.on("exit", (code, signal) => finish({ code, signal, error: null }));
+  });
+  return { outcome, recordUpdate };
 }

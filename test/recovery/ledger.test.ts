@@ -4,7 +4,7 @@ import { appendFile, readFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { appendCostRow, ledgerTotals } from "../../src/ledger/cost-ledger.js";
+import { appendCostRow, CostRowsOncePerAgent, ledgerTotals } from "../../src/ledger/cost-ledger.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { scratchDir } from "../helpers.js";
 
@@ -86,6 +86,49 @@ test("a torn last ledger line is reported, not counted, and the next row is kept
       "fragment kept on its own line",
     );
     await assert.rejects(appendCostRow(ws, { ...row, cost_usd: -1 }), /cost_usd/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a usage is written once per agent id, also across appenders (a decision finished again after a crash)", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const { workspace: ws } = await initWorkspace(path.join(dir, ".sdd"));
+    const usage = { cost_usd: 0.5, input_tokens: 10, output_tokens: 20, model: "m" };
+    await appendCostRow(ws, { run_id: "r0", task_id: "a", agent_id: "a#1", ...usage });
+    const rows = new CostRowsOncePerAgent(ws);
+    assert.equal(
+      await rows.append({ run_id: "r1", task_id: "a", agent_id: "a#1" }, usage),
+      false,
+      "row of an earlier run",
+    );
+    assert.equal(await rows.append({ run_id: "r1", task_id: "b", agent_id: "b#1" }, usage), true);
+    assert.equal(await rows.append({ run_id: "r1", task_id: "b", agent_id: "b#1" }, usage), false, "repeat");
+    const nothing = { cost_usd: 0, input_tokens: 0, output_tokens: 0, model: null };
+    assert.equal(
+      await rows.append({ run_id: "r1", task_id: "c", agent_id: "c#1" }, nothing),
+      false,
+      "no usage",
+    );
+    assert.equal(
+      await new CostRowsOncePerAgent(ws).append({ run_id: "r2", task_id: "b", agent_id: "b#1" }, usage),
+      false,
+    );
+    const totals = await ledgerTotals(ws);
+    assert.equal(totals.rows, 2);
+    assert.equal(totals.cost_usd, 1);
+    const written = (await readFile(ws.costLedger, "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      written.map((r) => [r.run_id, r.agent_id, r.model, r.input_tokens, r.output_tokens]),
+      [
+        ["r0", "a#1", "m", 10, 20],
+        ["r1", "b#1", "m", 10, 20],
+      ],
+    );
   } finally {
     await cleanup();
   }

@@ -1,0 +1,60 @@
+/** What `start` may tune about a run of the orchestrator, and the warnings it reports. */
+import type { WalPosition } from "../wal/entry.js";
+import type { WalWriter } from "../wal/writer.js";
+
+export interface OrchestratorOptions {
+  maxAgents: number;
+  untilIdle: boolean;
+  /** Checkpoint after this many commits (0: never by count). */
+  checkpointEvery: number;
+  /** Checkpoint after this many seconds (0: never by time). */
+  checkpointIntervalS: number;
+  /** First retry delay; doubles per failure, capped at 60 s. */
+  retryBackoffMs: number;
+  /** Longest sleep between scheduling passes (completions and stop requests also wake the loop). */
+  pollMs: number;
+  /** How long an agent without a pid record may stay unaccounted for before it counts as lost. */
+  lostAgentGraceMs: number;
+  /** Audit key file (else the default resolution). */
+  auditKeyFile?: string;
+  /**
+   * The replication leader (`start --replication-listen`): its commit gate holds each append until
+   * the acknowledgement policy is met (a rejection is a REPLICATION error), and it serves the run.
+   */
+  replication?: {
+    commitGate: (pos: WalPosition) => Promise<void>;
+    attachWriter: (writer: WalWriter) => unknown;
+  };
+  log?: (line: string) => void;
+  /**
+   * A warning. Those with a `group` come in bursts (one per task or intent: thousands after a
+   * restore), so the caller may summarize a group's warnings between two `flushWarnings` calls.
+   */
+  warn?: (line: string, group?: WarningGroup) => void;
+  /** Called after recovery's and each scheduling pass's warnings (the end of a burst). */
+  flushWarnings?: () => void;
+}
+
+/** Kinds of warnings that come one per task, agent or intent. */
+export type WarningGroup =
+  | "stale intent"
+  | "task file from the WAL"
+  | "replay failure"
+  | "idempotency store"
+  | "task in two folders"
+  | "malformed task file"
+  | "missing task file"
+  | "reused task id"
+  | "failed task"
+  | "lost agent"
+  | "blocked task";
+
+export const DEFAULT_OPTIONS: OrchestratorOptions = {
+  maxAgents: 4,
+  untilIdle: false,
+  checkpointEvery: 100,
+  checkpointIntervalS: 60,
+  retryBackoffMs: 1000,
+  pollMs: 250,
+  lostAgentGraceMs: 15_000,
+};

@@ -1,0 +1,65 @@
+/**
+ * A stop request (`bernstein stop`, Ctrl-C): drain (no new claims, wait up to the timeout for the
+ * running agents, which keep running after it and are re-attached by the next start) or force
+ * (kill every agent's process groups, their tasks interrupted).
+ */
+import { killProcessGroup } from "../workspace/process.js";
+import { complete } from "./actions/complete.js";
+import { interrupt } from "./actions/interrupt.js";
+import { killAgent } from "./agent-liveness.js";
+import { readStopRequest, type RunStatusFile } from "./control.js";
+import type { RunContext } from "./run-context.js";
+import { sessions } from "./view.js";
+import { completionPath, readAgentRecord, readCompletion } from "./wrapper.js";
+import { durableUnlink } from "../workspace/durable.js";
+
+export class StopState {
+  mode: "drain" | "force" | null = null;
+  /** Date.now() after which a drain leaves the agents running. */
+  deadline = 0;
+
+  /** Takes up a stop request, if one came; a drain is logged and shown in the status file. */
+  async check(ctx: RunContext, status: RunStatusFile, log: (line: string) => void): Promise<void> {
+    if (this.mode === "force") return;
+    const req = await readStopRequest(ctx.ws);
+    if (!req) return;
+    if (req.mode === "force") {
+      this.mode = "force";
+      return;
+    }
+    if (!this.mode) {
+      this.mode = "drain";
+      this.deadline = Date.now() + req.timeout_s * 1000;
+      log(`stop requested: draining (no new claims, waiting up to ${req.timeout_s}s for running agents)`);
+      await status.write({ state: "draining" });
+    }
+  }
+}
+
+/** stop --force: kill every agent's process groups, then record those tasks as interrupted. */
+export async function forceStop(ctx: RunContext): Promise<void> {
+  for (const s of sessions(ctx.dlog.state)) {
+    // A wrapper we spawned is the leader of its own group, even before it wrote its pid record.
+    const child = ctx.agents.get(s.agent_id)?.child;
+    if (child?.pid && child.exitCode === null && child.signalCode === null)
+      killProcessGroup(child.pid, "SIGKILL");
+    const record = await readAgentRecord(ctx.ws, s.agent_id);
+    if (record) killAgent(record);
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  // A command group recorded after the first pass (the wrapper was starting): kill it too.
+  for (const s of sessions(ctx.dlog.state)) {
+    const record = await readAgentRecord(ctx.ws, s.agent_id);
+    if (record?.command_pgid) killProcessGroup(record.command_pgid, "SIGKILL");
+  }
+  for (const s of sessions(ctx.dlog.state)) {
+    const rec = await readCompletion(ctx.ws, s.agent_id);
+    if (rec && rec.exit_code === 0 && !rec.timed_out && rec.error === null) {
+      await complete(ctx, s.agent_id, rec); // it finished just before the kill
+      continue;
+    }
+    await interrupt(ctx, s.task_id, s.attempt, "stop --force killed the agent");
+    ctx.agents.forget(s.agent_id);
+    await durableUnlink(completionPath(ctx.ws, s.agent_id)).catch(() => {});
+  }
+}
