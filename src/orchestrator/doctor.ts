@@ -17,8 +17,9 @@ import { describeHolder, readLock } from "../workspace/lock.js";
 import { newestCheckpointCheck } from "./checkpointing.js";
 import { readRole } from "../replication/role.js";
 import { walDrift } from "./materialize.js";
-import { scanBacklog } from "./tasks.js";
-import { taskView, totalCost } from "./view.js";
+import { scanBacklog, type BacklogScan } from "./tasks.js";
+import type { OrchestratorState } from "../state/reducer.js";
+import { taskView, totalCost, type TaskView } from "./view.js";
 import { loadState } from "../checkpoint/load-state.js";
 import { versionCheck } from "./restored.js";
 import type { DoctorCheck, Verdict } from "./doctor-check.js";
@@ -28,6 +29,9 @@ export interface DoctorOptions {
   keyFile?: string;
   env?: NodeJS.ProcessEnv;
 }
+
+/** A run's WAL file, as `listRuns` lists it. */
+type WalRun = { run_id: string; file: string };
 
 function check(name: string, verdict: Verdict, detail: string, fix = ""): DoctorCheck {
   return { name, ok: verdict !== "fail", verdict, detail, fix };
@@ -73,148 +77,19 @@ export async function runDoctor(
     );
     return { checks };
   }
-  await guard("layout", "bernstein init", async () => {
-    const missing: string[] = [];
-    for (const rel of WORKSPACE_DIRS) if (!(await isDir(ws.p(rel)))) missing.push(rel);
-    // A workspace restored from the Python original lacks our extra folders: they are created on demand.
-    const essential = missing.filter((m) => m === "runtime/wal" || m === "backlog/open");
-    if (essential.length)
-      return check(
-        "layout",
-        "fail",
-        `missing folders: ${missing.join(", ")}`,
-        "`bernstein init` creates them (idempotent)",
-      );
-    if (missing.length)
-      return check(
-        "layout",
-        "warn",
-        `missing folders (created on demand): ${missing.join(", ")}`,
-        "`bernstein init` creates them (idempotent)",
-      );
-    return check("layout", "pass", `all ${WORKSPACE_DIRS.length} workspace folders present`);
-  });
-
+  await guard("layout", "bernstein init", () => layoutCheck(ws));
   // 2. lock
-  await guard("lock", "", async () => {
-    const l = await readLock(ws);
-    switch (l.state) {
-      case "free":
-        return check("lock", "pass", "no lock held (no orchestrator running)");
-      case "held":
-        return check("lock", "pass", `held by a live process: ${describeHolder(l.info)}`);
-      case "stale":
-        return check(
-          "lock",
-          "warn",
-          `stale lock of ${describeHolder(l.info)}: ${l.reason}`,
-          "the next `bernstein start` takes it over",
-        );
-      default:
-        return check(
-          "lock",
-          "fail",
-          `lock file unreadable: ${l.reason}`,
-          `remove ${ws.lockFile} if no orchestrator is running`,
-        );
-    }
-  });
-
+  await guard("lock", "", () => lockCheck(ws));
   // 3. every WAL chain
   const runs = await listRuns(ws).catch(() => []);
-  await guard("wal", "bernstein wal verify", async () => {
-    if (!runs.length && !(await findWalRollbacks(ws)).rollbacks.length)
-      return check("wal", "pass", "no WAL runs yet");
-    const bad: string[] = [];
-    const torn: string[] = [];
-    let entries = 0;
-    for (const run of runs) {
-      const r = await verifyWal(run.file, run.run_id);
-      entries += r.entries;
-      if (r.ok) continue;
-      const e = r.errors[0];
-      const closed = await readClosedMarker(ws, run.run_id);
-      if (!closed && r.error_count === 1 && e.line === r.entries) torn.push(`${run.run_id} (seq ${e.seq})`);
-      else bad.push(`${run.run_id} at seq ${e.seq}, line ${e.line}: ${e.message}`);
-    }
-    const { rollbacks } = await findWalRollbacks(ws);
-    const problems = [
-      ...(bad.length ? [`broken chain: ${bad.join("; ")}`] : []),
-      ...(rollbacks.length
-        ? [`rolled back: ${rollbacks.map((r) => `run ${r.run_id}: ${r.message}`).join("; ")}`]
-        : []),
-    ];
-    if (problems.length)
-      return check(
-        "wal",
-        "fail",
-        problems.join("; "),
-        "inspect with `bernstein wal verify --run RUN`; restore a good copy with `bernstein dr restore`",
-      );
-    if (torn.length)
-      return check(
-        "wal",
-        "warn",
-        `${runs.length} run(s), ${entries} entries; torn tail (a crash) in ${torn.join(", ")}`,
-        "`bernstein start` cuts it back to the last valid entry",
-      );
-    return check("wal", "pass", `${runs.length} run(s), ${entries} entries, every chain intact`);
-  });
-
+  await guard("wal", "bernstein wal verify", () => walCheck(ws, runs));
   // 4. audit chain (needs the key; a missing key is a warning, never a pass)
-  await guard("audit", "bernstein audit verify", async () => {
-    let key;
-    try {
-      key = await loadAuditKey({ create: false, keyFile: opts.keyFile, env: opts.env });
-    } catch (err) {
-      return check(
-        "audit",
-        "warn",
-        `audit chain not verified: ${(err as Error).message}`,
-        "pass --key-file FILE (restore the key from your secrets store)",
-      );
-    }
-    const r = await verifyAuditLog(ws, key);
-    if (!r.ok) {
-      const e = r.errors[0];
-      return check(
-        "audit",
-        "fail",
-        `${r.errors.length} break(s); first at ${e.file}:${e.line}: ${e.message}`,
-        "bernstein audit verify --key-file FILE; restore with `bernstein dr restore`",
-      );
-    }
-    return check("audit", "pass", `${r.entries} entries in ${r.files.length} file(s), chain intact`);
-  });
-
+  await guard("audit", "bernstein audit verify", () => auditCheck(ws, opts));
   // 5. newest checkpoint valid and consistent with the WAL
   await guard("checkpoint", "bernstein checkpoint list", async () => newestCheckpointCheck(ws));
-
   // 6-7. backlog files parse; no task in two folders
   const scan = await scanBacklog(ws);
-  checks.push(
-    scan.malformed.length
-      ? check(
-          "backlog",
-          "fail",
-          `${scan.malformed.length} malformed task file(s): ${scan.malformed.map((m) => m.error).join("; ")}`,
-          "fix or move the named files (they are left in place, never deleted)",
-        )
-      : check("backlog", "pass", `${scan.tasks.length} task file(s) parse`),
-  );
-  checks.push(
-    scan.duplicates.size
-      ? check(
-          "backlog_unique",
-          "fail",
-          [...scan.duplicates]
-            .map(([id, fs]) => `${id} in ${fs.map((f) => path.relative(ws.root, f.file)).join(" and ")}`)
-            .join("; "),
-          "keep the copy in the folder `bernstein status` expects and move the other out of backlog/",
-        )
-      : check("backlog_unique", "pass", "no task is in two folders"),
-  );
-
+  checks.push(...backlogChecks(ws, scan));
   // 8. every claimed task has its claim in the WAL; the folders agree with the state
   let state;
   try {
@@ -230,91 +105,234 @@ export async function runDoctor(
     );
   }
   if (state) {
-    const claimedFiles = scan.tasks.filter((t) => t.state === "claimed");
-    const intents = await claimIntents(ws, runs);
-    const unclaimed = claimedFiles.filter(
-      (t) => taskView(state, t.spec.id)?.state !== "claimed" && !intents.has(t.spec.id),
-    );
-    checks.push(
-      unclaimed.length
-        ? check(
-            "claims",
-            "fail",
-            `claimed without a claim in the WAL: ${unclaimed.map((t) => t.spec.id).join(", ")}`,
-            "move the files back to backlog/open (the orchestrator re-adopts them)",
-          )
-        : check("claims", "pass", `${claimedFiles.length} claimed task(s), each with its claim in the WAL`),
-    );
-    const drift = await walDrift(ws, state, scan);
     // A follower's backlog is its base snapshot's: promotion writes the rest from the WAL.
     const follower = (await readRole(ws).catch(() => undefined))?.role === "follower";
-    const missing = drift.missing.map((t) => `${t.id} (${t.state})`);
-    const listed = missing.length > 20 ? `${missing.slice(0, 20).join(", ")}, ...` : missing.join(", ");
-    checks.push(
-      !missing.length
-        ? check("tasks_from_wal", "pass", "every task the WAL created has its task file")
-        : follower
-          ? check(
-              "tasks_from_wal",
-              "pass",
-              `follower: ${missing.length} task(s) of the WAL have no file yet; \`bernstein dr promote\` writes them from the WAL: ${listed}`,
-            )
-          : check(
-              "tasks_from_wal",
-              "fail",
-              `${missing.length} task(s) created in the WAL have no task file (status under-counts them): ${listed}`,
-              "`bernstein start` writes them from their task_created entries (every field is in the WAL)",
-            ),
-    );
-    const mismatched = drift.misplaced.map((m) => `${m.id} (file in ${m.folder}, state ${m.state})`);
-    checks.push(
-      mismatched.length
-        ? check(
-            "folders",
-            "warn",
-            `folders behind the WAL: ${mismatched.join(", ")}`,
-            "`bernstein start` moves them (a crash between a rename and its commit)",
-          )
-        : check("folders", "pass", "every task file is in the folder of its state"),
-    );
-
+    checks.push(...(await stateChecks(ws, state, scan, runs, follower)));
     // 9. ledger totals agree with the state (checkpoint + WAL suffix)
-    await guard("ledger", "bernstein start", async () => {
-      const totals = await ledgerTotals(ws);
-      const expected = totalCost(state);
-      const diff = Math.abs(totals.cost_usd - expected);
-      if (diff > 1e-9 * Math.max(1, expected)) {
-        const short = totals.cost_usd < expected;
-        if (short && follower)
-          return check(
-            "ledger",
-            "pass",
-            `follower: ledger rows sum to $${totals.cost_usd}, the WAL says $${expected}; \`bernstein dr promote\` writes the missing rows from the WAL`,
-          );
-        return check(
-          "ledger",
-          "fail",
-          `ledger rows sum to $${totals.cost_usd} but the state says $${expected}`,
-          short
-            ? "`bernstein start` writes the rows of usage commits that have none from the WAL"
-            : "`bernstein start` finishes a completion interrupted between its ledger row and its commit",
-        );
-      }
-      return check(
-        "ledger",
-        totals.problems.length ? "warn" : "pass",
-        `${totals.rows} row(s), $${totals.cost_usd} = state total${totals.problems.length ? `; ${totals.problems.length} unreadable line(s)` : ""}`,
-      );
-    });
+    await guard("ledger", "bernstein start", () => ledgerCheck(ws, state, follower));
   }
-
   // 10. tool version vs the manifest of a restored workspace
   await guard("version", "", async () => versionCheck(ws.root));
   return { checks };
 }
 
+async function layoutCheck(ws: Workspace): Promise<DoctorCheck> {
+  const missing: string[] = [];
+  for (const rel of WORKSPACE_DIRS) if (!(await isDir(ws.p(rel)))) missing.push(rel);
+  // A workspace restored from the Python original lacks our extra folders: they are created on demand.
+  const essential = missing.filter((m) => m === "runtime/wal" || m === "backlog/open");
+  if (essential.length)
+    return check(
+      "layout",
+      "fail",
+      `missing folders: ${missing.join(", ")}`,
+      "`bernstein init` creates them (idempotent)",
+    );
+  if (missing.length)
+    return check(
+      "layout",
+      "warn",
+      `missing folders (created on demand): ${missing.join(", ")}`,
+      "`bernstein init` creates them (idempotent)",
+    );
+  return check("layout", "pass", `all ${WORKSPACE_DIRS.length} workspace folders present`);
+}
+
+async function lockCheck(ws: Workspace): Promise<DoctorCheck> {
+  const l = await readLock(ws);
+  switch (l.state) {
+    case "free":
+      return check("lock", "pass", "no lock held (no orchestrator running)");
+    case "held":
+      return check("lock", "pass", `held by a live process: ${describeHolder(l.info)}`);
+    case "stale":
+      return check(
+        "lock",
+        "warn",
+        `stale lock of ${describeHolder(l.info)}: ${l.reason}`,
+        "the next `bernstein start` takes it over",
+      );
+    default:
+      return check(
+        "lock",
+        "fail",
+        `lock file unreadable: ${l.reason}`,
+        `remove ${ws.lockFile} if no orchestrator is running`,
+      );
+  }
+}
+
+async function walCheck(ws: Workspace, runs: WalRun[]): Promise<DoctorCheck> {
+  if (!runs.length && !(await findWalRollbacks(ws)).rollbacks.length)
+    return check("wal", "pass", "no WAL runs yet");
+  const bad: string[] = [];
+  const torn: string[] = [];
+  let entries = 0;
+  for (const run of runs) {
+    const r = await verifyWal(run.file, run.run_id);
+    entries += r.entries;
+    if (r.ok) continue;
+    const e = r.errors[0];
+    const closed = await readClosedMarker(ws, run.run_id);
+    if (!closed && r.error_count === 1 && e.line === r.entries) torn.push(`${run.run_id} (seq ${e.seq})`);
+    else bad.push(`${run.run_id} at seq ${e.seq}, line ${e.line}: ${e.message}`);
+  }
+  const { rollbacks } = await findWalRollbacks(ws);
+  const problems = [
+    ...(bad.length ? [`broken chain: ${bad.join("; ")}`] : []),
+    ...(rollbacks.length
+      ? [`rolled back: ${rollbacks.map((r) => `run ${r.run_id}: ${r.message}`).join("; ")}`]
+      : []),
+  ];
+  if (problems.length)
+    return check(
+      "wal",
+      "fail",
+      problems.join("; "),
+      "inspect with `bernstein wal verify --run RUN`; restore a good copy with `bernstein dr restore`",
+    );
+  if (torn.length)
+    return check(
+      "wal",
+      "warn",
+      `${runs.length} run(s), ${entries} entries; torn tail (a crash) in ${torn.join(", ")}`,
+      "`bernstein start` cuts it back to the last valid entry",
+    );
+  return check("wal", "pass", `${runs.length} run(s), ${entries} entries, every chain intact`);
+}
+
+async function auditCheck(ws: Workspace, opts: DoctorOptions): Promise<DoctorCheck> {
+  let key;
+  try {
+    key = await loadAuditKey({ create: false, keyFile: opts.keyFile, env: opts.env });
+  } catch (err) {
+    return check(
+      "audit",
+      "warn",
+      `audit chain not verified: ${(err as Error).message}`,
+      "pass --key-file FILE (restore the key from your secrets store)",
+    );
+  }
+  const r = await verifyAuditLog(ws, key);
+  if (!r.ok) {
+    const e = r.errors[0];
+    return check(
+      "audit",
+      "fail",
+      `${r.errors.length} break(s); first at ${e.file}:${e.line}: ${e.message}`,
+      "bernstein audit verify --key-file FILE; restore with `bernstein dr restore`",
+    );
+  }
+  return check("audit", "pass", `${r.entries} entries in ${r.files.length} file(s), chain intact`);
+}
+
+function backlogChecks(ws: Workspace, scan: BacklogScan): DoctorCheck[] {
+  return [
+    scan.malformed.length
+      ? check(
+          "backlog",
+          "fail",
+          `${scan.malformed.length} malformed task file(s): ${scan.malformed.map((m) => m.error).join("; ")}`,
+          "fix or move the named files (they are left in place, never deleted)",
+        )
+      : check("backlog", "pass", `${scan.tasks.length} task file(s) parse`),
+    scan.duplicates.size
+      ? check(
+          "backlog_unique",
+          "fail",
+          [...scan.duplicates]
+            .map(([id, fs]) => `${id} in ${fs.map((f) => path.relative(ws.root, f.file)).join(" and ")}`)
+            .join("; "),
+          "keep the copy in the folder `bernstein status` expects and move the other out of backlog/",
+        )
+      : check("backlog_unique", "pass", "no task is in two folders"),
+  ];
+}
+
+/** claims, tasks_from_wal, folders: the backlog against the state (checkpoint + WAL). */
+async function stateChecks(
+  ws: Workspace,
+  state: OrchestratorState,
+  scan: BacklogScan,
+  runs: WalRun[],
+  follower: boolean,
+): Promise<DoctorCheck[]> {
+  const claimedFiles = scan.tasks.filter((t) => t.state === "claimed");
+  const intents = await claimIntents(ws, runs);
+  const unclaimed = claimedFiles.filter(
+    (t) => taskView(state, t.spec.id)?.state !== "claimed" && !intents.has(t.spec.id),
+  );
+  const drift = await walDrift(ws, state, scan);
+  const mismatched = drift.misplaced.map((m) => `${m.id} (file in ${m.folder}, state ${m.state})`);
+  return [
+    unclaimed.length
+      ? check(
+          "claims",
+          "fail",
+          `claimed without a claim in the WAL: ${unclaimed.map((t) => t.spec.id).join(", ")}`,
+          "move the files back to backlog/open (the orchestrator re-adopts them)",
+        )
+      : check("claims", "pass", `${claimedFiles.length} claimed task(s), each with its claim in the WAL`),
+    tasksFromWalCheck(drift.missing, follower),
+    mismatched.length
+      ? check(
+          "folders",
+          "warn",
+          `folders behind the WAL: ${mismatched.join(", ")}`,
+          "`bernstein start` moves them (a crash between a rename and its commit)",
+        )
+      : check("folders", "pass", "every task file is in the folder of its state"),
+  ];
+}
+
+function tasksFromWalCheck(missingTasks: TaskView[], follower: boolean): DoctorCheck {
+  const missing = missingTasks.map((t) => `${t.id} (${t.state})`);
+  const listed = missing.length > 20 ? `${missing.slice(0, 20).join(", ")}, ...` : missing.join(", ");
+  if (!missing.length) return check("tasks_from_wal", "pass", "every task the WAL created has its task file");
+  if (follower)
+    return check(
+      "tasks_from_wal",
+      "pass",
+      `follower: ${missing.length} task(s) of the WAL have no file yet; \`bernstein dr promote\` writes them from the WAL: ${listed}`,
+    );
+  return check(
+    "tasks_from_wal",
+    "fail",
+    `${missing.length} task(s) created in the WAL have no task file (status under-counts them): ${listed}`,
+    "`bernstein start` writes them from their task_created entries (every field is in the WAL)",
+  );
+}
+
+async function ledgerCheck(ws: Workspace, state: OrchestratorState, follower: boolean): Promise<DoctorCheck> {
+  const totals = await ledgerTotals(ws);
+  const expected = totalCost(state);
+  const diff = Math.abs(totals.cost_usd - expected);
+  if (diff > 1e-9 * Math.max(1, expected)) {
+    const short = totals.cost_usd < expected;
+    if (short && follower)
+      return check(
+        "ledger",
+        "pass",
+        `follower: ledger rows sum to $${totals.cost_usd}, the WAL says $${expected}; \`bernstein dr promote\` writes the missing rows from the WAL`,
+      );
+    return check(
+      "ledger",
+      "fail",
+      `ledger rows sum to $${totals.cost_usd} but the state says $${expected}`,
+      short
+        ? "`bernstein start` writes the rows of usage commits that have none from the WAL"
+        : "`bernstein start` finishes a completion interrupted between its ledger row and its commit",
+    );
+  }
+  return check(
+    "ledger",
+    totals.problems.length ? "warn" : "pass",
+    `${totals.rows} row(s), $${totals.cost_usd} = state total${totals.problems.length ? `; ${totals.problems.length} unreadable line(s)` : ""}`,
+  );
+}
+
 /** Task ids with a task_claimed intent in a run that is not closed (a claim in flight at a crash). */
-async function claimIntents(ws: Workspace, runs: { run_id: string; file: string }[]): Promise<Set<string>> {
+async function claimIntents(ws: Workspace, runs: WalRun[]): Promise<Set<string>> {
   const ids = new Set<string>();
   for (const run of runs) {
     if (await readClosedMarker(ws, run.run_id)) continue;

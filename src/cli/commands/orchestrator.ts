@@ -6,11 +6,11 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { ExitCode, UserError } from "../../errors/errors.js";
-import { Output, globalsOf } from "../output.js";
+import { Output, globalsOf, type GlobalOptions } from "../output.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
 import { durableMkdir } from "../../workspace/durable.js";
 import { describeHolder, readLock } from "../../workspace/lock.js";
-import { Orchestrator, type RecoverySummary } from "../../orchestrator/orchestrator.js";
+import { Orchestrator, type RecoverySummary, type RunResult } from "../../orchestrator/orchestrator.js";
 import { readStatusFile, writeStopRequest } from "../../orchestrator/control.js";
 import { collectStatus, renderStatus } from "../../orchestrator/status.js";
 import { WarningDigest } from "../warning-digest.js";
@@ -19,6 +19,7 @@ import {
   addReplicationStartOptions,
   replicationArgs,
   startReplicationForStart,
+  type ReplicationStartFlags,
 } from "../replication-options.js";
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../../bin/bernstein");
@@ -73,6 +74,33 @@ async function waitForDetached(
 }
 
 export function registerOrchestrator(program: Command): void {
+  registerStart(program);
+  registerStop(program);
+  program
+    .command("status")
+    .description("task counts per state, running agents, cost, WAL position, last checkpoint")
+    .action(async (_opts, cmd: Command) => {
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      const ws = await openWorkspace(g.sdd);
+      const s = await collectStatus(ws);
+      out.result({ ok: true, ...s }, () => renderStatus(s, (l) => out.line(l)));
+    });
+}
+
+interface StartFlags extends ReplicationStartFlags {
+  untilIdle?: boolean;
+  detach?: boolean;
+  maxAgents?: number;
+  checkpointEvery?: number;
+  checkpointInterval?: number;
+  retryBackoff?: number;
+  poll?: number;
+  keyFile?: string;
+  verbose?: boolean;
+}
+
+function registerStart(program: Command): void {
   addReplicationStartOptions(program.command("start"))
     .description("recover the workspace (checkpoint + WAL replay), then run the backlog with agents")
     .option(
@@ -105,131 +133,151 @@ export function registerOrchestrator(program: Command): void {
       "--verbose",
       "print every warning (by default a burst of one kind prints its first few and a count)",
     )
-    .action(async (opts, cmd: Command) => {
+    .action(async (opts: StartFlags, cmd: Command) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
       const ws = await openWorkspace(g.sdd);
-      if (opts.detach) {
-        const lock = await readLock(ws);
-        if (lock.state === "held") {
-          throw new UserError(
-            `workspace ${ws.root} is locked by ${describeHolder(lock.info)}; stop it first (bernstein stop)`,
-            ExitCode.LOCKED,
-          );
-        }
-        const args = ["--sdd", ws.root, "start"];
-        if (opts.untilIdle) args.push("--until-idle");
-        if (opts.maxAgents !== undefined) args.push("--max-agents", String(opts.maxAgents));
-        if (opts.checkpointEvery !== undefined) args.push("--checkpoint-every", String(opts.checkpointEvery));
-        if (opts.checkpointInterval !== undefined)
-          args.push("--checkpoint-interval", String(opts.checkpointInterval));
-        if (opts.retryBackoff !== undefined) args.push("--retry-backoff", String(opts.retryBackoff));
-        if (opts.poll !== undefined) args.push("--poll", String(opts.poll));
-        if (opts.keyFile) args.push("--key-file", path.resolve(opts.keyFile));
-        if (opts.verbose) args.push("--verbose");
-        args.push(...replicationArgs(opts));
-        await durableMkdir(ws.logsDir);
-        const logFile = path.join(ws.logsDir, "orchestrator.log");
-        const fd = openSync(logFile, "a");
-        let exitCode: number | null | undefined;
-        const child = spawn(process.execPath, [BIN, ...args], {
-          detached: true,
-          stdio: ["ignore", fd, fd],
-          cwd: ws.projectDir,
-        });
-        closeSync(fd);
-        child.on("exit", (code) => (exitCode = code));
-        child.unref();
-        const s = await waitForDetached(ws, child.pid!, () => exitCode, logFile);
-        out.result(
-          {
-            ok: true,
-            detached: true,
-            pid: child.pid,
-            run_id: s.run_id,
-            replay: s.replay ?? null,
-            log: logFile,
-          },
-          () =>
-            out.line(
-              `orchestrator running in the background: pid ${child.pid}, run ${s.run_id}, log ${logFile}`,
-            ),
-        );
-        return;
-      }
-      // --replication-listen: the leader endpoint (replication owns this hook). Its commit gate holds
-      // every decision until the ack policy is met; a fenced leader refuses to start.
-      const leader = await startReplicationForStart(ws, opts, g.quiet);
-      const closeLeader = async () => leader?.close();
-      const warnings = new WarningDigest({
-        verbose: Boolean(opts.verbose),
-        keepAll: g.json,
-        print: (l) => out.warn(l),
-      });
-      const orch = await Orchestrator.open(ws, {
-        replication: leader,
-        maxAgents: opts.maxAgents,
-        untilIdle: Boolean(opts.untilIdle),
-        checkpointEvery: opts.checkpointEvery,
-        checkpointIntervalS: opts.checkpointInterval,
-        retryBackoffMs: opts.retryBackoff,
-        pollMs: opts.poll,
-        auditKeyFile: opts.keyFile,
-        log: (l) => out.line(l),
-        warn: (l, group) => warnings.warn(l, group),
-        flushWarnings: () => warnings.flush(),
-      }).catch(async (err: unknown) => {
-        warnings.flush();
-        await closeLeader();
-        throw err;
-      });
-      warnings.flush();
-      out.line(`run ${orch.runId}: ${replayLine(orch.recovery)}`);
-      // Ctrl-C / SIGTERM: drain like `bernstein stop` (agents keep running and are re-attached later).
-      const onSignal = () => {
-        writeStopRequest(ws, {
-          mode: "drain",
-          timeout_s: 0,
-          requested_at: new Date().toISOString(),
-          requested_by_pid: process.pid,
-        }).catch(() => {});
-      };
-      process.once("SIGINT", onSignal);
-      process.once("SIGTERM", onSignal);
-      const result = await orch.run().finally(async () => {
-        warnings.flush();
-        await closeLeader();
-      });
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
-      out.result(
-        {
-          ok: result.exit_code === 0,
-          options: orch.effectiveOptions,
-          recovery: orch.recovery,
-          ...result,
-          warnings: warnings.all,
-        },
-        () => {
-          const c = result.counts;
-          const r = result.this_run;
-          out.line(
-            `run ${result.run_id} ${result.reason}: this run ${r.done} done, ${r.failed.length} failed` +
-              (r.blocked.length ? `, ${r.blocked.length} newly blocked` : "") +
-              `; all tasks ${c.done ?? 0} done, ${c.failed ?? 0} failed, ${c.open ?? 0} open, ${c.claimed ?? 0} claimed; ${result.decisions} decisions`,
-          );
-        },
-      );
-      if (result.exit_code !== 0) {
-        const r = result.this_run;
-        out.failed(
-          result.exit_code,
-          `start: this run ${r.failed.length} task(s) failed terminally` +
-            (r.blocked.length ? `, ${r.blocked.length} became unable to run` : ""),
-        );
-      }
+      if (opts.detach) await startDetached(ws, opts, out);
+      else await startInForeground(ws, opts, g, out);
     });
+}
 
+/** `start --detach`: the same `start` in a background process; returns once it reports running. */
+async function startDetached(ws: Workspace, opts: StartFlags, out: Output): Promise<void> {
+  const lock = await readLock(ws);
+  if (lock.state === "held") {
+    throw new UserError(
+      `workspace ${ws.root} is locked by ${describeHolder(lock.info)}; stop it first (bernstein stop)`,
+      ExitCode.LOCKED,
+    );
+  }
+  await durableMkdir(ws.logsDir);
+  const logFile = path.join(ws.logsDir, "orchestrator.log");
+  const fd = openSync(logFile, "a");
+  let exitCode: number | null | undefined;
+  const child = spawn(process.execPath, [BIN, ...detachedArgs(ws, opts)], {
+    detached: true,
+    stdio: ["ignore", fd, fd],
+    cwd: ws.projectDir,
+  });
+  closeSync(fd);
+  child.on("exit", (code) => (exitCode = code));
+  child.unref();
+  const s = await waitForDetached(ws, child.pid!, () => exitCode, logFile);
+  out.result(
+    {
+      ok: true,
+      detached: true,
+      pid: child.pid,
+      run_id: s.run_id,
+      replay: s.replay ?? null,
+      log: logFile,
+    },
+    () =>
+      out.line(`orchestrator running in the background: pid ${child.pid}, run ${s.run_id}, log ${logFile}`),
+  );
+}
+
+/** The background process's arguments: this invocation's flags, paths made absolute. */
+function detachedArgs(ws: Workspace, opts: StartFlags): string[] {
+  const args = ["--sdd", ws.root, "start"];
+  if (opts.untilIdle) args.push("--until-idle");
+  if (opts.maxAgents !== undefined) args.push("--max-agents", String(opts.maxAgents));
+  if (opts.checkpointEvery !== undefined) args.push("--checkpoint-every", String(opts.checkpointEvery));
+  if (opts.checkpointInterval !== undefined)
+    args.push("--checkpoint-interval", String(opts.checkpointInterval));
+  if (opts.retryBackoff !== undefined) args.push("--retry-backoff", String(opts.retryBackoff));
+  if (opts.poll !== undefined) args.push("--poll", String(opts.poll));
+  if (opts.keyFile) args.push("--key-file", path.resolve(opts.keyFile));
+  if (opts.verbose) args.push("--verbose");
+  args.push(...replicationArgs(opts));
+  return args;
+}
+
+async function startInForeground(
+  ws: Workspace,
+  opts: StartFlags,
+  g: GlobalOptions,
+  out: Output,
+): Promise<void> {
+  // --replication-listen: the leader endpoint (replication owns this hook). Its commit gate holds
+  // every decision until the ack policy is met; a fenced leader refuses to start.
+  const leader = await startReplicationForStart(ws, opts, g.quiet);
+  const closeLeader = async () => leader?.close();
+  const warnings = new WarningDigest({
+    verbose: Boolean(opts.verbose),
+    keepAll: g.json,
+    print: (l) => out.warn(l),
+  });
+  const orch = await Orchestrator.open(ws, {
+    replication: leader,
+    maxAgents: opts.maxAgents,
+    untilIdle: Boolean(opts.untilIdle),
+    checkpointEvery: opts.checkpointEvery,
+    checkpointIntervalS: opts.checkpointInterval,
+    retryBackoffMs: opts.retryBackoff,
+    pollMs: opts.poll,
+    auditKeyFile: opts.keyFile,
+    log: (l) => out.line(l),
+    warn: (l, group) => warnings.warn(l, group),
+    flushWarnings: () => warnings.flush(),
+  }).catch(async (err: unknown) => {
+    warnings.flush();
+    await closeLeader();
+    throw err;
+  });
+  warnings.flush();
+  out.line(`run ${orch.runId}: ${replayLine(orch.recovery)}`);
+  // Ctrl-C / SIGTERM: drain like `bernstein stop` (agents keep running and are re-attached later).
+  const onSignal = () => {
+    writeStopRequest(ws, {
+      mode: "drain",
+      timeout_s: 0,
+      requested_at: new Date().toISOString(),
+      requested_by_pid: process.pid,
+    }).catch(() => {});
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const result = await orch.run().finally(async () => {
+    warnings.flush();
+    await closeLeader();
+  });
+  process.off("SIGINT", onSignal);
+  process.off("SIGTERM", onSignal);
+  reportRun(out, orch, result, warnings.all);
+}
+
+function reportRun(out: Output, orch: Orchestrator, result: RunResult, warnings: string[]): void {
+  out.result(
+    {
+      ok: result.exit_code === 0,
+      options: orch.effectiveOptions,
+      recovery: orch.recovery,
+      ...result,
+      warnings,
+    },
+    () => {
+      const c = result.counts;
+      const r = result.this_run;
+      out.line(
+        `run ${result.run_id} ${result.reason}: this run ${r.done} done, ${r.failed.length} failed` +
+          (r.blocked.length ? `, ${r.blocked.length} newly blocked` : "") +
+          `; all tasks ${c.done ?? 0} done, ${c.failed ?? 0} failed, ${c.open ?? 0} open, ${c.claimed ?? 0} claimed; ${result.decisions} decisions`,
+      );
+    },
+  );
+  if (result.exit_code !== 0) {
+    const r = result.this_run;
+    out.failed(
+      result.exit_code,
+      `start: this run ${r.failed.length} task(s) failed terminally` +
+        (r.blocked.length ? `, ${r.blocked.length} became unable to run` : ""),
+    );
+  }
+}
+
+function registerStop(program: Command): void {
   program
     .command("stop")
     .description("drain the running orchestrator: stop claiming, wait for agents, checkpoint, close the WAL")
@@ -281,16 +329,5 @@ export function registerOrchestrator(program: Command): void {
         `stop: orchestrator pid ${lock.info.pid} did not stop within ${timeoutS + 60}s`,
         ExitCode.CHECK_FAILED,
       );
-    });
-
-  program
-    .command("status")
-    .description("task counts per state, running agents, cost, WAL position, last checkpoint")
-    .action(async (_opts, cmd: Command) => {
-      const g = globalsOf(cmd);
-      const out = Output.of(cmd);
-      const ws = await openWorkspace(g.sdd);
-      const s = await collectStatus(ws);
-      out.result({ ok: true, ...s }, () => renderStatus(s, (l) => out.line(l)));
     });
 }
