@@ -27,7 +27,7 @@ export interface BackupLogRow {
   wal_positions?: Record<string, WalPosition | null>;
 }
 
-export const backupLogPath = (ws: Workspace): string => ws.p("runs", "backups.jsonl");
+export const backupLogPath = (ws: Workspace): string => path.join(ws.runsDir, "backups.jsonl");
 
 export async function appendBackupLog(ws: Workspace, row: BackupLogRow): Promise<void> {
   const file = backupLogPath(ws);

@@ -22,6 +22,7 @@ import {
   durableRename,
   durableRenameNoReplace,
   fsyncDir,
+  fsyncHandle,
   removeDeadTemps,
   tempPathFor,
 } from "../workspace/durable.js";
@@ -309,7 +310,7 @@ export function durableFileSink(fh: Awaited<ReturnType<typeof open>>): Writable 
       fh.writev(chunks.map((c) => c.chunk as Buffer)).then(() => cb(), cb);
     },
     final(cb) {
-      fh.sync().then(() => cb(), cb);
+      fsyncHandle(fh).then(() => cb(), cb);
     },
   });
 }

@@ -251,8 +251,8 @@ export async function runDrill(
     rto_ms: report.rto_ms,
     steps: report.steps.map((s) => ({ name: s.name, ok: s.ok, duration_ms: s.duration_ms })),
   };
-  await durableMkdir(ws.p("runs"));
-  await durableAppend(ws.p("runs", "drills.jsonl"), JSON.stringify(row) + "\n");
+  await durableMkdir(ws.runsDir);
+  await durableAppend(path.join(ws.runsDir, "drills.jsonl"), JSON.stringify(row) + "\n");
   const audit = await recordAuditEvent(ws, {
     event_type: "dr.drill",
     resource_type: "drill",

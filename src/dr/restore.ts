@@ -331,7 +331,7 @@ async function restoreInto(
           );
         }
         warnings.push(`restoring over a workspace in use by ${describeHolder(state.info)} (--force)`);
-      } else if (await exists(ws.p("runtime"))) {
+      } else if (await exists(ws.runtimeDir)) {
         lock = await acquireLock(ws, "dr restore");
         if (lock.tookOver) warnings.push(lock.tookOver);
       }

@@ -24,6 +24,7 @@ import { readBackupLog } from "./backup-log.js";
 import type { Workspace } from "../workspace/layout.js";
 import { readTailPosition, type TailPosition } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
+import { runIdOfClosedMarker } from "../wal/run-files.js";
 
 export type RollbackKind =
   /** The WAL ends before the recorded position. */
@@ -64,8 +65,6 @@ interface Expected {
   recorded_by: string;
 }
 
-const CLOSED_SUFFIX = ".wal.closed";
-
 /**
  * Compares the end of every WAL (or of `runId`'s only) with the positions recorded for it.
  * Throws only when a folder cannot be read; content problems are returned.
@@ -102,9 +101,8 @@ export async function findWalRollbacks(
 
   // 1. Closed markers: the WAL ends exactly at the marker.
   for (const name of await readdir(ws.walDir).catch(() => [] as string[])) {
-    if (!name.endsWith(CLOSED_SUFFIX)) continue;
-    const runId = name.slice(0, -CLOSED_SUFFIX.length);
-    if (!wanted(runId)) continue;
+    const runId = runIdOfClosedMarker(name);
+    if (runId === undefined || !wanted(runId)) continue;
     const m = await readClosedMarker(ws, runId);
     // A marker that does not record its tail (foreign, or written when the tail was unreadable)
     // proves nothing about the end.

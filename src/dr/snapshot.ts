@@ -25,7 +25,6 @@ import { isProcessAlive } from "../workspace/process.js";
 import type { Workspace } from "../workspace/layout.js";
 import type { SnapshotInfo, WalPosition } from "./manifest.js";
 
-export const SNAPSHOT_DIR = ["runtime", "snapshot"] as const;
 export const DEFAULT_ACK_TIMEOUT_MS = 5_000;
 export const DEFAULT_HOLD_MS = 120_000;
 
@@ -53,7 +52,7 @@ export interface SnapshotHandle {
   release(): Promise<SnapshotInfo>;
 }
 
-const snapDir = (ws: Workspace): string => ws.p(...SNAPSHOT_DIR);
+const snapDir = (ws: Workspace): string => ws.snapshotDir;
 
 /**
  * Backup side. When no live process holds the lock there is nothing to pause (`idle`). Otherwise

@@ -12,11 +12,10 @@
  * failure on the worker (disk full, permissions) is raised by the next `write`, `end`,
  * `file` or `dir` call, or by `finish()`.
  */
-import { execFile } from "node:child_process";
-import { chmodSync, closeSync, fsync, openSync } from "node:fs";
+import { chmodSync, openSync } from "node:fs";
 import path from "node:path";
 import { Worker } from "node:worker_threads";
-import { fsyncDir } from "../workspace/durable.js";
+import { FsyncPool, fsyncDir, syncFileSystem } from "../workspace/durable.js";
 import { AUDIT_KEY_ENTRY, MANIFEST_NAME } from "./manifest.js";
 import { MAX_NAME_BYTES, type EntryInfo, type ExtractHandler, type FileSink } from "./unpack.js";
 import { CLOSE, MKDIR, OPEN, OP_WORDS, REPLACE, WRITE } from "./staging-worker.js";
@@ -26,41 +25,6 @@ import type { StagingBatch, StagingFailure, StagingReply, StagingSlot } from "./
 const BATCH_BYTES = 256 * 1024;
 const MAX_BATCHES_IN_FLIGHT = 4;
 const MAX_OPS_PER_BATCH = 4096;
-
-/** fsyncs file descriptors a few dozen at a time (parallel fsyncs share journal commits). */
-class FsyncPool {
-  private inflight = 0;
-  private waiters: (() => void)[] = [];
-  private error?: Error;
-  private idle?: () => void;
-  constructor(private readonly limit = 32) {}
-  add(fd: number): void | Promise<void> {
-    if (this.error) {
-      closeSync(fd);
-      throw this.error;
-    }
-    this.inflight++;
-    fsync(fd, (err) => {
-      closeSync(fd);
-      if (err && !this.error) this.error = err;
-      this.inflight--;
-      this.waiters.shift()?.();
-      if (this.inflight === 0) this.idle?.();
-    });
-    if (this.inflight >= this.limit) return new Promise((r) => this.waiters.push(r));
-  }
-  async drain(): Promise<void> {
-    if (this.inflight > 0) await new Promise<void>((r) => (this.idle = r));
-    if (this.error) throw this.error;
-  }
-}
-
-/** syncfs(2) of the file system holding `dir` via coreutils `sync -f`; false when unavailable. */
-function syncFileSystem(dir: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    execFile("sync", ["-f", dir], (err) => resolve(!err));
-  });
-}
 
 function failureError(f: StagingFailure): Error {
   return Object.assign(new Error(f.message), {

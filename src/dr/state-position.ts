@@ -9,6 +9,7 @@ import { listCheckpointFiles } from "../checkpoint/checkpoint.js";
 import { Workspace } from "../workspace/layout.js";
 import path from "node:path";
 import { checkLine } from "../wal/entry.js";
+import { walRunFilesIn } from "../wal/run-files.js";
 import type { StatePosition, WalPosition } from "./manifest.js";
 import { findAuditTail } from "../audit/log.js";
 import { readLinesBackward } from "../workspace/lines.js";
@@ -85,9 +86,9 @@ export async function checkpointPosition(root: string): Promise<StatePosition["c
 /** Lists the WAL run ids in a workspace (for snapshot positions). */
 export function listWalRuns(root: string): string[] {
   try {
-    return readdirSync(path.join(root, "runtime", "wal"))
-      .filter((n) => n.endsWith(".wal.jsonl"))
-      .map((n) => n.slice(0, -".wal.jsonl".length))
+    const walDir = new Workspace(root).walDir;
+    return walRunFilesIn(walDir, readdirSync(walDir))
+      .map((r) => r.run_id)
       .sort();
   } catch {
     return [];

@@ -15,6 +15,7 @@ import path from "node:path";
 import { loadAuditKey } from "../audit/key.js";
 import { verifyAuditLog } from "../audit/verify.js";
 import { verifyWal } from "../wal/reader.js";
+import { listWalRunFiles } from "../wal/run-files.js";
 import { listCheckpointFiles, validateCheckpointFile } from "../checkpoint/checkpoint.js";
 import { resolveOptions } from "../json/object.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
@@ -55,13 +56,11 @@ export async function verifyStateFolder(
 ): Promise<Check[]> {
   const checks: Check[] = [];
   // WAL chains.
-  const walDir = path.join(root, "runtime", "wal");
-  const walFiles = (await readdir(walDir).catch(() => [] as string[]))
-    .filter((n) => n.endsWith(".wal.jsonl"))
-    .sort();
-  for (const name of walFiles) {
-    const run = name.slice(0, -".wal.jsonl".length);
-    const r = await verifyWal(path.join(walDir, name), run);
+  const walFiles = (await listWalRunFiles(new Workspace(root).walDir).catch(() => [])).sort((a, b) =>
+    a.file < b.file ? -1 : a.file > b.file ? 1 : 0,
+  );
+  for (const { run_id: run, file } of walFiles) {
+    const r = await verifyWal(file, run);
     const want = opts.manifest?.state.wal[run];
     let detail = r.ok
       ? `${r.entries} entries, chain intact, last seq ${r.last_seq}`

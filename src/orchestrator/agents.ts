@@ -58,7 +58,7 @@ export interface AgentsConfig {
 }
 
 export function agentsFile(ws: Workspace): string {
-  return ws.p("config", "agents.yaml");
+  return path.join(ws.configDir, "agents.yaml");
 }
 
 /** Loads agents.yaml merged over the built-ins; a malformed file is a UserError naming it. */

@@ -17,7 +17,7 @@ export interface StopRequest {
 }
 
 export function stopRequestPath(ws: Workspace): string {
-  return ws.p("runtime", "signals", "stop.json");
+  return path.join(ws.signalsDir, "stop.json");
 }
 
 export async function writeStopRequest(ws: Workspace, req: StopRequest): Promise<void> {
@@ -56,7 +56,7 @@ export interface OrchestratorStatusFile {
 }
 
 export function statusFilePath(ws: Workspace): string {
-  return ws.p("runtime", "orchestrator.json");
+  return path.join(ws.runtimeDir, "orchestrator.json");
 }
 
 export async function writeStatusFile(ws: Workspace, s: OrchestratorStatusFile): Promise<void> {

@@ -66,7 +66,7 @@ export async function runDoctor(
   };
 
   // 1. layout
-  if (!(await isDir(ws.root)) || !(await isDir(ws.p("runtime")))) {
+  if (!(await isDir(ws.root)) || !(await isDir(ws.runtimeDir))) {
     checks.push(
       check(
         "layout",

@@ -75,13 +75,13 @@ export interface CompletionRecord {
 
 /** File-name form of an agent id (`T-1#2` → `T-1#2`; only `/` would be a problem and ids exclude it). */
 export function agentRecordPath(ws: Workspace, agentId: string): string {
-  return ws.p("runtime", "agents", `${agentId}.json`);
+  return path.join(ws.agentRecordsDir, `${agentId}.json`);
 }
 export function completionPath(ws: Workspace, agentId: string): string {
   return path.join(ws.completedDir, `${agentId}.json`);
 }
 export function agentLogPath(ws: Workspace, agentId: string): string {
-  return ws.p("logs", "agents", `${agentId}.log`);
+  return path.join(ws.agentLogsDir, `${agentId}.log`);
 }
 export function agentIdOf(taskId: string, attempt: number): string {
   return `${taskId}#${attempt}`;

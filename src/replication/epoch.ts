@@ -25,7 +25,7 @@ export interface EpochState {
 export const EPOCH_HEADER = "x-bernstein-epoch";
 
 export function replicationDir(ws: Workspace): string {
-  return ws.p("runtime", "replication");
+  return ws.replicationDir;
 }
 
 export function epochFile(ws: Workspace): string {

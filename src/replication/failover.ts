@@ -222,7 +222,7 @@ export function renderRunbook(r: RunbookInput, now = new Date()): string {
 
 /** Writes a runbook into `<workspace>/docs/runbooks/` and returns its path. */
 export async function writeRunbook(ws: Workspace, r: RunbookInput, now = new Date()): Promise<string> {
-  const dir = ws.p("docs", "runbooks");
+  const dir = ws.runbooksDir;
   await durableMkdir(dir);
   const file = path.join(dir, `DR-RUNBOOK-${utcStamp(now)}.md`);
   await atomicWriteFile(file, renderRunbook(r, now));

@@ -12,7 +12,6 @@
  *      ledger rows of decisions newer than the snapshot from the WAL), raise the epoch durably to
  *      E', write role=leader; best effort, fence the old leader too.
  */
-import { readdir } from "node:fs/promises";
 import type { Workspace } from "../workspace/layout.js";
 import { durableAppend } from "../workspace/durable.js";
 import { acquireLock, describeHolder, readLock } from "../workspace/lock.js";
@@ -20,10 +19,11 @@ import { ExitCode, UserError } from "../errors/errors.js";
 import { materializeFromWal } from "../orchestrator/materialize.js";
 import { loadState } from "../checkpoint/load-state.js";
 import { type AckPolicyName, ReplicationError, parseAckPolicy, promotionQuorum } from "./ack-policy.js";
-import { GENESIS_HASH, IntegrityError, type ChainTail, verifyPrefix } from "./chain.js";
+import { GENESIS_HASH, IntegrityError, type ChainTail, verifyPrefix } from "../wal/continuation.js";
+import { listWalRunFiles } from "../wal/run-files.js";
+import { repairTornTail } from "../wal/tail-repair.js";
 import { Peer, errorText } from "./client.js";
 import { announcedEpochProblem, raiseEpoch, readEpoch } from "./epoch.js";
-import { repairTornTail } from "./follower.js";
 import { readRole, writeRole } from "./role.js";
 import { WalSource } from "./wal-source.js";
 
@@ -165,9 +165,8 @@ export async function promote(o: PromoteOptions): Promise<PromoteResult> {
     if (peerUrls.length > 0 && !o.token)
       throw new ReplicationError("reaching peers needs --token-file (or BERNSTEIN_REPLICATION_TOKEN)");
 
-    for (const name of await readdir(ws.walDir).catch(() => [] as string[])) {
-      if (name.endsWith(".wal.jsonl")) await repairTornTail(ws.walFile(name.slice(0, -".wal.jsonl".length)));
-    }
+    for (const run of await listWalRunFiles(ws.walDir).catch(() => []))
+      await repairTornTail(run.file, run.run_id);
     const tails = await localTails(ws);
 
     // 1. Learn the peers' epochs, choose the new epoch, fence them.

@@ -12,7 +12,7 @@ import { readLiveEndpoint } from "./endpoint.js";
 import { readEpoch } from "./epoch.js";
 import { type FailoverEvaluation, type NodeState, evaluateFailover } from "./failover.js";
 import { DEFAULT_THRESHOLDS, type FollowerView, type HealthThresholds } from "./health.js";
-import { rpoEstimate } from "./leader.js";
+import { rpoEstimate } from "./leader-status.js";
 import { TOKEN_ENV } from "./auth.js";
 import { readRole } from "./role.js";
 import { WalSource } from "./wal-source.js";

@@ -5,13 +5,13 @@
  * cheap without holding entries in memory. A line is served only once it is complete (ends with
  * "\n") and, for the run a writer in this process appends to, once the writer reported it durable.
  */
-import { open, readdir, stat } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import type { Workspace } from "../workspace/layout.js";
+import { listWalRunFiles } from "../wal/run-files.js";
 
 const INDEX_STRIDE = 256;
 /** Entry timestamps kept for the newest entries of each run (for lag in seconds). */
 const TIME_RING = 1 << 16;
-const WAL_SUFFIX = ".wal.jsonl";
 
 interface RunScan {
   runId: string;
@@ -104,17 +104,8 @@ export class WalSource {
   }
 
   private async scanAll(): Promise<void> {
-    let names: string[];
-    try {
-      names = await readdir(this.ws.walDir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-      throw err;
-    }
     let grew = false;
-    for (const name of names) {
-      if (!name.endsWith(WAL_SUFFIX)) continue;
-      const runId = name.slice(0, -WAL_SUFFIX.length);
+    for (const { run_id: runId } of await listWalRunFiles(this.ws.walDir)) {
       let r = this.runs.get(runId);
       if (!r) {
         r = {

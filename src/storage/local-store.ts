@@ -14,6 +14,7 @@ import {
   durableMkdir,
   durableRename,
   durableUnlink,
+  fsyncHandle,
   tempPathFor,
 } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
@@ -61,7 +62,7 @@ export class LocalStore implements BackupStore {
           await fh.write(buf);
           options.onProgress?.(size);
         }
-        await fh.sync();
+        await fsyncHandle(fh);
       } finally {
         await fh.close();
       }

@@ -20,6 +20,7 @@ import {
   durableCreate,
   durableMkdir,
   durableRename,
+  fsyncHandle,
   tempPathFor,
 } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
@@ -173,7 +174,7 @@ export class IdempotencyStore {
       for (const key of this.keys) {
         if (!seen.has(key)) throw new Error(`marker ${key} missing from the compacted file; not replacing`);
       }
-      await fh.sync();
+      await fsyncHandle(fh);
     } catch (err) {
       await fh.close().catch(() => {});
       await unlink(tmp).catch(() => {});

@@ -6,7 +6,7 @@
  * its canonical form is computed from the parsed value and hashed with node:crypto.
  */
 import { availableParallelism } from "node:os";
-import { readdir, type FileHandle } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
 import { Worker } from "node:worker_threads";
 import type { Workspace } from "../workspace/layout.js";
 import { parseJson, parseJsonCheckingTokens, type JsonValue } from "../json/canonical.js";
@@ -18,6 +18,7 @@ import {
   type JsonObject,
   type WalEntry,
 } from "./entry.js";
+import { listWalRunFiles, runIdOfWalFile } from "./run-files.js";
 import { scanTail } from "./tail.js";
 import {
   ChainVerifier,
@@ -304,10 +305,9 @@ export async function* readWalEntries(
   }
 }
 
-/** `<run>` from `.../<run>.wal.jsonl`. */
+/** `<run>` from `.../<run>.wal.jsonl` (the file's own name for any other file). */
 export function runIdOfFile(file: string): string {
-  const base = file.slice(file.lastIndexOf("/") + 1);
-  return base.endsWith(".wal.jsonl") ? base.slice(0, -".wal.jsonl".length) : base;
+  return runIdOfWalFile(file) ?? file.slice(file.lastIndexOf("/") + 1);
 }
 
 export interface RunInfo {
@@ -319,22 +319,9 @@ export interface RunInfo {
 
 /** The runs of a workspace in run order: by first entry timestamp, then by name. */
 export async function listRuns(ws: Workspace): Promise<RunInfo[]> {
-  let names: string[];
-  try {
-    names = await readdir(ws.walDir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw err;
-  }
   const runs: RunInfo[] = [];
-  for (const name of names) {
-    if (!name.endsWith(".wal.jsonl")) continue;
-    const file = `${ws.walDir}/${name}`;
-    runs.push({
-      run_id: name.slice(0, -".wal.jsonl".length),
-      file,
-      first_timestamp: await firstTimestamp(file),
-    });
+  for (const { run_id, file } of await listWalRunFiles(ws.walDir)) {
+    runs.push({ run_id, file, first_timestamp: await firstTimestamp(file) });
   }
   runs.sort((a, b) => {
     const ta = a.first_timestamp ?? Infinity;

@@ -6,11 +6,12 @@ import { open, readFile, unlink } from "node:fs/promises";
 import path from "node:path";
 import { wrapError } from "../errors/errors.js";
 import { canonicalJson } from "../json/canonical.js";
-import { atomicWriteFile, durableRename, fsyncDir, tempPathFor } from "../workspace/durable.js";
+import { atomicWriteFile, durableRename, fsyncDir, fsyncHandle, tempPathFor } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { readLinesForward } from "../workspace/lines.js";
 import type { WalEntry } from "./entry.js";
 import { listRuns, readWalEntries } from "./reader.js";
+import { closedMarkerFile } from "./run-files.js";
 
 /** `runtime/wal/uncommitted.idx.json`: JSONL rows {run_id, seq, entry_hash}, one per intent. */
 export function uncommittedIndexPath(ws: Workspace): string {
@@ -43,7 +44,7 @@ export async function openUncommittedIndexForAppend(ws: Workspace) {
 
 /** `<run>.wal.closed`: written atomically when a run shuts down cleanly. */
 export function closedMarkerPath(ws: Workspace, runId: string): string {
-  return path.join(ws.walDir, `${runId}.wal.closed`);
+  return closedMarkerFile(ws.walDir, runId);
 }
 
 export interface ClosedMarker {
@@ -199,7 +200,7 @@ export async function rebuildUncommittedIndex(ws: Workspace): Promise<{ rows: nu
       }
     }
     await fh.write(pending);
-    await fh.sync();
+    await fsyncHandle(fh);
   } catch (err) {
     await fh.close().catch(() => {});
     await unlink(tmp).catch(() => {});

@@ -12,11 +12,11 @@
  *   continues from the last valid entry. Only the end of the file is read.
  */
 import { randomBytes } from "node:crypto";
-import { constants as fsc, fdatasyncSync, writeSync } from "node:fs";
+import { constants as fsc } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { wrapError } from "../errors/errors.js";
-import { durableAppend, durableCreate, durableMkdir, fsyncDir } from "../workspace/durable.js";
+import { durableMkdir, fsyncDir, writeAndDatasyncFd } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import {
   GENESIS_HASH,
@@ -26,6 +26,7 @@ import {
   type WalRecord,
 } from "./entry.js";
 import { scanTail, type TailScan } from "./tail.js";
+import { cutTornTail, type WalRepair } from "./tail-repair.js";
 import { openUncommittedIndexForAppend, uncommittedRowLine, writeClosedMarker } from "./recovery.js";
 
 /** `run-<UTC yyyymmddThhmmssSSS>Z-<4 hex>`. */
@@ -55,18 +56,7 @@ export interface WalWriterOptions {
   uncommittedIndex?: boolean;
 }
 
-export interface WalRepair {
-  run_id: string;
-  file: string;
-  /** Where the cut bytes were saved. */
-  sidecar: string;
-  /** Offset the file was cut at (its new size). */
-  cut_offset: number;
-  cut_bytes: number;
-  reason: string;
-  /** seq of the last valid entry kept (-1: none). */
-  kept_last_seq: number;
-}
+export type { WalRepair };
 
 export class WalClosedError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -319,51 +309,14 @@ export class WalWriter {
   }
 }
 
-/** Saves the bytes after tail.validEnd in a sidecar, then cuts the file there (both synced). */
-async function cutTornTail(fh: FileHandle, file: string, runId: string, tail: TailScan): Promise<WalRepair> {
-  const stamp = new Date().toISOString().replace(/[-:.]/g, "");
-  const sidecar = `${file}.torn-${stamp}-${randomBytes(2).toString("hex")}`;
-  const cutBytes = tail.size - tail.validEnd;
-  // Copy in bounded chunks: a torn tail is usually one line, but never hold an unbounded amount.
-  const chunk = Buffer.allocUnsafe(Math.min(cutBytes, 1 << 20));
-  let copied = 0;
-  while (copied < cutBytes) {
-    const { bytesRead } = await fh.read(
-      chunk,
-      0,
-      Math.min(chunk.length, cutBytes - copied),
-      tail.validEnd + copied,
-    );
-    if (bytesRead === 0) break;
-    const piece = chunk.subarray(0, bytesRead);
-    if (copied === 0) await durableCreate(sidecar, piece);
-    else await durableAppend(sidecar, piece);
-    copied += bytesRead;
-  }
-  await fh.truncate(tail.validEnd);
-  await fh.sync();
-  return {
-    run_id: runId,
-    file,
-    sidecar,
-    cut_offset: tail.validEnd,
-    cut_bytes: cutBytes,
-    reason: tail.reason ?? "torn tail",
-    kept_last_seq: tail.last ? tail.last.seq : -1,
-  };
-}
-
 /**
- * write() the whole text, then fdatasync(), as blocking calls on the raw fd. A sync takes well
- * under a millisecond here, and the thread-pool round trips of the async API cost a third of the
- * throughput of one caller awaiting each append; appends issued meanwhile queue for the next group.
+ * write() then fdatasync() as blocking calls on the raw fd: the thread-pool round trips of the
+ * async API cost a third of the throughput of one caller awaiting each append; appends issued
+ * meanwhile queue for the next group.
  */
 function writeAndSync(fd: number, text: string): Promise<void> {
   try {
-    const buf = Buffer.from(text, "utf8");
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off, null);
-    fdatasyncSync(fd);
+    writeAndDatasyncFd(fd, Buffer.from(text, "utf8"));
     return Promise.resolve();
   } catch (err) {
     return Promise.reject(err);

@@ -35,6 +35,12 @@ export const WORKSPACE_DIRS = [
   "logs",
 ] as const;
 
+/**
+ * A run's WAL is `runtime/wal/<run-id>` + this suffix. Only `Workspace.walFile` builds such a name;
+ * `src/wal/run-files.ts` reads run ids back from names and lists the runs of a folder.
+ */
+export const WAL_FILE_SUFFIX = ".wal.jsonl";
+
 /** Paths of one workspace. `root` is the `.sdd/` folder; `projectDir` the folder that holds it. */
 export class Workspace {
   readonly root: string;
@@ -47,17 +53,36 @@ export class Workspace {
   p(...parts: string[]): string {
     return path.join(this.root, ...parts);
   }
+  get runtimeDir(): string {
+    return this.p("runtime");
+  }
   get walDir(): string {
     return this.p("runtime", "wal");
   }
   walFile(runId: string): string {
-    return this.p("runtime", "wal", `${runId}.wal.jsonl`);
+    return path.join(this.walDir, runId + WAL_FILE_SUFFIX);
   }
   get checkpointsDir(): string {
     return this.p("runtime", "checkpoints");
   }
   get completedDir(): string {
     return this.p("runtime", "completed");
+  }
+  /** One record per agent process (`<agent-id>.json`). */
+  get agentRecordsDir(): string {
+    return this.p("runtime", "agents");
+  }
+  /** Requests to a running orchestrator (stop). */
+  get signalsDir(): string {
+    return this.p("runtime", "signals");
+  }
+  /** Snapshot requests of `dr backup` to a running orchestrator. */
+  get snapshotDir(): string {
+    return this.p("runtime", "snapshot");
+  }
+  /** Epoch, role and base snapshot of WAL replication. */
+  get replicationDir(): string {
+    return this.p("runtime", "replication");
   }
   get lockFile(): string {
     return this.p("runtime", "bernstein.pid");
@@ -79,6 +104,18 @@ export class Workspace {
   }
   get logsDir(): string {
     return this.p("logs");
+  }
+  /** One log per agent process (`<agent-id>.log`). */
+  get agentLogsDir(): string {
+    return this.p("logs", "agents");
+  }
+  /** The records of backups and drills (`backups.jsonl`, `drills.jsonl`). */
+  get runsDir(): string {
+    return this.p("runs");
+  }
+  /** The DR runbooks replication writes. */
+  get runbooksDir(): string {
+    return this.p("docs", "runbooks");
   }
 }
 
@@ -115,7 +152,7 @@ export async function openWorkspace(sddDir: string): Promise<Workspace> {
       ExitCode.USAGE,
     );
   }
-  const rt = await stat(ws.p("runtime")).catch(() => undefined);
+  const rt = await stat(ws.runtimeDir).catch(() => undefined);
   if (!rt || !rt.isDirectory()) {
     throw new UserError(
       `${ws.root} is not a bernstein workspace (no runtime/); run \`bernstein init\``,

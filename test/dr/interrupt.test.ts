@@ -10,7 +10,6 @@ import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { SNAPSHOT_DIR } from "../../src/dr/snapshot.js";
 import { acquireLock } from "../../src/workspace/lock.js";
 import { runCli, scratchDir, spawnCli, waitFor, envFor } from "../helpers.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
@@ -39,7 +38,7 @@ for (const [signal, code] of [
           ["--sdd", ws.root, "dr", "backup", "--to", path.join(out, "b.tar.gz")],
           { env },
         );
-        const requests = ws.p(...SNAPSHOT_DIR);
+        const requests = ws.snapshotDir;
         await waitFor(
           "the backup's temp file and its pause request",
           () =>
@@ -111,7 +110,7 @@ test("dr schedule keeps its own SIGINT: the run in progress finishes and is kept
           env,
         },
       );
-      const requests = ws.p(...SNAPSHOT_DIR);
+      const requests = ws.snapshotDir;
       await waitFor(
         "the run's temp file and its pause request",
         () =>

@@ -1,20 +1,25 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { readFile, readdir, stat, writeFile } from "node:fs/promises";
+import { open, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import {
   atomicWriteFile,
   durableAppend,
+  durableCopy,
   durableCreate,
   durableMkdir,
   durableRename,
   durableRenameNoReplace,
+  durableTruncate,
   durableUnlink,
   fsyncDir,
+  fsyncFile,
+  fsyncHandle,
   tempPathFor,
+  writeAndDatasyncFd,
 } from "../../src/workspace/durable.js";
-import { scratchDir } from "../helpers.js";
+import { REPO_ROOT, scratchDir } from "../helpers.js";
 
 test("atomicWriteFile replaces the content and leaves no temp file", async () => {
   const { dir, cleanup } = await scratchDir();
@@ -161,4 +166,56 @@ test("tempPathFor stays in the target's folder and is hidden", () => {
   const t = tempPathFor("/x/y/state.json");
   assert.equal(path.dirname(t), "/x/y");
   assert.match(path.basename(t), /^\.state\.json\.tmp-\d+-[0-9a-f]{8}$/);
+});
+
+test("durableTruncate cuts an open file; durableCopy replaces a file whole; fsyncFile and fsyncHandle sync", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const f = path.join(dir, "wal.jsonl");
+    await writeFile(f, "line 1\nline 2\ntorn");
+    const fh = await open(f, "r+");
+    try {
+      await durableTruncate(fh, 14);
+      writeAndDatasyncFd(fh.fd, Buffer.from("line 3\n"));
+      await fsyncHandle(fh);
+    } finally {
+      await fh.close();
+    }
+    // The fd was opened without O_APPEND: the write lands at its own position, after the cut.
+    assert.equal(await readFile(f, "utf8"), "line 3\nline 2\n");
+    await fsyncFile(f);
+    const copy = path.join(dir, "copy.jsonl");
+    await writeFile(copy, "old, longer content\n");
+    await durableCopy(f, copy);
+    assert.equal(await readFile(copy, "utf8"), "line 3\nline 2\n");
+    assert.deepEqual((await readdir(dir)).sort(), ["copy.jsonl", "wal.jsonl"]);
+    await assert.rejects(fsyncFile(path.join(dir, "missing")), { code: "ENOENT" });
+  } finally {
+    await cleanup();
+  }
+});
+
+// docs/ARCHITECTURE.md, invariant 1: every fsync, and every truncate of state, goes through
+// src/workspace/durable.ts, so the durability rules live (and are reviewed) in one place.
+test("no module but src/workspace/durable.ts syncs or truncates a file itself", async () => {
+  // A call, not a word in a comment; `sync -f` (syncfs) run as a command counts too.
+  const direct =
+    /\.(sync|datasync|truncate)\(|\b(fsyncSync|fdatasyncSync|ftruncate|ftruncateSync|truncateSync|fsync|fdatasync)\(|"sync"/;
+  const offenders: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.name.endsWith(".ts") && p !== path.join(REPO_ROOT, "src", "workspace", "durable.ts")) {
+        (await readFile(p, "utf8")).split("\n").forEach((line, i) => {
+          const code = line.trim();
+          const comment = code.startsWith("*") || code.startsWith("/*") || code.startsWith("//");
+          if (!comment && direct.test(line))
+            offenders.push(`${path.relative(REPO_ROOT, p)}:${i + 1}: ${line.trim()}`);
+        });
+      }
+    }
+  };
+  await walk(path.join(REPO_ROOT, "src"));
+  assert.deepEqual(offenders, []);
 });

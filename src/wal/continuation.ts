@@ -1,12 +1,13 @@
 /**
- * Checks that replicated WAL lines continue a run's hash chain before a follower appends them:
- * consecutive seq, prev_hash equal to the previous entry_hash, and entry_hash equal to the
- * SHA-256 of the canonical JSON of the entry without entry_hash. Any failure is an integrity
- * error: the follower stops applying and reports it.
+ * Checks that WAL lines continue a run's hash chain: consecutive seq, prev_hash equal to the
+ * previous entry_hash, and entry_hash equal to the SHA-256 of the canonical JSON of the entry
+ * without entry_hash. Replication checks every line a follower receives before appending it, and
+ * every WAL a base snapshot brings (`cutAtFirstBreak`). Any failure is an integrity error: the
+ * follower stops applying and reports it.
  */
 import { parseJson } from "../json/canonical.js";
 import type { JsonObject } from "../json/object.js";
-import { GENESIS_HASH, hashOfParsedEntry } from "../wal/entry.js";
+import { GENESIS_HASH, hashOfParsedEntry } from "./entry.js";
 
 export { GENESIS_HASH };
 
