@@ -1,6 +1,6 @@
 /** Shared test helpers: scratch folders, the CLI as a real child process, repo paths. */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomInt } from "node:crypto";
 import { closeSync, constants as fsConstants, openSync, unlinkSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
@@ -191,4 +191,35 @@ export function envFor(dir: string): Record<string, string | undefined> {
     BERNSTEIN_DR_PASSWORD: undefined,
     HOME: dir,
   };
+}
+
+/** Deterministic PRNG (mulberry32): a seed gives the same sequence every time. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Runs `body` with a random source seeded from `$envVar` (to replay a failure) or, unset, a fresh
+ * seed; a failure's message starts with `envVar=seed`, so the same schedule runs again with it.
+ */
+export async function withSeed<T>(
+  envVar: string,
+  body: (rand: () => number, seed: number) => Promise<T>,
+): Promise<T> {
+  const given = process.env[envVar];
+  const seed = given === undefined || given === "" ? randomInt(1_000_000) : Number(given);
+  if (!Number.isInteger(seed)) throw new Error(`${envVar}=${given}: expected an integer seed`);
+  try {
+    return await body(prng(seed), seed);
+  } catch (err) {
+    if (err instanceof Error) err.message = `[${envVar}=${seed} replays this] ${err.message}`;
+    throw err;
+  }
 }
