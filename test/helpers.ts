@@ -1,7 +1,7 @@
 /** Shared test helpers: scratch folders, the CLI as a real child process, repo paths. */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
-import { closeSync, constants as fsConstants, openSync, unlinkSync } from "node:fs";
+import { closeSync, constants as fsConstants, openSync, readFileSync, unlinkSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -11,6 +11,24 @@ import { fileURLToPath } from "node:url";
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const CLI = path.join(REPO_ROOT, "bin", "bernstein");
 export const FIXTURES = path.join(REPO_ROOT, "test", "fixtures");
+/** What the Python Bernstein produced (archives, a workspace, its audit key) for compatibility tests. */
+export const PYTHON_REFERENCE = path.join(FIXTURES, "python-reference");
+
+/** The facts `python-reference/expected.json` states about those outputs. */
+export interface PythonReferenceFacts {
+  wal: { run_id: string; entries: number; fingerprint: string; last_entry_hash: string };
+  backups: {
+    plain: { file: string; reported_file_count: number };
+    encrypted: { file: string; password: string };
+  };
+  restored_files_sha256: Record<string, string>;
+}
+
+export function pythonReferenceFacts(): PythonReferenceFacts {
+  return JSON.parse(
+    readFileSync(path.join(PYTHON_REFERENCE, "expected.json"), "utf8"),
+  ) as PythonReferenceFacts;
+}
 
 /**
  * Builds the realistic workspace of bench/make-workspace.mjs in `dir` (8,421 files unless `files`
@@ -175,7 +193,7 @@ export async function waitFor<T>(
     const v = await check();
     if (v) return v;
     if (gone) throw new Error(`the process exited before ${what}`);
-    if (Date.now() - t0 > (opts.ms ?? 60_000)) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() - t0 > (opts.ms ?? 120_000)) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }

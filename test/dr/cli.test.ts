@@ -9,7 +9,8 @@ import { chmod, mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/
 import path from "node:path";
 import { test } from "node:test";
 import {
-  FIXTURES,
+  PYTHON_REFERENCE,
+  pythonReferenceFacts,
   canRunOnTerminal,
   makeBenchWorkspace,
   runCli,
@@ -21,14 +22,8 @@ import { restoredMode, umaskOf } from "../../src/dr/restored-mode.js";
 import { sha } from "./support/craft.js";
 import { makeSmallWorkspace, snapshotTree } from "./support/workspace.js";
 
-const REF = path.join(FIXTURES, "python-reference");
-const expected = JSON.parse(readFileSync(path.join(REF, "expected.json"), "utf8")) as {
-  backups: {
-    plain: { file: string; reported_file_count: number };
-    encrypted: { file: string; password: string };
-  };
-  restored_files_sha256: Record<string, string>;
-};
+const REF = PYTHON_REFERENCE;
+const expected = pythonReferenceFacts();
 
 const filesLine = (out: string): number => Number(/Files: (\d+)/.exec(out)?.[1]);
 /** Every file under a folder (recursively), relative. */

@@ -7,28 +7,10 @@ import { addTask } from "../../src/orchestrator/tasks.js";
 import { readAgentRecord } from "../../src/orchestrator/wrapper.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { readClosedMarker } from "../../src/wal/recovery.js";
-import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
+import type { Workspace } from "../../src/workspace/layout.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
-import { runCli, scratchDir } from "../helpers.js";
-
-async function setup(prefix: string) {
-  const s = await scratchDir(prefix);
-  const sdd = path.join(s.dir, ".sdd");
-  const { workspace } = await initWorkspace(sdd);
-  const env = { XDG_STATE_HOME: path.join(s.dir, "state"), BERNSTEIN_AUDIT_KEY_PATH: "" };
-  const cli = (...args: string[]) => runCli(["--sdd", sdd, ...args], { cwd: s.dir, env });
-  return { ...s, sdd, ws: workspace, cli };
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import { runCli, waitFor } from "../helpers.js";
+import { orchestratorWorkspace } from "./support/workspace.js";
 
 async function statusOf(cli: (...a: string[]) => ReturnType<typeof runCli>) {
   const r = await cli("status", "--json");
@@ -44,7 +26,7 @@ async function entriesOf(ws: Workspace) {
 }
 
 test("stop during a busy run, then start: the backlog finishes with nothing lost or duplicated", async () => {
-  const { dir, ws, cli, cleanup } = await setup("bernstein-stop-");
+  const { dir, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-stop-");
   try {
     const results = path.join(dir, "results.txt");
     const ids: string[] = [];
@@ -91,7 +73,7 @@ test("stop during a busy run, then start: the backlog finishes with nothing lost
 });
 
 test("stop --force kills the agents' process groups and re-queues their tasks", async () => {
-  const { dir, ws, cli, cleanup } = await setup("bernstein-force-");
+  const { dir, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-force-");
   try {
     // The first attempt of each task hangs; a re-queued attempt finishes at once.
     for (const id of ["f1", "f2"]) {
@@ -144,7 +126,7 @@ function isZombie(pid: number): boolean {
 }
 
 test("a second start on a locked workspace is refused naming the holder; stop when idle is a no-op", async () => {
-  const { ws, cli, cleanup } = await setup("bernstein-lock-");
+  const { ws, cli, cleanup } = await orchestratorWorkspace("bernstein-lock-");
   try {
     await addTask(ws, { id: "slow", title: "slow", command: "sleep 30" });
     const started = await cli("start", "--detach", "--json");

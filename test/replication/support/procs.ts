@@ -346,10 +346,14 @@ export async function scratchWithProcs(
 /** The run of the WALs that `leaderWorkspace` writes. */
 export const TRANSPORT_RUN = "run-transport";
 
-/** A fresh workspace whose WAL run TRANSPORT_RUN holds `entries` committed claims. */
-export async function leaderWorkspace(sdd: string, entries: number): Promise<Workspace> {
+/** A fresh workspace whose WAL run `runId` holds `entries` committed claims. */
+export async function leaderWorkspace(
+  sdd: string,
+  entries: number,
+  runId = TRANSPORT_RUN,
+): Promise<Workspace> {
   const { workspace } = await initWorkspace(sdd);
-  const w = await WalWriter.open(workspace, TRANSPORT_RUN);
+  const w = await WalWriter.open(workspace, runId);
   for (let i = 0; i < entries; i++) {
     await w.append({
       decision_type: "task_claimed",
