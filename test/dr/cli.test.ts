@@ -1,6 +1,6 @@
 /**
- * `bernstein dr ...` as a real child process: reference archives, the seed-sized workspace,
- * restore semantics, and the bad inputs of the issue.
+ * `bernstein dr ...` as a real child process: reference archives, the full-size bench workspace,
+ * restore semantics, and bad inputs.
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
@@ -97,7 +97,7 @@ test("restores both Python reference archives byte for byte; dry-run and restore
   }
 });
 
-test("seed-sized workspace (8,421 files): backup, dry-run, restore and verify all print Files: 8422; restored tree equals the source, modes included", async () => {
+test("full-size bench workspace (8,421 files): backup, dry-run, restore and verify all print Files: 8422; restored tree equals the source, modes included", async () => {
   const { dir, cleanup } = await scratchDir();
   try {
     const env = envFor(dir);

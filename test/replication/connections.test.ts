@@ -153,7 +153,7 @@ test(
     const trickledHeaders = await connect();
     trickledHeaders.send("GET /status HTTP/1.1\r\n");
     trickledHeaders.trickleBytes();
-    // The attack: a huge Content-Length, the body trickled a byte at a time after the 401.
+    // A slow-body attack: a huge Content-Length, the body trickled a byte at a time after the 401.
     const trickledBody = await connect();
     trickledBody.send(
       "POST /ack HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n",

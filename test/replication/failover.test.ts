@@ -1,5 +1,5 @@
 /**
- * Must-show: one leader and two followers under QUORUM; the leader is SIGKILLed after a random
+ * One leader and two followers under QUORUM; the leader is SIGKILLed after a random
  * number of acknowledged decisions; `dr promote` of either follower holds every acknowledged
  * decision and every chain verifies; the old leader restarted with its stale workspace cannot get
  * any decision acknowledged and reports the newer epoch. The kill point and the follower promoted

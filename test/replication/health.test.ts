@@ -1,5 +1,5 @@
 /**
- * Must-show: one follower SIGSTOPped becomes LAGGING then UNREACHABLE; QUORUM still commits with
+ * One follower SIGSTOPped becomes LAGGING then UNREACHABLE; QUORUM still commits with
  * the other; ALL stops committing within --ack-timeout and says so (status, log line, metric);
  * SIGCONT: the follower catches up and turns HEALTHY (and ALL resumes).
  */

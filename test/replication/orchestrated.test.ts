@@ -1,5 +1,5 @@
 /**
- * Must-show with the real orchestrator: `start --replication-listen` under QUORUM with two
+ * With the real orchestrator: `start --replication-listen` under QUORUM with two
  * followers, SIGKILLed mid-backlog; `dr promote` of a follower gives a workspace whose chains
  * verify, `doctor` passes, and `start` on it completes the backlog.
  */
@@ -83,7 +83,7 @@ test(
       };
       return Boolean(role.base_snapshot?.file);
     });
-    // Following goes on beside the refreshes: a refresh once stalled the pull loop for good.
+    // Following goes on beside the refreshes: a refresh never stalls the pull loop.
     const position = (
       (await getJson(`${leaderUrl}/status`, token)) as { wal: { position: { run_id: string; seq: number } } }
     ).wal.position;

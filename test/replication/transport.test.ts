@@ -1,5 +1,5 @@
 /**
- * Must-show: requests without the token or with a wrong one are refused; a tampered entry is
+ * Requests without the token or with a wrong one are refused; a tampered entry is
  * refused and never reaches a follower's WAL; a follower refuses a leader at an older epoch.
  * Also: the token file must be 0600, and the transport works over TLS.
  */
