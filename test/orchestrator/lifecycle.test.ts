@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { readFile, readdir } from "node:fs/promises";
+import { readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
@@ -29,13 +29,15 @@ test("stop during a busy run, then start: the backlog finishes with nothing lost
   const { dir, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-stop-");
   try {
     const results = path.join(dir, "results.txt");
+    const gate = path.join(dir, "gate");
     const ids: string[] = [];
     for (let i = 0; i < 16; i++) {
       const id = `s-${String(i).padStart(2, "0")}`;
       ids.push(id);
-      // The first three finish fast; the rest take long enough that the stop lands mid-run even on a loaded machine.
-      const sleep = i < 3 ? "0.1" : "1";
-      await addTask(ws, { id, title: id, command: `echo ${id} >> ${results}; sleep ${sleep}` });
+      // The first three finish at once; the rest wait for the gate, opened only after the stop, so
+      // the stop lands mid-run however slow the machine.
+      const wait = i < 3 ? "" : `; while [ ! -e ${gate} ]; do sleep 0.05; done`;
+      await addTask(ws, { id, title: id, command: `echo ${id} >> ${results}${wait}` });
     }
     const started = await cli("start", "--detach", "--max-agents", "3", "--poll", "50", "--json");
     assert.equal(started.code, 0, started.stderr);
@@ -54,6 +56,7 @@ test("stop during a busy run, then start: the backlog finishes with nothing lost
     const entries = await entriesOf(ws);
     assert.equal(entries[entries.length - 1].decision_type, "orchestrator_stopped");
 
+    await writeFile(gate, "");
     const again = await cli("start", "--until-idle", "--max-agents", "3", "--poll", "50", "--json");
     assert.equal(again.code, 0, again.stderr);
     const doc = JSON.parse(again.stdout);

@@ -142,15 +142,21 @@ export async function startCli(
   onSpawn?.(proc);
   let all = "";
   child.stdout!.on("data", (d: string) => (all += d));
-  const doc = await proc.waitFor(`${name} to start`, () => {
-    try {
-      return JSON.parse(all) as Record<string, unknown>;
-    } catch {
-      if (proc.child.exitCode !== null)
-        throw new Error(`${name} exited ${proc.child.exitCode}: ${proc.stderr}`);
-      return undefined;
-    }
-  });
+  // A follower's first document comes after its bootstrap (which may wait for its leader): on a
+  // loaded machine that takes longer than the default wait.
+  const doc = await proc.waitFor(
+    `${name} to start`,
+    () => {
+      try {
+        return JSON.parse(all) as Record<string, unknown>;
+      } catch {
+        if (proc.child.exitCode !== null)
+          throw new Error(`${name} exited ${proc.child.exitCode}: ${proc.stderr}`);
+        return undefined;
+      }
+    },
+    90_000,
+  );
   return { proc, doc };
 }
 
