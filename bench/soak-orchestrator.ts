@@ -9,7 +9,8 @@ import os from "node:os";
 import path from "node:path";
 import { listRuns } from "../src/wal/reader.js";
 import { Workspace } from "../src/workspace/layout.js";
-import { cli, makeCrashBacklog, prng, runCrashLoop } from "../test/orchestrator/support/crash.js";
+import { prng } from "../test/helpers.js";
+import { cli, makeCrashBacklog, runCrashLoop } from "../test/orchestrator/support/crash.js";
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(name);

@@ -1,7 +1,7 @@
 /** Shared test helpers: scratch folders, the CLI as a real child process, repo paths. */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { closeSync, constants as fsConstants, openSync, unlinkSync } from "node:fs";
+import { randomBytes, randomInt } from "node:crypto";
+import { closeSync, constants as fsConstants, openSync, readFileSync, unlinkSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -11,6 +11,24 @@ import { fileURLToPath } from "node:url";
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const CLI = path.join(REPO_ROOT, "bin", "bernstein");
 export const FIXTURES = path.join(REPO_ROOT, "test", "fixtures");
+/** What the Python Bernstein produced (archives, a workspace, its audit key) for compatibility tests. */
+export const PYTHON_REFERENCE = path.join(FIXTURES, "python-reference");
+
+/** The facts `python-reference/expected.json` states about those outputs. */
+export interface PythonReferenceFacts {
+  wal: { run_id: string; entries: number; fingerprint: string; last_entry_hash: string };
+  backups: {
+    plain: { file: string; reported_file_count: number };
+    encrypted: { file: string; password: string };
+  };
+  restored_files_sha256: Record<string, string>;
+}
+
+export function pythonReferenceFacts(): PythonReferenceFacts {
+  return JSON.parse(
+    readFileSync(path.join(PYTHON_REFERENCE, "expected.json"), "utf8"),
+  ) as PythonReferenceFacts;
+}
 
 /**
  * Builds the realistic workspace of bench/make-workspace.mjs in `dir` (8,421 files unless `files`
@@ -175,7 +193,7 @@ export async function waitFor<T>(
     const v = await check();
     if (v) return v;
     if (gone) throw new Error(`the process exited before ${what}`);
-    if (Date.now() - t0 > (opts.ms ?? 60_000)) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() - t0 > (opts.ms ?? 120_000)) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
@@ -191,4 +209,35 @@ export function envFor(dir: string): Record<string, string | undefined> {
     BERNSTEIN_DR_PASSWORD: undefined,
     HOME: dir,
   };
+}
+
+/** Deterministic PRNG (mulberry32): a seed gives the same sequence every time. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Runs `body` with a random source seeded from `$envVar` (to replay a failure) or, unset, a fresh
+ * seed; a failure's message starts with `envVar=seed`, so the same schedule runs again with it.
+ */
+export async function withSeed<T>(
+  envVar: string,
+  body: (rand: () => number, seed: number) => Promise<T>,
+): Promise<T> {
+  const given = process.env[envVar];
+  const seed = given === undefined || given === "" ? randomInt(1_000_000) : Number(given);
+  if (!Number.isInteger(seed)) throw new Error(`${envVar}=${given}: expected an integer seed`);
+  try {
+    return await body(prng(seed), seed);
+  } catch (err) {
+    if (err instanceof Error) err.message = `[${envVar}=${seed} replays this] ${err.message}`;
+    throw err;
+  }
 }

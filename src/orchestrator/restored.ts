@@ -1,7 +1,8 @@
 /**
  * Doctor's version check for a restored workspace: `dr restore` leaves a restore record
  * (src/dr/restore.ts) naming the tool version that wrote the archive; another version is a
- * warning, not a failure (the seed: "tail your bernstein doctor output for compatibility warnings").
+ * warning, not a failure: operators read doctor's output for compatibility warnings after a restore,
+ * and a workspace written by another version is usually fine to run.
  */
 import { readRestoreRecord } from "../dr/restore.js";
 import { VERSION } from "../version.js";

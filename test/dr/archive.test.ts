@@ -3,7 +3,6 @@
  */
 import assert from "node:assert/strict";
 import { createDecipheriv, createHmac, pbkdf2Sync, timingSafeEqual } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Readable, Writable } from "node:stream";
@@ -20,18 +19,12 @@ import {
   type KeyCache,
 } from "../../src/dr/fernet.js";
 import { readArchive } from "../../src/dr/unpack.js";
-import { FIXTURES, scratchDir } from "../helpers.js";
+import { PYTHON_REFERENCE, pythonReferenceFacts, scratchDir } from "../helpers.js";
 import { archiveOf, gz, manifestFor, sha, tarEnd, tarEntry } from "./support/craft.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
 
-const REF = path.join(FIXTURES, "python-reference");
-const expected = JSON.parse(readFileSync(path.join(REF, "expected.json"), "utf8")) as {
-  backups: {
-    plain: { file: string; reported_file_count: number };
-    encrypted: { file: string; password: string };
-  };
-  restored_files_sha256: Record<string, string>;
-};
+const REF = PYTHON_REFERENCE;
+const expected = pythonReferenceFacts();
 
 /** Independent Fernet decryption (node:crypto only, nothing from src/dr). */
 function referenceDecrypt(file: Buffer, password: string): Buffer {

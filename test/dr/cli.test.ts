@@ -1,6 +1,6 @@
 /**
- * `bernstein dr ...` as a real child process: reference archives, the seed-sized workspace,
- * restore semantics, and the bad inputs of the issue.
+ * `bernstein dr ...` as a real child process: reference archives, the full-size bench workspace,
+ * restore semantics, and bad inputs.
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
@@ -9,7 +9,8 @@ import { chmod, mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/
 import path from "node:path";
 import { test } from "node:test";
 import {
-  FIXTURES,
+  PYTHON_REFERENCE,
+  pythonReferenceFacts,
   canRunOnTerminal,
   makeBenchWorkspace,
   runCli,
@@ -21,14 +22,8 @@ import { restoredMode, umaskOf } from "../../src/dr/restored-mode.js";
 import { sha } from "./support/craft.js";
 import { makeSmallWorkspace, snapshotTree } from "./support/workspace.js";
 
-const REF = path.join(FIXTURES, "python-reference");
-const expected = JSON.parse(readFileSync(path.join(REF, "expected.json"), "utf8")) as {
-  backups: {
-    plain: { file: string; reported_file_count: number };
-    encrypted: { file: string; password: string };
-  };
-  restored_files_sha256: Record<string, string>;
-};
+const REF = PYTHON_REFERENCE;
+const expected = pythonReferenceFacts();
 
 const filesLine = (out: string): number => Number(/Files: (\d+)/.exec(out)?.[1]);
 /** Every file under a folder (recursively), relative. */
@@ -102,7 +97,7 @@ test("restores both Python reference archives byte for byte; dry-run and restore
   }
 });
 
-test("seed-sized workspace (8,421 files): backup, dry-run, restore and verify all print Files: 8422; restored tree equals the source, modes included", async () => {
+test("full-size bench workspace (8,421 files): backup, dry-run, restore and verify all print Files: 8422; restored tree equals the source, modes included", async () => {
   const { dir, cleanup } = await scratchDir();
   try {
     const env = envFor(dir);

@@ -16,8 +16,7 @@ import { UserError } from "../../src/errors/errors.js";
 import { restoreFromStream, restoreLockPath } from "../../src/dr/restore.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { processStartTime } from "../../src/workspace/lock.js";
-import { prng } from "../orchestrator/support/crash.js";
-import { makeBenchWorkspace, runCli, scratchDir, type CliResult } from "../helpers.js";
+import { makeBenchWorkspace, runCli, scratchDir, withSeed, type CliResult } from "../helpers.js";
 import { snapshotTree } from "./support/workspace.js";
 
 const ROUNDS = 4;
@@ -54,77 +53,76 @@ async function archivesOf(dir: string, files: number, plainOnly = false): Promis
   return { env, plain, encrypted: `${plain}.enc` };
 }
 
-test(`${RACERS} concurrent restores into a missing target (${ROUNDS} seeded rounds): one restores, the others exit 3 or restore after it; nothing left behind`, async () => {
-  const seed = Number(process.env.BERNSTEIN_RACE_SEED ?? Date.now() % 1_000_000);
-  const rand = prng(seed);
-  const { dir, cleanup } = await scratchDir();
-  try {
-    const { env, plain, encrypted } = await archivesOf(dir, 1000);
-    // What each archive restores to, restored alone (each backup also logged itself in the source).
-    const expected = new Map<string, string>();
-    for (const [from, extra] of [
-      [plain, []],
-      [encrypted, ["--password", "pw"]],
-    ] as const) {
-      const alone = path.join(dir, "alone", path.basename(from), ".sdd");
-      const r = await runCli(["dr", "restore", "--from", from, "--sdd", alone, ...extra], { env });
-      assert.equal(r.code, 0, r.stderr);
-      expected.set(from, stateOf(alone));
-    }
-    let refused = 0;
-    for (let round = 0; round < ROUNDS; round++) {
-      const encrypt = rand() < 0.5;
-      const parent = path.join(dir, `t${round}`);
-      const target = path.join(parent, ".sdd");
-      const from = encrypt ? encrypted : plain;
-      const args = ["dr", "restore", "--from", from, "--sdd", target, "--json"];
-      // The password from the environment: --password would add its warning line to stderr.
-      const runEnv = encrypt ? { ...env, BERNSTEIN_DR_PASSWORD: "pw" } : env;
-      // Staggered starts vary the interleaving; the assertions hold for every interleaving.
-      const starts = Array.from({ length: RACERS }, () => Math.floor(rand() * 30));
-      const results: CliResult[] = await Promise.all(
-        starts.map(async (ms) => {
-          await delay(ms);
-          return runCli(args, { env: runEnv });
-        }),
-      );
-      const ctx = `seed ${seed} (BERNSTEIN_RACE_SEED), round ${round}, encrypted ${encrypt}, starts ${starts.join(",")} ms`;
-      let restored = 0;
-      for (const r of results) {
-        assert.doesNotMatch(r.stderr, /internal error|\n\s+at /, `${ctx}: ${r.stderr}`);
-        if (r.code === 0) {
-          restored++;
-          continue;
-        }
-        assert.equal(r.code, 3, `${ctx}: exit ${r.code}: ${r.stderr}`);
-        refused++;
-        assert.match(r.stderr, /^bernstein: \S+ is being restored by pid \d+ .*\(dr restore\).*\n$/, ctx);
-        const doc = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as {
-          exit_code: number;
-          holder: { pid: number };
-        };
-        assert.equal(doc.exit_code, 3, ctx);
-        assert.equal(typeof doc.holder.pid, "number", ctx);
+test(`${RACERS} concurrent restores into a missing target (${ROUNDS} seeded rounds): one restores, the others exit 3 or restore after it; nothing left behind`, () =>
+  withSeed("BERNSTEIN_RACE_SEED", async (rand, seed) => {
+    const { dir, cleanup } = await scratchDir();
+    try {
+      const { env, plain, encrypted } = await archivesOf(dir, 1000);
+      // What each archive restores to, restored alone (each backup also logged itself in the source).
+      const expected = new Map<string, string>();
+      for (const [from, extra] of [
+        [plain, []],
+        [encrypted, ["--password", "pw"]],
+      ] as const) {
+        const alone = path.join(dir, "alone", path.basename(from), ".sdd");
+        const r = await runCli(["dr", "restore", "--from", from, "--sdd", alone, ...extra], { env });
+        assert.equal(r.code, 0, r.stderr);
+        expected.set(from, stateOf(alone));
       }
-      assert.ok(restored >= 1, `${ctx}: no restore succeeded`);
-      // A racer that got the lock only after the winner finished restored over it (keeping it):
-      // that is an ordinary second restore. Nothing else may remain beside the target.
-      const names = (await readdir(parent)).sort();
-      const keptCopies = names.filter((n) => /^\.sdd\.pre-restore-\d{8}T\d{6}Z(-\d+)?$/.test(n));
-      assert.equal(keptCopies.length, restored - 1, `${ctx}: ${names.join(" ")}`);
-      assert.deepEqual(
-        names.filter((n) => !keptCopies.includes(n)),
-        [".sdd"],
-        `${ctx}: left beside the target: ${names.join(" ")}`,
-      );
-      assert.ok(stateOf(target) === expected.get(from), `${ctx}: the target is not the archive's state`);
+      let refused = 0;
+      for (let round = 0; round < ROUNDS; round++) {
+        const encrypt = rand() < 0.5;
+        const parent = path.join(dir, `t${round}`);
+        const target = path.join(parent, ".sdd");
+        const from = encrypt ? encrypted : plain;
+        const args = ["dr", "restore", "--from", from, "--sdd", target, "--json"];
+        // The password from the environment: --password would add its warning line to stderr.
+        const runEnv = encrypt ? { ...env, BERNSTEIN_DR_PASSWORD: "pw" } : env;
+        // Staggered starts vary the interleaving; the assertions hold for every interleaving.
+        const starts = Array.from({ length: RACERS }, () => Math.floor(rand() * 30));
+        const results: CliResult[] = await Promise.all(
+          starts.map(async (ms) => {
+            await delay(ms);
+            return runCli(args, { env: runEnv });
+          }),
+        );
+        const ctx = `seed ${seed} (BERNSTEIN_RACE_SEED), round ${round}, encrypted ${encrypt}, starts ${starts.join(",")} ms`;
+        let restored = 0;
+        for (const r of results) {
+          assert.doesNotMatch(r.stderr, /internal error|\n\s+at /, `${ctx}: ${r.stderr}`);
+          if (r.code === 0) {
+            restored++;
+            continue;
+          }
+          assert.equal(r.code, 3, `${ctx}: exit ${r.code}: ${r.stderr}`);
+          refused++;
+          assert.match(r.stderr, /^bernstein: \S+ is being restored by pid \d+ .*\(dr restore\).*\n$/, ctx);
+          const doc = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as {
+            exit_code: number;
+            holder: { pid: number };
+          };
+          assert.equal(doc.exit_code, 3, ctx);
+          assert.equal(typeof doc.holder.pid, "number", ctx);
+        }
+        assert.ok(restored >= 1, `${ctx}: no restore succeeded`);
+        // A racer that got the lock only after the winner finished restored over it (keeping it):
+        // that is an ordinary second restore. Nothing else may remain beside the target.
+        const names = (await readdir(parent)).sort();
+        const keptCopies = names.filter((n) => /^\.sdd\.pre-restore-\d{8}T\d{6}Z(-\d+)?$/.test(n));
+        assert.equal(keptCopies.length, restored - 1, `${ctx}: ${names.join(" ")}`);
+        assert.deepEqual(
+          names.filter((n) => !keptCopies.includes(n)),
+          [".sdd"],
+          `${ctx}: left beside the target: ${names.join(" ")}`,
+        );
+        assert.ok(stateOf(target) === expected.get(from), `${ctx}: the target is not the archive's state`);
+      }
+      // Not a condition of correctness, but the test would prove nothing if no race ever happened.
+      assert.ok(refused > 0, `seed ${seed}: no restore was ever refused: the racers never overlapped`);
+    } finally {
+      await cleanup();
     }
-    // Not a condition of correctness, but the test would prove nothing if no race ever happened.
-    assert.ok(refused > 0, `seed ${seed}: no restore was ever refused: the racers never overlapped`);
-  } finally {
-    await cleanup();
-  }
-});
+  }));
 
 test("a restore lock beside a missing target held by a live process: exit 3 naming it, nothing written; a dead holder's lock is taken over", async () => {
   const { dir, cleanup } = await scratchDir();

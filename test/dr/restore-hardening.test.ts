@@ -1,7 +1,7 @@
 /**
- * What a restore refuses or tames from its input: a FIFO given as the archive (it used to block
- * in open(2) forever), and the modes an archive carries (0666 files and 0777 folders used to be
- * restored as they were).
+ * What a restore refuses or tames from its input: a FIFO given as the archive (opening one for
+ * reading blocks in open(2) until a writer comes), and the modes an archive carries (0666 files
+ * and 0777 folders are restored masked by the umask and never group- or other-writable).
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";

@@ -13,17 +13,7 @@ import { addTask } from "../../src/orchestrator/tasks.js";
 import { WRAPPER_MAIN, agentRecordPath, readAgentRecord } from "../../src/orchestrator/wrapper.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
-import { CLI, runCli, scratchDir, type CliResult } from "../helpers.js";
-
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>, ms = 120_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+import { CLI, runCli, scratchDir, type CliResult, waitFor } from "../helpers.js";
 
 function startChild(sdd: string, dir: string, env: Record<string, string>, args: string[]) {
   const child = spawn(process.execPath, [CLI, "--sdd", sdd, "start", ...args], {
@@ -65,7 +55,7 @@ async function withDeadAgent(prefix: string) {
     command: `if [ -e ${second} ]; then exit 0; fi; touch ${second}; sleep 600`,
   });
   const orch = startChild(sdd, s.dir, env, ["--poll", "20"]);
-  const record = await until("the agent's command to run", async () => {
+  const record = await waitFor("the agent's command to run", async () => {
     const r = await readAgentRecord(ws, "long#1");
     return r?.command_pgid ? r : undefined;
   });
@@ -78,7 +68,7 @@ async function withDeadAgent(prefix: string) {
       // gone already
     }
   }
-  await until(
+  await waitFor(
     "the agent's processes to be gone",
     async () => (await processGone(record.pid)) && (await processGone(record.command_pgid!)),
   );
@@ -155,14 +145,14 @@ test("start re-attaches a wrapper that is still starting (no token yet, process 
       stdio: "ignore",
     });
     starting = s;
-    await until("the held wrapper to be in the process table", async () =>
+    await waitFor("the held wrapper to be in the process table", async () =>
       (await readFile(`/proc/${s.pid}/cmdline`, "utf8").catch(() => "")).includes(WRAPPER_MAIN),
     );
     const st = await statusOf(cli);
     assert.equal(st.agents_running, 1, "a starting wrapper is running");
 
     const orch = startChild(sdd, dir, env, ["--until-idle", "--poll", "20", "--json"]);
-    await until("the orchestrator to finish recovery", async () => {
+    await waitFor("the orchestrator to finish recovery", async () => {
       const f = await readFile(path.join(sdd, "runtime", "orchestrator.json"), "utf8").catch(() => "");
       const sf = f ? (JSON.parse(f) as { pid: number; state: string }) : undefined;
       return sf !== undefined && sf.pid === orch.child.pid && sf.state !== "recovering";

@@ -1,6 +1,6 @@
 /**
  * What a fresh `init` says about agents, and `task add` refusing a task that no configured agent
- * can run (it used to be accepted and fail at `start`: "agent shell needs a command").
+ * can run (refused when added, not at `start` with "agent shell needs a command").
  */
 import assert from "node:assert/strict";
 import { readFile, readdir, unlink, writeFile } from "node:fs/promises";

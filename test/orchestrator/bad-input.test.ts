@@ -5,17 +5,8 @@ import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { listRuns } from "../../src/wal/reader.js";
 import { closedMarkerPath } from "../../src/wal/recovery.js";
-import { initWorkspace } from "../../src/workspace/layout.js";
 import { runCli, scratchDir } from "../helpers.js";
-
-async function setup(prefix: string) {
-  const s = await scratchDir(prefix);
-  const sdd = path.join(s.dir, ".sdd");
-  const { workspace } = await initWorkspace(sdd);
-  const env = { XDG_STATE_HOME: path.join(s.dir, "state"), BERNSTEIN_AUDIT_KEY_PATH: "" };
-  const cli = (...args: string[]) => runCli(["--sdd", sdd, ...args], { cwd: s.dir, env });
-  return { ...s, sdd, ws: workspace, cli };
-}
+import { orchestratorWorkspace } from "./support/workspace.js";
 
 test("start on a folder that is not a workspace exits 2", async () => {
   const { dir, cleanup } = await scratchDir();
@@ -30,7 +21,7 @@ test("start on a folder that is not a workspace exits 2", async () => {
 });
 
 test("a malformed task file is reported with its path and left in place; the rest runs", async () => {
-  const { sdd, ws, cli, cleanup } = await setup("bernstein-bad-");
+  const { sdd, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-bad-");
   try {
     await addTask(ws, { id: "good", title: "good", command: "true" });
     const badYaml = path.join(sdd, "backlog/open/bad-yaml.md");
@@ -54,7 +45,7 @@ test("a malformed task file is reported with its path and left in place; the res
 });
 
 test("a missing agent binary fails that task with a clear reason", async () => {
-  const { sdd, ws, cli, cleanup } = await setup("bernstein-nobin-");
+  const { sdd, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-nobin-");
   try {
     await writeFile(
       path.join(sdd, "config/agents.yaml"),
@@ -75,7 +66,7 @@ test("a missing agent binary fails that task with a clear reason", async () => {
 });
 
 test("a broken WAL chain refuses start (exit 9) naming run and seq; a torn tail is repaired, not a break", async () => {
-  const { ws, cli, cleanup } = await setup("bernstein-chain-");
+  const { ws, cli, cleanup } = await orchestratorWorkspace("bernstein-chain-");
   try {
     await addTask(ws, { id: "a", title: "a", command: "true" });
     assert.equal((await cli("start", "--until-idle", "--poll", "20")).code, 0);

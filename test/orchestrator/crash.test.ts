@@ -2,41 +2,40 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { listRuns } from "../../src/wal/reader.js";
 import { Workspace } from "../../src/workspace/layout.js";
-import { scratchDir } from "../helpers.js";
-import { cli, makeCrashBacklog, prng, runCrashLoop } from "./support/crash.js";
+import { scratchDir, withSeed } from "../helpers.js";
+import { cli, makeCrashBacklog, runCrashLoop } from "./support/crash.js";
 
-test("crash test: 50 tasks, --max-agents 4, SIGKILL at random moments >= 5 times; every task done exactly once", async () => {
-  const seed = Number(process.env.BERNSTEIN_CRASH_SEED ?? Date.now() % 1_000_000);
-  const rand = prng(seed);
-  const { dir, cleanup } = await scratchDir("bernstein-crash-");
-  try {
-    const s = await makeCrashBacklog(dir, 50, rand);
-    const out = await runCrashLoop(s, { kills: 6, maxAgents: 4, rand, minMs: 50, maxMs: 900 });
-    const ctx = `seed ${seed}, ${out.kills} kills (${out.killsWhileRunning} while running), ${out.starts} starts`;
-    assert.ok(out.kills >= 5, `only ${out.kills} kills landed (${ctx})`);
-    assert.equal(out.final.code, 0, `${ctx}: ${out.final.stderr}`);
-    assert.deepEqual([...out.lines].sort(), s.ids, `results file: every id exactly once (${ctx})`);
+test("crash test: 50 tasks, --max-agents 4, SIGKILL at random moments >= 5 times; every task done exactly once", () =>
+  withSeed("BERNSTEIN_CRASH_SEED", async (rand, seed) => {
+    const { dir, cleanup } = await scratchDir("bernstein-crash-");
+    try {
+      const s = await makeCrashBacklog(dir, 50, rand);
+      const out = await runCrashLoop(s, { kills: 6, maxAgents: 4, rand, minMs: 50, maxMs: 900 });
+      const ctx = `seed ${seed}, ${out.kills} kills (${out.killsWhileRunning} while running), ${out.starts} starts`;
+      assert.ok(out.kills >= 5, `only ${out.kills} kills landed (${ctx})`);
+      assert.equal(out.final.code, 0, `${ctx}: ${out.final.stderr}`);
+      assert.deepEqual([...out.lines].sort(), s.ids, `results file: every id exactly once (${ctx})`);
 
-    const status = await cli(s, ["status", "--json"]);
-    assert.equal(status.code, 0, status.stderr);
-    const st = JSON.parse(status.stdout);
-    assert.equal(st.tasks.done, 50, ctx);
-    assert.equal(st.tasks.open + st.tasks.claimed + st.tasks.failed, 0, ctx);
-    assert.equal(st.agents_running, 0, ctx);
-    assert.equal(st.agents_recorded, 0, ctx);
+      const status = await cli(s, ["status", "--json"]);
+      assert.equal(status.code, 0, status.stderr);
+      const st = JSON.parse(status.stdout);
+      assert.equal(st.tasks.done, 50, ctx);
+      assert.equal(st.tasks.open + st.tasks.claimed + st.tasks.failed, 0, ctx);
+      assert.equal(st.agents_running, 0, ctx);
+      assert.equal(st.agents_recorded, 0, ctx);
 
-    const audit = await cli(s, ["audit", "verify", "--json"]);
-    assert.equal(audit.code, 0, `audit verify (${ctx}): ${audit.stdout}${audit.stderr}`);
-    const doctor = await cli(s, ["doctor", "--json"]);
-    assert.equal(doctor.code, 0, `doctor (${ctx}): ${doctor.stdout}${doctor.stderr}`);
-    const wal = await cli(s, ["wal", "verify", "--json"]);
-    assert.equal(wal.code, 0, `wal verify (${ctx}): ${wal.stdout}${wal.stderr}`);
-    assert.ok(out.killsWhileRunning >= 3, `most kills land while running (${ctx})`);
-    assert.ok(
-      (await listRuns(new Workspace(s.sdd))).length > out.killsWhileRunning,
-      `one WAL run per start (${ctx})`,
-    );
-  } finally {
-    await cleanup();
-  }
-});
+      const audit = await cli(s, ["audit", "verify", "--json"]);
+      assert.equal(audit.code, 0, `audit verify (${ctx}): ${audit.stdout}${audit.stderr}`);
+      const doctor = await cli(s, ["doctor", "--json"]);
+      assert.equal(doctor.code, 0, `doctor (${ctx}): ${doctor.stdout}${doctor.stderr}`);
+      const wal = await cli(s, ["wal", "verify", "--json"]);
+      assert.equal(wal.code, 0, `wal verify (${ctx}): ${wal.stdout}${wal.stderr}`);
+      assert.ok(out.killsWhileRunning >= 3, `most kills land while running (${ctx})`);
+      assert.ok(
+        (await listRuns(new Workspace(s.sdd))).length > out.killsWhileRunning,
+        `one WAL run per start (${ctx})`,
+      );
+    } finally {
+      await cleanup();
+    }
+  }));

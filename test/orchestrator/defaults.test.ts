@@ -15,34 +15,15 @@ import { listCheckpointFiles, writeCheckpoint } from "../../src/checkpoint/check
 import { loadState } from "../../src/checkpoint/load-state.js";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
-import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
-import { CLI, runCli, scratchDir, type CliResult } from "../helpers.js";
-
-async function setup(prefix: string) {
-  const s = await scratchDir(prefix);
-  const sdd = path.join(s.dir, ".sdd");
-  const { workspace } = await initWorkspace(sdd);
-  const env = { XDG_STATE_HOME: path.join(s.dir, "state"), BERNSTEIN_AUDIT_KEY_PATH: "" };
-  const cli = (...args: string[]) => runCli(["--sdd", sdd, ...args], { cwd: s.dir, env });
-  return { ...s, sdd, ws: workspace, env, cli };
-}
-
-/** Waits for a condition, checking every 20 ms; fails with `what` after `ms`. */
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>, ms = 120_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+import type { Workspace } from "../../src/workspace/layout.js";
+import { CLI, runCli, type CliResult, waitFor } from "../helpers.js";
+import { orchestratorWorkspace } from "./support/workspace.js";
 
 const count = (dir: string) => readdir(dir).then((n) => n.filter((x) => !x.startsWith(".")).length);
 
 for (const mode of ["foreground", "--detach"] as const) {
   test(`start (${mode}) with no flags runs at most the default of 4 agents at once`, async () => {
-    const { dir, sdd, ws, env, cleanup } = await setup("bernstein-defaults-agents-");
+    const { dir, sdd, ws, env, cleanup } = await orchestratorWorkspace("bernstein-defaults-agents-");
     let finished: Promise<CliResult> | undefined;
     try {
       const running = path.join(dir, "running");
@@ -76,7 +57,7 @@ for (const mode of ["foreground", "--detach"] as const) {
           env,
         });
         assert.equal(r.code, 0, r.stderr);
-        finished = until("the detached orchestrator to stop", async () => {
+        finished = waitFor("the detached orchestrator to stop", async () => {
           const st = await readFile(path.join(sdd, "runtime", "orchestrator.json"), "utf8").then(
             (t) => JSON.parse(t) as { state: string; exit_code?: number },
             () => undefined,
@@ -86,7 +67,7 @@ for (const mode of ["foreground", "--detach"] as const) {
             : undefined;
         });
       }
-      await until("4 commands to run", async () => (await count(running)) >= 4);
+      await waitFor("4 commands to run", async () => (await count(running)) >= 4);
       // A DR pause is acknowledged only between scheduling passes: once it is, the pass that
       // claimed these tasks is over, and no command can finish before the release.
       const pause = await requestSnapshot(ws, { ackTimeoutMs: 120_000 });
@@ -121,7 +102,7 @@ async function walEntries(ws: Workspace) {
 }
 
 test("start with no flags waits the default retry backoff: 1 s, then 2 s", async () => {
-  const { ws, cli, cleanup } = await setup("bernstein-defaults-backoff-");
+  const { ws, cli, cleanup } = await orchestratorWorkspace("bernstein-defaults-backoff-");
   try {
     await addTask(ws, { id: "flaky", title: "flaky", command: "exit 3", maxRetries: 2 });
     const r = await cli("start", "--until-idle", "--json");
@@ -144,7 +125,7 @@ test("start with no flags waits the default retry backoff: 1 s, then 2 s", async
 });
 
 test("start with no flags checkpoints every 100 decisions (and at the stop)", async () => {
-  const { ws, cli, cleanup } = await setup("bernstein-defaults-checkpoint-");
+  const { ws, cli, cleanup } = await orchestratorWorkspace("bernstein-defaults-checkpoint-");
   try {
     // 30 tasks: 120 state-changing decisions (created, claimed, spawned, completed each).
     for (let i = 0; i < 30; i++)
@@ -162,7 +143,7 @@ test("start with no flags checkpoints every 100 decisions (and at the stop)", as
 });
 
 test("start --json reports the options it ran with: the documented defaults when no flag is given", async () => {
-  const { cli, cleanup } = await setup("bernstein-defaults-report-");
+  const { cli, cleanup } = await orchestratorWorkspace("bernstein-defaults-report-");
   try {
     const r = await cli("start", "--until-idle", "--json");
     assert.equal(r.code, 0, r.stderr);
@@ -196,7 +177,7 @@ test("start --json reports the options it ran with: the documented defaults when
 });
 
 test("stop with no flags asks for the default drain of 60 s", async () => {
-  const { dir, sdd, ws, cli, cleanup } = await setup("bernstein-defaults-stop-");
+  const { dir, sdd, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-defaults-stop-");
   const release = path.join(dir, "release");
   try {
     await addTask(ws, {
@@ -206,14 +187,14 @@ test("stop with no flags asks for the default drain of 60 s", async () => {
     });
     const started = await cli("start", "--detach", "--json");
     assert.equal(started.code, 0, started.stderr);
-    await until("the command to run", () =>
+    await waitFor("the command to run", () =>
       readFile(path.join(dir, "running")).then(
         () => true,
         () => false,
       ),
     );
     const stopping = cli("stop", "--json");
-    const request = await until("the stop request", () =>
+    const request = await waitFor("the stop request", () =>
       readFile(path.join(sdd, "runtime", "signals", "stop.json"), "utf8").then(
         (t) => JSON.parse(t) as { mode: string; timeout_s: number },
         () => undefined,
@@ -231,7 +212,7 @@ test("stop with no flags asks for the default drain of 60 s", async () => {
 });
 
 test("task add with no optional flags writes the documented defaults", async () => {
-  const { ws, cli, cleanup } = await setup("bernstein-defaults-task-");
+  const { ws, cli, cleanup } = await orchestratorWorkspace("bernstein-defaults-task-");
   try {
     const r = await cli("task", "add", "defaults", "--command", "true", "--id", "d1");
     assert.equal(r.code, 0, r.stderr);
@@ -244,7 +225,7 @@ test("task add with no optional flags writes the documented defaults", async () 
 });
 
 test("checkpoint with no --retain keeps the newest 20", async () => {
-  const { ws, cli, cleanup } = await setup("bernstein-defaults-retain-");
+  const { ws, cli, cleanup } = await orchestratorWorkspace("bernstein-defaults-retain-");
   try {
     const { state } = await loadState(ws);
     for (let i = 0; i < 22; i++)

@@ -1,34 +1,16 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { readFile, readdir } from "node:fs/promises";
+import { readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { readAgentRecord } from "../../src/orchestrator/wrapper.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { readClosedMarker } from "../../src/wal/recovery.js";
-import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
+import type { Workspace } from "../../src/workspace/layout.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
-import { runCli, scratchDir } from "../helpers.js";
-
-async function setup(prefix: string) {
-  const s = await scratchDir(prefix);
-  const sdd = path.join(s.dir, ".sdd");
-  const { workspace } = await initWorkspace(sdd);
-  const env = { XDG_STATE_HOME: path.join(s.dir, "state"), BERNSTEIN_AUDIT_KEY_PATH: "" };
-  const cli = (...args: string[]) => runCli(["--sdd", sdd, ...args], { cwd: s.dir, env });
-  return { ...s, sdd, ws: workspace, cli };
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import { runCli, waitFor } from "../helpers.js";
+import { orchestratorWorkspace } from "./support/workspace.js";
 
 async function statusOf(cli: (...a: string[]) => ReturnType<typeof runCli>) {
   const r = await cli("status", "--json");
@@ -44,16 +26,18 @@ async function entriesOf(ws: Workspace) {
 }
 
 test("stop during a busy run, then start: the backlog finishes with nothing lost or duplicated", async () => {
-  const { dir, ws, cli, cleanup } = await setup("bernstein-stop-");
+  const { dir, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-stop-");
   try {
     const results = path.join(dir, "results.txt");
+    const gate = path.join(dir, "gate");
     const ids: string[] = [];
     for (let i = 0; i < 16; i++) {
       const id = `s-${String(i).padStart(2, "0")}`;
       ids.push(id);
-      // The first three finish fast; the rest take long enough that the stop lands mid-run even on a loaded machine.
-      const sleep = i < 3 ? "0.1" : "1";
-      await addTask(ws, { id, title: id, command: `echo ${id} >> ${results}; sleep ${sleep}` });
+      // The first three finish at once; the rest wait for the gate, opened only after the stop, so
+      // the stop lands mid-run however slow the machine.
+      const wait = i < 3 ? "" : `; while [ ! -e ${gate} ]; do sleep 0.05; done`;
+      await addTask(ws, { id, title: id, command: `echo ${id} >> ${results}${wait}` });
     }
     const started = await cli("start", "--detach", "--max-agents", "3", "--poll", "50", "--json");
     assert.equal(started.code, 0, started.stderr);
@@ -72,6 +56,7 @@ test("stop during a busy run, then start: the backlog finishes with nothing lost
     const entries = await entriesOf(ws);
     assert.equal(entries[entries.length - 1].decision_type, "orchestrator_stopped");
 
+    await writeFile(gate, "");
     const again = await cli("start", "--until-idle", "--max-agents", "3", "--poll", "50", "--json");
     assert.equal(again.code, 0, again.stderr);
     const doc = JSON.parse(again.stdout);
@@ -91,7 +76,7 @@ test("stop during a busy run, then start: the backlog finishes with nothing lost
 });
 
 test("stop --force kills the agents' process groups and re-queues their tasks", async () => {
-  const { dir, ws, cli, cleanup } = await setup("bernstein-force-");
+  const { dir, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-force-");
   try {
     // The first attempt of each task hangs; a re-queued attempt finishes at once.
     for (const id of ["f1", "f2"]) {
@@ -144,7 +129,7 @@ function isZombie(pid: number): boolean {
 }
 
 test("a second start on a locked workspace is refused naming the holder; stop when idle is a no-op", async () => {
-  const { ws, cli, cleanup } = await setup("bernstein-lock-");
+  const { ws, cli, cleanup } = await orchestratorWorkspace("bernstein-lock-");
   try {
     await addTask(ws, { id: "slow", title: "slow", command: "sleep 30" });
     const started = await cli("start", "--detach", "--json");

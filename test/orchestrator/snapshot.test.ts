@@ -6,7 +6,8 @@ import { scanBacklog, addTask } from "../../src/orchestrator/tasks.js";
 import { StateBuilder } from "../../src/state/reducer.js";
 import { listRuns, readTailPosition, readWalEntries } from "../../src/wal/reader.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
-import { runCli, scratchDir } from "../helpers.js";
+import { listCompletions } from "../../src/orchestrator/wrapper.js";
+import { runCli, scratchDir, waitFor } from "../helpers.js";
 
 test("a DR backup's pause request is answered at a decision boundary: every decision whole, folders = WAL", async () => {
   const { dir, cleanup } = await scratchDir("bernstein-snap-");
@@ -30,6 +31,7 @@ test("a DR backup's pause request is answered at a decision boundary: every deci
     let paused = 0;
     for (let round = 0; round < 3; round++) {
       const h = await requestSnapshot(ws, { ackTimeoutMs: 15_000 });
+      let released = false;
       try {
         if (h.method !== "paused") {
           // The orchestrator may already have finished the backlog and stopped.
@@ -38,9 +40,6 @@ test("a DR backup's pause request is answered at a decision boundary: every deci
         }
         paused++;
         const pos = h.positions![runId]!;
-        // Nothing is decided while paused.
-        await new Promise((r) => setTimeout(r, 150));
-        assert.equal((await readTailPosition(ws.walFile(runId))).last_seq, pos.seq);
         // The WAL up to the acknowledged position: no intent without its commit, and the
         // backlog folders are exactly the state those entries give.
         const b = new StateBuilder();
@@ -59,13 +58,44 @@ test("a DR backup's pause request is answered at a decision boundary: every deci
           [],
           `round ${round}: a decision was cut in half`,
         );
+        // Nothing is decided while paused, even once a decision is due: an agent that finishes
+        // during the pause leaves its completion record (collected ones were committed before the
+        // acknowledgement), and its task_completed must wait for the release.
+        const running = new Set(Object.keys(b.state.agent_sessions));
+        const due =
+          running.size === 0
+            ? undefined
+            : await waitFor(`round ${round}: an agent to finish during the pause`, async () =>
+                (await listCompletions(ws)).find((id) => running.has(id)),
+              );
         const scan = await scanBacklog(ws, ["open", "claimed", "done", "failed"]);
         for (const t of scan.tasks)
           assert.equal(t.state, b.state.tasks[t.spec.id]?.state ?? "open", `round ${round}: ${t.spec.id}`);
-      } finally {
+        assert.equal(
+          (await readTailPosition(ws.walFile(runId))).last_seq,
+          pos.seq,
+          `round ${round}: decided while paused${due ? ` (${due} had finished)` : ""}`,
+        );
+        released = true;
         await h.release();
+        // Released, the orchestrator goes on and makes the due decision after the pause position.
+        if (due !== undefined) {
+          await waitFor(`round ${round}: ${due}'s completion after the release`, async () => {
+            for await (const { entry } of readWalEntries(ws.walFile(runId))) {
+              const { task_id, attempt } = entry.inputs;
+              if (
+                entry.decision_type === "task_completed" &&
+                entry.committed &&
+                `${String(task_id)}#${String(attempt)}` === due
+              )
+                return entry.seq > pos.seq;
+            }
+            return false;
+          });
+        }
+      } finally {
+        if (!released) await h.release();
       }
-      await new Promise((r) => setTimeout(r, 200));
     }
     assert.ok(paused >= 1, "at least one pause was acknowledged");
     assert.equal((await runCli(["--sdd", sdd, "stop", "--timeout", "30"], { env })).code, 0);

@@ -6,8 +6,7 @@ import { loadAuditKey, resolveAuditKeyPath } from "../../src/audit/key.js";
 import { auditFileName, auditLine, computeAuditHmac } from "../../src/audit/entry.js";
 import { AuditLog } from "../../src/audit/log.js";
 import { verifyAuditLog } from "../../src/audit/verify.js";
-import { runCli, scratchDir } from "../helpers.js";
-import { rng } from "./support/decisions.js";
+import { prng, runCli, scratchDir } from "../helpers.js";
 import { referenceKeyFile, unpackReferenceSdd } from "./support/fixture.js";
 
 const NO_KEY_ENV = { BERNSTEIN_AUDIT_KEY_PATH: undefined };
@@ -41,7 +40,7 @@ test("one flipped byte anywhere in any line is reported at that file and line", 
     const lineStarts = [0];
     for (let i = 0; i < original.length - 1; i++) if (original[i] === 0x0a) lineStarts.push(i + 1);
     // Every line, about a third of its bytes (a different third per line), plus random flips.
-    const rand = rng(99);
+    const rand = prng(99);
     const flips: [number, number][] = [];
     for (let i = 0; i < original.length; i++) {
       const line = lineStarts.filter((s) => s <= i).length;

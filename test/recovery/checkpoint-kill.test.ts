@@ -11,8 +11,8 @@ import {
 } from "../../src/checkpoint/checkpoint.js";
 import { loadState } from "../../src/checkpoint/load-state.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
-import { scratchDir } from "../helpers.js";
-import { randomDecisions, rng } from "./support/decisions.js";
+import { prng, scratchDir } from "../helpers.js";
+import { randomDecisions } from "./support/decisions.js";
 import { appendRecords, steppingClock } from "./support/wal-runs.js";
 
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), "support", "checkpoint-writer.js");
@@ -39,7 +39,7 @@ test("SIGKILL at 50 random moments of checkpoint writing always leaves the previ
     await appendRecords(ws, "run-a", randomDecisions(7, 3000), { clock: steppingClock(1_790_000_000) });
     const expected = (await loadState(ws)).state;
     await writeCheckpoint(ws, expected);
-    const r = rng(2026);
+    const r = prng(2026);
     let killedMidWrite = 0;
     for (let i = 0; i < 50; i++) {
       const before = new Set((await readdir(ws.checkpointsDir)).filter((n) => n.startsWith(".")));

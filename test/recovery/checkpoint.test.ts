@@ -11,8 +11,8 @@ import {
 import { applyEntry, emptyState, type OrchestratorState } from "../../src/state/reducer.js";
 import { loadState } from "../../src/checkpoint/load-state.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
-import { runCli, scratchDir } from "../helpers.js";
-import { randomDecisions, rng } from "./support/decisions.js";
+import { prng, runCli, scratchDir } from "../helpers.js";
+import { randomDecisions } from "./support/decisions.js";
 import { REFERENCE } from "./support/fixture.js";
 import { appendRecords, steppingClock } from "./support/wal-runs.js";
 
@@ -21,7 +21,7 @@ test("property: newest checkpoint + WAL suffix == replay from genesis, over rand
     const { dir, cleanup } = await scratchDir();
     try {
       const { workspace: ws } = await initWorkspace(path.join(dir, ".sdd"));
-      const r = rng(seed * 7919);
+      const r = prng(seed * 7919);
       const decisions = randomDecisions(seed, 300 + Math.floor(r() * 300));
       const clock = steppingClock(1_790_000_000 + seed);
       let memory: OrchestratorState = emptyState();

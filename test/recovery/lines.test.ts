@@ -3,8 +3,7 @@ import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { endsWithNewline, readLinesBackward, readLinesForward } from "../../src/workspace/lines.js";
-import { scratchDir } from "../helpers.js";
-import { rng } from "./support/decisions.js";
+import { prng, scratchDir } from "../helpers.js";
 
 /** What the readers must agree with: split on "\n", the final empty segment is not a line. */
 function expectedLines(text: string) {
@@ -23,7 +22,7 @@ function expectedLines(text: string) {
 test("forward and backward line readers agree with split on random files and tiny chunks", async () => {
   const { dir, cleanup } = await scratchDir();
   try {
-    const r = rng(5);
+    const r = prng(5);
     const alphabet = ["a", "b", "\n", "\n", "\u00e9", "\u{1F680}", "{", "}"];
     const file = path.join(dir, "f");
     for (let round = 0; round < 300; round++) {

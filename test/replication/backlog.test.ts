@@ -13,9 +13,10 @@ import { initWorkspace } from "../../src/workspace/layout.js";
 import { runCli } from "../helpers.js";
 import {
   eventually,
-  freePort,
   getJson,
   makeToken,
+  portOf,
+  relay,
   startFollower,
   startReplicatedOrchestrator,
   scratchWithProcs,
@@ -63,11 +64,11 @@ test(
     };
     await add(sdd("L"), "b-00");
 
-    const [pl, pa, pb] = [await freePort(), await freePort(), await freePort()];
+    const [ra, rb] = [await relay(t), await relay(t)];
     const { proc: leader, url: leaderUrl } = await startReplicatedOrchestrator({
       sdd: sdd("L"),
       tokenFile,
-      ports: { leader: pl, a: pa, b: pb },
+      followers: { a: ra.url, b: rb.url },
       ackPolicy: "QUORUM",
       maxAgents: 2,
       ackTimeoutMs: 30000,
@@ -81,17 +82,17 @@ test(
       region: "a",
       sdd: sdd("A"),
       tokenFile,
-      extra: ["--listen", `127.0.0.1:${pa}`],
+      onSpawn: (p) => procs.push(p),
     });
-    procs.push(a.proc);
+    ra.to(portOf(a.url));
     const b = await startFollower({
       leader: leaderUrl,
       region: "b",
       sdd: sdd("B"),
       tokenFile,
-      extra: ["--listen", `127.0.0.1:${pb}`],
+      onSpawn: (p) => procs.push(p),
     });
-    procs.push(b.proc);
+    rb.to(portOf(b.url));
     const followers = async (): Promise<FollowerView[]> =>
       (await getJson(`${leaderUrl}/status`, token)).followers as FollowerView[];
     await eventually("both followers HEALTHY", async () =>

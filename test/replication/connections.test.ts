@@ -12,11 +12,17 @@ import path from "node:path";
 import { test } from "node:test";
 import { ReplicationLeader } from "../../src/replication/leader.js";
 import type { ConnectionLimits } from "../../src/replication/server.js";
-import { WalWriter } from "../../src/wal/writer.js";
 import { verifyWal } from "../../src/wal/reader.js";
 import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
 import { CLI, runCli } from "../helpers.js";
-import { eventually, makeToken, Proc, scratchWithProcs, startFollower } from "./support/procs.js";
+import {
+  eventually,
+  leaderWorkspace,
+  makeToken,
+  Proc,
+  scratchWithProcs,
+  startFollower,
+} from "./support/procs.js";
 
 const RUN = "run-connections";
 /** How long a socket the server must close may stay open before the test fails (a bound, not a measure). */
@@ -96,19 +102,6 @@ class Raw {
 const get = (route: string, token?: string): string =>
   `GET ${route} HTTP/1.1\r\nHost: x\r\n${token ? `Authorization: Bearer ${token}\r\n` : ""}\r\n`;
 
-async function leaderWorkspace(sdd: string, entries: number): Promise<Workspace> {
-  const { workspace } = await initWorkspace(sdd);
-  const w = await WalWriter.open(workspace, RUN);
-  for (let i = 0; i < entries; i++)
-    await w.append({
-      decision_type: "task_claimed",
-      inputs: { task_id: `t-${i}`, attempt: 1 },
-      committed: true,
-    });
-  await w.close();
-  return workspace;
-}
-
 async function startLeader(
   ws: Workspace,
   token: string,
@@ -135,7 +128,7 @@ test(
   { timeout: 90_000 },
   async (t) => {
     const { dir } = await scratchWithProcs(t, "bernstein-repl-conn-");
-    const ws = await leaderWorkspace(path.join(dir, "L", ".sdd"), 3);
+    const ws = await leaderWorkspace(path.join(dir, "L", ".sdd"), 3, RUN);
     const { token } = await makeToken(dir);
     const { leader, port } = await startLeader(ws, token, {
       headerTimeoutMs: 300,
@@ -160,7 +153,7 @@ test(
     const trickledHeaders = await connect();
     trickledHeaders.send("GET /status HTTP/1.1\r\n");
     trickledHeaders.trickleBytes();
-    // The issue's attack: a huge Content-Length, the body trickled a byte at a time after the 401.
+    // A slow-body attack: a huge Content-Length, the body trickled a byte at a time after the 401.
     const trickledBody = await connect();
     trickledBody.send(
       "POST /ack HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n",
@@ -209,7 +202,7 @@ test(
   { timeout: 60_000 },
   async (t) => {
     const { dir } = await scratchWithProcs(t, "bernstein-repl-cap-");
-    const ws = await leaderWorkspace(path.join(dir, "L", ".sdd"), 1);
+    const ws = await leaderWorkspace(path.join(dir, "L", ".sdd"), 1, RUN);
     const { token } = await makeToken(dir);
     // Long timeouts: the connections that hold the slots stay open while the test looks.
     const { leader, port, log } = await startLeader(ws, token, {

@@ -13,8 +13,10 @@ import { addTask } from "../../src/orchestrator/tasks.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { runCli } from "../helpers.js";
 import {
-  freePort,
   makeToken,
+  portOf,
+  relay,
+  type Relay,
   startFollower,
   startReplicatedOrchestrator,
   scratchWithProcs,
@@ -34,11 +36,11 @@ test(
     for (const id of ids) {
       await addTask(lws, { id, title: id, command: `echo ${id} >> ${path.join(dir, "results.txt")}` });
     }
-    const [pl, pa, pb] = [await freePort(), await freePort(), await freePort()];
+    const [ra, rb] = [await relay(t), await relay(t)];
     const { proc: leader, url: leaderUrl } = await startReplicatedOrchestrator({
       sdd: sdd("L"),
       tokenFile,
-      ports: { leader: pl, a: pa, b: pb },
+      followers: { a: ra.url, b: rb.url },
       ackPolicy: "ALL",
       maxAgents: 1,
       ackTimeoutMs: 60000,
@@ -46,16 +48,18 @@ test(
       env: { ...env, BERNSTEIN_CRASH_AT: "task_claimed:after_action" },
       onSpawn: (p) => procs.push(p),
     });
-    const follow = (region: string, port: number) =>
-      startFollower({
+    const follow = async (region: string, to: Relay) => {
+      const f = await startFollower({
         leader: leaderUrl,
         region,
         sdd: sdd(region.toUpperCase()),
         tokenFile,
-        extra: ["--listen", `127.0.0.1:${port}`],
+        onSpawn: (p) => procs.push(p),
       });
-    const [a, b] = await Promise.all([follow("a", pa), follow("b", pb)]);
-    procs.push(a.proc, b.proc);
+      to.to(portOf(f.url));
+      return f;
+    };
+    const [a, b] = await Promise.all([follow("a", ra), follow("b", rb)]);
     // The claim's intent needs both acknowledgements before its action runs: the crash proves the
     // followers had it.
     const exit = await leader.exited;

@@ -1,19 +1,20 @@
 /**
- * Must-show: one follower SIGSTOPped becomes LAGGING then UNREACHABLE; QUORUM still commits with
+ * One follower SIGSTOPped becomes LAGGING then UNREACHABLE; QUORUM still commits with
  * the other; ALL stops committing within --ack-timeout and says so (status, log line, metric);
  * SIGCONT: the follower catches up and turns HEALTHY (and ALL resumes).
  */
 import assert from "node:assert/strict";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { test } from "node:test";
+import { type TestContext, test } from "node:test";
 
 import {
   eventually,
-  freePort,
   getJson,
   makeToken,
+  portOf,
   type Proc,
+  relay,
   startDecider,
   startFollower,
   scratchWithProcs,
@@ -26,13 +27,14 @@ interface FollowerView {
 }
 
 async function cluster(
+  t: TestContext,
   dir: string,
   policy: string,
   extra: { ackTimeout: number; maxLagEntries: number; maxRetries: number; onAckTimeout?: string },
   procs: Proc[],
 ) {
   const { file: tokenFile, token } = await makeToken(dir);
-  const [pa, pb] = [await freePort(), await freePort()];
+  const [ra, rb] = [await relay(t), await relay(t)];
   // Decisions start once both followers are HEALTHY: at 200 a second, a machine busy enough to
   // starve the decider makes it catch up in bursts that keep a follower over 10 entries behind.
   const gate = path.join(dir, "decide");
@@ -41,25 +43,26 @@ async function cluster(
     sdd: path.join(dir, "L", ".sdd"),
     tokenFile,
     policy,
-    followers: [`a=http://127.0.0.1:${pa}`, `b=http://127.0.0.1:${pb}`],
+    followers: [`a=${ra.url}`, `b=${rb.url}`],
     rate: 200,
     probeInterval: 150,
     runId: "run-health",
     ...extra,
   });
   procs.push(leader.proc); // killed by the test's after() even if the setup below fails
-  const start = (region: string, port: number) =>
+  const start = (region: string) =>
     startFollower({
       leader: leader.url,
       region,
       sdd: path.join(dir, region.toUpperCase(), ".sdd"),
       tokenFile,
-      extra: ["--listen", `127.0.0.1:${port}`, "--max-lag-entries", String(extra.maxLagEntries)],
+      extra: ["--max-lag-entries", String(extra.maxLagEntries)],
+      onSpawn: (p) => procs.push(p),
     });
-  const a = await start("a", pa);
-  procs.push(a.proc);
-  const b = await start("b", pb);
-  procs.push(b.proc);
+  const a = await start("a");
+  ra.to(portOf(a.url));
+  const b = await start("b");
+  rb.to(portOf(b.url));
   const status = () => getJson(`${leader.url}/status`, token);
   const followerB = async () => ((await status()).followers as FollowerView[]).find((f) => f.name === "b")!;
   await eventually("both followers HEALTHY", async () => {
@@ -76,7 +79,7 @@ test(
   { timeout: 90_000 },
   async (t) => {
     const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-health-");
-    const c = await cluster(dir, "QUORUM", { ackTimeout: 5000, maxLagEntries: 10, maxRetries: 6 }, procs);
+    const c = await cluster(t, dir, "QUORUM", { ackTimeout: 5000, maxLagEntries: 10, maxRetries: 6 }, procs);
 
     c.b.proc.kill("SIGSTOP");
     const seen: string[] = [];
@@ -110,7 +113,7 @@ test(
   { timeout: 90_000 },
   async (t) => {
     const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-all-");
-    const c = await cluster(dir, "ALL", { ackTimeout: 1000, maxLagEntries: 10, maxRetries: 3 }, procs);
+    const c = await cluster(t, dir, "ALL", { ackTimeout: 1000, maxLagEntries: 10, maxRetries: 3 }, procs);
     await c.leader.proc.waitFor("some acknowledged decisions", () => c.leader.proc.acks().length >= 20);
 
     c.b.proc.kill("SIGSTOP");
@@ -162,6 +165,7 @@ test(
   async (t) => {
     const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-degrade-");
     const c = await cluster(
+      t,
       dir,
       "ALL",
       {

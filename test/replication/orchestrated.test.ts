@@ -1,5 +1,5 @@
 /**
- * Must-show with the real orchestrator: `start --replication-listen` under QUORUM with two
+ * With the real orchestrator: `start --replication-listen` under QUORUM with two
  * followers, SIGKILLed mid-backlog; `dr promote` of a follower gives a workspace whose chains
  * verify, `doctor` passes, and `start` on it completes the backlog.
  */
@@ -13,9 +13,10 @@ import { initWorkspace, Workspace } from "../../src/workspace/layout.js";
 import { runCli } from "../helpers.js";
 import {
   eventually,
-  freePort,
   getJson,
   makeToken,
+  portOf,
+  relay,
   startFollower,
   startReplicatedOrchestrator,
   scratchWithProcs,
@@ -38,11 +39,11 @@ test(
       ids.push(id);
       await addTask(lws, { id, title: id, command: `echo ${id} >> ${results}; sleep 0.2` });
     }
-    const [pl, pa, pb] = [await freePort(), await freePort(), await freePort()];
+    const [ra, rb] = [await relay(t), await relay(t)];
     const { proc: leader, url: leaderUrl } = await startReplicatedOrchestrator({
       sdd: sdd("L"),
       tokenFile,
-      ports: { leader: pl, a: pa, b: pb },
+      followers: { a: ra.url, b: rb.url },
       ackPolicy: "QUORUM",
       maxAgents: 2,
       ackTimeoutMs: 30000,
@@ -57,17 +58,18 @@ test(
       region: "a",
       sdd: sdd("A"),
       tokenFile,
-      extra: ["--listen", `127.0.0.1:${pa}`, "--snapshot-interval", "1"],
+      extra: ["--snapshot-interval", "1"],
+      onSpawn: (p) => procs.push(p),
     });
-    procs.push(a.proc);
+    ra.to(portOf(a.url));
     const b = await startFollower({
       leader: leaderUrl,
       region: "b",
       sdd: sdd("B"),
       tokenFile,
-      extra: ["--listen", `127.0.0.1:${pb}`],
+      onSpawn: (p) => procs.push(p),
     });
-    procs.push(b.proc);
+    rb.to(portOf(b.url));
 
     // Let some tasks finish, then kill the leader mid-backlog.
     await eventually(
@@ -81,7 +83,7 @@ test(
       };
       return Boolean(role.base_snapshot?.file);
     });
-    // Following goes on beside the refreshes: a refresh once stalled the pull loop for good.
+    // Following goes on beside the refreshes: a refresh never stalls the pull loop.
     const position = (
       (await getJson(`${leaderUrl}/status`, token)) as { wal: { position: { run_id: string; seq: number } } }
     ).wal.position;
@@ -137,15 +139,15 @@ test(
       "--poll",
       "50",
       "--replication-listen",
-      `127.0.0.1:${pl}`,
+      "127.0.0.1:0",
       "--token-file",
       tokenFile,
       "--ack-policy",
       "QUORUM",
       "--follower",
-      `a=http://127.0.0.1:${pa}`,
+      `a=${ra.url}`,
       "--follower",
-      `b=http://127.0.0.1:${pb}`,
+      `b=${rb.url}`,
       "--ack-timeout",
       "30000",
       "--probe-interval",

@@ -1,5 +1,5 @@
 /**
- * Must-show: requests without the token or with a wrong one are refused; a tampered entry is
+ * Requests without the token or with a wrong one are refused; a tampered entry is
  * refused and never reaches a follower's WAL; a follower refuses a leader at an older epoch.
  * Also: the token file must be 0600, and the transport works over TLS.
  */
@@ -15,9 +15,11 @@ import { adoptEpoch } from "../../src/replication/epoch.js";
 import { runCli } from "../helpers.js";
 import {
   eventually,
-  freePort,
   getJson,
   makeToken,
+  portOf,
+  type Proc,
+  relay,
   startFollower,
   scratchWithProcs,
   serve,
@@ -168,19 +170,26 @@ test("a follower started before its leader waits for it, then bootstraps", { tim
   const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-early-");
   await leaderWorkspace(path.join(dir, "L", ".sdd"), 5);
   const { file: tokenFile } = await makeToken(dir);
-  const port = await freePort();
+  // The leader's address, refusing connections until the leader serves behind it.
+  const leaderAddress = await relay(t);
+  let spawned: Proc | undefined;
   const starting = startFollower({
-    leader: `http://127.0.0.1:${port}`,
+    leader: leaderAddress.url,
     region: "a",
     sdd: path.join(dir, "A", ".sdd"),
     tokenFile,
     extra: ["--retry-ms", "200"],
+    onSpawn: (p) => procs.push((spawned = p)),
   });
-  starting.then((f) => procs.push(f.proc)).catch(() => {});
-  // Nothing listens on the port yet: the follower must wait, not end with an internal error.
-  await new Promise((r) => setTimeout(r, 1500));
-  const leader = await serve(path.join(dir, "L", ".sdd"), tokenFile, ["--listen", `127.0.0.1:${port}`]);
+  starting.catch(() => {}); // awaited below, once the leader serves
+  // Nobody serves yet: the follower must say so and wait, not end with an internal error.
+  await spawned!.waitFor("the follower to retry its first contact", () => {
+    if (spawned!.child.exitCode !== null) throw new Error(`the follower exited: ${spawned!.stderr}`);
+    return /leader contact failed \(2\): GET \/snapshot: .*retrying/.test(spawned!.stderr);
+  });
+  const leader = await serve(path.join(dir, "L", ".sdd"), tokenFile);
   procs.push(leader.proc);
+  leaderAddress.to(portOf(leader.url));
   const follower = await starting;
   assert.match(follower.proc.stderr, /leader contact failed \(1\): GET \/snapshot: .*retrying/);
   await replicatedUpTo(path.join(dir, "A", ".sdd"), 4);

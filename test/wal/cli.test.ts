@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
-import { cp, mkdir, readFile, writeFile } from "node:fs/promises";
+import { cp, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { FIXTURES, runCli } from "../helpers.js";
+import { PYTHON_REFERENCE, pythonReferenceFacts, runCli } from "../helpers.js";
 import { WalWriter } from "../../src/wal/writer.js";
 import { lines, record, scratchWorkspace } from "./support/wal-helpers.js";
 
-const GOLDEN_SDD = path.join(FIXTURES, "python-reference", "workspace", ".sdd");
-const expected = JSON.parse(await readFile(path.join(FIXTURES, "python-reference", "expected.json"), "utf8"));
+const GOLDEN_SDD = path.join(PYTHON_REFERENCE, "workspace", ".sdd");
+const expected = pythonReferenceFacts();
 
 test("wal verify passes on the Python reference workspace; wal fingerprint equals expected.json", async () => {
   const v = await runCli(["--sdd", GOLDEN_SDD, "wal", "verify"]);

@@ -7,12 +7,12 @@ import { sha256Hex } from "../../src/wal/entry.js";
 import { fingerprintWal } from "../../src/wal/fingerprint.js";
 import { WalReadError, listRuns, readTailPosition, readWalEntries, verifyWal } from "../../src/wal/reader.js";
 import { WalWriter } from "../../src/wal/writer.js";
-import { FIXTURES } from "../helpers.js";
+import { PYTHON_REFERENCE, pythonReferenceFacts } from "../helpers.js";
 import { lines, record, scratchWorkspace } from "./support/wal-helpers.js";
 
-const GOLDEN_DIR = path.join(FIXTURES, "python-reference", "workspace", ".sdd", "runtime", "wal");
+const GOLDEN_DIR = path.join(PYTHON_REFERENCE, "workspace", ".sdd", "runtime", "wal");
 const GOLDEN = path.join(GOLDEN_DIR, "run-golden.wal.jsonl");
-const expected = JSON.parse(await readFile(path.join(FIXTURES, "python-reference", "expected.json"), "utf8"));
+const expected = pythonReferenceFacts();
 
 test("the Python reference WAL verifies, and its fingerprint and last hash match expected.json", async () => {
   const v = await verifyWal(GOLDEN, "run-golden");

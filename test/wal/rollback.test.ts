@@ -23,7 +23,7 @@ interface Finished {
   cleanup: () => Promise<void>;
 }
 
-/** The issue's reproduction: four tasks run to the end by one `start --until-idle`, run closed. */
+/** Four tasks run to the end by one `start --until-idle`, the run closed. */
 async function finishedRun(): Promise<Finished> {
   const { dir, cleanup } = await scratchDir("bernstein-rollback-");
   const sdd = path.join(dir, ".sdd");

@@ -1,7 +1,7 @@
 /**
- * The issue's end-to-end check: ten backups taken while `bernstein start` is busy each restore
- * to a workspace that passes `doctor`, and `start` on it completes the backlog. Several minutes
- * on a loaded 2-core machine, so it runs in `npm run soak` (bench/soak.ts), not `npm test`.
+ * End to end: ten backups taken while `bernstein start` is busy each restore
+ * to a workspace that passes `doctor`, and `start` on it completes the backlog. It takes minutes,
+ * so it runs in `npm run soak` (bench/soak.ts), not `npm test`.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";

@@ -10,18 +10,6 @@ import { addTask } from "../../../src/orchestrator/tasks.js";
 import { initWorkspace } from "../../../src/workspace/layout.js";
 import { CLI, runCli, type CliResult } from "../../helpers.js";
 
-/** Small deterministic PRNG (mulberry32) so a failing seed can be replayed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export interface Scenario {
   dir: string;
   sdd: string;

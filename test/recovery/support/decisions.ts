@@ -4,6 +4,7 @@
  * followed (usually) by its commit; informational and foreign types are sprinkled in.
  */
 import type { JsonObject } from "../../../src/json/object.js";
+import { prng } from "../../helpers.js";
 
 export interface DecisionRecord {
   decision_type: string;
@@ -12,20 +13,8 @@ export interface DecisionRecord {
   committed: boolean;
 }
 
-/** Deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function randomDecisions(seed: number, count: number): DecisionRecord[] {
-  const r = rng(seed);
+  const r = prng(seed);
   const pick = <T>(xs: T[]): T => xs[Math.floor(r() * xs.length)];
   const out: DecisionRecord[] = [];
   const tasks: { id: string; state: "open" | "claimed" | "running" | "done" | "failed"; attempt: number }[] =

@@ -2,9 +2,9 @@
 import { chmod, copyFile, mkdir } from "node:fs/promises";
 import path from "node:path";
 import * as tar from "tar";
-import { FIXTURES } from "../../helpers.js";
+import { PYTHON_REFERENCE as REFERENCE } from "../../helpers.js";
 
-export const REFERENCE = path.join(FIXTURES, "python-reference");
+export { REFERENCE };
 
 /** Unpacks the reference `.sdd/` (from backup-plain.tar.gz) into `dir/.sdd` and returns its path. */
 export async function unpackReferenceSdd(dir: string): Promise<string> {

@@ -2,6 +2,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
+import net from "node:net";
 import { writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -134,31 +135,40 @@ export async function startDecider(args: DeciderArgs, name = "leader"): Promise<
 export async function startCli(
   args: string[],
   name: string,
+  onSpawn?: (proc: Proc) => void,
 ): Promise<{ proc: Proc; doc: Record<string, unknown> }> {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   const proc = new Proc(child, name);
+  onSpawn?.(proc);
   let all = "";
   child.stdout!.on("data", (d: string) => (all += d));
-  const doc = await proc.waitFor(`${name} to start`, () => {
-    try {
-      return JSON.parse(all) as Record<string, unknown>;
-    } catch {
-      if (proc.child.exitCode !== null)
-        throw new Error(`${name} exited ${proc.child.exitCode}: ${proc.stderr}`);
-      return undefined;
-    }
-  });
+  // A follower's first document comes after its bootstrap (which may wait for its leader): on a
+  // loaded machine that takes longer than the default wait.
+  const doc = await proc.waitFor(
+    `${name} to start`,
+    () => {
+      try {
+        return JSON.parse(all) as Record<string, unknown>;
+      } catch {
+        if (proc.child.exitCode !== null)
+          throw new Error(`${name} exited ${proc.child.exitCode}: ${proc.stderr}`);
+        return undefined;
+      }
+    },
+    90_000,
+  );
   return { proc, doc };
 }
 
 /**
- * `bernstein start --replication-listen` on a fixed port, with followers `a` and `b` expected on
- * their own ports; resolves once the endpoint serves. The caller registers the Proc for cleanup.
+ * `bernstein start --replication-listen 127.0.0.1:0` with followers `a` and `b` expected at the
+ * given URLs; resolves with the URL the endpoint reports once it serves. The caller registers the
+ * Proc for cleanup.
  */
 export async function startReplicatedOrchestrator(o: {
   sdd: string;
   tokenFile: string;
-  ports: { leader: number; a: number; b: number };
+  followers: { a: string; b: string };
   ackPolicy: string;
   maxAgents: number;
   ackTimeoutMs: number;
@@ -178,15 +188,15 @@ export async function startReplicatedOrchestrator(o: {
       "--max-agents",
       String(o.maxAgents),
       "--replication-listen",
-      `127.0.0.1:${o.ports.leader}`,
+      "127.0.0.1:0",
       "--token-file",
       o.tokenFile,
       "--ack-policy",
       o.ackPolicy,
       "--follower",
-      `a=http://127.0.0.1:${o.ports.a}`,
+      `a=${o.followers.a}`,
       "--follower",
-      `b=http://127.0.0.1:${o.ports.b}`,
+      `b=${o.followers.b}`,
       "--ack-timeout",
       String(o.ackTimeoutMs),
       "--probe-interval",
@@ -196,8 +206,11 @@ export async function startReplicatedOrchestrator(o: {
   );
   const proc = new Proc(child, "leader");
   o.onSpawn?.(proc);
-  await proc.waitFor("the leader endpoint", () => /replication: serving at/.test(proc.stderr));
-  return { proc, url: `http://127.0.0.1:${o.ports.leader}` };
+  const serving = await proc.waitFor(
+    "the leader endpoint",
+    () => /replication: serving at (\S+) /.exec(proc.stderr) ?? undefined,
+  );
+  return { proc, url: serving[1] };
 }
 
 export async function startFollower(o: {
@@ -206,6 +219,8 @@ export async function startFollower(o: {
   sdd: string;
   tokenFile: string;
   extra?: string[];
+  /** Called with the process as soon as it is spawned, before it reports its URL. */
+  onSpawn?: (proc: Proc) => void;
 }): Promise<{ proc: Proc; url: string }> {
   const { proc, doc } = await startCli(
     [
@@ -229,6 +244,7 @@ export async function startFollower(o: {
       ...(o.extra ?? []),
     ],
     `follower ${o.region}`,
+    o.onSpawn,
   );
   return { proc, url: doc.url as string };
 }
@@ -260,17 +276,59 @@ export async function eventually<T>(
   }
 }
 
-/** A port that was free a moment ago (bind 0, read, close). */
-export async function freePort(): Promise<number> {
-  const net = await import("node:net");
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
+/** The port of an `http://host:port` URL a process reported. */
+export function portOf(url: string): number {
+  return Number(new URL(url).port);
+}
+
+export interface Relay {
+  /** `http://127.0.0.1:<port>` of the relay. */
+  readonly url: string;
+  /** From now on connections go to this port of 127.0.0.1. */
+  to(port: number): void;
+}
+
+/**
+ * A TCP relay this test process listens on (port 0, held until the test ends): the address a peer
+ * must be given before the server behind it exists, as an operator names a host before starting it
+ * (a follower's URL on its leader, the URL a promotion announces). Every server still binds port 0
+ * itself and reports it; `to()` points the relay at it. Until then each connection is reset, as a
+ * port nobody listens on refuses it. Bytes pass unchanged both ways, so a stopped server behind the
+ * relay accepts and never answers, exactly as it would directly.
+ */
+export async function relay(t: TestContext): Promise<Relay> {
+  let target: number | undefined;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    sockets.add(client);
+    client.on("close", () => sockets.delete(client));
+    if (target === undefined) {
+      client.resetAndDestroy();
+      return;
+    }
+    const upstream = net.connect(target, "127.0.0.1");
+    sockets.add(upstream);
+    const closeBoth = (): void => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(upstream);
+    };
+    for (const s of [client, upstream]) s.on("error", closeBoth).on("close", closeBoth);
+    client.pipe(upstream).pipe(client);
   });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", resolve);
+  });
+  t.after(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => server.close(r));
+  });
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    to: (p) => void (target = p),
+  };
 }
 
 /**
@@ -294,10 +352,14 @@ export async function scratchWithProcs(
 /** The run of the WALs that `leaderWorkspace` writes. */
 export const TRANSPORT_RUN = "run-transport";
 
-/** A fresh workspace whose WAL run TRANSPORT_RUN holds `entries` committed claims. */
-export async function leaderWorkspace(sdd: string, entries: number): Promise<Workspace> {
+/** A fresh workspace whose WAL run `runId` holds `entries` committed claims. */
+export async function leaderWorkspace(
+  sdd: string,
+  entries: number,
+  runId = TRANSPORT_RUN,
+): Promise<Workspace> {
   const { workspace } = await initWorkspace(sdd);
-  const w = await WalWriter.open(workspace, TRANSPORT_RUN);
+  const w = await WalWriter.open(workspace, runId);
   for (let i = 0; i < entries; i++) {
     await w.append({
       decision_type: "task_claimed",
