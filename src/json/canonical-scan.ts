@@ -10,7 +10,7 @@
  * a key holding an escape, duplicate keys, a number not printed as Python prints it (`1E5`,
  * `1.50`, `-0`, a float digit beyond double precision), NaN/Infinity, nesting beyond 512.
  */
-import { pyFloatRepr } from "./canonical.js";
+import { isFloatToken, numberTokenEnd, pyFloatRepr } from "./canonical.js";
 
 // Scanner state lives at module level (synchronous, not re-entrant), like the parser's.
 let src = "";
@@ -121,37 +121,16 @@ function scanString(): string | undefined {
   return undefined;
 }
 
-function isDigit(c: number): boolean {
-  return c >= 0x30 && c <= 0x39;
-}
-
 function scanNumber(): string | undefined {
   const start = pos;
-  if (src.charCodeAt(pos) === 0x2d) pos++;
-  const first = src.charCodeAt(pos);
-  if (first === 0x30) pos++;
-  else if (first > 0x30 && first <= 0x39) {
-    pos++;
-    while (isDigit(src.charCodeAt(pos))) pos++;
-  } else return undefined;
-  let isFloat = false;
-  if (src.charCodeAt(pos) === 0x2e) {
-    if (!isDigit(src.charCodeAt(pos + 1))) return undefined;
-    isFloat = true;
-    pos += 2;
-    while (isDigit(src.charCodeAt(pos))) pos++;
-  }
-  const e = src.charCodeAt(pos);
-  if (e === 0x65 || e === 0x45) {
-    let q = pos + 1;
-    const sign = src.charCodeAt(q);
-    if (sign === 0x2b || sign === 0x2d) q++;
-    if (!isDigit(src.charCodeAt(q))) return undefined;
-    isFloat = true;
-    pos = q + 1;
-    while (isDigit(src.charCodeAt(pos))) pos++;
-  }
-  const token = src.slice(start, pos);
+  const end = numberTokenEnd(src, pos);
+  if (end < 0) return undefined;
+  pos = end;
+  const next = src.charCodeAt(pos);
+  // A `.` or exponent the token left unread is not JSON: the parser names it.
+  if (next === 0x2e || next === 0x65 || next === 0x45) return undefined;
+  const token = src.slice(start, end);
+  const isFloat = isFloatToken(token);
   if (!isFloat) return token === "-0" ? undefined : token; // an int prints as its digits
   const x = Number(token);
   // Where JS and Python both print positionally, String(x) is repr(x) for a fractional x.

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { canonicalJson, orderedJson, parseJson, type JsonValue } from "../../src/json/canonical.js";
 import { canonicalTextAt, scannedTo } from "../../src/json/canonical-scan.js";
+import { rng } from "../recovery/support/decisions.js";
 
 function scan(text: string): string | undefined {
   const out = canonicalTextAt(text, 0);
@@ -49,18 +50,6 @@ test("text that only looks canonical is refused, so the lossless parser decides"
   ];
   for (const [why, text] of refused) assert.equal(scan(text), undefined, why);
 });
-
-/** A seeded generator (mulberry32), so a failure names its seed and can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomValue(r: () => number, depth: number): JsonValue {
   const pick = Math.floor(r() * (depth > 3 ? 6 : 8));
