@@ -1,20 +1,88 @@
 /**
- * Runs every bench in sequence (`npm run bench`), each as its own process with --json, and
- * prints one JSON object per bench line by line. A bench not built (another domain's, not yet
- * merged) is skipped.
+ * Runs every bench in sequence (`npm run bench`), each as its own process with --json.
+ * `npm run bench -- --json` prints ONE JSON document: the machine's load average at start and
+ * end, every bench's figures, and every goal (`{name, ours, baseline, ratio, target, met}`);
+ * without --json, each bench's line and then one line per goal. A bench not built is skipped;
+ * one that fails is recorded with its exit code. See bench/README.md.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import type { Goal } from "./support/measure.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BENCHES = ["wal", "recovery", "dr", "orchestrator", "replication", "s3"];
-let failed = 0;
+const json = process.argv.includes("--json");
+
+/** Goals of a bench that predates the common `goals` list: its own `pass` or `met` flags. */
+function legacyGoals(name: string, doc: Record<string, unknown>): Goal[] {
+  const flags: Array<[string, unknown]> =
+    doc.met && typeof doc.met === "object"
+      ? Object.entries(doc.met)
+      : "pass" in doc
+        ? [["pass", doc.pass]]
+        : [];
+  return flags.map(([flag, met]) => ({
+    name: `${name}.${flag}`,
+    unit: "see the bench's figures",
+    ours: NaN,
+    baseline: null,
+    baseline_is: "see the bench's figures",
+    ratio: null,
+    target: JSON.stringify(doc.target ?? doc.targets ?? "see the bench"),
+    met: met === true,
+  }));
+}
+
+const loadStart = os.loadavg();
+const benches: Record<string, unknown> = {};
+const goals: Goal[] = [];
 for (const name of BENCHES) {
   const file = path.join(here, `${name}.js`);
   if (!existsSync(file)) continue;
-  const res = spawnSync(process.execPath, [file, "--json"], { stdio: ["ignore", "inherit", "inherit"] });
-  if (res.status !== 0) failed++;
+  const res = spawnSync(process.execPath, [file, "--json"], {
+    stdio: ["ignore", "pipe", "inherit"],
+    encoding: "utf8",
+    maxBuffer: 64 << 20,
+  });
+  const last = res.stdout.trim().split("\n").pop() ?? "";
+  let doc: Record<string, unknown> | undefined;
+  try {
+    doc = JSON.parse(last) as Record<string, unknown>;
+  } catch {
+    doc = undefined;
+  }
+  if (res.status !== 0 || !doc) {
+    benches[name] = { error: `exit ${res.status ?? res.signal}`, ...(doc ?? {}) };
+    goals.push({
+      name: `${name}.ran`,
+      unit: "exit code",
+      ours: res.status ?? -1,
+      baseline: null,
+      baseline_is: "none",
+      ratio: null,
+      target: "exit 0",
+      met: false,
+    });
+    continue;
+  }
+  benches[name] = doc;
+  goals.push(...(Array.isArray(doc.goals) ? (doc.goals as Goal[]) : legacyGoals(name, doc)));
+  if (!json) process.stdout.write(last + "\n");
 }
-process.exitCode = failed ? 1 : 0;
+const report = {
+  machine: { cpus: os.availableParallelism(), load_average_start: loadStart, load_average_end: os.loadavg() },
+  note: "on a loaded machine only the ratios (figures against baselines measured in the same run) count",
+  goals,
+  all_met: goals.every((g) => g.met),
+  benches,
+};
+if (json) process.stdout.write(JSON.stringify(report) + "\n");
+else
+  for (const g of goals)
+    process.stdout.write(
+      `${g.met ? "met    " : "NOT MET"} ${g.name}: ours ${g.ours} / baseline ${g.baseline} = ${g.ratio} (${g.target})\n`,
+    );
+process.exitCode = Object.values(benches).some((b) => (b as { error?: string }).error) ? 1 : 0;

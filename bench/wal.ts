@@ -1,12 +1,15 @@
 /**
- * WAL benchmark: append throughput against the Python reference's algorithm (open + write +
- * fsync + close per entry) measured in the same run, and verification speed and peak RSS on a
- * 1,000,000-entry WAL (verified in a child process so its peak RSS is the verifier's alone).
+ * WAL benchmark, every figure against a baseline measured in the same run, alternating, medians:
+ *  - appends: sequential and 64 in flight against the floor, a raw `write`+`fsync` loop of
+ *    lines of the same size on the same disk (nothing with one fsync per append can beat it;
+ *    only group commit can). The Python writer's figure from its notes is printed beside it.
+ *  - verify: `verifyWal` of a 400,000-entry WAL in its own process against the Python reference
+ *    algorithm (parse, re-canonicalize, sha256, link: bench/support/verify_wal_reference.py) on
+ *    the same file; whole-process CPU seconds, wall and peak RSS of each.
  *
- * `npm run bench:wal -- --json` prints one JSON object. Options: --entries N (verify WAL size,
- * default 1,000,000), --seconds S (per append phase, default 3), --keep (leave the files).
+ * `npm run bench:wal -- --json` prints one JSON object. Options: --entries N (verify WAL size),
+ * --seconds S (per append phase, default 2), --runs N (alternating runs, default 5), --keep.
  */
-import { spawn } from "node:child_process";
 import { closeSync, constants as fsc, fsyncSync, openSync, writeSync } from "node:fs";
 import { mkdtemp, open, rm, stat } from "node:fs/promises";
 import os from "node:os";
@@ -14,27 +17,42 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { GENESIS_HASH, buildEntryWithLine, type WalRecord } from "../src/wal/entry.js";
 import { verifyWal } from "../src/wal/reader.js";
-import { WalWriter, epochSeconds } from "../src/wal/writer.js";
+import { WalWriter } from "../src/wal/writer.js";
 import { initWorkspace } from "../src/workspace/layout.js";
+import {
+  SUPPORT_SOURCES,
+  absoluteGoal,
+  measureProcess,
+  median,
+  ratioGoal,
+  round,
+  summarize,
+  type ProcessCost,
+} from "./support/measure.js";
 
 interface Args {
   entries: number;
   seconds: number;
+  runs: number;
   json: boolean;
   keep: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { entries: 1_000_000, seconds: 3, json: false, keep: false };
+  const a: Args = { entries: 400_000, seconds: 2, runs: 5, json: false, keep: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === "--json") a.json = true;
     else if (k === "--keep") a.keep = true;
     else if (k === "--entries") a.entries = Number(argv[++i]);
     else if (k === "--seconds") a.seconds = Number(argv[++i]);
+    else if (k === "--runs") a.runs = Number(argv[++i]);
   }
   return a;
 }
+
+/** The Python writer's figures from its notes (same kind of machine, measured side by side). */
+const PYTHON_NOTES = { appends_per_s: 3713, raw_fsync_floor_then_per_s: 3707 };
 
 /** A realistic orchestrator decision: intents and commits of task lifecycles. */
 function decision(i: number): WalRecord {
@@ -49,55 +67,40 @@ function decision(i: number): WalRecord {
       };
 }
 
-const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
-
-/** The Python reference's append: build the entry, then open, write, fsync, close the file. */
-async function baselineAsync(file: string, seconds: number): Promise<number> {
-  let prev = GENESIS_HASH;
-  let n = 0;
-  const start = performance.now();
-  const deadline = start + seconds * 1000;
-  while (performance.now() < deadline) {
-    const { entry, line } = buildEntryWithLine(decision(n), n, prev, epochSeconds());
-    prev = entry.entry_hash;
-    const fh = await open(file, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT, 0o644);
-    await fh.write(line);
-    await fh.sync();
-    await fh.close();
-    n++;
-  }
-  return n / ((performance.now() - start) / 1000);
+interface Rate {
+  perSecond: number;
+  /** CPU seconds of this process per 1,000 appends. */
+  cpuMsPerAppend: number;
 }
 
-/** The same with blocking system calls, exactly as Python issues them. */
-function baselineSync(file: string, seconds: number): number {
-  let prev = GENESIS_HASH;
+function cpuSeconds(since: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(since);
+  return (d.user + d.system) / 1e6;
+}
+
+/** The floor: lines of the same size written and fsynced one by one, file kept open. */
+function floorLoop(file: string, seconds: number): Rate {
+  const lines = [0, 1].map((i) => Buffer.from(buildEntryWithLine(decision(i), i, GENESIS_HASH, 1).line));
+  const fd = openSync(file, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT, 0o644);
+  const cpu0 = process.cpuUsage();
   let n = 0;
   const start = performance.now();
   const deadline = start + seconds * 1000;
   while (performance.now() < deadline) {
-    const { entry, line } = buildEntryWithLine(decision(n), n, prev, epochSeconds());
-    prev = entry.entry_hash;
-    const fd = openSync(file, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT, 0o644);
-    writeSync(fd, line);
+    writeSync(fd, lines[n & 1]);
     fsyncSync(fd);
-    closeSync(fd);
     n++;
   }
-  return n / ((performance.now() - start) / 1000);
+  const elapsed = (performance.now() - start) / 1000;
+  closeSync(fd);
+  return { perSecond: n / elapsed, cpuMsPerAppend: (cpuSeconds(cpu0) * 1000) / n };
 }
 
-async function appendThroughput(
-  dir: string,
-  runId: string,
-  callers: number,
-  seconds: number,
-): Promise<{ perSecond: number; groups: number }> {
+async function appendThroughput(dir: string, runId: string, callers: number, seconds: number): Promise<Rate> {
   const { workspace } = await initWorkspace(path.join(dir, `.sdd-${runId}`));
   const w = await WalWriter.open(workspace, runId);
-  let groups = 0;
-  w.onDurable(() => groups++);
   let n = 0;
+  const cpu0 = process.cpuUsage();
   const start = performance.now();
   const deadline = start + seconds * 1000;
   await Promise.all(
@@ -106,10 +109,11 @@ async function appendThroughput(
     }),
   );
   const elapsed = (performance.now() - start) / 1000;
+  const cpu = cpuSeconds(cpu0);
   await w.close();
   const v = await verifyWal(w.file, runId);
   if (!v.ok || v.entries !== n) throw new Error(`bench: ${runId} did not verify (${v.entries} of ${n})`);
-  return { perSecond: n / elapsed, groups };
+  return { perSecond: n / elapsed, cpuMsPerAppend: (cpu * 1000) / n };
 }
 
 /** Writes an n-entry WAL quickly (lines built by the real entry code; one fsync at the end). */
@@ -137,100 +141,136 @@ interface ChildVerify {
   ok: boolean;
   entries: number;
   bytes: number;
-  seconds: number;
-  max_rss_mb: number;
   workers: number;
 }
 
-/** Verifies in a child process: its maxRSS is the verifier's peak, nothing of the bench's. */
-function verifyInChild(file: string, workers?: number): Promise<ChildVerify> {
-  const self = fileURLToPath(import.meta.url);
-  const args = [self, "--verify-child", file, ...(workers === undefined ? [] : [String(workers)])];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
-    let out = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
-    child.on("error", reject);
-    child.on("close", (code) => {
-      if (code !== 0) reject(new Error(`verify child exited ${code}`));
-      else resolve(JSON.parse(out) as ChildVerify);
-    });
-  });
+/** `verifyWal` in its own process: whole-process CPU, wall and peak RSS are the verifier's. */
+function verifyInChild(file: string): ProcessCost & { result: ChildVerify } {
+  const cost = measureProcess([process.execPath, fileURLToPath(import.meta.url), "--verify-child", file]);
+  return { ...cost, result: JSON.parse(cost.stdout) as ChildVerify };
 }
 
-async function verifyChild(file: string, workers: string | undefined): Promise<void> {
-  const start = performance.now();
-  const r = await verifyWal(file, "run-bench", workers === undefined ? {} : { workers: Number(workers) });
-  const seconds = (performance.now() - start) / 1000;
-  const result: ChildVerify = {
-    ok: r.ok,
-    entries: r.entries,
-    bytes: r.bytes,
-    seconds,
-    max_rss_mb: process.resourceUsage().maxRSS / 1024,
-    workers: r.workers,
-  };
+async function verifyChild(file: string): Promise<void> {
+  const r = await verifyWal(file, "run-bench");
+  const result: ChildVerify = { ok: r.ok, entries: r.entries, bytes: r.bytes, workers: r.workers };
   process.stdout.write(JSON.stringify(result) + "\n");
 }
 
+async function appendPhases(dir: string, args: Args, log: (s: string) => void) {
+  const floor: Rate[] = [];
+  const seq: Rate[] = [];
+  const c64: Rate[] = [];
+  for (let i = 0; i < args.runs; i++) {
+    log(`appends, run ${i + 1}/${args.runs}: floor, sequential, 64 in flight (${args.seconds}s each) ...`);
+    floor.push(floorLoop(path.join(dir, `floor${i}.jsonl`), args.seconds));
+    seq.push(await appendThroughput(dir, `run-seq${i}`, 1, args.seconds));
+    c64.push(await appendThroughput(dir, `run-c64${i}`, 64, args.seconds));
+  }
+  const med = (rs: Rate[]) => ({
+    appends_per_s: Math.round(median(rs.map((r) => r.perSecond))),
+    cpu_ms_per_append: round(median(rs.map((r) => r.cpuMsPerAppend)), 4),
+    runs_per_s: rs.map((r) => Math.round(r.perSecond)),
+  });
+  return { floor: med(floor), sequential: med(seq), concurrent64: med(c64) };
+}
+
+async function verifyPhases(walFile: string, args: Args, log: (s: string) => void) {
+  const ours: ProcessCost[] = [];
+  const reference: ProcessCost[] = [];
+  for (let i = 0; i < args.runs; i++) {
+    log(`verify, run ${i + 1}/${args.runs}: ours, then the Python reference algorithm ...`);
+    const v = verifyInChild(walFile);
+    if (!v.result.ok || v.result.entries !== args.entries)
+      throw new Error("bench: the generated WAL did not verify");
+    ours.push(v);
+    const py = measureProcess(["python3", path.join(SUPPORT_SOURCES, "verify_wal_reference.py"), walFile]);
+    if (!(JSON.parse(py.stdout) as { ok: boolean }).ok)
+      throw new Error("bench: the reference did not verify the WAL");
+    reference.push(py);
+  }
+  return {
+    ours: summarize(ours),
+    reference: summarize(reference),
+    workers: JSON.parse(ours[0].stdout).workers as number,
+  };
+}
+
 async function main(): Promise<void> {
-  if (process.argv[2] === "--verify-child") return verifyChild(process.argv[3], process.argv[4]);
+  if (process.argv[2] === "--verify-child") return verifyChild(process.argv[3]);
   const args = parseArgs(process.argv.slice(2));
   const log = (s: string) => {
     if (!args.json) process.stderr.write(s + "\n");
   };
   const dir = await mkdtemp(path.join(os.tmpdir(), "bernstein-bench-wal-"));
   try {
-    const load = os.loadavg()[0];
-    log(`baseline (Python algorithm, async calls), ${args.seconds}s ...`);
-    const baseline = await baselineAsync(path.join(dir, "baseline.wal.jsonl"), args.seconds);
-    log(`baseline (Python algorithm, blocking calls), ${args.seconds}s ...`);
-    const baselineBlocking = baselineSync(path.join(dir, "baseline-sync.wal.jsonl"), args.seconds);
-    log(`sequential appends, ${args.seconds}s ...`);
-    const seq = await appendThroughput(dir, "run-seq", 1, args.seconds);
-    log(`64 concurrent appenders, ${args.seconds}s ...`);
-    const c64 = await appendThroughput(dir, "run-c64", 64, args.seconds);
+    const appends = await appendPhases(dir, args, log);
     log(`writing a ${args.entries}-entry WAL ...`);
     const walFile = path.join(dir, "run-bench.wal.jsonl");
     const size = await makeWal(walFile, args.entries);
-    log(`verifying (${round(size / 1e6)} MB) in a child process ...`);
-    const v = await verifyInChild(walFile);
-    if (!v.ok || v.entries !== args.entries) throw new Error("bench: the generated WAL did not verify");
-    log(`verifying on one thread, for comparison ...`);
-    const v1 = await verifyInChild(walFile, 0);
-    const verifyMbPerS = v.bytes / 1e6 / v.seconds;
+    const verify = await verifyPhases(walFile, args, log);
+    const mb = size / 1e6;
+    const floor = appends.floor.appends_per_s;
+    const goals = [
+      ratioGoal(
+        "wal.sequential_appends_vs_floor",
+        "appends_per_s",
+        appends.sequential.appends_per_s,
+        floor,
+        "raw write+fsync loop, same disk, same run",
+        { min: 0.95 },
+      ),
+      ratioGoal(
+        "wal.concurrent64_appends_vs_floor",
+        "appends_per_s",
+        appends.concurrent64.appends_per_s,
+        floor,
+        "raw write+fsync loop, same disk, same run",
+        { min: 30 },
+      ),
+      ratioGoal(
+        "wal.verify_cpu_vs_reference",
+        "cpu_s",
+        verify.ours.cpu_s,
+        verify.reference.cpu_s,
+        "Python reference algorithm, same file, same run",
+        { max: 0.5 },
+      ),
+      absoluteGoal("wal.verify_mb_per_s_wall", "mb_per_s", mb / verify.ours.wall_s, { min: 100 }),
+      absoluteGoal("wal.verify_peak_rss_mb", "mb", verify.ours.peak_rss_mb, { max: 100 }),
+    ];
     const result = {
       bench: "wal",
-      machine: { cpus: os.availableParallelism(), load_average_1m: round(load, 2) },
-      baseline_appends_per_s: Math.round(baseline),
-      baseline_blocking_appends_per_s: Math.round(baselineBlocking),
-      sequential_appends_per_s: Math.round(seq.perSecond),
-      concurrent64_appends_per_s: Math.round(c64.perSecond),
-      concurrent64_mean_group_size: round((c64.perSecond * args.seconds) / Math.max(1, c64.groups)),
-      sequential_ratio: round(seq.perSecond / baseline, 2),
-      concurrent64_ratio: round(c64.perSecond / baseline, 2),
-      sequential_ratio_vs_blocking: round(seq.perSecond / baselineBlocking, 2),
-      concurrent64_ratio_vs_blocking: round(c64.perSecond / baselineBlocking, 2),
-      verify_entries: v.entries,
-      verify_mb: round(v.bytes / 1e6),
-      verify_mb_per_s: round(verifyMbPerS),
-      verify_peak_rss_mb: round(v.max_rss_mb),
-      verify_workers: v.workers,
-      verify_single_thread_mb_per_s: round(v1.bytes / 1e6 / v1.seconds),
-      verify_single_thread_peak_rss_mb: round(v1.max_rss_mb),
-      python_reference: { appends_per_s: 3057, verify_mb_per_s: 52 },
-      targets: {
-        sequential_ratio: 2,
-        concurrent64_ratio: 30,
-        verify_mb_per_s: 100,
-        verify_peak_rss_mb_below: 100,
+      machine: { cpus: os.availableParallelism() },
+      runs: args.runs,
+      appends: {
+        ...appends,
+        sequential_ratio_to_floor: round(appends.sequential.appends_per_s / floor, 3),
+        concurrent64_ratio_to_floor: round(appends.concurrent64.appends_per_s / floor, 3),
+        python_notes: PYTHON_NOTES,
+        sequential_ratio_to_python_notes: round(
+          appends.sequential.appends_per_s / PYTHON_NOTES.appends_per_s,
+          3,
+        ),
+        concurrent64_ratio_to_python_notes: round(
+          appends.concurrent64.appends_per_s / PYTHON_NOTES.appends_per_s,
+          3,
+        ),
       },
-      met: {
-        sequential: seq.perSecond / baseline >= 2,
-        concurrent64: c64.perSecond / baseline >= 30,
-        verify_speed: verifyMbPerS >= 100,
-        verify_rss: v.max_rss_mb < 100,
+      verify: {
+        entries: args.entries,
+        mb: round(mb, 1),
+        workers: verify.workers,
+        ours: verify.ours,
+        python_reference: verify.reference,
+        cpu_ratio: round(verify.ours.cpu_s / verify.reference.cpu_s, 3),
+        wall_ratio: round(verify.ours.wall_s / verify.reference.wall_s, 3),
+        mb_per_s_wall: round(mb / verify.ours.wall_s, 1),
+        mb_per_cpu_s: round(mb / verify.ours.cpu_s, 1),
+        reference_mb_per_cpu_s: round(mb / verify.reference.cpu_s, 1),
       },
+      peak_rss_mb: round(process.resourceUsage().maxRSS / 1024, 1),
+      goals,
+      pass: goals.every((g) => g.met),
     };
     if (args.json) process.stdout.write(JSON.stringify(result) + "\n");
     else process.stdout.write(JSON.stringify(result, null, 2) + "\n");

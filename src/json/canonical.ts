@@ -286,34 +286,51 @@ function isDigit(c: number): boolean {
   return c >= 0x30 && c <= 0x39;
 }
 
-/** -?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)? */
-function parseNumber(): JsonValue {
-  const start = pos;
-  if (src.charCodeAt(pos) === 0x2d) pos++;
-  const first = src.charCodeAt(pos);
-  if (first === 0x30) pos++;
+/**
+ * The end of the number token `-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?` at `start` in `text`
+ * (-1 when none starts there); a `.` or exponent without digits is left unread.
+ */
+export function numberTokenEnd(text: string, start: number): number {
+  let p = start;
+  if (text.charCodeAt(p) === 0x2d) p++;
+  const first = text.charCodeAt(p);
+  if (first === 0x30) p++;
   else if (first > 0x30 && first <= 0x39) {
-    pos++;
-    while (isDigit(src.charCodeAt(pos))) pos++;
-  } else fail("unexpected character");
-  let isFloat = false;
-  if (src.charCodeAt(pos) === 0x2e && isDigit(src.charCodeAt(pos + 1))) {
-    isFloat = true;
-    pos += 2;
-    while (isDigit(src.charCodeAt(pos))) pos++;
+    p++;
+    while (isDigit(text.charCodeAt(p))) p++;
+  } else return -1;
+  if (text.charCodeAt(p) === 0x2e && isDigit(text.charCodeAt(p + 1))) {
+    p += 2;
+    while (isDigit(text.charCodeAt(p))) p++;
   }
-  const e = src.charCodeAt(pos);
+  const e = text.charCodeAt(p);
   if (e === 0x65 || e === 0x45) {
-    let q = pos + 1;
-    const sign = src.charCodeAt(q);
+    let q = p + 1;
+    const sign = text.charCodeAt(q);
     if (sign === 0x2b || sign === 0x2d) q++;
-    if (isDigit(src.charCodeAt(q))) {
-      isFloat = true;
-      pos = q + 1;
-      while (isDigit(src.charCodeAt(pos))) pos++;
+    if (isDigit(text.charCodeAt(q))) {
+      p = q + 1;
+      while (isDigit(text.charCodeAt(p))) p++;
     }
   }
-  const token = src.slice(start, pos);
+  return p;
+}
+
+/** Whether a number token (from numberTokenEnd) has a fraction or an exponent. */
+export function isFloatToken(token: string): boolean {
+  return token.includes(".") || token.includes("e") || token.includes("E");
+}
+
+function parseNumber(): JsonValue {
+  const start = pos;
+  const end = numberTokenEnd(src, pos);
+  if (end < 0) {
+    if (src.charCodeAt(pos) === 0x2d) pos++; // the error names the character after the sign
+    fail("unexpected character");
+  }
+  pos = end;
+  const token = src.slice(start, end);
+  const isFloat = isFloatToken(token);
   if (!isFloat) {
     // Up to 15 digits is always exact as a double; longer tokens go through BigInt.
     // (`|| 0`: the integer token "-0" is Python's int 0, not -0.0.)

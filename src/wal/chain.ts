@@ -4,6 +4,7 @@
  */
 import { parseJsonCheckingTokens, type JsonValue } from "../json/canonical.js";
 import { GENESIS_HASH, NOT_EXACT, digestParsedEntry, entryShapeProblem, type JsonObject } from "./entry.js";
+import { readCanonicalLine } from "./canonical-line.js";
 import { emitLines, type LineSink } from "./line-scan.js";
 
 export type WalErrorKind =
@@ -96,6 +97,7 @@ export class ChainVerifier implements LineSink {
   line(text: string, lineNo: number, final: boolean, ascii: boolean): void {
     this.linesSeen = lineNo;
     this.result.entries++;
+    if (ascii && !final && this.continuesCleanly(text)) return;
     let raw: JsonValue;
     let tokensCanonical: boolean;
     try {
@@ -154,6 +156,18 @@ export class ChainVerifier implements LineSink {
     this.expectedPrev = obj.entry_hash as string;
   }
 
+  /** The fast path: a canonical line that hashes and links right is taken without parsing. */
+  private continuesCleanly(text: string): boolean {
+    const fast = readCanonicalLine(text);
+    if (fast === undefined || fast.computed !== fast.entryHash || fast.seq !== this.expectedSeq) return false;
+    if (this.expectedPrev !== undefined && fast.prevHash !== this.expectedPrev) return false;
+    this.result.last_seq = fast.seq;
+    this.result.last_hash = fast.entryHash;
+    this.expectedSeq = fast.seq + 1;
+    this.expectedPrev = fast.entryHash;
+    return true;
+  }
+
   badUtf8(lineNo: number, final: boolean): void {
     this.linesSeen = lineNo;
     this.result.entries++;
@@ -200,9 +214,24 @@ export function checkBatch(region: Buffer): CleanBatch | undefined {
   let firstPrev = "";
   let lastSeq = -1;
   let lastHash = "";
+  const link = (seq: number, prev: string, hash: string) => {
+    if (count === 0) {
+      firstSeq = seq;
+      firstPrev = prev;
+    } else if (seq !== lastSeq + 1 || prev !== lastHash) {
+      clean = false;
+      return;
+    }
+    count++;
+    lastSeq = seq;
+    lastHash = hash;
+  };
   const sink: LineSink = {
     line(text, _lineNo, _final, ascii) {
       if (!clean) return;
+      const fast = ascii ? readCanonicalLine(text) : undefined;
+      if (fast !== undefined && fast.computed === fast.entryHash)
+        return link(fast.seq, fast.prevHash, fast.entryHash);
       let raw: JsonValue;
       let tokensCanonical: boolean;
       try {
@@ -216,23 +245,13 @@ export function checkBatch(region: Buffer): CleanBatch | undefined {
         return;
       }
       const obj = raw as JsonObject;
-      const seq = obj.seq as number;
       const hash = obj.entry_hash as string;
       const digest = digestParsedEntry(obj, text, ascii && tokensCanonical);
       if (digest.hash !== hash || !digest.exact) {
         clean = false;
         return;
       }
-      if (count === 0) {
-        firstSeq = seq;
-        firstPrev = obj.prev_hash as string;
-      } else if (seq !== lastSeq + 1 || obj.prev_hash !== lastHash) {
-        clean = false;
-        return;
-      }
-      count++;
-      lastSeq = seq;
-      lastHash = hash;
+      link(obj.seq as number, obj.prev_hash as string, hash);
     },
     badUtf8() {
       clean = false;

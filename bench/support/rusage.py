@@ -1,0 +1,25 @@
+"""Runs a command and prints, as one JSON line on stderr, what the whole process cost: wall
+seconds, user and system CPU seconds (its children included) and peak RSS. Node cannot read a
+child's rusage; the benches wrap every measured command (ours, tar, the Python reference) in this.
+Usage: python3 rusage.py COMMAND [ARG...]   (the command's stdout passes through)
+"""
+import json
+import resource
+import subprocess
+import sys
+import time
+
+start = time.monotonic()
+code = subprocess.call(sys.argv[1:])
+wall = time.monotonic() - start
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+report = {
+    "exit": code,
+    "wall_s": wall,
+    "user_s": usage.ru_utime,
+    "sys_s": usage.ru_stime,
+    "cpu_s": usage.ru_utime + usage.ru_stime,
+    "peak_rss_mb": usage.ru_maxrss / 1024,
+}
+sys.stderr.write("RUSAGE " + json.dumps(report) + "\n")
+sys.exit(code)
