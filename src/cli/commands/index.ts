@@ -22,7 +22,8 @@ const completion: Register = async (p) => (await import("./completion.js")).regi
 const drCore: Register = async (p) => (await import("./dr.js")).registerDr(p);
 const drOffsite: Register = async (p) => (await import("./dr-offsite.js")).registerDrOffsite(p);
 const drReplication: Register = async (p) => (await import("./dr-replication.js")).registerDrReplication(p);
-const dr: Register[] = [drCore, drOffsite, drReplication];
+const drArchive: Register = async (p) => (await import("./dr-archive.js")).registerDrArchive(p);
+const dr: Register[] = [drCore, drOffsite, drReplication, drArchive];
 const DR_BY_WORD: Record<string, Register[]> = {
   backup: [drCore],
   restore: [drCore],
@@ -34,6 +35,7 @@ const DR_BY_WORD: Record<string, Register[]> = {
   status: [drReplication],
   promote: [drReplication],
   runbook: [drReplication],
+  archive: [drCore, drArchive],
 };
 
 const ALL: Register[] = [
