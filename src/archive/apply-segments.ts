@@ -116,6 +116,13 @@ export class LineCutter {
   }
 }
 
+/** Whether a segment starts after the cut (it and what follows are not needed). */
+function beyondCut(stream: string, seg: StoredSegment, firstTime: number, cut: Cut): boolean {
+  const run = walRunOf(stream);
+  if (run !== undefined && cut.run === run && cut.seq !== undefined) return seg.firstSeq! > cut.seq;
+  return firstTime > cut.atMs;
+}
+
 /** Applies `segments` (sorted by `from`) to `file`, which holds `start` (undefined: nothing). */
 export async function applyStream(
   store: BackupStore,
@@ -137,19 +144,13 @@ export async function applyStream(
       if (seg.to <= end.length) continue;
       const missing = (reason: string) =>
         new BrokenSegment(stream, seg.key, reason, cutter?.lastTime ?? lastTime);
+      const ix = await readSegmentIndex(store, seg.key);
+      if (!ix) throw missing("missing (listed, then gone)");
+      if (beyondCut(stream, seg, ix.first_time, cut)) break;
       if (seg.from > end.length)
         throw missing(
           `missing segment before it: bytes ${end.length}-${seg.from} of ${stream} are not in the archive`,
         );
-      const ix = await readSegmentIndex(store, seg.key);
-      if (!ix) throw missing("missing (listed, then gone)");
-      if (
-        walRunOf(stream) !== undefined &&
-        cut.seq === undefined &&
-        ix.first_time > cut.atMs &&
-        seg.from === end.length
-      )
-        break;
       const stored = await readObject(store, seg.key);
       if (sha256(stored) !== ix.sha256) {
         throw missing(

@@ -58,11 +58,10 @@ export function streamGaps(stream: string, segments: StoredSegment[], start: num
   return gaps;
 }
 
-/** The newest capture instant a WAL stream's segments vouch for, before `limit` bytes (a hole). */
-async function walCaptured(store: BackupStore, segments: StoredSegment[], limit: number): Promise<number> {
+/** The newest capture instant a WAL stream's segments vouch for. */
+async function walCaptured(store: BackupStore, segments: StoredSegment[]): Promise<number> {
   for (let i = segments.length - 1; i >= 0; i--) {
     const s = segments[i]!;
-    if (s.to > limit) continue;
     const ix = await readSegmentIndex(store, s.key);
     if (ix && ix.captured_at > 0) return ix.captured_at;
   }
@@ -87,8 +86,7 @@ export async function generationWindow(store: BackupStore, g: GenerationListing)
     const gaps = streamGaps(stream, list, first.streams[stream]?.length ?? 0);
     out.gaps.push(...gaps);
     if (walRunOf(stream) === undefined) continue;
-    const limit = gaps.length > 0 ? gaps[0]!.from : Number.MAX_SAFE_INTEGER;
-    latest = Math.max(latest, await walCaptured(store, list, limit));
+    latest = Math.max(latest, await walCaptured(store, list));
   }
   // A hole does not shorten the window: a point past it is refused (exit 5) by the restore, naming it.
   out.latest = latest;
