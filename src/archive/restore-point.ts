@@ -146,6 +146,11 @@ async function applyAll(
       cut,
     );
     segments += applied.segments;
+    if (applied.end.length === 0 && !c.snapshot.streams[stream] && stream !== targetStream) {
+      // Born after the instant: the workspace had no such file then.
+      await rm(file, { force: true });
+      continue;
+    }
     if (stream === targetStream) {
       if ((applied.end.seq ?? -1) < cut.seq!) {
         throw new UserError(

@@ -67,7 +67,10 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
     const rr = await f.cli(["--json", "dr", "archive-restore", "--from", store, "--latest"], restored);
     assert.equal(rr.code, 0, rr.stderr);
     assert.equal(JSON.parse(rr.stdout).wal[RUN].seq, 13);
-    assert.equal(await sha256File(path.join(restored, "runtime/wal", `${RUN}.wal.jsonl`)), await sha256File(f.ws.walFile(RUN)));
+    assert.equal(
+      await sha256File(path.join(restored, "runtime/wal", `${RUN}.wal.jsonl`)),
+      await sha256File(f.ws.walFile(RUN)),
+    );
     for (const cmd of [["wal", "verify"], ["audit", "verify"], ["doctor"]]) {
       const v = await f.cli(cmd, restored);
       assert.equal(v.code, 0, `${cmd.join(" ")}: ${v.stdout}${v.stderr}`);
@@ -76,14 +79,25 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
 
   it("restores to a seq: the WAL ends exactly there and every other log is cut at its instant", async () => {
     const restored = path.join(scratch.dir, "main", "at-seq", ".sdd");
-    const r = await f.cli(["--json", "dr", "archive-restore", "--from", store, "--at-seq", `${RUN}:11`], restored);
+    const r = await f.cli(
+      ["--json", "dr", "archive-restore", "--from", store, "--at-seq", `${RUN}:11`],
+      restored,
+    );
     assert.equal(r.code, 0, r.stderr);
-    const lines = (await readFile(path.join(restored, "runtime/wal", `${RUN}.wal.jsonl`), "utf8")).trimEnd().split("\n");
+    const lines = (await readFile(path.join(restored, "runtime/wal", `${RUN}.wal.jsonl`), "utf8"))
+      .trimEnd()
+      .split("\n");
     assert.equal(lines.length, 12);
     assert.equal(JSON.parse(lines[11]!).seq, 11);
-    const bad = await f.cli(["dr", "archive-restore", "--from", store, "--at-seq", `${RUN}:99`], restored + "2");
+    const bad = await f.cli(
+      ["dr", "archive-restore", "--from", store, "--at-seq", `${RUN}:99`],
+      restored + "2",
+    );
     assert.equal(bad.code, 2, bad.stderr);
-    const early = await f.cli(["dr", "archive-restore", "--from", store, "--at", "2001-01-01T00:00:00Z"], restored + "3");
+    const early = await f.cli(
+      ["dr", "archive-restore", "--from", store, "--at", "2001-01-01T00:00:00Z"],
+      restored + "3",
+    );
     assert.equal(early.code, 2);
     assert.match(early.stderr, /outside the archive's window \(g\d{8}T\d{9}Z-[0-9a-f]{4}: /);
   });
@@ -110,12 +124,21 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
         JSON.stringify(problems),
       );
       const target = (n: string) => path.join(scratch.dir, damage, n, ".sdd");
-      const before = await fx.cli(["--json", "dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:10`], target("a"));
+      const before = await fx.cli(
+        ["--json", "dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:10`],
+        target("a"),
+      );
       assert.equal(before.code, 0, before.stderr);
-      const past = await fx.cli(["dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:30`], target("b"));
+      const past = await fx.cli(
+        ["dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:30`],
+        target("b"),
+      );
       assert.equal(past.code, 5, past.stderr);
       assert.ok(past.stderr.includes(damage === "missing" ? segs[2]! : segs[1]!), past.stderr);
-      const last = await fx.cli(["--json", "dr", "archive-restore", "--from", st, "--latest", "--last-consistent"], target("c"));
+      const last = await fx.cli(
+        ["--json", "dr", "archive-restore", "--from", st, "--latest", "--last-consistent"],
+        target("c"),
+      );
       assert.equal(last.code, 0, last.stderr);
       assert.equal(JSON.parse(last.stdout).wal[RUN].seq, 14);
       assert.ok(JSON.parse(last.stdout).broken);
@@ -124,18 +147,25 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
 
   it("a workspace restored in place and archived again starts a new generation; the old one stays restorable", async () => {
     const { fx, store: st } = await threeSegments("regen");
-    const first = JSON.parse((await fx.cli(["--json", "dr", "archive-list", "--from", st])).stdout).generations;
+    const first = JSON.parse(
+      (await fx.cli(["--json", "dr", "archive-list", "--from", st])).stdout,
+    ).generations;
     assert.equal(first.length, 1);
     const back = await fx.cli(["dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:12`]);
     assert.equal(back.code, 0, back.stderr);
     await appendDecisions(fx.ws, RUN, 3, 13);
     const again = await fx.cli(["--json", "dr", "archive", "--to", st, "--once"]);
     assert.equal(again.code, 0, again.stderr);
-    const gens = JSON.parse((await fx.cli(["--json", "dr", "archive-list", "--from", st, "--check"])).stdout).generations;
+    const gens = JSON.parse(
+      (await fx.cli(["--json", "dr", "archive-list", "--from", st, "--check"])).stdout,
+    ).generations;
     assert.equal(gens.length, 2);
     assert.equal(gens[1].previous, gens[0].generation);
     assert.match(gens[1].cause, /no longer holds what generation/);
-    const old = await fx.cli(["--json", "dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:30`], path.join(scratch.dir, "regen", "old", ".sdd"));
+    const old = await fx.cli(
+      ["--json", "dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:30`],
+      path.join(scratch.dir, "regen", "old", ".sdd"),
+    );
     assert.equal(old.code, 0, old.stderr);
     assert.equal(JSON.parse(old.stdout).generation, gens[0].generation);
   });

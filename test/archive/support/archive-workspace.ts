@@ -14,7 +14,10 @@ export interface ArchiveFixture {
   cli: (args: string[], sdd?: string) => Promise<CliResult>;
 }
 
-export async function archiveFixture(dir: string, extraEnv: Record<string, string> = {}): Promise<ArchiveFixture> {
+export async function archiveFixture(
+  dir: string,
+  extraEnv: Record<string, string> = {},
+): Promise<ArchiveFixture> {
   const sdd = path.join(dir, "project", ".sdd");
   const { workspace: ws } = await initWorkspace(sdd);
   const env = { ...envFor(dir), ...extraEnv };
@@ -31,7 +34,13 @@ export async function appendDecisions(ws: Workspace, runId: string, n: number, f
   try {
     const pending: Promise<unknown>[] = [];
     for (let i = from; i < from + n; i++) {
-      pending.push(w.append({ decision_type: "task_claimed", inputs: { task_id: `T-${i}`, attempt: 1 }, committed: true }));
+      pending.push(
+        w.append({
+          decision_type: "task_claimed",
+          inputs: { task_id: `T-${i}`, attempt: 1 },
+          committed: true,
+        }),
+      );
       if (pending.length >= 16) await Promise.all(pending.splice(0));
     }
     await Promise.all(pending);
