@@ -35,10 +35,9 @@ describe("dr archive killed with SIGKILL at random moments", () => {
     const rand = prng(seed);
     const store = path.join(scratch.dir, "store");
     const seen = new Map<string, string>();
-    let made = 0;
+    let made = 5;
     let cycles = 0;
-    await appendDecisions(f.ws, RUN, 5);
-    made = 5;
+    await appendDecisions(f.ws, RUN, made);
     for (let round = 0; round < ROUNDS; round++) {
       const { child, done } = spawnCli(
         ["--sdd", f.sdd, "dr", "archive", "--to", store, "--interval", "10ms"],
