@@ -8,6 +8,7 @@ import path from "node:path";
 import { readTailPosition } from "../wal/reader.js";
 import { atomicWriteFile } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
+import { isProcessAlive } from "../workspace/process.js";
 import { listStreams } from "./streams.js";
 import { walRunOf } from "./names.js";
 import type { CycleResult } from "./shipper.js";
@@ -104,6 +105,20 @@ export class ArchiveHealth {
     s.lag_seconds = s.errors_in_a_row > 0 ? (now.getTime() - since) / 1000 : 0;
     await atomicWriteFile(this.ws.p(...ARCHIVE_STATUS), JSON.stringify(s) + "\n");
   }
+}
+
+/** What `dr status` shows of the archiver: its newest status, whether it still runs, how old that is. */
+export async function archiveHealth(
+  root: string,
+  now = Date.now(),
+): Promise<(ArchiveStatus & { running: boolean; status_age_seconds: number }) | null> {
+  const s = await readArchiveStatus(root);
+  if (!s) return null;
+  return {
+    ...s,
+    running: isProcessAlive(s.pid),
+    status_age_seconds: (now - Date.parse(s.updated_at)) / 1000,
+  };
 }
 
 /** The newest status an archiver wrote for this workspace, if any. */

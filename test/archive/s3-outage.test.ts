@@ -40,6 +40,9 @@ async function outageThenRecovery(
     { exited: done },
   );
   assert.ok(down.last_error, JSON.stringify(down));
+  const shown = JSON.parse((await f.cli(["--json", "dr", "status"])).stdout).archive;
+  assert.equal(shown.running, true);
+  assert.ok(shown.errors_in_a_row > 0 && shown.lag_entries > 0 && shown.last_error, JSON.stringify(shown));
 
   h.setFault(undefined);
   const up = await waitFor(
