@@ -66,15 +66,3 @@ export async function storeObjects(dir: string): Promise<Map<string, string>> {
 
 export const walSegments = (objects: Iterable<string>, runId: string): string[] =>
   [...objects].filter((k) => k.includes(`.seg.runtime%2Fwal%2F${runId}.wal.jsonl.`)).sort();
-
-/** A small deterministic PRNG (mulberry32): the seed is printed, a failure replays. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
