@@ -11,7 +11,7 @@ const layers = [
   { name: "records", folders: ["wal", "audit", "ledger"] },
   { name: "state", folders: ["state"] },
   { name: "checkpoint", folders: ["checkpoint"] },
-  { name: "storage-dr", folders: ["storage", "dr"] },
+  { name: "storage-dr", folders: ["storage", "dr", "archive"] },
   { name: "services", folders: ["orchestrator", "replication"] },
   { name: "config", folders: ["config"] },
   { name: "cli", folders: ["cli"] },

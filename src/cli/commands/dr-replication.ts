@@ -13,6 +13,7 @@ import { promote } from "../../replication/promote.js";
 import { materializeFromBase } from "../../replication/snapshot.js";
 import { replicationAuditor } from "../../replication/audit.js";
 import { gatherStatus } from "../../replication/status.js";
+import { archiveHealth } from "../../archive/health.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
@@ -43,6 +44,12 @@ function fmtNum(v: number | null | undefined, unit = ""): string {
   return `${Number.isInteger(v) ? v : v.toFixed(1)}${unit}`;
 }
 
+function describeArchive(a: NonNullable<Awaited<ReturnType<typeof archiveHealth>>>): string {
+  const state = a.running ? `running (pid ${a.pid})` : `not running (last seen ${a.updated_at})`;
+  const errors = a.errors_in_a_row > 0 ? `, FAILING x${a.errors_in_a_row}: ${a.last_error}` : "";
+  return `${a.destination} ${state}, lag ${a.lag_entries} entries / ${a.lag_seconds} s, last upload ${a.last_upload_at ?? "never"}${errors}`;
+}
+
 export function registerDrReplication(program: Command): void {
   const dr = drGroup(program);
 
@@ -58,7 +65,8 @@ export function registerDrReplication(program: Command): void {
       const ws = await openWorkspace(g.sdd);
       const st = await gatherStatus(ws, { tokenFile: flags.tokenFile, tlsCa: await caFile(flags.tlsCa) });
       const { nodes: _nodes, thresholds: _t, ...doc } = st;
-      out.result({ ok: !st.problem, ...doc }, () => {
+      const archive = await archiveHealth(ws.root);
+      out.result({ ok: !st.problem, ...doc, archive }, () => {
         out.line(
           `Node:      ${st.role}${st.region ? ` (${st.region})` : ""}, epoch ${st.epoch}${st.fenced ? ` — FENCED: ${st.fenced_reason}` : ""}`,
         );
@@ -85,6 +93,7 @@ export function registerDrReplication(program: Command): void {
         out.line(
           `Backup:    ${st.last_backup ? `${st.last_backup.location} (${fmtNum(st.last_backup.age_seconds, " s")} old)` : "none recorded"}`,
         );
+        if (archive) out.line(`Archive:   ${describeArchive(archive)}`);
         out.line(
           `RPO:       ${fmtNum(st.rpo_estimate.entries)} entries, ${fmtNum(st.rpo_estimate.seconds, " s")} (${st.rpo_estimate.basis})`,
         );

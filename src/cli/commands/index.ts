@@ -22,7 +22,9 @@ const completion: Register = async (p) => (await import("./completion.js")).regi
 const drCore: Register = async (p) => (await import("./dr.js")).registerDr(p);
 const drOffsite: Register = async (p) => (await import("./dr-offsite.js")).registerDrOffsite(p);
 const drReplication: Register = async (p) => (await import("./dr-replication.js")).registerDrReplication(p);
-const dr: Register[] = [drCore, drOffsite, drReplication];
+const drArchive: Register = async (p) => (await import("./dr-archive.js")).registerDrArchive(p);
+const drArchiveRead: Register = async (p) => (await import("./dr-archive-read.js")).registerDrArchiveRead(p);
+const dr: Register[] = [drCore, drOffsite, drReplication, drArchive, drArchiveRead];
 const DR_BY_WORD: Record<string, Register[]> = {
   backup: [drCore],
   restore: [drCore],
@@ -34,6 +36,9 @@ const DR_BY_WORD: Record<string, Register[]> = {
   status: [drReplication],
   promote: [drReplication],
   runbook: [drReplication],
+  archive: [drCore, drArchive],
+  "archive-list": [drCore, drArchiveRead],
+  "archive-restore": [drCore, drArchiveRead],
 };
 
 const ALL: Register[] = [

@@ -1,0 +1,63 @@
+/**
+ * A generation's base snapshot: an ordinary `dr backup` archive streamed into the store, then
+ * its index (where each stream ends in it). The index is written only once the archive is
+ * stored, so an index always names a complete snapshot.
+ */
+import { PassThrough } from "node:stream";
+import { writeBackupArchive, type BackupOptions } from "../dr/backup.js";
+import type { BackupStore } from "../storage/store.js";
+import type { Workspace } from "../workspace/layout.js";
+import { SNAPSHOT_FORMAT, putJson, type SnapshotIndex } from "./catalog.js";
+import { snapshotIndexKey, snapshotKey, walRunOf } from "./names.js";
+import { endAt, listStreams, type StreamEnd } from "./streams.js";
+
+export interface SnapshotRequest {
+  store: BackupStore;
+  ws: Workspace;
+  generation: string;
+  number: number;
+  backup: Pick<BackupOptions, "password" | "auditKeyPath">;
+}
+
+export async function takeBaseSnapshot(req: SnapshotRequest): Promise<SnapshotIndex> {
+  const { store, ws, generation, number } = req;
+  const key = snapshotKey(generation, number, req.backup.password !== undefined);
+  const startedAt = Date.now();
+  const pipe = new PassThrough({ highWaterMark: 1024 * 1024 });
+  const stored = store.put(key, pipe);
+  stored.catch(() => {});
+  let result;
+  try {
+    result = await writeBackupArchive(ws, pipe, req.backup);
+  } catch (err) {
+    pipe.destroy(err as Error);
+    await stored.catch(() => {});
+    throw err;
+  }
+  const put = await stored;
+  if (put.sha256 !== result.sha256) {
+    throw new Error(`snapshot ${store.describe(key)}: stored sha256 ${put.sha256}, wrote ${result.sha256}`);
+  }
+  const sizes = new Map(result.manifest.files.map((f) => [f.path, f.size]));
+  const streams: Record<string, StreamEnd> = {};
+  for (const stream of await listStreams(ws.root)) {
+    const length = sizes.get(stream);
+    if (length === undefined) continue;
+    const run = walRunOf(stream);
+    const end = await endAt(ws.p(stream), stream, length, run ? result.manifest.state.wal[run] : undefined);
+    if (end) streams[stream] = end;
+  }
+  const index: SnapshotIndex = {
+    format: SNAPSHOT_FORMAT,
+    generation,
+    number,
+    key,
+    sha256: result.sha256,
+    size_bytes: result.size_bytes,
+    started_at: startedAt,
+    completed_at: Date.now(),
+    streams,
+  };
+  await putJson(store, snapshotIndexKey(generation, number), index);
+  return index;
+}

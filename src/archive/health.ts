@@ -1,0 +1,131 @@
+/**
+ * The archiver's health, as `dr status` and the metrics file show it: lag (seconds and WAL
+ * entries not yet in the store), the last successful upload, the generation, and errors. Kept in
+ * `runtime/archive-status.json` (atomic replace after every cycle), read by other processes.
+ */
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { readTailPosition } from "../wal/reader.js";
+import { atomicWriteFile } from "../workspace/durable.js";
+import type { Workspace } from "../workspace/layout.js";
+import { isProcessAlive } from "../workspace/process.js";
+import { listStreams } from "./streams.js";
+import { walRunOf } from "./names.js";
+import type { CycleResult } from "./shipper.js";
+
+export const ARCHIVE_STATUS = ["runtime", "archive-status.json"] as const;
+
+export interface ArchiveStatus {
+  destination: string;
+  pid: number;
+  generation: string | null;
+  updated_at: string;
+  /** When the store last held everything that was durable (ISO), null before the first cycle. */
+  caught_up_at: string | null;
+  last_upload_at: string | null;
+  lag_seconds: number;
+  lag_entries: number;
+  errors_total: number;
+  errors_in_a_row: number;
+  last_error: string | null;
+  segments_total: number;
+  bytes_total: number;
+}
+
+export class ArchiveHealth {
+  private status: ArchiveStatus;
+  private shipped: Record<string, number> = {};
+
+  constructor(
+    private readonly ws: Workspace,
+    destination: string,
+  ) {
+    this.status = {
+      destination,
+      pid: process.pid,
+      generation: null,
+      updated_at: new Date().toISOString(),
+      caught_up_at: null,
+      last_upload_at: null,
+      lag_seconds: 0,
+      lag_entries: 0,
+      errors_total: 0,
+      errors_in_a_row: 0,
+      last_error: null,
+      segments_total: 0,
+      bytes_total: 0,
+    };
+  }
+
+  get errorsInARow(): number {
+    return this.status.errors_in_a_row;
+  }
+
+  snapshot(): ArchiveStatus {
+    return { ...this.status };
+  }
+
+  async cycleDone(generation: string, r: CycleResult): Promise<void> {
+    const now = new Date();
+    const s = this.status;
+    s.generation = generation;
+    s.errors_in_a_row = 0;
+    s.caught_up_at = now.toISOString();
+    if (r.segments > 0) s.last_upload_at = now.toISOString();
+    s.segments_total += r.segments;
+    s.bytes_total += r.bytes;
+    this.shipped = { ...this.shipped, ...r.wal };
+    await this.write(now);
+  }
+
+  async cycleFailed(message: string): Promise<void> {
+    this.status.errors_total++;
+    this.status.errors_in_a_row++;
+    this.status.last_error = message;
+    await this.write(new Date());
+  }
+
+  /** WAL entries durable locally and not in the store. */
+  private async lagEntries(): Promise<number> {
+    let lag = 0;
+    for (const stream of await listStreams(this.ws.root)) {
+      const run = walRunOf(stream);
+      if (run === undefined) continue;
+      const tail = await readTailPosition(this.ws.p(stream)).catch(() => undefined);
+      if (tail) lag += Math.max(0, tail.last_seq - (this.shipped[run] ?? -1));
+    }
+    return lag;
+  }
+
+  private async write(now: Date): Promise<void> {
+    const s = this.status;
+    s.updated_at = now.toISOString();
+    s.lag_entries = await this.lagEntries();
+    const since = s.caught_up_at ? Date.parse(s.caught_up_at) : now.getTime();
+    s.lag_seconds = s.errors_in_a_row > 0 ? (now.getTime() - since) / 1000 : 0;
+    await atomicWriteFile(this.ws.p(...ARCHIVE_STATUS), JSON.stringify(s) + "\n");
+  }
+}
+
+/** What `dr status` shows of the archiver: its newest status, whether it still runs, how old that is. */
+export async function archiveHealth(
+  root: string,
+  now = Date.now(),
+): Promise<(ArchiveStatus & { running: boolean; status_age_seconds: number }) | null> {
+  const s = await readArchiveStatus(root);
+  if (!s) return null;
+  return {
+    ...s,
+    running: isProcessAlive(s.pid),
+    status_age_seconds: (now - Date.parse(s.updated_at)) / 1000,
+  };
+}
+
+/** The newest status an archiver wrote for this workspace, if any. */
+export async function readArchiveStatus(root: string): Promise<ArchiveStatus | undefined> {
+  try {
+    return JSON.parse(await readFile(path.join(root, ...ARCHIVE_STATUS), "utf8")) as ArchiveStatus;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,243 @@
+/**
+ * Point-in-time restore from a WAL archive: the newest snapshot at or before the point
+ * (restored by `dr restore`'s own code into a staging folder), then each stream rebuilt from
+ * its segments up to the point (apply-segments.ts: every hash checked from the snapshot's WAL
+ * position to the target), the uncommitted index rebuilt, a caller's finishing step (the CLI
+ * materializes task files from the WAL), and only then a rename into place. The audit log, the
+ * ledger and the run records are cut at the same instant as the WAL.
+ */
+import { randomBytes } from "node:crypto";
+import { rm, stat } from "node:fs/promises";
+import path from "node:path";
+import { ExitCode, UserError } from "../errors/errors.js";
+import { restoreFromStream, type RestoreResult } from "../dr/restore.js";
+import type { BackupStore } from "../storage/store.js";
+import { rebuildUncommittedIndex } from "../wal/recovery.js";
+import { atomicWriteFile, durableRename } from "../workspace/durable.js";
+import { cleanupOnInterrupt } from "../workspace/interrupt.js";
+import { Workspace } from "../workspace/layout.js";
+import { readLinesBackward } from "../workspace/lines.js";
+import { BrokenSegment, applyStream, type Cut } from "./apply-segments.js";
+import { listArchive, type GenerationListing, type SnapshotIndex } from "./catalog.js";
+import { ARCHIVE_STATUS } from "./health.js";
+import { walRunOf } from "./names.js";
+import { formatWindow, generationWindow, type GenerationWindow } from "./window.js";
+
+export type RestorePoint =
+  { kind: "time"; atMs: number } | { kind: "seq"; run: string; seq: number } | { kind: "latest" };
+
+export interface PointRestoreOptions {
+  password?: string;
+  auditKeyPath?: string;
+  /** On a broken segment, restore the last instant before it instead of failing (exit 5). */
+  lastConsistent?: boolean;
+  /** Runs on the staging folder before it is renamed into place. */
+  finish?: (root: string) => Promise<void>;
+  /** Where the archive is, for the restore record. */
+  source: string;
+}
+
+export interface PointRestoreResult {
+  target: string;
+  kept?: string;
+  generation: string;
+  snapshot: string;
+  /** The instant restored (epoch ms) and the WAL position of each run there. */
+  at: number;
+  wal: Record<string, { seq: number; entry_hash: string | undefined }>;
+  segments: number;
+  /** Set when --last-consistent moved the point back before a broken segment. */
+  broken?: { segment: string; reason: string };
+  snapshot_restore: RestoreResult;
+}
+
+export const RESTORE_POINT_RECORD = ["runtime", "restored-from-archive.json"] as const;
+
+interface Chosen {
+  gen: GenerationListing;
+  window: GenerationWindow;
+  snapshot: SnapshotIndex;
+  cut: Cut;
+}
+
+/** The generation, snapshot and cut for a point; exit 2 naming the windows when it is outside them. */
+async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> {
+  const listing = await listArchive(store);
+  const windows: { gen: GenerationListing; window: GenerationWindow }[] = [];
+  for (const gen of listing.generations) windows.push({ gen, window: await generationWindow(store, gen) });
+  const usable = windows.filter((w) => w.window.earliest !== null);
+  if (usable.length === 0)
+    throw new UserError(
+      `${store.root}: no restorable generation (no complete base snapshot)`,
+      ExitCode.USAGE,
+    );
+  const describe = () => usable.map((w) => formatWindow(w.window)).join("; ");
+  let pick: (typeof usable)[number] | undefined;
+  let cut: Cut;
+  if (point.kind === "latest") {
+    pick = usable[usable.length - 1]!;
+    cut = { atMs: pick.window.latest! };
+  } else if (point.kind === "time") {
+    pick = [...usable]
+      .reverse()
+      .find((w) => w.window.earliest! <= point.atMs && point.atMs <= w.window.latest!);
+    if (!pick)
+      throw new UserError(
+        `--at ${new Date(point.atMs).toISOString()} is outside the archive's window (${describe()})`,
+        ExitCode.USAGE,
+      );
+    cut = { atMs: point.atMs };
+  } else {
+    const stream = `runtime/wal/${point.run}.wal.jsonl`;
+    pick = [...usable]
+      .reverse()
+      .find(
+        (w) =>
+          (w.gen.segments.get(stream) ?? []).some(
+            (s) => s.firstSeq! <= point.seq && point.seq <= s.lastSeq!,
+          ) || w.gen.snapshots.some((s) => (s.streams[stream]?.seq ?? -1) >= point.seq),
+      );
+    if (!pick)
+      throw new UserError(
+        `--at-seq ${point.run}:${point.seq} is not in the archive (${describe()})`,
+        ExitCode.USAGE,
+      );
+    cut = { atMs: Number.MAX_SAFE_INTEGER, run: point.run, seq: point.seq };
+  }
+  const snaps = pick.gen.snapshots;
+  const stream = cut.run ? `runtime/wal/${cut.run}.wal.jsonl` : undefined;
+  const snapshot =
+    [...snaps]
+      .reverse()
+      .find((s) => (stream ? (s.streams[stream]?.seq ?? -1) <= cut.seq! : s.completed_at <= cut.atMs)) ??
+    snaps[0]!;
+  return { gen: pick.gen, window: pick.window, snapshot, cut };
+}
+
+/** The time of the last entry of a WAL file (its own timestamp). */
+async function lastEntryTime(file: string): Promise<number> {
+  for await (const line of readLinesBackward(file)) {
+    return Math.round((JSON.parse(line.text) as { timestamp: number }).timestamp * 1000);
+  }
+  return 0;
+}
+
+/** Rebuilds every stream of `root` from the snapshot's copy to the cut. */
+async function applyAll(
+  store: BackupStore,
+  c: Chosen,
+  root: string,
+): Promise<{ cut: Cut; wal: PointRestoreResult["wal"]; segments: number }> {
+  const streams = [...new Set([...Object.keys(c.snapshot.streams), ...c.gen.segments.keys()])];
+  const cut = { ...c.cut };
+  const targetStream = cut.run ? `runtime/wal/${cut.run}.wal.jsonl` : undefined;
+  // The --at-seq target's stream first: its entry's time is the instant for every other stream.
+  streams.sort((a, b) => Number(b === targetStream) - Number(a === targetStream));
+  const wal: PointRestoreResult["wal"] = {};
+  let segments = 0;
+  for (const stream of streams) {
+    const file = path.join(root, stream);
+    const applied = await applyStream(
+      store,
+      stream,
+      c.gen.segments.get(stream) ?? [],
+      file,
+      c.snapshot.streams[stream],
+      cut,
+    );
+    segments += applied.segments;
+    if (applied.end.length === 0 && !c.snapshot.streams[stream] && stream !== targetStream) {
+      // Born after the instant: the workspace had no such file then.
+      await rm(file, { force: true });
+      continue;
+    }
+    if (stream === targetStream) {
+      if ((applied.end.seq ?? -1) < cut.seq!) {
+        throw new UserError(
+          `--at-seq ${cut.run}:${cut.seq}: the archive holds ${cut.run} only up to seq ${applied.end.seq}`,
+          ExitCode.USAGE,
+        );
+      }
+      cut.atMs = applied.targetTime ?? (await lastEntryTime(file));
+      cut.run = undefined;
+    }
+    const run = walRunOf(stream);
+    if (run !== undefined) wal[run] = { seq: applied.end.seq ?? -1, entry_hash: applied.end.entry_hash };
+  }
+  return { cut, wal, segments };
+}
+
+const exists = (p: string): Promise<boolean> =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
+
+export async function restoreToPoint(
+  store: BackupStore,
+  point: RestorePoint,
+  target: string,
+  opts: PointRestoreOptions,
+): Promise<PointRestoreResult> {
+  const abs = path.resolve(target);
+  let chosen = await choose(store, point);
+  let broken: PointRestoreResult["broken"];
+  for (;;) {
+    const staging = path.join(
+      path.dirname(abs),
+      `.${path.basename(abs)}.pitr-${process.pid}-${randomBytes(4).toString("hex")}`,
+    );
+    const interrupt = cleanupOnInterrupt(`the restore's staging folder ${staging}`, () =>
+      rm(staging, { recursive: true, force: true }),
+    );
+    try {
+      const snapshotRestore = await restoreFromStream(await store.get(chosen.snapshot.key), staging, {
+        keep: false,
+        password: opts.password,
+        auditKeyPath: opts.auditKeyPath,
+        source: store.describe(chosen.snapshot.key),
+        label: store.describe(chosen.snapshot.key),
+        expectSha256: chosen.snapshot.sha256,
+      });
+      const applied = await applyAll(store, chosen, staging);
+      const ws = new Workspace(staging);
+      await rebuildUncommittedIndex(ws);
+      await rm(ws.p(...ARCHIVE_STATUS), { force: true });
+      const result = {
+        generation: chosen.gen.generation,
+        snapshot: chosen.snapshot.key,
+        at: applied.cut.atMs,
+        wal: applied.wal,
+        segments: applied.segments,
+        ...(broken ? { broken } : {}),
+      };
+      await atomicWriteFile(
+        ws.p(...RESTORE_POINT_RECORD),
+        JSON.stringify({ source: opts.source, restored_at: new Date().toISOString(), ...result }, null, 2) +
+          "\n",
+      );
+      await opts.finish?.(staging);
+      let kept: string | undefined;
+      await interrupt.release();
+      if (await exists(abs)) {
+        kept = `${abs}.pre-restore-${new Date().toISOString().replace(/[-:.]/g, "")}`;
+        await durableRename(abs, kept);
+      }
+      await durableRename(staging, abs);
+      return {
+        target: abs,
+        ...(kept ? { kept } : {}),
+        ...result,
+        snapshot_restore: { ...snapshotRestore, target: abs },
+      };
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true }).catch(() => {});
+      await interrupt.release();
+      if (!(err instanceof BrokenSegment) || !opts.lastConsistent || broken) throw err;
+      // The last instant every stream holds whole: just before the broken segment's first line.
+      broken = { segment: err.key, reason: err.message };
+      const atMs = Math.min(chosen.cut.atMs, err.lastGoodTime);
+      chosen = await choose(store, { kind: "time", atMs: Math.max(atMs, chosen.window.earliest!) });
+    }
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * One shipping cycle: the new durable bytes of every stream become immutable segments. Logs go
+ * first and WAL runs last, so a WAL segment's `captured_at` proves every stream was shipped up
+ * to that instant (the window's end, docs/formats.md). A failed put leaves the stream's end
+ * where it was: the next cycle sends the same bytes again, under the same name.
+ */
+import { createHash } from "node:crypto";
+import { Readable } from "node:stream";
+import type { BackupStore } from "../storage/store.js";
+import type { Workspace } from "../workspace/layout.js";
+import { segmentMetadata, type SegmentIndex } from "./catalog.js";
+import { segmentKey, walRunOf } from "./names.js";
+import { listStreams, readDurable, stillContinues, type DurableChunk, type StreamEnd } from "./streams.js";
+import { emptyEnd } from "./streams.js";
+
+/** Turns a segment's plaintext into what is stored (identity, or one Fernet token). */
+export type Sealer = (plain: Buffer) => Buffer;
+
+export class ContinuityLost extends Error {}
+
+export interface CycleResult {
+  segments: number;
+  bytes: number;
+  /** Durable bytes not shipped (incomplete lines, an entry that does not verify). */
+  pending: number;
+  /** The newest WAL position shipped per run. */
+  wal: Record<string, number>;
+}
+
+export interface ShipperTarget {
+  store: BackupStore;
+  ws: Workspace;
+  generation: string;
+  ends: Map<string, StreamEnd>;
+  seal?: Sealer;
+  /** Called after each stored segment. */
+  onSegment?: (key: string, chunk: DurableChunk) => void;
+}
+
+const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
+
+/**
+ * Ships everything durable now. Throws ContinuityLost when a stream no longer holds what was
+ * shipped (the workspace was restored or rolled back under the archiver), and the store's error
+ * when a put fails after its retries.
+ */
+export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Promise<CycleResult> {
+  const capturedAt = Date.now();
+  const result: CycleResult = { segments: 0, bytes: 0, pending: 0, wal: {} };
+  for (const stream of await listStreams(t.ws.root)) {
+    const file = t.ws.p(stream);
+    let after = t.ends.get(stream) ?? emptyEnd(stream);
+    if (!(await stillContinues(file, after))) {
+      throw new ContinuityLost(`${stream} no longer holds the ${after.length} bytes already archived`);
+    }
+    for (;;) {
+      const chunk = await readDurable(file, stream, after, maxSegmentBytes);
+      if (!chunk) break; // removed since the listing (a later cycle's continuity check judges)
+      result.pending += chunk.pending;
+      if (chunk.bytes.length === 0) break;
+      await putSegment(t, stream, chunk, capturedAt);
+      t.ends.set(stream, chunk.end);
+      after = chunk.end;
+      result.segments++;
+      result.bytes += chunk.bytes.length;
+      if (!chunk.more) break;
+      result.pending -= chunk.pending;
+    }
+    const run = walRunOf(stream);
+    if (run !== undefined) result.wal[run] = after.seq ?? -1;
+  }
+  return result;
+}
+
+async function putSegment(
+  t: ShipperTarget,
+  stream: string,
+  chunk: DurableChunk,
+  capturedAt: number,
+): Promise<void> {
+  const stored = t.seal ? t.seal(chunk.bytes) : chunk.bytes;
+  const ix: SegmentIndex = {
+    sha256: sha256(stored),
+    plain_sha256: sha256(chunk.bytes),
+    // Only a stream's last segment of a cycle vouches for the instant (see the top of the file).
+    captured_at: chunk.more ? 0 : capturedAt,
+    tail_sha256: chunk.end.tail_sha256,
+    first_time: chunk.firstTime,
+    last_time: chunk.lastTime,
+  };
+  const key = segmentKey({
+    generation: t.generation,
+    stream,
+    from: chunk.from,
+    to: chunk.end.length,
+    ...(chunk.firstSeq !== undefined ? { firstSeq: chunk.firstSeq, lastSeq: chunk.end.seq } : {}),
+  });
+  if (chunk.prevHash !== undefined) {
+    ix.prev_hash = chunk.prevHash;
+    ix.last_hash = chunk.end.entry_hash;
+  }
+  await t.store.put(key, Readable.from([stored]), { sha256: ix.sha256, metadata: segmentMetadata(ix) });
+  t.onSegment?.(key, chunk);
+}

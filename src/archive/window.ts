@@ -1,0 +1,99 @@
+/**
+ * A generation's restorable window and its continuity, from names and indexes alone (no
+ * payload): per stream the segments must tile the bytes from the first snapshot's end with no
+ * hole, and a WAL's seq ranges must follow each other. The window runs from the first
+ * snapshot's completion to the newest WAL segment's capture (docs/formats.md "Window"), and
+ * ends early at a hole.
+ */
+import type { BackupStore } from "../storage/store.js";
+import { readSegmentIndex, type GenerationListing, type StoredSegment } from "./catalog.js";
+import { walRunOf } from "./names.js";
+
+export interface Gap {
+  stream: string;
+  /** The byte range the archive lacks. */
+  from: number;
+  to: number;
+  /** The segment after the hole (its key), or null when the hole is at the end. */
+  next: string | null;
+  cause: string;
+}
+
+export interface GenerationWindow {
+  generation: string;
+  /** Epoch ms; null when the generation has no complete snapshot (nothing restorable). */
+  earliest: number | null;
+  latest: number | null;
+  gaps: Gap[];
+  snapshots: number;
+  segments: number;
+}
+
+/** Holes in the tiling of one stream, from `start` (the first snapshot's end). */
+export function streamGaps(stream: string, segments: StoredSegment[], start: number): Gap[] {
+  const gaps: Gap[] = [];
+  let at = start;
+  let lastSeq: number | undefined;
+  for (const s of segments) {
+    if (s.to <= at) continue;
+    if (s.from > at) {
+      gaps.push({ stream, from: at, to: s.from, next: s.key, cause: `missing bytes ${at}-${s.from}` });
+    } else if (
+      s.firstSeq !== undefined &&
+      lastSeq !== undefined &&
+      s.from === at &&
+      s.firstSeq !== lastSeq + 1
+    ) {
+      gaps.push({
+        stream,
+        from: at,
+        to: at,
+        next: s.key,
+        cause: `seq ${lastSeq + 1} expected, segment starts at ${s.firstSeq}`,
+      });
+    }
+    at = s.to;
+    if (s.lastSeq !== undefined) lastSeq = s.lastSeq;
+  }
+  return gaps;
+}
+
+/** The newest capture instant a WAL stream's segments vouch for. */
+async function walCaptured(store: BackupStore, segments: StoredSegment[]): Promise<number> {
+  for (let i = segments.length - 1; i >= 0; i--) {
+    const s = segments[i]!;
+    const ix = await readSegmentIndex(store, s.key);
+    if (ix && ix.captured_at > 0) return ix.captured_at;
+  }
+  return 0;
+}
+
+export async function generationWindow(store: BackupStore, g: GenerationListing): Promise<GenerationWindow> {
+  const first = g.snapshots[0];
+  let segments = 0;
+  for (const list of g.segments.values()) segments += list.length;
+  const out: GenerationWindow = {
+    generation: g.generation,
+    earliest: first ? first.completed_at : null,
+    latest: null,
+    gaps: [],
+    snapshots: g.snapshots.length,
+    segments,
+  };
+  if (!first) return out;
+  let latest = g.snapshots[g.snapshots.length - 1]!.completed_at;
+  for (const [stream, list] of g.segments) {
+    const gaps = streamGaps(stream, list, first.streams[stream]?.length ?? 0);
+    out.gaps.push(...gaps);
+    if (walRunOf(stream) === undefined) continue;
+    latest = Math.max(latest, await walCaptured(store, list));
+  }
+  // A hole does not shorten the window: a point past it is refused (exit 5) by the restore, naming it.
+  out.latest = latest;
+  return out;
+}
+
+export const formatWindow = (w: GenerationWindow): string =>
+  w.earliest === null
+    ? `${w.generation}: no complete base snapshot`
+    : `${w.generation}: ${new Date(w.earliest).toISOString()} .. ${new Date(w.latest!).toISOString()}`;

@@ -1,0 +1,69 @@
+/**
+ * The logical-disaster drill of issue 16 with the real orchestrator: about 200 decisions, note
+ * the time and `status --json`, then a task deletes half the backlog files and others fail;
+ * `dr archive-restore --at` the noted time into a new folder shows the same status, and
+ * `wal verify`, `audit verify` and `doctor` pass on it.
+ */
+import assert from "node:assert/strict";
+import { readdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { scratchDir } from "../helpers.js";
+import { archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
+
+const taskFile = (id: string, command: string): string =>
+  `---\nid: ${id}\ntitle: ${id}\ncommand: ${JSON.stringify(command)}\n---\n${id}\n`;
+
+/** What `status --json` says of the state (the checkpoint's age and the process table aside). */
+function stateOf(json: string) {
+  const s = JSON.parse(json);
+  return { tasks: s.tasks, cost_usd: s.cost_usd, wal: s.wal, agents_recorded: s.agents_recorded };
+}
+
+describe("logical-disaster drill: restore --at the instant before a task wrecked the backlog", () => {
+  let scratch: { dir: string; cleanup: () => Promise<void> };
+  let f: ArchiveFixture;
+  before(async () => {
+    scratch = await scratchDir("bernstein-archive-drill-");
+    f = await archiveFixture(scratch.dir);
+  });
+  after(async () => scratch.cleanup());
+
+  it("status --json of the restored workspace equals the one taken at that instant", async () => {
+    const store = path.join(scratch.dir, "store");
+    for (let i = 0; i < 25; i++)
+      await writeFile(f.ws.p("backlog", "open", `T-${i}.md`), taskFile(`T-${i}`, "true"));
+    assert.equal((await f.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+    const run = await f.cli(["start", "--until-idle", "--max-agents", "4"]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal((await f.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+    const then = await f.cli(["--json", "status"]);
+    assert.equal(then.code, 0);
+    assert.ok(stateOf(then.stdout).wal.seq >= 199, then.stdout);
+    const at = new Date().toISOString();
+    while (new Date().toISOString() === at); // the next decision is stamped after the noted instant
+
+    const done = f.ws.p("backlog", "done");
+    const wreck = `ls ${done}/*.md | head -n 12 | xargs rm`;
+    await writeFile(f.ws.p("backlog", "open", "X-wreck.md"), taskFile("X-wreck", wreck));
+    for (let i = 0; i < 3; i++)
+      await writeFile(f.ws.p("backlog", "open", `X-fail-${i}.md`), taskFile(`X-fail-${i}`, "false"));
+    await f.cli(["start", "--until-idle", "--max-agents", "4"]);
+    assert.equal(
+      (await readdir(done)).length,
+      25 - 12 + 1,
+      "the disaster deleted half the done tasks' files",
+    );
+    assert.equal((await f.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+
+    const restored = path.join(scratch.dir, "restored", ".sdd");
+    const r = await f.cli(["--json", "dr", "archive-restore", "--from", store, "--at", at], restored);
+    assert.equal(r.code, 0, r.stderr);
+    const now = await f.cli(["--json", "status"], restored);
+    assert.deepEqual(stateOf(now.stdout), stateOf(then.stdout));
+    for (const cmd of [["wal", "verify"], ["audit", "verify"], ["doctor"]]) {
+      const v = await f.cli(cmd, restored);
+      assert.equal(v.code, 0, `${cmd.join(" ")}: ${v.stdout}${v.stderr}`);
+    }
+  });
+});

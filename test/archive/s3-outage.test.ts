@@ -1,0 +1,106 @@
+/**
+ * The S3-compatible store failing (503s and connection resets) while 1,000 decisions are made:
+ * the archiver keeps running, reports the growing lag and its errors, catches up once the store
+ * answers again, and the archive then restores to the very last decision. SIGTERM ends it
+ * cleanly (143) after the upload in flight.
+ */
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { readArchiveStatus } from "../../src/archive/health.js";
+import { scratchDir, spawnCli, waitFor } from "../helpers.js";
+import { startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
+import { appendDecisions, archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
+
+const BUCKET = "wal-archive";
+const RUN = "run-outage";
+
+type Status = Awaited<ReturnType<typeof readArchiveStatus>>;
+
+/** Waits for the first cycle, fails the store's writes during 1,000 decisions, then lets it recover. */
+async function outageThenRecovery(
+  h: S3Harness,
+  f: ArchiveFixture,
+  status: () => Promise<Status>,
+  pid: number,
+  done: Promise<unknown>,
+): Promise<void> {
+  await waitFor("the first cycle", async () => (await status())?.pid === pid, { exited: done });
+
+  const faults = [503, "reset"] as const;
+  h.setFault((op, nth) => (op === "PutObject" ? faults[nth % faults.length] : undefined));
+  await appendDecisions(f.ws, RUN, 1000, 10);
+  const down = await waitFor(
+    "the outage reported",
+    async () => {
+      const s = await status();
+      return s && s.errors_in_a_row >= 3 && s.lag_entries > 0 ? s : undefined;
+    },
+    { exited: done },
+  );
+  assert.ok(down.last_error, JSON.stringify(down));
+  const shown = JSON.parse((await f.cli(["--json", "dr", "status"])).stdout).archive;
+  assert.equal(shown.running, true);
+  assert.ok(shown.errors_in_a_row > 0 && shown.lag_entries > 0 && shown.last_error, JSON.stringify(shown));
+
+  h.setFault(undefined);
+  const up = await waitFor(
+    "caught up",
+    async () => {
+      const s = await status();
+      return s && s.errors_in_a_row === 0 && s.lag_entries === 0 && s.errors_total > 0 ? s : undefined;
+    },
+    { exited: done },
+  );
+  assert.equal(up.lag_seconds, 0);
+}
+
+describe("dr archive to s3:// through a store outage", () => {
+  let h: S3Harness;
+  let scratch: { dir: string; cleanup: () => Promise<void> };
+  let f: ArchiveFixture;
+  before(async () => {
+    h = await startS3Harness({ buckets: [BUCKET] });
+    scratch = await scratchDir("bernstein-archive-s3-");
+    f = await archiveFixture(scratch.dir, h.env);
+  });
+  after(async () => {
+    await h.close();
+    await scratch.cleanup();
+  });
+
+  it("1,000 decisions during the outage: lag and errors reported, then caught up, nothing lost", async () => {
+    const url = `s3://${BUCKET}/site/`;
+    const remote = ["--endpoint", h.endpoint, "--retries", "0"];
+    await appendDecisions(f.ws, RUN, 10);
+    const { child, done } = spawnCli(
+      ["--sdd", f.sdd, "dr", "archive", "--to", url, "--interval", "50ms", ...remote],
+      {
+        env: f.env,
+        cwd: scratch.dir,
+      },
+    );
+    const status = () => readArchiveStatus(f.sdd);
+    try {
+      await outageThenRecovery(h, f, status, child.pid!, done);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+    }
+    const r = await done;
+    assert.equal(r.code, 143, r.stderr);
+
+    const list = await f.cli(["--json", "dr", "archive-list", "--from", url, "--check", ...remote]);
+    assert.equal(list.code, 0, list.stdout + list.stderr);
+    assert.equal(JSON.parse(list.stdout).generations.length, 1);
+    const restored = path.join(scratch.dir, "restored", ".sdd");
+    const rr = await f.cli(
+      ["--json", "dr", "archive-restore", "--from", url, "--latest", ...remote],
+      restored,
+    );
+    assert.equal(rr.code, 0, rr.stderr);
+    assert.equal(JSON.parse(rr.stdout).wal[RUN].seq, 1009);
+    const wal = await readFile(path.join(restored, "runtime", "wal", `${RUN}.wal.jsonl`));
+    assert.ok(wal.equals(await readFile(f.ws.walFile(RUN))));
+  });
+});

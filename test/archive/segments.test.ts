@@ -1,0 +1,172 @@
+/**
+ * The WAL archive on a folder store, through the CLI (real processes, real files): shipping only
+ * durable whole entries, restore to a seq, broken segments named by `archive-list --check` and
+ * refused past them, and a new generation for a workspace restored in place.
+ */
+import assert from "node:assert/strict";
+import { readFile, rm, truncate, writeFile, appendFile } from "node:fs/promises";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { scratchDir } from "../helpers.js";
+import {
+  appendDecisions,
+  archiveFixture,
+  sha256File,
+  storeObjects,
+  walSegments,
+  type ArchiveFixture,
+} from "./support/archive-workspace.js";
+
+const RUN = "run-archive";
+
+describe("dr archive / archive-list / archive-restore on a folder store", () => {
+  let scratch: { dir: string; cleanup: () => Promise<void> };
+  let f: ArchiveFixture;
+  let store: string;
+
+  /** Three cycles of 10 decisions: three WAL segments after the base snapshot. */
+  async function threeSegments(sub: string): Promise<{ fx: ArchiveFixture; store: string; segs: string[] }> {
+    const fx = await archiveFixture(path.join(scratch.dir, sub));
+    const st = path.join(scratch.dir, sub, "store");
+    await appendDecisions(fx.ws, RUN, 5);
+    assert.equal((await fx.cli(["dr", "archive", "--to", st, "--once"])).code, 0);
+    for (let i = 0; i < 3; i++) {
+      await appendDecisions(fx.ws, RUN, 10, 5 + i * 10);
+      const r = await fx.cli(["dr", "archive", "--to", st, "--once"]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const segs = walSegments((await storeObjects(st)).keys(), RUN);
+    assert.equal(segs.length, 3, segs.join("\n"));
+    return { fx, store: st, segs };
+  }
+
+  before(async () => {
+    scratch = await scratchDir("bernstein-archive-");
+    f = await archiveFixture(path.join(scratch.dir, "main"));
+    store = path.join(scratch.dir, "main", "store");
+  });
+  after(async () => scratch.cleanup());
+
+  it("ships only whole, verified entries; a torn tail waits until it is complete", async () => {
+    await appendDecisions(f.ws, RUN, 10);
+    const half = '{"seq":10,"prev_hash":"';
+    await appendFile(f.ws.walFile(RUN), half);
+    const r = await f.cli(["--json", "dr", "archive", "--to", store, "--once"]);
+    assert.equal(r.code, 0, r.stderr);
+    const segs = walSegments((await storeObjects(store)).keys(), RUN);
+    // The snapshot holds seq 0-9; nothing after it is whole yet.
+    assert.deepEqual(segs, []);
+    const size = (await readFile(f.ws.walFile(RUN))).length;
+    await truncate(f.ws.walFile(RUN), size - half.length);
+    await appendDecisions(f.ws, RUN, 4, 10);
+    assert.equal((await f.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+    const after = walSegments((await storeObjects(store)).keys(), RUN);
+    assert.equal(after.length, 1);
+    assert.match(after[0]!, /\.s10-13$/);
+    const restored = path.join(scratch.dir, "main", "restored", ".sdd");
+    const rr = await f.cli(["--json", "dr", "archive-restore", "--from", store, "--latest"], restored);
+    assert.equal(rr.code, 0, rr.stderr);
+    assert.equal(JSON.parse(rr.stdout).wal[RUN].seq, 13);
+    assert.equal(
+      await sha256File(path.join(restored, "runtime/wal", `${RUN}.wal.jsonl`)),
+      await sha256File(f.ws.walFile(RUN)),
+    );
+    for (const cmd of [["wal", "verify"], ["audit", "verify"], ["doctor"]]) {
+      const v = await f.cli(cmd, restored);
+      assert.equal(v.code, 0, `${cmd.join(" ")}: ${v.stdout}${v.stderr}`);
+    }
+  });
+
+  it("restores to a seq: the WAL ends exactly there and every other log is cut at its instant", async () => {
+    const restored = path.join(scratch.dir, "main", "at-seq", ".sdd");
+    const r = await f.cli(
+      ["--json", "dr", "archive-restore", "--from", store, "--at-seq", `${RUN}:11`],
+      restored,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const lines = (await readFile(path.join(restored, "runtime/wal", `${RUN}.wal.jsonl`), "utf8"))
+      .trimEnd()
+      .split("\n");
+    assert.equal(lines.length, 12);
+    assert.equal(JSON.parse(lines[11]!).seq, 11);
+    const bad = await f.cli(
+      ["dr", "archive-restore", "--from", store, "--at-seq", `${RUN}:99`],
+      restored + "2",
+    );
+    assert.equal(bad.code, 2, bad.stderr);
+    const early = await f.cli(
+      ["dr", "archive-restore", "--from", store, "--at", "2001-01-01T00:00:00Z"],
+      restored + "3",
+    );
+    assert.equal(early.code, 2);
+    assert.match(early.stderr, /outside the archive's window \(g\d{8}T\d{9}Z-[0-9a-f]{4}: /);
+  });
+
+  for (const damage of ["altered", "truncated", "missing"] as const) {
+    it(`a ${damage} segment in the middle is named; restore before it works, after it exits 5 unless --last-consistent`, async () => {
+      const { fx, store: st, segs } = await threeSegments(damage);
+      const middle = path.join(st, segs[1]!);
+      const bytes = await readFile(middle);
+      if (damage === "altered") {
+        const i = bytes.indexOf("T-");
+        bytes[i + 2] = bytes[i + 2] === 0x31 ? 0x32 : 0x31;
+        await writeFile(middle, bytes);
+      } else if (damage === "truncated") {
+        await writeFile(middle, bytes.subarray(0, bytes.length - 7));
+      } else {
+        await rm(middle);
+      }
+      const check = await fx.cli(["--json", "dr", "archive-list", "--from", st, "--check"]);
+      assert.equal(check.code, 5, check.stderr);
+      const problems = JSON.parse(check.stdout).problems as { segment: string; reason: string }[];
+      assert.ok(
+        problems.some((p) => p.segment === (damage === "missing" ? segs[2] : segs[1])),
+        JSON.stringify(problems),
+      );
+      const target = (n: string) => path.join(scratch.dir, damage, n, ".sdd");
+      const before = await fx.cli(
+        ["--json", "dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:10`],
+        target("a"),
+      );
+      assert.equal(before.code, 0, before.stderr);
+      const past = await fx.cli(
+        ["dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:30`],
+        target("b"),
+      );
+      assert.equal(past.code, 5, past.stderr);
+      assert.ok(past.stderr.includes(damage === "missing" ? segs[2]! : segs[1]!), past.stderr);
+      const last = await fx.cli(
+        ["--json", "dr", "archive-restore", "--from", st, "--latest", "--last-consistent"],
+        target("c"),
+      );
+      assert.equal(last.code, 0, last.stderr);
+      assert.equal(JSON.parse(last.stdout).wal[RUN].seq, 14);
+      assert.ok(JSON.parse(last.stdout).broken);
+    });
+  }
+
+  it("a workspace restored in place and archived again starts a new generation; the old one stays restorable", async () => {
+    const { fx, store: st } = await threeSegments("regen");
+    const first = JSON.parse(
+      (await fx.cli(["--json", "dr", "archive-list", "--from", st])).stdout,
+    ).generations;
+    assert.equal(first.length, 1);
+    const back = await fx.cli(["dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:12`]);
+    assert.equal(back.code, 0, back.stderr);
+    await appendDecisions(fx.ws, RUN, 3, 13);
+    const again = await fx.cli(["--json", "dr", "archive", "--to", st, "--once"]);
+    assert.equal(again.code, 0, again.stderr);
+    const gens = JSON.parse(
+      (await fx.cli(["--json", "dr", "archive-list", "--from", st, "--check"])).stdout,
+    ).generations;
+    assert.equal(gens.length, 2);
+    assert.equal(gens[1].previous, gens[0].generation);
+    assert.match(gens[1].cause, /no longer holds what generation/);
+    const old = await fx.cli(
+      ["--json", "dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:30`],
+      path.join(scratch.dir, "regen", "old", ".sdd"),
+    );
+    assert.equal(old.code, 0, old.stderr);
+    assert.equal(JSON.parse(old.stdout).generation, gens[0].generation);
+  });
+});

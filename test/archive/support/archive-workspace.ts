@@ -1,0 +1,68 @@
+/** Workspaces and CLI calls for the WAL archive tests. */
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { initWorkspace, type Workspace } from "../../../src/workspace/layout.js";
+import { WalWriter } from "../../../src/wal/writer.js";
+import { envFor, runCli, type CliResult } from "../../helpers.js";
+
+export interface ArchiveFixture {
+  dir: string;
+  sdd: string;
+  ws: Workspace;
+  env: Record<string, string | undefined>;
+  cli: (args: string[], sdd?: string) => Promise<CliResult>;
+}
+
+export async function archiveFixture(
+  dir: string,
+  extraEnv: Record<string, string> = {},
+): Promise<ArchiveFixture> {
+  const sdd = path.join(dir, "project", ".sdd");
+  const { workspace: ws } = await initWorkspace(sdd);
+  const env = { ...envFor(dir), ...extraEnv };
+  const keyFile = env.BERNSTEIN_AUDIT_KEY_PATH!;
+  await mkdir(path.dirname(keyFile), { recursive: true, mode: 0o700 });
+  await writeFile(keyFile, randomBytes(32).toString("hex"), { mode: 0o600 });
+  const cli = (args: string[], at = sdd) => runCli(["--sdd", at, ...args], { env, cwd: dir });
+  return { dir, sdd, ws, env, cli };
+}
+
+/** Appends `n` decisions (intent + commit pairs of task_claimed) to run `runId` through the WAL writer. */
+export async function appendDecisions(ws: Workspace, runId: string, n: number, from = 0): Promise<void> {
+  const w = await WalWriter.open(ws, runId);
+  try {
+    const pending: Promise<unknown>[] = [];
+    for (let i = from; i < from + n; i++) {
+      pending.push(
+        w.append({
+          decision_type: "task_claimed",
+          inputs: { task_id: `T-${i}`, attempt: 1 },
+          committed: true,
+        }),
+      );
+      if (pending.length >= 16) await Promise.all(pending.splice(0));
+    }
+    await Promise.all(pending);
+  } finally {
+    await w.close();
+  }
+}
+
+export const sha256File = async (file: string): Promise<string> =>
+  createHash("sha256")
+    .update(await readFile(file))
+    .digest("hex");
+
+/** Every object of a folder store: name → sha256 (hidden sidecars left out). */
+export async function storeObjects(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const name of (await readdir(dir).catch(() => [] as string[])).sort()) {
+    if (name.startsWith(".")) continue;
+    out.set(name, await sha256File(path.join(dir, name)));
+  }
+  return out;
+}
+
+export const walSegments = (objects: Iterable<string>, runId: string): string[] =>
+  [...objects].filter((k) => k.includes(`.seg.runtime%2Fwal%2F${runId}.wal.jsonl.`)).sort();
