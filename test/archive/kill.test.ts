@@ -7,9 +7,8 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { prng } from "../orchestrator/support/crash.js";
 import { readArchiveStatus } from "../../src/archive/health.js";
-import { scratchDir, spawnCli, waitFor } from "../helpers.js";
+import { prng, scratchDir, spawnCli, waitFor } from "../helpers.js";
 import {
   appendDecisions,
   archiveFixture,
