@@ -5,6 +5,7 @@ import { openArchiveFile } from "../../../dr/restore.js";
 import { readSidecar } from "../../../dr/sidecar.js";
 import { fileSize, isOffsiteSource, openBackupSource } from "../../../storage/offsite.js";
 import type { BackupStore } from "../../../storage/store.js";
+import type { PasswordFlags } from "../../../dr/password.js";
 import { s3OptionsFrom, type RemoteFlags } from "./options.js";
 
 export const short = (sha: string): string => `${sha.slice(0, 16)}...`;
@@ -13,6 +14,17 @@ export const shown = (p: string): string => {
   const rel = path.relative(process.cwd(), p);
   return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : p;
 };
+
+/** The flags that name an archive to read, and how to read it. */
+export type SourceFlags = PasswordFlags &
+  RemoteFlags & {
+    from?: string;
+    latest?: boolean;
+    at?: string;
+    decrypt?: boolean;
+    keyFile?: string;
+    sha256?: string;
+  };
 
 export interface OpenedSource {
   stream: AsyncIterable<Buffer>;
@@ -27,9 +39,7 @@ export interface OpenedSource {
 }
 
 /** The archive to read: a local file, `s3://bucket/key`, or `--latest --at LOCATION`. */
-export async function openSource(
-  opts: RemoteFlags & { from?: string; latest?: boolean; at?: string; sha256?: string },
-): Promise<OpenedSource> {
+export async function openSource(opts: SourceFlags): Promise<OpenedSource> {
   let opened: OpenedSource;
   if (isOffsiteSource(opts)) {
     const src = await openBackupSource(opts, s3OptionsFrom(opts));
