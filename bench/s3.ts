@@ -154,12 +154,14 @@ try {
     figure: {
       what: "dr backup upload to S3 (s3rver on 127.0.0.1): multipart, SHA-256 per part, read-back",
       seconds: Number(s3.seconds),
+      cpu_seconds: Number(s3.cpu_seconds),
       mib_per_s: mbps(s3),
       peak_rss_mb: Number(s3.peak_rss_bytes) / 1048576,
     },
     baseline: {
       what: "same file put into a local folder store (atomic write, fsync)",
       seconds: Number(local.seconds),
+      cpu_seconds: Number(local.cpu_seconds),
       mib_per_s: mbps(local),
       peak_rss_mb: Number(local.peak_rss_bytes) / 1048576,
     },

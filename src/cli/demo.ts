@@ -14,7 +14,7 @@ import { runDrill } from "../dr/drill.js";
 import { runDoctor } from "../orchestrator/doctor.js";
 import { addTask } from "../orchestrator/tasks.js";
 import { initWorkspace } from "../workspace/layout.js";
-import { printDrill } from "./commands/dr.js";
+import { printDrill } from "./commands/dr/drill.js";
 import { Output } from "./output.js";
 
 const args = process.argv.slice(2);

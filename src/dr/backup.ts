@@ -38,7 +38,7 @@ import {
   type ManifestFile,
   type StatePosition,
 } from "./manifest.js";
-import { FileChangedError, tarStream, type PackFile } from "./pack.js";
+import { FileChangedError, tarStream, type PackDir, type PackFile } from "./pack.js";
 import { sealStream } from "./seal.js";
 import { removeSidecar, sidecarPath, writeSidecar } from "./sidecar.js";
 import { requestSnapshot, type SnapshotHandle } from "./snapshot.js";
@@ -175,6 +175,31 @@ class Measure extends Transform {
   }
 }
 
+/** Pass 2: tar → gzip → seal → (Fernet) → sink, measuring the bytes that reach the sink. */
+async function streamArchive(
+  a: { manifestBytes: Buffer; dirs: PackDir[]; planned: Planned[]; totalBytes: number },
+  encryptorP: Promise<FernetEncryptor> | undefined,
+  sink: Writable,
+  onProgress: BackupOptions["onProgress"],
+): Promise<Measure> {
+  const measure = new Measure();
+  const gzip = createGzip({ level: GZIP_LEVEL, chunkSize: 256 * 1024 });
+  // The end-of-archive blocks travel in the seal member (seal.ts), after the data member.
+  let archived = 0;
+  const onBytes = onProgress
+    ? (n: number): void => onProgress("archiving", (archived += n), a.totalBytes)
+    : undefined;
+  const tar = Readable.from(tarStream(a.manifestBytes, a.dirs, a.planned, { endOfArchive: false, onBytes }), {
+    objectMode: false,
+  });
+  if (encryptorP) {
+    await pipeline(tar, gzip, sealStream(), fernetEncryptStream(await encryptorP), measure, sink);
+  } else {
+    await pipeline(tar, gzip, sealStream(), measure, sink);
+  }
+  return measure;
+}
+
 /**
  * Streams one backup archive of `ws` into `sink` (ended when done). The stream-level API: the
  * S3 engineer tees it into a multipart upload, replication serves it as a base snapshot.
@@ -210,26 +235,9 @@ export async function writeBackupArchive(
       opts.onProgress && ((done, total) => opts.onProgress!("hashing", done, total)),
     );
 
-    let auditKey: Buffer | undefined;
-    if (encrypting && opts.auditKeyPath) {
-      auditKey = await readAuditKeyFile(opts.auditKeyPath);
-      if (auditKey) {
-        planned.push({
-          rel: AUDIT_KEY_ENTRY,
-          data: auditKey,
-          length: auditKey.length,
-          mode: 0o600,
-          mtimeMs: Date.now(),
-          sha256: sha256Hex(auditKey),
-        });
-      }
-    }
-    const files: ManifestFile[] = planned.map((p) => ({
-      path: p.rel,
-      size: p.length,
-      mode: p.mode,
-      sha256: p.sha256,
-    }));
+    const auditKey = encrypting ? await carryAuditKey(planned, opts.auditKeyPath) : undefined;
+    const { files, file_count, total_bytes } = manifestFiles(planned);
+    // Key order is the manifest's byte format (docs/dr.md "manifest.json").
     const manifest: Manifest = {
       created_at: createdAt,
       included_dirs: [...INCLUDED_DIRS],
@@ -240,8 +248,8 @@ export async function writeBackupArchive(
       source: { host: os.hostname(), path: ws.root },
       encrypted: encrypting,
       audit_key_included: auditKey !== undefined,
-      file_count: files.length + 1,
-      total_bytes: files.reduce((s, f) => s + f.size, 0),
+      file_count,
+      total_bytes,
       state: {
         wal,
         audit: await auditPosition(ws.root),
@@ -256,22 +264,12 @@ export async function writeBackupArchive(
     const manifestBytes = serializeManifest(manifest);
     const manifestSha = sha256Hex(manifestBytes);
 
-    const measure = new Measure();
-    const gzip = createGzip({ level: GZIP_LEVEL, chunkSize: 256 * 1024 });
-    // The end-of-archive blocks travel in the seal member (seal.ts), after the data member.
-    let archived = 0;
-    const onBytes = opts.onProgress
-      ? (n: number): void => opts.onProgress!("archiving", (archived += n), manifest.total_bytes)
-      : undefined;
-    const tar = Readable.from(
-      tarStream(manifestBytes, walk.dirs, planned, { endOfArchive: false, onBytes }),
-      { objectMode: false },
+    const measure = await streamArchive(
+      { manifestBytes, dirs: walk.dirs, planned, totalBytes: manifest.total_bytes },
+      encryptorP,
+      sink,
+      opts.onProgress,
     );
-    if (encryptorP) {
-      await pipeline(tar, gzip, sealStream(), fernetEncryptStream(await encryptorP), measure, sink);
-    } else {
-      await pipeline(tar, gzip, sealStream(), measure, sink);
-    }
     const snap = await release();
     if (snap.warning && !warnings.includes(snap.warning)) warnings.push(snap.warning);
     return {
@@ -285,6 +283,34 @@ export async function writeBackupArchive(
   } finally {
     if (!released) await snapshot.release().catch(() => {});
   }
+}
+
+/** The file rows of a manifest, and its counts (manifest.json itself is one of the files). */
+function manifestFiles(planned: Planned[]): Pick<Manifest, "files" | "file_count" | "total_bytes"> {
+  const files: ManifestFile[] = planned.map((p) => ({
+    path: p.rel,
+    size: p.length,
+    mode: p.mode,
+    sha256: p.sha256,
+  }));
+  return { file_count: files.length + 1, total_bytes: files.reduce((s, f) => s + f.size, 0), files };
+}
+
+/** Adds the audit key to what an encrypted backup archives; returns it (undefined: no key file). */
+async function carryAuditKey(planned: Planned[], keyPath: string | undefined): Promise<Buffer | undefined> {
+  if (!keyPath) return undefined;
+  const auditKey = await readAuditKeyFile(keyPath);
+  if (auditKey) {
+    planned.push({
+      rel: AUDIT_KEY_ENTRY,
+      data: auditKey,
+      length: auditKey.length,
+      mode: 0o600,
+      mtimeMs: Date.now(),
+      sha256: sha256Hex(auditKey),
+    });
+  }
+  return auditKey;
 }
 
 /** The audit key bytes, or undefined when there is no key file. */

@@ -1,5 +1,5 @@
 /**
- * `dr drill`: the seed's restore drill, automated and timed. Backup to a scratch folder,
+ * `dr drill`: the restore drill, automated and timed. Backup to a scratch folder,
  * dry-run it, compare the counts, restore into scratch (its duration is the measured RTO),
  * compare every restored file with the live workspace (files not changed since the backup
  * started), run the doctor checks on the restored copy, and record the result in
@@ -16,7 +16,8 @@ import { durableAppend, durableMkdir } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import type { Workspace } from "../workspace/layout.js";
 import { recordAuditEvent } from "./audit-event.js";
-import { backupToFile } from "./backup.js";
+import type { BackupFileResult } from "./backup.js";
+import { runBackupJob } from "./backup-job.js";
 import { AUDIT_KEY_ENTRY } from "./manifest.js";
 import {
   inspectArchive,
@@ -123,16 +124,20 @@ export async function runDrill(
   const restored = path.join(scratch, "restored", ".sdd");
   const backupStartMs = Date.now();
   const keyPath = resolveAuditKeyPath().path;
-  let backup: Awaited<ReturnType<typeof backupToFile>> | undefined;
+  let backup: BackupFileResult | undefined;
   try {
     let ok = await step("backup", async () => {
-      backup = await backupToFile(ws, archiveBase, {
+      // The backup a real `dr backup` takes, but not one of record: it is removed with the scratch.
+      const job = await runBackupJob(ws, {
+        to: archiveBase,
         password: opts.password,
-        auditKeyPath: opts.password !== undefined ? keyPath : undefined,
+        auditKeyPath: keyPath,
+        record: false,
       });
+      backup = job.archive;
       report.file_count = backup.file_count;
       report.backup_sha256 = backup.sha256;
-      report.warnings.push(...backup.warnings);
+      report.warnings.push(...job.warnings);
       return { ok: true, detail: `Files: ${backup.file_count}, ${backup.size_bytes} bytes` };
     });
     ok &&= await step("dry-run", async () => {

@@ -1,13 +1,11 @@
 /**
  * Keeps peak RSS flat while streaming gigabytes. Every chunk we read, decompress, encrypt or
  * decode is a fresh Buffer; V8 counts their bytes as external memory and, left alone, collects
- * them only when that has grown by tens of megabytes: a 2 GB restore peaked near 150 MB
- * although no more than a few MB are live at any time. A `GarbageBudget` looks at external
- * memory every `every` bytes processed and asks for a full collection when it is over `limit`.
- * With the small young generation bin/bernstein runs with, scavenges free most chunks already,
- * so that is rare: 14 collections for a 2 GB restore, 2 for the seed-sized one. (A
- * collection every 8 MB regardless cost ~15 ms each once a large manifest is on the heap.)
- * When the runtime refuses `--expose-gc`, it does nothing.
+ * them only after that has grown by tens of megabytes, although only a few MB are live at any
+ * time. A `GarbageBudget` looks at external memory every `every` bytes processed and asks for a
+ * full collection only when it is over `limit` (a collection at a fixed interval instead would
+ * cost a full heap walk each time once a large manifest is on the heap). When the runtime
+ * refuses `--expose-gc`, it does nothing.
  */
 import v8 from "node:v8";
 import vm from "node:vm";

@@ -3,46 +3,31 @@
  * manifest (and the Fernet HMAC), fsync every file and folder, then swap with renames. The old
  * target is kept as `<target>.pre-restore-<UTC ts>` (or removed with --no-keep).
  *
- * Crash safety: before the two renames a journal (`.<name>.restore-journal.json` beside the
- * target) names the staging folder and the kept name. A crash between the renames leaves no
- * target; `completeInterruptedRestore` (run by every later `dr restore`, and by `doctor`) rolls
- * forward to the complete new state. Before the journal exists, the old target is untouched and
- * a leftover staging folder of a dead process is removed.
- *
- * Concurrency: every restore first takes the restore lock `.<name>.restore.lock` beside the target
- * (the workspace lock's format and stale-lock takeover). It lives beside the target because the
- * target may not exist yet, and it is a hidden file, never a folder, so that nothing takes it for
- * a workspace. A second restore of the same target is refused with exit 3 before it writes
- * anything; the journal roll-forward and the removal of dead staging folders run under it too.
  */
-import { randomBytes } from "node:crypto";
 import { constants, mkdirSync } from "node:fs";
-import { open, readFile, readdir, rm, stat } from "node:fs/promises";
+import { open, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { ExitCode, UserError, destinationError, ioError, userErrorFromFs } from "../errors/errors.js";
-import {
-  atomicWriteFile,
-  durableMkdir,
-  durableRename,
-  durableUnlink,
-  removeDeadTemps,
-} from "../workspace/durable.js";
+import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
 import { resolveOptions } from "../json/object.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
-import { Workspace } from "../workspace/layout.js";
-import {
-  acquireLock,
-  acquireLockFile,
-  describeHolder,
-  readLock,
-  type WorkspaceLock,
-} from "../workspace/lock.js";
-import { isProcessAlive } from "../workspace/process.js";
+import type { WorkspaceLock } from "../workspace/lock.js";
 import { SALT_BYTES, startKeyDerivation, type KeyCache } from "./fernet.js";
 import { StagingWriter } from "./staging-writer.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
 import { TOOL_NAME, VERSION } from "../version.js";
+import {
+  acquireRestoreLock,
+  exists,
+  finishInterruptedRestore,
+  lockLiveTarget,
+  removeStaleStaging,
+  stagingPathFor,
+  swapIn,
+} from "./restore-target.js";
+
+export { completeInterruptedRestore, restoreLockPath } from "./restore-target.js";
 
 /** Where a restored workspace records what it was restored from (read by `doctor`). */
 export const RESTORE_RECORD = ["runtime", "restored-from.json"] as const;
@@ -89,109 +74,6 @@ export interface RestoreResult {
   audit_key: AuditKeyOutcome;
   tool_version: string | null;
   warnings: string[];
-}
-
-const utcStamp = (d = new Date()): string =>
-  d
-    .toISOString()
-    .replace(/[-:]/g, "")
-    .replace(/\.\d+Z$/, "Z");
-const journalPath = (target: string): string =>
-  path.join(path.dirname(target), `.${path.basename(target)}.restore-journal.json`);
-const stagingPrefix = (target: string): string => `.${path.basename(target)}.restore-`;
-/** The restore lock of `target` (not a staging name: those start with `stagingPrefix`). */
-export const restoreLockPath = (target: string): string =>
-  path.join(path.dirname(target), `.${path.basename(target)}.restore.lock`);
-
-/** Takes the restore lock of `target` (its folder must exist), or exit 3 naming the restore holding it. */
-async function acquireRestoreLock(target: string): Promise<WorkspaceLock> {
-  try {
-    return await acquireLockFile(restoreLockPath(target), {
-      command: "dr restore",
-      refuse: (holder) =>
-        new UserError(
-          `${target} is being restored by ${describeHolder(holder)}; wait for it to finish, then restore again if you still need to`,
-          ExitCode.LOCKED,
-          { holder },
-        ),
-    });
-  } catch (err) {
-    throw ioError(`cannot restore into ${target}`, err) ?? err;
-  }
-}
-
-interface Journal {
-  target: string;
-  staging: string;
-  kept: string | null;
-  remove_kept: boolean;
-}
-
-const exists = (p: string): Promise<boolean> =>
-  stat(p).then(
-    () => true,
-    () => false,
-  );
-
-/**
- * Finishes or undoes a restore that was interrupted (SIGKILL, power loss). Returns what it did.
- * Safe to call any time (it takes the restore lock: exit 3 while a restore runs); a no-op when
- * there is no journal.
- */
-export async function completeInterruptedRestore(target: string): Promise<string | undefined> {
-  const abs = path.resolve(target);
-  if (!(await exists(path.dirname(abs)))) return undefined;
-  const lock = await acquireRestoreLock(abs);
-  try {
-    return await finishInterruptedRestore(abs);
-  } finally {
-    await lock.release();
-  }
-}
-
-/** completeInterruptedRestore, for a caller that holds the restore lock. */
-async function finishInterruptedRestore(abs: string): Promise<string | undefined> {
-  const jp = journalPath(abs);
-  let j: Journal;
-  try {
-    j = JSON.parse(await readFile(jp, "utf8")) as Journal;
-  } catch {
-    return undefined;
-  }
-  let action: string;
-  if (await exists(j.staging)) {
-    if (!(await exists(abs))) {
-      await durableRename(j.staging, abs); // the old target was moved away: roll forward
-      action = "rolled forward an interrupted restore";
-    } else {
-      await rm(j.staging, { recursive: true, force: true }); // swap never started: roll back
-      action = "removed the staging folder of an interrupted restore";
-    }
-  } else {
-    action = "finished an interrupted restore";
-  }
-  if (j.remove_kept && j.kept) await rm(j.kept, { recursive: true, force: true });
-  await durableUnlink(jp).catch(() => {});
-  return action;
-}
-
-/**
- * Removes staging folders left by restores whose process died before the swap, and the temp
- * file of a journal being written when one died.
- */
-async function removeStaleStaging(target: string): Promise<void> {
-  const dir = path.dirname(target);
-  const names = await readdir(dir).catch(() => [] as string[]);
-  const journal = path.basename(journalPath(target));
-  await removeDeadTemps(dir, (name) => name === journal, names);
-  const prefix = stagingPrefix(target);
-  for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const pid = Number(name.slice(prefix.length).split("-")[0]);
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && !isProcessAlive(pid)) {
-      await rm(path.join(dir, name), { recursive: true, force: true });
-    }
-  }
 }
 
 export async function openArchiveFile(from: string): Promise<Readable> {
@@ -296,6 +178,56 @@ export async function restoreFromStream(
   }
 }
 
+function restoreRecordOf(summary: ArchiveSummary, source: string | undefined): RestoreRecord {
+  const manifestTool =
+    (summary.manifest_raw.tool as { name?: string; version?: string } | undefined) ?? undefined;
+  return {
+    restored_at: new Date().toISOString(),
+    source: source ?? "stream",
+    archive_sha256: summary.sha256,
+    manifest_sha256: summary.manifest_sha256,
+    format: summary.format,
+    tool: manifestTool?.name
+      ? { name: manifestTool.name, version: manifestTool.version ?? null }
+      : { name: "bernstein (python reference)", version: null },
+    restored_by: { name: TOOL_NAME, version: VERSION },
+    file_count: summary.file_count,
+  };
+}
+
+/** The result of a completed restore, after installing the audit key it carried. */
+async function resultOf(
+  summary: ArchiveSummary,
+  abs: string,
+  kept: string | undefined,
+  opts: RestoreOptions,
+  warnings: string[],
+): Promise<RestoreResult> {
+  const auditKey = await installAuditKey(summary.audit_key, opts.auditKeyPath, abs, summary.encrypted).catch(
+    (err: Error) => ({
+      action: "none" as const,
+      message: `could not install the backup's audit key: ${err.message}`,
+    }),
+  );
+  if (auditKey.message && auditKey.action !== "none") warnings.push(auditKey.message);
+  const toolVersion = (summary.manifest_raw.tool as { version?: string } | undefined)?.version ?? null;
+  if (toolVersion && toolVersion !== VERSION) {
+    warnings.push(`the backup was written by ${TOOL_NAME} ${toolVersion}; this is ${VERSION}`);
+  }
+  return {
+    target: abs,
+    file_count: summary.file_count,
+    sha256: summary.sha256,
+    size_bytes: summary.size_bytes,
+    format: summary.format,
+    encrypted: summary.encrypted,
+    kept,
+    audit_key: auditKey,
+    tool_version: toolVersion,
+    warnings,
+  };
+}
+
 async function restoreInto(
   source: AsyncIterable<Buffer | string>,
   target: string,
@@ -319,28 +251,9 @@ async function restoreInto(
 
     // Refuse early while a live process owns the target.
     const targetExists = await exists(abs);
-    if (targetExists) {
-      const ws = new Workspace(abs);
-      const state = await readLock(ws);
-      if (state.state === "held") {
-        if (!opts.force) {
-          throw new UserError(
-            `${abs} is in use by ${describeHolder(state.info)}; stop it first, or pass --force`,
-            ExitCode.LOCKED,
-            { holder: state.info },
-          );
-        }
-        warnings.push(`restoring over a workspace in use by ${describeHolder(state.info)} (--force)`);
-      } else if (await exists(ws.runtimeDir)) {
-        lock = await acquireLock(ws, "dr restore");
-        if (lock.tookOver) warnings.push(lock.tookOver);
-      }
-    }
+    if (targetExists) lock = await lockLiveTarget(abs, opts.force, warnings);
     await removeStaleStaging(abs);
-    const staging = path.join(
-      parent,
-      `${stagingPrefix(abs)}${process.pid}-${randomBytes(4).toString("hex")}`,
-    );
+    const staging = stagingPathFor(abs);
     // Registered before the folder exists: a signal can come at any instant after.
     let writer: StagingWriter | undefined;
     const interrupt = cleanupOnInterrupt(`the restore's staging folder ${staging}`, async () => {
@@ -366,53 +279,20 @@ async function restoreInto(
     let journaled = false;
     try {
       summary = await readArchive(source, writer, opts);
-      const manifestTool =
-        (summary.manifest_raw.tool as { name?: string; version?: string } | undefined) ?? undefined;
-      const record: RestoreRecord = {
-        restored_at: new Date().toISOString(),
-        source: opts.source ?? "stream",
-        archive_sha256: summary.sha256,
-        manifest_sha256: summary.manifest_sha256,
-        format: summary.format,
-        tool: manifestTool?.name
-          ? { name: manifestTool.name, version: manifestTool.version ?? null }
-          : { name: "bernstein (python reference)", version: null },
-        restored_by: { name: TOOL_NAME, version: VERSION },
-        file_count: summary.file_count,
-      };
+      const record = restoreRecordOf(summary, opts.source);
       // Written before finish(): the one syncfs of the staging tree makes it durable too.
       await writer.writeFile(RESTORE_RECORD.join("/"), JSON.stringify(record, null, 2) + "\n");
       await writer.finish();
-      // From here a signal has its default action: the swap below is journaled (see the top).
+      // From here a signal has its default action: the swap below is journaled (restore-target.ts).
       await interrupt.release();
 
-      // Swap. Into an empty place it is one atomic rename (a crash before it leaves only a staging
-      // folder, removed by the next restore). Over an existing target it takes two renames, so a
-      // journal first records how to finish them (completeInterruptedRestore).
-      if (targetExists) {
-        kept = `${abs}.pre-restore-${utcStamp()}`;
-        for (let i = 1; await exists(kept); i++) kept = `${abs}.pre-restore-${utcStamp()}-${i}`;
-        const journal: Journal = { target: abs, staging, kept, remove_kept: !keep };
-        await atomicWriteFile(journalPath(abs), JSON.stringify(journal) + "\n");
-        journaled = true;
-        await durableRename(abs, kept);
-        await durableRename(staging, abs);
-        // Our lock file moved with the old tree; it is not a lock of anything now.
-        if (lock) await rm(path.join(kept, "runtime", "bernstein.pid"), { force: true });
-        lock = undefined;
-        if (!keep) await rm(kept, { recursive: true, force: true });
-        await durableUnlink(journalPath(abs));
-      } else {
-        await durableRename(staging, abs).catch((err: NodeJS.ErrnoException) => {
-          // Restores are kept out by the restore lock; something else (an `init`) made the target.
-          if (err.code === "ENOTEMPTY" || err.code === "EEXIST")
-            throw new UserError(
-              `${abs} was created by another process while this restore ran; nothing was changed (restore again to replace it)`,
-              ExitCode.LOCKED,
-            );
-          throw err;
-        });
-      }
+      kept = await swapIn(abs, staging, {
+        targetExists,
+        keep,
+        lockHeld: lock !== undefined,
+        onJournaled: () => (journaled = true),
+      });
+      if (targetExists) lock = undefined;
     } catch (err) {
       if (!journaled) {
         await writer.close();
@@ -422,32 +302,7 @@ async function restoreInto(
       throw ioError(`cannot restore into ${abs}`, err) ?? err;
     }
 
-    const auditKey = await installAuditKey(
-      summary.audit_key,
-      opts.auditKeyPath,
-      abs,
-      summary.encrypted,
-    ).catch((err: Error) => ({
-      action: "none" as const,
-      message: `could not install the backup's audit key: ${err.message}`,
-    }));
-    if (auditKey.message && auditKey.action !== "none") warnings.push(auditKey.message);
-    const toolVersion = (summary.manifest_raw.tool as { version?: string } | undefined)?.version ?? null;
-    if (toolVersion && toolVersion !== VERSION) {
-      warnings.push(`the backup was written by ${TOOL_NAME} ${toolVersion}; this is ${VERSION}`);
-    }
-    return {
-      target: abs,
-      file_count: summary.file_count,
-      sha256: summary.sha256,
-      size_bytes: summary.size_bytes,
-      format: summary.format,
-      encrypted: summary.encrypted,
-      kept: keep && kept ? kept : undefined,
-      audit_key: auditKey,
-      tool_version: toolVersion,
-      warnings,
-    };
+    return await resultOf(summary, abs, keep && kept ? kept : undefined, opts, warnings);
   } finally {
     await lock?.release().catch(() => {});
     await restoreLock.release().catch(() => {});

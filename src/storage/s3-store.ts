@@ -28,8 +28,6 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
-  UploadPartCommand,
-  type CompletedPart,
 } from "@aws-sdk/client-s3";
 import { ExitCode, UserError } from "../errors/errors.js";
 import {
@@ -41,7 +39,16 @@ import {
   type RetryPolicy,
 } from "./retry.js";
 import type { BackupStore, ObjectInfo, PutOptions, PutResult } from "./store.js";
-import { cleanupOnInterrupt, type InterruptCleanup } from "../workspace/interrupt.js";
+import { cleanupOnInterrupt } from "../workspace/interrupt.js";
+import {
+  PartPool,
+  readParts,
+  uploadParts,
+  type PartsUpload,
+  type Retry,
+  type Tally,
+  type UploadState,
+} from "./s3-multipart.js";
 
 export interface S3Options {
   /** S3-compatible endpoint URL (else BERNSTEIN_S3_ENDPOINT, else AWS). */
@@ -59,8 +66,6 @@ export interface S3Options {
 
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
-/** S3 allows at most 10,000 parts; we grow the part size past that (bounded memory still). */
-const MAX_PARTS = 10_000;
 
 export function makeS3Client(options: S3Options = {}): S3Client {
   // The SDK warns on Node 20 about its future support policy; that is not our user's concern.
@@ -117,9 +122,8 @@ export function remoteError(context: string, err: unknown): UserError {
  * The body of a download, watched from the moment it is returned: a failure part-way (a
  * connection cut, a timeout) becomes a one-line remote error saying what was being downloaded,
  * kept on `out` until its reader comes (a restore reads only after taking its lock and making
- * its staging folder). Unwrapped, a cut download was an internal error with a stack trace; a
- * wrapper that only started watching when first read (an async generator) lost the error in
- * 1 run of 5 to 10, and the restore then exited 0 having restored nothing.
+ * its staging folder). A wrapper that starts watching only when first read would miss a cut
+ * that happens before, and the restore would end "successfully" having restored nothing.
  */
 function downloading(body: Readable, where: string): Readable {
   const out = new PassThrough({ highWaterMark: 256 * 1024 });
@@ -137,36 +141,6 @@ function isNotFound(err: unknown): boolean {
   return (
     name === "NotFound" || name === "NoSuchKey" || (httpStatusOf(err) === 404 && name !== "NoSuchBucket")
   );
-}
-
-/**
- * Cuts a byte stream into parts of exactly `size()` bytes (the last may be shorter), copying
- * each chunk once into a part buffer from `acquire` (a small pool: memory stays bounded by the
- * number of parts in flight, whatever the garbage collector's timing).
- */
-async function* readParts(
-  source: Readable,
-  size: () => number,
-  acquire: (size: number) => Buffer,
-): AsyncGenerator<Buffer> {
-  let part: Buffer | undefined;
-  let filled = 0;
-  for await (const chunk of source) {
-    let buf = chunk as Buffer;
-    while (buf.length > 0) {
-      part ??= acquire(size());
-      const take = Math.min(part.length - filled, buf.length);
-      buf.copy(part, filled, 0, take);
-      filled += take;
-      buf = buf.subarray(take);
-      if (filled === part.length) {
-        yield part;
-        part = undefined;
-        filled = 0;
-      }
-    }
-  }
-  if (part !== undefined) yield part.subarray(0, filled);
 }
 
 export class S3Store implements BackupStore {
@@ -200,141 +174,120 @@ export class S3Store implements BackupStore {
     const Key = this.fullKey(key);
     const where = this.describe(key);
     const counter = { retries: 0 };
-    const retry = <T>(op: string, fn: () => Promise<T>) =>
+    const retry: Retry = (op, fn) =>
       withRetry(`${op} ${where}`, this.policy, fn, { onRetry: options.onRetry, counter });
     const Metadata = { ...options.metadata, ...(options.sha256 ? { sha256: options.sha256 } : {}) };
-    const whole = createHash("sha256");
-    let size = 0;
-    let uploadId: string | undefined;
-    let completeAttempted = false;
-    let partSize = this.partSize;
-    let stored = 0;
-    // Ctrl-C or SIGTERM part-way: abort the upload (and remove an object a Complete may have made).
-    let interrupt: InterruptCleanup | undefined;
+    const tally: Tally = { whole: createHash("sha256"), size: 0 };
+    const upload: UploadState = { completeAttempted: false };
     try {
-      const parts: CompletedPart[] = [];
-      const inFlight = new Set<Promise<void>>();
-      let failure: unknown;
-      let partNumber = 0;
-      // Part buffers are reused once their upload settled: at most concurrency + 1 exist.
-      const pool: Buffer[] = [];
-      const acquire = (size: number): Buffer => {
-        const free = pool.pop();
-        return free !== undefined && free.length === size ? free : Buffer.allocUnsafe(size);
-      };
-      const release = (body: Buffer): void => {
-        if (body.byteOffset === 0 && body.length === body.buffer.byteLength) pool.push(body);
-      };
-      const iterator = readParts(source, () => partSize, acquire);
-      let first = await iterator.next();
+      const pool = new PartPool();
+      let partSize = this.partSize;
+      const parts = readParts(source, () => partSize, pool)[Symbol.asyncIterator]();
+      const first = await parts.next();
       if (first.done || first.value.length < partSize) {
-        // Small object: one PutObject with the body's checksum.
         const body = first.done ? Buffer.alloc(0) : first.value;
-        whole.update(body);
-        size = body.length;
-        this.checkExpected(where, whole.copy().digest("hex"), options.sha256);
-        const ChecksumSHA256 = createHash("sha256").update(body).digest("base64");
-        completeAttempted = true;
-        await retry("upload", () =>
-          this.client.send(
-            new PutObjectCommand({
-              Bucket: this.bucket,
-              Key,
-              Body: body,
-              ContentLength: body.length,
-              ChecksumSHA256,
-              Metadata,
-            }),
-          ),
-        );
-        options.onProgress?.(size);
+        tally.whole.update(body);
+        tally.size = body.length;
+        this.checkExpected(where, tally.whole.copy().digest("hex"), options.sha256);
+        upload.completeAttempted = true;
+        await this.putSmall(Key, body, Metadata, retry);
+        options.onProgress?.(tally.size);
       } else {
-        const creating = retry("start upload", () =>
-          this.client.send(
-            new CreateMultipartUploadCommand({
-              Bucket: this.bucket,
-              Key,
-              Metadata,
-              ChecksumAlgorithm: "SHA256",
-            }),
-          ),
-        );
-        // Registered before the upload exists: a signal while it is being created aborts it too.
-        interrupt = cleanupOnInterrupt(`the unfinished upload to ${where}`, async () => {
-          const id = await creating.then(
-            (c) => c.UploadId,
-            () => undefined,
-          );
-          await this.cleanUpFailedPut(Key, id, completeAttempted, { quiet: false });
-        });
-        const created = await creating;
-        uploadId = created.UploadId;
-        if (!uploadId) throw new Error("the store returned no UploadId");
-        const UploadId = uploadId;
-        while (!first.done) {
-          const body = first.value;
-          whole.update(body);
-          size += body.length;
-          const PartNumber = ++partNumber;
-          if (PartNumber >= MAX_PARTS) throw new Error(`more than ${MAX_PARTS} parts`);
-          // Keep the part count under S3's limit for huge streams without unbounded memory.
-          if (PartNumber % 1000 === 0) partSize *= 2;
-          const ChecksumSHA256 = createHash("sha256").update(body).digest("base64");
-          const task = retry(`upload part ${PartNumber} of`, () =>
-            this.client.send(
-              new UploadPartCommand({
-                Bucket: this.bucket,
-                Key,
-                UploadId,
-                PartNumber,
-                Body: body,
-                ContentLength: body.length,
-                ChecksumSHA256,
-              }),
-            ),
-          ).then(
-            (res) => {
-              parts.push({ PartNumber, ETag: res.ETag, ChecksumSHA256 });
-              stored += body.length;
-              options.onProgress?.(stored);
-              release(body);
-            },
-            (err: unknown) => {
-              failure ??= err;
-            },
-          );
-          const tracked = task.finally(() => inFlight.delete(tracked));
-          inFlight.add(tracked);
-          while (inFlight.size >= this.concurrency && failure === undefined) await Promise.race(inFlight);
-          if (failure !== undefined) break;
-          first = await iterator.next();
-        }
-        await Promise.all(inFlight);
-        if (failure !== undefined) throw failure;
-        this.checkExpected(where, whole.copy().digest("hex"), options.sha256);
-        parts.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-        completeAttempted = true;
-        await retry("complete upload", () =>
-          this.client.send(
-            new CompleteMultipartUploadCommand({
-              Bucket: this.bucket,
-              Key,
-              UploadId,
-              MultipartUpload: { Parts: parts },
-            }),
-          ),
-        );
+        // Keep the part count under S3's limit for huge streams without unbounded memory.
+        const grow = (partNumber: number) => {
+          if (partNumber % 1000 === 0) partSize *= 2;
+        };
+        const partsUpload = {
+          Key,
+          UploadId: "",
+          first: first.value,
+          parts,
+          pool,
+          grow,
+          tally,
+          retry,
+          options,
+        };
+        await this.putMultipart(where, Metadata, upload, partsUpload);
       }
-      const sha256 = whole.digest("hex");
-      await this.checkReadBack(key, size, options.sha256 ? sha256 : undefined, retry);
-      await interrupt?.release();
-      return { key, size, sha256, retries: counter.retries };
+      const sha256 = tally.whole.digest("hex");
+      await this.checkReadBack(key, tally.size, options.sha256 ? sha256 : undefined, retry);
+      await upload.interrupt?.release();
+      return { key, size: tally.size, sha256, retries: counter.retries };
     } catch (err) {
       source.destroy();
-      await interrupt?.release();
-      await this.cleanUpFailedPut(Key, uploadId, completeAttempted);
+      await upload.interrupt?.release();
+      await this.cleanUpFailedPut(Key, upload.id, upload.completeAttempted);
       throw remoteError(`upload ${where}`, err);
     }
+  }
+
+  /** Create, parts, complete; `upload` says what a failure must clean up. */
+  private async putMultipart(
+    where: string,
+    Metadata: Record<string, string>,
+    upload: UploadState,
+    u: Omit<PartsUpload, "client" | "bucket" | "concurrency">,
+  ): Promise<void> {
+    const { Key, retry } = u;
+    const creating = retry("start upload", () =>
+      this.client.send(
+        new CreateMultipartUploadCommand({ Bucket: this.bucket, Key, Metadata, ChecksumAlgorithm: "SHA256" }),
+      ),
+    );
+    // Ctrl-C or SIGTERM part-way: abort the upload (and remove an object a Complete may have made).
+    // Registered before the upload exists: a signal while it is being created aborts it too.
+    upload.interrupt = cleanupOnInterrupt(`the unfinished upload to ${where}`, async () => {
+      const id = await creating.then(
+        (c) => c.UploadId,
+        () => undefined,
+      );
+      await this.cleanUpFailedPut(Key, id, upload.completeAttempted, { quiet: false });
+    });
+    upload.id = (await creating).UploadId;
+    if (!upload.id) throw new Error("the store returned no UploadId");
+    const UploadId = upload.id;
+    const done = await uploadParts({
+      ...u,
+      UploadId,
+      client: this.client,
+      bucket: this.bucket,
+      concurrency: this.concurrency,
+    });
+    this.checkExpected(where, u.tally.whole.copy().digest("hex"), u.options.sha256);
+    upload.completeAttempted = true;
+    await retry("complete upload", () =>
+      this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key,
+          UploadId,
+          MultipartUpload: { Parts: done },
+        }),
+      ),
+    );
+  }
+
+  /** A small object: one PutObject with the body's checksum. */
+  private async putSmall(
+    Key: string,
+    body: Buffer,
+    Metadata: Record<string, string>,
+    retry: Retry,
+  ): Promise<void> {
+    const ChecksumSHA256 = createHash("sha256").update(body).digest("base64");
+    await retry("upload", () =>
+      this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key,
+          Body: body,
+          ContentLength: body.length,
+          ChecksumSHA256,
+          Metadata,
+        }),
+      ),
+    );
   }
 
   private checkExpected(where: string, actual: string, expected: string | undefined): void {
@@ -350,7 +303,7 @@ export class S3Store implements BackupStore {
     key: string,
     size: number,
     sha256: string | undefined,
-    retry: <T>(op: string, fn: () => Promise<T>) => Promise<T>,
+    retry: Retry,
   ): Promise<void> {
     const res = await retry("read back", () =>
       this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) })),

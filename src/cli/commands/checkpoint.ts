@@ -20,6 +20,7 @@ import { stateCounts } from "../../state/reducer.js";
 import { loadState } from "../../checkpoint/load-state.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
+import { intOption } from "../number-option.js";
 import { Output, globalsOf } from "../output.js";
 
 function summary(check: CheckpointCheck) {
@@ -65,14 +66,15 @@ export function registerCheckpoint(program: Command): void {
     .description("write a checkpoint of the orchestrator state (list, show ID)")
     .option("--goal <text>", "what this session is working towards (operator row)")
     .option("--plan-file <file>", "plan file to record in the checkpoint metadata")
-    .option("--retain <n>", `keep the newest N checkpoints (default ${DEFAULT_RETENTION})`)
-    .action(async (opts: { goal?: string; planFile?: string; retain?: string }, cmd: Command) => {
+    .option(
+      "--retain <n>",
+      `keep the newest N checkpoints (default ${DEFAULT_RETENTION})`,
+      intOption("--retain", 1),
+    )
+    .action(async (opts: { goal?: string; planFile?: string; retain?: number }, cmd: Command) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
-      const retain = opts.retain === undefined ? DEFAULT_RETENTION : Number(opts.retain);
-      if (!Number.isInteger(retain) || retain < 1) {
-        throw new UserError("checkpoint: --retain must be an integer >= 1", ExitCode.USAGE);
-      }
+      const retain = opts.retain ?? DEFAULT_RETENTION;
       const ws = await openWorkspace(g.sdd);
       const loaded = await loadState(ws);
       for (const w of loaded.warnings) out.warn(w);

@@ -10,7 +10,7 @@ import { commandPath, loadedConfigOf, settingApplies, shadowedEnv } from "../../
 import { configPathFor } from "../../config/load.js";
 import { SETTINGS } from "../../config/settings.js";
 import { Output, globalsOf } from "../output.js";
-import { addKeepOptions, addRemoteOptions } from "./dr-offsite.js";
+import { addKeepOptions, addRemoteOptions } from "./dr/options.js";
 
 type Source = "flag" | "file" | "env" | "default";
 

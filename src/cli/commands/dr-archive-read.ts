@@ -16,7 +16,7 @@ import { Workspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 import { findDr } from "./dr-archive.js";
-import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr-offsite.js";
+import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr/options.js";
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 

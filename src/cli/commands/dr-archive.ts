@@ -14,7 +14,7 @@ import { parseDuration } from "../../storage/schedule.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { ExitCode, UserError, destinationError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
-import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr-offsite.js";
+import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr/options.js";
 
 /** A duration flag: `250ms`, or what `dr schedule --every` takes (90s, 15m, 1h, 1d). */
 export function durationFlag(name: string, minMs: number): (v: string) => number {

@@ -14,7 +14,7 @@ import { Orchestrator, type RecoverySummary, type RunResult } from "../../orches
 import { readStatusFile, writeStopRequest } from "../../orchestrator/control.js";
 import { collectStatus, renderStatus } from "../../orchestrator/status.js";
 import { WarningDigest } from "../warning-digest.js";
-import { intArg, positiveNumberArg } from "./task.js";
+import { intOption, numberOption } from "../number-option.js";
 import {
   addReplicationStartOptions,
   replicationArgs,
@@ -23,15 +23,6 @@ import {
 } from "../replication-options.js";
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../../bin/bernstein");
-
-function nonNegativeNumberArg(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === "" || !Number.isFinite(n) || n < 0)
-      throw new UserError(`${name} must be a number >= 0`, ExitCode.USAGE);
-    return n;
-  };
-}
 
 export function replayLine(r: RecoverySummary): string {
   const p = r.replay;
@@ -108,23 +99,23 @@ function registerStart(program: Command): void {
       "return when nothing is open or running (exit 1 if, in this run, a task failed terminally or became unable to run)",
     )
     .option("--detach", "run in the background; return once it is running")
-    .option("--max-agents <n>", "agents running at once (default 4)", intArg("--max-agents", 1))
+    .option("--max-agents <n>", "agents running at once (default 4)", intOption("--max-agents", 1))
     .option(
       "--checkpoint-every <n>",
       "checkpoint after N decisions (0: off; default 100)",
-      intArg("--checkpoint-every"),
+      intOption("--checkpoint-every"),
     )
     .option(
       "--checkpoint-interval <s>",
       "checkpoint every S seconds (0: off; default 60)",
-      nonNegativeNumberArg("--checkpoint-interval"),
+      numberOption("--checkpoint-interval", "non-negative"),
     )
     .option(
       "--retry-backoff <ms>",
       "first retry delay in ms, doubling per failure (default 1000)",
-      intArg("--retry-backoff"),
+      intOption("--retry-backoff"),
     )
-    .option("--poll <ms>", "longest pause between scheduling passes (default 250)", intArg("--poll", 1))
+    .option("--poll <ms>", "longest pause between scheduling passes (default 250)", intOption("--poll", 1))
     .option(
       "--key-file <file>",
       "audit key file (else $BERNSTEIN_AUDIT_KEY_PATH, $XDG_STATE_HOME, ~/.local/state)",
@@ -284,7 +275,7 @@ function registerStop(program: Command): void {
     .option(
       "--timeout <s>",
       "seconds to wait for running agents (default 60); they keep running after",
-      positiveNumberArg("--timeout"),
+      numberOption("--timeout", "positive"),
     )
     .option("--force", "kill the agents' process groups and re-queue their tasks (task_interrupted)")
     .action(async (opts: { timeout?: number; force?: boolean }, cmd: Command) => {

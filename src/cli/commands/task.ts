@@ -1,27 +1,11 @@
 /** `bernstein task add` and `bernstein task list`. */
-import { type Command, InvalidArgumentError } from "commander";
+import type { Command } from "commander";
 import { ExitCode, UserError } from "../../errors/errors.js";
+import { intOption, numberOption } from "../number-option.js";
 import { Output, globalsOf } from "../output.js";
 import { TASK_STATES, type TaskState, openWorkspace } from "../../workspace/layout.js";
 import { addTask, scanBacklog } from "../../orchestrator/tasks.js";
 import { loadAgentsConfig, missingBinary } from "../../orchestrator/agents.js";
-
-export function intArg(name: string, min = 0) {
-  return (v: string): number => {
-    if (!/^-?\d+$/.test(v.trim()) || Number(v) < min) {
-      throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-    }
-    return Number(v);
-  };
-}
-
-export function positiveNumberArg(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a number > 0`);
-    return n;
-  };
-}
 
 function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];
@@ -37,14 +21,14 @@ export function registerTask(program: Command): void {
     .option("--command <cmd>", "shell command the task runs (shell agent)")
     .option("--prompt <text>", "prompt for a coding-agent CLI")
     .option("--id <id>", "task id (default: a sortable generated id)")
-    .option("--priority <n>", "priority, lower runs first (default 2)", intArg("--priority"))
+    .option("--priority <n>", "priority, lower runs first (default 2)", intOption("--priority"))
     .option("--depends-on <id>", "a task that must be done first (repeatable)", collect)
     .option("--agent <name>", "agent from .sdd/config/agents.yaml (default: shell for --command)")
-    .option("--max-retries <n>", "retries after a failed attempt (default 0)", intArg("--max-retries"))
+    .option("--max-retries <n>", "retries after a failed attempt (default 0)", intOption("--max-retries"))
     .option(
       "--timeout <s>",
       "seconds before the attempt is killed (default 1800)",
-      positiveNumberArg("--timeout"),
+      numberOption("--timeout", "positive"),
     )
     .option("--role <role>", "role label (default backend)")
     .action(async (title: string, opts, cmd: Command) => {

@@ -4,14 +4,15 @@
  * (exit 2) that lists the runs there are.
  */
 import type { Command } from "commander";
-import { PyFloat, orderedJson } from "../../json/canonical.js";
-import type { WalEntry } from "../../wal/entry.js";
+import { orderedJson } from "../../json/canonical.js";
+import { entryLine, type WalEntry } from "../../wal/entry.js";
 import { Fingerprint } from "../../wal/fingerprint.js";
 import { WalReadError, listRuns, readWalEntries, verifyWal, type RunInfo } from "../../wal/reader.js";
 import { OpenIntents } from "../../wal/recovery.js";
 import { findWalRollbacks } from "../../dr/rollback.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
+import { intOption } from "../number-option.js";
 import { Output, globalsOf, stdoutClosed } from "../output.js";
 
 async function pickRuns(ws: Workspace, runId: string | undefined): Promise<RunInfo[]> {
@@ -40,16 +41,6 @@ async function pickOneRun(ws: Workspace, runId: string | undefined): Promise<Run
   return run;
 }
 
-function parseSeq(text: string): number {
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
-    throw new UserError(
-      `--from-seq must be a non-negative integer, got ${JSON.stringify(text)}`,
-      ExitCode.USAGE,
-    );
-  }
-  return Number(text);
-}
-
 function corruptMessage(err: WalReadError): string {
   return `${err.message}; run \`bernstein wal verify --run ${err.error.run_id}\``;
 }
@@ -68,19 +59,9 @@ function entryLineText(e: WalEntry): string {
   return `${e.seq}\t${when}\t${kind}\t${e.decision_type}\t${e.actor}\t${orderedJson(e.inputs)}${output}`;
 }
 
-/** The WAL line of an entry as JSON text (lossless: big integers and floats as written). */
+/** The WAL line of an entry without its newline (lossless: big integers and floats as written). */
 function entryJson(e: WalEntry): string {
-  return orderedJson({
-    seq: e.seq,
-    prev_hash: e.prev_hash,
-    timestamp: Number.isInteger(e.timestamp) ? new PyFloat(e.timestamp) : e.timestamp,
-    decision_type: e.decision_type,
-    inputs: e.inputs,
-    output: e.output,
-    actor: e.actor,
-    committed: e.committed,
-    entry_hash: e.entry_hash,
-  });
+  return entryLine(e).slice(0, -1);
 }
 
 export function registerWal(program: Command): void {
@@ -165,12 +146,12 @@ export function registerWal(program: Command): void {
     .command("show")
     .description("print the entries of a run")
     .option("--run <id>", "the run (default: the newest)")
-    .option("--from-seq <n>", "start at this seq")
+    .option("--from-seq <n>", "start at this seq", intOption("--from-seq"))
     .option("--uncommitted", "only intents that no commit closes (what replay would consider)")
-    .action(async (opts: { run?: string; fromSeq?: string; uncommitted?: boolean }, cmd: Command) => {
+    .action(async (opts: { run?: string; fromSeq?: number; uncommitted?: boolean }, cmd: Command) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
-      const fromSeq = opts.fromSeq === undefined ? 0 : parseSeq(opts.fromSeq);
+      const fromSeq = opts.fromSeq ?? 0;
       const ws = await openWorkspace(g.sdd);
       const run = await pickOneRun(ws, opts.run);
       const emit = makeEmitter(out, run.run_id);

@@ -1,0 +1,146 @@
+/** `bernstein dr backup`: flags → runBackupJob (or the dry-run plan) → output. */
+import type { Command } from "commander";
+import { resolveAuditKeyPath } from "../../../audit/key.js";
+import { backupPath, planBackup, type DryRunReport } from "../../../dr/backup.js";
+import { runBackupJob, type BackupJobResult } from "../../../dr/backup-job.js";
+import { resolveEncryptPassword, type PasswordFlags } from "../../../dr/password.js";
+import { openWorkspace } from "../../../workspace/layout.js";
+import { ExitCode, UserError } from "../../../errors/errors.js";
+import { Output, globalsOf } from "../../output.js";
+import { progressFor } from "../../progress.js";
+import { recordMetricsOf, reportBackupFacts } from "../dr-metrics.js";
+import { addPasswordOptions, addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./options.js";
+import { short, shown } from "./source.js";
+
+type BackupFlags = PasswordFlags &
+  RemoteFlags & {
+    to?: string;
+    toDir?: string;
+    encrypt?: boolean;
+    dryRun?: boolean;
+    force?: boolean;
+    verify?: boolean;
+    localCopy?: string;
+    keepLocal?: boolean;
+    fullReadBack?: boolean;
+  };
+
+export function registerBackup(dr: Command): void {
+  const cmd = addRemoteOptions(
+    addPasswordOptions(
+      dr
+        .command("backup")
+        .description("bundle the durable subset of .sdd/ into a gzipped tarball (optionally encrypted)")
+        .option(
+          "--to <path>",
+          "destination file or s3://bucket/key (.enc is appended when encrypting, unless it ends in .enc)",
+        )
+        .option(
+          "--to-dir <location>",
+          "a catalogue location (folder or s3://bucket/prefix/): bernstein-backup-<UTC>.tar.gz[.enc] plus a verified record",
+        )
+        .option("--encrypt", "encrypt with Fernet (PBKDF2-SHA256, 600k iterations); needs a password")
+        .option("--plain", "write a plain archive even where the configuration file turns encryption on")
+        .option("--metrics-file <file>", "Prometheus textfile-collector file to update (node_exporter)")
+        .option("--dry-run", "show what would be archived and excluded, write nothing")
+        .option("--force", "replace a backup that exists at --to (refused otherwise, exit 6)")
+        .option("--verify", "read the written archive back and check it before reporting success")
+        .option("--local-copy <dir>", "remote backups: where the complete local copy is written first")
+        .option("--keep-local", "remote backups: keep the local copy after the upload")
+        .option("--full-read-back", "remote backups: download every byte again and compare its sha256"),
+    ),
+  ).action(backup);
+  recordMetricsOf(cmd);
+}
+
+async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
+  if ((opts.to === undefined) === (opts.toDir === undefined)) {
+    throw new UserError("dr backup: give exactly one of --to PATH and --to-dir LOCATION", ExitCode.USAGE);
+  }
+  // What --to names once encrypted (the catalogue's names carry .enc by themselves).
+  const shownDest = opts.to ? backupPath(opts.to, Boolean(opts.encrypt)) : opts.toDir!;
+  const out = Output.of(cmd);
+  const { password, warnings: passwordWarnings } = await resolveEncryptPassword(opts, opts.encrypt);
+  for (const w of passwordWarnings) out.warn(w);
+  const ws = await openWorkspace(globalsOf(cmd).sdd);
+  const keyPath = resolveAuditKeyPath().path;
+  if (opts.dryRun) {
+    const plan = await planBackup(ws, { encrypt: Boolean(opts.encrypt), auditKeyPath: keyPath });
+    out.result({ ok: true, dry_run: true, to: shownDest, ...plan }, () =>
+      printPlan(out, plan, `${shown(ws.root)} to ${shownDest}`, Boolean(opts.encrypt)),
+    );
+    return;
+  }
+  out.line(`Backing up ${shown(ws.root)} to ${shownDest}...`);
+  const progress = progressFor(out);
+  const job = await progress.during(
+    runBackupJob(ws, {
+      to: opts.to,
+      toDir: opts.toDir,
+      password: opts.encrypt ? password : undefined,
+      auditKeyPath: keyPath,
+      force: opts.force,
+      verify: opts.verify,
+      s3: s3OptionsFrom(opts),
+      localCopyDir: opts.localCopy,
+      keepLocal: opts.keepLocal,
+      fullReadBack: opts.fullReadBack,
+      onRetry: (r) => out.warn(`${r.operation}: ${r.error}; retry ${r.attempt} in ${r.delayMs} ms`),
+      onProgress: (phase, done, total) => progress.update(phase, done, total),
+    }),
+  );
+  const warnings = [...job.warnings, ...keyWarnings(job, Boolean(opts.encrypt), keyPath)];
+  for (const w of warnings) out.warn(w);
+  const a = job.archive;
+  out.result(
+    {
+      ok: true,
+      path: job.location,
+      size_bytes: a.size_bytes,
+      file_count: a.file_count,
+      sha256: a.sha256,
+      manifest_sha256: a.manifest_sha256,
+      encrypted: a.encrypted,
+      audit_key_included: a.manifest.audit_key_included,
+      verified: job.verified,
+      snapshot: a.manifest.snapshot,
+      state: a.manifest.state,
+      warnings,
+    },
+    () => {
+      out.line("Backup complete!");
+      out.line(`  Path: ${opts.to ? shownDest : job.location}`);
+      out.line(`  Size: ${a.size_bytes} bytes`);
+      out.line(`  Files: ${a.file_count}`);
+      out.line(`  SHA256: ${short(a.sha256)}`);
+    },
+  );
+  reportBackupFacts(cmd, { sizeBytes: a.size_bytes, fileCount: a.file_count, verified: job.verified });
+}
+
+/** Whether the backup carries the audit key, said where it matters (restores verify the chain with it). */
+function keyWarnings(job: BackupJobResult, encrypt: boolean, keyPath: string): string[] {
+  if (!encrypt) return ["plain backup: the audit key is not included (encrypted backups carry it)"];
+  if (job.archive.manifest.audit_key_included) return [];
+  return [
+    `the encrypted backup does not carry the audit key: none found at ${keyPath} (set BERNSTEIN_AUDIT_KEY_PATH to the workspace's key)`,
+  ];
+}
+
+function printPlan(out: Output, plan: DryRunReport, what: string, encrypt: boolean): void {
+  const excludedFolders = plan.excluded.filter((e) => e.folder);
+  const excludedFiles = plan.excluded.filter((e) => !e.folder);
+  out.line(`Dry run — backing up ${what} would archive:`);
+  out.line(`  Files: ${plan.file_count}`);
+  out.line(`  Bytes: ${plan.total_bytes}`);
+  out.line(
+    `  Audit key: ${plan.audit_key_included ? "included (encrypted backup)" : encrypt ? "none found" : "left out (plain backup; use --encrypt to carry it)"}`,
+  );
+  if (plan.live_writer)
+    out.line("  A live process holds the workspace: the backup will ask it to pause at a decision boundary.");
+  out.line(`Excluded (${excludedFolders.length} folders, ${excludedFiles.length} files):`);
+  const byReason = new Map<string, number>();
+  for (const e of excludedFiles) byReason.set(e.reason, (byReason.get(e.reason) ?? 0) + 1);
+  for (const e of excludedFolders) out.line(`  ${e.path}  (${e.reason})`);
+  for (const [reason, n] of byReason) out.line(`  ${n} file(s): ${reason}`);
+}

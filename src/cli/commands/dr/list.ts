@@ -1,0 +1,105 @@
+/** `bernstein dr list`: the backups at a location, optionally checked against the audit chain. */
+import type { Command } from "commander";
+import { checkCatalogue, listCatalogue, type CatalogueEntry } from "../../../storage/catalogue.js";
+import { openCatalogue } from "../../../storage/open-store.js";
+import { backupsFromAudit } from "../../../storage/audit-record.js";
+import { openWorkspace } from "../../../workspace/layout.js";
+import { ExitCode } from "../../../errors/errors.js";
+import { Output, globalsOf } from "../../output.js";
+import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./options.js";
+
+function humanSize(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+function entryJson(e: CatalogueEntry) {
+  return {
+    name: e.name,
+    created_at: e.created.toISOString(),
+    size_bytes: e.size,
+    file_count: e.record?.file_count ?? null,
+    encrypted: e.encrypted,
+    source_host: e.record?.source_host ?? null,
+    sha256: e.record?.sha256 ?? null,
+    manifest_sha256: e.record?.manifest_sha256 ?? null,
+    verified: e.verified,
+    verified_at: e.record?.verified_at ?? null,
+  };
+}
+
+export function registerList(dr: Command): void {
+  addRemoteOptions(
+    dr
+      .command("list")
+      .description(
+        "list the backups at a location (folder or s3://bucket/prefix/); foreign files are ignored",
+      )
+      .requiredOption("--at <location>", "folder or s3://bucket/prefix/")
+      .option("--check", "compare with what the audit chain says was written here (missing, replaced)")
+      .option("--deep", "with --check: hash every byte instead of trusting stored sha256 metadata"),
+  ).action(async (opts: RemoteFlags & { at: string; check?: boolean; deep?: boolean }, cmd: Command) => {
+    const out = Output.of(cmd);
+    const store = await openCatalogue(opts.at, s3OptionsFrom(opts));
+    const cat = await listCatalogue(store);
+    const backups = [...cat.entries].reverse().map(entryJson);
+    let findings: Awaited<ReturnType<typeof checkCatalogue>> | undefined;
+    if (opts.check) {
+      const ws = await openWorkspace(globalsOf(cmd).sdd);
+      findings = await checkCatalogue(store, await backupsFromAudit(ws, store.root), { deep: opts.deep });
+    }
+    const bad = findings?.filter((f) => f.status === "missing" || f.status === "replaced") ?? [];
+    out.result(
+      {
+        ok: bad.length === 0,
+        location: store.root,
+        backups,
+        foreign_ignored: cat.foreign,
+        ...(findings ? { check: findings } : {}),
+      },
+      () => {
+        if (backups.length === 0) out.line(`no bernstein backups at ${store.root}`);
+        else {
+          out.line(`${backups.length} backup(s) at ${store.root} (newest first):`);
+          out.line(
+            "created_at            size       files  enc  verified  host            sha256        name",
+          );
+          for (const b of backups) {
+            out.line(
+              [
+                b.created_at.replace(".000Z", "Z").padEnd(21),
+                humanSize(b.size_bytes).padStart(10),
+                String(b.file_count ?? "?").padStart(6),
+                (b.encrypted ? "yes" : "no").padEnd(4),
+                (b.verified ? "yes" : "NO").padEnd(9),
+                (b.source_host ?? "?").slice(0, 15).padEnd(15),
+                (b.sha256 ?? "?").slice(0, 12).padEnd(13),
+                b.name,
+              ].join(" "),
+            );
+          }
+        }
+        if (cat.foreign.length > 0) out.line(`${cat.foreign.length} foreign file(s) ignored (never pruned)`);
+        if (findings) {
+          for (const f of findings) out.line(`${f.status.padEnd(10)} ${f.name}: ${f.detail}`);
+          out.line(
+            bad.length === 0
+              ? "check: every backup the audit chain recorded here is present and unchanged"
+              : `check FAILED: ${bad.length} backup(s) missing or replaced`,
+          );
+        }
+      },
+    );
+    if (bad.length > 0)
+      out.failed(
+        ExitCode.CHECK_FAILED,
+        `dr list --check: ${bad.length} backup(s) missing or replaced at ${store.root}; first: ${bad[0]!.name}: ${bad[0]!.detail}`,
+      );
+  });
+}

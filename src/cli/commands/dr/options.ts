@@ -1,0 +1,92 @@
+/** The option vocabularies several `dr` subcommands share: passwords, S3, retention rules. */
+import type { Command } from "commander";
+import { intOption } from "../../number-option.js";
+import type { RetentionPolicy } from "../../../storage/retention.js";
+import type { S3Options } from "../../../storage/s3-store.js";
+
+export interface RemoteFlags {
+  endpoint?: string;
+  region?: string;
+  retries?: number;
+}
+
+export interface KeepFlags {
+  keepLast?: number;
+  keepHourly?: number;
+  keepDaily?: number;
+  keepWeekly?: number;
+  keepMonthly?: number;
+}
+
+export function addPasswordOptions(cmd: Command): Command {
+  return cmd
+    .option("--password <pw>", "passphrase (visible in ps: prefer --password-file or $BERNSTEIN_DR_PASSWORD)")
+    .option("--password-file <file>", "read the passphrase from a file (mode 0600 or stricter)");
+}
+
+/** `--endpoint`, `--region`, `--retries`: for every command that may talk to S3. */
+export function addRemoteOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      "--endpoint <url>",
+      "S3-compatible endpoint (env BERNSTEIN_S3_ENDPOINT); uses path-style addressing",
+    )
+    .option("--region <region>", "S3 region (default AWS_REGION or the AWS config)")
+    .option(
+      "--retries <n>",
+      "retries of transient S3 failures (5xx, throttling, resets)",
+      intOption("--retries"),
+      3,
+    );
+}
+
+export function s3OptionsFrom(flags: RemoteFlags): S3Options {
+  return { endpoint: flags.endpoint, region: flags.region, retries: flags.retries };
+}
+
+export function addKeepOptions(cmd: Command): Command {
+  return cmd
+    .option("--keep-last <n>", "keep the newest N backups", intOption("--keep-last"))
+    .option(
+      "--keep-hourly <n>",
+      "keep the newest backup of each of the last N hours that have one",
+      intOption("--keep-hourly"),
+    )
+    .option(
+      "--keep-daily <n>",
+      "keep the newest backup of each of the last N days that have one",
+      intOption("--keep-daily"),
+    )
+    .option(
+      "--keep-weekly <n>",
+      "keep the newest backup of each of the last N ISO weeks",
+      intOption("--keep-weekly"),
+    )
+    .option(
+      "--keep-monthly <n>",
+      "keep the newest backup of each of the last N months",
+      intOption("--keep-monthly"),
+    );
+}
+
+export function policyFrom(flags: KeepFlags): RetentionPolicy {
+  return {
+    last: flags.keepLast,
+    hourly: flags.keepHourly,
+    daily: flags.keepDaily,
+    weekly: flags.keepWeekly,
+    monthly: flags.keepMonthly,
+  };
+}
+
+export function hasKeepFlags(flags: KeepFlags): boolean {
+  return Object.values(policyFrom(flags)).some((v) => v !== undefined);
+}
+
+/** The `dr` group: made by whichever of its modules registers first (only some are loaded). */
+export function drGroup(program: Command): Command {
+  return (
+    program.commands.find((c) => c.name() === "dr") ??
+    program.command("dr").description("disaster recovery: backups, restores, verification, drills")
+  );
+}

@@ -1,0 +1,271 @@
+/**
+ * `bernstein dr schedule`: the backup `dr backup --to-dir` takes (dr/backup-job.ts), run every
+ * interval, each success followed by a prune; one log line per run. Or, with --print-*, the
+ * systemd units or crontab line that run it.
+ */
+import type { Command } from "commander";
+import os from "node:os";
+import path from "node:path";
+import { resolveAuditKeyPath } from "../../../audit/key.js";
+import { runBackupJob, type BackupJobResult } from "../../../dr/backup-job.js";
+import { checkMetricsFile } from "../../../dr/backup-metrics.js";
+import { resolveEncryptPassword } from "../../../dr/password.js";
+import { parseCatalogueLocation } from "../../../storage/location.js";
+import { openCatalogue } from "../../../storage/open-store.js";
+import { pruneLocation } from "../../../storage/prune.js";
+import { validatePolicy, type RetentionPolicy } from "../../../storage/retention.js";
+import {
+  SYSTEMD_UNIT_NAME,
+  cronLine,
+  formatDuration,
+  parseDuration,
+  runLoop,
+  systemdUnits,
+} from "../../../storage/schedule.js";
+import { openWorkspace, type Workspace } from "../../../workspace/layout.js";
+import { ExitCode, UserError } from "../../../errors/errors.js";
+import { intOption } from "../../number-option.js";
+import { Output, globalsOf } from "../../output.js";
+import { updateBackupMetrics } from "../dr-metrics.js";
+import {
+  addKeepOptions,
+  addRemoteOptions,
+  hasKeepFlags,
+  policyFrom,
+  s3OptionsFrom,
+  type KeepFlags,
+  type RemoteFlags,
+} from "./options.js";
+
+function backupJson(run: BackupJobResult) {
+  const r = run.offsite!;
+  return {
+    ok: true,
+    location: r.location,
+    root: r.root,
+    name: r.name,
+    remote: r.remote,
+    size_bytes: r.produced.size_bytes,
+    file_count: r.produced.file_count,
+    sha256: r.produced.sha256,
+    manifest_sha256: r.produced.manifest_sha256,
+    encrypted: r.produced.encrypted,
+    verified: run.verified,
+    retries: r.retries,
+    local_copy: r.local_copy,
+    created_at: r.created_at,
+    warnings: run.warnings,
+  };
+}
+
+/** `dr schedule` arguments to repeat in a unit or crontab: everything after `schedule` but --print-*. */
+function scheduleArgsFromArgv(argv: string[]): string[] {
+  const i = argv.indexOf("schedule");
+  const rest = i < 0 ? [] : argv.slice(i + 1);
+  const args: string[] = [];
+  for (let k = 0; k < rest.length; k++) {
+    const a = rest[k]!;
+    // Printer-only flags; --config is put before the command by the printer.
+    if (a === "--run-as" || a === "--config") k++;
+    else if (
+      !["--print-systemd", "--print-cron", "--json", "--once"].includes(a) &&
+      !/^--(run-as|config)=/.test(a)
+    )
+      args.push(a);
+  }
+  return args;
+}
+
+export function registerSchedule(dr: Command): void {
+  addRemoteOptions(
+    addKeepOptions(
+      dr
+        .command("schedule")
+        .description(
+          "take a backup every DURATION (foreground, for systemd/cron), prune after each success, one log line per run",
+        )
+        .requiredOption("--every <duration>", "interval: 90s, 15m, 1h, 1h30m, 1d")
+        .requiredOption("--to-dir <location>", "catalogue location: folder or s3://bucket/prefix/")
+        .option("--encrypt", "encrypt each backup (needs --password-file or BERNSTEIN_DR_PASSWORD)")
+        .option("--plain", "plain backups even where the configuration file turns encryption on")
+        .option("--metrics-file <file>", "Prometheus textfile-collector file to update after each run")
+        .option("--password <pw>", "passphrase (prefer --password-file or $BERNSTEIN_DR_PASSWORD)")
+        .option("--password-file <file>", "read the passphrase from a file (mode 0600 or stricter)")
+        .option("--local-copy <dir>", "where the local copy of a remote backup is written before upload")
+        .option("--full-read-back", "after each upload, download every byte again and compare its sha256")
+        .option("--once", "one backup + prune, then exit (what cron runs)")
+        .option("--count <n>", "stop after N runs", intOption("--count", 1))
+        .option(
+          "--print-systemd",
+          "print a systemd oneshot service and its .timer for this schedule and exit",
+        )
+        .option("--run-as <user>", "with --print-systemd: the service's User= (default: the current user)")
+        .option("--print-cron", "print a crontab line for this schedule and exit"),
+    ),
+  ).action(schedule);
+}
+
+type ScheduleFlags = RemoteFlags &
+  KeepFlags & {
+    every: string;
+    toDir: string;
+    encrypt?: boolean;
+    password?: string;
+    passwordFile?: string;
+    localCopy?: string;
+    fullReadBack?: boolean;
+    once?: boolean;
+    count?: number;
+    metricsFile?: string;
+    runAs?: string;
+    printSystemd?: boolean;
+    printCron?: boolean;
+  };
+
+async function schedule(opts: ScheduleFlags, cmd: Command): Promise<void> {
+  const g = globalsOf(cmd);
+  const out = Output.of(cmd);
+  const everyMs = parseDuration(opts.every);
+  parseCatalogueLocation(opts.toDir);
+  const policy = hasKeepFlags(opts) ? policyFrom(opts) : undefined;
+  if (policy) validatePolicy(policy);
+  if (opts.printSystemd || opts.printCron) return printUnits(opts, cmd, everyMs);
+  const { password, warnings: passwordWarnings } = await resolveEncryptPassword(opts, opts.encrypt);
+  for (const w of passwordWarnings) out.warn(w);
+  if (opts.metricsFile !== undefined) await checkMetricsFile(opts.metricsFile);
+  const ws = await openWorkspace(g.sdd);
+  const auditKeyPath = opts.encrypt ? resolveAuditKeyPath().path : undefined;
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  const emit = (line: string | Record<string, unknown>) => {
+    if (g.quiet) return;
+    process.stdout.write((typeof line === "string" ? line : JSON.stringify(line)) + "\n");
+  };
+  if (!g.json) {
+    emit(
+      `${new Date().toISOString()} schedule: every ${formatDuration(everyMs)} to ${opts.toDir}` +
+        (policy ? `, prune ${JSON.stringify(policy)}` : ", no prune (no --keep-* given)"),
+    );
+  }
+  let lastError: unknown;
+  try {
+    const summary = await runLoop(everyMs, {
+      signal: ac.signal,
+      maxRuns: opts.once ? 1 : opts.count,
+      log: () => {},
+      run: async (index) => {
+        lastError = await oneRun(index, { opts, cmd, ws, password, auditKeyPath, policy, emit });
+        return "";
+      },
+    });
+    if (lastError !== undefined && (opts.once || summary.runs > 0)) {
+      process.exitCode = lastError instanceof UserError ? lastError.exitCode : 70;
+    }
+  } finally {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+  }
+}
+
+interface RunContext {
+  opts: ScheduleFlags;
+  cmd: Command;
+  ws: Workspace;
+  password?: string;
+  auditKeyPath?: string;
+  policy?: RetentionPolicy;
+  emit: (line: string | Record<string, unknown>) => void;
+}
+
+/** One scheduled backup and prune, logged in one line; returns the error it ended in, if any. */
+async function oneRun(index: number, c: RunContext): Promise<unknown> {
+  const { opts, cmd, emit } = c;
+  const json = globalsOf(cmd).json;
+  const out = Output.of(cmd);
+  const started = Date.now();
+  try {
+    const run = await runBackupJob(c.ws, {
+      toDir: opts.toDir,
+      password: opts.encrypt ? c.password : undefined,
+      auditKeyPath: c.auditKeyPath,
+      s3: s3OptionsFrom(opts),
+      localCopyDir: opts.localCopy,
+      fullReadBack: opts.fullReadBack,
+      onRetry: (r) => out.warn(`${r.operation}: ${r.error}; retry ${r.attempt}`),
+    });
+    let pruneInfo: { kept: number; deleted: number } | undefined;
+    if (c.policy) {
+      const store = await openCatalogue(opts.toDir, s3OptionsFrom(opts));
+      const p = await pruneLocation(store, c.policy);
+      pruneInfo = { kept: p.kept, deleted: p.deleted };
+    }
+    const r = run.offsite!;
+    const seconds = (Date.now() - started) / 1000;
+    emit(
+      json
+        ? { run: index, ...backupJson(run), seconds, prune: pruneInfo ?? null }
+        : `${new Date().toISOString()} run ${index} ok: ${r.location} ${r.produced.size_bytes} bytes ` +
+            `sha256 ${r.produced.sha256.slice(0, 12)} retries ${r.retries} in ${seconds.toFixed(1)}s` +
+            (pruneInfo ? `; prune kept ${pruneInfo.kept} deleted ${pruneInfo.deleted}` : ""),
+    );
+    for (const w of run.warnings) out.warn(w);
+    if (opts.metricsFile !== undefined)
+      await updateBackupMetrics(cmd, opts.metricsFile, {
+        ok: true,
+        durationSeconds: seconds,
+        sizeBytes: r.produced.size_bytes,
+        fileCount: r.produced.file_count ?? 0,
+        verified: run.verified,
+      });
+    return undefined;
+  } catch (err) {
+    if (opts.metricsFile !== undefined) await updateBackupMetrics(cmd, opts.metricsFile, { ok: false });
+    const message = err instanceof Error ? err.message : String(err);
+    emit(
+      json
+        ? {
+            run: index,
+            ok: false,
+            error: message,
+            exit_code: err instanceof UserError ? err.exitCode : 70,
+            ...(err instanceof UserError ? err.details : {}),
+          }
+        : `${new Date().toISOString()} run ${index} FAILED: ${message}`,
+    );
+    return err;
+  }
+}
+
+/** `--print-systemd` / `--print-cron`: the units or crontab line that run this schedule. */
+function printUnits(opts: ScheduleFlags, cmd: Command, everyMs: number): void {
+  const g = globalsOf(cmd);
+  const out = Output.of(cmd);
+  // A password the configuration file's password_env supplied is not on the command line.
+  if (opts.password !== undefined && cmd.getOptionValueSource("password") === "cli") {
+    throw new UserError(
+      "--print-systemd/--print-cron: a --password would be written into the unit; use --password-file or BERNSTEIN_DR_PASSWORD",
+      ExitCode.USAGE,
+    );
+  }
+  const config = (cmd.optsWithGlobals() as { config?: string }).config;
+  const spec = {
+    executable: path.resolve(process.argv[1] ?? "bernstein"),
+    sdd: path.resolve(g.sdd),
+    config: config === undefined ? undefined : path.resolve(config),
+    args: scheduleArgsFromArgv(process.argv),
+    everyMs,
+    workingDirectory: process.cwd(),
+    user: opts.runAs ?? os.userInfo().username,
+  };
+  if (opts.printCron) {
+    const text = cronLine(spec);
+    if (g.json) out.result({ ok: true, cron: text });
+    else process.stdout.write(text);
+    return;
+  }
+  const units = systemdUnits(spec);
+  if (g.json) out.result({ ok: true, name: SYSTEMD_UNIT_NAME, systemd: units });
+  else process.stdout.write(`${units.service}\n${units.timer}`);
+}

@@ -1,0 +1,78 @@
+/** Where `dr restore` and `dr verify` read an archive from, and how paths and hashes are shown. */
+import path from "node:path";
+import { ExitCode, UserError } from "../../../errors/errors.js";
+import { openArchiveFile } from "../../../dr/restore.js";
+import { readSidecar } from "../../../dr/sidecar.js";
+import { fileSize, isOffsiteSource, openBackupSource } from "../../../storage/offsite.js";
+import type { BackupStore } from "../../../storage/store.js";
+import type { PasswordFlags } from "../../../dr/password.js";
+import { s3OptionsFrom, type RemoteFlags } from "./options.js";
+
+export const short = (sha: string): string => `${sha.slice(0, 16)}...`;
+/** A path as the user would type it: relative to the cwd when inside it. */
+export const shown = (p: string): string => {
+  const rel = path.relative(process.cwd(), p);
+  return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : p;
+};
+
+/** The flags that name an archive to read, and how to read it. */
+export type SourceFlags = PasswordFlags &
+  RemoteFlags & {
+    from?: string;
+    latest?: boolean;
+    at?: string;
+    decrypt?: boolean;
+    keyFile?: string;
+    sha256?: string;
+  };
+
+export interface OpenedSource {
+  stream: AsyncIterable<Buffer>;
+  label: string;
+  /** The archive's sha256 as recorded elsewhere: --sha256, its .sha256 sidecar, or the store. */
+  expectSha256?: string;
+  expectSha256From?: string;
+  /** Off-site sources: where the backup's catalogue record (if any) lives. */
+  stored?: { store: BackupStore; name: string };
+  /** Bytes to read, when known (progress). */
+  size: number;
+}
+
+/** The archive to read: a local file, `s3://bucket/key`, or `--latest --at LOCATION`. */
+export async function openSource(opts: SourceFlags): Promise<OpenedSource> {
+  let opened: OpenedSource;
+  if (isOffsiteSource(opts)) {
+    const src = await openBackupSource(opts, s3OptionsFrom(opts));
+    opened = {
+      stream: src.stream,
+      label: src.location,
+      stored: { store: src.store, name: src.name },
+      size: src.size ?? 0,
+    };
+    if (src.sha256) {
+      opened.expectSha256 = src.sha256;
+      opened.expectSha256From = "the store's sha256 metadata";
+    }
+  } else {
+    if (opts.from === undefined) {
+      throw new UserError("give --from FILE|s3://bucket/key, or --latest --at LOCATION", ExitCode.USAGE);
+    }
+    opened = {
+      stream: await openArchiveFile(opts.from),
+      label: opts.from,
+      size: (await fileSize(opts.from)) ?? 0,
+    };
+    const sidecar = await readSidecar(opts.from);
+    if (sidecar) {
+      opened.expectSha256 = sidecar.sha256;
+      opened.expectSha256From = sidecar.file;
+    }
+  }
+  if (opts.sha256 !== undefined) {
+    if (!/^[0-9a-fA-F]{64}$/.test(opts.sha256))
+      throw new UserError(`--sha256 ${opts.sha256}: not 64 hex digits`, ExitCode.USAGE);
+    opened.expectSha256 = opts.sha256.toLowerCase();
+    opened.expectSha256From = "--sha256";
+  }
+  return opened;
+}

@@ -1,0 +1,163 @@
+/**
+ * One backup, the whole use case: produce the archive (backup.ts), store it (a file, or off-site
+ * through storage/offsite.ts), read it back, record it in `runs/backups.jsonl` and the audit
+ * chain. `dr backup`, `dr schedule` and the drill all take their backups through here, so a
+ * backup of record means the same everywhere.
+ */
+import { ExitCode, UserError } from "../errors/errors.js";
+import type { Workspace } from "../workspace/layout.js";
+import { recordAuditEvent } from "./audit-event.js";
+import { appendBackupLog } from "./backup-log.js";
+import { backupToFile, type BackupFileResult, type BackupOptions } from "./backup.js";
+import { inspectArchive, openArchiveFile } from "./restore.js";
+import { DR_BACKUP_EVENT } from "../storage/audit-record.js";
+import {
+  backupOffsite,
+  isOffsiteDestination,
+  type OffsiteBackupResult,
+  type ProducedBackup,
+} from "../storage/offsite.js";
+import type { S3Options } from "../storage/s3-store.js";
+import type { RetryInfo } from "../storage/store.js";
+
+export interface BackupJob {
+  /** A file, or `s3://bucket/key`: one backup under that name. */
+  to?: string;
+  /** A catalogue location (folder or `s3://bucket/prefix/`): a dated name plus a verified record. */
+  toDir?: string;
+  /** Encrypts when given. */
+  password?: string;
+  /** The audit key an encrypted backup carries. */
+  auditKeyPath?: string;
+  /** Replace a backup that exists under the same name. */
+  force?: boolean;
+  /** A file destination: read the written archive back before success (off-site ones always are). */
+  verify?: boolean;
+  /** Record the backup (runs/backups.jsonl, audit chain); off for a drill's scratch backup. */
+  record?: boolean;
+  s3?: S3Options;
+  localCopyDir?: string;
+  keepLocal?: boolean;
+  fullReadBack?: boolean;
+  now?: Date;
+  onRetry?: (info: RetryInfo) => void;
+  /** Progress per phase ("archiving", "uploading", "reading back"...): done of total bytes. */
+  onProgress?: (phase: string, done: number, total: number) => void;
+}
+
+export interface BackupJobResult {
+  archive: BackupFileResult;
+  /** Where the backup is: a file path or `s3://bucket/key`. */
+  location: string;
+  verified: boolean;
+  offsite?: OffsiteBackupResult;
+  /** The archive's warnings, and the audit chain's when the event could not be appended. */
+  warnings: string[];
+}
+
+/** The facts storage needs of an archive `backupToFile` wrote. */
+export function producedFrom(r: BackupFileResult): ProducedBackup {
+  return {
+    path: r.path,
+    sha256: r.sha256,
+    manifest_sha256: r.manifest_sha256,
+    file_count: r.file_count,
+    size_bytes: r.size_bytes,
+    encrypted: r.encrypted,
+    wal_positions: r.manifest.state.wal,
+  };
+}
+
+export async function runBackupJob(ws: Workspace, job: BackupJob): Promise<BackupJobResult> {
+  const backupOpts: BackupOptions = {
+    password: job.password,
+    auditKeyPath: job.password !== undefined ? job.auditKeyPath : undefined,
+    onProgress: job.onProgress,
+  };
+  let result: BackupJobResult;
+  if (isOffsiteDestination(job)) {
+    let archive!: BackupFileResult;
+    const offsite = await backupOffsite({
+      to: job.to,
+      toDir: job.toDir,
+      encrypted: job.password !== undefined,
+      force: job.force,
+      produce: async (target, { overwrite }) => {
+        archive = await backupToFile(ws, target, { ...backupOpts, sidecar: false, overwrite });
+        return producedFrom(archive);
+      },
+      s3: job.s3,
+      localCopyDir: job.localCopyDir,
+      keepLocal: job.keepLocal,
+      fullReadBack: job.fullReadBack,
+      onRetry: job.onRetry,
+      onUploadProgress: (done, total) => job.onProgress?.("uploading", done, total),
+      now: job.now,
+    });
+    result = {
+      archive,
+      location: offsite.location,
+      verified: offsite.record !== null,
+      offsite,
+      warnings: [],
+    };
+  } else {
+    const archive = await backupToFile(ws, job.to!, { ...backupOpts, overwrite: job.force });
+    const verified = job.verify ? await readBack(archive, job) : false;
+    result = { archive, location: archive.path, verified, warnings: [] };
+  }
+  result.warnings.push(...result.archive.warnings);
+  if (job.record ?? true) {
+    const auditWarning = await recordBackup(ws, result);
+    if (auditWarning) result.warnings.push(auditWarning);
+  }
+  return result;
+}
+
+/** Reads every byte of a written archive back: it must hash and count as written. */
+async function readBack(archive: BackupFileResult, job: BackupJob): Promise<true> {
+  const summary = await inspectArchive(await openArchiveFile(archive.path), {
+    password: job.password,
+    label: archive.path,
+    onProgress: (n) => job.onProgress?.("reading back", n, archive.size_bytes),
+  });
+  if (summary.sha256 !== archive.sha256 || summary.file_count !== archive.file_count) {
+    throw new UserError(`backup ${archive.path} did not read back identically`, ExitCode.CORRUPT);
+  }
+  return true;
+}
+
+/**
+ * What every backup leaves in its workspace: a row in runs/backups.jsonl (dr status, RPO) and one
+ * `dr.backup` audit event (dr list --check; off-site backups add their catalogue root and name).
+ * Returns the warning when the event could not be appended.
+ */
+async function recordBackup(ws: Workspace, r: BackupJobResult): Promise<string | undefined> {
+  const b = producedFrom(r.archive);
+  await appendBackupLog(ws, {
+    created_at: new Date(r.archive.manifest.created_at * 1000).toISOString(),
+    location: r.location,
+    sha256: b.sha256,
+    manifest_sha256: b.manifest_sha256 ?? "",
+    file_count: b.file_count ?? 0,
+    size_bytes: b.size_bytes,
+    encrypted: b.encrypted,
+    verified: r.verified,
+    ...(b.wal_positions ? { wal_positions: b.wal_positions } : {}),
+  });
+  const offsite = r.offsite && { root: r.offsite.root, name: r.offsite.name, remote: r.offsite.remote };
+  const audit = await recordAuditEvent(ws, {
+    event_type: DR_BACKUP_EVENT,
+    resource_type: "backup",
+    resource_id: r.location,
+    details: {
+      sha256: b.sha256,
+      manifest_sha256: b.manifest_sha256,
+      file_count: b.file_count,
+      size_bytes: b.size_bytes,
+      encrypted: b.encrypted,
+      ...(offsite ?? {}),
+    },
+  });
+  return audit.warning;
+}

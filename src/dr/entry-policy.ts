@@ -1,0 +1,65 @@
+/**
+ * Which archive entries a restore accepts: only regular files and folders, under names that
+ * cannot escape or alias the destination. Links of any kind, devices, FIFOs and unknown types
+ * are hostile; so are absolute paths, drive letters, `.`/`..`/empty components, backslashes,
+ * NUL, duplicates, two names equal after Unicode NFC normalization, and anything below a file.
+ */
+import { archiveError } from "./archive-error.js";
+
+/** The longest entry name accepted (staging-writer.ts relies on it). */
+export const MAX_NAME_BYTES = 4000;
+
+/** Entry types that are never restored, with the word a message uses for them. */
+export const HOSTILE_TYPES: Record<string, string> = {
+  Link: "hard link",
+  SymbolicLink: "symbolic link",
+  CharacterDevice: "character device",
+  BlockDevice: "block device",
+  FIFO: "FIFO",
+};
+
+function pathProblem(name: string): string | undefined {
+  if (name.length === 0) return "empty name";
+  if (name.includes("\0")) return "NUL in name";
+  if (name.startsWith("/")) return "absolute path";
+  if (/^[A-Za-z]:/.test(name)) return "drive-letter path";
+  if (name.includes("\\")) return "backslash in name";
+  // Linux's limits (PATH_MAX, NAME_MAX); a longer name could not be created anyway.
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES) return `name longer than ${MAX_NAME_BYTES} bytes`;
+  for (const part of name.split("/")) {
+    if (part === "..") return "'..' in path";
+    if (part === "" || part === ".") return "non-normalized path";
+    // 85 UTF-16 units are at most 255 UTF-8 bytes: only longer parts need counting.
+    if (part.length > 85 && Buffer.byteLength(part) > 255) return "name component longer than 255 bytes";
+  }
+  return undefined;
+}
+
+/** Validates the tree shape: names, duplicates (also after NFC), nothing below a file. */
+export class NameGuard {
+  private readonly seen = new Map<string, { type: "file" | "dir"; raw: string }>();
+  check(raw: string, type: "file" | "dir"): void {
+    const problem = pathProblem(raw);
+    if (problem) throw archiveError("hostile", `hostile entry ${JSON.stringify(raw)}: ${problem}`);
+    const key = raw.normalize("NFC");
+    const prior = this.seen.get(key);
+    if (prior) {
+      if (prior.raw === raw)
+        throw archiveError("hostile", `hostile entry ${JSON.stringify(raw)}: duplicate name`);
+      throw archiveError(
+        "hostile",
+        `hostile entry ${JSON.stringify(raw)}: same name as ${JSON.stringify(prior.raw)} after Unicode normalization`,
+      );
+    }
+    for (let cut = key.indexOf("/"); cut > 0; cut = key.indexOf("/", cut + 1)) {
+      const anc = this.seen.get(key.slice(0, cut));
+      if (anc?.type === "file") {
+        throw archiveError(
+          "hostile",
+          `hostile entry ${JSON.stringify(raw)}: below the file ${JSON.stringify(anc.raw)}`,
+        );
+      }
+    }
+    this.seen.set(key, { type, raw });
+  }
+}

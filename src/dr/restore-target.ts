@@ -1,0 +1,205 @@
+/**
+ * The target side of a restore: its lock, its staging folders and the journaled swap.
+ *
+ * Crash safety: before the two renames a journal (`.<name>.restore-journal.json` beside the
+ * target) names the staging folder and the kept name. A crash between the renames leaves no
+ * target; `completeInterruptedRestore` (run by every later `dr restore`, and by `doctor`) rolls
+ * forward to the complete new state. Before the journal exists, the old target is untouched and
+ * a leftover staging folder of a dead process is removed.
+ *
+ * Concurrency: every restore first takes the restore lock `.<name>.restore.lock` beside the target
+ * (the workspace lock's format and stale-lock takeover). It lives beside the target because the
+ * target may not exist yet, and it is a hidden file, never a folder, so that nothing takes it for
+ * a workspace. A second restore of the same target is refused with exit 3 before it writes
+ * anything; the journal roll-forward and the removal of dead staging folders run under it too.
+ */
+import { randomBytes } from "node:crypto";
+import { readFile, readdir, rm, stat } from "node:fs/promises";
+import path from "node:path";
+import { ExitCode, UserError, ioError } from "../errors/errors.js";
+import { atomicWriteFile, durableRename, durableUnlink, removeDeadTemps } from "../workspace/durable.js";
+import { Workspace } from "../workspace/layout.js";
+import {
+  acquireLock,
+  acquireLockFile,
+  describeHolder,
+  readLock,
+  type WorkspaceLock,
+} from "../workspace/lock.js";
+import { isProcessAlive } from "../workspace/process.js";
+
+const utcStamp = (d = new Date()): string =>
+  d
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
+const journalPath = (target: string): string =>
+  path.join(path.dirname(target), `.${path.basename(target)}.restore-journal.json`);
+const stagingPrefix = (target: string): string => `.${path.basename(target)}.restore-`;
+/** The restore lock of `target` (not a staging name: those start with `stagingPrefix`). */
+export const restoreLockPath = (target: string): string =>
+  path.join(path.dirname(target), `.${path.basename(target)}.restore.lock`);
+
+/** Takes the restore lock of `target` (its folder must exist), or exit 3 naming the restore holding it. */
+export async function acquireRestoreLock(target: string): Promise<WorkspaceLock> {
+  try {
+    return await acquireLockFile(restoreLockPath(target), {
+      command: "dr restore",
+      refuse: (holder) =>
+        new UserError(
+          `${target} is being restored by ${describeHolder(holder)}; wait for it to finish, then restore again if you still need to`,
+          ExitCode.LOCKED,
+          { holder },
+        ),
+    });
+  } catch (err) {
+    throw ioError(`cannot restore into ${target}`, err) ?? err;
+  }
+}
+
+interface Journal {
+  target: string;
+  staging: string;
+  kept: string | null;
+  remove_kept: boolean;
+}
+
+export const exists = (p: string): Promise<boolean> =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
+
+/**
+ * Finishes or undoes a restore that was interrupted (SIGKILL, power loss). Returns what it did.
+ * Safe to call any time (it takes the restore lock: exit 3 while a restore runs); a no-op when
+ * there is no journal.
+ */
+export async function completeInterruptedRestore(target: string): Promise<string | undefined> {
+  const abs = path.resolve(target);
+  if (!(await exists(path.dirname(abs)))) return undefined;
+  const lock = await acquireRestoreLock(abs);
+  try {
+    return await finishInterruptedRestore(abs);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** completeInterruptedRestore, for a caller that holds the restore lock. */
+export async function finishInterruptedRestore(abs: string): Promise<string | undefined> {
+  const jp = journalPath(abs);
+  let j: Journal;
+  try {
+    j = JSON.parse(await readFile(jp, "utf8")) as Journal;
+  } catch {
+    return undefined;
+  }
+  let action: string;
+  if (await exists(j.staging)) {
+    if (!(await exists(abs))) {
+      await durableRename(j.staging, abs); // the old target was moved away: roll forward
+      action = "rolled forward an interrupted restore";
+    } else {
+      await rm(j.staging, { recursive: true, force: true }); // swap never started: roll back
+      action = "removed the staging folder of an interrupted restore";
+    }
+  } else {
+    action = "finished an interrupted restore";
+  }
+  if (j.remove_kept && j.kept) await rm(j.kept, { recursive: true, force: true });
+  await durableUnlink(jp).catch(() => {});
+  return action;
+}
+
+/**
+ * Removes staging folders left by restores whose process died before the swap, and the temp
+ * file of a journal being written when one died.
+ */
+export async function removeStaleStaging(target: string): Promise<void> {
+  const dir = path.dirname(target);
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const journal = path.basename(journalPath(target));
+  await removeDeadTemps(dir, (name) => name === journal, names);
+  const prefix = stagingPrefix(target);
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length).split("-")[0]);
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && !isProcessAlive(pid)) {
+      await rm(path.join(dir, name), { recursive: true, force: true });
+    }
+  }
+}
+
+/**
+ * Refuses early while a live process owns the target (exit 3) unless `force`; a target with a
+ * runtime folder and no live holder is locked for the restore's duration.
+ */
+export async function lockLiveTarget(
+  abs: string,
+  force: boolean | undefined,
+  warnings: string[],
+): Promise<WorkspaceLock | undefined> {
+  const ws = new Workspace(abs);
+  const state = await readLock(ws);
+  if (state.state === "held") {
+    if (!force) {
+      throw new UserError(
+        `${abs} is in use by ${describeHolder(state.info)}; stop it first, or pass --force`,
+        ExitCode.LOCKED,
+        { holder: state.info },
+      );
+    }
+    warnings.push(`restoring over a workspace in use by ${describeHolder(state.info)} (--force)`);
+    return undefined;
+  }
+  if (!(await exists(ws.runtimeDir))) return undefined;
+  const lock = await acquireLock(ws, "dr restore");
+  if (lock.tookOver) warnings.push(lock.tookOver);
+  return lock;
+}
+
+/** A new staging folder's path beside `abs`, named so a later restore knows whose it is. */
+export function stagingPathFor(abs: string): string {
+  return path.join(
+    path.dirname(abs),
+    `${stagingPrefix(abs)}${process.pid}-${randomBytes(4).toString("hex")}`,
+  );
+}
+
+/**
+ * Puts the complete staging tree in place of `abs`. Into an empty place it is one atomic rename
+ * (a crash before it leaves only a staging folder, removed by the next restore). Over an
+ * existing target it takes two renames, so a journal first records how to finish them
+ * (completeInterruptedRestore); `onJournaled` is called once it exists. Returns the kept name.
+ */
+export async function swapIn(
+  abs: string,
+  staging: string,
+  o: { targetExists: boolean; keep: boolean; lockHeld: boolean; onJournaled: () => void },
+): Promise<string | null> {
+  if (!o.targetExists) {
+    await durableRename(staging, abs).catch((err: NodeJS.ErrnoException) => {
+      // Restores are kept out by the restore lock; something else (an `init`) made the target.
+      if (err.code === "ENOTEMPTY" || err.code === "EEXIST")
+        throw new UserError(
+          `${abs} was created by another process while this restore ran; nothing was changed (restore again to replace it)`,
+          ExitCode.LOCKED,
+        );
+      throw err;
+    });
+    return null;
+  }
+  let kept = `${abs}.pre-restore-${utcStamp()}`;
+  for (let i = 1; await exists(kept); i++) kept = `${abs}.pre-restore-${utcStamp()}-${i}`;
+  const journal: Journal = { target: abs, staging, kept, remove_kept: !o.keep };
+  await atomicWriteFile(journalPath(abs), JSON.stringify(journal) + "\n");
+  o.onJournaled();
+  await durableRename(abs, kept);
+  await durableRename(staging, abs);
+  // Our lock file moved with the old tree; it is not a lock of anything now.
+  if (o.lockHeld) await rm(path.join(kept, "runtime", "bernstein.pid"), { force: true });
+  if (!o.keep) await rm(kept, { recursive: true, force: true });
+  await durableUnlink(journalPath(abs));
+  return kept;
+}
