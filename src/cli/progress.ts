@@ -52,7 +52,9 @@ export function progressFor(out: Output): Progress {
         return;
       }
       if (label !== phase) {
-        // A new phase starts from zero: a fresh estimate.
+        // Redraws are throttled: the phase that ended is drawn at its last value before the next
+        // one starts from zero (a fresh estimate).
+        bar.render();
         phase = label;
         bar.start(Math.max(total, 1), done, { label, total });
         return;

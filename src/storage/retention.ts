@@ -52,20 +52,29 @@ const RULES: { key: keyof RetentionPolicy; label: string; bucket: (d: Date) => s
   { key: "monthly", label: "monthly", bucket: (d) => day(d).slice(0, 7) },
 ];
 
-export function validatePolicy(policy: RetentionPolicy): void {
-  const given = Object.entries(policy).filter(([, v]) => v !== undefined);
-  for (const [k, v] of given) {
-    if (!Number.isInteger(v) || (v as number) < 0) {
-      throw new UserError(`--keep-${k}: expected a whole number >= 0, got ${String(v)}`, ExitCode.USAGE);
-    }
-  }
-  if (!given.some(([, v]) => (v as number) > 0)) {
-    // Like restic: refusing is safer than deleting everything.
-    throw new UserError(
-      "prune: give at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly (> 0)",
+/** A retention policy that cannot be applied: `rule` names the bad rule (none: it keeps nothing). */
+export class RetentionPolicyError extends UserError {
+  constructor(
+    readonly rule: keyof RetentionPolicy | undefined,
+    readonly value?: unknown,
+  ) {
+    super(
+      rule === undefined
+        ? "retention: the policy keeps nothing (every rule is 0); refusing to delete everything"
+        : `retention: rule ${rule}: expected a whole number >= 0, got ${String(value)}`,
       ExitCode.USAGE,
     );
   }
+}
+
+export function validatePolicy(policy: RetentionPolicy): void {
+  const given = Object.entries(policy).filter(([, v]) => v !== undefined);
+  for (const [k, v] of given) {
+    if (!Number.isInteger(v) || (v as number) < 0)
+      throw new RetentionPolicyError(k as keyof RetentionPolicy, v);
+  }
+  // Like restic: refusing is safer than deleting everything.
+  if (!given.some(([, v]) => (v as number) > 0)) throw new RetentionPolicyError(undefined);
 }
 
 /** Decides keep/delete for every item; the result is newest first. */

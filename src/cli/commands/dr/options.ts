@@ -1,7 +1,12 @@
 /** The option vocabularies several `dr` subcommands share: passwords, S3, retention rules. */
 import type { Command } from "commander";
+import { ExitCode, UserError } from "../../../errors/errors.js";
 import { intOption } from "../../number-option.js";
-import type { RetentionPolicy } from "../../../storage/retention.js";
+import {
+  RetentionPolicyError,
+  validatePolicy as validateRetentionPolicy,
+  type RetentionPolicy,
+} from "../../../storage/retention.js";
 import type { S3Options } from "../../../storage/s3-store.js";
 
 export interface RemoteFlags {
@@ -89,4 +94,19 @@ export function drGroup(program: Command): Command {
     program.commands.find((c) => c.name() === "dr") ??
     program.command("dr").description("disaster recovery: backups, restores, verification, drills")
   );
+}
+
+/** The `--keep-*` rules of prune and schedule, with the storage layer's verdict in flag words. */
+export function checkKeepRules(policy: RetentionPolicy): void {
+  try {
+    validateRetentionPolicy(policy);
+  } catch (err) {
+    if (!(err instanceof RetentionPolicyError)) throw err;
+    throw new UserError(
+      err.rule === undefined
+        ? "prune: give at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly (> 0)"
+        : `--keep-${err.rule}: expected a whole number >= 0, got ${String(err.value)}`,
+      ExitCode.USAGE,
+    );
+  }
 }

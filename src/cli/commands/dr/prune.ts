@@ -2,13 +2,13 @@
 import type { Command } from "commander";
 import { openCatalogue } from "../../../storage/open-store.js";
 import { pruneLocation } from "../../../storage/prune.js";
-import { validatePolicy } from "../../../storage/retention.js";
 import { Output } from "../../output.js";
 import {
   addKeepOptions,
   addRemoteOptions,
   policyFrom,
   s3OptionsFrom,
+  checkKeepRules,
   type KeepFlags,
   type RemoteFlags,
 } from "./options.js";
@@ -27,7 +27,7 @@ export function registerPrune(dr: Command): void {
   ).action(async (opts: RemoteFlags & KeepFlags & { at: string; dryRun?: boolean }, cmd: Command) => {
     const out = Output.of(cmd);
     const policy = policyFrom(opts);
-    validatePolicy(policy);
+    checkKeepRules(policy);
     const store = await openCatalogue(opts.at, s3OptionsFrom(opts));
     const res = await pruneLocation(store, policy, { dryRun: opts.dryRun });
     out.result({ ok: true, ...res }, () => {

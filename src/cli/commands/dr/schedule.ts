@@ -13,7 +13,7 @@ import { resolveEncryptPassword } from "../../../dr/password.js";
 import { parseCatalogueLocation } from "../../../storage/location.js";
 import { openCatalogue } from "../../../storage/open-store.js";
 import { pruneLocation } from "../../../storage/prune.js";
-import { validatePolicy, type RetentionPolicy } from "../../../storage/retention.js";
+import type { RetentionPolicy } from "../../../storage/retention.js";
 import {
   SYSTEMD_UNIT_NAME,
   cronLine,
@@ -33,6 +33,7 @@ import {
   hasKeepFlags,
   policyFrom,
   s3OptionsFrom,
+  checkKeepRules,
   type KeepFlags,
   type RemoteFlags,
 } from "./options.js";
@@ -128,7 +129,7 @@ async function schedule(opts: ScheduleFlags, cmd: Command): Promise<void> {
   const everyMs = parseDuration(opts.every);
   parseCatalogueLocation(opts.toDir);
   const policy = hasKeepFlags(opts) ? policyFrom(opts) : undefined;
-  if (policy) validatePolicy(policy);
+  if (policy) checkKeepRules(policy);
   if (opts.printSystemd || opts.printCron) return printUnits(opts, cmd, everyMs);
   const { password, warnings: passwordWarnings } = await resolveEncryptPassword(opts, opts.encrypt);
   for (const w of passwordWarnings) out.warn(w);
