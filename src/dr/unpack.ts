@@ -25,6 +25,8 @@ import { ExitCode, UserError } from "../errors/errors.js";
 import { tuneForShortBursts } from "./jit.js";
 import { GarbageBudget } from "./memory.js";
 import { SealChecker } from "./seal.js";
+import { AgeArchiveDecryptor, checkKeyKind } from "./age/archive.js";
+import { AGE_MAGIC, looksLikeAge } from "./age/header.js";
 import {
   FernetAuthError,
   FernetDecryptor,
@@ -95,6 +97,8 @@ export interface ArchiveSummary {
 
 export interface ReadArchiveOptions {
   password?: string;
+  /** age identities (`AGE-SECRET-KEY-...`) for `.age` archives. */
+  identities?: readonly string[];
   /** Cache of derived keys by salt (tests and repeated reads of one archive). */
   keyCache?: KeyCache;
   /** Name of the archive for messages. */
@@ -599,20 +603,20 @@ export async function readArchive(
     head = Buffer.concat([head, r.value]);
   }
   const gzip = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
-  const encrypted = !gzip && looksEncrypted(head);
+  const age = !gzip && head.length >= AGE_MAGIC.length && looksLikeAge(head);
+  const encrypted = !gzip && (age || looksEncrypted(head));
   if (!gzip && !encrypted) {
     throw archiveError(
       "not-archive",
       `${opts.label ?? "input"} is not a backup archive (neither gzip nor an encrypted backup)`,
     );
   }
-  if (encrypted && opts.password === undefined) {
-    throw new UserError(
-      `${opts.label ?? "archive"} is encrypted: pass --decrypt with --password, --password-file or BERNSTEIN_DR_PASSWORD`,
-      ExitCode.USAGE,
-    );
-  }
-  const decryptor = encrypted ? new FernetDecryptor(opts.password!, opts.keyCache) : undefined;
+  checkKeyKind(opts, age);
+  const decryptor = !encrypted
+    ? undefined
+    : age
+      ? new AgeArchiveDecryptor(opts.identities!, opts.label)
+      : new FernetDecryptor(opts.password!, opts.keyCache);
   const tar = new TarReader(handler);
   // 256 KiB of output per step: each step is a hand-off to the thread pool and back, and
   // those cost more than the bytes (64 KiB steps took 180 ms to inflate what one call does in 135).
@@ -660,6 +664,12 @@ export async function readArchive(
           try {
             plain = await decryptor.update(chunk);
           } catch (err) {
+            if (age && expectSha256 && err instanceof UserError && err.exitCode === ExitCode.BAD_PASSWORD) {
+              // An altered stanza looks like a wrong identity: the recorded sha256 tells them apart.
+              while (!(await it.next()).done);
+              const actual = acc.hash.copy().digest("hex");
+              if (actual !== expectSha256) throw shaMismatch(actual, expectSha256, opts.expectSha256From);
+            }
             throw err instanceof FernetFormatError
               ? archiveError("corrupt", `encrypted archive is damaged: ${err.message}`)
               : err;
@@ -691,7 +701,7 @@ export async function readArchive(
           }
           // With a wrong key the first block decrypts to noise; with the right key a damaged or
           // truncated token still decrypts to a gzip start (a 1 in 2^24 coincidence otherwise).
-          if (decryptsToGzip(decryptor.plainHead)) {
+          if (decryptor instanceof FernetDecryptor && decryptsToGzip(decryptor.plainHead)) {
             throw archiveError(
               "corrupt",
               `encrypted archive ${opts.label ?? ""} was altered or truncated: it decrypts with this password but fails authentication`.replace(

@@ -17,6 +17,7 @@ const doctor: Register = async (p) => (await import("./doctor.js")).registerDoct
 const replicate: Register = async (p) => (await import("./replicate.js")).registerReplicate(p);
 const config: Register = async (p) => (await import("./config.js")).registerConfig(p);
 const completion: Register = async (p) => (await import("./completion.js")).registerCompletion(p);
+const key: Register = async (p) => (await import("./key.js")).registerKey(p);
 // The `dr` group itself (backup, restore, verify, drill), then what attaches to it: list / prune
 // / schedule, and (last) status / promote / runbook.
 const drCore: Register = async (p) => (await import("./dr.js")).registerDr(p);
@@ -47,6 +48,7 @@ const ALL: Register[] = [
   ...dr,
   replicate,
   config,
+  key,
   completion,
 ];
 const BY_WORD: Record<string, Register[]> = {
@@ -62,6 +64,7 @@ const BY_WORD: Record<string, Register[]> = {
   dr,
   replicate: [replicate],
   config: [config],
+  key: [key],
   // Generated from the whole command tree.
   completion: ALL,
   man: ALL,
