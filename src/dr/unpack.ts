@@ -611,7 +611,7 @@ export async function readArchive(
       `${opts.label ?? "input"} is not a backup archive (neither gzip nor an encrypted backup)`,
     );
   }
-  checkKeyKind(opts, age);
+  if (encrypted) checkKeyKind(opts, age);
   const decryptor = !encrypted
     ? undefined
     : age

@@ -23,7 +23,8 @@ const key: Register = async (p) => (await import("./key.js")).registerKey(p);
 const drCore: Register = async (p) => (await import("./dr.js")).registerDr(p);
 const drOffsite: Register = async (p) => (await import("./dr-offsite.js")).registerDrOffsite(p);
 const drReplication: Register = async (p) => (await import("./dr-replication.js")).registerDrReplication(p);
-const dr: Register[] = [drCore, drOffsite, drReplication];
+const drRekey: Register = async (p) => (await import("./dr-rekey.js")).registerDrRekey(p);
+const dr: Register[] = [drCore, drOffsite, drReplication, drRekey];
 const DR_BY_WORD: Record<string, Register[]> = {
   backup: [drCore],
   restore: [drCore],
@@ -35,6 +36,7 @@ const DR_BY_WORD: Record<string, Register[]> = {
   status: [drReplication],
   promote: [drReplication],
   runbook: [drReplication],
+  rekey: [drCore, drRekey],
 };
 
 const ALL: Register[] = [

@@ -4,8 +4,8 @@
  * on its own, so what `update()` returns is authenticated; only the end of the file (cut at a
  * chunk boundary, or extended) is known at `final()`.
  */
-import { AgeFormatError, describeStanzas, headerLength } from "./header.js";
-import { AgeIdentityError, unwrapFileKey } from "./keys.js";
+import { AgeFormatError, headerLength, sealHeader, stanzaText } from "./header.js";
+import { unwrapFileKey } from "./keys.js";
 import { PAYLOAD_NONCE_BYTES, StreamOpener } from "./stream.js";
 
 export class AgeDecryptor {
@@ -14,7 +14,20 @@ export class AgeDecryptor {
   /** The header once read (its stanzas describe the recipients in messages). */
   header: Buffer | undefined;
 
-  constructor(private readonly identities: readonly string[]) {}
+  /** `identities` to unwrap the file key with, or the file key itself (reading back our own file). */
+  constructor(private readonly keys: readonly string[] | { fileKey: Uint8Array }) {}
+
+  private async fileKeyOf(header: Buffer): Promise<Uint8Array> {
+    if (!Array.isArray(this.keys)) {
+      const { fileKey } = this.keys as { fileKey: Uint8Array };
+      if (!sealHeader(fileKey, stanzaText(header)).equals(header)) {
+        throw new AgeFormatError("the header was altered: its MAC does not match");
+      }
+      return fileKey;
+    }
+    const identities = this.keys as readonly string[];
+    return unwrapFileKey(header, identities);
+  }
 
   /** Authenticated plaintext of the chunks complete so far (empty while the header is read). */
   async update(bytes: Buffer): Promise<Buffer[]> {
@@ -24,14 +37,7 @@ export class AgeDecryptor {
     if (len < 0 || this.pending.length < len + PAYLOAD_NONCE_BYTES) return [];
     this.header = Buffer.from(this.pending.subarray(0, len));
     const nonce = this.pending.subarray(len, len + PAYLOAD_NONCE_BYTES);
-    const fileKey = await unwrapFileKey(this.header, this.identities).catch((err: unknown) => {
-      if (err instanceof AgeIdentityError) {
-        throw new AgeIdentityError(
-          `none of the ${this.identities.length} identities opens this archive; it is encrypted to recipients ${describeStanzas(this.header!)}`,
-        );
-      }
-      throw err;
-    });
+    const fileKey = await this.fileKeyOf(this.header);
     this.opener = new StreamOpener(fileKey, nonce);
     const rest = this.pending.subarray(len + PAYLOAD_NONCE_BYTES);
     this.pending = Buffer.alloc(0);

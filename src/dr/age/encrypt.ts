@@ -12,6 +12,8 @@ export class AgeEncryptor {
   private constructor(
     header: Buffer,
     private readonly sealer: StreamSealer,
+    /** The file key, for reading back what was written before an old archive is replaced. */
+    readonly fileKey: Uint8Array,
   ) {
     this.headerPending = header;
   }
@@ -20,7 +22,7 @@ export class AgeEncryptor {
     const fileKey = randomBytes(16);
     const nonce = randomBytes(PAYLOAD_NONCE_BYTES);
     const header = await makeHeader(fileKey, recipients);
-    return new AgeEncryptor(Buffer.concat([header, nonce]), new StreamSealer(fileKey, nonce));
+    return new AgeEncryptor(Buffer.concat([header, nonce]), new StreamSealer(fileKey, nonce), fileKey);
   }
 
   private withHeader(parts: Buffer[]): Buffer[] {

@@ -13,7 +13,14 @@ import {
   identityToRecipient,
   type Recipient,
 } from "age-encryption";
-import { AgeFormatError, encodeStanzas, sealHeader, stanzaText, type StanzaLike } from "./header.js";
+import {
+  AgeFormatError,
+  describeStanzas,
+  encodeStanzas,
+  sealHeader,
+  stanzaText,
+  type StanzaLike,
+} from "./header.js";
 
 /** None of the identities given opens the header (a wrong key, or a stanza that was altered). */
 export class AgeIdentityError extends Error {
@@ -102,7 +109,11 @@ export async function unwrapFileKey(header: Buffer, identities: readonly string[
     return await d.decryptHeader(header);
   } catch (err) {
     const msg = (err as Error).message;
-    if (/no identity matched/.test(msg)) throw new AgeIdentityError(msg);
+    if (/no identity matched/.test(msg)) {
+      throw new AgeIdentityError(
+        `none of the ${identities.length} identities opens this archive; it is encrypted to recipients ${describeStanzas(header)}`,
+      );
+    }
     if (/invalid header HMAC/.test(msg))
       throw new AgeFormatError("the header was altered: its MAC does not match");
     throw new AgeFormatError(`the header is malformed (${msg})`);
