@@ -165,8 +165,8 @@ export async function rekeyArchive(
   if (abs.endsWith(".age")) done = await rekeyAge(abs, req, row, opts.skipDone ?? false);
   else if (abs.endsWith(".enc")) done = await rekeyEnc(abs, req);
   else throw usage(`${file}: not an encrypted archive (.age or .enc); a plain archive has no keys to rotate`);
+  const { recipients, ...out } = done;
   if (ws && row && done.sha256) {
-    const { recipients, ...rest } = done;
     await appendBackupLog(ws, {
       ...row,
       created_at: new Date().toISOString(),
@@ -176,9 +176,7 @@ export async function rekeyArchive(
       ...(recipients ? { recipients, recipient_fingerprints: recipients.map(recipientFingerprint) } : {}),
       rekeyed_from: row.sha256,
     });
-    done = rest;
   }
-  const { recipients, ...out } = done;
   return { ...out, ...(recipients ? { recipient_fingerprints: recipients.map(recipientFingerprint) } : {}) };
 }
 
