@@ -7,8 +7,10 @@
  * An identity file is a secret: one that group or others may read is refused (as password and
  * audit-key files are), checked on the handle that is read.
  */
+import type { Command } from "commander";
 import { open } from "node:fs/promises";
 import { BadRecipientError, checkRecipients, isIdentity } from "../dr/age/keys.js";
+import { resolveEncryptPassword, type PasswordFlags } from "../dr/password.js";
 import { ExitCode, UserError } from "../errors/errors.js";
 
 export const IDENTITY_FILE_ENV = "BERNSTEIN_DR_IDENTITY_FILE";
@@ -113,4 +115,62 @@ export async function resolveRecipients(opts: RecipientFlags): Promise<string[]>
 /** Commander's collector for a repeatable option. */
 export function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
+}
+
+export function addRecipientOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      "--recipient <age1...>",
+      "encrypt to this age recipient (repeatable; age1pq1... is the post-quantum hybrid): NAME.tar.gz.age",
+      collect,
+    )
+    .option(
+      "--recipients-file <file>",
+      "encrypt to the age recipients in this file (one per line, # comments)",
+    )
+    .option("--i-know-it-is-plain", "allow --plain to an s3:// destination (an off-site plaintext copy)");
+}
+
+export function addIdentityOption(cmd: Command): Command {
+  return cmd.option(
+    "--identity-file <file>",
+    `age identities for .age archives (mode 0600; or $${IDENTITY_FILE_ENV})`,
+  );
+}
+
+export interface WriteKeyFlags extends PasswordFlags, RecipientFlags {
+  encrypt?: boolean;
+  plain?: boolean;
+  iKnowItIsPlain?: boolean;
+}
+
+export interface WriteKeys {
+  password?: string;
+  recipients?: string[];
+  warnings: string[];
+}
+
+/**
+ * The keys of a command that writes a backup. Recipients (flags or the configuration file)
+ * encrypt to age and take precedence over a password; otherwise `--encrypt` and the password
+ * decide as before. A plain backup asked for with `--plain` to an s3:// destination needs
+ * `--i-know-it-is-plain`: an off-site plaintext copy must never happen by accident.
+ */
+export async function resolveWriteKeys(
+  opts: WriteKeyFlags,
+  destination: string | undefined,
+): Promise<WriteKeys> {
+  if (opts.plain && (opts.recipient?.length || opts.recipientsFile)) {
+    throw new UserError("--plain and --recipient/--recipients-file contradict each other", ExitCode.USAGE);
+  }
+  const recipients = await resolveRecipients(opts);
+  if (recipients.length) return { recipients, warnings: [] };
+  const r = await resolveEncryptPassword(opts, opts.encrypt);
+  if (opts.plain && destination?.startsWith("s3://") && !opts.iKnowItIsPlain) {
+    throw new UserError(
+      `--plain to ${destination} would put a plaintext copy of the state off-site; add --i-know-it-is-plain if that is meant`,
+      ExitCode.USAGE,
+    );
+  }
+  return { password: opts.encrypt ? r.password : undefined, warnings: r.warnings };
 }

@@ -12,6 +12,7 @@ import { openWorkspace, type Workspace } from "../../workspace/layout.js";
 import { resolveAuditKeyPath } from "../../audit/key.js";
 import { backupToFile, type BackupFileResult } from "../../dr/backup.js";
 import { appendBackupLog } from "../../dr/backup-log.js";
+import { recipientFingerprint } from "../../dr/age/keys.js";
 import { recordAuditEvent } from "../../dr/audit-event.js";
 import { resolveEncryptPassword } from "../../dr/password.js";
 import { checkCatalogue, listCatalogue, type CatalogueEntry } from "../../storage/catalogue.js";
@@ -297,9 +298,14 @@ export async function recordBackup(
     verified: boolean;
     backup: ProducedBackup;
     offsite?: { root: string; name: string; remote: boolean };
+    /** An `.age` backup's recipients (recorded with their fingerprints, for rekey and `dr list`). */
+    recipients?: readonly string[];
   },
 ): Promise<string | undefined> {
   const b = o.backup;
+  const keys = o.recipients?.length
+    ? { recipients: [...o.recipients], recipient_fingerprints: o.recipients.map(recipientFingerprint) }
+    : {};
   await appendBackupLog(ws, {
     created_at: o.created_at,
     location: o.location,
@@ -310,6 +316,7 @@ export async function recordBackup(
     encrypted: b.encrypted,
     verified: o.verified,
     ...(b.wal_positions ? { wal_positions: b.wal_positions } : {}),
+    ...keys,
   });
   const audit = await recordAuditEvent(ws, {
     event_type: DR_BACKUP_EVENT,

@@ -10,7 +10,15 @@ import { Output, globalsOf } from "../output.js";
 import { progressFor } from "../progress.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { backupPath, backupToFile, planBackup } from "../../dr/backup.js";
-import { resolveDecryptPassword, resolveEncryptPassword, type PasswordFlags } from "../../dr/password.js";
+import { resolveDecryptPassword, type PasswordFlags } from "../../dr/password.js";
+import { encryptionOf } from "../../dr/backup.js";
+import {
+  addIdentityOption,
+  addRecipientOptions,
+  resolveIdentities,
+  resolveWriteKeys,
+  type RecipientFlags,
+} from "../age-keys.js";
 import type { KeyCache } from "../../dr/fernet.js";
 import {
   inspectArchive,
@@ -101,9 +109,14 @@ async function openSource(
 }
 
 function addPasswordOptions(cmd: Command): Command {
-  return cmd
-    .option("--password <pw>", "passphrase (visible in ps: prefer --password-file or $BERNSTEIN_DR_PASSWORD)")
-    .option("--password-file <file>", "read the passphrase from a file (mode 0600 or stricter)");
+  return addIdentityOption(
+    cmd
+      .option(
+        "--password <pw>",
+        "passphrase (visible in ps: prefer --password-file or $BERNSTEIN_DR_PASSWORD)",
+      )
+      .option("--password-file <file>", "read the passphrase from a file (mode 0600 or stricter)"),
+  );
 }
 
 export function registerDr(program: Command): void {
@@ -132,10 +145,15 @@ export function registerDr(program: Command): void {
         .option("--keep-local", "remote backups: keep the local copy after the upload")
         .option("--full-read-back", "remote backups: download every byte again and compare its sha256"),
     ),
-  ).action(
+  );
+  addRecipientOptions(dr.commands.find((c) => c.name() === "backup")!).action(
     async (
       opts: PasswordFlags &
+        RecipientFlags &
         RemoteFlags & {
+          plain?: boolean;
+          iKnowItIsPlain?: boolean;
+          identityFile?: string;
           to?: string;
           toDir?: string;
           encrypt?: boolean;
@@ -152,16 +170,28 @@ export function registerDr(program: Command): void {
         throw new UserError("dr backup: give exactly one of --to PATH and --to-dir LOCATION", ExitCode.USAGE);
       }
       const dest = (opts.to ?? opts.toDir)!;
-      // What --to names once encrypted (the catalogue's names carry .enc by themselves).
-      const shownDest = opts.to ? backupPath(opts.to, Boolean(opts.encrypt)) : dest;
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
-      const { password, warnings: passwordWarnings } = await resolveEncryptPassword(opts, opts.encrypt);
-      for (const w of passwordWarnings) out.warn(w);
+      const keys = await resolveWriteKeys(opts, dest);
+      const { password, recipients } = keys;
+      for (const w of keys.warnings) out.warn(w);
+      const encryption = encryptionOf(keys);
+      // The host that writes backups to recipients cannot read them, by design: reading one back
+      // takes an identity given on purpose.
+      const verifyIdentities =
+        opts.verify && recipients ? await resolveIdentities(opts.identityFile) : undefined;
+      if (opts.verify && recipients && !verifyIdentities && !isOffsiteDestination(opts)) {
+        throw new UserError(
+          "--verify of a backup to age recipients reads it back: give --identity-file (or BERNSTEIN_DR_IDENTITY_FILE)",
+          ExitCode.USAGE,
+        );
+      }
+      // What --to names once encrypted (the catalogue's names carry .enc/.age by themselves).
+      const shownDest = opts.to ? backupPath(opts.to, encryption) : dest;
       const ws = await openWorkspace(g.sdd);
       const keyPath = resolveAuditKeyPath().path;
       if (opts.dryRun) {
-        const plan = await planBackup(ws, { encrypt: Boolean(opts.encrypt), auditKeyPath: keyPath });
+        const plan = await planBackup(ws, { encrypt: encryption !== undefined, auditKeyPath: keyPath });
         const excludedFolders = plan.excluded.filter((e) => e.folder);
         const excludedFiles = plan.excluded.filter((e) => !e.folder);
         out.result({ ok: true, dry_run: true, to: shownDest, ...plan }, () => {
@@ -169,7 +199,7 @@ export function registerDr(program: Command): void {
           out.line(`  Files: ${plan.file_count}`);
           out.line(`  Bytes: ${plan.total_bytes}`);
           out.line(
-            `  Audit key: ${plan.audit_key_included ? "included (encrypted backup)" : opts.encrypt ? "none found" : "left out (plain backup; use --encrypt to carry it)"}`,
+            `  Audit key: ${plan.audit_key_included ? "included (encrypted backup)" : encryption ? "none found" : "left out (plain backup; use --recipient or --encrypt to carry it)"}`,
           );
           if (plan.live_writer)
             out.line(
@@ -186,8 +216,9 @@ export function registerDr(program: Command): void {
       out.line(`Backing up ${shown(ws.root)} to ${shownDest}...`);
       const progress = progressFor(out);
       const backupOpts = {
-        password: opts.encrypt ? password : undefined,
-        auditKeyPath: opts.encrypt ? keyPath : undefined,
+        password,
+        recipients,
+        auditKeyPath: encryption ? keyPath : undefined,
         onProgress: (phase: string, done: number, total: number) => progress.update(phase, done, total),
       };
       let result!: Awaited<ReturnType<typeof backupToFile>>;
@@ -200,7 +231,7 @@ export function registerDr(program: Command): void {
           const off = await backupOffsite({
             to: opts.to,
             toDir: opts.toDir,
-            encrypted: Boolean(opts.encrypt),
+            encrypted: encryption !== undefined,
             force: opts.force,
             produce: async (target, { overwrite }): Promise<ProducedBackup> => {
               // The upload that follows draws its own bar.
@@ -231,6 +262,7 @@ export function registerDr(program: Command): void {
         const summary = await progress.during(
           inspectArchive(await openArchiveFile(result.path), {
             password,
+            identities: verifyIdentities,
             label: result.path,
             onProgress: (n) => progress.update("reading back", n, result.size_bytes),
           }),
@@ -246,9 +278,10 @@ export function registerDr(program: Command): void {
         verified,
         backup: producedFrom(result),
         offsite,
+        recipients,
       });
       const warnings = [...result.warnings, ...(auditWarning ? [auditWarning] : [])];
-      if (!opts.encrypt)
+      if (!encryption)
         warnings.push("plain backup: the audit key is not included (encrypted backups carry it)");
       else if (!result.manifest.audit_key_included)
         warnings.push(
@@ -317,6 +350,7 @@ export function registerDr(program: Command): void {
           keep: boolean;
           keyFile?: string;
           sha256?: string;
+          identityFile?: string;
         },
       cmd: Command,
     ) => {
@@ -324,6 +358,7 @@ export function registerDr(program: Command): void {
       const out = Output.of(cmd);
       const { password, warnings: passwordWarnings } = await resolveDecryptPassword(opts, opts.decrypt);
       for (const w of passwordWarnings) out.warn(w);
+      const identities = await resolveIdentities(opts.identityFile);
       const src = await openSource(opts);
       const source = src.stream;
       opts.from = src.label;
@@ -332,6 +367,7 @@ export function registerDr(program: Command): void {
         const s = await progress.during(
           inspectArchive(source, {
             password,
+            identities,
             label: opts.from,
             expectSha256: src.expectSha256,
             expectSha256From: src.expectSha256From,
@@ -377,6 +413,7 @@ export function registerDr(program: Command): void {
           label: src.label,
           source: src.label,
           password,
+          identities,
           keyCache,
           force: opts.force,
           keep: opts.keep,
@@ -429,12 +466,14 @@ export function registerDr(program: Command): void {
           decrypt?: boolean;
           keyFile?: string;
           sha256?: string;
+          identityFile?: string;
         },
       cmd: Command,
     ) => {
       const out = Output.of(cmd);
       const { password, warnings: passwordWarnings } = await resolveDecryptPassword(opts, opts.decrypt);
       for (const w of passwordWarnings) out.warn(w);
+      const identities = await resolveIdentities(opts.identityFile);
       const src = await openSource(opts);
       opts.from = src.label;
       const progress = progressFor(out);
@@ -442,6 +481,7 @@ export function registerDr(program: Command): void {
         verifyArchive(src.stream, {
           label: src.label,
           password,
+          identities,
           keyFile: opts.keyFile,
           expectSha256: src.expectSha256,
           expectSha256From: src.expectSha256From,
@@ -488,30 +528,46 @@ export function registerDr(program: Command): void {
       .option("--keep <dir>", "keep the drill's backup and restored copy in this folder")
       .option("--encrypt", "drill with an encrypted backup (needs a password)")
       .option("--plain", "drill with a plain backup even where the configuration file turns encryption on"),
-  ).action(async (opts: PasswordFlags & { keep?: string; encrypt?: boolean }, cmd: Command) => {
-    const g = globalsOf(cmd);
-    const out = Output.of(cmd);
-    const { password, warnings: passwordWarnings } = await resolveEncryptPassword(opts, opts.encrypt);
-    for (const w of passwordWarnings) out.warn(w);
-    const ws = await openWorkspace(g.sdd);
-    // Loaded on use: the drill's doctor checks bring in the orchestrator's task validation.
-    const { runDrill } = await import("../../dr/drill.js");
-    const { runDoctor } = await import("../../orchestrator/doctor.js");
-    const report = await runDrill(ws, {
-      keepDir: opts.keep,
-      password: opts.encrypt ? password : undefined,
-      doctor: runDoctor,
-    });
-    for (const w of report.warnings) out.warn(w);
-    out.result(report, () => printDrill(out, report));
-    if (!report.ok) {
-      const step = report.steps.find((s) => !s.ok);
-      out.failed(
-        ExitCode.CHECK_FAILED,
-        `dr drill failed: ${step ? `${step.name}: ${step.detail}` : "see --json"}`,
-      );
-    }
-  });
+  );
+  addRecipientOptions(dr.commands.find((c) => c.name() === "drill")!).action(
+    async (
+      opts: PasswordFlags &
+        RecipientFlags & { keep?: string; encrypt?: boolean; plain?: boolean; identityFile?: string },
+      cmd: Command,
+    ) => {
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      const keys = await resolveWriteKeys(opts, undefined);
+      for (const w of keys.warnings) out.warn(w);
+      const identities = keys.recipients ? await resolveIdentities(opts.identityFile) : undefined;
+      if (keys.recipients && !identities) {
+        throw new UserError(
+          "a drill restores what it backs up: with --recipient, give --identity-file (or BERNSTEIN_DR_IDENTITY_FILE) that opens it",
+          ExitCode.USAGE,
+        );
+      }
+      const ws = await openWorkspace(g.sdd);
+      // Loaded on use: the drill's doctor checks bring in the orchestrator's task validation.
+      const { runDrill } = await import("../../dr/drill.js");
+      const { runDoctor } = await import("../../orchestrator/doctor.js");
+      const report = await runDrill(ws, {
+        doctor: runDoctor,
+        keepDir: opts.keep,
+        password: keys.password,
+        recipients: keys.recipients,
+        identities,
+      });
+      for (const w of report.warnings) out.warn(w);
+      out.result(report, () => printDrill(out, report));
+      if (!report.ok) {
+        const step = report.steps.find((s) => !s.ok);
+        out.failed(
+          ExitCode.CHECK_FAILED,
+          `dr drill failed: ${step ? `${step.name}: ${step.detail}` : "see --json"}`,
+        );
+      }
+    },
+  );
 }
 
 export function printDrill(out: Output, report: DrillReport): void {
