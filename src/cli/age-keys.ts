@@ -8,9 +8,8 @@
  * audit-key files are), checked on the handle that is read.
  */
 import type { Command } from "commander";
-import { open } from "node:fs/promises";
 import { BadRecipientError, checkRecipients, isIdentity } from "../dr/age/keys.js";
-import { resolveEncryptPassword, type PasswordFlags } from "../dr/password.js";
+import { readProtectedFile, resolveEncryptPassword, type PasswordFlags } from "../dr/password.js";
 import { ExitCode, UserError } from "../errors/errors.js";
 
 export const IDENTITY_FILE_ENV = "BERNSTEIN_DR_IDENTITY_FILE";
@@ -28,34 +27,8 @@ function keyLines(text: string): { line: number; key: string }[] {
     .filter((l) => l.key !== "" && !l.key.startsWith("#"));
 }
 
-async function readKeyFile(file: string, what: string, secret: boolean): Promise<string> {
-  let fh;
-  try {
-    fh = await open(file, "r");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new UserError(
-      `${what}: ${code === "ENOENT" ? "no such file" : (err as Error).message}`,
-      ExitCode.USAGE,
-    );
-  }
-  try {
-    const st = await fh.stat();
-    if (st.isDirectory()) throw new UserError(`${what}: is a folder, not a file`, ExitCode.USAGE);
-    if (secret && st.isFile() && (st.mode & 0o077) !== 0) {
-      throw new UserError(
-        `${what} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${file}`,
-        ExitCode.USAGE,
-      );
-    }
-    return await fh.readFile("utf8");
-  } catch (err) {
-    if (err instanceof UserError) throw err;
-    throw new UserError(`${what}: ${(err as Error).message}`, ExitCode.USAGE);
-  } finally {
-    await fh.close().catch(() => {});
-  }
-}
+const readKeyFile = (file: string, what: string, secret: boolean): Promise<string> =>
+  readProtectedFile(file, what, secret);
 
 /** The identities of an identity file (at least one; every line must be one). */
 export async function readIdentityFile(file: string, what = `--identity-file ${file}`): Promise<string[]> {

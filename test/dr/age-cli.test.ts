@@ -206,3 +206,75 @@ test("dr rekey of a .enc archive: a new password re-encrypts it; --to-age conver
     await cleanup();
   }
 });
+
+test("dr backup to recipients from flags or bernstein.yaml writes .tar.gz.age; restore with --identity-file; wrong identity 4; --plain to s3:// needs --i-know-it-is-plain", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = envFor(dir);
+    const { ws } = await makeSmallWorkspace(dir);
+    const a = await keyPair(dir, "a.txt");
+    const other = await keyPair(dir, "o.txt");
+    const b = await runCli(
+      [
+        "dr",
+        "backup",
+        "--sdd",
+        ws.root,
+        "--to",
+        path.join(dir, "f.tar.gz"),
+        "--recipient",
+        a.recipient,
+        "--json",
+      ],
+      { env },
+    );
+    assert.equal(b.code, 0, b.stderr);
+    assert.equal(JSON.parse(b.stdout).path, path.join(dir, "f.tar.gz.age"));
+    const rows = [];
+    for await (const row of readBackupLog(ws)) rows.push(row);
+    assert.deepEqual(rows.at(-1)!.recipients, [a.recipient]);
+
+    await writeFile(path.join(dir, "bernstein.yaml"), `backup:\n  recipients: [${a.recipient}]\n`);
+    const c = await runCli(["dr", "backup", "--sdd", ws.root, "--to", path.join(dir, "c.tar.gz"), "--json"], {
+      env,
+    });
+    assert.equal(c.code, 0, c.stderr);
+    assert.equal(
+      JSON.parse(c.stdout).path,
+      path.join(dir, "c.tar.gz.age"),
+      "encrypted by default once recipients are configured",
+    );
+    const plainS3 = await runCli(
+      ["dr", "backup", "--sdd", ws.root, "--to", "s3://bucket/k.tar.gz", "--plain"],
+      { env },
+    );
+    assert.equal(plainS3.code, 2);
+    assert.match(plainS3.stderr, /--i-know-it-is-plain/);
+
+    const wrong = await runCli(
+      [
+        "dr",
+        "restore",
+        "--from",
+        path.join(dir, "c.tar.gz.age"),
+        "--identity-file",
+        other.file,
+        "--sdd",
+        path.join(dir, "w", ".sdd"),
+      ],
+      { env },
+    );
+    assert.equal(wrong.code, 4, wrong.stderr);
+    assert.match(wrong.stderr, /none of the 1 identities opens this archive/);
+    assert.equal(existsSync(path.join(dir, "w", ".sdd")), false, "nothing written");
+    const ok = await runCli(
+      ["dr", "restore", "--from", path.join(dir, "c.tar.gz.age"), "--sdd", path.join(dir, "r", ".sdd")],
+      {
+        env: { ...env, BERNSTEIN_DR_IDENTITY_FILE: a.file },
+      },
+    );
+    assert.equal(ok.code, 0, ok.stderr);
+  } finally {
+    await cleanup();
+  }
+});
