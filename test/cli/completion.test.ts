@@ -59,11 +59,15 @@ describe("shell completion and the man page, generated from the command definiti
     for (const word of ["init", "dr", "start", "status", "replicate", "config", "completion", "man"])
       assert.ok(top!.split(" ").includes(word), `${word} in: ${top}`);
     assert.deepEqual(dr!.split(" ").sort(), [
+      "archive",
+      "archive-list",
+      "archive-restore",
       "backup",
       "drill",
       "list",
       "promote",
       "prune",
+      "rekey",
       "restore",
       "runbook",
       "schedule",
