@@ -6,7 +6,10 @@
  *  - encrypted restore (hash-checked, fsynced, swapped) vs `tar -xzf` of the plain archive into an
  *    empty folder (target ≤ 2×);
  *  - peak RSS of backup and restore (each its own process) < 100 MB, also for a workspace holding
- *    one 2 GB file (`--big-gb N` to change, 0 to skip).
+ *    one 2 GB file (`--big-gb N` to change, 0 to skip);
+ *  - backup and restore encrypted to one age X25519 recipient and to one hybrid (ML-KEM-768 +
+ *    X25519) recipient, against the plain ones of the same run (target ≤ 1.2× wall);
+ *  - `dr rekey` (header rewrite) of an `.age` archive of `--rekey-gb N` GB (default 1; 0 skips).
  * Every run is a whole process measured the same way (bench/support/rusage.py): wall, CPU
  * (user+sys) and peak RSS; figures are medians of N alternating runs, and the backup's CPU is
  * compared with tar's at the same gzip level (GZIP_LEVEL, tar through `gzip -<level>`).
@@ -30,8 +33,17 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { GZIP_LEVEL } from "../src/dr/backup.js";
 import { INCLUDED_DIRS } from "../src/dr/walk.js";
+import { generateIdentityLine } from "../src/dr/age/keys.js";
+import { AgeEncryptor } from "../src/dr/age/encrypt.js";
 import { launcherFlags } from "./support/launcher.js";
-import { absoluteGoal, measureProcess, ratioGoal, summarize, type ProcessCost } from "./support/measure.js";
+import {
+  absoluteGoal,
+  measureProcess,
+  ratioGoal,
+  summarize,
+  type Goal,
+  type ProcessCost,
+} from "./support/measure.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
@@ -45,6 +57,7 @@ const FILES = opt("--files", 8421);
 const RUNS = opt("--runs", 5);
 const BIG_GB = opt("--big-gb", 2);
 const PASSWORD = "bench password";
+const REKEY_GB = opt("--rekey-gb", 1);
 
 interface ChildResult {
   ms: number;
@@ -68,6 +81,27 @@ function measureChild(...argv: string[]): ProcessCost {
 
 const round = (x: number, d = 3): number => Math.round(x * 10 ** d) / 10 ** d;
 
+/** Backups and restores to age recipients against the plain ones of the same run (≤ 1.2× wall). */
+function ageGoals(s: Record<string, { wall_s: number }>): Goal[] {
+  const vs = (name: string, ours: string, plain: string): Goal =>
+    ratioGoal(
+      `dr.${name}_wall_vs_plain`,
+      "wall_s",
+      s[ours]!.wall_s,
+      s[plain]!.wall_s,
+      `our ${plain}, same run`,
+      {
+        max: 1.2,
+      },
+    );
+  return [
+    vs("age_x25519_backup", "age_x25519_backup", "plain_backup"),
+    vs("age_hybrid_backup", "age_hybrid_backup", "plain_backup"),
+    vs("age_x25519_restore", "age_x25519_restore", "plain_restore"),
+    vs("age_hybrid_restore", "age_hybrid_restore", "plain_restore"),
+  ];
+}
+
 const scratch = mkdtempSync(path.join(os.tmpdir(), "bernstein-bench-dr-"));
 try {
   execFileSync(
@@ -90,6 +124,10 @@ try {
   const plain: ProcessCost[] = [];
   const enc: ProcessCost[] = [];
   const tarGz = ["--use-compress-program", `gzip -${GZIP_LEVEL}`];
+  const x25519 = await generateIdentityLine(false);
+  const hybrid = await generateIdentityLine(true);
+  const ageB: ProcessCost[] = [];
+  const pqB: ProcessCost[] = [];
   for (let i = 0; i < RUNS; i++) {
     settle();
     tarCz.push(
@@ -99,10 +137,16 @@ try {
     plain.push(measureChild("backup", sdd, path.join(out, `plain${i}.tar.gz`)));
     settle();
     enc.push(measureChild("backup", sdd, path.join(out, `enc${i}.tar.gz`), PASSWORD));
+    settle();
+    ageB.push(measureChild("backup", sdd, path.join(out, `age${i}.tar.gz`), `recipient=${x25519.recipient}`));
+    settle();
+    pqB.push(measureChild("backup", sdd, path.join(out, `pq${i}.tar.gz`), `recipient=${hybrid.recipient}`));
   }
   const tarXz: ProcessCost[] = [];
   const restorePlain: ProcessCost[] = [];
   const restoreEnc: ProcessCost[] = [];
+  const ageR: ProcessCost[] = [];
+  const pqR: ProcessCost[] = [];
   for (let i = 0; i < RUNS; i++) {
     const into = path.join(scratch, `x${i}`);
     mkdirSync(into);
@@ -121,8 +165,26 @@ try {
         PASSWORD,
       ),
     );
-    for (const done of [into, path.join(scratch, `rp${i}`), path.join(scratch, `r${i}`)]) {
-      rmSync(done, { recursive: true, force: true });
+    settle();
+    ageR.push(
+      measureChild(
+        "restore",
+        path.join(out, "age0.tar.gz.age"),
+        path.join(scratch, `a${i}`, ".sdd"),
+        `identity=${x25519.identity}`,
+      ),
+    );
+    settle();
+    pqR.push(
+      measureChild(
+        "restore",
+        path.join(out, "pq0.tar.gz.age"),
+        path.join(scratch, `q${i}`, ".sdd"),
+        `identity=${hybrid.identity}`,
+      ),
+    );
+    for (const d of [`x${i}`, `rp${i}`, `r${i}`, `a${i}`, `q${i}`]) {
+      rmSync(path.join(scratch, d), { recursive: true, force: true });
     }
   }
   const archiveBytes = {
@@ -136,7 +198,28 @@ try {
     tar_xzf: summarize(tarXz),
     plain_restore: summarize(restorePlain),
     encrypted_restore: summarize(restoreEnc),
+    age_x25519_backup: summarize(ageB),
+    age_hybrid_backup: summarize(pqB),
+    age_x25519_restore: summarize(ageR),
+    age_hybrid_restore: summarize(pqR),
   };
+
+  let rekey: Record<string, number> | null = null;
+  if (REKEY_GB > 0) {
+    // An .age file of REKEY_GB GiB (1 MiB of random bytes repeated), then one header rewrite.
+    const bigAge = path.join(scratch, "big.tar.gz.age");
+    const encryptor = await AgeEncryptor.create([x25519.recipient]);
+    const fd = openSync(bigAge, "w");
+    const block = randomBytes(1024 * 1024);
+    for (let i = 0; i < REKEY_GB * 1024; i++) for (const p of encryptor.update(block)) writeSync(fd, p);
+    for (const p of encryptor.final()) writeSync(fd, p);
+    closeSync(fd);
+    settle();
+    const r = runChild("rekey", bigAge, x25519.identity, hybrid.recipient);
+    rmSync(bigAge, { force: true });
+    rekey = { size_gb: REKEY_GB, rekey_s: round(r.ms / 1000), peak_rss_mb: round(r.peak_rss_mb, 1) };
+  }
+
   let big: Record<string, number> | null = null;
   if (BIG_GB > 0) {
     // One file of BIG_GB GiB: 1 MiB of random bytes repeated (deflate's 32 KiB window cannot
@@ -209,9 +292,12 @@ try {
         ...Object.values(s).map((x) => x.peak_rss_mb),
         big?.encrypted_backup_peak_rss_mb ?? 0,
         big?.encrypted_restore_peak_rss_mb ?? 0,
+        rekey?.peak_rss_mb ?? 0,
       ),
       { max: 100 },
     ),
+    ...ageGoals(s),
+    ...(rekey ? [absoluteGoal("dr.age_rekey_s", "s", rekey.rekey_s, { max: 1 })] : []),
   ];
   const result = {
     bench: "dr",
@@ -230,6 +316,7 @@ try {
       plain_restore_cpu: Math.round((s.plain_restore.cpu_s / s.tar_xzf.cpu_s) * 1000) / 1000,
     },
     big_file: big,
+    age_rekey: rekey,
     note: "medians of N alternating whole-process runs, each after a sync (wall includes Node's start-up, as tar's includes its own); peak RSS is the worst run's",
     goals,
   };

@@ -207,6 +207,7 @@ export function envFor(dir: string): Record<string, string | undefined> {
     BERNSTEIN_AUDIT_KEY_PATH: path.join(dir, "key", "audit.key"),
     BERNSTEIN_SDD: undefined,
     BERNSTEIN_DR_PASSWORD: undefined,
+    BERNSTEIN_DR_IDENTITY_FILE: undefined,
     HOME: dir,
   };
 }

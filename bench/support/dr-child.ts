@@ -1,20 +1,31 @@
 /**
  * One DR operation in its own process, for bench/dr.ts: prints {ms, peak_rss_mb} as JSON. Each
  * operation loads only its own modules, as the CLI does; `ms` starts after they are loaded.
- *   dr-child.js backup SDD DEST [PASSWORD]
- *   dr-child.js restore ARCHIVE TARGET_SDD [PASSWORD]
+ *   dr-child.js backup SDD DEST [PASSWORD | recipient=age1...]
+ *   dr-child.js restore ARCHIVE TARGET_SDD [PASSWORD | identity=AGE-SECRET-KEY-...]
+ *   dr-child.js rekey ARCHIVE IDENTITY RECIPIENT   (.age header rewrite, replacing the set)
+ * (bench keys only: real identities never belong in argv.)
  */
 import { performance } from "node:perf_hooks";
 import { Workspace } from "../../src/workspace/layout.js";
 
-const [op, a, b, password] = process.argv.slice(2);
+const [op, a, b, key] = process.argv.slice(2);
+const recipients = key?.startsWith("recipient=") ? [key.slice("recipient=".length)] : undefined;
+const identities = key?.startsWith("identity=") ? [key.slice("identity=".length)] : undefined;
+const password = recipients || identities ? undefined : key;
 let run: () => Promise<{ file_count: number }>;
 if (op === "backup") {
   const { backupToFile } = await import("../../src/dr/backup.js");
-  run = () => backupToFile(new Workspace(a!), b!, { password });
+  run = () => backupToFile(new Workspace(a!), b!, { password, recipients });
 } else if (op === "restore") {
   const { restoreFromFile } = await import("../../src/dr/restore.js");
-  run = () => restoreFromFile(a!, b!, { password, keep: false });
+  run = () => restoreFromFile(a!, b!, { password, identities, keep: false });
+} else if (op === "rekey") {
+  const { rekeyAgeFile } = await import("../../src/dr/age/rekey.js");
+  run = async () => {
+    await rekeyAgeFile(a!, { identities: [b!], recipients: [key!], keepExisting: false });
+    return { file_count: 0 };
+  };
 } else {
   throw new Error(`unknown op ${op}`);
 }

@@ -100,10 +100,13 @@ function settleFlagsOverFile(cmd: Command): void {
 
   const hasEncrypt = optionFor(cmd, "encrypt") !== undefined;
   if (cmd.getOptionValue("plain")) {
-    for (const attr of ["encrypt", "passwordFile"]) if (fromFile(cmd, attr)) clear(cmd, attr);
+    for (const attr of ["encrypt", "passwordFile", "recipient", "recipientsFile"])
+      if (fromFile(cmd, attr)) clear(cmd, attr);
   }
   const encrypting = !hasEncrypt || Boolean(cmd.getOptionValue("encrypt"));
-  if (!encrypting && fromFile(cmd, "passwordFile")) clear(cmd, "passwordFile");
+  if (!encrypting)
+    for (const attr of ["passwordFile", "recipient", "recipientsFile"])
+      if (fromFile(cmd, attr)) clear(cmd, attr);
 
   const envName = loaded.config.backup?.password_env;
   if (

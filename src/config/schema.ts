@@ -48,6 +48,12 @@ const backup = z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "expected the name of an environment variable")
       .optional(),
+    /** age recipients (`age1...`, `age1pq1...`): backups become `.tar.gz.age`, readable only by their identities. */
+    recipients: z.array(text).optional(),
+    /** A file of age recipients (age's format). */
+    recipients_file: text.optional(),
+    /** An age identity file, on hosts that restore (never on the host that writes backups). */
+    identity_file: text.optional(),
     metrics_file: text.optional(),
     retention: retention.optional(),
     schedule: schedule.optional(),
@@ -56,11 +62,21 @@ const backup = z
     message: "give password_file or password_env, not both",
     path: ["password_env"],
   })
-  .refine((b) => !(b.encrypt === true && b.password_file === undefined && b.password_env === undefined), {
-    message:
-      "encrypt: true needs password_file or password_env (the password itself never goes in this file)",
-    path: ["encrypt"],
-  });
+  .refine(
+    (b) =>
+      !(
+        b.encrypt === true &&
+        b.password_file === undefined &&
+        b.password_env === undefined &&
+        b.recipients === undefined &&
+        b.recipients_file === undefined
+      ),
+    {
+      message:
+        "encrypt: true needs recipients, recipients_file, password_file or password_env (the password itself never goes in this file)",
+      path: ["encrypt"],
+    },
+  );
 
 const s3 = z.strictObject({
   endpoint: z.url().optional(),

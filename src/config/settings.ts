@@ -36,11 +36,12 @@ export function resolveAgainst(base: string, p: string | undefined): string | un
   return path.resolve(base, p);
 }
 
-/** Encryption is on once the file names a password source, unless it says `encrypt: false`. */
+/** Encryption is on once the file names recipients or a password source, unless it says `encrypt: false`. */
 export function configuredEncrypt(c: Config): boolean | undefined {
   const b = c.backup;
   if (b?.encrypt !== undefined) return b.encrypt;
-  return b?.password_file !== undefined || b?.password_env !== undefined ? true : undefined;
+  const named = [b?.password_file, b?.password_env, b?.recipients, b?.recipients_file];
+  return named.some((v) => v !== undefined) ? true : undefined;
 }
 
 const keep = (k: "last" | "hourly" | "daily" | "weekly" | "monthly"): Setting => ({
@@ -70,6 +71,25 @@ export const SETTINGS: Setting[] = [
     commands: PASSWORD_USERS,
     env: [PASSWORD_ENV],
     value: (c, base) => resolveAgainst(base, c.backup?.password_file),
+  },
+  {
+    key: "backup.recipients",
+    attr: "recipient",
+    commands: BACKUP_WRITERS,
+    value: (c) => c.backup?.recipients,
+  },
+  {
+    key: "backup.recipients_file",
+    attr: "recipientsFile",
+    commands: BACKUP_WRITERS,
+    value: (c, base) => resolveAgainst(base, c.backup?.recipients_file),
+  },
+  {
+    key: "backup.identity_file",
+    attr: "identityFile",
+    commands: ["dr restore", "dr verify", "dr drill", "dr list", "dr rekey"],
+    env: ["BERNSTEIN_DR_IDENTITY_FILE"],
+    value: (c, base) => resolveAgainst(base, c.backup?.identity_file),
   },
   {
     key: "backup.metrics_file",
@@ -138,4 +158,5 @@ export const OPTION_GROUPS: string[][] = [
   ["to", "toDir"],
   ["keepLast", "keepHourly", "keepDaily", "keepWeekly", "keepMonthly"],
   ["password", "passwordFile"],
+  ["recipient", "recipientsFile"],
 ];

@@ -8,7 +8,8 @@ import { ExitCode, UserError } from "../errors/errors.js";
 import type { Workspace } from "../workspace/layout.js";
 import { recordAuditEvent } from "./audit-event.js";
 import { appendBackupLog } from "./backup-log.js";
-import { backupToFile, type BackupFileResult, type BackupOptions } from "./backup.js";
+import { recipientFingerprint } from "./age/keys.js";
+import { backupToFile, encryptionOf, type BackupFileResult, type BackupOptions } from "./backup.js";
 import { inspectArchive, openArchiveFile } from "./restore.js";
 import { DR_BACKUP_EVENT } from "../storage/audit-record.js";
 import {
@@ -27,6 +28,10 @@ export interface BackupJob {
   toDir?: string;
   /** Encrypts when given. */
   password?: string;
+  /** Encrypts to these age recipients instead (`NAME.tar.gz.age`); they win over a password. */
+  recipients?: readonly string[];
+  /** Identities that open a backup to recipients, for `verify` (the writing host may have none). */
+  identities?: readonly string[];
   /** The audit key an encrypted backup carries. */
   auditKeyPath?: string;
   /** Replace a backup that exists under the same name. */
@@ -69,9 +74,11 @@ export function producedFrom(r: BackupFileResult): ProducedBackup {
 }
 
 export async function runBackupJob(ws: Workspace, job: BackupJob): Promise<BackupJobResult> {
+  const encrypted = encryptionOf(job) !== undefined;
   const backupOpts: BackupOptions = {
     password: job.password,
-    auditKeyPath: job.password !== undefined ? job.auditKeyPath : undefined,
+    recipients: job.recipients,
+    auditKeyPath: encrypted ? job.auditKeyPath : undefined,
     onProgress: job.onProgress,
   };
   let result: BackupJobResult;
@@ -80,7 +87,7 @@ export async function runBackupJob(ws: Workspace, job: BackupJob): Promise<Backu
     const offsite = await backupOffsite({
       to: job.to,
       toDir: job.toDir,
-      encrypted: job.password !== undefined,
+      encrypted,
       force: job.force,
       produce: async (target, { overwrite }) => {
         archive = await backupToFile(ws, target, { ...backupOpts, sidecar: false, overwrite });
@@ -108,7 +115,7 @@ export async function runBackupJob(ws: Workspace, job: BackupJob): Promise<Backu
   }
   result.warnings.push(...result.archive.warnings);
   if (job.record ?? true) {
-    const auditWarning = await recordBackup(ws, result);
+    const auditWarning = await recordBackup(ws, result, job.recipients);
     if (auditWarning) result.warnings.push(auditWarning);
   }
   return result;
@@ -118,6 +125,7 @@ export async function runBackupJob(ws: Workspace, job: BackupJob): Promise<Backu
 async function readBack(archive: BackupFileResult, job: BackupJob): Promise<true> {
   const summary = await inspectArchive(await openArchiveFile(archive.path), {
     password: job.password,
+    identities: job.identities,
     label: archive.path,
     onProgress: (n) => job.onProgress?.("reading back", n, archive.size_bytes),
   });
@@ -132,8 +140,16 @@ async function readBack(archive: BackupFileResult, job: BackupJob): Promise<true
  * `dr.backup` audit event (dr list --check; off-site backups add their catalogue root and name).
  * Returns the warning when the event could not be appended.
  */
-async function recordBackup(ws: Workspace, r: BackupJobResult): Promise<string | undefined> {
+async function recordBackup(
+  ws: Workspace,
+  r: BackupJobResult,
+  recipients: readonly string[] | undefined,
+): Promise<string | undefined> {
   const b = producedFrom(r.archive);
+  // An `.age` backup's recipients, with their fingerprints (for rekey and `dr list`).
+  const keys = recipients?.length
+    ? { recipients: [...recipients], recipient_fingerprints: recipients.map(recipientFingerprint) }
+    : {};
   await appendBackupLog(ws, {
     created_at: new Date(r.archive.manifest.created_at * 1000).toISOString(),
     location: r.location,
@@ -144,6 +160,7 @@ async function recordBackup(ws: Workspace, r: BackupJobResult): Promise<string |
     encrypted: b.encrypted,
     verified: r.verified,
     ...(b.wal_positions ? { wal_positions: b.wal_positions } : {}),
+    ...keys,
   });
   const offsite = r.offsite && { root: r.offsite.root, name: r.offsite.name, remote: r.offsite.remote };
   const audit = await recordAuditEvent(ws, {

@@ -25,6 +25,12 @@ export interface BackupLogRow {
    * of older versions and of the Python original.
    */
   wal_positions?: Record<string, WalPosition | null>;
+  /** An `.age` archive's recipients (public keys), so a rekey can remove one; absent otherwise. */
+  recipients?: string[];
+  /** Their fingerprints (`SHA256:` + 16 hex digits of the recipient's sha256), for `dr list`. */
+  recipient_fingerprints?: string[];
+  /** Set on the row a `dr rekey` appends: the sha256 the archive had before. */
+  rekeyed_from?: string;
 }
 
 export const backupLogPath = (ws: Workspace): string => path.join(ws.runsDir, "backups.jsonl");

@@ -4,7 +4,7 @@
  * Two reads per file, memory flat: pass 1 decides how much of each file to copy (WAL and log
  * cuts) and hashes exactly that, which yields the manifest; pass 2 streams manifest.json first,
  * then the files, re-hashing each (a file that changed in between fails the attempt). The tar
- * stream goes through gzip (level 6, as `tar -czf`) and, when asked, the streaming Fernet
+ * stream goes through gzip (level 6, as `tar -czf`) and, when asked, the streaming Fernet or age
  * encryptor into any Writable. `backupToFile` writes to a temp file beside the destination,
  * fsyncs it and renames it into place only when complete.
  */
@@ -29,6 +29,7 @@ import {
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import type { Workspace } from "../workspace/layout.js";
 import { FernetEncryptor, fernetEncryptStream } from "./fernet.js";
+import { AgeEncryptor, ageEncryptStream } from "./age/encrypt.js";
 import {
   AUDIT_KEY_ENTRY,
   FORMAT_VERSION,
@@ -63,6 +64,8 @@ export const GZIP_LEVEL = 6;
 export interface BackupOptions {
   /** Encrypt with this password (Fernet, PBKDF2 600k). */
   password?: string;
+  /** Encrypt to these age recipients (`age1...`, `age1pq1...`) instead: a `.tar.gz.age` file. */
+  recipients?: readonly string[];
   /** The audit key file to carry in an encrypted archive (as secrets/audit.key), if it exists. */
   auditKeyPath?: string;
   /** How long to wait for a live orchestrator to acknowledge the pause. */
@@ -175,10 +178,10 @@ class Measure extends Transform {
   }
 }
 
-/** Pass 2: tar → gzip → seal → (Fernet) → sink, measuring the bytes that reach the sink. */
+/** Pass 2: tar → gzip → seal → (Fernet or age) → sink, measuring the bytes that reach the sink. */
 async function streamArchive(
   a: { manifestBytes: Buffer; dirs: PackDir[]; planned: Planned[]; totalBytes: number },
-  encryptorP: Promise<FernetEncryptor> | undefined,
+  encryptorP: Promise<Transform> | undefined,
   sink: Writable,
   onProgress: BackupOptions["onProgress"],
 ): Promise<Measure> {
@@ -193,7 +196,7 @@ async function streamArchive(
     objectMode: false,
   });
   if (encryptorP) {
-    await pipeline(tar, gzip, sealStream(), fernetEncryptStream(await encryptorP), measure, sink);
+    await pipeline(tar, gzip, sealStream(), await encryptorP, measure, sink);
   } else {
     await pipeline(tar, gzip, sealStream(), measure, sink);
   }
@@ -211,9 +214,15 @@ export async function writeBackupArchive(
   opts: BackupOptions = {},
 ): Promise<BackupResult> {
   const warnings: string[] = [];
-  const encrypting = opts.password !== undefined;
+  const encryption = encryptionOf(opts);
+  const encrypting = encryption !== undefined;
   // Key derivation (≈0.5 s of PBKDF2 in the thread pool) overlaps the hashing pass.
-  const encryptorP = encrypting ? FernetEncryptor.create(opts.password!) : undefined;
+  const encryptorP =
+    encryption === "age"
+      ? AgeEncryptor.create(opts.recipients!).then(ageEncryptStream)
+      : encryption === "fernet"
+        ? FernetEncryptor.create(opts.password!).then(fernetEncryptStream)
+        : undefined;
   encryptorP?.catch(() => {});
   const snapshot = await requestSnapshot(ws, {
     ackTimeoutMs: opts.snapshotAckTimeoutMs,
@@ -346,9 +355,21 @@ export interface BackupFileResult extends BackupResult {
   encrypted: boolean;
 }
 
-/** Where `--to` puts a backup: `.enc` is appended when encrypting, unless the name already ends in it. */
-export function backupPath(to: string, encrypted: boolean): string {
-  return encrypted && !to.endsWith(".enc") ? `${to}.enc` : to;
+/** How a backup is encrypted: to age recipients, with a password (Fernet), or not at all. */
+export type Encryption = "age" | "fernet" | undefined;
+
+export function encryptionOf(opts: { password?: string; recipients?: readonly string[] }): Encryption {
+  if (opts.recipients?.length) return "age";
+  return opts.password !== undefined ? "fernet" : undefined;
+}
+
+/**
+ * Where `--to` puts a backup: `.enc` is appended when encrypting with a password, `.age` when to
+ * age recipients, unless the name already ends in it.
+ */
+export function backupPath(to: string, encryption: Encryption | boolean): string {
+  const ext = encryption === "age" ? ".age" : encryption ? ".enc" : "";
+  return ext && !to.endsWith(ext) ? `${to}${ext}` : to;
 }
 
 /** The refusal to replace an existing backup (exit 6). */
@@ -380,7 +401,7 @@ async function checkDestination(dest: string, overwrite: boolean): Promise<void>
  * removes from its folder when their writers are dead (dated names never repeat, so only a
  * backup into the same folder, not to the same name, can find them).
  */
-const BACKUP_FILE = /\.tar\.gz(?:\.enc)?(?:\.sha256|\.json)?(?:\.meta\.json)?$/;
+const BACKUP_FILE = /\.tar\.gz(?:\.enc|\.age)?(?:\.sha256|\.json)?(?:\.meta\.json)?$/;
 
 /** Removes the temp files of backups into `dest`'s folder whose writers were killed. */
 async function removeStaleTemps(dest: string): Promise<void> {
@@ -400,9 +421,10 @@ export async function backupToFile(
   to: string,
   opts: BackupOptions & { overwrite?: boolean } = {},
 ): Promise<BackupFileResult> {
-  const encrypted = opts.password !== undefined;
+  const encryption = encryptionOf(opts);
+  const encrypted = encryption !== undefined;
   const overwrite = opts.overwrite ?? false;
-  const dest = path.resolve(backupPath(to, encrypted));
+  const dest = path.resolve(backupPath(to, encryption));
   await checkDestination(dest, overwrite);
   await removeStaleTemps(dest);
   for (let attempt = 1; ; attempt++) {

@@ -84,8 +84,17 @@ function hashPrefix(file: string, length: number): string | undefined {
 
 export async function runDrill(
   ws: Workspace,
-  opts: { keepDir?: string; password?: string; doctor: RestoredDoctor },
+  opts: {
+    keepDir?: string;
+    password?: string;
+    /** Drill with a backup to these age recipients, restored with `identities`. */
+    recipients?: readonly string[];
+    identities?: readonly string[];
+    doctor: RestoredDoctor;
+  },
 ): Promise<DrillReport> {
+  const encrypted = opts.password !== undefined || Boolean(opts.recipients?.length);
+  const keys = { password: opts.password, identities: opts.identities };
   const startedAt = new Date();
   const scratch = opts.keepDir
     ? path.resolve(opts.keepDir)
@@ -99,7 +108,7 @@ export async function runDrill(
   const report: DrillReport = {
     ok: false,
     sdd: ws.root,
-    encrypted: opts.password !== undefined,
+    encrypted,
     started_at: startedAt.toISOString(),
     file_count: null,
     backup_sha256: null,
@@ -131,6 +140,7 @@ export async function runDrill(
       const job = await runBackupJob(ws, {
         to: archiveBase,
         password: opts.password,
+        recipients: opts.recipients,
         auditKeyPath: keyPath,
         record: false,
       });
@@ -142,7 +152,7 @@ export async function runDrill(
     });
     ok &&= await step("dry-run", async () => {
       const s = await inspectArchive(await openArchiveFile(backup!.path), {
-        password: opts.password,
+        ...keys,
         label: backup!.path,
       });
       const same = s.file_count === backup!.file_count && s.sha256 === backup!.sha256;
@@ -155,7 +165,7 @@ export async function runDrill(
     });
     ok &&= await step("restore", async () => {
       await durableMkdir(path.dirname(restored));
-      const r = await restoreFromFile(backup!.path, restored, { password: opts.password, keep: false });
+      const r = await restoreFromFile(backup!.path, restored, { ...keys, keep: false });
       return {
         ok: r.file_count === backup!.file_count,
         detail: `Files: ${r.file_count} restored, hash-checked and fsynced`,

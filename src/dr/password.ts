@@ -60,13 +60,18 @@ export async function resolvePassword(
   return r;
 }
 
-/**
- * Reads a password file, refusing one that group or others may read (checked on the handle
- * that is read, so the path cannot change in between). Pipes (`--password-file <(...)`) have no
- * file at rest to protect and are read as they are.
- */
+/** Reads a password file (its one trailing newline dropped), refused when others may read it. */
 async function readPasswordFile(file: string): Promise<string> {
-  const what = `--password-file ${file}`;
+  return (await readProtectedFile(file, `--password-file ${file}`)).replace(/\r?\n$/, "");
+}
+
+/**
+ * Reads a key or password file; with `secret`, refuses one that group or others may read
+ * (checked on the handle that is read, so the path cannot change in between). Pipes
+ * (`--password-file <(...)`) have no file at rest to protect and are read as they are.
+ * `what` names the file in messages.
+ */
+export async function readProtectedFile(file: string, what: string, secret = true): Promise<string> {
   let fh;
   try {
     fh = await open(file, "r");
@@ -80,13 +85,13 @@ async function readPasswordFile(file: string): Promise<string> {
   try {
     const st = await fh.stat();
     if (st.isDirectory()) throw new UserError(`${what}: is a folder, not a file`, ExitCode.USAGE);
-    if (st.isFile() && (st.mode & 0o077) !== 0) {
+    if (secret && st.isFile() && (st.mode & 0o077) !== 0) {
       throw new UserError(
         `${what} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${file}`,
         ExitCode.USAGE,
       );
     }
-    return (await fh.readFile("utf8")).replace(/\r?\n$/, "");
+    return await fh.readFile("utf8");
   } catch (err) {
     if (err instanceof UserError) throw err;
     throw new UserError(`${what}: ${(err as Error).message}`, ExitCode.USAGE);

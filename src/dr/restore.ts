@@ -87,12 +87,18 @@ export async function openArchiveFile(from: string): Promise<Readable> {
     fh = await open(from, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") {
-      // `dr backup --to X --encrypt` writes X.enc: the name the user gave the backup is not the file's.
-      const encrypted = await stat(`${from}.enc`).then(
-        (st) => st.isFile(),
-        () => false,
-      );
-      const hint = encrypted ? `; did you mean ${from}.enc?` : "";
+      // `dr backup --to X --encrypt` writes X.enc (X.age to recipients): the name the user gave
+      // the backup is not the file's.
+      let hint = "";
+      for (const ext of [".enc", ".age"]) {
+        if (
+          await stat(`${from}${ext}`).then(
+            (st) => st.isFile(),
+            () => false,
+          )
+        )
+          hint = `; did you mean ${from}${ext}?`;
+      }
       throw new UserError(`--from ${from}: no such file${hint}`, ExitCode.USAGE);
     }
     throw userErrorFromFs(err, `--from ${from}`) ?? err;

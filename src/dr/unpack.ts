@@ -9,8 +9,8 @@
  *  - archives of the Python reference (no hashes): structure is checked, files are hashed and
  *    counted, and the result says that per-file hashes were not available.
  * Encrypted archives are decrypted on the fly; nothing read from them is trusted until the
- * Fernet HMAC at the very end verifies, so a caller accepts its staging area only after this
- * function returns. When anything fails mid-way, the rest of an encrypted source is still read
+ * Fernet HMAC (or the last age chunk's tag) at the very end verifies, so a caller accepts its
+ * staging area only after this function returns. When anything fails mid-way, the rest of an encrypted source is still read
  * to check the HMAC: a wrong password is reported as such (exit 4), not as a corrupt gzip.
  */
 import { createHash, type Hash } from "node:crypto";
@@ -21,6 +21,8 @@ import { archiveError, authFailure, shaMismatch, zlibToArchiveError } from "./ar
 import { tuneForShortBursts } from "./jit.js";
 import { GarbageBudget } from "./memory.js";
 import { SealChecker } from "./seal.js";
+import { AgeArchiveDecryptor, checkKeyKind } from "./age/archive.js";
+import { AGE_MAGIC, looksLikeAge } from "./age/header.js";
 import { TarReader, type ExtractHandler } from "./tar-reader.js";
 import {
   FernetAuthError,
@@ -54,6 +56,8 @@ export interface ArchiveSummary {
 
 export interface ReadArchiveOptions {
   password?: string;
+  /** age identities (`AGE-SECRET-KEY-...`) for `.age` archives. */
+  identities?: readonly string[];
   /** Cache of derived keys by salt (tests and repeated reads of one archive). */
   keyCache?: KeyCache;
   /** Name of the archive for messages. */
@@ -103,11 +107,11 @@ async function* measured(
   }
 }
 
-/** Reads enough bytes to tell gzip from salt+token, and says which it is. */
+/** Reads enough bytes to tell gzip from salt+token from an age header, and says which it is. */
 async function sniff(
   it: AsyncIterator<Buffer>,
   opts: ReadArchiveOptions,
-): Promise<{ head: Buffer; encrypted: boolean }> {
+): Promise<{ head: Buffer; encrypted: boolean; age: boolean }> {
   let head = Buffer.alloc(0);
   while (head.length < SALT_BYTES + 6) {
     const r = await it.next();
@@ -115,20 +119,16 @@ async function sniff(
     head = Buffer.concat([head, r.value]);
   }
   const gzip = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
-  const encrypted = !gzip && looksEncrypted(head);
+  const age = !gzip && head.length >= AGE_MAGIC.length && looksLikeAge(head);
+  const encrypted = !gzip && (age || looksEncrypted(head));
   if (!gzip && !encrypted) {
     throw archiveError(
       "not-archive",
       `${opts.label ?? "input"} is not a backup archive (neither gzip nor an encrypted backup)`,
     );
   }
-  if (encrypted && opts.password === undefined) {
-    throw new UserError(
-      `${opts.label ?? "archive"} is encrypted: pass --decrypt with --password, --password-file or BERNSTEIN_DR_PASSWORD`,
-      ExitCode.USAGE,
-    );
-  }
-  return { head, encrypted };
+  if (encrypted) checkKeyKind(opts, age);
+  return { head, encrypted, age };
 }
 
 /**
@@ -185,9 +185,9 @@ class Inflater {
 async function pump(
   head: Buffer,
   it: AsyncIterator<Buffer>,
-  decryptor: FernetDecryptor | undefined,
+  decryptor: FernetDecryptor | AgeArchiveDecryptor | undefined,
   inflater: Inflater,
-  authFailed: () => UserError,
+  failures: { authFailed: () => UserError; identityRejected: () => Promise<void> },
 ): Promise<void> {
   let chunk: Buffer | undefined = head;
   for (;;) {
@@ -197,6 +197,8 @@ async function pump(
         try {
           plain = await decryptor.update(chunk);
         } catch (err) {
+          if (err instanceof UserError && err.exitCode === ExitCode.BAD_PASSWORD)
+            await failures.identityRejected();
           throw err instanceof FernetFormatError
             ? archiveError("corrupt", `encrypted archive is damaged: ${err.message}`)
             : err;
@@ -215,7 +217,7 @@ async function pump(
   try {
     await inflater.feed(decryptor.final());
   } catch (err) {
-    if (err instanceof FernetAuthError) throw authFailed();
+    if (err instanceof FernetAuthError) throw failures.authFailed();
     if (err instanceof FernetFormatError)
       throw archiveError("truncated", `encrypted archive is damaged: ${err.message}`);
     throw err;
@@ -235,8 +237,12 @@ export async function readArchive(
   const acc = { hash: createHash("sha256"), bytes: 0 };
   const expectSha256 = opts.expectSha256?.toLowerCase();
   const it = measured(source, acc, opts.onProgress)[Symbol.asyncIterator]();
-  const { head, encrypted } = await sniff(it, opts);
-  const decryptor = encrypted ? new FernetDecryptor(opts.password!, opts.keyCache) : undefined;
+  const { head, encrypted, age } = await sniff(it, opts);
+  const decryptor = !encrypted
+    ? undefined
+    : age
+      ? new AgeArchiveDecryptor(opts.identities!, opts.label)
+      : new FernetDecryptor(opts.password!, opts.keyCache);
   const tar = new TarReader(handler);
   const inflater = new Inflater(tar);
   // Every byte has been read when authentication fails: the sha256 so far is the archive's.
@@ -246,10 +252,17 @@ export async function readArchive(
       actualSha256: acc.hash.copy().digest("hex"),
       expectSha256,
       expectSha256From: opts.expectSha256From,
-      plainHead: decryptor!.plainHead,
+      plainHead: (decryptor as FernetDecryptor).plainHead,
     });
+  // An altered age stanza looks like a wrong identity: the recorded sha256 tells them apart.
+  const identityRejected = async (): Promise<void> => {
+    if (!expectSha256) return;
+    while (!(await it.next()).done);
+    const actual = acc.hash.copy().digest("hex");
+    if (actual !== expectSha256) throw shaMismatch(actual, expectSha256, opts.expectSha256From);
+  };
   try {
-    await pump(head, it, decryptor, inflater, authFailed);
+    await pump(head, it, decryptor, inflater, { authFailed, identityRejected });
     if (!inflater.failure) inflater.gunzip.end();
     await inflater.done;
   } catch (err) {

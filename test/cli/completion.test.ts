@@ -67,6 +67,7 @@ describe("shell completion and the man page, generated from the command definiti
       "list",
       "promote",
       "prune",
+      "rekey",
       "restore",
       "runbook",
       "schedule",

@@ -210,7 +210,10 @@ describe("bernstein.yaml: configuration file, flags over it, config show", () =>
         "backup:\n  schedule:\n    every: soon\n",
         /: backup\.schedule\.every: expected a duration such as 90s/,
       ],
-      ["backup:\n  encrypt: true\n", /: backup\.encrypt: encrypt: true needs password_file or password_env/],
+      [
+        "backup:\n  encrypt: true\n",
+        /: backup\.encrypt: encrypt: true needs recipients, recipients_file, password_file or password_env/,
+      ],
       ["s3:\n  endpoint: not a url\n", /: s3\.endpoint: /],
       ["backup: [\n", /bernstein\.yaml:\d+: not valid YAML: /],
       ["- just\n- a list\n", /: expected a mapping of settings/],

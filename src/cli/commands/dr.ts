@@ -1,5 +1,5 @@
 /**
- * `bernstein dr backup | restore | verify | drill`: the archive side of the disaster-recovery
+ * `bernstein dr backup | restore | verify | drill | rekey`: the archive side of the disaster-recovery
  * group; one module per subcommand in dr/. Human output follows the Python original's transcript;
  * every command has --json.
  */
@@ -7,6 +7,7 @@ import type { Command } from "commander";
 import { registerBackup } from "./dr/backup.js";
 import { registerDrill } from "./dr/drill.js";
 import { drGroup } from "./dr/options.js";
+import { registerRekey } from "./dr/rekey.js";
 import { registerRestore } from "./dr/restore.js";
 import { registerVerify } from "./dr/verify.js";
 
@@ -16,4 +17,5 @@ export function registerDr(program: Command): void {
   registerRestore(dr);
   registerVerify(dr);
   registerDrill(dr);
+  registerRekey(dr);
 }

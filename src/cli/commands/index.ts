@@ -17,7 +17,8 @@ const doctor: Register = async (p) => (await import("./doctor.js")).registerDoct
 const replicate: Register = async (p) => (await import("./replicate.js")).registerReplicate(p);
 const config: Register = async (p) => (await import("./config.js")).registerConfig(p);
 const completion: Register = async (p) => (await import("./completion.js")).registerCompletion(p);
-// The `dr` group itself (backup, restore, verify, drill), then what attaches to it: list / prune
+const key: Register = async (p) => (await import("./key.js")).registerKey(p);
+// The `dr` group itself (backup, restore, verify, drill, rekey), then what attaches to it: list / prune
 // / schedule, and (last) status / promote / runbook.
 const drCore: Register = async (p) => (await import("./dr.js")).registerDr(p);
 const drOffsite: Register = async (p) => (await import("./dr-offsite.js")).registerDrOffsite(p);
@@ -36,6 +37,7 @@ const DR_BY_WORD: Record<string, Register[]> = {
   status: [drReplication],
   promote: [drReplication],
   runbook: [drReplication],
+  rekey: [drCore],
   archive: [drCore, drArchive],
   "archive-list": [drCore, drArchiveRead],
   "archive-restore": [drCore, drArchiveRead],
@@ -52,6 +54,7 @@ const ALL: Register[] = [
   ...dr,
   replicate,
   config,
+  key,
   completion,
 ];
 const BY_WORD: Record<string, Register[]> = {
@@ -67,6 +70,7 @@ const BY_WORD: Record<string, Register[]> = {
   dr,
   replicate: [replicate],
   config: [config],
+  key: [key],
   // Generated from the whole command tree.
   completion: ALL,
   man: ALL,

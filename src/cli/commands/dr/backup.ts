@@ -1,11 +1,18 @@
 /** `bernstein dr backup`: flags → runBackupJob (or the dry-run plan) → output. */
 import type { Command } from "commander";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
-import { backupPath, planBackup, type DryRunReport } from "../../../dr/backup.js";
+import { backupPath, encryptionOf, planBackup, type DryRunReport } from "../../../dr/backup.js";
 import { runBackupJob, type BackupJobResult } from "../../../dr/backup-job.js";
-import { resolveEncryptPassword, type PasswordFlags } from "../../../dr/password.js";
+import type { PasswordFlags } from "../../../dr/password.js";
+import { isOffsiteDestination } from "../../../storage/offsite.js";
 import { openWorkspace } from "../../../workspace/layout.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
+import {
+  addRecipientOptions,
+  resolveIdentities,
+  resolveWriteKeys,
+  type RecipientFlags,
+} from "../../age-keys.js";
 import { Output, globalsOf } from "../../output.js";
 import { progressFor } from "../../progress.js";
 import { recordMetricsOf, reportBackupFacts } from "../dr-metrics.js";
@@ -13,7 +20,11 @@ import { addPasswordOptions, addRemoteOptions, s3OptionsFrom, type RemoteFlags }
 import { short, shown } from "./source.js";
 
 type BackupFlags = PasswordFlags &
+  RecipientFlags &
   RemoteFlags & {
+    plain?: boolean;
+    iKnowItIsPlain?: boolean;
+    identityFile?: string;
     to?: string;
     toDir?: string;
     encrypt?: boolean;
@@ -49,7 +60,8 @@ export function registerBackup(dr: Command): void {
         .option("--keep-local", "remote backups: keep the local copy after the upload")
         .option("--full-read-back", "remote backups: download every byte again and compare its sha256"),
     ),
-  ).action(backup);
+  );
+  addRecipientOptions(cmd).action(backup);
   recordMetricsOf(cmd);
 }
 
@@ -57,17 +69,28 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
   if ((opts.to === undefined) === (opts.toDir === undefined)) {
     throw new UserError("dr backup: give exactly one of --to PATH and --to-dir LOCATION", ExitCode.USAGE);
   }
-  // What --to names once encrypted (the catalogue's names carry .enc by themselves).
-  const shownDest = opts.to ? backupPath(opts.to, Boolean(opts.encrypt)) : opts.toDir!;
   const out = Output.of(cmd);
-  const { password, warnings: passwordWarnings } = await resolveEncryptPassword(opts, opts.encrypt);
-  for (const w of passwordWarnings) out.warn(w);
+  const keys = await resolveWriteKeys(opts, opts.to ?? opts.toDir);
+  const { password, recipients } = keys;
+  for (const w of keys.warnings) out.warn(w);
+  const encrypted = encryptionOf(keys) !== undefined;
+  // The host that writes backups to recipients cannot read them, by design: reading one back
+  // takes an identity given on purpose.
+  const identities = opts.verify && recipients ? await resolveIdentities(opts.identityFile) : undefined;
+  if (opts.verify && recipients && !identities && !isOffsiteDestination(opts)) {
+    throw new UserError(
+      "--verify of a backup to age recipients reads it back: give --identity-file (or BERNSTEIN_DR_IDENTITY_FILE)",
+      ExitCode.USAGE,
+    );
+  }
+  // What --to names once encrypted (the catalogue's names carry .enc/.age by themselves).
+  const shownDest = opts.to ? backupPath(opts.to, encryptionOf(keys)) : opts.toDir!;
   const ws = await openWorkspace(globalsOf(cmd).sdd);
   const keyPath = resolveAuditKeyPath().path;
   if (opts.dryRun) {
-    const plan = await planBackup(ws, { encrypt: Boolean(opts.encrypt), auditKeyPath: keyPath });
+    const plan = await planBackup(ws, { encrypt: encrypted, auditKeyPath: keyPath });
     out.result({ ok: true, dry_run: true, to: shownDest, ...plan }, () =>
-      printPlan(out, plan, `${shown(ws.root)} to ${shownDest}`, Boolean(opts.encrypt)),
+      printPlan(out, plan, `${shown(ws.root)} to ${shownDest}`, encrypted),
     );
     return;
   }
@@ -77,7 +100,9 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
     runBackupJob(ws, {
       to: opts.to,
       toDir: opts.toDir,
-      password: opts.encrypt ? password : undefined,
+      password,
+      recipients,
+      identities,
       auditKeyPath: keyPath,
       force: opts.force,
       verify: opts.verify,
@@ -89,7 +114,7 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
       onProgress: (phase, done, total) => progress.update(phase, done, total),
     }),
   );
-  const warnings = [...job.warnings, ...keyWarnings(job, Boolean(opts.encrypt), keyPath)];
+  const warnings = [...job.warnings, ...keyWarnings(job, encrypted, keyPath)];
   for (const w of warnings) out.warn(w);
   const a = job.archive;
   out.result(
@@ -134,7 +159,7 @@ function printPlan(out: Output, plan: DryRunReport, what: string, encrypt: boole
   out.line(`  Files: ${plan.file_count}`);
   out.line(`  Bytes: ${plan.total_bytes}`);
   out.line(
-    `  Audit key: ${plan.audit_key_included ? "included (encrypted backup)" : encrypt ? "none found" : "left out (plain backup; use --encrypt to carry it)"}`,
+    `  Audit key: ${plan.audit_key_included ? "included (encrypted backup)" : encrypt ? "none found" : "left out (plain backup; use --recipient or --encrypt to carry it)"}`,
   );
   if (plan.live_writer)
     out.line("  A live process holds the workspace: the backup will ask it to pause at a decision boundary.");

@@ -1,15 +1,24 @@
 /** `bernstein dr drill`: flags → runDrill → the drill's report. */
 import type { Command } from "commander";
 import type { DrillReport } from "../../../dr/drill.js";
-import { resolveEncryptPassword, type PasswordFlags } from "../../../dr/password.js";
+import type { PasswordFlags } from "../../../dr/password.js";
 import { openWorkspace } from "../../../workspace/layout.js";
-import { ExitCode } from "../../../errors/errors.js";
+import { ExitCode, UserError } from "../../../errors/errors.js";
+import {
+  addRecipientOptions,
+  resolveIdentities,
+  resolveWriteKeys,
+  type RecipientFlags,
+} from "../../age-keys.js";
 import { Output, globalsOf } from "../../output.js";
 import { addPasswordOptions } from "./options.js";
 import { shown } from "./source.js";
 
+type DrillFlags = PasswordFlags &
+  RecipientFlags & { keep?: string; encrypt?: boolean; plain?: boolean; identityFile?: string };
+
 export function registerDrill(dr: Command): void {
-  addPasswordOptions(
+  const cmd = addPasswordOptions(
     dr
       .command("drill")
       .description(
@@ -18,18 +27,28 @@ export function registerDrill(dr: Command): void {
       .option("--keep <dir>", "keep the drill's backup and restored copy in this folder")
       .option("--encrypt", "drill with an encrypted backup (needs a password)")
       .option("--plain", "drill with a plain backup even where the configuration file turns encryption on"),
-  ).action(async (opts: PasswordFlags & { keep?: string; encrypt?: boolean }, cmd: Command) => {
+  );
+  addRecipientOptions(cmd).action(async (opts: DrillFlags, cmd: Command) => {
     const g = globalsOf(cmd);
     const out = Output.of(cmd);
-    const { password, warnings: passwordWarnings } = await resolveEncryptPassword(opts, opts.encrypt);
-    for (const w of passwordWarnings) out.warn(w);
+    const keys = await resolveWriteKeys(opts, undefined);
+    for (const w of keys.warnings) out.warn(w);
+    const identities = keys.recipients ? await resolveIdentities(opts.identityFile) : undefined;
+    if (keys.recipients && !identities) {
+      throw new UserError(
+        "a drill restores what it backs up: with --recipient, give --identity-file (or BERNSTEIN_DR_IDENTITY_FILE) that opens it",
+        ExitCode.USAGE,
+      );
+    }
     const ws = await openWorkspace(g.sdd);
     // Loaded on use: the drill's doctor checks bring in the orchestrator's task validation.
     const { runDrill } = await import("../../../dr/drill.js");
     const { runDoctor } = await import("../../../orchestrator/doctor.js");
     const report = await runDrill(ws, {
       keepDir: opts.keep,
-      password: opts.encrypt ? password : undefined,
+      password: keys.password,
+      recipients: keys.recipients,
+      identities,
       doctor: runDoctor,
     });
     for (const w of report.warnings) out.warn(w);

@@ -1,6 +1,7 @@
-/** The option vocabularies several `dr` subcommands share: passwords, S3, retention rules. */
+/** The option vocabularies several `dr` subcommands share: passwords and identities, S3, retention rules. */
 import type { Command } from "commander";
 import { ExitCode, UserError } from "../../../errors/errors.js";
+import { addIdentityOption } from "../../age-keys.js";
 import { intOption } from "../../number-option.js";
 import {
   RetentionPolicyError,
@@ -23,10 +24,16 @@ export interface KeepFlags {
   keepMonthly?: number;
 }
 
+/** The keys that open an archive: a password (Fernet `.enc`) or age identities (`.age`). */
 export function addPasswordOptions(cmd: Command): Command {
-  return cmd
-    .option("--password <pw>", "passphrase (visible in ps: prefer --password-file or $BERNSTEIN_DR_PASSWORD)")
-    .option("--password-file <file>", "read the passphrase from a file (mode 0600 or stricter)");
+  return addIdentityOption(
+    cmd
+      .option(
+        "--password <pw>",
+        "passphrase (visible in ps: prefer --password-file or $BERNSTEIN_DR_PASSWORD)",
+      )
+      .option("--password-file <file>", "read the passphrase from a file (mode 0600 or stricter)"),
+  );
 }
 
 /** `--endpoint`, `--region`, `--retries`: for every command that may talk to S3. */

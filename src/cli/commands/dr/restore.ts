@@ -4,6 +4,7 @@ import { resolveAuditKeyPath } from "../../../audit/key.js";
 import type { KeyCache } from "../../../dr/fernet.js";
 import { resolveDecryptPassword } from "../../../dr/password.js";
 import { inspectArchive, restoreFromStream, startKeyDerivationFor } from "../../../dr/restore.js";
+import { resolveIdentities } from "../../age-keys.js";
 import { Output, globalsOf } from "../../output.js";
 import { progressFor } from "../../progress.js";
 import { addPasswordOptions, addRemoteOptions } from "./options.js";
@@ -15,7 +16,7 @@ export function registerRestore(dr: Command): void {
       dr
         .command("restore")
         .description("re-hydrate .sdd/ from a backup: staged, hash-checked, fsynced, swapped in atomically")
-        .option("--from <path>", "backup file (.tar.gz or .tar.gz.enc) or s3://bucket/key")
+        .option("--from <path>", "backup file (.tar.gz, .tar.gz.enc or .tar.gz.age) or s3://bucket/key")
         .option("--latest", "the newest backup at --at LOCATION")
         .option("--at <location>", "a catalogue location (folder or s3://bucket/prefix/)")
         .option("--decrypt", "the backup is encrypted (needs a password)")
@@ -36,6 +37,7 @@ export function registerRestore(dr: Command): void {
     const out = Output.of(cmd);
     const { password, warnings: passwordWarnings } = await resolveDecryptPassword(opts, opts.decrypt);
     for (const w of passwordWarnings) out.warn(w);
+    const identities = await resolveIdentities(opts.identityFile);
     const src = await openSource(opts);
     const source = src.stream;
     opts.from = src.label;
@@ -44,6 +46,7 @@ export function registerRestore(dr: Command): void {
       const s = await progress.during(
         inspectArchive(source, {
           password,
+          identities,
           label: opts.from,
           expectSha256: src.expectSha256,
           expectSha256From: src.expectSha256From,
@@ -89,6 +92,7 @@ export function registerRestore(dr: Command): void {
         label: src.label,
         source: src.label,
         password,
+        identities,
         keyCache,
         force: opts.force,
         keep: opts.keep,

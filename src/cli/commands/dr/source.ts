@@ -24,6 +24,7 @@ export type SourceFlags = PasswordFlags &
     decrypt?: boolean;
     keyFile?: string;
     sha256?: string;
+    identityFile?: string;
   };
 
 export interface OpenedSource {

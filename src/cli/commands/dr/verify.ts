@@ -4,6 +4,7 @@ import { resolveDecryptPassword } from "../../../dr/password.js";
 import { verifyArchive } from "../../../dr/verify.js";
 import { markVerified } from "../../../storage/catalogue.js";
 import { ExitCode } from "../../../errors/errors.js";
+import { resolveIdentities } from "../../age-keys.js";
 import { Output } from "../../output.js";
 import { progressFor } from "../../progress.js";
 import { addPasswordOptions, addRemoteOptions } from "./options.js";
@@ -34,6 +35,7 @@ export function registerVerify(dr: Command): void {
     const out = Output.of(cmd);
     const { password, warnings: passwordWarnings } = await resolveDecryptPassword(opts, opts.decrypt);
     for (const w of passwordWarnings) out.warn(w);
+    const identities = await resolveIdentities(opts.identityFile);
     const src = await openSource(opts);
     opts.from = src.label;
     const progress = progressFor(out);
@@ -41,6 +43,7 @@ export function registerVerify(dr: Command): void {
       verifyArchive(src.stream, {
         label: src.label,
         password,
+        identities,
         keyFile: opts.keyFile,
         expectSha256: src.expectSha256,
         expectSha256From: src.expectSha256From,

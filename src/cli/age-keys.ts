@@ -1,0 +1,149 @@
+/**
+ * Where age keys come from on the command line: `--identity-file F` (or
+ * `$BERNSTEIN_DR_IDENTITY_FILE`) for reading archives, `--recipient age1...` (repeatable) and
+ * `--recipients-file F` for writing them. Both files use age's own format: one key per line,
+ * `#` comments and blank lines ignored, so files made by `age-keygen` work as they are.
+ *
+ * An identity file is a secret: one that group or others may read is refused (as password and
+ * audit-key files are), checked on the handle that is read.
+ */
+import type { Command } from "commander";
+import { BadRecipientError, checkRecipients, isIdentity } from "../dr/age/keys.js";
+import { readProtectedFile, resolveEncryptPassword, type PasswordFlags } from "../dr/password.js";
+import { ExitCode, UserError } from "../errors/errors.js";
+
+export const IDENTITY_FILE_ENV = "BERNSTEIN_DR_IDENTITY_FILE";
+
+export interface RecipientFlags {
+  recipient?: string[];
+  recipientsFile?: string;
+}
+
+/** The keys of an age key file: its lines without comments and blanks, with line numbers. */
+function keyLines(text: string): { line: number; key: string }[] {
+  return text
+    .split(/\r?\n/)
+    .map((l, i) => ({ line: i + 1, key: l.trim() }))
+    .filter((l) => l.key !== "" && !l.key.startsWith("#"));
+}
+
+const readKeyFile = (file: string, what: string, secret: boolean): Promise<string> =>
+  readProtectedFile(file, what, secret);
+
+/** The identities of an identity file (at least one; every line must be one). */
+export async function readIdentityFile(file: string, what = `--identity-file ${file}`): Promise<string[]> {
+  const lines = keyLines(await readKeyFile(file, what, true));
+  for (const l of lines) {
+    // Never echo the line: it may be a secret key with a typo.
+    if (!isIdentity(l.key)) {
+      throw new UserError(
+        `${what}: line ${l.line} is not an age identity (AGE-SECRET-KEY-1... or AGE-SECRET-KEY-PQ-1...)`,
+        ExitCode.USAGE,
+      );
+    }
+  }
+  if (lines.length === 0) throw new UserError(`${what}: holds no identity`, ExitCode.USAGE);
+  return lines.map((l) => l.key);
+}
+
+/** The identities from `--identity-file` or `$BERNSTEIN_DR_IDENTITY_FILE`; undefined when neither. */
+export async function resolveIdentities(
+  identityFile: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string[] | undefined> {
+  if (identityFile !== undefined) return readIdentityFile(identityFile);
+  const fromEnv = env[IDENTITY_FILE_ENV];
+  if (fromEnv) return readIdentityFile(fromEnv, `${IDENTITY_FILE_ENV}=${fromEnv}`);
+  return undefined;
+}
+
+/** The recipients of `--recipient` and `--recipients-file` together, each checked (exit 2 naming a bad one). */
+export async function resolveRecipients(opts: RecipientFlags): Promise<string[]> {
+  const all = [...(opts.recipient ?? [])];
+  if (opts.recipientsFile !== undefined) {
+    const what = `--recipients-file ${opts.recipientsFile}`;
+    const lines = keyLines(await readKeyFile(opts.recipientsFile, what, false));
+    if (lines.length === 0) throw new UserError(`${what}: holds no recipient`, ExitCode.USAGE);
+    all.push(...lines.map((l) => l.key));
+  }
+  const unique = [...new Set(all)];
+  if (unique.length === 0) return unique;
+  try {
+    checkRecipients(unique);
+  } catch (err) {
+    if (err instanceof BadRecipientError) {
+      const hint = err.recipient.startsWith("AGE-SECRET-KEY")
+        ? " (that is a secret identity, not a recipient)"
+        : "";
+      throw new UserError(
+        `not a valid age recipient: ${hint ? "AGE-SECRET-KEY-..." : err.recipient}${hint}`,
+        ExitCode.USAGE,
+      );
+    }
+    throw err;
+  }
+  return unique;
+}
+
+/** Commander's collector for a repeatable option. */
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+export function addRecipientOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      "--recipient <age1...>",
+      "encrypt to this age recipient (repeatable; age1pq1... is the post-quantum hybrid): NAME.tar.gz.age",
+      collect,
+    )
+    .option(
+      "--recipients-file <file>",
+      "encrypt to the age recipients in this file (one per line, # comments)",
+    )
+    .option("--i-know-it-is-plain", "allow --plain to an s3:// destination (an off-site plaintext copy)");
+}
+
+export function addIdentityOption(cmd: Command): Command {
+  return cmd.option(
+    "--identity-file <file>",
+    `age identities for .age archives (mode 0600; or $${IDENTITY_FILE_ENV})`,
+  );
+}
+
+export interface WriteKeyFlags extends PasswordFlags, RecipientFlags {
+  encrypt?: boolean;
+  plain?: boolean;
+  iKnowItIsPlain?: boolean;
+}
+
+export interface WriteKeys {
+  password?: string;
+  recipients?: string[];
+  warnings: string[];
+}
+
+/**
+ * The keys of a command that writes a backup. Recipients (flags or the configuration file)
+ * encrypt to age and take precedence over a password; otherwise `--encrypt` and the password
+ * decide as before. A plain backup asked for with `--plain` to an s3:// destination needs
+ * `--i-know-it-is-plain`: an off-site plaintext copy must never happen by accident.
+ */
+export async function resolveWriteKeys(
+  opts: WriteKeyFlags,
+  destination: string | undefined,
+): Promise<WriteKeys> {
+  if (opts.plain && (opts.recipient?.length || opts.recipientsFile)) {
+    throw new UserError("--plain and --recipient/--recipients-file contradict each other", ExitCode.USAGE);
+  }
+  const recipients = await resolveRecipients(opts);
+  if (recipients.length) return { recipients, warnings: [] };
+  const r = await resolveEncryptPassword(opts, opts.encrypt);
+  if (opts.plain && destination?.startsWith("s3://") && !opts.iKnowItIsPlain) {
+    throw new UserError(
+      `--plain to ${destination} would put a plaintext copy of the state off-site; add --i-know-it-is-plain if that is meant`,
+      ExitCode.USAGE,
+    );
+  }
+  return { password: opts.encrypt ? r.password : undefined, warnings: r.warnings };
+}

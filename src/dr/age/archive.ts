@@ -1,0 +1,81 @@
+/**
+ * An encrypted backup archive read as age: which key kind an archive needs (a password for
+ * Fernet `.enc`, an identity for `.age`, with a hint when the other one was given), and the age
+ * decryptor with its failures as exit codes: a wrong identity 4, an altered or truncated header
+ * or chunk 5.
+ */
+import { ExitCode, UserError } from "../../errors/errors.js";
+import { AgeDecryptor } from "./decrypt.js";
+import { AgeFormatError } from "./header.js";
+import { AgeIdentityError } from "./keys.js";
+import { AgePayloadError } from "./stream.js";
+
+const IDENTITY_SOURCES = "--identity-file FILE or BERNSTEIN_DR_IDENTITY_FILE";
+const PASSWORD_SOURCES = "--password-file FILE or BERNSTEIN_DR_PASSWORD";
+
+/** Refuses (exit 2) to read an encrypted archive without the kind of key it needs. */
+export function checkKeyKind(
+  opts: { password?: string; identities?: readonly string[]; label?: string },
+  age: boolean,
+): void {
+  const name = opts.label ?? "archive";
+  if (age && opts.identities === undefined) {
+    throw new UserError(
+      opts.password !== undefined
+        ? `${name} is encrypted to age recipients, not with a password: pass ${IDENTITY_SOURCES} (a password does not open it)`
+        : `${name} is encrypted to age recipients: pass ${IDENTITY_SOURCES}`,
+      ExitCode.USAGE,
+    );
+  }
+  if (!age && opts.password === undefined) {
+    throw new UserError(
+      opts.identities !== undefined
+        ? `${name} is encrypted with a password (Fernet), not to age recipients: pass ${PASSWORD_SOURCES} (an identity does not open it; 'dr rekey --to-age' converts it)`
+        : `${name} is encrypted: pass --decrypt with --password, --password-file or BERNSTEIN_DR_PASSWORD`,
+      ExitCode.USAGE,
+    );
+  }
+}
+
+/** The age decryptor behind readArchive: plaintext per chunk, failures as UserErrors. */
+export class AgeArchiveDecryptor {
+  private readonly inner: AgeDecryptor;
+  constructor(
+    identities: readonly string[],
+    private readonly label = "archive",
+  ) {
+    this.inner = new AgeDecryptor(identities);
+  }
+
+  async update(bytes: Buffer): Promise<Buffer> {
+    try {
+      const parts = await this.inner.update(bytes);
+      return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    } catch (err) {
+      throw this.userError(err);
+    }
+  }
+
+  final(): Buffer {
+    try {
+      return this.inner.final();
+    } catch (err) {
+      throw this.userError(err);
+    }
+  }
+
+  private userError(err: unknown): unknown {
+    if (err instanceof AgeIdentityError) {
+      return new UserError(`cannot decrypt ${this.label}: ${err.message}`, ExitCode.BAD_PASSWORD, {
+        problem: "auth",
+      });
+    }
+    if (err instanceof AgeFormatError || err instanceof AgePayloadError) {
+      const truncated = /truncated/.test(err.message);
+      return new UserError(`age archive ${this.label} is damaged: ${err.message}`, ExitCode.CORRUPT, {
+        problem: truncated ? "truncated" : "corrupt",
+      });
+    }
+    return err;
+  }
+}

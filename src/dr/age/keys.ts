@@ -1,0 +1,147 @@
+/**
+ * Recipients and identities, through the age-encryption library (typage): it parses
+ * `age1...` (X25519) and `age1pq1...` (ML-KEM-768 + X25519 hybrid) recipients,
+ * `AGE-SECRET-KEY-1...` and `AGE-SECRET-KEY-PQ-1...` identities, wraps a file key into their
+ * stanzas and unwraps it again. Nothing here implements a primitive.
+ */
+import { createHash } from "node:crypto";
+import {
+  Decrypter,
+  Encrypter,
+  generateHybridIdentity,
+  generateX25519Identity,
+  identityToRecipient,
+  type Recipient,
+} from "age-encryption";
+import {
+  AgeFormatError,
+  describeStanzas,
+  encodeStanzas,
+  sealHeader,
+  stanzaText,
+  type StanzaLike,
+} from "./header.js";
+
+/** None of the identities given opens the header (a wrong key, or a stanza that was altered). */
+export class AgeIdentityError extends Error {
+  override name = "AgeIdentityError";
+}
+
+/** A recipient string is not one the library accepts; `recipient` names it. */
+export class BadRecipientError extends Error {
+  override name = "BadRecipientError";
+  constructor(readonly recipient: string) {
+    super(`not an age recipient: ${recipient}`);
+  }
+}
+
+/** A short, stable name for a recipient (its sha256, 16 hex digits) for catalogues and messages. */
+export function recipientFingerprint(recipient: string): string {
+  return `SHA256:${createHash("sha256").update(recipient).digest("hex").slice(0, 16)}`;
+}
+
+export function isPostQuantum(recipient: string): boolean {
+  return recipient.startsWith("age1pq1");
+}
+
+/**
+ * The library's recipient objects for `recipients` (validated: a malformed one throws
+ * BadRecipientError naming it). Why reach into the Encrypter: the library exports only the
+ * Encrypter, whose encrypt() picks its own random file key, and a header rewrite (rekey) must
+ * wrap the archive's existing file key; `recipients` is its declared member holding exactly
+ * the parsed objects.
+ */
+function recipientObjects(recipients: readonly string[]): Recipient[] {
+  const objects: Recipient[] = [];
+  for (const r of recipients) {
+    const e = new Encrypter();
+    try {
+      e.addRecipient(r);
+    } catch {
+      throw new BadRecipientError(r);
+    }
+    const parsed = (e as unknown as { recipients: Recipient[] }).recipients;
+    if (!Array.isArray(parsed) || parsed.length !== 1 || typeof parsed[0]?.wrapFileKey !== "function") {
+      throw new Error("age-encryption: Encrypter no longer holds parsed recipients (library changed)");
+    }
+    objects.push(parsed[0]);
+  }
+  return objects;
+}
+
+/** Throws BadRecipientError for the first recipient the library does not accept. */
+export function checkRecipients(recipients: readonly string[]): void {
+  if (recipients.length === 0) throw new Error("no recipients");
+  recipientObjects(recipients);
+}
+
+/** The stanza lines that give `fileKey` to every recipient. */
+export async function wrapFileKey(fileKey: Uint8Array, recipients: readonly string[]): Promise<string> {
+  const stanzas: StanzaLike[] = [];
+  for (const r of recipientObjects(recipients)) stanzas.push(...(await r.wrapFileKey(fileKey)));
+  return encodeStanzas(stanzas);
+}
+
+/** The header giving `fileKey` to `recipients`. */
+export async function makeHeader(fileKey: Uint8Array, recipients: readonly string[]): Promise<Buffer> {
+  return sealHeader(fileKey, await wrapFileKey(fileKey, recipients));
+}
+
+/** Whether `identity` is an identity line the library accepts. */
+export function isIdentity(identity: string): boolean {
+  try {
+    new Decrypter().addIdentity(identity);
+    return /^AGE-SECRET-KEY-(PQ-)?1/.test(identity);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The file key of a header, unwrapped by one of `identities`; checks the header MAC.
+ * AgeIdentityError: none matched. AgeFormatError: malformed header, or a MAC that does not match
+ * (the header was altered after it was written).
+ */
+export async function unwrapFileKey(header: Buffer, identities: readonly string[]): Promise<Uint8Array> {
+  const d = new Decrypter();
+  for (const id of identities) d.addIdentity(id);
+  try {
+    return await d.decryptHeader(header);
+  } catch (err) {
+    const msg = (err as Error).message;
+    if (/no identity matched/.test(msg)) {
+      throw new AgeIdentityError(
+        `none of the ${identities.length} identities opens this archive; it is encrypted to recipients ${describeStanzas(header)}`,
+      );
+    }
+    if (/invalid header HMAC/.test(msg))
+      throw new AgeFormatError("the header was altered: its MAC does not match");
+    throw new AgeFormatError(`the header is malformed (${msg})`);
+  }
+}
+
+/**
+ * A new header for the same file key: to `recipients`, plus (keepExisting) every stanza of the
+ * old header as it is. The payload and its nonce stay valid because the file key is unchanged.
+ */
+export async function rewrapHeader(
+  header: Buffer,
+  identities: readonly string[],
+  recipients: readonly string[],
+  keepExisting: boolean,
+): Promise<Buffer> {
+  const fileKey = await unwrapFileKey(header, identities);
+  const kept = keepExisting ? stanzaText(header) : "";
+  return sealHeader(fileKey, kept + (recipients.length ? await wrapFileKey(fileKey, recipients) : ""));
+}
+
+export async function generateIdentityLine(
+  postQuantum: boolean,
+): Promise<{ identity: string; recipient: string }> {
+  const identity = postQuantum ? await generateHybridIdentity() : await generateX25519Identity();
+  return { identity, recipient: await identityToRecipient(identity) };
+}
+
+export function recipientOf(identity: string): Promise<string> {
+  return identityToRecipient(identity);
+}

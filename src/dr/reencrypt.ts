@@ -1,0 +1,169 @@
+/**
+ * Re-encrypting a password-encrypted (Fernet, `.enc`) archive, streaming: with a new password
+ * (same name), or to age recipients (`NAME.tar.gz.age`, and the `.enc` goes). Fernet has no
+ * header to rewrite, so every byte is decrypted and encrypted again, into a temp file beside
+ * the archive; the old one is replaced only after the Fernet HMAC of the old archive verified
+ * and the new file, read back, decrypts to the same bytes (the same sha256 of the `.tar.gz`).
+ */
+import { createHash, type Hash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { open, stat, unlink } from "node:fs/promises";
+import path from "node:path";
+import { ExitCode, UserError } from "../errors/errors.js";
+import { durableRename, durableUnlink, fsyncDir, tempPathFor } from "../workspace/durable.js";
+import { cleanupOnInterrupt } from "../workspace/interrupt.js";
+import { AgeDecryptor } from "./age/decrypt.js";
+import { AgeEncryptor } from "./age/encrypt.js";
+import { backupPath } from "./backup.js";
+import { FernetAuthError, FernetDecryptor, FernetEncryptor, FernetFormatError } from "./fernet.js";
+import { removeSidecar, writeSidecar } from "./sidecar.js";
+
+export type ReencryptTarget = { password: string } | { recipients: readonly string[] };
+
+export interface ReencryptResult {
+  path: string;
+  /** The archive that was replaced (the same path unless converted to age). */
+  replaced: string;
+  sha256: string;
+  size_bytes: number;
+}
+
+interface Encryptor {
+  update(plain: Buffer): Buffer | Buffer[];
+  final(): Buffer | Buffer[];
+}
+const list = (b: Buffer | Buffer[]): Buffer[] => (Array.isArray(b) ? b : [b]);
+
+/** Streams `file` through `transform` (which returns what to write) into `fh`; sha256 of what was written. */
+async function streamInto(
+  file: string,
+  fh: Awaited<ReturnType<typeof open>>,
+  step: (chunk: Buffer) => Promise<Buffer[]>,
+  end: () => Buffer[],
+): Promise<{ sha256: string; size: number }> {
+  const hash = createHash("sha256");
+  let size = 0;
+  const write = async (parts: Buffer[]): Promise<void> => {
+    for (const p of parts) {
+      hash.update(p);
+      await fh.write(p, 0, p.length, size);
+      size += p.length;
+    }
+  };
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }))
+    await write(await step(chunk as Buffer));
+  await write(end());
+  return { sha256: hash.digest("hex"), size };
+}
+
+function fernetFailure(file: string, err: unknown): unknown {
+  if (err instanceof FernetAuthError) {
+    return new UserError(
+      `cannot decrypt ${file}: wrong password, or the archive is damaged`,
+      ExitCode.BAD_PASSWORD,
+    );
+  }
+  if (err instanceof FernetFormatError) {
+    return new UserError(`encrypted archive ${file} is damaged: ${err.message}`, ExitCode.CORRUPT);
+  }
+  return err;
+}
+
+/** Decrypts `file` (what we just wrote) and returns the sha256 of its plaintext. */
+async function plaintextSha(
+  file: string,
+  open_: (c: Buffer) => Promise<Buffer[]>,
+  end: () => Buffer[],
+): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+    for (const p of await open_(chunk as Buffer)) hash.update(p);
+  }
+  for (const p of end()) hash.update(p);
+  return hash.digest("hex");
+}
+
+export async function reencryptFernetFile(
+  file: string,
+  password: string,
+  target: ReencryptTarget,
+): Promise<ReencryptResult> {
+  const toAge = "recipients" in target;
+  const dest = toAge ? backupPath(file.replace(/\.enc$/, ""), "age") : file;
+  if (
+    dest !== file &&
+    (await stat(dest).then(
+      () => true,
+      () => false,
+    ))
+  ) {
+    throw new UserError(`${dest} already exists; not replacing it`, ExitCode.IO);
+  }
+  const encryptor: Encryptor = toAge
+    ? await AgeEncryptor.create(target.recipients)
+    : await FernetEncryptor.create(target.password);
+  const decryptor = new FernetDecryptor(password);
+  const plain: Hash = createHash("sha256");
+  const tmp = tempPathFor(dest);
+  const cleanup = cleanupOnInterrupt(tmp, () => unlink(tmp).catch(() => {}));
+  try {
+    const fh = await open(tmp, "wx", (await stat(file)).mode & 0o777);
+    let written: { sha256: string; size: number };
+    try {
+      written = await streamInto(
+        file,
+        fh,
+        async (c) => {
+          const p = await decryptor.update(c);
+          plain.update(p);
+          return list(encryptor.update(p));
+        },
+        () => {
+          const p = decryptor.final();
+          plain.update(p);
+          return [...list(encryptor.update(p)), ...list(encryptor.final())];
+        },
+      ).catch((err: unknown) => {
+        throw fernetFailure(file, err);
+      });
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    const expected = plain.digest("hex");
+    const readBack = await readBackSha(tmp, target, encryptor);
+    if (readBack !== expected)
+      throw new Error(`the re-encrypted ${tmp} does not decrypt to the archive's bytes`);
+    await removeSidecar(dest);
+    await durableRename(tmp, dest);
+    await writeSidecar(dest, written.sha256);
+    if (dest !== file) {
+      await removeSidecar(file);
+      await durableUnlink(file);
+    }
+    await fsyncDir(path.dirname(dest));
+    return { path: dest, replaced: file, sha256: written.sha256, size_bytes: written.size };
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  } finally {
+    await cleanup.release();
+  }
+}
+
+function readBackSha(tmp: string, target: ReencryptTarget, encryptor: Encryptor): Promise<string> {
+  if ("recipients" in target) {
+    const d = new AgeDecryptor({ fileKey: (encryptor as AgeEncryptor).fileKey });
+    return plaintextSha(
+      tmp,
+      (c) => d.update(c),
+      () => [d.final()],
+    );
+  }
+  const d = new FernetDecryptor(target.password);
+  return plaintextSha(
+    tmp,
+    async (c) => [await d.update(c)],
+    () => [d.final()],
+  );
+}

@@ -1,0 +1,194 @@
+/**
+ * `dr rekey`: new keys for an existing archive, as a use case over the catalogue.
+ *
+ * - `.age`: only the header is rewritten (`age/rekey.ts`). Adding recipients keeps the old
+ *   stanzas; removing needs the archive's full recipient set, which the header does not reveal
+ *   (X25519 stanzas name no recipient): it comes from the catalogue row, or the caller gives the
+ *   new full set.
+ * - `.enc`: re-encrypted streaming with a new password, or converted to age (`reencrypt.ts`).
+ *
+ * Every rekeyed archive gets a new catalogue row (same location, or the `.age` one, with its
+ * new sha256 and recipients): the newest row of a location is its truth. `--all` skips archives
+ * whose newest row already has the target set, so a killed run resumes where it stopped.
+ */
+import path from "node:path";
+import { ExitCode, UserError } from "../errors/errors.js";
+import type { Workspace } from "../workspace/layout.js";
+import { rekeyAgeFile } from "./age/rekey.js";
+import { AgeIdentityError, recipientFingerprint } from "./age/keys.js";
+import { AgeFormatError } from "./age/header.js";
+import { appendBackupLog, readBackupLog, type BackupLogRow } from "./backup-log.js";
+import { reencryptFernetFile } from "./reencrypt.js";
+import { writeSidecar } from "./sidecar.js";
+
+export interface RekeyRequest {
+  identities?: readonly string[];
+  /** The old password of a `.enc` archive. */
+  password?: string;
+  add: readonly string[];
+  remove: readonly string[];
+  /** The new full set (`--recipients-file`), replacing whatever the archive had. */
+  fullSet?: readonly string[];
+  newPassword?: string;
+  toAge?: boolean;
+}
+
+export interface RekeyOutcome {
+  from: string;
+  path: string;
+  action: "header-rewritten" | "re-encrypted" | "converted-to-age" | "already-done";
+  recipient_fingerprints?: string[];
+  sha256?: string;
+  size_bytes?: number;
+}
+
+/** The newest catalogue row of every location. */
+export async function newestRows(ws: Workspace): Promise<Map<string, BackupLogRow>> {
+  const rows = new Map<string, BackupLogRow>();
+  for await (const row of readBackupLog(ws)) {
+    const seen = rows.get(row.location);
+    if (!seen || row.created_at >= seen.created_at) rows.set(row.location, row);
+  }
+  return rows;
+}
+
+const usage = (m: string): UserError => new UserError(m, ExitCode.USAGE);
+
+/** The recipient set an `.age` archive gets, and whether its old stanzas stay. */
+function targetSet(
+  file: string,
+  req: RekeyRequest,
+  row: BackupLogRow | undefined,
+): { set?: string[]; keep: boolean } {
+  if (req.fullSet) return { set: [...new Set([...req.fullSet, ...req.add])], keep: false };
+  if (!req.remove.length) {
+    const known = row?.recipients;
+    return { set: known ? [...new Set([...known, ...req.add])] : undefined, keep: !known };
+  }
+  const known = row?.recipients;
+  if (!known) {
+    throw usage(
+      `the recipients of ${file} are not in the catalogue (runs/backups.jsonl); give the new full set with --recipients-file`,
+    );
+  }
+  for (const r of req.remove)
+    if (!known.includes(r)) throw usage(`--remove-recipient ${r}: not a recipient of ${file}`);
+  const set = [...new Set([...known.filter((r) => !req.remove.includes(r)), ...req.add])];
+  if (!set.length) throw usage(`removing every recipient of ${file} would leave nobody able to open it`);
+  return { set, keep: false };
+}
+
+const sameSet = (a: readonly string[] | undefined, b: readonly string[]): boolean =>
+  a !== undefined && a.length === b.length && b.every((r) => a.includes(r));
+
+async function rekeyAge(file: string, req: RekeyRequest, row: BackupLogRow | undefined, skipDone: boolean) {
+  if (!req.identities)
+    throw usage(
+      `${file} is an age archive: pass --identity-file FILE (or BERNSTEIN_DR_IDENTITY_FILE) that opens it`,
+    );
+  const { set, keep } = targetSet(file, req, row);
+  if (skipDone && set && sameSet(row?.recipients, set))
+    return { from: file, path: file, action: "already-done" as const };
+  const added = keep ? req.add : set!;
+  try {
+    const r = await rekeyAgeFile(file, { identities: req.identities, recipients: added, keepExisting: keep });
+    await writeSidecar(file, r.sha256);
+    return {
+      from: file,
+      path: file,
+      action: "header-rewritten" as const,
+      recipients: set,
+      sha256: r.sha256,
+      size_bytes: r.size_bytes,
+    };
+  } catch (err) {
+    if (err instanceof AgeIdentityError) {
+      const known = row?.recipient_fingerprints
+        ? ` (the catalogue says ${row.recipient_fingerprints.join(", ")})`
+        : "";
+      throw new UserError(
+        `cannot rekey ${file}: ${err.message}${known}; nothing changed`,
+        ExitCode.BAD_PASSWORD,
+      );
+    }
+    if (err instanceof AgeFormatError)
+      throw new UserError(`cannot rekey ${file}: ${err.message}`, ExitCode.CORRUPT);
+    throw err;
+  }
+}
+
+async function rekeyEnc(file: string, req: RekeyRequest) {
+  if (req.password === undefined) {
+    throw usage(
+      `${file} is encrypted with a password: pass --password-file FILE (or BERNSTEIN_DR_PASSWORD) that opens it`,
+    );
+  }
+  if (req.toAge) {
+    const recipients = [...new Set([...(req.fullSet ?? []), ...req.add])];
+    if (!recipients.length)
+      throw usage("--to-age needs the recipients: --add-recipient or --recipients-file");
+    const r = await reencryptFernetFile(file, req.password, { recipients });
+    return {
+      from: file,
+      path: r.path,
+      action: "converted-to-age" as const,
+      recipients,
+      sha256: r.sha256,
+      size_bytes: r.size_bytes,
+    };
+  }
+  if (req.newPassword === undefined) {
+    throw usage(
+      `${file} is a password-encrypted (.enc) archive: pass --new-password-file FILE, or --to-age with recipients`,
+    );
+  }
+  const r = await reencryptFernetFile(file, req.password, { password: req.newPassword });
+  return {
+    from: file,
+    path: r.path,
+    action: "re-encrypted" as const,
+    sha256: r.sha256,
+    size_bytes: r.size_bytes,
+  };
+}
+
+/** Rekeys one local archive, and records it in the catalogue of `ws` when given. */
+export async function rekeyArchive(
+  file: string,
+  req: RekeyRequest,
+  ws?: Workspace,
+  opts: { skipDone?: boolean; row?: BackupLogRow } = {},
+): Promise<RekeyOutcome> {
+  const abs = path.resolve(file);
+  const row = opts.row ?? (ws ? (await newestRows(ws)).get(abs) : undefined);
+  let done: RekeyOutcome & { recipients?: string[] };
+  if (abs.endsWith(".age")) done = await rekeyAge(abs, req, row, opts.skipDone ?? false);
+  else if (abs.endsWith(".enc")) done = await rekeyEnc(abs, req);
+  else throw usage(`${file}: not an encrypted archive (.age or .enc); a plain archive has no keys to rotate`);
+  const { recipients, ...out } = done;
+  if (ws && row && done.sha256) {
+    await appendBackupLog(ws, {
+      ...row,
+      created_at: new Date().toISOString(),
+      location: done.path,
+      sha256: done.sha256,
+      size_bytes: done.size_bytes!,
+      ...(recipients ? { recipients, recipient_fingerprints: recipients.map(recipientFingerprint) } : {}),
+      rekeyed_from: row.sha256,
+    });
+  }
+  return { ...out, ...(recipients ? { recipient_fingerprints: recipients.map(recipientFingerprint) } : {}) };
+}
+
+/** `--all`: every catalogued local encrypted archive, newest row each; archives already done are skipped. */
+export async function rekeyAll(ws: Workspace, req: RekeyRequest): Promise<RekeyOutcome[]> {
+  const out: RekeyOutcome[] = [];
+  const rows = await newestRows(ws);
+  for (const [location, row] of rows) {
+    if (!path.isAbsolute(location) || !/\.(age|enc)$/.test(location)) continue;
+    // An .enc converted to age has its .age row now; the .enc row is history.
+    if (location.endsWith(".enc") && rows.has(location.replace(/\.enc$/, ".age"))) continue;
+    out.push(await rekeyArchive(location, req, ws, { skipDone: true, row }));
+  }
+  return out;
+}

@@ -1,0 +1,280 @@
+/**
+ * `bernstein key generate|recipient` and `bernstein dr rekey` as a user runs them: files and
+ * modes, exit codes of bad input, header-only rotation checked with our restore and (when
+ * installed) the `age` command, .enc archives re-encrypted and converted, `--all` resuming.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, statSync } from "node:fs";
+import { chmod, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { backupToFile } from "../../src/dr/backup.js";
+import { appendBackupLog, readBackupLog } from "../../src/dr/backup-log.js";
+import { restoreFromFile } from "../../src/dr/restore.js";
+import { envFor, runCli, scratchDir } from "../helpers.js";
+import { makeSmallWorkspace } from "./support/workspace.js";
+
+async function keyPair(dir: string, name: string, pq = false): Promise<{ file: string; recipient: string }> {
+  const file = path.join(dir, name);
+  const r = await runCli(["key", "generate", "-o", file, ...(pq ? ["--pq"] : [])], { env: envFor(dir) });
+  assert.equal(r.code, 0, r.stderr);
+  return { file, recipient: r.stdout.trim() };
+}
+const identityOf = async (file: string): Promise<string> =>
+  (await readFile(file, "utf8")).split("\n").find((l) => l.startsWith("AGE-SECRET-KEY"))!;
+
+test("key generate writes a 0600 identity (X25519 or hybrid) and prints its recipient; key recipient reads it back; bad files are refused", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = envFor(dir);
+    const x = await keyPair(dir, "x.txt");
+    const pq = await keyPair(dir, "pq.txt", true);
+    assert.match(x.recipient, /^age1[0-9a-z]{58}$/);
+    assert.match(pq.recipient, /^age1pq1[0-9a-z]+$/);
+    assert.equal(statSync(x.file).mode & 0o777, 0o600);
+    assert.match(
+      await readFile(pq.file, "utf8"),
+      /^# created: .*\n# public key: age1pq1.*\nAGE-SECRET-KEY-PQ-1[0-9A-Z]+\n$/,
+    );
+
+    const again = await runCli(["key", "generate", "-o", x.file], { env });
+    assert.equal(again.code, 6, "an existing identity is never replaced");
+    assert.match(again.stderr, /already exists/);
+
+    const both = path.join(dir, "both.txt");
+    await writeFile(both, `# two\n${await identityOf(x.file)}\n\n${await identityOf(pq.file)}\n`, {
+      mode: 0o600,
+    });
+    const rec = await runCli(["key", "recipient", both, "--json"], { env });
+    assert.equal(rec.code, 0, rec.stderr);
+    const doc = JSON.parse(rec.stdout);
+    assert.deepEqual(
+      doc.recipients.map((r: { recipient: string }) => r.recipient),
+      [x.recipient, pq.recipient],
+    );
+    assert.match(doc.recipients[0].fingerprint, /^SHA256:[0-9a-f]{16}$/);
+
+    await chmod(both, 0o640);
+    const open = await runCli(["key", "recipient", both], { env });
+    assert.equal(open.code, 2);
+    assert.equal(open.stderr.trim().split("\n").length, 1);
+    assert.match(open.stderr, /readable by group or others \(mode 640\); run: chmod 600/);
+    await chmod(both, 0o600);
+    await writeFile(both, "AGE-SECRET-KEY-1NOTAKEY\n");
+    const bad = await runCli(["key", "recipient", both], { env });
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /line 1 is not an age identity/);
+    assert.doesNotMatch(bad.stderr, /NOTAKEY/, "a secret line is never echoed");
+  } finally {
+    await cleanup();
+  }
+});
+
+test("dr rekey: add, remove (through the catalogue's recipients), wrong identity 4 with nothing changed, malformed recipient 2; the payload bytes never change", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = envFor(dir);
+    const { ws } = await makeSmallWorkspace(dir);
+    const a = await keyPair(dir, "a.txt");
+    const c = await keyPair(dir, "c.txt", true);
+    const b = await backupToFile(ws, path.join(dir, "bk.tar.gz"), { recipients: [a.recipient] });
+    await appendBackupLog(ws, {
+      created_at: new Date().toISOString(),
+      location: b.path,
+      sha256: b.sha256,
+      manifest_sha256: b.manifest_sha256,
+      file_count: b.file_count,
+      size_bytes: b.size_bytes,
+      encrypted: true,
+      verified: false,
+      recipients: [a.recipient],
+    });
+    const payload = async (): Promise<Buffer> => {
+      const bytes = await readFile(b.path);
+      return bytes.subarray(bytes.indexOf(0x0a, bytes.indexOf("\n--- ") + 1) + 1);
+    };
+    const before = await payload();
+    const rekey = (...args: string[]) =>
+      runCli(["dr", "rekey", "--sdd", ws.root, "--from", b.path, ...args], { env });
+
+    const add = await rekey("--identity-file", a.file, "--add-recipient", c.recipient, "--json");
+    assert.equal(add.code, 0, add.stderr);
+    assert.equal(JSON.parse(add.stdout).archives[0].action, "header-rewritten");
+    assert.ok((await payload()).equals(before));
+
+    const rm = await rekey("--identity-file", c.file, "--remove-recipient", a.recipient);
+    assert.equal(rm.code, 0, rm.stderr);
+    assert.match(rm.stdout, /header rewritten, payload untouched \(recipients SHA256:[0-9a-f]{16}\)/);
+    assert.ok((await payload()).equals(before));
+    const rows = [];
+    for await (const row of readBackupLog(ws)) rows.push(row);
+    assert.deepEqual(rows.at(-1)!.recipients, [c.recipient]);
+    assert.equal(rows.at(-1)!.sha256, (await readFile(`${b.path}.sha256`, "utf8")).slice(0, 64));
+
+    const snapshot = await readFile(b.path);
+    const wrong = await rekey("--identity-file", a.file, "--add-recipient", a.recipient);
+    assert.equal(wrong.code, 4, wrong.stderr);
+    assert.match(
+      wrong.stderr,
+      /none of the 1 identities opens this archive; it is encrypted to recipients mlkem768x25519 ×1 \(the catalogue says SHA256:[0-9a-f]{16}\); nothing changed/,
+    );
+    assert.ok((await readFile(b.path)).equals(snapshot), "nothing changed");
+
+    const malformed = await rekey("--identity-file", c.file, "--add-recipient", "age1qqqq");
+    assert.equal(malformed.code, 2);
+    assert.match(malformed.stderr, /^bernstein: not a valid age recipient: age1qqqq\n$/);
+
+    const r = await restoreFromFile(b.path, path.join(dir, "r", ".sdd"), {
+      identities: [await identityOf(c.file)],
+    });
+    assert.equal(r.file_count, b.file_count);
+    if (spawnSync("age", ["--version"]).status === 0) {
+      assert.notEqual(
+        spawnSync("age", ["-d", "-i", a.file, "-o", "/dev/null", b.path]).status,
+        0,
+        "removed: age refuses",
+      );
+    }
+  } finally {
+    await cleanup();
+  }
+});
+
+test("dr rekey of a .enc archive: a new password re-encrypts it; --to-age converts it and removes the .enc; hints when the key kind is wrong", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = envFor(dir);
+    const { ws } = await makeSmallWorkspace(dir);
+    const a = await keyPair(dir, "a.txt");
+    const enc = await backupToFile(ws, path.join(dir, "bk.tar.gz"), { password: "old" });
+    const pw = async (name: string, value: string): Promise<string> => {
+      const f = path.join(dir, name);
+      await writeFile(f, `${value}\n`, { mode: 0o600 });
+      return f;
+    };
+    const oldPw = await pw("old.pw", "old");
+    const newPw = await pw("new.pw", "new");
+    const hint = await runCli(
+      ["dr", "rekey", "--from", enc.path, "--identity-file", a.file, "--add-recipient", a.recipient],
+      { env },
+    );
+    assert.equal(hint.code, 2);
+    assert.match(hint.stderr, /is encrypted with a password: pass --password-file/);
+
+    const re = await runCli(
+      ["dr", "rekey", "--from", enc.path, "--password-file", oldPw, "--new-password-file", newPw],
+      { env },
+    );
+    assert.equal(re.code, 0, re.stderr);
+    await assert.rejects(
+      restoreFromFile(enc.path, path.join(dir, "x", ".sdd"), { password: "old" }),
+      /wrong password/,
+    );
+    const wrongOld = await runCli(
+      ["dr", "rekey", "--from", enc.path, "--password-file", oldPw, "--new-password-file", newPw],
+      { env },
+    );
+    assert.equal(wrongOld.code, 4, wrongOld.stderr);
+
+    const conv = await runCli(
+      [
+        "dr",
+        "rekey",
+        "--from",
+        enc.path,
+        "--password-file",
+        newPw,
+        "--to-age",
+        "--add-recipient",
+        a.recipient,
+        "--json",
+      ],
+      { env },
+    );
+    assert.equal(conv.code, 0, conv.stderr);
+    const agePath = path.join(dir, "bk.tar.gz.age");
+    assert.equal(JSON.parse(conv.stdout).archives[0].path, agePath);
+    assert.equal(existsSync(enc.path), false);
+    assert.equal(existsSync(`${enc.path}.sha256`), false);
+    const r = await restoreFromFile(agePath, path.join(dir, "r", ".sdd"), {
+      identities: [await identityOf(a.file)],
+    });
+    assert.equal(r.file_count, enc.file_count);
+    assert.equal(r.audit_key.action, "none");
+  } finally {
+    await cleanup();
+  }
+});
+
+test("dr backup to recipients from flags or bernstein.yaml writes .tar.gz.age; restore with --identity-file; wrong identity 4; --plain to s3:// needs --i-know-it-is-plain", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = envFor(dir);
+    const { ws } = await makeSmallWorkspace(dir);
+    const a = await keyPair(dir, "a.txt");
+    const other = await keyPair(dir, "o.txt");
+    const b = await runCli(
+      [
+        "dr",
+        "backup",
+        "--sdd",
+        ws.root,
+        "--to",
+        path.join(dir, "f.tar.gz"),
+        "--recipient",
+        a.recipient,
+        "--json",
+      ],
+      { env },
+    );
+    assert.equal(b.code, 0, b.stderr);
+    assert.equal(JSON.parse(b.stdout).path, path.join(dir, "f.tar.gz.age"));
+    const rows = [];
+    for await (const row of readBackupLog(ws)) rows.push(row);
+    assert.deepEqual(rows.at(-1)!.recipients, [a.recipient]);
+
+    await writeFile(path.join(dir, "bernstein.yaml"), `backup:\n  recipients: [${a.recipient}]\n`);
+    const c = await runCli(["dr", "backup", "--sdd", ws.root, "--to", path.join(dir, "c.tar.gz"), "--json"], {
+      env,
+    });
+    assert.equal(c.code, 0, c.stderr);
+    assert.equal(
+      JSON.parse(c.stdout).path,
+      path.join(dir, "c.tar.gz.age"),
+      "encrypted by default once recipients are configured",
+    );
+    const plainS3 = await runCli(
+      ["dr", "backup", "--sdd", ws.root, "--to", "s3://bucket/k.tar.gz", "--plain"],
+      { env },
+    );
+    assert.equal(plainS3.code, 2);
+    assert.match(plainS3.stderr, /--i-know-it-is-plain/);
+
+    const wrong = await runCli(
+      [
+        "dr",
+        "restore",
+        "--from",
+        path.join(dir, "c.tar.gz.age"),
+        "--identity-file",
+        other.file,
+        "--sdd",
+        path.join(dir, "w", ".sdd"),
+      ],
+      { env },
+    );
+    assert.equal(wrong.code, 4, wrong.stderr);
+    assert.match(wrong.stderr, /none of the 1 identities opens this archive/);
+    assert.equal(existsSync(path.join(dir, "w", ".sdd")), false, "nothing written");
+    const ok = await runCli(
+      ["dr", "restore", "--from", path.join(dir, "c.tar.gz.age"), "--sdd", path.join(dir, "r", ".sdd")],
+      {
+        env: { ...env, BERNSTEIN_DR_IDENTITY_FILE: a.file },
+      },
+    );
+    assert.equal(ok.code, 0, ok.stderr);
+  } finally {
+    await cleanup();
+  }
+});
