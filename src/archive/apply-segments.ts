@@ -10,7 +10,7 @@ import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { BackupStore } from "../storage/store.js";
 import { checkLine } from "../wal/entry.js";
-import { fsyncDir } from "../workspace/durable.js";
+import { durableTruncate, fsyncDir, fsyncHandle } from "../workspace/durable.js";
 import { readObject, readSegmentIndex, type StoredSegment } from "./catalog.js";
 import { walRunOf } from "./names.js";
 import { emptyEnd, lineTime, type StreamEnd } from "./streams.js";
@@ -50,7 +50,7 @@ async function openAt(file: string, length: number) {
   await mkdir(path.dirname(file), { recursive: true });
   const fh = await open(file, "a+");
   const size = (await fh.stat()).size;
-  if (size !== length) await fh.truncate(length);
+  if (size !== length) await durableTruncate(fh, length);
   return fh;
 }
 
@@ -170,7 +170,7 @@ export async function applyStream(
       applied++;
       if (cutter.done) break;
     }
-    await fh.sync();
+    await fsyncHandle(fh);
   } finally {
     await fh.close();
   }

@@ -12,6 +12,7 @@ import { open, readdir, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { GENESIS_HASH, checkLine } from "../wal/entry.js";
 import { walRunOf } from "./names.js";
+import { fsyncHandle } from "../workspace/durable.js";
 
 /** The streams of a workspace: paths under `.sdd/`, sorted, WAL runs last. */
 export async function listStreams(root: string): Promise<string[]> {
@@ -100,7 +101,7 @@ export async function readDurable(
   }
   try {
     const size = (await fh.stat()).size;
-    await fh.sync();
+    await fsyncHandle(fh);
     if (size < after.length) return undefined;
     let want = Math.min(size - after.length, maxBytes);
     for (;;) {

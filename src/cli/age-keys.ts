@@ -9,7 +9,7 @@
  */
 import type { Command } from "commander";
 import { BadRecipientError, checkRecipients, isIdentity } from "../dr/age/keys.js";
-import { readProtectedFile, resolveEncryptPassword, type PasswordFlags } from "../dr/password.js";
+import { readProtectedFile, resolveEncryptPassword, type PasswordFlags } from "./password.js";
 import { ExitCode, UserError } from "../errors/errors.js";
 
 export const IDENTITY_FILE_ENV = "BERNSTEIN_DR_IDENTITY_FILE";

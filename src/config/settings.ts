@@ -8,9 +8,10 @@
  * command says so on stderr (the file wins).
  */
 import path from "node:path";
-import { PASSWORD_ENV } from "../dr/password.js";
 import { TOKEN_ENV } from "../replication/auth.js";
 import type { Config } from "./schema.js";
+
+export const PASSWORD_ENV = "BERNSTEIN_DR_PASSWORD";
 
 export interface Setting {
   /** The key in the file, dotted: `s3.endpoint`. */

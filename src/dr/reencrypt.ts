@@ -10,7 +10,7 @@ import { createReadStream } from "node:fs";
 import { open, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
-import { durableRename, durableUnlink, fsyncDir, tempPathFor } from "../workspace/durable.js";
+import { durableRename, durableUnlink, fsyncDir, fsyncHandle, tempPathFor } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import { AgeDecryptor } from "./age/decrypt.js";
 import { AgeEncryptor } from "./age/encrypt.js";
@@ -126,7 +126,7 @@ export async function reencryptFernetFile(
       ).catch((err: unknown) => {
         throw fernetFailure(file, err);
       });
-      await fh.sync();
+      await fsyncHandle(fh);
     } finally {
       await fh.close();
     }

@@ -5,7 +5,7 @@
  */
 import type { Command } from "commander";
 import { Option } from "commander";
-import { PASSWORD_ENV } from "../../dr/password.js";
+import { PASSWORD_ENV } from "../password.js";
 import { commandPath, loadedConfigOf, settingApplies, shadowedEnv } from "../../config/apply.js";
 import { configPathFor } from "../../config/load.js";
 import { SETTINGS } from "../../config/settings.js";

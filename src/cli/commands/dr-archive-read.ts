@@ -8,7 +8,7 @@ import { checkArchive } from "../../archive/check.js";
 import { listArchive } from "../../archive/catalog.js";
 import { restoreToPoint, type RestorePoint } from "../../archive/restore-point.js";
 import { generationWindow, type Gap } from "../../archive/window.js";
-import { resolveDecryptPassword, type PasswordFlags } from "../../dr/password.js";
+import { resolveDecryptPassword, type PasswordFlags } from "../password.js";
 import { materializeFromWal } from "../../orchestrator/materialize.js";
 import { loadState } from "../../checkpoint/load-state.js";
 import { openCatalogue } from "../../storage/open-store.js";

@@ -6,7 +6,7 @@
 import type { Command } from "commander";
 import { resolveAuditKeyPath } from "../../audit/key.js";
 import { Archiver, type ArchiverEvent } from "../../archive/archiver.js";
-import { resolveEncryptPassword, type PasswordFlags } from "../../dr/password.js";
+import { resolveEncryptPassword, type PasswordFlags } from "../password.js";
 import { storeFor } from "../../storage/open-store.js";
 import { parseCatalogueLocation } from "../../storage/location.js";
 import { durableMkdir } from "../../workspace/durable.js";

@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { open, rename, stat, unlink } from "node:fs/promises";
 import path from "node:path";
-import { fsyncDir, tempPathFor } from "../../workspace/durable.js";
+import { fsyncDir, fsyncHandle, tempPathFor } from "../../workspace/durable.js";
 import { cleanupOnInterrupt } from "../../workspace/interrupt.js";
 import { AgeFormatError, headerLength, sealHeader, stanzaText } from "./header.js";
 import { unwrapFileKey, wrapFileKey } from "./keys.js";
@@ -85,7 +85,7 @@ export async function rekeyAgeFile(file: string, plan: RekeyPlan): Promise<Rekey
         at += (chunk as Buffer).length;
       }
       if (at !== header.length + payloadBytes) throw new Error(`${file} changed while it was rekeyed`);
-      await out.sync();
+      await fsyncHandle(out);
     } finally {
       await out.close();
     }

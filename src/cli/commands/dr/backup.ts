@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
 import { backupPath, encryptionOf, planBackup, type DryRunReport } from "../../../dr/backup.js";
 import { runBackupJob, type BackupJobResult } from "../../../dr/backup-job.js";
-import type { PasswordFlags } from "../../../dr/password.js";
+import type { PasswordFlags } from "../../password.js";
 import { isOffsiteDestination } from "../../../storage/offsite.js";
 import { openWorkspace } from "../../../workspace/layout.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";

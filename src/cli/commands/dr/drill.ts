@@ -1,7 +1,7 @@
 /** `bernstein dr drill`: flags → runDrill → the drill's report. */
 import type { Command } from "commander";
 import type { DrillReport } from "../../../dr/drill.js";
-import type { PasswordFlags } from "../../../dr/password.js";
+import type { PasswordFlags } from "../../password.js";
 import { openWorkspace } from "../../../workspace/layout.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import {

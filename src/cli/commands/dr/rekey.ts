@@ -5,7 +5,7 @@
  * the workspace's catalogue and resumes after a kill.
  */
 import type { Command } from "commander";
-import { resolveDecryptPassword, resolvePassword } from "../../../dr/password.js";
+import { resolveDecryptPassword, resolvePassword } from "../../password.js";
 import { rekeyAll, rekeyArchive, type RekeyOutcome, type RekeyRequest } from "../../../dr/rekey.js";
 import { openWorkspace, type Workspace } from "../../../workspace/layout.js";
 import { collect, resolveIdentities, resolveRecipients } from "../../age-keys.js";

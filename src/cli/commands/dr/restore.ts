@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
 import type { KeyCache } from "../../../dr/fernet.js";
-import { resolveDecryptPassword } from "../../../dr/password.js";
+import { resolveDecryptPassword } from "../../password.js";
 import { inspectArchive, restoreFromStream, startKeyDerivationFor } from "../../../dr/restore.js";
 import { resolveIdentities } from "../../age-keys.js";
 import { Output, globalsOf } from "../../output.js";

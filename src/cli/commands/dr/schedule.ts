@@ -9,7 +9,7 @@ import path from "node:path";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
 import { runBackupJob, type BackupJobResult } from "../../../dr/backup-job.js";
 import { checkMetricsFile } from "../../../dr/backup-metrics.js";
-import { resolveEncryptPassword } from "../../../dr/password.js";
+import { resolveEncryptPassword } from "../../password.js";
 import { parseCatalogueLocation } from "../../../storage/location.js";
 import { openCatalogue } from "../../../storage/open-store.js";
 import { pruneLocation } from "../../../storage/prune.js";

@@ -5,7 +5,7 @@ import { openArchiveFile } from "../../../dr/restore.js";
 import { readSidecar } from "../../../dr/sidecar.js";
 import { fileSize, isOffsiteSource, openBackupSource } from "../../../storage/offsite.js";
 import type { BackupStore } from "../../../storage/store.js";
-import type { PasswordFlags } from "../../../dr/password.js";
+import type { PasswordFlags } from "../../password.js";
 import { s3OptionsFrom, type RemoteFlags } from "./options.js";
 
 export const short = (sha: string): string => `${sha.slice(0, 16)}...`;

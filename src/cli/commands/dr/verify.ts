@@ -1,6 +1,6 @@
 /** `bernstein dr verify`: flags → verifyArchive → output (and a refreshed catalogue record). */
 import type { Command } from "commander";
-import { resolveDecryptPassword } from "../../../dr/password.js";
+import { resolveDecryptPassword } from "../../password.js";
 import { verifyArchive } from "../../../dr/verify.js";
 import { markVerified } from "../../../storage/catalogue.js";
 import { ExitCode } from "../../../errors/errors.js";

@@ -8,11 +8,13 @@
  * `--encrypt` is a mistake that would have written a plain archive.
  */
 import { open } from "node:fs/promises";
+import { PASSWORD_ENV } from "../config/settings.js";
 import { ExitCode, UserError } from "../errors/errors.js";
 
-export const PASSWORD_ENV = "BERNSTEIN_DR_PASSWORD";
+export { PASSWORD_ENV };
 
 /** The flag that gave the password, or the name of the environment variable it came from. */
+
 export type PasswordSource = "--password" | "--password-file" | typeof PASSWORD_ENV | (string & {});
 
 export interface PasswordFlags {
