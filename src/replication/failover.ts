@@ -104,13 +104,16 @@ export interface RunbookInput extends FailoverInput {
   tokenFile?: string;
 }
 
-export function renderRunbook(r: RunbookInput, now = new Date()): string {
-  const leader = r.nodes.find((n) => n.role === "leader");
-  const candidate = bestCandidate(r.nodes);
-  const others = r.nodes.filter((n) => n.role === "follower" && n !== candidate);
-  const tokenArg = `--token-file ${r.tokenFile ?? "<TOKEN_FILE>"}`;
-  const sddOf = (n: NodeState): string => n.sdd ?? `<${n.name} .sdd folder>`;
-  const newEpoch = Math.max(0, ...r.nodes.map((n) => n.epoch ?? 0)) + 1;
+/** What the runbook's sections share: who leads, who to promote, whether to act now. */
+interface RunbookPlan {
+  leader: NodeState | undefined;
+  candidate: NodeState | undefined;
+  others: NodeState[];
+  /** Only FAILOVER_RECOMMENDED calls for acting now; otherwise the plan is the contingency. */
+  actNow: boolean;
+}
+
+function situationSection(r: RunbookInput, now: Date): string[] {
   const lines: string[] = [];
   lines.push(`# DR runbook — ${now.toISOString()}`, "");
   lines.push("## Situation", "");
@@ -128,7 +131,11 @@ export function renderRunbook(r: RunbookInput, now = new Date()): string {
   } else {
     lines.push("- Last good backup: none recorded in runs/backups.jsonl.");
   }
-  lines.push("", "## Nodes", "");
+  return lines;
+}
+
+function nodesSection(r: RunbookInput): string[] {
+  const lines: string[] = ["", "## Nodes", ""];
   lines.push("| node | role | epoch | WAL position | health | lag (entries) | lag (s) | url |");
   lines.push("| ---- | ---- | ----- | ------------ | ------ | ------------- | ------- | --- |");
   for (const n of r.nodes) {
@@ -137,9 +144,11 @@ export function renderRunbook(r: RunbookInput, now = new Date()): string {
       `| ${n.name} | ${n.role} | ${n.epoch ?? "unknown"} | ${pos} | ${n.health} | ${fmt(n.lag_entries)} | ${fmt(n.lag_seconds)} | ${n.url ?? "-"} |`,
     );
   }
-  lines.push("", "## Recommended action", "");
-  // Only FAILOVER_RECOMMENDED calls for acting now; otherwise the plan below is the contingency.
-  const actNow = r.evaluation.decision === "FAILOVER_RECOMMENDED";
+  return lines;
+}
+
+function recommendationSection(r: RunbookInput, { candidate, actNow }: RunbookPlan): string[] {
+  const lines: string[] = ["", "## Recommended action", ""];
   if (!actNow) {
     lines.push(
       r.evaluation.decision === "NO_ACTION"
@@ -162,7 +171,14 @@ export function renderRunbook(r: RunbookInput, now = new Date()): string {
       "No follower can be promoted and no backup is recorded: recover the leader's disk if at all possible.",
     );
   }
-  lines.push("", actNow ? "## Commands" : "## Commands (only if the leader is lost)", "");
+  return lines;
+}
+
+function commandsSection(r: RunbookInput, { leader, candidate, others, actNow }: RunbookPlan): string[] {
+  const tokenArg = `--token-file ${r.tokenFile ?? "<TOKEN_FILE>"}`;
+  const sddOf = (n: NodeState): string => n.sdd ?? `<${n.name} .sdd folder>`;
+  const newEpoch = Math.max(0, ...r.nodes.map((n) => n.epoch ?? 0)) + 1;
+  const lines: string[] = ["", actNow ? "## Commands" : "## Commands (only if the leader is lost)", ""];
   lines.push("```sh");
   if (leader) {
     lines.push(
@@ -195,8 +211,16 @@ export function renderRunbook(r: RunbookInput, now = new Date()): string {
     lines.push(`bernstein dr restore --from ${r.lastBackup.location} --sdd <NEW_HOST_SDD>`);
     lines.push(`bernstein start --sdd <NEW_HOST_SDD>`);
   }
-  lines.push("```", "");
-  lines.push(actNow ? "## Estimated data loss" : "## Estimated data loss (if the leader is lost)", "");
+  lines.push("```");
+  return lines;
+}
+
+function dataLossSection(r: RunbookInput, { candidate, actNow }: RunbookPlan): string[] {
+  const lines: string[] = [
+    "",
+    actNow ? "## Estimated data loss" : "## Estimated data loss (if the leader is lost)",
+    "",
+  ];
   if (candidate) {
     lines.push(
       `- Promoting ${candidate.name}: ${fmt(candidate.lag_entries)} entries, ${fmt(candidate.lag_seconds, " s")} (its lag; under QUORUM/ALL no acknowledged decision is lost when the promotion reaches its peers).`,
@@ -205,18 +229,38 @@ export function renderRunbook(r: RunbookInput, now = new Date()): string {
   if (r.lastBackup)
     lines.push(`- Restoring the last backup: everything after it, ${fmt(r.lastBackup.age_seconds, " s")}.`);
   if (!candidate && !r.lastBackup) lines.push("- Unknown: no follower and no backup.");
-  lines.push("", "## Post-recovery checklist", "");
-  for (const item of [
-    "`bernstein dr status --json` on the new leader: role leader, the new epoch, followers HEALTHY.",
-    "`bernstein doctor` passes on the new leader.",
-    "WAL and audit chains verify (`bernstein wal verify`, `bernstein audit verify`).",
-    "`bernstein start` completes the backlog; `bernstein status` shows the expected task counts.",
-    "The old leader stays stopped; it re-joins only as a follower (`replicate follow --rebootstrap`).",
-    "Take a fresh backup (`bernstein dr backup`) and a restore drill.",
-    "Re-enable external triggers (cron, CI, webhooks) paused during the failover.",
-  ]) {
-    lines.push(`- [ ] ${item}`);
-  }
+  return lines;
+}
+
+const POST_RECOVERY_CHECKLIST = [
+  "`bernstein dr status --json` on the new leader: role leader, the new epoch, followers HEALTHY.",
+  "`bernstein doctor` passes on the new leader.",
+  "WAL and audit chains verify (`bernstein wal verify`, `bernstein audit verify`).",
+  "`bernstein start` completes the backlog; `bernstein status` shows the expected task counts.",
+  "The old leader stays stopped; it re-joins only as a follower (`replicate follow --rebootstrap`).",
+  "Take a fresh backup (`bernstein dr backup`) and a restore drill.",
+  "Re-enable external triggers (cron, CI, webhooks) paused during the failover.",
+];
+
+export function renderRunbook(r: RunbookInput, now = new Date()): string {
+  const candidate = bestCandidate(r.nodes);
+  const plan: RunbookPlan = {
+    leader: r.nodes.find((n) => n.role === "leader"),
+    candidate,
+    others: r.nodes.filter((n) => n.role === "follower" && n !== candidate),
+    actNow: r.evaluation.decision === "FAILOVER_RECOMMENDED",
+  };
+  const lines = [
+    ...situationSection(r, now),
+    ...nodesSection(r),
+    ...recommendationSection(r, plan),
+    ...commandsSection(r, plan),
+    ...dataLossSection(r, plan),
+    "",
+    "## Post-recovery checklist",
+    "",
+    ...POST_RECOVERY_CHECKLIST.map((item) => `- [ ] ${item}`),
+  ];
   return lines.join("\n") + "\n";
 }
 

@@ -120,6 +120,194 @@ async function catchUpFrom(
   return fetched;
 }
 
+type Role = Awaited<ReturnType<typeof readRole>>;
+type EpochState = Awaited<ReturnType<typeof readEpoch>>;
+
+/** Throws unless this workspace is a follower fit to lead; a forced integrity error becomes a warning. */
+function checkPromotable(o: PromoteOptions, role: Role, before: EpochState, warnings: string[]): void {
+  if (role.role !== "follower") {
+    throw new ReplicationError(
+      before.superseded_by !== null
+        ? `${o.ws.root} is a former leader fenced by epoch ${before.superseded_by}; it cannot be promoted: re-join it as a follower (replicate follow --rebootstrap)`
+        : `${o.ws.root} is already a leader (epoch ${before.epoch}); nothing to promote`,
+    );
+  }
+  if (role.integrity_error) {
+    if (!o.force) {
+      throw new ReplicationError(
+        `this follower stopped on an integrity error (${role.integrity_error}); promote another follower, or pass --force`,
+      );
+    }
+    warnings.push(`promoted despite an integrity error: ${role.integrity_error}`);
+  }
+}
+
+interface PromotionPlan {
+  policy: AckPolicyName;
+  configured: NonNullable<Role["cluster"]>["followers"];
+  peerUrls: string[];
+  followerCount: number;
+  quorum: number;
+}
+
+/** Which peers to reach and how many followers (this one included) the promotion must reach. */
+function planPromotion(o: PromoteOptions, role: Role, warnings: string[]): PromotionPlan {
+  const policy: AckPolicyName = role.cluster ? parseAckPolicy(role.cluster.policy) : "LEADER_ONLY";
+  const configured = role.cluster?.followers ?? [];
+  const peerUrls =
+    o.peers && o.peers.length > 0
+      ? o.peers
+      : configured.filter((f) => f.name !== role.region && f.url).map((f) => f.url as string);
+  // Without what the leader reported (it died before this follower asked), be conservative:
+  // every named peer must be reached.
+  const followerCount = role.cluster ? Math.max(configured.length, 1) : peerUrls.length + 1;
+  const quorum = role.cluster ? promotionQuorum(policy, followerCount) : followerCount;
+  if (!role.cluster)
+    warnings.push("the leader's policy is unknown to this follower: every --peer must be reached");
+  if (peerUrls.length > 0 && !o.token)
+    throw new ReplicationError("reaching peers needs --token-file (or BERNSTEIN_REPLICATION_TOKEN)");
+  return { policy, configured, peerUrls, followerCount, quorum };
+}
+
+interface FencedPeers {
+  peers: Peer[];
+  reports: PeerReport[];
+  newEpoch: number;
+}
+
+/** Step 1: learns the peers' epochs, chooses the new epoch, fences every peer that answered. */
+async function fencePeers(
+  o: PromoteOptions,
+  before: EpochState,
+  peerUrls: string[],
+  timeoutMs: number,
+): Promise<FencedPeers> {
+  let newEpoch = before.epoch;
+  const reports: PeerReport[] = peerUrls.map((url) => ({
+    url,
+    reached: false,
+    epoch: null,
+    fetched_entries: 0,
+    error: null,
+  }));
+  const peers = peerUrls.map(
+    (url) => new Peer({ baseUrl: url, token: o.token ?? "", ca: o.tlsCa, epoch: () => newEpoch }),
+  );
+  await Promise.all(
+    peers.map(async (p, i) => {
+      try {
+        const r = await p.call("GET", "/status", { timeoutMs });
+        if (r.status !== 200) throw new Error(`HTTP ${r.status}: ${errorText(r.body)}`);
+        const problem = r.epoch === undefined ? undefined : announcedEpochProblem(r.epoch, before.epoch);
+        if (problem) throw new Error(`reports epoch ${r.epoch}: ${problem}`);
+        reports[i].epoch = r.epoch ?? null;
+      } catch (err) {
+        reports[i].error = (err as Error).message;
+      }
+    }),
+  );
+  newEpoch = Math.max(before.epoch, before.superseded_by ?? 0, ...reports.map((r) => r.epoch ?? 0)) + 1;
+  await Promise.all(
+    peers.map(async (p, i) => {
+      if (reports[i].error) return;
+      try {
+        const r = await p.call("POST", "/fence", {
+          body: { epoch: newEpoch, leader_url: o.newLeaderUrl },
+          timeoutMs,
+        });
+        if (r.status !== 200) throw new Error(`fence: HTTP ${r.status}: ${errorText(r.body)}`);
+        reports[i].reached = true;
+        reports[i].epoch = newEpoch;
+      } catch (err) {
+        reports[i].error = (err as Error).message;
+      }
+    }),
+  );
+  return { peers, reports, newEpoch };
+}
+
+/** Step 2: catches up from the fenced peers (they can no longer receive anything from the old leader). */
+async function catchUpFromFenced(
+  o: PromoteOptions,
+  fenced: FencedPeers,
+  tails: Map<string, ChainTail>,
+  timeoutMs: number,
+  warnings: string[],
+): Promise<void> {
+  const { peers, reports } = fenced;
+  for (let i = 0; i < peers.length; i++) {
+    if (!reports[i].reached) continue;
+    try {
+      reports[i].fetched_entries = await catchUpFrom(o.ws, peers[i], tails, timeoutMs);
+      if (reports[i].fetched_entries > 0)
+        o.log(`dr promote: fetched ${reports[i].fetched_entries} entries from ${reports[i].url}`);
+    } catch (err) {
+      reports[i].error = err instanceof IntegrityError ? `integrity: ${err.message}` : (err as Error).message;
+      warnings.push(`catch-up from ${reports[i].url} failed: ${reports[i].error}`);
+    }
+  }
+}
+
+/** Step 3: the promotion quorum; returns how many followers were reached (this one included). */
+function checkQuorum(
+  o: PromoteOptions,
+  plan: PromotionPlan,
+  reports: PeerReport[],
+  warnings: string[],
+): number {
+  const reached = 1 + reports.filter((r) => r.reached && !r.error).length;
+  if (reached < plan.quorum) {
+    const msg = `promotion reached ${reached} of the ${plan.quorum} followers a ${plan.policy} promotion must reach (of ${plan.followerCount}); an acknowledged decision may be missing and the old leader may still commit`;
+    if (!o.force)
+      throw new ReplicationError(`${msg}; bring the peers up (--peer URL) or pass --force`, {
+        peers: reports,
+      });
+    warnings.push(`forced: ${msg}`);
+  }
+  return reached;
+}
+
+/** Step 4: materializes the workspace, raises the epoch durably, writes role=leader. */
+async function becomeLeader(o: PromoteOptions, role: Role, newEpoch: number, warnings: string[]) {
+  const { ws } = o;
+  const base = o.materialize ? await o.materialize(ws) : null;
+  // The snapshot predates the newest decisions: their task files, folders and ledger rows come
+  // from the WAL, so `status` and `doctor` agree with what the old leader reported.
+  const fromWal = await materializeFromWal(ws, (await loadState(ws)).state);
+  warnings.push(...fromWal.problems);
+  const after = await raiseEpoch(ws, newEpoch - 1);
+  await writeRole(ws, {
+    role: "leader",
+    region: role.region,
+    promoted_at: new Date().toISOString(),
+    cluster: role.cluster ?? null,
+  });
+  return { base, fromWal, after };
+}
+
+/** Best effort: fences the old leader at the new epoch so it stops committing if it is still up. */
+async function fenceOldLeader(
+  o: PromoteOptions,
+  role: Role,
+  epoch: number,
+  timeoutMs: number,
+): Promise<PromoteResult["old_leader"]> {
+  const old = { url: role.leader_url ?? null, fenced: false, error: null as string | null };
+  if (old.url && o.token) {
+    try {
+      const p = new Peer({ baseUrl: old.url, token: o.token, ca: o.tlsCa, epoch: () => epoch });
+      const r = await p.call("POST", "/fence", {
+        body: { epoch },
+        timeoutMs: Math.min(timeoutMs, 2000),
+      });
+      old.fenced = r.status === 200 || r.status === 409;
+    } catch (err) {
+      old.error = (err as Error).message;
+    }
+  }
+  return old;
+}
+
 export async function promote(o: PromoteOptions): Promise<PromoteResult> {
   const { ws } = o;
   const timeoutMs = o.timeoutMs ?? 10_000;
@@ -134,147 +322,30 @@ export async function promote(o: PromoteOptions): Promise<PromoteResult> {
   try {
     const role = await readRole(ws);
     const before = await readEpoch(ws);
-    if (role.role !== "follower") {
-      throw new ReplicationError(
-        before.superseded_by !== null
-          ? `${ws.root} is a former leader fenced by epoch ${before.superseded_by}; it cannot be promoted: re-join it as a follower (replicate follow --rebootstrap)`
-          : `${ws.root} is already a leader (epoch ${before.epoch}); nothing to promote`,
-      );
-    }
     const warnings: string[] = [];
-    if (role.integrity_error) {
-      if (!o.force) {
-        throw new ReplicationError(
-          `this follower stopped on an integrity error (${role.integrity_error}); promote another follower, or pass --force`,
-        );
-      }
-      warnings.push(`promoted despite an integrity error: ${role.integrity_error}`);
-    }
-    const policy: AckPolicyName = role.cluster ? parseAckPolicy(role.cluster.policy) : "LEADER_ONLY";
-    const configured = role.cluster?.followers ?? [];
-    const peerUrls =
-      o.peers && o.peers.length > 0
-        ? o.peers
-        : configured.filter((f) => f.name !== role.region && f.url).map((f) => f.url as string);
-    // Without what the leader reported (it died before this follower asked), be conservative:
-    // every named peer must be reached.
-    const followerCount = role.cluster ? Math.max(configured.length, 1) : peerUrls.length + 1;
-    const quorum = role.cluster ? promotionQuorum(policy, followerCount) : followerCount;
-    if (!role.cluster)
-      warnings.push("the leader's policy is unknown to this follower: every --peer must be reached");
-    if (peerUrls.length > 0 && !o.token)
-      throw new ReplicationError("reaching peers needs --token-file (or BERNSTEIN_REPLICATION_TOKEN)");
+    checkPromotable(o, role, before, warnings);
+    const plan = planPromotion(o, role, warnings);
 
     for (const run of await listWalRunFiles(ws.walDir).catch(() => []))
       await repairTornTail(run.file, run.run_id);
     const tails = await localTails(ws);
 
-    // 1. Learn the peers' epochs, choose the new epoch, fence them.
-    let newEpoch = before.epoch;
-    const reports: PeerReport[] = peerUrls.map((url) => ({
-      url,
-      reached: false,
-      epoch: null,
-      fetched_entries: 0,
-      error: null,
-    }));
-    const peers = peerUrls.map(
-      (url) => new Peer({ baseUrl: url, token: o.token ?? "", ca: o.tlsCa, epoch: () => newEpoch }),
-    );
-    await Promise.all(
-      peers.map(async (p, i) => {
-        try {
-          const r = await p.call("GET", "/status", { timeoutMs });
-          if (r.status !== 200) throw new Error(`HTTP ${r.status}: ${errorText(r.body)}`);
-          const problem = r.epoch === undefined ? undefined : announcedEpochProblem(r.epoch, before.epoch);
-          if (problem) throw new Error(`reports epoch ${r.epoch}: ${problem}`);
-          reports[i].epoch = r.epoch ?? null;
-        } catch (err) {
-          reports[i].error = (err as Error).message;
-        }
-      }),
-    );
-    newEpoch = Math.max(before.epoch, before.superseded_by ?? 0, ...reports.map((r) => r.epoch ?? 0)) + 1;
-    await Promise.all(
-      peers.map(async (p, i) => {
-        if (reports[i].error) return;
-        try {
-          const r = await p.call("POST", "/fence", {
-            body: { epoch: newEpoch, leader_url: o.newLeaderUrl },
-            timeoutMs,
-          });
-          if (r.status !== 200) throw new Error(`fence: HTTP ${r.status}: ${errorText(r.body)}`);
-          reports[i].reached = true;
-          reports[i].epoch = newEpoch;
-        } catch (err) {
-          reports[i].error = (err as Error).message;
-        }
-      }),
-    );
-
-    // 2. Catch up from the fenced peers (they can no longer receive anything from the old leader).
-    for (let i = 0; i < peers.length; i++) {
-      if (!reports[i].reached) continue;
-      try {
-        reports[i].fetched_entries = await catchUpFrom(ws, peers[i], tails, timeoutMs);
-        if (reports[i].fetched_entries > 0)
-          o.log(`dr promote: fetched ${reports[i].fetched_entries} entries from ${reports[i].url}`);
-      } catch (err) {
-        reports[i].error =
-          err instanceof IntegrityError ? `integrity: ${err.message}` : (err as Error).message;
-        warnings.push(`catch-up from ${reports[i].url} failed: ${reports[i].error}`);
-      }
-    }
-
-    // 3. The promotion quorum.
-    const reached = 1 + reports.filter((r) => r.reached && !r.error).length;
-    if (reached < quorum) {
-      const msg = `promotion reached ${reached} of the ${quorum} followers a ${policy} promotion must reach (of ${followerCount}); an acknowledged decision may be missing and the old leader may still commit`;
-      if (!o.force)
-        throw new ReplicationError(`${msg}; bring the peers up (--peer URL) or pass --force`, {
-          peers: reports,
-        });
-      warnings.push(`forced: ${msg}`);
-    }
-
-    // 4. Materialize, raise the epoch durably, become the leader.
-    const base = o.materialize ? await o.materialize(ws) : null;
-    // The snapshot predates the newest decisions: their task files, folders and ledger rows come
-    // from the WAL, so `status` and `doctor` agree with what the old leader reported.
-    const fromWal = await materializeFromWal(ws, (await loadState(ws)).state);
-    warnings.push(...fromWal.problems);
-    const after = await raiseEpoch(ws, newEpoch - 1);
-    await writeRole(ws, {
-      role: "leader",
-      region: role.region,
-      promoted_at: new Date().toISOString(),
-      cluster: role.cluster ?? null,
-    });
-
-    const old = { url: role.leader_url ?? null, fenced: false, error: null as string | null };
-    if (old.url && o.token) {
-      try {
-        const p = new Peer({ baseUrl: old.url, token: o.token, ca: o.tlsCa, epoch: () => after.epoch });
-        const r = await p.call("POST", "/fence", {
-          body: { epoch: after.epoch },
-          timeoutMs: Math.min(timeoutMs, 2000),
-        });
-        old.fenced = r.status === 200 || r.status === 409;
-      } catch (err) {
-        old.error = (err as Error).message;
-      }
-    }
+    const fenced = await fencePeers(o, before, plan.peerUrls, timeoutMs);
+    await catchUpFromFenced(o, fenced, tails, timeoutMs, warnings);
+    const reached = checkQuorum(o, plan, fenced.reports, warnings);
+    const { base, fromWal, after } = await becomeLeader(o, role, fenced.newEpoch, warnings);
+    const old = await fenceOldLeader(o, role, after.epoch, timeoutMs);
     return {
       ok: true,
       sdd: ws.root,
       epoch: after.epoch,
       previous_epoch: before.epoch,
-      policy,
-      followers_configured: configured.length,
-      promotion_quorum: quorum,
+      policy: plan.policy,
+      followers_configured: plan.configured.length,
+      promotion_quorum: plan.quorum,
       reached,
-      forced: o.force && reached < quorum,
-      peers: reports,
+      forced: o.force && reached < plan.quorum,
+      peers: fenced.reports,
       old_leader: old,
       wal: [...tails].map(([run_id, t]) => ({ run_id, last_seq: t.seq })),
       base_snapshot: base,

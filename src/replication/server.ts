@@ -193,71 +193,84 @@ function intParam(q: URLSearchParams, name: string, dflt: number, min: number, m
   return Math.min(n, max);
 }
 
-export async function startServer(o: ServerOptions): Promise<RunningServer> {
+/** `GET /wal/<run>`: the WAL lines from `from_seq`, long-polling up to `wait_ms` for new ones. */
+async function serveWalLines(
+  h: ServerOptions["handlers"],
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  url: URL,
+  runId: string,
+): Promise<void> {
+  const fromSeq = intParam(url.searchParams, "from_seq", 0, 0, Number.MAX_SAFE_INTEGER);
+  const limit = intParam(url.searchParams, "limit", 50, 1, MAX_BATCH);
+  const waitMs = intParam(url.searchParams, "wait_ms", 0, 0, MAX_WAIT_MS);
+  let closed = false;
+  req.on("close", () => (closed = true));
+  const batch = await h.wal.read(runId, fromSeq, limit, closed ? 0 : waitMs);
+  res.writeHead(200, {
+    "content-type": "application/x-ndjson",
+    "x-bernstein-tail-seq": String(batch.tailSeq),
+    "x-bernstein-first-seq": String(batch.firstSeq),
+    [EPOCH_HEADER]: String(h.epoch()),
+  });
+  res.end(batch.lines.length ? batch.lines.join("\n") + "\n" : "");
+}
+
+/** Authenticates, checks the sender's epoch, and routes one request; throws HttpError to refuse. */
+async function handleRequest(
+  o: ServerOptions,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+): Promise<void> {
   const h = o.handlers;
-  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    res.setHeader(EPOCH_HEADER, String(h.epoch()));
-    if (!bearerMatches(req.headers.authorization, o.token)) {
-      res.setHeader("www-authenticate", 'Bearer realm="bernstein-replication"');
-      return sendJson(res, 401, { error: "missing or wrong bearer token" });
-    }
-    const url = new URL(req.url ?? "/", "http://x");
-    const route = url.pathname;
-    const ctx: RequestContext = {
-      epoch: requestEpoch(req.headers[EPOCH_HEADER], h.epoch(), (m) => new HttpError(400, m)),
-      region:
-        typeof req.headers[REGION_HEADER] === "string" ? (req.headers[REGION_HEADER] as string) : undefined,
-    };
-    const refusal = await h.checkEpoch(ctx, route);
-    res.setHeader(EPOCH_HEADER, String(h.epoch()));
-    if (refusal) return sendJson(res, 409, { error: refusal, epoch: h.epoch() });
-    h.contact?.(ctx);
-
-    if (req.method === "GET" && route === "/status") return sendJson(res, 200, await h.status());
-    if (req.method === "GET" && route === "/metrics") {
-      const text = await h.metrics();
-      res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
-      res.end(text);
-      return;
-    }
-    if (req.method === "GET" && route === "/wal") {
-      await h.wal.refresh();
-      return sendJson(res, 200, { epoch: h.epoch(), runs: h.wal.listRuns() });
-    }
-    const walMatch = /^\/wal\/([A-Za-z0-9._-]+)$/.exec(route);
-    if (req.method === "GET" && walMatch) {
-      const runId = walMatch[1];
-      const fromSeq = intParam(url.searchParams, "from_seq", 0, 0, Number.MAX_SAFE_INTEGER);
-      const limit = intParam(url.searchParams, "limit", 50, 1, MAX_BATCH);
-      const waitMs = intParam(url.searchParams, "wait_ms", 0, 0, MAX_WAIT_MS);
-      let closed = false;
-      req.on("close", () => (closed = true));
-      const batch = await h.wal.read(runId, fromSeq, limit, closed ? 0 : waitMs);
-      res.writeHead(200, {
-        "content-type": "application/x-ndjson",
-        "x-bernstein-tail-seq": String(batch.tailSeq),
-        "x-bernstein-first-seq": String(batch.firstSeq),
-        [EPOCH_HEADER]: String(h.epoch()),
-      });
-      res.end(batch.lines.length ? batch.lines.join("\n") + "\n" : "");
-      return;
-    }
-    if (req.method === "POST" && route === "/ack") {
-      if (!h.ack) throw new HttpError(404, "this node is not a leader");
-      return sendJson(res, 200, await h.ack(await readBody(req), ctx));
-    }
-    if (req.method === "POST" && route === "/fence") {
-      return sendJson(res, 200, await h.fence(await readBody(req), ctx));
-    }
-    if (req.method === "GET" && route === "/snapshot") {
-      if (!h.snapshot) throw new HttpError(404, "this node serves no base snapshot");
-      return h.snapshot(res);
-    }
-    throw new HttpError(404, `no route ${req.method} ${route}`);
+  res.setHeader(EPOCH_HEADER, String(h.epoch()));
+  if (!bearerMatches(req.headers.authorization, o.token)) {
+    res.setHeader("www-authenticate", 'Bearer realm="bernstein-replication"');
+    return sendJson(res, 401, { error: "missing or wrong bearer token" });
+  }
+  const url = new URL(req.url ?? "/", "http://x");
+  const route = url.pathname;
+  const ctx: RequestContext = {
+    epoch: requestEpoch(req.headers[EPOCH_HEADER], h.epoch(), (m) => new HttpError(400, m)),
+    region:
+      typeof req.headers[REGION_HEADER] === "string" ? (req.headers[REGION_HEADER] as string) : undefined,
   };
+  const refusal = await h.checkEpoch(ctx, route);
+  res.setHeader(EPOCH_HEADER, String(h.epoch()));
+  if (refusal) return sendJson(res, 409, { error: refusal, epoch: h.epoch() });
+  h.contact?.(ctx);
 
-  const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    handle(req, res).catch((err: unknown) => {
+  if (req.method === "GET" && route === "/status") return sendJson(res, 200, await h.status());
+  if (req.method === "GET" && route === "/metrics") {
+    const text = await h.metrics();
+    res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
+    res.end(text);
+    return;
+  }
+  if (req.method === "GET" && route === "/wal") {
+    await h.wal.refresh();
+    return sendJson(res, 200, { epoch: h.epoch(), runs: h.wal.listRuns() });
+  }
+  const walMatch = /^\/wal\/([A-Za-z0-9._-]+)$/.exec(route);
+  if (req.method === "GET" && walMatch) return serveWalLines(h, req, res, url, walMatch[1]);
+  if (req.method === "POST" && route === "/ack") {
+    if (!h.ack) throw new HttpError(404, "this node is not a leader");
+    return sendJson(res, 200, await h.ack(await readBody(req), ctx));
+  }
+  if (req.method === "POST" && route === "/fence") {
+    return sendJson(res, 200, await h.fence(await readBody(req), ctx));
+  }
+  if (req.method === "GET" && route === "/snapshot") {
+    if (!h.snapshot) throw new HttpError(404, "this node serves no base snapshot");
+    return h.snapshot(res);
+  }
+  throw new HttpError(404, `no route ${req.method} ${route}`);
+}
+
+/** The request listener: `handleRequest`, with every failure turned into a JSON error answer. */
+function requestListener(o: ServerOptions): http.RequestListener {
+  return (req, res) => {
+    handleRequest(o, req, res).catch((err: unknown) => {
       const status = err instanceof HttpError ? err.status : err instanceof UserError ? 409 : 500;
       // An answer cut off mid-way is logged whatever its cause: the peer only sees a hang-up.
       if (status === 500 || res.headersSent)
@@ -269,10 +282,10 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       sendJson(res, status, { error: (err as Error).message });
     });
   };
+}
 
-  const given = Object.entries(o.limits ?? {}).filter(([, v]) => v !== undefined);
-  const limits: ConnectionLimits = { ...DEFAULT_LIMITS, ...Object.fromEntries(given) };
-  const timeouts: http.ServerOptions = {
+function serverTimeouts(limits: ConnectionLimits): http.ServerOptions {
+  return {
     headersTimeout: limits.headerTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
@@ -282,36 +295,50 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       Math.min(1000, Math.floor(Math.min(limits.headerTimeoutMs, limits.requestTimeoutMs) / 4)),
     ),
   };
-  let server: http.Server;
-  let scheme = "http";
-  if (o.tls) {
-    const [cert, key] = await Promise.all([
-      readFile(o.tls.certFile).catch(() => {
-        throw new UserError(`--tls-cert ${o.tls!.certFile}: cannot read`, ExitCode.USAGE);
-      }),
-      readFile(o.tls.keyFile).catch(() => {
-        throw new UserError(`--tls-key ${o.tls!.keyFile}: cannot read`, ExitCode.USAGE);
-      }),
-    ]);
-    server = https.createServer(
-      { ...timeouts, cert, key, handshakeTimeout: limits.headerTimeoutMs },
-      listener,
-    );
-    scheme = "https";
-  } else {
-    server = http.createServer(timeouts, listener);
-  }
-  capConnections(server, limits, o.log);
-  await new Promise<void>((resolve, reject) => {
+}
+
+/** An HTTPS server when `o.tls` is given (its files read now), plain HTTP otherwise. */
+async function createServer(
+  o: ServerOptions,
+  limits: ConnectionLimits,
+  listener: http.RequestListener,
+): Promise<{ server: http.Server; scheme: string }> {
+  const timeouts = serverTimeouts(limits);
+  if (!o.tls) return { server: http.createServer(timeouts, listener), scheme: "http" };
+  const [cert, key] = await Promise.all([
+    readFile(o.tls.certFile).catch(() => {
+      throw new UserError(`--tls-cert ${o.tls!.certFile}: cannot read`, ExitCode.USAGE);
+    }),
+    readFile(o.tls.keyFile).catch(() => {
+      throw new UserError(`--tls-key ${o.tls!.keyFile}: cannot read`, ExitCode.USAGE);
+    }),
+  ]);
+  const server = https.createServer(
+    { ...timeouts, cert, key, handshakeTimeout: limits.headerTimeoutMs },
+    listener,
+  );
+  return { server, scheme: "https" };
+}
+
+function listen(server: http.Server, host: string, port: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     server.once("error", (err: NodeJS.ErrnoException) =>
       reject(
         err.code === "EADDRINUSE" || err.code === "EACCES" || err.code === "EADDRNOTAVAIL"
-          ? new UserError(`cannot listen on ${o.host}:${o.port}: ${err.code}`, ExitCode.USAGE)
+          ? new UserError(`cannot listen on ${host}:${port}: ${err.code}`, ExitCode.USAGE)
           : err,
       ),
     );
-    server.listen(o.port, o.host, () => resolve());
+    server.listen(port, host, () => resolve());
   });
+}
+
+export async function startServer(o: ServerOptions): Promise<RunningServer> {
+  const given = Object.entries(o.limits ?? {}).filter(([, v]) => v !== undefined);
+  const limits: ConnectionLimits = { ...DEFAULT_LIMITS, ...Object.fromEntries(given) };
+  const { server, scheme } = await createServer(o, limits, requestListener(o));
+  capConnections(server, limits, o.log);
+  await listen(server, o.host, o.port);
   const port = (server.address() as AddressInfo).port;
   const hostPart = o.host.includes(":") ? `[${o.host}]` : o.host;
   return {

@@ -52,84 +52,113 @@ async function tokenFor(explicitFile: string | undefined, recorded: string | nul
   return null;
 }
 
-export async function gatherStatus(
-  ws: Workspace,
-  opts: { tokenFile?: string; tlsCa?: Buffer } = {},
-): Promise<DrStatus> {
-  const [role, epoch, backup] = await Promise.all([readRole(ws), readEpoch(ws), lastBackupInfo(ws)]);
+type Role = Awaited<ReturnType<typeof readRole>>;
+type LiveStatus = Record<string, unknown> | null;
+type WalPosition = DrStatus["wal"]["position"];
+
+async function walRuns(ws: Workspace): Promise<DrStatus["wal"]> {
   const src = new WalSource(ws);
   await src.refresh();
   const runs = src.listRuns().map((r) => ({ run_id: r.run_id, last_seq: r.last_seq }));
   src.close();
   const newest = runs.filter((r) => r.last_seq >= 0).at(-1);
+  return { runs, position: newest ? { run_id: newest.run_id, seq: newest.last_seq } : null };
+}
 
+/** Asks the workspace's live replication process (if one is recorded) for its `/status`. */
+async function askLiveProcess(
+  ws: Workspace,
+  opts: { tokenFile?: string; tlsCa?: Buffer },
+  epoch: number,
+): Promise<{ live: DrStatus["live"]; liveStatus: LiveStatus }> {
   const endpoint = await readLiveEndpoint(ws);
-  let live: DrStatus["live"] = null;
-  let liveStatus: Record<string, unknown> | null = null;
-  if (endpoint) {
-    live = { url: endpoint.url, pid: endpoint.pid, reachable: false, error: null };
-    const token = await tokenFor(opts.tokenFile, endpoint.token_file);
-    if (!token) {
-      live.error = `no token to ask the live process: pass --token-file or set ${TOKEN_ENV}`;
-    } else {
-      try {
-        const peer = new Peer({ baseUrl: endpoint.url, token, ca: opts.tlsCa, epoch: () => epoch.epoch });
-        liveStatus = (await peer.json<Record<string, unknown>>("GET", "/status", { timeoutMs: 3000 })).value;
-        live.reachable = true;
-      } catch (err) {
-        live.error = (err as Error).message;
-      }
+  if (!endpoint) return { live: null, liveStatus: null };
+  const live: NonNullable<DrStatus["live"]> = {
+    url: endpoint.url,
+    pid: endpoint.pid,
+    reachable: false,
+    error: null,
+  };
+  let liveStatus: LiveStatus = null;
+  const token = await tokenFor(opts.tokenFile, endpoint.token_file);
+  if (!token) {
+    live.error = `no token to ask the live process: pass --token-file or set ${TOKEN_ENV}`;
+  } else {
+    try {
+      const peer = new Peer({ baseUrl: endpoint.url, token, ca: opts.tlsCa, epoch: () => epoch });
+      liveStatus = (await peer.json<Record<string, unknown>>("GET", "/status", { timeoutMs: 3000 })).value;
+      live.reachable = true;
+    } catch (err) {
+      live.error = (err as Error).message;
     }
   }
+  return { live, liveStatus };
+}
 
-  const thresholds = DEFAULT_THRESHOLDS;
-  const followers = (liveStatus?.followers as FollowerView[] | undefined) ?? [];
-  const liveLag = liveStatus?.lag as { entries: number; seconds: number | null } | undefined;
-  const fenced = epoch.superseded_by !== null || liveStatus?.fenced === true;
-  const policy = (liveStatus?.policy as string | undefined) ?? role.cluster?.policy ?? null;
-  const policyState = (liveStatus?.policy_state as string | undefined) ?? (fenced ? "FENCED" : null);
-  const integrity = role.integrity_error ?? null;
+type LiveLag = { entries: number; seconds: number | null } | undefined;
 
-  let rpo: DrStatus["rpo_estimate"];
-  if (role.role === "leader") {
-    rpo = liveStatus ? rpoEstimate(followers, backup) : rpoEstimate([], backup);
-  } else {
-    rpo = liveLag
-      ? { entries: liveLag.entries, seconds: liveLag.seconds, basis: "this follower's lag" }
-      : { entries: null, seconds: null, basis: "follower process not running: lag unknown" };
-  }
+function rpoFor(
+  role: Role,
+  liveStatus: LiveStatus,
+  followers: FollowerView[],
+  liveLag: LiveLag,
+  backup: BackupInfo | null,
+): DrStatus["rpo_estimate"] {
+  if (role.role === "leader") return liveStatus ? rpoEstimate(followers, backup) : rpoEstimate([], backup);
+  return liveLag
+    ? { entries: liveLag.entries, seconds: liveLag.seconds, basis: "this follower's lag" }
+    : { entries: null, seconds: null, basis: "follower process not running: lag unknown" };
+}
 
-  const position = newest ? { run_id: newest.run_id, seq: newest.last_seq } : null;
-  const nodes: NodeState[] = [];
-  if (role.role === "leader") {
-    nodes.push({
+/** The cluster as a leader sees it: itself, then the followers its live process reports. */
+function nodesSeenByLeader(
+  ws: Workspace,
+  role: Role,
+  self: { url: string | null; epoch: number; position: WalPosition; health: string },
+  followers: FollowerView[],
+): NodeState[] {
+  const nodes: NodeState[] = [
+    {
       name: role.region ?? "leader",
       role: "leader",
-      url: live?.url ?? null,
+      url: self.url,
       sdd: ws.root,
-      epoch: epoch.epoch,
-      wal_position: position,
-      health: fenced ? "FENCED" : (policyState ?? "UNKNOWN"),
+      epoch: self.epoch,
+      wal_position: self.position,
+      health: self.health,
       lag_entries: 0,
       lag_seconds: 0,
-    });
-    for (const f of followers) {
-      nodes.push({
-        name: f.name,
-        role: "follower",
-        url: f.url,
-        epoch: f.epoch,
-        wal_position: null,
-        health: f.health,
-        lag_entries: f.lag_entries,
-        lag_seconds: f.lag_seconds,
-        note: f.integrity_error ? `integrity error: ${f.integrity_error}` : undefined,
-      });
-    }
-  } else {
-    const leaderInfo = liveStatus?.leader as
-      { epoch: number | null; consecutive_failures: number } | undefined;
+    },
+  ];
+  for (const f of followers) {
     nodes.push({
+      name: f.name,
+      role: "follower",
+      url: f.url,
+      epoch: f.epoch,
+      wal_position: null,
+      health: f.health,
+      lag_entries: f.lag_entries,
+      lag_seconds: f.lag_seconds,
+      note: f.integrity_error ? `integrity error: ${f.integrity_error}` : undefined,
+    });
+  }
+  return nodes;
+}
+
+/** The cluster as a follower sees it: the leader it follows, then itself. */
+function nodesSeenByFollower(
+  ws: Workspace,
+  role: Role,
+  self: { url: string | null; epoch: number; position: WalPosition },
+  liveStatus: LiveStatus,
+  liveLag: LiveLag,
+  thresholds: HealthThresholds,
+): NodeState[] {
+  const integrity = role.integrity_error ?? null;
+  const leaderInfo = liveStatus?.leader as { epoch: number | null; consecutive_failures: number } | undefined;
+  return [
+    {
       name: "leader",
       role: "leader",
       url: role.leader_url ?? null,
@@ -142,14 +171,14 @@ export async function gatherStatus(
         : "UNKNOWN",
       lag_entries: null,
       lag_seconds: null,
-    });
-    nodes.push({
+    },
+    {
       name: role.region ?? "follower",
       role: "follower",
-      url: live?.url ?? null,
+      url: self.url,
       sdd: ws.root,
-      epoch: epoch.epoch,
-      wal_position: position,
+      epoch: self.epoch,
+      wal_position: self.position,
       health: integrity
         ? "LAGGING"
         : liveLag
@@ -160,8 +189,37 @@ export async function gatherStatus(
       lag_entries: liveLag?.entries ?? null,
       lag_seconds: liveLag?.seconds ?? null,
       note: integrity ? `integrity error: ${integrity}` : undefined,
-    });
-  }
+    },
+  ];
+}
+
+export async function gatherStatus(
+  ws: Workspace,
+  opts: { tokenFile?: string; tlsCa?: Buffer } = {},
+): Promise<DrStatus> {
+  const [role, epoch, backup] = await Promise.all([readRole(ws), readEpoch(ws), lastBackupInfo(ws)]);
+  const { runs, position } = await walRuns(ws);
+  const { live, liveStatus } = await askLiveProcess(ws, opts, epoch.epoch);
+
+  const thresholds = DEFAULT_THRESHOLDS;
+  const followers = (liveStatus?.followers as FollowerView[] | undefined) ?? [];
+  const liveLag = liveStatus?.lag as LiveLag;
+  const fenced = epoch.superseded_by !== null || liveStatus?.fenced === true;
+  const policy = (liveStatus?.policy as string | undefined) ?? role.cluster?.policy ?? null;
+  const policyState = (liveStatus?.policy_state as string | undefined) ?? (fenced ? "FENCED" : null);
+  const integrity = role.integrity_error ?? null;
+  const rpo = rpoFor(role, liveStatus, followers, liveLag, backup);
+
+  const self = { url: live?.url ?? null, epoch: epoch.epoch, position };
+  const nodes =
+    role.role === "leader"
+      ? nodesSeenByLeader(
+          ws,
+          role,
+          { ...self, health: fenced ? "FENCED" : (policyState ?? "UNKNOWN") },
+          followers,
+        )
+      : nodesSeenByFollower(ws, role, self, liveStatus, liveLag, thresholds);
 
   const failover = evaluateFailover({
     perspective: role.role,

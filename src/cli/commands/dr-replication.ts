@@ -50,9 +50,8 @@ function describeArchive(a: NonNullable<Awaited<ReturnType<typeof archiveHealth>
   return `${a.destination} ${state}, lag ${a.lag_entries} entries / ${a.lag_seconds} s, last upload ${a.last_upload_at ?? "never"}${errors}`;
 }
 
-export function registerDrReplication(program: Command): void {
-  const dr = drGroup(program);
-
+/** `dr status`: role, epoch, WAL position, followers, backup, RPO; exit 8 when fenced or halted. */
+function registerStatus(dr: Command): void {
   dr.command("status")
     .description(
       "replication and recovery status of this node: role, epoch, WAL position, followers, backup, RPO (exit 8 if fenced or halted)",
@@ -107,7 +106,10 @@ export function registerDrReplication(program: Command): void {
           `dr status: ${st.fenced ? `fenced: ${st.fenced_reason}` : `the leader halted: ${st.policy_reason ?? "its ack policy is not met"}`}`,
         );
     });
+}
 
+/** `dr promote`: this follower becomes the leader (see replication/promote.ts). */
+function registerPromote(dr: Command): void {
   dr.command("promote")
     .description(
       "turn this follower into the leader: gather the newest entries from its peers, fence them, raise the epoch",
@@ -178,7 +180,10 @@ export function registerDrReplication(program: Command): void {
         });
       },
     );
+}
 
+/** `dr runbook`: writes a runbook for the current situation into the workspace. */
+function registerRunbook(dr: Command): void {
   dr.command("runbook")
     .description("write a DR runbook for the current situation into docs/runbooks/ of this workspace")
     .option("--token-file <file>", `token to ask the live replication process (or env ${TOKEN_ENV})`)
@@ -218,4 +223,11 @@ export function registerDrReplication(program: Command): void {
         },
       );
     });
+}
+
+export function registerDrReplication(program: Command): void {
+  const dr = drGroup(program);
+  registerStatus(dr);
+  registerPromote(dr);
+  registerRunbook(dr);
 }
