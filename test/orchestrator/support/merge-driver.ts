@@ -16,6 +16,7 @@ import {
   type MergeInputs,
   type MergeSettings,
 } from "../../../src/orchestrator/git/merge-decision.js";
+import { containsCommit } from "../../../src/orchestrator/git/repo.js";
 import { taskWorktreePath } from "../../../src/orchestrator/git/worktree.js";
 import { TEST_IDENTITY } from "./git-repo.js";
 
@@ -55,7 +56,8 @@ async function main(): Promise<void> {
       handlers: { task_merged: handler },
       writer: wal,
     });
-    await cleanUpAfterMerge(job.inputs, settingsFor(job, job.inputs), true);
+    const merged = await containsCommit(job.repo, job.inputs.target_branch, job.inputs.head_commit);
+    await cleanUpAfterMerge(job.inputs, settingsFor(job, job.inputs), merged);
     result = { replayed: summary.replayed, failed: summary.failed, warnings: summary.warnings };
   }
   await wal.close({ markClosed: true, reason: "test" });
