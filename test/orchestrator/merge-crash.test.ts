@@ -1,22 +1,12 @@
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import { halfDoneMerge, dirtyPaths } from "../../src/orchestrator/git/repo.js";
-import {
-  addTaskWorktree,
-  commitLeftovers,
-  taskBranch,
-  taskWorktreePath,
-} from "../../src/orchestrator/git/worktree.js";
-import type { MergeInputs } from "../../src/orchestrator/git/merge-decision.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
 import { prng, scratchDir } from "../helpers.js";
-import { gitSync, makeRepo, mergeCommitsOf, TEST_IDENTITY } from "./support/git-repo.js";
+import { committedTask, driveMerge, gitSync, makeRepo, mergeCommitsOf } from "./support/git-repo.js";
 
 /**
  * SIGKILL at every step of a `task_merged` decision — after the intent, before `git merge`, with
@@ -26,7 +16,6 @@ import { gitSync, makeRepo, mergeCommitsOf, TEST_IDENTITY } from "./support/git-
  * names it, no half-done merge, no worktree or branch left. The order of the points and which file
  * each task touches come from a seed (printed on failure).
  */
-const DRIVER = path.join(path.dirname(fileURLToPath(import.meta.url)), "support", "merge-driver.js");
 const POINTS = [
   "task_merged:before_action",
   "task_merged:before_git_merge",
@@ -37,17 +26,6 @@ const POINTS = [
   "task_merged:after_commit",
   "task_merged:during_cleanup",
 ];
-
-function drive(
-  job: object,
-  crashAt?: string,
-): { status: number | null; signal: string | null; out: string; err: string } {
-  const env = { ...process.env };
-  delete env.BERNSTEIN_CRASH_AT;
-  if (crashAt) env.BERNSTEIN_CRASH_AT = crashAt;
-  const r = spawnSync(process.execPath, [DRIVER, JSON.stringify(job)], { env, encoding: "utf8" });
-  return { status: r.status, signal: r.signal, out: r.stdout, err: r.stderr };
-}
 
 /** Every `task_merged` commit entry of every run, by agent id. */
 async function mergeCommitEntries(ws: Workspace): Promise<Map<string, string[]>> {
@@ -75,25 +53,13 @@ test("task_merged survives SIGKILL at every step: one merge commit per task atte
     for (const [i, point] of points.entries()) {
       const taskId = `t${i}`;
       const why = `seed ${seed}, point ${point} (task ${taskId})`;
-      const branch = taskBranch(taskId, 1);
-      const wt = taskWorktreePath(sdd, taskId, 1);
-      await addTaskWorktree(repo, wt, branch, gitSync(repo, "rev-parse", "main"));
-      // Different files, and some tasks appending a distinct line to their own file in a shared folder.
+      // Different files, some of them in one shared folder.
       const file = rand() < 0.5 ? `own-${taskId}.txt` : path.join("dir", `${taskId}.txt`);
-      await mkdir(path.dirname(path.join(wt, file)), { recursive: true });
-      await writeFile(path.join(wt, file), `${taskId}\n`);
-      const head = await commitLeftovers(wt, `task ${taskId}: change`, TEST_IDENTITY);
-      const inputs: MergeInputs = {
-        task_id: taskId,
-        attempt: 1,
-        branch,
-        head_commit: head,
-        target_branch: "main",
-      };
+      const { inputs, wt, branch } = await committedTask(repo, sdd, taskId, file, `${taskId}\n`);
       const job = { sdd, repo, inputs };
-      const crashed = drive({ ...job, mode: "merge" }, point);
+      const crashed = driveMerge({ ...job, mode: "merge" }, point);
       assert.equal(crashed.signal, "SIGKILL", `${why}: the driver was not killed: ${crashed.err}`);
-      const recovered = drive({ ...job, mode: "recover" });
+      const recovered = driveMerge({ ...job, mode: "recover" });
       assert.equal(recovered.status, 0, `${why}: recovery failed: ${recovered.err}`);
       assert.equal(JSON.parse(recovered.out).failed, 0, `${why}: ${recovered.out}`);
 

@@ -3,24 +3,14 @@ import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import {
-  decideMerge,
-  type MergeInputs,
-  type MergeSettings,
-} from "../../src/orchestrator/git/merge-decision.js";
-import {
-  addTaskWorktree,
-  commitLeftovers,
-  taskBranch,
-  taskWorktreePath,
-} from "../../src/orchestrator/git/worktree.js";
+import { decideMerge, type MergeSettings } from "../../src/orchestrator/git/merge-decision.js";
 import { DecisionLog } from "../../src/state/decisions.js";
 import { emptyState } from "../../src/state/reducer.js";
 import { readWalEntries } from "../../src/wal/reader.js";
 import { newRunId, WalWriter } from "../../src/wal/writer.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { scratchDir } from "../helpers.js";
-import { gitSync, makeRepo, mergeCommitsOf, TEST_IDENTITY } from "./support/git-repo.js";
+import { committedTask, gitSync, makeRepo, mergeCommitsOf, TEST_IDENTITY } from "./support/git-repo.js";
 
 async function setUp(dir: string) {
   const repo = path.join(dir, "repo");
@@ -30,18 +20,7 @@ async function setUp(dir: string) {
   const wal = await WalWriter.open(workspace, newRunId());
   const log = new DecisionLog({ ws: workspace, wal, audit: null, state: emptyState() });
   const task = async (taskId: string, content: string) => {
-    const branch = taskBranch(taskId, 1);
-    const wt = taskWorktreePath(sdd, taskId, 1);
-    await addTaskWorktree(repo, wt, branch, gitSync(repo, "rev-parse", "main"));
-    await writeFile(path.join(wt, "same.txt"), content);
-    const head = await commitLeftovers(wt, `task ${taskId}: edit`, TEST_IDENTITY);
-    const inputs: MergeInputs = {
-      task_id: taskId,
-      attempt: 1,
-      branch,
-      head_commit: head,
-      target_branch: "main",
-    };
+    const { inputs, wt, branch } = await committedTask(repo, sdd, taskId, "same.txt", content);
     const settings: MergeSettings = {
       repo,
       worktreePath: wt,

@@ -1,22 +1,15 @@
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import { dirtyPaths, halfDoneMerge } from "../../src/orchestrator/git/repo.js";
 import type { MergeInputs } from "../../src/orchestrator/git/merge-decision.js";
-import {
-  addTaskWorktree,
-  commitLeftovers,
-  taskBranch,
-  taskWorktreePath,
-} from "../../src/orchestrator/git/worktree.js";
+import { taskBranch, taskWorktreePath } from "../../src/orchestrator/git/worktree.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { prng, scratchDir } from "../helpers.js";
-import { gitSync, makeRepo, mergeCommitsOf, TEST_IDENTITY } from "./support/git-repo.js";
+import { committedTask, driveMerge, gitSync, makeRepo, mergeCommitsOf } from "./support/git-repo.js";
 
 /**
  * Soak with a real repository: tasks branch from the target at different moments, touch their own
@@ -24,7 +17,6 @@ import { gitSync, makeRepo, mergeCommitsOf, TEST_IDENTITY } from "./support/git-
  * for about half of them, then recovered. Every task ends merged exactly once (its content on the
  * target) or failed with merge_conflict and its branch kept; never both, never neither.
  */
-const DRIVER = path.join(path.dirname(fileURLToPath(import.meta.url)), "support", "merge-driver.js");
 const PHASES = [
   "before_action",
   "before_git_merge",
@@ -33,14 +25,6 @@ const PHASES = [
   "after_commit",
   "during_cleanup",
 ];
-
-function drive(job: object, crashAt?: string): { status: number | null; signal: string | null; err: string } {
-  const env = { ...process.env };
-  delete env.BERNSTEIN_CRASH_AT;
-  if (crashAt) env.BERNSTEIN_CRASH_AT = crashAt;
-  const r = spawnSync(process.execPath, [DRIVER, JSON.stringify(job)], { env, encoding: "utf8" });
-  return { status: r.status, signal: r.signal, err: r.stderr };
-}
 
 test("soak: many tasks, same and different files, random SIGKILLs: each merged once or failed with its conflict", async () => {
   const seed = Number(process.env.BERNSTEIN_TEST_SEED ?? Date.now() % 100000);
@@ -52,32 +36,21 @@ test("soak: many tasks, same and different files, random SIGKILLs: each merged o
     await makeRepo(repo, { "shared.txt": "0\n" });
     const sdd = path.join(repo, ".sdd");
     const { workspace } = await initWorkspace(sdd);
-    const pending: { inputs: MergeInputs; file: string; content: string; wt: string }[] = [];
+    const pending: { inputs: MergeInputs }[] = [];
     for (let i = 0; i < tasks; i++) {
       const taskId = `s${i}`;
-      const branch = taskBranch(taskId, 1);
-      const wt = taskWorktreePath(sdd, taskId, 1);
-      await addTaskWorktree(repo, wt, branch, gitSync(repo, "rev-parse", "main"));
       const file = rand() < 0.3 ? "shared.txt" : `own-${taskId}.txt`;
-      const content = `${taskId}\n`;
-      await writeFile(path.join(wt, file), content);
-      const head = await commitLeftovers(wt, `task ${taskId}: edit ${file}`, TEST_IDENTITY);
-      pending.push({
-        inputs: { task_id: taskId, attempt: 1, branch, head_commit: head, target_branch: "main" },
-        file,
-        content,
-        wt,
-      });
+      pending.push(await committedTask(repo, sdd, taskId, file, `${taskId}\n`));
       // Merge some now, leave others to pile up (they then branch from older targets).
       while (pending.length > 0 && (rand() < 0.5 || i === tasks - 1)) {
         const t = pending.shift()!;
         const job = { sdd, repo, inputs: t.inputs };
         const crashAt =
           rand() < 0.5 ? `task_merged:${PHASES[Math.floor(rand() * PHASES.length)]}` : undefined;
-        const first = drive({ ...job, mode: "merge" }, crashAt);
+        const first = driveMerge({ ...job, mode: "merge" }, crashAt);
         if (first.signal !== "SIGKILL")
           assert.equal(first.status, 0, `seed ${seed} ${t.inputs.task_id}: ${first.err}`);
-        const again = drive({ ...job, mode: "recover" });
+        const again = driveMerge({ ...job, mode: "recover" });
         assert.equal(again.status, 0, `seed ${seed} ${t.inputs.task_id}: ${again.err}`);
       }
     }
