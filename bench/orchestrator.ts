@@ -1,5 +1,5 @@
 /**
- * `npm run bench:orchestrator -- [--json] [--tasks N] [--max-agents N]`
+ * `npm run bench:orchestrator -- [--json] [--tasks N] [--max-agents N] [--repo-files N] [--merge-tasks N]`
  *
  * Runs a backlog of no-op tasks (`true`) through the orchestrator (in this process, real WAL,
  * real fsyncs, real detached agent wrappers) and, in the same run, the baselines:
@@ -7,7 +7,9 @@
  *  - `direct_wrapper`: the agent wrapper spawned directly for each command (what a process costs
  *    with pid record, log and completion record, without scheduling or WAL).
  * Prints one JSON object: decisions per second, scheduling overhead per task in ms (orchestrator
- * wall time minus the direct_sh baseline, per task), and the decomposition against the wrapper.
+ * wall time minus the direct_sh baseline, per task), and the decomposition against the wrapper;
+ * and the worktree rows (bench/support/merge-bench.ts): per-task overhead of a worktree and its
+ * merge on a repository of --repo-files files, and merge decisions/s with 4 agents on one branch.
  */
 import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -19,6 +21,7 @@ import { addTask } from "../src/orchestrator/tasks.js";
 import { listRuns, readWalEntries } from "../src/wal/reader.js";
 import { initWorkspace } from "../src/workspace/layout.js";
 import { STATE_DECISIONS } from "../src/state/reducer.js";
+import { benchWorktreeMerges } from "./support/merge-bench.js";
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(name);
@@ -28,6 +31,9 @@ function arg(name: string, dflt: number): number {
 const TASKS = arg("--tasks", 200);
 const MAX_AGENTS = arg("--max-agents", 4);
 const JSON_OUT = process.argv.includes("--json");
+/** Files of the repository for the worktree rows (0 skips them). */
+const REPO_FILES = arg("--repo-files", 10000);
+const MERGE_TASKS = arg("--merge-tasks", 20);
 
 /** Runs `count` jobs with at most `parallel` at once; resolves with the wall time in seconds. */
 async function pool(count: number, parallel: number, job: (i: number) => Promise<void>): Promise<number> {
@@ -105,6 +111,13 @@ async function main(): Promise<void> {
         if (entry.committed && stateTypes.has(entry.decision_type)) decisions++;
       }
     }
+    const worktrees =
+      REPO_FILES > 0
+        ? {
+            one_agent: await benchWorktreeMerges(scratch, REPO_FILES, MERGE_TASKS, 1),
+            four_agents: await benchWorktreeMerges(scratch, REPO_FILES, MERGE_TASKS, 4),
+          }
+        : null;
     const out = {
       bench: "orchestrator",
       tasks: TASKS,
@@ -125,6 +138,12 @@ async function main(): Promise<void> {
       cpus: os.cpus().length,
       // The machine is shared: the 1-minute load average says how noisy the figures are.
       load_avg_1m: +os.loadavg()[0].toFixed(1),
+      // Worktree add + leftovers commit + task_merged (merge, WAL, worktree and branch removal) per
+      // task on a repository of repo_files files; without worktrees those steps do not exist.
+      repo_files: REPO_FILES,
+      worktree_merge_overhead_per_task_ms: worktrees?.one_agent.per_task_ms ?? null,
+      merge_decisions_per_s_4_agents: worktrees?.four_agents.merge_decisions_per_s ?? null,
+      worktree_merge_tasks: MERGE_TASKS,
     };
     if (JSON_OUT) process.stdout.write(JSON.stringify(out) + "\n");
     else {

@@ -23,6 +23,7 @@ import { taskView, totalCost, type TaskView } from "./view.js";
 import { loadState } from "../checkpoint/load-state.js";
 import { versionCheck } from "./restored.js";
 import type { DoctorCheck, Verdict } from "./doctor-check.js";
+import { gitMergeChecks } from "./git/merge-checks.js";
 
 export interface DoctorOptions {
   /** Audit key file (else the default resolution; never created). */
@@ -113,6 +114,8 @@ export async function runDoctor(
   }
   // 10. tool version vs the manifest of a restored workspace
   await guard("version", "", async () => versionCheck(ws.root));
+  // 11. the repository the tasks merge into (docs/orchestrator.md "Worktrees and merges")
+  await guard("git-merges", "", async () => gitMergeChecks(ws));
   return { checks };
 }
 

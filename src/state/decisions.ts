@@ -124,7 +124,8 @@ export class DecisionLog {
  */
 const CRASH_AT = process.env.BERNSTEIN_CRASH_AT;
 let crashSeen = 0;
-function crashPoint(decisionType: string, phase: string): void {
+/** Also called inside actions with several steps (the git merge of `task_merged`). */
+export function crashPoint(decisionType: string, phase: string): void {
   if (!CRASH_AT) return;
   const [type, at, nth] = CRASH_AT.split(":");
   if (type !== decisionType || at !== phase) return;

@@ -1,0 +1,105 @@
+/**
+ * Questions about a repository, asked of git itself: is this a repository, which branch is checked
+ * out in the main worktree, does a branch exist, is the main worktree dirty, is a merge half done.
+ * None of these change anything.
+ */
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { ExitCode, UserError } from "../../errors/errors.js";
+import { git, runGit } from "./run-git.js";
+
+/** True when `dir` is inside a git work tree. */
+export async function isRepo(dir: string): Promise<boolean> {
+  if (!existsSync(dir)) return false;
+  const r = await runGit(dir, ["rev-parse", "--is-inside-work-tree"]);
+  return r.code === 0 && r.stdout.trim() === "true";
+}
+
+/** The top folder of the repository's main worktree (not of a linked worktree). */
+export async function mainWorktreeOf(dir: string): Promise<string> {
+  const common = (await git(dir, ["rev-parse", "--path-format=absolute", "--git-common-dir"])).trim();
+  return path.dirname(common);
+}
+
+/** `dir` must be a repository: the check of `task add --worktree` and of `start`. */
+export async function requireRepo(dir: string): Promise<void> {
+  if (!(await isRepo(dir))) {
+    throw new UserError(
+      `${dir} is not a git repository (worktrees need one: git init, or drop --worktree)`,
+      ExitCode.USAGE,
+    );
+  }
+}
+
+/** The branch checked out in `dir`; a detached HEAD is an error (a merge needs a branch to move). */
+export async function checkedOutBranch(dir: string): Promise<string> {
+  const r = await runGit(dir, ["symbolic-ref", "--quiet", "--short", "HEAD"]);
+  if (r.code !== 0) {
+    throw new UserError(
+      `${dir}: HEAD is detached (check out the target branch before merging into it)`,
+      ExitCode.USAGE,
+    );
+  }
+  return r.stdout.trim();
+}
+
+export async function branchExists(dir: string, branch: string): Promise<boolean> {
+  const r = await runGit(dir, ["rev-parse", "--verify", "--quiet", `refs/heads/${branch}`]);
+  return r.code === 0;
+}
+
+/** The commit a branch points at; a missing branch is a usage error. */
+export async function branchCommit(dir: string, branch: string): Promise<string> {
+  const r = await runGit(dir, ["rev-parse", "--verify", "--quiet", `refs/heads/${branch}^{commit}`]);
+  if (r.code !== 0) throw new UserError(`target branch '${branch}' does not exist in ${dir}`, ExitCode.USAGE);
+  return r.stdout.trim();
+}
+
+/** Tracked changes or untracked files outside .sdd/ (a human's work the orchestrator never touches). */
+export async function dirtyPaths(dir: string): Promise<string[]> {
+  const out = await git(dir, [
+    "status",
+    "--porcelain=v1",
+    "-z",
+    "--untracked-files=all",
+    "--",
+    ".",
+    ":(exclude).sdd",
+  ]);
+  return out
+    .split("\0")
+    .filter((rec) => rec.length > 3)
+    .map((rec) => rec.slice(3));
+}
+
+/** What a killed `git merge` or `git commit` leaves in the main worktree's git folder. */
+export interface HalfDoneMerge {
+  /** The commit being merged (MERGE_HEAD), when a merge is in progress. */
+  merge_head: string | null;
+  /** index.lock exists (a git process holds it, or one died holding it). */
+  index_lock: boolean;
+}
+
+export async function halfDoneMerge(dir: string): Promise<HalfDoneMerge> {
+  const gitDir = await gitDirOf(dir);
+  const mergeHeadFile = path.join(gitDir, "MERGE_HEAD");
+  let mergeHead: string | null = null;
+  if (existsSync(mergeHeadFile)) {
+    mergeHead = (await readFile(mergeHeadFile, "utf8")).split("\n")[0]!.trim() || null;
+  }
+  return { merge_head: mergeHead, index_lock: existsSync(path.join(gitDir, "index.lock")) };
+}
+
+/** The absolute git folder of `dir` (the main worktree's `.git`). */
+export async function gitDirOf(dir: string): Promise<string> {
+  return (await git(dir, ["rev-parse", "--path-format=absolute", "--git-dir"])).trim();
+}
+
+/** Does `target` (a branch) contain `commit`? Ancestry, never commit messages. */
+export async function containsCommit(dir: string, target: string, commit: string): Promise<boolean> {
+  const r = await runGit(dir, ["merge-base", "--is-ancestor", commit, `refs/heads/${target}`]);
+  if (r.code === 0) return true;
+  if (r.code === 1) return false;
+  throw new UserError(`git merge-base: ${r.stderr.trim() || `exit ${r.code}`}`, ExitCode.USAGE);
+}
