@@ -5,7 +5,7 @@ import { test } from "node:test";
 import { halfDoneMerge, dirtyPaths } from "../../src/orchestrator/git/repo.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
-import { prng, scratchDir } from "../helpers.js";
+import { scratchDir, withSeed } from "../helpers.js";
 import { committedTask, driveMerge, gitSync, makeRepo, mergeCommitsOf } from "./support/git-repo.js";
 
 /**
@@ -40,47 +40,43 @@ async function mergeCommitEntries(ws: Workspace): Promise<Map<string, string[]>>
   return byAgent;
 }
 
-test("task_merged survives SIGKILL at every step: one merge commit per task attempt, never none", async () => {
-  const seed = Number(process.env.BERNSTEIN_TEST_SEED ?? Date.now() % 100000);
-  const rand = prng(seed);
-  const { dir, cleanup } = await scratchDir();
-  try {
-    const repo = path.join(dir, "repo");
-    await makeRepo(repo, { "shared.txt": "0\n" });
-    const sdd = path.join(repo, ".sdd");
-    const { workspace } = await initWorkspace(sdd);
-    const points = [...POINTS].sort(() => rand() - 0.5);
-    for (const [i, point] of points.entries()) {
-      const taskId = `t${i}`;
-      const why = `seed ${seed}, point ${point} (task ${taskId})`;
-      // Different files, some of them in one shared folder.
-      const file = rand() < 0.5 ? `own-${taskId}.txt` : path.join("dir", `${taskId}.txt`);
-      const { inputs, wt, branch } = await committedTask(repo, sdd, taskId, file, `${taskId}\n`);
-      const job = { sdd, repo, inputs };
-      const crashed = driveMerge({ ...job, mode: "merge" }, point);
-      assert.equal(crashed.signal, "SIGKILL", `${why}: the driver was not killed: ${crashed.err}`);
-      const recovered = driveMerge({ ...job, mode: "recover" });
-      assert.equal(recovered.status, 0, `${why}: recovery failed: ${recovered.err}`);
-      assert.equal(JSON.parse(recovered.out).failed, 0, `${why}: ${recovered.out}`);
+test("task_merged survives SIGKILL at every step: one merge commit per task attempt, never none", () =>
+  withSeed("BERNSTEIN_TEST_SEED", async (rand, seed) => {
+    const { dir, cleanup } = await scratchDir();
+    try {
+      const repo = path.join(dir, "repo");
+      await makeRepo(repo, { "shared.txt": "0\n" });
+      const sdd = path.join(repo, ".sdd");
+      const { workspace } = await initWorkspace(sdd);
+      const points = [...POINTS].sort(() => rand() - 0.5);
+      for (const [i, point] of points.entries()) {
+        const taskId = `t${i}`;
+        const why = `seed ${seed}, point ${point} (task ${taskId})`;
+        // Different files, some of them in one shared folder.
+        const file = rand() < 0.5 ? `own-${taskId}.txt` : path.join("dir", `${taskId}.txt`);
+        const { inputs, wt, branch } = await committedTask(repo, sdd, taskId, file, `${taskId}\n`);
+        const job = { sdd, repo, inputs };
+        const crashed = driveMerge({ ...job, mode: "merge" }, point);
+        assert.equal(crashed.signal, "SIGKILL", `${why}: the driver was not killed: ${crashed.err}`);
+        const recovered = driveMerge({ ...job, mode: "recover" });
+        assert.equal(recovered.status, 0, `${why}: recovery failed: ${recovered.err}`);
+        assert.equal(JSON.parse(recovered.out).failed, 0, `${why}: ${recovered.out}`);
 
-      const merges = mergeCommitsOf(repo, "main", `${taskId}#1`);
-      assert.equal(merges.length, 1, `${why}: merge commits ${merges.join(",")}`);
-      const entries = (await mergeCommitEntries(workspace)).get(`${taskId}#1`) ?? [];
-      assert.ok(entries.length >= 1, `${why}: no task_merged commit entry`);
-      assert.ok(
-        entries.every((c) => c === merges[0]),
-        `${why}: commit entries ${entries.join(",")} vs ${merges[0]}`,
-      );
-      assert.deepEqual(await halfDoneMerge(repo), { merge_head: null, index_lock: false }, why);
-      assert.deepEqual(await dirtyPaths(repo), [], why);
-      assert.equal(existsSync(wt), false, `${why}: worktree left`);
-      assert.equal(gitSync(repo, "branch", "--list", branch), "", `${why}: branch left`);
-      assert.equal(gitSync(repo, "worktree", "list", "--porcelain").split("\n\n").length, 1, why);
+        const merges = mergeCommitsOf(repo, "main", `${taskId}#1`);
+        assert.equal(merges.length, 1, `${why}: merge commits ${merges.join(",")}`);
+        const entries = (await mergeCommitEntries(workspace)).get(`${taskId}#1`) ?? [];
+        assert.ok(entries.length >= 1, `${why}: no task_merged commit entry`);
+        assert.ok(
+          entries.every((c) => c === merges[0]),
+          `${why}: commit entries ${entries.join(",")} vs ${merges[0]}`,
+        );
+        assert.deepEqual(await halfDoneMerge(repo), { merge_head: null, index_lock: false }, why);
+        assert.deepEqual(await dirtyPaths(repo), [], why);
+        assert.equal(existsSync(wt), false, `${why}: worktree left`);
+        assert.equal(gitSync(repo, "branch", "--list", branch), "", `${why}: branch left`);
+        assert.equal(gitSync(repo, "worktree", "list", "--porcelain").split("\n\n").length, 1, why);
+      }
+    } finally {
+      await cleanup();
     }
-  } catch (err) {
-    console.error(`merge crash test: seed ${seed} (rerun with BERNSTEIN_TEST_SEED=${seed})`);
-    throw err;
-  } finally {
-    await cleanup();
-  }
-});
+  }));
