@@ -197,14 +197,24 @@ export async function durableAppend(file: string, data: string | Uint8Array): Pr
   if (created) await fsyncDir(path.dirname(file));
 }
 
-/** Creates a new file exclusively (fails if it exists), fsyncs it and its folder. */
+/**
+ * Creates a new file exclusively (fails with EEXIST if it exists), fsyncs it and its folder.
+ * The file appears whole: it is written under a temp name and hard-linked into place, so a
+ * concurrent reader (a lock taker deciding whether a lock is stale) never sees it empty.
+ */
 export async function durableCreate(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
-  const fh = await open(file, "wx", mode);
+  const tmp = tempPathFor(file);
+  const fh = await open(tmp, "wx", mode);
   try {
-    await fh.writeFile(data);
-    await fh.sync();
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await link(tmp, file);
   } finally {
-    await fh.close();
+    await unlink(tmp).catch(() => {});
   }
   await fsyncDir(path.dirname(file));
 }

@@ -83,6 +83,29 @@ test("durableCreate refuses to overwrite an existing file", async () => {
   }
 });
 
+test("durableCreate never shows a reader the file partly written, and leaves no temp file", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const f = path.join(dir, "lock");
+    const body = "x".repeat(16 << 20);
+    let created = false;
+    const creating = durableCreate(f, body).then(() => (created = true));
+    let seen = 0;
+    while (!created) {
+      const text = await readFile(f, "utf8").catch(() => undefined);
+      if (text !== undefined) {
+        seen++;
+        assert.equal(text.length, body.length, "a reader saw the file before it was whole");
+      }
+    }
+    await creating;
+    assert.equal(await readFile(f, "utf8"), body);
+    assert.deepEqual(await readdir(dir), ["lock"], `seen whole ${seen} time(s) while creating`);
+  } finally {
+    await cleanup();
+  }
+});
+
 test("durableMkdir creates nested folders and is idempotent", async () => {
   const { dir, cleanup } = await scratchDir();
   try {
