@@ -1,7 +1,7 @@
 /**
  * The layering of src/ (docs/ARCHITECTURE.md "Layering"), checked by `npm run lint`:
  *   json, errors -> workspace -> wal, audit, ledger -> state -> checkpoint -> storage, dr
- *     -> orchestrator, replication -> config -> cli
+ *     -> orchestrator -> replication -> config -> cli
  * A folder imports only from its own layer or below, and no two files import each other,
  * directly or through others.
  */
@@ -12,7 +12,8 @@ const layers = [
   { name: "state", folders: ["state"] },
   { name: "checkpoint", folders: ["checkpoint"] },
   { name: "storage-dr", folders: ["storage", "dr", "archive"] },
-  { name: "services", folders: ["orchestrator", "replication"] },
+  { name: "orchestrator", folders: ["orchestrator"] },
+  { name: "replication", folders: ["replication"] },
   { name: "config", folders: ["config"] },
   { name: "cli", folders: ["cli"] },
 ];

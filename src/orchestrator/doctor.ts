@@ -15,7 +15,7 @@ import { findWalRollbacks } from "../dr/rollback.js";
 import { Workspace, WORKSPACE_DIRS } from "../workspace/layout.js";
 import { describeHolder, readLock } from "../workspace/lock.js";
 import { newestCheckpointCheck } from "./checkpointing.js";
-import { readRole } from "../replication/role.js";
+import { readRole } from "../workspace/replication-role.js";
 import { walDrift } from "./materialize.js";
 import { scanBacklog, type BacklogScan } from "./tasks.js";
 import type { OrchestratorState } from "../state/reducer.js";

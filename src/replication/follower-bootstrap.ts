@@ -14,7 +14,7 @@ import { ReplicationError } from "./ack-policy.js";
 import { type Peer, TransportError, errorText, readAll } from "./client.js";
 import { replicationDir } from "./epoch.js";
 import { utcStamp } from "./failover.js";
-import type { RoleState } from "./role.js";
+import type { RoleState } from "../workspace/replication-role.js";
 
 export type InstallSnapshot = (stream: IncomingMessage, ws: Workspace) => Promise<Record<string, number>>;
 

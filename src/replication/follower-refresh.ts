@@ -6,7 +6,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Workspace } from "../workspace/layout.js";
 import { type Peer, errorText, readAll } from "./client.js";
-import type { RoleState } from "./role.js";
+import type { RoleState } from "../workspace/replication-role.js";
 
 export type StoreSnapshot = (
   stream: IncomingMessage,

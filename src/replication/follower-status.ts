@@ -8,7 +8,7 @@ import { lastBackupInfo } from "./backup-info.js";
 import { evaluateFailover, type FailoverEvaluation, type NodeState, writeRunbook } from "./failover.js";
 import type { HealthThresholds } from "./health.js";
 import { MetricsText } from "./metrics.js";
-import type { RoleState } from "./role.js";
+import type { RoleState } from "../workspace/replication-role.js";
 import type { WalPuller } from "./follower-pull.js";
 
 export type FollowerState =

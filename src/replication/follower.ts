@@ -37,7 +37,7 @@ import {
   followerStatus,
 } from "./follower-status.js";
 import { DEFAULT_THRESHOLDS, type HealthThresholds } from "./health.js";
-import { type RoleState, readRole, writeRole } from "./role.js";
+import { type RoleState, readRole, writeRole } from "../workspace/replication-role.js";
 import { type ConnectionLimits, type NodeHandlers, type RunningServer, startServer } from "./server.js";
 import { WalSource } from "./wal-source.js";
 

@@ -33,7 +33,7 @@ import {
   viewOf,
 } from "./health.js";
 import { type LeaderStatus, leaderMetrics, rpoEstimate } from "./leader-status.js";
-import { readRole } from "./role.js";
+import { readRole } from "../workspace/replication-role.js";
 import {
   type ConnectionLimits,
   type NodeHandlers,

@@ -24,7 +24,7 @@ import { listWalRunFiles } from "../wal/run-files.js";
 import { repairTornTail } from "../wal/tail-repair.js";
 import { Peer, errorText } from "./client.js";
 import { announcedEpochProblem, raiseEpoch, readEpoch } from "./epoch.js";
-import { readRole, writeRole } from "./role.js";
+import { readRole, writeRole } from "../workspace/replication-role.js";
 import { WalSource } from "./wal-source.js";
 
 export interface PromoteOptions {

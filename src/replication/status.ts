@@ -14,7 +14,7 @@ import { type FailoverEvaluation, type NodeState, evaluateFailover } from "./fai
 import { DEFAULT_THRESHOLDS, type FollowerView, type HealthThresholds } from "./health.js";
 import { rpoEstimate } from "./leader-status.js";
 import { TOKEN_ENV } from "./auth.js";
-import { readRole } from "./role.js";
+import { readRole } from "../workspace/replication-role.js";
 import { WalSource } from "./wal-source.js";
 
 export interface DrStatus {

@@ -5,9 +5,8 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
-import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
-import type { Workspace } from "../workspace/layout.js";
-import { replicationDir } from "./epoch.js";
+import { atomicWriteFile, durableMkdir } from "./durable.js";
+import type { Workspace } from "./layout.js";
 
 export type Role = "leader" | "follower";
 
@@ -29,7 +28,7 @@ export interface RoleState {
 }
 
 export function roleFile(ws: Workspace): string {
-  return path.join(replicationDir(ws), "role.json");
+  return path.join(ws.replicationDir, "role.json");
 }
 
 export async function readRole(ws: Workspace): Promise<RoleState> {
@@ -53,7 +52,7 @@ export async function readRole(ws: Workspace): Promise<RoleState> {
 
 export async function writeRole(ws: Workspace, state: Omit<RoleState, "updated_at">): Promise<RoleState> {
   const full: RoleState = { ...state, updated_at: new Date().toISOString() };
-  await durableMkdir(replicationDir(ws));
+  await durableMkdir(ws.replicationDir);
   await atomicWriteFile(roleFile(ws), JSON.stringify(full, null, 2) + "\n");
   return full;
 }
