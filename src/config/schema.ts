@@ -93,7 +93,20 @@ const replication = z.strictObject({
     .optional(),
 });
 
+/** How `start` merges worktree tasks (docs/orchestrator.md, "Worktrees and merges"). */
+const merge = z.strictObject({
+  strategy: z.enum(["merge", "ff-only", "rebase"]).optional(),
+  on_conflict: z.enum(["requeue", "hold"]).optional(),
+  target_branch: text.optional(),
+  keep_branches: z.boolean().optional(),
+  /** Author and committer of the orchestrator's commits. */
+  author: z.strictObject({ name: text.optional(), email: text.optional() }).optional(),
+});
+
 export const configSchema = z.strictObject({
+  /** Every task of `start` runs in its own git worktree and is merged on success. */
+  worktrees: z.boolean().optional(),
+  merge: merge.optional(),
   backup: backup.optional(),
   s3: s3.optional(),
   replication: replication.optional(),

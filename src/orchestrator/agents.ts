@@ -189,12 +189,12 @@ export async function resolveInvocation(
   cfg: AgentsConfig,
   ws: Workspace,
   task: TaskSpec,
+  workdir = ws.projectDir,
 ): Promise<ResolveResult> {
   const refused = unrunnable(cfg, task);
   if (refused) return { ok: false, reason: refused.reason };
   const name = agentNameFor(cfg, task);
   const agent = cfg.agents[name]!;
-  const workdir = ws.projectDir;
   if (agent.adapter === "shell") {
     return {
       ok: true,

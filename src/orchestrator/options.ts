@@ -1,6 +1,31 @@
 /** What `start` may tune about a run of the orchestrator, and the warnings it reports. */
 import type { WalPosition } from "../wal/entry.js";
 import type { WalWriter } from "../wal/writer.js";
+import type { MergeStrategy } from "./git/merge.js";
+import { DEFAULT_IDENTITY, type GitIdentity } from "./git/run-git.js";
+
+/** How worktree tasks run and merge (docs/orchestrator.md, "Worktrees and merges"). */
+export interface WorktreeOptions {
+  /** Every task runs in its own worktree (`worktrees: true`); else only tasks added with `--worktree`. */
+  all: boolean;
+  strategy: MergeStrategy;
+  /** A conflicting merge: the task back to the backlog (a new attempt from the new target), or failed and held. */
+  onConflict: "requeue" | "hold";
+  /** The branch merged into; default the branch checked out in the repository's main worktree. */
+  targetBranch?: string;
+  /** Author and committer of the orchestrator's own commits (leftovers, merges). */
+  identity: GitIdentity;
+  /** Keep a task's branch after its merge. */
+  keepBranches: boolean;
+}
+
+export const DEFAULT_WORKTREE_OPTIONS: WorktreeOptions = {
+  all: false,
+  strategy: "merge",
+  onConflict: "requeue",
+  identity: DEFAULT_IDENTITY,
+  keepBranches: false,
+};
 
 export interface OrchestratorOptions {
   maxAgents: number;
@@ -15,6 +40,7 @@ export interface OrchestratorOptions {
   pollMs: number;
   /** How long an agent without a pid record may stay unaccounted for before it counts as lost. */
   lostAgentGraceMs: number;
+  worktrees: WorktreeOptions;
   /** Audit key file (else the default resolution). */
   auditKeyFile?: string;
   /**
@@ -57,4 +83,5 @@ export const DEFAULT_OPTIONS: OrchestratorOptions = {
   retryBackoffMs: 1000,
   pollMs: 250,
   lostAgentGraceMs: 15_000,
+  worktrees: DEFAULT_WORKTREE_OPTIONS,
 };

@@ -24,6 +24,7 @@ import { schedulable, type Schedule } from "./scheduler.js";
 import { StopState, forceStop } from "./stopping.js";
 import { sessions } from "./view.js";
 import { Waker } from "./waker.js";
+import { preflightWorktrees } from "./worktree-tasks.js";
 
 export { DEFAULT_OPTIONS, type OrchestratorOptions, type WarningGroup } from "./options.js";
 export type { RecoverySummary } from "./recovery-summary.js";
@@ -49,6 +50,7 @@ export class Orchestrator {
     const lock = await acquireLock(ws, "bernstein start");
     if (lock.tookOver) opts.warn?.(lock.tookOver);
     try {
+      await preflightWorktrees(ws, opts);
       const { ctx, status } = await recover(ws, opts, {
         wake: () => waker.wake(),
         onCommit: () => cadence.afterCommit(),

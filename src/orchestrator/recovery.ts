@@ -26,6 +26,7 @@ import { checkAgents, collectCompletions, removeStaleCompletions } from "./monit
 import type { OrchestratorOptions, WarningGroup } from "./options.js";
 import { emptyRecoverySummary } from "./recovery-summary.js";
 import { replayHandlers } from "./replay-handlers.js";
+import { sweepMergedWorktrees } from "./worktree-tasks.js";
 import { RetryBackoff } from "./retry-backoff.js";
 import type { RunContext } from "./run-context.js";
 import { RunOutcome } from "./run-outcome.js";
@@ -91,6 +92,7 @@ export async function recover(
       costRows: new CostRowsOncePerAgent(ws),
       outcome: new RunOutcome(),
       recovery,
+      mergeWaits: new Map(),
       warn,
       wake: () => hooks.wake(),
     };
@@ -126,6 +128,7 @@ async function recoverRun(ctx: RunContext): Promise<void> {
   reportReplay(ctx.warn, replay);
   rec.replay = replay;
   rec.folders_repaired = await reconcileFolders(ctx);
+  await sweepMergedWorktrees(ctx);
   await reattachAgents(ctx);
   // Claims that never got a spawn intent: nothing ran, put them back.
   for (const t of allTasks(ctx.dlog.state)) {

@@ -9,6 +9,7 @@ import { retryReplay } from "./actions/fail.js";
 import { interruptReplay } from "./actions/interrupt.js";
 import type { ReplayHandlers } from "./actions/replay.js";
 import type { RunContext } from "./run-context.js";
+import { mergeReplay } from "./worktree-tasks.js";
 
 export function replayHandlers(ctx: RunContext): ReplayHandlers {
   return {
@@ -17,5 +18,6 @@ export function replayHandlers(ctx: RunContext): ReplayHandlers {
     ...outcomeReplay(ctx),
     ...retryReplay(ctx),
     ...interruptReplay(ctx),
+    ...mergeReplay(ctx),
   };
 }

@@ -27,6 +27,8 @@ export interface RunContext {
   readonly costRows: CostRowsOncePerAgent;
   readonly outcome: RunOutcome;
   readonly recovery: RecoverySummary;
+  /** Worktree tasks whose merge waits (a dirty main worktree...): task id → why, as last logged. */
+  readonly mergeWaits: Map<string, string>;
   warn(line: string, group?: WarningGroup): void;
   /** Ends the loop's pause (a wrapper exited, a backoff ran out). */
   wake(): void;

@@ -14,4 +14,9 @@ export interface TaskSpec {
   max_retries: number;
   timeout_s: number;
   body: string;
+  /**
+   * Runs in its own git worktree and merges on success (`task add --worktree`). Present only when
+   * true, so the specs of other tasks keep the Python original's fields.
+   */
+  worktree?: true;
 }

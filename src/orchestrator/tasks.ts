@@ -14,6 +14,7 @@ import { atomicWriteFile, durableMkdir, durableRename } from "../workspace/durab
 import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout.js";
 import { loadAgentsConfig, unrunnable } from "./agents.js";
 import type { TaskSpec } from "./task-spec.js";
+import { requireRepo } from "./git/repo.js";
 
 export const TASK_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** Lower number = higher priority (1 critical, 2 normal, 3 low, as in the Python original). */
@@ -32,6 +33,7 @@ export const TaskFrontMatterSchema = z.looseObject({
   agent: z.string().min(1).optional(),
   max_retries: z.number().int().min(0).max(100).optional(),
   timeout_s: z.number().positive().optional(),
+  worktree: z.boolean().optional(),
 });
 
 export interface TaskFile {
@@ -84,6 +86,7 @@ export function normalizeSpec(fm: z.infer<typeof TaskFrontMatterSchema>, body: s
     max_retries: fm.max_retries ?? 0,
     timeout_s: fm.timeout_s ?? DEFAULT_TIMEOUT_S,
     body,
+    ...(fm.worktree === true ? { worktree: true as const } : {}),
   };
 }
 
@@ -134,6 +137,7 @@ export function renderTask(spec: TaskSpec): string {
   if (spec.agent !== null) fm.agent = spec.agent;
   fm.max_retries = spec.max_retries;
   fm.timeout_s = spec.timeout_s;
+  if (spec.worktree) fm.worktree = true;
   return `---\n${YAML.stringify(fm)}---\n${spec.body}`;
 }
 
@@ -242,6 +246,8 @@ export interface AddTaskInput {
   timeoutS?: number;
   role?: string;
   body?: string;
+  /** Run in a git worktree of the repository holding the workspace, merged on success. */
+  worktree?: boolean;
 }
 
 /**
@@ -265,7 +271,9 @@ export async function addTask(ws: Workspace, input: AddTaskInput): Promise<TaskF
     agent: input.agent ?? (input.command !== undefined ? "shell" : undefined),
     max_retries: input.maxRetries,
     timeout_s: input.timeoutS,
+    worktree: input.worktree ? true : undefined,
   };
+  if (input.worktree) await requireRepo(ws.projectDir);
   const parsed = TaskFrontMatterSchema.safeParse(definedEntries(raw));
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

@@ -21,6 +21,9 @@ export interface SessionView {
   agent_id: string;
   task_id: string;
   attempt: number;
+  /** A worktree attempt: its branch and the branch it merges into. */
+  branch?: string;
+  target_branch?: string;
 }
 
 export function taskView(st: OrchestratorState, id: string): TaskView | undefined {
@@ -43,7 +46,12 @@ export function allTasks(st: OrchestratorState): TaskView[] {
 
 export function sessions(st: OrchestratorState): SessionView[] {
   return Object.entries(st.agent_sessions)
-    .map(([agent_id, s]) => ({ agent_id, task_id: s.task_id, attempt: s.attempt }))
+    .map(([agent_id, s]) => ({
+      agent_id,
+      task_id: s.task_id,
+      attempt: s.attempt,
+      ...(s.branch && s.target_branch ? { branch: s.branch, target_branch: s.target_branch } : {}),
+    }))
     .sort((a, b) => (a.agent_id < b.agent_id ? -1 : a.agent_id > b.agent_id ? 1 : 0));
 }
 

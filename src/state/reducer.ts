@@ -30,12 +30,19 @@ export interface TaskRecord {
   last_reason?: string;
   /** Failed attempts so far (task_failed commits), for the scheduler's max_retries. */
   failures?: number;
+  /** The attempt of the newest committed `task_merged` (worktree tasks only). */
+  merge_attempt?: number;
+  /** Its merge commit; null when that merge was refused (a conflict: see task_failed). */
+  merge_commit?: string | null;
 }
 
 export interface AgentSession {
   agent_id: string;
   task_id: string;
   attempt: number;
+  /** A worktree attempt: its branch and the branch it merges into (from the spawn's inputs). */
+  branch?: string;
+  target_branch?: string;
 }
 
 export interface CostAccumulator {
@@ -78,6 +85,7 @@ export const STATE_DECISIONS = [
   "task_failed",
   "task_retry",
   "task_interrupted",
+  "task_merged",
 ] as const;
 
 /** Types never replayed and never changing state. */
@@ -215,7 +223,20 @@ function applyInto(s: OrchestratorState, runId: string, e: ReducibleEntry, mut: 
       if (!id) return;
       const attempt = int(inputs.attempt) ?? s.tasks[id]?.attempt ?? 0;
       const agentId = str(inputs.agent_id) ?? agentIdOf(id, attempt);
-      mut.sessions(s)[agentId] = { agent_id: agentId, task_id: id, attempt };
+      const session: AgentSession = { agent_id: agentId, task_id: id, attempt };
+      const branch = str(inputs.branch);
+      const target = str(inputs.target_branch);
+      if (branch !== undefined && target !== undefined)
+        Object.assign(session, { branch, target_branch: target });
+      mut.sessions(s)[agentId] = session;
+      return;
+    }
+    case "task_merged": {
+      const id = str(inputs.task_id);
+      const t = id ? s.tasks[id] : undefined;
+      if (!id || !t) return;
+      const commit = str(output.merge_commit) ?? null;
+      mut.tasks(s)[id] = { ...t, merge_attempt: int(inputs.attempt) ?? t.attempt, merge_commit: commit };
       return;
     }
     case "task_completed": {

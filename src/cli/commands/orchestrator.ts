@@ -21,6 +21,12 @@ import {
   startReplicationForStart,
   type ReplicationStartFlags,
 } from "../replication-options.js";
+import {
+  addWorktreeStartOptions,
+  worktreeArgs,
+  worktreeOptionsOf,
+  type WorktreeStartFlags,
+} from "../worktree-options.js";
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../../bin/bernstein");
 
@@ -79,7 +85,7 @@ export function registerOrchestrator(program: Command): void {
     });
 }
 
-interface StartFlags extends ReplicationStartFlags {
+interface StartFlags extends ReplicationStartFlags, WorktreeStartFlags {
   untilIdle?: boolean;
   detach?: boolean;
   maxAgents?: number;
@@ -92,7 +98,7 @@ interface StartFlags extends ReplicationStartFlags {
 }
 
 function registerStart(program: Command): void {
-  addReplicationStartOptions(program.command("start"))
+  addWorktreeStartOptions(addReplicationStartOptions(program.command("start")))
     .description("recover the workspace (checkpoint + WAL replay), then run the backlog with agents")
     .option(
       "--until-idle",
@@ -181,7 +187,7 @@ function detachedArgs(ws: Workspace, opts: StartFlags): string[] {
   if (opts.poll !== undefined) args.push("--poll", String(opts.poll));
   if (opts.keyFile) args.push("--key-file", path.resolve(opts.keyFile));
   if (opts.verbose) args.push("--verbose");
-  args.push(...replicationArgs(opts));
+  args.push(...replicationArgs(opts), ...worktreeArgs(opts));
   return args;
 }
 
@@ -209,6 +215,7 @@ async function startInForeground(
     retryBackoffMs: opts.retryBackoff,
     pollMs: opts.poll,
     auditKeyFile: opts.keyFile,
+    worktrees: worktreeOptionsOf(opts),
     log: (l) => out.line(l),
     warn: (l, group) => warnings.warn(l, group),
     flushWarnings: () => warnings.flush(),

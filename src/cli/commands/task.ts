@@ -31,6 +31,7 @@ export function registerTask(program: Command): void {
       numberOption("--timeout", "positive"),
     )
     .option("--role <role>", "role label (default backend)")
+    .option("--worktree", "run in its own git worktree; its work is merged into the target branch on success")
     .action(async (title: string, opts, cmd: Command) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
@@ -46,6 +47,7 @@ export function registerTask(program: Command): void {
         maxRetries: opts.maxRetries,
         timeoutS: opts.timeout,
         role: opts.role,
+        worktree: Boolean(opts.worktree),
       });
       const missing = await missingBinary(await loadAgentsConfig(ws), t.spec);
       if (missing)

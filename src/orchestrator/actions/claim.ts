@@ -9,6 +9,16 @@ import { resolveInvocation, type Invocation } from "../agents.js";
 import type { RunContext } from "../run-context.js";
 import { sessions, taskView, type TaskView } from "../view.js";
 import { WRAPPER_MAIN, agentIdOf, agentLogPath, hasRunOnceToken, type WrapperJob } from "../wrapper.js";
+import { UserError } from "../../errors/errors.js";
+import type { JsonObject } from "../../json/object.js";
+import { taskWorktreePath } from "../git/worktree.js";
+import {
+  createTaskWorktree,
+  recordedWorktree,
+  usesWorktree,
+  worktreeSpawnInputs,
+  type WorktreeSpawnInputs,
+} from "../worktree-tasks.js";
 import { fail } from "./fail.js";
 import { intentInputs, type ReplayHandlers } from "./replay.js";
 
@@ -25,29 +35,61 @@ export async function claimAndSpawn(ctx: RunContext, t: TaskView): Promise<void>
   await spawnAgent(ctx, claimed, attempt, agentIdOf(t.id, attempt));
 }
 
-/** spawn intent → start the wrapper (detached, own process group) → commit. */
-async function spawnAgent(ctx: RunContext, t: TaskView, attempt: number, agentId: string): Promise<void> {
-  const res = await resolveInvocation(ctx.agentsCfg, ctx.ws, t.spec);
-  if (!res.ok) {
-    await fail(ctx, t.id, attempt, null, {
-      reason: res.reason,
-      exit_code: null,
-      terminal: true,
-      cost_usd: 0,
-      input_tokens: 0,
-      output_tokens: 0,
-      model: null,
-    });
-    return;
-  }
-  const inputs = { task_id: t.id, attempt, agent_id: agentId };
+/**
+ * spawn intent → start the wrapper (detached, own process group) → commit. A worktree attempt
+ * records its branch, base commit and target branch in the intent and runs in its worktree; a replay
+ * passes the intent's inputs (`recorded`), so the worktree is made from the same base.
+ */
+async function spawnAgent(
+  ctx: RunContext,
+  t: TaskView,
+  attempt: number,
+  agentId: string,
+  recorded?: JsonObject,
+): Promise<void> {
+  const worktree = await worktreeOf(ctx, t, attempt, recorded);
+  if (typeof worktree === "string") return failTerminally(ctx, t.id, attempt, worktree);
+  const workdir = worktree ? taskWorktreePath(ctx.ws.root, t.id, attempt) : ctx.ws.projectDir;
+  const res = await resolveInvocation(ctx.agentsCfg, ctx.ws, t.spec, workdir);
+  if (!res.ok) return failTerminally(ctx, t.id, attempt, res.reason);
+  const inputs = { task_id: t.id, attempt, agent_id: agentId, ...worktree };
   await ctx.dlog.decide("task_spawn_confirmed", inputs, async () => {
+    if (worktree) await createTaskWorktree(ctx, t.id, attempt, worktree);
     const child = startWrapper(ctx, t, attempt, agentId, res.invocation);
     ctx.agents.spawned({ agent_id: agentId, task_id: t.id, attempt }, child, t.spec.timeout_s, () =>
       ctx.wake(),
     );
   });
   await ctx.dlog.auditTask("task.spawned", t.id, { attempt, agent_id: agentId, agent: res.agent });
+}
+
+/** The attempt's worktree inputs; undefined: no worktree; a string: why the task cannot have one. */
+async function worktreeOf(
+  ctx: RunContext,
+  t: TaskView,
+  attempt: number,
+  recorded?: JsonObject,
+): Promise<WorktreeSpawnInputs | string | undefined> {
+  if (recorded) return recordedWorktree(recorded);
+  if (!usesWorktree(ctx.opts, t.spec)) return undefined;
+  try {
+    return await worktreeSpawnInputs(ctx, t.id, attempt);
+  } catch (err) {
+    if (err instanceof UserError) return err.message;
+    throw err;
+  }
+}
+
+async function failTerminally(ctx: RunContext, taskId: string, attempt: number, reason: string) {
+  await fail(ctx, taskId, attempt, null, {
+    reason,
+    exit_code: null,
+    terminal: true,
+    cost_usd: 0,
+    input_tokens: 0,
+    output_tokens: 0,
+    model: null,
+  });
 }
 
 function startWrapper(
@@ -97,7 +139,7 @@ export function claimReplay(ctx: RunContext): ReplayHandlers {
       if (sessions(ctx.dlog.state).some((s) => s.agent_id === agent_id)) return;
       // The wrapper may or may not have started. Spawn it again: its run-once token
       // (runtime/agents/<agent_id>.json, created O_EXCL) makes the duplicate exit without running.
-      await spawnAgent(ctx, t, attempt, agent_id);
+      await spawnAgent(ctx, t, attempt, agent_id, e.inputs);
     },
   };
 }

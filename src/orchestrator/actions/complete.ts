@@ -8,6 +8,7 @@ import { durableUnlink } from "../../workspace/durable.js";
 import type { RunContext } from "../run-context.js";
 import { sessions, taskView } from "../view.js";
 import { agentIdOf, completionPath, type CompletionRecord } from "../wrapper.js";
+import { mergeAttempt, noteMergeWait } from "../worktree-tasks.js";
 import { fail, retry } from "./fail.js";
 import type { ReplayHandlers } from "./replay.js";
 
@@ -22,7 +23,24 @@ export async function complete(ctx: RunContext, agentId: string, rec: Completion
     model: rec.model ?? null,
   };
   const t = taskView(ctx.dlog.state, s.task_id)!;
-  if (rec.error === null && rec.exit_code === 0 && !rec.timed_out) {
+  const ok = rec.error === null && rec.exit_code === 0 && !rec.timed_out;
+  if (ok && s.branch) {
+    const merge = await mergeAttempt(ctx, s, t);
+    // Nothing decided: the completion record stays and the next pass tries again.
+    if (merge.state === "waiting") return noteMergeWait(ctx, s.task_id, merge.why);
+    noteMergeWait(ctx, s.task_id, null);
+    if (merge.state === "conflict") {
+      await fail(ctx, s.task_id, s.attempt, agentId, {
+        reason: merge.reason,
+        paths: merge.paths,
+        exit_code: 0,
+        terminal: ctx.opts.worktrees.onConflict === "hold" ? true : false,
+        ...usage,
+      });
+      return finish(ctx, agentId);
+    }
+  }
+  if (ok) {
     const out = { exit_code: 0, ...usage };
     await ctx.dlog.decide(
       "task_completed",
@@ -50,6 +68,11 @@ export async function complete(ctx: RunContext, agentId: string, rec: Completion
       ...usage,
     });
   }
+  await finish(ctx, agentId);
+}
+
+/** The attempt is decided: no longer tracked, its completion record gone. */
+async function finish(ctx: RunContext, agentId: string): Promise<void> {
   ctx.agents.forget(agentId);
   await durableUnlink(completionPath(ctx.ws, agentId)).catch(() => {});
 }

@@ -10,6 +10,8 @@ import { intentInputs, type ReplayHandlers } from "./replay.js";
 /** What a failed attempt reports; `terminal` null: decided by the task's retries left. */
 export interface FailureFacts {
   reason: string;
+  /** A refused merge: the conflicting paths (the task's branch is kept for a human). */
+  paths?: string[];
   exit_code: number | null;
   terminal: boolean | null;
   cost_usd: number;
