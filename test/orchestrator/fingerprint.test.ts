@@ -4,9 +4,10 @@ import path from "node:path";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { fingerprintWal } from "../../src/wal/fingerprint.js";
-import { listRuns } from "../../src/wal/reader.js";
+import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { Workspace, initWorkspace } from "../../src/workspace/layout.js";
 import { runCli, scratchDir } from "../helpers.js";
+import { makeRepo } from "./support/git-repo.js";
 
 /** A backlog with priorities, a dependency, a retried failure and agents reporting cost. */
 async function buildBacklog(project: string, variant = 0): Promise<void> {
@@ -39,6 +40,7 @@ async function buildBacklog(project: string, variant = 0): Promise<void> {
 async function runAndFingerprint(
   project: string,
   stateHome: string,
+  extra: string[] = [],
 ): Promise<{ fp: string; code: number | null; stderr: string }> {
   const r = await runCli(
     [
@@ -54,6 +56,7 @@ async function runAndFingerprint(
       "20",
       "--checkpoint-every",
       "3",
+      ...extra,
     ],
     {
       cwd: project,
@@ -85,6 +88,47 @@ test("--max-agents 1: two runs of the same backlog have the same WAL fingerprint
     assert.match(r1.stderr, /task e failed: exit code 9/);
     assert.equal(r1.fp, r2.fp, "same backlog, same agents: same fingerprint");
     assert.notEqual(r1.fp, r3.fp, "a different backlog gives a different fingerprint");
+  } finally {
+    await cleanup();
+  }
+});
+
+/** A repository with a backlog of worktree tasks (two files, one of them changed twice). */
+async function buildRepoBacklog(project: string): Promise<void> {
+  await makeRepo(project, { "notes.txt": "0\n" });
+  const { workspace } = await initWorkspace(path.join(project, ".sdd"));
+  await addTask(workspace, { id: "w1", title: "w1", command: "echo 1 >> notes.txt", worktree: true });
+  await addTask(workspace, { id: "w2", title: "w2", command: "echo 2 > other.txt", worktree: true });
+  await addTask(workspace, { id: "w3", title: "w3", command: "echo 3 >> notes.txt", worktree: true });
+}
+
+async function mergeCommitsInWal(project: string): Promise<string[]> {
+  const runs = await listRuns(new Workspace(path.join(project, ".sdd")));
+  const out: string[] = [];
+  for await (const { entry } of readWalEntries(runs[0].file))
+    if (entry.decision_type === "task_merged" && entry.committed) out.push(String(entry.output.merge_commit));
+  return out;
+}
+
+test("--max-agents 1 with worktrees: the same backlog on the same repository state gives the same fingerprint (commit hashes left out)", async () => {
+  const { dir, cleanup } = await scratchDir("bernstein-fp-wt-");
+  try {
+    const state = path.join(dir, "state");
+    await mkdir(state);
+    const one = path.join(dir, "one");
+    const two = path.join(dir, "two");
+    await buildRepoBacklog(one);
+    await buildRepoBacklog(two);
+    const r1 = await runAndFingerprint(one, state, ["--worktrees"]);
+    const r2 = await runAndFingerprint(two, state, ["--worktrees"]);
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.equal(r2.code, 0, r2.stderr);
+    const m1 = await mergeCommitsInWal(one);
+    const m2 = await mergeCommitsInWal(two);
+    assert.equal(m1.length, 3);
+    // Commits made at different times have different hashes: the fingerprint must not see them.
+    assert.notDeepEqual(m1, m2);
+    assert.equal(r1.fp, r2.fp);
   } finally {
     await cleanup();
   }
