@@ -14,6 +14,7 @@ import { sessions, totalCost } from "./view.js";
 import { loadState } from "../checkpoint/load-state.js";
 import { agentAlive, wrapperScan } from "./agent-liveness.js";
 import { readAgentRecord } from "./wrapper.js";
+import { collectMergeStatus, renderMergeStatus, type MergeStatus } from "./merge-status.js";
 
 export interface StatusReport {
   tasks: Record<string, number>;
@@ -26,6 +27,8 @@ export interface StatusReport {
   checkpoint: { id: string; created_at: string; age_s: number; wal_position: unknown } | null;
   orchestrator: { running: boolean; pid: number | null; run_id: string | null; state: string | null };
   agents: { agent_id: string; task_id: string; attempt: number; running: boolean }[];
+  /** Worktree tasks: waiting to merge (and why), merged (with their merge commits). */
+  merges: MergeStatus;
   state_error?: string;
 }
 
@@ -37,6 +40,7 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
   const agents: StatusReport["agents"] = [];
   let cost = 0;
   let stateError: string | undefined;
+  let merges: MergeStatus = { waiting: [], merged: [] };
   try {
     const { state } = await loadState(ws);
     const wrappers = wrapperScan(ws.root);
@@ -47,6 +51,7 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
       agents.push({ ...s, running: alive });
     }
     cost = totalCost(state);
+    merges = await collectMergeStatus(ws, state);
   } catch (err) {
     stateError = (err as Error).message;
   }
@@ -83,6 +88,7 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
       state: running ? (sf?.state ?? "running") : "stopped",
     },
     agents,
+    merges,
     ...(stateError ? { state_error: stateError } : {}),
   };
 }
@@ -116,5 +122,6 @@ export function renderStatus(s: StatusReport, line: (l: string) => void): void {
       ? `orchestrator: running, pid ${s.orchestrator.pid}, run ${s.orchestrator.run_id}`
       : "orchestrator: not running",
   );
+  renderMergeStatus(s.merges, line);
   if (s.state_error) line(`state: could not be loaded: ${s.state_error}`);
 }

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { readFile, readdir } from "node:fs/promises";
+import { readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
-import { runCli, scratchDir, withSeed } from "../helpers.js";
+import { runCli, scratchDir, waitFor, withSeed } from "../helpers.js";
 import { gitSync, makeRepo, mergeCommitsOf } from "./support/git-repo.js";
 
 /**
@@ -165,3 +165,40 @@ test("SIGKILL of start during a merge, then start again: exactly one merge commi
       await cleanup();
     }
   }));
+
+test("a dirty main worktree: the merge waits and status says why; once the human commits, it merges and status shows the merge commit", async () => {
+  const { repo, ws, cli, cleanup } = await repoWorkspace({ "README.md": "hello\n" });
+  try {
+    await writeFile(path.join(repo, "human.txt"), "work in progress\n");
+    await addTask(ws, { id: "t", title: "t", command: "echo t > t.txt", worktree: true });
+    const started = await cli(["start", "--detach", "--until-idle", "--poll", "20", "--json"]);
+    assert.equal(started.code, 0, started.stderr);
+    const status = async () => {
+      const r = await cli(["status", "--json"]);
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout);
+    };
+    await waitFor("the merge waits", async () => (await status()).merges.waiting.length === 1);
+    const waiting = (await status()).merges.waiting[0];
+    assert.equal(waiting.task_id, "t");
+    assert.match(waiting.why, /uncommitted changes \(human\.txt\)/);
+    const human = await cli(["status"]);
+    assert.match(
+      human.stdout,
+      /waiting to merge: task t \(attempt 1, bernstein\/t-1 into main\): the main worktree has uncommitted changes/,
+    );
+    assert.equal(mergeCommitsOf(repo, "main", "t#1").length, 0, "nothing merged over a human's work");
+    gitSync(repo, "add", "human.txt");
+    gitSync(repo, "commit", "--quiet", "-m", "human");
+    await waitFor("merged", async () => (await status()).merges.merged.length === 1);
+    const s = await status();
+    assert.deepEqual(s.merges.waiting, []);
+    assert.deepEqual(s.merges.merged, [
+      { task_id: "t", attempt: 1, merge_commit: mergeCommitsOf(repo, "main", "t#1")[0] },
+    ]);
+    await waitFor("idle", async () => !(await status()).orchestrator.running);
+    assert.match((await cli(["status"])).stdout, /merged: 1 task\(s\): t [0-9a-f]{12}/);
+  } finally {
+    await cleanup();
+  }
+});
