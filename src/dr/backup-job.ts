@@ -48,6 +48,8 @@ export interface BackupJob {
   onRetry?: (info: RetryInfo) => void;
   /** Progress per phase ("archiving", "uploading", "reading back"...): done of total bytes. */
   onProgress?: (phase: string, done: number, total: number) => void;
+  /** The repository's HEAD for the manifest (the CLI asks git; dr does not know about repositories). */
+  repositoryHead?: BackupOptions["repositoryHead"];
 }
 
 export interface BackupJobResult {
@@ -80,6 +82,7 @@ export async function runBackupJob(ws: Workspace, job: BackupJob): Promise<Backu
     recipients: job.recipients,
     auditKeyPath: encrypted ? job.auditKeyPath : undefined,
     onProgress: job.onProgress,
+    repositoryHead: job.repositoryHead,
   };
   let result: BackupJobResult;
   if (isOffsiteDestination(job)) {

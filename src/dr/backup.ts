@@ -37,6 +37,7 @@ import {
   sha256Hex,
   type Manifest,
   type ManifestFile,
+  type RepositoryHead,
   type StatePosition,
 } from "./manifest.js";
 import { FileChangedError, tarStream, type PackDir, type PackFile } from "./pack.js";
@@ -82,6 +83,8 @@ export interface BackupOptions {
    * the archive ("archiving"); `done` and `total` are bytes of files.
    */
   onProgress?: (phase: "hashing" | "archiving", done: number, total: number) => void;
+  /** The repository's HEAD, asked for during the snapshot's pause (recorded as `repository`). */
+  repositoryHead?: () => Promise<RepositoryHead | null>;
 }
 
 export interface BackupResult {
@@ -245,6 +248,7 @@ export async function writeBackupArchive(
     );
 
     const auditKey = encrypting ? await carryAuditKey(planned, opts.auditKeyPath) : undefined;
+    const repository = (await opts.repositoryHead?.()) ?? undefined;
     const { files, file_count, total_bytes } = manifestFiles(planned);
     // Key order is the manifest's byte format (docs/dr.md "manifest.json").
     const manifest: Manifest = {
@@ -266,6 +270,7 @@ export async function writeBackupArchive(
       },
       // Filled in below, before the manifest is serialized (the pause covers pass 2 too).
       snapshot: { method: snapshot.method, wal_cut: "last-valid-entry" },
+      ...(repository ? { repository } : {}),
       dirs: walk.dirs.map((d) => ({ path: d.rel, mode: d.mode })),
       files,
     };

@@ -44,6 +44,12 @@ export interface SnapshotInfo {
   paused_ms?: number;
   warning?: string;
 }
+/** The HEAD of the git repository holding `.sdd/` when the backup was taken (worktree tasks merge there). */
+export interface RepositoryHead {
+  commit: string;
+  /** null: a detached HEAD. */
+  branch: string | null;
+}
 export interface Manifest {
   created_at: number;
   included_dirs: string[];
@@ -60,6 +66,8 @@ export interface Manifest {
   total_bytes: number;
   state: StatePosition;
   snapshot: SnapshotInfo;
+  /** Absent when `.sdd/` is not in a git repository. */
+  repository?: RepositoryHead;
   dirs: ManifestDir[];
   files: ManifestFile[];
 }

@@ -103,3 +103,14 @@ export async function containsCommit(dir: string, target: string, commit: string
   if (r.code === 1) return false;
   throw new UserError(`git merge-base: ${r.stderr.trim() || `exit ${r.code}`}`, ExitCode.USAGE);
 }
+
+/** The main worktree's HEAD: its commit and branch (null when detached); null for no repository or commit. */
+export async function repositoryHead(dir: string): Promise<{ commit: string; branch: string | null } | null> {
+  // A backup records this when it can; git missing or no repository is not the backup's failure.
+  const inRepo = await isRepo(dir).catch(() => false);
+  if (!inRepo) return null;
+  const commit = await runGit(dir, ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]);
+  if (commit.code !== 0) return null;
+  const branch = await runGit(dir, ["symbolic-ref", "--quiet", "--short", "HEAD"]);
+  return { commit: commit.stdout.trim(), branch: branch.code === 0 ? branch.stdout.trim() : null };
+}

@@ -1,4 +1,5 @@
 /** `bernstein dr backup`: flags → runBackupJob (or the dry-run plan) → output. */
+import { repositoryHead } from "../../../orchestrator/git/repo.js";
 import type { Command } from "commander";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
 import { backupPath, encryptionOf, planBackup, type DryRunReport } from "../../../dr/backup.js";
@@ -112,6 +113,7 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
       fullReadBack: opts.fullReadBack,
       onRetry: (r) => out.warn(`${r.operation}: ${r.error}; retry ${r.attempt} in ${r.delayMs} ms`),
       onProgress: (phase, done, total) => progress.update(phase, done, total),
+      repositoryHead: () => repositoryHead(ws.projectDir),
     }),
   );
   const warnings = [...job.warnings, ...keyWarnings(job, encrypted, keyPath)];
@@ -130,6 +132,7 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
       verified: job.verified,
       snapshot: a.manifest.snapshot,
       state: a.manifest.state,
+      repository: a.manifest.repository ?? null,
       warnings,
     },
     () => {

@@ -3,6 +3,7 @@
  * interval, each success followed by a prune; one log line per run. Or, with --print-*, the
  * systemd units or crontab line that run it.
  */
+import { repositoryHead } from "../../../orchestrator/git/repo.js";
 import type { Command } from "commander";
 import os from "node:os";
 import path from "node:path";
@@ -195,6 +196,7 @@ async function oneRun(index: number, c: RunContext): Promise<unknown> {
       localCopyDir: opts.localCopy,
       fullReadBack: opts.fullReadBack,
       onRetry: (r) => out.warn(`${r.operation}: ${r.error}; retry ${r.attempt}`),
+      repositoryHead: () => repositoryHead(c.ws.projectDir),
     });
     let pruneInfo: { kept: number; deleted: number } | undefined;
     if (c.policy) {
