@@ -28,7 +28,7 @@ export async function collectMergeStatus(ws: Workspace, state: OrchestratorState
     if (!rec || rec.error !== null || rec.exit_code !== 0 || rec.timed_out) continue;
     if (state.tasks[s.task_id]?.merge_attempt === s.attempt) continue; // decided; completion next
     // head_commit is not known before the merge: only a MERGE_HEAD of ours would match it.
-    const inputs = { head_commit: "" } as MergeInputs;
+    const inputs = { head_commit: "", target_branch: s.target_branch } as MergeInputs;
     const blocker = repoOk
       ? await mergeBlocker(ws.projectDir, inputs)
       : `${ws.projectDir} is not a git repository`;
@@ -37,7 +37,7 @@ export async function collectMergeStatus(ws: Workspace, state: OrchestratorState
       attempt: s.attempt,
       branch: s.branch,
       target_branch: s.target_branch,
-      why: blocker ?? "next in line (the running orchestrator merges it)",
+      why: blocker ?? "next in line (the orchestrator merges it in its next pass)",
     });
   }
   return { waiting, merged };

@@ -166,30 +166,43 @@ test("SIGKILL of start during a merge, then start again: exactly one merge commi
     }
   }));
 
-test("a dirty main worktree: the merge waits and status says why; once the human commits, it merges and status shows the merge commit", async () => {
+test("a dirty main worktree, then another branch checked out: the merge waits and status says why; back on the target, it merges and status shows the merge commit", async () => {
   const { repo, ws, cli, cleanup } = await repoWorkspace({ "README.md": "hello\n" });
   try {
+    gitSync(repo, "checkout", "--quiet", "-b", "feature");
     await writeFile(path.join(repo, "human.txt"), "work in progress\n");
     await addTask(ws, { id: "t", title: "t", command: "echo t > t.txt", worktree: true });
-    const started = await cli(["start", "--detach", "--until-idle", "--poll", "20", "--json"]);
+    const started = await cli([
+      "start",
+      "--detach",
+      "--until-idle",
+      "--poll",
+      "20",
+      "--target-branch",
+      "main",
+      "--json",
+    ]);
     assert.equal(started.code, 0, started.stderr);
     const status = async () => {
       const r = await cli(["status", "--json"]);
       assert.equal(r.code, 0, r.stderr);
       return JSON.parse(r.stdout);
     };
-    await waitFor("the merge waits", async () => (await status()).merges.waiting.length === 1);
-    const waiting = (await status()).merges.waiting[0];
-    assert.equal(waiting.task_id, "t");
-    assert.match(waiting.why, /uncommitted changes \(human\.txt\)/);
+    const waitingFor = (re: RegExp) => async () => re.test((await status()).merges.waiting[0]?.why ?? "");
+    await waitFor("the merge waits on the human's changes", waitingFor(/uncommitted changes \(human\.txt\)/));
     const human = await cli(["status"]);
     assert.match(
       human.stdout,
       /waiting to merge: task t \(attempt 1, bernstein\/t-1 into main\): the main worktree has uncommitted changes/,
     );
-    assert.equal(mergeCommitsOf(repo, "main", "t#1").length, 0, "nothing merged over a human's work");
     gitSync(repo, "add", "human.txt");
     gitSync(repo, "commit", "--quiet", "-m", "human");
+    await waitFor(
+      "the merge waits for main",
+      waitingFor(/has 'feature' checked out, not the target branch 'main'/),
+    );
+    assert.equal(mergeCommitsOf(repo, "main", "t#1").length, 0, "nothing merged over a human's work");
+    gitSync(repo, "checkout", "--quiet", "main");
     await waitFor("merged", async () => (await status()).merges.merged.length === 1);
     const s = await status();
     assert.deepEqual(s.merges.waiting, []);

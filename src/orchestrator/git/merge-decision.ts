@@ -18,7 +18,7 @@ import {
   type MergeStrategy,
 } from "./merge.js";
 import { checkedOutBranch, containsCommit, dirtyPaths, halfDoneMerge } from "./repo.js";
-import type { GitIdentity } from "./run-git.js";
+import { runGit, type GitIdentity } from "./run-git.js";
 import { deleteBranch, removeTaskWorktree } from "./worktree.js";
 
 export interface MergeInputs {
@@ -60,6 +60,12 @@ export async function mergeBlocker(repo: string, inputs: MergeInputs): Promise<s
   if (half.merge_head !== null) return null; // ours, half done: the action aborts and redoes it
   const dirty = await dirtyPaths(repo);
   if (dirty.length > 0) return `the main worktree has uncommitted changes (${dirty.slice(0, 3).join(", ")})`;
+  // A human switched branches: merging would land on theirs.
+  const head = await runGit(repo, ["symbolic-ref", "--quiet", "--short", "HEAD"]);
+  if (head.code !== 0) return "HEAD is detached in the main worktree";
+  const branch = head.stdout.trim();
+  if (branch !== inputs.target_branch)
+    return `the main worktree has '${branch}' checked out, not the target branch '${inputs.target_branch}'`;
   return null;
 }
 
