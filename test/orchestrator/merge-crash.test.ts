@@ -6,7 +6,14 @@ import { halfDoneMerge, dirtyPaths } from "../../src/orchestrator/git/repo.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
 import { scratchDir, withSeed } from "../helpers.js";
-import { committedTask, driveMerge, gitSync, makeRepo, mergeCommitsOf } from "./support/git-repo.js";
+import {
+  committedTask,
+  driveMerge,
+  gitSync,
+  makeRepo,
+  MERGE_CRASH_POINTS,
+  mergeCommitsOf,
+} from "./support/git-repo.js";
 
 /**
  * SIGKILL at every step of a `task_merged` decision — after the intent, before `git merge`, with
@@ -16,16 +23,6 @@ import { committedTask, driveMerge, gitSync, makeRepo, mergeCommitsOf } from "./
  * names it, no half-done merge, no worktree or branch left. The order of the points and which file
  * each task touches come from a seed (printed on failure).
  */
-const POINTS = [
-  "task_merged:before_action",
-  "task_merged:before_git_merge",
-  "task_merged:merge_index_locked",
-  "task_merged:after_merge_head",
-  "task_merged:after_merge_commit",
-  "task_merged:after_action",
-  "task_merged:after_commit",
-  "task_merged:during_cleanup",
-];
 
 /** Every `task_merged` commit entry of every run, by agent id. */
 async function mergeCommitEntries(ws: Workspace): Promise<Map<string, string[]>> {
@@ -48,7 +45,7 @@ test("task_merged survives SIGKILL at every step: one merge commit per task atte
       await makeRepo(repo, { "shared.txt": "0\n" });
       const sdd = path.join(repo, ".sdd");
       const { workspace } = await initWorkspace(sdd);
-      const points = [...POINTS].sort(() => rand() - 0.5);
+      const points = [...MERGE_CRASH_POINTS].sort(() => rand() - 0.5);
       for (const [i, point] of points.entries()) {
         const taskId = `t${i}`;
         const why = `seed ${seed}, point ${point} (task ${taskId})`;

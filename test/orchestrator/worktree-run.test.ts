@@ -7,7 +7,7 @@ import { addTask } from "../../src/orchestrator/tasks.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
 import { runCli, scratchDir, waitFor, withSeed } from "../helpers.js";
-import { gitSync, makeRepo, mergeCommitsOf } from "./support/git-repo.js";
+import { gitSync, makeRepo, MERGE_CRASH_POINTS, mergeCommitsOf } from "./support/git-repo.js";
 
 /**
  * `start` with worktrees, end to end: a real repository, real agents (shell tasks run by the
@@ -124,21 +124,11 @@ test("two tasks on the same lines, --on-conflict requeue: the loser runs again f
   }
 });
 
-const CRASH_POINTS = [
-  "task_merged:before_action",
-  "task_merged:before_git_merge",
-  "task_merged:merge_index_locked",
-  "task_merged:after_merge_head",
-  "task_merged:after_merge_commit",
-  "task_merged:after_action",
-  "task_merged:during_cleanup",
-];
-
 test("SIGKILL of start during a merge, then start again: exactly one merge commit per task attempt", () =>
   withSeed("BERNSTEIN_TEST_SEED", async (rand, seed) => {
     const { repo, ws, cli, cleanup } = await repoWorkspace({ "README.md": "hello\n" });
     try {
-      const points = [...CRASH_POINTS].sort(() => rand() - 0.5);
+      const points = [...MERGE_CRASH_POINTS].sort(() => rand() - 0.5);
       for (const [i, point] of points.entries()) {
         const id = `k${i}`;
         const why = `seed ${seed}, point ${point} (task ${id})`;
@@ -159,7 +149,7 @@ test("SIGKILL of start during a merge, then start again: exactly one merge commi
         const k = `${String(e.inputs.task_id)}#${String(e.inputs.attempt)}`;
         byAttempt.set(k, (byAttempt.get(k) ?? new Set()).add(String(e.output.merge_commit)));
       }
-      assert.equal(byAttempt.size, CRASH_POINTS.length, `seed ${seed}`);
+      assert.equal(byAttempt.size, MERGE_CRASH_POINTS.length, `seed ${seed}`);
       for (const [k, commits] of byAttempt) assert.equal(commits.size, 1, `seed ${seed}: ${k}`);
     } finally {
       await cleanup();

@@ -11,6 +11,18 @@ import {
   taskWorktreePath,
 } from "../../../src/orchestrator/git/worktree.js";
 
+/** Every step of a `task_merged` decision a crash test kills the process at (BERNSTEIN_CRASH_AT). */
+export const MERGE_CRASH_POINTS = [
+  "task_merged:before_action",
+  "task_merged:before_git_merge",
+  "task_merged:merge_index_locked",
+  "task_merged:after_merge_head",
+  "task_merged:after_merge_commit",
+  "task_merged:after_action",
+  "task_merged:after_commit",
+  "task_merged:during_cleanup",
+];
+
 export const TEST_IDENTITY = { name: "bernstein test", email: "test@bernstein.invalid" };
 
 /** `git` in `cwd`, synchronously; returns trimmed stdout. */
