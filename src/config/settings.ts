@@ -53,33 +53,6 @@ const keep = (k: "last" | "hourly" | "daily" | "weekly" | "monthly"): Setting =>
 });
 
 export const SETTINGS: Setting[] = [
-  { key: "worktrees", attr: "worktrees", commands: ["start"], value: (c) => c.worktrees },
-  { key: "merge.strategy", attr: "mergeStrategy", commands: ["start"], value: (c) => c.merge?.strategy },
-  { key: "merge.on_conflict", attr: "onConflict", commands: ["start"], value: (c) => c.merge?.on_conflict },
-  {
-    key: "merge.target_branch",
-    attr: "targetBranch",
-    commands: ["start"],
-    value: (c) => c.merge?.target_branch,
-  },
-  {
-    key: "merge.keep_branches",
-    attr: "keepBranches",
-    commands: ["start"],
-    value: (c) => c.merge?.keep_branches,
-  },
-  {
-    key: "merge.author.name",
-    attr: "gitAuthorName",
-    commands: ["start"],
-    value: (c) => c.merge?.author?.name,
-  },
-  {
-    key: "merge.author.email",
-    attr: "gitAuthorEmail",
-    commands: ["start"],
-    value: (c) => c.merge?.author?.email,
-  },
   {
     key: "backup.destination",
     attr: "toDir",
@@ -170,6 +143,33 @@ export const SETTINGS: Setting[] = [
       const f = c.replication?.followers;
       return f && Object.entries(f).map(([name, url]) => (url ? `${name}=${url}` : name));
     },
+  },
+  { key: "worktrees", attr: "worktrees", commands: ["start"], value: (c) => c.worktrees },
+  { key: "merge.strategy", attr: "mergeStrategy", commands: ["start"], value: (c) => c.merge?.strategy },
+  { key: "merge.on_conflict", attr: "onConflict", commands: ["start"], value: (c) => c.merge?.on_conflict },
+  {
+    key: "merge.target_branch",
+    attr: "targetBranch",
+    commands: ["start"],
+    value: (c) => c.merge?.target_branch,
+  },
+  {
+    key: "merge.keep_branches",
+    attr: "keepBranches",
+    commands: ["start"],
+    value: (c) => c.merge?.keep_branches,
+  },
+  {
+    key: "merge.author.name",
+    attr: "gitAuthorName",
+    commands: ["start"],
+    value: (c) => c.merge?.author?.name,
+  },
+  {
+    key: "merge.author.email",
+    attr: "gitAuthorEmail",
+    commands: ["start"],
+    value: (c) => c.merge?.author?.email,
   },
 ];
 

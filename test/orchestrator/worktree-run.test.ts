@@ -205,3 +205,32 @@ test("a dirty main worktree, then another branch checked out: the merge waits an
     await cleanup();
   }
 });
+
+test("worktrees: true and merge.on_conflict in the configuration file: a task added without --worktree merges; config show names the keys", async () => {
+  const { dir, repo, ws, cli, cleanup } = await repoWorkspace({ "README.md": "hello\n" });
+  try {
+    const config = path.join(dir, "bernstein.yaml");
+    await writeFile(config, "worktrees: true\nmerge:\n  on_conflict: hold\n");
+    const shown = await cli(["--config", config, "config", "show", "--json"]);
+    assert.equal(shown.code, 0, shown.stderr);
+    const rows = JSON.parse(shown.stdout).settings as { key: string; value: unknown; source: string }[];
+    assert.deepEqual(
+      rows.find((r) => r.key === "worktrees"),
+      { key: "worktrees", value: true, source: "file" },
+    );
+    assert.deepEqual(
+      rows.find((r) => r.key === "merge.on_conflict"),
+      {
+        key: "merge.on_conflict",
+        value: "hold",
+        source: "file",
+      },
+    );
+    await addTask(ws, { id: "plain", title: "plain", command: "echo p > p.txt" });
+    const r = await cli(["--config", config, ...START]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(mergeCommitsOf(repo, "main", "plain#1").length, 1);
+  } finally {
+    await cleanup();
+  }
+});

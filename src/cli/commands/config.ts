@@ -3,6 +3,7 @@
  * environment or the built-in defaults — and where each came from. It takes the flags of the
  * settings, so `config show --to-dir X` shows what a command given `--to-dir X` would use.
  */
+import { addWorktreeStartOptions } from "../worktree-options.js";
 import type { Command } from "commander";
 import { Option } from "commander";
 import { PASSWORD_ENV } from "../password.js";
@@ -102,6 +103,7 @@ export function registerConfig(program: Command): void {
     .option("--token-file <file>", "replication bearer token file")
     .addOption(new Option("--ack-policy <policy>", "LEADER_ONLY, QUORUM or ALL").default("LEADER_ONLY"))
     .option("--follower <name[=url]>", "a replication follower (repeat)", collect, []);
+  addWorktreeStartOptions(show);
   addRemoteOptions(addKeepOptions(show)).action((_opts: unknown, cmd: Command) => {
     const g = globalsOf(cmd);
     const out = Output.of(cmd);
