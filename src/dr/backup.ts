@@ -28,8 +28,6 @@ import {
 } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import type { Workspace } from "../workspace/layout.js";
-import { FernetEncryptor, fernetEncryptStream } from "./fernet.js";
-import { AgeEncryptor, ageEncryptStream } from "./age/encrypt.js";
 import {
   AUDIT_KEY_ENTRY,
   FORMAT_VERSION,
@@ -87,6 +85,19 @@ export interface BackupResult {
   warnings: string[];
 }
 
+/**
+ * The encrypting stage. Its modules load only when a backup is encrypted: age's curves and
+ * ML-KEM cost a plain backup a tenth of a second of start-up otherwise.
+ */
+async function createEncryptor(encryption: "age" | "fernet", opts: BackupOptions): Promise<Transform> {
+  if (encryption === "age") {
+    const { AgeEncryptor, ageEncryptStream } = await import("./age/encrypt.js");
+    return ageEncryptStream(await AgeEncryptor.create(opts.recipients!));
+  }
+  const { FernetEncryptor, fernetEncryptStream } = await import("./fernet.js");
+  return fernetEncryptStream(await FernetEncryptor.create(opts.password!));
+}
+
 /** Counts and hashes what goes to the sink. */
 class Measure extends Transform {
   readonly hash = createHash("sha256");
@@ -139,12 +150,7 @@ export async function writeBackupArchive(
   const encryption = encryptionOf(opts);
   const encrypting = encryption !== undefined;
   // Key derivation (≈0.5 s of PBKDF2 in the thread pool) overlaps the hashing pass.
-  const encryptorP =
-    encryption === "age"
-      ? AgeEncryptor.create(opts.recipients!).then(ageEncryptStream)
-      : encryption === "fernet"
-        ? FernetEncryptor.create(opts.password!).then(fernetEncryptStream)
-        : undefined;
+  const encryptorP = encryption ? createEncryptor(encryption, opts) : undefined;
   encryptorP?.catch(() => {});
   const snapshot = await requestSnapshot(ws, {
     ackTimeoutMs: opts.snapshotAckTimeoutMs,
