@@ -67,11 +67,11 @@ function encodeCommon(h: HeaderFields, path: string, size: number, buf: Buffer, 
 }
 
 /** The header block(s) for one entry through node-tar (a PAX record first when needed). */
-function encodeWithNodeTar(h: HeaderFields, path: string, size: number): Buffer {
+export function nodeTarHeader(h: HeaderFields): Buffer {
   const data = {
-    path,
+    path: entryPath(h),
     type: h.type,
-    size,
+    size: entrySize(h),
     mode: h.mode,
     uid: 0,
     gid: 0,
@@ -84,18 +84,19 @@ function encodeWithNodeTar(h: HeaderFields, path: string, size: number): Buffer 
   return block;
 }
 
+const entryPath = (h: HeaderFields): string => (h.type === "Directory" ? h.path + "/" : h.path);
+const entrySize = (h: HeaderFields): number => (h.type === "File" ? h.size : 0);
+
 /**
  * Writes the header of `h` into `buf` at `off` when it is a single zeroed-out block there and
  * returns 512; otherwise returns the header bytes for the caller to copy.
  */
 export function writeHeader(h: HeaderFields, buf: Buffer, off: number): number | Buffer {
-  const path = h.type === "Directory" ? h.path + "/" : h.path;
-  const size = h.type === "File" ? h.size : 0;
   if (buf.length - off >= BLOCK) {
     buf.fill(0, off, off + BLOCK);
-    if (encodeCommon(h, path, size, buf, off)) return BLOCK;
+    if (encodeCommon(h, entryPath(h), entrySize(h), buf, off)) return BLOCK;
   }
-  return encodeWithNodeTar(h, path, size);
+  return nodeTarHeader(h);
 }
 
 /** The header block(s) of `h` as a new Buffer. */

@@ -1,27 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Header } from "tar/header";
-import { Pax } from "tar/pax";
-import { encodeHeader, type HeaderFields } from "../../src/dr/tar-header.js";
+import { encodeHeader, nodeTarHeader, type HeaderFields } from "../../src/dr/tar-header.js";
 import { withSeed } from "../helpers.js";
-
-/** What node-tar writes for the same entry: the bytes every archive carried before. */
-function nodeTarHeader(h: HeaderFields): Buffer {
-  const data = {
-    path: h.type === "Directory" ? h.path + "/" : h.path,
-    type: h.type,
-    size: h.type === "File" ? h.size : 0,
-    mode: h.mode,
-    uid: 0,
-    gid: 0,
-    uname: "",
-    gname: "",
-    mtime: new Date(Math.floor(h.mtimeMs / 1000) * 1000),
-  } as const;
-  const block = Buffer.alloc(512);
-  if (new Header(data).encode(block, 0)) return Buffer.concat([new Pax(data).encode(), block]);
-  return block;
-}
 
 function randomEntry(rand: () => number): HeaderFields {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
