@@ -1,19 +1,19 @@
 /**
  * `dr backup`: a consistent, streamed, verified archive of a workspace.
  *
- * Two reads per file, memory flat: pass 1 decides how much of each file to copy (WAL and log
- * cuts) and hashes exactly that, which yields the manifest; pass 2 streams manifest.json first,
- * then the files, re-hashing each (a file that changed in between fails the attempt). The tar
+ * Memory flat: pass 1 (hash-pass.ts) decides how much of each file to copy (WAL and log cuts)
+ * and hashes exactly that, which yields the manifest; pass 2 (pack.ts) streams manifest.json
+ * first, then the files, read again and re-hashed (a file that changed in between fails the
+ * attempt). The tar
  * stream goes through gzip (level 6, as `tar -czf`) and, when asked, the streaming Fernet or age
  * encryptor into any Writable. `backupToFile` writes to a temp file beside the destination,
  * fsyncs it and renames it into place only when complete.
  */
 import { createHash } from "node:crypto";
-import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { access, constants as fsc, lstat, open, rm, stat, unlink } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { Readable, Transform, Writable, type TransformCallback } from "node:stream";
+import { Transform, Writable, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
 import { ExitCode, UserError, destinationError, ioError } from "../errors/errors.js";
@@ -28,8 +28,6 @@ import {
 } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import type { Workspace } from "../workspace/layout.js";
-import { FernetEncryptor, fernetEncryptStream } from "./fernet.js";
-import { AgeEncryptor, ageEncryptStream } from "./age/encrypt.js";
 import {
   AUDIT_KEY_ENTRY,
   FORMAT_VERSION,
@@ -38,20 +36,13 @@ import {
   type Manifest,
   type ManifestFile,
   type RepositoryHead,
-  type StatePosition,
 } from "./manifest.js";
-import { FileChangedError, tarStream, type PackDir, type PackFile } from "./pack.js";
+import { hashPass, type Planned } from "./hash-pass.js";
+import { FileChangedError, writeTar, type PackDir } from "./pack.js";
 import { sealStream } from "./seal.js";
 import { removeSidecar, sidecarPath, writeSidecar } from "./sidecar.js";
-import { requestSnapshot, type SnapshotHandle } from "./snapshot.js";
-import {
-  WAL_FILE,
-  auditPosition,
-  checkpointPosition,
-  isLineLog,
-  lineLogCut,
-  walCut,
-} from "./state-position.js";
+import { requestSnapshot } from "./snapshot.js";
+import { auditPosition, checkpointPosition } from "./state-position.js";
 import {
   EXCLUDED_DIRS,
   EXCLUDED_PATTERNS,
@@ -97,77 +88,17 @@ export interface BackupResult {
   warnings: string[];
 }
 
-interface Planned extends PackFile {
-  sha256: string;
-}
-
-/** Pass 1: cut lengths and hashes; reads each file (up to its cut) once. */
-async function hashPass(
-  files: ReturnType<typeof walkWorkspace>["files"],
-  positions: SnapshotHandle["positions"],
-  warnings: string[],
-  onBytes?: (done: number, total: number) => void,
-): Promise<{ planned: Planned[]; wal: StatePosition["wal"]; copied: Map<string, number> }> {
-  const buf = Buffer.allocUnsafe(1024 * 1024);
-  const total = files.reduce((sum, f) => sum + f.size, 0);
-  let hashed = 0;
-  const planned: Planned[] = [];
-  const wal: StatePosition["wal"] = {};
-  const copied = new Map<string, number>();
-  for (const f of files) {
-    let length: number;
-    let size: number;
-    try {
-      size = statSync(f.abs).size; // it may have grown since the walk (append-only logs)
-    } catch {
-      continue; // removed since the walk
-    }
-    const walMatch = WAL_FILE.exec(f.rel);
-    if (walMatch) {
-      const runId = walMatch[1]!;
-      const ack = positions?.[runId];
-      const cut = await walCut(f.abs, size, ack ? ack.seq : undefined);
-      length = cut.length;
-      wal[runId] = cut.position;
-      if (cut.dropped && !positions) {
-        warnings.push(`${f.rel}: left out ${cut.dropped} bytes after the last complete entry`);
-      }
-    } else if (isLineLog(f.rel)) {
-      length = (await lineLogCut(f.abs, size)).length;
-    } else {
-      length = size;
-    }
-    const hash = createHash("sha256");
-    let fd: number;
-    try {
-      fd = openSync(f.abs, "r");
-    } catch {
-      continue;
-    }
-    let done = 0;
-    try {
-      while (done < length) {
-        const n = readSync(fd, buf, 0, Math.min(buf.length, length - done), done);
-        if (n === 0) break;
-        hash.update(buf.subarray(0, n));
-        done += n;
-        hashed += n;
-        onBytes?.(hashed, total);
-      }
-    } finally {
-      closeSync(fd);
-    }
-    copied.set(f.rel, done);
-    planned.push({
-      rel: f.rel,
-      abs: f.abs,
-      length: done,
-      mode: f.mode,
-      mtimeMs: f.mtimeMs,
-      sha256: hash.digest("hex"),
-    });
+/**
+ * The encrypting stage. Its modules load only when a backup is encrypted: age's curves and
+ * ML-KEM cost a plain backup a tenth of a second of start-up otherwise.
+ */
+async function createEncryptor(encryption: "age" | "fernet", opts: BackupOptions): Promise<Transform> {
+  if (encryption === "age") {
+    const { AgeEncryptor, ageEncryptStream } = await import("./age/encrypt.js");
+    return ageEncryptStream(await AgeEncryptor.create(opts.recipients!));
   }
-  return { planned, wal, copied };
+  const { FernetEncryptor, fernetEncryptStream } = await import("./fernet.js");
+  return fernetEncryptStream(await FernetEncryptor.create(opts.password!));
 }
 
 /** Counts and hashes what goes to the sink. */
@@ -195,14 +126,16 @@ async function streamArchive(
   const onBytes = onProgress
     ? (n: number): void => onProgress("archiving", (archived += n), a.totalBytes)
     : undefined;
-  const tar = Readable.from(tarStream(a.manifestBytes, a.dirs, a.planned, { endOfArchive: false, onBytes }), {
-    objectMode: false,
-  });
-  if (encryptorP) {
-    await pipeline(tar, gzip, sealStream(), await encryptorP, measure, sink);
-  } else {
-    await pipeline(tar, gzip, sealStream(), measure, sink);
+  const rest = encryptorP ? [sealStream(), await encryptorP, measure, sink] : [sealStream(), measure, sink];
+  const done = pipeline([gzip, ...rest]);
+  try {
+    await writeTar(gzip, a.manifestBytes, a.dirs, a.planned, { endOfArchive: false, onBytes });
+    gzip.end();
+  } catch (err) {
+    gzip.destroy(err as Error);
   }
+  // The pipeline rejects with the first failure: a file that changed, or the sink's own error.
+  await done;
   return measure;
 }
 
@@ -220,12 +153,7 @@ export async function writeBackupArchive(
   const encryption = encryptionOf(opts);
   const encrypting = encryption !== undefined;
   // Key derivation (≈0.5 s of PBKDF2 in the thread pool) overlaps the hashing pass.
-  const encryptorP =
-    encryption === "age"
-      ? AgeEncryptor.create(opts.recipients!).then(ageEncryptStream)
-      : encryption === "fernet"
-        ? FernetEncryptor.create(opts.password!).then(fernetEncryptStream)
-        : undefined;
+  const encryptorP = encryption ? createEncryptor(encryption, opts) : undefined;
   encryptorP?.catch(() => {});
   const snapshot = await requestSnapshot(ws, {
     ackTimeoutMs: opts.snapshotAckTimeoutMs,

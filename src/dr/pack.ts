@@ -1,21 +1,18 @@
 /**
  * The tar byte stream of a backup: `manifest.json` first, then the folders, then every file.
- * Headers are node-tar's (`Header`, plus a PAX record when a name does not fit ustar), so Python's
- * `tarfile` and GNU tar read the result.
+ * Headers are node-tar's format (tar-header.ts, a PAX record when a name does not fit ustar), so
+ * Python's `tarfile` and GNU tar read the result.
  *
- * Files are read a second time here (the first read hashed them for the manifest). Each is read
- * for exactly the length the manifest records and hashed again on the way: a file that changed
- * between the two reads fails the backup with FileChangedError instead of producing an archive
- * that disagrees with its own manifest. Output is batched into 1 MiB buffers so gzip gets big
- * chunks, and memory stays flat whatever the file sizes.
+ * Files are read a second time here (hash-pass.ts hashed them for the manifest), for exactly
+ * the length the manifest records, and hashed again on the way: a file that changed between
+ * the two reads fails the backup with FileChangedError instead of producing an archive that disagrees with its own manifest. Output goes to the sink in a few
+ * reused 1 MiB buffers, so gzip gets big chunks and memory stays flat whatever the file sizes.
  */
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
-import { Header } from "tar/header";
-import { Pax } from "tar/pax";
-import { GarbageBudget } from "./memory.js";
+import type { Writable } from "node:stream";
+import { BLOCK, writeHeader, type HeaderFields } from "./tar-header.js";
 
-const BLOCK = 512;
 const BATCH = 1024 * 1024;
 
 export interface PackDir {
@@ -43,15 +40,25 @@ export class FileChangedError extends Error {
   }
 }
 
-class Batcher {
-  buf = Buffer.allocUnsafe(BATCH);
+/**
+ * The batch buffers: a few fixed 1 MiB buffers, each filled, written to the sink and refilled only
+ * once the sink's write callback says it has consumed it (gzip keeps no reference after that).
+ * Reusing them keeps external memory flat without forced garbage collections.
+ */
+class BatchPool {
+  buf: Buffer;
   pos = 0;
-  /** Returns the full batch (to be yielded) and starts a new one. */
-  take(): Buffer {
-    const out = this.buf.subarray(0, this.pos);
-    this.buf = Buffer.allocUnsafe(BATCH);
-    this.pos = 0;
-    return out;
+  private readonly free: Buffer[] = [];
+  private wake: (() => void) | undefined;
+  private failure: Error | undefined;
+  constructor(
+    private readonly sink: Writable,
+    count = 4,
+  ) {
+    for (let i = 0; i < count; i++) this.free.push(Buffer.allocUnsafe(BATCH));
+    this.buf = this.free.pop()!;
+    // A sink torn down mid-write may never call back: its close also wakes a waiting writer.
+    sink.once("close", () => this.fail(new Error("the archive stream closed early")));
   }
   get room(): number {
     return this.buf.length - this.pos;
@@ -60,70 +67,68 @@ class Batcher {
     this.buf.fill(0, this.pos, this.pos + n);
     this.pos += n;
   }
-}
-
-/** The header block(s) for one entry (a PAX record first when needed). */
-export function encodeHeader(h: {
-  path: string;
-  type: "File" | "Directory";
-  size: number;
-  mode: number;
-  mtimeMs: number;
-}): Buffer {
-  const data = {
-    path: h.type === "Directory" ? h.path + "/" : h.path,
-    type: h.type,
-    size: h.type === "File" ? h.size : 0,
-    mode: h.mode,
-    uid: 0,
-    gid: 0,
-    uname: "",
-    gname: "",
-    mtime: new Date(Math.floor(h.mtimeMs / 1000) * 1000),
-  } as const;
-  const block = Buffer.alloc(BLOCK);
-  const header = new Header(data);
-  if (header.encode(block, 0)) {
-    const pax = new Pax({ ...data, path: data.path }).encode();
-    return Buffer.concat([pax, block]);
+  private fail(err: Error): void {
+    this.failure ??= err;
+    this.wakeUp();
   }
-  return block;
+  private wakeUp(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+  /** Writes the filled part of the current buffer and waits until a buffer is free again. */
+  async send(): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (this.pos === 0) return;
+    const full = this.buf;
+    this.sink.write(full.subarray(0, this.pos), (err) => {
+      if (err) this.fail(err);
+      this.free.push(full);
+      this.wakeUp();
+    });
+    while (this.free.length === 0 && !this.failure) await new Promise<void>((r) => (this.wake = r));
+    if (this.failure) throw this.failure;
+    this.buf = this.free.pop()!;
+    this.pos = 0;
+  }
 }
 
 const padding = (n: number): number => (BLOCK - (n % BLOCK)) % BLOCK;
 
 /**
- * Yields the uncompressed tar stream. `files` must not include the manifest: it goes first.
- * `onBytes` is told how many bytes of files were read (progress).
+ * Writes the uncompressed tar stream into `sink` (not ended here). `files` must not include the
+ * manifest: it goes first. `onBytes` is told how many bytes of files were read (progress).
  * Reading is synchronous on purpose: gzip runs in the thread pool meanwhile, and small files
  * cost one open/read/close each instead of several promise round trips.
  */
-export async function* tarStream(
+export async function writeTar(
+  sink: Writable,
   manifest: Buffer,
   dirs: PackDir[],
   files: PackFile[],
   opts: { endOfArchive?: boolean; onBytes?: (n: number) => void } = {},
-): AsyncGenerator<Buffer> {
-  const b = new Batcher();
-  const budget = new GarbageBudget();
-  const take = (): Buffer => {
-    budget.add(b.pos);
-    return b.take();
-  };
-  const put = function* (bytes: Buffer): Generator<Buffer> {
+): Promise<void> {
+  const b = new BatchPool(sink);
+  const put = async (bytes: Buffer): Promise<void> => {
     let off = 0;
     while (off < bytes.length) {
-      if (b.room === 0) yield take();
+      if (b.room === 0) await b.send();
       const n = Math.min(b.room, bytes.length - off);
       bytes.copy(b.buf, b.pos, off, off + n);
       b.pos += n;
       off += n;
     }
   };
-  const pad = function* (n: number): Generator<Buffer> {
+  const header = async (h: HeaderFields): Promise<void> => {
+    if (b.room < BLOCK) await b.send();
+    const out = writeHeader(h, b.buf, b.pos);
+    if (typeof out === "number") b.pos += out;
+    else await put(out);
+  };
+  const pad = async (n: number): Promise<void> => {
     let left = n;
     while (left > 0) {
-      if (b.room === 0) yield take();
+      if (b.room === 0) await b.send();
       const k = Math.min(b.room, left);
       b.zero(k);
       left -= k;
@@ -131,51 +136,54 @@ export async function* tarStream(
   };
 
   const now = Date.now();
-  yield* put(
-    encodeHeader({ path: "manifest.json", type: "File", size: manifest.length, mode: 0o644, mtimeMs: now }),
-  );
-  yield* put(manifest);
-  yield* pad(padding(manifest.length));
+  await header({ path: "manifest.json", type: "File", size: manifest.length, mode: 0o644, mtimeMs: now });
+  await put(manifest);
+  await pad(padding(manifest.length));
 
   for (const d of dirs) {
-    yield* put(encodeHeader({ path: d.rel, type: "Directory", size: 0, mode: d.mode, mtimeMs: d.mtimeMs }));
+    await header({ path: d.rel, type: "Directory", size: 0, mode: d.mode, mtimeMs: d.mtimeMs });
   }
 
   for (const f of files) {
-    yield* put(encodeHeader({ path: f.rel, type: "File", size: f.length, mode: f.mode, mtimeMs: f.mtimeMs }));
-    const hash = createHash("sha256");
+    await header({ path: f.rel, type: "File", size: f.length, mode: f.mode, mtimeMs: f.mtimeMs });
     if (f.data) {
-      hash.update(f.data);
-      yield* put(f.data);
+      // Bytes held in memory (the audit key): what the manifest hashed, unchangeable since.
+      await put(f.data);
       opts.onBytes?.(f.data.length);
     } else {
-      let fd: number;
-      try {
-        fd = openSync(f.abs!, "r");
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new FileChangedError(f.rel);
-        throw err;
-      }
-      try {
-        let done = 0;
-        while (done < f.length) {
-          if (b.room < 64 * 1024) yield take();
-          const want = Math.min(b.room, f.length - done);
-          const n = readSync(fd, b.buf, b.pos, want, done);
-          if (n === 0) throw new FileChangedError(f.rel); // shrank since it was hashed
-          hash.update(b.buf.subarray(b.pos, b.pos + n));
-          b.pos += n;
-          done += n;
-          opts.onBytes?.(n);
-        }
-      } finally {
-        closeSync(fd);
-      }
+      const hash = createHash("sha256");
+      await copyFile(f, b, hash, opts.onBytes);
+      if (f.sha256 && hash.digest("hex") !== f.sha256) throw new FileChangedError(f.rel);
     }
-    if (f.sha256 && hash.digest("hex") !== f.sha256) throw new FileChangedError(f.rel);
-    yield* pad(padding(f.length));
+    await pad(padding(f.length));
   }
   // End of archive: two zero blocks (unless the caller's seal member carries them).
-  if (opts.endOfArchive ?? true) yield* pad(2 * BLOCK);
-  if (b.pos > 0) yield take();
+  if (opts.endOfArchive ?? true) await pad(2 * BLOCK);
+  await b.send();
+}
+
+/** Reads `f.length` bytes of `f` into the batches, hashing them on the way. */
+async function copyFile(f: PackFile, b: BatchPool, hash: Hash, onBytes?: (n: number) => void): Promise<void> {
+  let fd: number;
+  try {
+    fd = openSync(f.abs!, "r");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new FileChangedError(f.rel);
+    throw err;
+  }
+  try {
+    let done = 0;
+    while (done < f.length) {
+      if (b.room < 64 * 1024) await b.send();
+      const want = Math.min(b.room, f.length - done);
+      const n = readSync(fd, b.buf, b.pos, want, done);
+      if (n === 0) throw new FileChangedError(f.rel); // shrank since it was hashed
+      hash.update(b.buf.subarray(b.pos, b.pos + n));
+      b.pos += n;
+      done += n;
+      onBytes?.(n);
+    }
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -1,0 +1,107 @@
+/**
+ * Pass 1 of a backup: how much of each file to copy (WAL and log cuts) and the sha256 of exactly
+ * that, which yields the manifest. The manifest comes first in the archive, so every file is
+ * hashed before any is archived; pack.ts reads each file again and re-hashes it.
+ */
+import { createHash } from "node:crypto";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import type { StatePosition } from "./manifest.js";
+import type { PackFile } from "./pack.js";
+import type { SnapshotHandle } from "./snapshot.js";
+import { WAL_FILE, isLineLog, lineLogCut, walCut } from "./state-position.js";
+import type { WalkedFile } from "./walk.js";
+
+const READ_CHUNK = 1024 * 1024;
+
+export interface Planned extends PackFile {
+  sha256: string;
+}
+
+export interface HashPassResult {
+  planned: Planned[];
+  wal: StatePosition["wal"];
+}
+
+/** How much of `f` to copy: all of it, or up to the last complete entry or line of a log. */
+async function cutLength(
+  f: WalkedFile,
+  size: number,
+  positions: SnapshotHandle["positions"],
+  wal: StatePosition["wal"],
+  warnings: string[],
+): Promise<number> {
+  const walMatch = WAL_FILE.exec(f.rel);
+  if (walMatch) {
+    const runId = walMatch[1]!;
+    const ack = positions?.[runId];
+    const cut = await walCut(f.abs, size, ack ? ack.seq : undefined);
+    wal[runId] = cut.position;
+    if (cut.dropped && !positions) {
+      warnings.push(`${f.rel}: left out ${cut.dropped} bytes after the last complete entry`);
+    }
+    return cut.length;
+  }
+  if (isLineLog(f.rel)) return (await lineLogCut(f.abs, size)).length;
+  return size;
+}
+
+/** Reads (up to `length` bytes of) one open file, hashing it; the row for the manifest. */
+function readAndHash(
+  f: WalkedFile,
+  fd: number,
+  length: number,
+  buf: Buffer,
+  onBytes: (n: number) => void,
+): Planned {
+  const hash = createHash("sha256");
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, buf, 0, Math.min(buf.length, length - done), done);
+    if (n === 0) break; // shrank since we looked: the archive holds what was there
+    hash.update(buf.subarray(0, n));
+    done += n;
+    onBytes(n);
+  }
+  return {
+    rel: f.rel,
+    abs: f.abs,
+    length: done,
+    mode: f.mode,
+    mtimeMs: f.mtimeMs,
+    sha256: hash.digest("hex"),
+  };
+}
+
+/** Pass 1: cut lengths and hashes; reads each file (up to its cut) once. */
+export async function hashPass(
+  files: WalkedFile[],
+  positions: SnapshotHandle["positions"],
+  warnings: string[],
+  onBytes?: (done: number, total: number) => void,
+): Promise<HashPassResult> {
+  const total = files.reduce((sum, f) => sum + f.size, 0);
+  let hashed = 0;
+  const progress = (n: number): void => {
+    hashed += n;
+    onBytes?.(hashed, total);
+  };
+  const buf = Buffer.allocUnsafe(READ_CHUNK);
+  const planned: Planned[] = [];
+  const wal: StatePosition["wal"] = {};
+  for (const f of files) {
+    let fd: number;
+    try {
+      fd = openSync(f.abs, "r");
+    } catch {
+      continue; // removed since the walk
+    }
+    try {
+      const size = fstatSync(fd).size; // it may have grown since the walk (append-only logs)
+      const length = await cutLength(f, size, positions, wal, warnings);
+      planned.push(readAndHash(f, fd, length, buf, progress));
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return { planned, wal };
+}
