@@ -81,6 +81,11 @@ export async function runListCheck(
   return { findings, removed, content };
 }
 
+/** What the failures of a check can be: damage only where archives were opened (--deep). */
+export function failureWords(check: ListCheck): string {
+  return check.content ? "missing, replaced or damaged" : "missing or replaced";
+}
+
 /** The human lines of a check. */
 export function printListCheck(out: Output, check: ListCheck, failures: number): void {
   for (const f of check.findings) out.line(`${f.status.padEnd(10)} ${f.name}: ${f.detail}`);
@@ -95,6 +100,6 @@ export function printListCheck(out: Output, check: ListCheck, failures: number):
   out.line(
     failures === 0
       ? "check: every backup the audit chain recorded here is present and unchanged"
-      : `check FAILED: ${failures} backup(s) missing, replaced or damaged`,
+      : `check FAILED: ${failures} backup(s) ${failureWords(check)}`,
   );
 }

@@ -6,7 +6,7 @@ import { openWorkspace } from "../../../workspace/layout.js";
 import { ExitCode } from "../../../errors/errors.js";
 import type { PasswordFlags } from "../../password.js";
 import { Output, globalsOf } from "../../output.js";
-import { printListCheck, runListCheck, type ListCheck } from "./list-check.js";
+import { failureWords, printListCheck, runListCheck, type ListCheck } from "./list-check.js";
 import { addPasswordOptions, addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./options.js";
 import { catalogueRows } from "./source.js";
 
@@ -123,7 +123,7 @@ export function registerList(dr: Command): void {
     if (bad.length > 0)
       out.failed(
         ExitCode.CHECK_FAILED,
-        `dr list --check: ${bad.length} backup(s) missing, replaced or damaged at ${store.root}; first: ${bad[0]!.name}: ${bad[0]!.detail}`,
+        `dr list --check: ${bad.length} backup(s) ${failureWords(check!)} at ${store.root}; first: ${bad[0]!.name}: ${bad[0]!.detail}`,
       );
   });
 }
