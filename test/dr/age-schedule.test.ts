@@ -11,6 +11,7 @@ import { test } from "node:test";
 import { readBackupLog } from "../../src/dr/backup-log.js";
 import { recipientFingerprint } from "../../src/dr/age/keys.js";
 import { envFor, runCli, scratchDir } from "../helpers.js";
+import { startS3Harness } from "../storage/support/s3-harness.js";
 import { keyPair } from "./support/age-keys.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
 
@@ -97,5 +98,65 @@ test("dr schedule --recipient writes .tar.gz.age to the catalogue; configured re
     assert.equal((await backupsIn(at)).length, before.length + 1, "nothing written by a refused run");
   } finally {
     await cleanup();
+  }
+});
+
+test("dr schedule to s3:// with a recipient uploads NAME.tar.gz.age with its record; dr list names its recipient; restore --latest opens it", async () => {
+  const h = await startS3Harness({ buckets: ["age-sched"] });
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = { ...envFor(dir), ...h.env, BERNSTEIN_BACKUP_LOCAL_DIR: path.join(dir, "local") };
+    const { ws } = await makeSmallWorkspace(dir);
+    const a = await keyPair(dir, "a.txt");
+    const root = "s3://age-sched/site/";
+    const run = await runCli(
+      [
+        "dr",
+        "schedule",
+        "--sdd",
+        ws.root,
+        "--every",
+        "1h",
+        "--once",
+        "--to-dir",
+        root,
+        "--recipient",
+        a.recipient,
+        "--json",
+      ],
+      { env },
+    );
+    assert.equal(run.code, 0, run.stderr);
+    const done = JSON.parse(run.stdout.trim());
+    assert.match(done.location, /^s3:\/\/age-sched\/site\/bernstein-backup-\d{8}T\d{6}Z\.tar\.gz\.age$/);
+    assert.equal(done.verified, true);
+    const listed = await runCli(["dr", "list", "--at", root, "--sdd", ws.root, "--json"], { env });
+    assert.equal(listed.code, 0, listed.stderr);
+    const [only] = JSON.parse(listed.stdout).backups as {
+      name: string;
+      verified: boolean;
+      recipient_fingerprints: string[];
+    }[];
+    assert.equal(only!.name, done.name);
+    assert.equal(only!.verified, true);
+    assert.deepEqual(only!.recipient_fingerprints, [recipientFingerprint(a.recipient)]);
+    const restored = await runCli(
+      [
+        "dr",
+        "restore",
+        "--latest",
+        "--at",
+        root,
+        "--identity-file",
+        a.file,
+        "--sdd",
+        path.join(dir, "r", ".sdd"),
+      ],
+      { env },
+    );
+    assert.equal(restored.code, 0, restored.stderr);
+  } finally {
+    await cleanup();
+    await h.close();
   }
 });
