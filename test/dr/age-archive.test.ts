@@ -15,6 +15,7 @@ import { restoreFromFile } from "../../src/dr/restore.js";
 import { verifyArchiveFile } from "../../src/dr/verify.js";
 import { ExitCode, UserError } from "../../src/errors/errors.js";
 import { scratchDir } from "../helpers.js";
+import { ageDamageCases, flip } from "./support/damage.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
 
 const AGE_OK = spawnSync("age", ["--version"]).status === 0;
@@ -94,15 +95,8 @@ test("wrong identity exit 4 naming the stanzas; a password for .age and an ident
     );
 
     const good = await readFile(b.path);
-    const headerEnd = good.indexOf("\n--- ") + 1;
     const damaged = path.join(dir, "damaged.tar.gz.age");
-    const cases: [string, Buffer][] = [
-      ["header MAC", flip(good, headerEnd + 6)],
-      ["payload chunk", flip(good, Math.floor((headerEnd + good.length) / 2))],
-      ["last byte", flip(good, good.length - 1)],
-      ["truncated", good.subarray(0, good.length - 100)],
-    ];
-    for (const [what, bytes] of cases) {
+    for (const [what, bytes] of ageDamageCases(good)) {
       await writeFile(damaged, bytes);
       await assert.rejects(
         restoreFromFile(damaged, target, { identities: [a.identity] }),
@@ -133,12 +127,6 @@ test("wrong identity exit 4 naming the stanzas; a password for .age and an ident
     await cleanup();
   }
 });
-
-function flip(bytes: Buffer, at: number): Buffer {
-  const out = Buffer.from(bytes);
-  out[at] = out[at]! ^ 0x04;
-  return out;
-}
 
 test(
   "`age -d -i key | tar tz` lists our archive; an archive `age -r` encrypted from a plain backup restores with ours",

@@ -9,6 +9,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { envFor, runCli, scratchDir } from "../helpers.js";
 import { keyPair } from "./support/age-keys.js";
+import { ageDamageCases } from "./support/damage.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
 
 test("group-readable identity file, identity for .enc, password for .age: exit 2 with the hint; altered or truncated header or chunk: exit 5; nothing restored", async () => {
@@ -58,17 +59,8 @@ test("group-readable identity file, identity for .enc, password for .age: exit 2
       pwFile,
     ]);
 
-    const good = await readFile(ageFile);
-    const headerEnd = good.indexOf("\n--- ") + 1;
     const damaged = path.join(dir, "damaged.tar.gz.age");
-    const cases: [string, Buffer][] = [
-      ["header MAC altered", flip(good, headerEnd + 6)],
-      ["first payload chunk altered", flip(good, good.indexOf("\n", headerEnd) + 1 + 16 + 100)],
-      ["a middle payload chunk altered", flip(good, Math.floor((headerEnd + good.length) / 2))],
-      ["truncated in the payload", good.subarray(0, good.length - 100)],
-      ["truncated in the header", good.subarray(0, headerEnd - 10)],
-    ];
-    for (const [what, bytes] of cases) {
+    for (const [what, bytes] of ageDamageCases(await readFile(ageFile))) {
       await writeFile(damaged, bytes);
       await refused(5, /is damaged|truncated/, ["--from", damaged, "--identity-file", a.file]).catch(
         (err: Error) => {
@@ -80,9 +72,3 @@ test("group-readable identity file, identity for .enc, password for .age: exit 2
     await cleanup();
   }
 });
-
-function flip(bytes: Buffer, at: number): Buffer {
-  const out = Buffer.from(bytes);
-  out[at] = out[at]! ^ 0x04;
-  return out;
-}

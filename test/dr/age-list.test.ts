@@ -21,26 +21,33 @@ interface ListedBackup {
   recipient_fingerprints: string[] | null;
 }
 
+/** A workspace with two key pairs and one backup to both at a catalogue folder `bk`. */
+async function withAgeBackup(dir: string) {
+  const env = envFor(dir);
+  const { ws } = await makeSmallWorkspace(dir);
+  const a = await keyPair(dir, "a.txt");
+  const b = await keyPair(dir, "b.txt");
+  const at = path.join(dir, "bk");
+  const cli = (...args: string[]) => runCli([...args, "--sdd", ws.root], { env, cwd: dir });
+  const made = await cli(
+    "dr",
+    "backup",
+    "--to-dir",
+    at,
+    "--recipient",
+    a.recipient,
+    "--recipient",
+    b.recipient,
+    "--json",
+  );
+  assert.equal(made.code, 0, made.stderr);
+  return { env, ws, a, b, at, cli, ageFile: JSON.parse(made.stdout).path as string };
+}
+
 test("dr list shows each archive's recipients; --check warns about archives a recipient removed from the configuration can still read", async () => {
   const { dir, cleanup } = await scratchDir();
   try {
-    const env = envFor(dir);
-    const { ws } = await makeSmallWorkspace(dir);
-    const a = await keyPair(dir, "a.txt");
-    const b = await keyPair(dir, "b.txt");
-    const at = path.join(dir, "bk");
-    const cli = (...args: string[]) => runCli([...args, "--sdd", ws.root], { env, cwd: dir });
-    const both = await cli(
-      "dr",
-      "backup",
-      "--to-dir",
-      at,
-      "--recipient",
-      a.recipient,
-      "--recipient",
-      b.recipient,
-    );
-    assert.equal(both.code, 0, both.stderr);
+    const { a, b, at, cli } = await withAgeBackup(dir);
     const plain = await cli("dr", "backup", "--to-dir", at);
     assert.equal(plain.code, 0, plain.stderr);
 
@@ -111,28 +118,10 @@ test("without configured recipients, a recipient a rekey took out counts as remo
 test("dr list --check --deep opens .age and .enc archives with the keys given, says which it could not open, fails on damage; a wrong identity names the catalogued fingerprints (exit 4)", async () => {
   const { dir, cleanup } = await scratchDir();
   try {
-    const env = envFor(dir);
-    const { ws } = await makeSmallWorkspace(dir);
-    const a = await keyPair(dir, "a.txt");
-    const b = await keyPair(dir, "b.txt");
+    const { env, ws, a, b, at, cli, ageFile } = await withAgeBackup(dir);
     const other = await keyPair(dir, "other.txt");
     const pwFile = path.join(dir, "pw.txt");
     await writeFile(pwFile, "correct horse\n", { mode: 0o600 });
-    const at = path.join(dir, "bk");
-    const cli = (...args: string[]) => runCli([...args, "--sdd", ws.root], { env, cwd: dir });
-    const made = await cli(
-      "dr",
-      "backup",
-      "--to-dir",
-      at,
-      "--recipient",
-      a.recipient,
-      "--recipient",
-      b.recipient,
-      "--json",
-    );
-    assert.equal(made.code, 0, made.stderr);
-    const ageFile = JSON.parse(made.stdout).path as string;
     const enc = await cli("dr", "backup", "--to-dir", at, "--encrypt", "--password-file", pwFile);
     assert.equal(enc.code, 0, enc.stderr);
 

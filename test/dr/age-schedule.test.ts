@@ -15,6 +15,10 @@ import { startS3Harness } from "../storage/support/s3-harness.js";
 import { keyPair } from "./support/age-keys.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
 
+/** One scheduled run (`dr schedule --every 1h --once`) of the workspace at `sdd` to `to`. */
+const scheduleOnce = (sdd: string, to: string, args: string[], opts: Parameters<typeof runCli>[1]) =>
+  runCli(["dr", "schedule", "--sdd", sdd, "--every", "1h", "--once", "--to-dir", to, ...args], opts);
+
 const backupsIn = async (dir: string) =>
   (await readdir(dir)).filter((n) => n.startsWith("bernstein-backup-") && !n.endsWith(".json")).sort();
 
@@ -25,11 +29,7 @@ test("dr schedule --recipient writes .tar.gz.age to the catalogue; configured re
     const { ws } = await makeSmallWorkspace(dir);
     const a = await keyPair(dir, "a.txt");
     const at = path.join(dir, "bk");
-    const once = (...args: string[]) =>
-      runCli(["dr", "schedule", "--sdd", ws.root, "--every", "1h", "--once", "--to-dir", at, ...args], {
-        env,
-        cwd: dir,
-      });
+    const once = (...args: string[]) => scheduleOnce(ws.root, at, args, { env, cwd: dir });
 
     const flagged = await once("--recipient", a.recipient, "--json");
     assert.equal(flagged.code, 0, flagged.stderr);
@@ -66,21 +66,7 @@ test("dr schedule --recipient writes .tar.gz.age to the catalogue; configured re
     assert.match(JSON.parse(plain.stdout.trim()).name, /\.tar\.gz$/, "--plain writes a plain backup");
 
     const before = await backupsIn(at);
-    const plainS3 = await runCli(
-      [
-        "dr",
-        "schedule",
-        "--sdd",
-        ws.root,
-        "--every",
-        "1h",
-        "--once",
-        "--to-dir",
-        "s3://backups/p/",
-        "--plain",
-      ],
-      { env, cwd: dir },
-    );
+    const plainS3 = await scheduleOnce(ws.root, "s3://backups/p/", ["--plain"], { env, cwd: dir });
     assert.equal(plainS3.code, 2, plainS3.stderr);
     assert.match(plainS3.stderr, /--plain to s3:\/\/backups\/p\/ .*--i-know-it-is-plain/);
     assert.equal(plainS3.stderr.trim().split("\n").length, 1, plainS3.stderr);
@@ -109,23 +95,7 @@ test("dr schedule to s3:// with a recipient uploads NAME.tar.gz.age with its rec
     const { ws } = await makeSmallWorkspace(dir);
     const a = await keyPair(dir, "a.txt");
     const root = "s3://age-sched/site/";
-    const run = await runCli(
-      [
-        "dr",
-        "schedule",
-        "--sdd",
-        ws.root,
-        "--every",
-        "1h",
-        "--once",
-        "--to-dir",
-        root,
-        "--recipient",
-        a.recipient,
-        "--json",
-      ],
-      { env },
-    );
+    const run = await scheduleOnce(ws.root, root, ["--recipient", a.recipient, "--json"], { env });
     assert.equal(run.code, 0, run.stderr);
     const done = JSON.parse(run.stdout.trim());
     assert.match(done.location, /^s3:\/\/age-sched\/site\/bernstein-backup-\d{8}T\d{6}Z\.tar\.gz\.age$/);
