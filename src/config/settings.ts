@@ -29,7 +29,7 @@ export interface Setting {
 }
 
 const BACKUP_WRITERS = ["dr backup", "dr schedule", "dr drill"];
-const PASSWORD_USERS = [...BACKUP_WRITERS, "dr restore", "dr verify"];
+const PASSWORD_USERS = [...BACKUP_WRITERS, "dr restore", "dr verify", "dr list"];
 
 /** A local path in the file is relative to the file's folder; s3:// locations are left alone. */
 export function resolveAgainst(base: string, p: string | undefined): string | undefined {

@@ -91,6 +91,7 @@ export async function runBackupJob(ws: Workspace, job: BackupJob): Promise<Backu
       to: job.to,
       toDir: job.toDir,
       encrypted,
+      age: encryptionOf(job) === "age",
       force: job.force,
       produce: async (target, { overwrite }) => {
         archive = await backupToFile(ws, target, { ...backupOpts, sidecar: false, overwrite });

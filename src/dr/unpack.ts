@@ -58,6 +58,8 @@ export interface ReadArchiveOptions {
   password?: string;
   /** age identities (`AGE-SECRET-KEY-...`) for `.age` archives. */
   identities?: readonly string[];
+  /** The `.age` archive's recipients' fingerprints as catalogued, for the wrong-identity message. */
+  recipientFingerprints?: readonly string[];
   /** Cache of derived keys by salt (tests and repeated reads of one archive). */
   keyCache?: KeyCache;
   /** Name of the archive for messages. */
@@ -241,7 +243,7 @@ export async function readArchive(
   const decryptor = !encrypted
     ? undefined
     : age
-      ? new AgeArchiveDecryptor(opts.identities!, opts.label)
+      ? new AgeArchiveDecryptor(opts.identities!, opts.label, opts.recipientFingerprints)
       : new FernetDecryptor(opts.password!, opts.keyCache);
   const tar = new TarReader(handler);
   const inflater = new Inflater(tar);

@@ -1,7 +1,7 @@
 /**
  * The backup catalogue of one location, written once against BackupStore.
  *
- * A backup is the object `bernstein-backup-<UTC yyyymmddThhmmssZ>.tar.gz[.enc]` plus its record
+ * A backup is the object `bernstein-backup-<UTC yyyymmddThhmmssZ>.tar.gz[.enc|.age]` plus its record
  * `<name>.json`, written only after the upload was read back and found intact: a record is
  * the proof that the backup was verified. Anything else at the location is foreign: never
  * listed as a backup, never pruned.
@@ -14,7 +14,7 @@ import { ExitCode, UserError } from "../errors/errors.js";
 import type { BackupStore, ObjectInfo, RetryInfo } from "./store.js";
 
 export const RECORD_FORMAT = "bernstein-backup-record/1";
-const NAME_RE = /^bernstein-backup-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z\.tar\.gz(\.enc)?$/;
+const NAME_RE = /^bernstein-backup-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z\.tar\.gz(\.enc|\.age)?$/;
 
 /** The facts about one backup, stored as `<name>.json` next to it. */
 export interface BackupRecord {
@@ -52,12 +52,20 @@ function pad(n: number, width = 2): string {
   return String(n).padStart(width, "0");
 }
 
-/** `bernstein-backup-<UTC timestamp>.tar.gz[.enc]` for a backup taken at `date`. */
-export function backupName(date: Date, encrypted: boolean): string {
+/** How a backup is encrypted, as its name says: true or "fernet" `.enc`, "age" `.age`. */
+export type NameEncryption = boolean | "fernet" | "age" | undefined;
+
+/** The suffix a backup name gets after `.tar.gz` for its encryption. */
+export function encryptionSuffix(encryption: NameEncryption): string {
+  return encryption === "age" ? ".age" : encryption ? ".enc" : "";
+}
+
+/** `bernstein-backup-<UTC timestamp>.tar.gz[.enc|.age]` for a backup taken at `date`. */
+export function backupName(date: Date, encrypted: NameEncryption): string {
   const ts =
     `${date.getUTCFullYear()}${pad(date.getUTCMonth() + 1)}${pad(date.getUTCDate())}T` +
     `${pad(date.getUTCHours())}${pad(date.getUTCMinutes())}${pad(date.getUTCSeconds())}Z`;
-  return `bernstein-backup-${ts}.tar.gz${encrypted ? ".enc" : ""}`;
+  return `bernstein-backup-${ts}.tar.gz${encryptionSuffix(encrypted)}`;
 }
 
 /** The time and encryption a backup name says, or undefined for a name that is not ours. */

@@ -18,6 +18,7 @@ import { durableMkdir } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import {
   backupName,
+  encryptionSuffix,
   latestBackup,
   parseBackupName,
   sha256Of,
@@ -43,7 +44,7 @@ export interface ProducedBackup {
 }
 
 /**
- * Writes the archive to `target` (the producer appends ".enc" when encrypting); `overwrite`: an
+ * Writes the archive to `target` (the producer appends ".enc" or ".age" when encrypting); `overwrite`: an
  * existing file there may be replaced (else the producer refuses it).
  */
 export type Producer = (target: string, opts: { overwrite: boolean }) => Promise<ProducedBackup>;
@@ -54,6 +55,8 @@ export interface OffsiteBackupRequest {
   /** A catalogue location: a folder or `s3://bucket/prefix/`. */
   toDir?: string;
   encrypted: boolean;
+  /** Encrypted to age recipients: names end in `.age` rather than `.enc`. */
+  age?: boolean;
   produce: Producer;
   /** Replace a backup that exists under the same name (`dr backup --force`). */
   force?: boolean;
@@ -103,8 +106,9 @@ export function localCopyDir(): string {
   return path.join(state, "bernstein", "backups");
 }
 
+/** The name without its encryption suffix: the producer appends it again. */
 function withoutEnc(name: string): string {
-  return name.endsWith(".enc") ? name.slice(0, -".enc".length) : name;
+  return /\.(enc|age)$/.test(name) ? name.slice(0, -".enc".length) : name;
 }
 
 export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteBackupResult> {
@@ -120,7 +124,8 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
   else {
     const target = await openObject(req.to as string, req.s3);
     store = target.store;
-    name = req.encrypted && !target.key.endsWith(".enc") ? `${target.key}.enc` : target.key;
+    const suffix = encryptionSuffix(req.encrypted && (req.age ? "age" : "fernet"));
+    name = suffix && !target.key.endsWith(suffix) ? `${target.key}${suffix}` : target.key;
   }
   if (!remote) {
     await durableMkdir(store.root).catch((err: unknown) => {
@@ -131,12 +136,12 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
   const exists = async (key: string) => (await store.list(key)).some((o) => o.key === key);
   let now = req.now ?? new Date();
   if (req.toDir !== undefined) {
-    name = backupName(now, req.encrypted);
+    name = backupName(now, req.encrypted && (req.age ? "age" : "fernet"));
     // Names have one-second resolution: a second backup within the same second waits for the next.
     for (let i = 0; i < 3 && req.now === undefined && (await exists(name)); i++) {
       await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 5));
       now = new Date();
-      name = backupName(now, req.encrypted);
+      name = backupName(now, req.encrypted && (req.age ? "age" : "fernet"));
     }
   }
   if (!req.force && (await exists(name))) {
@@ -233,7 +238,7 @@ export interface BackupSource {
   location: string;
   name: string;
   store: BackupStore;
-  /** By name (`.enc`); the DR reader should still sniff the bytes. */
+  /** By name (`.enc`, `.age`); the DR reader should still sniff the bytes. */
   encrypted: boolean;
   size: number | null;
   /** The sha256 the store recorded when the backup was uploaded (metadata `sha256`), if any. */
@@ -267,7 +272,7 @@ export async function openBackupSource(
     location: store.describe(name),
     name,
     store,
-    encrypted: name.endsWith(".enc"),
+    encrypted: /\.(enc|age)$/.test(name),
     size: info.size,
     sha256: /^[0-9a-f]{64}$/.test(info.metadata.sha256 ?? "") ? info.metadata.sha256 : undefined,
   };

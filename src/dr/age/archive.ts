@@ -7,7 +7,7 @@
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { AgeDecryptor } from "./decrypt.js";
 import { AgeFormatError } from "./header.js";
-import { AgeIdentityError } from "./keys.js";
+import { AgeIdentityError, noIdentityOpens } from "./keys.js";
 import { AgePayloadError } from "./stream.js";
 
 const IDENTITY_SOURCES = "--identity-file FILE or BERNSTEIN_DR_IDENTITY_FILE";
@@ -37,12 +37,17 @@ export function checkKeyKind(
   }
 }
 
-/** The age decryptor behind readArchive: plaintext per chunk, failures as UserErrors. */
+/**
+ * The age decryptor behind readArchive: plaintext per chunk, failures as UserErrors.
+ * `recipientFingerprints`: the archive's recipients as the catalogue recorded them; a wrong
+ * identity is then told which keys do open it (the header alone only gives stanza counts).
+ */
 export class AgeArchiveDecryptor {
   private readonly inner: AgeDecryptor;
   constructor(
     identities: readonly string[],
     private readonly label = "archive",
+    private readonly recipientFingerprints?: readonly string[],
   ) {
     this.inner = new AgeDecryptor(identities);
   }
@@ -66,8 +71,11 @@ export class AgeArchiveDecryptor {
 
   private userError(err: unknown): unknown {
     if (err instanceof AgeIdentityError) {
-      return new UserError(`cannot decrypt ${this.label}: ${err.message}`, ExitCode.BAD_PASSWORD, {
+      const known = this.recipientFingerprints?.length ? this.recipientFingerprints.join(", ") : undefined;
+      const message = known ? noIdentityOpens(err.tried, known) : err.message;
+      return new UserError(`cannot decrypt ${this.label}: ${message}`, ExitCode.BAD_PASSWORD, {
         problem: "auth",
+        ...(known ? { recipient_fingerprints: this.recipientFingerprints } : {}),
       });
     }
     if (err instanceof AgeFormatError || err instanceof AgePayloadError) {

@@ -53,7 +53,10 @@ export function stanzaText(header: Buffer): string {
   return text.slice(AGE_MAGIC.length, text.lastIndexOf("\n--- ") + 1);
 }
 
-/** Stanza types in a header, counted: "X25519 ×2, mlkem768x25519 ×1". */
+/**
+ * Stanza types in a header, counted: "2 X25519 stanzas, 1 mlkem768x25519 stanza". What a header
+ * says of its recipients: an X25519 stanza names none (only an ephemeral share).
+ */
 export function describeStanzas(header: Buffer): string {
   const counts = new Map<string, number>();
   for (const line of stanzaText(header).split("\n")) {
@@ -61,7 +64,7 @@ export function describeStanzas(header: Buffer): string {
     const type = line.slice(3).split(" ")[0]!;
     counts.set(type, (counts.get(type) ?? 0) + 1);
   }
-  return [...counts].map(([t, n]) => `${t} ×${n}`).join(", ");
+  return [...counts].map(([t, n]) => `${n} ${t} stanza${n === 1 ? "" : "s"}`).join(", ");
 }
 
 export function encodeStanzas(stanzas: readonly StanzaLike[]): string {

@@ -25,6 +25,19 @@ import {
 /** None of the identities given opens the header (a wrong key, or a stanza that was altered). */
 export class AgeIdentityError extends Error {
   override name = "AgeIdentityError";
+  constructor(
+    /** How many identities were tried. */
+    readonly tried: number,
+    /** What the header says of its recipients (describeStanzas). */
+    readonly stanzas: string,
+  ) {
+    super(noIdentityOpens(tried, stanzas));
+  }
+}
+
+/** The wrong-identity message: `recipients` are fingerprints when known, else the stanza counts. */
+export function noIdentityOpens(tried: number, recipients: string): string {
+  return `none of the ${tried} identities opens this archive; it is encrypted to recipients ${recipients}`;
 }
 
 /** A recipient string is not one the library accepts; `recipient` names it. */
@@ -110,9 +123,7 @@ export async function unwrapFileKey(header: Buffer, identities: readonly string[
   } catch (err) {
     const msg = (err as Error).message;
     if (/no identity matched/.test(msg)) {
-      throw new AgeIdentityError(
-        `none of the ${identities.length} identities opens this archive; it is encrypted to recipients ${describeStanzas(header)}`,
-      );
+      throw new AgeIdentityError(identities.length, describeStanzas(header));
     }
     if (/invalid header HMAC/.test(msg))
       throw new AgeFormatError("the header was altered: its MAC does not match");

@@ -1,12 +1,17 @@
 /** `bernstein dr list`: the backups at a location, optionally checked against the audit chain. */
 import type { Command } from "commander";
-import { checkCatalogue, listCatalogue, type CatalogueEntry } from "../../../storage/catalogue.js";
+import { listCatalogue, type CatalogueEntry } from "../../../storage/catalogue.js";
 import { openCatalogue } from "../../../storage/open-store.js";
-import { backupsFromAudit } from "../../../storage/audit-record.js";
 import { openWorkspace } from "../../../workspace/layout.js";
 import { ExitCode } from "../../../errors/errors.js";
+import type { PasswordFlags } from "../../password.js";
 import { Output, globalsOf } from "../../output.js";
-import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./options.js";
+import { failureWords, printListCheck, runListCheck, type ListCheck } from "./list-check.js";
+import { addPasswordOptions, addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./options.js";
+import { catalogueRows } from "./source.js";
+
+type ListFlags = RemoteFlags &
+  PasswordFlags & { at: string; check?: boolean; deep?: boolean; identityFile?: string };
 
 function humanSize(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -19,7 +24,7 @@ function humanSize(n: number): string {
   return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
 }
 
-function entryJson(e: CatalogueEntry) {
+function entryJson(e: CatalogueEntry, fingerprints: string[] | undefined) {
   return {
     name: e.name,
     created_at: e.created.toISOString(),
@@ -31,44 +36,70 @@ function entryJson(e: CatalogueEntry) {
     manifest_sha256: e.record?.manifest_sha256 ?? null,
     verified: e.verified,
     verified_at: e.record?.verified_at ?? null,
+    /** An `.age` backup's recipients as the workspace's catalogue recorded them (null: unknown). */
+    recipient_fingerprints: fingerprints ?? null,
   };
 }
 
 export function registerList(dr: Command): void {
   addRemoteOptions(
-    dr
-      .command("list")
-      .description(
-        "list the backups at a location (folder or s3://bucket/prefix/); foreign files are ignored",
-      )
-      .requiredOption("--at <location>", "folder or s3://bucket/prefix/")
-      .option("--check", "compare with what the audit chain says was written here (missing, replaced)")
-      .option("--deep", "with --check: hash every byte instead of trusting stored sha256 metadata"),
-  ).action(async (opts: RemoteFlags & { at: string; check?: boolean; deep?: boolean }, cmd: Command) => {
+    addPasswordOptions(
+      dr
+        .command("list")
+        .description(
+          "list the backups at a location (folder or s3://bucket/prefix/); foreign files are ignored",
+        )
+        .requiredOption("--at <location>", "folder or s3://bucket/prefix/")
+        .option("--check", "compare with what the audit chain says was written here (missing, replaced)")
+        .option(
+          "--deep",
+          "with --check: hash every byte, and open every archive (decrypted with --identity-file / the password) to check its files",
+        ),
+    ),
+  ).action(async (opts: ListFlags, cmd: Command) => {
     const out = Output.of(cmd);
     const store = await openCatalogue(opts.at, s3OptionsFrom(opts));
     const cat = await listCatalogue(store);
-    const backups = [...cat.entries].reverse().map(entryJson);
-    let findings: Awaited<ReturnType<typeof checkCatalogue>> | undefined;
+    const sdd = globalsOf(cmd).sdd;
+    const newest = await catalogueRows(sdd);
+    const fingerprintsOf = (e: CatalogueEntry) => newest.get(store.describe(e.name))?.recipient_fingerprints;
+    const backups = [...cat.entries].reverse().map((e) => entryJson(e, fingerprintsOf(e)));
+    let check: ListCheck | undefined;
     if (opts.check) {
-      const ws = await openWorkspace(globalsOf(cmd).sdd);
-      findings = await checkCatalogue(store, await backupsFromAudit(ws, store.root), { deep: opts.deep });
+      const ws = await openWorkspace(sdd);
+      check = await runListCheck(cmd, out, {
+        store,
+        entries: cat.entries,
+        ws,
+        newest,
+        deep: opts.deep,
+        keys: opts,
+      });
     }
-    const bad = findings?.filter((f) => f.status === "missing" || f.status === "replaced") ?? [];
+    const bad = [
+      ...(check?.findings.filter((f) => f.status === "missing" || f.status === "replaced") ?? []),
+      ...(check?.content?.filter((c) => c.status === "damaged") ?? []),
+    ];
     out.result(
       {
         ok: bad.length === 0,
         location: store.root,
         backups,
         foreign_ignored: cat.foreign,
-        ...(findings ? { check: findings } : {}),
+        ...(check
+          ? {
+              check: check.findings,
+              removed_recipients: check.removed,
+              ...(check.content ? { content: check.content } : {}),
+            }
+          : {}),
       },
       () => {
         if (backups.length === 0) out.line(`no bernstein backups at ${store.root}`);
         else {
           out.line(`${backups.length} backup(s) at ${store.root} (newest first):`);
           out.line(
-            "created_at            size       files  enc  verified  host            sha256        name",
+            "created_at            size       files  enc  verified  host            sha256        name  [recipients]",
           );
           for (const b of backups) {
             out.line(
@@ -80,26 +111,19 @@ export function registerList(dr: Command): void {
                 (b.verified ? "yes" : "NO").padEnd(9),
                 (b.source_host ?? "?").slice(0, 15).padEnd(15),
                 (b.sha256 ?? "?").slice(0, 12).padEnd(13),
-                b.name,
+                b.name + (b.recipient_fingerprints ? `  [${b.recipient_fingerprints.join(", ")}]` : ""),
               ].join(" "),
             );
           }
         }
         if (cat.foreign.length > 0) out.line(`${cat.foreign.length} foreign file(s) ignored (never pruned)`);
-        if (findings) {
-          for (const f of findings) out.line(`${f.status.padEnd(10)} ${f.name}: ${f.detail}`);
-          out.line(
-            bad.length === 0
-              ? "check: every backup the audit chain recorded here is present and unchanged"
-              : `check FAILED: ${bad.length} backup(s) missing or replaced`,
-          );
-        }
+        if (check) printListCheck(out, check, bad.length);
       },
     );
     if (bad.length > 0)
       out.failed(
         ExitCode.CHECK_FAILED,
-        `dr list --check: ${bad.length} backup(s) missing or replaced at ${store.root}; first: ${bad[0]!.name}: ${bad[0]!.detail}`,
+        `dr list --check: ${bad.length} backup(s) ${failureWords(check!)} at ${store.root}; first: ${bad[0]!.name}: ${bad[0]!.detail}`,
       );
   });
 }

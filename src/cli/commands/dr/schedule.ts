@@ -10,7 +10,9 @@ import path from "node:path";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
 import { runBackupJob, type BackupJobResult } from "../../../dr/backup-job.js";
 import { checkMetricsFile } from "../../../dr/backup-metrics.js";
-import { resolveEncryptPassword } from "../../password.js";
+import { encryptionOf } from "../../../dr/backup.js";
+import type { PasswordFlags } from "../../password.js";
+import { addRecipientOptions, resolveWriteKeys, type RecipientFlags } from "../../age-keys.js";
 import { parseCatalogueLocation } from "../../../storage/location.js";
 import { openCatalogue } from "../../../storage/open-store.js";
 import { pruneLocation } from "../../../storage/prune.js";
@@ -79,7 +81,7 @@ function scheduleArgsFromArgv(argv: string[]): string[] {
 }
 
 export function registerSchedule(dr: Command): void {
-  addRemoteOptions(
+  const cmd = addRemoteOptions(
     addKeepOptions(
       dr
         .command("schedule")
@@ -88,7 +90,10 @@ export function registerSchedule(dr: Command): void {
         )
         .requiredOption("--every <duration>", "interval: 90s, 15m, 1h, 1h30m, 1d")
         .requiredOption("--to-dir <location>", "catalogue location: folder or s3://bucket/prefix/")
-        .option("--encrypt", "encrypt each backup (needs --password-file or BERNSTEIN_DR_PASSWORD)")
+        .option(
+          "--encrypt",
+          "encrypt each backup with a password (needs --password-file or BERNSTEIN_DR_PASSWORD)",
+        )
         .option("--plain", "plain backups even where the configuration file turns encryption on")
         .option("--metrics-file <file>", "Prometheus textfile-collector file to update after each run")
         .option("--password <pw>", "passphrase (prefer --password-file or $BERNSTEIN_DR_PASSWORD)")
@@ -104,16 +109,19 @@ export function registerSchedule(dr: Command): void {
         .option("--run-as <user>", "with --print-systemd: the service's User= (default: the current user)")
         .option("--print-cron", "print a crontab line for this schedule and exit"),
     ),
-  ).action(schedule);
+  );
+  addRecipientOptions(cmd).action(schedule);
 }
 
 type ScheduleFlags = RemoteFlags &
-  KeepFlags & {
+  KeepFlags &
+  PasswordFlags &
+  RecipientFlags & {
     every: string;
     toDir: string;
     encrypt?: boolean;
-    password?: string;
-    passwordFile?: string;
+    plain?: boolean;
+    iKnowItIsPlain?: boolean;
     localCopy?: string;
     fullReadBack?: boolean;
     once?: boolean;
@@ -132,11 +140,13 @@ async function schedule(opts: ScheduleFlags, cmd: Command): Promise<void> {
   const policy = hasKeepFlags(opts) ? policyFrom(opts) : undefined;
   if (policy) checkKeepRules(policy);
   if (opts.printSystemd || opts.printCron) return printUnits(opts, cmd, everyMs);
-  const { password, warnings: passwordWarnings } = await resolveEncryptPassword(opts, opts.encrypt);
-  for (const w of passwordWarnings) out.warn(w);
+  // The same keys as `dr backup`: recipients (flags or the configuration) before a password,
+  // encrypted by default once the configuration names either, --plain to s3:// only on purpose.
+  const keys = await resolveWriteKeys(opts, opts.toDir);
+  for (const w of keys.warnings) out.warn(w);
   if (opts.metricsFile !== undefined) await checkMetricsFile(opts.metricsFile);
   const ws = await openWorkspace(g.sdd);
-  const auditKeyPath = opts.encrypt ? resolveAuditKeyPath().path : undefined;
+  const auditKeyPath = encryptionOf(keys) !== undefined ? resolveAuditKeyPath().path : undefined;
   const ac = new AbortController();
   const stop = () => ac.abort();
   process.once("SIGINT", stop);
@@ -158,7 +168,7 @@ async function schedule(opts: ScheduleFlags, cmd: Command): Promise<void> {
       maxRuns: opts.once ? 1 : opts.count,
       log: () => {},
       run: async (index) => {
-        lastError = await oneRun(index, { opts, cmd, ws, password, auditKeyPath, policy, emit });
+        lastError = await oneRun(index, { opts, cmd, ws, keys, auditKeyPath, policy, emit });
         return "";
       },
     });
@@ -175,7 +185,7 @@ interface RunContext {
   opts: ScheduleFlags;
   cmd: Command;
   ws: Workspace;
-  password?: string;
+  keys: { password?: string; recipients?: string[] };
   auditKeyPath?: string;
   policy?: RetentionPolicy;
   emit: (line: string | Record<string, unknown>) => void;
@@ -190,7 +200,8 @@ async function oneRun(index: number, c: RunContext): Promise<unknown> {
   try {
     const run = await runBackupJob(c.ws, {
       toDir: opts.toDir,
-      password: opts.encrypt ? c.password : undefined,
+      password: c.keys.password,
+      recipients: c.keys.recipients,
       auditKeyPath: c.auditKeyPath,
       s3: s3OptionsFrom(opts),
       localCopyDir: opts.localCopy,

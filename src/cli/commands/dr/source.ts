@@ -2,6 +2,9 @@
 import path from "node:path";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import { openArchiveFile } from "../../../dr/restore.js";
+import { newestRows } from "../../../dr/rekey.js";
+import type { BackupLogRow } from "../../../dr/backup-log.js";
+import { openWorkspace } from "../../../workspace/layout.js";
 import { readSidecar } from "../../../dr/sidecar.js";
 import { fileSize, isOffsiteSource, openBackupSource } from "../../../storage/offsite.js";
 import type { BackupStore } from "../../../storage/store.js";
@@ -76,4 +79,22 @@ export async function openSource(opts: SourceFlags): Promise<OpenedSource> {
     opened.expectSha256From = "--sha256";
   }
   return opened;
+}
+
+/**
+ * The newest catalogue row (`runs/backups.jsonl`) of each location in the workspace at `sdd`;
+ * empty when there is no workspace there (a host that only reads backups has none).
+ */
+export async function catalogueRows(sdd: string): Promise<Map<string, BackupLogRow>> {
+  const ws = await openWorkspace(sdd).catch((err: unknown) => {
+    if (err instanceof UserError) return undefined;
+    throw err;
+  });
+  return ws ? newestRows(ws) : new Map();
+}
+
+/** The recipients' fingerprints the catalogue of `sdd` recorded for the archive at `location`. */
+export async function cataloguedFingerprints(sdd: string, location: string): Promise<string[] | undefined> {
+  const rows = await catalogueRows(sdd);
+  return (rows.get(location) ?? rows.get(path.resolve(location)))?.recipient_fingerprints;
 }

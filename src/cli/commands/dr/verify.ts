@@ -5,10 +5,10 @@ import { verifyArchive } from "../../../dr/verify.js";
 import { markVerified } from "../../../storage/catalogue.js";
 import { ExitCode } from "../../../errors/errors.js";
 import { resolveIdentities } from "../../age-keys.js";
-import { Output } from "../../output.js";
+import { Output, globalsOf } from "../../output.js";
 import { progressFor } from "../../progress.js";
 import { addPasswordOptions, addRemoteOptions } from "./options.js";
-import { openSource, short, type SourceFlags } from "./source.js";
+import { cataloguedFingerprints, openSource, short, type SourceFlags } from "./source.js";
 
 export function registerVerify(dr: Command): void {
   addRemoteOptions(
@@ -44,6 +44,7 @@ export function registerVerify(dr: Command): void {
         label: src.label,
         password,
         identities,
+        recipientFingerprints: identities && (await cataloguedFingerprints(globalsOf(cmd).sdd, src.label)),
         keyFile: opts.keyFile,
         expectSha256: src.expectSha256,
         expectSha256From: src.expectSha256From,
