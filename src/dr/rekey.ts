@@ -11,6 +11,7 @@
  * new sha256 and recipients): the newest row of a location is its truth. `--all` skips archives
  * whose newest row already has the target set, so a killed run resumes where it stopped.
  */
+import { createReadStream } from "node:fs";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { Workspace } from "../workspace/layout.js";
@@ -19,7 +20,8 @@ import { AgeIdentityError, recipientFingerprint } from "./age/keys.js";
 import { AgeFormatError } from "./age/header.js";
 import { appendBackupLog, readBackupLog, type BackupLogRow } from "./backup-log.js";
 import { reencryptFernetFile } from "./reencrypt.js";
-import { writeSidecar } from "./sidecar.js";
+import { sha256Of } from "../storage/catalogue.js";
+import { removeSidecar, writeSidecar } from "./sidecar.js";
 
 export interface RekeyRequest {
   identities?: readonly string[];
@@ -37,6 +39,8 @@ export interface RekeyOutcome {
   from: string;
   path: string;
   action: "header-rewritten" | "re-encrypted" | "converted-to-age" | "already-done";
+  /** header-rewritten: only the header bytes were written (else the archive was copied). */
+  in_place?: boolean;
   recipient_fingerprints?: string[];
   sha256?: string;
   size_bytes?: number;
@@ -91,14 +95,23 @@ async function rekeyAge(file: string, req: RekeyRequest, row: BackupLogRow | und
     return { from: file, path: file, action: "already-done" as const };
   const added = keep ? req.add : set!;
   try {
-    const r = await rekeyAgeFile(file, { identities: req.identities, recipients: added, keepExisting: keep });
-    await writeSidecar(file, r.sha256);
+    const r = await rekeyAgeFile(file, {
+      identities: req.identities,
+      recipients: added,
+      keepExisting: keep,
+      // A sidecar naming the old sha256 must not outlive the old header.
+      beforeChange: () => removeSidecar(file),
+    });
+    // The catalogue and the sidecar name the whole file: an in-place rewrite reads it once for that.
+    const sha256 = r.sha256 ?? (await sha256Of(createReadStream(file, { highWaterMark: 1 << 20 }))).sha256;
+    await writeSidecar(file, sha256);
     return {
       from: file,
       path: file,
       action: "header-rewritten" as const,
+      in_place: r.in_place,
       recipients: set,
-      sha256: r.sha256,
+      sha256,
       size_bytes: r.size_bytes,
     };
   } catch (err) {
