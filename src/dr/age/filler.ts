@@ -17,11 +17,12 @@ const PREFIX = `-> ${FILLER_TYPE} `;
 /** "-> bernstein.filler x\n" plus one empty body line. */
 export const MIN_FILLER_BYTES = PREFIX.length + 2 + 1;
 /**
- * Room a new header reserves: it is padded to a multiple of HEADER_ROOM_BYTES, at least
- * HEADER_ROOM_BYTES beyond its natural size. 4 KiB hold 41 more X25519 stanzas (98 bytes each)
- * or 2 more hybrid ML-KEM-768+X25519 ones (~1.6 kB each).
+ * Room a new header reserves: at least HEADER_ROOM_BYTES beyond its natural size, rounded up to a
+ * multiple of HEADER_BLOCK_BYTES. A header of one X25519 recipient becomes 4 KiB, with room for
+ * 39 more X25519 stanzas (98 bytes each) or 2 hybrid ML-KEM-768+X25519 ones (~1.6 kB each).
  */
-export const HEADER_ROOM_BYTES = 4096;
+export const HEADER_ROOM_BYTES = 2048;
+export const HEADER_BLOCK_BYTES = 4096;
 
 const COLUMNS = 64;
 const BYTES_PER_LINE = 48;
@@ -63,7 +64,7 @@ export function withoutFiller(stanzaLines: string): string {
 
 /** The padded size of a new header whose natural size (stanzas and MAC, no filler) is `natural`. */
 export function reservedHeaderBytes(natural: number): number {
-  return Math.ceil((natural + HEADER_ROOM_BYTES) / HEADER_ROOM_BYTES) * HEADER_ROOM_BYTES;
+  return Math.ceil((natural + HEADER_ROOM_BYTES) / HEADER_BLOCK_BYTES) * HEADER_BLOCK_BYTES;
 }
 
 /**
