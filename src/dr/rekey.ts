@@ -85,14 +85,29 @@ function targetSet(
 const sameSet = (a: readonly string[] | undefined, b: readonly string[]): boolean =>
   a !== undefined && a.length === b.length && b.every((r) => a.includes(r));
 
+/**
+ * Whether the newest catalogue row already has what `req` asks for (a resumed `--all`): the full
+ * set, or every removed recipient gone and every added one there. An add-only request cannot
+ * tell (the catalogue may not know the old set), so it is never "done".
+ */
+function alreadyDone(req: RekeyRequest, row: BackupLogRow | undefined): boolean {
+  const known = row?.recipients;
+  if (!known) return false;
+  if (req.fullSet) return sameSet(known, [...new Set([...req.fullSet, ...req.add])]);
+  return (
+    req.remove.length > 0 &&
+    req.remove.every((r) => !known.includes(r)) &&
+    req.add.every((r) => known.includes(r))
+  );
+}
+
 async function rekeyAge(file: string, req: RekeyRequest, row: BackupLogRow | undefined, skipDone: boolean) {
   if (!req.identities)
     throw usage(
       `${file} is an age archive: pass --identity-file FILE (or BERNSTEIN_DR_IDENTITY_FILE) that opens it`,
     );
+  if (skipDone && alreadyDone(req, row)) return { from: file, path: file, action: "already-done" as const };
   const { set, keep } = targetSet(file, req, row);
-  if (skipDone && set && sameSet(row?.recipients, set))
-    return { from: file, path: file, action: "already-done" as const };
   const added = keep ? req.add : set!;
   try {
     const r = await rekeyAgeFile(file, {

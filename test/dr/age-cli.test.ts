@@ -101,11 +101,15 @@ test("dr rekey: add, remove (through the catalogue's recipients), wrong identity
     const add = await rekey("--identity-file", a.file, "--add-recipient", c.recipient, "--json");
     assert.equal(add.code, 0, add.stderr);
     assert.equal(JSON.parse(add.stdout).archives[0].action, "header-rewritten");
+    assert.equal(JSON.parse(add.stdout).archives[0].in_place, true, "the header had room");
     assert.ok((await payload()).equals(before));
 
     const rm = await rekey("--identity-file", c.file, "--remove-recipient", a.recipient);
     assert.equal(rm.code, 0, rm.stderr);
-    assert.match(rm.stdout, /header rewritten, payload untouched \(recipients SHA256:[0-9a-f]{16}\)/);
+    assert.match(
+      rm.stdout,
+      /header rewritten, payload untouched \(in place\) \(recipients SHA256:[0-9a-f]{16}\)/,
+    );
     assert.ok((await payload()).equals(before));
     const rows = [];
     for await (const row of readBackupLog(ws)) rows.push(row);

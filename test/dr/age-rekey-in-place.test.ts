@@ -164,3 +164,84 @@ test("a crash at any byte of an in-place header write: the next rekey rolls the 
     await cleanup();
   }
 });
+
+test("dr rekey --all SIGKILLed at a seeded archive, then re-run: every archive opens with the new set, none with the removed recipient, none torn, the catalogue agrees", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    await withSeed("REKEY_ALL_KILL_SEED", async (rand, seed) => {
+      const env = envFor(dir);
+      const { ws } = await makeSmallWorkspace(dir, { bigBytes: 1_000_000 });
+      const [removed, kept, added] = [
+        await generateIdentityLine(false),
+        await generateIdentityLine(false),
+        await generateIdentityLine(true),
+      ];
+      const keptFile = path.join(dir, "kept.txt");
+      await writeFile(keptFile, `${kept.identity}\n`, { mode: 0o600 });
+      const ARCHIVES = 8;
+      for (let i = 0; i < ARCHIVES; i++) {
+        const b = await backupToFile(ws, path.join(dir, `bk${i}.tar.gz`), {
+          recipients: [removed.recipient, kept.recipient],
+        });
+        await appendBackupLog(ws, {
+          created_at: new Date().toISOString(),
+          location: b.path,
+          sha256: b.sha256,
+          manifest_sha256: b.manifest_sha256,
+          file_count: b.file_count,
+          size_bytes: b.size_bytes,
+          encrypted: true,
+          verified: false,
+          recipients: [removed.recipient, kept.recipient],
+        });
+      }
+      const catalogueRows = async (): Promise<BackupLogRow[]> => {
+        const rows: BackupLogRow[] = [];
+        for await (const row of readBackupLog(ws)) rows.push(row);
+        return rows;
+      };
+      const args = ["dr", "rekey", "--sdd", ws.root, "--all", "--identity-file", keptFile];
+      args.push("--remove-recipient", removed.recipient, "--add-recipient", added.recipient, "--json");
+
+      const killAfter = 1 + Math.floor(rand() * 3);
+      process.stdout.write(
+        `# seed ${seed}: SIGKILL once ${killAfter} archive(s) are catalogued as rekeyed\n`,
+      );
+      const first = spawnCli(args, { env });
+      await waitFor(
+        `${killAfter} rekeyed rows`,
+        async () => (await catalogueRows()).length >= ARCHIVES + killAfter,
+        {
+          exited: first.done,
+        },
+      );
+      first.child.kill("SIGKILL");
+      assert.equal((await first.done).signal, "SIGKILL");
+
+      const again = await runCli(args, { env });
+      assert.equal(again.code, 0, again.stderr);
+      const outcomes = JSON.parse(again.stdout).archives as { action: string }[];
+      assert.ok(
+        outcomes.filter((o) => o.action === "already-done").length >= killAfter,
+        "the re-run resumed",
+      );
+
+      const newest = new Map<string, BackupLogRow>();
+      for (const row of await catalogueRows()) newest.set(row.location, row);
+      assert.equal(newest.size, ARCHIVES);
+      for (const [location, row] of newest) {
+        const bytes = await readFile(location);
+        assert.equal(existsSync(journalPath(location)), false, `${location}: no journal left`);
+        assert.deepEqual([...row.recipients!].sort(), [kept.recipient, added.recipient].sort());
+        const sha = createHash("sha256").update(bytes).digest("hex");
+        assert.equal(row.sha256, sha, `${location}: the catalogue names the file as it is`);
+        assert.equal((await readFile(`${location}.sha256`, "utf8")).slice(0, 64), sha);
+        const kPlain = await decrypt(bytes, [kept.identity]);
+        assert.ok((await decrypt(bytes, [added.identity])).equals(kPlain));
+        await assert.rejects(decrypt(bytes, [removed.identity]), AgeIdentityError);
+      }
+    });
+  } finally {
+    await cleanup();
+  }
+});
