@@ -19,8 +19,9 @@ import { AgeIdentityError, generateIdentityLine, wrapFileKey } from "../../src/d
 import { readAgeHeader, rekeyAgeFile, rekeyHeader } from "../../src/dr/age/rekey.js";
 import { CHUNK_BYTES } from "../../src/dr/age/stream.js";
 import { backupToFile } from "../../src/dr/backup.js";
-import { appendBackupLog, readBackupLog, type BackupLogRow } from "../../src/dr/backup-log.js";
+import { readBackupLog, type BackupLogRow } from "../../src/dr/backup-log.js";
 import { envFor, runCli, scratchDir, spawnCli, waitFor, withSeed } from "../helpers.js";
+import { catalogueBackup } from "./support/catalogue.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
 
 async function encrypt(plain: Buffer, recipients: string[]): Promise<Buffer> {
@@ -183,17 +184,7 @@ test("dr rekey --all SIGKILLed at a seeded archive, then re-run: every archive o
         const b = await backupToFile(ws, path.join(dir, `bk${i}.tar.gz`), {
           recipients: [removed.recipient, kept.recipient],
         });
-        await appendBackupLog(ws, {
-          created_at: new Date().toISOString(),
-          location: b.path,
-          sha256: b.sha256,
-          manifest_sha256: b.manifest_sha256,
-          file_count: b.file_count,
-          size_bytes: b.size_bytes,
-          encrypted: true,
-          verified: false,
-          recipients: [removed.recipient, kept.recipient],
-        });
+        await catalogueBackup(ws, b, [removed.recipient, kept.recipient]);
       }
       const catalogueRows = async (): Promise<BackupLogRow[]> => {
         const rows: BackupLogRow[] = [];
