@@ -11,7 +11,6 @@
  * new sha256 and recipients): the newest row of a location is its truth. `--all` skips archives
  * whose newest row already has the target set, so a killed run resumes where it stopped.
  */
-import { createReadStream } from "node:fs";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { Workspace } from "../workspace/layout.js";
@@ -20,8 +19,7 @@ import { AgeIdentityError, recipientFingerprint } from "./age/keys.js";
 import { AgeFormatError } from "./age/header.js";
 import { appendBackupLog, readBackupLog, type BackupLogRow } from "./backup-log.js";
 import { reencryptFernetFile } from "./reencrypt.js";
-import { sha256Of } from "../storage/catalogue.js";
-import { removeSidecar, writeSidecar } from "./sidecar.js";
+import { removeSidecar, sha256OfFile, writeSidecar } from "./sidecar.js";
 
 export interface RekeyRequest {
   identities?: readonly string[];
@@ -118,7 +116,7 @@ async function rekeyAge(file: string, req: RekeyRequest, row: BackupLogRow | und
       beforeChange: () => removeSidecar(file),
     });
     // The catalogue and the sidecar name the whole file: an in-place rewrite reads it once for that.
-    const sha256 = r.sha256 ?? (await sha256Of(createReadStream(file, { highWaterMark: 1 << 20 }))).sha256;
+    const sha256 = r.sha256 ?? (await sha256OfFile(file));
     await writeSidecar(file, sha256);
     return {
       from: file,
