@@ -19,7 +19,7 @@ import { AgeIdentityError, recipientFingerprint } from "./age/keys.js";
 import { AgeFormatError } from "./age/header.js";
 import { appendBackupLog, readBackupLog, type BackupLogRow } from "./backup-log.js";
 import { reencryptFernetFile } from "./reencrypt.js";
-import { writeSidecar } from "./sidecar.js";
+import { removeSidecar, sha256OfFile, writeSidecar } from "./sidecar.js";
 
 export interface RekeyRequest {
   identities?: readonly string[];
@@ -37,6 +37,8 @@ export interface RekeyOutcome {
   from: string;
   path: string;
   action: "header-rewritten" | "re-encrypted" | "converted-to-age" | "already-done";
+  /** header-rewritten: only the header bytes were written (else the archive was copied). */
+  in_place?: boolean;
   recipient_fingerprints?: string[];
   sha256?: string;
   size_bytes?: number;
@@ -81,24 +83,48 @@ function targetSet(
 const sameSet = (a: readonly string[] | undefined, b: readonly string[]): boolean =>
   a !== undefined && a.length === b.length && b.every((r) => a.includes(r));
 
+/**
+ * Whether the newest catalogue row already has what `req` asks for (a resumed `--all`): the full
+ * set, or every removed recipient gone and every added one there. An add-only request cannot
+ * tell (the catalogue may not know the old set), so it is never "done".
+ */
+function alreadyDone(req: RekeyRequest, row: BackupLogRow | undefined): boolean {
+  const known = row?.recipients;
+  if (!known) return false;
+  if (req.fullSet) return sameSet(known, [...new Set([...req.fullSet, ...req.add])]);
+  return (
+    req.remove.length > 0 &&
+    req.remove.every((r) => !known.includes(r)) &&
+    req.add.every((r) => known.includes(r))
+  );
+}
+
 async function rekeyAge(file: string, req: RekeyRequest, row: BackupLogRow | undefined, skipDone: boolean) {
   if (!req.identities)
     throw usage(
       `${file} is an age archive: pass --identity-file FILE (or BERNSTEIN_DR_IDENTITY_FILE) that opens it`,
     );
+  if (skipDone && alreadyDone(req, row)) return { from: file, path: file, action: "already-done" as const };
   const { set, keep } = targetSet(file, req, row);
-  if (skipDone && set && sameSet(row?.recipients, set))
-    return { from: file, path: file, action: "already-done" as const };
   const added = keep ? req.add : set!;
   try {
-    const r = await rekeyAgeFile(file, { identities: req.identities, recipients: added, keepExisting: keep });
-    await writeSidecar(file, r.sha256);
+    const r = await rekeyAgeFile(file, {
+      identities: req.identities,
+      recipients: added,
+      keepExisting: keep,
+      // A sidecar naming the old sha256 must not outlive the old header.
+      beforeChange: () => removeSidecar(file),
+    });
+    // The catalogue and the sidecar name the whole file: an in-place rewrite reads it once for that.
+    const sha256 = r.sha256 ?? (await sha256OfFile(file));
+    await writeSidecar(file, sha256);
     return {
       from: file,
       path: file,
       action: "header-rewritten" as const,
+      in_place: r.in_place,
       recipients: set,
-      sha256: r.sha256,
+      sha256,
       size_bytes: r.size_bytes,
     };
   } catch (err) {

@@ -7,7 +7,8 @@
  * like a wrong password: either way the derived key is wrong. With the recorded sha256 the two
  * are told apart. Restore, dry-run and verify read the sidecar when it is there.
  */
-import { readFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { open, readFile } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { atomicWriteFile, durableUnlink } from "../workspace/durable.js";
@@ -15,6 +16,25 @@ import { atomicWriteFile, durableUnlink } from "../workspace/durable.js";
 export const sidecarPath = (archive: string): string => `${archive}.sha256`;
 
 const LINE = /^([0-9a-f]{64}) [ *](.+)\n?$/;
+
+/**
+ * The sha256 of the file `archive`, read through one reused 1 MiB buffer: a stream's chunks
+ * would wait for the garbage collector and add tens of MB to the peak RSS on a large archive.
+ */
+export async function sha256OfFile(archive: string): Promise<string> {
+  const hash = createHash("sha256");
+  const fh = await open(archive, "r");
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) return hash.digest("hex");
+      hash.update(buf.subarray(0, bytesRead));
+    }
+  } finally {
+    await fh.close();
+  }
+}
 
 /** Writes (atomically, durably) the sidecar of `archive`. */
 export async function writeSidecar(archive: string, sha256: string): Promise<void> {

@@ -10,9 +10,10 @@ import { chmod, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { backupToFile } from "../../src/dr/backup.js";
-import { appendBackupLog, readBackupLog } from "../../src/dr/backup-log.js";
+import { readBackupLog } from "../../src/dr/backup-log.js";
 import { restoreFromFile } from "../../src/dr/restore.js";
 import { envFor, runCli, scratchDir } from "../helpers.js";
+import { catalogueBackup } from "./support/catalogue.js";
 import { identityOf, keyPair } from "./support/age-keys.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
 
@@ -71,17 +72,7 @@ test("dr rekey: add, remove (through the catalogue's recipients), wrong identity
     const a = await keyPair(dir, "a.txt");
     const c = await keyPair(dir, "c.txt", true);
     const b = await backupToFile(ws, path.join(dir, "bk.tar.gz"), { recipients: [a.recipient] });
-    await appendBackupLog(ws, {
-      created_at: new Date().toISOString(),
-      location: b.path,
-      sha256: b.sha256,
-      manifest_sha256: b.manifest_sha256,
-      file_count: b.file_count,
-      size_bytes: b.size_bytes,
-      encrypted: true,
-      verified: false,
-      recipients: [a.recipient],
-    });
+    await catalogueBackup(ws, b, [a.recipient]);
     const payload = async (): Promise<Buffer> => {
       const bytes = await readFile(b.path);
       return bytes.subarray(bytes.indexOf(0x0a, bytes.indexOf("\n--- ") + 1) + 1);
@@ -93,11 +84,15 @@ test("dr rekey: add, remove (through the catalogue's recipients), wrong identity
     const add = await rekey("--identity-file", a.file, "--add-recipient", c.recipient, "--json");
     assert.equal(add.code, 0, add.stderr);
     assert.equal(JSON.parse(add.stdout).archives[0].action, "header-rewritten");
+    assert.equal(JSON.parse(add.stdout).archives[0].in_place, true, "the header had room");
     assert.ok((await payload()).equals(before));
 
     const rm = await rekey("--identity-file", c.file, "--remove-recipient", a.recipient);
     assert.equal(rm.code, 0, rm.stderr);
-    assert.match(rm.stdout, /header rewritten, payload untouched \(recipients SHA256:[0-9a-f]{16}\)/);
+    assert.match(
+      rm.stdout,
+      /header rewritten, payload untouched \(in place\) \(recipients SHA256:[0-9a-f]{16}\)/,
+    );
     assert.ok((await payload()).equals(before));
     const rows = [];
     for await (const row of readBackupLog(ws)) rows.push(row);

@@ -184,7 +184,10 @@ test("rekey rewrites only the header: the payload bytes are the same, new recipi
       mid.subarray(payloadStart(mid)).equals(before.subarray(payloadStart(before))),
       "payload untouched",
     );
-    assert.equal(r1.sha256, createHash("sha256").update(mid).digest("hex"));
+    // The header had room: rewritten in place, so no sha256 was computed on the way.
+    assert.equal(r1.in_place, true);
+    assert.equal(r1.sha256, undefined);
+    assert.equal(mid.length, before.length);
     assert.ok((await libDecrypt(mid, old.identity)).equals(plain));
     assert.ok((await libDecrypt(mid, added.identity)).equals(plain));
     assert.ok(payloadBefore.length > 0);
@@ -263,6 +266,30 @@ test("the age command opens our files, and ours opens age's (X25519)", { skip: N
       0,
       "the removed identity no longer opens it",
     );
+
+    // age's own header has no room: adding a recipient copies and reserves room; the next
+    // addition fits in place, and age still opens the padded header (it ignores the filler).
+    const more = [await generateIdentityLine(false), await generateIdentityLine(false)];
+    const keys = [keyB];
+    for (const [i, m] of more.entries()) {
+      const k = path.join(dir, `key${i}.txt`);
+      await writeFile(k, `${m.identity}\n`, { mode: 0o600 });
+      keys.push(k);
+      const sizeBefore = readFileSync(theirs).length;
+      const r = await rekeyAgeFile(theirs, {
+        identities: [b.identity],
+        recipients: [m.recipient],
+        keepExisting: true,
+      });
+      assert.equal(r.in_place, i === 1, `rekey ${i} in place`);
+      assert.equal(readFileSync(theirs).length > sizeBefore, i === 0);
+    }
+    assert.match(readFileSync(theirs).subarray(0, 8192).toString("latin1"), /\n-> bernstein\.filler x+\n/);
+    for (const k of keys) {
+      const d3 = spawnSync("age", ["-d", "-i", k, theirs], { maxBuffer: 1 << 24 });
+      assert.equal(d3.status, 0, String(d3.stderr));
+      assert.ok(Buffer.from(d3.stdout).equals(plain));
+    }
   } finally {
     await cleanup();
   }

@@ -15,6 +15,8 @@ import { createHmac, hkdfSync } from "node:crypto";
 export const AGE_MAGIC = "age-encryption.org/v1\n";
 /** A header larger than this is not one of ours (a hybrid stanza is ~1.6 kB). */
 export const MAX_HEADER_BYTES = 1024 * 1024;
+/** The type of the stanza that pads a header (`filler.ts`); no identity opens it. */
+export const FILLER_TYPE = "bernstein.filler";
 const MAC_LINE_START = Buffer.from("\n--- ", "latin1");
 
 /** The header is malformed, altered or truncated (or this is not an age file at all). */
@@ -62,6 +64,7 @@ export function describeStanzas(header: Buffer): string {
   for (const line of stanzaText(header).split("\n")) {
     if (!line.startsWith("-> ")) continue;
     const type = line.slice(3).split(" ")[0]!;
+    if (type === FILLER_TYPE) continue;
     counts.set(type, (counts.get(type) ?? 0) + 1);
   }
   return [...counts].map(([t, n]) => `${n} ${t} stanza${n === 1 ? "" : "s"}`).join(", ");

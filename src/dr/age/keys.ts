@@ -13,14 +13,8 @@ import {
   identityToRecipient,
   type Recipient,
 } from "age-encryption";
-import {
-  AgeFormatError,
-  describeStanzas,
-  encodeStanzas,
-  sealHeader,
-  stanzaText,
-  type StanzaLike,
-} from "./header.js";
+import { sealHeaderWithRoom } from "./filler.js";
+import { AgeFormatError, describeStanzas, encodeStanzas, type StanzaLike } from "./header.js";
 
 /** None of the identities given opens the header (a wrong key, or a stanza that was altered). */
 export class AgeIdentityError extends Error {
@@ -95,9 +89,9 @@ export async function wrapFileKey(fileKey: Uint8Array, recipients: readonly stri
   return encodeStanzas(stanzas);
 }
 
-/** The header giving `fileKey` to `recipients`. */
+/** The header giving `fileKey` to `recipients`, with room for later recipients (`filler.ts`). */
 export async function makeHeader(fileKey: Uint8Array, recipients: readonly string[]): Promise<Buffer> {
-  return sealHeader(fileKey, await wrapFileKey(fileKey, recipients));
+  return sealHeaderWithRoom(fileKey, await wrapFileKey(fileKey, recipients));
 }
 
 /** Whether `identity` is an identity line the library accepts. */
@@ -129,21 +123,6 @@ export async function unwrapFileKey(header: Buffer, identities: readonly string[
       throw new AgeFormatError("the header was altered: its MAC does not match");
     throw new AgeFormatError(`the header is malformed (${msg})`);
   }
-}
-
-/**
- * A new header for the same file key: to `recipients`, plus (keepExisting) every stanza of the
- * old header as it is. The payload and its nonce stay valid because the file key is unchanged.
- */
-export async function rewrapHeader(
-  header: Buffer,
-  identities: readonly string[],
-  recipients: readonly string[],
-  keepExisting: boolean,
-): Promise<Buffer> {
-  const fileKey = await unwrapFileKey(header, identities);
-  const kept = keepExisting ? stanzaText(header) : "";
-  return sealHeader(fileKey, kept + (recipients.length ? await wrapFileKey(fileKey, recipients) : ""));
 }
 
 export async function generateIdentityLine(

@@ -3,9 +3,12 @@
  * unwrapped with an identity that opens the archive, wrapped again for the new recipients,
  * and the new header is followed by the old payload bytes (nonce and STREAM) as they are.
  *
- * Locally the new file is written beside the old one, fsynced, checked (its header parses and
- * its MAC is the file key's; its size is the old size with the new header), then renamed over
- * it: a crash leaves the old archive or the new one, never a mix.
+ * Locally, two ways, both leaving the old archive or the new one after a crash, never a mix:
+ * - in place, when the new header fits in the old one's length (padded to exactly that length
+ *   with a filler stanza, `filler.ts`): only the header bytes are written, under a journal
+ *   (`header-journal.ts`), so the time does not depend on the archive's size;
+ * - otherwise a copy: the new header and the payload are written beside the old file, fsynced,
+ *   checked, then renamed over it. The new header reserves room again, so the next rekey fits.
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
@@ -13,6 +16,14 @@ import { open, rename, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { fsyncDir, fsyncHandle, tempPathFor } from "../../workspace/durable.js";
 import { cleanupOnInterrupt } from "../../workspace/interrupt.js";
+import { sealHeaderPadded, sealHeaderWithRoom, withoutFiller } from "./filler.js";
+import {
+  overwriteHeader,
+  readPrefix,
+  removeHeaderJournal,
+  rollForwardHeader,
+  writeHeaderJournal,
+} from "./header-journal.js";
 import { AgeFormatError, headerLength, sealHeader, stanzaText } from "./header.js";
 import { unwrapFileKey, wrapFileKey } from "./keys.js";
 
@@ -23,14 +34,18 @@ export interface RekeyPlan {
   recipients: readonly string[];
   /** Keep the old stanzas (adding recipients) instead of replacing them (a new full set). */
   keepExisting: boolean;
+  /** Runs once the archive is known to open, just before its first byte changes. */
+  beforeChange?: () => Promise<void>;
 }
 
 export interface RekeyResult {
+  /** Whether only the header bytes were written (else the archive was copied). */
+  in_place: boolean;
   header_bytes_before: number;
   header_bytes_after: number;
   payload_bytes: number;
-  /** sha256 of the rewritten archive. */
-  sha256: string;
+  /** sha256 of the rewritten archive, when it was copied (an in-place rewrite reads no payload). */
+  sha256?: string;
   size_bytes: number;
 }
 
@@ -53,23 +68,68 @@ export async function readAgeHeader(file: string): Promise<{ header: Buffer; siz
   }
 }
 
-/** The new header for `header` under `plan`, and the file key that both share. */
+/**
+ * The new header for `header` under `plan`, and the file key that both share: padded to the old
+ * header's length when it fits (`inPlace`), else with fresh room reserved.
+ */
 export async function rekeyHeader(
   header: Buffer,
   plan: RekeyPlan,
-): Promise<{ header: Buffer; fileKey: Uint8Array }> {
+): Promise<{ header: Buffer; fileKey: Uint8Array; inPlace: boolean }> {
   const fileKey = await unwrapFileKey(header, plan.identities);
-  const kept = plan.keepExisting ? stanzaText(header) : "";
+  const kept = plan.keepExisting ? withoutFiller(stanzaText(header)) : "";
   const added = plan.recipients.length ? await wrapFileKey(fileKey, plan.recipients) : "";
   if (!kept && !added) throw new Error("a rekey must leave at least one recipient");
-  return { header: sealHeader(fileKey, kept + added), fileKey };
+  const padded = sealHeaderPadded(fileKey, kept + added, header.length);
+  if (padded) return { header: padded, fileKey, inPlace: true };
+  return { header: sealHeaderWithRoom(fileKey, kept + added), fileKey, inPlace: false };
 }
 
-/** Rewrites the header of the local age archive `file` in place (atomic replace). */
+/** Rewrites the header of the local age archive `file`: in place when it fits, else by a copy. */
 export async function rekeyAgeFile(file: string, plan: RekeyPlan): Promise<RekeyResult> {
+  await rollForwardHeader(file);
   const { header: oldHeader, size } = await readAgeHeader(file);
-  const { header, fileKey } = await rekeyHeader(oldHeader, plan);
+  const { header, fileKey, inPlace } = await rekeyHeader(oldHeader, plan);
+  await plan.beforeChange?.();
   const payloadBytes = size - oldHeader.length;
+  const result = {
+    header_bytes_before: oldHeader.length,
+    header_bytes_after: header.length,
+    payload_bytes: payloadBytes,
+    size_bytes: header.length + payloadBytes,
+  };
+  if (!inPlace)
+    return {
+      ...result,
+      in_place: false,
+      sha256: await copyWithHeader(file, header, oldHeader.length, fileKey),
+    };
+  await writeHeaderJournal(file, { size, oldHeader, newHeader: header });
+  await overwriteHeader(file, header, size);
+  await checkInPlace(file, header, fileKey);
+  await removeHeaderJournal(file);
+  return { ...result, in_place: true };
+}
+
+/**
+ * The header read back from disk is the one written and is sealed by the archive's file key (its
+ * MAC). Not checked by unwrapping: the identity that opened the archive may be one just removed.
+ */
+async function checkInPlace(file: string, header: Buffer, fileKey: Uint8Array): Promise<void> {
+  const back = await readPrefix(file, header.length);
+  if (!back.equals(header) || !sealHeader(fileKey, stanzaText(back)).equals(back))
+    throw new Error(`the rewritten header of ${file} does not read back as written`);
+}
+
+/** `header` and the payload of `file` (after `oldHeaderBytes`) into a temp file renamed over it; its sha256. */
+async function copyWithHeader(
+  file: string,
+  header: Buffer,
+  oldHeaderBytes: number,
+  fileKey: Uint8Array,
+): Promise<string> {
+  const size = (await stat(file)).size;
+  const expected = header.length + size - oldHeaderBytes;
   const tmp = tempPathFor(file);
   const cleanup = cleanupOnInterrupt(tmp, () => unlink(tmp).catch(() => {}));
   try {
@@ -79,26 +139,20 @@ export async function rekeyAgeFile(file: string, plan: RekeyPlan): Promise<Rekey
     try {
       await out.write(header);
       let at = header.length;
-      for await (const chunk of createReadStream(file, { start: oldHeader.length, highWaterMark: 1 << 20 })) {
+      for await (const chunk of createReadStream(file, { start: oldHeaderBytes, highWaterMark: 1 << 20 })) {
         hash.update(chunk as Buffer);
         await out.write(chunk as Buffer, 0, (chunk as Buffer).length, at);
         at += (chunk as Buffer).length;
       }
-      if (at !== header.length + payloadBytes) throw new Error(`${file} changed while it was rekeyed`);
+      if (at !== expected) throw new Error(`${file} changed while it was rekeyed`);
       await fsyncHandle(out);
     } finally {
       await out.close();
     }
-    await checkRewritten(tmp, fileKey, header.length + payloadBytes);
+    await checkRewritten(tmp, fileKey, expected);
     await rename(tmp, file);
     await fsyncDir(path.dirname(file));
-    return {
-      header_bytes_before: oldHeader.length,
-      header_bytes_after: header.length,
-      payload_bytes: payloadBytes,
-      sha256: hash.digest("hex"),
-      size_bytes: header.length + payloadBytes,
-    };
+    return hash.digest("hex");
   } catch (err) {
     await unlink(tmp).catch(() => {});
     throw err;

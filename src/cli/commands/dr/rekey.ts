@@ -62,7 +62,8 @@ function humanLine(o: RekeyOutcome): string {
   if (o.action === "already-done") return `${o.path}: already rekeyed${who}`;
   if (o.action === "converted-to-age") return `${o.from} -> ${o.path}: converted to age${who}`;
   if (o.action === "re-encrypted") return `${o.path}: re-encrypted with the new password`;
-  return `${o.path}: header rewritten, payload untouched${who}`;
+  const how = o.in_place ? "in place" : "payload copied as it is";
+  return `${o.path}: header rewritten, payload untouched (${how})${who}`;
 }
 
 export function registerRekey(dr: Command): void {
