@@ -5,6 +5,7 @@
  */
 import os from "node:os";
 import { ExitCode, UserError } from "../errors/errors.js";
+import { recipientFingerprint } from "../dr/age/keys.js";
 import type { BackupStore } from "../storage/store.js";
 import type { Workspace } from "../workspace/layout.js";
 import {
@@ -17,7 +18,15 @@ import {
   type SnapshotIndex,
 } from "./catalog.js";
 import { generationKey, newGenerationId } from "./names.js";
-import { newGenerationKey, schemeOf, unlockGeneration, type SegmentKey, type WriteKeys } from "./sealing.js";
+import { ARCHIVE_KEY, loadGenerationKey, saveGenerationKey } from "./local-key.js";
+import {
+  fileKeyOpens,
+  newGenerationKey,
+  schemeOf,
+  unlockGeneration,
+  type SegmentKey,
+  type WriteKeys,
+} from "./sealing.js";
 import { emptyEnd, stillContinues, type StreamEnd } from "./streams.js";
 
 export interface GenerationState {
@@ -84,6 +93,7 @@ export interface GenerationOptions {
  * password refuses (exit 4).
  */
 async function continuation(
+  ws: Workspace,
   g: GenerationListing,
   opts: GenerationOptions,
 ): Promise<{ key?: SegmentKey } | { cause: string }> {
@@ -101,10 +111,15 @@ async function continuation(
   if (!scheme) return { cause: "encryption turned off (--plain)" };
   if (enc.scheme !== scheme) return { cause: `encryption changed from ${enc.scheme} to ${scheme}` };
   if (scheme === "fernet") return { key: await unlockGeneration(g.generation, enc, opts.keys) };
-  // Recipients: the archiver can wrap but, by design, not unwrap; it cannot recover the file key.
-  return {
-    cause: `generation ${g.generation} is encrypted to recipients and its key is not recoverable here`,
-  };
+  // Recipients: the archiver can wrap but, by design, not unwrap: it continues with the key it kept.
+  const same = opts.keys.recipients!.map(recipientFingerprint).sort().join(",");
+  if ([...(enc.recipients ?? [])].sort().join(",") !== same) return { cause: "the recipients changed" };
+  const kept = await loadGenerationKey(ws, g.generation);
+  if (!kept || !fileKeyOpens(enc, kept))
+    return {
+      cause: `the key of generation ${g.generation} is not kept on this host (${ARCHIVE_KEY.join("/")})`,
+    };
+  return { key: { scheme: "age", key: kept } };
 }
 
 /** Resumes the newest generation of this workspace, or starts one (its record written). */
@@ -117,12 +132,12 @@ export async function openGeneration(
   const newest = listing.generations[listing.generations.length - 1];
   let cause = opts.forceCause ?? "first start: the archive holds no generation";
   if (newest?.record && schemeOf(opts.keys) === undefined && !opts.plainChosen) {
-    await continuation(newest, opts); // refuses to follow an encrypted generation in plain
+    await continuation(ws, newest, opts); // refuses to follow an encrypted generation in plain
   }
   if (newest && opts.forceCause === undefined) {
     const ends = await storedEnds(store, newest);
     const why = await broken(ws, newest, ends);
-    const next = why ? { cause: why } : await continuation(newest, opts);
+    const next = why ? { cause: why } : await continuation(ws, newest, opts);
     if (!("cause" in next)) {
       return {
         generation: newest.generation,
@@ -148,6 +163,8 @@ export async function openGeneration(
     encrypted: fresh !== undefined,
     ...(fresh ? { encryption: fresh.record } : {}),
   };
+  // Kept before the record is stored: a generation whose record exists always has its key here.
+  if (fresh?.key.scheme === "age") await saveGenerationKey(ws, generation, fresh.key.key);
   await putJson(store, generationKey(generation), record);
   return { generation, record, ends: new Map(), resumed: false, ...(fresh ? { key: fresh.key } : {}) };
 }

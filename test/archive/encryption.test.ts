@@ -6,7 +6,7 @@
  * encryption on by default where the configuration file names a password source.
  */
 import assert from "node:assert/strict";
-import { access, readFile, readdir, writeFile } from "node:fs/promises";
+import { access, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { readArchiveStatus } from "../../src/archive/health.js";
@@ -328,6 +328,23 @@ describe("dr archive encrypted", () => {
       assert.ok(plain.includes(MARKER), `${seg}: the record's header followed by it is a standard age file`);
     }
 
+    // The archiver kept its generation's file key (0600, never in a backup): a restart resumes.
+    assert.equal((await stat(path.join(fx.sdd, "runtime", "archive-key.json"))).mode & 0o777, 0o600);
+    await markedDecisions(fx, 2, 9);
+    const again = await fx.cli([
+      "--json",
+      "dr",
+      "archive",
+      "--to",
+      store,
+      "--once",
+      "--recipient",
+      k.recipient,
+    ]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(JSON.parse(again.stdout).generation, gens[0]!.generation);
+    assert.ok(walSegments((await objects(store)).keys(), RUN).some((s) => s.endsWith(".s9-10")));
+
     const target = path.join(fx.dir, "restored", ".sdd");
     const wrong = await fx.cli(
       ["dr", "archive-restore", "--from", store, "--latest", "--identity-file", stranger.file],
@@ -347,7 +364,7 @@ describe("dr archive encrypted", () => {
       },
     );
     assert.equal(ok.code, 0, ok.stderr);
-    assert.equal(JSON.parse(ok.stdout).wal[RUN].seq, 8);
+    assert.equal(JSON.parse(ok.stdout).wal[RUN].seq, 10);
     assert.equal(
       await sha256File(path.join(target, "runtime/wal", `${RUN}.wal.jsonl`)),
       await sha256File(fx.ws.walFile(RUN)),
@@ -363,6 +380,12 @@ describe("dr archive encrypted", () => {
       k.file,
     ]);
     assert.equal(c.code, 0, c.stdout + c.stderr);
+    // Other recipients: a new generation (the kept key is not wrapped to them).
+    const other = await fx.cli(["dr", "archive", "--to", store, "--once", "--recipient", stranger.recipient]);
+    assert.equal(other.code, 0, other.stderr);
+    const after = await generations(store);
+    assert.equal(after.length, 2);
+    assert.equal(after[1]!.cause, "the recipients changed");
   });
 
   it("encrypted by default once the configuration file names a password source; --plain to s3:// needs --i-know-it-is-plain", async () => {
