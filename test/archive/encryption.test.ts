@@ -344,6 +344,13 @@ describe("dr archive encrypted", () => {
     assert.equal(again.code, 0, again.stderr);
     assert.equal(JSON.parse(again.stdout).generation, gens[0]!.generation);
     assert.ok(walSegments((await objects(store)).keys(), RUN).some((s) => s.endsWith(".s9-10")));
+    const plan = await fx.cli(["--json", "dr", "backup", "--to", path.join(fx.dir, "b.tar.gz"), "--dry-run"]);
+    assert.ok(
+      (JSON.parse(plan.stdout) as { excluded: { path: string }[] }).excluded.some(
+        (e) => e.path === "runtime/archive-key.json",
+      ),
+      "backups leave the kept key out",
+    );
 
     const target = path.join(fx.dir, "restored", ".sdd");
     const wrong = await fx.cli(
