@@ -13,7 +13,13 @@ import { readArchiveStatus } from "../../src/archive/health.js";
 import { AgeDecryptor } from "../../src/dr/age/decrypt.js";
 import { FernetDecryptor, deriveKey } from "../../src/dr/fernet.js";
 import { runCli, scratchDir, spawnCli, waitFor } from "../helpers.js";
-import { appendDecisions, archiveFixture, sha256File, walSegments } from "./support/archive-workspace.js";
+import {
+  appendDecisions,
+  archiveFixture,
+  sha256File,
+  walSegments,
+  type ArchiveFixture,
+} from "./support/archive-workspace.js";
 
 const RUN = "run-secret";
 /** A task title that must never appear in the store in clear. */
@@ -53,6 +59,37 @@ const exists = (p: string) =>
     () => false,
   );
 
+/** `archive-restore --latest` into a new folder; the restored WAL must equal the source's. */
+async function restoreLatest(
+  fx: ArchiveFixture,
+  store: string,
+  keyArgs: string[],
+): Promise<{ restored: string; out: { generation: string; wal: Record<string, { seq: number }> } }> {
+  const restored = path.join(fx.dir, "restored", ".sdd");
+  const rr = await fx.cli(
+    ["--json", "dr", "archive-restore", "--from", store, "--latest", ...keyArgs],
+    restored,
+  );
+  assert.equal(rr.code, 0, rr.stderr);
+  assert.equal(
+    await sha256File(path.join(restored, "runtime/wal", `${RUN}.wal.jsonl`)),
+    await sha256File(fx.ws.walFile(RUN)),
+  );
+  return { restored, out: JSON.parse(rr.stdout) };
+}
+
+/** `dr archive --once` encrypted with the password in `pwFile`. */
+const encryptedOnce = (store: string, pwFile: string): string[] => [
+  "dr",
+  "archive",
+  "--to",
+  store,
+  "--once",
+  "--encrypt",
+  "--password-file",
+  pwFile,
+];
+
 async function secretFile(dir: string, name: string, text: string): Promise<string> {
   const file = path.join(dir, name);
   await writeFile(file, text + "\n", { mode: 0o600 });
@@ -87,7 +124,7 @@ describe("dr archive encrypted", () => {
     const store = path.join(fx.dir, "store");
     const pw = await secretFile(fx.dir, "pw", "correct horse");
     await markedDecisions(fx, 5, 0);
-    const args = ["dr", "archive", "--to", store, "--once", "--encrypt", "--password-file", pw];
+    const args = encryptedOnce(store, pw);
     for (let i = 0; i < 3; i++) {
       if (i > 0) await markedDecisions(fx, 7, 5 + (i - 1) * 7);
       const r = await fx.cli(args);
@@ -126,17 +163,8 @@ describe("dr archive encrypted", () => {
       );
     }
 
-    const restored = path.join(fx.dir, "restored", ".sdd");
-    const rr = await fx.cli(
-      ["--json", "dr", "archive-restore", "--from", store, "--latest", "--password-file", pw],
-      restored,
-    );
-    assert.equal(rr.code, 0, rr.stderr);
-    assert.equal(JSON.parse(rr.stdout).wal[RUN].seq, 18);
-    assert.equal(
-      await sha256File(path.join(restored, "runtime/wal", `${RUN}.wal.jsonl`)),
-      await sha256File(fx.ws.walFile(RUN)),
-    );
+    const { restored, out } = await restoreLatest(fx, store, ["--password-file", pw]);
+    assert.equal(out.wal[RUN].seq, 18);
     for (const cmd of [
       ["wal", "verify"],
       ["audit", "verify"],
@@ -169,10 +197,7 @@ describe("dr archive encrypted", () => {
     const pw = await secretFile(fx.dir, "pw", "right one");
     const bad = await secretFile(fx.dir, "bad", "wrong one");
     await markedDecisions(fx, 4, 0);
-    assert.equal(
-      (await fx.cli(["dr", "archive", "--to", store, "--once", "--encrypt", "--password-file", pw])).code,
-      0,
-    );
+    assert.equal((await fx.cli(encryptedOnce(store, pw))).code, 0);
     await markedDecisions(fx, 3, 4);
     const before = await objects(store);
 
@@ -192,16 +217,7 @@ describe("dr archive encrypted", () => {
     const plainAgain = await fx.cli(["dr", "archive", "--to", store, "--once"]);
     assert.equal(plainAgain.code, 2, plainAgain.stderr);
     assert.match(plainAgain.stderr, /is encrypted \(password\).*or --plain/);
-    const other = await fx.cli([
-      "dr",
-      "archive",
-      "--to",
-      store,
-      "--once",
-      "--encrypt",
-      "--password-file",
-      bad,
-    ]);
+    const other = await fx.cli(encryptedOnce(store, bad));
     assert.equal(other.code, 4, other.stderr);
     assert.deepEqual(
       [...(await objects(store)).keys()],
@@ -256,28 +272,13 @@ describe("dr archive encrypted", () => {
     assert.equal(gens[1]!.previous, gens[0]!.generation);
 
     await appendDecisions(fx.ws, RUN, 4, 9);
-    const again = await fx.cli([
-      "--json",
-      "dr",
-      "archive",
-      "--to",
-      store,
-      "--once",
-      "--encrypt",
-      "--password-file",
-      pw,
-    ]);
+    const again = await fx.cli(["--json", ...encryptedOnce(store, pw)]);
     assert.equal(again.code, 0, again.stderr);
     assert.equal(JSON.parse(again.stdout).generation, gens[1]!.generation);
     assert.equal((await generations(store)).length, 2, "no new generation on restart");
-    const restored = path.join(fx.dir, "restored", ".sdd");
-    const rr = await fx.cli(
-      ["--json", "dr", "archive-restore", "--from", store, "--latest", "--password-file", pw],
-      restored,
-    );
-    assert.equal(rr.code, 0, rr.stderr);
-    assert.equal(JSON.parse(rr.stdout).wal[RUN].seq, 12);
-    assert.equal(JSON.parse(rr.stdout).generation, gens[1]!.generation);
+    const { out } = await restoreLatest(fx, store, ["--password-file", pw]);
+    assert.equal(out.wal[RUN].seq, 12);
+    assert.equal(out.generation, gens[1]!.generation);
   });
 
   it("recipients: a .tar.gz.age snapshot, segments that are age files with the record's header, restore with --identity-file", async () => {
