@@ -123,6 +123,19 @@ function beyondCut(stream: string, seg: StoredSegment, firstTime: number, cut: C
   return firstTime > cut.atMs;
 }
 
+async function unseal(
+  open: (stored: Buffer, key: string) => Promise<Buffer>,
+  stored: Buffer,
+  key: string,
+  broken: (reason: string) => BrokenSegment,
+): Promise<Buffer> {
+  try {
+    return await open(stored, key);
+  } catch (err) {
+    throw broken(`altered: does not authenticate under its generation's key (${(err as Error).message})`);
+  }
+}
+
 /** Applies `segments` (sorted by `from`) to `file`, which holds `start` (undefined: nothing). */
 export async function applyStream(
   store: BackupStore,
@@ -131,7 +144,8 @@ export async function applyStream(
   file: string,
   start: StreamEnd | undefined,
   cut: Cut,
-  open?: (stored: Buffer, key: string) => Buffer,
+  /** Unseals a stored segment (sealing.ts); throws when it does not authenticate. */
+  open?: (stored: Buffer, key: string) => Promise<Buffer>,
 ): Promise<Applied> {
   const fh = await openAt(file, start?.length ?? 0);
   let cutter: LineCutter | undefined;
@@ -157,7 +171,7 @@ export async function applyStream(
           `altered or truncated: sha256 ${sha256(stored).slice(0, 16)}..., its index says ${ix.sha256.slice(0, 16)}...`,
         );
       }
-      const data = open ? open(stored, seg.key) : stored;
+      const data = open ? await unseal(open, stored, seg.key, missing) : stored;
       if (data.length !== seg.to - seg.from)
         throw missing(`truncated: ${data.length} bytes, its name says ${seg.to - seg.from}`);
       cutter = new LineCutter(stream, seg.key, end, cut);

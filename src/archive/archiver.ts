@@ -10,14 +10,27 @@ import type { Workspace } from "../workspace/layout.js";
 import { takeBaseSnapshot } from "./base-snapshot.js";
 import { openGeneration, type GenerationState } from "./generation.js";
 import { ArchiveHealth } from "./health.js";
+import { sealSegment, type SegmentKey, type WriteKeys } from "./sealing.js";
 import { ContinuityLost, shipCycle, type CycleResult, type Sealer } from "./shipper.js";
+
+const sealerOf =
+  (key: SegmentKey): Sealer =>
+  (plain) =>
+    sealSegment(key, plain);
 
 export interface ArchiverOptions {
   store: BackupStore;
   ws: Workspace;
   intervalMs: number;
   snapshotIntervalMs: number;
+  /** Encrypt with this password (Fernet; PBKDF2 once per generation)... */
   password?: string;
+  /** ...or to these age recipients (they win over a password, as in `dr backup`). */
+  recipients?: readonly string[];
+  /** The user chose a plain archive explicitly: an encrypted generation may be followed by a plain one. */
+  plainChosen?: boolean;
+  /** PBKDF2 iterations of a new password generation (default: the backups' 600,000). */
+  kdfIterations?: number;
   auditKeyPath?: string;
   /** One line per notable event (generation started, snapshot, store error, caught up). */
   log?: (event: ArchiverEvent) => void;
@@ -36,7 +49,6 @@ export class Archiver {
   private stopping = false;
   private wake?: () => void;
   readonly health: ArchiveHealth;
-  private seal?: Sealer;
 
   constructor(private readonly opts: ArchiverOptions) {
     this.health = new ArchiveHealth(opts.ws, opts.store.root);
@@ -79,7 +91,7 @@ export class Archiver {
         ws: this.opts.ws,
         generation: gen.generation,
         ends: gen.ends,
-        seal: this.seal,
+        seal: gen.key ? sealerOf(gen.key) : undefined,
       });
       if (this.health.errorsInARow > 0)
         this.opts.log?.({ event: "recovered", after_errors: this.health.errorsInARow });
@@ -106,7 +118,9 @@ export class Archiver {
   private async ensureGeneration(): Promise<GenerationState> {
     if (this.gen) return this.gen;
     const gen = await openGeneration(this.opts.store, this.opts.ws, {
-      encrypted: this.opts.password !== undefined,
+      keys: this.keys,
+      plainChosen: this.opts.plainChosen,
+      iterations: this.opts.kdfIterations,
       forceCause: this.nextCause,
     });
     this.nextCause = undefined;
@@ -121,6 +135,12 @@ export class Archiver {
     return gen;
   }
 
+  /** Recipients win over a password, as in `dr backup`. */
+  private get keys(): WriteKeys {
+    if (this.opts.recipients?.length) return { recipients: this.opts.recipients };
+    return this.opts.password !== undefined ? { password: this.opts.password } : {};
+  }
+
   private async snapshot(gen: GenerationState): Promise<void> {
     const number = gen.snapshot ? gen.snapshot.number + 1 : 0;
     const index = await takeBaseSnapshot({
@@ -128,7 +148,7 @@ export class Archiver {
       ws: this.opts.ws,
       generation: gen.generation,
       number,
-      backup: { password: this.opts.password, auditKeyPath: this.opts.auditKeyPath },
+      backup: { ...this.keys, auditKeyPath: this.opts.auditKeyPath },
     });
     if (!gen.snapshot) for (const [stream, end] of Object.entries(index.streams)) gen.ends.set(stream, end);
     gen.snapshot = index;

@@ -8,6 +8,7 @@ import { writeBackupArchive, type BackupOptions } from "../dr/backup.js";
 import type { BackupStore } from "../storage/store.js";
 import type { Workspace } from "../workspace/layout.js";
 import { SNAPSHOT_FORMAT, putJson, type SnapshotIndex } from "./catalog.js";
+import { schemeOf } from "./sealing.js";
 import { snapshotIndexKey, snapshotKey, walRunOf } from "./names.js";
 import { endAt, listStreams, type StreamEnd } from "./streams.js";
 
@@ -16,12 +17,12 @@ export interface SnapshotRequest {
   ws: Workspace;
   generation: string;
   number: number;
-  backup: Pick<BackupOptions, "password" | "auditKeyPath">;
+  backup: Pick<BackupOptions, "password" | "recipients" | "auditKeyPath">;
 }
 
 export async function takeBaseSnapshot(req: SnapshotRequest): Promise<SnapshotIndex> {
   const { store, ws, generation, number } = req;
-  const key = snapshotKey(generation, number, req.backup.password !== undefined);
+  const key = snapshotKey(generation, number, schemeOf(req.backup));
   const startedAt = Date.now();
   const pipe = new PassThrough({ highWaterMark: 1024 * 1024 });
   const stored = store.put(key, pipe);

@@ -6,6 +6,7 @@ import { Readable } from "node:stream";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { BackupStore } from "../storage/store.js";
 import { parseArchiveKey, type SegmentName } from "./names.js";
+import type { GenerationEncryption } from "./sealing.js";
 import type { StreamEnd } from "./streams.js";
 
 export const GENERATION_FORMAT = "bernstein-archive-generation/1";
@@ -20,8 +21,8 @@ export interface GenerationRecord {
   previous: string | null;
   cause: string;
   encrypted: boolean;
-  /** base64, encrypted generations only. */
-  salt?: string;
+  /** Encrypted generations only: the key's parameters (sealing.ts, docs/formats.md). */
+  encryption?: GenerationEncryption;
 }
 
 export interface SnapshotIndex {
@@ -119,7 +120,8 @@ export async function listArchive(store: BackupStore): Promise<ArchiveListing> {
 /** Segment metadata as the shipper wrote it (docs/formats.md "Segment index"). */
 export interface SegmentIndex {
   sha256: string;
-  plain_sha256: string;
+  /** Plain segments only (a sealed one is authenticated by its seal). */
+  plain_sha256?: string;
   captured_at: number;
   tail_sha256: string;
   first_time: number;
@@ -142,7 +144,7 @@ export async function readSegmentIndex(store: BackupStore, key: string): Promise
   const m = info.metadata;
   return {
     sha256: m.sha256 ?? "",
-    plain_sha256: m["plain-sha256"] ?? m.sha256 ?? "",
+    ...(m["plain-sha256"] ? { plain_sha256: m["plain-sha256"] } : {}),
     captured_at: Number(m["captured-at"] ?? 0),
     tail_sha256: m["tail-sha256"] ?? "",
     first_time: Number(m["first-time"] ?? 0),

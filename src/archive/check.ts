@@ -13,6 +13,13 @@ import {
   type SegmentIndex,
   type StoredSegment,
 } from "./catalog.js";
+import {
+  openSegment,
+  unlockGeneration,
+  type GenerationEncryption,
+  type ReadKeys,
+  type SegmentKey,
+} from "./sealing.js";
 import { emptyEnd, type StreamEnd } from "./streams.js";
 import { streamGaps } from "./window.js";
 
@@ -32,6 +39,42 @@ function endOf(seg: StoredSegment, ix: SegmentIndex | undefined): StreamEnd {
   return end;
 }
 
+/**
+ * The plaintext to check lines in: the stored bytes of a plain segment, the opened ones of a
+ * sealed segment; a string for a problem; null for a sealed segment checked without its key
+ * (then its ciphertext's sha256 and its link to the one before, from its index, are all there is).
+ */
+async function contentOf(
+  seg: StoredSegment,
+  stored: Buffer,
+  end: StreamEnd,
+  ix: SegmentIndex,
+  sealed: boolean,
+  key: SegmentKey | undefined,
+): Promise<Buffer | string | null> {
+  if (!sealed) {
+    if (stored.length !== seg.to - seg.from)
+      return `truncated: ${stored.length} bytes, its name says ${seg.to - seg.from}`;
+    if (sha256(stored) !== ix.sha256) return `altered: sha256 does not match its index`;
+    return stored;
+  }
+  if (sha256(stored) !== ix.sha256) return `altered or truncated: sha256 does not match its index`;
+  if (!key) {
+    if (seg.firstSeq !== undefined && end.entry_hash !== undefined && ix.prev_hash !== end.entry_hash)
+      return `its first entry does not link to seq ${end.seq} (prev_hash in its index)`;
+    return null;
+  }
+  let data: Buffer;
+  try {
+    data = await openSegment(key, stored);
+  } catch (err) {
+    return `altered: does not authenticate under its generation's key (${(err as Error).message})`;
+  }
+  if (data.length !== seg.to - seg.from)
+    return `truncated: ${data.length} bytes, its name says ${seg.to - seg.from}`;
+  return data;
+}
+
 /** The problem of one segment after `end`, or undefined when it is intact and follows on. */
 async function checkSegment(
   store: BackupStore,
@@ -39,12 +82,12 @@ async function checkSegment(
   seg: StoredSegment,
   end: StreamEnd,
   ix: SegmentIndex | undefined,
+  sealing: { sealed: boolean; key?: SegmentKey },
 ): Promise<string | undefined> {
   if (!ix) return "missing (listed, then gone)";
-  const data = await readObject(store, seg.key);
-  if (data.length !== seg.to - seg.from)
-    return `truncated: ${data.length} bytes, its name says ${seg.to - seg.from}`;
-  if (sha256(data) !== ix.sha256) return `altered: sha256 does not match its index`;
+  const data = await contentOf(seg, await readObject(store, seg.key), end, ix, sealing.sealed, sealing.key);
+  if (typeof data === "string") return data;
+  if (data === null) return undefined;
   try {
     new LineCutter(stream, seg.key, end, { atMs: Number.MAX_SAFE_INTEGER }).take(
       data.subarray(end.length - seg.from),
@@ -57,9 +100,25 @@ async function checkSegment(
   return undefined;
 }
 
-export async function checkArchive(store: BackupStore, listing: ArchiveListing): Promise<ArchiveProblem[]> {
+const holdsKeyFor = (enc: GenerationEncryption, keys: ReadKeys | undefined): boolean =>
+  enc.scheme === "fernet" ? keys?.password !== undefined : (keys?.identities?.length ?? 0) > 0;
+
+/**
+ * With `keys`, an encrypted generation's segments are opened and their lines checked (a wrong
+ * password or identity: exit 4); without, only what the names and indexes carry.
+ */
+export async function checkArchive(
+  store: BackupStore,
+  listing: ArchiveListing,
+  keys?: ReadKeys,
+): Promise<ArchiveProblem[]> {
   const problems: ArchiveProblem[] = [];
   for (const g of listing.generations) {
+    const enc = g.record?.encryption;
+    const sealing = {
+      sealed: enc !== undefined,
+      ...(enc && holdsKeyFor(enc, keys) ? { key: await unlockGeneration(g.generation, enc, keys!) } : {}),
+    };
     const first = g.snapshots[0];
     for (const key of g.unindexed) {
       problems.push({
@@ -90,7 +149,7 @@ export async function checkArchive(store: BackupStore, listing: ArchiveListing):
             tail_sha256: "",
             ...(seg.firstSeq !== undefined ? { seq: seg.firstSeq - 1, entry_hash: ix?.prev_hash } : {}),
           };
-        const reason = await checkSegment(store, stream, seg, end, ix);
+        const reason = await checkSegment(store, stream, seg, end, ix, sealing);
         if (reason) problems.push({ generation: g.generation, stream, segment: seg.key, reason });
         end = endOf(seg, ix);
       }

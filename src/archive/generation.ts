@@ -4,6 +4,8 @@
  * a new one that names the previous generation and why continuity could not be proven.
  */
 import os from "node:os";
+import { ExitCode, UserError } from "../errors/errors.js";
+import { recipientFingerprint } from "../dr/age/keys.js";
 import type { BackupStore } from "../storage/store.js";
 import type { Workspace } from "../workspace/layout.js";
 import {
@@ -16,6 +18,15 @@ import {
   type SnapshotIndex,
 } from "./catalog.js";
 import { generationKey, newGenerationId } from "./names.js";
+import { ARCHIVE_KEY, loadGenerationKey, saveGenerationKey } from "./local-key.js";
+import {
+  fileKeyOpens,
+  newGenerationKey,
+  schemeOf,
+  unlockGeneration,
+  type SegmentKey,
+  type WriteKeys,
+} from "./sealing.js";
 import { emptyEnd, stillContinues, type StreamEnd } from "./streams.js";
 
 export interface GenerationState {
@@ -26,6 +37,8 @@ export interface GenerationState {
   /** What the store holds of each stream. */
   ends: Map<string, StreamEnd>;
   resumed: boolean;
+  /** The generation's key (encrypted generations): segments are sealed with it. */
+  key?: SegmentKey;
 }
 
 /** Where each stream of a generation ends in the store: its newest snapshot, then its segments. */
@@ -63,29 +76,81 @@ async function broken(
   return undefined;
 }
 
+export interface GenerationOptions {
+  /** What the archiver encrypts with (neither: plain). */
+  keys: WriteKeys;
+  /** The user asked for a plain archive explicitly: an encrypted generation may be followed by a plain one. */
+  plainChosen?: boolean;
+  forceCause?: string;
+  /** PBKDF2 iterations for a new password generation (tests lower it). */
+  iterations?: number;
+}
+
+/**
+ * The key to continue `g` with, or why a new generation is needed instead. A generation started
+ * encrypted is never continued, nor followed, in plain unless the user chose plain: an archiver
+ * restarted without its key refuses (exit 2) rather than ship plaintext, and one given another
+ * password refuses (exit 4).
+ */
+async function continuation(
+  ws: Workspace,
+  g: GenerationListing,
+  opts: GenerationOptions,
+): Promise<{ key?: SegmentKey } | { cause: string }> {
+  const enc = g.record!.encryption;
+  const scheme = schemeOf(opts.keys);
+  if (enc && !scheme && !opts.plainChosen)
+    throw new UserError(
+      `archive generation ${g.generation} is encrypted (${enc.scheme === "age" ? "age recipients" : "password"}): ` +
+        `give ${enc.scheme === "age" ? "--recipient/--recipients-file" : "its password (--password-file or BERNSTEIN_DR_PASSWORD)"}, ` +
+        "or --plain to start a plain generation",
+      ExitCode.USAGE,
+    );
+  if (!enc && !scheme) return {};
+  if (!enc) return { cause: "encryption turned on" };
+  if (!scheme) return { cause: "encryption turned off (--plain)" };
+  if (enc.scheme !== scheme) return { cause: `encryption changed from ${enc.scheme} to ${scheme}` };
+  if (scheme === "fernet") return { key: await unlockGeneration(g.generation, enc, opts.keys) };
+  // Recipients: the archiver can wrap but, by design, not unwrap: it continues with the key it kept.
+  const same = opts.keys.recipients!.map(recipientFingerprint).sort().join(",");
+  if ([...(enc.recipients ?? [])].sort().join(",") !== same) return { cause: "the recipients changed" };
+  const kept = await loadGenerationKey(ws, g.generation);
+  if (!kept || !fileKeyOpens(enc, kept))
+    return {
+      cause: `the key of generation ${g.generation} is not kept on this host (${ARCHIVE_KEY.join("/")})`,
+    };
+  return { key: { scheme: "age", key: kept } };
+}
+
 /** Resumes the newest generation of this workspace, or starts one (its record written). */
 export async function openGeneration(
   store: BackupStore,
   ws: Workspace,
-  opts: { encrypted: boolean; salt?: string; forceCause?: string },
+  opts: GenerationOptions,
 ): Promise<GenerationState> {
   const listing = await listArchive(store);
   const newest = listing.generations[listing.generations.length - 1];
   let cause = opts.forceCause ?? "first start: the archive holds no generation";
+  if (newest?.record && schemeOf(opts.keys) === undefined && !opts.plainChosen) {
+    await continuation(ws, newest, opts); // refuses to follow an encrypted generation in plain
+  }
   if (newest && opts.forceCause === undefined) {
     const ends = await storedEnds(store, newest);
     const why = await broken(ws, newest, ends);
-    if (!why && newest.record!.encrypted === opts.encrypted) {
+    const next = why ? { cause: why } : await continuation(ws, newest, opts);
+    if (!("cause" in next)) {
       return {
         generation: newest.generation,
         record: newest.record!,
         snapshot: newest.snapshots[newest.snapshots.length - 1],
         ends,
         resumed: true,
+        ...(next.key ? { key: next.key } : {}),
       };
     }
-    cause = why ?? (opts.encrypted ? "encryption turned on" : "encryption turned off");
+    cause = next.cause;
   }
+  const fresh = await newGenerationKey(opts.keys, opts.iterations);
   const generation = newGenerationId();
   const record: GenerationRecord = {
     format: GENERATION_FORMAT,
@@ -95,11 +160,13 @@ export async function openGeneration(
     workspace: ws.root,
     previous: newest?.generation ?? null,
     cause,
-    encrypted: opts.encrypted,
-    ...(opts.salt ? { salt: opts.salt } : {}),
+    encrypted: fresh !== undefined,
+    ...(fresh ? { encryption: fresh.record } : {}),
   };
+  // Kept before the record is stored: a generation whose record exists always has its key here.
+  if (fresh?.key.scheme === "age") await saveGenerationKey(ws, generation, fresh.key.key);
   await putJson(store, generationKey(generation), record);
-  return { generation, record, ends: new Map(), resumed: false };
+  return { generation, record, ends: new Map(), resumed: false, ...(fresh ? { key: fresh.key } : {}) };
 }
 
 /** The end to ship after, for a stream the generation has not seen yet: its start. */

@@ -18,7 +18,7 @@ export function newGenerationId(now: Date = new Date()): string {
 
 const GEN_ID = "g\\d{8}T\\d{9}Z-[0-9a-f]{4}";
 const GENERATION_KEY = new RegExp(`^gen-(${GEN_ID})\\.json$`);
-const SNAPSHOT_KEY = new RegExp(`^gen-(${GEN_ID})\\.snap-(\\d{6})\\.tar\\.gz(\\.enc)?$`);
+const SNAPSHOT_KEY = new RegExp(`^gen-(${GEN_ID})\\.snap-(\\d{6})\\.tar\\.gz(\\.enc|\\.age)?$`);
 const SNAPSHOT_INDEX_KEY = new RegExp(`^gen-(${GEN_ID})\\.snap-(\\d{6})\\.idx\\.json$`);
 const SEGMENT_KEY = new RegExp(`^gen-(${GEN_ID})\\.seg\\.(.+)\\.(\\d{16})-(\\d{16})(?:\\.s(\\d+)-(\\d+))?$`);
 
@@ -26,8 +26,9 @@ export const generationKey = (gen: string): string => `gen-${gen}.json`;
 export const generationPrefix = (gen: string): string => `gen-${gen}.`;
 
 const snapNumber = (n: number): string => String(n).padStart(6, "0");
-export const snapshotKey = (gen: string, n: number, encrypted: boolean): string =>
-  `gen-${gen}.snap-${snapNumber(n)}.tar.gz${encrypted ? ".enc" : ""}`;
+/** A snapshot is an ordinary backup archive: `.tar.gz`, `.tar.gz.enc` (password) or `.tar.gz.age` (recipients). */
+export const snapshotKey = (gen: string, n: number, scheme?: "fernet" | "age"): string =>
+  `gen-${gen}.snap-${snapNumber(n)}.tar.gz${scheme === "fernet" ? ".enc" : scheme === "age" ? ".age" : ""}`;
 export const snapshotIndexKey = (gen: string, n: number): string =>
   `gen-${gen}.snap-${snapNumber(n)}.idx.json`;
 

@@ -21,6 +21,7 @@ import { BrokenSegment, applyStream, type Cut } from "./apply-segments.js";
 import { listArchive, type GenerationListing, type SnapshotIndex } from "./catalog.js";
 import { ARCHIVE_STATUS } from "./health.js";
 import { walRunOf } from "./names.js";
+import { openSegment, unlockGeneration, type SegmentKey } from "./sealing.js";
 import { formatWindow, generationWindow, type GenerationWindow } from "./window.js";
 
 export type RestorePoint =
@@ -28,6 +29,8 @@ export type RestorePoint =
 
 export interface PointRestoreOptions {
   password?: string;
+  /** age identities, for generations encrypted to recipients. */
+  identities?: readonly string[];
   auditKeyPath?: string;
   /** On a broken segment, restore the last instant before it instead of failing (exit 5). */
   lastConsistent?: boolean;
@@ -127,6 +130,7 @@ async function applyAll(
   store: BackupStore,
   c: Chosen,
   root: string,
+  key: SegmentKey | undefined,
 ): Promise<{ cut: Cut; wal: PointRestoreResult["wal"]; segments: number }> {
   const streams = [...new Set([...Object.keys(c.snapshot.streams), ...c.gen.segments.keys()])];
   const cut = { ...c.cut };
@@ -144,6 +148,7 @@ async function applyAll(
       file,
       c.snapshot.streams[stream],
       cut,
+      key ? (stored) => openSegment(key, stored) : undefined,
     );
     segments += applied.segments;
     if (applied.end.length === 0 && !c.snapshot.streams[stream] && stream !== targetStream) {
@@ -182,7 +187,12 @@ export async function restoreToPoint(
   const abs = path.resolve(target);
   let chosen = await choose(store, point);
   let broken: PointRestoreResult["broken"];
+  const keys = new Map<string, SegmentKey | undefined>();
   for (;;) {
+    // Before anything is written: a wrong password or identity is refused here (exit 4).
+    const gen = chosen.gen.generation;
+    if (!keys.has(gen)) keys.set(gen, await unlockGeneration(gen, chosen.gen.record?.encryption, opts));
+    const key = keys.get(gen);
     const staging = path.join(
       path.dirname(abs),
       `.${path.basename(abs)}.pitr-${process.pid}-${randomBytes(4).toString("hex")}`,
@@ -194,12 +204,13 @@ export async function restoreToPoint(
       const snapshotRestore = await restoreFromStream(await store.get(chosen.snapshot.key), staging, {
         keep: false,
         password: opts.password,
+        identities: opts.identities,
         auditKeyPath: opts.auditKeyPath,
         source: store.describe(chosen.snapshot.key),
         label: store.describe(chosen.snapshot.key),
         expectSha256: chosen.snapshot.sha256,
       });
-      const applied = await applyAll(store, chosen, staging);
+      const applied = await applyAll(store, chosen, staging, key);
       const ws = new Workspace(staging);
       await rebuildUncommittedIndex(ws);
       await rm(ws.p(...ARCHIVE_STATUS), { force: true });

@@ -13,7 +13,7 @@ import { segmentKey, walRunOf } from "./names.js";
 import { listStreams, readDurable, stillContinues, type DurableChunk, type StreamEnd } from "./streams.js";
 import { emptyEnd } from "./streams.js";
 
-/** Turns a segment's plaintext into what is stored (identity, or one Fernet token). */
+/** Turns a segment's plaintext into what is stored (sealing.ts: a Fernet token, or an age payload). */
 export type Sealer = (plain: Buffer) => Buffer;
 
 export class ContinuityLost extends Error {}
@@ -81,7 +81,9 @@ async function putSegment(
   const stored = t.seal ? t.seal(chunk.bytes) : chunk.bytes;
   const ix: SegmentIndex = {
     sha256: sha256(stored),
-    plain_sha256: sha256(chunk.bytes),
+    // A sealed segment's plaintext is authenticated by its seal; a hash of it would only let a
+    // reader without the key confirm a guess of the whole content.
+    ...(t.seal ? {} : { plain_sha256: sha256(chunk.bytes) }),
     // Only a stream's last segment of a cycle vouches for the instant (see the top of the file).
     captured_at: chunk.more ? 0 : capturedAt,
     tail_sha256: chunk.end.tail_sha256,

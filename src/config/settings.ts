@@ -28,8 +28,9 @@ export interface Setting {
   value(c: Config, base: string): unknown;
 }
 
-const BACKUP_WRITERS = ["dr backup", "dr schedule", "dr drill"];
-const PASSWORD_USERS = [...BACKUP_WRITERS, "dr restore", "dr verify", "dr list"];
+const BACKUP_WRITERS = ["dr backup", "dr schedule", "dr drill", "dr archive"];
+const ARCHIVE_READERS = ["dr archive-restore", "dr archive-list"];
+const PASSWORD_USERS = [...BACKUP_WRITERS, "dr restore", "dr verify", "dr list", ...ARCHIVE_READERS];
 
 /** A local path in the file is relative to the file's folder; s3:// locations are left alone. */
 export function resolveAgainst(base: string, p: string | undefined): string | undefined {
@@ -88,7 +89,7 @@ export const SETTINGS: Setting[] = [
   {
     key: "backup.identity_file",
     attr: "identityFile",
-    commands: ["dr restore", "dr verify", "dr drill", "dr list", "dr rekey"],
+    commands: ["dr restore", "dr verify", "dr drill", "dr list", "dr rekey", ...ARCHIVE_READERS],
     env: ["BERNSTEIN_DR_IDENTITY_FILE"],
     value: (c, base) => resolveAgainst(base, c.backup?.identity_file),
   },

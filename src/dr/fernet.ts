@@ -211,6 +211,17 @@ export class FernetDecryptor {
     private readonly keyCache?: KeyCache,
   ) {}
 
+  /**
+   * A decryptor for a bare token (no salt before it) under a key derived elsewhere: the WAL
+   * archive's segments, whose generation derives its key once.
+   */
+  static withKey(key: Buffer): FernetDecryptor {
+    const d = new FernetDecryptor("");
+    d.salt = Buffer.alloc(SALT_BYTES);
+    d.key = key;
+    return d;
+  }
+
   /** Feeds raw archive bytes; resolves to the plaintext they complete (unauthenticated). */
   async update(chunk: Buffer): Promise<Buffer> {
     let data = chunk;

@@ -4,6 +4,8 @@
  *  - `backlog/claimed` and `backlog/failed`: our backlog has these states and the reference list
  *    misses them; a claim must never be lost, so they are included;
  *  - `runtime/snapshot/*`: the consistent-snapshot handshake files (transient by nature);
+ *  - `runtime/archive-key.json`: the WAL archiver's key of an archive encrypted to recipients,
+ *    which must not travel in a backup (src/archive/local-key.ts);
  *  - the temp file of an atomic write, `.<name>.tmp-<pid>-<hex>` (durable.ts `tempPathFor`), in
  *    flight or left by a killed writer: never state, and the rename that would make it state
  *    replaces a file that the backup holds.
@@ -76,6 +78,7 @@ export const REFERENCE_EXCLUDED_PATTERNS = [
 export const EXCLUDED_PATTERNS: readonly string[] = [
   ...REFERENCE_EXCLUDED_PATTERNS,
   "runtime/snapshot/*",
+  "runtime/archive-key.json",
   "*/.*.tmp-[0-9]*-*",
 ];
 

@@ -7,6 +7,7 @@ import { resolveAuditKeyPath } from "../../audit/key.js";
 import { checkArchive } from "../../archive/check.js";
 import { listArchive } from "../../archive/catalog.js";
 import { restoreToPoint, type RestorePoint } from "../../archive/restore-point.js";
+import type { ReadKeys } from "../../archive/sealing.js";
 import { generationWindow, type Gap } from "../../archive/window.js";
 import { resolveDecryptPassword, type PasswordFlags } from "../password.js";
 import { materializeFromWal } from "../../orchestrator/materialize.js";
@@ -16,7 +17,8 @@ import { Workspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 import { findDr } from "./dr-archive.js";
-import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr/options.js";
+import { resolveIdentities } from "../age-keys.js";
+import { addPasswordOptions, addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr/options.js";
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
@@ -63,8 +65,23 @@ interface GenerationJson {
   gaps: Gap[];
 }
 
+interface ListFlags extends RemoteFlags, PasswordFlags {
+  from: string;
+  check?: boolean;
+  identityFile?: string;
+}
+
+/** The password and identities a reader was given (either may be absent). */
+async function readKeysOf(
+  opts: PasswordFlags & { identityFile?: string; decrypt?: boolean },
+): Promise<ReadKeys> {
+  const { password } = await resolveDecryptPassword(opts, opts.decrypt);
+  const identities = await resolveIdentities(opts.identityFile);
+  return { ...(password !== undefined ? { password } : {}), ...(identities ? { identities } : {}) };
+}
+
 function registerList(dr: Command): void {
-  addRemoteOptions(
+  const list = addRemoteOptions(
     dr
       .command("archive-list")
       .description("a WAL archive's generations, snapshots, restorable windows and gaps")
@@ -73,7 +90,8 @@ function registerList(dr: Command): void {
         "--check",
         "download every segment once: sha256, size and WAL chain of each, continuity of all",
       ),
-  ).action(async (opts: RemoteFlags & { from: string; check?: boolean }, cmd: Command) => {
+  );
+  addPasswordOptions(list).action(async (opts: ListFlags, cmd: Command) => {
     const out = Output.of(cmd);
     const store = await openCatalogue(opts.from, s3OptionsFrom(opts));
     const listing = await listArchive(store);
@@ -95,7 +113,8 @@ function registerList(dr: Command): void {
         gaps: w.gaps,
       });
     }
-    const problems = opts.check ? await checkArchive(store, listing) : undefined;
+    // With a key, encrypted segments are opened and their lines checked too.
+    const problems = opts.check ? await checkArchive(store, listing, await readKeysOf(opts)) : undefined;
     const ok = !problems || problems.length === 0;
     out.result(
       { ok, location: store.root, generations, ...(problems ? { problems } : {}), foreign: listing.foreign },
@@ -129,10 +148,11 @@ interface RestoreFlags extends RemoteFlags, PasswordFlags {
   latest?: boolean;
   lastConsistent?: boolean;
   decrypt?: boolean;
+  identityFile?: string;
 }
 
 function registerRestore(dr: Command): void {
-  addRemoteOptions(
+  const restore = addRemoteOptions(
     dr
       .command("archive-restore")
       .description("restore the workspace (--sdd) as it was at an instant, from a WAL archive")
@@ -144,20 +164,16 @@ function registerRestore(dr: Command): void {
         "--last-consistent",
         "on a broken segment, restore the last instant before it instead of failing",
       )
-      .option("--decrypt", "the archive is encrypted (needs a password)")
-      .option(
-        "--password <pw>",
-        "passphrase (visible in ps: prefer --password-file or $BERNSTEIN_DR_PASSWORD)",
-      )
-      .option("--password-file <file>", "read the passphrase from a file (mode 0600 or stricter)"),
-  ).action(async (opts: RestoreFlags, cmd: Command) => {
+      .option("--decrypt", "the archive is encrypted with a password (needs one)"),
+  );
+  addPasswordOptions(restore).action(async (opts: RestoreFlags, cmd: Command) => {
     const g = globalsOf(cmd);
     const out = Output.of(cmd);
     const point = parsePoint(opts);
-    const { password } = await resolveDecryptPassword(opts, opts.decrypt);
+    const keys = await readKeysOf(opts);
     const store = await openCatalogue(opts.from, s3OptionsFrom(opts));
     const r = await restoreToPoint(store, point, g.sdd, {
-      password,
+      ...keys,
       auditKeyPath: resolveAuditKeyPath().path,
       lastConsistent: opts.lastConsistent,
       source: store.root,

@@ -6,7 +6,7 @@
 import type { Command } from "commander";
 import { resolveAuditKeyPath } from "../../audit/key.js";
 import { Archiver, type ArchiverEvent } from "../../archive/archiver.js";
-import { resolveEncryptPassword, type PasswordFlags } from "../password.js";
+import { addRecipientOptions, resolveWriteKeys, type WriteKeyFlags } from "../age-keys.js";
 import { storeFor } from "../../storage/open-store.js";
 import { parseCatalogueLocation } from "../../storage/location.js";
 import { durableMkdir } from "../../workspace/durable.js";
@@ -38,11 +38,10 @@ export function findDr(program: Command): Command {
   );
 }
 
-interface ArchiveFlags extends PasswordFlags, RemoteFlags {
+interface ArchiveFlags extends WriteKeyFlags, RemoteFlags {
   to: string;
   interval: number;
   snapshotInterval: number;
-  encrypt?: boolean;
   once?: boolean;
 }
 
@@ -63,7 +62,7 @@ function describeEvent(e: ArchiverEvent): string {
 
 export function registerDrArchive(program: Command): void {
   const dr = findDr(program);
-  addRemoteOptions(
+  const archive = addRemoteOptions(
     dr
       .command("archive")
       .description(
@@ -82,22 +81,27 @@ export function registerDrArchive(program: Command): void {
         durationFlag("--snapshot-interval", 1000),
         86_400_000,
       )
-      .option("--encrypt", "encrypt snapshots and segments (needs a password)")
+      .option(
+        "--encrypt",
+        "encrypt snapshots and segments with a password (Fernet; PBKDF2 once per generation)",
+      )
+      .option("--plain", "a plain archive even where the configuration file turns encryption on")
       .option(
         "--password <pw>",
         "passphrase (visible in ps: prefer --password-file or $BERNSTEIN_DR_PASSWORD)",
       )
       .option("--password-file <file>", "read the passphrase from a file (mode 0600 or stricter)")
       .option("--once", "one cycle (generation and snapshot when due, then ship), then exit"),
-  ).action(async (opts: ArchiveFlags, cmd: Command) => {
+  );
+  addRecipientOptions(archive).action(async (opts: ArchiveFlags, cmd: Command) => {
     const g = globalsOf(cmd);
     const out = Output.of(cmd);
     const ws = await openWorkspace(g.sdd);
-    const { password, warnings } = await resolveEncryptPassword(opts, opts.encrypt);
-    for (const w of warnings) out.warn(w);
-    if (opts.encrypt) {
-      throw new UserError("dr archive --encrypt: encrypted archives are not supported yet", ExitCode.USAGE);
-    }
+    // The same rules as `dr backup`: recipients or --encrypt (or the configuration file) encrypt,
+    // and --plain to s3:// needs --i-know-it-is-plain.
+    const keys = await resolveWriteKeys(opts, opts.to);
+    for (const w of keys.warnings) out.warn(w);
+    const encrypted = keys.password !== undefined || keys.recipients !== undefined;
     const loc = parseCatalogueLocation(opts.to);
     if (loc.kind === "dir") {
       await durableMkdir(loc.path).catch((err: unknown) => {
@@ -110,8 +114,10 @@ export function registerDrArchive(program: Command): void {
       ws,
       intervalMs: opts.interval,
       snapshotIntervalMs: opts.snapshotInterval,
-      password: opts.encrypt ? password : undefined,
-      auditKeyPath: opts.encrypt ? resolveAuditKeyPath().path : undefined,
+      password: keys.password,
+      recipients: keys.recipients,
+      plainChosen: opts.plain === true,
+      auditKeyPath: encrypted ? resolveAuditKeyPath().path : undefined,
       log: (e) =>
         g.json ? undefined : e.event === "error" ? out.warn(describeEvent(e)) : out.line(describeEvent(e)),
     });
@@ -123,8 +129,9 @@ export function registerDrArchive(program: Command): void {
     const stopOn = { SIGINT: onSignal("SIGINT"), SIGTERM: onSignal("SIGTERM") };
     process.once("SIGINT", stopOn.SIGINT);
     process.once("SIGTERM", stopOn.SIGTERM);
+    const how = keys.recipients ? "encrypted to age recipients" : keys.password ? "encrypted" : "plain";
     out.line(
-      `Archiving ${ws.root} to ${store.root} every ${opts.interval}ms (Ctrl-C stops after the upload in flight)`,
+      `Archiving ${ws.root} to ${store.root} every ${opts.interval}ms, ${how} (Ctrl-C stops after the upload in flight)`,
     );
     try {
       if (opts.once) await archiver.step();
