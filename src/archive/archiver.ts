@@ -4,6 +4,11 @@
  * not fatal: the local files keep everything, the lag grows and is reported, and the next cycle
  * sends the same bytes again. A workspace restored or rolled back underneath starts a new
  * generation. Health goes to `runtime/archive-status.json` after every cycle.
+ *
+ * Hosted by `dr archive` (run/stop) or by the orchestrator (`start --archive-to`: start/finish,
+ * and with `--sync` its WAL commit gate, shippedThrough). Shipping cycles run one at a time; a
+ * periodic snapshot runs beside them, so a commit gate never waits for a snapshot that itself
+ * waits for the orchestrator's pause between decisions.
  */
 import type { BackupStore } from "../storage/store.js";
 import type { Workspace } from "../workspace/layout.js";
@@ -19,6 +24,10 @@ export interface ArchiverOptions {
   snapshotIntervalMs: number;
   password?: string;
   auditKeyPath?: string;
+  /** A Prometheus textfile-collector file rewritten with the health after every cycle. */
+  metricsFile?: string;
+  /** Decisions wait for the store (shippedThrough is the WAL's commit gate). */
+  sync?: boolean;
   /** One line per notable event (generation started, snapshot, store error, caught up). */
   log?: (event: ArchiverEvent) => void;
 }
@@ -30,16 +39,28 @@ export type ArchiverEvent =
   | { event: "error"; error: string }
   | { event: "recovered"; after_errors: number };
 
+/** The archiver was stopped while a decision waited for the store (`--sync`). */
+export class ArchiverStopped extends Error {}
+
 export class Archiver {
   private gen?: GenerationState;
   private lastSnapshotAt = 0;
   private stopping = false;
+  private finished = false;
   private wake?: () => void;
+  private loop?: Promise<void>;
+  /** The tail of the chain that runs shipping work one piece at a time. */
+  private shipping: Promise<unknown> = Promise.resolve();
+  /** Per WAL run, the newest seq the store holds. */
+  private readonly shipped = new Map<string, number>();
   readonly health: ArchiveHealth;
   private seal?: Sealer;
 
   constructor(private readonly opts: ArchiverOptions) {
-    this.health = new ArchiveHealth(opts.ws, opts.store.root);
+    this.health = new ArchiveHealth(opts.ws, opts.store.root, {
+      metricsFile: opts.metricsFile,
+      sync: Boolean(opts.sync),
+    });
   }
 
   get generation(): string | undefined {
@@ -54,39 +75,71 @@ export class Archiver {
 
   /** Runs until stop(); resolves once the cycle in flight is done. */
   async run(): Promise<void> {
+    await this.health.started();
     while (!this.stopping) {
       await this.step();
       if (this.stopping) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.opts.intervalMs);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = undefined;
+      await this.pause(this.opts.intervalMs);
+    }
+  }
+
+  /** Runs the loop in the background (inside the orchestrator); a fatal error goes to `onFatal`. */
+  start(onFatal: (err: unknown) => void): void {
+    this.loop ??= this.run().catch(onFatal);
+  }
+
+  /**
+   * Stops the loop, then ships what is durable now (no new snapshot: the orchestrator no longer
+   * answers a pause), so the store holds the run up to its last entry. Called once the WAL is closed.
+   */
+  async finish(): Promise<CycleResult | undefined> {
+    this.stop();
+    await this.loop;
+    const result = this.gen?.snapshot ? await this.step({ snapshots: false }) : undefined;
+    this.finished = true;
+    await this.health.stopped();
+    return result;
+  }
+
+  /**
+   * `--sync`'s commit gate: resolves once the store holds the WAL through `pos`. A failing store
+   * is retried every interval, for as long as it fails: decisions wait (the health says why)
+   * rather than being acted on without their segment in the store.
+   */
+  async shippedThrough(pos: { runId: string; seq: number }): Promise<void> {
+    const held = () => (this.shipped.get(pos.runId) ?? -1) >= pos.seq;
+    this.health.gateWaiting(+1);
+    try {
+      while (!held()) {
+        if (this.finished)
+          throw new ArchiverStopped(`archive stopped before ${pos.runId}#${pos.seq} was stored`);
+        const ok = await this.guarded(async () => {
+          if (!held()) await this.cycle(await this.ensureSnapshotted());
+        });
+        if (!ok) await this.pause(this.opts.intervalMs);
+      }
+    } finally {
+      this.health.gateWaiting(-1);
     }
   }
 
   /** One round: generation and snapshot when due, then a shipping cycle. Never throws for the store. */
-  async step(): Promise<CycleResult | undefined> {
-    try {
-      const gen = await this.ensureGeneration();
+  async step(opts: { snapshots: boolean } = { snapshots: true }): Promise<CycleResult | undefined> {
+    let result: CycleResult | undefined;
+    await this.guarded(async () => {
+      const gen = await this.ensureSnapshotted();
       const due = Date.now() - this.lastSnapshotAt >= this.opts.snapshotIntervalMs;
-      if (!gen.snapshot || due) await this.snapshot(gen);
-      const result = await shipCycle({
-        store: this.opts.store,
-        ws: this.opts.ws,
-        generation: gen.generation,
-        ends: gen.ends,
-        seal: this.seal,
-      });
-      if (this.health.errorsInARow > 0)
-        this.opts.log?.({ event: "recovered", after_errors: this.health.errorsInARow });
-      if (result.segments > 0)
-        this.opts.log?.({ event: "cycle", segments: result.segments, bytes: result.bytes });
-      await this.health.cycleDone(gen.generation, result);
-      return result;
+      if (opts.snapshots && due) await this.snapshot(gen);
+      result = await this.exclusively(() => this.cycle(gen));
+    });
+    return result;
+  }
+
+  /** Runs `work`; a store failure is logged and recorded (false), a user's error is thrown. */
+  private async guarded(work: () => Promise<void>): Promise<boolean> {
+    try {
+      await work();
+      return true;
     } catch (err) {
       if (err instanceof ContinuityLost) {
         this.gen = undefined; // the next step opens a new generation, naming the cause
@@ -97,8 +150,52 @@ export class Archiver {
       const message = err instanceof Error ? err.message : String(err);
       this.opts.log?.({ event: "error", error: message });
       await this.health.cycleFailed(message).catch(() => {});
-      return undefined;
+      return false;
     }
+  }
+
+  /** Runs `work` after the shipping work queued before it. */
+  private exclusively<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.shipping.then(work, work);
+    this.shipping = next.catch(() => {});
+    return next;
+  }
+
+  private async pause(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.wake = undefined;
+  }
+
+  /** The generation, with its first snapshot taken (in turn with other shipping work). */
+  private ensureSnapshotted(): Promise<GenerationState> {
+    return this.exclusively(async () => {
+      const gen = await this.ensureGeneration();
+      if (!gen.snapshot) await this.snapshot(gen);
+      return gen;
+    });
+  }
+
+  private async cycle(gen: GenerationState): Promise<CycleResult> {
+    const result = await shipCycle({
+      store: this.opts.store,
+      ws: this.opts.ws,
+      generation: gen.generation,
+      ends: gen.ends,
+      seal: this.seal,
+    });
+    for (const [run, seq] of Object.entries(result.wal)) this.shipped.set(run, seq);
+    if (this.health.errorsInARow > 0)
+      this.opts.log?.({ event: "recovered", after_errors: this.health.errorsInARow });
+    if (result.segments > 0)
+      this.opts.log?.({ event: "cycle", segments: result.segments, bytes: result.bytes });
+    await this.health.cycleDone(gen.generation, result);
+    return result;
   }
 
   private nextCause?: string;
@@ -112,6 +209,7 @@ export class Archiver {
     this.nextCause = undefined;
     this.gen = gen;
     this.lastSnapshotAt = gen.snapshot ? gen.snapshot.completed_at : 0;
+    this.health.windowFrom(gen.firstSnapshotAt);
     this.opts.log?.({
       event: "generation",
       generation: gen.generation,
@@ -130,8 +228,12 @@ export class Archiver {
       number,
       backup: { password: this.opts.password, auditKeyPath: this.opts.auditKeyPath },
     });
-    if (!gen.snapshot) for (const [stream, end] of Object.entries(index.streams)) gen.ends.set(stream, end);
-    gen.snapshot = index;
+    if (!gen.snapshot) {
+      for (const [stream, end] of Object.entries(index.streams)) gen.ends.set(stream, end);
+      this.health.windowFrom(index.completed_at);
+    }
+    // A snapshot taken beside a cycle must not move the generation's newest back.
+    if (!gen.snapshot || gen.snapshot.number < number) gen.snapshot = index;
     this.lastSnapshotAt = index.completed_at;
     this.opts.log?.({ event: "snapshot", generation: gen.generation, number, key: index.key });
   }

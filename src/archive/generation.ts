@@ -26,6 +26,8 @@ export interface GenerationState {
   /** What the store holds of each stream. */
   ends: Map<string, StreamEnd>;
   resumed: boolean;
+  /** When the generation's oldest snapshot completed (epoch ms): the start of its window. */
+  firstSnapshotAt?: number;
 }
 
 /** Where each stream of a generation ends in the store: its newest snapshot, then its segments. */
@@ -82,6 +84,7 @@ export async function openGeneration(
         snapshot: newest.snapshots[newest.snapshots.length - 1],
         ends,
         resumed: true,
+        firstSnapshotAt: newest.snapshots[0]?.completed_at,
       };
     }
     cause = why ?? (opts.encrypted ? "encryption turned on" : "encryption turned off");

@@ -1,14 +1,18 @@
 /**
  * The archiver's health, as `dr status` and the metrics file show it: lag (seconds and WAL
- * entries not yet in the store), the last successful upload, the generation, and errors. Kept in
- * `runtime/archive-status.json` (atomic replace after every cycle), read by other processes.
+ * entries not yet in the store), the last successful upload, the window, the generation, and
+ * errors. Kept in `runtime/archive-status.json` (atomic replace when it starts, after every cycle,
+ * and when it stops), read by other processes; also written as `bernstein_archive_*` metrics to
+ * the `--metrics-file` when one is given (archive-metrics.ts).
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { readTailPosition } from "../wal/reader.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { atomicWriteFile } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { isProcessAlive } from "../workspace/process.js";
+import { writeArchiveMetrics } from "./archive-metrics.js";
 import { listStreams } from "./streams.js";
 import { walRunOf } from "./names.js";
 import type { CycleResult } from "./shipper.js";
@@ -30,6 +34,21 @@ export interface ArchiveStatus {
   last_error: string | null;
   segments_total: number;
   bytes_total: number;
+  /** The oldest restorable instant of the generation (its first snapshot), as this archiver knows it. */
+  window_start_at: string | null;
+  /** Decisions are held until their segment is stored (`--sync`). */
+  sync: boolean;
+  /** Commit groups waiting for the store now (`--sync`): non-zero with errors means decisions are blocked. */
+  decisions_waiting: number;
+  /** When the archiver stopped (null while it runs). */
+  stopped_at: string | null;
+  /** Why the last write of `--metrics-file` failed (null: written, or none given). */
+  metrics_error?: string | null;
+}
+
+export interface HealthOptions {
+  metricsFile?: string;
+  sync: boolean;
 }
 
 export class ArchiveHealth {
@@ -39,6 +58,7 @@ export class ArchiveHealth {
   constructor(
     private readonly ws: Workspace,
     destination: string,
+    private readonly opts: HealthOptions = { sync: false },
   ) {
     this.status = {
       destination,
@@ -54,7 +74,31 @@ export class ArchiveHealth {
       last_error: null,
       segments_total: 0,
       bytes_total: 0,
+      window_start_at: null,
+      sync: opts.sync,
+      decisions_waiting: 0,
+      stopped_at: null,
     };
+  }
+
+  /** Announces the archiver (another one then refuses to archive this workspace: assertNoOtherArchiver). */
+  async started(): Promise<void> {
+    this.status.stopped_at = null;
+    await this.write(new Date());
+  }
+
+  async stopped(): Promise<void> {
+    this.status.stopped_at = new Date().toISOString();
+    await this.write(new Date());
+  }
+
+  /** The start of the generation's window (its oldest snapshot), once known. */
+  windowFrom(epochMs: number | undefined): void {
+    this.status.window_start_at = epochMs === undefined ? null : new Date(epochMs).toISOString();
+  }
+
+  gateWaiting(delta: number): void {
+    this.status.decisions_waiting += delta;
   }
 
   get errorsInARow(): number {
@@ -104,6 +148,12 @@ export class ArchiveHealth {
     const since = s.caught_up_at ? Date.parse(s.caught_up_at) : now.getTime();
     s.lag_seconds = s.errors_in_a_row > 0 ? (now.getTime() - since) / 1000 : 0;
     await atomicWriteFile(this.ws.p(...ARCHIVE_STATUS), JSON.stringify(s) + "\n");
+    // The metrics are a view of this status: failing to write them never fails a cycle.
+    if (this.opts.metricsFile)
+      s.metrics_error = await writeArchiveMetrics(this.opts.metricsFile, this.ws.root, s).then(
+        () => null,
+        (err: Error) => `${this.opts.metricsFile}: ${err.message}`,
+      );
   }
 }
 
@@ -116,7 +166,7 @@ export async function archiveHealth(
   if (!s) return null;
   return {
     ...s,
-    running: isProcessAlive(s.pid),
+    running: isRunning(s),
     status_age_seconds: (now - Date.parse(s.updated_at)) / 1000,
   };
 }
@@ -128,4 +178,20 @@ export async function readArchiveStatus(root: string): Promise<ArchiveStatus | u
   } catch {
     return undefined;
   }
+}
+
+const isRunning = (s: ArchiveStatus): boolean => !s.stopped_at && isProcessAlive(s.pid);
+
+/**
+ * Refuses a second archiver for this workspace (exit 3): two would cut the same streams at
+ * different points into overlapping segments of one generation, and overwrite each other's
+ * status. One archiver per workspace, whichever hosts it (`dr archive` or `start --archive-to`).
+ */
+export async function assertNoOtherArchiver(root: string, what: string): Promise<void> {
+  const s = await readArchiveStatus(root);
+  if (!s || s.pid === process.pid || !isRunning(s)) return;
+  throw new UserError(
+    `${what}: pid ${s.pid} already archives this workspace to ${s.destination}; stop it first (one archiver per workspace)`,
+    ExitCode.LOCKED,
+  );
 }
