@@ -15,6 +15,7 @@ import type { Workspace } from "../workspace/layout.js";
 import { takeBaseSnapshot } from "./base-snapshot.js";
 import { openGeneration, type GenerationState } from "./generation.js";
 import { ArchiveHealth } from "./health.js";
+import { walRunOf } from "./names.js";
 import { ContinuityLost, shipCycle, type CycleResult, type Sealer } from "./shipper.js";
 
 export interface ArchiverOptions {
@@ -39,6 +40,8 @@ export type ArchiverEvent =
   | { event: "error"; error: string }
   | { event: "recovered"; after_errors: number };
 
+const GATE_RETRY_MS = 1000;
+
 /** The archiver was stopped while a decision waited for the store (`--sync`). */
 export class ArchiverStopped extends Error {}
 
@@ -47,7 +50,8 @@ export class Archiver {
   private lastSnapshotAt = 0;
   private stopping = false;
   private finished = false;
-  private wake?: () => void;
+  /** Ends every pause in progress (the loop's and those of commit gates retrying). */
+  private readonly wakers = new Set<() => void>();
   private loop?: Promise<void>;
   /** The tail of the chain that runs shipping work one piece at a time. */
   private shipping: Promise<unknown> = Promise.resolve();
@@ -70,7 +74,7 @@ export class Archiver {
   /** Asks the loop to stop after the cycle in flight (its upload finishes first). */
   stop(): void {
     this.stopping = true;
-    this.wake?.();
+    for (const wake of this.wakers) wake();
   }
 
   /** Runs until stop(); resolves once the cycle in flight is done. */
@@ -103,7 +107,7 @@ export class Archiver {
 
   /**
    * `--sync`'s commit gate: resolves once the store holds the WAL through `pos`. A failing store
-   * is retried every interval, for as long as it fails: decisions wait (the health says why)
+   * is retried every interval (at most a second), for as long as it fails: decisions wait (the health says why)
    * rather than being acted on without their segment in the store.
    */
   async shippedThrough(pos: { runId: string; seq: number }): Promise<void> {
@@ -116,7 +120,8 @@ export class Archiver {
         const ok = await this.guarded(async () => {
           if (!held()) await this.cycle(await this.ensureSnapshotted());
         });
-        if (!ok) await this.pause(this.opts.intervalMs);
+        // A blocked decision retries within a second even with a long interval.
+        if (!ok) await this.pause(Math.min(this.opts.intervalMs, GATE_RETRY_MS));
       }
     } finally {
       this.health.gateWaiting(-1);
@@ -162,14 +167,16 @@ export class Archiver {
   }
 
   private async pause(ms: number): Promise<void> {
+    let wake = (): void => {};
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, ms);
-      this.wake = () => {
+      wake = () => {
         clearTimeout(timer);
         resolve();
       };
+      this.wakers.add(wake);
     });
-    this.wake = undefined;
+    this.wakers.delete(wake);
   }
 
   /** The generation, with its first snapshot taken (in turn with other shipping work). */
@@ -210,6 +217,7 @@ export class Archiver {
     this.gen = gen;
     this.lastSnapshotAt = gen.snapshot ? gen.snapshot.completed_at : 0;
     this.health.windowFrom(gen.firstSnapshotAt);
+    this.storeHolds(gen);
     this.opts.log?.({
       event: "generation",
       generation: gen.generation,
@@ -217,6 +225,18 @@ export class Archiver {
       ...(gen.resumed ? {} : { cause: gen.record.cause }),
     });
     return gen;
+  }
+
+  /** What the store already holds of each WAL run (a resumed generation's, a first snapshot's). */
+  private storeHolds(gen: GenerationState): void {
+    const held: Record<string, number> = {};
+    for (const [stream, end] of gen.ends) {
+      const run = walRunOf(stream);
+      if (run !== undefined && end.seq !== undefined) held[run] = end.seq;
+    }
+    for (const [run, seq] of Object.entries(held))
+      if (seq > (this.shipped.get(run) ?? -1)) this.shipped.set(run, seq);
+    this.health.storeHolds(held);
   }
 
   private async snapshot(gen: GenerationState): Promise<void> {
@@ -231,10 +251,12 @@ export class Archiver {
     if (!gen.snapshot) {
       for (const [stream, end] of Object.entries(index.streams)) gen.ends.set(stream, end);
       this.health.windowFrom(index.completed_at);
+      this.storeHolds(gen);
     }
     // A snapshot taken beside a cycle must not move the generation's newest back.
     if (!gen.snapshot || gen.snapshot.number < number) gen.snapshot = index;
     this.lastSnapshotAt = index.completed_at;
+    this.health.uploaded(index.completed_at);
     this.opts.log?.({ event: "snapshot", generation: gen.generation, number, key: index.key });
   }
 }

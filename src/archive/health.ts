@@ -97,6 +97,16 @@ export class ArchiveHealth {
     this.status.window_start_at = epochMs === undefined ? null : new Date(epochMs).toISOString();
   }
 
+  /** Per WAL run, the newest seq the store holds from before this archiver's own cycles. */
+  storeHolds(wal: Record<string, number>): void {
+    this.shipped = { ...this.shipped, ...wal };
+  }
+
+  /** A base snapshot is stored: an upload as much as a segment. */
+  uploaded(epochMs: number): void {
+    this.status.last_upload_at = new Date(epochMs).toISOString();
+  }
+
   gateWaiting(delta: number): void {
     this.status.decisions_waiting += delta;
   }
