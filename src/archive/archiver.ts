@@ -36,7 +36,8 @@ export interface ArchiverOptions {
 export type ArchiverEvent =
   | { event: "generation"; generation: string; resumed: boolean; cause?: string }
   | { event: "snapshot"; generation: string; number: number; key: string }
-  | { event: "cycle"; segments: number; bytes: number }
+  /** A cycle that stored segments; `wal`: per run, the newest seq now in the store. */
+  | { event: "cycle"; segments: number; bytes: number; wal: Record<string, number> }
   | { event: "error"; error: string }
   | { event: "recovered"; after_errors: number };
 
@@ -81,9 +82,11 @@ export class Archiver {
   async run(): Promise<void> {
     await this.health.started();
     while (!this.stopping) {
+      const started = Date.now();
       await this.step();
       if (this.stopping) break;
-      await this.pause(this.opts.intervalMs);
+      // Cycles start an interval apart: a slow store does not stretch the interval by its upload time.
+      await this.pause(Math.max(0, this.opts.intervalMs - (Date.now() - started)));
     }
   }
 
@@ -117,9 +120,12 @@ export class Archiver {
       while (!held()) {
         if (this.finished)
           throw new ArchiverStopped(`archive stopped before ${pos.runId}#${pos.seq} was stored`);
-        const ok = await this.guarded(async () => {
-          if (!held()) await this.cycle(await this.ensureSnapshotted());
-        });
+        // Gates waiting together share the cycle: the first one's ship covers the others' groups.
+        const ok = await this.guarded(() =>
+          this.exclusively(async () => {
+            if (!held()) await this.cycle(await this.snapshotted());
+          }),
+        );
         // A blocked decision retries within a second even with a long interval.
         if (!ok) await this.pause(Math.min(this.opts.intervalMs, GATE_RETRY_MS));
       }
@@ -181,11 +187,14 @@ export class Archiver {
 
   /** The generation, with its first snapshot taken (in turn with other shipping work). */
   private ensureSnapshotted(): Promise<GenerationState> {
-    return this.exclusively(async () => {
-      const gen = await this.ensureGeneration();
-      if (!gen.snapshot) await this.snapshot(gen);
-      return gen;
-    });
+    return this.exclusively(() => this.snapshotted());
+  }
+
+  /** ensureSnapshotted's work, for a caller already in turn. */
+  private async snapshotted(): Promise<GenerationState> {
+    const gen = await this.ensureGeneration();
+    if (!gen.snapshot) await this.snapshot(gen);
+    return gen;
   }
 
   private async cycle(gen: GenerationState): Promise<CycleResult> {
@@ -200,7 +209,7 @@ export class Archiver {
     if (this.health.errorsInARow > 0)
       this.opts.log?.({ event: "recovered", after_errors: this.health.errorsInARow });
     if (result.segments > 0)
-      this.opts.log?.({ event: "cycle", segments: result.segments, bytes: result.bytes });
+      this.opts.log?.({ event: "cycle", segments: result.segments, bytes: result.bytes, wal: result.wal });
     await this.health.cycleDone(gen.generation, result);
     return result;
   }
