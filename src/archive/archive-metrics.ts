@@ -5,7 +5,7 @@
  * `last_upload_timestamp_seconds` against the decision rate.
  */
 import { familyLines, rewriteFamily, workspaceLabels, type MetricSpec } from "../dr/metrics-textfile.js";
-import type { ArchiveStatus } from "./health.js";
+import type { ArchiveStatus } from "./archive-status.js";
 
 const PREFIX = "bernstein_archive_";
 
