@@ -166,21 +166,14 @@ async function throughput(root: string, label: string, n: number, store?: Backup
     await archiver.step();
     archiver.start(() => {});
   }
-  const wal = await WalWriter.open(ws, "run-bench");
   const t0 = performance.now();
-  const inFlight = new Set<Promise<unknown>>();
-  for (let i = 0; i < n; i++) {
-    const p = wal.append(decision(i)).finally(() => inFlight.delete(p));
-    inFlight.add(p);
-    if (inFlight.size >= 64) await Promise.race(inFlight);
-  }
-  await Promise.all(inFlight);
+  await appendMany(ws, n);
   const rate = n / ((performance.now() - t0) / 1000);
-  await wal.close();
   await archiver?.finish();
   return rate;
 }
 
+/** `n` decisions with 64 in flight, then the WAL closed. */
 async function appendMany(ws: Workspace, n: number): Promise<void> {
   const wal = await WalWriter.open(ws, "run-bench");
   const inFlight = new Set<Promise<unknown>>();
@@ -209,28 +202,11 @@ async function restoreRun(root: string) {
   const env = { ...process.env, BERNSTEIN_AUDIT_KEY_PATH: keyFile };
   Object.assign(process.env, env);
   const backup = path.join(root, "full.tar.gz");
-  measureProcess([process.execPath, CLI, "--sdd", ws.root, "dr", "backup", "--to", backup]);
-  const pitr = measureProcess([
-    process.execPath,
-    CLI,
-    "--sdd",
-    path.join(root, "pitr", ".sdd"),
-    "dr",
-    "archive-restore",
-    "--from",
-    storeDir,
-    "--latest",
-  ]);
-  const full = measureProcess([
-    process.execPath,
-    CLI,
-    "--sdd",
-    path.join(root, "full", ".sdd"),
-    "dr",
-    "restore",
-    "--from",
-    backup,
-  ]);
+  const cli = (sdd: string, ...argv: string[]) =>
+    measureProcess([process.execPath, CLI, "--sdd", sdd, ...argv]);
+  cli(ws.root, "dr", "backup", "--to", backup);
+  const pitr = cli(path.join(root, "pitr", ".sdd"), "dr", "archive-restore", "--from", storeDir, "--latest");
+  const full = cli(path.join(root, "full", ".sdd"), "dr", "restore", "--from", backup);
   return {
     decisions_after_snapshot: RESTORE_DECISIONS,
     archive_restore: { wall_s: round(pitr.wall_s, 3), peak_rss_mb: round(pitr.peak_rss_mb, 1) },

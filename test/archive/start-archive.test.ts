@@ -32,6 +32,11 @@ async function tasksDone(f: ArchiveFixture): Promise<number> {
   return (JSON.parse(r.stdout) as { tasks: { done: number } }).tasks.done;
 }
 
+async function startDetached(f: ArchiveFixture, archive: string[]): Promise<void> {
+  const r = await f.cli(["--json", "start", "--detach", "--poll", "50", ...archive]);
+  assert.equal(r.code, 0, r.stderr);
+}
+
 async function walEntries(ws: Workspace) {
   const all = [];
   for (const run of await listRuns(ws))
@@ -54,18 +59,7 @@ describe("start --archive-to", () => {
   it("stop returns once the store holds the run's last entry; a second archiver is refused (exit 3)", async () => {
     const f = await archiveFixture(path.join(scratch.dir, "stop"));
     const store = path.join(f.dir, "store");
-    const start = await f.cli([
-      "--json",
-      "start",
-      "--detach",
-      "--poll",
-      "50",
-      "--archive-to",
-      store,
-      "--archive-interval",
-      NEVER,
-    ]);
-    assert.equal(start.code, 0, start.stderr);
+    await startDetached(f, ["--archive-to", store, "--archive-interval", NEVER]);
     for (const id of ["a", "b"]) await addTask(f.ws, { id, title: id, command: "true" });
     await waitFor("both tasks done", async () => (await tasksDone(f)) === 2);
 
@@ -100,12 +94,7 @@ describe("start --archive-to", () => {
     const seen = (id: string) => path.join(f.dir, `seen-${id}.txt`);
     // What the store holds at the moment the agent runs: s3rver's own folder, listed by the agent.
     const task = (id: string) => addTask(f.ws, { id, title: id, command: `ls ${objects} > ${seen(id)}` });
-    const start = await f.cli([
-      "--json",
-      "start",
-      "--detach",
-      "--poll",
-      "50",
+    await startDetached(f, [
       "--archive-to",
       `s3://${BUCKET}/${prefix}/`,
       "--archive-endpoint",
@@ -116,7 +105,6 @@ describe("start --archive-to", () => {
       NEVER,
       "--sync",
     ]);
-    assert.equal(start.code, 0, start.stderr);
     for (const id of ["s1", "s2", "s3"]) await task(id);
     await waitFor("three tasks done", async () => (await tasksDone(f)) === 3);
 
@@ -164,16 +152,14 @@ describe("start --archive-to", () => {
     const url = `s3://${BUCKET}/metrics/`;
     const remote = ["--endpoint", h.endpoint, "--retries", "0"];
     await appendDecisions(f.ws, "run-metrics", 5);
-    const bk = await f.cli([
-      "dr",
-      "backup",
-      "--to",
-      path.join(f.dir, "bk.tar.gz"),
-      "--metrics-file",
-      metrics,
-    ]);
-    assert.equal(bk.code, 0, bk.stderr);
-    const ok = await f.cli(["dr", "archive", "--to", url, "--once", "--metrics-file", metrics, ...remote]);
+    const backup = async (name: string) => {
+      const r = await f.cli(["dr", "backup", "--to", path.join(f.dir, name), "--metrics-file", metrics]);
+      assert.equal(r.code, 0, r.stderr);
+    };
+    const archiveOnce = () =>
+      f.cli(["dr", "archive", "--to", url, "--once", "--metrics-file", metrics, ...remote]);
+    await backup("bk.tar.gz");
+    const ok = await archiveOnce();
     assert.equal(ok.code, 0, ok.stderr);
     const value = (text: string, name: string): number | undefined => {
       const m = new RegExp(`^bernstein_${name}\\{sdd="[^"]+"\\} (\\S+)$`, "m").exec(text);
@@ -193,7 +179,7 @@ describe("start --archive-to", () => {
 
     await appendDecisions(f.ws, "run-metrics", 7, 5);
     h.setFault((op) => (op === "PutObject" ? 503 : undefined));
-    const down = await f.cli(["dr", "archive", "--to", url, "--once", "--metrics-file", metrics, ...remote]);
+    const down = await archiveOnce();
     h.setFault(undefined);
     assert.equal(down.code, 7, down.stderr);
     text = await readFile(metrics, "utf8");
@@ -201,15 +187,7 @@ describe("start --archive-to", () => {
     assert.equal(value(text, "archive_errors_in_a_row"), 1, text);
     assert.equal(value(text, "backup_last_run_success"), 1, "the backup's lines are kept: " + text);
 
-    const again = await f.cli([
-      "dr",
-      "backup",
-      "--to",
-      path.join(f.dir, "bk2.tar.gz"),
-      "--metrics-file",
-      metrics,
-    ]);
-    assert.equal(again.code, 0, again.stderr);
+    await backup("bk2.tar.gz");
     text = await readFile(metrics, "utf8");
     assert.equal(value(text, "archive_lag_entries"), 7, "the archiver's lines are kept: " + text);
     assert.equal((await readdir(f.dir)).filter((n) => n.endsWith(".prom")).length, 1);
