@@ -57,7 +57,7 @@ describe("dr archive killed with SIGKILL at random moments", () => {
           async () => {
             // The archiver announces itself before its first cycle: wait for the cycle itself.
             const s = await readArchiveStatus(f.sdd);
-            return s?.pid === child.pid && s.caught_up_at !== null;
+            return s !== undefined && s.pid === child.pid && s.caught_up_at !== null;
           },
           { exited: done },
         );
