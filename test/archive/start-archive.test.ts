@@ -13,6 +13,7 @@ import { parseSegmentKey } from "../../src/archive/names.js";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import type { Workspace } from "../../src/workspace/layout.js";
+import { isProcessAlive } from "../../src/workspace/process.js";
 import { scratchDir, waitFor } from "../helpers.js";
 import { startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
 import {
@@ -32,9 +33,13 @@ async function tasksDone(f: ArchiveFixture): Promise<number> {
   return (JSON.parse(r.stdout) as { tasks: { done: number } }).tasks.done;
 }
 
+/** Orchestrators started in the background: a failed test must not leave one waiting on a gone store. */
+const detached: number[] = [];
+
 async function startDetached(f: ArchiveFixture, archive: string[]): Promise<void> {
   const r = await f.cli(["--json", "start", "--detach", "--poll", "50", ...archive]);
   assert.equal(r.code, 0, r.stderr);
+  detached.push((JSON.parse(r.stdout) as { pid: number }).pid);
 }
 
 async function walEntries(ws: Workspace) {
@@ -52,6 +57,7 @@ describe("start --archive-to", () => {
     scratch = await scratchDir("bernstein-start-archive-");
   });
   after(async () => {
+    for (const pid of detached) if (isProcessAlive(pid)) process.kill(pid, "SIGKILL");
     await h.close();
     await scratch.cleanup();
   });
