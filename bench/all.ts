@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import type { Goal } from "./support/measure.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const BENCHES = ["wal", "recovery", "dr", "orchestrator", "replication", "s3"];
+const BENCHES = ["wal", "recovery", "dr", "orchestrator", "replication", "s3", "archive"];
 const json = process.argv.includes("--json");
 
 /** Goals of a bench that predates the common `goals` list: its own `pass` or `met` flags. */

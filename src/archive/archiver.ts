@@ -4,6 +4,11 @@
  * not fatal: the local files keep everything, the lag grows and is reported, and the next cycle
  * sends the same bytes again. A workspace restored or rolled back underneath starts a new
  * generation. Health goes to `runtime/archive-status.json` after every cycle.
+ *
+ * Hosted by `dr archive` (run/stop) or by the orchestrator (`start --archive-to`: start/finish,
+ * and with `--sync` its WAL commit gate, shippedThrough). Shipping cycles run one at a time; a
+ * periodic snapshot runs beside them, so a commit gate never waits for a snapshot that itself
+ * waits for the orchestrator's pause between decisions.
  */
 import type { BackupStore } from "../storage/store.js";
 import type { Workspace } from "../workspace/layout.js";
@@ -11,6 +16,7 @@ import { takeBaseSnapshot } from "./base-snapshot.js";
 import { openGeneration, type GenerationState } from "./generation.js";
 import { ArchiveHealth } from "./health.js";
 import { sealSegment, type SegmentKey, type WriteKeys } from "./sealing.js";
+import { walRunOf } from "./names.js";
 import { ContinuityLost, shipCycle, type CycleResult, type Sealer } from "./shipper.js";
 
 const sealerOf =
@@ -32,6 +38,10 @@ export interface ArchiverOptions {
   /** PBKDF2 iterations of a new password generation (default: the backups' 600,000). */
   kdfIterations?: number;
   auditKeyPath?: string;
+  /** A Prometheus textfile-collector file rewritten with the health after every cycle. */
+  metricsFile?: string;
+  /** Decisions wait for the store (shippedThrough is the WAL's commit gate). */
+  sync?: boolean;
   /** One line per notable event (generation started, snapshot, store error, caught up). */
   log?: (event: ArchiverEvent) => void;
 }
@@ -39,19 +49,35 @@ export interface ArchiverOptions {
 export type ArchiverEvent =
   | { event: "generation"; generation: string; resumed: boolean; cause?: string }
   | { event: "snapshot"; generation: string; number: number; key: string }
-  | { event: "cycle"; segments: number; bytes: number }
+  /** A cycle that stored segments; `wal`: per run, the newest seq now in the store. */
+  | { event: "cycle"; segments: number; bytes: number; wal: Record<string, number> }
   | { event: "error"; error: string }
   | { event: "recovered"; after_errors: number };
+
+const GATE_RETRY_MS = 1000;
+
+/** The archiver was stopped while a decision waited for the store (`--sync`). */
+export class ArchiverStopped extends Error {}
 
 export class Archiver {
   private gen?: GenerationState;
   private lastSnapshotAt = 0;
   private stopping = false;
-  private wake?: () => void;
+  private finished = false;
+  /** Ends every pause in progress (the loop's and those of commit gates retrying). */
+  private readonly wakers = new Set<() => void>();
+  private loop?: Promise<void>;
+  /** The tail of the chain that runs shipping work one piece at a time. */
+  private shipping: Promise<unknown> = Promise.resolve();
+  /** Per WAL run, the newest seq the store holds. */
+  private readonly shipped = new Map<string, number>();
   readonly health: ArchiveHealth;
 
   constructor(private readonly opts: ArchiverOptions) {
-    this.health = new ArchiveHealth(opts.ws, opts.store.root);
+    this.health = new ArchiveHealth(opts.ws, opts.store.root, {
+      metricsFile: opts.metricsFile,
+      sync: Boolean(opts.sync),
+    });
   }
 
   get generation(): string | undefined {
@@ -61,44 +87,82 @@ export class Archiver {
   /** Asks the loop to stop after the cycle in flight (its upload finishes first). */
   stop(): void {
     this.stopping = true;
-    this.wake?.();
+    for (const wake of this.wakers) wake();
   }
 
   /** Runs until stop(); resolves once the cycle in flight is done. */
   async run(): Promise<void> {
+    await this.health.started();
     while (!this.stopping) {
+      const started = Date.now();
       await this.step();
       if (this.stopping) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.opts.intervalMs);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = undefined;
+      // Cycles start an interval apart: a slow store does not stretch the interval by its upload time.
+      await this.pause(Math.max(0, this.opts.intervalMs - (Date.now() - started)));
+    }
+  }
+
+  /** Runs the loop in the background (inside the orchestrator); a fatal error goes to `onFatal`. */
+  start(onFatal: (err: unknown) => void): void {
+    this.loop ??= this.run().catch(onFatal);
+  }
+
+  /**
+   * Stops the loop, then ships what is durable now (no new snapshot: the orchestrator no longer
+   * answers a pause), so the store holds the run up to its last entry. Called once the WAL is closed.
+   */
+  async finish(): Promise<CycleResult | undefined> {
+    this.stop();
+    await this.loop;
+    const result = this.gen?.snapshot ? await this.step({ snapshots: false }) : undefined;
+    this.finished = true;
+    await this.health.stopped();
+    return result;
+  }
+
+  /**
+   * `--sync`'s commit gate: resolves once the store holds the WAL through `pos`. A failing store
+   * is retried every interval (at most a second), for as long as it fails: decisions wait (the health says why)
+   * rather than being acted on without their segment in the store.
+   */
+  async shippedThrough(pos: { runId: string; seq: number }): Promise<void> {
+    const held = () => (this.shipped.get(pos.runId) ?? -1) >= pos.seq;
+    this.health.gateWaiting(+1);
+    try {
+      while (!held()) {
+        if (this.finished)
+          throw new ArchiverStopped(`archive stopped before ${pos.runId}#${pos.seq} was stored`);
+        // Gates waiting together share the cycle: the first one's ship covers the others' groups.
+        const ok = await this.guarded(() =>
+          this.exclusively(async () => {
+            if (!held()) await this.cycle(await this.snapshotted());
+          }),
+        );
+        // A blocked decision retries within a second even with a long interval.
+        if (!ok) await this.pause(Math.min(this.opts.intervalMs, GATE_RETRY_MS));
+      }
+    } finally {
+      this.health.gateWaiting(-1);
     }
   }
 
   /** One round: generation and snapshot when due, then a shipping cycle. Never throws for the store. */
-  async step(): Promise<CycleResult | undefined> {
-    try {
-      const gen = await this.ensureGeneration();
+  async step(opts: { snapshots: boolean } = { snapshots: true }): Promise<CycleResult | undefined> {
+    let result: CycleResult | undefined;
+    await this.guarded(async () => {
+      const gen = await this.ensureSnapshotted();
       const due = Date.now() - this.lastSnapshotAt >= this.opts.snapshotIntervalMs;
-      if (!gen.snapshot || due) await this.snapshot(gen);
-      const result = await shipCycle({
-        store: this.opts.store,
-        ws: this.opts.ws,
-        generation: gen.generation,
-        ends: gen.ends,
-        seal: gen.key ? sealerOf(gen.key) : undefined,
-      });
-      if (this.health.errorsInARow > 0)
-        this.opts.log?.({ event: "recovered", after_errors: this.health.errorsInARow });
-      if (result.segments > 0)
-        this.opts.log?.({ event: "cycle", segments: result.segments, bytes: result.bytes });
-      await this.health.cycleDone(gen.generation, result);
-      return result;
+      if (opts.snapshots && due) await this.snapshot(gen);
+      result = await this.exclusively(() => this.cycle(gen));
+    });
+    return result;
+  }
+
+  /** Runs `work`; a store failure is logged and recorded (false), a user's error is thrown. */
+  private async guarded(work: () => Promise<void>): Promise<boolean> {
+    try {
+      await work();
+      return true;
     } catch (err) {
       if (err instanceof ContinuityLost) {
         this.gen = undefined; // the next step opens a new generation, naming the cause
@@ -109,8 +173,57 @@ export class Archiver {
       const message = err instanceof Error ? err.message : String(err);
       this.opts.log?.({ event: "error", error: message });
       await this.health.cycleFailed(message).catch(() => {});
-      return undefined;
+      return false;
     }
+  }
+
+  /** Runs `work` after the shipping work queued before it. */
+  private exclusively<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.shipping.then(work, work);
+    this.shipping = next.catch(() => {});
+    return next;
+  }
+
+  private async pause(ms: number): Promise<void> {
+    let wake = (): void => {};
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.wakers.add(wake);
+    });
+    this.wakers.delete(wake);
+  }
+
+  /** The generation, with its first snapshot taken (in turn with other shipping work). */
+  private ensureSnapshotted(): Promise<GenerationState> {
+    return this.exclusively(() => this.snapshotted());
+  }
+
+  /** ensureSnapshotted's work, for a caller already in turn. */
+  private async snapshotted(): Promise<GenerationState> {
+    const gen = await this.ensureGeneration();
+    if (!gen.snapshot) await this.snapshot(gen);
+    return gen;
+  }
+
+  private async cycle(gen: GenerationState): Promise<CycleResult> {
+    const result = await shipCycle({
+      store: this.opts.store,
+      ws: this.opts.ws,
+      generation: gen.generation,
+      ends: gen.ends,
+      seal: gen.key ? sealerOf(gen.key) : undefined,
+    });
+    for (const [run, seq] of Object.entries(result.wal)) this.shipped.set(run, seq);
+    if (this.health.errorsInARow > 0)
+      this.opts.log?.({ event: "recovered", after_errors: this.health.errorsInARow });
+    if (result.segments > 0)
+      this.opts.log?.({ event: "cycle", segments: result.segments, bytes: result.bytes, wal: result.wal });
+    await this.health.cycleDone(gen.generation, result);
+    return result;
   }
 
   private nextCause?: string;
@@ -126,6 +239,8 @@ export class Archiver {
     this.nextCause = undefined;
     this.gen = gen;
     this.lastSnapshotAt = gen.snapshot ? gen.snapshot.completed_at : 0;
+    this.health.windowFrom(gen.firstSnapshotAt);
+    this.storeHolds(gen);
     this.opts.log?.({
       event: "generation",
       generation: gen.generation,
@@ -141,6 +256,18 @@ export class Archiver {
     return this.opts.password !== undefined ? { password: this.opts.password } : {};
   }
 
+  /** What the store already holds of each WAL run (a resumed generation's, a first snapshot's). */
+  private storeHolds(gen: GenerationState): void {
+    const held: Record<string, number> = {};
+    for (const [stream, end] of gen.ends) {
+      const run = walRunOf(stream);
+      if (run !== undefined && end.seq !== undefined) held[run] = end.seq;
+    }
+    for (const [run, seq] of Object.entries(held))
+      if (seq > (this.shipped.get(run) ?? -1)) this.shipped.set(run, seq);
+    this.health.storeHolds(held);
+  }
+
   private async snapshot(gen: GenerationState): Promise<void> {
     const number = gen.snapshot ? gen.snapshot.number + 1 : 0;
     const index = await takeBaseSnapshot({
@@ -150,9 +277,15 @@ export class Archiver {
       number,
       backup: { ...this.keys, auditKeyPath: this.opts.auditKeyPath },
     });
-    if (!gen.snapshot) for (const [stream, end] of Object.entries(index.streams)) gen.ends.set(stream, end);
-    gen.snapshot = index;
+    if (!gen.snapshot) {
+      for (const [stream, end] of Object.entries(index.streams)) gen.ends.set(stream, end);
+      this.health.windowFrom(index.completed_at);
+      this.storeHolds(gen);
+    }
+    // A snapshot taken beside a cycle must not move the generation's newest back.
+    if (!gen.snapshot || gen.snapshot.number < number) gen.snapshot = index;
     this.lastSnapshotAt = index.completed_at;
+    this.health.uploaded(index.completed_at);
     this.opts.log?.({ event: "snapshot", generation: gen.generation, number, key: index.key });
   }
 }

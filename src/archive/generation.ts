@@ -39,6 +39,8 @@ export interface GenerationState {
   resumed: boolean;
   /** The generation's key (encrypted generations): segments are sealed with it. */
   key?: SegmentKey;
+  /** When the generation's oldest snapshot completed (epoch ms): the start of its window. */
+  firstSnapshotAt?: number;
 }
 
 /** Where each stream of a generation ends in the store: its newest snapshot, then its segments. */
@@ -146,6 +148,7 @@ export async function openGeneration(
         ends,
         resumed: true,
         ...(next.key ? { key: next.key } : {}),
+        firstSnapshotAt: newest.snapshots[0]?.completed_at,
       };
     }
     cause = next.cause;

@@ -1,35 +1,29 @@
 /**
  * The archiver's health, as `dr status` and the metrics file show it: lag (seconds and WAL
- * entries not yet in the store), the last successful upload, the generation, and errors. Kept in
- * `runtime/archive-status.json` (atomic replace after every cycle), read by other processes.
+ * entries not yet in the store), the last successful upload, the window, the generation, and
+ * errors. Kept in `runtime/archive-status.json` (atomic replace when it starts, after every cycle,
+ * and when it stops), read by other processes; also written as `bernstein_archive_*` metrics to
+ * the `--metrics-file` when one is given (archive-metrics.ts).
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { readTailPosition } from "../wal/reader.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { atomicWriteFile } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { isProcessAlive } from "../workspace/process.js";
+import { writeArchiveMetrics } from "./archive-metrics.js";
+import type { ArchiveStatus } from "./archive-status.js";
 import { listStreams } from "./streams.js";
 import { walRunOf } from "./names.js";
 import type { CycleResult } from "./shipper.js";
 
 export const ARCHIVE_STATUS = ["runtime", "archive-status.json"] as const;
+export type { ArchiveStatus };
 
-export interface ArchiveStatus {
-  destination: string;
-  pid: number;
-  generation: string | null;
-  updated_at: string;
-  /** When the store last held everything that was durable (ISO), null before the first cycle. */
-  caught_up_at: string | null;
-  last_upload_at: string | null;
-  lag_seconds: number;
-  lag_entries: number;
-  errors_total: number;
-  errors_in_a_row: number;
-  last_error: string | null;
-  segments_total: number;
-  bytes_total: number;
+export interface HealthOptions {
+  metricsFile?: string;
+  sync: boolean;
 }
 
 export class ArchiveHealth {
@@ -39,6 +33,7 @@ export class ArchiveHealth {
   constructor(
     private readonly ws: Workspace,
     destination: string,
+    private readonly opts: HealthOptions = { sync: false },
   ) {
     this.status = {
       destination,
@@ -54,7 +49,41 @@ export class ArchiveHealth {
       last_error: null,
       segments_total: 0,
       bytes_total: 0,
+      window_start_at: null,
+      sync: opts.sync,
+      decisions_waiting: 0,
+      stopped_at: null,
     };
+  }
+
+  /** Announces the archiver (another one then refuses to archive this workspace: assertNoOtherArchiver). */
+  async started(): Promise<void> {
+    this.status.stopped_at = null;
+    await this.write(new Date());
+  }
+
+  async stopped(): Promise<void> {
+    this.status.stopped_at = new Date().toISOString();
+    await this.write(new Date());
+  }
+
+  /** The start of the generation's window (its oldest snapshot), once known. */
+  windowFrom(epochMs: number | undefined): void {
+    this.status.window_start_at = epochMs === undefined ? null : new Date(epochMs).toISOString();
+  }
+
+  /** Per WAL run, the newest seq the store holds from before this archiver's own cycles. */
+  storeHolds(wal: Record<string, number>): void {
+    this.shipped = { ...this.shipped, ...wal };
+  }
+
+  /** A base snapshot is stored: an upload as much as a segment. */
+  uploaded(epochMs: number): void {
+    this.status.last_upload_at = new Date(epochMs).toISOString();
+  }
+
+  gateWaiting(delta: number): void {
+    this.status.decisions_waiting += delta;
   }
 
   get errorsInARow(): number {
@@ -104,6 +133,12 @@ export class ArchiveHealth {
     const since = s.caught_up_at ? Date.parse(s.caught_up_at) : now.getTime();
     s.lag_seconds = s.errors_in_a_row > 0 ? (now.getTime() - since) / 1000 : 0;
     await atomicWriteFile(this.ws.p(...ARCHIVE_STATUS), JSON.stringify(s) + "\n");
+    // The metrics are a view of this status: failing to write them never fails a cycle.
+    if (this.opts.metricsFile)
+      s.metrics_error = await writeArchiveMetrics(this.opts.metricsFile, this.ws.root, s).then(
+        () => null,
+        (err: Error) => `${this.opts.metricsFile}: ${err.message}`,
+      );
   }
 }
 
@@ -116,7 +151,7 @@ export async function archiveHealth(
   if (!s) return null;
   return {
     ...s,
-    running: isProcessAlive(s.pid),
+    running: isRunning(s),
     status_age_seconds: (now - Date.parse(s.updated_at)) / 1000,
   };
 }
@@ -128,4 +163,20 @@ export async function readArchiveStatus(root: string): Promise<ArchiveStatus | u
   } catch {
     return undefined;
   }
+}
+
+const isRunning = (s: ArchiveStatus): boolean => !s.stopped_at && isProcessAlive(s.pid);
+
+/**
+ * Refuses a second archiver for this workspace (exit 3): two would cut the same streams at
+ * different points into overlapping segments of one generation, and overwrite each other's
+ * status. One archiver per workspace, whichever hosts it (`dr archive` or `start --archive-to`).
+ */
+export async function assertNoOtherArchiver(root: string, what: string): Promise<void> {
+  const s = await readArchiveStatus(root);
+  if (!s || s.pid === process.pid || !isRunning(s)) return;
+  throw new UserError(
+    `${what}: pid ${s.pid} already archives this workspace to ${s.destination}; stop it first (one archiver per workspace)`,
+    ExitCode.LOCKED,
+  );
 }

@@ -1,13 +1,14 @@
 /**
  * Backup health for Prometheus without replication: a node_exporter textfile-collector file
- * (`--metrics-file`) that every `dr backup` and every `dr schedule` run rewrites atomically.
+ * (`--metrics-file`) that every `dr backup` and every `dr schedule` run rewrites atomically (its
+ * own `bernstein_backup_*` lines; the WAL archiver's share the file, metrics-textfile.ts).
  * Failures are counted across runs, so the previous file is read first; a failed run keeps the
  * facts of the last success (alert on its age and on the counter's increase).
  */
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
-import { atomicWriteFile } from "../workspace/durable.js";
+import { familyLines, rewriteFamily, workspaceLabels } from "./metrics-textfile.js";
 
 const METRICS = {
   last_success_timestamp_seconds: ["gauge", "Unix time of the last successful backup."],
@@ -59,10 +60,6 @@ async function previousValues(file: string): Promise<Partial<Record<MetricName, 
   return values;
 }
 
-function labelValue(v: string): string {
-  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
-}
-
 /** Rewrites the metrics file for one backup run of the workspace `sdd`. */
 export async function recordBackupMetrics(
   file: string,
@@ -83,17 +80,5 @@ export async function recordBackupMetrics(
     values.last_file_count = outcome.fileCount;
     values.last_verified = outcome.verified ? 1 : 0;
   }
-  // Several workspaces on one host write several files; the label keeps their series apart.
-  const labels = `{sdd="${labelValue(path.resolve(sdd))}"}`;
-  const lines: string[] = [];
-  for (const [name, [type, help]] of Object.entries(METRICS) as [MetricName, readonly [string, string]][]) {
-    const v = values[name];
-    if (v === undefined) continue;
-    lines.push(
-      `# HELP ${PREFIX}${name} ${help}`,
-      `# TYPE ${PREFIX}${name} ${type}`,
-      `${PREFIX}${name}${labels} ${v}`,
-    );
-  }
-  await atomicWriteFile(file, lines.join("\n") + "\n", { mode: 0o644 });
+  await rewriteFamily(file, PREFIX, familyLines(PREFIX, METRICS, values, workspaceLabels(sdd)));
 }

@@ -51,6 +51,13 @@ export interface OrchestratorOptions {
     commitGate: (pos: WalPosition) => Promise<void>;
     attachWriter: (writer: WalWriter) => unknown;
   };
+  /**
+   * The WAL archiver (`start --archive-to`), hosted by the run: started once the loop can answer
+   * a backup's pause, finished after the WAL is closed and before the lock is released (so `stop`
+   * returns once the store holds the run's last entry). With `--sync` its commit gate holds each
+   * append until the store holds it.
+   */
+  archive?: HostedArchiver;
   log?: (line: string) => void;
   /**
    * A warning. Those with a `group` come in bursts (one per task or intent: thousands after a
@@ -59,6 +66,24 @@ export interface OrchestratorOptions {
   warn?: (line: string, group?: WarningGroup) => void;
   /** Called after recovery's and each scheduling pass's warnings (the end of a burst). */
   flushWarnings?: () => void;
+}
+
+export interface HostedArchiver {
+  commitGate?: (pos: WalPosition) => Promise<void>;
+  start(): void;
+  finish(): Promise<unknown>;
+  /** The run failed: stop shipping without the final cycle. */
+  stop(): void;
+}
+
+/** The WAL's commit gate: replication's ack policy, then the archive's `--sync`, each when configured. */
+export function commitGateOf(o: Pick<OrchestratorOptions, "replication" | "archive">) {
+  const gates = [o.replication?.commitGate, o.archive?.commitGate].filter((g) => g !== undefined);
+  if (gates.length <= 1) return gates[0];
+  // Both at once: a decision is acted on only when the followers and the store hold it.
+  return async (pos: WalPosition): Promise<void> => {
+    await Promise.all(gates.map((g) => g(pos)));
+  };
 }
 
 /** Kinds of warnings that come one per task, agent or intent. */

@@ -98,6 +98,8 @@ export class Orchestrator {
     ]);
     // The tasks that can never run, as the newest pass found them (a forced stop makes no pass).
     let blocked: BlockedTask[] = [];
+    // From here on the loop answers a base snapshot's pause request between decisions.
+    this.ctx.opts.archive?.start();
     try {
       while (true) {
         const pass = await this.pass();
@@ -110,6 +112,7 @@ export class Orchestrator {
       }
     } finally {
       this.waker.close();
+      this.ctx.opts.archive?.stop(); // after finish() a no-op; after a failure no final cycle
     }
   }
 
@@ -175,6 +178,8 @@ export class Orchestrator {
     await dlog.info("orchestrator_stopped", {}, { reason });
     const result = this.ctx.outcome.result(this.runId, reason, blocked, dlog.state, dlog.commits);
     await dlog.wal.close({ markClosed: true, reason: "orchestrator_stopped" });
+    // The last cycle ships the closed run before the lock goes: `stop` returns with it archived.
+    await this.ctx.opts.archive?.finish();
     await clearStopRequest(ws);
     await this.status.write({ state: "stopped", exit_code: result.exit_code });
     await this.lock.release();

@@ -23,7 +23,7 @@ import { clearStopRequest, RunStatusFile } from "./control.js";
 import { DecisionLog } from "../state/decisions.js";
 import { materializeFromWal, type MaterializeResult } from "./materialize.js";
 import { checkAgents, collectCompletions, removeStaleCompletions } from "./monitoring.js";
-import type { OrchestratorOptions, WarningGroup } from "./options.js";
+import { commitGateOf, type OrchestratorOptions, type WarningGroup } from "./options.js";
 import { emptyRecoverySummary } from "./recovery-summary.js";
 import { replayHandlers } from "./replay-handlers.js";
 import { sweepMergedWorktrees } from "./worktree-tasks.js";
@@ -75,7 +75,7 @@ export async function recover(
   // The summary exists before anything can count into it: replay handlers (an orphaned claim)
   // and the backlog scan (a malformed file) do, and both run before the replay returns.
   const recovery = emptyRecoverySummary(runId, chains);
-  const wal = await WalWriter.open(ws, runId, { commitGate: opts.replication?.commitGate });
+  const wal = await WalWriter.open(ws, runId, { commitGate: commitGateOf(opts) });
   try {
     opts.replication?.attachWriter(wal);
     const audit = await openAuditLog(ws, opts, warn);

@@ -54,7 +54,11 @@ describe("dr archive killed with SIGKILL at random moments", () => {
       if (rand() < 0.7) {
         await waitFor(
           "a shipping cycle of this archiver",
-          async () => (await readArchiveStatus(f.sdd))?.pid === child.pid,
+          async () => {
+            // The archiver announces itself before its first cycle: wait for the cycle itself.
+            const s = await readArchiveStatus(f.sdd);
+            return s !== undefined && s.pid === child.pid && s.caught_up_at !== null;
+          },
           { exited: done },
         );
         cycles++;

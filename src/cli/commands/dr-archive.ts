@@ -5,31 +5,18 @@
  */
 import type { Command } from "commander";
 import { resolveAuditKeyPath } from "../../audit/key.js";
-import { Archiver, type ArchiverEvent } from "../../archive/archiver.js";
+import {
+  DEFAULT_INTERVAL_MS,
+  DEFAULT_SNAPSHOT_INTERVAL_MS,
+  describeArchiverEvent,
+  durationFlag,
+  openArchiver,
+} from "../archive-options.js";
 import { addRecipientOptions, resolveWriteKeys, type WriteKeyFlags } from "../age-keys.js";
-import { storeFor } from "../../storage/open-store.js";
-import { parseCatalogueLocation } from "../../storage/location.js";
-import { durableMkdir } from "../../workspace/durable.js";
-import { parseDuration } from "../../storage/schedule.js";
 import { openWorkspace } from "../../workspace/layout.js";
-import { ExitCode, UserError, destinationError } from "../../errors/errors.js";
+import { ExitCode } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr/options.js";
-
-/** A duration flag: `250ms`, or what `dr schedule --every` takes (90s, 15m, 1h, 1d). */
-export function durationFlag(name: string, minMs: number): (v: string) => number {
-  return (v: string) => {
-    const ms = /^\s*(\d+)\s*ms\s*$/i.exec(v);
-    let n: number;
-    try {
-      n = ms ? Number(ms[1]) : parseDuration(v);
-    } catch {
-      throw new UserError(`${name} ${v}: expected a duration such as 500ms, 1s, 15m, 24h`, ExitCode.USAGE);
-    }
-    if (n < minMs) throw new UserError(`${name} ${v}: at least ${minMs}ms`, ExitCode.USAGE);
-    return n;
-  };
-}
 
 export function findDr(program: Command): Command {
   return (
@@ -43,21 +30,7 @@ interface ArchiveFlags extends WriteKeyFlags, RemoteFlags {
   interval: number;
   snapshotInterval: number;
   once?: boolean;
-}
-
-function describeEvent(e: ArchiverEvent): string {
-  switch (e.event) {
-    case "generation":
-      return e.resumed ? `resuming generation ${e.generation}` : `new generation ${e.generation}: ${e.cause}`;
-    case "snapshot":
-      return `base snapshot ${e.number} of ${e.generation}: ${e.key}`;
-    case "cycle":
-      return `shipped ${e.segments} segment(s), ${e.bytes} bytes`;
-    case "error":
-      return `store error (the local files keep everything; retrying): ${e.error}`;
-    case "recovered":
-      return `store reachable again after ${e.after_errors} failed cycle(s)`;
-  }
+  metricsFile?: string;
 }
 
 export function registerDrArchive(program: Command): void {
@@ -73,13 +46,13 @@ export function registerDrArchive(program: Command): void {
         "--interval <duration>",
         "ship new durable bytes this often",
         durationFlag("--interval", 10),
-        1000,
+        DEFAULT_INTERVAL_MS,
       )
       .option(
         "--snapshot-interval <duration>",
         "take a new base snapshot this often",
         durationFlag("--snapshot-interval", 1000),
-        86_400_000,
+        DEFAULT_SNAPSHOT_INTERVAL_MS,
       )
       .option(
         "--encrypt",
@@ -91,7 +64,11 @@ export function registerDrArchive(program: Command): void {
         "passphrase (visible in ps: prefer --password-file or $BERNSTEIN_DR_PASSWORD)",
       )
       .option("--password-file <file>", "read the passphrase from a file (mode 0600 or stricter)")
-      .option("--once", "one cycle (generation and snapshot when due, then ship), then exit"),
+      .option("--once", "one cycle (generation and snapshot when due, then ship), then exit")
+      .option(
+        "--metrics-file <file>",
+        "rewrite the archiver's health as Prometheus metrics here after every cycle (.prom; may be dr backup's)",
+      ),
   );
   addRecipientOptions(archive).action(async (opts: ArchiveFlags, cmd: Command) => {
     const g = globalsOf(cmd);
@@ -102,24 +79,23 @@ export function registerDrArchive(program: Command): void {
     const keys = await resolveWriteKeys(opts, opts.to);
     for (const w of keys.warnings) out.warn(w);
     const encrypted = keys.password !== undefined || keys.recipients !== undefined;
-    const loc = parseCatalogueLocation(opts.to);
-    if (loc.kind === "dir") {
-      await durableMkdir(loc.path).catch((err: unknown) => {
-        throw destinationError(`cannot create ${loc.path}`, err) ?? err;
-      });
-    }
-    const store = await storeFor(loc, s3OptionsFrom(opts));
-    const archiver = new Archiver({
-      store,
-      ws,
+    const archiver = await openArchiver(ws, {
+      to: opts.to,
       intervalMs: opts.interval,
       snapshotIntervalMs: opts.snapshotInterval,
+      s3: s3OptionsFrom(opts),
+      metricsFile: opts.metricsFile,
       password: keys.password,
       recipients: keys.recipients,
       plainChosen: opts.plain === true,
       auditKeyPath: encrypted ? resolveAuditKeyPath().path : undefined,
+      what: "dr archive",
       log: (e) =>
-        g.json ? undefined : e.event === "error" ? out.warn(describeEvent(e)) : out.line(describeEvent(e)),
+        g.json
+          ? undefined
+          : e.event === "error"
+            ? out.warn(describeArchiverEvent(e))
+            : out.line(describeArchiverEvent(e)),
     });
     let signal: NodeJS.Signals | undefined;
     const onSignal = (s: NodeJS.Signals) => () => {
@@ -131,7 +107,7 @@ export function registerDrArchive(program: Command): void {
     process.once("SIGTERM", stopOn.SIGTERM);
     const how = keys.recipients ? "encrypted to age recipients" : keys.password ? "encrypted" : "plain";
     out.line(
-      `Archiving ${ws.root} to ${store.root} every ${opts.interval}ms, ${how} (Ctrl-C stops after the upload in flight)`,
+      `Archiving ${ws.root} to ${archiver.health.snapshot().destination} every ${opts.interval}ms, ${how} (Ctrl-C stops after the upload in flight)`,
     );
     try {
       if (opts.once) await archiver.step();
@@ -140,6 +116,7 @@ export function registerDrArchive(program: Command): void {
       process.off("SIGINT", stopOn.SIGINT);
       process.off("SIGTERM", stopOn.SIGTERM);
     }
+    await archiver.health.stopped();
     const health = archiver.health.snapshot();
     out.result({ ok: health.errors_in_a_row === 0, ...health }, () =>
       out.line(

@@ -47,7 +47,11 @@ function fmtNum(v: number | null | undefined, unit = ""): string {
 function describeArchive(a: NonNullable<Awaited<ReturnType<typeof archiveHealth>>>): string {
   const state = a.running ? `running (pid ${a.pid})` : `not running (last seen ${a.updated_at})`;
   const errors = a.errors_in_a_row > 0 ? `, FAILING x${a.errors_in_a_row}: ${a.last_error}` : "";
-  return `${a.destination} ${state}, lag ${a.lag_entries} entries / ${a.lag_seconds} s, last upload ${a.last_upload_at ?? "never"}${errors}`;
+  const blocked =
+    a.running && a.decisions_waiting > 0
+      ? `; --sync: ${a.decisions_waiting} commit group(s) wait for the store, no decision is acted on until it answers`
+      : "";
+  return `${a.destination} ${state}${a.sync ? " (--sync)" : ""}, lag ${a.lag_entries} entries / ${a.lag_seconds} s, last upload ${a.last_upload_at ?? "never"}${errors}${blocked}`;
 }
 
 /** `dr status`: role, epoch, WAL position, followers, backup, RPO; exit 8 when fenced or halted. */

@@ -16,6 +16,12 @@ import { collectStatus, renderStatus } from "../../orchestrator/status.js";
 import { WarningDigest } from "../warning-digest.js";
 import { intOption, numberOption } from "../number-option.js";
 import {
+  addArchiveStartOptions,
+  archiveArgs,
+  startArchiveForStart,
+  type ArchiveStartFlags,
+} from "../archive-options.js";
+import {
   addReplicationStartOptions,
   replicationArgs,
   startReplicationForStart,
@@ -85,7 +91,7 @@ export function registerOrchestrator(program: Command): void {
     });
 }
 
-interface StartFlags extends ReplicationStartFlags, WorktreeStartFlags {
+interface StartFlags extends ReplicationStartFlags, WorktreeStartFlags, ArchiveStartFlags {
   untilIdle?: boolean;
   detach?: boolean;
   maxAgents?: number;
@@ -98,7 +104,7 @@ interface StartFlags extends ReplicationStartFlags, WorktreeStartFlags {
 }
 
 function registerStart(program: Command): void {
-  addWorktreeStartOptions(addReplicationStartOptions(program.command("start")))
+  addArchiveStartOptions(addWorktreeStartOptions(addReplicationStartOptions(program.command("start"))))
     .description("recover the workspace (checkpoint + WAL replay), then run the backlog with agents")
     .option(
       "--until-idle",
@@ -187,7 +193,7 @@ function detachedArgs(ws: Workspace, opts: StartFlags): string[] {
   if (opts.poll !== undefined) args.push("--poll", String(opts.poll));
   if (opts.keyFile) args.push("--key-file", path.resolve(opts.keyFile));
   if (opts.verbose) args.push("--verbose");
-  args.push(...replicationArgs(opts), ...worktreeArgs(opts));
+  args.push(...replicationArgs(opts), ...worktreeArgs(opts), ...archiveArgs(opts));
   return args;
 }
 
@@ -201,6 +207,13 @@ async function startInForeground(
   // every decision until the ack policy is met; a fenced leader refuses to start.
   const leader = await startReplicationForStart(ws, opts, g.quiet);
   const closeLeader = async () => leader?.close();
+  // --archive-to: the archiver runs inside this process (its first cycle before the lock is taken).
+  const archive = await startArchiveForStart(ws, opts, (l, problem) =>
+    problem ? out.warn(l) : out.line(l),
+  ).catch(async (err: unknown) => {
+    await closeLeader();
+    throw err;
+  });
   const warnings = new WarningDigest({
     verbose: Boolean(opts.verbose),
     keepAll: g.json,
@@ -208,6 +221,7 @@ async function startInForeground(
   });
   const orch = await Orchestrator.open(ws, {
     replication: leader,
+    archive,
     maxAgents: opts.maxAgents,
     untilIdle: Boolean(opts.untilIdle),
     checkpointEvery: opts.checkpointEvery,
@@ -221,6 +235,7 @@ async function startInForeground(
     flushWarnings: () => warnings.flush(),
   }).catch(async (err: unknown) => {
     warnings.flush();
+    archive?.stop();
     await closeLeader();
     throw err;
   });

@@ -1,0 +1,326 @@
+/**
+ * bench:archive — the continuous WAL archive (src/archive/), against a folder store and the
+ * S3-compatible server (s3rver in its own process on 127.0.0.1):
+ *
+ * - RPO: time from a WAL entry's local fsync to the end of the cycle that stored it, p50/p99, at
+ *   100 and 1,000 decisions/s, with the default interval (1 s) and with `--sync` (the commit
+ *   gate); baseline: the store's round trip (a small put), measured in the same run.
+ * - Overhead on the WAL's throughput at 64 in flight, with the archiver shipping beside it (S3,
+ *   100 ms interval) against the same writer alone; goal ratio >= 0.95.
+ * - Restore to a point `--decisions` decisions after its snapshot (`dr archive-restore --latest`,
+ *   a whole process: wall and peak RSS) against `dr restore` of a backup of the same state.
+ * - Objects and bytes per day at 1 decision/s, from the segments measured per cycle.
+ *
+ * Usage: npm run bench:archive -- --json [--seconds S] [--decisions N]
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { Readable } from "node:stream";
+import { fileURLToPath } from "node:url";
+import { Archiver } from "../src/archive/archiver.js";
+import { storeFor } from "../src/storage/open-store.js";
+import { parseCatalogueLocation } from "../src/storage/location.js";
+import type { BackupStore } from "../src/storage/store.js";
+import { WalWriter } from "../src/wal/writer.js";
+import { initWorkspace, type Workspace } from "../src/workspace/layout.js";
+import { absoluteGoal, measureProcess, median, ratioGoal, round, type Goal } from "./support/measure.js";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const CLI = path.resolve(here, "..", "..", "bin", "bernstein");
+const args = process.argv.slice(2);
+const json = args.includes("--json");
+const flag = (name: string, dflt: number): number => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : dflt;
+};
+const SECONDS = flag("--seconds", 3);
+const RESTORE_DECISIONS = flag("--decisions", 50_000);
+const log = (m: string): void => void (json ? undefined : process.stderr.write(m + "\n"));
+
+const S3_ENV = {
+  AWS_ACCESS_KEY_ID: "S3RVER",
+  AWS_SECRET_ACCESS_KEY: "S3RVER",
+  AWS_REGION: "us-east-1",
+  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+};
+
+async function startS3(): Promise<{ endpoint: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, [path.join(here, "support", "s3-server-child.js"), "bench"], {
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  const first = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once("line", resolve);
+    child.once("exit", (c) => reject(new Error(`s3 server exited ${c}`)));
+  });
+  return { endpoint: (JSON.parse(first) as { endpoint: string }).endpoint, child };
+}
+
+interface Site {
+  name: "folder" | "s3";
+  open(prefix: string): Promise<BackupStore>;
+}
+
+const percentile = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
+};
+
+async function freshWorkspace(root: string, name: string): Promise<Workspace> {
+  const { workspace } = await initWorkspace(path.join(root, name, ".sdd"));
+  return workspace;
+}
+
+const decision = (i: number) => ({
+  decision_type: "task_claimed",
+  inputs: { task_id: `T-${i}`, attempt: 1 },
+  committed: true,
+});
+
+/** The store's round trip: median of small puts (a segment's size), in ms. */
+async function roundTripMs(store: BackupStore): Promise<number> {
+  const body = randomBytes(2048);
+  const times: number[] = [];
+  for (let i = 0; i < 15; i++) {
+    const t0 = performance.now();
+    await store.put(`rtt-${i}`, Readable.from([body]));
+    times.push(performance.now() - t0);
+  }
+  return median(times);
+}
+
+/** Appends at `rate`/s for SECONDS; per entry, fsync → stored latency (ms). Also segments per cycle. */
+async function rpoRun(root: string, site: Site, rate: number, sync: boolean, seconds = SECONDS) {
+  const label = `${site.name}-${rate}-${sync ? "sync" : "interval"}`;
+  const ws = await freshWorkspace(root, label);
+  const store = await site.open(label);
+  const durableAt = new Map<number, number>();
+  const latencies: number[] = [];
+  let segments = 0;
+  let bytes = 0;
+  let cycles = 0;
+  let storedThrough = -1;
+  const archiver = new Archiver({
+    store,
+    ws,
+    intervalMs: 1000,
+    snapshotIntervalMs: 86_400_000,
+    sync,
+    log: (e) => {
+      if (e.event !== "cycle") return;
+      const now = performance.now();
+      cycles++;
+      segments += e.segments;
+      bytes += e.bytes;
+      const seq = Math.max(-1, ...Object.values(e.wal));
+      for (let s = storedThrough + 1; s <= seq; s++) {
+        const t = durableAt.get(s);
+        if (t !== undefined) latencies.push(now - t);
+      }
+      storedThrough = Math.max(storedThrough, seq);
+    },
+  });
+  await archiver.step();
+  const wal = await WalWriter.open(ws, "run-bench", {
+    commitGate: sync ? (pos) => archiver.shippedThrough(pos) : undefined,
+  });
+  wal.onDurable((pos) => {
+    const now = performance.now();
+    for (let s = pos.seq; s >= 0 && !durableAt.has(s); s--) durableAt.set(s, now);
+  });
+  if (!sync) archiver.start((err) => log(`archiver: ${String(err)}`));
+  const total = rate * seconds;
+  const pending: Promise<unknown>[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < total; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    pending.push(wal.append(decision(i)));
+  }
+  await Promise.all(pending);
+  await archiver.finish();
+  await wal.close();
+  return {
+    label,
+    entries: total,
+    p50_ms: round(percentile(latencies, 50), 1),
+    p99_ms: round(percentile(latencies, 99), 1),
+    measured: latencies.length,
+    cycles,
+    segments,
+    bytes,
+  };
+}
+
+/** Appends/s of `n` entries with 64 in flight, optionally with the archiver shipping beside. */
+async function throughput(root: string, label: string, n: number, store?: BackupStore): Promise<number> {
+  const ws = await freshWorkspace(root, label);
+  const archiver = store
+    ? new Archiver({ store, ws, intervalMs: 100, snapshotIntervalMs: 86_400_000 })
+    : undefined;
+  if (archiver) {
+    await archiver.step();
+    archiver.start(() => {});
+  }
+  const t0 = performance.now();
+  await appendMany(ws, n);
+  const rate = n / ((performance.now() - t0) / 1000);
+  await archiver?.finish();
+  return rate;
+}
+
+/** `n` decisions with 64 in flight, then the WAL closed. */
+async function appendMany(ws: Workspace, n: number): Promise<void> {
+  const wal = await WalWriter.open(ws, "run-bench");
+  const inFlight = new Set<Promise<unknown>>();
+  for (let i = 0; i < n; i++) {
+    const p = wal.append(decision(i)).finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    if (inFlight.size >= 64) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  await wal.close();
+}
+
+/** Point-in-time restore far past its snapshot, against a full restore of the same state. */
+async function restoreRun(root: string) {
+  const ws = await freshWorkspace(root, "restore");
+  const storeDir = path.join(root, "restore-store");
+  await mkdir(storeDir);
+  const keyFile = path.join(root, "audit.key");
+  await writeFile(keyFile, randomBytes(32).toString("hex"), { mode: 0o600 });
+  const store = await storeFor(parseCatalogueLocation(storeDir), {});
+  const archiver = new Archiver({ store, ws, intervalMs: 1000, snapshotIntervalMs: 86_400_000 });
+  await archiver.step(); // the snapshot: an empty WAL
+  archiver.start(() => {});
+  await appendMany(ws, RESTORE_DECISIONS);
+  await archiver.finish();
+  const env = { ...process.env, BERNSTEIN_AUDIT_KEY_PATH: keyFile };
+  Object.assign(process.env, env);
+  const backup = path.join(root, "full.tar.gz");
+  const cli = (sdd: string, ...argv: string[]) =>
+    measureProcess([process.execPath, CLI, "--sdd", sdd, ...argv]);
+  cli(ws.root, "dr", "backup", "--to", backup);
+  const pitr = cli(path.join(root, "pitr", ".sdd"), "dr", "archive-restore", "--from", storeDir, "--latest");
+  const full = cli(path.join(root, "full", ".sdd"), "dr", "restore", "--from", backup);
+  return {
+    decisions_after_snapshot: RESTORE_DECISIONS,
+    archive_restore: { wall_s: round(pitr.wall_s, 3), peak_rss_mb: round(pitr.peak_rss_mb, 1) },
+    full_restore: { wall_s: round(full.wall_s, 3), peak_rss_mb: round(full.peak_rss_mb, 1) },
+  };
+}
+
+async function main(): Promise<void> {
+  const root = await mkdtemp(path.join(os.tmpdir(), "bernstein-bench-archive-"));
+  Object.assign(process.env, S3_ENV);
+  const s3 = await startS3();
+  try {
+    const sites: Site[] = [
+      {
+        name: "folder",
+        open: async (prefix) => {
+          const dir = path.join(root, "stores", prefix);
+          await mkdir(dir, { recursive: true });
+          return storeFor(parseCatalogueLocation(dir), {});
+        },
+      },
+      {
+        name: "s3",
+        open: (prefix) =>
+          storeFor(parseCatalogueLocation(`s3://bench/${prefix}/`), { endpoint: s3.endpoint, retries: 3 }),
+      },
+    ];
+    const goals: Goal[] = [];
+    const rpo: Record<string, unknown>[] = [];
+    const rtt: Record<string, number> = {};
+    for (const site of sites) {
+      rtt[site.name] = round(await roundTripMs(await site.open("rtt")), 2);
+      for (const rate of [100, 1000])
+        for (const sync of [false, true]) {
+          const r = await rpoRun(root, site, rate, sync);
+          log(`rpo ${r.label}: p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms`);
+          rpo.push({ ...r, store_round_trip_ms: rtt[site.name] });
+          goals.push(
+            sync
+              ? absoluteGoal(
+                  `archive.rpo_sync_p99_over_rtt.${site.name}.${rate}`,
+                  "ms",
+                  r.p99_ms - rtt[site.name]!,
+                  {
+                    max: 50,
+                  },
+                )
+              : absoluteGoal(`archive.rpo_p99.${site.name}.${rate}`, "ms", r.p99_ms, { max: 1000 }),
+          );
+        }
+    }
+    const s3Store = await sites[1]!.open("overhead");
+    const alone: number[] = [];
+    const beside: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      alone.push(await throughput(root, `alone-${i}`, 5000));
+      beside.push(await throughput(root, `beside-${i}`, 5000, s3Store));
+    }
+    const overhead = {
+      in_flight: 64,
+      alone_appends_per_s: round(median(alone), 0),
+      with_archiver_appends_per_s: round(median(beside), 0),
+    };
+    goals.push(
+      ratioGoal(
+        "archive.wal_throughput_with_archiver",
+        "appends_per_s",
+        median(beside),
+        median(alone),
+        "the same WAL writer without the archiver, same run",
+        { min: 0.95 },
+      ),
+    );
+    log(`overhead: ${JSON.stringify(overhead)}`);
+
+    // Objects and bytes per day at 1 decision/s: the segments of a measured run at 1/s, scaled to a day.
+    const slowSeconds = Math.max(SECONDS, 10);
+    const slow = await rpoRun(root, sites[0]!, 1, false, slowSeconds);
+    const perDay = {
+      measured_seconds: slowSeconds,
+      segments_per_cycle: round(slow.segments / Math.max(1, slow.cycles), 2),
+      objects_per_day: Math.round((slow.segments / slowSeconds) * 86_400),
+      bytes_per_day: Math.round((slow.bytes / slowSeconds) * 86_400),
+      after_compaction: null as null | { objects_per_day: number; bytes_per_day: number },
+      note: "WAL stream only; an orchestrator's audit log, ledger and run records add a segment each per cycle in which they change. after_compaction: filled once compaction exists",
+    };
+    log(`per day at 1 decision/s: ${JSON.stringify(perDay)}`);
+
+    const restore = await restoreRun(root);
+    log(`restore: ${JSON.stringify(restore)}`);
+    goals.push(
+      ratioGoal(
+        "archive.restore_peak_rss",
+        "peak_rss_mb",
+        restore.archive_restore.peak_rss_mb,
+        restore.full_restore.peak_rss_mb,
+        "dr restore of a backup of the same state, same run",
+        { max: 1.5 },
+      ),
+    );
+    const doc = {
+      bench: "archive",
+      store_round_trip_ms: rtt,
+      rpo,
+      overhead,
+      per_day_at_1_decision_per_s: perDay,
+      restore,
+      goals,
+    };
+    process.stdout.write(JSON.stringify(doc) + "\n");
+  } finally {
+    s3.child.kill("SIGTERM");
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+await main();

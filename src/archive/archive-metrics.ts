@@ -1,0 +1,49 @@
+/**
+ * The archiver's health as `bernstein_archive_*` metrics in a node_exporter textfile-collector
+ * file (the same `--metrics-file` `dr backup` writes to may be given: each keeps the other's lines).
+ * Alert on `lag_seconds` (how long the store has been behind), `errors_in_a_row`, and the age of
+ * `last_upload_timestamp_seconds` against the decision rate.
+ */
+import { familyLines, rewriteFamily, workspaceLabels, type MetricSpec } from "../dr/metrics-textfile.js";
+import type { ArchiveStatus } from "./archive-status.js";
+
+const PREFIX = "bernstein_archive_";
+
+const METRICS = {
+  up: ["gauge", "1 while the archiver runs, 0 once it stopped."],
+  lag_seconds: ["gauge", "Seconds since the store last held everything durable locally (0 when caught up)."],
+  lag_entries: ["gauge", "WAL entries durable locally and not yet in the store."],
+  last_upload_timestamp_seconds: ["gauge", "Unix time of the last segment stored."],
+  caught_up_timestamp_seconds: ["gauge", "Unix time the store last held everything durable locally."],
+  window_start_timestamp_seconds: [
+    "gauge",
+    "Oldest restorable instant of the generation (its first snapshot).",
+  ],
+  window_end_timestamp_seconds: ["gauge", "Newest restorable instant (the last cycle that caught up)."],
+  errors_total: ["counter", "Cycles that failed (store errors) since the archiver started."],
+  errors_in_a_row: ["gauge", "Cycles failed since the last one that succeeded."],
+  segments_total: ["counter", "Segments stored since the archiver started."],
+  bytes_total: ["counter", "Segment bytes stored since the archiver started."],
+  decisions_waiting: ["gauge", "Commit groups held until their segment is stored (--sync)."],
+} as const satisfies Record<string, MetricSpec>;
+
+const seconds = (iso: string | null): number | undefined =>
+  iso === null ? undefined : Math.floor(Date.parse(iso) / 1000);
+
+export async function writeArchiveMetrics(file: string, root: string, s: ArchiveStatus): Promise<void> {
+  const values: Partial<Record<keyof typeof METRICS, number>> = {
+    up: s.stopped_at ? 0 : 1,
+    lag_seconds: Math.round(s.lag_seconds * 1000) / 1000,
+    lag_entries: s.lag_entries,
+    last_upload_timestamp_seconds: seconds(s.last_upload_at),
+    caught_up_timestamp_seconds: seconds(s.caught_up_at),
+    window_start_timestamp_seconds: seconds(s.window_start_at),
+    window_end_timestamp_seconds: s.window_start_at ? seconds(s.caught_up_at) : undefined,
+    errors_total: s.errors_total,
+    errors_in_a_row: s.errors_in_a_row,
+    segments_total: s.segments_total,
+    bytes_total: s.bytes_total,
+    decisions_waiting: s.decisions_waiting,
+  };
+  await rewriteFamily(file, PREFIX, familyLines(PREFIX, METRICS, values, workspaceLabels(root)));
+}

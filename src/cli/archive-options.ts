@@ -1,0 +1,206 @@
+/**
+ * What `dr archive` and `start --archive-to` share: the duration flags, the one function that
+ * opens a store and builds the archiver from flags, and `start`'s hook that hosts that archiver
+ * inside the orchestrator (the `--archive-*` flags, `--sync`, the flags again for `--detach`).
+ */
+import path from "node:path";
+import type { Command } from "commander";
+import { Archiver, type ArchiverEvent } from "../archive/archiver.js";
+import { assertNoOtherArchiver } from "../archive/health.js";
+import { checkMetricsFile } from "../dr/backup-metrics.js";
+import { ExitCode, UserError, destinationError } from "../errors/errors.js";
+import type { HostedArchiver } from "../orchestrator/options.js";
+import { storeFor } from "../storage/open-store.js";
+import { parseCatalogueLocation } from "../storage/location.js";
+import { parseDuration } from "../storage/schedule.js";
+import type { S3Options } from "../storage/s3-store.js";
+import { durableMkdir } from "../workspace/durable.js";
+import type { Workspace } from "../workspace/layout.js";
+import { describeHolder, readLock } from "../workspace/lock.js";
+import { intOption } from "./number-option.js";
+
+/** A duration flag: `250ms`, or what `dr schedule --every` takes (90s, 15m, 1h, 1d). */
+export function durationFlag(name: string, minMs: number): (v: string) => number {
+  return (v: string) => {
+    const ms = /^\s*(\d+)\s*ms\s*$/i.exec(v);
+    let n: number;
+    try {
+      n = ms ? Number(ms[1]) : parseDuration(v);
+    } catch {
+      throw new UserError(`${name} ${v}: expected a duration such as 500ms, 1s, 15m, 24h`, ExitCode.USAGE);
+    }
+    if (n < minMs) throw new UserError(`${name} ${v}: at least ${minMs}ms`, ExitCode.USAGE);
+    return n;
+  };
+}
+
+export const DEFAULT_INTERVAL_MS = 1000;
+export const DEFAULT_SNAPSHOT_INTERVAL_MS = 86_400_000;
+
+export interface ArchiverSpec {
+  /** A folder or s3://bucket/prefix/. */
+  to: string;
+  intervalMs: number;
+  snapshotIntervalMs: number;
+  s3: S3Options;
+  metricsFile?: string;
+  sync?: boolean;
+  password?: string;
+  recipients?: readonly string[];
+  /** The user chose a plain archive explicitly (--plain). */
+  plainChosen?: boolean;
+  auditKeyPath?: string;
+  log: (e: ArchiverEvent) => void;
+  /** The command, for the refusal when another archiver runs. */
+  what: string;
+}
+
+/** Opens the store (creating a folder store) and builds the archiver; refuses a second one (exit 3). */
+export async function openArchiver(ws: Workspace, spec: ArchiverSpec): Promise<Archiver> {
+  if (spec.metricsFile !== undefined) await checkMetricsFile(spec.metricsFile);
+  await assertNoOtherArchiver(ws.root, spec.what);
+  const loc = parseCatalogueLocation(spec.to);
+  if (loc.kind === "dir") {
+    await durableMkdir(loc.path).catch((err: unknown) => {
+      throw destinationError(`cannot create ${loc.path}`, err) ?? err;
+    });
+  }
+  const store = await storeFor(loc, spec.s3);
+  return new Archiver({
+    store,
+    ws,
+    intervalMs: spec.intervalMs,
+    snapshotIntervalMs: spec.snapshotIntervalMs,
+    metricsFile: spec.metricsFile && path.resolve(spec.metricsFile),
+    sync: spec.sync,
+    password: spec.password,
+    recipients: spec.recipients,
+    plainChosen: spec.plainChosen,
+    auditKeyPath: spec.auditKeyPath,
+    log: spec.log,
+  });
+}
+
+/** What an archiver event says, one line. */
+export function describeArchiverEvent(e: ArchiverEvent): string {
+  switch (e.event) {
+    case "generation":
+      return e.resumed ? `resuming generation ${e.generation}` : `new generation ${e.generation}: ${e.cause}`;
+    case "snapshot":
+      return `base snapshot ${e.number} of ${e.generation}: ${e.key}`;
+    case "cycle":
+      return `shipped ${e.segments} segment(s), ${e.bytes} bytes`;
+    case "error":
+      return `store error (the local files keep everything; retrying): ${e.error}`;
+    case "recovered":
+      return `store reachable again after ${e.after_errors} failed cycle(s)`;
+  }
+}
+
+export interface ArchiveStartFlags {
+  archiveTo?: string;
+  archiveInterval?: number;
+  archiveSnapshotInterval?: number;
+  archiveEndpoint?: string;
+  archiveRegion?: string;
+  archiveRetries?: number;
+  archiveMetricsFile?: string;
+  sync?: boolean;
+}
+
+/** `start`'s archive options. */
+export function addArchiveStartOptions(cmd: Command): Command {
+  return cmd
+    .option("--archive-to <location>", "also archive the WAL continuously to a folder or s3://bucket/prefix/")
+    .option(
+      "--archive-interval <duration>",
+      "ship new durable bytes this often (default 1s)",
+      durationFlag("--archive-interval", 10),
+    )
+    .option(
+      "--archive-snapshot-interval <duration>",
+      "take a new base snapshot this often (default 24h)",
+      durationFlag("--archive-snapshot-interval", 1000),
+    )
+    .option("--archive-endpoint <url>", "S3-compatible endpoint of the archive (env BERNSTEIN_S3_ENDPOINT)")
+    .option("--archive-region <region>", "S3 region of the archive (default AWS_REGION or the AWS config)")
+    .option(
+      "--archive-retries <n>",
+      "retries of transient S3 failures of the archive (default 3)",
+      intOption("--archive-retries"),
+    )
+    .option("--archive-metrics-file <file>", "write the archiver's health as Prometheus metrics here (.prom)")
+    .option(
+      "--sync",
+      "with --archive-to: act on a decision only once the store holds it (RPO 0; a store outage blocks decisions)",
+    );
+}
+
+/** The archive flags again, for a re-spawned `start` (--detach). */
+export function archiveArgs(f: ArchiveStartFlags): string[] {
+  if (!f.archiveTo) return [];
+  const loc = parseCatalogueLocation(f.archiveTo);
+  const a = ["--archive-to", loc.kind === "dir" ? path.resolve(loc.path) : f.archiveTo];
+  if (f.archiveInterval !== undefined) a.push("--archive-interval", `${f.archiveInterval}ms`);
+  if (f.archiveSnapshotInterval !== undefined)
+    a.push("--archive-snapshot-interval", `${f.archiveSnapshotInterval}ms`);
+  if (f.archiveEndpoint) a.push("--archive-endpoint", f.archiveEndpoint);
+  if (f.archiveRegion) a.push("--archive-region", f.archiveRegion);
+  if (f.archiveRetries !== undefined) a.push("--archive-retries", String(f.archiveRetries));
+  if (f.archiveMetricsFile) a.push("--archive-metrics-file", path.resolve(f.archiveMetricsFile));
+  if (f.sync) a.push("--sync");
+  return a;
+}
+
+/**
+ * `start --archive-to`: builds the archiver and runs its first cycle (generation, base snapshot,
+ * shipping) before the orchestrator takes the lock, so that snapshot needs no pause and a `--sync`
+ * gate never waits for it. Returns what Orchestrator.open takes as `archive` (undefined without
+ * the flag). With `--sync` a store that cannot be reached now is exit 7: nothing is decided yet.
+ */
+export async function startArchiveForStart(
+  ws: Workspace,
+  flags: ArchiveStartFlags,
+  log: (line: string, problem?: boolean) => void,
+): Promise<HostedArchiver | undefined> {
+  if (!flags.archiveTo) {
+    if (flags.sync) throw new UserError("start --sync needs --archive-to", ExitCode.USAGE);
+    return undefined;
+  }
+  const lock = await readLock(ws);
+  if (lock.state === "held")
+    throw new UserError(
+      `workspace ${ws.root} is locked by ${describeHolder(lock.info)}; stop it first (bernstein stop)`,
+      ExitCode.LOCKED,
+    );
+  const archiver = await openArchiver(ws, {
+    to: flags.archiveTo,
+    intervalMs: flags.archiveInterval ?? DEFAULT_INTERVAL_MS,
+    snapshotIntervalMs: flags.archiveSnapshotInterval ?? DEFAULT_SNAPSHOT_INTERVAL_MS,
+    s3: { endpoint: flags.archiveEndpoint, region: flags.archiveRegion, retries: flags.archiveRetries ?? 3 },
+    metricsFile: flags.archiveMetricsFile,
+    sync: flags.sync,
+    what: "start --archive-to",
+    log: (e) =>
+      e.event === "cycle" ? undefined : log(`archive: ${describeArchiverEvent(e)}`, e.event === "error"),
+  });
+  await archiver.health.started();
+  const first = await archiver.step();
+  if (flags.sync && !first) {
+    await archiver.health.stopped();
+    throw new UserError(
+      `start --sync: the archive ${flags.archiveTo} cannot be written (${archiver.health.snapshot().last_error}); no decision can be made`,
+      ExitCode.REMOTE,
+    );
+  }
+  log(`archive: to ${flags.archiveTo}${flags.sync ? " (--sync: decisions wait for the store)" : ""}`);
+  return {
+    commitGate: flags.sync ? (pos) => archiver.shippedThrough(pos) : undefined,
+    start: () =>
+      archiver.start((err) =>
+        log(`archive: stopped: ${err instanceof Error ? err.message : String(err)}`, true),
+      ),
+    finish: () => archiver.finish(),
+    stop: () => archiver.stop(),
+  };
+}

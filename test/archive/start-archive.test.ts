@@ -1,0 +1,201 @@
+/**
+ * The archiver inside the orchestrator (`start --archive-to`): `stop` returns with the run's last
+ * entry in the store, a second archiver is refused; with `--sync` every agent finds its spawn
+ * intent already in the S3-compatible store when it starts, and a store outage holds decisions
+ * (shown by `dr status`) until the store answers. The archiver's health in the metrics file.
+ */
+import assert from "node:assert/strict";
+import { readFile, readdir } from "node:fs/promises";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { readArchiveStatus } from "../../src/archive/health.js";
+import { parseSegmentKey } from "../../src/archive/names.js";
+import { addTask } from "../../src/orchestrator/tasks.js";
+import { listRuns, readWalEntries } from "../../src/wal/reader.js";
+import type { Workspace } from "../../src/workspace/layout.js";
+import { isProcessAlive } from "../../src/workspace/process.js";
+import { scratchDir, waitFor } from "../helpers.js";
+import { startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
+import {
+  appendDecisions,
+  archiveFixture,
+  sha256File,
+  type ArchiveFixture,
+} from "./support/archive-workspace.js";
+
+const BUCKET = "start-archive";
+/** Long enough that only the first cycle, the commit gate and the final cycle ship anything. */
+const NEVER = "1h";
+
+async function tasksDone(f: ArchiveFixture): Promise<number> {
+  const r = await f.cli(["status", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout) as { tasks: { done: number } }).tasks.done;
+}
+
+/** Orchestrators started in the background: a failed test must not leave one waiting on a gone store. */
+const detached: number[] = [];
+
+async function startDetached(f: ArchiveFixture, archive: string[]): Promise<void> {
+  const r = await f.cli(["--json", "start", "--detach", "--poll", "50", ...archive]);
+  assert.equal(r.code, 0, r.stderr);
+  detached.push((JSON.parse(r.stdout) as { pid: number }).pid);
+}
+
+async function walEntries(ws: Workspace) {
+  const all = [];
+  for (const run of await listRuns(ws))
+    for await (const { entry } of readWalEntries(run.file)) all.push({ run: run.run_id, ...entry });
+  return all;
+}
+
+describe("start --archive-to", () => {
+  let h: S3Harness;
+  let scratch: { dir: string; cleanup: () => Promise<void> };
+  before(async () => {
+    h = await startS3Harness({ buckets: [BUCKET] });
+    scratch = await scratchDir("bernstein-start-archive-");
+  });
+  after(async () => {
+    for (const pid of detached) if (isProcessAlive(pid)) process.kill(pid, "SIGKILL");
+    await h.close();
+    await scratch.cleanup();
+  });
+
+  it("stop returns once the store holds the run's last entry; a second archiver is refused (exit 3)", async () => {
+    const f = await archiveFixture(path.join(scratch.dir, "stop"));
+    const store = path.join(f.dir, "store");
+    await startDetached(f, ["--archive-to", store, "--archive-interval", NEVER]);
+    for (const id of ["a", "b"]) await addTask(f.ws, { id, title: id, command: "true" });
+    await waitFor("both tasks done", async () => (await tasksDone(f)) === 2);
+
+    const second = await f.cli(["dr", "archive", "--to", path.join(f.dir, "other"), "--once"]);
+    assert.equal(second.code, 3, second.stderr);
+    assert.match(second.stderr, /already archives this workspace to .*store/);
+
+    const stop = await f.cli(["--json", "stop"]);
+    assert.equal(stop.code, 0, stop.stderr);
+    const runs = await listRuns(f.ws);
+    const run = runs[runs.length - 1]!.run_id;
+    const entries = await walEntries(f.ws);
+    assert.equal(entries[entries.length - 1]!.decision_type, "orchestrator_stopped");
+
+    const restored = path.join(f.dir, "restored", ".sdd");
+    const rr = await f.cli(["--json", "dr", "archive-restore", "--from", store, "--latest"], restored);
+    assert.equal(rr.code, 0, rr.stderr);
+    assert.equal(
+      await sha256File(path.join(restored, "runtime", "wal", `${run}.wal.jsonl`)),
+      await sha256File(f.ws.walFile(run)),
+      "the store holds the whole run, orchestrator_stopped included",
+    );
+    const shown = JSON.parse((await f.cli(["--json", "dr", "status"])).stdout).archive;
+    assert.equal(shown.running, false);
+    assert.ok(shown.stopped_at, JSON.stringify(shown));
+  });
+
+  it("--sync: each agent finds its spawn intent in the store; an outage holds decisions until the store answers", async () => {
+    const f = await archiveFixture(path.join(scratch.dir, "sync"), h.env);
+    const prefix = "sync";
+    const objects = path.join(h.dir, BUCKET, prefix);
+    const seen = (id: string) => path.join(f.dir, `seen-${id}.txt`);
+    // What the store holds at the moment the agent runs: s3rver's own folder, listed by the agent.
+    const task = (id: string) => addTask(f.ws, { id, title: id, command: `ls ${objects} > ${seen(id)}` });
+    await startDetached(f, [
+      "--archive-to",
+      `s3://${BUCKET}/${prefix}/`,
+      "--archive-endpoint",
+      h.endpoint,
+      "--archive-retries",
+      "0",
+      "--archive-interval",
+      NEVER,
+      "--sync",
+    ]);
+    for (const id of ["s1", "s2", "s3"]) await task(id);
+    await waitFor("three tasks done", async () => (await tasksDone(f)) === 3);
+
+    h.setFault((op) => (op === "PutObject" ? 503 : undefined));
+    await task("s4");
+    const blocked = await waitFor("decisions held by the outage", async () => {
+      const s = await readArchiveStatus(f.sdd);
+      return s && s.decisions_waiting > 0 && s.errors_in_a_row > 0 ? s : undefined;
+    });
+    assert.ok(blocked.last_error, JSON.stringify(blocked));
+    const status = await f.cli(["dr", "status"]);
+    assert.match(status.stdout, /--sync: \d+ commit group\(s\) wait for the store/);
+    // The held decision is s4's adoption: nothing about s4 is acted on while the store is down.
+    await assert.rejects(readFile(seen("s4")), { code: "ENOENT" });
+    h.setFault(undefined);
+    await waitFor("s4 done after the store answered", async () => (await tasksDone(f)) === 4);
+    assert.equal((await f.cli(["stop"])).code, 0);
+
+    const entries = await walEntries(f.ws);
+    for (const id of ["s1", "s2", "s3", "s4"]) {
+      const intent = entries.find(
+        (e) => e.decision_type === "task_spawn_confirmed" && e.inputs.task_id === id && !e.committed,
+      )!;
+      const listed = (await readFile(seen(id), "utf8"))
+        .split("\n")
+        .map((n) => n.replace(/\._S3rver_object$/, ""));
+      const holds = listed
+        .map((n) => parseSegmentKey(n))
+        .some(
+          (s) =>
+            s?.stream === `runtime/wal/${intent.run}.wal.jsonl` &&
+            s.firstSeq! <= intent.seq &&
+            intent.seq <= s.lastSeq!,
+        );
+      assert.ok(
+        holds,
+        `${id}: its spawn intent #${intent.seq} was not in the store when it ran:\n${listed.join("\n")}`,
+      );
+    }
+  });
+
+  it("the metrics file: dr backup's and the archiver's lines side by side; lag, errors, window", async () => {
+    const f = await archiveFixture(path.join(scratch.dir, "metrics"), h.env);
+    const metrics = path.join(f.dir, "bernstein.prom");
+    const url = `s3://${BUCKET}/metrics/`;
+    const remote = ["--endpoint", h.endpoint, "--retries", "0"];
+    await appendDecisions(f.ws, "run-metrics", 5);
+    const backup = async (name: string) => {
+      const r = await f.cli(["dr", "backup", "--to", path.join(f.dir, name), "--metrics-file", metrics]);
+      assert.equal(r.code, 0, r.stderr);
+    };
+    const archiveOnce = () =>
+      f.cli(["dr", "archive", "--to", url, "--once", "--metrics-file", metrics, ...remote]);
+    await backup("bk.tar.gz");
+    const ok = await archiveOnce();
+    assert.equal(ok.code, 0, ok.stderr);
+    const value = (text: string, name: string): number | undefined => {
+      const m = new RegExp(`^bernstein_${name}\\{sdd="[^"]+"\\} (\\S+)$`, "m").exec(text);
+      return m ? Number(m[1]) : undefined;
+    };
+    let text = await readFile(metrics, "utf8");
+    assert.equal(value(text, "backup_last_run_success"), 1, text);
+    assert.equal(value(text, "archive_lag_entries"), 0, text);
+    assert.equal(value(text, "archive_errors_total"), 0, text);
+    assert.ok(value(text, "archive_last_upload_timestamp_seconds")! > 0, text);
+    assert.ok(value(text, "archive_window_start_timestamp_seconds")! > 0, text);
+    assert.ok(
+      value(text, "archive_window_end_timestamp_seconds")! >=
+        value(text, "archive_window_start_timestamp_seconds")!,
+      text,
+    );
+
+    await appendDecisions(f.ws, "run-metrics", 7, 5);
+    h.setFault((op) => (op === "PutObject" ? 503 : undefined));
+    const down = await archiveOnce();
+    h.setFault(undefined);
+    assert.equal(down.code, 7, down.stderr);
+    text = await readFile(metrics, "utf8");
+    assert.equal(value(text, "archive_lag_entries"), 7, text);
+    assert.equal(value(text, "archive_errors_in_a_row"), 1, text);
+    assert.equal(value(text, "backup_last_run_success"), 1, "the backup's lines are kept: " + text);
+
+    await backup("bk2.tar.gz");
+    text = await readFile(metrics, "utf8");
+    assert.equal(value(text, "archive_lag_entries"), 7, "the archiver's lines are kept: " + text);
+    assert.equal((await readdir(f.dir)).filter((n) => n.endsWith(".prom")).length, 1);
+  });
+});
