@@ -1,0 +1,51 @@
+/**
+ * Archives with a known history for the prune and compaction tests: base snapshots and segments
+ * in a chosen order, written by the real archiver (src/archive/archiver.ts) to a folder store.
+ */
+import { cp, mkdir, readFile } from "node:fs/promises";
+import path from "node:path";
+import { Archiver } from "../../../src/archive/archiver.js";
+import { listStreams } from "../../../src/archive/streams.js";
+import { LocalStore } from "../../../src/storage/local-store.js";
+import { appendDecisions, type ArchiveFixture } from "./archive-workspace.js";
+
+export type HistoryStep = { snapshot: true } | { decisions: number };
+
+/** Runs `steps` against `store`: a snapshot, or decisions followed by one shipping cycle. */
+export async function writeHistory(
+  f: ArchiveFixture,
+  store: string,
+  run: string,
+  steps: HistoryStep[],
+  madeBefore = 0,
+): Promise<number> {
+  let made = madeBefore;
+  await mkdir(store, { recursive: true });
+  for (const step of steps) {
+    const snapshot = "snapshot" in step;
+    if (!snapshot) {
+      await appendDecisions(f.ws, run, step.decisions, made);
+      made += step.decisions;
+    }
+    const archiver = new Archiver({
+      store: new LocalStore(store),
+      ws: f.ws,
+      intervalMs: 1000,
+      // 0: a snapshot on this step; otherwise none falls due.
+      snapshotIntervalMs: snapshot ? 0 : Number.MAX_SAFE_INTEGER,
+    });
+    const r = await archiver.step();
+    if (!r) throw new Error(`archiver step failed: ${archiver.health.snapshot().last_error}`);
+  }
+  return made;
+}
+
+/** A copy of a folder store, metadata sidecars included. */
+export const copyStore = (from: string, to: string): Promise<void> => cp(from, to, { recursive: true });
+
+/** Every stream file of a restored workspace (WAL runs, audit, ledger, runs): path → bytes. */
+export async function restoredStreams(sdd: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const s of await listStreams(sdd)) out.set(s, (await readFile(path.join(sdd, s))).toString("base64"));
+  return out;
+}
