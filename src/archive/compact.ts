@@ -108,10 +108,13 @@ async function mergeGroup(store: BackupStore, gen: string, stream: string, group
   const ixs: SegmentIndex[] = [];
   for (const s of group) {
     const ix = await readSegmentIndex(store, s.key);
-    if (!ix) throw new Error(`${store.describe(s.key)}: listed, then gone (another compaction or prune running?)`);
+    if (!ix)
+      throw new Error(`${store.describe(s.key)}: listed, then gone (another compaction or prune running?)`);
     const data = await readObject(store, s.key);
     if (sha256(data) !== ix.sha256 || data.length !== s.to - s.from)
-      throw new Error(`${store.describe(s.key)}: does not match its index or name; run dr archive-list --check`);
+      throw new Error(
+        `${store.describe(s.key)}: does not match its index or name; run dr archive-list --check`,
+      );
     parts.push(data);
     ixs.push(ix);
   }
@@ -119,10 +122,9 @@ async function mergeGroup(store: BackupStore, gen: string, stream: string, group
   const last = group[group.length - 1]!;
   const bytes = Buffer.concat(parts);
   // The merge proves the same chain the pieces did: every line whole, every WAL entry linked.
-  new LineCutter(stream, first.key, endBefore(stream, first, ixs[0]!), { atMs: Number.MAX_SAFE_INTEGER }).take(
-    bytes,
-    last.to,
-  );
+  new LineCutter(stream, first.key, endBefore(stream, first, ixs[0]!), {
+    atMs: Number.MAX_SAFE_INTEGER,
+  }).take(bytes, last.to);
   const lastIx = ixs[ixs.length - 1]!;
   const times = ixs.map((i) => i.first_time).filter((t) => t > 0);
   const ix: SegmentIndex = {
@@ -144,7 +146,8 @@ async function mergeGroup(store: BackupStore, gen: string, stream: string, group
   });
   await store.put(key, Readable.from([bytes]), { sha256: ix.sha256, metadata: segmentMetadata(ix) });
   const back = await readSegmentIndex(store, key);
-  if (back?.sha256 !== ix.sha256) throw new Error(`${store.describe(key)}: not readable back after storing it`);
+  if (back?.sha256 !== ix.sha256)
+    throw new Error(`${store.describe(key)}: not readable back after storing it`);
   return { key, bytes: bytes.length };
 }
 
@@ -188,12 +191,17 @@ export async function compactArchive(
   };
   for (const g of listing.generations) {
     if (g.record?.encrypted) {
-      result.skipped.push({ generation: g.generation, reason: "encrypted: compaction needs the password (not built yet)" });
+      result.skipped.push({
+        generation: g.generation,
+        reason: "encrypted: compaction needs the password (not built yet)",
+      });
       continue;
     }
     await compactGeneration(store, g, opts, result);
   }
   result.segments_after =
-    result.segments_before - result.leftovers.length - result.merged.reduce((n, m) => n + m.replaced.length - 1, 0);
+    result.segments_before -
+    result.leftovers.length -
+    result.merged.reduce((n, m) => n + m.replaced.length - 1, 0);
   return result;
 }

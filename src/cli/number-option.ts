@@ -39,7 +39,16 @@ export function durationOption(name: string): (value: string) => number {
   };
 }
 
-const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3 };
+const SIZE_UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gib: 1024 ** 3,
+};
 
 /** A byte count: 8388608, 512KiB, 8MiB, 1GiB (binary units). */
 export function sizeOption(name: string, min = 1): (value: string) => number {

@@ -19,7 +19,9 @@ export function registerDrArchiveCompact(program: Command): void {
   addRemoteOptions(
     findDr(program)
       .command("archive-compact")
-      .description("merge a WAL archive's small consecutive segments into larger ones (restorable throughout)")
+      .description(
+        "merge a WAL archive's small consecutive segments into larger ones (restorable throughout)",
+      )
       .requiredOption("--from <location>", "archive location: a folder or s3://bucket/prefix/")
       .option(
         "--target-size <size>",

@@ -2,7 +2,7 @@
  * Archives with a known history for the prune and compaction tests: base snapshots and segments
  * in a chosen order, written by the real archiver (src/archive/archiver.ts) to a folder store.
  */
-import { cp, mkdir, readFile } from "node:fs/promises";
+import { appendFile, cp, mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { Archiver } from "../../../src/archive/archiver.js";
 import { listStreams } from "../../../src/archive/streams.js";
@@ -18,6 +18,8 @@ export async function writeHistory(
   run: string,
   steps: HistoryStep[],
   madeBefore = 0,
+  /** A log stream (path under `.sdd/`) that gets one timed line per decisions step too. */
+  log?: string,
 ): Promise<number> {
   let made = madeBefore;
   await mkdir(store, { recursive: true });
@@ -26,6 +28,10 @@ export async function writeHistory(
     if (!snapshot) {
       await appendDecisions(f.ws, run, step.decisions, made);
       made += step.decisions;
+      if (log) {
+        await mkdir(path.dirname(f.ws.p(log)), { recursive: true });
+        await appendFile(f.ws.p(log), JSON.stringify({ timestamp: Date.now() / 1000, made }) + "\n");
+      }
     }
     const archiver = new Archiver({
       store: new LocalStore(store),

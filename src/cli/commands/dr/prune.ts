@@ -22,7 +22,10 @@ type PruneFlags = RemoteFlags & KeepFlags & { at?: string; from?: string; dryRun
 
 function locationOf(opts: PruneFlags): string {
   if ((opts.at === undefined) === (opts.from === undefined))
-    throw new UserError("dr prune: give the location once, as --at LOCATION or --from LOCATION", ExitCode.USAGE);
+    throw new UserError(
+      "dr prune: give the location once, as --at LOCATION or --from LOCATION",
+      ExitCode.USAGE,
+    );
   return (opts.at ?? opts.from)!;
 }
 
