@@ -7,14 +7,15 @@ import path from "node:path";
 import { Archiver } from "../../../src/archive/archiver.js";
 import { listStreams } from "../../../src/archive/streams.js";
 import { LocalStore } from "../../../src/storage/local-store.js";
+import type { BackupStore } from "../../../src/storage/store.js";
 import { appendDecisions, type ArchiveFixture } from "./archive-workspace.js";
 
 export type HistoryStep = { snapshot: true } | { decisions: number };
 
-/** Runs `steps` against `store`: a snapshot, or decisions followed by one shipping cycle. */
+/** Runs `steps` against `store` (a folder, or any store): a snapshot, or decisions followed by one shipping cycle. */
 export async function writeHistory(
   f: ArchiveFixture,
-  store: string,
+  store: string | BackupStore,
   run: string,
   steps: HistoryStep[],
   madeBefore = 0,
@@ -22,7 +23,7 @@ export async function writeHistory(
   log?: string,
 ): Promise<number> {
   let made = madeBefore;
-  await mkdir(store, { recursive: true });
+  if (typeof store === "string") await mkdir(store, { recursive: true });
   for (const step of steps) {
     const snapshot = "snapshot" in step;
     if (!snapshot) {
@@ -34,7 +35,7 @@ export async function writeHistory(
       }
     }
     const archiver = new Archiver({
-      store: new LocalStore(store),
+      store: typeof store === "string" ? new LocalStore(store) : store,
       ws: f.ws,
       intervalMs: 1000,
       // 0: a snapshot on this step; otherwise none falls due.
