@@ -6,7 +6,14 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { listArchive } from "../../src/archive/catalog.js";
+import {
+  SNAPSHOT_FORMAT,
+  listArchive,
+  type GenerationListing,
+  type SnapshotIndex,
+  type StoredSegment,
+} from "../../src/archive/catalog.js";
+import { planArchivePrune } from "../../src/archive/prune.js";
 import { LocalStore } from "../../src/storage/local-store.js";
 import { scratchDir } from "../helpers.js";
 import { archiveFixture, storeObjects, type ArchiveFixture } from "./support/archive-workspace.js";
@@ -147,5 +154,79 @@ describe("dr prune on a WAL archive", () => {
     const bad = await f.cli(["dr", "prune", "--from", pristine, "--keep-within", "7 days"]);
     assert.equal(bad.code, 2, bad.stderr);
     assert.match(bad.stderr, /--keep-within/);
+  });
+});
+
+describe("the WAL archive prune plan", () => {
+  const DAY = 86_400_000;
+  const T0 = Date.UTC(2026, 11, 1);
+  const WAL = "runtime/wal/r.wal.jsonl";
+  const snap = (generation: string, number: number, day: number, length: number): SnapshotIndex => ({
+    format: SNAPSHOT_FORMAT,
+    generation,
+    number,
+    key: `gen-${generation}.snap-${String(number).padStart(6, "0")}.tar.gz`,
+    sha256: "",
+    size_bytes: 1,
+    started_at: T0 + day * DAY,
+    completed_at: T0 + day * DAY,
+    streams: { [WAL]: { length, tail_sha256: "" } },
+  });
+  const seg = (generation: string, from: number, to: number): StoredSegment => ({
+    generation,
+    stream: WAL,
+    from,
+    to,
+    key: `gen-${generation}.seg.x.${from}-${to}`,
+    size: to - from,
+  });
+  const gen = (
+    generation: string,
+    snapshots: SnapshotIndex[],
+    segments: StoredSegment[],
+  ): GenerationListing => ({
+    generation,
+    snapshots,
+    unindexed: [],
+    segments: new Map(segments.length ? [[WAL, segments]] : []),
+  });
+
+  it("--keep-within keeps the snapshot its period starts from; segments before the oldest kept one go, oldest first", () => {
+    const g = "g1";
+    const listing = {
+      foreign: [],
+      generations: [
+        gen(
+          g,
+          [snap(g, 0, 0, 0), snap(g, 1, 1, 100), snap(g, 2, 2, 200), snap(g, 3, 3, 300)],
+          [seg(g, 0, 50), seg(g, 50, 100), seg(g, 100, 150), seg(g, 150, 250), seg(g, 250, 300)],
+        ),
+      ],
+    };
+    const plan = planArchivePrune(listing, { within: 1.5 * DAY });
+    assert.deepEqual(
+      plan.snapshots.map((s) => `${s.number}:${s.action}`),
+      ["3:keep", "2:keep", "1:keep", "0:delete"],
+    );
+    assert.match(plan.snapshots[2]!.reasons.join(), /starts the window/);
+    // Snapshot 0's index before its archive, then the segments only snapshot 0 needed, oldest first.
+    assert.deepEqual(plan.generations[0]!.deletes, [
+      `gen-${g}.snap-000000.idx.json`,
+      `gen-${g}.snap-000000.tar.gz`,
+      `gen-${g}.seg.x.0-50`,
+      `gen-${g}.seg.x.50-100`,
+    ]);
+  });
+
+  it("an old generation with nothing kept goes whole, record last; a newest one still without a snapshot stays", () => {
+    const record = { generation: "g1" } as GenerationListing["record"];
+    const old = { ...gen("g1", [snap("g1", 0, 0, 0)], [seg("g1", 0, 10)]), record };
+    const mid = gen("g2", [snap("g2", 0, 1, 0)], []);
+    const starting = gen("g3", [], [seg("g3", 0, 10)]);
+    const plan = planArchivePrune({ foreign: [], generations: [old, mid, starting] }, { last: 1 });
+    assert.equal(plan.generations[0]!.action, "delete");
+    assert.equal(plan.generations[0]!.deletes.at(-1), "gen-g1.json");
+    assert.equal(plan.generations[1]!.action, "keep");
+    assert.deepEqual(plan.generations[2]!.deletes, []);
   });
 });
