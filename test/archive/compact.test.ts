@@ -8,7 +8,9 @@ import { cp, readFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { mergeGroups } from "../../src/archive/compact.js";
-import type { StoredSegment } from "../../src/archive/catalog.js";
+import { listArchive, type StoredSegment } from "../../src/archive/catalog.js";
+import { storedEnds } from "../../src/archive/generation.js";
+import { LocalStore } from "../../src/storage/local-store.js";
 import { scratchDir } from "../helpers.js";
 import {
   archiveFixture,
@@ -129,5 +131,33 @@ describe("dr archive-compact", () => {
       ["10-20", "20-30"],
     ]);
     assert.deepEqual(keys(mergeGroups([seg(0, 10), seg(11, 20), seg(20, 25)], 100)), [["11-20", "20-25"]]);
+  });
+});
+
+describe("an archiver resuming beside a compaction", () => {
+  it("takes the stream's end from the merged segment when a listed small one is gone before its HEAD", async () => {
+    const scratch = await scratchDir("bernstein-archive-resume-compacted-");
+    try {
+      const f = await archiveFixture(path.join(scratch.dir, "ws"));
+      const dir = path.join(scratch.dir, "store");
+      await writeHistory(f, dir, RUN, [{ decisions: 3 }, { decisions: 2 }, { decisions: 2 }]);
+      const smalls = walSegments((await storeObjects(dir)).keys(), RUN);
+      const r = await f.cli(["--json", "dr", "archive-compact", "--from", dir, "--target-size", "1MiB"]);
+      assert.equal(r.code, 0, r.stderr);
+      // A listing taken before the compaction deleted the small segments.
+      class StaleListing extends LocalStore {
+        override async list(prefix = "") {
+          const now = await super.list(prefix);
+          return [...now, ...smalls.map((key) => ({ key, size: 1, lastModified: new Date(), metadata: {} }))];
+        }
+      }
+      const store = new StaleListing(dir);
+      const ends = await storedEnds(store, (await listArchive(store)).generations[0]!);
+      const wal = ends.get(`runtime/wal/${RUN}.wal.jsonl`)!;
+      assert.equal(wal.seq, 6);
+      assert.equal(wal.length, (await readFile(f.ws.walFile(RUN))).length);
+    } finally {
+      await scratch.cleanup();
+    }
   });
 });
