@@ -49,13 +49,16 @@ export async function storedEnds(store: BackupStore, g: GenerationListing): Prom
   const snap = g.snapshots[g.snapshots.length - 1];
   for (const [stream, end] of Object.entries(snap?.streams ?? {})) ends.set(stream, end);
   for (const [stream, segs] of g.segments) {
-    const last = segs[segs.length - 1]!;
-    if (last.to <= (ends.get(stream)?.length ?? 0)) continue;
-    const ix = await readSegmentIndex(store, last.key);
-    if (!ix) continue;
-    const end: StreamEnd = { length: last.to, tail_sha256: ix.tail_sha256 };
-    if (last.lastSeq !== undefined) Object.assign(end, { seq: last.lastSeq, entry_hash: ix.last_hash });
-    ends.set(stream, end);
+    // The furthest segment still there: a compaction may delete a listed one before its HEAD.
+    for (const last of [...segs].sort((a, b) => b.to - a.to || a.from - b.from)) {
+      if (last.to <= (ends.get(stream)?.length ?? 0)) break;
+      const ix = await readSegmentIndex(store, last.key);
+      if (!ix) continue;
+      const end: StreamEnd = { length: last.to, tail_sha256: ix.tail_sha256 };
+      if (last.lastSeq !== undefined) Object.assign(end, { seq: last.lastSeq, entry_hash: ix.last_hash });
+      ends.set(stream, end);
+      break;
+    }
   }
   return ends;
 }

@@ -109,6 +109,12 @@ async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> 
   }
   const snaps = pick.gen.snapshots;
   const stream = cut.run ? `runtime/wal/${cut.run}.wal.jsonl` : undefined;
+  if (stream && (snaps[0]!.streams[stream]?.seq ?? -1) > cut.seq!)
+    // Before the oldest snapshot: pruned (or never archived); no segment can take the WAL back.
+    throw new UserError(
+      `--at-seq ${cut.run}:${cut.seq} is before the archive's window (${describe()})`,
+      ExitCode.USAGE,
+    );
   const snapshot =
     [...snaps]
       .reverse()

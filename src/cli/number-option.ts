@@ -4,6 +4,7 @@
  * (usage-error.ts): one line, `--flag VALUE: must be ...; see 'bernstein ... --help'`, exit 2.
  */
 import { InvalidArgumentError } from "commander";
+import { parseDuration } from "../storage/schedule.js";
 
 /** A whole number of at least `min`. */
 export function intOption(name: string, min = 0): (value: string) => number {
@@ -23,6 +24,40 @@ export function numberOption(name: string, range: "positive" | "non-negative"): 
     const ok = value.trim() !== "" && Number.isFinite(n) && (range === "positive" ? n > 0 : n >= 0);
     if (!ok)
       throw new InvalidArgumentError(`${name} must be a number ${range === "positive" ? ">" : ">="} 0`);
+    return n;
+  };
+}
+
+/** A duration such as 90s, 36h, 7d or 1h30m, in milliseconds. */
+export function durationOption(name: string): (value: string) => number {
+  return (value: string): number => {
+    try {
+      return parseDuration(value);
+    } catch {
+      throw new InvalidArgumentError(`${name} must be a duration such as 90s, 36h, 7d or 1h30m`);
+    }
+  };
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gib: 1024 ** 3,
+};
+
+/** A byte count: 8388608, 512KiB, 8MiB, 1GiB (binary units). */
+export function sizeOption(name: string, min = 1): (value: string) => number {
+  return (value: string): number => {
+    const m = /^\s*(\d+)\s*([a-z]*)\s*$/i.exec(value);
+    const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+    const n = m && unit ? Number(m[1]) * unit : NaN;
+    if (!Number.isSafeInteger(n) || n < min)
+      throw new InvalidArgumentError(`${name} must be a size such as 512KiB or 8MiB (at least ${min} bytes)`);
     return n;
   };
 }

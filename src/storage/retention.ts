@@ -1,11 +1,13 @@
 /**
- * Retention in the style of restic's `forget`: the newest N backups, then one backup per
+ * Retention in the style of restic's `forget`: the newest N backups, every backup made within a
+ * duration of the newest one, then one backup per
  * hour/day/week/month bucket for the newest H/D/W/M buckets that hold a backup. Buckets use
  * UTC; weeks are ISO weeks (Monday first). A backup is kept if any rule keeps it, and every
  * decision says why. The newest backup that passed verification is never deleted, whatever
  * the rules say: a location must always keep one restorable copy.
  */
 import { ExitCode, UserError } from "../errors/errors.js";
+import { formatDuration } from "./schedule.js";
 
 export interface RetentionPolicy {
   last?: number;
@@ -13,6 +15,8 @@ export interface RetentionPolicy {
   daily?: number;
   weekly?: number;
   monthly?: number;
+  /** Milliseconds: keep every item created within this long before the newest item (restic's --keep-within). */
+  within?: number;
 }
 
 export interface RetentionItem {
@@ -77,6 +81,17 @@ export function validatePolicy(policy: RetentionPolicy): void {
   if (!given.some(([, v]) => (v as number) > 0)) throw new RetentionPolicyError(undefined);
 }
 
+/** Keeps every item created at most `ms` before the newest one (restic measures from the newest, not from now). */
+function keepWithin<T extends RetentionItem>(newestFirst: RetentionDecision<T>[], ms: number): void {
+  if (ms <= 0 || newestFirst.length === 0) return;
+  const since = newestFirst[0]!.item.created.getTime() - ms;
+  for (const d of newestFirst) {
+    if (d.item.created.getTime() < since) break;
+    d.keep = true;
+    d.reasons.push(`within ${formatDuration(ms)} of the newest`);
+  }
+}
+
 /** Decides keep/delete for every item; the result is newest first. */
 export function applyRetention<T extends RetentionItem>(
   items: T[],
@@ -94,6 +109,7 @@ export function applyRetention<T extends RetentionItem>(
       d.reasons.push(`last ${i + 1}/${lastN}`);
     }
   });
+  keepWithin(decisions, policy.within ?? 0);
   for (const rule of RULES) {
     const limit = policy[rule.key] ?? 0;
     let used = 0;

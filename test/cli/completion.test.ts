@@ -60,6 +60,7 @@ describe("shell completion and the man page, generated from the command definiti
       assert.ok(top!.split(" ").includes(word), `${word} in: ${top}`);
     assert.deepEqual(dr!.split(" ").sort(), [
       "archive",
+      "archive-compact",
       "archive-list",
       "archive-restore",
       "backup",

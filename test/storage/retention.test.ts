@@ -114,6 +114,19 @@ describe("retention (restic-style buckets)", () => {
     assert.throws(() => applyRetention(sixtyBackups(), { last: -1 }), UserError);
   });
 
+  it("--keep-within: every backup at most that long before the newest one, and no older", () => {
+    const items = sixtyBackups();
+    // The newest is 2026-03-31 18:00: 3 days back reaches 2026-03-28 18:00.
+    const within = applyRetention(items, { within: 3 * DAY });
+    const keptNames = within.filter((d) => d.keep).map((d) => d.item.name);
+    assert.deepEqual(
+      keptNames.sort(),
+      [dayAt(0, 0), dayAt(0, 6), dayAt(0, 12), dayAt(0, 18), dayAt(1), dayAt(2)].sort(),
+    );
+    assert.ok(within.find((d) => d.item.name === dayAt(1))!.reasons.includes("within 3d of the newest"));
+    assert.throws(() => applyRetention(items, { within: 0 }), UserError);
+  });
+
   it("ISO weeks: years start on the week with the first Thursday", () => {
     assert.equal(isoWeek(new Date(Date.UTC(2026, 0, 1))), "2026-W01");
     assert.equal(isoWeek(new Date(Date.UTC(2027, 0, 1))), "2026-W53");

@@ -25,7 +25,9 @@ const drOffsite: Register = async (p) => (await import("./dr-offsite.js")).regis
 const drReplication: Register = async (p) => (await import("./dr-replication.js")).registerDrReplication(p);
 const drArchive: Register = async (p) => (await import("./dr-archive.js")).registerDrArchive(p);
 const drArchiveRead: Register = async (p) => (await import("./dr-archive-read.js")).registerDrArchiveRead(p);
-const dr: Register[] = [drCore, drOffsite, drReplication, drArchive, drArchiveRead];
+const drArchiveCompact: Register = async (p) =>
+  (await import("./dr-archive-compact.js")).registerDrArchiveCompact(p);
+const dr: Register[] = [drCore, drOffsite, drReplication, drArchive, drArchiveRead, drArchiveCompact];
 const DR_BY_WORD: Record<string, Register[]> = {
   backup: [drCore],
   restore: [drCore],
@@ -41,6 +43,7 @@ const DR_BY_WORD: Record<string, Register[]> = {
   archive: [drCore, drArchive],
   "archive-list": [drCore, drArchiveRead],
   "archive-restore": [drCore, drArchiveRead],
+  "archive-compact": [drCore, drArchiveCompact],
 };
 
 const ALL: Register[] = [

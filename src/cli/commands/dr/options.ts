@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import { addIdentityOption } from "../../age-keys.js";
-import { intOption } from "../../number-option.js";
+import { durationOption, intOption } from "../../number-option.js";
 import {
   RetentionPolicyError,
   validatePolicy as validateRetentionPolicy,
@@ -22,6 +22,7 @@ export interface KeepFlags {
   keepDaily?: number;
   keepWeekly?: number;
   keepMonthly?: number;
+  keepWithin?: number;
 }
 
 /** The keys that open an archive: a password (Fernet `.enc`) or age identities (`.age`). */
@@ -60,6 +61,11 @@ export function addKeepOptions(cmd: Command): Command {
   return cmd
     .option("--keep-last <n>", "keep the newest N backups", intOption("--keep-last"))
     .option(
+      "--keep-within <duration>",
+      "keep every backup made within this long (7d, 36h) before the newest one",
+      durationOption("--keep-within"),
+    )
+    .option(
       "--keep-hourly <n>",
       "keep the newest backup of each of the last N hours that have one",
       intOption("--keep-hourly"),
@@ -88,6 +94,7 @@ export function policyFrom(flags: KeepFlags): RetentionPolicy {
     daily: flags.keepDaily,
     weekly: flags.keepWeekly,
     monthly: flags.keepMonthly,
+    within: flags.keepWithin,
   };
 }
 
@@ -111,7 +118,7 @@ export function checkKeepRules(policy: RetentionPolicy): void {
     if (!(err instanceof RetentionPolicyError)) throw err;
     throw new UserError(
       err.rule === undefined
-        ? "prune: give at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly (> 0)"
+        ? "prune: give at least one of --keep-last, --keep-within, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly (> 0)"
         : `--keep-${err.rule}: expected a whole number >= 0, got ${String(err.value)}`,
       ExitCode.USAGE,
     );

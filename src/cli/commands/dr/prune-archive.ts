@@ -1,0 +1,74 @@
+/** `dr prune` on a WAL archive location: the plan (src/archive/prune.ts), its execution, its report. */
+import { listArchive, type ArchiveListing } from "../../../archive/catalog.js";
+import { executeArchivePrune, planArchivePrune, type ArchivePrunePlan } from "../../../archive/prune.js";
+import { formatWindow, generationWindow } from "../../../archive/window.js";
+import type { RetentionPolicy } from "../../../storage/retention.js";
+import type { BackupStore } from "../../../storage/store.js";
+import type { Output } from "../../output.js";
+
+/** Whether the location holds a WAL archive (a generation record, snapshot or segment). */
+export async function archiveAt(store: BackupStore): Promise<ArchiveListing | undefined> {
+  const listing = await listArchive(store);
+  return listing.generations.length > 0 ? listing : undefined;
+}
+
+async function windows(store: BackupStore): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const g of (await listArchive(store)).generations)
+    out[g.generation] = formatWindow(await generationWindow(store, g));
+  return out;
+}
+
+export async function pruneArchive(
+  out: Output,
+  store: BackupStore,
+  listing: ArchiveListing,
+  policy: RetentionPolicy,
+  dryRun: boolean,
+): Promise<void> {
+  const plan = planArchivePrune(listing, policy);
+  const deleted = dryRun ? 0 : await executeArchivePrune(store, plan);
+  const after = dryRun ? {} : await windows(store);
+  const result = {
+    ok: true,
+    kind: "wal-archive",
+    root: store.root,
+    dry_run: dryRun,
+    ...plan,
+    deleted_objects: deleted,
+    windows_after: after,
+    foreign_ignored: listing.foreign,
+  };
+  out.result(result, () => describePlan(out, plan, dryRun, after));
+}
+
+function describePlan(
+  out: Output,
+  plan: ArchivePrunePlan,
+  dryRun: boolean,
+  after: Record<string, string>,
+): void {
+  const del = dryRun ? "would delete" : "delete";
+  for (const s of plan.snapshots) {
+    const verb = s.action === "keep" ? "keep  " : del;
+    out.line(`${verb} ${s.key}  (${s.reasons.join("; ")})`);
+  }
+  for (const g of plan.generations) {
+    const objects = g.deletes.length;
+    if (g.action === "delete") {
+      out.line(`${del} generation ${g.generation} whole: ${objects} object(s), no kept snapshot`);
+    } else if (objects > 0) {
+      out.line(
+        `${del} ${g.segments_deleted} segment(s) (${g.bytes_deleted} bytes) of ${g.generation} ` +
+          `before snapshot ${g.oldest_kept}, ${objects - g.segments_deleted} snapshot object(s)`,
+      );
+    }
+    if (after[g.generation]) out.line(`window now ${after[g.generation]}`);
+  }
+  const kept = plan.snapshots.filter((s) => s.action === "keep").length;
+  const total = plan.generations.reduce((n, g) => n + g.deletes.length, 0);
+  out.line(
+    `${kept} snapshot(s) kept, ${plan.snapshots.length - kept} ${dryRun ? "would be deleted" : "deleted"}; ` +
+      `${total} object(s) ${dryRun ? "would be deleted" : "deleted"}`,
+  );
+}

@@ -1,0 +1,89 @@
+/**
+ * Compaction and retention of a WAL archive in the S3-compatible server: the merged segments'
+ * indexes live in object metadata like any segment's, and a point restores the same bytes after
+ * `dr archive-compact` and `dr prune --from s3://…`; a pruned instant is refused with exit 2.
+ */
+import assert from "node:assert/strict";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { listArchive } from "../../src/archive/catalog.js";
+import { openCatalogue } from "../../src/storage/open-store.js";
+import { scratchDir } from "../helpers.js";
+import { startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
+import { archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
+import { restoredStreams, writeHistory } from "./support/archive-history.js";
+
+const BUCKET = "wal-archive-retention";
+const RUN = "run-s3-retention";
+
+describe("dr archive-compact and dr prune on s3://", () => {
+  let h: S3Harness;
+  let scratch: { dir: string; cleanup: () => Promise<void> };
+  let f: ArchiveFixture;
+  const saved = { ...process.env };
+  before(async () => {
+    h = await startS3Harness({ buckets: [BUCKET] });
+    scratch = await scratchDir("bernstein-archive-s3-retention-");
+    f = await archiveFixture(scratch.dir, h.env);
+    Object.assign(process.env, h.env);
+  });
+  after(async () => {
+    process.env = saved;
+    await h.close();
+    await scratch.cleanup();
+  });
+
+  it("a point restores the same bytes after compaction and a prune; a pruned instant exits 2", async () => {
+    const url = `s3://${BUCKET}/site/`;
+    const remote = ["--endpoint", h.endpoint, "--retries", "0"];
+    const store = await openCatalogue(url, { endpoint: h.endpoint, retries: 0 });
+    const twoDecisions = Array.from({ length: 5 }, () => ({ decisions: 2 }));
+    await writeHistory(f, store, RUN, [
+      { decisions: 3 },
+      ...twoDecisions,
+      { snapshot: true },
+      ...twoDecisions,
+    ]);
+    const restore = async (point: string[], name: string) => {
+      const sdd = path.join(scratch.dir, name, ".sdd");
+      const r = await f.cli(["--json", "dr", "archive-restore", "--from", url, ...point, ...remote], sdd);
+      return {
+        code: r.code,
+        stderr: r.stderr,
+        streams: r.code === 0 ? await restoredStreams(sdd) : undefined,
+      };
+    };
+    const kept = ["--at-seq", `${RUN}:18`];
+    const before = await restore(kept, "before");
+    assert.equal(before.code, 0, before.stderr);
+
+    const c = await f.cli([
+      "--json",
+      "dr",
+      "archive-compact",
+      "--from",
+      url,
+      "--target-size",
+      "2KiB",
+      ...remote,
+    ]);
+    assert.equal(c.code, 0, c.stderr);
+    assert.ok(JSON.parse(c.stdout).merged.length >= 2, c.stdout);
+    assert.deepEqual((await restore(kept, "compacted")).streams, before.streams);
+
+    const p = await f.cli(["--json", "dr", "prune", "--from", url, "--keep-last", "1", ...remote]);
+    assert.equal(p.code, 0, p.stderr);
+    assert.equal(JSON.parse(p.stdout).kind, "wal-archive");
+    const [gen] = (await listArchive(store)).generations;
+    assert.deepEqual(
+      gen!.snapshots.map((s) => s.number),
+      [1],
+    );
+    assert.deepEqual((await restore(kept, "pruned")).streams, before.streams);
+    const gone = await restore(["--at-seq", `${RUN}:5`], "gone");
+    assert.equal(gone.code, 2, gone.stderr);
+    assert.match(gone.stderr, /before the archive's window/);
+    const check = await f.cli(["--json", "dr", "archive-list", "--from", url, "--check", ...remote]);
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+  });
+});
