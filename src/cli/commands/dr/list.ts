@@ -4,7 +4,7 @@ import { checkCatalogue, listCatalogue, type CatalogueEntry } from "../../../sto
 import { openCatalogue } from "../../../storage/open-store.js";
 import { backupsFromAudit } from "../../../storage/audit-record.js";
 import { openWorkspace } from "../../../workspace/layout.js";
-import { ExitCode } from "../../../errors/errors.js";
+import { ExitCode, UserError } from "../../../errors/errors.js";
 import { Output, globalsOf } from "../../output.js";
 import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./options.js";
 
@@ -34,72 +34,110 @@ function entryJson(e: CatalogueEntry) {
   };
 }
 
+/** `dr list --from LOCATION`: a WAL archive's generations (dr-archive-read.ts prints them). */
+async function listArchiveAt(
+  cmd: Command,
+  from: string,
+  opts: RemoteFlags & { check?: boolean; deep?: boolean },
+): Promise<void> {
+  if (opts.deep)
+    throw new UserError(
+      "dr list: --deep is for --at (backups); --from --check reads every segment once",
+      ExitCode.USAGE,
+    );
+  const { walArchiveAt } = await import("./archive-point.js");
+  const store = await walArchiveAt(from, opts);
+  if (!store)
+    throw new UserError(
+      `dr list --from ${from}: no WAL archive there (no gen-*.json generation record); the backups at a location are listed with --at`,
+      ExitCode.USAGE,
+    );
+  const { listWalArchive } = await import("../dr-archive-read.js");
+  await listWalArchive(cmd, store, opts.check);
+}
+
 export function registerList(dr: Command): void {
   addRemoteOptions(
     dr
       .command("list")
       .description(
-        "list the backups at a location (folder or s3://bucket/prefix/); foreign files are ignored",
+        "list the backups at a location (--at), or a WAL archive's generations, windows and gaps (--from)",
       )
-      .requiredOption("--at <location>", "folder or s3://bucket/prefix/")
-      .option("--check", "compare with what the audit chain says was written here (missing, replaced)")
-      .option("--deep", "with --check: hash every byte instead of trusting stored sha256 metadata"),
-  ).action(async (opts: RemoteFlags & { at: string; check?: boolean; deep?: boolean }, cmd: Command) => {
-    const out = Output.of(cmd);
-    const store = await openCatalogue(opts.at, s3OptionsFrom(opts));
-    const cat = await listCatalogue(store);
-    const backups = [...cat.entries].reverse().map(entryJson);
-    let findings: Awaited<ReturnType<typeof checkCatalogue>> | undefined;
-    if (opts.check) {
-      const ws = await openWorkspace(globalsOf(cmd).sdd);
-      findings = await checkCatalogue(store, await backupsFromAudit(ws, store.root), { deep: opts.deep });
-    }
-    const bad = findings?.filter((f) => f.status === "missing" || f.status === "replaced") ?? [];
-    out.result(
-      {
-        ok: bad.length === 0,
-        location: store.root,
-        backups,
-        foreign_ignored: cat.foreign,
-        ...(findings ? { check: findings } : {}),
-      },
-      () => {
-        if (backups.length === 0) out.line(`no bernstein backups at ${store.root}`);
-        else {
-          out.line(`${backups.length} backup(s) at ${store.root} (newest first):`);
-          out.line(
-            "created_at            size       files  enc  verified  host            sha256        name",
-          );
-          for (const b of backups) {
+      .option("--at <location>", "backups at this folder or s3://bucket/prefix/")
+      .option("--from <location>", "the WAL archive at this folder or s3://bucket/prefix/")
+      .option(
+        "--check",
+        "--at: compare with what the audit chain says was written there; --from: continuity of every generation",
+      )
+      .option("--deep", "with --at --check: hash every byte instead of trusting stored sha256 metadata"),
+  ).action(
+    async (
+      opts: RemoteFlags & { at?: string; from?: string; check?: boolean; deep?: boolean },
+      cmd: Command,
+    ) => {
+      if ((opts.at === undefined) === (opts.from === undefined))
+        throw new UserError(
+          "dr list: give --at LOCATION (the backups there) or --from LOCATION (a WAL archive there), not both",
+          ExitCode.USAGE,
+        );
+      if (opts.from !== undefined) return listArchiveAt(cmd, opts.from, opts);
+      const out = Output.of(cmd);
+      const store = await openCatalogue(opts.at!, s3OptionsFrom(opts));
+      const cat = await listCatalogue(store);
+      const backups = [...cat.entries].reverse().map(entryJson);
+      let findings: Awaited<ReturnType<typeof checkCatalogue>> | undefined;
+      if (opts.check) {
+        const ws = await openWorkspace(globalsOf(cmd).sdd);
+        findings = await checkCatalogue(store, await backupsFromAudit(ws, store.root), { deep: opts.deep });
+      }
+      const bad = findings?.filter((f) => f.status === "missing" || f.status === "replaced") ?? [];
+      out.result(
+        {
+          ok: bad.length === 0,
+          location: store.root,
+          backups,
+          foreign_ignored: cat.foreign,
+          ...(findings ? { check: findings } : {}),
+        },
+        () => {
+          if (backups.length === 0) out.line(`no bernstein backups at ${store.root}`);
+          else {
+            out.line(`${backups.length} backup(s) at ${store.root} (newest first):`);
             out.line(
-              [
-                b.created_at.replace(".000Z", "Z").padEnd(21),
-                humanSize(b.size_bytes).padStart(10),
-                String(b.file_count ?? "?").padStart(6),
-                (b.encrypted ? "yes" : "no").padEnd(4),
-                (b.verified ? "yes" : "NO").padEnd(9),
-                (b.source_host ?? "?").slice(0, 15).padEnd(15),
-                (b.sha256 ?? "?").slice(0, 12).padEnd(13),
-                b.name,
-              ].join(" "),
+              "created_at            size       files  enc  verified  host            sha256        name",
+            );
+            for (const b of backups) {
+              out.line(
+                [
+                  b.created_at.replace(".000Z", "Z").padEnd(21),
+                  humanSize(b.size_bytes).padStart(10),
+                  String(b.file_count ?? "?").padStart(6),
+                  (b.encrypted ? "yes" : "no").padEnd(4),
+                  (b.verified ? "yes" : "NO").padEnd(9),
+                  (b.source_host ?? "?").slice(0, 15).padEnd(15),
+                  (b.sha256 ?? "?").slice(0, 12).padEnd(13),
+                  b.name,
+                ].join(" "),
+              );
+            }
+          }
+          if (cat.foreign.length > 0)
+            out.line(`${cat.foreign.length} foreign file(s) ignored (never pruned)`);
+          if (findings) {
+            for (const f of findings) out.line(`${f.status.padEnd(10)} ${f.name}: ${f.detail}`);
+            out.line(
+              bad.length === 0
+                ? "check: every backup the audit chain recorded here is present and unchanged"
+                : `check FAILED: ${bad.length} backup(s) missing or replaced`,
             );
           }
-        }
-        if (cat.foreign.length > 0) out.line(`${cat.foreign.length} foreign file(s) ignored (never pruned)`);
-        if (findings) {
-          for (const f of findings) out.line(`${f.status.padEnd(10)} ${f.name}: ${f.detail}`);
-          out.line(
-            bad.length === 0
-              ? "check: every backup the audit chain recorded here is present and unchanged"
-              : `check FAILED: ${bad.length} backup(s) missing or replaced`,
-          );
-        }
-      },
-    );
-    if (bad.length > 0)
-      out.failed(
-        ExitCode.CHECK_FAILED,
-        `dr list --check: ${bad.length} backup(s) missing or replaced at ${store.root}; first: ${bad[0]!.name}: ${bad[0]!.detail}`,
+        },
       );
-  });
+      if (bad.length > 0)
+        out.failed(
+          ExitCode.CHECK_FAILED,
+          `dr list --check: ${bad.length} backup(s) missing or replaced at ${store.root}; first: ${bad[0]!.name}: ${bad[0]!.detail}`,
+        );
+    },
+  );
 }

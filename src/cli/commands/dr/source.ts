@@ -39,6 +39,13 @@ export interface OpenedSource {
   size: number;
 }
 
+/**
+ * Whether the flags may name a WAL archive (archive-point.ts decides): only then is its code
+ * loaded, so a plain `dr restore FILE` stays as small as it was.
+ */
+export const mayNameArchive = (opts: { from?: string; atSeq?: string; lastConsistent?: boolean }): boolean =>
+  opts.from !== undefined || opts.atSeq !== undefined || opts.lastConsistent === true;
+
 /** The archive to read: a local file, `s3://bucket/key`, or `--latest --at LOCATION`. */
 export async function openSource(opts: SourceFlags): Promise<OpenedSource> {
   let opened: OpenedSource;
