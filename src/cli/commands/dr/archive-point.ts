@@ -34,7 +34,6 @@ import { cleanupOnInterrupt } from "../../../workspace/interrupt.js";
 import { Workspace } from "../../../workspace/layout.js";
 import { Output, globalsOf } from "../../output.js";
 import { resolveDecryptPassword, type PasswordFlags } from "../../password.js";
-import { printDrill } from "./drill.js";
 import { s3OptionsFrom, type RemoteFlags } from "./options.js";
 
 export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -271,17 +270,21 @@ export type RestoredDoctorRun = (
   checks: { name: string; verdict: string; detail: string }[];
 }>;
 
-/** `dr drill --from ARCHIVE --at ...`: restore the point to scratch, verify it, run doctor, report. */
-export async function drillPointCommand(
-  cmd: Command,
-  src: PointSource,
-  opts: PointFlags & { keep?: string },
-  doctor: RestoredDoctorRun,
-): Promise<void> {
-  const out = Output.of(cmd);
-  const startedAt = new Date();
-  const steps: DrillStep[] = [];
-  let failure: UserError | undefined;
+const verdict = (bad: { name: string; detail: string }[], passed: string) => ({
+  ok: bad.length === 0,
+  detail: bad.length ? `${bad.length} check(s) failed; first: ${bad[0]!.name}: ${bad[0]!.detail}` : passed,
+});
+
+interface PointDrill {
+  steps: DrillStep[];
+  restored?: PointRestoreResult;
+  /** What failed a step, when it was a user-facing error (a broken segment: exit 5). */
+  failure?: UserError;
+}
+
+/** The drill's steps on a point: restore (timed: the RTO), verify, doctor; stops at the first failure. */
+async function drillSteps(src: PointSource, opts: PointFlags & { keep?: string }, doctor: RestoredDoctorRun) {
+  const d: PointDrill = { steps: [] };
   const step = async (name: string, fn: () => Promise<{ ok: boolean; detail: string }>): Promise<boolean> => {
     const t0 = performance.now();
     let r: { ok: boolean; detail: string };
@@ -290,43 +293,51 @@ export async function drillPointCommand(
     } catch (err) {
       // A point outside the window is the user's input, not a failed drill.
       if (err instanceof UserError && err.exitCode === ExitCode.USAGE) throw err;
-      if (err instanceof UserError) failure = err;
+      if (err instanceof UserError) d.failure = err;
       r = { ok: false, detail: (err as Error).message };
     }
-    steps.push({ name, ok: r.ok, duration_ms: Math.round(performance.now() - t0), detail: r.detail });
+    d.steps.push({ name, ok: r.ok, duration_ms: Math.round(performance.now() - t0), detail: r.detail });
     return r.ok;
   };
-  let restored: PointRestoreResult | undefined;
   await atScratchPoint(src, opts, opts.keep, async (root, restore, keyFile) => {
     let ok = await step("restore", async () => {
-      restored = await restore();
+      const r = (d.restored = await restore());
       return {
         ok: true,
-        detail: `as of ${iso(restored.at)}: snapshot then ${restored.segments} segment(s), every hash checked`,
+        detail: `as of ${iso(r.at)}: snapshot then ${r.segments} segment(s), every hash checked`,
       };
     });
     ok &&= await step("verify", async () => {
       const checks = await verifyStateFolder(root, { keyFile: await keyFile() });
-      const bad = checks.filter((c) => c.status === "failed");
-      return {
-        ok: bad.length === 0,
-        detail: bad.length
-          ? `${bad.length} check(s) failed; first: ${bad[0]!.name}: ${bad[0]!.detail}`
-          : `${checks.filter((c) => c.status === "ok").length} checks passed (WAL chains, audit chain, checkpoint)`,
-      };
-    });
-    ok &&= await step("doctor", async () => {
-      const bad = (await doctor(root, { keyFile: await keyFile() })).checks.filter(
-        (c) => c.verdict === "fail",
+      const passed = `${checks.filter((c) => c.status === "ok").length} checks passed (WAL chains, audit chain, checkpoint)`;
+      return verdict(
+        checks.filter((c) => c.status === "failed"),
+        passed,
       );
-      return {
-        ok: bad.length === 0,
-        detail: bad.length
-          ? `${bad.length} check(s) failed; first: ${bad[0]!.name}: ${bad[0]!.detail}`
-          : "all checks passed",
-      };
     });
+    if (ok)
+      await step("doctor", async () => {
+        const checks = (await doctor(root, { keyFile: await keyFile() })).checks;
+        return verdict(
+          checks.filter((c) => c.verdict === "fail"),
+          "all checks passed",
+        );
+      });
   });
+  return d;
+}
+
+/** `dr drill --from ARCHIVE --at ...`: restore the point to scratch, verify it, run doctor, report. */
+export async function drillPointCommand(
+  cmd: Command,
+  src: PointSource,
+  opts: PointFlags & { keep?: string },
+  doctor: RestoredDoctorRun,
+  printDrill: (out: Output, report: DrillReport) => void,
+): Promise<void> {
+  const out = Output.of(cmd);
+  const startedAt = new Date();
+  const { steps, restored, failure } = await drillSteps(src, opts, doctor);
   const report: DrillReport & { point: Record<string, unknown> | null } = {
     ok: steps.length === 3 && steps.every((s) => s.ok),
     sdd: src.store.root,

@@ -110,7 +110,7 @@ async function drillArchivePoint(cmd: Command, opts: DrillFlags): Promise<void> 
       ExitCode.USAGE,
     );
   const { runDoctor } = await import("../../../orchestrator/doctor.js");
-  await point.drillPointCommand(cmd, src, opts, runDoctor);
+  await point.drillPointCommand(cmd, src, opts, runDoctor, printDrill);
 }
 
 export function printDrill(out: Output, report: DrillReport): void {
