@@ -7,42 +7,38 @@ import { inspectArchive, restoreFromStream, startKeyDerivationFor } from "../../
 import { resolveIdentities } from "../../age-keys.js";
 import { Output, globalsOf } from "../../output.js";
 import { progressFor } from "../../progress.js";
-import { addPasswordOptions, addRemoteOptions } from "./options.js";
+import { addPasswordOptions, addPointOptions, addRemoteOptions } from "./options.js";
 import type { PointFlags } from "./archive-point.js";
-import { mayNameArchive, openSource, short, shown, type SourceFlags } from "./source.js";
+import { ranOnArchivePoint, openSource, short, shown, type SourceFlags } from "./source.js";
 
 export function registerRestore(dr: Command): void {
   addRemoteOptions(
     addPasswordOptions(
-      dr
-        .command("restore")
-        .description("re-hydrate .sdd/ from a backup: staged, hash-checked, fsynced, swapped in atomically")
-        .option(
-          "--from <path>",
-          "backup file (.tar.gz, .tar.gz.enc or .tar.gz.age), s3://bucket/key, or a WAL archive (folder or s3://bucket/prefix/)",
-        )
-        .option("--latest", "the newest backup at --at LOCATION; with --from ARCHIVE: its newest point")
-        .option(
-          "--at <location|time>",
-          "with --latest: a catalogue location; with --from ARCHIVE: the instant (ISO-8601 with a zone, or @<epoch s>)",
-        )
-        .option("--at-seq <run:seq>", "with --from ARCHIVE: right after this WAL entry")
-        .option(
-          "--last-consistent",
-          "with --from ARCHIVE: on a broken segment, restore the last instant before it",
-        )
-        .option("--decrypt", "the backup is encrypted (needs a password)")
-        .option("--dry-run", "read, decrypt and check the whole archive; list its files; write nothing")
-        .option("--force", "restore even while a live process holds the target workspace")
-        .option("--no-keep", "remove the previous target instead of keeping it as <target>.pre-restore-<ts>")
-        .option(
-          "--sha256 <hex>",
-          "require the archive's sha256 to be this (default: its .sha256 file, if any)",
-        )
-        .option(
-          "--key-file <file>",
-          "where to install the backup's audit key (default: the resolved audit key path)",
-        ),
+      addPointOptions(
+        dr
+          .command("restore")
+          .description("re-hydrate .sdd/ from a backup: staged, hash-checked, fsynced, swapped in atomically")
+          .option(
+            "--from <path>",
+            "backup file (.tar.gz, .tar.gz.enc or .tar.gz.age), s3://bucket/key, or a WAL archive (folder or s3://bucket/prefix/)",
+          )
+          .option("--decrypt", "the backup is encrypted (needs a password)")
+          .option("--dry-run", "read, decrypt and check the whole archive; list its files; write nothing")
+          .option("--force", "restore even while a live process holds the target workspace")
+          .option(
+            "--no-keep",
+            "remove the previous target instead of keeping it as <target>.pre-restore-<ts>",
+          )
+          .option(
+            "--sha256 <hex>",
+            "require the archive's sha256 to be this (default: its .sha256 file, if any)",
+          )
+          .option(
+            "--key-file <file>",
+            "where to install the backup's audit key (default: the resolved audit key path)",
+          ),
+        "restore",
+      ),
     ),
   ).action(
     async (
@@ -51,11 +47,7 @@ export function registerRestore(dr: Command): void {
     ) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
-      if (mayNameArchive(opts)) {
-        const point = await import("./archive-point.js");
-        const src = await point.pointSourceOf("restore", opts);
-        if (src) return point.restorePointCommand(cmd, src, opts);
-      }
+      if (await ranOnArchivePoint("restore", cmd, opts)) return;
       const { password, warnings: passwordWarnings } = await resolveDecryptPassword(opts, opts.decrypt);
       for (const w of passwordWarnings) out.warn(w);
       const identities = await resolveIdentities(opts.identityFile);
