@@ -52,7 +52,7 @@ export async function archiveObjectsPerDay(simSeconds: number, target: number) {
     const { workspace: ws } = await initWorkspace(path.join(dir, "project", ".sdd"));
     const store = new LocalStore(path.join(dir, "store"));
     await mkdir(store.root, { recursive: true });
-    const gen = await openGeneration(store, ws, { encrypted: false });
+    const gen = await openGeneration(store, ws, { keys: {} });
     const snap = await takeBaseSnapshot({ store, ws, generation: gen.generation, number: 0, backup: {} });
     for (const [stream, end] of Object.entries(snap.streams)) gen.ends.set(stream, end);
     const run = "run-bench";

@@ -153,3 +153,8 @@ export async function readSegmentIndex(store: BackupStore, key: string): Promise
     ...(m["last-hash"] ? { last_hash: m["last-hash"] } : {}),
   };
 }
+
+/** Whether `store` holds a WAL archive: at least one generation record (`gen-<id>.json`). */
+export async function holdsGenerations(store: BackupStore): Promise<boolean> {
+  return (await store.list("gen-")).some((o) => parseArchiveKey(o.key)?.kind === "generation");
+}

@@ -1,5 +1,5 @@
 /**
- * `dr archive-list --check`: every generation's continuity from names and indexes, and every
+ * `dr list --from LOCATION --check`: every generation's continuity from names and indexes, and every
  * segment downloaded once: its size against its name, its sha256 against its index, and for a
  * WAL each entry's hash and link, at both ends too. Each problem names its segment.
  */

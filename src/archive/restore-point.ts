@@ -3,18 +3,18 @@
  * (restored by `dr restore`'s own code into a staging folder), then each stream rebuilt from
  * its segments up to the point (apply-segments.ts: every hash checked from the snapshot's WAL
  * position to the target), the uncommitted index rebuilt, a caller's finishing step (the CLI
- * materializes task files from the WAL), and only then a rename into place. The audit log, the
+ * materializes task files from the WAL), and only then the swap into place with `dr restore`'s
+ * guards (restore-target.ts). The audit log, the
  * ledger and the run records are cut at the same instant as the WAL.
  */
-import { randomBytes } from "node:crypto";
-import { rm, stat } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { restoreFromStream, type RestoreResult } from "../dr/restore.js";
 import type { BackupStore } from "../storage/store.js";
 import { rebuildUncommittedIndex } from "../wal/recovery.js";
-import { atomicWriteFile, durableRename } from "../workspace/durable.js";
-import { cleanupOnInterrupt } from "../workspace/interrupt.js";
+import { buildAndSwapIn } from "../dr/restore-target.js";
+import { atomicWriteFile } from "../workspace/durable.js";
 import { Workspace } from "../workspace/layout.js";
 import { readLinesBackward } from "../workspace/lines.js";
 import { BrokenSegment, applyStream, type Cut } from "./apply-segments.js";
@@ -38,6 +38,10 @@ export interface PointRestoreOptions {
   finish?: (root: string) => Promise<void>;
   /** Where the archive is, for the restore record. */
   source: string;
+  /** Restore even while a live process holds the target (as `dr restore --force`). */
+  force?: boolean;
+  /** Keep the previous target as `<target>.pre-restore-<ts>` (default true). */
+  keep?: boolean;
 }
 
 export interface PointRestoreResult {
@@ -51,6 +55,7 @@ export interface PointRestoreResult {
   segments: number;
   /** Set when --last-consistent moved the point back before a broken segment. */
   broken?: { segment: string; reason: string };
+  warnings: string[];
   snapshot_restore: RestoreResult;
 }
 
@@ -178,83 +183,86 @@ async function applyAll(
   return { cut, wal, segments };
 }
 
-const exists = (p: string): Promise<boolean> =>
-  stat(p).then(
-    () => true,
-    () => false,
+/** Builds the point's workspace into `staging` (which must not exist yet). */
+async function buildPoint(
+  store: BackupStore,
+  chosen: Chosen,
+  staging: string,
+  opts: PointRestoreOptions,
+  broken: PointRestoreResult["broken"],
+  key: SegmentKey | undefined,
+): Promise<{
+  result: Omit<PointRestoreResult, "target" | "kept" | "snapshot_restore" | "warnings">;
+  snapshotRestore: RestoreResult;
+}> {
+  const snapshotRestore = await restoreFromStream(await store.get(chosen.snapshot.key), staging, {
+    keep: false,
+    password: opts.password,
+    identities: opts.identities,
+    auditKeyPath: opts.auditKeyPath,
+    source: store.describe(chosen.snapshot.key),
+    label: store.describe(chosen.snapshot.key),
+    expectSha256: chosen.snapshot.sha256,
+  });
+  const applied = await applyAll(store, chosen, staging, key);
+  const ws = new Workspace(staging);
+  await rebuildUncommittedIndex(ws);
+  await rm(ws.p(...ARCHIVE_STATUS), { force: true });
+  const result = {
+    generation: chosen.gen.generation,
+    snapshot: chosen.snapshot.key,
+    at: applied.cut.atMs,
+    wal: applied.wal,
+    segments: applied.segments,
+    ...(broken ? { broken } : {}),
+  };
+  await atomicWriteFile(
+    ws.p(...RESTORE_POINT_RECORD),
+    JSON.stringify({ source: opts.source, restored_at: new Date().toISOString(), ...result }, null, 2) + "\n",
   );
+  await opts.finish?.(staging);
+  return { result, snapshotRestore };
+}
 
+/**
+ * Restores `target` to the point, with `dr restore`'s guards (restore-target.ts): the restore
+ * lock, a live holder refused unless `force`, a journaled swap, the previous target kept.
+ */
 export async function restoreToPoint(
   store: BackupStore,
   point: RestorePoint,
   target: string,
   opts: PointRestoreOptions,
 ): Promise<PointRestoreResult> {
-  const abs = path.resolve(target);
   let chosen = await choose(store, point);
   let broken: PointRestoreResult["broken"];
   const keys = new Map<string, SegmentKey | undefined>();
-  for (;;) {
-    // Before anything is written: a wrong password or identity is refused here (exit 4).
-    const gen = chosen.gen.generation;
-    if (!keys.has(gen)) keys.set(gen, await unlockGeneration(gen, chosen.gen.record?.encryption, opts));
-    const key = keys.get(gen);
-    const staging = path.join(
-      path.dirname(abs),
-      `.${path.basename(abs)}.pitr-${process.pid}-${randomBytes(4).toString("hex")}`,
-    );
-    const interrupt = cleanupOnInterrupt(`the restore's staging folder ${staging}`, () =>
-      rm(staging, { recursive: true, force: true }),
-    );
-    try {
-      const snapshotRestore = await restoreFromStream(await store.get(chosen.snapshot.key), staging, {
-        keep: false,
-        password: opts.password,
-        identities: opts.identities,
-        auditKeyPath: opts.auditKeyPath,
-        source: store.describe(chosen.snapshot.key),
-        label: store.describe(chosen.snapshot.key),
-        expectSha256: chosen.snapshot.sha256,
-      });
-      const applied = await applyAll(store, chosen, staging, key);
-      const ws = new Workspace(staging);
-      await rebuildUncommittedIndex(ws);
-      await rm(ws.p(...ARCHIVE_STATUS), { force: true });
-      const result = {
-        generation: chosen.gen.generation,
-        snapshot: chosen.snapshot.key,
-        at: applied.cut.atMs,
-        wal: applied.wal,
-        segments: applied.segments,
-        ...(broken ? { broken } : {}),
-      };
-      await atomicWriteFile(
-        ws.p(...RESTORE_POINT_RECORD),
-        JSON.stringify({ source: opts.source, restored_at: new Date().toISOString(), ...result }, null, 2) +
-          "\n",
-      );
-      await opts.finish?.(staging);
-      let kept: string | undefined;
-      await interrupt.release();
-      if (await exists(abs)) {
-        kept = `${abs}.pre-restore-${new Date().toISOString().replace(/[-:.]/g, "")}`;
-        await durableRename(abs, kept);
+  const keyOf = async (c: Chosen): Promise<SegmentKey | undefined> => {
+    const gen = c.gen.generation;
+    if (!keys.has(gen)) keys.set(gen, await unlockGeneration(gen, c.gen.record?.encryption, opts));
+    return keys.get(gen);
+  };
+  // Before anything is written or locked: a wrong password or identity is refused here (exit 4).
+  await keyOf(chosen);
+  const done = await buildAndSwapIn(target, { force: opts.force, keep: opts.keep }, async (staging) => {
+    for (;;) {
+      try {
+        return await buildPoint(store, chosen, staging, opts, broken, await keyOf(chosen));
+      } catch (err) {
+        await rm(staging, { recursive: true, force: true }).catch(() => {});
+        if (!(err instanceof BrokenSegment) || !opts.lastConsistent || broken) throw err;
+        // The last instant every stream holds whole: just before the broken segment's first line.
+        broken = { segment: err.key, reason: err.message };
+        const atMs = Math.min(chosen.cut.atMs, err.lastGoodTime);
+        chosen = await choose(store, { kind: "time", atMs: Math.max(atMs, chosen.window.earliest!) });
       }
-      await durableRename(staging, abs);
-      return {
-        target: abs,
-        ...(kept ? { kept } : {}),
-        ...result,
-        snapshot_restore: { ...snapshotRestore, target: abs },
-      };
-    } catch (err) {
-      await rm(staging, { recursive: true, force: true }).catch(() => {});
-      await interrupt.release();
-      if (!(err instanceof BrokenSegment) || !opts.lastConsistent || broken) throw err;
-      // The last instant every stream holds whole: just before the broken segment's first line.
-      broken = { segment: err.key, reason: err.message };
-      const atMs = Math.min(chosen.cut.atMs, err.lastGoodTime);
-      chosen = await choose(store, { kind: "time", atMs: Math.max(atMs, chosen.window.earliest!) });
     }
-  }
+  });
+  return {
+    target: done.target,
+    ...(done.kept ? { kept: done.kept } : {}),
+    ...done.value.result,
+    warnings: [...done.warnings, ...done.value.snapshotRestore.warnings],
+    snapshot_restore: { ...done.value.snapshotRestore, target: done.target },
+  };
 }

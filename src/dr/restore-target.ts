@@ -16,8 +16,15 @@
 import { randomBytes } from "node:crypto";
 import { readFile, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { ExitCode, UserError, ioError } from "../errors/errors.js";
-import { atomicWriteFile, durableRename, durableUnlink, removeDeadTemps } from "../workspace/durable.js";
+import { ExitCode, UserError, destinationError, ioError } from "../errors/errors.js";
+import {
+  atomicWriteFile,
+  durableMkdir,
+  durableRename,
+  durableUnlink,
+  removeDeadTemps,
+} from "../workspace/durable.js";
+import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import { Workspace } from "../workspace/layout.js";
 import {
   acquireLock,
@@ -202,4 +209,68 @@ export async function swapIn(
   if (!o.keep) await rm(kept, { recursive: true, force: true });
   await durableUnlink(journalPath(abs));
   return kept;
+}
+
+export interface GuardedRestore {
+  /** Restore even while a live process holds the target's lock. */
+  force?: boolean;
+  /** Keep the previous target as `<target>.pre-restore-<ts>` (default true). */
+  keep?: boolean;
+}
+
+/**
+ * A restore whose staging tree is built by `build` (a point-in-time restore): under the target's
+ * restore lock, after finishing an interrupted restore and refusing a live holder, `build` fills a
+ * fresh staging folder (removed on failure or interrupt), which is then swapped in as `dr restore`
+ * swaps (journaled, the previous target kept unless `keep` is false).
+ */
+export async function buildAndSwapIn<T>(
+  target: string,
+  o: GuardedRestore,
+  build: (staging: string) => Promise<T>,
+): Promise<{ value: T; target: string; kept?: string; warnings: string[] }> {
+  const abs = path.resolve(target);
+  try {
+    await durableMkdir(path.dirname(abs));
+  } catch (err) {
+    throw destinationError(`cannot restore into ${abs}: cannot create ${path.dirname(abs)}`, err) ?? err;
+  }
+  const warnings: string[] = [];
+  const restoreLock = await acquireRestoreLock(abs);
+  let lock: WorkspaceLock | undefined;
+  try {
+    if (restoreLock.tookOver) warnings.push(`restore lock: ${restoreLock.tookOver}`);
+    const recovered = await finishInterruptedRestore(abs);
+    if (recovered) warnings.push(`${recovered} at ${abs}`);
+    const targetExists = await exists(abs);
+    if (targetExists) lock = await lockLiveTarget(abs, o.force, warnings);
+    await removeStaleStaging(abs);
+    const staging = stagingPathFor(abs);
+    const interrupt = cleanupOnInterrupt(`the restore's staging folder ${staging}`, async () => {
+      await rm(staging, { recursive: true, force: true, maxRetries: 5 });
+      await lock?.release().catch(() => {});
+      await restoreLock.release().catch(() => {});
+    });
+    let journaled = false;
+    try {
+      const value = await build(staging);
+      await interrupt.release();
+      const keep = o.keep ?? true;
+      const kept = await swapIn(abs, staging, {
+        targetExists,
+        keep,
+        lockHeld: lock !== undefined,
+        onJournaled: () => (journaled = true),
+      });
+      if (targetExists) lock = undefined;
+      return { value, target: abs, ...(keep && kept ? { kept } : {}), warnings };
+    } catch (err) {
+      if (!journaled) await rm(staging, { recursive: true, force: true }).catch(() => {});
+      await interrupt.release();
+      throw ioError(`cannot restore into ${abs}`, err) ?? err;
+    }
+  } finally {
+    await lock?.release().catch(() => {});
+    await restoreLock.release().catch(() => {});
+  }
 }

@@ -1,7 +1,7 @@
 /**
  * The logical-disaster drill of issue 16 with the real orchestrator: about 200 decisions, note
  * the time and `status --json`, then a task deletes half the backlog files and others fail;
- * `dr archive-restore --at` the noted time into a new folder shows the same status, and
+ * `dr restore --from ARCHIVE --at` the noted time into a new folder shows the same status, and
  * `wal verify`, `audit verify` and `doctor` pass on it.
  */
 import assert from "node:assert/strict";
@@ -57,7 +57,7 @@ describe("logical-disaster drill: restore --at the instant before a task wrecked
     assert.equal((await f.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
 
     const restored = path.join(scratch.dir, "restored", ".sdd");
-    const r = await f.cli(["--json", "dr", "archive-restore", "--from", store, "--at", at], restored);
+    const r = await f.cli(["--json", "dr", "restore", "--from", store, "--at", at], restored);
     assert.equal(r.code, 0, r.stderr);
     const now = await f.cli(["--json", "status"], restored);
     assert.deepEqual(stateOf(now.stdout), stateOf(then.stdout));

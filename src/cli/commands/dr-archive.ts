@@ -1,7 +1,7 @@
 /**
- * `bernstein dr archive --to URL`: continuous WAL archiving (src/archive/). The point-in-time
- * commands that read an archive (`dr archive-list`, `dr archive-restore`) live in
- * dr-archive-read.ts.
+ * `bernstein dr archive --to URL`: continuous WAL archiving (src/archive/). The commands that
+ * read an archive (`dr list | restore | verify | drill --from`) are in dr-archive-read.ts and
+ * dr/archive-point.ts.
  */
 import type { Command } from "commander";
 import { resolveAuditKeyPath } from "../../audit/key.js";

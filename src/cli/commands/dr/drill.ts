@@ -11,11 +11,13 @@ import {
   type RecipientFlags,
 } from "../../age-keys.js";
 import { Output, globalsOf } from "../../output.js";
-import { addPasswordOptions } from "./options.js";
+import type { PointFlags } from "./archive-point.js";
+import { addPasswordOptions, addRemoteOptions } from "./options.js";
 import { shown } from "./source.js";
 
 type DrillFlags = PasswordFlags &
-  RecipientFlags & { keep?: string; encrypt?: boolean; plain?: boolean; identityFile?: string };
+  RecipientFlags &
+  PointFlags & { keep?: string; encrypt?: boolean; plain?: boolean; identityFile?: string };
 
 export function registerDrill(dr: Command): void {
   const cmd = addPasswordOptions(
@@ -26,11 +28,29 @@ export function registerDrill(dr: Command): void {
       )
       .option("--keep <dir>", "keep the drill's backup and restored copy in this folder")
       .option("--encrypt", "drill with an encrypted backup (needs a password)")
-      .option("--plain", "drill with a plain backup even where the configuration file turns encryption on"),
+      .option("--plain", "drill with a plain backup even where the configuration file turns encryption on")
+      .option(
+        "--from <location>",
+        "drill a point of this WAL archive (folder or s3://bucket/prefix/) instead",
+      )
+      .option("--at <time>", "with --from: the instant (ISO-8601 with a zone, or @<epoch s>)")
+      .option("--at-seq <run:seq>", "with --from: right after this WAL entry")
+      .option("--latest", "with --from: the newest point the archive holds")
+      .option("--last-consistent", "with --from: on a broken segment, drill the last instant before it")
+      .option("--decrypt", "with --from: the archive is encrypted (needs a password)"),
   );
+  addRemoteOptions(cmd);
   addRecipientOptions(cmd).action(async (opts: DrillFlags, cmd: Command) => {
     const g = globalsOf(cmd);
     const out = Output.of(cmd);
+    if (
+      opts.from !== undefined ||
+      opts.at !== undefined ||
+      opts.atSeq !== undefined ||
+      opts.latest ||
+      opts.lastConsistent
+    )
+      return drillArchivePoint(cmd, opts);
     const keys = await resolveWriteKeys(opts, undefined);
     for (const w of keys.warnings) out.warn(w);
     const identities = keys.recipients ? await resolveIdentities(opts.identityFile) : undefined;
@@ -61,6 +81,36 @@ export function registerDrill(dr: Command): void {
       );
     }
   });
+}
+
+/** `dr drill --from ARCHIVE --at ...`: a point of a WAL archive instead of a fresh backup. */
+async function drillArchivePoint(cmd: Command, opts: DrillFlags): Promise<void> {
+  if (opts.from === undefined)
+    throw new UserError(
+      "dr drill: --at, --at-seq, --latest and --last-consistent need --from LOCATION naming a WAL archive",
+      ExitCode.USAGE,
+    );
+  const backupOnly = opts.encrypt
+    ? "--encrypt"
+    : opts.plain
+      ? "--plain"
+      : opts.recipient?.length
+        ? "--recipient"
+        : "";
+  if (backupOnly)
+    throw new UserError(
+      `dr drill: ${backupOnly} is for the drill's own backup; a drill --from an archive makes none`,
+      ExitCode.USAGE,
+    );
+  const point = await import("./archive-point.js");
+  const src = await point.pointSourceOf("drill", opts);
+  if (!src)
+    throw new UserError(
+      `dr drill: ${opts.from} holds no WAL archive (no gen-*.json generation record)`,
+      ExitCode.USAGE,
+    );
+  const { runDoctor } = await import("../../../orchestrator/doctor.js");
+  await point.drillPointCommand(cmd, src, opts, runDoctor, printDrill);
 }
 
 export function printDrill(out: Output, report: DrillReport): void {

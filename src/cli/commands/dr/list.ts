@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { listCatalogue, type CatalogueEntry } from "../../../storage/catalogue.js";
 import { openCatalogue } from "../../../storage/open-store.js";
 import { openWorkspace } from "../../../workspace/layout.js";
-import { ExitCode } from "../../../errors/errors.js";
+import { ExitCode, UserError } from "../../../errors/errors.js";
 import type { PasswordFlags } from "../../password.js";
 import { Output, globalsOf } from "../../output.js";
 import { failureWords, printListCheck, runListCheck, type ListCheck } from "./list-check.js";
@@ -11,7 +11,7 @@ import { addPasswordOptions, addRemoteOptions, s3OptionsFrom, type RemoteFlags }
 import { catalogueRows } from "./source.js";
 
 type ListFlags = RemoteFlags &
-  PasswordFlags & { at: string; check?: boolean; deep?: boolean; identityFile?: string };
+  PasswordFlags & { at?: string; from?: string; check?: boolean; deep?: boolean; identityFile?: string };
 
 function humanSize(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -41,24 +41,52 @@ function entryJson(e: CatalogueEntry, fingerprints: string[] | undefined) {
   };
 }
 
+/** `dr list --from LOCATION`: a WAL archive's generations (dr-archive-read.ts prints them). */
+async function listArchiveAt(cmd: Command, from: string, opts: ListFlags): Promise<void> {
+  if (opts.deep)
+    throw new UserError(
+      "dr list: --deep is for --at (backups); --from --check reads every segment once",
+      ExitCode.USAGE,
+    );
+  const { readKeysOf, walArchiveAt } = await import("./archive-point.js");
+  const store = await walArchiveAt(from, opts);
+  if (!store)
+    throw new UserError(
+      `dr list --from ${from}: no WAL archive there (no gen-*.json generation record); the backups at a location are listed with --at`,
+      ExitCode.USAGE,
+    );
+  const { listWalArchive } = await import("../dr-archive-read.js");
+  await listWalArchive(cmd, store, opts.check, await readKeysOf(opts));
+}
+
 export function registerList(dr: Command): void {
   addRemoteOptions(
     addPasswordOptions(
       dr
         .command("list")
         .description(
-          "list the backups at a location (folder or s3://bucket/prefix/); foreign files are ignored",
+          "list the backups at a location (--at), or a WAL archive's generations, windows and gaps (--from)",
         )
-        .requiredOption("--at <location>", "folder or s3://bucket/prefix/")
-        .option("--check", "compare with what the audit chain says was written here (missing, replaced)")
+        .option("--at <location>", "backups at this folder or s3://bucket/prefix/")
+        .option("--from <location>", "the WAL archive at this folder or s3://bucket/prefix/")
+        .option(
+          "--check",
+          "--at: compare with what the audit chain says was written there; --from: continuity of every generation",
+        )
         .option(
           "--deep",
-          "with --check: hash every byte, and open every archive (decrypted with --identity-file / the password) to check its files",
+          "with --at --check: hash every byte, and open every archive (decrypted with --identity-file / the password) to check its files",
         ),
     ),
   ).action(async (opts: ListFlags, cmd: Command) => {
+    if ((opts.at === undefined) === (opts.from === undefined))
+      throw new UserError(
+        "dr list: give --at LOCATION (the backups there) or --from LOCATION (a WAL archive there), not both",
+        ExitCode.USAGE,
+      );
+    if (opts.from !== undefined) return listArchiveAt(cmd, opts.from, opts);
     const out = Output.of(cmd);
-    const store = await openCatalogue(opts.at, s3OptionsFrom(opts));
+    const store = await openCatalogue(opts.at!, s3OptionsFrom(opts));
     const cat = await listCatalogue(store);
     const sdd = globalsOf(cmd).sdd;
     const newest = await catalogueRows(sdd);

@@ -124,3 +124,21 @@ export function checkKeepRules(policy: RetentionPolicy): void {
     );
   }
 }
+
+/**
+ * `--latest`, `--at`, `--at-seq`, `--last-consistent` of `dr restore|verify`: a backup catalogue's
+ * newest backup, or a point of the WAL archive `--from` names (dr/archive-point.ts decides which).
+ */
+export function addPointOptions(cmd: Command, verb: string): Command {
+  return cmd
+    .option("--latest", "the newest backup at --at LOCATION; with --from ARCHIVE: its newest point")
+    .option(
+      "--at <location|time>",
+      "with --latest: a catalogue location; with --from ARCHIVE: the instant (ISO-8601 with a zone, or @<epoch s>)",
+    )
+    .option("--at-seq <run:seq>", "with --from ARCHIVE: right after this WAL entry")
+    .option(
+      "--last-consistent",
+      `with --from ARCHIVE: on a broken segment, ${verb} the last instant before it`,
+    );
+}

@@ -7,110 +7,124 @@ import { inspectArchive, restoreFromStream, startKeyDerivationFor } from "../../
 import { resolveIdentities } from "../../age-keys.js";
 import { Output, globalsOf } from "../../output.js";
 import { progressFor } from "../../progress.js";
-import { addPasswordOptions, addRemoteOptions } from "./options.js";
-import { openSource, short, shown, type SourceFlags } from "./source.js";
+import { addPasswordOptions, addPointOptions, addRemoteOptions } from "./options.js";
+import type { PointFlags } from "./archive-point.js";
+import { ranOnArchivePoint, openSource, short, shown, type SourceFlags } from "./source.js";
 
 export function registerRestore(dr: Command): void {
   addRemoteOptions(
     addPasswordOptions(
-      dr
-        .command("restore")
-        .description("re-hydrate .sdd/ from a backup: staged, hash-checked, fsynced, swapped in atomically")
-        .option("--from <path>", "backup file (.tar.gz, .tar.gz.enc or .tar.gz.age) or s3://bucket/key")
-        .option("--latest", "the newest backup at --at LOCATION")
-        .option("--at <location>", "a catalogue location (folder or s3://bucket/prefix/)")
-        .option("--decrypt", "the backup is encrypted (needs a password)")
-        .option("--dry-run", "read, decrypt and check the whole archive; list its files; write nothing")
-        .option("--force", "restore even while a live process holds the target workspace")
-        .option("--no-keep", "remove the previous target instead of keeping it as <target>.pre-restore-<ts>")
-        .option(
-          "--sha256 <hex>",
-          "require the archive's sha256 to be this (default: its .sha256 file, if any)",
-        )
-        .option(
-          "--key-file <file>",
-          "where to install the backup's audit key (default: the resolved audit key path)",
-        ),
+      addPointOptions(
+        dr
+          .command("restore")
+          .description("re-hydrate .sdd/ from a backup: staged, hash-checked, fsynced, swapped in atomically")
+          .option(
+            "--from <path>",
+            "backup file (.tar.gz, .tar.gz.enc or .tar.gz.age), s3://bucket/key, or a WAL archive (folder or s3://bucket/prefix/)",
+          )
+          .option("--decrypt", "the backup is encrypted (needs a password)")
+          .option("--dry-run", "read, decrypt and check the whole archive; list its files; write nothing")
+          .option("--force", "restore even while a live process holds the target workspace")
+          .option(
+            "--no-keep",
+            "remove the previous target instead of keeping it as <target>.pre-restore-<ts>",
+          )
+          .option(
+            "--sha256 <hex>",
+            "require the archive's sha256 to be this (default: its .sha256 file, if any)",
+          )
+          .option(
+            "--key-file <file>",
+            "where to install the backup's audit key (default: the resolved audit key path)",
+          ),
+        "restore",
+      ),
     ),
-  ).action(async (opts: SourceFlags & { dryRun?: boolean; force?: boolean; keep: boolean }, cmd: Command) => {
-    const g = globalsOf(cmd);
-    const out = Output.of(cmd);
-    const { password, warnings: passwordWarnings } = await resolveDecryptPassword(opts, opts.decrypt);
-    for (const w of passwordWarnings) out.warn(w);
-    const identities = await resolveIdentities(opts.identityFile);
-    const src = await openSource(opts);
-    const source = src.stream;
-    opts.from = src.label;
-    const progress = progressFor(out);
-    if (opts.dryRun) {
-      const s = await progress.during(
-        inspectArchive(source, {
+  ).action(
+    async (
+      opts: SourceFlags & PointFlags & { dryRun?: boolean; force?: boolean; keep: boolean },
+      cmd: Command,
+    ) => {
+      const g = globalsOf(cmd);
+      const out = Output.of(cmd);
+      if (await ranOnArchivePoint("restore", cmd, opts)) return;
+      const { password, warnings: passwordWarnings } = await resolveDecryptPassword(opts, opts.decrypt);
+      for (const w of passwordWarnings) out.warn(w);
+      const identities = await resolveIdentities(opts.identityFile);
+      const src = await openSource(opts);
+      const source = src.stream;
+      opts.from = src.label;
+      const progress = progressFor(out);
+      if (opts.dryRun) {
+        const s = await progress.during(
+          inspectArchive(source, {
+            password,
+            identities,
+            label: opts.from,
+            expectSha256: src.expectSha256,
+            expectSha256From: src.expectSha256From,
+            onProgress: (n) => progress.update("reading", n, src.size),
+          }),
+        );
+        out.result(
+          {
+            ok: true,
+            dry_run: true,
+            source: opts.from,
+            file_count: s.file_count,
+            sha256: s.sha256,
+            size_bytes: s.size_bytes,
+            format: s.format,
+            encrypted: s.encrypted,
+            per_file_hashes: s.per_file_hashes,
+            manifest_sha256: s.manifest_sha256,
+            audit_key_included: s.audit_key !== undefined,
+            files: s.files,
+          },
+          () => {
+            out.line(`Dry run — listing contents of ${opts.from}:`);
+            out.line(`  Files: ${s.file_count}`);
+            out.line(`  Source: ${opts.from}`);
+            out.line(`  SHA256: ${short(s.sha256)}`);
+            if (!s.per_file_hashes)
+              out.line("  (archive of the Python reference: no per-file hashes to check)");
+            out.line("");
+            out.line("Files in backup:");
+            for (const f of s.files.slice(0, 50)) out.line(f);
+            if (s.files.length > 50) out.line(`... and ${s.files.length - 50} more`);
+          },
+        );
+        return;
+      }
+      const keyCache: KeyCache = new Map();
+      if (password !== undefined && !src.stored) await startKeyDerivationFor(src.label, password, keyCache);
+      const keyPath = resolveAuditKeyPath({ keyFile: opts.keyFile }).path;
+      out.line(`Restoring ${opts.from} into ${shown(g.sdd)}...`);
+      const r = await progress.during(
+        restoreFromStream(source, g.sdd, {
+          label: src.label,
+          source: src.label,
           password,
           identities,
-          label: opts.from,
+          keyCache,
+          force: opts.force,
+          keep: opts.keep,
+          auditKeyPath: keyPath,
           expectSha256: src.expectSha256,
           expectSha256From: src.expectSha256From,
-          onProgress: (n) => progress.update("reading", n, src.size),
+          onProgress: (n) => progress.update("restoring", n, src.size),
         }),
       );
-      out.result(
-        {
-          ok: true,
-          dry_run: true,
-          source: opts.from,
-          file_count: s.file_count,
-          sha256: s.sha256,
-          size_bytes: s.size_bytes,
-          format: s.format,
-          encrypted: s.encrypted,
-          per_file_hashes: s.per_file_hashes,
-          manifest_sha256: s.manifest_sha256,
-          audit_key_included: s.audit_key !== undefined,
-          files: s.files,
-        },
-        () => {
-          out.line(`Dry run — listing contents of ${opts.from}:`);
-          out.line(`  Files: ${s.file_count}`);
-          out.line(`  Source: ${opts.from}`);
-          out.line(`  SHA256: ${short(s.sha256)}`);
-          if (!s.per_file_hashes)
-            out.line("  (archive of the Python reference: no per-file hashes to check)");
-          out.line("");
-          out.line("Files in backup:");
-          for (const f of s.files.slice(0, 50)) out.line(f);
-          if (s.files.length > 50) out.line(`... and ${s.files.length - 50} more`);
-        },
-      );
-      return;
-    }
-    const keyCache: KeyCache = new Map();
-    if (password !== undefined && !src.stored) await startKeyDerivationFor(src.label, password, keyCache);
-    const keyPath = resolveAuditKeyPath({ keyFile: opts.keyFile }).path;
-    out.line(`Restoring ${opts.from} into ${shown(g.sdd)}...`);
-    const r = await progress.during(
-      restoreFromStream(source, g.sdd, {
-        label: src.label,
-        source: src.label,
-        password,
-        identities,
-        keyCache,
-        force: opts.force,
-        keep: opts.keep,
-        auditKeyPath: keyPath,
-        expectSha256: src.expectSha256,
-        expectSha256From: src.expectSha256From,
-        onProgress: (n) => progress.update("restoring", n, src.size),
-      }),
-    );
-    for (const w of r.warnings) out.warn(w);
-    if (r.audit_key.action === "none" && r.audit_key.message) out.warn(r.audit_key.message);
-    out.result({ ok: true, ...r, source: opts.from }, () => {
-      out.line("Restore complete!");
-      out.line(`  Target: ${shown(r.target)}`);
-      out.line(`  Files: ${r.file_count}`);
-      out.line(`  SHA256: ${short(r.sha256)}`);
-      if (r.kept) out.line(`  Previous state kept at: ${shown(r.kept)}`);
-      if (r.audit_key.action === "installed") out.line(`  Audit key installed at: ${r.audit_key.path}`);
-    });
-  });
+      for (const w of r.warnings) out.warn(w);
+      if (r.audit_key.action === "none" && r.audit_key.message) out.warn(r.audit_key.message);
+      out.result({ ok: true, ...r, source: opts.from }, () => {
+        out.line("Restore complete!");
+        out.line(`  Target: ${shown(r.target)}`);
+        out.line(`  Files: ${r.file_count}`);
+        out.line(`  SHA256: ${short(r.sha256)}`);
+        if (r.kept) out.line(`  Previous state kept at: ${shown(r.kept)}`);
+        if (r.audit_key.action === "installed") out.line(`  Audit key installed at: ${r.audit_key.path}`);
+      });
+    },
+  );
 }

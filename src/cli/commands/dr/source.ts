@@ -1,5 +1,6 @@
 /** Where `dr restore` and `dr verify` read an archive from, and how paths and hashes are shown. */
 import path from "node:path";
+import type { Command } from "commander";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import { openArchiveFile } from "../../../dr/restore.js";
 import { newestRows } from "../../../dr/rekey.js";
@@ -9,6 +10,7 @@ import { readSidecar } from "../../../dr/sidecar.js";
 import { fileSize, isOffsiteSource, openBackupSource } from "../../../storage/offsite.js";
 import type { BackupStore } from "../../../storage/store.js";
 import type { PasswordFlags } from "../../password.js";
+import type { PointFlags } from "./archive-point.js";
 import { s3OptionsFrom, type RemoteFlags } from "./options.js";
 
 export const short = (sha: string): string => `${sha.slice(0, 16)}...`;
@@ -40,6 +42,25 @@ export interface OpenedSource {
   stored?: { store: BackupStore; name: string };
   /** Bytes to read, when known (progress). */
   size: number;
+}
+
+/**
+ * Runs `dr restore|verify` on a point of a WAL archive when the flags name one (archive-point.ts);
+ * false when they name a backup. The archive code is loaded only when `--from` (or a point-only
+ * flag) is given, so a plain `dr restore --latest --at` stays as small as it was.
+ */
+export async function ranOnArchivePoint(
+  command: "restore" | "verify",
+  cmd: Command,
+  opts: PointFlags & { force?: boolean; keep?: boolean },
+): Promise<boolean> {
+  if (opts.from === undefined && opts.atSeq === undefined && !opts.lastConsistent) return false;
+  const point = await import("./archive-point.js");
+  const src = await point.pointSourceOf(command, opts);
+  if (!src) return false;
+  if (command === "restore") await point.restorePointCommand(cmd, src, opts);
+  else await point.verifyPointCommand(cmd, src, opts);
+  return true;
 }
 
 /** The archive to read: a local file, `s3://bucket/key`, or `--latest --at LOCATION`. */

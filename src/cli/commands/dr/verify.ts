@@ -7,32 +7,38 @@ import { ExitCode } from "../../../errors/errors.js";
 import { resolveIdentities } from "../../age-keys.js";
 import { Output, globalsOf } from "../../output.js";
 import { progressFor } from "../../progress.js";
-import { addPasswordOptions, addRemoteOptions } from "./options.js";
-import { cataloguedFingerprints, openSource, short, type SourceFlags } from "./source.js";
+import { addPasswordOptions, addPointOptions, addRemoteOptions } from "./options.js";
+import type { PointFlags } from "./archive-point.js";
+import { cataloguedFingerprints, ranOnArchivePoint, openSource, short, type SourceFlags } from "./source.js";
 
 export function registerVerify(dr: Command): void {
   addRemoteOptions(
     addPasswordOptions(
-      dr
-        .command("verify")
-        .description(
-          "check an archive and the state inside it: WAL chains, audit chain, newest checkpoint (exit 1 on any failure)",
-        )
-        .option("--from <path>", "backup file or s3://bucket/key")
-        .option("--latest", "the newest backup at --at LOCATION")
-        .option("--at <location>", "a catalogue location (folder or s3://bucket/prefix/)")
-        .option("--decrypt", "the backup is encrypted (needs a password)")
-        .option(
-          "--key-file <file>",
-          "audit key to verify the chain with (default: the key inside an encrypted backup)",
-        )
-        .option(
-          "--sha256 <hex>",
-          "require the archive's sha256 to be this (default: its .sha256 file, if any)",
-        ),
+      addPointOptions(
+        dr
+          .command("verify")
+          .description(
+            "check an archive and the state inside it: WAL chains, audit chain, newest checkpoint (exit 1 on any failure)",
+          )
+          .option(
+            "--from <path>",
+            "backup file, s3://bucket/key, or a WAL archive (folder or s3://bucket/prefix/)",
+          )
+          .option("--decrypt", "the backup is encrypted (needs a password)")
+          .option(
+            "--key-file <file>",
+            "audit key to verify the chain with (default: the key inside an encrypted backup)",
+          )
+          .option(
+            "--sha256 <hex>",
+            "require the archive's sha256 to be this (default: its .sha256 file, if any)",
+          ),
+        "check",
+      ),
     ),
-  ).action(async (opts: SourceFlags, cmd: Command) => {
+  ).action(async (opts: SourceFlags & PointFlags, cmd: Command) => {
     const out = Output.of(cmd);
+    if (await ranOnArchivePoint("verify", cmd, opts)) return;
     const { password, warnings: passwordWarnings } = await resolveDecryptPassword(opts, opts.decrypt);
     for (const w of passwordWarnings) out.warn(w);
     const identities = await resolveIdentities(opts.identityFile);

@@ -1,0 +1,201 @@
+/**
+ * `dr restore | verify | drill | list --from ARCHIVE` (issue 16 items 4 and 5) through the CLI:
+ * `--at` is an instant when `--from` names a WAL archive and a catalogue location with `--latest`
+ * and no `--from`; ambiguous combinations exit 2; a restore keeps the previous target; verify and
+ * drill write nothing but a scratch folder they remove, and name the first broken segment (exit 5).
+ */
+import assert from "node:assert/strict";
+import { cp, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { scratchDir } from "../helpers.js";
+import {
+  appendDecisions,
+  archiveFixture,
+  storeObjects,
+  walSegments,
+  type ArchiveFixture,
+} from "./support/archive-workspace.js";
+
+const RUN = "run-point";
+const walLines = async (sdd: string): Promise<number> =>
+  (await readFile(path.join(sdd, "runtime/wal", `${RUN}.wal.jsonl`), "utf8")).trimEnd().split("\n").length;
+
+describe("dr restore / verify / drill / list --from a WAL archive", () => {
+  let scratch: { dir: string; cleanup: () => Promise<void> };
+  let f: ArchiveFixture;
+  let store: string;
+  let backups: string;
+  let tmp: string;
+  let segs: string[];
+
+  before(async () => {
+    scratch = await scratchDir("bernstein-archive-point-");
+    tmp = path.join(scratch.dir, "tmp");
+    await mkdir(tmp);
+    // The scratch folders of verify and drill go here, so the test sees that they are removed.
+    f = await archiveFixture(scratch.dir, { TMPDIR: tmp });
+    store = path.join(scratch.dir, "store");
+    backups = path.join(scratch.dir, "backups");
+    await appendDecisions(f.ws, RUN, 5);
+    assert.equal((await f.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+    for (let i = 0; i < 3; i++) {
+      await appendDecisions(f.ws, RUN, 10, 5 + i * 10);
+      const r = await f.cli(["dr", "archive", "--to", store, "--once"]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    segs = walSegments((await storeObjects(store)).keys(), RUN);
+    assert.equal(segs.length, 3, segs.join("\n"));
+    const b = await f.cli(["dr", "backup", "--to-dir", backups]);
+    assert.equal(b.code, 0, b.stderr);
+  });
+  after(async () => scratch.cleanup());
+
+  it("dr list --from: generations, windows and gaps; --check; --at still lists backups", async () => {
+    const r = await f.cli(["--json", "dr", "list", "--from", store, "--check"]);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.ok, true);
+    assert.equal(doc.generations.length, 1);
+    assert.equal(doc.generations[0].segments, 3);
+    assert.ok(doc.generations[0].earliest <= doc.generations[0].latest);
+    assert.deepEqual(doc.problems, []);
+    const human = await f.cli(["dr", "list", "--from", store]);
+    assert.match(
+      human.stdout,
+      /^g\d{8}T\d{9}Z-[0-9a-f]{4} {2}\S+ \.\. \S+ {2}1 snapshot\(s\), 3 segment\(s\)$/m,
+    );
+    const old = await f.cli(["--json", "dr", "list", "--at", backups]);
+    assert.equal(old.code, 0, old.stderr);
+    assert.equal(JSON.parse(old.stdout).backups.length, 1);
+    for (const [args, re] of [
+      [["--from", backups], /no WAL archive there .*listed with --at/],
+      [["--from", store, "--at", backups], /give --at LOCATION .* or --from LOCATION .*not both/],
+      [[], /give --at LOCATION/],
+      [["--from", store, "--check", "--deep"], /--deep is for --at/],
+    ] as const) {
+      const bad = await f.cli(["dr", "list", ...args]);
+      assert.equal(bad.code, 2, `${args.join(" ")}: ${bad.stderr}`);
+      assert.match(bad.stderr, re);
+      assert.equal(bad.stderr.trimEnd().split("\n").length, 1, bad.stderr);
+    }
+  });
+
+  it("dr restore --from ARCHIVE --at-seq / --at: the point, --json, and the previous target kept", async () => {
+    const target = path.join(scratch.dir, "r", ".sdd");
+    const first = await f.cli(["--json", "dr", "restore", "--from", store, "--at-seq", `${RUN}:11`], target);
+    assert.equal(first.code, 0, first.stderr);
+    const doc = JSON.parse(first.stdout);
+    assert.equal(doc.ok, true);
+    assert.equal(doc.wal[RUN].seq, 11);
+    assert.equal(await walLines(target), 12);
+    // The instant of that point, given as --at, restores over the first restore: every entry
+    // stamped at or before it (entries share a millisecond, so seq 11 and maybe a few after).
+    const again = await f.cli(["--json", "dr", "restore", "--from", store, "--at", doc.at], target);
+    assert.equal(again.code, 0, again.stderr);
+    const second = JSON.parse(again.stdout);
+    assert.ok(second.wal[RUN].seq >= 11 && second.wal[RUN].seq < 34, again.stdout);
+    assert.equal(await walLines(target), second.wal[RUN].seq + 1);
+    const stamps = (await readFile(path.join(target, "runtime/wal", `${RUN}.wal.jsonl`), "utf8"))
+      .trimEnd()
+      .split("\n")
+      .map((l) => Math.round(JSON.parse(l).timestamp * 1000));
+    assert.ok(Math.max(...stamps) <= Date.parse(doc.at), "nothing after the instant");
+    assert.match(second.kept, /\.sdd\.pre-restore-\d{8}T\d{6}Z/);
+    assert.equal(await walLines(second.kept), 12, "the previous target is kept whole");
+    for (const cmd of [["wal", "verify"], ["audit", "verify"], ["doctor"]]) {
+      const v = await f.cli(cmd, target);
+      assert.equal(v.code, 0, `${cmd.join(" ")}: ${v.stdout}${v.stderr}`);
+    }
+  });
+
+  it("--at keeps its old meaning with --latest and no --from; ambiguous combinations exit 2", async () => {
+    const old = await f.cli(
+      ["--json", "dr", "restore", "--latest", "--at", backups],
+      path.join(scratch.dir, "old", ".sdd"),
+    );
+    assert.equal(old.code, 0, old.stderr);
+    assert.match(JSON.parse(old.stdout).source, /bernstein-backup-.*\.tar\.gz$/);
+    const at = "2026-01-01T00:00:00Z";
+    for (const [cmd, args, re] of [
+      [
+        "restore",
+        ["--from", store],
+        /holds a WAL archive: give exactly one of --at TIME, --at-seq RUN:SEQ and --latest/,
+      ],
+      ["restore", ["--from", store, "--at", at, "--latest"], /give exactly one of/],
+      ["restore", ["--from", store, "--at", backups], /from a WAL archive, --at is an instant/],
+      ["restore", ["--from", backups, "--at", at], /holds no WAL archive/],
+      ["restore", ["--at-seq", `${RUN}:3`], /--at-seq needs --from LOCATION naming a WAL archive/],
+      ["restore", ["--latest", "--last-consistent", "--at", backups], /--last-consistent needs --from/],
+      ["restore", ["--from", store, "--latest", "--dry-run"], /--dry-run .* does not apply to a WAL archive/],
+      ["restore", ["--from", store, "--at", "2001-01-01T00:00:00Z"], /outside the archive's window/],
+      ["verify", ["--from", backups, "--at-seq", `${RUN}:3`], /holds no WAL archive/],
+      ["drill", ["--at", at], /need --from LOCATION naming a WAL archive/],
+      ["drill", ["--from", backups, "--latest"], /holds no WAL archive/],
+      ["drill", ["--from", store, "--latest", "--encrypt"], /--encrypt is for the drill's own backup/],
+    ] as const) {
+      const target = path.join(scratch.dir, "never", ".sdd");
+      const bad = await f.cli(["dr", cmd, ...args], target);
+      assert.equal(bad.code, 2, `dr ${cmd} ${args.join(" ")}: ${bad.stderr}`);
+      assert.match(bad.stderr, re);
+      assert.equal(bad.stderr.trimEnd().split("\n").length, 1, bad.stderr);
+      assert.deepEqual(await readdir(path.join(scratch.dir, "never")).catch(() => []), []);
+    }
+  });
+
+  it("dr verify and dr drill --from ARCHIVE check a point and leave nothing behind", async () => {
+    const v = await f.cli(["--json", "dr", "verify", "--from", store, "--at-seq", `${RUN}:20`]);
+    assert.equal(v.code, 0, v.stderr);
+    const vd = JSON.parse(v.stdout);
+    assert.equal(vd.ok, true);
+    assert.equal(vd.wal[RUN].seq, 20);
+    assert.ok(
+      vd.checks.some((c: { name: string; status: string }) => c.name === `wal ${RUN}` && c.status === "ok"),
+    );
+    assert.ok(
+      vd.checks.every((c: { status: string }) => c.status !== "failed"),
+      v.stdout,
+    );
+    const d = await f.cli(["--json", "dr", "drill", "--from", store, "--latest"]);
+    assert.equal(d.code, 0, d.stderr);
+    const dd = JSON.parse(d.stdout);
+    assert.equal(dd.ok, true);
+    assert.deepEqual(
+      dd.steps.map((s: { name: string; ok: boolean }) => [s.name, s.ok]),
+      [
+        ["restore", true],
+        ["verify", true],
+        ["doctor", true],
+      ],
+    );
+    assert.equal(dd.point.wal[RUN].seq, 34);
+    assert.deepEqual(await readdir(tmp), [], "the scratch folders are removed");
+  });
+
+  it("a broken segment: dr verify and dr drill name it (exit 5); before it, or --last-consistent, they pass", async () => {
+    const copy = path.join(scratch.dir, "broken-store");
+    // Every file: the segments' indexes are hidden metadata files beside them.
+    await cp(store, copy, { recursive: true });
+    const middle = path.join(copy, segs[1]!);
+    const bytes = await readFile(middle);
+    const i = bytes.indexOf("T-");
+    bytes[i + 2] = bytes[i + 2] === 0x31 ? 0x32 : 0x31;
+    await writeFile(middle, bytes);
+    const v = await f.cli(["dr", "verify", "--from", copy, "--latest"]);
+    assert.equal(v.code, 5, v.stderr);
+    assert.ok(v.stderr.includes(segs[1]!), v.stderr);
+    assert.equal(v.stderr.trimEnd().split("\n").length, 1, v.stderr);
+    const d = await f.cli(["--json", "dr", "drill", "--from", copy, "--latest"]);
+    assert.equal(d.code, 5, d.stderr);
+    assert.equal(JSON.parse(d.stdout).steps[0].ok, false);
+    assert.ok(JSON.parse(d.stdout).steps[0].detail.includes(segs[1]!));
+    const before = await f.cli(["dr", "verify", "--from", copy, "--at-seq", `${RUN}:10`]);
+    assert.equal(before.code, 0, before.stderr);
+    const last = await f.cli(["--json", "dr", "verify", "--from", copy, "--latest", "--last-consistent"]);
+    assert.equal(last.code, 0, last.stderr);
+    assert.equal(JSON.parse(last.stdout).wal[RUN].seq, 14);
+    assert.equal(JSON.parse(last.stdout).broken.segment, segs[1]);
+    assert.deepEqual(await readdir(tmp), []);
+  });
+});
