@@ -11,6 +11,8 @@ import { checkMetricsFile } from "../dr/backup-metrics.js";
 import { ExitCode, UserError, destinationError } from "../errors/errors.js";
 import type { HostedArchiver } from "../orchestrator/options.js";
 import { storeFor } from "../storage/open-store.js";
+import { resolveAuditKeyPath } from "../audit/key.js";
+import { addRecipientOptions, resolveWriteKeys, type WriteKeyFlags } from "./age-keys.js";
 import { parseCatalogueLocation } from "../storage/location.js";
 import { parseDuration } from "../storage/schedule.js";
 import type { S3Options } from "../storage/s3-store.js";
@@ -97,7 +99,10 @@ export function describeArchiverEvent(e: ArchiverEvent): string {
   }
 }
 
-export interface ArchiveStartFlags {
+/** With `--archive-to`, the keys are the archive's (as `dr archive`'s, unprefixed: `start` has no others). */
+export interface ArchiveStartFlags extends WriteKeyFlags {
+  /** `start`'s audit key (`--key-file`): an encrypted snapshot carries it. */
+  keyFile?: string;
   archiveTo?: string;
   archiveInterval?: number;
   archiveSnapshotInterval?: number;
@@ -110,7 +115,7 @@ export interface ArchiveStartFlags {
 
 /** `start`'s archive options. */
 export function addArchiveStartOptions(cmd: Command): Command {
-  return cmd
+  cmd
     .option("--archive-to <location>", "also archive the WAL continuously to a folder or s3://bucket/prefix/")
     .option(
       "--archive-interval <duration>",
@@ -133,7 +138,24 @@ export function addArchiveStartOptions(cmd: Command): Command {
     .option(
       "--sync",
       "with --archive-to: act on a decision only once the store holds it (RPO 0; a store outage blocks decisions)",
+    )
+    .option(
+      "--encrypt",
+      "with --archive-to: encrypt the archive with a password (--password-file or $BERNSTEIN_DR_PASSWORD)",
+    )
+    .option(
+      "--password <pw>",
+      "with --archive-to --encrypt: passphrase (visible in ps: prefer --password-file or $BERNSTEIN_DR_PASSWORD)",
+    )
+    .option(
+      "--password-file <file>",
+      "with --archive-to --encrypt: the passphrase's file (mode 0600 or stricter)",
+    )
+    .option(
+      "--plain",
+      "with --archive-to: a plain archive even where the configuration file turns encryption on",
     );
+  return addRecipientOptions(cmd);
 }
 
 /** The archive flags again, for a re-spawned `start` (--detach). */
@@ -149,6 +171,13 @@ export function archiveArgs(f: ArchiveStartFlags): string[] {
   if (f.archiveRetries !== undefined) a.push("--archive-retries", String(f.archiveRetries));
   if (f.archiveMetricsFile) a.push("--archive-metrics-file", path.resolve(f.archiveMetricsFile));
   if (f.sync) a.push("--sync");
+  for (const r of f.recipient ?? []) a.push("--recipient", r);
+  if (f.recipientsFile) a.push("--recipients-file", path.resolve(f.recipientsFile));
+  if (f.encrypt) a.push("--encrypt");
+  // The password itself stays out of argv: a file by its path, the environment by inheritance.
+  if (f.passwordFile) a.push("--password-file", path.resolve(f.passwordFile));
+  if (f.plain) a.push("--plain");
+  if (f.iKnowItIsPlain) a.push("--i-know-it-is-plain");
   return a;
 }
 
@@ -164,9 +193,24 @@ export async function startArchiveForStart(
   log: (line: string, problem?: boolean) => void,
 ): Promise<HostedArchiver | undefined> {
   if (!flags.archiveTo) {
-    if (flags.sync) throw new UserError("start --sync needs --archive-to", ExitCode.USAGE);
+    const given = (
+      [
+        ["--sync", flags.sync],
+        ["--encrypt", flags.encrypt],
+        ["--recipient", flags.recipient?.length],
+        ["--recipients-file", flags.recipientsFile],
+        ["--password-file", flags.passwordFile],
+        ["--plain", flags.plain],
+      ] as const
+    ).find(([, v]) => v);
+    if (given) throw new UserError(`start ${given[0]} needs --archive-to`, ExitCode.USAGE);
     return undefined;
   }
+  // The same rules as `dr archive` and `dr backup`: recipients or --encrypt (or the configuration
+  // file) encrypt, and --plain to s3:// needs --i-know-it-is-plain.
+  const keys = await resolveWriteKeys(flags, flags.archiveTo);
+  for (const w of keys.warnings) log(w, true);
+  const encrypted = keys.password !== undefined || keys.recipients !== undefined;
   const lock = await readLock(ws);
   if (lock.state === "held")
     throw new UserError(
@@ -180,6 +224,10 @@ export async function startArchiveForStart(
     s3: { endpoint: flags.archiveEndpoint, region: flags.archiveRegion, retries: flags.archiveRetries ?? 3 },
     metricsFile: flags.archiveMetricsFile,
     sync: flags.sync,
+    password: keys.password,
+    recipients: keys.recipients,
+    plainChosen: flags.plain === true,
+    auditKeyPath: encrypted ? resolveAuditKeyPath({ keyFile: flags.keyFile }).path : undefined,
     what: "start --archive-to",
     log: (e) =>
       e.event === "cycle" ? undefined : log(`archive: ${describeArchiverEvent(e)}`, e.event === "error"),
@@ -193,7 +241,8 @@ export async function startArchiveForStart(
       ExitCode.REMOTE,
     );
   }
-  log(`archive: to ${flags.archiveTo}${flags.sync ? " (--sync: decisions wait for the store)" : ""}`);
+  const how = keys.recipients ? ", encrypted to age recipients" : keys.password ? ", encrypted" : "";
+  log(`archive: to ${flags.archiveTo}${how}${flags.sync ? " (--sync: decisions wait for the store)" : ""}`);
   return {
     commitGate: flags.sync ? (pos) => archiver.shippedThrough(pos) : undefined,
     start: () =>

@@ -99,6 +99,11 @@ function settleFlagsOverFile(cmd: Command): void {
     if (group.some(given)) for (const attr of group) if (fromFile(cmd, attr)) clear(cmd, attr);
 
   const hasEncrypt = optionFor(cmd, "encrypt") !== undefined;
+  // `start`'s keys only encrypt its archive: without --archive-to the file's keys are not asked for.
+  if (optionFor(cmd, "archiveTo") !== undefined && cmd.getOptionValue("archiveTo") === undefined) {
+    for (const attr of ["encrypt", "passwordFile", "recipient", "recipientsFile"])
+      if (fromFile(cmd, attr)) clear(cmd, attr);
+  }
   if (cmd.getOptionValue("plain")) {
     for (const attr of ["encrypt", "passwordFile", "recipient", "recipientsFile"])
       if (fromFile(cmd, attr)) clear(cmd, attr);

@@ -28,7 +28,8 @@ export interface Setting {
   value(c: Config, base: string): unknown;
 }
 
-const BACKUP_WRITERS = ["dr backup", "dr schedule", "dr drill", "dr archive"];
+// `start` writes backups too: the base snapshots of `--archive-to`.
+const BACKUP_WRITERS = ["dr backup", "dr schedule", "dr drill", "dr archive", "start"];
 const ARCHIVE_READERS = ["dr archive-restore", "dr archive-list"];
 const PASSWORD_USERS = [...BACKUP_WRITERS, "dr restore", "dr verify", "dr list", ...ARCHIVE_READERS];
 

@@ -45,6 +45,12 @@ async function generations(store: string): Promise<Record_[]> {
   );
 }
 
+/** The status says this archiver finished a cycle (its start alone writes the pid, with no generation yet). */
+const cycledBy = (
+  s: { pid: number; generation: string | null } | undefined,
+  pid: number | undefined,
+): boolean => s !== undefined && s.pid === pid && s.generation !== null;
+
 /** Every object of the store, as bytes. */
 async function objects(store: string): Promise<Map<string, Buffer>> {
   const out = new Map<string, Buffer>();
@@ -59,17 +65,14 @@ const exists = (p: string) =>
     () => false,
   );
 
-/** `archive-restore --latest` into a new folder; the restored WAL must equal the source's. */
+/** `dr restore --from ARCHIVE --latest` into a new folder; the restored WAL must equal the source's. */
 async function restoreLatest(
   fx: ArchiveFixture,
   store: string,
   keyArgs: string[],
 ): Promise<{ restored: string; out: { generation: string; wal: Record<string, { seq: number }> } }> {
   const restored = path.join(fx.dir, "restored", ".sdd");
-  const rr = await fx.cli(
-    ["--json", "dr", "archive-restore", "--from", store, "--latest", ...keyArgs],
-    restored,
-  );
+  const rr = await fx.cli(["--json", "dr", "restore", "--from", store, "--latest", ...keyArgs], restored);
   assert.equal(rr.code, 0, rr.stderr);
   assert.equal(
     await sha256File(path.join(restored, "runtime/wal", `${RUN}.wal.jsonl`)),
@@ -252,7 +255,7 @@ describe("dr archive encrypted", () => {
     );
     await waitFor(
       "a cycle of this archiver",
-      async () => (await readArchiveStatus(fx.sdd))?.pid === child.pid,
+      async () => cycledBy(await readArchiveStatus(fx.sdd), child.pid),
       {
         exited: done,
       },
@@ -297,7 +300,7 @@ describe("dr archive encrypted", () => {
       ["--sdd", fx.sdd, "dr", "archive", "--to", store, "--interval", "10ms", "--recipient", k.recipient],
       { env: fx.env, cwd: fx.dir },
     );
-    await waitFor("the base snapshot", async () => (await readArchiveStatus(fx.sdd))?.pid === child.pid, {
+    await waitFor("the base snapshot", async () => cycledBy(await readArchiveStatus(fx.sdd), child.pid), {
       exited: done,
     });
     await markedDecisions(fx, 5, 4);
@@ -355,39 +358,49 @@ describe("dr archive encrypted", () => {
 
     const target = path.join(fx.dir, "restored", ".sdd");
     const wrong = await fx.cli(
-      ["dr", "archive-restore", "--from", store, "--latest", "--identity-file", stranger.file],
+      ["dr", "restore", "--from", store, "--latest", "--identity-file", stranger.file],
       target,
     );
     assert.equal(wrong.code, 4, wrong.stderr);
     assert.equal(wrong.stderr.trim().split("\n").length, 1, wrong.stderr);
     assert.equal(await exists(path.dirname(target)), false, "nothing written");
-    const rr = await fx.cli(["--json", "dr", "archive-restore", "--from", store, "--latest"], target);
+    const rr = await fx.cli(["--json", "dr", "restore", "--from", store, "--latest"], target);
     assert.equal(rr.code, 2, rr.stderr);
     assert.match(rr.stderr, /--identity-file/);
-    const ok = await runCli(
-      ["--sdd", target, "--json", "dr", "archive-restore", "--from", store, "--latest"],
-      {
-        env: { ...fx.env, BERNSTEIN_DR_IDENTITY_FILE: k.file },
-        cwd: fx.dir,
-      },
-    );
+    const ok = await runCli(["--sdd", target, "--json", "dr", "restore", "--from", store, "--latest"], {
+      env: { ...fx.env, BERNSTEIN_DR_IDENTITY_FILE: k.file },
+      cwd: fx.dir,
+    });
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal(JSON.parse(ok.stdout).wal[RUN].seq, 10);
     assert.equal(
       await sha256File(path.join(target, "runtime/wal", `${RUN}.wal.jsonl`)),
       await sha256File(fx.ws.walFile(RUN)),
     );
-    const c = await fx.cli([
+    const c = await fx.cli(["--json", "dr", "list", "--from", store, "--check", "--identity-file", k.file]);
+    assert.equal(c.code, 0, c.stdout + c.stderr);
+    const v = await fx.cli([
       "--json",
       "dr",
-      "archive-list",
+      "verify",
       "--from",
       store,
-      "--check",
+      "--latest",
       "--identity-file",
       k.file,
     ]);
-    assert.equal(c.code, 0, c.stdout + c.stderr);
+    assert.equal(v.code, 0, v.stdout + v.stderr);
+    assert.equal(JSON.parse(v.stdout).wal[RUN].seq, 10);
+    const wrongVerify = await fx.cli([
+      "dr",
+      "verify",
+      "--from",
+      store,
+      "--latest",
+      "--identity-file",
+      stranger.file,
+    ]);
+    assert.equal(wrongVerify.code, 4, wrongVerify.stderr);
     // Other recipients: a new generation (the kept key is not wrapped to them).
     const other = await fx.cli(["dr", "archive", "--to", store, "--once", "--recipient", stranger.recipient]);
     assert.equal(other.code, 0, other.stderr);

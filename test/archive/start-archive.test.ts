@@ -5,7 +5,7 @@
  * (shown by `dr status`) until the store answers. The archiver's health in the metrics file.
  */
 import assert from "node:assert/strict";
-import { readFile, readdir } from "node:fs/promises";
+import { readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { readArchiveStatus } from "../../src/archive/health.js";
@@ -150,6 +150,65 @@ describe("start --archive-to", () => {
         `${id}: its spawn intent #${intent.seq} was not in the store when it ran:\n${listed.join("\n")}`,
       );
     }
+  });
+
+  it("keys: the configuration file's recipients encrypt start's archive (--detach too); key flags need --archive-to", async () => {
+    const f = await archiveFixture(path.join(scratch.dir, "keys"));
+    const identity = path.join(f.dir, "restore-key.txt");
+    const gen = await f.cli(["key", "generate", "-o", identity]);
+    assert.equal(gen.code, 0, gen.stderr);
+    await writeFile(
+      path.join(path.dirname(f.sdd), "bernstein.yaml"),
+      `backup:\n  recipients: [${gen.stdout.trim()}]\n`,
+    );
+    const alone = await f.cli(["start", "--until-idle", "--recipient", gen.stdout.trim()]);
+    assert.equal(alone.code, 2, alone.stderr);
+    assert.match(alone.stderr, /--recipient needs --archive-to/);
+    const plainS3 = await f.cli([
+      "start",
+      "--until-idle",
+      "--archive-to",
+      `s3://${BUCKET}/plain/`,
+      "--plain",
+    ]);
+    assert.equal(plainS3.code, 2, plainS3.stderr);
+    assert.match(plainS3.stderr, /--i-know-it-is-plain/);
+
+    const store = path.join(f.dir, "store");
+    await startDetached(f, ["--archive-to", store, "--archive-interval", NEVER]);
+    await addTask(f.ws, { id: "k", title: "k", command: "true" });
+    await waitFor("the task done", async () => (await tasksDone(f)) === 1);
+    const stop = await f.cli(["stop"]);
+    assert.equal(stop.code, 0, stop.stderr);
+
+    const names = await readdir(store);
+    const records = names.filter((n) => /^gen-[^.]+\.json$/.test(n));
+    assert.equal(records.length, 1, names.join(" "));
+    const record = JSON.parse(await readFile(path.join(store, records[0]!), "utf8")) as {
+      encryption?: { scheme: string };
+    };
+    assert.equal(record.encryption?.scheme, "age");
+    assert.ok(
+      names.some((n) => n.endsWith(".tar.gz.age")),
+      names.join(" "),
+    );
+    assert.ok(!names.some((n) => n.endsWith(".tar.gz")), "no plain snapshot");
+
+    const target = path.join(f.dir, "restored", ".sdd");
+    const keyless = await f.cli(["dr", "restore", "--from", store, "--latest"], target);
+    assert.equal(keyless.code, 2, keyless.stderr);
+    const restored = await f.cli(
+      ["--json", "dr", "restore", "--from", store, "--latest", "--identity-file", identity],
+      target,
+    );
+    assert.equal(restored.code, 0, restored.stderr);
+    const runs = await listRuns(f.ws);
+    const last = runs[runs.length - 1]!;
+    assert.equal(
+      await sha256File(path.join(target, "runtime/wal", path.basename(last.file))),
+      await sha256File(last.file),
+      "the restored WAL is the run's, to its last entry",
+    );
   });
 
   it("the metrics file: dr backup's and the archiver's lines side by side; lag, errors, window", async () => {

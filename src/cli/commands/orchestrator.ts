@@ -21,6 +21,7 @@ import {
   startArchiveForStart,
   type ArchiveStartFlags,
 } from "../archive-options.js";
+import { PASSWORD_ENV } from "../password.js";
 import {
   addReplicationStartOptions,
   replicationArgs,
@@ -162,6 +163,11 @@ async function startDetached(ws: Workspace, opts: StartFlags, out: Output): Prom
     detached: true,
     stdio: ["ignore", fd, fd],
     cwd: ws.projectDir,
+    // An archive password given on the command line reaches the child by its environment, not argv.
+    env:
+      opts.password !== undefined && opts.passwordEnv === undefined
+        ? { ...process.env, [PASSWORD_ENV]: opts.password }
+        : process.env,
   });
   closeSync(fd);
   child.on("exit", (code) => (exitCode = code));
