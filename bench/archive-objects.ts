@@ -1,29 +1,11 @@
 /**
- * Objects and bytes a WAL archive costs per day at 1 decision/s, before and after compaction.
- *
- * A short run stands for the day: `--seconds N` (default 600) simulated seconds, each one
- * decision (a WAL entry, fsynced by the WAL writer, plus one line of its run record) followed by
- * one shipping cycle (the archiver's default 1 s interval) into a folder store. Counts and bytes
- * are scaled by 86,400 / N. After: `dr archive-compact`'s code with the target size scaled by
- * the same factor, so the merged-object count is the one a whole day at the real target gives
- * (objects per stream = ceil(stream bytes per day / target)). The base snapshot (one a day at
- * the default --snapshot-interval) and the generation record are counted on both sides.
+ * Objects and bytes a WAL archive costs per day at 1 decision/s, before and after compaction
+ * (the measurement: bench/support/archive-objects.ts).
  *
  * Usage: npm run bench:archive-objects -- --json [--seconds N] [--target-size-mb 8]
  */
-import { appendFile, mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
-import { listArchive } from "../src/archive/catalog.js";
-import { compactArchive } from "../src/archive/compact.js";
-import { takeBaseSnapshot } from "../src/archive/base-snapshot.js";
-import { openGeneration } from "../src/archive/generation.js";
-import { shipCycle } from "../src/archive/shipper.js";
-import { LocalStore } from "../src/storage/local-store.js";
-import { WalWriter } from "../src/wal/writer.js";
-import { initWorkspace } from "../src/workspace/layout.js";
+import { archiveObjectsPerDay } from "./support/archive-objects.js";
 
-const DAY_S = 86_400;
 const args = process.argv.slice(2);
 const json = args.includes("--json");
 const flag = (name: string, dflt: number) => {
@@ -32,98 +14,6 @@ const flag = (name: string, dflt: number) => {
 };
 const seconds = flag("--seconds", 600);
 const targetBytes = Math.round(flag("--target-size-mb", 8) * 1024 * 1024);
-
-async function storeFigures(dir: string): Promise<{ objects: number; segments: number; bytes: number }> {
-  let objects = 0;
-  let segments = 0;
-  let bytes = 0;
-  for (const name of await readdir(dir)) {
-    if (name.startsWith(".")) continue;
-    objects++;
-    if (name.includes(".seg.")) segments++;
-    bytes += (await stat(path.join(dir, name))).size;
-  }
-  return { objects, segments, bytes };
-}
-
-export async function archiveObjectsPerDay(simSeconds: number, target: number) {
-  const dir = await mkdtemp(path.join(os.tmpdir(), "bernstein-bench-archive-objects-"));
-  try {
-    const { workspace: ws } = await initWorkspace(path.join(dir, "project", ".sdd"));
-    const store = new LocalStore(path.join(dir, "store"));
-    await mkdir(store.root, { recursive: true });
-    const gen = await openGeneration(store, ws, { keys: {} });
-    const snap = await takeBaseSnapshot({ store, ws, generation: gen.generation, number: 0, backup: {} });
-    for (const [stream, end] of Object.entries(snap.streams)) gen.ends.set(stream, end);
-    const run = "run-bench";
-    const wal = await WalWriter.open(ws, run);
-    const runLog = ws.p("runs", `${run}.jsonl`);
-    await mkdir(path.dirname(runLog), { recursive: true });
-    try {
-      for (let i = 0; i < simSeconds; i++) {
-        await wal.append({
-          decision_type: "task_claimed",
-          inputs: { task_id: `T-${i}`, attempt: 1 },
-          committed: true,
-        });
-        await appendFile(
-          runLog,
-          JSON.stringify({ timestamp: Date.now() / 1000, event: "claimed", task_id: `T-${i}` }) + "\n",
-        );
-        await shipCycle({ store, ws, generation: gen.generation, ends: gen.ends });
-      }
-    } finally {
-      await wal.close();
-    }
-    const scale = DAY_S / simSeconds;
-    const perDay = (
-      f: { objects: number; segments: number; bytes: number },
-      fixed: number,
-      fixedBytes: number,
-    ) => ({
-      objects: Math.round((f.objects - fixed) * scale) + fixed,
-      segment_objects: Math.round(f.segments * scale),
-      bytes: Math.round((f.bytes - fixedBytes) * scale) + fixedBytes,
-    });
-    const fixedObjects = 3; // generation record, snapshot and its index: once a day, not per decision
-    const fixedBytes = (await storeFigures(store.root)).bytes - (await segmentBytes(store.root));
-    const before = perDay(await storeFigures(store.root), fixedObjects, fixedBytes);
-    const scaledTarget = Math.max(1, Math.round((target * simSeconds) / DAY_S));
-    const t0 = performance.now();
-    const compacted = await compactArchive(store, await listArchive(store), { targetBytes: scaledTarget });
-    const compactMs = performance.now() - t0;
-    const after = perDay(await storeFigures(store.root), fixedObjects, fixedBytes);
-    // Merged objects do not scale with the run: the scaled target already made them a day's count.
-    after.segment_objects = compacted.segments_after;
-    after.objects = fixedObjects + compacted.segments_after;
-    return {
-      simulated_seconds: simSeconds,
-      decisions_per_second: 1,
-      streams: 2,
-      target_bytes: target,
-      before_per_day: before,
-      after_per_day: after,
-      objects_ratio: Number((before.objects / after.objects).toFixed(1)),
-      // Compaction lowers what is stored and listed, not what is sent: the archiver still puts
-      // one object per stream per interval, and compaction adds a delete for each of them.
-      requests_per_day: {
-        archiver_puts: before.segment_objects,
-        compaction_puts: after.segment_objects,
-        compaction_deletes: before.segment_objects,
-      },
-      compaction_ms_for_the_run: Math.round(compactMs),
-    };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-async function segmentBytes(dir: string): Promise<number> {
-  let n = 0;
-  for (const name of await readdir(dir))
-    if (!name.startsWith(".") && name.includes(".seg.")) n += (await stat(path.join(dir, name))).size;
-  return n;
-}
 
 const r = await archiveObjectsPerDay(seconds, targetBytes);
 if (json) process.stdout.write(JSON.stringify(r, null, 2) + "\n");
