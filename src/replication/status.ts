@@ -15,6 +15,7 @@ import { DEFAULT_THRESHOLDS, type FollowerView, type HealthThresholds } from "./
 import { rpoEstimate } from "./leader-status.js";
 import { TOKEN_ENV } from "./auth.js";
 import { readRole } from "../workspace/replication-role.js";
+import { archiveHealth } from "../archive/health.js";
 import { WalSource } from "./wal-source.js";
 
 export interface DrStatus {
@@ -97,14 +98,28 @@ async function askLiveProcess(
 
 type LiveLag = { entries: number; seconds: number | null } | undefined;
 
+/** A running archiver's lag, as its newest status says (a stopped one's is stale: not used). */
+type ArchiveLag = { entries: number; seconds: number; destination: string } | undefined;
+
 function rpoFor(
   role: Role,
   liveStatus: LiveStatus,
   followers: FollowerView[],
   liveLag: LiveLag,
   backup: BackupInfo | null,
+  archive: ArchiveLag,
 ): DrStatus["rpo_estimate"] {
-  if (role.role === "leader") return liveStatus ? rpoEstimate(followers, backup) : rpoEstimate([], backup);
+  if (role.role === "leader") {
+    const est = liveStatus ? rpoEstimate(followers, backup) : rpoEstimate([], backup);
+    // What the WAL archive holds survives the host too: the smaller loss of the two is the estimate.
+    if (archive && (est.entries === null || archive.entries < est.entries))
+      return {
+        entries: archive.entries,
+        seconds: archive.seconds,
+        basis: `WAL archive ${archive.destination}`,
+      };
+    return est;
+  }
   return liveLag
     ? { entries: liveLag.entries, seconds: liveLag.seconds, basis: "this follower's lag" }
     : { entries: null, seconds: null, basis: "follower process not running: lag unknown" };
@@ -197,7 +212,12 @@ export async function gatherStatus(
   ws: Workspace,
   opts: { tokenFile?: string; tlsCa?: Buffer } = {},
 ): Promise<DrStatus> {
-  const [role, epoch, backup] = await Promise.all([readRole(ws), readEpoch(ws), lastBackupInfo(ws)]);
+  const [role, epoch, backup, archive] = await Promise.all([
+    readRole(ws),
+    readEpoch(ws),
+    lastBackupInfo(ws),
+    archiveHealth(ws.root),
+  ]);
   const { runs, position } = await walRuns(ws);
   const { live, liveStatus } = await askLiveProcess(ws, opts, epoch.epoch);
 
@@ -208,7 +228,10 @@ export async function gatherStatus(
   const policy = (liveStatus?.policy as string | undefined) ?? role.cluster?.policy ?? null;
   const policyState = (liveStatus?.policy_state as string | undefined) ?? (fenced ? "FENCED" : null);
   const integrity = role.integrity_error ?? null;
-  const rpo = rpoFor(role, liveStatus, followers, liveLag, backup);
+  const archiveLag: ArchiveLag = archive?.running
+    ? { entries: archive.lag_entries, seconds: archive.lag_seconds, destination: archive.destination }
+    : undefined;
+  const rpo = rpoFor(role, liveStatus, followers, liveLag, backup, archiveLag);
 
   const self = { url: live?.url ?? null, epoch: epoch.epoch, position };
   const nodes =

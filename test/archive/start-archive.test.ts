@@ -178,6 +178,11 @@ describe("start --archive-to", () => {
     await startDetached(f, ["--archive-to", store, "--archive-interval", NEVER]);
     await addTask(f.ws, { id: "k", title: "k", command: "true" });
     await waitFor("the task done", async () => (await tasksDone(f)) === 1);
+    const status = await f.cli(["--json", "dr", "status"]);
+    const rpo = (JSON.parse(status.stdout) as { rpo_estimate: { basis: string; entries: number } })
+      .rpo_estimate;
+    assert.match(rpo.basis, /^WAL archive /, "a running archiver bounds what a lost host costs");
+    assert.equal(typeof rpo.entries, "number");
     const stop = await f.cli(["stop"]);
     assert.equal(stop.code, 0, stop.stderr);
 

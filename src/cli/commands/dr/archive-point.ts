@@ -350,7 +350,10 @@ export async function drillPointCommand(
   const report: DrillReport & { point: Record<string, unknown> | null } = {
     ok: steps.length === 3 && steps.every((s) => s.ok),
     sdd: src.store.root,
-    encrypted: opts.decrypt === true,
+    // The snapshot is an encrypted backup exactly when its generation is encrypted.
+    encrypted: restored
+      ? /\.(enc|age)$/.test(restored.snapshot)
+      : opts.decrypt === true || opts.identityFile !== undefined,
     started_at: startedAt.toISOString(),
     file_count: restored?.snapshot_restore.file_count ?? null,
     backup_sha256: restored?.snapshot_restore.sha256 ?? null,
