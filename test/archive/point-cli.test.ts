@@ -5,7 +5,7 @@
  * drill write nothing but a scratch folder they remove, and name the first broken segment (exit 5).
  */
 import assert from "node:assert/strict";
-import { cp, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import { cp, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { scratchDir } from "../helpers.js";
@@ -78,6 +78,24 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
       assert.equal(bad.code, 2, `${args.join(" ")}: ${bad.stderr}`);
       assert.match(bad.stderr, re);
       assert.equal(bad.stderr.trimEnd().split("\n").length, 1, bad.stderr);
+    }
+  });
+
+  it("a configuration file's backup.destination does not stand in the way of --from (dr list, dr prune)", async () => {
+    const config = path.join(path.dirname(f.sdd), "bernstein.yaml");
+    await writeFile(config, `backup:\n  destination: ${backups}\n`);
+    try {
+      const listed = await f.cli(["--json", "dr", "list", "--from", store]);
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.equal(JSON.parse(listed.stdout).generations.length, 1);
+      const backupsListed = await f.cli(["--json", "dr", "list"]);
+      assert.equal(backupsListed.code, 0, backupsListed.stderr);
+      assert.equal(JSON.parse(backupsListed.stdout).backups.length, 1, "the file's destination, as before");
+      const pruned = await f.cli(["--json", "dr", "prune", "--from", store, "--keep-last", "1", "--dry-run"]);
+      assert.equal(pruned.code, 0, pruned.stderr);
+      assert.equal(JSON.parse(pruned.stdout).kind, "wal-archive");
+    } finally {
+      await rm(config, { force: true });
     }
   });
 

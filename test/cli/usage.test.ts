@@ -37,8 +37,12 @@ test("a usage error is one line: what was wrong, the closest valid word, and whi
     "bernstein: unknown option '--to-dri' (did you mean '--to-dir'?); see 'bernstein dr backup --help'\n",
   );
   assert.match(
+    await usageError(["dr", "archive"]),
+    /^bernstein: required option '--to <location>' not specified; see 'bernstein dr archive --help'\n$/,
+  );
+  assert.match(
     await usageError(["dr", "list"]),
-    /^bernstein: required option '--at <location>' not specified; see 'bernstein dr list --help'\n$/,
+    /^bernstein: dr list: give --at LOCATION \(the backups there\) or --from LOCATION \(a WAL archive there\)\n$/,
   );
   assert.match(
     await usageError(["task", "add"]),

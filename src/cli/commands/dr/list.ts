@@ -7,7 +7,13 @@ import { ExitCode, UserError } from "../../../errors/errors.js";
 import type { PasswordFlags } from "../../password.js";
 import { Output, globalsOf } from "../../output.js";
 import { failureWords, printListCheck, runListCheck, type ListCheck } from "./list-check.js";
-import { addPasswordOptions, addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./options.js";
+import {
+  addPasswordOptions,
+  addRemoteOptions,
+  dropFileAtForFrom,
+  s3OptionsFrom,
+  type RemoteFlags,
+} from "./options.js";
 import { catalogueRows } from "./source.js";
 
 type ListFlags = RemoteFlags &
@@ -78,10 +84,11 @@ export function registerList(dr: Command): void {
           "with --at --check: hash every byte, and open every archive (decrypted with --identity-file / the password) to check its files",
         ),
     ),
-  ).action(async (opts: ListFlags, cmd: Command) => {
+  ).action(async (given: ListFlags, cmd: Command) => {
+    const opts = dropFileAtForFrom(cmd, given);
     if ((opts.at === undefined) === (opts.from === undefined))
       throw new UserError(
-        "dr list: give --at LOCATION (the backups there) or --from LOCATION (a WAL archive there), not both",
+        `dr list: give --at LOCATION (the backups there) or --from LOCATION (a WAL archive there)${opts.at === undefined ? "" : ", not both"}`,
         ExitCode.USAGE,
       );
     if (opts.from !== undefined) return listArchiveAt(cmd, opts.from, opts);

@@ -142,3 +142,13 @@ export function addPointOptions(cmd: Command, verb: string): Command {
       `with --from ARCHIVE: on a broken segment, ${verb} the last instant before it`,
     );
 }
+
+/**
+ * `--from` given on the command line wins over a `--at` the configuration file filled in
+ * (`backup.destination`): the flag names the location this time.
+ */
+export function dropFileAtForFrom<T extends { at?: string; from?: string }>(cmd: Command, opts: T): T {
+  return opts.from !== undefined && cmd.getOptionValueSource("at") === "config"
+    ? { ...opts, at: undefined }
+    : opts;
+}

@@ -16,6 +16,7 @@ import {
   checkKeepRules,
   type KeepFlags,
   type RemoteFlags,
+  dropFileAtForFrom,
 } from "./options.js";
 
 type PruneFlags = RemoteFlags & KeepFlags & { at?: string; from?: string; dryRun?: boolean };
@@ -41,7 +42,8 @@ export function registerPrune(dr: Command): void {
         .option("--from <location>", "the same as --at (the word the WAL archive commands use)")
         .option("--dry-run", "show what would be kept and deleted, delete nothing"),
     ),
-  ).action(async (opts: PruneFlags, cmd: Command) => {
+  ).action(async (given: PruneFlags, cmd: Command) => {
+    const opts = dropFileAtForFrom(cmd, given);
     const out = Output.of(cmd);
     const policy = policyFrom(opts);
     checkKeepRules(policy);
