@@ -219,15 +219,15 @@ export interface GuardedRestore {
 }
 
 /**
- * A restore whose staging tree is built by `build` (a point-in-time restore): under the target's
- * restore lock, after finishing an interrupted restore and refusing a live holder, `build` fills a
- * fresh staging folder (removed on failure or interrupt), which is then swapped in as `dr restore`
- * swaps (journaled, the previous target kept unless `keep` is false).
+ * Every restore (`dr restore` of an archive, a point-in-time restore): under the target's restore
+ * lock, after finishing an interrupted restore and refusing a live holder, `build` fills a fresh
+ * staging folder (removed on failure or interrupt, after what `build` gave `beforeRemove` has
+ * run), which is then swapped in (journaled, the previous target kept unless `keep` is false).
  */
 export async function buildAndSwapIn<T>(
   target: string,
   o: GuardedRestore,
-  build: (staging: string) => Promise<T>,
+  build: (staging: string, beforeRemove: (stop: () => Promise<void>) => void) => Promise<T>,
 ): Promise<{ value: T; target: string; kept?: string; warnings: string[] }> {
   const abs = path.resolve(target);
   try {
@@ -246,14 +246,22 @@ export async function buildAndSwapIn<T>(
     if (targetExists) lock = await lockLiveTarget(abs, o.force, warnings);
     await removeStaleStaging(abs);
     const staging = stagingPathFor(abs);
+    // What still writes into the staging folder, stopped before the folder is removed.
+    let stopWriting: (() => Promise<void>) | undefined;
+    // Registered before the folder exists: a signal can come at any instant after.
     const interrupt = cleanupOnInterrupt(`the restore's staging folder ${staging}`, async () => {
+      await stopWriting?.(); // no file is created in it after this
       await rm(staging, { recursive: true, force: true, maxRetries: 5 });
+      // The process exits after the cleanups: its locks go with it, not left for a takeover.
       await lock?.release().catch(() => {});
       await restoreLock.release().catch(() => {});
     });
+    // Until a journal names the staging folder, any failure (the final rename included) removes
+    // it: a failed restore leaves nothing behind.
     let journaled = false;
     try {
-      const value = await build(staging);
+      const value = await build(staging, (stop) => (stopWriting = stop));
+      // From here a signal has its default action: the swap below is journaled.
       await interrupt.release();
       const keep = o.keep ?? true;
       const kept = await swapIn(abs, staging, {
@@ -265,7 +273,10 @@ export async function buildAndSwapIn<T>(
       if (targetExists) lock = undefined;
       return { value, target: abs, ...(keep && kept ? { kept } : {}), warnings };
     } catch (err) {
-      if (!journaled) await rm(staging, { recursive: true, force: true }).catch(() => {});
+      if (!journaled) {
+        await stopWriting?.();
+        await rm(staging, { recursive: true, force: true }).catch(() => {});
+      }
       await interrupt.release();
       throw ioError(`cannot restore into ${abs}`, err) ?? err;
     }

@@ -5,27 +5,17 @@
  *
  */
 import { constants, mkdirSync } from "node:fs";
-import { open, readFile, rm, stat } from "node:fs/promises";
+import { open, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
-import { ExitCode, UserError, destinationError, ioError, userErrorFromFs } from "../errors/errors.js";
+import { ExitCode, UserError, destinationError, userErrorFromFs } from "../errors/errors.js";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
 import { resolveOptions } from "../json/object.js";
-import { cleanupOnInterrupt } from "../workspace/interrupt.js";
-import type { WorkspaceLock } from "../workspace/lock.js";
 import { SALT_BYTES, startKeyDerivation, type KeyCache } from "./fernet.js";
 import { StagingWriter } from "./staging-writer.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
 import { TOOL_NAME, VERSION } from "../version.js";
-import {
-  acquireRestoreLock,
-  exists,
-  finishInterruptedRestore,
-  lockLiveTarget,
-  removeStaleStaging,
-  stagingPathFor,
-  swapIn,
-} from "./restore-target.js";
+import { buildAndSwapIn } from "./restore-target.js";
 
 export { completeInterruptedRestore, restoreLockPath } from "./restore-target.js";
 
@@ -239,80 +229,23 @@ async function restoreInto(
   target: string,
   opts: RestoreOptions,
 ): Promise<RestoreResult> {
-  const abs = path.resolve(target);
-  const parent = path.dirname(abs);
-  const warnings: string[] = [];
-  try {
-    await durableMkdir(parent);
-  } catch (err) {
-    throw destinationError(`cannot restore into ${abs}: cannot create ${parent}`, err) ?? err;
-  }
-  // One restore of a target at a time, whether the target exists yet or not.
-  const restoreLock = await acquireRestoreLock(abs);
-  let lock: WorkspaceLock | undefined;
-  try {
-    if (restoreLock.tookOver) warnings.push(`restore lock: ${restoreLock.tookOver}`);
-    const recovered = await finishInterruptedRestore(abs);
-    if (recovered) warnings.push(`${recovered} at ${abs}`);
-
-    // Refuse early while a live process owns the target.
-    const targetExists = await exists(abs);
-    if (targetExists) lock = await lockLiveTarget(abs, opts.force, warnings);
-    await removeStaleStaging(abs);
-    const staging = stagingPathFor(abs);
-    // Registered before the folder exists: a signal can come at any instant after.
-    let writer: StagingWriter | undefined;
-    const interrupt = cleanupOnInterrupt(`the restore's staging folder ${staging}`, async () => {
-      await writer?.close(); // no file is created in it after this
-      await rm(staging, { recursive: true, force: true, maxRetries: 5 });
-      // The process exits after the cleanups: its locks go with it, not left for a takeover.
-      await lock?.release().catch(() => {});
-      await restoreLock.release().catch(() => {});
-    });
+  const done = await buildAndSwapIn(target, opts, async (staging, beforeRemove) => {
+    let writer: StagingWriter;
     try {
       mkdirSync(staging, { mode: 0o700 });
       writer = new StagingWriter(staging);
     } catch (err) {
-      await rm(staging, { recursive: true, force: true }).catch(() => {});
-      await interrupt.release();
-      throw destinationError(`cannot restore into ${abs}`, err) ?? err;
+      throw destinationError(`cannot restore into ${path.resolve(target)}`, err) ?? err;
     }
-    let summary: ArchiveSummary;
-    let kept: string | null = null;
-    const keep = opts.keep ?? true;
-    // Until a journal names the staging folder, any failure (the final rename included) removes
-    // it: a failed restore leaves nothing behind.
-    let journaled = false;
-    try {
-      summary = await readArchive(source, writer, opts);
-      const record = restoreRecordOf(summary, opts.source);
-      // Written before finish(): the one syncfs of the staging tree makes it durable too.
-      await writer.writeFile(RESTORE_RECORD.join("/"), JSON.stringify(record, null, 2) + "\n");
-      await writer.finish();
-      // From here a signal has its default action: the swap below is journaled (restore-target.ts).
-      await interrupt.release();
-
-      kept = await swapIn(abs, staging, {
-        targetExists,
-        keep,
-        lockHeld: lock !== undefined,
-        onJournaled: () => (journaled = true),
-      });
-      if (targetExists) lock = undefined;
-    } catch (err) {
-      if (!journaled) {
-        await writer.close();
-        await rm(staging, { recursive: true, force: true }).catch(() => {});
-      }
-      await interrupt.release();
-      throw ioError(`cannot restore into ${abs}`, err) ?? err;
-    }
-
-    return await resultOf(summary, abs, keep && kept ? kept : undefined, opts, warnings);
-  } finally {
-    await lock?.release().catch(() => {});
-    await restoreLock.release().catch(() => {});
-  }
+    beforeRemove(() => writer.close());
+    const summary = await readArchive(source, writer, opts);
+    const record = restoreRecordOf(summary, opts.source);
+    // Written before finish(): the one syncfs of the staging tree makes it durable too.
+    await writer.writeFile(RESTORE_RECORD.join("/"), JSON.stringify(record, null, 2) + "\n");
+    await writer.finish();
+    return summary;
+  });
+  return resultOf(done.value, done.target, done.kept, opts, done.warnings);
 }
 
 export async function restoreFromFile(

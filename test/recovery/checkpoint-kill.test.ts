@@ -31,7 +31,12 @@ function killDuringWrites(sdd: string, delayMs: number): Promise<NodeJS.Signals 
   });
 }
 
-test("SIGKILL at 50 random moments of checkpoint writing always leaves the previous checkpoint valid and loadable", async () => {
+/** Rounds at least, and then more until this many kills landed inside a write (the temp file exists only briefly). */
+const MIN_ROUNDS = 50;
+const MID_WRITE_KILLS = 3;
+const MAX_ROUNDS = 400;
+
+test("SIGKILL at random moments of checkpoint writing (at least 50, and 3 inside a write) always leaves the previous checkpoint valid and loadable", async () => {
   const { dir, cleanup } = await scratchDir();
   try {
     const { workspace: ws } = await initWorkspace(path.join(dir, ".sdd"));
@@ -41,7 +46,7 @@ test("SIGKILL at 50 random moments of checkpoint writing always leaves the previ
     await writeCheckpoint(ws, expected);
     const r = prng(2026);
     let killedMidWrite = 0;
-    for (let i = 0; i < 50; i++) {
+    for (let i = 0; i < MIN_ROUNDS || (killedMidWrite < MID_WRITE_KILLS && i < MAX_ROUNDS); i++) {
       const before = new Set((await readdir(ws.checkpointsDir)).filter((n) => n.startsWith(".")));
       assert.equal(await killDuringWrites(ws.root, Math.floor(r() * 40)), "SIGKILL");
       const after = (await readdir(ws.checkpointsDir)).filter((n) => n.startsWith(".") && !before.has(n));
@@ -59,7 +64,7 @@ test("SIGKILL at 50 random moments of checkpoint writing always leaves the previ
       assert.equal(loaded.applied, 0);
       assert.deepEqual(loaded.state, expected);
     }
-    assert.ok(killedMidWrite > 0, "at least one kill landed inside a write");
+    assert.ok(killedMidWrite > 0, `at least one kill of ${MAX_ROUNDS} landed inside a write`);
     // The next writer removes the dead writers' temp files (never a visible checkpoint).
     const next = await writeCheckpoint(ws, expected);
     void next;
