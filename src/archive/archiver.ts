@@ -1,9 +1,10 @@
 /**
  * The long-running archiver: opens (or starts) a generation, takes its base snapshot, then ships
- * a cycle every `intervalMs` and a new snapshot every `snapshotIntervalMs`. A store failure is
- * not fatal: the local files keep everything, the lag grows and is reported, and the next cycle
- * sends the same bytes again. A workspace restored or rolled back underneath starts a new
- * generation. Health goes to `runtime/archive-status.json` after every cycle.
+ * what is durable within `intervalMs` of its fsync (cyclePeriod) and takes a new snapshot every
+ * `snapshotIntervalMs`. A store failure is not fatal: the local files keep everything, the lag
+ * grows and is reported, and the next cycle sends the same bytes again. A workspace restored or
+ * rolled back underneath starts a new generation. Health goes to `runtime/archive-status.json`
+ * after every cycle.
  *
  * Hosted by `dr archive` (run/stop) or by the orchestrator (`start --archive-to`: start/finish,
  * and with `--sync` its WAL commit gate, shippedThrough). Shipping cycles run one at a time; a
@@ -55,6 +56,8 @@ export type ArchiverEvent =
   | { event: "recovered"; after_errors: number };
 
 const GATE_RETRY_MS = 1000;
+/** Cycles whose upload time sets the period (cyclePeriod). */
+const UPLOADS_REMEMBERED = 8;
 
 /** The archiver was stopped while a decision waited for the store (`--sync`). */
 export class ArchiverStopped extends Error {}
@@ -71,6 +74,8 @@ export class Archiver {
   private shipping: Promise<unknown> = Promise.resolve();
   /** Per WAL run, the newest seq the store holds. */
   private readonly shipped = new Map<string, number>();
+  /** How long the recent cycles that stored something took (ms), oldest first. */
+  private readonly uploadTimes: number[] = [];
   readonly health: ArchiveHealth;
 
   constructor(private readonly opts: ArchiverOptions) {
@@ -95,11 +100,24 @@ export class Archiver {
     await this.health.started();
     while (!this.stopping) {
       const started = Date.now();
-      await this.step();
+      const result = await this.step();
+      const took = Date.now() - started;
+      if (result && result.segments > 0) this.uploadTimes.push(took);
+      if (this.uploadTimes.length > UPLOADS_REMEMBERED) this.uploadTimes.shift();
       if (this.stopping) break;
-      // Cycles start an interval apart: a slow store does not stretch the interval by its upload time.
-      await this.pause(Math.max(0, this.opts.intervalMs - (Date.now() - started)));
+      await this.pause(Math.max(0, this.cyclePeriod() - took));
     }
+  }
+
+  /**
+   * How far apart cycles start. A byte made durable just after a cycle read its stream is stored
+   * by the next cycle: one period plus that cycle's upload later. So the period is the interval
+   * less the slowest recent upload (never under half the interval, which bounds the object
+   * rate), and what is durable reaches the store within the interval while uploads are that fast.
+   */
+  private cyclePeriod(): number {
+    const upload = this.uploadTimes.length ? Math.max(...this.uploadTimes) : 0;
+    return Math.max(this.opts.intervalMs / 2, this.opts.intervalMs - upload);
   }
 
   /** Runs the loop in the background (inside the orchestrator); a fatal error goes to `onFatal`. */
