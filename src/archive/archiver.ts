@@ -112,12 +112,14 @@ export class Archiver {
   /**
    * How far apart cycles start. A byte made durable just after a cycle read its stream is stored
    * by the next cycle: one period plus that cycle's upload later. So the period is the interval
-   * less the slowest recent upload (never under half the interval, which bounds the object
-   * rate), and what is durable reaches the store within the interval while uploads are that fast.
+   * less the slowest recent upload and less a tenth for timers that fire late (never under half
+   * the interval, which bounds the object rate): what is durable reaches the store within the
+   * interval while uploads stay that fast.
    */
   private cyclePeriod(): number {
     const upload = this.uploadTimes.length ? Math.max(...this.uploadTimes) : 0;
-    return Math.max(this.opts.intervalMs / 2, this.opts.intervalMs - upload);
+    const interval = this.opts.intervalMs;
+    return Math.max(interval / 2, interval - interval / 10 - upload);
   }
 
   /** Runs the loop in the background (inside the orchestrator); a fatal error goes to `onFatal`. */

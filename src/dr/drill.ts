@@ -30,6 +30,33 @@ import { restoredMode, umaskOf } from "./restored-mode.js";
 import { verifyStateFolder, type Check } from "./verify.js";
 import { walkWorkspace } from "./walk.js";
 
+export interface StepVerdict {
+  ok: boolean;
+  detail: string;
+}
+
+/**
+ * Runs one drill step, timed, and adds it to `steps`; a throw is a failed step with its message,
+ * after `caught` has seen the error (which may rethrow it: a user's mistake is not a failed drill).
+ */
+export async function runDrillStep(
+  steps: DrillStep[],
+  name: string,
+  fn: () => Promise<StepVerdict>,
+  caught: (err: unknown) => void = () => {},
+): Promise<boolean> {
+  const t0 = performance.now();
+  let r: StepVerdict;
+  try {
+    r = await fn();
+  } catch (err) {
+    caught(err);
+    r = { ok: false, detail: (err as Error).message };
+  }
+  steps.push({ name, ok: r.ok, duration_ms: Math.round(performance.now() - t0), detail: r.detail });
+  return r.ok;
+}
+
 /**
  * The orchestrator's doctor, run on the restored copy. Passed in by the caller: DR sits below the
  * orchestrator in the layering (docs/ARCHITECTURE.md).
@@ -118,17 +145,8 @@ export async function runDrill(
     audit_recorded: false,
     warnings: [],
   };
-  const step = async (name: string, fn: () => Promise<{ ok: boolean; detail: string }>): Promise<boolean> => {
-    const t0 = performance.now();
-    let r: { ok: boolean; detail: string };
-    try {
-      r = await fn();
-    } catch (err) {
-      r = { ok: false, detail: (err as Error).message };
-    }
-    report.steps.push({ name, ok: r.ok, duration_ms: Math.round(performance.now() - t0), detail: r.detail });
-    return r.ok;
-  };
+  const step = (name: string, fn: () => Promise<StepVerdict>): Promise<boolean> =>
+    runDrillStep(report.steps, name, fn);
   const archiveBase = path.join(scratch, `drill-${startedAt.toISOString().replace(/[-:.]/g, "")}.tar.gz`);
   const restored = path.join(scratch, "restored", ".sdd");
   const backupStartMs = Date.now();

@@ -11,7 +11,6 @@
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { performance } from "node:perf_hooks";
 import type { Command } from "commander";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
 import { holdsGenerations } from "../../../archive/catalog.js";
@@ -23,7 +22,7 @@ import {
   type RestorePoint,
 } from "../../../archive/restore-point.js";
 import { loadState } from "../../../checkpoint/load-state.js";
-import type { DrillReport, DrillStep } from "../../../dr/drill.js";
+import { runDrillStep, type DrillReport, type DrillStep, type StepVerdict } from "../../../dr/drill.js";
 import { verifyStateFolder } from "../../../dr/verify.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import { materializeFromWal } from "../../../orchestrator/materialize.js";
@@ -294,20 +293,12 @@ interface PointDrill {
 /** The drill's steps on a point: restore (timed: the RTO), verify, doctor; stops at the first failure. */
 async function drillSteps(src: PointSource, opts: PointFlags & { keep?: string }, doctor: RestoredDoctorRun) {
   const d: PointDrill = { steps: [] };
-  const step = async (name: string, fn: () => Promise<{ ok: boolean; detail: string }>): Promise<boolean> => {
-    const t0 = performance.now();
-    let r: { ok: boolean; detail: string };
-    try {
-      r = await fn();
-    } catch (err) {
+  const step = (name: string, fn: () => Promise<StepVerdict>): Promise<boolean> =>
+    runDrillStep(d.steps, name, fn, (err) => {
       // A point outside the window is the user's input, not a failed drill.
       if (err instanceof UserError && err.exitCode === ExitCode.USAGE) throw err;
       if (err instanceof UserError) d.failure = err;
-      r = { ok: false, detail: (err as Error).message };
-    }
-    d.steps.push({ name, ok: r.ok, duration_ms: Math.round(performance.now() - t0), detail: r.detail });
-    return r.ok;
-  };
+    });
   await atScratchPoint(src, opts, opts.keep, async (root, restore, keyFile) => {
     let ok = await step("restore", async () => {
       const r = (d.restored = await restore());
