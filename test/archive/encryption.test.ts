@@ -379,27 +379,12 @@ describe("dr archive encrypted", () => {
     );
     const c = await fx.cli(["--json", "dr", "list", "--from", store, "--check", "--identity-file", k.file]);
     assert.equal(c.code, 0, c.stdout + c.stderr);
-    const v = await fx.cli([
-      "--json",
-      "dr",
-      "verify",
-      "--from",
-      store,
-      "--latest",
-      "--identity-file",
-      k.file,
-    ]);
+    const verifyWith = (identity: string) =>
+      fx.cli(["--json", "dr", "verify", "--from", store, "--latest", "--identity-file", identity]);
+    const v = await verifyWith(k.file);
     assert.equal(v.code, 0, v.stdout + v.stderr);
     assert.equal(JSON.parse(v.stdout).wal[RUN].seq, 10);
-    const wrongVerify = await fx.cli([
-      "dr",
-      "verify",
-      "--from",
-      store,
-      "--latest",
-      "--identity-file",
-      stranger.file,
-    ]);
+    const wrongVerify = await verifyWith(stranger.file);
     assert.equal(wrongVerify.code, 4, wrongVerify.stderr);
     // Other recipients: a new generation (the kept key is not wrapped to them).
     const other = await fx.cli(["dr", "archive", "--to", store, "--once", "--recipient", stranger.recipient]);
