@@ -19,6 +19,10 @@ import { AgeIdentityError, recipientFingerprint } from "./age/keys.js";
 import { AgeFormatError } from "./age/header.js";
 import { appendBackupLog, readBackupLog, type BackupLogRow } from "./backup-log.js";
 import { reencryptFernetFile } from "./reencrypt.js";
+import { recordAuditEvent } from "./audit-event.js";
+import { DR_REKEY_EVENT } from "../storage/audit-record.js";
+import { recordRekeyed } from "../storage/catalogue.js";
+import { LocalStore } from "../storage/local-store.js";
 import { removeSidecar, sha256OfFile, writeSidecar } from "./sidecar.js";
 
 export interface RekeyRequest {
@@ -36,6 +40,10 @@ export interface RekeyRequest {
 export interface RekeyOutcome {
   from: string;
   path: string;
+  /** The location's catalogue record (`<name>.json`) now names the new bytes. */
+  record_updated?: boolean;
+  /** Why the rekey is not in the audit chain (the workspace was locked, no audit key). */
+  audit_warning?: string;
   action: "header-rewritten" | "re-encrypted" | "converted-to-age" | "already-done";
   /** header-rewritten: only the header bytes were written (else the archive was copied). */
   in_place?: boolean;
@@ -192,6 +200,34 @@ export async function rekeyArchive(
   else if (abs.endsWith(".enc")) done = await rekeyEnc(abs, req);
   else throw usage(`${file}: not an encrypted archive (.age or .enc); a plain archive has no keys to rotate`);
   const { recipients, ...out } = done;
+  if (done.sha256 !== undefined && done.size_bytes !== undefined) {
+    const facts = { sha256: done.sha256, size_bytes: done.size_bytes };
+    out.record_updated = await recordRekeyed(
+      new LocalStore(path.dirname(abs)),
+      path.basename(abs),
+      path.basename(done.path),
+      facts,
+    );
+    // A catalogue location states sha256 in its record, as `dr backup --to-dir` wrote it: a
+    // sidecar there would be a foreign file.
+    if (out.record_updated) await removeSidecar(done.path);
+    // `dr list --check` compares a location with the audit chain: the new bytes are a new write.
+    if (ws) {
+      const audit = await recordAuditEvent(ws, {
+        event_type: DR_REKEY_EVENT,
+        resource_type: "backup",
+        resource_id: done.path,
+        details: {
+          root: path.dirname(done.path),
+          name: path.basename(done.path),
+          ...facts,
+          ...(done.path !== abs ? { replaces: path.basename(abs) } : {}),
+          ...(recipients ? { recipient_fingerprints: recipients.map(recipientFingerprint) } : {}),
+        },
+      });
+      if (audit.warning) out.audit_warning = audit.warning;
+    }
+  }
   if (ws && row && done.sha256) {
     await appendBackupLog(ws, {
       ...row,

@@ -18,20 +18,30 @@ import type { ExpectedBackup } from "./catalogue.js";
 export const BACKUP_EVENT = "backup_written";
 /** The event `dr backup` and `dr schedule` write. */
 export const DR_BACKUP_EVENT = "dr.backup";
+/** `dr rekey` wrote new bytes for a backup (details: root, name, sha256, size_bytes, replaces). */
+export const DR_REKEY_EVENT = "dr.rekey";
 
-/** What the audit chain says was written under `root` (streamed, oldest first). */
+const WRITES = new Set([BACKUP_EVENT, DR_BACKUP_EVENT, DR_REKEY_EVENT]);
+
+/**
+ * What the audit chain says was written under `root` (streamed, oldest first). A rekey is a new
+ * write of its name; one that replaced another name (a `.enc` converted to `.age`) also ends
+ * what was expected of the old name.
+ */
 export async function backupsFromAudit(ws: Workspace, root: string): Promise<ExpectedBackup[]> {
   const out: ExpectedBackup[] = [];
+  /** Per replaced name, how many expectations existed when it was replaced. */
+  const replaced = new Map<string, number>();
   for (const file of await listAuditFiles(ws.auditDir)) {
     for await (const line of readLinesForward(path.join(ws.auditDir, file))) {
-      if (!line.text.includes(BACKUP_EVENT) && !line.text.includes(DR_BACKUP_EVENT)) continue;
+      if (!line.text.includes(BACKUP_EVENT) && !line.text.includes("dr.")) continue;
       let entry;
       try {
         entry = asJsonObject(parseJson(line.text));
       } catch {
         continue; // a torn line: `audit verify` reports it
       }
-      if (!entry || (entry.event_type !== BACKUP_EVENT && entry.event_type !== DR_BACKUP_EVENT)) continue;
+      if (!entry || typeof entry.event_type !== "string" || !WRITES.has(entry.event_type)) continue;
       const details = asJsonObject(entry.details);
       if (!details || typeof details.sha256 !== "string") continue;
       // Off-site backups say their root and name; a plain `dr backup --to DIR/<name>` only its path.
@@ -50,7 +60,9 @@ export async function backupsFromAudit(ws: Workspace, root: string): Promise<Exp
         size_bytes: typeof size === "number" ? size : typeof size === "bigint" ? Number(size) : undefined,
         written_at: typeof entry.timestamp === "string" ? entry.timestamp : undefined,
       });
+      if (typeof details.replaces === "string" && details.replaces !== name)
+        replaced.set(details.replaces, out.length);
     }
   }
-  return out;
+  return out.filter((e, i) => !(i < (replaced.get(e.name) ?? -1)));
 }

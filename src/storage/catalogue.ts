@@ -260,6 +260,30 @@ export async function writeRecordFor(
   return record;
 }
 
+/**
+ * After `dr rekey` changed an archive's bytes: the record of `from` now describes `name` (the
+ * same name, or the `.age` that replaced a `.enc`) with the new sha256 and size. A location
+ * without a record for `from` is left alone. Returns whether a record was written.
+ */
+export async function recordRekeyed(
+  store: BackupStore,
+  from: string,
+  name: string,
+  facts: { sha256: string; size_bytes: number },
+): Promise<boolean> {
+  const record = await readRecord(store, from);
+  if (!record) return false;
+  await writeRecord(store, {
+    ...record,
+    name,
+    sha256: facts.sha256,
+    size_bytes: facts.size_bytes,
+    encrypted: true,
+  });
+  if (from !== name) await store.delete(recordKey(from));
+  return true;
+}
+
 /** After a successful `dr verify`, refresh the record's verified_at (only if it matches). */
 export async function markVerified(store: BackupStore, name: string, sha256: string): Promise<boolean> {
   const record = await readRecord(store, name);

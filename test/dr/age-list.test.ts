@@ -196,3 +196,79 @@ test("dr list --check --deep opens .age and .enc archives with the keys given, s
     await cleanup();
   }
 });
+
+test("dr rekey at a catalogue folder: the record names the new bytes and dr list --check stays clean, for a header rewrite and for a .enc converted to .age", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const { env, a, b, at, cli, ageFile } = await withAgeBackup(dir);
+    const recordOf = async (file: string) =>
+      JSON.parse(await readFile(`${file}.json`, "utf8")) as {
+        name: string;
+        sha256: string;
+        size_bytes: number;
+      };
+    const before = await recordOf(ageFile);
+    const c = await keyPair(dir, "c.txt");
+    const rekeyed = await cli(
+      "dr",
+      "rekey",
+      "--from",
+      ageFile,
+      "--identity-file",
+      a.file,
+      "--add-recipient",
+      c.recipient,
+      "--json",
+    );
+    assert.equal(rekeyed.code, 0, rekeyed.stderr);
+    const outcome = JSON.parse(rekeyed.stdout).archives[0] as { sha256: string; record_updated: boolean };
+    assert.equal(outcome.record_updated, true);
+    const after = await recordOf(ageFile);
+    assert.notEqual(after.sha256, before.sha256, "a new header is new bytes");
+    assert.equal(after.sha256, outcome.sha256);
+    await assert.rejects(readFile(`${ageFile}.sha256`), "the record states the sha256, no sidecar beside it");
+    const listed = await cli("dr", "list", "--at", at, "--check", "--json");
+    assert.equal(listed.code, 0, listed.stdout + listed.stderr);
+    assert.ok(
+      (JSON.parse(listed.stdout).check as { status: string }[]).every((f) => f.status === "ok"),
+      listed.stdout,
+    );
+
+    // A password backup converted to age: the old name's record and expectation go with it.
+    const pw = path.join(dir, "pw");
+    await writeFile(pw, "a password for the test\n", { mode: 0o600 });
+    const enc = await cli("dr", "backup", "--to-dir", at, "--encrypt", "--password-file", pw, "--json");
+    assert.equal(enc.code, 0, enc.stderr);
+    const encFile = JSON.parse(enc.stdout).path as string;
+    const converted = await runCli(
+      [
+        "dr",
+        "rekey",
+        "--from",
+        encFile,
+        "--password-file",
+        pw,
+        "--to-age",
+        "--add-recipient",
+        b.recipient,
+        "--json",
+      ],
+      { env, cwd: dir },
+    );
+    assert.equal(converted.code, 0, converted.stderr);
+    const ageOut = JSON.parse(converted.stdout).archives[0] as { path: string; sha256: string };
+    assert.equal((await recordOf(ageOut.path)).sha256, ageOut.sha256);
+    await assert.rejects(readFile(`${encFile}.json`), "the .enc's record went with it");
+    const again = await cli("dr", "list", "--at", at, "--check", "--json");
+    assert.equal(again.code, 0, again.stdout + again.stderr);
+    const findings = JSON.parse(again.stdout).check as { name: string; status: string }[];
+    assert.ok(
+      findings.every((f) => f.status === "ok"),
+      again.stdout,
+    );
+    assert.ok(findings.some((f) => f.name === path.basename(ageOut.path)));
+    assert.deepEqual(JSON.parse(again.stdout).foreign_ignored, []);
+  } finally {
+    await cleanup();
+  }
+});
