@@ -2,6 +2,7 @@
  * Compaction and retention of a WAL archive in the S3-compatible server: the merged segments'
  * indexes live in object metadata like any segment's, and a point restores the same bytes after
  * `dr archive-compact` and `dr prune --from s3://…`; a pruned instant is refused with exit 2.
+ * An archive encrypted to age recipients in the same server restores with the identity only.
  */
 import assert from "node:assert/strict";
 import path from "node:path";
@@ -10,7 +11,12 @@ import { listArchive } from "../../src/archive/catalog.js";
 import { openCatalogue } from "../../src/storage/open-store.js";
 import { scratchDir } from "../helpers.js";
 import { startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
-import { archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
+import {
+  appendDecisions,
+  archiveFixture,
+  sha256File,
+  type ArchiveFixture,
+} from "./support/archive-workspace.js";
 import { restoredStreams, writeHistory } from "./support/archive-history.js";
 
 const BUCKET = "wal-archive-retention";
@@ -84,6 +90,46 @@ describe("dr archive-compact and dr prune on s3://", () => {
     assert.equal(gone.code, 2, gone.stderr);
     assert.match(gone.stderr, /before the archive's window/);
     const check = await f.cli(["--json", "dr", "archive-list", "--from", url, "--check", ...remote]);
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+  });
+
+  it("encrypted to an age recipient on s3://: shipped, checked and restored with the identity only", async () => {
+    const g = await archiveFixture(path.join(scratch.dir, "age"), h.env);
+    const url = `s3://${BUCKET}/age/`;
+    const remote = ["--endpoint", h.endpoint, "--retries", "0"];
+    const identity = path.join(g.dir, "id.txt");
+    const made = await g.cli(["key", "generate", "-o", identity]);
+    assert.equal(made.code, 0, made.stderr);
+    const once = ["dr", "archive", "--to", url, "--once", "--recipient", made.stdout.trim(), ...remote];
+    await appendDecisions(g.ws, RUN, 4);
+    assert.equal((await g.cli(once)).code, 0);
+    await appendDecisions(g.ws, RUN, 6, 4);
+    const shipped = await g.cli(["--json", ...once]);
+    assert.equal(shipped.code, 0, shipped.stderr);
+    assert.ok(JSON.parse(shipped.stdout).segments_total >= 1, shipped.stdout);
+
+    const target = path.join(g.dir, "restored", ".sdd");
+    const keyless = await g.cli(["dr", "restore", "--from", url, "--latest", ...remote], target);
+    assert.equal(keyless.code, 2, keyless.stderr);
+    assert.match(keyless.stderr, /--identity-file/);
+    const withKey = ["--from", url, "--latest", "--identity-file", identity, ...remote];
+    const restored = await g.cli(["--json", "dr", "restore", ...withKey], target);
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.equal(JSON.parse(restored.stdout).wal[RUN].seq, 9);
+    assert.equal(
+      await sha256File(path.join(target, "runtime/wal", `${RUN}.wal.jsonl`)),
+      await sha256File(g.ws.walFile(RUN)),
+    );
+    const check = await g.cli([
+      "dr",
+      "list",
+      "--from",
+      url,
+      "--check",
+      "--identity-file",
+      identity,
+      ...remote,
+    ]);
     assert.equal(check.code, 0, check.stdout + check.stderr);
   });
 });
