@@ -34,7 +34,7 @@ export async function backupsFromAudit(ws: Workspace, root: string): Promise<Exp
   const replaced = new Map<string, number>();
   for (const file of await listAuditFiles(ws.auditDir)) {
     for await (const line of readLinesForward(path.join(ws.auditDir, file))) {
-      if (!line.text.includes(BACKUP_EVENT) && !line.text.includes("dr.")) continue;
+      if (![...WRITES].some((event) => line.text.includes(event))) continue;
       let entry;
       try {
         entry = asJsonObject(parseJson(line.text));

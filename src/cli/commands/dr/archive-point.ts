@@ -343,7 +343,7 @@ export async function drillPointCommand(
     sdd: src.store.root,
     // The snapshot is an encrypted backup exactly when its generation is encrypted.
     encrypted: restored
-      ? /\.(enc|age)$/.test(restored.snapshot)
+      ? restored.snapshot_restore.encrypted
       : opts.decrypt === true || opts.identityFile !== undefined,
     started_at: startedAt.toISOString(),
     file_count: restored?.snapshot_restore.file_count ?? null,
