@@ -21,8 +21,11 @@ import { appendBackupLog, readBackupLog, type BackupLogRow } from "./backup-log.
 import { reencryptFernetFile } from "./reencrypt.js";
 import { recordAuditEvent } from "./audit-event.js";
 import { DR_REKEY_EVENT } from "../storage/audit-record.js";
-import { recordRekeyed } from "../storage/catalogue.js";
+import { listCatalogue, recordRekeyed } from "../storage/catalogue.js";
 import { LocalStore } from "../storage/local-store.js";
+import type { BackupStore } from "../storage/store.js";
+import { rekeyAgeObject } from "./age/rekey-object.js";
+import type { RekeyPlan } from "./age/rekey.js";
 import { removeSidecar, sha256OfFile, writeSidecar } from "./sidecar.js";
 
 export interface RekeyRequest {
@@ -47,6 +50,8 @@ export interface RekeyOutcome {
   action: "header-rewritten" | "re-encrypted" | "converted-to-age" | "already-done";
   /** header-rewritten: only the header bytes were written (else the archive was copied). */
   in_place?: boolean;
+  /** An object store's rewrite: the payload copied inside the store, or streamed again (docs/dr.md). */
+  method?: "server-copy" | "streamed";
   recipient_fingerprints?: string[];
   sha256?: string;
   size_bytes?: number;
@@ -107,7 +112,26 @@ function alreadyDone(req: RekeyRequest, row: BackupLogRow | undefined): boolean 
   );
 }
 
-async function rekeyAge(file: string, req: RekeyRequest, row: BackupLogRow | undefined, skipDone: boolean) {
+/** Where an archive is: a local file, or an object in a store (S3). */
+type ArchiveAt = { file: string; store?: undefined } | { file: string; store: BackupStore; key: string };
+
+/** The new header, written the way the archive's place allows; the new sha256 and size. */
+async function rewriteAge(at: ArchiveAt, plan: RekeyPlan) {
+  if (at.store) {
+    const r = await rekeyAgeObject(at.store, at.key, plan);
+    return { in_place: false, method: r.method, sha256: r.sha256, size_bytes: r.size_bytes };
+  }
+  const file = at.file;
+  // A sidecar naming the old sha256 must not outlive the old header.
+  const r = await rekeyAgeFile(file, { ...plan, beforeChange: () => removeSidecar(file) });
+  // The catalogue and the sidecar name the whole file: an in-place rewrite reads it once for that.
+  const sha256 = r.sha256 ?? (await sha256OfFile(file));
+  await writeSidecar(file, sha256);
+  return { in_place: r.in_place, sha256, size_bytes: r.size_bytes };
+}
+
+async function rekeyAge(at: ArchiveAt, req: RekeyRequest, row: BackupLogRow | undefined, skipDone: boolean) {
+  const file = at.file;
   if (!req.identities)
     throw usage(
       `${file} is an age archive: pass --identity-file FILE (or BERNSTEIN_DR_IDENTITY_FILE) that opens it`,
@@ -116,25 +140,8 @@ async function rekeyAge(file: string, req: RekeyRequest, row: BackupLogRow | und
   const { set, keep } = targetSet(file, req, row);
   const added = keep ? req.add : set!;
   try {
-    const r = await rekeyAgeFile(file, {
-      identities: req.identities,
-      recipients: added,
-      keepExisting: keep,
-      // A sidecar naming the old sha256 must not outlive the old header.
-      beforeChange: () => removeSidecar(file),
-    });
-    // The catalogue and the sidecar name the whole file: an in-place rewrite reads it once for that.
-    const sha256 = r.sha256 ?? (await sha256OfFile(file));
-    await writeSidecar(file, sha256);
-    return {
-      from: file,
-      path: file,
-      action: "header-rewritten" as const,
-      in_place: r.in_place,
-      recipients: set,
-      sha256,
-      size_bytes: r.size_bytes,
-    };
+    const r = await rewriteAge(at, { identities: req.identities, recipients: added, keepExisting: keep });
+    return { from: file, path: file, action: "header-rewritten" as const, ...r, recipients: set };
   } catch (err) {
     if (err instanceof AgeIdentityError) {
       const known = row?.recipient_fingerprints
@@ -186,42 +193,38 @@ async function rekeyEnc(file: string, req: RekeyRequest) {
   };
 }
 
-/** Rekeys one local archive, and records it in the catalogue of `ws` when given. */
-export async function rekeyArchive(
-  file: string,
-  req: RekeyRequest,
-  ws?: Workspace,
-  opts: { skipDone?: boolean; row?: BackupLogRow } = {},
+type Done = RekeyOutcome & { recipients?: string[] };
+
+/**
+ * What a rekey leaves besides the new bytes: the location's record (`<name>.json`) names them,
+ * a `dr.rekey` audit event (so `dr list --check` expects them) and a catalogue row.
+ */
+async function recordDone(
+  done: Done,
+  at: { store: BackupStore; from: string; name: string; local: boolean },
+  ws: Workspace | undefined,
+  row: BackupLogRow | undefined,
 ): Promise<RekeyOutcome> {
-  const abs = path.resolve(file);
-  const row = opts.row ?? (ws ? (await newestRows(ws)).get(abs) : undefined);
-  let done: RekeyOutcome & { recipients?: string[] };
-  if (abs.endsWith(".age")) done = await rekeyAge(abs, req, row, opts.skipDone ?? false);
-  else if (abs.endsWith(".enc")) done = await rekeyEnc(abs, req);
-  else throw usage(`${file}: not an encrypted archive (.age or .enc); a plain archive has no keys to rotate`);
   const { recipients, ...out } = done;
+  const fingerprints: { recipient_fingerprints?: string[] } = recipients
+    ? { recipient_fingerprints: recipients.map(recipientFingerprint) }
+    : {};
   if (done.sha256 !== undefined && done.size_bytes !== undefined) {
     const facts = { sha256: done.sha256, size_bytes: done.size_bytes };
-    out.record_updated = await recordRekeyed(
-      new LocalStore(path.dirname(abs)),
-      path.basename(abs),
-      path.basename(done.path),
-      facts,
-    );
+    out.record_updated = await recordRekeyed(at.store, at.from, at.name, facts);
     // A catalogue location states sha256 in its record, as `dr backup --to-dir` wrote it: a
     // sidecar there would be a foreign file.
-    if (out.record_updated) await removeSidecar(done.path);
-    // `dr list --check` compares a location with the audit chain: the new bytes are a new write.
+    if (out.record_updated && at.local) await removeSidecar(done.path);
     if (ws) {
       const audit = await recordAuditEvent(ws, {
         event_type: DR_REKEY_EVENT,
         resource_type: "backup",
         resource_id: done.path,
         details: {
-          root: path.dirname(done.path),
-          name: path.basename(done.path),
+          root: at.store.root,
+          name: at.name,
           ...facts,
-          ...(done.path !== abs ? { replaces: path.basename(abs) } : {}),
+          ...(at.name !== at.from ? { replaces: at.from } : {}),
           ...(recipients ? { recipient_fingerprints: recipients.map(recipientFingerprint) } : {}),
         },
       });
@@ -235,11 +238,49 @@ export async function rekeyArchive(
       location: done.path,
       sha256: done.sha256,
       size_bytes: done.size_bytes!,
-      ...(recipients ? { recipients, recipient_fingerprints: recipients.map(recipientFingerprint) } : {}),
+      ...(recipients ? { recipients, ...fingerprints } : {}),
       rekeyed_from: row.sha256,
     });
   }
-  return { ...out, ...(recipients ? { recipient_fingerprints: recipients.map(recipientFingerprint) } : {}) };
+  return { ...out, ...fingerprints };
+}
+
+/** Rekeys one local archive, and records it in the catalogue of `ws` when given. */
+export async function rekeyArchive(
+  file: string,
+  req: RekeyRequest,
+  ws?: Workspace,
+  opts: { skipDone?: boolean; row?: BackupLogRow } = {},
+): Promise<RekeyOutcome> {
+  const abs = path.resolve(file);
+  const row = opts.row ?? (ws ? (await newestRows(ws)).get(abs) : undefined);
+  let done: Done;
+  if (abs.endsWith(".age")) done = await rekeyAge({ file: abs }, req, row, opts.skipDone ?? false);
+  else if (abs.endsWith(".enc")) done = await rekeyEnc(abs, req);
+  else throw usage(`${file}: not an encrypted archive (.age or .enc); a plain archive has no keys to rotate`);
+  const at = { from: path.basename(abs), name: path.basename(done.path), local: true };
+  return recordDone(done, { ...at, store: new LocalStore(path.dirname(abs)) }, ws, row);
+}
+
+/** Rekeys the `.age` object `key` of `store` (S3): the header rewritten in front of the same payload. */
+export async function rekeyObject(
+  store: BackupStore,
+  key: string,
+  req: RekeyRequest,
+  ws?: Workspace,
+  opts: { skipDone?: boolean; row?: BackupLogRow } = {},
+): Promise<RekeyOutcome> {
+  const location = store.describe(key);
+  if (!key.endsWith(".age")) {
+    throw usage(
+      key.endsWith(".enc")
+        ? `${location}: a .enc archive is re-encrypted, not rekeyed in place; download it, rekey the copy, upload it`
+        : `${location}: not an age archive (.age); a plain archive has no keys to rotate`,
+    );
+  }
+  const row = opts.row ?? (ws ? (await newestRows(ws)).get(location) : undefined);
+  const done = await rekeyAge({ file: location, store, key }, req, row, opts.skipDone ?? false);
+  return recordDone(done, { store, from: key, name: key, local: false }, ws, row);
 }
 
 /** `--all`: every catalogued local encrypted archive, newest row each; archives already done are skipped. */
@@ -251,6 +292,32 @@ export async function rekeyAll(ws: Workspace, req: RekeyRequest): Promise<RekeyO
     // An .enc converted to age has its .age row now; the .enc row is history.
     if (location.endsWith(".enc") && rows.has(location.replace(/\.enc$/, ".age"))) continue;
     out.push(await rekeyArchive(location, req, ws, { skipDone: true, row }));
+  }
+  return out;
+}
+
+/**
+ * `--all --at LOCATION`: every encrypted backup of a catalogue location (`dr list --at`; on S3 the
+ * `.age` ones: a `.enc` object is re-encrypted, not rekeyed), with the
+ * workspace's newest row of each for its recipients; archives already done are skipped.
+ */
+export async function rekeyAllAt(
+  ws: Workspace,
+  store: BackupStore,
+  req: RekeyRequest,
+): Promise<RekeyOutcome[]> {
+  const out: RekeyOutcome[] = [];
+  const rows = await newestRows(ws);
+  const local = store instanceof LocalStore;
+  for (const { name } of (await listCatalogue(store)).entries) {
+    if (!(local ? /\.(age|enc)$/ : /\.age$/).test(name)) continue;
+    const row = rows.get(store.describe(name));
+    const opts = { skipDone: true, row };
+    out.push(
+      local
+        ? await rekeyArchive(path.join(store.root, name), req, ws, opts)
+        : await rekeyObject(store, name, req, ws, opts),
+    );
   }
   return out;
 }

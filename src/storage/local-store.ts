@@ -18,7 +18,7 @@ import {
   tempPathFor,
 } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
-import type { BackupStore, ObjectInfo, PutOptions, PutResult } from "./store.js";
+import type { BackupStore, ByteRange, ObjectInfo, PutOptions, PutResult } from "./store.js";
 
 function checkKey(key: string): void {
   if (key === "" || key.includes("/") || key.includes("\\") || key.startsWith(".")) {
@@ -73,6 +73,8 @@ export class LocalStore implements BackupStore {
           ExitCode.CORRUPT,
         );
       }
+      if (options.size !== undefined && options.size !== size)
+        throw new UserError(`${target}: wrote ${size} bytes, expected ${options.size}`, ExitCode.CORRUPT);
       const metadata = { ...options.metadata, sha256 };
       await interrupt.release();
       await atomicWriteFile(this.metaPath(key), JSON.stringify(metadata) + "\n");
@@ -85,12 +87,13 @@ export class LocalStore implements BackupStore {
     }
   }
 
-  async get(key: string): Promise<Readable> {
+  async get(key: string, range?: ByteRange): Promise<Readable> {
     checkKey(key);
     const file = path.join(this.root, key);
     try {
       const fh = await open(file, "r");
-      return fh.createReadStream({ autoClose: true });
+      const end = range?.end === undefined ? undefined : range.end - 1;
+      return fh.createReadStream({ autoClose: true, start: range?.start, end });
     } catch (err) {
       throw userErrorFromFs(err, file) ?? err;
     }

@@ -74,6 +74,8 @@ export function isTransient(err: unknown): boolean {
   const e = err as AwsLikeError | undefined;
   if (!e) return false;
   const status = httpStatusOf(e);
+  // 501: the store lacks the feature; asking again cannot help (a caller may choose another way).
+  if (status === 501 || e.name === "NotImplemented") return false;
   if (status !== undefined && (status >= 500 || status === 429 || status === 408)) return true;
   if (e.name && THROTTLING_NAMES.has(e.name)) return true;
   if (e.code && TRANSIENT_CODES.has(e.code)) return true;

@@ -38,7 +38,16 @@ import {
   withRetry,
   type RetryPolicy,
 } from "./retry.js";
-import type { BackupStore, ObjectInfo, PutOptions, PutResult } from "./store.js";
+import type {
+  BackupStore,
+  ByteRange,
+  HeadRewrite,
+  HeadRewriteResult,
+  ObjectInfo,
+  PutOptions,
+  PutResult,
+} from "./store.js";
+import { rewriteHeadOnS3 } from "./s3-head-rewrite.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import {
   PartPool,
@@ -145,8 +154,8 @@ function isNotFound(err: unknown): boolean {
 
 export class S3Store implements BackupStore {
   readonly root: string;
-  private readonly policy: RetryPolicy;
-  private readonly partSize: number;
+  readonly policy: RetryPolicy;
+  readonly partSize: number;
   private readonly concurrency: number;
 
   constructor(
@@ -166,7 +175,7 @@ export class S3Store implements BackupStore {
     return `${this.root}${key}`;
   }
 
-  private fullKey(key: string): string {
+  fullKey(key: string): string {
     return `${this.prefix}${key}`;
   }
 
@@ -188,7 +197,7 @@ export class S3Store implements BackupStore {
         const body = first.done ? Buffer.alloc(0) : first.value;
         tally.whole.update(body);
         tally.size = body.length;
-        this.checkExpected(where, tally.whole.copy().digest("hex"), options.sha256);
+        this.checkExpected(where, tally, options);
         upload.completeAttempted = true;
         await this.putSmall(Key, body, Metadata, retry);
         options.onProgress?.(tally.size);
@@ -217,7 +226,7 @@ export class S3Store implements BackupStore {
     } catch (err) {
       source.destroy();
       await upload.interrupt?.release();
-      await this.cleanUpFailedPut(Key, upload.id, upload.completeAttempted);
+      await this.cleanUpFailedPut(Key, upload.id, upload.completeAttempted && !options.replacing);
       throw remoteError(`upload ${where}`, err);
     }
   }
@@ -242,7 +251,9 @@ export class S3Store implements BackupStore {
         (c) => c.UploadId,
         () => undefined,
       );
-      await this.cleanUpFailedPut(Key, id, upload.completeAttempted, { quiet: false });
+      await this.cleanUpFailedPut(Key, id, upload.completeAttempted && !u.options.replacing, {
+        quiet: false,
+      });
     });
     upload.id = (await creating).UploadId;
     if (!upload.id) throw new Error("the store returned no UploadId");
@@ -254,7 +265,7 @@ export class S3Store implements BackupStore {
       bucket: this.bucket,
       concurrency: this.concurrency,
     });
-    this.checkExpected(where, u.tally.whole.copy().digest("hex"), u.options.sha256);
+    this.checkExpected(where, u.tally, u.options);
     upload.completeAttempted = true;
     await retry("complete upload", () =>
       this.client.send(
@@ -290,9 +301,18 @@ export class S3Store implements BackupStore {
     );
   }
 
-  private checkExpected(where: string, actual: string, expected: string | undefined): void {
-    if (expected !== undefined && expected !== actual) {
-      throw new UserError(`the bytes read have sha256 ${actual}, expected ${expected}`, ExitCode.CORRUPT, {
+  /** Before the object becomes visible: the bytes read are the ones the caller expects. */
+  private checkExpected(where: string, tally: Tally, expected: PutOptions): void {
+    const actual = tally.whole.copy().digest("hex");
+    if (expected.sha256 !== undefined && expected.sha256 !== actual) {
+      throw new UserError(
+        `the bytes read have sha256 ${actual}, expected ${expected.sha256}`,
+        ExitCode.CORRUPT,
+        { location: where },
+      );
+    }
+    if (expected.size !== undefined && expected.size !== tally.size) {
+      throw new UserError(`${tally.size} bytes read, expected ${expected.size}`, ExitCode.CORRUPT, {
         location: where,
       });
     }
@@ -326,7 +346,7 @@ export class S3Store implements BackupStore {
    * After a failed or interrupted put: abort the multipart upload, and remove an object a Complete
    * may have made. `quiet: false` rejects when that could not be done (an interrupt says so).
    */
-  private async cleanUpFailedPut(
+  async cleanUpFailedPut(
     Key: string,
     uploadId: string | undefined,
     completeAttempted: boolean,
@@ -350,16 +370,25 @@ export class S3Store implements BackupStore {
     if (failed.length && !quiet) throw failed[0];
   }
 
-  async get(key: string): Promise<Readable> {
+  async get(key: string, range?: ByteRange): Promise<Readable> {
     const where = this.describe(key);
+    const Range = range && `bytes=${range.start}-${range.end === undefined ? "" : range.end - 1}`;
     try {
       const res = await withRetry(`download ${where}`, this.policy, () =>
-        this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) })),
+        this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key), Range })),
       );
       return downloading(res.Body as Readable, where);
     } catch (err) {
       if (isNotFound(err)) throw new UserError(`${where}: no such object`, ExitCode.USAGE);
       throw remoteError(`download ${where}`, err);
+    }
+  }
+
+  async rewriteHead(key: string, rewrite: HeadRewrite): Promise<HeadRewriteResult> {
+    try {
+      return await rewriteHeadOnS3(this, key, rewrite);
+    } catch (err) {
+      throw remoteError(`rekey ${this.describe(key)}`, err);
     }
   }
 

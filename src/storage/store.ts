@@ -28,6 +28,38 @@ export interface PutOptions {
   onRetry?: (info: RetryInfo) => void;
   /** Called as the store accepts the bytes (a part uploaded, a chunk written), with the total so far. */
   onProgress?: (bytesStored: number) => void;
+  /** The byte count the caller expects; checked, like sha256, before the object becomes visible. */
+  size?: number;
+  /**
+   * The key holds an object this put replaces (`dr rekey`): a failure after the new bytes may
+   * have become visible leaves the key as it is instead of removing it. Nothing else changes.
+   */
+  replacing?: boolean;
+}
+
+/** Bytes `start` (inclusive) to `end` (exclusive, default: the object's end) of an object. */
+export interface ByteRange {
+  start: number;
+  end?: number;
+}
+
+/** A new header in front of an object's bytes from `payloadFrom` on (`dr rekey` of an `.age` archive). */
+export interface HeadRewrite {
+  head: Buffer;
+  payloadFrom: number;
+  /** The old object's size, as a HEAD found it; the store refuses when it no longer is. */
+  oldSize: number;
+  /** The new object's sha256, stored as its metadata `sha256`. */
+  sha256: string;
+  metadata?: Record<string, string>;
+  onRetry?: (info: RetryInfo) => void;
+}
+
+export interface HeadRewriteResult {
+  size: number;
+  /** "server-copy": the payload was copied inside the store; "streamed": read and uploaded again. */
+  method: "server-copy" | "streamed";
+  retries: number;
 }
 
 export interface RetryInfo {
@@ -53,12 +85,18 @@ export interface BackupStore {
   describe(key: string): string;
   /** Streams `source` to `key`. All or nothing: on failure no object (and no pending upload) remains. */
   put(key: string, source: Readable, options?: PutOptions): Promise<PutResult>;
-  /** A stream of the object's bytes; throws a UserError if it does not exist. */
-  get(key: string): Promise<Readable>;
+  /** A stream of the object's bytes (or of `range`); throws a UserError if it does not exist. */
+  get(key: string, range?: ByteRange): Promise<Readable>;
   /** Size, time and metadata, or undefined if there is no such object. */
   head(key: string): Promise<ObjectInfo | undefined>;
   /** Objects directly under the root whose key starts with `prefix` (no recursion). */
   list(prefix?: string): Promise<ObjectInfo[]>;
   /** Removes the object; a missing object is not an error. */
   delete(key: string): Promise<void>;
+  /**
+   * Replaces `key` by `head` followed by its own bytes from `payloadFrom` on, all or nothing: the
+   * old object stays whole until the new one is complete. Object stores only (a local archive is
+   * rewritten in place under a journal, src/dr/age/rekey.ts).
+   */
+  rewriteHead?(key: string, rewrite: HeadRewrite): Promise<HeadRewriteResult>;
 }

@@ -6,15 +6,26 @@
  */
 import type { Command } from "commander";
 import { resolveDecryptPassword, resolvePassword } from "../../password.js";
-import { rekeyAll, rekeyArchive, type RekeyOutcome, type RekeyRequest } from "../../../dr/rekey.js";
+import {
+  rekeyAll,
+  rekeyAllAt,
+  rekeyArchive,
+  rekeyObject,
+  type RekeyOutcome,
+  type RekeyRequest,
+} from "../../../dr/rekey.js";
+import { isS3Url } from "../../../storage/location.js";
+import { openCatalogue, openObject } from "../../../storage/open-store.js";
+import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./options.js";
 import { openWorkspace, type Workspace } from "../../../workspace/layout.js";
 import { collect, resolveIdentities, resolveRecipients } from "../../age-keys.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import { Output, globalsOf } from "../../output.js";
 
-interface RekeyFlags {
+interface RekeyFlags extends RemoteFlags {
   from?: string;
   all?: boolean;
+  at?: string;
   identityFile?: string;
   addRecipient?: string[];
   removeRecipient?: string[];
@@ -62,15 +73,33 @@ function humanLine(o: RekeyOutcome): string {
   if (o.action === "already-done") return `${o.path}: already rekeyed${who}`;
   if (o.action === "converted-to-age") return `${o.from} -> ${o.path}: converted to age${who}`;
   if (o.action === "re-encrypted") return `${o.path}: re-encrypted with the new password`;
-  const how = o.in_place ? "in place" : "payload copied as it is";
+  const how = o.in_place
+    ? "in place"
+    : o.method === "server-copy"
+      ? "payload copied inside the store"
+      : o.method === "streamed"
+        ? "payload streamed again, byte for byte"
+        : "payload copied as it is";
   return `${o.path}: header rewritten, payload untouched (${how})${who}`;
 }
 
+/** The archives `opts` names, rekeyed: one (`--from`), the catalogue's, or a location's (`--all --at`). */
+async function rekeyWhat(opts: RekeyFlags, req: RekeyRequest, ws: Workspace | undefined) {
+  const s3 = s3OptionsFrom(opts);
+  if (opts.all && opts.at !== undefined) return rekeyAllAt(ws!, await openCatalogue(opts.at, s3), req);
+  if (opts.all) return rekeyAll(ws!, req);
+  if (!isS3Url(opts.from!)) return [await rekeyArchive(opts.from!, req, ws)];
+  const { store, key } = await openObject(opts.from!, s3);
+  return [await rekeyObject(store, key, req, ws)];
+}
+
 export function registerRekey(dr: Command): void {
-  dr.command("rekey")
+  const cmd = dr
+    .command("rekey")
     .description("rotate the keys of encrypted archives (.age: header only; .enc: re-encrypted)")
-    .option("--from <location>", "the archive (a local .tar.gz.age or .tar.gz.enc)")
+    .option("--from <location>", "the archive (a local .tar.gz.age or .tar.gz.enc, or s3://bucket/key.age)")
     .option("--all", "every encrypted archive in the workspace's catalogue (resumable)")
+    .option("--at <location>", "with --all: every .age backup of this catalogue location (a folder or s3://)")
     .option(
       "--identity-file <file>",
       "an age identity that opens the archive (or $BERNSTEIN_DR_IDENTITY_FILE)",
@@ -80,25 +109,26 @@ export function registerRekey(dr: Command): void {
     .option("--recipients-file <file>", "the new full set of recipients (age's format)")
     .option("--password-file <file>", "the password of a .enc archive (or $BERNSTEIN_DR_PASSWORD)")
     .option("--new-password-file <file>", "re-encrypt a .enc archive with this password")
-    .option("--to-age", "convert a .enc archive to age, for the recipients given")
-    .action(async (opts: RekeyFlags, cmd: Command) => {
-      const out = Output.of(cmd);
-      if (Boolean(opts.from) === Boolean(opts.all)) {
-        throw new UserError("give either --from LOCATION or --all", ExitCode.USAGE);
-      }
-      if (opts.from?.includes("://")) {
-        throw new UserError(`--from ${opts.from}: dr rekey works on local archives only`, ExitCode.USAGE);
-      }
-      const req = await requestOf(opts);
-      const g = globalsOf(cmd);
-      const ws: Workspace | undefined = opts.all
-        ? await openWorkspace(g.sdd)
-        : await openWorkspace(g.sdd).catch(() => undefined);
-      const outcomes = opts.all ? await rekeyAll(ws!, req) : [await rekeyArchive(opts.from!, req, ws)];
-      for (const o of outcomes) if (o.audit_warning) out.warn(o.audit_warning);
-      out.result({ ok: true, archives: outcomes }, () => {
-        for (const o of outcomes) out.line(humanLine(o));
-        if (opts.all && !outcomes.length) out.line("no encrypted archive in the catalogue");
-      });
+    .option("--to-age", "convert a .enc archive to age, for the recipients given");
+  addRemoteOptions(cmd).action(async (opts: RekeyFlags, cmd: Command) => {
+    const out = Output.of(cmd);
+    if (Boolean(opts.from) === Boolean(opts.all)) {
+      throw new UserError("give either --from LOCATION or --all", ExitCode.USAGE);
+    }
+    if (opts.at !== undefined && !opts.all) throw new UserError("--at goes with --all", ExitCode.USAGE);
+    if (opts.from?.includes("://") && !isS3Url(opts.from)) {
+      throw new UserError(`--from ${opts.from}: a local archive or s3://bucket/key`, ExitCode.USAGE);
+    }
+    const req = await requestOf(opts);
+    const g = globalsOf(cmd);
+    const ws: Workspace | undefined = opts.all
+      ? await openWorkspace(g.sdd)
+      : await openWorkspace(g.sdd).catch(() => undefined);
+    const outcomes = await rekeyWhat(opts, req, ws);
+    for (const o of outcomes) if (o.audit_warning) out.warn(o.audit_warning);
+    out.result({ ok: true, archives: outcomes }, () => {
+      for (const o of outcomes) out.line(humanLine(o));
+      if (opts.all && !outcomes.length) out.line("no encrypted archive in the catalogue");
     });
+  });
 }

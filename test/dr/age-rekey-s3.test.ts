@@ -1,0 +1,256 @@
+/**
+ * `dr rekey` of `.age` archives on S3 (the real s3rver of the harness): the header rewritten in
+ * front of the same payload bytes, the old object whole until the new one completes, the
+ * location's record, the object's sha256 metadata and the audit chain naming the new bytes.
+ * s3rver has no UploadPartCopy (501 NotImplemented): an archive over one part tries the copy,
+ * aborts that upload and streams the payload again; that fallback is what runs here.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import { after, before, beforeEach, describe, it } from "node:test";
+import { openObject } from "../../src/storage/open-store.js";
+import { envFor, runCli, scratchDir, type CliResult } from "../helpers.js";
+import { failAlways, startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
+import { keyPair } from "./support/age-keys.js";
+import { makeSmallWorkspace } from "./support/workspace.js";
+
+const BUCKET = "dr-rekey";
+
+async function bytesOf(location: string): Promise<Buffer> {
+  const { store, key } = await openObject(location);
+  const chunks: Buffer[] = [];
+  for await (const c of await store.get(key)) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+const payloadOf = (b: Buffer): Buffer => b.subarray(b.indexOf(0x0a, b.indexOf("\n--- ") + 1) + 1);
+const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
+
+describe("dr rekey --from s3:// and --all --at s3:// (s3rver)", () => {
+  let h: S3Harness;
+  let scratch: { dir: string; cleanup: () => Promise<void> };
+  let env: Record<string, string | undefined>;
+  let sdd: string;
+  let bigSdd: string;
+  let a: { file: string; recipient: string };
+  let c: { file: string; recipient: string };
+  const cli = (...args: string[]): Promise<CliResult> => runCli(["--sdd", sdd, ...args], { env });
+
+  before(async () => {
+    h = await startS3Harness({ buckets: [BUCKET] });
+    scratch = await scratchDir("bernstein-rekey-s3-");
+    Object.assign(process.env, h.env);
+    env = { ...envFor(scratch.dir), ...h.env, BERNSTEIN_BACKUP_LOCAL_DIR: path.join(scratch.dir, "copies") };
+    // 12 MiB of random bytes: the archive is over one 8 MiB part, so the upload is multipart.
+    const { ws } = await makeSmallWorkspace(scratch.dir, { bigBytes: 12 * 1024 * 1024 });
+    sdd = bigSdd = ws.root;
+    a = await keyPair(scratch.dir, "a.txt");
+    c = await keyPair(scratch.dir, "c.txt", true);
+  });
+  after(async () => {
+    await h.close();
+    await scratch.cleanup();
+  });
+  beforeEach(() => {
+    sdd = bigSdd;
+    env.BERNSTEIN_AUDIT_KEY_PATH = path.join(scratch.dir, "key", "audit.key");
+    h.setFault(undefined);
+    h.resetCounts();
+  });
+
+  async function backupTo(at: string): Promise<string> {
+    const b = await cli("--json", "dr", "backup", "--to-dir", at, "--recipient", a.recipient);
+    assert.equal(b.code, 0, b.stderr);
+    return JSON.parse(b.stdout).path as string;
+  }
+
+  async function restoreWith(location: string, identity: string): Promise<CliResult> {
+    const target = path.join(scratch.dir, `restored-${Math.random().toString(36).slice(2)}`, ".sdd");
+    return runCli(
+      ["--sdd", target, "--json", "dr", "restore", "--from", location, "--identity-file", identity],
+      {
+        env,
+      },
+    );
+  }
+
+  for (const big of [true, false]) {
+    it(`${big ? "an archive over one part (multipart, UploadPartCopy refused: streamed)" : "a small archive (one PutObject)"}: add and remove a recipient; payload unchanged; restore with the new identity, the removed one refused; list --check clean`, async () => {
+      if (!big) {
+        // The small workspace: a fresh one without the 12 MiB file.
+        const { ws } = await makeSmallWorkspace(path.join(scratch.dir, "small"));
+        sdd = ws.root;
+        env.BERNSTEIN_AUDIT_KEY_PATH = path.join(scratch.dir, "small", "key", "audit.key");
+      }
+      const at = `s3://${BUCKET}/${big ? "big" : "small"}/`;
+      const location = await backupTo(at);
+      const before = await bytesOf(location);
+      assert.equal(before.length > 8 * 1024 * 1024, big, `archive of ${before.length} bytes`);
+
+      h.resetCounts();
+      const add = await cli(
+        "--json",
+        "dr",
+        "rekey",
+        "--from",
+        location,
+        "--identity-file",
+        a.file,
+        "--add-recipient",
+        c.recipient,
+      );
+      assert.equal(add.code, 0, add.stderr);
+      const added = JSON.parse(add.stdout).archives[0];
+      assert.equal(added.action, "header-rewritten");
+      assert.equal(added.method, "streamed");
+      assert.equal(added.record_updated, true);
+      if (big) {
+        assert.equal(h.counts.get("CreateMultipartUpload"), 2, "the copy attempt, then the streamed upload");
+        assert.equal(h.counts.get("AbortMultipartUpload"), 1, "the copy attempt aborted");
+      } else {
+        assert.equal(h.counts.get("CreateMultipartUpload"), undefined);
+        assert.equal(h.counts.get("PutObject"), 2, "the archive, then its record");
+      }
+      assert.deepEqual(await h.pendingUploads(BUCKET), []);
+      const afterAdd = await bytesOf(location);
+      assert.ok(payloadOf(afterAdd).equals(payloadOf(before)), "payload bytes untouched");
+      assert.equal(added.sha256, sha256(afterAdd));
+      const { store, key } = await openObject(location);
+      assert.equal((await store.head(key))!.metadata.sha256, sha256(afterAdd), "sha256 metadata");
+
+      const rm = await cli(
+        "dr",
+        "rekey",
+        "--from",
+        location,
+        "--identity-file",
+        c.file,
+        "--remove-recipient",
+        a.recipient,
+      );
+      assert.equal(rm.code, 0, rm.stderr);
+      assert.match(
+        rm.stdout,
+        /header rewritten, payload untouched \(payload streamed again, byte for byte\)/,
+      );
+      const afterRm = await bytesOf(location);
+      assert.ok(payloadOf(afterRm).equals(payloadOf(before)));
+
+      const ok = await restoreWith(location, c.file);
+      assert.equal(ok.code, 0, ok.stderr);
+      const refused = await restoreWith(location, a.file);
+      assert.equal(refused.code, 4, refused.stderr);
+      assert.match(refused.stderr, /none of the 1 identities opens this archive/);
+
+      const check = await cli("--json", "dr", "list", "--at", at, "--check");
+      assert.equal(check.code, 0, check.stdout + check.stderr);
+      const doc = JSON.parse(check.stdout);
+      const findings = doc.check;
+      assert.ok(findings.length >= 1, check.stdout);
+      for (const f of findings) assert.equal(f.status, "ok", JSON.stringify(f));
+      const listed = JSON.parse((await cli("--json", "dr", "list", "--at", at)).stdout).backups;
+      assert.equal(listed.at(-1).sha256, sha256(afterRm), "the record names the new bytes");
+      assert.equal(listed.at(-1).size_bytes, afterRm.length);
+    });
+  }
+
+  it("a wrong identity: exit 4, nothing written, the object unchanged", async () => {
+    const location = await backupTo(`s3://${BUCKET}/wrong/`);
+    const before = await bytesOf(location);
+    h.resetCounts();
+    const r = await cli(
+      "dr",
+      "rekey",
+      "--from",
+      location,
+      "--identity-file",
+      c.file,
+      "--add-recipient",
+      c.recipient,
+    );
+    assert.equal(r.code, 4, r.stderr);
+    assert.match(r.stderr, /none of the 1 identities opens this archive.*nothing changed/);
+    assert.equal(r.stderr.trim().split("\n").length, 1);
+    for (const op of ["PutObject", "UploadPart", "CreateMultipartUpload", "DeleteObject"] as const)
+      assert.equal(h.counts.get(op), undefined, op);
+    assert.ok((await bytesOf(location)).equals(before));
+  });
+
+  for (const op of ["UploadPart", "CompleteMultipartUpload", "PutObject"] as const) {
+    it(`the store failing (${op} answers 503 every time): exit 7, the old object whole, no upload left`, async () => {
+      const small = op === "PutObject";
+      const at = `s3://${BUCKET}/fail-${op}/`;
+      if (small) {
+        const { ws } = await makeSmallWorkspace(path.join(scratch.dir, `f-${op}`));
+        sdd = ws.root;
+        env.BERNSTEIN_AUDIT_KEY_PATH = path.join(scratch.dir, `f-${op}`, "key", "audit.key");
+      }
+      const location = await backupTo(at);
+      const before = await bytesOf(location);
+      assert.equal(before.length > 8 * 1024 * 1024, !small);
+      h.setFault(failAlways(op));
+      const r = await cli(
+        "dr",
+        "rekey",
+        "--from",
+        location,
+        "--identity-file",
+        a.file,
+        "--add-recipient",
+        c.recipient,
+      );
+      h.setFault(undefined);
+      assert.equal(r.code, 7, r.stderr);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+      assert.match(r.stderr, /rekey s3:\/\/dr-rekey\/fail-.*: .*503/);
+      assert.ok((await bytesOf(location)).equals(before), "the old object untouched");
+      assert.deepEqual(await h.pendingUploads(BUCKET), []);
+      const check = await cli("dr", "list", "--at", at, "--check");
+      assert.equal(check.code, 0, check.stdout + check.stderr);
+    });
+  }
+
+  it("--all --at s3://: every .age backup there rekeyed; run again, each is already done", async () => {
+    const { ws } = await makeSmallWorkspace(path.join(scratch.dir, "all"));
+    sdd = ws.root;
+    env.BERNSTEIN_AUDIT_KEY_PATH = path.join(scratch.dir, "all", "key", "audit.key");
+    const at = `s3://${BUCKET}/all/`;
+    const first = await backupTo(at);
+    const second = await backupTo(at);
+    assert.notEqual(first, second);
+    const rekeyAll = () =>
+      cli(
+        "--json",
+        "dr",
+        "rekey",
+        "--all",
+        "--at",
+        at,
+        "--identity-file",
+        a.file,
+        "--recipients-file",
+        c.file + ".pub",
+      );
+    await writeFile(`${c.file}.pub`, `${c.recipient}\n`);
+    const r = await rekeyAll();
+    assert.equal(r.code, 0, r.stderr);
+    const done = JSON.parse(r.stdout).archives;
+    assert.deepEqual(
+      done.map((o: { path: string; action: string }) => [o.path, o.action]),
+      [
+        [first, "header-rewritten"],
+        [second, "header-rewritten"],
+      ],
+    );
+    const again = await rekeyAll();
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(
+      JSON.parse(again.stdout).archives.map((o: { action: string }) => o.action),
+      ["already-done", "already-done"],
+    );
+    assert.equal((await restoreWith(second, c.file)).code, 0);
+    assert.equal((await restoreWith(first, a.file)).code, 4);
+  });
+});
