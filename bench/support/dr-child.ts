@@ -4,7 +4,7 @@
  *   dr-child.js backup SDD DEST [PASSWORD | recipient=age1...]
  *   dr-child.js restore ARCHIVE TARGET_SDD [PASSWORD | identity=AGE-SECRET-KEY-...]
  *   dr-child.js rekey ARCHIVE IDENTITY RECIPIENT   (.age header rewrite, replacing the set)
- *   dr-child.js rekey-archive ARCHIVE IDENTITY RECIPIENT   (the same through `dr rekey`'s use case)
+ *   dr-child.js sha256 FILE   (the sha256 pass `dr rekey` makes over a rewritten archive)
  * (bench keys only: real identities never belong in argv.)
  */
 import { performance } from "node:perf_hooks";
@@ -27,12 +27,10 @@ if (op === "backup") {
     await rekeyAgeFile(a!, { identities: [b!], recipients: [key!], keepExisting: false });
     return { file_count: 0 };
   };
-} else if (op === "rekey-archive") {
-  // What `dr rekey --from` does: the header rewrite, then the sha256 of the whole archive for
-  // its sidecar (and catalogue row).
-  const { rekeyArchive } = await import("../../src/dr/rekey.js");
+} else if (op === "sha256") {
+  const { sha256OfFile } = await import("../../src/dr/sidecar.js");
   run = async () => {
-    await rekeyArchive(a!, { identities: [b!], add: [], remove: [], fullSet: [key!] });
+    await sha256OfFile(a!);
     return { file_count: 0 };
   };
 } else {

@@ -3,7 +3,8 @@
  * front of the same payload bytes, the old object whole until the new one completes, the
  * location's record, the object's sha256 metadata and the audit chain naming the new bytes.
  * s3rver has no UploadPartCopy (501 NotImplemented): an archive over one part tries the copy,
- * aborts that upload and streams the payload again; that fallback is what runs here.
+ * aborts that upload and streams the payload again. The server-copy way runs where the harness
+ * answers UploadPartCopy itself (`setPartCopy`: a ranged GET and an UploadPart on s3rver).
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -57,6 +58,7 @@ describe("dr rekey --from s3:// and --all --at s3:// (s3rver)", () => {
     sdd = bigSdd;
     env.BERNSTEIN_AUDIT_KEY_PATH = path.join(scratch.dir, "key", "audit.key");
     h.setFault(undefined);
+    h.setPartCopy(false);
     h.resetCounts();
   });
 
@@ -108,6 +110,7 @@ describe("dr rekey --from s3:// and --all --at s3:// (s3rver)", () => {
       assert.equal(added.record_updated, true);
       if (big) {
         assert.equal(h.counts.get("CreateMultipartUpload"), 2, "the copy attempt, then the streamed upload");
+        assert.equal(h.counts.get("UploadPartCopy"), 1, "one part copy tried, refused 501, not retried");
         assert.equal(h.counts.get("AbortMultipartUpload"), 1, "the copy attempt aborted");
       } else {
         assert.equal(h.counts.get("CreateMultipartUpload"), undefined);
@@ -155,6 +158,56 @@ describe("dr rekey --from s3:// and --all --at s3:// (s3rver)", () => {
       assert.equal(listed.at(-1).size_bytes, afterRm.length);
     });
   }
+
+  it("a store with UploadPartCopy: part 1 uploaded, the rest of the payload copied inside the store; it fails: exit 7, the old object whole", async () => {
+    h.setPartCopy(true);
+    const at = `s3://${BUCKET}/copy/`;
+    const location = await backupTo(at);
+    const before = await bytesOf(location);
+    h.resetCounts();
+    const r = await cli(
+      "--json",
+      "dr",
+      "rekey",
+      "--from",
+      location,
+      "--identity-file",
+      a.file,
+      "--add-recipient",
+      c.recipient,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const done = JSON.parse(r.stdout).archives[0];
+    assert.equal(done.method, "server-copy");
+    assert.equal(h.counts.get("CreateMultipartUpload"), 1);
+    assert.equal(h.counts.get("UploadPartCopy"), 1, "12 MiB: part 1 of 8 MiB, one copied part");
+    assert.equal(h.counts.get("UploadPart"), 1, "only part 1 goes up");
+    assert.equal(h.counts.get("AbortMultipartUpload"), undefined);
+    const after = await bytesOf(location);
+    assert.ok(payloadOf(after).equals(payloadOf(before)), "payload bytes untouched");
+    assert.equal(done.sha256, sha256(after));
+    const { store, key } = await openObject(location);
+    assert.equal((await store.head(key))!.metadata.sha256, sha256(after));
+    assert.equal((await restoreWith(location, c.file)).code, 0);
+    const check = await cli("--json", "dr", "list", "--at", at, "--check");
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+
+    h.setFault(failAlways("UploadPartCopy"));
+    const failed = await cli(
+      "dr",
+      "rekey",
+      "--from",
+      location,
+      "--identity-file",
+      c.file,
+      "--remove-recipient",
+      a.recipient,
+    );
+    assert.equal(failed.code, 7, failed.stderr);
+    assert.equal(failed.stderr.trim().split("\n").length, 1, failed.stderr);
+    assert.ok((await bytesOf(location)).equals(after), "the old object untouched");
+    assert.deepEqual(await h.pendingUploads(BUCKET), []);
+  });
 
   it("a wrong identity: exit 4, nothing written, the object unchanged", async () => {
     const location = await backupTo(`s3://${BUCKET}/wrong/`);

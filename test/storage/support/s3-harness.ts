@@ -6,7 +6,10 @@
  *  - validates `x-amz-checksum-sha256` on PutObject/UploadPart (s3rver ignores the header;
  *    a mismatch answers 400 BadDigest like AWS does),
  *  - implements AbortMultipartUpload and ListMultipartUploads, which s3rver 3.7.1 lacks,
- *    on s3rver's own upload folders (`<dir>/<bucket>/._S3rver_uploads/<uploadId>`).
+ *    on s3rver's own upload folders (`<dir>/<bucket>/._S3rver_uploads/<uploadId>`);
+ *  - answers UploadPartCopy, which s3rver refuses (501 NotImplemented), when a test turns it on
+ *    (`setPartCopy`): a HEAD (x-amz-copy-source-if-match against the ETag) and a ranged GET of
+ *    the source from s3rver, then an UploadPart of those bytes to s3rver.
  *
  * Everything else (object bytes, metadata, multipart assembly, listing, access key checks) is
  * s3rver's. Clients must use access key S3RVER / secret S3RVER.
@@ -23,6 +26,7 @@ import S3rver from "s3rver";
 export type S3Operation =
   | "PutObject"
   | "UploadPart"
+  | "UploadPartCopy"
   | "CreateMultipartUpload"
   | "CompleteMultipartUpload"
   | "AbortMultipartUpload"
@@ -50,6 +54,8 @@ export interface S3Harness {
   dir: string;
   env: Record<string, string>;
   setFault(rule: FaultRule | undefined): void;
+  /** Whether UploadPartCopy is answered (by the proxy) or refused 501 (by s3rver, the default). */
+  setPartCopy(on: boolean): void;
   /** Requests seen per operation since the last reset. */
   counts: Map<S3Operation, number>;
   resetCounts(): void;
@@ -58,13 +64,14 @@ export interface S3Harness {
   close(): Promise<void>;
 }
 
-function classify(method: string, url: URL): S3Operation {
+function classify(method: string, url: URL, headers: http.IncomingHttpHeaders): S3Operation {
   const q = url.searchParams;
   const segments = url.pathname.split("/").filter(Boolean);
   const hasKey = segments.length > 1;
   switch (method) {
     case "PUT":
-      return q.has("uploadId") ? "UploadPart" : hasKey ? "PutObject" : "Other";
+      if (q.has("uploadId")) return "x-amz-copy-source" in headers ? "UploadPartCopy" : "UploadPart";
+      return hasKey ? "PutObject" : "Other";
     case "POST":
       return q.has("uploads")
         ? "CreateMultipartUpload"
@@ -93,6 +100,68 @@ async function readBody(req: http.IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of req) chunks.push(c as Buffer);
   return Buffer.concat(chunks);
+}
+
+interface Answer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** One unsigned request to s3rver (it lets anonymous requests through). */
+function ask(
+  upstream: { host: string; port: number },
+  method: string,
+  pathAndQuery: string,
+  headers: http.OutgoingHttpHeaders = {},
+  body?: Buffer,
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const r = http.request({ ...upstream, method, path: pathAndQuery, headers }, (res) => {
+      readBody(res).then(
+        (b) => resolve({ status: res.statusCode ?? 502, headers: res.headers, body: b }),
+        reject,
+      );
+    });
+    r.on("error", reject);
+    r.end(body);
+  });
+}
+
+/** UploadPartCopy done with what s3rver has: HEAD and ranged GET of the source, UploadPart of the bytes. */
+async function copyPart(
+  upstream: { host: string; port: number },
+  req: http.IncomingMessage,
+  url: URL,
+  res: http.ServerResponse,
+): Promise<void> {
+  const source = `/${decodeURIComponent(String(req.headers["x-amz-copy-source"])).replace(/^\//, "")}`;
+  const sourcePath = source.split("/").map(encodeURIComponent).join("/");
+  const head = await ask(upstream, "HEAD", sourcePath);
+  if (head.status !== 200) return xmlError(res, 404, "NoSuchKey", "The specified key does not exist.");
+  const ifMatch = req.headers["x-amz-copy-source-if-match"];
+  if (ifMatch !== undefined && ifMatch !== head.headers.etag)
+    return xmlError(res, 412, "PreconditionFailed", "At least one of the preconditions did not hold");
+  const range = req.headers["x-amz-copy-source-range"];
+  const got = await ask(upstream, "GET", sourcePath, typeof range === "string" ? { range } : {});
+  if (got.status !== 200 && got.status !== 206)
+    return xmlError(res, got.status, "InvalidRange", "The requested range is not satisfiable");
+  const put = await ask(
+    upstream,
+    "PUT",
+    url.pathname + url.search,
+    { "content-length": got.body.length },
+    got.body,
+  );
+  if (put.status !== 200) {
+    res.writeHead(put.status, put.headers).end(put.body);
+    return;
+  }
+  const checksum = createHash("sha256").update(got.body).digest("base64");
+  const body = `<?xml version="1.0" encoding="UTF-8"?>\n<CopyPartResult><ETag>${String(put.headers.etag)}</ETag><ChecksumSHA256>${checksum}</ChecksumSHA256></CopyPartResult>`;
+  res
+    .writeHead(200, { "content-type": "application/xml", "content-length": Buffer.byteLength(body) })
+    .end(body);
 }
 
 /**
@@ -132,12 +201,13 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
   const upstream = { host: "127.0.0.1", port: addr.port };
   const counts = new Map<S3Operation, number>();
   let fault: FaultRule | undefined;
+  let partCopy = false;
   const uploadsDir = (bucket: string) => path.join(dir, bucket, "._S3rver_uploads");
 
   const proxy = http.createServer((req, res) => {
     void (async () => {
       const url = new URL(req.url ?? "/", "http://harness");
-      const op = classify(req.method ?? "GET", url);
+      const op = classify(req.method ?? "GET", url, req.headers);
       const nth = (counts.get(op) ?? 0) + 1;
       counts.set(op, nth);
       const injected = fault?.(op, nth);
@@ -160,6 +230,7 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
         return;
       }
       const bucket = url.pathname.split("/").filter(Boolean)[0] ?? "";
+      if (op === "UploadPartCopy" && partCopy) return copyPart(upstream, req, url, res);
       if (op === "AbortMultipartUpload") {
         const id = url.searchParams.get("uploadId") ?? "";
         const target = path.join(uploadsDir(bucket), path.basename(id));
@@ -244,6 +315,9 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
     counts,
     setFault(rule) {
       fault = rule;
+    },
+    setPartCopy(on) {
+      partCopy = on;
     },
     resetCounts() {
       counts.clear();
