@@ -30,6 +30,7 @@ import { ExitCode, UserError } from "../errors/errors.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import { httpStatusOf, withRetry, type RetryPolicy } from "./retry.js";
 import { MAX_PARTS } from "./s3-multipart.js";
+import { headThenPayload } from "./head-then-payload.js";
 import type { BackupStore, HeadRewrite, HeadRewriteResult } from "./store.js";
 
 /** What of an S3Store this needs. Failures are thrown as they come: the store wraps them. */
@@ -79,7 +80,7 @@ export async function rewriteHeadOnS3(
       if (!(err instanceof CopyNotImplemented)) throw err;
     }
   }
-  const put = await store.put(key, Readable.from(headThenPayload(store, key, r)), {
+  const put = await store.put(key, Readable.from(headThenPayload(store, key, r.head, r.payloadFrom)), {
     sha256: r.sha256,
     size,
     metadata: r.metadata,
@@ -87,11 +88,6 @@ export async function rewriteHeadOnS3(
     onRetry: r.onRetry,
   });
   return { size: put.size, method: "streamed", retries: counter.retries + put.retries };
-}
-
-async function* headThenPayload(store: S3Target, key: string, r: HeadRewrite): AsyncGenerator<Buffer> {
-  yield r.head;
-  for await (const chunk of await store.get(key, { start: r.payloadFrom })) yield chunk as Buffer;
 }
 
 /** The "server-copy" way; throws CopyNotImplemented (upload aborted) when the store has no part copy. */

@@ -38,6 +38,18 @@ describe("dr rekey --from s3:// and --all --at s3:// (s3rver)", () => {
   let a: { file: string; recipient: string };
   let c: { file: string; recipient: string };
   const cli = (...args: string[]): Promise<CliResult> => runCli(["--sdd", sdd, ...args], { env });
+  /** `dr rekey --from LOCATION --identity-file IDENTITY` and the change. */
+  const rekeyArgs = (location: string, identity: string, ...change: string[]): string[] => [
+    "dr",
+    "rekey",
+    "--from",
+    location,
+    "--identity-file",
+    identity,
+    ...change,
+  ];
+  const rekey = (location: string, identity: string, ...change: string[]): Promise<CliResult> =>
+    cli("--json", ...rekeyArgs(location, identity, ...change));
 
   before(async () => {
     h = await startS3Harness({ buckets: [BUCKET] });
@@ -92,17 +104,7 @@ describe("dr rekey --from s3:// and --all --at s3:// (s3rver)", () => {
       assert.equal(before.length > 8 * 1024 * 1024, big, `archive of ${before.length} bytes`);
 
       h.resetCounts();
-      const add = await cli(
-        "--json",
-        "dr",
-        "rekey",
-        "--from",
-        location,
-        "--identity-file",
-        a.file,
-        "--add-recipient",
-        c.recipient,
-      );
+      const add = await rekey(location, a.file, "--add-recipient", c.recipient);
       assert.equal(add.code, 0, add.stderr);
       const added = JSON.parse(add.stdout).archives[0];
       assert.equal(added.action, "header-rewritten");
@@ -123,16 +125,7 @@ describe("dr rekey --from s3:// and --all --at s3:// (s3rver)", () => {
       const { store, key } = await openObject(location);
       assert.equal((await store.head(key))!.metadata.sha256, sha256(afterAdd), "sha256 metadata");
 
-      const rm = await cli(
-        "dr",
-        "rekey",
-        "--from",
-        location,
-        "--identity-file",
-        c.file,
-        "--remove-recipient",
-        a.recipient,
-      );
+      const rm = await cli(...rekeyArgs(location, c.file, "--remove-recipient", a.recipient));
       assert.equal(rm.code, 0, rm.stderr);
       assert.match(
         rm.stdout,
@@ -165,17 +158,7 @@ describe("dr rekey --from s3:// and --all --at s3:// (s3rver)", () => {
     const location = await backupTo(at);
     const before = await bytesOf(location);
     h.resetCounts();
-    const r = await cli(
-      "--json",
-      "dr",
-      "rekey",
-      "--from",
-      location,
-      "--identity-file",
-      a.file,
-      "--add-recipient",
-      c.recipient,
-    );
+    const r = await rekey(location, a.file, "--add-recipient", c.recipient);
     assert.equal(r.code, 0, r.stderr);
     const done = JSON.parse(r.stdout).archives[0];
     assert.equal(done.method, "server-copy");
@@ -193,16 +176,7 @@ describe("dr rekey --from s3:// and --all --at s3:// (s3rver)", () => {
     assert.equal(check.code, 0, check.stdout + check.stderr);
 
     h.setFault(failAlways("UploadPartCopy"));
-    const failed = await cli(
-      "dr",
-      "rekey",
-      "--from",
-      location,
-      "--identity-file",
-      c.file,
-      "--remove-recipient",
-      a.recipient,
-    );
+    const failed = await rekey(location, c.file, "--remove-recipient", a.recipient);
     assert.equal(failed.code, 7, failed.stderr);
     assert.equal(failed.stderr.trim().split("\n").length, 1, failed.stderr);
     assert.ok((await bytesOf(location)).equals(after), "the old object untouched");
@@ -213,16 +187,7 @@ describe("dr rekey --from s3:// and --all --at s3:// (s3rver)", () => {
     const location = await backupTo(`s3://${BUCKET}/wrong/`);
     const before = await bytesOf(location);
     h.resetCounts();
-    const r = await cli(
-      "dr",
-      "rekey",
-      "--from",
-      location,
-      "--identity-file",
-      c.file,
-      "--add-recipient",
-      c.recipient,
-    );
+    const r = await cli(...rekeyArgs(location, c.file, "--add-recipient", c.recipient));
     assert.equal(r.code, 4, r.stderr);
     assert.match(r.stderr, /none of the 1 identities opens this archive.*nothing changed/);
     assert.equal(r.stderr.trim().split("\n").length, 1);
@@ -244,16 +209,7 @@ describe("dr rekey --from s3:// and --all --at s3:// (s3rver)", () => {
       const before = await bytesOf(location);
       assert.equal(before.length > 8 * 1024 * 1024, !small);
       h.setFault(failAlways(op));
-      const r = await cli(
-        "dr",
-        "rekey",
-        "--from",
-        location,
-        "--identity-file",
-        a.file,
-        "--add-recipient",
-        c.recipient,
-      );
+      const r = await rekey(location, a.file, "--add-recipient", c.recipient);
       h.setFault(undefined);
       assert.equal(r.code, 7, r.stderr);
       assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);

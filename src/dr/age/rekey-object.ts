@@ -9,8 +9,10 @@
  * created); a streamed re-upload reads the payload a second time and must hash to the same.
  * After completing: a HEAD (size, sha256 metadata) and the header again.
  */
-import { createHash } from "node:crypto";
+import { Readable } from "node:stream";
 import { ExitCode, UserError } from "../../errors/errors.js";
+import { sha256Of } from "../../storage/catalogue.js";
+import { headThenPayload } from "../../storage/head-then-payload.js";
 import type { BackupStore } from "../../storage/store.js";
 import { AgeFormatError, headerLength, sealHeader, stanzaText } from "./header.js";
 import { AgeIdentityError, unwrapFileKey } from "./keys.js";
@@ -54,22 +56,6 @@ async function checkNewHeader(header: Buffer, fileKey: Uint8Array, plan: RekeyPl
     throw new Error("the new header carries another file key");
 }
 
-/** sha256 and byte count of `header` followed by the payload of `key` from `payloadFrom`. */
-async function hashWithHeader(
-  store: BackupStore,
-  key: string,
-  header: Buffer,
-  payloadFrom: number,
-): Promise<{ sha256: string; size: number }> {
-  const hash = createHash("sha256").update(header);
-  let size = header.length;
-  for await (const c of await store.get(key, { start: payloadFrom })) {
-    hash.update(c as Buffer);
-    size += (c as Buffer).length;
-  }
-  return { sha256: hash.digest("hex"), size };
-}
-
 export async function rekeyAgeObject(
   store: BackupStore,
   key: string,
@@ -85,7 +71,9 @@ export async function rekeyAgeObject(
   await checkNewHeader(header, fileKey, plan);
   const payloadBytes = info.size - oldHeader.length;
   const expected = header.length + payloadBytes;
-  const { sha256, size } = await hashWithHeader(store, key, header, oldHeader.length);
+  const { sha256, size } = await sha256Of(
+    Readable.from(headThenPayload(store, key, header, oldHeader.length)),
+  );
   if (size !== expected) throw new UserError(`${where} changed while it was rekeyed`, ExitCode.REMOTE);
   await plan.beforeChange?.();
   const { sha256: _old, ...metadata } = info.metadata;
