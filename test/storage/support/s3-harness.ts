@@ -41,7 +41,8 @@ export type S3Operation =
  * mid-transfer for as long as a test needs (to signal it there).
  */
 export type Fault = number | "reset" | "cut" | "stall" | "hold";
-export type FaultRule = (op: S3Operation, nth: number) => Fault | undefined;
+/** `key`: the object key the request names (after the bucket; "" for none). */
+export type FaultRule = (op: S3Operation, nth: number, key: string) => Fault | undefined;
 
 export interface S3Harness {
   /** The proxy's URL: point clients here. */
@@ -140,7 +141,8 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
       const op = classify(req.method ?? "GET", url);
       const nth = (counts.get(op) ?? 0) + 1;
       counts.set(op, nth);
-      const injected = fault?.(op, nth);
+      const key = url.pathname.split("/").filter(Boolean).slice(1).map(decodeURIComponent).join("/");
+      const injected = fault?.(op, nth, key);
       if (injected !== undefined && injected !== "cut" && injected !== "stall") {
         if (injected === "reset") {
           req.socket.destroy();
