@@ -237,6 +237,7 @@ export class Archiver {
       generation: gen.generation,
       ends: gen.ends,
       seal: gen.key ? sealerOf(gen.key) : undefined,
+      unsettled: gen.unsettled,
     });
     for (const [run, seq] of Object.entries(result.wal)) this.shipped.set(run, seq);
     if (this.health.errorsInARow > 0)

@@ -27,6 +27,7 @@ import {
   type SegmentKey,
   type WriteKeys,
 } from "./sealing.js";
+import type { UnsettledPut } from "./shipper.js";
 import { emptyEnd, stillContinues, type StreamEnd } from "./streams.js";
 
 export interface GenerationState {
@@ -48,6 +49,8 @@ export interface GenerationState {
   nextSnapshot: number;
   /** Snapshot archives without an index (interrupted snapshots): deleted once a later one is indexed. */
   orphans: string[];
+  /** Per stream, a segment put that failed, to be sent again as it was (shipper.ts). */
+  unsettled: Map<string, UnsettledPut>;
 }
 
 /** Where the next snapshot of `g` starts numbering, and the interrupted snapshots it leaves behind. */
@@ -171,6 +174,7 @@ export async function openGeneration(
         ...(next.key ? { key: next.key } : {}),
         firstSnapshotAt: newest.snapshots[0]?.completed_at,
         ...snapshotNumbering(newest),
+        unsettled: new Map(),
       };
     }
     cause = next.cause;
@@ -199,6 +203,7 @@ export async function openGeneration(
     ...(fresh ? { key: fresh.key } : {}),
     nextSnapshot: 0,
     orphans: [],
+    unsettled: new Map(),
   };
 }
 

@@ -38,9 +38,11 @@ export type S3Operation =
  * answer, "cut" (the real answer's headers and the first half of its body, then the connection
  * closes), "stall" (the same half, then nothing more while the connection stays open), "hold"
  * (the request is read and never answered), or nothing. "stall" and "hold" keep a client busy
- * mid-transfer for as long as a test needs (to signal it there).
+ * mid-transfer for as long as a test needs (to signal it there). "lost" (PutObject only): the
+ * object is stored, then the connection closes instead of the answer (a put that succeeded
+ * although its client saw it fail).
  */
-export type Fault = number | "reset" | "cut" | "stall" | "hold";
+export type Fault = number | "reset" | "cut" | "stall" | "hold" | "lost";
 /** `key`: the object key the request names (after the bucket; "" for none). */
 export type FaultRule = (op: S3Operation, nth: number, key: string) => Fault | undefined;
 
@@ -143,7 +145,7 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
       counts.set(op, nth);
       const key = url.pathname.split("/").filter(Boolean).slice(1).map(decodeURIComponent).join("/");
       const injected = fault?.(op, nth, key);
-      if (injected !== undefined && injected !== "cut" && injected !== "stall") {
+      if (injected !== undefined && injected !== "cut" && injected !== "stall" && injected !== "lost") {
         if (injected === "reset") {
           req.socket.destroy();
           return;
@@ -201,7 +203,8 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
             void (async () => {
               const answer = await readBody(upRes);
               await objectWritten(dir, url);
-              res.writeHead(200, upRes.headers).end(answer);
+              if (injected === "lost") res.socket?.destroy();
+              else res.writeHead(200, upRes.headers).end(answer);
             })().catch(() => res.destroy());
             return;
           }

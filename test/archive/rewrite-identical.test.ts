@@ -1,14 +1,18 @@
 /**
- * "Objects written twice are identical" at the one moment where a name used to be reused: a real
- * `dr archive` SIGKILLed after its base snapshot is stored and while the snapshot's index is
- * being written (the S3-compatible server holds that PUT unanswered). A restart must not store
- * other bytes under a name the store already held; the interrupted snapshot goes, the archive
- * checks clean and restores to its points.
+ * "Objects written twice are identical" where a name used to be reused with other bytes:
+ *  - a real `dr archive` SIGKILLed after its base snapshot is stored and while the snapshot's
+ *    index is being written (the S3-compatible server holds that PUT unanswered): the restart
+ *    must not store other bytes under a name the store already held; the interrupted snapshot
+ *    goes, the archive checks clean and restores to its points;
+ *  - an encrypted segment whose put succeeded in the store although its answer was lost: the
+ *    next cycle sends the same sealing, not a new one of the same plaintext.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { writeFile } from "node:fs/promises";
+import { Archiver } from "../../src/archive/archiver.js";
 import { readObject } from "../../src/archive/catalog.js";
 import { parseArchiveKey } from "../../src/archive/names.js";
 import { openCatalogue } from "../../src/storage/open-store.js";
@@ -19,6 +23,7 @@ import { appendDecisions, archiveFixture, type ArchiveFixture } from "./support/
 
 const BUCKET = "wal-archive-rewrite";
 const RUN = "run-rewrite";
+const remoteOf = (h: S3Harness): string[] => ["--endpoint", h.endpoint, "--retries", "0"];
 
 /** Every object of the store: name → sha256 of its bytes. */
 async function objectHashes(store: BackupStore): Promise<Map<string, string>> {
@@ -42,7 +47,7 @@ function assertNoNameRewritten(seen: Map<string, string>, now: Map<string, strin
   }
 }
 
-describe("dr archive killed between storing a snapshot and storing its index", () => {
+describe("archive objects written twice are identical", () => {
   let h: S3Harness;
   let scratch: { dir: string; cleanup: () => Promise<void> };
   let f: ArchiveFixture;
@@ -59,9 +64,9 @@ describe("dr archive killed between storing a snapshot and storing its index", (
     await scratch.cleanup();
   });
 
-  it("the restart never stores other bytes under a stored name; the archive checks and restores", async () => {
+  it("killed between a snapshot and its index: the restart stores no other bytes under a stored name", async () => {
     const url = `s3://${BUCKET}/site/`;
-    const remote = ["--endpoint", h.endpoint, "--retries", "0"];
+    const remote = remoteOf(h);
     const store = await openCatalogue(url, { endpoint: h.endpoint, retries: 0 });
     await appendDecisions(f.ws, RUN, 10);
     let indexHeld = false;
@@ -115,5 +120,52 @@ describe("dr archive killed between storing a snapshot and storing its index", (
       const v = await f.cli(["wal", "verify"], sdd);
       assert.equal(v.code, 0, v.stdout + v.stderr);
     }
+  });
+
+  it("an encrypted segment stored although its put's answer was lost is sent again as it was", async () => {
+    const url = `s3://${BUCKET}/sealed/`;
+    const store = await openCatalogue(url, { endpoint: h.endpoint, retries: 0 });
+    const g = await archiveFixture(path.join(scratch.dir, "sealed"), h.env);
+    const password = "correct horse battery staple";
+    const archiver = new Archiver({
+      store,
+      ws: g.ws,
+      intervalMs: 1000,
+      snapshotIntervalMs: Number.MAX_SAFE_INTEGER,
+      password,
+      kdfIterations: 1000,
+    });
+    await appendDecisions(g.ws, RUN, 5);
+    assert.ok(await archiver.step(), archiver.health.snapshot().last_error ?? "");
+    await appendDecisions(g.ws, RUN, 5, 5);
+    // The first segment's put is stored but its answer lost, and the store's clean-up of the
+    // failed put fails too: the store keeps the segment the archiver believes unsent.
+    let lost = 0;
+    const segment = (key: string) => parseArchiveKey(key.replace(/^sealed\//, ""))?.kind === "segment";
+    h.setFault((op, _nth, key) => {
+      if (op === "DeleteObject") return 503;
+      return op === "PutObject" && segment(key) && lost++ === 0 ? "lost" : undefined;
+    });
+    assert.equal(await archiver.step(), undefined, "the cycle saw its put fail");
+    h.setFault(undefined);
+    const seen = new Map<string, string>();
+    const failed = await objectHashes(store);
+    assert.ok(
+      [...failed.keys()].some(segment),
+      `the store holds the segment all the same: ${[...failed.keys()].join(", ")}`,
+    );
+    assertNoNameRewritten(seen, failed, "answer lost");
+    assert.ok(await archiver.step(), archiver.health.snapshot().last_error ?? "");
+    assertNoNameRewritten(seen, await objectHashes(store), "sent again");
+
+    const pw = path.join(scratch.dir, "sealed", "pw");
+    await writeFile(pw, password + "\n", { mode: 0o600 });
+    const sdd = path.join(scratch.dir, "sealed-restored", ".sdd");
+    const r = await g.cli(
+      ["--json", "dr", "archive-restore", "--from", url, "--latest", "--password-file", pw, ...remoteOf(h)],
+      sdd,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).wal[RUN].seq, 9);
   });
 });
