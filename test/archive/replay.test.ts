@@ -8,16 +8,15 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { scratchDir } from "../helpers.js";
-import { appendDecisions, archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
+import {
+  appendDecisions,
+  archiveFixture,
+  statusState,
+  type ArchiveFixture,
+} from "./support/archive-workspace.js";
 
 const RUN = "run-replay";
 const AFTER_SNAPSHOT = 10_000;
-
-/** What `status --json` says of the state (the checkpoint itself and the process table aside). */
-function stateOf(json: string) {
-  const s = JSON.parse(json);
-  return { tasks: s.tasks, cost_usd: s.cost_usd, wal: s.wal, agents_recorded: s.agents_recorded };
-}
 
 describe("a point restored long after its snapshot", () => {
   let scratch: { dir: string; cleanup: () => Promise<void> };
@@ -48,7 +47,7 @@ describe("a point restored long after its snapshot", () => {
     assert.equal(JSON.parse(r.stdout).wal[RUN].seq, AFTER_SNAPSHOT + 9);
     const now = await f.cli(["--json", "status"], restored);
     assert.equal(now.code, 0, now.stderr);
-    assert.deepEqual(stateOf(now.stdout), stateOf(then.stdout));
+    assert.deepEqual(statusState(now.stdout), statusState(then.stdout));
     const checkpoints = [now, then].map(
       (s) => (JSON.parse(s.stdout) as { checkpoint: { id: string } }).checkpoint.id,
     );
