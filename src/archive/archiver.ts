@@ -13,11 +13,12 @@
  */
 import type { BackupStore } from "../storage/store.js";
 import type { Workspace } from "../workspace/layout.js";
-import { takeBaseSnapshot } from "./base-snapshot.js";
+import { removeInterrupted, takeBaseSnapshot } from "./base-snapshot.js";
+import type { SnapshotIndex } from "./catalog.js";
 import { openGeneration, type GenerationState } from "./generation.js";
 import { ArchiveHealth } from "./health.js";
-import { sealSegment, type SegmentKey, type WriteKeys } from "./sealing.js";
-import { walRunOf } from "./names.js";
+import { schemeOf, sealSegment, type SegmentKey, type WriteKeys } from "./sealing.js";
+import { snapshotKey, walRunOf } from "./names.js";
 import { ContinuityLost, shipCycle, type CycleResult, type Sealer } from "./shipper.js";
 
 const sealerOf =
@@ -236,6 +237,7 @@ export class Archiver {
       generation: gen.generation,
       ends: gen.ends,
       seal: gen.key ? sealerOf(gen.key) : undefined,
+      unsettled: gen.unsettled,
     });
     for (const [run, seq] of Object.entries(result.wal)) this.shipped.set(run, seq);
     if (this.health.errorsInARow > 0)
@@ -289,14 +291,24 @@ export class Archiver {
   }
 
   private async snapshot(gen: GenerationState): Promise<void> {
-    const number = gen.snapshot ? gen.snapshot.number + 1 : 0;
-    const index = await takeBaseSnapshot({
-      store: this.opts.store,
-      ws: this.opts.ws,
-      generation: gen.generation,
-      number,
-      backup: { ...this.keys, auditKeyPath: this.opts.auditKeyPath },
-    });
+    // Taken before the attempt: a snapshot that fails after its archive was stored (its index
+    // not) leaves that name behind, and a retake has other bytes (docs/formats.md "Objects
+    // written twice"), so the next attempt uses the next number.
+    const number = gen.nextSnapshot++;
+    let index: SnapshotIndex;
+    try {
+      index = await takeBaseSnapshot({
+        store: this.opts.store,
+        ws: this.opts.ws,
+        generation: gen.generation,
+        number,
+        backup: { ...this.keys, auditKeyPath: this.opts.auditKeyPath },
+      });
+    } catch (err) {
+      gen.orphans.push(snapshotKey(gen.generation, number, schemeOf(this.keys)));
+      throw err;
+    }
+    gen.orphans = await removeInterrupted(this.opts.store, gen.orphans);
     if (!gen.snapshot) {
       for (const [stream, end] of Object.entries(index.streams)) gen.ends.set(stream, end);
       this.health.windowFrom(index.completed_at);

@@ -62,3 +62,14 @@ export async function takeBaseSnapshot(req: SnapshotRequest): Promise<SnapshotIn
   await putJson(store, snapshotIndexKey(generation, number), index);
   return index;
 }
+
+/**
+ * Deletes the archives of interrupted snapshots (stored, never indexed: nothing refers to them)
+ * once a later snapshot is indexed; returns those still there (a delete that failed is tried
+ * again after the next snapshot, and `dr prune` removes them too).
+ */
+export async function removeInterrupted(store: BackupStore, orphans: readonly string[]): Promise<string[]> {
+  const left: string[] = [];
+  for (const key of orphans) await store.delete(key).catch(() => left.push(key));
+  return left;
+}

@@ -17,7 +17,7 @@ import {
   type GenerationRecord,
   type SnapshotIndex,
 } from "./catalog.js";
-import { generationKey, newGenerationId } from "./names.js";
+import { generationKey, newGenerationId, parseArchiveKey } from "./names.js";
 import { ARCHIVE_KEY, loadGenerationKey, saveGenerationKey } from "./local-key.js";
 import {
   fileKeyOpens,
@@ -27,6 +27,7 @@ import {
   type SegmentKey,
   type WriteKeys,
 } from "./sealing.js";
+import type { UnsettledPut } from "./shipper.js";
 import { emptyEnd, stillContinues, type StreamEnd } from "./streams.js";
 
 export interface GenerationState {
@@ -41,6 +42,26 @@ export interface GenerationState {
   key?: SegmentKey;
   /** When the generation's oldest snapshot completed (epoch ms): the start of its window. */
   firstSnapshotAt?: number;
+  /**
+   * The number the next snapshot takes: above every snapshot archive the store may hold, indexed
+   * or not, so a snapshot name is never written twice (a retaken snapshot has other bytes).
+   */
+  nextSnapshot: number;
+  /** Snapshot archives without an index (interrupted snapshots): deleted once a later one is indexed. */
+  orphans: string[];
+  /** Per stream, a segment put that failed, to be sent again as it was (shipper.ts). */
+  unsettled: Map<string, UnsettledPut>;
+}
+
+/** Where the next snapshot of `g` starts numbering, and the interrupted snapshots it leaves behind. */
+function snapshotNumbering(g: GenerationListing): { nextSnapshot: number; orphans: string[] } {
+  let highest = -1;
+  for (const s of g.snapshots) highest = Math.max(highest, s.number);
+  for (const key of g.unindexed) {
+    const p = parseArchiveKey(key);
+    if (p?.kind === "snapshot") highest = Math.max(highest, p.number);
+  }
+  return { nextSnapshot: highest + 1, orphans: [...g.unindexed] };
 }
 
 /** Where each stream of a generation ends in the store: its newest snapshot, then its segments. */
@@ -152,6 +173,8 @@ export async function openGeneration(
         resumed: true,
         ...(next.key ? { key: next.key } : {}),
         firstSnapshotAt: newest.snapshots[0]?.completed_at,
+        ...snapshotNumbering(newest),
+        unsettled: new Map(),
       };
     }
     cause = next.cause;
@@ -172,7 +195,16 @@ export async function openGeneration(
   // Kept before the record is stored: a generation whose record exists always has its key here.
   if (fresh?.key.scheme === "age") await saveGenerationKey(ws, generation, fresh.key.key);
   await putJson(store, generationKey(generation), record);
-  return { generation, record, ends: new Map(), resumed: false, ...(fresh ? { key: fresh.key } : {}) };
+  return {
+    generation,
+    record,
+    ends: new Map(),
+    resumed: false,
+    ...(fresh ? { key: fresh.key } : {}),
+    nextSnapshot: 0,
+    orphans: [],
+    unsettled: new Map(),
+  };
 }
 
 /** The end to ship after, for a stream the generation has not seen yet: its start. */

@@ -35,6 +35,19 @@ export interface ShipperTarget {
   seal?: Sealer;
   /** Called after each stored segment. */
   onSegment?: (key: string, chunk: DurableChunk) => void;
+  /** Per stream, the put that failed last (kept across cycles by the caller). */
+  unsettled?: Map<string, UnsettledPut>;
+}
+
+/**
+ * A segment whose put failed: the store may hold it all the same (the answer was lost). Sent
+ * again under the same name, it is sent as it was (the same seal, the same index), so a name
+ * never holds two different sealings of one plaintext.
+ */
+export interface UnsettledPut {
+  key: string;
+  stored: Buffer;
+  ix: SegmentIndex;
 }
 
 const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
@@ -78,6 +91,31 @@ async function putSegment(
   chunk: DurableChunk,
   capturedAt: number,
 ): Promise<void> {
+  const key = segmentKey({
+    generation: t.generation,
+    stream,
+    from: chunk.from,
+    to: chunk.end.length,
+    ...(chunk.firstSeq !== undefined ? { firstSeq: chunk.firstSeq, lastSeq: chunk.end.seq } : {}),
+  });
+  const again = t.unsettled?.get(stream);
+  // The earlier attempt's index stays true: the same bytes were all that was durable then.
+  const put = again?.key === key ? again : sealed(t, key, chunk, capturedAt);
+  try {
+    await t.store.put(key, Readable.from([put.stored]), {
+      sha256: put.ix.sha256,
+      metadata: segmentMetadata(put.ix),
+    });
+  } catch (err) {
+    t.unsettled?.set(stream, put);
+    throw err;
+  }
+  t.unsettled?.delete(stream);
+  t.onSegment?.(key, chunk);
+}
+
+/** What is stored for `chunk`: its bytes (sealed in an encrypted generation) and its index. */
+function sealed(t: ShipperTarget, key: string, chunk: DurableChunk, capturedAt: number): UnsettledPut {
   const stored = t.seal ? t.seal(chunk.bytes) : chunk.bytes;
   const ix: SegmentIndex = {
     sha256: sha256(stored),
@@ -90,17 +128,9 @@ async function putSegment(
     first_time: chunk.firstTime,
     last_time: chunk.lastTime,
   };
-  const key = segmentKey({
-    generation: t.generation,
-    stream,
-    from: chunk.from,
-    to: chunk.end.length,
-    ...(chunk.firstSeq !== undefined ? { firstSeq: chunk.firstSeq, lastSeq: chunk.end.seq } : {}),
-  });
   if (chunk.prevHash !== undefined) {
     ix.prev_hash = chunk.prevHash;
     ix.last_hash = chunk.end.entry_hash;
   }
-  await t.store.put(key, Readable.from([stored]), { sha256: ix.sha256, metadata: segmentMetadata(ix) });
-  t.onSegment?.(key, chunk);
+  return { key, stored, ix };
 }

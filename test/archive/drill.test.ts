@@ -9,16 +9,10 @@ import { readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { scratchDir } from "../helpers.js";
-import { archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
+import { archiveFixture, statusState, type ArchiveFixture } from "./support/archive-workspace.js";
 
 const taskFile = (id: string, command: string): string =>
   `---\nid: ${id}\ntitle: ${id}\ncommand: ${JSON.stringify(command)}\n---\n${id}\n`;
-
-/** What `status --json` says of the state (the checkpoint's age and the process table aside). */
-function stateOf(json: string) {
-  const s = JSON.parse(json);
-  return { tasks: s.tasks, cost_usd: s.cost_usd, wal: s.wal, agents_recorded: s.agents_recorded };
-}
 
 describe("logical-disaster drill: restore --at the instant before a task wrecked the backlog", () => {
   let scratch: { dir: string; cleanup: () => Promise<void> };
@@ -39,7 +33,7 @@ describe("logical-disaster drill: restore --at the instant before a task wrecked
     assert.equal((await f.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
     const then = await f.cli(["--json", "status"]);
     assert.equal(then.code, 0);
-    assert.ok(stateOf(then.stdout).wal.seq >= 199, then.stdout);
+    assert.ok(statusState(then.stdout).wal.seq >= 199, then.stdout);
     const at = new Date().toISOString();
     while (new Date().toISOString() === at); // the next decision is stamped after the noted instant
 
@@ -60,7 +54,13 @@ describe("logical-disaster drill: restore --at the instant before a task wrecked
     const r = await f.cli(["--json", "dr", "restore", "--from", store, "--at", at], restored);
     assert.equal(r.code, 0, r.stderr);
     const now = await f.cli(["--json", "status"], restored);
-    assert.deepEqual(stateOf(now.stdout), stateOf(then.stdout));
+    assert.deepEqual(statusState(now.stdout), statusState(then.stdout));
+    const back = (await readdir(path.join(restored, "backlog", "done"))).sort();
+    assert.deepEqual(
+      back,
+      Array.from({ length: 25 }, (_, i) => `T-${i}.md`).sort(),
+      "the deleted task files are back",
+    );
     for (const cmd of [["wal", "verify"], ["audit", "verify"], ["doctor"]]) {
       const v = await f.cli(cmd, restored);
       assert.equal(v.code, 0, `${cmd.join(" ")}: ${v.stdout}${v.stderr}`);

@@ -66,3 +66,9 @@ export async function storeObjects(dir: string): Promise<Map<string, string>> {
 
 export const walSegments = (objects: Iterable<string>, runId: string): string[] =>
   [...objects].filter((k) => k.includes(`.seg.runtime%2Fwal%2F${runId}.wal.jsonl.`)).sort();
+
+/** What `status --json` says of the state (the checkpoint's age and the process table aside). */
+export function statusState(json: string) {
+  const s = JSON.parse(json);
+  return { tasks: s.tasks, cost_usd: s.cost_usd, wal: s.wal, agents_recorded: s.agents_recorded };
+}

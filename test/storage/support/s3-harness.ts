@@ -42,10 +42,13 @@ export type S3Operation =
  * answer, "cut" (the real answer's headers and the first half of its body, then the connection
  * closes), "stall" (the same half, then nothing more while the connection stays open), "hold"
  * (the request is read and never answered), or nothing. "stall" and "hold" keep a client busy
- * mid-transfer for as long as a test needs (to signal it there).
+ * mid-transfer for as long as a test needs (to signal it there). "lost" (PutObject only): the
+ * object is stored, then the connection closes instead of the answer (a put that succeeded
+ * although its client saw it fail).
  */
-export type Fault = number | "reset" | "cut" | "stall" | "hold";
-export type FaultRule = (op: S3Operation, nth: number) => Fault | undefined;
+export type Fault = number | "reset" | "cut" | "stall" | "hold" | "lost";
+/** `key`: the object key the request names (after the bucket; "" for none). */
+export type FaultRule = (op: S3Operation, nth: number, key: string) => Fault | undefined;
 
 export interface S3Harness {
   /** The proxy's URL: point clients here. */
@@ -210,8 +213,9 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
       const op = classify(req.method ?? "GET", url, req.headers);
       const nth = (counts.get(op) ?? 0) + 1;
       counts.set(op, nth);
-      const injected = fault?.(op, nth);
-      if (injected !== undefined && injected !== "cut" && injected !== "stall") {
+      const key = url.pathname.split("/").filter(Boolean).slice(1).map(decodeURIComponent).join("/");
+      const injected = fault?.(op, nth, key);
+      if (injected !== undefined && injected !== "cut" && injected !== "stall" && injected !== "lost") {
         if (injected === "reset") {
           req.socket.destroy();
           return;
@@ -270,7 +274,8 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
             void (async () => {
               const answer = await readBody(upRes);
               await objectWritten(dir, url);
-              res.writeHead(200, upRes.headers).end(answer);
+              if (injected === "lost") res.socket?.destroy();
+              else res.writeHead(200, upRes.headers).end(answer);
             })().catch(() => res.destroy());
             return;
           }
