@@ -13,7 +13,7 @@
  * Every reader (restore, check, list) unlocks a generation with `unlockGeneration` and opens its
  * segments with `openSegment`; the archiver seals with `sealSegment`.
  */
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { AgeFormatError, sealHeader, stanzaText } from "../dr/age/header.js";
 import { AgeIdentityError, makeHeader, recipientFingerprint, unwrapFileKey } from "../dr/age/keys.js";
@@ -159,6 +159,30 @@ export function sealSegment(k: SegmentKey, plain: Buffer): Buffer {
     return Buffer.concat([enc.update(plain), enc.final()]);
   }
   const nonce = randomBytes(PAYLOAD_NONCE_BYTES);
+  const sealer = new StreamSealer(k.key, nonce);
+  return Buffer.concat([nonce, ...sealer.update(plain), sealer.final()]);
+}
+
+const MERGE_NONCE_LABEL = "bernstein-archive merged segment nonce v1";
+
+/**
+ * A merged segment's stored bytes (compaction): sealed like any segment, but with a nonce (the
+ * Fernet IV, the age payload nonce) derived from the key, the segment's name and its plaintext's
+ * hash, and the Fernet timestamp from `capturedAtMs`. Two compactions that merge the same pieces
+ * (the archiver's and a `dr archive-compact` beside it) then store the same bytes under the same
+ * name, as for a plain archive, so their writes cannot interleave into bytes that do not match
+ * the index. Distinct plaintexts still get distinct nonces; equal ones reveal only that.
+ */
+export function sealMergedSegment(k: SegmentKey, plain: Buffer, name: string, capturedAtMs: number): Buffer {
+  const nonce = createHmac("sha256", k.key)
+    .update(`${MERGE_NONCE_LABEL}\0${name}\0`)
+    .update(createHash("sha256").update(plain).digest())
+    .digest()
+    .subarray(0, PAYLOAD_NONCE_BYTES);
+  if (k.scheme === "fernet") {
+    const enc = new FernetEncryptor(k.key, Buffer.alloc(0), Math.floor(capturedAtMs / 1000), nonce);
+    return Buffer.concat([enc.update(plain), enc.final()]);
+  }
   const sealer = new StreamSealer(k.key, nonce);
   return Buffer.concat([nonce, ...sealer.update(plain), sealer.final()]);
 }
