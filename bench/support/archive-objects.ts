@@ -73,8 +73,9 @@ export async function archiveObjectsPerDay(simSeconds: number, target: number) {
           JSON.stringify({ timestamp: Date.now() / 1000, event: "claimed", task_id: `T-${i}` }) + "\n",
         );
         await shipCycle({ store, ws, generation: gen.generation, ends: gen.ends });
-        bg.stored += (await shipCycle({ store: bgStore, ws, generation: bgGen.generation, ends: bgGen.ends }))
-          .segments;
+        bg.stored += (
+          await shipCycle({ store: bgStore, ws, generation: bgGen.generation, ends: bgGen.ends })
+        ).segments;
         if (bg.stored >= COMPACT_FANOUT) {
           bg.stored = 0;
           const t = performance.now();

@@ -165,7 +165,62 @@ async function readPiece(store: BackupStore, s: StoredSegment, key: SegmentKey |
   return { ix, plain };
 }
 
-/** Reads a group, checks every piece against its index and every line's link, and stores the merge. */
+/**
+ * Merging runs beside the archiver's cycles in the same event loop: its CPU work is done in
+ * slices of this size with a turn of the loop between them, so a cycle due meanwhile starts
+ * within a slice's time, not a whole merge's.
+ */
+const SLICE_BYTES = 256 * 1024;
+const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** `data` in slices of about SLICE_BYTES, each ending at a line end (the last: where `data` ends). */
+function* lineSlices(data: Buffer): Generator<Buffer> {
+  for (let start = 0; start < data.length;) {
+    let end = data.length;
+    if (start + SLICE_BYTES < data.length) {
+      const nl = data.lastIndexOf(0x0a, start + SLICE_BYTES);
+      end = nl >= start ? nl + 1 : data.indexOf(0x0a, start + SLICE_BYTES) + 1 || data.length;
+    }
+    yield data.subarray(start, end);
+    start = end;
+  }
+}
+
+/** sha256 of `parts` in slices (see SLICE_BYTES). */
+async function sha256Sliced(parts: Buffer[]): Promise<string> {
+  const h = createHash("sha256");
+  for (const p of parts)
+    for (let at = 0; at < p.length; at += SLICE_BYTES) {
+      h.update(p.subarray(at, at + SLICE_BYTES));
+      await yieldToLoop();
+    }
+  return h.digest("hex");
+}
+
+/**
+ * Reads a group's pieces, each checked against its index, and proves the chain they make
+ * together: every line whole, every WAL entry hashed and linked from the first one's prev_hash.
+ */
+async function readGroup(store: BackupStore, stream: string, group: StoredSegment[], key?: SegmentKey) {
+  const parts: Buffer[] = [];
+  const ixs: SegmentIndex[] = [];
+  let cutter: LineCutter | undefined;
+  for (const s of group) {
+    const { ix, plain } = await readPiece(store, s, key);
+    cutter ??= new LineCutter(stream, s.key, endBefore(stream, s, ix), { atMs: Number.MAX_SAFE_INTEGER });
+    let at = s.from;
+    for (const slice of lineSlices(plain)) {
+      at += slice.length;
+      cutter.take(slice, at);
+      await yieldToLoop();
+    }
+    parts.push(plain);
+    ixs.push(ix);
+  }
+  return { parts, ixs };
+}
+
+/** Reads a group, checks it (readGroup), and stores the merge. */
 async function mergeGroup(
   store: BackupStore,
   gen: string,
@@ -173,20 +228,10 @@ async function mergeGroup(
   group: StoredSegment[],
   key: SegmentKey | undefined,
 ) {
-  const parts: Buffer[] = [];
-  const ixs: SegmentIndex[] = [];
-  for (const s of group) {
-    const { ix, plain } = await readPiece(store, s, key);
-    parts.push(plain);
-    ixs.push(ix);
-  }
+  const { parts, ixs } = await readGroup(store, stream, group, key);
   const first = group[0]!;
   const last = group[group.length - 1]!;
-  const bytes = Buffer.concat(parts);
-  // The merge proves the same chain the pieces did: every line whole, every WAL entry linked.
-  new LineCutter(stream, first.key, endBefore(stream, first, ixs[0]!), {
-    atMs: Number.MAX_SAFE_INTEGER,
-  }).take(bytes, last.to);
+  const plainSha = await sha256Sliced(parts);
   const lastIx = ixs[ixs.length - 1]!;
   const times = ixs.map((i) => i.first_time).filter((t) => t > 0);
   const name = segmentKey({
@@ -199,11 +244,13 @@ async function mergeGroup(
   // Each piece's capture instant held for the bytes up to it; the newest holds for them all.
   const capturedAt = Math.max(...ixs.map((i) => i.captured_at));
   // Sealed again under the generation key, with the nonce of this name and content (sealing.ts).
-  const stored = key ? sealMergedSegment(key, bytes, name, capturedAt) : bytes;
+  const stored = key
+    ? await sealMergedSegment(key, parts, { name, plainSha256: plainSha, capturedAtMs: capturedAt })
+    : Buffer.concat(parts);
   const ix: SegmentIndex = {
-    sha256: sha256(stored),
+    sha256: key ? await sha256Sliced([stored]) : plainSha,
     // As the shipper: no hash of a sealed segment's plaintext (it would confirm a guess of it).
-    ...(key ? {} : { plain_sha256: sha256(bytes) }),
+    ...(key ? {} : { plain_sha256: plainSha }),
     captured_at: capturedAt,
     tail_sha256: lastIx.tail_sha256,
     first_time: times.length ? Math.min(...times) : 0,

@@ -13,7 +13,7 @@
  * Every reader (restore, check, list) unlocks a generation with `unlockGeneration` and opens its
  * segments with `openSegment`; the archiver seals with `sealSegment`.
  */
-import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { AgeFormatError, sealHeader, stanzaText } from "../dr/age/header.js";
 import { AgeIdentityError, makeHeader, recipientFingerprint, unwrapFileKey } from "../dr/age/keys.js";
@@ -164,6 +164,7 @@ export function sealSegment(k: SegmentKey, plain: Buffer): Buffer {
 }
 
 const MERGE_NONCE_LABEL = "bernstein-archive merged segment nonce v1";
+const MERGE_SLICE_BYTES = 256 * 1024;
 
 /**
  * A merged segment's stored bytes (compaction): sealed like any segment, but with a nonce (the
@@ -173,18 +174,30 @@ const MERGE_NONCE_LABEL = "bernstein-archive merged segment nonce v1";
  * name, as for a plain archive, so their writes cannot interleave into bytes that do not match
  * the index. Distinct plaintexts still get distinct nonces; equal ones reveal only that.
  */
-export function sealMergedSegment(k: SegmentKey, plain: Buffer, name: string, capturedAtMs: number): Buffer {
+export async function sealMergedSegment(
+  k: SegmentKey,
+  plain: Buffer[],
+  m: { name: string; plainSha256: string; capturedAtMs: number },
+): Promise<Buffer> {
   const nonce = createHmac("sha256", k.key)
-    .update(`${MERGE_NONCE_LABEL}\0${name}\0`)
-    .update(createHash("sha256").update(plain).digest())
+    .update(`${MERGE_NONCE_LABEL}\0${m.name}\0`)
+    .update(Buffer.from(m.plainSha256, "hex"))
     .digest()
     .subarray(0, PAYLOAD_NONCE_BYTES);
-  if (k.scheme === "fernet") {
-    const enc = new FernetEncryptor(k.key, Buffer.alloc(0), Math.floor(capturedAtMs / 1000), nonce);
-    return Buffer.concat([enc.update(plain), enc.final()]);
-  }
-  const sealer = new StreamSealer(k.key, nonce);
-  return Buffer.concat([nonce, ...sealer.update(plain), sealer.final()]);
+  const sealer =
+    k.scheme === "fernet"
+      ? new FernetEncryptor(k.key, Buffer.alloc(0), Math.floor(m.capturedAtMs / 1000), nonce)
+      : new StreamSealer(k.key, nonce);
+  const out: Buffer[] = k.scheme === "age" ? [nonce] : [];
+  // In slices with a turn of the event loop between them: the archiver ships beside a merge.
+  for (const part of plain)
+    for (let at = 0; at < part.length; at += MERGE_SLICE_BYTES) {
+      const sealed = sealer.update(part.subarray(at, at + MERGE_SLICE_BYTES));
+      out.push(...(Array.isArray(sealed) ? sealed : [sealed]));
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  out.push(sealer.final());
+  return Buffer.concat(out);
 }
 
 /** A segment's plaintext; throws when it does not authenticate under the generation's key. */

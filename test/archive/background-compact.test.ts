@@ -13,7 +13,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { LocalStore } from "../../src/storage/local-store.js";
 import { scratchDir, waitFor, withSeed } from "../helpers.js";
-import { archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
+import { archiveFixture } from "./support/archive-workspace.js";
 import {
   feedBursts,
   killLeftArchivers,
