@@ -21,5 +21,7 @@ else
   process.stdout.write(
     `archive at 1 decision/s (${r.simulated_seconds}s run scaled to a day): ` +
       `${r.before_per_day.objects} objects, ${r.before_per_day.bytes} bytes/day before compaction; ` +
-      `${r.after_per_day.objects} objects, ${r.after_per_day.bytes} bytes/day after (target ${r.target_bytes} bytes)\n`,
+      `${r.after_per_day.objects} objects, ${r.after_per_day.bytes} bytes/day after (target ${r.target_bytes} bytes); ` +
+      `${r.background_per_day.objects} objects with the archiver's background compaction ` +
+      `(${r.background_per_day.compaction_rewritten_bytes} bytes/day rewritten)\n`,
   );

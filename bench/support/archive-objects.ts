@@ -9,12 +9,18 @@
  * so the merged-object count is the one a whole day at the real target gives (objects per
  * stream = ceil(stream bytes per day / target)). The base snapshot (one a day at the default
  * --snapshot-interval) and the generation record are counted on both sides.
+ *
+ * Background: the same cycles shipped to a second store by an archiver's background compaction
+ * (compactOwnGeneration, tiered, after every COMPACT_FANOUT segments, the scaled target): the
+ * segments left at the end of the run stand for the day's, as for "after"; the bytes its merges
+ * wrote are scaled like the archiver's.
  */
 import { appendFile, mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { listArchive } from "../../src/archive/catalog.js";
-import { compactArchive } from "../../src/archive/compact.js";
+import { COMPACT_FANOUT } from "../../src/archive/archiver.js";
+import { compactArchive, compactOwnGeneration } from "../../src/archive/compact.js";
 import { takeBaseSnapshot } from "../../src/archive/base-snapshot.js";
 import { openGeneration } from "../../src/archive/generation.js";
 import { shipCycle } from "../../src/archive/shipper.js";
@@ -45,6 +51,12 @@ export async function archiveObjectsPerDay(simSeconds: number, target: number) {
     const gen = await openGeneration(store, ws, { keys: {} });
     const snap = await takeBaseSnapshot({ store, ws, generation: gen.generation, number: 0, backup: {} });
     for (const [stream, end] of Object.entries(snap.streams)) gen.ends.set(stream, end);
+    const scaledTarget = Math.max(1, Math.round((target * simSeconds) / DAY_S));
+    const bgStore = new LocalStore(path.join(dir, "store-background"));
+    await mkdir(bgStore.root, { recursive: true });
+    const bgGen = await openGeneration(bgStore, ws, { keys: {} });
+    for (const [stream, end] of Object.entries(snap.streams)) bgGen.ends.set(stream, end);
+    const bg = { stored: 0, puts: 0, rewritten: 0, ms: 0 };
     const run = "run-bench";
     const wal = await WalWriter.open(ws, run);
     const runLog = ws.p("runs", `${run}.jsonl`);
@@ -61,6 +73,20 @@ export async function archiveObjectsPerDay(simSeconds: number, target: number) {
           JSON.stringify({ timestamp: Date.now() / 1000, event: "claimed", task_id: `T-${i}` }) + "\n",
         );
         await shipCycle({ store, ws, generation: gen.generation, ends: gen.ends });
+        bg.stored += (
+          await shipCycle({ store: bgStore, ws, generation: bgGen.generation, ends: bgGen.ends })
+        ).segments;
+        if (bg.stored >= COMPACT_FANOUT) {
+          bg.stored = 0;
+          const t = performance.now();
+          const r = await compactOwnGeneration(bgStore, bgGen.generation, undefined, {
+            targetBytes: scaledTarget,
+            fanout: COMPACT_FANOUT,
+          });
+          bg.ms += performance.now() - t;
+          bg.puts += r.merged.length;
+          bg.rewritten += r.merged.reduce((n, m) => n + m.bytes, 0);
+        }
       }
     } finally {
       await wal.close();
@@ -78,7 +104,6 @@ export async function archiveObjectsPerDay(simSeconds: number, target: number) {
     const fixedObjects = 3; // generation record, snapshot and its index: once a day, not per decision
     const fixedBytes = (await storeFigures(store.root)).bytes - (await segmentBytes(store.root));
     const before = perDay(await storeFigures(store.root), fixedObjects, fixedBytes);
-    const scaledTarget = Math.max(1, Math.round((target * simSeconds) / DAY_S));
     const t0 = performance.now();
     const compacted = await compactArchive(store, await listArchive(store), { targetBytes: scaledTarget });
     const compactMs = performance.now() - t0;
@@ -86,6 +111,7 @@ export async function archiveObjectsPerDay(simSeconds: number, target: number) {
     // Merged objects do not scale with the run: the scaled target already made them a day's count.
     after.segment_objects = compacted.segments_after;
     after.objects = fixedObjects + compacted.segments_after;
+    const bgSegments = (await storeFigures(bgStore.root)).segments;
     return {
       simulated_seconds: simSeconds,
       decisions_per_second: 1,
@@ -102,6 +128,14 @@ export async function archiveObjectsPerDay(simSeconds: number, target: number) {
         compaction_deletes: before.segment_objects,
       },
       compaction_ms_for_the_run: Math.round(compactMs),
+      // The archiver's own background compaction: what a day leaves, and what its merges cost.
+      background_per_day: {
+        objects: fixedObjects + bgSegments,
+        segment_objects: bgSegments,
+        compaction_puts: Math.round(bg.puts * scale),
+        compaction_rewritten_bytes: Math.round(bg.rewritten * scale),
+        compaction_ms: Math.round(bg.ms * scale),
+      },
     };
   } finally {
     await rm(dir, { recursive: true, force: true });

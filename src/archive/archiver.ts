@@ -10,11 +10,16 @@
  * and with `--sync` its WAL commit gate, shippedThrough). Shipping cycles run one at a time; a
  * periodic snapshot runs beside them, so a commit gate never waits for a snapshot that itself
  * waits for the orchestrator's pause between decisions.
+ *
+ * With `compactTargetBytes`, the generation's small segments are merged in the background
+ * (compact.ts, tiered by COMPACT_FANOUT) beside the cycles, never in their turn: a merge only
+ * touches segments already stored, so shipping is never held up by it.
  */
 import type { BackupStore } from "../storage/store.js";
 import type { Workspace } from "../workspace/layout.js";
 import { removeInterrupted, takeBaseSnapshot } from "./base-snapshot.js";
 import type { SnapshotIndex } from "./catalog.js";
+import { compactOwnGeneration } from "./compact.js";
 import { openGeneration, type GenerationState } from "./generation.js";
 import { ArchiveHealth } from "./health.js";
 import { schemeOf, sealSegment, type SegmentKey, type WriteKeys } from "./sealing.js";
@@ -42,6 +47,8 @@ export interface ArchiverOptions {
   auditKeyPath?: string;
   /** A Prometheus textfile-collector file rewritten with the health after every cycle. */
   metricsFile?: string;
+  /** Merge small segments in the background up to this size (undefined: no compaction). */
+  compactTargetBytes?: number;
   /** Decisions wait for the store (shippedThrough is the WAL's commit gate). */
   sync?: boolean;
   /** One line per notable event (generation started, snapshot, store error, caught up). */
@@ -54,11 +61,22 @@ export type ArchiverEvent =
   /** A cycle that stored segments; `wal`: per run, the newest seq now in the store. */
   | { event: "cycle"; segments: number; bytes: number; wal: Record<string, number> }
   | { event: "error"; error: string }
+  /** A background compaction that merged or cleaned up something. */
+  | { event: "compacted"; generation: string; merged: number; replaced: number; leftovers: number }
+  /** A background compaction that failed (shipping goes on; the next one retries). */
+  | { event: "compact-error"; error: string }
   | { event: "recovered"; after_errors: number };
 
 const GATE_RETRY_MS = 1000;
 /** Cycles whose upload time sets the period (cyclePeriod). */
 const UPLOADS_REMEMBERED = 8;
+/**
+ * Background compaction merges this many consecutive segments of one size tier (compact.ts), and
+ * looks for them once this many segments were stored since it last looked: every byte is
+ * rewritten about log8(target / segment size) times (5 for 8 MiB from ~300-byte segments), and a
+ * stream holds at most 7 segments per tier besides its full-size ones.
+ */
+export const COMPACT_FANOUT = 8;
 
 /** The archiver was stopped while a decision waited for the store (`--sync`). */
 export class ArchiverStopped extends Error {}
@@ -77,6 +95,9 @@ export class Archiver {
   private readonly shipped = new Map<string, number>();
   /** How long the recent cycles that stored something took (ms), oldest first. */
   private readonly uploadTimes: number[] = [];
+  /** Segments stored since the last background compaction looked, and that compaction if running. */
+  private storedSinceCompaction = 0;
+  private compacting?: Promise<void>;
   readonly health: ArchiveHealth;
 
   constructor(private readonly opts: ArchiverOptions) {
@@ -106,7 +127,38 @@ export class Archiver {
       if (result && result.segments > 0) this.uploadTimes.push(took);
       if (this.uploadTimes.length > UPLOADS_REMEMBERED) this.uploadTimes.shift();
       if (this.stopping) break;
+      this.compactWhenDue();
       await this.pause(Math.max(0, this.cyclePeriod() - took));
+    }
+    await this.compacting; // stops before its next merge (the one in flight is stored first)
+  }
+
+  /** Starts a background compaction of the generation once enough segments were stored. */
+  private compactWhenDue(): void {
+    const target = this.opts.compactTargetBytes;
+    const gen = this.gen;
+    if (!target || !gen || this.compacting || this.storedSinceCompaction < COMPACT_FANOUT) return;
+    this.storedSinceCompaction = 0;
+    this.compacting = this.compact(gen, target).finally(() => (this.compacting = undefined));
+  }
+
+  private async compact(gen: GenerationState, targetBytes: number): Promise<void> {
+    try {
+      const r = await compactOwnGeneration(this.opts.store, gen.generation, gen.key, {
+        targetBytes,
+        fanout: COMPACT_FANOUT,
+        stopping: () => this.stopping,
+      });
+      if (r.merged.length || r.leftovers.length)
+        this.opts.log?.({
+          event: "compacted",
+          generation: gen.generation,
+          merged: r.merged.length,
+          replaced: r.merged.reduce((n, m) => n + m.replaced.length, 0),
+          leftovers: r.leftovers.length,
+        });
+    } catch (err) {
+      this.opts.log?.({ event: "compact-error", error: err instanceof Error ? err.message : String(err) });
     }
   }
 
@@ -240,6 +292,7 @@ export class Archiver {
       unsettled: gen.unsettled,
     });
     for (const [run, seq] of Object.entries(result.wal)) this.shipped.set(run, seq);
+    this.storedSinceCompaction += result.segments;
     if (this.health.errorsInARow > 0)
       this.opts.log?.({ event: "recovered", after_errors: this.health.errorsInARow });
     if (result.segments > 0)

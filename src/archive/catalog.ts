@@ -76,6 +76,22 @@ export async function getJson<T>(store: BackupStore, key: string): Promise<T> {
   }
 }
 
+/** Adds a listed segment object to its generation's listing (unsorted until sortSegments). */
+export function addSegment(
+  g: GenerationListing,
+  name: SegmentName,
+  obj: { key: string; size: number },
+): void {
+  const list = g.segments.get(name.stream) ?? [];
+  list.push({ ...name, key: obj.key, size: obj.size });
+  g.segments.set(name.stream, list);
+}
+
+/** Each stream's segments by `from`, then `to` (the order every reader takes them in). */
+export function sortSegments(g: GenerationListing): void {
+  for (const list of g.segments.values()) list.sort((a, b) => a.from - b.from || a.to - b.to);
+}
+
 /** The archive at `store`: every generation (oldest first) with its records and segment names. */
 export async function listArchive(store: BackupStore): Promise<ArchiveListing> {
   const byGen = new Map<string, GenerationListing>();
@@ -94,11 +110,7 @@ export async function listArchive(store: BackupStore): Promise<ArchiveListing> {
     else if (k.kind === "snapshot") snapshotKeys.set(`${k.generation}/${k.number}`, obj.key);
     else if (k.kind === "snapshot-index")
       indexKeys.push({ gen: k.generation, key: obj.key, number: k.number });
-    else {
-      const list = gen(k.generation).segments.get(k.stream) ?? [];
-      list.push({ ...k, key: obj.key, size: obj.size });
-      gen(k.generation).segments.set(k.stream, list);
-    }
+    else addSegment(gen(k.generation), k, obj);
   }
   for (const g of byGen.values()) {
     g.record = await getJson<GenerationRecord>(store, `gen-${g.generation}.json`).catch(() => undefined);
@@ -111,7 +123,7 @@ export async function listArchive(store: BackupStore): Promise<ArchiveListing> {
   for (const [id, key] of snapshotKeys) gen(id.split("/")[0]!).unindexed.push(key);
   for (const g of byGen.values()) {
     g.snapshots.sort((a, b) => a.number - b.number);
-    for (const list of g.segments.values()) list.sort((a, b) => a.from - b.from || a.to - b.to);
+    sortSegments(g);
   }
   const generations = [...byGen.values()].sort((a, b) => (a.generation < b.generation ? -1 : 1));
   return { generations, foreign };

@@ -7,13 +7,21 @@
  * small ones it holds byte for byte, which restore, check and list take in either form (a byte
  * is applied once: each segment is applied from where the stream already ends). The next run
  * deletes such leftovers first.
+ *
+ * An encrypted generation is compacted only by a holder of its key (the archiver that writes it,
+ * or `dr archive-compact` given the password or an identity): each piece is opened and checked,
+ * and the merge sealed again under the same generation key (a fresh nonce), so the store never
+ * holds plaintext. The archiver merges in tiers (`fanout`) so that no byte is rewritten more than
+ * a few times however long it runs.
  */
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import type { BackupStore } from "../storage/store.js";
 import { LineCutter } from "./apply-segments.js";
 import {
+  addSegment,
   readObject,
+  sortSegments,
   readSegmentIndex,
   segmentMetadata,
   type ArchiveListing,
@@ -21,12 +29,29 @@ import {
   type SegmentIndex,
   type StoredSegment,
 } from "./catalog.js";
-import { segmentKey } from "./names.js";
+import { generationPrefix, parseArchiveKey, segmentKey } from "./names.js";
+import {
+  openSegment,
+  sealMergedSegment,
+  unlockGeneration,
+  type ReadKeys,
+  type SegmentKey,
+} from "./sealing.js";
 import { emptyEnd, type StreamEnd } from "./streams.js";
 
 export interface CompactOptions {
   /** A merged segment grows up to this many bytes; segments this big or bigger stay as they are. */
   targetBytes: number;
+  /**
+   * Tiered merging (the archiver): only `fanout` consecutive segments of one size tier (sizes
+   * within the same power of `fanout`) are merged, or fewer once they fill the target. Without it
+   * every run of small segments is merged (`dr archive-compact`).
+   */
+  fanout?: number;
+  /** The keys that open encrypted generations; a generation they do not open is skipped. */
+  keys?: ReadKeys;
+  /** Asked before each merge: true stops the run there (the archiver is stopping). */
+  stopping?: () => boolean;
   /** Called after each merged segment is stored and its small ones deleted. */
   onMerged?: (merged: MergedSegment) => void;
 }
@@ -51,6 +76,13 @@ export interface CompactResult {
 
 const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
 
+/**
+ * Another compaction (the archiver's in the background, or a `dr archive-compact` beside it) or
+ * a prune got to this group first: a piece is gone. The group is left to that one, which stores
+ * its merge before it deletes anything (and the same group merges to the same bytes).
+ */
+class Raced extends Error {}
+
 /** Segments another segment of the stream holds whole (nested in its byte range), with that holder. */
 function redundant(list: StoredSegment[]): {
   chain: StoredSegment[];
@@ -68,31 +100,46 @@ function redundant(list: StoredSegment[]): {
   return { chain, covered };
 }
 
-/** Runs of consecutive small segments, cut into groups of at most `target` bytes (2 or more each). */
-export function mergeGroups(chain: StoredSegment[], target: number): StoredSegment[][] {
+/**
+ * Runs of consecutive small segments, cut into groups of at most `target` bytes (2 or more each).
+ * With `fanout` (tiered), a run holds only segments whose sizes are within a factor of `fanout`
+ * of each other, and becomes a group once it has `fanout` pieces or the next piece would overflow
+ * the target; a shorter run waits for more pieces. A merge is then at least about twice its
+ * largest piece, so no byte is rewritten more than log2(target / smallest segment) times.
+ */
+export function mergeGroups(chain: StoredSegment[], target: number, fanout?: number): StoredSegment[][] {
   const groups: StoredSegment[][] = [];
   let run: StoredSegment[] = [];
   let bytes = 0;
-  const close = () => {
-    if (run.length >= 2) groups.push(run);
+  let min = Infinity;
+  let max = 0;
+  const close = (full: boolean) => {
+    if (run.length >= 2 && (fanout === undefined || full)) groups.push(run);
     run = [];
     bytes = 0;
+    min = Infinity;
+    max = 0;
   };
   for (const s of chain) {
     const prev = run[run.length - 1];
     const follows =
       prev !== undefined &&
       s.from === prev.to &&
-      (s.firstSeq === undefined || (prev.lastSeq !== undefined && s.firstSeq === prev.lastSeq + 1));
-    if (prev && (!follows || bytes + s.size > target)) close();
+      (s.firstSeq === undefined || (prev.lastSeq !== undefined && s.firstSeq === prev.lastSeq + 1)) &&
+      (fanout === undefined || Math.max(max, s.size) < fanout * Math.max(1, Math.min(min, s.size)));
+    if (prev && !follows) close(false);
+    else if (prev && bytes + s.size > target) close(true);
     if (s.size >= target) {
-      close();
+      close(false);
       continue;
     }
     run.push(s);
     bytes += s.size;
+    min = Math.min(min, s.size);
+    max = Math.max(max, s.size);
+    if (fanout !== undefined && run.length >= fanout) close(true);
   }
-  close();
+  close(false);
   return groups;
 }
 
@@ -102,62 +149,130 @@ function endBefore(stream: string, s: StoredSegment, ix: SegmentIndex): StreamEn
   return { length: s.from, tail_sha256: "", seq: s.firstSeq - 1, entry_hash: ix.prev_hash };
 }
 
-/** Reads a group, checks every piece against its index and every line's link, and stores the merge. */
-async function mergeGroup(store: BackupStore, gen: string, stream: string, group: StoredSegment[]) {
+/** A piece's plaintext, checked against its index, its seal (encrypted) and its name's byte range. */
+async function readPiece(store: BackupStore, s: StoredSegment, key: SegmentKey | undefined) {
+  const ix = await readSegmentIndex(store, s.key);
+  if (!ix) throw new Raced(`${store.describe(s.key)}: listed, then gone`);
+  const stored = await readObject(store, s.key);
+  let plain = stored;
+  if (sha256(stored) === ix.sha256 && key) {
+    plain = await openSegment(key, stored).catch((err: unknown) => {
+      throw new Error(`${store.describe(s.key)}: does not open under its generation's key: ${String(err)}`);
+    });
+  }
+  if (sha256(stored) !== ix.sha256 || plain.length !== s.to - s.from)
+    throw new Error(`${store.describe(s.key)}: does not match its index or name; run dr list --from --check`);
+  return { ix, plain };
+}
+
+/**
+ * Merging runs beside the archiver's cycles in the same event loop: its CPU work is done in
+ * slices of this size with a turn of the loop between them, so a cycle due meanwhile starts
+ * within a slice's time, not a whole merge's.
+ */
+const SLICE_BYTES = 256 * 1024;
+const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** `data` in slices of about SLICE_BYTES, each ending at a line end (the last: where `data` ends). */
+function* lineSlices(data: Buffer): Generator<Buffer> {
+  for (let start = 0; start < data.length;) {
+    let end = data.length;
+    if (start + SLICE_BYTES < data.length) {
+      const nl = data.lastIndexOf(0x0a, start + SLICE_BYTES);
+      end = nl >= start ? nl + 1 : data.indexOf(0x0a, start + SLICE_BYTES) + 1 || data.length;
+    }
+    yield data.subarray(start, end);
+    start = end;
+  }
+}
+
+/** sha256 of `parts` in slices (see SLICE_BYTES). */
+async function sha256Sliced(parts: Buffer[]): Promise<string> {
+  const h = createHash("sha256");
+  for (const p of parts)
+    for (let at = 0; at < p.length; at += SLICE_BYTES) {
+      h.update(p.subarray(at, at + SLICE_BYTES));
+      await yieldToLoop();
+    }
+  return h.digest("hex");
+}
+
+/**
+ * Reads a group's pieces, each checked against its index, and proves the chain they make
+ * together: every line whole, every WAL entry hashed and linked from the first one's prev_hash.
+ */
+async function readGroup(store: BackupStore, stream: string, group: StoredSegment[], key?: SegmentKey) {
   const parts: Buffer[] = [];
   const ixs: SegmentIndex[] = [];
+  let cutter: LineCutter | undefined;
   for (const s of group) {
-    const ix = await readSegmentIndex(store, s.key);
-    if (!ix)
-      throw new Error(`${store.describe(s.key)}: listed, then gone (another compaction or prune running?)`);
-    const data = await readObject(store, s.key);
-    if (sha256(data) !== ix.sha256 || data.length !== s.to - s.from)
-      throw new Error(
-        `${store.describe(s.key)}: does not match its index or name; run dr archive-list --check`,
-      );
-    parts.push(data);
+    const { ix, plain } = await readPiece(store, s, key);
+    cutter ??= new LineCutter(stream, s.key, endBefore(stream, s, ix), { atMs: Number.MAX_SAFE_INTEGER });
+    let at = s.from;
+    for (const slice of lineSlices(plain)) {
+      at += slice.length;
+      cutter.take(slice, at);
+      await yieldToLoop();
+    }
+    parts.push(plain);
     ixs.push(ix);
   }
+  return { parts, ixs };
+}
+
+/** Reads a group, checks it (readGroup), and stores the merge. */
+async function mergeGroup(
+  store: BackupStore,
+  gen: string,
+  stream: string,
+  group: StoredSegment[],
+  key: SegmentKey | undefined,
+) {
+  const { parts, ixs } = await readGroup(store, stream, group, key);
   const first = group[0]!;
   const last = group[group.length - 1]!;
-  const bytes = Buffer.concat(parts);
-  // The merge proves the same chain the pieces did: every line whole, every WAL entry linked.
-  new LineCutter(stream, first.key, endBefore(stream, first, ixs[0]!), {
-    atMs: Number.MAX_SAFE_INTEGER,
-  }).take(bytes, last.to);
+  const plainSha = await sha256Sliced(parts);
   const lastIx = ixs[ixs.length - 1]!;
   const times = ixs.map((i) => i.first_time).filter((t) => t > 0);
-  const ix: SegmentIndex = {
-    sha256: sha256(bytes),
-    plain_sha256: sha256(bytes),
-    // Each piece's capture instant held for the bytes up to it; the newest holds for them all.
-    captured_at: Math.max(...ixs.map((i) => i.captured_at)),
-    tail_sha256: lastIx.tail_sha256,
-    first_time: times.length ? Math.min(...times) : 0,
-    last_time: Math.max(...ixs.map((i) => i.last_time)),
-    ...(ixs[0]!.prev_hash !== undefined ? { prev_hash: ixs[0]!.prev_hash, last_hash: lastIx.last_hash } : {}),
-  };
-  const key = segmentKey({
+  const name = segmentKey({
     generation: gen,
     stream,
     from: first.from,
     to: last.to,
     ...(first.firstSeq !== undefined ? { firstSeq: first.firstSeq, lastSeq: last.lastSeq } : {}),
   });
-  await store.put(key, Readable.from([bytes]), { sha256: ix.sha256, metadata: segmentMetadata(ix) });
-  const back = await readSegmentIndex(store, key);
+  // Each piece's capture instant held for the bytes up to it; the newest holds for them all.
+  const capturedAt = Math.max(...ixs.map((i) => i.captured_at));
+  // Sealed again under the generation key, with the nonce of this name and content (sealing.ts).
+  const stored = key
+    ? await sealMergedSegment(key, parts, { name, plainSha256: plainSha, capturedAtMs: capturedAt })
+    : Buffer.concat(parts);
+  const ix: SegmentIndex = {
+    sha256: key ? await sha256Sliced([stored]) : plainSha,
+    // As the shipper: no hash of a sealed segment's plaintext (it would confirm a guess of it).
+    ...(key ? {} : { plain_sha256: plainSha }),
+    captured_at: capturedAt,
+    tail_sha256: lastIx.tail_sha256,
+    first_time: times.length ? Math.min(...times) : 0,
+    last_time: Math.max(...ixs.map((i) => i.last_time)),
+    ...(ixs[0]!.prev_hash !== undefined ? { prev_hash: ixs[0]!.prev_hash, last_hash: lastIx.last_hash } : {}),
+  };
+  await store.put(name, Readable.from([stored]), { sha256: ix.sha256, metadata: segmentMetadata(ix) });
+  const back = await readSegmentIndex(store, name);
   if (back?.sha256 !== ix.sha256)
-    throw new Error(`${store.describe(key)}: not readable back after storing it`);
-  return { key, bytes: bytes.length };
+    throw new Error(`${store.describe(name)}: not readable back after storing it`);
+  return { key: name, bytes: stored.length };
 }
 
 async function compactGeneration(
   store: BackupStore,
   g: GenerationListing,
+  key: SegmentKey | undefined,
   opts: CompactOptions,
   result: CompactResult,
 ): Promise<void> {
   for (const [stream, list] of g.segments) {
+    if (opts.stopping?.()) return;
     const { chain, covered } = redundant(list);
     for (const { segment, holder } of covered.sort((a, b) => a.segment.from - b.segment.from)) {
       // Only once the segment that holds its bytes is there with its index.
@@ -165,8 +280,13 @@ async function compactGeneration(
       await store.delete(segment.key);
       result.leftovers.push(segment.key);
     }
-    for (const group of mergeGroups(chain, opts.targetBytes)) {
-      const merged = await mergeGroup(store, g.generation, stream, group);
+    for (const group of mergeGroups(chain, opts.targetBytes, opts.fanout)) {
+      if (opts.stopping?.()) return;
+      const merged = await mergeGroup(store, g.generation, stream, group, key).catch((err: unknown) => {
+        if (err instanceof Raced) return undefined;
+        throw err;
+      });
+      if (!merged) continue;
       for (const s of group) await store.delete(s.key);
       const m = { generation: g.generation, stream, ...merged, replaced: group.map((s) => s.key) };
       result.merged.push(m);
@@ -175,33 +295,68 @@ async function compactGeneration(
   }
 }
 
-export async function compactArchive(
-  store: BackupStore,
-  listing: ArchiveListing,
-  opts: CompactOptions,
-): Promise<CompactResult> {
-  const count = (l: ArchiveListing) =>
-    l.generations.reduce((n, g) => n + [...g.segments.values()].reduce((m, s) => m + s.length, 0), 0);
-  const result: CompactResult = {
-    merged: [],
-    leftovers: [],
-    skipped: [],
-    segments_before: count(listing),
-    segments_after: 0,
-  };
-  for (const g of listing.generations) {
-    if (g.record?.encrypted) {
-      result.skipped.push({
-        generation: g.generation,
-        reason: "encrypted: compaction needs the password (not built yet)",
-      });
-      continue;
-    }
-    await compactGeneration(store, g, opts, result);
-  }
+const countSegments = (gens: GenerationListing[]): number =>
+  gens.reduce((n, g) => n + [...g.segments.values()].reduce((m, s) => m + s.length, 0), 0);
+
+function newResult(gens: GenerationListing[]): CompactResult {
+  return { merged: [], leftovers: [], skipped: [], segments_before: countSegments(gens), segments_after: 0 };
+}
+
+function settle(result: CompactResult): CompactResult {
   result.segments_after =
     result.segments_before -
     result.leftovers.length -
     result.merged.reduce((n, m) => n + m.replaced.length - 1, 0);
   return result;
+}
+
+/**
+ * The key of an encrypted generation from `keys`, or why it is skipped (no key of its kind).
+ * A key of its kind that does not open it is the user's error (exit 4), as for restore.
+ */
+async function keyOf(g: GenerationListing, keys: ReadKeys): Promise<{ key?: SegmentKey } | { skip: string }> {
+  if (!g.record?.encrypted) return {};
+  const enc = g.record.encryption;
+  const held = enc?.scheme === "age" ? keys.identities?.length : keys.password !== undefined;
+  if (!enc || !held)
+    return {
+      skip: `encrypted (${enc?.scheme === "age" ? "age recipients: give --identity-file" : "password: give --password-file"} to compact it)`,
+    };
+  return { key: await unlockGeneration(g.generation, enc, keys) };
+}
+
+/** Compacts every generation of `listing` whose key is held (plain ones always). */
+export async function compactArchive(
+  store: BackupStore,
+  listing: ArchiveListing,
+  opts: CompactOptions,
+): Promise<CompactResult> {
+  const result = newResult(listing.generations);
+  for (const g of listing.generations) {
+    const k = await keyOf(g, opts.keys ?? {});
+    if ("skip" in k) result.skipped.push({ generation: g.generation, reason: k.skip });
+    else await compactGeneration(store, g, k.key, opts, result);
+  }
+  return settle(result);
+}
+
+/**
+ * Compacts one generation with the key its writer holds (the archiver): lists its segments only,
+ * reads no record.
+ */
+export async function compactOwnGeneration(
+  store: BackupStore,
+  generation: string,
+  key: SegmentKey | undefined,
+  opts: CompactOptions,
+): Promise<CompactResult> {
+  const g: GenerationListing = { generation, snapshots: [], unindexed: [], segments: new Map() };
+  for (const obj of await store.list(generationPrefix(generation))) {
+    const k = parseArchiveKey(obj.key);
+    if (k?.kind === "segment" && k.generation === generation) addSegment(g, k, obj);
+  }
+  sortSegments(g);
+  const result = newResult([g]);
+  await compactGeneration(store, g, key, opts, result);
+  return settle(result);
 }

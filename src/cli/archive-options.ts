@@ -19,7 +19,7 @@ import type { S3Options } from "../storage/s3-store.js";
 import { durableMkdir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { describeHolder, readLock } from "../workspace/lock.js";
-import { intOption } from "./number-option.js";
+import { intOption, sizeOption } from "./number-option.js";
 
 /** A duration flag: `250ms`, or what `dr schedule --every` takes (90s, 15m, 1h, 1d). */
 export function durationFlag(name: string, minMs: number): (v: string) => number {
@@ -38,6 +38,10 @@ export function durationFlag(name: string, minMs: number): (v: string) => number
 
 export const DEFAULT_INTERVAL_MS = 1000;
 export const DEFAULT_SNAPSHOT_INTERVAL_MS = 86_400_000;
+/** What merged segments grow to, in the archiver and in `dr archive-compact`. */
+export const DEFAULT_COMPACT_TARGET_BYTES = 8 * 1024 * 1024;
+/** The smallest `--compact-target-size`. */
+export const MIN_COMPACT_TARGET_BYTES = 1024;
 
 export interface ArchiverSpec {
   /** A folder or s3://bucket/prefix/. */
@@ -46,6 +50,8 @@ export interface ArchiverSpec {
   snapshotIntervalMs: number;
   s3: S3Options;
   metricsFile?: string;
+  /** Background compaction's target size; undefined: off. */
+  compactTargetBytes?: number;
   sync?: boolean;
   password?: string;
   recipients?: readonly string[];
@@ -74,6 +80,7 @@ export async function openArchiver(ws: Workspace, spec: ArchiverSpec): Promise<A
     intervalMs: spec.intervalMs,
     snapshotIntervalMs: spec.snapshotIntervalMs,
     metricsFile: spec.metricsFile && path.resolve(spec.metricsFile),
+    compactTargetBytes: spec.compactTargetBytes,
     sync: spec.sync,
     password: spec.password,
     recipients: spec.recipients,
@@ -96,6 +103,13 @@ export function describeArchiverEvent(e: ArchiverEvent): string {
       return `store error (the local files keep everything; retrying): ${e.error}`;
     case "recovered":
       return `store reachable again after ${e.after_errors} failed cycle(s)`;
+    case "compacted":
+      return (
+        `compacted ${e.generation}: ${e.replaced} segment(s) merged into ${e.merged}` +
+        (e.leftovers ? `, ${e.leftovers} left by an interrupted compaction deleted` : "")
+      );
+    case "compact-error":
+      return `background compaction failed (shipping goes on; retried later): ${e.error}`;
   }
 }
 
@@ -110,6 +124,9 @@ export interface ArchiveStartFlags extends WriteKeyFlags {
   archiveRegion?: string;
   archiveRetries?: number;
   archiveMetricsFile?: string;
+  archiveCompactTargetSize?: number;
+  /** false with --no-archive-compact. */
+  archiveCompact?: boolean;
   sync?: boolean;
 }
 
@@ -135,6 +152,12 @@ export function addArchiveStartOptions(cmd: Command): Command {
       intOption("--archive-retries"),
     )
     .option("--archive-metrics-file <file>", "write the archiver's health as Prometheus metrics here (.prom)")
+    .option(
+      "--archive-compact-target-size <size>",
+      "merge the archive's small segments in the background up to this size (default 8MiB)",
+      sizeOption("--archive-compact-target-size", MIN_COMPACT_TARGET_BYTES),
+    )
+    .option("--no-archive-compact", "do not merge the archive's small segments in the background")
     .option(
       "--sync",
       "with --archive-to: act on a decision only once the store holds it (RPO 0; a store outage blocks decisions)",
@@ -170,6 +193,9 @@ export function archiveArgs(f: ArchiveStartFlags): string[] {
   if (f.archiveRegion) a.push("--archive-region", f.archiveRegion);
   if (f.archiveRetries !== undefined) a.push("--archive-retries", String(f.archiveRetries));
   if (f.archiveMetricsFile) a.push("--archive-metrics-file", path.resolve(f.archiveMetricsFile));
+  if (f.archiveCompactTargetSize !== undefined)
+    a.push("--archive-compact-target-size", String(f.archiveCompactTargetSize));
+  if (f.archiveCompact === false) a.push("--no-archive-compact");
   if (f.sync) a.push("--sync");
   for (const r of f.recipient ?? []) a.push("--recipient", r);
   if (f.recipientsFile) a.push("--recipients-file", path.resolve(f.recipientsFile));
@@ -223,6 +249,10 @@ export async function startArchiveForStart(
     snapshotIntervalMs: flags.archiveSnapshotInterval ?? DEFAULT_SNAPSHOT_INTERVAL_MS,
     s3: { endpoint: flags.archiveEndpoint, region: flags.archiveRegion, retries: flags.archiveRetries ?? 3 },
     metricsFile: flags.archiveMetricsFile,
+    compactTargetBytes:
+      flags.archiveCompact === false
+        ? undefined
+        : (flags.archiveCompactTargetSize ?? DEFAULT_COMPACT_TARGET_BYTES),
     sync: flags.sync,
     password: keys.password,
     recipients: keys.recipients,

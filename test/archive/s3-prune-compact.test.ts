@@ -3,13 +3,15 @@
  * indexes live in object metadata like any segment's, and a point restores the same bytes after
  * `dr archive-compact` and `dr prune --from s3://…`; a pruned instant is refused with exit 2.
  * An archive encrypted to age recipients in the same server restores with the identity only.
+ * A running `dr archive` to s3:// compacts its generation in the background: fewer objects,
+ * points inside the merged ranges restore and verify.
  */
 import assert from "node:assert/strict";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { listArchive } from "../../src/archive/catalog.js";
 import { openCatalogue } from "../../src/storage/open-store.js";
-import { scratchDir } from "../helpers.js";
+import { scratchDir, waitFor, withSeed } from "../helpers.js";
 import { startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
 import {
   appendDecisions,
@@ -18,6 +20,14 @@ import {
   type ArchiveFixture,
 } from "./support/archive-workspace.js";
 import { restoredStreams, writeHistory } from "./support/archive-history.js";
+import {
+  feedBursts,
+  killLeftArchivers,
+  pointsInsideMerges,
+  restoresAt,
+  spawnArchiver,
+  walSegmentsOf,
+} from "./support/archive-bursts.js";
 
 const BUCKET = "wal-archive-retention";
 const RUN = "run-s3-retention";
@@ -34,6 +44,7 @@ describe("dr archive-compact and dr prune on s3://", () => {
     Object.assign(process.env, h.env);
   });
   after(async () => {
+    killLeftArchivers();
     process.env = saved;
     await h.close();
     await scratch.cleanup();
@@ -131,5 +142,25 @@ describe("dr archive-compact and dr prune on s3://", () => {
       ...remote,
     ]);
     assert.equal(check.code, 0, check.stdout + check.stderr);
+  });
+
+  it("a running dr archive to s3:// compacts in the background: fewer objects, points inside merges restore", async () => {
+    await withSeed("ARCHIVE_BG_COMPACT_SEED", async (rand) => {
+      const g = await archiveFixture(path.join(scratch.dir, "background"), h.env);
+      const url = `s3://${BUCKET}/background/`;
+      const remote = ["--endpoint", h.endpoint, "--retries", "0"];
+      const store = await openCatalogue(url, { endpoint: h.endpoint, retries: 0 });
+      const a = spawnArchiver(g, url, ["--compact-target-size", "4KiB", ...remote]);
+      const made = await feedBursts(g, store, RUN, a, { bursts: 30, made: 0, rand });
+      const merged = async () => (await walSegmentsOf(store, RUN)).some((s) => s.lastSeq! - s.firstSeq! >= 5);
+      await waitFor("a merged segment in the bucket", merged, { exited: a.done });
+      const r = await a.stop();
+      assert.match(r.stdout, /compacted/, r.stderr);
+      assert.ok((await walSegmentsOf(store, RUN)).length < 15, "the bucket still holds one object per burst");
+      const check = await g.cli(["--json", "dr", "list", "--from", url, "--check", ...remote]);
+      assert.equal(check.code, 0, check.stdout + check.stderr);
+      for (const seq of await pointsInsideMerges(store, RUN, 2)) await restoresAt(g, url, RUN, seq, remote);
+      await restoresAt(g, url, RUN, made - 1, remote);
+    });
   });
 });

@@ -1,22 +1,30 @@
 /**
  * `bernstein dr archive-compact --from URL`: merges runs of small consecutive segments of a WAL
- * archive into larger ones (src/archive/compact.ts). Safe beside a running `dr archive` (it only
- * touches segments already stored) and against a kill at any moment; not beside another
- * compaction or a prune of the same location.
+ * archive into larger ones (src/archive/compact.ts). Safe beside a running `dr archive` (which
+ * compacts its own generation in the background the same way) and against a kill at any moment.
+ * Encrypted generations are compacted when the password or an identity that opens them is given,
+ * and skipped (named) otherwise.
  */
 import type { Command } from "commander";
 import { listArchive } from "../../archive/catalog.js";
 import { compactArchive } from "../../archive/compact.js";
 import { openCatalogue } from "../../storage/open-store.js";
+import { DEFAULT_COMPACT_TARGET_BYTES, MIN_COMPACT_TARGET_BYTES } from "../archive-options.js";
 import { sizeOption } from "../number-option.js";
 import { Output } from "../output.js";
+import type { PasswordFlags } from "../password.js";
 import { findDr } from "./dr-archive.js";
-import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr/options.js";
+import { readKeysOf } from "./dr/archive-point.js";
+import { addPasswordOptions, addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr/options.js";
 
-export const DEFAULT_TARGET_BYTES = 8 * 1024 * 1024;
+interface CompactFlags extends RemoteFlags, PasswordFlags {
+  from: string;
+  targetSize: number;
+  identityFile?: string;
+}
 
 export function registerDrArchiveCompact(program: Command): void {
-  addRemoteOptions(
+  const compact = addRemoteOptions(
     findDr(program)
       .command("archive-compact")
       .description(
@@ -26,14 +34,16 @@ export function registerDrArchiveCompact(program: Command): void {
       .option(
         "--target-size <size>",
         "merged segments grow up to this size; larger segments are left alone",
-        sizeOption("--target-size", 1024),
-        DEFAULT_TARGET_BYTES,
+        sizeOption("--target-size", MIN_COMPACT_TARGET_BYTES),
+        DEFAULT_COMPACT_TARGET_BYTES,
       ),
-  ).action(async (opts: RemoteFlags & { from: string; targetSize: number }, cmd: Command) => {
+  );
+  addPasswordOptions(compact).action(async (opts: CompactFlags, cmd: Command) => {
     const out = Output.of(cmd);
     const store = await openCatalogue(opts.from, s3OptionsFrom(opts));
     const r = await compactArchive(store, await listArchive(store), {
       targetBytes: opts.targetSize,
+      keys: await readKeysOf(opts),
       onMerged: (m) => out.line(`merged ${m.replaced.length} segments into ${m.key} (${m.bytes} bytes)`),
     });
     out.result({ ok: true, location: store.root, target_bytes: opts.targetSize, ...r }, () => {

@@ -6,7 +6,9 @@
 import type { Command } from "commander";
 import { resolveAuditKeyPath } from "../../audit/key.js";
 import {
+  DEFAULT_COMPACT_TARGET_BYTES,
   DEFAULT_INTERVAL_MS,
+  MIN_COMPACT_TARGET_BYTES,
   DEFAULT_SNAPSHOT_INTERVAL_MS,
   describeArchiverEvent,
   durationFlag,
@@ -15,6 +17,7 @@ import {
 import { addRecipientOptions, resolveWriteKeys, type WriteKeyFlags } from "../age-keys.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { ExitCode } from "../../errors/errors.js";
+import { sizeOption } from "../number-option.js";
 import { Output, globalsOf } from "../output.js";
 import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr/options.js";
 
@@ -31,6 +34,9 @@ interface ArchiveFlags extends WriteKeyFlags, RemoteFlags {
   snapshotInterval: number;
   once?: boolean;
   metricsFile?: string;
+  compactTargetSize: number;
+  /** false with --no-compact. */
+  compact: boolean;
 }
 
 export function registerDrArchive(program: Command): void {
@@ -66,6 +72,13 @@ export function registerDrArchive(program: Command): void {
       .option("--password-file <file>", "read the passphrase from a file (mode 0600 or stricter)")
       .option("--once", "one cycle (generation and snapshot when due, then ship), then exit")
       .option(
+        "--compact-target-size <size>",
+        "merge small segments in the background into segments of up to this size",
+        sizeOption("--compact-target-size", MIN_COMPACT_TARGET_BYTES),
+        DEFAULT_COMPACT_TARGET_BYTES,
+      )
+      .option("--no-compact", "do not merge small segments in the background (dr archive-compact still can)")
+      .option(
         "--metrics-file <file>",
         "rewrite the archiver's health as Prometheus metrics here after every cycle (.prom; may be dr backup's)",
       ),
@@ -85,6 +98,7 @@ export function registerDrArchive(program: Command): void {
       snapshotIntervalMs: opts.snapshotInterval,
       s3: s3OptionsFrom(opts),
       metricsFile: opts.metricsFile,
+      compactTargetBytes: opts.compact ? opts.compactTargetSize : undefined,
       password: keys.password,
       recipients: keys.recipients,
       plainChosen: opts.plain === true,
