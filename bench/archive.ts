@@ -225,7 +225,7 @@ async function throughputBesideProcess(
       "--endpoint",
       s3Endpoint,
       "--interval",
-      "100",
+      "100ms",
       "--plain",
       "--i-know-it-is-plain",
       "--json",
