@@ -11,11 +11,12 @@
  *   a whole process: wall and peak RSS) against `dr restore` of a backup of the same state.
  * - Objects and bytes per day at 1 decision/s, from the segments measured per cycle.
  *
- * Usage: npm run bench:archive -- --json [--seconds S] [--decisions N]
+ * Usage: npm run bench:archive -- --json [--seconds S] [--decisions N[,N...]] [--only SECTION[,SECTION]]
+ * (sections: rpo, overhead, objects, restore).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -27,7 +28,15 @@ import { parseCatalogueLocation } from "../src/storage/location.js";
 import type { BackupStore } from "../src/storage/store.js";
 import { WalWriter } from "../src/wal/writer.js";
 import { initWorkspace, type Workspace } from "../src/workspace/layout.js";
-import { absoluteGoal, measureProcess, median, ratioGoal, round, type Goal } from "./support/measure.js";
+import {
+  absoluteGoal,
+  measureProcess,
+  median,
+  ratioGoal,
+  round,
+  type Goal,
+  type ProcessCost,
+} from "./support/measure.js";
 import { archiveObjectsPerDay } from "./support/archive-objects.js";
 
 /** Simulated seconds of the objects-per-day run that compaction is measured on (scaled to a day). */
@@ -40,8 +49,14 @@ const flag = (name: string, dflt: number): number => {
   const i = args.indexOf(name);
   return i >= 0 ? Number(args[i + 1]) : dflt;
 };
+const list = (name: string, dflt: string): string[] => {
+  const i = args.indexOf(name);
+  return (i >= 0 ? args[i + 1]! : dflt).split(",").filter(Boolean);
+};
 const SECONDS = flag("--seconds", 3);
-const RESTORE_DECISIONS = flag("--decisions", 50_000);
+/** Decisions after the snapshot of each restore row: RSS must not grow with them. */
+const RESTORE_DECISIONS = list("--decisions", "10000,100000").map(Number);
+const SECTIONS = new Set(list("--only", "rpo,overhead,objects,restore"));
 const log = (m: string): void => void (json ? undefined : process.stderr.write(m + "\n"));
 
 const S3_ENV = {
@@ -159,8 +174,19 @@ async function rpoRun(root: string, site: Site, rate: number, sync: boolean, sec
   };
 }
 
-/** Appends/s of `n` entries with 64 in flight, optionally with the archiver shipping beside. */
-async function throughput(root: string, label: string, n: number, store?: BackupStore): Promise<number> {
+/** One writer run: appends/s and this process's CPU seconds over it (the archiver's included). */
+interface WriterRun {
+  appends_per_s: number;
+  cpu_s: number;
+}
+
+const cpuSeconds = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+/** `n` entries with 64 in flight, with the archiver shipping in this process (`start --archive-to`) or not. */
+async function throughput(root: string, label: string, n: number, store?: BackupStore): Promise<WriterRun> {
   const ws = await freshWorkspace(root, label);
   const archiver = store
     ? new Archiver({ store, ws, intervalMs: 100, snapshotIntervalMs: 86_400_000 })
@@ -169,11 +195,60 @@ async function throughput(root: string, label: string, n: number, store?: Backup
     await archiver.step();
     archiver.start(() => {});
   }
+  const c0 = cpuSeconds();
   const t0 = performance.now();
   await appendMany(ws, n);
-  const rate = n / ((performance.now() - t0) / 1000);
+  const wall = (performance.now() - t0) / 1000;
+  const cpu = cpuSeconds() - c0;
   await archiver?.finish();
-  return rate;
+  return { appends_per_s: n / wall, cpu_s: cpu };
+}
+
+/** The same with `dr archive` in its own process against the workspace (started, caught up, then measured). */
+async function throughputBesideProcess(
+  root: string,
+  label: string,
+  n: number,
+  s3Endpoint: string,
+): Promise<WriterRun> {
+  const ws = await freshWorkspace(root, label);
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      "--sdd",
+      ws.root,
+      "dr",
+      "archive",
+      "--to",
+      `s3://bench/${label}/`,
+      "--endpoint",
+      s3Endpoint,
+      "--interval",
+      "100ms",
+      "--plain",
+      "--i-know-it-is-plain",
+      "--json",
+    ],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  // Its first cycle (generation and snapshot) is done once the status file names a generation.
+  const status = ws.p("runtime", "archive-status.json");
+  for (;;) {
+    const text = await readFile(status, "utf8").catch(() => "");
+    if (/"generation":\s*"/.test(text)) break;
+    if (child.exitCode !== null) throw new Error(`dr archive exited ${child.exitCode}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const c0 = cpuSeconds();
+  const t0 = performance.now();
+  await appendMany(ws, n);
+  const wall = (performance.now() - t0) / 1000;
+  const cpu = cpuSeconds() - c0;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  await exited;
+  return { appends_per_s: n / wall, cpu_s: cpu };
 }
 
 /** `n` decisions with 64 in flight, then the WAL closed. */
@@ -189,32 +264,182 @@ async function appendMany(ws: Workspace, n: number): Promise<void> {
   await wal.close();
 }
 
-/** Point-in-time restore far past its snapshot, against a full restore of the same state. */
-async function restoreRun(root: string) {
-  const ws = await freshWorkspace(root, "restore");
-  const storeDir = path.join(root, "restore-store");
+/** Point-in-time restore `decisions` past its snapshot, against a full restore of the same state. */
+async function restoreRun(root: string, decisions: number) {
+  const dir = path.join(root, `restore-${decisions}`);
+  const ws = await freshWorkspace(dir, "source");
+  const storeDir = path.join(dir, "store");
   await mkdir(storeDir);
-  const keyFile = path.join(root, "audit.key");
+  const keyFile = path.join(dir, "audit.key");
   await writeFile(keyFile, randomBytes(32).toString("hex"), { mode: 0o600 });
   const store = await storeFor(parseCatalogueLocation(storeDir), {});
   const archiver = new Archiver({ store, ws, intervalMs: 1000, snapshotIntervalMs: 86_400_000 });
   await archiver.step(); // the snapshot: an empty WAL
   archiver.start(() => {});
-  await appendMany(ws, RESTORE_DECISIONS);
+  await appendMany(ws, decisions);
   await archiver.finish();
-  const env = { ...process.env, BERNSTEIN_AUDIT_KEY_PATH: keyFile };
-  Object.assign(process.env, env);
-  const backup = path.join(root, "full.tar.gz");
+  process.env.BERNSTEIN_AUDIT_KEY_PATH = keyFile;
+  const backup = path.join(dir, "full.tar.gz");
   const cli = (sdd: string, ...argv: string[]) =>
     measureProcess([process.execPath, CLI, "--sdd", sdd, ...argv]);
   cli(ws.root, "dr", "backup", "--to", backup);
-  const pitr = cli(path.join(root, "pitr", ".sdd"), "dr", "archive-restore", "--from", storeDir, "--latest");
-  const full = cli(path.join(root, "full", ".sdd"), "dr", "restore", "--from", backup);
+  const pitr = cli(
+    path.join(dir, "pitr", ".sdd"),
+    "dr",
+    "archive-restore",
+    "--from",
+    storeDir,
+    "--latest",
+    "--json",
+  );
+  const full = cli(path.join(dir, "full", ".sdd"), "dr", "restore", "--from", backup);
+  const segments = (JSON.parse(pitr.stdout) as { segments: number }).segments;
+  await rm(dir, { recursive: true, force: true });
+  const cost = (c: ProcessCost) => ({
+    wall_s: round(c.wall_s, 3),
+    cpu_s: round(c.cpu_s, 3),
+    peak_rss_mb: round(c.peak_rss_mb, 1),
+  });
   return {
-    decisions_after_snapshot: RESTORE_DECISIONS,
-    archive_restore: { wall_s: round(pitr.wall_s, 3), peak_rss_mb: round(pitr.peak_rss_mb, 1) },
-    full_restore: { wall_s: round(full.wall_s, 3), peak_rss_mb: round(full.peak_rss_mb, 1) },
+    decisions_after_snapshot: decisions,
+    segments,
+    archive_restore: cost(pitr),
+    full_restore: cost(full),
   };
+}
+
+/** The RPO rows of both sites, at 100 and 1,000 decisions/s, with the interval and with `--sync`. */
+async function rpoSection(root: string, sites: Site[], goals: Goal[]) {
+  const rpo: Record<string, unknown>[] = [];
+  const rtt: Record<string, number> = {};
+  for (const site of sites) {
+    rtt[site.name] = round(await roundTripMs(await site.open("rtt")), 2);
+    for (const rate of [100, 1000])
+      for (const sync of [false, true]) {
+        const r = await rpoRun(root, site, rate, sync);
+        log(`rpo ${r.label}: p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms`);
+        rpo.push({ ...r, store_round_trip_ms: rtt[site.name] });
+        goals.push(
+          sync
+            ? absoluteGoal(
+                `archive.rpo_sync_p99_over_rtt.${site.name}.${rate}`,
+                "ms",
+                r.p99_ms - rtt[site.name]!,
+                { max: 50 },
+              )
+            : absoluteGoal(`archive.rpo_p99.${site.name}.${rate}`, "ms", r.p99_ms, { max: 1000 }),
+        );
+      }
+  }
+  return { store_round_trip_ms: rtt, rpo };
+}
+
+/** Rounds of the overhead runs: writer alone, archiver in process, archiver in its own process, alternating. */
+const OVERHEAD_ROUNDS = 5;
+const OVERHEAD_APPENDS = 5000;
+
+async function overheadSection(root: string, s3Store: BackupStore, s3Endpoint: string, goals: Goal[]) {
+  const runs: Record<"alone" | "in_process" | "own_process", WriterRun[]> = {
+    alone: [],
+    in_process: [],
+    own_process: [],
+  };
+  for (let i = 0; i < OVERHEAD_ROUNDS; i++) {
+    runs.alone.push(await throughput(root, `alone-${i}`, OVERHEAD_APPENDS));
+    runs.in_process.push(await throughput(root, `beside-${i}`, OVERHEAD_APPENDS, s3Store));
+    runs.own_process.push(await throughputBesideProcess(root, `process-${i}`, OVERHEAD_APPENDS, s3Endpoint));
+  }
+  const sum = (rs: WriterRun[]) => ({
+    appends_per_s: round(median(rs.map((r) => r.appends_per_s)), 0),
+    writer_process_cpu_s: round(median(rs.map((r) => r.cpu_s)), 3),
+  });
+  const overhead = {
+    in_flight: 64,
+    appends: OVERHEAD_APPENDS,
+    rounds: OVERHEAD_ROUNDS,
+    load_average: os.loadavg().map((l) => round(l, 2)),
+    alone: sum(runs.alone),
+    archiver_in_process: sum(runs.in_process),
+    archiver_own_process: sum(runs.own_process),
+  };
+  const rate = (rs: WriterRun[]) => median(rs.map((r) => r.appends_per_s));
+  const baselineIs = "the same WAL writer without the archiver, alternating rounds of the same run";
+  goals.push(
+    ratioGoal(
+      "archive.wal_throughput_with_archiver",
+      "appends_per_s",
+      rate(runs.in_process),
+      rate(runs.alone),
+      baselineIs,
+      { min: 0.95 },
+    ),
+    ratioGoal(
+      "archive.wal_throughput_beside_dr_archive",
+      "appends_per_s",
+      rate(runs.own_process),
+      rate(runs.alone),
+      baselineIs,
+      { min: 0.95 },
+    ),
+  );
+  log(`overhead: ${JSON.stringify(overhead)}`);
+  return overhead;
+}
+
+/** Objects and bytes per day at 1 decision/s: the segments of a measured run at 1/s, scaled to a day. */
+async function objectsSection(root: string, folder: Site) {
+  const slowSeconds = Math.max(SECONDS, 10);
+  const slow = await rpoRun(root, folder, 1, false, slowSeconds);
+  const perDay = {
+    measured_seconds: slowSeconds,
+    segments_per_cycle: round(slow.segments / Math.max(1, slow.cycles), 2),
+    objects_per_day: Math.round((slow.segments / slowSeconds) * 86_400),
+    bytes_per_day: Math.round((slow.bytes / slowSeconds) * 86_400),
+    note: "WAL stream only; an orchestrator's audit log, ledger and run records add a segment each per cycle in which they change",
+    // A WAL and a run record, one decision and one cycle a second, then `dr archive-compact` at its default 8 MiB.
+    after_compaction: await archiveObjectsPerDay(COMPACTION_SECONDS, 8 * 1024 * 1024).then((c) => ({
+      streams: c.streams,
+      objects_per_day_before: c.before_per_day.objects,
+      objects_per_day: c.after_per_day.objects,
+      bytes_per_day_before: c.before_per_day.bytes,
+      bytes_per_day: c.after_per_day.bytes,
+      simulated_seconds: c.simulated_seconds,
+    })),
+  };
+  log(`per day at 1 decision/s: ${JSON.stringify(perDay)}`);
+  return perDay;
+}
+
+async function restoreSection(root: string, goals: Goal[]) {
+  const rows = [];
+  for (const n of RESTORE_DECISIONS) {
+    const row = await restoreRun(root, n);
+    log(`restore: ${JSON.stringify(row)}`);
+    rows.push(row);
+    goals.push(
+      ratioGoal(
+        `archive.restore_peak_rss.${n}`,
+        "peak_rss_mb",
+        row.archive_restore.peak_rss_mb,
+        row.full_restore.peak_rss_mb,
+        "dr restore of a backup of the same state, same run",
+        { max: 1.5 },
+      ),
+    );
+  }
+  // Flat in the number of segments: the largest row's RSS against the smallest's.
+  if (rows.length > 1)
+    goals.push(
+      ratioGoal(
+        "archive.restore_peak_rss_growth",
+        "peak_rss_mb",
+        rows[rows.length - 1]!.archive_restore.peak_rss_mb,
+        rows[0]!.archive_restore.peak_rss_mb,
+        `the same restore ${rows[0]!.decisions_after_snapshot} decisions after its snapshot, same run`,
+        { max: 1.1 },
+      ),
+    );
+  return { load_average: os.loadavg().map((l) => round(l, 2)), rows };
 }
 
 async function main(): Promise<void> {
@@ -238,96 +463,13 @@ async function main(): Promise<void> {
       },
     ];
     const goals: Goal[] = [];
-    const rpo: Record<string, unknown>[] = [];
-    const rtt: Record<string, number> = {};
-    for (const site of sites) {
-      rtt[site.name] = round(await roundTripMs(await site.open("rtt")), 2);
-      for (const rate of [100, 1000])
-        for (const sync of [false, true]) {
-          const r = await rpoRun(root, site, rate, sync);
-          log(`rpo ${r.label}: p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms`);
-          rpo.push({ ...r, store_round_trip_ms: rtt[site.name] });
-          goals.push(
-            sync
-              ? absoluteGoal(
-                  `archive.rpo_sync_p99_over_rtt.${site.name}.${rate}`,
-                  "ms",
-                  r.p99_ms - rtt[site.name]!,
-                  {
-                    max: 50,
-                  },
-                )
-              : absoluteGoal(`archive.rpo_p99.${site.name}.${rate}`, "ms", r.p99_ms, { max: 1000 }),
-          );
-        }
-    }
-    const s3Store = await sites[1]!.open("overhead");
-    const alone: number[] = [];
-    const beside: number[] = [];
-    for (let i = 0; i < 3; i++) {
-      alone.push(await throughput(root, `alone-${i}`, 5000));
-      beside.push(await throughput(root, `beside-${i}`, 5000, s3Store));
-    }
-    const overhead = {
-      in_flight: 64,
-      alone_appends_per_s: round(median(alone), 0),
-      with_archiver_appends_per_s: round(median(beside), 0),
-    };
-    goals.push(
-      ratioGoal(
-        "archive.wal_throughput_with_archiver",
-        "appends_per_s",
-        median(beside),
-        median(alone),
-        "the same WAL writer without the archiver, same run",
-        { min: 0.95 },
-      ),
-    );
-    log(`overhead: ${JSON.stringify(overhead)}`);
-
-    // Objects and bytes per day at 1 decision/s: the segments of a measured run at 1/s, scaled to a day.
-    const slowSeconds = Math.max(SECONDS, 10);
-    const slow = await rpoRun(root, sites[0]!, 1, false, slowSeconds);
-    const perDay = {
-      measured_seconds: slowSeconds,
-      segments_per_cycle: round(slow.segments / Math.max(1, slow.cycles), 2),
-      objects_per_day: Math.round((slow.segments / slowSeconds) * 86_400),
-      bytes_per_day: Math.round((slow.bytes / slowSeconds) * 86_400),
-      note: "WAL stream only; an orchestrator's audit log, ledger and run records add a segment each per cycle in which they change",
-      // A WAL and a run record, one decision and one cycle a second, then `dr archive-compact` at its default 8 MiB.
-      after_compaction: await archiveObjectsPerDay(COMPACTION_SECONDS, 8 * 1024 * 1024).then((c) => ({
-        streams: c.streams,
-        objects_per_day_before: c.before_per_day.objects,
-        objects_per_day: c.after_per_day.objects,
-        bytes_per_day_before: c.before_per_day.bytes,
-        bytes_per_day: c.after_per_day.bytes,
-        simulated_seconds: c.simulated_seconds,
-      })),
-    };
-    log(`per day at 1 decision/s: ${JSON.stringify(perDay)}`);
-
-    const restore = await restoreRun(root);
-    log(`restore: ${JSON.stringify(restore)}`);
-    goals.push(
-      ratioGoal(
-        "archive.restore_peak_rss",
-        "peak_rss_mb",
-        restore.archive_restore.peak_rss_mb,
-        restore.full_restore.peak_rss_mb,
-        "dr restore of a backup of the same state, same run",
-        { max: 1.5 },
-      ),
-    );
-    const doc = {
-      bench: "archive",
-      store_round_trip_ms: rtt,
-      rpo,
-      overhead,
-      per_day_at_1_decision_per_s: perDay,
-      restore,
-      goals,
-    };
-    process.stdout.write(JSON.stringify(doc) + "\n");
+    const doc: Record<string, unknown> = { bench: "archive" };
+    if (SECTIONS.has("rpo")) Object.assign(doc, await rpoSection(root, sites, goals));
+    if (SECTIONS.has("overhead"))
+      doc.overhead = await overheadSection(root, await sites[1]!.open("overhead"), s3.endpoint, goals);
+    if (SECTIONS.has("objects")) doc.per_day_at_1_decision_per_s = await objectsSection(root, sites[0]!);
+    if (SECTIONS.has("restore")) doc.restore = await restoreSection(root, goals);
+    process.stdout.write(JSON.stringify({ ...doc, goals }) + "\n");
   } finally {
     s3.child.kill("SIGTERM");
     await rm(root, { recursive: true, force: true });

@@ -9,6 +9,7 @@ import { mkdir, open } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { BackupStore } from "../storage/store.js";
+import { checkBatch } from "../wal/chain.js";
 import { checkLine } from "../wal/entry.js";
 import { durableTruncate, fsyncDir, fsyncHandle } from "../workspace/durable.js";
 import { readObject, readSegmentIndex, type StoredSegment } from "./catalog.js";
@@ -73,6 +74,68 @@ export class LineCutter {
   /** Bytes of `data` (whole lines) to append; sets `done` once the cut is reached. */
   take(data: Buffer, segmentTo: number): Buffer {
     const run = walRunOf(this.stream);
+    const used =
+      (run !== undefined && data.length > 0 ? this.takeChecked(data, run) : undefined) ??
+      this.takeLineByLine(data, run);
+    if (!this.done && this.end.length !== segmentTo) {
+      throw new BrokenSegment(this.stream, this.key, "its lines do not end at its byte range", this.lastTime);
+    }
+    return data.subarray(0, used);
+  }
+
+  /** Whether the WAL line at `seq` with time `time` is past the cut. */
+  private beyond(run: string, seq: number, time: number): boolean {
+    return this.cut.run === run && this.cut.seq !== undefined ? seq > this.cut.seq : time > this.cut.atMs;
+  }
+
+  /**
+   * A WAL segment whose lines all verify and link on (checkBatch, the fast check `wal verify`
+   * uses): each line's own time is read from its text to find the cut, and only the last line
+   * kept is parsed. Undefined when that cannot be proven: the caller goes line by line, which
+   * names any break.
+   */
+  private takeChecked(data: Buffer, run: string): number | undefined {
+    // A last line without its newline is named by the line-by-line path.
+    const batch = data[data.length - 1] === 0x0a ? checkBatch(data) : undefined;
+    if (!batch || batch.firstSeq !== (this.end.seq ?? -1) + 1 || batch.firstPrev !== this.end.entry_hash)
+      return undefined;
+    let used = 0;
+    let lastStart = 0;
+    let lastTime = this.lastTime;
+    let targetTime: number | undefined;
+    let done = false;
+    for (let start = 0, seq = batch.firstSeq; start < data.length; seq++) {
+      const nl = data.indexOf(0x0a, start);
+      const time = writtenTime(data.toString("latin1", start, Math.min(nl, start + HEAD_BYTES)));
+      if (time === undefined) return undefined;
+      if (this.beyond(run, seq, time)) {
+        done = true;
+        break;
+      }
+      if (this.cut.run === run && seq === this.cut.seq) targetTime = time;
+      if (time > 0) lastTime = time;
+      lastStart = start;
+      used = nl + 1;
+      start = nl + 1;
+    }
+    if (used > 0) {
+      const last = checkLine(data.toString("utf8", lastStart, used - 1));
+      if (!last.ok) return undefined;
+      this.end = {
+        length: this.end.length + used,
+        tail_sha256: sha256(data.subarray(lastStart, used)),
+        seq: last.entry.seq,
+        entry_hash: last.entry.entry_hash,
+      };
+    }
+    this.lastTime = lastTime;
+    this.targetTime = targetTime ?? this.targetTime;
+    this.done = done;
+    return used;
+  }
+
+  /** Every line parsed and checked on its own: the path that names a break. */
+  private takeLineByLine(data: Buffer, run: string | undefined): number {
     let used = 0;
     for (let start = 0; start < data.length;) {
       const nl = data.indexOf(0x0a, start);
@@ -90,12 +153,11 @@ export class LineCutter {
           throw new BrokenSegment(this.stream, this.key, `altered: ${why}`, this.lastTime);
         }
         time = Math.round(c.entry.timestamp * 1000);
-        const target = this.cut.run === run && this.cut.seq !== undefined;
-        if (target ? c.entry.seq > this.cut.seq! : time > this.cut.atMs) {
+        if (this.beyond(run, c.entry.seq, time)) {
           this.done = true;
           break;
         }
-        if (target && c.entry.seq === this.cut.seq) this.targetTime = time;
+        if (this.cut.run === run && c.entry.seq === this.cut.seq) this.targetTime = time;
         Object.assign(next, { seq: c.entry.seq, entry_hash: c.entry.entry_hash });
       } else {
         time = lineTime(text);
@@ -109,11 +171,24 @@ export class LineCutter {
       used = nl + 1;
       start = nl + 1;
     }
-    if (!this.done && this.end.length !== segmentTo) {
-      throw new BrokenSegment(this.stream, this.key, "its lines do not end at its byte range", this.lastTime);
-    }
-    return data.subarray(0, used);
+    return used;
   }
+}
+
+/** Enough of a line to hold the head below. */
+const HEAD_BYTES = 256;
+
+/** `{"seq":N,"prev_hash":"<hex>","timestamp":T,"decision_type":` as the writers print it. */
+const WRITTEN_HEAD =
+  /^\{"seq":\d+,"prev_hash":"[0-9a-f]+","timestamp":(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?),"decision_type":/;
+
+/**
+ * The time (epoch ms) of a verified WAL line in the writers' field order, read from its text;
+ * undefined for any other form (the caller then parses the line).
+ */
+function writtenTime(line: string): number | undefined {
+  const m = WRITTEN_HEAD.exec(line);
+  return m ? Math.round(Number(m[1]) * 1000) : undefined;
 }
 
 /** Whether a segment starts after the cut (it and what follows are not needed). */

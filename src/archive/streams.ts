@@ -10,6 +10,7 @@
 import { createHash } from "node:crypto";
 import { open, readdir, type FileHandle } from "node:fs/promises";
 import path from "node:path";
+import { checkBatch } from "../wal/chain.js";
 import { GENESIS_HASH, checkLine } from "../wal/entry.js";
 import { walRunOf } from "./names.js";
 import { fsyncHandle } from "../workspace/durable.js";
@@ -101,7 +102,8 @@ export async function readDurable(
   }
   try {
     const size = (await fh.stat()).size;
-    await fsyncHandle(fh);
+    // Nothing past the archived end: no byte is read, so none needs to be made durable first.
+    if (size > after.length) await fsyncHandle(fh);
     if (size < after.length) return undefined;
     let want = Math.min(size - after.length, maxBytes);
     for (;;) {
@@ -126,7 +128,79 @@ export async function readDurable(
 
 /** The prefix of `data` (whole lines) that may be shipped after `after`, with its index facts. */
 function cutLines(data: Buffer, stream: string, after: StreamEnd): DurableChunk {
-  const wal = walRunOf(stream) !== undefined;
+  if (walRunOf(stream) === undefined) return logChunk(data, after);
+  return (data.length > 0 ? cleanWalChunk(data, after) : undefined) ?? cutWalLines(data, after);
+}
+
+const chunkOf = (data: Buffer, after: StreamEnd, end: StreamEnd, firstTime: number, lastTime: number) => ({
+  bytes: data,
+  from: after.length,
+  end,
+  firstTime,
+  lastTime,
+  pending: 0,
+  more: false,
+});
+
+/** The line of `data` that starts at `start` (without its newline). */
+const lineAt = (data: Buffer, start: number): Buffer => data.subarray(start, data.indexOf(0x0a, start));
+
+/** Where the line that ends at `end` (just after its newline) starts. */
+const lineStartBefore = (data: Buffer, end: number): number =>
+  end < 2 ? 0 : data.lastIndexOf(0x0a, end - 2) + 1;
+
+/**
+ * A log takes every complete line; its index needs only the first and last line that carry a
+ * time and the last line's hash, so only those lines are read.
+ */
+function logChunk(data: Buffer, after: StreamEnd): DurableChunk {
+  if (data.length === 0)
+    return chunkOf(data, after, { length: after.length, tail_sha256: after.tail_sha256 }, 0, 0);
+  let firstTime = 0;
+  for (let start = 0; start < data.length && firstTime === 0; start = data.indexOf(0x0a, start) + 1)
+    firstTime = lineTime(lineAt(data, start).toString("utf8"));
+  let lastTime = 0;
+  for (let end = data.length; end > 0 && lastTime === 0; end = lineStartBefore(data, end))
+    lastTime = lineTime(lineAt(data, lineStartBefore(data, end)).toString("utf8"));
+  const end = {
+    length: after.length + data.length,
+    tail_sha256: sha256(data.subarray(lineStartBefore(data, data.length))),
+  };
+  return chunkOf(data, after, end, firstTime, lastTime);
+}
+
+/** An entry's own time, as the index records it (epoch ms). */
+const entryTime = (line: Buffer): number => {
+  const c = checkLine(line.toString("utf8"));
+  return c.ok ? Math.round(c.entry.timestamp * 1000) : 0;
+};
+
+/**
+ * The common case, without a parse per entry: every line verifies and links on to `after`
+ * (checkBatch, the fast check `wal verify` uses), so the whole of `data` ships and only the first
+ * and last entries are read for the index. Undefined sends the chunk line by line (cutWalLines),
+ * which finds where it must be cut.
+ */
+function cleanWalChunk(data: Buffer, after: StreamEnd): DurableChunk | undefined {
+  const batch = checkBatch(data);
+  const prevHash = after.entry_hash ?? GENESIS_HASH;
+  if (!batch || batch.firstSeq !== (after.seq ?? -1) + 1 || batch.firstPrev !== prevHash) return undefined;
+  const lastStart = lineStartBefore(data, data.length);
+  const firstTime = entryTime(lineAt(data, 0));
+  const lastTime = entryTime(lineAt(data, lastStart));
+  // A time that is not positive is skipped by the index: the line-by-line path finds the next one.
+  if (firstTime <= 0 || lastTime <= 0) return undefined;
+  const end: StreamEnd = {
+    length: after.length + data.length,
+    tail_sha256: sha256(data.subarray(lastStart)),
+    seq: batch.lastSeq,
+    entry_hash: batch.lastHash,
+  };
+  return { ...chunkOf(data, after, end, firstTime, lastTime), firstSeq: batch.firstSeq, prevHash };
+}
+
+/** A WAL's lines up to the first that does not parse, hash or link to the one before. */
+function cutWalLines(data: Buffer, after: StreamEnd): DurableChunk {
   let seq = after.seq ?? -1;
   let hash = after.entry_hash ?? GENESIS_HASH;
   let firstSeq: number | undefined;
@@ -136,18 +210,12 @@ function cutLines(data: Buffer, stream: string, after: StreamEnd): DurableChunk 
   let tail = after.tail_sha256;
   for (let start = 0; start < data.length;) {
     const nl = data.indexOf(0x0a, start);
-    const line = data.subarray(start, nl);
-    let time: number;
-    if (wal) {
-      const c = checkLine(line.toString("utf8"));
-      if (!c.ok || c.entry.seq !== seq + 1 || c.entry.prev_hash !== hash) break;
-      seq = c.entry.seq;
-      hash = c.entry.entry_hash;
-      firstSeq ??= seq;
-      time = Math.round(c.entry.timestamp * 1000);
-    } else {
-      time = lineTime(line.toString("utf8"));
-    }
+    const c = checkLine(data.subarray(start, nl).toString("utf8"));
+    if (!c.ok || c.entry.seq !== seq + 1 || c.entry.prev_hash !== hash) break;
+    seq = c.entry.seq;
+    hash = c.entry.entry_hash;
+    firstSeq ??= seq;
+    const time = Math.round(c.entry.timestamp * 1000);
     if (time > 0) {
       if (firstTime === 0) firstTime = time;
       lastTime = time;
@@ -156,19 +224,9 @@ function cutLines(data: Buffer, stream: string, after: StreamEnd): DurableChunk 
     used = nl + 1;
     start = nl + 1;
   }
-  const end: StreamEnd = { length: after.length + used, tail_sha256: tail };
-  if (wal) Object.assign(end, { seq, entry_hash: hash });
-  const chunk: DurableChunk = {
-    bytes: data.subarray(0, used),
-    from: after.length,
-    end,
-    firstTime,
-    lastTime,
-    pending: 0,
-    more: false,
-  };
-  if (wal && firstSeq !== undefined)
-    Object.assign(chunk, { firstSeq, prevHash: after.entry_hash ?? GENESIS_HASH });
+  const end: StreamEnd = { length: after.length + used, tail_sha256: tail, seq, entry_hash: hash };
+  const chunk: DurableChunk = chunkOf(data.subarray(0, used), after, end, firstTime, lastTime);
+  if (firstSeq !== undefined) Object.assign(chunk, { firstSeq, prevHash: after.entry_hash ?? GENESIS_HASH });
   return chunk;
 }
 
