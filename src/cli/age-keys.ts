@@ -6,9 +6,11 @@
  *
  * An identity file is a secret: one that group or others may read is refused (as password and
  * audit-key files are), checked on the handle that is read.
+ *
+ * The key checks (dr/age/keys.js and its curves) load only when a key is given: every `dr`
+ * command registers these options, and most runs name no age key.
  */
 import type { Command } from "commander";
-import { BadRecipientError, checkRecipients, isIdentity } from "../dr/age/keys.js";
 import { readProtectedFile, resolveEncryptPassword, type PasswordFlags } from "./password.js";
 import { ExitCode, UserError } from "../errors/errors.js";
 
@@ -33,6 +35,7 @@ const readKeyFile = (file: string, what: string, secret: boolean): Promise<strin
 /** The identities of an identity file (at least one; every line must be one). */
 export async function readIdentityFile(file: string, what = `--identity-file ${file}`): Promise<string[]> {
   const lines = keyLines(await readKeyFile(file, what, true));
+  const { isIdentity } = await import("../dr/age/keys.js");
   for (const l of lines) {
     // Never echo the line: it may be a secret key with a typo.
     if (!isIdentity(l.key)) {
@@ -68,6 +71,7 @@ export async function resolveRecipients(opts: RecipientFlags): Promise<string[]>
   }
   const unique = [...new Set(all)];
   if (unique.length === 0) return unique;
+  const { BadRecipientError, checkRecipients } = await import("../dr/age/keys.js");
   try {
     checkRecipients(unique);
   } catch (err) {

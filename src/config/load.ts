@@ -1,14 +1,11 @@
 /**
- * Finding, reading and validating the configuration file: `--config FILE`, else `bernstein.yaml`
- * in the folder that holds the workspace's `.sdd/`. A file that does not parse or validate is a
- * usage error of one line naming the key (or the line, for YAML syntax).
+ * Finding and reading the configuration file: `--config FILE`, else `bernstein.yaml`
+ * in the folder that holds the workspace's `.sdd/`; parse.ts validates it.
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { parseDocument } from "yaml";
-import { ZodObject, type z } from "zod";
 import { ExitCode, UserError } from "../errors/errors.js";
-import { configSchema, type Config } from "./schema.js";
+import type { Config } from "./schema.js";
 
 export const CONFIG_FILE_NAME = "bernstein.yaml";
 
@@ -37,48 +34,8 @@ export async function loadConfig(sdd: string, flag: string | undefined): Promise
       ExitCode.USAGE,
     );
   }
+  // The parser and the schema (yaml, zod) load only when there is a file: most commands run
+  // without one, and loading them costs every command a fifth of a CPU second.
+  const { parseConfig } = await import("./parse.js");
   return { file, config: parseConfig(text, file) };
-}
-
-/** Parses and validates the text of a configuration file; `file` names it in errors. */
-export function parseConfig(text: string, file: string): Config {
-  const doc = parseDocument(text, { uniqueKeys: true });
-  const syntax = doc.errors[0];
-  if (syntax) {
-    const line = syntax.linePos?.[0]?.line;
-    throw new UserError(
-      `${file}${line ? `:${line}` : ""}: not valid YAML: ${syntax.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}`,
-      ExitCode.USAGE,
-    );
-  }
-  const raw: unknown = doc.toJS() ?? {};
-  const parsed = configSchema.safeParse(raw);
-  if (!parsed.success)
-    throw new UserError(`${file}: ${describeIssue(parsed.error.issues[0]!)}`, ExitCode.USAGE);
-  return parsed.data;
-}
-
-/** The keys the schema allows in the mapping at `at`. */
-function knownKeysAt(at: string[]): string[] {
-  let schema: z.ZodType = configSchema;
-  for (const key of ["", ...at]) {
-    if (key !== "") schema = (schema as z.ZodObject).shape[key] as z.ZodType;
-    while (schema && !(schema instanceof ZodObject) && "unwrap" in schema)
-      schema = (schema as unknown as { unwrap(): z.ZodType }).unwrap();
-    if (!(schema instanceof ZodObject)) return [];
-  }
-  return Object.keys((schema as z.ZodObject).shape);
-}
-
-function describeIssue(issue: z.core.$ZodIssue): string {
-  const at = issue.path.map(String).join(".");
-  if (issue.code === "unrecognized_keys") {
-    const key = [...issue.path.map(String), issue.keys[0]!].join(".");
-    if (issue.keys[0] === "password")
-      return `${key}: the password never goes in this file; name a password_file or a password_env`;
-    const known = knownKeysAt(issue.path.map(String));
-    return `${key}: unknown key${known.length ? ` (known here: ${known.join(", ")})` : ""}`;
-  }
-  if (at === "") return `expected a mapping of settings (backup, s3, replication)`;
-  return `${at}: ${issue.message.replace(/^Invalid input: /, "")}`;
 }

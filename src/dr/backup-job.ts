@@ -8,9 +8,7 @@ import { ExitCode, UserError } from "../errors/errors.js";
 import type { Workspace } from "../workspace/layout.js";
 import { recordAuditEvent } from "./audit-event.js";
 import { appendBackupLog } from "./backup-log.js";
-import { recipientFingerprint } from "./age/keys.js";
 import { backupToFile, encryptionOf, type BackupFileResult, type BackupOptions } from "./backup.js";
-import { inspectArchive, openArchiveFile } from "./restore.js";
 import { DR_BACKUP_EVENT } from "../storage/audit-record.js";
 import {
   backupOffsite,
@@ -127,6 +125,8 @@ export async function runBackupJob(ws: Workspace, job: BackupJob): Promise<Backu
 
 /** Reads every byte of a written archive back: it must hash and count as written. */
 async function readBack(archive: BackupFileResult, job: BackupJob): Promise<true> {
+  // The reading side loads only for --verify: a backup alone need not pay its start-up.
+  const { inspectArchive, openArchiveFile } = await import("./restore.js");
   const summary = await inspectArchive(await openArchiveFile(archive.path), {
     password: job.password,
     identities: job.identities,
@@ -151,9 +151,11 @@ async function recordBackup(
 ): Promise<string | undefined> {
   const b = producedFrom(r.archive);
   // An `.age` backup's recipients, with their fingerprints (for rekey and `dr list`).
-  const keys = recipients?.length
-    ? { recipients: [...recipients], recipient_fingerprints: recipients.map(recipientFingerprint) }
-    : {};
+  let keys = {};
+  if (recipients?.length) {
+    const { recipientFingerprint } = await import("./age/keys.js");
+    keys = { recipients: [...recipients], recipient_fingerprints: recipients.map(recipientFingerprint) };
+  }
   await appendBackupLog(ws, {
     created_at: new Date(r.archive.manifest.created_at * 1000).toISOString(),
     location: r.location,

@@ -21,7 +21,8 @@ import { archiveError, authFailure, shaMismatch, zlibToArchiveError } from "./ar
 import { tuneForShortBursts } from "./jit.js";
 import { GarbageBudget } from "./memory.js";
 import { SealChecker } from "./seal.js";
-import { AgeArchiveDecryptor, checkKeyKind } from "./age/archive.js";
+// age (its curves and ML-KEM) loads only for an encrypted archive: a plain restore need not pay it.
+import type { AgeArchiveDecryptor } from "./age/archive.js";
 import { AGE_MAGIC, looksLikeAge } from "./age/header.js";
 import { TarReader, type ExtractHandler } from "./tar-reader.js";
 import {
@@ -129,7 +130,7 @@ async function sniff(
       `${opts.label ?? "input"} is not a backup archive (neither gzip nor an encrypted backup)`,
     );
   }
-  if (encrypted) checkKeyKind(opts, age);
+  if (encrypted) (await import("./age/archive.js")).checkKeyKind(opts, age);
   return { head, encrypted, age };
 }
 
@@ -243,7 +244,11 @@ export async function readArchive(
   const decryptor = !encrypted
     ? undefined
     : age
-      ? new AgeArchiveDecryptor(opts.identities!, opts.label, opts.recipientFingerprints)
+      ? new (await import("./age/archive.js")).AgeArchiveDecryptor(
+          opts.identities!,
+          opts.label,
+          opts.recipientFingerprints,
+        )
       : new FernetDecryptor(opts.password!, opts.keyCache);
   const tar = new TarReader(handler);
   const inflater = new Inflater(tar);

@@ -27,10 +27,20 @@ const drArchive: Register = async (p) => (await import("./dr-archive.js")).regis
 const drArchiveRead: Register = async (p) => (await import("./dr-archive-read.js")).registerDrArchiveRead(p);
 const drArchiveCompact: Register = async (p) =>
   (await import("./dr-archive-compact.js")).registerDrArchiveCompact(p);
+// `dr backup` and `dr restore` register only themselves: the other subcommands' modules (the
+// verify, drill and rekey sides) would cost each run their start-up.
+const drSub =
+  (load: () => Promise<(dr: Command) => void>): Register =>
+  async (p) => {
+    const { drGroup } = await import("./dr/options.js");
+    (await load())(drGroup(p));
+  };
+const drBackup = drSub(async () => (await import("./dr/backup.js")).registerBackup);
+const drRestore = drSub(async () => (await import("./dr/restore.js")).registerRestore);
 const dr: Register[] = [drCore, drOffsite, drReplication, drArchive, drArchiveRead, drArchiveCompact];
 const DR_BY_WORD: Record<string, Register[]> = {
-  backup: [drCore],
-  restore: [drCore],
+  backup: [drBackup],
+  restore: [drRestore],
   verify: [drCore],
   drill: [drCore],
   list: [drOffsite],

@@ -15,17 +15,17 @@ import type { Command } from "commander";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
 import { holdsGenerations } from "../../../archive/catalog.js";
 import type { ReadKeys } from "../../../archive/sealing.js";
-import {
-  restoreToPoint,
-  type PointRestoreOptions,
-  type PointRestoreResult,
-  type RestorePoint,
+// The archive reader (age among it), the drill, verify and the orchestrator's task files load
+// when a point is restored, verified or drilled: `dr restore --from FILE` comes through here too,
+// to learn that FILE is no WAL archive, and must not pay their start-up.
+import type {
+  PointRestoreOptions,
+  PointRestoreResult,
+  RestorePoint,
 } from "../../../archive/restore-point.js";
 import { loadState } from "../../../checkpoint/load-state.js";
-import { runDrillStep, type DrillReport, type DrillStep, type StepVerdict } from "../../../dr/drill.js";
-import { verifyStateFolder } from "../../../dr/verify.js";
+import type { DrillReport, DrillStep, StepVerdict } from "../../../dr/drill.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
-import { materializeFromWal } from "../../../orchestrator/materialize.js";
 import { isS3Url } from "../../../storage/location.js";
 import { openCatalogue } from "../../../storage/open-store.js";
 import type { BackupStore } from "../../../storage/store.js";
@@ -150,6 +150,7 @@ export async function pointSourceOf(command: string, opts: PointFlags): Promise<
 async function materialize(root: string): Promise<void> {
   const ws = new Workspace(root);
   const { state } = await loadState(ws);
+  const { materializeFromWal } = await import("../../../orchestrator/materialize.js");
   await materializeFromWal(ws, state, { moveMisplaced: true });
 }
 
@@ -184,6 +185,7 @@ export async function restorePointCommand(
 ): Promise<void> {
   const out = Output.of(cmd);
   const base = await pointOptions(src, opts, resolveAuditKeyPath({ keyFile: opts.keyFile }).path);
+  const { restoreToPoint } = await import("../../../archive/restore-point.js");
   const r = await restoreToPoint(src.store, src.point, globalsOf(cmd).sdd, {
     ...base,
     force: opts.force,
@@ -227,6 +229,7 @@ async function atScratchPoint<T>(
     const root = path.join(dir, "restored", ".sdd");
     const scratchKey = path.join(dir, "audit.key");
     const o = await pointOptions(src, opts, scratchKey);
+    const { restoreToPoint } = await import("../../../archive/restore-point.js");
     const live = resolveAuditKeyPath({ keyFile: opts.keyFile }).path;
     return await body(
       root,
@@ -245,6 +248,7 @@ export async function verifyPointCommand(cmd: Command, src: PointSource, opts: P
   const out = Output.of(cmd);
   const report = await atScratchPoint(src, opts, undefined, async (root, restore, keyFile) => {
     const r = await restore();
+    const { verifyStateFolder } = await import("../../../dr/verify.js");
     const checks = await verifyStateFolder(root, { keyFile: await keyFile() });
     const { snapshot_restore: _inner, target: _scratch, kept: _none, ...point } = r;
     return {
@@ -292,6 +296,7 @@ interface PointDrill {
 
 /** The drill's steps on a point: restore (timed: the RTO), verify, doctor; stops at the first failure. */
 async function drillSteps(src: PointSource, opts: PointFlags & { keep?: string }, doctor: RestoredDoctorRun) {
+  const { runDrillStep } = await import("../../../dr/drill.js");
   const d: PointDrill = { steps: [] };
   const step = (name: string, fn: () => Promise<StepVerdict>): Promise<boolean> =>
     runDrillStep(d.steps, name, fn, (err) => {
@@ -308,6 +313,7 @@ async function drillSteps(src: PointSource, opts: PointFlags & { keep?: string }
       };
     });
     ok &&= await step("verify", async () => {
+      const { verifyStateFolder } = await import("../../../dr/verify.js");
       const checks = await verifyStateFolder(root, { keyFile: await keyFile() });
       const passed = `${checks.filter((c) => c.status === "ok").length} checks passed (WAL chains, audit chain, checkpoint)`;
       return verdict(

@@ -1,9 +1,10 @@
-/** Where `dr restore` and `dr verify` read an archive from, and how paths and hashes are shown. */
+/**
+ * Where `dr restore` and `dr verify` read an archive from, and how paths and hashes are shown.
+ * The reading modules load when an archive is opened: `dr backup` uses only the display helpers.
+ */
 import path from "node:path";
 import type { Command } from "commander";
 import { ExitCode, UserError } from "../../../errors/errors.js";
-import { openArchiveFile } from "../../../dr/restore.js";
-import { newestRows } from "../../../dr/rekey.js";
 import type { BackupLogRow } from "../../../dr/backup-log.js";
 import { openWorkspace } from "../../../workspace/layout.js";
 import { readSidecar } from "../../../dr/sidecar.js";
@@ -82,6 +83,7 @@ export async function openSource(opts: SourceFlags): Promise<OpenedSource> {
     if (opts.from === undefined) {
       throw new UserError("give --from FILE|s3://bucket/key, or --latest --at LOCATION", ExitCode.USAGE);
     }
+    const { openArchiveFile } = await import("../../../dr/restore.js");
     opened = {
       stream: await openArchiveFile(opts.from),
       label: opts.from,
@@ -111,7 +113,9 @@ export async function catalogueRows(sdd: string): Promise<Map<string, BackupLogR
     if (err instanceof UserError) return undefined;
     throw err;
   });
-  return ws ? newestRows(ws) : new Map();
+  if (!ws) return new Map();
+  const { newestRows } = await import("../../../dr/rekey.js");
+  return newestRows(ws);
 }
 
 /** The recipients' fingerprints the catalogue of `sdd` recorded for the archive at `location`. */
