@@ -1,16 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { canonicalJson, orderedJson, parseJson, type JsonValue } from "../../src/json/canonical.js";
-import { arenaBytes, resetArena, scanCanonical, scanned } from "../../src/json/canonical-scan.js";
+import { scan } from "./support/scan-text.js";
 import { withSeed } from "../helpers.js";
-
-function scan(text: string): string | undefined {
-  const bytes = Buffer.from(text, "utf8");
-  resetArena();
-  if (scanCanonical(bytes, 0, bytes.length) !== bytes.length) return undefined;
-  const from = scanned.rebuilt ? arenaBytes() : bytes;
-  return Buffer.from(from.subarray(scanned.start, scanned.end)).toString("latin1");
-}
 
 test("text with canonical tokens gives canonicalJson of its parsed value, nested keys re-ordered", () => {
   const texts = [

@@ -9,7 +9,7 @@ import { writeFile } from "node:fs/promises";
 import { test } from "node:test";
 import { PyFloat, type JsonValue } from "../../src/json/canonical.js";
 import { canonicalJson, parseJson, pyFloatRepr } from "../../src/json/canonical.js";
-import { arenaBytes, resetArena, scanCanonical, scanned } from "../../src/json/canonical-scan.js";
+import { scan } from "../json/support/scan-text.js";
 import { readCanonicalLine } from "../../src/wal/canonical-line.js";
 import { ChainVerifier } from "../../src/wal/chain.js";
 import { GENESIS_HASH, buildEntryWithLine, checkLine, sha256Hex } from "../../src/wal/entry.js";
@@ -184,14 +184,6 @@ test("random WALs: the same verdicts through the fast path (0 and 2 workers) as 
     await cleanup();
   }
 });
-
-function scan(text: string): string | undefined {
-  const bytes = Buffer.from(text, "utf8");
-  resetArena();
-  if (scanCanonical(bytes, 0, bytes.length) !== bytes.length) return undefined;
-  const from = scanned.rebuilt ? arenaBytes() : bytes;
-  return Buffer.from(from.subarray(scanned.start, scanned.end)).toString("latin1");
-}
 
 test("float tokens of 15 to 17 digits: taken exactly when they are Python's repr of their double", async () => {
   await withSeed("FLOAT_SEED", async (r) => {
