@@ -8,7 +8,8 @@
  *    the same file; whole-process CPU seconds, wall and peak RSS of each.
  *
  * `npm run bench:wal -- --json` prints one JSON object. Options: --entries N (verify WAL size),
- * --seconds S (per append phase, default 2), --runs N (alternating runs, default 5), --keep.
+ * --seconds S (per append phase, default 2), --runs N (alternating runs, default 5), --keep,
+ * --verify-only (skip the append phases: only the verify figures and goals).
  */
 import { closeSync, constants as fsc, fsyncSync, openSync, writeSync } from "node:fs";
 import { mkdtemp, open, rm, stat } from "node:fs/promises";
@@ -36,14 +37,23 @@ interface Args {
   runs: number;
   json: boolean;
   keep: boolean;
+  verifyOnly: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { entries: 400_000, seconds: 2, runs: 5, json: false, keep: false };
+  const a: Args = {
+    entries: 400_000,
+    seconds: 2,
+    runs: 5,
+    json: false,
+    keep: false,
+    verifyOnly: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === "--json") a.json = true;
     else if (k === "--keep") a.keep = true;
+    else if (k === "--verify-only") a.verifyOnly = true;
     else if (k === "--entries") a.entries = Number(argv[++i]);
     else if (k === "--seconds") a.seconds = Number(argv[++i]);
     else if (k === "--runs") a.runs = Number(argv[++i]);
@@ -174,6 +184,41 @@ async function appendPhases(dir: string, args: Args, log: (s: string) => void) {
   return { floor: med(floor), sequential: med(seq), concurrent64: med(c64) };
 }
 
+/** The append figures with their ratios to the floor and to the Python notes, and their goals. */
+function appendReport(appends: Awaited<ReturnType<typeof appendPhases>>) {
+  const floor = appends.floor.appends_per_s;
+  const goals = [
+    ratioGoal(
+      "wal.sequential_appends_vs_floor",
+      "appends_per_s",
+      appends.sequential.appends_per_s,
+      floor,
+      "raw write+fsync loop, same disk, same run",
+      { min: 0.95 },
+    ),
+    ratioGoal(
+      "wal.concurrent64_appends_vs_floor",
+      "appends_per_s",
+      appends.concurrent64.appends_per_s,
+      floor,
+      "raw write+fsync loop, same disk, same run",
+      { min: 30 },
+    ),
+  ];
+  const figures = {
+    ...appends,
+    sequential_ratio_to_floor: round(appends.sequential.appends_per_s / floor, 3),
+    concurrent64_ratio_to_floor: round(appends.concurrent64.appends_per_s / floor, 3),
+    python_notes: PYTHON_NOTES,
+    sequential_ratio_to_python_notes: round(appends.sequential.appends_per_s / PYTHON_NOTES.appends_per_s, 3),
+    concurrent64_ratio_to_python_notes: round(
+      appends.concurrent64.appends_per_s / PYTHON_NOTES.appends_per_s,
+      3,
+    ),
+  };
+  return { goals, figures };
+}
+
 async function verifyPhases(walFile: string, args: Args, log: (s: string) => void) {
   const ours: ProcessCost[] = [];
   const reference: ProcessCost[] = [];
@@ -203,30 +248,14 @@ async function main(): Promise<void> {
   };
   const dir = await mkdtemp(path.join(os.tmpdir(), "bernstein-bench-wal-"));
   try {
-    const appends = await appendPhases(dir, args, log);
+    const appends = args.verifyOnly ? undefined : appendReport(await appendPhases(dir, args, log));
     log(`writing a ${args.entries}-entry WAL ...`);
     const walFile = path.join(dir, "run-bench.wal.jsonl");
     const size = await makeWal(walFile, args.entries);
     const verify = await verifyPhases(walFile, args, log);
     const mb = size / 1e6;
-    const floor = appends.floor.appends_per_s;
     const goals = [
-      ratioGoal(
-        "wal.sequential_appends_vs_floor",
-        "appends_per_s",
-        appends.sequential.appends_per_s,
-        floor,
-        "raw write+fsync loop, same disk, same run",
-        { min: 0.95 },
-      ),
-      ratioGoal(
-        "wal.concurrent64_appends_vs_floor",
-        "appends_per_s",
-        appends.concurrent64.appends_per_s,
-        floor,
-        "raw write+fsync loop, same disk, same run",
-        { min: 30 },
-      ),
+      ...(appends?.goals ?? []),
       ratioGoal(
         "wal.verify_cpu_vs_reference",
         "cpu_s",
@@ -240,22 +269,9 @@ async function main(): Promise<void> {
     ];
     const result = {
       bench: "wal",
-      machine: { cpus: os.availableParallelism() },
+      machine: { cpus: os.availableParallelism(), load_average: os.loadavg().map((l) => round(l, 2)) },
       runs: args.runs,
-      appends: {
-        ...appends,
-        sequential_ratio_to_floor: round(appends.sequential.appends_per_s / floor, 3),
-        concurrent64_ratio_to_floor: round(appends.concurrent64.appends_per_s / floor, 3),
-        python_notes: PYTHON_NOTES,
-        sequential_ratio_to_python_notes: round(
-          appends.sequential.appends_per_s / PYTHON_NOTES.appends_per_s,
-          3,
-        ),
-        concurrent64_ratio_to_python_notes: round(
-          appends.concurrent64.appends_per_s / PYTHON_NOTES.appends_per_s,
-          3,
-        ),
-      },
+      appends: appends?.figures,
       verify: {
         entries: args.entries,
         mb: round(mb, 1),

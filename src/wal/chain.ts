@@ -4,8 +4,8 @@
  */
 import { parseJsonCheckingTokens, type JsonValue } from "../json/canonical.js";
 import { GENESIS_HASH, NOT_EXACT, digestParsedEntry, entryShapeProblem, type JsonObject } from "./entry.js";
-import { readCanonicalLine } from "./canonical-line.js";
-import { emitLines, type LineSink } from "./line-scan.js";
+import { bytesEqualText, confirmedLine, readCanonicalLine } from "./canonical-line.js";
+import { LF, emitLines, type LineSink } from "./line-scan.js";
 
 export type WalErrorKind =
   "prev_hash_mismatch" | "hash_mismatch" | "seq_gap" | "invalid_json" | "invalid_utf8" | "unreadable";
@@ -97,7 +97,6 @@ export class ChainVerifier implements LineSink {
   line(text: string, lineNo: number, final: boolean, ascii: boolean): void {
     this.linesSeen = lineNo;
     this.result.entries++;
-    if (ascii && !final && this.continuesCleanly(text)) return;
     let raw: JsonValue;
     let tokensCanonical: boolean;
     try {
@@ -157,15 +156,21 @@ export class ChainVerifier implements LineSink {
   }
 
   /** The fast path: a canonical line that hashes and links right is taken without parsing. */
-  private continuesCleanly(text: string): boolean {
-    const fast = readCanonicalLine(text);
-    if (fast === undefined || fast.computed !== fast.entryHash || fast.seq !== this.expectedSeq) return false;
-    if (this.expectedPrev !== undefined && fast.prevHash !== this.expectedPrev) return false;
-    this.result.last_seq = fast.seq;
-    this.result.last_hash = fast.entryHash;
-    this.expectedSeq = fast.seq + 1;
-    this.expectedPrev = fast.entryHash;
-    return true;
+  take(bytes: Buffer, start: number, lineNo: number): number {
+    const end = readCanonicalLine(bytes, start, bytes.length);
+    if (end < 0 || bytes[end] !== LF) return -1;
+    const c = confirmedLine;
+    if (c.seq !== this.expectedSeq) return -1;
+    if (this.expectedPrev !== undefined && !bytesEqualText(bytes, c.prevStart, c.prevEnd, this.expectedPrev))
+      return -1;
+    const entryHash = bytes.toString("latin1", c.hashStart, c.hashStart + 64);
+    this.linesSeen = lineNo;
+    this.result.entries++;
+    this.result.last_seq = c.seq;
+    this.result.last_hash = entryHash;
+    this.expectedSeq = c.seq + 1;
+    this.expectedPrev = entryHash;
+    return end + 1;
   }
 
   badUtf8(lineNo: number, final: boolean): void {
@@ -213,25 +218,35 @@ export function checkBatch(region: Buffer): CleanBatch | undefined {
   let firstSeq = -1;
   let firstPrev = "";
   let lastSeq = -1;
+  // The last entry_hash: the 64 bytes at lastHashAt in lastHashIn, or lastHash when -1.
   let lastHash = "";
-  const link = (seq: number, prev: string, hash: string) => {
-    if (count === 0) {
-      firstSeq = seq;
-      firstPrev = prev;
-    } else if (seq !== lastSeq + 1 || prev !== lastHash) {
-      clean = false;
-      return;
-    }
-    count++;
-    lastSeq = seq;
-    lastHash = hash;
-  };
+  let lastHashIn = region;
+  let lastHashAt = -1;
+  const linksTo = (bytes: Buffer, prevStart: number, prevEnd: number): boolean =>
+    lastHashAt < 0
+      ? bytesEqualText(bytes, prevStart, prevEnd, lastHash)
+      : prevEnd - prevStart === 64 && bytesEqual(bytes, prevStart, lastHashIn, lastHashAt, 64);
   const sink: LineSink = {
+    take(bytes, start) {
+      if (!clean) return -1;
+      const end = readCanonicalLine(bytes, start, bytes.length);
+      if (end < 0 || bytes[end] !== LF) return -1;
+      const c = confirmedLine;
+      if (count === 0) {
+        firstSeq = c.seq;
+        firstPrev = bytes.toString("latin1", c.prevStart, c.prevEnd);
+      } else if (c.seq !== lastSeq + 1 || !linksTo(bytes, c.prevStart, c.prevEnd)) {
+        clean = false;
+        return end + 1;
+      }
+      count++;
+      lastSeq = c.seq;
+      lastHashIn = bytes;
+      lastHashAt = c.hashStart;
+      return end + 1;
+    },
     line(text, _lineNo, _final, ascii) {
       if (!clean) return;
-      const fast = ascii ? readCanonicalLine(text) : undefined;
-      if (fast !== undefined && fast.computed === fast.entryHash)
-        return link(fast.seq, fast.prevHash, fast.entryHash);
       let raw: JsonValue;
       let tokensCanonical: boolean;
       try {
@@ -251,12 +266,32 @@ export function checkBatch(region: Buffer): CleanBatch | undefined {
         clean = false;
         return;
       }
-      link(obj.seq as number, obj.prev_hash as string, hash);
+      const seq = obj.seq as number;
+      const prev = obj.prev_hash as string;
+      if (count === 0) {
+        firstSeq = seq;
+        firstPrev = prev;
+      } else if (seq !== lastSeq + 1 || !(lastHashAt < 0 ? prev === lastHash : prevIs(prev))) {
+        clean = false;
+        return;
+      }
+      count++;
+      lastSeq = seq;
+      lastHash = hash;
+      lastHashAt = -1;
     },
     badUtf8() {
       clean = false;
     },
   };
+  const prevIs = (prev: string) => bytesEqualText(lastHashIn, lastHashAt, lastHashAt + 64, prev);
   emitLines(region, 0, false, sink);
-  return clean && count > 0 ? { count, firstSeq, firstPrev, lastSeq, lastHash } : undefined;
+  if (!clean || count === 0) return undefined;
+  if (lastHashAt >= 0) lastHash = lastHashIn.toString("latin1", lastHashAt, lastHashAt + 64);
+  return { count, firstSeq, firstPrev, lastSeq, lastHash };
+}
+
+function bytesEqual(a: Uint8Array, aStart: number, b: Uint8Array, bStart: number, n: number): boolean {
+  for (let i = 0; i < n; i++) if (a[aStart + i] !== b[bStart + i]) return false;
+  return true;
 }

@@ -15,6 +15,11 @@ export interface LineSink {
   line(text: string, lineNo: number, final: boolean, ascii: boolean): void;
   /** A line whose bytes are not UTF-8. */
   badUtf8(lineNo: number, final: boolean): void;
+  /**
+   * Tried first on each complete line, on its bytes (line `lineNo` starts at `start`): returns
+   * where the next line starts when it took the line, -1 to have it decoded and given to `line`.
+   */
+  take?(bytes: Buffer, start: number, lineNo: number): number;
 }
 
 /**
@@ -66,6 +71,7 @@ const DECODE_WINDOW = 64 * 1024;
 
 /** Emits the lines of `region` (complete lines, plus a final one without newline when `tail`). */
 export function emitLines(region: Buffer, lineNo: number, tail: boolean, sink: LineSink): number {
+  if (sink.take) return emitEach(region, lineNo, tail, sink, sink.take);
   let start = 0;
   while (start < region.length) {
     let end = region.length;
@@ -95,14 +101,32 @@ function emitWindow(region: Buffer, lineNo: number, tail: boolean, sink: LineSin
     return lineNo;
   }
   // Some line is not UTF-8: decode line by line to find which.
+  return emitEach(region, lineNo, tail, sink, undefined);
+}
+
+/** Line by line: each complete line offered to `take`, decoded only when it does not take it. */
+function emitEach(
+  region: Buffer,
+  lineNo: number,
+  tail: boolean,
+  sink: LineSink,
+  take: LineSink["take"],
+): number {
   let start = 0;
   while (start < region.length) {
+    lineNo++;
+    const next = take ? take.call(sink, region, start, lineNo) : -1;
+    if (next >= 0) {
+      start = next;
+      continue;
+    }
     let nl = region.indexOf(LF, start);
     const final = nl === -1;
     if (final) nl = region.length;
     const bytes = region.subarray(start, nl);
-    lineNo++;
-    if (isUtf8(bytes)) sink.line(bytes.toString("utf8"), lineNo, final && tail, isAscii(bytes));
+    const ascii = isAscii(bytes);
+    if (ascii || isUtf8(bytes))
+      sink.line(bytes.toString(ascii ? "latin1" : "utf8"), lineNo, final && tail, ascii);
     else sink.badUtf8(lineNo, final && tail);
     start = nl + 1;
   }

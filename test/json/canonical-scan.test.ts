@@ -1,13 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { canonicalJson, orderedJson, parseJson, type JsonValue } from "../../src/json/canonical.js";
-import { canonicalTextAt, scannedTo } from "../../src/json/canonical-scan.js";
+import { scan } from "./support/scan-text.js";
 import { withSeed } from "../helpers.js";
-
-function scan(text: string): string | undefined {
-  const out = canonicalTextAt(text, 0);
-  return out !== undefined && scannedTo() === text.length ? out : undefined;
-}
 
 test("text with canonical tokens gives canonicalJson of its parsed value, nested keys re-ordered", () => {
   const texts = [

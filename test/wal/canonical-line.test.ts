@@ -7,6 +7,12 @@ import { verifyWal } from "../../src/wal/reader.js";
 import { WalWriter } from "../../src/wal/writer.js";
 import { lines, record, scratchWorkspace } from "./support/wal-helpers.js";
 
+/** Whether the fast path confirms the whole line (canonical, and its entry_hash checks out). */
+function confirms(line: string): boolean {
+  const bytes = Buffer.from(line, "utf8");
+  return readCanonicalLine(bytes, 0, bytes.length) === bytes.length;
+}
+
 test("every line our writer prints takes the fast path and hashes to its entry_hash", async () => {
   const { ws, cleanup } = await scratchWorkspace();
   try {
@@ -14,9 +20,7 @@ test("every line our writer prints takes the fast path and hashes to its entry_h
     for (let i = 0; i < 50; i++) await w.append(record(i, i % 2 === 0));
     await w.close();
     for (const line of await lines(ws.walFile("run-fast"))) {
-      const fast = readCanonicalLine(line);
-      assert.ok(fast, line);
-      assert.equal(fast.computed, JSON.parse(line).entry_hash);
+      assert.ok(confirms(line), line);
     }
   } finally {
     await cleanup();
@@ -82,7 +86,7 @@ test("lines that look canonical but are not fall back to the parser and fail as 
     const file = ws.walFile("run-lookalike");
     for (const [why, edit] of LOOKALIKES) {
       const line = forged(edit);
-      assert.equal(readCanonicalLine(line), undefined, `${why}: refused by the fast path`);
+      assert.equal(confirms(line), false, `${why}: refused by the fast path`);
       const general = checkLine(line);
       assert.equal(general.ok, false, `${why}: the parser rejects it`);
       await writeFile(file, line + "\n");
@@ -111,7 +115,7 @@ test("non-ASCII and unsorted nested keys: the same verdicts as the parser", asyn
     );
     assert.notEqual(raw, text);
     assert.notEqual(reordered, text);
-    assert.ok(readCanonicalLine(reordered), "unsorted nested keys stay on the fast path");
+    assert.ok(confirms(reordered), "unsorted nested keys stay on the fast path");
     const file = ws.walFile("run-mixed");
     for (const variant of [text, raw, reordered]) {
       await writeFile(file, variant + "\n");
