@@ -8,7 +8,9 @@
  *    the same file; whole-process CPU seconds, wall and peak RSS of each.
  *
  * `npm run bench:wal -- --json` prints one JSON object. Options: --entries N (verify WAL size),
- * --seconds S (per append phase, default 2), --runs N (alternating runs, default 5), --keep.
+ * --seconds S (per append phase, default 2), --runs N (alternating runs, default 5), --keep,
+ * --appends-only (the append phases and their goals only; each phase measures what it does in a
+ * full run).
  */
 import { closeSync, constants as fsc, fsyncSync, openSync, writeSync } from "node:fs";
 import { mkdtemp, open, rm, stat } from "node:fs/promises";
@@ -36,14 +38,23 @@ interface Args {
   runs: number;
   json: boolean;
   keep: boolean;
+  appendsOnly: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { entries: 400_000, seconds: 2, runs: 5, json: false, keep: false };
+  const a: Args = {
+    entries: 400_000,
+    seconds: 2,
+    runs: 5,
+    json: false,
+    keep: false,
+    appendsOnly: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === "--json") a.json = true;
     else if (k === "--keep") a.keep = true;
+    else if (k === "--appends-only") a.appendsOnly = true;
     else if (k === "--entries") a.entries = Number(argv[++i]);
     else if (k === "--seconds") a.seconds = Number(argv[++i]);
     else if (k === "--runs") a.runs = Number(argv[++i]);
@@ -195,6 +206,42 @@ async function verifyPhases(walFile: string, args: Args, log: (s: string) => voi
   };
 }
 
+/** The verify phases on a freshly written WAL: figures and goals. */
+async function verifyReport(dir: string, args: Args, log: (s: string) => void) {
+  log(`writing a ${args.entries}-entry WAL ...`);
+  const walFile = path.join(dir, "run-bench.wal.jsonl");
+  const size = await makeWal(walFile, args.entries);
+  const verify = await verifyPhases(walFile, args, log);
+  const mb = size / 1e6;
+  const goals = [
+    ratioGoal(
+      "wal.verify_cpu_vs_reference",
+      "cpu_s",
+      verify.ours.cpu_s,
+      verify.reference.cpu_s,
+      "Python reference algorithm, same file, same run",
+      { max: 0.5 },
+    ),
+    absoluteGoal("wal.verify_mb_per_s_wall", "mb_per_s", mb / verify.ours.wall_s, { min: 100 }),
+    absoluteGoal("wal.verify_peak_rss_mb", "mb", verify.ours.peak_rss_mb, { max: 100 }),
+  ];
+  return {
+    goals,
+    verify: {
+      entries: args.entries,
+      mb: round(mb, 1),
+      workers: verify.workers,
+      ours: verify.ours,
+      python_reference: verify.reference,
+      cpu_ratio: round(verify.ours.cpu_s / verify.reference.cpu_s, 3),
+      wall_ratio: round(verify.ours.wall_s / verify.reference.wall_s, 3),
+      mb_per_s_wall: round(mb / verify.ours.wall_s, 1),
+      mb_per_cpu_s: round(mb / verify.ours.cpu_s, 1),
+      reference_mb_per_cpu_s: round(mb / verify.reference.cpu_s, 1),
+    },
+  };
+}
+
 async function main(): Promise<void> {
   if (process.argv[2] === "--verify-child") return verifyChild(process.argv[3]);
   const args = parseArgs(process.argv.slice(2));
@@ -204,13 +251,8 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "bernstein-bench-wal-"));
   try {
     const appends = await appendPhases(dir, args, log);
-    log(`writing a ${args.entries}-entry WAL ...`);
-    const walFile = path.join(dir, "run-bench.wal.jsonl");
-    const size = await makeWal(walFile, args.entries);
-    const verify = await verifyPhases(walFile, args, log);
-    const mb = size / 1e6;
     const floor = appends.floor.appends_per_s;
-    const goals = [
+    const appendGoals = [
       ratioGoal(
         "wal.sequential_appends_vs_floor",
         "appends_per_s",
@@ -227,47 +269,29 @@ async function main(): Promise<void> {
         "raw write+fsync loop, same disk, same run",
         { min: 30 },
       ),
-      ratioGoal(
-        "wal.verify_cpu_vs_reference",
-        "cpu_s",
-        verify.ours.cpu_s,
-        verify.reference.cpu_s,
-        "Python reference algorithm, same file, same run",
-        { max: 0.5 },
-      ),
-      absoluteGoal("wal.verify_mb_per_s_wall", "mb_per_s", mb / verify.ours.wall_s, { min: 100 }),
-      absoluteGoal("wal.verify_peak_rss_mb", "mb", verify.ours.peak_rss_mb, { max: 100 }),
     ];
+    const appendsReport = {
+      ...appends,
+      sequential_ratio_to_floor: round(appends.sequential.appends_per_s / floor, 3),
+      concurrent64_ratio_to_floor: round(appends.concurrent64.appends_per_s / floor, 3),
+      python_notes: PYTHON_NOTES,
+      sequential_ratio_to_python_notes: round(
+        appends.sequential.appends_per_s / PYTHON_NOTES.appends_per_s,
+        3,
+      ),
+      concurrent64_ratio_to_python_notes: round(
+        appends.concurrent64.appends_per_s / PYTHON_NOTES.appends_per_s,
+        3,
+      ),
+    };
+    const verifyPart = args.appendsOnly ? undefined : await verifyReport(dir, args, log);
+    const goals = [...appendGoals, ...(verifyPart?.goals ?? [])];
     const result = {
       bench: "wal",
       machine: { cpus: os.availableParallelism() },
       runs: args.runs,
-      appends: {
-        ...appends,
-        sequential_ratio_to_floor: round(appends.sequential.appends_per_s / floor, 3),
-        concurrent64_ratio_to_floor: round(appends.concurrent64.appends_per_s / floor, 3),
-        python_notes: PYTHON_NOTES,
-        sequential_ratio_to_python_notes: round(
-          appends.sequential.appends_per_s / PYTHON_NOTES.appends_per_s,
-          3,
-        ),
-        concurrent64_ratio_to_python_notes: round(
-          appends.concurrent64.appends_per_s / PYTHON_NOTES.appends_per_s,
-          3,
-        ),
-      },
-      verify: {
-        entries: args.entries,
-        mb: round(mb, 1),
-        workers: verify.workers,
-        ours: verify.ours,
-        python_reference: verify.reference,
-        cpu_ratio: round(verify.ours.cpu_s / verify.reference.cpu_s, 3),
-        wall_ratio: round(verify.ours.wall_s / verify.reference.wall_s, 3),
-        mb_per_s_wall: round(mb / verify.ours.wall_s, 1),
-        mb_per_cpu_s: round(mb / verify.ours.cpu_s, 1),
-        reference_mb_per_cpu_s: round(mb / verify.reference.cpu_s, 1),
-      },
+      appends: appendsReport,
+      ...(verifyPart ? { verify: verifyPart.verify } : {}),
       peak_rss_mb: round(process.resourceUsage().maxRSS / 1024, 1),
       goals,
       pass: goals.every((g) => g.met),
