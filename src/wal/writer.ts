@@ -287,7 +287,12 @@ export class WalWriter {
       // The index row of every acknowledged intent is durable too (both syncs run together).
       this.indexFh ??= await openUncommittedIndexForAppend(this.ws);
       const idx = this.indexFh.fd;
-      await Promise.all([writeAndSync(fd, text, pipelined), writeAndSync(idx, rows, pipelined)]);
+      // Both settle before a failure closes the files: no sync is left running on a closed fd.
+      const synced = await Promise.allSettled([
+        writeAndSync(fd, text, pipelined),
+        writeAndSync(idx, rows, pipelined),
+      ]);
+      for (const r of synced) if (r.status === "rejected") throw r.reason;
     } else {
       await writeAndSync(fd, text, pipelined);
     }
