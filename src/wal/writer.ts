@@ -16,7 +16,7 @@ import { constants as fsc } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { wrapError } from "../errors/errors.js";
-import { durableMkdir, fsyncDir, writeAndDatasyncFd } from "../workspace/durable.js";
+import { durableMkdir, fsyncDir, writeAndDatasyncFd, writeThenDatasyncFd } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import {
   GENESIS_HASH,
@@ -25,6 +25,7 @@ import {
   type WalPosition,
   type WalRecord,
 } from "./entry.js";
+import { GroupPacing } from "./group-pacing.js";
 import { scanTail, type TailScan } from "./tail.js";
 import { cutTornTail, type WalRepair } from "./tail-repair.js";
 import { openUncommittedIndexForAppend, uncommittedRowLine, writeClosedMarker } from "./recovery.js";
@@ -54,6 +55,8 @@ export interface WalWriterOptions {
   clock?: () => number;
   /** Keep committed=false rows in the uncommitted index (default true). */
   uncommittedIndex?: boolean;
+  /** When groups pipeline (default: measured as the writer runs; tests fix it). */
+  pacing?: GroupPacing;
 }
 
 export type { WalRepair };
@@ -76,7 +79,11 @@ const openFiles = new Set<string>();
 
 export class WalWriter {
   private queue: Pending[] = [];
-  private flushing = false;
+  /** A group's write and sync are in progress. */
+  private syncing = false;
+  /** A flush is queued as a microtask (appends of the current tick join it). */
+  private scheduled = false;
+  private readonly pacing: GroupPacing;
   private failure: Error | undefined;
   private closing = false;
   private nextSeq: number;
@@ -99,6 +106,7 @@ export class WalWriter {
     this.nextSeq = tail.last ? tail.last.seq + 1 : 0;
     this.lastHash = tail.last ? tail.last.entry_hash : GENESIS_HASH;
     this.durablePos = tail.last ? { runId, seq: tail.last.seq, entry_hash: tail.last.entry_hash } : undefined;
+    this.pacing = opts.pacing ?? new GroupPacing();
   }
 
   /** Opens (creating if needed) the WAL of `runId`, repairing a torn tail. */
@@ -179,45 +187,70 @@ export class WalWriter {
     this.lastHash = entry.entry_hash;
     return new Promise<WalEntry>((resolve, reject) => {
       this.queue.push({ entry, line, resolve, reject });
-      if (!this.flushing) {
-        this.flushing = true;
-        // Start after the current microtasks so that appends issued together share one sync.
-        queueMicrotask(() => void this.flushLoop());
+      this.pacing.onAppend();
+      if (this.syncing) return;
+      if (this.pacing.startEarly(this.queue.length)) {
+        // The other half builds its entries while this one syncs.
+        void this.flush();
+      } else {
+        this.scheduleFlush();
       }
     });
   }
 
-  private async flushLoop(): Promise<void> {
+  /** Flushes after the current microtasks, so that appends issued together share one sync. */
+  private scheduleFlush(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      if (!this.syncing && this.queue.length > 0 && !this.failure) void this.flush();
+    });
+  }
+
+  /**
+   * Writes and syncs everything queued as one group, then settles it. Pipelined (see
+   * group-pacing.ts) the next group's write and sync start before this group's callers resume;
+   * merged, they resume first and their next appends join the next group.
+   */
+  private async flush(): Promise<void> {
+    const batch = this.queue;
+    this.queue = [];
+    this.syncing = true;
+    const pipelined = this.pacing.pipelining;
+    this.pacing.onGroupStart(batch.length);
     try {
-      while (this.queue.length > 0 && !this.failure) {
-        const batch = this.queue;
-        this.queue = [];
-        try {
-          await this.writeBatch(batch);
-        } catch (err) {
-          this.failClosed(err, batch);
-          return;
-        }
-        const last = batch[batch.length - 1].entry;
-        const pos: WalPosition = { runId: this.runId, seq: last.seq, entry_hash: last.entry_hash };
-        this.durablePos = pos;
-        for (const cb of this.listeners) {
-          try {
-            cb(pos);
-          } catch {
-            // A listener's failure is its own; the entries are durable.
-          }
-        }
-        this.settle(batch, pos);
-      }
-    } finally {
-      this.flushing = false;
-      if (this.queue.length === 0) {
-        const waiters = this.idle;
-        this.idle = [];
-        for (const w of waiters) w();
+      await this.writeBatch(batch, pipelined);
+    } catch (err) {
+      this.syncing = false;
+      this.failClosed(err, batch);
+      this.wakeIdle();
+      return;
+    }
+    const last = batch[batch.length - 1].entry;
+    const pos: WalPosition = { runId: this.runId, seq: last.seq, entry_hash: last.entry_hash };
+    this.durablePos = pos;
+    for (const cb of this.listeners) {
+      try {
+        cb(pos);
+      } catch {
+        // A listener's failure is its own; the entries are durable.
       }
     }
+    this.syncing = false;
+    this.pacing.onGroupSynced(batch.length + this.queue.length);
+    if (this.pacing.pipelining && this.queue.length > 0 && !this.failure) void this.flush();
+    this.pacing.onSettled(batch.length);
+    this.settle(batch, pos);
+    if (this.syncing) return;
+    if (this.queue.length > 0) this.scheduleFlush();
+    else this.wakeIdle();
+  }
+
+  private wakeIdle(): void {
+    const waiters = this.idle;
+    this.idle = [];
+    for (const w of waiters) w();
   }
 
   private settle(batch: Pending[], pos: WalPosition): void {
@@ -238,7 +271,8 @@ export class WalWriter {
     );
   }
 
-  private async writeBatch(batch: Pending[]): Promise<void> {
+  /** One write and one fdatasync per file; `pipelined`: the sync runs on the thread pool. */
+  private async writeBatch(batch: Pending[], pipelined: boolean): Promise<void> {
     const fh = this.fh!;
     let text = "";
     let rows = "";
@@ -253,9 +287,14 @@ export class WalWriter {
       // The index row of every acknowledged intent is durable too (both syncs run together).
       this.indexFh ??= await openUncommittedIndexForAppend(this.ws);
       const idx = this.indexFh.fd;
-      await Promise.all([writeAndSync(fd, text), writeAndSync(idx, rows)]);
+      // Both settle before a failure closes the files: no sync is left running on a closed fd.
+      const synced = await Promise.allSettled([
+        writeAndSync(fd, text, pipelined),
+        writeAndSync(idx, rows, pipelined),
+      ]);
+      for (const r of synced) if (r.status === "rejected") throw r.reason;
     } else {
-      await writeAndSync(fd, text);
+      await writeAndSync(fd, text, pipelined);
     }
   }
 
@@ -283,7 +322,7 @@ export class WalWriter {
 
   /** Resolves when every append issued so far is settled. */
   async drain(): Promise<void> {
-    if (!this.flushing && this.queue.length === 0) return;
+    if (!this.syncing && !this.scheduled && this.queue.length === 0) return;
     await new Promise<void>((resolve) => this.idle.push(resolve));
   }
 
@@ -310,13 +349,15 @@ export class WalWriter {
 }
 
 /**
- * write() then fdatasync() as blocking calls on the raw fd: the thread-pool round trips of the
- * async API cost a third of the throughput of one caller awaiting each append; appends issued
- * meanwhile queue for the next group.
+ * write() then fdatasync() on the raw fd. Unpipelined both are blocking calls: the thread-pool
+ * round trips of the async API cost a third of the throughput of one caller awaiting each
+ * append. Pipelined, the sync goes to the thread pool so that the next group builds meanwhile.
  */
-function writeAndSync(fd: number, text: string): Promise<void> {
+function writeAndSync(fd: number, text: string, pipelined: boolean): Promise<void> {
   try {
-    writeAndDatasyncFd(fd, Buffer.from(text, "utf8"));
+    const data = Buffer.from(text, "utf8");
+    if (pipelined) return writeThenDatasyncFd(fd, data);
+    writeAndDatasyncFd(fd, data);
     return Promise.resolve();
   } catch (err) {
     return Promise.reject(err);

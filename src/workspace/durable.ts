@@ -5,7 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { execFile } from "node:child_process";
-import { closeSync, constants as fsc, fdatasyncSync, fsync, writeSync } from "node:fs";
+import { closeSync, constants as fsc, fdatasync, fdatasyncSync, fsync, writeSync } from "node:fs";
 import {
   copyFile,
   link,
@@ -63,9 +63,23 @@ export async function durableTruncate(fh: FileHandle, size: number): Promise<voi
  * trips of the async API would cost more than the sync itself.
  */
 export function writeAndDatasyncFd(fd: number, data: Buffer): void {
+  writeAllFd(fd, data);
+  fdatasyncSync(fd);
+}
+
+/**
+ * write() all of `data` as a blocking call, then fdatasync() on the thread pool: resolves once the
+ * bytes are on disk. For a group commit under load, where the event loop has work to do (the
+ * next group's entries) while the disk syncs; an append's write only copies into the page cache.
+ */
+export function writeThenDatasyncFd(fd: number, data: Buffer): Promise<void> {
+  writeAllFd(fd, data);
+  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+function writeAllFd(fd: number, data: Buffer): void {
   let off = 0;
   while (off < data.length) off += writeSync(fd, data, off, data.length - off, null);
-  fdatasyncSync(fd);
 }
 
 /**
