@@ -40,18 +40,19 @@ import {
 
 export { MAX_REPORTED_ERRORS, type VerifyResult, type WalError, type WalErrorKind } from "./chain.js";
 
-/** Files at least this big are verified by worker threads (startup costs ~50 ms). */
-const PARALLEL_MIN_BYTES = 16 << 20;
-
 export interface VerifyOptions {
-  /** Worker threads to hash with (default: up to 2 for big files, 0 below 16 MiB). */
+  /**
+   * Worker threads to hash with (default 0: the calling thread alone). Workers buy wall time on
+   * idle cores at the price of more CPU per entry (each isolate parses and hashes its batches
+   * and the calling thread still reads and links them), so they are something to ask for.
+   */
   workers?: number;
 }
 
 /**
  * Checks the whole chain of one WAL file, streaming with bounded memory. Never throws for bad
  * content: a folder, an unreadable file or bytes that are not UTF-8 are reported at their line.
- * Big files are hashed by worker threads; the result is the same as the sequential check's.
+ * With `workers`, batches are hashed by worker threads; the result is the same as without.
  */
 export async function verifyWal(
   file: string,
@@ -67,8 +68,7 @@ export async function verifyWal(
     return v.result;
   }
   try {
-    const size = (await fh.stat()).size;
-    const workers = Math.min(opts.workers ?? (size >= PARALLEL_MIN_BYTES ? 2 : 0), availableParallelism());
+    const workers = Math.min(opts.workers ?? 0, availableParallelism());
     if (workers > 0) {
       try {
         v.result.bytes = await verifyParallel(fh, v, workers);

@@ -153,6 +153,32 @@ test("a broken WAL: verify exits 1 naming run, seq and line; show and fingerprin
   }
 });
 
+test("wal verify checks on its own thread unless --jobs asks for workers; the verdict is the same", async () => {
+  const { ws, cleanup } = await scratchWorkspace();
+  try {
+    await cp(path.join(GOLDEN_SDD, "runtime", "wal", "run-golden.wal.jsonl"), ws.walFile("run-golden"));
+    const ls = await lines(ws.walFile("run-golden"));
+    ls[17] = ls[17].replace('"batch":17', '"batch":71');
+    await writeFile(ws.walFile("run-golden"), ls.join("\n") + "\n");
+    const verdict = async (extra: string[]) => {
+      const r = await runCli(["--sdd", ws.root, "--json", "wal", "verify", ...extra]);
+      assert.equal(r.code, 1, r.stderr);
+      const run = JSON.parse(r.stdout).runs[0];
+      return { workers: run.workers, errors: run.errors, entries: run.entries, last_seq: run.last_seq };
+    };
+    const alone = await verdict([]);
+    const two = await verdict(["--jobs", "2"]);
+    assert.equal(alone.workers, 0);
+    assert.equal(two.workers, 2);
+    assert.deepEqual({ ...two, workers: 0 }, alone);
+    const bad = await runCli(["--sdd", ws.root, "wal", "verify", "--jobs", "-1"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /^bernstein: --jobs -1: must be an integer >= 0[^\n]*\n$/);
+  } finally {
+    await cleanup();
+  }
+});
+
 test("a WAL path that is a folder or holds non-UTF-8 bytes is reported corrupt at its line, no stack trace", async () => {
   const { ws, cleanup } = await scratchWorkspace();
   try {

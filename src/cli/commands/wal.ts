@@ -73,7 +73,12 @@ export function registerWal(program: Command): void {
       "verify the hash chain of every run (or one) and that no run ends before a position its closed marker, a checkpoint or a backup record names; exit 1 on any break",
     )
     .option("--run <id>", "only this run")
-    .action(async (opts: { run?: string }, cmd: Command) => {
+    .option(
+      "--jobs <n>",
+      "worker threads hashing each run (default 0: this thread only, the least CPU per entry)",
+      intOption("--jobs"),
+    )
+    .action(async (opts: { run?: string; jobs?: number }, cmd: Command) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
       const ws = await openWorkspace(g.sdd);
@@ -85,7 +90,7 @@ export function registerWal(program: Command): void {
       };
       const results = [];
       for (const run of runs) {
-        const r = await verifyWal(run.file, run.run_id);
+        const r = await verifyWal(run.file, run.run_id, { workers: opts.jobs });
         // A rollback is reported where the lost entry should be: the line after the WAL's end.
         const lost = rollbacks
           .filter((b) => b.run_id === run.run_id)
@@ -129,6 +134,7 @@ export function registerWal(program: Command): void {
             last_hash: r.last_hash,
             error_count: r.error_count,
             errors: r.errors,
+            workers: r.workers,
           })),
           rollbacks,
           compared: checked,
