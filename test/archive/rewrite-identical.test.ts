@@ -17,8 +17,9 @@ import { readObject } from "../../src/archive/catalog.js";
 import { parseArchiveKey } from "../../src/archive/names.js";
 import { openCatalogue } from "../../src/storage/open-store.js";
 import type { BackupStore } from "../../src/storage/store.js";
-import { scratchDir, spawnCli, waitFor } from "../helpers.js";
-import { startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
+import { spawnCli, waitFor } from "../helpers.js";
+import type { S3Harness } from "../storage/support/s3-harness.js";
+import { openS3Archive, type S3ArchiveSetup } from "./support/s3-archive.js";
 import { appendDecisions, archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
 
 const BUCKET = "wal-archive-rewrite";
@@ -48,20 +49,15 @@ function assertNoNameRewritten(seen: Map<string, string>, now: Map<string, strin
 }
 
 describe("archive objects written twice are identical", () => {
+  let s: S3ArchiveSetup;
   let h: S3Harness;
-  let scratch: { dir: string; cleanup: () => Promise<void> };
   let f: ArchiveFixture;
-  const saved = { ...process.env };
   before(async () => {
-    h = await startS3Harness({ buckets: [BUCKET] });
-    scratch = await scratchDir("bernstein-archive-rewrite-");
-    f = await archiveFixture(scratch.dir, h.env);
-    Object.assign(process.env, h.env); // the test reads the store itself
+    s = await openS3Archive(BUCKET, "bernstein-archive-rewrite-");
+    ({ h, f } = s);
   });
   after(async () => {
-    process.env = saved;
-    await h.close();
-    await scratch.cleanup();
+    await s.close();
   });
 
   it("killed between a snapshot and its index: the restart stores no other bytes under a stored name", async () => {
@@ -78,7 +74,7 @@ describe("archive objects written twice are identical", () => {
     });
     const { child, done } = spawnCli(
       ["--sdd", f.sdd, "dr", "archive", "--to", url, "--interval", "10ms", ...remote],
-      { env: f.env, cwd: scratch.dir },
+      { env: f.env, cwd: s.dir },
     );
     await waitFor("the snapshot index's PUT", () => indexHeld, { exited: done });
     child.kill("SIGKILL");
@@ -113,7 +109,7 @@ describe("archive objects written twice are identical", () => {
       [["--latest"], 24],
       [["--at-seq", `${RUN}:22`], 22],
     ] as const) {
-      const sdd = path.join(scratch.dir, `restored-${seq}`, ".sdd");
+      const sdd = path.join(s.dir, `restored-${seq}`, ".sdd");
       const r = await f.cli(["--json", "dr", "archive-restore", "--from", url, ...point, ...remote], sdd);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(JSON.parse(r.stdout).wal[RUN].seq, seq);
@@ -125,7 +121,7 @@ describe("archive objects written twice are identical", () => {
   it("an encrypted segment stored although its put's answer was lost is sent again as it was", async () => {
     const url = `s3://${BUCKET}/sealed/`;
     const store = await openCatalogue(url, { endpoint: h.endpoint, retries: 0 });
-    const g = await archiveFixture(path.join(scratch.dir, "sealed"), h.env);
+    const g = await archiveFixture(path.join(s.dir, "sealed"), h.env);
     const password = "correct horse battery staple";
     const archiver = new Archiver({
       store,
@@ -158,9 +154,9 @@ describe("archive objects written twice are identical", () => {
     assert.ok(await archiver.step(), archiver.health.snapshot().last_error ?? "");
     assertNoNameRewritten(seen, await objectHashes(store), "sent again");
 
-    const pw = path.join(scratch.dir, "sealed", "pw");
+    const pw = path.join(s.dir, "sealed", "pw");
     await writeFile(pw, password + "\n", { mode: 0o600 });
-    const sdd = path.join(scratch.dir, "sealed-restored", ".sdd");
+    const sdd = path.join(s.dir, "sealed-restored", ".sdd");
     const r = await g.cli(
       ["--json", "dr", "archive-restore", "--from", url, "--latest", "--password-file", pw, ...remoteOf(h)],
       sdd,

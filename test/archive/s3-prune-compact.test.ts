@@ -11,8 +11,9 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { listArchive } from "../../src/archive/catalog.js";
 import { openCatalogue } from "../../src/storage/open-store.js";
-import { scratchDir, waitFor, withSeed } from "../helpers.js";
-import { startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
+import { waitFor, withSeed } from "../helpers.js";
+import type { S3Harness } from "../storage/support/s3-harness.js";
+import { openS3Archive, type S3ArchiveSetup } from "./support/s3-archive.js";
 import {
   appendDecisions,
   archiveFixture,
@@ -33,21 +34,16 @@ const BUCKET = "wal-archive-retention";
 const RUN = "run-s3-retention";
 
 describe("dr archive-compact and dr prune on s3://", () => {
+  let s: S3ArchiveSetup;
   let h: S3Harness;
-  let scratch: { dir: string; cleanup: () => Promise<void> };
   let f: ArchiveFixture;
-  const saved = { ...process.env };
   before(async () => {
-    h = await startS3Harness({ buckets: [BUCKET] });
-    scratch = await scratchDir("bernstein-archive-s3-retention-");
-    f = await archiveFixture(scratch.dir, h.env);
-    Object.assign(process.env, h.env);
+    s = await openS3Archive(BUCKET, "bernstein-archive-s3-retention-");
+    ({ h, f } = s);
   });
   after(async () => {
     killLeftArchivers();
-    process.env = saved;
-    await h.close();
-    await scratch.cleanup();
+    await s.close();
   });
 
   it("a point restores the same bytes after compaction and a prune; a pruned instant exits 2", async () => {
@@ -62,7 +58,7 @@ describe("dr archive-compact and dr prune on s3://", () => {
       ...twoDecisions,
     ]);
     const restore = async (point: string[], name: string) => {
-      const sdd = path.join(scratch.dir, name, ".sdd");
+      const sdd = path.join(s.dir, name, ".sdd");
       const r = await f.cli(["--json", "dr", "archive-restore", "--from", url, ...point, ...remote], sdd);
       return {
         code: r.code,
@@ -105,7 +101,7 @@ describe("dr archive-compact and dr prune on s3://", () => {
   });
 
   it("encrypted to an age recipient on s3://: shipped, checked and restored with the identity only", async () => {
-    const g = await archiveFixture(path.join(scratch.dir, "age"), h.env);
+    const g = await archiveFixture(path.join(s.dir, "age"), h.env);
     const url = `s3://${BUCKET}/age/`;
     const remote = ["--endpoint", h.endpoint, "--retries", "0"];
     const identity = path.join(g.dir, "id.txt");
@@ -146,7 +142,7 @@ describe("dr archive-compact and dr prune on s3://", () => {
 
   it("a running dr archive to s3:// compacts in the background: fewer objects, points inside merges restore", async () => {
     await withSeed("ARCHIVE_BG_COMPACT_SEED", async (rand) => {
-      const g = await archiveFixture(path.join(scratch.dir, "background"), h.env);
+      const g = await archiveFixture(path.join(s.dir, "background"), h.env);
       const url = `s3://${BUCKET}/background/`;
       const remote = ["--endpoint", h.endpoint, "--retries", "0"];
       const store = await openCatalogue(url, { endpoint: h.endpoint, retries: 0 });

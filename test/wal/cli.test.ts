@@ -9,6 +9,14 @@ import { lines, record, scratchWorkspace } from "./support/wal-helpers.js";
 const GOLDEN_SDD = path.join(PYTHON_REFERENCE, "workspace", ".sdd");
 const expected = pythonReferenceFacts();
 
+/** The Python reference WAL with entry 17 edited after it was hashed (a hash_mismatch at line 18). */
+async function copyGoldenBrokenAtSeq17(file: string): Promise<void> {
+  await cp(path.join(GOLDEN_SDD, "runtime", "wal", "run-golden.wal.jsonl"), file);
+  const ls = await lines(file);
+  ls[17] = ls[17].replace('"batch":17', '"batch":71');
+  await writeFile(file, ls.join("\n") + "\n");
+}
+
 test("wal verify passes on the Python reference workspace; wal fingerprint equals expected.json", async () => {
   const v = await runCli(["--sdd", GOLDEN_SDD, "wal", "verify"]);
   assert.equal(v.code, 0, v.stderr);
@@ -125,10 +133,7 @@ test("wal show and wal fingerprint without --run read the newest run; no runs at
 test("a broken WAL: verify exits 1 naming run, seq and line; show and fingerprint exit 5", async () => {
   const { ws, cleanup } = await scratchWorkspace();
   try {
-    await cp(path.join(GOLDEN_SDD, "runtime", "wal", "run-golden.wal.jsonl"), ws.walFile("run-golden"));
-    const ls = await lines(ws.walFile("run-golden"));
-    ls[17] = ls[17].replace('"batch":17', '"batch":71');
-    await writeFile(ws.walFile("run-golden"), ls.join("\n") + "\n");
+    await copyGoldenBrokenAtSeq17(ws.walFile("run-golden"));
     const r = await runCli(["--sdd", ws.root, "wal", "verify"]);
     assert.equal(r.code, 1);
     assert.match(r.stdout, /run-golden: seq 17, line 18: hash_mismatch/);
@@ -156,10 +161,7 @@ test("a broken WAL: verify exits 1 naming run, seq and line; show and fingerprin
 test("wal verify checks on its own thread unless --jobs asks for workers; the verdict is the same", async () => {
   const { ws, cleanup } = await scratchWorkspace();
   try {
-    await cp(path.join(GOLDEN_SDD, "runtime", "wal", "run-golden.wal.jsonl"), ws.walFile("run-golden"));
-    const ls = await lines(ws.walFile("run-golden"));
-    ls[17] = ls[17].replace('"batch":17', '"batch":71');
-    await writeFile(ws.walFile("run-golden"), ls.join("\n") + "\n");
+    await copyGoldenBrokenAtSeq17(ws.walFile("run-golden"));
     const verdict = async (extra: string[]) => {
       const r = await runCli(["--sdd", ws.root, "--json", "wal", "verify", ...extra]);
       assert.equal(r.code, 1, r.stderr);
