@@ -336,7 +336,7 @@ async function rpoSection(root: string, sites: Site[], goals: Goal[]) {
 
 /** Rounds of the overhead runs: writer alone, archiver in process, archiver in its own process, alternating. */
 const OVERHEAD_ROUNDS = 5;
-const OVERHEAD_APPENDS = 5000;
+const OVERHEAD_APPENDS = 50_000;
 
 async function overheadSection(root: string, s3Store: BackupStore, s3Endpoint: string, goals: Goal[]) {
   const runs: Record<"alone" | "in_process" | "own_process", WriterRun[]> = {
