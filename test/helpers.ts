@@ -2,10 +2,10 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
 import { closeSync, constants as fsConstants, openSync, readFileSync, unlinkSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 /** The checkout root (tests run from dist/test/...). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -241,4 +241,24 @@ export async function withSeed<T>(
     if (err instanceof Error) err.message = `[${envVar}=${seed} replays this] ${err.message}`;
     throw err;
   }
+}
+
+/** Writes a module hook that appends each loaded file's URL to `log`; returns NODE_OPTIONS for it. */
+export async function moduleLoadLogger(dir: string, log: string): Promise<string> {
+  const hook = path.join(dir, "hook.mjs");
+  await writeFile(
+    hook,
+    `import { appendFileSync } from "node:fs";
+export async function load(url, context, next) {
+  if (url.startsWith("file:")) appendFileSync(${JSON.stringify(log)}, url + "\\n");
+  return next(url, context);
+}
+`,
+  );
+  const register = path.join(dir, "register.mjs");
+  await writeFile(
+    register,
+    `import { register } from "node:module";\nregister(${JSON.stringify(pathToFileURL(hook).href)});\n`,
+  );
+  return `--import=${pathToFileURL(register).href}`;
 }

@@ -38,7 +38,7 @@ export async function readIdentityFile(file: string, what = `--identity-file ${f
   const { isIdentity } = await import("../dr/age/keys.js");
   for (const l of lines) {
     // Never echo the line: it may be a secret key with a typo.
-    if (!isIdentity(l.key)) {
+    if (!(await isIdentity(l.key))) {
       throw new UserError(
         `${what}: line ${l.line} is not an age identity (AGE-SECRET-KEY-1... or AGE-SECRET-KEY-PQ-1...)`,
         ExitCode.USAGE,
@@ -73,7 +73,7 @@ export async function resolveRecipients(opts: RecipientFlags): Promise<string[]>
   if (unique.length === 0) return unique;
   const { BadRecipientError, checkRecipients } = await import("../dr/age/keys.js");
   try {
-    checkRecipients(unique);
+    await checkRecipients(unique);
   } catch (err) {
     if (err instanceof BadRecipientError) {
       const hint = err.recipient.startsWith("AGE-SECRET-KEY")

@@ -146,7 +146,7 @@ test("every altered header byte, every altered payload byte and every truncation
 
 test("a malformed recipient is named; fingerprints are stable and short", async () => {
   const a = await generateIdentityLine(false);
-  assert.throws(
+  await assert.rejects(
     () => checkRecipients([a.recipient, "age1notarecipient"]),
     (err: Error) => {
       assert.ok(err instanceof BadRecipientError);
@@ -154,7 +154,7 @@ test("a malformed recipient is named; fingerprints are stable and short", async 
       return true;
     },
   );
-  assert.throws(
+  await assert.rejects(
     () => checkRecipients([a.recipient.slice(0, -1) + (a.recipient.endsWith("q") ? "p" : "q")]),
     BadRecipientError,
   );

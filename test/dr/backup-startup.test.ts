@@ -5,11 +5,10 @@
  * load them. Read through a module hook that lists every file the CLI process loads.
  */
 import assert from "node:assert/strict";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { pathToFileURL } from "node:url";
-import { envFor, runCli, scratchDir } from "../helpers.js";
+import { envFor, moduleLoadLogger, runCli, scratchDir } from "../helpers.js";
 
 /** Modules a plain backup or restore without a configuration file has no use for. */
 const NOT_NEEDED = [
@@ -31,29 +30,9 @@ const NOT_NEEDED = [
   "/src/cli/commands/dr/rekey.js",
 ];
 
-/** Writes a module hook that appends each loaded file's URL to `log`; returns NODE_OPTIONS for it. */
-async function loadLogger(dir: string, log: string): Promise<string> {
-  const hook = path.join(dir, "hook.mjs");
-  await writeFile(
-    hook,
-    `import { appendFileSync } from "node:fs";
-export async function load(url, context, next) {
-  if (url.startsWith("file:")) appendFileSync(${JSON.stringify(log)}, url + "\\n");
-  return next(url, context);
-}
-`,
-  );
-  const register = path.join(dir, "register.mjs");
-  await writeFile(
-    register,
-    `import { register } from "node:module";\nregister(${JSON.stringify(pathToFileURL(hook).href)});\n`,
-  );
-  return `--import=${pathToFileURL(register).href}`;
-}
-
 async function loadedBy(dir: string, args: string[], name: string): Promise<string[]> {
   const log = path.join(dir, `${name}.log`);
-  const env = { ...envFor(dir), NODE_OPTIONS: await loadLogger(dir, log) };
+  const env = { ...envFor(dir), NODE_OPTIONS: await moduleLoadLogger(dir, log) };
   const r = await runCli(args, { cwd: dir, env });
   assert.equal(r.code, 0, r.stderr);
   const loaded = (await readFile(log, "utf8")).split("\n").filter(Boolean);

@@ -2,19 +2,17 @@
  * Recipients and identities, through the age-encryption library (typage): it parses
  * `age1...` (X25519) and `age1pq1...` (ML-KEM-768 + X25519 hybrid) recipients,
  * `AGE-SECRET-KEY-1...` and `AGE-SECRET-KEY-PQ-1...` identities, wraps a file key into their
- * stanzas and unwraps it again. Nothing here implements a primitive.
+ * stanzas and unwraps it again. Nothing here implements a primitive. The library (and its
+ * post-quantum dependencies) is loaded on first use: the orchestrator and the archiver import
+ * this module, and most of their runs never touch a key.
  */
 import { createHash } from "node:crypto";
-import {
-  Decrypter,
-  Encrypter,
-  generateHybridIdentity,
-  generateX25519Identity,
-  identityToRecipient,
-  type Recipient,
-} from "age-encryption";
+import type { Recipient } from "age-encryption";
 import { sealHeaderWithRoom } from "./filler.js";
 import { AgeFormatError, describeStanzas, encodeStanzas, type StanzaLike } from "./header.js";
+
+let library: Promise<typeof import("age-encryption")> | undefined;
+const age = (): Promise<typeof import("age-encryption")> => (library ??= import("age-encryption"));
 
 /** None of the identities given opens the header (a wrong key, or a stanza that was altered). */
 export class AgeIdentityError extends Error {
@@ -58,7 +56,8 @@ export function isPostQuantum(recipient: string): boolean {
  * wrap the archive's existing file key; `recipients` is its declared member holding exactly
  * the parsed objects.
  */
-function recipientObjects(recipients: readonly string[]): Recipient[] {
+async function recipientObjects(recipients: readonly string[]): Promise<Recipient[]> {
+  const { Encrypter } = await age();
   const objects: Recipient[] = [];
   for (const r of recipients) {
     const e = new Encrypter();
@@ -77,15 +76,15 @@ function recipientObjects(recipients: readonly string[]): Recipient[] {
 }
 
 /** Throws BadRecipientError for the first recipient the library does not accept. */
-export function checkRecipients(recipients: readonly string[]): void {
+export async function checkRecipients(recipients: readonly string[]): Promise<void> {
   if (recipients.length === 0) throw new Error("no recipients");
-  recipientObjects(recipients);
+  await recipientObjects(recipients);
 }
 
 /** The stanza lines that give `fileKey` to every recipient. */
 export async function wrapFileKey(fileKey: Uint8Array, recipients: readonly string[]): Promise<string> {
   const stanzas: StanzaLike[] = [];
-  for (const r of recipientObjects(recipients)) stanzas.push(...(await r.wrapFileKey(fileKey)));
+  for (const r of await recipientObjects(recipients)) stanzas.push(...(await r.wrapFileKey(fileKey)));
   return encodeStanzas(stanzas);
 }
 
@@ -95,7 +94,8 @@ export async function makeHeader(fileKey: Uint8Array, recipients: readonly strin
 }
 
 /** Whether `identity` is an identity line the library accepts. */
-export function isIdentity(identity: string): boolean {
+export async function isIdentity(identity: string): Promise<boolean> {
+  const { Decrypter } = await age();
   try {
     new Decrypter().addIdentity(identity);
     return /^AGE-SECRET-KEY-(PQ-)?1/.test(identity);
@@ -110,6 +110,7 @@ export function isIdentity(identity: string): boolean {
  * (the header was altered after it was written).
  */
 export async function unwrapFileKey(header: Buffer, identities: readonly string[]): Promise<Uint8Array> {
+  const { Decrypter } = await age();
   const d = new Decrypter();
   for (const id of identities) d.addIdentity(id);
   try {
@@ -128,10 +129,11 @@ export async function unwrapFileKey(header: Buffer, identities: readonly string[
 export async function generateIdentityLine(
   postQuantum: boolean,
 ): Promise<{ identity: string; recipient: string }> {
+  const { generateHybridIdentity, generateX25519Identity, identityToRecipient } = await age();
   const identity = postQuantum ? await generateHybridIdentity() : await generateX25519Identity();
   return { identity, recipient: await identityToRecipient(identity) };
 }
 
-export function recipientOf(identity: string): Promise<string> {
-  return identityToRecipient(identity);
+export async function recipientOf(identity: string): Promise<string> {
+  return (await age()).identityToRecipient(identity);
 }
