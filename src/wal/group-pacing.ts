@@ -45,10 +45,9 @@ export class GroupPacing {
     else if (this.refillMs !== undefined) {
       // Pipelined, the settled group was half of those in flight: N·c is twice its refill time.
       this.pipelining = syncMs < (this.pipelining ? 2 : 1) * this.refillMs;
-    } else if (this.pipelining) {
-      // The settled half is not all back although the sync is done: the CPU is the bottleneck.
-      this.pipelining = true;
     }
+    // Otherwise the settled group is not all back although the sync is done: the CPU is the
+    // bottleneck, and the mode stays as it is.
   }
 
   onSettled(count: number): void {
