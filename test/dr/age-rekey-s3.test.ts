@@ -3,11 +3,12 @@
  * front of the same payload bytes, the old object whole until the new one completes, the
  * location's record, the object's sha256 metadata and the audit chain naming the new bytes.
  * s3rver has no UploadPartCopy (501 NotImplemented): an archive over one part tries the copy,
- * aborts that upload and streams the payload again. The server-copy way runs where the harness
- * answers UploadPartCopy itself (`setPartCopy`: a ranged GET and an UploadPart on s3rver).
+ * aborts that upload and streams the payload again. The server-copy way runs against a real
+ * implementation in `age-rekey-moto.test.ts` (moto, where installed); here it runs, on every
+ * machine, where the harness answers UploadPartCopy itself (`setPartCopy`: a ranged GET and an
+ * UploadPart on s3rver), which also keeps AWS's x-amz-copy-source-if-match check that moto skips.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
@@ -15,19 +16,10 @@ import { openObject } from "../../src/storage/open-store.js";
 import { envFor, runCli, scratchDir, type CliResult } from "../helpers.js";
 import { failAlways, startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
 import { keyPair } from "./support/age-keys.js";
+import { bytesOf, payloadOf, sha256 } from "./support/age-objects.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
 
 const BUCKET = "dr-rekey";
-
-async function bytesOf(location: string): Promise<Buffer> {
-  const { store, key } = await openObject(location);
-  const chunks: Buffer[] = [];
-  for await (const c of await store.get(key)) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-
-const payloadOf = (b: Buffer): Buffer => b.subarray(b.indexOf(0x0a, b.indexOf("\n--- ") + 1) + 1);
-const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
 
 describe("dr rekey --from s3:// and --all --at s3:// (s3rver)", () => {
   let h: S3Harness;

@@ -13,6 +13,9 @@
  *
  * Everything else (object bytes, metadata, multipart assembly, listing, access key checks) is
  * s3rver's. Clients must use access key S3RVER / secret S3RVER.
+ *
+ * With `server: "moto"` the upstream is moto's S3 instead (`./moto.ts`), which implements all of
+ * the above itself: the proxy then only counts requests and injects faults.
  */
 import { createHash } from "node:crypto";
 import { readFile, readdir, rm } from "node:fs/promises";
@@ -22,6 +25,7 @@ import os from "node:os";
 import path from "node:path";
 import { mkdtemp } from "node:fs/promises";
 import S3rver from "s3rver";
+import { startMoto, type MotoServer } from "./moto.js";
 
 export type S3Operation =
   | "PutObject"
@@ -53,19 +57,35 @@ export type FaultRule = (op: S3Operation, nth: number, key: string) => Fault | u
 export interface S3Harness {
   /** The proxy's URL: point clients here. */
   endpoint: string;
-  /** The s3rver folder. */
+  /** The s3rver folder ("" with moto). */
   dir: string;
   env: Record<string, string>;
   setFault(rule: FaultRule | undefined): void;
-  /** Whether UploadPartCopy is answered (by the proxy) or refused 501 (by s3rver, the default). */
+  /** Whether UploadPartCopy is answered (by the proxy) or refused 501 (by s3rver, the default); s3rver only. */
   setPartCopy(on: boolean): void;
   /** Requests seen per operation since the last reset. */
   counts: Map<S3Operation, number>;
+  /** The UploadPartCopy requests seen since the last reset, as their headers name them. */
+  partCopies: PartCopyRequest[];
   resetCounts(): void;
-  /** Upload ids still pending in a bucket (s3rver's on-disk state). */
+  /** Upload ids still pending in a bucket (s3rver's on-disk state; moto's ListMultipartUploads). */
   pendingUploads(bucket: string): Promise<string[]>;
   close(): Promise<void>;
 }
+
+export interface PartCopyRequest {
+  /** x-amz-copy-source, decoded: "bucket/key". */
+  source: string;
+  /** x-amz-copy-source-range: "bytes=FIRST-LAST". */
+  range?: string;
+  /** x-amz-copy-source-if-match: the ETag the source must still have. */
+  ifMatch?: string;
+}
+
+const headerOf = (req: http.IncomingMessage, name: string): string | undefined => {
+  const v = req.headers[name];
+  return typeof v === "string" ? v : undefined;
+};
 
 function classify(method: string, url: URL, headers: http.IncomingHttpHeaders): S3Operation {
   const q = url.searchParams;
@@ -191,18 +211,40 @@ async function objectWritten(dir: string, url: URL): Promise<void> {
   throw new Error(`s3rver did not finish writing ${url.pathname}`);
 }
 
-export async function startS3Harness(options: { buckets?: string[] } = {}): Promise<S3Harness> {
+/** s3rver on a random port with a scratch folder and the buckets. */
+async function startS3rver(buckets: string[]): Promise<{ server: S3rver; dir: string; port: number }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "bernstein-s3rver-"));
   const server = new S3rver({
     address: "127.0.0.1",
     port: 0,
     silent: true,
     directory: dir,
-    configureBuckets: (options.buckets ?? []).map((name) => ({ name, configs: [] })),
+    configureBuckets: buckets.map((name) => ({ name, configs: [] })),
   });
   const addr = (await server.run()) as AddressInfo;
-  const upstream = { host: "127.0.0.1", port: addr.port };
+  return { server, dir, port: addr.port };
+}
+
+async function startMotoWith(buckets: string[]): Promise<MotoServer> {
+  const moto = await startMoto();
+  try {
+    for (const b of buckets) await moto.createBucket(b);
+    return moto;
+  } catch (err) {
+    await moto.stop();
+    throw err;
+  }
+}
+
+export async function startS3Harness(
+  options: { buckets?: string[]; server?: "s3rver" | "moto" } = {},
+): Promise<S3Harness> {
+  const moto = options.server === "moto" ? await startMotoWith(options.buckets ?? []) : undefined;
+  const s3rver = moto ? undefined : await startS3rver(options.buckets ?? []);
+  const dir = s3rver?.dir ?? "";
+  const upstream = { host: "127.0.0.1", port: moto?.port ?? s3rver!.port };
   const counts = new Map<S3Operation, number>();
+  const partCopies: PartCopyRequest[] = [];
   let fault: FaultRule | undefined;
   let partCopy = false;
   const uploadsDir = (bucket: string) => path.join(dir, bucket, "._S3rver_uploads");
@@ -213,6 +255,12 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
       const op = classify(req.method ?? "GET", url, req.headers);
       const nth = (counts.get(op) ?? 0) + 1;
       counts.set(op, nth);
+      if (op === "UploadPartCopy")
+        partCopies.push({
+          source: decodeURIComponent(headerOf(req, "x-amz-copy-source") ?? ""),
+          range: headerOf(req, "x-amz-copy-source-range"),
+          ifMatch: headerOf(req, "x-amz-copy-source-if-match"),
+        });
       const key = url.pathname.split("/").filter(Boolean).slice(1).map(decodeURIComponent).join("/");
       const injected = fault?.(op, nth, key);
       if (injected !== undefined && injected !== "cut" && injected !== "stall" && injected !== "lost") {
@@ -235,7 +283,7 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
       }
       const bucket = url.pathname.split("/").filter(Boolean)[0] ?? "";
       if (op === "UploadPartCopy" && partCopy) return copyPart(upstream, req, url, res);
-      if (op === "AbortMultipartUpload") {
+      if (op === "AbortMultipartUpload" && !moto) {
         const id = url.searchParams.get("uploadId") ?? "";
         const target = path.join(uploadsDir(bucket), path.basename(id));
         const exists =
@@ -248,7 +296,7 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
         res.writeHead(204).end();
         return;
       }
-      if (op === "ListMultipartUploads") {
+      if (op === "ListMultipartUploads" && !moto) {
         const ids = await readdir(uploadsDir(bucket)).catch(() => [] as string[]);
         const body =
           `<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult><Bucket>${bucket}</Bucket>` +
@@ -273,7 +321,7 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
           if ((op === "PutObject" || op === "CompleteMultipartUpload") && upRes.statusCode === 200) {
             void (async () => {
               const answer = await readBody(upRes);
-              await objectWritten(dir, url);
+              if (!moto) await objectWritten(dir, url);
               if (injected === "lost") res.socket?.destroy();
               else res.writeHead(200, upRes.headers).end(answer);
             })().catch(() => res.destroy());
@@ -318,22 +366,27 @@ export async function startS3Harness(options: { buckets?: string[] } = {}): Prom
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
     },
     counts,
+    partCopies,
     setFault(rule) {
       fault = rule;
     },
     setPartCopy(on) {
+      if (moto) throw new Error("moto answers UploadPartCopy itself");
       partCopy = on;
     },
     resetCounts() {
       counts.clear();
+      partCopies.length = 0;
     },
     async pendingUploads(bucket) {
+      if (moto) return moto.pendingUploads(bucket);
       return readdir(uploadsDir(bucket)).catch(() => []);
     },
     async close() {
       proxy.closeAllConnections();
       await new Promise<void>((resolve) => proxy.close(() => resolve()));
-      await server.close();
+      if (moto) return moto.stop();
+      await s3rver!.server.close();
       await rm(dir, { recursive: true, force: true });
     },
   };
