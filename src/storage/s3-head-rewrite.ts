@@ -59,6 +59,16 @@ function notImplemented(err: unknown): boolean {
 
 class CopyNotImplemented extends Error {}
 
+/** The part copy's x-amz-copy-source-if-match failed: another writer replaced the object. */
+class SourceChanged extends UserError {
+  constructor() {
+    super(
+      "the object was replaced while it was being rekeyed (its ETag changed): the rekey wrote nothing; run it again",
+      ExitCode.REMOTE,
+    );
+  }
+}
+
 export async function rewriteHeadOnS3(
   store: S3Target,
   key: string,
@@ -136,6 +146,7 @@ async function copyWithHead(
           }),
         ),
       ).catch((err: unknown) => {
+        if (httpStatusOf(err) === 412) throw new SourceChanged();
         throw PartNumber === 2 && notImplemented(err) ? new CopyNotImplemented() : err;
       });
       const res = copied.CopyPartResult;

@@ -12,7 +12,10 @@ import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { parseObjectLocation } from "../../src/storage/location.js";
 import { openObject } from "../../src/storage/open-store.js";
+import { makeS3Client } from "../../src/storage/s3-store.js";
 import { envFor, runCli, scratchDir, type CliResult } from "../helpers.js";
 import { failAlways, startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
 import { keyPair } from "./support/age-keys.js";
@@ -172,6 +175,27 @@ describe("dr rekey --from s3:// and --all --at s3:// (s3rver)", () => {
     assert.equal(failed.code, 7, failed.stderr);
     assert.equal(failed.stderr.trim().split("\n").length, 1, failed.stderr);
     assert.ok((await bytesOf(location)).equals(after), "the old object untouched");
+    assert.deepEqual(await h.pendingUploads(BUCKET), []);
+  });
+
+  it("another writer replaces the object before its payload is copied: the copy's ETag precondition fails, exit 7, the other writer's object untouched", async () => {
+    h.setPartCopy(true);
+    const location = await backupTo(`s3://${BUCKET}/raced/`);
+    const before = await bytesOf(location);
+    const { bucket: Bucket, key: Key } = parseObjectLocation(location) as { bucket: string; key: string };
+    // Same size, one payload byte changed: only the ETag tells the two objects apart.
+    const other = Buffer.from(before);
+    other[other.length - 1]! ^= 0xff;
+    const putOther = () => makeS3Client().send(new PutObjectCommand({ Bucket, Key, Body: other }));
+    h.setFault((op, nth) => (op === "UploadPartCopy" && nth === 1 ? { after: putOther() } : undefined));
+    const r = await rekey(location, a.file, "--add-recipient", c.recipient);
+    assert.equal(r.code, 7, r.stderr);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /rekey s3:\/\/dr-rekey\/raced\/.*: the object was replaced while it was being rekeyed/,
+    );
+    assert.ok((await bytesOf(location)).equals(other), "the other writer's object, not a splice of the two");
     assert.deepEqual(await h.pendingUploads(BUCKET), []);
   });
 

@@ -48,9 +48,10 @@ export type S3Operation =
  * (the request is read and never answered), or nothing. "stall" and "hold" keep a client busy
  * mid-transfer for as long as a test needs (to signal it there). "lost" (PutObject only): the
  * object is stored, then the connection closes instead of the answer (a put that succeeded
- * although its client saw it fail).
+ * although its client saw it fail). `{ after }`: the request waits until `after` settles, then
+ * goes on as usual (a test makes something happen in between, such as another writer's put).
  */
-export type Fault = number | "reset" | "cut" | "stall" | "hold" | "lost";
+export type Fault = number | "reset" | "cut" | "stall" | "hold" | "lost" | { after: Promise<unknown> };
 /** `key`: the object key the request names (after the bucket; "" for none). */
 export type FaultRule = (op: S3Operation, nth: number, key: string) => Fault | undefined;
 
@@ -262,7 +263,9 @@ export async function startS3Harness(
           ifMatch: headerOf(req, "x-amz-copy-source-if-match"),
         });
       const key = url.pathname.split("/").filter(Boolean).slice(1).map(decodeURIComponent).join("/");
-      const injected = fault?.(op, nth, key);
+      const ruled = fault?.(op, nth, key);
+      if (typeof ruled === "object") await ruled.after;
+      const injected = typeof ruled === "object" ? undefined : ruled;
       if (injected !== undefined && injected !== "cut" && injected !== "stall" && injected !== "lost") {
         if (injected === "reset") {
           req.socket.destroy();
