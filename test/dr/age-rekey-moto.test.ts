@@ -16,7 +16,7 @@ import { envFor, runCli, scratchDir, type CliResult } from "../helpers.js";
 import { MOTO_MISSING } from "../storage/support/moto.js";
 import { failAlways, startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
 import { keyPair } from "./support/age-keys.js";
-import { bytesOf, payloadOf, sha256 } from "./support/age-objects.js";
+import { assertRotated, bytesOf, payloadOf, restoreWithIdentity, sha256 } from "./support/age-objects.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
 
 const BUCKET = "dr-rekey-moto";
@@ -67,22 +67,6 @@ describe(
       const bytes = await bytesOf(location);
       assert.ok(bytes.length > 8 * 1024 * 1024, `archive of ${bytes.length} bytes is over one part`);
       return { location, bytes };
-    }
-
-    function restoreWith(location: string, identity: string): Promise<CliResult> {
-      const target = path.join(scratch.dir, `restored-${Math.random().toString(36).slice(2)}`, ".sdd");
-      const args = [
-        "--sdd",
-        target,
-        "--json",
-        "dr",
-        "restore",
-        "--from",
-        location,
-        "--identity-file",
-        identity,
-      ];
-      return runCli(args, { env });
     }
 
     const objectOf = (location: string) => {
@@ -164,19 +148,15 @@ describe(
       assert.ok(payloadOf(afterRm).equals(payloadOf(before)), "payload bytes untouched");
       assert.deepEqual(await h.pendingUploads(BUCKET), [], "ListMultipartUploads: none pending");
 
-      const ok = await restoreWith(location, c.file);
-      assert.equal(ok.code, 0, ok.stderr);
-      const refused = await restoreWith(location, a.file);
-      assert.equal(refused.code, 4, refused.stderr);
-      assert.match(refused.stderr, /none of the 1 identities opens this archive/);
-
-      const check = await cli("--json", "dr", "list", "--at", at, "--check");
-      assert.equal(check.code, 0, check.stdout + check.stderr);
-      const findings = JSON.parse(check.stdout).check;
-      assert.ok(findings.length >= 1, check.stdout);
-      for (const f of findings) assert.equal(f.status, "ok", JSON.stringify(f));
-      const listed = JSON.parse((await cli("--json", "dr", "list", "--at", at)).stdout).backups;
-      assert.equal(listed.at(-1).sha256, sha256(afterRm), "the record names the new bytes");
+      await assertRotated({
+        cli,
+        restore: (where, identity) => restoreWithIdentity(scratch.dir, env, where, identity),
+        location,
+        at,
+        kept: c.file,
+        removed: a.file,
+        bytes: afterRm,
+      });
     });
 
     it("moto's UploadPartCopy failing (503 every time): exit 7, one line, the old object whole, no upload left", async () => {
