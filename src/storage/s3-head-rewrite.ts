@@ -7,7 +7,8 @@
  * Two ways, chosen explicitly:
  * - "server-copy": a multipart upload whose part 1 is the new header and the first payload
  *   bytes (a ranged GET, one part of memory), and whose other parts are UploadPartCopy of the
- *   old object's payload ranges (CopySourceIfMatch: the old object's ETag), so the payload is
+ *   old object's payload ranges, both pinned to the old object's ETag (If-Match,
+ *   CopySourceIfMatch: a 412 means another writer replaced it), so the payload is
  *   not downloaded and uploaded again. Part 2 is copied first: a store that answers it
  *   NotImplemented (501) gets the upload aborted and the second way instead.
  * - "streamed": the header followed by a ranged GET of the payload, uploaded through `put`
@@ -19,6 +20,7 @@ import { Readable } from "node:stream";
 import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
+  GetObjectCommand,
   HeadObjectCommand,
   UploadPartCommand,
   UploadPartCopyCommand,
@@ -59,7 +61,7 @@ function notImplemented(err: unknown): boolean {
 
 class CopyNotImplemented extends Error {}
 
-/** The part copy's x-amz-copy-source-if-match failed: another writer replaced the object. */
+/** A read or part copy pinned to the object's ETag failed (412): another writer replaced it. */
 class SourceChanged extends UserError {
   constructor() {
     super(
@@ -154,7 +156,7 @@ async function copyWithHead(
       bytes += to - from;
       from = to;
     }
-    const first = await firstPart(store, key, r, firstPayload);
+    const first = await firstPart(store, key, r, firstPayload, ETag, retry);
     const ChecksumSHA256 = createHash("sha256").update(first).digest("base64");
     const up = await retry("upload part 1 of", () =>
       store.client.send(
@@ -187,18 +189,35 @@ async function copyWithHead(
   }
 }
 
-/** Part 1: the new header and the first payload bytes, read into one part's buffer. */
+/**
+ * Part 1: the new header and the first payload bytes, read into one part's buffer. The read is
+ * pinned to the ETag the copied parts are pinned to, so all of the payload comes from one object.
+ */
 async function firstPart(
   store: S3Target,
   key: string,
   r: HeadRewrite,
   payloadBytes: number,
+  IfMatch: string,
+  retry: <T>(op: string, fn: () => Promise<T>) => Promise<T>,
 ): Promise<Buffer> {
   const part = Buffer.allocUnsafe(r.head.length + payloadBytes);
   r.head.copy(part);
   let at = r.head.length;
-  const body = await store.get(key, { start: r.payloadFrom, end: r.payloadFrom + payloadBytes });
-  for await (const chunk of body) {
+  const Range = `bytes=${r.payloadFrom}-${r.payloadFrom + payloadBytes - 1}`;
+  const got = await retry("download part 1 of", () =>
+    store.client.send(
+      new GetObjectCommand({
+        Bucket: store.bucket,
+        Key: store.fullKey(key),
+        Range,
+        IfMatch: IfMatch || undefined,
+      }),
+    ),
+  ).catch((err: unknown) => {
+    throw httpStatusOf(err) === 412 ? new SourceChanged() : err;
+  });
+  for await (const chunk of got.Body as Readable) {
     const c = chunk as Buffer;
     if (at + c.length > part.length) throw new Error("the store sent more bytes than the range asked for");
     c.copy(part, at);

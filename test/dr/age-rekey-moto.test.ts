@@ -16,7 +16,14 @@ import { envFor, runCli, scratchDir, type CliResult } from "../helpers.js";
 import { MOTO_MISSING } from "../storage/support/moto.js";
 import { failAlways, startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
 import { keyPair } from "./support/age-keys.js";
-import { assertRotated, bytesOf, payloadOf, restoreWithIdentity, sha256 } from "./support/age-objects.js";
+import {
+  assertRotated,
+  bytesOf,
+  payloadOf,
+  replaceObject,
+  restoreWithIdentity,
+  sha256,
+} from "./support/age-objects.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
 
 const BUCKET = "dr-rekey-moto";
@@ -178,6 +185,25 @@ describe(
       assert.deepEqual(await h.pendingUploads(BUCKET), []);
       const check = await cli("dr", "list", "--at", at, "--check");
       assert.equal(check.code, 0, check.stdout + check.stderr);
+    });
+
+    it("another writer replaces the object after its payload was copied, before part 1 is read: that read's If-Match fails, exit 7, the other writer's object untouched", async () => {
+      const { location, bytes: before } = await backupTo(`s3://${BUCKET}/raced/`);
+      let copied = false;
+      let other: Buffer | undefined;
+      h.setFault((op) => {
+        if (op === "UploadPartCopy") copied = true;
+        if (op !== "GetObject" || !copied || other) return undefined;
+        const replaced = replaceObject(location, before);
+        other = replaced.bytes;
+        return { after: replaced.put };
+      });
+      const r = await rekey(location, a.file, "--add-recipient", c.recipient);
+      assert.equal(r.code, 7, r.stderr);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+      assert.match(r.stderr, /: the object was replaced while it was being rekeyed/);
+      assert.ok(other && (await bytesOf(location)).equals(other), "the other writer's object, not a splice");
+      assert.deepEqual(await h.pendingUploads(BUCKET), []);
     });
   },
 );

@@ -2,7 +2,10 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import path from "node:path";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { parseObjectLocation } from "../../../src/storage/location.js";
 import { openObject } from "../../../src/storage/open-store.js";
+import { makeS3Client } from "../../../src/storage/s3-store.js";
 import { runCli, type CliResult } from "../../helpers.js";
 
 /** The whole object or file at a location. */
@@ -17,6 +20,21 @@ export async function bytesOf(location: string): Promise<Buffer> {
 export const payloadOf = (b: Buffer): Buffer => b.subarray(b.indexOf(0x0a, b.indexOf("\n--- ") + 1) + 1);
 
 export const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
+
+/**
+ * Another writer's object, put at an `s3://` location: `old` with its last byte changed (the same
+ * size, so only the ETag tells the two apart). Returns the put's promise and the bytes.
+ */
+export function replaceObject(location: string, old: Buffer): { put: Promise<unknown>; bytes: Buffer } {
+  const where = parseObjectLocation(location);
+  assert.equal(where.kind, "s3");
+  const bytes = Buffer.from(old);
+  bytes[bytes.length - 1]! ^= 0xff;
+  const put = makeS3Client().send(
+    new PutObjectCommand({ Bucket: where.bucket, Key: where.key, Body: bytes }),
+  );
+  return { put, bytes };
+}
 
 /** `dr restore --from location --identity-file identity` into a new folder under `dir`. */
 export function restoreWithIdentity(
