@@ -84,6 +84,8 @@ export async function rewriteHeadOnS3(
   );
   if (current.ContentLength !== r.oldSize)
     throw new UserError(`${where} is ${current.ContentLength} bytes now, was ${r.oldSize}`, ExitCode.REMOTE);
+  // The new sha256 was computed from the payload read under this tag: another's bytes must not be copied under it.
+  if (r.oldEtag !== undefined && current.ETag !== r.oldEtag) throw new SourceChanged();
   if (size > store.partSize) {
     try {
       await copyWithHead(store, key, r, current.ETag ?? "", counter);

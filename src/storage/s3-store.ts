@@ -403,6 +403,7 @@ export class S3Store implements BackupStore {
         size: res.ContentLength ?? 0,
         lastModified: res.LastModified ?? new Date(0),
         metadata: res.Metadata ?? {},
+        etag: res.ETag,
       };
     } catch (err) {
       if (isNotFound(err)) return undefined;

@@ -13,6 +13,8 @@ export interface ObjectInfo {
   lastModified: Date;
   /** User metadata (lower-case keys). Filled by head(); list() may leave it empty. */
   metadata: Record<string, string>;
+  /** The store's tag for these exact bytes, when it has one (an S3 ETag): a replaced object has another. */
+  etag?: string;
 }
 
 export interface PutOptions {
@@ -49,6 +51,8 @@ export interface HeadRewrite {
   payloadFrom: number;
   /** The old object's size, as a HEAD found it; the store refuses when it no longer is. */
   oldSize: number;
+  /** The old object's tag (`ObjectInfo.etag`) when its payload was read; the store refuses when it no longer has it. */
+  oldEtag?: string;
   /** The new object's sha256, stored as its metadata `sha256`. */
   sha256: string;
   metadata?: Record<string, string>;

@@ -191,6 +191,27 @@ describe("dr rekey --from s3:// and --all --at s3:// (s3rver)", () => {
     assert.deepEqual(await h.pendingUploads(BUCKET), []);
   });
 
+  it("another writer replaces the object while its payload is read for the new sha256: exit 7, the other writer's object untouched", async () => {
+    h.setPartCopy(true);
+    const location = await backupTo(`s3://${BUCKET}/raced-read/`);
+    const before = await bytesOf(location);
+    let other: Buffer | undefined;
+    let reads = 0;
+    h.setFault((op, _nth, key) => {
+      // The first read of the archive is its header; the second, the payload hashed for the new sha256.
+      if (op !== "GetObject" || !key.endsWith(".age") || ++reads !== 2) return undefined;
+      const replaced = replaceObject(location, before);
+      other = replaced.bytes;
+      return { after: replaced.put };
+    });
+    const r = await rekey(location, a.file, "--add-recipient", c.recipient);
+    h.setFault(undefined);
+    assert.equal(r.code, 7, r.stderr);
+    assert.match(r.stderr, /the object was replaced while it was being rekeyed/);
+    assert.ok(other && (await bytesOf(location)).equals(other), "the other writer's object, not a splice");
+    assert.deepEqual(await h.pendingUploads(BUCKET), []);
+  });
+
   it("a wrong identity: exit 4, nothing written, the object unchanged", async () => {
     const location = await backupTo(`s3://${BUCKET}/wrong/`);
     const before = await bytesOf(location);

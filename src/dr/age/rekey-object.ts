@@ -81,6 +81,7 @@ export async function rekeyAgeObject(
     head: header,
     payloadFrom: oldHeader.length,
     oldSize: info.size,
+    oldEtag: info.etag,
     sha256,
     metadata,
   });
