@@ -55,16 +55,25 @@ async function openAt(file: string, length: number) {
   return fh;
 }
 
+/** A WAL intent (committed=false) kept by the restore: a row of the uncommitted index. */
+export interface KeptIntent {
+  seq: number;
+  entry_hash: string;
+}
+
 /** Decides line by line what of a segment's bytes the restore keeps. */
 export class LineCutter {
   lastTime = 0;
   targetTime?: number;
   done = false;
+  /** The intents among the WAL lines kept so far, when asked for (`collectIntents`). */
+  readonly intents: KeptIntent[] = [];
   constructor(
     private readonly stream: string,
     private readonly key: string,
     private end: StreamEnd,
     private readonly cut: Cut,
+    private readonly collectIntents = false,
   ) {}
 
   get position(): StreamEnd {
@@ -104,6 +113,7 @@ export class LineCutter {
     let lastTime = this.lastTime;
     let targetTime: number | undefined;
     let done = false;
+    const intents: KeptIntent[] = [];
     for (let start = 0, seq = batch.firstSeq; start < data.length; seq++) {
       const nl = data.indexOf(0x0a, start);
       const time = writtenTime(data.toString("latin1", start, Math.min(nl, start + HEAD_BYTES)));
@@ -111,6 +121,11 @@ export class LineCutter {
       if (this.beyond(run, seq, time)) {
         done = true;
         break;
+      }
+      if (this.collectIntents) {
+        const tail = writtenTail(data.toString("latin1", Math.max(start, nl - TAIL_BYTES), nl));
+        if (tail === undefined) return undefined;
+        if (!tail.committed) intents.push({ seq, entry_hash: tail.entryHash });
       }
       if (this.cut.run === run && seq === this.cut.seq) targetTime = time;
       if (time > 0) lastTime = time;
@@ -131,6 +146,7 @@ export class LineCutter {
     this.lastTime = lastTime;
     this.targetTime = targetTime ?? this.targetTime;
     this.done = done;
+    for (const i of intents) this.intents.push(i);
     return used;
   }
 
@@ -158,6 +174,8 @@ export class LineCutter {
           break;
         }
         if (this.cut.run === run && c.entry.seq === this.cut.seq) this.targetTime = time;
+        if (this.collectIntents && !c.entry.committed)
+          this.intents.push({ seq: c.entry.seq, entry_hash: c.entry.entry_hash });
         Object.assign(next, { seq: c.entry.seq, entry_hash: c.entry.entry_hash });
       } else {
         time = lineTime(text);
@@ -191,6 +209,24 @@ function writtenTime(line: string): number | undefined {
   return m ? Math.round(Number(m[1]) * 1000) : undefined;
 }
 
+/** Enough of a line's end to hold the tail below. */
+const TAIL_BYTES = 128;
+
+/**
+ * `,"committed":B,"entry_hash":"<hex>"}` ending a line as the writers print it. The comma and the
+ * unescaped quote after it make `committed` a key, and the last brace makes it the top level's.
+ */
+const WRITTEN_TAIL = /,"committed":(true|false),"entry_hash":"([0-9a-f]{64})"\}$/;
+
+/**
+ * Whether a verified WAL line is a commit, and its hash, read from its text; undefined for any
+ * other form (the caller then parses the line).
+ */
+function writtenTail(tail: string): { committed: boolean; entryHash: string } | undefined {
+  const m = WRITTEN_TAIL.exec(tail);
+  return m ? { committed: m[1] === "true", entryHash: m[2]! } : undefined;
+}
+
 /** Whether a segment starts after the cut (it and what follows are not needed). */
 function beyondCut(stream: string, seg: StoredSegment, firstTime: number, cut: Cut): boolean {
   const run = walRunOf(stream);
@@ -221,6 +257,8 @@ export async function applyStream(
   cut: Cut,
   /** Unseals a stored segment (sealing.ts); throws when it does not authenticate. */
   open?: (stored: Buffer, key: string) => Promise<Buffer>,
+  /** Gets the intents (committed=false) of the WAL lines kept, in seq order, as they are kept. */
+  onIntents?: (intents: KeptIntent[]) => Promise<void>,
 ): Promise<Applied> {
   const fh = await openAt(file, start?.length ?? 0);
   let cutter: LineCutter | undefined;
@@ -249,10 +287,11 @@ export async function applyStream(
       const data = open ? await unseal(open, stored, seg.key, missing) : stored;
       if (data.length !== seg.to - seg.from)
         throw missing(`truncated: ${data.length} bytes, its name says ${seg.to - seg.from}`);
-      cutter = new LineCutter(stream, seg.key, end, cut);
+      cutter = new LineCutter(stream, seg.key, end, cut, onIntents !== undefined);
       cutter.lastTime = lastTime;
       const keep = cutter.take(data.subarray(end.length - seg.from), seg.to);
       if (keep.length > 0) await fh.write(keep);
+      if (cutter.intents.length > 0) await onIntents?.(cutter.intents);
       end = cutter.position;
       lastTime = cutter.lastTime;
       targetTime = cutter.targetTime ?? targetTime;

@@ -2,7 +2,8 @@
  * Point-in-time restore from a WAL archive: the newest snapshot at or before the point
  * (restored by `dr restore`'s own code into a staging folder), then each stream rebuilt from
  * its segments up to the point (apply-segments.ts: every hash checked from the snapshot's WAL
- * position to the target), the uncommitted index rebuilt, a caller's finishing step (the CLI
+ * position to the target), the uncommitted index written from the intents seen on the way
+ * (restore-intents.ts), a caller's finishing step (the CLI
  * materializes task files from the WAL), and only then the swap into place with `dr restore`'s
  * guards (restore-target.ts). The audit log, the
  * ledger and the run records are cut at the same instant as the WAL.
@@ -12,7 +13,6 @@ import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { restoreFromStream, type RestoreResult } from "../dr/restore.js";
 import type { BackupStore } from "../storage/store.js";
-import { rebuildUncommittedIndex } from "../wal/recovery.js";
 import { buildAndSwapIn } from "../dr/restore-target.js";
 import { atomicWriteFile } from "../workspace/durable.js";
 import { Workspace } from "../workspace/layout.js";
@@ -21,6 +21,7 @@ import { BrokenSegment, applyStream, type Cut } from "./apply-segments.js";
 import { listArchive, type GenerationListing, type SnapshotIndex } from "./catalog.js";
 import { ARCHIVE_STATUS } from "./health.js";
 import { walRunOf } from "./names.js";
+import { RestoreIntents } from "./restore-intents.js";
 import { openSegment, unlockGeneration, type SegmentKey } from "./sealing.js";
 import { formatWindow, generationWindow, type GenerationWindow } from "./window.js";
 
@@ -142,6 +143,7 @@ async function applyAll(
   c: Chosen,
   root: string,
   key: SegmentKey | undefined,
+  intents: RestoreIntents,
 ): Promise<{ cut: Cut; wal: PointRestoreResult["wal"]; segments: number }> {
   const streams = [...new Set([...Object.keys(c.snapshot.streams), ...c.gen.segments.keys()])];
   const cut = { ...c.cut };
@@ -152,6 +154,8 @@ async function applyAll(
   let segments = 0;
   for (const stream of streams) {
     const file = path.join(root, stream);
+    const run = walRunOf(stream);
+    const rows = run !== undefined ? await intents.begin(run, file, c.snapshot.streams[stream]) : undefined;
     const applied = await applyStream(
       store,
       stream,
@@ -160,6 +164,7 @@ async function applyAll(
       c.snapshot.streams[stream],
       cut,
       key ? (stored) => openSegment(key, stored) : undefined,
+      rows ? (kept) => rows.add(kept) : undefined,
     );
     segments += applied.segments;
     if (applied.end.length === 0 && !c.snapshot.streams[stream] && stream !== targetStream) {
@@ -177,7 +182,6 @@ async function applyAll(
       cut.atMs = applied.targetTime ?? (await lastEntryTime(file));
       cut.run = undefined;
     }
-    const run = walRunOf(stream);
     if (run !== undefined) wal[run] = { seq: applied.end.seq ?? -1, entry_hash: applied.end.entry_hash };
   }
   return { cut, wal, segments };
@@ -204,9 +208,10 @@ async function buildPoint(
     label: store.describe(chosen.snapshot.key),
     expectSha256: chosen.snapshot.sha256,
   });
-  const applied = await applyAll(store, chosen, staging, key);
   const ws = new Workspace(staging);
-  await rebuildUncommittedIndex(ws);
+  const intents = new RestoreIntents(ws);
+  const applied = await applyAll(store, chosen, staging, key, intents).finally(() => intents.close());
+  await intents.writeIndex();
   await rm(ws.p(...ARCHIVE_STATUS), { force: true });
   const result = {
     generation: chosen.gen.generation,
