@@ -48,6 +48,11 @@ export interface Applied {
 
 const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
 
+/** Cuts `file` (a snapshot's copy) back to exactly `length`, creating it when missing. */
+export async function cutAt(file: string, length: number): Promise<void> {
+  await (await openAt(file, length)).close();
+}
+
 /** Opens `file` for appending at exactly `length` (a longer snapshot copy is cut back there). */
 async function openAt(file: string, length: number) {
   await mkdir(path.dirname(file), { recursive: true });
@@ -223,7 +228,7 @@ function writtenTime(line: string): number | undefined {
 }
 
 /** Enough of a line's end to hold the tail below. */
-const TAIL_BYTES = 128;
+export const TAIL_BYTES = 128;
 
 /**
  * `,"committed":B,"entry_hash":"<hex>"}` ending a line as the writers print it. The comma and the
@@ -235,7 +240,7 @@ const WRITTEN_TAIL = /,"committed":(true|false),"entry_hash":"([0-9a-f]{64})"\}$
  * Whether a verified WAL line is a commit, and its hash, read from its text; undefined for any
  * other form (the caller then parses the line).
  */
-function writtenTail(tail: string): { committed: boolean; entryHash: string } | undefined {
+export function writtenTail(tail: string): { committed: boolean; entryHash: string } | undefined {
   const m = WRITTEN_TAIL.exec(tail);
   return m ? { committed: m[1] === "true", entryHash: m[2]! } : undefined;
 }
@@ -274,7 +279,7 @@ class SegmentFeed {
     /** Leading bytes of the segment the file already holds (from the snapshot or the segment before). */
     private readonly skip: number,
     private readonly fh: FileHandle,
-    private readonly onIntents?: (intents: KeptIntent[]) => Promise<void>,
+    private readonly sinks: ApplySinks,
   ) {}
 
   async push(chunk: Buffer): Promise<void> {
@@ -312,8 +317,11 @@ class SegmentFeed {
       this.lineError = err;
       return;
     }
-    if (keep.length > 0) await this.fh.write(keep);
-    if (this.cutter.intents.length > 0) await this.onIntents?.(this.cutter.intents.splice(0));
+    if (keep.length > 0) {
+      await this.fh.write(keep);
+      this.sinks.onKept?.(keep);
+    }
+    if (this.cutter.intents.length > 0) await this.sinks.onIntents?.(this.cutter.intents.splice(0));
   }
 }
 
@@ -365,6 +373,16 @@ async function feedSealed(
   for (let at = 0; at < data.length; at += SLICE) await feed.push(data.subarray(at, at + SLICE));
 }
 
+/** What a caller adds to applying a stream. */
+export interface ApplySinks {
+  /** Unseals a stored segment (sealing.ts); throws when it does not authenticate. */
+  open?: (stored: Buffer, key: string) => Promise<Buffer>;
+  /** Gets the intents (committed=false) of the WAL lines kept, in seq order, as they are kept. */
+  onIntents?: (intents: KeptIntent[]) => Promise<void>;
+  /** Gets the lines kept (whole, verified), in order, as they are appended. */
+  onKept?: (lines: Buffer) => void;
+}
+
 /** Applies `segments` (sorted by `from`) to `file`, which holds `start` (undefined: nothing). */
 export async function applyStream(
   store: BackupStore,
@@ -373,11 +391,9 @@ export async function applyStream(
   file: string,
   start: StreamEnd | undefined,
   cut: Cut,
-  /** Unseals a stored segment (sealing.ts); throws when it does not authenticate. */
-  open?: (stored: Buffer, key: string) => Promise<Buffer>,
-  /** Gets the intents (committed=false) of the WAL lines kept, in seq order, as they are kept. */
-  onIntents?: (intents: KeptIntent[]) => Promise<void>,
+  sinks: ApplySinks = {},
 ): Promise<Applied> {
+  const { open, onIntents } = sinks;
   const fh = await openAt(file, start?.length ?? 0);
   let end = start ?? emptyEnd(stream);
   let lastTime = 0;
@@ -397,7 +413,7 @@ export async function applyStream(
         );
       const cutter = new LineCutter(stream, seg.key, end, cut, onIntents !== undefined);
       cutter.lastTime = lastTime;
-      const feed = new SegmentFeed(cutter, end.length - seg.from, fh, onIntents);
+      const feed = new SegmentFeed(cutter, end.length - seg.from, fh, sinks);
       const checks = { sha256: ix.sha256, length: seg.to - seg.from, missing };
       await (open
         ? feedSealed(store, seg.key, open, feed, checks)
