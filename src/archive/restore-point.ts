@@ -2,11 +2,11 @@
  * Point-in-time restore from a WAL archive: the newest snapshot at or before the point
  * (restored by `dr restore`'s own code into a staging folder), then each stream rebuilt from
  * its segments up to the point (apply-segments.ts: every hash checked from the snapshot's WAL
- * position to the target), the uncommitted index written from the intents seen on the way
- * (restore-intents.ts), a caller's finishing step (the CLI
- * materializes task files from the WAL), and only then the swap into place with `dr restore`'s
- * guards (restore-target.ts). The audit log, the
- * ledger and the run records are cut at the same instant as the WAL.
+ * position to the target), the uncommitted index (restore-intents.ts) and the orchestrator state
+ * (restore-state.ts) taken from the lines on the way, a caller's finishing step (the CLI
+ * materializes task files from that state), and only then the swap into place with `dr restore`'s
+ * guards (restore-target.ts). The audit log, the ledger and the run records are cut at the same
+ * instant as the WAL.
  */
 import { rm } from "node:fs/promises";
 import path from "node:path";
