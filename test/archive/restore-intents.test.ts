@@ -11,8 +11,7 @@ import { after, before, describe, it } from "node:test";
 import { WalWriter } from "../../src/wal/writer.js";
 import { rebuildUncommittedIndex, uncommittedIndexPath } from "../../src/wal/recovery.js";
 import { Workspace } from "../../src/workspace/layout.js";
-import { scratchDir } from "../helpers.js";
-import { archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
+import { archivedFixture, type ArchiveFixture } from "./support/archive-workspace.js";
 
 const RUN_A = "run-a";
 const RUN_B = "run-b";
@@ -34,19 +33,24 @@ const rowsOf = async (sdd: string) =>
     .filter(Boolean)
     .map((l) => JSON.parse(l) as { run_id: string; seq: number; entry_hash: string });
 
+/** The index rows at run-b:2: every intent of run-a (snapshot and segments), then run-b's up to 2. */
+const AT_B2: [string, number][] = [
+  [RUN_A, 0],
+  [RUN_A, 2],
+  [RUN_A, 3],
+  [RUN_A, 5],
+  [RUN_B, 0],
+  [RUN_B, 2],
+];
+
 describe("point restore: the uncommitted index from the intents seen while applying", () => {
   let scratch: { dir: string; cleanup: () => Promise<void> };
   let f: ArchiveFixture;
   let store: string;
 
   before(async () => {
-    scratch = await scratchDir("bernstein-restore-intents-");
-    f = await archiveFixture(path.join(scratch.dir, "src"));
-    store = path.join(scratch.dir, "store");
-    const archive = async () => {
-      const r = await f.cli(["dr", "archive", "--to", store, "--once"]);
-      assert.equal(r.code, 0, r.stderr);
-    };
+    let archive: () => Promise<void>;
+    ({ scratch, f, store, archive } = await archivedFixture("bernstein-restore-intents-"));
     // In the snapshot: run-a seq 0-3 (intents at 0, 2 and 3; T-2 never closed).
     await append(f, RUN_A, [
       ["T-1", false],
@@ -77,27 +81,12 @@ describe("point restore: the uncommitted index from the intents seen while apply
     {
       name: "at an intent whose commit is past the point (inside an open decision)",
       point: ["--at-seq", `${RUN_B}:2`],
-      rows: [
-        [RUN_A, 0],
-        [RUN_A, 2],
-        [RUN_A, 3],
-        [RUN_A, 5],
-        [RUN_B, 0],
-        [RUN_B, 2],
-      ],
+      rows: AT_B2,
     },
     {
       name: "at the latest point",
       point: ["--latest"],
-      rows: [
-        [RUN_A, 0],
-        [RUN_A, 2],
-        [RUN_A, 3],
-        [RUN_A, 5],
-        [RUN_B, 0],
-        [RUN_B, 2],
-        [RUN_B, 4],
-      ],
+      rows: [...AT_B2, [RUN_B, 4]],
     },
   ];
   for (const c of cases)

@@ -16,8 +16,7 @@ import { parseCatalogueLocation } from "../../src/storage/location.js";
 import { storeFor } from "../../src/storage/open-store.js";
 import { WalWriter } from "../../src/wal/writer.js";
 import { Workspace } from "../../src/workspace/layout.js";
-import { scratchDir } from "../helpers.js";
-import { archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
+import { archivedFixture, type ArchiveFixture, type ArchivedFixture } from "./support/archive-workspace.js";
 
 const RUN_A = "run-a";
 const RUN_B = "run-b";
@@ -50,18 +49,11 @@ const life = (id: string, end: "task_completed" | "task_failed", cost: number): 
 ];
 
 describe("point restore: the state built on the way", () => {
-  let scratch: { dir: string; cleanup: () => Promise<void> };
-  let f: ArchiveFixture;
-  let storeDir: string;
+  let fx: ArchivedFixture;
 
   before(async () => {
-    scratch = await scratchDir("bernstein-restore-state-");
-    f = await archiveFixture(path.join(scratch.dir, "src"));
-    storeDir = path.join(scratch.dir, "store");
-    const archive = async () => {
-      const r = await f.cli(["dr", "archive", "--to", storeDir, "--once"]);
-      assert.equal(r.code, 0, r.stderr);
-    };
+    fx = await archivedFixture("bernstein-restore-state-");
+    const { f, archive } = fx;
     // The snapshot: T-1 done, with a checkpoint inside its life, so the state starts from it.
     await append(f, RUN_A, life("T-1", "task_completed", 0.25).slice(0, 4));
     await writeCheckpoint(f.ws, (await loadState(f.ws)).state);
@@ -76,18 +68,18 @@ describe("point restore: the state built on the way", () => {
     await append(f, RUN_B, life("T-4", "task_completed", 2).slice(0, 1));
     await archive();
   });
-  after(async () => scratch.cleanup());
+  after(async () => fx.scratch.cleanup());
 
   async function restore(
     name: string,
     point: RestorePoint,
   ): Promise<{ root: string; built?: OrchestratorState }> {
-    const store = await storeFor(parseCatalogueLocation(storeDir), {});
-    const root = path.join(scratch.dir, name, ".sdd");
+    const store = await storeFor(parseCatalogueLocation(fx.store), {});
+    const root = path.join(fx.scratch.dir, name, ".sdd");
     let built: OrchestratorState | undefined;
     await restoreToPoint(store, point, root, {
-      source: storeDir,
-      auditKeyPath: f.env.BERNSTEIN_AUDIT_KEY_PATH,
+      source: fx.store,
+      auditKeyPath: fx.f.env.BERNSTEIN_AUDIT_KEY_PATH,
       finish: async (_root, state) => void (built = state),
     });
     return { root, built };
