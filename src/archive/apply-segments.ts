@@ -2,10 +2,12 @@
  * Rebuilds one stream from a snapshot's copy plus segments, up to a cut: every segment's size
  * and sha256 against its index, every WAL entry's hash and link to the one before from the
  * snapshot's position on, and the lines up to the cut (a WAL seq, or an instant) appended
- * durably. A missing, truncated or altered segment is a BrokenSegment naming it (exit 5).
+ * durably. A plaintext segment is streamed from the store (hashed as it passes, fed in whole
+ * lines), so memory does not depend on segment size; a sealed one is authenticated whole first.
+ * A missing, truncated or altered segment is a BrokenSegment naming it (exit 5).
  */
 import { createHash } from "node:crypto";
-import { mkdir, open } from "node:fs/promises";
+import { mkdir, open, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { BackupStore } from "../storage/store.js";
@@ -46,6 +48,11 @@ export interface Applied {
 
 const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
 
+/** Cuts `file` (a snapshot's copy) back to exactly `length`, creating it when missing. */
+export async function cutAt(file: string, length: number): Promise<void> {
+  await (await openAt(file, length)).close();
+}
+
 /** Opens `file` for appending at exactly `length` (a longer snapshot copy is cut back there). */
 async function openAt(file: string, length: number) {
   await mkdir(path.dirname(file), { recursive: true });
@@ -55,16 +62,25 @@ async function openAt(file: string, length: number) {
   return fh;
 }
 
+/** A WAL intent (committed=false) kept by the restore: a row of the uncommitted index. */
+export interface KeptIntent {
+  seq: number;
+  entry_hash: string;
+}
+
 /** Decides line by line what of a segment's bytes the restore keeps. */
 export class LineCutter {
   lastTime = 0;
   targetTime?: number;
   done = false;
+  /** The intents among the WAL lines kept so far, when asked for (`collectIntents`). */
+  readonly intents: KeptIntent[] = [];
   constructor(
     private readonly stream: string,
     private readonly key: string,
     private end: StreamEnd,
     private readonly cut: Cut,
+    private readonly collectIntents = false,
   ) {}
 
   get position(): StreamEnd {
@@ -73,14 +89,25 @@ export class LineCutter {
 
   /** Bytes of `data` (whole lines) to append; sets `done` once the cut is reached. */
   take(data: Buffer, segmentTo: number): Buffer {
+    const keep = this.takeLines(data);
+    this.checkEndsAt(segmentTo);
+    return keep;
+  }
+
+  /** Bytes of `data` (whole lines, a part of a segment) to append; sets `done` once the cut is reached. */
+  takeLines(data: Buffer): Buffer {
     const run = walRunOf(this.stream);
     const used =
       (run !== undefined && data.length > 0 ? this.takeChecked(data, run) : undefined) ??
       this.takeLineByLine(data, run);
+    return data.subarray(0, used);
+  }
+
+  /** After a segment's last line: its lines must end where its name says, unless the cut came first. */
+  checkEndsAt(segmentTo: number): void {
     if (!this.done && this.end.length !== segmentTo) {
       throw new BrokenSegment(this.stream, this.key, "its lines do not end at its byte range", this.lastTime);
     }
-    return data.subarray(0, used);
   }
 
   /** Whether the WAL line at `seq` with time `time` is past the cut. */
@@ -104,6 +131,7 @@ export class LineCutter {
     let lastTime = this.lastTime;
     let targetTime: number | undefined;
     let done = false;
+    const intents: KeptIntent[] = [];
     for (let start = 0, seq = batch.firstSeq; start < data.length; seq++) {
       const nl = data.indexOf(0x0a, start);
       const time = writtenTime(data.toString("latin1", start, Math.min(nl, start + HEAD_BYTES)));
@@ -111,6 +139,11 @@ export class LineCutter {
       if (this.beyond(run, seq, time)) {
         done = true;
         break;
+      }
+      if (this.collectIntents) {
+        const tail = writtenTail(data.toString("latin1", Math.max(start, nl - TAIL_BYTES), nl));
+        if (tail === undefined) return undefined;
+        if (!tail.committed) intents.push({ seq, entry_hash: tail.entryHash });
       }
       if (this.cut.run === run && seq === this.cut.seq) targetTime = time;
       if (time > 0) lastTime = time;
@@ -131,6 +164,7 @@ export class LineCutter {
     this.lastTime = lastTime;
     this.targetTime = targetTime ?? this.targetTime;
     this.done = done;
+    for (const i of intents) this.intents.push(i);
     return used;
   }
 
@@ -158,6 +192,8 @@ export class LineCutter {
           break;
         }
         if (this.cut.run === run && c.entry.seq === this.cut.seq) this.targetTime = time;
+        if (this.collectIntents && !c.entry.committed)
+          this.intents.push({ seq: c.entry.seq, entry_hash: c.entry.entry_hash });
         Object.assign(next, { seq: c.entry.seq, entry_hash: c.entry.entry_hash });
       } else {
         time = lineTime(text);
@@ -191,6 +227,24 @@ function writtenTime(line: string): number | undefined {
   return m ? Math.round(Number(m[1]) * 1000) : undefined;
 }
 
+/** Enough of a line's end to hold the tail below. */
+export const TAIL_BYTES = 128;
+
+/**
+ * `,"committed":B,"entry_hash":"<hex>"}` ending a line as the writers print it. The comma and the
+ * unescaped quote after it make `committed` a key, and the last brace makes it the top level's.
+ */
+const WRITTEN_TAIL = /,"committed":(true|false),"entry_hash":"([0-9a-f]{64})"\}$/;
+
+/**
+ * Whether a verified WAL line is a commit, and its hash, read from its text; undefined for any
+ * other form (the caller then parses the line).
+ */
+export function writtenTail(tail: string): { committed: boolean; entryHash: string } | undefined {
+  const m = WRITTEN_TAIL.exec(tail);
+  return m ? { committed: m[1] === "true", entryHash: m[2]! } : undefined;
+}
+
 /** Whether a segment starts after the cut (it and what follows are not needed). */
 function beyondCut(stream: string, seg: StoredSegment, firstTime: number, cut: Cut): boolean {
   const run = walRunOf(stream);
@@ -211,6 +265,124 @@ async function unseal(
   }
 }
 
+/**
+ * Feeds a segment's bytes, as they come, to its cutter in whole lines and appends what it keeps:
+ * memory holds a chunk and a partial line, whatever the segment's size. A break in the lines is
+ * held until the segment's sha256 and length are checked, which are named first.
+ */
+class SegmentFeed {
+  private carry: Buffer = Buffer.alloc(0);
+  private seen = 0;
+  private lineError?: BrokenSegment;
+  constructor(
+    private readonly cutter: LineCutter,
+    /** Leading bytes of the segment the file already holds (from the snapshot or the segment before). */
+    private readonly skip: number,
+    private readonly fh: FileHandle,
+    private readonly sinks: ApplySinks,
+  ) {}
+
+  async push(chunk: Buffer): Promise<void> {
+    const from = Math.min(chunk.length, Math.max(0, this.skip - this.seen));
+    this.seen += chunk.length;
+    if (this.cutter.done || this.lineError || from === chunk.length) return;
+    const part = chunk.subarray(from);
+    const nl = part.lastIndexOf(0x0a);
+    if (nl < 0) {
+      this.carry = Buffer.concat([this.carry, part]);
+      return;
+    }
+    const lines =
+      this.carry.length > 0
+        ? Buffer.concat([this.carry, part.subarray(0, nl + 1)])
+        : part.subarray(0, nl + 1);
+    // A copy: the chunk it comes from is not kept.
+    this.carry = Buffer.from(part.subarray(nl + 1));
+    await this.take(lines);
+  }
+
+  /** After the segment's checks: a held break, a last line cut short, lines not ending at `segmentTo`. */
+  async end(segmentTo: number): Promise<void> {
+    if (!this.cutter.done && !this.lineError && this.carry.length > 0) await this.take(this.carry);
+    if (this.lineError) throw this.lineError;
+    this.cutter.checkEndsAt(segmentTo);
+  }
+
+  private async take(lines: Buffer): Promise<void> {
+    let keep: Buffer;
+    try {
+      keep = this.cutter.takeLines(lines);
+    } catch (err) {
+      if (!(err instanceof BrokenSegment)) throw err;
+      this.lineError = err;
+      return;
+    }
+    if (keep.length > 0) {
+      await this.fh.write(keep);
+      this.sinks.onKept?.(keep);
+    }
+    if (this.cutter.intents.length > 0) await this.sinks.onIntents?.(this.cutter.intents.splice(0));
+  }
+}
+
+/** What a segment's bytes must match: its index's sha256 and its name's length. */
+interface SegmentChecks {
+  sha256: string;
+  length: number;
+  missing: (reason: string) => BrokenSegment;
+}
+
+const shaMismatch = (c: SegmentChecks, got: string): BrokenSegment =>
+  c.missing(
+    `altered or truncated: sha256 ${got.slice(0, 16)}..., its index says ${c.sha256.slice(0, 16)}...`,
+  );
+
+const lengthMismatch = (c: SegmentChecks, got: number): BrokenSegment =>
+  c.missing(`truncated: ${got} bytes, its name says ${c.length}`);
+
+/** Bytes handed to the cutter at a time from a segment held whole. */
+const SLICE = 1 << 20;
+
+/** A plaintext segment, streamed from the store: hashed as it passes, never held whole. */
+async function feedStreamed(store: BackupStore, key: string, feed: SegmentFeed, c: SegmentChecks) {
+  const hash = createHash("sha256");
+  let size = 0;
+  for await (const chunk of await store.get(key)) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+    await feed.push(chunk as Buffer);
+  }
+  const got = hash.digest("hex");
+  if (got !== c.sha256) throw shaMismatch(c, got);
+  if (size !== c.length) throw lengthMismatch(c, size);
+}
+
+/** A sealed segment: authenticated whole (its format needs it), then fed a slice at a time. */
+async function feedSealed(
+  store: BackupStore,
+  key: string,
+  open: (stored: Buffer, key: string) => Promise<Buffer>,
+  feed: SegmentFeed,
+  c: SegmentChecks,
+) {
+  const stored = await readObject(store, key);
+  const got = sha256(stored);
+  if (got !== c.sha256) throw shaMismatch(c, got);
+  const data = await unseal(open, stored, key, c.missing);
+  if (data.length !== c.length) throw lengthMismatch(c, data.length);
+  for (let at = 0; at < data.length; at += SLICE) await feed.push(data.subarray(at, at + SLICE));
+}
+
+/** What a caller adds to applying a stream. */
+export interface ApplySinks {
+  /** Unseals a stored segment (sealing.ts); throws when it does not authenticate. */
+  open?: (stored: Buffer, key: string) => Promise<Buffer>;
+  /** Gets the intents (committed=false) of the WAL lines kept, in seq order, as they are kept. */
+  onIntents?: (intents: KeptIntent[]) => Promise<void>;
+  /** Gets the lines kept (whole, verified), in order, as they are appended. */
+  onKept?: (lines: Buffer) => void;
+}
+
 /** Applies `segments` (sorted by `from`) to `file`, which holds `start` (undefined: nothing). */
 export async function applyStream(
   store: BackupStore,
@@ -219,11 +391,10 @@ export async function applyStream(
   file: string,
   start: StreamEnd | undefined,
   cut: Cut,
-  /** Unseals a stored segment (sealing.ts); throws when it does not authenticate. */
-  open?: (stored: Buffer, key: string) => Promise<Buffer>,
+  sinks: ApplySinks = {},
 ): Promise<Applied> {
+  const { open, onIntents } = sinks;
   const fh = await openAt(file, start?.length ?? 0);
-  let cutter: LineCutter | undefined;
   let end = start ?? emptyEnd(stream);
   let lastTime = 0;
   let applied = 0;
@@ -231,8 +402,8 @@ export async function applyStream(
   try {
     for (const seg of segments) {
       if (seg.to <= end.length) continue;
-      const missing = (reason: string) =>
-        new BrokenSegment(stream, seg.key, reason, cutter?.lastTime ?? lastTime);
+      const lastGood = lastTime;
+      const missing = (reason: string) => new BrokenSegment(stream, seg.key, reason, lastGood);
       const ix = await readSegmentIndex(store, seg.key);
       if (!ix) throw missing("missing (listed, then gone)");
       if (beyondCut(stream, seg, ix.first_time, cut)) break;
@@ -240,19 +411,14 @@ export async function applyStream(
         throw missing(
           `missing segment before it: bytes ${end.length}-${seg.from} of ${stream} are not in the archive`,
         );
-      const stored = await readObject(store, seg.key);
-      if (sha256(stored) !== ix.sha256) {
-        throw missing(
-          `altered or truncated: sha256 ${sha256(stored).slice(0, 16)}..., its index says ${ix.sha256.slice(0, 16)}...`,
-        );
-      }
-      const data = open ? await unseal(open, stored, seg.key, missing) : stored;
-      if (data.length !== seg.to - seg.from)
-        throw missing(`truncated: ${data.length} bytes, its name says ${seg.to - seg.from}`);
-      cutter = new LineCutter(stream, seg.key, end, cut);
+      const cutter = new LineCutter(stream, seg.key, end, cut, onIntents !== undefined);
       cutter.lastTime = lastTime;
-      const keep = cutter.take(data.subarray(end.length - seg.from), seg.to);
-      if (keep.length > 0) await fh.write(keep);
+      const feed = new SegmentFeed(cutter, end.length - seg.from, fh, sinks);
+      const checks = { sha256: ix.sha256, length: seg.to - seg.from, missing };
+      await (open
+        ? feedSealed(store, seg.key, open, feed, checks)
+        : feedStreamed(store, seg.key, feed, checks));
+      await feed.end(seg.to);
       end = cutter.position;
       lastTime = cutter.lastTime;
       targetTime = cutter.targetTime ?? targetTime;

@@ -2,25 +2,28 @@
  * Point-in-time restore from a WAL archive: the newest snapshot at or before the point
  * (restored by `dr restore`'s own code into a staging folder), then each stream rebuilt from
  * its segments up to the point (apply-segments.ts: every hash checked from the snapshot's WAL
- * position to the target), the uncommitted index rebuilt, a caller's finishing step (the CLI
- * materializes task files from the WAL), and only then the swap into place with `dr restore`'s
- * guards (restore-target.ts). The audit log, the
- * ledger and the run records are cut at the same instant as the WAL.
+ * position to the target), the uncommitted index (restore-intents.ts) and the orchestrator state
+ * (restore-state.ts) taken from the lines on the way, a caller's finishing step (the CLI
+ * materializes task files from that state), and only then the swap into place with `dr restore`'s
+ * guards (restore-target.ts). The audit log, the ledger and the run records are cut at the same
+ * instant as the WAL.
  */
 import { rm } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { restoreFromStream, type RestoreResult } from "../dr/restore.js";
 import type { BackupStore } from "../storage/store.js";
-import { rebuildUncommittedIndex } from "../wal/recovery.js";
 import { buildAndSwapIn } from "../dr/restore-target.js";
 import { atomicWriteFile } from "../workspace/durable.js";
 import { Workspace } from "../workspace/layout.js";
 import { readLinesBackward } from "../workspace/lines.js";
-import { BrokenSegment, applyStream, type Cut } from "./apply-segments.js";
+import type { OrchestratorState } from "../state/reducer.js";
+import { BrokenSegment, applyStream, cutAt, type Cut } from "./apply-segments.js";
 import { listArchive, type GenerationListing, type SnapshotIndex } from "./catalog.js";
 import { ARCHIVE_STATUS } from "./health.js";
 import { walRunOf } from "./names.js";
+import { RestoreIntents } from "./restore-intents.js";
+import { PointState } from "./restore-state.js";
 import { openSegment, unlockGeneration, type SegmentKey } from "./sealing.js";
 import { formatWindow, generationWindow, type GenerationWindow } from "./window.js";
 
@@ -34,8 +37,11 @@ export interface PointRestoreOptions {
   auditKeyPath?: string;
   /** On a broken segment, restore the last instant before it instead of failing (exit 5). */
   lastConsistent?: boolean;
-  /** Runs on the staging folder before it is renamed into place. */
-  finish?: (root: string) => Promise<void>;
+  /**
+   * Runs on the staging folder before it is renamed into place; `state` is the point's
+   * orchestrator state when the restore could build it on the way (restore-state.ts).
+   */
+  finish?: (root: string, state?: OrchestratorState) => Promise<void>;
   /** Where the archive is, for the restore record. */
   source: string;
   /** Restore even while a live process holds the target (as `dr restore --force`). */
@@ -142,7 +148,8 @@ async function applyAll(
   c: Chosen,
   root: string,
   key: SegmentKey | undefined,
-): Promise<{ cut: Cut; wal: PointRestoreResult["wal"]; segments: number }> {
+  intents: RestoreIntents,
+): Promise<{ cut: Cut; wal: PointRestoreResult["wal"]; segments: number; state?: OrchestratorState }> {
   const streams = [...new Set([...Object.keys(c.snapshot.streams), ...c.gen.segments.keys()])];
   const cut = { ...c.cut };
   const targetStream = cut.run ? `runtime/wal/${cut.run}.wal.jsonl` : undefined;
@@ -150,8 +157,15 @@ async function applyAll(
   streams.sort((a, b) => Number(b === targetStream) - Number(a === targetStream));
   const wal: PointRestoreResult["wal"] = {};
   let segments = 0;
+  // The WAL copies at the snapshot's positions first: the state starts from theirs.
+  for (const stream of streams)
+    if (walRunOf(stream) !== undefined)
+      await cutAt(path.join(root, stream), c.snapshot.streams[stream]?.length ?? 0);
+  const state = await PointState.ofSnapshot(new Workspace(root));
   for (const stream of streams) {
     const file = path.join(root, stream);
+    const run = walRunOf(stream);
+    const rows = run !== undefined ? await intents.begin(run, file, c.snapshot.streams[stream]) : undefined;
     const applied = await applyStream(
       store,
       stream,
@@ -159,7 +173,11 @@ async function applyAll(
       file,
       c.snapshot.streams[stream],
       cut,
-      key ? (stored) => openSegment(key, stored) : undefined,
+      {
+        open: key ? (stored) => openSegment(key, stored) : undefined,
+        onIntents: rows ? (kept) => rows.add(kept) : undefined,
+        onKept: run !== undefined ? (lines) => state.apply(run, lines) : undefined,
+      },
     );
     segments += applied.segments;
     if (applied.end.length === 0 && !c.snapshot.streams[stream] && stream !== targetStream) {
@@ -177,10 +195,9 @@ async function applyAll(
       cut.atMs = applied.targetTime ?? (await lastEntryTime(file));
       cut.run = undefined;
     }
-    const run = walRunOf(stream);
     if (run !== undefined) wal[run] = { seq: applied.end.seq ?? -1, entry_hash: applied.end.entry_hash };
   }
-  return { cut, wal, segments };
+  return { cut, wal, segments, state: await state.result() };
 }
 
 /** Builds the point's workspace into `staging` (which must not exist yet). */
@@ -204,9 +221,10 @@ async function buildPoint(
     label: store.describe(chosen.snapshot.key),
     expectSha256: chosen.snapshot.sha256,
   });
-  const applied = await applyAll(store, chosen, staging, key);
   const ws = new Workspace(staging);
-  await rebuildUncommittedIndex(ws);
+  const intents = new RestoreIntents(ws);
+  const applied = await applyAll(store, chosen, staging, key, intents).finally(() => intents.close());
+  await intents.writeIndex();
   await rm(ws.p(...ARCHIVE_STATUS), { force: true });
   const result = {
     generation: chosen.gen.generation,
@@ -220,7 +238,7 @@ async function buildPoint(
     ws.p(...RESTORE_POINT_RECORD),
     JSON.stringify({ source: opts.source, restored_at: new Date().toISOString(), ...result }, null, 2) + "\n",
   );
-  await opts.finish?.(staging);
+  await opts.finish?.(staging, applied.state);
   return { result, snapshotRestore };
 }
 

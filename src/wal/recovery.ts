@@ -10,7 +10,7 @@ import { atomicWriteFile, durableRename, fsyncDir, fsyncHandle, tempPathFor } fr
 import type { Workspace } from "../workspace/layout.js";
 import { readLinesForward } from "../workspace/lines.js";
 import type { WalEntry } from "./entry.js";
-import { listRuns, readWalEntries } from "./reader.js";
+import { listRuns, readWalEntries, type RunInfo } from "./reader.js";
 import { closedMarkerFile } from "./run-files.js";
 
 /** `runtime/wal/uncommitted.idx.json`: JSONL rows {run_id, seq, entry_hash}, one per intent. */
@@ -171,11 +171,33 @@ async function loadIndex(ws: Workspace): Promise<IndexLoad> {
 }
 
 /**
- * Rewrites the uncommitted index from the WALs (every committed=false entry of every run),
- * streaming into a temp file that atomically replaces the old index. Call it while no writer of
- * this workspace is open (a writer keeps the old index open for appending).
+ * The rows of a run that a caller already knows (a restore sees every entry as it applies it),
+ * in seq order; undefined: read them from the run's WAL.
  */
-export async function rebuildUncommittedIndex(ws: Workspace): Promise<{ rows: number; errors: string[] }> {
+export type KnownUncommittedRows = (run: RunInfo) => AsyncIterable<UncommittedRow> | undefined;
+
+/** The committed=false entries of a run's WAL as index rows; stops quietly at damage. */
+async function* walRowsOf(run: RunInfo, errors: string[]): AsyncGenerator<UncommittedRow> {
+  try {
+    for await (const { entry } of readWalEntries(run.file, { runId: run.run_id })) {
+      if (!entry.committed) yield { run_id: run.run_id, seq: entry.seq, entry_hash: entry.entry_hash };
+    }
+  } catch (err) {
+    // Rows up to the damage are kept; `wal verify` names the break.
+    errors.push(`${run.run_id}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Rewrites the uncommitted index from the WALs (every committed=false entry of every run, in run
+ * order), streaming into a temp file that atomically replaces the old index. Call it while no
+ * writer of this workspace is open (a writer keeps the old index open for appending). `known`
+ * gives the rows of runs whose entries the caller has already seen, so their WAL is not read again.
+ */
+export async function rebuildUncommittedIndex(
+  ws: Workspace,
+  known?: KnownUncommittedRows,
+): Promise<{ rows: number; errors: string[] }> {
   const target = uncommittedIndexPath(ws);
   const tmp = tempPathFor(target);
   const fh = await open(tmp, "wx", 0o644);
@@ -184,19 +206,13 @@ export async function rebuildUncommittedIndex(ws: Workspace): Promise<{ rows: nu
   try {
     let pending = "";
     for (const run of await listRuns(ws)) {
-      try {
-        for await (const { entry } of readWalEntries(run.file, { runId: run.run_id })) {
-          if (entry.committed) continue;
-          pending += uncommittedRowLine({ run_id: run.run_id, seq: entry.seq, entry_hash: entry.entry_hash });
-          rows++;
-          if (pending.length > 1 << 16) {
-            await fh.write(pending);
-            pending = "";
-          }
+      for await (const row of known?.(run) ?? walRowsOf(run, errors)) {
+        pending += uncommittedRowLine(row);
+        rows++;
+        if (pending.length > 1 << 16) {
+          await fh.write(pending);
+          pending = "";
         }
-      } catch (err) {
-        // Rows up to the damage are kept; `wal verify` names the break.
-        errors.push(`${run.run_id}: ${(err as Error).message}`);
       }
     }
     await fh.write(pending);

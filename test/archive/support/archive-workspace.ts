@@ -4,7 +4,8 @@ import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { initWorkspace, type Workspace } from "../../../src/workspace/layout.js";
 import { WalWriter } from "../../../src/wal/writer.js";
-import { envFor, runCli, type CliResult } from "../../helpers.js";
+import assert from "node:assert/strict";
+import { envFor, runCli, scratchDir, type CliResult } from "../../helpers.js";
 
 export interface ArchiveFixture {
   dir: string;
@@ -27,6 +28,20 @@ export async function archiveFixture(
   const cli = (args: string[], at = sdd) => runCli(["--sdd", at, ...args], { env, cwd: dir });
   return { dir, sdd, ws, env, cli };
 }
+
+/** A workspace in a scratch folder and a folder store beside it, archived to with `archive()`. */
+export async function archivedFixture(prefix: string) {
+  const scratch = await scratchDir(prefix);
+  const f = await archiveFixture(path.join(scratch.dir, "src"));
+  const store = path.join(scratch.dir, "store");
+  const archive = async (): Promise<void> => {
+    const r = await f.cli(["dr", "archive", "--to", store, "--once"]);
+    assert.equal(r.code, 0, r.stderr);
+  };
+  return { scratch, f, store, archive };
+}
+
+export type ArchivedFixture = Awaited<ReturnType<typeof archivedFixture>>;
 
 /** Appends `n` decisions (intent + commit pairs of task_claimed) to run `runId` through the WAL writer. */
 export async function appendDecisions(ws: Workspace, runId: string, n: number, from = 0): Promise<void> {

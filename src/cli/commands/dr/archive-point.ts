@@ -24,6 +24,7 @@ import type {
   RestorePoint,
 } from "../../../archive/restore-point.js";
 import { loadState } from "../../../checkpoint/load-state.js";
+import type { OrchestratorState } from "../../../state/reducer.js";
 import type { DrillReport, DrillStep, StepVerdict } from "../../../dr/drill.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import { isS3Url } from "../../../storage/location.js";
@@ -146,10 +147,13 @@ export async function pointSourceOf(command: string, opts: PointFlags): Promise<
   return { store, point: parsePoint(opts, `dr ${command}: ${opts.from}`) };
 }
 
-/** Task files rebuilt from the restored WAL, before the swap (the archive ships no task files). */
-async function materialize(root: string): Promise<void> {
+/**
+ * Task files rebuilt from the restored WAL, before the swap (the archive ships no task files),
+ * from the state the restore built on the way, else from a loadState of the restored workspace.
+ */
+async function materialize(root: string, built?: OrchestratorState): Promise<void> {
   const ws = new Workspace(root);
-  const { state } = await loadState(ws);
+  const state = built ?? (await loadState(ws)).state;
   const { materializeFromWal } = await import("../../../orchestrator/materialize.js");
   await materializeFromWal(ws, state, { moveMisplaced: true });
 }
