@@ -47,6 +47,7 @@ import {
   EXCLUDED_DIRS,
   EXCLUDED_PATTERNS,
   INCLUDED_DIRS,
+  listWorkspace,
   walkWorkspace,
   type ExcludedEntry,
 } from "./walk.js";
@@ -167,7 +168,9 @@ export async function writeBackupArchive(
   };
   try {
     const createdAt = Date.now() / 1000;
-    const walk = walkWorkspace(ws.root);
+    // Sizes before the hash pass only give a progress bar its total: without a bar, the hash
+    // pass's fstat of each open file is the only stat it gets.
+    const walk = opts.onProgress ? walkWorkspace(ws.root) : listWorkspace(ws.root);
     const { planned, wal } = await hashPass(
       walk.files,
       snapshot.positions,
