@@ -7,6 +7,8 @@ import cliProgress from "cli-progress";
 import type { Output } from "./output.js";
 
 export interface Progress {
+  /** Whether a bar is drawn at all (a terminal, output for people): else updates cost nothing. */
+  readonly drawn: boolean;
   /** `done` of `total` bytes in the phase `label` (total 0: not known, bytes only). */
   update(label: string, done: number, total: number): void;
   /** Removes the bar (call before printing the result, also on failure). */
@@ -17,7 +19,7 @@ export interface Progress {
 
 const MIB = 1024 * 1024;
 const WIDTH = 30;
-const NONE: Progress = { update: () => {}, stop: () => {}, during: (work) => work };
+const NONE: Progress = { drawn: false, update: () => {}, stop: () => {}, during: (work) => work };
 
 const mib = (n: number): string => (n / MIB).toFixed(n < 10 * MIB ? 1 : 0);
 
@@ -35,6 +37,7 @@ export function progressFor(out: Output): Progress {
   let bar: cliProgress.SingleBar | undefined;
   let phase = "";
   return {
+    drawn: true,
     update(label, done, total) {
       if (!bar) {
         bar = new cliProgress.SingleBar({

@@ -47,11 +47,19 @@ import {
   EXCLUDED_DIRS,
   EXCLUDED_PATTERNS,
   INCLUDED_DIRS,
+  listWorkspace,
   walkWorkspace,
   type ExcludedEntry,
 } from "./walk.js";
 
 export const GZIP_LEVEL = 6;
+/**
+ * The deflate settings of a backup: `tar -czf`'s level, with zlib's largest match-finding hash
+ * (memLevel 9; gzip's is 8). Twice the hash heads find the same matches with fewer probes: less
+ * CPU at the same level and an archive no larger, for 256 KiB more memory. Any gzip reader
+ * reads the result (memLevel is not in the stream).
+ */
+export const GZIP_OPTIONS = { level: GZIP_LEVEL, memLevel: 9 } as const;
 
 export interface BackupOptions {
   /** Encrypt with this password (Fernet, PBKDF2 600k). */
@@ -120,7 +128,7 @@ async function streamArchive(
   onProgress: BackupOptions["onProgress"],
 ): Promise<Measure> {
   const measure = new Measure();
-  const gzip = createGzip({ level: GZIP_LEVEL, chunkSize: 256 * 1024 });
+  const gzip = createGzip({ ...GZIP_OPTIONS, chunkSize: 256 * 1024 });
   // The end-of-archive blocks travel in the seal member (seal.ts), after the data member.
   let archived = 0;
   const onBytes = onProgress
@@ -167,7 +175,9 @@ export async function writeBackupArchive(
   };
   try {
     const createdAt = Date.now() / 1000;
-    const walk = walkWorkspace(ws.root);
+    // Sizes before the hash pass only give a progress bar its total: without a bar, the hash
+    // pass's fstat of each open file is the only stat it gets.
+    const walk = opts.onProgress ? walkWorkspace(ws.root) : listWorkspace(ws.root);
     const { planned, wal } = await hashPass(
       walk.files,
       snapshot.positions,

@@ -4,12 +4,12 @@
  * hashed before any is archived; pack.ts reads each file again and re-hashes it.
  */
 import { createHash } from "node:crypto";
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync, type Stats } from "node:fs";
 import type { StatePosition } from "./manifest.js";
 import type { PackFile } from "./pack.js";
 import type { SnapshotHandle } from "./snapshot.js";
 import { WAL_FILE, isLineLog, lineLogCut, walCut } from "./state-position.js";
-import type { WalkedFile } from "./walk.js";
+import type { ListedFile } from "./walk.js";
 
 const READ_CHUNK = 1024 * 1024;
 
@@ -24,7 +24,7 @@ export interface HashPassResult {
 
 /** How much of `f` to copy: all of it, or up to the last complete entry or line of a log. */
 async function cutLength(
-  f: WalkedFile,
+  f: ListedFile,
   size: number,
   positions: SnapshotHandle["positions"],
   wal: StatePosition["wal"],
@@ -47,8 +47,9 @@ async function cutLength(
 
 /** Reads (up to `length` bytes of) one open file, hashing it; the row for the manifest. */
 function readAndHash(
-  f: WalkedFile,
+  f: ListedFile,
   fd: number,
+  st: Stats,
   length: number,
   buf: Buffer,
   onBytes: (n: number) => void,
@@ -66,20 +67,24 @@ function readAndHash(
     rel: f.rel,
     abs: f.abs,
     length: done,
-    mode: f.mode,
-    mtimeMs: f.mtimeMs,
+    mode: st.mode & 0o7777,
+    mtimeMs: st.mtimeMs,
     sha256: hash.digest("hex"),
   };
 }
 
-/** Pass 1: cut lengths and hashes; reads each file (up to its cut) once. */
+/**
+ * Pass 1: cut lengths and hashes; reads each file (up to its cut) once. Size, mode and mtime are
+ * the open file's (one fstat: the listing stats no file). `onBytes`' total is the sum of the
+ * listed sizes when the files carry them (walkWorkspace), 0 (not known) otherwise.
+ */
 export async function hashPass(
-  files: WalkedFile[],
+  files: (ListedFile & { size?: number })[],
   positions: SnapshotHandle["positions"],
   warnings: string[],
   onBytes?: (done: number, total: number) => void,
 ): Promise<HashPassResult> {
-  const total = files.reduce((sum, f) => sum + f.size, 0);
+  const total = files.reduce((sum, f) => sum + (f.size ?? 0), 0);
   let hashed = 0;
   const progress = (n: number): void => {
     hashed += n;
@@ -96,9 +101,10 @@ export async function hashPass(
       continue; // removed since the walk
     }
     try {
-      const size = fstatSync(fd).size; // it may have grown since the walk (append-only logs)
-      const length = await cutLength(f, size, positions, wal, warnings);
-      planned.push(readAndHash(f, fd, length, buf, progress));
+      const st = fstatSync(fd);
+      if (!st.isFile()) continue; // replaced by something else since the walk
+      const length = await cutLength(f, st.size, positions, wal, warnings);
+      planned.push(readAndHash(f, fd, st, length, buf, progress));
     } finally {
       closeSync(fd);
     }

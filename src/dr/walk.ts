@@ -116,9 +116,12 @@ export function excludedBy(rel: string): string | undefined {
   return undefined;
 }
 
-export interface WalkedFile {
+/** A file to archive, as listed: its name only (the backup stats it once it has it open). */
+export interface ListedFile {
   rel: string;
   abs: string;
+}
+export interface WalkedFile extends ListedFile {
   size: number;
   mode: number;
   mtimeMs: number;
@@ -134,10 +137,13 @@ export interface ExcludedEntry {
   /** True for a whole folder that was not descended into. */
   folder?: boolean;
 }
-export interface WalkResult {
-  files: WalkedFile[];
+export interface ListResult {
+  files: ListedFile[];
   dirs: WalkedDir[];
   excluded: ExcludedEntry[];
+}
+export interface WalkResult extends ListResult {
+  files: WalkedFile[];
 }
 
 function isIncludedDir(rel: string): boolean {
@@ -156,7 +162,29 @@ function byCodePoint(a: Dirent, b: Dirent): number {
  * Excluded folders are not descended into (a worktree may hold a whole checkout).
  */
 export function walkWorkspace(root: string): WalkResult {
-  const result: WalkResult = { files: [], dirs: [], excluded: [] };
+  const listed = listWorkspace(root);
+  const files: WalkedFile[] = [];
+  for (const f of listed.files) {
+    let st;
+    try {
+      st = lstatSync(f.abs);
+    } catch (err) {
+      // A live orchestrator may move or delete a file between listing and stat: skip it.
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
+      throw err;
+    }
+    files.push({ ...f, size: st.size, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs });
+  }
+  return { ...listed, files };
+}
+
+/**
+ * The walk without a stat of each file (folders are stat'ed): the names a backup opens, in the
+ * same order. A backup reads size, mode and mtime from the open file (hash-pass.ts), so that
+ * each file costs one stat, not two.
+ */
+export function listWorkspace(root: string): ListResult {
+  const result: ListResult = { files: [], dirs: [], excluded: [] };
   const visit = (rel: string): void => {
     const abs = rel ? path.join(root, rel) : root;
     let entries: Dirent[];
@@ -205,21 +233,7 @@ export function walkWorkspace(root: string): WalkResult {
         result.excluded.push({ path: childRel, reason: why });
         continue;
       }
-      let st;
-      try {
-        st = lstatSync(childAbs);
-      } catch (err) {
-        // A live orchestrator may move or delete a file between listing and stat: skip it.
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
-        throw err;
-      }
-      result.files.push({
-        rel: childRel,
-        abs: childAbs,
-        size: st.size,
-        mode: st.mode & 0o7777,
-        mtimeMs: st.mtimeMs,
-      });
+      result.files.push({ rel: childRel, abs: childAbs });
     }
   };
   visit("");

@@ -112,7 +112,8 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
       keepLocal: opts.keepLocal,
       fullReadBack: opts.fullReadBack,
       onRetry: (r) => out.warn(`${r.operation}: ${r.error}; retry ${r.attempt} in ${r.delayMs} ms`),
-      onProgress: (phase, done, total) => progress.update(phase, done, total),
+      // Only for a bar: a backup without one skips the sizes its total needs (one stat a file less).
+      onProgress: progress.drawn ? (phase, done, total) => progress.update(phase, done, total) : undefined,
       repositoryHead: () => repositoryHead(ws.projectDir),
     }),
   );
