@@ -30,13 +30,7 @@ import {
   type StoredSegment,
 } from "./catalog.js";
 import { generationPrefix, parseArchiveKey, segmentKey } from "./names.js";
-import {
-  openSegment,
-  sealMergedSegment,
-  unlockGeneration,
-  type ReadKeys,
-  type SegmentKey,
-} from "./sealing.js";
+import { openSegment, sealSegment, unlockGeneration, type ReadKeys, type SegmentKey } from "./sealing.js";
 import { emptyEnd, type StreamEnd } from "./streams.js";
 
 export interface CompactOptions {
@@ -245,7 +239,7 @@ async function mergeGroup(
   const capturedAt = Math.max(...ixs.map((i) => i.captured_at));
   // Sealed again under the generation key, with the nonce of this name and content (sealing.ts).
   const stored = key
-    ? await sealMergedSegment(key, parts, { name, plainSha256: plainSha, capturedAtMs: capturedAt })
+    ? await sealSegment(key, parts, { name, plainSha256: plainSha, timeMs: capturedAt })
     : Buffer.concat(parts);
   const ix: SegmentIndex = {
     sha256: key ? await sha256Sliced([stored]) : plainSha,
