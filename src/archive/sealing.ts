@@ -159,7 +159,7 @@ export interface SealedAs {
   name: string;
   /** Hex sha256 of the plaintext. */
   plainSha256: string;
-  /** Epoch ms the Fernet token states (age has none): one the segment itself fixes. */
+  /** Epoch ms the Fernet token states (age has none): the segment's `last_time`, which its plaintext fixes. */
   timeMs: number;
 }
 

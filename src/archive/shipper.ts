@@ -124,8 +124,8 @@ async function sealed(
   chunk: DurableChunk,
   capturedAt: number,
 ): Promise<UnsettledPut> {
-  // The Fernet timestamp is the newest line's time: fixed by the plaintext, as the name is, so a
-  // restarted archiver seals a range it sends again to the same bytes (capturedAt is not).
+  // The Fernet timestamp is the newest line's time, fixed by the plaintext as the name is (the
+  // capture instant is not): a restarted archiver seals a range it sends again to the same bytes.
   const stored = t.seal ? await t.seal(chunk.bytes, { name: key, timeMs: chunk.lastTime }) : chunk.bytes;
   const ix: SegmentIndex = {
     sha256: sha256(stored),
