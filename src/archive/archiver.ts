@@ -158,8 +158,11 @@ export class Archiver {
           replaced: r.merged.reduce((n, m) => n + m.replaced.length, 0),
           leftovers: r.leftovers.length,
         });
+      await this.health.compactionDone().catch(() => {});
     } catch (err) {
-      this.opts.log?.({ event: "compact-error", error: err instanceof Error ? err.message : String(err) });
+      const error = err instanceof Error ? err.message : String(err);
+      this.opts.log?.({ event: "compact-error", error });
+      await this.health.compactionFailed(error).catch(() => {});
     }
   }
 
