@@ -31,6 +31,18 @@ const RUN = "run-reship";
 const stopped = async (pid: number): Promise<boolean> =>
   /^\d+ \(.*\) T /.test(await readFile(`/proc/${pid}/stat`, "utf8"));
 
+/** `dr archive-restore --from <from...> --latest` into a new folder: the whole WAL, up to `seq`. */
+async function restoresWhole(g: ArchiveFixture, from: string[], seq: number): Promise<void> {
+  const sdd = path.join(g.dir, "restored", ".sdd");
+  const r = await g.cli(["--json", "dr", "archive-restore", "--latest", "--from", ...from], sdd);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).wal[RUN].seq, seq);
+  assert.equal(
+    await readFile(path.join(sdd, "runtime", "wal", `${RUN}.wal.jsonl`), "utf8"),
+    await readFile(g.ws.walFile(RUN), "utf8"),
+  );
+}
+
 interface Scheme {
   name: string;
   /** The archiver's key arguments, and the reader's. */
@@ -116,13 +128,7 @@ describe("encrypted segments sent again after a kill are identical", () => {
         `${name}: the restart stored other bytes than the killed archiver sent`,
       );
 
-      const sdd = path.join(g.dir, "restored", ".sdd");
-      const r = await g.cli(
-        ["--json", "dr", "archive-restore", "--from", url, "--latest", ...remote, ...keys.read],
-        sdd,
-      );
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(JSON.parse(r.stdout).wal[RUN].seq, 9);
+      await restoresWhole(g, [url, ...remote, ...keys.read], 9);
     });
 
   for (const scheme of SCHEMES)
@@ -182,16 +188,6 @@ describe("encrypted segments sent again after a kill are identical", () => {
         ...keys.read,
       ]);
       assert.equal(check.code, 0, check.stdout + check.stderr);
-      const sdd = path.join(g.dir, "restored", ".sdd");
-      const r = await g.cli(
-        ["--json", "dr", "archive-restore", "--from", url, "--latest", ...remote, ...keys.read],
-        sdd,
-      );
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(JSON.parse(r.stdout).wal[RUN].seq, 6);
-      assert.equal(
-        await readFile(path.join(sdd, "runtime", "wal", `${RUN}.wal.jsonl`), "utf8"),
-        await readFile(g.ws.walFile(RUN), "utf8"),
-      );
+      await restoresWhole(g, [url, ...remote, ...keys.read], 6);
     });
 });
