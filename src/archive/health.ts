@@ -1,9 +1,10 @@
 /**
  * The archiver's health, as `dr status` and the metrics file show it: lag (seconds and WAL
  * entries not yet in the store), the last successful upload, the window, the generation, and
- * errors (of the shipping cycles, and of background compaction apart). Kept in `runtime/archive-status.json` (atomic replace when it starts, after every cycle
- * and every background compaction, and when it stops), read by other processes; also written as `bernstein_archive_*` metrics to
- * the `--metrics-file` when one is given (archive-metrics.ts).
+ * errors (of the shipping cycles, and of background compaction apart). Kept in
+ * `runtime/archive-status.json` (atomic replace when it starts, after every cycle and every
+ * background compaction, and when it stops), read by other processes; also written as
+ * `bernstein_archive_*` metrics to the `--metrics-file` when one is given (archive-metrics.ts).
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
