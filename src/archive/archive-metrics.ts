@@ -1,8 +1,9 @@
 /**
  * The archiver's health as `bernstein_archive_*` metrics in a node_exporter textfile-collector
  * file (the same `--metrics-file` `dr backup` writes to may be given: each keeps the other's lines).
- * Alert on `lag_seconds` (how long the store has been behind), `errors_in_a_row`, and the age of
- * `last_upload_timestamp_seconds` against the decision rate.
+ * Alert on `lag_seconds` (how long the store has been behind), `errors_in_a_row`, the age of
+ * `last_upload_timestamp_seconds` against the decision rate, and `compaction_errors_in_a_row`
+ * (objects pile up in the store while compaction fails, though nothing is lost).
  */
 import { familyLines, rewriteFamily, workspaceLabels, type MetricSpec } from "../dr/metrics-textfile.js";
 import type { ArchiveStatus } from "./archive-status.js";
@@ -25,6 +26,13 @@ const METRICS = {
   segments_total: ["counter", "Segments stored since the archiver started."],
   bytes_total: ["counter", "Segment bytes stored since the archiver started."],
   decisions_waiting: ["gauge", "Commit groups held until their segment is stored (--sync)."],
+  last_compaction_timestamp_seconds: ["gauge", "Unix time the last background compaction completed."],
+  compaction_errors_total: ["counter", "Background compactions that failed since the archiver started."],
+  compaction_errors_in_a_row: ["gauge", "Background compactions failed since the last one that completed."],
+  last_compaction_error_timestamp_seconds: [
+    "gauge",
+    "Unix time of the last background compaction that failed.",
+  ],
 } as const satisfies Record<string, MetricSpec>;
 
 const seconds = (iso: string | null): number | undefined =>
@@ -44,6 +52,10 @@ export async function writeArchiveMetrics(file: string, root: string, s: Archive
     segments_total: s.segments_total,
     bytes_total: s.bytes_total,
     decisions_waiting: s.decisions_waiting,
+    last_compaction_timestamp_seconds: seconds(s.last_compaction_at),
+    compaction_errors_total: s.compaction_errors_total,
+    compaction_errors_in_a_row: s.compaction_errors_in_a_row,
+    last_compaction_error_timestamp_seconds: seconds(s.last_compaction_error?.at ?? null),
   };
   await rewriteFamily(file, PREFIX, familyLines(PREFIX, METRICS, values, workspaceLabels(root)));
 }

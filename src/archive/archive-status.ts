@@ -20,6 +20,14 @@ export interface ArchiveStatus {
   sync: boolean;
   /** Commit groups waiting for the store now (`--sync`): non-zero with errors means decisions are blocked. */
   decisions_waiting: number;
+  /** When a background compaction last completed, whether or not it found work (ISO; null: none yet). */
+  last_compaction_at: string | null;
+  /** Background compactions that failed since the archiver started (shipping goes on regardless). */
+  compaction_errors_total: number;
+  /** Background compactions failed since the last one that completed. */
+  compaction_errors_in_a_row: number;
+  /** The newest compaction failure, kept after a later success as `last_error` is (compare `at`). */
+  last_compaction_error: { at: string; message: string } | null;
   /** When the archiver stopped (null while it runs). */
   stopped_at: string | null;
   /** Why the last write of `--metrics-file` failed (null: written, or none given). */

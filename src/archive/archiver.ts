@@ -15,6 +15,7 @@
  * (compact.ts, tiered by COMPACT_FANOUT) beside the cycles, never in their turn: a merge only
  * touches segments already stored, so shipping is never held up by it.
  */
+import { createHash } from "node:crypto";
 import type { BackupStore } from "../storage/store.js";
 import type { Workspace } from "../workspace/layout.js";
 import { removeInterrupted, takeBaseSnapshot } from "./base-snapshot.js";
@@ -28,8 +29,8 @@ import { ContinuityLost, shipCycle, type CycleResult, type Sealer } from "./ship
 
 const sealerOf =
   (key: SegmentKey): Sealer =>
-  (plain) =>
-    sealSegment(key, plain);
+  (plain, as) =>
+    sealSegment(key, [plain], { ...as, plainSha256: createHash("sha256").update(plain).digest("hex") });
 
 export interface ArchiverOptions {
   store: BackupStore;
@@ -157,8 +158,11 @@ export class Archiver {
           replaced: r.merged.reduce((n, m) => n + m.replaced.length, 0),
           leftovers: r.leftovers.length,
         });
+      await this.health.compactionDone().catch(() => {});
     } catch (err) {
-      this.opts.log?.({ event: "compact-error", error: err instanceof Error ? err.message : String(err) });
+      const error = err instanceof Error ? err.message : String(err);
+      this.opts.log?.({ event: "compact-error", error });
+      await this.health.compactionFailed(error).catch(() => {});
     }
   }
 

@@ -30,13 +30,7 @@ import {
   type StoredSegment,
 } from "./catalog.js";
 import { generationPrefix, parseArchiveKey, segmentKey } from "./names.js";
-import {
-  openSegment,
-  sealMergedSegment,
-  unlockGeneration,
-  type ReadKeys,
-  type SegmentKey,
-} from "./sealing.js";
+import { openSegment, sealSegment, unlockGeneration, type ReadKeys, type SegmentKey } from "./sealing.js";
 import { emptyEnd, type StreamEnd } from "./streams.js";
 
 export interface CompactOptions {
@@ -243,9 +237,10 @@ async function mergeGroup(
   });
   // Each piece's capture instant held for the bytes up to it; the newest holds for them all.
   const capturedAt = Math.max(...ixs.map((i) => i.captured_at));
-  // Sealed again under the generation key, with the nonce of this name and content (sealing.ts).
+  const lastTime = Math.max(...ixs.map((i) => i.last_time));
+  // Sealed again under the generation key, as any segment of this name and content (sealing.ts).
   const stored = key
-    ? await sealMergedSegment(key, parts, { name, plainSha256: plainSha, capturedAtMs: capturedAt })
+    ? await sealSegment(key, parts, { name, plainSha256: plainSha, timeMs: lastTime })
     : Buffer.concat(parts);
   const ix: SegmentIndex = {
     sha256: key ? await sha256Sliced([stored]) : plainSha,
@@ -254,7 +249,7 @@ async function mergeGroup(
     captured_at: capturedAt,
     tail_sha256: lastIx.tail_sha256,
     first_time: times.length ? Math.min(...times) : 0,
-    last_time: Math.max(...ixs.map((i) => i.last_time)),
+    last_time: lastTime,
     ...(ixs[0]!.prev_hash !== undefined ? { prev_hash: ixs[0]!.prev_hash, last_hash: lastIx.last_hash } : {}),
   };
   await store.put(name, Readable.from([stored]), { sha256: ix.sha256, metadata: segmentMetadata(ix) });

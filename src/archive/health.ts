@@ -1,9 +1,10 @@
 /**
  * The archiver's health, as `dr status` and the metrics file show it: lag (seconds and WAL
  * entries not yet in the store), the last successful upload, the window, the generation, and
- * errors. Kept in `runtime/archive-status.json` (atomic replace when it starts, after every cycle,
- * and when it stops), read by other processes; also written as `bernstein_archive_*` metrics to
- * the `--metrics-file` when one is given (archive-metrics.ts).
+ * errors (of the shipping cycles, and of background compaction apart). Kept in
+ * `runtime/archive-status.json` (atomic replace when it starts, after every cycle and every
+ * background compaction, and when it stops), read by other processes; also written as
+ * `bernstein_archive_*` metrics to the `--metrics-file` when one is given (archive-metrics.ts).
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
@@ -52,6 +53,10 @@ export class ArchiveHealth {
       window_start_at: null,
       sync: opts.sync,
       decisions_waiting: 0,
+      last_compaction_at: null,
+      compaction_errors_total: 0,
+      compaction_errors_in_a_row: 0,
+      last_compaction_error: null,
       stopped_at: null,
     };
   }
@@ -112,6 +117,23 @@ export class ArchiveHealth {
     this.status.errors_in_a_row++;
     this.status.last_error = message;
     await this.write(new Date());
+  }
+
+  /** A background compaction completed (it merged, cleaned up, or found nothing to do). */
+  async compactionDone(): Promise<void> {
+    const now = new Date();
+    this.status.last_compaction_at = now.toISOString();
+    this.status.compaction_errors_in_a_row = 0;
+    await this.write(now);
+  }
+
+  /** A background compaction failed: shown beside the cycles' own errors, never counted as one. */
+  async compactionFailed(message: string): Promise<void> {
+    const now = new Date();
+    this.status.compaction_errors_total++;
+    this.status.compaction_errors_in_a_row++;
+    this.status.last_compaction_error = { at: now.toISOString(), message };
+    await this.write(now);
   }
 
   /** WAL entries durable locally and not in the store. */

@@ -11,7 +11,7 @@
  * `dr backup` archives (`.tar.gz.enc`, `.tar.gz.age`).
  *
  * Every reader (restore, check, list) unlocks a generation with `unlockGeneration` and opens its
- * segments with `openSegment`; the archiver seals with `sealSegment`.
+ * segments with `openSegment`; the archiver and compaction seal with `sealSegment`.
  */
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { ExitCode, UserError } from "../errors/errors.js";
@@ -151,50 +151,48 @@ export async function unlockGeneration(
   }
 }
 
-/** A segment's stored bytes for its plaintext. */
-export function sealSegment(k: SegmentKey, plain: Buffer): Buffer {
-  if (k.scheme === "fernet") {
-    // No salt before the token: the key is the generation's, its salt is in the record.
-    const enc = new FernetEncryptor(k.key, Buffer.alloc(0));
-    return Buffer.concat([enc.update(plain), enc.final()]);
-  }
-  const nonce = randomBytes(PAYLOAD_NONCE_BYTES);
-  const sealer = new StreamSealer(k.key, nonce);
-  return Buffer.concat([nonce, ...sealer.update(plain), sealer.final()]);
+const SEGMENT_NONCE_LABEL = "bernstein-archive segment nonce v1";
+// One age STREAM chunk; a Fernet token is no dearer per byte in slices this size than whole.
+const SEAL_SLICE_BYTES = 64 * 1024;
+
+/** What fixes a segment's sealing besides its key: its name, its plaintext, a time of its own. */
+export interface SealedAs {
+  name: string;
+  /** Hex sha256 of the plaintext. */
+  plainSha256: string;
+  /** Epoch ms the Fernet token states (age has none): the segment's `last_time`, which its plaintext fixes. */
+  timeMs: number;
 }
 
-const MERGE_NONCE_LABEL = "bernstein-archive merged segment nonce v1";
-const MERGE_SLICE_BYTES = 256 * 1024;
-
 /**
- * A merged segment's stored bytes (compaction): sealed like any segment, but with a nonce (the
- * Fernet IV, the age payload nonce) derived from the key, the segment's name and its plaintext's
- * hash, and the Fernet timestamp from `capturedAtMs`. Two compactions that merge the same pieces
- * (the archiver's and a `dr archive-compact` beside it) then store the same bytes under the same
- * name, as for a plain archive, so their writes cannot interleave into bytes that do not match
+ * A segment's stored bytes (the shipper's and compaction's alike): its plaintext sealed under the
+ * generation key with a nonce (the Fernet IV, the age payload nonce) derived from the key, the
+ * segment's name and its plaintext's hash, and the Fernet timestamp from `as.timeMs`. Whoever
+ * seals the same plaintext under the same name (an archiver restarted after a put it never saw
+ * answered, a late put of a SIGKILLed one, two compactions of the same pieces) then stores the
+ * same bytes, as for a plain archive, so writes cannot interleave into bytes that do not match
  * the index. Distinct plaintexts still get distinct nonces; equal ones reveal only that.
  */
-export async function sealMergedSegment(
-  k: SegmentKey,
-  plain: Buffer[],
-  m: { name: string; plainSha256: string; capturedAtMs: number },
-): Promise<Buffer> {
+export async function sealSegment(k: SegmentKey, plain: readonly Buffer[], as: SealedAs): Promise<Buffer> {
   const nonce = createHmac("sha256", k.key)
-    .update(`${MERGE_NONCE_LABEL}\0${m.name}\0`)
-    .update(Buffer.from(m.plainSha256, "hex"))
+    .update(`${SEGMENT_NONCE_LABEL}\0${as.name}\0`)
+    .update(Buffer.from(as.plainSha256, "hex"))
     .digest()
     .subarray(0, PAYLOAD_NONCE_BYTES);
+  // No salt before a Fernet token: the key is the generation's, its salt is in the record.
   const sealer =
     k.scheme === "fernet"
-      ? new FernetEncryptor(k.key, Buffer.alloc(0), Math.floor(m.capturedAtMs / 1000), nonce)
+      ? new FernetEncryptor(k.key, Buffer.alloc(0), Math.floor(as.timeMs / 1000), nonce)
       : new StreamSealer(k.key, nonce);
   const out: Buffer[] = k.scheme === "age" ? [nonce] : [];
+  let sliced = false;
   // In slices with a turn of the event loop between them: the archiver ships beside a merge.
   for (const part of plain)
-    for (let at = 0; at < part.length; at += MERGE_SLICE_BYTES) {
-      const sealed = sealer.update(part.subarray(at, at + MERGE_SLICE_BYTES));
+    for (let at = 0; at < part.length; at += SEAL_SLICE_BYTES) {
+      if (sliced) await new Promise<void>((resolve) => setImmediate(resolve));
+      sliced = true;
+      const sealed = sealer.update(part.subarray(at, at + SEAL_SLICE_BYTES));
       out.push(...(Array.isArray(sealed) ? sealed : [sealed]));
-      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   out.push(sealer.final());
   return Buffer.concat(out);

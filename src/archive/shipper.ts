@@ -13,8 +13,11 @@ import { segmentKey, walRunOf } from "./names.js";
 import { listStreams, readDurable, stillContinues, type DurableChunk, type StreamEnd } from "./streams.js";
 import { emptyEnd } from "./streams.js";
 
-/** Turns a segment's plaintext into what is stored (sealing.ts: a Fernet token, or an age payload). */
-export type Sealer = (plain: Buffer) => Buffer;
+/**
+ * Turns a segment's plaintext into what is stored (sealing.ts: a Fernet token, or an age payload),
+ * the same bytes whenever the same plaintext is sealed under the same name.
+ */
+export type Sealer = (plain: Buffer, as: { name: string; timeMs: number }) => Promise<Buffer>;
 
 export class ContinuityLost extends Error {}
 
@@ -100,7 +103,7 @@ async function putSegment(
   });
   const again = t.unsettled?.get(stream);
   // The earlier attempt's index stays true: the same bytes were all that was durable then.
-  const put = again?.key === key ? again : sealed(t, key, chunk, capturedAt);
+  const put = again?.key === key ? again : await sealed(t, key, chunk, capturedAt);
   try {
     await t.store.put(key, Readable.from([put.stored]), {
       sha256: put.ix.sha256,
@@ -115,8 +118,15 @@ async function putSegment(
 }
 
 /** What is stored for `chunk`: its bytes (sealed in an encrypted generation) and its index. */
-function sealed(t: ShipperTarget, key: string, chunk: DurableChunk, capturedAt: number): UnsettledPut {
-  const stored = t.seal ? t.seal(chunk.bytes) : chunk.bytes;
+async function sealed(
+  t: ShipperTarget,
+  key: string,
+  chunk: DurableChunk,
+  capturedAt: number,
+): Promise<UnsettledPut> {
+  // The Fernet timestamp is the newest line's time, fixed by the plaintext as the name is (the
+  // capture instant is not): a restarted archiver seals a range it sends again to the same bytes.
+  const stored = t.seal ? await t.seal(chunk.bytes, { name: key, timeMs: chunk.lastTime }) : chunk.bytes;
   const ix: SegmentIndex = {
     sha256: sha256(stored),
     // A sealed segment's plaintext is authenticated by its seal; a hash of it would only let a

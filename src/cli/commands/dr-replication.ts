@@ -51,7 +51,17 @@ function describeArchive(a: NonNullable<Awaited<ReturnType<typeof archiveHealth>
     a.running && a.decisions_waiting > 0
       ? `; --sync: ${a.decisions_waiting} commit group(s) wait for the store, no decision is acted on until it answers`
       : "";
-  return `${a.destination} ${state}${a.sync ? " (--sync)" : ""}, lag ${a.lag_entries} entries / ${a.lag_seconds} s, last upload ${a.last_upload_at ?? "never"}${errors}${blocked}`;
+  return `${a.destination} ${state}${a.sync ? " (--sync)" : ""}, lag ${a.lag_entries} entries / ${a.lag_seconds} s, last upload ${a.last_upload_at ?? "never"}${errors}${describeCompaction(a)}${blocked}`;
+}
+
+/** Background compaction's part of the archive line: failing (since when, why), or when it last completed. */
+function describeCompaction(a: NonNullable<Awaited<ReturnType<typeof archiveHealth>>>): string {
+  // Status files of archivers from before compaction was reported lack these fields.
+  const failing = a.compaction_errors_in_a_row ?? 0;
+  const lastError = a.last_compaction_error;
+  if (failing > 0 && lastError)
+    return `, compaction FAILING x${failing} (last at ${lastError.at}): ${lastError.message}`;
+  return a.last_compaction_at ? `, last compaction ${a.last_compaction_at}` : "";
 }
 
 /** `dr status`: role, epoch, WAL position, followers, backup, RPO; exit 8 when fenced or halted. */

@@ -68,6 +68,8 @@ export interface S3Harness {
   counts: Map<S3Operation, number>;
   /** The UploadPartCopy requests seen since the last reset, as their headers name them. */
   partCopies: PartCopyRequest[];
+  /** The requests answered "hold", with the bodies their clients sent (oldest first). */
+  held: { op: S3Operation; key: string; body: Buffer }[];
   resetCounts(): void;
   /** Upload ids still pending in a bucket (s3rver's on-disk state; moto's ListMultipartUploads). */
   pendingUploads(bucket: string): Promise<string[]>;
@@ -246,6 +248,7 @@ export async function startS3Harness(
   const upstream = { host: "127.0.0.1", port: moto?.port ?? s3rver!.port };
   const counts = new Map<S3Operation, number>();
   const partCopies: PartCopyRequest[] = [];
+  const held: S3Harness["held"] = [];
   let fault: FaultRule | undefined;
   let partCopy = false;
   const uploadsDir = (bucket: string) => path.join(dir, bucket, "._S3rver_uploads");
@@ -272,7 +275,7 @@ export async function startS3Harness(
           return;
         }
         if (injected === "hold") {
-          await readBody(req);
+          held.push({ op, key, body: await readBody(req) });
           return;
         }
         await readBody(req);
@@ -370,6 +373,7 @@ export async function startS3Harness(
     },
     counts,
     partCopies,
+    held,
     setFault(rule) {
       fault = rule;
     },
