@@ -12,7 +12,15 @@ import { canonicalJson, parseJson, pyFloatRepr } from "../../src/json/canonical.
 import { scan } from "../json/support/scan-text.js";
 import { readCanonicalLine } from "../../src/wal/canonical-line.js";
 import { ChainVerifier } from "../../src/wal/chain.js";
-import { GENESIS_HASH, buildEntryWithLine, checkLine, sha256Hex, toWalEntry } from "../../src/wal/entry.js";
+import {
+  GENESIS_HASH,
+  buildEntryWithLine,
+  checkLine,
+  hashOfParsedEntry,
+  sha256Hex,
+  toWalEntry,
+} from "../../src/wal/entry.js";
+import { checkLineFast } from "../../src/wal/line-check.js";
 import { scannedNumbers } from "../../src/json/canonical-scan.js";
 import { EntrySink } from "../../src/wal/entry-sink.js";
 import { WalReadError, readWalEntries, verifyWal, type ReadEntry } from "../../src/wal/reader.js";
@@ -268,4 +276,23 @@ test("a line the fast path confirms parses natively to the parser's value when i
     }
     assert.ok(native > 100, `${native} lines parsed natively`);
   });
+});
+
+test("checkLineFast gives checkLine's verdict on every line, index keys out of order included", async () => {
+  await withSeed("FASTPATH_SEED", async (r) => {
+    for (const line of randomLines(r, 3000)) assert.deepEqual(checkLineFast(line), checkLine(line), line);
+  });
+  // Python writes `{"b":1,"1":2}` in that order; a parsed JS object lists "1" first.
+  const written = buildEntryWithLine(
+    { decision_type: "x", inputs: { b: 1 }, committed: true },
+    0,
+    GENESIS_HASH,
+    1.5,
+  )
+    .line.trimEnd()
+    .replace('"inputs":{"b":1}', '"inputs":{"b":1,"1":2}');
+  const raw = parseJson(written) as Record<string, JsonValue>;
+  const line = written.replace(/"entry_hash":"\w+"/, `"entry_hash":"${hashOfParsedEntry(raw)}"`);
+  assert.ok(confirms(line));
+  assert.deepEqual(checkLineFast(line), checkLine(line));
 });
