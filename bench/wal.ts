@@ -5,7 +5,9 @@
  *    only group commit can). The Python writer's figure from its notes is printed beside it.
  *  - verify: `verifyWal` of a 400,000-entry WAL in its own process against the Python reference
  *    algorithm (parse, re-canonicalize, sha256, link: bench/support/verify_wal_reference.py) on
- *    the same file; whole-process CPU seconds, wall and peak RSS of each.
+ *    the same file; whole-process CPU seconds, wall and peak RSS of each. The chain checks that
+ *    also build entries are measured the same way against the same reference: `replay`
+ *    (readWalEntries: restore's replay, promote, doctor) and `load_state` (readWalSuffix).
  *
  * `npm run bench:wal -- --json` prints one JSON object. Options: --entries N (verify WAL size),
  * --seconds S (per append phase, default 2), --runs N (alternating runs, default 5), --keep,
@@ -18,7 +20,8 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { GENESIS_HASH, buildEntryWithLine, type WalRecord } from "../src/wal/entry.js";
-import { verifyWal } from "../src/wal/reader.js";
+import { readWalSuffix } from "../src/checkpoint/wal-position.js";
+import { readWalEntries, verifyWal } from "../src/wal/reader.js";
 import { WalWriter } from "../src/wal/writer.js";
 import { initWorkspace } from "../src/workspace/layout.js";
 import {
@@ -164,6 +167,32 @@ function verifyInChild(file: string): ProcessCost & { result: ChildVerify } {
   return { ...cost, result: JSON.parse(cost.stdout) as ChildVerify };
 }
 
+/** The chain checks that also build entries, each in its own process like verifyInChild. */
+const ENTRY_READERS = {
+  // readWalEntries: what restore's replay, promote, doctor and materialize read a WAL with.
+  replay: (file: string) => readWalEntries(file, { runId: "run-bench" }),
+  // readWalSuffix: what loadState (status, start, doctor, checkpoint, promote) reads with.
+  load_state: (file: string) => readWalSuffix(file, { offset: 0, prevHash: GENESIS_HASH, nextSeq: 0 }),
+};
+type EntryReader = keyof typeof ENTRY_READERS;
+
+function readInChild(reader: EntryReader, file: string): ProcessCost & { entries: number } {
+  const cost = measureProcess([
+    process.execPath,
+    fileURLToPath(import.meta.url),
+    "--read-child",
+    reader,
+    file,
+  ]);
+  return { ...cost, entries: (JSON.parse(cost.stdout) as { entries: number }).entries };
+}
+
+async function readChild(reader: EntryReader, file: string): Promise<void> {
+  let entries = 0;
+  for await (const _ of ENTRY_READERS[reader](file)) entries++;
+  process.stdout.write(JSON.stringify({ entries }) + "\n");
+}
+
 async function verifyChild(file: string): Promise<void> {
   const r = await verifyWal(file, "run-bench");
   const result: ChildVerify = { ok: r.ok, entries: r.entries, bytes: r.bytes, workers: r.workers };
@@ -226,12 +255,20 @@ function appendReport(appends: Awaited<ReturnType<typeof appendPhases>>) {
 async function verifyPhases(walFile: string, args: Args, log: (s: string) => void) {
   const ours: ProcessCost[] = [];
   const reference: ProcessCost[] = [];
+  const readers: Record<EntryReader, ProcessCost[]> = { replay: [], load_state: [] };
   for (let i = 0; i < args.runs; i++) {
-    log(`verify, run ${i + 1}/${args.runs}: ours, then the Python reference algorithm ...`);
+    log(
+      `verify, run ${i + 1}/${args.runs}: ours, the entry readers, then the Python reference algorithm ...`,
+    );
     const v = verifyInChild(walFile);
     if (!v.result.ok || v.result.entries !== args.entries)
       throw new Error("bench: the generated WAL did not verify");
     ours.push(v);
+    for (const reader of Object.keys(readers) as EntryReader[]) {
+      const r = readInChild(reader, walFile);
+      if (r.entries !== args.entries) throw new Error(`bench: ${reader} read ${r.entries} entries`);
+      readers[reader].push(r);
+    }
     const py = measureProcess(["python3", path.join(SUPPORT_SOURCES, "verify_wal_reference.py"), walFile]);
     if (!(JSON.parse(py.stdout) as { ok: boolean }).ok)
       throw new Error("bench: the reference did not verify the WAL");
@@ -240,6 +277,8 @@ async function verifyPhases(walFile: string, args: Args, log: (s: string) => voi
   return {
     ours: summarize(ours),
     reference: summarize(reference),
+    replay: summarize(readers.replay),
+    load_state: summarize(readers.load_state),
     workers: JSON.parse(ours[0].stdout).workers as number,
   };
 }
@@ -262,6 +301,18 @@ async function verifyReport(dir: string, args: Args, log: (s: string) => void) {
     ),
     absoluteGoal("wal.verify_mb_per_s_wall", "mb_per_s", mb / verify.ours.wall_s, { min: 100 }),
     absoluteGoal("wal.verify_peak_rss_mb", "mb", verify.ours.peak_rss_mb, { max: 100 }),
+    ...(["replay", "load_state"] as const).flatMap((reader) => [
+      ratioGoal(
+        `wal.${reader}_cpu_vs_reference`,
+        "cpu_s",
+        verify[reader].cpu_s,
+        verify.reference.cpu_s,
+        "Python reference algorithm, same file, same run",
+        { max: 0.5 },
+      ),
+      absoluteGoal(`wal.${reader}_mb_per_s_wall`, "mb_per_s", mb / verify[reader].wall_s, { min: 100 }),
+      absoluteGoal(`wal.${reader}_peak_rss_mb`, "mb", verify[reader].peak_rss_mb, { max: 100 }),
+    ]),
   ];
   const figures = {
     entries: args.entries,
@@ -274,12 +325,17 @@ async function verifyReport(dir: string, args: Args, log: (s: string) => void) {
     mb_per_s_wall: round(mb / verify.ours.wall_s, 1),
     mb_per_cpu_s: round(mb / verify.ours.cpu_s, 1),
     reference_mb_per_cpu_s: round(mb / verify.reference.cpu_s, 1),
+    replay: verify.replay,
+    replay_cpu_ratio: round(verify.replay.cpu_s / verify.reference.cpu_s, 3),
+    load_state: verify.load_state,
+    load_state_cpu_ratio: round(verify.load_state.cpu_s / verify.reference.cpu_s, 3),
   };
   return { goals, figures };
 }
 
 async function main(): Promise<void> {
   if (process.argv[2] === "--verify-child") return verifyChild(process.argv[3]);
+  if (process.argv[2] === "--read-child") return readChild(process.argv[3] as EntryReader, process.argv[4]);
   const args = parseArgs(process.argv.slice(2));
   const log = (s: string) => {
     if (!args.json) process.stderr.write(s + "\n");

@@ -3,9 +3,11 @@
  * the distance to the tail, not on the history: the position is found by reading the run's WAL
  * backwards from its end, and the suffix is read forwards from the byte offset found.
  *
- * Entries are parsed and hash-checked with the WAL module's own `checkLine` (src/wal/entry.ts).
+ * Entries are parsed and hash-checked with the WAL module's own `checkLine` (src/wal/entry.ts);
+ * the suffix through `checkLineFast` (src/wal/line-check.ts), its verdicts with the fast path first.
  */
 import { checkLine, GENESIS_HASH, type WalEntry } from "../wal/entry.js";
+import { checkLineFast } from "../wal/line-check.js";
 import { readLinesBackward, readLinesForward } from "../workspace/lines.js";
 
 const SEQ_PREFIX = /^\{"seq":(\d+),/;
@@ -105,7 +107,7 @@ export async function* readWalSuffix(
     const line = { ...raw, lineNo: raw.lineNo + base };
     if (pending) throw new WalSuffixError(file, pending.lineNo, nextSeq, pending.message);
     if (line.text === "") continue;
-    const check = checkLine(line.text);
+    const check = checkLineFast(line.text);
     if (!check.ok) {
       if (!line.terminated) {
         pending = { lineNo: line.lineNo, message: check.message };

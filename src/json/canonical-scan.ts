@@ -33,9 +33,19 @@ let arenaUsed = 0;
 /** Past this the scan gives up rather than grow (deeply nested re-ordering): the parser decides. */
 const ARENA_MAX = 16 << 20;
 
+/**
+ * Whether every number scanned since resetArena() reads as the same value with JSON.parse as
+ * with parseJson: no float token with an integral value (parseJson keeps it a PyFloat), no
+ * exponent, no integer of more than 15 digits (parseJson keeps an unsafe one a BigInt). With the
+ * rest of a canonical value (no duplicate keys, escapes only as Python writes them) JSON.parse
+ * then builds what parseJson builds.
+ */
+export const scannedNumbers = { jsonParseExact: true };
+
 /** Forgets what earlier scans wrote to the arena (call before the values of a new line). */
 export function resetArena(): void {
   arenaUsed = 0;
+  scannedNumbers.jsonParseExact = true;
 }
 
 /** The buffer `scanned` points into when `rebuilt`. */
@@ -184,6 +194,7 @@ function scanNumber(): boolean {
   if (at(p) !== 0x2e) {
     const e = at(p);
     if (e === 0x65 || e === 0x45) return scanNumberSlowly(start);
+    if (intEnd - intStart > 15) scannedNumbers.jsonParseExact = false;
     pos = p;
     // An int prints as its digits; the integer -0 is Python's 0.
     return !(intEnd - start === 2 && src[start] === 0x2d && src[intStart] === 0x30);
@@ -195,6 +206,8 @@ function scanNumber(): boolean {
   if (p === fracStart || e === 0x65 || e === 0x45) return scanNumberSlowly(start);
   if (!positionalReprAt(intStart, intEnd, fracStart, p) && !positionalRepr(src.toString("latin1", start, p)))
     return false;
+  // Python prints an integral float positionally with the fraction `.0`, and nothing else so.
+  if (p - fracStart === 1 && src[fracStart] === 0x30) scannedNumbers.jsonParseExact = false;
   pos = p;
   return true;
 }
@@ -252,6 +265,7 @@ function positionalRepr(token: string): boolean {
 
 /** A number with an exponent (or a `.` without digits): compared with repr of its double. */
 function scanNumberSlowly(start: number): boolean {
+  scannedNumbers.jsonParseExact = false;
   const text = src.toString("latin1", start, Math.min(limit, start + 64));
   const end = numberTokenEnd(text, 0);
   if (end < 0) return false;

@@ -1,43 +1,23 @@
 /**
  * Streaming WAL reader and verifier: constant memory whatever the WAL's size.
  *
- * Lines are read in chunks of about 1 MiB; each chunk is decoded once (latin1 when ASCII, which
- * Python-written lines always are) and split without copying. Every line is parsed losslessly,
- * its canonical form is computed from the parsed value and hashed with node:crypto.
+ * Lines are read in chunks of about 1 MiB and split without copying. A line provably in the
+ * canonical form is hash-checked on its own bytes (readCanonicalLine); any other line is parsed
+ * losslessly, its canonical form computed from the parsed value and hashed with node:crypto.
  */
 import { availableParallelism } from "node:os";
 import type { FileHandle } from "node:fs/promises";
 import { Worker } from "node:worker_threads";
 import type { Workspace } from "../workspace/layout.js";
-import { parseJson, parseJsonCheckingTokens, type JsonValue } from "../json/canonical.js";
-import {
-  GENESIS_HASH,
-  entryShapeProblem,
-  digestParsedEntry,
-  toWalEntry,
-  type JsonObject,
-  type WalEntry,
-} from "./entry.js";
+import { parseJson } from "../json/canonical.js";
+import { GENESIS_HASH, type JsonObject } from "./entry.js";
+import { EntrySink, type ReadEntry } from "./entry-sink.js";
 import { listWalRunFiles, runIdOfWalFile } from "./run-files.js";
 import { scanTail } from "./tail.js";
-import {
-  ChainVerifier,
-  type CleanBatch,
-  type WalError,
-  type WalErrorKind,
-  type VerifyResult,
-} from "./chain.js";
-import {
-  CHUNK,
-  LF,
-  describeFsError,
-  emitLines,
-  openForRead,
-  scanAll,
-  scanLines,
-  type LineSink,
-} from "./line-scan.js";
+import { ChainVerifier, type CleanBatch, type WalError, type VerifyResult } from "./chain.js";
+import { CHUNK, LF, describeFsError, emitLines, openForRead, scanAll, scanLines } from "./line-scan.js";
 
+export type { ReadEntry } from "./entry-sink.js";
 export { MAX_REPORTED_ERRORS, type VerifyResult, type WalError, type WalErrorKind } from "./chain.js";
 
 export interface VerifyOptions {
@@ -213,71 +193,15 @@ export interface ReadOptions {
   tolerateTornTail?: boolean;
 }
 
-const SEQ_PREFIX = /^\{"seq":(\d+),/;
-
 /**
  * Streams the entries of a WAL file in order, with constant memory. Throws WalReadError at the
  * first entry that does not parse or (with verify) does not hash or link, except a torn tail.
+ * Canonical lines are hash-checked on their bytes and parsed once (see EntrySink).
  */
-export async function* readWalEntries(
-  file: string,
-  opts: ReadOptions = {},
-): AsyncGenerator<{ entry: WalEntry; lineNo: number }> {
+export async function* readWalEntries(file: string, opts: ReadOptions = {}): AsyncGenerator<ReadEntry> {
   const runId = opts.runId ?? runIdOfFile(file);
-  const verify = opts.verify !== false;
-  const fromSeq = opts.fromSeq ?? 0;
   const tolerate = opts.tolerateTornTail !== false;
-  let batch: Array<{ entry: WalEntry; lineNo: number }> = [];
-  let pendingError: WalError | undefined;
-  let moreAfterError = false;
-  let prevSeq = fromSeq - 1;
-  let prevHash: string | undefined = fromSeq === 0 ? GENESIS_HASH : undefined;
-  const fail = (seq: number, line: number, kind: WalErrorKind, message: string) => {
-    pendingError = { run_id: runId, seq, line, kind, message };
-  };
-  const sink: LineSink = {
-    line(text, lineNo, _final, ascii) {
-      if (pendingError) {
-        moreAfterError = true; // a bad line followed by more lines is not a torn tail
-        return;
-      }
-      if (fromSeq > 0) {
-        const m = SEQ_PREFIX.exec(text);
-        if (m && Number(m[1]) < fromSeq) return;
-      }
-      let raw: JsonValue;
-      let tokensCanonical: boolean;
-      try {
-        ({ value: raw, canonical: tokensCanonical } = parseJsonCheckingTokens(text));
-      } catch (err) {
-        return fail(prevSeq + 1, lineNo, "invalid_json", (err as Error).message);
-      }
-      const problem = entryShapeProblem(raw);
-      if (problem) return fail(prevSeq + 1, lineNo, "invalid_json", problem);
-      const obj = raw as JsonObject;
-      const entry = toWalEntry(obj);
-      if (entry.seq < fromSeq) return;
-      if (verify) {
-        const digest = digestParsedEntry(obj, text, ascii && tokensCanonical);
-        if (digest.hash !== entry.entry_hash || !digest.exact) {
-          return fail(prevSeq + 1, lineNo, "hash_mismatch", "entry_hash does not match the content");
-        }
-        if (prevHash !== undefined && entry.prev_hash !== prevHash) {
-          return fail(entry.seq, lineNo, "prev_hash_mismatch", "prev_hash does not match the previous entry");
-        }
-        if (prevSeq >= 0 && entry.seq !== prevSeq + 1) {
-          return fail(entry.seq, lineNo, "seq_gap", `expected seq ${prevSeq + 1}, found ${entry.seq}`);
-        }
-        prevHash = entry.entry_hash;
-      }
-      prevSeq = entry.seq;
-      batch.push({ entry, lineNo });
-    },
-    badUtf8(lineNo) {
-      if (pendingError) moreAfterError = true;
-      else fail(prevSeq + 1, lineNo, "invalid_utf8", "line holds bytes that are not UTF-8");
-    },
-  };
+  const sink = new EntrySink(runId, opts.fromSeq ?? 0, opts.verify !== false);
   let fh: FileHandle;
   try {
     fh = await openForRead(file);
@@ -293,13 +217,13 @@ export async function* readWalEntries(
   try {
     // One chunk at a time: hand out its entries, then read on. Memory stays at one chunk.
     for await (const _ of scanLines(fh, sink)) {
-      const ready = batch;
-      batch = [];
+      const ready = sink.batch;
+      sink.batch = [];
       for (const item of ready) yield item;
-      if (pendingError && moreAfterError) throw new WalReadError(pendingError);
+      if (sink.pendingError && sink.moreAfterError) throw new WalReadError(sink.pendingError);
     }
     // A bad last line is a torn tail: tolerated unless asked otherwise.
-    if (pendingError && !tolerate) throw new WalReadError(pendingError);
+    if (sink.pendingError && !tolerate) throw new WalReadError(sink.pendingError);
   } finally {
     await fh.close();
   }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { canonicalJson, orderedJson, parseJson, type JsonValue } from "../../src/json/canonical.js";
+import { scannedNumbers } from "../../src/json/canonical-scan.js";
 import { scan } from "./support/scan-text.js";
 import { withSeed } from "../helpers.js";
 
@@ -82,4 +83,18 @@ test("random values written as the writers write them scan to their canonical fo
       assert.equal(scan(written), canonicalJson(value), `value ${written}`);
     }
   });
+});
+
+test("scannedNumbers tells when JSON.parse builds what parseJson builds", () => {
+  const exact = [
+    '{"a":1,"b":0.5,"c":"x\\u00e9\\ud800","d":[1,-2,null,true],"__proto__":{"e":1795744701.123456}}',
+    "123456789012345",
+    "-0.0001",
+  ];
+  const pythonView = ["3.0", "-0.0", "1e-07", "1e+16", "1234567890123456", '{"a":[1000000000000000.0]}'];
+  for (const text of [...exact, ...pythonView]) {
+    assert.equal(scan(text), canonicalJson(parseJson(text)), text);
+    assert.equal(scannedNumbers.jsonParseExact, exact.includes(text), text);
+  }
+  for (const text of exact) assert.deepEqual(JSON.parse(text), parseJson(text), text);
 });

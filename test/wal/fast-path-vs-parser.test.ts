@@ -12,8 +12,18 @@ import { canonicalJson, parseJson, pyFloatRepr } from "../../src/json/canonical.
 import { scan } from "../json/support/scan-text.js";
 import { readCanonicalLine } from "../../src/wal/canonical-line.js";
 import { ChainVerifier } from "../../src/wal/chain.js";
-import { GENESIS_HASH, buildEntryWithLine, checkLine, sha256Hex } from "../../src/wal/entry.js";
-import { verifyWal } from "../../src/wal/reader.js";
+import {
+  GENESIS_HASH,
+  buildEntryWithLine,
+  checkLine,
+  hashOfParsedEntry,
+  sha256Hex,
+  toWalEntry,
+} from "../../src/wal/entry.js";
+import { checkLineFast } from "../../src/wal/line-check.js";
+import { scannedNumbers } from "../../src/json/canonical-scan.js";
+import { EntrySink } from "../../src/wal/entry-sink.js";
+import { WalReadError, readWalEntries, verifyWal, type ReadEntry } from "../../src/wal/reader.js";
 import { withSeed } from "../helpers.js";
 import { scratchWorkspace } from "./support/wal-helpers.js";
 
@@ -113,7 +123,8 @@ function forgeFromText(line: string): string {
   return `${obj},"entry_hash":"${sha256Hex(body)}"}`;
 }
 
-function randomLines(r: () => number, count: number): string[] {
+/** `damage` scales how often a line is edited or a link broken (1: often, to test the breaks). */
+function randomLines(r: () => number, count: number, damage = 1): string[] {
   const out: string[] = [];
   let prev = GENESIS_HASH;
   for (let seq = 0; seq < count; seq++) {
@@ -125,12 +136,12 @@ function randomLines(r: () => number, count: number): string[] {
     };
     const { entry, line } = buildEntryWithLine(record, seq, prev, 1795744701 + seq * 0.000731);
     let text = line.trimEnd();
-    if (r() < 0.4) {
+    if (r() < 0.4 * damage) {
       const edited = EDITS[Math.floor(r() * EDITS.length)](text, r);
       text = r() < 0.5 ? forgeFromText(edited) : edited;
     }
     out.push(text);
-    prev = r() < 0.97 ? entry.entry_hash : sha256Hex(String(seq)); // now and then a broken link
+    prev = r() < 1 - 0.03 * damage ? entry.entry_hash : sha256Hex(String(seq)); // now and then a broken link
   }
   return out;
 }
@@ -198,4 +209,90 @@ test("float tokens of 15 to 17 digits: taken exactly when they are Python's repr
       assert.equal(canonicalJson(parseJson(token)), repr, token);
     }
   });
+});
+
+/** A line with its seq or prev_hash changed and a right entry_hash for its new content. */
+function rewritten(line: string, seq: number, prevHash?: string): string {
+  const e = toWalEntry(parseJson(line) as Record<string, JsonValue>);
+  return buildEntryWithLine(e, seq, prevHash ?? e.prev_hash, e.timestamp).line.trimEnd();
+}
+
+/** What readWalEntries yields and throws when every line goes through the parser (no fast path). */
+function parserOnly(lines: string[], tornTail: boolean, fromSeq: number, tolerate: boolean) {
+  const sink = new EntrySink("run-e", fromSeq, true);
+  lines.forEach((l, i) => sink.line(l, i + 1, tornTail && i === lines.length - 1, isAscii(Buffer.from(l))));
+  const e = sink.pendingError;
+  const thrown = e && (sink.moreAfterError || !tolerate) ? new WalReadError(e).message : undefined;
+  return { entries: sink.batch, thrown };
+}
+
+test("random WALs: readWalEntries yields the entries and throws the error of the parser alone", async () => {
+  const { ws, cleanup } = await scratchWorkspace();
+  try {
+    await withSeed("FASTPATH_SEED", async (r) => {
+      let streamed = 0;
+      let refused = 0;
+      for (let round = 0; round < 10; round++) {
+        // One break late in the file, so most of it streams first: a missing line, a link or a
+        // seq forged with a hash that matches, an edited line; or none.
+        const lines = randomLines(r, 400, 0);
+        const k = 200 + Math.floor(r() * 199);
+        if (round % 4 === 1) lines.splice(k, 1);
+        if (round % 4 === 2) lines[k] = rewritten(lines[k], k, sha256Hex("x"));
+        if (round % 5 === 4) lines[k] = rewritten(lines[k], k + 7);
+        if (round % 4 === 3) lines[k] = EDITS[Math.floor(r() * EDITS.length)](lines[k], r);
+        const tornTail = round % 3 === 2;
+        const file = ws.walFile("run-e");
+        await writeFile(file, lines.join("\n") + (tornTail ? "" : "\n"));
+        const fromSeq = round % 2 === 0 ? 0 : Math.floor(r() * 300);
+        const tolerate = round % 4 !== 1;
+        const want = parserOnly(lines, tornTail, fromSeq, tolerate);
+        const got: ReadEntry[] = [];
+        let thrown: string | undefined;
+        try {
+          for await (const item of readWalEntries(file, { fromSeq, tolerateTornTail: tolerate }))
+            got.push(item);
+        } catch (err) {
+          thrown = (err as Error).message;
+        }
+        assert.deepEqual({ entries: got, thrown }, want, `round ${round}, from seq ${fromSeq}`);
+        streamed += got.length;
+        refused += thrown ? 1 : 0;
+      }
+      assert.ok(streamed > 2000 && refused > 1, `${streamed} entries streamed, ${refused} WALs refused`);
+    });
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a line the fast path confirms parses natively to the parser's value when its numbers allow", async () => {
+  await withSeed("FASTPATH_SEED", async (r) => {
+    let native = 0;
+    for (const line of randomLines(r, 3000)) {
+      if (!confirms(line) || !scannedNumbers.jsonParseExact) continue;
+      native++;
+      assert.deepEqual(JSON.parse(line), parseJson(line), line);
+    }
+    assert.ok(native > 100, `${native} lines parsed natively`);
+  });
+});
+
+test("checkLineFast gives checkLine's verdict on every line, index keys out of order included", async () => {
+  await withSeed("FASTPATH_SEED", async (r) => {
+    for (const line of randomLines(r, 3000)) assert.deepEqual(checkLineFast(line), checkLine(line), line);
+  });
+  // Python writes `{"b":1,"1":2}` in that order; a parsed JS object lists "1" first.
+  const written = buildEntryWithLine(
+    { decision_type: "x", inputs: { b: 1 }, committed: true },
+    0,
+    GENESIS_HASH,
+    1.5,
+  )
+    .line.trimEnd()
+    .replace('"inputs":{"b":1}', '"inputs":{"b":1,"1":2}');
+  const raw = parseJson(written) as Record<string, JsonValue>;
+  const line = written.replace(/"entry_hash":"\w+"/, `"entry_hash":"${hashOfParsedEntry(raw)}"`);
+  assert.ok(confirms(line));
+  assert.deepEqual(checkLineFast(line), checkLine(line));
 });

@@ -1,0 +1,148 @@
+/**
+ * The line sink behind readWalEntries: turns WAL lines into entries, checking each one's hash
+ * and its link to the one before.
+ *
+ * A line provably in the canonical form has its hash checked on its own bytes (the fast path of
+ * `wal verify`, readCanonicalLine) and then parsed once, only to build the entry: natively
+ * when its numbers allow (see scannedNumbers); any other
+ * line, or one whose seq or link is off, is parsed with the token check and re-canonicalized,
+ * which decides and names the problem. The fast path only ever confirms, so the verdicts and
+ * messages are the lossless parser's.
+ */
+import { parseJson, parseJsonCheckingTokens, type JsonValue } from "../json/canonical.js";
+import {
+  GENESIS_HASH,
+  entryShapeProblem,
+  digestParsedEntry,
+  toWalEntry,
+  type JsonObject,
+  type WalEntry,
+} from "./entry.js";
+import { scannedNumbers } from "../json/canonical-scan.js";
+import { bytesEqualText, confirmedLine, readCanonicalLine } from "./canonical-line.js";
+import type { WalError, WalErrorKind } from "./chain.js";
+import { LF, type LineSink } from "./line-scan.js";
+
+export interface ReadEntry {
+  entry: WalEntry;
+  lineNo: number;
+}
+
+const SEQ_PREFIX = /^\{"seq":(\d+),/;
+const OPEN_SEQ = Buffer.from('{"seq":', "latin1");
+
+export class EntrySink implements LineSink {
+  /** Entries read since the caller last took them. */
+  batch: ReadEntry[] = [];
+  /** The first problem met; what follows it is only counted (moreAfterError). */
+  pendingError: WalError | undefined;
+  /** A bad line followed by more lines: not a torn tail. */
+  moreAfterError = false;
+  private prevSeq: number;
+  /** The hash the next entry must point to (undefined when reading starts past seq 0). */
+  private prevHash: string | undefined;
+
+  constructor(
+    private readonly runId: string,
+    private readonly fromSeq: number,
+    private readonly verify: boolean,
+  ) {
+    this.prevSeq = fromSeq - 1;
+    this.prevHash = fromSeq === 0 ? GENESIS_HASH : undefined;
+  }
+
+  private fail(seq: number, line: number, kind: WalErrorKind, message: string): void {
+    this.pendingError = { run_id: this.runId, seq, line, kind, message };
+  }
+
+  /** The fast path (see the file's comment); -1 hands the line to `line`. */
+  take(bytes: Buffer, start: number, lineNo: number): number {
+    if (this.pendingError || !this.verify) return -1;
+    if (this.fromSeq > 0) {
+      const seq = seqPrefix(bytes, start);
+      if (seq >= 0 && seq < this.fromSeq) {
+        const nl = bytes.indexOf(LF, start);
+        return nl < 0 ? -1 : nl + 1;
+      }
+    }
+    const end = readCanonicalLine(bytes, start, bytes.length);
+    if (end < 0 || bytes[end] !== LF) return -1;
+    const c = confirmedLine;
+    if (this.prevSeq >= 0 && c.seq !== this.prevSeq + 1) return -1;
+    if (this.prevHash !== undefined && !bytesEqualText(bytes, c.prevStart, c.prevEnd, this.prevHash))
+      return -1;
+    // readCanonicalLine only confirms printable ASCII: latin1 decodes it exactly. Its numbers
+    // tell whether the native parser builds the value ours would (see scannedNumbers).
+    const text = bytes.toString("latin1", start, end);
+    const raw = (scannedNumbers.jsonParseExact ? JSON.parse(text) : parseJson(text)) as JsonValue;
+    if (entryShapeProblem(raw)) return -1;
+    const entry = toWalEntry(raw as JsonObject);
+    this.prevSeq = entry.seq;
+    this.prevHash = entry.entry_hash;
+    this.batch.push({ entry, lineNo });
+    return end + 1;
+  }
+
+  line(text: string, lineNo: number, _final: boolean, ascii: boolean): void {
+    if (this.pendingError) {
+      this.moreAfterError = true;
+      return;
+    }
+    if (this.fromSeq > 0) {
+      const m = SEQ_PREFIX.exec(text);
+      if (m && Number(m[1]) < this.fromSeq) return;
+    }
+    let raw: JsonValue;
+    let tokensCanonical: boolean;
+    try {
+      ({ value: raw, canonical: tokensCanonical } = parseJsonCheckingTokens(text));
+    } catch (err) {
+      return this.fail(this.prevSeq + 1, lineNo, "invalid_json", (err as Error).message);
+    }
+    const problem = entryShapeProblem(raw);
+    if (problem) return this.fail(this.prevSeq + 1, lineNo, "invalid_json", problem);
+    const obj = raw as JsonObject;
+    const entry = toWalEntry(obj);
+    if (entry.seq < this.fromSeq) return;
+    if (this.verify) {
+      const digest = digestParsedEntry(obj, text, ascii && tokensCanonical);
+      if (digest.hash !== entry.entry_hash || !digest.exact) {
+        return this.fail(this.prevSeq + 1, lineNo, "hash_mismatch", "entry_hash does not match the content");
+      }
+      if (this.prevHash !== undefined && entry.prev_hash !== this.prevHash) {
+        return this.fail(
+          entry.seq,
+          lineNo,
+          "prev_hash_mismatch",
+          "prev_hash does not match the previous entry",
+        );
+      }
+      if (this.prevSeq >= 0 && entry.seq !== this.prevSeq + 1) {
+        return this.fail(
+          entry.seq,
+          lineNo,
+          "seq_gap",
+          `expected seq ${this.prevSeq + 1}, found ${entry.seq}`,
+        );
+      }
+      this.prevHash = entry.entry_hash;
+    }
+    this.prevSeq = entry.seq;
+    this.batch.push({ entry, lineNo });
+  }
+
+  badUtf8(lineNo: number): void {
+    if (this.pendingError) this.moreAfterError = true;
+    else this.fail(this.prevSeq + 1, lineNo, "invalid_utf8", "line holds bytes that are not UTF-8");
+  }
+}
+
+/** The seq of a line starting `{"seq":<digits>,` (what SEQ_PREFIX matches), else -1. */
+function seqPrefix(bytes: Buffer, start: number): number {
+  let p = start + OPEN_SEQ.length;
+  if (p >= bytes.length || bytes.compare(OPEN_SEQ, 0, OPEN_SEQ.length, start, p) !== 0) return -1;
+  let seq = 0;
+  const digits = p;
+  while (p < bytes.length && bytes[p] >= 0x30 && bytes[p] <= 0x39) seq = seq * 10 + bytes[p++] - 0x30;
+  return p > digits && bytes[p] === 0x2c ? seq : -1;
+}
