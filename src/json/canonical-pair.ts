@@ -108,11 +108,27 @@ function writeObjectPair(obj: Record<string, unknown>): string {
 function sortedOrder(keys: string[], ascii: boolean): number[] | undefined {
   let sorted = true;
   for (let i = 1; i < keys.length && sorted; i++) {
-    sorted = ascii ? keys[i - 1] < keys[i] : compareCodePoints(keys[i - 1], keys[i]) < 0;
+    sorted = keyBefore(keys[i - 1], keys[i], ascii);
   }
   if (sorted) return undefined;
-  const order = keys.map((_, i) => i);
-  return order.sort((a, b) =>
-    ascii ? (keys[a] < keys[b] ? -1 : 1) : compareCodePoints(keys[a], keys[b]),
-  );
+  const order = new Array<number>(keys.length);
+  for (let i = 0; i < keys.length; i++) order[i] = i;
+  if (keys.length > 16) {
+    return order.sort((a, b) => (keyBefore(keys[b], keys[a], ascii) ? 1 : -1));
+  }
+  // Insertion sort, no closure: a payload object has a handful of keys.
+  for (let i = 1; i < order.length; i++) {
+    const o = order[i];
+    let j = i - 1;
+    while (j >= 0 && keyBefore(keys[o], keys[order[j]], ascii)) {
+      order[j + 1] = order[j];
+      j--;
+    }
+    order[j + 1] = o;
+  }
+  return order;
+}
+
+function keyBefore(a: string, b: string, ascii: boolean): boolean {
+  return ascii ? a < b : compareCodePoints(a, b) < 0;
 }
