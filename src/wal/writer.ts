@@ -39,9 +39,12 @@ export function newRunId(now: Date = new Date()): string {
   return `run-${stamp}-${randomBytes(2).toString("hex")}`;
 }
 
+/** Fixed for the life of the process; read once (the getter is not free on the append path). */
+const TIME_ORIGIN = performance.timeOrigin;
+
 /** Epoch seconds with sub-millisecond digits, like Python's time.time(). */
 export function epochSeconds(): number {
-  return (performance.timeOrigin + performance.now()) / 1000;
+  return (TIME_ORIGIN + performance.now()) / 1000;
 }
 
 export interface WalWriterOptions {
@@ -206,11 +209,13 @@ export class WalWriter {
   private scheduleFlush(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    queueMicrotask(() => {
-      this.scheduled = false;
-      if (!this.syncing && this.queue.length > 0 && !this.failure) this.flush();
-    });
+    queueMicrotask(this.scheduledFlush);
   }
+
+  private readonly scheduledFlush = (): void => {
+    this.scheduled = false;
+    if (!this.syncing && this.queue.length > 0 && !this.failure) this.flush();
+  };
 
   /**
    * Writes and syncs everything queued as one group, then settles it. Pipelined (see
