@@ -67,14 +67,18 @@ function writeObjectPair(obj: Record<string, unknown>): string {
   const keys = Object.keys(obj);
   // `pieces[i]`: `"key":value` in canonical form, for the keys whose value is not undefined.
   const pieces: string[] = [];
-  const present: string[] = [];
+  // The keys of `pieces`, made only once a member is left out (until then: `keys`).
+  let present: string[] | undefined;
   let ordered = "{";
   let allSame = true;
   let asciiKeys = true;
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i];
     const v = obj[k];
-    if (v === undefined) continue;
+    if (v === undefined) {
+      present ??= keys.slice(0, i);
+      continue;
+    }
     const literal = pyStringLiteral(k);
     // Longer than the key plus its quotes: it holds an escape, so it may not sort as UTF-16 does.
     if (literal.length !== k.length + 2) asciiKeys = false;
@@ -84,10 +88,10 @@ function writeObjectPair(obj: Record<string, unknown>): string {
     ordered += (pieces.length > 0 ? "," : "") + (sameText ? piece : head + orderedText);
     if (!sameText) allSame = false;
     pieces.push(piece);
-    present.push(k);
+    present?.push(k);
   }
   ordered += "}";
-  const order = sortedOrder(present, asciiKeys);
+  const order = sortedOrder(present ?? keys, asciiKeys);
   if (order === undefined && allSame) {
     sameText = true;
     return ordered;

@@ -28,7 +28,8 @@ test("canonicalAndOrdered: keys by code point at every level, own order kept in 
     gone: undefined,
   };
   assert.deepEqual(canonicalAndOrdered(value), {
-    canonical: '{"10":3,"2":4,"a":{"c":{},"d":[3.0,null,{"x":2,"y":1}]},"b":1,"\\uff01":1,"\\ud83d\\ude80":2}',
+    canonical:
+      '{"10":3,"2":4,"a":{"c":{},"d":[3.0,null,{"x":2,"y":1}]},"b":1,"\\uff01":1,"\\ud83d\\ude80":2}',
     ordered: '{"2":4,"10":3,"b":1,"a":{"d":[3.0,null,{"y":1,"x":2}],"c":{}},"\\uff01":1,"\\ud83d\\ude80":2}',
   });
   const sorted = canonicalAndOrdered({ a: [1, { b: 0.5 }], b: "\u00e9" });

@@ -8,8 +8,24 @@ import { PyFloat, type JsonValue } from "../../../src/json/canonical.js";
 
 /** Floats where Python's repr switches form, rounds, or is not a finite number. */
 const BOUNDARY_FLOATS = [
-  0.1, -0, 1e-4, 9.999e-5, 1e-5, 1e15, 1e16, 9999999999999998, 1e21, 1e22, 2 ** 53 + 2, 5e-324,
-  1.7976931348623157e308, 1 / 3, 1795744701.8944087, NaN, Infinity, -Infinity,
+  0.1,
+  -0,
+  1e-4,
+  9.999e-5,
+  1e-5,
+  1e15,
+  1e16,
+  9999999999999998,
+  1e21,
+  1e22,
+  2 ** 53 + 2,
+  5e-324,
+  1.7976931348623157e308,
+  1 / 3,
+  1795744701.8944087,
+  NaN,
+  Infinity,
+  -Infinity,
 ];
 
 const CHARS = [...'az_Z09 ~/"\\\n\t\u0000\u001f\u007f\u00e9\u2028\ue000\uff01\uffff\u{1F680}\u{10FFFF}'];
