@@ -111,7 +111,8 @@ export function compareCodePoints(a: string, b: string): number {
   return la - i - (lb - j);
 }
 
-function numberText(value: number): string {
+/** A JS number as Python prints it: integral as an int (all digits), otherwise a float repr. */
+export function numberText(value: number): string {
   if (!Number.isInteger(value) || Object.is(value, -0)) return pyFloatRepr(value);
   // String(1e21) is "1e+21"; an integer prints all its digits, like a Python int.
   return Math.abs(value) < 1e21 ? String(value) : BigInt(value).toString();

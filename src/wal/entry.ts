@@ -10,9 +10,11 @@ import {
   canonicalJson,
   orderedJson,
   parseJson,
+  pyFloatRepr,
   pyStringLiteral,
   type JsonValue,
 } from "../json/canonical.js";
+import { canonicalAndOrdered } from "../json/canonical-pair.js";
 import { asJsonObject, type JsonObject } from "../json/object.js";
 
 /** `prev_hash` of seq 0. */
@@ -82,21 +84,24 @@ export function computeEntryHash(e: Omit<WalEntry, "entry_hash">): string {
 
 /**
  * The canonical body (what is hashed) and the line prefix (fields in line order, up to
- * `entry_hash`) of an entry, each field serialized once: the writer's hot path.
+ * `entry_hash`) of an entry, each field serialized once: the writer's hot path. The payloads
+ * give both their texts in one pass; the timestamp is always a Python float.
  */
 function bodyAndLine(e: Omit<WalEntry, "entry_hash">): { body: string; linePrefix: string } {
   const seq = String(e.seq);
   const prev = pyStringLiteral(e.prev_hash);
-  const ts = canonicalJson(pyTimestamp(e.timestamp));
+  const ts = pyFloatRepr(e.timestamp);
   const type = pyStringLiteral(e.decision_type);
   const actor = pyStringLiteral(e.actor);
   const committed = e.committed ? "true" : "false";
+  const inputs = canonicalAndOrdered(e.inputs);
+  const output = canonicalAndOrdered(e.output);
   const body =
-    `{"actor":${actor},"committed":${committed},"decision_type":${type},"inputs":${canonicalJson(e.inputs)},` +
-    `"output":${canonicalJson(e.output)},"prev_hash":${prev},"seq":${seq},"timestamp":${ts}}`;
+    `{"actor":${actor},"committed":${committed},"decision_type":${type},"inputs":${inputs.canonical},` +
+    `"output":${output.canonical},"prev_hash":${prev},"seq":${seq},"timestamp":${ts}}`;
   const linePrefix =
-    `{"seq":${seq},"prev_hash":${prev},"timestamp":${ts},"decision_type":${type},"inputs":${orderedJson(e.inputs)},` +
-    `"output":${orderedJson(e.output)},"actor":${actor},"committed":${committed}`;
+    `{"seq":${seq},"prev_hash":${prev},"timestamp":${ts},"decision_type":${type},"inputs":${inputs.ordered},` +
+    `"output":${output.ordered},"actor":${actor},"committed":${committed}`;
   return { body, linePrefix };
 }
 
@@ -218,19 +223,31 @@ export function buildEntryWithLine(
   if (record.output !== undefined && !isPlainObject(record.output)) {
     throw new TypeError("wal: output must be an object");
   }
-  const body = {
+  const output = record.output ?? {};
+  const actor = record.actor ?? DEFAULT_ACTOR;
+  const parts = bodyAndLine({
     seq,
     prev_hash: prevHash,
     timestamp,
     decision_type: record.decision_type,
     inputs: record.inputs,
-    output: record.output ?? {},
-    actor: record.actor ?? DEFAULT_ACTOR,
+    output,
+    actor,
     committed: record.committed,
-  };
-  const parts = bodyAndLine(body);
+  });
   const entry_hash = sha256Hex(parts.body);
-  return { entry: { ...body, entry_hash }, line: `${parts.linePrefix},"entry_hash":"${entry_hash}"}\n` };
+  const entry: WalEntry = {
+    seq,
+    prev_hash: prevHash,
+    timestamp,
+    decision_type: record.decision_type,
+    inputs: record.inputs,
+    output,
+    actor,
+    committed: record.committed,
+    entry_hash,
+  };
+  return { entry, line: `${parts.linePrefix},"entry_hash":"${entry_hash}"}\n` };
 }
 
 function isPlainObject(v: unknown): v is JsonObject {

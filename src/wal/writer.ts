@@ -39,9 +39,12 @@ export function newRunId(now: Date = new Date()): string {
   return `run-${stamp}-${randomBytes(2).toString("hex")}`;
 }
 
+/** Fixed for the life of the process; read once (the getter is not free on the append path). */
+const TIME_ORIGIN = performance.timeOrigin;
+
 /** Epoch seconds with sub-millisecond digits, like Python's time.time(). */
 export function epochSeconds(): number {
-  return (performance.timeOrigin + performance.now()) / 1000;
+  return (TIME_ORIGIN + performance.now()) / 1000;
 }
 
 export interface WalWriterOptions {
@@ -76,6 +79,15 @@ interface Pending {
 }
 
 const openFiles = new Set<string>();
+
+// The settle functions of the promise append() just made: a Promise executor runs synchronously
+// in the constructor, so a module-level one hands them over without a closure per append.
+let takenResolve: (e: WalEntry) => void = () => {};
+let takenReject: (err: Error) => void = () => {};
+function takeSettlers(resolve: (e: WalEntry) => void, reject: (err: Error) => void): void {
+  takenResolve = resolve;
+  takenReject = reject;
+}
 
 export class WalWriter {
   private queue: Pending[] = [];
@@ -171,62 +183,75 @@ export class WalWriter {
     }
     if (this.closing || !this.fh)
       return Promise.reject(new WalClosedError(`wal ${this.runId}: writer is closed`));
-    let entry: WalEntry;
-    let line: string;
+    let built: { entry: WalEntry; line: string };
     try {
-      ({ entry, line } = buildEntryWithLine(
-        record,
-        this.nextSeq,
-        this.lastHash,
-        (this.opts.clock ?? epochSeconds)(),
-      ));
+      built = buildEntryWithLine(record, this.nextSeq, this.lastHash, (this.opts.clock ?? epochSeconds)());
     } catch (err) {
       return Promise.reject(err);
     }
     this.nextSeq++;
-    this.lastHash = entry.entry_hash;
-    return new Promise<WalEntry>((resolve, reject) => {
-      this.queue.push({ entry, line, resolve, reject });
-      this.pacing.onAppend();
-      if (this.syncing) return;
-      if (this.pacing.startEarly(this.queue.length)) {
-        // The other half builds its entries while this one syncs.
-        void this.flush();
-      } else {
-        this.scheduleFlush();
-      }
-    });
+    this.lastHash = built.entry.entry_hash;
+    // One shared executor instead of a closure per append (see takeSettlers).
+    const acked = new Promise<WalEntry>(takeSettlers);
+    this.queue.push({ entry: built.entry, line: built.line, resolve: takenResolve, reject: takenReject });
+    this.pacing.onAppend();
+    if (this.syncing) return acked;
+    if (this.pacing.startEarly(this.queue.length)) {
+      // The other half builds its entries while this one syncs.
+      this.flush();
+    } else {
+      this.scheduleFlush();
+    }
+    return acked;
   }
 
   /** Flushes after the current microtasks, so that appends issued together share one sync. */
   private scheduleFlush(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    queueMicrotask(() => {
-      this.scheduled = false;
-      if (!this.syncing && this.queue.length > 0 && !this.failure) void this.flush();
-    });
+    queueMicrotask(this.scheduledFlush);
   }
+
+  private readonly scheduledFlush = (): void => {
+    this.scheduled = false;
+    if (!this.syncing && this.queue.length > 0 && !this.failure) this.flush();
+  };
 
   /**
    * Writes and syncs everything queued as one group, then settles it. Pipelined (see
    * group-pacing.ts) the next group's write and sync start before this group's callers resume;
-   * merged, they resume first and their next appends join the next group.
+   * merged, they resume first and their next appends join the next group. A group synced with
+   * blocking calls settles in the same tick: no promise between its sync and its callers.
    */
-  private async flush(): Promise<void> {
+  private flush(): void {
     const batch = this.queue;
     this.queue = [];
     this.syncing = true;
     const pipelined = this.pacing.pipelining;
     this.pacing.onGroupStart(batch.length);
+    let synced: Promise<void> | undefined;
     try {
-      await this.writeBatch(batch, pipelined);
+      synced = this.writeBatch(batch, pipelined);
     } catch (err) {
-      this.syncing = false;
-      this.failClosed(err, batch);
-      this.wakeIdle();
+      this.groupFailed(err, batch);
       return;
     }
+    if (synced === undefined) this.groupDurable(batch);
+    else
+      synced.then(
+        () => this.groupDurable(batch),
+        (err: unknown) => this.groupFailed(err, batch),
+      );
+  }
+
+  private groupFailed(err: unknown, batch: Pending[]): void {
+    this.syncing = false;
+    this.failClosed(err, batch);
+    this.wakeIdle();
+  }
+
+  /** After a group's sync: publishes its position, starts the next group, settles this one. */
+  private groupDurable(batch: Pending[]): void {
     const last = batch[batch.length - 1].entry;
     const pos: WalPosition = { runId: this.runId, seq: last.seq, entry_hash: last.entry_hash };
     this.durablePos = pos;
@@ -239,7 +264,7 @@ export class WalWriter {
     }
     this.syncing = false;
     this.pacing.onGroupSynced(batch.length + this.queue.length);
-    if (this.pacing.pipelining && this.queue.length > 0 && !this.failure) void this.flush();
+    if (this.pacing.pipelining && this.queue.length > 0 && !this.failure) this.flush();
     this.pacing.onSettled(batch.length);
     this.settle(batch, pos);
     if (this.syncing) return;
@@ -271,9 +296,12 @@ export class WalWriter {
     );
   }
 
-  /** One write and one fdatasync per file; `pipelined`: the sync runs on the thread pool. */
-  private async writeBatch(batch: Pending[], pipelined: boolean): Promise<void> {
-    const fh = this.fh!;
+  /**
+   * One write and one fdatasync per file; `pipelined`: the sync runs on the thread pool. Returns
+   * undefined when both were blocking calls and the group is already durable.
+   */
+  private writeBatch(batch: Pending[], pipelined: boolean): Promise<void> | undefined {
+    const fd = this.fh!.fd;
     let text = "";
     let rows = "";
     for (const p of batch) {
@@ -282,20 +310,25 @@ export class WalWriter {
         rows += uncommittedRowLine({ run_id: this.runId, seq: p.entry.seq, entry_hash: p.entry.entry_hash });
       }
     }
-    const fd = fh.fd;
-    if (rows) {
-      // The index row of every acknowledged intent is durable too (both syncs run together).
-      this.indexFh ??= await openUncommittedIndexForAppend(this.ws);
-      const idx = this.indexFh.fd;
-      // Both settle before a failure closes the files: no sync is left running on a closed fd.
-      const synced = await Promise.allSettled([
-        writeAndSync(fd, text, pipelined),
-        writeAndSync(idx, rows, pipelined),
-      ]);
-      for (const r of synced) if (r.status === "rejected") throw r.reason;
-    } else {
-      await writeAndSync(fd, text, pipelined);
-    }
+    if (rows) return this.writeBatchWithIndex(fd, text, rows, pipelined);
+    const data = Buffer.from(text, "utf8");
+    if (pipelined) return writeThenDatasyncFd(fd, data);
+    // Blocking: the thread-pool round trips of the async API cost a third of the throughput of
+    // one caller awaiting each append.
+    writeAndDatasyncFd(fd, data);
+    return undefined;
+  }
+
+  /** The index row of every acknowledged intent is durable too (both syncs run together). */
+  private async writeBatchWithIndex(fd: number, text: string, rows: string, pipelined: boolean) {
+    this.indexFh ??= await openUncommittedIndexForAppend(this.ws);
+    const idx = this.indexFh.fd;
+    // Both settle before a failure closes the files: no sync is left running on a closed fd.
+    const synced = await Promise.allSettled([
+      writeAndSync(fd, text, pipelined),
+      writeAndSync(idx, rows, pipelined),
+    ]);
+    for (const r of synced) if (r.status === "rejected") throw r.reason;
   }
 
   private failClosed(err: unknown, batch: Pending[]): void {
@@ -348,11 +381,7 @@ export class WalWriter {
   }
 }
 
-/**
- * write() then fdatasync() on the raw fd. Unpipelined both are blocking calls: the thread-pool
- * round trips of the async API cost a third of the throughput of one caller awaiting each
- * append. Pipelined, the sync goes to the thread pool so that the next group builds meanwhile.
- */
+/** write() then fdatasync() on the raw fd, blocking or (pipelined) with the sync on the thread pool. */
 function writeAndSync(fd: number, text: string, pipelined: boolean): Promise<void> {
   try {
     const data = Buffer.from(text, "utf8");
