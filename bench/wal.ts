@@ -1,8 +1,10 @@
 /**
  * WAL benchmark, every figure against a baseline measured in the same run, alternating, medians:
- *  - appends: sequential and 64 in flight against the floor, a raw `write`+`fsync` loop of
- *    lines of the same size on the same disk (nothing with one fsync per append can beat it;
- *    only group commit can). The Python writer's figure from its notes is printed beside it.
+ *  - appends: sequential and 64 in flight against the floor, raw `write`+`fsync` and
+ *    `write`+`fdatasync` loops of lines of the same size on the same disk (nothing with one sync
+ *    per append can beat them; only group commit can). The writer syncs with fdatasync, so the
+ *    goals take the faster of the two loops. The Python writer's figure from its notes is printed
+ *    beside it.
  *  - verify: `verifyWal` of a 400,000-entry WAL in its own process against the Python reference
  *    algorithm (parse, re-canonicalize, sha256, link: bench/support/verify_wal_reference.py) on
  *    the same file; whole-process CPU seconds, wall and peak RSS of each. The chain checks that
@@ -14,7 +16,7 @@
  * --verify-only (skip the append phases: only the verify figures and goals), --appends-only (the
  * append phases and their goals only). Each phase measures in a partial run what it does in a full one.
  */
-import { closeSync, constants as fsc, fsyncSync, openSync, writeSync } from "node:fs";
+import { closeSync, fdatasyncSync, constants as fsc, fsyncSync, openSync, writeSync } from "node:fs";
 import { mkdtemp, open, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -95,8 +97,8 @@ function cpuSeconds(since: NodeJS.CpuUsage): number {
   return (d.user + d.system) / 1e6;
 }
 
-/** The floor: lines of the same size written and fsynced one by one, file kept open. */
-function floorLoop(file: string, seconds: number): Rate {
+/** A floor: lines of the same size written and synced one by one, file kept open. */
+function floorLoop(file: string, seconds: number, sync: (fd: number) => void): Rate {
   const lines = [0, 1].map((i) => Buffer.from(buildEntryWithLine(decision(i), i, GENESIS_HASH, 1).line));
   const fd = openSync(file, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT, 0o644);
   const cpu0 = process.cpuUsage();
@@ -105,7 +107,7 @@ function floorLoop(file: string, seconds: number): Rate {
   const deadline = start + seconds * 1000;
   while (performance.now() < deadline) {
     writeSync(fd, lines[n & 1]);
-    fsyncSync(fd);
+    sync(fd);
     n++;
   }
   const elapsed = (performance.now() - start) / 1000;
@@ -201,11 +203,13 @@ async function verifyChild(file: string): Promise<void> {
 
 async function appendPhases(dir: string, args: Args, log: (s: string) => void) {
   const floor: Rate[] = [];
+  const floorData: Rate[] = [];
   const seq: Rate[] = [];
   const c64: Rate[] = [];
   for (let i = 0; i < args.runs; i++) {
     log(`appends, run ${i + 1}/${args.runs}: floor, sequential, 64 in flight (${args.seconds}s each) ...`);
-    floor.push(floorLoop(path.join(dir, `floor${i}.jsonl`), args.seconds));
+    floor.push(floorLoop(path.join(dir, `floor${i}.jsonl`), args.seconds, fsyncSync));
+    floorData.push(floorLoop(path.join(dir, `floor-data${i}.jsonl`), args.seconds, fdatasyncSync));
     seq.push(await appendThroughput(dir, `run-seq${i}`, 1, args.seconds));
     c64.push(await appendThroughput(dir, `run-c64${i}`, 64, args.seconds));
   }
@@ -214,19 +218,20 @@ async function appendPhases(dir: string, args: Args, log: (s: string) => void) {
     cpu_ms_per_append: round(median(rs.map((r) => r.cpuMsPerAppend)), 4),
     runs_per_s: rs.map((r) => Math.round(r.perSecond)),
   });
-  return { floor: med(floor), sequential: med(seq), concurrent64: med(c64) };
+  return { floor: med(floor), floor_fdatasync: med(floorData), sequential: med(seq), concurrent64: med(c64) };
 }
 
 /** The append figures with their ratios to the floor and to the Python notes, and their goals. */
 function appendReport(appends: Awaited<ReturnType<typeof appendPhases>>) {
-  const floor = appends.floor.appends_per_s;
+  const floor = Math.max(appends.floor.appends_per_s, appends.floor_fdatasync.appends_per_s);
+  const baseline = "the faster of the raw write+fsync and write+fdatasync loops, same disk, same run";
   const goals = [
     ratioGoal(
       "wal.sequential_appends_vs_floor",
       "appends_per_s",
       appends.sequential.appends_per_s,
       floor,
-      "raw write+fsync loop, same disk, same run",
+      baseline,
       { min: 0.95 },
     ),
     ratioGoal(
@@ -234,12 +239,13 @@ function appendReport(appends: Awaited<ReturnType<typeof appendPhases>>) {
       "appends_per_s",
       appends.concurrent64.appends_per_s,
       floor,
-      "raw write+fsync loop, same disk, same run",
+      baseline,
       { min: 30 },
     ),
   ];
   const figures = {
     ...appends,
+    floor_used_for_goals_per_s: floor,
     sequential_ratio_to_floor: round(appends.sequential.appends_per_s / floor, 3),
     concurrent64_ratio_to_floor: round(appends.concurrent64.appends_per_s / floor, 3),
     python_notes: PYTHON_NOTES,
