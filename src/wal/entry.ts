@@ -9,7 +9,7 @@ import {
   PyFloat,
   canonicalJson,
   orderedJson,
-  parseJson,
+  parseJsonCheckingTokens,
   pyFloatRepr,
   pyStringLiteral,
   type JsonValue,
@@ -289,18 +289,27 @@ export type LineCheck =
   | { ok: true; raw: JsonObject; entry: WalEntry }
   | { ok: false; kind: "invalid_json" | "hash_mismatch"; message: string };
 
-/** Parses one line (without its newline) and checks its shape and its own hash. */
+/**
+ * Parses one line (without its newline) and checks its shape and its own hash, with the verdict
+ * of the chain check (`wal verify`): ASCII tokens as Python writes them are exact whatever the
+ * parsed object's key order, which a JS object changes for keys such as "1".
+ */
 export function checkLine(line: string): LineCheck {
   let raw: JsonValue;
+  let tokensCanonical: boolean;
   try {
-    raw = parseJson(line);
+    ({ value: raw, canonical: tokensCanonical } = parseJsonCheckingTokens(line));
   } catch (err) {
     return { ok: false, kind: "invalid_json", message: (err as Error).message };
   }
   const problem = entryShapeProblem(raw);
   if (problem) return { ok: false, kind: "invalid_json", message: problem };
   const obj = raw as JsonObject;
-  const { hash: computed, exact } = digestParsedEntry(obj, line);
+  const { hash: computed, exact } = digestParsedEntry(
+    obj,
+    line,
+    tokensCanonical && Buffer.byteLength(line) === line.length,
+  );
   if (computed !== obj.entry_hash) {
     return {
       ok: false,
