@@ -6,7 +6,10 @@
  *   100 and 1,000 decisions/s, with the default interval (1 s) and with `--sync` (the commit
  *   gate); baseline: the store's round trip (a small put), measured in the same run.
  * - Overhead on the WAL's throughput at 64 in flight, with the archiver shipping beside it (S3,
- *   100 ms interval) against the same writer alone; goal ratio >= 0.95.
+ *   100 ms interval, background compaction at its default as in `start --archive-to` and
+ *   `dr archive`) against the same writer alone, alternating rounds; goal ratio >= 0.95. CPU
+ *   seconds beside: the writer's process (the in-process archiver's included) and the `dr archive`
+ *   process's own.
  * - Restore to a point `--decisions` decisions after its snapshot (`dr archive-restore --latest`,
  *   a whole process: wall and peak RSS) against `dr restore` of a backup of the same state.
  * - Objects and bytes per day at 1 decision/s, from the segments measured per cycle.
@@ -14,7 +17,7 @@
  * Usage: npm run bench:archive -- --json [--seconds S] [--decisions N[,N...]] [--only SECTION[,SECTION]]
  * (sections: rpo, overhead, objects, restore).
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -38,6 +41,7 @@ import {
   type ProcessCost,
 } from "./support/measure.js";
 import { archiveObjectsPerDay } from "./support/archive-objects.js";
+import { DEFAULT_COMPACT_TARGET_BYTES } from "../src/cli/archive-options.js";
 
 /** Simulated seconds of the objects-per-day run that compaction is measured on (scaled to a day). */
 const COMPACTION_SECONDS = 120;
@@ -178,6 +182,17 @@ async function rpoRun(root: string, site: Site, rate: number, sync: boolean, sec
 interface WriterRun {
   appends_per_s: number;
   cpu_s: number;
+  /** `dr archive` in its own process: its CPU seconds over the same appends. */
+  archiver_cpu_s?: number;
+}
+
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout) || 100;
+
+/** CPU seconds (user + system) a live process has used so far (Linux /proc). */
+async function processCpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
 const cpuSeconds = (): number => {
@@ -189,7 +204,13 @@ const cpuSeconds = (): number => {
 async function throughput(root: string, label: string, n: number, store?: BackupStore): Promise<WriterRun> {
   const ws = await freshWorkspace(root, label);
   const archiver = store
-    ? new Archiver({ store, ws, intervalMs: 100, snapshotIntervalMs: 86_400_000 })
+    ? new Archiver({
+        store,
+        ws,
+        intervalMs: 100,
+        snapshotIntervalMs: 86_400_000,
+        compactTargetBytes: DEFAULT_COMPACT_TARGET_BYTES,
+      })
     : undefined;
   if (archiver) {
     await archiver.step();
@@ -241,14 +262,16 @@ async function throughputBesideProcess(
     await new Promise((r) => setTimeout(r, 50));
   }
   const c0 = cpuSeconds();
+  const a0 = await processCpuSeconds(child.pid!);
   const t0 = performance.now();
   await appendMany(ws, n);
   const wall = (performance.now() - t0) / 1000;
   const cpu = cpuSeconds() - c0;
+  const archiverCpu = (await processCpuSeconds(child.pid!)) - a0;
   const exited = new Promise((r) => child.once("exit", r));
   child.kill("SIGTERM");
   await exited;
-  return { appends_per_s: n / wall, cpu_s: cpu };
+  return { appends_per_s: n / wall, cpu_s: cpu, archiver_cpu_s: archiverCpu };
 }
 
 /** `n` decisions with 64 in flight, then the WAL closed. */
@@ -339,6 +362,7 @@ const OVERHEAD_ROUNDS = 5;
 const OVERHEAD_APPENDS = 50_000;
 
 async function overheadSection(root: string, s3Store: BackupStore, s3Endpoint: string, goals: Goal[]) {
+  const loadBefore = os.loadavg().map((l) => round(l, 2));
   const runs: Record<"alone" | "in_process" | "own_process", WriterRun[]> = {
     alone: [],
     in_process: [],
@@ -352,11 +376,16 @@ async function overheadSection(root: string, s3Store: BackupStore, s3Endpoint: s
   const sum = (rs: WriterRun[]) => ({
     appends_per_s: round(median(rs.map((r) => r.appends_per_s)), 0),
     writer_process_cpu_s: round(median(rs.map((r) => r.cpu_s)), 3),
+    ...(rs[0]?.archiver_cpu_s !== undefined
+      ? { archiver_process_cpu_s: round(median(rs.map((r) => r.archiver_cpu_s!)), 3) }
+      : {}),
+    rounds_appends_per_s: rs.map((r) => round(r.appends_per_s, 0)),
   });
   const overhead = {
     in_flight: 64,
     appends: OVERHEAD_APPENDS,
     rounds: OVERHEAD_ROUNDS,
+    load_average_before: loadBefore,
     load_average: os.loadavg().map((l) => round(l, 2)),
     alone: sum(runs.alone),
     archiver_in_process: sum(runs.in_process),

@@ -29,7 +29,8 @@ import {
   type SegmentIndex,
   type StoredSegment,
 } from "./catalog.js";
-import { generationPrefix, parseArchiveKey, segmentKey } from "./names.js";
+import { linkedLines } from "../wal/chain-links.js";
+import { generationPrefix, parseArchiveKey, segmentKey, walRunOf } from "./names.js";
 import { openSegment, sealSegment, unlockGeneration, type ReadKeys, type SegmentKey } from "./sealing.js";
 import { emptyEnd, type StreamEnd } from "./streams.js";
 
@@ -192,26 +193,63 @@ async function sha256Sliced(parts: Buffer[]): Promise<string> {
 }
 
 /**
+ * Where a piece ends when its lines follow on from `end` by their frames (as the shipper reads
+ * them, docs/formats.md "What a WAL segment proves when it is shipped"): a log's piece ends with a
+ * whole line; a WAL piece's lines link on from `end` and its last seq and hash are those of its
+ * name and index. Undefined when that is not so: the lines are then checked one by one.
+ */
+function followsOn(stream: string, s: StoredSegment, ix: SegmentIndex, plain: Buffer, end: StreamEnd) {
+  if (end.length !== s.from || (plain.length > 0 && plain[plain.length - 1] !== 0x0a)) return undefined;
+  const next: StreamEnd = { length: s.to, tail_sha256: ix.tail_sha256 };
+  if (s.firstSeq === undefined) return walRunOf(stream) === undefined ? next : undefined;
+  if (end.seq === undefined || end.entry_hash === undefined || ix.prev_hash !== end.entry_hash)
+    return undefined;
+  const links = linkedLines(plain, { seq: end.seq, hash: end.entry_hash });
+  if (
+    !links ||
+    links.firstSeq !== s.firstSeq ||
+    links.lastSeq !== s.lastSeq ||
+    links.lastHash !== ix.last_hash
+  )
+    return undefined;
+  return { ...next, seq: links.lastSeq, entry_hash: links.lastHash };
+}
+
+/**
  * Reads a group's pieces, each checked against its index, and proves the chain they make
- * together: every line whole, every WAL entry hashed and linked from the first one's prev_hash.
+ * together: every line whole, every WAL entry linked from the first one's prev_hash to the last
+ * one's hash by its seq and hash fields (followsOn); a piece that does not follow on by its frames
+ * has each entry parsed and hashed, which names the break.
  */
 async function readGroup(store: BackupStore, stream: string, group: StoredSegment[], key?: SegmentKey) {
   const parts: Buffer[] = [];
   const ixs: SegmentIndex[] = [];
-  let cutter: LineCutter | undefined;
+  let end: StreamEnd | undefined;
   for (const s of group) {
     const { ix, plain } = await readPiece(store, s, key);
-    cutter ??= new LineCutter(stream, s.key, endBefore(stream, s, ix), { atMs: Number.MAX_SAFE_INTEGER });
-    let at = s.from;
-    for (const slice of lineSlices(plain)) {
-      at += slice.length;
-      cutter.take(slice, at);
-      await yieldToLoop();
-    }
+    end ??= endBefore(stream, s, ix);
+    end = followsOn(stream, s, ix, plain, end) ?? (await checkLines(stream, s, plain, end));
     parts.push(plain);
     ixs.push(ix);
   }
   return { parts, ixs };
+}
+
+/** A piece's lines checked one by one after `end` (in slices, see SLICE_BYTES); where it ends. */
+async function checkLines(
+  stream: string,
+  s: StoredSegment,
+  plain: Buffer,
+  end: StreamEnd,
+): Promise<StreamEnd> {
+  const cutter = new LineCutter(stream, s.key, end, { atMs: Number.MAX_SAFE_INTEGER });
+  let at = s.from;
+  for (const slice of lineSlices(plain)) {
+    at += slice.length;
+    cutter.take(slice, at);
+    await yieldToLoop();
+  }
+  return cutter.position;
 }
 
 /** Reads a group, checks it (readGroup), and stores the merge. */

@@ -3,15 +3,17 @@
  *
  * Whatever is read here is on disk: the file's size is taken, then the file is fsynced (an fsync
  * through any descriptor flushes every byte written before it), then only bytes below that size
- * are read. A WAL is cut after its last entry that parses, hashes and links to the one before;
- * any other log after its last complete line. So a segment never holds a byte a crash could
+ * are read. A WAL is cut after its last whole entry that links to the one before (its seq and its
+ * prev_hash field; the first and last entries of a chunk also parse and hash, and a chunk that
+ * is not in the writers' frame is checked entry by entry); any other log after its last complete
+ * line. So a segment never holds a byte a crash could
  * take back, and never half a line.
  */
 import { createHash } from "node:crypto";
 import { open, readdir, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import { checkBatch } from "../wal/chain.js";
-import { GENESIS_HASH, checkLine } from "../wal/entry.js";
+import { linkedLines } from "../wal/chain-links.js";
+import { GENESIS_HASH, checkLine, type WalEntry } from "../wal/entry.js";
 import { walRunOf } from "./names.js";
 import { fsyncHandle } from "../workspace/durable.js";
 
@@ -169,34 +171,38 @@ function logChunk(data: Buffer, after: StreamEnd): DurableChunk {
   return chunkOf(data, after, end, firstTime, lastTime);
 }
 
-/** An entry's own time, as the index records it (epoch ms). */
-const entryTime = (line: Buffer): number => {
+/** The entry of a line (without its newline) when it parses and its hash is right. */
+const verifiedEntry = (line: Buffer): WalEntry | undefined => {
   const c = checkLine(line.toString("utf8"));
-  return c.ok ? Math.round(c.entry.timestamp * 1000) : 0;
+  return c.ok ? c.entry : undefined;
 };
 
 /**
- * The common case, without a parse per entry: every line verifies and links on to `after`
- * (checkBatch, the fast check `wal verify` uses), so the whole of `data` ships and only the first
- * and last entries are read for the index. Undefined sends the chunk line by line (cutWalLines),
- * which finds where it must be cut.
+ * The common case, without a parse or a hash per entry: every line is in the writers' frame, in
+ * seq order, and links by its prev_hash field to the line before and the first to `after`
+ * (linkedLines). The first and last entries, which the index names, are parsed and their hashes
+ * checked; the entries between are not re-hashed here (docs/formats.md "What a segment proves").
+ * Undefined sends the chunk line by line (cutWalLines), which finds where it must be cut.
  */
 function cleanWalChunk(data: Buffer, after: StreamEnd): DurableChunk | undefined {
-  const batch = checkBatch(data);
   const prevHash = after.entry_hash ?? GENESIS_HASH;
-  if (!batch || batch.firstSeq !== (after.seq ?? -1) + 1 || batch.firstPrev !== prevHash) return undefined;
-  const lastStart = lineStartBefore(data, data.length);
-  const firstTime = entryTime(lineAt(data, 0));
-  const lastTime = entryTime(lineAt(data, lastStart));
+  const links = linkedLines(data, { seq: after.seq ?? -1, hash: prevHash });
+  if (!links) return undefined;
+  const first = verifiedEntry(lineAt(data, 0));
+  const last = links.count === 1 ? first : verifiedEntry(lineAt(data, links.lastStart));
+  if (!first || !last || first.prev_hash !== prevHash || first.seq !== links.firstSeq) return undefined;
+  if (last.seq !== links.lastSeq || last.entry_hash !== links.lastHash) return undefined;
+  const firstTime = Math.round(first.timestamp * 1000);
+  const lastTime = Math.round(last.timestamp * 1000);
   // A time that is not positive is skipped by the index: the line-by-line path finds the next one.
   if (firstTime <= 0 || lastTime <= 0) return undefined;
   const end: StreamEnd = {
     length: after.length + data.length,
-    tail_sha256: sha256(data.subarray(lastStart)),
-    seq: batch.lastSeq,
-    entry_hash: batch.lastHash,
+    tail_sha256: sha256(data.subarray(links.lastStart)),
+    seq: links.lastSeq,
+    entry_hash: links.lastHash,
   };
-  return { ...chunkOf(data, after, end, firstTime, lastTime), firstSeq: batch.firstSeq, prevHash };
+  return { ...chunkOf(data, after, end, firstTime, lastTime), firstSeq: links.firstSeq, prevHash };
 }
 
 /** A WAL's lines up to the first that does not parse, hash or link to the one before. */

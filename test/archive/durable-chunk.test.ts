@@ -7,7 +7,13 @@ import { createHash } from "node:crypto";
 import { appendFile, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { emptyEnd, lineTime, readDurable, type StreamEnd } from "../../src/archive/streams.js";
+import {
+  emptyEnd,
+  lineTime,
+  readDurable,
+  type DurableChunk,
+  type StreamEnd,
+} from "../../src/archive/streams.js";
 import { GENESIS_HASH, checkLine } from "../../src/wal/entry.js";
 import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
 import { scratchDir } from "../helpers.js";
@@ -69,20 +75,61 @@ describe("archive: the durable bytes a cycle ships", () => {
     assert.equal(chunk.more, false);
   });
 
-  it("a complete entry that does not verify stops the chunk just before it; what follows is pending", async () => {
-    const file = path.join(scratch.dir, "altered.wal.jsonl");
-    const altered = lines[15]!.replace('"T-15"', '"T-99"');
-    assert.notEqual(altered, lines[15]);
-    await writeFile(file, [...lines.slice(0, 15), altered, ...lines.slice(16)].join(""));
+  /** readDurable of `rows` from the run's start, in a file of its own. */
+  async function chunkOf(name: string, rows: string[]) {
+    const file = path.join(scratch.dir, `${name}.wal.jsonl`);
+    await writeFile(file, rows.join(""));
     const chunk = await readDurable(file, WAL_STREAM, emptyEnd(WAL_STREAM));
     assert.ok(chunk);
+    return chunk;
+  }
+
+  /** The chunk holds lines 0-14 only, as the archive's end after them; the rest is pending. */
+  function cutBefore15(chunk: DurableChunk, rest: string[]): void {
     assert.equal(chunk.bytes.toString("utf8"), lines.slice(0, 15).join(""));
     assert.deepEqual(chunk.end, walEndAfter(lines, 15));
     assert.equal(chunk.firstSeq, 0);
     assert.equal(chunk.prevHash, GENESIS_HASH);
     assert.equal(chunk.firstTime, timeOf(lines[0]!));
     assert.equal(chunk.lastTime, timeOf(lines[14]!));
-    assert.equal(chunk.pending, Buffer.byteLength([altered, ...lines.slice(16)].join("")));
+    assert.equal(chunk.pending, Buffer.byteLength(rest.join("")));
+  }
+
+  const breaks: [string, (line: string) => string][] = [
+    ["a seq skipped", (l) => l.replace('{"seq":15,', '{"seq":16,')],
+    [
+      "a prev_hash that does not link",
+      (l) => l.replace(/"prev_hash":"[0-9a-f]/, (m) => m.slice(0, -1) + (m.endsWith("0") ? "1" : "0")),
+    ],
+    ["a line cut short", (l) => l.slice(0, 40) + "\n"],
+    ["a line no longer in the writers' form", (l) => l.replace('{"seq":15,', '{ "seq":15,')],
+  ];
+  for (const [what, damage] of breaks) {
+    it(`an entry with ${what} stops the chunk just before it; what follows is pending`, async () => {
+      const broken = damage(lines[15]!);
+      assert.notEqual(broken, lines[15]);
+      const rest = [broken, ...lines.slice(16)];
+      cutBefore15(await chunkOf(what.replace(/\W+/g, "-"), [...lines.slice(0, 15), ...rest]), rest);
+    });
+  }
+
+  it("an entry that does not verify at the chunk's end stops the chunk just before it", async () => {
+    const altered = lines[15]!.replace('"T-15"', '"T-99"');
+    assert.notEqual(altered, lines[15]);
+    cutBefore15(await chunkOf("altered-last", [...lines.slice(0, 15), altered]), [altered]);
+  });
+
+  it("an entry altered inside its frame between the chunk's first and last ships: its hash is proven by restore and archive-list --check", async () => {
+    const altered = lines[15]!.replace('"T-15"', '"T-99"');
+    assert.notEqual(altered, lines[15]);
+    const rows = [...lines.slice(0, 15), altered, ...lines.slice(16)];
+    const chunk = await chunkOf("altered-inside", rows);
+    assert.equal(chunk.bytes.toString("utf8"), rows.join(""));
+    // The index's facts stay true: the first entry links to the genesis, the last one verifies.
+    assert.deepEqual(chunk.end, walEndAfter(lines, 30));
+    assert.equal(chunk.firstSeq, 0);
+    assert.equal(chunk.prevHash, GENESIS_HASH);
+    assert.equal(chunk.pending, 0);
   });
 
   it("entries that do not follow the archived end ship nothing", async () => {

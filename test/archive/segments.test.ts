@@ -145,6 +145,46 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
     });
   }
 
+  it("a WAL entry altered locally inside a segment is shipped, then named by archive-list --check and refused by restore past it", async () => {
+    const fx = await archiveFixture(path.join(scratch.dir, "local"));
+    const st = path.join(scratch.dir, "local", "store");
+    await appendDecisions(fx.ws, RUN, 5);
+    assert.equal((await fx.cli(["dr", "archive", "--to", st, "--once"])).code, 0);
+    await appendDecisions(fx.ws, RUN, 10, 5);
+    // Bit rot after the writer's fsync: seq 9's payload changes, its frame (seq, links) does not.
+    const wal = fx.ws.walFile(RUN);
+    const text = await readFile(wal, "utf8");
+    assert.ok(text.includes('"T-9"'));
+    await writeFile(wal, text.replace('"T-9"', '"T-8"'));
+    const r = await fx.cli(["dr", "archive", "--to", st, "--once"]);
+    assert.equal(r.code, 0, r.stderr);
+    const segs = walSegments((await storeObjects(st)).keys(), RUN);
+    assert.equal(segs.length, 1, segs.join("\n"));
+    assert.match(segs[0]!, /\.s5-14$/);
+    const check = await fx.cli(["--json", "dr", "archive-list", "--from", st, "--check"]);
+    assert.equal(check.code, 5, check.stderr);
+    const problems = JSON.parse(check.stdout).problems as { segment: string; reason: string }[];
+    assert.ok(
+      problems.some(
+        (p) => p.segment === segs[0] && /entry_hash .* does not match the content/.test(p.reason),
+      ),
+      JSON.stringify(problems),
+    );
+    const target = (n: string) => path.join(scratch.dir, "local", n, ".sdd");
+    const before = await fx.cli(
+      ["--json", "dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:4`],
+      target("a"),
+    );
+    assert.equal(before.code, 0, before.stderr);
+    assert.equal(JSON.parse(before.stdout).wal[RUN].seq, 4);
+    const past = await fx.cli(["dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:14`], target("b"));
+    assert.equal(past.code, 5, past.stderr);
+    assert.ok(past.stderr.includes(segs[0]!), past.stderr);
+    // The workspace's own check names the entry too.
+    const verify = await fx.cli(["wal", "verify"]);
+    assert.notEqual(verify.code, 0, verify.stdout);
+  });
+
   it("a workspace restored in place and archived again starts a new generation; the old one stays restorable", async () => {
     const { fx, store: st } = await threeSegments("regen");
     const first = JSON.parse(
