@@ -41,6 +41,7 @@ import {
   type ProcessCost,
 } from "./support/measure.js";
 import { archiveObjectsPerDay } from "./support/archive-objects.js";
+import { launcherFlags } from "./support/launcher.js";
 import { DEFAULT_COMPACT_TARGET_BYTES } from "../src/cli/archive-options.js";
 
 /** Simulated seconds of the objects-per-day run that compaction is measured on (scaled to a day). */
@@ -236,6 +237,7 @@ async function throughputBesideProcess(
   const child = spawn(
     process.execPath,
     [
+      ...launcherFlags(),
       CLI,
       "--sdd",
       ws.root,
@@ -304,7 +306,7 @@ async function restoreRun(root: string, decisions: number) {
   process.env.BERNSTEIN_AUDIT_KEY_PATH = keyFile;
   const backup = path.join(dir, "full.tar.gz");
   const cli = (sdd: string, ...argv: string[]) =>
-    measureProcess([process.execPath, CLI, "--sdd", sdd, ...argv]);
+    measureProcess([process.execPath, ...launcherFlags(), CLI, "--sdd", sdd, ...argv]);
   cli(ws.root, "dr", "backup", "--to", backup);
   const pitr = cli(
     path.join(dir, "pitr", ".sdd"),
