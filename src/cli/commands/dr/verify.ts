@@ -42,7 +42,7 @@ export function registerVerify(dr: Command): void {
     const { password, warnings: passwordWarnings } = await resolveDecryptPassword(opts, opts.decrypt);
     for (const w of passwordWarnings) out.warn(w);
     const identities = await resolveIdentities(opts.identityFile);
-    const src = await openSource(opts);
+    const src = await openSource(opts, globalsOf(cmd).sdd);
     opts.from = src.label;
     const progress = progressFor(out);
     const verified = await progress.during(
@@ -54,6 +54,8 @@ export function registerVerify(dr: Command): void {
         keyFile: opts.keyFile,
         expectSha256: src.expectSha256,
         expectSha256From: src.expectSha256From,
+        expectAge: src.expectAge,
+        expectAgeFrom: src.expectAgeFrom,
         onProgress: (n) => progress.update("verifying", n, src.size),
       }),
     );
