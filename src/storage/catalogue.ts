@@ -12,7 +12,7 @@ import os from "node:os";
 import { Readable } from "node:stream";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { BackupStore, ObjectInfo, RetryInfo } from "./store.js";
-import { AgeSplitHasher, splitMismatch, type AgeSplitHashes } from "../dr/age/split-hash.js";
+import { AgeSplitHasher, splitHashesOf, splitMismatch, type AgeSplitHashes } from "../dr/age/split-hash.js";
 
 export const RECORD_FORMAT = "bernstein-backup-record/1";
 const NAME_RE = /^bernstein-backup-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z\.tar\.gz(\.enc|\.age)?$/;
@@ -298,10 +298,20 @@ export async function recordRekeyed(
   return true;
 }
 
-/** After a successful `dr verify`, refresh the record's verified_at (only if it matches). */
-export async function markVerified(store: BackupStore, name: string, sha256: string): Promise<boolean> {
+/**
+ * After a successful `dr verify`, refresh the record's verified_at (only if it matches: its
+ * sha256, or, when it has none, its `age_*` hashes that the verify checked).
+ */
+export async function markVerified(
+  store: BackupStore,
+  name: string,
+  sha256: string,
+  checkedSplit?: AgeSplitHashes,
+): Promise<boolean> {
   const record = await readRecord(store, name);
-  if (!record || record.sha256 !== sha256) return false;
+  const split =
+    record?.sha256 === null && checkedSplit && !splitMismatch(checkedSplit, splitHashesOf(record));
+  if (!record || (record.sha256 !== sha256 && !split)) return false;
   await writeRecord(store, { ...record, verified_at: new Date().toISOString() });
   return true;
 }

@@ -11,11 +11,12 @@ import path from "node:path";
 import { test } from "node:test";
 import { headerLength } from "../../src/dr/age/header.js";
 import { backupToFile } from "../../src/dr/backup.js";
-import { appendBackupLog, readBackupLog, type BackupLogRow } from "../../src/dr/backup-log.js";
+import { readBackupLog, type BackupLogRow } from "../../src/dr/backup-log.js";
 import { rekeyArchive } from "../../src/dr/rekey.js";
 import { backupsFromAudit } from "../../src/storage/audit-record.js";
 import { envFor, runCli, scratchDir } from "../helpers.js";
 import { identityOf, keyPair } from "./support/age-keys.js";
+import { catalogueBackup } from "./support/catalogue.js";
 import { flip } from "./support/damage.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
 
@@ -91,7 +92,7 @@ test("dr backup of an .age archive records its header and payload sha256 apart i
 test("a header-only rekey (add, then remove): the payload sha256 is carried over, the header's is new, sha256 null and no sidecar; dr list --check stays clean; restore opens it", async () => {
   const { dir, cleanup } = await scratchDir();
   try {
-    const { a, c, cli, file, newestRow, record, check } = await withAgeBackup(dir);
+    const { a, c, at, cli, file, newestRow, record, check } = await withAgeBackup(dir);
     const first = await newestRow();
     const add = await cli(
       "dr",
@@ -145,6 +146,13 @@ test("a header-only rekey (add, then remove): the payload sha256 is carried over
     );
     const verified = await cli("dr", "verify", "--from", file, "--identity-file", c.file, "--json");
     assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+    const atLocation = await cli("dr", "verify", "--latest", "--at", at, "--identity-file", c.file, "--json");
+    assert.equal(atLocation.code, 0, atLocation.stdout + atLocation.stderr);
+    assert.equal(
+      JSON.parse(atLocation.stdout).record_refreshed,
+      true,
+      "checked by its header and payload hashes",
+    );
     const restored = await runCli(
       [
         "dr",
@@ -213,8 +221,12 @@ test("after a header-only rekey, a flipped payload byte, a flipped header byte a
       assert.equal(restore.code, 5, `${what}: ${restore.stderr}`);
       assert.equal(restore.stderr.trim().split("\n").length, 1, restore.stderr);
     }
-    // The header byte flipped inside c's own stanza: without the record c would see a wrong key (4).
-    await writeFile(file, flip(good, good.indexOf("\n-> X25519 ", good.indexOf("\n-> X25519 ") + 1) + 20));
+    // A character of c's own stanza changed (to another base64 character, so the header still
+    // parses): without the record c would see a wrong key (4).
+    const inStanza = Buffer.from(good);
+    const at = good.indexOf("\n-> X25519 ", good.indexOf("\n-> X25519 ") + 1) + 20;
+    inStanza[at] = inStanza[at] === 0x41 ? 0x42 : 0x41;
+    await writeFile(file, inStanza);
     const stanza = await runCli(
       ["dr", "restore", "--from", file, "--identity-file", c.file, "--sdd", path.join(dir, "rs", ".sdd")],
       { env, cwd: dir },
@@ -308,18 +320,7 @@ test("a header-only rekey of a catalogued archive reads none of its payload (thi
     const a = await keyPair(dir, "a.txt");
     const c = await keyPair(dir, "c.txt");
     const b = await backupToFile(ws, path.join(dir, "bk.tar.gz"), { recipients: [a.recipient] });
-    await appendBackupLog(ws, {
-      created_at: new Date().toISOString(),
-      location: b.path,
-      sha256: b.sha256,
-      manifest_sha256: b.manifest_sha256,
-      file_count: b.file_count,
-      size_bytes: b.size_bytes,
-      encrypted: true,
-      verified: false,
-      recipients: [a.recipient],
-      ...b.age,
-    });
+    await catalogueBackup(ws, b, [a.recipient], { split: true });
     assert.ok(b.size_bytes > 24 << 20);
     const before = bytesRead();
     const r = await rekeyArchive(

@@ -63,10 +63,12 @@ export function registerVerify(dr: Command): void {
     let recordRefreshed = false;
     if (verified.ok && src.stored) {
       const { store, name } = src.stored;
-      recordRefreshed = await markVerified(store, name, verified.sha256).catch((err: Error) => {
-        out.warn(`the backup verified, but its record could not be updated: ${err.message}`);
-        return false;
-      });
+      recordRefreshed = await markVerified(store, name, verified.sha256, src.expectAge).catch(
+        (err: Error) => {
+          out.warn(`the backup verified, but its record could not be updated: ${err.message}`);
+          return false;
+        },
+      );
     }
     const report = src.stored ? { ...verified, record_refreshed: recordRefreshed } : verified;
     out.result(report, () => {
