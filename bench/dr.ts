@@ -9,10 +9,10 @@
  *    one 2 GB file (`--big-gb N` to change, 0 to skip);
  *  - backup and restore encrypted to one age X25519 recipient and to one hybrid (ML-KEM-768 +
  *    X25519) recipient, against the plain ones of the same run (target ≤ 1.2× wall);
- *  - `dr rekey` of an `.age` archive of `--rekey-gb N` GB (default 1; 0 skips): the header
- *    rewrite alone (in place, target < 1 s), and the whole `dr rekey --from` process (wall, CPU),
- *    which also hashes the archive for its sidecar, against `cp` and `sha256sum` of the same file
- *    and Node's own sha256 pass over it, all in the same run.
+ *  - `dr rekey` of an `.age` archive of `--rekey-gb N` GB (default 1; 0 skips), catalogued as
+ *    `dr backup` leaves it (a row with its header and payload sha256): the whole `dr rekey --from`
+ *    process (wall, CPU; target < 1 s wall, whatever the size) and the header rewrite alone (in
+ *    place, modules loaded), against `cp` of the same file in the same run.
  * Every run is a whole process measured the same way (bench/support/rusage.py): wall, CPU
  * (user+sys) and peak RSS; figures are medians of N alternating runs, and the backup's CPU is
  * compared with tar's at the same gzip level (GZIP_LEVEL, tar through `gzip -<level>`).
@@ -20,7 +20,7 @@
  * --runs N (default 5).
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import {
   closeSync,
   existsSync,
@@ -39,6 +39,9 @@ import { GZIP_LEVEL } from "../src/dr/backup.js";
 import { INCLUDED_DIRS } from "../src/dr/walk.js";
 import { generateIdentityLine } from "../src/dr/age/keys.js";
 import { AgeEncryptor } from "../src/dr/age/encrypt.js";
+import { AgeSplitHasher } from "../src/dr/age/split-hash.js";
+import { appendBackupLog } from "../src/dr/backup-log.js";
+import { Workspace } from "../src/workspace/layout.js";
 import { launcherFlags } from "./support/launcher.js";
 import {
   absoluteGoal,
@@ -214,35 +217,49 @@ try {
 
   let rekey: Record<string, number> | null = null;
   if (REKEY_GB > 0) {
-    // An .age file of REKEY_GB GiB (1 MiB of random bytes repeated), then one header rewrite.
+    // An .age file of REKEY_GB GiB (1 MiB of random bytes repeated), catalogued with its header
+    // and payload sha256 as `dr backup` records them (hashed while it is written, as there).
     const bigAge = path.join(scratch, "big.tar.gz.age");
     const encryptor = await AgeEncryptor.create([x25519.recipient]);
+    const split = new AgeSplitHasher();
+    const whole = createHash("sha256");
     const fd = openSync(bigAge, "w");
     const block = randomBytes(1024 * 1024);
-    for (let i = 0; i < REKEY_GB * 1024; i++) for (const p of encryptor.update(block)) writeSync(fd, p);
-    for (const p of encryptor.final()) writeSync(fd, p);
+    const write = (p: Buffer): void => {
+      split.update(p);
+      whole.update(p);
+      writeSync(fd, p);
+    };
+    for (let i = 0; i < REKEY_GB * 1024; i++) for (const p of encryptor.update(block)) write(p);
+    for (const p of encryptor.final()) write(p);
     closeSync(fd);
+    await appendBackupLog(new Workspace(sdd), {
+      created_at: new Date().toISOString(),
+      location: bigAge,
+      sha256: whole.digest("hex"),
+      manifest_sha256: "",
+      file_count: 0,
+      size_bytes: statSync(bigAge).size,
+      encrypted: true,
+      verified: false,
+      recipients: [x25519.recipient],
+      ...split.digest(),
+    });
     settle();
-    // Same-run baselines: a kernel copy of the archive (what any copying rekey pays at least)
-    // and coreutils' sha256sum of it (the catalogue's sha256 of the new bytes is one such pass).
+    // Same-run baseline: a kernel copy of the archive (what any copying rekey pays at least).
     const cp = measureProcess(["cp", bigAge, `${bigAge}.copy`]);
     rmSync(`${bigAge}.copy`, { force: true });
     settle();
-    const sha256sum = measureProcess(["sha256sum", bigAge]);
-    settle();
-    const nodeSha256 = measureChild("sha256", bigAge);
-    settle();
-    const header = measureChild("rekey", bigAge, x25519.identity, hybrid.recipient);
-    settle();
-    // The whole command as a user runs it (Node start-up, the header, the sha256 pass, sidecar).
+    // The whole command as a user runs it (Node start-up, the header, the catalogue row, the
+    // record and the audit event), to the hybrid recipient; then the header rewrite alone, back.
     const keyFile = path.join(scratch, "rekey-identity.txt");
     const recipientsFile = path.join(scratch, "rekey-recipients.txt");
-    writeFileSync(keyFile, `${hybrid.identity}\n`, { mode: 0o600 });
-    writeFileSync(recipientsFile, `${x25519.recipient}\n`);
+    writeFileSync(keyFile, `${x25519.identity}\n`, { mode: 0o600 });
+    writeFileSync(recipientsFile, `${hybrid.recipient}\n`);
     const command = measureProcess([
       path.join(repo, "bin", "bernstein"),
       "--sdd",
-      path.join(scratch, "no-workspace"),
+      sdd,
       "dr",
       "rekey",
       "--from",
@@ -251,24 +268,22 @@ try {
       keyFile,
       "--recipients-file",
       recipientsFile,
+      "--json",
     ]);
+    if ((JSON.parse(command.stdout) as { archives: { payload_read: boolean }[] }).archives[0]!.payload_read)
+      throw new Error("bench: dr rekey read the payload (its catalogue row should have carried it over)");
+    settle();
+    const header = measureChild("rekey", bigAge, hybrid.identity, x25519.recipient, sdd);
     rmSync(bigAge, { force: true });
-    rmSync(`${bigAge}.sha256`, { force: true });
     rekey = {
       size_gb: REKEY_GB,
-      // The header rewrite alone (in place, modules loaded): what does not depend on the size.
-      rekey_s: round(childMs(header) / 1000),
-      header_process_cpu_s: round(header.cpu_s),
-      // `dr rekey --from` as a whole process: also the sha256 of the whole archive for its
-      // sidecar and catalogue row.
+      // `dr rekey --from` as a whole process (Node start-up included): the goal, < 1 s.
       command_wall_s: round(command.wall_s),
       command_cpu_s: round(command.cpu_s),
+      // The header rewrite alone (in place, modules loaded).
+      rekey_s: round(childMs(header) / 1000),
+      header_process_cpu_s: round(header.cpu_s),
       peak_rss_mb: round(Math.max(header.peak_rss_mb, command.peak_rss_mb), 1),
-      // Node's sha256 of the file in its own process (the floor of the pass above).
-      node_sha256_pass_s: round(childMs(nodeSha256) / 1000),
-      node_sha256_process_cpu_s: round(nodeSha256.cpu_s),
-      sha256sum_wall_s: round(sha256sum.wall_s),
-      sha256sum_cpu_s: round(sha256sum.cpu_s),
       cp_wall_s: round(cp.wall_s),
       cp_cpu_s: round(cp.cpu_s),
     };
@@ -351,7 +366,12 @@ try {
       { max: 100 },
     ),
     ...ageGoals(s),
-    ...(rekey ? [absoluteGoal("dr.age_rekey_s", "s", rekey.rekey_s, { max: 1 })] : []),
+    ...(rekey
+      ? [
+          absoluteGoal("dr.age_rekey_command_wall_s", "s", rekey.command_wall_s, { max: 1 }),
+          absoluteGoal("dr.age_rekey_s", "s", rekey.rekey_s, { max: 1 }),
+        ]
+      : []),
   ];
   const result = {
     bench: "dr",

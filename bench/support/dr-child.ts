@@ -3,8 +3,8 @@
  * operation loads only its own modules, as the CLI does; `ms` starts after they are loaded.
  *   dr-child.js backup SDD DEST [PASSWORD | recipient=age1...]
  *   dr-child.js restore ARCHIVE TARGET_SDD [PASSWORD | identity=AGE-SECRET-KEY-...]
- *   dr-child.js rekey ARCHIVE IDENTITY RECIPIENT   (.age header rewrite, replacing the set)
- *   dr-child.js sha256 FILE   (the sha256 pass `dr rekey` makes over a rewritten archive)
+ *   dr-child.js rekey ARCHIVE IDENTITY RECIPIENT SDD   (.age header rewrite, replacing the set;
+ *     the payload's sha256 carried over from the archive's newest catalogue row in SDD)
  * (bench keys only: real identities never belong in argv.)
  */
 import { performance } from "node:perf_hooks";
@@ -23,14 +23,19 @@ if (op === "backup") {
   run = () => restoreFromFile(a!, b!, { password, identities, keep: false });
 } else if (op === "rekey") {
   const { rekeyAgeFile } = await import("../../src/dr/age/rekey.js");
+  const { newestRows } = await import("../../src/dr/rekey.js");
+  const { splitHashesOf } = await import("../../src/dr/age/split-hash.js");
   run = async () => {
-    await rekeyAgeFile(a!, { identities: [b!], recipients: [key!], keepExisting: false });
-    return { file_count: 0 };
-  };
-} else if (op === "sha256") {
-  const { sha256OfFile } = await import("../../src/dr/sidecar.js");
-  run = async () => {
-    await sha256OfFile(a!);
+    const row = (await newestRows(new Workspace(process.argv[6]!))).get(a!);
+    const split = splitHashesOf(row);
+    if (!split) throw new Error(`${a}: no catalogue row with split hashes`);
+    const r = await rekeyAgeFile(a!, {
+      identities: [b!],
+      recipients: [key!],
+      keepExisting: false,
+      recorded: { split, size_bytes: row!.size_bytes },
+    });
+    if (r.payload_read || !r.in_place) throw new Error("the bench rekey read the payload");
     return { file_count: 0 };
   };
 } else {

@@ -70,6 +70,7 @@ export function producedFrom(r: BackupFileResult): ProducedBackup {
     size_bytes: r.size_bytes,
     encrypted: r.encrypted,
     wal_positions: r.manifest.state.wal,
+    ...(r.age ? { age: r.age } : {}),
   };
 }
 
@@ -167,6 +168,7 @@ async function recordBackup(
     verified: r.verified,
     ...(b.wal_positions ? { wal_positions: b.wal_positions } : {}),
     ...keys,
+    ...b.age,
   });
   const offsite = r.offsite && { root: r.offsite.root, name: r.offsite.name, remote: r.offsite.remote };
   const audit = await recordAuditEvent(ws, {
@@ -179,6 +181,7 @@ async function recordBackup(
       file_count: b.file_count,
       size_bytes: b.size_bytes,
       encrypted: b.encrypted,
+      ...b.age,
       ...(offsite ?? {}),
     },
   });

@@ -13,7 +13,11 @@ import type { WalPosition } from "./manifest.js";
 export interface BackupLogRow {
   created_at: string;
   location: string;
-  sha256: string;
+  /**
+   * The whole archive's sha256; null on the row of a header-only `dr rekey` of an `.age` archive
+   * (the age_* fields below state its bytes: the payload was not read again).
+   */
+  sha256: string | null;
   manifest_sha256: string;
   file_count: number;
   size_bytes: number;
@@ -29,8 +33,12 @@ export interface BackupLogRow {
   recipients?: string[];
   /** Their fingerprints (`SHA256:` + 16 hex digits of the recipient's sha256), for `dr list`. */
   recipient_fingerprints?: string[];
-  /** Set on the row a `dr rekey` appends: the sha256 the archive had before. */
-  rekeyed_from?: string;
+  /** Set on the row a `dr rekey` appends: the sha256 the archive had before (null: unknown). */
+  rekeyed_from?: string | null;
+  /** `.age` archives: bytes in the header, and the sha256 of the header and of the rest. */
+  age_header_bytes?: number;
+  age_header_sha256?: string;
+  age_payload_sha256?: string;
 }
 
 export const backupLogPath = (ws: Workspace): string => path.join(ws.runsDir, "backups.jsonl");

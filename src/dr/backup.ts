@@ -40,6 +40,7 @@ import {
 import { hashPass, type Planned } from "./hash-pass.js";
 import { FileChangedError, writeTar, type PackDir } from "./pack.js";
 import { sealStream } from "./seal.js";
+import type { AgeSplitHasher, AgeSplitHashes } from "./age/split-hash.js";
 import { removeSidecar, sidecarPath, writeSidecar } from "./sidecar.js";
 import { requestSnapshot } from "./snapshot.js";
 import { auditPosition, checkpointPosition } from "./state-position.js";
@@ -93,6 +94,8 @@ export interface BackupResult {
   sha256: string;
   size_bytes: number;
   file_count: number;
+  /** An `.age` file's header and payload hashed apart (split-hash.ts): what a rekey carries over. */
+  age?: AgeSplitHashes;
   warnings: string[];
 }
 
@@ -109,12 +112,16 @@ async function createEncryptor(encryption: "age" | "fernet", opts: BackupOptions
   return fernetEncryptStream(await FernetEncryptor.create(opts.password!));
 }
 
-/** Counts and hashes what goes to the sink. */
+/** Counts and hashes what goes to the sink (an `.age` file also by header and payload). */
 class Measure extends Transform {
   readonly hash = createHash("sha256");
   bytes = 0;
+  constructor(readonly split?: AgeSplitHasher) {
+    super();
+  }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.hash.update(chunk);
+    this.split?.update(chunk);
     this.bytes += chunk.length;
     cb(null, chunk);
   }
@@ -126,8 +133,9 @@ async function streamArchive(
   encryptorP: Promise<Transform> | undefined,
   sink: Writable,
   onProgress: BackupOptions["onProgress"],
+  split?: AgeSplitHasher,
 ): Promise<Measure> {
-  const measure = new Measure();
+  const measure = new Measure(split);
   const gzip = createGzip({ ...GZIP_OPTIONS, chunkSize: 256 * 1024 });
   // The end-of-archive blocks travel in the seal member (seal.ts), after the data member.
   let archived = 0;
@@ -221,6 +229,7 @@ export async function writeBackupArchive(
       encryptorP,
       sink,
       opts.onProgress,
+      encryption === "age" ? new (await import("./age/split-hash.js")).AgeSplitHasher() : undefined,
     );
     const snap = await release();
     if (snap.warning && !warnings.includes(snap.warning)) warnings.push(snap.warning);
@@ -230,6 +239,7 @@ export async function writeBackupArchive(
       sha256: measure.hash.digest("hex"),
       size_bytes: measure.bytes,
       file_count: manifest.file_count,
+      ...(measure.split ? { age: measure.split.digest() } : {}),
       warnings,
     };
   } finally {

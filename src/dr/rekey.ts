@@ -8,7 +8,9 @@
  * - `.enc`: re-encrypted streaming with a new password, or converted to age (`reencrypt.ts`).
  *
  * Every rekeyed archive gets a new catalogue row (same location, or the `.age` one, with its
- * new sha256 and recipients): the newest row of a location is its truth. `--all` skips archives
+ * new sha256 and recipients): the newest row of a location is its truth. An `.age` archive's
+ * row, record and audit event carry its header and payload hashes apart (`age/split-hash.ts`):
+ * a header rewritten in place carries the payload's over and its whole sha256 becomes null. `--all` skips archives
  * whose newest row already has the target set, so a killed run resumes where it stopped.
  */
 import path from "node:path";
@@ -21,12 +23,13 @@ import { appendBackupLog, readBackupLog, type BackupLogRow } from "./backup-log.
 import { reencryptFernetFile } from "./reencrypt.js";
 import { recordAuditEvent } from "./audit-event.js";
 import { DR_REKEY_EVENT } from "../storage/audit-record.js";
-import { listCatalogue, recordRekeyed } from "../storage/catalogue.js";
+import { listCatalogue, readRecord, recordRekeyed } from "../storage/catalogue.js";
 import { LocalStore } from "../storage/local-store.js";
 import type { BackupStore } from "../storage/store.js";
 import { rekeyAgeObject } from "./age/rekey-object.js";
 import type { RekeyPlan } from "./age/rekey.js";
-import { removeSidecar, sha256OfFile, writeSidecar } from "./sidecar.js";
+import { removeSidecar, writeSidecar } from "./sidecar.js";
+import { splitHashesOf } from "./age/split-hash.js";
 
 export interface RekeyRequest {
   identities?: readonly string[];
@@ -53,8 +56,14 @@ export interface RekeyOutcome {
   /** An object store's rewrite: the payload copied inside the store, or streamed again (docs/dr.md). */
   method?: "server-copy" | "streamed";
   recipient_fingerprints?: string[];
-  sha256?: string;
+  /** The new bytes' sha256; null when only the header was hashed (the `age_*` fields state them). */
+  sha256?: string | null;
   size_bytes?: number;
+  age_header_bytes?: number;
+  age_header_sha256?: string;
+  age_payload_sha256?: string;
+  /** `.age`: whether the payload was read (no split hashes recorded to carry its sha256 over). */
+  payload_read?: boolean;
 }
 
 /** The newest catalogue row of every location. */
@@ -115,19 +124,31 @@ function alreadyDone(req: RekeyRequest, row: BackupLogRow | undefined): boolean 
 /** Where an archive is: a local file, or an object in a store (S3). */
 type ArchiveAt = { file: string; store?: undefined } | { file: string; store: BackupStore; key: string };
 
-/** The new header, written the way the archive's place allows; the new sha256 and size. */
+/** The new header, written the way the archive's place allows; the new hashes and size. */
 async function rewriteAge(at: ArchiveAt, plan: RekeyPlan) {
   if (at.store) {
     const r = await rekeyAgeObject(at.store, at.key, plan);
-    return { in_place: false, method: r.method, sha256: r.sha256, size_bytes: r.size_bytes };
+    return { in_place: false, method: r.method, sha256: r.sha256, size_bytes: r.size_bytes, ...r.age };
   }
   const file = at.file;
   // A sidecar naming the old sha256 must not outlive the old header.
   const r = await rekeyAgeFile(file, { ...plan, beforeChange: () => removeSidecar(file) });
-  // The catalogue and the sidecar name the whole file: an in-place rewrite reads it once for that.
-  const sha256 = r.sha256 ?? (await sha256OfFile(file));
-  await writeSidecar(file, sha256);
-  return { in_place: r.in_place, sha256, size_bytes: r.size_bytes };
+  // The whole file's sha256 is known only when the payload was read: then the sidecar names it;
+  // otherwise there is none (sha256sum cannot check a range), and the records state the ranges.
+  if (r.sha256 !== undefined) await writeSidecar(file, r.sha256);
+  const sha256 = r.sha256 ?? null;
+  return { in_place: r.in_place, payload_read: r.payload_read, sha256, size_bytes: r.size_bytes, ...r.age };
+}
+
+/** What the archive's row, else its location's record `<name>.json`, says of its header and payload. */
+async function recordedSplit(at: ArchiveAt, row: BackupLogRow | undefined): Promise<RekeyPlan["recorded"]> {
+  const fromRow = splitHashesOf(row);
+  if (fromRow) return { split: fromRow, size_bytes: row!.size_bytes };
+  const record = at.store
+    ? await readRecord(at.store, at.key)
+    : await readRecord(new LocalStore(path.dirname(at.file)), path.basename(at.file));
+  const fromRecord = splitHashesOf(record);
+  return fromRecord && { split: fromRecord, size_bytes: record!.size_bytes };
 }
 
 async function rekeyAge(at: ArchiveAt, req: RekeyRequest, row: BackupLogRow | undefined, skipDone: boolean) {
@@ -140,7 +161,12 @@ async function rekeyAge(at: ArchiveAt, req: RekeyRequest, row: BackupLogRow | un
   const { set, keep } = targetSet(file, req, row);
   const added = keep ? req.add : set!;
   try {
-    const r = await rewriteAge(at, { identities: req.identities, recipients: added, keepExisting: keep });
+    const r = await rewriteAge(at, {
+      identities: req.identities,
+      recipients: added,
+      keepExisting: keep,
+      recorded: await recordedSplit(at, row),
+    });
     return { from: file, path: file, action: "header-rewritten" as const, ...r, recipients: set };
   } catch (err) {
     if (err instanceof AgeIdentityError) {
@@ -209,9 +235,10 @@ async function recordDone(
   const fingerprints: { recipient_fingerprints?: string[] } = recipients
     ? { recipient_fingerprints: recipients.map(recipientFingerprint) }
     : {};
+  const age = splitHashesOf(done);
   if (done.sha256 !== undefined && done.size_bytes !== undefined) {
     const facts = { sha256: done.sha256, size_bytes: done.size_bytes };
-    out.record_updated = await recordRekeyed(at.store, at.from, at.name, facts);
+    out.record_updated = await recordRekeyed(at.store, at.from, at.name, { ...facts, age });
     // A catalogue location states sha256 in its record, as `dr backup --to-dir` wrote it: a
     // sidecar there would be a foreign file.
     if (out.record_updated && at.local) await removeSidecar(done.path);
@@ -224,6 +251,7 @@ async function recordDone(
           root: at.store.root,
           name: at.name,
           ...facts,
+          ...age,
           ...(at.name !== at.from ? { replaces: at.from } : {}),
           ...(recipients ? { recipient_fingerprints: recipients.map(recipientFingerprint) } : {}),
         },
@@ -231,14 +259,16 @@ async function recordDone(
       if (audit.warning) out.audit_warning = audit.warning;
     }
   }
-  if (ws && row && done.sha256) {
+  if (ws && row && done.sha256 !== undefined) {
+    const { age_header_bytes: _b, age_header_sha256: _h, age_payload_sha256: _p, ...kept } = row;
     await appendBackupLog(ws, {
-      ...row,
+      ...kept,
       created_at: new Date().toISOString(),
       location: done.path,
       sha256: done.sha256,
       size_bytes: done.size_bytes!,
       ...(recipients ? { recipients, ...fingerprints } : {}),
+      ...age,
       rekeyed_from: row.sha256,
     });
   }

@@ -21,6 +21,7 @@ import { archiveError, authFailure, shaMismatch, zlibToArchiveError } from "./ar
 import { tuneForShortBursts } from "./jit.js";
 import { GarbageBudget } from "./memory.js";
 import { SealChecker } from "./seal.js";
+import { AgeSplitHasher, splitMismatch, type AgeSplitHashes } from "./age/split-hash.js";
 // age (its curves and ML-KEM) loads only for an encrypted archive: a plain restore need not pay it.
 import type { AgeArchiveDecryptor } from "./age/archive.js";
 import { AGE_MAGIC, looksLikeAge } from "./age/header.js";
@@ -73,6 +74,12 @@ export interface ReadArchiveOptions {
   expectSha256?: string;
   /** Where expectSha256 came from, for messages ("--sha256", "backup.tar.gz.sha256"). */
   expectSha256From?: string;
+  /**
+   * An `.age` archive's recorded header and payload hashes (a catalogue row or record, after a
+   * header-only rekey: age/split-hash.ts), checked like expectSha256, from the same read.
+   */
+  expectAge?: AgeSplitHashes;
+  expectAgeFrom?: string;
   /** Called as the archive is read, with the bytes read so far (progress). */
   onProgress?: (bytesRead: number) => void;
 }
@@ -96,13 +103,14 @@ function drainedOrClosed(stream: NodeJS.EventEmitter): Promise<void> {
 /** Wraps a source to hash and count its raw bytes. */
 async function* measured(
   source: AsyncIterable<Buffer | string>,
-  acc: { hash: Hash; bytes: number },
+  acc: { hash: Hash; bytes: number; split?: AgeSplitHasher },
   onProgress?: (bytesRead: number) => void,
 ): AsyncGenerator<Buffer> {
   const budget = new GarbageBudget();
   for await (const c of source) {
     const chunk = typeof c === "string" ? Buffer.from(c) : c;
     acc.hash.update(chunk);
+    acc.split?.update(chunk);
     acc.bytes += chunk.length;
     budget.add(chunk.length);
     onProgress?.(acc.bytes);
@@ -237,8 +245,21 @@ export async function readArchive(
   opts: ReadArchiveOptions = {},
 ): Promise<ArchiveSummary> {
   tuneForShortBursts();
-  const acc = { hash: createHash("sha256"), bytes: 0 };
+  const acc = {
+    hash: createHash("sha256"),
+    bytes: 0,
+    split: opts.expectAge && new AgeSplitHasher(opts.expectAge.age_header_bytes),
+  };
   const expectSha256 = opts.expectSha256?.toLowerCase();
+  /** The recorded header/payload hashes, checked once every byte has been read. */
+  const checkSplit = (): void => {
+    const bad = opts.expectAge && splitMismatch(opts.expectAge, acc.split!.digest());
+    if (bad)
+      throw archiveError(
+        "mismatch",
+        `archive is damaged or altered: ${bad} (${opts.expectAgeFrom ?? "recorded"})`,
+      );
+  };
   const it = measured(source, acc, opts.onProgress)[Symbol.asyncIterator]();
   const { head, encrypted, age } = await sniff(it, opts);
   const decryptor = !encrypted
@@ -263,8 +284,10 @@ export async function readArchive(
     });
   // An altered age stanza looks like a wrong identity: the recorded sha256 tells them apart.
   const identityRejected = async (): Promise<void> => {
-    if (!expectSha256) return;
+    if (!expectSha256 && !opts.expectAge) return;
     while (!(await it.next()).done);
+    checkSplit();
+    if (!expectSha256) return;
     const actual = acc.hash.copy().digest("hex");
     if (actual !== expectSha256) throw shaMismatch(actual, expectSha256, opts.expectSha256From);
   };
@@ -292,6 +315,7 @@ export async function readArchive(
     );
   }
   const archiveSha = acc.hash.digest("hex");
+  checkSplit();
   if (expectSha256 && expectSha256 !== archiveSha)
     throw shaMismatch(archiveSha, expectSha256, opts.expectSha256From);
   return {

@@ -13,6 +13,7 @@ import { listAuditFiles } from "../audit/files.js";
 import { readLinesForward } from "../workspace/lines.js";
 import type { Workspace } from "../workspace/layout.js";
 import type { ExpectedBackup } from "./catalogue.js";
+import { splitHashesOf } from "../dr/age/split-hash.js";
 
 /** Also accepted (root and name in details). */
 export const BACKUP_EVENT = "backup_written";
@@ -43,7 +44,10 @@ export async function backupsFromAudit(ws: Workspace, root: string): Promise<Exp
       }
       if (!entry || typeof entry.event_type !== "string" || !WRITES.has(entry.event_type)) continue;
       const details = asJsonObject(entry.details);
-      if (!details || typeof details.sha256 !== "string") continue;
+      if (!details) continue;
+      // A header-only rekey of an `.age` archive records null and the header/payload hashes.
+      const age = splitHashesOf(details);
+      if (typeof details.sha256 !== "string" && !(details.sha256 === null && age)) continue;
       // Off-site backups say their root and name; a plain `dr backup --to DIR/<name>` only its path.
       const resource = typeof entry.resource_id === "string" ? entry.resource_id : "";
       const name =
@@ -56,7 +60,8 @@ export async function backupsFromAudit(ws: Workspace, root: string): Promise<Exp
       const size = details.size_bytes;
       out.push({
         name,
-        sha256: details.sha256,
+        sha256: details.sha256 as string | null,
+        ...(age ? { age } : {}),
         size_bytes: typeof size === "number" ? size : typeof size === "bigint" ? Number(size) : undefined,
         written_at: typeof entry.timestamp === "string" ? entry.timestamp : undefined,
       });

@@ -12,6 +12,7 @@ import os from "node:os";
 import { Readable } from "node:stream";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { BackupStore, ObjectInfo, RetryInfo } from "./store.js";
+import { AgeSplitHasher, splitHashesOf, splitMismatch, type AgeSplitHashes } from "../dr/age/split-hash.js";
 
 export const RECORD_FORMAT = "bernstein-backup-record/1";
 const NAME_RE = /^bernstein-backup-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z\.tar\.gz(\.enc|\.age)?$/;
@@ -22,13 +23,20 @@ export interface BackupRecord {
   name: string;
   created_at: string;
   size_bytes: number;
-  sha256: string;
+  /**
+   * The whole object's sha256; null after a header-only `dr rekey` of an `.age` archive, whose
+   * bytes the three `age_*` fields state instead (src/dr/age/split-hash.ts).
+   */
+  sha256: string | null;
   manifest_sha256: string | null;
   file_count: number | null;
   encrypted: boolean;
   source_host: string;
   /** When the stored bytes were last found to match sha256 (upload read-back or dr verify). */
   verified_at: string | null;
+  age_header_bytes?: number;
+  age_header_sha256?: string;
+  age_payload_sha256?: string;
 }
 
 export interface CatalogueEntry {
@@ -161,6 +169,7 @@ export interface BackupFacts {
   encrypted: boolean;
   created_at: Date;
   source_host?: string;
+  age?: AgeSplitHashes;
 }
 
 /** Hex SHA-256 of a stream's bytes. */
@@ -224,6 +233,7 @@ export async function storeBackup(
     encrypted: facts.encrypted,
     source_host: facts.source_host ?? os.hostname(),
     verified_at: new Date().toISOString(),
+    ...facts.age,
   };
   if (options.writeRecord === false)
     return { record: null, retries: put.retries, location: store.describe(name) };
@@ -241,6 +251,7 @@ export async function writeRecordFor(
     file_count: number | null;
     encrypted: boolean;
     size_bytes: number;
+    age?: AgeSplitHashes;
   },
   createdAt: Date,
 ): Promise<BackupRecord> {
@@ -255,6 +266,7 @@ export async function writeRecordFor(
     encrypted: facts.encrypted,
     source_host: os.hostname(),
     verified_at: new Date().toISOString(),
+    ...facts.age,
   };
   await writeRecord(store, record);
   return record;
@@ -269,25 +281,37 @@ export async function recordRekeyed(
   store: BackupStore,
   from: string,
   name: string,
-  facts: { sha256: string; size_bytes: number },
+  facts: { sha256: string | null; size_bytes: number; age?: AgeSplitHashes },
 ): Promise<boolean> {
   const record = await readRecord(store, from);
   if (!record) return false;
+  const { age_header_bytes: _b, age_header_sha256: _h, age_payload_sha256: _p, ...rest } = record;
   await writeRecord(store, {
-    ...record,
+    ...rest,
     name,
     sha256: facts.sha256,
     size_bytes: facts.size_bytes,
     encrypted: true,
+    ...facts.age,
   });
   if (from !== name) await store.delete(recordKey(from));
   return true;
 }
 
-/** After a successful `dr verify`, refresh the record's verified_at (only if it matches). */
-export async function markVerified(store: BackupStore, name: string, sha256: string): Promise<boolean> {
+/**
+ * After a successful `dr verify`, refresh the record's verified_at (only if it matches: its
+ * sha256, or, when it has none, its `age_*` hashes that the verify checked).
+ */
+export async function markVerified(
+  store: BackupStore,
+  name: string,
+  sha256: string,
+  checkedSplit?: AgeSplitHashes,
+): Promise<boolean> {
   const record = await readRecord(store, name);
-  if (!record || record.sha256 !== sha256) return false;
+  const split =
+    record?.sha256 === null && checkedSplit && !splitMismatch(checkedSplit, splitHashesOf(record));
+  if (!record || (record.sha256 !== sha256 && !split)) return false;
   await writeRecord(store, { ...record, verified_at: new Date().toISOString() });
   return true;
 }
@@ -295,7 +319,9 @@ export async function markVerified(store: BackupStore, name: string, sha256: str
 /** What the audit chain says was written to this location. */
 export interface ExpectedBackup {
   name: string;
-  sha256: string;
+  /** null: a header-only rekey of an `.age` archive, stated by `age` instead. */
+  sha256: string | null;
+  age?: AgeSplitHashes;
   size_bytes?: number;
   written_at?: string;
 }
@@ -339,6 +365,13 @@ export async function checkCatalogue(
       });
       continue;
     }
+    if (exp.age) {
+      const bad = await splitFinding(store, { ...exp, age: exp.age }, options.deep ?? false);
+      if (bad !== false) {
+        findings.push(bad);
+        continue;
+      }
+    }
     // Without stored sha256 metadata (a file copied in by hand) only every byte can tell.
     const deep = options.deep || !(await store.head(exp.name))?.metadata.sha256;
     const actual = deep
@@ -363,6 +396,41 @@ export async function checkCatalogue(
     }
   }
   return findings.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** The whole sha256, the size and the header/payload hashes (split at `headerBytes`) of a stream. */
+export async function hashesOf(stream: Readable, headerBytes: number) {
+  const whole = createHash("sha256");
+  const split = new AgeSplitHasher(headerBytes);
+  let size = 0;
+  for await (const c of stream) {
+    whole.update(c as Buffer);
+    split.update(c as Buffer);
+    size += (c as Buffer).length;
+  }
+  return { sha256: whole.digest("hex"), size, split: split.digest() };
+}
+
+/**
+ * The finding for an `.age` backup whose header and payload were recorded apart: read once, both
+ * ranges hashed (and the whole sha256, when one was recorded too). False when the stored sha256
+ * metadata can decide instead (a whole sha256 recorded, not --deep).
+ */
+async function splitFinding(
+  store: BackupStore,
+  exp: ExpectedBackup & { age: AgeSplitHashes },
+  deep: boolean,
+): Promise<CheckFinding | false> {
+  if (exp.sha256 !== null && !deep && (await store.head(exp.name))?.metadata.sha256) return false;
+  const actual = await hashesOf(await store.get(exp.name), exp.age.age_header_bytes);
+  const bad =
+    splitMismatch(exp.age, actual.split) ??
+    (exp.sha256 !== null && actual.sha256 !== exp.sha256
+      ? `sha256 ${actual.sha256}, written ${exp.sha256}`
+      : undefined);
+  return bad
+    ? { name: exp.name, status: "replaced", detail: bad }
+    : { name: exp.name, status: "ok", detail: "every byte matches (header and payload sha256)" };
 }
 
 /** Deletes a backup and its record (the backup first: an orphan record is harmless). */

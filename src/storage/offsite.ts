@@ -8,6 +8,7 @@
  * upload never loses the backup (the local copy stays and its path is in the error, exit 7),
  * and the SHA-256 that the upload carries is known before the first byte is sent.
  */
+import type { AgeSplitHashes } from "../dr/age/split-hash.js";
 import { createReadStream } from "node:fs";
 import { rm, stat, unlink } from "node:fs/promises";
 import os from "node:os";
@@ -41,6 +42,8 @@ export interface ProducedBackup {
   encrypted: boolean;
   /** The manifest's WAL position per run (recorded in runs/backups.jsonl). */
   wal_positions?: Record<string, { seq: number; entry_hash: string } | null>;
+  /** An `.age` archive's header and payload hashed apart (recorded next to sha256). */
+  age?: AgeSplitHashes;
 }
 
 /**
@@ -201,6 +204,7 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
         file_count: produced.file_count,
         encrypted: produced.encrypted,
         created_at: now,
+        age: produced.age,
       },
       {
         fullReadBack: req.fullReadBack,

@@ -11,7 +11,7 @@
  */
 import { Readable } from "node:stream";
 import { ExitCode, UserError } from "../../errors/errors.js";
-import { sha256Of } from "../../storage/catalogue.js";
+import { hashesOf } from "../../storage/catalogue.js";
 import { headThenPayload } from "../../storage/head-then-payload.js";
 import type { BackupStore } from "../../storage/store.js";
 import { AgeFormatError, headerLength, sealHeader, stanzaText } from "./header.js";
@@ -71,10 +71,12 @@ export async function rekeyAgeObject(
   await checkNewHeader(header, fileKey, plan);
   const payloadBytes = info.size - oldHeader.length;
   const expected = header.length + payloadBytes;
-  const { sha256, size } = await sha256Of(
+  const { sha256, size, split } = await hashesOf(
     Readable.from(headThenPayload(store, key, header, oldHeader.length)),
+    header.length,
   );
-  if (size !== expected) throw new UserError(`${where} changed while it was rekeyed`, ExitCode.REMOTE);
+  if (size !== expected || !split)
+    throw new UserError(`${where} changed while it was rekeyed`, ExitCode.REMOTE);
   await plan.beforeChange?.();
   const { sha256: _old, ...metadata } = info.metadata;
   const written = await store.rewriteHead(key, {
@@ -93,6 +95,8 @@ export async function rekeyAgeObject(
     payload_bytes: payloadBytes,
     size_bytes: written.size,
     sha256,
+    age: split,
+    payload_read: true,
     method: written.method,
   };
 }

@@ -9,6 +9,12 @@
  *   (`header-journal.ts`), so the time does not depend on the archive's size;
  * - otherwise a copy: the new header and the payload are written beside the old file, fsynced,
  *   checked, then renamed over it. The new header reserves room again, so the next rekey fits.
+ *
+ * What the archive's record needs afterwards (split-hash.ts): the new header's sha256, and the
+ * payload's, which a rekey does not change. When the record's header hash and size are those of
+ * the archive as found, its payload hash is carried over and no payload byte is read; otherwise
+ * (a record from before split hashes, or none) the payload is read once, before anything
+ * changes, and must match the recorded payload hash when there is one.
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
@@ -26,6 +32,7 @@ import {
 } from "./header-journal.js";
 import { AgeFormatError, headerLength, sealHeader, stanzaText } from "./header.js";
 import { unwrapFileKey, wrapFileKey } from "./keys.js";
+import { withHeader, type AgeSplitHashes } from "./split-hash.js";
 
 export interface RekeyPlan {
   /** Identities of which at least one opens the archive. */
@@ -36,6 +43,8 @@ export interface RekeyPlan {
   keepExisting: boolean;
   /** Runs once the archive is known to open, just before its first byte changes. */
   beforeChange?: () => Promise<void>;
+  /** The archive as its record states it, when the record has split hashes. */
+  recorded?: { split: AgeSplitHashes; size_bytes?: number };
 }
 
 export interface RekeyResult {
@@ -44,9 +53,13 @@ export interface RekeyResult {
   header_bytes_before: number;
   header_bytes_after: number;
   payload_bytes: number;
-  /** sha256 of the rewritten archive, when it was copied (an in-place rewrite reads no payload). */
+  /** sha256 of the rewritten archive, when the payload was read (copied, or no split record). */
   sha256?: string;
   size_bytes: number;
+  /** The new header's hashes with the payload's (carried over or read). */
+  age: AgeSplitHashes;
+  /** Whether the payload was read (no record to carry its sha256 over from). */
+  payload_read: boolean;
 }
 
 /** The header of a local age file (read in 64 KiB steps, never past MAX_HEADER_BYTES). */
@@ -90,6 +103,11 @@ export async function rekeyAgeFile(file: string, plan: RekeyPlan): Promise<Rekey
   await rollForwardHeader(file);
   const { header: oldHeader, size } = await readAgeHeader(file);
   const { header, fileKey, inPlace } = await rekeyHeader(oldHeader, plan);
+  const carried = carriedPayload(oldHeader, size, plan.recorded);
+  const read =
+    inPlace && !carried
+      ? await payloadPass(file, oldHeader.length, header, plan.recorded?.split.age_payload_sha256)
+      : undefined;
   await plan.beforeChange?.();
   const payloadBytes = size - oldHeader.length;
   const result = {
@@ -98,17 +116,71 @@ export async function rekeyAgeFile(file: string, plan: RekeyPlan): Promise<Rekey
     payload_bytes: payloadBytes,
     size_bytes: header.length + payloadBytes,
   };
-  if (!inPlace)
+  if (!inPlace) {
+    const copied = await copyWithHeader(file, header, oldHeader.length, fileKey, plan.recorded);
     return {
       ...result,
       in_place: false,
-      sha256: await copyWithHeader(file, header, oldHeader.length, fileKey),
+      sha256: copied.sha256,
+      age: withHeader(header, copied.payload),
+      payload_read: true,
     };
+  }
   await writeHeaderJournal(file, { size, oldHeader, newHeader: header });
   await overwriteHeader(file, header, size);
   await checkInPlace(file, header, fileKey);
   await removeHeaderJournal(file);
-  return { ...result, in_place: true };
+  return {
+    ...result,
+    in_place: true,
+    ...(read ? { sha256: read.sha256 } : {}),
+    age: withHeader(header, carried ?? read!.payload),
+    payload_read: read !== undefined,
+  };
+}
+
+/** The recorded payload sha256, when the record describes this very header and size. */
+function carriedPayload(
+  oldHeader: Buffer,
+  size: number,
+  recorded: RekeyPlan["recorded"],
+): string | undefined {
+  if (!recorded) return undefined;
+  const same =
+    withHeader(oldHeader, recorded.split.age_payload_sha256).age_header_sha256 ===
+      recorded.split.age_header_sha256 &&
+    oldHeader.length === recorded.split.age_header_bytes &&
+    (recorded.size_bytes === undefined || recorded.size_bytes === size);
+  return same ? recorded.split.age_payload_sha256 : undefined;
+}
+
+/** A payload that is not the recorded one: the archive is damaged, and nothing is changed. */
+function payloadDamaged(file: string, actual: string, recorded: string): AgeFormatError {
+  return new AgeFormatError(
+    `the payload of ${file} has sha256 ${actual}, recorded ${recorded}: it is damaged; nothing changed`,
+  );
+}
+
+/**
+ * One read of the payload (from `from` on): its sha256, and the sha256 the archive will have
+ * with `newHeader` in front. It must be `recordedPayload` when one was recorded.
+ */
+async function payloadPass(
+  file: string,
+  from: number,
+  newHeader: Buffer,
+  recordedPayload: string | undefined,
+): Promise<{ payload: string; sha256: string }> {
+  const payload = createHash("sha256");
+  const whole = createHash("sha256").update(newHeader);
+  for await (const chunk of createReadStream(file, { start: from, highWaterMark: 1 << 20 })) {
+    payload.update(chunk as Buffer);
+    whole.update(chunk as Buffer);
+  }
+  const out = { payload: payload.digest("hex"), sha256: whole.digest("hex") };
+  if (recordedPayload !== undefined && out.payload !== recordedPayload)
+    throw payloadDamaged(file, out.payload, recordedPayload);
+  return out;
 }
 
 /**
@@ -121,13 +193,17 @@ async function checkInPlace(file: string, header: Buffer, fileKey: Uint8Array): 
     throw new Error(`the rewritten header of ${file} does not read back as written`);
 }
 
-/** `header` and the payload of `file` (after `oldHeaderBytes`) into a temp file renamed over it; its sha256. */
+/**
+ * `header` and the payload of `file` (after `oldHeaderBytes`) into a temp file renamed over it;
+ * its sha256 and its payload's (which must be the recorded one, when there is one).
+ */
 async function copyWithHeader(
   file: string,
   header: Buffer,
   oldHeaderBytes: number,
   fileKey: Uint8Array,
-): Promise<string> {
+  recorded: RekeyPlan["recorded"],
+): Promise<{ sha256: string; payload: string }> {
   const size = (await stat(file)).size;
   const expected = header.length + size - oldHeaderBytes;
   const tmp = tempPathFor(file);
@@ -135,12 +211,14 @@ async function copyWithHeader(
   try {
     const mode = (await stat(file)).mode & 0o777;
     const hash = createHash("sha256").update(header);
+    const payload = createHash("sha256");
     const out = await open(tmp, "wx", mode);
     try {
       await out.write(header);
       let at = header.length;
       for await (const chunk of createReadStream(file, { start: oldHeaderBytes, highWaterMark: 1 << 20 })) {
         hash.update(chunk as Buffer);
+        payload.update(chunk as Buffer);
         await out.write(chunk as Buffer, 0, (chunk as Buffer).length, at);
         at += (chunk as Buffer).length;
       }
@@ -149,10 +227,14 @@ async function copyWithHeader(
     } finally {
       await out.close();
     }
+    const payloadSha = payload.digest("hex");
+    const recordedPayload = recorded?.split.age_payload_sha256;
+    if (recordedPayload !== undefined && payloadSha !== recordedPayload)
+      throw payloadDamaged(file, payloadSha, recordedPayload);
     await checkRewritten(tmp, fileKey, expected);
     await rename(tmp, file);
     await fsyncDir(path.dirname(file));
-    return hash.digest("hex");
+    return { sha256: hash.digest("hex"), payload: payloadSha };
   } catch (err) {
     await unlink(tmp).catch(() => {});
     throw err;

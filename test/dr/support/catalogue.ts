@@ -1,4 +1,7 @@
-/** A backup recorded in the catalogue (`runs/backups.jsonl`) as `dr backup` records it. */
+/**
+ * A backup recorded in the catalogue (`runs/backups.jsonl`) as `dr backup` records it; without
+ * `split`, as a version before the `.age` header/payload hashes did.
+ */
 import { appendBackupLog } from "../../../src/dr/backup-log.js";
 import type { backupToFile } from "../../../src/dr/backup.js";
 import type { Workspace } from "../../../src/workspace/layout.js";
@@ -7,6 +10,7 @@ export async function catalogueBackup(
   ws: Workspace,
   b: Awaited<ReturnType<typeof backupToFile>>,
   recipients: string[],
+  opts: { split?: boolean } = {},
 ): Promise<void> {
   await appendBackupLog(ws, {
     created_at: new Date().toISOString(),
@@ -18,5 +22,6 @@ export async function catalogueBackup(
     encrypted: true,
     verified: false,
     recipients,
+    ...(opts.split ? b.age : {}),
   });
 }

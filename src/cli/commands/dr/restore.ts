@@ -51,7 +51,7 @@ export function registerRestore(dr: Command): void {
       const { password, warnings: passwordWarnings } = await resolveDecryptPassword(opts, opts.decrypt);
       for (const w of passwordWarnings) out.warn(w);
       const identities = await resolveIdentities(opts.identityFile);
-      const src = await openSource(opts);
+      const src = await openSource(opts, g.sdd);
       const source = src.stream;
       opts.from = src.label;
       const progress = progressFor(out);
@@ -63,6 +63,8 @@ export function registerRestore(dr: Command): void {
             label: opts.from,
             expectSha256: src.expectSha256,
             expectSha256From: src.expectSha256From,
+            expectAge: src.expectAge,
+            expectAgeFrom: src.expectAgeFrom,
             onProgress: (n) => progress.update("reading", n, src.size),
           }),
         );
@@ -112,6 +114,8 @@ export function registerRestore(dr: Command): void {
           auditKeyPath: keyPath,
           expectSha256: src.expectSha256,
           expectSha256From: src.expectSha256From,
+          expectAge: src.expectAge,
+          expectAgeFrom: src.expectAgeFrom,
           onProgress: (n) => progress.update("restoring", n, src.size),
         }),
       );

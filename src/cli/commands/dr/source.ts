@@ -6,6 +6,7 @@ import path from "node:path";
 import type { Command } from "commander";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import type { BackupLogRow } from "../../../dr/backup-log.js";
+import type { AgeSplitHashes } from "../../../dr/age/split-hash.js";
 import { openWorkspace } from "../../../workspace/layout.js";
 import { readSidecar } from "../../../dr/sidecar.js";
 import { fileSize, isOffsiteSource, openBackupSource } from "../../../storage/offsite.js";
@@ -39,6 +40,9 @@ export interface OpenedSource {
   /** The archive's sha256 as recorded elsewhere: --sha256, its .sha256 sidecar, or the store. */
   expectSha256?: string;
   expectSha256From?: string;
+  /** An `.age` archive's recorded header and payload hashes, when no whole sha256 is recorded. */
+  expectAge?: AgeSplitHashes;
+  expectAgeFrom?: string;
   /** Off-site sources: where the backup's catalogue record (if any) lives. */
   stored?: { store: BackupStore; name: string };
   /** Bytes to read, when known (progress). */
@@ -64,8 +68,39 @@ export async function ranOnArchivePoint(
   return true;
 }
 
-/** The archive to read: a local file, `s3://bucket/key`, or `--latest --at LOCATION`. */
-export async function openSource(opts: SourceFlags): Promise<OpenedSource> {
+/**
+ * Where an `.age` archive without a recorded whole sha256 has its header and payload hashes
+ * recorded (a header-only rekey): its location's record `<name>.json`, else the newest row of
+ * the catalogue of the workspace at `sdd`.
+ */
+async function recordedSplit(opened: OpenedSource, sdd: string | undefined): Promise<void> {
+  if (opened.expectSha256 !== undefined || !opened.label.endsWith(".age")) return;
+  const { readRecord } = await import("../../../storage/catalogue.js");
+  const { splitHashesOf } = await import("../../../dr/age/split-hash.js");
+  const { LocalStore } = await import("../../../storage/local-store.js");
+  const at = opened.stored ?? {
+    store: new LocalStore(path.dirname(path.resolve(opened.label))),
+    name: path.basename(opened.label),
+  };
+  const record = splitHashesOf(await readRecord(at.store, at.name));
+  if (record) {
+    opened.expectAge = record;
+    opened.expectAgeFrom = `the record ${at.store.describe(at.name)}.json`;
+    return;
+  }
+  if (sdd === undefined || opened.stored) return;
+  const row = splitHashesOf((await catalogueRows(sdd)).get(path.resolve(opened.label)));
+  if (row) {
+    opened.expectAge = row;
+    opened.expectAgeFrom = "the workspace catalogue, runs/backups.jsonl";
+  }
+}
+
+/**
+ * The archive to read: a local file, `s3://bucket/key`, or `--latest --at LOCATION`; with what
+ * its bytes are recorded to be (`sdd`: the workspace whose catalogue may say it).
+ */
+export async function openSource(opts: SourceFlags, sdd?: string): Promise<OpenedSource> {
   let opened: OpenedSource;
   if (isOffsiteSource(opts)) {
     const src = await openBackupSource(opts, s3OptionsFrom(opts));
@@ -101,6 +136,7 @@ export async function openSource(opts: SourceFlags): Promise<OpenedSource> {
     opened.expectSha256 = opts.sha256.toLowerCase();
     opened.expectSha256From = "--sha256";
   }
+  await recordedSplit(opened, sdd);
   return opened;
 }
 

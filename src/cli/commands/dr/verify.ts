@@ -42,7 +42,7 @@ export function registerVerify(dr: Command): void {
     const { password, warnings: passwordWarnings } = await resolveDecryptPassword(opts, opts.decrypt);
     for (const w of passwordWarnings) out.warn(w);
     const identities = await resolveIdentities(opts.identityFile);
-    const src = await openSource(opts);
+    const src = await openSource(opts, globalsOf(cmd).sdd);
     opts.from = src.label;
     const progress = progressFor(out);
     const verified = await progress.during(
@@ -54,6 +54,8 @@ export function registerVerify(dr: Command): void {
         keyFile: opts.keyFile,
         expectSha256: src.expectSha256,
         expectSha256From: src.expectSha256From,
+        expectAge: src.expectAge,
+        expectAgeFrom: src.expectAgeFrom,
         onProgress: (n) => progress.update("verifying", n, src.size),
       }),
     );
@@ -61,10 +63,12 @@ export function registerVerify(dr: Command): void {
     let recordRefreshed = false;
     if (verified.ok && src.stored) {
       const { store, name } = src.stored;
-      recordRefreshed = await markVerified(store, name, verified.sha256).catch((err: Error) => {
-        out.warn(`the backup verified, but its record could not be updated: ${err.message}`);
-        return false;
-      });
+      recordRefreshed = await markVerified(store, name, verified.sha256, src.expectAge).catch(
+        (err: Error) => {
+          out.warn(`the backup verified, but its record could not be updated: ${err.message}`);
+          return false;
+        },
+      );
     }
     const report = src.stored ? { ...verified, record_refreshed: recordRefreshed } : verified;
     out.result(report, () => {
