@@ -9,17 +9,11 @@ import { scannedNumbers } from "../json/canonical-scan.js";
 import { readCanonicalLine } from "./canonical-line.js";
 import { checkLine, entryShapeProblem, toWalEntry, type JsonObject, type LineCheck } from "./entry.js";
 
-/**
- * A key that is an array index: JS objects list such keys first, so the parsed value's order can
- * differ from the line's and checkLine's exactness test (re-writing the line) decides.
- */
-const INDEX_KEY = /[{,]"\d+":/;
-
 /** checkLine's verdict on one line (without its newline), the same for every line. */
 export function checkLineFast(line: string): LineCheck {
   // Only printable ASCII can be confirmed, and a string is ASCII when its UTF-8 bytes are.
   const bytes = Buffer.from(line, "utf8");
-  if (isAscii(bytes) && readCanonicalLine(bytes, 0, bytes.length) === bytes.length && !INDEX_KEY.test(line)) {
+  if (isAscii(bytes) && readCanonicalLine(bytes, 0, bytes.length) === bytes.length) {
     const raw = (scannedNumbers.jsonParseExact ? JSON.parse(line) : parseJson(line)) as JsonValue;
     if (!entryShapeProblem(raw))
       return { ok: true, raw: raw as JsonObject, entry: toWalEntry(raw as JsonObject) };
