@@ -37,6 +37,9 @@ function gitEnv(opts: GitRunOptions): NodeJS.ProcessEnv {
     GIT_PAGER: "cat",
     LC_ALL: "C",
     GIT_EDITOR: "true",
+    // A status the orchestrator polls must not take the index lock that the user's own `git add`
+    // in the same repository needs at that moment.
+    GIT_OPTIONAL_LOCKS: "0",
   };
   if (opts.identity) {
     env.GIT_AUTHOR_NAME = opts.identity.name;
