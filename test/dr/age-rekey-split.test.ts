@@ -140,6 +140,12 @@ test("a header-only rekey (add, then remove): the payload sha256 is carried over
     assertSplitOf(after, await readFile(file), "row after remove");
     const clean = await check();
     assert.equal(clean.code, 0);
+    const listed = await cli("dr", "list", "--at", at, "--json");
+    const [entry] = JSON.parse(listed.stdout).backups as Split[];
+    assertSplitOf(entry!, await readFile(file), "dr list --json");
+    const human = await cli("dr", "list", "--at", at);
+    assert.match(human.stdout, new RegExp(` p:${after.age_payload_sha256!.slice(0, 10)} `), human.stdout);
+    assert.match(human.stdout, /^p:… = sha256 of the payload/m);
     assert.deepEqual(
       clean.findings.map((f) => f.status),
       ["ok"],

@@ -40,6 +40,13 @@ function entryJson(e: CatalogueEntry, fingerprints: string[] | undefined) {
     source_host: e.record?.source_host ?? null,
     sha256: e.record?.sha256 ?? null,
     manifest_sha256: e.record?.manifest_sha256 ?? null,
+    ...(e.record?.age_payload_sha256 !== undefined
+      ? {
+          age_header_bytes: e.record.age_header_bytes,
+          age_header_sha256: e.record.age_header_sha256,
+          age_payload_sha256: e.record.age_payload_sha256,
+        }
+      : {}),
     verified: e.verified,
     verified_at: e.record?.verified_at ?? null,
     /** An `.age` backup's recipients as the workspace's catalogue recorded them (null: unknown). */
@@ -145,12 +152,14 @@ export function registerList(dr: Command): void {
                 (b.encrypted ? "yes" : "no").padEnd(4),
                 (b.verified ? "yes" : "NO").padEnd(9),
                 (b.source_host ?? "?").slice(0, 15).padEnd(15),
-                (b.sha256 ?? "?").slice(0, 12).padEnd(13),
+                shownHash(b).padEnd(13),
                 b.name + (b.recipient_fingerprints ? `  [${b.recipient_fingerprints.join(", ")}]` : ""),
               ].join(" "),
             );
           }
         }
+        if (backups.some((b) => !b.sha256 && b.age_payload_sha256))
+          out.line("p:… = sha256 of the payload after the age header (the header was rewritten by a rekey)");
         if (cat.foreign.length > 0) out.line(`${cat.foreign.length} foreign file(s) ignored (never pruned)`);
         if (check) printListCheck(out, check, bad.length);
       },
@@ -161,4 +170,11 @@ export function registerList(dr: Command): void {
         `dr list --check: ${bad.length} backup(s) ${failureWords(check!)} at ${store.root}; first: ${bad[0]!.name}: ${bad[0]!.detail}`,
       );
   });
+}
+
+/** The whole file's sha256, or for an `.age` archive whose header a rekey rewrote, its payload's. */
+function shownHash(b: { sha256: string | null; age_payload_sha256?: string }): string {
+  if (b.sha256) return b.sha256.slice(0, 12);
+  if (b.age_payload_sha256) return `p:${b.age_payload_sha256.slice(0, 10)}`;
+  return "?";
 }
