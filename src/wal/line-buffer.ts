@@ -22,7 +22,7 @@ export class LineBuffer {
   add(text: string): void {
     const worst = this.used + text.length * MAX_UTF8_PER_UNIT;
     if (worst > this.buf.length) this.grow(worst);
-    this.used += this.buf.utf8Write(text, this.used);
+    this.used += this.buf.write(text, this.used);
   }
 
   /**
