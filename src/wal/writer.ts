@@ -26,6 +26,7 @@ import {
   type WalRecord,
 } from "./entry.js";
 import { GroupPacing } from "./group-pacing.js";
+import { LineBuffer } from "./line-buffer.js";
 import { scanTail, type TailScan } from "./tail.js";
 import { cutTornTail, type WalRepair } from "./tail-repair.js";
 import { openUncommittedIndexForAppend, uncommittedRowLine, writeClosedMarker } from "./recovery.js";
@@ -80,6 +81,9 @@ interface Pending {
 
 const openFiles = new Set<string>();
 
+/** Settled once: `.then()` on it queues a bare microtask (queueMicrotask adds an async resource per call). */
+const SETTLED = Promise.resolve();
+
 // The settle functions of the promise append() just made: a Promise executor runs synchronously
 // in the constructor, so a module-level one hands them over without a closure per append.
 let takenResolve: (e: WalEntry) => void = () => {};
@@ -104,6 +108,8 @@ export class WalWriter {
   private readonly listeners = new Set<(pos: WalPosition) => void>();
   private idle: Array<() => void> = [];
   private indexFh: FileHandle | undefined;
+  /** The newest group's bytes; reused by the next group (groups are written one at a time). */
+  private readonly groupBytes = new LineBuffer();
 
   private constructor(
     readonly ws: Workspace,
@@ -209,7 +215,7 @@ export class WalWriter {
   private scheduleFlush(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    queueMicrotask(this.scheduledFlush);
+    void SETTLED.then(this.scheduledFlush);
   }
 
   private readonly scheduledFlush = (): void => {
@@ -302,16 +308,17 @@ export class WalWriter {
    */
   private writeBatch(batch: Pending[], pipelined: boolean): Promise<void> | undefined {
     const fd = this.fh!.fd;
-    let text = "";
+    const out = this.groupBytes;
+    out.reset();
     let rows = "";
     for (const p of batch) {
-      text += p.line;
+      out.add(p.line);
       if (!p.entry.committed && this.opts.uncommittedIndex !== false) {
         rows += uncommittedRowLine({ run_id: this.runId, seq: p.entry.seq, entry_hash: p.entry.entry_hash });
       }
     }
-    if (rows) return this.writeBatchWithIndex(fd, text, rows, pipelined);
-    const data = Buffer.from(text, "utf8");
+    const data = out.bytes();
+    if (rows) return this.writeBatchWithIndex(fd, data, rows, pipelined);
     if (pipelined) return writeThenDatasyncFd(fd, data);
     // Blocking: the thread-pool round trips of the async API cost a third of the throughput of
     // one caller awaiting each append.
@@ -320,13 +327,16 @@ export class WalWriter {
   }
 
   /** The index row of every acknowledged intent is durable too (both syncs run together). */
-  private async writeBatchWithIndex(fd: number, text: string, rows: string, pipelined: boolean) {
+  private async writeBatchWithIndex(fd: number, data: Buffer, rows: string, pipelined: boolean) {
+    // `data` stays valid across this wait: the next group reuses its memory only after this
+    // group has settled.
     this.indexFh ??= await openUncommittedIndexForAppend(this.ws);
     const idx = this.indexFh.fd;
+    const rowBytes = Buffer.from(rows, "utf8");
     // Both settle before a failure closes the files: no sync is left running on a closed fd.
     const synced = await Promise.allSettled([
-      writeAndSync(fd, text, pipelined),
-      writeAndSync(idx, rows, pipelined),
+      writeAndSync(fd, data, pipelined),
+      writeAndSync(idx, rowBytes, pipelined),
     ]);
     for (const r of synced) if (r.status === "rejected") throw r.reason;
   }
@@ -382,9 +392,8 @@ export class WalWriter {
 }
 
 /** write() then fdatasync() on the raw fd, blocking or (pipelined) with the sync on the thread pool. */
-function writeAndSync(fd: number, text: string, pipelined: boolean): Promise<void> {
+function writeAndSync(fd: number, data: Buffer, pipelined: boolean): Promise<void> {
   try {
-    const data = Buffer.from(text, "utf8");
     if (pipelined) return writeThenDatasyncFd(fd, data);
     writeAndDatasyncFd(fd, data);
     return Promise.resolve();

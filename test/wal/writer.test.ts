@@ -3,11 +3,12 @@ import { appendFile, readFile, readdir, rm, symlink, writeFile } from "node:fs/p
 import path from "node:path";
 import { test } from "node:test";
 import { PyFloat, canonicalJson, parseJson } from "../../src/json/canonical.js";
-import { GENESIS_HASH, WAL_FIELDS, checkLine, sha256Hex } from "../../src/wal/entry.js";
+import { GENESIS_HASH, WAL_FIELDS, checkLine, entryLine, sha256Hex } from "../../src/wal/entry.js";
+import { KEPT_CAPACITY } from "../../src/wal/line-buffer.js";
 import { verifyWal } from "../../src/wal/reader.js";
 import { readClosedMarker, uncommittedIndexPath } from "../../src/wal/recovery.js";
 import { WalClosedError, WalWriter, newRunId } from "../../src/wal/writer.js";
-import type { WalPosition } from "../../src/wal/entry.js";
+import type { WalEntry, WalPosition, WalRecord } from "../../src/wal/entry.js";
 import { lines, record, scratchWorkspace } from "./support/wal-helpers.js";
 
 test("appends form a hash chain in Python's line format, and reopening continues it", async () => {
@@ -85,6 +86,52 @@ test("appends issued together are group-committed: one durable event, seqs in ca
     const v = await verifyWal(ws.walFile("run-g"), "run-g");
     assert.equal(v.ok, true);
     assert.equal(v.entries, 2000);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("groups of one, groups past the kept buffer and a huge entry are written byte for byte", async () => {
+  const { ws, cleanup } = await scratchWorkspace();
+  try {
+    const w = await WalWriter.open(ws, "run-b");
+    const written: WalEntry[] = [];
+    // A group of one.
+    written.push(await w.append(record(0)));
+    // One group of 64 (~130 KB, past the buffer's first size), intents among them, keys and
+    // values beyond ASCII.
+    const wide = (i: number, committed: boolean): WalRecord => ({
+      ...record(i, committed),
+      inputs: { "cl\u00e9": `\u00e9\u{1F680}`.repeat(200 + i), n: i },
+    });
+    written.push(
+      ...(await Promise.all(Array.from({ length: 64 }, (_, i) => w.append(wide(1 + i, i % 3 !== 0))))),
+    );
+    // One entry bigger than the size a buffer is kept at, then small groups again.
+    written.push(
+      await w.append({
+        decision_type: "big",
+        inputs: { blob: "\u00e9".repeat(KEPT_CAPACITY) },
+        committed: true,
+      }),
+    );
+    for (let i = 0; i < 3; i++) written.push(await w.append(record(100 + i, i !== 1)));
+    await w.close();
+
+    assert.deepEqual(
+      written.map((e) => e.seq),
+      Array.from({ length: written.length }, (_, i) => i),
+    );
+    const text = await readFile(ws.walFile("run-b"), "utf8");
+    assert.equal(text, written.map(entryLine).join(""));
+    const v = await verifyWal(ws.walFile("run-b"), "run-b");
+    assert.equal(v.ok, true, JSON.stringify(v.errors));
+    assert.equal(v.entries, written.length);
+    const rows = (await lines(uncommittedIndexPath(ws))).map((l) => JSON.parse(l) as { seq: number });
+    assert.deepEqual(
+      rows.map((r) => r.seq),
+      written.filter((e) => !e.committed).map((e) => e.seq),
+    );
   } finally {
     await cleanup();
   }
