@@ -188,10 +188,7 @@ export function spawnCli(
 
 /**
  * Polls `check` until it returns a truthy value (a condition, never a fixed sleep); fails after
- * `ms`, or at once when `exited` settles first (the process it waits on is gone). Polls every
- * 10 ms at first, then less often as the wait goes on (up to every 50 ms after 2 s): a long wait
- * costs the test's process less CPU, which the processes it waits on need, and is late by a few
- * percent of its length at most.
+ * `ms`, or at once when `exited` settles first (the process it waits on is gone).
  */
 export async function waitFor<T>(
   what: string,
@@ -205,7 +202,7 @@ export async function waitFor<T>(
     if (v) return v;
     if (gone) throw new Error(`the process exited before ${what}`);
     if (Date.now() - t0 > (opts.ms ?? 120_000)) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, Math.min(50, 10 + (Date.now() - t0) / 50)));
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
