@@ -1,7 +1,15 @@
 /** Shared test helpers: scratch folders, the CLI as a real child process, repo paths. */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
-import { closeSync, constants as fsConstants, openSync, readFileSync, unlinkSync } from "node:fs";
+import {
+  closeSync,
+  constants as fsConstants,
+  openSync,
+  readFileSync,
+  unlinkSync,
+  watch,
+  type FSWatcher,
+} from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -196,6 +204,55 @@ export async function waitFor<T>(
     if (Date.now() - t0 > (opts.ms ?? 120_000)) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/**
+ * The changes inside a folder as they happen (inotify, through fs.watch), for a test that must
+ * act the moment a child process changes it (a kill at the n-th change of a store): `next()`
+ * settles at the first event since the previous call (at once if one came meanwhile), or after
+ * `fallbackMs` at the latest (a folder not there yet, a process that exited, an event the kernel
+ * dropped), so the caller re-reads the folder and decides. Unlike a readdir loop on
+ * setImmediate, waiting costs no CPU that the child being watched needs.
+ */
+export function folderChanges(
+  dir: string,
+  fallbackMs = 100,
+): { next: () => Promise<void>; close: () => void } {
+  let watcher: FSWatcher | undefined;
+  let pending = false;
+  let wake: (() => void) | undefined;
+  const watching = (): void => {
+    if (watcher) return;
+    try {
+      watcher = watch(dir, () => {
+        pending = true;
+        wake?.();
+      });
+      watcher.on("error", () => {
+        watcher?.close();
+        watcher = undefined;
+      });
+    } catch {
+      // Not there yet: the fallback wakes the caller, and the next call tries again.
+    }
+  };
+  watching();
+  return {
+    async next() {
+      watching();
+      if (!pending)
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, fallbackMs);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      wake = undefined;
+      pending = false;
+    },
+    close: () => watcher?.close(),
+  };
 }
 
 /**

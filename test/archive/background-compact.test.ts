@@ -12,7 +12,7 @@ import { readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { LocalStore } from "../../src/storage/local-store.js";
-import { scratchDir, waitFor, withSeed } from "../helpers.js";
+import { folderChanges, scratchDir, waitFor, withSeed } from "../helpers.js";
 import { archiveFixture } from "./support/archive-workspace.js";
 import {
   feedBursts,
@@ -99,13 +99,14 @@ describe("background compaction in dr archive", () => {
         const before = new Set(await readdir(dir).catch(() => [] as string[]));
         let deleted = 0;
         let stopWatching = false;
+        const changes = folderChanges(dir);
         const watcher = (async () => {
           while (!stopWatching && deleted < n) {
             const now = new Set(await readdir(dir).catch(() => [] as string[]));
             deleted = [...before].filter((k) => !now.has(k)).length;
-            await new Promise((r) => setImmediate(r));
+            await changes.next();
           }
-        })();
+        })().finally(() => changes.close());
         made = await feedBursts(f, store, RUN, a, {
           bursts: 30,
           made,

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { scratchDir, spawnCli, withSeed } from "../helpers.js";
+import { folderChanges, scratchDir, spawnCli, withSeed } from "../helpers.js";
 import { archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
 import { copyStore, restoredStreams, writeHistory } from "./support/archive-history.js";
 
@@ -67,13 +67,18 @@ describe("dr archive-compact killed with SIGKILL at seeded moments", () => {
         if (rand() < 0.75) {
           // The n-th change of the listing: a merged segment stored, a small one deleted.
           const n = 1 + Math.floor(rand() * 30);
-          for (;;) {
-            const now = await keys(store);
-            let changed = 0;
-            for (const k of now) if (!before.has(k)) changed++;
-            for (const k of before) if (!now.has(k)) changed++;
-            if (changed >= n || exited) break;
-            await new Promise((r) => setImmediate(r));
+          const changes = folderChanges(store);
+          try {
+            for (;;) {
+              const now = await keys(store);
+              let changed = 0;
+              for (const k of now) if (!before.has(k)) changed++;
+              for (const k of before) if (!now.has(k)) changed++;
+              if (changed >= n || exited) break;
+              await changes.next();
+            }
+          } finally {
+            changes.close();
           }
         } else {
           await new Promise((r) => setTimeout(r, Math.floor(rand() * 1500)));

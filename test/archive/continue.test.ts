@@ -11,6 +11,7 @@ import { readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { scratchDir, waitFor } from "../helpers.js";
+import { taskCounts } from "../orchestrator/support/task-counts.js";
 import { archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
 
 const taskFile = (id: string, command: string): string =>
@@ -46,7 +47,7 @@ describe("start continues from a point-in-time restore", () => {
     const started = await f.cli(["start", "--detach", "--max-agents", "6", "--poll", "50"]);
     assert.equal(started.code, 0, started.stderr);
     await waitFor("3 done and 3 held", async () => {
-      const t = (await status()).tasks;
+      const t = await taskCounts(f.ws);
       return t.done === 3 && t.claimed === 3;
     });
     const at = new Date().toISOString();
@@ -57,7 +58,7 @@ describe("start continues from a point-in-time restore", () => {
     assert.match(refused.stderr, /in use by/);
 
     await writeFile(gate, "");
-    await waitFor("all 6 done", async () => (await status()).tasks.done === 6);
+    await waitFor("all 6 done", async () => (await taskCounts(f.ws)).done === 6);
     assert.equal((await f.cli(["stop", "--timeout", "30"])).code, 0);
     assert.equal((await f.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
 
@@ -70,7 +71,7 @@ describe("start continues from a point-in-time restore", () => {
     const again = await f.cli(["start", "--detach", "--max-agents", "6", "--poll", "50"]);
     assert.equal(again.code, 0, again.stderr);
     for (let i = 0; i < 3; i++) await open(`N-${i}`, "true");
-    await waitFor("all 9 done", async () => (await status()).tasks.done === 9);
+    await waitFor("all 9 done", async () => (await taskCounts(f.ws)).done === 9);
     assert.equal((await f.cli(["stop", "--timeout", "30"])).code, 0);
     const end = (await status()).tasks;
     assert.deepEqual([end.done, end.failed, end.claimed, end.open], [9, 0, 0, 0]);

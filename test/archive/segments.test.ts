@@ -16,6 +16,7 @@ import {
   walSegments,
   type ArchiveFixture,
 } from "./support/archive-workspace.js";
+import { copyStore } from "./support/archive-history.js";
 
 const RUN = "run-archive";
 
@@ -37,6 +38,19 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
     }
     const segs = walSegments((await storeObjects(st)).keys(), RUN);
     assert.equal(segs.length, 3, segs.join("\n"));
+    return { fx, store: st, segs };
+  }
+
+  /**
+   * One three-segment store, built once, copied for each damage test (they damage their copy and
+   * read it; their workspace is only the CLI's environment).
+   */
+  let intact: Promise<{ fx: ArchiveFixture; store: string; segs: string[] }> | undefined;
+  async function damageableCopy(sub: string): Promise<{ fx: ArchiveFixture; store: string; segs: string[] }> {
+    intact ??= threeSegments("intact");
+    const { fx, store: from, segs } = await intact;
+    const st = path.join(scratch.dir, sub, "store");
+    await copyStore(from, st);
     return { fx, store: st, segs };
   }
 
@@ -104,7 +118,7 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
 
   for (const damage of ["altered", "truncated", "missing"] as const) {
     it(`a ${damage} segment in the middle is named; restore before it works, after it exits 5 unless --last-consistent`, async () => {
-      const { fx, store: st, segs } = await threeSegments(damage);
+      const { fx, store: st, segs } = await damageableCopy(damage);
       const middle = path.join(st, segs[1]!);
       const bytes = await readFile(middle);
       if (damage === "altered") {

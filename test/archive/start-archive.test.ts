@@ -15,6 +15,7 @@ import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import type { Workspace } from "../../src/workspace/layout.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
 import { scratchDir, waitFor } from "../helpers.js";
+import { taskCounts } from "../orchestrator/support/task-counts.js";
 import { startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
 import {
   appendDecisions,
@@ -31,6 +32,12 @@ async function tasksDone(f: ArchiveFixture): Promise<number> {
   const r = await f.cli(["status", "--json"]);
   assert.equal(r.code, 0, r.stderr);
   return (JSON.parse(r.stdout) as { tasks: { done: number } }).tasks.done;
+}
+
+/** Waits (polling the folders in-process) until `n` tasks are done, then checks that `status` says so. */
+async function untilDone(f: ArchiveFixture, n: number): Promise<void> {
+  await waitFor(`${n} task(s) done`, async () => (await taskCounts(f.ws)).done === n);
+  assert.equal(await tasksDone(f), n);
 }
 
 /** Orchestrators started in the background: a failed test must not leave one waiting on a gone store. */
@@ -67,7 +74,7 @@ describe("start --archive-to", () => {
     const store = path.join(f.dir, "store");
     await startDetached(f, ["--archive-to", store, "--archive-interval", NEVER]);
     for (const id of ["a", "b"]) await addTask(f.ws, { id, title: id, command: "true" });
-    await waitFor("both tasks done", async () => (await tasksDone(f)) === 2);
+    await untilDone(f, 2);
 
     const second = await f.cli(["dr", "archive", "--to", path.join(f.dir, "other"), "--once"]);
     assert.equal(second.code, 3, second.stderr);
@@ -112,7 +119,7 @@ describe("start --archive-to", () => {
       "--sync",
     ]);
     for (const id of ["s1", "s2", "s3"]) await task(id);
-    await waitFor("three tasks done", async () => (await tasksDone(f)) === 3);
+    await untilDone(f, 3);
 
     h.setFault((op) => (op === "PutObject" ? 503 : undefined));
     await task("s4");
@@ -126,7 +133,7 @@ describe("start --archive-to", () => {
     // The held decision is s4's adoption: nothing about s4 is acted on while the store is down.
     await assert.rejects(readFile(seen("s4")), { code: "ENOENT" });
     h.setFault(undefined);
-    await waitFor("s4 done after the store answered", async () => (await tasksDone(f)) === 4);
+    await untilDone(f, 4);
     assert.equal((await f.cli(["stop"])).code, 0);
 
     const entries = await walEntries(f.ws);
@@ -177,7 +184,7 @@ describe("start --archive-to", () => {
     const store = path.join(f.dir, "store");
     await startDetached(f, ["--archive-to", store, "--archive-interval", NEVER]);
     await addTask(f.ws, { id: "k", title: "k", command: "true" });
-    await waitFor("the task done", async () => (await tasksDone(f)) === 1);
+    await untilDone(f, 1);
     const status = await f.cli(["--json", "dr", "status"]);
     const rpo = (JSON.parse(status.stdout) as { rpo_estimate: { basis: string; entries: number } })
       .rpo_estimate;

@@ -13,7 +13,7 @@ import { parseObjectLocation } from "../../src/storage/location.js";
 import { openObject } from "../../src/storage/open-store.js";
 import { DEFAULT_PART_SIZE, makeS3Client } from "../../src/storage/s3-store.js";
 import { envFor, runCli, scratchDir, type CliResult } from "../helpers.js";
-import { MOTO_MISSING } from "../storage/support/moto.js";
+import { motoMissing } from "../storage/support/moto.js";
 import { failAlways, startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
 import { keyPair } from "./support/age-keys.js";
 import {
@@ -26,6 +26,7 @@ import {
 } from "./support/age-objects.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
 
+const MOTO_MISSING = motoMissing();
 const BUCKET = "dr-rekey-moto";
 if (MOTO_MISSING) process.stdout.write(`# skipped: ${MOTO_MISSING}\n`);
 

@@ -10,6 +10,7 @@ import { readClosedMarker } from "../../src/wal/recovery.js";
 import type { Workspace } from "../../src/workspace/layout.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
 import { runCli, waitFor } from "../helpers.js";
+import { taskCounts } from "./support/task-counts.js";
 import { orchestratorWorkspace } from "./support/workspace.js";
 
 async function statusOf(cli: (...a: string[]) => ReturnType<typeof runCli>) {
@@ -43,7 +44,7 @@ test("stop during a busy run, then start: the backlog finishes with nothing lost
     assert.equal(started.code, 0, started.stderr);
     const pid = JSON.parse(started.stdout).pid as number;
     assert.ok(isProcessAlive(pid));
-    await waitFor("a few tasks done", async () => (await statusOf(cli)).tasks.done >= 3);
+    await waitFor("a few tasks done", async () => (await taskCounts(ws)).done >= 3);
     const stopped = await cli("stop", "--timeout", "0.1", "--json");
     assert.equal(stopped.code, 0, stopped.stderr);
     assert.equal(JSON.parse(stopped.stdout).stopped, true);

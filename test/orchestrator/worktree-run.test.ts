@@ -3,6 +3,7 @@ import { existsSync } from "node:fs";
 import { readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
+import { collectStatus } from "../../src/orchestrator/status.js";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
@@ -178,8 +179,14 @@ test("a dirty main worktree, then another branch checked out: the merge waits an
       assert.equal(r.code, 0, r.stderr);
       return JSON.parse(r.stdout);
     };
-    const waitingFor = (re: RegExp) => async () => re.test((await status()).merges.waiting[0]?.why ?? "");
-    await waitFor("the merge waits on the human's changes", waitingFor(/uncommitted changes \(human\.txt\)/));
+    // Waits poll the status in-process (a `status` child per poll would take the cores the
+    // orchestrator needs); the CLI's own status is checked once each wait is over.
+    const waiting = (s: { merges: { waiting: { why: string }[] } }) => s.merges.waiting[0]?.why ?? "";
+    const untilWaiting = async (re: RegExp) => {
+      await waitFor(`a merge waiting: ${re.source}`, async () => re.test(waiting(await collectStatus(ws))));
+      assert.match(waiting(await status()), re);
+    };
+    await untilWaiting(/uncommitted changes \(human\.txt\)/);
     const human = await cli(["status"]);
     assert.match(
       human.stdout,
@@ -187,19 +194,16 @@ test("a dirty main worktree, then another branch checked out: the merge waits an
     );
     gitSync(repo, "add", "human.txt");
     gitSync(repo, "commit", "--quiet", "-m", "human");
-    await waitFor(
-      "the merge waits for main",
-      waitingFor(/has 'feature' checked out, not the target branch 'main'/),
-    );
+    await untilWaiting(/has 'feature' checked out, not the target branch 'main'/);
     assert.equal(mergeCommitsOf(repo, "main", "t#1").length, 0, "nothing merged over a human's work");
     gitSync(repo, "checkout", "--quiet", "main");
-    await waitFor("merged", async () => (await status()).merges.merged.length === 1);
+    await waitFor("merged", async () => (await collectStatus(ws)).merges.merged.length === 1);
     const s = await status();
     assert.deepEqual(s.merges.waiting, []);
     assert.deepEqual(s.merges.merged, [
       { task_id: "t", attempt: 1, merge_commit: mergeCommitsOf(repo, "main", "t#1")[0] },
     ]);
-    await waitFor("idle", async () => !(await status()).orchestrator.running);
+    await waitFor("idle", async () => !(await collectStatus(ws)).orchestrator.running);
     assert.match((await cli(["status"])).stdout, /merged: 1 task\(s\): t [0-9a-f]{12}/);
   } finally {
     await cleanup();

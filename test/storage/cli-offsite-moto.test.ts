@@ -8,9 +8,10 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { makeSmallWorkspace, snapshotTree } from "../dr/support/workspace.js";
 import { envFor, runCli, scratchDir } from "../helpers.js";
-import { MOTO_MISSING } from "./support/moto.js";
+import { motoMissing } from "./support/moto.js";
 import { startS3Harness, type S3Harness } from "./support/s3-harness.js";
 
+const MOTO_MISSING = motoMissing();
 const BUCKET = "dr-offsite-moto";
 if (MOTO_MISSING) process.stdout.write(`# skipped: ${MOTO_MISSING}\n`);
 

@@ -12,10 +12,20 @@ import { once } from "node:events";
 import http from "node:http";
 import { waitFor } from "../../helpers.js";
 
-export const MOTO_MISSING: string | false =
-  spawnSync("moto_server", ["--help"], { stdio: "ignore" }).status === 0
-    ? false
-    : "moto_server is not installed (Python moto[server]; no Debian or npm package has it): the tests against moto are skipped";
+let missing: string | false | undefined;
+
+/**
+ * Why the moto tests are skipped here, or false where `moto_server` runs. Asked only by the files
+ * that use moto, once: `moto_server --help` starts Python and imports moto (over a second of CPU),
+ * which every file importing the S3 harness would otherwise pay at load.
+ */
+export function motoMissing(): string | false {
+  missing ??=
+    spawnSync("moto_server", ["--help"], { stdio: "ignore" }).status === 0
+      ? false
+      : "moto_server is not installed (Python moto[server]; no Debian or npm package has it): the tests against moto are skipped";
+  return missing;
+}
 
 export interface MotoServer {
   host: string;

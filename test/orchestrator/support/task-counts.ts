@@ -1,0 +1,14 @@
+/**
+ * The task counts `bernstein status` reports (the task files of each backlog folder, as
+ * collectStatus counts them), read in the test's own process: cheap enough to poll while an
+ * orchestrator works, where a `status` child per poll (over half a second of CPU each) would take
+ * the cores the orchestrator needs. Tests check the CLI's own `status` once the wait is over.
+ */
+import { listStateFolder } from "../../../src/orchestrator/tasks.js";
+import { TASK_STATES, type TaskState, type Workspace } from "../../../src/workspace/layout.js";
+
+export async function taskCounts(ws: Workspace): Promise<Record<TaskState, number>> {
+  const counts = {} as Record<TaskState, number>;
+  for (const state of TASK_STATES) counts[state] = (await listStateFolder(ws, state)).length;
+  return counts;
+}
