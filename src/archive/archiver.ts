@@ -4,7 +4,7 @@
  * `snapshotIntervalMs`. A store failure is not fatal: the local files keep everything, the lag
  * grows and is reported, and the next cycle sends the same bytes again. A workspace restored or
  * rolled back underneath starts a new generation. Health goes to `runtime/archive-status.json`
- * after every cycle.
+ * (health.ts: at once when it matters to a reader, else at most every STATUS_EVERY_MS).
  *
  * Hosted by `dr archive` (run/stop) or by the orchestrator (`start --archive-to`: start/finish,
  * and with `--sync` its WAL commit gate, shippedThrough). Shipping cycles run one at a time; a
@@ -46,7 +46,7 @@ export interface ArchiverOptions {
   /** PBKDF2 iterations of a new password generation (default: the backups' 600,000). */
   kdfIterations?: number;
   auditKeyPath?: string;
-  /** A Prometheus textfile-collector file rewritten with the health after every cycle. */
+  /** A Prometheus textfile-collector file rewritten with the health (as the status file). */
   metricsFile?: string;
   /** Merge small segments in the background up to this size (undefined: no compaction). */
   compactTargetBytes?: number;

@@ -149,13 +149,14 @@ async function readPiece(store: BackupStore, s: StoredSegment, key: SegmentKey |
   const ix = await readSegmentIndex(store, s.key);
   if (!ix) throw new Raced(`${store.describe(s.key)}: listed, then gone`);
   const stored = await readObject(store, s.key);
+  const intact = sha256(stored) === ix.sha256;
   let plain = stored;
-  if (sha256(stored) === ix.sha256 && key) {
+  if (intact && key) {
     plain = await openSegment(key, stored).catch((err: unknown) => {
       throw new Error(`${store.describe(s.key)}: does not open under its generation's key: ${String(err)}`);
     });
   }
-  if (sha256(stored) !== ix.sha256 || plain.length !== s.to - s.from)
+  if (!intact || plain.length !== s.to - s.from)
     throw new Error(`${store.describe(s.key)}: does not match its index or name; run dr list --from --check`);
   return { ix, plain };
 }
@@ -278,10 +279,10 @@ async function mergeGroup(
   const lastTime = Math.max(...ixs.map((i) => i.last_time));
   // Sealed again under the generation key, as any segment of this name and content (sealing.ts).
   const stored = key
-    ? await sealSegment(key, parts, { name, plainSha256: plainSha, timeMs: lastTime })
-    : Buffer.concat(parts);
+    ? [await sealSegment(key, parts, { name, plainSha256: plainSha, timeMs: lastTime })]
+    : parts;
   const ix: SegmentIndex = {
-    sha256: key ? await sha256Sliced([stored]) : plainSha,
+    sha256: key ? await sha256Sliced(stored) : plainSha,
     // As the shipper: no hash of a sealed segment's plaintext (it would confirm a guess of it).
     ...(key ? {} : { plain_sha256: plainSha }),
     captured_at: capturedAt,
@@ -290,11 +291,12 @@ async function mergeGroup(
     last_time: lastTime,
     ...(ixs[0]!.prev_hash !== undefined ? { prev_hash: ixs[0]!.prev_hash, last_hash: lastIx.last_hash } : {}),
   };
-  await store.put(name, Readable.from([stored]), { sha256: ix.sha256, metadata: segmentMetadata(ix) });
+  const size = stored.reduce((n, b) => n + b.length, 0);
+  await store.put(name, Readable.from(stored), { sha256: ix.sha256, size, metadata: segmentMetadata(ix) });
   const back = await readSegmentIndex(store, name);
   if (back?.sha256 !== ix.sha256)
     throw new Error(`${store.describe(name)}: not readable back after storing it`);
-  return { key: name, bytes: stored.length };
+  return { key: name, bytes: size };
 }
 
 async function compactGeneration(

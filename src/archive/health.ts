@@ -2,9 +2,15 @@
  * The archiver's health, as `dr status` and the metrics file show it: lag (seconds and WAL
  * entries not yet in the store), the last successful upload, the window, the generation, and
  * errors (of the shipping cycles, and of background compaction apart). Kept in
- * `runtime/archive-status.json` (atomic replace when it starts, after every cycle and every
- * background compaction, and when it stops), read by other processes; also written as
- * `bernstein_archive_*` metrics to the `--metrics-file` when one is given (archive-metrics.ts).
+ * `runtime/archive-status.json` (atomic replace when it starts, after a cycle or a background
+ * compaction, and when it stops), read by other processes; also written as `bernstein_archive_*`
+ * metrics to the `--metrics-file` when one is given (archive-metrics.ts).
+ *
+ * A cycle that only moves the counters and times on is written at most every STATUS_EVERY_MS: at
+ * a 100 ms interval a write per cycle (two fsyncs, a listing, a read of every WAL's tail) cost the
+ * WAL writer beside it more than the shipping did. What a reader acts on is written at once: a
+ * start, a stop, a new generation, the first cycle, every failure and the success that ends a
+ * run of them. Nothing resumes from this file (a restart resumes from the store's listing).
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
@@ -20,6 +26,8 @@ import { walRunOf } from "./names.js";
 import type { CycleResult } from "./shipper.js";
 
 export const ARCHIVE_STATUS = ["runtime", "archive-status.json"] as const;
+/** At most this long between a change of the status and its write (see the top of the file). */
+export const STATUS_EVERY_MS = 1000;
 export type { ArchiveStatus };
 
 export interface HealthOptions {
@@ -30,6 +38,8 @@ export interface HealthOptions {
 export class ArchiveHealth {
   private status: ArchiveStatus;
   private shipped: Record<string, number> = {};
+  /** When the status was last written (epoch ms; 0: never). */
+  private writtenAt = 0;
 
   constructor(
     private readonly ws: Workspace,
@@ -102,6 +112,7 @@ export class ArchiveHealth {
   async cycleDone(generation: string, r: CycleResult): Promise<void> {
     const now = new Date();
     const s = this.status;
+    const news = s.generation !== generation || s.errors_in_a_row > 0 || s.caught_up_at === null;
     s.generation = generation;
     s.errors_in_a_row = 0;
     s.caught_up_at = now.toISOString();
@@ -109,7 +120,12 @@ export class ArchiveHealth {
     s.segments_total += r.segments;
     s.bytes_total += r.bytes;
     this.shipped = { ...this.shipped, ...r.wal };
-    await this.write(now);
+    if (news || this.due(now)) await this.write(now);
+  }
+
+  /** Whether a write that carries only counters and times is due (STATUS_EVERY_MS). */
+  private due(now: Date): boolean {
+    return now.getTime() - this.writtenAt >= STATUS_EVERY_MS;
   }
 
   async cycleFailed(message: string): Promise<void> {
@@ -122,9 +138,10 @@ export class ArchiveHealth {
   /** A background compaction completed (it merged, cleaned up, or found nothing to do). */
   async compactionDone(): Promise<void> {
     const now = new Date();
+    const news = this.status.compaction_errors_in_a_row > 0 || this.status.last_compaction_at === null;
     this.status.last_compaction_at = now.toISOString();
     this.status.compaction_errors_in_a_row = 0;
-    await this.write(now);
+    if (news || this.due(now)) await this.write(now);
   }
 
   /** A background compaction failed: shown beside the cycles' own errors, never counted as one. */
@@ -150,6 +167,7 @@ export class ArchiveHealth {
 
   private async write(now: Date): Promise<void> {
     const s = this.status;
+    this.writtenAt = now.getTime();
     s.updated_at = now.toISOString();
     s.lag_entries = await this.lagEntries();
     const since = s.caught_up_at ? Date.parse(s.caught_up_at) : now.getTime();

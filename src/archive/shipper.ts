@@ -107,6 +107,7 @@ async function putSegment(
   try {
     await t.store.put(key, Readable.from([put.stored]), {
       sha256: put.ix.sha256,
+      size: put.stored.length,
       metadata: segmentMetadata(put.ix),
     });
   } catch (err) {
@@ -127,11 +128,12 @@ async function sealed(
   // The Fernet timestamp is the newest line's time, fixed by the plaintext as the name is (the
   // capture instant is not): a restarted archiver seals a range it sends again to the same bytes.
   const stored = t.seal ? await t.seal(chunk.bytes, { name: key, timeMs: chunk.lastTime }) : chunk.bytes;
+  const storedSha = sha256(stored);
   const ix: SegmentIndex = {
-    sha256: sha256(stored),
+    sha256: storedSha,
     // A sealed segment's plaintext is authenticated by its seal; a hash of it would only let a
-    // reader without the key confirm a guess of the whole content.
-    ...(t.seal ? {} : { plain_sha256: sha256(chunk.bytes) }),
+    // reader without the key confirm a guess of the whole content. A plain one is its plaintext.
+    ...(t.seal ? {} : { plain_sha256: storedSha }),
     // Only a stream's last segment of a cycle vouches for the instant (see the top of the file).
     captured_at: chunk.more ? 0 : capturedAt,
     tail_sha256: chunk.end.tail_sha256,

@@ -1,8 +1,9 @@
 /**
  * The append-only files a WAL archive ships (its streams) and how much of each is durable.
  *
- * Whatever is read here is on disk: the file's size is taken, then the file is fsynced (an fsync
- * through any descriptor flushes every byte written before it), then only bytes below that size
+ * Whatever is read here is on disk: the file's size is taken, then the file's data is synced (an
+ * fdatasync through any descriptor flushes every byte written before it, and the size that makes
+ * them readable; the WAL writer's own syncs are fdatasyncs too), then only bytes below that size
  * are read. A WAL is cut after its last whole entry that links to the one before (its seq and its
  * prev_hash field; the first and last entries of a chunk also parse and hash, and a chunk that
  * is not in the writers' frame is checked entry by entry); any other log after its last complete
@@ -15,21 +16,22 @@ import path from "node:path";
 import { linkedLines } from "../wal/chain-links.js";
 import { GENESIS_HASH, checkLine, type WalEntry } from "../wal/entry.js";
 import { walRunOf } from "./names.js";
-import { fsyncHandle } from "../workspace/durable.js";
+import { datasyncHandle } from "../workspace/durable.js";
 
 /** The streams of a workspace: paths under `.sdd/`, sorted, WAL runs last. */
 export async function listStreams(root: string): Promise<string[]> {
-  const names = async (rel: string, keep: (n: string) => boolean): Promise<string[]> => {
-    const all = await readdir(path.join(root, rel)).catch(() => [] as string[]);
-    return all.filter(keep).map((n) => `${rel}/${n}`);
-  };
+  const names = async (rel: string): Promise<string[]> =>
+    (await readdir(path.join(root, rel)).catch(() => [] as string[])).map((n) => `${rel}/${n}`);
+  const [audit, metrics, runs, wal] = await Promise.all(
+    ["audit", "metrics", "runs", "runtime/wal"].map(names),
+  );
   const logs = [
-    ...(await names("audit", (n) => n.endsWith(".jsonl"))),
-    ...(await names("metrics", (n) => n === "cost-ledger.jsonl")),
-    ...(await names("runs", (n) => n.endsWith(".jsonl"))),
-    ...(await names("runtime/wal", (n) => n === "idempotency.jsonl")),
+    ...audit!.filter((n) => n.endsWith(".jsonl")),
+    ...metrics!.filter((n) => n === "metrics/cost-ledger.jsonl"),
+    ...runs!.filter((n) => n.endsWith(".jsonl")),
+    ...wal!.filter((n) => n === "runtime/wal/idempotency.jsonl"),
   ].sort();
-  const wals = (await names("runtime/wal", (n) => n.endsWith(".wal.jsonl"))).sort();
+  const wals = wal!.filter((n) => n.endsWith(".wal.jsonl")).sort();
   return [...logs, ...wals];
 }
 
@@ -105,7 +107,7 @@ export async function readDurable(
   try {
     const size = (await fh.stat()).size;
     // Nothing past the archived end: no byte is read, so none needs to be made durable first.
-    if (size > after.length) await fsyncHandle(fh);
+    if (size > after.length) await datasyncHandle(fh);
     if (size < after.length) return undefined;
     let want = Math.min(size - after.length, maxBytes);
     for (;;) {

@@ -190,7 +190,11 @@ export class S3Store implements BackupStore {
     const upload: UploadState = { completeAttempted: false };
     try {
       const pool = new PartPool();
-      let partSize = this.partSize;
+      // An object of a known small size is read into a buffer of its size (one byte more, so that
+      // a longer stream still shows as one), not a whole part's: an archiver putting a segment
+      // every 100 ms would otherwise allocate 8 MiB each time, a full collection every few puts.
+      const small = options.size !== undefined && options.size < this.partSize;
+      let partSize = small ? options.size! + 1 : this.partSize;
       const parts = readParts(source, () => partSize, pool)[Symbol.asyncIterator]();
       const first = await parts.next();
       if (first.done || first.value.length < partSize) {
@@ -199,9 +203,11 @@ export class S3Store implements BackupStore {
         tally.size = body.length;
         this.checkExpected(where, tally, options);
         upload.completeAttempted = true;
-        await this.putSmall(Key, body, Metadata, retry);
+        await this.putSmall(Key, body, tally.whole.copy().digest("hex"), Metadata, retry);
         options.onProgress?.(tally.size);
       } else {
+        // Longer than announced: checkExpected refuses it before the upload completes.
+        partSize = this.partSize;
         // Keep the part count under S3's limit for huge streams without unbounded memory.
         const grow = (partNumber: number) => {
           if (partNumber % 1000 === 0) partSize *= 2;
@@ -279,26 +285,35 @@ export class S3Store implements BackupStore {
     );
   }
 
-  /** A small object: one PutObject with the body's checksum. */
+  /** A small object: one PutObject with the body's checksum (`sha256`: hex, as the tally computed it). */
   private async putSmall(
     Key: string,
     body: Buffer,
+    sha256: string,
     Metadata: Record<string, string>,
     retry: Retry,
   ): Promise<void> {
-    const ChecksumSHA256 = createHash("sha256").update(body).digest("base64");
-    await retry("upload", () =>
-      this.client.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key,
-          Body: body,
-          ContentLength: body.length,
-          ChecksumSHA256,
-          Metadata,
-        }),
-      ),
-    );
+    await retry("upload", () => {
+      const put = new PutObjectCommand({
+        Bucket: this.bucket,
+        Key,
+        Body: body,
+        ContentLength: body.length,
+        ChecksumSHA256: Buffer.from(sha256, "hex").toString("base64"),
+        Metadata,
+      });
+      // SigV4 signs the payload's sha256 (x-amz-content-sha256); given the header, the signer
+      // takes it instead of hashing the body a second time.
+      put.middlewareStack.add(
+        (next) => (args) => {
+          const request = args.request as { headers?: Record<string, string> };
+          if (request.headers) request.headers["x-amz-content-sha256"] = sha256;
+          return next(args);
+        },
+        { step: "build", name: "bernsteinPayloadSha256" },
+      );
+      return this.client.send(put);
+    });
   }
 
   /** Before the object becomes visible: the bytes read are the ones the caller expects. */

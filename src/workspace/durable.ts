@@ -38,6 +38,14 @@ export async function fsyncHandle(fh: FileHandle): Promise<void> {
   await fh.sync();
 }
 
+/**
+ * fdatasync a file through `fh`: every byte written to it before the call is on disk, and the
+ * size that makes them readable; unlike fsync, a change of its times alone is not waited for.
+ */
+export async function datasyncHandle(fh: FileHandle): Promise<void> {
+  await fh.datasync();
+}
+
 /** fsync a file already written and closed by someone else (e.g. a stream that owned its fd). */
 export async function fsyncFile(file: string): Promise<void> {
   const fh = await open(file, "r");

@@ -183,6 +183,47 @@ describe("S3Store against s3rver", () => {
     assert.deepEqual(await h.pendingUploads(BUCKET), []);
   });
 
+  it("an object of announced size goes in one PutObject; a stream longer or shorter than announced leaves nothing", async () => {
+    const s = store("sized/", { partSize: 5 * 1024 * 1024 });
+    const data = randomBytes(300 * 1024);
+    await s.put("exact", chunked(data), { sha256: sha(data), size: data.length });
+    assert.equal(h.counts.get("CreateMultipartUpload"), undefined);
+    assert.equal((await s.head("exact"))?.size, data.length);
+    const big = randomBytes(6 * 1024 * 1024);
+    await rejectsWith(
+      s.put("longer", chunked(big), { size: data.length }),
+      ExitCode.CORRUPT,
+      /expected 307200/,
+    );
+    await rejectsWith(
+      s.put("shorter", chunked(data), { size: data.length + 1 }),
+      ExitCode.CORRUPT,
+      /expected 307201/,
+    );
+    assert.equal(await s.head("longer"), undefined);
+    assert.equal(await s.head("shorter"), undefined);
+    assert.deepEqual(await h.pendingUploads(BUCKET), []);
+  });
+
+  it("the harness checks the payload hash SigV4 signs, like AWS (XAmzContentSHA256Mismatch)", async () => {
+    const client = makeS3Client({ endpoint: h.endpoint });
+    const put = new PutObjectCommand({
+      Bucket: BUCKET,
+      Key: "bad-payload-hash",
+      Body: Buffer.from("payload"),
+    });
+    put.middlewareStack.add(
+      (next) => (args) => {
+        (args.request as { headers: Record<string, string> }).headers["x-amz-content-sha256"] = sha(
+          Buffer.from("other"),
+        );
+        return next(args);
+      },
+      { step: "build", name: "wrongPayloadSha256" },
+    );
+    await assert.rejects(client.send(put), (err: Error) => err.name === "XAmzContentSHA256Mismatch");
+  });
+
   it("the harness validates x-amz-checksum-sha256 like AWS (BadDigest)", async () => {
     const client = makeS3Client({ endpoint: h.endpoint });
     await assert.rejects(

@@ -80,7 +80,7 @@ export function registerDrArchive(program: Command): void {
       .option("--no-compact", "do not merge small segments in the background (dr archive-compact still can)")
       .option(
         "--metrics-file <file>",
-        "rewrite the archiver's health as Prometheus metrics here after every cycle (.prom; may be dr backup's)",
+        "rewrite the archiver's health as Prometheus metrics here with its status (.prom; may be dr backup's)",
       ),
   );
   addRecipientOptions(archive).action(async (opts: ArchiveFlags, cmd: Command) => {

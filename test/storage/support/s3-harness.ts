@@ -4,7 +4,8 @@
  *
  *  - injects faults (HTTP status codes or connection resets) per S3 operation,
  *  - validates `x-amz-checksum-sha256` on PutObject/UploadPart (s3rver ignores the header;
- *    a mismatch answers 400 BadDigest like AWS does),
+ *    a mismatch answers 400 BadDigest like AWS does), and the payload hash SigV4 signs
+ *    (`x-amz-content-sha256` when it is one: 400 XAmzContentSHA256Mismatch like AWS),
  *  - implements AbortMultipartUpload and ListMultipartUploads, which s3rver 3.7.1 lacks,
  *    on s3rver's own upload folders (`<dir>/<bucket>/._S3rver_uploads/<uploadId>`);
  *  - answers UploadPartCopy, which s3rver refuses (501 NotImplemented), when a test turns it on
@@ -318,6 +319,23 @@ export async function startS3Harness(
         const actual = createHash("sha256").update(body).digest("base64");
         if (actual !== claimed) {
           xmlError(res, 400, "BadDigest", "The SHA256 you specified did not match the calculated checksum.");
+          return;
+        }
+      }
+      const signed = req.headers["x-amz-content-sha256"];
+      if (
+        (op === "PutObject" || op === "UploadPart") &&
+        typeof signed === "string" &&
+        /^[0-9a-f]{64}$/.test(signed)
+      ) {
+        body ??= await readBody(req);
+        if (createHash("sha256").update(body).digest("hex") !== signed) {
+          xmlError(
+            res,
+            400,
+            "XAmzContentSHA256Mismatch",
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+          );
           return;
         }
       }
