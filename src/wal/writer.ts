@@ -81,6 +81,13 @@ interface Pending {
 
 const openFiles = new Set<string>();
 
+/**
+ * Longest the writer chains groups without the event loop turning. Groups synced with blocking
+ * calls settle in the same tick and their callers append again in microtasks, so without a turn
+ * timers and I/O (an in-process archiver, replication, a status request) would wait for the burst.
+ */
+const LOOP_TURN_EVERY_MS = 5;
+
 /** Settled once: `.then()` on it queues a bare microtask (queueMicrotask adds an async resource per call). */
 const SETTLED = Promise.resolve();
 
@@ -99,6 +106,8 @@ export class WalWriter {
   private syncing = false;
   /** A flush is queued as a microtask (appends of the current tick join it). */
   private scheduled = false;
+  /** Since when a probe waits for the event loop to turn (undefined: it turned since). */
+  private turnAwaitedSince: number | undefined;
   private readonly pacing: GroupPacing;
   private failure: Error | undefined;
   private closing = false;
@@ -215,8 +224,21 @@ export class WalWriter {
   private scheduleFlush(): void {
     if (this.scheduled) return;
     this.scheduled = true;
+    const now = performance.now();
+    if (this.turnAwaitedSince === undefined) {
+      this.turnAwaitedSince = now;
+      setImmediate(this.loopTurned);
+    } else if (now - this.turnAwaitedSince >= LOOP_TURN_EVERY_MS) {
+      // Behind the probe: timers and I/O run first.
+      setImmediate(this.scheduledFlush);
+      return;
+    }
     void SETTLED.then(this.scheduledFlush);
   }
+
+  private readonly loopTurned = (): void => {
+    this.turnAwaitedSince = undefined;
+  };
 
   private readonly scheduledFlush = (): void => {
     this.scheduled = false;
