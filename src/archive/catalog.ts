@@ -76,15 +76,27 @@ export async function getJson<T>(store: BackupStore, key: string): Promise<T> {
   }
 }
 
-/** Adds a listed segment object to its generation's listing (unsorted until sortSegments). */
+/**
+ * Adds a listed segment object to its generation's listing (unsorted until sortSegments). A
+ * listing holds every segment of the archive, so each is one small object of a fixed shape whose
+ * generation and stream are the strings the listing already holds: a spread of the parsed name
+ * made a dictionary-mode object of about 400 bytes per segment.
+ */
 export function addSegment(
   g: GenerationListing,
   name: SegmentName,
   obj: { key: string; size: number },
 ): void {
-  const list = g.segments.get(name.stream) ?? [];
-  list.push({ ...name, key: obj.key, size: obj.size });
-  g.segments.set(name.stream, list);
+  let list = g.segments.get(name.stream);
+  if (!list) g.segments.set(name.stream, (list = []));
+  const stream = list[0]?.stream ?? name.stream;
+  const { from, to, firstSeq, lastSeq } = name;
+  const { key, size } = obj;
+  list.push(
+    firstSeq !== undefined
+      ? { generation: g.generation, stream, from, to, firstSeq, lastSeq, key, size }
+      : { generation: g.generation, stream, from, to, key, size },
+  );
 }
 
 /** Each stream's segments by `from`, then `to` (the order every reader takes them in). */

@@ -12,6 +12,7 @@
  * `-0`, a float digit beyond double precision), NaN/Infinity, nesting beyond 512.
  */
 import { isFloatToken, numberTokenEnd, pyFloatRepr } from "./canonical.js";
+import { finiteNumberText } from "./number-text.js";
 
 /**
  * Where the canonical bytes of the last value scanned are: its own bytes in the source unless
@@ -259,7 +260,7 @@ function positionalRepr(token: string): boolean {
   const x = Number(token);
   // Where JS and Python both print positionally, String(x) is repr(x) for a fractional x.
   const ax = Math.abs(x);
-  if (ax >= 1e-4 && ax < 1e16 && String(x) === token) return true;
+  if (ax >= 1e-4 && ax < 1e16 && finiteNumberText(x) === token) return true;
   return pyFloatRepr(x) === token;
 }
 

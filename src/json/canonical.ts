@@ -11,6 +11,8 @@
  * A JS number is printed as an integer when Number.isInteger and as a Python float repr otherwise.
  */
 
+import { finiteNumberText } from "./number-text.js";
+
 export class PyFloat {
   constructor(readonly value: number) {}
   valueOf(): number {
@@ -43,7 +45,7 @@ export function pyFloatRepr(x: number): string {
   if (ax >= 1e-4 && ax < 1e16) {
     // Here JS and Python both print the shortest round-trip digits positionally; Python adds
     // ".0" to an integral value.
-    const text = String(x);
+    const text = finiteNumberText(x);
     return Number.isInteger(x) ? text + ".0" : text;
   }
   const sign = x < 0 ? "-" : "";
@@ -115,7 +117,7 @@ export function compareCodePoints(a: string, b: string): number {
 export function numberText(value: number): string {
   if (!Number.isInteger(value) || Object.is(value, -0)) return pyFloatRepr(value);
   // String(1e21) is "1e+21"; an integer prints all its digits, like a Python int.
-  return Math.abs(value) < 1e21 ? String(value) : BigInt(value).toString();
+  return Math.abs(value) < 1e21 ? finiteNumberText(value) : BigInt(value).toString();
 }
 
 // Strings are built by concatenation (V8 ropes), which beats collecting parts in an array for

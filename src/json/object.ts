@@ -29,3 +29,15 @@ export function resolveOptions<T extends object>(defaults: T, ...layers: (Partia
   for (const layer of layers) if (layer) Object.assign(resolved, definedEntries(layer));
   return resolved;
 }
+
+/**
+ * `record[key]`, own or inherited, for a key that is often missing. V8 answers `record[key]` (and
+ * `key in record`) for a string it has not seen as a key by adding an internalized copy of it to
+ * the old generation, which only a full GC frees: replaying a million entries about a million ids
+ * would grow the heap with them. Object.hasOwn looks a key up without that.
+ */
+export function propertyOf<T>(record: Record<string, T>, key: string): T | undefined {
+  for (let o: object | null = record; o !== null; o = Object.getPrototypeOf(o) as object | null)
+    if (Object.hasOwn(o, key)) return (o as Record<string, T>)[key];
+  return undefined;
+}

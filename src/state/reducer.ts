@@ -15,7 +15,7 @@
  * code path, so both give identical results.
  */
 import { PyFloat, type JsonValue } from "../json/canonical.js";
-import { asJsonObject, asNumber, type JsonObject } from "../json/object.js";
+import { asJsonObject, asNumber, propertyOf, type JsonObject } from "../json/object.js";
 
 /** Task states the reducer produces (the backlog folders add closed/deferred/manual). */
 export type ReducedTaskState = "open" | "claimed" | "done" | "failed";
@@ -207,13 +207,13 @@ function applyInto(s: OrchestratorState, runId: string, e: ReducibleEntry, mut: 
       const id = spec && taskIdOfSpec(spec);
       if (!spec || !id) return;
       // Creating an existing task again is a no-op (replayed intent whose commit we already have).
-      if (s.tasks[id]) return;
+      if (propertyOf(s.tasks, id)) return;
       mut.tasks(s)[id] = { spec, state: "open", attempt: 0 };
       return;
     }
     case "task_claimed": {
       const id = str(inputs.task_id);
-      const t = id ? s.tasks[id] : undefined;
+      const t = id ? propertyOf(s.tasks, id) : undefined;
       if (!id || !t) return;
       mut.tasks(s)[id] = { ...t, state: "claimed", attempt: int(inputs.attempt) ?? t.attempt };
       return;
@@ -221,7 +221,7 @@ function applyInto(s: OrchestratorState, runId: string, e: ReducibleEntry, mut: 
     case "task_spawn_confirmed": {
       const id = str(inputs.task_id);
       if (!id) return;
-      const attempt = int(inputs.attempt) ?? s.tasks[id]?.attempt ?? 0;
+      const attempt = int(inputs.attempt) ?? propertyOf(s.tasks, id)?.attempt ?? 0;
       const agentId = str(inputs.agent_id) ?? agentIdOf(id, attempt);
       const session: AgentSession = { agent_id: agentId, task_id: id, attempt };
       const branch = str(inputs.branch);
@@ -233,7 +233,7 @@ function applyInto(s: OrchestratorState, runId: string, e: ReducibleEntry, mut: 
     }
     case "task_merged": {
       const id = str(inputs.task_id);
-      const t = id ? s.tasks[id] : undefined;
+      const t = id ? propertyOf(s.tasks, id) : undefined;
       if (!id || !t) return;
       const commit = str(output.merge_commit) ?? null;
       mut.tasks(s)[id] = { ...t, merge_attempt: int(inputs.attempt) ?? t.attempt, merge_commit: commit };
@@ -242,7 +242,7 @@ function applyInto(s: OrchestratorState, runId: string, e: ReducibleEntry, mut: 
     case "task_completed": {
       const id = str(inputs.task_id);
       if (!id) return;
-      const t = s.tasks[id];
+      const t = propertyOf(s.tasks, id);
       const attempt = int(inputs.attempt) ?? t?.attempt ?? 0;
       removeSession(s, mut, id, attempt);
       addCost(s, mut, output);
@@ -252,7 +252,7 @@ function applyInto(s: OrchestratorState, runId: string, e: ReducibleEntry, mut: 
     case "task_failed": {
       const id = str(inputs.task_id);
       if (!id) return;
-      const t = s.tasks[id];
+      const t = propertyOf(s.tasks, id);
       const attempt = int(inputs.attempt) ?? t?.attempt ?? 0;
       removeSession(s, mut, id, attempt);
       addCost(s, mut, output);
@@ -267,7 +267,7 @@ function applyInto(s: OrchestratorState, runId: string, e: ReducibleEntry, mut: 
     }
     case "task_retry": {
       const id = str(inputs.task_id);
-      const t = id ? s.tasks[id] : undefined;
+      const t = id ? propertyOf(s.tasks, id) : undefined;
       if (!id || !t) return;
       mut.tasks(s)[id] = { ...t, state: "open", attempt: int(inputs.attempt) ?? t.attempt };
       return;
@@ -275,7 +275,7 @@ function applyInto(s: OrchestratorState, runId: string, e: ReducibleEntry, mut: 
     case "task_interrupted": {
       const id = str(inputs.task_id);
       if (!id) return;
-      const t = s.tasks[id];
+      const t = propertyOf(s.tasks, id);
       const attempt = int(inputs.attempt) ?? t?.attempt ?? 0;
       removeSession(s, mut, id, attempt);
       if (t) {
@@ -294,7 +294,7 @@ function applyInto(s: OrchestratorState, runId: string, e: ReducibleEntry, mut: 
 
 function removeSession(s: OrchestratorState, mut: Mutation, taskId: string, attempt: number): void {
   const agentId = agentIdOf(taskId, attempt);
-  if (s.agent_sessions[agentId]) delete mut.sessions(s)[agentId];
+  if (propertyOf(s.agent_sessions, agentId)) delete mut.sessions(s)[agentId];
 }
 
 function addCost(s: OrchestratorState, mut: Mutation, output: JsonObject): void {

@@ -1,0 +1,78 @@
+/**
+ * A point restore's peak memory must not grow with the lines it replays. Garbage left in the old
+ * generation makes it grow: V8 frees it only at a full GC, which comes later the more there is
+ * (a double's text from String(), a key string looked up in an object, both interned there). This
+ * counts it directly, in children whose heap is set so that no full GC runs during the restore:
+ * the old generation may grow by a few bytes per line replayed (survivors of the young
+ * generation), not by an object per line. Two restores of the same archive, to its middle and to
+ * its end, each in a fresh process: the difference is what the lines cost.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { REPO_ROOT } from "../helpers.js";
+import { appendDecisions, archivedFixture, type ArchivedFixture } from "./support/archive-workspace.js";
+
+const CHILD = path.join(REPO_ROOT, "dist", "test", "archive", "support", "restore-old-gen-child.js");
+const RUN = "run-many";
+const BATCHES = 6;
+const PER_BATCH = 5000;
+/** Old-generation bytes a replayed line may leave (each line allocates about 2 KB in the young one). */
+const BYTES_PER_LINE = 24;
+
+let fx: ArchivedFixture;
+
+before(async () => {
+  fx = await archivedFixture("bernstein-restore-old-gen-");
+  await fx.archive(); // the snapshot: an empty WAL
+  for (let b = 0; b < BATCHES; b++) {
+    await appendDecisions(fx.f.ws, RUN, PER_BATCH, b * PER_BATCH);
+    await fx.archive();
+  }
+});
+after(async () => fx.scratch.cleanup());
+
+interface Measured {
+  lines: number;
+  segments: number;
+  old_space_grown: number;
+  full_gcs: number;
+}
+
+/** A fresh child (no string or cache left by another restore) restoring RUN up to `seq`. */
+function runChild(seq: number | "latest"): Promise<Measured> {
+  const flags = ["--max-semi-space-size=2", "--initial-old-space-size=512", "--no-memory-reducer"];
+  const scratch = path.join(fx.scratch.dir, `out-${seq}`);
+  const args = [fx.store, scratch, fx.f.env.BERNSTEIN_AUDIT_KEY_PATH!, RUN, String(seq)];
+  const child = spawn(process.execPath, [...flags, CHILD, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+  return new Promise((resolve, reject) =>
+    child.on("close", (code) => {
+      if (code !== 0) reject(new Error(`child exited ${code}: ${err}`));
+      else resolve(JSON.parse(out));
+    }),
+  );
+}
+
+test("a point restore leaves no per-line garbage in the old generation", async () => {
+  const total = BATCHES * PER_BATCH;
+  const half = await runChild(total / 2 - 1);
+  const latest = await runChild("latest");
+  assert.deepEqual([half.lines, latest.lines], [total / 2, total]);
+  assert.ok(latest.segments >= BATCHES, `restored from ${latest.segments} segments`);
+  assert.deepEqual(
+    [half.full_gcs, latest.full_gcs],
+    [0, 0],
+    "a full GC ran during a restore: the old generation's growth is not all counted",
+  );
+  // The growth that comes with the lines (what a restore costs whatever its size cancels out).
+  const perLine = (latest.old_space_grown - half.old_space_grown) / (latest.lines - half.lines);
+  assert.ok(
+    perLine <= BYTES_PER_LINE,
+    `the old generation grew by ${half.old_space_grown} bytes restoring ${half.lines} lines and by ${latest.old_space_grown} restoring ${latest.lines}: ${perLine.toFixed(1)} bytes per line (at most ${BYTES_PER_LINE})`,
+  );
+});
