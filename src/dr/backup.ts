@@ -136,7 +136,9 @@ async function streamArchive(
   split?: AgeSplitHasher,
 ): Promise<Measure> {
   const measure = new Measure(split);
-  const gzip = createGzip({ ...GZIP_OPTIONS, chunkSize: 256 * 1024 });
+  // Output chunks under malloc's mmap threshold (128 KiB): each is reused heap, not a fresh
+  // mapping whose every page faults in when touched.
+  const gzip = createGzip({ ...GZIP_OPTIONS, chunkSize: 64 * 1024 });
   // The end-of-archive blocks travel in the seal member (seal.ts), after the data member.
   let archived = 0;
   const onBytes = onProgress
