@@ -58,31 +58,30 @@ function payloadOf(bytes: Buffer, field: number): JsonObject {
   return asJsonObject(value) ?? {};
 }
 
+/** Integers below this are doubles: m * 10 + d is exact, and a sum past it rounds to it or more. */
+const MAX_EXACT = 2 ** 53;
 /** 10^k for the k a double holds exactly. */
 const POWERS_OF_TEN = Array.from({ length: 23 }, (_, k) => 10 ** k);
 
 /**
  * toWalEntry's timestamp: a number token as its double; any other token through the parser.
- * A token of at most 15 significant digits without exponent is m / 10^k with both exact, so the
+ * A token without exponent whose digits m stay within 2^53 is m / 10^k with both exact, so the
  * division rounds once, to what Number() gives; others take Number() itself.
  */
 function timestampOf(bytes: Buffer, start: number, end: number): number {
   let p = start;
   const negative = bytes[p] === 0x2d;
   if (negative) p++;
+  const first = bytes[p];
   let m = 0;
-  let digits = 0;
   let fraction = -1;
   for (; p < end; p++) {
     const c = bytes[p];
-    if (c >= 0x30 && c <= 0x39) {
-      m = m * 10 + c - 0x30;
-      if (m > 0) digits++;
-    } else if (c === 0x2e && fraction < 0) fraction = p;
+    if (c >= 0x30 && c <= 0x39) m = m * 10 + c - 0x30;
+    else if (c === 0x2e && fraction < 0) fraction = p;
     else break;
   }
-  const first = bytes[negative ? start + 1 : start];
-  if (p === end && digits <= 15 && first >= 0x30 && first <= 0x39) {
+  if (p === end && m < MAX_EXACT && first >= 0x30 && first <= 0x39) {
     const k = fraction < 0 ? 0 : end - fraction - 1;
     if (k < POWERS_OF_TEN.length) {
       const x = m / POWERS_OF_TEN[k];
@@ -90,7 +89,7 @@ function timestampOf(bytes: Buffer, start: number, end: number): number {
     }
   }
   const text = bytes.toString("latin1", start, end);
-  if ((first >= 0x30 && first <= 0x39) || first === 0x2d) return Number(text);
+  if (negative || (first >= 0x30 && first <= 0x39)) return Number(text);
   // A string, null, true, an array...: what toWalEntry makes of the parsed value.
   const value = parseJson(text);
   return typeof value === "number" ? value : Number(value as never);
