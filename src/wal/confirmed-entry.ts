@@ -10,7 +10,7 @@
 import { parseJson, type JsonValue } from "../json/canonical.js";
 import { scannedNumbers } from "../json/canonical-scan.js";
 import { asJsonObject, type JsonObject } from "../json/object.js";
-import { CONFIRMED_FIELDS as F, confirmedLine } from "./canonical-line.js";
+import { CONFIRMED_FIELDS as F, bytesEqualText, confirmedLine } from "./canonical-line.js";
 import type { WalEntry } from "./entry.js";
 
 const QUOTE = 0x22;
@@ -37,14 +37,25 @@ export function entryOfConfirmedLine(bytes: Buffer, prevHash?: string): WalEntry
   };
 }
 
-/** A string token's value: its bytes when it holds no escape (printable ASCII), else parsed. */
+/**
+ * A string token's value: its bytes when it holds no escape (printable ASCII), else parsed. A WAL
+ * repeats a few decision types and actors: those strings are shared, not built per line.
+ */
 function stringOf(bytes: Buffer, field: number): string {
   const t = confirmedLine.tokens;
   const start = t[2 * field];
   const end = t[2 * field + 1];
-  if (confirmedLine.plain[field]) return bytes.toString("latin1", start + 1, end - 1);
-  return JSON.parse(bytes.toString("latin1", start, end)) as string;
+  if (!confirmedLine.plain[field]) return JSON.parse(bytes.toString("latin1", start, end)) as string;
+  const n = end - start - 2;
+  if (n === 0 || n > 64) return bytes.toString("latin1", start + 1, end - 1);
+  // Direct-mapped by length and the last two characters: one compare per lookup.
+  const slot = (n * 31 + bytes[end - 2] * 7 + bytes[end - 3]) & (RECENT.length - 1);
+  const known = RECENT[slot];
+  if (known !== undefined && bytesEqualText(bytes, start + 1, end - 1, known)) return known;
+  return (RECENT[slot] = bytes.toString("latin1", start + 1, end - 1));
 }
+
+const RECENT = new Array<string | undefined>(128).fill(undefined);
 
 /** inputs or output as toWalEntry takes them: an object, anything else as `{}`. */
 function payloadOf(bytes: Buffer, field: number): JsonObject {
