@@ -4,11 +4,13 @@
  * backwards from its end, and the suffix is read forwards from the byte offset found.
  *
  * Entries are parsed and hash-checked with the WAL module's own `checkLine` (src/wal/entry.ts);
- * the suffix through `checkLineFast` (src/wal/line-check.ts), its verdicts with the fast path first.
+ * the suffix is read by the scanner of `wal verify` with checkLine's verdicts (SuffixSink).
  */
+import { open } from "node:fs/promises";
 import { checkLine, GENESIS_HASH, type WalEntry } from "../wal/entry.js";
-import { checkLineFast } from "../wal/line-check.js";
-import { readLinesBackward, readLinesForward } from "../workspace/lines.js";
+import { pullLines } from "../wal/line-scan.js";
+import { readLinesBackward } from "../workspace/lines.js";
+import { SuffixSink, WalSuffixError } from "./suffix-sink.js";
 
 const SEQ_PREFIX = /^\{"seq":(\d+),/;
 
@@ -66,17 +68,7 @@ export async function locateWalEntry(file: string, seq: number, expectedHash: st
   return { ok: false, code: "missing_entry", problem: `WAL ${file} has no entry with seq ${seq}` };
 }
 
-export class WalSuffixError extends Error {
-  constructor(
-    readonly file: string,
-    readonly line: number,
-    readonly seq: number,
-    message: string,
-  ) {
-    super(`wal ${file}: line ${line} (seq ${seq}): ${message}`);
-    this.name = "WalSuffixError";
-  }
-}
+export { WalSuffixError };
 
 export interface SuffixOptions {
   /** Byte offset of the first line to read (0: the whole file). */
@@ -92,40 +84,17 @@ export interface SuffixOptions {
  * Streams verified entries from `offset`: each must hash correctly, link to the previous one and
  * carry the next seq. A bad final line without a newline (a torn tail, repaired by the writer on
  * reopen) ends the stream and is reported through `onTornTail`; any other break throws.
+ * Reads like `wal verify`, entry by entry: memory stays at one chunk and one entry.
  */
-export async function* readWalSuffix(
+export function readWalSuffix(
   file: string,
   opts: SuffixOptions,
   onTornTail?: (message: string) => void,
 ): AsyncGenerator<WalEntry> {
-  let prevHash = opts.prevHash;
-  let nextSeq = opts.nextSeq;
-  let pending: { lineNo: number; message: string } | undefined;
+  const sink = new SuffixSink(file, opts.prevHash, opts.nextSeq, onTornTail);
   // Line numbers in messages: one entry per line and seq from 0, so the first line is nextSeq + 1.
   const base = (opts.firstLineNo ?? opts.nextSeq + 1) - 1;
-  for await (const raw of readLinesForward(file, opts.offset)) {
-    const line = { ...raw, lineNo: raw.lineNo + base };
-    if (pending) throw new WalSuffixError(file, pending.lineNo, nextSeq, pending.message);
-    if (line.text === "") continue;
-    const check = checkLineFast(line.text);
-    if (!check.ok) {
-      if (!line.terminated) {
-        pending = { lineNo: line.lineNo, message: check.message };
-        break;
-      }
-      throw new WalSuffixError(file, line.lineNo, nextSeq, check.message);
-    }
-    const e = check.entry;
-    if (e.seq !== nextSeq) throw new WalSuffixError(file, line.lineNo, e.seq, `expected seq ${nextSeq}`);
-    if (e.prev_hash !== prevHash) {
-      throw new WalSuffixError(file, line.lineNo, e.seq, "prev_hash does not link to the previous entry");
-    }
-    prevHash = e.entry_hash;
-    nextSeq++;
-    yield e;
-  }
-  if (pending)
-    onTornTail?.(`wal ${file}: torn last line after seq ${nextSeq - 1} (${pending.message}); ignored`);
+  return pullLines(() => open(file, "r"), sink, opts.offset, base);
 }
 
 export { GENESIS_HASH };

@@ -13,9 +13,33 @@ import { arenaBytes, resetArena, scanCanonical, scanned } from "../json/canonica
 
 /**
  * The chain fields of the last line readCanonicalLine confirmed, as positions in its bytes:
- * prev_hash is `[prevStart, prevEnd)` (no quotes), entry_hash the 64 bytes at `hashStart`.
+ * prev_hash is `[prevStart, prevEnd)` (no quotes), entry_hash the 64 bytes at `hashStart` (`hash`
+ * as a string).
+ * The line ends at `end` (just after its `}`). `tokens` holds where each field's token is in the line, `[tokens[2f], tokens[2f + 1])` for
+ * field f of CONFIRMED_FIELDS (quotes included); `plain` whether a string token holds no escape.
  */
-export const confirmedLine = { seq: 0, prevStart: 0, prevEnd: 0, hashStart: 0 };
+export const confirmedLine = {
+  seq: 0,
+  end: 0,
+  prevStart: 0,
+  prevEnd: 0,
+  hashStart: 0,
+  hash: "",
+  tokens: new Int32Array(16),
+  plain: [false, false, false, false, false, false, false, false],
+};
+
+/** The fields after seq in line order: indexes into confirmedLine.tokens and .plain. */
+export const CONFIRMED_FIELDS = {
+  prev_hash: 0,
+  timestamp: 1,
+  decision_type: 2,
+  inputs: 3,
+  output: 4,
+  actor: 5,
+  committed: 6,
+  entry_hash: 7,
+} as const;
 
 const ascii = (text: string): Uint8Array => Uint8Array.from(text, (c) => c.charCodeAt(0));
 
@@ -60,8 +84,6 @@ const BODY_FIELDS = [ACTOR, COMMITTED, TYPE, INPUTS, OUTPUT, PREV, SEQ, TIMESTAM
 const fieldStarts = new Array<number>(SEQ + 1).fill(0);
 const fieldEnds = new Array<number>(SEQ + 1).fill(0);
 const fieldRebuilt = new Array<boolean>(SEQ + 1).fill(false);
-/** Whether prev_hash is a string without escapes. */
-let prevPlain = false;
 
 let body = new Uint8Array(4096);
 /** Views of `body` by length, so hashing a body allocates nothing (dropped when body grows). */
@@ -87,10 +109,13 @@ export function readCanonicalLine(line: Buffer, start: number, end: number): num
   for (let i = 0; i < HASH; i++) {
     const sep = SEPARATORS[i];
     if (!startsWith(line, p, end, sep)) return -1;
-    p = scanCanonical(line, p + sep.length, end);
+    const tokenStart = p + sep.length;
+    p = scanCanonical(line, tokenStart, end);
     if (p < 0) return -1;
     setField(i, scanned.start, scanned.end, scanned.rebuilt);
-    if (i === PREV) prevPlain = scanned.plainString;
+    confirmedLine.tokens[2 * i] = tokenStart;
+    confirmedLine.tokens[2 * i + 1] = p;
+    confirmedLine.plain[i] = scanned.plainString;
   }
   // entry_hash: 64 bytes between quotes, compared below with the computed hex (plain ASCII).
   if (!startsWith(line, p, end, SEPARATORS[HASH])) return -1;
@@ -100,14 +125,19 @@ export function readCanonicalLine(line: Buffer, start: number, end: number): num
   p += 66;
   if (p >= end || line[p] !== 0x7d) return -1;
   // The hashes and the type must be strings; the hashes are compared as written, so no escapes.
-  if (!prevPlain || line[fieldStarts[TYPE]] !== 0x22) return -1;
+  if (!confirmedLine.plain[PREV] || line[fieldStarts[TYPE]] !== 0x22) return -1;
   const computed = hash("sha256", canonicalBody(line), "hex");
   const hashStart = fieldStarts[HASH] + 1;
-  if (line.toString("latin1", hashStart, hashStart + 64) !== computed) return -1;
+  if (!bytesEqualText(line, hashStart, hashStart + 64, computed)) return -1;
+  confirmedLine.hash = computed;
   confirmedLine.seq = seq;
   confirmedLine.prevStart = fieldStarts[PREV] + 1;
   confirmedLine.prevEnd = fieldEnds[PREV] - 1;
   confirmedLine.hashStart = hashStart;
+  confirmedLine.tokens[2 * HASH] = hashStart - 1;
+  confirmedLine.tokens[2 * HASH + 1] = hashStart + 65;
+  confirmedLine.plain[HASH] = true;
+  confirmedLine.end = p + 1;
   return p + 1;
 }
 

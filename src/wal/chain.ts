@@ -163,7 +163,7 @@ export class ChainVerifier implements LineSink {
     if (c.seq !== this.expectedSeq) return -1;
     if (this.expectedPrev !== undefined && !bytesEqualText(bytes, c.prevStart, c.prevEnd, this.expectedPrev))
       return -1;
-    const entryHash = bytes.toString("latin1", c.hashStart, c.hashStart + 64);
+    const entryHash = c.hash;
     this.linesSeen = lineNo;
     this.result.entries++;
     this.result.last_seq = c.seq;

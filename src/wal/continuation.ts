@@ -112,5 +112,5 @@ function continuesCanonically(tail: ChainTail, line: string): ChainTail | undefi
   if (readCanonicalLine(bytes, 0, bytes.length) !== bytes.length) return undefined;
   const c = confirmedLine;
   if (c.seq !== tail.seq + 1 || !bytesEqualText(bytes, c.prevStart, c.prevEnd, tail.hash)) return undefined;
-  return { seq: c.seq, hash: bytes.toString("latin1", c.hashStart, c.hashStart + 64) };
+  return { seq: c.seq, hash: c.hash };
 }

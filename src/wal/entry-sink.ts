@@ -3,13 +3,12 @@
  * and its link to the one before.
  *
  * A line provably in the canonical form has its hash checked on its own bytes (the fast path of
- * `wal verify`, readCanonicalLine) and then parsed once, only to build the entry: natively
- * when its numbers allow (see scannedNumbers); any other
- * line, or one whose seq or link is off, is parsed with the token check and re-canonicalized,
- * which decides and names the problem. The fast path only ever confirms, so the verdicts and
- * messages are the lossless parser's.
+ * `wal verify`, takeFollowingEntry) and its entry built from its tokens; any other line, or one
+ * whose seq or link is off, is parsed with the token check and re-canonicalized, which decides
+ * and names the problem. The fast path only ever confirms, so the verdicts and messages are the
+ * lossless parser's.
  */
-import { parseJson, parseJsonCheckingTokens, type JsonValue } from "../json/canonical.js";
+import { parseJsonCheckingTokens, type JsonValue } from "../json/canonical.js";
 import {
   GENESIS_HASH,
   entryShapeProblem,
@@ -18,10 +17,10 @@ import {
   type JsonObject,
   type WalEntry,
 } from "./entry.js";
-import { scannedNumbers } from "../json/canonical-scan.js";
-import { bytesEqualText, confirmedLine, readCanonicalLine } from "./canonical-line.js";
 import type { WalError, WalErrorKind } from "./chain.js";
-import { LF, type LineSink } from "./line-scan.js";
+import { confirmedLine } from "./canonical-line.js";
+import { takeFollowingEntry } from "./following-entry.js";
+import { LF, type PullSink } from "./line-scan.js";
 
 export interface ReadEntry {
   entry: WalEntry;
@@ -31,13 +30,21 @@ export interface ReadEntry {
 const SEQ_PREFIX = /^\{"seq":(\d+),/;
 const OPEN_SEQ = Buffer.from('{"seq":', "latin1");
 
-export class EntrySink implements LineSink {
-  /** Entries read since the caller last took them. */
-  batch: ReadEntry[] = [];
-  /** The first problem met; what follows it is only counted (moreAfterError). */
+export class WalReadError extends Error {
+  constructor(readonly error: WalError) {
+    super(`wal ${error.run_id}: ${error.kind} at seq ${error.seq}, line ${error.line}: ${error.message}`);
+    this.name = "WalReadError";
+  }
+}
+
+export class EntrySink implements PullSink<ReadEntry> {
+  /** The entry of the last line, until the reader takes it. */
+  ready: ReadEntry | undefined;
+  /** The first problem met; the line after it stops the reading (moreAfterError). */
   pendingError: WalError | undefined;
   /** A bad line followed by more lines: not a torn tail. */
   moreAfterError = false;
+  stopped = false;
   private prevSeq: number;
   /** The hash the next entry must point to (undefined when reading starts past seq 0). */
   private prevHash: string | undefined;
@@ -46,6 +53,8 @@ export class EntrySink implements LineSink {
     private readonly runId: string,
     private readonly fromSeq: number,
     private readonly verify: boolean,
+    /** Whether a bad last line (a torn tail) ends the reading quietly. */
+    private readonly tolerateTornTail = true,
   ) {
     this.prevSeq = fromSeq - 1;
     this.prevHash = fromSeq === 0 ? GENESIS_HASH : undefined;
@@ -65,29 +74,16 @@ export class EntrySink implements LineSink {
         return nl < 0 ? -1 : nl + 1;
       }
     }
-    const end = readCanonicalLine(bytes, start, bytes.length);
-    if (end < 0 || bytes[end] !== LF) return -1;
-    const c = confirmedLine;
-    if (this.prevSeq >= 0 && c.seq !== this.prevSeq + 1) return -1;
-    if (this.prevHash !== undefined && !bytesEqualText(bytes, c.prevStart, c.prevEnd, this.prevHash))
-      return -1;
-    // readCanonicalLine only confirms printable ASCII: latin1 decodes it exactly. Its numbers
-    // tell whether the native parser builds the value ours would (see scannedNumbers).
-    const text = bytes.toString("latin1", start, end);
-    const raw = (scannedNumbers.jsonParseExact ? JSON.parse(text) : parseJson(text)) as JsonValue;
-    if (entryShapeProblem(raw)) return -1;
-    const entry = toWalEntry(raw as JsonObject);
+    const entry = takeFollowingEntry(bytes, start, this.prevSeq >= 0 ? this.prevSeq + 1 : -1, this.prevHash);
+    if (!entry) return -1;
     this.prevSeq = entry.seq;
     this.prevHash = entry.entry_hash;
-    this.batch.push({ entry, lineNo });
-    return end + 1;
+    this.ready = { entry, lineNo };
+    return confirmedLine.end + 1;
   }
 
   line(text: string, lineNo: number, _final: boolean, ascii: boolean): void {
-    if (this.pendingError) {
-      this.moreAfterError = true;
-      return;
-    }
+    if (this.pendingError) return this.more();
     if (this.fromSeq > 0) {
       const m = SEQ_PREFIX.exec(text);
       if (m && Number(m[1]) < this.fromSeq) return;
@@ -128,12 +124,23 @@ export class EntrySink implements LineSink {
       this.prevHash = entry.entry_hash;
     }
     this.prevSeq = entry.seq;
-    this.batch.push({ entry, lineNo });
+    this.ready = { entry, lineNo };
   }
 
   badUtf8(lineNo: number): void {
-    if (this.pendingError) this.moreAfterError = true;
+    if (this.pendingError) this.more();
     else this.fail(this.prevSeq + 1, lineNo, "invalid_utf8", "line holds bytes that are not UTF-8");
+  }
+
+  /** Throws the problem met, unless it is a tolerated torn tail. */
+  end(): void {
+    const e = this.pendingError;
+    if (e && (this.moreAfterError || !this.tolerateTornTail)) throw new WalReadError(e);
+  }
+
+  private more(): void {
+    this.moreAfterError = true;
+    this.stopped = true;
   }
 }
 

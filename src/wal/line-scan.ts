@@ -13,8 +13,8 @@ export const LF = 0x0a;
 export interface LineSink {
   /** A decoded line (without its newline); `final` is true for a last line without newline. */
   line(text: string, lineNo: number, final: boolean, ascii: boolean): void;
-  /** A line whose bytes are not UTF-8. */
-  badUtf8(lineNo: number, final: boolean): void;
+  /** A line whose bytes (without newline) are not UTF-8. */
+  badUtf8(lineNo: number, final: boolean, bytes: Buffer): void;
   /**
    * Tried first on each complete line, on its bytes (line `lineNo` starts at `start`): returns
    * where the next line starts when it took the line, -1 to have it decoded and given to `line`.
@@ -22,15 +22,21 @@ export interface LineSink {
   take?(bytes: Buffer, start: number, lineNo: number): number;
 }
 
+/** A region of complete lines of a file (plus, at its end, a last line without newline when `tail`). */
+export interface LineRegion {
+  /** Valid until the next region is asked for. */
+  bytes: Buffer;
+  tail: boolean;
+}
+
 /**
- * Reads `fh` line by line with a bounded buffer, feeding `sink`; yields after each chunk so a
- * consumer can hand out what the chunk produced. Returns the number of bytes read.
+ * Reads `fh` from offset `from` (a line start) with a bounded buffer (grown only for a line
+ * longer than it), yielding regions of whole lines in order. Returns the number of bytes read.
  */
-export async function* scanLines(fh: FileHandle, sink: LineSink): AsyncGenerator<void, number> {
+export async function* readRegions(fh: FileHandle, from = 0): AsyncGenerator<LineRegion, number> {
   let buf = Buffer.allocUnsafe(CHUNK);
   let filled = 0;
-  let pos = 0; // bytes read so far
-  let lineNo = 0;
+  let pos = from; // where the next read starts
   let eof = false;
   while (!eof) {
     if (filled === buf.length) {
@@ -46,12 +52,26 @@ export async function* scanLines(fh: FileHandle, sink: LineSink): AsyncGenerator
     const lastNl = filled === 0 ? -1 : buf.lastIndexOf(LF, filled - 1);
     const end = eof ? filled : lastNl + 1;
     if (end === 0) continue;
-    lineNo = emitLines(buf.subarray(0, end), lineNo, eof && end > lastNl + 1, sink);
+    yield { bytes: buf.subarray(0, end), tail: eof && end > lastNl + 1 };
     buf.copy(buf, 0, end, filled);
     filled -= end;
+  }
+  return pos - from;
+}
+
+/**
+ * Reads `fh` line by line with a bounded buffer, feeding `sink`; yields after each chunk so a
+ * consumer can hand out what the chunk produced. Returns the number of bytes read.
+ */
+export async function* scanLines(fh: FileHandle, sink: LineSink): AsyncGenerator<void, number> {
+  const regions = readRegions(fh);
+  let lineNo = 0;
+  while (true) {
+    const step = await regions.next();
+    if (step.done) return step.value;
+    lineNo = emitLines(step.value.bytes, lineNo, step.value.tail, sink);
     yield;
   }
-  return pos;
 }
 
 /** Drives scanLines to the end; returns the bytes read. */
@@ -61,6 +81,48 @@ export async function scanAll(fh: FileHandle, sink: LineSink): Promise<number> {
     const step = await it.next();
     if (step.done) return step.value;
   }
+}
+
+/** A sink that turns some lines into items a reader hands out one at a time. */
+export interface PullSink<T> extends LineSink {
+  /** What the last line produced, taken (and cleared) by pullLines. */
+  ready: T | undefined;
+  /** Set when nothing more is to be read. */
+  stopped: boolean;
+  /** Called once the file is read and closed (not when the consumer stops early); may throw. */
+  end(): void;
+}
+
+/**
+ * Opens a file with `openFile` and feeds it, from offset `from` (a line start), to `sink` a line
+ * at a time, yielding each item a line produces as soon as it does: only the item in hand is
+ * alive, whatever the chunk holds. Line numbers start after `lineNo`. One generator, so handing
+ * out an item costs one async step.
+ */
+export async function* pullLines<T>(
+  openFile: () => Promise<FileHandle>,
+  sink: PullSink<T>,
+  from = 0,
+  lineNo = 0,
+): AsyncGenerator<T> {
+  const fh = await openFile();
+  try {
+    for await (const { bytes, tail } of readRegions(fh, from)) {
+      let start = 0;
+      while (start < bytes.length && !sink.stopped) {
+        start = emitLine(bytes, start, ++lineNo, tail, sink, sink.take);
+        const item = sink.ready;
+        if (item !== undefined) {
+          sink.ready = undefined;
+          yield item;
+        }
+      }
+      if (sink.stopped) break;
+    }
+  } finally {
+    await fh.close();
+  }
+  sink.end();
 }
 
 /**
@@ -113,24 +175,30 @@ function emitEach(
   take: LineSink["take"],
 ): number {
   let start = 0;
-  while (start < region.length) {
-    lineNo++;
-    const next = take ? take.call(sink, region, start, lineNo) : -1;
-    if (next >= 0) {
-      start = next;
-      continue;
-    }
-    let nl = region.indexOf(LF, start);
-    const final = nl === -1;
-    if (final) nl = region.length;
-    const bytes = region.subarray(start, nl);
-    const ascii = isAscii(bytes);
-    if (ascii || isUtf8(bytes))
-      sink.line(bytes.toString(ascii ? "latin1" : "utf8"), lineNo, final && tail, ascii);
-    else sink.badUtf8(lineNo, final && tail);
-    start = nl + 1;
-  }
+  while (start < region.length) start = emitLine(region, start, ++lineNo, tail, sink, take);
   return lineNo;
+}
+
+/** Emits line `lineNo`, starting at `start` in `region`; returns where the next line starts. */
+function emitLine(
+  region: Buffer,
+  start: number,
+  lineNo: number,
+  tail: boolean,
+  sink: LineSink,
+  take: LineSink["take"],
+): number {
+  const next = take ? take.call(sink, region, start, lineNo) : -1;
+  if (next >= 0) return next;
+  let nl = region.indexOf(LF, start);
+  const final = nl === -1;
+  if (final) nl = region.length;
+  const bytes = region.subarray(start, nl);
+  const ascii = isAscii(bytes);
+  if (ascii || isUtf8(bytes))
+    sink.line(bytes.toString(ascii ? "latin1" : "utf8"), lineNo, final && tail, ascii);
+  else sink.badUtf8(lineNo, final && tail, bytes);
+  return nl + 1;
 }
 
 export function describeFsError(err: unknown): string {

@@ -11,11 +11,11 @@ import { Worker } from "node:worker_threads";
 import type { Workspace } from "../workspace/layout.js";
 import { parseJson } from "../json/canonical.js";
 import { GENESIS_HASH, type JsonObject } from "./entry.js";
-import { EntrySink, type ReadEntry } from "./entry-sink.js";
+import { EntrySink, WalReadError, type ReadEntry } from "./entry-sink.js";
 import { listWalRunFiles, runIdOfWalFile } from "./run-files.js";
 import { scanTail } from "./tail.js";
-import { ChainVerifier, type CleanBatch, type WalError, type VerifyResult } from "./chain.js";
-import { CHUNK, LF, describeFsError, emitLines, openForRead, scanAll, scanLines } from "./line-scan.js";
+import { ChainVerifier, type CleanBatch, type VerifyResult } from "./chain.js";
+import { CHUNK, LF, describeFsError, emitLines, openForRead, pullLines, scanAll } from "./line-scan.js";
 
 export type { ReadEntry } from "./entry-sink.js";
 export { MAX_REPORTED_ERRORS, type VerifyResult, type WalError, type WalErrorKind } from "./chain.js";
@@ -172,12 +172,7 @@ async function verifyParallel(fh: FileHandle, v: ChainVerifier, n: number): Prom
   }
 }
 
-export class WalReadError extends Error {
-  constructor(readonly error: WalError) {
-    super(`wal ${error.run_id}: ${error.kind} at seq ${error.seq}, line ${error.line}: ${error.message}`);
-    this.name = "WalReadError";
-  }
-}
+export { WalReadError };
 
 export interface ReadOptions {
   /** Skip entries before this seq (cheaply: their lines are not parsed). */
@@ -196,37 +191,32 @@ export interface ReadOptions {
 /**
  * Streams the entries of a WAL file in order, with constant memory. Throws WalReadError at the
  * first entry that does not parse or (with verify) does not hash or link, except a torn tail.
- * Canonical lines are hash-checked on their bytes and parsed once (see EntrySink).
+ * Canonical lines are hash-checked on their bytes and their entries built from their tokens
+ * (see EntrySink).
  */
-export async function* readWalEntries(file: string, opts: ReadOptions = {}): AsyncGenerator<ReadEntry> {
+export function readWalEntries(file: string, opts: ReadOptions = {}): AsyncGenerator<ReadEntry> {
   const runId = opts.runId ?? runIdOfFile(file);
-  const tolerate = opts.tolerateTornTail !== false;
-  const sink = new EntrySink(runId, opts.fromSeq ?? 0, opts.verify !== false);
-  let fh: FileHandle;
-  try {
-    fh = await openForRead(file);
-  } catch (err) {
-    throw new WalReadError({
-      run_id: runId,
-      seq: 0,
-      line: 1,
-      kind: "unreadable",
-      message: describeFsError(err),
-    });
-  }
-  try {
-    // One chunk at a time: hand out its entries, then read on. Memory stays at one chunk.
-    for await (const _ of scanLines(fh, sink)) {
-      const ready = sink.batch;
-      sink.batch = [];
-      for (const item of ready) yield item;
-      if (sink.pendingError && sink.moreAfterError) throw new WalReadError(sink.pendingError);
+  const sink = new EntrySink(
+    runId,
+    opts.fromSeq ?? 0,
+    opts.verify !== false,
+    opts.tolerateTornTail !== false,
+  );
+  const openFile = async () => {
+    try {
+      return await openForRead(file);
+    } catch (err) {
+      throw new WalReadError({
+        run_id: runId,
+        seq: 0,
+        line: 1,
+        kind: "unreadable",
+        message: describeFsError(err),
+      });
     }
-    // A bad last line is a torn tail: tolerated unless asked otherwise.
-    if (sink.pendingError && !tolerate) throw new WalReadError(sink.pendingError);
-  } finally {
-    await fh.close();
-  }
+  };
+  // Each entry is built as it is handed out: memory stays at one chunk and one entry.
+  return pullLines(openFile, sink);
 }
 
 /** `<run>` from `.../<run>.wal.jsonl` (the file's own name for any other file). */
