@@ -32,32 +32,43 @@ function chunkNonce(counter: number, last: boolean): Buffer {
   return n;
 }
 
-/** Collects bytes into fixed-size pieces without copying more than once. */
+/**
+ * Cuts a byte stream into fixed-size chunks in one reused buffer. Why not a fresh Buffer per
+ * chunk: each one counts as external memory until V8 collects it, and on top of the
+ * decompressor's output those extra megabytes cost a streaming restore more full collections.
+ */
 class Chunker {
-  private parts: Buffer[] = [];
+  private readonly buf: Buffer;
   private size = 0;
-  constructor(private readonly chunkBytes: number) {}
-  get buffered(): number {
-    return this.size;
+  constructor(chunkBytes: number) {
+    this.buf = Buffer.allocUnsafe(chunkBytes);
   }
-  push(bytes: Buffer): void {
-    if (bytes.length) {
-      this.parts.push(bytes);
-      this.size += bytes.length;
+  /**
+   * Adds `bytes`, calling `full` with every full chunk that more bytes follow (a full last chunk
+   * must wait for the end). A chunk is valid only during the call: the buffer is reused after.
+   */
+  push(bytes: Buffer, full: (chunk: Buffer) => void): void {
+    const n = this.buf.length;
+    let off = 0;
+    while (off < bytes.length) {
+      if (this.size === n) {
+        full(this.buf);
+        this.size = 0;
+      }
+      if (this.size === 0 && bytes.length - off > n) {
+        full(bytes.subarray(off, off + n)); // a whole chunk in the input: no copy
+        off += n;
+        continue;
+      }
+      const take = Math.min(n - this.size, bytes.length - off);
+      bytes.copy(this.buf, this.size, off, off + take);
+      this.size += take;
+      off += take;
     }
   }
-  /** Full chunks, keeping back at least one byte (a full last chunk must wait for the end). */
-  *fullChunksBeforeMore(): Generator<Buffer> {
-    while (this.size > this.chunkBytes) yield this.take(this.chunkBytes);
-  }
+  /** What is left at the end (valid until the next push). */
   rest(): Buffer {
-    return this.take(this.size);
-  }
-  private take(n: number): Buffer {
-    const all = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size);
-    this.parts = all.length > n ? [all.subarray(n)] : [];
-    this.size -= n;
-    return all.subarray(0, n);
+    return this.buf.subarray(0, this.size);
   }
 }
 
@@ -68,18 +79,22 @@ export class StreamSealer {
   constructor(fileKey: Uint8Array, nonce: Uint8Array) {
     this.key = payloadKey(fileKey, nonce);
   }
-  private seal(plain: Buffer, last: boolean): Buffer {
+  /** The sealed chunk as its ciphertext and its tag, not concatenated (a writev takes both). */
+  private seal(plain: Buffer, last: boolean): Buffer[] {
     const c = createCipheriv("chacha20-poly1305", this.key, chunkNonce(this.counter++, last), {
       authTagLength: TAG_BYTES,
     });
-    return Buffer.concat([c.update(plain), c.final(), c.getAuthTag()]);
+    const sealed = c.update(plain);
+    c.final(); // ChaCha20 is a stream cipher: nothing is held back
+    return [sealed, c.getAuthTag()];
   }
   update(plain: Buffer): Buffer[] {
-    this.chunks.push(plain);
-    return [...this.chunks.fullChunksBeforeMore()].map((p) => this.seal(p, false));
+    const out: Buffer[] = [];
+    this.chunks.push(plain, (chunk) => out.push(...this.seal(chunk, false)));
+    return out;
   }
   final(): Buffer {
-    return this.seal(this.chunks.rest(), true);
+    return Buffer.concat(this.seal(this.chunks.rest(), true));
   }
 }
 
@@ -112,8 +127,9 @@ export class StreamOpener {
   }
   /** Authenticated plaintext of every chunk complete so far. */
   update(sealed: Buffer): Buffer[] {
-    this.chunks.push(sealed);
-    return [...this.chunks.fullChunksBeforeMore()].map((c) => this.open(c, false));
+    const out: Buffer[] = [];
+    this.chunks.push(sealed, (chunk) => out.push(this.open(chunk, false)));
+    return out;
   }
   final(): Buffer {
     const first = this.counter === 0;
