@@ -6,7 +6,7 @@
  * Where an object's keys are already sorted and nothing inside it differs, the two texts are
  * the same string.
  */
-import { PyFloat, compareCodePoints, numberText, pyFloatRepr, pyStringLiteral } from "./canonical.js";
+import { compareCodePoints, isContainer, pyStringLiteral, scalarText } from "./canonical.js";
 
 export interface JsonPair {
   canonical: string;
@@ -26,25 +26,9 @@ let sameText = true;
 
 function writePair(value: unknown): string {
   sameText = true;
-  switch (typeof value) {
-    case "string":
-      return pyStringLiteral(value);
-    case "number":
-      return numberText(value);
-    case "boolean":
-      return value ? "true" : "false";
-    case "bigint":
-      return value.toString();
-    case "undefined":
-      return "null";
-    case "object":
-      if (value === null) return "null";
-      if (Array.isArray(value)) return writeArrayPair(value);
-      if (value instanceof PyFloat) return pyFloatRepr(value.value);
-      return writeObjectPair(value as Record<string, unknown>);
-    default:
-      throw new TypeError(`cannot serialize ${typeof value} as JSON`);
-  }
+  if (!isContainer(value)) return scalarText(value);
+  if (Array.isArray(value)) return writeArrayPair(value);
+  return writeObjectPair(value as Record<string, unknown>);
 }
 
 function writeArrayPair(arr: unknown[]): string {

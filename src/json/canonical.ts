@@ -123,6 +123,38 @@ export function numberText(value: number): string {
 // Strings are built by concatenation (V8 ropes), which beats collecting parts in an array for
 // the many small objects of a WAL; the result is flattened once, when it is hashed or written.
 function writeValue(value: unknown, sep: Separators, sortKeys: boolean): string {
+  if (!isContainer(value)) return scalarText(value);
+  if (Array.isArray(value)) {
+    let out = "[";
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) out += sep.item;
+      out += writeValue(value[i], sep, sortKeys);
+    }
+    return out + "]";
+  }
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj);
+  if (sortKeys) keys.sort(compareCodePoints);
+  let out = "{";
+  let first = true;
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i];
+    const v = obj[k];
+    if (v === undefined) continue;
+    if (!first) out += sep.item;
+    first = false;
+    out += pyStringLiteral(k) + sep.key + writeValue(v, sep, sortKeys);
+  }
+  return out + "}";
+}
+
+/** An array or an object other than a PyFloat: each writer lays those out its own way. */
+export function isContainer(value: unknown): value is object {
+  return typeof value === "object" && value !== null && !(value instanceof PyFloat);
+}
+
+/** The JSON text of anything but a container (a PyFloat counts as a number). */
+export function scalarText(value: unknown): string {
   switch (typeof value) {
     case "string":
       return pyStringLiteral(value);
@@ -134,32 +166,10 @@ function writeValue(value: unknown, sep: Separators, sortKeys: boolean): string 
       return value.toString();
     case "undefined":
       return "null";
-    case "object": {
+    case "object":
       if (value === null) return "null";
-      if (Array.isArray(value)) {
-        let out = "[";
-        for (let i = 0; i < value.length; i++) {
-          if (i > 0) out += sep.item;
-          out += writeValue(value[i], sep, sortKeys);
-        }
-        return out + "]";
-      }
       if (value instanceof PyFloat) return pyFloatRepr(value.value);
-      const obj = value as Record<string, unknown>;
-      const keys = Object.keys(obj);
-      if (sortKeys) keys.sort(compareCodePoints);
-      let out = "{";
-      let first = true;
-      for (let i = 0; i < keys.length; i++) {
-        const k = keys[i];
-        const v = obj[k];
-        if (v === undefined) continue;
-        if (!first) out += sep.item;
-        first = false;
-        out += pyStringLiteral(k) + sep.key + writeValue(v, sep, sortKeys);
-      }
-      return out + "}";
-    }
+      throw new TypeError("scalarText: a container");
     default:
       throw new TypeError(`cannot serialize ${typeof value} as JSON`);
   }

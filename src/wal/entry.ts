@@ -225,17 +225,6 @@ export function buildEntryWithLine(
   }
   const output = record.output ?? {};
   const actor = record.actor ?? DEFAULT_ACTOR;
-  const parts = bodyAndLine({
-    seq,
-    prev_hash: prevHash,
-    timestamp,
-    decision_type: record.decision_type,
-    inputs: record.inputs,
-    output,
-    actor,
-    committed: record.committed,
-  });
-  const entry_hash = sha256Hex(parts.body);
   const entry: WalEntry = {
     seq,
     prev_hash: prevHash,
@@ -245,9 +234,11 @@ export function buildEntryWithLine(
     output,
     actor,
     committed: record.committed,
-    entry_hash,
+    entry_hash: "",
   };
-  return { entry, line: `${parts.linePrefix},"entry_hash":"${entry_hash}"}\n` };
+  const parts = bodyAndLine(entry);
+  entry.entry_hash = sha256Hex(parts.body);
+  return { entry, line: `${parts.linePrefix},"entry_hash":"${entry.entry_hash}"}\n` };
 }
 
 function isPlainObject(v: unknown): v is JsonObject {
