@@ -150,8 +150,15 @@ describe("dr archive-compact and dr prune on s3://", () => {
       const store = await openCatalogue(url, { endpoint: h.endpoint, retries: 3 });
       const a = spawnArchiver(g, url, ["--compact-target-size", "4KiB", ...remote]);
       const made = await feedBursts(g, store, RUN, a, { bursts: 30, made: 0, rand });
-      const merged = async () => (await walSegmentsOf(store, RUN)).some((s) => s.lastSeq! - s.firstSeq! >= 5);
-      await waitFor("a merged segment in the bucket", merged, { exited: a.done });
+      // Compaction runs behind the bursts; on a loaded machine the first merge can land while most
+      // bursts are still one object each, so wait for the count the test asserts, not for one merge.
+      const compacted = async () => {
+        const segments = await walSegmentsOf(store, RUN);
+        return segments.length < 15 && segments.some((s) => s.lastSeq! - s.firstSeq! >= 5);
+      };
+      await waitFor("fewer than 15 WAL objects in the bucket, one of them merged", compacted, {
+        exited: a.done,
+      });
       const r = await a.stop();
       assert.match(r.stdout, /compacted/, r.stderr);
       assert.ok((await walSegmentsOf(store, RUN)).length < 15, "the bucket still holds one object per burst");
