@@ -73,6 +73,33 @@ test("sub-command help shows the global options; `help dr backup` is the dr back
   assert.match(group.stdout, /^Usage: bernstein dr \[options\] \[command\]/);
 });
 
+test("help for a word that names no command is that usage error, not the parent's page", async () => {
+  for (const args of [
+    ["statu", "--help"],
+    ["help", "statu"],
+    ["--sdd", "/tmp/x", "help", "statu"],
+  ]) {
+    assert.equal(
+      await usageError(args),
+      "bernstein: unknown command 'statu' (did you mean 'status'?); see 'bernstein --help'\n",
+    );
+  }
+  for (const args of [
+    ["dr", "bakup", "--help"],
+    ["help", "dr", "bakup"],
+    ["dr", "-h", "bakup"],
+  ]) {
+    assert.equal(
+      await usageError(args),
+      "bernstein: unknown command 'bakup' (did you mean 'backup'?); see 'bernstein dr --help'\n",
+    );
+  }
+  // A known command's page is unchanged, whatever follows its words.
+  const page = await runCli(["dr", "backup", "--to", "x", "--help"], { env: ENV });
+  assert.equal(page.code, 0);
+  assert.match(page.stdout, /^Usage: bernstein dr backup \[options\]/);
+});
+
 test("--version prints the version; with --json one JSON document", async () => {
   const plain = await runCli(["--version"], { env: ENV });
   assert.equal(plain.code, 0);
