@@ -100,6 +100,18 @@ test("help for a word that names no command is that usage error, not the parent'
   assert.match(page.stdout, /^Usage: bernstein dr backup \[options\]/);
 });
 
+test("help pages show the defaults of duration and size flags as they are written, not in ms or bytes", async () => {
+  const archive = (await runCli(["dr", "archive", "--help"], { env: ENV })).stdout.replace(/\s+/g, " ");
+  assert.match(archive, /--interval <duration> ship new durable bytes this often \(default: 1s\)/);
+  assert.match(
+    archive,
+    /--snapshot-interval <duration> take a new base snapshot this often \(default: 24h\)/,
+  );
+  assert.match(archive, /--compact-target-size <size> .* up to this size \(default: 8MiB\)/);
+  const compact = (await runCli(["dr", "archive-compact", "--help"], { env: ENV })).stdout;
+  assert.match(compact.replace(/\s+/g, " "), /are left alone \(default: 8MiB\)/);
+});
+
 test("--version prints the version; with --json one JSON document", async () => {
   const plain = await runCli(["--version"], { env: ENV });
   assert.equal(plain.code, 0);
