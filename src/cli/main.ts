@@ -7,7 +7,7 @@ import type { EventEmitter } from "node:events";
 import { ExitCode, UserError, ioError, userErrorFromFs } from "../errors/errors.js";
 import { stdoutFailure, stdoutFlushed, tolerateClosedOutput } from "./output.js";
 import { firstCommandIndex, registerCommands } from "./commands/index.js";
-import { oneLineUsageErrors } from "./usage-error.js";
+import { oneLineUsageErrors, withoutHelpForUnknownCommand } from "./usage-error.js";
 import { installConfigFile } from "../config/apply.js";
 import { VERSION } from "../version.js";
 
@@ -67,7 +67,7 @@ async function run(givenArgv: string[]): Promise<number> {
   let usage: string | undefined;
   oneLineUsageErrors(program, (line) => (usage = line));
   try {
-    await program.parseAsync(argv, { from: "user" });
+    await program.parseAsync(withoutHelpForUnknownCommand(program, argv), { from: "user" });
     return typeof process.exitCode === "number" ? process.exitCode : ExitCode.OK;
   } catch (err) {
     if (err instanceof CommanderError) {

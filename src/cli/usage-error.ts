@@ -56,3 +56,29 @@ export function oneLineUsageErrors(root: Command, onError: (line: string) => voi
   };
   visit(root);
 }
+
+const HELP_FLAGS = new Set(["--help", "-h"]);
+
+/**
+ * `bernstein statu --help`, `help dr bakup`: commander answers a help flag before it looks at the
+ * words, so a word that names no command got its parent's page and exit 0. Without the flag
+ * commander reports the word as a usage error (exit 2, with the closest command), so argv goes on
+ * without it when a word where a sub-command belongs names none.
+ */
+export function withoutHelpForUnknownCommand(program: Command, argv: string[]): string[] {
+  if (!argv.some((a) => HELP_FLAGS.has(a))) return argv;
+  let cmd = program;
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i]!;
+    if (word === "--") break;
+    if (word.startsWith("-")) {
+      if (word === "--sdd" || word === "--config") i++; // the global options that take a value
+      continue;
+    }
+    if (cmd.commands.length === 0) break;
+    const sub = cmd.commands.find((c) => c.name() === word || c.aliases().includes(word));
+    if (!sub) return argv.filter((a) => !HELP_FLAGS.has(a));
+    cmd = sub;
+  }
+  return argv;
+}

@@ -3,8 +3,15 @@
  * WAL suffix), the WAL position, the newest checkpoint and its age. Read-only: it never takes the
  * lock, so it works beside a running orchestrator. An agent the state records counts as running
  * only when its wrapper process is alive, judged as `start` judges it (agent-liveness.ts).
+ *
+ * Integrity: the WAL is judged as `start` judges it before it runs: every run's chain (streamed,
+ * as `wal verify` reads it) and the ends of the runs against their closed markers, checkpoints
+ * and backup records (a rollback). A torn tail that `start` cuts is not a problem.
  */
-import { listRuns, readTailPosition } from "../wal/reader.js";
+import { ExitCode } from "../errors/errors.js";
+import { findWalRollbacks } from "../dr/rollback.js";
+import { readClosedMarker } from "../wal/recovery.js";
+import { listRuns, readTailPosition, verifyWal, type RunInfo } from "../wal/reader.js";
 import { TASK_STATES, type Workspace } from "../workspace/layout.js";
 import { readLock } from "../workspace/lock.js";
 import { readStatusFile } from "./control.js";
@@ -29,7 +36,16 @@ export interface StatusReport {
   agents: { agent_id: string; task_id: string; attempt: number; running: boolean }[];
   /** Worktree tasks: waiting to merge (and why), merged (with their merge commits). */
   merges: MergeStatus;
+  /** What `start` would refuse on (exit 9); empty when the WAL status read is sound. */
+  integrity: IntegrityProblem[];
   state_error?: string;
+}
+
+export interface IntegrityProblem {
+  /** `chain_break`: an entry of the replayed WAL does not hash or link; else a rollback's kind. */
+  kind: "chain_break" | "truncated" | "diverged" | "missing_run";
+  run_id: string;
+  message: string;
 }
 
 export async function collectStatus(ws: Workspace): Promise<StatusReport> {
@@ -89,11 +105,47 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
     },
     agents,
     merges,
+    integrity: await integrityProblems(ws, runs),
     ...(stateError ? { state_error: stateError } : {}),
   };
 }
 
+/** The exit code of a status report: 9 when `start` would refuse on what it found. */
+export function statusExitCode(s: StatusReport): number {
+  return s.integrity.length ? ExitCode.INTEGRITY : ExitCode.OK;
+}
+
+async function integrityProblems(ws: Workspace, runs: RunInfo[]): Promise<IntegrityProblem[]> {
+  const problems: IntegrityProblem[] = [];
+  for (const run of runs) {
+    // A run a crash left open (or the one a running orchestrator appends to) may end in a torn
+    // tail, which `start` cuts before it verifies. Its end is read before its chain: what is
+    // appended meanwhile lies after it, and a line still being written is not a break.
+    const open = !(await readClosedMarker(ws, run.run_id));
+    const tail = open ? await readTailPosition(run.file) : undefined;
+    const first = (await verifyWal(run.file, run.run_id)).errors[0];
+    // One entry per line, seq from 0: the newest valid entry is on line last_seq + 1.
+    if (first && (!tail || first.line <= tail.last_seq + 1)) {
+      problems.push({
+        kind: "chain_break",
+        run_id: run.run_id,
+        message: `seq ${first.seq}, line ${first.line}: ${first.kind}: ${first.message}`,
+      });
+    }
+  }
+  for (const r of (await findWalRollbacks(ws)).rollbacks) {
+    problems.push({ kind: r.kind, run_id: r.run_id, message: r.message });
+  }
+  return problems;
+}
+
 export function renderStatus(s: StatusReport, line: (l: string) => void): void {
+  for (const p of s.integrity)
+    line(`integrity: ${p.kind}: ${p.run_id ? `run ${p.run_id}: ` : ""}${p.message}`);
+  if (s.integrity.length)
+    line(
+      "integrity: `start` refuses this WAL (exit 9); inspect with `bernstein wal verify`, restore a good copy with `bernstein dr restore`",
+    );
   const counts = Object.entries(s.tasks)
     .filter(([k, v]) => v > 0 || ["open", "claimed", "done", "failed"].includes(k))
     .map(([k, v]) => `${k} ${v}`)
@@ -109,7 +161,7 @@ export function renderStatus(s: StatusReport, line: (l: string) => void): void {
   line(`cost: $${s.cost_usd.toFixed(4)}`);
   line(
     s.wal.run_id
-      ? `wal: run ${s.wal.run_id} at seq ${s.wal.seq} (${s.wal.runs} run(s))${s.wal.torn_tail ? ", torn tail (repaired at next start)" : ""}`
+      ? `wal: run ${s.wal.run_id} at seq ${s.wal.seq} (${s.wal.runs} run(s))${s.wal.torn_tail ? (s.integrity.length ? ", torn tail" : ", torn tail (repaired at next start)") : ""}`
       : "wal: no runs yet",
   );
   line(

@@ -22,29 +22,38 @@ export const DR_BACKUP_EVENT = "dr.backup";
 /** `dr rekey` wrote new bytes for a backup (details: root, name, sha256, size_bytes, replaces). */
 export const DR_REKEY_EVENT = "dr.rekey";
 
+/** `dr prune` / `dr schedule` deleted backups by the keep rules (details: root, deleted: names). */
+export const DR_PRUNE_EVENT = "dr.prune";
+
 const WRITES = new Set([BACKUP_EVENT, DR_BACKUP_EVENT, DR_REKEY_EVENT]);
+const EVENTS = new Set([...WRITES, DR_PRUNE_EVENT]);
 
 /**
  * What the audit chain says was written under `root` (streamed, oldest first). A rekey is a new
  * write of its name; one that replaced another name (a `.enc` converted to `.age`) also ends
- * what was expected of the old name.
+ * what was expected of the old name, and so does a prune that deleted it.
  */
 export async function backupsFromAudit(ws: Workspace, root: string): Promise<ExpectedBackup[]> {
   const out: ExpectedBackup[] = [];
-  /** Per replaced name, how many expectations existed when it was replaced. */
+  /** Per replaced or pruned name, how many expectations existed when it was. */
   const replaced = new Map<string, number>();
   for (const file of await listAuditFiles(ws.auditDir)) {
     for await (const line of readLinesForward(path.join(ws.auditDir, file))) {
-      if (![...WRITES].some((event) => line.text.includes(event))) continue;
+      if (![...EVENTS].some((event) => line.text.includes(event))) continue;
       let entry;
       try {
         entry = asJsonObject(parseJson(line.text));
       } catch {
         continue; // a torn line: `audit verify` reports it
       }
-      if (!entry || typeof entry.event_type !== "string" || !WRITES.has(entry.event_type)) continue;
+      if (!entry || typeof entry.event_type !== "string" || !EVENTS.has(entry.event_type)) continue;
       const details = asJsonObject(entry.details);
       if (!details) continue;
+      if (entry.event_type === DR_PRUNE_EVENT) {
+        if (details.root !== root || !Array.isArray(details.deleted)) continue;
+        for (const name of details.deleted) if (typeof name === "string") replaced.set(name, out.length);
+        continue;
+      }
       // A header-only rekey of an `.age` archive records null and the header/payload hashes.
       const age = splitHashesOf(details);
       if (typeof details.sha256 !== "string" && !(details.sha256 === null && age)) continue;

@@ -73,6 +73,45 @@ test("sub-command help shows the global options; `help dr backup` is the dr back
   assert.match(group.stdout, /^Usage: bernstein dr \[options\] \[command\]/);
 });
 
+test("help for a word that names no command is that usage error, not the parent's page", async () => {
+  for (const args of [
+    ["statu", "--help"],
+    ["help", "statu"],
+    ["--sdd", "/tmp/x", "help", "statu"],
+  ]) {
+    assert.equal(
+      await usageError(args),
+      "bernstein: unknown command 'statu' (did you mean 'status'?); see 'bernstein --help'\n",
+    );
+  }
+  for (const args of [
+    ["dr", "bakup", "--help"],
+    ["help", "dr", "bakup"],
+    ["dr", "-h", "bakup"],
+  ]) {
+    assert.equal(
+      await usageError(args),
+      "bernstein: unknown command 'bakup' (did you mean 'backup'?); see 'bernstein dr --help'\n",
+    );
+  }
+  // A known command's page is unchanged, whatever follows its words.
+  const page = await runCli(["dr", "backup", "--to", "x", "--help"], { env: ENV });
+  assert.equal(page.code, 0);
+  assert.match(page.stdout, /^Usage: bernstein dr backup \[options\]/);
+});
+
+test("help pages show the defaults of duration and size flags as they are written, not in ms or bytes", async () => {
+  const archive = (await runCli(["dr", "archive", "--help"], { env: ENV })).stdout.replace(/\s+/g, " ");
+  assert.match(archive, /--interval <duration> ship new durable bytes this often \(default: 1s\)/);
+  assert.match(
+    archive,
+    /--snapshot-interval <duration> take a new base snapshot this often \(default: 24h\)/,
+  );
+  assert.match(archive, /--compact-target-size <size> .* up to this size \(default: 8MiB\)/);
+  const compact = (await runCli(["dr", "archive-compact", "--help"], { env: ENV })).stdout;
+  assert.match(compact.replace(/\s+/g, " "), /are left alone \(default: 8MiB\)/);
+});
+
 test("--version prints the version; with --json one JSON document", async () => {
   const plain = await runCli(["--version"], { env: ENV });
   assert.equal(plain.code, 0);

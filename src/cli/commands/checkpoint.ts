@@ -19,6 +19,7 @@ import { gitSha, sessionRowOf, writeSessionRow } from "../../checkpoint/session-
 import { stateCounts } from "../../state/reducer.js";
 import { loadState } from "../../checkpoint/load-state.js";
 import { openWorkspace } from "../../workspace/layout.js";
+import { acquireLock, describeHolder, type LockInfo } from "../../workspace/lock.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { intOption } from "../number-option.js";
 import { Output, globalsOf } from "../output.js";
@@ -88,20 +89,31 @@ export function registerCheckpoint(program: Command): void {
       // The audit event is best effort: a missing or unsafe key must not cost the checkpoint.
       let audit: { written: boolean; error?: string; key_path?: string };
       try {
-        const key = await loadAuditKeyForWriting(ws.auditDir);
-        const log = await AuditLog.open(ws, key);
-        await log.append({
-          event_type: "checkpoint.created",
-          actor: "bernstein",
-          resource_type: "checkpoint",
-          resource_id: written.checkpoint_id,
-          details: {
-            wal_position: written.wal_position as never,
-            task_count: written.metadata.task_count,
-            cost_usd: written.metadata.cost_usd,
-          },
+        // The chain has one writer, the lock's holder: an event appended beside a running
+        // orchestrator would fork it (its next entry links to the entry before ours).
+        const lock = await acquireLock(ws, "bernstein checkpoint").catch((err: unknown) => {
+          const holder = (err as UserError).details?.holder as LockInfo | undefined;
+          if (!holder) throw err;
+          throw new Error(`${describeHolder(holder)} holds the workspace and writes its audit log`);
         });
-        audit = { written: true, key_path: key.path };
+        try {
+          const key = await loadAuditKeyForWriting(ws.auditDir);
+          const log = await AuditLog.open(ws, key);
+          await log.append({
+            event_type: "checkpoint.created",
+            actor: "bernstein",
+            resource_type: "checkpoint",
+            resource_id: written.checkpoint_id,
+            details: {
+              wal_position: written.wal_position as never,
+              task_count: written.metadata.task_count,
+              cost_usd: written.metadata.cost_usd,
+            },
+          });
+          audit = { written: true, key_path: key.path };
+        } finally {
+          await lock.release();
+        }
       } catch (err) {
         audit = { written: false, error: (err as Error).message };
         out.warn(`checkpoint written but not audited: ${(err as Error).message}`);

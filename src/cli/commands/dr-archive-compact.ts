@@ -5,7 +5,7 @@
  * Encrypted generations are compacted when the password or an identity that opens them is given,
  * and skipped (named) otherwise.
  */
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { listArchive } from "../../archive/catalog.js";
 import { compactArchive } from "../../archive/compact.js";
 import { openCatalogue } from "../../storage/open-store.js";
@@ -31,11 +31,13 @@ export function registerDrArchiveCompact(program: Command): void {
         "merge a WAL archive's small consecutive segments into larger ones (restorable throughout)",
       )
       .requiredOption("--from <location>", "archive location: a folder or s3://bucket/prefix/")
-      .option(
-        "--target-size <size>",
-        "merged segments grow up to this size; larger segments are left alone",
-        sizeOption("--target-size", MIN_COMPACT_TARGET_BYTES),
-        DEFAULT_COMPACT_TARGET_BYTES,
+      .addOption(
+        new Option(
+          "--target-size <size>",
+          "merged segments grow up to this size; larger segments are left alone",
+        )
+          .argParser(sizeOption("--target-size", MIN_COMPACT_TARGET_BYTES))
+          .default(DEFAULT_COMPACT_TARGET_BYTES, "8MiB"),
       ),
   );
   addPasswordOptions(compact).action(async (opts: CompactFlags, cmd: Command) => {

@@ -3,7 +3,7 @@
  * read an archive (`dr list | restore | verify | drill --from`) are in dr-archive-read.ts and
  * dr/archive-point.ts.
  */
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { resolveAuditKeyPath } from "../../audit/key.js";
 import {
   DEFAULT_COMPACT_TARGET_BYTES,
@@ -48,17 +48,16 @@ export function registerDrArchive(program: Command): void {
         "ship every durable WAL entry and log line to a folder or s3://bucket/prefix/, continuously",
       )
       .requiredOption("--to <location>", "archive location: a folder or s3://bucket/prefix/")
-      .option(
-        "--interval <duration>",
-        "ship new durable bytes this often",
-        durationFlag("--interval", 10),
-        DEFAULT_INTERVAL_MS,
+      // The defaults as they are written on the command line (the values are ms and bytes).
+      .addOption(
+        new Option("--interval <duration>", "ship new durable bytes this often")
+          .argParser(durationFlag("--interval", 10))
+          .default(DEFAULT_INTERVAL_MS, "1s"),
       )
-      .option(
-        "--snapshot-interval <duration>",
-        "take a new base snapshot this often",
-        durationFlag("--snapshot-interval", 1000),
-        DEFAULT_SNAPSHOT_INTERVAL_MS,
+      .addOption(
+        new Option("--snapshot-interval <duration>", "take a new base snapshot this often")
+          .argParser(durationFlag("--snapshot-interval", 1000))
+          .default(DEFAULT_SNAPSHOT_INTERVAL_MS, "24h"),
       )
       .option(
         "--encrypt",
@@ -71,11 +70,13 @@ export function registerDrArchive(program: Command): void {
       )
       .option("--password-file <file>", "read the passphrase from a file (mode 0600 or stricter)")
       .option("--once", "one cycle (generation and snapshot when due, then ship), then exit")
-      .option(
-        "--compact-target-size <size>",
-        "merge small segments in the background into segments of up to this size",
-        sizeOption("--compact-target-size", MIN_COMPACT_TARGET_BYTES),
-        DEFAULT_COMPACT_TARGET_BYTES,
+      .addOption(
+        new Option(
+          "--compact-target-size <size>",
+          "merge small segments in the background into segments of up to this size",
+        )
+          .argParser(sizeOption("--compact-target-size", MIN_COMPACT_TARGET_BYTES))
+          .default(DEFAULT_COMPACT_TARGET_BYTES, "8MiB"),
       )
       .option("--no-compact", "do not merge small segments in the background (dr archive-compact still can)")
       .option(

@@ -12,7 +12,7 @@ import { durableMkdir } from "../../workspace/durable.js";
 import { describeHolder, readLock } from "../../workspace/lock.js";
 import { Orchestrator, type RecoverySummary, type RunResult } from "../../orchestrator/orchestrator.js";
 import { readStatusFile, writeStopRequest } from "../../orchestrator/control.js";
-import { collectStatus, renderStatus } from "../../orchestrator/status.js";
+import { collectStatus, renderStatus, statusExitCode } from "../../orchestrator/status.js";
 import { WarningDigest } from "../warning-digest.js";
 import { intOption, numberOption } from "../number-option.js";
 import {
@@ -82,13 +82,23 @@ export function registerOrchestrator(program: Command): void {
   registerStop(program);
   program
     .command("status")
-    .description("task counts per state, running agents, cost, WAL position, last checkpoint")
+    .description(
+      "task counts per state, running agents, cost, WAL position, last checkpoint (exit 9 if the WAL it reads is broken or rolled back)",
+    )
     .action(async (_opts, cmd: Command) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
       const ws = await openWorkspace(g.sdd);
       const s = await collectStatus(ws);
-      out.result({ ok: true, ...s }, () => renderStatus(s, (l) => out.line(l)));
+      const code = statusExitCode(s);
+      out.result({ ok: code === ExitCode.OK, ...s }, () => renderStatus(s, (l) => out.line(l)));
+      // The state is printed either way; the exit code says whether `start` would refuse it.
+      const first = s.integrity[0];
+      if (first)
+        out.failed(
+          code,
+          `status: WAL integrity: ${first.run_id ? `run ${first.run_id}: ` : ""}${first.message}`,
+        );
     });
 }
 

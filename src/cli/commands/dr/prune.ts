@@ -5,8 +5,12 @@
 import type { Command } from "commander";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import { openCatalogue } from "../../../storage/open-store.js";
-import { pruneLocation } from "../../../storage/prune.js";
-import { Output } from "../../output.js";
+import { pruneLocation, type PruneResult } from "../../../storage/prune.js";
+import { DR_PRUNE_EVENT } from "../../../storage/audit-record.js";
+import type { BackupStore } from "../../../storage/store.js";
+import { recordAuditEvent } from "../../../dr/audit-event.js";
+import { openWorkspace, type Workspace } from "../../../workspace/layout.js";
+import { Output, globalsOf } from "../../output.js";
 import { archiveAt, pruneArchive } from "./prune-archive.js";
 import {
   addKeepOptions,
@@ -30,6 +34,35 @@ function locationOf(opts: PruneFlags): string {
   return (opts.at ?? opts.from)!;
 }
 
+/**
+ * Records the backups a prune deleted in the workspace's audit chain (one `dr.prune` event), so
+ * that `dr list --check` tells them from backups deleted behind our back.
+ */
+export async function auditPruned(
+  ws: Workspace | undefined,
+  store: BackupStore,
+  res: PruneResult,
+  out: Output,
+): Promise<void> {
+  const deleted = res.decisions.filter((d) => d.deleted).map((d) => d.name);
+  if (!ws || deleted.length === 0) return;
+  const audit = await recordAuditEvent(ws, {
+    event_type: DR_PRUNE_EVENT,
+    resource_type: "backup_location",
+    resource_id: store.root,
+    details: { root: store.root, deleted },
+  });
+  if (audit.warning) out.warn(`${audit.warning}; dr list --check will report what was deleted as missing`);
+}
+
+/** The workspace of --sdd when there is one: a location can be pruned from anywhere. */
+async function workspaceIfAny(cmd: Command): Promise<Workspace | undefined> {
+  return openWorkspace(globalsOf(cmd).sdd).catch((err: unknown) => {
+    if (err instanceof UserError) return undefined;
+    throw err;
+  });
+}
+
 export function registerPrune(dr: Command): void {
   addRemoteOptions(
     addKeepOptions(
@@ -51,6 +84,7 @@ export function registerPrune(dr: Command): void {
     const archive = await archiveAt(store);
     if (archive) return pruneArchive(out, store, archive, policy, Boolean(opts.dryRun));
     const res = await pruneLocation(store, policy, { dryRun: opts.dryRun });
+    await auditPruned(await workspaceIfAny(cmd), store, res, out);
     out.result({ ok: true, ...res }, () => {
       for (const d of res.decisions) {
         const verb = d.action === "keep" ? "keep  " : res.dry_run ? "would delete" : "delete";

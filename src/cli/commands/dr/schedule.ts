@@ -16,6 +16,7 @@ import { addRecipientOptions, resolveWriteKeys, type RecipientFlags } from "../.
 import { parseCatalogueLocation } from "../../../storage/location.js";
 import { openCatalogue } from "../../../storage/open-store.js";
 import { pruneLocation } from "../../../storage/prune.js";
+import { auditPruned } from "./prune.js";
 import type { RetentionPolicy } from "../../../storage/retention.js";
 import {
   SYSTEMD_UNIT_NAME,
@@ -213,6 +214,7 @@ async function oneRun(index: number, c: RunContext): Promise<unknown> {
     if (c.policy) {
       const store = await openCatalogue(opts.toDir, s3OptionsFrom(opts));
       const p = await pruneLocation(store, c.policy);
+      await auditPruned(c.ws, store, p, out);
       pruneInfo = { kept: p.kept, deleted: p.deleted };
     }
     const r = run.offsite!;
