@@ -11,8 +11,8 @@ import type { Recipient } from "age-encryption";
 import { sealHeaderWithRoom } from "./filler.js";
 import { AgeFormatError, describeStanzas, encodeStanzas, type StanzaLike } from "./header.js";
 
-let library: Promise<typeof import("age-encryption")> | undefined;
-const age = (): Promise<typeof import("age-encryption")> => (library ??= import("age-encryption"));
+let library: Promise<typeof import("./library.js")> | undefined;
+const age = (): Promise<typeof import("./library.js")> => (library ??= import("./library.js"));
 
 /** None of the identities given opens the header (a wrong key, or a stanza that was altered). */
 export class AgeIdentityError extends Error {
