@@ -46,7 +46,10 @@ export function deriveKey(password: string, salt: Buffer, iterations = PBKDF2_IT
   });
 }
 
-/** Derived keys by password and salt; a derivation still running counts. */
+/**
+ * Keys of encrypted archives worked out ahead, a computation still running counts: Fernet keys
+ * by password and salt, age file keys by identities and header (age/keys.ts).
+ */
 export type KeyCache = Map<string, Buffer | Promise<Buffer>>;
 
 const cacheKeyOf = (password: string, salt: Buffer): string =>

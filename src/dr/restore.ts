@@ -16,6 +16,7 @@ import { StagingWriter } from "./staging-writer.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
 import { TOOL_NAME, VERSION } from "../version.js";
 import { buildAndSwapIn } from "./restore-target.js";
+import { AGE_MAGIC, looksLikeAge } from "./age/header.js";
 
 export { completeInterruptedRestore, restoreLockPath } from "./restore-target.js";
 
@@ -101,16 +102,29 @@ export async function openArchiveFile(from: string): Promise<Readable> {
 }
 
 /**
- * When `file` is an encrypted archive, starts deriving its key into `cache` (pass the cache
- * to the restore): the 0.1 s of PBKDF2 then runs while the restore gets ready.
+ * When `file` is an encrypted archive, starts working out its key into `cache` (pass the cache
+ * to the restore): the 0.1 s of PBKDF2 for a password, or loading age and unwrapping the file
+ * key for identities, then run while the restore gets ready.
  */
-export async function startKeyDerivationFor(file: string, password: string, cache: KeyCache): Promise<void> {
-  const fh = await open(file, "r").catch(() => undefined);
+export async function startKeyDerivationFor(
+  file: string,
+  keys: { password?: string; identities?: readonly string[] },
+  cache: KeyCache,
+): Promise<void> {
+  if (keys.password === undefined && keys.identities === undefined) return;
+  // Non-blocking and regular files only: a FIFO's bytes would be taken from the restore.
+  const fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK).catch(() => undefined);
   if (!fh) return; // the restore itself reports it
   try {
-    const head = Buffer.alloc(SALT_BYTES + 6);
+    if (!(await fh.stat()).isFile()) return;
+    // An age header is 4 KiB unless it has many recipients.
+    const head = Buffer.alloc(keys.identities ? 64 * 1024 : SALT_BYTES + 6);
     const { bytesRead } = await fh.read(head, 0, head.length, 0);
-    startKeyDerivation(head.subarray(0, bytesRead), password, cache);
+    if (keys.password !== undefined) startKeyDerivation(head.subarray(0, bytesRead), keys.password, cache);
+    if (keys.identities !== undefined && bytesRead >= AGE_MAGIC.length && looksLikeAge(head)) {
+      const { startFileKeyUnwrap } = await import("./age/keys.js");
+      startFileKeyUnwrap(head.subarray(0, bytesRead), keys.identities, cache);
+    }
   } finally {
     await fh.close();
   }
@@ -255,7 +269,7 @@ export async function restoreFromFile(
 ): Promise<RestoreResult> {
   const src = await openArchiveFile(from);
   const keyCache = opts.keyCache ?? new Map();
-  if (opts.password !== undefined) await startKeyDerivationFor(from, opts.password, keyCache);
+  await startKeyDerivationFor(from, opts, keyCache);
   const named: RestoreOptions = { label: from, source: path.resolve(from) };
   return restoreFromStream(src, target, resolveOptions(named, opts, { keyCache }));
 }

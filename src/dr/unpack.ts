@@ -62,7 +62,10 @@ export interface ReadArchiveOptions {
   identities?: readonly string[];
   /** The `.age` archive's recipients' fingerprints as catalogued, for the wrong-identity message. */
   recipientFingerprints?: readonly string[];
-  /** Cache of derived keys by salt (tests and repeated reads of one archive). */
+  /**
+   * Keys worked out ahead (restore.ts startKeyDerivationFor) or by an earlier read of the same
+   * archive: Fernet keys by password and salt, age file keys by identities and header.
+   */
   keyCache?: KeyCache;
   /** Name of the archive for messages. */
   label?: string;
@@ -269,6 +272,7 @@ export async function readArchive(
           opts.identities!,
           opts.label,
           opts.recipientFingerprints,
+          opts.keyCache,
         )
       : new FernetDecryptor(opts.password!, opts.keyCache);
   const tar = new TarReader(handler);

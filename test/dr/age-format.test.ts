@@ -4,7 +4,7 @@
  * with the reason printed, when it is not installed), tampering, and the header-only rekey.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
@@ -22,7 +22,10 @@ import {
   checkRecipients,
   generateIdentityLine,
   recipientFingerprint,
+  startFileKeyUnwrap,
 } from "../../src/dr/age/keys.js";
+import type { KeyCache } from "../../src/dr/fernet.js";
+import { startKeyDerivationFor } from "../../src/dr/restore.js";
 import { rekeyAgeFile } from "../../src/dr/age/rekey.js";
 import { AgePayloadError, CHUNK_BYTES } from "../../src/dr/age/stream.js";
 import { scratchDir } from "../helpers.js";
@@ -112,6 +115,54 @@ test("a wrong identity is AgeIdentityError naming how many identities were tried
     (await ourDecrypt(file, [b.identity, a.identity])).equals(bytesOf(1000)),
     "any of several identities",
   );
+});
+
+test("a file key unwrapped ahead from the file's first bytes is the one the decryptor uses; a failure ahead is reported at the read", async () => {
+  const a = await generateIdentityLine(false);
+  const b = await generateIdentityLine(true);
+  const enc = await AgeEncryptor.create([a.recipient, b.recipient]);
+  const file = Buffer.concat([...enc.update(bytesOf(1000)), ...enc.final()]);
+  const cache: KeyCache = new Map();
+  startFileKeyUnwrap(bytesOf(4096), [a.identity], cache);
+  startFileKeyUnwrap(file.subarray(0, 200), [a.identity], cache);
+  assert.equal(cache.size, 0, "not age, or the header not complete: nothing to start");
+  startFileKeyUnwrap(file, [b.identity], cache);
+  startFileKeyUnwrap(file, [b.identity], cache);
+  assert.equal(cache.size, 1);
+  const [id, early] = [...cache][0]!;
+  assert.ok((await early).equals(enc.fileKey));
+  // The decryptor takes its key from there: a wrong key in its place fails the (last) chunk.
+  cache.set(id, Promise.resolve(Buffer.alloc(16)));
+  const fooled = new AgeDecryptor([b.identity], cache);
+  await fooled.update(file);
+  assert.throws(() => fooled.final(), AgePayloadError);
+  const right = new AgeDecryptor([a.identity], cache);
+  assert.ok(Buffer.concat([...(await right.update(file)), right.final()]).equals(bytesOf(1000)));
+
+  // An identity that does not open it: the same error, when the decryptor reaches the header.
+  const other = await generateIdentityLine(false);
+  startFileKeyUnwrap(file, [other.identity], cache);
+  await assert.rejects(
+    new AgeDecryptor([other.identity], cache).update(file),
+    /^AgeIdentityError: none of the 1 identities opens this archive; it is encrypted to recipients 1 X25519 stanza, 1 mlkem768x25519 stanza$/,
+  );
+
+  // From a file, as a restore starts it; a FIFO is not read (its bytes would be the restore's).
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const onDisk = path.join(dir, "f.tar.gz.age");
+    await writeFile(onDisk, file);
+    const fromFile: KeyCache = new Map();
+    await startKeyDerivationFor(onDisk, { identities: [a.identity] }, fromFile);
+    assert.ok((await [...fromFile.values()][0]!).equals(enc.fileKey));
+    const fifo = path.join(dir, "fifo");
+    execFileSync("mkfifo", [fifo]);
+    const none: KeyCache = new Map();
+    await startKeyDerivationFor(fifo, { identities: [a.identity] }, none);
+    assert.equal(none.size, 0);
+  } finally {
+    await cleanup();
+  }
 });
 
 test("every altered header byte, every altered payload byte and every truncation is refused", async () => {

@@ -19,6 +19,7 @@ const NOT_NEEDED = [
   "/node_modules/@aws-sdk/",
   // (age/header.js, the format's magic bytes, is only node:crypto: a restore sniffs with it.)
   "/src/dr/age/keys.js",
+  "/src/dr/age/library.js",
   "/src/dr/age/archive.js",
   "/src/dr/age/decrypt.js",
   "/src/dr/age/encrypt.js",

@@ -5,6 +5,7 @@
  * or chunk 5.
  */
 import { ExitCode, UserError } from "../../errors/errors.js";
+import type { KeyCache } from "../fernet.js";
 import { AgeDecryptor } from "./decrypt.js";
 import { AgeFormatError } from "./header.js";
 import { AgeIdentityError, noIdentityOpens } from "./keys.js";
@@ -48,8 +49,9 @@ export class AgeArchiveDecryptor {
     identities: readonly string[],
     private readonly label = "archive",
     private readonly recipientFingerprints?: readonly string[],
+    keyCache?: KeyCache,
   ) {
-    this.inner = new AgeDecryptor(identities);
+    this.inner = new AgeDecryptor(identities, keyCache);
   }
 
   async update(bytes: Buffer): Promise<Buffer> {

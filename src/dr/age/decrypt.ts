@@ -5,7 +5,8 @@
  * chunk boundary, or extended) is known at `final()`.
  */
 import { AgeFormatError, headerLength, sealHeader, stanzaText } from "./header.js";
-import { unwrapFileKey } from "./keys.js";
+import type { KeyCache } from "../fernet.js";
+import { unwrapFileKeyCached } from "./keys.js";
 import { PAYLOAD_NONCE_BYTES, StreamOpener } from "./stream.js";
 
 export class AgeDecryptor {
@@ -14,8 +15,14 @@ export class AgeDecryptor {
   /** The header once read (its stanzas describe the recipients in messages). */
   header: Buffer | undefined;
 
-  /** `identities` to unwrap the file key with, or the file key itself (reading back our own file). */
-  constructor(private readonly keys: readonly string[] | { fileKey: Uint8Array }) {}
+  /**
+   * `identities` to unwrap the file key with, or the file key itself (reading back our own file).
+   * `keyCache`: where startFileKeyUnwrap may have unwrapped it already.
+   */
+  constructor(
+    private readonly keys: readonly string[] | { fileKey: Uint8Array },
+    private readonly keyCache?: KeyCache,
+  ) {}
 
   private async fileKeyOf(header: Buffer): Promise<Uint8Array> {
     if (!Array.isArray(this.keys)) {
@@ -26,7 +33,7 @@ export class AgeDecryptor {
       return fileKey;
     }
     const identities = this.keys as readonly string[];
-    return unwrapFileKey(header, identities);
+    return unwrapFileKeyCached(header, identities, this.keyCache);
   }
 
   /** Authenticated plaintext of the chunks complete so far (empty while the header is read). */

@@ -99,7 +99,7 @@ export function registerRestore(dr: Command): void {
         return;
       }
       const keyCache: KeyCache = new Map();
-      if (password !== undefined && !src.stored) await startKeyDerivationFor(src.label, password, keyCache);
+      if (!src.stored) await startKeyDerivationFor(src.label, { password, identities }, keyCache);
       const keyPath = resolveAuditKeyPath({ keyFile: opts.keyFile }).path;
       out.line(`Restoring ${opts.from} into ${shown(g.sdd)}...`);
       const r = await progress.during(
