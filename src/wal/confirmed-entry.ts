@@ -7,8 +7,9 @@
  * numbers as Python writes them), so each field's token parses on its own to what it would
  * inside the line, natively when its numbers allow (see scannedNumbers).
  */
-import { parseJson, type JsonValue } from "../json/canonical.js";
+import { parseJson } from "../json/canonical.js";
 import { scannedNumbers } from "../json/canonical-scan.js";
+import { valueOfCanonicalBytes } from "../json/canonical-value.js";
 import { asJsonObject, type JsonObject } from "../json/object.js";
 import { CONFIRMED_FIELDS as F, bytesEqualText, confirmedLine } from "./canonical-line.js";
 import type { WalEntry } from "./entry.js";
@@ -64,8 +65,9 @@ function payloadOf(bytes: Buffer, field: number): JsonObject {
   const end = t[2 * field + 1];
   if (bytes[start] !== OPEN_BRACE) return {};
   if (end - start === 2 && bytes[start + 1] === CLOSE_BRACE) return {};
-  const text = bytes.toString("latin1", start, end);
-  const value = (scannedNumbers.jsonParseExact ? JSON.parse(text) : parseJson(text)) as JsonValue;
+  const value = scannedNumbers.jsonParseExact
+    ? valueOfCanonicalBytes(bytes, start, end)
+    : parseJson(bytes.toString("latin1", start, end));
   return asJsonObject(value) ?? {};
 }
 
