@@ -3,10 +3,14 @@
  *
  * - `append()` resolves only after its line is on disk (fdatasync), then after the commit gate.
  * - Group commit: everything queued while a sync is in flight goes out in one write + one sync.
+ *   With many appends in flight, groups pipeline: a group's sync runs on the thread pool beside
+ *   the older groups' (group-pacing.ts); groups are written in seq order and acknowledged in seq
+ *   order, each only after its own syncs returned.
  * - seq and prev_hash are assigned when append() is called, so the chain follows call order;
  *   a seq is never handed out twice by one writer.
- * - Fail closed: a write or sync error rejects that batch, every pending append and every later
- *   one. Only a new `WalWriter.open()` resumes; it re-derives the tail from disk.
+ * - Fail closed: a write or sync error rejects that batch, every append not yet acknowledged
+ *   (older groups still syncing too) and every later one. Only a new `WalWriter.open()`
+ *   resumes; it re-derives the tail from disk.
  * - Open repairs a torn tail (last line without newline, unparsable, or with a bad hash): the
  *   bytes after the last valid entry go to a sidecar `<file>.torn-<utc>` and are cut; the chain
  *   continues from the last valid entry. Only the end of the file is read.
@@ -100,10 +104,11 @@ interface SyncingGroup {
 }
 
 /**
- * Most pipelined groups syncing at once (libuv's thread pool has 4 threads, shared with the rest
- * of the process). Syncs that overlap join the same journal commit when they can.
+ * Most pipelined groups syncing at once: libuv's thread pool has 4 threads (shared with the rest
+ * of the process; a group with intents syncs the index too). Syncs that overlap join the same
+ * journal commit when they can.
  */
-const MAX_SYNCS_IN_FLIGHT = 4;
+const MAX_GROUPS_SYNCING = 4;
 
 const openFiles = new Set<string>();
 
@@ -267,7 +272,7 @@ export class WalWriter {
 
   /** Whether the queue may go out while pipelined groups sync. */
   private canOverlap(): boolean {
-    return this.inFlight.length < MAX_SYNCS_IN_FLIGHT && !this.syncing && this.canPipeline();
+    return this.inFlight.length < MAX_GROUPS_SYNCING && !this.syncing && this.canPipeline();
   }
 
   /** A group pipelines when its index rows (if any) can be written at once: the index is open. */
@@ -302,9 +307,10 @@ export class WalWriter {
 
   /**
    * Writes and syncs everything queued as one group, then settles it. Pipelined (see
-   * group-pacing.ts) the next group's write and sync start before this group's callers resume;
-   * merged, they resume first and their next appends join the next group. A group synced with
-   * blocking calls settles in the same tick: no promise between its sync and its callers.
+   * group-pacing.ts) its sync runs on the thread pool and the next groups are written and start
+   * their syncs meanwhile; merged, the callers resume first and their next appends join the next
+   * group. A group synced with blocking calls settles in the same tick: no promise between its
+   * sync and its callers.
    */
   private flush(): void {
     const pipelined = this.pacing.pipelining;
