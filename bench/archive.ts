@@ -5,21 +5,24 @@
  * - RPO: time from a WAL entry's local fsync to the end of the cycle that stored it, p50/p99, at
  *   100 and 1,000 decisions/s, with the default interval (1 s) and with `--sync` (the commit
  *   gate); baseline: the store's round trip (a small put), measured in the same run.
- * - Overhead on the WAL's throughput at 64 in flight, with the archiver shipping beside it (S3,
- *   100 ms interval, background compaction at its default as in `start --archive-to` and
- *   `dr archive`) against the same writer alone, alternating rounds; goal ratio >= 0.95. CPU
- *   seconds beside: the writer's process (the in-process archiver's included) and the `dr archive`
- *   process's own.
+ * - Overhead on the WAL's throughput at 64 in flight, with the archiver shipping (100 ms interval,
+ *   background compaction at its default as in `start --archive-to` and `dr archive`) in the
+ *   writer's process and as `dr archive` in its own, to S3 and to a folder, against the same
+ *   writer alone, alternating rounds; goal ratio >= 0.95 each. Each archiver is timed at its
+ *   steady state, after its start-up and a warm-up it has caught up with
+ *   (bench/support/archive-overhead.ts). CPU per append of the writer's process (the in-process
+ *   archiver's included), per entry of `dr archive`'s and of the S3 server's process.
  * - Restore to a point `--decisions` decisions after its snapshot (`dr archive-restore --latest`,
  *   a whole process: wall and peak RSS) against `dr restore` of a backup of the same state.
  * - Objects and bytes per day at 1 decision/s, from the segments measured per cycle.
  *
  * Usage: npm run bench:archive -- --json [--seconds S] [--decisions N[,N...]] [--only SECTION[,SECTION]]
+ *   [--rounds N] [--overhead-seconds S]
  * (sections: rpo, overhead, objects, restore).
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -42,7 +45,7 @@ import {
 } from "./support/measure.js";
 import { archiveObjectsPerDay } from "./support/archive-objects.js";
 import { launcherFlags } from "./support/launcher.js";
-import { DEFAULT_COMPACT_TARGET_BYTES } from "../src/cli/archive-options.js";
+import { overheadRun, type OverheadRun, type OverheadStore } from "./support/archive-overhead.js";
 
 /** Simulated seconds of the objects-per-day run that compaction is measured on (scaled to a day). */
 const COMPACTION_SECONDS = 120;
@@ -179,103 +182,6 @@ async function rpoRun(root: string, site: Site, rate: number, sync: boolean, sec
   };
 }
 
-/** One writer run: appends/s and this process's CPU seconds over it (the archiver's included). */
-interface WriterRun {
-  appends_per_s: number;
-  cpu_s: number;
-  /** `dr archive` in its own process: its CPU seconds over the same appends. */
-  archiver_cpu_s?: number;
-}
-
-const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout) || 100;
-
-/** CPU seconds (user + system) a live process has used so far (Linux /proc). */
-async function processCpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
-
-const cpuSeconds = (): number => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-};
-
-/** `n` entries with 64 in flight, with the archiver shipping in this process (`start --archive-to`) or not. */
-async function throughput(root: string, label: string, n: number, store?: BackupStore): Promise<WriterRun> {
-  const ws = await freshWorkspace(root, label);
-  const archiver = store
-    ? new Archiver({
-        store,
-        ws,
-        intervalMs: 100,
-        snapshotIntervalMs: 86_400_000,
-        compactTargetBytes: DEFAULT_COMPACT_TARGET_BYTES,
-      })
-    : undefined;
-  if (archiver) {
-    await archiver.step();
-    archiver.start(() => {});
-  }
-  const c0 = cpuSeconds();
-  const t0 = performance.now();
-  await appendMany(ws, n);
-  const wall = (performance.now() - t0) / 1000;
-  const cpu = cpuSeconds() - c0;
-  await archiver?.finish();
-  return { appends_per_s: n / wall, cpu_s: cpu };
-}
-
-/** The same with `dr archive` in its own process against the workspace (started, caught up, then measured). */
-async function throughputBesideProcess(
-  root: string,
-  label: string,
-  n: number,
-  s3Endpoint: string,
-): Promise<WriterRun> {
-  const ws = await freshWorkspace(root, label);
-  const child = spawn(
-    process.execPath,
-    [
-      ...launcherFlags(),
-      CLI,
-      "--sdd",
-      ws.root,
-      "dr",
-      "archive",
-      "--to",
-      `s3://bench/${label}/`,
-      "--endpoint",
-      s3Endpoint,
-      "--interval",
-      "100ms",
-      "--plain",
-      "--i-know-it-is-plain",
-      "--json",
-    ],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
-  // Its first cycle (generation and snapshot) is done once the status file names a generation.
-  const status = ws.p("runtime", "archive-status.json");
-  for (;;) {
-    const text = await readFile(status, "utf8").catch(() => "");
-    if (/"generation":\s*"/.test(text)) break;
-    if (child.exitCode !== null) throw new Error(`dr archive exited ${child.exitCode}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const c0 = cpuSeconds();
-  const a0 = await processCpuSeconds(child.pid!);
-  const t0 = performance.now();
-  await appendMany(ws, n);
-  const wall = (performance.now() - t0) / 1000;
-  const cpu = cpuSeconds() - c0;
-  const archiverCpu = (await processCpuSeconds(child.pid!)) - a0;
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGTERM");
-  await exited;
-  return { appends_per_s: n / wall, cpu_s: cpu, archiver_cpu_s: archiverCpu };
-}
-
 /** `n` decisions with 64 in flight, then the WAL closed. */
 async function appendMany(ws: Workspace, n: number): Promise<void> {
   const wal = await WalWriter.open(ws, "run-bench");
@@ -359,60 +265,76 @@ async function rpoSection(root: string, sites: Site[], goals: Goal[]) {
   return { store_round_trip_ms: rtt, rpo };
 }
 
-/** Rounds of the overhead runs: writer alone, archiver in process, archiver in its own process, alternating. */
-const OVERHEAD_ROUNDS = 5;
-const OVERHEAD_APPENDS = 50_000;
+/** Rounds of the overhead runs (each: alone, then each store in process and in its own process). */
+const OVERHEAD_ROUNDS = flag("--rounds", 5);
+/** The timed window of each overhead run: seconds of appends, after the warm-up. */
+const OVERHEAD_SECONDS = flag("--overhead-seconds", 3);
+const OVERHEAD_FORMS = ["in_process", "own_process"] as const;
 
-async function overheadSection(root: string, s3Store: BackupStore, s3Endpoint: string, goals: Goal[]) {
+async function overheadSection(root: string, stores: OverheadStore[], goals: Goal[]) {
   const loadBefore = os.loadavg().map((l) => round(l, 2));
-  const runs: Record<"alone" | "in_process" | "own_process", WriterRun[]> = {
-    alone: [],
-    in_process: [],
-    own_process: [],
-  };
+  const spec = { cli: CLI, seconds: OVERHEAD_SECONDS, warmup: 5000, intervalMs: 100 };
+  const runs = new Map<string, OverheadRun[]>([["alone", []]]);
+  const add = (key: string, r: OverheadRun) => runs.set(key, [...(runs.get(key) ?? []), r]);
   for (let i = 0; i < OVERHEAD_ROUNDS; i++) {
-    runs.alone.push(await throughput(root, `alone-${i}`, OVERHEAD_APPENDS));
-    runs.in_process.push(await throughput(root, `beside-${i}`, OVERHEAD_APPENDS, s3Store));
-    runs.own_process.push(await throughputBesideProcess(root, `process-${i}`, OVERHEAD_APPENDS, s3Endpoint));
+    add("alone", await overheadRun(spec, root, `alone-${i}`, "alone"));
+    for (const store of stores)
+      for (const form of OVERHEAD_FORMS)
+        add(
+          `${store.name}.${form}`,
+          await overheadRun(spec, root, `${store.name}-${form}-${i}`, form, store),
+        );
   }
-  const sum = (rs: WriterRun[]) => ({
+  const us = (s: number | undefined, n: number) => (s === undefined ? undefined : (s / n) * 1e6);
+  const med = (rs: OverheadRun[], f: (r: OverheadRun) => number | undefined) => {
+    const xs = rs.map(f).filter((x): x is number => x !== undefined);
+    return xs.length ? round(median(xs), 2) : undefined;
+  };
+  const sum = (rs: OverheadRun[]) => ({
     appends_per_s: round(median(rs.map((r) => r.appends_per_s)), 0),
-    writer_process_cpu_s: round(median(rs.map((r) => r.cpu_s)), 3),
-    ...(rs[0]?.archiver_cpu_s !== undefined
-      ? { archiver_process_cpu_s: round(median(rs.map((r) => r.archiver_cpu_s!)), 3) }
-      : {}),
+    appends: round(median(rs.map((r) => r.appends)), 0),
+    writer_process_cpu_us_per_append: med(rs, (r) => us(r.writer_cpu_s, r.appends)),
+    archiver_process_cpu_us_per_entry: med(rs, (r) => us(r.archiver_cpu_s, r.appends)),
+    store_process_cpu_us_per_entry: med(rs, (r) => us(r.store_cpu_s, r.appends)),
+    steady_after_s: med(rs, (r) => r.steady_after_s),
     rounds_appends_per_s: rs.map((r) => round(r.appends_per_s, 0)),
   });
-  const overhead = {
+  const rate = (key: string) => median(runs.get(key)!.map((r) => r.appends_per_s));
+  const baselineIs = "the same WAL writer without the archiver, alternating rounds of the same run";
+  const overhead: Record<string, unknown> = {
     in_flight: 64,
-    appends: OVERHEAD_APPENDS,
+    interval_ms: spec.intervalMs,
+    warmup_appends: spec.warmup,
+    timed_seconds: spec.seconds,
     rounds: OVERHEAD_ROUNDS,
     load_average_before: loadBefore,
-    load_average: os.loadavg().map((l) => round(l, 2)),
-    alone: sum(runs.alone),
-    archiver_in_process: sum(runs.in_process),
-    archiver_own_process: sum(runs.own_process),
+    alone: sum(runs.get("alone")!),
   };
-  const rate = (rs: WriterRun[]) => median(rs.map((r) => r.appends_per_s));
-  const baselineIs = "the same WAL writer without the archiver, alternating rounds of the same run";
-  goals.push(
-    ratioGoal(
-      "archive.wal_throughput_with_archiver",
-      "appends_per_s",
-      rate(runs.in_process),
-      rate(runs.alone),
-      baselineIs,
-      { min: 0.95 },
-    ),
-    ratioGoal(
-      "archive.wal_throughput_beside_dr_archive",
-      "appends_per_s",
-      rate(runs.own_process),
-      rate(runs.alone),
-      baselineIs,
-      { min: 0.95 },
-    ),
-  );
+  for (const store of stores) {
+    overhead[store.name] = {
+      archiver_in_process: sum(runs.get(`${store.name}.in_process`)!),
+      archiver_own_process: sum(runs.get(`${store.name}.own_process`)!),
+    };
+    goals.push(
+      ratioGoal(
+        `archive.wal_throughput_with_archiver.${store.name}`,
+        "appends_per_s",
+        rate(`${store.name}.in_process`),
+        rate("alone"),
+        baselineIs,
+        { min: 0.95 },
+      ),
+      ratioGoal(
+        `archive.wal_throughput_beside_dr_archive.${store.name}`,
+        "appends_per_s",
+        rate(`${store.name}.own_process`),
+        rate("alone"),
+        baselineIs,
+        { min: 0.95 },
+      ),
+    );
+  }
+  overhead.load_average = os.loadavg().map((l) => round(l, 2));
   log(`overhead: ${JSON.stringify(overhead)}`);
   return overhead;
 }
@@ -473,6 +395,34 @@ async function restoreSection(root: string, goals: Goal[]) {
   return { load_average: os.loadavg().map((l) => round(l, 2)), rows };
 }
 
+/** The overhead runs' stores: S3 (s3rver, its CPU measured) and a folder; each run under its own prefix. */
+function overheadStores(root: string, s3: { endpoint: string; child: ChildProcess }): OverheadStore[] {
+  const s3Store = (prefix: string) =>
+    storeFor(parseCatalogueLocation(`s3://bench/overhead-${prefix}/`), { endpoint: s3.endpoint, retries: 3 });
+  const folder = (prefix: string) => path.join(root, "stores", `overhead-${prefix}`);
+  return [
+    {
+      name: "s3",
+      open: s3Store,
+      cliArgs: (prefix) => ["--to", `s3://bench/overhead-${prefix}/`, "--endpoint", s3.endpoint],
+      pid: s3.child.pid,
+      clear: async (prefix) => {
+        const store = await s3Store(prefix);
+        for (const o of await store.list()) await store.delete(o.key);
+      },
+    },
+    {
+      name: "folder",
+      open: async (prefix) => {
+        await mkdir(folder(prefix), { recursive: true });
+        return storeFor(parseCatalogueLocation(folder(prefix)), {});
+      },
+      cliArgs: (prefix) => ["--to", folder(prefix)],
+      clear: (prefix) => rm(folder(prefix), { recursive: true, force: true }),
+    },
+  ];
+}
+
 async function main(): Promise<void> {
   const root = await mkdtemp(path.join(os.tmpdir(), "bernstein-bench-archive-"));
   Object.assign(process.env, S3_ENV);
@@ -496,8 +446,7 @@ async function main(): Promise<void> {
     const goals: Goal[] = [];
     const doc: Record<string, unknown> = { bench: "archive" };
     if (SECTIONS.has("rpo")) Object.assign(doc, await rpoSection(root, sites, goals));
-    if (SECTIONS.has("overhead"))
-      doc.overhead = await overheadSection(root, await sites[1]!.open("overhead"), s3.endpoint, goals);
+    if (SECTIONS.has("overhead")) doc.overhead = await overheadSection(root, overheadStores(root, s3), goals);
     if (SECTIONS.has("objects")) doc.per_day_at_1_decision_per_s = await objectsSection(root, sites[0]!);
     if (SECTIONS.has("restore")) doc.restore = await restoreSection(root, goals);
     process.stdout.write(JSON.stringify({ ...doc, goals }) + "\n");

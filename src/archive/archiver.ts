@@ -19,7 +19,7 @@ import { createHash } from "node:crypto";
 import type { BackupStore } from "../storage/store.js";
 import type { Workspace } from "../workspace/layout.js";
 import { removeInterrupted, takeBaseSnapshot } from "./base-snapshot.js";
-import type { SnapshotIndex } from "./catalog.js";
+import type { SegmentIndex, SnapshotIndex } from "./catalog.js";
 import { compactOwnGeneration } from "./compact.js";
 import { openGeneration, type GenerationState } from "./generation.js";
 import { ArchiveHealth } from "./health.js";
@@ -69,6 +69,8 @@ export type ArchiverEvent =
   | { event: "recovered"; after_errors: number };
 
 const GATE_RETRY_MS = 1000;
+/** Indexes of stored segments kept for background compaction (storedIndexes): ~400 bytes each. */
+const STORED_INDEXES_KEPT = 1024;
 /** Cycles whose upload time sets the period (cyclePeriod). */
 const UPLOADS_REMEMBERED = 8;
 /**
@@ -99,6 +101,12 @@ export class Archiver {
   /** Segments stored since the last background compaction looked, and that compaction if running. */
   private storedSinceCompaction = 0;
   private compacting?: Promise<void>;
+  /**
+   * With background compaction, the indexes of the generation's segments this archiver stored
+   * (the store confirmed each put), newest last: a merge reads its pieces without a HEAD each.
+   * At most STORED_INDEXES_KEPT; one forgotten is read from the store as before.
+   */
+  private readonly storedIndexes = new Map<string, SegmentIndex>();
   readonly health: ArchiveHealth;
 
   constructor(private readonly opts: ArchiverOptions) {
@@ -149,6 +157,11 @@ export class Archiver {
         targetBytes,
         fanout: COMPACT_FANOUT,
         stopping: () => this.stopping,
+        storedIndex: (key) => this.storedIndexes.get(key),
+        onMerged: (m, ix) => {
+          for (const key of m.replaced) this.storedIndexes.delete(key);
+          this.rememberIndex(m.key, ix);
+        },
       });
       if (r.merged.length || r.leftovers.length)
         this.opts.log?.({
@@ -243,6 +256,7 @@ export class Archiver {
     } catch (err) {
       if (err instanceof ContinuityLost) {
         this.gen = undefined; // the next step opens a new generation, naming the cause
+        this.storedIndexes.clear();
         this.nextCause = err.message;
       } else if (isFatal(err)) {
         throw err;
@@ -286,6 +300,13 @@ export class Archiver {
     return gen;
   }
 
+  private rememberIndex(key: string, ix: SegmentIndex): void {
+    this.storedIndexes.delete(key);
+    this.storedIndexes.set(key, ix);
+    if (this.storedIndexes.size > STORED_INDEXES_KEPT)
+      this.storedIndexes.delete(this.storedIndexes.keys().next().value!);
+  }
+
   private async cycle(gen: GenerationState): Promise<CycleResult> {
     const result = await shipCycle({
       store: this.opts.store,
@@ -294,6 +315,7 @@ export class Archiver {
       ends: gen.ends,
       seal: gen.key ? sealerOf(gen.key) : undefined,
       unsettled: gen.unsettled,
+      onSegment: this.opts.compactTargetBytes ? (key, _chunk, ix) => this.rememberIndex(key, ix) : undefined,
     });
     for (const [run, seq] of Object.entries(result.wal)) this.shipped.set(run, seq);
     this.storedSinceCompaction += result.segments;

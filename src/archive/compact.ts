@@ -47,8 +47,13 @@ export interface CompactOptions {
   keys?: ReadKeys;
   /** Asked before each merge: true stops the run there (the archiver is stopping). */
   stopping?: () => boolean;
-  /** Called after each merged segment is stored and its small ones deleted. */
-  onMerged?: (merged: MergedSegment) => void;
+  /** Called after each merged segment is stored and its small ones deleted, with its index. */
+  onMerged?: (merged: MergedSegment, ix: SegmentIndex) => void;
+  /**
+   * The index a segment was stored with, when the caller stored it itself and was told by the
+   * store that it holds it (the archiver): its pieces are then downloaded without a HEAD first.
+   */
+  storedIndex?: (key: string) => SegmentIndex | undefined;
 }
 
 export interface MergedSegment {
@@ -145,10 +150,19 @@ function endBefore(stream: string, s: StoredSegment, ix: SegmentIndex): StreamEn
 }
 
 /** A piece's plaintext, checked against its index, its seal (encrypted) and its name's byte range. */
-async function readPiece(store: BackupStore, s: StoredSegment, key: SegmentKey | undefined) {
-  const ix = await readSegmentIndex(store, s.key);
+async function readPiece(
+  store: BackupStore,
+  s: StoredSegment,
+  key: SegmentKey | undefined,
+  known: SegmentIndex | undefined,
+) {
+  const ix = known ?? (await readSegmentIndex(store, s.key));
   if (!ix) throw new Raced(`${store.describe(s.key)}: listed, then gone`);
-  const stored = await readObject(store, s.key);
+  const stored = await readObject(store, s.key).catch(async (err: unknown) => {
+    // Without a HEAD first, a piece removed meanwhile shows here.
+    if (known && !(await store.head(s.key))) throw new Raced(`${store.describe(s.key)}: listed, then gone`);
+    throw err;
+  });
   const intact = sha256(stored) === ix.sha256;
   let plain = stored;
   if (intact && key) {
@@ -222,12 +236,18 @@ function followsOn(stream: string, s: StoredSegment, ix: SegmentIndex, plain: Bu
  * one's hash by its seq and hash fields (followsOn); a piece that does not follow on by its frames
  * has each entry parsed and hashed, which names the break.
  */
-async function readGroup(store: BackupStore, stream: string, group: StoredSegment[], key?: SegmentKey) {
+async function readGroup(
+  store: BackupStore,
+  stream: string,
+  group: StoredSegment[],
+  key: SegmentKey | undefined,
+  storedIndex: CompactOptions["storedIndex"],
+) {
   const parts: Buffer[] = [];
   const ixs: SegmentIndex[] = [];
   let end: StreamEnd | undefined;
   for (const s of group) {
-    const { ix, plain } = await readPiece(store, s, key);
+    const { ix, plain } = await readPiece(store, s, key, storedIndex?.(s.key));
     end ??= endBefore(stream, s, ix);
     end = followsOn(stream, s, ix, plain, end) ?? (await checkLines(stream, s, plain, end));
     parts.push(plain);
@@ -260,8 +280,9 @@ async function mergeGroup(
   stream: string,
   group: StoredSegment[],
   key: SegmentKey | undefined,
+  storedIndex: CompactOptions["storedIndex"],
 ) {
-  const { parts, ixs } = await readGroup(store, stream, group, key);
+  const { parts, ixs } = await readGroup(store, stream, group, key, storedIndex);
   const first = group[0]!;
   const last = group[group.length - 1]!;
   const plainSha = await sha256Sliced(parts);
@@ -296,7 +317,7 @@ async function mergeGroup(
   const back = await readSegmentIndex(store, name);
   if (back?.sha256 !== ix.sha256)
     throw new Error(`${store.describe(name)}: not readable back after storing it`);
-  return { key: name, bytes: size };
+  return { key: name, bytes: size, ix };
 }
 
 async function compactGeneration(
@@ -317,15 +338,23 @@ async function compactGeneration(
     }
     for (const group of mergeGroups(chain, opts.targetBytes, opts.fanout)) {
       if (opts.stopping?.()) return;
-      const merged = await mergeGroup(store, g.generation, stream, group, key).catch((err: unknown) => {
-        if (err instanceof Raced) return undefined;
-        throw err;
-      });
+      const merged = await mergeGroup(store, g.generation, stream, group, key, opts.storedIndex).catch(
+        (err: unknown) => {
+          if (err instanceof Raced) return undefined;
+          throw err;
+        },
+      );
       if (!merged) continue;
       for (const s of group) await store.delete(s.key);
-      const m = { generation: g.generation, stream, ...merged, replaced: group.map((s) => s.key) };
+      const m: MergedSegment = {
+        generation: g.generation,
+        stream,
+        key: merged.key,
+        bytes: merged.bytes,
+        replaced: group.map((s) => s.key),
+      };
       result.merged.push(m);
-      opts.onMerged?.(m);
+      opts.onMerged?.(m, merged.ix);
     }
   }
 }

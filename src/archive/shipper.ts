@@ -36,8 +36,8 @@ export interface ShipperTarget {
   generation: string;
   ends: Map<string, StreamEnd>;
   seal?: Sealer;
-  /** Called after each stored segment. */
-  onSegment?: (key: string, chunk: DurableChunk) => void;
+  /** Called after each stored segment, with the index it was stored with. */
+  onSegment?: (key: string, chunk: DurableChunk, ix: SegmentIndex) => void;
   /** Per stream, the put that failed last (kept across cycles by the caller). */
   unsettled?: Map<string, UnsettledPut>;
 }
@@ -115,7 +115,7 @@ async function putSegment(
     throw err;
   }
   t.unsettled?.delete(stream);
-  t.onSegment?.(key, chunk);
+  t.onSegment?.(key, chunk, put.ix);
 }
 
 /** What is stored for `chunk`: its bytes (sealed in an encrypted generation) and its index. */

@@ -10,7 +10,6 @@ import path from "node:path";
 import type { Readable } from "node:stream";
 import { ExitCode, UserError, userErrorFromFs } from "../errors/errors.js";
 import {
-  atomicWriteFile,
   durableMkdir,
   durableRename,
   durableUnlink,
@@ -19,6 +18,17 @@ import {
 } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import type { BackupStore, ByteRange, ObjectInfo, PutOptions, PutResult } from "./store.js";
+
+/** A new file holding `metadata` as one JSON line, fsynced (not yet renamed into place). */
+async function writeSynced(file: string, metadata: Record<string, string>): Promise<void> {
+  const fh = await open(file, "wx", 0o644);
+  try {
+    await fh.writeFile(JSON.stringify(metadata) + "\n");
+    await fsyncHandle(fh);
+  } finally {
+    await fh.close();
+  }
+}
 
 function checkKey(key: string): void {
   if (key === "" || key.includes("/") || key.includes("\\") || key.startsWith(".")) {
@@ -46,14 +56,18 @@ export class LocalStore implements BackupStore {
       throw userErrorFromFs(err, `create ${this.root}`) ?? err;
     }
     const tmp = tempPathFor(target);
+    const metaTmp = tempPathFor(this.metaPath(key));
     const hash = createHash("sha256");
     let size = 0;
-    const interrupt = cleanupOnInterrupt(`the partial copy ${tmp}`, () => rm(tmp, { force: true }));
+    const interrupt = cleanupOnInterrupt(`the partial copy ${tmp}`, () =>
+      Promise.all([rm(tmp, { force: true }), rm(metaTmp, { force: true })]).then(() => {}),
+    );
     const fh = await open(tmp, "wx", 0o600).catch(async (err: unknown) => {
       await interrupt.release();
       throw userErrorFromFs(err, `write ${this.root}`) ?? err;
     });
     try {
+      let sha256: string;
       try {
         for await (const chunk of source) {
           const buf = chunk as Buffer;
@@ -62,26 +76,27 @@ export class LocalStore implements BackupStore {
           await fh.write(buf);
           options.onProgress?.(size);
         }
-        await fsyncHandle(fh);
+        sha256 = hash.digest("hex");
+        if (options.sha256 !== undefined && options.sha256 !== sha256) {
+          throw new UserError(
+            `${target}: written bytes have sha256 ${sha256}, expected ${options.sha256}`,
+            ExitCode.CORRUPT,
+          );
+        }
+        if (options.size !== undefined && options.size !== size)
+          throw new UserError(`${target}: wrote ${size} bytes, expected ${options.size}`, ExitCode.CORRUPT);
+        // The bytes and the sidecar fsynced together (one journal commit can carry both), then
+        // the sidecar renamed into place and made durable before the data file appears.
+        await Promise.all([fsyncHandle(fh), writeSynced(metaTmp, { ...options.metadata, sha256 })]);
       } finally {
         await fh.close();
       }
-      const sha256 = hash.digest("hex");
-      if (options.sha256 !== undefined && options.sha256 !== sha256) {
-        throw new UserError(
-          `${target}: written bytes have sha256 ${sha256}, expected ${options.sha256}`,
-          ExitCode.CORRUPT,
-        );
-      }
-      if (options.size !== undefined && options.size !== size)
-        throw new UserError(`${target}: wrote ${size} bytes, expected ${options.size}`, ExitCode.CORRUPT);
-      const metadata = { ...options.metadata, sha256 };
       await interrupt.release();
-      await atomicWriteFile(this.metaPath(key), JSON.stringify(metadata) + "\n");
+      await durableRename(metaTmp, this.metaPath(key));
       await durableRename(tmp, target);
       return { key, size, sha256, retries: 0 };
     } catch (err) {
-      await unlink(tmp).catch(() => {});
+      await Promise.all([unlink(tmp).catch(() => {}), unlink(metaTmp).catch(() => {})]);
       await interrupt.release();
       throw userErrorFromFs(err, `write ${target}`) ?? err;
     }

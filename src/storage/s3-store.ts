@@ -8,7 +8,9 @@
  * - Uploads stream: the source is cut into parts of `partSize` bytes and at most `concurrency`
  *   parts are in memory at once. Each part carries its SHA-256 (x-amz-checksum-sha256) for the
  *   store to validate, and the object carries the backup's SHA-256 as metadata `sha256`, read
- *   back with HeadObject after the upload; a mismatch fails the put and removes the object.
+ *   back with HeadObject after the upload; a mismatch fails the put and removes the object. A
+ *   single PutObject whose answer states our SHA-256 back (the store computed it over what it
+ *   stored) needs no read-back (putSmall).
  * - The SDK's own retries are off (maxAttempts 1) so that `--retries` is exact: every request
  *   is retried here with exponential backoff and full jitter (retry.ts). On final failure the
  *   multipart upload is aborted, so no partial object and no pending upload remain.
@@ -188,6 +190,8 @@ export class S3Store implements BackupStore {
     const Metadata = { ...options.metadata, ...(options.sha256 ? { sha256: options.sha256 } : {}) };
     const tally: Tally = { whole: createHash("sha256"), size: 0 };
     const upload: UploadState = { completeAttempted: false };
+    // The store stated the SHA-256 it computed over the bytes it stored: no read-back needed.
+    let confirmed = false;
     try {
       const pool = new PartPool();
       // An object of a known small size is read into a buffer of its size (one byte more, so that
@@ -203,7 +207,7 @@ export class S3Store implements BackupStore {
         tally.size = body.length;
         this.checkExpected(where, tally, options);
         upload.completeAttempted = true;
-        await this.putSmall(Key, body, tally.whole.copy().digest("hex"), Metadata, retry);
+        confirmed = await this.putSmall(Key, body, tally.whole.copy().digest("hex"), Metadata, retry);
         options.onProgress?.(tally.size);
       } else {
         // Longer than announced: checkExpected refuses it before the upload completes.
@@ -226,7 +230,7 @@ export class S3Store implements BackupStore {
         await this.putMultipart(where, Metadata, upload, partsUpload);
       }
       const sha256 = tally.whole.digest("hex");
-      await this.checkReadBack(key, tally.size, options.sha256 ? sha256 : undefined, retry);
+      if (!confirmed) await this.checkReadBack(key, tally.size, options.sha256 ? sha256 : undefined, retry);
       await upload.interrupt?.release();
       return { key, size: tally.size, sha256, retries: counter.retries };
     } catch (err) {
@@ -285,21 +289,28 @@ export class S3Store implements BackupStore {
     );
   }
 
-  /** A small object: one PutObject with the body's checksum (`sha256`: hex, as the tally computed it). */
+  /**
+   * A small object: one PutObject with the body's checksum (`sha256`: hex, as the tally computed
+   * it). True when the answer states that checksum back (`x-amz-checksum-sha256`, as AWS S3
+   * answers a put that carried one): the store computed it over the bytes it stored, under the
+   * metadata of the same request, which is what a read-back would check (and more: a HEAD only
+   * echoes the metadata we sent). A store that does not state it is read back.
+   */
   private async putSmall(
     Key: string,
     body: Buffer,
     sha256: string,
     Metadata: Record<string, string>,
     retry: Retry,
-  ): Promise<void> {
-    await retry("upload", () => {
+  ): Promise<boolean> {
+    const checksum = Buffer.from(sha256, "hex").toString("base64");
+    const res = await retry("upload", () => {
       const put = new PutObjectCommand({
         Bucket: this.bucket,
         Key,
         Body: body,
         ContentLength: body.length,
-        ChecksumSHA256: Buffer.from(sha256, "hex").toString("base64"),
+        ChecksumSHA256: checksum,
         Metadata,
       });
       // SigV4 signs the payload's sha256 (x-amz-content-sha256); given the header, the signer
@@ -314,6 +325,7 @@ export class S3Store implements BackupStore {
       );
       return this.client.send(put);
     });
+    return res.ChecksumSHA256 === checksum;
   }
 
   /** Before the object becomes visible: the bytes read are the ones the caller expects. */

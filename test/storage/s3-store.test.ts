@@ -107,6 +107,31 @@ describe("S3Store against s3rver", () => {
     );
   });
 
+  it("a PutObject whose answer states our sha256 back is not read back; one whose answer does not is (HeadObject)", async () => {
+    const s = store("confirmed/");
+    const data = Buffer.from("segment bytes");
+    try {
+      await s.put("stated", Readable.from([data]), { sha256: sha(data), size: data.length });
+      assert.equal(h.counts.get("PutObject"), 1);
+      assert.equal(h.counts.get("HeadObject"), undefined, "the store stated the checksum it computed");
+      h.setChecksumAnswer(false);
+      await s.put("unstated", Readable.from([data]), { sha256: sha(data), size: data.length });
+      assert.equal(h.counts.get("HeadObject"), 1, "no checksum in the answer: read back");
+      // The read-back still judges: an answer without the checksum, then a HEAD that fails.
+      h.setFault((op) => (op === "HeadObject" ? 500 : undefined));
+      await rejectsWith(
+        s.put("unchecked", Readable.from([data]), { sha256: sha(data) }),
+        ExitCode.REMOTE,
+        /HTTP 500/,
+      );
+      h.setFault(undefined);
+      assert.equal(await s.head("unchecked"), undefined, "a put not read back leaves no object");
+      assert.equal((await s.head("stated"))?.metadata.sha256, sha(data));
+    } finally {
+      h.setChecksumAnswer(true);
+    }
+  });
+
   it("503 twice then success: the upload succeeds after exactly 2 retries", async () => {
     const data = randomBytes(11 * 1024 * 1024);
     const s = store("retry/", { partSize: 5 * 1024 * 1024 });

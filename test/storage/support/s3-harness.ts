@@ -4,7 +4,8 @@
  *
  *  - injects faults (HTTP status codes or connection resets) per S3 operation,
  *  - validates `x-amz-checksum-sha256` on PutObject/UploadPart (s3rver ignores the header;
- *    a mismatch answers 400 BadDigest like AWS does), and the payload hash SigV4 signs
+ *    a mismatch answers 400 BadDigest like AWS does, and a PutObject's answer states it back as
+ *    AWS's does unless a test turns that off: `setChecksumAnswer`), and the payload hash SigV4 signs
  *    (`x-amz-content-sha256` when it is one: 400 XAmzContentSHA256Mismatch like AWS),
  *  - implements AbortMultipartUpload and ListMultipartUploads, which s3rver 3.7.1 lacks,
  *    on s3rver's own upload folders (`<dir>/<bucket>/._S3rver_uploads/<uploadId>`);
@@ -65,6 +66,12 @@ export interface S3Harness {
   setFault(rule: FaultRule | undefined): void;
   /** Whether UploadPartCopy is answered (by the proxy) or refused 501 (by s3rver, the default); s3rver only. */
   setPartCopy(on: boolean): void;
+  /**
+   * Whether a PutObject's answer states the checksum the proxy validated (`x-amz-checksum-sha256`,
+   * as AWS answers; the default) or not, as a store that ignores the header (s3rver alone) answers.
+   * s3rver only.
+   */
+  setChecksumAnswer(on: boolean): void;
   /** Requests seen per operation since the last reset. */
   counts: Map<S3Operation, number>;
   /** The UploadPartCopy requests seen since the last reset, as their headers name them. */
@@ -252,6 +259,7 @@ export async function startS3Harness(
   const held: S3Harness["held"] = [];
   let fault: FaultRule | undefined;
   let partCopy = false;
+  let checksumAnswer = true;
   const uploadsDir = (bucket: string) => path.join(dir, bucket, "._S3rver_uploads");
 
   const proxy = http.createServer((req, res) => {
@@ -314,6 +322,7 @@ export async function startS3Harness(
       }
       let body: Buffer | undefined;
       const claimed = req.headers["x-amz-checksum-sha256"];
+      let validated: string | undefined;
       if ((op === "PutObject" || op === "UploadPart") && typeof claimed === "string") {
         body = await readBody(req);
         const actual = createHash("sha256").update(body).digest("base64");
@@ -321,6 +330,7 @@ export async function startS3Harness(
           xmlError(res, 400, "BadDigest", "The SHA256 you specified did not match the calculated checksum.");
           return;
         }
+        validated = actual;
       }
       const signed = req.headers["x-amz-content-sha256"];
       if (
@@ -346,8 +356,12 @@ export async function startS3Harness(
             void (async () => {
               const answer = await readBody(upRes);
               if (!moto) await objectWritten(dir, url);
+              const stated =
+                op === "PutObject" && validated && checksumAnswer && !moto
+                  ? { "x-amz-checksum-sha256": validated }
+                  : {};
               if (injected === "lost") res.socket?.destroy();
-              else res.writeHead(200, upRes.headers).end(answer);
+              else res.writeHead(200, { ...upRes.headers, ...stated }).end(answer);
             })().catch(() => res.destroy());
             return;
           }
@@ -398,6 +412,10 @@ export async function startS3Harness(
     setPartCopy(on) {
       if (moto) throw new Error("moto answers UploadPartCopy itself");
       partCopy = on;
+    },
+    setChecksumAnswer(on) {
+      if (moto) throw new Error("moto answers checksums itself");
+      checksumAnswer = on;
     },
     resetCounts() {
       counts.clear();

@@ -1,0 +1,200 @@
+/**
+ * The archiver's steady-state cost on the WAL writer's throughput (bench:archive, section
+ * `overhead`): the writer appends with 64 in flight for a few seconds, alone, with the archiver in
+ * its process (as `start --archive-to` hosts it) and with `dr archive` in a process of its own,
+ * each against S3 (s3rver in its own process) and a folder, rounds alternating.
+ *
+ * Each run starts its archiver (generation, base snapshot, first listing), appends a warm-up and
+ * waits until the archiver's status says the store holds it; only then is the writer timed, so
+ * what is measured is archiving at the writer's pace (cycles every 100 ms, background compaction
+ * at its default), not the archiver's start-up. The timed window is seconds long, so one merge or
+ * one slow cycle is a part of it, not all of it. The same warm-up is written alone.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { readFile, rm } from "node:fs/promises";
+import path from "node:path";
+import { Archiver } from "../../src/archive/archiver.js";
+import { readArchiveStatus } from "../../src/archive/health.js";
+import type { BackupStore } from "../../src/storage/store.js";
+import { WalWriter } from "../../src/wal/writer.js";
+import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
+import { DEFAULT_COMPACT_TARGET_BYTES } from "../../src/cli/archive-options.js";
+import { launcherFlags } from "./launcher.js";
+
+export type OverheadForm = "alone" | "in_process" | "own_process";
+
+/** Where a run's archive goes: a store object for the archiver in this process, a location for `dr archive`. */
+export interface OverheadStore {
+  name: "s3" | "folder";
+  open(prefix: string): Promise<BackupStore>;
+  /** `dr archive` arguments that name the same location. */
+  cliArgs(prefix: string): string[];
+  /** The store's own process (s3rver), whose CPU is measured beside the archiver's. */
+  pid?: number;
+  /** Removes what a run stored (outside the timed window). */
+  clear(prefix: string): Promise<void>;
+}
+
+export interface OverheadRun {
+  appends: number;
+  wall_s: number;
+  appends_per_s: number;
+  /** CPU seconds of this process over the timed window (the in-process archiver's included). */
+  writer_cpu_s: number;
+  /** `dr archive`'s own CPU seconds over the window. */
+  archiver_cpu_s?: number;
+  /** The store process's CPU seconds over the window (s3rver and its front proxy). */
+  store_cpu_s?: number;
+  /** From the archiver's start to its status saying the warm-up is stored (not timed). */
+  steady_after_s?: number;
+}
+
+export interface OverheadSpec {
+  cli: string;
+  seconds: number;
+  warmup: number;
+  intervalMs: number;
+}
+
+const IN_FLIGHT = 64;
+
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout) || 100;
+
+/** CPU seconds (user + system) a live process has used so far (Linux /proc). */
+export async function processCpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+const ownCpuSeconds = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+const decision = (i: number) => ({
+  decision_type: "task_claimed",
+  inputs: { task_id: `T-${i}`, attempt: 1 },
+  committed: true,
+});
+
+/** Appends with IN_FLIGHT in flight: `count` entries, or for `seconds`; returns how many. */
+async function appendWhile(wal: WalWriter, from: number, until: { count?: number; seconds?: number }) {
+  const inFlight = new Set<Promise<unknown>>();
+  const end = until.seconds !== undefined ? performance.now() + until.seconds * 1000 : Infinity;
+  let i = 0;
+  for (; i < (until.count ?? Infinity) && (i % 64 !== 0 || performance.now() < end); i++) {
+    const p = wal.append(decision(from + i)).finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    if (inFlight.size >= IN_FLIGHT) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  return i;
+}
+
+/**
+ * Waits until the archiver's status, written after `since`, shows no WAL entry durable and not
+ * stored: the warm-up is in the store and cycles keep pace. A condition on the product's own
+ * health (written at least every second while cycles run), not a sleep.
+ */
+async function caughtUp(ws: Workspace, since: number, child?: ChildProcess): Promise<void> {
+  for (let t0 = Date.now(); ;) {
+    const s = await readArchiveStatus(ws.root);
+    if (s && s.generation && Date.parse(s.updated_at) > since && s.lag_entries === 0) return;
+    if (child && child.exitCode !== null) throw new Error(`dr archive exited ${child.exitCode}`);
+    if (Date.now() - t0 > 120_000)
+      throw new Error(`archiver not caught up after 120 s: ${JSON.stringify(s)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function startDrArchive(
+  spec: OverheadSpec,
+  ws: Workspace,
+  store: OverheadStore,
+  prefix: string,
+): ChildProcess {
+  return spawn(
+    process.execPath,
+    [
+      ...launcherFlags(),
+      spec.cli,
+      "--sdd",
+      ws.root,
+      "dr",
+      "archive",
+      ...store.cliArgs(prefix),
+      "--interval",
+      `${spec.intervalMs}ms`,
+      "--plain",
+      "--i-know-it-is-plain",
+      "--json",
+    ],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+}
+
+/** One run of one form: start the archiver, warm up until it is caught up, then time the writer. */
+export async function overheadRun(
+  spec: OverheadSpec,
+  root: string,
+  label: string,
+  form: OverheadForm,
+  store?: OverheadStore,
+): Promise<OverheadRun> {
+  const { workspace: ws } = await initWorkspace(path.join(root, label, ".sdd"));
+  const started = Date.now();
+  let archiver: Archiver | undefined;
+  let child: ChildProcess | undefined;
+  if (form === "in_process") {
+    archiver = new Archiver({
+      store: await store!.open(label),
+      ws,
+      intervalMs: spec.intervalMs,
+      snapshotIntervalMs: 86_400_000,
+      compactTargetBytes: DEFAULT_COMPACT_TARGET_BYTES,
+    });
+    await archiver.step();
+    archiver.start((err) => process.stderr.write(`archiver: ${String(err)}\n`));
+  } else if (form === "own_process") {
+    child = startDrArchive(spec, ws, store!, label);
+  }
+  const wal = await WalWriter.open(ws, "run-bench");
+  await appendWhile(wal, 0, { count: spec.warmup });
+  if (form !== "alone") await caughtUp(ws, Date.now(), child);
+  const steadyAfter = (Date.now() - started) / 1000;
+
+  const storePid = form === "alone" ? undefined : store?.pid;
+  const [s0, a0] = await Promise.all([
+    storePid ? processCpuSeconds(storePid) : 0,
+    child ? processCpuSeconds(child.pid!) : 0,
+  ]);
+  const c0 = ownCpuSeconds();
+  const t0 = performance.now();
+  const appends = await appendWhile(wal, spec.warmup, { seconds: spec.seconds });
+  const wall = (performance.now() - t0) / 1000;
+  const writerCpu = ownCpuSeconds() - c0;
+  const [s1, a1] = await Promise.all([
+    storePid ? processCpuSeconds(storePid) : 0,
+    child ? processCpuSeconds(child.pid!) : 0,
+  ]);
+
+  await wal.close();
+  await archiver?.finish();
+  if (child) {
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGTERM");
+    await exited;
+  }
+  if (store && form !== "alone") await store.clear(label);
+  await rm(path.join(root, label), { recursive: true, force: true });
+  return {
+    appends,
+    wall_s: wall,
+    appends_per_s: appends / wall,
+    writer_cpu_s: writerCpu,
+    ...(child ? { archiver_cpu_s: a1 - a0 } : {}),
+    ...(storePid ? { store_cpu_s: s1 - s0 } : {}),
+    ...(form === "alone" ? {} : { steady_after_s: steadyAfter }),
+  };
+}
