@@ -1,6 +1,7 @@
 /**
  * The audit log writer: daily UTC files under `.sdd/audit/`, one HMAC chain across all of them,
- * every append fsynced before it returns. One writer per workspace (the workspace lock).
+ * every append fsynced before it returns. One writing process per workspace (the workspace lock);
+ * in that process, every AuditLog of the folder appends to one chain state.
  */
 import path from "node:path";
 import { parseJson } from "../json/canonical.js";
@@ -49,33 +50,58 @@ function hmacOfLine(text: string): string | undefined {
   return undefined;
 }
 
-export class AuditLog {
-  private queue: Promise<unknown> = Promise.resolve();
-  /** Files whose last byte we have checked (a torn tail gets a newline before our first append). */
-  private readonly checked = new Set<string>();
+/** Where a folder's chain stands in this process: what every AuditLog of the folder appends after. */
+interface ChainState {
+  /** Appends (and re-reads of the tail), one at a time. */
+  queue: Promise<unknown>;
+  lastHmac: string;
+  /** Files whose last byte was checked (a torn tail gets a newline before the first append). */
+  checked: Set<string>;
+}
 
+/**
+ * One chain state per audit folder in this process. Two writers in one process (`start`'s task
+ * events and its replication leader's degraded/fenced events) each opening the log would each
+ * keep their own last hmac, and the second to append would fork the chain.
+ */
+const chains = new Map<string, ChainState>();
+
+export class AuditLog {
   private constructor(
     readonly dir: string,
     private readonly key: Buffer,
-    private lastHmac: string,
+    private readonly chain: ChainState,
   ) {}
 
   /** Opens the workspace's audit log, continuing the chain from its last readable entry. */
   static async open(ws: Workspace | string, key: Buffer | AuditKey): Promise<AuditLog> {
-    const dir = typeof ws === "string" ? ws : ws.auditDir;
+    const dir = path.resolve(typeof ws === "string" ? ws : ws.auditDir);
     const keyBytes = Buffer.isBuffer(key) ? key : key.key;
-    const tail = await findAuditTail(dir);
-    return new AuditLog(dir, keyBytes, tail.hmac);
+    let chain = chains.get(dir);
+    if (!chain) {
+      chain = { queue: Promise.resolve(), lastHmac: GENESIS_HMAC, checked: new Set() };
+      chains.set(dir, chain);
+    }
+    // The tail is read again (another process may have appended since), after the appends of
+    // this process's other writers of the folder that are still in flight.
+    const state = chain;
+    const reread = state.queue.then(async () => {
+      state.lastHmac = (await findAuditTail(dir)).hmac;
+      state.checked.clear();
+    });
+    state.queue = reread.catch(() => undefined);
+    await reread;
+    return new AuditLog(dir, keyBytes, state);
   }
 
   get lastHmacValue(): string {
-    return this.lastHmac;
+    return this.chain.lastHmac;
   }
 
   /** Appends one event; resolves with the entry once it is on disk. Appends are serialized. */
   append(event: AuditEvent): Promise<AuditEntry> {
-    const run = this.queue.then(() => this.appendNow(event));
-    this.queue = run.catch(() => undefined);
+    const run = this.chain.queue.then(() => this.appendNow(event));
+    this.chain.queue = run.catch(() => undefined);
     return run;
   }
 
@@ -88,23 +114,23 @@ export class AuditLog {
       resource_type: event.resource_type,
       resource_id: event.resource_id,
       details: event.details ?? {},
-      prev_hmac: this.lastHmac,
+      prev_hmac: this.chain.lastHmac,
     };
     const entry: AuditEntry = { ...unsigned, hmac: computeAuditHmac(this.key, unsigned) };
     const file = path.join(this.dir, auditFileName(timestamp));
     let prefix = "";
-    if (!this.checked.has(file)) {
+    if (!this.chain.checked.has(file)) {
       await durableMkdir(this.dir);
       // Keep a torn fragment on its own line (verify reports it); never glue our entry onto it.
       if (!(await endsWithNewline(file))) prefix = "\n";
-      this.checked.add(file);
+      this.chain.checked.add(file);
     }
     try {
       await durableAppend(file, prefix + auditLine(entry) + "\n");
     } catch (err) {
       throw new Error(`audit: appending to ${file}: ${(err as Error).message}`, { cause: err });
     }
-    this.lastHmac = entry.hmac;
+    this.chain.lastHmac = entry.hmac;
     return entry;
   }
 }
