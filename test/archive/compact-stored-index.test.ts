@@ -53,10 +53,13 @@ describe("background compaction of the segments the archiver stored", () => {
       await a.step();
     }
     a.start((err) => assert.fail(String(err)));
-    await waitFor("a background compaction", () =>
-      events.some((e) => e.event === "compacted" || e.event === "compact-error"),
-    );
-    await a.finish();
+    try {
+      await waitFor("a background compaction", () =>
+        events.some((e) => e.event === "compacted" || e.event === "compact-error"),
+      );
+    } finally {
+      await a.finish(); // a failed wait leaves no loop running
+    }
     assert.ok(!events.some((e) => e.event === "compact-error"), JSON.stringify(events));
   };
 
