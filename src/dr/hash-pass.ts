@@ -3,7 +3,7 @@
  * that, which yields the manifest. The manifest comes first in the archive, so every file is
  * hashed before any is archived; pack.ts reads each file again and re-hashes it.
  */
-import { createHash } from "node:crypto";
+import { createHash, hash } from "node:crypto";
 import { closeSync, fstatSync, openSync, readSync, type Stats } from "node:fs";
 import type { StatePosition } from "./manifest.js";
 import type { PackFile } from "./pack.js";
@@ -57,23 +57,30 @@ function readAndHash(
   buf: Buffer,
   onBytes: (n: number) => void,
 ): Planned {
-  const hash = createHash("sha256");
   let done = 0;
-  while (done < length) {
-    const n = readSync(fd, buf, 0, Math.min(buf.length, length - done), done);
-    if (n === 0) break; // shrank since we looked: the archive holds what was there
-    hash.update(buf.subarray(0, n));
-    done += n;
-    onBytes(n);
+  let sha256: string;
+  if (length <= buf.length) {
+    // The common file fits the buffer: hashed in one call (a Hash object costs more than
+    // hashing a few KB).
+    while (done < length) {
+      const n = readSync(fd, buf, done, length - done, done);
+      if (n === 0) break; // shrank since we looked: the archive holds what was there
+      done += n;
+    }
+    onBytes(done);
+    sha256 = hash("sha256", buf.subarray(0, done));
+  } else {
+    const h = createHash("sha256");
+    while (done < length) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, length - done), done);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+      done += n;
+      onBytes(n);
+    }
+    sha256 = h.digest("hex");
   }
-  return {
-    rel: f.rel,
-    abs: f.abs,
-    length: done,
-    mode: st.mode & 0o7777,
-    mtimeMs: st.mtimeMs,
-    sha256: hash.digest("hex"),
-  };
+  return { rel: f.rel, abs: f.abs, length: done, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs, sha256 };
 }
 
 /**

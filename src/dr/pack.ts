@@ -8,7 +8,7 @@
  * the two reads fails the backup with FileChangedError instead of producing an archive that disagrees with its own manifest. Output goes to the sink in a few
  * reused 1 MiB buffers, so gzip gets big chunks and memory stays flat whatever the file sizes.
  */
-import { createHash, type Hash } from "node:crypto";
+import { createHash, hash, type Hash } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
 import type { Writable } from "node:stream";
 import { BLOCK, writeHeader, type HeaderFields } from "./tar-header.js";
@@ -155,9 +155,9 @@ export async function writeTar(
       await put(f.data);
       opts.onBytes?.(f.data.length);
     } else {
-      const hash = createHash("sha256");
-      await copyFile(f, b, hash, opts.onBytes);
-      if (f.sha256 && hash.digest("hex") !== f.sha256) throw new FileChangedError(f.rel);
+      const copied = createHash("sha256");
+      await copyFile(f, b, copied, opts.onBytes);
+      if (f.sha256 && copied.digest("hex") !== f.sha256) throw new FileChangedError(f.rel);
     }
     await pad(padding(f.length));
   }
@@ -189,12 +189,7 @@ function copyInBatch(f: PackFile, b: BatchPool, onBytes?: (n: number) => void): 
   } finally {
     closeSync(fd);
   }
-  if (
-    f.sha256 &&
-    createHash("sha256")
-      .update(b.buf.subarray(start, start + f.length))
-      .digest("hex") !== f.sha256
-  ) {
+  if (f.sha256 && hash("sha256", b.buf.subarray(start, start + f.length)) !== f.sha256) {
     throw new FileChangedError(f.rel);
   }
   b.pos = start + f.length;

@@ -103,13 +103,13 @@ function drainedOrClosed(stream: NodeJS.EventEmitter): Promise<void> {
   });
 }
 
-/** Wraps a source to hash and count its raw bytes. */
+/** Wraps a source to hash and count its raw bytes (also into the garbage budget). */
 async function* measured(
   source: AsyncIterable<Buffer | string>,
   acc: { hash: Hash; bytes: number; split?: AgeSplitHasher },
+  budget: GarbageBudget,
   onProgress?: (bytesRead: number) => void,
 ): AsyncGenerator<Buffer> {
-  const budget = new GarbageBudget();
   for await (const c of source) {
     const chunk = typeof c === "string" ? Buffer.from(c) : c;
     acc.hash.update(chunk);
@@ -164,10 +164,21 @@ class Inflater {
   private gzHeaderNeeded = 10;
   private readonly seal = new SealChecker();
 
-  constructor(readonly tar: TarReader) {
+  /**
+   * `budget` counts the inflated chunks too: they are the most numerous fresh Buffers, several
+   * for each compressed one (counting only what is read let garbage pile up in proportion to
+   * the compression ratio, and peak memory grow with the size of a well-compressed file).
+   */
+  constructor(
+    readonly tar: TarReader,
+    budget: GarbageBudget,
+  ) {
     this.done = (async () => {
       try {
-        for await (const chunk of this.gunzip) await tar.push(chunk as Buffer);
+        for await (const chunk of this.gunzip) {
+          budget.add((chunk as Buffer).length);
+          await tar.push(chunk as Buffer);
+        }
         tar.finish();
       } catch (err) {
         this.failure ??= zlibToArchiveError(err);
@@ -263,7 +274,8 @@ export async function readArchive(
         `archive is damaged or altered: ${bad} (${opts.expectAgeFrom ?? "recorded"})`,
       );
   };
-  const it = measured(source, acc, opts.onProgress)[Symbol.asyncIterator]();
+  const budget = new GarbageBudget();
+  const it = measured(source, acc, budget, opts.onProgress)[Symbol.asyncIterator]();
   const { head, encrypted, age } = await sniff(it, opts);
   const decryptor = !encrypted
     ? undefined
@@ -276,7 +288,7 @@ export async function readArchive(
         )
       : new FernetDecryptor(opts.password!, opts.keyCache);
   const tar = new TarReader(handler);
-  const inflater = new Inflater(tar);
+  const inflater = new Inflater(tar, budget);
   // Every byte has been read when authentication fails: the sha256 so far is the archive's.
   const authFailed = (): UserError =>
     authFailure({

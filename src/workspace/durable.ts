@@ -4,7 +4,6 @@
  * file, of the folder that holds it.
  */
 import { randomBytes } from "node:crypto";
-import { execFile } from "node:child_process";
 import { closeSync, constants as fsc, fdatasync, fdatasyncSync, fsync, openSync, writeSync } from "node:fs";
 import {
   copyFile,
@@ -142,7 +141,9 @@ export class FsyncPool {
 }
 
 /** syncfs(2) of the file system holding `dir` via coreutils `sync -f`; false when unavailable. */
-export function syncFileSystem(dir: string): Promise<boolean> {
+export async function syncFileSystem(dir: string): Promise<boolean> {
+  // Loaded here: only a restore needs it, and every command imports this file.
+  const { execFile } = await import("node:child_process");
   return new Promise((resolve) => {
     execFile("sync", ["-f", dir], (err) => resolve(!err));
   });
