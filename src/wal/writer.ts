@@ -3,14 +3,10 @@
  *
  * - `append()` resolves only after its line is on disk (fdatasync), then after the commit gate.
  * - Group commit: everything queued while a sync is in flight goes out in one write + one sync.
- *   With many appends in flight, groups pipeline: a group's sync runs on the thread pool beside
- *   the older groups' (group-pacing.ts); groups are written in seq order and acknowledged in seq
- *   order, each only after its own syncs returned.
  * - seq and prev_hash are assigned when append() is called, so the chain follows call order;
  *   a seq is never handed out twice by one writer.
- * - Fail closed: a write or sync error rejects that batch, every append not yet acknowledged
- *   (older groups still syncing too) and every later one. Only a new `WalWriter.open()`
- *   resumes; it re-derives the tail from disk.
+ * - Fail closed: a write or sync error rejects that batch, every pending append and every later
+ *   one. Only a new `WalWriter.open()` resumes; it re-derives the tail from disk.
  * - Open repairs a torn tail (last line without newline, unparsable, or with a bad hash): the
  *   bytes after the last valid entry go to a sidecar `<file>.torn-<utc>` and are cut; the chain
  *   continues from the last valid entry. Only the end of the file is read.
@@ -20,14 +16,7 @@ import { constants as fsc } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { wrapError } from "../errors/errors.js";
-import {
-  datasyncFdInBackground,
-  durableMkdir,
-  fsyncDir,
-  writeAllFd,
-  writeAndDatasyncFd,
-  writeThenDatasyncFd,
-} from "../workspace/durable.js";
+import { durableMkdir, fsyncDir, writeAndDatasyncFd, writeThenDatasyncFd } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import {
   GENESIS_HASH,
@@ -40,13 +29,7 @@ import { GroupPacing } from "./group-pacing.js";
 import { LineBuffer } from "./line-buffer.js";
 import { scanTail, type TailScan } from "./tail.js";
 import { cutTornTail, type WalRepair } from "./tail-repair.js";
-import {
-  openUncommittedIndexForAppend,
-  uncommittedIndexPath,
-  uncommittedRowLine,
-  writeClosedMarker,
-} from "./recovery.js";
-import { SyncDescriptors } from "./sync-descriptors.js";
+import { openUncommittedIndexForAppend, uncommittedRowLine, writeClosedMarker } from "./recovery.js";
 
 /** `run-<UTC yyyymmddThhmmssSSS>Z-<4 hex>`. */
 export function newRunId(now: Date = new Date()): string {
@@ -76,7 +59,7 @@ export interface WalWriterOptions {
   clock?: () => number;
   /** Keep committed=false rows in the uncommitted index (default true). */
   uncommittedIndex?: boolean;
-  /** When groups pipeline (default: by the appends in flight; tests fix it). */
+  /** When groups pipeline (default: measured as the writer runs; tests fix it). */
   pacing?: GroupPacing;
 }
 
@@ -95,20 +78,6 @@ interface Pending {
   resolve: (e: WalEntry) => void;
   reject: (err: Error) => void;
 }
-
-/** A pipelined group written, its fdatasyncs (the WAL's, the index's) running on the thread pool. */
-interface SyncingGroup {
-  batch: Pending[];
-  /** Syncs of this group still running. */
-  running: number;
-}
-
-/**
- * Most pipelined groups syncing at once: libuv's thread pool has 4 threads (shared with the rest
- * of the process; a group with intents syncs the index too). Syncs that overlap join the same
- * journal commit when they can.
- */
-const MAX_GROUPS_SYNCING = 4;
 
 const openFiles = new Set<string>();
 
@@ -133,16 +102,8 @@ function takeSettlers(resolve: (e: WalEntry) => void, reject: (err: Error) => vo
 
 export class WalWriter {
   private queue: Pending[] = [];
-  /** Intents among the queued appends (their index rows make a group serialized). */
-  private queuedIntents = 0;
-  /** A serialized group's write and sync are in progress (nothing else starts meanwhile). */
+  /** A group's write and sync are in progress. */
   private syncing = false;
-  /** Pipelined groups whose fdatasync runs, oldest first; acknowledged in this order. */
-  private inFlight: SyncingGroup[] = [];
-  private readonly walSyncFds: SyncDescriptors;
-  private indexSyncFds: SyncDescriptors | undefined;
-  private syncsRunning = 0;
-  private syncsIdle: Array<() => void> = [];
   /** A flush is queued as a microtask (appends of the current tick join it). */
   private scheduled = false;
   /** Since when a probe waits for the event loop to turn (undefined: it turned since). */
@@ -173,7 +134,6 @@ export class WalWriter {
     this.lastHash = tail.last ? tail.last.entry_hash : GENESIS_HASH;
     this.durablePos = tail.last ? { runId, seq: tail.last.seq, entry_hash: tail.last.entry_hash } : undefined;
     this.pacing = opts.pacing ?? new GroupPacing();
-    this.walSyncFds = new SyncDescriptors(file);
   }
 
   /** Opens (creating if needed) the WAL of `runId`, repairing a torn tail. */
@@ -218,11 +178,6 @@ export class WalWriter {
     return this.nextSeq;
   }
 
-  /** fdatasyncs of pipelined groups running on the thread pool (status, tests). */
-  get syncsInFlight(): number {
-    return this.syncsRunning;
-  }
-
   /** Set once the writer failed closed. */
   get failed(): Error | undefined {
     return this.failure;
@@ -254,30 +209,15 @@ export class WalWriter {
     // One shared executor instead of a closure per append (see takeSettlers).
     const acked = new Promise<WalEntry>(takeSettlers);
     this.queue.push({ entry: built.entry, line: built.line, resolve: takenResolve, reject: takenReject });
-    if (!built.entry.committed && this.opts.uncommittedIndex !== false) this.queuedIntents++;
+    this.pacing.onAppend();
     if (this.syncing) return acked;
-    if (this.inFlight.length === 0) {
-      if (this.pacing.startEarly(this.queue.length)) {
-        // The other half builds its entries while this one syncs.
-        this.flush();
-      } else {
-        this.scheduleFlush();
-      }
-    } else if (this.canOverlap() && this.pacing.startBesideSyncs(this.queue.length)) {
+    if (this.pacing.startEarly(this.queue.length)) {
+      // The other half builds its entries while this one syncs.
       this.flush();
+    } else {
+      this.scheduleFlush();
     }
-    // Otherwise the next group starts when a running sync ends.
     return acked;
-  }
-
-  /** Whether the queue may go out while pipelined groups sync. */
-  private canOverlap(): boolean {
-    return this.inFlight.length < MAX_GROUPS_SYNCING && !this.syncing && this.canPipeline();
-  }
-
-  /** A group pipelines when its index rows (if any) can be written at once: the index is open. */
-  private canPipeline(): boolean {
-    return this.queuedIntents === 0 || this.indexFh !== undefined;
   }
 
   /** Flushes after the current microtasks, so that appends issued together share one sync. */
@@ -302,28 +242,21 @@ export class WalWriter {
 
   private readonly scheduledFlush = (): void => {
     this.scheduled = false;
-    if (!this.syncing && this.inFlight.length === 0 && this.queue.length > 0 && !this.failure) this.flush();
+    if (!this.syncing && this.queue.length > 0 && !this.failure) this.flush();
   };
 
   /**
    * Writes and syncs everything queued as one group, then settles it. Pipelined (see
-   * group-pacing.ts) its sync runs on the thread pool and the next groups are written and start
-   * their syncs meanwhile; merged, the callers resume first and their next appends join the next
-   * group. A group synced with blocking calls settles in the same tick: no promise between its
-   * sync and its callers.
+   * group-pacing.ts) the next group's write and sync start before this group's callers resume;
+   * merged, they resume first and their next appends join the next group. A group synced with
+   * blocking calls settles in the same tick: no promise between its sync and its callers.
    */
   private flush(): void {
-    const pipelined = this.pacing.pipelining;
-    const overlapping = pipelined && this.canPipeline();
     const batch = this.queue;
     this.queue = [];
-    this.queuedIntents = 0;
-    this.pacing.onGroupStart(batch.length);
-    if (overlapping) {
-      this.startSyncingGroup(batch);
-      return;
-    }
     this.syncing = true;
+    const pipelined = this.pacing.pipelining;
+    this.pacing.onGroupStart(batch.length);
     let synced: Promise<void> | undefined;
     try {
       synced = this.writeBatch(batch, pipelined);
@@ -331,86 +264,18 @@ export class WalWriter {
       this.groupFailed(err, batch);
       return;
     }
-    if (synced === undefined) this.serializedGroupDurable(batch);
+    if (synced === undefined) this.groupDurable(batch);
     else
       synced.then(
-        () => this.serializedGroupDurable(batch),
+        () => this.groupDurable(batch),
         (err: unknown) => this.groupFailed(err, batch),
       );
-  }
-
-  private serializedGroupDurable(batch: Pending[]): void {
-    this.syncing = false;
-    this.groupDurable(batch);
-  }
-
-  /**
-   * A pipelined group: written now (groups are written in seq order, on this thread, the index
-   * rows of its intents too), its fdatasyncs started on descriptors of their own beside the syncs
-   * already running. It is acknowledged once they, which started after its writes, have returned
-   * and every older group is acknowledged.
-   */
-  private startSyncingGroup(batch: Pending[]): void {
-    const group: SyncingGroup = { batch, running: 0 };
-    let walFd: number;
-    let indexFd: number | undefined;
-    try {
-      walFd = this.walSyncFds.take();
-      writeAllFd(this.fh!.fd, this.groupBytesOf(batch));
-      const rows = this.indexRowsOf(batch);
-      if (rows) {
-        this.indexSyncFds ??= new SyncDescriptors(uncommittedIndexPath(this.ws));
-        indexFd = this.indexSyncFds.take();
-        writeAllFd(this.indexFh!.fd, Buffer.from(rows, "utf8"));
-      }
-    } catch (err) {
-      this.groupFailed(err, batch);
-      return;
-    }
-    this.inFlight.push(group);
-    this.startSync(group, this.walSyncFds, walFd);
-    if (indexFd !== undefined) this.startSync(group, this.indexSyncFds!, indexFd);
-  }
-
-  private startSync(group: SyncingGroup, pool: SyncDescriptors, fd: number): void {
-    group.running++;
-    this.syncsRunning++;
-    datasyncFdInBackground(fd, (err) => {
-      pool.give(fd);
-      this.groupSynced(group, err);
-    });
-  }
-
-  private groupSynced(group: SyncingGroup, err: Error | null): void {
-    group.running--;
-    if (--this.syncsRunning === 0) {
-      const waiters = this.syncsIdle;
-      this.syncsIdle = [];
-      for (const w of waiters) w();
-    }
-    if (this.failure) return; // its appends were rejected with the failure
-    if (err) {
-      this.groupFailed(err, []);
-      return;
-    }
-    while (this.inFlight.length > 0 && this.inFlight[0].running === 0) {
-      const done = this.inFlight.shift()!;
-      this.groupDurable(done.batch);
-      if (this.failure) return;
-    }
   }
 
   private groupFailed(err: unknown, batch: Pending[]): void {
     this.syncing = false;
     this.failClosed(err, batch);
     this.wakeIdle();
-  }
-
-  /** Appends not yet acknowledged. */
-  private unacknowledged(): number {
-    let n = this.queue.length;
-    for (const g of this.inFlight) n += g.batch.length;
-    return n;
   }
 
   /** After a group's sync: publishes its position, starts the next group, settles this one. */
@@ -425,19 +290,12 @@ export class WalWriter {
         // A listener's failure is its own; the entries are durable.
       }
     }
-    this.pacing.onGroupSynced(batch.length + this.unacknowledged());
-    // Settled before the next group is written: its callers resume only after this tick anyway,
-    // and a failure of the next write comes after this group's acknowledgements.
+    this.syncing = false;
+    this.pacing.onGroupSynced(batch.length + this.queue.length);
+    if (this.pacing.pipelining && this.queue.length > 0 && !this.failure) this.flush();
+    this.pacing.onSettled(batch.length);
     this.settle(batch, pos);
-    if (
-      this.pacing.pipelining &&
-      this.queue.length > 0 &&
-      !this.failure &&
-      !this.syncing &&
-      (this.inFlight.length === 0 || this.canOverlap())
-    )
-      this.flush();
-    if (this.syncing || this.inFlight.length > 0) return;
+    if (this.syncing) return;
     if (this.queue.length > 0) this.scheduleFlush();
     else this.wakeIdle();
   }
@@ -472,33 +330,22 @@ export class WalWriter {
    */
   private writeBatch(batch: Pending[], pipelined: boolean): Promise<void> | undefined {
     const fd = this.fh!.fd;
-    const data = this.groupBytesOf(batch);
-    const rows = this.indexRowsOf(batch);
+    const out = this.groupBytes;
+    out.reset();
+    let rows = "";
+    for (const p of batch) {
+      out.add(p.line);
+      if (!p.entry.committed && this.opts.uncommittedIndex !== false) {
+        rows += uncommittedRowLine({ run_id: this.runId, seq: p.entry.seq, entry_hash: p.entry.entry_hash });
+      }
+    }
+    const data = out.bytes();
     if (rows) return this.writeBatchWithIndex(fd, data, rows, pipelined);
     if (pipelined) return writeThenDatasyncFd(fd, data);
     // Blocking: the thread-pool round trips of the async API cost a third of the throughput of
     // one caller awaiting each append.
     writeAndDatasyncFd(fd, data);
     return undefined;
-  }
-
-  /** The group's lines in the kept buffer: valid until the next group's. */
-  private groupBytesOf(batch: Pending[]): Buffer {
-    const out = this.groupBytes;
-    out.reset();
-    for (const p of batch) out.add(p.line);
-    return out.bytes();
-  }
-
-  /** The uncommitted-index rows of the group's intents ("" when none, or the index is off). */
-  private indexRowsOf(batch: Pending[]): string {
-    if (this.opts.uncommittedIndex === false) return "";
-    let rows = "";
-    for (const p of batch) {
-      if (p.entry.committed) continue;
-      rows += uncommittedRowLine({ run_id: this.runId, seq: p.entry.seq, entry_hash: p.entry.entry_hash });
-    }
-    return rows;
   }
 
   /** The index row of every acknowledged intent is durable too (both syncs run together). */
@@ -522,13 +369,8 @@ export class WalWriter {
     const rejected = new WalClosedError(`wal ${this.runId}: writer failed closed: ${cause.message}`, {
       cause,
     });
-    // Older groups still syncing are rejected too: nothing is acknowledged after a failure.
-    const pending: Pending[] = [];
-    for (const g of this.inFlight) pending.push(...g.batch);
-    pending.push(...batch, ...this.queue);
-    this.inFlight = [];
+    const pending = batch.concat(this.queue);
     this.queue = [];
-    this.queuedIntents = 0;
     for (const p of pending) p.reject(rejected);
     void this.releaseHandles();
   }
@@ -539,17 +381,13 @@ export class WalWriter {
     this.fh = undefined;
     this.indexFh = undefined;
     openFiles.delete(this.file);
-    // A sync still running keeps its descriptor: its number must not be reused under it.
-    if (this.syncsRunning > 0) await new Promise<void>((resolve) => this.syncsIdle.push(resolve));
-    this.walSyncFds.closeAll();
-    this.indexSyncFds?.closeAll();
     await fh?.close().catch(() => {});
     await idx?.close().catch(() => {});
   }
 
   /** Resolves when every append issued so far is settled. */
   async drain(): Promise<void> {
-    if (!this.syncing && !this.scheduled && this.queue.length === 0 && this.inFlight.length === 0) return;
+    if (!this.syncing && !this.scheduled && this.queue.length === 0) return;
     await new Promise<void>((resolve) => this.idle.push(resolve));
   }
 

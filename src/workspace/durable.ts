@@ -4,7 +4,7 @@
  * file, of the folder that holds it.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, constants as fsc, fdatasync, fdatasyncSync, fsync, openSync, writeSync } from "node:fs";
+import { closeSync, constants as fsc, fdatasync, fdatasyncSync, fsync, writeSync } from "node:fs";
 import {
   copyFile,
   link,
@@ -84,29 +84,9 @@ export function writeThenDatasyncFd(fd: number, data: Buffer): Promise<void> {
   return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
-/** write() all of `data` as blocking calls (a short write is continued). */
-export function writeAllFd(fd: number, data: Buffer): void {
+function writeAllFd(fd: number, data: Buffer): void {
   let off = 0;
   while (off < data.length) off += writeSync(fd, data, off, data.length - off, null);
-}
-
-/**
- * fdatasync() on the thread pool, `done` called on the event loop: every byte written to the file
- * before the call is on disk once `done(null)` runs. A callback rather than a promise: on a group
- * commit's hot path a promise adds a microtask hop per sync.
- */
-export function datasyncFdInBackground(fd: number, done: (err: Error | null) => void): void {
-  fdatasync(fd, done);
-}
-
-/**
- * A descriptor of its own for syncing `file` (opened read-only: nothing is written through it).
- * Linux reports a writeback error once per open file description, to the first sync that asks:
- * syncs that run at the same time each need their own, or one could take the error of the
- * other's bytes and report success.
- */
-export function openSyncDescriptor(file: string): number {
-  return openSync(file, fsc.O_RDONLY);
 }
 
 /**

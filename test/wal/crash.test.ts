@@ -16,8 +16,6 @@ import { record, scratchWorkspace } from "./support/wal-helpers.js";
 
 const APPENDER = path.join(REPO_ROOT, "dist", "test", "wal", "support", "appender.js");
 const ROUNDS = Number(process.env.BERNSTEIN_CRASH_ROUNDS ?? 100);
-/** Rounds of the pipelined variant (64 in flight, group syncs overlapping). */
-const PIPELINED_ROUNDS = Math.ceil(ROUNDS / 3);
 const RUNS = 10;
 
 interface Round {
@@ -27,15 +25,9 @@ interface Round {
 }
 
 /** One child: wait until it is appending, let it run `killAfterMs` (0-40 ms), SIGKILL it. */
-function crashRound(
-  sdd: string,
-  runId: string,
-  concurrency: number,
-  killAfterMs: number,
-  mode: "default" | "pipelined" = "default",
-): Promise<Round> {
+function crashRound(sdd: string, runId: string, concurrency: number, killAfterMs: number): Promise<Round> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [APPENDER, sdd, runId, String(concurrency), mode], {
+    const child = spawn(process.execPath, [APPENDER, sdd, runId, String(concurrency)], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     const acked = new Map<number, string>();
@@ -73,82 +65,67 @@ function crashRound(
   });
 }
 
-interface CrashPlan {
-  rounds: number;
-  concurrency: (round: number) => number;
-  mode: "default" | "pipelined";
-}
-
-/** Kill rounds over RUNS files; after each, every acknowledged entry must be on disk with its hash. */
-function crashRounds(plan: CrashPlan, t: { diagnostic: (m: string) => void }) {
-  return withSeed("BERNSTEIN_WAL_KILL_SEED", async (rand) => {
-    const { ws, cleanup } = await scratchWorkspace();
-    try {
-      const everAcked = new Map<string, Map<number, string>>();
-      let totalAcked = 0;
-      let repairs = 0;
-      for (let round = 0; round < plan.rounds; round++) {
-        const runId = `run-crash-${round % RUNS}`;
-        const r = await crashRound(ws.root, runId, plan.concurrency(round), rand() * 40, plan.mode);
-        const acked = everAcked.get(runId) ?? new Map<number, string>();
-        everAcked.set(runId, acked);
-        for (const [seq, hash] of r.acked) {
-          assert.ok(
-            !acked.has(seq) || acked.get(seq) === hash,
-            `seq ${seq} acknowledged twice with different hashes`,
-          );
-          acked.set(seq, hash);
-        }
-        totalAcked += r.acked.size;
-
-        // Reopen: repairs a torn tail, never goes back before an acknowledged entry.
-        const w = await WalWriter.open(ws, runId);
-        if (w.repair) repairs++;
-        const maxAcked = Math.max(-1, ...acked.keys());
-        assert.ok(
-          w.nextSequence > maxAcked,
-          `round ${round}: reopened at ${w.nextSequence}, acked up to ${maxAcked}`,
-        );
-        const v = await verifyWal(ws.walFile(runId), runId);
-        assert.equal(v.ok, true, `round ${round}: ${JSON.stringify(v.errors.slice(0, 3))}`);
-        // Every acknowledged entry is there with its hash.
-        let found = 0;
-        for await (const { entry } of readWalEntries(ws.walFile(runId))) {
-          const want = acked.get(entry.seq);
-          if (want !== undefined) {
-            assert.equal(entry.entry_hash, want, `round ${round}: seq ${entry.seq}`);
-            found++;
-          }
-        }
-        assert.equal(found, acked.size, `round ${round}: acknowledged entries missing`);
-        // New appends continue the chain.
-        const e = await w.append(record(round));
-        assert.equal(e.seq, v.last_seq + 1);
-        assert.equal(e.prev_hash, v.last_hash);
-        acked.set(e.seq, e.entry_hash);
-        await w.close();
-      }
-      assert.ok(totalAcked > plan.rounds, `children acknowledged ${totalAcked} appends`);
-      // Every file ends intact.
-      for (const runId of everAcked.keys())
-        assert.equal((await verifyWal(ws.walFile(runId), runId)).ok, true);
-      t.diagnostic(
-        `${totalAcked} acknowledged appends over ${plan.rounds} kills; ${repairs} torn tails repaired`,
-      );
-    } finally {
-      await cleanup();
-    }
-  });
-}
-
 test(
   `crash test: ${ROUNDS} rounds of SIGKILL during concurrent appends lose no acknowledged entry`,
   { timeout: 600_000 },
-  (t) => crashRounds({ rounds: ROUNDS, concurrency: (round) => [1, 8, 64][round % 3], mode: "default" }, t),
-);
+  (t) =>
+    withSeed("BERNSTEIN_WAL_KILL_SEED", async (rand) => {
+      const { ws, cleanup } = await scratchWorkspace();
+      try {
+        const everAcked = new Map<string, Map<number, string>>();
+        let totalAcked = 0;
+        let repairs = 0;
+        for (let round = 0; round < ROUNDS; round++) {
+          const runId = `run-crash-${round % RUNS}`;
+          const concurrency = [1, 8, 64][round % 3];
+          const r = await crashRound(ws.root, runId, concurrency, rand() * 40);
+          const acked = everAcked.get(runId) ?? new Map<number, string>();
+          everAcked.set(runId, acked);
+          for (const [seq, hash] of r.acked) {
+            assert.ok(
+              !acked.has(seq) || acked.get(seq) === hash,
+              `seq ${seq} acknowledged twice with different hashes`,
+            );
+            acked.set(seq, hash);
+          }
+          totalAcked += r.acked.size;
 
-test(
-  `crash test: ${PIPELINED_ROUNDS} rounds of SIGKILL while pipelined group syncs overlap lose no acknowledged entry`,
-  { timeout: 600_000 },
-  (t) => crashRounds({ rounds: PIPELINED_ROUNDS, concurrency: () => 64, mode: "pipelined" }, t),
+          // Reopen: repairs a torn tail, never goes back before an acknowledged entry.
+          const w = await WalWriter.open(ws, runId);
+          if (w.repair) repairs++;
+          const maxAcked = Math.max(-1, ...acked.keys());
+          assert.ok(
+            w.nextSequence > maxAcked,
+            `round ${round}: reopened at ${w.nextSequence}, acked up to ${maxAcked}`,
+          );
+          const v = await verifyWal(ws.walFile(runId), runId);
+          assert.equal(v.ok, true, `round ${round}: ${JSON.stringify(v.errors.slice(0, 3))}`);
+          // Every acknowledged entry is there with its hash.
+          let found = 0;
+          for await (const { entry } of readWalEntries(ws.walFile(runId))) {
+            const want = acked.get(entry.seq);
+            if (want !== undefined) {
+              assert.equal(entry.entry_hash, want, `round ${round}: seq ${entry.seq}`);
+              found++;
+            }
+          }
+          assert.equal(found, acked.size, `round ${round}: acknowledged entries missing`);
+          // New appends continue the chain.
+          const e = await w.append(record(round));
+          assert.equal(e.seq, v.last_seq + 1);
+          assert.equal(e.prev_hash, v.last_hash);
+          acked.set(e.seq, e.entry_hash);
+          await w.close();
+        }
+        assert.ok(totalAcked > ROUNDS, `children acknowledged ${totalAcked} appends`);
+        // Every file ends intact.
+        for (const runId of everAcked.keys())
+          assert.equal((await verifyWal(ws.walFile(runId), runId)).ok, true);
+        t.diagnostic(
+          `${totalAcked} acknowledged appends over ${ROUNDS} kills; ${repairs} torn tails repaired`,
+        );
+      } finally {
+        await cleanup();
+      }
+    }),
 );

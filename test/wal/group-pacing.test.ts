@@ -1,37 +1,97 @@
 import assert from "node:assert/strict";
 import { rm, symlink } from "node:fs/promises";
 import { test } from "node:test";
-import { GroupPacing, OVERLAP_MIN_GROUP, PIPELINE_MIN_IN_FLIGHT } from "../../src/wal/group-pacing.js";
+import { GroupPacing, PIPELINE_MIN_IN_FLIGHT } from "../../src/wal/group-pacing.js";
 import type { WalPosition } from "../../src/wal/entry.js";
 import { verifyWal } from "../../src/wal/reader.js";
 import { uncommittedIndexPath } from "../../src/wal/recovery.js";
 import { WalClosedError, WalWriter } from "../../src/wal/writer.js";
-import { AlwaysPipelined, lines, record, scratchWorkspace } from "./support/wal-helpers.js";
+import { lines, record, scratchWorkspace } from "./support/wal-helpers.js";
 
-test("pacing: enough appends in flight pipeline, fewer sync on the main thread", () => {
-  const p = new GroupPacing();
+/** A clock the test moves by hand (milliseconds). */
+function manualClock(): { now: () => number; advance: (ms: number) => void } {
+  let t = 1000;
+  return { now: () => t, advance: (ms) => (t += ms) };
+}
+
+/** One group of `size`: it syncs for `syncMs`; its callers then come back over `refillMs`. */
+function runGroup(
+  p: GroupPacing,
+  clock: ReturnType<typeof manualClock>,
+  size: number,
+  syncMs: number,
+  refillMs: number,
+  inFlight = size,
+): void {
+  p.onGroupStart(size);
+  clock.advance(syncMs);
+  p.onGroupSynced(inFlight);
+  p.onSettled(size);
+  clock.advance(refillMs);
+  for (let i = 0; i < size; i++) p.onAppend();
+}
+
+test("pacing: a fast disk and a busy CPU pipeline; a slow disk keeps merged groups", () => {
+  const clock = manualClock();
+  const p = new GroupPacing(clock.now);
   assert.equal(p.pipelining, false, "the first group is merged: appends issued together share one sync");
-  p.onGroupStart(64);
-  p.onGroupSynced(64);
-  assert.equal(p.pipelining, true, "64 in flight: groups pipeline");
+  runGroup(p, clock, 64, 5, 1);
+  runGroup(p, clock, 64, 5, 1);
+  assert.equal(
+    p.pipelining,
+    false,
+    "sync 5 ms, 64 callers back in 1 ms: merged carries twice the appends per sync",
+  );
+  runGroup(p, clock, 64, 0.2, 0.5);
+  assert.equal(p.pipelining, true, "sync 0.2 ms < 0.5 ms for the callers to come back: pipeline");
   assert.equal(p.startEarly(31), false);
   assert.equal(p.startEarly(32), true, "half of the last group back with the disk idle: it goes out");
-  p.onGroupSynced(PIPELINE_MIN_IN_FLIGHT - 1);
-  assert.equal(p.pipelining, false, "one caller awaiting each append syncs on the main thread");
 });
 
-test("pacing: a group beside running syncs halves the last one, never below the minimum", () => {
-  const p = new GroupPacing();
-  p.onGroupStart(64);
-  p.onGroupSynced(64);
-  assert.equal(p.startBesideSyncs(31), false);
-  assert.equal(p.startBesideSyncs(32), true);
-  p.onGroupStart(32);
-  assert.equal(p.startBesideSyncs(16), true);
-  p.onGroupStart(16);
-  assert.equal(p.startBesideSyncs(8), false, "groups of one would cost a sync each");
-  assert.equal(p.startBesideSyncs(OVERLAP_MIN_GROUP), true);
+test("pacing: pipelined halves stay while a sync is shorter than building both halves", () => {
+  const clock = manualClock();
+  const p = new GroupPacing(clock.now);
+  runGroup(p, clock, 64, 0.2, 0.5);
+  runGroup(p, clock, 64, 0.2, 0.5);
+  assert.equal(p.pipelining, true);
+  runGroup(p, clock, 32, 0.8, 0.5);
+  assert.equal(p.pipelining, true, "sync 0.8 ms < 2 x 0.5 ms (the whole N's build time)");
+  runGroup(p, clock, 32, 1.5, 0.5);
+  assert.equal(p.pipelining, false, "sync 1.5 ms > 1 ms: back to merged groups");
 });
+
+test("pacing: a half still building when its sync is done keeps pipelining", () => {
+  const clock = manualClock();
+  const p = new GroupPacing(clock.now);
+  runGroup(p, clock, 64, 0.2, 0.5);
+  runGroup(p, clock, 64, 0.2, 0.5);
+  assert.equal(p.pipelining, true);
+  // The settled half has only partly come back when the next sync ends: the CPU is the bottleneck.
+  p.onGroupStart(32);
+  p.onSettled(32);
+  for (let i = 0; i < 10; i++) p.onAppend();
+  clock.advance(0.3);
+  p.onGroupSynced(64);
+  assert.equal(p.pipelining, true);
+});
+
+test("pacing: fewer appends in flight than the minimum never pipeline", () => {
+  const clock = manualClock();
+  const p = new GroupPacing(clock.now);
+  const few = PIPELINE_MIN_IN_FLIGHT - 1;
+  for (let i = 0; i < 3; i++) runGroup(p, clock, few, 0.01, 10);
+  assert.equal(p.pipelining, false, "one caller awaiting each append syncs on the main thread");
+  runGroup(p, clock, 1, 0.01, 10);
+  assert.equal(p.pipelining, false);
+});
+
+/** A fixed policy: every group pipelined (the sync on the thread pool, the next group first). */
+class AlwaysPipelined extends GroupPacing {
+  override pipelining = true;
+  override onGroupSynced(): void {
+    this.pipelining = true;
+  }
+}
 
 test("pipelined groups: every append resolves after its sync, in call order, and the chain verifies", async () => {
   const { ws, cleanup } = await scratchWorkspace();

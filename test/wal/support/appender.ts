@@ -3,24 +3,20 @@
  * callers, printing `<seq> <entry_hash>` on stdout for every acknowledged append (stdout to a
  * pipe is synchronous on Linux: once printed, the parent has it). Runs until killed.
  *
- * `pipelined`: every group pipelined and no intents (no index rows), so group syncs overlap.
- *
- * usage: node appender.js <sdd> <run-id> <concurrency> [pipelined]
+ * usage: node appender.js <sdd> <run-id> <concurrency>
  */
 import { Workspace } from "../../../src/workspace/layout.js";
 import { WalWriter } from "../../../src/wal/writer.js";
-import { AlwaysPipelined } from "./wal-helpers.js";
 
-const [sdd, runId, concurrencyText, mode] = process.argv.slice(2);
-const pipelined = mode === "pipelined";
+const [sdd, runId, concurrencyText] = process.argv.slice(2);
 const ws = new Workspace(sdd);
-const writer = await WalWriter.open(ws, runId, pipelined ? { pacing: new AlwaysPipelined() } : {});
+const writer = await WalWriter.open(ws, runId);
 process.stdout.write(`ready ${writer.nextSequence} ${writer.repair ? writer.repair.cut_bytes : 0}\n`);
 let n = 0;
 async function caller(id: number): Promise<void> {
   while (true) {
     const i = n++;
-    const committed = pipelined || i % 3 !== 0;
+    const committed = i % 3 !== 0;
     const e = await writer.append({
       decision_type: committed ? "task_completed" : "task_claimed",
       inputs: { task_id: `T-${i}`, attempt: 1, caller: id },
