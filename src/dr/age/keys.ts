@@ -135,9 +135,8 @@ const cacheKeyOf = (header: Buffer, identities: readonly string[]): string => {
 
 /**
  * Starts unwrapping the file key of the age file that begins with `head` (when its whole header
- * is there) into `cache`, so that loading the library and the first unwrap, a fifth of a CPU
- * second, run while the caller gets ready (locks, fsyncs, the staging worker) instead of after
- * its first read. A failure is kept for unwrapFileKeyCached to report, as unwrapping then would.
+ * is there) into `cache`, so that loading the library and the first unwrap run while the caller
+ * gets ready (locks, fsyncs, the staging worker) instead of after its first read. A failure is kept for unwrapFileKeyCached to report, as unwrapping then would.
  */
 export function startFileKeyUnwrap(head: Buffer, identities: readonly string[], cache: KeyCache): void {
   let length: number;
