@@ -111,6 +111,9 @@ const lookup = (table: Record<string, Register[]>, word: string | undefined): Re
 
 export async function registerCommands(program: Command, argv: string[] = []): Promise<void> {
   const [word, sub] = commandWords(argv);
+  // Without a command word, `--version` prints one line (before any help): it needs none of the
+  // command tree, whose modules cost most of the start-up.
+  if (word === undefined && (argv.includes("--version") || argv.includes("-V"))) return;
   let wanted = lookup(BY_WORD, word) ?? ALL;
   if (word === "dr") wanted = lookup(DR_BY_WORD, sub) ?? dr;
   for (const register of wanted) await register(program);
