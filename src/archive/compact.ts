@@ -104,8 +104,10 @@ function redundant(list: StoredSegment[]): {
  * Runs of consecutive small segments, cut into groups of at most `target` bytes (2 or more each).
  * With `fanout` (tiered), a run holds only segments whose sizes are within a factor of `fanout`
  * of each other, and becomes a group once it has `fanout` pieces or the next piece would overflow
- * the target; a shorter run waits for more pieces. A merge is then at least about twice its
- * largest piece, so no byte is rewritten more than log2(target / smallest segment) times.
+ * the target. A shorter run at the end of the chain waits for more pieces; one that something
+ * else follows (a piece of another tier, a hole, a segment at the target) can never grow, so it
+ * is merged as it is rather than left small for good. Most merges are then at least about twice
+ * their largest piece, which bounds how often a byte is rewritten.
  */
 export function mergeGroups(chain: StoredSegment[], target: number, fanout?: number): StoredSegment[][] {
   const groups: StoredSegment[][] = [];
@@ -127,10 +129,10 @@ export function mergeGroups(chain: StoredSegment[], target: number, fanout?: num
       s.from === prev.to &&
       (s.firstSeq === undefined || (prev.lastSeq !== undefined && s.firstSeq === prev.lastSeq + 1)) &&
       (fanout === undefined || Math.max(max, s.size) < fanout * Math.max(1, Math.min(min, s.size)));
-    if (prev && !follows) close(false);
+    if (prev && !follows) close(true);
     else if (prev && bytes + s.size > target) close(true);
     if (s.size >= target) {
-      close(false);
+      close(true);
       continue;
     }
     run.push(s);

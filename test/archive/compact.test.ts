@@ -157,6 +157,15 @@ describe("dr archive-compact", () => {
       ["10-20", "20-30"],
     ]);
     assert.deepEqual(keys(mergeGroups([seg(0, 10), seg(11, 20), seg(20, 25)], 100)), [["11-20", "20-25"]]);
+    // Tiered: a short run that a piece of another tier follows can never grow, so it merges; the
+    // short run at the end of the chain waits for more pieces.
+    assert.deepEqual(
+      keys(mergeGroups([seg(0, 1), seg(1, 2), seg(2, 3), seg(3, 13), seg(13, 23), seg(23, 33)], 1000, 8)),
+      [["0-1", "1-2", "2-3"]],
+    );
+    assert.deepEqual(keys(mergeGroups([seg(0, 1), seg(1, 2), seg(2, 1002), seg(1002, 1003)], 1000, 8)), [
+      ["0-1", "1-2"],
+    ]);
   });
 });
 
