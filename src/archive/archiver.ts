@@ -136,17 +136,22 @@ export class Archiver {
       if (result && result.segments > 0) this.uploadTimes.push(took);
       if (this.uploadTimes.length > UPLOADS_REMEMBERED) this.uploadTimes.shift();
       if (this.stopping) break;
-      this.compactWhenDue();
+      this.compactWhenDue(result !== undefined && result.segments === 0);
       await this.pause(Math.max(0, this.cyclePeriod() - took));
     }
     await this.compacting; // stops before its next merge (the one in flight is stored first)
   }
 
-  /** Starts a background compaction of the generation once enough segments were stored. */
-  private compactWhenDue(): void {
+  /**
+   * Starts a background compaction of the generation once enough segments were stored, or, at the
+   * first cycle that found nothing to ship, once any were: when the writes stop, the pieces
+   * stored since the last look would otherwise stay small until the next burst.
+   */
+  private compactWhenDue(idle: boolean): void {
     const target = this.opts.compactTargetBytes;
     const gen = this.gen;
-    if (!target || !gen || this.compacting || this.storedSinceCompaction < COMPACT_FANOUT) return;
+    const due = idle ? this.storedSinceCompaction > 0 : this.storedSinceCompaction >= COMPACT_FANOUT;
+    if (!target || !gen || this.compacting || !due) return;
     this.storedSinceCompaction = 0;
     this.compacting = this.compact(gen, target).finally(() => (this.compacting = undefined));
   }
