@@ -5,7 +5,9 @@
  * counts it directly, in children whose heap is set so that no full GC runs during the restore:
  * the old generation may grow by a few bytes per line replayed (survivors of the young
  * generation), not by an object per line. Two restores of the same archive, to its middle and to
- * its end, each in a fresh process: the difference is what the lines cost.
+ * its end, each in a fresh process: the difference is what the lines cost. Load on the machine
+ * only adds to a child's growth (more young objects are alive, and promoted, when a scavenge comes
+ * in the middle of slow I/O), so each point is measured a few times and its least growth counts.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -20,6 +22,7 @@ const BATCHES = 6;
 const PER_BATCH = 5000;
 /** Old-generation bytes a replayed line may leave (each line allocates about 2 KB in the young one). */
 const BYTES_PER_LINE = 24;
+const TRIES = 3;
 
 let fx: ArchivedFixture;
 
@@ -58,10 +61,22 @@ function runChild(seq: number | "latest"): Promise<Measured> {
   );
 }
 
+/** The least growth over TRIES fresh children per point (alternating, so load falls on both). */
+async function leastGrowth(total: number): Promise<[Measured, Measured, string]> {
+  const halves: Measured[] = [];
+  const latests: Measured[] = [];
+  for (let i = 0; i < TRIES; i++) {
+    halves.push(await runChild(total / 2 - 1));
+    latests.push(await runChild("latest"));
+  }
+  const least = (ms: Measured[]) => ms.reduce((a, b) => (b.old_space_grown < a.old_space_grown ? b : a));
+  const seen = `half ${halves.map((m) => m.old_space_grown).join(", ")}; latest ${latests.map((m) => m.old_space_grown).join(", ")}`;
+  return [least(halves), least(latests), seen];
+}
+
 test("a point restore leaves no per-line garbage in the old generation", async () => {
   const total = BATCHES * PER_BATCH;
-  const half = await runChild(total / 2 - 1);
-  const latest = await runChild("latest");
+  const [half, latest, seen] = await leastGrowth(total);
   assert.deepEqual([half.lines, latest.lines], [total / 2, total]);
   assert.ok(latest.segments >= BATCHES, `restored from ${latest.segments} segments`);
   assert.deepEqual(
@@ -73,6 +88,6 @@ test("a point restore leaves no per-line garbage in the old generation", async (
   const perLine = (latest.old_space_grown - half.old_space_grown) / (latest.lines - half.lines);
   assert.ok(
     perLine <= BYTES_PER_LINE,
-    `the old generation grew by ${half.old_space_grown} bytes restoring ${half.lines} lines and by ${latest.old_space_grown} restoring ${latest.lines}: ${perLine.toFixed(1)} bytes per line (at most ${BYTES_PER_LINE})`,
+    `the old generation grew by ${half.old_space_grown} bytes restoring ${half.lines} lines and by ${latest.old_space_grown} restoring ${latest.lines} (least of ${TRIES} children each; all: ${seen}): ${perLine.toFixed(1)} bytes per line (at most ${BYTES_PER_LINE})`,
   );
 });
