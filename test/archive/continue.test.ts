@@ -12,6 +12,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { scratchDir, waitFor } from "../helpers.js";
 import { taskCounts } from "../orchestrator/support/task-counts.js";
+import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
 
 const taskFile = (id: string, command: string): string =>
@@ -34,6 +35,14 @@ describe("start continues from a point-in-time restore", () => {
     assert.equal(r.code, 0, r.stderr);
     return JSON.parse(r.stdout) as { tasks: Record<string, number>; orchestrator: { running: boolean } };
   };
+  /** Decisions of a type committed to the WAL: a task's file moves before its commit is written. */
+  const committed = async (type: string) => {
+    let n = 0;
+    for (const run of await listRuns(f.ws))
+      for await (const { entry } of readWalEntries(run.file))
+        if (entry.committed && entry.decision_type === type) n++;
+    return n;
+  };
   const open = (id: string, command: string) =>
     writeFile(f.ws.p("backlog", "open", `${id}.md`), taskFile(id, command));
 
@@ -46,9 +55,10 @@ describe("start continues from a point-in-time restore", () => {
     assert.equal((await f.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
     const started = await f.cli(["start", "--detach", "--max-agents", "6", "--poll", "50"]);
     assert.equal(started.code, 0, started.stderr);
-    await waitFor("3 done and 3 held", async () => {
+    await waitFor("3 done (committed) and 3 held", async () => {
       const t = await taskCounts(f.ws);
-      return t.done === 3 && t.claimed === 3;
+      if (t.done !== 3 || t.claimed !== 3) return false;
+      return (await committed("task_completed")) === 3 && (await committed("task_claimed")) === 6;
     });
     const at = new Date().toISOString();
     while (new Date().toISOString() === at); // anything later is stamped after the noted instant
