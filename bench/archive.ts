@@ -7,7 +7,7 @@
  *   gate); baseline: the store's round trip (a small put), measured in the same run.
  * - Overhead on the WAL's throughput at 64 in flight, with the archiver shipping (100 ms interval,
  *   background compaction at its default as in `start --archive-to` and `dr archive`) in the
- *   writer's process and as `dr archive` in its own, to S3 and to a folder, against the same
+ *   writer's process (on its own thread, as `start --archive-to` runs it) and as `dr archive` in its own, to S3 and to a folder, against the same
  *   writer alone, alternating rounds; goal ratio >= 0.95 each. Each archiver is timed at its
  *   steady state, after its start-up and a warm-up it has caught up with
  *   (bench/support/archive-overhead.ts). CPU per append of the writer's process (the in-process
@@ -405,6 +405,7 @@ function overheadStores(root: string, s3: { endpoint: string; child: ChildProces
       name: "s3",
       open: s3Store,
       cliArgs: (prefix) => ["--to", `s3://bench/overhead-${prefix}/`, "--endpoint", s3.endpoint],
+      location: (prefix) => ({ to: `s3://bench/overhead-${prefix}/`, endpoint: s3.endpoint }),
       pid: s3.child.pid,
       clear: async (prefix) => {
         const store = await s3Store(prefix);
@@ -418,6 +419,7 @@ function overheadStores(root: string, s3: { endpoint: string; child: ChildProces
         return storeFor(parseCatalogueLocation(folder(prefix)), {});
       },
       cliArgs: (prefix) => ["--to", folder(prefix)],
+      location: (prefix) => ({ to: folder(prefix) }),
       clear: (prefix) => rm(folder(prefix), { recursive: true, force: true }),
     },
   ];

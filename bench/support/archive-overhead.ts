@@ -1,7 +1,7 @@
 /**
  * The archiver's steady-state cost on the WAL writer's throughput (bench:archive, section
  * `overhead`): the writer appends with 64 in flight for a few seconds, alone, with the archiver in
- * its process (as `start --archive-to` hosts it) and with `dr archive` in a process of its own,
+ * its process (as `start --archive-to` hosts it: a thread of its own) and with `dr archive` in a process of its own,
  * each against S3 (s3rver in its own process) and a folder, rounds alternating.
  *
  * Each run starts its archiver (generation, base snapshot, first listing), appends a warm-up and
@@ -13,7 +13,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { readFile, rm } from "node:fs/promises";
 import path from "node:path";
-import { Archiver } from "../../src/archive/archiver.js";
+import { ArchiverThread } from "../../src/archive/archiver-thread.js";
 import { readArchiveStatus } from "../../src/archive/health.js";
 import type { BackupStore } from "../../src/storage/store.js";
 import { WalWriter } from "../../src/wal/writer.js";
@@ -29,6 +29,8 @@ export interface OverheadStore {
   open(prefix: string): Promise<BackupStore>;
   /** `dr archive` arguments that name the same location. */
   cliArgs(prefix: string): string[];
+  /** The same location for the archiver in this process (as `start --archive-to` names it). */
+  location(prefix: string): { to: string; endpoint?: string };
   /** The store's own process (s3rver), whose CPU is measured beside the archiver's. */
   pid?: number;
   /** Removes what a run stored (outside the timed window). */
@@ -144,16 +146,20 @@ export async function overheadRun(
 ): Promise<OverheadRun> {
   const { workspace: ws } = await initWorkspace(path.join(root, label, ".sdd"));
   const started = Date.now();
-  let archiver: Archiver | undefined;
+  let archiver: ArchiverThread | undefined;
   let child: ChildProcess | undefined;
   if (form === "in_process") {
-    archiver = new Archiver({
-      store: await store!.open(label),
-      ws,
+    await store!.open(label); // a folder store is made by the command in front of the archiver
+    const { to, endpoint } = store!.location(label);
+    archiver = new ArchiverThread({
+      sddDir: ws.root,
+      to,
+      s3: { endpoint, retries: 3 },
       intervalMs: spec.intervalMs,
       snapshotIntervalMs: 86_400_000,
       compactTargetBytes: DEFAULT_COMPACT_TARGET_BYTES,
     });
+    await archiver.started();
     await archiver.step();
     archiver.start((err) => process.stderr.write(`archiver: ${String(err)}\n`));
   } else if (form === "own_process") {
