@@ -41,8 +41,10 @@ export interface OverheadRun {
   appends: number;
   wall_s: number;
   appends_per_s: number;
-  /** CPU seconds of this process over the timed window (the in-process archiver's included). */
+  /** CPU seconds of this process over the timed window (the in-process archiver's thread included). */
   writer_cpu_s: number;
+  /** CPU seconds of this process's main thread alone (the WAL writer's event loop). */
+  writer_thread_cpu_s: number;
   /** `dr archive`'s own CPU seconds over the window. */
   archiver_cpu_s?: number;
   /** The store process's CPU seconds over the window (s3rver and its front proxy). */
@@ -62,9 +64,12 @@ const IN_FLIGHT = 64;
 
 const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout) || 100;
 
-/** CPU seconds (user + system) a live process has used so far (Linux /proc). */
-export async function processCpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+/** CPU seconds (user + system) a live process, or one thread of it, has used so far (Linux /proc). */
+export async function processCpuSeconds(pid: number, thread?: number): Promise<number> {
+  const stat = await readFile(
+    thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`,
+    "utf8",
+  );
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
@@ -176,10 +181,12 @@ export async function overheadRun(
     child ? processCpuSeconds(child.pid!) : 0,
   ]);
   const c0 = ownCpuSeconds();
+  const m0 = await processCpuSeconds(process.pid, process.pid);
   const t0 = performance.now();
   const appends = await appendWhile(wal, spec.warmup, { seconds: spec.seconds });
   const wall = (performance.now() - t0) / 1000;
   const writerCpu = ownCpuSeconds() - c0;
+  const writerThreadCpu = (await processCpuSeconds(process.pid, process.pid)) - m0;
   const [s1, a1] = await Promise.all([
     storePid ? processCpuSeconds(storePid) : 0,
     child ? processCpuSeconds(child.pid!) : 0,
@@ -199,6 +206,7 @@ export async function overheadRun(
     wall_s: wall,
     appends_per_s: appends / wall,
     writer_cpu_s: writerCpu,
+    writer_thread_cpu_s: writerThreadCpu,
     ...(child ? { archiver_cpu_s: a1 - a0 } : {}),
     ...(storePid ? { store_cpu_s: s1 - s0 } : {}),
     ...(form === "alone" ? {} : { steady_after_s: steadyAfter }),
