@@ -7,11 +7,11 @@
  *   gate); baseline: the store's round trip (a small put), measured in the same run.
  * - Overhead on the WAL's throughput at 64 in flight, with the archiver shipping (100 ms interval,
  *   background compaction at its default as in `start --archive-to` and `dr archive`) in the
- *   writer's process and as `dr archive` in its own, to S3 and to a folder, against the same
+ *   writer's process (on its own thread, as `start --archive-to` runs it) and as `dr archive` in its own, to S3 and to a folder, against the same
  *   writer alone, alternating rounds; goal ratio >= 0.95 each. Each archiver is timed at its
  *   steady state, after its start-up and a warm-up it has caught up with
  *   (bench/support/archive-overhead.ts). CPU per append of the writer's process (the in-process
- *   archiver's included), per entry of `dr archive`'s and of the S3 server's process.
+ *   archiver's thread included) and of its main thread alone, per entry of `dr archive`'s and of the S3 server's process.
  * - Restore to a point `--decisions` decisions after its snapshot (`dr archive-restore --latest`,
  *   a whole process: wall and peak RSS) against `dr restore` of a backup of the same state.
  * - Objects and bytes per day at 1 decision/s, from the segments measured per cycle.
@@ -294,6 +294,7 @@ async function overheadSection(root: string, stores: OverheadStore[], goals: Goa
     appends_per_s: round(median(rs.map((r) => r.appends_per_s)), 0),
     appends: round(median(rs.map((r) => r.appends)), 0),
     writer_process_cpu_us_per_append: med(rs, (r) => us(r.writer_cpu_s, r.appends)),
+    writer_thread_cpu_us_per_append: med(rs, (r) => us(r.writer_thread_cpu_s, r.appends)),
     archiver_process_cpu_us_per_entry: med(rs, (r) => us(r.archiver_cpu_s, r.appends)),
     store_process_cpu_us_per_entry: med(rs, (r) => us(r.store_cpu_s, r.appends)),
     steady_after_s: med(rs, (r) => r.steady_after_s),
@@ -405,6 +406,7 @@ function overheadStores(root: string, s3: { endpoint: string; child: ChildProces
       name: "s3",
       open: s3Store,
       cliArgs: (prefix) => ["--to", `s3://bench/overhead-${prefix}/`, "--endpoint", s3.endpoint],
+      location: (prefix) => ({ to: `s3://bench/overhead-${prefix}/`, endpoint: s3.endpoint }),
       pid: s3.child.pid,
       clear: async (prefix) => {
         const store = await s3Store(prefix);
@@ -418,6 +420,7 @@ function overheadStores(root: string, s3: { endpoint: string; child: ChildProces
         return storeFor(parseCatalogueLocation(folder(prefix)), {});
       },
       cliArgs: (prefix) => ["--to", folder(prefix)],
+      location: (prefix) => ({ to: folder(prefix) }),
       clear: (prefix) => rm(folder(prefix), { recursive: true, force: true }),
     },
   ];

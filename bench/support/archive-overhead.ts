@@ -1,7 +1,7 @@
 /**
  * The archiver's steady-state cost on the WAL writer's throughput (bench:archive, section
  * `overhead`): the writer appends with 64 in flight for a few seconds, alone, with the archiver in
- * its process (as `start --archive-to` hosts it) and with `dr archive` in a process of its own,
+ * its process (as `start --archive-to` hosts it: a thread of its own) and with `dr archive` in a process of its own,
  * each against S3 (s3rver in its own process) and a folder, rounds alternating.
  *
  * Each run starts its archiver (generation, base snapshot, first listing), appends a warm-up and
@@ -13,7 +13,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { readFile, rm } from "node:fs/promises";
 import path from "node:path";
-import { Archiver } from "../../src/archive/archiver.js";
+import { ArchiverThread } from "../../src/archive/archiver-thread.js";
 import { readArchiveStatus } from "../../src/archive/health.js";
 import type { BackupStore } from "../../src/storage/store.js";
 import { WalWriter } from "../../src/wal/writer.js";
@@ -29,6 +29,8 @@ export interface OverheadStore {
   open(prefix: string): Promise<BackupStore>;
   /** `dr archive` arguments that name the same location. */
   cliArgs(prefix: string): string[];
+  /** The same location for the archiver in this process (as `start --archive-to` names it). */
+  location(prefix: string): { to: string; endpoint?: string };
   /** The store's own process (s3rver), whose CPU is measured beside the archiver's. */
   pid?: number;
   /** Removes what a run stored (outside the timed window). */
@@ -39,8 +41,10 @@ export interface OverheadRun {
   appends: number;
   wall_s: number;
   appends_per_s: number;
-  /** CPU seconds of this process over the timed window (the in-process archiver's included). */
+  /** CPU seconds of this process over the timed window (the in-process archiver's thread included). */
   writer_cpu_s: number;
+  /** CPU seconds of this process's main thread alone (the WAL writer's event loop). */
+  writer_thread_cpu_s: number;
   /** `dr archive`'s own CPU seconds over the window. */
   archiver_cpu_s?: number;
   /** The store process's CPU seconds over the window (s3rver and its front proxy). */
@@ -60,9 +64,12 @@ const IN_FLIGHT = 64;
 
 const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout) || 100;
 
-/** CPU seconds (user + system) a live process has used so far (Linux /proc). */
-export async function processCpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+/** CPU seconds (user + system) a live process, or one thread of it, has used so far (Linux /proc). */
+export async function processCpuSeconds(pid: number, thread?: number): Promise<number> {
+  const stat = await readFile(
+    thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`,
+    "utf8",
+  );
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
@@ -144,16 +151,20 @@ export async function overheadRun(
 ): Promise<OverheadRun> {
   const { workspace: ws } = await initWorkspace(path.join(root, label, ".sdd"));
   const started = Date.now();
-  let archiver: Archiver | undefined;
+  let archiver: ArchiverThread | undefined;
   let child: ChildProcess | undefined;
   if (form === "in_process") {
-    archiver = new Archiver({
-      store: await store!.open(label),
-      ws,
+    await store!.open(label); // a folder store is made by the command in front of the archiver
+    const { to, endpoint } = store!.location(label);
+    archiver = new ArchiverThread({
+      sddDir: ws.root,
+      to,
+      s3: { endpoint, retries: 3 },
       intervalMs: spec.intervalMs,
       snapshotIntervalMs: 86_400_000,
       compactTargetBytes: DEFAULT_COMPACT_TARGET_BYTES,
     });
+    await archiver.started();
     await archiver.step();
     archiver.start((err) => process.stderr.write(`archiver: ${String(err)}\n`));
   } else if (form === "own_process") {
@@ -170,10 +181,12 @@ export async function overheadRun(
     child ? processCpuSeconds(child.pid!) : 0,
   ]);
   const c0 = ownCpuSeconds();
+  const m0 = await processCpuSeconds(process.pid, process.pid);
   const t0 = performance.now();
   const appends = await appendWhile(wal, spec.warmup, { seconds: spec.seconds });
   const wall = (performance.now() - t0) / 1000;
   const writerCpu = ownCpuSeconds() - c0;
+  const writerThreadCpu = (await processCpuSeconds(process.pid, process.pid)) - m0;
   const [s1, a1] = await Promise.all([
     storePid ? processCpuSeconds(storePid) : 0,
     child ? processCpuSeconds(child.pid!) : 0,
@@ -193,6 +206,7 @@ export async function overheadRun(
     wall_s: wall,
     appends_per_s: appends / wall,
     writer_cpu_s: writerCpu,
+    writer_thread_cpu_s: writerThreadCpu,
     ...(child ? { archiver_cpu_s: a1 - a0 } : {}),
     ...(storePid ? { store_cpu_s: s1 - s0 } : {}),
     ...(form === "alone" ? {} : { steady_after_s: steadyAfter }),

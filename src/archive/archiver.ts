@@ -126,6 +126,12 @@ export class Archiver {
     for (const wake of this.wakers) wake();
   }
 
+  /** Stops the loop started by start(); resolves once its cycle in flight is done. */
+  async halt(): Promise<void> {
+    this.stop();
+    await this.loop;
+  }
+
   /** Runs until stop(); resolves once the cycle in flight is done. */
   async run(): Promise<void> {
     await this.health.started();

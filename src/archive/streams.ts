@@ -111,7 +111,7 @@ export async function readDurable(
     if (size < after.length) return undefined;
     let want = Math.min(size - after.length, maxBytes);
     for (;;) {
-      const buf = Buffer.alloc(want);
+      const buf = Buffer.allocUnsafe(want); // only the bytes read are used
       const { bytesRead } = await fh.read(buf, 0, want, after.length);
       const data = buf.subarray(0, bytesRead);
       const lastNl = data.lastIndexOf(0x0a);

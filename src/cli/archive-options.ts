@@ -6,6 +6,7 @@
 import path from "node:path";
 import type { Command } from "commander";
 import { Archiver, type ArchiverEvent } from "../archive/archiver.js";
+import { ArchiverThread } from "../archive/archiver-thread.js";
 import { assertNoOtherArchiver } from "../archive/health.js";
 import { checkMetricsFile } from "../dr/backup-metrics.js";
 import { ExitCode, UserError, destinationError } from "../errors/errors.js";
@@ -63,8 +64,8 @@ export interface ArchiverSpec {
   what: string;
 }
 
-/** Opens the store (creating a folder store) and builds the archiver; refuses a second one (exit 3). */
-export async function openArchiver(ws: Workspace, spec: ArchiverSpec): Promise<Archiver> {
+/** What an archiver needs before it starts: a writable metrics file, no other archiver (exit 3), the folder store made. */
+async function prepareArchive(ws: Workspace, spec: ArchiverSpec): Promise<void> {
   if (spec.metricsFile !== undefined) await checkMetricsFile(spec.metricsFile);
   await assertNoOtherArchiver(ws.root, spec.what);
   const loc = parseCatalogueLocation(spec.to);
@@ -73,21 +74,35 @@ export async function openArchiver(ws: Workspace, spec: ArchiverSpec): Promise<A
       throw destinationError(`cannot create ${loc.path}`, err) ?? err;
     });
   }
-  const store = await storeFor(loc, spec.s3);
-  return new Archiver({
-    store,
-    ws,
-    intervalMs: spec.intervalMs,
-    snapshotIntervalMs: spec.snapshotIntervalMs,
-    metricsFile: spec.metricsFile && path.resolve(spec.metricsFile),
-    compactTargetBytes: spec.compactTargetBytes,
-    sync: spec.sync,
-    password: spec.password,
-    recipients: spec.recipients,
-    plainChosen: spec.plainChosen,
-    auditKeyPath: spec.auditKeyPath,
-    log: spec.log,
-  });
+}
+
+/** The archiver's options from the flags (the store and the workspace apart). */
+const archiverOptions = (spec: ArchiverSpec) => ({
+  intervalMs: spec.intervalMs,
+  snapshotIntervalMs: spec.snapshotIntervalMs,
+  metricsFile: spec.metricsFile && path.resolve(spec.metricsFile),
+  compactTargetBytes: spec.compactTargetBytes,
+  sync: spec.sync,
+  password: spec.password,
+  recipients: spec.recipients,
+  plainChosen: spec.plainChosen,
+  auditKeyPath: spec.auditKeyPath,
+});
+
+/** Opens the store (creating a folder store) and builds the archiver; refuses a second one (exit 3). */
+export async function openArchiver(ws: Workspace, spec: ArchiverSpec): Promise<Archiver> {
+  await prepareArchive(ws, spec);
+  const store = await storeFor(parseCatalogueLocation(spec.to), spec.s3);
+  return new Archiver({ store, ws, ...archiverOptions(spec), log: spec.log });
+}
+
+/** The same archiver on a thread of its own (`start --archive-to`: off the WAL writer's event loop). */
+export async function openArchiverThread(ws: Workspace, spec: ArchiverSpec): Promise<ArchiverThread> {
+  await prepareArchive(ws, spec);
+  return new ArchiverThread(
+    { sddDir: ws.root, to: spec.to, s3: spec.s3, ...archiverOptions(spec) },
+    spec.log,
+  );
 }
 
 /** What an archiver event says, one line. */
@@ -243,7 +258,7 @@ export async function startArchiveForStart(
       `workspace ${ws.root} is locked by ${describeHolder(lock.info)}; stop it first (bernstein stop)`,
       ExitCode.LOCKED,
     );
-  const archiver = await openArchiver(ws, {
+  const archiver = await openArchiverThread(ws, {
     to: flags.archiveTo,
     intervalMs: flags.archiveInterval ?? DEFAULT_INTERVAL_MS,
     snapshotIntervalMs: flags.archiveSnapshotInterval ?? DEFAULT_SNAPSHOT_INTERVAL_MS,
@@ -262,14 +277,20 @@ export async function startArchiveForStart(
     log: (e) =>
       e.event === "cycle" ? undefined : log(`archive: ${describeArchiverEvent(e)}`, e.event === "error"),
   });
-  await archiver.health.started();
-  const first = await archiver.step();
-  if (flags.sync && !first) {
-    await archiver.health.stopped();
-    throw new UserError(
-      `start --sync: the archive ${flags.archiveTo} cannot be written (${archiver.health.snapshot().last_error}); no decision can be made`,
-      ExitCode.REMOTE,
-    );
+  let first;
+  try {
+    await archiver.started();
+    first = await archiver.step();
+    if (flags.sync && !first) {
+      await archiver.stopped();
+      throw new UserError(
+        `start --sync: the archive ${flags.archiveTo} cannot be written (${(await archiver.status()).last_error}); no decision can be made`,
+        ExitCode.REMOTE,
+      );
+    }
+  } catch (err) {
+    await archiver.stop();
+    throw err;
   }
   const how = keys.recipients ? ", encrypted to age recipients" : keys.password ? ", encrypted" : "";
   log(`archive: to ${flags.archiveTo}${how}${flags.sync ? " (--sync: decisions wait for the store)" : ""}`);

@@ -34,7 +34,9 @@ export class PartPool {
 
 /**
  * Cuts a byte stream into parts of exactly `size()` bytes (the last may be shorter), copying
- * each chunk once into a part buffer from the pool.
+ * each chunk once into a part buffer from the pool. A stream that is one chunk shorter than a
+ * part (an archive segment handed over whole) is yielded as that chunk, not copied; it is never
+ * a full part, so it never goes back to the pool.
  */
 export async function* readParts(
   source: Readable,
@@ -43,8 +45,23 @@ export async function* readParts(
 ): AsyncGenerator<Buffer> {
   let part: Buffer | undefined;
   let filled = 0;
+  /** The first chunk, shorter than a part, until another follows (then it is copied). */
+  let whole: Buffer | undefined;
+  let first = true;
   for await (const chunk of source) {
     let buf = chunk as Buffer;
+    if (first && buf.length < size()) {
+      first = false;
+      whole = buf;
+      continue;
+    }
+    first = false;
+    if (whole !== undefined) {
+      part = pool.acquire(size());
+      whole.copy(part);
+      filled = whole.length;
+      whole = undefined;
+    }
     while (buf.length > 0) {
       part ??= pool.acquire(size());
       const take = Math.min(part.length - filled, buf.length);
@@ -58,7 +75,8 @@ export async function* readParts(
       }
     }
   }
-  if (part !== undefined) yield part.subarray(0, filled);
+  if (whole !== undefined) yield whole;
+  else if (part !== undefined) yield part.subarray(0, filled);
 }
 
 export type Retry = <T>(op: string, fn: () => Promise<T>) => Promise<T>;

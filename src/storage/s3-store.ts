@@ -192,6 +192,8 @@ export class S3Store implements BackupStore {
     const upload: UploadState = { completeAttempted: false };
     // The store stated the SHA-256 it computed over the bytes it stored: no read-back needed.
     let confirmed = false;
+    /** The sha256 the store stated back for a body not hashed here. */
+    let stored: string | undefined;
     try {
       const pool = new PartPool();
       // An object of a known small size is read into a buffer of its size (one byte more, so that
@@ -203,11 +205,24 @@ export class S3Store implements BackupStore {
       const first = await parts.next();
       if (first.done || first.value.length < partSize) {
         const body = first.done ? Buffer.alloc(0) : first.value;
-        tally.whole.update(body);
         tally.size = body.length;
-        this.checkExpected(where, tally, options);
+        // The caller's sha256 of a body of the announced size goes out as its checksum without a
+        // hash here: a store that states it back computed it over what it stored. One that does
+        // not is checked here before the put counts (a mismatch removes the object, so never
+        // when replacing one: that is hashed first, as is a body of any other size).
+        const trusted = options.sha256 !== undefined && options.size === body.length && !options.replacing;
+        if (!trusted) {
+          tally.whole.update(body);
+          this.checkExpected(where, tally, options);
+        }
         upload.completeAttempted = true;
-        confirmed = await this.putSmall(Key, body, tally.whole.copy().digest("hex"), Metadata, retry);
+        const checksum = trusted ? options.sha256! : tally.whole.copy().digest("hex");
+        confirmed = await this.putSmall(Key, body, checksum, Metadata, retry);
+        if (trusted && confirmed) stored = checksum;
+        else if (trusted) {
+          tally.whole.update(body);
+          this.checkExpected(where, tally, options);
+        }
         options.onProgress?.(tally.size);
       } else {
         // Longer than announced: checkExpected refuses it before the upload completes.
@@ -229,7 +244,7 @@ export class S3Store implements BackupStore {
         };
         await this.putMultipart(where, Metadata, upload, partsUpload);
       }
-      const sha256 = tally.whole.digest("hex");
+      const sha256 = stored ?? tally.whole.digest("hex");
       if (!confirmed) await this.checkReadBack(key, tally.size, options.sha256 ? sha256 : undefined, retry);
       await upload.interrupt?.release();
       return { key, size: tally.size, sha256, retries: counter.retries };

@@ -159,6 +159,55 @@ describe("start --archive-to", () => {
     }
   });
 
+  it("--sync, SIGKILLed while the archiver thread's segment put is under way: the next archiver resumes without gap or duplicate", async () => {
+    const f = await archiveFixture(path.join(scratch.dir, "kill"), h.env);
+    const prefix = "kill/";
+    const url = `s3://${BUCKET}/${prefix}`;
+    const remote = ["--endpoint", h.endpoint, "--retries", "0"];
+    await startDetached(f, [
+      "--archive-to",
+      url,
+      "--archive-endpoint",
+      h.endpoint,
+      "--archive-retries",
+      "0",
+      "--archive-interval",
+      "50ms",
+      "--sync",
+    ]);
+    const pid = detached[detached.length - 1]!;
+    await addTask(f.ws, { id: "k1", title: "k1", command: "true" });
+    await untilDone(f, 1);
+    const wal = (key: string) =>
+      key.startsWith(prefix) && parseSegmentKey(key.slice(prefix.length))?.stream.startsWith("runtime/wal/");
+    h.setFault((op, _nth, key) => (op === "PutObject" && wal(key) ? "hold" : undefined));
+    await addTask(f.ws, { id: "k2", title: "k2", command: "true" });
+    await waitFor("a WAL segment's put held by the store", () => h.held.find((p) => wal(p.key)));
+    process.kill(pid, "SIGKILL");
+    await waitFor("the orchestrator gone", () => !isProcessAlive(pid));
+    h.setFault(undefined);
+
+    const again = await f.cli(["--json", "dr", "archive", "--to", url, "--once", ...remote]);
+    assert.equal(again.code, 0, again.stderr);
+    const list = await f.cli(["--json", "dr", "archive-list", "--from", url, "--check", ...remote]);
+    assert.equal(list.code, 0, list.stdout + list.stderr);
+    const gens = JSON.parse(list.stdout).generations;
+    assert.equal(gens.length, 1, JSON.stringify(gens.map((g: { cause: string }) => g.cause)));
+    assert.deepEqual(gens[0].gaps, []);
+    const restored = path.join(f.dir, "restored", ".sdd");
+    const rr = await f.cli(
+      ["--json", "dr", "archive-restore", "--from", url, "--latest", ...remote],
+      restored,
+    );
+    assert.equal(rr.code, 0, rr.stderr);
+    for (const run of await listRuns(f.ws))
+      assert.equal(
+        await sha256File(path.join(restored, "runtime", "wal", `${run.run_id}.wal.jsonl`)),
+        await sha256File(run.file),
+        `${run.run_id}: the store holds the run's durable entries, each once`,
+      );
+  });
+
   it("keys: the configuration file's recipients encrypt start's archive (--detach too); key flags need --archive-to", async () => {
     const f = await archiveFixture(path.join(scratch.dir, "keys"));
     const identity = path.join(f.dir, "restore-key.txt");

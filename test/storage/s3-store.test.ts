@@ -208,6 +208,20 @@ describe("S3Store against s3rver", () => {
     assert.deepEqual(await h.pendingUploads(BUCKET), []);
   });
 
+  it("a body of announced size is not hashed by the client: a wrong stated sha256 is refused by the store and leaves nothing", async () => {
+    const s = store("stated/");
+    const data = randomBytes(64 * 1024);
+    await rejectsWith(
+      s.put("wrong", Readable.from([data]), { sha256: sha(randomBytes(8)), size: data.length }),
+      ExitCode.REMOTE,
+      /BadDigest|SHA256/,
+    );
+    assert.equal(await s.head("wrong"), undefined);
+    const right = await s.put("right", Readable.from([data]), { sha256: sha(data), size: data.length });
+    assert.equal(right.sha256, sha(data));
+    assert.equal((await s.head("right"))?.metadata.sha256, sha(data));
+  });
+
   it("an object of announced size goes in one PutObject; a stream longer or shorter than announced leaves nothing", async () => {
     const s = store("sized/", { partSize: 5 * 1024 * 1024 });
     const data = randomBytes(300 * 1024);

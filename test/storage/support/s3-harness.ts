@@ -321,11 +321,16 @@ export async function startS3Harness(
         return;
       }
       let body: Buffer | undefined;
+      // One sha256 of the body serves both checks (the checksum in base64, the signed hash in hex).
+      let digest: Buffer | undefined;
+      const sha256Of = async () => {
+        body ??= await readBody(req);
+        return (digest ??= createHash("sha256").update(body).digest());
+      };
       const claimed = req.headers["x-amz-checksum-sha256"];
       let validated: string | undefined;
       if ((op === "PutObject" || op === "UploadPart") && typeof claimed === "string") {
-        body = await readBody(req);
-        const actual = createHash("sha256").update(body).digest("base64");
+        const actual = (await sha256Of()).toString("base64");
         if (actual !== claimed) {
           xmlError(res, 400, "BadDigest", "The SHA256 you specified did not match the calculated checksum.");
           return;
@@ -338,8 +343,7 @@ export async function startS3Harness(
         typeof signed === "string" &&
         /^[0-9a-f]{64}$/.test(signed)
       ) {
-        body ??= await readBody(req);
-        if (createHash("sha256").update(body).digest("hex") !== signed) {
+        if ((await sha256Of()).toString("hex") !== signed) {
           xmlError(
             res,
             400,
