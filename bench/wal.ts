@@ -91,6 +91,11 @@ interface Rate {
   perSecond: number;
   /** CPU seconds of this process per 1,000 appends. */
   cpuMsPerAppend: number;
+  /**
+   * Appends per sync: 1 for the floors; for the writer its mean group size. At 64 in flight,
+   * groups of ~32 are pipelined halves (one syncs while the other builds), ~64 merged groups.
+   */
+  appendsPerSync: number;
 }
 
 function cpuSeconds(since: NodeJS.CpuUsage): number {
@@ -115,6 +120,7 @@ interface Phase {
 /** Appends, seconds and CPU seconds summed over a phase's slices. */
 class Tally {
   appends = 0;
+  syncs = 0;
   seconds = 0;
   cpu = 0;
   private cpu0: NodeJS.CpuUsage = process.cpuUsage();
@@ -128,7 +134,11 @@ class Tally {
     this.cpu += cpuSeconds(this.cpu0);
   }
   rate(): Rate {
-    return { perSecond: this.appends / this.seconds, cpuMsPerAppend: (this.cpu * 1000) / this.appends };
+    return {
+      perSecond: this.appends / this.seconds,
+      cpuMsPerAppend: (this.cpu * 1000) / this.appends,
+      appendsPerSync: this.appends / this.syncs,
+    };
   }
 }
 
@@ -145,6 +155,7 @@ function floorPhase(file: string, sync: (fd: number) => void): Phase {
         writeSync(fd, lines[t.appends & 1]);
         sync(fd);
         t.appends++;
+        t.syncs++;
       }
       t.end();
       return Promise.resolve();
@@ -161,6 +172,8 @@ async function appendPhase(dir: string, runId: string, callers: number): Promise
   const { workspace } = await initWorkspace(path.join(dir, `.sdd-${runId}`));
   const w = await WalWriter.open(workspace, runId);
   const t = new Tally();
+  // Called once per group, after its sync.
+  w.onDurable(() => t.syncs++);
   return {
     async runFor(ms) {
       t.begin();
@@ -279,6 +292,7 @@ async function appendPhases(dir: string, args: Args, log: (s: string) => void) {
     appends_per_s: Math.round(median(rs.map((r) => r.perSecond))),
     cpu_ms_per_append: round(median(rs.map((r) => r.cpuMsPerAppend)), 4),
     runs_per_s: rs.map((r) => Math.round(r.perSecond)),
+    appends_per_sync: round(median(rs.map((r) => r.appendsPerSync)), 1),
   });
   return { floor: med(floor), floor_fdatasync: med(floorData), sequential: med(seq), concurrent64: med(c64) };
 }
