@@ -1,8 +1,8 @@
 /**
  * A write that fails while groups pipeline: the groups made durable before it are acknowledged
  * before its failure reaches anyone, and nothing is acknowledged after it. The child runs under
- * a file size limit (`ulimit -f`, 512-byte blocks), so a real write in the middle of the run
- * fails with EFBIG.
+ * a file size limit (`ulimit -f`, in blocks of 512 bytes under dash), so a real write in the
+ * middle of the run fails with EFBIG.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
