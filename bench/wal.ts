@@ -3,8 +3,9 @@
  *  - appends: sequential and 64 in flight against the floor, raw `write`+`fsync` and
  *    `write`+`fdatasync` loops of lines of the same size on the same disk (nothing with one sync
  *    per append can beat them; only group commit can). The writer syncs with fdatasync, so the
- *    goals take the faster of the two loops. The Python writer's figure from its notes is printed
- *    beside it.
+ *    goals take the faster of the two loops. The four phases of a run take turns in short slices
+ *    (SLICES), so the disk's changes of speed fall on all of them. The Python writer's figure
+ *    from its notes is printed beside it.
  *  - verify: `verifyWal` of a 400,000-entry WAL in its own process against the Python reference
  *    algorithm (parse, re-canonicalize, sha256, link: bench/support/verify_wal_reference.py) on
  *    the same file; whole-process CPU seconds, wall and peak RSS of each. The chain checks that
@@ -90,6 +91,11 @@ interface Rate {
   perSecond: number;
   /** CPU seconds of this process per 1,000 appends. */
   cpuMsPerAppend: number;
+  /**
+   * Appends per sync: 1 for the floors; for the writer its mean group size. At 64 in flight,
+   * groups of ~32 are pipelined halves (one syncs while the other builds), ~64 merged groups.
+   */
+  appendsPerSync: number;
 }
 
 function cpuSeconds(since: NodeJS.CpuUsage): number {
@@ -97,42 +103,96 @@ function cpuSeconds(since: NodeJS.CpuUsage): number {
   return (d.user + d.system) / 1e6;
 }
 
-/** A floor: lines of the same size written and synced one by one, file kept open. */
-function floorLoop(file: string, seconds: number, sync: (fd: number) => void): Rate {
-  const lines = [0, 1].map((i) => Buffer.from(buildEntryWithLine(decision(i), i, GENESIS_HASH, 1).line));
-  const fd = openSync(file, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT, 0o644);
-  const cpu0 = process.cpuUsage();
-  let n = 0;
-  const start = performance.now();
-  const deadline = start + seconds * 1000;
-  while (performance.now() < deadline) {
-    writeSync(fd, lines[n & 1]);
-    sync(fd);
-    n++;
-  }
-  const elapsed = (performance.now() - start) / 1000;
-  closeSync(fd);
-  return { perSecond: n / elapsed, cpuMsPerAppend: (cpuSeconds(cpu0) * 1000) / n };
+/**
+ * Slices each append phase is cut into; the phases of a run take turns slice by slice, so a
+ * change of the disk's speed (another process syncing) falls on all of them alike instead of on
+ * whichever phase ran then.
+ */
+const SLICES = 8;
+
+/** One append phase of a run: runs for a slice at a time, its counts summed over its slices. */
+interface Phase {
+  runFor(ms: number): Promise<void>;
+  /** Closes its file and checks it; the phase's rate over all its slices. */
+  finish(): Promise<Rate>;
 }
 
-async function appendThroughput(dir: string, runId: string, callers: number, seconds: number): Promise<Rate> {
+/** Appends, seconds and CPU seconds summed over a phase's slices. */
+class Tally {
+  appends = 0;
+  syncs = 0;
+  seconds = 0;
+  cpu = 0;
+  private cpu0: NodeJS.CpuUsage = process.cpuUsage();
+  private start = 0;
+  begin(): void {
+    this.cpu0 = process.cpuUsage();
+    this.start = performance.now();
+  }
+  end(): void {
+    this.seconds += (performance.now() - this.start) / 1000;
+    this.cpu += cpuSeconds(this.cpu0);
+  }
+  rate(): Rate {
+    return {
+      perSecond: this.appends / this.seconds,
+      cpuMsPerAppend: (this.cpu * 1000) / this.appends,
+      appendsPerSync: this.appends / this.syncs,
+    };
+  }
+}
+
+/** A floor: lines of the same size written and synced one by one, file kept open. */
+function floorPhase(file: string, sync: (fd: number) => void): Phase {
+  const lines = [0, 1].map((i) => Buffer.from(buildEntryWithLine(decision(i), i, GENESIS_HASH, 1).line));
+  const fd = openSync(file, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT, 0o644);
+  const t = new Tally();
+  return {
+    runFor(ms) {
+      t.begin();
+      const deadline = performance.now() + ms;
+      while (performance.now() < deadline) {
+        writeSync(fd, lines[t.appends & 1]);
+        sync(fd);
+        t.appends++;
+        t.syncs++;
+      }
+      t.end();
+      return Promise.resolve();
+    },
+    finish() {
+      closeSync(fd);
+      return Promise.resolve(t.rate());
+    },
+  };
+}
+
+/** `callers` appending in a loop, each awaiting its append, through one WalWriter. */
+async function appendPhase(dir: string, runId: string, callers: number): Promise<Phase> {
   const { workspace } = await initWorkspace(path.join(dir, `.sdd-${runId}`));
   const w = await WalWriter.open(workspace, runId);
-  let n = 0;
-  const cpu0 = process.cpuUsage();
-  const start = performance.now();
-  const deadline = start + seconds * 1000;
-  await Promise.all(
-    Array.from({ length: callers }, async () => {
-      while (performance.now() < deadline) await w.append(decision(n++));
-    }),
-  );
-  const elapsed = (performance.now() - start) / 1000;
-  const cpu = cpuSeconds(cpu0);
-  await w.close();
-  const v = await verifyWal(w.file, runId);
-  if (!v.ok || v.entries !== n) throw new Error(`bench: ${runId} did not verify (${v.entries} of ${n})`);
-  return { perSecond: n / elapsed, cpuMsPerAppend: (cpu * 1000) / n };
+  const t = new Tally();
+  // Called once per group, after its sync.
+  w.onDurable(() => t.syncs++);
+  return {
+    async runFor(ms) {
+      t.begin();
+      const deadline = performance.now() + ms;
+      await Promise.all(
+        Array.from({ length: callers }, async () => {
+          while (performance.now() < deadline) await w.append(decision(t.appends++));
+        }),
+      );
+      t.end();
+    },
+    async finish() {
+      await w.close();
+      const v = await verifyWal(w.file, runId);
+      if (!v.ok || v.entries !== t.appends)
+        throw new Error(`bench: ${runId} did not verify (${v.entries} of ${t.appends})`);
+      return t.rate();
+    },
+  };
 }
 
 /** Writes an n-entry WAL quickly (lines built by the real entry code; one fsync at the end). */
@@ -207,16 +267,32 @@ async function appendPhases(dir: string, args: Args, log: (s: string) => void) {
   const seq: Rate[] = [];
   const c64: Rate[] = [];
   for (let i = 0; i < args.runs; i++) {
-    log(`appends, run ${i + 1}/${args.runs}: floor, sequential, 64 in flight (${args.seconds}s each) ...`);
-    floor.push(floorLoop(path.join(dir, `floor${i}.jsonl`), args.seconds, fsyncSync));
-    floorData.push(floorLoop(path.join(dir, `floor-data${i}.jsonl`), args.seconds, fdatasyncSync));
-    seq.push(await appendThroughput(dir, `run-seq${i}`, 1, args.seconds));
-    c64.push(await appendThroughput(dir, `run-c64${i}`, 64, args.seconds));
+    log(
+      `appends, run ${i + 1}/${args.runs}: floor, sequential, 64 in flight ` +
+        `(${args.seconds}s each, in ${SLICES} slices taking turns) ...`,
+    );
+    const phases = [
+      floorPhase(path.join(dir, `floor${i}.jsonl`), fsyncSync),
+      floorPhase(path.join(dir, `floor-data${i}.jsonl`), fdatasyncSync),
+      await appendPhase(dir, `run-seq${i}`, 1),
+      await appendPhase(dir, `run-c64${i}`, 64),
+    ];
+    const sliceMs = (args.seconds * 1000) / SLICES;
+    for (let slice = 0; slice < SLICES; slice++) {
+      // Each slice starts with another phase, so none always runs right after the same one.
+      for (let k = 0; k < phases.length; k++) await phases[(slice + k) % phases.length].runFor(sliceMs);
+    }
+    const [f, fd, sq, cc] = await Promise.all(phases.map((p) => p.finish()));
+    floor.push(f);
+    floorData.push(fd);
+    seq.push(sq);
+    c64.push(cc);
   }
   const med = (rs: Rate[]) => ({
     appends_per_s: Math.round(median(rs.map((r) => r.perSecond))),
     cpu_ms_per_append: round(median(rs.map((r) => r.cpuMsPerAppend)), 4),
     runs_per_s: rs.map((r) => Math.round(r.perSecond)),
+    appends_per_sync: round(median(rs.map((r) => r.appendsPerSync)), 1),
   });
   return { floor: med(floor), floor_fdatasync: med(floorData), sequential: med(seq), concurrent64: med(c64) };
 }

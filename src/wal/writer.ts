@@ -292,9 +292,11 @@ export class WalWriter {
     }
     this.syncing = false;
     this.pacing.onGroupSynced(batch.length + this.queue.length);
+    // Settled before the next group is written: its callers resume only after this tick anyway,
+    // and a failure of that write then reaches no one before this group's acknowledgements.
+    this.settle(batch, pos);
     if (this.pacing.pipelining && this.queue.length > 0 && !this.failure) this.flush();
     this.pacing.onSettled(batch.length);
-    this.settle(batch, pos);
     if (this.syncing) return;
     if (this.queue.length > 0) this.scheduleFlush();
     else this.wakeIdle();

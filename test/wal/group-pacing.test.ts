@@ -6,7 +6,7 @@ import type { WalPosition } from "../../src/wal/entry.js";
 import { verifyWal } from "../../src/wal/reader.js";
 import { uncommittedIndexPath } from "../../src/wal/recovery.js";
 import { WalClosedError, WalWriter } from "../../src/wal/writer.js";
-import { lines, record, scratchWorkspace } from "./support/wal-helpers.js";
+import { AlwaysPipelined, lines, record, scratchWorkspace } from "./support/wal-helpers.js";
 
 /** A clock the test moves by hand (milliseconds). */
 function manualClock(): { now: () => number; advance: (ms: number) => void } {
@@ -84,14 +84,6 @@ test("pacing: fewer appends in flight than the minimum never pipeline", () => {
   runGroup(p, clock, 1, 0.01, 10);
   assert.equal(p.pipelining, false);
 });
-
-/** A fixed policy: every group pipelined (the sync on the thread pool, the next group first). */
-class AlwaysPipelined extends GroupPacing {
-  override pipelining = true;
-  override onGroupSynced(): void {
-    this.pipelining = true;
-  }
-}
 
 test("pipelined groups: every append resolves after its sync, in call order, and the chain verifies", async () => {
   const { ws, cleanup } = await scratchWorkspace();

@@ -2,6 +2,7 @@
 import { readFile } from "node:fs/promises";
 import { initWorkspace, type Workspace } from "../../../src/workspace/layout.js";
 import type { WalRecord } from "../../../src/wal/entry.js";
+import { GroupPacing } from "../../../src/wal/group-pacing.js";
 import { scratchDir } from "../../helpers.js";
 
 export async function scratchWorkspace(): Promise<{
@@ -26,4 +27,12 @@ export function record(i: number, committed = true): WalRecord {
 export async function lines(file: string): Promise<string[]> {
   const text = await readFile(file, "utf8");
   return text.split("\n").filter((l) => l !== "");
+}
+
+/** A fixed policy: every group pipelined (the sync on the thread pool, the next group first). */
+export class AlwaysPipelined extends GroupPacing {
+  override pipelining = true;
+  override onGroupSynced(): void {
+    this.pipelining = true;
+  }
 }

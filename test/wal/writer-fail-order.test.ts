@@ -1,0 +1,74 @@
+/**
+ * A write that fails while groups pipeline: the groups made durable before it are acknowledged
+ * before its failure reaches anyone, and nothing is acknowledged after it. The child runs under
+ * a file size limit (`ulimit -f`, in blocks of 512 bytes under dash), so a real write in the
+ * middle of the run fails with EFBIG.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { test } from "node:test";
+import { readWalEntries } from "../../src/wal/reader.js";
+import { WalWriter } from "../../src/wal/writer.js";
+import { REPO_ROOT } from "../helpers.js";
+import { scratchWorkspace } from "./support/wal-helpers.js";
+
+const CHILD = path.join(REPO_ROOT, "dist", "test", "wal", "support", "limited-appender.js");
+
+function runLimited(sdd: string, runId: string, blocks: number): Promise<{ events: string[]; late: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      "sh",
+      ["-c", `ulimit -f ${blocks} && exec "$0" "$@"`, process.execPath, CHILD, sdd, runId],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (code !== 0) reject(new Error(`limited appender exited ${code}: ${err}`));
+      else resolve(JSON.parse(out) as { events: string[]; late: string });
+    });
+  });
+}
+
+test("a write failing between pipelined groups: nothing is acknowledged after the failure", async () => {
+  const { ws, cleanup } = await scratchWorkspace();
+  try {
+    // Limits that fall in different groups of the run (a line is about 250 bytes).
+    for (const [round, blocks] of [211, 307, 433, 590, 1000].entries()) {
+      const runId = `run-limit-${round}`;
+      const { events, late } = await runLimited(ws.root, runId, blocks);
+      const firstRejection = events.findIndex((e) => e.startsWith("rej "));
+      assert.ok(firstRejection > 0, `round ${round}: some appends were acknowledged before the failure`);
+      const acked = new Map<number, string>();
+      for (const [i, e] of events.entries()) {
+        const [kind, seq, rest] = e.split(" ", 3);
+        if (i >= firstRejection) {
+          assert.equal(kind, "rej", `round ${round}: acknowledged after the failure: ${e}`);
+          assert.match(e, /WalClosedError: .*failed closed.*EFBIG/);
+          continue;
+        }
+        assert.equal(Number(seq), acked.size, `round ${round}: acknowledged in seq order, none skipped`);
+        acked.set(Number(seq), rest);
+      }
+      assert.equal(late, "WalClosedError", "an append after the failure is rejected");
+      // Reopened without the limit: the partial group is a torn tail, every acknowledged entry stays.
+      const w = await WalWriter.open(ws, runId);
+      await w.close();
+      let found = 0;
+      for await (const { entry } of readWalEntries(ws.walFile(runId))) {
+        const want = acked.get(entry.seq);
+        if (want !== undefined) {
+          assert.equal(entry.entry_hash, want, `round ${round}: seq ${entry.seq}`);
+          found++;
+        }
+      }
+      assert.equal(found, acked.size, `round ${round}: acknowledged entries missing`);
+    }
+  } finally {
+    await cleanup();
+  }
+});
