@@ -17,6 +17,7 @@ import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import type { Workspace } from "../workspace/layout.js";
 import { recordAuditEvent } from "./audit-event.js";
 import type { BackupFileResult } from "./backup.js";
+import type { KeyCache } from "./fernet.js";
 import { runBackupJob } from "./backup-job.js";
 import { AUDIT_KEY_ENTRY } from "./manifest.js";
 import {
@@ -121,7 +122,8 @@ export async function runDrill(
   },
 ): Promise<DrillReport> {
   const encrypted = opts.password !== undefined || Boolean(opts.recipients?.length);
-  const keys = { password: opts.password, identities: opts.identities };
+  // One key cache for the dry run and the restore: the second read of the archive reuses the key.
+  const keys = { password: opts.password, identities: opts.identities, keyCache: new Map() as KeyCache };
   const startedAt = new Date();
   const scratch = opts.keepDir
     ? path.resolve(opts.keepDir)

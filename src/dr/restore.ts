@@ -11,12 +11,11 @@ import { Readable } from "node:stream";
 import { ExitCode, UserError, destinationError, userErrorFromFs } from "../errors/errors.js";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
 import { resolveOptions } from "../json/object.js";
-import { SALT_BYTES, startKeyDerivation, type KeyCache } from "./fernet.js";
+import { startKeysAhead } from "./keys-ahead.js";
 import { StagingWriter } from "./staging-writer.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
 import { TOOL_NAME, VERSION } from "../version.js";
 import { buildAndSwapIn } from "./restore-target.js";
-import { AGE_MAGIC, looksLikeAge } from "./age/header.js";
 
 export { completeInterruptedRestore, restoreLockPath } from "./restore-target.js";
 
@@ -101,41 +100,14 @@ export async function openArchiveFile(from: string): Promise<Readable> {
   return fh.createReadStream({ highWaterMark: 64 * 1024 });
 }
 
-/**
- * When `file` is an encrypted archive, starts working out its key into `cache` (pass the cache
- * to the restore): the 0.1 s of PBKDF2 for a password, or loading age and unwrapping the file
- * key for identities, then run while the restore gets ready.
- */
-export async function startKeyDerivationFor(
-  file: string,
-  keys: { password?: string; identities?: readonly string[] },
-  cache: KeyCache,
-): Promise<void> {
-  if (keys.password === undefined && keys.identities === undefined) return;
-  // Non-blocking and regular files only: a FIFO's bytes would be taken from the restore.
-  const fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK).catch(() => undefined);
-  if (!fh) return; // the restore itself reports it
-  try {
-    if (!(await fh.stat()).isFile()) return;
-    // An age header is 4 KiB unless it has many recipients.
-    const head = Buffer.alloc(keys.identities ? 64 * 1024 : SALT_BYTES + 6);
-    const { bytesRead } = await fh.read(head, 0, head.length, 0);
-    if (keys.password !== undefined) startKeyDerivation(head.subarray(0, bytesRead), keys.password, cache);
-    if (keys.identities !== undefined && bytesRead >= AGE_MAGIC.length && looksLikeAge(head)) {
-      const { startFileKeyUnwrap } = await import("./age/keys.js");
-      startFileKeyUnwrap(head.subarray(0, bytesRead), keys.identities, cache);
-    }
-  } finally {
-    await fh.close();
-  }
-}
-
 /** Reads and checks a whole archive without writing anything (dry-run, verify). */
 export async function inspectArchive(
   source: AsyncIterable<Buffer | string>,
   opts: ReadArchiveOptions = {},
 ): Promise<ArchiveSummary> {
-  return readArchive(source, {}, opts);
+  const keyCache = opts.keyCache ?? new Map();
+  await startKeysAhead(source, opts, keyCache);
+  return readArchive(source, {}, { ...opts, keyCache });
 }
 
 async function installAuditKey(
@@ -180,7 +152,9 @@ export async function restoreFromStream(
   opts: RestoreOptions = {},
 ): Promise<RestoreResult> {
   try {
-    return await restoreInto(source, target, opts);
+    const keyCache = opts.keyCache ?? new Map();
+    await startKeysAhead(source, opts, keyCache);
+    return await restoreInto(source, target, { ...opts, keyCache });
   } catch (err) {
     // A restore refused before it read (a live lock, say) releases the file or connection now.
     if (source instanceof Readable) source.destroy();
@@ -268,10 +242,8 @@ export async function restoreFromFile(
   opts: RestoreOptions = {},
 ): Promise<RestoreResult> {
   const src = await openArchiveFile(from);
-  const keyCache = opts.keyCache ?? new Map();
-  await startKeyDerivationFor(from, opts, keyCache);
   const named: RestoreOptions = { label: from, source: path.resolve(from) };
-  return restoreFromStream(src, target, resolveOptions(named, opts, { keyCache }));
+  return restoreFromStream(src, target, resolveOptions(named, opts));
 }
 
 /** The restore record of a workspace, if it was restored by `dr restore`. */

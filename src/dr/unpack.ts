@@ -63,7 +63,7 @@ export interface ReadArchiveOptions {
   /** The `.age` archive's recipients' fingerprints as catalogued, for the wrong-identity message. */
   recipientFingerprints?: readonly string[];
   /**
-   * Keys worked out ahead (restore.ts startKeyDerivationFor) or by an earlier read of the same
+   * Keys worked out ahead (keys-ahead.ts startKeysAhead) or by an earlier read of the same
    * archive: Fernet keys by password and salt, age file keys by identities and header.
    */
   keyCache?: KeyCache;

@@ -1,9 +1,8 @@
 /** `bernstein dr restore`: flags → restoreFromStream → output. */
 import type { Command } from "commander";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
-import type { KeyCache } from "../../../dr/fernet.js";
 import { resolveDecryptPassword } from "../../password.js";
-import { inspectArchive, restoreFromStream, startKeyDerivationFor } from "../../../dr/restore.js";
+import { inspectArchive, restoreFromStream } from "../../../dr/restore.js";
 import { resolveIdentities } from "../../age-keys.js";
 import { Output, globalsOf } from "../../output.js";
 import { progressFor } from "../../progress.js";
@@ -98,8 +97,6 @@ export function registerRestore(dr: Command): void {
         );
         return;
       }
-      const keyCache: KeyCache = new Map();
-      if (!src.stored) await startKeyDerivationFor(src.label, { password, identities }, keyCache);
       const keyPath = resolveAuditKeyPath({ keyFile: opts.keyFile }).path;
       out.line(`Restoring ${opts.from} into ${shown(g.sdd)}...`);
       const r = await progress.during(
@@ -108,7 +105,6 @@ export function registerRestore(dr: Command): void {
           source: src.label,
           password,
           identities,
-          keyCache,
           force: opts.force,
           keep: opts.keep,
           auditKeyPath: keyPath,
