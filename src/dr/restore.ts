@@ -45,6 +45,8 @@ export interface RestoreOptions extends ReadArchiveOptions {
   auditKeyPath?: string;
   /** Where the archive came from, for the restore record. */
   source?: string;
+  /** See GuardedRestore.onStart. */
+  onStart?: () => void;
 }
 
 export interface AuditKeyOutcome {

@@ -101,7 +101,6 @@ export function registerRestore(dr: Command): void {
       const keyCache: KeyCache = new Map();
       if (!src.stored) await startKeyDerivationFor(src.label, { password, identities }, keyCache);
       const keyPath = resolveAuditKeyPath({ keyFile: opts.keyFile }).path;
-      out.line(`Restoring ${opts.from} into ${shown(g.sdd)}...`);
       const r = await progress.during(
         restoreFromStream(source, g.sdd, {
           label: src.label,
@@ -116,6 +115,7 @@ export function registerRestore(dr: Command): void {
           expectSha256From: src.expectSha256From,
           expectAge: src.expectAge,
           expectAgeFrom: src.expectAgeFrom,
+          onStart: () => out.line(`Restoring ${opts.from} into ${shown(g.sdd)}...`),
           onProgress: (n) => progress.update("restoring", n, src.size),
         }),
       );
