@@ -81,24 +81,48 @@ export function runCliOnTerminal(
   args: string[],
   opts: { env?: Record<string, string | undefined> } = {},
 ): Promise<{ code: number | null; output: string }> {
+  const terminal = spawnCliOnTerminal(args, opts);
+  terminal.endInput();
+  return terminal.done;
+}
+
+/**
+ * The CLI on a pseudo-terminal (script(1)) that the test types into: `type("\x03")` is Ctrl-C,
+ * which the terminal turns into SIGINT for the command (and echoes as ^C), as for a person at it.
+ * `output()` is everything the terminal showed so far (stdout and stderr).
+ */
+export function spawnCliOnTerminal(
+  args: string[],
+  opts: { env?: Record<string, string | undefined> } = {},
+): {
+  type: (text: string) => void;
+  endInput: () => void;
+  output: () => string;
+  done: Promise<{ code: number | null; output: string }>;
+} {
   const quote = (a: string): string => `'${a.replace(/'/g, "'\\''")}'`;
   const command = [process.execPath, CLI, ...args].map(quote).join(" ");
-  return new Promise((resolve, reject) => {
-    const child = spawn("script", ["-qec", command, "/dev/null"], {
-      env: { ...process.env, ...opts.env },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (output += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (output += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+  const child = spawn("script", ["-qec", command, "/dev/null"], {
+    env: { ...process.env, ...opts.env },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout.setEncoding("utf8").on("data", (d: string) => (output += d));
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (output += d));
+  const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+  const done = new Promise<{ code: number | null; output: string }>((resolve, reject) => {
     child.on("error", reject);
     child.on("close", (code) => {
       clearTimeout(timer);
       resolve({ code, output });
     });
-    child.stdin.end();
   });
+  return {
+    type: (text) => child.stdin.write(text),
+    endInput: () => child.stdin.end(),
+    output: () => output,
+    done,
+  };
 }
 
 export function runCli(

@@ -4,6 +4,7 @@
  * no --quiet): scripts, pipes and logs get nothing extra.
  */
 import cliProgress from "cli-progress";
+import { clearOnInterrupt, interruptInProgress } from "../workspace/interrupt.js";
 import type { Output } from "./output.js";
 
 export interface Progress {
@@ -36,10 +37,19 @@ export function progressFor(out: Output): Progress {
   if (out.opts.json || out.opts.quiet || !process.stderr.isTTY) return NONE;
   let bar: cliProgress.SingleBar | undefined;
   let phase = "";
+  let drawnUntil: (() => void) | undefined;
+  // Ctrl-C: the bar is cleared before the interrupt's line is printed (not glued to its end).
+  const clear = (): void => {
+    bar?.stop();
+    bar = undefined;
+  };
   return {
     drawn: true,
     update(label, done, total) {
+      // The interrupted work goes on while its cleanup runs: it must not draw the bar again.
+      if (interruptInProgress()) return;
       if (!bar) {
+        drawnUntil ??= clearOnInterrupt(clear);
         bar = new cliProgress.SingleBar({
           stream: process.stderr,
           // The terminal's settings are left alone (cursor shown, lines wrap; the bar is clipped
@@ -65,8 +75,9 @@ export function progressFor(out: Output): Progress {
       bar.update(done, { label, total });
     },
     stop() {
-      bar?.stop();
-      bar = undefined;
+      clear();
+      drawnUntil?.();
+      drawnUntil = undefined;
     },
     async during(work) {
       try {

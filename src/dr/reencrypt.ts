@@ -16,7 +16,8 @@ import { AgeDecryptor } from "./age/decrypt.js";
 import { AgeEncryptor } from "./age/encrypt.js";
 import { backupPath } from "./backup.js";
 import { FernetAuthError, FernetDecryptor, FernetEncryptor, FernetFormatError } from "./fernet.js";
-import { removeSidecar, writeSidecar } from "./sidecar.js";
+import { authFailure } from "./archive-error.js";
+import { readSidecar, removeSidecar, writeSidecar } from "./sidecar.js";
 
 export type ReencryptTarget = { password: string } | { recipients: readonly string[] };
 
@@ -56,12 +57,22 @@ async function streamInto(
   return { sha256: hash.digest("hex"), size };
 }
 
-function fernetFailure(file: string, err: unknown): unknown {
+/** What was read of the archive, for telling a wrong password from damage (authFailure). */
+interface ReadEvidence {
+  archive: Hash;
+  plainHead: Buffer;
+}
+
+async function fernetFailure(file: string, err: unknown, read: ReadEvidence): Promise<unknown> {
   if (err instanceof FernetAuthError) {
-    return new UserError(
-      `cannot decrypt ${file}: wrong password, or the archive is damaged`,
-      ExitCode.BAD_PASSWORD,
-    );
+    const sidecar = await readSidecar(file);
+    return authFailure({
+      label: file,
+      actualSha256: read.archive.digest("hex"),
+      expectSha256: sidecar?.sha256,
+      expectSha256From: sidecar?.file,
+      plainHead: read.plainHead,
+    });
   }
   if (err instanceof FernetFormatError) {
     return new UserError(`encrypted archive ${file} is damaged: ${err.message}`, ExitCode.CORRUPT);
@@ -104,6 +115,10 @@ export async function reencryptFernetFile(
     : await FernetEncryptor.create(target.password);
   const decryptor = new FernetDecryptor(password);
   const plain: Hash = createHash("sha256");
+  const read: ReadEvidence = { archive: createHash("sha256"), plainHead: Buffer.alloc(0) };
+  const head = (p: Buffer): void => {
+    if (read.plainHead.length < 16) read.plainHead = Buffer.concat([read.plainHead, p.subarray(0, 16)]);
+  };
   const tmp = tempPathFor(dest);
   const cleanup = cleanupOnInterrupt(tmp, () => unlink(tmp).catch(() => {}));
   try {
@@ -114,17 +129,20 @@ export async function reencryptFernetFile(
         file,
         fh,
         async (c) => {
+          read.archive.update(c);
           const p = await decryptor.update(c);
+          head(p);
           plain.update(p);
           return list(encryptor.update(p));
         },
         () => {
           const p = decryptor.final();
+          head(p);
           plain.update(p);
           return [...list(encryptor.update(p)), ...list(encryptor.final())];
         },
-      ).catch((err: unknown) => {
-        throw fernetFailure(file, err);
+      ).catch(async (err: unknown) => {
+        throw await fernetFailure(file, err, read);
       });
       await fsyncHandle(fh);
     } finally {

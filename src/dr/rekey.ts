@@ -17,7 +17,7 @@ import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { Workspace } from "../workspace/layout.js";
 import { rekeyAgeFile } from "./age/rekey.js";
-import { AgeIdentityError, recipientFingerprint } from "./age/keys.js";
+import { AgeIdentityError, identityFailure, recipientFingerprint } from "./age/keys.js";
 import { AgeFormatError } from "./age/header.js";
 import { appendBackupLog, readBackupLog, type BackupLogRow } from "./backup-log.js";
 import { reencryptFernetFile } from "./reencrypt.js";
@@ -169,15 +169,7 @@ async function rekeyAge(at: ArchiveAt, req: RekeyRequest, row: BackupLogRow | un
     });
     return { from: file, path: file, action: "header-rewritten" as const, ...r, recipients: set };
   } catch (err) {
-    if (err instanceof AgeIdentityError) {
-      const known = row?.recipient_fingerprints
-        ? ` (the catalogue says ${row.recipient_fingerprints.join(", ")})`
-        : "";
-      throw new UserError(
-        `cannot rekey ${file}: ${err.message}${known}; nothing changed`,
-        ExitCode.BAD_PASSWORD,
-      );
-    }
+    if (err instanceof AgeIdentityError) throw identityFailure(file, err, row?.recipient_fingerprints);
     if (err instanceof AgeFormatError)
       throw new UserError(`cannot rekey ${file}: ${err.message}`, ExitCode.CORRUPT);
     throw err;

@@ -216,6 +216,12 @@ export interface GuardedRestore {
   force?: boolean;
   /** Keep the previous target as `<target>.pre-restore-<ts>` (default true). */
   keep?: boolean;
+  /**
+   * Called once the restore can begin (its locks taken, the target's folder made, no live holder
+   * in the way), just before the staging folder is filled: a command says "Restoring..." here,
+   * not before a refusal that changes nothing.
+   */
+  onStart?: () => void;
 }
 
 /**
@@ -260,6 +266,7 @@ export async function buildAndSwapIn<T>(
     // it: a failed restore leaves nothing behind.
     let journaled = false;
     try {
+      o.onStart?.();
       const value = await build(staging, (stop) => (stopWriting = stop));
       // From here a signal has its default action: the swap below is journaled.
       await interrupt.release();

@@ -10,6 +10,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { ExitCode, UserError, destinationError, userErrorFromFs } from "../errors/errors.js";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
+import { WORKSPACE_DIRS } from "../workspace/layout.js";
 import { resolveOptions } from "../json/object.js";
 import { startKeysAhead } from "./keys-ahead.js";
 import { StagingWriter } from "./staging-writer.js";
@@ -43,6 +44,8 @@ export interface RestoreOptions extends ReadArchiveOptions {
   auditKeyPath?: string;
   /** Where the archive came from, for the restore record. */
   source?: string;
+  /** See GuardedRestore.onStart. */
+  onStart?: () => void;
 }
 
 export interface AuditKeyOutcome {
@@ -227,6 +230,10 @@ async function restoreInto(
     }
     beforeRemove(() => writer.close());
     const summary = await readArchive(source, writer, opts);
+    // The folders backups leave out by design (logs) or that the Python original does not have
+    // (backlog/claimed, ...): a restored workspace has the layout `init` gives, so the first
+    // doctor after a restore finds nothing missing.
+    await writer.folders(WORKSPACE_DIRS);
     const record = restoreRecordOf(summary, opts.source);
     // Written before finish(): the one syncfs of the staging tree makes it durable too.
     await writer.writeFile(RESTORE_RECORD.join("/"), JSON.stringify(record, null, 2) + "\n");

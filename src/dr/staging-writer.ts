@@ -225,6 +225,18 @@ export class StagingWriter implements ExtractHandler {
     }
   }
 
+  /**
+   * Creates those of the folders `rels` that the archive did not hold, with the mode of a folder
+   * it holds without one (the ones it holds keep theirs).
+   */
+  async folders(rels: readonly string[]): Promise<void> {
+    for (const rel of rels) {
+      this.check();
+      if (this.full) await this.settle();
+      this.ensureDir(rel);
+    }
+  }
+
   /** Adds a file of our own (not from the archive) to the tree, replacing one of that name. */
   async writeFile(rel: string, data: string): Promise<void> {
     const sink = await this.open(rel, 0o644, undefined, true);

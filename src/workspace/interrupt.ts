@@ -14,6 +14,11 @@
  * The interrupted work goes on running while its cleanup runs (one thread, no preemption), so it
  * must not pass a point of no return (a rename into place, a restore's swap) after its cleanup
  * has started: `release()` before that point never settles once an interrupt is cleaning up.
+ *
+ * A line drawn on the terminal (a progress bar, redrawn in place, the cursor at its end) is
+ * registered too: the signal takes it away before anything else, so the line printed on
+ * interrupt starts on a line of its own, and a signal while one is drawn exits the same way
+ * (130/143, one line) even when nothing partial is registered.
  */
 
 const SIGNALS = { SIGINT: 2, SIGTERM: 15 } as const;
@@ -26,6 +31,7 @@ interface Registered {
 }
 
 const registered = new Set<Registered>();
+const drawnLines = new Set<() => void>();
 let cleaning: Promise<void> | undefined;
 
 export interface InterruptCleanup {
@@ -40,6 +46,9 @@ function onSignal(signal: Signal): void {
   const code = 128 + SIGNALS[signal];
   if (cleaning) process.exit(code);
   if (process.listenerCount(signal) > 1) return; // the command handles it (see above)
+  const clears = [...drawnLines];
+  drawnLines.clear();
+  for (const clear of clears) clear();
   const jobs = [...registered];
   registered.clear();
   cleaning = Promise.allSettled(jobs.map(async (j) => j.run())).then((results) => {
@@ -65,17 +74,32 @@ function listen(on: boolean): void {
   }
 }
 
+const listening = (): boolean => registered.size > 0 || drawnLines.size > 0;
+
 /** Runs `cleanup` if SIGINT or SIGTERM arrives before `release()`; `what` names what it removes. */
 export function cleanupOnInterrupt(what: string, cleanup: () => Promise<void> | void): InterruptCleanup {
   const entry: Registered = { what, run: cleanup };
-  if (registered.size === 0 && !cleaning) listen(true);
+  if (!listening() && !cleaning) listen(true);
   registered.add(entry);
   return {
     release() {
       if (cleaning) return new Promise<void>(() => {});
-      if (registered.delete(entry) && registered.size === 0) listen(false);
+      if (registered.delete(entry) && !listening()) listen(false);
       return Promise.resolve();
     },
+  };
+}
+
+/**
+ * A line is drawn on the terminal until the returned function is called: on SIGINT or SIGTERM
+ * `clear` (synchronous) removes it first. `clear` is not called after the returned function.
+ */
+export function clearOnInterrupt(clear: () => void): () => void {
+  const entry = (): void => clear();
+  if (!listening() && !cleaning) listen(true);
+  drawnLines.add(entry);
+  return () => {
+    if (drawnLines.delete(entry) && !listening() && !cleaning) listen(false);
   };
 }
 

@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { test } from "node:test";
+import { allCommandSpecs, describeCommands } from "../../src/cli/command-tree.js";
+import { buildProgram } from "../../src/cli/main.js";
 import { runCli, scratchDir } from "../helpers.js";
 
 const ENV = { BERNSTEIN_SDD: undefined, BERNSTEIN_DR_PASSWORD: undefined };
@@ -56,6 +58,35 @@ test("a usage error is one line: what was wrong, the closest valid word, and whi
     error: "unknown command 'bakup' (did you mean 'backup'?); see 'bernstein dr --help'",
     exit_code: 2,
   });
+});
+
+test("every command group answers a mistyped sub-command alike: unknown command, the closest one, exit 2", async () => {
+  // A typo of each sub-command of each group (the last letter dropped), in groups that run on
+  // their own too (`checkpoint` writes one, `checkpoint list` lists).
+  const tree = describeCommands(await buildProgram());
+  const cases = allCommandSpecs(tree)
+    .filter((group) => group.path.length > 0 && group.subcommands.length > 0)
+    .flatMap((group) => group.subcommands.map((sub) => ({ group: group.path, word: sub.path.at(-1)! })));
+  assert.ok(cases.some((c) => c.group.join(" ") === "checkpoint"));
+  const check = async ({ group, word }: { group: string[]; word: string }): Promise<void> => {
+    const typo = word.slice(0, -1);
+    assert.equal(
+      await usageError([...group, typo]),
+      `bernstein: unknown command '${typo}' (did you mean '${word}'?); see 'bernstein ${group.join(" ")} --help'\n`,
+    );
+  };
+  for (let i = 0; i < cases.length; i += 4) await Promise.all(cases.slice(i, i + 4).map(check));
+  // A word that is close to none: still the unknown command, not "too many arguments".
+  assert.equal(
+    await usageError(["checkpoint", "zzzzzz"]),
+    "bernstein: unknown command 'zzzzzz'; see 'bernstein checkpoint --help'\n",
+  );
+  // The group's own options still work with it, and its sub-commands still refuse extra words.
+  assert.equal(
+    await usageError(["checkpoint", "--goal", "g", "lst"]),
+    "bernstein: unknown command 'lst' (did you mean 'list'?); see 'bernstein checkpoint --help'\n",
+  );
+  assert.match(await usageError(["checkpoint", "list", "extra"]), /too many arguments for 'list'/);
 });
 
 test("sub-command help shows the global options; `help dr backup` is the dr backup page", async () => {

@@ -116,7 +116,8 @@ test("dr rekey: add, remove (through the catalogue's recipients), wrong identity
     assert.equal(wrong.code, 4, wrong.stderr);
     assert.match(
       wrong.stderr,
-      /none of the 1 identities opens this archive; it is encrypted to recipients 1 mlkem768x25519 stanza \(the catalogue says SHA256:[0-9a-f]{16}\); nothing changed/,
+      // The words of dr restore and dr verify: the recipients as the catalogue names them.
+      /^bernstein: cannot decrypt .*: none of the 1 identities opens this archive; it is encrypted to recipients SHA256:[0-9a-f]{16}\n$/,
     );
     assert.ok((await readFile(b.path)).equals(snapshot), "nothing changed");
 

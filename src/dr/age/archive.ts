@@ -8,7 +8,7 @@ import { ExitCode, UserError } from "../../errors/errors.js";
 import type { KeyCache } from "../fernet.js";
 import { AgeDecryptor } from "./decrypt.js";
 import { AgeFormatError } from "./header.js";
-import { AgeIdentityError, noIdentityOpens } from "./keys.js";
+import { AgeIdentityError, identityFailure } from "./keys.js";
 import { AgePayloadError } from "./stream.js";
 
 const IDENTITY_SOURCES = "--identity-file FILE or BERNSTEIN_DR_IDENTITY_FILE";
@@ -72,14 +72,7 @@ export class AgeArchiveDecryptor {
   }
 
   private userError(err: unknown): unknown {
-    if (err instanceof AgeIdentityError) {
-      const known = this.recipientFingerprints?.length ? this.recipientFingerprints.join(", ") : undefined;
-      const message = known ? noIdentityOpens(err.tried, known) : err.message;
-      return new UserError(`cannot decrypt ${this.label}: ${message}`, ExitCode.BAD_PASSWORD, {
-        problem: "auth",
-        ...(known ? { recipient_fingerprints: this.recipientFingerprints } : {}),
-      });
-    }
+    if (err instanceof AgeIdentityError) return identityFailure(this.label, err, this.recipientFingerprints);
     if (err instanceof AgeFormatError || err instanceof AgePayloadError) {
       const truncated = /truncated/.test(err.message);
       return new UserError(`age archive ${this.label} is damaged: ${err.message}`, ExitCode.CORRUPT, {

@@ -9,6 +9,7 @@
 import { createHash } from "node:crypto";
 import { Worker } from "node:worker_threads";
 import type { Recipient } from "age-encryption";
+import { ExitCode, UserError } from "../../errors/errors.js";
 import type { KeyCache } from "../fernet.js";
 import { sealHeaderWithRoom } from "./filler.js";
 import { AgeFormatError, describeStanzas, encodeStanzas, headerLength, type StanzaLike } from "./header.js";
@@ -27,6 +28,23 @@ export class AgeIdentityError extends Error {
   ) {
     super(noIdentityOpens(tried, stanzas));
   }
+}
+
+/**
+ * The error every command reports when no identity opens an archive (restore, verify, drill,
+ * rekey): one message, exit 4. `fingerprints`: the recipients as catalogued, when known.
+ */
+export function identityFailure(
+  label: string,
+  err: AgeIdentityError,
+  fingerprints?: readonly string[],
+): UserError {
+  const known = fingerprints?.length ? fingerprints.join(", ") : undefined;
+  return new UserError(
+    `cannot decrypt ${label}: ${known ? noIdentityOpens(err.tried, known) : err.message}`,
+    ExitCode.BAD_PASSWORD,
+    { problem: "auth", ...(known ? { recipient_fingerprints: fingerprints } : {}) },
+  );
 }
 
 /** The wrong-identity message: `recipients` are fingerprints when known, else the stanza counts. */

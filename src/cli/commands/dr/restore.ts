@@ -98,7 +98,6 @@ export function registerRestore(dr: Command): void {
         return;
       }
       const keyPath = resolveAuditKeyPath({ keyFile: opts.keyFile }).path;
-      out.line(`Restoring ${opts.from} into ${shown(g.sdd)}...`);
       const r = await progress.during(
         restoreFromStream(source, g.sdd, {
           label: src.label,
@@ -112,6 +111,7 @@ export function registerRestore(dr: Command): void {
           expectSha256From: src.expectSha256From,
           expectAge: src.expectAge,
           expectAgeFrom: src.expectAgeFrom,
+          onStart: () => out.line(`Restoring ${opts.from} into ${shown(g.sdd)}...`),
           onProgress: (n) => progress.update("restoring", n, src.size),
         }),
       );
