@@ -1,6 +1,6 @@
 /**
  * Working out an encrypted archive's key before it is read: the 0.1 s of PBKDF2 for a password,
- * or loading age and unwrapping the file key (on a worker thread) for identities. Every reader
+ * or loading age and unwrapping the file key for identities. Every reader
  * of an archive (restore, verify, a dry run, a drill, `dr list --check --deep`; from a file or
  * from a store) starts it here, from the first bytes of the stream it is about to read, so the
  * key is ready, or nearly, when the read reaches the header instead of being started then.

@@ -1,7 +1,7 @@
 /**
  * Keys worked out ahead of a read (keys-ahead.ts): the peek at a stream's first bytes changes
- * nothing the reader then reads, whatever the stream's chunks; the unwrap runs on a worker that
- * neither keeps an abandoned process alive nor lets it end while a reader awaits the key, and a
+ * nothing the reader then reads, whatever the stream's chunks; an unwrap started ahead neither
+ * keeps an abandoned process from ending nor lets it end while a reader awaits the key, and a
  * failure ahead is reported by the reader, never as an unhandled rejection.
  */
 import assert from "node:assert/strict";

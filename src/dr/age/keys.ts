@@ -7,7 +7,6 @@
  * this module, and most of their runs never touch a key.
  */
 import { createHash } from "node:crypto";
-import { Worker } from "node:worker_threads";
 import type { Recipient } from "age-encryption";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import type { KeyCache } from "../fernet.js";
@@ -152,70 +151,11 @@ const cacheKeyOf = (header: Buffer, identities: readonly string[]): string => {
   return h.update(header).digest("hex");
 };
 
-/** What the unwrap worker (unwrap-worker.ts) answers: the file key, or why there is none. */
-export type UnwrapReply =
-  | { key: Uint8Array; failed?: undefined }
-  | {
-      key?: undefined;
-      failed:
-        { kind: "identity"; tried: number; stanzas: string } | { kind: "format" | "other"; message: string };
-    };
-
-/**
- * A file key being unwrapped on a worker: awaiting it keeps the process alive until it is there;
- * left alone, it does not (a restore refused before it reads leaves it behind, and the process
- * ends without waiting for it).
- */
-class UnwrapOnWorker implements PromiseLike<Buffer> {
-  private readonly key: Promise<Buffer>;
-  private settled = false;
-  private readonly worker: Worker;
-
-  constructor(header: Buffer, identities: readonly string[]) {
-    this.worker = new Worker(new URL("./unwrap-worker.js", import.meta.url), {
-      workerData: { header, identities },
-      resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 },
-    });
-    this.key = new Promise<Buffer>((resolve, reject) => {
-      // A worker that cannot run, or a failure that is neither a wrong identity nor a malformed
-      // header: unwrap here instead, so the error reported is the one unwrapFileKey gives.
-      const here = (): void =>
-        void unwrapFileKey(header, identities).then((key) => resolve(Buffer.from(key)), reject);
-      this.worker.once("message", (reply: UnwrapReply) => {
-        this.settled = true;
-        if (reply.key) resolve(Buffer.from(reply.key));
-        else if (reply.failed.kind === "identity")
-          reject(new AgeIdentityError(reply.failed.tried, reply.failed.stanzas));
-        else if (reply.failed.kind === "format") reject(new AgeFormatError(reply.failed.message));
-        else here();
-      });
-      const gone = (): void => {
-        if (!this.settled) here();
-        this.settled = true;
-      };
-      this.worker.once("error", gone);
-      this.worker.once("exit", gone);
-    });
-    this.key.catch(() => {}); // reported to whoever awaits it, never as unhandled
-    // After the listeners: adding a 'message' listener refs a worker again.
-    this.worker.unref();
-  }
-
-  then<T1 = Buffer, T2 = never>(
-    onKey?: ((key: Buffer) => T1 | PromiseLike<T1>) | null,
-    onFailure?: ((err: unknown) => T2 | PromiseLike<T2>) | null,
-  ): Promise<T1 | T2> {
-    if (!this.settled) this.worker.ref();
-    return this.key.then(onKey, onFailure);
-  }
-}
-
 /**
  * Starts unwrapping the file key of the age file that begins with `head` (when its whole header
- * is there) into `cache`, on a worker thread: loading the library and the first unwrap then run
- * beside what the caller does before its first read (locks, fsyncs, the staging worker), instead
- * of in front of it, or between its steps on the main thread. A failure is kept for
- * unwrapFileKeyCached to report, as unwrapping then would.
+ * is there) into `cache`: loading the library and the unwrap then overlap what the caller does
+ * before its first read (locks, fsyncs, the staging worker's start) instead of following it. A
+ * failure is kept for unwrapFileKeyCached to report, as unwrapping then would.
  */
 export function startFileKeyUnwrap(head: Buffer, identities: readonly string[], cache: KeyCache): void {
   let length: number;
@@ -228,14 +168,8 @@ export function startFileKeyUnwrap(head: Buffer, identities: readonly string[], 
   const header = Buffer.from(head.subarray(0, length));
   const id = cacheKeyOf(header, identities);
   if (cache.has(id)) return;
-  let pending: PromiseLike<Buffer>;
-  try {
-    pending = new UnwrapOnWorker(header, identities);
-  } catch {
-    const here = unwrapFileKey(header, identities).then((key) => Buffer.from(key));
-    here.catch(() => {});
-    pending = here;
-  }
+  const pending = unwrapFileKey(header, identities).then((key) => Buffer.from(key));
+  pending.catch(() => {}); // reported to whoever awaits it, never as unhandled
   cache.set(id, pending);
 }
 
