@@ -1,8 +1,10 @@
 /** Helpers shared by the WAL tests: a fresh workspace, records, file access. */
+import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { initWorkspace, type Workspace } from "../../../src/workspace/layout.js";
 import type { WalRecord } from "../../../src/wal/entry.js";
 import { GroupPacing } from "../../../src/wal/group-pacing.js";
+import { readWalEntries } from "../../../src/wal/reader.js";
 import { scratchDir } from "../../helpers.js";
 
 export async function scratchWorkspace(): Promise<{
@@ -35,4 +37,21 @@ export class AlwaysPipelined extends GroupPacing {
   override onGroupSynced(): void {
     this.pipelining = true;
   }
+}
+
+/** Every acknowledged entry (seq to its hash) is in the WAL file with that hash. */
+export async function assertAckedOnDisk(
+  file: string,
+  acked: Map<number, string>,
+  label: string,
+): Promise<void> {
+  let found = 0;
+  for await (const { entry } of readWalEntries(file)) {
+    const want = acked.get(entry.seq);
+    if (want !== undefined) {
+      assert.equal(entry.entry_hash, want, `${label}: seq ${entry.seq}`);
+      found++;
+    }
+  }
+  assert.equal(found, acked.size, `${label}: acknowledged entries missing`);
 }
