@@ -28,9 +28,12 @@ export async function loadConfig(sdd: string, flag: string | undefined): Promise
     text = await readFile(file, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" && !explicit) return { file: null, config: {} };
+    // ENOTDIR: a folder on the way is a file (`--sdd some-file/.sdd`), so no file can be there;
+    // the command then reports the workspace it cannot find, not a path the user never gave.
+    if ((code === "ENOENT" || code === "ENOTDIR") && !explicit) return { file: null, config: {} };
+    const named = explicit ? `--config ${file}` : `${file} (the configuration beside ${path.basename(sdd)})`;
     throw new UserError(
-      `--config ${file}: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a folder, expected a file" : (err as Error).message}`,
+      `${named}: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a folder, expected a file" : (err as Error).message}`,
       ExitCode.USAGE,
     );
   }

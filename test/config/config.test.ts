@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { runCli, scratchDir, type CliResult } from "../helpers.js";
@@ -232,6 +232,17 @@ describe("bernstein.yaml: configuration file, flags over it, config show", () =>
       }
     }
     await assert.rejects(readdir(path.join(project, "never.tar.gz")), { code: "ENOENT" });
+    // A workspace path under a file: the error is the workspace, not a configuration never named.
+    const underFile = await cli(["--sdd", path.join(project, "pw", ".sdd"), "status"]);
+    assert.equal(underFile.code, 2, underFile.stderr);
+    assert.match(underFile.stderr, /^bernstein: no workspace at .*pw\/\.sdd; /);
+    await mkdir(path.join(project, "cfg-dir", "bernstein.yaml"), { recursive: true });
+    const folder = await cli(["--sdd", path.join(project, "cfg-dir", ".sdd"), "status"]);
+    assert.equal(folder.code, 2, folder.stderr);
+    assert.match(
+      folder.stderr,
+      /^bernstein: .*cfg-dir\/bernstein\.yaml \(the configuration beside \.sdd\): is a folder/,
+    );
     const missing = await cli(["--config", "nope.yaml", "config", "show"]);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /^bernstein: --config .*nope\.yaml: no such file\n$/);
