@@ -50,7 +50,7 @@ export function deriveKey(password: string, salt: Buffer, iterations = PBKDF2_IT
  * Keys of encrypted archives worked out ahead, a computation still running counts: Fernet keys
  * by password and salt, age file keys by identities and header (age/keys.ts).
  */
-export type KeyCache = Map<string, Buffer | PromiseLike<Buffer>>;
+export type KeyCache = Map<string, Buffer | Promise<Buffer>>;
 
 const cacheKeyOf = (password: string, salt: Buffer): string =>
   createHash("sha256").update(password).update(salt).digest("hex");

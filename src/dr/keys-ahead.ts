@@ -59,13 +59,33 @@ const ageHeaderComplete = (head: Buffer): boolean => {
   }
 };
 
+interface ArchiveKeys {
+  password?: string;
+  identities?: readonly string[];
+  keyCache?: KeyCache;
+}
+
+/**
+ * `opts` with a key cache (theirs, or a new one) into which, when `source` is an encrypted
+ * archive that the keys given open, its key is being worked out: pass them to the read. Sources
+ * that are not streams are left alone.
+ */
+export async function withKeysAhead<O extends ArchiveKeys>(
+  source: AsyncIterable<Buffer | string>,
+  opts: O,
+): Promise<O & { keyCache: KeyCache }> {
+  const keyCache = opts.keyCache ?? new Map();
+  await startKeysAhead(source, opts, keyCache);
+  return { ...opts, keyCache };
+}
+
 /**
  * When `source` is an encrypted archive that the `keys` given open, starts working out its key
- * into `cache` (pass the same cache to the read). Sources that are not streams are left alone.
+ * into `cache` (pass the same cache to the read).
  */
 export async function startKeysAhead(
   source: AsyncIterable<Buffer | string>,
-  keys: { password?: string; identities?: readonly string[] },
+  keys: ArchiveKeys,
   cache: KeyCache,
 ): Promise<void> {
   if (keys.password === undefined && keys.identities === undefined) return;

@@ -12,7 +12,7 @@ import { ExitCode, UserError, destinationError, userErrorFromFs } from "../error
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
 import { WORKSPACE_DIRS } from "../workspace/layout.js";
 import { resolveOptions } from "../json/object.js";
-import { startKeysAhead } from "./keys-ahead.js";
+import { withKeysAhead } from "./keys-ahead.js";
 import { StagingWriter } from "./staging-writer.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
 import { TOOL_NAME, VERSION } from "../version.js";
@@ -108,9 +108,7 @@ export async function inspectArchive(
   source: AsyncIterable<Buffer | string>,
   opts: ReadArchiveOptions = {},
 ): Promise<ArchiveSummary> {
-  const keyCache = opts.keyCache ?? new Map();
-  await startKeysAhead(source, opts, keyCache);
-  return readArchive(source, {}, { ...opts, keyCache });
+  return readArchive(source, {}, await withKeysAhead(source, opts));
 }
 
 async function installAuditKey(
@@ -155,9 +153,7 @@ export async function restoreFromStream(
   opts: RestoreOptions = {},
 ): Promise<RestoreResult> {
   try {
-    const keyCache = opts.keyCache ?? new Map();
-    await startKeysAhead(source, opts, keyCache);
-    return await restoreInto(source, target, { ...opts, keyCache });
+    return await restoreInto(source, target, await withKeysAhead(source, opts));
   } catch (err) {
     // A restore refused before it read (a live lock, say) releases the file or connection now.
     if (source instanceof Readable) source.destroy();

@@ -21,7 +21,7 @@ import { resolveOptions } from "../json/object.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import { Workspace } from "../workspace/layout.js";
 import type { Manifest } from "./manifest.js";
-import { startKeysAhead } from "./keys-ahead.js";
+import { withKeysAhead } from "./keys-ahead.js";
 import { openArchiveFile } from "./restore.js";
 import { StagingWriter } from "./staging-writer.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
@@ -149,9 +149,7 @@ export async function verifyArchive(
   source: AsyncIterable<Buffer | string>,
   opts: VerifyOptions & { label: string },
 ): Promise<VerifyReport> {
-  const keyCache = opts.keyCache ?? new Map();
-  await startKeysAhead(source, opts, keyCache);
-  opts = { ...opts, keyCache };
+  opts = await withKeysAhead(source, opts);
   const dir = await mkdtemp(path.join(os.tmpdir(), "bernstein-verify-"));
   let writer: StagingWriter | undefined;
   const interrupt = cleanupOnInterrupt(`the verify's temp folder ${dir}`, async () => {
