@@ -35,7 +35,22 @@ export function usageLine(message: string, cmd: Command): string {
     )
     .replace(/\s*\n\s*/g, "; ")
     .replace(/\.$/, "");
-  return `${text}; see '${commandPath(cmd)} --help'`;
+  return `${text}${pathOptionHint(text, cmd)}; see '${commandPath(cmd)} --help'`;
+}
+
+/** The options that name the archive or location a command reads or writes, in preference order. */
+const PATH_OPTIONS = ["--from", "--to"];
+
+/**
+ * `dr restore ./bk.tar.gz`: the commands take their archive or location as an option, and a word
+ * given alone is the commonest way to get that wrong; commander's "too many arguments" does not
+ * say what was meant.
+ */
+function pathOptionHint(text: string, cmd: Command): string {
+  const word = cmd.args[0];
+  if (!text.startsWith("too many arguments") || word === undefined) return "";
+  const flag = PATH_OPTIONS.find((f) => cmd.options.some((o) => o.long === f));
+  return flag ? ` (did you mean '${flag} ${word}'?)` : "";
 }
 
 /**

@@ -50,6 +50,16 @@ test("a usage error is one line: what was wrong, the closest valid word, and whi
     await usageError(["task", "add"]),
     /^bernstein: missing required argument 'title'; see 'bernstein task add --help'\n$/,
   );
+  // The archive or location given alone, where an option names it.
+  assert.equal(
+    await usageError(["dr", "restore", "./bk.tar.gz"]),
+    "bernstein: too many arguments for 'restore'. Expected 0 arguments but got 1 (did you mean '--from ./bk.tar.gz'?); see 'bernstein dr restore --help'\n",
+  );
+  assert.match(
+    await usageError(["dr", "backup", "./bk.tar.gz"]),
+    /\(did you mean '--to \.\/bk\.tar\.gz'\?\)/,
+  );
+  assert.doesNotMatch(await usageError(["checkpoint", "list", "extra"]), /did you mean/);
   // --json: the error is also the one JSON document on stdout.
   const j = await runCli(["dr", "bakup", "--json"], { env: ENV });
   assert.equal(j.code, 2);
