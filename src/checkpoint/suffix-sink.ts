@@ -10,7 +10,7 @@ import { checkLine } from "../wal/entry.js";
 import type { WalEntry } from "../wal/entry.js";
 import { confirmedLine } from "../wal/canonical-line.js";
 import { takeFollowingEntry } from "../wal/following-entry.js";
-import type { PullSink } from "../wal/line-scan.js";
+import type { PullSink } from "../wal/pull-lines.js";
 
 export interface SuffixProblem {
   line: number;

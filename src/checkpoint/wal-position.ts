@@ -8,7 +8,7 @@
  */
 import { open } from "node:fs/promises";
 import { checkLine, GENESIS_HASH, type WalEntry } from "../wal/entry.js";
-import { pullLines } from "../wal/line-scan.js";
+import { pullLines } from "../wal/pull-lines.js";
 import { readLinesBackward } from "../workspace/lines.js";
 import { SuffixSink, WalSuffixError } from "./suffix-sink.js";
 
@@ -90,7 +90,7 @@ export function readWalSuffix(
   file: string,
   opts: SuffixOptions,
   onTornTail?: (message: string) => void,
-): AsyncGenerator<WalEntry> {
+): AsyncIterableIterator<WalEntry> {
   const sink = new SuffixSink(file, opts.prevHash, opts.nextSeq, onTornTail);
   // Line numbers in messages: one entry per line and seq from 0, so the first line is nextSeq + 1.
   const base = (opts.firstLineNo ?? opts.nextSeq + 1) - 1;

@@ -57,8 +57,9 @@ const SEPARATORS = [
   ',"entry_hash":',
 ].map(ascii);
 
-// Field numbers in line order (seq is SEQ), and the canonical body: sorted keys, each key's
-// text (with its opening `{` or `,`) followed by that field's canonical bytes.
+// Field numbers in line order (seq is SEQ). The canonical body holds the same fields with their
+// keys sorted: each key's text (with its opening `{` or `,`) followed by that field's canonical
+// bytes, the line's own bytes unless the scanner rebuilt them.
 const PREV = 0;
 const TIMESTAMP = 1;
 const TYPE = 2;
@@ -68,25 +69,26 @@ const ACTOR = 5;
 const COMMITTED = 6;
 const HASH = 7;
 const SEQ = 8;
-const BODY_KEYS = [
-  '{"actor":',
-  ',"committed":',
-  ',"decision_type":',
-  ',"inputs":',
-  ',"output":',
-  ',"prev_hash":',
-  ',"seq":',
-  ',"timestamp":',
-].map(ascii);
 const BODY_FIELDS = [ACTOR, COMMITTED, TYPE, INPUTS, OUTPUT, PREV, SEQ, TIMESTAMP];
 
-// Where each field's canonical bytes are (in the line, or in the scanner's arena), reused.
+// Per field, reused: where its `,"<key>":` (for seq the line's `{"seq":`) and its token are in the
+// line, and where its canonical bytes are (in the line, or in the scanner's arena when rebuilt).
+const keyStarts = new Array<number>(SEQ + 1).fill(0);
+const tokenStarts = new Array<number>(SEQ + 1).fill(0);
 const fieldStarts = new Array<number>(SEQ + 1).fill(0);
 const fieldEnds = new Array<number>(SEQ + 1).fill(0);
 const fieldRebuilt = new Array<boolean>(SEQ + 1).fill(false);
 
-let body = new Uint8Array(4096);
-/** Views of `body` by length, so hashing a body allocates nothing (dropped when body grows). */
+/**
+ * The body is assembled in `scratch[0, room)` from a copy of the line at `scratch[room...]`: one
+ * copy from the line's buffer, then copyWithin for each run of the line's bytes the body takes
+ * as it is (a key with its value, or neighbouring fields: `"actor":..,"committed":..` and
+ * `,"decision_type":..,"inputs":..,"output":..` keep their line order), which allocates nothing
+ * where copying between two buffers needs a view of the source each time.
+ */
+let scratch = new Uint8Array(8192);
+let room = 4096;
+/** Views of the body by length, so hashing a body allocates nothing (dropped when scratch grows). */
 let bodyViews: Uint8Array[] = [];
 
 /**
@@ -106,10 +108,14 @@ export function readCanonicalLine(line: Buffer, start: number, end: number): num
   const seqLen = p - seqStart;
   if (seqLen === 0 || seqLen > 15 || (seqLen > 1 && line[seqStart] === 0x30)) return -1;
   setField(SEQ, seqStart, p, false);
+  keyStarts[SEQ] = start;
+  tokenStarts[SEQ] = seqStart;
   for (let i = 0; i < HASH; i++) {
     const sep = SEPARATORS[i];
     if (!startsWith(line, p, end, sep)) return -1;
+    keyStarts[i] = p;
     const tokenStart = p + sep.length;
+    tokenStarts[i] = tokenStart;
     p = scanCanonical(line, tokenStart, end);
     if (p < 0) return -1;
     setField(i, scanned.start, scanned.end, scanned.rebuilt);
@@ -126,7 +132,7 @@ export function readCanonicalLine(line: Buffer, start: number, end: number): num
   if (p >= end || line[p] !== 0x7d) return -1;
   // The hashes and the type must be strings; the hashes are compared as written, so no escapes.
   if (!confirmedLine.plain[PREV] || line[fieldStarts[TYPE]] !== 0x22) return -1;
-  const computed = hash("sha256", canonicalBody(line), "hex");
+  const computed = hash("sha256", canonicalBody(line, start), "hex");
   const hashStart = fieldStarts[HASH] + 1;
   if (!bytesEqualText(line, hashStart, hashStart + 64, computed)) return -1;
   confirmedLine.hash = computed;
@@ -153,31 +159,57 @@ function startsWith(line: Uint8Array, p: number, end: number, word: Uint8Array):
   return true;
 }
 
-/** The canonical body (the entry without entry_hash, keys sorted) in `body`. */
-function canonicalBody(line: Buffer): Uint8Array {
-  let need = 1;
-  for (let k = 0; k < BODY_FIELDS.length; k++)
-    need += BODY_KEYS[k].length + fieldEnds[BODY_FIELDS[k]] - fieldStarts[BODY_FIELDS[k]];
-  if (need > body.length) {
-    body = new Uint8Array(Math.max(need, body.length * 2));
+/**
+ * The canonical body (the entry without entry_hash, keys sorted) of the line at `start`, whose
+ * fields readCanonicalLine has just found.
+ */
+function canonicalBody(line: Buffer, start: number): Uint8Array {
+  // committed, the field before entry_hash, ends the part of the line the body is made of; the
+  // body is as long as that part and its closing `}`.
+  const length = confirmedLine.tokens[2 * COMMITTED + 1] - start;
+  if (length + 1 > room) {
+    room = Math.max(length + 1, 2 * room);
+    scratch = new Uint8Array(2 * room);
     bodyViews = [];
   }
+  scratch.set(new Uint8Array(line.buffer, line.byteOffset + start, length), room);
+  const shift = room - start;
   const arena = arenaBytes();
   let o = 0;
+  // A run of the line's bytes the body takes next, not yet copied: [runFrom, runTo) in the line.
+  let runFrom = -1;
+  let runTo = -1;
   for (let k = 0; k < BODY_FIELDS.length; k++) {
-    const key = BODY_KEYS[k];
-    for (let i = 0; i < key.length; i++) body[o++] = key[i];
     const field = BODY_FIELDS[k];
-    const from = fieldRebuilt[field] ? arena : line;
-    const s = fieldStarts[field];
-    const e = fieldEnds[field];
-    if (e - s > 32) {
-      body.set(new Uint8Array(from.buffer, from.byteOffset + s, e - s), o);
-      o += e - s;
-    } else for (let i = s; i < e; i++) body[o++] = from[i];
+    const keyStart = keyStarts[field];
+    if (runFrom < 0 || keyStart !== runTo) {
+      // Not next to the run in the line: the key's `,` (or the body's `{`) is written here.
+      if (runFrom >= 0) o = copyOfLine(runFrom + shift, runTo + shift, o);
+      scratch[o++] = k === 0 ? 0x7b : 0x2c;
+      runFrom = keyStart + 1;
+    }
+    if (fieldRebuilt[field]) {
+      o = copyOfLine(runFrom + shift, tokenStarts[field] + shift, o);
+      o = copyOfArena(arena, fieldStarts[field], fieldEnds[field], o);
+      runFrom = -1;
+    } else runTo = fieldEnds[field];
   }
-  body[o++] = 0x7d;
-  return (bodyViews[o] ??= new Uint8Array(body.buffer, 0, o));
+  if (runFrom >= 0) o = copyOfLine(runFrom + shift, runTo + shift, o);
+  scratch[o++] = 0x7d;
+  return (bodyViews[o] ??= new Uint8Array(scratch.buffer, 0, o));
+}
+
+/** Copies `scratch[from, to)` (the line's copy) to `o`; returns where the copy ends. */
+function copyOfLine(from: number, to: number, o: number): number {
+  if (to - from > 16) scratch.copyWithin(o, from, to);
+  else for (let i = from; i < to; i++) scratch[o + i - from] = scratch[i];
+  return o + to - from;
+}
+
+function copyOfArena(arena: Uint8Array, from: number, to: number, o: number): number {
+  if (to - from > 32) scratch.set(new Uint8Array(arena.buffer, arena.byteOffset + from, to - from), o);
+  else for (let i = from; i < to; i++) scratch[o + i - from] = arena[i];
+  return o + to - from;
 }
 
 /** Whether `text` is the bytes `[start, end)` of `bytes` (an ASCII string against ASCII bytes). */

@@ -20,7 +20,8 @@ import {
 import type { WalError, WalErrorKind } from "./chain.js";
 import { confirmedLine } from "./canonical-line.js";
 import { takeFollowingEntry } from "./following-entry.js";
-import { LF, type PullSink } from "./line-scan.js";
+import { LF } from "./line-scan.js";
+import type { PullSink } from "./pull-lines.js";
 
 export interface ReadEntry {
   entry: WalEntry;

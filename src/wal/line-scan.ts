@@ -83,48 +83,6 @@ export async function scanAll(fh: FileHandle, sink: LineSink): Promise<number> {
   }
 }
 
-/** A sink that turns some lines into items a reader hands out one at a time. */
-export interface PullSink<T> extends LineSink {
-  /** What the last line produced, taken (and cleared) by pullLines. */
-  ready: T | undefined;
-  /** Set when nothing more is to be read. */
-  stopped: boolean;
-  /** Called once the file is read and closed (not when the consumer stops early); may throw. */
-  end(): void;
-}
-
-/**
- * Opens a file with `openFile` and feeds it, from offset `from` (a line start), to `sink` a line
- * at a time, yielding each item a line produces as soon as it does: only the item in hand is
- * alive, whatever the chunk holds. Line numbers start after `lineNo`. One generator, so handing
- * out an item costs one async step.
- */
-export async function* pullLines<T>(
-  openFile: () => Promise<FileHandle>,
-  sink: PullSink<T>,
-  from = 0,
-  lineNo = 0,
-): AsyncGenerator<T> {
-  const fh = await openFile();
-  try {
-    for await (const { bytes, tail } of readRegions(fh, from)) {
-      let start = 0;
-      while (start < bytes.length && !sink.stopped) {
-        start = emitLine(bytes, start, ++lineNo, tail, sink, sink.take);
-        const item = sink.ready;
-        if (item !== undefined) {
-          sink.ready = undefined;
-          yield item;
-        }
-      }
-      if (sink.stopped) break;
-    }
-  } finally {
-    await fh.close();
-  }
-  sink.end();
-}
-
 /**
  * Strings decoded at once stay under this size: V8 puts bigger ones in large-object space, which
  * only a full GC frees, and a million-line verify would then grow its RSS with garbage.
@@ -180,7 +138,7 @@ function emitEach(
 }
 
 /** Emits line `lineNo`, starting at `start` in `region`; returns where the next line starts. */
-function emitLine(
+export function emitLine(
   region: Buffer,
   start: number,
   lineNo: number,

@@ -15,7 +15,8 @@ import { EntrySink, WalReadError, type ReadEntry } from "./entry-sink.js";
 import { listWalRunFiles, runIdOfWalFile } from "./run-files.js";
 import { scanTail } from "./tail.js";
 import { ChainVerifier, type CleanBatch, type VerifyResult } from "./chain.js";
-import { CHUNK, LF, describeFsError, emitLines, openForRead, pullLines, scanAll } from "./line-scan.js";
+import { CHUNK, LF, describeFsError, emitLines, openForRead, scanAll } from "./line-scan.js";
+import { pullLines } from "./pull-lines.js";
 
 export type { ReadEntry } from "./entry-sink.js";
 export { MAX_REPORTED_ERRORS, type VerifyResult, type WalError, type WalErrorKind } from "./chain.js";
@@ -194,7 +195,7 @@ export interface ReadOptions {
  * Canonical lines are hash-checked on their bytes and their entries built from their tokens
  * (see EntrySink).
  */
-export function readWalEntries(file: string, opts: ReadOptions = {}): AsyncGenerator<ReadEntry> {
+export function readWalEntries(file: string, opts: ReadOptions = {}): AsyncIterableIterator<ReadEntry> {
   const runId = opts.runId ?? runIdOfFile(file);
   const sink = new EntrySink(
     runId,

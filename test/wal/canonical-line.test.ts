@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
 import { test } from "node:test";
 import { readCanonicalLine } from "../../src/wal/canonical-line.js";
+import { canonicalJson, orderedJson, type JsonValue } from "../../src/json/canonical.js";
 import { GENESIS_HASH, buildEntryWithLine, checkLine, sha256Hex } from "../../src/wal/entry.js";
 import { verifyWal } from "../../src/wal/reader.js";
 import { WalWriter } from "../../src/wal/writer.js";
@@ -125,4 +126,39 @@ test("non-ASCII and unsorted nested keys: the same verdicts as the parser", asyn
   } finally {
     await cleanup();
   }
+});
+
+test("lines whose fields are unsorted objects anywhere take the fast path and hash as the parser does", () => {
+  const unsorted = { b: [{ d: 1, c: "x" }], a: { f: null, e: 0.25 } };
+  const sorted = { a: 1, b: "two" };
+  const cases: Array<Record<string, JsonValue>> = [
+    { inputs: unsorted, output: unsorted, actor: "orchestrator", committed: true },
+    { inputs: sorted, output: sorted, actor: "orchestrator", committed: false },
+    { inputs: unsorted, output: sorted, actor: unsorted, committed: unsorted },
+    { inputs: sorted, output: unsorted, actor: sorted, committed: [unsorted, 3] },
+    { inputs: {}, output: [], actor: "", committed: null },
+  ];
+  let prev = GENESIS_HASH;
+  cases.forEach((fields, seq) => {
+    // As the Python original writes a line: fields in line order as given, the hash over the
+    // canonical (sorted) body.
+    const entry: Record<string, JsonValue> = {
+      seq,
+      prev_hash: prev,
+      timestamp: 1795744701.5 + seq,
+      decision_type: "task_completed",
+      ...fields,
+    };
+    const hash = sha256Hex(canonicalJson(entry));
+    const line = orderedJson({ ...entry, entry_hash: hash });
+    assert.ok(confirms(line), line);
+    const check = checkLine(line);
+    assert.ok(check.ok && check.entry.entry_hash === hash, line);
+    const edited = line.includes('"e":0.25')
+      ? line.replace('"e":0.25', '"e":0.5')
+      : line.replace("task_completed", "task_complete_");
+    assert.notEqual(edited, line);
+    assert.equal(confirms(edited), false, "an edit changes the hash");
+    prev = hash;
+  });
 });
