@@ -315,7 +315,12 @@ async function mergeGroup(
     ...(ixs[0]!.prev_hash !== undefined ? { prev_hash: ixs[0]!.prev_hash, last_hash: lastIx.last_hash } : {}),
   };
   const size = stored.reduce((n, b) => n + b.length, 0);
-  await store.put(name, Readable.from(stored), { sha256: ix.sha256, size, metadata: segmentMetadata(ix) });
+  await store.put(name, Readable.from(stored), {
+    sha256: ix.sha256,
+    sha256OfSource: true,
+    size,
+    metadata: segmentMetadata(ix),
+  });
   const back = await readSegmentIndex(store, name);
   if (back?.sha256 !== ix.sha256)
     throw new Error(`${store.describe(name)}: not readable back after storing it`);

@@ -57,7 +57,8 @@ export class LocalStore implements BackupStore {
     }
     const tmp = tempPathFor(target);
     const metaTmp = tempPathFor(this.metaPath(key));
-    const hash = createHash("sha256");
+    // Bytes the caller hashed in its own memory are not hashed again (PutOptions.sha256OfSource).
+    const hash = options.sha256OfSource && options.sha256 !== undefined ? undefined : createHash("sha256");
     let size = 0;
     const interrupt = cleanupOnInterrupt(`the partial copy ${tmp}`, () =>
       Promise.all([rm(tmp, { force: true }), rm(metaTmp, { force: true })]).then(() => {}),
@@ -71,12 +72,12 @@ export class LocalStore implements BackupStore {
       try {
         for await (const chunk of source) {
           const buf = chunk as Buffer;
-          hash.update(buf);
+          hash?.update(buf);
           size += buf.length;
           await fh.write(buf);
           options.onProgress?.(size);
         }
-        sha256 = hash.digest("hex");
+        sha256 = hash?.digest("hex") ?? options.sha256!;
         if (options.sha256 !== undefined && options.sha256 !== sha256) {
           throw new UserError(
             `${target}: written bytes have sha256 ${sha256}, expected ${options.sha256}`,
