@@ -47,6 +47,13 @@ export interface CompactOptions {
   keys?: ReadKeys;
   /** Asked before each merge: true stops the run there (the archiver is stopping). */
   stopping?: () => boolean;
+  /**
+   * With `fanout`, asked before each merge whose largest piece is at least `targetBytes / fanout`:
+   * true leaves that group for a later run. The archiver defers them while
+   * its cycles ship that much each: the writer is busy and its segments are large already, so a
+   * merge would rewrite megabytes beside it to save a few objects.
+   */
+  deferLarge?: () => boolean;
   /** Called after each merged segment is stored and its small ones deleted, with its index. */
   onMerged?: (merged: MergedSegment, ix: SegmentIndex) => void;
   /**
@@ -327,6 +334,10 @@ async function mergeGroup(
   return { key: name, bytes: size, ix };
 }
 
+/** A group with a piece of at least 1/fanout of the target (tiered runs only). */
+const isLarge = (group: StoredSegment[], opts: CompactOptions): boolean =>
+  opts.fanout !== undefined && group.some((s) => s.size * opts.fanout! >= opts.targetBytes);
+
 async function compactGeneration(
   store: BackupStore,
   g: GenerationListing,
@@ -345,6 +356,7 @@ async function compactGeneration(
     }
     for (const group of mergeGroups(chain, opts.targetBytes, opts.fanout)) {
       if (opts.stopping?.()) return;
+      if (isLarge(group, opts) && opts.deferLarge?.()) continue;
       const merged = await mergeGroup(store, g.generation, stream, group, key, opts.storedIndex).catch(
         (err: unknown) => {
           if (err instanceof Raced) return undefined;
