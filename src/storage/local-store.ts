@@ -9,13 +9,7 @@ import { open, readdir, readFile, rm, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { ExitCode, UserError, userErrorFromFs } from "../errors/errors.js";
-import {
-  durableMkdir,
-  durableRename,
-  durableUnlink,
-  fsyncHandle,
-  tempPathFor,
-} from "../workspace/durable.js";
+import { durableMkdir, durableRename, fsyncDir, fsyncHandle, tempPathFor } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import type { BackupStore, ByteRange, ObjectInfo, PutOptions, PutResult } from "./store.js";
 
@@ -153,12 +147,20 @@ export class LocalStore implements BackupStore {
 
   async delete(key: string): Promise<void> {
     checkKey(key);
+    let removed = false;
+    // The data file first: a sidecar left alone by a crash names nothing (list and head skip it).
     for (const file of [path.join(this.root, key), this.metaPath(key)]) {
       try {
-        await durableUnlink(file);
+        await unlink(file);
+        removed = true;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw userErrorFromFs(err, file) ?? err;
       }
     }
+    // One sync of the folder makes both removals durable.
+    if (removed)
+      await fsyncDir(this.root).catch((err: unknown) => {
+        throw userErrorFromFs(err, this.root) ?? err;
+      });
   }
 }
