@@ -49,9 +49,9 @@ export interface CompactOptions {
   stopping?: () => boolean;
   /**
    * With `fanout`, asked before each merge whose largest piece is at least `targetBytes / fanout`:
-   * true leaves that group for a later run. The archiver defers them while
-   * its cycles ship that much each: the writer is busy and its segments are large already, so a
-   * merge would rewrite megabytes beside it to save a few objects.
+   * true leaves that group for a later run. The archiver defers them while its cycles ship that
+   * much each: the writer is busy and its segments are large already, so a merge would rewrite
+   * megabytes beside it to save a few objects.
    */
   deferLarge?: () => boolean;
   /** Called after each merged segment is stored and its small ones deleted, with its index. */
