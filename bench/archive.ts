@@ -11,7 +11,8 @@
  *   writer alone, alternating rounds; goal ratio >= 0.95 each. Each archiver is timed at its
  *   steady state, after its start-up and a warm-up it has caught up with
  *   (bench/support/archive-overhead.ts). CPU per append of the writer's process (the in-process
- *   archiver's thread included) and of its main thread alone, per entry of `dr archive`'s and of the S3 server's process.
+ *   archiver's thread included) and of its main thread alone, per entry of `dr archive`'s and of the S3 server's process;
+ *   bytes the archiver wrote per WAL byte (segments, merges, status).
  * - Restore to a point `--decisions` decisions after its snapshot (`dr archive-restore --latest`,
  *   a whole process: wall and peak RSS) against `dr restore` of a backup of the same state.
  * - Objects and bytes per day at 1 decision/s, from the segments measured per cycle.
@@ -298,6 +299,7 @@ async function overheadSection(root: string, stores: OverheadStore[], goals: Goa
     archiver_process_cpu_us_per_entry: med(rs, (r) => us(r.archiver_cpu_s, r.appends)),
     store_process_cpu_us_per_entry: med(rs, (r) => us(r.store_cpu_s, r.appends)),
     steady_after_s: med(rs, (r) => r.steady_after_s),
+    archiver_written_per_wal_byte: med(rs, (r) => r.archiver_written_per_wal_byte),
     rounds_appends_per_s: rs.map((r) => round(r.appends_per_s, 0)),
   });
   const rate = (key: string) => median(runs.get(key)!.map((r) => r.appends_per_s));

@@ -11,7 +11,7 @@
  * one slow cycle is a part of it, not all of it. The same warm-up is written alone.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { readFile, rm } from "node:fs/promises";
+import { readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { ArchiverThread } from "../../src/archive/archiver-thread.js";
 import { readArchiveStatus } from "../../src/archive/health.js";
@@ -51,6 +51,13 @@ export interface OverheadRun {
   store_cpu_s?: number;
   /** From the archiver's start to its status saying the warm-up is stored (not timed). */
   steady_after_s?: number;
+  /** Bytes the WAL grew by over the window. */
+  wal_bytes: number;
+  /**
+   * Bytes the archiver wrote over the window (write calls: segments, merges, its status), per WAL
+   * byte: `dr archive`'s own; in process, this process's less the WAL's.
+   */
+  archiver_written_per_wal_byte?: number;
 }
 
 export interface OverheadSpec {
@@ -72,6 +79,12 @@ export async function processCpuSeconds(pid: number, thread?: number): Promise<n
   );
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** Bytes a live process has passed to write calls so far (Linux /proc: wchar). */
+async function writtenBytes(pid: number): Promise<number> {
+  const io = await readFile(`/proc/${pid}/io`, "utf8");
+  return Number(/^wchar: (\d+)$/m.exec(io)?.[1] ?? NaN);
 }
 
 const ownCpuSeconds = (): number => {
@@ -176,9 +189,13 @@ export async function overheadRun(
   const steadyAfter = (Date.now() - started) / 1000;
 
   const storePid = form === "alone" ? undefined : store?.pid;
-  const [s0, a0] = await Promise.all([
+  const writerPid = child?.pid ?? process.pid;
+  const walSize = async () => (await stat(ws.walFile("run-bench"))).size;
+  const [s0, a0, w0, l0] = await Promise.all([
     storePid ? processCpuSeconds(storePid) : 0,
     child ? processCpuSeconds(child.pid!) : 0,
+    writtenBytes(writerPid),
+    walSize(),
   ]);
   const c0 = ownCpuSeconds();
   const m0 = await processCpuSeconds(process.pid, process.pid);
@@ -187,10 +204,14 @@ export async function overheadRun(
   const wall = (performance.now() - t0) / 1000;
   const writerCpu = ownCpuSeconds() - c0;
   const writerThreadCpu = (await processCpuSeconds(process.pid, process.pid)) - m0;
-  const [s1, a1] = await Promise.all([
+  const [s1, a1, w1, l1] = await Promise.all([
     storePid ? processCpuSeconds(storePid) : 0,
     child ? processCpuSeconds(child.pid!) : 0,
+    writtenBytes(writerPid),
+    walSize(),
   ]);
+  const walBytes = l1 - l0;
+  const archiverWrote = child ? w1 - w0 : w1 - w0 - walBytes;
 
   await wal.close();
   await archiver?.finish();
@@ -209,6 +230,9 @@ export async function overheadRun(
     writer_thread_cpu_s: writerThreadCpu,
     ...(child ? { archiver_cpu_s: a1 - a0 } : {}),
     ...(storePid ? { store_cpu_s: s1 - s0 } : {}),
-    ...(form === "alone" ? {} : { steady_after_s: steadyAfter }),
+    wal_bytes: walBytes,
+    ...(form === "alone"
+      ? {}
+      : { steady_after_s: steadyAfter, archiver_written_per_wal_byte: archiverWrote / walBytes }),
   };
 }

@@ -101,6 +101,10 @@ export class Archiver {
   /** Segments stored since the last background compaction looked, and that compaction if running. */
   private storedSinceCompaction = 0;
   private compacting?: Promise<void>;
+  /** Bytes the newest cycle stored: at least a large piece's (compact.ts deferLarge), the writer is busy. */
+  private lastCycleBytes = 0;
+  /** A compaction left groups of large pieces for a cycle that finds nothing to ship. */
+  private largeDeferred = false;
   /**
    * With background compaction, the indexes of the generation's segments this archiver stored
    * (the store confirmed each put), newest last: a merge reads its pieces without a HEAD each.
@@ -150,16 +154,31 @@ export class Archiver {
 
   /**
    * Starts a background compaction of the generation once enough segments were stored, or, at the
-   * first cycle that found nothing to ship, once any were: when the writes stop, the pieces
-   * stored since the last look would otherwise stay small until the next burst.
+   * first cycle that found nothing to ship, once any were or a merge was deferred: when the writes
+   * stop, the pieces stored since the last look would otherwise stay small until the next burst.
    */
   private compactWhenDue(idle: boolean): void {
     const target = this.opts.compactTargetBytes;
     const gen = this.gen;
-    const due = idle ? this.storedSinceCompaction > 0 : this.storedSinceCompaction >= COMPACT_FANOUT;
+    const due = idle
+      ? this.storedSinceCompaction > 0 || this.largeDeferred
+      : this.storedSinceCompaction >= COMPACT_FANOUT;
     if (!target || !gen || this.compacting || !due) return;
     this.storedSinceCompaction = 0;
+    this.largeDeferred = false;
     this.compacting = this.compact(gen, target).finally(() => (this.compacting = undefined));
+  }
+
+  /**
+   * While the cycles ship a large piece's worth each (1/COMPACT_FANOUT of the target), the pieces
+   * are as large as the cycles make them and the writer is busy: merging them would read, check,
+   * hash and write them all again beside it, to save a few objects. Those merges wait for a
+   * cycle that ships less (the next look) or nothing (at once); smaller pieces merge as always.
+   */
+  private deferLarge(targetBytes: number): boolean {
+    const busy = this.lastCycleBytes * COMPACT_FANOUT >= targetBytes;
+    if (busy) this.largeDeferred = true;
+    return busy;
   }
 
   private async compact(gen: GenerationState, targetBytes: number): Promise<void> {
@@ -168,6 +187,7 @@ export class Archiver {
         targetBytes,
         fanout: COMPACT_FANOUT,
         stopping: () => this.stopping,
+        deferLarge: () => this.deferLarge(targetBytes),
         storedIndex: (key) => this.storedIndexes.get(key),
         onMerged: (m, ix) => {
           for (const key of m.replaced) this.storedIndexes.delete(key);
@@ -330,6 +350,7 @@ export class Archiver {
     });
     for (const [run, seq] of Object.entries(result.wal)) this.shipped.set(run, seq);
     this.storedSinceCompaction += result.segments;
+    this.lastCycleBytes = result.bytes;
     if (this.health.errorsInARow > 0)
       this.opts.log?.({ event: "recovered", after_errors: this.health.errorsInARow });
     if (result.segments > 0)

@@ -47,6 +47,13 @@ export interface CompactOptions {
   keys?: ReadKeys;
   /** Asked before each merge: true stops the run there (the archiver is stopping). */
   stopping?: () => boolean;
+  /**
+   * With `fanout`, asked before each merge whose largest piece is at least `targetBytes / fanout`:
+   * true leaves that group for a later run. The archiver defers them while its cycles ship that
+   * much each: the writer is busy and its segments are large already, so a merge would rewrite
+   * megabytes beside it to save a few objects.
+   */
+  deferLarge?: () => boolean;
   /** Called after each merged segment is stored and its small ones deleted, with its index. */
   onMerged?: (merged: MergedSegment, ix: SegmentIndex) => void;
   /**
@@ -315,12 +322,21 @@ async function mergeGroup(
     ...(ixs[0]!.prev_hash !== undefined ? { prev_hash: ixs[0]!.prev_hash, last_hash: lastIx.last_hash } : {}),
   };
   const size = stored.reduce((n, b) => n + b.length, 0);
-  await store.put(name, Readable.from(stored), { sha256: ix.sha256, size, metadata: segmentMetadata(ix) });
+  await store.put(name, Readable.from(stored), {
+    sha256: ix.sha256,
+    sha256OfSource: true,
+    size,
+    metadata: segmentMetadata(ix),
+  });
   const back = await readSegmentIndex(store, name);
   if (back?.sha256 !== ix.sha256)
     throw new Error(`${store.describe(name)}: not readable back after storing it`);
   return { key: name, bytes: size, ix };
 }
+
+/** A group with a piece of at least 1/fanout of the target (tiered runs only). */
+const isLarge = (group: StoredSegment[], opts: CompactOptions): boolean =>
+  opts.fanout !== undefined && group.some((s) => s.size * opts.fanout! >= opts.targetBytes);
 
 async function compactGeneration(
   store: BackupStore,
@@ -340,6 +356,7 @@ async function compactGeneration(
     }
     for (const group of mergeGroups(chain, opts.targetBytes, opts.fanout)) {
       if (opts.stopping?.()) return;
+      if (isLarge(group, opts) && opts.deferLarge?.()) continue;
       const merged = await mergeGroup(store, g.generation, stream, group, key, opts.storedIndex).catch(
         (err: unknown) => {
           if (err instanceof Raced) return undefined;

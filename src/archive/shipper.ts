@@ -107,6 +107,7 @@ async function putSegment(
   try {
     await t.store.put(key, Readable.from([put.stored]), {
       sha256: put.ix.sha256,
+      sha256OfSource: true,
       size: put.stored.length,
       metadata: segmentMetadata(put.ix),
     });

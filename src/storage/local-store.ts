@@ -9,13 +9,7 @@ import { open, readdir, readFile, rm, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { ExitCode, UserError, userErrorFromFs } from "../errors/errors.js";
-import {
-  durableMkdir,
-  durableRename,
-  durableUnlink,
-  fsyncHandle,
-  tempPathFor,
-} from "../workspace/durable.js";
+import { durableMkdir, durableRename, fsyncDir, fsyncHandle, tempPathFor } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import type { BackupStore, ByteRange, ObjectInfo, PutOptions, PutResult } from "./store.js";
 
@@ -57,7 +51,8 @@ export class LocalStore implements BackupStore {
     }
     const tmp = tempPathFor(target);
     const metaTmp = tempPathFor(this.metaPath(key));
-    const hash = createHash("sha256");
+    // Bytes the caller hashed in its own memory are not hashed again (PutOptions.sha256OfSource).
+    const hash = options.sha256OfSource && options.sha256 !== undefined ? undefined : createHash("sha256");
     let size = 0;
     const interrupt = cleanupOnInterrupt(`the partial copy ${tmp}`, () =>
       Promise.all([rm(tmp, { force: true }), rm(metaTmp, { force: true })]).then(() => {}),
@@ -71,12 +66,12 @@ export class LocalStore implements BackupStore {
       try {
         for await (const chunk of source) {
           const buf = chunk as Buffer;
-          hash.update(buf);
+          hash?.update(buf);
           size += buf.length;
           await fh.write(buf);
           options.onProgress?.(size);
         }
-        sha256 = hash.digest("hex");
+        sha256 = hash?.digest("hex") ?? options.sha256!;
         if (options.sha256 !== undefined && options.sha256 !== sha256) {
           throw new UserError(
             `${target}: written bytes have sha256 ${sha256}, expected ${options.sha256}`,
@@ -152,12 +147,20 @@ export class LocalStore implements BackupStore {
 
   async delete(key: string): Promise<void> {
     checkKey(key);
+    let removed = false;
+    // The data file first: a sidecar left alone by a crash names nothing (list and head skip it).
     for (const file of [path.join(this.root, key), this.metaPath(key)]) {
       try {
-        await durableUnlink(file);
+        await unlink(file);
+        removed = true;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw userErrorFromFs(err, file) ?? err;
       }
     }
+    // One sync of the folder makes both removals durable.
+    if (removed)
+      await fsyncDir(this.root).catch((err: unknown) => {
+        throw userErrorFromFs(err, this.root) ?? err;
+      });
   }
 }

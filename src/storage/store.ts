@@ -24,6 +24,13 @@ export interface PutOptions {
    * no object behind.
    */
   sha256?: string;
+  /**
+   * `sha256` was computed by the caller over the very buffers `source` yields, which it holds in
+   * memory (an archive segment): a store that would hash them only to check the caller takes it
+   * as it is (the size is still checked). A source read from a file, which can change between
+   * the caller's read and the store's, is never marked so.
+   */
+  sha256OfSource?: boolean;
   /** User metadata stored with the object (keys lower-case, values ASCII). */
   metadata?: Record<string, string>;
   /** Called before each retry of a transient failure (for logging). */
