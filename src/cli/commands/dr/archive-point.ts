@@ -304,8 +304,12 @@ async function drillSteps(src: PointSource, opts: PointFlags & { keep?: string }
   const d: PointDrill = { steps: [] };
   const step = (name: string, fn: () => Promise<StepVerdict>): Promise<boolean> =>
     runDrillStep(d.steps, name, fn, (err) => {
-      // A point outside the window is the user's input, not a failed drill.
-      if (err instanceof UserError && err.exitCode === ExitCode.USAGE) throw err;
+      // A point outside the window, a missing or wrong key: the user's input, not a failed drill.
+      if (
+        err instanceof UserError &&
+        (err.exitCode === ExitCode.USAGE || err.exitCode === ExitCode.BAD_PASSWORD)
+      )
+        throw err;
       if (err instanceof UserError) d.failure = err;
     });
   await atScratchPoint(src, opts, opts.keep, async (root, restore, keyFile) => {
