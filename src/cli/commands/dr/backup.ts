@@ -138,7 +138,7 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
     },
     () => {
       out.line("Backup complete!");
-      out.line(`  Path: ${opts.to ? shownDest : job.location}`);
+      out.line(`  Path: ${opts.to ? shownDest : shown(job.location)}`);
       out.line(`  Size: ${a.size_bytes} bytes`);
       out.line(`  Files: ${a.file_count}`);
       out.line(`  SHA256: ${short(a.sha256)}`);
