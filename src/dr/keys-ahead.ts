@@ -10,7 +10,6 @@
  */
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
-import type { UserError } from "../errors/errors.js";
 import {
   FIRST_BLOCK_BYTES,
   SALT_BYTES,

@@ -20,7 +20,7 @@ import { ExitCode } from "../../errors/errors.js";
 import { sizeOption } from "../number-option.js";
 import { Output, globalsOf } from "../output.js";
 import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr/options.js";
-import { shown } from "./dr/source.js";
+import { shown } from "../shown-path.js";
 
 export function findDr(program: Command): Command {
   return (
