@@ -60,6 +60,23 @@ export async function resolveIdentities(
   return undefined;
 }
 
+/**
+ * Refuses (exit 4) identities none of which is one of `recipients`: what a drill backs up to
+ * them, they could not restore.
+ */
+export async function checkIdentitiesOpen(
+  identities: readonly string[],
+  recipients: readonly string[],
+): Promise<void> {
+  const { noIdentityOpens, recipientFingerprint, recipientOf } = await import("../dr/age/keys.js");
+  for (const identity of identities) if (recipients.includes(await recipientOf(identity))) return;
+  throw new UserError(
+    `a drill restores what it backs up: ${noIdentityOpens(identities.length, recipients.map(recipientFingerprint).join(", "))}`,
+    ExitCode.BAD_PASSWORD,
+    { problem: "auth" },
+  );
+}
+
 /** The recipients of `--recipient` and `--recipients-file` together, each checked (exit 2 naming a bad one). */
 export async function resolveRecipients(opts: RecipientFlags): Promise<string[]> {
   const all = [...(opts.recipient ?? [])];

@@ -39,7 +39,7 @@ export function zlibToArchiveError(err: unknown): UserError {
  * Whether decrypted bytes start like a gzip stream: the magic and method, or (when one damaged
  * base64 character garbled the first bytes through the IV) our fixed header's tail.
  */
-function decryptsToGzip(head: Buffer): boolean {
+export function decryptsToGzip(head: Buffer): boolean {
   return (
     head.subarray(0, 3).equals(OUR_GZIP_HEADER.subarray(0, 3)) ||
     (head.length >= 10 && head.subarray(4, 10).equals(OUR_GZIP_HEADER.subarray(4, 10)))

@@ -336,7 +336,7 @@ function existsError(dest: string): UserError {
 }
 
 /** Checks the destination folder exists and is writable, and what is at the destination (exit 6). */
-async function checkDestination(dest: string, overwrite: boolean): Promise<void> {
+export async function checkDestination(dest: string, overwrite: boolean): Promise<void> {
   const dir = path.dirname(dest);
   const st = await stat(dir).catch(() => undefined);
   if (!st) throw new UserError(`cannot write ${dest}: folder ${dir} does not exist`, ExitCode.IO);

@@ -69,6 +69,31 @@ export function startKeyDerivation(head: Buffer, password: string, cache: KeyCac
   cache.set(id, pending);
 }
 
+/** The bytes of `salt || token` that hold the token's header and its first cipher block, in base64. */
+export const FIRST_BLOCK_BYTES = SALT_BYTES + Math.ceil((HEADER_BYTES + 16) / 3) * 4;
+
+/**
+ * The first 16 plaintext bytes of the `salt || token` that begins with `head` (FIRST_BLOCK_BYTES
+ * of it), under the key of `password` (the derivation started in `cache`, or started there
+ * now): unauthenticated, so a wrong key gives noise where the right one gives a gzip start.
+ * Undefined when `head` does not hold a well-formed start (the read reports what is wrong).
+ */
+export async function firstPlainBlock(
+  head: Buffer,
+  password: string,
+  cache: KeyCache,
+): Promise<Buffer | undefined> {
+  const text = head.subarray(SALT_BYTES, FIRST_BLOCK_BYTES).toString("latin1");
+  if (text.length < FIRST_BLOCK_BYTES - SALT_BYTES || !B64_CHARS.test(text)) return undefined;
+  const token = Buffer.from(text, "base64url");
+  if (token[0] !== VERSION) return undefined;
+  startKeyDerivation(head, password, cache);
+  const key = await cache.get(cacheKeyOf(password, head.subarray(0, SALT_BYTES)))!;
+  const decipher = createDecipheriv("aes-128-cbc", key.subarray(16), token.subarray(9, HEADER_BYTES));
+  decipher.setAutoPadding(false);
+  return decipher.update(token.subarray(HEADER_BYTES, HEADER_BYTES + 16));
+}
+
 /** Base64 (URL-safe, padded) of a byte stream, emitted in whole 3-byte groups as data arrives. */
 class Base64Encoder {
   private carry = Buffer.alloc(0);

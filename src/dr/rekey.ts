@@ -276,12 +276,20 @@ export async function rekeyArchive(
 ): Promise<RekeyOutcome> {
   const abs = path.resolve(file);
   const row = opts.row ?? (ws ? (await newestRows(ws)).get(abs) : undefined);
+  // Worked on (and named in messages and the outcome) by the path the caller gave, as every dr
+  // command names what the user gave; recorded (catalogue row, audit event) by its absolute path.
   let done: Done;
-  if (abs.endsWith(".age")) done = await rekeyAge({ file: abs }, req, row, opts.skipDone ?? false);
-  else if (abs.endsWith(".enc")) done = await rekeyEnc(abs, req);
+  if (abs.endsWith(".age")) done = await rekeyAge({ file }, req, row, opts.skipDone ?? false);
+  else if (abs.endsWith(".enc")) done = await rekeyEnc(file, req);
   else throw usage(`${file}: not an encrypted archive (.age or .enc); a plain archive has no keys to rotate`);
   const at = { from: path.basename(abs), name: path.basename(done.path), local: true };
-  return recordDone(done, { ...at, store: new LocalStore(path.dirname(abs)) }, ws, row);
+  const recorded = await recordDone(
+    { ...done, path: path.resolve(done.path) },
+    { ...at, store: new LocalStore(path.dirname(abs)) },
+    ws,
+    row,
+  );
+  return { ...recorded, from: file, path: done.path };
 }
 
 /** Rekeys the `.age` object `key` of `store` (S3): the header rewritten in front of the same payload. */

@@ -153,6 +153,7 @@ export async function restoreFromStream(
   opts: RestoreOptions = {},
 ): Promise<RestoreResult> {
   try {
+    // A missing or wrong key is refused here, before the restore takes a lock or makes a folder.
     return await restoreInto(source, target, await withKeysAhead(source, opts));
   } catch (err) {
     // A restore refused before it read (a live lock, say) releases the file or connection now.

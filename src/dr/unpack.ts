@@ -121,17 +121,17 @@ async function* measured(
   }
 }
 
-/** Reads enough bytes to tell gzip from salt+token from an age header, and says which it is. */
-async function sniff(
-  it: AsyncIterator<Buffer>,
-  opts: ReadArchiveOptions,
-): Promise<{ head: Buffer; encrypted: boolean; age: boolean }> {
-  let head = Buffer.alloc(0);
-  while (head.length < SALT_BYTES + 6) {
-    const r = await it.next();
-    if (r.done) break;
-    head = Buffer.concat([head, r.value]);
-  }
+/** The bytes that tell gzip from salt+token from an age header. */
+export const SNIFF_BYTES = SALT_BYTES + 6;
+
+/**
+ * What an archive starting with `head` (SNIFF_BYTES, or all there is) is: exit 5 when it is no
+ * archive, exit 2 when it is encrypted and the kind of key it needs was not given.
+ */
+export async function archiveKindOf(
+  head: Buffer,
+  opts: Pick<ReadArchiveOptions, "label" | "password" | "identities">,
+): Promise<{ encrypted: boolean; age: boolean }> {
   const gzip = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
   const age = !gzip && head.length >= AGE_MAGIC.length && looksLikeAge(head);
   const encrypted = !gzip && (age || looksEncrypted(head));
@@ -142,7 +142,41 @@ async function sniff(
     );
   }
   if (encrypted) (await import("./age/archive.js")).checkKeyKind(opts, age);
-  return { head, encrypted, age };
+  return { encrypted, age };
+}
+
+/** Reads enough bytes to tell gzip from salt+token from an age header, and says which it is. */
+async function sniff(
+  it: AsyncIterator<Buffer>,
+  opts: ReadArchiveOptions,
+): Promise<{ head: Buffer; encrypted: boolean; age: boolean }> {
+  let head = Buffer.alloc(0);
+  while (head.length < SNIFF_BYTES) {
+    const r = await it.next();
+    if (r.done) break;
+    head = Buffer.concat([head, r.value]);
+  }
+  return { head, ...(await archiveKindOf(head, opts)) };
+}
+
+/**
+ * The archive's whole bytes against what is recorded of them (expectSha256, expectAge): the
+ * error to report when they differ. `split`: the hasher of header and payload (expectAge).
+ */
+export function recordedMismatch(
+  opts: ReadArchiveOptions,
+  sha256: string,
+  split: AgeSplitHasher | undefined,
+): UserError | undefined {
+  const bad = opts.expectAge && splitMismatch(opts.expectAge, split?.digest());
+  if (bad)
+    return archiveError(
+      "mismatch",
+      `archive is damaged or altered: ${bad} (${opts.expectAgeFrom ?? "recorded"})`,
+    );
+  const expected = opts.expectSha256?.toLowerCase();
+  if (expected && expected !== sha256) return shaMismatch(sha256, expected, opts.expectSha256From);
+  return undefined;
 }
 
 /**
@@ -265,15 +299,6 @@ export async function readArchive(
     split: opts.expectAge && new AgeSplitHasher(opts.expectAge.age_header_bytes),
   };
   const expectSha256 = opts.expectSha256?.toLowerCase();
-  /** The recorded header/payload hashes, checked once every byte has been read. */
-  const checkSplit = (): void => {
-    const bad = opts.expectAge && splitMismatch(opts.expectAge, acc.split!.digest());
-    if (bad)
-      throw archiveError(
-        "mismatch",
-        `archive is damaged or altered: ${bad} (${opts.expectAgeFrom ?? "recorded"})`,
-      );
-  };
   const budget = new GarbageBudget();
   const it = measured(source, acc, budget, opts.onProgress)[Symbol.asyncIterator]();
   const { head, encrypted, age } = await sniff(it, opts);
@@ -302,10 +327,8 @@ export async function readArchive(
   const identityRejected = async (): Promise<void> => {
     if (!expectSha256 && !opts.expectAge) return;
     while (!(await it.next()).done);
-    checkSplit();
-    if (!expectSha256) return;
-    const actual = acc.hash.copy().digest("hex");
-    if (actual !== expectSha256) throw shaMismatch(actual, expectSha256, opts.expectSha256From);
+    const bad = recordedMismatch(opts, acc.hash.copy().digest("hex"), acc.split);
+    if (bad) throw bad;
   };
   try {
     await pump(head, it, decryptor, inflater, { authFailed, identityRejected });
@@ -331,9 +354,8 @@ export async function readArchive(
     );
   }
   const archiveSha = acc.hash.digest("hex");
-  checkSplit();
-  if (expectSha256 && expectSha256 !== archiveSha)
-    throw shaMismatch(archiveSha, expectSha256, opts.expectSha256From);
+  const bad = recordedMismatch(opts, archiveSha, acc.split);
+  if (bad) throw bad;
   return {
     format: parsed.kind === "ours" ? "bernstein" : "reference",
     encrypted,

@@ -29,6 +29,7 @@ test("the Python reference WAL verifies, and its fingerprint and last hash match
     size: v.bytes,
     valid_end: v.bytes,
     torn: false,
+    broken: false,
   });
 });
 

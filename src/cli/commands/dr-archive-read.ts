@@ -16,6 +16,7 @@ import { Output } from "../output.js";
 import { findDr } from "./dr-archive.js";
 import { iso, parsePoint, readKeysOf, restorePointCommand, type PointFlags } from "./dr/archive-point.js";
 import { addPasswordOptions, addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr/options.js";
+import { shown } from "../shown-path.js";
 
 interface GenerationJson {
   generation: string;
@@ -89,7 +90,7 @@ export async function listWalArchive(
   out.result(
     { ok, location: store.root, generations, ...(problems ? { problems } : {}), foreign: listing.foreign },
     () => {
-      if (generations.length === 0) out.line(`${store.root}: no archive generation`);
+      if (generations.length === 0) out.line(`${shown(store.root)}: no archive generation`);
       for (const g of generations) {
         out.line(
           `${g.generation}  ${g.earliest ?? "-"} .. ${g.latest ?? "-"}  ${g.snapshots.length} snapshot(s), ${g.segments} segment(s)`,

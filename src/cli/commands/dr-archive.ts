@@ -20,6 +20,7 @@ import { ExitCode } from "../../errors/errors.js";
 import { sizeOption } from "../number-option.js";
 import { Output, globalsOf } from "../output.js";
 import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr/options.js";
+import { shown } from "../shown-path.js";
 
 export function findDr(program: Command): Command {
   return (
@@ -122,7 +123,7 @@ export function registerDrArchive(program: Command): void {
     process.once("SIGTERM", stopOn.SIGTERM);
     const how = keys.recipients ? "encrypted to age recipients" : keys.password ? "encrypted" : "plain";
     out.line(
-      `Archiving ${ws.root} to ${archiver.health.snapshot().destination} every ${opts.interval}ms, ${how} (Ctrl-C stops after the upload in flight)`,
+      `Archiving ${shown(ws.root)} to ${shown(archiver.health.snapshot().destination)} every ${opts.interval}ms, ${how} (Ctrl-C stops after the upload in flight)`,
     );
     try {
       if (opts.once) await archiver.step();

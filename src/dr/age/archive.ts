@@ -72,13 +72,22 @@ export class AgeArchiveDecryptor {
   }
 
   private userError(err: unknown): unknown {
-    if (err instanceof AgeIdentityError) return identityFailure(this.label, err, this.recipientFingerprints);
-    if (err instanceof AgeFormatError || err instanceof AgePayloadError) {
-      const truncated = /truncated/.test(err.message);
-      return new UserError(`age archive ${this.label} is damaged: ${err.message}`, ExitCode.CORRUPT, {
-        problem: truncated ? "truncated" : "corrupt",
-      });
-    }
-    return err;
+    return ageReadError(err, this.label, this.recipientFingerprints);
   }
+}
+
+/** A failure reading an age archive as the user error it is: a wrong identity 4, damage 5. */
+export function ageReadError(
+  err: unknown,
+  label: string,
+  recipientFingerprints?: readonly string[],
+): unknown {
+  if (err instanceof AgeIdentityError) return identityFailure(label, err, recipientFingerprints);
+  if (err instanceof AgeFormatError || err instanceof AgePayloadError) {
+    const truncated = /truncated/.test(err.message);
+    return new UserError(`age archive ${label} is damaged: ${err.message}`, ExitCode.CORRUPT, {
+      problem: truncated ? "truncated" : "corrupt",
+    });
+  }
+  return err;
 }

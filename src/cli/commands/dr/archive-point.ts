@@ -37,6 +37,7 @@ import { Output, globalsOf } from "../../output.js";
 import { resolveDecryptPassword, type PasswordFlags } from "../../password.js";
 import { resolveIdentities } from "../../age-keys.js";
 import { s3OptionsFrom, type RemoteFlags } from "./options.js";
+import { shown } from "../../shown-path.js";
 
 export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
@@ -196,13 +197,13 @@ export async function restorePointCommand(
     keep: opts.keep,
   });
   for (const w of r.warnings) out.warn(w);
-  const { snapshot_restore: _inner, ...shown } = r;
-  out.result({ ok: true, ...shown, at: iso(r.at) }, () => {
-    out.line(`Restored ${r.target} as of ${iso(r.at)} (generation ${r.generation})`);
+  const { snapshot_restore: _inner, ...outcome } = r;
+  out.result({ ok: true, ...outcome, at: iso(r.at) }, () => {
+    out.line(`Restored ${shown(r.target)} as of ${iso(r.at)} (generation ${r.generation})`);
     out.line(`  snapshot ${r.snapshot}, then ${r.segments} segment(s), every hash checked`);
     for (const [run, pos] of Object.entries(r.wal)) out.line(`  WAL ${run} at seq ${pos.seq}`);
     if (r.broken) out.warn(`stopped before a broken segment (--last-consistent): ${r.broken.reason}`);
-    if (r.kept) out.line(`  previous workspace kept at ${r.kept}`);
+    if (r.kept) out.line(`  previous workspace kept at ${shown(r.kept)}`);
   });
 }
 
@@ -264,7 +265,7 @@ export async function verifyPointCommand(cmd: Command, src: PointSource, opts: P
     };
   });
   out.result(report, () => {
-    out.line(`Verify ${report.location} as of ${report.at} (generation ${report.generation}):`);
+    out.line(`Verify ${shown(report.location)} as of ${report.at} (generation ${report.generation}):`);
     out.line(`  snapshot ${report.snapshot}, then ${report.segments} segment(s), every hash checked`);
     for (const c of report.checks)
       out.line(
@@ -304,8 +305,12 @@ async function drillSteps(src: PointSource, opts: PointFlags & { keep?: string }
   const d: PointDrill = { steps: [] };
   const step = (name: string, fn: () => Promise<StepVerdict>): Promise<boolean> =>
     runDrillStep(d.steps, name, fn, (err) => {
-      // A point outside the window is the user's input, not a failed drill.
-      if (err instanceof UserError && err.exitCode === ExitCode.USAGE) throw err;
+      // A point outside the window, a missing or wrong key: the user's input, not a failed drill.
+      if (
+        err instanceof UserError &&
+        (err.exitCode === ExitCode.USAGE || err.exitCode === ExitCode.BAD_PASSWORD)
+      )
+        throw err;
       if (err instanceof UserError) d.failure = err;
     });
   await atScratchPoint(src, opts, opts.keep, async (root, restore, keyFile) => {

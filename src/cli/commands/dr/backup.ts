@@ -2,7 +2,13 @@
 import { repositoryHead } from "../../../orchestrator/git/repo.js";
 import type { Command } from "commander";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
-import { backupPath, encryptionOf, planBackup, type DryRunReport } from "../../../dr/backup.js";
+import {
+  backupPath,
+  checkDestination,
+  encryptionOf,
+  planBackup,
+  type DryRunReport,
+} from "../../../dr/backup.js";
 import { runBackupJob, type BackupJobResult } from "../../../dr/backup-job.js";
 import type { PasswordFlags } from "../../password.js";
 import { isOffsiteDestination } from "../../../storage/offsite.js";
@@ -95,6 +101,8 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
     );
     return;
   }
+  // Refused before the command says it started: a folder that is not there, a backup that is.
+  if (opts.to && !isOffsiteDestination(opts)) await checkDestination(shownDest, opts.force === true);
   out.line(`Backing up ${shown(ws.root)} to ${shownDest}...`);
   const progress = progressFor(out);
   const job = await progress.during(
@@ -138,7 +146,7 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
     },
     () => {
       out.line("Backup complete!");
-      out.line(`  Path: ${opts.to ? shownDest : job.location}`);
+      out.line(`  Path: ${opts.to ? shownDest : shown(job.location)}`);
       out.line(`  Size: ${a.size_bytes} bytes`);
       out.line(`  Files: ${a.file_count}`);
       out.line(`  SHA256: ${short(a.sha256)}`);

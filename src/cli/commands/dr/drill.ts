@@ -6,6 +6,7 @@ import { openWorkspace } from "../../../workspace/layout.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import {
   addRecipientOptions,
+  checkIdentitiesOpen,
   resolveIdentities,
   resolveWriteKeys,
   type RecipientFlags,
@@ -60,6 +61,7 @@ export function registerDrill(dr: Command): void {
         ExitCode.USAGE,
       );
     }
+    if (keys.recipients && identities) await checkIdentitiesOpen(identities, keys.recipients);
     const ws = await openWorkspace(g.sdd);
     // Loaded on use: the drill's doctor checks bring in the orchestrator's task validation.
     const { runDrill } = await import("../../../dr/drill.js");

@@ -14,7 +14,7 @@ import {
   s3OptionsFrom,
   type RemoteFlags,
 } from "./options.js";
-import { catalogueRows } from "./source.js";
+import { catalogueRows, shown } from "./source.js";
 
 type ListFlags = RemoteFlags &
   PasswordFlags & { at?: string; from?: string; check?: boolean; deep?: boolean; identityFile?: string };
@@ -137,9 +137,9 @@ export function registerList(dr: Command): void {
           : {}),
       },
       () => {
-        if (backups.length === 0) out.line(`no bernstein backups at ${store.root}`);
+        if (backups.length === 0) out.line(`no bernstein backups at ${shown(store.root)}`);
         else {
-          out.line(`${backups.length} backup(s) at ${store.root} (newest first):`);
+          out.line(`${backups.length} backup(s) at ${shown(store.root)} (newest first):`);
           out.line(
             "created_at            size       files  enc  verified  host            sha256        name  [recipients]",
           );

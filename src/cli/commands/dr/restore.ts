@@ -52,14 +52,15 @@ export function registerRestore(dr: Command): void {
       const identities = await resolveIdentities(opts.identityFile);
       const src = await openSource(opts, g.sdd);
       const source = src.stream;
-      opts.from = src.label;
+      // Named in messages as the user gave it; a backup that --latest found, as a path from here.
+      const named = opts.from ?? shown(src.label);
       const progress = progressFor(out);
       if (opts.dryRun) {
         const s = await progress.during(
           inspectArchive(source, {
             password,
             identities,
-            label: opts.from,
+            label: named,
             expectSha256: src.expectSha256,
             expectSha256From: src.expectSha256From,
             expectAge: src.expectAge,
@@ -71,7 +72,7 @@ export function registerRestore(dr: Command): void {
           {
             ok: true,
             dry_run: true,
-            source: opts.from,
+            source: src.label,
             file_count: s.file_count,
             sha256: s.sha256,
             size_bytes: s.size_bytes,
@@ -83,9 +84,9 @@ export function registerRestore(dr: Command): void {
             files: s.files,
           },
           () => {
-            out.line(`Dry run — listing contents of ${opts.from}:`);
+            out.line(`Dry run — listing contents of ${named}:`);
             out.line(`  Files: ${s.file_count}`);
-            out.line(`  Source: ${opts.from}`);
+            out.line(`  Source: ${named}`);
             out.line(`  SHA256: ${short(s.sha256)}`);
             if (!s.per_file_hashes)
               out.line("  (archive of the Python reference: no per-file hashes to check)");
@@ -100,7 +101,7 @@ export function registerRestore(dr: Command): void {
       const keyPath = resolveAuditKeyPath({ keyFile: opts.keyFile }).path;
       const r = await progress.during(
         restoreFromStream(source, g.sdd, {
-          label: src.label,
+          label: named,
           source: src.label,
           password,
           identities,
@@ -111,13 +112,13 @@ export function registerRestore(dr: Command): void {
           expectSha256From: src.expectSha256From,
           expectAge: src.expectAge,
           expectAgeFrom: src.expectAgeFrom,
-          onStart: () => out.line(`Restoring ${opts.from} into ${shown(g.sdd)}...`),
+          onStart: () => out.line(`Restoring ${named} into ${shown(g.sdd)}...`),
           onProgress: (n) => progress.update("restoring", n, src.size),
         }),
       );
       for (const w of r.warnings) out.warn(w);
       if (r.audit_key.action === "none" && r.audit_key.message) out.warn(r.audit_key.message);
-      out.result({ ok: true, ...r, source: opts.from }, () => {
+      out.result({ ok: true, ...r, source: src.label }, () => {
         out.line("Restore complete!");
         out.line(`  Target: ${shown(r.target)}`);
         out.line(`  Files: ${r.file_count}`);

@@ -1,5 +1,5 @@
 /**
- * Where `dr restore` and `dr verify` read an archive from, and how paths and hashes are shown.
+ * Where `dr restore` and `dr verify` read an archive from, and how paths (shown-path.ts) and hashes are shown.
  * The reading modules load when an archive is opened: `dr backup` uses only the display helpers.
  */
 import path from "node:path";
@@ -16,11 +16,7 @@ import type { PointFlags } from "./archive-point.js";
 import { s3OptionsFrom, type RemoteFlags } from "./options.js";
 
 export const short = (sha: string): string => `${sha.slice(0, 16)}...`;
-/** A path as the user would type it: relative to the cwd when inside it. */
-export const shown = (p: string): string => {
-  const rel = path.relative(process.cwd(), p);
-  return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : p;
-};
+export { shown } from "../../shown-path.js";
 
 /** The flags that name an archive to read, and how to read it. */
 export type SourceFlags = PasswordFlags &

@@ -9,7 +9,14 @@ import { Output, globalsOf } from "../../output.js";
 import { progressFor } from "../../progress.js";
 import { addPasswordOptions, addPointOptions, addRemoteOptions } from "./options.js";
 import type { PointFlags } from "./archive-point.js";
-import { cataloguedFingerprints, ranOnArchivePoint, openSource, short, type SourceFlags } from "./source.js";
+import {
+  cataloguedFingerprints,
+  ranOnArchivePoint,
+  openSource,
+  short,
+  shown,
+  type SourceFlags,
+} from "./source.js";
 
 export function registerVerify(dr: Command): void {
   addRemoteOptions(
@@ -43,11 +50,12 @@ export function registerVerify(dr: Command): void {
     for (const w of passwordWarnings) out.warn(w);
     const identities = await resolveIdentities(opts.identityFile);
     const src = await openSource(opts, globalsOf(cmd).sdd);
-    opts.from = src.label;
+    // Named in messages as the user gave it; a backup that --latest found, as a path from here.
+    const named = opts.from ?? shown(src.label);
     const progress = progressFor(out);
     const verified = await progress.during(
       verifyArchive(src.stream, {
-        label: src.label,
+        label: named,
         password,
         identities,
         recipientFingerprints: identities && (await cataloguedFingerprints(globalsOf(cmd).sdd, src.label)),
@@ -72,7 +80,7 @@ export function registerVerify(dr: Command): void {
     }
     const report = src.stored ? { ...verified, record_refreshed: recordRefreshed } : verified;
     out.result(report, () => {
-      out.line(`Verify ${opts.from}:`);
+      out.line(`Verify ${named}:`);
       out.line(`  Files: ${report.file_count}`);
       out.line(`  SHA256: ${short(report.sha256)}`);
       for (const c of report.checks)
@@ -86,7 +94,7 @@ export function registerVerify(dr: Command): void {
       const check = report.checks.find((c) => c.status === "failed");
       out.failed(
         ExitCode.CHECK_FAILED,
-        `dr verify ${opts.from}: verification failed${check ? `: ${check.name}: ${check.detail}` : ""}`,
+        `dr verify ${named}: verification failed${check ? `: ${check.name}: ${check.detail}` : ""}`,
       );
     }
   });

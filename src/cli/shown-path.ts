@@ -1,0 +1,13 @@
+/** How a path the command worked out is shown to people. */
+import path from "node:path";
+
+/**
+ * A path the command worked out (a resolved target, a catalogue's file), as the user would type
+ * it: relative to the cwd when inside it. A URL (s3://) is left as it is. What the user typed is
+ * echoed as typed, not through this.
+ */
+export const shown = (p: string): string => {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(p)) return p;
+  const rel = path.relative(process.cwd(), p);
+  return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : p;
+};

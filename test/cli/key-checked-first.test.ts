@@ -1,0 +1,167 @@
+/**
+ * A key the user got wrong is refused before the command says it started: dr restore (from a
+ * file and from s3://), restore --dry-run and dr verify of an encrypted archive, with no key, the
+ * other kind of key or a wrong one, print the one error line and nothing else on a terminal (no
+ * "Restoring ...", no progress bar), exactly one JSON document with --json, and leave no target
+ * folder behind. A drill of a WAL archive's point with a wrong identity is that error (exit 4),
+ * not a failed drill.
+ */
+import assert from "node:assert/strict";
+import { existsSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import {
+  canRunOnTerminal,
+  envFor,
+  runCli,
+  runCliOnTerminal,
+  scratchDir,
+  type CliResult,
+} from "../helpers.js";
+import { startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
+import { makeSmallWorkspace } from "../dr/support/workspace.js";
+
+const BUCKET = "key-checked-first";
+
+describe("a missing or wrong key is the command's only output", () => {
+  let h: S3Harness;
+  let scratch: { dir: string; cleanup: () => Promise<void> };
+  let env: Record<string, string | undefined>;
+  let sdd: string;
+  const cli = (args: string[]): Promise<CliResult> => runCli(args, { cwd: scratch.dir, env });
+  /** Paths absolute: the terminal's command runs in the test's working folder. */
+  const at = (name: string): string => (name.startsWith("s3://") ? name : path.join(scratch.dir, name));
+
+  before(async () => {
+    h = await startS3Harness({ buckets: [BUCKET] });
+    scratch = await scratchDir("bernstein-key-first-");
+    env = { ...envFor(scratch.dir), ...h.env, BERNSTEIN_BACKUP_LOCAL_DIR: path.join(scratch.dir, "copies") };
+    sdd = (await makeSmallWorkspace(path.join(scratch.dir, "src"))).ws.root;
+    const file = (name: string, text: string) =>
+      writeFileSync(path.join(scratch.dir, name), text, { mode: 0o600 });
+    file("right.pw", "right\n");
+    file("wrong.pw", "wrong\n");
+    for (const name of ["right.id", "wrong.id"])
+      assert.equal((await cli(["key", "generate", "-o", name])).code, 0);
+    const recipient = (await cli(["key", "recipient", "right.id"])).stdout.trim();
+    const backups: string[][] = [
+      ["--to", "e.tar.gz", "--encrypt", "--password-file", "right.pw"],
+      ["--to", "g.tar.gz", "--recipient", recipient],
+      ["--to", `s3://${BUCKET}/e.tar.gz`, "--encrypt", "--password-file", "right.pw"],
+      ["--to", `s3://${BUCKET}/g.tar.gz`, "--recipient", recipient],
+      ["--to", "n.tar.gz", "--encrypt", "--password-file", "right.pw"],
+    ];
+    for (const b of backups) {
+      const r = await cli(["--sdd", sdd, "dr", "backup", ...b]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    // An archive without its .sha256: a wrong password cannot be told from a damaged start.
+    const { rmSync } = await import("node:fs");
+    rmSync(path.join(scratch.dir, "n.tar.gz.enc.sha256"));
+    // A WAL archive encrypted to the identity.
+    const a = await cli([
+      "--sdd",
+      sdd,
+      "dr",
+      "archive",
+      "--to",
+      "wal-archive",
+      "--recipient",
+      recipient,
+      "--once",
+    ]);
+    assert.equal(a.code, 0, a.stderr);
+  });
+  after(async () => {
+    await h?.close();
+    await scratch?.cleanup();
+  });
+
+  const password = (archive: string) => ({
+    archive,
+    cases: [
+      { keys: [] as string[], code: 2, says: /is encrypted: pass --decrypt/ },
+      { keys: ["--identity-file", at("right.id")], code: 2, says: /encrypted with a password \(Fernet\)/ },
+      { keys: ["--password-file", at("wrong.pw")], code: 4, says: /cannot decrypt .*: wrong password/ },
+    ],
+  });
+  const identity = (archive: string) => ({
+    archive,
+    cases: [
+      { keys: [] as string[], code: 2, says: /is encrypted to age recipients: pass --identity-file/ },
+      { keys: ["--password-file", at("right.pw")], code: 2, says: /a password does not open it/ },
+      {
+        keys: ["--identity-file", at("wrong.id")],
+        code: 4,
+        says: /cannot decrypt .*: none of the 1 identities opens/,
+      },
+    ],
+  });
+  // Built in the tests: the paths are known once before() has run.
+  const archives = () => [
+    password("e.tar.gz.enc"),
+    password("n.tar.gz.enc"),
+    identity("g.tar.gz.age"),
+    password(`s3://${BUCKET}/e.tar.gz.enc`),
+    identity(`s3://${BUCKET}/g.tar.gz.age`),
+  ];
+  const commands = (from: string, target: string): string[][] => [
+    ["--sdd", target, "dr", "restore", "--from", at(from)],
+    ["--sdd", target, "dr", "restore", "--dry-run", "--from", at(from)],
+    ["--sdd", sdd, "dr", "verify", "--from", at(from)],
+  ];
+
+  it("on a terminal: the error line alone, no target made", { skip: !canRunOnTerminal() }, async () => {
+    for (const a of archives())
+      for (const c of a.cases)
+        for (const args of commands(a.archive, path.join(scratch.dir, "target", ".sdd"))) {
+          const what = `${[...args, ...c.keys].join(" ")}`;
+          const r = await runCliOnTerminal([...args, ...c.keys], { env });
+          assert.equal(r.code, c.code, `${what}: ${r.output}`);
+          const lines = r.output.split(/\r?\n/).filter((l) => l !== "");
+          assert.equal(lines.length, 1, `${what}: one line, nothing said before it:\n${r.output}`);
+          assert.match(lines[0]!, /^bernstein: /, what);
+          assert.match(lines[0]!, c.says, what);
+          assert.ok(!existsSync(path.join(scratch.dir, "target")), `${what}: no target folder`);
+        }
+  });
+
+  it("with --json: exactly one JSON document, its exit code", async () => {
+    for (const a of archives().slice(0, 3))
+      for (const c of a.cases)
+        for (const args of commands(a.archive, path.join(scratch.dir, "target", ".sdd"))) {
+          const r = await cli(["--json", ...args, ...c.keys]);
+          const what = `${[...args, ...c.keys].join(" ")}`;
+          assert.equal(r.code, c.code, `${what}: ${r.stderr}`);
+          assert.equal(JSON.parse(r.stdout).exit_code, c.code, what);
+          assert.ok(!existsSync(path.join(scratch.dir, "target")), `${what}: no target folder`);
+        }
+  });
+
+  it("a drill of a WAL archive's point, or of a backup to a recipient, with a wrong identity: exit 4, the error line alone", async () => {
+    const recipient = (await cli(["key", "recipient", "right.id"])).stdout.trim();
+    for (const [json, drill] of [
+      [false, ["--from", "wal-archive", "--latest"]],
+      [true, ["--from", "wal-archive", "--latest"]],
+      [false, ["--recipient", recipient]],
+      [true, ["--recipient", recipient]],
+    ] as const) {
+      const r = await cli([
+        "--sdd",
+        sdd,
+        ...(json ? ["--json"] : []),
+        "dr",
+        "drill",
+        ...drill,
+        "--identity-file",
+        "wrong.id",
+      ]);
+      assert.equal(r.code, 4, r.stdout + r.stderr);
+      if (json) assert.equal(JSON.parse(r.stdout).exit_code, 4);
+      else {
+        assert.equal(r.stdout, "");
+        assert.match(r.stderr, /^bernstein: .*none of the 1 identities opens this archive.*\n$/);
+      }
+    }
+  });
+});

@@ -1,0 +1,105 @@
+/**
+ * Every dr command names a path the way the user gave it: what was typed is echoed as typed, and
+ * what the command worked out (a catalogue's newest backup, a resolved target, an archive
+ * location) is shown relative to the working folder when inside it. --json keeps the absolute
+ * locations, and echoes `from` as given. (dr rekey named the archive by its absolute path in both.)
+ */
+import assert from "node:assert/strict";
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { test } from "node:test";
+import { envFor, runCli, scratchDir } from "../helpers.js";
+import { makeSmallWorkspace } from "../dr/support/workspace.js";
+
+test("dr commands name paths as the user gave them, relative to the working folder", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-paths-named-");
+  t.after(cleanup);
+  await makeSmallWorkspace(dir);
+  const env = envFor(dir);
+  const cli = async (...args: string[]) => {
+    const r = await runCli(args, { cwd: dir, env });
+    assert.equal(r.code, 0, `${args.join(" ")}: ${r.stdout}${r.stderr}`);
+    return r;
+  };
+  mkdirSync(path.join(dir, "b"));
+  writeFileSync(path.join(dir, "pw"), "secret\n", { mode: 0o600 });
+  writeFileSync(path.join(dir, "new.pw"), "newer\n", { mode: 0o600 });
+  await cli("key", "generate", "-o", "id.txt");
+  const recipient = (await cli("key", "recipient", "id.txt")).stdout.trim();
+  await cli("dr", "backup", "--to", "b/e.tar.gz", "--encrypt", "--password-file", "pw");
+  await cli("dr", "backup", "--to", "b/g.tar.gz", "--recipient", recipient);
+  await cli("dr", "backup", "--to", "b/c.tar.gz", "--encrypt", "--password-file", "pw");
+
+  const human = [
+    await cli(
+      "dr",
+      "rekey",
+      "--from",
+      "b/e.tar.gz.enc",
+      "--password-file",
+      "pw",
+      "--new-password-file",
+      "new.pw",
+    ),
+    await cli(
+      "dr",
+      "rekey",
+      "--from",
+      "b/g.tar.gz.age",
+      "--identity-file",
+      "id.txt",
+      "--add-recipient",
+      recipient,
+    ),
+    await cli(
+      "dr",
+      "rekey",
+      "--from",
+      "b/c.tar.gz.enc",
+      "--password-file",
+      "pw",
+      "--to-age",
+      "--add-recipient",
+      recipient,
+    ),
+    await cli("dr", "backup", "--to-dir", "cat"),
+    await cli("dr", "list", "--at", "cat"),
+    await cli("--sdd", "r/.sdd", "dr", "restore", "--latest", "--at", "cat"),
+    await cli("dr", "verify", "--latest", "--at", "cat"),
+    await cli("dr", "archive", "--to", "wal-archive", "--once"),
+    await cli("dr", "list", "--from", "wal-archive"),
+    await cli("--sdd", "p/.sdd", "dr", "restore", "--from", "wal-archive", "--latest"),
+    await cli("--sdd", "p/.sdd", "dr", "restore", "--from", "wal-archive", "--latest"),
+    await cli("dr", "verify", "--from", "wal-archive", "--latest"),
+  ];
+  // The audit key's path comes from the environment as an absolute path: echoed as given.
+  const key = env.BERNSTEIN_AUDIT_KEY_PATH!;
+  for (const r of human) {
+    const said = `${r.stdout}${r.stderr}`.replaceAll(key, "KEY");
+    assert.ok(!said.includes(dir), said);
+  }
+  assert.match(human[0]!.stdout, /^b\/e\.tar\.gz\.enc: re-encrypted/);
+  assert.match(human[2]!.stdout, /^b\/c\.tar\.gz\.enc -> b\/c\.tar\.gz\.age: converted to age/);
+  assert.match(human[5]!.stdout, /^Restoring cat\/bernstein-backup-.*\.tar\.gz into r\/\.sdd\.\.\./);
+  assert.match(human[9]!.stdout, /^Restored p\/\.sdd as of /);
+
+  const json = JSON.parse(
+    (
+      await cli(
+        "--json",
+        "dr",
+        "rekey",
+        "--from",
+        "b/e.tar.gz.enc",
+        "--password-file",
+        "new.pw",
+        "--new-password-file",
+        "pw",
+      )
+    ).stdout,
+  ) as { archives: { from: string; path: string }[] };
+  assert.deepEqual(
+    json.archives.map((a) => [a.from, a.path]),
+    [["b/e.tar.gz.enc", "b/e.tar.gz.enc"]],
+  );
+});

@@ -1,0 +1,43 @@
+/**
+ * The staging writer's worker is unref()'d (an abandoned extraction must not keep a process
+ * alive) before its 'message' listener is attached. Neither order nor unref loses an answer: the
+ * constructor runs to its end before any message can be delivered, and every wait for the
+ * worker refs it. A process whose only work is the writer's therefore waits for the last batch's
+ * answer: finish() resolves once every file is on disk, and a failure in the last batch is
+ * reported, never an exit 0 with work outstanding (or exit 13, an await the loop abandoned).
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { test } from "node:test";
+import { scratchDir } from "../helpers.js";
+
+const child = path.join(import.meta.dirname, "support", "staging-writer-child.js");
+
+function run(root: string, files: number, mode: "ok" | "collide") {
+  mkdirSync(root, { recursive: true });
+  const r = spawnSync(process.execPath, [child, root, String(files), mode], {
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test("a process that only writes a staging tree waits for the worker's last answer", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-staging-exit-");
+  t.after(cleanup);
+  // One file fills no batch; 3,000 fill several (the writer waits with four in flight).
+  for (const files of [1, 3000]) {
+    assert.deepEqual(
+      run(path.join(dir, `ok-${files}`), files, "ok"),
+      { code: 0, stdout: `finished: ${files} of ${files} files intact\n`, stderr: "" },
+      `${files} file(s)`,
+    );
+    assert.deepEqual(
+      run(path.join(dir, `collide-${files}`), files, "collide"),
+      { code: 0, stdout: "failed: EEXIST\n", stderr: "" },
+      `${files} file(s), the last one failing on the worker`,
+    );
+  }
+});

@@ -1,0 +1,35 @@
+/**
+ * A process whose only work is a StagingWriter's (whose worker is unref()'d between waits): it
+ * queues FILES files (the last one, with `collide`, onto a folder that is already there, so the
+ * worker fails on the very last batch), awaits finish(), and prints what it learnt and what the
+ * folder holds at that moment. staging-writer-exit.test.ts checks that it neither ends before
+ * the worker's last answer nor reports success before every file is written.
+ *   staging-writer-child.js ROOT FILES ok|collide
+ */
+import { mkdirSync, readFileSync, readdirSync } from "node:fs";
+import path from "node:path";
+import { StagingWriter } from "../../../src/dr/staging-writer.js";
+
+const [root, files, mode] = process.argv.slice(2);
+const count = Number(files);
+const nameOf = (i: number): string => `f-${String(i).padStart(6, "0")}`;
+if (mode === "collide") mkdirSync(path.join(root!, nameOf(count - 1)), { recursive: true });
+const writer = new StagingWriter(root!);
+const body = (i: number): Buffer => Buffer.alloc(1000 + (i % 7), i % 251);
+try {
+  for (let i = 0; i < count; i++) {
+    const sink = await writer.file({ path: nameOf(i), mode: 0o644, size: body(i).length });
+    await sink!.write(body(i));
+    await sink!.end();
+  }
+  await writer.finish();
+  let intact = 0;
+  for (const name of readdirSync(root!)) {
+    const i = Number(name.slice(2));
+    if (readFileSync(path.join(root!, name)).equals(body(i))) intact++;
+  }
+  process.stdout.write(`finished: ${intact} of ${count} files intact\n`);
+} catch (err) {
+  await writer.close();
+  process.stdout.write(`failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
+}
