@@ -38,7 +38,8 @@ import {
   type RepositoryHead,
 } from "./manifest.js";
 import { hashPass, type Planned } from "./hash-pass.js";
-import { FileChangedError, writeTar, type PackDir } from "./pack.js";
+import { openFileBudget } from "./open-file-budget.js";
+import { FileChangedError, closeFiles, writeTar, type PackDir } from "./pack.js";
 import { sealStream } from "./seal.js";
 import type { AgeSplitHasher, AgeSplitHashes } from "./age/split-hash.js";
 import { removeSidecar, sidecarPath, writeSidecar } from "./sidecar.js";
@@ -179,6 +180,8 @@ export async function writeBackupArchive(
   });
   if (snapshot.warning) warnings.push(snapshot.warning);
   let released = false;
+  // The files the hashing pass left open: pass 2 closes them, this function's end those left.
+  let planned: Planned[] = [];
   const release = async (): Promise<Manifest["snapshot"]> => {
     released = true;
     return snapshot.release();
@@ -188,12 +191,14 @@ export async function writeBackupArchive(
     // Sizes before the hash pass only give a progress bar its total: without a bar, the hash
     // pass's fstat of each open file is the only stat it gets.
     const walk = opts.onProgress ? walkWorkspace(ws.root) : listWorkspace(ws.root);
-    const { planned, wal } = await hashPass(
+    const hashed = await hashPass(
       walk.files,
       snapshot.positions,
       warnings,
       opts.onProgress && ((done, total) => opts.onProgress!("hashing", done, total)),
+      openFileBudget(),
     );
+    planned = hashed.planned;
 
     const auditKey = encrypting ? await carryAuditKey(planned, opts.auditKeyPath) : undefined;
     const repository = (await opts.repositoryHead?.()) ?? undefined;
@@ -212,7 +217,7 @@ export async function writeBackupArchive(
       file_count,
       total_bytes,
       state: {
-        wal,
+        wal: hashed.wal,
         audit: await auditPosition(ws.root),
         checkpoint: await checkpointPosition(ws.root),
       },
@@ -245,6 +250,7 @@ export async function writeBackupArchive(
       warnings,
     };
   } finally {
+    closeFiles(planned);
     if (!released) await snapshot.release().catch(() => {});
   }
 }
