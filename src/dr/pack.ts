@@ -13,7 +13,7 @@
 import { createHash, hash, type Hash } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
 import type { Writable } from "node:stream";
-import { BLOCK, writeHeader, type HeaderFields } from "./tar-header.js";
+import { BLOCK, nodeTarHeader, writeHeader, zeroFill, type HeaderFields } from "./tar-header.js";
 
 const BATCH = 1024 * 1024;
 
@@ -71,7 +71,7 @@ class BatchPool {
     return this.buf.length - this.pos;
   }
   zero(n: number): void {
-    this.buf.fill(0, this.pos, this.pos + n);
+    zeroFill(this.buf, this.pos, this.pos + n);
     this.pos += n;
   }
   private fail(err: Error): void {
@@ -180,8 +180,8 @@ async function pad(b: BatchPool, n: number): Promise<void> {
 async function header(b: BatchPool, h: HeaderFields): Promise<void> {
   if (b.room < BLOCK) await b.send();
   const out = writeHeader(h, b.buf, b.pos);
-  if (typeof out === "number") b.pos += out;
-  else await put(b, out);
+  if (out !== undefined) b.pos += out;
+  else await put(b, await nodeTarHeader(h));
 }
 
 /** One entry whose bytes are in memory (manifest.json, a folder: none). */
@@ -232,7 +232,7 @@ function copyInBatch(f: PackFile, b: BatchPool, onBytes?: (n: number) => void): 
     b.buf,
     b.pos,
   );
-  if (typeof h !== "number") return false;
+  if (h === undefined) return false;
   const start = b.pos + h;
   const fd = openForCopy(f);
   try {
