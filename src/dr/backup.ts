@@ -38,8 +38,9 @@ import {
   type RepositoryHead,
 } from "./manifest.js";
 import { hashPass, type Planned } from "./hash-pass.js";
-import { FileChangedError, writeTar, type PackDir } from "./pack.js";
-import { sealStream } from "./seal.js";
+import { openFileBudget } from "./open-file-budget.js";
+import { FileChangedError, closeFiles, writeTar, type PackDir } from "./pack.js";
+import { sealMember, sealStream } from "./seal.js";
 import type { AgeSplitHasher, AgeSplitHashes } from "./age/split-hash.js";
 import { removeSidecar, sidecarPath, writeSidecar } from "./sidecar.js";
 import { requestSnapshot } from "./snapshot.js";
@@ -112,11 +113,18 @@ async function createEncryptor(encryption: "age" | "fernet", opts: BackupOptions
   return fernetEncryptStream(await FernetEncryptor.create(opts.password!));
 }
 
-/** Counts and hashes what goes to the sink (an `.age` file also by header and payload). */
+/**
+ * Counts and hashes what goes to the sink (an `.age` file also by header and payload). A plain
+ * archive's sink gets the gzip member as it is, so the measure also seals it (`seal`): the seal's
+ * digest is the running hash so far, not a second hash of the same bytes.
+ */
 class Measure extends Transform {
   readonly hash = createHash("sha256");
   bytes = 0;
-  constructor(readonly split?: AgeSplitHasher) {
+  constructor(
+    readonly split?: AgeSplitHasher,
+    private readonly seal = false,
+  ) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -124,6 +132,13 @@ class Measure extends Transform {
     this.split?.update(chunk);
     this.bytes += chunk.length;
     cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    if (!this.seal) return cb();
+    const member = sealMember(this.hash.copy().digest());
+    this.hash.update(member);
+    this.bytes += member.length;
+    cb(null, member);
   }
 }
 
@@ -135,7 +150,7 @@ async function streamArchive(
   onProgress: BackupOptions["onProgress"],
   split?: AgeSplitHasher,
 ): Promise<Measure> {
-  const measure = new Measure(split);
+  const measure = new Measure(split, !encryptorP);
   // Output chunks under malloc's mmap threshold (128 KiB): each is reused heap, not a fresh
   // mapping whose every page faults in when touched.
   const gzip = createGzip({ ...GZIP_OPTIONS, chunkSize: 64 * 1024 });
@@ -144,7 +159,7 @@ async function streamArchive(
   const onBytes = onProgress
     ? (n: number): void => onProgress("archiving", (archived += n), a.totalBytes)
     : undefined;
-  const rest = encryptorP ? [sealStream(), await encryptorP, measure, sink] : [sealStream(), measure, sink];
+  const rest = encryptorP ? [sealStream(), await encryptorP, measure, sink] : [measure, sink];
   const done = pipeline([gzip, ...rest]);
   try {
     await writeTar(gzip, a.manifestBytes, a.dirs, a.planned, { endOfArchive: false, onBytes });
@@ -179,6 +194,8 @@ export async function writeBackupArchive(
   });
   if (snapshot.warning) warnings.push(snapshot.warning);
   let released = false;
+  // The files the hashing pass left open: pass 2 closes them, this function's end those left.
+  let planned: Planned[] = [];
   const release = async (): Promise<Manifest["snapshot"]> => {
     released = true;
     return snapshot.release();
@@ -188,12 +205,14 @@ export async function writeBackupArchive(
     // Sizes before the hash pass only give a progress bar its total: without a bar, the hash
     // pass's fstat of each open file is the only stat it gets.
     const walk = opts.onProgress ? walkWorkspace(ws.root) : listWorkspace(ws.root);
-    const { planned, wal } = await hashPass(
+    const hashed = await hashPass(
       walk.files,
       snapshot.positions,
       warnings,
       opts.onProgress && ((done, total) => opts.onProgress!("hashing", done, total)),
+      openFileBudget(),
     );
+    planned = hashed.planned;
 
     const auditKey = encrypting ? await carryAuditKey(planned, opts.auditKeyPath) : undefined;
     const repository = (await opts.repositoryHead?.()) ?? undefined;
@@ -212,7 +231,7 @@ export async function writeBackupArchive(
       file_count,
       total_bytes,
       state: {
-        wal,
+        wal: hashed.wal,
         audit: await auditPosition(ws.root),
         checkpoint: await checkpointPosition(ws.root),
       },
@@ -245,6 +264,7 @@ export async function writeBackupArchive(
       warnings,
     };
   } finally {
+    closeFiles(planned);
     if (!released) await snapshot.release().catch(() => {});
   }
 }

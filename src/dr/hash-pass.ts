@@ -6,7 +6,7 @@
 import { createHash, hash } from "node:crypto";
 import { closeSync, fstatSync, openSync, readSync, type Stats } from "node:fs";
 import type { StatePosition } from "./manifest.js";
-import type { PackFile } from "./pack.js";
+import { closeFiles, type PackFile } from "./pack.js";
 import type { SnapshotHandle } from "./snapshot.js";
 import { WAL_FILE, isLineLog, lineLogCut, walCut } from "./state-position.js";
 import type { ListedFile } from "./walk.js";
@@ -85,14 +85,17 @@ function readAndHash(
 
 /**
  * Pass 1: cut lengths and hashes; reads each file (up to its cut) once. Size, mode and mtime are
- * the open file's (one fstat: the listing stats no file). `onBytes`' total is the sum of the
- * listed sizes when the files carry them (walkWorkspace), 0 (not known) otherwise.
+ * the open file's (one fstat: the listing stats no file). The first `keepOpen` files stay open for
+ * the packing pass (`fd`: pack.ts reads and closes them; closeFiles if it never runs); this pass
+ * closes them itself when it fails. `onBytes`' total is the sum of the listed sizes when the
+ * files carry them (walkWorkspace), 0 (not known) otherwise.
  */
 export async function hashPass(
   files: (ListedFile & { size?: number })[],
   positions: SnapshotHandle["positions"],
   warnings: string[],
   onBytes?: (done: number, total: number) => void,
+  keepOpen = 0,
 ): Promise<HashPassResult> {
   const total = files.reduce((sum, f) => sum + (f.size ?? 0), 0);
   let hashed = 0;
@@ -100,26 +103,81 @@ export async function hashPass(
     hashed += n;
     onBytes?.(hashed, total);
   };
-  const buf = Buffer.allocUnsafe(READ_CHUNK);
-  const planned: Planned[] = [];
+  const run: HashRun = { buf: Buffer.allocUnsafe(READ_CHUNK), planned: [], keepOpen, progress };
   const wal: StatePosition["wal"] = {};
-  for (const f of files) {
-    let fd: number;
-    try {
-      fd = openSync(f.abs, "r");
-    } catch {
-      continue; // removed since the walk
+  try {
+    let i = 0;
+    while (i < files.length) {
+      // Most files are copied whole: hashed without a promise (thousands of files, one tick
+      // each otherwise); this loop turns once per WAL or line log, whose cut is found first.
+      i = hashWhole(files, i, run);
+      if (i === files.length) break;
+      const f = files[i++]!;
+      const fd = openFile(f);
+      if (fd === undefined) continue;
+      let kept = false;
+      try {
+        const st = fstatSync(fd);
+        if (!st.isFile()) continue;
+        const length = await cutLength(f, st.size, positions, wal, warnings);
+        kept = plan(f, fd, st, length, run);
+      } finally {
+        if (!kept) closeSync(fd);
+      }
     }
+  } catch (err) {
+    closeFiles(run.planned);
+    throw err;
+  }
+  return { planned: run.planned, wal };
+}
+
+interface HashRun {
+  buf: Buffer;
+  planned: Planned[];
+  /** How many more descriptors may stay open for the packing pass. */
+  keepOpen: number;
+  progress: (n: number) => void;
+}
+
+/** Opens `f` to hash it; undefined when it was removed since the walk. */
+function openFile(f: ListedFile): number | undefined {
+  try {
+    return openSync(f.abs, "r");
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads and hashes the open `f` into `run.planned`; true when its descriptor stays open. */
+function plan(f: ListedFile, fd: number, st: Stats, length: number, run: HashRun): boolean {
+  const p = readAndHash(f, fd, st, length, run.buf, run.progress);
+  run.planned.push(p);
+  if (run.keepOpen <= 0) return false;
+  run.keepOpen--;
+  p.fd = fd;
+  return true;
+}
+
+/**
+ * Plans `files` from `start` on while each is copied whole (not a WAL or a line log); returns the
+ * index of the first that is one.
+ */
+function hashWhole(files: ListedFile[], start: number, run: HashRun): number {
+  let i = start;
+  for (; i < files.length; i++) {
+    const f = files[i]!;
+    if (isCutLog(f.rel)) break;
+    const fd = openFile(f);
+    if (fd === undefined) continue;
+    let kept = false;
     try {
       const st = fstatSync(fd);
-      if (!st.isFile()) continue; // replaced by something else since the walk
-      // Most files are copied whole: no promise for them (thousands of files, one tick each).
-      const cut = isCutLog(f.rel);
-      const length = cut ? await cutLength(f, st.size, positions, wal, warnings) : st.size;
-      planned.push(readAndHash(f, fd, st, length, buf, progress));
+      // Replaced by something else since the walk: left out.
+      if (st.isFile()) kept = plan(f, fd, st, st.size, run);
     } finally {
-      closeSync(fd);
+      if (!kept) closeSync(fd);
     }
   }
-  return { planned, wal };
+  return i;
 }

@@ -5,13 +5,15 @@
  *
  * Files are read a second time here (hash-pass.ts hashed them for the manifest), for exactly
  * the length the manifest records, and hashed again on the way: a file that changed between
- * the two reads fails the backup with FileChangedError instead of producing an archive that disagrees with its own manifest. Output goes to the sink in a few
- * reused 1 MiB buffers, so gzip gets big chunks and memory stays flat whatever the file sizes.
+ * the two reads fails the backup with FileChangedError instead of producing an archive that
+ * disagrees with its own manifest. Most files are read through the descriptor the hashing pass
+ * left open (one open and one close per file, not two). Output goes to the sink in a few reused
+ * 1 MiB buffers, so gzip gets big chunks and memory stays flat whatever the file sizes.
  */
 import { createHash, hash, type Hash } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
 import type { Writable } from "node:stream";
-import { BLOCK, writeHeader, type HeaderFields } from "./tar-header.js";
+import { BLOCK, nodeTarHeader, writeHeader, zeroFill, type HeaderFields } from "./tar-header.js";
 
 const BATCH = 1024 * 1024;
 
@@ -25,6 +27,11 @@ export interface PackFile {
   /** Absolute path to read from, or undefined when `data` holds the bytes (manifest, audit key). */
   abs?: string;
   data?: Buffer;
+  /**
+   * The file opened by the hashing pass and left open for this pass, which reads it through this
+   * descriptor and closes it (closeFiles closes those a failure left open).
+   */
+  fd?: number;
   length: number;
   mode: number;
   mtimeMs: number;
@@ -64,7 +71,7 @@ class BatchPool {
     return this.buf.length - this.pos;
   }
   zero(n: number): void {
-    this.buf.fill(0, this.pos, this.pos + n);
+    zeroFill(this.buf, this.pos, this.pos + n);
     this.pos += n;
   }
   private fail(err: Error): void {
@@ -98,8 +105,9 @@ const padding = (n: number): number => (BLOCK - (n % BLOCK)) % BLOCK;
 /**
  * Writes the uncompressed tar stream into `sink` (not ended here). `files` must not include the
  * manifest: it goes first. `onBytes` is told how many bytes of files were read (progress).
+ * Every descriptor `files` hold is closed when this returns or throws.
  * Reading is synchronous on purpose: gzip runs in the thread pool meanwhile, and small files
- * cost one open/read/close each instead of several promise round trips.
+ * cost one read each instead of several promise round trips.
  */
 export async function writeTar(
   sink: Writable,
@@ -108,62 +116,110 @@ export async function writeTar(
   files: PackFile[],
   opts: { endOfArchive?: boolean; onBytes?: (n: number) => void } = {},
 ): Promise<void> {
-  const b = new BatchPool(sink);
-  const put = async (bytes: Buffer): Promise<void> => {
-    let off = 0;
-    while (off < bytes.length) {
-      if (b.room === 0) await b.send();
-      const n = Math.min(b.room, bytes.length - off);
-      bytes.copy(b.buf, b.pos, off, off + n);
-      b.pos += n;
-      off += n;
+  try {
+    const b = new BatchPool(sink);
+    const now = Date.now();
+    await writeEntry(
+      b,
+      { path: "manifest.json", type: "File", size: manifest.length, mode: 0o644, mtimeMs: now },
+      manifest,
+    );
+    for (const d of dirs) {
+      await writeEntry(b, { path: d.rel, type: "Directory", size: 0, mode: d.mode, mtimeMs: d.mtimeMs });
     }
-  };
-  const header = async (h: HeaderFields): Promise<void> => {
-    if (b.room < BLOCK) await b.send();
-    const out = writeHeader(h, b.buf, b.pos);
-    if (typeof out === "number") b.pos += out;
-    else await put(out);
-  };
-  const pad = async (n: number): Promise<void> => {
-    let left = n;
-    while (left > 0) {
-      if (b.room === 0) await b.send();
-      const k = Math.min(b.room, left);
-      b.zero(k);
-      left -= k;
+    let i = 0;
+    while (i < files.length) {
+      // The common file goes into the current batch without a promise (packFitting); this
+      // loop turns only once per batch or for a file that does not fit the room left.
+      i = packFitting(files, i, b, opts.onBytes);
+      if (i === files.length) break;
+      await packOne(files[i++]!, b, opts.onBytes);
     }
-  };
-
-  const now = Date.now();
-  await header({ path: "manifest.json", type: "File", size: manifest.length, mode: 0o644, mtimeMs: now });
-  await put(manifest);
-  await pad(padding(manifest.length));
-
-  for (const d of dirs) {
-    await header({ path: d.rel, type: "Directory", size: 0, mode: d.mode, mtimeMs: d.mtimeMs });
+    // End of archive: two zero blocks (unless the caller's seal member carries them).
+    if (opts.endOfArchive ?? true) await pad(b, 2 * BLOCK);
+    await b.send();
+  } finally {
+    closeFiles(files);
   }
+}
 
+/** Closes the descriptors the hashing pass left open in `files` (those not packed yet). */
+export function closeFiles(files: PackFile[]): void {
   for (const f of files) {
-    // The common file fits the current batch with its header and padding: copied without a
-    // promise (thousands of files, a few ticks each otherwise).
-    if (!f.data && b.room >= BLOCK + f.length + padding(f.length) && copyInBatch(f, b, opts.onBytes))
-      continue;
-    await header({ path: f.rel, type: "File", size: f.length, mode: f.mode, mtimeMs: f.mtimeMs });
-    if (f.data) {
-      // Bytes held in memory (the audit key): what the manifest hashed, unchangeable since.
-      await put(f.data);
-      opts.onBytes?.(f.data.length);
-    } else {
-      const copied = createHash("sha256");
-      await copyFile(f, b, copied, opts.onBytes);
-      if (f.sha256 && copied.digest("hex") !== f.sha256) throw new FileChangedError(f.rel);
-    }
-    await pad(padding(f.length));
+    if (f.fd === undefined) continue;
+    const fd = f.fd;
+    // Forgotten before it is closed: the number may be reused at once.
+    f.fd = undefined;
+    closeSync(fd);
   }
-  // End of archive: two zero blocks (unless the caller's seal member carries them).
-  if (opts.endOfArchive ?? true) await pad(2 * BLOCK);
-  await b.send();
+}
+
+/** Copies `bytes` into the batches, sending full ones. */
+async function put(b: BatchPool, bytes: Buffer): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) {
+    if (b.room === 0) await b.send();
+    const n = Math.min(b.room, bytes.length - off);
+    bytes.copy(b.buf, b.pos, off, off + n);
+    b.pos += n;
+    off += n;
+  }
+}
+
+/** `n` zero bytes into the batches. */
+async function pad(b: BatchPool, n: number): Promise<void> {
+  let left = n;
+  while (left > 0) {
+    if (b.room === 0) await b.send();
+    const k = Math.min(b.room, left);
+    b.zero(k);
+    left -= k;
+  }
+}
+
+async function header(b: BatchPool, h: HeaderFields): Promise<void> {
+  if (b.room < BLOCK) await b.send();
+  const out = writeHeader(h, b.buf, b.pos);
+  if (out !== undefined) b.pos += out;
+  else await put(b, await nodeTarHeader(h));
+}
+
+/** One entry whose bytes are in memory (manifest.json, a folder: none). */
+async function writeEntry(b: BatchPool, h: HeaderFields, data?: Buffer): Promise<void> {
+  await header(b, h);
+  if (data) {
+    await put(b, data);
+    await pad(b, padding(data.length));
+  }
+}
+
+/**
+ * Packs `files` from `start` on while each fits the current batch with its header and padding;
+ * returns the index of the first one that does not (or needs the general path: bytes in memory, a
+ * PAX header).
+ */
+function packFitting(files: PackFile[], start: number, b: BatchPool, onBytes?: (n: number) => void): number {
+  let i = start;
+  for (; i < files.length; i++) {
+    const f = files[i]!;
+    if (f.data || b.room < BLOCK + f.length + padding(f.length) || !copyInBatch(f, b, onBytes)) break;
+  }
+  return i;
+}
+
+/** One file by the general path: across batches as needed. */
+async function packOne(f: PackFile, b: BatchPool, onBytes?: (n: number) => void): Promise<void> {
+  await header(b, { path: f.rel, type: "File", size: f.length, mode: f.mode, mtimeMs: f.mtimeMs });
+  if (f.data) {
+    // Bytes held in memory (the audit key): what the manifest hashed, unchangeable since.
+    await put(b, f.data);
+    onBytes?.(f.data.length);
+  } else {
+    const copied = createHash("sha256");
+    await copyFile(f, b, copied, onBytes);
+    if (f.sha256 && copied.digest("hex") !== f.sha256) throw new FileChangedError(f.rel);
+  }
+  await pad(b, padding(f.length));
 }
 
 /**
@@ -176,7 +232,7 @@ function copyInBatch(f: PackFile, b: BatchPool, onBytes?: (n: number) => void): 
     b.buf,
     b.pos,
   );
-  if (typeof h !== "number") return false;
+  if (h === undefined) return false;
   const start = b.pos + h;
   const fd = openForCopy(f);
   try {
@@ -198,8 +254,16 @@ function copyInBatch(f: PackFile, b: BatchPool, onBytes?: (n: number) => void): 
   return true;
 }
 
-/** Opens `f` to copy it; gone since it was hashed is a FileChangedError. */
+/**
+ * The descriptor to copy `f` from: the hashing pass's, now owned by the caller (which closes it),
+ * or the file opened again; gone since it was hashed is a FileChangedError.
+ */
 function openForCopy(f: PackFile): number {
+  if (f.fd !== undefined) {
+    const fd = f.fd;
+    f.fd = undefined;
+    return fd;
+  }
   try {
     return openSync(f.abs!, "r");
   } catch (err) {

@@ -49,8 +49,9 @@ export async function* readLinesBackward(file: string, chunkSize = CHUNK): Async
           terminated = false;
         }
       }
-      for (let i = right - 1; i >= 0; i--) {
-        if (buf[i] !== 0x0a) continue;
+      // Newlines found by the buffer's own search, not a loop over every byte: a log's tail is
+      // read by one-shot processes that would otherwise compile that loop each time.
+      for (let i = lastNewline(buf, right); i >= 0; i = lastNewline(buf, right)) {
         const piece = buf.subarray(i + 1, right);
         const text = joinLine(piece, pending, pendingLen);
         pending = [];
@@ -74,6 +75,11 @@ export async function* readLinesBackward(file: string, chunkSize = CHUNK): Async
   } finally {
     await fh.close();
   }
+}
+
+/** The offset of the last newline in `buf` before `end`, or -1. */
+function lastNewline(buf: Buffer, end: number): number {
+  return end > 0 ? buf.lastIndexOf(0x0a, end - 1) : -1;
 }
 
 function joinLine(piece: Buffer, pending: Buffer[], pendingLen: number): string {
