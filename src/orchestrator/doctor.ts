@@ -10,7 +10,7 @@ import { loadAuditKey } from "../audit/key.js";
 import { verifyAuditLog } from "../audit/verify.js";
 import { ledgerTotals } from "../ledger/cost-ledger.js";
 import { listRuns, readWalEntries, verifyWal } from "../wal/reader.js";
-import { onlyTornTail, readClosedMarker } from "../wal/recovery.js";
+import { readClosedMarker } from "../wal/recovery.js";
 import { findWalRollbacks } from "../dr/rollback.js";
 import { Workspace, WORKSPACE_DIRS } from "../workspace/layout.js";
 import { describeHolder, readLock } from "../workspace/lock.js";
@@ -176,7 +176,8 @@ async function walCheck(ws: Workspace, runs: WalRun[]): Promise<DoctorCheck> {
     entries += r.entries;
     if (r.ok) continue;
     const e = r.errors[0];
-    if (await onlyTornTail(ws, run.file, r)) torn.push(`${run.run_id} (seq ${e.seq})`);
+    const closed = await readClosedMarker(ws, run.run_id);
+    if (!closed && r.error_count === 1 && e.line === r.entries) torn.push(`${run.run_id} (seq ${e.seq})`);
     else bad.push(`${run.run_id} at seq ${e.seq}, line ${e.line}: ${e.message}`);
   }
   const { rollbacks } = await findWalRollbacks(ws);

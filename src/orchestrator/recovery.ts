@@ -8,7 +8,7 @@ import { ExitCode, UserError } from "../errors/errors.js";
 import { AuditLog } from "../audit/log.js";
 import { AuditKeyMissingError, loadAuditKeyForWriting } from "../audit/key.js";
 import { CostRowsOncePerAgent } from "../ledger/cost-ledger.js";
-import { listRuns, readTailPosition, verifyWal } from "../wal/reader.js";
+import { listRuns, verifyWal } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
 import { findWalRollbacks } from "../dr/rollback.js";
 import { replayWal, type ReplaySummary } from "../state/replay.js";
@@ -147,9 +147,6 @@ async function verifyChains(ws: Workspace, warn: Warn): Promise<{ verified: numb
   const runs = await listRuns(ws);
   for (const run of runs) {
     if (await readClosedMarker(ws, run.run_id)) continue;
-    // A complete line that fails its check is damage, not a torn tail: left for the chain
-    // verification below to refuse (exit 9), never cut.
-    if ((await readTailPosition(run.file)).broken) continue;
     // Opening the writer cuts a torn tail back to the last valid entry (kept in a sidecar).
     const w = await WalWriter.open(ws, run.run_id);
     if (w.repair) {

@@ -86,7 +86,7 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
       run_id: last.run_id,
       seq: tail.last_seq,
       entry_hash: tail.last_hash,
-      torn_tail: tail.torn && !tail.broken,
+      torn_tail: tail.torn,
     });
   }
   const sf = await readStatusFile(ws);
@@ -125,7 +125,7 @@ async function integrityProblems(ws: Workspace, runs: RunInfo[]): Promise<Integr
     const tail = open ? await readTailPosition(run.file) : undefined;
     const first = (await verifyWal(run.file, run.run_id)).errors[0];
     // One entry per line, seq from 0: the newest valid entry is on line last_seq + 1.
-    if (first && (!tail || tail.broken || first.line <= tail.last_seq + 1)) {
+    if (first && (!tail || first.line <= tail.last_seq + 1)) {
       problems.push({
         kind: "chain_break",
         run_id: run.run_id,

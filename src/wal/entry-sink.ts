@@ -45,8 +45,6 @@ export class EntrySink implements PullSink<ReadEntry> {
   pendingError: WalError | undefined;
   /** A bad line followed by more lines: not a torn tail. */
   moreAfterError = false;
-  /** Whether the bad line lacks its newline (the last line of the file): only that is torn. */
-  private errorLineFinal = false;
   stopped = false;
   private prevSeq: number;
   /** The hash the next entry must point to (undefined when reading starts past seq 0). */
@@ -85,9 +83,8 @@ export class EntrySink implements PullSink<ReadEntry> {
     return confirmedLine.end + 1;
   }
 
-  line(text: string, lineNo: number, final: boolean, ascii: boolean): void {
+  line(text: string, lineNo: number, _final: boolean, ascii: boolean): void {
     if (this.pendingError) return this.more();
-    this.errorLineFinal = final;
     if (this.fromSeq > 0) {
       const m = SEQ_PREFIX.exec(text);
       if (m && Number(m[1]) < this.fromSeq) return;
@@ -131,17 +128,15 @@ export class EntrySink implements PullSink<ReadEntry> {
     this.ready = { entry, lineNo };
   }
 
-  badUtf8(lineNo: number, final: boolean): void {
-    if (this.pendingError) return this.more();
-    this.errorLineFinal = final;
-    this.fail(this.prevSeq + 1, lineNo, "invalid_utf8", "line holds bytes that are not UTF-8");
+  badUtf8(lineNo: number): void {
+    if (this.pendingError) this.more();
+    else this.fail(this.prevSeq + 1, lineNo, "invalid_utf8", "line holds bytes that are not UTF-8");
   }
 
   /** Throws the problem met, unless it is a tolerated torn tail. */
   end(): void {
     const e = this.pendingError;
-    if (e && (this.moreAfterError || !this.errorLineFinal || !this.tolerateTornTail))
-      throw new WalReadError(e);
+    if (e && (this.moreAfterError || !this.tolerateTornTail)) throw new WalReadError(e);
   }
 
   private more(): void {

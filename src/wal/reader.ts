@@ -273,8 +273,6 @@ export interface TailPosition {
   /** Offset where valid content ends; less than size when the tail is torn. */
   valid_end: number;
   torn: boolean;
-  /** A complete line after the newest valid entry fails its check (TailScan.broken). */
-  broken: boolean;
 }
 
 /** The newest valid entry of a WAL file, reading only its end (no repair). */
@@ -288,7 +286,6 @@ export async function readTailPosition(file: string): Promise<TailPosition> {
       size: tail.size,
       valid_end: tail.validEnd,
       torn: tail.validEnd < tail.size,
-      broken: tail.broken === true,
     };
   } finally {
     await fh.close();

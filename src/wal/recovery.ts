@@ -10,8 +10,7 @@ import { atomicWriteFile, durableRename, fsyncDir, fsyncHandle, tempPathFor } fr
 import type { Workspace } from "../workspace/layout.js";
 import { readLinesForward } from "../workspace/lines.js";
 import type { WalEntry } from "./entry.js";
-import { listRuns, readTailPosition, readWalEntries, type RunInfo } from "./reader.js";
-import type { VerifyResult } from "./chain.js";
+import { listRuns, readWalEntries, type RunInfo } from "./reader.js";
 import { closedMarkerFile } from "./run-files.js";
 
 /** `runtime/wal/uncommitted.idx.json`: JSONL rows {run_id, seq, entry_hash}, one per intent. */
@@ -337,18 +336,4 @@ export async function findOrphanedClaims(ws: Workspace, runId: string): Promise<
     }
   }
   return [...claims.values()].sort((a, b) => a.seq - b.seq);
-}
-
-/**
- * Whether the one problem `verifyWal` found in a run is the torn tail a crash leaves: the run is
- * open (no closed marker) and its last line, which lacks its newline, is the only bad one. `start`
- * cuts it; `doctor` and `wal verify` report it without calling the chain broken. A complete line
- * that fails its check is damage wherever it is (docs/wal.md).
- */
-export async function onlyTornTail(ws: Workspace, file: string, r: VerifyResult): Promise<boolean> {
-  const e = r.errors[0];
-  if (r.ok || !e || r.error_count !== 1 || e.line !== r.entries) return false;
-  if (await readClosedMarker(ws, r.run_id)) return false;
-  const tail = await readTailPosition(file);
-  return tail.torn && !tail.broken;
 }

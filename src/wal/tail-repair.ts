@@ -13,7 +13,6 @@ import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { createInterface } from "node:readline";
-import { ExitCode, UserError } from "../errors/errors.js";
 import { durableAppend, durableCreate, durableTruncate } from "../workspace/durable.js";
 import { type ChainTail, GENESIS_HASH, IntegrityError, verifyPrefix } from "./continuation.js";
 import { listWalRunFiles } from "./run-files.js";
@@ -59,12 +58,6 @@ export async function cutTornTail(
   runId: string,
   tail: TailScan,
 ): Promise<WalRepair> {
-  if (tail.broken)
-    throw new UserError(
-      `WAL of run ${runId}: a complete line after seq ${tail.last ? tail.last.seq : -1} fails its check (${tail.reason}): damage, not a torn tail, so nothing was cut; inspect with \`bernstein wal verify --run ${runId}\``,
-      ExitCode.INTEGRITY,
-      { run_id: runId },
-    );
   const sidecar = await cutWalAt(fh, file, tail.validEnd, tail.size);
   return {
     run_id: runId,

@@ -14,11 +14,6 @@ export interface TailScan {
   last?: WalEntry;
   /** Why bytes after validEnd are invalid (when validEnd < size). */
   reason?: string;
-  /**
-   * A complete line (one that ends in a newline) after validEnd fails its check: damage, not a
-   * torn tail. Only a last line without its newline is what an interrupted append leaves.
-   */
-  broken?: boolean;
 }
 
 /**
@@ -50,7 +45,6 @@ export async function scanTail(fh: FileHandle): Promise<TailScan> {
 /** The last valid complete line in buf (which starts at file offset `start`), or undefined. */
 function lastValidIn(buf: Buffer, start: number, size: number): TailScan | undefined {
   let reason: string | undefined;
-  let broken = false;
   // `end` is the index just past a '\n' that ends a complete line.
   let end = buf.lastIndexOf(0x0a);
   if (end === -1) return undefined;
@@ -63,13 +57,10 @@ function lastValidIn(buf: Buffer, start: number, size: number): TailScan | undef
     const line = buf.subarray(lineStart, end - 1);
     const check = checkLine(line.toString("utf8"));
     if (check.ok && !line.includes(0)) {
-      return { size, validEnd: start + end, last: check.entry, reason, ...(broken ? { broken } : {}) };
+      return { size, validEnd: start + end, last: check.entry, reason };
     }
-    broken = true;
     reason ??= check.ok ? "line holds NUL bytes" : `last line ${check.kind}: ${check.message}`;
     end = lineStart;
   }
-  return start === 0
-    ? { size, validEnd: 0, reason: reason ?? "no valid entry in the file", ...(broken ? { broken } : {}) }
-    : undefined;
+  return start === 0 ? { size, validEnd: 0, reason: reason ?? "no valid entry in the file" } : undefined;
 }

@@ -29,7 +29,6 @@ test("the Python reference WAL verifies, and its fingerprint and last hash match
     size: v.bytes,
     valid_end: v.bytes,
     torn: false,
-    broken: false,
   });
 });
 

@@ -8,7 +8,6 @@ import { orderedJson } from "../../json/canonical.js";
 import { entryLine, type WalEntry } from "../../wal/entry.js";
 import { Fingerprint } from "../../wal/fingerprint.js";
 import { WalReadError, listRuns, readWalEntries, verifyWal, type RunInfo } from "../../wal/reader.js";
-import { onlyTornTail } from "../../wal/recovery.js";
 import { OpenIntents } from "../../wal/recovery.js";
 import { findWalRollbacks } from "../../dr/rollback.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
@@ -102,23 +101,12 @@ export function registerWal(program: Command): void {
             kind: b.kind,
             message: b.message,
           }));
-        // A crash's torn tail (an open run's last line without its newline) is no break: start
-        // cuts it. It is reported as such, the chain before it being intact.
-        const torn = (await onlyTornTail(ws, run.file, r)) ? r.errors[0] : undefined;
-        const ok = (r.ok || torn !== undefined) && lost.length === 0;
-        const errors = torn ? [] : r.errors;
-        results.push({
-          ...r,
-          ok,
-          errors: [...errors, ...lost],
-          error_count: errors.length ? r.error_count + lost.length : lost.length,
-          ...(torn ? { torn_tail: torn } : {}),
-        });
+        const ok = r.ok && lost.length === 0;
+        results.push({ ...r, ok, errors: [...r.errors, ...lost], error_count: r.error_count + lost.length });
         if (!out.opts.json) {
           if (ok) {
             out.line(
-              `${r.run_id}: ok, ${r.entries - (torn ? 1 : 0)} entries, last seq ${r.last_seq} (${r.last_hash.slice(0, 12)})` +
-                (torn ? `; torn tail at line ${torn.line} (a crash; start cuts it)` : ""),
+              `${r.run_id}: ok, ${r.entries} entries, last seq ${r.last_seq} (${r.last_hash.slice(0, 12)})`,
             );
           } else {
             for (const e of [...r.errors, ...lost])
@@ -146,7 +134,6 @@ export function registerWal(program: Command): void {
             last_hash: r.last_hash,
             error_count: r.error_count,
             errors: r.errors,
-            ...(r.torn_tail ? { torn_tail: r.torn_tail } : {}),
             workers: r.workers,
           })),
           rollbacks,
