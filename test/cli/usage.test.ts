@@ -60,6 +60,11 @@ test("a usage error is one line: what was wrong, the closest valid word, and whi
     /\(did you mean '--to \.\/bk\.tar\.gz'\?\)/,
   );
   assert.doesNotMatch(await usageError(["checkpoint", "list", "extra"]), /did you mean/);
+  // A key flag the command would not use is refused, not ignored.
+  assert.match(
+    await usageError(["dr", "drill", "--identity-file", "key.txt"]),
+    /^bernstein: dr drill: --identity-file opens a drill's backup made to --recipient/,
+  );
   // --json: the error is also the one JSON document on stdout.
   const j = await runCli(["dr", "bakup", "--json"], { env: ENV });
   assert.equal(j.code, 2);

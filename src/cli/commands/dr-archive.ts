@@ -21,6 +21,7 @@ import { sizeOption } from "../number-option.js";
 import { Output, globalsOf } from "../output.js";
 import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr/options.js";
 import { shown } from "../shown-path.js";
+import { formatDuration } from "../../storage/schedule.js";
 
 export function findDr(program: Command): Command {
   return (
@@ -123,7 +124,7 @@ export function registerDrArchive(program: Command): void {
     process.once("SIGTERM", stopOn.SIGTERM);
     const how = keys.recipients ? "encrypted to age recipients" : keys.password ? "encrypted" : "plain";
     out.line(
-      `Archiving ${shown(ws.root)} to ${shown(archiver.health.snapshot().destination)} every ${opts.interval}ms, ${how} (Ctrl-C stops after the upload in flight)`,
+      `Archiving ${shown(ws.root)} to ${shown(archiver.health.snapshot().destination)} every ${intervalText(opts.interval)}, ${how} (Ctrl-C stops after the upload in flight)`,
     );
     try {
       if (opts.once) await archiver.step();
@@ -144,3 +145,6 @@ export function registerDrArchive(program: Command): void {
     else if (health.errors_in_a_row > 0) out.failed(ExitCode.REMOTE, `archive: ${health.last_error}`);
   });
 }
+
+/** The interval as the help and the flag write it: 1s, 15m; milliseconds only below a whole second. */
+const intervalText = (ms: number): string => (ms % 1000 === 0 ? formatDuration(ms) : `${ms}ms`);

@@ -54,6 +54,11 @@ export function registerDrill(dr: Command): void {
       return drillArchivePoint(cmd, opts);
     const keys = await resolveWriteKeys(opts, undefined);
     for (const w of keys.warnings) out.warn(w);
+    if (!keys.recipients && opts.identityFile !== undefined)
+      throw new UserError(
+        "dr drill: --identity-file opens a drill's backup made to --recipient (or, with --from, an archive); this drill's backup has no recipients",
+        ExitCode.USAGE,
+      );
     const identities = keys.recipients ? await resolveIdentities(opts.identityFile) : undefined;
     if (keys.recipients && !identities) {
       throw new UserError(
