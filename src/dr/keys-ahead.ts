@@ -94,9 +94,15 @@ export async function withKeysAhead<O extends ReadArchiveOptions>(
 ): Promise<O & { keyCache: KeyCache }> {
   const keyed = { ...opts, keyCache: opts.keyCache ?? new Map() };
   if (!peekable(source)) return keyed;
-  const head = await peekHead(source, enoughToJudge, AGE_HEAD_BYTES);
-  await startKeysFromHead(head, opts, keyed.keyCache);
-  await checkKeys(source, head, keyed);
+  try {
+    const head = await peekHead(source, enoughToJudge, AGE_HEAD_BYTES);
+    await startKeysFromHead(head, opts, keyed.keyCache);
+    await checkKeys(source, head, keyed);
+  } catch (err) {
+    // Refused before the read: no read will end the stream and release its file or connection.
+    source.destroy();
+    throw err;
+  }
   return keyed;
 }
 
