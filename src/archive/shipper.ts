@@ -135,8 +135,11 @@ async function sealed(
     // A sealed segment's plaintext is authenticated by its seal; a hash of it would only let a
     // reader without the key confirm a guess of the whole content. A plain one is its plaintext.
     ...(t.seal ? {} : { plain_sha256: storedSha }),
-    // Only a stream's last segment of a cycle vouches for the instant (see the top of the file).
-    captured_at: chunk.more ? 0 : capturedAt,
+    // Only a stream's last segment of a cycle vouches for the instant (see the top of the file),
+    // never for one before its own newest line: the writer's clock (another process's, or a
+    // monotonic one drifting from the wall clock) may run ahead of this one, and a point at
+    // captured_at must still hold every line the segment carries.
+    captured_at: chunk.more ? 0 : Math.max(capturedAt, chunk.lastTime),
     tail_sha256: chunk.end.tail_sha256,
     first_time: chunk.firstTime,
     last_time: chunk.lastTime,
