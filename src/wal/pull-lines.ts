@@ -69,11 +69,7 @@ class LinePuller<T> implements AsyncIterableIterator<T> {
 
   async return(): Promise<IteratorResult<T>> {
     if (this.reading) await this.reading.catch(() => undefined);
-    if (!this.finished) {
-      this.finished = true;
-      this.bytes = EMPTY;
-      await this.close();
-    }
+    if (!this.finished) await this.finish();
     return DONE;
   }
 
@@ -109,19 +105,18 @@ class LinePuller<T> implements AsyncIterableIterator<T> {
         if (item !== undefined) return { value: item, done: false };
       }
     } catch (err) {
-      this.finished = true;
-      this.bytes = EMPTY;
-      await this.close();
+      await this.finish();
       throw err;
     }
-    this.finished = true;
-    this.bytes = EMPTY;
-    await this.close();
+    await this.finish();
     this.sink.end();
     return DONE;
   }
 
-  private async close(): Promise<void> {
+  /** Nothing more is handed out: the region is dropped and the file closed. */
+  private async finish(): Promise<void> {
+    this.finished = true;
+    this.bytes = EMPTY;
     const fh = this.fh;
     this.fh = undefined;
     this.regions = undefined;
