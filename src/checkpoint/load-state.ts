@@ -12,6 +12,7 @@ import {
 import { GENESIS_HASH, readWalSuffix, WalSuffixError } from "./wal-position.js";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { listRuns } from "../wal/reader.js";
+import { readClosedMarker } from "../wal/recovery.js";
 import type { Workspace } from "../workspace/layout.js";
 import { emptyState, StateBuilder, type OrchestratorState } from "../state/reducer.js";
 
@@ -68,12 +69,14 @@ export async function loadState(ws: Workspace, opts: LoadStateOptions = {}): Pro
   for (let i = startIndex; i < runs.length; i++) {
     const run = runs[i];
     const resume = pos && i === startIndex && used?.located;
+    // Only a run a crash left open (or the one being written) may end in a torn tail.
+    const open = !(await readClosedMarker(ws, run.run_id));
     const suffix = readWalSuffix(
       run.file,
       resume
         ? { offset: used!.located!.end, prevHash: pos.entry_hash, nextSeq: pos.seq + 1 }
         : { offset: 0, prevHash: GENESIS_HASH, nextSeq: 0 },
-      (msg) => warnings.push(msg),
+      open ? (msg) => warnings.push(msg) : undefined,
     );
     runsRead.push(run.run_id);
     try {

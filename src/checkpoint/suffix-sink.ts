@@ -17,7 +17,10 @@ export interface SuffixProblem {
   /** The seq expected there, or the line's own when it is a seq or link break. */
   seq: number;
   message: string;
-  /** A bad last line without newline (a torn tail, repaired by the writer on reopen). */
+  /**
+   * Bad lines after the newest valid one of an open run (onTornTail given): a torn tail, which
+   * the writer's reopen cuts (docs/wal.md).
+   */
   torn: boolean;
 }
 
@@ -56,16 +59,22 @@ export class SuffixSink implements PullSink<WalEntry> {
   }
 
   take(bytes: Buffer, start: number): number {
+    if (this.problem) return -1;
     const entry = takeFollowingEntry(bytes, start, this.nextSeq, this.prevHash);
     if (!entry) return -1;
     this.accept(entry);
     return confirmedLine.end + 1;
   }
 
-  line(text: string, lineNo: number, final: boolean): void {
+  line(text: string, lineNo: number): void {
     if (text === "") return;
     const check = checkLine(text);
-    if (!check.ok) return this.fail(lineNo, this.nextSeq, check.message, final);
+    if (this.problem) {
+      // A valid line after a bad one: the bad one is damage, not a torn tail.
+      if (check.ok) this.stop(false);
+      return;
+    }
+    if (!check.ok) return this.fail(lineNo, this.nextSeq, check.message, this.onTornTail !== undefined);
     const e = check.entry;
     if (e.seq !== this.nextSeq) return this.fail(lineNo, e.seq, `expected seq ${this.nextSeq}`, false);
     if (e.prev_hash !== this.prevHash)
@@ -74,8 +83,8 @@ export class SuffixSink implements PullSink<WalEntry> {
   }
 
   /** Read as the UTF-8 decoder reads it (replacement characters): checkLine names the problem. */
-  badUtf8(lineNo: number, final: boolean, bytes: Buffer): void {
-    this.line(bytes.toString("utf8"), lineNo, final);
+  badUtf8(lineNo: number, _final: boolean, bytes: Buffer): void {
+    this.line(bytes.toString("utf8"), lineNo);
   }
 
   private accept(e: WalEntry): void {
@@ -84,8 +93,17 @@ export class SuffixSink implements PullSink<WalEntry> {
     this.ready = e;
   }
 
+  /**
+   * A bad line of an open run may begin its torn tail: the lines after it are read on, and only
+   * a valid one among them makes it damage. Any other problem ends the reading.
+   */
   private fail(line: number, seq: number, message: string, torn: boolean): void {
     this.problem = { line, seq, message, torn };
+    if (!torn) this.stopped = true;
+  }
+
+  private stop(torn: boolean): void {
+    this.problem!.torn = torn;
     this.stopped = true;
   }
 }

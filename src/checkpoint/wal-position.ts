@@ -82,8 +82,9 @@ export interface SuffixOptions {
 
 /**
  * Streams verified entries from `offset`: each must hash correctly, link to the previous one and
- * carry the next seq. A bad final line without a newline (a torn tail, repaired by the writer on
- * reopen) ends the stream and is reported through `onTornTail`; any other break throws.
+ * carry the next seq. With `onTornTail` (a run a crash left open), bad lines after the newest
+ * valid one are a torn tail, which the writer's reopen cuts: they end the stream and are reported
+ * there; any other break throws, and without `onTornTail` (a closed run) any bad line does.
  * Reads like `wal verify`, entry by entry: memory stays at one chunk and one entry.
  */
 export function readWalSuffix(

@@ -9,8 +9,9 @@ import path from "node:path";
 import { loadAuditKey } from "../audit/key.js";
 import { verifyAuditLog } from "../audit/verify.js";
 import { ledgerTotals } from "../ledger/cost-ledger.js";
-import { listRuns, readWalEntries, verifyWal } from "../wal/reader.js";
+import { listRuns, readWalEntries } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
+import { verifyRun } from "../wal/torn-tail.js";
 import { findWalRollbacks } from "../dr/rollback.js";
 import { Workspace, WORKSPACE_DIRS } from "../workspace/layout.js";
 import { describeHolder, readLock } from "../workspace/lock.js";
@@ -172,12 +173,11 @@ async function walCheck(ws: Workspace, runs: WalRun[]): Promise<DoctorCheck> {
   const torn: string[] = [];
   let entries = 0;
   for (const run of runs) {
-    const r = await verifyWal(run.file, run.run_id);
-    entries += r.entries;
+    const { result: r, torn_tail } = await verifyRun(ws, run);
+    entries += torn_tail ? torn_tail.line - 1 : r.entries;
     if (r.ok) continue;
     const e = r.errors[0];
-    const closed = await readClosedMarker(ws, run.run_id);
-    if (!closed && r.error_count === 1 && e.line === r.entries) torn.push(`${run.run_id} (seq ${e.seq})`);
+    if (torn_tail) torn.push(`${run.run_id} (${torn_tail.bytes} bytes after seq ${torn_tail.after_seq})`);
     else bad.push(`${run.run_id} at seq ${e.seq}, line ${e.line}: ${e.message}`);
   }
   const { rollbacks } = await findWalRollbacks(ws);

@@ -10,8 +10,8 @@
  */
 import { ExitCode } from "../errors/errors.js";
 import { findWalRollbacks } from "../dr/rollback.js";
-import { readClosedMarker } from "../wal/recovery.js";
-import { listRuns, readTailPosition, verifyWal, type RunInfo } from "../wal/reader.js";
+import { listRuns, readTailPosition, type RunInfo } from "../wal/reader.js";
+import { verifyRun } from "../wal/torn-tail.js";
 import { TASK_STATES, type Workspace } from "../workspace/layout.js";
 import { readLock } from "../workspace/lock.js";
 import { readStatusFile } from "./control.js";
@@ -119,13 +119,10 @@ async function integrityProblems(ws: Workspace, runs: RunInfo[]): Promise<Integr
   const problems: IntegrityProblem[] = [];
   for (const run of runs) {
     // A run a crash left open (or the one a running orchestrator appends to) may end in a torn
-    // tail, which `start` cuts before it verifies. Its end is read before its chain: what is
-    // appended meanwhile lies after it, and a line still being written is not a break.
-    const open = !(await readClosedMarker(ws, run.run_id));
-    const tail = open ? await readTailPosition(run.file) : undefined;
-    const first = (await verifyWal(run.file, run.run_id)).errors[0];
-    // One entry per line, seq from 0: the newest valid entry is on line last_seq + 1.
-    if (first && (!tail || first.line <= tail.last_seq + 1)) {
+    // tail, which `start` cuts before it verifies.
+    const { result, torn_tail } = await verifyRun(ws, run);
+    const first = result.errors[0];
+    if (first && !torn_tail) {
       problems.push({
         kind: "chain_break",
         run_id: run.run_id,

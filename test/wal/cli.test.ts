@@ -186,6 +186,11 @@ test("a WAL path that is a folder or holds non-UTF-8 bytes is reported corrupt a
   try {
     await mkdir(ws.walFile("run-dir"));
     await writeFile(ws.walFile("run-bin"), Buffer.from([0x7b, 0xff, 0xfe, 0x7d, 0x0a]));
+    // Closed: on an open run, a WAL of bad lines alone is a torn tail that start cuts.
+    await writeFile(
+      path.join(ws.walDir, "run-bin.wal.closed"),
+      JSON.stringify({ run_id: "run-bin", closed_at: 0, last_seq: -1, last_hash: "0".repeat(64) }),
+    );
     const r = await runCli(["--sdd", ws.root, "wal", "verify"]);
     assert.equal(r.code, 1);
     assert.match(r.stdout, /run-dir: seq 0, line 1: unreadable: .*is a folder/);

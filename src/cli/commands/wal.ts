@@ -1,14 +1,16 @@
 /**
  * `bernstein wal verify|show|fingerprint`: check, read and fingerprint the write-ahead log.
- * verify exits 1 on any break and names run, seq and line; an unknown --run is a usage error
- * (exit 2) that lists the runs there are.
+ * verify exits 1 on any break and names run, seq and line; the torn tail a crash leaves on an
+ * open run (docs/wal.md) is no break: a warning names it, exit 0. An unknown --run is a usage
+ * error (exit 2) that lists the runs there are.
  */
 import type { Command } from "commander";
 import { orderedJson } from "../../json/canonical.js";
 import { entryLine, type WalEntry } from "../../wal/entry.js";
 import { Fingerprint } from "../../wal/fingerprint.js";
-import { WalReadError, listRuns, readWalEntries, verifyWal, type RunInfo } from "../../wal/reader.js";
+import { WalReadError, listRuns, readWalEntries, type RunInfo } from "../../wal/reader.js";
 import { OpenIntents } from "../../wal/recovery.js";
+import { describeTornTail, verifyRun } from "../../wal/torn-tail.js";
 import { findWalRollbacks } from "../../dr/rollback.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
@@ -70,7 +72,7 @@ export function registerWal(program: Command): void {
   wal
     .command("verify")
     .description(
-      "verify the hash chain of every run (or one) and that no run ends before a position its closed marker, a checkpoint or a backup record names; exit 1 on any break",
+      "verify the hash chain of every run (or one) and that no run ends before a position its closed marker, a checkpoint or a backup record names; exit 1 on any break (a crash's torn tail, which start cuts, is a warning)",
     )
     .option("--run <id>", "only this run")
     .option(
@@ -90,7 +92,12 @@ export function registerWal(program: Command): void {
       };
       const results = [];
       for (const run of runs) {
-        const r = await verifyWal(run.file, run.run_id, { workers: opts.jobs });
+        // A crash's torn tail (an open run, bad lines only after the newest valid one) is no
+        // break: start cuts it. Reported as such, the chain before it being intact.
+        const { result, torn_tail } = await verifyRun(ws, run, { workers: opts.jobs });
+        const r = torn_tail
+          ? { ...result, ok: true, entries: torn_tail.line - 1, errors: [], error_count: 0 }
+          : result;
         // A rollback is reported where the lost entry should be: the line after the WAL's end.
         const lost = rollbacks
           .filter((b) => b.run_id === run.run_id)
@@ -102,11 +109,18 @@ export function registerWal(program: Command): void {
             message: b.message,
           }));
         const ok = r.ok && lost.length === 0;
-        results.push({ ...r, ok, errors: [...r.errors, ...lost], error_count: r.error_count + lost.length });
+        results.push({
+          ...r,
+          ok,
+          errors: [...r.errors, ...lost],
+          error_count: r.error_count + lost.length,
+          torn_tail,
+        });
+        if (torn_tail) out.warn(describeTornTail(r.run_id, torn_tail));
         if (!out.opts.json) {
           if (ok) {
             out.line(
-              `${r.run_id}: ok, ${r.entries} entries, last seq ${r.last_seq} (${r.last_hash.slice(0, 12)})`,
+              `${r.run_id}: ok, ${r.entries} entries, last seq ${r.last_seq} (${r.last_hash.slice(0, 12)})${torn_tail ? ", torn tail" : ""}`,
             );
           } else {
             for (const e of [...r.errors, ...lost])
@@ -134,6 +148,7 @@ export function registerWal(program: Command): void {
             last_hash: r.last_hash,
             error_count: r.error_count,
             errors: r.errors,
+            ...(r.torn_tail ? { torn_tail: r.torn_tail } : {}),
             workers: r.workers,
           })),
           rollbacks,
