@@ -238,6 +238,7 @@ export async function writeBackupArchive(
       // Filled in below, before the manifest is serialized (the pause covers pass 2 too).
       snapshot: { method: snapshot.method, wal_cut: "last-valid-entry" },
       ...(repository ? { repository } : {}),
+      ...(hashed.walBreaks.length ? { wal_breaks: hashed.walBreaks } : {}),
       dirs: walk.dirs.map((d) => ({ path: d.rel, mode: d.mode })),
       files,
     };

@@ -8,7 +8,8 @@ import { closeSync, fstatSync, openSync, readSync, type Stats } from "node:fs";
 import type { StatePosition } from "./manifest.js";
 import { closeFiles, type PackFile } from "./pack.js";
 import type { SnapshotHandle } from "./snapshot.js";
-import { WAL_FILE, isLineLog, lineLogCut, walCut } from "./state-position.js";
+import { WAL_FILE, isLineLog, lineLogCut, walBreakInCut, walCut } from "./state-position.js";
+import type { WalError } from "../wal/chain.js";
 import type { ListedFile } from "./walk.js";
 
 const READ_CHUNK = 1024 * 1024;
@@ -20,6 +21,8 @@ export interface Planned extends PackFile {
 export interface HashPassResult {
   planned: Planned[];
   wal: StatePosition["wal"];
+  /** The first break of each WAL copied with a broken chain (the manifest's `wal_breaks`). */
+  walBreaks: WalError[];
 }
 
 /** Whether `rel` is a WAL or a line log, copied only up to its last complete entry or line. */
@@ -31,6 +34,7 @@ async function cutLength(
   size: number,
   positions: SnapshotHandle["positions"],
   wal: StatePosition["wal"],
+  walBreaks: WalError[],
   warnings: string[],
 ): Promise<number> {
   const walMatch = WAL_FILE.exec(f.rel);
@@ -41,6 +45,13 @@ async function cutLength(
     wal[runId] = cut.position;
     if (cut.dropped && !positions) {
       warnings.push(`${f.rel}: left out ${cut.dropped} bytes after the last complete entry`);
+    }
+    const broken = await walBreakInCut(f.abs, runId, cut);
+    if (broken) {
+      walBreaks.push(broken);
+      warnings.push(
+        `wal run ${runId}: chain broken at seq ${broken.seq} (line ${broken.line}: ${broken.kind}); backed up as found: \`dr verify\` of this archive reports it, and \`start\` refuses it once restored`,
+      );
     }
     return cut.length;
   }
@@ -105,6 +116,7 @@ export async function hashPass(
   };
   const run: HashRun = { buf: Buffer.allocUnsafe(READ_CHUNK), planned: [], keepOpen, progress };
   const wal: StatePosition["wal"] = {};
+  const walBreaks: WalError[] = [];
   try {
     let i = 0;
     while (i < files.length) {
@@ -119,7 +131,7 @@ export async function hashPass(
       try {
         const st = fstatSync(fd);
         if (!st.isFile()) continue;
-        const length = await cutLength(f, st.size, positions, wal, warnings);
+        const length = await cutLength(f, st.size, positions, wal, walBreaks, warnings);
         kept = plan(f, fd, st, length, run);
       } finally {
         if (!kept) closeSync(fd);
@@ -129,7 +141,7 @@ export async function hashPass(
     closeFiles(run.planned);
     throw err;
   }
-  return { planned: run.planned, wal };
+  return { planned: run.planned, wal, walBreaks };
 }
 
 interface HashRun {

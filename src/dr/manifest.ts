@@ -5,6 +5,7 @@
  * sha256, the counts, the tool that wrote it and the state position it captured.
  */
 import { createHash } from "node:crypto";
+import type { WalError } from "../wal/chain.js";
 
 export const MANIFEST_NAME = "manifest.json";
 /**
@@ -68,6 +69,8 @@ export interface Manifest {
   snapshot: SnapshotInfo;
   /** Absent when `.sdd/` is not in a git repository. */
   repository?: RepositoryHead;
+  /** The first break of each WAL copied with a broken chain; absent when every chain is intact. */
+  wal_breaks?: WalError[];
   dirs: ManifestDir[];
   files: ManifestFile[];
 }

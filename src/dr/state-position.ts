@@ -9,6 +9,8 @@ import { listCheckpointFiles } from "../checkpoint/checkpoint.js";
 import { Workspace } from "../workspace/layout.js";
 import path from "node:path";
 import { checkLine } from "../wal/entry.js";
+import type { WalError } from "../wal/chain.js";
+import { verifyWal } from "../wal/reader.js";
 import { walRunFilesIn } from "../wal/run-files.js";
 import type { StatePosition, WalPosition } from "./manifest.js";
 import { findAuditTail } from "../audit/log.js";
@@ -53,6 +55,17 @@ export async function walCut(file: string, size: number, maxSeq?: number): Promi
   // No verifiable entry (or none in a very long tail): not a torn tail but a file we do not
   // understand; copy it as is and let `dr verify` report it.
   return { length: size, position: null, dropped: 0 };
+}
+
+/**
+ * The first break of a WAL's chain in the part a backup copies (up to its cut's entry; all of it
+ * when the cut found none). A backup copies a damaged WAL as it is (in a disaster it may be the
+ * best copy there is) but must say so: the restored workspace's `start` refuses it.
+ */
+export async function walBreakInCut(file: string, runId: string, cut: Cut): Promise<WalError | undefined> {
+  // One entry per line, seq from 0: the cut's entry is on line seq + 1.
+  const lastLine = cut.position ? cut.position.seq + 1 : Infinity;
+  return (await verifyWal(file, runId)).errors.find((e) => e.line <= lastLine);
 }
 
 /** Prefix of a line-oriented log up to its last '\n' (a half-written last line is left out). */

@@ -67,6 +67,9 @@ export async function verifyStateFolder(
       ? `${r.entries} entries, chain intact, last seq ${r.last_seq}`
       : `${r.error_count} break(s); first: ${r.errors[0]?.kind} at seq ${r.errors[0]?.seq}, line ${r.errors[0]?.line}`;
     let ok = r.ok;
+    // The backup found the workspace's WAL broken and said so: the archive holds it as it was.
+    if (!ok && opts.manifest?.wal_breaks?.some((b) => b.run_id === run))
+      detail += " (broken in the workspace when it was backed up: recorded in the manifest)";
     if (ok && want && (want.seq !== r.last_seq || want.entry_hash !== r.last_hash)) {
       ok = false;
       detail = `tail seq ${r.last_seq} does not match the manifest's position (seq ${want.seq})`;

@@ -1,0 +1,73 @@
+/**
+ * `dr backup` of a workspace whose WAL is broken in the middle: the backup is taken (in a
+ * disaster it may be the best copy there is) but does not hide the damage: one warning line
+ * naming the run and seq, `warnings` in --json, `wal_breaks` in the manifest, and `dr verify`
+ * of the archive fails (exit 1) saying the break was there at backup time. An intact WAL leaves
+ * the manifest as it was (no `wal_breaks`).
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { test } from "node:test";
+import { envFor, runCli, scratchDir } from "../helpers.js";
+
+/** manifest.json of a plain archive (tar's own reader: what the Python original reads too). */
+function manifestOf(archive: string): Record<string, unknown> {
+  return JSON.parse(execFileSync("tar", ["-xzOf", archive, "manifest.json"], { encoding: "utf8" })) as Record<
+    string,
+    unknown
+  >;
+}
+
+test("dr backup of a WAL broken in the middle warns, records it in the manifest, and dr verify reports it", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-backup-wal-break-");
+  t.after(cleanup);
+  const env = envFor(dir);
+  const sdd = path.join(dir, "ws", ".sdd");
+  const cli = (...args: string[]) => runCli(["--sdd", sdd, ...args], { env });
+  assert.equal((await cli("init")).code, 0);
+  assert.equal((await cli("task", "add", "t1", "--command", "true")).code, 0);
+  assert.equal((await cli("start", "--until-idle")).code, 0);
+
+  const intact = path.join(dir, "intact.tar.gz");
+  const clean = await cli("dr", "backup", "--to", intact);
+  assert.equal(clean.code, 0, clean.stderr);
+  assert.doesNotMatch(clean.stderr, /chain broken/);
+  assert.equal("wal_breaks" in manifestOf(intact), false, "an intact WAL adds nothing to the manifest");
+
+  const walDir = path.join(sdd, "runtime", "wal");
+  const name = readdirSync(walDir).find((n) => n.endsWith(".wal.jsonl"))!;
+  const runId = name.slice(0, -".wal.jsonl".length);
+  const lines = readFileSync(path.join(walDir, name), "utf8").split("\n");
+  lines[3] = lines[3]!.replace('"actor":"orchestrator"', '"actor":"orchestratoR"');
+  writeFileSync(path.join(walDir, name), lines.join("\n"));
+
+  const archive = path.join(dir, "broken.tar.gz");
+  const human = await cli("dr", "backup", "--to", archive);
+  assert.equal(human.code, 0, human.stderr);
+  const warned = human.stderr.split("\n").filter((l) => /chain broken/.test(l));
+  assert.equal(warned.length, 1, human.stderr);
+  assert.match(warned[0]!, new RegExp(`^warning: wal run ${runId}: chain broken at seq 3 \\(line 4`));
+
+  const json = await cli("--json", "dr", "backup", "--to", path.join(dir, "broken2.tar.gz"));
+  assert.equal(json.code, 0, json.stderr);
+  const report = JSON.parse(json.stdout) as { warnings: string[] };
+  assert.ok(
+    report.warnings.some((w) => w.includes(`wal run ${runId}: chain broken at seq 3`)),
+    json.stdout,
+  );
+
+  const breaks = manifestOf(archive).wal_breaks as { run_id: string; seq: number; line: number }[];
+  assert.deepEqual(
+    breaks.map((b) => [b.run_id, b.seq, b.line]),
+    [[runId, 3, 4]],
+  );
+
+  const verify = await runCli(["dr", "verify", "--from", archive], { env });
+  assert.equal(verify.code, 1, verify.stdout + verify.stderr);
+  assert.match(
+    verify.stdout,
+    /\[FAIL\] wal .*at seq 3, line 4 \(broken in the workspace when it was backed up/,
+  );
+});
