@@ -14,7 +14,7 @@ import type { BackupStore } from "../storage/store.js";
 import { checkBatch } from "../wal/chain.js";
 import { checkLine } from "../wal/entry.js";
 import { durableTruncate, fsyncDir, fsyncHandle } from "../workspace/durable.js";
-import { readObject, readSegmentIndex, type StoredSegment } from "./catalog.js";
+import { readObject, readSegmentIndex, type SegmentIndex, type StoredSegment } from "./catalog.js";
 import { walRunOf } from "./names.js";
 import { emptyEnd, lineTime, type StreamEnd } from "./streams.js";
 
@@ -245,6 +245,16 @@ export function writtenTail(tail: string): { committed: boolean; entryHash: stri
   return m ? { committed: m[1] === "true", entryHash: m[2]! } : undefined;
 }
 
+/**
+ * Why a listed segment cannot be checked, or undefined: it is gone, or its index (the sha256 and
+ * times stored beside it) was lost, so neither its bytes nor its place in time can be trusted.
+ */
+export function indexProblem(ix: SegmentIndex | undefined): string | undefined {
+  if (!ix) return "missing (listed, then gone)";
+  if (!ix.sha256) return "its index is missing: no sha256 to check its bytes against";
+  return undefined;
+}
+
 /** Whether a segment starts after the cut (it and what follows are not needed). */
 function beyondCut(stream: string, seg: StoredSegment, firstTime: number, cut: Cut): boolean {
   const run = walRunOf(stream);
@@ -405,8 +415,12 @@ export async function applyStream(
       const lastGood = lastTime;
       const missing = (reason: string) => new BrokenSegment(stream, seg.key, reason, lastGood);
       const ix = await readSegmentIndex(store, seg.key);
-      if (!ix) throw missing("missing (listed, then gone)");
-      if (beyondCut(stream, seg, ix.first_time, cut)) break;
+      const lost = indexProblem(ix);
+      if (!ix) throw missing(lost!);
+      // Without its index a segment's first time is unknown: it is not needed when the lines
+      // before it already reach the instant (a restore to the last consistent point stops there).
+      if (beyondCut(stream, seg, lost ? (lastTime > 0 ? lastTime + 1 : 0) : ix.first_time, cut)) break;
+      if (lost) throw missing(lost);
       if (seg.from > end.length)
         throw missing(
           `missing segment before it: bytes ${end.length}-${seg.from} of ${stream} are not in the archive`,

@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import type { BackupStore } from "../storage/store.js";
-import { BrokenSegment, LineCutter } from "./apply-segments.js";
+import { BrokenSegment, LineCutter, indexProblem } from "./apply-segments.js";
 import {
   readObject,
   readSegmentIndex,
@@ -29,6 +29,9 @@ export interface ArchiveProblem {
   segment: string;
   reason: string;
 }
+
+/** The end after a segment whose index is lost: where its successor's check starts afresh. */
+const LOST = "lost";
 
 const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
 
@@ -84,7 +87,8 @@ async function checkSegment(
   ix: SegmentIndex | undefined,
   sealing: { sealed: boolean; key?: SegmentKey },
 ): Promise<string | undefined> {
-  if (!ix) return "missing (listed, then gone)";
+  const lost = indexProblem(ix);
+  if (lost || !ix) return lost;
   const data = await contentOf(seg, await readObject(store, seg.key), end, ix, sealing.sealed, sealing.key);
   if (typeof data === "string") return data;
   if (data === null) return undefined;
@@ -142,8 +146,9 @@ export async function checkArchive(
       for (const seg of segments) {
         if (seg.to <= end.length) continue;
         const ix = await readSegmentIndex(store, seg.key);
-        // After a hole the chain cannot be checked across it; carry on from the segment's own start.
-        if (seg.from > end.length)
+        // After a hole, or a segment whose index is lost, the chain cannot be checked across it;
+        // carry on from the segment's own start.
+        if (seg.from > end.length || end.tail_sha256 === LOST)
           end = {
             length: seg.from,
             tail_sha256: "",
@@ -151,7 +156,7 @@ export async function checkArchive(
           };
         const reason = await checkSegment(store, stream, seg, end, ix, sealing);
         if (reason) problems.push({ generation: g.generation, stream, segment: seg.key, reason });
-        end = endOf(seg, ix);
+        end = indexProblem(ix) ? { length: seg.to, tail_sha256: LOST } : endOf(seg, ix);
       }
     }
   }

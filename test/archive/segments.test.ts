@@ -4,6 +4,7 @@
  * refused past them, and a new generation for a workspace restored in place.
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { readFile, rm, truncate, writeFile, appendFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -17,6 +18,7 @@ import {
   type ArchiveFixture,
 } from "./support/archive-workspace.js";
 import { copyStore } from "./support/archive-history.js";
+import { computeEntryHash, entryLine, type WalEntry } from "../../src/wal/entry.js";
 
 const RUN = "run-archive";
 
@@ -116,7 +118,36 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
     assert.match(early.stderr, /outside the archive's window \(g\d{8}T\d{9}Z-[0-9a-f]{4}: /);
   });
 
-  for (const damage of ["altered", "truncated", "missing"] as const) {
+  /**
+   * A segment and its index rewritten together, so its sha256 matches: `relinked` re-hashes its
+   * chain from another prev_hash (every line valid, linking nowhere); `bad-line` holds a line
+   * whose hash does not match (a buggy archiver wrote it so).
+   */
+  async function rewriteWithIndex(st: string, key: string, how: "relinked" | "bad-line"): Promise<void> {
+    const file = path.join(st, key);
+    let text = await readFile(file, "utf8");
+    if (how === "bad-line") text = text.replace('"T-1', '"T-9');
+    else {
+      let prev = "f".repeat(64);
+      text = text
+        .split("\n")
+        .slice(0, -1)
+        .map((l) => {
+          const { entry_hash: _, ...rest } = JSON.parse(l) as WalEntry;
+          const body = { ...rest, prev_hash: prev };
+          prev = computeEntryHash(body);
+          return entryLine({ ...body, entry_hash: prev });
+        })
+        .join("");
+    }
+    await writeFile(file, text);
+    const sidecar = path.join(st, `.${key}.meta.json`);
+    const meta = JSON.parse(await readFile(sidecar, "utf8")) as Record<string, string>;
+    meta.sha256 = createHash("sha256").update(text).digest("hex");
+    await writeFile(sidecar, JSON.stringify(meta));
+  }
+
+  for (const damage of ["altered", "truncated", "missing", "unindexed", "relinked", "bad-line"] as const) {
     it(`a ${damage} segment in the middle is named; restore before it works, after it exits 5 unless --last-consistent`, async () => {
       const { fx, store: st, segs } = await damageableCopy(damage);
       const middle = path.join(st, segs[1]!);
@@ -127,6 +158,10 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
         await writeFile(middle, bytes);
       } else if (damage === "truncated") {
         await writeFile(middle, bytes.subarray(0, bytes.length - 7));
+      } else if (damage === "unindexed") {
+        await rm(path.join(st, `.${segs[1]!}.meta.json`));
+      } else if (damage === "relinked" || damage === "bad-line") {
+        await rewriteWithIndex(st, segs[1]!, damage);
       } else {
         await rm(middle);
       }
@@ -137,6 +172,12 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
         problems.some((p) => p.segment === (damage === "missing" ? segs[2] : segs[1])),
         JSON.stringify(problems),
       );
+      if (damage === "unindexed")
+        assert.deepEqual(
+          problems.map((p) => p.reason),
+          ["its index is missing: no sha256 to check its bytes against"],
+          "named as what it is, the segment after it not blamed",
+        );
       const target = (n: string) => path.join(scratch.dir, damage, n, ".sdd");
       const before = await fx.cli(
         ["--json", "dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:10`],
