@@ -103,3 +103,22 @@ test("dr commands name paths as the user gave them, relative to the working fold
     [["b/e.tar.gz.enc", "b/e.tar.gz.enc"]],
   );
 });
+
+test("wal verify and wal show name the WAL folder as the user would type it", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-paths-named-wal-");
+  t.after(cleanup);
+  const env = envFor(dir);
+  const cli = (...args: string[]) => runCli(["--sdd", "w/.sdd", ...args], { cwd: dir, env });
+  assert.equal((await cli("init")).code, 0);
+  const empty = await cli("wal", "verify");
+  assert.equal(empty.code, 0, empty.stderr);
+  assert.equal(empty.stdout.trim(), `no WAL runs in ${path.join("w", ".sdd", "runtime", "wal")}`);
+  for (const cmd of [
+    ["wal", "verify"],
+    ["wal", "show"],
+  ]) {
+    const r = await cli(...cmd, "--run", "nope");
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`^bernstein: unknown run "nope"; runs in w/\\.sdd/runtime/wal: none`));
+  }
+});

@@ -15,6 +15,7 @@ import { findWalRollbacks } from "../../dr/rollback.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { intOption } from "../number-option.js";
+import { shown } from "../shown-path.js";
 import { Output, globalsOf, stdoutClosed } from "../output.js";
 
 async function pickRuns(ws: Workspace, runId: string | undefined): Promise<RunInfo[]> {
@@ -24,7 +25,7 @@ async function pickRuns(ws: Workspace, runId: string | undefined): Promise<RunIn
   if (!run) {
     const there = runs.length ? runs.map((r) => r.run_id).join(", ") : "none";
     throw new UserError(
-      `unknown run ${JSON.stringify(runId)}; runs in ${ws.walDir}: ${there}`,
+      `unknown run ${JSON.stringify(runId)}; runs in ${shown(ws.walDir)}: ${there}`,
       ExitCode.USAGE,
       {
         runs: runs.map((r) => r.run_id),
@@ -39,7 +40,10 @@ async function pickOneRun(ws: Workspace, runId: string | undefined): Promise<Run
   const runs = await pickRuns(ws, runId);
   const run = runs.at(-1);
   if (!run)
-    throw new UserError(`no WAL runs in ${ws.walDir} (\`bernstein start\` records one)`, ExitCode.USAGE);
+    throw new UserError(
+      `no WAL runs in ${shown(ws.walDir)} (\`bernstein start\` records one)`,
+      ExitCode.USAGE,
+    );
   return run;
 }
 
@@ -155,7 +159,7 @@ export function registerWal(program: Command): void {
           compared: checked,
         },
         () => {
-          if (runs.length === 0 && missing.length === 0) out.line(`no WAL runs in ${ws.walDir}`);
+          if (runs.length === 0 && missing.length === 0) out.line(`no WAL runs in ${shown(ws.walDir)}`);
           else if (runs.length > 1 || missing.length)
             out.line(ok ? `all ${runs.length} runs intact` : `WAL BROKEN`);
         },
