@@ -198,6 +198,13 @@ async function resultOf(
   if (toolVersion && toolVersion !== VERSION) {
     warnings.push(`the backup was written by ${TOOL_NAME} ${toolVersion}; this is ${VERSION}`);
   }
+  // Damage the backup found and copied as it was: the restored workspace holds it too.
+  const breaks = summary.manifest_raw.wal_breaks;
+  if (Array.isArray(breaks))
+    for (const b of breaks as { run_id?: unknown; seq?: unknown }[])
+      warnings.push(
+        `wal run ${String(b.run_id)}: chain broken at seq ${String(b.seq)} when this backup was taken (recorded in its manifest); \`start\` refuses it`,
+      );
   return {
     target: abs,
     file_count: summary.file_count,

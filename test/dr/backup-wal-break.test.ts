@@ -2,7 +2,8 @@
  * `dr backup` of a workspace whose WAL is broken in the middle: the backup is taken (in a
  * disaster it may be the best copy there is) but does not hide the damage: one warning line
  * naming the run and seq, `warnings` in --json, `wal_breaks` in the manifest, and `dr verify`
- * of the archive fails (exit 1) saying the break was there at backup time. An intact WAL leaves
+ * of the archive fails (exit 1) saying the break was there at backup time, and `dr restore` of it
+ * warns again (the restored workspace holds the damage). An intact WAL leaves
  * the manifest as it was (no `wal_breaks`).
  */
 import assert from "node:assert/strict";
@@ -62,6 +63,14 @@ test("dr backup of a WAL broken in the middle warns, records it in the manifest,
   assert.deepEqual(
     breaks.map((b) => [b.run_id, b.seq, b.line]),
     [[runId, 3, 4]],
+  );
+
+  const restored = path.join(dir, "restored", ".sdd");
+  const restore = await runCli(["--sdd", restored, "dr", "restore", "--from", archive], { env });
+  assert.equal(restore.code, 0, restore.stderr);
+  assert.match(
+    restore.stderr,
+    new RegExp(`^warning: wal run ${runId}: chain broken at seq 3 when this backup was taken`, "m"),
   );
 
   const verify = await runCli(["dr", "verify", "--from", archive], { env });
