@@ -189,7 +189,12 @@ test("a WAL path that is a folder or holds non-UTF-8 bytes is reported corrupt a
     // Closed: on an open run, a WAL of bad lines alone is a torn tail that start cuts.
     await writeFile(
       path.join(ws.walDir, "run-bin.wal.closed"),
-      JSON.stringify({ run_id: "run-bin", closed_at: 0, last_seq: -1, last_hash: "0".repeat(64) }),
+      JSON.stringify({
+        run_id: "run-bin",
+        closed_at: new Date(0).toISOString(),
+        last_seq: -1,
+        last_hash: "0".repeat(64),
+      }),
     );
     const r = await runCli(["--sdd", ws.root, "wal", "verify"]);
     assert.equal(r.code, 1);

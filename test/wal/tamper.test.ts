@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { WAL_FIELDS } from "../../src/wal/entry.js";
+import { WAL_FIELDS, type WalEntry } from "../../src/wal/entry.js";
 import { verifyWal } from "../../src/wal/reader.js";
 import { FIXTURES, runCli } from "../helpers.js";
 import { scratchWorkspace } from "./support/wal-helpers.js";
@@ -90,6 +90,17 @@ test("the CLI exits 1 for a flipped byte and names the seq", async () => {
   const starts = lineStarts(original);
   const { ws, cleanup } = await scratchWorkspace();
   try {
+    // A closed run: on a run left open, a bad last line is the torn tail start cuts (docs/wal.md).
+    const last = JSON.parse(original.toString("utf8").trimEnd().split("\n").at(-1)!) as WalEntry;
+    await writeFile(
+      path.join(ws.walDir, "run-golden.wal.closed"),
+      JSON.stringify({
+        run_id: "run-golden",
+        closed_at: new Date(0).toISOString(),
+        last_seq: last.seq,
+        last_hash: last.entry_hash,
+      }),
+    );
     for (const [seq, rel] of [
       [12, 3],
       [25, 100],
