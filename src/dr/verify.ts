@@ -15,6 +15,7 @@ import path from "node:path";
 import { loadAuditKey } from "../audit/key.js";
 import { verifyAuditLog } from "../audit/verify.js";
 import { verifyWal } from "../wal/reader.js";
+import { findWalRollbacks } from "./rollback.js";
 import { listWalRunFiles } from "../wal/run-files.js";
 import { listCheckpointFiles, validateCheckpointFile } from "../checkpoint/checkpoint.js";
 import { resolveOptions } from "../json/object.js";
@@ -78,6 +79,10 @@ export async function verifyStateFolder(
   }
   if (!walFiles.length)
     checks.push({ name: "wal", status: "skipped", detail: "no WAL files in the archive" });
+  // A WAL that ends before its closed marker or a checkpoint inside the archive: `start` on the
+  // restored copy refuses it (a backup leaves out a bad last line, which on a closed run is damage).
+  for (const r of (await findWalRollbacks(new Workspace(root))).rollbacks)
+    checks.push({ name: `wal ${r.run_id}`, status: "failed", detail: `rolled back: ${r.message}` });
 
   // Audit chain.
   let key = opts.auditKey;

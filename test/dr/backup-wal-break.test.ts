@@ -80,3 +80,31 @@ test("dr backup of a WAL broken in the middle warns, records it in the manifest,
     /\[FAIL\] wal .*at seq 3, line 4 \(broken in the workspace when it was backed up/,
   );
 });
+
+test("dr verify fails an archive whose WAL ends before its closed marker (a closed run's bad last line the backup left out)", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-backup-closed-bad-last-");
+  t.after(cleanup);
+  const env = envFor(dir);
+  const sdd = path.join(dir, "ws", ".sdd");
+  const cli = (...args: string[]) => runCli(["--sdd", sdd, ...args], { env });
+  assert.equal((await cli("init")).code, 0);
+  assert.equal((await cli("task", "add", "t1", "--command", "true")).code, 0);
+  assert.equal((await cli("start", "--until-idle")).code, 0);
+  const walDir = path.join(sdd, "runtime", "wal");
+  const name = readdirSync(walDir).find((n) => n.endsWith(".wal.jsonl"))!;
+  const lines = readFileSync(path.join(walDir, name), "utf8").split("\n");
+  lines[lines.length - 2] = lines.at(-2)!.replace('"actor":"orchestrator"', '"actor":"orchestratoR"');
+  writeFileSync(path.join(walDir, name), lines.join("\n"));
+
+  const archive = path.join(dir, "bk.tar.gz");
+  const backup = await cli("dr", "backup", "--to", archive);
+  assert.equal(backup.code, 0, backup.stderr);
+  assert.match(backup.stderr, /left out \d+ bytes after the last complete entry/);
+  const verify = await runCli(["dr", "verify", "--from", archive], { env });
+  assert.equal(verify.code, 1, verify.stdout + verify.stderr);
+  assert.match(verify.stdout, /\[FAIL\] wal run-\S+: rolled back: its closed marker records seq \d+/);
+  const restored = path.join(dir, "restored", ".sdd");
+  assert.equal((await runCli(["--sdd", restored, "dr", "restore", "--from", archive], { env })).code, 0);
+  const start = await runCli(["--sdd", restored, "start", "--until-idle"], { env });
+  assert.equal(start.code, 9, "what dr verify announced: start refuses the restored copy");
+});
