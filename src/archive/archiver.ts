@@ -66,7 +66,11 @@ export type ArchiverEvent =
   | { event: "compacted"; generation: string; merged: number; replaced: number; leftovers: number }
   /** A background compaction that failed (shipping goes on; the next one retries). */
   | { event: "compact-error"; error: string }
-  | { event: "recovered"; after_errors: number };
+  | { event: "recovered"; after_errors: number }
+  /** WAL bytes first held back (a torn tail, or damage: an error), named once. */
+  | { event: "held-back"; damage: boolean; message: string }
+  /** Held-back bytes that are gone (cut by a restart, or valid and shipped): shipping goes on. */
+  | { event: "released"; run: string; after_seq: number };
 
 const GATE_RETRY_MS = 1000;
 /** Indexes of stored segments kept for background compaction (storedIndexes): ~400 bytes each. */
@@ -355,7 +359,9 @@ export class Archiver {
       this.opts.log?.({ event: "recovered", after_errors: this.health.errorsInARow });
     if (result.segments > 0)
       this.opts.log?.({ event: "cycle", segments: result.segments, bytes: result.bytes, wal: result.wal });
-    await this.health.cycleDone(gen.generation, result);
+    const held = await this.health.cycleDone(gen.generation, result);
+    for (const h of held.released) this.opts.log?.({ event: "released", run: h.run, after_seq: h.after_seq });
+    for (const h of held.found) this.opts.log?.({ event: "held-back", damage: h.damage, message: h.message });
     return result;
   }
 

@@ -64,6 +64,21 @@ export interface DurableChunk {
   pending: number;
   /** More durable bytes follow than one read takes: this chunk is not the end of the cycle. */
   more: boolean;
+  /** A WAL's durable bytes after `end.length` that this cut leaves (pending > 0): what and why. */
+  held?: HeldBytes;
+}
+
+/**
+ * The durable bytes of a WAL that are not shipped: after `end.length`, `pending` bytes, of which
+ * `lines` complete lines (the first of them failed: `failure`) and maybe a line without newline.
+ * `validAfter`: a later line parses and hashes (damage, not a torn tail; docs/wal.md).
+ */
+export interface HeldBytes {
+  lines: number;
+  failure?: string;
+  /** The seq the first held line claims, when it parses. */
+  claimedSeq?: number;
+  validAfter?: number;
 }
 
 const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
@@ -123,6 +138,8 @@ export async function readDurable(
       const chunk = cutLines(data.subarray(0, lastNl + 1), stream, after);
       chunk.pending = size - chunk.end.length;
       chunk.more = after.length + want < size;
+      if (chunk.pending > 0 && walRunOf(stream) !== undefined)
+        chunk.held = heldBytes(data.subarray(chunk.bytes.length, lastNl + 1), chunk.end);
       return chunk;
     }
   } finally {
@@ -236,6 +253,54 @@ function cutWalLines(data: Buffer, after: StreamEnd): DurableChunk {
   const chunk: DurableChunk = chunkOf(data.subarray(0, used), after, end, firstTime, lastTime);
   if (firstSeq !== undefined) Object.assign(chunk, { firstSeq, prevHash: after.entry_hash ?? GENESIS_HASH });
   return chunk;
+}
+
+/**
+ * What the complete lines `rest` (cut off after `end`) are: why the first is not the entry after
+ * `end`, and whether any later one is a valid entry (scanned from the newest back: a torn tail
+ * has none, so it is read whole, and it is short).
+ */
+function heldBytes(rest: Buffer, end: StreamEnd): HeldBytes {
+  const lines = countNewlines(rest);
+  if (lines === 0) return { lines };
+  const first = lineAt(rest, 0);
+  const c = checkLine(first.toString("utf8"));
+  const held: HeldBytes = { lines };
+  if (!c.ok) {
+    held.failure = `${c.kind}: ${c.message}`;
+    const seq = claimedSeq(first);
+    if (seq !== undefined) held.claimedSeq = seq;
+  } else {
+    held.claimedSeq = c.entry.seq;
+    held.failure =
+      c.entry.seq !== (end.seq ?? -1) + 1
+        ? `seq ${c.entry.seq} where ${(end.seq ?? -1) + 1} follows`
+        : `prev_hash ${c.entry.prev_hash} does not link to seq ${end.seq ?? -1} (${end.entry_hash})`;
+  }
+  for (let e = rest.length; lines > 1 && e > first.length + 1; e = lineStartBefore(rest, e)) {
+    const later = verifiedEntry(lineAt(rest, lineStartBefore(rest, e)));
+    if (later) {
+      held.validAfter = later.seq;
+      break;
+    }
+  }
+  return held;
+}
+
+/** The seq a line that fails its check says it has, when it parses as an object with one. */
+function claimedSeq(line: Buffer): number | undefined {
+  try {
+    const seq = (JSON.parse(line.toString("utf8")) as { seq?: unknown } | null)?.seq;
+    return Number.isInteger(seq) ? (seq as number) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function countNewlines(b: Buffer): number {
+  let n = 0;
+  for (let i = b.indexOf(0x0a); i >= 0; i = b.indexOf(0x0a, i + 1)) n++;
+  return n;
 }
 
 /** sha256 of the line that ends at `length` (undefined: no line ends there). */
