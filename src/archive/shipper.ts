@@ -13,7 +13,14 @@ import { access } from "node:fs/promises";
 import path from "node:path";
 import { closedMarkerFile } from "../wal/run-files.js";
 import { segmentKey, walRunOf } from "./names.js";
-import { listStreams, readDurable, stillContinues, type DurableChunk, type StreamEnd } from "./streams.js";
+import {
+  continuesAt,
+  listStreams,
+  openStream,
+  readDurableFrom,
+  type DurableChunk,
+  type StreamEnd,
+} from "./streams.js";
 import { emptyEnd } from "./streams.js";
 
 /**
@@ -94,25 +101,37 @@ export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Pro
   for (const stream of await listStreams(t.ws.root)) {
     const file = t.ws.p(stream);
     let after = t.ends.get(stream) ?? emptyEnd(stream);
-    if (!(await stillContinues(file, after))) {
-      throw new ContinuityLost(`${stream} no longer holds the ${after.length} bytes already archived`);
+    const lost = () =>
+      new ContinuityLost(`${stream} no longer holds the ${after.length} bytes already archived`);
+    // One descriptor per stream and cycle: its continuity check and its reads.
+    const fh = await openStream(file);
+    if (!fh) {
+      if (after.length > 0) throw lost();
+      continue; // removed since the listing, nothing of it archived
     }
     let held: DurableChunk["held"];
     let heldBytes = 0;
-    for (;;) {
-      const chunk = await readDurable(file, stream, after, maxSegmentBytes);
-      if (!chunk) break; // removed since the listing (a later cycle's continuity check judges)
-      result.pending += chunk.pending;
-      held = chunk.held;
-      heldBytes = chunk.pending;
-      if (chunk.bytes.length === 0) break;
-      await putSegment(t, stream, chunk, capturedAt);
-      t.ends.set(stream, chunk.end);
-      after = chunk.end;
-      result.segments++;
-      result.bytes += chunk.bytes.length;
-      if (!chunk.more) break;
-      result.pending -= chunk.pending;
+    try {
+      let size: number | undefined = (await fh.stat()).size;
+      if (!(await continuesAt(fh, after, size))) throw lost();
+      for (;;) {
+        const chunk = await readDurableFrom(fh, stream, after, maxSegmentBytes, size);
+        size = undefined; // a later read of the cycle takes the size again
+        if (!chunk) break; // cut shorter since the check (a later cycle's continuity check judges)
+        result.pending += chunk.pending;
+        held = chunk.held;
+        heldBytes = chunk.pending;
+        if (chunk.bytes.length === 0) break;
+        await putSegment(t, stream, chunk, capturedAt);
+        t.ends.set(stream, chunk.end);
+        after = chunk.end;
+        result.segments++;
+        result.bytes += chunk.bytes.length;
+        if (!chunk.more) break;
+        result.pending -= chunk.pending;
+      }
+    } finally {
+      await fh.close();
     }
     const run = walRunOf(stream);
     if (run !== undefined) result.wal[run] = after.seq ?? -1;
