@@ -5,7 +5,13 @@
  * `last_upload_timestamp_seconds` against the decision rate, and `compaction_errors_in_a_row`
  * (objects pile up in the store while compaction fails, though nothing is lost).
  */
-import { familyLines, rewriteFamily, workspaceLabels, type MetricSpec } from "../dr/metrics-textfile.js";
+import {
+  familyLines,
+  labelValue,
+  rewriteFamily,
+  workspaceLabels,
+  type MetricSpec,
+} from "../dr/metrics-textfile.js";
 import type { ArchiveStatus } from "./archive-status.js";
 
 const PREFIX = "bernstein_archive_";
@@ -14,6 +20,12 @@ const METRICS = {
   up: ["gauge", "1 while the archiver runs, 0 once it stopped."],
   lag_seconds: ["gauge", "Seconds since the store last held everything durable locally (0 when caught up)."],
   lag_entries: ["gauge", "WAL entries durable locally and not yet in the store."],
+  lag_bytes: ["gauge", "Durable WAL bytes held back (a torn tail or damage; see held_back)."],
+  stalled: ["gauge", "1 while a WAL run's durable bytes are held back (torn tail or damage), else 0."],
+  damaged: [
+    "gauge",
+    "WAL runs whose held-back bytes are damage (a bad line before valid ones, or a closed run).",
+  ],
   last_upload_timestamp_seconds: ["gauge", "Unix time of the last segment stored."],
   caught_up_timestamp_seconds: ["gauge", "Unix time the store last held everything durable locally."],
   window_start_timestamp_seconds: [
@@ -43,6 +55,9 @@ export async function writeArchiveMetrics(file: string, root: string, s: Archive
     up: s.stopped_at ? 0 : 1,
     lag_seconds: Math.round(s.lag_seconds * 1000) / 1000,
     lag_entries: s.lag_entries,
+    lag_bytes: s.lag_bytes ?? 0,
+    stalled: s.held_back?.length ? 1 : 0,
+    damaged: (s.held_back ?? []).filter((h) => h.damage).length,
     last_upload_timestamp_seconds: seconds(s.last_upload_at),
     caught_up_timestamp_seconds: seconds(s.caught_up_at),
     window_start_timestamp_seconds: seconds(s.window_start_at),
@@ -57,5 +72,24 @@ export async function writeArchiveMetrics(file: string, root: string, s: Archive
     compaction_errors_in_a_row: s.compaction_errors_in_a_row,
     last_compaction_error_timestamp_seconds: seconds(s.last_compaction_error?.at ?? null),
   };
-  await rewriteFamily(file, PREFIX, familyLines(PREFIX, METRICS, values, workspaceLabels(root)));
+  const labels = workspaceLabels(root);
+  await rewriteFamily(file, PREFIX, [
+    ...familyLines(PREFIX, METRICS, values, labels),
+    ...heldBackLines(s, labels),
+  ]);
+}
+
+/** One `held_back` sample per held-back run, its message in a label (what an alert shows). */
+function heldBackLines(s: ArchiveStatus, labels: string): string[] {
+  if (!s.held_back?.length) return [];
+  const name = `${PREFIX}held_back`;
+  return [
+    `# HELP ${name} Durable WAL bytes held back per run, with the archiver's reason.`,
+    `# TYPE ${name} gauge`,
+    ...s.held_back.map(
+      (h) =>
+        `${name}${labels.slice(0, -1)},run="${labelValue(h.run)}",after_seq="${h.after_seq}",` +
+        `kind="${h.damage ? "damage" : "torn_tail"}",reason="${labelValue(h.message)}"} ${h.bytes}`,
+    ),
+  ];
 }

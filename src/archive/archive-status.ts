@@ -1,3 +1,24 @@
+/**
+ * Durable bytes of a WAL run the archiver holds back (never ships): the torn tail of an open run
+ * (not yet valid; the writer's next start cuts it to a sidecar, docs/wal.md), or damage (a bad
+ * line with valid entries after it, or at the end of a closed run), which no start repairs.
+ */
+export interface HeldBackStatus {
+  stream: string;
+  run: string;
+  /** The last entry shipped before it, and the byte offset where the held bytes start. */
+  after_seq: number;
+  offset: number;
+  bytes: number;
+  /** Complete lines among them (a line without its newline is not counted). */
+  lines: number;
+  damage: boolean;
+  /** When a cycle first found these bytes durable and held them back (ISO). */
+  since: string;
+  /** One line saying what is held back and why. */
+  message: string;
+}
+
 /** The archiver's status document, `runtime/archive-status.json` (written by health.ts). */
 export interface ArchiveStatus {
   destination: string;
@@ -7,8 +28,13 @@ export interface ArchiveStatus {
   /** When the store last held everything that was durable (ISO), null before the first cycle. */
   caught_up_at: string | null;
   last_upload_at: string | null;
+  /** "failing": the store refuses (errors_in_a_row); "stalled": a WAL run's bytes are held back. */
+  state: "ok" | "failing" | "stalled";
   lag_seconds: number;
   lag_entries: number;
+  /** Durable WAL bytes held back (the sum over `held_back`). */
+  lag_bytes: number;
+  held_back: HeldBackStatus[];
   errors_total: number;
   errors_in_a_row: number;
   last_error: string | null;

@@ -66,7 +66,11 @@ export type ArchiverEvent =
   | { event: "compacted"; generation: string; merged: number; replaced: number; leftovers: number }
   /** A background compaction that failed (shipping goes on; the next one retries). */
   | { event: "compact-error"; error: string }
-  | { event: "recovered"; after_errors: number };
+  | { event: "recovered"; after_errors: number }
+  /** WAL bytes first held back (a torn tail, or damage: an error), named once. */
+  | { event: "held-back"; damage: boolean; message: string }
+  /** Held-back bytes that are gone (cut by a restart, or valid and shipped): shipping goes on. */
+  | { event: "released"; run: string; after_seq: number };
 
 const GATE_RETRY_MS = 1000;
 /** Indexes of stored segments kept for background compaction (storedIndexes): ~400 bytes each. */
@@ -80,6 +84,12 @@ const UPLOADS_REMEMBERED = 8;
  * stream holds at most 7 segments per tier besides its full-size ones.
  */
 export const COMPACT_FANOUT = 8;
+/**
+ * A piece of 1/LARGE_PIECE_SHARE of the target or more is large: while the cycles ship that
+ * much each, the writer is busy, and merging such pieces waits (deferLarge). 128 KiB for 8 MiB:
+ * at a 100 ms interval, about 400 WAL entries a cycle.
+ */
+const LARGE_PIECE_SHARE = COMPACT_FANOUT * COMPACT_FANOUT;
 
 /** The archiver was stopped while a decision waited for the store (`--sync`). */
 export class ArchiverStopped extends Error {}
@@ -170,13 +180,14 @@ export class Archiver {
   }
 
   /**
-   * While the cycles ship a large piece's worth each (1/COMPACT_FANOUT of the target), the pieces
-   * are as large as the cycles make them and the writer is busy: merging them would read, check,
-   * hash and write them all again beside it, to save a few objects. Those merges wait for a
-   * cycle that ships less (the next look) or nothing (at once); smaller pieces merge as always.
+   * While the cycles ship a large piece's worth each (1/LARGE_PIECE_SHARE of the target), the
+   * pieces are as large as the cycles make them and the writer is busy: merging them would read,
+   * check, hash and write them all again beside it (every byte written twice or more, each merge
+   * a few fsyncs more on the WAL's disk), to save a few objects. Those merges wait for a cycle
+   * that ships less (the next look) or nothing (at once); smaller pieces merge as always.
    */
   private deferLarge(targetBytes: number): boolean {
-    const busy = this.lastCycleBytes * COMPACT_FANOUT >= targetBytes;
+    const busy = this.lastCycleBytes * LARGE_PIECE_SHARE >= targetBytes;
     if (busy) this.largeDeferred = true;
     return busy;
   }
@@ -186,6 +197,7 @@ export class Archiver {
       const r = await compactOwnGeneration(this.opts.store, gen.generation, gen.key, {
         targetBytes,
         fanout: COMPACT_FANOUT,
+        largePieceBytes: targetBytes / LARGE_PIECE_SHARE,
         stopping: () => this.stopping,
         deferLarge: () => this.deferLarge(targetBytes),
         storedIndex: (key) => this.storedIndexes.get(key),
@@ -355,7 +367,9 @@ export class Archiver {
       this.opts.log?.({ event: "recovered", after_errors: this.health.errorsInARow });
     if (result.segments > 0)
       this.opts.log?.({ event: "cycle", segments: result.segments, bytes: result.bytes, wal: result.wal });
-    await this.health.cycleDone(gen.generation, result);
+    const held = await this.health.cycleDone(gen.generation, result);
+    for (const h of held.released) this.opts.log?.({ event: "released", run: h.run, after_seq: h.after_seq });
+    for (const h of held.found) this.opts.log?.({ event: "held-back", damage: h.damage, message: h.message });
     return result;
   }
 

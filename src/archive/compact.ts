@@ -48,7 +48,11 @@ export interface CompactOptions {
   /** Asked before each merge: true stops the run there (the archiver is stopping). */
   stopping?: () => boolean;
   /**
-   * With `fanout`, asked before each merge whose largest piece is at least `targetBytes / fanout`:
+   * A piece of at least this many bytes is large (default: `targetBytes / fanout`; tiered only).
+   */
+  largePieceBytes?: number;
+  /**
+   * With `fanout`, asked before each merge whose largest piece is large (`largePieceBytes`):
    * true leaves that group for a later run. The archiver defers them while its cycles ship that
    * much each: the writer is busy and its segments are large already, so a merge would rewrite
    * megabytes beside it to save a few objects.
@@ -334,9 +338,10 @@ async function mergeGroup(
   return { key: name, bytes: size, ix };
 }
 
-/** A group with a piece of at least 1/fanout of the target (tiered runs only). */
+/** A group with a large piece (`largePieceBytes`, by default 1/fanout of the target; tiered runs only). */
 const isLarge = (group: StoredSegment[], opts: CompactOptions): boolean =>
-  opts.fanout !== undefined && group.some((s) => s.size * opts.fanout! >= opts.targetBytes);
+  opts.fanout !== undefined &&
+  group.some((s) => s.size >= (opts.largePieceBytes ?? opts.targetBytes / opts.fanout!));
 
 async function compactGeneration(
   store: BackupStore,

@@ -20,15 +20,21 @@ import { atomicWriteFile } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { isProcessAlive } from "../workspace/process.js";
 import { writeArchiveMetrics } from "./archive-metrics.js";
-import type { ArchiveStatus } from "./archive-status.js";
+import type { ArchiveStatus, HeldBackStatus } from "./archive-status.js";
 import { listStreams } from "./streams.js";
 import { walRunOf } from "./names.js";
-import type { CycleResult } from "./shipper.js";
+import type { CycleResult, HeldBack } from "./shipper.js";
 
 export const ARCHIVE_STATUS = ["runtime", "archive-status.json"] as const;
 /** At most this long between a change of the status and its write (see the top of the file). */
 export const STATUS_EVERY_MS = 1000;
-export type { ArchiveStatus };
+export type { ArchiveStatus, HeldBackStatus };
+
+/** What a cycle changed in the held-back bytes: newly reported, and released (shipped or cut). */
+export interface HeldBackNews {
+  found: HeldBackStatus[];
+  released: HeldBackStatus[];
+}
 
 export interface HealthOptions {
   metricsFile?: string;
@@ -40,6 +46,9 @@ export class ArchiveHealth {
   private shipped: Record<string, number> = {};
   /** When the status was last written (epoch ms; 0: never). */
   private writtenAt = 0;
+  /** Per stream, what the last cycle held back and since when (reported or not yet). */
+  private heldSeen = new Map<string, { h: HeldBack; since: number }>();
+  private cycled = false;
 
   constructor(
     private readonly ws: Workspace,
@@ -53,8 +62,11 @@ export class ArchiveHealth {
       updated_at: new Date().toISOString(),
       caught_up_at: null,
       last_upload_at: null,
+      state: "ok",
       lag_seconds: 0,
       lag_entries: 0,
+      lag_bytes: 0,
+      held_back: [],
       errors_total: 0,
       errors_in_a_row: 0,
       last_error: null,
@@ -109,18 +121,57 @@ export class ArchiveHealth {
     return { ...this.status };
   }
 
-  async cycleDone(generation: string, r: CycleResult): Promise<void> {
+  async cycleDone(generation: string, r: CycleResult): Promise<HeldBackNews> {
     const now = new Date();
     const s = this.status;
-    const news = s.generation !== generation || s.errors_in_a_row > 0 || s.caught_up_at === null;
+    const held = this.holdBack(r.held, now.getTime());
+    const changed = held.found.length > 0 || held.released.length > 0;
+    const news = s.generation !== generation || s.errors_in_a_row > 0 || !this.cycled || changed;
+    this.cycled = true;
     s.generation = generation;
     s.errors_in_a_row = 0;
-    s.caught_up_at = now.toISOString();
+    // The store holds everything durable only when nothing is held back.
+    if (s.held_back.length === 0) s.caught_up_at = now.toISOString();
     if (r.segments > 0) s.last_upload_at = now.toISOString();
     s.segments_total += r.segments;
     s.bytes_total += r.bytes;
     this.shipped = { ...this.shipped, ...r.wal };
     if (news || this.due(now)) await this.write(now);
+    return held;
+  }
+
+  /**
+   * Updates `held_back` from a cycle's findings. Complete lines that fail their check are
+   * reported at once; a last line without its newline only once a second cycle finds it
+   * unchanged (a write in progress is visible for an instant). Damage counts as one error when
+   * first reported, and names itself in `last_error`; a torn tail is no error.
+   */
+  private holdBack(found: HeldBack[], now: number): HeldBackNews {
+    const before = new Map(this.status.held_back.map((h) => [h.stream, h]));
+    const seen = new Map<string, { h: HeldBack; since: number }>();
+    const reported: HeldBackStatus[] = [];
+    const news: HeldBackNews = { found: [], released: [] };
+    for (const h of found) {
+      const prev = this.heldSeen.get(h.stream);
+      const same = prev !== undefined && prev.h.offset === h.offset;
+      const since = same ? prev.since : now;
+      seen.set(h.stream, { h, since });
+      if (h.lines === 0 && !(same && prev.h.bytes === h.bytes)) continue;
+      const status = heldBackStatus(h, since);
+      reported.push(status);
+      const old = before.get(h.stream);
+      if (old && old.offset === h.offset && old.damage === h.damage) continue;
+      news.found.push(status);
+      if (h.damage) {
+        this.status.errors_total++;
+        this.status.last_error = status.message;
+      }
+    }
+    for (const old of before.values())
+      if (!reported.some((h) => h.stream === old.stream && h.offset === old.offset)) news.released.push(old);
+    this.heldSeen = seen;
+    this.status.held_back = reported;
+    return news;
   }
 
   /** Whether a write that carries only counters and times is due (STATUS_EVERY_MS). */
@@ -153,14 +204,19 @@ export class ArchiveHealth {
     await this.write(now);
   }
 
-  /** WAL entries durable locally and not in the store. */
+  /**
+   * WAL entries durable locally and not in the store: up to each run's newest valid entry, or its
+   * held-back lines (at least one: a line without its newline) when they are more.
+   */
   private async lagEntries(): Promise<number> {
     let lag = 0;
     for (const stream of await listStreams(this.ws.root)) {
       const run = walRunOf(stream);
       if (run === undefined) continue;
       const tail = await readTailPosition(this.ws.p(stream)).catch(() => undefined);
-      if (tail) lag += Math.max(0, tail.last_seq - (this.shipped[run] ?? -1));
+      const behind = tail ? Math.max(0, tail.last_seq - (this.shipped[run] ?? -1)) : 0;
+      const held = this.status.held_back.find((h) => h.stream === stream);
+      lag += Math.max(behind, held ? Math.max(1, held.lines) : 0);
     }
     return lag;
   }
@@ -170,8 +226,16 @@ export class ArchiveHealth {
     this.writtenAt = now.getTime();
     s.updated_at = now.toISOString();
     s.lag_entries = await this.lagEntries();
+    s.lag_bytes = s.held_back.reduce((n, h) => n + h.bytes, 0);
+    s.state = s.errors_in_a_row > 0 ? "failing" : s.held_back.length > 0 ? "stalled" : "ok";
     const since = s.caught_up_at ? Date.parse(s.caught_up_at) : now.getTime();
-    s.lag_seconds = s.errors_in_a_row > 0 ? (now.getTime() - since) / 1000 : 0;
+    const heldSince = Math.min(...s.held_back.map((h) => Date.parse(h.since)));
+    s.lag_seconds =
+      s.errors_in_a_row > 0
+        ? (now.getTime() - since) / 1000
+        : s.held_back.length > 0
+          ? (now.getTime() - heldSince) / 1000
+          : 0;
     await atomicWriteFile(this.ws.p(...ARCHIVE_STATUS), JSON.stringify(s) + "\n");
     // The metrics are a view of this status: failing to write them never fails a cycle.
     if (this.opts.metricsFile)
@@ -180,6 +244,28 @@ export class ArchiveHealth {
         (err: Error) => `${this.opts.metricsFile}: ${err.message}`,
       );
   }
+}
+
+/** A held-back run as the status shows it, with its one-line message. */
+function heldBackStatus(h: HeldBack, sinceMs: number): HeldBackStatus {
+  const what = h.failure ?? "its last line has no newline";
+  const where = `${h.bytes} bytes of ${h.run} after seq ${h.after_seq} (byte ${h.offset})`;
+  const message = h.damage
+    ? `damaged WAL: ${h.run}${h.claimed_seq !== null ? ` seq ${h.claimed_seq}` : ""} at byte ${h.offset} fails its check (${what}) ` +
+      `${h.valid_seq_after !== null ? `with valid entries after it (seq ${h.valid_seq_after})` : "at the end of a closed run"}; ` +
+      `${where} are not shipped until it is repaired (wal verify names it)`
+    : `held back: ${where}, not yet valid (${what}): an open run's torn tail, cut by the writer's next start`;
+  return {
+    stream: h.stream,
+    run: h.run,
+    after_seq: h.after_seq,
+    offset: h.offset,
+    bytes: h.bytes,
+    lines: h.lines,
+    damage: h.damage,
+    since: new Date(sinceMs).toISOString(),
+    message,
+  };
 }
 
 /** What `dr status` shows of the archiver: its newest status, whether it still runs, how old that is. */

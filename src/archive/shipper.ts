@@ -9,8 +9,18 @@ import { Readable } from "node:stream";
 import type { BackupStore } from "../storage/store.js";
 import type { Workspace } from "../workspace/layout.js";
 import { segmentMetadata, type SegmentIndex } from "./catalog.js";
+import { access } from "node:fs/promises";
+import path from "node:path";
+import { closedMarkerFile } from "../wal/run-files.js";
 import { segmentKey, walRunOf } from "./names.js";
-import { listStreams, readDurable, stillContinues, type DurableChunk, type StreamEnd } from "./streams.js";
+import {
+  continuesAt,
+  listStreams,
+  openStream,
+  readDurableFrom,
+  type DurableChunk,
+  type StreamEnd,
+} from "./streams.js";
 import { emptyEnd } from "./streams.js";
 
 /**
@@ -28,6 +38,31 @@ export interface CycleResult {
   pending: number;
   /** The newest WAL position shipped per run. */
   wal: Record<string, number>;
+  /** WAL runs whose durable bytes end in something that cannot be shipped (yet). */
+  held: HeldBack[];
+}
+
+/**
+ * Durable bytes of a WAL run the archiver does not ship: after seq `after_seq` (byte `offset`),
+ * `bytes` bytes of which `lines` complete lines. `damage`: a valid entry follows the bad line, or
+ * the run is closed, so no restart of the writer cuts it (docs/wal.md); otherwise it is the torn
+ * tail of an open run, held back until it becomes valid or `start` cuts it.
+ */
+export interface HeldBack {
+  stream: string;
+  run: string;
+  after_seq: number;
+  offset: number;
+  bytes: number;
+  lines: number;
+  damage: boolean;
+  /** What failed, in words (the first held line's check; none: only a line without its newline). */
+  failure: string | null;
+  /** The seq the first held line claims (null: it does not parse). */
+  claimed_seq: number | null;
+  /** A valid entry after the bad line (damage), null: none. */
+  valid_seq_after: number | null;
+  closed: boolean;
 }
 
 export interface ShipperTarget {
@@ -62,28 +97,63 @@ const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex
  */
 export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Promise<CycleResult> {
   const capturedAt = Date.now();
-  const result: CycleResult = { segments: 0, bytes: 0, pending: 0, wal: {} };
+  const result: CycleResult = { segments: 0, bytes: 0, pending: 0, wal: {}, held: [] };
   for (const stream of await listStreams(t.ws.root)) {
     const file = t.ws.p(stream);
     let after = t.ends.get(stream) ?? emptyEnd(stream);
-    if (!(await stillContinues(file, after))) {
-      throw new ContinuityLost(`${stream} no longer holds the ${after.length} bytes already archived`);
+    const lost = () =>
+      new ContinuityLost(`${stream} no longer holds the ${after.length} bytes already archived`);
+    // One descriptor per stream and cycle: its continuity check and its reads.
+    const fh = await openStream(file);
+    if (!fh) {
+      if (after.length > 0) throw lost();
+      continue; // removed since the listing, nothing of it archived
     }
-    for (;;) {
-      const chunk = await readDurable(file, stream, after, maxSegmentBytes);
-      if (!chunk) break; // removed since the listing (a later cycle's continuity check judges)
-      result.pending += chunk.pending;
-      if (chunk.bytes.length === 0) break;
-      await putSegment(t, stream, chunk, capturedAt);
-      t.ends.set(stream, chunk.end);
-      after = chunk.end;
-      result.segments++;
-      result.bytes += chunk.bytes.length;
-      if (!chunk.more) break;
-      result.pending -= chunk.pending;
+    let held: DurableChunk["held"];
+    let heldBytes = 0;
+    try {
+      let size: number | undefined = (await fh.stat()).size;
+      if (!(await continuesAt(fh, after, size))) throw lost();
+      for (;;) {
+        const chunk = await readDurableFrom(fh, stream, after, maxSegmentBytes, size);
+        size = undefined; // a later read of the cycle takes the size again
+        if (!chunk) break; // cut shorter since the check (a later cycle's continuity check judges)
+        result.pending += chunk.pending;
+        held = chunk.held;
+        heldBytes = chunk.pending;
+        if (chunk.bytes.length === 0) break;
+        await putSegment(t, stream, chunk, capturedAt);
+        t.ends.set(stream, chunk.end);
+        after = chunk.end;
+        result.segments++;
+        result.bytes += chunk.bytes.length;
+        if (!chunk.more) break;
+        result.pending -= chunk.pending;
+      }
+    } finally {
+      await fh.close();
     }
     const run = walRunOf(stream);
     if (run !== undefined) result.wal[run] = after.seq ?? -1;
+    if (run !== undefined && held) {
+      const closed = await access(closedMarkerFile(path.dirname(file), run)).then(
+        () => true,
+        () => false,
+      );
+      result.held.push({
+        stream,
+        run,
+        after_seq: after.seq ?? -1,
+        offset: after.length,
+        bytes: heldBytes,
+        lines: held.lines,
+        damage: closed || held.validAfter !== undefined,
+        failure: held.failure ?? null,
+        claimed_seq: held.claimedSeq ?? null,
+        valid_seq_after: held.validAfter ?? null,
+        closed,
+      });
+    }
   }
   return result;
 }

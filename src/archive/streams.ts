@@ -64,6 +64,21 @@ export interface DurableChunk {
   pending: number;
   /** More durable bytes follow than one read takes: this chunk is not the end of the cycle. */
   more: boolean;
+  /** A WAL's durable bytes after `end.length` that this cut leaves (pending > 0): what and why. */
+  held?: HeldBytes;
+}
+
+/**
+ * The durable bytes of a WAL that are not shipped: after `end.length`, `pending` bytes, of which
+ * `lines` complete lines (the first of them failed: `failure`) and maybe a line without newline.
+ * `validAfter`: a later line parses and hashes (damage, not a torn tail; docs/wal.md).
+ */
+export interface HeldBytes {
+  lines: number;
+  failure?: string;
+  /** The seq the first held line claims, when it parses. */
+  claimedSeq?: number;
+  validAfter?: number;
 }
 
 const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
@@ -87,6 +102,16 @@ export function lineTime(line: string): number {
   return 0;
 }
 
+/** `file` open for reading, or undefined when it is gone. */
+export async function openStream(file: string): Promise<FileHandle | undefined> {
+  try {
+    return await open(file, "r");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+}
+
 /**
  * The durable, complete bytes of `file` after `after` (at most about `maxBytes`, whole lines),
  * or undefined when the file is gone. `after` must be a line boundary the archive already holds.
@@ -95,38 +120,50 @@ export async function readDurable(
   file: string,
   stream: string,
   after: StreamEnd,
-  maxBytes = 8 * 1024 * 1024,
+  maxBytes?: number,
 ): Promise<DurableChunk | undefined> {
-  let fh;
+  const fh = await openStream(file);
+  if (!fh) return undefined;
   try {
-    fh = await open(file, "r");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw err;
-  }
-  try {
-    const size = (await fh.stat()).size;
-    // Nothing past the archived end: no byte is read, so none needs to be made durable first.
-    if (size > after.length) await datasyncHandle(fh);
-    if (size < after.length) return undefined;
-    let want = Math.min(size - after.length, maxBytes);
-    for (;;) {
-      const buf = Buffer.allocUnsafe(want); // only the bytes read are used
-      const { bytesRead } = await fh.read(buf, 0, want, after.length);
-      const data = buf.subarray(0, bytesRead);
-      const lastNl = data.lastIndexOf(0x0a);
-      // One line longer than maxBytes: read on until it ends (or the durable bytes do).
-      if (lastNl < 0 && after.length + want < size) {
-        want = Math.min(size - after.length, want * 2);
-        continue;
-      }
-      const chunk = cutLines(data.subarray(0, lastNl + 1), stream, after);
-      chunk.pending = size - chunk.end.length;
-      chunk.more = after.length + want < size;
-      return chunk;
-    }
+    return await readDurableFrom(fh, stream, after, maxBytes);
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * readDurable through a descriptor the caller holds (a cycle opens each stream once for its
+ * continuity check and its reads). `size`: the file's size taken by the caller just before, so
+ * not taken again; every byte below it is made durable before it is read.
+ */
+export async function readDurableFrom(
+  fh: FileHandle,
+  stream: string,
+  after: StreamEnd,
+  maxBytes = 8 * 1024 * 1024,
+  size?: number,
+): Promise<DurableChunk | undefined> {
+  size ??= (await fh.stat()).size;
+  // Nothing past the archived end: no byte is read, so none needs to be made durable first.
+  if (size > after.length) await datasyncHandle(fh);
+  if (size < after.length) return undefined;
+  let want = Math.min(size - after.length, maxBytes);
+  for (;;) {
+    const buf = Buffer.allocUnsafe(want); // only the bytes read are used
+    const { bytesRead } = await fh.read(buf, 0, want, after.length);
+    const data = buf.subarray(0, bytesRead);
+    const lastNl = data.lastIndexOf(0x0a);
+    // One line longer than maxBytes: read on until it ends (or the durable bytes do).
+    if (lastNl < 0 && after.length + want < size) {
+      want = Math.min(size - after.length, want * 2);
+      continue;
+    }
+    const chunk = cutLines(data.subarray(0, lastNl + 1), stream, after);
+    chunk.pending = size - chunk.end.length;
+    chunk.more = after.length + want < size;
+    if (chunk.pending > 0 && walRunOf(stream) !== undefined)
+      chunk.held = heldBytes(data.subarray(chunk.bytes.length, lastNl + 1), chunk.end);
+    return chunk;
   }
 }
 
@@ -238,13 +275,64 @@ function cutWalLines(data: Buffer, after: StreamEnd): DurableChunk {
   return chunk;
 }
 
-/** sha256 of the line that ends at `length` (undefined: no line ends there). */
+/**
+ * What the complete lines `rest` (cut off after `end`) are: why the first is not the entry after
+ * `end`, and whether any later one is a valid entry (scanned from the newest back: a torn tail
+ * has none, so it is read whole, and it is short).
+ */
+function heldBytes(rest: Buffer, end: StreamEnd): HeldBytes {
+  const lines = countNewlines(rest);
+  if (lines === 0) return { lines };
+  const first = lineAt(rest, 0);
+  const c = checkLine(first.toString("utf8"));
+  const held: HeldBytes = { lines };
+  if (!c.ok) {
+    held.failure = `${c.kind}: ${c.message}`;
+    const seq = claimedSeq(first);
+    if (seq !== undefined) held.claimedSeq = seq;
+  } else {
+    held.claimedSeq = c.entry.seq;
+    held.failure =
+      c.entry.seq !== (end.seq ?? -1) + 1
+        ? `seq ${c.entry.seq} where ${(end.seq ?? -1) + 1} follows`
+        : `prev_hash ${c.entry.prev_hash} does not link to seq ${end.seq ?? -1} (${end.entry_hash})`;
+  }
+  for (let e = rest.length; lines > 1 && e > first.length + 1; e = lineStartBefore(rest, e)) {
+    const later = verifiedEntry(lineAt(rest, lineStartBefore(rest, e)));
+    if (later) {
+      held.validAfter = later.seq;
+      break;
+    }
+  }
+  return held;
+}
+
+/** The seq a line that fails its check says it has, when it parses as an object with one. */
+function claimedSeq(line: Buffer): number | undefined {
+  try {
+    const seq = (JSON.parse(line.toString("utf8")) as { seq?: unknown } | null)?.seq;
+    return Number.isInteger(seq) ? (seq as number) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function countNewlines(b: Buffer): number {
+  let n = 0;
+  for (let i = b.indexOf(0x0a); i >= 0; i = b.indexOf(0x0a, i + 1)) n++;
+  return n;
+}
+
+/**
+ * sha256 of the line that ends at `length` (undefined: no line ends there). The window starts at
+ * a few lines' worth and grows only for a longer line.
+ */
 async function lineShaBefore(fh: FileHandle, length: number): Promise<string | undefined> {
-  for (let window = 64 * 1024; ; window *= 4) {
+  for (let window = 4 * 1024; ; window *= 4) {
     const start = Math.max(0, length - window);
-    const buf = Buffer.alloc(length - start);
-    await fh.read(buf, 0, buf.length, start);
-    if (buf[buf.length - 1] !== 0x0a) return undefined;
+    const buf = Buffer.allocUnsafe(length - start);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, start);
+    if (bytesRead < buf.length || buf[buf.length - 1] !== 0x0a) return undefined;
     const prevNl = buf.lastIndexOf(0x0a, buf.length - 2);
     if (prevNl >= 0 || start === 0) return sha256(buf.subarray(prevNl + 1));
   }
@@ -256,18 +344,20 @@ async function lineShaBefore(fh: FileHandle, length: number): Promise<string | u
  */
 export async function stillContinues(file: string, end: StreamEnd): Promise<boolean> {
   if (end.length === 0) return true;
-  let fh;
+  const fh = await openStream(file).catch(() => undefined);
+  if (!fh) return false;
   try {
-    fh = await open(file, "r");
-  } catch {
-    return false;
-  }
-  try {
-    if ((await fh.stat()).size < end.length) return false;
-    return (await lineShaBefore(fh, end.length)) === end.tail_sha256;
+    return await continuesAt(fh, end, (await fh.stat()).size);
   } finally {
     await fh.close();
   }
+}
+
+/** stillContinues through a descriptor the caller holds, whose size it took. */
+export async function continuesAt(fh: FileHandle, end: StreamEnd, size: number): Promise<boolean> {
+  if (end.length === 0) return true;
+  if (size < end.length) return false;
+  return (await lineShaBefore(fh, end.length)) === end.tail_sha256;
 }
 
 /**

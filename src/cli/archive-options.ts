@@ -125,6 +125,10 @@ export function describeArchiverEvent(e: ArchiverEvent): string {
       );
     case "compact-error":
       return `background compaction failed (shipping goes on; retried later): ${e.error}`;
+    case "held-back":
+      return e.message;
+    case "released":
+      return `${e.run}: the bytes held back after seq ${e.after_seq} are gone or valid now; shipping goes on`;
   }
 }
 
@@ -275,7 +279,9 @@ export async function startArchiveForStart(
     auditKeyPath: encrypted ? resolveAuditKeyPath({ keyFile: flags.keyFile }).path : undefined,
     what: "start --archive-to",
     log: (e) =>
-      e.event === "cycle" ? undefined : log(`archive: ${describeArchiverEvent(e)}`, e.event === "error"),
+      e.event === "cycle"
+        ? undefined
+        : log(`archive: ${describeArchiverEvent(e)}`, e.event === "error" || e.event === "held-back"),
   });
   let first;
   try {

@@ -110,7 +110,7 @@ export function registerDrArchive(program: Command): void {
       log: (e) =>
         g.json
           ? undefined
-          : e.event === "error"
+          : e.event === "error" || e.event === "held-back"
             ? out.warn(describeArchiverEvent(e))
             : out.line(describeArchiverEvent(e)),
     });

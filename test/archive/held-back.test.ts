@@ -1,0 +1,188 @@
+/**
+ * WAL bytes the archiver must not ship, in its health: a running `dr archive` to a folder store
+ * beside a WAL whose durable bytes end in a complete line that fails its check. An open run's
+ * torn tail is held back (no error) and a bad line with valid entries after it is damage (one
+ * error); either way `dr status` (human and --json) and the metrics file say the archive is
+ * stalled, what is held back after which seq, and since when, and lag counts it. Once the
+ * writer's next open cuts the torn tail, shipping resumes without a gap or a duplicate.
+ */
+import assert from "node:assert/strict";
+import { appendFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { after, describe, it } from "node:test";
+import type { ArchiveStatus } from "../../src/archive/health.js";
+import { openCatalogue } from "../../src/storage/open-store.js";
+import { scratchDir, waitFor } from "../helpers.js";
+import { killLeftArchivers, restoresAt, spawnArchiver, storedSeq } from "./support/archive-bursts.js";
+import { appendDecisions, archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
+
+const RUN = "run-held-back";
+
+type StatusArchive = ArchiveStatus & { running: boolean };
+
+/** `dr status --json`'s archive, read until `until` holds for the archiver `pid`. */
+async function statusUntil(
+  f: ArchiveFixture,
+  pid: number,
+  exited: Promise<unknown>,
+  what: string,
+  until: (a: StatusArchive) => boolean,
+): Promise<StatusArchive> {
+  return waitFor(
+    what,
+    async () => {
+      const a = JSON.parse((await f.cli(["--json", "dr", "status"])).stdout).archive as StatusArchive | null;
+      return a !== null && a.pid === pid && until(a) && a;
+    },
+    { exited },
+  );
+}
+
+/** One `bernstein_archive_<name>` sample line of the metrics file. */
+async function metricLine(file: string, name: string): Promise<string | undefined> {
+  return (await readFile(file, "utf8").catch(() => ""))
+    .split("\n")
+    .find((l) => l.startsWith(`bernstein_archive_${name}{`));
+}
+
+/** The line of seq `seq` with its hash left as it was and `inputs` changed: a complete line that fails its hash. */
+const badLine = (line: string, seq: number): string =>
+  line.replace(/"seq": ?\d+/, `"seq": ${seq}`).replace(/"task_id": ?"T-\d+"/, `"task_id": "T-bad"`);
+
+describe("archive health: WAL bytes held back", () => {
+  const scratches: { cleanup: () => Promise<void> }[] = [];
+  after(async () => {
+    killLeftArchivers();
+    for (const s of scratches) await s.cleanup();
+  });
+
+  it("an open run's torn tail is held back and reported (no error); after the writer cuts it shipping resumes", async () => {
+    const scratch = await scratchDir("bernstein-archive-held-back-");
+    scratches.push(scratch);
+    const f = await archiveFixture(path.join(scratch.dir, "src"));
+    const store = path.join(scratch.dir, "store");
+    const metrics = path.join(scratch.dir, "archive.prom");
+    await appendDecisions(f.ws, RUN, 10);
+    const wal = f.ws.walFile(RUN);
+    const lines = (await readFile(wal, "utf8")).split(/(?<=\n)/);
+    const torn = badLine(lines[9]!, 10);
+    assert.notEqual(torn, lines[9]);
+    await appendFile(wal, torn);
+
+    const a = spawnArchiver(f, store, ["--metrics-file", metrics]);
+    const st = await statusUntil(f, a.pid, a.done, "the torn tail held back", (s) => s.state === "stalled");
+    assert.equal(st.held_back.length, 1);
+    const h = st.held_back[0]!;
+    assert.equal(h.run, RUN);
+    assert.equal(h.after_seq, 9);
+    assert.equal(h.offset, Buffer.byteLength(lines.join("")));
+    assert.equal(h.bytes, Buffer.byteLength(torn));
+    assert.equal(h.lines, 1);
+    assert.equal(h.damage, false);
+    assert.match(
+      h.message,
+      new RegExp(`held back: ${h.bytes} bytes of ${RUN} after seq 9 .*not yet valid.*hash_mismatch`),
+    );
+    assert.ok(Date.parse(h.since) <= Date.parse(st.updated_at));
+    assert.equal(st.errors_total, 0, "a torn tail is no error");
+    assert.equal(st.lag_entries, 1);
+    assert.equal(st.lag_bytes, h.bytes);
+    assert.equal(st.lag_seconds, (Date.parse(st.updated_at) - Date.parse(h.since)) / 1000);
+
+    const human = (await f.cli(["dr", "status"])).stdout;
+    assert.match(
+      human,
+      new RegExp(
+        `Archive: .*lag 1 entries \\(${h.bytes} bytes held back\\).*STALLED: held back: .* after seq 9`,
+      ),
+    );
+    await waitFor("the metrics file to say stalled", async () =>
+      (await metricLine(metrics, "stalled"))?.endsWith(" 1"),
+    );
+    const sample = await metricLine(metrics, "held_back");
+    assert.ok(sample?.includes(`run="${RUN}",after_seq="9",kind="torn_tail",reason="held back:`), sample);
+    assert.ok(sample!.endsWith(` ${h.bytes}`), sample);
+
+    // The writer's next open cuts the torn tail to a sidecar and goes on from seq 9.
+    await appendDecisions(f.ws, RUN, 5, 10);
+    const ok = await statusUntil(
+      f,
+      a.pid,
+      a.done,
+      "shipping to resume",
+      (s) => s.state === "ok" && s.lag_entries === 0,
+    );
+    assert.deepEqual(ok.held_back, []);
+    assert.equal(ok.errors_total, 0);
+    await waitFor(
+      "seq 14 in the store",
+      async () => (await storedSeq(await openCatalogue(store), RUN)) === 14,
+    );
+    await waitFor("the metrics file to say shipping goes on", async () =>
+      (await metricLine(metrics, "stalled"))?.endsWith(" 0"),
+    );
+    assert.equal(await metricLine(metrics, "held_back"), undefined);
+    const out = await a.stop();
+    assert.equal((out.stderr.match(/held back:/g) ?? []).length, 1, `named once: ${out.stderr}`);
+    assert.match(out.stdout, new RegExp(`${RUN}: the bytes held back after seq 9 are gone or valid now`));
+    await restoresAt(f, store, RUN, 14);
+    await restoresAt(f, store, RUN, 10);
+  });
+
+  it("a bad line with valid entries after it is damage: one error naming it, the run stalled after it", async () => {
+    const scratch = await scratchDir("bernstein-archive-damaged-");
+    scratches.push(scratch);
+    const f = await archiveFixture(path.join(scratch.dir, "src"));
+    const store = path.join(scratch.dir, "store");
+    const metrics = path.join(scratch.dir, "archive.prom");
+    // The base snapshot copies the WAL as it is: the damage comes after the archiver's first cycle.
+    const other = await archiveFixture(path.join(scratch.dir, "other"));
+    await appendDecisions(other.ws, RUN, 20);
+    const lines = (await readFile(other.ws.walFile(RUN), "utf8")).split(/(?<=\n)/);
+    await mkdir(path.dirname(f.ws.walFile(RUN)), { recursive: true });
+    await writeFile(f.ws.walFile(RUN), lines.slice(0, 10).join(""));
+    const a = spawnArchiver(f, store, ["--metrics-file", metrics]);
+    await statusUntil(f, a.pid, a.done, "the first cycle", (s) => s.caught_up_at !== null);
+    const damaged = lines.slice(10);
+    damaged[4] = badLine(damaged[4]!, 14);
+    await appendFile(f.ws.walFile(RUN), damaged.join(""));
+
+    const st = await statusUntil(f, a.pid, a.done, "the damage reported", (s) => s.state === "stalled");
+    const h = st.held_back[0]!;
+    assert.equal(h.damage, true);
+    assert.equal(h.after_seq, 13);
+    assert.equal(h.lines, 6);
+    assert.equal(h.offset, Buffer.byteLength(lines.slice(0, 14).join("")));
+    assert.match(
+      h.message,
+      new RegExp(
+        `damaged WAL: ${RUN} seq 14 at byte ${h.offset} fails its check \\(hash_mismatch.*valid entries after it \\(seq 19\\)`,
+      ),
+    );
+    assert.equal(st.errors_total, 1);
+    assert.equal(st.last_error, h.message);
+    assert.equal(st.lag_entries, 6);
+    // Named once: the cycles after it neither count it again nor log it again.
+    const later = await statusUntil(
+      f,
+      a.pid,
+      a.done,
+      "a later status write",
+      (s) => s.updated_at > st.updated_at,
+    );
+    assert.equal(later.errors_total, 1);
+    assert.equal(later.state, "stalled");
+    assert.match((await f.cli(["dr", "status"])).stdout, /STALLED: damaged WAL: /);
+    await waitFor("the metrics file to count the damage", async () =>
+      (await metricLine(metrics, "damaged"))?.endsWith(" 1"),
+    );
+    assert.ok((await metricLine(metrics, "held_back"))?.includes(`kind="damage",reason="damaged WAL:`));
+    assert.equal(
+      await storedSeq(await openCatalogue(store), RUN),
+      13,
+      "every entry before the damage is shipped",
+    );
+    const out = await a.stop();
+    assert.equal((out.stderr.match(/damaged WAL:/g) ?? []).length, 1, `named once: ${out.stderr}`);
+  });
+});
