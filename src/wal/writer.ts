@@ -318,8 +318,9 @@ export class WalWriter {
       return;
     }
     // The gate runs beside the next group's write: it may wait on followers.
+    const gated = gate(pos);
     this.gatesPending++;
-    gate(pos).then(
+    gated.then(
       () => {
         for (const p of batch) p.resolve(p.entry);
         this.gateSettled();
