@@ -3,9 +3,11 @@
  *  - appends: sequential and 64 in flight against the floor, raw `write`+`fsync` and
  *    `write`+`fdatasync` loops of lines of the same size on the same disk (nothing with one sync
  *    per append can beat them; only group commit can). The writer syncs with fdatasync, so the
- *    goals take the faster of the two loops. The four phases of a run take turns in short slices
- *    (SLICES), so the disk's changes of speed fall on all of them. The Python writer's figure
- *    from its notes is printed beside it.
+ *    goals take the faster of the two loops. The floors write prebuilt lines: a third loop that
+ *    builds each entry before its write+fdatasync (floor_building_entries) shows what building
+ *    costs, so the sequential writer's own cost is its ratio to that loop. The phases of a run
+ *    take turns in short slices (SLICES), so the disk's changes of speed fall on all of them. The
+ *    Python writer's figure from its notes is printed beside it.
  *  - verify: `verifyWal` of a 400,000-entry WAL in its own process against the Python reference
  *    algorithm (parse, re-canonicalize, sha256, link: bench/support/verify_wal_reference.py) on
  *    the same file; whole-process CPU seconds, wall and peak RSS of each. The chain checks that
@@ -25,7 +27,7 @@ import { fileURLToPath } from "node:url";
 import { GENESIS_HASH, buildEntryWithLine, type WalRecord } from "../src/wal/entry.js";
 import { readWalSuffix } from "../src/checkpoint/wal-position.js";
 import { readWalEntries, verifyWal } from "../src/wal/reader.js";
-import { WalWriter } from "../src/wal/writer.js";
+import { WalWriter, epochSeconds } from "../src/wal/writer.js";
 import { initWorkspace } from "../src/workspace/layout.js";
 import {
   SUPPORT_SOURCES,
@@ -142,9 +144,38 @@ class Tally {
   }
 }
 
-/** A floor: lines of the same size written and synced one by one, file kept open. */
+/**
+ * A seq in the range the writer's phases reach, so that the floors' lines have as many digits
+ * as theirs: the floors write the same bytes per append (the same two decisions, a timestamp of
+ * now with its sub-second digits), into a file that grows like the WAL.
+ */
+const FLOOR_SEQ = 1000;
+
+/** A floor: lines of the writer's size written and synced one by one, file kept open. */
 function floorPhase(file: string, sync: (fd: number) => void): Phase {
-  const lines = [0, 1].map((i) => Buffer.from(buildEntryWithLine(decision(i), i, GENESIS_HASH, 1).line));
+  const lines = [0, 1].map((i) =>
+    Buffer.from(buildEntryWithLine(decision(i), FLOOR_SEQ + i, GENESIS_HASH, epochSeconds()).line),
+  );
+  return syncLoopPhase(file, sync, (i) => lines[i & 1]);
+}
+
+/**
+ * The fdatasync floor with each line built as the writer builds it (hash chained, canonical
+ * JSON, timestamp): what every writer of this format does per append before its write. Not a
+ * goal's baseline; it tells the cost of building entries, which the floors leave out, from the
+ * writer's own.
+ */
+function buildingFloorPhase(file: string): Phase {
+  let prev = GENESIS_HASH;
+  return syncLoopPhase(file, fdatasyncSync, (i) => {
+    const { entry, line } = buildEntryWithLine(decision(i), FLOOR_SEQ + i, prev, epochSeconds());
+    prev = entry.entry_hash;
+    return Buffer.from(line);
+  });
+}
+
+/** Writes `lineOf(i)` and syncs it, one append at a time, file kept open. */
+function syncLoopPhase(file: string, sync: (fd: number) => void, lineOf: (i: number) => Buffer): Phase {
   const fd = openSync(file, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT, 0o644);
   const t = new Tally();
   return {
@@ -152,7 +183,7 @@ function floorPhase(file: string, sync: (fd: number) => void): Phase {
       t.begin();
       const deadline = performance.now() + ms;
       while (performance.now() < deadline) {
-        writeSync(fd, lines[t.appends & 1]);
+        writeSync(fd, lineOf(t.appends));
         sync(fd);
         t.appends++;
         t.syncs++;
@@ -264,16 +295,18 @@ async function verifyChild(file: string): Promise<void> {
 async function appendPhases(dir: string, args: Args, log: (s: string) => void) {
   const floor: Rate[] = [];
   const floorData: Rate[] = [];
+  const floorBuilding: Rate[] = [];
   const seq: Rate[] = [];
   const c64: Rate[] = [];
   for (let i = 0; i < args.runs; i++) {
     log(
-      `appends, run ${i + 1}/${args.runs}: floor, sequential, 64 in flight ` +
+      `appends, run ${i + 1}/${args.runs}: floors, sequential, 64 in flight ` +
         `(${args.seconds}s each, in ${SLICES} slices taking turns) ...`,
     );
     const phases = [
       floorPhase(path.join(dir, `floor${i}.jsonl`), fsyncSync),
       floorPhase(path.join(dir, `floor-data${i}.jsonl`), fdatasyncSync),
+      buildingFloorPhase(path.join(dir, `floor-building${i}.jsonl`)),
       await appendPhase(dir, `run-seq${i}`, 1),
       await appendPhase(dir, `run-c64${i}`, 64),
     ];
@@ -282,9 +315,10 @@ async function appendPhases(dir: string, args: Args, log: (s: string) => void) {
       // Each slice starts with another phase, so none always runs right after the same one.
       for (let k = 0; k < phases.length; k++) await phases[(slice + k) % phases.length].runFor(sliceMs);
     }
-    const [f, fd, sq, cc] = await Promise.all(phases.map((p) => p.finish()));
+    const [f, fd, fb, sq, cc] = await Promise.all(phases.map((p) => p.finish()));
     floor.push(f);
     floorData.push(fd);
+    floorBuilding.push(fb);
     seq.push(sq);
     c64.push(cc);
   }
@@ -294,7 +328,13 @@ async function appendPhases(dir: string, args: Args, log: (s: string) => void) {
     runs_per_s: rs.map((r) => Math.round(r.perSecond)),
     appends_per_sync: round(median(rs.map((r) => r.appendsPerSync)), 1),
   });
-  return { floor: med(floor), floor_fdatasync: med(floorData), sequential: med(seq), concurrent64: med(c64) };
+  return {
+    floor: med(floor),
+    floor_fdatasync: med(floorData),
+    floor_building_entries: med(floorBuilding),
+    sequential: med(seq),
+    concurrent64: med(c64),
+  };
 }
 
 /** The append figures with their ratios to the floor and to the Python notes, and their goals. */
@@ -323,6 +363,10 @@ function appendReport(appends: Awaited<ReturnType<typeof appendPhases>>) {
     ...appends,
     floor_used_for_goals_per_s: floor,
     sequential_ratio_to_floor: round(appends.sequential.appends_per_s / floor, 3),
+    sequential_ratio_to_floor_building_entries: round(
+      appends.sequential.appends_per_s / appends.floor_building_entries.appends_per_s,
+      3,
+    ),
     concurrent64_ratio_to_floor: round(appends.concurrent64.appends_per_s / floor, 3),
     python_notes: PYTHON_NOTES,
     sequential_ratio_to_python_notes: round(appends.sequential.appends_per_s / PYTHON_NOTES.appends_per_s, 3),

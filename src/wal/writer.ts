@@ -119,6 +119,10 @@ export class WalWriter {
   private indexFh: FileHandle | undefined;
   /** The newest group's bytes; reused by the next group (groups are written one at a time). */
   private readonly groupBytes = new LineBuffer();
+  /** Commit gates started and not yet settled. */
+  private gatesPending = 0;
+  /** A failure's rejections, held until every gate started before them has settled. */
+  private afterGates: Array<() => void> = [];
 
   private constructor(
     readonly ws: Workspace,
@@ -192,9 +196,8 @@ export class WalWriter {
   /** Appends one entry; resolves with it once it is on disk (and past the commit gate). */
   append(record: WalRecord): Promise<WalEntry> {
     if (this.failure) {
-      return Promise.reject(
-        new WalClosedError(`wal ${this.runId}: writer failed closed: ${this.failure.message}`),
-      );
+      const err = new WalClosedError(`wal ${this.runId}: writer failed closed: ${this.failure.message}`);
+      return new Promise((_, reject) => this.afterEarlierGates(() => reject(err)));
     }
     if (this.closing || !this.fh)
       return Promise.reject(new WalClosedError(`wal ${this.runId}: writer is closed`));
@@ -315,15 +318,35 @@ export class WalWriter {
       return;
     }
     // The gate runs beside the next group's write: it may wait on followers.
-    gate(pos).then(
+    const gated = gate(pos);
+    this.gatesPending++;
+    gated.then(
       () => {
         for (const p of batch) p.resolve(p.entry);
+        this.gateSettled();
       },
       (err: unknown) => {
         const e = err instanceof Error ? err : new Error(String(err));
         for (const p of batch) p.reject(e);
+        this.gateSettled();
       },
     );
+  }
+
+  private gateSettled(): void {
+    if (--this.gatesPending > 0) return;
+    const held = this.afterGates;
+    this.afterGates = [];
+    for (const f of held) f();
+  }
+
+  /**
+   * Runs `f` (a failure's rejections) once the gates of the groups durable before the failure
+   * have settled, so their callers see those acknowledgements first.
+   */
+  private afterEarlierGates(f: () => void): void {
+    if (this.gatesPending === 0) f();
+    else this.afterGates.push(f);
   }
 
   /**
@@ -373,7 +396,9 @@ export class WalWriter {
     });
     const pending = batch.concat(this.queue);
     this.queue = [];
-    for (const p of pending) p.reject(rejected);
+    this.afterEarlierGates(() => {
+      for (const p of pending) p.reject(rejected);
+    });
     void this.releaseHandles();
   }
 

@@ -12,13 +12,25 @@ import { WalWriter } from "../../src/wal/writer.js";
 import { REPO_ROOT } from "../helpers.js";
 import { assertAckedOnDisk, scratchWorkspace } from "./support/wal-helpers.js";
 
-const CHILD = path.join(REPO_ROOT, "dist", "test", "wal", "support", "limited-appender.js");
+const SUPPORT = path.join(REPO_ROOT, "dist", "test", "wal", "support");
 
-function runLimited(sdd: string, runId: string, blocks: number): Promise<{ events: string[]; late: string }> {
+function runLimited<T>(
+  sdd: string,
+  runId: string,
+  blocks: number,
+  script = "limited-appender.js",
+): Promise<T> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       "sh",
-      ["-c", `ulimit -f ${blocks} && exec "$0" "$@"`, process.execPath, CHILD, sdd, runId],
+      [
+        "-c",
+        `ulimit -f ${blocks} && exec "$0" "$@"`,
+        process.execPath,
+        path.join(SUPPORT, script),
+        sdd,
+        runId,
+      ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     let out = "";
@@ -28,7 +40,7 @@ function runLimited(sdd: string, runId: string, blocks: number): Promise<{ event
     child.on("error", reject);
     child.on("close", (code) => {
       if (code !== 0) reject(new Error(`limited appender exited ${code}: ${err}`));
-      else resolve(JSON.parse(out) as { events: string[]; late: string });
+      else resolve(JSON.parse(out) as T);
     });
   });
 }
@@ -39,7 +51,7 @@ test("a write failing between pipelined groups: nothing is acknowledged after th
     // Limits that fall in different groups of the run (a line is about 250 bytes).
     for (const [round, blocks] of [211, 307, 433, 590, 1000].entries()) {
       const runId = `run-limit-${round}`;
-      const { events, late } = await runLimited(ws.root, runId, blocks);
+      const { events, late } = await runLimited<{ events: string[]; late: string }>(ws.root, runId, blocks);
       const firstRejection = events.findIndex((e) => e.startsWith("rej "));
       assert.ok(firstRejection > 0, `round ${round}: some appends were acknowledged before the failure`);
       const acked = new Map<number, string>();
@@ -59,6 +71,28 @@ test("a write failing between pipelined groups: nothing is acknowledged after th
       await w.close();
       await assertAckedOnDisk(ws.walFile(runId), acked, `round ${round}`);
     }
+  } finally {
+    await cleanup();
+  }
+});
+
+test("with a commit gate, a group durable before a failed write is acknowledged before the failure's rejections", async () => {
+  const { ws, cleanup } = await scratchWorkspace();
+  try {
+    // 4 blocks of 512 bytes: the first entry fits, the second (over 8 KB) crosses the limit.
+    const { events } = await runLimited<{ events: string[] }>(
+      ws.root,
+      "run-gated",
+      4,
+      "gated-limited-appender.js",
+    );
+    assert.equal(events.length, 3, events.join("\n"));
+    assert.match(events[0], /^ack 0 /, "the gated group's acknowledgement comes first");
+    assert.match(events[1], /^rej 1 WalClosedError: .*failed closed.*EFBIG/);
+    assert.match(events[2], /^rej late WalClosedError: .*failed closed/);
+    const w = await WalWriter.open(ws, "run-gated");
+    await w.close();
+    await assertAckedOnDisk(ws.walFile("run-gated"), new Map([[0, events[0].split(" ")[2]]]), "gated");
   } finally {
     await cleanup();
   }
