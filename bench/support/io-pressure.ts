@@ -4,8 +4,8 @@
  * pass a second (back to back when a pass takes longer), until SIGTERM, which removes the file.
  * Without `fsync` each pass only dirties the page cache: MB of it stay dirty until the kernel's
  * flusher, or somebody's sync or syncfs, writes them out. With `fsync` each pass ends with an
- * fsync, so the disk writes MB every second. Prints "pass" after each pass: a caller that resumes
- * it with SIGCONT waits for one, so that the MB are dirty again.
+ * fsync, so the disk writes MB every second. Prints "pass T" after each pass, T the Date.now() at
+ * which it started: a caller that resumes it with SIGCONT waits for a pass started after that.
  */
 import { closeSync, openSync, fsyncSync, rmSync, writeSync } from "node:fs";
 import { randomBytes } from "node:crypto";
@@ -29,7 +29,7 @@ const pass = (): void => {
   const started = Date.now();
   for (let i = 0; i < MB; i++) writeSync(fd, block, 0, block.length, i * block.length);
   if (mode === "fsync") fsyncSync(fd);
-  process.stdout.write("pass\n");
+  process.stdout.write(`pass ${started}\n`);
   setTimeout(pass, Math.max(0, 1000 - (Date.now() - started)));
 };
 pass();

@@ -31,7 +31,8 @@ export function dirtyMb(): number {
 
 export class PressureGenerator {
   private readonly child: ChildProcess;
-  private passes = 0;
+  /** When the newest pass reported started (Date.now() of the generator). */
+  private lastPassStart = 0;
   private waiter?: () => void;
 
   private constructor(dir: string, spec: PressureSpec) {
@@ -39,7 +40,8 @@ export class PressureGenerator {
       stdio: ["ignore", "pipe", "inherit"],
     });
     this.child.stdout!.setEncoding("utf8").on("data", (text: string) => {
-      this.passes += text.split("pass\n").length - 1;
+      for (const m of text.matchAll(/^pass (\d+)$/gm))
+        this.lastPassStart = Math.max(this.lastPassStart, Number(m[1]));
       const w = this.waiter;
       this.waiter = undefined;
       w?.();
@@ -50,14 +52,17 @@ export class PressureGenerator {
   /** Starts the generator in `dir` and pauses it after its first pass. */
   static async start(dir: string, spec: PressureSpec): Promise<PressureGenerator> {
     const g = new PressureGenerator(dir, spec);
-    await g.nextPass();
+    await g.passStartedAfter(0);
     g.pause();
     return g;
   }
 
-  private async nextPass(count = 1): Promise<void> {
-    const until = this.passes + count;
-    while (this.passes < until) {
+  /**
+   * Waits for a pass that started after `t`. Reports of earlier passes may arrive first: the
+   * bench's measurements block the event loop, so they queue up while it is paused.
+   */
+  private async passStartedAfter(t: number): Promise<void> {
+    while (this.lastPassStart < t || this.lastPassStart === 0) {
       if (this.child.exitCode !== null) throw new Error(`io-pressure exited ${this.child.exitCode}`);
       await new Promise<void>((r) => (this.waiter = r));
     }
@@ -65,9 +70,9 @@ export class PressureGenerator {
 
   /** Resumes the generator and waits until it has written a whole pass again. */
   async resume(): Promise<void> {
+    const t = Date.now();
     this.child.kill("SIGCONT");
-    // The pass it was paused in may end first.
-    await this.nextPass(2);
+    await this.passStartedAfter(t);
   }
 
   pause(): void {
