@@ -16,6 +16,10 @@
  * Every run is a whole process measured the same way (bench/support/rusage.py): wall, CPU
  * (user+sys) and peak RSS; figures are medians of N alternating runs, and the backup's CPU is
  * compared with tar's at the same gzip level (GZIP_LEVEL, tar through `gzip -<level>`).
+ * `--io-pressure MB` (or `MB:fsync`) adds rows measured while another process rewrites MB of a
+ * file every second (bench/support/io-pressure.ts; with `:fsync` it also fsyncs each pass): tar
+ * -xzf, the plain and the encrypted restore, alternating with the quiet rows of the same run
+ * (the generator is paused for those), with their own ratios; every other row is unchanged.
  * Prints ONE JSON object. Options: --json (accepted; the output is always JSON), --files N,
  * --runs N (default 5).
  */
@@ -46,11 +50,13 @@ import { launcherFlags } from "./support/launcher.js";
 import {
   absoluteGoal,
   measureProcess,
+  median,
   ratioGoal,
   summarize,
   type Goal,
   type ProcessCost,
 } from "./support/measure.js";
+import { dirtyMb, parsePressure, PressureGenerator } from "./support/pressure-generator.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
@@ -65,6 +71,9 @@ const RUNS = opt("--runs", 5);
 const BIG_GB = opt("--big-gb", 2);
 const PASSWORD = "bench password";
 const REKEY_GB = opt("--rekey-gb", 1);
+const PRESSURE = parsePressure(
+  args.includes("--io-pressure") ? args[args.indexOf("--io-pressure") + 1] : undefined,
+);
 
 interface ChildResult {
   ms: number;
@@ -167,6 +176,23 @@ try {
   const restoreEnc: ProcessCost[] = [];
   const ageR: ProcessCost[] = [];
   const pqR: ProcessCost[] = [];
+  const pressure = PRESSURE && (await PressureGenerator.start(scratch, PRESSURE));
+  const tarXzP: ProcessCost[] = [];
+  const restorePlainP: ProcessCost[] = [];
+  const restoreEncP: ProcessCost[] = [];
+  const dirtyAtStart: number[] = [];
+  // Each row beside the generator: our own leftovers written out first (as for a quiet row), then
+  // the generator's MB dirty again before the clock starts.
+  const underPressure = async (measure: () => ProcessCost): Promise<ProcessCost> => {
+    settle();
+    await pressure!.resume();
+    dirtyAtStart.push(dirtyMb());
+    try {
+      return measure();
+    } finally {
+      pressure!.pause();
+    }
+  };
   for (let i = 0; i < RUNS; i++) {
     const into = path.join(scratch, `x${i}`);
     mkdirSync(into);
@@ -203,10 +229,40 @@ try {
         `identity=${hybrid.identity}`,
       ),
     );
+    // The pressure rows start, as the quiet ones do, right after a removal of as many files: on
+    // ext4 without a journal, creating files soon after many were removed costs more CPU (the
+    // inode allocator skips recently freed inodes), and the first row after it pays the most.
     for (const d of [`x${i}`, `rp${i}`, `r${i}`, `a${i}`, `q${i}`]) {
       rmSync(path.join(scratch, d), { recursive: true, force: true });
     }
+    if (pressure) {
+      const into = path.join(scratch, `xp${i}`);
+      mkdirSync(into);
+      tarXzP.push(
+        await underPressure(() =>
+          measureProcess(["tar", "-xzf", path.join(out, "plain0.tar.gz"), "-C", into]),
+        ),
+      );
+      restorePlainP.push(
+        await underPressure(() =>
+          measureChild("restore", path.join(out, "plain0.tar.gz"), path.join(scratch, `rpp${i}`, ".sdd")),
+        ),
+      );
+      restoreEncP.push(
+        await underPressure(() =>
+          measureChild(
+            "restore",
+            path.join(out, "enc0.tar.gz.enc"),
+            path.join(scratch, `rep${i}`, ".sdd"),
+            PASSWORD,
+          ),
+        ),
+      );
+      for (const d of [`xp${i}`, `rpp${i}`, `rep${i}`])
+        rmSync(path.join(scratch, d), { recursive: true, force: true });
+    }
   }
+  await pressure?.stop();
   const archiveBytes = {
     ours_plain: statSync(path.join(out, "plain0.tar.gz")).size,
     tar_czf: statSync(path.join(out, "tar0.tar.gz")).size,
@@ -223,6 +279,13 @@ try {
     age_x25519_restore: summarize(ageR),
     age_hybrid_restore: summarize(pqR),
   };
+  const io = pressure
+    ? {
+        tar_xzf: summarize(tarXzP),
+        plain_restore: summarize(restorePlainP),
+        encrypted_restore: summarize(restoreEncP),
+      }
+    : null;
 
   let rekey: Record<string, number> | null = null;
   if (REKEY_GB > 0) {
@@ -399,6 +462,19 @@ try {
       plain_restore_cpu: Math.round((s.plain_restore.cpu_s / s.tar_xzf.cpu_s) * 1000) / 1000,
       // For information beside the age goals (which are on wall): the same ratios in CPU seconds.
       ...ageCpuRatios(s),
+    },
+    io_pressure: io && {
+      generator_mb: PRESSURE!.mb,
+      generator_fsyncs: PRESSURE!.fsync,
+      // Dirty + Writeback of the whole machine as each row started (median, MB).
+      dirty_mb_at_start: median(dirtyAtStart),
+      ...io,
+      ratios: {
+        plain_restore_wall: round(io.plain_restore.wall_s / io.tar_xzf.wall_s),
+        encrypted_restore_wall: round(io.encrypted_restore.wall_s / io.tar_xzf.wall_s),
+        plain_restore_cpu: round(io.plain_restore.cpu_s / io.tar_xzf.cpu_s),
+        encrypted_restore_cpu: round(io.encrypted_restore.cpu_s / io.tar_xzf.cpu_s),
+      },
     },
     big_file: big,
     age_rekey: rekey,

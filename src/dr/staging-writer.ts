@@ -249,6 +249,10 @@ export class StagingWriter implements ExtractHandler {
    * durable. One syncfs(2) of the staging file system (`sync -f`) writes every file and folder
    * of the extraction in one journal commit, where 8,421 separate fsyncs took seconds; when
    * `sync -f` is not available every file and folder is fsynced one by one (32 in flight).
+   * The syncfs also writes out what other processes left dirty on that file system, so beside a
+   * heavy writer it waits for their data too; fsyncing each file is slower still there (every
+   * fsync waits for a disk flush of its own, and beside a writer that fsyncs, for its turn), so
+   * the syncfs is used whatever else is dirty.
    */
   async finish(): Promise<void> {
     try {

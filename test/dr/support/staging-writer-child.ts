@@ -3,8 +3,9 @@
  * queues FILES files (the last one, with `collide`, onto a folder that is already there, so the
  * worker fails on the very last batch), awaits finish(), and prints what it learnt and what the
  * folder holds at that moment. staging-writer-exit.test.ts checks that it neither ends before
- * the worker's last answer nor reports success before every file is written.
- *   staging-writer-child.js ROOT FILES ok|collide
+ * the worker's last answer nor reports success before every file is written. With `nested` the
+ * files are spread over four folders (staging-durable.test.ts).
+ *   staging-writer-child.js ROOT FILES ok|collide|nested
  */
 import { mkdirSync, readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
@@ -12,7 +13,8 @@ import { StagingWriter } from "../../../src/dr/staging-writer.js";
 
 const [root, files, mode] = process.argv.slice(2);
 const count = Number(files);
-const nameOf = (i: number): string => `f-${String(i).padStart(6, "0")}`;
+const file = (i: number): string => `f-${String(i).padStart(6, "0")}`;
+const nameOf = (i: number): string => (mode === "nested" ? `d-${i % 4}/${file(i)}` : file(i));
 if (mode === "collide") mkdirSync(path.join(root!, nameOf(count - 1)), { recursive: true });
 const writer = new StagingWriter(root!);
 const body = (i: number): Buffer => Buffer.alloc(1000 + (i % 7), i % 251);
@@ -24,9 +26,9 @@ try {
   }
   await writer.finish();
   let intact = 0;
-  for (const name of readdirSync(root!)) {
-    const i = Number(name.slice(2));
-    if (readFileSync(path.join(root!, name)).equals(body(i))) intact++;
+  for (const name of readdirSync(root!, { recursive: true, encoding: "utf8" })) {
+    const i = Number(path.basename(name).slice(2));
+    if (name.includes("f-") && readFileSync(path.join(root!, name)).equals(body(i))) intact++;
   }
   process.stdout.write(`finished: ${intact} of ${count} files intact\n`);
 } catch (err) {
