@@ -60,11 +60,16 @@ export async function walCut(file: string, size: number, maxSeq?: number): Promi
 /**
  * The first break of a WAL's chain in the part a backup copies (up to its cut's entry; all of it
  * when the cut found none). A backup copies a damaged WAL as it is (in a disaster it may be the
- * best copy there is) but must say so: the restored workspace's `start` refuses it.
+ * best copy there is) but must say so: the restored workspace's `start` refuses it. No cut: the
+ * whole file is copied (a closed run, which no writer appends to).
  */
-export async function walBreakInCut(file: string, runId: string, cut: Cut): Promise<WalError | undefined> {
+export async function walBreakInCut(
+  file: string,
+  runId: string,
+  cut: Cut | undefined,
+): Promise<WalError | undefined> {
   // One entry per line, seq from 0: the cut's entry is on line seq + 1.
-  const lastLine = cut.position ? cut.position.seq + 1 : Infinity;
+  const lastLine = cut?.position ? cut.position.seq + 1 : Infinity;
   return (await verifyWal(file, runId)).errors.find((e) => e.line <= lastLine);
 }
 

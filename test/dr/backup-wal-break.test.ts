@@ -81,7 +81,7 @@ test("dr backup of a WAL broken in the middle warns, records it in the manifest,
   );
 });
 
-test("dr verify fails an archive whose WAL ends before its closed marker (a closed run's bad last line the backup left out)", async (t) => {
+test("dr backup copies a closed run's bad last line as found and names it (no writer tore it: start refuses it, live or restored)", async (t) => {
   const { dir, cleanup } = await scratchDir("bernstein-backup-closed-bad-last-");
   t.after(cleanup);
   const env = envFor(dir);
@@ -96,13 +96,19 @@ test("dr verify fails an archive whose WAL ends before its closed marker (a clos
   lines[lines.length - 2] = lines.at(-2)!.replace('"actor":"orchestrator"', '"actor":"orchestratoR"');
   writeFileSync(path.join(walDir, name), lines.join("\n"));
 
+  const lastSeq = lines.length - 2; // one line per seq from 0, and the empty string after the last newline
+  assert.equal((await cli("start", "--until-idle")).code, 9, "the live workspace: start refuses it");
+
   const archive = path.join(dir, "bk.tar.gz");
   const backup = await cli("dr", "backup", "--to", archive);
   assert.equal(backup.code, 0, backup.stderr);
-  assert.match(backup.stderr, /left out \d+ bytes after the last complete entry/);
+  assert.doesNotMatch(backup.stderr, /left out/);
+  assert.match(backup.stderr, new RegExp(`^warning: wal run \\S+: chain broken at seq ${lastSeq} `, "m"));
+  const copied = execFileSync("tar", ["-xzOf", archive, `runtime/wal/${name}`], { encoding: "utf8" });
+  assert.equal(copied, lines.join("\n"), "copied as found");
   const verify = await runCli(["dr", "verify", "--from", archive], { env });
   assert.equal(verify.code, 1, verify.stdout + verify.stderr);
-  assert.match(verify.stdout, /\[FAIL\] wal run-\S+: rolled back: its closed marker records seq \d+/);
+  assert.match(verify.stdout, /\[FAIL\] wal .*\(broken in the workspace when it was backed up/);
   const restored = path.join(dir, "restored", ".sdd");
   assert.equal((await runCli(["--sdd", restored, "dr", "restore", "--from", archive], { env })).code, 0);
   const start = await runCli(["--sdd", restored, "start", "--until-idle"], { env });
