@@ -19,7 +19,7 @@ import { parseDuration } from "../storage/schedule.js";
 import type { S3Options } from "../storage/s3-store.js";
 import { durableMkdir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
-import { describeHolder, readLock } from "../workspace/lock.js";
+import { lockedBy, readLock } from "../workspace/lock.js";
 import { intOption, sizeOption } from "./number-option.js";
 
 /** A duration flag: `250ms`, or what `dr schedule --every` takes (90s, 15m, 1h, 1d). */
@@ -257,11 +257,7 @@ export async function startArchiveForStart(
   for (const w of keys.warnings) log(w, true);
   const encrypted = keys.password !== undefined || keys.recipients !== undefined;
   const lock = await readLock(ws);
-  if (lock.state === "held")
-    throw new UserError(
-      `workspace ${ws.root} is locked by ${describeHolder(lock.info)}; stop it first (bernstein stop)`,
-      ExitCode.LOCKED,
-    );
+  if (lock.state === "held") throw lockedBy(ws, lock.info);
   const archiver = await openArchiverThread(ws, {
     to: flags.archiveTo,
     intervalMs: flags.archiveInterval ?? DEFAULT_INTERVAL_MS,

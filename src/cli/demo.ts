@@ -42,8 +42,8 @@ try {
   }
   out.line(
     keep
-      ? `Demo workspace: ${ws.root}`
-      : `Demo workspace: ${ws.root} (temporary: removed at the end; --keep keeps it)`,
+      ? `Demo workspace: ${ws.shownRoot}`
+      : `Demo workspace: ${ws.shownRoot} (temporary: removed at the end; --keep keeps it)`,
   );
   out.line(
     `  running ${tasks} tasks through the orchestrator (bernstein start --until-idle --max-agents 4)...`,

@@ -73,7 +73,7 @@ export async function runDoctor(
       check(
         "layout",
         "fail",
-        `${ws.root} is not a bernstein workspace (no runtime/)`,
+        `${ws.shownRoot} is not a bernstein workspace (no runtime/)`,
         "point --workspace at the folder holding .sdd/, or run `bernstein init`",
       ),
     );

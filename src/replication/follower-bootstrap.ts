@@ -31,11 +31,11 @@ export function needsBootstrap(
   const isFollower = role.role === "follower";
   if (!isFollower && hasWal && !o.rebootstrap) {
     throw new ReplicationError(
-      `${ws.root} holds a leader's WAL; pass --rebootstrap to replace it with ${o.leaderUrl}'s state (the old WAL is kept in runtime/replication/quarantine-*)`,
+      `${ws.shownRoot} holds a leader's WAL; pass --rebootstrap to replace it with ${o.leaderUrl}'s state (the old WAL is kept in runtime/replication/quarantine-*)`,
     );
   }
   if (isFollower && role.region && role.region !== o.region && !o.rebootstrap) {
-    throw new ReplicationError(`${ws.root} follows as region "${role.region}", not "${o.region}"`);
+    throw new ReplicationError(`${ws.shownRoot} follows as region "${role.region}", not "${o.region}"`);
   }
   return !isFollower || o.rebootstrap === true;
 }

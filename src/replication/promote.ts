@@ -314,7 +314,7 @@ export async function promote(o: PromoteOptions): Promise<PromoteResult> {
   const held = await readLock(ws);
   if (held.state === "held") {
     throw new UserError(
-      `${ws.root} is in use by ${describeHolder(held.info)}; stop its follower process before promoting it`,
+      `${ws.shownRoot} is in use by ${describeHolder(held.info)}; stop its follower process before promoting it`,
       ExitCode.LOCKED,
     );
   }

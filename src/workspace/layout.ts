@@ -5,6 +5,7 @@ import { stat } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { durableMkdir } from "./durable.js";
+import { shown } from "./shown-path.js";
 
 /** Task states; the folder a task file is in is its state. */
 export const TASK_STATES = ["open", "claimed", "done", "failed", "closed", "deferred", "manual"] as const;
@@ -46,6 +47,10 @@ export class Workspace {
   readonly root: string;
   constructor(sddDir: string) {
     this.root = path.resolve(sddDir);
+  }
+  /** The root as people are shown it (relative to the working folder when inside it). */
+  get shownRoot(): string {
+    return shown(this.root);
   }
   get projectDir(): string {
     return path.dirname(this.root);
@@ -148,14 +153,14 @@ export async function openWorkspace(sddDir: string): Promise<Workspace> {
   const st = await stat(ws.root).catch(() => undefined);
   if (!st || !st.isDirectory()) {
     throw new UserError(
-      `no workspace at ${ws.root}; run \`bernstein init\` (or pass --sdd DIR / set BERNSTEIN_SDD)`,
+      `no workspace at ${ws.shownRoot}; run \`bernstein init\` (or pass --sdd DIR / set BERNSTEIN_SDD)`,
       ExitCode.USAGE,
     );
   }
   const rt = await stat(ws.runtimeDir).catch(() => undefined);
   if (!rt || !rt.isDirectory()) {
     throw new UserError(
-      `${ws.root} is not a bernstein workspace (no runtime/); run \`bernstein init\``,
+      `${ws.shownRoot} is not a bernstein workspace (no runtime/); run \`bernstein init\``,
       ExitCode.USAGE,
     );
   }

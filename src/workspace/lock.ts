@@ -92,13 +92,17 @@ export interface WorkspaceLock {
 export function acquireLock(ws: Workspace, command?: string): Promise<WorkspaceLock> {
   return acquireLockFile(ws.lockFile, {
     command,
-    refuse: (holder) =>
-      new UserError(
-        `workspace ${ws.root} is locked by ${describeHolder(holder)}; stop it first (bernstein stop)`,
-        ExitCode.LOCKED,
-        { holder },
-      ),
+    refuse: (holder) => lockedBy(ws, holder),
   });
+}
+
+/** The refusal (exit 3) of a command that needs the workspace `holder` holds. */
+export function lockedBy(ws: Workspace, holder: LockInfo): UserError {
+  return new UserError(
+    `workspace ${ws.shownRoot} is locked by ${describeHolder(holder)}; stop it first (bernstein stop)`,
+    ExitCode.LOCKED,
+    { holder },
+  );
 }
 
 /**

@@ -122,3 +122,37 @@ test("wal verify and wal show name the WAL folder as the user would type it", as
     assert.match(r.stderr, new RegExp(`^bernstein: unknown run "nope"; runs in w/\\.sdd/runtime/wal: none`));
   }
 });
+
+test("a locked or missing workspace is named as the user would type it", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-paths-named-ws-");
+  t.after(cleanup);
+  const env = envFor(dir);
+  const cli = (...args: string[]) => runCli(["--sdd", "w/.sdd", ...args], { cwd: dir, env });
+  assert.equal((await cli("init")).code, 0);
+  assert.equal((await cli("task", "add", "slow", "--command", "sleep 30")).code, 0);
+  const started = await cli("start", "--detach", "--json");
+  assert.equal(started.code, 0, started.stderr);
+  try {
+    for (const cmd of [
+      ["start", "--until-idle"],
+      ["start", "--detach"],
+      ["start", "--until-idle", "--archive-to", "arch", "--plain"],
+    ]) {
+      const r = await cli(...cmd);
+      assert.equal(r.code, 3, `${cmd.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, /^bernstein: workspace w\/\.sdd is locked by pid \d+/, cmd.join(" "));
+    }
+  } finally {
+    assert.equal((await cli("stop")).code, 0);
+  }
+
+  mkdirSync(path.join(dir, "bare", ".sdd"), { recursive: true });
+  for (const [sdd, message] of [
+    ["bare/.sdd", /^bernstein: bare\/\.sdd is not a bernstein workspace \(no runtime\/\)/],
+    ["none/.sdd", /^bernstein: no workspace at none\/\.sdd;/],
+  ] as const) {
+    const r = await runCli(["--sdd", sdd, "status"], { cwd: dir, env });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, message, r.stderr);
+  }
+});

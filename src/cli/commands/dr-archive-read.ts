@@ -16,7 +16,7 @@ import { Output } from "../output.js";
 import { findDr } from "./dr-archive.js";
 import { iso, parsePoint, readKeysOf, restorePointCommand, type PointFlags } from "./dr/archive-point.js";
 import { addPasswordOptions, addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr/options.js";
-import { shown } from "../shown-path.js";
+import { shown } from "../../workspace/shown-path.js";
 
 interface GenerationJson {
   generation: string;

@@ -20,7 +20,7 @@ import { ExitCode } from "../../errors/errors.js";
 import { sizeOption } from "../number-option.js";
 import { Output, globalsOf } from "../output.js";
 import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr/options.js";
-import { shown } from "../shown-path.js";
+import { shown } from "../../workspace/shown-path.js";
 import { formatDuration } from "../../storage/schedule.js";
 
 export function findDr(program: Command): Command {

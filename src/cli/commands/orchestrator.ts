@@ -9,7 +9,7 @@ import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf, type GlobalOptions } from "../output.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
 import { durableMkdir } from "../../workspace/durable.js";
-import { describeHolder, readLock } from "../../workspace/lock.js";
+import { lockedBy, readLock } from "../../workspace/lock.js";
 import { Orchestrator, type RecoverySummary, type RunResult } from "../../orchestrator/orchestrator.js";
 import { readStatusFile, writeStopRequest } from "../../orchestrator/control.js";
 import { collectStatus, renderStatus, statusExitCode } from "../../orchestrator/status.js";
@@ -160,10 +160,7 @@ function registerStart(program: Command): void {
 async function startDetached(ws: Workspace, opts: StartFlags, out: Output): Promise<void> {
   const lock = await readLock(ws);
   if (lock.state === "held") {
-    throw new UserError(
-      `workspace ${ws.root} is locked by ${describeHolder(lock.info)}; stop it first (bernstein stop)`,
-      ExitCode.LOCKED,
-    );
+    throw lockedBy(ws, lock.info);
   }
   await durableMkdir(ws.logsDir);
   const logFile = path.join(ws.logsDir, "orchestrator.log");

@@ -67,7 +67,7 @@ export function registerReplicate(program: Command): void {
       },
       () =>
         out.line(
-          `Serving replication for ${ws.root} at ${leader.url} (epoch ${leader.epoch}, ack policy ${leader.policy.policy})`,
+          `Serving replication for ${ws.shownRoot} at ${leader.url} (epoch ${leader.epoch}, ack policy ${leader.policy.policy})`,
         ),
     );
     await untilSignal();
@@ -170,7 +170,7 @@ export function registerReplicate(program: Command): void {
         },
         () =>
           out.line(
-            `Following ${flags.leader} as ${flags.followerName} into ${ws.root}${follower.url ? ` (status at ${follower.url})` : ""}`,
+            `Following ${flags.leader} as ${flags.followerName} into ${ws.shownRoot}${follower.url ? ` (status at ${follower.url})` : ""}`,
           ),
       );
       await untilSignal();

@@ -15,7 +15,7 @@ import { findWalRollbacks } from "../../dr/rollback.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { intOption } from "../number-option.js";
-import { shown } from "../shown-path.js";
+import { shown } from "../../workspace/shown-path.js";
 import { Output, globalsOf, stdoutClosed } from "../output.js";
 
 async function pickRuns(ws: Workspace, runId: string | undefined): Promise<RunInfo[]> {

@@ -37,7 +37,7 @@ import { Output, globalsOf } from "../../output.js";
 import { resolveDecryptPassword, type PasswordFlags } from "../../password.js";
 import { resolveIdentities } from "../../age-keys.js";
 import { s3OptionsFrom, type RemoteFlags } from "./options.js";
-import { shown } from "../../shown-path.js";
+import { shown } from "../../../workspace/shown-path.js";
 
 export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 

@@ -16,7 +16,7 @@ import type { PointFlags } from "./archive-point.js";
 import { s3OptionsFrom, type RemoteFlags } from "./options.js";
 
 export const short = (sha: string): string => `${sha.slice(0, 16)}...`;
-export { shown } from "../../shown-path.js";
+export { shown } from "../../../workspace/shown-path.js";
 
 /** The flags that name an archive to read, and how to read it. */
 export type SourceFlags = PasswordFlags &
