@@ -334,7 +334,7 @@ export class WalWriter {
   }
 
   private gateSettled(): void {
-    if (--this.gatesPending > 0) return;
+    if (--this.gatesPending > 0 || this.afterGates.length === 0) return;
     const held = this.afterGates;
     this.afterGates = [];
     for (const f of held) f();
