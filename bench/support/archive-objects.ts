@@ -49,7 +49,13 @@ export async function archiveObjectsPerDay(simSeconds: number, target: number) {
     const store = new LocalStore(path.join(dir, "store"));
     await mkdir(store.root, { recursive: true });
     const gen = await openGeneration(store, ws, { keys: {} });
-    const snap = await takeBaseSnapshot({ store, ws, generation: gen.generation, number: 0, backup: {} });
+    const { index: snap } = await takeBaseSnapshot({
+      store,
+      ws,
+      generation: gen.generation,
+      number: 0,
+      backup: {},
+    });
     for (const [stream, end] of Object.entries(snap.streams)) gen.ends.set(stream, end);
     const scaledTarget = Math.max(1, Math.round((target * simSeconds) / DAY_S));
     const bgStore = new LocalStore(path.join(dir, "store-background"));

@@ -18,6 +18,7 @@
 import { createHash } from "node:crypto";
 import type { BackupStore } from "../storage/store.js";
 import type { Workspace } from "../workspace/layout.js";
+import type { WalError } from "../wal/chain.js";
 import { removeInterrupted, takeBaseSnapshot } from "./base-snapshot.js";
 import type { SegmentIndex, SnapshotIndex } from "./catalog.js";
 import { compactOwnGeneration } from "./compact.js";
@@ -70,7 +71,9 @@ export type ArchiverEvent =
   /** WAL bytes first held back (a torn tail, or damage: an error), named once. */
   | { event: "held-back"; damage: boolean; message: string }
   /** Held-back bytes that are gone (cut by a restart, or valid and shipped): shipping goes on. */
-  | { event: "released"; run: string; after_seq: number };
+  | { event: "released"; run: string; after_seq: number }
+  /** A base snapshot took a WAL whose chain was already broken (copied as found), named once. */
+  | { event: "snapshot-damage"; message: string };
 
 const GATE_RETRY_MS = 1000;
 /** Indexes of stored segments kept for background compaction (storedIndexes): ~400 bytes each. */
@@ -421,14 +424,15 @@ export class Archiver {
     // written twice"), so the next attempt uses the next number.
     const number = gen.nextSnapshot++;
     let index: SnapshotIndex;
+    let walBreaks: WalError[];
     try {
-      index = await takeBaseSnapshot({
+      ({ index, walBreaks } = await takeBaseSnapshot({
         store: this.opts.store,
         ws: this.opts.ws,
         generation: gen.generation,
         number,
         backup: { ...this.keys, auditKeyPath: this.opts.auditKeyPath },
-      });
+      }));
     } catch (err) {
       gen.orphans.push(snapshotKey(gen.generation, number, schemeOf(this.keys)));
       throw err;
@@ -444,6 +448,13 @@ export class Archiver {
     this.lastSnapshotAt = index.completed_at;
     this.health.uploaded(index.completed_at);
     this.opts.log?.({ event: "snapshot", generation: gen.generation, number, key: index.key });
+    for (const b of walBreaks) {
+      const message =
+        `damaged WAL: ${b.run_id} seq ${b.seq} (line ${b.line}: ${b.kind}) was broken in the workspace; ` +
+        `base snapshot ${number} holds it as found (its manifest's wal_breaks); wal verify names it`;
+      await this.health.damageFound(message);
+      this.opts.log?.({ event: "snapshot-damage", message });
+    }
   }
 }
 

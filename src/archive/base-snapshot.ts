@@ -6,6 +6,7 @@
 import { PassThrough } from "node:stream";
 import { writeBackupArchive, type BackupOptions } from "../dr/backup.js";
 import type { BackupStore } from "../storage/store.js";
+import type { WalError } from "../wal/chain.js";
 import type { Workspace } from "../workspace/layout.js";
 import { SNAPSHOT_FORMAT, putJson, type SnapshotIndex } from "./catalog.js";
 import { schemeOf } from "./sealing.js";
@@ -20,7 +21,16 @@ export interface SnapshotRequest {
   backup: Pick<BackupOptions, "password" | "recipients" | "auditKeyPath">;
 }
 
-export async function takeBaseSnapshot(req: SnapshotRequest): Promise<SnapshotIndex> {
+/**
+ * The snapshot's index, and the WAL breaks it holds as found (the manifest's `wal_breaks`: the
+ * workspace was damaged when it was taken; a backup copies damage, it never hides it).
+ */
+export interface BaseSnapshot {
+  index: SnapshotIndex;
+  walBreaks: WalError[];
+}
+
+export async function takeBaseSnapshot(req: SnapshotRequest): Promise<BaseSnapshot> {
   const { store, ws, generation, number } = req;
   const key = snapshotKey(generation, number, schemeOf(req.backup));
   const startedAt = Date.now();
@@ -60,7 +70,7 @@ export async function takeBaseSnapshot(req: SnapshotRequest): Promise<SnapshotIn
     streams,
   };
   await putJson(store, snapshotIndexKey(generation, number), index);
-  return index;
+  return { index, walBreaks: result.manifest.wal_breaks ?? [] };
 }
 
 /**

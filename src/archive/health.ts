@@ -179,6 +179,13 @@ export class ArchiveHealth {
     return now.getTime() - this.writtenAt >= STATUS_EVERY_MS;
   }
 
+  /** Damage found in the workspace (not the store's doing): one error, named in `last_error`. */
+  async damageFound(message: string): Promise<void> {
+    this.status.errors_total++;
+    this.status.last_error = message;
+    await this.write(new Date());
+  }
+
   async cycleFailed(message: string): Promise<void> {
     this.status.errors_total++;
     this.status.errors_in_a_row++;

@@ -105,6 +105,10 @@ export async function openArchiverThread(ws: Workspace, spec: ArchiverSpec): Pro
   );
 }
 
+/** An event shown as a warning (stderr): a failed cycle, or WAL bytes damaged or held back. */
+export const isArchiverWarning = (e: ArchiverEvent): boolean =>
+  e.event === "error" || e.event === "held-back" || e.event === "snapshot-damage";
+
 /** What an archiver event says, one line. */
 export function describeArchiverEvent(e: ArchiverEvent): string {
   switch (e.event) {
@@ -126,6 +130,7 @@ export function describeArchiverEvent(e: ArchiverEvent): string {
     case "compact-error":
       return `background compaction failed (shipping goes on; retried later): ${e.error}`;
     case "held-back":
+    case "snapshot-damage":
       return e.message;
     case "released":
       return `${e.run}: the bytes held back after seq ${e.after_seq} are gone or valid now; shipping goes on`;
@@ -275,9 +280,7 @@ export async function startArchiveForStart(
     auditKeyPath: encrypted ? resolveAuditKeyPath({ keyFile: flags.keyFile }).path : undefined,
     what: "start --archive-to",
     log: (e) =>
-      e.event === "cycle"
-        ? undefined
-        : log(`archive: ${describeArchiverEvent(e)}`, e.event === "error" || e.event === "held-back"),
+      e.event === "cycle" ? undefined : log(`archive: ${describeArchiverEvent(e)}`, isArchiverWarning(e)),
   });
   let first;
   try {

@@ -185,4 +185,27 @@ describe("archive health: WAL bytes held back", () => {
     const out = await a.stop();
     assert.equal((out.stderr.match(/damaged WAL:/g) ?? []).length, 1, `named once: ${out.stderr}`);
   });
+  it("damage already in the workspace when a generation starts ships inside its base snapshot and is named: one error", async () => {
+    const scratch = await scratchDir("bernstein-archive-snapshot-damage-");
+    scratches.push(scratch);
+    const f = await archiveFixture(path.join(scratch.dir, "src"));
+    const store = path.join(scratch.dir, "store");
+    await appendDecisions(f.ws, RUN, 20);
+    const lines = (await readFile(f.ws.walFile(RUN), "utf8")).split(/(?<=\n)/);
+    lines[7] = badLine(lines[7]!, 7);
+    await writeFile(f.ws.walFile(RUN), lines.join(""));
+    const once = await f.cli(["dr", "archive", "--to", store, "--once"]);
+    assert.equal(once.code, 0, once.stderr);
+    const named = once.stderr.split("\n").filter((l) => l.includes("damaged WAL:"));
+    assert.equal(named.length, 1, once.stderr);
+    assert.match(
+      named[0]!,
+      new RegExp(
+        `^warning: damaged WAL: ${RUN} seq 7 \\(line 8: hash_mismatch\\).*base snapshot 0 holds it as found`,
+      ),
+    );
+    const a = JSON.parse((await f.cli(["--json", "dr", "status"])).stdout).archive as StatusArchive;
+    assert.equal(a.errors_total, 1);
+    assert.match(a.last_error ?? "", new RegExp(`damaged WAL: ${RUN} seq 7 `));
+  });
 });

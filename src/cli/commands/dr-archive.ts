@@ -11,6 +11,7 @@ import {
   MIN_COMPACT_TARGET_BYTES,
   DEFAULT_SNAPSHOT_INTERVAL_MS,
   describeArchiverEvent,
+  isArchiverWarning,
   durationFlag,
   openArchiver,
 } from "../archive-options.js";
@@ -110,7 +111,7 @@ export function registerDrArchive(program: Command): void {
       log: (e) =>
         g.json
           ? undefined
-          : e.event === "error" || e.event === "held-back"
+          : isArchiverWarning(e)
             ? out.warn(describeArchiverEvent(e))
             : out.line(describeArchiverEvent(e)),
     });
