@@ -3,7 +3,7 @@
  * (not yet valid; the writer's next start cuts it to a sidecar, docs/wal.md), or damage (a bad
  * line with valid entries after it, or at the end of a closed run), which no start repairs.
  */
-export interface HeldBackStatus {
+export interface HeldBackBytes {
   stream: string;
   run: string;
   /** The last entry shipped before it, and the byte offset where the held bytes start. */
@@ -13,6 +13,10 @@ export interface HeldBackStatus {
   /** Complete lines among them (a line without its newline is not counted). */
   lines: number;
   damage: boolean;
+}
+
+/** Held-back bytes as the status shows them. */
+export interface HeldBackStatus extends HeldBackBytes {
   /** When a cycle first found these bytes durable and held them back (ISO). */
   since: string;
   /** One line saying what is held back and why. */

@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import type { BackupStore } from "../storage/store.js";
 import type { Workspace } from "../workspace/layout.js";
+import type { HeldBackBytes } from "./archive-status.js";
 import { segmentMetadata, type SegmentIndex } from "./catalog.js";
 import { access } from "node:fs/promises";
 import path from "node:path";
@@ -43,19 +44,11 @@ export interface CycleResult {
 }
 
 /**
- * Durable bytes of a WAL run the archiver does not ship: after seq `after_seq` (byte `offset`),
- * `bytes` bytes of which `lines` complete lines. `damage`: a valid entry follows the bad line, or
- * the run is closed, so no restart of the writer cuts it (docs/wal.md); otherwise it is the torn
- * tail of an open run, held back until it becomes valid or `start` cuts it.
+ * Held-back bytes as a cycle finds them. `damage`: a valid entry follows the bad line, or the run
+ * is closed, so no restart of the writer cuts it (docs/wal.md); otherwise it is the torn tail of
+ * an open run, held back until it becomes valid or `start` cuts it.
  */
-export interface HeldBack {
-  stream: string;
-  run: string;
-  after_seq: number;
-  offset: number;
-  bytes: number;
-  lines: number;
-  damage: boolean;
+export interface HeldBack extends HeldBackBytes {
   /** What failed, in words (the first held line's check; none: only a line without its newline). */
   failure: string | null;
   /** The seq the first held line claims (null: it does not parse). */
