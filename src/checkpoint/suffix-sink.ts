@@ -11,6 +11,7 @@ import type { WalEntry } from "../wal/entry.js";
 import { confirmedLine } from "../wal/canonical-line.js";
 import { takeFollowingEntry } from "../wal/following-entry.js";
 import type { PullSink } from "../wal/pull-lines.js";
+import { shown } from "../workspace/shown-path.js";
 
 export interface SuffixProblem {
   line: number;
@@ -31,7 +32,7 @@ export class WalSuffixError extends Error {
     readonly seq: number,
     message: string,
   ) {
-    super(`wal ${file}: line ${line} (seq ${seq}): ${message}`);
+    super(`wal ${shown(file)}: line ${line} (seq ${seq}): ${message}`);
     this.name = "WalSuffixError";
   }
 }
@@ -54,7 +55,7 @@ export class SuffixSink implements PullSink<WalEntry> {
     if (p && !p.torn) throw new WalSuffixError(this.file, p.line, p.seq, p.message);
     if (p)
       this.onTornTail?.(
-        `wal ${this.file}: torn last line after seq ${this.nextSeq - 1} (${p.message}); ignored`,
+        `wal ${shown(this.file)}: torn last line after seq ${this.nextSeq - 1} (${p.message}); ignored`,
       );
   }
 

@@ -37,6 +37,7 @@ import { TrackedAgents } from "./tracked-agents.js";
 import { allTasks, sessionOfTask, sessions, taskView } from "./view.js";
 import { loadState } from "../checkpoint/load-state.js";
 import { readCompletion } from "./wrapper.js";
+import { shown } from "../workspace/shown-path.js";
 
 type Warn = (line: string, group?: WarningGroup) => void;
 
@@ -152,7 +153,7 @@ async function verifyChains(ws: Workspace, warn: Warn): Promise<{ verified: numb
     if (w.repair) {
       repaired++;
       warn(
-        `wal ${run.run_id}: repaired a torn tail (${w.repair.cut_bytes} bytes after seq ${w.repair.kept_last_seq} moved to ${w.repair.sidecar})`,
+        `wal ${run.run_id}: repaired a torn tail (${w.repair.cut_bytes} bytes after seq ${w.repair.kept_last_seq} moved to ${shown(w.repair.sidecar)})`,
       );
     }
     await w.close();

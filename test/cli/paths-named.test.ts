@@ -5,7 +5,7 @@
  * locations, and echoes `from` as given. (dr rekey named the archive by its absolute path in both.)
  */
 import assert from "node:assert/strict";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { envFor, runCli, scratchDir } from "../helpers.js";
@@ -155,4 +155,23 @@ test("a locked or missing workspace is named as the user would type it", async (
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, message, r.stderr);
   }
+});
+
+test("start's torn-tail repair and dr status's archive are named as the user would type them", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-paths-named-repair-");
+  t.after(cleanup);
+  const env = envFor(dir);
+  const cli = (...args: string[]) => runCli(["--sdd", "w/.sdd", ...args], { cwd: dir, env });
+  assert.equal((await cli("init")).code, 0);
+  assert.equal((await cli("start", "--until-idle")).code, 0);
+  const walDir = path.join(dir, "w", ".sdd", "runtime", "wal");
+  const run = readdirSync(walDir).find((n) => n.endsWith(".wal.jsonl"))!;
+  rmSync(path.join(walDir, run.replace(/\.jsonl$/, ".closed")));
+  appendFileSync(path.join(walDir, run), '{"seq":99,"torn');
+  const repaired = await cli("start", "--until-idle");
+  assert.equal(repaired.code, 0, repaired.stderr);
+  assert.match(repaired.stderr, /moved to w\/\.sdd\/runtime\/wal\/run-\S+\.torn-/, repaired.stderr);
+
+  assert.equal((await cli("dr", "archive", "--to", "arch", "--once", "--plain")).code, 0);
+  assert.match((await cli("dr", "status")).stdout, /^Archive: +arch not running/m);
 });

@@ -17,6 +17,7 @@ import { archiveHealth } from "../../archive/health.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
+import { shown } from "../../workspace/shown-path.js";
 
 function drGroup(program: Command): Command {
   const existing = program.commands.find((c) => c.name() === "dr");
@@ -53,7 +54,7 @@ function describeArchive(a: NonNullable<Awaited<ReturnType<typeof archiveHealth>
     a.running && a.decisions_waiting > 0
       ? `; --sync: ${a.decisions_waiting} commit group(s) wait for the store, no decision is acted on until it answers`
       : "";
-  return `${a.destination} ${state}${a.sync ? " (--sync)" : ""}, lag ${a.lag_entries} entries${a.lag_bytes ? ` (${a.lag_bytes} bytes held back)` : ""} / ${a.lag_seconds} s, last upload ${a.last_upload_at ?? "never"}${errors}${held}${describeCompaction(a)}${blocked}`;
+  return `${shown(a.destination)} ${state}${a.sync ? " (--sync)" : ""}, lag ${a.lag_entries} entries${a.lag_bytes ? ` (${a.lag_bytes} bytes held back)` : ""} / ${a.lag_seconds} s, last upload ${a.last_upload_at ?? "never"}${errors}${held}${describeCompaction(a)}${blocked}`;
 }
 
 /** Background compaction's part of the archive line: failing (since when, why), or when it last completed. */
