@@ -185,7 +185,7 @@ describe("archive health: WAL bytes held back", () => {
     const out = await a.stop();
     assert.equal((out.stderr.match(/damaged WAL:/g) ?? []).length, 1, `named once: ${out.stderr}`);
   });
-  it("damage already in the workspace when a generation starts ships inside its base snapshot and is named: one error", async () => {
+  it("damage already in the workspace when a generation starts ships inside its base snapshot and is named: one error, --once exits 9", async () => {
     const scratch = await scratchDir("bernstein-archive-snapshot-damage-");
     scratches.push(scratch);
     const f = await archiveFixture(path.join(scratch.dir, "src"));
@@ -195,7 +195,7 @@ describe("archive health: WAL bytes held back", () => {
     lines[7] = badLine(lines[7]!, 7);
     await writeFile(f.ws.walFile(RUN), lines.join(""));
     const once = await f.cli(["dr", "archive", "--to", store, "--once"]);
-    assert.equal(once.code, 0, once.stderr);
+    assert.equal(once.code, 9, `--once: what could be shipped is, then exit 9: ${once.stderr}`);
     const named = once.stderr.split("\n").filter((l) => l.includes("damaged WAL:"));
     assert.equal(named.length, 1, once.stderr);
     assert.match(

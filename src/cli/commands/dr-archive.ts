@@ -96,6 +96,8 @@ export function registerDrArchive(program: Command): void {
     const keys = await resolveWriteKeys(opts, opts.to);
     for (const w of keys.warnings) out.warn(w);
     const encrypted = keys.password !== undefined || keys.recipients !== undefined;
+    /** The first damage found in the workspace's WAL (shipped as found, or held back). */
+    let damage: string | undefined;
     const archiver = await openArchiver(ws, {
       to: opts.to,
       intervalMs: opts.interval,
@@ -108,12 +110,12 @@ export function registerDrArchive(program: Command): void {
       plainChosen: opts.plain === true,
       auditKeyPath: encrypted ? resolveAuditKeyPath().path : undefined,
       what: "dr archive",
-      log: (e) =>
-        g.json
-          ? undefined
-          : isArchiverWarning(e)
-            ? out.warn(describeArchiverEvent(e))
-            : out.line(describeArchiverEvent(e)),
+      log: (e) => {
+        if (e.event === "snapshot-damage" || (e.event === "held-back" && e.damage)) damage ??= e.message;
+        if (g.json) return;
+        if (isArchiverWarning(e)) out.warn(describeArchiverEvent(e));
+        else out.line(describeArchiverEvent(e));
+      },
     });
     let signal: NodeJS.Signals | undefined;
     const onSignal = (s: NodeJS.Signals) => () => {
@@ -136,7 +138,7 @@ export function registerDrArchive(program: Command): void {
     }
     await archiver.health.stopped();
     const health = archiver.health.snapshot();
-    out.result({ ok: health.errors_in_a_row === 0, ...health }, () =>
+    out.result({ ok: health.errors_in_a_row === 0 && damage === undefined, ...health }, () =>
       out.line(
         `stopped: generation ${health.generation ?? "none"}, ${health.segments_total} segment(s), ` +
           `${health.errors_total} error(s)`,
@@ -144,6 +146,8 @@ export function registerDrArchive(program: Command): void {
     );
     if (signal) process.exitCode = signal === "SIGINT" ? 130 : 143;
     else if (health.errors_in_a_row > 0) out.failed(ExitCode.REMOTE, `archive: ${health.last_error}`);
+    // A scheduled --once is how damage reaches an alert: what could be shipped is, then exit 9.
+    else if (damage !== undefined) out.failed(ExitCode.INTEGRITY, `archive: ${damage}`);
   });
 }
 
