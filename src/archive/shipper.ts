@@ -10,9 +10,8 @@ import type { BackupStore } from "../storage/store.js";
 import type { Workspace } from "../workspace/layout.js";
 import type { HeldBackBytes } from "./archive-status.js";
 import { segmentMetadata, type SegmentIndex } from "./catalog.js";
-import { access } from "node:fs/promises";
 import path from "node:path";
-import { closedMarkerFile } from "../wal/run-files.js";
+import { isRunClosed } from "../wal/recovery.js";
 import { segmentKey, walRunOf } from "./names.js";
 import {
   continuesAt,
@@ -129,10 +128,7 @@ export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Pro
     const run = walRunOf(stream);
     if (run !== undefined) result.wal[run] = after.seq ?? -1;
     if (run !== undefined && held) {
-      const closed = await access(closedMarkerFile(path.dirname(file), run)).then(
-        () => true,
-        () => false,
-      );
+      const closed = await isRunClosed(path.dirname(file), run);
       result.held.push({
         stream,
         run,

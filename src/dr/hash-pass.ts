@@ -5,14 +5,13 @@
  */
 import { createHash, hash } from "node:crypto";
 import { closeSync, fstatSync, openSync, readSync, type Stats } from "node:fs";
-import { access } from "node:fs/promises";
 import path from "node:path";
 import type { StatePosition } from "./manifest.js";
 import { closeFiles, type PackFile } from "./pack.js";
 import type { SnapshotHandle } from "./snapshot.js";
 import { WAL_FILE, isLineLog, lineLogCut, walBreakInCut, walCut } from "./state-position.js";
 import type { WalError } from "../wal/chain.js";
-import { closedMarkerFile } from "../wal/run-files.js";
+import { isRunClosed } from "../wal/recovery.js";
 import type { ListedFile } from "./walk.js";
 
 const READ_CHUNK = 1024 * 1024;
@@ -48,7 +47,7 @@ async function cutLength(
     wal[runId] = cut.position;
     // A closed run has no writer left to tear its tail: bytes after its newest valid entry are
     // damage (start refuses them), copied as found and named below, not left out.
-    const whole = cut.dropped > 0 && (await isClosedRun(f.abs, runId));
+    const whole = cut.dropped > 0 && (await isRunClosed(path.dirname(f.abs), runId));
     if (cut.dropped && !whole && !positions) {
       warnings.push(`${f.rel}: left out ${cut.dropped} bytes after the last complete entry`);
     }
@@ -63,13 +62,6 @@ async function cutLength(
   }
   if (isLineLog(f.rel)) return (await lineLogCut(f.abs, size)).length;
   return size;
-}
-
-async function isClosedRun(walFile: string, runId: string): Promise<boolean> {
-  return access(closedMarkerFile(path.dirname(walFile), runId)).then(
-    () => true,
-    () => false,
-  );
 }
 
 /** Reads (up to `length` bytes of) one open file, hashing it; the row for the manifest. */

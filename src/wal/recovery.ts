@@ -63,17 +63,25 @@ export async function writeClosedMarker(ws: Workspace, marker: ClosedMarker): Pr
 
 /** The run's closed marker, or undefined when the run is not closed (or the marker is unreadable). */
 export async function readClosedMarker(ws: Workspace, runId: string): Promise<ClosedMarker | undefined> {
+  return readClosedMarkerIn(ws.walDir, runId);
+}
+
+/** `readClosedMarker` for a WAL folder that is not (or not yet) a workspace's, such as a backup's. */
+export async function readClosedMarkerIn(walDir: string, runId: string): Promise<ClosedMarker | undefined> {
   try {
-    const m = JSON.parse(await readFile(closedMarkerPath(ws, runId), "utf8")) as ClosedMarker;
+    const m = JSON.parse(await readFile(closedMarkerFile(walDir, runId), "utf8")) as ClosedMarker;
     return typeof m === "object" && m !== null && m.run_id === runId ? m : undefined;
   } catch {
     return undefined;
   }
 }
 
-/** Whether a run was closed cleanly (or marked recovered). */
-export async function isRunClosed(ws: Workspace, runId: string): Promise<boolean> {
-  return (await readClosedMarker(ws, runId)) !== undefined;
+/**
+ * Whether the run in `walDir` was closed cleanly (or marked recovered): no writer is left to tear
+ * its tail, so bytes after its newest valid entry are damage, not a torn append.
+ */
+export async function isRunClosed(walDir: string, runId: string): Promise<boolean> {
+  return (await readClosedMarkerIn(walDir, runId)) !== undefined;
 }
 
 /** Intent and commit pair up by decision type and canonical inputs. */
@@ -268,7 +276,7 @@ export async function findUncommittedEntries(
     for (const run of runs) {
       const rows = byRun.get(run.run_id);
       if (!rows || run.run_id === opts.excludeRunId) continue;
-      if (!opts.includeClosed && (await isRunClosed(ws, run.run_id))) continue;
+      if (!opts.includeClosed && (await isRunClosed(ws.walDir, run.run_id))) continue;
       report.rows += rows.length;
       report.runs_read.push(run.run_id);
       const fromSeq = rows.reduce((m, r) => Math.min(m, r.seq), Infinity);
