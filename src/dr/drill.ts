@@ -242,7 +242,7 @@ export async function runDrill(
         ok: bad.length === 0,
         detail: bad.length
           ? `${bad.length} file(s) differ; first: ${bad[0]}`
-          : `${compared} files identical to the live workspace (content and mode)${changed ? `, ${changed} changed since the backup started` : ""}`,
+          : `${compared} files identical to the live workspace (content and mode)${changed ? `, ${changed} changed since the backup started` : ""}; ${notCompared(backup!.manifest.files)}`,
       };
     });
     ok &&= await step("doctor", async () => {
@@ -302,4 +302,15 @@ export async function runDrill(
   report.audit_recorded = audit.recorded;
   if (audit.warning) report.warnings.push(audit.warning);
   return report;
+}
+
+/**
+ * What `Files: N` counts beside the compared files, so the step's numbers add up: the manifest
+ * (checked by the restore) and, in an encrypted backup, the audit key (never extracted, the live
+ * one is kept).
+ */
+function notCompared(files: readonly { path: string }[]): string {
+  return files.some((f) => f.path === AUDIT_KEY_ENTRY)
+    ? "not compared: manifest.json and the audit key (the restore checks them; the live key is kept)"
+    : "not compared: manifest.json (the restore checks it)";
 }

@@ -511,6 +511,10 @@ test("dr drill --encrypt: backup, dry-run, restore, compare, doctor; records run
     );
     assert.ok(rep.rto_ms >= 0);
     assert.equal(rep.audit_recorded, true);
+    // Every file the backup counted is accounted for: compared, or named as not compared.
+    const compared = rep.steps.find((s: { name: string }) => s.name === "compare").detail as string;
+    assert.match(compared, /not compared: manifest\.json and the audit key/);
+    assert.equal(Number(/^(\d+) files identical/.exec(compared)![1]) + 2, rep.file_count, compared);
     const rows = readFileSync(ws.p("runs", "drills.jsonl"), "utf8").trim().split("\n");
     assert.equal(rows.length, 1);
     const audit = (await readdir(ws.p("audit"))).map((f) => readFileSync(ws.p("audit", f), "utf8")).join("");
@@ -548,6 +552,11 @@ test("dr drill on a workspace that was itself restored passes; a failing drill u
     assert.equal(drill.code, 0, drill.stdout + drill.stderr);
     const compare = JSON.parse(drill.stdout).steps.find((s: { name: string }) => s.name === "compare");
     assert.equal(compare.ok, true, compare.detail);
+    assert.match(compare.detail, /not compared: manifest\.json \(the restore checks it\)$/);
+    assert.equal(
+      Number(/^(\d+) files identical/.exec(compare.detail)![1]) + 1,
+      JSON.parse(drill.stdout).file_count,
+    );
     assert.equal((await run(["dr", "drill", "--quiet"])).code, 0);
 
     // A real difference still fails the drill; --quiet prints nothing else, so it says why on stderr.
