@@ -81,6 +81,14 @@ export class AuditKeyMissingError extends UserError {
   override name = "AuditKeyMissingError";
 }
 
+/**
+ * A key that did not sign the log it would append to: as good as none for a writer (every entry
+ * it signed would fail with the log's own key), so writers go on without the event, as with none.
+ */
+export class AuditKeyMismatchError extends AuditKeyMissingError {
+  override name = "AuditKeyMismatchError";
+}
+
 /** Loads (or, with create, makes) the audit key; every problem is a one-line UserError. */
 export async function loadAuditKey(opts: LoadAuditKeyOptions): Promise<AuditKey> {
   const loc = resolveAuditKeyPath(opts);

@@ -19,7 +19,9 @@ import {
   type AuditEvent,
 } from "./entry.js";
 import { listAuditFiles } from "./files.js";
-import type { AuditKey } from "./key.js";
+import { AuditKeyMismatchError, type AuditKey } from "./key.js";
+import { ExitCode } from "../errors/errors.js";
+import { shown } from "../workspace/shown-path.js";
 
 export interface AuditTail {
   hmac: string;
@@ -39,11 +41,36 @@ export async function findAuditTail(dir: string): Promise<AuditTail> {
   return { hmac: GENESIS_HMAC };
 }
 
+/** How many of the newest entries a key may fail before the log counts as another key's. */
+const KEY_CHECK_ENTRIES = 8;
+
+/**
+ * Whether `key` signed one of the newest entries of the log in `dir` (true for a log without
+ * entries). A few entries, not one: an altered last entry must not make the right key look wrong.
+ */
+async function keySignsLog(dir: string, key: Buffer): Promise<boolean> {
+  const files = await listAuditFiles(dir);
+  let seen = 0;
+  for (let i = files.length - 1; i >= 0; i--) {
+    for await (const line of readLinesBackward(path.join(dir, files[i]))) {
+      const entry = entryOfLine(line.text);
+      if (!entry) continue;
+      if (computeAuditHmac(key, entry) === entry.hmac) return true;
+      if (++seen >= KEY_CHECK_ENTRIES) return false;
+    }
+  }
+  return seen === 0;
+}
+
 function hmacOfLine(text: string): string | undefined {
+  return entryOfLine(text)?.hmac;
+}
+
+function entryOfLine(text: string): (Record<string, unknown> & { hmac: string }) | undefined {
   if (!text.trim()) return undefined;
   try {
     const v = asJsonObject(parseJson(text));
-    if (v && typeof v.hmac === "string") return v.hmac;
+    if (v && typeof v.hmac === "string") return v as Record<string, unknown> & { hmac: string };
   } catch {
     // a torn or damaged line: keep looking further back
   }
@@ -73,10 +100,22 @@ export class AuditLog {
     private readonly chain: ChainState,
   ) {}
 
-  /** Opens the workspace's audit log, continuing the chain from its last readable entry. */
+  /**
+   * Opens the workspace's audit log, continuing the chain from its last readable entry.
+   * AuditKeyMismatchError when none of the log's newest entries verifies with `key`.
+   */
   static async open(ws: Workspace | string, key: Buffer | AuditKey): Promise<AuditLog> {
     const dir = path.resolve(typeof ws === "string" ? ws : ws.auditDir);
     const keyBytes = Buffer.isBuffer(key) ? key : key.key;
+    if (!(await keySignsLog(dir, keyBytes))) {
+      const named = Buffer.isBuffer(key) ? "the audit key given" : `the audit key ${key.path}`;
+      throw new AuditKeyMismatchError(
+        `none of the newest entries of ${shown(dir)} verifies with ${named}: it was signed with another key, ` +
+          `so nothing is appended (point at the workspace's key with BERNSTEIN_AUDIT_KEY_PATH=FILE)`,
+        ExitCode.USAGE,
+        Buffer.isBuffer(key) ? {} : { key_path: key.path },
+      );
+    }
     let chain = chains.get(dir);
     if (!chain) {
       chain = { queue: Promise.resolve(), lastHmac: GENESIS_HMAC, checked: new Set() };

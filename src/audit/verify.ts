@@ -31,6 +31,12 @@ export interface AuditVerifyResult {
   /** The hmac a next entry would chain onto (last readable entry), genesis for an empty log. */
   last_hmac: string;
   errors: AuditBreak[];
+  /**
+   * No entry's HMAC verifies, yet every entry chains onto the one before it and nothing else is
+   * wrong: the log was signed with another key (or every entry altered, which a key cannot tell
+   * apart). One cause, not one break per entry.
+   */
+  signed_with_another_key: boolean;
 }
 
 export async function verifyAuditLog(
@@ -48,10 +54,15 @@ export async function verifyAuditLog(
   let expectedPrev = new Set<string>([GENESIS_HMAC]);
   let resync = false;
   let lastHmac = GENESIS_HMAC;
+  let verified = 0;
+  let onlyHmacMismatches = true;
   for (let f = 0; f < files.length; f++) {
     const file = files[f];
     for await (const line of readLinesForward(file)) {
-      const report = (message: string) => errors.push({ file, line: line.lineNo, message });
+      const report = (message: string, hmacMismatch = false) => {
+        errors.push({ file, line: line.lineNo, message });
+        if (!hmacMismatch) onlyHmacMismatches = false;
+      };
       if (!line.terminated) {
         // Only a file's final line can lack its newline; if it parses it is checked below.
         let parsed: JsonValue | undefined;
@@ -94,14 +105,40 @@ export async function verifyAuditLog(
         );
       }
       if (!hmacOk) {
-        report("HMAC mismatch: the entry was altered or signed with another key");
+        report(HMAC_MISMATCH, true);
       } else if (auditLine(entry) !== line.text) {
         report("line differs from its canonical form: bytes outside the signed content were altered");
       }
+      if (hmacOk) verified++;
       expectedPrev = new Set([entry.hmac, computed]);
       resync = false;
       lastHmac = entry.hmac;
     }
   }
-  return { ok: errors.length === 0, entries, files, last_hmac: lastHmac, errors };
+  return {
+    ok: errors.length === 0,
+    entries,
+    files,
+    last_hmac: lastHmac,
+    errors,
+    signed_with_another_key: entries > 0 && verified === 0 && onlyHmacMismatches,
+  };
+}
+
+const HMAC_MISMATCH = "HMAC mismatch: the entry was altered or signed with another key";
+
+/**
+ * A broken chain in one line: the wrong key when no entry verifies with it, else the number of
+ * breaks and the first (its file as `showFile` gives it). `keyNamed`: the key as people know it.
+ */
+export function auditBreakSummary(
+  r: AuditVerifyResult,
+  keyNamed: string,
+  showFile: (file: string) => string,
+): string {
+  if (r.signed_with_another_key) {
+    return `none of the ${r.entries} entries verifies with ${keyNamed}: the log was signed with another key (or every entry was altered)`;
+  }
+  const e = r.errors[0]!;
+  return `${r.errors.length} break(s); first at ${showFile(e.file)}:${e.line}: ${e.message}`;
 }

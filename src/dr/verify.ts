@@ -13,7 +13,7 @@ import { mkdtemp, readdir, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { loadAuditKey } from "../audit/key.js";
-import { verifyAuditLog } from "../audit/verify.js";
+import { auditBreakSummary, verifyAuditLog } from "../audit/verify.js";
 import { verifyWal } from "../wal/reader.js";
 import { findWalRollbacks } from "./rollback.js";
 import { listWalRunFiles } from "../wal/run-files.js";
@@ -86,11 +86,11 @@ export async function verifyStateFolder(
 
   // Audit chain.
   let key = opts.auditKey;
-  let keySource = "the key inside the archive";
+  let keySource = "the audit key inside the archive";
   if (opts.keyFile) {
     try {
       key = (await loadAuditKey({ keyFile: opts.keyFile, create: false })).key;
-      keySource = opts.keyFile;
+      keySource = `the audit key ${opts.keyFile}`;
     } catch (err) {
       checks.push({ name: "audit", status: "failed", detail: (err as Error).message });
       key = undefined;
@@ -110,8 +110,8 @@ export async function verifyStateFolder(
     const want = opts.manifest?.state.audit;
     let ok = r.ok;
     let detail = r.ok
-      ? `${r.entries} entries in ${r.files.length} file(s), chain intact (key: ${keySource})`
-      : `${r.errors.length} break(s); first: ${path.basename(r.errors[0]?.file ?? "")}:${r.errors[0]?.line} ${r.errors[0]?.message}`;
+      ? `${r.entries} entries in ${r.files.length} file(s), chain intact, verified with ${keySource}`
+      : auditBreakSummary(r, keySource, (f) => path.basename(f));
     if (ok && want && want.last_hmac !== r.last_hmac) {
       ok = false;
       detail = "the chain's last hmac does not match the manifest's position";

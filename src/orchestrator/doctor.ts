@@ -7,13 +7,14 @@
 import { stat } from "node:fs/promises";
 import path from "node:path";
 import { loadAuditKey } from "../audit/key.js";
-import { verifyAuditLog } from "../audit/verify.js";
+import { auditBreakSummary, verifyAuditLog } from "../audit/verify.js";
 import { ledgerTotals } from "../ledger/cost-ledger.js";
 import { listRuns, readWalEntries } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
 import { verifyRun } from "../wal/torn-tail.js";
 import { findWalRollbacks } from "../dr/rollback.js";
 import { Workspace, WORKSPACE_DIRS } from "../workspace/layout.js";
+import { shown } from "../workspace/shown-path.js";
 import { describeHolder, readLock } from "../workspace/lock.js";
 import { newestCheckpointCheck } from "./checkpointing.js";
 import { readRole } from "../workspace/replication-role.js";
@@ -218,12 +219,13 @@ async function auditCheck(ws: Workspace, opts: DoctorOptions): Promise<DoctorChe
   }
   const r = await verifyAuditLog(ws, key);
   if (!r.ok) {
-    const e = r.errors[0];
     return check(
       "audit",
       "fail",
-      `${r.errors.length} break(s); first at ${e.file}:${e.line}: ${e.message}`,
-      "bernstein audit verify --key-file FILE; restore with `bernstein dr restore`",
+      auditBreakSummary(r, `the audit key ${shown(key.path)}`, shown),
+      r.signed_with_another_key
+        ? "give the key that signed it: --key-file FILE or $BERNSTEIN_AUDIT_KEY_PATH"
+        : "bernstein audit verify --key-file FILE; restore with `bernstein dr restore`",
     );
   }
   return check("audit", "pass", `${r.entries} entries in ${r.files.length} file(s), chain intact`);

@@ -19,14 +19,14 @@ export function replicationAuditor(
   let log: Promise<AuditLog | null> | null = null;
   const warn = opts.warn ?? ((line: string) => process.stderr.write(`warning: ${line}\n`));
   return async (eventType, details) => {
-    log ??= loadAuditKeyForWriting(ws.auditDir, { keyFile: opts.keyFile }).then(
-      (key) => AuditLog.open(ws, key),
-      (err: unknown) => {
+    log ??= loadAuditKeyForWriting(ws.auditDir, { keyFile: opts.keyFile })
+      .then((key) => AuditLog.open(ws, key))
+      .catch((err: unknown) => {
+        // A missing key, or one that did not sign this log (AuditKeyMismatchError).
         if (!(err instanceof AuditKeyMissingError)) throw err;
         warn(`replication audit events are skipped: ${err.message}`);
         return null;
-      },
-    );
+      });
     const l = await log;
     if (!l) return;
     await l.append({

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { replicationAuditor } from "../../src/replication/audit.js";
@@ -132,6 +132,106 @@ test("replication's audit events (degraded, restored) are skipped with one warni
     await replicationAuditor(new Workspace(sdd))("replication_restored", { policy: "QUORUM" });
     assert.equal(auditLines(sdd).length, 2);
     assert.equal((await runCli(["audit", "verify"], { env })).code, 0);
+  } finally {
+    if (saved.key === undefined) delete process.env.BERNSTEIN_AUDIT_KEY_PATH;
+    else process.env.BERNSTEIN_AUDIT_KEY_PATH = saved.key;
+    if (saved.xdg !== undefined) process.env.XDG_STATE_HOME = saved.xdg;
+    await cleanup();
+  }
+});
+
+test("a key that did not sign the log: writers append nothing and say so in one line; audit verify, doctor and dr verify name the key instead of every entry; an altered last entry does not make the right key look wrong", async () => {
+  const { dir, cleanup } = await scratchDir();
+  const saved = { key: process.env.BERNSTEIN_AUDIT_KEY_PATH, xdg: process.env.XDG_STATE_HOME };
+  try {
+    const sdd = path.join(dir, ".sdd");
+    const right = path.join(dir, "key", "audit.key");
+    const wrong = path.join(dir, "other", "audit.key");
+    await mkdir(path.dirname(wrong));
+    await writeFile(wrong, "ab".repeat(32) + "\n", { mode: 0o600 });
+    const base = { BERNSTEIN_SDD: sdd, HOME: dir, XDG_STATE_HOME: undefined, BERNSTEIN_DR_PASSWORD: "pw" };
+    const withRight = { ...base, BERNSTEIN_AUDIT_KEY_PATH: right };
+    const withWrong = { ...base, BERNSTEIN_AUDIT_KEY_PATH: wrong };
+    assert.equal((await runCli(["init"], { env: withRight })).code, 0);
+    assert.equal(
+      (await runCli(["dr", "backup", "--to", path.join(dir, "b0.tar.gz")], { env: withRight })).code,
+      0,
+    );
+    assert.equal((await runCli(["checkpoint"], { env: withRight })).code, 0);
+    assert.equal(auditLines(sdd).length, 2);
+    const before = auditLines(sdd);
+
+    assert.equal(
+      (await runCli(["task", "add", "t", "--id", "t-1", "--command", "true"], { env: withWrong })).code,
+      0,
+    );
+    for (const args of [
+      ["checkpoint"],
+      ["dr", "backup", "--to", path.join(dir, "b1.tar.gz")],
+      ["start", "--until-idle"],
+    ]) {
+      const r = await runCli(args, { env: withWrong });
+      assert.equal(r.code, 0, `${args.join(" ")}: ${r.stdout}${r.stderr}`);
+      const said = r.stderr.split("\n").filter((l) => /signed with another key/.test(l));
+      assert.equal(said.length, 1, `${args.join(" ")}: one line, got:\n${r.stderr}`);
+      assert.match(
+        said[0]!,
+        /none of the newest entries of \S*audit verifies with the audit key \S*other\/audit\.key: it was signed with another key, so nothing is appended/,
+      );
+      assert.deepEqual(auditLines(sdd), before, `${args.join(" ")} appended with the wrong key`);
+    }
+    process.env.BERNSTEIN_AUDIT_KEY_PATH = wrong;
+    delete process.env.XDG_STATE_HOME;
+    const warnings: string[] = [];
+    await replicationAuditor(new Workspace(sdd), { warn: (l) => warnings.push(l) })(
+      "replication_degraded",
+      {},
+    );
+    assert.equal(warnings.length, 1, warnings.join("\n"));
+    assert.match(warnings[0]!, /^replication audit events are skipped: none of the newest entries/);
+    assert.deepEqual(auditLines(sdd), before);
+
+    const v = await runCli(["audit", "verify"], { env: withWrong });
+    assert.equal(v.code, 1, v.stdout + v.stderr);
+    assert.doesNotMatch(v.stdout, /HMAC mismatch/);
+    assert.match(
+      v.stdout,
+      /^audit chain BROKEN: none of the 2 entries verifies with the audit key \S*other\/audit\.key: the log was signed with another key/m,
+    );
+    const vj = JSON.parse((await runCli(["audit", "verify", "--json"], { env: withWrong })).stdout);
+    assert.equal(vj.signed_with_another_key, true);
+    assert.equal(vj.errors.length, 2);
+    const doctor = await runCli(["doctor"], { env: withWrong });
+    assert.match(doctor.stdout, /^FAIL audit: none of the 2 entries verifies with the audit key/m);
+    // An encrypted backup carries the key it found; dr verify names it rather than every entry.
+    assert.equal(
+      (await runCli(["dr", "backup", "--to", path.join(dir, "b2.tar.gz"), "--encrypt"], { env: withWrong }))
+        .code,
+      0,
+    );
+    const dv = await runCli(["dr", "verify", "--from", path.join(dir, "b2.tar.gz.enc"), "--json"], {
+      env: withWrong,
+    });
+    assert.equal(dv.code, 1, dv.stdout + dv.stderr);
+    const audit = JSON.parse(dv.stdout).checks.find((c: { name: string }) => c.name === "audit");
+    assert.match(audit.detail, /^none of the 2 entries verifies with the audit key inside the archive/);
+
+    // The right key still verifies and appends after the last entry was altered: one break, named.
+    const auditDir = path.join(sdd, "audit");
+    const day = readdirSync(auditDir)
+      .filter((n) => n.endsWith(".jsonl"))
+      .sort()
+      .at(-1)!;
+    const text = readFileSync(path.join(auditDir, day), "utf8");
+    await writeFile(path.join(auditDir, day), text.replace(/"checkpoint\.created"/, '"checkpoint.deleted"'));
+    const cp = await runCli(["checkpoint"], { env: withRight });
+    assert.equal(cp.code, 0, cp.stderr);
+    assert.doesNotMatch(cp.stderr, /another key/);
+    assert.equal(auditLines(sdd).length, 3);
+    const after = JSON.parse((await runCli(["audit", "verify", "--json"], { env: withRight })).stdout);
+    assert.equal(after.signed_with_another_key, false);
+    assert.equal(after.errors.length, 1, JSON.stringify(after.errors));
+    assert.match(after.errors[0].message, /HMAC mismatch/);
   } finally {
     if (saved.key === undefined) delete process.env.BERNSTEIN_AUDIT_KEY_PATH;
     else process.env.BERNSTEIN_AUDIT_KEY_PATH = saved.key;

@@ -6,7 +6,8 @@
 import type { Command } from "commander";
 import path from "node:path";
 import { loadAuditKey } from "../../audit/key.js";
-import { verifyAuditLog } from "../../audit/verify.js";
+import { auditBreakSummary, verifyAuditLog } from "../../audit/verify.js";
+import { shown } from "../../workspace/shown-path.js";
 import { ExitCode } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 import { openWorkspace } from "../../workspace/layout.js";
@@ -27,6 +28,7 @@ export function registerAudit(program: Command): void {
       const key = await loadAuditKey({ keyFile: opts.keyFile, create: false });
       const result = await verifyAuditLog(ws, key);
       const rel = (f: string) => path.relative(process.cwd(), f) || f;
+      const broken = () => auditBreakSummary(result, `the audit key ${shown(key.path)}`, shown);
       out.result(
         {
           ok: result.ok,
@@ -34,9 +36,15 @@ export function registerAudit(program: Command): void {
           files: result.files.length,
           last_hmac: result.last_hmac,
           key_path: key.path,
+          signed_with_another_key: result.signed_with_another_key,
           errors: result.errors,
         },
         () => {
+          if (result.signed_with_another_key) {
+            out.line(`audit chain BROKEN: ${broken()}`);
+            out.line("fix: give the key that signed it: --key-file FILE or $BERNSTEIN_AUDIT_KEY_PATH");
+            return;
+          }
           for (const e of result.errors) out.line(`${rel(e.file)}:${e.line}: ${e.message}`);
           out.line(
             result.ok
@@ -46,7 +54,9 @@ export function registerAudit(program: Command): void {
         },
       );
       if (!result.ok) {
-        if (out.opts.quiet) {
+        if (out.opts.quiet && result.signed_with_another_key) {
+          process.stderr.write(`bernstein: audit chain BROKEN: ${broken()}\n`);
+        } else if (out.opts.quiet) {
           for (const e of result.errors) process.stderr.write(`${rel(e.file)}:${e.line}: ${e.message}\n`);
         }
         process.exitCode = ExitCode.CHECK_FAILED;
