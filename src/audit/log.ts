@@ -48,7 +48,7 @@ const KEY_CHECK_ENTRIES = 8;
  * Whether `key` signed one of the newest entries of the log in `dir` (true for a log without
  * entries). A few entries, not one: an altered last entry must not make the right key look wrong.
  */
-async function keySignsLog(dir: string, key: Buffer): Promise<boolean> {
+export async function keySignsAuditLog(dir: string, key: Buffer): Promise<boolean> {
   const files = await listAuditFiles(dir);
   let seen = 0;
   for (let i = files.length - 1; i >= 0; i--) {
@@ -107,7 +107,7 @@ export class AuditLog {
   static async open(ws: Workspace | string, key: Buffer | AuditKey): Promise<AuditLog> {
     const dir = path.resolve(typeof ws === "string" ? ws : ws.auditDir);
     const keyBytes = Buffer.isBuffer(key) ? key : key.key;
-    if (!(await keySignsLog(dir, keyBytes))) {
+    if (!(await keySignsAuditLog(dir, keyBytes))) {
       const named = Buffer.isBuffer(key) ? "the audit key given" : `the audit key ${key.path}`;
       throw new AuditKeyMismatchError(
         `none of the newest entries of ${shown(dir)} verifies with ${named}: it was signed with another key, ` +

@@ -27,6 +27,8 @@ import {
   tempPathFor,
 } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
+import { shown } from "../workspace/shown-path.js";
+import { keySignsAuditLog } from "../audit/log.js";
 import type { Workspace } from "../workspace/layout.js";
 import {
   AUDIT_KEY_ENTRY,
@@ -214,7 +216,7 @@ export async function writeBackupArchive(
     );
     planned = hashed.planned;
 
-    const auditKey = encrypting ? await carryAuditKey(planned, opts.auditKeyPath) : undefined;
+    const auditKey = encrypting ? await carryAuditKey(planned, opts.auditKeyPath, ws, warnings) : undefined;
     const repository = (await opts.repositoryHead?.()) ?? undefined;
     const { files, file_count, total_bytes } = manifestFiles(planned);
     // Key order is the manifest's byte format (docs/dr.md "manifest.json").
@@ -281,21 +283,46 @@ function manifestFiles(planned: Planned[]): Pick<Manifest, "files" | "file_count
   return { file_count: files.length + 1, total_bytes: files.reduce((s, f) => s + f.size, 0), files };
 }
 
-/** Adds the audit key to what an encrypted backup archives; returns it (undefined: no key file). */
-async function carryAuditKey(planned: Planned[], keyPath: string | undefined): Promise<Buffer | undefined> {
+/** Adds the audit key to what an encrypted backup archives (see auditKeyToCarry); returns it. */
+async function carryAuditKey(
+  planned: Planned[],
+  keyPath: string | undefined,
+  ws: Workspace,
+  warnings: string[],
+): Promise<Buffer | undefined> {
   if (!keyPath) return undefined;
-  const auditKey = await readAuditKeyFile(keyPath);
-  if (auditKey) {
-    planned.push({
-      rel: AUDIT_KEY_ENTRY,
-      data: auditKey,
-      length: auditKey.length,
-      mode: 0o600,
-      mtimeMs: Date.now(),
-      sha256: sha256Hex(auditKey),
-    });
+  const carried = await auditKeyToCarry(ws, keyPath);
+  if (!carried.key) {
+    warnings.push(`the encrypted backup does not carry the audit key: ${carried.why}`);
+    return undefined;
   }
-  return auditKey;
+  planned.push({
+    rel: AUDIT_KEY_ENTRY,
+    data: carried.key,
+    length: carried.key.length,
+    mode: 0o600,
+    mtimeMs: Date.now(),
+    sha256: sha256Hex(carried.key),
+  });
+  return carried.key;
+}
+
+/**
+ * The key file an encrypted backup carries, or why none: there is no key file, or the key did
+ * not sign the workspace's log (a restore verifies the chain with the key it carries, so a wrong
+ * one is worse than none).
+ */
+async function auditKeyToCarry(
+  ws: Workspace,
+  keyPath: string,
+): Promise<{ key: Buffer; why?: undefined } | { key?: undefined; why: string }> {
+  const fix = "(set BERNSTEIN_AUDIT_KEY_PATH to the workspace's key)";
+  const key = await readAuditKeyFile(keyPath);
+  if (!key) return { why: `none found at ${shown(keyPath)} ${fix}` };
+  if (!(await keySignsAuditLog(ws.auditDir, Buffer.from(key.toString("utf8").trim(), "ascii")))) {
+    return { why: `the key at ${shown(keyPath)} did not sign the workspace's audit log ${fix}` };
+  }
+  return { key };
 }
 
 /** The audit key bytes, or undefined when there is no key file. */
@@ -450,6 +477,8 @@ export interface DryRunReport {
   file_count: number;
   total_bytes: number;
   audit_key_included: boolean;
+  /** Why an encrypted backup would carry no audit key. */
+  audit_key_left_out?: string;
   files: string[];
   excluded: ExcludedEntry[];
   live_writer: boolean;
@@ -461,12 +490,8 @@ export async function planBackup(
   opts: { encrypt?: boolean; auditKeyPath?: string } = {},
 ): Promise<DryRunReport> {
   const walk = walkWorkspace(ws.root);
-  const keyExists =
-    Boolean(opts.encrypt && opts.auditKeyPath) &&
-    (await stat(opts.auditKeyPath!).then(
-      (s) => s.isFile(),
-      () => false,
-    ));
+  const key = opts.encrypt && opts.auditKeyPath ? await auditKeyToCarry(ws, opts.auditKeyPath) : undefined;
+  const keyExists = key?.key !== undefined;
   const files = ["manifest.json", ...walk.files.map((f) => f.rel)];
   if (keyExists) files.push(AUDIT_KEY_ENTRY);
   const { readLock } = await import("../workspace/lock.js");
@@ -476,6 +501,7 @@ export async function planBackup(
     file_count: files.length,
     total_bytes: walk.files.reduce((s, f) => s + f.size, 0),
     audit_key_included: keyExists,
+    ...(key?.why ? { audit_key_left_out: key.why } : {}),
     files,
     excluded: walk.excluded,
     live_writer: lock.state === "held",

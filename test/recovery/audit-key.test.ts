@@ -203,18 +203,33 @@ test("a key that did not sign the log: writers append nothing and say so in one 
     assert.equal(vj.errors.length, 2);
     const doctor = await runCli(["doctor"], { env: withWrong });
     assert.match(doctor.stdout, /^FAIL audit: none of the 2 entries verifies with the audit key/m);
-    // An encrypted backup carries the key it found; dr verify names it rather than every entry.
-    assert.equal(
-      (await runCli(["dr", "backup", "--to", path.join(dir, "b2.tar.gz"), "--encrypt"], { env: withWrong }))
-        .code,
-      0,
+    // An encrypted backup does not carry a key that did not sign the log (its dry-run says so
+    // too, with the same count); dr verify with that key names it rather than every entry.
+    const b2 = path.join(dir, "b2.tar.gz");
+    const dry = await runCli(["dr", "backup", "--to", b2, "--encrypt", "--dry-run"], { env: withWrong });
+    assert.match(
+      dry.stdout,
+      /Audit key: left out: the key at \S*other\/audit\.key did not sign the workspace's audit log/,
     );
-    const dv = await runCli(["dr", "verify", "--from", path.join(dir, "b2.tar.gz.enc"), "--json"], {
+    const enc = await runCli(["dr", "backup", "--to", b2, "--encrypt", "--json"], { env: withWrong });
+    assert.equal(enc.code, 0, enc.stderr);
+    const encDoc = JSON.parse(enc.stdout);
+    assert.equal(encDoc.audit_key_included, false);
+    assert.equal(encDoc.file_count, Number(/Files: (\d+)/.exec(dry.stdout)![1]));
+    assert.ok(
+      encDoc.warnings.some((w: string) =>
+        /^the encrypted backup does not carry the audit key: the key at \S*other\/audit\.key did not sign/.test(
+          w,
+        ),
+      ),
+      encDoc.warnings.join("\n"),
+    );
+    const dv = await runCli(["dr", "verify", "--from", b2 + ".enc", "--key-file", wrong, "--json"], {
       env: withWrong,
     });
     assert.equal(dv.code, 1, dv.stdout + dv.stderr);
     const audit = JSON.parse(dv.stdout).checks.find((c: { name: string }) => c.name === "audit");
-    assert.match(audit.detail, /^none of the 2 entries verifies with the audit key inside the archive/);
+    assert.match(audit.detail, /^none of the 2 entries verifies with the audit key \S*other\/audit\.key/);
 
     // The right key still verifies and appends after the last entry was altered: one break, named.
     const auditDir = path.join(sdd, "audit");

@@ -9,7 +9,7 @@ import {
   planBackup,
   type DryRunReport,
 } from "../../../dr/backup.js";
-import { runBackupJob, type BackupJobResult } from "../../../dr/backup-job.js";
+import { runBackupJob } from "../../../dr/backup-job.js";
 import type { PasswordFlags } from "../../password.js";
 import { isOffsiteDestination } from "../../../storage/offsite.js";
 import { openWorkspace } from "../../../workspace/layout.js";
@@ -125,7 +125,7 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
       repositoryHead: () => repositoryHead(ws.projectDir),
     }),
   );
-  const warnings = [...job.warnings, ...keyWarnings(job, encrypted, keyPath)];
+  const warnings = [...job.warnings, ...keyWarnings(encrypted)];
   for (const w of warnings) out.warn(w);
   const a = job.archive;
   out.result(
@@ -155,13 +155,12 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
   reportBackupFacts(cmd, { sizeBytes: a.size_bytes, fileCount: a.file_count, verified: job.verified });
 }
 
-/** Whether the backup carries the audit key, said where it matters (restores verify the chain with it). */
-function keyWarnings(job: BackupJobResult, encrypt: boolean, keyPath: string): string[] {
-  if (!encrypt) return ["plain backup: the audit key is not included (encrypted backups carry it)"];
-  if (job.archive.manifest.audit_key_included) return [];
-  return [
-    `the encrypted backup does not carry the audit key: none found at ${keyPath} (set BERNSTEIN_AUDIT_KEY_PATH to the workspace's key)`,
-  ];
+/**
+ * A plain backup leaves the audit key out, said where it matters (restores verify the chain with
+ * it); an encrypted one that does not carry it says why in its own warnings.
+ */
+function keyWarnings(encrypt: boolean): string[] {
+  return encrypt ? [] : ["plain backup: the audit key is not included (encrypted backups carry it)"];
 }
 
 function printPlan(out: Output, plan: DryRunReport, what: string, encrypt: boolean): void {
@@ -171,7 +170,7 @@ function printPlan(out: Output, plan: DryRunReport, what: string, encrypt: boole
   out.line(`  Files: ${plan.file_count}`);
   out.line(`  Bytes: ${plan.total_bytes}`);
   out.line(
-    `  Audit key: ${plan.audit_key_included ? "included (encrypted backup)" : encrypt ? "none found" : "left out (plain backup; use --recipient or --encrypt to carry it)"}`,
+    `  Audit key: ${plan.audit_key_included ? "included (encrypted backup)" : encrypt ? `left out: ${plan.audit_key_left_out ?? "none found"}` : "left out (plain backup; use --recipient or --encrypt to carry it)"}`,
   );
   if (plan.live_writer)
     out.line("  A live process holds the workspace: the backup will ask it to pause at a decision boundary.");
