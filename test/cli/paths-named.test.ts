@@ -109,7 +109,13 @@ test("wal verify and wal show name the WAL folder as the user would type it", as
   t.after(cleanup);
   const env = envFor(dir);
   const cli = (...args: string[]) => runCli(["--sdd", "w/.sdd", ...args], { cwd: dir, env });
-  assert.equal((await cli("init")).code, 0);
+  const init = await cli("init");
+  assert.equal(init.code, 0, init.stderr);
+  assert.match(
+    init.stdout,
+    /^Initialized workspace at w\/\.sdd \(\d+ folders created\)\nAgents: w\/\.sdd\/config\/agents\.yaml /,
+  );
+  assert.match((await cli("init")).stdout, /^Workspace at w\/\.sdd already initialized/);
   const empty = await cli("wal", "verify");
   assert.equal(empty.code, 0, empty.stderr);
   assert.equal(empty.stdout.trim(), `no WAL runs in ${path.join("w", ".sdd", "runtime", "wal")}`);
