@@ -108,7 +108,7 @@ export class AuditLog {
     const dir = path.resolve(typeof ws === "string" ? ws : ws.auditDir);
     const keyBytes = Buffer.isBuffer(key) ? key : key.key;
     if (!(await keySignsAuditLog(dir, keyBytes))) {
-      const named = Buffer.isBuffer(key) ? "the audit key given" : `the audit key ${key.path}`;
+      const named = Buffer.isBuffer(key) ? "the audit key given" : `the audit key ${shown(key.path)}`;
       throw new AuditKeyMismatchError(
         `none of the newest entries of ${shown(dir)} verifies with ${named}: it was signed with another key, ` +
           `so nothing is appended (point at the workspace's key with BERNSTEIN_AUDIT_KEY_PATH=FILE)`,
