@@ -35,7 +35,23 @@ export function usageLine(message: string, cmd: Command): string {
     )
     .replace(/\s*\n\s*/g, "; ")
     .replace(/\.$/, "");
-  return `${text}${pathOptionHint(text, cmd)}; see '${commandPath(cmd)} --help'`;
+  return `${prefixSuggestion(text, cmd)}${pathOptionHint(text, cmd)}; see '${commandPath(cmd)} --help'`;
+}
+
+/**
+ * `bernstein stat`: the commands whose names begin with the word are what was meant, whatever the
+ * edit distance says (commander suggested 'start', one letter away, over 'status').
+ */
+function prefixSuggestion(text: string, cmd: Command): string {
+  const word = /^unknown command '([^']+)'/.exec(text)?.[1];
+  if (!word) return text;
+  const names = cmd.commands.flatMap((c) => [c.name(), ...c.aliases()]).filter((n) => n.startsWith(word));
+  if (!names.length || names.length > 3) return text;
+  const head = `unknown command '${word}' (did you mean ${names.map((n) => `'${n}'`).join(" or ")}?)`;
+  return (
+    head +
+    text.slice(text.indexOf("'", "unknown command '".length) + 1).replace(/^ \(did you mean [^)]*\)/, "")
+  );
 }
 
 /** The options that name the archive or location a command reads or writes, in preference order. */

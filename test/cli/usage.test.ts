@@ -30,6 +30,15 @@ test("a usage error is one line: what was wrong, the closest valid word, and whi
     await usageError(["stauts"]),
     "bernstein: unknown command 'stauts' (did you mean 'status'?); see 'bernstein --help'\n",
   );
+  // The commands a word begins, over the closest by edit distance ('start' is one letter from 'stat').
+  assert.equal(
+    await usageError(["stat"]),
+    "bernstein: unknown command 'stat' (did you mean 'status'?); see 'bernstein --help'\n",
+  );
+  assert.equal(
+    await usageError(["dr", "re"]),
+    "bernstein: unknown command 're' (did you mean 'restore' or 'rekey'?); see 'bernstein dr --help'\n",
+  );
   assert.equal(
     await usageError(["start", "--max-agents", "0"]),
     "bernstein: --max-agents 0: must be an integer >= 1; see 'bernstein start --help'\n",
