@@ -9,6 +9,10 @@
  * what is measured is archiving at the writer's pace (cycles every 100 ms, background compaction
  * at its default), not the archiver's start-up. The timed window is seconds long, so one merge or
  * one slow cycle is a part of it, not all of it. The same warm-up is written alone.
+ *
+ * The writer's thread's time over the window is split as the kernel counts it (schedstat): on a
+ * CPU, ready and waiting for a core, and the rest, blocked (its fdatasync): an archiver costs the
+ * writer either cores or disk, and the split says which.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { readFile, rm, stat } from "node:fs/promises";
@@ -25,7 +29,7 @@ export type OverheadForm = "alone" | "in_process" | "own_process";
 
 /** Where a run's archive goes: a store object for the archiver in this process, a location for `dr archive`. */
 export interface OverheadStore {
-  name: "s3" | "folder";
+  name: "s3" | "folder" | "folder_on_tmpfs";
   open(prefix: string): Promise<BackupStore>;
   /** `dr archive` arguments that name the same location. */
   cliArgs(prefix: string): string[];
@@ -45,6 +49,16 @@ export interface OverheadRun {
   writer_cpu_s: number;
   /** CPU seconds of this process's main thread alone (the WAL writer's event loop). */
   writer_thread_cpu_s: number;
+  /**
+   * Seconds the writer's thread was ready to run but waited for a core (/proc schedstat): what
+   * the archiver's CPU, the store's, and the machine's other work take from it.
+   */
+  writer_thread_runqueue_s: number;
+  /**
+   * Seconds the writer's thread was neither running nor waiting for a core: blocked, mostly in
+   * its groups' fdatasync (or waiting for one on the thread pool): what the disk takes.
+   */
+  writer_thread_blocked_s: number;
   /** `dr archive`'s own CPU seconds over the window. */
   archiver_cpu_s?: number;
   /** The store process's CPU seconds over the window (s3rver and its front proxy). */
@@ -85,6 +99,12 @@ export async function processCpuSeconds(pid: number, thread?: number): Promise<n
 async function writtenBytes(pid: number): Promise<number> {
   const io = await readFile(`/proc/${pid}/io`, "utf8");
   return Number(/^wchar: (\d+)$/m.exec(io)?.[1] ?? NaN);
+}
+
+/** A thread's time on a CPU and waiting on a run queue, in seconds (Linux /proc schedstat). */
+async function threadSchedSeconds(pid: number, thread: number): Promise<{ run: number; queued: number }> {
+  const [run, queued] = (await readFile(`/proc/${pid}/task/${thread}/schedstat`, "utf8")).split(" ");
+  return { run: Number(run) / 1e9, queued: Number(queued) / 1e9 };
 }
 
 const ownCpuSeconds = (): number => {
@@ -199,11 +219,13 @@ export async function overheadRun(
   ]);
   const c0 = ownCpuSeconds();
   const m0 = await processCpuSeconds(process.pid, process.pid);
+  const q0 = await threadSchedSeconds(process.pid, process.pid);
   const t0 = performance.now();
   const appends = await appendWhile(wal, spec.warmup, { seconds: spec.seconds });
   const wall = (performance.now() - t0) / 1000;
   const writerCpu = ownCpuSeconds() - c0;
   const writerThreadCpu = (await processCpuSeconds(process.pid, process.pid)) - m0;
+  const q1 = await threadSchedSeconds(process.pid, process.pid);
   const [s1, a1, w1, l1] = await Promise.all([
     storePid ? processCpuSeconds(storePid) : 0,
     child ? processCpuSeconds(child.pid!) : 0,
@@ -228,6 +250,8 @@ export async function overheadRun(
     appends_per_s: appends / wall,
     writer_cpu_s: writerCpu,
     writer_thread_cpu_s: writerThreadCpu,
+    writer_thread_runqueue_s: q1.queued - q0.queued,
+    writer_thread_blocked_s: Math.max(0, wall - (q1.run - q0.run) - (q1.queued - q0.queued)),
     ...(child ? { archiver_cpu_s: a1 - a0 } : {}),
     ...(storePid ? { store_cpu_s: s1 - s0 } : {}),
     wal_bytes: walBytes,
