@@ -17,6 +17,7 @@ import { buildAndSwapIn } from "../dr/restore-target.js";
 import { atomicWriteFile } from "../workspace/durable.js";
 import { Workspace } from "../workspace/layout.js";
 import { readLinesBackward } from "../workspace/lines.js";
+import { entryTimeMs } from "../wal/entry.js";
 import type { OrchestratorState } from "../state/reducer.js";
 import { BrokenSegment, applyStream, cutAt, type Cut } from "./apply-segments.js";
 import { listArchive, type GenerationListing, type SnapshotIndex } from "./catalog.js";
@@ -137,7 +138,7 @@ async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> 
 /** The time of the last entry of a WAL file (its own timestamp). */
 async function lastEntryTime(file: string): Promise<number> {
   for await (const line of readLinesBackward(file)) {
-    return Math.round((JSON.parse(line.text) as { timestamp: number }).timestamp * 1000);
+    return entryTimeMs((JSON.parse(line.text) as { timestamp: number }).timestamp);
   }
   return 0;
 }

@@ -6,7 +6,7 @@
  */
 import type { Command } from "commander";
 import { orderedJson } from "../../json/canonical.js";
-import { entryLine, type WalEntry } from "../../wal/entry.js";
+import { entryLine, entryTimeMs, type WalEntry } from "../../wal/entry.js";
 import { Fingerprint } from "../../wal/fingerprint.js";
 import { WalReadError, listRuns, readWalEntries, type RunInfo } from "../../wal/reader.js";
 import { OpenIntents } from "../../wal/recovery.js";
@@ -59,7 +59,7 @@ function corrupt(err: unknown): never {
 }
 
 function entryLineText(e: WalEntry): string {
-  const when = new Date(e.timestamp * 1000).toISOString();
+  const when = new Date(entryTimeMs(e.timestamp)).toISOString();
   const kind = e.committed ? "commit" : "intent";
   const output = Object.keys(e.output).length ? ` -> ${orderedJson(e.output)}` : "";
   return `${e.seq}\t${when}\t${kind}\t${e.decision_type}\t${e.actor}\t${orderedJson(e.inputs)}${output}`;

@@ -24,6 +24,7 @@ import type {
   RestorePoint,
 } from "../../../archive/restore-point.js";
 import { loadState } from "../../../checkpoint/load-state.js";
+import { entryTimeMs } from "../../../wal/entry.js";
 import type { OrchestratorState } from "../../../state/reducer.js";
 import type { DrillReport, DrillStep, StepVerdict } from "../../../dr/drill.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
@@ -45,7 +46,7 @@ export const iso = (ms: number | null): string | null => (ms === null ? null : n
 export function parseAt(text: string): number {
   const epoch = /^@(\d+(?:\.\d+)?)$/.exec(text.trim());
   const ms = epoch
-    ? Math.round(Number(epoch[1]) * 1000)
+    ? entryTimeMs(Number(epoch[1]))
     : /(Z|[+-]\d\d:?\d\d)$/i.test(text.trim())
       ? Date.parse(text)
       : NaN;
