@@ -192,7 +192,10 @@ describe("archive health: WAL bytes held back", () => {
     const store = path.join(scratch.dir, "store");
     await appendDecisions(f.ws, RUN, 20);
     const lines = (await readFile(f.ws.walFile(RUN), "utf8")).split(/(?<=\n)/);
-    lines[7] = badLine(lines[7]!, 7);
+    const original = lines[7]!;
+    // Same length as the original, so that a repair in place leaves every offset and the tail as they were.
+    lines[7] = original.replace(/"task_id": ?"T-7"/, (m) => m.replace("T-7", "T-x"));
+    assert.notEqual(lines[7], original);
     await writeFile(f.ws.walFile(RUN), lines.join(""));
     const once = await f.cli(["dr", "archive", "--to", store, "--once"]);
     assert.equal(once.code, 9, `--once: what could be shipped is, then exit 9: ${once.stderr}`);
@@ -207,5 +210,50 @@ describe("archive health: WAL bytes held back", () => {
     const a = JSON.parse((await f.cli(["--json", "dr", "status"])).stdout).archive as StatusArchive;
     assert.equal(a.errors_total, 1);
     assert.match(a.last_error ?? "", new RegExp(`damaged WAL: ${RUN} seq 7 `));
+
+    // The generation remembers it (its snapshot's index): every --once of it exits 9 and names it.
+    await appendDecisions(f.ws, RUN, 2, 20);
+    const again = await f.cli(["dr", "archive", "--to", store, "--once"]);
+    assert.equal(again.code, 9, `a later --once of the same generation: ${again.stdout}${again.stderr}`);
+    assert.match(again.stdout, /resum/i);
+    assert.equal((again.stderr.match(/damaged WAL:/g) ?? []).length, 1, again.stderr);
+    const st = JSON.parse((await f.cli(["--json", "dr", "status"])).stdout).archive as StatusArchive;
+    assert.deepEqual(
+      st.wal_breaks?.map((b) => [b.run_id, b.seq, b.line, b.kind, b.snapshot]),
+      [[RUN, 7, 8, "hash_mismatch", 0]],
+    );
+    assert.equal(st.errors_total, 1);
+    assert.match(
+      (await f.cli(["dr", "status"])).stdout,
+      new RegExp(`Archive: .*DAMAGED: ${RUN} seq 7 \\(line 8: hash_mismatch\\).*base snapshot 0`),
+    );
+    const listed = await f.cli(["dr", "list", "--from", store]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(
+      listed.stdout,
+      new RegExp(`^  DAMAGED snapshot 0: ${RUN} seq 7 \\(line 8: hash_mismatch\\)`, "m"),
+    );
+    const doc = JSON.parse((await f.cli(["--json", "dr", "list", "--from", store])).stdout);
+    assert.equal(doc.generations[0].snapshots[0].wal_breaks[0].seq, 7);
+
+    // Repaired in place (its tail unchanged): a new generation starts from the intact workspace,
+    // naming why, and --once is clean again.
+    const now = (await readFile(f.ws.walFile(RUN), "utf8")).split(/(?<=\n)/);
+    now[7] = original;
+    await writeFile(f.ws.walFile(RUN), now.join(""));
+    assert.equal((await f.cli(["wal", "verify"])).code, 0);
+    const intact = await f.cli(["dr", "archive", "--to", store, "--once"]);
+    assert.equal(intact.code, 0, intact.stdout + intact.stderr);
+    assert.match(
+      intact.stdout,
+      new RegExp(
+        `${RUN}: the break at seq 7 \\(line 8\\) that base snapshot 0 .* is no longer in the workspace \\(repaired\\)`,
+      ),
+    );
+    assert.doesNotMatch(intact.stderr, /damaged WAL:/);
+    const clean = JSON.parse((await f.cli(["--json", "dr", "status"])).stdout).archive as StatusArchive;
+    assert.deepEqual(clean.wal_breaks, []);
+    assert.notEqual(clean.generation, st.generation);
+    assert.doesNotMatch((await f.cli(["dr", "status"])).stdout, /DAMAGED/);
   });
 });
