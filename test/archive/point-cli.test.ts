@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { cp, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { entryTimeMs } from "../../src/wal/entry.js";
 import { scratchDir } from "../helpers.js";
 import {
   appendDecisions,
@@ -117,7 +118,7 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
     const stamps = (await readFile(path.join(target, "runtime/wal", `${RUN}.wal.jsonl`), "utf8"))
       .trimEnd()
       .split("\n")
-      .map((l) => Math.round(JSON.parse(l).timestamp * 1000));
+      .map((l) => entryTimeMs(JSON.parse(l).timestamp));
     assert.ok(Math.max(...stamps) <= Date.parse(doc.at), "nothing after the instant");
     assert.match(second.kept, /\.sdd\.pre-restore-\d{8}T\d{6}Z/);
     assert.equal(await walLines(second.kept), 12, "the previous target is kept whole");
