@@ -145,6 +145,11 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
       ["restore", ["--from", store, "--at", at, "--latest"], /give exactly one of/],
       ["restore", ["--from", store, "--at", backups], /from a WAL archive, --at is an instant/],
       ["restore", ["--from", backups, "--at", at], /holds no WAL archive/],
+      [
+        "restore",
+        ["--from", "no-such-store", "--at", at],
+        /: --from no-such-store: no such file or folder$/m,
+      ],
       ["restore", ["--at-seq", `${RUN}:3`], /--at-seq needs --from LOCATION naming a WAL archive/],
       ["restore", ["--latest", "--last-consistent", "--at", backups], /--last-consistent needs --from/],
       ["restore", ["--from", store, "--latest", "--dry-run"], /--dry-run .* does not apply to a WAL archive/],

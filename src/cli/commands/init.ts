@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { initWorkspace } from "../../workspace/layout.js";
 import { agentsFile, writeAgentsFileTemplate } from "../../orchestrator/agents.js";
+import { shown } from "../../workspace/shown-path.js";
 import { Output, globalsOf } from "../output.js";
 
 export function registerInit(program: Command): void {
@@ -24,11 +25,13 @@ export function registerInit(program: Command): void {
         () => {
           out.line(
             created.length
-              ? `Initialized workspace at ${workspace.root} (${created.length} folders created)`
-              : `Workspace at ${workspace.root} already initialized`,
+              ? `Initialized workspace at ${workspace.shownRoot} (${created.length} folders created)`
+              : `Workspace at ${workspace.shownRoot} already initialized`,
           );
           if (wroteAgents)
-            out.line(`Agents: ${agentsFile(workspace)} (edit it to run --prompt tasks with a coding agent)`);
+            out.line(
+              `Agents: ${shown(agentsFile(workspace))} (edit it to run --prompt tasks with a coding agent)`,
+            );
         },
       );
     });

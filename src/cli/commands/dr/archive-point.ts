@@ -110,9 +110,11 @@ export async function walArchiveAt(text: string, opts: RemoteFlags): Promise<Bac
   return (await holdsGenerations(store)) ? store : undefined;
 }
 
-const noArchive = (command: string, from: string, flag: string): UserError =>
+const noArchive = async (command: string, from: string, flag: string): Promise<UserError> =>
   new UserError(
-    `dr ${command}: ${from} holds no WAL archive (no gen-*.json generation record), so ${flag} names no point in it; the newest backup at a location is --latest --at LOCATION`,
+    !isS3Url(from) && !(await stat(from).catch(() => undefined))
+      ? `dr ${command}: --from ${from}: no such file or folder`
+      : `dr ${command}: ${from} holds no WAL archive (no gen-*.json generation record), so ${flag} names no point in it; the newest backup at a location is --latest --at LOCATION`,
     ExitCode.USAGE,
   );
 
@@ -133,7 +135,7 @@ export async function pointSourceOf(command: string, opts: PointFlags): Promise<
   const store = await walArchiveAt(opts.from, opts);
   if (!store) {
     if (pointOnly || opts.at !== undefined)
-      throw noArchive(command, opts.from, pointOnly || `--at ${opts.at}`);
+      throw await noArchive(command, opts.from, pointOnly || `--at ${opts.at}`);
     return undefined;
   }
   const refused: [string, unknown][] = [
