@@ -29,7 +29,10 @@ import { openSegment, unlockGeneration, type SegmentKey } from "./sealing.js";
 import { formatWindow, generationWindow, type GenerationWindow } from "./window.js";
 
 export type RestorePoint =
-  { kind: "time"; atMs: number } | { kind: "seq"; run: string; seq: number } | { kind: "latest" };
+  /** `text`: the instant as the user gave it, echoed by an error. */
+  | { kind: "time"; atMs: number; text?: string }
+  | { kind: "seq"; run: string; seq: number }
+  | { kind: "latest" };
 
 export interface PointRestoreOptions {
   password?: string;
@@ -96,11 +99,11 @@ async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> 
     pick = [...usable]
       .reverse()
       .find((w) => w.window.earliest! <= point.atMs && point.atMs <= w.window.latest!);
-    if (!pick)
-      throw new UserError(
-        `--at ${new Date(point.atMs).toISOString()} is outside the archive's window (${describe()})`,
-        ExitCode.USAGE,
-      );
+    if (!pick) {
+      const iso = new Date(point.atMs).toISOString();
+      const given = point.text !== undefined && point.text !== iso ? `${point.text} (${iso})` : iso;
+      throw new UserError(`--at ${given} is outside the archive's window (${describe()})`, ExitCode.USAGE);
+    }
     cut = { atMs: point.atMs };
   } else {
     const stream = `runtime/wal/${point.run}.wal.jsonl`;

@@ -154,6 +154,11 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
       ["restore", ["--latest", "--last-consistent", "--at", backups], /--last-consistent needs --from/],
       ["restore", ["--from", store, "--latest", "--dry-run"], /--dry-run .* does not apply to a WAL archive/],
       ["restore", ["--from", store, "--at", "2001-01-01T00:00:00Z"], /outside the archive's window/],
+      [
+        "restore",
+        ["--from", store, "--at", "2001-01-01T02:00:00+02:00"],
+        /--at 2001-01-01T02:00:00\+02:00 \(2001-01-01T00:00:00\.000Z\) is outside the archive's window/,
+      ],
       ["verify", ["--from", backups, "--at-seq", `${RUN}:3`], /holds no WAL archive/],
       ["drill", ["--at", at], /need --from LOCATION naming a WAL archive/],
       ["drill", ["--from", backups, "--latest"], /holds no WAL archive/],

@@ -70,7 +70,7 @@ export function parsePoint(
       ExitCode.USAGE,
     );
   if (opts.latest) return { kind: "latest" };
-  if (opts.at !== undefined) return { kind: "time", atMs: parseAt(opts.at) };
+  if (opts.at !== undefined) return { kind: "time", atMs: parseAt(opts.at), text: opts.at };
   const m = /^([A-Za-z0-9][A-Za-z0-9._-]*):(\d+)$/.exec(opts.atSeq!);
   if (!m)
     throw new UserError(
