@@ -49,7 +49,7 @@ export async function archiveObjectsPerDay(simSeconds: number, target: number) {
     const store = new LocalStore(path.join(dir, "store"));
     await mkdir(store.root, { recursive: true });
     const gen = await openGeneration(store, ws, { keys: {} });
-    const { index: snap } = await takeBaseSnapshot({
+    const snap = await takeBaseSnapshot({
       store,
       ws,
       generation: gen.generation,

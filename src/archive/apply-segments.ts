@@ -12,7 +12,7 @@ import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { BackupStore } from "../storage/store.js";
 import { checkBatch } from "../wal/chain.js";
-import { checkLine } from "../wal/entry.js";
+import { checkLine, entryTimeMs } from "../wal/entry.js";
 import { durableTruncate, fsyncDir, fsyncHandle } from "../workspace/durable.js";
 import { readObject, readSegmentIndex, type SegmentIndex, type StoredSegment } from "./catalog.js";
 import { walRunOf } from "./names.js";
@@ -186,7 +186,7 @@ export class LineCutter {
           const why = c.ok ? `entry seq ${c.entry.seq} does not follow seq ${this.end.seq}` : c.message;
           throw new BrokenSegment(this.stream, this.key, `altered: ${why}`, this.lastTime);
         }
-        time = Math.round(c.entry.timestamp * 1000);
+        time = entryTimeMs(c.entry.timestamp);
         if (this.beyond(run, c.entry.seq, time)) {
           this.done = true;
           break;
@@ -224,7 +224,7 @@ const WRITTEN_HEAD =
  */
 function writtenTime(line: string): number | undefined {
   const m = WRITTEN_HEAD.exec(line);
-  return m ? Math.round(Number(m[1]) * 1000) : undefined;
+  return m ? entryTimeMs(Number(m[1])) : undefined;
 }
 
 /** Enough of a line's end to hold the tail below. */
@@ -419,7 +419,9 @@ export async function applyStream(
       if (!ix) throw missing(lost!);
       // Without its index a segment's first time is unknown: it is not needed when the lines
       // before it already reach the instant (a restore to the last consistent point stops there).
-      if (beyondCut(stream, seg, lost ? (lastTime > 0 ? lastTime + 1 : 0) : ix.first_time, cut)) break;
+      // An index written before entry times were truncated (entryTimeMs) may hold its first
+      // time rounded up by 1 ms: such a segment is read, and its lines decide.
+      if (beyondCut(stream, seg, lost ? (lastTime > 0 ? lastTime + 1 : 0) : ix.first_time - 1, cut)) break;
       if (lost) throw missing(lost);
       if (seg.from > end.length)
         throw missing(

@@ -24,7 +24,7 @@ const METRICS = {
   stalled: ["gauge", "1 while a WAL run's durable bytes are held back (torn tail or damage), else 0."],
   damaged: [
     "gauge",
-    "WAL runs whose held-back bytes are damage (a bad line before valid ones, or a closed run).",
+    "WAL runs with damage: held-back bytes that are (a bad line before valid ones, or a closed run), or a break the generation's base snapshot holds as found.",
   ],
   last_upload_timestamp_seconds: ["gauge", "Unix time of the last segment stored."],
   caught_up_timestamp_seconds: ["gauge", "Unix time the store last held everything durable locally."],
@@ -57,7 +57,10 @@ export async function writeArchiveMetrics(file: string, root: string, s: Archive
     lag_entries: s.lag_entries,
     lag_bytes: s.lag_bytes ?? 0,
     stalled: s.held_back?.length ? 1 : 0,
-    damaged: (s.held_back ?? []).filter((h) => h.damage).length,
+    damaged: new Set([
+      ...(s.held_back ?? []).filter((h) => h.damage).map((h) => h.run),
+      ...(s.wal_breaks ?? []).map((b) => b.run_id),
+    ]).size,
     last_upload_timestamp_seconds: seconds(s.last_upload_at),
     caught_up_timestamp_seconds: seconds(s.caught_up_at),
     window_start_timestamp_seconds: seconds(s.window_start_at),

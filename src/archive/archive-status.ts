@@ -1,3 +1,5 @@
+import type { WalError } from "../wal/chain.js";
+
 /**
  * Durable bytes of a WAL run the archiver holds back (never ships): the torn tail of an open run
  * (not yet valid; the writer's next start cuts it to a sidecar, docs/wal.md), or damage (a bad
@@ -13,6 +15,11 @@ export interface HeldBackBytes {
   /** Complete lines among them (a line without its newline is not counted). */
   lines: number;
   damage: boolean;
+}
+
+/** A WAL break a base snapshot holds as found (its index's `wal_breaks`), and which snapshot. */
+export interface SnapshotWalBreak extends WalError {
+  snapshot: number;
 }
 
 /** Held-back bytes as the status shows them. */
@@ -39,6 +46,11 @@ export interface ArchiveStatus {
   /** Durable WAL bytes held back (the sum over `held_back`). */
   lag_bytes: number;
   held_back: HeldBackStatus[];
+  /**
+   * The WAL breaks the generation's newest base snapshot holds as found (empty when intact):
+   * named while the generation lasts. Absent in status files of archivers before it was kept.
+   */
+  wal_breaks?: SnapshotWalBreak[];
   errors_total: number;
   errors_in_a_row: number;
   last_error: string | null;

@@ -18,7 +18,6 @@
 import { createHash } from "node:crypto";
 import type { BackupStore } from "../storage/store.js";
 import type { Workspace } from "../workspace/layout.js";
-import type { WalError } from "../wal/chain.js";
 import { removeInterrupted, takeBaseSnapshot } from "./base-snapshot.js";
 import type { SegmentIndex, SnapshotIndex } from "./catalog.js";
 import { compactOwnGeneration } from "./compact.js";
@@ -397,6 +396,7 @@ export class Archiver {
       resumed: gen.resumed,
       ...(gen.resumed ? {} : { cause: gen.record.cause }),
     });
+    if (gen.snapshot) await this.nameSnapshotBreaks(gen.snapshot);
     return gen;
   }
 
@@ -424,15 +424,14 @@ export class Archiver {
     // written twice"), so the next attempt uses the next number.
     const number = gen.nextSnapshot++;
     let index: SnapshotIndex;
-    let walBreaks: WalError[];
     try {
-      ({ index, walBreaks } = await takeBaseSnapshot({
+      index = await takeBaseSnapshot({
         store: this.opts.store,
         ws: this.opts.ws,
         generation: gen.generation,
         number,
         backup: { ...this.keys, auditKeyPath: this.opts.auditKeyPath },
-      }));
+      });
     } catch (err) {
       gen.orphans.push(snapshotKey(gen.generation, number, schemeOf(this.keys)));
       throw err;
@@ -448,10 +447,22 @@ export class Archiver {
     this.lastSnapshotAt = index.completed_at;
     this.health.uploaded(index.completed_at);
     this.opts.log?.({ event: "snapshot", generation: gen.generation, number, key: index.key });
-    for (const b of walBreaks) {
+    if (gen.snapshot === index) await this.nameSnapshotBreaks(index);
+  }
+
+  /**
+   * The WAL breaks the generation's newest snapshot holds as found (its index's `wal_breaks`):
+   * one error each and a `snapshot-damage` event, when a snapshot takes them and again by every
+   * archiver that resumes the generation (so each `dr archive --once` of it exits 9), until a
+   * new generation starts from an intact workspace.
+   */
+  private async nameSnapshotBreaks(index: SnapshotIndex): Promise<void> {
+    const breaks = index.wal_breaks ?? [];
+    if (!this.health.snapshotBreaks(index.number, breaks)) return;
+    for (const b of breaks) {
       const message =
         `damaged WAL: ${b.run_id} seq ${b.seq} (line ${b.line}: ${b.kind}) was broken in the workspace; ` +
-        `base snapshot ${number} holds it as found (its manifest's wal_breaks); wal verify names it`;
+        `base snapshot ${index.number} holds it as found (its manifest's wal_breaks); wal verify names it`;
       await this.health.damageFound(message);
       this.opts.log?.({ event: "snapshot-damage", message });
     }

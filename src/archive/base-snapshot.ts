@@ -6,7 +6,6 @@
 import { PassThrough } from "node:stream";
 import { writeBackupArchive, type BackupOptions } from "../dr/backup.js";
 import type { BackupStore } from "../storage/store.js";
-import type { WalError } from "../wal/chain.js";
 import type { Workspace } from "../workspace/layout.js";
 import { SNAPSHOT_FORMAT, putJson, type SnapshotIndex } from "./catalog.js";
 import { schemeOf } from "./sealing.js";
@@ -22,15 +21,11 @@ export interface SnapshotRequest {
 }
 
 /**
- * The snapshot's index, and the WAL breaks it holds as found (the manifest's `wal_breaks`: the
- * workspace was damaged when it was taken; a backup copies damage, it never hides it).
+ * Stores the snapshot, then its index. The index records the WAL breaks the snapshot holds as
+ * found (the manifest's `wal_breaks`: the workspace was damaged when it was taken; a backup copies
+ * damage, it never hides it), so every archiver that resumes the generation names them again.
  */
-export interface BaseSnapshot {
-  index: SnapshotIndex;
-  walBreaks: WalError[];
-}
-
-export async function takeBaseSnapshot(req: SnapshotRequest): Promise<BaseSnapshot> {
+export async function takeBaseSnapshot(req: SnapshotRequest): Promise<SnapshotIndex> {
   const { store, ws, generation, number } = req;
   const key = snapshotKey(generation, number, schemeOf(req.backup));
   const startedAt = Date.now();
@@ -68,9 +63,10 @@ export async function takeBaseSnapshot(req: SnapshotRequest): Promise<BaseSnapsh
     started_at: startedAt,
     completed_at: Date.now(),
     streams,
+    ...(result.manifest.wal_breaks?.length ? { wal_breaks: result.manifest.wal_breaks } : {}),
   };
   await putJson(store, snapshotIndexKey(generation, number), index);
-  return { index, walBreaks: result.manifest.wal_breaks ?? [] };
+  return index;
 }
 
 /**

@@ -5,6 +5,7 @@
 import { Readable } from "node:stream";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { BackupStore } from "../storage/store.js";
+import type { WalError } from "../wal/chain.js";
 import { parseArchiveKey, type SegmentName } from "./names.js";
 import type { GenerationEncryption } from "./sealing.js";
 import type { StreamEnd } from "./streams.js";
@@ -35,6 +36,11 @@ export interface SnapshotIndex {
   started_at: number;
   completed_at: number;
   streams: Record<string, StreamEnd>;
+  /**
+   * The WAL breaks the snapshot holds as found (its manifest's `wal_breaks`): the workspace was
+   * damaged when it was taken. Absent when intact, and in indexes written before it was kept.
+   */
+  wal_breaks?: WalError[];
 }
 
 export interface StoredSegment extends SegmentName {

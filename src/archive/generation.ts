@@ -7,6 +7,7 @@ import os from "node:os";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { recipientFingerprint } from "../dr/age/keys.js";
 import type { BackupStore } from "../storage/store.js";
+import { verifyWal } from "../wal/reader.js";
 import type { Workspace } from "../workspace/layout.js";
 import {
   GENERATION_FORMAT,
@@ -98,6 +99,24 @@ async function broken(
     if (!(await stillContinues(ws.p(stream), end))) {
       return `${stream} no longer holds what generation ${g.generation} archived (restored, rolled back or rewritten)`;
     }
+  }
+  return repairedBreak(ws, g);
+}
+
+/**
+ * A WAL break the generation's newest snapshot holds as found that the workspace no longer has
+ * (repaired in place, or a good copy restored over it with the same tail): the archive's history
+ * is not the workspace's, and a new generation starts from the intact one.
+ */
+async function repairedBreak(ws: Workspace, g: GenerationListing): Promise<string | undefined> {
+  const snapshot = g.snapshots[g.snapshots.length - 1];
+  for (const b of snapshot?.wal_breaks ?? []) {
+    const first = (await verifyWal(ws.walFile(b.run_id), b.run_id)).errors[0];
+    if (first?.line !== b.line || first.kind !== b.kind)
+      return (
+        `${b.run_id}: the break at seq ${b.seq} (line ${b.line}) that base snapshot ${snapshot!.number} of generation ${g.generation} holds ` +
+        `is no longer in the workspace (${first ? `it now breaks at line ${first.line}: ${first.kind}` : "repaired"})`
+      );
   }
   return undefined;
 }

@@ -20,6 +20,7 @@ import { atomicWriteFile } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { isProcessAlive } from "../workspace/process.js";
 import { writeArchiveMetrics } from "./archive-metrics.js";
+import type { WalError } from "../wal/chain.js";
 import type { ArchiveStatus, HeldBackStatus } from "./archive-status.js";
 import { listStreams } from "./streams.js";
 import { walRunOf } from "./names.js";
@@ -67,6 +68,7 @@ export class ArchiveHealth {
       lag_entries: 0,
       lag_bytes: 0,
       held_back: [],
+      wal_breaks: [],
       errors_total: 0,
       errors_in_a_row: 0,
       last_error: null,
@@ -177,6 +179,17 @@ export class ArchiveHealth {
   /** Whether a write that carries only counters and times is due (STATUS_EVERY_MS). */
   private due(now: Date): boolean {
     return now.getTime() - this.writtenAt >= STATUS_EVERY_MS;
+  }
+
+  /**
+   * The WAL breaks the generation's newest base snapshot holds (none: intact, or a new
+   * generation); true when they differ from those already shown, so the caller names them.
+   */
+  snapshotBreaks(snapshot: number, breaks: readonly WalError[]): boolean {
+    const key = (bs: readonly WalError[]) => JSON.stringify(bs.map((b) => [b.run_id, b.seq, b.line, b.kind]));
+    const news = key(breaks) !== key(this.status.wal_breaks ?? []);
+    this.status.wal_breaks = breaks.map((b) => ({ ...b, snapshot }));
+    return news && breaks.length > 0;
   }
 
   /** Damage found in the workspace (not the store's doing): one error, named in `last_error`. */

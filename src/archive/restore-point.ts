@@ -17,6 +17,7 @@ import { buildAndSwapIn } from "../dr/restore-target.js";
 import { atomicWriteFile } from "../workspace/durable.js";
 import { Workspace } from "../workspace/layout.js";
 import { readLinesBackward } from "../workspace/lines.js";
+import { entryTimeMs } from "../wal/entry.js";
 import type { OrchestratorState } from "../state/reducer.js";
 import { BrokenSegment, applyStream, cutAt, type Cut } from "./apply-segments.js";
 import { listArchive, type GenerationListing, type SnapshotIndex } from "./catalog.js";
@@ -28,7 +29,10 @@ import { openSegment, unlockGeneration, type SegmentKey } from "./sealing.js";
 import { formatWindow, generationWindow, type GenerationWindow } from "./window.js";
 
 export type RestorePoint =
-  { kind: "time"; atMs: number } | { kind: "seq"; run: string; seq: number } | { kind: "latest" };
+  /** `text`: the instant as the user gave it, echoed by an error. */
+  | { kind: "time"; atMs: number; text?: string }
+  | { kind: "seq"; run: string; seq: number }
+  | { kind: "latest" };
 
 export interface PointRestoreOptions {
   password?: string;
@@ -95,11 +99,11 @@ async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> 
     pick = [...usable]
       .reverse()
       .find((w) => w.window.earliest! <= point.atMs && point.atMs <= w.window.latest!);
-    if (!pick)
-      throw new UserError(
-        `--at ${new Date(point.atMs).toISOString()} is outside the archive's window (${describe()})`,
-        ExitCode.USAGE,
-      );
+    if (!pick) {
+      const iso = new Date(point.atMs).toISOString();
+      const given = point.text !== undefined && point.text !== iso ? `${point.text} (${iso})` : iso;
+      throw new UserError(`--at ${given} is outside the archive's window (${describe()})`, ExitCode.USAGE);
+    }
     cut = { atMs: point.atMs };
   } else {
     const stream = `runtime/wal/${point.run}.wal.jsonl`;
@@ -137,7 +141,7 @@ async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> 
 /** The time of the last entry of a WAL file (its own timestamp). */
 async function lastEntryTime(file: string): Promise<number> {
   for await (const line of readLinesBackward(file)) {
-    return Math.round((JSON.parse(line.text) as { timestamp: number }).timestamp * 1000);
+    return entryTimeMs((JSON.parse(line.text) as { timestamp: number }).timestamp);
   }
   return 0;
 }

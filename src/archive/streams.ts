@@ -14,7 +14,7 @@ import { createHash } from "node:crypto";
 import { open, readdir, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { linkedLines } from "../wal/chain-links.js";
-import { GENESIS_HASH, checkLine, type WalEntry } from "../wal/entry.js";
+import { GENESIS_HASH, checkLine, entryTimeMs, type WalEntry } from "../wal/entry.js";
 import { walRunOf } from "./names.js";
 import { datasyncHandle } from "../workspace/durable.js";
 
@@ -94,7 +94,7 @@ export function lineTime(line: string): number {
   if (typeof row !== "object" || row === null) return 0;
   const r = row as Record<string, unknown>;
   const t = r.timestamp ?? r.created_at;
-  if (typeof t === "number") return Math.round(t * 1000);
+  if (typeof t === "number") return entryTimeMs(t);
   if (typeof t === "string") {
     const ms = Date.parse(t);
     return Number.isNaN(ms) ? 0 : ms;
@@ -231,8 +231,8 @@ function cleanWalChunk(data: Buffer, after: StreamEnd): DurableChunk | undefined
   const last = links.count === 1 ? first : verifiedEntry(lineAt(data, links.lastStart));
   if (!first || !last || first.prev_hash !== prevHash || first.seq !== links.firstSeq) return undefined;
   if (last.seq !== links.lastSeq || last.entry_hash !== links.lastHash) return undefined;
-  const firstTime = Math.round(first.timestamp * 1000);
-  const lastTime = Math.round(last.timestamp * 1000);
+  const firstTime = entryTimeMs(first.timestamp);
+  const lastTime = entryTimeMs(last.timestamp);
   // A time that is not positive is skipped by the index: the line-by-line path finds the next one.
   if (firstTime <= 0 || lastTime <= 0) return undefined;
   const end: StreamEnd = {
@@ -260,7 +260,7 @@ function cutWalLines(data: Buffer, after: StreamEnd): DurableChunk {
     seq = c.entry.seq;
     hash = c.entry.entry_hash;
     firstSeq ??= seq;
-    const time = Math.round(c.entry.timestamp * 1000);
+    const time = entryTimeMs(c.entry.timestamp);
     if (time > 0) {
       if (firstTime === 0) firstTime = time;
       lastTime = time;

@@ -17,6 +17,7 @@ import path from "node:path";
 import type { JsonObject } from "../json/object.js";
 import { asNumber } from "../json/object.js";
 import { CostRowsOncePerAgent, ledgerTotals } from "../ledger/cost-ledger.js";
+import { entryTimeMs } from "../wal/entry.js";
 import { listRuns, readWalEntries } from "../wal/reader.js";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
 import type { TaskState, Workspace } from "../workspace/layout.js";
@@ -166,7 +167,7 @@ async function appendMissingCostRows(ws: Workspace): Promise<number> {
       const attempt = asNumber(entry.inputs.attempt);
       if (typeof taskId !== "string" || attempt === undefined) continue;
       const row = {
-        timestamp: new Date(entry.timestamp * 1000).toISOString(),
+        timestamp: new Date(entryTimeMs(entry.timestamp)).toISOString(),
         run_id: run.run_id,
         task_id: taskId,
         agent_id: agentIdOf(taskId, attempt),

@@ -158,7 +158,7 @@ export function renderStatus(s: StatusReport, line: (l: string) => void): void {
   line(`cost: $${s.cost_usd.toFixed(4)}`);
   line(
     s.wal.run_id
-      ? `wal: run ${s.wal.run_id} at seq ${s.wal.seq} (${s.wal.runs} run(s))${s.wal.torn_tail ? (s.integrity.length ? ", torn tail" : ", torn tail (repaired at next start)") : ""}`
+      ? `wal: run ${s.wal.run_id} at seq ${s.wal.seq} (${s.wal.runs} run(s))${s.wal.torn_tail ? (s.integrity.length ? ", torn tail" : s.orchestrator.running ? ", a line being written" : ", torn tail (repaired at next start)") : ""}`
       : "wal: no runs yet",
   );
   line(

@@ -67,6 +67,16 @@ export interface WalPosition {
 
 export const DEFAULT_ACTOR = "orchestrator";
 
+/**
+ * An entry's time (epoch seconds, as its `timestamp`) in whole epoch ms, truncated as a Date
+ * truncates it: the instant every printed time shows and every cut by time compares, so an
+ * instant printed for an entry and given back to `--at` holds that entry. (Rounding here let a
+ * cut leave out the entry whose printed time it was given.)
+ */
+export function entryTimeMs(timestampSeconds: number): number {
+  return Math.floor(timestampSeconds * 1000);
+}
+
 /** The timestamp as Python sees it: always a float, so an integral one prints as `123.0`. */
 function pyTimestamp(ts: number): number | PyFloat {
   return Number.isInteger(ts) ? new PyFloat(ts) : ts;

@@ -5,6 +5,7 @@
  * closed run, is damage. `wal verify`, `doctor` and `status` give this one verdict.
  */
 import type { Workspace } from "../workspace/layout.js";
+import { readLock } from "../workspace/lock.js";
 import type { VerifyResult } from "./chain.js";
 import { readTailPosition, verifyWal, type RunInfo, type VerifyOptions } from "./reader.js";
 import { readClosedMarker } from "./recovery.js";
@@ -21,6 +22,11 @@ export interface TornTail {
   /** The first bad line's problem. */
   kind: string;
   message: string;
+  /**
+   * A live orchestrator held the workspace lock: the tail is most likely a line it is writing
+   * (caught between its write and its newline), which it finishes, not a crash's for start to cut.
+   */
+  orchestrator_running: boolean;
 }
 
 export interface RunVerdict {
@@ -56,11 +62,14 @@ export async function verifyRun(
       bytes: tail.size - tail.valid_end,
       kind: first.kind,
       message: first.message,
+      orchestrator_running: (await readLock(ws)).state === "held",
     },
   };
 }
 
 /** The warning naming a torn tail, in the words of every command that reports one. */
 export function describeTornTail(runId: string, t: TornTail): string {
+  if (t.orchestrator_running)
+    return `${runId}: a line being written: ${t.bytes} bytes after seq ${t.after_seq} (line ${t.line}) not yet complete while the orchestrator runs; the chain is intact up to seq ${t.after_seq}`;
   return `${runId}: torn tail of ${t.bytes} bytes after seq ${t.after_seq} (line ${t.line}: ${t.kind}: ${t.message}); the chain is intact up to seq ${t.after_seq}, and \`bernstein start\` cuts the tail to a .torn sidecar`;
 }

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { entryTimeMs } from "../../src/wal/entry.js";
 import { folderChanges, scratchDir, spawnCli, withSeed } from "../helpers.js";
 import { archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
 import { copyStore, restoredStreams, writeHistory } from "./support/archive-history.js";
@@ -42,9 +43,7 @@ describe("dr archive-compact killed with SIGKILL at seeded moments", () => {
     const entries = (await readFile(f.ws.walFile(RUN), "utf8")).trimEnd().split("\n");
     const at = (seq: number) => [
       "--at",
-      new Date(
-        Math.round((JSON.parse(entries[seq]!) as { timestamp: number }).timestamp * 1000),
-      ).toISOString(),
+      new Date(entryTimeMs((JSON.parse(entries[seq]!) as { timestamp: number }).timestamp)).toISOString(),
     ];
     points = [["--at-seq", `${RUN}:6`], at(19), ["--at-seq", `${RUN}:33`], ["--latest"]];
     for (const [i, p] of points.entries()) expected.push(await restore(pristine, p, `pristine-${i}`));

@@ -12,6 +12,7 @@ import { mergeGroups } from "../../src/archive/compact.js";
 import { listArchive, type StoredSegment } from "../../src/archive/catalog.js";
 import { storedEnds } from "../../src/archive/generation.js";
 import { LocalStore } from "../../src/storage/local-store.js";
+import { entryTimeMs } from "../../src/wal/entry.js";
 import { scratchDir } from "../helpers.js";
 import {
   archiveFixture,
@@ -56,7 +57,7 @@ describe("dr archive-compact", () => {
       .trimEnd()
       .split("\n")
       .map((l) => JSON.parse(l) as { seq: number; timestamp: number });
-    const at = (seq: number) => ["--at", new Date(Math.round(entries[seq]!.timestamp * 1000)).toISOString()];
+    const at = (seq: number) => ["--at", new Date(entryTimeMs(entries[seq]!.timestamp)).toISOString()];
     points = [["--at-seq", `${RUN}:10`], ["--at-seq", `${RUN}:22`], at(16), ["--latest"]];
     for (const [i, p] of points.entries()) expected.push(await restore(pristine, p, `pristine-${i}`));
   });

@@ -14,7 +14,7 @@ import {
   type DurableChunk,
   type StreamEnd,
 } from "../../src/archive/streams.js";
-import { GENESIS_HASH, checkLine } from "../../src/wal/entry.js";
+import { GENESIS_HASH, checkLine, entryTimeMs } from "../../src/wal/entry.js";
 import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
 import { scratchDir } from "../helpers.js";
 import { appendDecisions } from "./support/archive-workspace.js";
@@ -43,7 +43,7 @@ function walEndAfter(lines: string[], n: number): StreamEnd {
 const timeOf = (line: string): number => {
   const c = checkLine(line.slice(0, -1));
   assert.ok(c.ok);
-  return Math.round(c.entry.timestamp * 1000);
+  return entryTimeMs(c.entry.timestamp);
 };
 
 describe("archive: the durable bytes a cycle ships", () => {

@@ -129,6 +129,78 @@ describe("archive health: WAL bytes held back", () => {
     await restoresAt(f, store, RUN, 10);
   });
 
+  it("an open run's last line without its newline is held back as its torn tail (no error), and shipped once the line is finished", async () => {
+    const scratch = await scratchDir("bernstein-archive-unfinished-line-");
+    scratches.push(scratch);
+    const f = await archiveFixture(path.join(scratch.dir, "src"));
+    const store = path.join(scratch.dir, "store");
+    // Valid lines for seq 10 and 11 of this run: another workspace's run of the same name.
+    const other = await archiveFixture(path.join(scratch.dir, "other"));
+    await appendDecisions(other.ws, RUN, 12);
+    const lines = (await readFile(other.ws.walFile(RUN), "utf8")).split(/(?<=\n)/);
+    await mkdir(path.dirname(f.ws.walFile(RUN)), { recursive: true });
+    await writeFile(f.ws.walFile(RUN), lines.slice(0, 10).join(""));
+    const a = spawnArchiver(f, store, []);
+    await statusUntil(f, a.pid, a.done, "the first cycle", (s) => s.caught_up_at !== null);
+    const line = lines[10]!;
+    const half = Math.floor(line.length / 2);
+    await appendFile(f.ws.walFile(RUN), line.slice(0, half));
+
+    const st = await statusUntil(
+      f,
+      a.pid,
+      a.done,
+      "the unfinished line held back",
+      (s) => s.state === "stalled",
+    );
+    const h = st.held_back[0]!;
+    assert.deepEqual(
+      [h.run, h.after_seq, h.offset, h.bytes, h.lines, h.damage],
+      [
+        RUN,
+        9,
+        Buffer.byteLength(lines.slice(0, 10).join("")),
+        Buffer.byteLength(line.slice(0, half)),
+        0,
+        false,
+      ],
+    );
+    assert.match(
+      h.message,
+      /^held back: .*not yet valid \(its last line has no newline\): an open run's torn tail/,
+    );
+    assert.equal(st.errors_total, 0, "a torn tail is no error");
+    assert.equal(st.last_error, null);
+    assert.equal(
+      await storedSeq(await openCatalogue(store), RUN),
+      -1,
+      "the base snapshot holds seq 0-9, and no segment any of the unfinished line",
+    );
+
+    // The writer finishes the line, and writes the next one.
+    await appendFile(f.ws.walFile(RUN), line.slice(half) + lines[11]!);
+    const ok = await statusUntil(
+      f,
+      a.pid,
+      a.done,
+      "the finished line shipped",
+      (s) => s.state === "ok" && s.lag_entries === 0,
+    );
+    assert.deepEqual(ok.held_back, []);
+    assert.equal(ok.errors_total, 0);
+    await waitFor(
+      "seq 11 in the store",
+      async () => (await storedSeq(await openCatalogue(store), RUN)) === 11,
+    );
+    const out = await a.stop();
+    assert.equal((out.stderr.match(/held back:/g) ?? []).length, 1, `named once: ${out.stderr}`);
+    assert.doesNotMatch(out.stderr, /damaged WAL:/);
+    assert.match(out.stdout, new RegExp(`${RUN}: the bytes held back after seq 9 are gone or valid now`));
+    // No gap, no duplicate: the restored WAL is the source's, line for line.
+    await restoresAt(f, store, RUN, 10);
+    await restoresAt(f, store, RUN, 11);
+  });
+
   it("a bad line with valid entries after it is damage: one error naming it, the run stalled after it", async () => {
     const scratch = await scratchDir("bernstein-archive-damaged-");
     scratches.push(scratch);
@@ -192,7 +264,10 @@ describe("archive health: WAL bytes held back", () => {
     const store = path.join(scratch.dir, "store");
     await appendDecisions(f.ws, RUN, 20);
     const lines = (await readFile(f.ws.walFile(RUN), "utf8")).split(/(?<=\n)/);
-    lines[7] = badLine(lines[7]!, 7);
+    const original = lines[7]!;
+    // Same length as the original, so that a repair in place leaves every offset and the tail as they were.
+    lines[7] = original.replace(/"task_id": ?"T-7"/, (m) => m.replace("T-7", "T-x"));
+    assert.notEqual(lines[7], original);
     await writeFile(f.ws.walFile(RUN), lines.join(""));
     const once = await f.cli(["dr", "archive", "--to", store, "--once"]);
     assert.equal(once.code, 9, `--once: what could be shipped is, then exit 9: ${once.stderr}`);
@@ -207,5 +282,50 @@ describe("archive health: WAL bytes held back", () => {
     const a = JSON.parse((await f.cli(["--json", "dr", "status"])).stdout).archive as StatusArchive;
     assert.equal(a.errors_total, 1);
     assert.match(a.last_error ?? "", new RegExp(`damaged WAL: ${RUN} seq 7 `));
+
+    // The generation remembers it (its snapshot's index): every --once of it exits 9 and names it.
+    await appendDecisions(f.ws, RUN, 2, 20);
+    const again = await f.cli(["dr", "archive", "--to", store, "--once"]);
+    assert.equal(again.code, 9, `a later --once of the same generation: ${again.stdout}${again.stderr}`);
+    assert.match(again.stdout, /resum/i);
+    assert.equal((again.stderr.match(/damaged WAL:/g) ?? []).length, 1, again.stderr);
+    const st = JSON.parse((await f.cli(["--json", "dr", "status"])).stdout).archive as StatusArchive;
+    assert.deepEqual(
+      st.wal_breaks?.map((b) => [b.run_id, b.seq, b.line, b.kind, b.snapshot]),
+      [[RUN, 7, 8, "hash_mismatch", 0]],
+    );
+    assert.equal(st.errors_total, 1);
+    assert.match(
+      (await f.cli(["dr", "status"])).stdout,
+      new RegExp(`Archive: .*DAMAGED: ${RUN} seq 7 \\(line 8: hash_mismatch\\).*base snapshot 0`),
+    );
+    const listed = await f.cli(["dr", "list", "--from", store]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(
+      listed.stdout,
+      new RegExp(`^  DAMAGED snapshot 0: ${RUN} seq 7 \\(line 8: hash_mismatch\\)`, "m"),
+    );
+    const doc = JSON.parse((await f.cli(["--json", "dr", "list", "--from", store])).stdout);
+    assert.equal(doc.generations[0].snapshots[0].wal_breaks[0].seq, 7);
+
+    // Repaired in place (its tail unchanged): a new generation starts from the intact workspace,
+    // naming why, and --once is clean again.
+    const now = (await readFile(f.ws.walFile(RUN), "utf8")).split(/(?<=\n)/);
+    now[7] = original;
+    await writeFile(f.ws.walFile(RUN), now.join(""));
+    assert.equal((await f.cli(["wal", "verify"])).code, 0);
+    const intact = await f.cli(["dr", "archive", "--to", store, "--once"]);
+    assert.equal(intact.code, 0, intact.stdout + intact.stderr);
+    assert.match(
+      intact.stdout,
+      new RegExp(
+        `${RUN}: the break at seq 7 \\(line 8\\) that base snapshot 0 .* is no longer in the workspace \\(repaired\\)`,
+      ),
+    );
+    assert.doesNotMatch(intact.stderr, /damaged WAL:/);
+    const clean = JSON.parse((await f.cli(["--json", "dr", "status"])).stdout).archive as StatusArchive;
+    assert.deepEqual(clean.wal_breaks, []);
+    assert.notEqual(clean.generation, st.generation);
+    assert.doesNotMatch((await f.cli(["dr", "status"])).stdout, /DAMAGED/);
   });
 });

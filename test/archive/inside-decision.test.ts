@@ -10,11 +10,11 @@ import path from "node:path";
 import { test } from "node:test";
 import { scratchDir } from "../helpers.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
-import type { WalEntry } from "../../src/wal/entry.js";
+import { entryTimeMs, type WalEntry } from "../../src/wal/entry.js";
 import { archiveFixture } from "./support/archive-workspace.js";
 
 /** An entry's instant as the archive cuts at it (its timestamp in whole milliseconds). */
-const ms = (e: WalEntry): number => Math.round(e.timestamp * 1000);
+const ms = (e: WalEntry): number => entryTimeMs(e.timestamp);
 const iso = (e: WalEntry): string => new Date(ms(e)).toISOString();
 
 test("restore --at an instant inside a decision gives the state of the commit before it; start finishes the decision", async (t) => {

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { cp, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { entryTimeMs } from "../../src/wal/entry.js";
 import { scratchDir } from "../helpers.js";
 import {
   appendDecisions,
@@ -117,7 +118,7 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
     const stamps = (await readFile(path.join(target, "runtime/wal", `${RUN}.wal.jsonl`), "utf8"))
       .trimEnd()
       .split("\n")
-      .map((l) => Math.round(JSON.parse(l).timestamp * 1000));
+      .map((l) => entryTimeMs(JSON.parse(l).timestamp));
     assert.ok(Math.max(...stamps) <= Date.parse(doc.at), "nothing after the instant");
     assert.match(second.kept, /\.sdd\.pre-restore-\d{8}T\d{6}Z/);
     assert.equal(await walLines(second.kept), 12, "the previous target is kept whole");
@@ -144,10 +145,20 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
       ["restore", ["--from", store, "--at", at, "--latest"], /give exactly one of/],
       ["restore", ["--from", store, "--at", backups], /from a WAL archive, --at is an instant/],
       ["restore", ["--from", backups, "--at", at], /holds no WAL archive/],
+      [
+        "restore",
+        ["--from", "no-such-store", "--at", at],
+        /: --from no-such-store: no such file or folder$/m,
+      ],
       ["restore", ["--at-seq", `${RUN}:3`], /--at-seq needs --from LOCATION naming a WAL archive/],
       ["restore", ["--latest", "--last-consistent", "--at", backups], /--last-consistent needs --from/],
       ["restore", ["--from", store, "--latest", "--dry-run"], /--dry-run .* does not apply to a WAL archive/],
       ["restore", ["--from", store, "--at", "2001-01-01T00:00:00Z"], /outside the archive's window/],
+      [
+        "restore",
+        ["--from", store, "--at", "2001-01-01T02:00:00+02:00"],
+        /--at 2001-01-01T02:00:00\+02:00 \(2001-01-01T00:00:00\.000Z\) is outside the archive's window/,
+      ],
       ["verify", ["--from", backups, "--at-seq", `${RUN}:3`], /holds no WAL archive/],
       ["drill", ["--at", at], /need --from LOCATION naming a WAL archive/],
       ["drill", ["--from", backups, "--latest"], /holds no WAL archive/],

@@ -12,6 +12,7 @@ import type { PasswordFlags } from "../password.js";
 import { openCatalogue } from "../../storage/open-store.js";
 import type { BackupStore } from "../../storage/store.js";
 import { ExitCode } from "../../errors/errors.js";
+import type { WalError } from "../../wal/chain.js";
 import { Output } from "../output.js";
 import { findDr } from "./dr-archive.js";
 import { iso, parsePoint, readKeysOf, restorePointCommand, type PointFlags } from "./dr/archive-point.js";
@@ -22,7 +23,7 @@ interface GenerationJson {
   generation: string;
   previous: string | null;
   cause: string | null;
-  snapshots: { number: number; key: string; completed_at: string | null }[];
+  snapshots: { number: number; key: string; completed_at: string | null; wal_breaks?: WalError[] }[];
   segments: number;
   earliest: string | null;
   latest: string | null;
@@ -78,6 +79,7 @@ export async function listWalArchive(
         number: s.number,
         key: s.key,
         completed_at: iso(s.completed_at),
+        ...(s.wal_breaks?.length ? { wal_breaks: s.wal_breaks } : {}),
       })),
       segments: w.segments,
       earliest: iso(w.earliest),
@@ -96,6 +98,11 @@ export async function listWalArchive(
           `${g.generation}  ${g.earliest ?? "-"} .. ${g.latest ?? "-"}  ${g.snapshots.length} snapshot(s), ${g.segments} segment(s)`,
         );
         if (g.cause) out.line(`  started: ${g.cause}`);
+        for (const s of g.snapshots)
+          for (const b of s.wal_breaks ?? [])
+            out.line(
+              `  DAMAGED snapshot ${s.number}: ${b.run_id} seq ${b.seq} (line ${b.line}: ${b.kind}) was broken in the workspace when it was taken`,
+            );
         for (const gap of g.gaps)
           out.line(`  GAP ${gap.stream}: ${gap.cause}${gap.next ? ` (before ${gap.next})` : ""}`);
       }

@@ -23,6 +23,7 @@ import { Output, globalsOf } from "../output.js";
 import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr/options.js";
 import { shown } from "../../workspace/shown-path.js";
 import { formatDuration } from "../../storage/schedule.js";
+import { isS3Url } from "../../storage/location.js";
 
 export function findDr(program: Command): Command {
   return (
@@ -127,7 +128,7 @@ export function registerDrArchive(program: Command): void {
     process.once("SIGTERM", stopOn.SIGTERM);
     const how = keys.recipients ? "encrypted to age recipients" : keys.password ? "encrypted" : "plain";
     out.line(
-      `Archiving ${shown(ws.root)} to ${shown(archiver.health.snapshot().destination)} every ${intervalText(opts.interval)}, ${how} (Ctrl-C stops after the upload in flight)`,
+      `Archiving ${shown(ws.root)} to ${isS3Url(opts.to) ? archiver.health.snapshot().destination : opts.to} every ${intervalText(opts.interval)}, ${how} (Ctrl-C stops after the upload in flight)`,
     );
     try {
       if (opts.once) await archiver.step();

@@ -50,11 +50,17 @@ function describeArchive(a: NonNullable<Awaited<ReturnType<typeof archiveHealth>
   const errors = a.errors_in_a_row > 0 ? `, FAILING x${a.errors_in_a_row}: ${a.last_error}` : "";
   // Status files of archivers from before held-back bytes were reported lack these fields.
   const held = (a.held_back ?? []).map((h) => `, STALLED: ${h.message} (since ${h.since})`).join("");
+  const broken = (a.wal_breaks ?? [])
+    .map(
+      (b) =>
+        `, DAMAGED: ${b.run_id} seq ${b.seq} (line ${b.line}: ${b.kind}) was broken in the workspace, base snapshot ${b.snapshot} holds it`,
+    )
+    .join("");
   const blocked =
     a.running && a.decisions_waiting > 0
       ? `; --sync: ${a.decisions_waiting} commit group(s) wait for the store, no decision is acted on until it answers`
       : "";
-  return `${shown(a.destination)} ${state}${a.sync ? " (--sync)" : ""}, lag ${a.lag_entries} entries${a.lag_bytes ? ` (${a.lag_bytes} bytes held back)` : ""} / ${a.lag_seconds} s, last upload ${a.last_upload_at ?? "never"}${errors}${held}${describeCompaction(a)}${blocked}`;
+  return `${shown(a.destination)} ${state}${a.sync ? " (--sync)" : ""}, lag ${a.lag_entries} entries${a.lag_bytes ? ` (${a.lag_bytes} bytes held back)` : ""} / ${a.lag_seconds} s, last upload ${a.last_upload_at ?? "never"}${errors}${held}${broken}${describeCompaction(a)}${blocked}`;
 }
 
 /** Background compaction's part of the archive line: failing (since when, why), or when it last completed. */

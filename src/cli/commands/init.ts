@@ -1,8 +1,8 @@
 import type { Command } from "commander";
 import { initWorkspace } from "../../workspace/layout.js";
 import { agentsFile, writeAgentsFileTemplate } from "../../orchestrator/agents.js";
-import { Output, globalsOf } from "../output.js";
 import { shown } from "../../workspace/shown-path.js";
+import { Output, globalsOf } from "../output.js";
 
 export function registerInit(program: Command): void {
   program

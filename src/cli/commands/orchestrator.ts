@@ -5,6 +5,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
+import { shown } from "../../workspace/shown-path.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf, type GlobalOptions } from "../output.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
@@ -190,7 +191,9 @@ async function startDetached(ws: Workspace, opts: StartFlags, out: Output): Prom
       log: logFile,
     },
     () =>
-      out.line(`orchestrator running in the background: pid ${child.pid}, run ${s.run_id}, log ${logFile}`),
+      out.line(
+        `orchestrator running in the background: pid ${child.pid}, run ${s.run_id}, log ${shown(logFile)}`,
+      ),
   );
 }
 

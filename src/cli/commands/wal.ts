@@ -6,7 +6,7 @@
  */
 import type { Command } from "commander";
 import { orderedJson } from "../../json/canonical.js";
-import { entryLine, type WalEntry } from "../../wal/entry.js";
+import { entryLine, entryTimeMs, type WalEntry } from "../../wal/entry.js";
 import { Fingerprint } from "../../wal/fingerprint.js";
 import { WalReadError, listRuns, readWalEntries, type RunInfo } from "../../wal/reader.js";
 import { OpenIntents } from "../../wal/recovery.js";
@@ -59,7 +59,7 @@ function corrupt(err: unknown): never {
 }
 
 function entryLineText(e: WalEntry): string {
-  const when = new Date(e.timestamp * 1000).toISOString();
+  const when = new Date(entryTimeMs(e.timestamp)).toISOString();
   const kind = e.committed ? "commit" : "intent";
   const output = Object.keys(e.output).length ? ` -> ${orderedJson(e.output)}` : "";
   return `${e.seq}\t${when}\t${kind}\t${e.decision_type}\t${e.actor}\t${orderedJson(e.inputs)}${output}`;
@@ -120,12 +120,14 @@ export function registerWal(program: Command): void {
           error_count: r.error_count + lost.length,
           torn_tail,
         });
-        if (torn_tail) out.warn(describeTornTail(r.run_id, torn_tail));
+        // A line the running orchestrator is writing is no warning: it completes it.
+        if (torn_tail && !torn_tail.orchestrator_running) out.warn(describeTornTail(r.run_id, torn_tail));
         if (!out.opts.json) {
           if (ok) {
             out.line(
-              `${r.run_id}: ok, ${r.entries} entries, last seq ${r.last_seq} (${r.last_hash.slice(0, 12)})${torn_tail ? ", torn tail" : ""}`,
+              `${r.run_id}: ok, ${r.entries} entries, last seq ${r.last_seq} (${r.last_hash.slice(0, 12)})${torn_tail ? (torn_tail.orchestrator_running ? ", a line being written" : ", torn tail") : ""}`,
             );
+            if (torn_tail?.orchestrator_running) out.line(describeTornTail(r.run_id, torn_tail));
           } else {
             for (const e of [...r.errors, ...lost])
               problemLine(`${e.run_id}: seq ${e.seq}, line ${e.line}: ${e.kind}: ${e.message}`);

@@ -24,6 +24,7 @@ import type {
   RestorePoint,
 } from "../../../archive/restore-point.js";
 import { loadState } from "../../../checkpoint/load-state.js";
+import { entryTimeMs } from "../../../wal/entry.js";
 import type { OrchestratorState } from "../../../state/reducer.js";
 import type { DrillReport, DrillStep, StepVerdict } from "../../../dr/drill.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
@@ -45,7 +46,7 @@ export const iso = (ms: number | null): string | null => (ms === null ? null : n
 export function parseAt(text: string): number {
   const epoch = /^@(\d+(?:\.\d+)?)$/.exec(text.trim());
   const ms = epoch
-    ? Math.round(Number(epoch[1]) * 1000)
+    ? entryTimeMs(Number(epoch[1]))
     : /(Z|[+-]\d\d:?\d\d)$/i.test(text.trim())
       ? Date.parse(text)
       : NaN;
@@ -69,7 +70,7 @@ export function parsePoint(
       ExitCode.USAGE,
     );
   if (opts.latest) return { kind: "latest" };
-  if (opts.at !== undefined) return { kind: "time", atMs: parseAt(opts.at) };
+  if (opts.at !== undefined) return { kind: "time", atMs: parseAt(opts.at), text: opts.at };
   const m = /^([A-Za-z0-9][A-Za-z0-9._-]*):(\d+)$/.exec(opts.atSeq!);
   if (!m)
     throw new UserError(
@@ -109,9 +110,11 @@ export async function walArchiveAt(text: string, opts: RemoteFlags): Promise<Bac
   return (await holdsGenerations(store)) ? store : undefined;
 }
 
-const noArchive = (command: string, from: string, flag: string): UserError =>
+const noArchive = async (command: string, from: string, flag: string): Promise<UserError> =>
   new UserError(
-    `dr ${command}: ${from} holds no WAL archive (no gen-*.json generation record), so ${flag} names no point in it; the newest backup at a location is --latest --at LOCATION`,
+    !isS3Url(from) && !(await stat(from).catch(() => undefined))
+      ? `dr ${command}: --from ${from}: no such file or folder`
+      : `dr ${command}: ${from} holds no WAL archive (no gen-*.json generation record), so ${flag} names no point in it; the newest backup at a location is --latest --at LOCATION`,
     ExitCode.USAGE,
   );
 
@@ -132,7 +135,7 @@ export async function pointSourceOf(command: string, opts: PointFlags): Promise<
   const store = await walArchiveAt(opts.from, opts);
   if (!store) {
     if (pointOnly || opts.at !== undefined)
-      throw noArchive(command, opts.from, pointOnly || `--at ${opts.at}`);
+      throw await noArchive(command, opts.from, pointOnly || `--at ${opts.at}`);
     return undefined;
   }
   const refused: [string, unknown][] = [
