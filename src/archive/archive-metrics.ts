@@ -24,7 +24,7 @@ const METRICS = {
   stalled: ["gauge", "1 while a WAL run's durable bytes are held back (torn tail or damage), else 0."],
   damaged: [
     "gauge",
-    "WAL runs with damage: held-back bytes that are (a bad line before valid ones, or a closed run), or a break the generation's base snapshot holds as found.",
+    "WAL runs with damage: held-back bytes that are damage (a bad line before valid ones, or a closed run), or a break the generation's base snapshot holds as found.",
   ],
   last_upload_timestamp_seconds: ["gauge", "Unix time of the last segment stored."],
   caught_up_timestamp_seconds: ["gauge", "Unix time the store last held everything durable locally."],

@@ -22,6 +22,10 @@ export interface SnapshotWalBreak extends WalError {
   snapshot: number;
 }
 
+/** A WAL break a base snapshot holds, in the words of every place that names one. */
+export const describeSnapshotBreak = (b: WalError): string =>
+  `${b.run_id} seq ${b.seq} (line ${b.line}: ${b.kind}) was broken in the workspace`;
+
 /** Held-back bytes as the status shows them. */
 export interface HeldBackStatus extends HeldBackBytes {
   /** When a cycle first found these bytes durable and held them back (ISO). */

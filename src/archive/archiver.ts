@@ -20,6 +20,7 @@ import type { BackupStore } from "../storage/store.js";
 import type { Workspace } from "../workspace/layout.js";
 import { removeInterrupted, takeBaseSnapshot } from "./base-snapshot.js";
 import type { SegmentIndex, SnapshotIndex } from "./catalog.js";
+import { describeSnapshotBreak } from "./archive-status.js";
 import { compactOwnGeneration } from "./compact.js";
 import { openGeneration, type GenerationState } from "./generation.js";
 import { ArchiveHealth } from "./health.js";
@@ -461,7 +462,7 @@ export class Archiver {
     if (!this.health.snapshotBreaks(index.number, breaks)) return;
     for (const b of breaks) {
       const message =
-        `damaged WAL: ${b.run_id} seq ${b.seq} (line ${b.line}: ${b.kind}) was broken in the workspace; ` +
+        `damaged WAL: ${describeSnapshotBreak(b)}; ` +
         `base snapshot ${index.number} holds it as found (its manifest's wal_breaks); wal verify names it`;
       await this.health.damageFound(message);
       this.opts.log?.({ event: "snapshot-damage", message });

@@ -89,6 +89,11 @@ export class AuditKeyMismatchError extends AuditKeyMissingError {
   override name = "AuditKeyMismatchError";
 }
 
+/** The HMAC key a key file's content stands for: its 64 hex characters as ASCII bytes. */
+export function auditKeyBytes(fileContent: Buffer | string): Buffer {
+  return Buffer.from(fileContent.toString().trim(), "ascii");
+}
+
 /** Loads (or, with create, makes) the audit key; every problem is a one-line UserError. */
 export async function loadAuditKey(opts: LoadAuditKeyOptions): Promise<AuditKey> {
   const loc = resolveAuditKeyPath(opts);
@@ -125,7 +130,7 @@ export async function loadAuditKey(opts: LoadAuditKeyOptions): Promise<AuditKey>
       key_path: loc.path,
     });
   }
-  return { key: Buffer.from(text, "ascii"), path: loc.path, source: loc.source, created };
+  return { key: auditKeyBytes(text), path: loc.path, source: loc.source, created };
 }
 
 export interface WriterKeyOptions extends AuditKeyPathOptions {

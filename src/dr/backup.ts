@@ -29,6 +29,7 @@ import {
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import { shown } from "../workspace/shown-path.js";
 import { keySignsAuditLog } from "../audit/log.js";
+import { auditKeyBytes } from "../audit/key.js";
 import type { Workspace } from "../workspace/layout.js";
 import {
   AUDIT_KEY_ENTRY,
@@ -319,7 +320,7 @@ async function auditKeyToCarry(
   const fix = "(set BERNSTEIN_AUDIT_KEY_PATH to the workspace's key)";
   const key = await readAuditKeyFile(keyPath);
   if (!key) return { why: `none found at ${shown(keyPath)} ${fix}` };
-  if (!(await keySignsAuditLog(ws.auditDir, Buffer.from(key.toString("utf8").trim(), "ascii")))) {
+  if (!(await keySignsAuditLog(ws.auditDir, auditKeyBytes(key)))) {
     return { why: `the key at ${shown(keyPath)} did not sign the workspace's audit log ${fix}` };
   }
   return { key };

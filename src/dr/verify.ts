@@ -12,7 +12,7 @@
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { loadAuditKey } from "../audit/key.js";
+import { auditKeyBytes, loadAuditKey } from "../audit/key.js";
 import { auditBreakSummary, verifyAuditLog } from "../audit/verify.js";
 import { verifyWal } from "../wal/reader.js";
 import { findWalRollbacks } from "./rollback.js";
@@ -103,10 +103,7 @@ export async function verifyStateFolder(
   if (!auditFiles.length) {
     checks.push({ name: "audit", status: "skipped", detail: "no audit log in the archive" });
   } else if (key) {
-    const r = await verifyAuditLog(
-      path.join(root, "audit"),
-      Buffer.from(key.toString("utf8").trim(), "ascii"),
-    );
+    const r = await verifyAuditLog(path.join(root, "audit"), auditKeyBytes(key));
     const want = opts.manifest?.state.audit;
     let ok = r.ok;
     let detail = r.ok

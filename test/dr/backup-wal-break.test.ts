@@ -21,15 +21,23 @@ function manifestOf(archive: string): Record<string, unknown> {
   >;
 }
 
-test("dr backup of a WAL broken in the middle warns, records it in the manifest, and dr verify reports it", async (t) => {
-  const { dir, cleanup } = await scratchDir("bernstein-backup-wal-break-");
-  t.after(cleanup);
+/** A workspace that ran one task (its WAL closed), and the CLI pointed at it. */
+async function ranOneTask(dir: string) {
   const env = envFor(dir);
   const sdd = path.join(dir, "ws", ".sdd");
   const cli = (...args: string[]) => runCli(["--sdd", sdd, ...args], { env });
   assert.equal((await cli("init")).code, 0);
   assert.equal((await cli("task", "add", "t1", "--command", "true")).code, 0);
   assert.equal((await cli("start", "--until-idle")).code, 0);
+  const walDir = path.join(sdd, "runtime", "wal");
+  const name = readdirSync(walDir).find((n) => n.endsWith(".wal.jsonl"))!;
+  return { env, cli, walFile: path.join(walDir, name), runId: name.slice(0, -".wal.jsonl".length) };
+}
+
+test("dr backup of a WAL broken in the middle warns, records it in the manifest, and dr verify reports it", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-backup-wal-break-");
+  t.after(cleanup);
+  const { env, cli, walFile, runId } = await ranOneTask(dir);
 
   const intact = path.join(dir, "intact.tar.gz");
   const clean = await cli("dr", "backup", "--to", intact);
@@ -37,12 +45,9 @@ test("dr backup of a WAL broken in the middle warns, records it in the manifest,
   assert.doesNotMatch(clean.stderr, /chain broken/);
   assert.equal("wal_breaks" in manifestOf(intact), false, "an intact WAL adds nothing to the manifest");
 
-  const walDir = path.join(sdd, "runtime", "wal");
-  const name = readdirSync(walDir).find((n) => n.endsWith(".wal.jsonl"))!;
-  const runId = name.slice(0, -".wal.jsonl".length);
-  const lines = readFileSync(path.join(walDir, name), "utf8").split("\n");
+  const lines = readFileSync(walFile, "utf8").split("\n");
   lines[3] = lines[3]!.replace('"actor":"orchestrator"', '"actor":"orchestratoR"');
-  writeFileSync(path.join(walDir, name), lines.join("\n"));
+  writeFileSync(walFile, lines.join("\n"));
 
   const archive = path.join(dir, "broken.tar.gz");
   const human = await cli("dr", "backup", "--to", archive);
@@ -84,17 +89,10 @@ test("dr backup of a WAL broken in the middle warns, records it in the manifest,
 test("dr backup copies a closed run's bad last line as found and names it (no writer tore it: start refuses it, live or restored)", async (t) => {
   const { dir, cleanup } = await scratchDir("bernstein-backup-closed-bad-last-");
   t.after(cleanup);
-  const env = envFor(dir);
-  const sdd = path.join(dir, "ws", ".sdd");
-  const cli = (...args: string[]) => runCli(["--sdd", sdd, ...args], { env });
-  assert.equal((await cli("init")).code, 0);
-  assert.equal((await cli("task", "add", "t1", "--command", "true")).code, 0);
-  assert.equal((await cli("start", "--until-idle")).code, 0);
-  const walDir = path.join(sdd, "runtime", "wal");
-  const name = readdirSync(walDir).find((n) => n.endsWith(".wal.jsonl"))!;
-  const lines = readFileSync(path.join(walDir, name), "utf8").split("\n");
+  const { env, cli, walFile } = await ranOneTask(dir);
+  const lines = readFileSync(walFile, "utf8").split("\n");
   lines[lines.length - 2] = lines.at(-2)!.replace('"actor":"orchestrator"', '"actor":"orchestratoR"');
-  writeFileSync(path.join(walDir, name), lines.join("\n"));
+  writeFileSync(walFile, lines.join("\n"));
 
   const lastSeq = lines.length - 2; // one line per seq from 0, and the empty string after the last newline
   assert.equal((await cli("start", "--until-idle")).code, 9, "the live workspace: start refuses it");
@@ -104,7 +102,9 @@ test("dr backup copies a closed run's bad last line as found and names it (no wr
   assert.equal(backup.code, 0, backup.stderr);
   assert.doesNotMatch(backup.stderr, /left out/);
   assert.match(backup.stderr, new RegExp(`^warning: wal run \\S+: chain broken at seq ${lastSeq} `, "m"));
-  const copied = execFileSync("tar", ["-xzOf", archive, `runtime/wal/${name}`], { encoding: "utf8" });
+  const copied = execFileSync("tar", ["-xzOf", archive, `runtime/wal/${path.basename(walFile)}`], {
+    encoding: "utf8",
+  });
   assert.equal(copied, lines.join("\n"), "copied as found");
   const verify = await runCli(["dr", "verify", "--from", archive], { env });
   assert.equal(verify.code, 1, verify.stdout + verify.stderr);

@@ -13,6 +13,7 @@ import { openCatalogue } from "../../storage/open-store.js";
 import type { BackupStore } from "../../storage/store.js";
 import { ExitCode } from "../../errors/errors.js";
 import type { WalError } from "../../wal/chain.js";
+import { describeSnapshotBreak } from "../../archive/archive-status.js";
 import { Output } from "../output.js";
 import { findDr } from "./dr-archive.js";
 import { iso, parsePoint, readKeysOf, restorePointCommand, type PointFlags } from "./dr/archive-point.js";
@@ -100,9 +101,7 @@ export async function listWalArchive(
         if (g.cause) out.line(`  started: ${g.cause}`);
         for (const s of g.snapshots)
           for (const b of s.wal_breaks ?? [])
-            out.line(
-              `  DAMAGED snapshot ${s.number}: ${b.run_id} seq ${b.seq} (line ${b.line}: ${b.kind}) was broken in the workspace when it was taken`,
-            );
+            out.line(`  DAMAGED snapshot ${s.number}: ${describeSnapshotBreak(b)} when it was taken`);
         for (const gap of g.gaps)
           out.line(`  GAP ${gap.stream}: ${gap.cause}${gap.next ? ` (before ${gap.next})` : ""}`);
       }

@@ -14,6 +14,7 @@ import { materializeFromBase } from "../../replication/snapshot.js";
 import { replicationAuditor } from "../../replication/audit.js";
 import { gatherStatus } from "../../replication/status.js";
 import { archiveHealth } from "../../archive/health.js";
+import { describeSnapshotBreak } from "../../archive/archive-status.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
@@ -51,10 +52,7 @@ function describeArchive(a: NonNullable<Awaited<ReturnType<typeof archiveHealth>
   // Status files of archivers from before held-back bytes were reported lack these fields.
   const held = (a.held_back ?? []).map((h) => `, STALLED: ${h.message} (since ${h.since})`).join("");
   const broken = (a.wal_breaks ?? [])
-    .map(
-      (b) =>
-        `, DAMAGED: ${b.run_id} seq ${b.seq} (line ${b.line}: ${b.kind}) was broken in the workspace, base snapshot ${b.snapshot} holds it`,
-    )
+    .map((b) => `, DAMAGED: ${describeSnapshotBreak(b)}, base snapshot ${b.snapshot} holds it`)
     .join("");
   const blocked =
     a.running && a.decisions_waiting > 0
