@@ -22,7 +22,7 @@ const BATCHES = 6;
 const PER_BATCH = 5000;
 /** Old-generation bytes a replayed line may leave (each line allocates about 2 KB in the young one). */
 const BYTES_PER_LINE = 24;
-const TRIES = 3;
+const TRIES = 5;
 
 let fx: ArchivedFixture;
 
