@@ -106,11 +106,23 @@ export async function containsCommit(dir: string, target: string, commit: string
 
 /** The main worktree's HEAD: its commit and branch (null when detached); null for no repository or commit. */
 export async function repositoryHead(dir: string): Promise<{ commit: string; branch: string | null } | null> {
-  // A backup records this when it can; git missing or no repository is not the backup's failure.
-  const inRepo = await isRepo(dir).catch(() => false);
-  if (!inRepo) return null;
-  const commit = await runGit(dir, ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]);
-  if (commit.code !== 0) return null;
-  const branch = await runGit(dir, ["symbolic-ref", "--quiet", "--short", "HEAD"]);
-  return { commit: commit.stdout.trim(), branch: branch.code === 0 ? branch.stdout.trim() : null };
+  if (!existsSync(dir)) return null;
+  // One git for the three answers (every backup asks): inside a work tree, HEAD's commit, and the
+  // ref HEAD names (`HEAD` itself when detached). No commit yet fails the whole call, as no
+  // repository does. A backup records this when it can; neither, nor git missing, fails it.
+  const r = await runGit(dir, [
+    "rev-parse",
+    "--is-inside-work-tree",
+    "HEAD^{commit}",
+    "--symbolic-full-name",
+    "HEAD",
+  ]).catch(() => undefined);
+  const [inside, commit, ref] = r?.code === 0 ? r.stdout.trim().split("\n") : [];
+  if (inside !== "true" || !commit) return null;
+  // No ref: a tag or branch named HEAD makes the name ambiguous, which only symbolic-ref ignores.
+  if (ref === undefined) {
+    const branch = await runGit(dir, ["symbolic-ref", "--quiet", "--short", "HEAD"]);
+    return { commit, branch: branch.code === 0 ? branch.stdout.trim() : null };
+  }
+  return { commit, branch: ref.startsWith("refs/heads/") ? ref.slice("refs/heads/".length) : null };
 }
