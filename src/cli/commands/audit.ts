@@ -4,7 +4,6 @@
  * creates one: a new key would make every existing entry fail).
  */
 import type { Command } from "commander";
-import path from "node:path";
 import { loadAuditKey } from "../../audit/key.js";
 import { auditBreakSummary, verifyAuditLog } from "../../audit/verify.js";
 import { shown } from "../../workspace/shown-path.js";
@@ -27,7 +26,6 @@ export function registerAudit(program: Command): void {
       const ws = await openWorkspace(g.sdd);
       const key = await loadAuditKey({ keyFile: opts.keyFile, create: false });
       const result = await verifyAuditLog(ws, key);
-      const rel = (f: string) => path.relative(process.cwd(), f) || f;
       const broken = () => auditBreakSummary(result, `the audit key ${shown(key.path)}`, shown);
       out.result(
         {
@@ -45,7 +43,7 @@ export function registerAudit(program: Command): void {
             out.line("fix: give the key that signed it: --key-file FILE or $BERNSTEIN_AUDIT_KEY_PATH");
             return;
           }
-          for (const e of result.errors) out.line(`${rel(e.file)}:${e.line}: ${e.message}`);
+          for (const e of result.errors) out.line(`${shown(e.file)}:${e.line}: ${e.message}`);
           out.line(
             result.ok
               ? `audit chain intact: ${result.entries} entries in ${result.files.length} file(s)`
@@ -57,7 +55,7 @@ export function registerAudit(program: Command): void {
         if (out.opts.quiet && result.signed_with_another_key) {
           process.stderr.write(`bernstein: audit chain BROKEN: ${broken()}\n`);
         } else if (out.opts.quiet) {
-          for (const e of result.errors) process.stderr.write(`${rel(e.file)}:${e.line}: ${e.message}\n`);
+          for (const e of result.errors) process.stderr.write(`${shown(e.file)}:${e.line}: ${e.message}\n`);
         }
         process.exitCode = ExitCode.CHECK_FAILED;
       }

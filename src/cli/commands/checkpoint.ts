@@ -4,7 +4,6 @@
  * record an audit event. `checkpoint list` and `checkpoint show ID` validate what is on disk.
  */
 import type { Command } from "commander";
-import path from "node:path";
 import { loadAuditKeyForWriting } from "../../audit/key.js";
 import { AuditLog } from "../../audit/log.js";
 import {
@@ -19,6 +18,7 @@ import { gitSha, sessionRowOf, writeSessionRow } from "../../checkpoint/session-
 import { stateCounts } from "../../state/reducer.js";
 import { loadState } from "../../checkpoint/load-state.js";
 import { openWorkspace } from "../../workspace/layout.js";
+import { shown } from "../../workspace/shown-path.js";
 import { acquireLock, describeHolder, type LockInfo } from "../../workspace/lock.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { intOption } from "../number-option.js";
@@ -134,9 +134,7 @@ export function registerCheckpoint(program: Command): void {
         },
         () => {
           const p = written.wal_position;
-          out.line(
-            `Checkpoint ${written.checkpoint_id} written: ${path.relative(process.cwd(), written.file) || written.file}`,
-          );
+          out.line(`Checkpoint ${written.checkpoint_id} written: ${shown(written.file)}`);
           out.line(
             `  tasks ${written.metadata.task_count} (done ${written.metadata.completed_count}, failed ${written.metadata.failed_count}), ` +
               `cost $${written.metadata.cost_usd.toFixed(4)}`,
