@@ -15,7 +15,11 @@
  *    place, modules loaded), against `cp` of the same file in the same run.
  * Every run is a whole process measured the same way (bench/support/rusage.py): wall, CPU
  * (user+sys) and peak RSS; figures are medians of N alternating runs, and the backup's CPU is
- * compared with tar's at the same gzip level (GZIP_LEVEL, tar through `gzip -<level>`).
+ * compared with tar's at the same gzip level (GZIP_LEVEL, tar through `gzip -<level>`). Backups
+ * and restores against tar are `bin/bernstein dr backup` and `dr restore` as a user runs them,
+ * like `tar` itself: the CLI's start-up, its configuration and the backup's records (the
+ * `runs/backups.jsonl` row, the audit event signed with the workspace's key) are in the figure.
+ * The big-file RSS rows and the rekey's header rewrite run the operation alone (dr-child).
  * `--io-pressure MB` (or `MB:fsync`) adds rows measured while another process rewrites MB of a
  * file every second (bench/support/io-pressure.ts; with `:fsync` it also fsyncs each pass): tar
  * -xzf, the plain and the encrypted restore, alternating with the quiet rows of the same run
@@ -61,6 +65,7 @@ import { dirtyMb, parsePressure, PressureGenerator } from "./support/pressure-ge
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
 const child = path.join(here, "support", "dr-child.js");
+const CLI = path.join(repo, "bin", "bernstein");
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: number): number => {
   const i = args.indexOf(name);
@@ -94,9 +99,24 @@ function runChild(...argv: string[]): ChildResult {
 const childMs = (cost: ProcessCost): number =>
   (JSON.parse(cost.stdout.trim().split("\n").pop()!) as ChildResult).ms;
 
-/** One of our operations as a whole process (Node start-up included, as tar's is). */
+/** One of our operations alone in its own process (its modules loaded, nothing else). */
 function measureChild(...argv: string[]): ProcessCost {
   return measureProcess([process.execPath, ...launcherFlags(), child, ...argv]);
+}
+
+/** One of our commands as a user runs it: the whole `bernstein` process, as tar's is. */
+function measureCli(...argv: string[]): ProcessCost {
+  return measureProcess([process.execPath, ...launcherFlags(), CLI, ...argv]);
+}
+
+/** `dr backup` of `sdd` to `to` (`--encrypt`, `--recipient R` or plain, as `how` says). */
+const backupCli = (sdd: string, to: string, ...how: string[]): ProcessCost =>
+  measureCli("--sdd", sdd, "dr", "backup", "--to", to, "--json", ...how);
+
+/** `dr restore` of `archive` into `sdd`, a folder not there yet (its parent is made first). */
+function restoreCli(archive: string, sdd: string, ...how: string[]): ProcessCost {
+  mkdirSync(path.dirname(sdd), { recursive: true });
+  return measureCli("--sdd", sdd, "dr", "restore", "--from", archive, "--json", ...how);
 }
 
 const round = (x: number, d = 3): number => Math.round(x * 10 ** d) / 10 ** d;
@@ -155,6 +175,16 @@ try {
   const tarGz = ["--use-compress-program", `gzip -${GZIP_LEVEL}`];
   const x25519 = await generateIdentityLine(false);
   const hybrid = await generateIdentityLine(true);
+  // The commands take their secrets as a user's would: the password from the environment, the
+  // identities from files, the audit key from where make-workspace wrote the one that signed the log.
+  process.env.BERNSTEIN_AUDIT_KEY_PATH = path.join(scratch, "w", "audit.key");
+  process.env.BERNSTEIN_DR_PASSWORD = PASSWORD;
+  const identityFiles = {
+    x25519: path.join(scratch, "x25519.key"),
+    hybrid: path.join(scratch, "hybrid.key"),
+  };
+  writeFileSync(identityFiles.x25519, `${x25519.identity}\n`, { mode: 0o600 });
+  writeFileSync(identityFiles.hybrid, `${hybrid.identity}\n`, { mode: 0o600 });
   const ageB: ProcessCost[] = [];
   const pqB: ProcessCost[] = [];
   for (let i = 0; i < RUNS; i++) {
@@ -163,13 +193,13 @@ try {
       measureProcess(["tar", ...tarGz, "-cf", path.join(out, `tar${i}.tar.gz`), "-C", sdd, ...dirs]),
     );
     settle();
-    plain.push(measureChild("backup", sdd, path.join(out, `plain${i}.tar.gz`)));
+    plain.push(backupCli(sdd, path.join(out, `plain${i}.tar.gz`)));
     settle();
-    enc.push(measureChild("backup", sdd, path.join(out, `enc${i}.tar.gz`), PASSWORD));
+    enc.push(backupCli(sdd, path.join(out, `enc${i}.tar.gz`), "--encrypt"));
     settle();
-    ageB.push(measureChild("backup", sdd, path.join(out, `age${i}.tar.gz`), `recipient=${x25519.recipient}`));
+    ageB.push(backupCli(sdd, path.join(out, `age${i}.tar.gz`), "--recipient", x25519.recipient));
     settle();
-    pqB.push(measureChild("backup", sdd, path.join(out, `pq${i}.tar.gz`), `recipient=${hybrid.recipient}`));
+    pqB.push(backupCli(sdd, path.join(out, `pq${i}.tar.gz`), "--recipient", hybrid.recipient));
   }
   const tarXz: ProcessCost[] = [];
   const restorePlain: ProcessCost[] = [];
@@ -199,34 +229,25 @@ try {
     settle();
     tarXz.push(measureProcess(["tar", "-xzf", path.join(out, "plain0.tar.gz"), "-C", into]));
     settle();
-    restorePlain.push(
-      measureChild("restore", path.join(out, "plain0.tar.gz"), path.join(scratch, `rp${i}`, ".sdd")),
-    );
+    restorePlain.push(restoreCli(path.join(out, "plain0.tar.gz"), path.join(scratch, `rp${i}`, ".sdd")));
     settle();
-    restoreEnc.push(
-      measureChild(
-        "restore",
-        path.join(out, "enc0.tar.gz.enc"),
-        path.join(scratch, `r${i}`, ".sdd"),
-        PASSWORD,
-      ),
-    );
+    restoreEnc.push(restoreCli(path.join(out, "enc0.tar.gz.enc"), path.join(scratch, `r${i}`, ".sdd")));
     settle();
     ageR.push(
-      measureChild(
-        "restore",
+      restoreCli(
         path.join(out, "age0.tar.gz.age"),
         path.join(scratch, `a${i}`, ".sdd"),
-        `identity=${x25519.identity}`,
+        "--identity-file",
+        identityFiles.x25519,
       ),
     );
     settle();
     pqR.push(
-      measureChild(
-        "restore",
+      restoreCli(
         path.join(out, "pq0.tar.gz.age"),
         path.join(scratch, `q${i}`, ".sdd"),
-        `identity=${hybrid.identity}`,
+        "--identity-file",
+        identityFiles.hybrid,
       ),
     );
     // The pressure rows start, as the quiet ones do, right after a removal of as many files: on
@@ -245,17 +266,12 @@ try {
       );
       restorePlainP.push(
         await underPressure(() =>
-          measureChild("restore", path.join(out, "plain0.tar.gz"), path.join(scratch, `rpp${i}`, ".sdd")),
+          restoreCli(path.join(out, "plain0.tar.gz"), path.join(scratch, `rpp${i}`, ".sdd")),
         ),
       );
       restoreEncP.push(
         await underPressure(() =>
-          measureChild(
-            "restore",
-            path.join(out, "enc0.tar.gz.enc"),
-            path.join(scratch, `rep${i}`, ".sdd"),
-            PASSWORD,
-          ),
+          restoreCli(path.join(out, "enc0.tar.gz.enc"), path.join(scratch, `rep${i}`, ".sdd")),
         ),
       );
       for (const d of [`xp${i}`, `rpp${i}`, `rep${i}`])
