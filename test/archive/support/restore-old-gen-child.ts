@@ -1,12 +1,21 @@
 /**
  * Child of restore-old-gen.test.ts: restores run RUN up to seq 99 to load and compile everything,
  * then restores it up to SEQ (`latest`: the newest point) and prints, as one JSON line, how much
- * the old generation grew during that second restore and how many full GCs ran meanwhile. Run with a large initial old space and no
- * memory reducer, so that no full GC frees what the restore left there: the growth is then every
- * byte the restore allocated in (or promoted to) the old generation, garbage included.
+ * the old generation grew during that second restore and how many full GCs ran meanwhile. Run with
+ * a large initial old space and no memory reducer, so that no full GC frees what the restore left
+ * there: the growth is then every byte the restore allocated in (or promoted to) the old
+ * generation, garbage included.
+ *
+ * The growth is read with the sampling heap profiler on. V8 counts an allocation area as used when
+ * the main thread takes it for its next old-space objects, and such an area can be hundreds of KB:
+ * without an observer the used size moves in steps that large, taken wherever the restore happens
+ * to be, and one step over the lines the test compares is more bytes per line than a leak. An
+ * allocation observer ends each area at its next sample, so the used size follows the bytes
+ * allocated to within a few KB.
  *
  * Usage: node restore-old-gen-child.js STORE SCRATCH AUDIT_KEY RUN SEQ|latest
  */
+import { Session } from "node:inspector/promises";
 import path from "node:path";
 import { PerformanceObserver, constants } from "node:perf_hooks";
 import v8 from "node:v8";
@@ -21,6 +30,9 @@ const [storeDir, scratch, auditKeyPath, run, seq] = process.argv.slice(2) as [
   string,
   string,
 ];
+
+/** Bytes between the sampling heap profiler's samples, which bound V8's allocation areas. */
+const SAMPLING_INTERVAL = 4096;
 
 const oldSpaceUsed = (): number =>
   v8.getHeapSpaceStatistics().find((s) => s.space_name === "old_space")!.space_used_size;
@@ -39,11 +51,16 @@ const restore = (name: string, point: RestorePoint) =>
 
 /** The old generation's growth while restoring `point`, and the full GCs that ran meanwhile. */
 async function measure(name: string, point: RestorePoint) {
+  const profiler = new Session();
+  profiler.connect();
+  await profiler.post("HeapProfiler.startSampling", { samplingInterval: SAMPLING_INTERVAL });
   const from = performance.now();
   const before = oldSpaceUsed();
   const r = await restore(name, point);
   const grown = oldSpaceUsed() - before;
   const to = performance.now();
+  await profiler.post("HeapProfiler.stopSampling");
+  profiler.disconnect();
   // GC entries arrive on a later turn.
   await new Promise((resolve) => setImmediate(resolve));
   return {
