@@ -142,7 +142,7 @@ export function registerCheckpoint(program: Command): void {
           out.line(
             `  WAL position: ${p ? `${p.run_id}#${p.seq} ${p.entry_hash.slice(0, 12)}…` : "none (empty WAL)"}`,
           );
-          out.line(`  operator row: ${rowFile}`);
+          out.line(`  operator row: ${shown(rowFile)}`);
           if (written.pruned.length)
             out.line(`  retention removed ${written.pruned.length}: ${written.pruned.join(", ")}`);
         },

@@ -11,6 +11,7 @@ import { commandPath, loadedConfigOf, settingApplies, shadowedEnv } from "../../
 import { configPathFor } from "../../config/load.js";
 import { SETTINGS } from "../../config/settings.js";
 import { Output, globalsOf } from "../output.js";
+import { shown } from "../../workspace/shown-path.js";
 import { addKeepOptions, addRemoteOptions } from "./dr/options.js";
 
 type Source = "flag" | "file" | "env" | "default";
@@ -119,7 +120,9 @@ export function registerConfig(program: Command): void {
         settings: rows,
       },
       () => {
-        out.line(`Configuration file: ${loaded.file ?? `none (${lookedFor} does not exist)`}`);
+        out.line(
+          `Configuration file: ${loaded.file ? shown(loaded.file) : `none (${shown(lookedFor)} does not exist)`}`,
+        );
         const width = Math.max(...rows.map((r) => r.key.length)) + 2;
         const valueWidth = Math.min(48, Math.max(...rows.map((r) => shownValue(r.value).length)) + 2);
         for (const r of rows) {

@@ -182,7 +182,7 @@ function registerPromote(dr: Command): void {
         }).catch((err: Error) => out.warn(`audit event not written: ${err.message}`));
         for (const w of r.warnings) out.warn(w);
         out.result(r, () => {
-          out.line(`Promoted ${r.sdd} to leader at epoch ${r.epoch} (was ${r.previous_epoch}).`);
+          out.line(`Promoted ${shown(r.sdd)} to leader at epoch ${r.epoch} (was ${r.previous_epoch}).`);
           out.line(
             `Reached ${r.reached} of the ${r.promotion_quorum} follower(s) a ${r.policy} promotion needs.`,
           );
@@ -230,7 +230,7 @@ function registerRunbook(dr: Command): void {
       out.result(
         { ok: true, runbook: file, decision: st.failover.decision, reasons: st.failover.reasons },
         () => {
-          out.line(`Runbook written: ${file}`);
+          out.line(`Runbook written: ${shown(file)}`);
           out.line(
             `Evaluation: ${st.failover.decision}${st.failover.reasons.length ? ` — ${st.failover.reasons.join("; ")}` : ""}`,
           );

@@ -124,7 +124,8 @@ export function registerRestore(dr: Command): void {
         out.line(`  Files: ${r.file_count}`);
         out.line(`  SHA256: ${short(r.sha256)}`);
         if (r.kept) out.line(`  Previous state kept at: ${shown(r.kept)}`);
-        if (r.audit_key.action === "installed") out.line(`  Audit key installed at: ${r.audit_key.path}`);
+        if (r.audit_key.action === "installed" && r.audit_key.path)
+          out.line(`  Audit key installed at: ${shown(r.audit_key.path)}`);
       });
     },
   );
