@@ -434,7 +434,7 @@ export async function backupToFile(
   for (let attempt = 1; ; attempt++) {
     const tmp = tempPathFor(dest);
     // Registered before the file exists: a signal can come at any instant after.
-    const interrupt = cleanupOnInterrupt(`the partial backup ${tmp}`, () => rm(tmp, { force: true }));
+    const interrupt = cleanupOnInterrupt(`the partial backup ${shown(tmp)}`, () => rm(tmp, { force: true }));
     let fh: Awaited<ReturnType<typeof open>>;
     try {
       fh = await open(tmp, "wx", 0o600);

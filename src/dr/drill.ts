@@ -30,6 +30,7 @@ import {
 import { restoredMode, umaskOf } from "./restored-mode.js";
 import { verifyStateFolder, type Check } from "./verify.js";
 import { walkWorkspace } from "./walk.js";
+import { shown } from "../workspace/shown-path.js";
 
 export interface StepVerdict {
   ok: boolean;
@@ -131,7 +132,7 @@ export async function runDrill(
   if (opts.keepDir) await durableMkdir(scratch);
   const interrupt = opts.keepDir
     ? undefined
-    : cleanupOnInterrupt(`the drill's scratch folder ${scratch}`, () =>
+    : cleanupOnInterrupt(`the drill's scratch folder ${shown(scratch)}`, () =>
         rm(scratch, { recursive: true, force: true, maxRetries: 5 }),
       );
   const report: DrillReport = {

@@ -18,6 +18,7 @@ import { backupPath } from "./backup.js";
 import { FernetAuthError, FernetDecryptor, FernetEncryptor, FernetFormatError } from "./fernet.js";
 import { authFailure } from "./archive-error.js";
 import { readSidecar, removeSidecar, writeSidecar } from "./sidecar.js";
+import { shown } from "../workspace/shown-path.js";
 
 export type ReencryptTarget = { password: string } | { recipients: readonly string[] };
 
@@ -120,7 +121,7 @@ export async function reencryptFernetFile(
     if (read.plainHead.length < 16) read.plainHead = Buffer.concat([read.plainHead, p.subarray(0, 16)]);
   };
   const tmp = tempPathFor(dest);
-  const cleanup = cleanupOnInterrupt(tmp, () => unlink(tmp).catch(() => {}));
+  const cleanup = cleanupOnInterrupt(shown(tmp), () => unlink(tmp).catch(() => {}));
   try {
     const fh = await open(tmp, "wx", (await stat(file)).mode & 0o777);
     let written: { sha256: string; size: number };

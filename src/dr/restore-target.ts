@@ -34,6 +34,7 @@ import {
   type WorkspaceLock,
 } from "../workspace/lock.js";
 import { isProcessAlive } from "../workspace/process.js";
+import { shown } from "../workspace/shown-path.js";
 
 const utcStamp = (d = new Date()): string =>
   d
@@ -255,7 +256,7 @@ export async function buildAndSwapIn<T>(
     // What still writes into the staging folder, stopped before the folder is removed.
     let stopWriting: (() => Promise<void>) | undefined;
     // Registered before the folder exists: a signal can come at any instant after.
-    const interrupt = cleanupOnInterrupt(`the restore's staging folder ${staging}`, async () => {
+    const interrupt = cleanupOnInterrupt(`the restore's staging folder ${shown(staging)}`, async () => {
       await stopWriting?.(); // no file is created in it after this
       await rm(staging, { recursive: true, force: true, maxRetries: 5 });
       // The process exits after the cleanups: its locks go with it, not left for a takeover.

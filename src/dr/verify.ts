@@ -26,6 +26,7 @@ import { withKeysAhead } from "./keys-ahead.js";
 import { openArchiveFile } from "./restore.js";
 import { StagingWriter } from "./staging-writer.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
+import { shown } from "../workspace/shown-path.js";
 
 export type CheckStatus = "ok" | "failed" | "skipped";
 export interface Check {
@@ -157,7 +158,7 @@ export async function verifyArchive(
   opts = await withKeysAhead(source, opts);
   const dir = await mkdtemp(path.join(os.tmpdir(), "bernstein-verify-"));
   let writer: StagingWriter | undefined;
-  const interrupt = cleanupOnInterrupt(`the verify's temp folder ${dir}`, async () => {
+  const interrupt = cleanupOnInterrupt(`the verify's temp folder ${shown(dir)}`, async () => {
     await writer?.close(); // no file is created in it after this
     await rm(dir, { recursive: true, force: true, maxRetries: 5 });
   });

@@ -12,6 +12,7 @@ import { ExitCode, UserError, userErrorFromFs } from "../errors/errors.js";
 import { durableMkdir, durableRename, fsyncDir, fsyncHandle, tempPathFor } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import type { BackupStore, ByteRange, ObjectInfo, PutOptions, PutResult } from "./store.js";
+import { shown } from "../workspace/shown-path.js";
 
 /** A new file holding `metadata` as one JSON line, fsynced (not yet renamed into place). */
 async function writeSynced(file: string, metadata: Record<string, string>): Promise<void> {
@@ -54,7 +55,7 @@ export class LocalStore implements BackupStore {
     // Bytes the caller hashed in its own memory are not hashed again (PutOptions.sha256OfSource).
     const hash = options.sha256OfSource && options.sha256 !== undefined ? undefined : createHash("sha256");
     let size = 0;
-    const interrupt = cleanupOnInterrupt(`the partial copy ${tmp}`, () =>
+    const interrupt = cleanupOnInterrupt(`the partial copy ${shown(tmp)}`, () =>
       Promise.all([rm(tmp, { force: true }), rm(metaTmp, { force: true })]).then(() => {}),
     );
     const fh = await open(tmp, "wx", 0o600).catch(async (err: unknown) => {

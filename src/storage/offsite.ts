@@ -31,6 +31,7 @@ import { isS3Url, parseCatalogueLocation, parseObjectLocation } from "./location
 import { openCatalogue, openObject } from "./open-store.js";
 import type { S3Options } from "./s3-store.js";
 import type { BackupStore, RetryInfo } from "./store.js";
+import { shown } from "../workspace/shown-path.js";
 
 /** What the DR producer reports about the archive it wrote. */
 export interface ProducedBackup {
@@ -191,7 +192,7 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
   // An interrupted upload leaves no local copy behind either (dated names would pile up).
   const interrupt = req.keepLocal
     ? undefined
-    : cleanupOnInterrupt(`the local copy ${produced.path}`, () => rm(produced.path, { force: true }));
+    : cleanupOnInterrupt(`the local copy ${shown(produced.path)}`, () => rm(produced.path, { force: true }));
   let stored: Awaited<ReturnType<typeof storeBackup>>;
   try {
     stored = await storeBackup(

@@ -33,6 +33,7 @@ import {
 import { AgeFormatError, headerLength, sealHeader, stanzaText } from "./header.js";
 import { unwrapFileKey, wrapFileKey } from "./keys.js";
 import { withHeader, type AgeSplitHashes } from "./split-hash.js";
+import { shown } from "../../workspace/shown-path.js";
 
 export interface RekeyPlan {
   /** Identities of which at least one opens the archive. */
@@ -207,7 +208,7 @@ async function copyWithHeader(
   const size = (await stat(file)).size;
   const expected = header.length + size - oldHeaderBytes;
   const tmp = tempPathFor(file);
-  const cleanup = cleanupOnInterrupt(tmp, () => unlink(tmp).catch(() => {}));
+  const cleanup = cleanupOnInterrupt(shown(tmp), () => unlink(tmp).catch(() => {}));
   try {
     const mode = (await stat(file)).mode & 0o777;
     const hash = createHash("sha256").update(header);

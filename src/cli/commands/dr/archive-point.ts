@@ -232,7 +232,7 @@ async function atScratchPoint<T>(
   if (keepDir) await durableMkdir(dir);
   const interrupt = keepDir
     ? undefined
-    : cleanupOnInterrupt(`the scratch folder ${dir}`, () => rm(dir, { recursive: true, force: true }));
+    : cleanupOnInterrupt(`the scratch folder ${shown(dir)}`, () => rm(dir, { recursive: true, force: true }));
   try {
     const root = path.join(dir, "restored", ".sdd");
     const scratchKey = path.join(dir, "audit.key");
