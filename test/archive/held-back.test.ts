@@ -38,6 +38,23 @@ async function statusUntil(
   );
 }
 
+/** Waits until the archiver ships again with nothing held back and no error, and the store holds `seq`. */
+async function shippingResumed(
+  f: ArchiveFixture,
+  a: { pid: number; done: Promise<unknown> },
+  store: Parameters<typeof openCatalogue>[0],
+  what: string,
+  seq: number,
+): Promise<void> {
+  const ok = await statusUntil(f, a.pid, a.done, what, (s) => s.state === "ok" && s.lag_entries === 0);
+  assert.deepEqual(ok.held_back, []);
+  assert.equal(ok.errors_total, 0);
+  await waitFor(
+    `seq ${seq} in the store`,
+    async () => (await storedSeq(await openCatalogue(store), RUN)) === seq,
+  );
+}
+
 /** One `bernstein_archive_<name>` sample line of the metrics file. */
 async function metricLine(file: string, name: string): Promise<string | undefined> {
   return (await readFile(file, "utf8").catch(() => ""))
@@ -105,19 +122,7 @@ describe("archive health: WAL bytes held back", () => {
 
     // The writer's next open cuts the torn tail to a sidecar and goes on from seq 9.
     await appendDecisions(f.ws, RUN, 5, 10);
-    const ok = await statusUntil(
-      f,
-      a.pid,
-      a.done,
-      "shipping to resume",
-      (s) => s.state === "ok" && s.lag_entries === 0,
-    );
-    assert.deepEqual(ok.held_back, []);
-    assert.equal(ok.errors_total, 0);
-    await waitFor(
-      "seq 14 in the store",
-      async () => (await storedSeq(await openCatalogue(store), RUN)) === 14,
-    );
+    await shippingResumed(f, a, store, "shipping to resume", 14);
     await waitFor("the metrics file to say shipping goes on", async () =>
       (await metricLine(metrics, "stalled"))?.endsWith(" 0"),
     );
@@ -179,19 +184,7 @@ describe("archive health: WAL bytes held back", () => {
 
     // The writer finishes the line, and writes the next one.
     await appendFile(f.ws.walFile(RUN), line.slice(half) + lines[11]!);
-    const ok = await statusUntil(
-      f,
-      a.pid,
-      a.done,
-      "the finished line shipped",
-      (s) => s.state === "ok" && s.lag_entries === 0,
-    );
-    assert.deepEqual(ok.held_back, []);
-    assert.equal(ok.errors_total, 0);
-    await waitFor(
-      "seq 11 in the store",
-      async () => (await storedSeq(await openCatalogue(store), RUN)) === 11,
-    );
+    await shippingResumed(f, a, store, "the finished line shipped", 11);
     const out = await a.stop();
     assert.equal((out.stderr.match(/held back:/g) ?? []).length, 1, `named once: ${out.stderr}`);
     assert.doesNotMatch(out.stderr, /damaged WAL:/);
