@@ -3,7 +3,8 @@
  * cli-progress, only when stderr is a terminal and the command prints for people (no --json,
  * no --quiet): scripts, pipes and logs get nothing extra.
  */
-import cliProgress from "cli-progress";
+import { createRequire } from "node:module";
+import type CliProgress from "cli-progress";
 import { clearOnInterrupt, interruptInProgress } from "../workspace/interrupt.js";
 import type { Output } from "./output.js";
 
@@ -22,6 +23,11 @@ const MIB = 1024 * 1024;
 const WIDTH = 30;
 const NONE: Progress = { drawn: false, update: () => {}, stop: () => {}, during: (work) => work };
 
+// Loaded with the first bar: a command run by a script, a pipe or --json never draws one, and
+// would otherwise pay for loading the library (and its dependencies) at every start.
+const loadCliProgress = (): typeof CliProgress =>
+  createRequire(import.meta.url)("cli-progress") as typeof CliProgress;
+
 const mib = (n: number): string => (n / MIB).toFixed(n < 10 * MIB ? 1 : 0);
 
 function render(label: string, done: number, total: number, eta: number): string {
@@ -35,7 +41,7 @@ function render(label: string, done: number, total: number, eta: number): string
 
 export function progressFor(out: Output): Progress {
   if (out.opts.json || out.opts.quiet || !process.stderr.isTTY) return NONE;
-  let bar: cliProgress.SingleBar | undefined;
+  let bar: CliProgress.SingleBar | undefined;
   let phase = "";
   let drawnUntil: (() => void) | undefined;
   // Ctrl-C: the bar is cleared before the interrupt's line is printed (not glued to its end).
@@ -50,7 +56,7 @@ export function progressFor(out: Output): Progress {
       if (interruptInProgress()) return;
       if (!bar) {
         drawnUntil ??= clearOnInterrupt(clear);
-        bar = new cliProgress.SingleBar({
+        bar = new (loadCliProgress().SingleBar)({
           stream: process.stderr,
           // The terminal's settings are left alone (cursor shown, lines wrap; the bar is clipped
           // to the width instead): an interrupted command must not leave them changed.
