@@ -16,6 +16,19 @@ export async function isRepo(dir: string): Promise<boolean> {
   return r.code === 0 && r.stdout.trim() === "true";
 }
 
+/**
+ * False only where git itself could find no work tree: no `.git` (folder or file) in `dir` or any
+ * folder above it, and no GIT_DIR or GIT_WORK_TREE to point git elsewhere. Every backup asks
+ * repositoryHead, and most workspaces outside a repository would otherwise start git for a "no".
+ */
+function mayBeInWorkTree(dir: string): boolean {
+  if (process.env.GIT_DIR || process.env.GIT_WORK_TREE) return true;
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    if (existsSync(path.join(d, ".git"))) return true;
+    if (path.dirname(d) === d) return false;
+  }
+}
+
 /** The top folder of the repository's main worktree (not of a linked worktree). */
 export async function mainWorktreeOf(dir: string): Promise<string> {
   const common = (await git(dir, ["rev-parse", "--path-format=absolute", "--git-common-dir"])).trim();
@@ -106,7 +119,7 @@ export async function containsCommit(dir: string, target: string, commit: string
 
 /** The main worktree's HEAD: its commit and branch (null when detached); null for no repository or commit. */
 export async function repositoryHead(dir: string): Promise<{ commit: string; branch: string | null } | null> {
-  if (!existsSync(dir)) return null;
+  if (!existsSync(dir) || !mayBeInWorkTree(dir)) return null;
   // One git for the three answers (every backup asks): inside a work tree, HEAD's commit, and the
   // ref HEAD names (`HEAD` itself when detached). No commit yet fails the whole call, as no
   // repository does. A backup records this when it can; neither, nor git missing, fails it.
