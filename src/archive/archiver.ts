@@ -27,6 +27,7 @@ import { ArchiveHealth } from "./health.js";
 import { schemeOf, sealSegment, type SegmentKey, type WriteKeys } from "./sealing.js";
 import { snapshotKey, walRunOf } from "./names.js";
 import { ContinuityLost, shipCycle, type CycleResult, type Sealer } from "./shipper.js";
+import { ReadBuffer } from "./streams.js";
 
 const sealerOf =
   (key: SegmentKey): Sealer =>
@@ -109,6 +110,8 @@ export class Archiver {
   private shipping: Promise<unknown> = Promise.resolve();
   /** Per WAL run, the newest seq the store holds. */
   private readonly shipped = new Map<string, number>();
+  /** What every cycle reads the streams into (cycles run one at a time: exclusively). */
+  private readonly readBuffer = new ReadBuffer();
   /** How long the recent cycles that stored something took (ms), oldest first. */
   private readonly uploadTimes: number[] = [];
   /** Segments stored since the last background compaction looked, and that compaction if running. */
@@ -361,6 +364,7 @@ export class Archiver {
       ends: gen.ends,
       seal: gen.key ? sealerOf(gen.key) : undefined,
       unsettled: gen.unsettled,
+      readBuffer: this.readBuffer,
       onSegment: this.opts.compactTargetBytes ? (key, _chunk, ix) => this.rememberIndex(key, ix) : undefined,
     });
     for (const [run, seq] of Object.entries(result.wal)) this.shipped.set(run, seq);

@@ -19,6 +19,7 @@ import {
   openStream,
   readDurableFrom,
   type DurableChunk,
+  type ReadBuffer,
   type StreamEnd,
 } from "./streams.js";
 import { emptyEnd } from "./streams.js";
@@ -67,6 +68,8 @@ export interface ShipperTarget {
   onSegment?: (key: string, chunk: DurableChunk, ix: SegmentIndex) => void;
   /** Per stream, the put that failed last (kept across cycles by the caller). */
   unsettled?: Map<string, UnsettledPut>;
+  /** Reused for every read (kept across cycles by the caller); one cycle at a time uses it. */
+  readBuffer?: ReadBuffer;
 }
 
 /**
@@ -107,7 +110,7 @@ export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Pro
       let size: number | undefined = (await fh.stat()).size;
       if (!(await continuesAt(fh, after, size))) throw lost();
       for (;;) {
-        const chunk = await readDurableFrom(fh, stream, after, maxSegmentBytes, size);
+        const chunk = await readDurableFrom(fh, stream, after, maxSegmentBytes, size, t.readBuffer);
         size = undefined; // a later read of the cycle takes the size again
         if (!chunk) break; // cut shorter since the check (a later cycle's continuity check judges)
         result.pending += chunk.pending;
@@ -171,6 +174,10 @@ async function putSegment(
       metadata: segmentMetadata(put.ix),
     });
   } catch (err) {
+    // A plain segment's bytes are a view of the read buffer. They are sent again only under the
+    // same name, so for the same range, which the next cycle reads again into the same place
+    // before this put is repeated (or, when the buffer grew, into new memory: this view keeps the
+    // old one, which nothing writes to any more).
     t.unsettled?.set(stream, put);
     throw err;
   }
