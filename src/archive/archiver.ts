@@ -365,6 +365,7 @@ export class Archiver {
       seal: gen.key ? sealerOf(gen.key) : undefined,
       unsettled: gen.unsettled,
       readBuffer: this.readBuffer,
+      settled: gen.settled,
       onSegment: this.opts.compactTargetBytes ? (key, _chunk, ix) => this.rememberIndex(key, ix) : undefined,
     });
     for (const [run, seq] of Object.entries(result.wal)) this.shipped.set(run, seq);

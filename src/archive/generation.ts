@@ -28,7 +28,7 @@ import {
   type SegmentKey,
   type WriteKeys,
 } from "./sealing.js";
-import type { UnsettledPut } from "./shipper.js";
+import type { SettledStream, UnsettledPut } from "./shipper.js";
 import { emptyEnd, stillContinues, type StreamEnd } from "./streams.js";
 
 export interface GenerationState {
@@ -52,6 +52,8 @@ export interface GenerationState {
   orphans: string[];
   /** Per stream, a segment put that failed, to be sent again as it was (shipper.ts). */
   unsettled: Map<string, UnsettledPut>;
+  /** Per stream, the file as a cycle last found it wholly shipped (shipper.ts). */
+  settled: Map<string, SettledStream>;
 }
 
 /** Where the next snapshot of `g` starts numbering, and the interrupted snapshots it leaves behind. */
@@ -194,6 +196,7 @@ export async function openGeneration(
         firstSnapshotAt: newest.snapshots[0]?.completed_at,
         ...snapshotNumbering(newest),
         unsettled: new Map(),
+        settled: new Map(),
       };
     }
     cause = next.cause;
@@ -223,6 +226,7 @@ export async function openGeneration(
     nextSnapshot: 0,
     orphans: [],
     unsettled: new Map(),
+    settled: new Map(),
   };
 }
 

@@ -5,6 +5,7 @@
  * where it was: the next cycle sends the same bytes again, under the same name.
  */
 import { createHash } from "node:crypto";
+import { statSync, type BigIntStats } from "node:fs";
 import { Readable } from "node:stream";
 import type { BackupStore } from "../storage/store.js";
 import type { Workspace } from "../workspace/layout.js";
@@ -70,6 +71,77 @@ export interface ShipperTarget {
   unsettled?: Map<string, UnsettledPut>;
   /** Reused for every read (kept across cycles by the caller); one cycle at a time uses it. */
   readBuffer?: ReadBuffer;
+  /** Per stream, the file as a cycle last found it wholly shipped (kept across cycles by the caller). */
+  settled?: Map<string, SettledStream>;
+}
+
+/**
+ * A stream found wholly shipped, with its file as it was then. While the file keeps its inode,
+ * size and times, and the archive the same end, a cycle passes it with one stat instead of
+ * opening it, checking its continuity and taking its size: a workspace holds dozens of finished
+ * WAL runs and daily logs that never change again. A file changed less than QUIET_NS before the
+ * cycle looked is not recorded: a write in the same tick of the file system's clock can leave
+ * its times as they were.
+ */
+export interface SettledStream {
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  /** The archived end the file was found at. */
+  length: number;
+  tail_sha256: string;
+}
+
+const QUIET_NS = 1_000_000_000n;
+
+/** Whether `file` is still as it was when `stream` was found settled at the end `after`. */
+function stillSettled(t: ShipperTarget, stream: string, file: string, after: StreamEnd): boolean {
+  const s = t.settled?.get(stream);
+  if (!s || s.length !== after.length || s.tail_sha256 !== after.tail_sha256) return false;
+  // Synchronous: one stat per settled stream and cycle, dozens of them, each a few microseconds
+  // here against tens as a thread-pool round trip (the archiver runs on its own thread or process).
+  let st: BigIntStats | undefined;
+  try {
+    st = statSync(file, { bigint: true, throwIfNoEntry: false });
+  } catch {
+    return false; // the cycle's own open reports it
+  }
+  return (
+    st !== undefined &&
+    st.dev === s.dev &&
+    st.ino === s.ino &&
+    st.size === s.size &&
+    st.mtimeNs === s.mtimeNs &&
+    st.ctimeNs === s.ctimeNs
+  );
+}
+
+/** Records `stream` as settled when all of `st` is shipped and the file was quiet when looked at. */
+function settle(
+  t: ShipperTarget,
+  stream: string,
+  st: BigIntStats,
+  lookedAtMs: number,
+  after: StreamEnd,
+): void {
+  const changedNs = st.ctimeNs > st.mtimeNs ? st.ctimeNs : st.mtimeNs;
+  if (
+    !t.settled ||
+    after.length !== Number(st.size) ||
+    changedNs > BigInt(lookedAtMs) * 1_000_000n - QUIET_NS
+  )
+    return;
+  t.settled.set(stream, {
+    dev: st.dev,
+    ino: st.ino,
+    size: st.size,
+    mtimeNs: st.mtimeNs,
+    ctimeNs: st.ctimeNs,
+    length: after.length,
+    tail_sha256: after.tail_sha256,
+  });
 }
 
 /**
@@ -96,6 +168,12 @@ export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Pro
   for (const stream of await listStreams(t.ws.root)) {
     const file = t.ws.p(stream);
     let after = t.ends.get(stream) ?? emptyEnd(stream);
+    const run = walRunOf(stream);
+    if (stillSettled(t, stream, file, after)) {
+      if (run !== undefined) result.wal[run] = after.seq ?? -1;
+      continue;
+    }
+    t.settled?.delete(stream);
     const lost = () =>
       new ContinuityLost(`${stream} no longer holds the ${after.length} bytes already archived`);
     // One descriptor per stream and cycle: its continuity check and its reads.
@@ -107,7 +185,9 @@ export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Pro
     let held: DurableChunk["held"];
     let heldBytes = 0;
     try {
-      let size: number | undefined = (await fh.stat()).size;
+      const lookedAt = Date.now();
+      const st = await fh.stat({ bigint: true });
+      let size: number | undefined = Number(st.size);
       if (!(await continuesAt(fh, after, size))) throw lost();
       for (;;) {
         const chunk = await readDurableFrom(fh, stream, after, maxSegmentBytes, size, t.readBuffer);
@@ -125,10 +205,10 @@ export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Pro
         if (!chunk.more) break;
         result.pending -= chunk.pending;
       }
+      settle(t, stream, st, lookedAt, after);
     } finally {
       await fh.close();
     }
-    const run = walRunOf(stream);
     if (run !== undefined) result.wal[run] = after.seq ?? -1;
     if (run !== undefined && held) {
       const closed = await isRunClosed(path.dirname(file), run);
