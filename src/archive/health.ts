@@ -12,6 +12,7 @@
  * start, a stop, a new generation, the first cycle, every failure and the success that ends a
  * run of them. Nothing resumes from this file (a restart resumes from the store's listing).
  */
+import { statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { readTailPosition } from "../wal/reader.js";
@@ -45,6 +46,8 @@ export interface HealthOptions {
 export class ArchiveHealth {
   private status: ArchiveStatus;
   private shipped: Record<string, number> = {};
+  /** Per WAL run, the bytes of its file the store held at the last cycle. */
+  private shippedBytes: Record<string, number> = {};
   /** When the status was last written (epoch ms; 0: never). */
   private writtenAt = 0;
   /** Per stream, what the last cycle held back and since when (reported or not yet). */
@@ -138,6 +141,7 @@ export class ArchiveHealth {
     s.segments_total += r.segments;
     s.bytes_total += r.bytes;
     this.shipped = { ...this.shipped, ...r.wal };
+    this.shippedBytes = { ...this.shippedBytes, ...r.walBytes };
     if (news || this.due(now)) await this.write(now);
     return held;
   }
@@ -233,6 +237,10 @@ export class ArchiveHealth {
     for (const stream of await listStreams(this.ws.root)) {
       const run = walRunOf(stream);
       if (run === undefined) continue;
+      // A run whose file ends where the store's copy ends is not behind: no tail to read (most
+      // runs of a workspace are finished and wholly shipped).
+      if (this.shippedBytes[run] !== undefined && sizeOf(this.ws.p(stream)) === this.shippedBytes[run])
+        continue;
       const tail = await readTailPosition(this.ws.p(stream)).catch(() => undefined);
       const behind = tail ? Math.max(0, tail.last_seq - (this.shipped[run] ?? -1)) : 0;
       const held = this.status.held_back.find((h) => h.stream === stream);
@@ -263,6 +271,15 @@ export class ArchiveHealth {
         () => null,
         (err: Error) => `${this.opts.metricsFile}: ${err.message}`,
       );
+  }
+}
+
+/** The size of `file` (undefined when it cannot be read). */
+function sizeOf(file: string): number | undefined {
+  try {
+    return statSync(file, { throwIfNoEntry: false })?.size;
+  } catch {
+    return undefined;
   }
 }
 

@@ -40,6 +40,8 @@ export interface CycleResult {
   pending: number;
   /** The newest WAL position shipped per run. */
   wal: Record<string, number>;
+  /** Per WAL run, how many bytes of its file the store holds. */
+  walBytes: Record<string, number>;
   /** WAL runs whose durable bytes end in something that cannot be shipped (yet). */
   held: HeldBack[];
 }
@@ -164,13 +166,13 @@ const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex
  */
 export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Promise<CycleResult> {
   const capturedAt = Date.now();
-  const result: CycleResult = { segments: 0, bytes: 0, pending: 0, wal: {}, held: [] };
+  const result: CycleResult = { segments: 0, bytes: 0, pending: 0, wal: {}, walBytes: {}, held: [] };
   for (const stream of await listStreams(t.ws.root)) {
     const file = t.ws.p(stream);
     let after = t.ends.get(stream) ?? emptyEnd(stream);
     const run = walRunOf(stream);
     if (stillSettled(t, stream, file, after)) {
-      if (run !== undefined) result.wal[run] = after.seq ?? -1;
+      if (run !== undefined) shippedRun(result, run, after);
       continue;
     }
     t.settled?.delete(stream);
@@ -209,7 +211,7 @@ export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Pro
     } finally {
       await fh.close();
     }
-    if (run !== undefined) result.wal[run] = after.seq ?? -1;
+    if (run !== undefined) shippedRun(result, run, after);
     if (run !== undefined && held) {
       const closed = await isRunClosed(path.dirname(file), run);
       result.held.push({
@@ -228,6 +230,11 @@ export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Pro
     }
   }
   return result;
+}
+
+function shippedRun(result: CycleResult, run: string, end: StreamEnd): void {
+  result.wal[run] = end.seq ?? -1;
+  result.walBytes[run] = end.length;
 }
 
 async function putSegment(
