@@ -81,9 +81,10 @@ export interface ShipperTarget {
  * A stream found wholly shipped, with its file as it was then. While the file keeps its inode,
  * size and times, and the archive the same end, a cycle passes it with one stat instead of
  * opening it, checking its continuity and taking its size: a workspace holds dozens of finished
- * WAL runs and daily logs that never change again. A file changed less than QUIET_NS before the
- * cycle looked is not recorded: a write in the same tick of the file system's clock can leave
- * its times as they were.
+ * WAL runs and daily logs that never change again. A file whose times are less than QUIET_NS
+ * before the cycle looked is not recorded: a later write in the same tick of the file system's
+ * clock, or within the same stamp of a coarse file system (FAT's times are two seconds apart),
+ * can leave its times as they were.
  */
 export interface SettledStream {
   dev: bigint;
@@ -96,7 +97,7 @@ export interface SettledStream {
   tail_sha256: string;
 }
 
-const QUIET_NS = 1_000_000_000n;
+const QUIET_NS = 2_000_000_000n;
 
 /** Whether `file` is still as it was when `stream` was found settled at the end `after`. */
 function stillSettled(t: ShipperTarget, stream: string, file: string, after: StreamEnd): boolean {

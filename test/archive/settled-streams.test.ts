@@ -45,7 +45,7 @@ test("settled streams: passed with a stat while unchanged, checked again once wr
     const first = await shipCycle(t);
     assert.equal(first.segments, 2);
 
-    // Recorded once a cycle finds the files quiet (unchanged for a second before it looked).
+    // Recorded once a cycle finds the files quiet (their times two seconds old when it looked).
     await waitFor("both streams settled", async () => {
       await shipCycle(t);
       return settled.has(LOG) && settled.has(WAL);
