@@ -25,6 +25,7 @@ import {
   fsyncHandle,
   removeDeadTemps,
   tempPathFor,
+  type StagedFile,
 } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import { shown } from "../workspace/shown-path.js";
@@ -45,7 +46,7 @@ import { openFileBudget } from "./open-file-budget.js";
 import { FileChangedError, closeFiles, writeTar, type PackDir } from "./pack.js";
 import { sealMember, sealStream } from "./seal.js";
 import type { AgeSplitHasher, AgeSplitHashes } from "./age/split-hash.js";
-import { removeSidecar, sidecarPath, writeSidecar } from "./sidecar.js";
+import { removeSidecar, sidecarPath, stageSidecar } from "./sidecar.js";
 import { requestSnapshot } from "./snapshot.js";
 import { auditPosition, checkpointPosition } from "./state-position.js";
 import {
@@ -442,10 +443,14 @@ export async function backupToFile(
       await interrupt.release();
       throw destinationError(`cannot write ${dest}`, err) ?? err;
     }
+    let sidecar: StagedFile | undefined;
+    let placed = false;
     try {
       const result = await writeBackupArchive(ws, durableFileSink(fh), opts);
       await fh.close();
-      const sidecar = opts.sidecar ?? true;
+      // Written before the archive is put in place: a disk too full for it fails the backup
+      // while the destination is still as it was.
+      if (opts.sidecar ?? true) sidecar = await stageSidecar(dest, result.sha256);
       await interrupt.release();
       await removeSidecar(dest);
       if (overwrite) await durableRename(tmp, dest);
@@ -454,11 +459,19 @@ export async function backupToFile(
           throw err.code === "EEXIST" ? existsError(dest) : err;
         });
       }
-      if (sidecar) await writeSidecar(dest, result.sha256);
+      placed = true;
+      await sidecar?.commit();
       return { ...result, path: dest, encrypted };
     } catch (err) {
       await fh.close().catch(() => {});
       await unlink(tmp).catch(() => {});
+      await sidecar?.discard();
+      // An archive this attempt put in place goes too, with whatever of its sidecar got there
+      // (one that replaced an older archive stays: it is complete, and the older one is gone).
+      if (placed && !overwrite) {
+        await unlink(dest).catch(() => {});
+        await removeSidecar(dest).catch(() => {});
+      }
       await fsyncDir(path.dirname(dest)).catch(() => {});
       await interrupt.release();
       if (err instanceof FileChangedError && attempt < 3) continue;

@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import { open, readFile } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
-import { atomicWriteFile, durableUnlink } from "../workspace/durable.js";
+import { durableUnlink, stageFile, type StagedFile } from "../workspace/durable.js";
 
 export const sidecarPath = (archive: string): string => `${archive}.sha256`;
 
@@ -38,7 +38,15 @@ export async function sha256OfFile(archive: string): Promise<string> {
 
 /** Writes (atomically, durably) the sidecar of `archive`. */
 export async function writeSidecar(archive: string, sha256: string): Promise<void> {
-  await atomicWriteFile(sidecarPath(archive), `${sha256}  ${path.basename(archive)}\n`, { mode: 0o644 });
+  await (await stageSidecar(archive, sha256)).commit();
+}
+
+/**
+ * The sidecar of `archive` written under a temp name, to be put in place once the archive is: a
+ * disk too full for it then fails the backup before the archive appears.
+ */
+export function stageSidecar(archive: string, sha256: string): Promise<StagedFile> {
+  return stageFile(sidecarPath(archive), `${sha256}  ${path.basename(archive)}\n`, { mode: 0o644 });
 }
 
 /**

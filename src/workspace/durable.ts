@@ -176,6 +176,27 @@ export async function atomicWriteFile(
   data: string | Uint8Array,
   options: AtomicWriteOptions = {},
 ): Promise<void> {
+  await (await stageFile(target, data, options)).commit();
+}
+
+/** A file written and fsynced under a temp name beside its target, not yet in place. */
+export interface StagedFile {
+  /** Renames it into place and fsyncs the folder (the temp file is removed if that fails). */
+  commit(): Promise<void>;
+  /** Removes the temp file. */
+  discard(): Promise<void>;
+}
+
+/**
+ * The first half of atomicWriteFile: every byte written and fsynced, nothing in place yet. A
+ * command that puts several files in place stages them all first, so that a full disk or a
+ * failed write stops it before anything at the destination has changed.
+ */
+export async function stageFile(
+  target: string,
+  data: string | Uint8Array,
+  options: AtomicWriteOptions = {},
+): Promise<StagedFile> {
   const tmp = tempPathFor(target);
   const fh = await open(tmp, "wx", options.mode ?? 0o644);
   try {
@@ -188,13 +209,19 @@ export async function atomicWriteFile(
     throw err;
   }
   await fh.close();
-  try {
-    await rename(tmp, target);
-  } catch (err) {
-    await unlink(tmp).catch(() => {});
-    throw err;
-  }
-  await fsyncDir(path.dirname(target));
+  const discard = (): Promise<void> => unlink(tmp).catch(() => {});
+  return {
+    async commit() {
+      try {
+        await rename(tmp, target);
+      } catch (err) {
+        await discard();
+        throw err;
+      }
+      await fsyncDir(path.dirname(target));
+    },
+    discard,
+  };
 }
 
 /**
