@@ -9,7 +9,7 @@ import { createHash, type Hash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { open, stat, unlink } from "node:fs/promises";
 import path from "node:path";
-import { ExitCode, UserError } from "../errors/errors.js";
+import { ExitCode, UserError, ioError } from "../errors/errors.js";
 import { durableRename, durableUnlink, fsyncDir, fsyncHandle, tempPathFor } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import { AgeDecryptor } from "./age/decrypt.js";
@@ -17,7 +17,7 @@ import { AgeEncryptor } from "./age/encrypt.js";
 import { backupPath } from "./backup.js";
 import { FernetAuthError, FernetDecryptor, FernetEncryptor, FernetFormatError } from "./fernet.js";
 import { authFailure } from "./archive-error.js";
-import { readSidecar, removeSidecar, writeSidecar } from "./sidecar.js";
+import { readSidecar, removeSidecar, stageSidecar } from "./sidecar.js";
 import { shown } from "../workspace/shown-path.js";
 
 export type ReencryptTarget = { password: string } | { recipients: readonly string[] };
@@ -153,9 +153,17 @@ export async function reencryptFernetFile(
     const readBack = await readBackSha(tmp, target, encryptor);
     if (readBack !== expected)
       throw new Error(`the re-encrypted ${tmp} does not decrypt to the archive's bytes`);
-    await removeSidecar(dest);
-    await durableRename(tmp, dest);
-    await writeSidecar(dest, written.sha256);
+    // Written before the archive is put in place: a disk too full for it fails the rekey while
+    // the archive and its sidecar are still as they were.
+    const sidecar = await stageSidecar(dest, written.sha256);
+    try {
+      await removeSidecar(dest);
+      await durableRename(tmp, dest);
+    } catch (err) {
+      await sidecar.discard();
+      throw err;
+    }
+    await sidecar.commit();
     if (dest !== file) {
       await removeSidecar(file);
       await durableUnlink(file);
@@ -164,6 +172,10 @@ export async function reencryptFernetFile(
     return { path: dest, replaced: file, sha256: written.sha256, size_bytes: written.size };
   } catch (err) {
     await unlink(tmp).catch(() => {});
+    // A full or read-only disk can only be the new archive's (the old one is only read).
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    if (code === "ENOSPC" || code === "EDQUOT" || code === "EROFS")
+      throw ioError(`cannot write ${shown(dest)}`, err) ?? err;
     throw err;
   } finally {
     await cleanup.release();

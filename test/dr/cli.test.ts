@@ -21,6 +21,7 @@ import {
 } from "../helpers.js";
 import { restoredMode, umaskOf } from "../../src/dr/restored-mode.js";
 import { sha } from "./support/craft.js";
+import { tryMountTmpfs } from "./support/tmpfs.js";
 import { makeSmallWorkspace, snapshotTree } from "./support/workspace.js";
 
 const REF = PYTHON_REFERENCE;
@@ -293,15 +294,6 @@ test("restore keeps the previous target, --no-keep removes it, a live lock refus
     await cleanup();
   }
 });
-
-function tryMountTmpfs(mountpoint: string, options: string): boolean {
-  try {
-    execFileSync("mount", ["-t", "tmpfs", "-o", options, "tmpfs", mountpoint], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test("bad input: each a one-line message, its own exit code, nothing written, existing state untouched", async (t) => {
   const { dir, cleanup } = await scratchDir();
