@@ -1,8 +1,8 @@
 /**
  * One DR operation in its own process, for bench/dr.ts: prints {ms, peak_rss_mb} as JSON. Each
  * operation loads only its own modules, as the CLI does; `ms` starts after they are loaded.
- *   dr-child.js backup SDD DEST [PASSWORD | recipient=age1...]
- *   dr-child.js restore ARCHIVE TARGET_SDD [PASSWORD | identity=AGE-SECRET-KEY-...]
+ *   dr-child.js backup SDD DEST [PASSWORD]
+ *   dr-child.js restore ARCHIVE TARGET_SDD [PASSWORD]
  *   dr-child.js rekey ARCHIVE IDENTITY RECIPIENT SDD   (.age header rewrite, replacing the set;
  *     the payload's sha256 carried over from the archive's newest catalogue row in SDD)
  * (bench keys only: real identities never belong in argv.)
@@ -11,16 +11,13 @@ import { performance } from "node:perf_hooks";
 import { Workspace } from "../../src/workspace/layout.js";
 
 const [op, a, b, key] = process.argv.slice(2);
-const recipients = key?.startsWith("recipient=") ? [key.slice("recipient=".length)] : undefined;
-const identities = key?.startsWith("identity=") ? [key.slice("identity=".length)] : undefined;
-const password = recipients || identities ? undefined : key;
 let run: () => Promise<{ file_count: number }>;
 if (op === "backup") {
   const { backupToFile } = await import("../../src/dr/backup.js");
-  run = () => backupToFile(new Workspace(a!), b!, { password, recipients });
+  run = () => backupToFile(new Workspace(a!), b!, { password: key });
 } else if (op === "restore") {
   const { restoreFromFile } = await import("../../src/dr/restore.js");
-  run = () => restoreFromFile(a!, b!, { password, identities, keep: false });
+  run = () => restoreFromFile(a!, b!, { password: key, keep: false });
 } else if (op === "rekey") {
   const { rekeyAgeFile } = await import("../../src/dr/age/rekey.js");
   const { newestRows } = await import("../../src/dr/rekey.js");
