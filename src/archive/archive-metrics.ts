@@ -35,6 +35,10 @@ const METRICS = {
   window_end_timestamp_seconds: ["gauge", "Newest restorable instant (the last cycle that caught up)."],
   errors_total: ["counter", "Cycles that failed (store errors) since the archiver started."],
   errors_in_a_row: ["gauge", "Cycles failed since the last one that succeeded."],
+  continuity_losses_total: [
+    "counter",
+    "Times a workspace file stopped holding what the store holds (each starts a new generation) since the archiver started.",
+  ],
   segments_total: ["counter", "Segments stored since the archiver started."],
   bytes_total: ["counter", "Segment bytes stored since the archiver started."],
   decisions_waiting: ["gauge", "Commit groups held until their segment is stored (--sync)."],
@@ -67,6 +71,7 @@ export async function writeArchiveMetrics(file: string, root: string, s: Archive
     window_end_timestamp_seconds: s.window_start_at ? seconds(s.caught_up_at) : undefined,
     errors_total: s.errors_total,
     errors_in_a_row: s.errors_in_a_row,
+    continuity_losses_total: s.continuity_losses_total ?? 0,
     segments_total: s.segments_total,
     bytes_total: s.bytes_total,
     decisions_waiting: s.decisions_waiting,

@@ -74,6 +74,14 @@ export interface ArchiveStatus {
   compaction_errors_in_a_row: number;
   /** The newest compaction failure, kept after a later success as `last_error` is (compare `at`). */
   last_compaction_error: { at: string; message: string } | null;
+  /**
+   * Times a workspace file stopped holding what the store holds while this archiver ran (a file
+   * rewritten, truncated or replaced): each starts a new generation, and none is a store error.
+   * Absent in status files of archivers before they were told apart.
+   */
+  continuity_losses_total?: number;
+  /** The newest of them: when, and which file held what. */
+  last_continuity_loss?: { at: string; message: string } | null;
   /** When the archiver stopped (null while it runs). */
   stopped_at: string | null;
   /** Why the last write of `--metrics-file` failed (null: written, or none given). */

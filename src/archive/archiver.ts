@@ -64,6 +64,11 @@ export type ArchiverEvent =
   /** A cycle that stored segments; `wal`: per run, the newest seq now in the store. */
   | { event: "cycle"; segments: number; bytes: number; wal: Record<string, number> }
   | { event: "error"; error: string }
+  /**
+   * A workspace file no longer holds what the store holds (rewritten, truncated or replaced while
+   * the archiver ran): the generation ends there and a new one starts at once.
+   */
+  | { event: "continuity-lost"; message: string }
   /** A background compaction that merged or cleaned up something. */
   | { event: "compacted"; generation: string; merged: number; replaced: number; leftovers: number }
   /** A background compaction that failed (shipping goes on; the next one retries). */
@@ -297,24 +302,38 @@ export class Archiver {
     return result;
   }
 
-  /** Runs `work`; a store failure is logged and recorded (false), a user's error is thrown. */
+  /**
+   * Runs `work`; a store failure is logged and recorded (false), a user's error is thrown. A
+   * continuity loss ends the generation and `work` runs again at once in a new one: waiting for
+   * the next cycle would only leave the store further behind.
+   */
   private async guarded(work: () => Promise<void>): Promise<boolean> {
     try {
-      await work();
+      try {
+        await work();
+      } catch (err) {
+        if (!(err instanceof ContinuityLost)) throw err;
+        await this.endGeneration(err);
+        await work();
+      }
       return true;
     } catch (err) {
-      if (err instanceof ContinuityLost) {
-        this.gen = undefined; // the next step opens a new generation, naming the cause
-        this.storedIndexes.clear();
-        this.nextCause = err.message;
-      } else if (isFatal(err)) {
-        throw err;
-      }
+      if (err instanceof ContinuityLost) await this.endGeneration(err);
+      else if (isFatal(err)) throw err;
       const message = err instanceof Error ? err.message : String(err);
       this.opts.log?.({ event: "error", error: message });
       await this.health.cycleFailed(message).catch(() => {});
       return false;
     }
+  }
+
+  /** After a continuity loss: the next step opens a new generation, naming the cause. */
+  private async endGeneration(err: ContinuityLost): Promise<void> {
+    this.gen = undefined;
+    this.storedIndexes.clear();
+    this.nextCause = err.message;
+    this.opts.log?.({ event: "continuity-lost", message: err.message });
+    await this.health.continuityLost(err.message).catch(() => {});
   }
 
   /** Runs `work` after the shipping work queued before it. */

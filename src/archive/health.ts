@@ -84,6 +84,8 @@ export class ArchiveHealth {
       compaction_errors_total: 0,
       compaction_errors_in_a_row: 0,
       last_compaction_error: null,
+      continuity_losses_total: 0,
+      last_continuity_loss: null,
       stopped_at: null,
     };
   }
@@ -201,6 +203,17 @@ export class ArchiveHealth {
     this.status.errors_total++;
     this.status.last_error = message;
     await this.write(new Date());
+  }
+
+  /**
+   * A workspace file no longer holds what the store holds: a change in the workspace, not a
+   * failure of the store. The next cycle starts a new generation; errors stay as they were.
+   */
+  async continuityLost(message: string): Promise<void> {
+    const now = new Date();
+    this.status.continuity_losses_total = (this.status.continuity_losses_total ?? 0) + 1;
+    this.status.last_continuity_loss = { at: now.toISOString(), message };
+    await this.write(now);
   }
 
   async cycleFailed(message: string): Promise<void> {

@@ -105,9 +105,12 @@ export async function openArchiverThread(ws: Workspace, spec: ArchiverSpec): Pro
   );
 }
 
-/** An event shown as a warning (stderr): a failed cycle, or WAL bytes damaged or held back. */
+/** An event shown as a warning (stderr): a failed cycle, a lost continuity, WAL bytes damaged or held back. */
 export const isArchiverWarning = (e: ArchiverEvent): boolean =>
-  e.event === "error" || e.event === "held-back" || e.event === "snapshot-damage";
+  e.event === "error" ||
+  e.event === "continuity-lost" ||
+  e.event === "held-back" ||
+  e.event === "snapshot-damage";
 
 /** What an archiver event says, one line. */
 export function describeArchiverEvent(e: ArchiverEvent): string {
@@ -120,6 +123,8 @@ export function describeArchiverEvent(e: ArchiverEvent): string {
       return `shipped ${e.segments} segment(s), ${e.bytes} bytes`;
     case "error":
       return `store error (the local files keep everything; retrying): ${e.error}`;
+    case "continuity-lost":
+      return `workspace changed under the archiver: ${e.message}; a new generation starts (the previous one stays restorable)`;
     case "recovered":
       return `store reachable again after ${e.after_errors} failed cycle(s)`;
     case "compacted":

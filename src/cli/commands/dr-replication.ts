@@ -54,11 +54,14 @@ function describeArchive(a: NonNullable<Awaited<ReturnType<typeof archiveHealth>
   const broken = (a.wal_breaks ?? [])
     .map((b) => `, DAMAGED: ${describeSnapshotBreak(b)}, base snapshot ${b.snapshot} holds it`)
     .join("");
+  const lost = a.last_continuity_loss
+    ? `, new generation after a change in the workspace at ${a.last_continuity_loss.at}: ${a.last_continuity_loss.message}`
+    : "";
   const blocked =
     a.running && a.decisions_waiting > 0
       ? `; --sync: ${a.decisions_waiting} commit group(s) wait for the store, no decision is acted on until it answers`
       : "";
-  return `${shown(a.destination)} ${state}${a.sync ? " (--sync)" : ""}, lag ${a.lag_entries} entries${a.lag_bytes ? ` (${a.lag_bytes} bytes held back)` : ""} / ${a.lag_seconds} s, last upload ${a.last_upload_at ?? "never"}${errors}${held}${broken}${describeCompaction(a)}${blocked}`;
+  return `${shown(a.destination)} ${state}${a.sync ? " (--sync)" : ""}, lag ${a.lag_entries} entries${a.lag_bytes ? ` (${a.lag_bytes} bytes held back)` : ""} / ${a.lag_seconds} s, last upload ${a.last_upload_at ?? "never"}${errors}${lost}${held}${broken}${describeCompaction(a)}${blocked}`;
 }
 
 /** Background compaction's part of the archive line: failing (since when, why), or when it last completed. */

@@ -1,0 +1,120 @@
+/**
+ * A workspace file cut back under a running `dr archive` (the store holds bytes it no longer
+ * has): not a store error. The archiver says what changed, starts a new generation at once
+ * (a base snapshot, then the new bytes), counts it apart from the errors, and keeps running; the
+ * old generation stays restorable, and the new one restores to the newest decision.
+ */
+import assert from "node:assert/strict";
+import { appendFile, readFile, truncate } from "node:fs/promises";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { readArchiveStatus } from "../../src/archive/health.js";
+import { scratchDir, spawnCli, waitFor } from "../helpers.js";
+import { appendDecisions, archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
+
+const RUN = "run-lost";
+const LOG = "runs/agent.jsonl";
+const line = (i: number): string => JSON.stringify({ timestamp: 1795744701 + i, n: i }) + "\n";
+
+describe("dr archive when a workspace file stops holding what the store holds", () => {
+  let scratch: { dir: string; cleanup: () => Promise<void> };
+  let f: ArchiveFixture;
+  before(async () => {
+    scratch = await scratchDir("bernstein-archive-lost-");
+    f = await archiveFixture(path.join(scratch.dir, "src"));
+  });
+  after(async () => {
+    await scratch.cleanup();
+  });
+
+  it("names the change, starts a new generation at once, counts no store error", async () => {
+    const store = path.join(scratch.dir, "store");
+    const metrics = path.join(scratch.dir, "archive.prom");
+    for (let i = 0; i < 10; i++) await appendFile(f.ws.p(LOG), line(i));
+    await appendDecisions(f.ws, RUN, 5);
+    const { child, done } = spawnCli(
+      ["--sdd", f.sdd, "dr", "archive", "--to", store, "--interval", "100ms", "--metrics-file", metrics],
+      { env: f.env },
+    );
+    const status = () => readArchiveStatus(f.ws.root);
+    try {
+      await waitFor(
+        "the base snapshot and a first cycle",
+        async () => {
+          const s = await status();
+          return s !== undefined && s.pid === child.pid && s.caught_up_at !== null;
+        },
+        { exited: done },
+      );
+      // Segments after the snapshot: the store holds twelve lines of the log and seq 0..6.
+      for (let i = 10; i < 12; i++) await appendFile(f.ws.p(LOG), line(i));
+      await appendDecisions(f.ws, RUN, 2, 5);
+      const first = await waitFor(
+        "the new lines shipped",
+        async () => {
+          const s = await status();
+          return s && s.lag_entries === 0 && s.segments_total >= 2 ? s : undefined;
+        },
+        { exited: done },
+      );
+
+      // The log cut back to its first three lines, then written on.
+      const text = await readFile(f.ws.p(LOG), "utf8");
+      await truncate(f.ws.p(LOG), Buffer.byteLength(text.split("\n").slice(0, 3).join("\n") + "\n"));
+      await appendFile(f.ws.p(LOG), line(100));
+      await appendDecisions(f.ws, RUN, 4, 7);
+      const after = await waitFor(
+        "a new generation",
+        async () => {
+          const s = await status();
+          return s && s.generation !== first.generation && s.lag_entries === 0 ? s : undefined;
+        },
+        { exited: done },
+      );
+      assert.equal(after.continuity_losses_total, 1, JSON.stringify(after));
+      assert.match(
+        after.last_continuity_loss?.message ?? "",
+        /runs\/agent\.jsonl no longer holds the \d+ bytes/,
+      );
+      assert.equal(after.errors_total, 0, JSON.stringify(after));
+      assert.equal(after.state, "ok");
+      assert.match(
+        await readFile(metrics, "utf8"),
+        /^bernstein_archive_continuity_losses_total\{[^}]*\} 1$/m,
+      );
+
+      const shown = await f.cli(["dr", "status"]);
+      assert.match(shown.stdout, /new generation after a change in the workspace at .*runs\/agent\.jsonl/);
+    } finally {
+      child.kill("SIGINT");
+      await done;
+    }
+    const r = await done;
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(
+      r.stderr,
+      /workspace changed under the archiver: runs\/agent\.jsonl no longer holds the \d+ bytes already archived; a new generation starts/,
+    );
+    assert.doesNotMatch(r.stderr, /store error/);
+    assert.match(r.stdout, /stopped: generation \S+, \d+ segment\(s\), 0 error\(s\)/);
+
+    const list = JSON.parse(
+      (await f.cli(["--json", "dr", "archive-list", "--from", store, "--check"])).stdout,
+    );
+    assert.equal(list.generations.length, 2, JSON.stringify(list));
+    assert.match(list.generations[1].cause, /runs\/agent\.jsonl no longer holds/);
+    // The newest point of the first generation (before the cut), and of the second.
+    for (const [point, generation, seq, lines] of [
+      [["--at", list.generations[0].latest], list.generations[0].generation, 6, 12],
+      [["--latest"], list.generations[1].generation, 10, 4],
+    ] as const) {
+      const into = path.join(scratch.dir, `restored-${seq}`, ".sdd");
+      const back = await f.cli(["--json", "dr", "archive-restore", "--from", store, ...point], into);
+      assert.equal(back.code, 0, back.stderr);
+      const doc = JSON.parse(back.stdout);
+      assert.equal(doc.generation, generation);
+      assert.equal(doc.wal[RUN].seq, seq);
+      assert.equal((await readFile(path.join(into, LOG), "utf8")).split("\n").length - 1, lines);
+    }
+  });
+});
