@@ -26,6 +26,8 @@ import type { StagingBatch, StagingFailure, StagingReply, StagingSlot } from "./
 const BATCH_BYTES = 256 * 1024;
 const MAX_BATCHES_IN_FLIGHT = 4;
 const MAX_OPS_PER_BATCH = 4096;
+/** File bytes sent to the worker between two early write-outs (see `send`). */
+const WRITE_OUT_EVERY_BYTES = 16 * 1024 * 1024;
 
 function failureError(f: StagingFailure): Error {
   return Object.assign(new Error(f.message), {
@@ -56,6 +58,10 @@ export class StagingWriter implements ExtractHandler {
   private failure?: Error;
   private wake?: () => void;
   private closed = false;
+  /** Bytes sent to the worker since the last early write-out started. */
+  private sinceWriteOut = 0;
+  /** The early write-out running now (a syncfs of the staging file system). */
+  private writingOut?: Promise<boolean>;
 
   /** `root` must exist; `fsync: false` for throw-away extractions (verify's temp folder). */
   constructor(
@@ -117,6 +123,14 @@ export class StagingWriter implements ExtractHandler {
     slot.sent = true;
     this.worker.postMessage(batch);
     this.inFlight++;
+    this.sinceWriteOut += this.used;
+    if (this.fsync && this.sinceWriteOut >= WRITE_OUT_EVERY_BYTES && !this.writingOut) {
+      // The disk writes back what is already extracted while the rest is: left to the final
+      // syncfs, all of it would be written only after the last file, and the restore would
+      // wait for every byte then.
+      this.sinceWriteOut = 0;
+      this.writingOut = syncFileSystem(this.root).finally(() => (this.writingOut = undefined));
+    }
     this.slot = this.takeSlot();
     this.data = this.slots[this.slot]!.data;
     this.ops = this.slots[this.slot]!.ops;
@@ -269,6 +283,7 @@ export class StagingWriter implements ExtractHandler {
         this.dirModes.get(rel) ?? restoredMode(0o755, this.umask),
       );
     if (!this.fsync) return;
+    await this.writingOut;
     if (await syncFileSystem(this.root)) return;
     const pool = new FsyncPool();
     for (const rel of this.written) {

@@ -4,8 +4,8 @@
  * worker fails on the very last batch), awaits finish(), and prints what it learnt and what the
  * folder holds at that moment. staging-writer-exit.test.ts checks that it neither ends before
  * the worker's last answer nor reports success before every file is written. With `nested` the
- * files are spread over four folders (staging-durable.test.ts).
- *   staging-writer-child.js ROOT FILES ok|collide|nested
+ * files are spread over four folders (staging-durable.test.ts); with `big` each is 1 MiB.
+ *   staging-writer-child.js ROOT FILES ok|collide|nested|big
  */
 import { mkdirSync, readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
@@ -14,10 +14,11 @@ import { StagingWriter } from "../../../src/dr/staging-writer.js";
 const [root, files, mode] = process.argv.slice(2);
 const count = Number(files);
 const file = (i: number): string => `f-${String(i).padStart(6, "0")}`;
-const nameOf = (i: number): string => (mode === "nested" ? `d-${i % 4}/${file(i)}` : file(i));
+const nameOf = (i: number): string =>
+  mode === "nested" || mode === "big" ? `d-${i % 4}/${file(i)}` : file(i);
 if (mode === "collide") mkdirSync(path.join(root!, nameOf(count - 1)), { recursive: true });
 const writer = new StagingWriter(root!);
-const body = (i: number): Buffer => Buffer.alloc(1000 + (i % 7), i % 251);
+const body = (i: number): Buffer => Buffer.alloc((mode === "big" ? 1 << 20 : 1000) + (i % 7), i % 251);
 try {
   for (let i = 0; i < count; i++) {
     const sink = await writer.file({ path: nameOf(i), mode: 0o644, size: body(i).length });
