@@ -168,7 +168,13 @@ const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex
 export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Promise<CycleResult> {
   const capturedAt = Date.now();
   const result: CycleResult = { segments: 0, bytes: 0, pending: 0, wal: {}, walBytes: {}, held: [] };
-  for (const stream of await listStreams(t.ws.root)) {
+  const streams = await listStreams(t.ws.root);
+  // A file gone from the workspace is no longer looked at: its settled record goes with it.
+  if (t.settled?.size) {
+    const listed = new Set(streams);
+    for (const stream of t.settled.keys()) if (!listed.has(stream)) t.settled.delete(stream);
+  }
+  for (const stream of streams) {
     const file = t.ws.p(stream);
     let after = t.ends.get(stream) ?? emptyEnd(stream);
     const run = walRunOf(stream);

@@ -5,7 +5,7 @@
  * `--sync` gate reads it).
  */
 import assert from "node:assert/strict";
-import { appendFile, open, readFile } from "node:fs/promises";
+import { appendFile, open, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import {
@@ -74,6 +74,33 @@ test("settled streams: passed with a stat while unchanged, checked again once wr
     await fh.write(forged, Buffer.byteLength(text) - Buffer.byteLength(last));
     await fh.close();
     await assert.rejects(shipCycle(t), ContinuityLost);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("settled streams: a file removed from the workspace leaves no settled record behind", async () => {
+  const { dir, cleanup } = await scratchDir("bernstein-archive-settled-gone-");
+  try {
+    const { workspace: ws } = await initWorkspace(path.join(dir, ".sdd"));
+    for (let i = 0; i < 5; i++) await appendFile(ws.p(LOG), line(i));
+    const settled = new Map<string, SettledStream>();
+    const t: ShipperTarget = {
+      store: await openCatalogue(path.join(dir, "archive")),
+      ws,
+      generation: "g20261205T120000000Z-90e5",
+      ends: new Map<string, StreamEnd>(),
+      readBuffer: new ReadBuffer(),
+      settled,
+    };
+    await waitFor("the log settled", async () => {
+      await shipCycle(t);
+      return settled.has(LOG);
+    });
+    await rm(ws.p(LOG));
+    const after = await shipCycle(t);
+    assert.equal(after.segments, 0);
+    assert.equal(settled.has(LOG), false);
   } finally {
     await cleanup();
   }
