@@ -12,7 +12,7 @@ import { test } from "node:test";
 import { recipientFingerprint } from "../../src/dr/age/keys.js";
 import type { BackupLogRow } from "../../src/dr/backup-log.js";
 import { archivesReadableByRemoved } from "../../src/dr/recipient-check.js";
-import { envFor, runCli, scratchDir } from "../helpers.js";
+import { envFor, runCli, scratchDir, waitFor } from "../helpers.js";
 import { keyPair } from "./support/age-keys.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
 
@@ -235,6 +235,14 @@ test("dr rekey at a catalogue folder: the record names the new bytes and dr list
     );
 
     // A password backup converted to age: the old name's record and expectation go with it.
+    // Names are stamped to the second: made in the age backup's second, its .age would be taken.
+    const stampOf = (name: string): string | undefined => /(\d{8}T\d{6}Z)/.exec(name)?.[1];
+    const nowStamp = (): string =>
+      new Date()
+        .toISOString()
+        .replace(/[-:]/g, "")
+        .replace(/\.\d+Z$/, "Z");
+    await waitFor("a second after the age backup's", () => nowStamp() !== stampOf(ageFile));
     const pw = path.join(dir, "pw");
     await writeFile(pw, "a password for the test\n", { mode: 0o600 });
     const enc = await cli("dr", "backup", "--to-dir", at, "--encrypt", "--password-file", pw, "--json");
