@@ -223,6 +223,11 @@ try {
       pressure!.pause();
     }
   };
+  /** A row restoring `archive` (in `out`) into `dir/.sdd` (in the scratch folder), its cost added to `results`. */
+  const restoreRow =
+    (results: ProcessCost[], archive: string, dir: string, ...how: string[]) =>
+    (): void =>
+      void results.push(restoreCli(path.join(out, archive), path.join(scratch, dir, ".sdd"), ...how));
   for (let i = 0; i < RUNS; i++) {
     // The restore rows take turns at going first: what the file system makes the first creator
     // of many files pay (see the removal below) falls on each row once, and the medians drop it.
@@ -232,28 +237,10 @@ try {
         mkdirSync(into);
         tarXz.push(measureProcess(["tar", "-xzf", path.join(out, "plain0.tar.gz"), "-C", into]));
       },
-      () =>
-        restorePlain.push(restoreCli(path.join(out, "plain0.tar.gz"), path.join(scratch, `rp${i}`, ".sdd"))),
-      () =>
-        restoreEnc.push(restoreCli(path.join(out, "enc0.tar.gz.enc"), path.join(scratch, `r${i}`, ".sdd"))),
-      () =>
-        ageR.push(
-          restoreCli(
-            path.join(out, "age0.tar.gz.age"),
-            path.join(scratch, `a${i}`, ".sdd"),
-            "--identity-file",
-            identityFiles.x25519,
-          ),
-        ),
-      () =>
-        pqR.push(
-          restoreCli(
-            path.join(out, "pq0.tar.gz.age"),
-            path.join(scratch, `q${i}`, ".sdd"),
-            "--identity-file",
-            identityFiles.hybrid,
-          ),
-        ),
+      restoreRow(restorePlain, "plain0.tar.gz", `rp${i}`),
+      restoreRow(restoreEnc, "enc0.tar.gz.enc", `r${i}`),
+      restoreRow(ageR, "age0.tar.gz.age", `a${i}`, "--identity-file", identityFiles.x25519),
+      restoreRow(pqR, "pq0.tar.gz.age", `q${i}`, "--identity-file", identityFiles.hybrid),
     ];
     for (let k = 0; k < rows.length; k++) {
       settle();

@@ -16,7 +16,7 @@ import {
 } from "../../src/archive/shipper.js";
 import { ReadBuffer, type StreamEnd } from "../../src/archive/streams.js";
 import { openCatalogue } from "../../src/storage/open-store.js";
-import { initWorkspace } from "../../src/workspace/layout.js";
+import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
 import { scratchDir, waitFor } from "../helpers.js";
 import { appendDecisions } from "./support/archive-workspace.js";
 
@@ -27,6 +27,23 @@ const WAL = `runtime/wal/${RUN}.wal.jsonl`;
 const line = (i: number): string =>
   JSON.stringify({ timestamp: 1795744701 + i, n: i, note: "abcdefgh" }) + "\n";
 
+/** A shipping target of a fresh generation, archived to a folder store beside the workspace. */
+async function targetIn(
+  dir: string,
+  ws: Workspace,
+  generation: string,
+  settled: Map<string, SettledStream>,
+): Promise<ShipperTarget> {
+  return {
+    store: await openCatalogue(path.join(dir, "archive")),
+    ws,
+    generation,
+    ends: new Map<string, StreamEnd>(),
+    readBuffer: new ReadBuffer(),
+    settled,
+  };
+}
+
 test("settled streams: passed with a stat while unchanged, checked again once written to", async () => {
   const { dir, cleanup } = await scratchDir("bernstein-archive-settled-");
   try {
@@ -34,14 +51,7 @@ test("settled streams: passed with a stat while unchanged, checked again once wr
     for (let i = 0; i < 20; i++) await appendFile(ws.p(LOG), line(i));
     await appendDecisions(ws, RUN, 10);
     const settled = new Map<string, SettledStream>();
-    const t: ShipperTarget = {
-      store: await openCatalogue(path.join(dir, "archive")),
-      ws,
-      generation: "g20261205T120000000Z-5e77",
-      ends: new Map<string, StreamEnd>(),
-      readBuffer: new ReadBuffer(),
-      settled,
-    };
+    const t = await targetIn(dir, ws, "g20261205T120000000Z-5e77", settled);
     const first = await shipCycle(t);
     assert.equal(first.segments, 2);
 
@@ -85,14 +95,7 @@ test("settled streams: a file removed from the workspace leaves no settled recor
     const { workspace: ws } = await initWorkspace(path.join(dir, ".sdd"));
     for (let i = 0; i < 5; i++) await appendFile(ws.p(LOG), line(i));
     const settled = new Map<string, SettledStream>();
-    const t: ShipperTarget = {
-      store: await openCatalogue(path.join(dir, "archive")),
-      ws,
-      generation: "g20261205T120000000Z-90e5",
-      ends: new Map<string, StreamEnd>(),
-      readBuffer: new ReadBuffer(),
-      settled,
-    };
+    const t = await targetIn(dir, ws, "g20261205T120000000Z-90e5", settled);
     await waitFor("the log settled", async () => {
       await shipCycle(t);
       return settled.has(LOG);
