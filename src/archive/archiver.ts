@@ -318,8 +318,12 @@ export class Archiver {
       }
       return true;
     } catch (err) {
-      if (err instanceof ContinuityLost) await this.endGeneration(err);
-      else if (isFatal(err)) throw err;
+      if (err instanceof ContinuityLost) {
+        // Changed again while the new generation started: the next step starts another.
+        await this.endGeneration(err);
+        return false;
+      }
+      if (isFatal(err)) throw err;
       const message = err instanceof Error ? err.message : String(err);
       this.opts.log?.({ event: "error", error: message });
       await this.health.cycleFailed(message).catch(() => {});

@@ -26,7 +26,7 @@ import type { StagingBatch, StagingFailure, StagingReply, StagingSlot } from "./
 const BATCH_BYTES = 256 * 1024;
 const MAX_BATCHES_IN_FLIGHT = 4;
 const MAX_OPS_PER_BATCH = 4096;
-/** File bytes sent to the worker between two early write-outs (see `send`). */
+/** Bytes (file contents and names) sent to the worker between two early write-outs (see `send`). */
 const WRITE_OUT_EVERY_BYTES = 16 * 1024 * 1024;
 
 function failureError(f: StagingFailure): Error {
