@@ -267,10 +267,9 @@ try {
     }
   }
   await pressure?.stop();
-  // The extracted trees are removed only now. On ext4, creating files within a minute or so of
-  // removing many costs far more system CPU (the inode allocator walks past the recently freed
-  // inodes): removed between runs, they made whichever row came next (tar -xzf, every time)
-  // several times slower than the rest.
+  // The extracted trees are removed only now. On ext4, creating files within a few minutes of
+  // removing many costs several times the system CPU (the inode allocator walks past the
+  // recently freed inodes): removed between runs, they would slow down whichever row came next.
   for (let i = 0; i < RUNS; i++)
     for (const d of [`x${i}`, `rp${i}`, `r${i}`, `a${i}`, `q${i}`, `xp${i}`, `rpp${i}`, `rep${i}`])
       rmSync(path.join(scratch, d), { recursive: true, force: true });
