@@ -162,18 +162,23 @@ const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex
 
 /**
  * Ships everything durable now. Throws ContinuityLost when a stream no longer holds what was
- * shipped (the workspace was restored or rolled back under the archiver), and the store's error
- * when a put fails after its retries.
+ * shipped (the workspace was restored or rolled back under the archiver, or the file removed),
+ * and the store's error when a put fails after its retries.
  */
 export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Promise<CycleResult> {
   const capturedAt = Date.now();
   const result: CycleResult = { segments: 0, bytes: 0, pending: 0, wal: {}, walBytes: {}, held: [] };
   const streams = await listStreams(t.ws.root);
+  const listed = new Set(streams);
+  // A file the store holds bytes of, gone from the workspace: a restore to any later point
+  // would bring it back from this generation, so the history this generation holds has ended
+  // (as a restart finds it: generation.ts `broken`).
+  for (const [stream, end] of t.ends)
+    if (end.length > 0 && !listed.has(stream))
+      throw new ContinuityLost(`${stream} was removed after ${end.length} bytes of it were archived`);
   // A file gone from the workspace is no longer looked at: its settled record goes with it.
-  if (t.settled?.size) {
-    const listed = new Set(streams);
+  if (t.settled?.size)
     for (const stream of t.settled.keys()) if (!listed.has(stream)) t.settled.delete(stream);
-  }
   for (const stream of streams) {
     const file = t.ws.p(stream);
     let after = t.ends.get(stream) ?? emptyEnd(stream);

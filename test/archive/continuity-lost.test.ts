@@ -5,7 +5,7 @@
  * old generation stays restorable, and the new one restores to the newest decision.
  */
 import assert from "node:assert/strict";
-import { appendFile, readFile, truncate } from "node:fs/promises";
+import { access, appendFile, readFile, truncate, unlink } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { readArchiveStatus } from "../../src/archive/health.js";
@@ -116,5 +116,69 @@ describe("dr archive when a workspace file stops holding what the store holds", 
       assert.equal(doc.wal[RUN].seq, seq);
       assert.equal((await readFile(path.join(into, LOG), "utf8")).split("\n").length - 1, lines);
     }
+  });
+
+  it("ends the generation when a file it holds bytes of is removed, so later points do not bring it back", async () => {
+    const g = await archiveFixture(path.join(scratch.dir, "removed"));
+    const store = path.join(scratch.dir, "store-removed");
+    const OLD = "runs/old.jsonl";
+    for (let i = 0; i < 4; i++) await appendFile(g.ws.p(OLD), line(i));
+    await appendDecisions(g.ws, RUN, 3);
+    const { child, done } = spawnCli(
+      ["--sdd", g.sdd, "dr", "archive", "--to", store, "--interval", "100ms"],
+      {
+        env: g.env,
+      },
+    );
+    const status = () => readArchiveStatus(g.ws.root);
+    try {
+      const first = await waitFor(
+        "the base snapshot and a first cycle",
+        async () => {
+          const s = await status();
+          return s && s.pid === child.pid && s.caught_up_at !== null ? s : undefined;
+        },
+        { exited: done },
+      );
+      await unlink(g.ws.p(OLD));
+      await appendDecisions(g.ws, RUN, 2, 3);
+      const after = await waitFor(
+        "a new generation",
+        async () => {
+          const s = await status();
+          return s && s.generation !== first.generation && s.lag_entries === 0 ? s : undefined;
+        },
+        { exited: done },
+      );
+      assert.equal(after.continuity_losses_total, 1, JSON.stringify(after));
+      assert.equal(after.errors_total, 0, JSON.stringify(after));
+    } finally {
+      child.kill("SIGINT");
+      await done;
+    }
+    const r = await done;
+    assert.match(
+      r.stderr,
+      /workspace changed under the archiver: runs\/old\.jsonl was removed after \d+ bytes of it were archived; a new generation starts/,
+    );
+
+    const list = JSON.parse(
+      (await g.cli(["--json", "dr", "archive-list", "--from", store, "--check"])).stdout,
+    );
+    assert.equal(list.generations.length, 2, JSON.stringify(list));
+    assert.match(list.generations[1].cause, /runs\/old\.jsonl was removed/);
+    // Before the removal the file is there with its four lines; the newest point has no such file.
+    const before = path.join(scratch.dir, "removed-before", ".sdd");
+    const back = await g.cli(
+      ["dr", "archive-restore", "--from", store, "--at", list.generations[0].latest],
+      before,
+    );
+    assert.equal(back.code, 0, back.stderr);
+    assert.equal((await readFile(path.join(before, OLD), "utf8")).split("\n").length - 1, 4);
+    const latest = path.join(scratch.dir, "removed-latest", ".sdd");
+    const newest = await g.cli(["--json", "dr", "archive-restore", "--from", store, "--latest"], latest);
+    assert.equal(newest.code, 0, newest.stderr);
+    assert.equal(JSON.parse(newest.stdout).wal[RUN].seq, 4);
+    await assert.rejects(access(path.join(latest, OLD)), { code: "ENOENT" });
   });
 });

@@ -89,21 +89,29 @@ test("settled streams: passed with a stat while unchanged, checked again once wr
   }
 });
 
-test("settled streams: a file removed from the workspace leaves no settled record behind", async () => {
+test("settled streams: a removed file ends the generation when it was archived, and leaves no settled record when empty", async () => {
   const { dir, cleanup } = await scratchDir("bernstein-archive-settled-gone-");
+  const EMPTY = "runs/empty.jsonl";
   try {
     const { workspace: ws } = await initWorkspace(path.join(dir, ".sdd"));
     for (let i = 0; i < 5; i++) await appendFile(ws.p(LOG), line(i));
+    await appendFile(ws.p(EMPTY), "");
     const settled = new Map<string, SettledStream>();
     const t = await targetIn(dir, ws, "g20261205T120000000Z-90e5", settled);
-    await waitFor("the log settled", async () => {
+    await waitFor("both logs settled", async () => {
       await shipCycle(t);
-      return settled.has(LOG);
+      return settled.has(LOG) && settled.has(EMPTY);
     });
-    await rm(ws.p(LOG));
+    await rm(ws.p(EMPTY));
     const after = await shipCycle(t);
     assert.equal(after.segments, 0);
-    assert.equal(settled.has(LOG), false);
+    assert.equal(settled.has(EMPTY), false);
+    await rm(ws.p(LOG));
+    await assert.rejects(shipCycle(t), (err: Error) => {
+      assert.ok(err instanceof ContinuityLost, String(err));
+      assert.match(err.message, /^runs\/a\.jsonl was removed after \d+ bytes of it were archived$/);
+      return true;
+    });
   } finally {
     await cleanup();
   }
