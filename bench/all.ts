@@ -1,8 +1,9 @@
 /**
  * Runs every bench in sequence (`npm run bench`), each as its own process with --json.
  * `npm run bench -- --json` prints ONE JSON document: the machine's load average at start and
- * end, every bench's figures, and every goal (`{name, ours, baseline, ratio, target, met}`);
- * without --json, each bench's line and then one line per goal. A bench not built is skipped;
+ * end, every bench's figures, every goal (`{name, ours, baseline, ratio, target, met}`), and
+ * `warnings`: what a bench said of the conditions it measured in (its `warnings`); without
+ * --json, each bench's line, one line per goal, then the warnings. A bench not built is skipped;
  * one that fails is recorded with its exit code. See bench/README.md.
  */
 import { spawnSync } from "node:child_process";
@@ -39,6 +40,8 @@ function legacyGoals(name: string, doc: Record<string, unknown>): Goal[] {
 const loadStart = os.loadavg();
 const benches: Record<string, unknown> = {};
 const goals: Goal[] = [];
+/** What a bench says about the conditions it measured in (bench name first). */
+const warnings: string[] = [];
 for (const name of BENCHES) {
   const file = path.join(here, `${name}.js`);
   if (!existsSync(file)) continue;
@@ -69,6 +72,7 @@ for (const name of BENCHES) {
     continue;
   }
   benches[name] = doc;
+  if (Array.isArray(doc.warnings)) warnings.push(...(doc.warnings as string[]).map((w) => `${name}: ${w}`));
   goals.push(...(Array.isArray(doc.goals) ? (doc.goals as Goal[]) : legacyGoals(name, doc)));
   if (!json) process.stdout.write(last + "\n");
 }
@@ -77,12 +81,15 @@ const report = {
   note: "on a loaded machine only the ratios (figures against baselines measured in the same run) count",
   goals,
   all_met: goals.every((g) => g.met),
+  warnings,
   benches,
 };
 if (json) process.stdout.write(JSON.stringify(report) + "\n");
-else
+else {
   for (const g of goals)
     process.stdout.write(
       `${g.met ? "met    " : "NOT MET"} ${g.name}: ours ${g.ours} / baseline ${g.baseline} = ${g.ratio} (${g.target})\n`,
     );
+  for (const w of warnings) process.stdout.write(`warning: ${w}\n`);
+}
 process.exitCode = Object.values(benches).some((b) => (b as { error?: string }).error) ? 1 : 0;

@@ -24,6 +24,9 @@
  * file every second (bench/support/io-pressure.ts; with `:fsync` it also fsyncs each pass): tar
  * -xzf, the plain and the encrypted restore, alternating with the quiet rows of the same run
  * (the generator is paused for those), with their own ratios; every other row is unchanged.
+ * Before the restore rows, file creation is probed until it is cheap (support/file-creation.ts;
+ * at most --fs-wait-s S, default 420), and again after them; `file_creation` gives the figures,
+ * `warnings` says when the rows ran on the file system's slow path.
  * Prints ONE JSON object. Options: --json (accepted; the output is always JSON), --files N,
  * --runs N (default 5).
  */
@@ -61,6 +64,7 @@ import {
   type ProcessCost,
 } from "./support/measure.js";
 import { dirtyMb, parsePressure, PressureGenerator } from "./support/pressure-generator.js";
+import { SLOW_CREATE_US, awaitCheapFileCreation, creationCostUs } from "./support/file-creation.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
@@ -76,6 +80,8 @@ const RUNS = opt("--runs", 5);
 const BIG_GB = opt("--big-gb", 2);
 const PASSWORD = "bench password";
 const REKEY_GB = opt("--rekey-gb", 1);
+/** Longest the restore rows wait for file creation to be cheap again (support/file-creation.ts). */
+const FS_WAIT_S = opt("--fs-wait-s", 420);
 const PRESSURE = parsePressure(
   args.includes("--io-pressure") ? args[args.indexOf("--io-pressure") + 1] : undefined,
 );
@@ -201,6 +207,9 @@ try {
     settle();
     pqB.push(backupCli(sdd, path.join(out, `pq${i}.tar.gz`), "--recipient", hybrid.recipient));
   }
+  const creation = await awaitCheapFileCreation(scratch, FS_WAIT_S, (line) =>
+    process.stderr.write(`${line}\n`),
+  );
   const tarXz: ProcessCost[] = [];
   const restorePlain: ProcessCost[] = [];
   const restoreEnc: ProcessCost[] = [];
@@ -267,6 +276,7 @@ try {
     }
   }
   await pressure?.stop();
+  const creationAfterUs = Math.round(creationCostUs(path.join(scratch, "creation-probe-after")) * 10) / 10;
   // The extracted trees are removed only now. On ext4, creating files within a few minutes of
   // removing many costs several times the system CPU (the inode allocator walks past the
   // recently freed inodes): removed between runs, they would slow down whichever row came next.
@@ -488,6 +498,15 @@ try {
     },
     big_file: big,
     age_rekey: rekey,
+    file_creation: { ...creation, after_restore_rows_us_per_file: creationAfterUs },
+    warnings:
+      creation.slow || creationAfterUs > SLOW_CREATE_US
+        ? [
+            `creating a file cost ${creation.slow ? creation.last_us_per_file : creationAfterUs} µs ` +
+              `${creation.slow ? "before" : "after"} the restore rows (slow above ${SLOW_CREATE_US}): ` +
+              "the file system was in its slow path after a large removal, and the restore rows and tar -xzf carry that cost",
+          ]
+        : [],
     note: "medians of N alternating whole-process runs, each after a sync (wall includes Node's start-up, as tar's includes its own); peak RSS is the worst run's",
     goals,
   };
