@@ -24,8 +24,8 @@
  * file every second (bench/support/io-pressure.ts; with `:fsync` it also fsyncs each pass): tar
  * -xzf, the plain and the encrypted restore, alternating with the quiet rows of the same run
  * (the generator is paused for those), with their own ratios; every other row is unchanged.
- * Before the restore rows, file creation is probed until it is cheap (support/file-creation.ts;
- * at most --fs-wait-s S, default 420), and again after them; `file_creation` gives the figures,
+ * Before the restore rows, file creation is probed (a tar -xzf, its system time per file) until it
+ * is cheap (support/file-creation.ts; at most --fs-wait-s S, default 420), and again after them; `file_creation` gives the figures,
  * `warnings` says when the rows ran on the file system's slow path.
  * Prints ONE JSON object. Options: --json (accepted; the output is always JSON), --files N,
  * --runs N (default 5).
@@ -64,7 +64,7 @@ import {
   type ProcessCost,
 } from "./support/measure.js";
 import { dirtyMb, parsePressure, PressureGenerator } from "./support/pressure-generator.js";
-import { SLOW_CREATE_US, awaitCheapFileCreation, creationCostUs } from "./support/file-creation.js";
+import { SLOW_CREATE_US, awaitCheapFileCreation, extractionSysUsPerFile } from "./support/file-creation.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
@@ -207,8 +207,11 @@ try {
     settle();
     pqB.push(backupCli(sdd, path.join(out, `pq${i}.tar.gz`), "--recipient", hybrid.recipient));
   }
-  const creation = await awaitCheapFileCreation(scratch, FS_WAIT_S, (line) =>
-    process.stderr.write(`${line}\n`),
+  const probeArchive = path.join(out, "plain0.tar.gz");
+  const creation = await awaitCheapFileCreation(
+    { archive: probeArchive, files: FILES, root: scratch },
+    FS_WAIT_S,
+    (line) => process.stderr.write(`${line}\n`),
   );
   const tarXz: ProcessCost[] = [];
   const restorePlain: ProcessCost[] = [];
@@ -276,7 +279,11 @@ try {
     }
   }
   await pressure?.stop();
-  const creationAfterUs = Math.round(creationCostUs(path.join(scratch, "creation-probe-after")) * 10) / 10;
+  const creationAfterUs = extractionSysUsPerFile(
+    probeArchive,
+    FILES,
+    path.join(scratch, "creation-probe-after"),
+  );
   // The extracted trees are removed only now. On ext4, creating files within a few minutes of
   // removing many costs several times the system CPU (the inode allocator walks past the
   // recently freed inodes): removed between runs, they would slow down whichever row came next.
@@ -502,7 +509,7 @@ try {
     warnings:
       creation.slow || creationAfterUs > SLOW_CREATE_US
         ? [
-            `creating a file cost ${creation.slow ? creation.last_us_per_file : creationAfterUs} µs ` +
+            `tar -xzf spent ${creation.slow ? creation.last_us_per_file : creationAfterUs} µs of system time per file ` +
               `${creation.slow ? "before" : "after"} the restore rows (slow above ${SLOW_CREATE_US}): ` +
               "the file system was in its slow path after a large removal, and the restore rows and tar -xzf carry that cost",
           ]

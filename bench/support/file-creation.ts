@@ -6,19 +6,22 @@
  * time instead of tens. Restore rows and tar's alike would then measure the file system's
  * memory of that removal, not the restore, so the restore rows wait until creation is cheap
  * again, and the result says what the probe found.
+ *
+ * The probe is the rows' own work, `tar -xzf` of the archive they restore: a few hundred files in
+ * one folder can land in block groups the removal did not touch and look cheap while an
+ * extraction of thousands, spread over many folders, is not.
  */
-import { closeSync, mkdirSync, openSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { measureProcess } from "./measure.js";
 
-/** Files each probe creates (kept until the caller removes its scratch folder: a removal now would feed the slow path). */
-const PROBE_FILES = 400;
-/** Per file, above this the file system counts as slow (normal here: 10–30 µs; slow: 100–500). */
-export const SLOW_CREATE_US = 60;
+/** System time per extracted file above which the file system counts as slow (normal here: 20–35 µs; slow: 200–500). */
+export const SLOW_CREATE_US = 80;
 const RETRY_EVERY_S = 30;
 
 export interface FileCreationCheck {
-  /** µs per file of the first probe and of the last one. */
+  /** System µs per file of `tar -xzf` in the first probe and in the last one. */
   first_us_per_file: number;
   last_us_per_file: number;
   waited_s: number;
@@ -26,40 +29,44 @@ export interface FileCreationCheck {
   slow: boolean;
 }
 
-/** µs to create (and close) one empty file, over PROBE_FILES files in a new folder `dir`. */
-export function creationCostUs(dir: string): number {
+/**
+ * System µs per file of extracting `archive` (`files` files) with tar into a new folder `dir`.
+ * The folder is left for the caller to remove with the rest: a removal now would feed the slow
+ * path it measures.
+ */
+export function extractionSysUsPerFile(archive: string, files: number, dir: string): number {
   mkdirSync(dir);
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < PROBE_FILES; i++) closeSync(openSync(path.join(dir, `f${i}`), "wx"));
-  return Number(process.hrtime.bigint() - t0) / 1000 / PROBE_FILES;
+  const cost = measureProcess(["tar", "-xzf", archive, "-C", dir]);
+  return Math.round((cost.sys_s / files) * 1e7) / 10;
 }
 
 /**
- * Probes under `root` until creating a file is cheap or `maxWaitS` has passed, a probe every
- * RETRY_EVERY_S seconds; `log` hears why it waits.
+ * Probes (extractions into new folders under `root`) until creating files is cheap or `maxWaitS`
+ * has passed, a probe every RETRY_EVERY_S seconds; `log` hears why it waits.
  */
 export async function awaitCheapFileCreation(
-  root: string,
+  probe: { archive: string; files: number; root: string },
   maxWaitS: number,
   log: (line: string) => void,
 ): Promise<FileCreationCheck> {
   const start = performance.now();
-  let probes = 0;
-  const probe = (): number => creationCostUs(path.join(root, `creation-probe-${probes++}`));
-  const first = probe();
+  let n = 0;
+  const measure = (): number =>
+    extractionSysUsPerFile(probe.archive, probe.files, path.join(probe.root, `creation-probe-${n++}`));
+  const first = measure();
   let last = first;
   const waited = (): number => (performance.now() - start) / 1000;
   while (last > SLOW_CREATE_US && waited() + RETRY_EVERY_S <= maxWaitS) {
     log(
-      `bench: creating a file costs ${last.toFixed(0)} µs (normally tens; the file system's slow path after a large removal); ` +
+      `bench: tar -xzf spends ${last} µs of system time per file (normally 20–35; the file system's slow path after a large removal); ` +
         `probing again in ${RETRY_EVERY_S} s (${Math.round(waited())} of ${maxWaitS} s waited)`,
     );
     await sleep(RETRY_EVERY_S * 1000);
-    last = probe();
+    last = measure();
   }
   return {
-    first_us_per_file: Math.round(first * 10) / 10,
-    last_us_per_file: Math.round(last * 10) / 10,
+    first_us_per_file: first,
+    last_us_per_file: last,
     waited_s: Math.round(waited()),
     slow: last > SLOW_CREATE_US,
   };
