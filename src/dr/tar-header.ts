@@ -7,6 +7,12 @@
  * (a long or non-ASCII path, a huge size) goes through node-tar's `Header`, plus a PAX record when
  * the name does not fit ustar, so Python's `tarfile` and GNU tar read every archive. node-tar
  * loads only for such an entry: most backups have none.
+ *
+ * Reading is the mirror image: `decodeCommonHeader` decodes a block in that common form (a file
+ * or folder, ustar without a prefix, a printable ASCII name, plain octal numbers) to what
+ * node-tar's `Header` makes of it, and declines anything else, which the caller then hands to
+ * `Header`. A restore decodes thousands of headers; `Header` decodes every field of each (user
+ * and group names, device numbers, access times) into strings, numbers and Dates.
  */
 
 export const BLOCK = 512;
@@ -136,4 +142,83 @@ export function writeHeader(h: HeaderFields, buf: Buffer, off: number): number |
 export async function encodeHeader(h: HeaderFields): Promise<Buffer> {
   const block = Buffer.alloc(BLOCK);
   return writeHeader(h, block, 0) === undefined ? nodeTarHeader(h) : block;
+}
+
+/** What the tar reader takes of a header block: the fields of node-tar's `Header` of those names. */
+export interface DecodedHeader {
+  path?: string;
+  type: string;
+  size?: number;
+  mode?: number;
+  mtime?: Date;
+  linkpath?: string;
+  cksumValid: boolean;
+}
+
+const USTAR_MAGIC = Buffer.from("ustar\u000000", "latin1");
+/**
+ * The numeric fields `Header` decodes in a ustar block without a prefix: mode, uid, gid, size,
+ * mtime, checksum, device numbers, access and change times. It throws on a base-256 one it cannot
+ * read; the fast path takes none in base 256.
+ */
+const NUMERIC_FIELDS = [100, 108, 116, 124, 136, 148, 329, 337, 476, 488];
+
+/**
+ * An octal field in the form tar writers use: leading spaces, digits, then only NULs and spaces,
+ * the last byte one of them. Undefined for anything else, which `Header` reads by rules of its
+ * own (it parses the checksum across the bytes after its field when no NUL ends it).
+ */
+function plainOctal(buf: Buffer, off: number, size: number): number | undefined {
+  const end = off + size;
+  let i = off;
+  while (i < end && buf[i] === 0x20) i++;
+  const first = i;
+  let value = 0;
+  for (; i < end; i++) {
+    const c = buf[i]!;
+    if (c < 0x30 || c > 0x37) break;
+    value = value * 8 + (c - 0x30);
+  }
+  if (i === first || i === end) return undefined;
+  for (; i < end; i++) if (buf[i] !== 0 && buf[i] !== 0x20) return undefined;
+  return value;
+}
+
+/**
+ * The header in `block` (512 bytes) as node-tar's `Header` decodes it, when it is a file or folder
+ * in the common form (see the top of the file); undefined otherwise.
+ */
+export function decodeCommonHeader(block: Buffer): DecodedHeader | undefined {
+  const flag = block[156];
+  if (flag !== 0x30 && flag !== 0x35) return undefined;
+  for (let i = 0; i < USTAR_MAGIC.length; i++) if (block[257 + i] !== USTAR_MAGIC[i]) return undefined;
+  // A prefix: any byte of it (`Header` keeps what follows a newline after the first NUL, and joins
+  // an empty prefix when byte 475 is set).
+  for (let i = 345; i <= 475; i++) if (block[i] !== 0) return undefined;
+  for (const at of NUMERIC_FIELDS) if (block[at]! & 0x80) return undefined;
+  let n = 0;
+  for (; n < 100 && block[n] !== 0; n++) if (block[n]! < 0x20 || block[n]! > 0x7e) return undefined;
+  // Bytes after the name's NUL: `Header` keeps those after a newline among them.
+  for (let i = n; i < 100; i++) if (block[i] !== 0) return undefined;
+  // A file named with a trailing slash: `Header` makes it a folder.
+  if (flag === 0x30 && n > 0 && block[n - 1] === 0x2f) return undefined;
+  const mode = plainOctal(block, 100, 8);
+  const size = plainOctal(block, 124, 12);
+  const mtime = plainOctal(block, 136, 12);
+  const cksum = plainOctal(block, 148, 8);
+  if (mode === undefined || size === undefined || mtime === undefined || cksum === undefined)
+    return undefined;
+  let sum = 8 * 0x20;
+  for (let i = 0; i < 148; i++) sum += block[i]!;
+  for (let i = 156; i < BLOCK; i++) sum += block[i]!;
+  const folder = flag === 0x35;
+  return {
+    path: block.toString("latin1", 0, n),
+    type: folder ? "Directory" : "File",
+    // `Header` gives a folder no size, whatever its field says.
+    size: folder ? 0 : size,
+    mode,
+    mtime: new Date(mtime * 1000),
+    cksumValid: sum === cksum,
+  };
 }

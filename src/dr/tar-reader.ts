@@ -8,6 +8,7 @@ import { createHash, type Hash } from "node:crypto";
 import { Header } from "tar/header";
 import { Pax } from "tar/pax";
 import type { HeaderData } from "tar/header";
+import { decodeCommonHeader, type DecodedHeader } from "./tar-header.js";
 import { OUR_GZIP_HEADER, archiveError } from "./archive-error.js";
 import { HOSTILE_TYPES, NameGuard } from "./entry-policy.js";
 import {
@@ -198,12 +199,12 @@ export class TarReader {
   }
 
   /** Decodes one header block and applies pending PAX/GNU overrides (unless it is one itself). */
-  private decode(block: Buffer): Header {
+  private decode(block: Buffer): DecodedHeader {
     // Decode the block alone, then apply PAX/GNU overrides ourselves: node-tar would prepend the
     // ustar prefix to a PAX path, which GNU tar and Python do not.
-    let h: Header;
+    let h: DecodedHeader;
     try {
-      h = new Header(block, 0);
+      h = decodeCommonHeader(block) ?? new Header(block, 0);
     } catch (err) {
       // node-tar throws plain errors for some damaged numeric fields ("invalid base256 encoding").
       throw archiveError(
