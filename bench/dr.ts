@@ -25,8 +25,9 @@
  * -xzf, the plain and the encrypted restore, alternating with the quiet rows of the same run
  * (the generator is paused for those), with their own ratios; every other row is unchanged.
  * Before the restore rows, file creation is probed (a tar -xzf, its system time per file) until it
- * is cheap (support/file-creation.ts; at most --fs-wait-s S, default 420), and again after them; `file_creation` gives the figures,
- * `warnings` says when the rows ran on the file system's slow path.
+ * is cheap (support/file-creation.ts; at most --fs-wait-s S, default 420), and again after them;
+ * `file_creation` gives the figures, `warnings` says when the rows ran on the file system's slow
+ * path.
  * Prints ONE JSON object. Options: --json (accepted; the output is always JSON), --files N,
  * --runs N (default 5).
  */

@@ -192,8 +192,8 @@ export function decodeCommonHeader(block: Buffer): DecodedHeader | undefined {
   const flag = block[156];
   if (flag !== 0x30 && flag !== 0x35) return undefined;
   for (let i = 0; i < USTAR_MAGIC.length; i++) if (block[257 + i] !== USTAR_MAGIC[i]) return undefined;
-  // A prefix: any byte of it (`Header` keeps what follows a newline after the first NUL, and joins
-  // an empty prefix when byte 475 is set).
+  // Any byte in the prefix field: `Header` would join a prefix to the name (an empty one too when
+  // byte 475 is set, and what follows a newline after the first NUL).
   for (let i = 345; i <= 475; i++) if (block[i] !== 0) return undefined;
   for (const at of NUMERIC_FIELDS) if (block[at]! & 0x80) return undefined;
   let n = 0;

@@ -1,6 +1,6 @@
 /**
- * A workspace file cut back under a running `dr archive` (the store holds bytes it no longer
- * has): not a store error. The archiver says what changed, starts a new generation at once
+ * A workspace file cut back or removed under a running `dr archive` (the store holds bytes it no
+ * longer has): not a store error. The archiver says what changed, starts a new generation at once
  * (a base snapshot, then the new bytes), counts it apart from the errors, and keeps running; the
  * old generation stays restorable, and the new one restores to the newest decision.
  */
