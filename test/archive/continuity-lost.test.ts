@@ -9,12 +9,24 @@ import { access, appendFile, readFile, truncate, unlink } from "node:fs/promises
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { readArchiveStatus } from "../../src/archive/health.js";
+import type { Workspace } from "../../src/workspace/layout.js";
 import { scratchDir, spawnCli, waitFor } from "../helpers.js";
 import { appendDecisions, archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
 
 const RUN = "run-lost";
 const LOG = "runs/agent.jsonl";
 const line = (i: number): string => JSON.stringify({ timestamp: 1795744701 + i, n: i }) + "\n";
+
+/** The archiver's status once it runs a generation other than `from` and has caught up. */
+const newGeneration = (ws: Workspace, from: string | null, exited: Promise<unknown>) =>
+  waitFor(
+    "a new generation",
+    async () => {
+      const s = await readArchiveStatus(ws.root);
+      return s && s.generation !== from && s.lag_entries === 0 ? s : undefined;
+    },
+    { exited },
+  );
 
 describe("dr archive when a workspace file stops holding what the store holds", () => {
   let scratch: { dir: string; cleanup: () => Promise<void> };
@@ -63,14 +75,7 @@ describe("dr archive when a workspace file stops holding what the store holds", 
       await truncate(f.ws.p(LOG), Buffer.byteLength(text.split("\n").slice(0, 3).join("\n") + "\n"));
       await appendFile(f.ws.p(LOG), line(100));
       await appendDecisions(f.ws, RUN, 4, 7);
-      const after = await waitFor(
-        "a new generation",
-        async () => {
-          const s = await status();
-          return s && s.generation !== first.generation && s.lag_entries === 0 ? s : undefined;
-        },
-        { exited: done },
-      );
+      const after = await newGeneration(f.ws, first.generation, done);
       assert.equal(after.continuity_losses_total, 1, JSON.stringify(after));
       assert.match(
         after.last_continuity_loss?.message ?? "",
@@ -142,14 +147,7 @@ describe("dr archive when a workspace file stops holding what the store holds", 
       );
       await unlink(g.ws.p(OLD));
       await appendDecisions(g.ws, RUN, 2, 3);
-      const after = await waitFor(
-        "a new generation",
-        async () => {
-          const s = await status();
-          return s && s.generation !== first.generation && s.lag_entries === 0 ? s : undefined;
-        },
-        { exited: done },
-      );
+      const after = await newGeneration(g.ws, first.generation, done);
       assert.equal(after.continuity_losses_total, 1, JSON.stringify(after));
       assert.equal(after.errors_total, 0, JSON.stringify(after));
     } finally {
