@@ -20,6 +20,7 @@ import { ExitCode, UserError, destinationError, ioError } from "../errors/errors
 import {
   atomicWriteFile,
   durableMkdir,
+  removeEmptyFolders,
   durableRename,
   durableUnlink,
   removeDeadTemps,
@@ -237,14 +238,21 @@ export async function buildAndSwapIn<T>(
   build: (staging: string, beforeRemove: (stop: () => Promise<void>) => void) => Promise<T>,
 ): Promise<{ value: T; target: string; kept?: string; warnings: string[] }> {
   const abs = path.resolve(target);
+  // The folders made here for the target go again when the restore fails or is interrupted.
+  let madeFolders: string[];
   try {
-    await durableMkdir(path.dirname(abs));
+    madeFolders = await durableMkdir(path.dirname(abs));
   } catch (err) {
     throw destinationError(`cannot restore into ${abs}: cannot create ${path.dirname(abs)}`, err) ?? err;
   }
   const warnings: string[] = [];
-  const restoreLock = await acquireRestoreLock(abs);
+  const restoreLock = await acquireRestoreLock(abs).catch(async (err: unknown) => {
+    await removeEmptyFolders(madeFolders);
+    throw err;
+  });
   let lock: WorkspaceLock | undefined;
+  // Once a journal names the staging folder the restore completes, now or at the next one.
+  let journaled = false;
   try {
     if (restoreLock.tookOver) warnings.push(`restore lock: ${restoreLock.tookOver}`);
     const recovered = await finishInterruptedRestore(abs);
@@ -262,10 +270,10 @@ export async function buildAndSwapIn<T>(
       // The process exits after the cleanups: its locks go with it, not left for a takeover.
       await lock?.release().catch(() => {});
       await restoreLock.release().catch(() => {});
+      await removeEmptyFolders(madeFolders);
     });
     // Until a journal names the staging folder, any failure (the final rename included) removes
     // it: a failed restore leaves nothing behind.
-    let journaled = false;
     try {
       o.onStart?.();
       const value = await build(staging, (stop) => (stopWriting = stop));
@@ -291,5 +299,6 @@ export async function buildAndSwapIn<T>(
   } finally {
     await lock?.release().catch(() => {});
     await restoreLock.release().catch(() => {});
+    if (!journaled) await removeEmptyFolders(madeFolders);
   }
 }

@@ -11,6 +11,7 @@ import {
   open,
   readdir,
   rename,
+  rmdir,
   unlink,
   mkdir,
   stat,
@@ -274,9 +275,9 @@ export async function durableCreate(file: string, data: string | Uint8Array, mod
  * crash. Node's own recursive mkdir is not used: where a file system refuses new entries with
  * ENOENT although the parent exists (/proc, /sys) it retries forever at full CPU; here each
  * missing folder is created once, from the nearest existing one down, and the first refusal is
- * thrown as the kernel reported it.
+ * thrown as the kernel reported it. Returns the folders it created, outermost first.
  */
-export async function durableMkdir(dir: string, mode?: number): Promise<void> {
+export async function durableMkdir(dir: string, mode?: number): Promise<string[]> {
   const abs = path.resolve(dir);
   const missing: string[] = [];
   for (let cur = abs; ; cur = path.dirname(cur)) {
@@ -292,15 +293,38 @@ export async function durableMkdir(dir: string, mode?: number): Promise<void> {
     missing.unshift(cur);
     if (path.dirname(cur) === cur) break;
   }
-  if (missing.length === 0) return;
+  if (missing.length === 0) return [];
+  const made: string[] = [];
   for (const folder of missing) {
-    await mkdir(folder, { mode }).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== "EEXIST") throw err; // made meanwhile by another writer: fine
-    });
+    await mkdir(folder, { mode }).then(
+      () => made.push(folder),
+      (err: NodeJS.ErrnoException) => {
+        if (err.code !== "EEXIST") throw err; // made meanwhile by another writer: fine
+      },
+    );
   }
   // fsync from the first created folder's parent down to the leaf.
   await fsyncDir(path.dirname(missing[0]!));
   for (const folder of missing) await fsyncDir(folder);
+  return made;
+}
+
+/**
+ * Removes `folders` (as durableMkdir returns them, outermost first) from the deepest up, while
+ * each is empty: what an operation made for itself and no longer needs. Stops at the first that
+ * cannot go (something else was put in it); never throws.
+ */
+export async function removeEmptyFolders(folders: readonly string[]): Promise<void> {
+  let removed: string | undefined;
+  for (const folder of [...folders].reverse()) {
+    try {
+      await rmdir(folder);
+    } catch {
+      break;
+    }
+    removed = folder;
+  }
+  if (removed) await fsyncDir(path.dirname(removed)).catch(() => {});
 }
 
 /** Durable rename: rename, then fsync both folders (once when they are the same). */

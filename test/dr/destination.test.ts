@@ -4,7 +4,7 @@
  * new entries (/proc) fail at once with exit 6, and a plain name that was encrypted is pointed to.
  */
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { runCli, scratchDir, envFor } from "../helpers.js";
@@ -128,3 +128,40 @@ test(
     }
   },
 );
+
+test("a restore that fails leaves none of the folders it made for its target, and every folder that was there", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = envFor(dir);
+    const { ws } = await makeSmallWorkspace(dir);
+    const archive = path.join(dir, "b.tar.gz");
+    assert.equal(
+      (await runCli(["--sdd", ws.root, "dr", "backup", "--to", archive], { env, cwd: dir })).code,
+      0,
+    );
+    const bytes = readFileSync(archive);
+    bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+    const damaged = path.join(dir, "damaged.tar.gz");
+    writeFileSync(damaged, bytes);
+    mkdirSync(path.join(dir, "there"));
+    for (const target of ["new/a/b/.sdd", "there/x/.sdd"]) {
+      const r = await runCli(["--sdd", path.join(dir, target), "dr", "restore", "--from", damaged], {
+        env,
+        cwd: dir,
+      });
+      assert.equal(r.code, 5, r.stderr);
+      oneLine(r.stderr);
+    }
+    assert.equal(existsSync(path.join(dir, "new")), false, "new/a/b made by the restore, then removed");
+    assert.deepEqual(readdirSync(path.join(dir, "there")), [], "there/ stays, there/x goes");
+    // A restore that succeeds keeps what it made.
+    const ok = await runCli(["--sdd", path.join(dir, "new/a/b/.sdd"), "dr", "restore", "--from", archive], {
+      env,
+      cwd: dir,
+    });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.ok(existsSync(path.join(dir, "new/a/b/.sdd/runtime/restored-from.json")));
+  } finally {
+    await cleanup();
+  }
+});

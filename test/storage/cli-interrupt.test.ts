@@ -90,7 +90,7 @@ describe("dr backup/restore with s3:// destinations: replacing and interrupting 
     assert.deepEqual(readdirSync(localCopies), [], "no local copy, no temp file");
   });
 
-  it("SIGTERM during a restore's download removes its staging folder: exit 143, the target never appears", async () => {
+  it("SIGTERM during a restore's download removes its staging folder and the folder it made: exit 143, the target never appears", async () => {
     const key = `s3://${BUCKET}/restore/x.tar.gz`;
     assert.equal((await cli(["dr", "backup", "--to", key])).code, 0);
     h.setFault((op) => (op === "GetObject" ? "stall" : undefined));
@@ -107,6 +107,7 @@ describe("dr backup/restore with s3:// destinations: replacing and interrupting 
     h.setFault(undefined);
     assert.equal(r.code, 143, r.stderr);
     assert.match(r.stderr, /interrupted by SIGTERM; removed the restore's staging folder /);
-    assert.deepEqual(readdirSync(parent), []);
+    assert.equal(existsSync(parent), false, "the folder the restore made for its target is gone too");
+    assert.ok(existsSync(scratch.dir));
   });
 });
