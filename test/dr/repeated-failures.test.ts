@@ -113,7 +113,8 @@ test("50 failing verifies and 50 failing restores of an encrypted archive in one
       );
       assert.ok(r instanceof UserError && r.exitCode === 5, `restore ${i}: ${String(r)}`);
       assert.equal(existsSync(target), false);
-      assert.deepEqual(readdirSync(path.dirname(target)), [], `restore ${i} left its staging folder`);
+      // The folder made for the target goes too, with the staging folder inside it.
+      assert.equal(existsSync(path.dirname(target)), false, `restore ${i} left its staging folder`);
     }
   } finally {
     if (savedTmp === undefined) delete process.env.TMPDIR;
