@@ -20,10 +20,10 @@ import { ExitCode, UserError, destinationError, ioError } from "../errors/errors
 import {
   atomicWriteFile,
   durableMkdir,
-  removeEmptyFolders,
   durableRename,
   durableUnlink,
   removeDeadTemps,
+  removeEmptyFolders,
 } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import { Workspace } from "../workspace/layout.js";
