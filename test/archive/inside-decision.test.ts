@@ -35,14 +35,18 @@ test("restore --at an instant inside a decision gives the state of the commit be
   const entries: WalEntry[] = [];
   for (const run of await listRuns(f.ws))
     for await (const { entry } of readWalEntries(run.file)) entries.push(entry);
-  // Decisions whose intent and commit fall in different milliseconds: an instant lies between.
+  // Intents in a millisecond of their own, after the commit before them and before whatever
+  // follows them (their own commit included): the cut at their instant holds them and nothing
+  // after. (Any later commit in a later millisecond was not enough: a commit in the intent's own
+  // millisecond is inside that cut.)
   const inside = entries.filter(
     (e, i) =>
       !e.committed &&
       i > 0 &&
       entries[i - 1]!.committed &&
       ms(e) > ms(entries[i - 1]!) &&
-      entries.slice(i + 1).some((c) => c.committed && ms(c) > ms(e)),
+      i + 1 < entries.length &&
+      ms(entries[i + 1]!) > ms(e),
   );
   assert.ok(inside.length > 0, "a decision with an instant between its intent and its commit");
   const state = async (sdd: string) => {
