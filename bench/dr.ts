@@ -285,9 +285,8 @@ try {
     FILES,
     path.join(scratch, "creation-probe-after"),
   );
-  // The extracted trees are removed only now. On ext4, creating files within a few minutes of
-  // removing many costs several times the system CPU (the inode allocator walks past the
-  // recently freed inodes): removed between runs, they would slow down whichever row came next.
+  // The extracted trees are removed only now: removed between runs, they would put the rows that
+  // follow on the file system's slow path (support/file-creation.ts).
   for (let i = 0; i < RUNS; i++)
     for (const d of [`x${i}`, `rp${i}`, `r${i}`, `a${i}`, `q${i}`, `xp${i}`, `rpp${i}`, `rep${i}`])
       rmSync(path.join(scratch, d), { recursive: true, force: true });

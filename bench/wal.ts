@@ -156,11 +156,16 @@ const FLOOR_SEQ = 1000;
 /** Callers of the concurrent phase, and lines per write of the group floor. */
 const IN_FLIGHT = 64;
 
-/** A floor: lines of the writer's size written and synced one by one, file kept open. */
-function floorPhase(file: string, sync: (fd: number) => void): Phase {
-  const lines = [0, 1].map((i) =>
+/** The two lines the floors write, built once as the writer builds them. */
+function prebuiltLines(): Buffer[] {
+  return [0, 1].map((i) =>
     Buffer.from(buildEntryWithLine(decision(i), FLOOR_SEQ + i, GENESIS_HASH, epochSeconds()).line),
   );
+}
+
+/** A floor: lines of the writer's size written and synced one by one, file kept open. */
+function floorPhase(file: string, sync: (fd: number) => void): Phase {
+  const lines = prebuiltLines();
   return syncLoopPhase(file, sync, (i) => lines[i & 1]);
 }
 
@@ -185,9 +190,7 @@ function buildingFloorPhase(file: string): Phase {
  * in flight can carry more per sync, so this bounds the 64-in-flight figure from above.
  */
 function groupFloorPhase(file: string): Phase {
-  const lines = [0, 1].map((i) =>
-    Buffer.from(buildEntryWithLine(decision(i), FLOOR_SEQ + i, GENESIS_HASH, epochSeconds()).line),
-  );
+  const lines = prebuiltLines();
   const group = Buffer.concat(Array.from({ length: IN_FLIGHT }, (_, i) => lines[i & 1]));
   return syncLoopPhase(file, fdatasyncSync, () => group, IN_FLIGHT);
 }

@@ -76,7 +76,8 @@ export interface ArchiveStatus {
   last_compaction_error: { at: string; message: string } | null;
   /**
    * Times a workspace file stopped holding what the store holds while this archiver ran (a file
-   * rewritten, truncated or replaced): each starts a new generation, and none is a store error.
+   * rewritten, truncated, replaced or removed): each starts a new generation, and none is a store
+   * error.
    * Absent in status files of archivers before they were told apart.
    */
   continuity_losses_total?: number;

@@ -65,8 +65,8 @@ export type ArchiverEvent =
   | { event: "cycle"; segments: number; bytes: number; wal: Record<string, number> }
   | { event: "error"; error: string }
   /**
-   * A workspace file no longer holds what the store holds (rewritten, truncated or replaced while
-   * the archiver ran): the generation ends there and a new one starts at once.
+   * A workspace file no longer holds what the store holds (rewritten, truncated, replaced or
+   * removed while the archiver ran): the generation ends there and a new one starts at once.
    */
   | { event: "continuity-lost"; message: string }
   /** A background compaction that merged or cleaned up something. */

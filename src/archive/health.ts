@@ -207,7 +207,7 @@ export class ArchiveHealth {
 
   /**
    * A workspace file no longer holds what the store holds: a change in the workspace, not a
-   * failure of the store. The next cycle starts a new generation; errors stay as they were.
+   * failure of the store. A new generation starts at once; errors stay as they were.
    */
   async continuityLost(message: string): Promise<void> {
     const now = new Date();
