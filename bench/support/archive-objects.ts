@@ -78,14 +78,20 @@ export async function archiveObjectsPerDay(simSeconds: number, target: number) {
           runLog,
           JSON.stringify({ timestamp: Date.now() / 1000, event: "claimed", task_id: `T-${i}` }) + "\n",
         );
-        await shipCycle({ store, ws, generation: gen.generation, ends: gen.ends });
+        await shipCycle({ store, ws, generation: gen.generation, ends: gen.ends, codec: gen.codec });
         bg.stored += (
-          await shipCycle({ store: bgStore, ws, generation: bgGen.generation, ends: bgGen.ends })
+          await shipCycle({
+            store: bgStore,
+            ws,
+            generation: bgGen.generation,
+            ends: bgGen.ends,
+            codec: bgGen.codec,
+          })
         ).segments;
         if (bg.stored >= COMPACT_FANOUT) {
           bg.stored = 0;
           const t = performance.now();
-          const r = await compactOwnGeneration(bgStore, bgGen.generation, undefined, {
+          const r = await compactOwnGeneration(bgStore, bgGen.generation, bgGen.codec, {
             targetBytes: scaledTarget,
             fanout: COMPACT_FANOUT,
           });

@@ -2,13 +2,16 @@
  * Rebuilds one stream from a snapshot's copy plus segments, up to a cut: every segment's size
  * and sha256 against its index, every WAL entry's hash and link to the one before from the
  * snapshot's position on, and the lines up to the cut (a WAL seq, or an instant) appended
- * durably. A plaintext segment is streamed from the store (hashed as it passes, fed in whole
- * lines), so memory does not depend on segment size; a sealed one is authenticated whole first.
+ * durably. A plain segment, gzipped or not, is streamed from the store (hashed as it passes,
+ * inflated, fed in whole lines), so memory does not depend on segment size; a sealed one is
+ * authenticated whole first.
  * A missing, truncated or altered segment is a BrokenSegment naming it (exit 5).
  */
 import { createHash } from "node:crypto";
 import { mkdir, open, type FileHandle } from "node:fs/promises";
 import path from "node:path";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { BackupStore } from "../storage/store.js";
 import { checkBatch } from "../wal/chain.js";
@@ -16,6 +19,7 @@ import { checkLine, entryTimeMs } from "../wal/entry.js";
 import { durableTruncate, fsyncDir, fsyncHandle } from "../workspace/durable.js";
 import { readObject, readSegmentIndex, type SegmentIndex, type StoredSegment } from "./catalog.js";
 import { walRunOf } from "./names.js";
+import { decodeSegment, segmentInflater, type SegmentCodec } from "./segment-codec.js";
 import { emptyEnd, lineTime, type StreamEnd } from "./streams.js";
 
 export class BrokenSegment extends UserError {
@@ -262,19 +266,6 @@ function beyondCut(stream: string, seg: StoredSegment, firstTime: number, cut: C
   return firstTime > cut.atMs;
 }
 
-async function unseal(
-  open: (stored: Buffer, key: string) => Promise<Buffer>,
-  stored: Buffer,
-  key: string,
-  broken: (reason: string) => BrokenSegment,
-): Promise<Buffer> {
-  try {
-    return await open(stored, key);
-  } catch (err) {
-    throw broken(`altered: does not authenticate under its generation's key (${(err as Error).message})`);
-  }
-}
-
 /**
  * Feeds a segment's bytes, as they come, to its cutter in whole lines and appends what it keeps:
  * memory holds a chunk and a partial line, whatever the segment's size. A break in the lines is
@@ -335,9 +326,13 @@ class SegmentFeed {
   }
 }
 
-/** What a segment's bytes must match: its index's sha256 and its name's length. */
+/**
+ * What a segment's bytes must match: its index's sha256 (of the stored bytes) and plain_sha256
+ * (of the plaintext, when the index has it), and its name's length.
+ */
 interface SegmentChecks {
   sha256: string;
+  plainSha256?: string;
   length: number;
   missing: (reason: string) => BrokenSegment;
 }
@@ -349,6 +344,18 @@ const shaMismatch = (c: SegmentChecks, got: string): BrokenSegment =>
 
 const lengthMismatch = (c: SegmentChecks, got: number): BrokenSegment =>
   c.missing(`truncated: ${got} bytes, its name says ${c.length}`);
+
+const plainMismatch = (c: SegmentChecks, got: string): BrokenSegment =>
+  c.missing(
+    `altered: its plaintext's sha256 ${got.slice(0, 16)}..., its index says ${c.plainSha256!.slice(0, 16)}...`,
+  );
+
+const undecodable = (c: SegmentChecks, codec: SegmentCodec, err: unknown): BrokenSegment =>
+  c.missing(
+    codec.key
+      ? `altered: does not authenticate under its generation's key (${(err as Error).message})`
+      : `altered or truncated: does not inflate (${(err as Error).message})`,
+  );
 
 /** Bytes handed to the cutter at a time from a segment held whole. */
 const SLICE = 1 << 20;
@@ -367,26 +374,82 @@ async function feedStreamed(store: BackupStore, key: string, feed: SegmentFeed, 
   if (size !== c.length) throw lengthMismatch(c, size);
 }
 
-/** A sealed segment: authenticated whole (its format needs it), then fed a slice at a time. */
+/**
+ * A gzipped plain segment, streamed from the store through a gunzip: its stored bytes hashed as
+ * they come, its plaintext hashed and fed as it is inflated, never held whole, and never more
+ * of it than its name's length.
+ */
+async function feedInflated(
+  store: BackupStore,
+  key: string,
+  codec: SegmentCodec,
+  feed: SegmentFeed,
+  c: SegmentChecks,
+) {
+  const storedHash = createHash("sha256");
+  const plainHash = createHash("sha256");
+  const inflater = segmentInflater();
+  const tap = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      storedHash.update(chunk);
+      done(null, chunk);
+    },
+  });
+  const piped = pipeline(await store.get(key), tap, inflater);
+  piped.catch(() => {}); // its failure is the loop's below
+  let size = 0;
+  try {
+    for await (const chunk of inflater) {
+      size += (chunk as Buffer).length;
+      if (size > c.length) break;
+      plainHash.update(chunk as Buffer);
+      await feed.push(chunk as Buffer);
+    }
+  } catch (err) {
+    if (
+      typeof (err as NodeJS.ErrnoException).code === "string" &&
+      (err as NodeJS.ErrnoException).code!.startsWith("Z_")
+    )
+      throw undecodable(c, codec, err);
+    throw err;
+  }
+  if (size > c.length) throw lengthMismatch(c, size);
+  await piped;
+  const got = storedHash.digest("hex");
+  if (got !== c.sha256) throw shaMismatch(c, got);
+  if (size !== c.length) throw lengthMismatch(c, size);
+  const plain = plainHash.digest("hex");
+  if (c.plainSha256 !== undefined && plain !== c.plainSha256) throw plainMismatch(c, plain);
+}
+
+/**
+ * A sealed segment: authenticated whole (its format needs it), inflated when gzipped, then fed
+ * a slice at a time.
+ */
 async function feedSealed(
   store: BackupStore,
   key: string,
-  open: (stored: Buffer, key: string) => Promise<Buffer>,
+  codec: SegmentCodec,
   feed: SegmentFeed,
   c: SegmentChecks,
 ) {
   const stored = await readObject(store, key);
   const got = sha256(stored);
   if (got !== c.sha256) throw shaMismatch(c, got);
-  const data = await unseal(open, stored, key, c.missing);
+  let data: Buffer;
+  try {
+    data = await decodeSegment(codec, stored, c.length);
+  } catch (err) {
+    throw undecodable(c, codec, err);
+  }
   if (data.length !== c.length) throw lengthMismatch(c, data.length);
   for (let at = 0; at < data.length; at += SLICE) await feed.push(data.subarray(at, at + SLICE));
 }
 
 /** What a caller adds to applying a stream. */
 export interface ApplySinks {
-  /** Unseals a stored segment (sealing.ts); throws when it does not authenticate. */
-  open?: (stored: Buffer, key: string) => Promise<Buffer>;
+  /** How the generation stores its segments (absent: as they are; encrypted: with its key). */
+  codec?: SegmentCodec;
   /** Gets the intents (committed=false) of the WAL lines kept, in seq order, as they are kept. */
   onIntents?: (intents: KeptIntent[]) => Promise<void>;
   /** Gets the lines kept (whole, verified), in order, as they are appended. */
@@ -403,7 +466,7 @@ export async function applyStream(
   cut: Cut,
   sinks: ApplySinks = {},
 ): Promise<Applied> {
-  const { open, onIntents } = sinks;
+  const { codec, onIntents } = sinks;
   const fh = await openAt(file, start?.length ?? 0);
   let end = start ?? emptyEnd(stream);
   let lastTime = 0;
@@ -430,10 +493,12 @@ export async function applyStream(
       const cutter = new LineCutter(stream, seg.key, end, cut, onIntents !== undefined);
       cutter.lastTime = lastTime;
       const feed = new SegmentFeed(cutter, end.length - seg.from, fh, sinks);
-      const checks = { sha256: ix.sha256, length: seg.to - seg.from, missing };
-      await (open
-        ? feedSealed(store, seg.key, open, feed, checks)
-        : feedStreamed(store, seg.key, feed, checks));
+      const checks = { sha256: ix.sha256, plainSha256: ix.plain_sha256, length: seg.to - seg.from, missing };
+      await (codec?.encrypted
+        ? feedSealed(store, seg.key, codec, feed, checks)
+        : codec?.compressed
+          ? feedInflated(store, seg.key, codec, feed, checks)
+          : feedStreamed(store, seg.key, feed, checks));
       await feed.end(seg.to);
       end = cutter.position;
       lastTime = cutter.lastTime;

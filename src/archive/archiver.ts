@@ -15,7 +15,6 @@
  * (compact.ts, tiered by COMPACT_FANOUT) beside the cycles, never in their turn: a merge only
  * touches segments already stored, so shipping is never held up by it.
  */
-import { createHash } from "node:crypto";
 import type { BackupStore } from "../storage/store.js";
 import type { Workspace } from "../workspace/layout.js";
 import { removeInterrupted, takeBaseSnapshot } from "./base-snapshot.js";
@@ -24,15 +23,10 @@ import { describeSnapshotBreak } from "./archive-status.js";
 import { compactOwnGeneration } from "./compact.js";
 import { openGeneration, type GenerationState } from "./generation.js";
 import { ArchiveHealth } from "./health.js";
-import { schemeOf, sealSegment, type SegmentKey, type WriteKeys } from "./sealing.js";
+import { schemeOf, type WriteKeys } from "./sealing.js";
 import { snapshotKey, walRunOf } from "./names.js";
-import { ContinuityLost, shipCycle, type CycleResult, type Sealer } from "./shipper.js";
+import { ContinuityLost, shipCycle, type CycleResult } from "./shipper.js";
 import { ReadBuffer } from "./streams.js";
-
-const sealerOf =
-  (key: SegmentKey): Sealer =>
-  (plain, as) =>
-    sealSegment(key, [plain], { ...as, plainSha256: createHash("sha256").update(plain).digest("hex") });
 
 export interface ArchiverOptions {
   store: BackupStore;
@@ -47,6 +41,8 @@ export interface ArchiverOptions {
   plainChosen?: boolean;
   /** PBKDF2 iterations of a new password generation (default: the backups' 600,000). */
   kdfIterations?: number;
+  /** false: a new generation's segments are not compressed (GenerationOptions.compress). */
+  compress?: boolean;
   auditKeyPath?: string;
   /** A Prometheus textfile-collector file rewritten with the health (as the status file). */
   metricsFile?: string;
@@ -205,7 +201,7 @@ export class Archiver {
 
   private async compact(gen: GenerationState, targetBytes: number): Promise<void> {
     try {
-      const r = await compactOwnGeneration(this.opts.store, gen.generation, gen.key, {
+      const r = await compactOwnGeneration(this.opts.store, gen.generation, gen.codec, {
         targetBytes,
         fanout: COMPACT_FANOUT,
         largePieceBytes: targetBytes / LARGE_PIECE_SHARE,
@@ -385,7 +381,7 @@ export class Archiver {
       ws: this.opts.ws,
       generation: gen.generation,
       ends: gen.ends,
-      seal: gen.key ? sealerOf(gen.key) : undefined,
+      codec: gen.codec,
       unsettled: gen.unsettled,
       readBuffer: this.readBuffer,
       settled: gen.settled,
@@ -412,6 +408,7 @@ export class Archiver {
       keys: this.keys,
       plainChosen: this.opts.plainChosen,
       iterations: this.opts.kdfIterations,
+      compress: this.opts.compress,
       forceCause: this.nextCause,
     });
     this.nextCause = undefined;

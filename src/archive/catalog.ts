@@ -24,6 +24,8 @@ export interface GenerationRecord {
   encrypted: boolean;
   /** Encrypted generations only: the key's parameters (sealing.ts, docs/formats.md). */
   encryption?: GenerationEncryption;
+  /** How its segments are compressed (segment-codec.ts); absent: they are not. */
+  compression?: "gzip";
 }
 
 export interface SnapshotIndex {

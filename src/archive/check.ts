@@ -13,13 +13,8 @@ import {
   type SegmentIndex,
   type StoredSegment,
 } from "./catalog.js";
-import {
-  openSegment,
-  unlockGeneration,
-  type GenerationEncryption,
-  type ReadKeys,
-  type SegmentKey,
-} from "./sealing.js";
+import { unlockGeneration, type GenerationEncryption, type ReadKeys } from "./sealing.js";
+import { codecOf, decodeSegment, encodes, type SegmentCodec } from "./segment-codec.js";
 import { emptyEnd, type StreamEnd } from "./streams.js";
 import { streamGaps } from "./window.js";
 
@@ -43,38 +38,41 @@ function endOf(seg: StoredSegment, ix: SegmentIndex | undefined): StreamEnd {
 }
 
 /**
- * The plaintext to check lines in: the stored bytes of a plain segment, the opened ones of a
- * sealed segment; a string for a problem; null for a sealed segment checked without its key
- * (then its ciphertext's sha256 and its link to the one before, from its index, are all there is).
+ * The plaintext to check lines in: the stored bytes of a plain segment, the inflated or opened
+ * ones of a gzipped or sealed segment; a string for a problem; null for a sealed segment checked
+ * without its key (then its ciphertext's sha256 and its link to the one before, from its index,
+ * are all there is).
  */
 async function contentOf(
   seg: StoredSegment,
   stored: Buffer,
   end: StreamEnd,
   ix: SegmentIndex,
-  sealed: boolean,
-  key: SegmentKey | undefined,
+  codec: SegmentCodec,
 ): Promise<Buffer | string | null> {
-  if (!sealed) {
-    if (stored.length !== seg.to - seg.from)
-      return `truncated: ${stored.length} bytes, its name says ${seg.to - seg.from}`;
+  const length = seg.to - seg.from;
+  if (!encodes(codec)) {
+    if (stored.length !== length) return `truncated: ${stored.length} bytes, its name says ${length}`;
     if (sha256(stored) !== ix.sha256) return `altered: sha256 does not match its index`;
     return stored;
   }
   if (sha256(stored) !== ix.sha256) return `altered or truncated: sha256 does not match its index`;
-  if (!key) {
+  if (codec.encrypted && !codec.key) {
     if (seg.firstSeq !== undefined && end.entry_hash !== undefined && ix.prev_hash !== end.entry_hash)
       return `its first entry does not link to seq ${end.seq} (prev_hash in its index)`;
     return null;
   }
   let data: Buffer;
   try {
-    data = await openSegment(key, stored);
+    data = await decodeSegment(codec, stored, length);
   } catch (err) {
-    return `altered: does not authenticate under its generation's key (${(err as Error).message})`;
+    return codec.key
+      ? `altered: does not authenticate under its generation's key (${(err as Error).message})`
+      : `altered: does not inflate (${(err as Error).message})`;
   }
-  if (data.length !== seg.to - seg.from)
-    return `truncated: ${data.length} bytes, its name says ${seg.to - seg.from}`;
+  if (data.length !== length) return `truncated: ${data.length} bytes, its name says ${length}`;
+  if (ix.plain_sha256 !== undefined && sha256(data) !== ix.plain_sha256)
+    return `altered: its plaintext's sha256 does not match its index`;
   return data;
 }
 
@@ -85,11 +83,11 @@ async function checkSegment(
   seg: StoredSegment,
   end: StreamEnd,
   ix: SegmentIndex | undefined,
-  sealing: { sealed: boolean; key?: SegmentKey },
+  codec: SegmentCodec,
 ): Promise<string | undefined> {
   const lost = indexProblem(ix);
   if (lost || !ix) return lost;
-  const data = await contentOf(seg, await readObject(store, seg.key), end, ix, sealing.sealed, sealing.key);
+  const data = await contentOf(seg, await readObject(store, seg.key), end, ix, codec);
   if (typeof data === "string") return data;
   if (data === null) return undefined;
   try {
@@ -119,10 +117,10 @@ export async function checkArchive(
   const problems: ArchiveProblem[] = [];
   for (const g of listing.generations) {
     const enc = g.record?.encryption;
-    const sealing = {
-      sealed: enc !== undefined,
-      ...(enc && holdsKeyFor(enc, keys) ? { key: await unlockGeneration(g.generation, enc, keys!) } : {}),
-    };
+    const codec = codecOf(
+      g.record,
+      enc && holdsKeyFor(enc, keys) ? await unlockGeneration(g.generation, enc, keys!) : undefined,
+    );
     const first = g.snapshots[0];
     for (const key of g.unindexed) {
       problems.push({
@@ -154,7 +152,7 @@ export async function checkArchive(
             tail_sha256: "",
             ...(seg.firstSeq !== undefined ? { seq: seg.firstSeq - 1, entry_hash: ix?.prev_hash } : {}),
           };
-        const reason = await checkSegment(store, stream, seg, end, ix, sealing);
+        const reason = await checkSegment(store, stream, seg, end, ix, codec);
         if (reason) problems.push({ generation: g.generation, stream, segment: seg.key, reason });
         end = indexProblem(ix) ? { length: seg.to, tail_sha256: LOST } : endOf(seg, ix);
       }

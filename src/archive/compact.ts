@@ -31,7 +31,8 @@ import {
 } from "./catalog.js";
 import { linkedLines } from "../wal/chain-links.js";
 import { generationPrefix, parseArchiveKey, segmentKey, walRunOf } from "./names.js";
-import { openSegment, sealSegment, unlockGeneration, type ReadKeys, type SegmentKey } from "./sealing.js";
+import { unlockGeneration, type ReadKeys, type SegmentKey } from "./sealing.js";
+import { codecOf, decodeSegment, encodeSegment, encodes, type SegmentCodec } from "./segment-codec.js";
 import { emptyEnd, type StreamEnd } from "./streams.js";
 
 export interface CompactOptions {
@@ -162,11 +163,14 @@ function endBefore(stream: string, s: StoredSegment, ix: SegmentIndex): StreamEn
   return { length: s.from, tail_sha256: "", seq: s.firstSeq - 1, entry_hash: ix.prev_hash };
 }
 
-/** A piece's plaintext, checked against its index, its seal (encrypted) and its name's byte range. */
+/**
+ * A piece's plaintext, checked against its index, its seal (encrypted), its compression and its
+ * name's byte range.
+ */
 async function readPiece(
   store: BackupStore,
   s: StoredSegment,
-  key: SegmentKey | undefined,
+  codec: SegmentCodec,
   known: SegmentIndex | undefined,
 ) {
   const ix = known ?? (await readSegmentIndex(store, s.key));
@@ -176,12 +180,15 @@ async function readPiece(
     if (known && !(await store.head(s.key))) throw new Raced(`${store.describe(s.key)}: listed, then gone`);
     throw err;
   });
-  const intact = sha256(stored) === ix.sha256;
+  let intact = sha256(stored) === ix.sha256;
   let plain = stored;
-  if (intact && key) {
-    plain = await openSegment(key, stored).catch((err: unknown) => {
-      throw new Error(`${store.describe(s.key)}: does not open under its generation's key: ${String(err)}`);
+  if (intact && encodes(codec)) {
+    plain = await decodeSegment(codec, stored, s.to - s.from).catch((err: unknown) => {
+      throw new Error(
+        `${store.describe(s.key)}: does not ${codec.key ? "open under its generation's key" : "inflate"}: ${String(err)}`,
+      );
     });
+    if (ix.plain_sha256 !== undefined) intact = sha256(plain) === ix.plain_sha256;
   }
   if (!intact || plain.length !== s.to - s.from)
     throw new Error(`${store.describe(s.key)}: does not match its index or name; run dr list --from --check`);
@@ -253,14 +260,14 @@ async function readGroup(
   store: BackupStore,
   stream: string,
   group: StoredSegment[],
-  key: SegmentKey | undefined,
+  codec: SegmentCodec,
   storedIndex: CompactOptions["storedIndex"],
 ) {
   const parts: Buffer[] = [];
   const ixs: SegmentIndex[] = [];
   let end: StreamEnd | undefined;
   for (const s of group) {
-    const { ix, plain } = await readPiece(store, s, key, storedIndex?.(s.key));
+    const { ix, plain } = await readPiece(store, s, codec, storedIndex?.(s.key));
     end ??= endBefore(stream, s, ix);
     end = followsOn(stream, s, ix, plain, end) ?? (await checkLines(stream, s, plain, end));
     parts.push(plain);
@@ -292,10 +299,10 @@ async function mergeGroup(
   gen: string,
   stream: string,
   group: StoredSegment[],
-  key: SegmentKey | undefined,
+  codec: SegmentCodec,
   storedIndex: CompactOptions["storedIndex"],
 ) {
-  const { parts, ixs } = await readGroup(store, stream, group, key, storedIndex);
+  const { parts, ixs } = await readGroup(store, stream, group, codec, storedIndex);
   const first = group[0]!;
   const last = group[group.length - 1]!;
   const plainSha = await sha256Sliced(parts);
@@ -311,14 +318,14 @@ async function mergeGroup(
   // Each piece's capture instant held for the bytes up to it; the newest holds for them all.
   const capturedAt = Math.max(...ixs.map((i) => i.captured_at));
   const lastTime = Math.max(...ixs.map((i) => i.last_time));
-  // Sealed again under the generation key, as any segment of this name and content (sealing.ts).
-  const stored = key
-    ? [await sealSegment(key, parts, { name, plainSha256: plainSha, timeMs: lastTime })]
+  // Compressed and sealed again as any segment of this name and content (segment-codec.ts).
+  const stored = encodes(codec)
+    ? await encodeSegment(codec, parts, { name, plainSha256: plainSha, timeMs: lastTime })
     : parts;
   const ix: SegmentIndex = {
-    sha256: key ? await sha256Sliced(stored) : plainSha,
+    sha256: encodes(codec) ? await sha256Sliced(stored) : plainSha,
     // As the shipper: no hash of a sealed segment's plaintext (it would confirm a guess of it).
-    ...(key ? {} : { plain_sha256: plainSha }),
+    ...(codec.encrypted ? {} : { plain_sha256: plainSha }),
     captured_at: capturedAt,
     tail_sha256: lastIx.tail_sha256,
     first_time: times.length ? Math.min(...times) : 0,
@@ -346,13 +353,16 @@ const isLarge = (group: StoredSegment[], opts: CompactOptions): boolean =>
 async function compactGeneration(
   store: BackupStore,
   g: GenerationListing,
-  key: SegmentKey | undefined,
+  codec: SegmentCodec,
   opts: CompactOptions,
   result: CompactResult,
 ): Promise<void> {
   for (const [stream, list] of g.segments) {
     if (opts.stopping?.()) return;
-    const { chain, covered } = redundant(list);
+    const { chain: stored, covered } = redundant(list);
+    // A merge is read, checked and written in memory: a compressed generation's pieces are
+    // sized by their plaintext, so a merge holds at most the target in memory as any other.
+    const chain = codec.compressed ? stored.map((s) => ({ ...s, size: s.to - s.from })) : stored;
     for (const { segment, holder } of covered.sort((a, b) => a.segment.from - b.segment.from)) {
       // Only once the segment that holds its bytes is there with its index.
       if (!(await readSegmentIndex(store, holder.key))) continue;
@@ -362,7 +372,7 @@ async function compactGeneration(
     for (const group of mergeGroups(chain, opts.targetBytes, opts.fanout)) {
       if (opts.stopping?.()) return;
       if (isLarge(group, opts) && opts.deferLarge?.()) continue;
-      const merged = await mergeGroup(store, g.generation, stream, group, key, opts.storedIndex).catch(
+      const merged = await mergeGroup(store, g.generation, stream, group, codec, opts.storedIndex).catch(
         (err: unknown) => {
           if (err instanceof Raced) return undefined;
           throw err;
@@ -423,19 +433,19 @@ export async function compactArchive(
   for (const g of listing.generations) {
     const k = await keyOf(g, opts.keys ?? {});
     if ("skip" in k) result.skipped.push({ generation: g.generation, reason: k.skip });
-    else await compactGeneration(store, g, k.key, opts, result);
+    else await compactGeneration(store, g, codecOf(g.record, k.key), opts, result);
   }
   return settle(result);
 }
 
 /**
- * Compacts one generation with the key its writer holds (the archiver): lists its segments only,
- * reads no record.
+ * Compacts one generation with the codec (and key) its writer holds (the archiver): lists its
+ * segments only, reads no record.
  */
 export async function compactOwnGeneration(
   store: BackupStore,
   generation: string,
-  key: SegmentKey | undefined,
+  codec: SegmentCodec,
   opts: CompactOptions,
 ): Promise<CompactResult> {
   const g: GenerationListing = { generation, snapshots: [], unindexed: [], segments: new Map() };
@@ -445,6 +455,6 @@ export async function compactOwnGeneration(
   }
   sortSegments(g);
   const result = newResult([g]);
-  await compactGeneration(store, g, key, opts, result);
+  await compactGeneration(store, g, codec, opts, result);
   return settle(result);
 }

@@ -28,6 +28,7 @@ import {
   type SegmentKey,
   type WriteKeys,
 } from "./sealing.js";
+import { SEGMENT_COMPRESSION, codecOf, type SegmentCodec } from "./segment-codec.js";
 import type { SettledStream, UnsettledPut } from "./shipper.js";
 import { emptyEnd, stillContinues, type StreamEnd } from "./streams.js";
 
@@ -39,8 +40,8 @@ export interface GenerationState {
   /** What the store holds of each stream. */
   ends: Map<string, StreamEnd>;
   resumed: boolean;
-  /** The generation's key (encrypted generations): segments are sealed with it. */
-  key?: SegmentKey;
+  /** How its segments are stored (with the key of an encrypted generation). */
+  codec: SegmentCodec;
   /** When the generation's oldest snapshot completed (epoch ms): the start of its window. */
   firstSnapshotAt?: number;
   /**
@@ -131,6 +132,11 @@ export interface GenerationOptions {
   forceCause?: string;
   /** PBKDF2 iterations for a new password generation (tests lower it). */
   iterations?: number;
+  /**
+   * false: a new generation's segments are stored uncompressed, as archivers before compression
+   * stored them (tests of such archives). A resumed generation keeps the form it started with.
+   */
+  compress?: boolean;
 }
 
 /**
@@ -192,7 +198,7 @@ export async function openGeneration(
         snapshot: newest.snapshots[newest.snapshots.length - 1],
         ends,
         resumed: true,
-        ...(next.key ? { key: next.key } : {}),
+        codec: codecOf(newest.record, next.key),
         firstSnapshotAt: newest.snapshots[0]?.completed_at,
         ...snapshotNumbering(newest),
         unsettled: new Map(),
@@ -213,6 +219,7 @@ export async function openGeneration(
     cause,
     encrypted: fresh !== undefined,
     ...(fresh ? { encryption: fresh.record } : {}),
+    ...(opts.compress === false ? {} : { compression: SEGMENT_COMPRESSION }),
   };
   // Kept before the record is stored: a generation whose record exists always has its key here.
   if (fresh?.key.scheme === "age") await saveGenerationKey(ws, generation, fresh.key.key);
@@ -222,7 +229,7 @@ export async function openGeneration(
     record,
     ends: new Map(),
     resumed: false,
-    ...(fresh ? { key: fresh.key } : {}),
+    codec: codecOf(record, fresh?.key),
     nextSnapshot: 0,
     orphans: [],
     unsettled: new Map(),

@@ -25,7 +25,8 @@ import { ARCHIVE_STATUS } from "./health.js";
 import { walRunOf } from "./names.js";
 import { RestoreIntents } from "./restore-intents.js";
 import { PointState } from "./restore-state.js";
-import { openSegment, unlockGeneration, type SegmentKey } from "./sealing.js";
+import { codecOf } from "./segment-codec.js";
+import { unlockGeneration, type SegmentKey } from "./sealing.js";
 import { formatWindow, generationWindow, type GenerationWindow } from "./window.js";
 
 export type RestorePoint =
@@ -178,7 +179,7 @@ async function applyAll(
       c.snapshot.streams[stream],
       cut,
       {
-        open: key ? (stored) => openSegment(key, stored) : undefined,
+        codec: codecOf(c.gen.record, key),
         onIntents: rows ? (kept) => rows.add(kept) : undefined,
         onKept: run !== undefined ? (lines) => state.apply(run, lines) : undefined,
       },

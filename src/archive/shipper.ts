@@ -14,6 +14,7 @@ import { segmentMetadata, type SegmentIndex } from "./catalog.js";
 import path from "node:path";
 import { isRunClosed } from "../wal/recovery.js";
 import { segmentKey, walRunOf } from "./names.js";
+import { encodeSegment, encodes, type SegmentCodec } from "./segment-codec.js";
 import {
   continuesAt,
   listStreams,
@@ -24,12 +25,6 @@ import {
   type StreamEnd,
 } from "./streams.js";
 import { emptyEnd } from "./streams.js";
-
-/**
- * Turns a segment's plaintext into what is stored (sealing.ts: a Fernet token, or an age payload),
- * the same bytes whenever the same plaintext is sealed under the same name.
- */
-export type Sealer = (plain: Buffer, as: { name: string; timeMs: number }) => Promise<Buffer>;
 
 export class ContinuityLost extends Error {}
 
@@ -66,7 +61,8 @@ export interface ShipperTarget {
   ws: Workspace;
   generation: string;
   ends: Map<string, StreamEnd>;
-  seal?: Sealer;
+  /** How the generation stores its segments (GenerationState.codec). */
+  codec: SegmentCodec;
   /** Called after each stored segment, with the index it was stored with. */
   onSegment?: (key: string, chunk: DurableChunk, ix: SegmentIndex) => void;
   /** Per stream, the put that failed last (kept across cycles by the caller). */
@@ -264,7 +260,7 @@ async function putSegment(
   });
   const again = t.unsettled?.get(stream);
   // The earlier attempt's index stays true: the same bytes were all that was durable then.
-  const put = again?.key === key ? again : await sealed(t, key, chunk, capturedAt);
+  const put = again?.key === key ? again : await encoded(t, key, chunk, capturedAt);
   try {
     await t.store.put(key, Readable.from([put.stored]), {
       sha256: put.ix.sha256,
@@ -284,22 +280,30 @@ async function putSegment(
   t.onSegment?.(key, chunk, put.ix);
 }
 
-/** What is stored for `chunk`: its bytes (sealed in an encrypted generation) and its index. */
-async function sealed(
+/** What is stored for `chunk`: its bytes (compressed, sealed, as the generation says) and its index. */
+async function encoded(
   t: ShipperTarget,
   key: string,
   chunk: DurableChunk,
   capturedAt: number,
 ): Promise<UnsettledPut> {
+  const plainSha = sha256(chunk.bytes);
   // The Fernet timestamp is the newest line's time, fixed by the plaintext as the name is (the
   // capture instant is not): a restarted archiver seals a range it sends again to the same bytes.
-  const stored = t.seal ? await t.seal(chunk.bytes, { name: key, timeMs: chunk.lastTime }) : chunk.bytes;
-  const storedSha = sha256(stored);
+  const stored = encodes(t.codec)
+    ? Buffer.concat(
+        await encodeSegment(t.codec, [chunk.bytes], {
+          name: key,
+          timeMs: chunk.lastTime,
+          plainSha256: plainSha,
+        }),
+      )
+    : chunk.bytes;
   const ix: SegmentIndex = {
-    sha256: storedSha,
+    sha256: stored === chunk.bytes ? plainSha : sha256(stored),
     // A sealed segment's plaintext is authenticated by its seal; a hash of it would only let a
-    // reader without the key confirm a guess of the whole content. A plain one is its plaintext.
-    ...(t.seal ? {} : { plain_sha256: storedSha }),
+    // reader without the key confirm a guess of the whole content.
+    ...(t.codec.encrypted ? {} : { plain_sha256: plainSha }),
     // Only a stream's last segment of a cycle vouches for the instant (see the top of the file),
     // never for one before its own newest line: the writer's clock (another process's, or a
     // monotonic one drifting from the wall clock) may run ahead of this one, and a point at

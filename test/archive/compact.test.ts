@@ -4,8 +4,7 @@
  * segment beside the small ones it replaced (an interrupted compaction) restores each byte once.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
-import { cp, readFile, writeFile } from "node:fs/promises";
+import { cp, readFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { mergeGroups } from "../../src/archive/compact.js";
@@ -16,6 +15,8 @@ import { entryTimeMs } from "../../src/wal/entry.js";
 import { scratchDir } from "../helpers.js";
 import {
   archiveFixture,
+  rewriteSegment,
+  segmentText,
   storeObjects,
   walSegments,
   type ArchiveFixture,
@@ -97,18 +98,14 @@ describe("dr archive-compact", () => {
     const middle = segs[4]!;
     const first = Number(/\.s(\d+)-\d+$/.exec(middle)![1]);
     // A seq changed in the piece's last line, its index made to match: only its lines tell.
-    const bytes = await readFile(path.join(store, middle), "utf8");
+    const bytes = await segmentText(store, middle);
     const lastStart = bytes.lastIndexOf("\n", bytes.length - 2) + 1;
     const seq = Number(/^\{"seq":(\d+),/.exec(bytes.slice(lastStart))![1]);
     assert.ok(seq > first);
     const changed =
       bytes.slice(0, lastStart) + bytes.slice(lastStart).replace(`{"seq":${seq},`, `{"seq":${seq + 1},`);
     assert.equal(changed.length, bytes.length);
-    await writeFile(path.join(store, middle), changed);
-    const metaFile = path.join(store, `.${middle}.meta.json`);
-    const meta = JSON.parse(await readFile(metaFile, "utf8")) as Record<string, string>;
-    const sum = createHash("sha256").update(changed).digest("hex");
-    await writeFile(metaFile, JSON.stringify({ ...meta, sha256: sum, "plain-sha256": sum }) + "\n");
+    await rewriteSegment(store, middle, changed);
     const r = await f.cli(["--json", "dr", "archive-compact", "--from", store, "--target-size", "2KiB"]);
     assert.equal(r.code, 5, r.stdout + r.stderr);
     assert.ok(r.stderr.includes(middle), r.stderr);

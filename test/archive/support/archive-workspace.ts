@@ -4,6 +4,9 @@ import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { initWorkspace, type Workspace } from "../../../src/workspace/layout.js";
 import { WalWriter } from "../../../src/wal/writer.js";
+import type { GenerationRecord } from "../../../src/archive/catalog.js";
+import { generationKey, parseArchiveKey } from "../../../src/archive/names.js";
+import { codecOf, decodeSegment, encodeSegment } from "../../../src/archive/segment-codec.js";
 import assert from "node:assert/strict";
 import { envFor, runCli, scratchDir, type CliResult } from "../../helpers.js";
 
@@ -77,6 +80,43 @@ export async function storeObjects(dir: string): Promise<Map<string, string>> {
     out.set(name, await sha256File(path.join(dir, name)));
   }
   return out;
+}
+
+/** How the plain generation of segment `key` in folder store `dir` stores its segments. */
+async function plainCodecIn(dir: string, key: string) {
+  const name = parseArchiveKey(key);
+  assert.ok(name?.kind === "segment", `${key}: not a segment`);
+  const record = JSON.parse(
+    await readFile(path.join(dir, generationKey(name.generation)), "utf8"),
+  ) as GenerationRecord;
+  assert.ok(!record.encrypted, `${key}: its generation is encrypted`);
+  return { codec: codecOf(record), length: name.to - name.from };
+}
+
+/** The plaintext of segment `key` of a plain generation in folder store `dir` (inflated if gzipped). */
+export async function segmentText(dir: string, key: string): Promise<string> {
+  const { codec, length } = await plainCodecIn(dir, key);
+  return (await decodeSegment(codec, await readFile(path.join(dir, key)), length)).toString("utf8");
+}
+
+/**
+ * Stores `text` as segment `key` of a plain generation in folder store `dir`, encoded as its
+ * generation stores segments, with its index's sha256 and plain-sha256 made to match: a segment
+ * only its lines tell from the real one.
+ */
+export async function rewriteSegment(dir: string, key: string, text: string): Promise<void> {
+  const { codec } = await plainCodecIn(dir, key);
+  const plain = Buffer.from(text, "utf8");
+  const plainSha = createHash("sha256").update(plain).digest("hex");
+  const stored = Buffer.concat(
+    await encodeSegment(codec, [plain], { name: key, timeMs: 0, plainSha256: plainSha }),
+  );
+  await writeFile(path.join(dir, key), stored);
+  const sidecar = path.join(dir, `.${key}.meta.json`);
+  const meta = JSON.parse(await readFile(sidecar, "utf8")) as Record<string, string>;
+  meta.sha256 = createHash("sha256").update(stored).digest("hex");
+  meta["plain-sha256"] = plainSha;
+  await writeFile(sidecar, JSON.stringify(meta) + "\n");
 }
 
 export const walSegments = (objects: Iterable<string>, runId: string): string[] =>

@@ -1,0 +1,77 @@
+/**
+ * What a segment's stored bytes are (docs/formats.md "Segment encoding"): its plaintext, gzipped
+ * in a generation whose record says `compression: "gzip"`, then sealed under the generation key
+ * in an encrypted one (sealing.ts). The shipper and compaction store with `encodeSegment`;
+ * restore, check and compaction read with `decodeSegment` (restore streams a segment that is
+ * only gzipped through `segmentInflater`).
+ */
+import { promisify } from "node:util";
+import { createGunzip, gunzip, gzip, type Gunzip } from "node:zlib";
+import type { GenerationRecord } from "./catalog.js";
+import { openSegment, sealSegment, type SealedAs, type SegmentKey } from "./sealing.js";
+
+/** The compression a new generation's segments get (absent from older records: none). */
+export const SEGMENT_COMPRESSION = "gzip";
+
+/**
+ * Level 1: a WAL's lines shrink about 6.5 times at it (each line's prev_hash repeats the line
+ * before's entry_hash, the field names repeat), and higher levels gain little for several times
+ * the CPU, spent beside the writer.
+ */
+const GZIP_LEVEL = 1;
+
+export interface SegmentCodec {
+  compressed: boolean;
+  /** Encrypted generations: the key the segments are sealed with (undefined: not held). */
+  key?: SegmentKey;
+  /** The generation is encrypted (its key may not be held by this reader). */
+  encrypted: boolean;
+}
+
+/** How `record`'s segments are stored; `key`: the generation's, when the caller holds it. */
+export function codecOf(record: GenerationRecord | undefined, key?: SegmentKey): SegmentCodec {
+  return {
+    compressed: record?.compression === SEGMENT_COMPRESSION,
+    encrypted: record?.encrypted === true,
+    ...(key ? { key } : {}),
+  };
+}
+
+/** Whether stored bytes differ from the plaintext (then its hash is not the stored one's). */
+export const encodes = (c: SegmentCodec): boolean => c.compressed || c.encrypted;
+
+const gzipAsync = promisify(gzip);
+const gunzipAsync = promisify(gunzip);
+
+/**
+ * A segment's stored bytes. The same plaintext under the same name always gives the same bytes
+ * (zlib's deflate at one level is deterministic, and the seal is fixed by key, name and
+ * plaintext), so a segment sent again after a kill or a lost answer is the segment it was.
+ */
+export async function encodeSegment(
+  c: SegmentCodec,
+  plain: readonly Buffer[],
+  as: SealedAs,
+): Promise<Buffer[]> {
+  if (c.encrypted && !c.key) throw new Error(`${as.name}: the generation's key is not held`);
+  let parts = plain;
+  if (c.compressed) parts = [await gzipAsync(Buffer.concat(plain), { level: GZIP_LEVEL })];
+  return c.key ? [await sealSegment(c.key, parts, as)] : [...parts];
+}
+
+/**
+ * A segment's plaintext from its stored bytes, at most `length` bytes (its name's byte range):
+ * a segment that would inflate to more is refused before it is inflated further. Throws when it
+ * does not authenticate under the key or does not inflate.
+ */
+export async function decodeSegment(c: SegmentCodec, stored: Buffer, length: number): Promise<Buffer> {
+  if (c.encrypted && !c.key) throw new Error("the generation's key is not held");
+  const opened = c.key ? await openSegment(c.key, stored) : stored;
+  if (!c.compressed) return opened;
+  return gunzipAsync(opened, { maxOutputLength: Math.max(1, length + 1) });
+}
+
+/** A gunzip for a gzipped segment streamed from the store (its reader bounds what it takes). */
+export function segmentInflater(): Gunzip {
+  return createGunzip();
+}

@@ -1,0 +1,201 @@
+/**
+ * Segments are stored gzipped (docs/formats.md "Segment encoding"): a new generation's record
+ * says so, every segment holds its lines gzipped with both hashes in its index, and a restore,
+ * `--check` and compaction read them as they read plain ones. A generation an earlier archiver
+ * started uncompressed is continued in its own form and stays restorable beside newer ones. A
+ * segment that would inflate beyond its name's byte range is refused without inflating it all.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { mkdir, readFile } from "node:fs/promises";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { Archiver } from "../../src/archive/archiver.js";
+import type { GenerationRecord } from "../../src/archive/catalog.js";
+import { parseArchiveKey } from "../../src/archive/names.js";
+import { openCatalogue } from "../../src/storage/open-store.js";
+import { scratchDir } from "../helpers.js";
+import {
+  appendDecisions,
+  archiveFixture,
+  rewriteSegment,
+  segmentText,
+  storeObjects,
+  walSegments,
+  type ArchiveFixture,
+} from "./support/archive-workspace.js";
+
+const RUN = "run-gzip";
+const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
+
+const sha256 = (b: Buffer | string): string => createHash("sha256").update(b).digest("hex");
+
+async function records(store: string): Promise<GenerationRecord[]> {
+  const names = [...(await storeObjects(store)).keys()].filter(
+    (k) => parseArchiveKey(k)?.kind === "generation",
+  );
+  return Promise.all(
+    names.map(async (n) => JSON.parse(await readFile(path.join(store, n), "utf8")) as GenerationRecord),
+  );
+}
+
+async function meta(store: string, key: string): Promise<Record<string, string>> {
+  return JSON.parse(await readFile(path.join(store, `.${key}.meta.json`), "utf8")) as Record<string, string>;
+}
+
+describe("gzipped segments", () => {
+  let scratch: { dir: string; cleanup: () => Promise<void> };
+  before(async () => {
+    scratch = await scratchDir("bernstein-archive-gzip-");
+  });
+  after(async () => scratch.cleanup());
+
+  async function restoreLatest(fx: ArchiveFixture, store: string, name: string) {
+    const sdd = path.join(scratch.dir, name, ".sdd");
+    const r = await fx.cli(["--json", "dr", "archive-restore", "--from", store, "--latest"], sdd);
+    assert.equal(r.code, 0, r.stderr);
+    return { sdd, out: JSON.parse(r.stdout) as { wal: Record<string, { seq: number }> } };
+  }
+
+  it("a new generation stores its lines gzipped, indexed by both hashes; restore, --check and compaction read them", async () => {
+    const fx = await archiveFixture(path.join(scratch.dir, "new"));
+    const store = path.join(fx.dir, "store");
+    assert.equal((await fx.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+    for (let b = 0; b < 4; b++) {
+      await appendDecisions(fx.ws, RUN, 40, b * 40);
+      const r = await fx.cli(["dr", "archive", "--to", store, "--once"]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const [record] = await records(store);
+    assert.equal(record!.compression, "gzip");
+    const segs = walSegments((await storeObjects(store)).keys(), RUN);
+    assert.equal(segs.length, 4, segs.join("\n"));
+    const wal = await readFile(fx.ws.walFile(RUN));
+    let storedBytes = 0;
+    for (const key of segs) {
+      const name = parseArchiveKey(key)!;
+      assert.ok(name.kind === "segment");
+      const stored = await readFile(path.join(store, key));
+      storedBytes += stored.length;
+      assert.ok(stored.subarray(0, 2).equals(GZIP_MAGIC), `${key} is gzip`);
+      const plain = await segmentText(store, key);
+      assert.equal(plain, wal.subarray(name.from, name.to).toString("utf8"), `${key} holds its byte range`);
+      const ix = await meta(store, key);
+      assert.equal(ix.sha256, sha256(stored));
+      assert.equal(ix["plain-sha256"], sha256(plain));
+    }
+    assert.ok(storedBytes * 3 < wal.length, `${storedBytes} bytes stored for ${wal.length} of WAL`);
+
+    const { sdd, out } = await restoreLatest(fx, store, "restored");
+    assert.equal(out.wal[RUN]!.seq, 159);
+    assert.ok((await readFile(path.join(sdd, "runtime", "wal", `${RUN}.wal.jsonl`))).equals(wal));
+    const check = await fx.cli(["--json", "dr", "archive-list", "--from", store, "--check"]);
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+
+    const compact = await fx.cli([
+      "--json",
+      "dr",
+      "archive-compact",
+      "--from",
+      store,
+      "--target-size",
+      "1MiB",
+    ]);
+    assert.equal(compact.code, 0, compact.stderr);
+    const merged = walSegments((await storeObjects(store)).keys(), RUN);
+    assert.equal(merged.length, 1, merged.join("\n"));
+    assert.ok((await readFile(path.join(store, merged[0]!))).subarray(0, 2).equals(GZIP_MAGIC));
+    const again = await restoreLatest(fx, store, "restored-compacted");
+    assert.ok((await readFile(path.join(again.sdd, "runtime", "wal", `${RUN}.wal.jsonl`))).equals(wal));
+  });
+
+  it("an uncompressed generation (an earlier archiver's) is continued uncompressed; a new one beside it is gzipped", async () => {
+    const fx = await archiveFixture(path.join(scratch.dir, "legacy"));
+    const store = path.join(fx.dir, "store");
+    await mkdir(store);
+    const legacy = new Archiver({
+      store: await openCatalogue(store),
+      ws: fx.ws,
+      intervalMs: 1000,
+      snapshotIntervalMs: Number.MAX_SAFE_INTEGER,
+      compress: false,
+    });
+    await appendDecisions(fx.ws, RUN, 10);
+    assert.ok(await legacy.step(), legacy.health.snapshot().last_error ?? "");
+    await appendDecisions(fx.ws, RUN, 10, 10);
+    assert.ok(await legacy.step(), legacy.health.snapshot().last_error ?? "");
+    await legacy.health.stopped();
+    const [old] = await records(store);
+    assert.equal(old!.compression, undefined);
+
+    // Today's archiver resumes it as it is: its segments stay plain.
+    await appendDecisions(fx.ws, RUN, 10, 20);
+    const resumed = await fx.cli(["--json", "dr", "archive", "--to", store, "--once"]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.equal((await records(store)).length, 1, "the same generation");
+    const plainSegs = walSegments((await storeObjects(store)).keys(), RUN);
+    assert.equal(plainSegs.length, 2, plainSegs.join("\n"));
+    for (const key of plainSegs) {
+      const stored = await readFile(path.join(store, key));
+      assert.equal(stored[0], "{".charCodeAt(0), `${key} is plain`);
+      assert.equal((await meta(store, key)).sha256, sha256(stored));
+    }
+    const before = await restoreLatest(fx, store, "legacy-restored");
+    assert.equal(before.out.wal[RUN]!.seq, 29);
+
+    // Restored in place and archived again: a new generation, gzipped; the old one still restores.
+    const back = await fx.cli(["dr", "archive-restore", "--from", store, "--at-seq", `${RUN}:19`]);
+    assert.equal(back.code, 0, back.stderr);
+    await appendDecisions(fx.ws, RUN, 5, 20);
+    assert.equal((await fx.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+    await appendDecisions(fx.ws, RUN, 5, 25);
+    assert.equal((await fx.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+    const gens = (await records(store)).sort((a, b) => a.generation.localeCompare(b.generation));
+    assert.equal(gens.length, 2);
+    assert.equal(gens[0]!.compression, undefined);
+    assert.equal(gens[1]!.compression, "gzip");
+    const newer = walSegments((await storeObjects(store)).keys(), RUN).filter((k) =>
+      k.startsWith(`gen-${gens[1]!.generation}.`),
+    );
+    assert.equal(newer.length, 1, newer.join("\n"));
+    assert.ok((await readFile(path.join(store, newer[0]!))).subarray(0, 2).equals(GZIP_MAGIC));
+    const check = await fx.cli(["--json", "dr", "archive-list", "--from", store, "--check"]);
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+    const latest = await restoreLatest(fx, store, "newest");
+    assert.equal(latest.out.wal[RUN]!.seq, 29);
+    const oldPoint = await fx.cli(
+      ["--json", "dr", "archive-restore", "--from", store, "--at-seq", `${RUN}:25`],
+      path.join(scratch.dir, "old-point", ".sdd"),
+    );
+    assert.equal(oldPoint.code, 0, oldPoint.stderr);
+  });
+
+  it("a segment that inflates beyond its byte range is refused and named, by restore and by --check", async () => {
+    const fx = await archiveFixture(path.join(scratch.dir, "bomb"));
+    const store = path.join(fx.dir, "store");
+    assert.equal((await fx.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+    await appendDecisions(fx.ws, RUN, 5);
+    assert.equal((await fx.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+    const [seg] = walSegments((await storeObjects(store)).keys(), RUN);
+    // Its own lines, then 64 MB more: about 64 KB stored, its index made to match.
+    await rewriteSegment(store, seg!, (await segmentText(store, seg!)) + "\n".repeat(64 * 1024 * 1024));
+    assert.ok((await readFile(path.join(store, seg!))).length < 1024 * 1024);
+    const r = await fx.cli(
+      ["dr", "archive-restore", "--from", store, "--latest"],
+      path.join(scratch.dir, "bomb-restored", ".sdd"),
+    );
+    assert.equal(r.code, 5, r.stderr);
+    assert.ok(r.stderr.includes(seg!), r.stderr);
+    // Refused once it passed its length, not after inflating all of it.
+    const said = /truncated: (\d+) bytes, its name says (\d+)/.exec(r.stderr);
+    assert.ok(said, r.stderr);
+    assert.ok(Number(said[1]) < Number(said[2]) + 1024 * 1024, r.stderr);
+    const check = await fx.cli(["--json", "dr", "archive-list", "--from", store, "--check"]);
+    assert.equal(check.code, 5, check.stderr);
+    const problems = JSON.parse(check.stdout).problems as { segment: string; reason: string }[];
+    assert.ok(
+      problems.some((p) => p.segment === seg && /does not inflate/.test(p.reason)),
+      JSON.stringify(problems),
+    );
+  });
+});
