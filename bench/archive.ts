@@ -132,6 +132,7 @@ async function rpoRun(root: string, site: Site, rate: number, sync: boolean, sec
   const latencies: number[] = [];
   let segments = 0;
   let bytes = 0;
+  let storedBytes = 0;
   let cycles = 0;
   let storedThrough = -1;
   const archiver = new Archiver({
@@ -146,6 +147,7 @@ async function rpoRun(root: string, site: Site, rate: number, sync: boolean, sec
       cycles++;
       segments += e.segments;
       bytes += e.bytes;
+      storedBytes += e.stored_bytes;
       const seq = Math.max(-1, ...Object.values(e.wal));
       for (let s = storedThrough + 1; s <= seq; s++) {
         const t = durableAt.get(s);
@@ -184,6 +186,7 @@ async function rpoRun(root: string, site: Site, rate: number, sync: boolean, sec
     cycles,
     segments,
     bytes,
+    storedBytes,
   };
 }
 
@@ -407,7 +410,9 @@ async function objectsSection(root: string, folder: Site) {
     measured_seconds: slowSeconds,
     segments_per_cycle: round(slow.segments / Math.max(1, slow.cycles), 2),
     objects_per_day: Math.round((slow.segments / slowSeconds) * 86_400),
-    bytes_per_day: Math.round((slow.bytes / slowSeconds) * 86_400),
+    bytes_per_day: Math.round((slow.storedBytes / slowSeconds) * 86_400),
+    // The WAL's own bytes: what the segments hold before gzip.
+    plain_bytes_per_day: Math.round((slow.bytes / slowSeconds) * 86_400),
     note: "WAL stream only; an orchestrator's audit log, ledger and run records add a segment each per cycle in which they change",
     // A WAL and a run record, one decision and one cycle a second, then `dr archive-compact` at its default 8 MiB.
     after_compaction: await archiveObjectsPerDay(COMPACTION_SECONDS, 8 * 1024 * 1024).then((c) => ({

@@ -58,7 +58,7 @@ export type ArchiverEvent =
   | { event: "generation"; generation: string; resumed: boolean; cause?: string }
   | { event: "snapshot"; generation: string; number: number; key: string }
   /** A cycle that stored segments; `wal`: per run, the newest seq now in the store. */
-  | { event: "cycle"; segments: number; bytes: number; wal: Record<string, number> }
+  | { event: "cycle"; segments: number; bytes: number; stored_bytes: number; wal: Record<string, number> }
   | { event: "error"; error: string }
   /**
    * A workspace file no longer holds what the store holds (rewritten, truncated, replaced or
@@ -393,7 +393,13 @@ export class Archiver {
     if (this.health.errorsInARow > 0)
       this.opts.log?.({ event: "recovered", after_errors: this.health.errorsInARow });
     if (result.segments > 0)
-      this.opts.log?.({ event: "cycle", segments: result.segments, bytes: result.bytes, wal: result.wal });
+      this.opts.log?.({
+        event: "cycle",
+        segments: result.segments,
+        bytes: result.bytes,
+        stored_bytes: result.storedBytes,
+        wal: result.wal,
+      });
     const held = await this.health.cycleDone(gen.generation, result);
     for (const h of held.released) this.opts.log?.({ event: "released", run: h.run, after_seq: h.after_seq });
     for (const h of held.found) this.opts.log?.({ event: "held-back", damage: h.damage, message: h.message });

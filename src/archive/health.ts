@@ -141,7 +141,7 @@ export class ArchiveHealth {
     if (s.held_back.length === 0) s.caught_up_at = now.toISOString();
     if (r.segments > 0) s.last_upload_at = now.toISOString();
     s.segments_total += r.segments;
-    s.bytes_total += r.bytes;
+    s.bytes_total += r.storedBytes;
     this.shipped = { ...this.shipped, ...r.wal };
     this.shippedBytes = { ...this.shippedBytes, ...r.walBytes };
     if (news || this.due(now)) await this.write(now);

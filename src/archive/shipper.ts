@@ -30,7 +30,10 @@ export class ContinuityLost extends Error {}
 
 export interface CycleResult {
   segments: number;
+  /** The streams' bytes shipped (the segments' plaintext). */
   bytes: number;
+  /** What the store was given for them (gzipped, sealed). */
+  storedBytes: number;
   /** Durable bytes not shipped (incomplete lines, an entry that does not verify). */
   pending: number;
   /** The newest WAL position shipped per run. */
@@ -163,7 +166,15 @@ const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex
  */
 export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Promise<CycleResult> {
   const capturedAt = Date.now();
-  const result: CycleResult = { segments: 0, bytes: 0, pending: 0, wal: {}, walBytes: {}, held: [] };
+  const result: CycleResult = {
+    segments: 0,
+    bytes: 0,
+    storedBytes: 0,
+    pending: 0,
+    wal: {},
+    walBytes: {},
+    held: [],
+  };
   const streams = await listStreams(t.ws.root);
   const listed = new Set(streams);
   // A file the store holds bytes of, gone from the workspace: a restore to any later point
@@ -207,7 +218,7 @@ export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Pro
         held = chunk.held;
         heldBytes = chunk.pending;
         if (chunk.bytes.length === 0) break;
-        await putSegment(t, stream, chunk, capturedAt);
+        result.storedBytes += await putSegment(t, stream, chunk, capturedAt);
         t.ends.set(stream, chunk.end);
         after = chunk.end;
         result.segments++;
@@ -245,12 +256,13 @@ function shippedRun(result: CycleResult, run: string, end: StreamEnd): void {
   result.walBytes[run] = end.length;
 }
 
+/** Stores `chunk` as a segment; the bytes stored. */
 async function putSegment(
   t: ShipperTarget,
   stream: string,
   chunk: DurableChunk,
   capturedAt: number,
-): Promise<void> {
+): Promise<number> {
   const key = segmentKey({
     generation: t.generation,
     stream,
@@ -278,6 +290,7 @@ async function putSegment(
   }
   t.unsettled?.delete(stream);
   t.onSegment?.(key, chunk, put.ix);
+  return put.stored.length;
 }
 
 /** What is stored for `chunk`: its bytes (compressed, sealed, as the generation says) and its index. */

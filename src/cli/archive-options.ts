@@ -120,7 +120,7 @@ export function describeArchiverEvent(e: ArchiverEvent): string {
     case "snapshot":
       return `base snapshot ${e.number} of ${e.generation}: ${e.key}`;
     case "cycle":
-      return `shipped ${e.segments} segment(s), ${e.bytes} bytes`;
+      return `shipped ${e.segments} segment(s), ${e.bytes} bytes (${e.stored_bytes} stored)`;
     case "error":
       return `store error (the local files keep everything; retrying): ${e.error}`;
     case "continuity-lost":

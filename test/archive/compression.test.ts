@@ -61,10 +61,12 @@ describe("gzipped segments", () => {
     const fx = await archiveFixture(path.join(scratch.dir, "new"));
     const store = path.join(fx.dir, "store");
     assert.equal((await fx.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+    let lastBytesTotal = 0;
     for (let b = 0; b < 4; b++) {
       await appendDecisions(fx.ws, RUN, 40, b * 40);
-      const r = await fx.cli(["dr", "archive", "--to", store, "--once"]);
+      const r = await fx.cli(["--json", "dr", "archive", "--to", store, "--once"]);
       assert.equal(r.code, 0, r.stderr);
+      lastBytesTotal = JSON.parse(r.stdout).bytes_total;
     }
     const [record] = await records(store);
     assert.equal(record!.compression, "gzip");
@@ -85,6 +87,8 @@ describe("gzipped segments", () => {
       assert.equal(ix["plain-sha256"], sha256(plain));
     }
     assert.ok(storedBytes * 3 < wal.length, `${storedBytes} bytes stored for ${wal.length} of WAL`);
+    const newest = await readFile(path.join(store, segs[segs.length - 1]!));
+    assert.equal(lastBytesTotal, newest.length, "bytes_total counts what the store was given");
 
     const { sdd, out } = await restoreLatest(fx, store, "restored");
     assert.equal(out.wal[RUN]!.seq, 159);
