@@ -326,13 +326,9 @@ class SegmentFeed {
   }
 }
 
-/**
- * What a segment's bytes must match: its index's sha256 (of the stored bytes) and plain_sha256
- * (of the plaintext, when the index has it), and its name's length.
- */
+/** What a segment's bytes must match: its index's sha256 (of the stored bytes) and its name's length. */
 interface SegmentChecks {
   sha256: string;
-  plainSha256?: string;
   length: number;
   missing: (reason: string) => BrokenSegment;
 }
@@ -344,11 +340,6 @@ const shaMismatch = (c: SegmentChecks, got: string): BrokenSegment =>
 
 const lengthMismatch = (c: SegmentChecks, got: number): BrokenSegment =>
   c.missing(`truncated: ${got} bytes, its name says ${c.length}`);
-
-const plainMismatch = (c: SegmentChecks, got: string): BrokenSegment =>
-  c.missing(
-    `altered: its plaintext's sha256 ${got.slice(0, 16)}..., its index says ${c.plainSha256!.slice(0, 16)}...`,
-  );
 
 const undecodable = (c: SegmentChecks, codec: SegmentCodec, err: unknown): BrokenSegment =>
   c.missing(
@@ -376,8 +367,8 @@ async function feedStreamed(store: BackupStore, key: string, feed: SegmentFeed, 
 
 /**
  * A gzipped plain segment, streamed from the store through a gunzip: its stored bytes hashed as
- * they come, its plaintext hashed and fed as it is inflated, never held whole, and never more
- * of it than its name's length.
+ * they come, its plaintext fed as it is inflated, never held whole, and never more of it than
+ * its name's length.
  */
 async function feedInflated(
   store: BackupStore,
@@ -387,7 +378,6 @@ async function feedInflated(
   c: SegmentChecks,
 ) {
   const storedHash = createHash("sha256");
-  const plainHash = createHash("sha256");
   const inflater = segmentInflater();
   const tap = new Transform({
     transform(chunk: Buffer, _encoding, done) {
@@ -402,7 +392,6 @@ async function feedInflated(
     for await (const chunk of inflater) {
       size += (chunk as Buffer).length;
       if (size > c.length) break;
-      plainHash.update(chunk as Buffer);
       await feed.push(chunk as Buffer);
     }
   } catch (err) {
@@ -418,8 +407,6 @@ async function feedInflated(
   const got = storedHash.digest("hex");
   if (got !== c.sha256) throw shaMismatch(c, got);
   if (size !== c.length) throw lengthMismatch(c, size);
-  const plain = plainHash.digest("hex");
-  if (c.plainSha256 !== undefined && plain !== c.plainSha256) throw plainMismatch(c, plain);
 }
 
 /**
@@ -493,7 +480,7 @@ export async function applyStream(
       const cutter = new LineCutter(stream, seg.key, end, cut, onIntents !== undefined);
       cutter.lastTime = lastTime;
       const feed = new SegmentFeed(cutter, end.length - seg.from, fh, sinks);
-      const checks = { sha256: ix.sha256, plainSha256: ix.plain_sha256, length: seg.to - seg.from, missing };
+      const checks = { sha256: ix.sha256, length: seg.to - seg.from, missing };
       await (codec?.encrypted
         ? feedSealed(store, seg.key, codec, feed, checks)
         : codec?.compressed

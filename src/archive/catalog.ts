@@ -152,7 +152,10 @@ export async function listArchive(store: BackupStore): Promise<ArchiveListing> {
 /** Segment metadata as the shipper wrote it (docs/formats.md "Segment index"). */
 export interface SegmentIndex {
   sha256: string;
-  /** Plain segments only (a sealed one is authenticated by its seal). */
+  /**
+   * Segments stored as they are only (a gzipped one's sha256 fixes its plaintext, a sealed one is
+   * authenticated by its seal).
+   */
   plain_sha256?: string;
   captured_at: number;
   tail_sha256: string;

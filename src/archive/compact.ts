@@ -180,7 +180,7 @@ async function readPiece(
     if (known && !(await store.head(s.key))) throw new Raced(`${store.describe(s.key)}: listed, then gone`);
     throw err;
   });
-  let intact = sha256(stored) === ix.sha256;
+  const intact = sha256(stored) === ix.sha256;
   let plain = stored;
   if (intact && encodes(codec)) {
     plain = await decodeSegment(codec, stored, s.to - s.from).catch((err: unknown) => {
@@ -188,7 +188,6 @@ async function readPiece(
         `${store.describe(s.key)}: does not ${codec.key ? "open under its generation's key" : "inflate"}: ${String(err)}`,
       );
     });
-    if (ix.plain_sha256 !== undefined) intact = sha256(plain) === ix.plain_sha256;
   }
   if (!intact || plain.length !== s.to - s.from)
     throw new Error(`${store.describe(s.key)}: does not match its index or name; run dr list --from --check`);
@@ -305,7 +304,8 @@ async function mergeGroup(
   const { parts, ixs } = await readGroup(store, stream, group, codec, storedIndex);
   const first = group[0]!;
   const last = group[group.length - 1]!;
-  const plainSha = await sha256Sliced(parts);
+  // For the index of a merge stored as it is, or the seal's nonce; a gzip-only merge needs neither.
+  const plainSha = codec.compressed && !codec.encrypted ? undefined : await sha256Sliced(parts);
   const lastIx = ixs[ixs.length - 1]!;
   const times = ixs.map((i) => i.first_time).filter((t) => t > 0);
   const name = segmentKey({
@@ -323,9 +323,9 @@ async function mergeGroup(
     ? await encodeSegment(codec, parts, { name, plainSha256: plainSha, timeMs: lastTime })
     : parts;
   const ix: SegmentIndex = {
-    sha256: encodes(codec) ? await sha256Sliced(stored) : plainSha,
-    // As the shipper: no hash of a sealed segment's plaintext (it would confirm a guess of it).
-    ...(codec.encrypted ? {} : { plain_sha256: plainSha }),
+    sha256: encodes(codec) ? await sha256Sliced(stored) : plainSha!,
+    // As the shipper: a plaintext hash only for a merge stored as it is.
+    ...(encodes(codec) ? {} : { plain_sha256: plainSha! }),
     captured_at: capturedAt,
     tail_sha256: lastIx.tail_sha256,
     first_time: times.length ? Math.min(...times) : 0,

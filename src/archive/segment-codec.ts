@@ -5,6 +5,7 @@
  * restore, check and compaction read with `decodeSegment` (restore streams a segment that is
  * only gzipped through `segmentInflater`).
  */
+import { createHash } from "node:crypto";
 import { promisify } from "node:util";
 import { createGunzip, gunzip, gzip, type Gunzip } from "node:zlib";
 import type { GenerationRecord } from "./catalog.js";
@@ -51,12 +52,15 @@ const gunzipAsync = promisify(gunzip);
 export async function encodeSegment(
   c: SegmentCodec,
   plain: readonly Buffer[],
-  as: SealedAs,
+  as: Omit<SealedAs, "plainSha256"> & { plainSha256?: string },
 ): Promise<Buffer[]> {
   if (c.encrypted && !c.key) throw new Error(`${as.name}: the generation's key is not held`);
   let parts = plain;
   if (c.compressed) parts = [await gzipAsync(Buffer.concat(plain), { level: GZIP_LEVEL })];
-  return c.key ? [await sealSegment(c.key, parts, as)] : [...parts];
+  if (!c.key) return [...parts];
+  const plainSha256 =
+    as.plainSha256 ?? plain.reduce((h, p) => h.update(p), createHash("sha256")).digest("hex");
+  return [await sealSegment(c.key, parts, { ...as, plainSha256 })];
 }
 
 /**

@@ -300,23 +300,18 @@ async function encoded(
   chunk: DurableChunk,
   capturedAt: number,
 ): Promise<UnsettledPut> {
-  const plainSha = sha256(chunk.bytes);
   // The Fernet timestamp is the newest line's time, fixed by the plaintext as the name is (the
   // capture instant is not): a restarted archiver seals a range it sends again to the same bytes.
   const stored = encodes(t.codec)
-    ? Buffer.concat(
-        await encodeSegment(t.codec, [chunk.bytes], {
-          name: key,
-          timeMs: chunk.lastTime,
-          plainSha256: plainSha,
-        }),
-      )
+    ? Buffer.concat(await encodeSegment(t.codec, [chunk.bytes], { name: key, timeMs: chunk.lastTime }))
     : chunk.bytes;
+  const storedSha = sha256(stored);
   const ix: SegmentIndex = {
-    sha256: stored === chunk.bytes ? plainSha : sha256(stored),
-    // A sealed segment's plaintext is authenticated by its seal; a hash of it would only let a
-    // reader without the key confirm a guess of the whole content.
-    ...(t.codec.encrypted ? {} : { plain_sha256: plainSha }),
+    sha256: storedSha,
+    // Only for a segment stored as it is. The stored bytes' hash fixes a gzipped one's plaintext
+    // too; a sealed one's is authenticated by its seal, and a hash of it would only let a reader
+    // without the key confirm a guess of the whole content.
+    ...(encodes(t.codec) ? {} : { plain_sha256: storedSha }),
     // Only a stream's last segment of a cycle vouches for the instant (see the top of the file),
     // never for one before its own newest line: the writer's clock (another process's, or a
     // monotonic one drifting from the wall clock) may run ahead of this one, and a point at

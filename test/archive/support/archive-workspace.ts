@@ -101,8 +101,8 @@ export async function segmentText(dir: string, key: string): Promise<string> {
 
 /**
  * Stores `text` as segment `key` of a plain generation in folder store `dir`, encoded as its
- * generation stores segments, with its index's sha256 and plain-sha256 made to match: a segment
- * only its lines tell from the real one.
+ * generation stores segments, with its index's hashes made to match: a segment only its lines
+ * tell from the real one.
  */
 export async function rewriteSegment(dir: string, key: string, text: string): Promise<void> {
   const { codec } = await plainCodecIn(dir, key);
@@ -115,7 +115,7 @@ export async function rewriteSegment(dir: string, key: string, text: string): Pr
   const sidecar = path.join(dir, `.${key}.meta.json`);
   const meta = JSON.parse(await readFile(sidecar, "utf8")) as Record<string, string>;
   meta.sha256 = createHash("sha256").update(stored).digest("hex");
-  meta["plain-sha256"] = plainSha;
+  if (meta["plain-sha256"] !== undefined) meta["plain-sha256"] = plainSha;
   await writeFile(sidecar, JSON.stringify(meta) + "\n");
 }
 
