@@ -19,7 +19,13 @@ import { checkLine, entryTimeMs } from "../wal/entry.js";
 import { durableTruncate, fsyncDir, fsyncHandle } from "../workspace/durable.js";
 import { readObject, readSegmentIndex, type SegmentIndex, type StoredSegment } from "./catalog.js";
 import { walRunOf } from "./names.js";
-import { decodeSegment, segmentInflater, type SegmentCodec } from "./segment-codec.js";
+import {
+  SegmentInflateError,
+  decodeSegment,
+  segmentInflater,
+  undecodableReason,
+  type SegmentCodec,
+} from "./segment-codec.js";
 import { emptyEnd, lineTime, type StreamEnd } from "./streams.js";
 
 export class BrokenSegment extends UserError {
@@ -341,13 +347,6 @@ const shaMismatch = (c: SegmentChecks, got: string): BrokenSegment =>
 const lengthMismatch = (c: SegmentChecks, got: number): BrokenSegment =>
   c.missing(`truncated: ${got} bytes, its name says ${c.length}`);
 
-const undecodable = (c: SegmentChecks, codec: SegmentCodec, err: unknown): BrokenSegment =>
-  c.missing(
-    codec.key
-      ? `altered: does not authenticate under its generation's key (${(err as Error).message})`
-      : `altered or truncated: does not inflate (${(err as Error).message})`,
-  );
-
 /** Bytes handed to the cutter at a time from a segment held whole. */
 const SLICE = 1 << 20;
 
@@ -370,13 +369,7 @@ async function feedStreamed(store: BackupStore, key: string, feed: SegmentFeed, 
  * they come, its plaintext fed as it is inflated, never held whole, and never more of it than
  * its name's length.
  */
-async function feedInflated(
-  store: BackupStore,
-  key: string,
-  codec: SegmentCodec,
-  feed: SegmentFeed,
-  c: SegmentChecks,
-) {
+async function feedInflated(store: BackupStore, key: string, feed: SegmentFeed, c: SegmentChecks) {
   const storedHash = createHash("sha256");
   const inflater = segmentInflater();
   const tap = new Transform({
@@ -395,11 +388,10 @@ async function feedInflated(
       await feed.push(chunk as Buffer);
     }
   } catch (err) {
-    if (
-      typeof (err as NodeJS.ErrnoException).code === "string" &&
-      (err as NodeJS.ErrnoException).code!.startsWith("Z_")
-    )
-      throw undecodable(c, codec, err);
+    // zlib's own errors (Z_DATA_ERROR, Z_BUF_ERROR for a cut stream): the bytes; others: the store.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (typeof code === "string" && code.startsWith("Z_"))
+      throw c.missing(undecodableReason(new SegmentInflateError((err as Error).message)));
     throw err;
   }
   if (size > c.length) throw lengthMismatch(c, size);
@@ -427,7 +419,7 @@ async function feedSealed(
   try {
     data = await decodeSegment(codec, stored, c.length);
   } catch (err) {
-    throw undecodable(c, codec, err);
+    throw c.missing(undecodableReason(err));
   }
   if (data.length !== c.length) throw lengthMismatch(c, data.length);
   for (let at = 0; at < data.length; at += SLICE) await feed.push(data.subarray(at, at + SLICE));
@@ -484,7 +476,7 @@ export async function applyStream(
       await (codec?.encrypted
         ? feedSealed(store, seg.key, codec, feed, checks)
         : codec?.compressed
-          ? feedInflated(store, seg.key, codec, feed, checks)
+          ? feedInflated(store, seg.key, feed, checks)
           : feedStreamed(store, seg.key, feed, checks));
       await feed.end(seg.to);
       end = cutter.position;

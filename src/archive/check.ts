@@ -14,7 +14,7 @@ import {
   type StoredSegment,
 } from "./catalog.js";
 import { unlockGeneration, type GenerationEncryption, type ReadKeys } from "./sealing.js";
-import { codecOf, decodeSegment, encodes, type SegmentCodec } from "./segment-codec.js";
+import { codecOf, decodeSegment, encodes, undecodableReason, type SegmentCodec } from "./segment-codec.js";
 import { emptyEnd, type StreamEnd } from "./streams.js";
 import { streamGaps } from "./window.js";
 
@@ -66,9 +66,7 @@ async function contentOf(
   try {
     data = await decodeSegment(codec, stored, length);
   } catch (err) {
-    return codec.key
-      ? `altered: does not authenticate under its generation's key (${(err as Error).message})`
-      : `altered: does not inflate (${(err as Error).message})`;
+    return undecodableReason(err);
   }
   if (data.length !== length) return `truncated: ${data.length} bytes, its name says ${length}`;
   return data;

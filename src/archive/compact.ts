@@ -32,7 +32,14 @@ import {
 import { linkedLines } from "../wal/chain-links.js";
 import { generationPrefix, parseArchiveKey, segmentKey, walRunOf } from "./names.js";
 import { unlockGeneration, type ReadKeys, type SegmentKey } from "./sealing.js";
-import { codecOf, decodeSegment, encodeSegment, encodes, type SegmentCodec } from "./segment-codec.js";
+import {
+  codecOf,
+  decodeSegment,
+  encodeSegment,
+  encodes,
+  undecodableReason,
+  type SegmentCodec,
+} from "./segment-codec.js";
 import { emptyEnd, type StreamEnd } from "./streams.js";
 
 export interface CompactOptions {
@@ -184,9 +191,7 @@ async function readPiece(
   let plain = stored;
   if (intact && encodes(codec)) {
     plain = await decodeSegment(codec, stored, s.to - s.from).catch((err: unknown) => {
-      throw new Error(
-        `${store.describe(s.key)}: does not ${codec.key ? "open under its generation's key" : "inflate"}: ${String(err)}`,
-      );
+      throw new Error(`${store.describe(s.key)}: ${undecodableReason(err)}`);
     });
   }
   if (!intact || plain.length !== s.to - s.from)

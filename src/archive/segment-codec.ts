@@ -72,7 +72,21 @@ export async function decodeSegment(c: SegmentCodec, stored: Buffer, length: num
   if (c.encrypted && !c.key) throw new Error("the generation's key is not held");
   const opened = c.key ? await openSegment(c.key, stored) : stored;
   if (!c.compressed) return opened;
-  return gunzipAsync(opened, { maxOutputLength: Math.max(1, length + 1) });
+  try {
+    return await gunzipAsync(opened, { maxOutputLength: Math.max(1, length + 1) });
+  } catch (err) {
+    throw new SegmentInflateError((err as Error).message);
+  }
+}
+
+/** A segment's (opened) bytes are not a gzip of at most its length: damaged, or written wrong. */
+export class SegmentInflateError extends Error {}
+
+/** Why a segment could not be decoded, for the reports that name it. */
+export function undecodableReason(err: unknown): string {
+  return err instanceof SegmentInflateError
+    ? `altered or truncated: does not inflate (${err.message})`
+    : `altered: does not authenticate under its generation's key (${(err as Error).message})`;
 }
 
 /** A gunzip for a gzipped segment streamed from the store (its reader bounds what it takes). */

@@ -6,13 +6,19 @@
  * segment that would inflate beyond its name's byte range is refused without inflating it all.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Archiver } from "../../src/archive/archiver.js";
 import type { GenerationRecord } from "../../src/archive/catalog.js";
 import { parseArchiveKey } from "../../src/archive/names.js";
+import {
+  SegmentInflateError,
+  decodeSegment,
+  encodeSegment,
+  undecodableReason,
+} from "../../src/archive/segment-codec.js";
 import { openCatalogue } from "../../src/storage/open-store.js";
 import { scratchDir } from "../helpers.js";
 import {
@@ -42,6 +48,30 @@ async function records(store: string): Promise<GenerationRecord[]> {
 async function meta(store: string, key: string): Promise<Record<string, string>> {
   return JSON.parse(await readFile(path.join(store, `.${key}.meta.json`), "utf8")) as Record<string, string>;
 }
+
+describe("decodeSegment", () => {
+  it("names a segment that inflates beyond its length as such, sealed or not, and a seal that fails as one", async () => {
+    const plain = Buffer.from("\n".repeat(4 * 1024 * 1024));
+    const as = { name: "gen-g20261205T000000000Z-0000.seg.x.0000000000000000-0000000000000010", timeMs: 0 };
+    for (const key of [undefined, { scheme: "fernet" as const, key: randomBytes(32) }]) {
+      const codec = { compressed: true, encrypted: key !== undefined, ...(key ? { key } : {}) };
+      const stored = Buffer.concat(await encodeSegment(codec, [plain], as));
+      assert.ok(stored.length < plain.length / 100);
+      assert.ok((await decodeSegment(codec, stored, plain.length)).equals(plain));
+      await assert.rejects(decodeSegment(codec, stored, 16), (err: unknown) => {
+        assert.ok(err instanceof SegmentInflateError, String(err));
+        assert.match(undecodableReason(err), /^altered or truncated: does not inflate/);
+        return true;
+      });
+      if (!key) continue;
+      const other = { ...codec, key: { scheme: "fernet" as const, key: randomBytes(32) } };
+      await assert.rejects(decodeSegment(other, stored, plain.length), (err: unknown) => {
+        assert.match(undecodableReason(err), /^altered: does not authenticate/);
+        return true;
+      });
+    }
+  });
+});
 
 describe("gzipped segments", () => {
   let scratch: { dir: string; cleanup: () => Promise<void> };
