@@ -196,6 +196,20 @@ describe("gzipped segments", () => {
     assert.ok((await readFile(path.join(store, newer[0]!))).subarray(0, 2).equals(GZIP_MAGIC));
     const check = await fx.cli(["--json", "dr", "archive-list", "--from", store, "--check"]);
     assert.equal(check.code, 0, check.stdout + check.stderr);
+    const listed = JSON.parse(check.stdout).generations as { compression: string | null; encryption: null }[];
+    assert.deepEqual(
+      listed.map((g) => [g.compression, g.encryption]),
+      [
+        [null, null],
+        ["gzip", null],
+      ],
+    );
+    const human = await fx.cli(["dr", "archive-list", "--from", store]);
+    assert.deepEqual(
+      human.stdout.split("\n").filter((l) => l.startsWith("  segments: ")),
+      ["  segments: uncompressed, plain", "  segments: gzip, plain"],
+      human.stdout,
+    );
     const latest = await restoreLatest(fx, store, "newest");
     assert.equal(latest.out.wal[RUN]!.seq, 29);
     const oldPoint = await fx.cli(

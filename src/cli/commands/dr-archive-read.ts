@@ -24,6 +24,9 @@ interface GenerationJson {
   generation: string;
   previous: string | null;
   cause: string | null;
+  /** How its segments are stored: gzipped or as they are, sealed or not (docs/formats.md). */
+  compression: "gzip" | null;
+  encryption: "fernet" | "age" | null;
   snapshots: { number: number; key: string; completed_at: string | null; wal_breaks?: WalError[] }[];
   segments: number;
   earliest: string | null;
@@ -76,6 +79,8 @@ export async function listWalArchive(
       generation: g.generation,
       previous: g.record?.previous ?? null,
       cause: g.record?.cause ?? null,
+      compression: g.record?.compression ?? null,
+      encryption: g.record?.encryption?.scheme ?? null,
       snapshots: g.snapshots.map((s) => ({
         number: s.number,
         key: s.key,
@@ -99,6 +104,7 @@ export async function listWalArchive(
           `${g.generation}  ${g.earliest ?? "-"} .. ${g.latest ?? "-"}  ${g.snapshots.length} snapshot(s), ${g.segments} segment(s)`,
         );
         if (g.cause) out.line(`  started: ${g.cause}`);
+        out.line(`  segments: ${segmentForm(g)}`);
         for (const s of g.snapshots)
           for (const b of s.wal_breaks ?? [])
             out.line(`  DAMAGED snapshot ${s.number}: ${describeSnapshotBreak(b)} when it was taken`);
@@ -115,6 +121,11 @@ export async function listWalArchive(
     },
   );
   if (!ok) out.failed(ExitCode.CORRUPT, `${problems!.length} broken segment(s) in ${store.root}`);
+}
+
+function segmentForm(g: GenerationJson): string {
+  const sealed = { fernet: "encrypted with a password", age: "encrypted to age recipients" };
+  return [g.compression ?? "uncompressed", g.encryption ? sealed[g.encryption] : "plain"].join(", ");
 }
 
 function registerRestore(dr: Command): void {
