@@ -89,7 +89,11 @@ export function undecodableReason(err: unknown): string {
     : `altered: does not authenticate under its generation's key (${(err as Error).message})`;
 }
 
-/** A gunzip for a gzipped segment streamed from the store (its reader bounds what it takes). */
+/**
+ * A gunzip for a gzipped segment streamed from the store (its reader bounds what it takes). Each
+ * step of a gunzip stream is a round trip to the thread pool: 64 KiB of output per step rather
+ * than zlib's 16 KiB (larger steps leave more garbage between collections, and a higher peak).
+ */
 export function segmentInflater(): Gunzip {
-  return createGunzip();
+  return createGunzip({ chunkSize: 64 * 1024 });
 }
