@@ -10,8 +10,8 @@
  * record's header followed by a segment is a standard age file. Snapshots are ordinary encrypted
  * `dr backup` archives (`.tar.gz.enc`, `.tar.gz.age`).
  *
- * Every reader (restore, check, list) unlocks a generation with `unlockGeneration` and opens its
- * segments with `openSegment`; the archiver and compaction seal with `sealSegment`.
+ * Every reader (restore, check, list) unlocks a generation with `unlockGeneration`; segments are
+ * sealed and opened through segment-codec.ts, which gzips before sealing and inflates after.
  */
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { ExitCode, UserError } from "../errors/errors.js";

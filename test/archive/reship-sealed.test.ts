@@ -160,15 +160,16 @@ describe("encrypted segments sent again after a kill are identical", () => {
             }),
       }))!;
       const ix = (await readSegmentIndex(store, seg!.key))!;
-      const plain = await openSegment(key, await readObject(store, seg!.key));
+      // What the seal holds (the segment's lines, gzipped), sealed again the old way.
+      const opened = await openSegment(key, await readObject(store, seg!.key));
       let old: Buffer;
       if (key.scheme === "fernet") {
         const enc = new FernetEncryptor(key.key, Buffer.alloc(0));
-        old = Buffer.concat([enc.update(plain), enc.final()]);
+        old = Buffer.concat([enc.update(opened), enc.final()]);
       } else {
         const nonce = randomBytes(PAYLOAD_NONCE_BYTES);
         const sealer = new StreamSealer(key.key, nonce);
-        old = Buffer.concat([nonce, ...sealer.update(plain), sealer.final()]);
+        old = Buffer.concat([nonce, ...sealer.update(opened), sealer.final()]);
       }
       const oldIx = { ...ix, sha256: createHash("sha256").update(old).digest("hex") };
       await store.put(seg!.key, Readable.from([old]), {
