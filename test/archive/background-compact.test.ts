@@ -94,16 +94,22 @@ describe("background compaction in dr archive", () => {
       let killedAfterDeletes = 0;
       for (let round = 0; round < 5; round++) {
         const a = spawnArchiver(f, dir, SMALL);
-        // Killed once the store lost n objects since the round began: merges are under way.
+        // Killed once the store lost n objects since the round began: merges are under way. The
+        // objects seen include those the round stored itself (each burst is its own segment, and
+        // the round's merges delete them too), not only those there when it began; a put's temp
+        // files, renamed into place, are not objects.
         const n = 1 + Math.floor(rand() * 12);
-        const before = new Set(await readdir(dir).catch(() => [] as string[]));
+        const objects = async () =>
+          new Set((await readdir(dir).catch(() => [] as string[])).filter((k) => !k.includes(".tmp-")));
+        const seen = await objects();
         let deleted = 0;
         let stopWatching = false;
         const changes = folderChanges(dir);
         const watcher = (async () => {
           while (!stopWatching && deleted < n) {
-            const now = new Set(await readdir(dir).catch(() => [] as string[]));
-            deleted = [...before].filter((k) => !now.has(k)).length;
+            const now = await objects();
+            for (const k of now) seen.add(k);
+            deleted = [...seen].filter((k) => !now.has(k)).length;
             await changes.next();
           }
         })().finally(() => changes.close());
