@@ -325,7 +325,7 @@ async function mergeGroup(
   const lastTime = Math.max(...ixs.map((i) => i.last_time));
   // Compressed and sealed again as any segment of this name and content (segment-codec.ts).
   const stored = encodes(codec)
-    ? await encodeSegment(codec, parts, { name, plainSha256: plainSha, timeMs: lastTime })
+    ? [await encodeSegment(codec, parts, { name, plainSha256: plainSha, timeMs: lastTime })]
     : parts;
   const ix: SegmentIndex = {
     sha256: encodes(codec) ? await sha256Sliced(stored) : plainSha!,

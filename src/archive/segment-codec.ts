@@ -53,14 +53,15 @@ export async function encodeSegment(
   c: SegmentCodec,
   plain: readonly Buffer[],
   as: Omit<SealedAs, "plainSha256"> & { plainSha256?: string },
-): Promise<Buffer[]> {
+): Promise<Buffer> {
   if (c.encrypted && !c.key) throw new Error(`${as.name}: the generation's key is not held`);
-  let parts = plain;
-  if (c.compressed) parts = [await gzipAsync(Buffer.concat(plain), { level: GZIP_LEVEL })];
-  if (!c.key) return [...parts];
+  // Buffer.concat copies even a single buffer: a shipped segment is one.
+  const whole = (parts: readonly Buffer[]): Buffer => (parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+  const parts = c.compressed ? [await gzipAsync(whole(plain), { level: GZIP_LEVEL })] : plain;
+  if (!c.key) return whole(parts);
   const plainSha256 =
     as.plainSha256 ?? plain.reduce((h, p) => h.update(p), createHash("sha256")).digest("hex");
-  return [await sealSegment(c.key, parts, { ...as, plainSha256 })];
+  return sealSegment(c.key, parts, { ...as, plainSha256 });
 }
 
 /**

@@ -303,7 +303,7 @@ async function encoded(
   // The Fernet timestamp is the newest line's time, fixed by the plaintext as the name is (the
   // capture instant is not): a restarted archiver seals a range it sends again to the same bytes.
   const stored = encodes(t.codec)
-    ? Buffer.concat(await encodeSegment(t.codec, [chunk.bytes], { name: key, timeMs: chunk.lastTime }))
+    ? await encodeSegment(t.codec, [chunk.bytes], { name: key, timeMs: chunk.lastTime })
     : chunk.bytes;
   const storedSha = sha256(stored);
   const ix: SegmentIndex = {

@@ -4,7 +4,8 @@ import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { initWorkspace, type Workspace } from "../../../src/workspace/layout.js";
 import { WalWriter } from "../../../src/wal/writer.js";
-import type { GenerationRecord } from "../../../src/archive/catalog.js";
+import { getJson, type GenerationRecord } from "../../../src/archive/catalog.js";
+import { LocalStore } from "../../../src/storage/local-store.js";
 import { generationKey, parseArchiveKey } from "../../../src/archive/names.js";
 import { codecOf, decodeSegment, encodeSegment } from "../../../src/archive/segment-codec.js";
 import assert from "node:assert/strict";
@@ -86,9 +87,7 @@ export async function storeObjects(dir: string): Promise<Map<string, string>> {
 async function plainCodecIn(dir: string, key: string) {
   const name = parseArchiveKey(key);
   assert.ok(name?.kind === "segment", `${key}: not a segment`);
-  const record = JSON.parse(
-    await readFile(path.join(dir, generationKey(name.generation)), "utf8"),
-  ) as GenerationRecord;
+  const record = await getJson<GenerationRecord>(new LocalStore(dir), generationKey(name.generation));
   assert.ok(!record.encrypted, `${key}: its generation is encrypted`);
   return { codec: codecOf(record), length: name.to - name.from };
 }
@@ -108,9 +107,7 @@ export async function rewriteSegment(dir: string, key: string, text: string): Pr
   const { codec } = await plainCodecIn(dir, key);
   const plain = Buffer.from(text, "utf8");
   const plainSha = createHash("sha256").update(plain).digest("hex");
-  const stored = Buffer.concat(
-    await encodeSegment(codec, [plain], { name: key, timeMs: 0, plainSha256: plainSha }),
-  );
+  const stored = await encodeSegment(codec, [plain], { name: key, timeMs: 0, plainSha256: plainSha });
   await writeFile(path.join(dir, key), stored);
   const sidecar = path.join(dir, `.${key}.meta.json`);
   const meta = JSON.parse(await readFile(sidecar, "utf8")) as Record<string, string>;
