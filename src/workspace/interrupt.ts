@@ -2,9 +2,12 @@
  * Ctrl-C (SIGINT) and SIGTERM during work that leaves something partial behind: a backup's temp
  * file, a restore's staging folder, an S3 multipart upload. Such work registers a cleanup for as
  * long as the partial thing exists. While any is registered, the first signal runs every
- * registered cleanup, prints one line on stderr and exits with 128 + the signal's number (130 for
- * SIGINT, 143 for SIGTERM), as a shell reports a command killed by it. With nothing registered a
- * signal keeps its default action (or the command's own handler).
+ * registered cleanup, the newest first and one at a time, prints one line on stderr and exits
+ * with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM), as a shell reports a command
+ * killed by it. Newest first: work started inside other work (a point-in-time restore extracts
+ * its snapshot with a restore of its own, beside its staging folder) is undone before the work
+ * that holds it, which may remove the folder both were in only once it is empty. With nothing
+ * registered a signal keeps its default action (or the command's own handler).
  *
  * A command that handles these signals itself keeps its meaning: `dr schedule` stops after the
  * run in progress, `start` drains. This handler runs first (prepended) and stands aside while
@@ -51,7 +54,7 @@ function onSignal(signal: Signal): void {
   for (const clear of clears) clear();
   const jobs = [...registered];
   registered.clear();
-  cleaning = Promise.allSettled(jobs.map(async (j) => j.run())).then((results) => {
+  cleaning = runNewestFirst(jobs).then((results) => {
     const removed = jobs.filter((_, i) => results[i]!.status === "fulfilled").map((j) => j.what);
     const failed = jobs.filter((_, i) => results[i]!.status === "rejected").map((j) => j.what);
     let line = `bernstein: interrupted by ${signal}`;
@@ -60,6 +63,20 @@ function onSignal(signal: Signal): void {
     process.stderr.write(`${line}\n`);
     process.exit(code);
   });
+}
+
+/** Runs each job after the ones registered after it; the outcomes in registration order. */
+async function runNewestFirst(jobs: Registered[]): Promise<PromiseSettledResult<void>[]> {
+  const results: PromiseSettledResult<void>[] = [];
+  for (let i = jobs.length - 1; i >= 0; i--) {
+    try {
+      await jobs[i]!.run();
+      results[i] = { status: "fulfilled", value: undefined };
+    } catch (reason) {
+      results[i] = { status: "rejected", reason };
+    }
+  }
+  return results;
 }
 
 const listeners = {
