@@ -14,6 +14,7 @@ import { listRuns, readTailPosition, type RunInfo } from "../wal/reader.js";
 import { verifyRun } from "../wal/torn-tail.js";
 import { TASK_STATES, type Workspace } from "../workspace/layout.js";
 import { readLock } from "../workspace/lock.js";
+import { FILE_READS_IN_FLIGHT, mapConcurrently } from "../workspace/map-concurrently.js";
 import { readStatusFile } from "./control.js";
 import { newestCheckpointInfo } from "./checkpointing.js";
 import { listStateFolder } from "./tasks.js";
@@ -60,8 +61,10 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
   try {
     const { state } = await loadState(ws);
     const wrappers = wrapperScan(ws.root);
-    for (const s of sessions(state)) {
-      const record = await readAgentRecord(ws, s.agent_id);
+    const live = sessions(state);
+    const records = await mapConcurrently(live, FILE_READS_IN_FLIGHT, (s) => readAgentRecord(ws, s.agent_id));
+    for (const [i, s] of live.entries()) {
+      const record = records[i];
       // No token yet: the process table decides; without /proc, a running orchestrator vouches.
       const alive = record ? agentAlive(record) : ((await wrappers())?.has(s.agent_id) ?? running);
       agents.push({ ...s, running: alive });

@@ -11,6 +11,7 @@ import { z } from "zod";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { definedEntries } from "../json/object.js";
 import { atomicWriteFile, durableMkdir, durableRename } from "../workspace/durable.js";
+import { FILE_READS_IN_FLIGHT, mapConcurrently } from "../workspace/map-concurrently.js";
 import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout.js";
 import { loadAgentsConfig, unrunnable } from "./agents.js";
 import type { TaskSpec } from "./task-spec.js";
@@ -167,24 +168,31 @@ export async function scanBacklog(
   ws: Workspace,
   states: readonly TaskState[] = TASK_STATES,
 ): Promise<BacklogScan> {
-  const tasks: TaskFile[] = [];
-  const malformed: MalformedTaskFile[] = [];
-  for (const state of states) {
-    for (const name of await listStateFolder(ws, state)) {
-      const file = path.join(ws.backlogDir(state), name);
-      try {
-        const st = await stat(file);
-        if (!st.isFile()) continue;
-        tasks.push({ spec: await readTaskFile(file), state, file });
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") continue; // moved while we looked
-        malformed.push({
+  const files: { state: TaskState; file: string }[] = [];
+  for (const state of states)
+    for (const name of await listStateFolder(ws, state))
+      files.push({ state, file: path.join(ws.backlogDir(state), name) });
+  const read = await mapConcurrently(files, FILE_READS_IN_FLIGHT, async ({ state, file }) => {
+    try {
+      const st = await stat(file);
+      if (!st.isFile()) return undefined;
+      return { task: { spec: await readTaskFile(file), state, file } };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined; // moved while we looked
+      return {
+        malformed: {
           file,
           state,
           error: err instanceof TaskParseError ? err.message : `${file}: ${(err as Error).message}`,
-        });
-      }
+        },
+      };
     }
+  });
+  const tasks: TaskFile[] = [];
+  const malformed: MalformedTaskFile[] = [];
+  for (const r of read) {
+    if (r?.task) tasks.push(r.task);
+    else if (r?.malformed) malformed.push(r.malformed);
   }
   const byId = new Map<string, TaskFile[]>();
   for (const t of tasks) byId.set(t.spec.id, [...(byId.get(t.spec.id) ?? []), t]);
