@@ -14,7 +14,7 @@ import { listRuns, readTailPosition, type RunInfo } from "../wal/reader.js";
 import { verifyRun } from "../wal/torn-tail.js";
 import { TASK_STATES, type Workspace } from "../workspace/layout.js";
 import { readLock } from "../workspace/lock.js";
-import { FILE_READS_IN_FLIGHT, mapConcurrently } from "../workspace/map-concurrently.js";
+import { FILE_READS_IN_FLIGHT, mapConcurrently } from "../workspace/small-files.js";
 import { readStatusFile } from "./control.js";
 import { newestCheckpointInfo } from "./checkpointing.js";
 import { listStateFolder } from "./tasks.js";

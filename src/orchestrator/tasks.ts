@@ -4,16 +4,14 @@
  * Files from the Python original (`T-001-fix-login.md`, plain `.yaml` files) parse too: the id comes
  * from the front matter, never from the file name. Every move is a durable rename.
  */
-import { readFile as readFileCallback, stat as statCallback } from "node:fs";
 import { readdir } from "node:fs/promises";
-import { promisify } from "node:util";
 import path from "node:path";
 import YAML from "yaml";
 import { z } from "zod";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { definedEntries } from "../json/object.js";
 import { atomicWriteFile, durableMkdir, durableRename } from "../workspace/durable.js";
-import { FILE_READS_IN_FLIGHT, mapConcurrently } from "../workspace/map-concurrently.js";
+import { FILE_READS_IN_FLIGHT, mapConcurrently, readSmallFile, statPath } from "../workspace/small-files.js";
 import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout.js";
 import { loadAgentsConfig, unrunnable } from "./agents.js";
 import { parseFrontMatter } from "./front-matter.js";
@@ -122,13 +120,8 @@ export function parseTaskText(file: string, text: string): TaskSpec {
   return normalizeSpec(parsed.data, parts.body);
 }
 
-// The callback forms: the promise API's readFile and stat cost twice the CPU per small file (a
-// FileHandle, a round trip per step), which a scan of thousands of task files shows.
-const readFile = promisify(readFileCallback);
-const stat = promisify(statCallback);
-
 export async function readTaskFile(file: string): Promise<TaskSpec> {
-  const text = await readFile(file, "utf8");
+  const text = await readSmallFile(file, "utf8");
   return parseTaskText(file, text);
 }
 
@@ -182,7 +175,7 @@ export async function scanBacklog(
       files.push({ state, file: path.join(ws.backlogDir(state), name) });
   const read = await mapConcurrently(files, FILE_READS_IN_FLIGHT, async ({ state, file }) => {
     try {
-      const st = await stat(file);
+      const st = await statPath(file);
       if (!st.isFile()) return undefined;
       return { task: { spec: await readTaskFile(file), state, file } };
     } catch (err) {

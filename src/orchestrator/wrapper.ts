@@ -13,12 +13,13 @@
  */
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { open, readFile, readdir, stat } from "node:fs/promises";
+import { open, readdir, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { atomicWriteFile, durableCreate, durableMkdir } from "../workspace/durable.js";
 import { Workspace } from "../workspace/layout.js";
+import { readSmallFile } from "../workspace/small-files.js";
 import { processStartTime } from "../workspace/lock.js";
 import { killProcessGroup } from "../workspace/process.js";
 
@@ -89,7 +90,7 @@ export function agentIdOf(taskId: string, attempt: number): string {
 
 async function readJsonFile<T>(file: string): Promise<T | null> {
   try {
-    return JSON.parse(await readFile(file, "utf8")) as T;
+    return JSON.parse(await readSmallFile(file, "utf8")) as T;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "ENOENT") return null;

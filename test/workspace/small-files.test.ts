@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { mapConcurrently } from "../../src/workspace/map-concurrently.js";
+import { mapConcurrently } from "../../src/workspace/small-files.js";
 
 /** Calls that finish when `release(i)` is called, in any order the test chooses. */
 function gatedCalls() {
