@@ -7,7 +7,8 @@ import { stat } from "node:fs/promises";
 import path from "node:path";
 import type { Workspace } from "../workspace/layout.js";
 import type { WarningGroup } from "./options.js";
-import { listStateFolder, readTaskFile } from "./tasks.js";
+import { listStateFolder } from "./backlog-folders.js";
+import { readTaskFile } from "./tasks.js";
 import type { TaskSpec } from "./task-spec.js";
 
 export interface NewTaskFile {

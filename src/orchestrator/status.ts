@@ -17,7 +17,7 @@ import { readLock } from "../workspace/lock.js";
 import { FILE_READS_IN_FLIGHT, mapConcurrently } from "../workspace/small-files.js";
 import { readStatusFile } from "./control.js";
 import { newestCheckpointInfo } from "./checkpointing.js";
-import { listStateFolder } from "./tasks.js";
+import { listStateFolder } from "./backlog-folders.js";
 import { sessions, totalCost } from "./view.js";
 import { loadState } from "../checkpoint/load-state.js";
 import { agentAlive, wrapperScan } from "./agent-liveness.js";

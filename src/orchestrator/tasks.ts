@@ -4,7 +4,6 @@
  * Files from the Python original (`T-001-fix-login.md`, plain `.yaml` files) parse too: the id comes
  * from the front matter, never from the file name. Every move is a durable rename.
  */
-import { readdir } from "node:fs/promises";
 import path from "node:path";
 import YAML from "yaml";
 import { z } from "zod";
@@ -14,6 +13,7 @@ import { atomicWriteFile, durableMkdir, durableRename } from "../workspace/durab
 import { FILE_READS_IN_FLIGHT, mapConcurrently, readSmallFile, statPath } from "../workspace/small-files.js";
 import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout.js";
 import { loadAgentsConfig, unrunnable } from "./agents.js";
+import { listStateFolder } from "./backlog-folders.js";
 import { parseFrontMatter } from "./front-matter.js";
 import type { TaskSpec } from "./task-spec.js";
 import { requireRepo } from "./git/repo.js";
@@ -143,25 +143,11 @@ export function renderTask(spec: TaskSpec): string {
   return `---\n${YAML.stringify(fm)}---\n${spec.body}`;
 }
 
-function isTaskFileName(name: string): boolean {
-  return !name.startsWith(".") && /\.(md|ya?ml)$/i.test(name);
-}
-
 export interface BacklogScan {
   tasks: TaskFile[];
   malformed: MalformedTaskFile[];
   /** Ids found in more than one file (any folders). */
   duplicates: Map<string, TaskFile[]>;
-}
-
-/** Names of the task files in one state folder (dotfiles, temp files and other names skipped). */
-export async function listStateFolder(ws: Workspace, state: TaskState): Promise<string[]> {
-  try {
-    return (await readdir(ws.backlogDir(state))).filter(isTaskFileName).sort();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw err;
-  }
 }
 
 /** Reads every task file of the given folders; malformed files are reported, never touched. */

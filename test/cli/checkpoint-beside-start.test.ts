@@ -8,7 +8,8 @@ import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { addTask, listStateFolder } from "../../src/orchestrator/tasks.js";
+import { listStateFolder } from "../../src/orchestrator/backlog-folders.js";
+import { addTask } from "../../src/orchestrator/tasks.js";
 import { Workspace } from "../../src/workspace/layout.js";
 import { envFor, runCli, scratchDir, waitFor } from "../helpers.js";
 

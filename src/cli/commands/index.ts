@@ -13,6 +13,7 @@ const wal: Register = async (p) => (await import("./wal.js")).registerWal(p);
 const checkpoint: Register = async (p) => (await import("./checkpoint.js")).registerCheckpoint(p);
 const task: Register = async (p) => (await import("./task.js")).registerTask(p);
 const orchestrator: Register = async (p) => (await import("./orchestrator.js")).registerOrchestrator(p);
+const stopStatus: Register = async (p) => (await import("./status.js")).registerStopAndStatus(p);
 const doctor: Register = async (p) => (await import("./doctor.js")).registerDoctor(p);
 const replicate: Register = async (p) => (await import("./replicate.js")).registerReplicate(p);
 const config: Register = async (p) => (await import("./config.js")).registerConfig(p);
@@ -63,6 +64,7 @@ const ALL: Register[] = [
   checkpoint,
   task,
   orchestrator,
+  stopStatus,
   doctor,
   ...dr,
   replicate,
@@ -77,8 +79,8 @@ const BY_WORD: Record<string, Register[]> = {
   checkpoint: [checkpoint],
   task: [task],
   start: [orchestrator],
-  stop: [orchestrator],
-  status: [orchestrator],
+  stop: [stopStatus],
+  status: [stopStatus],
   doctor: [doctor],
   dr,
   replicate: [replicate],

@@ -1,4 +1,4 @@
-/** `bernstein start`, `bernstein stop`, `bernstein status`. */
+/** `bernstein start` (`stop` and `status`: status.ts). */
 import { spawn } from "node:child_process";
 import { openSync, closeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -13,7 +13,6 @@ import { durableMkdir } from "../../workspace/durable.js";
 import { lockedBy, readLock } from "../../workspace/lock.js";
 import { Orchestrator, type RecoverySummary, type RunResult } from "../../orchestrator/orchestrator.js";
 import { readStatusFile, writeStopRequest } from "../../orchestrator/control.js";
-import { collectStatus, renderStatus, statusExitCode } from "../../orchestrator/status.js";
 import { WarningDigest } from "../warning-digest.js";
 import { intOption, numberOption } from "../number-option.js";
 import {
@@ -80,27 +79,6 @@ async function waitForDetached(
 
 export function registerOrchestrator(program: Command): void {
   registerStart(program);
-  registerStop(program);
-  program
-    .command("status")
-    .description(
-      "task counts per state, running agents, cost, WAL position, last checkpoint (exit 9 if the WAL it reads is broken or rolled back)",
-    )
-    .action(async (_opts, cmd: Command) => {
-      const g = globalsOf(cmd);
-      const out = Output.of(cmd);
-      const ws = await openWorkspace(g.sdd);
-      const s = await collectStatus(ws);
-      const code = statusExitCode(s);
-      out.result({ ok: code === ExitCode.OK, ...s }, () => renderStatus(s, (l) => out.line(l)));
-      // The state is printed either way; the exit code says whether `start` would refuse it.
-      const first = s.integrity[0];
-      if (first)
-        out.failed(
-          code,
-          `status: WAL integrity: ${first.run_id ? `run ${first.run_id}: ` : ""}${first.message}`,
-        );
-    });
 }
 
 interface StartFlags extends ReplicationStartFlags, WorktreeStartFlags, ArchiveStartFlags {
@@ -304,59 +282,4 @@ function reportRun(out: Output, orch: Orchestrator, result: RunResult, warnings:
         (r.blocked.length ? `, ${r.blocked.length} became unable to run` : ""),
     );
   }
-}
-
-function registerStop(program: Command): void {
-  program
-    .command("stop")
-    .description("drain the running orchestrator: stop claiming, wait for agents, checkpoint, close the WAL")
-    .option(
-      "--timeout <s>",
-      "seconds to wait for running agents (default 60); they keep running after",
-      numberOption("--timeout", "positive"),
-    )
-    .option("--force", "kill the agents' process groups and re-queue their tasks (task_interrupted)")
-    .action(async (opts: { timeout?: number; force?: boolean }, cmd: Command) => {
-      const g = globalsOf(cmd);
-      const out = Output.of(cmd);
-      const ws = await openWorkspace(g.sdd);
-      const lock = await readLock(ws);
-      if (lock.state !== "held") {
-        out.result({ ok: true, running: false, stopped: false }, () =>
-          out.line("orchestrator is not running"),
-        );
-        return;
-      }
-      const timeoutS = opts.timeout ?? 60;
-      await writeStopRequest(ws, {
-        mode: opts.force ? "force" : "drain",
-        timeout_s: timeoutS,
-        requested_at: new Date().toISOString(),
-        requested_by_pid: process.pid,
-      });
-      const deadline = Date.now() + (timeoutS + 60) * 1000;
-      while (Date.now() < deadline) {
-        const now = await readLock(ws);
-        if (now.state !== "held" || now.info.pid !== lock.info.pid) {
-          const s = await readStatusFile(ws);
-          out.result(
-            {
-              ok: true,
-              running: false,
-              stopped: true,
-              pid: lock.info.pid,
-              run_id: s?.run_id ?? null,
-              mode: opts.force ? "force" : "drain",
-            },
-            () => out.line(`stopped orchestrator pid ${lock.info.pid}${s ? ` (run ${s.run_id})` : ""}`),
-          );
-          return;
-        }
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      throw new UserError(
-        `stop: orchestrator pid ${lock.info.pid} did not stop within ${timeoutS + 60}s`,
-        ExitCode.CHECK_FAILED,
-      );
-    });
 }

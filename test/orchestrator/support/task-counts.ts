@@ -4,7 +4,7 @@
  * orchestrator works, where a `status` child per poll (over half a second of CPU each) would take
  * the cores the orchestrator needs. Tests check the CLI's own `status` once the wait is over.
  */
-import { listStateFolder } from "../../../src/orchestrator/tasks.js";
+import { listStateFolder } from "../../../src/orchestrator/backlog-folders.js";
 import { TASK_STATES, type TaskState, type Workspace } from "../../../src/workspace/layout.js";
 
 export async function taskCounts(ws: Workspace): Promise<Record<TaskState, number>> {
