@@ -155,31 +155,27 @@ export async function scanBacklog(
   ws: Workspace,
   states: readonly TaskState[] = TASK_STATES,
 ): Promise<BacklogScan> {
-  const files: { state: TaskState; file: string }[] = [];
-  for (const state of states)
-    for (const name of await listStateFolder(ws, state))
-      files.push({ state, file: path.join(ws.backlogDir(state), name) });
-  const read = await mapConcurrently(files, FILE_READS_IN_FLIGHT, async ({ state, file }) => {
-    try {
-      const st = await statPath(file);
-      if (!st.isFile()) return undefined;
-      return { task: { spec: await readTaskFile(file), state, file } };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined; // moved while we looked
-      return {
-        malformed: {
-          file,
-          state,
-          error: err instanceof TaskParseError ? err.message : `${file}: ${(err as Error).message}`,
-        },
-      };
-    }
-  });
   const tasks: TaskFile[] = [];
   const malformed: MalformedTaskFile[] = [];
-  for (const r of read) {
-    if (r?.task) tasks.push(r.task);
-    else if (r?.malformed) malformed.push(r.malformed);
+  // Folder by folder, each listed just before its files are read: a task moved on by a running
+  // orchestrator (open to claimed, claimed to done) is then found in the later folder.
+  for (const state of states) {
+    const files = (await listStateFolder(ws, state)).map((name) => path.join(ws.backlogDir(state), name));
+    const read = await mapConcurrently(files, FILE_READS_IN_FLIGHT, async (file) => {
+      try {
+        const st = await statPath(file);
+        if (!st.isFile()) return undefined;
+        return { task: { spec: await readTaskFile(file), state, file } };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined; // moved while we looked
+        const error = err instanceof TaskParseError ? err.message : `${file}: ${(err as Error).message}`;
+        return { malformed: { file, state, error } };
+      }
+    });
+    for (const r of read) {
+      if (r?.task) tasks.push(r.task);
+      else if (r?.malformed) malformed.push(r.malformed);
+    }
   }
   const byId = new Map<string, TaskFile[]>();
   for (const t of tasks) byId.set(t.spec.id, [...(byId.get(t.spec.id) ?? []), t]);
