@@ -1,10 +1,9 @@
 /**
- * A task file's front matter read as YAML. The YAML parser costs about 50 µs per task file, most
- * of a scan of a large backlog (doctor, start's recovery, `task list`). The front matter that
- * `task add` and the Python original write is a handful of `key: value` lines whose values are
- * words, whole numbers and lists of words (`[a, b]`, or `key:` and `  - a` lines), so a narrow
- * reader takes those lines and gives
- * what the YAML parser gives (YAML 1.2 core schema). Anything outside that form, however
+ * A task file's front matter read as YAML. The YAML parser is most of the cost of scanning a large
+ * backlog (doctor, start's recovery, `task list`). The front matter that `task add` and the Python
+ * original write is a handful of `key: value` lines whose values are words, whole numbers and
+ * lists of words (`[a, b]`, or `key:` and `  - a` lines), so a narrow reader takes those lines
+ * and gives what the YAML parser gives (YAML 1.2 core schema). Anything outside that form, however
  * harmless, goes to the parser: the narrow reader never has to be right about the rest of YAML.
  */
 import YAML from "yaml";
