@@ -9,8 +9,6 @@ import { lastBackupInfo } from "../../replication/backup-info.js";
 import { writeRunbook } from "../../replication/failover.js";
 import { TOKEN_ENV } from "../../replication/auth.js";
 import { loadTokenFile } from "../../replication/auth.js";
-import { promote } from "../../replication/promote.js";
-import { materializeFromBase } from "../../replication/snapshot.js";
 import { replicationAuditor } from "../../replication/audit.js";
 import { gatherStatus } from "../../replication/status.js";
 import { archiveHealth } from "../../archive/health.js";
@@ -165,6 +163,12 @@ function registerPromote(dr: Command): void {
         const log = (line: string): void => {
           if (!g.quiet) process.stderr.write(line + "\n");
         };
+        // Loaded here: a promotion rebuilds the orchestrator's files (task parsing, the engine's
+        // state), which `dr status` and `dr runbook` beside it need none of.
+        const [{ promote }, { materializeFromBase }] = await Promise.all([
+          import("../../replication/promote.js"),
+          import("../../replication/snapshot.js"),
+        ]);
         const r = await promote({
           ws,
           token,
