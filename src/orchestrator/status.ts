@@ -14,14 +14,14 @@ import { listRuns, readTailPosition, type RunInfo } from "../wal/reader.js";
 import { verifyRun } from "../wal/torn-tail.js";
 import { TASK_STATES, type Workspace } from "../workspace/layout.js";
 import { readLock } from "../workspace/lock.js";
-import { FILE_READS_IN_FLIGHT, mapConcurrently } from "../workspace/small-files.js";
+import { inTurns } from "../workspace/small-files.js";
 import { readStatusFile } from "./control.js";
 import { newestCheckpointInfo } from "./checkpointing.js";
 import { listStateFolder } from "./backlog-folders.js";
 import { sessions, totalCost } from "./view.js";
 import { loadState } from "../checkpoint/load-state.js";
 import { agentAlive, wrapperScan } from "./agent-liveness.js";
-import { readAgentRecord } from "./wrapper.js";
+import { readAgentRecordSync } from "./wrapper.js";
 import { collectMergeStatus, renderMergeStatus, type MergeStatus } from "./merge-status.js";
 
 export interface StatusReport {
@@ -62,7 +62,7 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
     const { state } = await loadState(ws);
     const wrappers = wrapperScan(ws.root);
     const live = sessions(state);
-    const records = await mapConcurrently(live, FILE_READS_IN_FLIGHT, (s) => readAgentRecord(ws, s.agent_id));
+    const records = await inTurns(live, (s) => readAgentRecordSync(ws, s.agent_id));
     for (const [i, s] of live.entries()) {
       const record = records[i];
       // No token yet: the process table decides; without /proc, a running orchestrator vouches.

@@ -4,13 +4,14 @@
  * Files from the Python original (`T-001-fix-login.md`, plain `.yaml` files) parse too: the id comes
  * from the front matter, never from the file name. Every move is a durable rename.
  */
+import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import YAML from "yaml";
 import { z } from "zod";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { definedEntries } from "../json/object.js";
 import { atomicWriteFile, durableMkdir, durableRename } from "../workspace/durable.js";
-import { FILE_READS_IN_FLIGHT, mapConcurrently, readSmallFile, statPath } from "../workspace/small-files.js";
+import { inTurns, readSmallFile } from "../workspace/small-files.js";
 import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout.js";
 import { loadAgentsConfig, unrunnable } from "./agents.js";
 import { listStateFolder } from "./backlog-folders.js";
@@ -161,11 +162,10 @@ export async function scanBacklog(
   // orchestrator (open to claimed, claimed to done) is then found in the later folder.
   for (const state of states) {
     const files = (await listStateFolder(ws, state)).map((name) => path.join(ws.backlogDir(state), name));
-    const read = await mapConcurrently(files, FILE_READS_IN_FLIGHT, async (file) => {
+    const read = await inTurns(files, (file) => {
       try {
-        const st = await statPath(file);
-        if (!st.isFile()) return undefined;
-        return { task: { spec: await readTaskFile(file), state, file } };
+        if (!statSync(file).isFile()) return undefined;
+        return { task: { spec: parseTaskText(file, readFileSync(file, "utf8")), state, file } };
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined; // moved while we looked
         const error = err instanceof TaskParseError ? err.message : `${file}: ${(err as Error).message}`;

@@ -12,7 +12,7 @@
  *    duration, and cost/tokens from a final JSON line with `cost_usd` if the agent printed one.
  */
 import { spawn } from "node:child_process";
-import { closeSync, openSync } from "node:fs";
+import { closeSync, openSync, readFileSync } from "node:fs";
 import { open, readdir, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -88,14 +88,17 @@ export function agentIdOf(taskId: string, attempt: number): string {
   return `${taskId}#${attempt}`;
 }
 
+/** A record that is not there: its file is missing, or (never with atomic writes) not JSON. */
+function missingRecord(err: unknown): null {
+  if ((err as NodeJS.ErrnoException).code === "ENOENT" || err instanceof SyntaxError) return null;
+  throw err;
+}
+
 async function readJsonFile<T>(file: string): Promise<T | null> {
   try {
     return JSON.parse(await readSmallFile(file, "utf8")) as T;
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") return null;
-    if (err instanceof SyntaxError) return null; // never happens with atomic writes; be lenient
-    throw err;
+    return missingRecord(err);
   }
 }
 
@@ -109,6 +112,14 @@ export function hasRunOnceToken(ws: Workspace, agentId: string): Promise<boolean
 
 export function readAgentRecord(ws: Workspace, agentId: string): Promise<AgentRecord | null> {
   return readJsonFile<AgentRecord>(agentRecordPath(ws, agentId));
+}
+/** readAgentRecord with a blocking read, for many records read in turns (small-files.ts). */
+export function readAgentRecordSync(ws: Workspace, agentId: string): AgentRecord | null {
+  try {
+    return JSON.parse(readFileSync(agentRecordPath(ws, agentId), "utf8")) as AgentRecord;
+  } catch (err) {
+    return missingRecord(err);
+  }
 }
 export function readCompletion(ws: Workspace, agentId: string): Promise<CompletionRecord | null> {
   return readJsonFile<CompletionRecord>(completionPath(ws, agentId));

@@ -1,46 +1,33 @@
 /**
- * Many small files read (a backlog of thousands of task files, an agent record per session). One
- * at a time, each read is a few thread-pool round trips and the process waits idle through most
- * of them; all at once would open thousands of descriptors. And the promise API's readFile and
- * stat cost more CPU per small file than the callback forms (a FileHandle, a round trip per step).
+ * Many small files read (a backlog of thousands of task files, an agent record per session).
+ * Through the thread pool, each file is a few round trips (open, stat, read, close), and their
+ * hand-offs between threads cost more CPU than the reads themselves; so the many are read with
+ * blocking calls, in turns of a few milliseconds, the event loop running between turns (an
+ * orchestrator's timers and its replication endpoint keep answering).
  */
-import { readFile as readFileCallback, stat as statCallback } from "node:fs";
+import { readFile as readFileCallback } from "node:fs";
+import { performance } from "node:perf_hooks";
 import { promisify } from "node:util";
 
-/** Small-file reads at once: a few per thread of the pool (four by default), so none waits idle. */
-export const FILE_READS_IN_FLIGHT = 16;
+/** How long one turn of blocking reads may hold the event loop. */
+const TURN_MS = 4;
 
-/** A small file's whole text (the callback readFile: open, fstat, read and close in one request). */
+/** A small file's whole text, read on its own (the callback readFile: one request, no FileHandle). */
 export const readSmallFile: (file: string, encoding: "utf8") => Promise<string> = promisify(readFileCallback);
 
-/** stat through the callback form. */
-export const statPath = promisify(statCallback);
-
 /**
- * `fn` over `items` with at most `limit` calls pending, results in the items' order. The first
- * rejection is thrown once the calls already started have settled; no call starts after it.
+ * `fn` (blocking reads and what is made of them) over `items`, results in the items' order; the
+ * event loop turns every TURN_MS. A throw of `fn` is thrown from here and ends the work.
  */
-export async function mapConcurrently<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T, index: number) => Promise<R>,
-): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  let failed = false;
-  let failure: unknown;
-  const lane = async (): Promise<void> => {
-    while (!failed && next < items.length) {
-      const i = next++;
-      try {
-        results[i] = await fn(items[i]!, i);
-      } catch (err) {
-        if (!failed) failure = err;
-        failed = true;
-      }
+export async function inTurns<T, R>(items: readonly T[], fn: (item: T) => R): Promise<R[]> {
+  const results: R[] = [];
+  let turnStart = performance.now();
+  for (let i = 0; i < items.length; i++) {
+    results.push(fn(items[i]!));
+    if ((i & 15) === 15 && performance.now() - turnStart >= TURN_MS) {
+      await new Promise((r) => setImmediate(r));
+      turnStart = performance.now();
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(Math.max(1, limit), items.length) }, lane));
-  if (failed) throw failure;
+  }
   return results;
 }
