@@ -1,6 +1,8 @@
 /**
  * `status` is what an operator runs most: it must not pay for age's curves and post-quantum code,
- * which the orchestrator's modules reach (the archiver seals segments) but a status never uses.
+ * which the orchestrator's modules reach (the archiver seals segments) but a status never uses;
+ * nor for the engine `start` runs, nor for the task files' parsing (zod, the YAML parser). The
+ * same for `dr status`, which sits beside `dr promote`.
  */
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
@@ -8,27 +10,49 @@ import path from "node:path";
 import { test } from "node:test";
 import { envFor, moduleLoadLogger, runCli, scratchDir } from "../helpers.js";
 
-test("status loads neither the age library nor its curves", async () => {
+/** The modules `args` loads in a fresh workspace (file URLs); the command must exit 0. */
+async function modulesOf(args: string[]): Promise<string[]> {
   const { dir, cleanup } = await scratchDir();
   try {
     assert.equal((await runCli(["init", "--json"], { cwd: dir, env: envFor(dir) })).code, 0);
-    const log = path.join(dir, "status.log");
+    const log = path.join(dir, "modules.log");
     const env = { ...envFor(dir), NODE_OPTIONS: await moduleLoadLogger(dir, log) };
-    const r = await runCli(["status", "--json"], { cwd: dir, env });
+    const r = await runCli(args, { cwd: dir, env });
     assert.equal(r.code, 0, r.stderr);
-    const loaded = (await readFile(log, "utf8")).split("\n").filter(Boolean);
-    assert.ok(
-      loaded.some((u) => u.endsWith("/src/orchestrator/status.js")),
-      "the hook saw the CLI's modules",
-    );
-    const extra = loaded.filter(
-      (u) =>
-        u.includes("/node_modules/age-encryption/") ||
-        u.includes("/node_modules/@noble/") ||
-        u.endsWith("/src/dr/age/library.js"),
-    );
-    assert.deepEqual(extra, []);
+    return (await readFile(log, "utf8")).split("\n").filter(Boolean);
   } finally {
     await cleanup();
   }
+}
+
+/** The engine and the task parser: what `start` and `dr promote` need and a status does not. */
+const engine = (u: string): boolean =>
+  u.includes("/node_modules/zod/") ||
+  u.endsWith("/src/orchestrator/orchestrator.js") ||
+  u.endsWith("/src/orchestrator/tasks.js") ||
+  u.endsWith("/src/orchestrator/materialize.js");
+
+test("status loads neither the age library nor its curves, nor the engine or the task parser", async () => {
+  const loaded = await modulesOf(["status", "--json"]);
+  assert.ok(
+    loaded.some((u) => u.endsWith("/src/orchestrator/status.js")),
+    "the hook saw the CLI's modules",
+  );
+  const extra = loaded.filter(
+    (u) =>
+      u.includes("/node_modules/age-encryption/") ||
+      u.includes("/node_modules/@noble/") ||
+      u.endsWith("/src/dr/age/library.js") ||
+      engine(u),
+  );
+  assert.deepEqual(extra, []);
+});
+
+test("dr status loads neither the engine nor the task parser that dr promote needs", async () => {
+  const loaded = await modulesOf(["dr", "status", "--json"]);
+  assert.ok(
+    loaded.some((u) => u.endsWith("/src/replication/status.js")),
+    "the hook saw the CLI's modules",
+  );
+  assert.deepEqual(loaded.filter(engine), []);
 });
