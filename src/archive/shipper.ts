@@ -302,9 +302,7 @@ async function encoded(
 ): Promise<UnsettledPut> {
   // The Fernet timestamp is the newest line's time, fixed by the plaintext as the name is (the
   // capture instant is not): a restarted archiver seals a range it sends again to the same bytes.
-  const stored = encodes(t.codec)
-    ? await encodeSegment(t.codec, [chunk.bytes], { name: key, timeMs: chunk.lastTime })
-    : chunk.bytes;
+  const stored = await encodeSegment(t.codec, [chunk.bytes], { name: key, timeMs: chunk.lastTime });
   const storedSha = sha256(stored);
   const ix: SegmentIndex = {
     sha256: storedSha,
