@@ -341,23 +341,23 @@ async function ledgerCheck(ws: Workspace, state: OrchestratorState, follower: bo
   );
 }
 
-/** Task ids with a task_claimed intent in a run that is not closed (a claim in flight at a crash). */
+/**
+ * Task ids with a task_claimed intent in a run that is not closed (a claim in flight at a crash).
+ * The chains are the wal check's to verify (and a break its to report): only the claims are read.
+ */
 async function claimIntents(ws: Workspace, runs: WalRun[]): Promise<Set<string>> {
   const ids = new Set<string>();
   for (const run of runs) {
     if (await readClosedMarker(ws, run.run_id)) continue;
     try {
-      for await (const { entry } of readWalEntries(run.file)) {
-        if (
-          entry.decision_type === "task_claimed" &&
-          !entry.committed &&
-          typeof entry.inputs.task_id === "string"
-        ) {
-          ids.add(entry.inputs.task_id);
-        }
+      for await (const { entry } of readWalEntries(run.file, {
+        verify: false,
+        decisionTypes: ["task_claimed"],
+      })) {
+        if (!entry.committed && typeof entry.inputs.task_id === "string") ids.add(entry.inputs.task_id);
       }
     } catch {
-      // a broken chain is the wal check's to report
+      // an unreadable file or line is the wal check's to report
     }
   }
   return ids;

@@ -30,6 +30,7 @@ export interface ReadEntry {
 
 const SEQ_PREFIX = /^\{"seq":(\d+),/;
 const OPEN_SEQ = Buffer.from('{"seq":', "latin1");
+const BACKSLASH = 0x5c;
 
 export class WalReadError extends Error {
   constructor(readonly error: WalError) {
@@ -50,15 +51,39 @@ export class EntrySink implements PullSink<ReadEntry> {
   /** The hash the next entry must point to (undefined when reading starts past seq 0). */
   private prevHash: string | undefined;
 
+  /** `"name"` of each wanted decision type, as its bytes (see skipsOtherType). */
+  private readonly quotedTypes: Buffer[] | undefined;
+
   constructor(
     private readonly runId: string,
     private readonly fromSeq: number,
     private readonly verify: boolean,
     /** Whether a bad last line (a torn tail) ends the reading quietly. */
     private readonly tolerateTornTail = true,
+    /** Only entries of these decision types are handed out (undefined: all). */
+    private readonly decisionTypes?: ReadonlySet<string>,
   ) {
     this.prevSeq = fromSeq - 1;
     this.prevHash = fromSeq === 0 ? GENESIS_HASH : undefined;
+    this.quotedTypes = decisionTypes && [...decisionTypes].map((t) => Buffer.from(JSON.stringify(t), "utf8"));
+  }
+
+  private handOut(entry: WalEntry, lineNo: number): void {
+    if (!this.decisionTypes || this.decisionTypes.has(entry.decision_type)) this.ready = { entry, lineNo };
+  }
+
+  /**
+   * Unverified and filtered, a line is skipped unparsed when its bytes prove that it holds no
+   * wanted entry: without a backslash a JSON string's bytes are its characters, so a line whose
+   * decision_type is a wanted one holds that name in quotes. Where to resume, or -1 to parse it.
+   */
+  private skipsOtherType(bytes: Buffer, start: number): number {
+    const nl = bytes.indexOf(LF, start);
+    if (nl < 0) return -1;
+    const line = bytes.subarray(start, nl);
+    if (line.indexOf(BACKSLASH) >= 0) return -1;
+    for (const quoted of this.quotedTypes!) if (line.indexOf(quoted) >= 0) return -1;
+    return nl + 1;
   }
 
   private fail(seq: number, line: number, kind: WalErrorKind, message: string): void {
@@ -67,7 +92,8 @@ export class EntrySink implements PullSink<ReadEntry> {
 
   /** The fast path (see the file's comment); -1 hands the line to `line`. */
   take(bytes: Buffer, start: number, lineNo: number): number {
-    if (this.pendingError || !this.verify) return -1;
+    if (this.pendingError) return -1;
+    if (!this.verify) return this.quotedTypes ? this.skipsOtherType(bytes, start) : -1;
     if (this.fromSeq > 0) {
       const seq = seqPrefix(bytes, start);
       if (seq >= 0 && seq < this.fromSeq) {
@@ -79,7 +105,7 @@ export class EntrySink implements PullSink<ReadEntry> {
     if (!entry) return -1;
     this.prevSeq = entry.seq;
     this.prevHash = entry.entry_hash;
-    this.ready = { entry, lineNo };
+    this.handOut(entry, lineNo);
     return confirmedLine.end + 1;
   }
 
@@ -125,7 +151,7 @@ export class EntrySink implements PullSink<ReadEntry> {
       this.prevHash = entry.entry_hash;
     }
     this.prevSeq = entry.seq;
-    this.ready = { entry, lineNo };
+    this.handOut(entry, lineNo);
   }
 
   badUtf8(lineNo: number): void {

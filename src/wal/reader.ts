@@ -187,6 +187,11 @@ export interface ReadOptions {
    * the stream quietly instead of throwing (default true).
    */
   tolerateTornTail?: boolean;
+  /**
+   * Hand out only the entries of these decision types. With `verify: false` the lines that
+   * provably hold another type are skipped without being parsed (nor checked in any way).
+   */
+  decisionTypes?: readonly string[];
 }
 
 /**
@@ -202,6 +207,7 @@ export function readWalEntries(file: string, opts: ReadOptions = {}): AsyncItera
     opts.fromSeq ?? 0,
     opts.verify !== false,
     opts.tolerateTornTail !== false,
+    opts.decisionTypes && new Set(opts.decisionTypes),
   );
   const openFile = async () => {
     try {

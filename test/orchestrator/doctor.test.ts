@@ -6,6 +6,8 @@ import { runDoctor } from "../../src/orchestrator/doctor.js";
 import { type DoctorCheck } from "../../src/orchestrator/doctor-check.js";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { listRuns } from "../../src/wal/reader.js";
+import { writeClosedMarker } from "../../src/wal/recovery.js";
+import { WalWriter } from "../../src/wal/writer.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { FIXTURES, runCli, scratchDir } from "../helpers.js";
 
@@ -126,6 +128,49 @@ test("doctor fails on a broken chain, a claim missing from the WAL, a task in tw
     assert.equal(quiet.code, 1);
     assert.equal(quiet.stdout, "");
     assert.match(quiet.stderr, /^bernstein: doctor: [a-z_]+: [^\n]+\n$/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("doctor: a claim in flight at a crash (its intent in a run left open) is the claimed file's claim", async () => {
+  const { dir, cleanup } = await scratchDir("bernstein-doc-intent-");
+  try {
+    const sdd = path.join(dir, ".sdd");
+    const { workspace: ws } = await initWorkspace(sdd);
+    const opts = {
+      env: { ...process.env, XDG_STATE_HOME: path.join(dir, "state"), BERNSTEIN_AUDIT_KEY_PATH: "" },
+    };
+    await addTask(ws, { id: "c", title: "c", command: "true" });
+    const wal = await WalWriter.open(ws, "run-crashed");
+    // Many other decisions around it, one of them naming task_claimed in its inputs.
+    for (let i = 0; i < 300; i++)
+      await wal.append({
+        decision_type: "budget_checked",
+        inputs: { note: i === 7 ? "task_claimed" : `n${i}` },
+        committed: true,
+      });
+    const intent = await wal.append({
+      decision_type: "task_claimed",
+      inputs: { task_id: "c", attempt: 1 },
+      committed: false,
+    });
+    await wal.append({ decision_type: "budget_checked", inputs: {}, committed: true });
+    await wal.close();
+    await rename(path.join(sdd, "backlog/open/c.md"), path.join(sdd, "backlog/claimed/c.md"));
+    let claims = byName((await runDoctor(sdd, opts)).checks, "claims");
+    assert.equal(claims.verdict, "pass", claims.detail);
+    assert.equal(claims.detail, "1 claimed task(s), each with its claim in the WAL");
+    // Closed cleanly, the run holds no claim in flight: the file is claimed without one.
+    await writeClosedMarker(ws, {
+      run_id: "run-crashed",
+      closed_at: new Date().toISOString(),
+      last_seq: intent.seq + 1,
+      last_hash: wal.durablePosition!.entry_hash,
+    });
+    claims = byName((await runDoctor(sdd, opts)).checks, "claims");
+    assert.equal(claims.verdict, "fail");
+    assert.match(claims.detail, /claimed without a claim in the WAL: c$/);
   } finally {
     await cleanup();
   }

@@ -27,8 +27,12 @@ function check(name: string, verdict: Verdict, detail: string, fix = ""): Doctor
 async function recordedMerges(ws: Workspace): Promise<RecordedMerge[]> {
   const merges: RecordedMerge[] = [];
   for (const run of await listRuns(ws)) {
-    for await (const { entry } of readWalEntries(run.file)) {
-      if (entry.decision_type !== "task_merged" || !entry.committed) continue;
+    // Doctor's wal check verifies every chain: here only the merges are read.
+    for await (const { entry } of readWalEntries(run.file, {
+      verify: false,
+      decisionTypes: ["task_merged"],
+    })) {
+      if (!entry.committed) continue;
       if (typeof entry.output.merge_commit !== "string") continue;
       merges.push({
         agent: `${String(entry.inputs.task_id)}-${String(entry.inputs.attempt)}`,
