@@ -17,7 +17,11 @@ test("crash test: 50 tasks, --max-agents 4, SIGKILL at random moments >= 5 times
       assert.deepEqual([...out.lines].sort(), s.ids, `results file: every id exactly once (${ctx})`);
 
       const status = await cli(s, ["status", "--json"]);
-      assert.equal(status.code, 0, status.stderr);
+      assert.equal(
+        status.code,
+        0,
+        `status (${ctx}): signal ${status.signal}; ${status.stdout}${status.stderr}`,
+      );
       const st = JSON.parse(status.stdout);
       assert.equal(st.tasks.done, 50, ctx);
       assert.equal(st.tasks.open + st.tasks.claimed + st.tasks.failed, 0, ctx);
