@@ -20,10 +20,6 @@ const TYPES = [
 ];
 
 /**
- * The wanted type's name escaped as Python's json.dumps never writes it but any JSON reader
- * reads it: the line hashes as the canonical one does, and holds no `"task_claimed"`.
- */
-/**
  * A wanted type's name escaped as Python's json.dumps never writes it but any JSON reader reads
  * it: the same entry, in a line the chain check refuses (its bytes are not the ones hashed) and
  * an unverified read hands out; it holds no `"task_claimed"`.
