@@ -17,8 +17,9 @@
  *   per entry of `dr archive`'s and of the S3 server's process; where the writer's thread spent
  *   each append more than alone (CPU, waiting for a core, blocked in its fdatasync); bytes the
  *   archiver wrote per WAL byte (segments, merges, status).
- * - Restore to a point `--decisions` decisions after its snapshot (`dr archive-restore --latest`,
- *   a whole process: wall and peak RSS) against `dr restore` of a backup of the same state.
+ * - Restore to a point `--decisions` decisions after its snapshot (default 10,000, 100,000 and
+ *   the issue's 1,000,000; `dr archive-restore --latest`, a whole process: wall and peak RSS)
+ *   against `dr restore` of a backup of the same state.
  * - Objects and bytes per day at 1 decision/s, from the segments measured per cycle.
  *
  * Usage: npm run bench:archive -- --json [--seconds S] [--decisions N[,N...]] [--only SECTION[,SECTION]]
@@ -68,7 +69,7 @@ const list = (name: string, dflt: string): string[] => {
 };
 const SECONDS = flag("--seconds", 3);
 /** Decisions after the snapshot of each restore row: RSS must not grow with them. */
-const RESTORE_DECISIONS = list("--decisions", "10000,100000").map(Number);
+const RESTORE_DECISIONS = list("--decisions", "10000,100000,1000000").map(Number);
 const SECTIONS = new Set(list("--only", "rpo,overhead,objects,restore"));
 const log = (m: string): void => void (json ? undefined : process.stderr.write(m + "\n"));
 
