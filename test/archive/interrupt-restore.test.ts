@@ -7,21 +7,16 @@
 import assert from "node:assert/strict";
 import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { test } from "node:test";
 import { scratchDir, spawnCli, waitFor } from "../helpers.js";
 import { archiveFixture } from "./support/archive-workspace.js";
 
 /** Enough files that extracting the snapshot takes a while. */
 const FILES = 3000;
 
-describe("SIGINT during dr archive-restore", () => {
-  let scratch: { dir: string; cleanup: () => Promise<void> };
-  before(async () => {
-    scratch = await scratchDir("bernstein-archive-interrupt-");
-  });
-  after(async () => scratch.cleanup());
-
-  it("while the snapshot is extracted: exit 130, no staging folder and none of the folders made for the target", async () => {
+test("SIGINT during dr archive-restore, while the snapshot is extracted: exit 130, no staging folder and none of the folders made for the target", async () => {
+  const scratch = await scratchDir("bernstein-archive-interrupt-");
+  try {
     const f = await archiveFixture(path.join(scratch.dir, "ws"));
     const docs = path.join(f.sdd, "docs", "many");
     await mkdir(docs, { recursive: true });
@@ -49,5 +44,7 @@ describe("SIGINT during dr archive-restore", () => {
     assert.equal(r.code, 130, r.stderr);
     assert.match(r.stderr, /interrupted by SIGINT; removed /);
     await assert.rejects(stat(made), { code: "ENOENT" }, "the folders the restore made are gone");
-  });
+  } finally {
+    await scratch.cleanup();
+  }
 });
