@@ -14,8 +14,8 @@ import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { BackupStore } from "../storage/store.js";
-import { checkBatch } from "../wal/chain.js";
-import { checkLine, entryTimeMs } from "../wal/entry.js";
+import { checkBatch, type EntryPick } from "../wal/chain.js";
+import { checkLine, entryTimeMs, type WalEntry } from "../wal/entry.js";
 import { durableTruncate, fsyncDir, fsyncHandle } from "../workspace/durable.js";
 import { readObject, readSegmentIndex, type SegmentIndex, type StoredSegment } from "./catalog.js";
 import { walRunOf } from "./names.js";
@@ -78,6 +78,14 @@ export interface KeptIntent {
   entry_hash: string;
 }
 
+/** What a LineCutter gathers beside the bytes it keeps. */
+export interface CutterOptions {
+  /** Gather the intents among the WAL lines kept (`intents`). */
+  collectIntents?: boolean;
+  /** Which entries of the WAL lines kept to build (`kept`), from their type and committed flag. */
+  entriesWanted?: EntryPick["wants"];
+}
+
 /** Decides line by line what of a segment's bytes the restore keeps. */
 export class LineCutter {
   lastTime = 0;
@@ -85,13 +93,20 @@ export class LineCutter {
   done = false;
   /** The intents among the WAL lines kept so far, when asked for (`collectIntents`). */
   readonly intents: KeptIntent[] = [];
+  /** The wanted entries (`entriesWanted`) of the lines the last takeLines kept, in order. */
+  kept: WalEntry[] = [];
+  private readonly collectIntents: boolean;
+  private readonly entriesWanted?: EntryPick["wants"];
   constructor(
     private readonly stream: string,
     private readonly key: string,
     private end: StreamEnd,
     private readonly cut: Cut,
-    private readonly collectIntents = false,
-  ) {}
+    opts: CutterOptions = {},
+  ) {
+    this.collectIntents = opts.collectIntents ?? false;
+    this.entriesWanted = opts.entriesWanted;
+  }
 
   get position(): StreamEnd {
     return this.end;
@@ -106,6 +121,7 @@ export class LineCutter {
 
   /** Bytes of `data` (whole lines, a part of a segment) to append; sets `done` once the cut is reached. */
   takeLines(data: Buffer): Buffer {
+    this.kept = [];
     const run = walRunOf(this.stream);
     const used =
       (run !== undefined && data.length > 0 ? this.takeChecked(data, run) : undefined) ??
@@ -132,8 +148,14 @@ export class LineCutter {
    * names any break.
    */
   private takeChecked(data: Buffer, run: string): number | undefined {
+    const wanted = this.entriesWanted;
+    const picked: { start: number; entry: WalEntry }[] = [];
+    const pick = wanted && {
+      wants: wanted,
+      take: (start: number, entry: WalEntry) => picked.push({ start, entry }),
+    };
     // A last line without its newline is named by the line-by-line path.
-    const batch = data[data.length - 1] === 0x0a ? checkBatch(data) : undefined;
+    const batch = data[data.length - 1] === 0x0a ? checkBatch(data, pick) : undefined;
     if (!batch || batch.firstSeq !== (this.end.seq ?? -1) + 1 || batch.firstPrev !== this.end.entry_hash)
       return undefined;
     let used = 0;
@@ -175,6 +197,7 @@ export class LineCutter {
     this.targetTime = targetTime ?? this.targetTime;
     this.done = done;
     for (const i of intents) this.intents.push(i);
+    for (const p of picked) if (p.start < used) this.kept.push(p.entry);
     return used;
   }
 
@@ -204,6 +227,7 @@ export class LineCutter {
         if (this.cut.run === run && c.entry.seq === this.cut.seq) this.targetTime = time;
         if (this.collectIntents && !c.entry.committed)
           this.intents.push({ seq: c.entry.seq, entry_hash: c.entry.entry_hash });
+        if (this.entriesWanted?.(c.entry.decision_type, c.entry.committed)) this.kept.push(c.entry);
         Object.assign(next, { seq: c.entry.seq, entry_hash: c.entry.entry_hash });
       } else {
         time = lineTime(text);
@@ -238,7 +262,7 @@ function writtenTime(line: string): number | undefined {
 }
 
 /** Enough of a line's end to hold the tail below. */
-export const TAIL_BYTES = 128;
+const TAIL_BYTES = 128;
 
 /**
  * `,"committed":B,"entry_hash":"<hex>"}` ending a line as the writers print it. The comma and the
@@ -250,7 +274,7 @@ const WRITTEN_TAIL = /,"committed":(true|false),"entry_hash":"([0-9a-f]{64})"\}$
  * Whether a verified WAL line is a commit, and its hash, read from its text; undefined for any
  * other form (the caller then parses the line).
  */
-export function writtenTail(tail: string): { committed: boolean; entryHash: string } | undefined {
+function writtenTail(tail: string): { committed: boolean; entryHash: string } | undefined {
   const m = WRITTEN_TAIL.exec(tail);
   return m ? { committed: m[1] === "true", entryHash: m[2]! } : undefined;
 }
@@ -326,7 +350,7 @@ class SegmentFeed {
     }
     if (keep.length > 0) {
       await this.fh.write(keep);
-      this.sinks.onKept?.(keep);
+      this.sinks.onKept?.(this.cutter.kept, this.cutter.position);
     }
     if (this.cutter.intents.length > 0) await this.sinks.onIntents?.(this.cutter.intents.splice(0));
   }
@@ -431,8 +455,13 @@ export interface ApplySinks {
   codec?: SegmentCodec;
   /** Gets the intents (committed=false) of the WAL lines kept, in seq order, as they are kept. */
   onIntents?: (intents: KeptIntent[]) => Promise<void>;
-  /** Gets the lines kept (whole, verified), in order, as they are appended. */
-  onKept?: (lines: Buffer) => void;
+  /**
+   * Gets, as lines are appended, the entries `entriesWanted` picks among the WAL lines kept (in
+   * order, built by the chain check from the bytes it verified) and where the stream then ends.
+   */
+  onKept?: (entries: WalEntry[], end: StreamEnd) => void;
+  /** Which entries of the WAL lines kept `onKept` gets, from their type and committed flag. */
+  entriesWanted?: EntryPick["wants"];
 }
 
 /** Applies `segments` (sorted by `from`) to `file`, which holds `start` (undefined: nothing). */
@@ -469,7 +498,10 @@ export async function applyStream(
         throw missing(
           `missing segment before it: bytes ${end.length}-${seg.from} of ${stream} are not in the archive`,
         );
-      const cutter = new LineCutter(stream, seg.key, end, cut, onIntents !== undefined);
+      const cutter = new LineCutter(stream, seg.key, end, cut, {
+        collectIntents: onIntents !== undefined,
+        entriesWanted: sinks.entriesWanted,
+      });
       cutter.lastTime = lastTime;
       const feed = new SegmentFeed(cutter, end.length - seg.from, fh, sinks);
       const checks = { sha256: ix.sha256, length: seg.to - seg.from, missing };

@@ -181,7 +181,9 @@ async function applyAll(
       {
         codec: codecOf(c.gen.record, key),
         onIntents: rows ? (kept) => rows.add(kept) : undefined,
-        onKept: run !== undefined ? (lines) => state.apply(run, lines) : undefined,
+        ...(run !== undefined
+          ? { onKept: (entries, end) => state.apply(run, entries, end), entriesWanted: PointState.needs }
+          : {}),
       },
     );
     segments += applied.segments;

@@ -1,28 +1,23 @@
 /**
  * The orchestrator state of a point being restored, built on the way instead of by a loadState
  * that reads every WAL again after the restore: loadState of the snapshot's copies (cut at the
- * snapshot's positions), then the reducer on each WAL line the restore keeps. That equals a
- * loadState of the restored workspace when the lines kept all come after every line the snapshot
- * holds in run order: one run grew, no run with entries comes after it, and the checkpoint
- * loadState picks is the same before and after. Otherwise `result` says undefined and the caller
- * loads the state as before.
+ * snapshot's positions), then the reducer on each WAL entry the restore keeps that it applies
+ * (built by the segments' chain check from the tokens it has just verified, not parsed again).
+ * That equals a loadState of the restored workspace when the lines kept all come after every
+ * line the snapshot holds in run order: one run grew, no run with entries comes after it, and
+ * the checkpoint loadState picks is the same before and after. Otherwise `result` says
+ * undefined and the caller loads the state as before.
  */
 import { stat } from "node:fs/promises";
 import { newestValidCheckpoint } from "../checkpoint/checkpoint.js";
 import { loadState } from "../checkpoint/load-state.js";
-import { parseJson } from "../json/canonical.js";
-import type { JsonObject } from "../json/object.js";
 import { StateBuilder, STATE_DECISIONS, type OrchestratorState } from "../state/reducer.js";
-import { toWalEntry } from "../wal/entry.js";
+import type { WalEntry } from "../wal/entry.js";
 import { listRuns } from "../wal/reader.js";
 import type { Workspace } from "../workspace/layout.js";
-import { TAIL_BYTES, writtenTail } from "./apply-segments.js";
+import type { StreamEnd } from "./streams.js";
 
-/** `"decision_type":"<type without escapes>"` right after the timestamp, as the writers print it. */
-const WRITTEN_TYPE =
-  /^\{"seq":(\d+),"prev_hash":"[0-9a-f]+","timestamp":[-+.\deE]+,"decision_type":"([^"\\]*)"/;
 const CHANGES_STATE = new Set<string>(STATE_DECISIONS);
-const HEAD_BYTES = 256;
 
 export class PointState {
   private builder?: StateBuilder;
@@ -45,31 +40,28 @@ export class PointState {
     return p;
   }
 
-  /** Applies `lines` (whole, verified WAL lines of run `runId`, in order) to the state. */
-  apply(runId: string, lines: Buffer): void {
-    if (!this.builder) return;
-    try {
-      for (let start = 0; start < lines.length;) {
-        const nl = lines.indexOf(0x0a, start);
-        this.applyLine(runId, lines, start, nl);
-        start = nl + 1;
-      }
-    } catch {
-      this.builder = undefined; // a line these cannot read: the caller loads the state itself
-    }
+  /**
+   * Which entries the state needs: commits of the types the reducer applies. For the others (an
+   * intent, a type the reducer ignores) only the position moves.
+   */
+  static needs(decisionType: string, committed: boolean): boolean {
+    return committed && CHANGES_STATE.has(decisionType);
   }
 
-  private applyLine(runId: string, lines: Buffer, start: number, nl: number): void {
-    const head = WRITTEN_TYPE.exec(lines.toString("latin1", start, Math.min(nl, start + HEAD_BYTES)));
-    const tail = writtenTail(lines.toString("latin1", Math.max(start, nl - TAIL_BYTES), nl));
-    if (head && tail && (!tail.committed || !CHANGES_STATE.has(head[2]!))) {
-      // An intent, or a type the reducer ignores: only the position moves.
-      this.grown.set(runId, { seq: Number(head[1]), entry_hash: tail.entryHash });
+  /**
+   * Applies the entries `needs` picked among WAL lines of run `runId` just kept (verified, in
+   * order); the run now ends at `end`.
+   */
+  apply(runId: string, entries: WalEntry[], end: StreamEnd): void {
+    if (!this.builder) return;
+    try {
+      for (const e of entries) this.builder.apply(runId, e);
+    } catch {
+      this.builder = undefined; // an entry the reducer cannot take: the caller loads the state itself
       return;
     }
-    const entry = toWalEntry(parseJson(lines.toString("utf8", start, nl)) as JsonObject);
-    this.builder!.apply(runId, entry);
-    this.grown.set(runId, { seq: entry.seq, entry_hash: entry.entry_hash });
+    if (end.seq !== undefined && end.entry_hash !== undefined)
+      this.grown.set(runId, { seq: end.seq, entry_hash: end.entry_hash });
   }
 
   /** The state at the point, or undefined when it cannot be proven equal to a loadState of `ws`. */

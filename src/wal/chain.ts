@@ -3,8 +3,17 @@
  * (ChainVerifier), and the fast check a worker runs on a batch of lines (checkBatch).
  */
 import { parseJsonCheckingTokens, type JsonValue } from "../json/canonical.js";
-import { GENESIS_HASH, NOT_EXACT, digestParsedEntry, entryShapeProblem, type JsonObject } from "./entry.js";
+import {
+  GENESIS_HASH,
+  NOT_EXACT,
+  digestParsedEntry,
+  entryShapeProblem,
+  toWalEntry,
+  type JsonObject,
+  type WalEntry,
+} from "./entry.js";
 import { bytesEqualText, confirmedLine, readCanonicalLine } from "./canonical-line.js";
+import { confirmedCommitted, confirmedDecisionType, entryOfConfirmedLine } from "./confirmed-entry.js";
 import { LF, emitLines, type LineSink } from "./line-scan.js";
 
 export type WalErrorKind =
@@ -207,13 +216,24 @@ export class ChainVerifier implements LineSink {
   }
 }
 
+/** Entries a caller of checkBatch wants built from the lines it checks. */
+export interface EntryPick {
+  /** Whether to build the entry of a line, from its decision type and committed flag. */
+  wants(decisionType: string, committed: boolean): boolean;
+  /** Each wanted entry, in order, with where its line starts in the region. */
+  take(lineStart: number, entry: WalEntry): void;
+}
+
 /**
  * Checks complete lines (each ending with a newline) on their own: every line parses, hashes,
  * and links to the one before with the next seq. Returns the summary, or undefined when
  * anything is off (the coordinator then re-checks the batch line by line to name the break).
+ * With `pick`, the entries it wants are built on the way, from the tokens the check has just
+ * read (on undefined, what it was handed is not to be used).
  */
-export function checkBatch(region: Buffer): CleanBatch | undefined {
+export function checkBatch(region: Buffer, pick?: EntryPick): CleanBatch | undefined {
   let clean = true;
+  let lineStart = 0;
   let count = 0;
   let firstSeq = -1;
   let firstPrev = "";
@@ -229,6 +249,7 @@ export function checkBatch(region: Buffer): CleanBatch | undefined {
   const sink: LineSink = {
     take(bytes, start) {
       if (!clean) return -1;
+      lineStart = start;
       const end = readCanonicalLine(bytes, start, bytes.length);
       if (end < 0 || bytes[end] !== LF) return -1;
       const c = confirmedLine;
@@ -243,6 +264,8 @@ export function checkBatch(region: Buffer): CleanBatch | undefined {
       lastSeq = c.seq;
       lastHashIn = bytes;
       lastHashAt = c.hashStart;
+      if (pick?.wants(confirmedDecisionType(bytes), confirmedCommitted(bytes)))
+        pick.take(start, entryOfConfirmedLine(bytes));
       return end + 1;
     },
     line(text, _lineNo, _final, ascii) {
@@ -279,6 +302,9 @@ export function checkBatch(region: Buffer): CleanBatch | undefined {
       lastSeq = seq;
       lastHash = hash;
       lastHashAt = -1;
+      // emitLines offered this line to take() first, which noted where it starts.
+      if (pick?.wants(obj.decision_type as string, obj.committed === true))
+        pick.take(lineStart, toWalEntry(obj));
     },
     badUtf8() {
       clean = false;

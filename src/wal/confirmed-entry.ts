@@ -29,13 +29,26 @@ export function entryOfConfirmedLine(bytes: Buffer, prevHash?: string): WalEntry
     seq: confirmedLine.seq,
     prev_hash: prevHash ?? bytes.toString("latin1", t[2 * F.prev_hash] + 1, t[2 * F.prev_hash + 1] - 1),
     timestamp: timestampOf(bytes, t[2 * F.timestamp], t[2 * F.timestamp + 1]),
-    decision_type: stringOf(bytes, F.decision_type),
+    decision_type: confirmedDecisionType(bytes),
     inputs: payloadOf(bytes, F.inputs),
     output: payloadOf(bytes, F.output),
     actor: bytes[t[2 * F.actor]] === QUOTE ? stringOf(bytes, F.actor) : "",
-    committed: bytes[t[2 * F.committed]] === T, // the token `true` (a string starts with a quote)
+    committed: confirmedCommitted(bytes),
     entry_hash: confirmedLine.hash,
   };
+}
+
+/** The decision type of the line readCanonicalLine confirmed last (see entryOfConfirmedLine). */
+export function confirmedDecisionType(bytes: Buffer): string {
+  return stringOf(bytes, F.decision_type);
+}
+
+/**
+ * Whether the line readCanonicalLine confirmed last is a commit: its token is `true` (a string
+ * would start with a quote).
+ */
+export function confirmedCommitted(bytes: Buffer): boolean {
+  return bytes[confirmedLine.tokens[2 * F.committed]] === T;
 }
 
 /**
