@@ -3,13 +3,15 @@
  * (restored by `dr restore`'s own code into a staging folder), then each stream rebuilt from
  * its segments up to the point (apply-segments.ts: every hash checked from the snapshot's WAL
  * position to the target), the uncommitted index (restore-intents.ts) and the orchestrator state
- * (restore-state.ts) taken from the lines on the way, a caller's finishing step (the CLI
- * materializes task files from that state), and only then the swap into place with `dr restore`'s
- * guards (restore-target.ts). The audit log, the ledger and the run records are cut at the same
+ * (restore-state.ts) taken from the lines on the way and written as a checkpoint, a caller's
+ * finishing step (the CLI materializes task files from that state), and only then the swap into
+ * place with `dr restore`'s guards (restore-target.ts). The audit log, the ledger and the run records are cut at the same
  * instant as the WAL.
  */
 import { rm } from "node:fs/promises";
 import path from "node:path";
+import { writeCheckpoint } from "../checkpoint/checkpoint.js";
+import { loadState } from "../checkpoint/load-state.js";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { restoreFromStream, type RestoreResult } from "../dr/restore.js";
 import type { BackupStore } from "../storage/store.js";
@@ -42,11 +44,8 @@ export interface PointRestoreOptions {
   auditKeyPath?: string;
   /** On a broken segment, restore the last instant before it instead of failing (exit 5). */
   lastConsistent?: boolean;
-  /**
-   * Runs on the staging folder before it is renamed into place; `state` is the point's
-   * orchestrator state when the restore could build it on the way (restore-state.ts).
-   */
-  finish?: (root: string, state?: OrchestratorState) => Promise<void>;
+  /** Runs on the staging folder before it is renamed into place, with the point's orchestrator state. */
+  finish?: (root: string, state: OrchestratorState) => Promise<void>;
   /** Where the archive is, for the restore record. */
   source: string;
   /** Restore even while a live process holds the target (as `dr restore --force`). */
@@ -245,7 +244,12 @@ async function buildPoint(
     ws.p(...RESTORE_POINT_RECORD),
     JSON.stringify({ source: opts.source, restored_at: new Date().toISOString(), ...result }, null, 2) + "\n",
   );
-  await opts.finish?.(staging, applied.state);
+  // Built on the way when that is provably a loadState of the result (restore-state.ts). As a
+  // checkpoint, the first status or start after the restore reads the WAL from the point on, not
+  // from the snapshot's position.
+  const state = applied.state ?? (await loadState(ws)).state;
+  await writeCheckpoint(ws, state);
+  await opts.finish?.(staging, state);
   return { result, snapshotRestore };
 }
 

@@ -1,14 +1,14 @@
 /**
  * The orchestrator state of a restored point is built on the way (the snapshot's state, then the
- * reducer on each WAL line kept) and handed to the restore's finishing step, instead of a
- * loadState reading every WAL again: it must equal a loadState of the restored workspace, and it
- * is left out (the caller loads the state itself) when that cannot be proven, e.g. two runs grew.
+ * reducer on each WAL entry kept) instead of by a loadState reading every WAL again, unless that
+ * cannot be proven equal (e.g. two runs grew); either way it is handed to the restore's finishing
+ * step and written as a checkpoint, and must equal a replay of the restored WALs from genesis.
  */
 import assert from "node:assert/strict";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { restoreToPoint, type RestorePoint } from "../../src/archive/restore-point.js";
-import { writeCheckpoint } from "../../src/checkpoint/checkpoint.js";
+import { newestValidCheckpoint, writeCheckpoint } from "../../src/checkpoint/checkpoint.js";
 import { loadState } from "../../src/checkpoint/load-state.js";
 import type { JsonObject } from "../../src/json/object.js";
 import type { OrchestratorState } from "../../src/state/reducer.js";
@@ -70,10 +70,7 @@ describe("point restore: the state built on the way", () => {
   });
   after(async () => fx.scratch.cleanup());
 
-  async function restore(
-    name: string,
-    point: RestorePoint,
-  ): Promise<{ root: string; built?: OrchestratorState }> {
+  async function restore(name: string, point: RestorePoint): Promise<OrchestratorState> {
     const store = await storeFor(parseCatalogueLocation(fx.store), {});
     const root = path.join(fx.scratch.dir, name, ".sdd");
     let built: OrchestratorState | undefined;
@@ -82,26 +79,30 @@ describe("point restore: the state built on the way", () => {
       auditKeyPath: fx.f.env.BERNSTEIN_AUDIT_KEY_PATH,
       finish: async (_root, state) => void (built = state),
     });
-    return { root, built };
+    assert.ok(built, "the finishing step got the state");
+    // The state of the restored WALs replayed from genesis, and the checkpoint the next load starts from.
+    const ws = new Workspace(root);
+    assert.deepEqual(built, (await loadState(ws, { fromGenesis: true })).state);
+    const { valid } = await newestValidCheckpoint(ws);
+    assert.deepEqual(valid?.checkpoint.wal_position, built.wal_position, "a checkpoint at the point");
+    const loaded = await loadState(ws);
+    assert.equal(loaded.checkpoint?.id, valid!.id);
+    assert.deepEqual(loaded.state, built);
+    return built;
   }
 
   for (const [name, seq] of [
     ["inside T-3's claim (an open intent)", 13],
     ["after T-3's claim", 14],
   ] as const)
-    it(`${name}: equals a loadState of the restored workspace`, async () => {
-      const { root, built } = await restore(`at-${seq}`, { kind: "seq", run: RUN_A, seq });
-      assert.ok(built, "the restore built the state");
-      const loaded = (await loadState(new Workspace(root))).state;
-      assert.deepEqual(built, loaded);
+    it(`${name}: equals a replay of the restored workspace, and is its checkpoint`, async () => {
+      const built = await restore(`at-${seq}`, { kind: "seq", run: RUN_A, seq });
       assert.deepEqual(built.wal_position?.seq, seq);
       assert.deepEqual(Object.keys(built.tasks).sort(), ["T-1", "T-2", "T-3"]);
     });
 
-  it("two runs grew after the snapshot: no state handed over, the caller loads it", async () => {
-    const { root, built } = await restore("latest", { kind: "latest" });
-    assert.equal(built, undefined);
-    const loaded = (await loadState(new Workspace(root))).state;
-    assert.deepEqual(Object.keys(loaded.tasks).sort(), ["T-1", "T-2", "T-3", "T-4"]);
+  it("two runs grew after the snapshot: the state is loaded from the restored workspace", async () => {
+    const built = await restore("latest", { kind: "latest" });
+    assert.deepEqual(Object.keys(built.tasks).sort(), ["T-1", "T-2", "T-3", "T-4"]);
   });
 });

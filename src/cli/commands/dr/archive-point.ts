@@ -23,7 +23,6 @@ import type {
   PointRestoreResult,
   RestorePoint,
 } from "../../../archive/restore-point.js";
-import { loadState } from "../../../checkpoint/load-state.js";
 import { entryTimeMs } from "../../../wal/entry.js";
 import type { OrchestratorState } from "../../../state/reducer.js";
 import type { DrillReport, DrillStep, StepVerdict } from "../../../dr/drill.js";
@@ -151,15 +150,10 @@ export async function pointSourceOf(command: string, opts: PointFlags): Promise<
   return { store, point: parsePoint(opts, `dr ${command}: ${opts.from}`) };
 }
 
-/**
- * Task files rebuilt from the restored WAL, before the swap (the archive ships no task files),
- * from the state the restore built on the way, else from a loadState of the restored workspace.
- */
-async function materialize(root: string, built?: OrchestratorState): Promise<void> {
-  const ws = new Workspace(root);
-  const state = built ?? (await loadState(ws)).state;
+/** Task files rebuilt from the point's state, before the swap (the archive ships no task files). */
+async function materialize(root: string, state: OrchestratorState): Promise<void> {
   const { materializeFromWal } = await import("../../../orchestrator/materialize.js");
-  await materializeFromWal(ws, state, { moveMisplaced: true });
+  await materializeFromWal(new Workspace(root), state, { moveMisplaced: true });
 }
 
 /** The password and identities a reader of a WAL archive was given (either may be absent). */
