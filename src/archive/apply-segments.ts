@@ -14,7 +14,7 @@ import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { BackupStore } from "../storage/store.js";
-import { checkBatch, type EntryPick } from "../wal/chain.js";
+import { checkBatch, type BatchVisitor } from "../wal/chain.js";
 import { checkLine, entryTimeMs, type WalEntry } from "../wal/entry.js";
 import { durableTruncate, fsyncDir, fsyncHandle } from "../workspace/durable.js";
 import { readObject, readSegmentIndex, type SegmentIndex, type StoredSegment } from "./catalog.js";
@@ -78,12 +78,15 @@ export interface KeptIntent {
   entry_hash: string;
 }
 
+/** Which entries of the WAL lines kept to build, from their decision type and committed flag. */
+export type EntriesWanted = (decisionType: string, committed: boolean) => boolean;
+
 /** What a LineCutter gathers beside the bytes it keeps. */
 export interface CutterOptions {
   /** Gather the intents among the WAL lines kept (`intents`). */
   collectIntents?: boolean;
   /** Which entries of the WAL lines kept to build (`kept`), from their type and committed flag. */
-  entriesWanted?: EntryPick["wants"];
+  entriesWanted?: EntriesWanted;
 }
 
 /** Decides line by line what of a segment's bytes the restore keeps. */
@@ -96,7 +99,7 @@ export class LineCutter {
   /** The wanted entries (`entriesWanted`) of the lines the last takeLines kept, in order. */
   kept: WalEntry[] = [];
   private readonly collectIntents: boolean;
-  private readonly entriesWanted?: EntryPick["wants"];
+  private readonly entriesWanted?: EntriesWanted;
   constructor(
     private readonly stream: string,
     private readonly key: string,
@@ -143,61 +146,60 @@ export class LineCutter {
 
   /**
    * A WAL segment whose lines all verify and link on (checkBatch, the fast check `wal verify`
-   * uses): each line's own time is read from its text to find the cut, and only the last line
-   * kept is parsed. Undefined when that cannot be proven: the caller goes line by line, which
-   * names any break.
+   * uses): each line's seq, time, commit flag and hash, and the entries wanted of the lines up to
+   * the cut, come from the check itself. Undefined when the lines do not continue the stream:
+   * the caller goes line by line, which names the break.
    */
   private takeChecked(data: Buffer, run: string): number | undefined {
     const wanted = this.entriesWanted;
-    const picked: { start: number; entry: WalEntry }[] = [];
-    const pick = wanted && {
-      wants: wanted,
-      take: (start: number, entry: WalEntry) => picked.push({ start, entry }),
+    const starts: number[] = [];
+    const seqs: number[] = [];
+    const times: number[] = [];
+    const intents: KeptIntent[] = [];
+    const kept: WalEntry[] = [];
+    let hash = "";
+    let beyond = false;
+    const visitor: BatchVisitor = {
+      line: (l) => {
+        if (beyond) return;
+        const time = entryTimeMs(l.timestamp);
+        if (this.beyond(run, l.seq, time)) {
+          beyond = true;
+          starts.push(l.start);
+          return;
+        }
+        starts.push(l.start);
+        seqs.push(l.seq);
+        times.push(time);
+        hash = l.entryHash;
+        if (this.collectIntents && !l.committed) intents.push({ seq: l.seq, entry_hash: l.entryHash });
+        if (wanted?.(l.decisionType, l.committed)) kept.push(l.entry());
+      },
     };
     // A last line without its newline is named by the line-by-line path.
-    const batch = data[data.length - 1] === 0x0a ? checkBatch(data, pick) : undefined;
+    const batch = data[data.length - 1] === 0x0a ? checkBatch(data, visitor) : undefined;
     if (!batch || batch.firstSeq !== (this.end.seq ?? -1) + 1 || batch.firstPrev !== this.end.entry_hash)
       return undefined;
-    let used = 0;
-    let lastStart = 0;
+    const n = seqs.length;
+    // The kept lines end where the first line past the cut starts, else with the data.
+    const used = n < starts.length ? starts[n]! : data.length;
     let lastTime = this.lastTime;
-    let targetTime: number | undefined;
-    let done = false;
-    const intents: KeptIntent[] = [];
-    for (let start = 0, seq = batch.firstSeq; start < data.length; seq++) {
-      const nl = data.indexOf(0x0a, start);
-      const time = writtenTime(data.toString("latin1", start, Math.min(nl, start + HEAD_BYTES)));
-      if (time === undefined) return undefined;
-      if (this.beyond(run, seq, time)) {
-        done = true;
-        break;
-      }
-      if (this.collectIntents) {
-        const tail = writtenTail(data.toString("latin1", Math.max(start, nl - TAIL_BYTES), nl));
-        if (tail === undefined) return undefined;
-        if (!tail.committed) intents.push({ seq, entry_hash: tail.entryHash });
-      }
-      if (this.cut.run === run && seq === this.cut.seq) targetTime = time;
+    for (let i = 0; i < n; i++) {
+      const time = times[i]!;
+      if (this.cut.run === run && seqs[i] === this.cut.seq) this.targetTime = time;
       if (time > 0) lastTime = time;
-      lastStart = start;
-      used = nl + 1;
-      start = nl + 1;
     }
-    if (used > 0) {
-      const last = checkLine(data.toString("utf8", lastStart, used - 1));
-      if (!last.ok) return undefined;
+    if (n > 0)
       this.end = {
         length: this.end.length + used,
-        tail_sha256: sha256(data.subarray(lastStart, used)),
-        seq: last.entry.seq,
-        entry_hash: last.entry.entry_hash,
+        tail_sha256: sha256(data.subarray(starts[n - 1]!, used)),
+        seq: seqs[n - 1]!,
+        entry_hash: hash,
       };
-    }
     this.lastTime = lastTime;
-    this.targetTime = targetTime ?? this.targetTime;
-    this.done = done;
+    this.done = beyond;
     for (const i of intents) this.intents.push(i);
-    for (const p of picked) if (p.start < used) this.kept.push(p.entry);
+    this.kept = kept;
     return used;
   }
 
@@ -243,40 +245,6 @@ export class LineCutter {
     }
     return used;
   }
-}
-
-/** Enough of a line to hold the head below. */
-const HEAD_BYTES = 256;
-
-/** `{"seq":N,"prev_hash":"<hex>","timestamp":T,"decision_type":` as the writers print it. */
-const WRITTEN_HEAD =
-  /^\{"seq":\d+,"prev_hash":"[0-9a-f]+","timestamp":(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?),"decision_type":/;
-
-/**
- * The time (epoch ms) of a verified WAL line in the writers' field order, read from its text;
- * undefined for any other form (the caller then parses the line).
- */
-function writtenTime(line: string): number | undefined {
-  const m = WRITTEN_HEAD.exec(line);
-  return m ? entryTimeMs(Number(m[1])) : undefined;
-}
-
-/** Enough of a line's end to hold the tail below. */
-const TAIL_BYTES = 128;
-
-/**
- * `,"committed":B,"entry_hash":"<hex>"}` ending a line as the writers print it. The comma and the
- * unescaped quote after it make `committed` a key, and the last brace makes it the top level's.
- */
-const WRITTEN_TAIL = /,"committed":(true|false),"entry_hash":"([0-9a-f]{64})"\}$/;
-
-/**
- * Whether a verified WAL line is a commit, and its hash, read from its text; undefined for any
- * other form (the caller then parses the line).
- */
-function writtenTail(tail: string): { committed: boolean; entryHash: string } | undefined {
-  const m = WRITTEN_TAIL.exec(tail);
-  return m ? { committed: m[1] === "true", entryHash: m[2]! } : undefined;
 }
 
 /**
@@ -461,7 +429,7 @@ export interface ApplySinks {
    */
   onKept?: (entries: WalEntry[], end: StreamEnd) => void;
   /** Which entries of the WAL lines kept `onKept` gets, from their type and committed flag. */
-  entriesWanted?: EntryPick["wants"];
+  entriesWanted?: EntriesWanted;
 }
 
 /** Applies `segments` (sorted by `from`) to `file`, which holds `start` (undefined: nothing). */

@@ -13,7 +13,12 @@ import {
   type WalEntry,
 } from "./entry.js";
 import { bytesEqualText, confirmedLine, readCanonicalLine } from "./canonical-line.js";
-import { confirmedCommitted, confirmedDecisionType, entryOfConfirmedLine } from "./confirmed-entry.js";
+import {
+  confirmedCommitted,
+  confirmedDecisionType,
+  confirmedTimestamp,
+  entryOfConfirmedLine,
+} from "./confirmed-entry.js";
 import { LF, emitLines, type LineSink } from "./line-scan.js";
 
 export type WalErrorKind =
@@ -216,24 +221,87 @@ export class ChainVerifier implements LineSink {
   }
 }
 
-/** Entries a caller of checkBatch wants built from the lines it checks. */
-export interface EntryPick {
-  /** Whether to build the entry of a line, from its decision type and committed flag. */
-  wants(decisionType: string, committed: boolean): boolean;
-  /** Each wanted entry, in order, with where its line starts in the region. */
-  take(lineStart: number, entry: WalEntry): void;
+/** A line checkBatch has verified, as its visitor sees it (valid during the call only). */
+export interface VerifiedLine {
+  /** Where the line starts in the region. */
+  start: number;
+  seq: number;
+  /** The entry's timestamp, as toWalEntry reads it. */
+  timestamp: number;
+  decisionType: string;
+  committed: boolean;
+  entryHash: string;
+  /** Builds the line's entry (toWalEntry of the parsed line), from what the check has read. */
+  entry(): WalEntry;
 }
+
+/** Gets each line checkBatch verifies, in order. */
+export interface BatchVisitor {
+  line(l: VerifiedLine): void;
+}
+
+/** The line the token reader has just confirmed, read from its tokens. */
+class ConfirmedLine implements VerifiedLine {
+  start = 0;
+  seq = 0;
+  timestamp = 0;
+  decisionType = "";
+  committed = false;
+  entryHash = "";
+  private bytes: Buffer = EMPTY;
+  of(bytes: Buffer, start: number): this {
+    this.bytes = bytes;
+    this.start = start;
+    this.seq = confirmedLine.seq;
+    this.timestamp = confirmedTimestamp(bytes);
+    this.decisionType = confirmedDecisionType(bytes);
+    this.committed = confirmedCommitted(bytes);
+    this.entryHash = confirmedLine.hash;
+    return this;
+  }
+  entry(): WalEntry {
+    return entryOfConfirmedLine(this.bytes);
+  }
+}
+
+/** A line the general parser read. */
+class ParsedLine implements VerifiedLine {
+  start = 0;
+  seq = 0;
+  timestamp = 0;
+  decisionType = "";
+  committed = false;
+  entryHash = "";
+  private built?: WalEntry;
+  of(obj: JsonObject, start: number): this {
+    this.built = toWalEntry(obj);
+    this.start = start;
+    this.seq = this.built.seq;
+    this.timestamp = this.built.timestamp;
+    this.decisionType = this.built.decision_type;
+    this.committed = this.built.committed;
+    this.entryHash = this.built.entry_hash;
+    return this;
+  }
+  entry(): WalEntry {
+    return this.built!;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Checks complete lines (each ending with a newline) on their own: every line parses, hashes,
  * and links to the one before with the next seq. Returns the summary, or undefined when
  * anything is off (the coordinator then re-checks the batch line by line to name the break).
- * With `pick`, the entries it wants are built on the way, from the tokens the check has just
- * read (on undefined, what it was handed is not to be used).
+ * With `visitor`, each verified line is shown to it as it is checked (on undefined, what it was
+ * shown is not to be used).
  */
-export function checkBatch(region: Buffer, pick?: EntryPick): CleanBatch | undefined {
+export function checkBatch(region: Buffer, visitor?: BatchVisitor): CleanBatch | undefined {
   let clean = true;
   let lineStart = 0;
+  const confirmed = new ConfirmedLine();
+  const parsed = new ParsedLine();
   let count = 0;
   let firstSeq = -1;
   let firstPrev = "";
@@ -264,8 +332,7 @@ export function checkBatch(region: Buffer, pick?: EntryPick): CleanBatch | undef
       lastSeq = c.seq;
       lastHashIn = bytes;
       lastHashAt = c.hashStart;
-      if (pick?.wants(confirmedDecisionType(bytes), confirmedCommitted(bytes)))
-        pick.take(start, entryOfConfirmedLine(bytes));
+      visitor?.line(confirmed.of(bytes, start));
       return end + 1;
     },
     line(text, _lineNo, _final, ascii) {
@@ -303,8 +370,7 @@ export function checkBatch(region: Buffer, pick?: EntryPick): CleanBatch | undef
       lastHash = hash;
       lastHashAt = -1;
       // emitLines offered this line to take() first, which noted where it starts.
-      if (pick?.wants(obj.decision_type as string, obj.committed === true))
-        pick.take(lineStart, toWalEntry(obj));
+      visitor?.line(parsed.of(obj, lineStart));
     },
     badUtf8() {
       clean = false;

@@ -28,7 +28,7 @@ export function entryOfConfirmedLine(bytes: Buffer, prevHash?: string): WalEntry
   return {
     seq: confirmedLine.seq,
     prev_hash: prevHash ?? bytes.toString("latin1", t[2 * F.prev_hash] + 1, t[2 * F.prev_hash + 1] - 1),
-    timestamp: timestampOf(bytes, t[2 * F.timestamp], t[2 * F.timestamp + 1]),
+    timestamp: confirmedTimestamp(bytes),
     decision_type: confirmedDecisionType(bytes),
     inputs: payloadOf(bytes, F.inputs),
     output: payloadOf(bytes, F.output),
@@ -36,6 +36,12 @@ export function entryOfConfirmedLine(bytes: Buffer, prevHash?: string): WalEntry
     committed: confirmedCommitted(bytes),
     entry_hash: confirmedLine.hash,
   };
+}
+
+/** The timestamp of the line readCanonicalLine confirmed last, as toWalEntry reads it. */
+export function confirmedTimestamp(bytes: Buffer): number {
+  const t = confirmedLine.tokens;
+  return timestampOf(bytes, t[2 * F.timestamp], t[2 * F.timestamp + 1]);
 }
 
 /** The decision type of the line readCanonicalLine confirmed last (see entryOfConfirmedLine). */

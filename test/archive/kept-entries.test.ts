@@ -1,21 +1,30 @@
 /**
- * A point restore builds its state from the entries the segments' chain check builds on the way
- * (LineCutter `entriesWanted`), instead of parsing the lines it kept again. Those entries must be
- * what a reader of the WAL gets (toWalEntry of the parsed line), for exactly the wanted lines up
- * to the cut, whichever path checked them: the canonical-token one, the general parser for a line
- * the token reader does not take, and the line-by-line one.
+ * A point restore cuts a WAL segment's lines and builds its state from what the segments' chain
+ * check reads on the way (LineCutter over checkBatch's verified lines): each line's seq, time,
+ * commit flag and hash, and the entries wanted (`entriesWanted`), instead of reading lines again.
+ * Those must be what a reader of the WAL gets (toWalEntry of the parsed line), for exactly the
+ * lines up to the cut (a seq, or an instant), whichever way the check read a line: its canonical
+ * tokens, or the general parser for a line the token reader does not take.
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { test } from "node:test";
-import { LineCutter, type Cut } from "../../src/archive/apply-segments.js";
+import { LineCutter, type Cut, type KeptIntent } from "../../src/archive/apply-segments.js";
 import { emptyEnd } from "../../src/archive/streams.js";
 import { parseJson, PyFloat, type JsonValue } from "../../src/json/canonical.js";
 import type { JsonObject } from "../../src/json/object.js";
 import { readCanonicalLine } from "../../src/wal/canonical-line.js";
-import { GENESIS_HASH, buildEntryWithLine, toWalEntry, type WalEntry } from "../../src/wal/entry.js";
+import {
+  GENESIS_HASH,
+  buildEntryWithLine,
+  entryTimeMs,
+  toWalEntry,
+  type WalEntry,
+} from "../../src/wal/entry.js";
 import { withSeed } from "../helpers.js";
 
-const STREAM = "runtime/wal/run-kept.wal.jsonl";
+const RUN = "run-kept";
+const STREAM = `runtime/wal/${RUN}.wal.jsonl`;
 const TYPES = ["task_created", "task_claimed", "task_completed", "tick_start", "t\u00e5sk_note"];
 const WANTED_TYPES = new Set(["task_claimed", "task_completed", "t\u00e5sk_note"]);
 const wants = (type: string, committed: boolean): boolean => committed && WANTED_TYPES.has(type);
@@ -35,8 +44,8 @@ function inputsOf(r: () => number, seq: number): JsonObject {
 }
 
 /**
- * n chained lines; in the second half, a few with a timestamp no writer prints (NaN), which only
- * the line-by-line path reads (the chunk holding one is read that way up to the cut).
+ * n chained lines a second apart; every 97th and a few others with a timestamp no writer prints
+ * (NaN), which is never past an instant.
  */
 function randomLines(r: () => number, n: number): string[] {
   const lines: string[] = [];
@@ -51,7 +60,7 @@ function randomLines(r: () => number, n: number): string[] {
       },
       seq,
       prev,
-      seq >= n / 2 && r() < 0.04 ? Number.NaN : 1795744701.123456 + seq,
+      seq % 97 === 96 || r() < 0.01 ? Number.NaN : 1795744701.123456 + seq,
     );
     prev = entry.entry_hash;
     lines.push(line);
@@ -59,17 +68,19 @@ function randomLines(r: () => number, n: number): string[] {
   return lines;
 }
 
-/**
- * Feeds `lines` to a cutter in chunks of whole lines (up to `maxChunk` lines, drawn from `r`);
- * returns what it kept.
- */
-function cutInChunks(
-  r: () => number,
-  lines: string[],
-  cut: Cut,
-  maxChunk: number,
-): { kept: WalEntry[]; keptLines: number } {
-  const cutter = new LineCutter(STREAM, "seg", emptyEnd(STREAM), cut, { entriesWanted: wants });
+interface Cutting {
+  kept: WalEntry[];
+  intents: KeptIntent[];
+  keptLines: number;
+  cutter: LineCutter;
+}
+
+/** Feeds `lines` to a cutter in chunks of whole lines (up to `maxChunk` lines, drawn from `r`). */
+function cutInChunks(r: () => number, lines: string[], cut: Cut, maxChunk: number): Cutting {
+  const cutter = new LineCutter(STREAM, "seg", emptyEnd(STREAM), cut, {
+    entriesWanted: wants,
+    collectIntents: true,
+  });
   const kept: WalEntry[] = [];
   let keptBytes = 0;
   for (let i = 0; i < lines.length && !cutter.done;) {
@@ -79,44 +90,70 @@ function cutInChunks(
     keptBytes += cutter.takeLines(chunk).length;
     kept.push(...cutter.kept);
   }
-  const all = Buffer.from(lines.join(""));
-  const keptLines = all.subarray(0, keptBytes).toString().split("\n").length - 1;
-  return { kept, keptLines };
+  const keptLines = Buffer.from(lines.join("")).subarray(0, keptBytes).toString().split("\n").length - 1;
+  return { kept, intents: cutter.intents, keptLines, cutter };
 }
 
-test("a cutter's kept entries are the parsed entries of the wanted lines up to the cut", () =>
+test("a cutter keeps the lines up to the cut and the parsed entries of the wanted ones", () =>
   withSeed("KEPT_ENTRIES_SEED", async (r) => {
     const lines = randomLines(r, 1500);
     const parsed = lines.map((l) => toWalEntry(parseJson(l.trimEnd()) as JsonObject));
-    // Both other paths are taken by wanted lines: one the token reader refuses (it holds
-    // Infinity) in a chunk checked whole, and one with a NaN timestamp, read line by line.
-    // The last case below cuts just before the first, in one chunk: it must not be kept.
+    const wanted = (i: number) => wants(parsed[i]!.decision_type, parsed[i]!.committed);
     const refused = (l: string) => {
       const b = Buffer.from(l);
       return readCanonicalLine(b, 0, b.length) < 0;
     };
-    const wanted = (i: number) => wants(parsed[i]!.decision_type, parsed[i]!.committed);
-    const generalOnly = lines.findIndex((l, i) => i > 0 && i < lines.length / 2 && wanted(i) && refused(l));
+    // A wanted line the token reader refuses (it holds Infinity): the general parser reads it.
+    // The last seq case cuts just before it, in one chunk: it must not be kept.
+    const generalOnly = lines.findIndex((l, i) => i > 0 && wanted(i) && refused(l));
     assert.ok(generalOnly > 0, "a wanted line is read by the general parser");
     assert.ok(
       parsed.some((e, i) => wanted(i) && Number.isNaN(e.timestamp)),
-      "a wanted line is read line by line",
+      "a wanted line has a NaN time",
     );
-    const cases: [cutSeq: number | undefined, maxChunk: number][] = [
-      [undefined, 40],
-      [0, 40],
-      [1 + Math.floor(r() * 1400), 40],
-      [lines.length - 1, 40],
-      [generalOnly - 1, lines.length],
+    const timeOf = (i: number) => entryTimeMs(parsed[i]!.timestamp);
+    // An instant with a NaN time after it, in the same chunk: that line is not kept either.
+    let instantAt = lines.length - 300 + Math.floor(r() * 200);
+    while (Number.isNaN(timeOf(instantAt))) instantAt--;
+    const afterInstant = parsed.findIndex((_, i) => timeOf(i) > timeOf(instantAt));
+    assert.ok(
+      parsed.slice(afterInstant).some((e) => Number.isNaN(e.timestamp)),
+      "a line with a NaN time after the instant",
+    );
+    const cases: [cut: Cut, maxChunk: number, expectedLines: number][] = [
+      [{ atMs: Number.MAX_SAFE_INTEGER }, 40, lines.length],
+      ...[0, 1 + Math.floor(r() * 1400), lines.length - 1].map((seq): [Cut, number, number] => [
+        { atMs: Number.MAX_SAFE_INTEGER, run: RUN, seq },
+        40,
+        seq + 1,
+      ]),
+      [{ atMs: Number.MAX_SAFE_INTEGER, run: RUN, seq: generalOnly - 1 }, lines.length, generalOnly],
+      // An instant: every line up to the first one after it.
+      [{ atMs: timeOf(instantAt) }, lines.length, afterInstant],
     ];
-    for (const [cutSeq, maxChunk] of cases) {
-      const cut: Cut =
-        cutSeq === undefined
-          ? { atMs: Number.MAX_SAFE_INTEGER }
-          : { atMs: Number.MAX_SAFE_INTEGER, run: "run-kept", seq: cutSeq };
-      const { kept, keptLines } = cutInChunks(r, lines, cut, maxChunk);
-      assert.equal(keptLines, cutSeq === undefined ? lines.length : cutSeq + 1, `lines kept, cut ${cutSeq}`);
-      const expected = parsed.slice(0, keptLines).filter((e) => wants(e.decision_type, e.committed));
-      assert.deepEqual(kept as unknown as JsonValue, expected as unknown as JsonValue, `cut ${cutSeq}`);
+    for (const [cut, maxChunk, expectedLines] of cases) {
+      const at = JSON.stringify(cut);
+      const { kept, intents, keptLines, cutter } = cutInChunks(r, lines, cut, maxChunk);
+      assert.equal(keptLines, expectedLines, `lines kept, cut ${at}`);
+      const upTo = parsed.slice(0, keptLines);
+      const expected = upTo.filter((e) => wants(e.decision_type, e.committed));
+      assert.deepEqual(kept as unknown as JsonValue, expected as unknown as JsonValue, `entries, cut ${at}`);
+      assert.deepEqual(
+        intents,
+        upTo.filter((e) => !e.committed).map((e) => ({ seq: e.seq, entry_hash: e.entry_hash })),
+        `intents, cut ${at}`,
+      );
+      const last = upTo[upTo.length - 1]!;
+      assert.deepEqual(cutter.position, {
+        length: Buffer.byteLength(lines.slice(0, keptLines).join("")),
+        tail_sha256: createHash("sha256")
+          .update(lines[keptLines - 1]!)
+          .digest("hex"),
+        seq: last.seq,
+        entry_hash: last.entry_hash,
+      });
+      const finite = upTo.map((e) => entryTimeMs(e.timestamp)).filter((t) => t > 0);
+      assert.equal(cutter.lastTime, finite[finite.length - 1], `last time, cut ${at}`);
+      if (cut.seq !== undefined) assert.equal(cutter.targetTime, timeOf(cut.seq), `target time, cut ${at}`);
     }
   }));
