@@ -50,7 +50,7 @@ import {
   type ProcessCost,
 } from "./support/measure.js";
 import { archiveObjectsPerDay } from "./support/archive-objects.js";
-import { launcherFlags } from "./support/launcher.js";
+import { launcherFlags } from "../src/workspace/launcher.js";
 import { overheadRun, type OverheadRun, type OverheadStore } from "./support/archive-overhead.js";
 
 /** Simulated seconds of the objects-per-day run that compaction is measured on (scaled to a day). */

@@ -54,7 +54,7 @@ import { AgeEncryptor } from "../src/dr/age/encrypt.js";
 import { AgeSplitHasher } from "../src/dr/age/split-hash.js";
 import { appendBackupLog } from "../src/dr/backup-log.js";
 import { Workspace } from "../src/workspace/layout.js";
-import { launcherFlags } from "./support/launcher.js";
+import { launcherFlags } from "../src/workspace/launcher.js";
 import {
   absoluteGoal,
   measureProcess,

@@ -19,7 +19,7 @@ import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { launcherFlags } from "./support/launcher.js";
+import { launcherFlags } from "../src/workspace/launcher.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);

@@ -14,10 +14,13 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { launcherFlags } from "../src/workspace/launcher.js";
 
 /** The checkout root (tests run from dist/test/...). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const CLI = path.join(REPO_ROOT, "bin", "bernstein");
+/** The arguments that run bin/bernstein as its first line does: with its Node flags. */
+export const CLI_ARGV: readonly string[] = [...launcherFlags(), CLI];
 export const FIXTURES = path.join(REPO_ROOT, "test", "fixtures");
 /** What the Python Bernstein produced (archives, a workspace, its audit key) for compatibility tests. */
 export const PYTHON_REFERENCE = path.join(FIXTURES, "python-reference");
@@ -101,7 +104,7 @@ export function spawnCliOnTerminal(
   done: Promise<{ code: number | null; output: string }>;
 } {
   const quote = (a: string): string => `'${a.replace(/'/g, "'\\''")}'`;
-  const command = [process.execPath, CLI, ...args].map(quote).join(" ");
+  const command = [process.execPath, ...CLI_ARGV, ...args].map(quote).join(" ");
   const child = spawn("script", ["-qec", command, "/dev/null"], {
     env: { ...process.env, ...opts.env },
     stdio: ["pipe", "pipe", "pipe"],
@@ -130,7 +133,7 @@ export function runCli(
   opts: { cwd?: string; env?: Record<string, string | undefined>; input?: string; timeoutMs?: number } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(process.execPath, [...CLI_ARGV, ...args], {
       cwd: opts.cwd,
       env: { ...process.env, ...opts.env },
       stdio: ["pipe", "pipe", "pipe"],
@@ -172,7 +175,7 @@ export function runCliWithClosedStdout(
     unlinkSync(fifo);
   }
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(process.execPath, [...CLI_ARGV, ...args], {
       cwd: opts.cwd,
       env: { ...process.env, ...opts.env },
       stdio: ["ignore", writeEnd, "pipe"],
@@ -194,7 +197,7 @@ export function spawnCli(
   args: string[],
   opts: { cwd?: string; env?: Record<string, string | undefined> } = {},
 ): { child: ChildProcess; done: Promise<CliResult> } {
-  const child = spawn(process.execPath, [CLI, ...args], {
+  const child = spawn(process.execPath, [...CLI_ARGV, ...args], {
     cwd: opts.cwd,
     env: { ...process.env, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],

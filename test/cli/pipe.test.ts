@@ -10,7 +10,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { Workspace } from "../../src/workspace/layout.js";
-import { CLI, runCli, runCliWithClosedStdout, scratchDir, envFor } from "../helpers.js";
+import { runCli, runCliWithClosedStdout, scratchDir, envFor, CLI_ARGV } from "../helpers.js";
 
 test("a closed stdout ends every long listing quietly with the command's own exit code", async (t) => {
   const { dir, cleanup } = await scratchDir("bernstein-pipe-");
@@ -89,7 +89,7 @@ test("stdout that cannot be written for another reason (a full disk) is exit 6, 
   assert.equal((await runCli(["init"], { cwd: dir, env })).code, 0);
   const full = openSync("/dev/full", "w");
   try {
-    const r = spawnSync(process.execPath, [CLI, "status"], {
+    const r = spawnSync(process.execPath, [...CLI_ARGV, "status"], {
       cwd: dir,
       env,
       stdio: ["ignore", full, "pipe"],

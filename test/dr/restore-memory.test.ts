@@ -12,7 +12,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { backupToFile } from "../../src/dr/backup.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
-import { launcherFlags } from "../../bench/support/launcher.js";
+import { launcherFlags } from "../../src/workspace/launcher.js";
 import { REPO_ROOT, scratchDir } from "../helpers.js";
 
 const CHILD = path.join(REPO_ROOT, "dist", "test", "dr", "support", "restore-rss-child.js");

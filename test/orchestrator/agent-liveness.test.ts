@@ -13,10 +13,10 @@ import { addTask } from "../../src/orchestrator/tasks.js";
 import { WRAPPER_MAIN, agentRecordPath, readAgentRecord } from "../../src/orchestrator/wrapper.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
-import { CLI, runCli, scratchDir, type CliResult, waitFor } from "../helpers.js";
+import { runCli, scratchDir, type CliResult, waitFor, CLI_ARGV } from "../helpers.js";
 
 function startChild(sdd: string, dir: string, env: Record<string, string>, args: string[]) {
-  const child = spawn(process.execPath, [CLI, "--sdd", sdd, "start", ...args], {
+  const child = spawn(process.execPath, [...CLI_ARGV, "--sdd", sdd, "start", ...args], {
     cwd: dir,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],

@@ -16,7 +16,7 @@ import { loadState } from "../../src/checkpoint/load-state.js";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import type { Workspace } from "../../src/workspace/layout.js";
-import { CLI, runCli, type CliResult, waitFor } from "../helpers.js";
+import { runCli, type CliResult, waitFor, CLI_ARGV } from "../helpers.js";
 import { orchestratorWorkspace } from "./support/workspace.js";
 
 const count = (dir: string) => readdir(dir).then((n) => n.filter((x) => !x.startsWith(".")).length);
@@ -39,7 +39,7 @@ for (const mode of ["foreground", "--detach"] as const) {
         });
       }
       if (mode === "foreground") {
-        const c = spawn(process.execPath, [CLI, "--sdd", sdd, "start", "--until-idle", "--json"], {
+        const c = spawn(process.execPath, [...CLI_ARGV, "--sdd", sdd, "start", "--until-idle", "--json"], {
           cwd: dir,
           env: { ...process.env, ...env },
           stdio: ["ignore", "pipe", "pipe"],

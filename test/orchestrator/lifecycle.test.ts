@@ -8,6 +8,7 @@ import { readAgentRecord } from "../../src/orchestrator/wrapper.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { readClosedMarker } from "../../src/wal/recovery.js";
 import type { Workspace } from "../../src/workspace/layout.js";
+import { launcherFlags } from "../../src/workspace/launcher.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
 import { runCli, waitFor } from "../helpers.js";
 import { taskCounts } from "./support/task-counts.js";
@@ -114,6 +115,32 @@ test("stop --force kills the agents' process groups and re-queues their tasks", 
     assert.equal(again.code, 0, again.stderr);
     assert.equal(JSON.parse(again.stdout).counts.done, 2);
     assert.deepEqual((await readdir(path.join(dir, ".sdd/backlog/done"))).sort(), ["f1.md", "f2.md"]);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("the detached orchestrator and its agent wrappers run with bin/bernstein's Node flags", async () => {
+  const { ws, cli, cleanup } = await orchestratorWorkspace("bernstein-flags-");
+  try {
+    // Without them (`node FILE` does not read FILE's first line) a process could hang at exit.
+    assert.ok(launcherFlags().includes("--no-concurrent-recompilation"));
+    await addTask(ws, { id: "w1", title: "w1", command: "sleep 30" });
+    const started = await cli("start", "--detach", "--poll", "50", "--json");
+    assert.equal(started.code, 0, started.stderr);
+    const orchestrator = JSON.parse(started.stdout).pid as number;
+    const wrapper = (
+      await waitFor("the agent running", async () => (await readAgentRecord(ws, "w1#1")) ?? undefined)
+    ).pid;
+    for (const [who, pid] of [
+      ["orchestrator", orchestrator],
+      ["agent wrapper", wrapper],
+    ] as const) {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      for (const flag of launcherFlags())
+        assert.ok(argv.includes(flag), `${who}: ${flag} in ${argv.join(" ")}`);
+    }
+    assert.equal((await cli("stop", "--force")).code, 0);
   } finally {
     await cleanup();
   }

@@ -14,7 +14,7 @@ import { ReplicationLeader } from "../../src/replication/leader.js";
 import type { ConnectionLimits } from "../../src/replication/server.js";
 import { verifyWal } from "../../src/wal/reader.js";
 import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
-import { CLI, runCli } from "../helpers.js";
+import { runCli, CLI_ARGV } from "../helpers.js";
 import {
   eventually,
   leaderWorkspace,
@@ -298,13 +298,16 @@ test(
     const leader = new Proc(
       spawn(
         process.execPath,
-        [CLI, "--sdd", sdd("L"), "start", "--poll", "50", "--replication-listen", "127.0.0.1:0"].concat([
-          "--token-file",
-          tokenFile,
-          "--max-connections-per-ip",
-          "8",
-          ...bounds,
-        ]),
+        [
+          ...CLI_ARGV,
+          "--sdd",
+          sdd("L"),
+          "start",
+          "--poll",
+          "50",
+          "--replication-listen",
+          "127.0.0.1:0",
+        ].concat(["--token-file", tokenFile, "--max-connections-per-ip", "8", ...bounds]),
         { stdio: ["ignore", "pipe", "pipe"], cwd: dir },
       ),
       "leader",

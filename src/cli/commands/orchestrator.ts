@@ -3,13 +3,13 @@ import { spawn } from "node:child_process";
 import { openSync, closeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { shown } from "../../workspace/shown-path.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf, type GlobalOptions } from "../output.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
 import { durableMkdir } from "../../workspace/durable.js";
+import { BIN, launcherFlags } from "../../workspace/launcher.js";
 import { lockedBy, readLock } from "../../workspace/lock.js";
 import { Orchestrator, type RecoverySummary, type RunResult } from "../../orchestrator/orchestrator.js";
 import { readStatusFile, writeStopRequest } from "../../orchestrator/control.js";
@@ -34,8 +34,6 @@ import {
   worktreeOptionsOf,
   type WorktreeStartFlags,
 } from "../worktree-options.js";
-
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../../bin/bernstein");
 
 export function replayLine(r: RecoverySummary): string {
   const p = r.replay;
@@ -145,7 +143,7 @@ async function startDetached(ws: Workspace, opts: StartFlags, out: Output): Prom
   const logFile = path.join(ws.logsDir, "orchestrator.log");
   const fd = openSync(logFile, "a");
   let exitCode: number | null | undefined;
-  const child = spawn(process.execPath, [BIN, ...detachedArgs(ws, opts)], {
+  const child = spawn(process.execPath, [...launcherFlags(), BIN, ...detachedArgs(ws, opts)], {
     detached: true,
     stdio: ["ignore", fd, fd],
     cwd: ws.projectDir,

@@ -21,6 +21,7 @@ import {
 } from "../worktree-tasks.js";
 import { fail } from "./fail.js";
 import { intentInputs, type ReplayHandlers } from "./replay.js";
+import { launcherFlags } from "../../workspace/launcher.js";
 
 export async function claimAndSpawn(ctx: RunContext, t: TaskView): Promise<void> {
   // task_retry records the next attempt's number; an attempt number whose run-once token was
@@ -111,7 +112,7 @@ function startWrapper(
   };
   const logFd = openSync(agentLogPath(ctx.ws, agentId), "a");
   try {
-    return spawn(process.execPath, [WRAPPER_MAIN, JSON.stringify(job)], {
+    return spawn(process.execPath, [...launcherFlags(), WRAPPER_MAIN, JSON.stringify(job)], {
       cwd: invocation.cwd,
       detached: true,
       stdio: ["ignore", logFd, logFd],

@@ -11,7 +11,7 @@ import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { addTask } from "../../../src/orchestrator/tasks.js";
 import { initWorkspace } from "../../../src/workspace/layout.js";
-import { CLI, runCli, scratchDir } from "../../helpers.js";
+import { runCli, scratchDir, CLI_ARGV } from "../../helpers.js";
 
 const TASKS = 24;
 const BACKUPS = 10;
@@ -29,7 +29,7 @@ test(`${BACKUPS} backups during a busy start each restore to a workspace that pa
   }
   const start = spawn(
     process.execPath,
-    [CLI, "start", "--sdd", ws.root, "--max-agents", "1", "--poll", "50"],
+    [...CLI_ARGV, "start", "--sdd", ws.root, "--max-agents", "1", "--poll", "50"],
     {
       env: { ...process.env, ...env },
       stdio: "ignore",

@@ -8,7 +8,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { addTask } from "../../../src/orchestrator/tasks.js";
 import { initWorkspace } from "../../../src/workspace/layout.js";
-import { CLI, runCli, type CliResult } from "../../helpers.js";
+import { runCli, type CliResult, CLI_ARGV } from "../../helpers.js";
 
 export interface Scenario {
   dir: string;
@@ -60,7 +60,7 @@ export function startAndKill(
     const child = spawn(
       process.execPath,
       [
-        CLI,
+        ...CLI_ARGV,
         "--sdd",
         s.sdd,
         "start",

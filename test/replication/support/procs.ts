@@ -9,7 +9,7 @@ import path from "node:path";
 import type { TestContext } from "node:test";
 import { WalWriter } from "../../../src/wal/writer.js";
 import { initWorkspace, type Workspace } from "../../../src/workspace/layout.js";
-import { CLI, REPO_ROOT, scratchDir } from "../../helpers.js";
+import { REPO_ROOT, scratchDir, CLI_ARGV } from "../../helpers.js";
 
 // Child processes write audit events (degrade, promotion): keep the audit key out of $HOME, in a
 // folder of this test process that goes when it exits.
@@ -137,7 +137,7 @@ export async function startCli(
   name: string,
   onSpawn?: (proc: Proc) => void,
 ): Promise<{ proc: Proc; doc: Record<string, unknown> }> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...CLI_ARGV, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   const proc = new Proc(child, name);
   onSpawn?.(proc);
   let all = "";
@@ -179,7 +179,7 @@ export async function startReplicatedOrchestrator(o: {
   const child = spawn(
     process.execPath,
     [
-      CLI,
+      ...CLI_ARGV,
       "--sdd",
       o.sdd,
       "start",
