@@ -9,11 +9,11 @@ import { spawnSync } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { runDrill } from "../dr/drill.js";
 import { runDoctor } from "../orchestrator/doctor.js";
 import { addTask } from "../orchestrator/tasks.js";
 import { initWorkspace } from "../workspace/layout.js";
+import { BIN, launcherFlags } from "../workspace/launcher.js";
 import { printDrill } from "./commands/dr/drill.js";
 import { Output } from "./output.js";
 
@@ -26,7 +26,6 @@ const json = args.includes("--json");
 const keep = args.includes("--keep");
 const tasks = Number(flag("--tasks") ?? 24);
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const dir = await mkdtemp(path.join(os.tmpdir(), "bernstein-demo-"));
 process.env.BERNSTEIN_AUDIT_KEY_PATH = path.join(dir, "state", "audit.key");
 const out = new Output({ json, quiet: false });
@@ -50,16 +49,7 @@ try {
   );
   const start = spawnSync(
     process.execPath,
-    [
-      path.join(repo, "bin", "bernstein"),
-      "start",
-      "--sdd",
-      ws.root,
-      "--until-idle",
-      "--max-agents",
-      "4",
-      "--json",
-    ],
+    [...launcherFlags(), BIN, "start", "--sdd", ws.root, "--until-idle", "--max-agents", "4", "--json"],
     { encoding: "utf8", env: process.env },
   );
   if (start.status !== 0)
