@@ -240,14 +240,19 @@ export interface BatchVisitor {
   line(l: VerifiedLine): void;
 }
 
-/** The line the token reader has just confirmed, read from its tokens. */
-class ConfirmedLine implements VerifiedLine {
+/** A verified line's facts, set for each line by its reader's `of`. */
+abstract class LineFacts implements VerifiedLine {
   start = 0;
   seq = 0;
   timestamp = 0;
   decisionType = "";
   committed = false;
   entryHash = "";
+  abstract entry(): WalEntry;
+}
+
+/** The line the token reader has just confirmed, read from its tokens. */
+class ConfirmedLine extends LineFacts {
   private bytes: Buffer = EMPTY;
   of(bytes: Buffer, start: number): this {
     this.bytes = bytes;
@@ -265,22 +270,16 @@ class ConfirmedLine implements VerifiedLine {
 }
 
 /** A line the general parser read. */
-class ParsedLine implements VerifiedLine {
-  start = 0;
-  seq = 0;
-  timestamp = 0;
-  decisionType = "";
-  committed = false;
-  entryHash = "";
+class ParsedLine extends LineFacts {
   private built?: WalEntry;
   of(obj: JsonObject, start: number): this {
-    this.built = toWalEntry(obj);
+    const e = (this.built = toWalEntry(obj));
     this.start = start;
-    this.seq = this.built.seq;
-    this.timestamp = this.built.timestamp;
-    this.decisionType = this.built.decision_type;
-    this.committed = this.built.committed;
-    this.entryHash = this.built.entry_hash;
+    this.seq = e.seq;
+    this.timestamp = e.timestamp;
+    this.decisionType = e.decision_type;
+    this.committed = e.committed;
+    this.entryHash = e.entry_hash;
     return this;
   }
   entry(): WalEntry {

@@ -298,16 +298,9 @@ test(
     const leader = new Proc(
       spawn(
         process.execPath,
-        [
-          ...CLI_ARGV,
-          "--sdd",
-          sdd("L"),
-          "start",
-          "--poll",
-          "50",
-          "--replication-listen",
-          "127.0.0.1:0",
-        ].concat(["--token-file", tokenFile, "--max-connections-per-ip", "8", ...bounds]),
+        [...CLI_ARGV, "--sdd", sdd("L"), "start", "--poll", "50", "--replication-listen", "127.0.0.1:0"]
+          .concat(["--token-file", tokenFile, "--max-connections-per-ip", "8"])
+          .concat(bounds),
         { stdio: ["ignore", "pipe", "pipe"], cwd: dir },
       ),
       "leader",
