@@ -157,21 +157,18 @@ export class LineCutter {
     const times: number[] = [];
     const intents: KeptIntent[] = [];
     const kept: WalEntry[] = [];
-    let hash = "";
+    let lastHash = "";
     let beyond = false;
     const visitor: BatchVisitor = {
       line: (l) => {
         if (beyond) return;
         const time = entryTimeMs(l.timestamp);
-        if (this.beyond(run, l.seq, time)) {
-          beyond = true;
-          starts.push(l.start);
-          return;
-        }
         starts.push(l.start);
+        beyond = this.beyond(run, l.seq, time);
+        if (beyond) return;
         seqs.push(l.seq);
         times.push(time);
-        hash = l.entryHash;
+        lastHash = l.entryHash;
         if (this.collectIntents && !l.committed) intents.push({ seq: l.seq, entry_hash: l.entryHash });
         if (wanted?.(l.decisionType, l.committed)) kept.push(l.entry());
       },
@@ -194,7 +191,7 @@ export class LineCutter {
         length: this.end.length + used,
         tail_sha256: sha256(data.subarray(starts[n - 1]!, used)),
         seq: seqs[n - 1]!,
-        entry_hash: hash,
+        entry_hash: lastHash,
       };
     this.lastTime = lastTime;
     this.done = beyond;

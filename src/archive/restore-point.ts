@@ -5,8 +5,8 @@
  * position to the target), the uncommitted index (restore-intents.ts) and the orchestrator state
  * (restore-state.ts) taken from the lines on the way and written as a checkpoint, a caller's
  * finishing step (the CLI materializes task files from that state), and only then the swap into
- * place with `dr restore`'s guards (restore-target.ts). The audit log, the ledger and the run records are cut at the same
- * instant as the WAL.
+ * place with `dr restore`'s guards (restore-target.ts). The audit log, the ledger and the run
+ * records are cut at the same instant as the WAL.
  */
 import { rm } from "node:fs/promises";
 import path from "node:path";
