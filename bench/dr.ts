@@ -26,8 +26,8 @@
  * (the generator is paused for those), with their own ratios; every other row is unchanged.
  * Before the restore rows, file creation is probed (a tar -xzf, its system time per file) until it
  * is cheap (support/file-creation.ts; at most --fs-wait-s S, default 420), and again after them;
- * `file_creation` gives the figures, `warnings` says when the rows ran on the file system's slow
- * path.
+ * `file_creation` gives the figures (and the restore rows' own tar -xzf per file), `warnings`
+ * says when the rows ran on the file system's slow path, and the restore goals are then not met.
  * Prints ONE JSON object. Options: --json (accepted; the output is always JSON), --files N,
  * --runs N (default 5).
  */
@@ -418,6 +418,13 @@ try {
 
   const tarBaseline = `tar -czf at gzip -${GZIP_LEVEL}, same folders, same run`;
   const xzBaseline = "tar -xzf of the plain archive into an empty folder, same run";
+  // The restore rows' own tar -xzf says best whether they ran on the slow path: the probes before
+  // and after them can miss a removal in between.
+  const rowsTarUsPerFile = (median(tarXz.map((c) => c.sys_s)) / FILES) * 1e6;
+  const slowRows = creation.slow || creationAfterUs > SLOW_CREATE_US || rowsTarUsPerFile > SLOW_CREATE_US;
+  /** A restore goal measured on the slow path is not met: both sides carry a cost that is not ours. */
+  const onFastPath = (g: Goal): Goal =>
+    slowRows ? { ...g, met: false, target: `${g.target} (not measured: the file system's slow path)` } : g;
   const goals = [
     ratioGoal("dr.plain_backup_cpu_vs_tar", "cpu_s", s.plain_backup.cpu_s, s.tar_czf.cpu_s, tarBaseline, {
       max: 1.3,
@@ -435,23 +442,27 @@ try {
         max: 2,
       },
     ),
-    ratioGoal(
-      "dr.plain_restore_wall_vs_tar",
-      "wall_s",
-      s.plain_restore.wall_s,
-      s.tar_xzf.wall_s,
-      xzBaseline,
-      { max: 1.5 },
+    onFastPath(
+      ratioGoal(
+        "dr.plain_restore_wall_vs_tar",
+        "wall_s",
+        s.plain_restore.wall_s,
+        s.tar_xzf.wall_s,
+        xzBaseline,
+        {
+          max: 1.5,
+        },
+      ),
     ),
-    ratioGoal(
-      "dr.encrypted_restore_wall_vs_tar",
-      "wall_s",
-      s.encrypted_restore.wall_s,
-      s.tar_xzf.wall_s,
-      xzBaseline,
-      {
-        max: 1.5,
-      },
+    onFastPath(
+      ratioGoal(
+        "dr.encrypted_restore_wall_vs_tar",
+        "wall_s",
+        s.encrypted_restore.wall_s,
+        s.tar_xzf.wall_s,
+        xzBaseline,
+        { max: 1.5 },
+      ),
     ),
     absoluteGoal(
       "dr.peak_rss_mb",
@@ -505,15 +516,19 @@ try {
     },
     big_file: big,
     age_rekey: rekey,
-    file_creation: { ...creation, after_restore_rows_us_per_file: creationAfterUs },
-    warnings:
-      creation.slow || creationAfterUs > SLOW_CREATE_US
-        ? [
-            `tar -xzf spent ${creation.slow ? creation.last_us_per_file : creationAfterUs} µs of system time per file ` +
-              `${creation.slow ? "before" : "after"} the restore rows (slow above ${SLOW_CREATE_US}): ` +
-              "the file system was in its slow path after a large removal, and the restore rows and tar -xzf carry that cost",
-          ]
-        : [],
+    file_creation: {
+      ...creation,
+      after_restore_rows_us_per_file: creationAfterUs,
+      restore_rows_tar_us_per_file: round(rowsTarUsPerFile, 1),
+    },
+    warnings: slowRows
+      ? [
+          `tar -xzf spent ${round(creation.slow ? creation.last_us_per_file : Math.max(creationAfterUs, rowsTarUsPerFile), 1)} µs ` +
+            `of system time per file ${creation.slow ? "before" : "in or after"} the restore rows (slow above ${SLOW_CREATE_US}): ` +
+            "the file system was in its slow path after a large removal, and the restore rows and tar -xzf carry that cost; " +
+            "the restore goals are not measured",
+        ]
+      : [],
     note: "medians of N alternating whole-process runs, each after a sync (wall includes Node's start-up, as tar's includes its own); peak RSS is the worst run's",
     goals,
   };
