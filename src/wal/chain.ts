@@ -288,6 +288,9 @@ class ParsedLine extends LineFacts {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** What a visitor is shown: one of each, refilled per line (a line is valid during its call only). */
+const confirmedView = new ConfirmedLine();
+const parsedView = new ParsedLine();
 
 /**
  * Checks complete lines (each ending with a newline) on their own: every line parses, hashes,
@@ -299,8 +302,6 @@ const EMPTY = Buffer.alloc(0);
 export function checkBatch(region: Buffer, visitor?: BatchVisitor): CleanBatch | undefined {
   let clean = true;
   let lineStart = 0;
-  const confirmed = new ConfirmedLine();
-  const parsed = new ParsedLine();
   let count = 0;
   let firstSeq = -1;
   let firstPrev = "";
@@ -331,7 +332,7 @@ export function checkBatch(region: Buffer, visitor?: BatchVisitor): CleanBatch |
       lastSeq = c.seq;
       lastHashIn = bytes;
       lastHashAt = c.hashStart;
-      visitor?.line(confirmed.of(bytes, start));
+      visitor?.line(confirmedView.of(bytes, start));
       return end + 1;
     },
     line(text, _lineNo, _final, ascii) {
@@ -369,7 +370,7 @@ export function checkBatch(region: Buffer, visitor?: BatchVisitor): CleanBatch |
       lastHash = hash;
       lastHashAt = -1;
       // emitLines offered this line to take() first, which noted where it starts.
-      visitor?.line(parsed.of(obj, lineStart));
+      visitor?.line(parsedView.of(obj, lineStart));
     },
     badUtf8() {
       clean = false;
