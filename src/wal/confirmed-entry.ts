@@ -12,7 +12,7 @@ import { scannedNumbers } from "../json/canonical-scan.js";
 import { valueOfCanonicalBytes } from "../json/canonical-value.js";
 import { asJsonObject, type JsonObject } from "../json/object.js";
 import { CONFIRMED_FIELDS as F, bytesEqualText, confirmedLine } from "./canonical-line.js";
-import type { WalEntry } from "./entry.js";
+import { walEntry, type WalEntry } from "./entry.js";
 
 const QUOTE = 0x22;
 const OPEN_BRACE = 0x7b;
@@ -25,17 +25,17 @@ const T = 0x74;
  */
 export function entryOfConfirmedLine(bytes: Buffer, prevHash?: string): WalEntry {
   const t = confirmedLine.tokens;
-  return {
-    seq: confirmedLine.seq,
-    prev_hash: prevHash ?? bytes.toString("latin1", t[2 * F.prev_hash] + 1, t[2 * F.prev_hash + 1] - 1),
-    timestamp: confirmedTimestamp(bytes),
-    decision_type: confirmedDecisionType(bytes),
-    inputs: payloadOf(bytes, F.inputs),
-    output: payloadOf(bytes, F.output),
-    actor: bytes[t[2 * F.actor]] === QUOTE ? stringOf(bytes, F.actor) : "",
-    committed: confirmedCommitted(bytes),
-    entry_hash: confirmedLine.hash,
-  };
+  return walEntry(
+    confirmedLine.seq,
+    prevHash ?? bytes.toString("latin1", t[2 * F.prev_hash] + 1, t[2 * F.prev_hash + 1] - 1),
+    confirmedTimestamp(bytes),
+    confirmedDecisionType(bytes),
+    payloadOf(bytes, F.inputs),
+    payloadOf(bytes, F.output),
+    bytes[t[2 * F.actor]] === QUOTE ? stringOf(bytes, F.actor) : "",
+    confirmedCommitted(bytes),
+    confirmedLine.hash,
+  );
 }
 
 /** The timestamp of the line readCanonicalLine confirmed last, as toWalEntry reads it. */
