@@ -314,8 +314,11 @@ class SegmentFeed {
       return;
     }
     if (keep.length > 0) {
-      await this.fh.write(keep);
+      // Handed on and let go before the write is awaited: held over the wait, these entries
+      // would outlive a young collection and wait for a full one.
       this.sinks.onKept?.(this.cutter.kept, this.cutter.position);
+      this.cutter.kept = [];
+      await this.fh.write(keep);
     }
     if (this.cutter.intents.length > 0) await this.sinks.onIntents?.(this.cutter.intents.splice(0));
   }
@@ -339,11 +342,19 @@ const lengthMismatch = (c: SegmentChecks, got: number): BrokenSegment =>
 /** Bytes handed to the cutter at a time from a segment held whole. */
 const SLICE = 1 << 20;
 
+/**
+ * Bytes read from the store at a time, where it lets us choose. A chunk read stays referenced
+ * until all that is inflated from it is checked and written: 64 KiB of gzipped WAL (some 380 KiB
+ * of lines) outlives two young collections, so its memory is only freed by a full one and piles
+ * up until then. 16 KiB chunks die young.
+ */
+const READ_CHUNK = 16 * 1024;
+
 /** A plaintext segment, streamed from the store: hashed as it passes, never held whole. */
 async function feedStreamed(store: BackupStore, key: string, feed: SegmentFeed, c: SegmentChecks) {
   const hash = createHash("sha256");
   let size = 0;
-  for await (const chunk of await store.get(key)) {
+  for await (const chunk of await store.get(key, undefined, { chunkBytes: READ_CHUNK })) {
     hash.update(chunk as Buffer);
     size += (chunk as Buffer).length;
     await feed.push(chunk as Buffer);
@@ -367,7 +378,7 @@ async function feedInflated(store: BackupStore, key: string, feed: SegmentFeed, 
       done(null, chunk);
     },
   });
-  const piped = pipeline(await store.get(key), tap, inflater);
+  const piped = pipeline(await store.get(key, undefined, { chunkBytes: READ_CHUNK }), tap, inflater);
   piped.catch(() => {}); // its failure is the loop's below
   let size = 0;
   try {
@@ -421,8 +432,9 @@ export interface ApplySinks {
   /** Gets the intents (committed=false) of the WAL lines kept, in seq order, as they are kept. */
   onIntents?: (intents: KeptIntent[]) => Promise<void>;
   /**
-   * Gets, as lines are appended, the entries `entriesWanted` picks among the WAL lines kept (in
-   * order, built by the chain check from the bytes it verified) and where the stream then ends.
+   * Gets, as lines are kept (just before they are appended), the entries `entriesWanted` picks
+   * among them (in order, built by the chain check from the bytes it verified) and where the
+   * stream then ends.
    */
   onKept?: (entries: WalEntry[], end: StreamEnd) => void;
   /** Which entries of the WAL lines kept `onKept` gets, from their type and committed flag. */

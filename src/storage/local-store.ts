@@ -11,7 +11,7 @@ import type { Readable } from "node:stream";
 import { ExitCode, UserError, userErrorFromFs } from "../errors/errors.js";
 import { durableMkdir, durableRename, fsyncDir, fsyncHandle, tempPathFor } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
-import type { BackupStore, ByteRange, ObjectInfo, PutOptions, PutResult } from "./store.js";
+import type { BackupStore, ByteRange, ObjectInfo, PutOptions, PutResult, ReadOptions } from "./store.js";
 import { shown } from "../workspace/shown-path.js";
 
 /** A new file holding `metadata` as one JSON line, fsynced (not yet renamed into place). */
@@ -98,13 +98,18 @@ export class LocalStore implements BackupStore {
     }
   }
 
-  async get(key: string, range?: ByteRange): Promise<Readable> {
+  async get(key: string, range?: ByteRange, options: ReadOptions = {}): Promise<Readable> {
     checkKey(key);
     const file = path.join(this.root, key);
     try {
       const fh = await open(file, "r");
       const end = range?.end === undefined ? undefined : range.end - 1;
-      return fh.createReadStream({ autoClose: true, start: range?.start, end });
+      return fh.createReadStream({
+        autoClose: true,
+        start: range?.start,
+        end,
+        ...(options.chunkBytes ? { highWaterMark: options.chunkBytes } : {}),
+      });
     } catch (err) {
       throw userErrorFromFs(err, file) ?? err;
     }

@@ -52,6 +52,12 @@ export interface ByteRange {
   end?: number;
 }
 
+/** How a stream from `get` hands out its bytes. */
+export interface ReadOptions {
+  /** Bytes per chunk where the store chooses them (a folder does; an object store's come as the network gives them). */
+  chunkBytes?: number;
+}
+
 /** A new header in front of an object's bytes from `payloadFrom` on (`dr rekey` of an `.age` archive). */
 export interface HeadRewrite {
   head: Buffer;
@@ -97,7 +103,7 @@ export interface BackupStore {
   /** Streams `source` to `key`. All or nothing: on failure no object (and no pending upload) remains. */
   put(key: string, source: Readable, options?: PutOptions): Promise<PutResult>;
   /** A stream of the object's bytes (or of `range`); throws a UserError if it does not exist. */
-  get(key: string, range?: ByteRange): Promise<Readable>;
+  get(key: string, range?: ByteRange, options?: ReadOptions): Promise<Readable>;
   /** Size, time and metadata, or undefined if there is no such object. */
   head(key: string): Promise<ObjectInfo | undefined>;
   /** Objects directly under the root whose key starts with `prefix` (no recursion). */

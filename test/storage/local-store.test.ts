@@ -2,10 +2,10 @@
  * The folder store's check of a put against the caller's sha256 and size: a streamed source is
  * hashed as it is written and a mismatch leaves nothing; a body the caller hashed in its own
  * memory (PutOptions.sha256OfSource, an archive segment) is stored under the caller's sha256
- * without a second hash, its size still checked.
+ * without a second hash, its size still checked. A read hands out chunks of the size asked for.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { readdir } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
@@ -58,5 +58,39 @@ describe("local store: a put checked against the caller's sha256 and size", () =
       /wrote 9 bytes, expected 10/,
     );
     assert.ok(!(await readdir(scratch.dir)).some((n) => n.includes("short")));
+  });
+});
+
+describe("local store: a read in chunks of the size asked for", () => {
+  let scratch: { dir: string; cleanup: () => Promise<void> };
+  let store: LocalStore;
+  const body = randomBytes(200_000);
+  before(async () => {
+    scratch = await scratchDir("bernstein-local-store-read-");
+    store = new LocalStore(scratch.dir);
+    await store.put("object", Readable.from([body]));
+  });
+  after(async () => {
+    await scratch.cleanup();
+  });
+
+  async function chunksOf(stream: Readable): Promise<Buffer[]> {
+    const chunks: Buffer[] = [];
+    for await (const c of stream) chunks.push(c as Buffer);
+    return chunks;
+  }
+
+  it("whole or a range, no chunk is larger than chunkBytes and the bytes are the object's", async () => {
+    for (const range of [undefined, { start: 1_000, end: 150_001 }]) {
+      const chunks = await chunksOf(await store.get("object", range, { chunkBytes: 16 * 1024 }));
+      assert.ok(chunks.every((c) => c.length <= 16 * 1024));
+      assert.deepEqual(Buffer.concat(chunks), range ? body.subarray(range.start, range.end) : body);
+    }
+  });
+
+  it("without chunkBytes, the stream's own (larger) chunks", async () => {
+    const chunks = await chunksOf(await store.get("object"));
+    assert.ok(chunks.some((c) => c.length > 16 * 1024));
+    assert.deepEqual(Buffer.concat(chunks), body);
   });
 });
