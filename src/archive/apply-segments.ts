@@ -12,6 +12,7 @@ import { mkdir, open, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { GarbageBudget } from "../dr/memory.js";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { BackupStore } from "../storage/store.js";
 import { checkBatch, type BatchVisitor } from "../wal/chain.js";
@@ -276,9 +277,11 @@ class SegmentFeed {
     private readonly skip: number,
     private readonly fh: FileHandle,
     private readonly sinks: ApplySinks,
+    private readonly budget: GarbageBudget,
   ) {}
 
   async push(chunk: Buffer): Promise<void> {
+    this.budget.add(chunk.length);
     const from = Math.min(chunk.length, Math.max(0, this.skip - this.seen));
     this.seen += chunk.length;
     if (this.cutter.done || this.lineError || from === chunk.length) return;
@@ -457,6 +460,9 @@ export async function applyStream(
   let lastTime = 0;
   let applied = 0;
   let targetTime: number | undefined;
+  // An S3 body comes in the network's chunks, read ahead through several streams: they outlive
+  // young collections whatever we ask for (a folder's 16 KiB reads do not).
+  const budget = new GarbageBudget();
   try {
     for (const seg of segments) {
       if (seg.to <= end.length) continue;
@@ -480,7 +486,7 @@ export async function applyStream(
         entriesWanted: sinks.entriesWanted,
       });
       cutter.lastTime = lastTime;
-      const feed = new SegmentFeed(cutter, end.length - seg.from, fh, sinks);
+      const feed = new SegmentFeed(cutter, end.length - seg.from, fh, sinks, budget);
       const checks = { sha256: ix.sha256, length: seg.to - seg.from, missing };
       await (codec?.encrypted
         ? feedSealed(store, seg.key, codec, feed, checks)
