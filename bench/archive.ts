@@ -18,8 +18,8 @@
  *   each append more than alone (CPU, waiting for a core, blocked in its fdatasync); bytes the
  *   archiver wrote per WAL byte (segments, merges, status).
  * - Restore to a point `--decisions` decisions after its snapshot (default 10,000, 100,000 and
- *   the issue's 1,000,000; `dr archive-restore --latest`, a whole process: wall and peak RSS)
- *   against `dr restore` of a backup of the same state.
+ *   the issue's 1,000,000; `dr archive-restore --latest` from a folder and from S3, a whole
+ *   process: wall and peak RSS) against `dr restore` of a backup of the same state.
  * - Objects and bytes per day at 1 decision/s, from the segments measured per cycle.
  *
  * Usage: npm run bench:archive -- --json [--seconds S] [--decisions N[,N...]] [--only SECTION[,SECTION]]
@@ -204,8 +204,19 @@ async function appendMany(ws: Workspace, n: number): Promise<void> {
   await wal.close();
 }
 
-/** Point-in-time restore `decisions` past its snapshot, against a full restore of the same state. */
-async function restoreRun(root: string, decisions: number) {
+/** Copies every object of `from` to `to`, with its metadata (a segment's index is its metadata). */
+async function copyStore(from: BackupStore, to: BackupStore): Promise<void> {
+  for (const o of await from.list()) {
+    const info = await from.head(o.key);
+    await to.put(o.key, await from.get(o.key), { metadata: info?.metadata ?? {} });
+  }
+}
+
+/**
+ * Point-in-time restore `decisions` past its snapshot, from a folder and from S3 (`s3Endpoint`),
+ * against a full restore of the same state.
+ */
+async function restoreRun(root: string, decisions: number, s3Endpoint: string) {
   const dir = path.join(root, `restore-${decisions}`);
   const ws = await freshWorkspace(dir, "source");
   const storeDir = path.join(dir, "store");
@@ -232,8 +243,23 @@ async function restoreRun(root: string, decisions: number) {
     "--latest",
     "--json",
   );
+  const s3Prefix = `s3://bench/restore-${decisions}/`;
+  await copyStore(store, await storeFor(parseCatalogueLocation(s3Prefix), { endpoint: s3Endpoint }));
+  const pitrS3 = cli(
+    path.join(dir, "pitr-s3", ".sdd"),
+    "dr",
+    "archive-restore",
+    "--from",
+    s3Prefix,
+    "--endpoint",
+    s3Endpoint,
+    "--latest",
+    "--json",
+  );
   const full = cli(path.join(dir, "full", ".sdd"), "dr", "restore", "--from", backup);
   const segments = (JSON.parse(pitr.stdout) as { segments: number }).segments;
+  if ((JSON.parse(pitrS3.stdout) as { segments: number }).segments !== segments)
+    throw new Error(`bench: the restore from S3 applied another number of segments than from the folder`);
   await rm(dir, { recursive: true, force: true });
   const cost = (c: ProcessCost) => ({
     wall_s: round(c.wall_s, 3),
@@ -244,6 +270,7 @@ async function restoreRun(root: string, decisions: number) {
     decisions_after_snapshot: decisions,
     segments,
     archive_restore: cost(pitr),
+    archive_restore_s3: cost(pitrS3),
     full_restore: cost(full),
   };
 }
@@ -429,10 +456,12 @@ async function objectsSection(root: string, folder: Site) {
   return perDay;
 }
 
-async function restoreSection(root: string, goals: Goal[]) {
-  const rows = [];
+type RestoreRow = Awaited<ReturnType<typeof restoreRun>>;
+
+async function restoreSection(root: string, goals: Goal[], s3Endpoint: string) {
+  const rows: RestoreRow[] = [];
   for (const n of RESTORE_DECISIONS) {
-    const row = await restoreRun(root, n);
+    const row = await restoreRun(root, n, s3Endpoint);
     log(`restore: ${JSON.stringify(row)}`);
     rows.push(row);
     goals.push(
@@ -446,18 +475,22 @@ async function restoreSection(root: string, goals: Goal[]) {
       ),
     );
   }
-  // Flat in the number of segments: the largest row's RSS against the smallest's.
+  // Flat in the number of segments: the largest row's RSS against the smallest's, from each store.
   if (rows.length > 1)
-    goals.push(
-      ratioGoal(
-        "archive.restore_peak_rss_growth",
-        "peak_rss_mb",
-        rows[rows.length - 1]!.archive_restore.peak_rss_mb,
-        rows[0]!.archive_restore.peak_rss_mb,
-        `the same restore ${rows[0]!.decisions_after_snapshot} decisions after its snapshot, same run`,
-        { max: 1.1 },
-      ),
-    );
+    for (const [suffix, of] of [
+      ["", (r: RestoreRow) => r.archive_restore],
+      [".s3", (r: RestoreRow) => r.archive_restore_s3],
+    ] as const)
+      goals.push(
+        ratioGoal(
+          `archive.restore_peak_rss_growth${suffix}`,
+          "peak_rss_mb",
+          of(rows[rows.length - 1]!).peak_rss_mb,
+          of(rows[0]!).peak_rss_mb,
+          `the same restore ${rows[0]!.decisions_after_snapshot} decisions after its snapshot, same run`,
+          { max: 1.1 },
+        ),
+      );
   return { load_average: os.loadavg().map((l) => round(l, 2)), rows };
 }
 
@@ -539,7 +572,7 @@ async function main(): Promise<void> {
       doc.overhead = await overheadSection(root, overheadStores(root, s3, tmpfs), goals);
     }
     if (SECTIONS.has("objects")) doc.per_day_at_1_decision_per_s = await objectsSection(root, sites[0]!);
-    if (SECTIONS.has("restore")) doc.restore = await restoreSection(root, goals);
+    if (SECTIONS.has("restore")) doc.restore = await restoreSection(root, goals, s3.endpoint);
     process.stdout.write(JSON.stringify({ ...doc, goals }) + "\n");
   } finally {
     s3.child.kill("SIGTERM");
