@@ -234,28 +234,12 @@ async function restoreRun(root: string, decisions: number, s3Endpoint: string) {
   const cli = (sdd: string, ...argv: string[]) =>
     measureProcess([process.execPath, ...launcherFlags(), CLI, "--sdd", sdd, ...argv]);
   cli(ws.root, "dr", "backup", "--to", backup);
-  const pitr = cli(
-    path.join(dir, "pitr", ".sdd"),
-    "dr",
-    "archive-restore",
-    "--from",
-    storeDir,
-    "--latest",
-    "--json",
-  );
+  const pointRestore = (target: string, ...from: string[]) =>
+    cli(path.join(dir, target, ".sdd"), "dr", "archive-restore", "--from", ...from, "--latest", "--json");
+  const pitr = pointRestore("pitr", storeDir);
   const s3Prefix = `s3://bench/restore-${decisions}/`;
   await copyStore(store, await storeFor(parseCatalogueLocation(s3Prefix), { endpoint: s3Endpoint }));
-  const pitrS3 = cli(
-    path.join(dir, "pitr-s3", ".sdd"),
-    "dr",
-    "archive-restore",
-    "--from",
-    s3Prefix,
-    "--endpoint",
-    s3Endpoint,
-    "--latest",
-    "--json",
-  );
+  const pitrS3 = pointRestore("pitr-s3", s3Prefix, "--endpoint", s3Endpoint);
   const full = cli(path.join(dir, "full", ".sdd"), "dr", "restore", "--from", backup);
   const segments = (JSON.parse(pitr.stdout) as { segments: number }).segments;
   if ((JSON.parse(pitrS3.stdout) as { segments: number }).segments !== segments)
