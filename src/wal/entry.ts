@@ -287,8 +287,7 @@ export function toWalEntry(raw: JsonObject): WalEntry {
  * written as an object literal: V8 tracks where a literal's objects are made, and when the first
  * few hundred are all still alive at a young collection (a batch of entries handed out whole) it
  * makes every later one from that literal in the old generation. A reader's entries die young;
- * made old, they and the strings they hold pile up until a full collection (about 20 MB more
- * peak RSS for a million-entry point restore, and more CPU).
+ * made old, they and the strings they hold pile up until a full collection, in peak RSS and CPU.
  */
 export function walEntry(
   seq: number,

@@ -1,7 +1,7 @@
 /**
  * The entries the readers hand out are made in the young generation even after the first ones
  * were held in a batch across young collections: V8 would otherwise make every later entry old
- * (see walEntry), and a million-entry point restore peaked about 20 MB higher.
+ * (see walEntry), where they wait for a full collection.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
