@@ -265,7 +265,7 @@ class ConfirmedLine extends LineFacts {
     return this;
   }
   entry(): WalEntry {
-    return entryOfConfirmedLine(this.bytes);
+    return entryOfConfirmedLine(this.bytes, undefined, this);
   }
 }
 

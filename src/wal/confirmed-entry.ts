@@ -19,21 +19,29 @@ const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
 const T = 0x74;
 
+/** What a caller has already read of the confirmed line with the functions below. */
+export interface ConfirmedFacts {
+  timestamp: number;
+  decisionType: string;
+  committed: boolean;
+}
+
 /**
  * The entry of the line in `bytes` that readCanonicalLine confirmed last. `prevHash`, when given,
- * is a string the caller already holds with the line's prev_hash (checked equal): it is reused.
+ * is a string the caller already holds with the line's prev_hash (checked equal): it is reused;
+ * so are `facts` (checkBatch's visitor has read them for every line).
  */
-export function entryOfConfirmedLine(bytes: Buffer, prevHash?: string): WalEntry {
+export function entryOfConfirmedLine(bytes: Buffer, prevHash?: string, facts?: ConfirmedFacts): WalEntry {
   const t = confirmedLine.tokens;
   return walEntry(
     confirmedLine.seq,
     prevHash ?? bytes.toString("latin1", t[2 * F.prev_hash] + 1, t[2 * F.prev_hash + 1] - 1),
-    confirmedTimestamp(bytes),
-    confirmedDecisionType(bytes),
+    facts ? facts.timestamp : confirmedTimestamp(bytes),
+    facts ? facts.decisionType : confirmedDecisionType(bytes),
     payloadOf(bytes, F.inputs),
     payloadOf(bytes, F.output),
     bytes[t[2 * F.actor]] === QUOTE ? stringOf(bytes, F.actor) : "",
-    confirmedCommitted(bytes),
+    facts ? facts.committed : confirmedCommitted(bytes),
     confirmedLine.hash,
   );
 }
