@@ -85,6 +85,13 @@ export interface ArchiveStatus {
   last_continuity_loss?: { at: string; message: string } | null;
   /** When the archiver stopped (null while it runs). */
   stopped_at: string | null;
+  /**
+   * Per WAL run, the newest seq the store held when this status was written, and the bytes of the
+   * run's file it held (where a cycle measured them): what a stopped archiver's lag is measured
+   * against later (archiveHealth). Absent in status files of archivers before they were kept.
+   */
+  wal_shipped_seq?: Record<string, number>;
+  wal_shipped_bytes?: Record<string, number>;
   /** Why the last write of `--metrics-file` failed (null: written, or none given). */
   metrics_error?: string | null;
 }

@@ -44,10 +44,7 @@ export interface HealthOptions {
 }
 
 export class ArchiveHealth {
-  private status: ArchiveStatus;
-  private shipped: Record<string, number> = {};
-  /** Per WAL run, the bytes of its file the store held at the last cycle. */
-  private shippedBytes: Record<string, number> = {};
+  private status: ArchiveStatus & Required<Pick<ArchiveStatus, "wal_shipped_seq" | "wal_shipped_bytes">>;
   /** When the status was last written (epoch ms; 0: never). */
   private writtenAt = 0;
   /** Per stream, what the last cycle held back and since when (reported or not yet). */
@@ -87,6 +84,8 @@ export class ArchiveHealth {
       continuity_losses_total: 0,
       last_continuity_loss: null,
       stopped_at: null,
+      wal_shipped_seq: {},
+      wal_shipped_bytes: {},
     };
   }
 
@@ -108,7 +107,7 @@ export class ArchiveHealth {
 
   /** Per WAL run, the newest seq the store holds from before this archiver's own cycles. */
   storeHolds(wal: Record<string, number>): void {
-    this.shipped = { ...this.shipped, ...wal };
+    this.status.wal_shipped_seq = { ...this.status.wal_shipped_seq, ...wal };
   }
 
   /** A base snapshot is stored: an upload as much as a segment. */
@@ -142,8 +141,8 @@ export class ArchiveHealth {
     if (r.segments > 0) s.last_upload_at = now.toISOString();
     s.segments_total += r.segments;
     s.bytes_total += r.storedBytes;
-    this.shipped = { ...this.shipped, ...r.wal };
-    this.shippedBytes = { ...this.shippedBytes, ...r.walBytes };
+    s.wal_shipped_seq = { ...s.wal_shipped_seq, ...r.wal };
+    s.wal_shipped_bytes = { ...s.wal_shipped_bytes, ...r.walBytes };
     if (news || this.due(now)) await this.write(now);
     return held;
   }
@@ -241,32 +240,11 @@ export class ArchiveHealth {
     await this.write(now);
   }
 
-  /**
-   * WAL entries durable locally and not in the store: up to each run's newest valid entry, or its
-   * held-back lines (at least one: a line without its newline) when they are more.
-   */
-  private async lagEntries(): Promise<number> {
-    let lag = 0;
-    for (const stream of await listStreams(this.ws.root)) {
-      const run = walRunOf(stream);
-      if (run === undefined) continue;
-      // A run whose file ends where the store's copy ends is not behind: no tail to read (most
-      // runs of a workspace are finished and wholly shipped).
-      if (this.shippedBytes[run] !== undefined && sizeOf(this.ws.p(stream)) === this.shippedBytes[run])
-        continue;
-      const tail = await readTailPosition(this.ws.p(stream)).catch(() => undefined);
-      const behind = tail ? Math.max(0, tail.last_seq - (this.shipped[run] ?? -1)) : 0;
-      const held = this.status.held_back.find((h) => h.stream === stream);
-      lag += Math.max(behind, held ? Math.max(1, held.lines) : 0);
-    }
-    return lag;
-  }
-
   private async write(now: Date): Promise<void> {
     const s = this.status;
     this.writtenAt = now.getTime();
     s.updated_at = now.toISOString();
-    s.lag_entries = await this.lagEntries();
+    s.lag_entries = await walLagEntries(this.ws.root, s);
     s.lag_bytes = s.held_back.reduce((n, h) => n + h.bytes, 0);
     s.state = s.errors_in_a_row > 0 ? "failing" : s.held_back.length > 0 ? "stalled" : "ok";
     const since = s.caught_up_at ? Date.parse(s.caught_up_at) : now.getTime();
@@ -285,6 +263,33 @@ export class ArchiveHealth {
         (err: Error) => `${this.opts.metricsFile}: ${err.message}`,
       );
   }
+}
+
+/**
+ * WAL entries durable in the workspace at `root` and not in the store, as `s` says what the store
+ * holds: up to each run's newest valid entry, or its held-back lines (at least one: a line
+ * without its newline) when they are more.
+ */
+async function walLagEntries(
+  root: string,
+  s: Pick<ArchiveStatus, "wal_shipped_seq" | "wal_shipped_bytes" | "held_back">,
+): Promise<number> {
+  const seqs = s.wal_shipped_seq ?? {};
+  const bytes = s.wal_shipped_bytes ?? {};
+  let lag = 0;
+  for (const stream of await listStreams(root)) {
+    const run = walRunOf(stream);
+    if (run === undefined) continue;
+    const file = path.join(root, stream);
+    // A run whose file ends where the store's copy ends is not behind: no tail to read (most
+    // runs of a workspace are finished and wholly shipped).
+    if (bytes[run] !== undefined && sizeOf(file) === bytes[run]) continue;
+    const tail = await readTailPosition(file).catch(() => undefined);
+    const behind = tail ? Math.max(0, tail.last_seq - (seqs[run] ?? -1)) : 0;
+    const held = (s.held_back ?? []).find((h) => h.stream === stream);
+    lag += Math.max(behind, held ? Math.max(1, held.lines) : 0);
+  }
+  return lag;
 }
 
 /** The size of `file` (undefined when it cannot be read). */
@@ -318,18 +323,27 @@ function heldBackStatus(h: HeldBack, sinceMs: number): HeldBackStatus {
   };
 }
 
-/** What `dr status` shows of the archiver: its newest status, whether it still runs, how old that is. */
+/**
+ * What `dr status` shows of the archiver: its newest status, whether it still runs, how old that
+ * is. The lag of an archiver that no longer runs is measured now, the workspace's WAL against
+ * what the store held when it stopped: decisions made since are what losing this host would lose
+ * (a status file that does not say what the store held keeps the lag it was written with).
+ */
 export async function archiveHealth(
   root: string,
   now = Date.now(),
 ): Promise<(ArchiveStatus & { running: boolean; status_age_seconds: number }) | null> {
   const s = await readArchiveStatus(root);
   if (!s) return null;
-  return {
-    ...s,
-    running: isRunning(s),
-    status_age_seconds: (now - Date.parse(s.updated_at)) / 1000,
-  };
+  const running = isRunning(s);
+  const health = { ...s, running, status_age_seconds: (now - Date.parse(s.updated_at)) / 1000 };
+  if (!running && s.wal_shipped_seq) {
+    // Entries only: bytes held back then may since have been cut by a start, or become valid.
+    health.lag_entries = await walLagEntries(root, { ...s, held_back: [] });
+    health.lag_seconds =
+      health.lag_entries === 0 ? 0 : (now - Date.parse(s.caught_up_at ?? s.updated_at)) / 1000;
+  }
+  return health;
 }
 
 /** The newest status an archiver wrote for this workspace, if any. */

@@ -98,8 +98,11 @@ async function askLiveProcess(
 
 type LiveLag = { entries: number; seconds: number | null } | undefined;
 
-/** A running archiver's lag, as its newest status says (a stopped one's is stale: not used). */
-type ArchiveLag = { entries: number; seconds: number; destination: string } | undefined;
+/**
+ * The archiver's lag: a running one's as its newest status says, a stopped one's as measured now
+ * against what the store held when it stopped (archiveHealth); undefined when neither is known.
+ */
+type ArchiveLag = { entries: number; seconds: number; basis: string } | undefined;
 
 function rpoFor(
   role: Role,
@@ -116,7 +119,7 @@ function rpoFor(
       return {
         entries: archive.entries,
         seconds: archive.seconds,
-        basis: `WAL archive ${archive.destination}`,
+        basis: archive.basis,
       };
     return est;
   }
@@ -228,9 +231,16 @@ export async function gatherStatus(
   const policy = (liveStatus?.policy as string | undefined) ?? role.cluster?.policy ?? null;
   const policyState = (liveStatus?.policy_state as string | undefined) ?? (fenced ? "FENCED" : null);
   const integrity = role.integrity_error ?? null;
-  const archiveLag: ArchiveLag = archive?.running
-    ? { entries: archive.lag_entries, seconds: archive.lag_seconds, destination: archive.destination }
-    : undefined;
+  const archiveLag: ArchiveLag =
+    archive && (archive.running || archive.wal_shipped_seq)
+      ? {
+          entries: archive.lag_entries,
+          seconds: archive.lag_seconds,
+          basis: archive.running
+            ? `WAL archive ${archive.destination}`
+            : `WAL archive ${archive.destination}, archiver not running since ${archive.stopped_at ?? archive.updated_at}`,
+        }
+      : undefined;
   const rpo = rpoFor(role, liveStatus, followers, liveLag, backup, archiveLag);
 
   const self = { url: live?.url ?? null, epoch: epoch.epoch, position };

@@ -95,9 +95,27 @@ describe("start --archive-to", () => {
       await sha256File(f.ws.walFile(run)),
       "the store holds the whole run, orchestrator_stopped included",
     );
-    const shown = JSON.parse((await f.cli(["--json", "dr", "status"])).stdout).archive;
-    assert.equal(shown.running, false);
-    assert.ok(shown.stopped_at, JSON.stringify(shown));
+    const shown = JSON.parse((await f.cli(["--json", "dr", "status"])).stdout);
+    assert.equal(shown.archive.running, false);
+    assert.ok(shown.archive.stopped_at, JSON.stringify(shown.archive));
+    assert.equal(shown.rpo_estimate.entries, 0, "the store holds everything the WAL does");
+    assert.match(shown.rpo_estimate.basis, /^WAL archive .*store, archiver not running since /);
+
+    // A run without the archiver: what losing this host would lose now is that run.
+    await addTask(f.ws, { id: "c", title: "c", command: "true" });
+    const unarchived = await f.cli(["start", "--until-idle"]);
+    assert.equal(unarchived.code, 0, unarchived.stderr);
+    const newRun = (await listRuns(f.ws)).at(-1)!;
+    assert.notEqual(newRun.run_id, run);
+    const since = (await walEntries(f.ws)).filter((e) => e.run === newRun.run_id).length;
+    assert.ok(since > 0);
+    const later = await f.cli(["--json", "dr", "status"]);
+    const rpo = JSON.parse(later.stdout).rpo_estimate;
+    assert.equal(rpo.entries, since, later.stdout);
+    assert.ok(rpo.seconds > 0, later.stdout);
+    const human = await f.cli(["dr", "status"]);
+    assert.match(human.stdout, new RegExp(`^Archive: .* not running .*, lag ${since} entries`, "m"));
+    assert.match(human.stdout, new RegExp(`^RPO: +${since} entries`, "m"));
   });
 
   it("--sync: each agent finds its spawn intent in the store; an outage holds decisions until the store answers", async () => {
