@@ -100,9 +100,20 @@ async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> 
       .reverse()
       .find((w) => w.window.earliest! <= point.atMs && point.atMs <= w.window.latest!);
     if (!pick) {
-      const iso = new Date(point.atMs).toISOString();
+      const isoOf = (ms: number) => new Date(ms).toISOString();
+      const iso = isoOf(point.atMs);
       const given = point.text !== undefined && point.text !== iso ? `${point.text} (${iso})` : iso;
-      throw new UserError(`--at ${given} is outside the archive's window (${describe()})`, ExitCode.USAGE);
+      const newest = Math.max(...usable.map((w) => w.window.latest!));
+      const latest = usable[usable.length - 1]!.window.latest!;
+      // After every window: the store proves nothing later, though nothing may have happened.
+      const hint =
+        point.atMs <= newest
+          ? ""
+          : `; nothing newer than ${isoOf(newest)} is archived (--latest restores to ${latest === newest ? "it" : `${isoOf(latest)}, the newest generation's end`})`;
+      throw new UserError(
+        `--at ${given} is outside the archive's window (${describe()})${hint}`,
+        ExitCode.USAGE,
+      );
     }
     cut = { atMs: point.atMs };
   } else {
@@ -115,11 +126,21 @@ async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> 
             (s) => s.firstSeq! <= point.seq && point.seq <= s.lastSeq!,
           ) || w.gen.snapshots.some((s) => (s.streams[stream]?.seq ?? -1) >= point.seq),
       );
-    if (!pick)
+    if (!pick) {
+      let newest = -1;
+      for (const w of usable) {
+        for (const s of w.gen.segments.get(stream) ?? []) newest = Math.max(newest, s.lastSeq ?? -1);
+        for (const s of w.gen.snapshots) newest = Math.max(newest, s.streams[stream]?.seq ?? -1);
+      }
+      const holds =
+        newest >= 0
+          ? `it holds ${point.run} up to seq ${newest}`
+          : `it holds no entry of WAL run ${point.run}`;
       throw new UserError(
-        `--at-seq ${point.run}:${point.seq} is not in the archive (${describe()})`,
+        `--at-seq ${point.run}:${point.seq} is not in the archive: ${holds} (${describe()})`,
         ExitCode.USAGE,
       );
+    }
     cut = { atMs: Number.MAX_SAFE_INTEGER, run: point.run, seq: point.seq };
   }
   const snaps = pick.gen.snapshots;

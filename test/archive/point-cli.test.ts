@@ -153,7 +153,27 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
       ["restore", ["--at-seq", `${RUN}:3`], /--at-seq needs --from LOCATION naming a WAL archive/],
       ["restore", ["--latest", "--last-consistent", "--at", backups], /--last-consistent needs --from/],
       ["restore", ["--from", store, "--latest", "--dry-run"], /--dry-run .* does not apply to a WAL archive/],
-      ["restore", ["--from", store, "--at", "2001-01-01T00:00:00Z"], /outside the archive's window/],
+      // Before the window: no hint about --latest.
+      [
+        "restore",
+        ["--from", store, "--at", "2001-01-01T00:00:00Z"],
+        /outside the archive's window \(g[^;]*\)$/m,
+      ],
+      [
+        "restore",
+        ["--from", store, "--at", "2100-01-01T00:00:00Z"],
+        /outside the archive's window \(.*\); nothing newer than \d{4}-\d\d-\d\dT[\d:.]+Z is archived \(--latest restores to it\)$/m,
+      ],
+      [
+        "restore",
+        ["--from", store, "--at-seq", `${RUN}:100000`],
+        new RegExp(`--at-seq ${RUN}:100000 is not in the archive: it holds ${RUN} up to seq \\d+ \\(g`),
+      ],
+      [
+        "restore",
+        ["--from", store, "--at-seq", "run-20200101T000000000Z-abcd:1"],
+        /is not in the archive: it holds no entry of WAL run run-20200101T000000000Z-abcd \(g/,
+      ],
       [
         "restore",
         ["--from", store, "--at", "2001-01-01T02:00:00+02:00"],
