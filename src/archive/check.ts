@@ -101,22 +101,29 @@ async function checkSegment(
 const holdsKeyFor = (enc: GenerationEncryption, keys: ReadKeys | undefined): boolean =>
   enc.scheme === "fernet" ? keys?.password !== undefined : (keys?.identities?.length ?? 0) > 0;
 
+export interface ArchiveCheck {
+  problems: ArchiveProblem[];
+  /** Encrypted generations checked without their key: their segments' sha256 and links only, not their lines. */
+  unopened: { generation: string; scheme: GenerationEncryption["scheme"] }[];
+}
+
 /**
  * With `keys`, an encrypted generation's segments are opened and their lines checked (a wrong
- * password or identity: exit 4); without, only what the names and indexes carry.
+ * password or identity: exit 4); without, only what the names and indexes carry (`unopened`).
  */
 export async function checkArchive(
   store: BackupStore,
   listing: ArchiveListing,
   keys?: ReadKeys,
-): Promise<ArchiveProblem[]> {
+): Promise<ArchiveCheck> {
   const problems: ArchiveProblem[] = [];
+  const unopened: ArchiveCheck["unopened"] = [];
   for (const g of listing.generations) {
     const enc = g.record?.encryption;
-    const codec = codecOf(
-      g.record,
-      enc && holdsKeyFor(enc, keys) ? await unlockGeneration(g.generation, enc, keys!) : undefined,
-    );
+    const opened = enc && holdsKeyFor(enc, keys);
+    if (enc && !opened && g.segments.size > 0)
+      unopened.push({ generation: g.generation, scheme: enc.scheme });
+    const codec = codecOf(g.record, opened ? await unlockGeneration(g.generation, enc, keys!) : undefined);
     const first = g.snapshots[0];
     for (const key of g.unindexed) {
       problems.push({
@@ -154,5 +161,5 @@ export async function checkArchive(
       }
     }
   }
-  return problems;
+  return { problems, unopened };
 }

@@ -190,12 +190,26 @@ describe("dr archive encrypted", () => {
     );
     assert.equal(plainRestore.code, 0, plainRestore.stderr);
 
-    // --check: with the password every line is checked; without it, what names and indexes carry.
-    for (const extra of [["--password-file", pw], []]) {
+    // --check: with the password every line is checked; without it, what names and indexes
+    // carry, and it says so.
+    const generation = (await generations(store))[0]!.generation;
+    for (const [extra, unchecked] of [
+      [["--password-file", pw], []],
+      [[], [{ generation, scheme: "fernet" }]],
+    ] as const) {
       const c = await fx.cli(["--json", "dr", "archive-list", "--from", store, "--check", ...extra]);
       assert.equal(c.code, 0, c.stdout + c.stderr);
       assert.deepEqual(JSON.parse(c.stdout).problems, []);
+      assert.deepEqual(JSON.parse(c.stdout).lines_unchecked, unchecked);
     }
+    const human = await fx.cli(["dr", "archive-list", "--from", store, "--check"]);
+    assert.match(
+      human.stdout,
+      new RegExp(
+        `^  ${generation}: its segments' lines were not checked, only their sha256 and links \\(encrypted with a password: give --password-file`,
+        "m",
+      ),
+    );
   });
 
   it("wrong password: restore exits 4 with one line and writes nothing; an archiver restarted without it or with another is refused", async () => {

@@ -93,10 +93,17 @@ export async function listWalArchive(
       gaps: w.gaps,
     });
   }
-  const problems = check ? await checkArchive(store, listing, keys) : undefined;
+  const checked = check ? await checkArchive(store, listing, keys) : undefined;
+  const problems = checked?.problems;
   const ok = !problems || problems.length === 0;
   out.result(
-    { ok, location: store.root, generations, ...(problems ? { problems } : {}), foreign: listing.foreign },
+    {
+      ok,
+      location: store.root,
+      generations,
+      ...(checked ? { problems, lines_unchecked: checked.unopened } : {}),
+      foreign: listing.foreign,
+    },
     () => {
       if (generations.length === 0) out.line(`${shown(store.root)}: no archive generation`);
       for (const g of generations) {
@@ -118,10 +125,20 @@ export async function listWalArchive(
             ? "check: every generation is continuous, every segment intact"
             : `check: ${problems.length} problem(s)`,
         );
+      for (const u of checked?.unopened ?? [])
+        out.line(
+          `  ${u.generation}: its segments' lines were not checked, only their sha256 and links (${UNOPENED_NEEDS[u.scheme]})`,
+        );
     },
   );
   if (!ok) out.failed(ExitCode.CORRUPT, `${problems!.length} broken segment(s) in ${store.root}`);
 }
+
+/** What opens an encrypted generation's segments, for `--check` to read their lines. */
+const UNOPENED_NEEDS = {
+  fernet: "encrypted with a password: give --password-file or BERNSTEIN_DR_PASSWORD",
+  age: "encrypted to age recipients: give --identity-file",
+};
 
 function segmentForm(g: GenerationJson): string {
   const sealed = { fernet: "encrypted with a password", age: "encrypted to age recipients" };
