@@ -139,6 +139,20 @@ test("dr list --check --deep opens .age and .enc archives with the keys given, s
     assert.match(n[".age"].detail, /--identity-file/);
     assert.equal(n[".enc"].status, "not-opened");
     assert.match(n[".enc"].detail, /--password-file/);
+    const statuses = Object.values(n).map((c) => c.status);
+    const notOpened = statuses.filter((st) => st === "not-opened").length;
+    const opened = statuses.length - notOpened;
+    const human = await cli("dr", "list", "--at", at, "--check", "--deep");
+    assert.equal(human.code, 0, human.stderr);
+    assert.ok(
+      human.stdout.includes(
+        `\n${notOpened} archive(s) not opened deeply (no key for them)${opened ? `; the other ${opened} were` : ""}\n`,
+      ),
+      human.stdout,
+    );
+    const shallow = await cli("dr", "list", "--at", at, "--deep");
+    assert.equal(shallow.code, 2, shallow.stderr);
+    assert.match(shallow.stderr, /--deep goes with --check/);
 
     const keyed = await runCli(
       ["dr", "list", "--at", at, "--check", "--deep", "--json", "--password-file", pwFile, "--sdd", ws.root],

@@ -91,7 +91,11 @@ export function printListCheck(out: Output, check: ListCheck, failures: number):
   for (const f of check.findings) out.line(`${f.status.padEnd(10)} ${f.name}: ${f.detail}`);
   for (const c of check.content ?? []) out.line(`${`content ${c.status}`.padEnd(20)} ${c.name}: ${c.detail}`);
   const notOpened = (check.content ?? []).filter((c) => c.status === "not-opened").length;
-  if (notOpened > 0) out.line(`${notOpened} archive(s) not opened deeply (no key for them); the others were`);
+  const opened = (check.content ?? []).length - notOpened;
+  if (notOpened > 0)
+    out.line(
+      `${notOpened} archive(s) not opened deeply (no key for them)${opened > 0 ? `; the other ${opened} were` : ""}`,
+    );
   for (const r of check.removed)
     out.line(
       `WARNING    ${path.basename(r.location)} is still readable by removed recipient ${r.fingerprint} (${r.reason}); ` +

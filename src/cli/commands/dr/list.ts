@@ -99,6 +99,11 @@ export function registerList(dr: Command): void {
         ExitCode.USAGE,
       );
     if (opts.from !== undefined) return listArchiveAt(cmd, opts.from, opts);
+    if (opts.deep && !opts.check)
+      throw new UserError(
+        "dr list: --deep goes with --check (dr list --at LOCATION --check --deep)",
+        ExitCode.USAGE,
+      );
     const out = Output.of(cmd);
     const store = await openCatalogue(opts.at!, s3OptionsFrom(opts));
     const cat = await listCatalogue(store);
