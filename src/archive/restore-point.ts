@@ -31,11 +31,15 @@ import { codecOf } from "./segment-codec.js";
 import { unlockGeneration, type SegmentKey } from "./sealing.js";
 import { formatWindow, generationWindow, type GenerationWindow } from "./window.js";
 
-export type RestorePoint =
-  /** `text`: the instant as the user gave it, echoed by an error. */
-  | { kind: "time"; atMs: number; text?: string }
+export type RestorePoint = (
+  | /** `text`: the instant as the user gave it, echoed by an error. */
+    { kind: "time"; atMs: number; text?: string }
   | { kind: "seq"; run: string; seq: number }
-  | { kind: "latest" };
+  | { kind: "latest" }
+) & {
+  /** Only this generation (`--generation`): the point of that history, where windows overlap. */
+  generation?: string;
+};
 
 export interface PointRestoreOptions {
   password?: string;
@@ -76,29 +80,79 @@ interface Chosen {
   window: GenerationWindow;
   snapshot: SnapshotIndex;
   cut: Cut;
+  /** Other generations that hold the point too (other histories), each with a line saying so. */
+  alsoIn: string[];
 }
 
-/** The generation, snapshot and cut for a point; exit 2 naming the windows when it is outside them. */
-async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> {
+type Usable = { gen: GenerationListing; window: GenerationWindow };
+
+/** The generations a point may come from: all that are restorable, or the one `--generation` names. */
+async function usableGenerations(store: BackupStore, point: RestorePoint): Promise<Usable[]> {
   const listing = await listArchive(store);
-  const windows: { gen: GenerationListing; window: GenerationWindow }[] = [];
-  for (const gen of listing.generations) windows.push({ gen, window: await generationWindow(store, gen) });
+  const named = point.generation;
+  const gens = named ? listing.generations.filter((g) => g.generation === named) : listing.generations;
+  if (named && gens.length === 0)
+    throw new UserError(
+      `--generation ${named}: ${store.root} holds no such generation (${listing.generations.map((g) => g.generation).join(", ") || "none"})`,
+      ExitCode.USAGE,
+    );
+  const windows: Usable[] = [];
+  for (const gen of gens) windows.push({ gen, window: await generationWindow(store, gen) });
   const usable = windows.filter((w) => w.window.earliest !== null);
   if (usable.length === 0)
     throw new UserError(
-      `${store.root}: no restorable generation (no complete base snapshot)`,
+      named
+        ? `--generation ${named}: not restorable (no complete base snapshot)`
+        : `${store.root}: no restorable generation (no complete base snapshot)`,
       ExitCode.USAGE,
     );
+  return usable;
+}
+
+/** A generation as a line names it: its id and why it started. */
+const named = (w: Usable): string =>
+  `generation ${w.gen.generation}${w.gen.record?.cause ? ` (${w.gen.record.cause})` : ""}`;
+
+/** Whether a generation holds entry `seq` of the WAL stream `stream`, in a segment or a snapshot. */
+const holdsSeq = (w: Usable, stream: string, seq: number): boolean =>
+  (w.gen.segments.get(stream) ?? []).some((s) => s.firstSeq! <= seq && seq <= s.lastSeq!) ||
+  w.gen.snapshots.some((s) => (s.streams[stream]?.seq ?? -1) >= seq);
+
+/**
+ * Whether a restore can cut the WAL stream right after entry `seq` from this generation: it holds
+ * the entry, and its oldest snapshot is not past it (no segment takes a WAL back; a generation
+ * started by a restored workspace holds that workspace's history up to its snapshot only there).
+ */
+const restorableAtSeq = (w: Usable, stream: string, seq: number): boolean =>
+  holdsSeq(w, stream, seq) && (w.gen.snapshots[0]!.streams[stream]?.seq ?? -1) <= seq;
+
+/**
+ * The generation, snapshot and cut for a point; exit 2 naming the windows when it is outside them.
+ * Where windows overlap (a restored workspace archived beside the one it came from), a point can
+ * be in more than one history: the newest generation that holds it is chosen, and every other one
+ * is named with the `--generation` that chooses it.
+ */
+async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> {
+  const usable = await usableGenerations(store, point);
   const describe = () => usable.map((w) => formatWindow(w.window)).join("; ");
-  let pick: (typeof usable)[number] | undefined;
+  const newestFirst = [...usable].reverse();
+  let pick: Usable | undefined;
   let cut: Cut;
+  let alsoIn: string[];
   if (point.kind === "latest") {
     pick = usable[usable.length - 1]!;
     cut = { atMs: pick.window.latest! };
+    const end = pick.window.latest!;
+    alsoIn = usable
+      .filter((w) => w.window.latest! > end)
+      .map(
+        (w) =>
+          `${named(w)} is another history that reaches later, to ${new Date(w.window.latest!).toISOString()}; ` +
+          `--latest restores generation ${usable[usable.length - 1]!.gen.generation}, the newest, and --generation ${w.gen.generation} --latest that one`,
+      );
   } else if (point.kind === "time") {
-    pick = [...usable]
-      .reverse()
-      .find((w) => w.window.earliest! <= point.atMs && point.atMs <= w.window.latest!);
+    const inWindow = (w: Usable) => w.window.earliest! <= point.atMs && point.atMs <= w.window.latest!;
+    pick = newestFirst.find(inWindow);
     if (!pick) {
       const isoOf = (ms: number) => new Date(ms).toISOString();
       const iso = isoOf(point.atMs);
@@ -115,16 +169,23 @@ async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> 
         ExitCode.USAGE,
       );
     }
+    const chosen = pick;
+    alsoIn = usable
+      .filter((w) => w !== chosen && inWindow(w))
+      .map(
+        (w) =>
+          `--at ${new Date(point.atMs).toISOString()} is also in the window of ${named(w)}, another history; ` +
+          `restored from generation ${chosen.gen.generation}, --generation ${w.gen.generation} restores that one`,
+      );
     cut = { atMs: point.atMs };
   } else {
     const stream = `runtime/wal/${point.run}.wal.jsonl`;
-    pick = [...usable]
-      .reverse()
-      .find(
-        (w) =>
-          (w.gen.segments.get(stream) ?? []).some(
-            (s) => s.firstSeq! <= point.seq && point.seq <= s.lastSeq!,
-          ) || w.gen.snapshots.some((s) => (s.streams[stream]?.seq ?? -1) >= point.seq),
+    pick = newestFirst.find((w) => restorableAtSeq(w, stream, point.seq));
+    if (!pick && usable.some((w) => holdsSeq(w, stream, point.seq)))
+      // Before every oldest snapshot that holds it: pruned (or never archived).
+      throw new UserError(
+        `--at-seq ${point.run}:${point.seq} is before the archive's window (${describe()})`,
+        ExitCode.USAGE,
       );
     if (!pick) {
       let newest = -1;
@@ -141,22 +202,24 @@ async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> 
         ExitCode.USAGE,
       );
     }
+    const chosen = pick;
+    alsoIn = usable
+      .filter((w) => w !== chosen && restorableAtSeq(w, stream, point.seq))
+      .map(
+        (w) =>
+          `--at-seq ${point.run}:${point.seq} is also held by ${named(w)}, another history; ` +
+          `restored from generation ${chosen.gen.generation}, --generation ${w.gen.generation} restores that one`,
+      );
     cut = { atMs: Number.MAX_SAFE_INTEGER, run: point.run, seq: point.seq };
   }
   const snaps = pick.gen.snapshots;
   const stream = cut.run ? `runtime/wal/${cut.run}.wal.jsonl` : undefined;
-  if (stream && (snaps[0]!.streams[stream]?.seq ?? -1) > cut.seq!)
-    // Before the oldest snapshot: pruned (or never archived); no segment can take the WAL back.
-    throw new UserError(
-      `--at-seq ${cut.run}:${cut.seq} is before the archive's window (${describe()})`,
-      ExitCode.USAGE,
-    );
   const snapshot =
     [...snaps]
       .reverse()
       .find((s) => (stream ? (s.streams[stream]?.seq ?? -1) <= cut.seq! : s.completed_at <= cut.atMs)) ??
     snaps[0]!;
-  return { gen: pick.gen, window: pick.window, snapshot, cut };
+  return { gen: pick.gen, window: pick.window, snapshot, cut, alsoIn };
 }
 
 /** The time of the last entry of a WAL file (its own timestamp). */
@@ -285,6 +348,7 @@ export async function restoreToPoint(
   opts: PointRestoreOptions,
 ): Promise<PointRestoreResult> {
   let chosen = await choose(store, point);
+  const alsoIn = chosen.alsoIn;
   let broken: PointRestoreResult["broken"];
   const keys = new Map<string, SegmentKey | undefined>();
   const keyOf = async (c: Chosen): Promise<SegmentKey | undefined> => {
@@ -304,7 +368,12 @@ export async function restoreToPoint(
         // The last instant every stream holds whole: just before the broken segment's first line.
         broken = { segment: err.key, reason: err.message };
         const atMs = Math.min(chosen.cut.atMs, err.lastGoodTime);
-        chosen = await choose(store, { kind: "time", atMs: Math.max(atMs, chosen.window.earliest!) });
+        // In the same generation: another one is another history.
+        chosen = await choose(store, {
+          kind: "time",
+          atMs: Math.max(atMs, chosen.window.earliest!),
+          generation: chosen.gen.generation,
+        });
       }
     }
   });
@@ -312,7 +381,7 @@ export async function restoreToPoint(
     target: done.target,
     ...(done.kept ? { kept: done.kept } : {}),
     ...done.value.result,
-    warnings: [...done.warnings, ...done.value.snapshotRestore.warnings],
+    warnings: [...alsoIn, ...done.warnings, ...done.value.snapshotRestore.warnings],
     snapshot_restore: { ...done.value.snapshotRestore, target: done.target },
   };
 }

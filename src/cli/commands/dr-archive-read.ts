@@ -153,6 +153,7 @@ function registerRestore(dr: Command): void {
       .requiredOption("--from <location>", "archive location: a folder or s3://bucket/prefix/")
       .option("--at <time>", "the instant: ISO-8601 with a zone, or @<epoch seconds>")
       .option("--at-seq <run:seq>", "right after this WAL entry")
+      .option("--generation <id>", "the point of this generation only (where windows overlap)")
       .option("--latest", "the newest point the archive holds")
       .option(
         "--last-consistent",

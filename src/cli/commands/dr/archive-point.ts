@@ -59,24 +59,25 @@ export function parseAt(text: string): number {
 }
 
 export function parsePoint(
-  opts: { at?: string; atSeq?: string; latest?: boolean },
+  opts: { at?: string; atSeq?: string; latest?: boolean; generation?: string },
   where = "the location",
 ): RestorePoint {
+  const generation = opts.generation !== undefined ? { generation: opts.generation } : {};
   const given = [opts.at, opts.atSeq, opts.latest].filter((v) => v !== undefined && v !== false).length;
   if (given !== 1)
     throw new UserError(
       `${where} holds a WAL archive: give exactly one of --at TIME, --at-seq RUN:SEQ and --latest`,
       ExitCode.USAGE,
     );
-  if (opts.latest) return { kind: "latest" };
-  if (opts.at !== undefined) return { kind: "time", atMs: parseAt(opts.at), text: opts.at };
+  if (opts.latest) return { kind: "latest", ...generation };
+  if (opts.at !== undefined) return { kind: "time", atMs: parseAt(opts.at), text: opts.at, ...generation };
   const m = /^([A-Za-z0-9][A-Za-z0-9._-]*):(\d+)$/.exec(opts.atSeq!);
   if (!m)
     throw new UserError(
       `--at-seq ${opts.atSeq}: expected RUN:SEQ (run-20261203T221500000Z-ab12:417)`,
       ExitCode.USAGE,
     );
-  return { kind: "seq", run: m[1]!, seq: Number(m[2]) };
+  return { kind: "seq", run: m[1]!, seq: Number(m[2]), ...generation };
 }
 
 /** The flags that name a point in a WAL archive, and what may not go with them. */
@@ -85,6 +86,7 @@ export interface PointFlags extends RemoteFlags, PasswordFlags {
   at?: string;
   atSeq?: string;
   latest?: boolean;
+  generation?: string;
   lastConsistent?: boolean;
   decrypt?: boolean;
   keyFile?: string;
@@ -122,7 +124,14 @@ const noArchive = async (command: string, from: string, flag: string): Promise<U
  * `--from` and `--at` had before WAL archives). Exit 2 for a combination that fits neither.
  */
 export async function pointSourceOf(command: string, opts: PointFlags): Promise<PointSource | undefined> {
-  const pointOnly = opts.atSeq !== undefined ? "--at-seq" : opts.lastConsistent ? "--last-consistent" : "";
+  const pointOnly =
+    opts.atSeq !== undefined
+      ? "--at-seq"
+      : opts.generation !== undefined
+        ? "--generation"
+        : opts.lastConsistent
+          ? "--last-consistent"
+          : "";
   if (opts.from === undefined) {
     if (pointOnly)
       throw new UserError(
@@ -270,6 +279,7 @@ export async function verifyPointCommand(cmd: Command, src: PointSource, opts: P
       );
     if (report.broken)
       out.warn(`stopped before a broken segment (--last-consistent): ${report.broken.reason}`);
+    for (const w of report.warnings) out.warn(w);
     out.line(report.ok ? "Point verified." : "VERIFICATION FAILED");
   });
   const failed = report.checks.find((c) => c.status === "failed");

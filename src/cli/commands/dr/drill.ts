@@ -36,6 +36,7 @@ export function registerDrill(dr: Command): void {
       )
       .option("--at <time>", "with --from: the instant (ISO-8601 with a zone, or @<epoch s>)")
       .option("--at-seq <run:seq>", "with --from: right after this WAL entry")
+      .option("--generation <id>", "with --from: the point of this generation only (where windows overlap)")
       .option("--latest", "with --from: the newest point the archive holds")
       .option("--last-consistent", "with --from: on a broken segment, drill the last instant before it")
       .option("--decrypt", "with --from: the archive is encrypted (needs a password)"),
@@ -48,6 +49,7 @@ export function registerDrill(dr: Command): void {
       opts.from !== undefined ||
       opts.at !== undefined ||
       opts.atSeq !== undefined ||
+      opts.generation !== undefined ||
       opts.latest ||
       opts.lastConsistent
     )

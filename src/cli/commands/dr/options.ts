@@ -126,7 +126,7 @@ export function checkKeepRules(policy: RetentionPolicy): void {
 }
 
 /**
- * `--latest`, `--at`, `--at-seq`, `--last-consistent` of `dr restore|verify`: a backup catalogue's
+ * `--latest`, `--at`, `--at-seq`, `--generation`, `--last-consistent` of `dr restore|verify`: a backup catalogue's
  * newest backup, or a point of the WAL archive `--from` names (dr/archive-point.ts decides which).
  */
 export function addPointOptions(cmd: Command, verb: string): Command {
@@ -137,6 +137,10 @@ export function addPointOptions(cmd: Command, verb: string): Command {
       "with --latest: a catalogue location; with --from ARCHIVE: the instant (ISO-8601 with a zone, or @<epoch s>)",
     )
     .option("--at-seq <run:seq>", "with --from ARCHIVE: right after this WAL entry")
+    .option(
+      "--generation <id>",
+      "with --from ARCHIVE: the point of this generation only (where windows overlap; dr list --from names them)",
+    )
     .option(
       "--last-consistent",
       `with --from ARCHIVE: on a broken segment, ${verb} the last instant before it`,

@@ -55,7 +55,13 @@ export async function ranOnArchivePoint(
   cmd: Command,
   opts: PointFlags & { force?: boolean; keep?: boolean },
 ): Promise<boolean> {
-  if (opts.from === undefined && opts.atSeq === undefined && !opts.lastConsistent) return false;
+  if (
+    opts.from === undefined &&
+    opts.atSeq === undefined &&
+    opts.generation === undefined &&
+    !opts.lastConsistent
+  )
+    return false;
   const point = await import("./archive-point.js");
   const src = await point.pointSourceOf(command, opts);
   if (!src) return false;
