@@ -7,6 +7,11 @@
  * an old snapshot's index goes before its archive (the window moves forward first), segments go
  * oldest first and only once no older snapshot is indexed, a generation's record goes last, and
  * the snapshot a kept window starts from is never touched.
+ *
+ * The rules apply to each history apart, as restic's apply to each host and path: the generations
+ * of one workspace (host and folder, from their records). A workspace restored into another
+ * folder and archived to the same store is another history, whose newer snapshots must not count
+ * against the first one's: `--keep-last 1` keeps the newest snapshot of each.
  */
 import { applyRetention, type RetentionItem, type RetentionPolicy } from "../storage/retention.js";
 import type { BackupStore } from "../storage/store.js";
@@ -15,6 +20,8 @@ import { generationKey, parseArchiveKey, snapshotIndexKey } from "./names.js";
 
 export interface SnapshotDecision {
   generation: string;
+  /** The history it belongs to: `host:workspace` of its generation's record (null: no record). */
+  history: string | null;
   number: number;
   key: string;
   created_at: string;
@@ -42,9 +49,28 @@ interface SnapshotItem extends RetentionItem {
   snapshot: SnapshotIndex;
 }
 
-/** Which snapshots the rules keep (newest first), with the archive's own addition for --keep-within. */
-function decideSnapshots(listing: ArchiveListing, policy: RetentionPolicy): SnapshotDecision[] {
-  const items: SnapshotItem[] = listing.generations.flatMap((g) =>
+/** The history a generation belongs to (generations without a record form one). */
+const historyOf = (g: GenerationListing): string | null =>
+  g.record?.host !== undefined && g.record.workspace !== undefined
+    ? `${g.record.host}:${g.record.workspace}`
+    : null;
+
+/** The generations of each history, in the listing's order (oldest first), in order of first appearance. */
+function histories(listing: ArchiveListing): GenerationListing[][] {
+  const groups = new Map<string | null, GenerationListing[]>();
+  for (const g of listing.generations) {
+    const h = historyOf(g);
+    groups.set(h, [...(groups.get(h) ?? []), g]);
+  }
+  return [...groups.values()];
+}
+
+/**
+ * Which snapshots of one history the rules keep (newest first), with the archive's own addition
+ * for --keep-within.
+ */
+function decideSnapshots(generations: GenerationListing[], policy: RetentionPolicy): SnapshotDecision[] {
+  const items: SnapshotItem[] = generations.flatMap((g) =>
     g.snapshots.map((s) => ({
       name: s.key,
       created: new Date(s.completed_at),
@@ -64,8 +90,10 @@ function decideSnapshots(listing: ArchiveListing, policy: RetentionPolicy): Snap
       start.reasons = ["starts the window of the --keep-within period"];
     }
   }
+  const history = historyOf(generations[0]!);
   return decisions.map((d) => ({
     generation: d.item.snapshot.generation,
+    history,
     number: d.item.snapshot.number,
     key: d.item.snapshot.key,
     created_at: d.item.created.toISOString(),
@@ -145,12 +173,14 @@ const keepAll = (g: GenerationListing): GenerationPlan => ({
 });
 
 export function planArchivePrune(listing: ArchiveListing, policy: RetentionPolicy): ArchivePrunePlan {
-  const snapshots = decideSnapshots(listing, policy);
+  const groups = histories(listing);
+  const snapshots = groups.flatMap((gens) => decideSnapshots(gens, policy));
   const kept = new Set(snapshots.filter((s) => s.action === "keep").map((s) => s.key));
-  const last = listing.generations.length - 1;
+  // The newest generation of each history may be an archiver starting up (planGeneration).
+  const newest = new Set(groups.map((gens) => gens[gens.length - 1]!));
   return {
     snapshots,
-    generations: listing.generations.map((g, i) => planGeneration(g, kept, i === last)),
+    generations: listing.generations.map((g) => planGeneration(g, kept, newest.has(g))),
   };
 }
 

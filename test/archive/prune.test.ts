@@ -4,6 +4,7 @@
  * refused with exit 2 naming the window, --dry-run deletes nothing, old generations go whole.
  */
 import assert from "node:assert/strict";
+import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
@@ -122,27 +123,62 @@ describe("dr prune on a WAL archive", () => {
     assert.equal(made > 0, true);
   });
 
-  it("removes an old generation whole once none of its snapshots is kept", async () => {
-    const store = path.join(scratch.dir, "two-generations");
-    await copyStore(pristine, store);
-    // Another workspace archiving to the same location starts its own generation.
+  it("removes an old generation of a workspace whole once none of its snapshots is kept; another workspace's history keeps its own", async () => {
+    const store = path.join(scratch.dir, "histories");
+    const mine = await archiveFixture(path.join(scratch.dir, "mine"));
+    await writeHistory(mine, store, RUN, [{ decisions: 3 }, { decisions: 2 }]);
+    // Restored in place to an earlier point and archived again: a new generation of the same history.
+    const back = await mine.cli(["dr", "archive-restore", "--from", store, "--at-seq", `${RUN}:2`]);
+    assert.equal(back.code, 0, back.stderr);
+    await writeHistory(mine, store, RUN, [{ decisions: 2 }], 5);
+    // Another workspace archiving to the same location: a history of its own.
     const other = await archiveFixture(path.join(scratch.dir, "other"));
-    await writeHistory(other, store, RUN, [{ decisions: 3 }, { decisions: 2 }]);
+    await writeHistory(other, store, RUN, [{ decisions: 3 }]);
     const gens = (await listArchive(new LocalStore(store))).generations.map((g) => g.generation);
-    assert.equal(gens.length, 2);
+    assert.equal(gens.length, 3);
+
     const r = await f.cli(["--json", "dr", "prune", "--from", store, "--keep-last", "1"]);
     assert.equal(r.code, 0, r.stderr);
     const res = JSON.parse(r.stdout);
-    assert.equal(res.generations[0].action, "delete");
+    assert.deepEqual(
+      res.generations.map((g: { action: string }) => g.action),
+      ["delete", "keep", "keep"],
+    );
+    const host = os.hostname();
+    assert.deepEqual(
+      res.snapshots.map((s: { generation: string; history: string; action: string }) => [
+        s.generation,
+        s.history,
+        s.action,
+      ]),
+      [
+        [gens[1], `${host}:${mine.sdd}`, "keep"],
+        [gens[0], `${host}:${mine.sdd}`, "delete"],
+        [gens[2], `${host}:${other.sdd}`, "keep"],
+      ],
+    );
     const left = [...(await storeObjects(store)).keys()];
     assert.deepEqual(
       left.filter((k) => k.includes(gens[0]!)),
       [],
       left.join("\n"),
     );
-    const latest = await restore(store, ["--latest"], "other-latest");
+    const latest = await restore(store, ["--latest"], "histories-latest");
     assert.equal(latest.r.code, 0, latest.r.stderr);
-    assert.equal(JSON.parse(latest.r.stdout).generation, gens[1]);
+    assert.equal(JSON.parse(latest.r.stdout).generation, gens[2]);
+    const mineLatest = await restore(store, ["--latest", "--generation", gens[1]!], "histories-mine");
+    assert.equal(mineLatest.r.code, 0, mineLatest.r.stderr);
+
+    const human = await f.cli(["dr", "prune", "--from", store, "--keep-last", "1", "--dry-run"]);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(
+      human.stdout,
+      new RegExp(`^history ${host}:${mine.sdd}:\n  keep   gen-${gens[1]}\\.snap-`, "m"),
+    );
+    assert.match(
+      human.stdout,
+      new RegExp(`^history ${host}:${other.sdd}:\n  keep   gen-${gens[2]}\\.snap-`, "m"),
+    );
   });
 
   it("one location flag: --at and --from name it; neither or both is a usage error", async () => {
@@ -228,5 +264,23 @@ describe("the WAL archive prune plan", () => {
     assert.equal(plan.generations[0]!.deletes.at(-1), "gen-g1.json");
     assert.equal(plan.generations[1]!.action, "keep");
     assert.deepEqual(plan.generations[2]!.deletes, []);
+  });
+
+  it("each history apart: another workspace's newer snapshots do not count; each one's newest generation may be starting", () => {
+    const of = (generation: string, workspace: string) =>
+      ({ generation, host: "h", workspace }) as GenerationListing["record"];
+    const a0 = { ...gen("a0", [snap("a0", 0, 0, 0)], [seg("a0", 0, 10)]), record: of("a0", "/a") };
+    const a1 = { ...gen("a1", [snap("a1", 0, 1, 0)], []), record: of("a1", "/a") };
+    const aStarting = { ...gen("a2", [], [seg("a2", 0, 10)]), record: of("a2", "/a") };
+    const b0 = { ...gen("b0", [snap("b0", 0, 3, 0)], []), record: of("b0", "/b") };
+    const plan = planArchivePrune({ foreign: [], generations: [a0, a1, aStarting, b0] }, { last: 1 });
+    assert.deepEqual(
+      plan.generations.map((g) => `${g.generation}:${g.action}:${g.deletes.length}`),
+      ["a0:delete:4", "a1:keep:0", "a2:keep:0", "b0:keep:0"],
+    );
+    assert.deepEqual(
+      plan.snapshots.map((s) => `${s.history}:${s.generation}:${s.action}`),
+      ["h:/a:a1:keep", "h:/a:a0:delete", "h:/b:b0:keep"],
+    );
   });
 });

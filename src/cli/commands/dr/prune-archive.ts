@@ -49,9 +49,14 @@ function describePlan(
   after: Record<string, string>,
 ): void {
   const del = dryRun ? "would delete" : "delete";
+  // Each history's rules apply apart (src/archive/prune.ts): with more than one, each is named.
+  const named = new Set(plan.snapshots.map((s) => s.history)).size > 1;
+  let history: string | null | undefined;
   for (const s of plan.snapshots) {
+    if (named && s.history !== history) out.line(`history ${s.history ?? "(generations without a record)"}:`);
+    history = s.history;
     const verb = s.action === "keep" ? "keep  " : del;
-    out.line(`${verb} ${s.key}  (${s.reasons.join("; ")})`);
+    out.line(`${named ? "  " : ""}${verb} ${s.key}  (${s.reasons.join("; ")})`);
   }
   for (const g of plan.generations) {
     const objects = g.deletes.length;
