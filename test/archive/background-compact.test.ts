@@ -62,6 +62,7 @@ describe("background compaction in dr archive", () => {
       await waitFor("a merged segment", () => mergedOf(store, 6), { exited: a.done });
       const r = await a.stop();
       assert.equal(r.code, 143, r.stderr);
+      assert.match(r.stdout, /^Archiving .* every 10ms, plain \(Ctrl-C stops after the upload in flight\)$/m);
       assert.match(r.stdout, /compacted .*segment\(s\) merged into/);
       const segments = await walSegmentsOf(store, RUN);
       assert.ok(segments.length < 40 / 2, `${segments.length} WAL segments left of 40 bursts`);

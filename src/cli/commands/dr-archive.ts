@@ -127,8 +127,11 @@ export function registerDrArchive(program: Command): void {
     process.once("SIGINT", stopOn.SIGINT);
     process.once("SIGTERM", stopOn.SIGTERM);
     const how = keys.recipients ? "encrypted to age recipients" : keys.password ? "encrypted" : "plain";
+    const where = isS3Url(opts.to) ? archiver.health.snapshot().destination : opts.to;
     out.line(
-      `Archiving ${shown(ws.root)} to ${isS3Url(opts.to) ? archiver.health.snapshot().destination : opts.to} every ${intervalText(opts.interval)}, ${how} (Ctrl-C stops after the upload in flight)`,
+      opts.once
+        ? `Archiving ${shown(ws.root)} to ${where} once, ${how}`
+        : `Archiving ${shown(ws.root)} to ${where} every ${intervalText(opts.interval)}, ${how} (Ctrl-C stops after the upload in flight)`,
     );
     try {
       if (opts.once) await archiver.step();
