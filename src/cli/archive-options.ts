@@ -112,8 +112,8 @@ export const isArchiverWarning = (e: ArchiverEvent): boolean =>
   e.event === "held-back" ||
   e.event === "snapshot-damage";
 
-/** What an archiver event says, one line. */
-export function describeArchiverEvent(e: ArchiverEvent): string {
+/** What an archiver event says, one line; `once`: a single cycle (`dr archive --once`), which retries nothing. */
+export function describeArchiverEvent(e: ArchiverEvent, once = false): string {
   switch (e.event) {
     case "generation":
       return e.resumed ? `resuming generation ${e.generation}` : `new generation ${e.generation}: ${e.cause}`;
@@ -122,7 +122,7 @@ export function describeArchiverEvent(e: ArchiverEvent): string {
     case "cycle":
       return `shipped ${e.segments} segment(s), ${e.bytes} bytes (${e.stored_bytes} stored)`;
     case "error":
-      return `store error (the local files keep everything; retrying): ${e.error}`;
+      return `store error (the local files keep everything; ${once ? "the next run sends them" : "retrying"}): ${e.error}`;
     case "continuity-lost":
       return `workspace changed under the archiver: ${e.message}; a new generation starts (the previous one stays restorable)`;
     case "recovered":

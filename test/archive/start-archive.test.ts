@@ -326,6 +326,7 @@ describe("start --archive-to", () => {
     const down = await archiveOnce();
     h.setFault(undefined);
     assert.equal(down.code, 7, down.stderr);
+    assert.match(down.stderr, /store error \(the local files keep everything; the next run sends them\)/);
     text = await readFile(metrics, "utf8");
     assert.equal(value(text, "archive_lag_entries"), 7, text);
     assert.equal(value(text, "archive_errors_in_a_row"), 1, text);

@@ -114,8 +114,8 @@ export function registerDrArchive(program: Command): void {
       log: (e) => {
         if (e.event === "snapshot-damage" || (e.event === "held-back" && e.damage)) damage ??= e.message;
         if (g.json) return;
-        if (isArchiverWarning(e)) out.warn(describeArchiverEvent(e));
-        else out.line(describeArchiverEvent(e));
+        if (isArchiverWarning(e)) out.warn(describeArchiverEvent(e, opts.once));
+        else out.line(describeArchiverEvent(e, opts.once));
       },
     });
     let signal: NodeJS.Signals | undefined;
