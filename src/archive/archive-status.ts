@@ -38,6 +38,13 @@ export interface HeldBackStatus extends HeldBackBytes {
 export interface ArchiveStatus {
   destination: string;
   pid: number;
+  /**
+   * The host and workspace folder (real path) of the archiver that wrote it: a copy of the file
+   * in another folder (a restore of an older backup that held it, a copied workspace) is not
+   * that workspace's. Absent in status files of archivers before they were recorded.
+   */
+  host?: string;
+  sdd?: string;
   generation: string | null;
   updated_at: string;
   /** When the store last held everything that was durable (ISO), null before the first cycle. */

@@ -12,7 +12,8 @@
  * start, a stop, a new generation, the first cycle, every failure and the success that ends a
  * run of them. Nothing resumes from this file (a restart resumes from the store's listing).
  */
-import { statSync } from "node:fs";
+import { realpathSync, statSync } from "node:fs";
+import os from "node:os";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { readTailPosition } from "../wal/reader.js";
@@ -59,6 +60,8 @@ export class ArchiveHealth {
     this.status = {
       destination,
       pid: process.pid,
+      host: os.hostname(),
+      sdd: realPath(ws.root),
       generation: null,
       updated_at: new Date().toISOString(),
       caught_up_at: null,
@@ -346,13 +349,28 @@ export async function archiveHealth(
   return health;
 }
 
-/** The newest status an archiver wrote for this workspace, if any. */
-export async function readArchiveStatus(root: string): Promise<ArchiveStatus | undefined> {
+/** `p` with its links resolved (as given when it cannot be resolved). */
+function realPath(p: string): string {
   try {
-    return JSON.parse(await readFile(path.join(root, ...ARCHIVE_STATUS), "utf8")) as ArchiveStatus;
+    return realpathSync(p);
+  } catch {
+    return path.resolve(p);
+  }
+}
+
+/**
+ * The newest status an archiver wrote for this workspace, if any: a status that names another
+ * host or folder came with a copy of the files and describes another workspace's archiver.
+ */
+export async function readArchiveStatus(root: string): Promise<ArchiveStatus | undefined> {
+  let s: ArchiveStatus;
+  try {
+    s = JSON.parse(await readFile(path.join(root, ...ARCHIVE_STATUS), "utf8")) as ArchiveStatus;
   } catch {
     return undefined;
   }
+  if (s.sdd !== undefined && (s.sdd !== realPath(root) || s.host !== os.hostname())) return undefined;
+  return s;
 }
 
 const isRunning = (s: ArchiveStatus): boolean => !s.stopped_at && isProcessAlive(s.pid);

@@ -6,6 +6,8 @@
  *  - `runtime/snapshot/*`: the consistent-snapshot handshake files (transient by nature);
  *  - `runtime/archive-key.json`: the WAL archiver's key of an archive encrypted to recipients,
  *    which must not travel in a backup (src/archive/local-key.ts);
+ *  - `runtime/archive-status.json`: the running archiver's status (src/archive/health.ts), a
+ *    process of this host, which a restored copy would take for its own;
  *  - the temp file of an atomic write, `.<name>.tmp-<pid>-<hex>` (durable.ts `tempPathFor`), in
  *    flight or left by a killed writer: never state, and the rename that would make it state
  *    replaces a file that the backup holds.
@@ -79,6 +81,7 @@ export const EXCLUDED_PATTERNS: readonly string[] = [
   ...REFERENCE_EXCLUDED_PATTERNS,
   "runtime/snapshot/*",
   "runtime/archive-key.json",
+  "runtime/archive-status.json",
   "*/.*.tmp-[0-9]*-*",
 ];
 
