@@ -1,4 +1,5 @@
 import type { WalError } from "../wal/chain.js";
+import type { ProcessHome } from "../workspace/process.js";
 
 /**
  * Durable bytes of a WAL run the archiver holds back (never ships): the torn tail of an open run
@@ -35,16 +36,10 @@ export interface HeldBackStatus extends HeldBackBytes {
 }
 
 /** The archiver's status document, `runtime/archive-status.json` (written by health.ts). */
-export interface ArchiveStatus {
+/** `host` and `sdd` (ProcessHome): where the archiver that wrote it runs; absent in older status files. */
+export interface ArchiveStatus extends ProcessHome {
   destination: string;
   pid: number;
-  /**
-   * The host and workspace folder (real path) of the archiver that wrote it: a copy of the file
-   * in another folder (a restore of an older backup that held it, a copied workspace) is not
-   * that workspace's. Absent in status files of archivers before they were recorded.
-   */
-  host?: string;
-  sdd?: string;
   generation: string | null;
   updated_at: string;
   /** When the store last held everything that was durable (ISO), null before the first cycle. */

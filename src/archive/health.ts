@@ -12,15 +12,14 @@
  * start, a stop, a new generation, the first cycle, every failure and the success that ends a
  * run of them. Nothing resumes from this file (a restart resumes from the store's listing).
  */
-import { realpathSync, statSync } from "node:fs";
-import os from "node:os";
+import { statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { readTailPosition } from "../wal/reader.js";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { atomicWriteFile } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
-import { isProcessAlive } from "../workspace/process.js";
+import { isHome, isProcessAlive, processHome } from "../workspace/process.js";
 import { writeArchiveMetrics } from "./archive-metrics.js";
 import type { WalError } from "../wal/chain.js";
 import type { ArchiveStatus, HeldBackStatus } from "./archive-status.js";
@@ -60,8 +59,7 @@ export class ArchiveHealth {
     this.status = {
       destination,
       pid: process.pid,
-      host: os.hostname(),
-      sdd: realPath(ws.root),
+      ...processHome(ws.root),
       generation: null,
       updated_at: new Date().toISOString(),
       caught_up_at: null,
@@ -349,15 +347,6 @@ export async function archiveHealth(
   return health;
 }
 
-/** `p` with its links resolved (as given when it cannot be resolved). */
-function realPath(p: string): string {
-  try {
-    return realpathSync(p);
-  } catch {
-    return path.resolve(p);
-  }
-}
-
 /**
  * The newest status an archiver wrote for this workspace, if any: a status that names another
  * host or folder came with a copy of the files and describes another workspace's archiver.
@@ -369,8 +358,7 @@ export async function readArchiveStatus(root: string): Promise<ArchiveStatus | u
   } catch {
     return undefined;
   }
-  if (s.sdd !== undefined && (s.sdd !== realPath(root) || s.host !== os.hostname())) return undefined;
-  return s;
+  return isHome(s, root) ? s : undefined;
 }
 
 const isRunning = (s: ArchiveStatus): boolean => !s.stopped_at && isProcessAlive(s.pid);

@@ -6,8 +6,10 @@
  *  - `runtime/snapshot/*`: the consistent-snapshot handshake files (transient by nature);
  *  - `runtime/archive-key.json`: the WAL archiver's key of an archive encrypted to recipients,
  *    which must not travel in a backup (src/archive/local-key.ts);
- *  - `runtime/archive-status.json`: the running archiver's status (src/archive/health.ts), a
- *    process of this host, which a restored copy would take for its own;
+ *  - `runtime/archive-status.json` and `runtime/replication/endpoint.json`: the running
+ *    archiver's status (src/archive/health.ts) and the live replication process's address
+ *    (src/replication/endpoint.ts), processes of this host, which a restored copy would take for
+ *    its own;
  *  - the temp file of an atomic write, `.<name>.tmp-<pid>-<hex>` (durable.ts `tempPathFor`), in
  *    flight or left by a killed writer: never state, and the rename that would make it state
  *    replaces a file that the backup holds.
@@ -82,6 +84,7 @@ export const EXCLUDED_PATTERNS: readonly string[] = [
   "runtime/snapshot/*",
   "runtime/archive-key.json",
   "runtime/archive-status.json",
+  "runtime/replication/endpoint.json",
   "*/.*.tmp-[0-9]*-*",
 ];
 

@@ -1,16 +1,17 @@
 /**
  * Where a running `replicate serve`/`follow` (or `start --replication-listen`) of this workspace
- * answers: `.sdd/runtime/replication/endpoint.json` {pid, url, token_file, role}. `dr status`
+ * answers: `.sdd/runtime/replication/endpoint.json` {pid, url, token_file, role, host, sdd}. `dr status`
  * reads it to ask the live process for the in-memory parts (lag, health).
  */
 import { readFile, unlink } from "node:fs/promises";
 import path from "node:path";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
-import { isProcessAlive } from "../workspace/process.js";
+import { isHome, isProcessAlive, processHome, type ProcessHome } from "../workspace/process.js";
 import { replicationDir } from "./epoch.js";
 
-export interface EndpointRecord {
+/** `host` and `sdd` (ProcessHome): where the process runs; absent in records written before they were kept. */
+export interface EndpointRecord extends ProcessHome {
   pid: number;
   url: string;
   token_file: string | null;
@@ -24,14 +25,14 @@ function file(ws: Workspace): string {
 
 export async function writeEndpoint(ws: Workspace, rec: EndpointRecord): Promise<void> {
   await durableMkdir(replicationDir(ws));
-  await atomicWriteFile(file(ws), JSON.stringify(rec, null, 2) + "\n");
+  await atomicWriteFile(file(ws), JSON.stringify({ ...rec, ...processHome(ws.root) }, null, 2) + "\n");
 }
 
-/** The endpoint of a live process of this workspace, or null. */
+/** The endpoint of a live process of this workspace, or null (a record copied from another folder or host: null). */
 export async function readLiveEndpoint(ws: Workspace): Promise<EndpointRecord | null> {
   try {
     const rec = JSON.parse(await readFile(file(ws), "utf8")) as EndpointRecord;
-    return typeof rec.pid === "number" && isProcessAlive(rec.pid) ? rec : null;
+    return typeof rec.pid === "number" && isHome(rec, ws.root) && isProcessAlive(rec.pid) ? rec : null;
   } catch {
     return null;
   }

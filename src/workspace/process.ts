@@ -1,3 +1,7 @@
+import { realpathSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
 /** Whether a process exists (EPERM: it does, and belongs to another user). */
 export function isProcessAlive(pid: number): boolean {
   try {
@@ -15,4 +19,34 @@ export function killProcessGroup(pgid: number, signal: NodeJS.Signals): void {
   } catch {
     // already gone
   }
+}
+
+/**
+ * Where a record of a running process (an archiver's status, a replication endpoint) was
+ * written: its host and workspace folder (real path). A copy of the record in another folder or
+ * on another host (an older backup restored, a workspace copied whole) describes another
+ * workspace's process.
+ */
+export interface ProcessHome {
+  host?: string;
+  sdd?: string;
+}
+
+/** `p` with its links resolved (as given, made absolute, when it cannot be resolved). */
+function realPath(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return path.resolve(p);
+  }
+}
+
+/** The home of a process of the workspace at `root`, to write into its record. */
+export function processHome(root: string): Required<ProcessHome> {
+  return { host: os.hostname(), sdd: realPath(root) };
+}
+
+/** Whether a record belongs to the workspace at `root` (one written before homes were kept is taken to). */
+export function isHome(rec: ProcessHome, root: string): boolean {
+  return rec.sdd === undefined || (rec.sdd === realPath(root) && rec.host === os.hostname());
 }
