@@ -35,8 +35,10 @@ export interface HeldBackStatus extends HeldBackBytes {
   message: string;
 }
 
-/** The archiver's status document, `runtime/archive-status.json` (written by health.ts). */
-/** `host` and `sdd` (ProcessHome): where the archiver that wrote it runs; absent in older status files. */
+/**
+ * The archiver's status document, `runtime/archive-status.json` (written by health.ts); `host`
+ * and `sdd` (ProcessHome) say where the archiver that wrote it runs (absent in older ones).
+ */
 export interface ArchiveStatus extends ProcessHome {
   destination: string;
   pid: number;

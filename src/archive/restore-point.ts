@@ -31,9 +31,9 @@ import { codecOf } from "./segment-codec.js";
 import { unlockGeneration, type SegmentKey } from "./sealing.js";
 import { formatWindow, generationWindow, type GenerationWindow } from "./window.js";
 
+/** `text` of a time: the instant as the user gave it, echoed by an error. */
 export type RestorePoint = (
-  | /** `text`: the instant as the user gave it, echoed by an error. */
-    { kind: "time"; atMs: number; text?: string }
+  | { kind: "time"; atMs: number; text?: string }
   | { kind: "seq"; run: string; seq: number }
   | { kind: "latest" }
 ) & {
@@ -89,11 +89,11 @@ type Usable = { gen: GenerationListing; window: GenerationWindow };
 /** The generations a point may come from: all that are restorable, or the one `--generation` names. */
 async function usableGenerations(store: BackupStore, point: RestorePoint): Promise<Usable[]> {
   const listing = await listArchive(store);
-  const named = point.generation;
-  const gens = named ? listing.generations.filter((g) => g.generation === named) : listing.generations;
-  if (named && gens.length === 0)
+  const wanted = point.generation;
+  const gens = wanted ? listing.generations.filter((g) => g.generation === wanted) : listing.generations;
+  if (wanted && gens.length === 0)
     throw new UserError(
-      `--generation ${named}: ${store.root} holds no such generation (${listing.generations.map((g) => g.generation).join(", ") || "none"})`,
+      `--generation ${wanted}: ${store.root} holds no such generation (${listing.generations.map((g) => g.generation).join(", ") || "none"})`,
       ExitCode.USAGE,
     );
   const windows: Usable[] = [];
@@ -101,8 +101,8 @@ async function usableGenerations(store: BackupStore, point: RestorePoint): Promi
   const usable = windows.filter((w) => w.window.earliest !== null);
   if (usable.length === 0)
     throw new UserError(
-      named
-        ? `--generation ${named}: not restorable (no complete base snapshot)`
+      wanted
+        ? `--generation ${wanted}: not restorable (no complete base snapshot)`
         : `${store.root}: no restorable generation (no complete base snapshot)`,
       ExitCode.USAGE,
     );
