@@ -96,7 +96,7 @@ export function registerDrill(dr: Command): void {
 async function drillArchivePoint(cmd: Command, opts: DrillFlags): Promise<void> {
   if (opts.from === undefined)
     throw new UserError(
-      "dr drill: --at, --at-seq, --latest and --last-consistent need --from LOCATION naming a WAL archive",
+      "dr drill: --at, --at-seq, --latest, --generation and --last-consistent need --from LOCATION naming a WAL archive",
       ExitCode.USAGE,
     );
   const backupOnly = opts.encrypt
