@@ -116,6 +116,7 @@ describe("start --archive-to", () => {
     const human = await f.cli(["dr", "status"]);
     assert.match(human.stdout, new RegExp(`^Archive: .* not running .*, lag ${since} entries`, "m"));
     assert.match(human.stdout, new RegExp(`^RPO: +${since} entries`, "m"));
+    assert.match(human.stdout, /^Archive: .*, restorable from \d{4}-\d\d-\d\dT[\d:.]+Z/m);
   });
 
   it("--sync: each agent finds its spawn intent in the store; an outage holds decisions until the store answers", async () => {

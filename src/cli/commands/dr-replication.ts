@@ -59,7 +59,7 @@ function describeArchive(a: NonNullable<Awaited<ReturnType<typeof archiveHealth>
     a.running && a.decisions_waiting > 0
       ? `; --sync: ${a.decisions_waiting} commit group(s) wait for the store, no decision is acted on until it answers`
       : "";
-  return `${shown(a.destination)} ${state}${a.sync ? " (--sync)" : ""}, lag ${a.lag_entries} entries${a.lag_bytes ? ` (${a.lag_bytes} bytes held back)` : ""} / ${a.lag_seconds} s, last upload ${a.last_upload_at ?? "never"}${errors}${lost}${held}${broken}${describeCompaction(a)}${blocked}`;
+  return `${shown(a.destination)} ${state}${a.sync ? " (--sync)" : ""}, lag ${a.lag_entries} entries${a.lag_bytes ? ` (${a.lag_bytes} bytes held back)` : ""} / ${a.lag_seconds} s, last upload ${a.last_upload_at ?? "never"}${a.window_start_at ? `, restorable from ${a.window_start_at}` : ""}${errors}${lost}${held}${broken}${describeCompaction(a)}${blocked}`;
 }
 
 /** Background compaction's part of the archive line: failing (since when, why), or when it last completed. */
