@@ -6,6 +6,7 @@
  * can reach (the new one's snapshot is past it) comes from the old one.
  */
 import assert from "node:assert/strict";
+import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { readArchiveStatus } from "../../src/archive/health.js";
@@ -68,10 +69,16 @@ describe("two histories in one archive", () => {
     const listed = await a.cli(["--json", "dr", "list", "--from", store]);
     const gens = JSON.parse(listed.stdout).generations as {
       generation: string;
+      workspace: string;
       earliest: string;
       latest: string;
     }[];
     assert.equal(gens.length, 2, listed.stdout);
+    // dr list names each generation's workspace: what tells two histories apart.
+    assert.deepEqual(
+      gens.map((g) => g.workspace),
+      [`${os.hostname()}:${a.sdd}`, `${os.hostname()}:${b}`],
+    );
     [first, second] = [gens[0]!.generation, gens[1]!.generation];
     inBoth = gens[1]!.latest;
     assert.ok(gens[0]!.earliest < inBoth && inBoth < gens[0]!.latest, listed.stdout);

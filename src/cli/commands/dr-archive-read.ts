@@ -22,6 +22,8 @@ import { shown } from "../../workspace/shown-path.js";
 
 interface GenerationJson {
   generation: string;
+  /** The workspace it archives, `host:folder` from its record (null: no record): its history. */
+  workspace: string | null;
   previous: string | null;
   cause: string | null;
   /** How its segments are stored: gzipped or as they are, sealed or not (docs/formats.md). */
@@ -77,6 +79,7 @@ export async function listWalArchive(
     const w = await generationWindow(store, g);
     generations.push({
       generation: g.generation,
+      workspace: g.record ? `${g.record.host}:${g.record.workspace}` : null,
       previous: g.record?.previous ?? null,
       cause: g.record?.cause ?? null,
       compression: g.record?.compression ?? null,
@@ -110,6 +113,7 @@ export async function listWalArchive(
         out.line(
           `${g.generation}  ${g.earliest ?? "-"} .. ${g.latest ?? "-"}  ${g.snapshots.length} snapshot(s), ${g.segments} segment(s)`,
         );
+        if (g.workspace) out.line(`  workspace: ${g.workspace}`);
         if (g.cause) out.line(`  started: ${g.cause}`);
         out.line(`  segments: ${segmentForm(g)}`);
         for (const s of g.snapshots)
