@@ -284,9 +284,13 @@ async function walLagEntries(
     const file = path.join(root, stream);
     // A run whose file ends where the store's copy ends is not behind: no tail to read (most
     // runs of a workspace are finished and wholly shipped).
-    if (bytes[run] !== undefined && sizeOf(file) === bytes[run]) continue;
+    const size = sizeOf(file);
+    if (bytes[run] !== undefined && size === bytes[run]) continue;
     const tail = await readTailPosition(file).catch(() => undefined);
-    const behind = tail ? Math.max(0, tail.last_seq - (seqs[run] ?? -1)) : 0;
+    // Shorter than the store's copy: the file no longer holds what the store holds (a history
+    // rewritten under a stopped archiver), so none of its entries counts as archived.
+    const rewritten = bytes[run] !== undefined && size !== undefined && size < bytes[run];
+    const behind = tail ? Math.max(0, tail.last_seq - (rewritten ? -1 : (seqs[run] ?? -1))) : 0;
     const held = (s.held_back ?? []).find((h) => h.stream === stream);
     lag += Math.max(behind, held ? Math.max(1, held.lines) : 0);
   }

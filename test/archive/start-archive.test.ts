@@ -117,6 +117,13 @@ describe("start --archive-to", () => {
     assert.match(human.stdout, new RegExp(`^Archive: .* not running .*, lag ${since} entries`, "m"));
     assert.match(human.stdout, new RegExp(`^RPO: +${since} entries`, "m"));
     assert.match(human.stdout, /^Archive: .*, restorable from \d{4}-\d\d-\d\dT[\d:.]+Z/m);
+
+    // The archived run rewritten shorter under the stopped archiver: none of it counts as archived.
+    const file = f.ws.walFile(run);
+    const kept = (await readFile(file, "utf8")).split("\n").slice(0, 3).join("\n") + "\n";
+    await writeFile(file, kept);
+    const rewritten = JSON.parse((await f.cli(["--json", "dr", "status"])).stdout).rpo_estimate;
+    assert.equal(rewritten.entries, since + 3, JSON.stringify(rewritten));
   });
 
   it("--sync: each agent finds its spawn intent in the store; an outage holds decisions until the store answers", async () => {
