@@ -28,6 +28,13 @@ export interface GenerationRecord {
   compression?: "gzip";
 }
 
+/**
+ * The history a generation belongs to: the workspace it archives, `host:folder`. Generations of
+ * different workspaces in one archive are different histories (prune, restore's choice of one).
+ */
+export const historyOf = (r: Pick<GenerationRecord, "host" | "workspace">): string =>
+  `${r.host}:${r.workspace}`;
+
 export interface SnapshotIndex {
   format: typeof SNAPSHOT_FORMAT;
   generation: string;

@@ -15,7 +15,13 @@
  */
 import { applyRetention, type RetentionItem, type RetentionPolicy } from "../storage/retention.js";
 import type { BackupStore } from "../storage/store.js";
-import type { ArchiveListing, GenerationListing, SnapshotIndex, StoredSegment } from "./catalog.js";
+import {
+  historyOf,
+  type ArchiveListing,
+  type GenerationListing,
+  type SnapshotIndex,
+  type StoredSegment,
+} from "./catalog.js";
 import { generationKey, parseArchiveKey, snapshotIndexKey } from "./names.js";
 
 export interface SnapshotDecision {
@@ -50,16 +56,14 @@ interface SnapshotItem extends RetentionItem {
 }
 
 /** The history a generation belongs to (generations without a record form one). */
-const historyOf = (g: GenerationListing): string | null =>
-  g.record?.host !== undefined && g.record.workspace !== undefined
-    ? `${g.record.host}:${g.record.workspace}`
-    : null;
+const historyOfGeneration = (g: GenerationListing): string | null =>
+  g.record?.host !== undefined && g.record.workspace !== undefined ? historyOf(g.record) : null;
 
 /** The generations of each history, in the listing's order (oldest first), in order of first appearance. */
 function histories(listing: ArchiveListing): GenerationListing[][] {
   const groups = new Map<string | null, GenerationListing[]>();
   for (const g of listing.generations) {
-    const h = historyOf(g);
+    const h = historyOfGeneration(g);
     groups.set(h, [...(groups.get(h) ?? []), g]);
   }
   return [...groups.values()];
@@ -90,7 +94,7 @@ function decideSnapshots(generations: GenerationListing[], policy: RetentionPoli
       start.reasons = ["starts the window of the --keep-within period"];
     }
   }
-  const history = historyOf(generations[0]!);
+  const history = historyOfGeneration(generations[0]!);
   return decisions.map((d) => ({
     generation: d.item.snapshot.generation,
     history,

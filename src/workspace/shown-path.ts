@@ -1,4 +1,5 @@
 /** How a path the command worked out is shown to people. */
+import os from "node:os";
 import path from "node:path";
 
 /**
@@ -11,3 +12,10 @@ export const shown = (p: string): string => {
   const rel = path.relative(process.cwd(), p);
   return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : p;
 };
+
+/**
+ * A workspace folder that a record names with its host (an archive generation's), as people read
+ * it: `FOLDER on HOST`, the folder shown as above when it is on this host.
+ */
+export const shownOnHost = (host: string, folder: string): string =>
+  `${host === os.hostname() ? shown(folder) : folder} on ${host}`;

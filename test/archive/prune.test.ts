@@ -173,11 +173,11 @@ describe("dr prune on a WAL archive", () => {
     assert.equal(human.code, 0, human.stderr);
     assert.match(
       human.stdout,
-      new RegExp(`^history ${host}:${mine.sdd}:\n  keep   gen-${gens[1]}\\.snap-`, "m"),
+      new RegExp(`^history of ${mine.sdd} on ${host}:\n  keep   gen-${gens[1]}\\.snap-`, "m"),
     );
     assert.match(
       human.stdout,
-      new RegExp(`^history ${host}:${other.sdd}:\n  keep   gen-${gens[2]}\\.snap-`, "m"),
+      new RegExp(`^history of ${other.sdd} on ${host}:\n  keep   gen-${gens[2]}\\.snap-`, "m"),
     );
   });
 

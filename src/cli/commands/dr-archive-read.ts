@@ -5,7 +5,7 @@
  */
 import type { Command } from "commander";
 import { checkArchive } from "../../archive/check.js";
-import { listArchive } from "../../archive/catalog.js";
+import { historyOf, listArchive } from "../../archive/catalog.js";
 import type { ReadKeys } from "../../archive/sealing.js";
 import { generationWindow, type Gap } from "../../archive/window.js";
 import type { PasswordFlags } from "../password.js";
@@ -18,7 +18,7 @@ import { Output } from "../output.js";
 import { findDr } from "./dr-archive.js";
 import { iso, parsePoint, readKeysOf, restorePointCommand, type PointFlags } from "./dr/archive-point.js";
 import { addPasswordOptions, addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr/options.js";
-import { shown } from "../../workspace/shown-path.js";
+import { shown, shownOnHost } from "../../workspace/shown-path.js";
 
 interface GenerationJson {
   generation: string;
@@ -79,7 +79,7 @@ export async function listWalArchive(
     const w = await generationWindow(store, g);
     generations.push({
       generation: g.generation,
-      workspace: g.record ? `${g.record.host}:${g.record.workspace}` : null,
+      workspace: g.record ? historyOf(g.record) : null,
       previous: g.record?.previous ?? null,
       cause: g.record?.cause ?? null,
       compression: g.record?.compression ?? null,
@@ -109,11 +109,12 @@ export async function listWalArchive(
     },
     () => {
       if (generations.length === 0) out.line(`${shown(store.root)}: no archive generation`);
-      for (const g of generations) {
+      for (const [i, g] of generations.entries()) {
+        const record = listing.generations[i]!.record;
         out.line(
           `${g.generation}  ${g.earliest ?? "-"} .. ${g.latest ?? "-"}  ${g.snapshots.length} snapshot(s), ${g.segments} segment(s)`,
         );
-        if (g.workspace) out.line(`  workspace: ${g.workspace}`);
+        if (record) out.line(`  workspace: ${shownOnHost(record.host, record.workspace)}`);
         if (g.cause) out.line(`  started: ${g.cause}`);
         out.line(`  segments: ${segmentForm(g)}`);
         for (const s of g.snapshots)

@@ -1,10 +1,11 @@
 /** `dr prune` on a WAL archive location: the plan (src/archive/prune.ts), its execution, its report. */
-import { listArchive, type ArchiveListing } from "../../../archive/catalog.js";
+import { historyOf, listArchive, type ArchiveListing } from "../../../archive/catalog.js";
 import { executeArchivePrune, planArchivePrune, type ArchivePrunePlan } from "../../../archive/prune.js";
 import { formatWindow, generationWindow } from "../../../archive/window.js";
 import type { RetentionPolicy } from "../../../storage/retention.js";
 import type { BackupStore } from "../../../storage/store.js";
 import type { Output } from "../../output.js";
+import { shownOnHost } from "../../../workspace/shown-path.js";
 
 /** Whether the location holds a WAL archive (a generation record, snapshot or segment). */
 export async function archiveAt(store: BackupStore): Promise<ArchiveListing | undefined> {
@@ -39,7 +40,13 @@ export async function pruneArchive(
     windows_after: after,
     foreign_ignored: listing.foreign,
   };
-  out.result(result, () => describePlan(out, plan, dryRun, after));
+  // Each history as people read it: its workspace folder on its host (the records say which).
+  const histories = new Map(
+    listing.generations.flatMap((g) =>
+      g.record ? [[historyOf(g.record), shownOnHost(g.record.host, g.record.workspace)]] : [],
+    ),
+  );
+  out.result(result, () => describePlan(out, plan, dryRun, after, histories));
 }
 
 function describePlan(
@@ -47,13 +54,17 @@ function describePlan(
   plan: ArchivePrunePlan,
   dryRun: boolean,
   after: Record<string, string>,
+  histories: Map<string, string>,
 ): void {
   const del = dryRun ? "would delete" : "delete";
   // Each history's rules apply apart (src/archive/prune.ts): with more than one, each is named.
   const named = new Set(plan.snapshots.map((s) => s.history)).size > 1;
   let history: string | null | undefined;
   for (const s of plan.snapshots) {
-    if (named && s.history !== history) out.line(`history ${s.history ?? "(generations without a record)"}:`);
+    if (named && s.history !== history)
+      out.line(
+        `history of ${s.history === null ? "the generations without a record" : (histories.get(s.history) ?? s.history)}:`,
+      );
     history = s.history;
     const verb = s.action === "keep" ? "keep  " : del;
     out.line(`${named ? "  " : ""}${verb} ${s.key}  (${s.reasons.join("; ")})`);
