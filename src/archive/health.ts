@@ -352,6 +352,13 @@ export async function archiveHealth(
 }
 
 /**
+ * Whether archiveHealth's lag is what the store lacks now: a running archiver's, or a stopped
+ * one's measured against what the store held (not an older status file's, as it was written).
+ */
+export const lagIsCurrent = (a: ArchiveStatus & { running: boolean }): boolean =>
+  a.running || a.wal_shipped_seq !== undefined;
+
+/**
  * The newest status an archiver wrote for this workspace, if any: a status that names another
  * host or folder came with a copy of the files and describes another workspace's archiver.
  */

@@ -98,10 +98,22 @@ export function bestCandidate(nodes: NodeState[]): NodeState | undefined {
     .sort((a, b) => (a.lag_entries ?? Infinity) - (b.lag_entries ?? Infinity))[0];
 }
 
+/** The workspace's WAL archive as `dr status` measures it: a restore source to its newest point. */
+export interface RunbookArchive {
+  destination: string;
+  /** What restoring its newest point would lose now (the archiver's lag). */
+  lag_entries: number;
+  lag_seconds: number;
+  running: boolean;
+  /** When it stopped (or was last seen), for one that does not run. */
+  stopped_at: string | null;
+}
+
 export interface RunbookInput extends FailoverInput {
   evaluation: FailoverEvaluation;
   writtenBy: string;
   tokenFile?: string;
+  archive?: RunbookArchive | null;
 }
 
 /** What the runbook's sections share: who leads, who to promote, whether to act now. */
@@ -130,6 +142,12 @@ function situationSection(r: RunbookInput, now: Date): string[] {
     );
   } else {
     lines.push("- Last good backup: none recorded in runs/backups.jsonl.");
+  }
+  if (r.archive) {
+    const a = r.archive;
+    lines.push(
+      `- WAL archive: ${a.destination} (archiver ${a.running ? "running" : `not running since ${a.stopped_at ?? "unknown"}`}; lag ${a.lag_entries} entries, ${fmt(a.lag_seconds, " s")}).`,
+    );
   }
   return lines;
 }
@@ -160,9 +178,16 @@ function recommendationSection(r: RunbookInput, { candidate, actNow }: RunbookPl
   if (candidate) {
     lines.push(
       `Promote follower **${candidate.name}** (reachable, least lag). ` +
-        (r.lastBackup
-          ? "Keep the last backup as the fallback: restore from it only if the promotion fails its checks."
-          : "No backup is recorded: take one right after the promotion."),
+        (r.archive
+          ? "Keep the WAL archive as the fallback: restore its newest point only if the promotion fails its checks."
+          : r.lastBackup
+            ? "Keep the last backup as the fallback: restore from it only if the promotion fails its checks."
+            : "No backup is recorded: take one right after the promotion."),
+    );
+  } else if (r.archive) {
+    lines.push(
+      "No follower can be promoted: **restore the WAL archive's newest point** on a new host" +
+        (r.lastBackup ? " (the last good backup is the fallback)." : "."),
     );
   } else if (r.lastBackup) {
     lines.push("No follower can be promoted: **restore from the last good backup** on a new host.");
@@ -206,8 +231,20 @@ function commandsSection(r: RunbookInput, { leader, candidate, others, actNow }:
       );
     }
   }
+  if (r.archive) {
+    lines.push(
+      `# Restore path (if no follower can be promoted): the WAL archive's newest point, every hash checked.`,
+      `# An S3-compatible store other than AWS: add --endpoint URL. An encrypted archive: --password-file F or --identity-file F.`,
+    );
+    lines.push(`bernstein dr restore --from ${r.archive.destination} --latest --sdd <NEW_HOST_SDD>`);
+    lines.push(`bernstein start --sdd <NEW_HOST_SDD>`);
+  }
   if (r.lastBackup) {
-    lines.push(`# Restore path (if no follower can be promoted):`);
+    lines.push(
+      r.archive
+        ? `# Restore path if the archive cannot be read: the last backup.`
+        : `# Restore path (if no follower can be promoted):`,
+    );
     lines.push(`bernstein dr restore --from ${r.lastBackup.location} --sdd <NEW_HOST_SDD>`);
     lines.push(`bernstein start --sdd <NEW_HOST_SDD>`);
   }
@@ -226,9 +263,14 @@ function dataLossSection(r: RunbookInput, { candidate, actNow }: RunbookPlan): s
       `- Promoting ${candidate.name}: ${fmt(candidate.lag_entries)} entries, ${fmt(candidate.lag_seconds, " s")} (its lag; under QUORUM/ALL no acknowledged decision is lost when the promotion reaches its peers).`,
     );
   }
+  if (r.archive)
+    lines.push(
+      `- Restoring the WAL archive's newest point: ${r.archive.lag_entries} entries, ${fmt(r.archive.lag_seconds, " s")} (its lag now).`,
+    );
   if (r.lastBackup)
     lines.push(`- Restoring the last backup: everything after it, ${fmt(r.lastBackup.age_seconds, " s")}.`);
-  if (!candidate && !r.lastBackup) lines.push("- Unknown: no follower and no backup.");
+  if (!candidate && !r.lastBackup && !r.archive)
+    lines.push("- Unknown: no follower, no WAL archive and no backup.");
   return lines;
 }
 
@@ -239,6 +281,7 @@ const POST_RECOVERY_CHECKLIST = [
   "`bernstein start` completes the backlog; `bernstein status` shows the expected task counts.",
   "The old leader stays stopped; it re-joins only as a follower (`replicate follow --rebootstrap`).",
   "Take a fresh backup (`bernstein dr backup`) and a restore drill.",
+  "If the old leader was archived: archive the new one (`bernstein start --archive-to` the same location starts a generation of its own; the old one stays restorable).",
   "Re-enable external triggers (cron, CI, webhooks) paused during the failover.",
 ];
 

@@ -15,7 +15,7 @@ import { DEFAULT_THRESHOLDS, type FollowerView, type HealthThresholds } from "./
 import { rpoEstimate } from "./leader-status.js";
 import { TOKEN_ENV } from "./auth.js";
 import { readRole } from "../workspace/replication-role.js";
-import { archiveHealth } from "../archive/health.js";
+import { archiveHealth, lagIsCurrent } from "../archive/health.js";
 import { WalSource } from "./wal-source.js";
 
 export interface DrStatus {
@@ -232,7 +232,7 @@ export async function gatherStatus(
   const policyState = (liveStatus?.policy_state as string | undefined) ?? (fenced ? "FENCED" : null);
   const integrity = role.integrity_error ?? null;
   const archiveLag: ArchiveLag =
-    archive && (archive.running || archive.wal_shipped_seq)
+    archive && lagIsCurrent(archive)
       ? {
           entries: archive.lag_entries,
           seconds: archive.lag_seconds,

@@ -341,3 +341,42 @@ test("dr runbook with NO_ACTION says there is nothing to do now; the restore is 
   const commands = text.slice(text.indexOf("## Commands"));
   assert.match(commands, /bernstein dr restore --from \S+b\.tar\.gz/);
 });
+
+test("dr runbook with a WAL archive: restoring its newest point is the plan, with what it would lose now", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-repl-runbook-archive-");
+  t.after(cleanup);
+  const env = { BERNSTEIN_AUDIT_KEY_PATH: `${dir}/key/audit.key`, BERNSTEIN_DR_PASSWORD: undefined };
+  const sdd = `${dir}/.sdd`;
+  const store = `${dir}/archive`;
+  await initWorkspace(sdd);
+  assert.equal((await runCli(["--sdd", sdd, "dr", "backup", "--to", `${dir}/b.tar.gz`], { env })).code, 0);
+  assert.equal((await runCli(["--sdd", sdd, "dr", "archive", "--to", store, "--once"], { env })).code, 0);
+  const runbook = async () => {
+    const r = await runCli(["--sdd", sdd, "dr", "runbook"], { env });
+    assert.equal(r.code, 0, r.stderr);
+    return readFile(/^Runbook written: (.+)$/m.exec(r.stdout)![1]!, "utf8");
+  };
+  const text = await runbook();
+  assert.match(
+    text,
+    new RegExp(`^- WAL archive: ${store} \\(archiver not running since \\S+; lag 0 entries, 0 s\\)\\.$`, "m"),
+  );
+  assert.match(
+    text,
+    /^No follower can be promoted: \*\*restore the WAL archive's newest point\*\* on a new host \(the last good backup is the fallback\)\.$/m,
+  );
+  const commands = text.slice(text.indexOf("## Commands"), text.indexOf("## Estimated data loss"));
+  const archiveRestore = commands.indexOf(
+    `bernstein dr restore --from ${store} --latest --sdd <NEW_HOST_SDD>`,
+  );
+  const backupRestore = commands.search(/bernstein dr restore --from \S+b\.tar\.gz/);
+  assert.ok(archiveRestore >= 0 && backupRestore > archiveRestore, commands);
+  assert.match(text, /^- Restoring the WAL archive's newest point: 0 entries, 0 s \(its lag now\)\.$/m);
+
+  // Decisions made without the archiver: what restoring the archive would lose now.
+  assert.equal((await runCli(["--sdd", sdd, "task", "add", "one", "--command", "true"], { env })).code, 0);
+  assert.equal((await runCli(["--sdd", sdd, "start", "--until-idle"], { env })).code, 0);
+  const later = await runbook();
+  const lost = /^- Restoring the WAL archive's newest point: (\d+) entries, /m.exec(later);
+  assert.ok(lost && Number(lost[1]) > 0, later);
+});

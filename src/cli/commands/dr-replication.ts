@@ -11,7 +11,7 @@ import { TOKEN_ENV } from "../../replication/auth.js";
 import { loadTokenFile } from "../../replication/auth.js";
 import { replicationAuditor } from "../../replication/audit.js";
 import { gatherStatus } from "../../replication/status.js";
-import { archiveHealth } from "../../archive/health.js";
+import { archiveHealth, lagIsCurrent } from "../../archive/health.js";
 import { describeSnapshotBreak } from "../../archive/archive-status.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
@@ -221,6 +221,7 @@ function registerRunbook(dr: Command): void {
       const out = Output.of(cmd);
       const ws = await openWorkspace(g.sdd);
       const st = await gatherStatus(ws, { tokenFile: flags.tokenFile, tlsCa: await caFile(flags.tlsCa) });
+      const archive = await archiveHealth(ws.root);
       const file = await writeRunbook(ws, {
         perspective: st.role,
         policy: (st.policy as "LEADER_ONLY" | "QUORUM" | "ALL" | null) ?? null,
@@ -233,6 +234,17 @@ function registerRunbook(dr: Command): void {
         evaluation: st.failover,
         writtenBy: `dr runbook on ${st.role}${st.region ? ` ${st.region}` : ""}`,
         tokenFile: flags.tokenFile,
+        // An archive whose lag is known now (running, or stopped with what the store held).
+        archive:
+          archive && lagIsCurrent(archive)
+            ? {
+                destination: archive.destination,
+                lag_entries: archive.lag_entries,
+                lag_seconds: archive.lag_seconds,
+                running: archive.running,
+                stopped_at: archive.stopped_at ?? archive.updated_at,
+              }
+            : null,
       });
       out.result(
         { ok: true, runbook: file, decision: st.failover.decision, reasons: st.failover.reasons },
