@@ -175,7 +175,12 @@ async function continuation(
   return { key: { scheme: "age", key: kept } };
 }
 
-/** Resumes the newest generation of this workspace, or starts one (its record written). */
+/**
+ * Resumes the newest generation of this workspace, or starts one (its record written). In an
+ * archive another workspace also archives to (a restored copy elsewhere), this workspace's newest
+ * generation may not be the archive's newest: it is resumed all the same when the workspace still
+ * holds what it holds, rather than a new generation and a full base snapshot on every restart.
+ */
 export async function openGeneration(
   store: BackupStore,
   ws: Workspace,
@@ -183,24 +188,26 @@ export async function openGeneration(
 ): Promise<GenerationState> {
   const listing = await listArchive(store);
   const newest = listing.generations[listing.generations.length - 1];
+  const isOurs = (g: GenerationListing) => g.record?.workspace === ws.root && g.record.host === os.hostname();
+  const ours = [...listing.generations].reverse().find(isOurs) ?? newest;
   let cause = opts.forceCause ?? "first start: the archive holds no generation";
-  if (newest?.record && schemeOf(opts.keys) === undefined && !opts.plainChosen) {
-    await continuation(ws, newest, opts); // refuses to follow an encrypted generation in plain
+  if (ours?.record && schemeOf(opts.keys) === undefined && !opts.plainChosen) {
+    await continuation(ws, ours, opts); // refuses to follow an encrypted generation in plain
   }
-  if (newest && opts.forceCause === undefined) {
-    const ends = await storedEnds(store, newest);
-    const why = await broken(ws, newest, ends);
-    const next = why ? { cause: why } : await continuation(ws, newest, opts);
+  if (ours && opts.forceCause === undefined) {
+    const ends = await storedEnds(store, ours);
+    const why = await broken(ws, ours, ends);
+    const next = why ? { cause: why } : await continuation(ws, ours, opts);
     if (!("cause" in next)) {
       return {
-        generation: newest.generation,
-        record: newest.record!,
-        snapshot: newest.snapshots[newest.snapshots.length - 1],
+        generation: ours.generation,
+        record: ours.record!,
+        snapshot: ours.snapshots[ours.snapshots.length - 1],
         ends,
         resumed: true,
-        codec: codecOf(newest.record, next.key),
-        firstSnapshotAt: newest.snapshots[0]?.completed_at,
-        ...snapshotNumbering(newest),
+        codec: codecOf(ours.record, next.key),
+        firstSnapshotAt: ours.snapshots[0]?.completed_at,
+        ...snapshotNumbering(ours),
         unsettled: new Map(),
         settled: new Map(),
       };

@@ -3,7 +3,8 @@
  * same store starts a generation of its own while the first workspace's archiver goes on with its
  * own, so their windows overlap. A point inside both comes from the newest generation and names
  * the other one; `--generation` chooses; an entry of the shared run that only the old generation
- * can reach (the new one's snapshot is past it) comes from the old one.
+ * can reach (the new one's snapshot is past it) comes from the old one. The first workspace's
+ * archiver, restarted, resumes its own generation.
  */
 import assert from "node:assert/strict";
 import os from "node:os";
@@ -132,6 +133,17 @@ describe("two histories in one archive", () => {
     const both = await restore("seq-both", ["--at-seq", `${RUN}:12`]);
     assert.equal(both.generation, second);
     assert.match(both.warnings.join("\n"), new RegExp(`also held by generation ${first}`));
+  });
+
+  it("the first workspace's archiver, restarted, resumes its own generation, not a new one", async () => {
+    await appendDecisions(a.ws, RUN, 2, 15);
+    const again = await a.cli(["--json", "dr", "archive", "--to", store, "--once"]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(JSON.parse(again.stdout).generation, first);
+    const listed = JSON.parse((await a.cli(["--json", "dr", "list", "--from", store])).stdout);
+    assert.equal(listed.generations.length, 2, "no third generation, no second base snapshot");
+    const latest = await restore("resumed", ["--latest", "--generation", first]);
+    assert.equal(latest.wal[RUN]!.seq, 16);
   });
 
   it("--generation that names no generation, or without --from: exit 2, nothing written", async () => {
