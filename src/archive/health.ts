@@ -328,16 +328,16 @@ function heldBackStatus(h: HeldBack, sinceMs: number): HeldBackStatus {
   };
 }
 
+/** The archiver's newest status, whether it still runs and how old the status is (archiveHealth). */
+export type ArchiveHealthReport = ArchiveStatus & { running: boolean; status_age_seconds: number };
+
 /**
  * What `dr status` shows of the archiver: its newest status, whether it still runs, how old that
  * is. The lag of an archiver that no longer runs is measured now, the workspace's WAL against
  * what the store held when it stopped: decisions made since are what losing this host would lose
  * (a status file that does not say what the store held keeps the lag it was written with).
  */
-export async function archiveHealth(
-  root: string,
-  now = Date.now(),
-): Promise<(ArchiveStatus & { running: boolean; status_age_seconds: number }) | null> {
+export async function archiveHealth(root: string, now = Date.now()): Promise<ArchiveHealthReport | null> {
   const s = await readArchiveStatus(root);
   if (!s) return null;
   const running = isRunning(s);
@@ -355,8 +355,7 @@ export async function archiveHealth(
  * Whether archiveHealth's lag is what the store lacks now: a running archiver's, or a stopped
  * one's measured against what the store held (not an older status file's, as it was written).
  */
-export const lagIsCurrent = (a: ArchiveStatus & { running: boolean }): boolean =>
-  a.running || a.wal_shipped_seq !== undefined;
+export const lagIsCurrent = (a: ArchiveHealthReport): boolean => a.running || a.wal_shipped_seq !== undefined;
 
 /**
  * The newest status an archiver wrote for this workspace, if any: a status that names another

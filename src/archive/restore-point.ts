@@ -126,6 +126,21 @@ const holdsSeq = (w: Usable, stream: string, seq: number): boolean =>
 const restorableAtSeq = (w: Usable, stream: string, seq: number): boolean =>
   holdsSeq(w, stream, seq) && (w.gen.snapshots[0]!.streams[stream]?.seq ?? -1) <= seq;
 
+/** Each generation but `chosen` that holds the point too (`holds`): another history, and how to choose it. */
+const otherHistories = (
+  usable: Usable[],
+  chosen: Usable,
+  holds: (w: Usable) => boolean,
+  holding: (w: Usable) => string,
+): string[] =>
+  usable
+    .filter((w) => w !== chosen && holds(w))
+    .map(
+      (w) =>
+        `${holding(w)}, another history; ` +
+        `restored from generation ${chosen.gen.generation}, --generation ${w.gen.generation} restores that one`,
+    );
+
 /**
  * The generation, snapshot and cut for a point; exit 2 naming the windows when it is outside them.
  * Where windows overlap (a restored workspace archived beside the one it came from), a point can
@@ -140,15 +155,15 @@ async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> 
   let cut: Cut;
   let alsoIn: string[];
   if (point.kind === "latest") {
-    pick = usable[usable.length - 1]!;
-    cut = { atMs: pick.window.latest! };
-    const end = pick.window.latest!;
+    const chosen = usable[usable.length - 1]!;
+    pick = chosen;
+    cut = { atMs: chosen.window.latest! };
     alsoIn = usable
-      .filter((w) => w.window.latest! > end)
+      .filter((w) => w.window.latest! > chosen.window.latest!)
       .map(
         (w) =>
           `${named(w)} is another history that reaches later, to ${new Date(w.window.latest!).toISOString()}; ` +
-          `--latest restores generation ${usable[usable.length - 1]!.gen.generation}, the newest, and --generation ${w.gen.generation} --latest that one`,
+          `--latest restores generation ${chosen.gen.generation}, the newest, and --generation ${w.gen.generation} --latest that one`,
       );
   } else if (point.kind === "time") {
     const inWindow = (w: Usable) => w.window.earliest! <= point.atMs && point.atMs <= w.window.latest!;
@@ -169,14 +184,8 @@ async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> 
         ExitCode.USAGE,
       );
     }
-    const chosen = pick;
-    alsoIn = usable
-      .filter((w) => w !== chosen && inWindow(w))
-      .map(
-        (w) =>
-          `--at ${new Date(point.atMs).toISOString()} is also in the window of ${named(w)}, another history; ` +
-          `restored from generation ${chosen.gen.generation}, --generation ${w.gen.generation} restores that one`,
-      );
+    const at = new Date(point.atMs).toISOString();
+    alsoIn = otherHistories(usable, pick, inWindow, (w) => `--at ${at} is also in the window of ${named(w)}`);
     cut = { atMs: point.atMs };
   } else {
     const stream = `runtime/wal/${point.run}.wal.jsonl`;
@@ -202,14 +211,12 @@ async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> 
         ExitCode.USAGE,
       );
     }
-    const chosen = pick;
-    alsoIn = usable
-      .filter((w) => w !== chosen && restorableAtSeq(w, stream, point.seq))
-      .map(
-        (w) =>
-          `--at-seq ${point.run}:${point.seq} is also held by ${named(w)}, another history; ` +
-          `restored from generation ${chosen.gen.generation}, --generation ${w.gen.generation} restores that one`,
-      );
+    alsoIn = otherHistories(
+      usable,
+      pick,
+      (w) => restorableAtSeq(w, stream, point.seq),
+      (w) => `--at-seq ${point.run}:${point.seq} is also held by ${named(w)}`,
+    );
     cut = { atMs: Number.MAX_SAFE_INTEGER, run: point.run, seq: point.seq };
   }
   const snaps = pick.gen.snapshots;

@@ -106,6 +106,12 @@ export function fileKeyOpens(enc: GenerationEncryption, fileKey: Buffer): boolea
   }
 }
 
+/** How an encrypted generation is sealed, and what opens it. */
+export const KEY_NEEDED: Record<GenerationEncryption["scheme"], string> = {
+  fernet: "encrypted with a password: give --password-file (or BERNSTEIN_DR_PASSWORD)",
+  age: "encrypted to age recipients: give --identity-file (or BERNSTEIN_DR_IDENTITY_FILE)",
+};
+
 /**
  * The key of `generation` from what the reader holds: undefined for a plain generation; exit 2
  * when the generation is encrypted and the reader holds no key of its kind; exit 4 when the
@@ -119,10 +125,7 @@ export async function unlockGeneration(
   if (!enc) return undefined;
   if (enc.scheme === "fernet") {
     if (keys.password === undefined)
-      throw new UserError(
-        `archive generation ${generation} is encrypted with a password: give --password-file (or BERNSTEIN_DR_PASSWORD)`,
-        ExitCode.USAGE,
-      );
+      throw new UserError(`archive generation ${generation} is ${KEY_NEEDED.fernet}`, ExitCode.USAGE);
     const kdf = enc.kdf!;
     const key = await deriveKey(keys.password, Buffer.from(kdf.salt, "base64"), kdf.iterations);
     const expected = Buffer.from(enc.key_check ?? "", "hex");
@@ -135,10 +138,7 @@ export async function unlockGeneration(
     return { scheme: "fernet", key };
   }
   if (!keys.identities?.length)
-    throw new UserError(
-      `archive generation ${generation} is encrypted to age recipients: give --identity-file (or BERNSTEIN_DR_IDENTITY_FILE)`,
-      ExitCode.USAGE,
-    );
+    throw new UserError(`archive generation ${generation} is ${KEY_NEEDED.age}`, ExitCode.USAGE);
   try {
     const fileKey = await unwrapFileKey(Buffer.from(enc.age_header ?? "", "base64"), keys.identities);
     return { scheme: "age", key: Buffer.from(fileKey) };

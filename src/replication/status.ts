@@ -15,7 +15,7 @@ import { DEFAULT_THRESHOLDS, type FollowerView, type HealthThresholds } from "./
 import { rpoEstimate } from "./leader-status.js";
 import { TOKEN_ENV } from "./auth.js";
 import { readRole } from "../workspace/replication-role.js";
-import { archiveHealth, lagIsCurrent } from "../archive/health.js";
+import { archiveHealth, lagIsCurrent, type ArchiveHealthReport } from "../archive/health.js";
 import { WalSource } from "./wal-source.js";
 
 export interface DrStatus {
@@ -44,6 +44,8 @@ export interface DrStatus {
   problem: boolean;
   thresholds: HealthThresholds;
   nodes: NodeState[];
+  /** The workspace's WAL archiver as its status says (archiveHealth), null: none. */
+  archive: ArchiveHealthReport | null;
 }
 
 async function tokenFor(explicitFile: string | undefined, recorded: string | null): Promise<string | null> {
@@ -296,5 +298,6 @@ export async function gatherStatus(
     problem: fenced || policyState === "HALTED",
     thresholds,
     nodes,
+    archive,
   };
 }

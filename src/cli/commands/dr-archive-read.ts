@@ -6,7 +6,7 @@
 import type { Command } from "commander";
 import { checkArchive } from "../../archive/check.js";
 import { historyOf, listArchive } from "../../archive/catalog.js";
-import type { ReadKeys } from "../../archive/sealing.js";
+import { KEY_NEEDED, type ReadKeys } from "../../archive/sealing.js";
 import { generationWindow, type Gap } from "../../archive/window.js";
 import type { PasswordFlags } from "../password.js";
 import { openCatalogue } from "../../storage/open-store.js";
@@ -132,18 +132,12 @@ export async function listWalArchive(
         );
       for (const u of checked?.unopened ?? [])
         out.line(
-          `  ${u.generation}: its segments' lines were not checked, only their sha256 and links (${UNOPENED_NEEDS[u.scheme]})`,
+          `  ${u.generation}: its segments' lines were not checked, only their sha256 and links (${KEY_NEEDED[u.scheme]})`,
         );
     },
   );
   if (!ok) out.failed(ExitCode.CORRUPT, `${problems!.length} broken segment(s) in ${store.root}`);
 }
-
-/** What opens an encrypted generation's segments, for `--check` to read their lines. */
-const UNOPENED_NEEDS = {
-  fernet: "encrypted with a password: give --password-file or BERNSTEIN_DR_PASSWORD",
-  age: "encrypted to age recipients: give --identity-file",
-};
 
 function segmentForm(g: GenerationJson): string {
   const sealed = { fernet: "encrypted with a password", age: "encrypted to age recipients" };

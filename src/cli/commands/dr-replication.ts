@@ -11,7 +11,7 @@ import { TOKEN_ENV } from "../../replication/auth.js";
 import { loadTokenFile } from "../../replication/auth.js";
 import { replicationAuditor } from "../../replication/audit.js";
 import { gatherStatus } from "../../replication/status.js";
-import { archiveHealth, lagIsCurrent } from "../../archive/health.js";
+import { lagIsCurrent, type ArchiveHealthReport } from "../../archive/health.js";
 import { describeSnapshotBreak } from "../../archive/archive-status.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
@@ -44,7 +44,7 @@ function fmtNum(v: number | null | undefined, unit = ""): string {
   return `${Number.isInteger(v) ? v : v.toFixed(1)}${unit}`;
 }
 
-function describeArchive(a: NonNullable<Awaited<ReturnType<typeof archiveHealth>>>): string {
+function describeArchive(a: ArchiveHealthReport): string {
   const state = a.running ? `running (pid ${a.pid})` : `not running (last seen ${a.updated_at})`;
   const errors = a.errors_in_a_row > 0 ? `, FAILING x${a.errors_in_a_row}: ${a.last_error}` : "";
   // Status files of archivers from before held-back bytes were reported lack these fields.
@@ -63,7 +63,7 @@ function describeArchive(a: NonNullable<Awaited<ReturnType<typeof archiveHealth>
 }
 
 /** Background compaction's part of the archive line: failing (since when, why), or when it last completed. */
-function describeCompaction(a: NonNullable<Awaited<ReturnType<typeof archiveHealth>>>): string {
+function describeCompaction(a: ArchiveHealthReport): string {
   // Status files of archivers from before compaction was reported lack these fields.
   const failing = a.compaction_errors_in_a_row ?? 0;
   const lastError = a.last_compaction_error;
@@ -85,8 +85,7 @@ function registerStatus(dr: Command): void {
       const out = Output.of(cmd);
       const ws = await openWorkspace(g.sdd);
       const st = await gatherStatus(ws, { tokenFile: flags.tokenFile, tlsCa: await caFile(flags.tlsCa) });
-      const { nodes: _nodes, thresholds: _t, ...doc } = st;
-      const archive = await archiveHealth(ws.root);
+      const { nodes: _nodes, thresholds: _t, archive, ...doc } = st;
       out.result({ ok: !st.problem, ...doc, archive }, () => {
         out.line(
           `Node:      ${st.role}${st.region ? ` (${st.region})` : ""}, epoch ${st.epoch}${st.fenced ? ` — FENCED: ${st.fenced_reason}` : ""}`,
@@ -221,7 +220,7 @@ function registerRunbook(dr: Command): void {
       const out = Output.of(cmd);
       const ws = await openWorkspace(g.sdd);
       const st = await gatherStatus(ws, { tokenFile: flags.tokenFile, tlsCa: await caFile(flags.tlsCa) });
-      const archive = await archiveHealth(ws.root);
+      const archive = st.archive;
       const file = await writeRunbook(ws, {
         perspective: st.role,
         policy: (st.policy as "LEADER_ONLY" | "QUORUM" | "ALL" | null) ?? null,
