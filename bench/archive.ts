@@ -423,7 +423,7 @@ async function objectsSection(root: string, folder: Site) {
     segments_per_cycle: round(slow.segments / Math.max(1, slow.cycles), 2),
     objects_per_day: Math.round((slow.segments / slowSeconds) * 86_400),
     bytes_per_day: Math.round((slow.storedBytes / slowSeconds) * 86_400),
-    // The WAL's own bytes: what the segments hold before gzip.
+    // The WAL's own bytes: what the segments hold before compression.
     plain_bytes_per_day: Math.round((slow.bytes / slowSeconds) * 86_400),
     note: "WAL stream only; an orchestrator's audit log, ledger and run records add a segment each per cycle in which they change",
     // A WAL and a run record, one decision and one cycle a second, then `dr archive-compact` at its default 8 MiB.

@@ -2,7 +2,7 @@
  * Rebuilds one stream from a snapshot's copy plus segments, up to a cut: every segment's size
  * and sha256 against its index, every WAL entry's hash and link to the one before from the
  * snapshot's position on, and the lines up to the cut (a WAL seq, or an instant) appended
- * durably. A plain segment, gzipped or not, is streamed from the store (hashed as it passes,
+ * durably. A plain segment, compressed or not, is streamed from the store (hashed as it passes,
  * inflated, fed in whole lines), so memory does not depend on segment size; a sealed one is
  * authenticated whole first.
  * A missing, truncated or altered segment is a BrokenSegment naming it (exit 5).
@@ -23,9 +23,11 @@ import { walRunOf } from "./names.js";
 import {
   SegmentInflateError,
   decodeSegment,
+  isInflateError,
   segmentInflater,
   undecodableReason,
   type SegmentCodec,
+  type SegmentCompression,
 } from "./segment-codec.js";
 import { emptyEnd, lineTime, type StreamEnd } from "./streams.js";
 
@@ -347,8 +349,8 @@ const SLICE = 1 << 20;
 
 /**
  * Bytes read from the store at a time, where it lets us choose. A chunk read stays referenced
- * until all that is inflated from it is checked and written: 64 KiB of gzipped WAL (some 380 KiB
- * of lines) outlives two young collections, so its memory is only freed by a full one and piles
+ * until all that is inflated from it is checked and written: 64 KiB of compressed WAL (some
+ * 400 KiB of lines) outlives two young collections, so its memory is only freed by a full one and piles
  * up until then. 16 KiB chunks die young.
  */
 const READ_CHUNK = 16 * 1024;
@@ -368,13 +370,19 @@ async function feedStreamed(store: BackupStore, key: string, feed: SegmentFeed, 
 }
 
 /**
- * A gzipped plain segment, streamed from the store through a gunzip: its stored bytes hashed as
- * they come, its plaintext fed as it is inflated, never held whole, and never more of it than
- * its name's length.
+ * A compressed plain segment, streamed from the store through its inflater: its stored bytes
+ * hashed as they come, its plaintext fed as it is inflated, never held whole, and never more of
+ * it than its name's length.
  */
-async function feedInflated(store: BackupStore, key: string, feed: SegmentFeed, c: SegmentChecks) {
+async function feedInflated(
+  store: BackupStore,
+  key: string,
+  compression: SegmentCompression,
+  feed: SegmentFeed,
+  c: SegmentChecks,
+) {
   const storedHash = createHash("sha256");
-  const inflater = segmentInflater();
+  const inflater = segmentInflater(compression);
   const tap = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       storedHash.update(chunk);
@@ -391,9 +399,7 @@ async function feedInflated(store: BackupStore, key: string, feed: SegmentFeed, 
       await feed.push(chunk as Buffer);
     }
   } catch (err) {
-    // zlib's own errors (Z_DATA_ERROR, Z_BUF_ERROR for a cut stream): the bytes; others: the store.
-    const code = (err as NodeJS.ErrnoException).code;
-    if (typeof code === "string" && code.startsWith("Z_"))
+    if (isInflateError(err))
       throw c.missing(undecodableReason(new SegmentInflateError((err as Error).message)));
     throw err;
   }
@@ -405,7 +411,7 @@ async function feedInflated(store: BackupStore, key: string, feed: SegmentFeed, 
 }
 
 /**
- * A sealed segment: authenticated whole (its format needs it), inflated when gzipped, then fed
+ * A sealed segment: authenticated whole (its format needs it), inflated when compressed, then fed
  * a slice at a time.
  */
 async function feedSealed(
@@ -490,8 +496,8 @@ export async function applyStream(
       const checks = { sha256: ix.sha256, length: seg.to - seg.from, missing };
       await (codec?.encrypted
         ? feedSealed(store, seg.key, codec, feed, checks)
-        : codec?.compressed
-          ? feedInflated(store, seg.key, feed, checks)
+        : codec?.compression
+          ? feedInflated(store, seg.key, codec.compression, feed, checks)
           : feedStreamed(store, seg.key, feed, checks));
       await feed.end(seg.to);
       end = cutter.position;

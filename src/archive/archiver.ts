@@ -25,6 +25,7 @@ import { openGeneration, type GenerationState } from "./generation.js";
 import { ArchiveHealth } from "./health.js";
 import { schemeOf, type WriteKeys } from "./sealing.js";
 import { snapshotKey, walRunOf } from "./names.js";
+import type { SegmentCompression } from "./segment-codec.js";
 import { ContinuityLost, shipCycle, type CycleResult } from "./shipper.js";
 import { ReadBuffer } from "./streams.js";
 
@@ -41,8 +42,8 @@ export interface ArchiverOptions {
   plainChosen?: boolean;
   /** PBKDF2 iterations of a new password generation (default: the backups' 600,000). */
   kdfIterations?: number;
-  /** false: a new generation's segments are not compressed (GenerationOptions.compress). */
-  compress?: boolean;
+  /** How a new generation's segments are compressed (GenerationOptions.compression). */
+  compression?: SegmentCompression | null;
   auditKeyPath?: string;
   /** A Prometheus textfile-collector file rewritten with the health (as the status file). */
   metricsFile?: string;
@@ -414,7 +415,7 @@ export class Archiver {
       keys: this.keys,
       plainChosen: this.opts.plainChosen,
       iterations: this.opts.kdfIterations,
-      compress: this.opts.compress,
+      compression: this.opts.compression,
       forceCause: this.nextCause,
     });
     this.nextCause = undefined;

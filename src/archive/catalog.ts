@@ -24,8 +24,11 @@ export interface GenerationRecord {
   encrypted: boolean;
   /** Encrypted generations only: the key's parameters (sealing.ts, docs/formats.md). */
   encryption?: GenerationEncryption;
-  /** How its segments are compressed (segment-codec.ts); absent: they are not. */
-  compression?: "gzip";
+  /**
+   * How its segments are compressed (segment-codec.ts: "br", or "gzip" in older generations);
+   * absent: they are not. A string: a record may come from a newer version.
+   */
+  compression?: string;
 }
 
 /**
@@ -160,7 +163,7 @@ export async function listArchive(store: BackupStore): Promise<ArchiveListing> {
 export interface SegmentIndex {
   sha256: string;
   /**
-   * Segments stored as they are only (a gzipped one's sha256 fixes its plaintext, a sealed one is
+   * Segments stored as they are only (a compressed one's sha256 fixes its plaintext, a sealed one is
    * authenticated by its seal).
    */
   plain_sha256?: string;

@@ -39,7 +39,7 @@ function endOf(seg: StoredSegment, ix: SegmentIndex | undefined): StreamEnd {
 
 /**
  * The plaintext to check lines in: the stored bytes of a plain segment, the inflated or opened
- * ones of a gzipped or sealed segment; a string for a problem; null for a sealed segment checked
+ * ones of a compressed or sealed segment; a string for a problem; null for a sealed segment checked
  * without its key (then its ciphertext's sha256 and its link to the one before, from its index,
  * are all there is).
  */

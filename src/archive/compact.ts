@@ -309,8 +309,8 @@ async function mergeGroup(
   const { parts, ixs } = await readGroup(store, stream, group, codec, storedIndex);
   const first = group[0]!;
   const last = group[group.length - 1]!;
-  // For the index of a merge stored as it is, or the seal's nonce; a gzip-only merge needs neither.
-  const plainSha = codec.compressed && !codec.encrypted ? undefined : await sha256Sliced(parts);
+  // For the index of a merge stored as it is, or the seal's nonce; a merge only compressed needs neither.
+  const plainSha = codec.compression && !codec.encrypted ? undefined : await sha256Sliced(parts);
   const lastIx = ixs[ixs.length - 1]!;
   const times = ixs.map((i) => i.first_time).filter((t) => t > 0);
   const name = segmentKey({
@@ -367,7 +367,7 @@ async function compactGeneration(
     const { chain: stored, covered } = redundant(list);
     // A merge is read, checked and written in memory: a compressed generation's pieces are
     // sized by their plaintext, so a merge holds at most the target in memory as any other.
-    const chain = codec.compressed ? stored.map((s) => ({ ...s, size: s.to - s.from })) : stored;
+    const chain = codec.compression ? stored.map((s) => ({ ...s, size: s.to - s.from })) : stored;
     for (const { segment, holder } of covered.sort((a, b) => a.segment.from - b.segment.from)) {
       // Only once the segment that holds its bytes is there with its index.
       if (!(await readSegmentIndex(store, holder.key))) continue;

@@ -28,7 +28,7 @@ import {
   type SegmentKey,
   type WriteKeys,
 } from "./sealing.js";
-import { SEGMENT_COMPRESSION, codecOf, type SegmentCodec } from "./segment-codec.js";
+import { SEGMENT_COMPRESSION, codecOf, type SegmentCodec, type SegmentCompression } from "./segment-codec.js";
 import type { SettledStream, UnsettledPut } from "./shipper.js";
 import { emptyEnd, stillContinues, type StreamEnd } from "./streams.js";
 
@@ -133,10 +133,11 @@ export interface GenerationOptions {
   /** PBKDF2 iterations for a new password generation (tests lower it). */
   iterations?: number;
   /**
-   * false: a new generation's segments are stored uncompressed, as archivers before compression
-   * stored them (tests of such archives). A resumed generation keeps the form it started with.
+   * How a new generation's segments are compressed (default SEGMENT_COMPRESSION; null: not at
+   * all): the forms of earlier archivers, for tests of such archives. A resumed generation keeps
+   * the form it started with.
    */
-  compress?: boolean;
+  compression?: SegmentCompression | null;
 }
 
 /**
@@ -226,7 +227,7 @@ export async function openGeneration(
     cause,
     encrypted: fresh !== undefined,
     ...(fresh ? { encryption: fresh.record } : {}),
-    ...(opts.compress === false ? {} : { compression: SEGMENT_COMPRESSION }),
+    ...(opts.compression === null ? {} : { compression: opts.compression ?? SEGMENT_COMPRESSION }),
   };
   // Kept before the record is stored: a generation whose record exists always has its key here.
   if (fresh?.key.scheme === "age") await saveGenerationKey(ws, generation, fresh.key.key);

@@ -1,26 +1,48 @@
 /**
- * What a segment's stored bytes are (docs/formats.md "Segment encoding"): its plaintext, gzipped
- * in a generation whose record says `compression: "gzip"`, then sealed under the generation key
- * in an encrypted one (sealing.ts). The shipper and compaction store with `encodeSegment`;
- * restore, check and compaction read with `decodeSegment` (restore streams a segment that is
- * only gzipped through `segmentInflater`).
+ * What a segment's stored bytes are (docs/formats.md "Segment encoding"): its plaintext,
+ * compressed as the generation's record says (`compression`: "br" or "gzip"; absent: as it is),
+ * then sealed under the generation key in an encrypted one (sealing.ts). The shipper and
+ * compaction store with `encodeSegment`; restore, check and compaction read with `decodeSegment`
+ * (restore streams a segment that is only compressed through `segmentInflater`).
  */
 import { createHash } from "node:crypto";
 import { promisify } from "node:util";
-import { createGunzip, gunzip, gzip, type Gunzip } from "node:zlib";
+import {
+  brotliCompress,
+  brotliDecompress,
+  constants as zlibConstants,
+  createBrotliDecompress,
+  createGunzip,
+  gunzip,
+  gzip,
+  type BrotliDecompress,
+  type Gunzip,
+} from "node:zlib";
 import type { GenerationRecord } from "./catalog.js";
 import { openSegment, sealSegment, type SealedAs, type SegmentKey } from "./sealing.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 
-/** The compression a new generation's segments get (absent from older records: none). */
-export const SEGMENT_COMPRESSION = "gzip";
+/** The compressions a generation's segments may have: Brotli, or gzip in older generations. */
+export const SEGMENT_COMPRESSIONS = ["br", "gzip"] as const;
+export type SegmentCompression = (typeof SEGMENT_COMPRESSIONS)[number];
+
+const isSegmentCompression = (c: string): c is SegmentCompression =>
+  (SEGMENT_COMPRESSIONS as readonly string[]).includes(c);
 
 /**
- * Level 1: a WAL's lines shrink about 6.5 times at it (each line's prev_hash repeats the line
- * before's entry_hash, the field names repeat), and higher levels gain little for several times
- * the CPU, spent beside the writer. An 8 KiB window holds the last twenty lines or so, all that
- * level 1's short match search looks back on, and keeps zlib's window and hash chains in the
- * CPU's caches: less CPU than the default 32 KiB on WAL, audit and run logs, at about the same
- * ratio. Any inflater reads it (the window size is in the stream's header).
+ * The compression a new generation's segments get. Brotli at quality 1 with a 64 KiB window
+ * compresses WAL, audit and run lines about twice as fast as deflate at level 1 (the archiver's
+ * largest cost beside the writer) and a little smaller; it inflates about a third slower, which
+ * only restores and checks pay.
+ */
+export const SEGMENT_COMPRESSION: SegmentCompression = "br";
+
+const BROTLI_QUALITY = 1;
+const BROTLI_WINDOW_BITS = 16;
+
+/**
+ * Gzip, as generations before Brotli were written (and are still resumed): level 1 with an 8 KiB
+ * window, the form their records promise readers (docs/formats.md).
  */
 const GZIP_LEVEL = 1;
 const GZIP_WINDOW_BITS = 13;
@@ -28,11 +50,12 @@ const GZIP_WINDOW_BITS = 13;
  * zlib hands its output back in steps of the chunk size, each a round trip from the thread pool
  * to this thread: a step of about a quarter of the input takes a segment out in one or two.
  */
-const gzipChunkSize = (inputBytes: number): number =>
+const outputChunkSize = (inputBytes: number): number =>
   Math.max(16 * 1024, Math.min(256 * 1024, inputBytes >> 2));
 
 export interface SegmentCodec {
-  compressed: boolean;
+  /** How the plaintext is compressed before any seal (undefined: it is not). */
+  compression?: SegmentCompression;
   /** Encrypted generations: the key the segments are sealed with (undefined: not held). */
   key?: SegmentKey;
   /** The generation is encrypted (its key may not be held by this reader). */
@@ -41,18 +64,41 @@ export interface SegmentCodec {
 
 /** How `record`'s segments are stored; `key`: the generation's, when the caller holds it. */
 export function codecOf(record: GenerationRecord | undefined, key?: SegmentKey): SegmentCodec {
+  const compression = record?.compression;
+  if (compression !== undefined && !isSegmentCompression(compression))
+    throw new UserError(
+      `generation ${record!.generation}: its segments are compressed as ${JSON.stringify(compression)}, ` +
+        `which this version does not read (it reads ${SEGMENT_COMPRESSIONS.join(", ")})`,
+      ExitCode.CORRUPT,
+    );
   return {
-    compressed: record?.compression === SEGMENT_COMPRESSION,
+    ...(compression ? { compression } : {}),
     encrypted: record?.encrypted === true,
     ...(key ? { key } : {}),
   };
 }
 
 /** Whether stored bytes differ from the plaintext (then its hash is not the stored one's). */
-export const encodes = (c: SegmentCodec): boolean => c.compressed || c.encrypted;
+export const encodes = (c: SegmentCodec): boolean => c.compression !== undefined || c.encrypted;
 
 const gzipAsync = promisify(gzip);
 const gunzipAsync = promisify(gunzip);
+const brotliAsync = promisify(brotliCompress);
+const unbrotliAsync = promisify(brotliDecompress);
+
+function compress(compression: SegmentCompression, input: Buffer): Promise<Buffer> {
+  const chunkSize = outputChunkSize(input.length);
+  if (compression === "gzip")
+    return gzipAsync(input, { level: GZIP_LEVEL, windowBits: GZIP_WINDOW_BITS, chunkSize });
+  return brotliAsync(input, {
+    chunkSize,
+    params: {
+      [zlibConstants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY,
+      [zlibConstants.BROTLI_PARAM_LGWIN]: BROTLI_WINDOW_BITS,
+      [zlibConstants.BROTLI_PARAM_SIZE_HINT]: input.length,
+    },
+  });
+}
 
 /**
  * A segment's stored bytes. The same plaintext under the same name always gives the same bytes
@@ -68,15 +114,7 @@ export async function encodeSegment(
   // Buffer.concat copies even a single buffer: a shipped segment is one.
   const whole = (parts: readonly Buffer[]): Buffer => (parts.length === 1 ? parts[0]! : Buffer.concat(parts));
   let parts = plain;
-  if (c.compressed) {
-    const input = whole(plain);
-    const options = {
-      level: GZIP_LEVEL,
-      windowBits: GZIP_WINDOW_BITS,
-      chunkSize: gzipChunkSize(input.length),
-    };
-    parts = [await gzipAsync(input, options)];
-  }
+  if (c.compression) parts = [await compress(c.compression, whole(plain))];
   if (!c.key) return whole(parts);
   const plainSha256 =
     as.plainSha256 ?? plain.reduce((h, p) => h.update(p), createHash("sha256")).digest("hex");
@@ -91,15 +129,18 @@ export async function encodeSegment(
 export async function decodeSegment(c: SegmentCodec, stored: Buffer, length: number): Promise<Buffer> {
   if (c.encrypted && !c.key) throw new Error("the generation's key is not held");
   const opened = c.key ? await openSegment(c.key, stored) : stored;
-  if (!c.compressed) return opened;
+  if (!c.compression) return opened;
+  const maxOutputLength = Math.max(1, length + 1);
   try {
-    return await gunzipAsync(opened, { maxOutputLength: Math.max(1, length + 1) });
+    return await (c.compression === "gzip"
+      ? gunzipAsync(opened, { maxOutputLength })
+      : unbrotliAsync(opened, { maxOutputLength }));
   } catch (err) {
     throw new SegmentInflateError((err as Error).message);
   }
 }
 
-/** A segment's (opened) bytes are not a gzip of at most its length: damaged, or written wrong. */
+/** A segment's (opened) bytes do not inflate to at most its length: damaged, or written wrong. */
 export class SegmentInflateError extends Error {}
 
 /** Why a segment could not be decoded, for the reports that name it. */
@@ -110,10 +151,20 @@ export function undecodableReason(err: unknown): string {
 }
 
 /**
- * A gunzip for a gzipped segment streamed from the store (its reader bounds what it takes). Each
- * step of a gunzip stream is a round trip to the thread pool: 64 KiB of output per step rather
- * than zlib's 16 KiB (larger steps leave more garbage between collections, and a higher peak).
+ * An inflater for a compressed segment streamed from the store (its reader bounds what it takes).
+ * Each step of it is a round trip to the thread pool: 64 KiB of output per step rather than
+ * zlib's 16 KiB (larger steps leave more garbage between collections, and a higher peak).
  */
-export function segmentInflater(): Gunzip {
-  return createGunzip({ chunkSize: 64 * 1024 });
+export function segmentInflater(compression: SegmentCompression): Gunzip | BrotliDecompress {
+  const chunkSize = 64 * 1024;
+  return compression === "gzip" ? createGunzip({ chunkSize }) : createBrotliDecompress({ chunkSize });
+}
+
+/**
+ * Whether an inflater's error is about the bytes it was given (zlib's Z_DATA_ERROR, Z_BUF_ERROR
+ * for a cut stream, Brotli's ERR__ERROR_FORMAT_...) rather than the stream that fed it.
+ */
+export function isInflateError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return typeof code === "string" && (code.startsWith("Z_") || code.startsWith("ERR__ERROR"));
 }

@@ -32,7 +32,7 @@ export interface CycleResult {
   segments: number;
   /** The streams' bytes shipped (the segments' plaintext). */
   bytes: number;
-  /** What the store was given for them (gzipped, sealed). */
+  /** What the store was given for them (compressed, sealed). */
   storedBytes: number;
   /** Durable bytes not shipped (incomplete lines, an entry that does not verify). */
   pending: number;
@@ -306,7 +306,7 @@ async function encoded(
   const storedSha = sha256(stored);
   const ix: SegmentIndex = {
     sha256: storedSha,
-    // Only for a segment stored as it is. The stored bytes' hash fixes a gzipped one's plaintext
+    // Only for a segment stored as it is. The stored bytes' hash fixes a compressed one's plaintext
     // too; a sealed one's is authenticated by its seal, and a hash of it would only let a reader
     // without the key confirm a guess of the whole content.
     ...(encodes(t.codec) ? {} : { plain_sha256: storedSha }),

@@ -1,19 +1,22 @@
 /**
- * Segments are stored gzipped (docs/formats.md "Segment encoding"): a new generation's record
- * says so, every segment holds its lines gzipped with their hash in its index, and a restore,
- * `--check` and compaction read them as they read plain ones. A generation an earlier archiver
- * started uncompressed is continued in its own form and stays restorable beside newer ones. A
- * segment that would inflate beyond its name's byte range is refused without inflating it all.
+ * Segments are stored compressed (docs/formats.md "Segment encoding"): a new generation's record
+ * says Brotli, every segment holds its lines compressed with their hash in its index, and a
+ * restore, `--check` and compaction read them as they read plain ones. A generation an earlier
+ * archiver started uncompressed or gzipped is continued in its own form and stays restorable
+ * beside newer ones. A segment that would inflate beyond its name's byte range is refused without
+ * inflating it all, whatever its compression; a compression this version does not know is named.
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import { Archiver } from "../../src/archive/archiver.js";
 import type { GenerationRecord } from "../../src/archive/catalog.js";
 import { parseArchiveKey } from "../../src/archive/names.js";
 import {
+  SEGMENT_COMPRESSIONS,
   SegmentInflateError,
   decodeSegment,
   encodeSegment,
@@ -31,7 +34,7 @@ import {
   type ArchiveFixture,
 } from "./support/archive-workspace.js";
 
-const RUN = "run-gzip";
+const RUN = "run-compressed";
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
 
 const sha256 = (b: Buffer | string): string => createHash("sha256").update(b).digest("hex");
@@ -50,11 +53,14 @@ async function meta(store: string, key: string): Promise<Record<string, string>>
 }
 
 describe("decodeSegment", () => {
-  it("names a segment that inflates beyond its length as such, sealed or not, and a seal that fails as one", async () => {
+  it("names a segment that inflates beyond its length as such, in each compression, sealed or not, and a seal that fails as one", async () => {
     const plain = Buffer.from("\n".repeat(4 * 1024 * 1024));
     const as = { name: "gen-g20261205T000000000Z-0000.seg.x.0000000000000000-0000000000000010", timeMs: 0 };
-    for (const key of [undefined, { scheme: "fernet" as const, key: randomBytes(32) }]) {
-      const codec = { compressed: true, encrypted: key !== undefined, ...(key ? { key } : {}) };
+    const forms = SEGMENT_COMPRESSIONS.flatMap((compression) =>
+      [undefined, { scheme: "fernet" as const, key: randomBytes(32) }].map((key) => ({ compression, key })),
+    );
+    for (const { compression, key } of forms) {
+      const codec = { compression, encrypted: key !== undefined, ...(key ? { key } : {}) };
       const stored = await encodeSegment(codec, [plain], as);
       assert.ok(stored.length < plain.length / 100);
       assert.ok((await decodeSegment(codec, stored, plain.length)).equals(plain));
@@ -73,10 +79,10 @@ describe("decodeSegment", () => {
   });
 });
 
-describe("gzipped segments", () => {
+describe("compressed segments", () => {
   let scratch: { dir: string; cleanup: () => Promise<void> };
   before(async () => {
-    scratch = await scratchDir("bernstein-archive-gzip-");
+    scratch = await scratchDir("bernstein-archive-compressed-");
   });
   after(async () => scratch.cleanup());
 
@@ -87,7 +93,7 @@ describe("gzipped segments", () => {
     return { sdd, out: JSON.parse(r.stdout) as { wal: Record<string, { seq: number }> } };
   }
 
-  it("a new generation stores its lines gzipped, indexed by their sha256; restore, --check and compaction read them", async () => {
+  it("a new generation stores its lines Brotli-compressed, indexed by their sha256; restore, --check and compaction read them", async () => {
     const fx = await archiveFixture(path.join(scratch.dir, "new"));
     const store = path.join(fx.dir, "store");
     assert.equal((await fx.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
@@ -99,7 +105,7 @@ describe("gzipped segments", () => {
       lastBytesTotal = JSON.parse(r.stdout).bytes_total;
     }
     const [record] = await records(store);
-    assert.equal(record!.compression, "gzip");
+    assert.equal(record!.compression, "br");
     const segs = walSegments((await storeObjects(store)).keys(), RUN);
     assert.equal(segs.length, 4, segs.join("\n"));
     const wal = await readFile(fx.ws.walFile(RUN));
@@ -109,9 +115,9 @@ describe("gzipped segments", () => {
       assert.ok(name.kind === "segment");
       const stored = await readFile(path.join(store, key));
       storedBytes += stored.length;
-      assert.ok(stored.subarray(0, 2).equals(GZIP_MAGIC), `${key} is gzip`);
       const plain = await segmentText(store, key);
       assert.equal(plain, wal.subarray(name.from, name.to).toString("utf8"), `${key} holds its byte range`);
+      assert.equal(brotliDecompressSync(stored).toString("utf8"), plain, `${key} is Brotli`);
       const ix = await meta(store, key);
       assert.equal(ix.sha256, sha256(stored));
       // The stored bytes' hash fixes the plaintext: none of it is kept beside.
@@ -139,12 +145,12 @@ describe("gzipped segments", () => {
     assert.equal(compact.code, 0, compact.stderr);
     const merged = walSegments((await storeObjects(store)).keys(), RUN);
     assert.equal(merged.length, 1, merged.join("\n"));
-    assert.ok((await readFile(path.join(store, merged[0]!))).subarray(0, 2).equals(GZIP_MAGIC));
+    assert.ok(brotliDecompressSync(await readFile(path.join(store, merged[0]!))).equals(wal));
     const again = await restoreLatest(fx, store, "restored-compacted");
     assert.ok((await readFile(path.join(again.sdd, "runtime", "wal", `${RUN}.wal.jsonl`))).equals(wal));
   });
 
-  it("an uncompressed generation (an earlier archiver's) is continued uncompressed; a new one beside it is gzipped", async () => {
+  it("an uncompressed generation (an earlier archiver's) is continued uncompressed; a new one beside it is Brotli-compressed", async () => {
     const fx = await archiveFixture(path.join(scratch.dir, "legacy"));
     const store = path.join(fx.dir, "store");
     await mkdir(store);
@@ -153,7 +159,7 @@ describe("gzipped segments", () => {
       ws: fx.ws,
       intervalMs: 1000,
       snapshotIntervalMs: Number.MAX_SAFE_INTEGER,
-      compress: false,
+      compression: null,
     });
     await appendDecisions(fx.ws, RUN, 10);
     assert.ok(await legacy.step(), legacy.health.snapshot().last_error ?? "");
@@ -178,7 +184,7 @@ describe("gzipped segments", () => {
     const before = await restoreLatest(fx, store, "legacy-restored");
     assert.equal(before.out.wal[RUN]!.seq, 29);
 
-    // Restored in place and archived again: a new generation, gzipped; the old one still restores.
+    // Restored in place and archived again: a new generation, compressed; the old one still restores.
     const back = await fx.cli(["dr", "archive-restore", "--from", store, "--at-seq", `${RUN}:19`]);
     assert.equal(back.code, 0, back.stderr);
     await appendDecisions(fx.ws, RUN, 5, 20);
@@ -188,12 +194,12 @@ describe("gzipped segments", () => {
     const gens = (await records(store)).sort((a, b) => a.generation.localeCompare(b.generation));
     assert.equal(gens.length, 2);
     assert.equal(gens[0]!.compression, undefined);
-    assert.equal(gens[1]!.compression, "gzip");
+    assert.equal(gens[1]!.compression, "br");
     const newer = walSegments((await storeObjects(store)).keys(), RUN).filter((k) =>
       k.startsWith(`gen-${gens[1]!.generation}.`),
     );
     assert.equal(newer.length, 1, newer.join("\n"));
-    assert.ok((await readFile(path.join(store, newer[0]!))).subarray(0, 2).equals(GZIP_MAGIC));
+    assert.ok(brotliDecompressSync(await readFile(path.join(store, newer[0]!))).length > 0);
     const check = await fx.cli(["--json", "dr", "archive-list", "--from", store, "--check"]);
     assert.equal(check.code, 0, check.stdout + check.stderr);
     const listed = JSON.parse(check.stdout).generations as { compression: string | null; encryption: null }[];
@@ -201,13 +207,13 @@ describe("gzipped segments", () => {
       listed.map((g) => [g.compression, g.encryption]),
       [
         [null, null],
-        ["gzip", null],
+        ["br", null],
       ],
     );
     const human = await fx.cli(["dr", "archive-list", "--from", store]);
     assert.deepEqual(
       human.stdout.split("\n").filter((l) => l.startsWith("  segments: ")),
-      ["  segments: uncompressed, plain", "  segments: gzip, plain"],
+      ["  segments: uncompressed, plain", "  segments: brotli, plain"],
       human.stdout,
     );
     const latest = await restoreLatest(fx, store, "newest");
@@ -217,6 +223,79 @@ describe("gzipped segments", () => {
       path.join(scratch.dir, "old-point", ".sdd"),
     );
     assert.equal(oldPoint.code, 0, oldPoint.stderr);
+  });
+
+  it("a gzipped generation (an earlier archiver's) is continued gzipped, compacted gzipped, and restores", async () => {
+    const fx = await archiveFixture(path.join(scratch.dir, "gzipped"));
+    const store = path.join(fx.dir, "store");
+    await mkdir(store);
+    const earlier = new Archiver({
+      store: await openCatalogue(store),
+      ws: fx.ws,
+      intervalMs: 1000,
+      snapshotIntervalMs: Number.MAX_SAFE_INTEGER,
+      compression: "gzip",
+    });
+    await appendDecisions(fx.ws, RUN, 10);
+    assert.ok(await earlier.step(), earlier.health.snapshot().last_error ?? "");
+    await appendDecisions(fx.ws, RUN, 10, 10);
+    assert.ok(await earlier.step(), earlier.health.snapshot().last_error ?? "");
+    await earlier.health.stopped();
+    assert.equal((await records(store))[0]!.compression, "gzip");
+
+    await appendDecisions(fx.ws, RUN, 10, 20);
+    const resumed = await fx.cli(["--json", "dr", "archive", "--to", store, "--once"]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.equal((await records(store)).length, 1, "the same generation");
+    const wal = await readFile(fx.ws.walFile(RUN));
+    const segs = walSegments((await storeObjects(store)).keys(), RUN);
+    assert.equal(segs.length, 2, segs.join("\n"));
+    for (const key of segs) {
+      const name = parseArchiveKey(key)!;
+      assert.ok(name.kind === "segment");
+      const stored = await readFile(path.join(store, key));
+      assert.ok(stored.subarray(0, 2).equals(GZIP_MAGIC), `${key} is gzip`);
+      assert.ok(gunzipSync(stored).equals(wal.subarray(name.from, name.to)), `${key} holds its byte range`);
+    }
+    const compact = await fx.cli(["dr", "archive-compact", "--from", store, "--target-size", "1MiB"]);
+    assert.equal(compact.code, 0, compact.stderr);
+    const merged = walSegments((await storeObjects(store)).keys(), RUN);
+    assert.equal(merged.length, 1, merged.join("\n"));
+    const whole = parseArchiveKey(merged[0]!)!;
+    assert.ok(whole.kind === "segment");
+    assert.ok(
+      gunzipSync(await readFile(path.join(store, merged[0]!))).equals(wal.subarray(whole.from, whole.to)),
+    );
+    const human = await fx.cli(["dr", "archive-list", "--from", store, "--check"]);
+    assert.equal(human.code, 0, human.stdout + human.stderr);
+    assert.ok(human.stdout.includes("  segments: gzip, plain"), human.stdout);
+    const { sdd, out } = await restoreLatest(fx, store, "gzipped-restored");
+    assert.equal(out.wal[RUN]!.seq, 29);
+    assert.ok((await readFile(path.join(sdd, "runtime", "wal", `${RUN}.wal.jsonl`))).equals(wal));
+  });
+
+  it("a generation compressed in a form this version does not know is named, nothing restored", async () => {
+    const fx = await archiveFixture(path.join(scratch.dir, "unknown"));
+    const store = path.join(fx.dir, "store");
+    await appendDecisions(fx.ws, RUN, 5);
+    assert.equal((await fx.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+    const [record] = await records(store);
+    const recordFile = [...(await storeObjects(store)).keys()].find(
+      (k) => parseArchiveKey(k)?.kind === "generation",
+    )!;
+    await writeFile(path.join(store, recordFile), JSON.stringify({ ...record, compression: "zstd" }));
+    const listed = await fx.cli(["dr", "archive-list", "--from", store]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.ok(listed.stdout.includes("  segments: zstd, plain"), listed.stdout);
+    const into = path.join(scratch.dir, "unknown-restored", ".sdd");
+    const r = await fx.cli(["dr", "archive-restore", "--from", store, "--latest"], into);
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr.trim(), /its segments are compressed as "zstd", which this version does not read/);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    await assert.rejects(readFile(path.join(into, "runtime", "wal", `${RUN}.wal.jsonl`)));
+    const check = await fx.cli(["dr", "archive-list", "--from", store, "--check"]);
+    assert.equal(check.code, 5, check.stdout + check.stderr);
+    assert.match(check.stderr, /"zstd"/);
   });
 
   it("a segment that inflates beyond its byte range is refused and named, by restore and by --check", async () => {

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { access, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { gunzipSync } from "node:zlib";
+import { brotliDecompressSync } from "node:zlib";
 import { readArchiveStatus } from "../../src/archive/health.js";
 import { AgeDecryptor } from "../../src/dr/age/decrypt.js";
 import { FernetDecryptor, deriveKey } from "../../src/dr/fernet.js";
@@ -155,14 +155,14 @@ describe("dr archive encrypted", () => {
     const segs = walSegments(all.keys(), RUN);
     assert.equal(segs.length, 2, segs.join("\n"));
     // A segment is a bare Fernet token (no salt before it) under the key derived once from the
-    // record, of the segment's lines gzipped (the generation record says so).
-    assert.equal(gens[0]!.compression, "gzip");
+    // record, of the segment's lines Brotli-compressed (the generation record says so).
+    assert.equal(gens[0]!.compression, "br");
     const key = await deriveKey("correct horse", Buffer.from(enc.kdf!.salt, "base64"), enc.kdf!.iterations);
     for (const s of segs) {
       const stored = all.get(s)!;
       assert.equal(stored.subarray(0, 6).toString("latin1"), "gAAAAA", `${s} starts with its token`);
       const d = FernetDecryptor.withKey(key);
-      const plain = gunzipSync(Buffer.concat([await d.update(stored), d.final()])).toString("utf8");
+      const plain = brotliDecompressSync(Buffer.concat([await d.update(stored), d.final()])).toString("utf8");
       assert.ok(plain.includes(MARKER));
       assert.equal(
         Buffer.byteLength(plain),
@@ -346,10 +346,13 @@ describe("dr archive encrypted", () => {
     const identity = (await readFile(k.file, "utf8")).split("\n").find((l) => l.startsWith("AGE-SECRET"))!;
     for (const seg of walSegments(all.keys(), RUN)) {
       const d = new AgeDecryptor([identity]);
-      const gzipped = Buffer.concat([...(await d.update(Buffer.concat([header, all.get(seg)!]))), d.final()]);
+      const compressed = Buffer.concat([
+        ...(await d.update(Buffer.concat([header, all.get(seg)!]))),
+        d.final(),
+      ]);
       assert.ok(
-        gunzipSync(gzipped).includes(MARKER),
-        `${seg}: the record's header followed by it is a standard age file (of the lines gzipped)`,
+        brotliDecompressSync(compressed).includes(MARKER),
+        `${seg}: the record's header followed by it is a standard age file (of the lines Brotli-compressed)`,
       );
     }
 

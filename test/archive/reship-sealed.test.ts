@@ -160,7 +160,7 @@ describe("encrypted segments sent again after a kill are identical", () => {
             }),
       }))!;
       const ix = (await readSegmentIndex(store, seg!.key))!;
-      // What the seal holds (the segment's lines, gzipped), sealed again the old way.
+      // What the seal holds (the segment's lines, compressed), sealed again the old way.
       const opened = await openSegment(key, await readObject(store, seg!.key));
       let old: Buffer;
       if (key.scheme === "fernet") {

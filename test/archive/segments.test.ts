@@ -149,7 +149,7 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
       const middle = path.join(st, segs[1]!);
       const bytes = await readFile(middle);
       if (damage === "altered") {
-        // One bit of the stored (gzipped) bytes, its size unchanged.
+        // One bit of the stored (compressed) bytes, its size unchanged.
         bytes[bytes.length >> 1] ^= 0x01;
         await writeFile(middle, bytes);
       } else if (damage === "truncated") {

@@ -26,8 +26,8 @@ interface GenerationJson {
   workspace: string | null;
   previous: string | null;
   cause: string | null;
-  /** How its segments are stored: gzipped or as they are, sealed or not (docs/formats.md). */
-  compression: "gzip" | null;
+  /** How its segments are stored: compressed ("br", "gzip") or as they are, sealed or not (docs/formats.md). */
+  compression: string | null;
   encryption: "fernet" | "age" | null;
   snapshots: { number: number; key: string; completed_at: string | null; wal_breaks?: WalError[] }[];
   segments: number;
@@ -141,7 +141,9 @@ export async function listWalArchive(
 
 function segmentForm(g: GenerationJson): string {
   const sealed = { fernet: "encrypted with a password", age: "encrypted to age recipients" };
-  return [g.compression ?? "uncompressed", g.encryption ? sealed[g.encryption] : "plain"].join(", ");
+  const compressed: Record<string, string> = { br: "brotli", gzip: "gzip" };
+  const compression = g.compression === null ? "uncompressed" : (compressed[g.compression] ?? g.compression);
+  return [compression, g.encryption ? sealed[g.encryption] : "plain"].join(", ");
 }
 
 function registerRestore(dr: Command): void {

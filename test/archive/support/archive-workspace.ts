@@ -92,7 +92,7 @@ async function plainCodecIn(dir: string, key: string) {
   return { codec: codecOf(record), length: name.to - name.from };
 }
 
-/** The plaintext of segment `key` of a plain generation in folder store `dir` (inflated if gzipped). */
+/** The plaintext of segment `key` of a plain generation in folder store `dir` (inflated if compressed). */
 export async function segmentText(dir: string, key: string): Promise<string> {
   const { codec, length } = await plainCodecIn(dir, key);
   return (await decodeSegment(codec, await readFile(path.join(dir, key)), length)).toString("utf8");
