@@ -102,8 +102,8 @@ function compress(compression: SegmentCompression, input: Buffer): Promise<Buffe
 
 /**
  * A segment's stored bytes. The same plaintext under the same name always gives the same bytes
- * (zlib's deflate with fixed settings is deterministic, and the seal is fixed by key, name and
- * plaintext), so a segment sent again after a kill or a lost answer is the segment it was.
+ * (Brotli and deflate with fixed settings are deterministic, and the seal is fixed by key, name
+ * and plaintext), so a segment sent again after a kill or a lost answer is the segment it was.
  */
 export async function encodeSegment(
   c: SegmentCodec,
