@@ -152,12 +152,15 @@ export function undecodableReason(err: unknown): string {
 
 /**
  * An inflater for a compressed segment streamed from the store (its reader bounds what it takes).
- * Each step of it is a round trip to the thread pool: 64 KiB of output per step rather than
- * zlib's 16 KiB (larger steps leave more garbage between collections, and a higher peak).
+ * Each step of it is a round trip to the thread pool, and its output a buffer that becomes
+ * garbage: larger steps cost fewer round trips but leave more garbage between collections, and a
+ * higher peak. A gunzip takes 64 KiB steps rather than zlib's 16 KiB; Brotli, which leaves more
+ * garbage per step, 32 KiB, so that a long restore peaks no higher than a short one.
  */
 export function segmentInflater(compression: SegmentCompression): Gunzip | BrotliDecompress {
-  const chunkSize = 64 * 1024;
-  return compression === "gzip" ? createGunzip({ chunkSize }) : createBrotliDecompress({ chunkSize });
+  return compression === "gzip"
+    ? createGunzip({ chunkSize: 64 * 1024 })
+    : createBrotliDecompress({ chunkSize: 32 * 1024 });
 }
 
 /**
