@@ -143,7 +143,9 @@ test("random WALs: readWalEntries yields the entries and throws the error of the
         streamed += got.length;
         refused += thrown ? 1 : 0;
       }
-      assert.ok(streamed > 2000 && refused > 1, `${streamed} entries streamed, ${refused} WALs refused`);
+      // What the rounds guarantee whatever the seed: the five from seq 0 stream the 200 lines
+      // before their break at least; a round from a later seq may stream none.
+      assert.ok(streamed >= 1000 && refused > 1, `${streamed} entries streamed, ${refused} WALs refused`);
     });
   } finally {
     await cleanup();
