@@ -21,6 +21,7 @@ import {
   decodeSegment,
   encodeSegment,
   undecodableReason,
+  type SegmentCompression,
 } from "../../src/archive/segment-codec.js";
 import { openCatalogue } from "../../src/storage/open-store.js";
 import { scratchDir } from "../helpers.js";
@@ -85,6 +86,21 @@ describe("compressed segments", () => {
     scratch = await scratchDir("bernstein-archive-compressed-");
   });
   after(async () => scratch.cleanup());
+
+  /** A fixture and an archiver that starts generations in the form `compression` of an earlier version. */
+  async function earlierArchiver(name: string, compression: SegmentCompression | null) {
+    const fx = await archiveFixture(path.join(scratch.dir, name));
+    const store = path.join(fx.dir, "store");
+    await mkdir(store);
+    const archiver = new Archiver({
+      store: await openCatalogue(store),
+      ws: fx.ws,
+      intervalMs: 1000,
+      snapshotIntervalMs: Number.MAX_SAFE_INTEGER,
+      compression,
+    });
+    return { fx, store, archiver };
+  }
 
   async function restoreLatest(fx: ArchiveFixture, store: string, name: string) {
     const sdd = path.join(scratch.dir, name, ".sdd");
@@ -151,16 +167,7 @@ describe("compressed segments", () => {
   });
 
   it("an uncompressed generation (an earlier archiver's) is continued uncompressed; a new one beside it is Brotli-compressed", async () => {
-    const fx = await archiveFixture(path.join(scratch.dir, "legacy"));
-    const store = path.join(fx.dir, "store");
-    await mkdir(store);
-    const legacy = new Archiver({
-      store: await openCatalogue(store),
-      ws: fx.ws,
-      intervalMs: 1000,
-      snapshotIntervalMs: Number.MAX_SAFE_INTEGER,
-      compression: null,
-    });
+    const { fx, store, archiver: legacy } = await earlierArchiver("legacy", null);
     await appendDecisions(fx.ws, RUN, 10);
     assert.ok(await legacy.step(), legacy.health.snapshot().last_error ?? "");
     await appendDecisions(fx.ws, RUN, 10, 10);
@@ -226,16 +233,7 @@ describe("compressed segments", () => {
   });
 
   it("a gzipped generation (an earlier archiver's) is continued gzipped, compacted gzipped, and restores", async () => {
-    const fx = await archiveFixture(path.join(scratch.dir, "gzipped"));
-    const store = path.join(fx.dir, "store");
-    await mkdir(store);
-    const earlier = new Archiver({
-      store: await openCatalogue(store),
-      ws: fx.ws,
-      intervalMs: 1000,
-      snapshotIntervalMs: Number.MAX_SAFE_INTEGER,
-      compression: "gzip",
-    });
+    const { fx, store, archiver: earlier } = await earlierArchiver("gzipped", "gzip");
     await appendDecisions(fx.ws, RUN, 10);
     assert.ok(await earlier.step(), earlier.health.snapshot().last_error ?? "");
     await appendDecisions(fx.ws, RUN, 10, 10);
