@@ -182,20 +182,32 @@ export class Archiver {
       ? this.storedSinceCompaction > 0 || this.largeDeferred
       : this.storedSinceCompaction >= COMPACT_FANOUT;
     if (!target || !gen || this.compacting || !due) return;
+    // A look lists the whole generation, which grows by a piece a cycle while the writer is busy,
+    // only to leave those pieces where they are (deferLarge): it waits for a cycle that ships less
+    // (due then, the count of pieces kept) or nothing.
+    if (!idle && this.busy(target)) {
+      this.largeDeferred = true;
+      return;
+    }
     this.storedSinceCompaction = 0;
     this.largeDeferred = false;
     this.compacting = this.compact(gen, target).finally(() => (this.compacting = undefined));
   }
 
+  /** The newest cycle shipped a large piece's worth (1/LARGE_PIECE_SHARE of the target). */
+  private busy(targetBytes: number): boolean {
+    return this.lastCycleBytes * LARGE_PIECE_SHARE >= targetBytes;
+  }
+
   /**
-   * While the cycles ship a large piece's worth each (1/LARGE_PIECE_SHARE of the target), the
-   * pieces are as large as the cycles make them and the writer is busy: merging them would read,
-   * check, hash and write them all again beside it (every byte written twice or more, each merge
-   * a few fsyncs more on the WAL's disk), to save a few objects. Those merges wait for a cycle
-   * that ships less (the next look) or nothing (at once); smaller pieces merge as always.
+   * While the cycles ship a large piece's worth each, the pieces are as large as the cycles make
+   * them and the writer is busy: merging them would read, check, hash and write them all again
+   * beside it (every byte written twice or more, each merge a few fsyncs more on the WAL's disk),
+   * to save a few objects. A look that started before the writer got busy leaves those merges
+   * for a cycle that ships less (the next look) or nothing (at once), and merges smaller pieces.
    */
   private deferLarge(targetBytes: number): boolean {
-    const busy = this.lastCycleBytes * LARGE_PIECE_SHARE >= targetBytes;
+    const busy = this.busy(targetBytes);
     if (busy) this.largeDeferred = true;
     return busy;
   }
