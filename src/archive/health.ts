@@ -357,6 +357,9 @@ export async function archiveHealth(root: string, now = Date.now()): Promise<Arc
  */
 export const lagIsCurrent = (a: ArchiveHealthReport): boolean => a.running || a.wal_shipped_seq !== undefined;
 
+/** When an archiver that no longer runs stopped: as it said on stopping, or its last status (a kill). */
+export const stoppedSince = (a: ArchiveHealthReport): string => a.stopped_at ?? a.updated_at;
+
 /**
  * The newest status an archiver wrote for this workspace, if any: a status that names another
  * host or folder came with a copy of the files and describes another workspace's archiver.

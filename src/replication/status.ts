@@ -15,7 +15,7 @@ import { DEFAULT_THRESHOLDS, type FollowerView, type HealthThresholds } from "./
 import { rpoEstimate } from "./leader-status.js";
 import { TOKEN_ENV } from "./auth.js";
 import { readRole } from "../workspace/replication-role.js";
-import { archiveHealth, lagIsCurrent, type ArchiveHealthReport } from "../archive/health.js";
+import { archiveHealth, lagIsCurrent, stoppedSince, type ArchiveHealthReport } from "../archive/health.js";
 import { WalSource } from "./wal-source.js";
 
 export interface DrStatus {
@@ -240,7 +240,7 @@ export async function gatherStatus(
           seconds: archive.lag_seconds,
           basis: archive.running
             ? `WAL archive ${archive.destination}`
-            : `WAL archive ${archive.destination}, archiver not running since ${archive.stopped_at ?? archive.updated_at}`,
+            : `WAL archive ${archive.destination}, archiver not running since ${stoppedSince(archive)}`,
         }
       : undefined;
   const rpo = rpoFor(role, liveStatus, followers, liveLag, backup, archiveLag);

@@ -11,7 +11,7 @@ import { TOKEN_ENV } from "../../replication/auth.js";
 import { loadTokenFile } from "../../replication/auth.js";
 import { replicationAuditor } from "../../replication/audit.js";
 import { gatherStatus } from "../../replication/status.js";
-import { lagIsCurrent, type ArchiveHealthReport } from "../../archive/health.js";
+import { lagIsCurrent, stoppedSince, type ArchiveHealthReport } from "../../archive/health.js";
 import { describeSnapshotBreak } from "../../archive/archive-status.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
@@ -241,7 +241,7 @@ function registerRunbook(dr: Command): void {
                 lag_entries: archive.lag_entries,
                 lag_seconds: archive.lag_seconds,
                 running: archive.running,
-                stopped_at: archive.stopped_at ?? archive.updated_at,
+                stopped_at: stoppedSince(archive),
               }
             : null,
       });
