@@ -12,10 +12,17 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Goal } from "./support/measure.js";
+import { benchOptions } from "./support/options.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BENCHES = ["wal", "recovery", "dr", "orchestrator", "replication", "s3", "archive"];
-const json = process.argv.includes("--json");
+const json = benchOptions({
+  invocation: "npm run bench --",
+  about: `Runs every bench (${BENCHES.join(", ")}) with --json, each as its own process, and sums up their goals.`,
+  options: {
+    json: { kind: "flag", help: "print one JSON document with every figure, baseline, ratio and goal" },
+  },
+}).json;
 
 /** Goals of a bench that predates the common `goals` list: its own `pass` or `met` flags. */
 function legacyGoals(name: string, doc: Record<string, unknown>): Goal[] {

@@ -5,15 +5,25 @@
  * Usage: npm run bench:archive-objects -- --json [--seconds N] [--target-size-mb 8]
  */
 import { archiveObjectsPerDay } from "./support/archive-objects.js";
+import { benchOptions } from "./support/options.js";
 
-const args = process.argv.slice(2);
-const json = args.includes("--json");
-const flag = (name: string, dflt: number) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-};
-const seconds = flag("--seconds", 600);
-const targetBytes = Math.round(flag("--target-size-mb", 8) * 1024 * 1024);
+const options = benchOptions({
+  invocation: "npm run bench:archive-objects --",
+  about: "Objects and bytes a WAL archive costs per day at 1 decision/s, before and after compaction.",
+  options: {
+    json: { kind: "flag", help: "print one JSON document instead of lines" },
+    seconds: {
+      kind: "number",
+      default: 600,
+      min: 1,
+      help: "simulated seconds of decisions (scaled to a day)",
+    },
+    "target-size-mb": { kind: "number", default: 8, min: 0.001, help: "compaction's target object size" },
+  },
+});
+const json = options.json;
+const seconds = options.seconds;
+const targetBytes = Math.round(options["target-size-mb"] * 1024 * 1024);
 
 const r = await archiveObjectsPerDay(seconds, targetBytes);
 if (json) process.stdout.write(JSON.stringify(r, null, 2) + "\n");

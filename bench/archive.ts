@@ -22,9 +22,7 @@
  *   process: wall and peak RSS) against `dr restore` of a backup of the same state.
  * - Objects and bytes per day at 1 decision/s, from the segments measured per cycle.
  *
- * Usage: npm run bench:archive -- --json [--seconds S] [--decisions N[,N...]] [--only SECTION[,SECTION]]
- *   [--rounds N] [--overhead-seconds S] [--no-tmpfs-row]
- * (sections: rpo, overhead, objects, restore).
+ * Usage: npm run bench:archive -- --json (`--help` lists the options).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -50,6 +48,7 @@ import {
   type ProcessCost,
 } from "./support/measure.js";
 import { archiveObjectsPerDay } from "./support/archive-objects.js";
+import { benchOptions } from "./support/options.js";
 import { launcherFlags } from "../src/workspace/launcher.js";
 import { overheadRun, type OverheadRun, type OverheadStore } from "./support/archive-overhead.js";
 
@@ -57,20 +56,38 @@ import { overheadRun, type OverheadRun, type OverheadStore } from "./support/arc
 const COMPACTION_SECONDS = 120;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.resolve(here, "..", "..", "bin", "bernstein");
-const args = process.argv.slice(2);
-const json = args.includes("--json");
-const flag = (name: string, dflt: number): number => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-};
-const list = (name: string, dflt: string): string[] => {
-  const i = args.indexOf(name);
-  return (i >= 0 ? args[i + 1]! : dflt).split(",").filter(Boolean);
-};
-const SECONDS = flag("--seconds", 3);
+const SECTION_NAMES = ["rpo", "overhead", "objects", "restore"];
+const options = benchOptions({
+  invocation: "npm run bench:archive --",
+  about:
+    "The continuous WAL archive against a folder and an S3-compatible server: RPO, overhead, objects, restore.",
+  options: {
+    json: { kind: "flag", help: "print one JSON document instead of lines" },
+    seconds: { kind: "number", default: 3, min: 1, help: "seconds of appends of each RPO row" },
+    decisions: {
+      kind: "string",
+      default: "10000,100000,1000000",
+      value: "N[,N...]",
+      pattern: /^[1-9]\d*(,[1-9]\d*)*$/,
+      help: "decisions after the snapshot of each point-restore row",
+    },
+    only: {
+      kind: "string",
+      default: SECTION_NAMES.join(","),
+      value: "SECTION[,SECTION...]",
+      pattern: new RegExp(`^(${SECTION_NAMES.join("|")})(,(${SECTION_NAMES.join("|")}))*$`),
+      help: `the sections to run, of ${SECTION_NAMES.join(", ")}`,
+    },
+    rounds: { kind: "number", default: 4, integer: true, min: 1, help: "rounds of the overhead rows" },
+    "overhead-seconds": { kind: "number", default: 2, min: 0.5, help: "timed seconds of each overhead run" },
+    "no-tmpfs-row": { kind: "flag", help: "leave out the overhead row of a folder on tmpfs (shorter)" },
+  },
+});
+const json = options.json;
+const SECONDS = options.seconds;
 /** Decisions after the snapshot of each restore row: RSS must not grow with them. */
-const RESTORE_DECISIONS = list("--decisions", "10000,100000,1000000").map(Number);
-const SECTIONS = new Set(list("--only", "rpo,overhead,objects,restore"));
+const RESTORE_DECISIONS = options.decisions.split(",").map(Number);
+const SECTIONS = new Set(options.only.split(","));
 const log = (m: string): void => void (json ? undefined : process.stderr.write(m + "\n"));
 
 const S3_ENV = {
@@ -286,12 +303,12 @@ async function rpoSection(root: string, sites: Site[], goals: Goal[]) {
 }
 
 /** Rounds of the overhead runs (each: every store in process and in its own process, each run beside the writer alone). */
-const OVERHEAD_ROUNDS = flag("--rounds", 4);
+const OVERHEAD_ROUNDS = options.rounds;
 /** The timed window of each overhead run: seconds of appends, after the warm-up. */
-const OVERHEAD_SECONDS = flag("--overhead-seconds", 2);
+const OVERHEAD_SECONDS = options["overhead-seconds"];
 const OVERHEAD_FORMS = ["in_process", "own_process"] as const;
 /** Leaves out the diagnostic row of a folder on tmpfs (a shorter run). */
-const NO_TMPFS_ROW = args.includes("--no-tmpfs-row");
+const NO_TMPFS_ROW = options["no-tmpfs-row"];
 /** Stores whose rows only explain the others: no goal (bench/README.md). */
 const DIAGNOSTIC_STORES = new Set<OverheadStore["name"]>(["folder_on_tmpfs"]);
 

@@ -28,8 +28,7 @@
  * is cheap (support/file-creation.ts; at most --fs-wait-s S, default 420), and again after them;
  * `file_creation` gives the figures (and the restore rows' own tar -xzf per file), `warnings`
  * says when the rows ran on the file system's slow path, and the restore goals are then not met.
- * Prints ONE JSON object. Options: --json (accepted; the output is always JSON), --files N,
- * --runs N (default 5).
+ * Prints ONE JSON object; `--help` lists the options.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -64,6 +63,7 @@ import {
   type Goal,
   type ProcessCost,
 } from "./support/measure.js";
+import { benchOptions } from "./support/options.js";
 import { dirtyMb, parsePressure, PressureGenerator } from "./support/pressure-generator.js";
 import { SLOW_CREATE_US, awaitCheapFileCreation, extractionSysUsPerFile } from "./support/file-creation.js";
 
@@ -71,21 +71,47 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
 const child = path.join(here, "support", "dr-child.js");
 const CLI = path.join(repo, "bin", "bernstein");
-const args = process.argv.slice(2);
-const opt = (name: string, dflt: number): number => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-};
-const FILES = opt("--files", 8421);
-const RUNS = opt("--runs", 5);
-const BIG_GB = opt("--big-gb", 2);
+const options = benchOptions({
+  invocation: "npm run bench:dr --",
+  about:
+    "Backup, restore and rekey of a realistic workspace against tar in the same run; prints one JSON object.",
+  options: {
+    json: { kind: "flag", help: "accepted for symmetry with the other benches (the output is always JSON)" },
+    files: { kind: "number", default: 8421, integer: true, min: 1, help: "files of the generated workspace" },
+    runs: {
+      kind: "number",
+      default: 5,
+      integer: true,
+      min: 1,
+      help: "alternating whole-process runs per row",
+    },
+    "big-gb": { kind: "number", default: 2, help: "GB of the one-big-file workspace; 0 skips its rows" },
+    "rekey-gb": {
+      kind: "number",
+      default: 1,
+      help: "GB of the .age archive that dr rekey rewrites; 0 skips it",
+    },
+    "fs-wait-s": {
+      kind: "number",
+      default: 420,
+      help: "longest wait for file creation to be cheap before the restore rows",
+    },
+    "io-pressure": {
+      kind: "string",
+      value: "MB[:fsync]",
+      pattern: /^[1-9]\d*(:fsync)?$/,
+      help: "add restore rows while another process rewrites MB of a file every second",
+    },
+  },
+});
+const FILES = options.files;
+const RUNS = options.runs;
+const BIG_GB = options["big-gb"];
 const PASSWORD = "bench password";
-const REKEY_GB = opt("--rekey-gb", 1);
+const REKEY_GB = options["rekey-gb"];
 /** Longest the restore rows wait for file creation to be cheap again (support/file-creation.ts). */
-const FS_WAIT_S = opt("--fs-wait-s", 420);
-const PRESSURE = parsePressure(
-  args.includes("--io-pressure") ? args[args.indexOf("--io-pressure") + 1] : undefined,
-);
+const FS_WAIT_S = options["fs-wait-s"];
+const PRESSURE = parsePressure(options["io-pressure"]);
 
 interface ChildResult {
   ms: number;

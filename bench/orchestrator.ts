@@ -1,5 +1,5 @@
 /**
- * `npm run bench:orchestrator -- [--json] [--tasks N] [--max-agents N] [--repo-files N] [--merge-tasks N]`
+ * `npm run bench:orchestrator -- --json` (`--help` lists the options)
  *
  * Runs a backlog of no-op tasks (`true`) through the orchestrator (in this process, real WAL,
  * real fsyncs, real detached agent wrappers) and, in the same run, the baselines:
@@ -22,18 +22,36 @@ import { listRuns, readWalEntries } from "../src/wal/reader.js";
 import { initWorkspace } from "../src/workspace/layout.js";
 import { STATE_DECISIONS } from "../src/state/reducer.js";
 import { benchWorktreeMerges } from "./support/merge-bench.js";
+import { benchOptions } from "./support/options.js";
 
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
-}
-
-const TASKS = arg("--tasks", 200);
-const MAX_AGENTS = arg("--max-agents", 4);
-const JSON_OUT = process.argv.includes("--json");
+const options = benchOptions({
+  invocation: "npm run bench:orchestrator --",
+  about: "No-op tasks through the orchestrator against spawning them directly, and worktree merges.",
+  options: {
+    json: { kind: "flag", help: "print one JSON document instead of lines" },
+    tasks: { kind: "number", default: 200, integer: true, min: 1, help: "tasks of the throughput rows" },
+    "max-agents": { kind: "number", default: 4, integer: true, min: 1, help: "agents at once" },
+    "repo-files": {
+      kind: "number",
+      default: 10000,
+      integer: true,
+      help: "files of the repository of the worktree rows (0 skips them)",
+    },
+    "merge-tasks": {
+      kind: "number",
+      default: 20,
+      integer: true,
+      min: 1,
+      help: "tasks merged in the worktree rows",
+    },
+  },
+});
+const TASKS = options.tasks;
+const MAX_AGENTS = options["max-agents"];
+const JSON_OUT = options.json;
 /** Files of the repository for the worktree rows (0 skips them). */
-const REPO_FILES = arg("--repo-files", 10000);
-const MERGE_TASKS = arg("--merge-tasks", 20);
+const REPO_FILES = options["repo-files"];
+const MERGE_TASKS = options["merge-tasks"];
 
 /** Runs `count` jobs with at most `parallel` at once; resolves with the wall time in seconds. */
 async function pool(count: number, parallel: number, job: (i: number) => Promise<void>): Promise<number> {

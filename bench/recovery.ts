@@ -5,9 +5,8 @@
  * tasks (1,000), so the checkpoint is the same size and only the history length differs; the
  * ratio must stay under 2 (loading must not scan the history).
  *
- * `npm run bench:recovery -- --json` prints one JSON object. Options: --large N, --small N,
- * --tasks N, --repeat N, --keep (leave the workspaces in the temp folder), --with-genesis (also
- * time a full replay from genesis of the large history, for contrast).
+ * `npm run bench:recovery -- --json` prints one JSON object; `--help` lists the options (the
+ * history lengths, --keep to leave the workspaces, --with-genesis to also time a full replay).
  */
 import assert from "node:assert/strict";
 import { createWriteStream } from "node:fs";
@@ -20,6 +19,7 @@ import { cloneState, StateBuilder, type OrchestratorState } from "../src/state/r
 import { loadState } from "../src/checkpoint/load-state.js";
 import { buildEntry, entryLine, GENESIS_HASH, type WalRecord } from "../src/wal/entry.js";
 import { initWorkspace, type Workspace } from "../src/workspace/layout.js";
+import { benchOptions } from "./support/options.js";
 
 interface Args {
   large: number;
@@ -33,30 +33,33 @@ interface Args {
   withGenesis: boolean;
 }
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = {
-    large: 1_000_000,
-    small: 10_000,
-    tasks: 1_000,
-    behind: 1_000,
-    runs: 5,
-    repeat: 11,
-    json: false,
-    keep: false,
-    withGenesis: false,
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    const num = () => Number(argv[++i]);
-    if (k === "--json") a.json = true;
-    else if (k === "--keep") a.keep = true;
-    else if (k === "--with-genesis") a.withGenesis = true;
-    else if (k === "--large") a.large = num();
-    else if (k === "--small") a.small = num();
-    else if (k === "--tasks") a.tasks = num();
-    else if (k === "--repeat") a.repeat = num();
-  }
-  return a;
+function parseOptions(): Args {
+  const o = benchOptions({
+    invocation: "npm run bench:recovery --",
+    about: "Time to load the orchestrator's state with a long WAL history against a short one (ratio < 2).",
+    options: {
+      json: { kind: "flag", help: "print one JSON object instead of a line" },
+      large: {
+        kind: "number",
+        default: 1_000_000,
+        integer: true,
+        min: 2_000,
+        help: "WAL entries of the long history",
+      },
+      small: {
+        kind: "number",
+        default: 10_000,
+        integer: true,
+        min: 2_000,
+        help: "WAL entries of the short history",
+      },
+      tasks: { kind: "number", default: 1_000, integer: true, min: 1, help: "tasks in both workspaces" },
+      repeat: { kind: "number", default: 11, integer: true, min: 1, help: "timed loads of each workspace" },
+      keep: { kind: "flag", help: "leave the workspaces in the temp folder" },
+      "with-genesis": { kind: "flag", help: "also time a full replay from genesis of the long history" },
+    },
+  });
+  return { ...o, withGenesis: o["with-genesis"], behind: 1_000, runs: 5 };
 }
 
 /**
@@ -156,7 +159,7 @@ async function timeLoad(ws: Workspace): Promise<{ ms: number; applied: number; s
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
 
 async function main() {
-  const a = parseArgs(process.argv.slice(2));
+  const a = parseOptions();
   const tBuild = Date.now();
   const large = await buildWorkspace(a.large, a);
   const small = await buildWorkspace(a.small, a);

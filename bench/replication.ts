@@ -7,7 +7,7 @@
  *     oldest entry a follower lacks), p50/p99, per policy.
  * Baseline, same run: the same writer and rate without replication (a plain fsynced WAL).
  *
- * `npm run bench:replication -- --json` prints one JSON object. Options: --rate N, --seconds S.
+ * `npm run bench:replication -- --json` prints one JSON object; `--help` lists the options.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -18,18 +18,25 @@ import { fileURLToPath } from "node:url";
 import type { ReplicationLeader } from "../src/replication/leader.js";
 import { startLeaderFromFlags } from "../src/cli/replication-options.js";
 import { WalWriter } from "../src/wal/writer.js";
+import { benchOptions } from "./support/options.js";
 import { initWorkspace } from "../src/workspace/layout.js";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const CLI = path.join(REPO, "bin", "bernstein");
 
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
-}
-const RATE = arg("rate", 1000);
-const SECONDS = arg("seconds", 5);
-const JSON_OUT = process.argv.includes("--json");
+const options = benchOptions({
+  invocation: "npm run bench:replication --",
+  about:
+    "Commit latency and follower lag of WAL replication, per acknowledgement policy, against a plain WAL.",
+  options: {
+    json: { kind: "flag", help: "print one JSON document instead of lines" },
+    rate: { kind: "number", default: 1000, min: 1, help: "decisions per second at the leader" },
+    seconds: { kind: "number", default: 5, min: 1, help: "seconds of decisions" },
+  },
+});
+const RATE = options.rate;
+const SECONDS = options.seconds;
+const JSON_OUT = options.json;
 
 function pct(values: number[], p: number): number | null {
   if (values.length === 0) return null;

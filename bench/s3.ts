@@ -9,7 +9,7 @@
  * workspace holding a file of that size (archive produced by src/dr, then uploaded), and
  * reports that process's peak RSS too.
  *
- * Usage: npm run bench:s3 -- --json [--size-mb N] [--cli]
+ * Usage: npm run bench:s3 -- --json (`--help` lists the options)
  */
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -20,12 +20,21 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { launcherFlags } from "../src/workspace/launcher.js";
+import { benchOptions } from "./support/options.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const args = process.argv.slice(2);
-const json = args.includes("--json");
-const sizeMb = Number(args[args.indexOf("--size-mb") + 1]) || 2048;
-const withCli = args.includes("--cli");
+const options = benchOptions({
+  invocation: "npm run bench:s3 --",
+  about: "A large backup streamed to an S3-compatible server on loopback: uploader peak RSS and throughput.",
+  options: {
+    json: { kind: "flag", help: "print one JSON document instead of lines" },
+    "size-mb": { kind: "number", default: 2048, integer: true, min: 1, help: "size of the uploaded file" },
+    cli: { kind: "flag", help: "also run the whole `bernstein dr backup --to s3://...` command" },
+  },
+});
+const json = options.json;
+const sizeMb = options["size-mb"];
+const withCli = options.cli;
 const repoRoot = path.resolve(here, "..", "..");
 const RSS_LIMIT = 150 * 1024 * 1024;
 

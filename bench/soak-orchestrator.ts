@@ -2,7 +2,7 @@
  * The orchestrator soak (`npm run soak`): the crash test at scale — 200 tasks appending their id to
  * a results file, `--max-agents 4`, the orchestrator SIGKILLed at 20 random moments and restarted,
  * then run to the end. Checks every id exactly once, status counts, WAL chains, audit chain, doctor.
- * Prints one JSON object; exit 1 on any failure. `--tasks N --kills N --seed N` to vary.
+ * Prints one JSON object; exit 1 on any failure. `--help` lists what can vary.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
@@ -11,16 +11,26 @@ import { listRuns } from "../src/wal/reader.js";
 import { Workspace } from "../src/workspace/layout.js";
 import { prng } from "../test/helpers.js";
 import { cli, makeCrashBacklog, runCrashLoop } from "../test/orchestrator/support/crash.js";
+import { benchOptions } from "./support/options.js";
 
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
-}
+const options = benchOptions({
+  invocation: "node dist/bench/soak-orchestrator.js",
+  about: "The orchestrator crash soak: tasks run to the end through SIGKILLs of the orchestrator.",
+  options: {
+    json: { kind: "flag", help: "accepted (the output is always one JSON object)" },
+    tasks: { kind: "number", default: 200, integer: true, min: 1, help: "tasks of the backlog" },
+    kills: { kind: "number", default: 20, integer: true, help: "SIGKILLs of the orchestrator" },
+    seed: {
+      kind: "number",
+      default: Date.now() % 1_000_000,
+      integer: true,
+      help: "seed of the kill moments",
+    },
+  },
+});
 
 async function main(): Promise<number> {
-  const tasks = arg("--tasks", 200);
-  const kills = arg("--kills", 20);
-  const seed = arg("--seed", Date.now() % 1_000_000);
+  const { tasks, kills, seed } = options;
   const rand = prng(seed);
   const dir = await mkdtemp(path.join(os.tmpdir(), "bernstein-soak-orch-"));
   const t0 = Date.now();

@@ -9,6 +9,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { benchOptions } from "./support/options.js";
 
 /** dist/: soak scripts and test files are listed by their compiled paths below it. */
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -25,7 +26,18 @@ const SOAKS: Soak[] = [
   { domain: "dr", test: "test/dr/soak/busy-start.js", env: {} },
 ];
 
-const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));
+const DOMAINS = [...new Set(SOAKS.map((s) => s.domain))];
+const only = benchOptions({
+  invocation: "npm run soak --",
+  about: `The long crash and endurance runs, in sequence; name domains (${DOMAINS.join(", ")}) to run only those.`,
+  options: {},
+  positionals: "DOMAIN",
+}).positionals;
+const unknown = only.filter((d) => !DOMAINS.includes(d));
+if (unknown.length) {
+  process.stderr.write(`soak: no soak for ${unknown.join(", ")} (domains: ${DOMAINS.join(", ")})\n`);
+  process.exit(2);
+}
 let failed = 0;
 let ran = 0;
 for (const soak of SOAKS) {

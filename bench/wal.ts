@@ -16,10 +16,8 @@
  *    also build entries are measured the same way against the same reference: `replay`
  *    (readWalEntries: restore's replay, promote, doctor) and `load_state` (readWalSuffix).
  *
- * `npm run bench:wal -- --json` prints one JSON object. Options: --entries N (verify WAL size),
- * --seconds S (per append phase, default 2), --runs N (alternating runs, default 5), --keep,
- * --verify-only (skip the append phases: only the verify figures and goals), --appends-only (the
- * append phases and their goals only). Each phase measures in a partial run what it does in a full one.
+ * `npm run bench:wal -- --json` prints one JSON object; `--help` lists the options (sizes, runs,
+ * --verify-only, --appends-only). Each phase measures in a partial run what it does in a full one.
  */
 import { closeSync, fdatasyncSync, constants as fsc, fsyncSync, openSync, writeSync } from "node:fs";
 import { mkdtemp, open, rm, stat } from "node:fs/promises";
@@ -31,6 +29,7 @@ import { readWalSuffix } from "../src/checkpoint/wal-position.js";
 import { readWalEntries, verifyWal } from "../src/wal/reader.js";
 import { WalWriter, epochSeconds } from "../src/wal/writer.js";
 import { initWorkspace } from "../src/workspace/layout.js";
+import { benchOptions } from "./support/options.js";
 import {
   SUPPORT_SOURCES,
   absoluteGoal,
@@ -52,27 +51,28 @@ interface Args {
   appendsOnly: boolean;
 }
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = {
-    entries: 400_000,
-    seconds: 2,
-    runs: 5,
-    json: false,
-    keep: false,
-    verifyOnly: false,
-    appendsOnly: false,
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    if (k === "--json") a.json = true;
-    else if (k === "--keep") a.keep = true;
-    else if (k === "--verify-only") a.verifyOnly = true;
-    else if (k === "--appends-only") a.appendsOnly = true;
-    else if (k === "--entries") a.entries = Number(argv[++i]);
-    else if (k === "--seconds") a.seconds = Number(argv[++i]);
-    else if (k === "--runs") a.runs = Number(argv[++i]);
-  }
-  return a;
+function parseOptions(): Args {
+  const o = benchOptions({
+    invocation: "npm run bench:wal --",
+    about:
+      "WAL appends against the raw write+fsync floor, and chain verification against the Python reference.",
+    options: {
+      json: { kind: "flag", help: "print one JSON object instead of lines" },
+      entries: {
+        kind: "number",
+        default: 400_000,
+        integer: true,
+        min: 1,
+        help: "entries of the verified WAL",
+      },
+      seconds: { kind: "number", default: 2, min: 0.1, help: "seconds of each append phase per run" },
+      runs: { kind: "number", default: 5, integer: true, min: 1, help: "alternating runs" },
+      keep: { kind: "flag", help: "leave the WAL files in the temp folder" },
+      "verify-only": { kind: "flag", help: "only the verify figures and goals" },
+      "appends-only": { kind: "flag", help: "only the append phases and their goals" },
+    },
+  });
+  return { ...o, verifyOnly: o["verify-only"], appendsOnly: o["appends-only"] };
 }
 
 /** The Python writer's figures from its notes (same kind of machine, measured side by side). */
@@ -498,7 +498,7 @@ async function verifyReport(dir: string, args: Args, log: (s: string) => void) {
 async function main(): Promise<void> {
   if (process.argv[2] === "--verify-child") return verifyChild(process.argv[3]);
   if (process.argv[2] === "--read-child") return readChild(process.argv[3] as EntryReader, process.argv[4]);
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseOptions();
   const log = (s: string) => {
     if (!args.json) process.stderr.write(s + "\n");
   };
