@@ -100,6 +100,10 @@ describe("start --archive-to", () => {
     assert.ok(shown.archive.stopped_at, JSON.stringify(shown.archive));
     assert.equal(shown.rpo_estimate.entries, 0, "the store holds everything the WAL does");
     assert.match(shown.rpo_estimate.basis, /^WAL archive .*store, archiver not running since /);
+    // People read the paths as they would type them, from where they ran the command.
+    const stopped = (await f.cli(["dr", "status"])).stdout;
+    assert.match(stopped, /^Archive: +store not running /m, stopped);
+    assert.match(stopped, /^RPO: +0 entries, 0 s \(WAL archive store, archiver not running since /m, stopped);
 
     // A run without the archiver: what losing this host would lose now is that run.
     await addTask(f.ws, { id: "c", title: "c", command: "true" });

@@ -163,7 +163,7 @@ test("a locked or missing workspace is named as the user would type it", async (
   }
 });
 
-test("start's torn-tail repair and dr status's archive are named as the user would type them", async (t) => {
+test("start's torn-tail repair and dr status's backup and archive are named as the user would type them", async (t) => {
   const { dir, cleanup } = await scratchDir("bernstein-paths-named-repair-");
   t.after(cleanup);
   const env = envFor(dir);
@@ -178,6 +178,10 @@ test("start's torn-tail repair and dr status's archive are named as the user wou
   assert.equal(repaired.code, 0, repaired.stderr);
   assert.match(repaired.stderr, /moved to w\/\.sdd\/runtime\/wal\/run-\S+\.torn-/, repaired.stderr);
 
+  assert.equal((await cli("dr", "backup", "--to", "backups", "--plain")).code, 0);
   assert.equal((await cli("dr", "archive", "--to", "arch", "--once", "--plain")).code, 0);
-  assert.match((await cli("dr", "status")).stdout, /^Archive: +arch not running/m);
+  const status = (await cli("dr", "status")).stdout;
+  assert.match(status, /^Archive: +arch not running/m, status);
+  assert.match(status, /^Backup: +backups \(/m, status);
+  assert.match(status, /^RPO: .*\(WAL archive arch, /m, status);
 });

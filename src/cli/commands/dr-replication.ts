@@ -111,11 +111,16 @@ function registerStatus(dr: Command): void {
           );
         }
         out.line(
-          `Backup:    ${st.last_backup ? `${st.last_backup.location} (${fmtNum(st.last_backup.age_seconds, " s")} old)` : "none recorded"}`,
+          `Backup:    ${st.last_backup ? `${shown(st.last_backup.location)} (${fmtNum(st.last_backup.age_seconds, " s")} old)` : "none recorded"}`,
         );
         if (archive) out.line(`Archive:   ${describeArchive(archive)}`);
         out.line(
-          `RPO:       ${fmtNum(st.rpo_estimate.entries)} entries, ${fmtNum(st.rpo_estimate.seconds, " s")} (${st.rpo_estimate.basis})`,
+          `RPO:       ${fmtNum(st.rpo_estimate.entries)} entries, ${fmtNum(st.rpo_estimate.seconds, " s")} (${
+            // The basis names the archive's destination as recorded (absolute, for --json).
+            archive
+              ? st.rpo_estimate.basis.replace(archive.destination, shown(archive.destination))
+              : st.rpo_estimate.basis
+          })`,
         );
         out.line(
           `Failover:  ${st.failover.decision}${st.failover.reasons.length ? ` — ${st.failover.reasons.join("; ")}` : ""}`,
