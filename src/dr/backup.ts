@@ -397,7 +397,11 @@ export async function checkDestination(dest: string, overwrite: boolean): Promis
     throw new UserError(`cannot write ${dest}: folder ${dir} is not writable`, ExitCode.IO);
   }
   const existing = await lstat(dest).catch(() => undefined);
-  if (existing?.isDirectory()) throw new UserError(`cannot write ${dest}: it is a folder`, ExitCode.IO);
+  if (existing?.isDirectory())
+    throw new UserError(
+      `cannot write ${dest}: it is a folder (--to names the backup file; --to-dir ${dest} writes a dated backup into it)`,
+      ExitCode.IO,
+    );
   if (existing && !overwrite) throw existsError(dest);
 }
 

@@ -348,6 +348,12 @@ test("bad input: each a one-line message, its own exit code, nothing written, ex
       6,
       /does not exist/,
     );
+    // --to an existing folder: exit 6, and the flag that writes into a folder is named.
+    await expectFail(
+      ["dr", "backup", "--to", dir, "--sdd", ws.root],
+      6,
+      /cannot write .*: it is a folder \(--to names the backup file; --to-dir .* writes a dated backup into it\)$/m,
+    );
     // --from missing: exit 2.
     await expectFail(
       ["dr", "restore", "--from", path.join(dir, "missing.tar.gz"), "--sdd", target],
