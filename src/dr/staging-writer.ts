@@ -24,7 +24,21 @@ import { restoredMode, umaskOf } from "./restored-mode.js";
 import type { StagingBatch, StagingFailure, StagingReply, StagingSlot } from "./staging-worker.js";
 
 const BATCH_BYTES = 256 * 1024;
-const MAX_BATCHES_IN_FLIGHT = 4;
+/**
+ * Batches queued for the worker at most. A workspace's archive holds its thousands of small
+ * files together (the backlog's task files), where creating them is the slower half, and its
+ * large files after them, where decompressing and hashing is: room for 16 batches of small files
+ * lets the main thread work ahead through them and reach the large ones while the worker is
+ * still creating, instead of the two taking turns.
+ */
+const MAX_BATCHES_IN_FLIGHT = 16;
+/**
+ * Batches of few files (bulk bytes, which the worker writes faster than they are inflated) queued
+ * at most: working ahead there gains nothing, and each batch more is memory.
+ */
+const MAX_BULK_BATCHES_IN_FLIGHT = 4;
+/** A batch that opens fewer files than this counts as bulk. */
+const BULK_BELOW_FILES = 16;
 const MAX_OPS_PER_BATCH = 4096;
 /** Bytes (file contents and names) sent to the worker between two early write-outs (see `send`). */
 const WRITE_OUT_EVERY_BYTES = 16 * 1024 * 1024;
@@ -55,6 +69,11 @@ export class StagingWriter implements ExtractHandler {
   private count = 0;
   private used = 0;
   private inFlight = 0;
+  private bulkInFlight = 0;
+  /** Per slot, whether the batch in it is bulk (see MAX_BULK_BATCHES_IN_FLIGHT). */
+  private readonly bulk: boolean[] = [];
+  /** Files opened in the batch being filled. */
+  private opened = 0;
   private failure?: Error;
   private wake?: () => void;
   private closed = false;
@@ -80,11 +99,13 @@ export class StagingWriter implements ExtractHandler {
       if (reply.failed) this.failure ??= failureError(reply.failed);
       this.free.push(reply.slot);
       this.inFlight--;
+      if (this.bulk[reply.slot]) this.bulkInFlight--;
       this.wakeUp();
     });
     this.worker.on("error", (err) => {
       this.failure ??= err;
       this.inFlight = 0;
+      this.bulkInFlight = 0;
       this.wakeUp();
     });
   }
@@ -123,6 +144,9 @@ export class StagingWriter implements ExtractHandler {
     slot.sent = true;
     this.worker.postMessage(batch);
     this.inFlight++;
+    this.bulk[this.slot] = this.opened < BULK_BELOW_FILES;
+    if (this.bulk[this.slot]) this.bulkInFlight++;
+    this.opened = 0;
     this.sinceWriteOut += this.used;
     if (this.fsync && this.sinceWriteOut >= WRITE_OUT_EVERY_BYTES && !this.writingOut) {
       // The disk writes back what is already extracted while the rest is: left to the final
@@ -144,7 +168,7 @@ export class StagingWriter implements ExtractHandler {
     // While we wait on the worker, it is what keeps the process alive.
     this.worker.ref();
     try {
-      while (!this.failure && this.inFlight > (all ? 0 : MAX_BATCHES_IN_FLIGHT - 1)) {
+      while (!this.failure && (all ? this.inFlight > 0 : this.full)) {
         await new Promise<void>((r) => (this.wake = r));
       }
     } finally {
@@ -179,7 +203,7 @@ export class StagingWriter implements ExtractHandler {
 
   /** Whether a caller must wait for the worker before queueing more. */
   private get full(): boolean {
-    return this.inFlight >= MAX_BATCHES_IN_FLIGHT;
+    return this.inFlight >= MAX_BATCHES_IN_FLIGHT || this.bulkInFlight >= MAX_BULK_BATCHES_IN_FLIGHT;
   }
 
   private ensureDir(rel: string): void {
@@ -213,6 +237,7 @@ export class StagingWriter implements ExtractHandler {
     if (slash > 0) this.ensureDir(rel.slice(0, slash));
     // A mode the umask leaves alone: open(2) creates the file with it, no fchmod needed.
     this.named(OPEN, rel, restoredMode(mode, this.umask) | (replace ? REPLACE : 0));
+    this.opened++;
     const mtimeSeconds = mtime ? mtime.getTime() / 1000 : Number.NaN;
     return {
       write: (chunk: Buffer): void | Promise<void> => this.write(chunk),
