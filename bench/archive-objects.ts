@@ -5,13 +5,13 @@
  * Usage: npm run bench:archive-objects -- --json [--seconds N] [--target-size-mb 8]
  */
 import { archiveObjectsPerDay } from "./support/archive-objects.js";
-import { benchOptions } from "./support/options.js";
+import { JSON_OUTPUT, benchOptions } from "./support/options.js";
 
 const options = benchOptions({
   invocation: "npm run bench:archive-objects --",
   about: "Objects and bytes a WAL archive costs per day at 1 decision/s, before and after compaction.",
   options: {
-    json: { kind: "flag", help: "print one JSON document instead of lines" },
+    json: JSON_OUTPUT,
     seconds: {
       kind: "number",
       default: 600,

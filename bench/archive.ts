@@ -48,7 +48,7 @@ import {
   type ProcessCost,
 } from "./support/measure.js";
 import { archiveObjectsPerDay } from "./support/archive-objects.js";
-import { benchOptions } from "./support/options.js";
+import { JSON_OUTPUT, benchOptions } from "./support/options.js";
 import { launcherFlags } from "../src/workspace/launcher.js";
 import { overheadRun, type OverheadRun, type OverheadStore } from "./support/archive-overhead.js";
 
@@ -62,7 +62,7 @@ const options = benchOptions({
   about:
     "The continuous WAL archive against a folder and an S3-compatible server: RPO, overhead, objects, restore.",
   options: {
-    json: { kind: "flag", help: "print one JSON document instead of lines" },
+    json: JSON_OUTPUT,
     seconds: { kind: "number", default: 3, min: 1, help: "seconds of appends of each RPO row" },
     decisions: {
       kind: "string",

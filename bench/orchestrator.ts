@@ -22,13 +22,13 @@ import { listRuns, readWalEntries } from "../src/wal/reader.js";
 import { initWorkspace } from "../src/workspace/layout.js";
 import { STATE_DECISIONS } from "../src/state/reducer.js";
 import { benchWorktreeMerges } from "./support/merge-bench.js";
-import { benchOptions } from "./support/options.js";
+import { JSON_OUTPUT, benchOptions } from "./support/options.js";
 
 const options = benchOptions({
   invocation: "npm run bench:orchestrator --",
   about: "No-op tasks through the orchestrator against spawning them directly, and worktree merges.",
   options: {
-    json: { kind: "flag", help: "print one JSON document instead of lines" },
+    json: JSON_OUTPUT,
     tasks: { kind: "number", default: 200, integer: true, min: 1, help: "tasks of the throughput rows" },
     "max-agents": { kind: "number", default: 4, integer: true, min: 1, help: "agents at once" },
     "repo-files": {

@@ -19,7 +19,7 @@ import { cloneState, StateBuilder, type OrchestratorState } from "../src/state/r
 import { loadState } from "../src/checkpoint/load-state.js";
 import { buildEntry, entryLine, GENESIS_HASH, type WalRecord } from "../src/wal/entry.js";
 import { initWorkspace, type Workspace } from "../src/workspace/layout.js";
-import { benchOptions } from "./support/options.js";
+import { JSON_OUTPUT, benchOptions } from "./support/options.js";
 
 interface Args {
   large: number;
@@ -38,7 +38,7 @@ function parseOptions(): Args {
     invocation: "npm run bench:recovery --",
     about: "Time to load the orchestrator's state with a long WAL history against a short one (ratio < 2).",
     options: {
-      json: { kind: "flag", help: "print one JSON object instead of a line" },
+      json: JSON_OUTPUT,
       large: {
         kind: "number",
         default: 1_000_000,

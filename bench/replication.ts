@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url";
 import type { ReplicationLeader } from "../src/replication/leader.js";
 import { startLeaderFromFlags } from "../src/cli/replication-options.js";
 import { WalWriter } from "../src/wal/writer.js";
-import { benchOptions } from "./support/options.js";
+import { JSON_OUTPUT, benchOptions } from "./support/options.js";
 import { initWorkspace } from "../src/workspace/layout.js";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -29,7 +29,7 @@ const options = benchOptions({
   about:
     "Commit latency and follower lag of WAL replication, per acknowledgement policy, against a plain WAL.",
   options: {
-    json: { kind: "flag", help: "print one JSON document instead of lines" },
+    json: JSON_OUTPUT,
     rate: { kind: "number", default: 1000, min: 1, help: "decisions per second at the leader" },
     seconds: { kind: "number", default: 5, min: 1, help: "seconds of decisions" },
   },

@@ -20,14 +20,14 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { launcherFlags } from "../src/workspace/launcher.js";
-import { benchOptions } from "./support/options.js";
+import { JSON_OUTPUT, benchOptions } from "./support/options.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const options = benchOptions({
   invocation: "npm run bench:s3 --",
   about: "A large backup streamed to an S3-compatible server on loopback: uploader peak RSS and throughput.",
   options: {
-    json: { kind: "flag", help: "print one JSON document instead of lines" },
+    json: JSON_OUTPUT,
     "size-mb": { kind: "number", default: 2048, integer: true, min: 1, help: "size of the uploaded file" },
     cli: { kind: "flag", help: "also run the whole `bernstein dr backup --to s3://...` command" },
   },

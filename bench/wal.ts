@@ -29,7 +29,7 @@ import { readWalSuffix } from "../src/checkpoint/wal-position.js";
 import { readWalEntries, verifyWal } from "../src/wal/reader.js";
 import { WalWriter, epochSeconds } from "../src/wal/writer.js";
 import { initWorkspace } from "../src/workspace/layout.js";
-import { benchOptions } from "./support/options.js";
+import { JSON_OUTPUT, benchOptions } from "./support/options.js";
 import {
   SUPPORT_SOURCES,
   absoluteGoal,
@@ -57,7 +57,7 @@ function parseOptions(): Args {
     about:
       "WAL appends against the raw write+fsync floor, and chain verification against the Python reference.",
     options: {
-      json: { kind: "flag", help: "print one JSON object instead of lines" },
+      json: JSON_OUTPUT,
       entries: {
         kind: "number",
         default: 400_000,

@@ -31,6 +31,12 @@ export interface BenchCommand<T extends Record<string, OptionSpec>> {
   positionals?: string;
 }
 
+/** `--json`, as most benches take it. */
+export const JSON_OUTPUT = {
+  kind: "flag",
+  help: "print one JSON document instead of lines",
+} as const satisfies OptionSpec;
+
 /** What an option's default looks like in `--help`. */
 function shownDefault(spec: OptionSpec): string {
   if (spec.kind === "flag" || spec.default === undefined) return "";
