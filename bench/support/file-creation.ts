@@ -18,8 +18,8 @@ import { measureProcess } from "./measure.js";
 
 /**
  * System time per extracted file above which the file system counts as slow (normal here: 20–37
- * µs; slow: 200–500, and 70–80 on the way into or out of it, where tar -xzf already took twice its
- * usual wall time and a restore goal read as met against it).
+ * µs; slow: 200–500). Between the two, on the way into or out of the slow path, tar -xzf already
+ * runs far slower than it normally does, and a restore's ratio to it would not be the restore's.
  */
 export const SLOW_CREATE_US = 50;
 const RETRY_EVERY_S = 30;
@@ -62,7 +62,7 @@ export async function awaitCheapFileCreation(
   const waited = (): number => (performance.now() - start) / 1000;
   while (last > SLOW_CREATE_US && waited() + RETRY_EVERY_S <= maxWaitS) {
     log(
-      `bench: tar -xzf spends ${last} µs of system time per file (normally 20–35; the file system's slow path after a large removal); ` +
+      `bench: tar -xzf spends ${last} µs of system time per file (normally 20–37; the file system's slow path after a large removal); ` +
         `probing again in ${RETRY_EVERY_S} s (${Math.round(waited())} of ${maxWaitS} s waited)`,
     );
     await sleep(RETRY_EVERY_S * 1000);
