@@ -41,18 +41,8 @@ import {
   type ProcessCost,
 } from "./support/measure.js";
 
-interface Args {
-  entries: number;
-  seconds: number;
-  runs: number;
-  json: boolean;
-  keep: boolean;
-  verifyOnly: boolean;
-  appendsOnly: boolean;
-}
-
-function parseOptions(): Args {
-  const o = benchOptions({
+function parseOptions() {
+  return benchOptions({
     invocation: "npm run bench:wal --",
     about:
       "WAL appends against the raw write+fsync floor, and chain verification against the Python reference.",
@@ -72,8 +62,9 @@ function parseOptions(): Args {
       "appends-only": { kind: "flag", help: "only the append phases and their goals" },
     },
   });
-  return { ...o, verifyOnly: o["verify-only"], appendsOnly: o["appends-only"] };
 }
+
+type Args = ReturnType<typeof parseOptions>;
 
 /** The Python writer's figures from its notes (same kind of machine, measured side by side). */
 const PYTHON_NOTES = { appends_per_s: 3713, raw_fsync_floor_then_per_s: 3707 };
@@ -504,8 +495,8 @@ async function main(): Promise<void> {
   };
   const dir = await mkdtemp(path.join(os.tmpdir(), "bernstein-bench-wal-"));
   try {
-    const appends = args.verifyOnly ? undefined : appendReport(await appendPhases(dir, args, log));
-    const verify = args.appendsOnly ? undefined : await verifyReport(dir, args, log);
+    const appends = args["verify-only"] ? undefined : appendReport(await appendPhases(dir, args, log));
+    const verify = args["appends-only"] ? undefined : await verifyReport(dir, args, log);
     const goals = [...(appends?.goals ?? []), ...(verify?.goals ?? [])];
     const result = {
       bench: "wal",
