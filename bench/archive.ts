@@ -49,7 +49,7 @@ import {
 } from "./support/measure.js";
 import { archiveObjectsPerDay } from "./support/archive-objects.js";
 import { JSON_OUTPUT, benchOptions } from "./support/options.js";
-import { launcherFlags } from "../src/workspace/launcher.js";
+import { launcherEnv, launcherFlags } from "../src/workspace/launcher.js";
 import { overheadRun, type OverheadRun, type OverheadStore } from "./support/archive-overhead.js";
 
 /** Simulated seconds of the objects-per-day run that compaction is measured on (scaled to a day). */
@@ -249,7 +249,7 @@ async function restoreRun(root: string, decisions: number, s3Endpoint: string) {
   process.env.BERNSTEIN_AUDIT_KEY_PATH = keyFile;
   const backup = path.join(dir, "full.tar.gz");
   const cli = (sdd: string, ...argv: string[]) =>
-    measureProcess([process.execPath, ...launcherFlags(), CLI, "--sdd", sdd, ...argv]);
+    measureProcess([process.execPath, ...launcherFlags(), CLI, "--sdd", sdd, ...argv], [0], launcherEnv());
   cli(ws.root, "dr", "backup", "--to", backup);
   const pointRestore = (target: string, ...from: string[]) =>
     cli(path.join(dir, target, ".sdd"), "dr", "archive-restore", "--from", ...from, "--latest", "--json");

@@ -53,7 +53,7 @@ import { AgeEncryptor } from "../src/dr/age/encrypt.js";
 import { AgeSplitHasher } from "../src/dr/age/split-hash.js";
 import { appendBackupLog } from "../src/dr/backup-log.js";
 import { Workspace } from "../src/workspace/layout.js";
-import { launcherFlags } from "../src/workspace/launcher.js";
+import { launcherEnv, launcherFlags } from "../src/workspace/launcher.js";
 import {
   absoluteGoal,
   measureProcess,
@@ -123,6 +123,7 @@ function runChild(...argv: string[]): ChildResult {
   const r = spawnSync(process.execPath, [...launcherFlags(), child, ...argv], {
     encoding: "utf8",
     maxBuffer: 1 << 20,
+    env: launcherEnv(),
   });
   if (r.status !== 0) throw new Error(`dr-child ${argv[0]} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split("\n").pop()!) as ChildResult;
@@ -134,12 +135,12 @@ const childMs = (cost: ProcessCost): number =>
 
 /** One of our operations alone in its own process (its modules loaded, nothing else). */
 function measureChild(...argv: string[]): ProcessCost {
-  return measureProcess([process.execPath, ...launcherFlags(), child, ...argv]);
+  return measureProcess([process.execPath, ...launcherFlags(), child, ...argv], [0], launcherEnv());
 }
 
 /** One of our commands as a user runs it: the whole `bernstein` process, as tar's is. */
 function measureCli(...argv: string[]): ProcessCost {
-  return measureProcess([process.execPath, ...launcherFlags(), CLI, ...argv]);
+  return measureProcess([process.execPath, ...launcherFlags(), CLI, ...argv], [0], launcherEnv());
 }
 
 /** `dr backup` of `sdd` to `to` (`--encrypt`, `--recipient R` or plain, as `how` says). */

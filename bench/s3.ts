@@ -19,7 +19,7 @@ import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { launcherFlags } from "../src/workspace/launcher.js";
+import { launcherEnv, launcherFlags } from "../src/workspace/launcher.js";
 import { JSON_OUTPUT, benchOptions } from "./support/options.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -141,7 +141,7 @@ try {
           path.join(scratch, "local-copy"),
         ],
         {
-          env: { ...env, BERNSTEIN_AUDIT_KEY_PATH: path.join(scratch, "audit.key") },
+          env: launcherEnv({ ...env, BERNSTEIN_AUDIT_KEY_PATH: path.join(scratch, "audit.key") }),
           stdio: ["ignore", "ignore", "pipe"],
         },
       );

@@ -23,7 +23,7 @@ import type { BackupStore } from "../../src/storage/store.js";
 import { WalWriter } from "../../src/wal/writer.js";
 import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
 import { DEFAULT_COMPACT_TARGET_BYTES } from "../../src/cli/archive-options.js";
-import { launcherFlags } from "../../src/workspace/launcher.js";
+import { launcherEnv, launcherFlags } from "../../src/workspace/launcher.js";
 
 export type OverheadForm = "alone" | "in_process" | "own_process";
 
@@ -170,7 +170,7 @@ function startDrArchive(
       "--i-know-it-is-plain",
       "--json",
     ],
-    { stdio: ["ignore", "ignore", "inherit"] },
+    { stdio: ["ignore", "ignore", "inherit"], env: launcherEnv() },
   );
 }
 

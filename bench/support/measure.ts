@@ -23,10 +23,15 @@ export interface ProcessCost {
 }
 
 /** Runs `argv` to the end and returns its whole-process cost; throws when it fails. */
-export function measureProcess(argv: string[], okCodes: number[] = [0]): ProcessCost {
+export function measureProcess(
+  argv: string[],
+  okCodes: number[] = [0],
+  env: NodeJS.ProcessEnv = process.env,
+): ProcessCost {
   const r = spawnSync("python3", [path.join(SUPPORT_SOURCES, "rusage.py"), ...argv], {
     encoding: "utf8",
     maxBuffer: 16 << 20,
+    env,
   });
   const line = r.stderr.split("\n").find((l) => l.startsWith("RUSAGE "));
   if (!line) throw new Error(`bench: ${argv.join(" ")} could not be measured: ${r.stderr || r.error}`);

@@ -13,7 +13,7 @@ import { runDrill } from "../dr/drill.js";
 import { runDoctor } from "../orchestrator/doctor.js";
 import { addTask } from "../orchestrator/tasks.js";
 import { initWorkspace } from "../workspace/layout.js";
-import { BIN, launcherFlags } from "../workspace/launcher.js";
+import { BIN, launcherEnv, launcherFlags } from "../workspace/launcher.js";
 import { printDrill } from "./commands/dr/drill.js";
 import { Output } from "./output.js";
 
@@ -50,7 +50,7 @@ try {
   const start = spawnSync(
     process.execPath,
     [...launcherFlags(), BIN, "start", "--sdd", ws.root, "--until-idle", "--max-agents", "4", "--json"],
-    { encoding: "utf8", env: process.env },
+    { encoding: "utf8", env: launcherEnv() },
   );
   if (start.status !== 0)
     throw new Error(`demo: start failed (exit ${start.status}): ${start.stderr.trim()}`);

@@ -10,6 +10,7 @@ import { firstCommandIndex, registerCommands } from "./commands/index.js";
 import { oneLineUsageErrors, withoutHelpForUnknownCommand } from "./usage-error.js";
 import { installConfigFile } from "../config/apply.js";
 import { VERSION } from "../version.js";
+import { shedLauncherEnv } from "../workspace/launcher.js";
 
 export async function buildProgram(argv: string[] = []): Promise<Command> {
   const program = new Command();
@@ -126,4 +127,7 @@ export function exitWith(work: Promise<number>): void {
 }
 
 const invokedDirectly = process.argv[1] !== undefined && /(?:main\.js|bernstein)$/.test(process.argv[1]);
-if (invokedDirectly) exitWith(main(process.argv.slice(2)));
+if (invokedDirectly) {
+  shedLauncherEnv();
+  exitWith(main(process.argv.slice(2)));
+}

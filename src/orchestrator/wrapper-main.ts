@@ -3,6 +3,10 @@
  * `node wrapper-main.js '<WrapperJob JSON>'`. See wrapper.ts.
  */
 import { runWrapper, type WrapperJob } from "./wrapper.js";
+import { shedLauncherEnv } from "../workspace/launcher.js";
+
+// The agent it runs gets the environment the orchestrator was started with.
+shedLauncherEnv();
 
 const job = JSON.parse(process.argv[2] ?? "null") as WrapperJob | null;
 if (!job || !Array.isArray(job.argv) || !job.agent_id) {

@@ -1,8 +1,13 @@
 /**
- * How bin/bernstein runs Node: the flags on its first line. The processes we start ourselves
- * with `process.execPath` (the detached orchestrator, the agent wrapper), and the tests and
- * benchmarks that run the CLI in a child process, pass the same flags: `node FILE` does not read
- * FILE's first line.
+ * How bin/bernstein runs Node: the environment and flags of its `exec node` line. The processes
+ * we start ourselves with `process.execPath` (the detached orchestrator, the agent wrapper, the
+ * demo's orchestrator), and the tests and benchmarks that run the CLI in a child process, pass
+ * the same: `node FILE` does not read FILE's first lines.
+ *
+ * The launcher's GLIBC_TUNABLES is for bernstein's own processes. A process started from one of
+ * them that is not bernstein (an agent, git, sync) gets the caller's environment as it was:
+ * `shedLauncherEnv` gives it back at start, `launcherEnv` adds the launcher's part again for a
+ * process of ours.
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -11,15 +16,51 @@ import { fileURLToPath } from "node:url";
 /** bin/bernstein, from dist/src/workspace/ (a checkout or an installed package alike). */
 export const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../bin/bernstein");
 
-let flags: string[] | undefined;
+const TUNABLES = "GLIBC_TUNABLES";
 
-/** The Node flags of bin/bernstein's first line (`#!/usr/bin/env -S node FLAGS`). */
+interface Launcher {
+  flags: string[];
+  /** The tunables the launcher puts before the caller's own GLIBC_TUNABLES. */
+  tunables: string;
+}
+
+let launcher: Launcher | undefined;
+
+function readLauncher(): Launcher {
+  if (launcher) return launcher;
+  const lines = readFileSync(BIN, "utf8").split("\n");
+  const line = lines.find((l) => / exec node /.test(l));
+  const tunables =
+    line && new RegExp(`${TUNABLES}="([^"$]+)\\$\\{${TUNABLES}:\\+:\\$${TUNABLES}\\}"`).exec(line);
+  if (!lines[0]?.startsWith("#!") || !line || !tunables)
+    throw new Error(`${BIN}: no \`${TUNABLES}="…" exec node FLAGS\` line`);
+  const words = line.split(/\s+/);
+  launcher = {
+    flags: words.slice(words.indexOf("node") + 1).filter((w) => w.startsWith("--")),
+    tunables: tunables[1]!,
+  };
+  return launcher;
+}
+
+/** The Node flags bin/bernstein runs with. */
 export function launcherFlags(): string[] {
-  if (flags) return flags;
-  const shebang = readFileSync(BIN, "utf8").split("\n")[0]!;
-  const words = shebang.split(/\s+/);
-  const node = words.indexOf("node");
-  if (!shebang.startsWith("#!") || node < 0) throw new Error(`${BIN}: unexpected first line ${shebang}`);
-  flags = words.slice(node + 1).filter((w) => w.startsWith("--"));
-  return flags;
+  return readLauncher().flags;
+}
+
+/** `env` (a caller's environment) as bin/bernstein sets it for Node. */
+export function launcherEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const own = env[TUNABLES];
+  const ours = readLauncher().tunables;
+  return { ...env, [TUNABLES]: own ? `${ours}:${own}` : ours };
+}
+
+/**
+ * Gives this process's environment back the caller's GLIBC_TUNABLES (the launcher's part was
+ * read when the process started): whatever it starts inherits the caller's environment.
+ */
+export function shedLauncherEnv(env: NodeJS.ProcessEnv = process.env): void {
+  const value = env[TUNABLES];
+  const ours = readLauncher().tunables;
+  if (value === ours) delete env[TUNABLES];
+  else if (value?.startsWith(`${ours}:`)) env[TUNABLES] = value.slice(ours.length + 1);
 }

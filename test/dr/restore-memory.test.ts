@@ -12,7 +12,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { backupToFile } from "../../src/dr/backup.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
-import { launcherFlags } from "../../src/workspace/launcher.js";
+import { launcherEnv, launcherFlags } from "../../src/workspace/launcher.js";
 import { REPO_ROOT, scratchDir } from "../helpers.js";
 
 const CHILD = path.join(REPO_ROOT, "dist", "test", "dr", "support", "restore-rss-child.js");
@@ -45,6 +45,7 @@ after(async () => scratch.cleanup());
 function restorePeak(archive: string, name: string): Promise<number> {
   const target = path.join(scratch.dir, name, ".sdd");
   const child = spawn(process.execPath, [...launcherFlags(), CHILD, archive, target], {
+    env: launcherEnv(),
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

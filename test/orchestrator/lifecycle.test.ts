@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -8,9 +9,9 @@ import { readAgentRecord } from "../../src/orchestrator/wrapper.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { readClosedMarker } from "../../src/wal/recovery.js";
 import type { Workspace } from "../../src/workspace/layout.js";
-import { launcherFlags } from "../../src/workspace/launcher.js";
+import { launcherEnv, launcherFlags } from "../../src/workspace/launcher.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
-import { runCli, waitFor } from "../helpers.js";
+import { CLI, runCli, waitFor } from "../helpers.js";
 import { taskCounts } from "./support/task-counts.js";
 import { orchestratorWorkspace } from "./support/workspace.js";
 
@@ -120,18 +121,30 @@ test("stop --force kills the agents' process groups and re-queues their tasks", 
   }
 });
 
-test("the detached orchestrator and its agent wrappers run with bin/bernstein's Node flags", async () => {
-  const { ws, cli, cleanup } = await orchestratorWorkspace("bernstein-flags-");
+test("bin/bernstein's orchestrator and agent wrappers run Node as it does; the agents get the caller's environment", async () => {
+  const { dir, sdd, ws, env, cli, cleanup } = await orchestratorWorkspace("bernstein-flags-");
   try {
-    // Without them (`node FILE` does not read FILE's first line) a process could hang at exit.
+    // Without them (`node FILE` does not read FILE's first lines) a process could hang at exit.
     assert.ok(launcherFlags().includes("--no-concurrent-recompilation"));
-    await addTask(ws, { id: "w1", title: "w1", command: "sleep 30" });
-    const started = await cli("start", "--detach", "--poll", "50", "--json");
-    assert.equal(started.code, 0, started.stderr);
+    const seen = path.join(dir, "agent-tunables");
+    await addTask(ws, {
+      id: "w1",
+      title: "w1",
+      command: `printf '%s' "$GLIBC_TUNABLES" > ${seen}.tmp && mv ${seen}.tmp ${seen}; sleep 30`,
+    });
+    // bin/bernstein itself, as a user runs it, with a GLIBC_TUNABLES of the caller's own.
+    const callers = "glibc.malloc.arena_max=4";
+    const started = spawnSync(CLI, ["--sdd", sdd, "start", "--detach", "--poll", "50", "--json"], {
+      cwd: dir,
+      env: { ...process.env, ...env, GLIBC_TUNABLES: callers },
+      encoding: "utf8",
+    });
+    assert.equal(started.status, 0, started.stderr);
     const orchestrator = JSON.parse(started.stdout).pid as number;
     const wrapper = (
       await waitFor("the agent running", async () => (await readAgentRecord(ws, "w1#1")) ?? undefined)
     ).pid;
+    const ours = launcherEnv({}).GLIBC_TUNABLES!;
     for (const [who, pid] of [
       ["orchestrator", orchestrator],
       ["agent wrapper", wrapper],
@@ -139,7 +152,21 @@ test("the detached orchestrator and its agent wrappers run with bin/bernstein's 
       const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
       for (const flag of launcherFlags())
         assert.ok(argv.includes(flag), `${who}: ${flag} in ${argv.join(" ")}`);
+      // /proc shows the environment as glibc left it after reading its tunables: cut after the
+      // first. The agent's report below shows that the caller's part came along too.
+      const environ = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+      assert.ok(
+        environ.some((e) => e.startsWith(`GLIBC_TUNABLES=${ours}`)),
+        `${who}: GLIBC_TUNABLES=${ours}…`,
+      );
     }
+    const agentSaw = await waitFor("the agent's report", async () =>
+      readFile(seen, "utf8").then(
+        (text) => ({ text }),
+        () => undefined,
+      ),
+    );
+    assert.equal(agentSaw.text, callers);
     assert.equal((await cli("stop", "--force")).code, 0);
   } finally {
     await cleanup();

@@ -9,7 +9,7 @@ import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf, type GlobalOptions } from "../output.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
 import { durableMkdir } from "../../workspace/durable.js";
-import { BIN, launcherFlags } from "../../workspace/launcher.js";
+import { BIN, launcherEnv, launcherFlags } from "../../workspace/launcher.js";
 import { lockedBy, readLock } from "../../workspace/lock.js";
 import { Orchestrator, type RecoverySummary, type RunResult } from "../../orchestrator/orchestrator.js";
 import { readStatusFile, writeStopRequest } from "../../orchestrator/control.js";
@@ -148,10 +148,11 @@ async function startDetached(ws: Workspace, opts: StartFlags, out: Output): Prom
     stdio: ["ignore", fd, fd],
     cwd: ws.projectDir,
     // An archive password given on the command line reaches the child by its environment, not argv.
-    env:
+    env: launcherEnv(
       opts.password !== undefined && opts.passwordEnv === undefined
         ? { ...process.env, [PASSWORD_ENV]: opts.password }
         : process.env,
+    ),
   });
   closeSync(fd);
   child.on("exit", (code) => (exitCode = code));

@@ -21,7 +21,7 @@ import {
 } from "../worktree-tasks.js";
 import { fail } from "./fail.js";
 import { intentInputs, type ReplayHandlers } from "./replay.js";
-import { launcherFlags } from "../../workspace/launcher.js";
+import { launcherEnv, launcherFlags } from "../../workspace/launcher.js";
 
 export async function claimAndSpawn(ctx: RunContext, t: TaskView): Promise<void> {
   // task_retry records the next attempt's number; an attempt number whose run-once token was
@@ -116,6 +116,7 @@ function startWrapper(
       cwd: invocation.cwd,
       detached: true,
       stdio: ["ignore", logFd, logFd],
+      env: launcherEnv(),
     });
   } finally {
     closeSync(logFd);
