@@ -1,5 +1,6 @@
 /**
- * Runs every bench in sequence (`npm run bench`), each as its own process with --json.
+ * Runs every bench in sequence (`npm run bench`), each as its own process with --json, started as
+ * bin/bernstein starts Node (bench/launch.ts).
  * `npm run bench -- --json` prints ONE JSON document: the machine's load average at start and
  * end, every bench's figures, every goal (`{name, ours, baseline, ratio, target, met}`), and
  * `warnings`: what a bench said of the conditions it measured in (its `warnings`); without
@@ -13,6 +14,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Goal } from "./support/measure.js";
 import { benchOptions } from "./support/options.js";
+import { launcherEnv, launcherFlags } from "../src/workspace/launcher.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BENCHES = ["wal", "recovery", "dr", "orchestrator", "replication", "s3", "archive"];
@@ -52,7 +54,8 @@ const warnings: string[] = [];
 for (const name of BENCHES) {
   const file = path.join(here, `${name}.js`);
   if (!existsSync(file)) continue;
-  const res = spawnSync(process.execPath, [file, "--json"], {
+  const res = spawnSync(process.execPath, [...launcherFlags(), file, "--json"], {
+    env: launcherEnv(),
     stdio: ["ignore", "pipe", "inherit"],
     encoding: "utf8",
     maxBuffer: 64 << 20,

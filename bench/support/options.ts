@@ -5,6 +5,7 @@
  * the defaults, nor a figure taken under settings nobody asked for.
  */
 import { parseArgs } from "node:util";
+import { shedLauncherEnv } from "../../src/workspace/launcher.js";
 
 export type OptionSpec =
   | { kind: "flag"; help: string }
@@ -77,11 +78,17 @@ function numberOf(name: string, spec: Extract<OptionSpec, { kind: "number" }>, t
 /**
  * The options of `argv` (default: this process's) as `cmd` declares them. Prints the usage and
  * exits 0 on `--help`; prints one line and exits 2 on anything it does not accept.
+ *
+ * Every bench calls it first, so it also gives the process's environment back the caller's
+ * GLIBC_TUNABLES (bench/launch.ts started the bench with bin/bernstein's): the baselines and
+ * stores a bench starts (tar, gzip, the S3 server) run in the caller's environment, and the
+ * processes of ours it starts are given the launcher's with `launcherEnv`.
  */
 export function benchOptions<T extends Record<string, OptionSpec>>(
   cmd: BenchCommand<T>,
   argv: string[] = process.argv.slice(2),
 ): OptionValues<T> & { positionals: string[] } {
+  shedLauncherEnv();
   if (argv.includes("--help") || argv.includes("-h")) {
     process.stdout.write(usageOf(cmd));
     process.exit(0);

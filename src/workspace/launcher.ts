@@ -47,10 +47,11 @@ export function launcherFlags(): string[] {
   return readLauncher().flags;
 }
 
-/** `env` (a caller's environment) as bin/bernstein sets it for Node. */
+/** `env` (a caller's environment) as bin/bernstein sets it for Node; as it is if it already is. */
 export function launcherEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const own = env[TUNABLES];
   const ours = readLauncher().tunables;
+  if (own === ours || own?.startsWith(`${ours}:`)) return { ...env };
   return { ...env, [TUNABLES]: own ? `${ours}:${own}` : ours };
 }
 

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
@@ -115,4 +115,26 @@ test("options come back typed, with their defaults where not given", () => {
     },
   );
   assert.match(usageOf(cmd), /--seconds N +s \(default 2\)\n/);
+});
+
+test("npm run bench:NAME starts the bench as bin/bernstein starts Node, and answers with its exit code", () => {
+  const refused = runBench("launch", ["wal", "--run", "3"]);
+  assert.equal(refused.status, 2, refused.stderr);
+  assert.equal(refused.stderr, "bench:wal: unknown option '--run'; see --help\n");
+  const help = runBench("launch", ["dr", "--help"]);
+  assert.equal(help.status, 0, help.stderr);
+  assert.equal(help.stdout, runBench("dr", ["--help"]).stdout);
+  for (const name of ["wa", "launch", "../src/cli/main", ""]) {
+    const r = runBench("launch", name ? [name] : []);
+    assert.equal(r.status, 2, name);
+    assert.match(r.stderr, /^bench: no bench named ".*"; usage: launch\.js NAME \[ARGS\]\n$/, name);
+  }
+  const scripts = (
+    JSON.parse(readFileSync(path.join(REPO_ROOT, "package.json"), "utf8")) as {
+      scripts: Record<string, string>;
+    }
+  ).scripts;
+  for (const [script, command] of Object.entries(scripts))
+    if (/^bench:|^soak$/.test(script))
+      assert.match(command, /node dist\/bench\/launch\.js [a-z0-9-]+$/, script);
 });
