@@ -159,6 +159,10 @@ export interface UnsettledPut {
 
 const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
 
+/** A file the store holds bytes of is gone from the workspace. */
+const removed = (stream: string, end: StreamEnd): ContinuityLost =>
+  new ContinuityLost(`${stream} was removed after ${end.length} bytes of it were archived`);
+
 /**
  * Ships everything durable now. Throws ContinuityLost when a stream no longer holds what was
  * shipped (the workspace was restored or rolled back under the archiver, or the file removed),
@@ -180,9 +184,7 @@ export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Pro
   // A file the store holds bytes of, gone from the workspace: a restore to any later point
   // would bring it back from this generation, so the history this generation holds has ended
   // (as a restart finds it: generation.ts `broken`).
-  for (const [stream, end] of t.ends)
-    if (end.length > 0 && !listed.has(stream))
-      throw new ContinuityLost(`${stream} was removed after ${end.length} bytes of it were archived`);
+  for (const [stream, end] of t.ends) if (end.length > 0 && !listed.has(stream)) throw removed(stream, end);
   // A file gone from the workspace is no longer looked at: its settled record goes with it.
   if (t.settled?.size)
     for (const stream of t.settled.keys()) if (!listed.has(stream)) t.settled.delete(stream);
@@ -200,8 +202,9 @@ export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Pro
     // One descriptor per stream and cycle: its continuity check and its reads.
     const fh = await openStream(file);
     if (!fh) {
-      if (after.length > 0) throw lost();
-      continue; // removed since the listing, nothing of it archived
+      // Removed since the listing.
+      if (after.length > 0) throw removed(stream, after);
+      continue; // nothing of it archived
     }
     let held: DurableChunk["held"];
     let heldBytes = 0;
