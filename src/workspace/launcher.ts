@@ -47,11 +47,20 @@ export function launcherFlags(): string[] {
   return readLauncher().flags;
 }
 
+/**
+ * The caller's part of a GLIBC_TUNABLES value that starts with the launcher's (`ours`): "" when
+ * there is none, undefined when the value is not the launcher's.
+ */
+function callersPart(value: string | undefined, ours: string): string | undefined {
+  if (value === ours) return "";
+  return value?.startsWith(`${ours}:`) ? value.slice(ours.length + 1) : undefined;
+}
+
 /** `env` (a caller's environment) as bin/bernstein sets it for Node; as it is if it already is. */
 export function launcherEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const own = env[TUNABLES];
   const ours = readLauncher().tunables;
-  if (own === ours || own?.startsWith(`${ours}:`)) return { ...env };
+  if (callersPart(own, ours) !== undefined) return { ...env };
   return { ...env, [TUNABLES]: own ? `${ours}:${own}` : ours };
 }
 
@@ -60,8 +69,9 @@ export function launcherEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.Proces
  * read when the process started): whatever it starts inherits the caller's environment.
  */
 export function shedLauncherEnv(env: NodeJS.ProcessEnv = process.env): void {
-  const value = env[TUNABLES];
-  const ours = readLauncher().tunables;
-  if (value === ours) delete env[TUNABLES];
-  else if (value?.startsWith(`${ours}:`)) env[TUNABLES] = value.slice(ours.length + 1);
+  // Unset: not started by the launcher, and bin/bernstein need not be read at start-up.
+  if (env[TUNABLES] === undefined) return;
+  const callers = callersPart(env[TUNABLES], readLauncher().tunables);
+  if (callers === "") delete env[TUNABLES];
+  else if (callers !== undefined) env[TUNABLES] = callers;
 }
