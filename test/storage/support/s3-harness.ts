@@ -151,7 +151,7 @@ function ask(
   body?: Buffer,
 ): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const r = http.request({ ...upstream, method, path: pathAndQuery, headers }, (res) => {
+    const r = http.request({ ...upstream, agent: false, method, path: pathAndQuery, headers }, (res) => {
       readBody(res).then(
         (b) => resolve({ status: res.statusCode ?? 502, headers: res.headers, body: b }),
         reject,
@@ -354,7 +354,7 @@ export async function startS3Harness(
         }
       }
       const up = http.request(
-        { ...upstream, method: req.method, path: req.url, headers: req.headers },
+        { ...upstream, agent: false, method: req.method, path: req.url, headers: req.headers },
         (upRes) => {
           if ((op === "PutObject" || op === "CompleteMultipartUpload") && upRes.statusCode === 200) {
             void (async () => {
@@ -394,6 +394,12 @@ export async function startS3Harness(
       else req.pipe(up);
     })().catch(() => res.destroy());
   });
+  // A server closes an idle kept-alive connection after keepAliveTimeout (5 s by default); a client
+  // whose event loop is busy past the 1 s margin Node keeps can send its next request on it as it
+  // closes and read ECONNRESET. A request that a test runs with --retries 0 then fails for a reason
+  // no test is about. Idle connections stay open for a minute here, and every request to the
+  // server behind (above) opens its own connection.
+  proxy.keepAliveTimeout = 60_000;
   await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
   const endpoint = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
   return {
