@@ -14,13 +14,17 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { launcherFlags } from "../src/workspace/launcher.js";
+import { launcherEnv, launcherFlags } from "../src/workspace/launcher.js";
 
 /** The checkout root (tests run from dist/test/...). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const CLI = path.join(REPO_ROOT, "bin", "bernstein");
 /** The arguments that run bin/bernstein as its first line does: with its Node flags. */
 export const CLI_ARGV: readonly string[] = [...launcherFlags(), CLI];
+/** The environment bin/bernstein gives Node: the test's own with `extra` over it, and its GLIBC_TUNABLES. */
+export function cliEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
+  return launcherEnv({ ...process.env, ...extra });
+}
 export const FIXTURES = path.join(REPO_ROOT, "test", "fixtures");
 /** What the Python Bernstein produced (archives, a workspace, its audit key) for compatibility tests. */
 export const PYTHON_REFERENCE = path.join(FIXTURES, "python-reference");
@@ -106,7 +110,7 @@ export function spawnCliOnTerminal(
   const quote = (a: string): string => `'${a.replace(/'/g, "'\\''")}'`;
   const command = [process.execPath, ...CLI_ARGV, ...args].map(quote).join(" ");
   const child = spawn("script", ["-qec", command, "/dev/null"], {
-    env: { ...process.env, ...opts.env },
+    env: cliEnv(opts.env),
     stdio: ["pipe", "pipe", "pipe"],
   });
   let output = "";
@@ -135,7 +139,7 @@ export function runCli(
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...CLI_ARGV, ...args], {
       cwd: opts.cwd,
-      env: { ...process.env, ...opts.env },
+      env: cliEnv(opts.env),
       stdio: ["pipe", "pipe", "pipe"],
     });
     let stdout = "";
@@ -177,7 +181,7 @@ export function runCliWithClosedStdout(
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...CLI_ARGV, ...args], {
       cwd: opts.cwd,
-      env: { ...process.env, ...opts.env },
+      env: cliEnv(opts.env),
       stdio: ["ignore", writeEnd, "pipe"],
     });
     closeSync(writeEnd);
@@ -199,7 +203,7 @@ export function spawnCli(
 ): { child: ChildProcess; done: Promise<CliResult> } {
   const child = spawn(process.execPath, [...CLI_ARGV, ...args], {
     cwd: opts.cwd,
-    env: { ...process.env, ...opts.env },
+    env: cliEnv(opts.env),
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";

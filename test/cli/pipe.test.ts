@@ -10,7 +10,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { Workspace } from "../../src/workspace/layout.js";
-import { runCli, runCliWithClosedStdout, scratchDir, envFor, CLI_ARGV } from "../helpers.js";
+import { runCli, runCliWithClosedStdout, scratchDir, envFor, CLI_ARGV, cliEnv } from "../helpers.js";
 
 test("a closed stdout ends every long listing quietly with the command's own exit code", async (t) => {
   const { dir, cleanup } = await scratchDir("bernstein-pipe-");
@@ -91,7 +91,7 @@ test("stdout that cannot be written for another reason (a full disk) is exit 6, 
   try {
     const r = spawnSync(process.execPath, [...CLI_ARGV, "status"], {
       cwd: dir,
-      env,
+      env: cliEnv(env),
       stdio: ["ignore", full, "pipe"],
     });
     assert.equal(r.status, 6);

@@ -13,7 +13,7 @@ import { readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { completeInterruptedRestore } from "../../src/dr/restore.js";
-import { envFor, makeBenchWorkspace, runCli, scratchDir, withSeed, CLI_ARGV } from "../helpers.js";
+import { envFor, makeBenchWorkspace, runCli, scratchDir, withSeed, CLI_ARGV, cliEnv } from "../helpers.js";
 import { snapshotTree } from "./support/workspace.js";
 
 // The suite runs 6 moments each to stay fast; `npm run soak` runs 20.
@@ -27,7 +27,7 @@ function runAndKill(
 ): Promise<{ killed: boolean; code: number | null }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...CLI_ARGV, ...args], {
-      env: { ...process.env, ...env },
+      env: cliEnv(env),
       stdio: "ignore",
     });
     let exited = false;

@@ -13,12 +13,12 @@ import { addTask } from "../../src/orchestrator/tasks.js";
 import { WRAPPER_MAIN, agentRecordPath, readAgentRecord } from "../../src/orchestrator/wrapper.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
-import { runCli, scratchDir, type CliResult, waitFor, CLI_ARGV } from "../helpers.js";
+import { runCli, scratchDir, type CliResult, waitFor, CLI_ARGV, cliEnv } from "../helpers.js";
 
 function startChild(sdd: string, dir: string, env: Record<string, string>, args: string[]) {
   const child = spawn(process.execPath, [...CLI_ARGV, "--sdd", sdd, "start", ...args], {
     cwd: dir,
-    env: { ...process.env, ...env },
+    env: cliEnv(env),
     stdio: ["ignore", "pipe", "pipe"],
   });
   const done = new Promise<CliResult>((resolve) => {

@@ -16,7 +16,7 @@ import { loadState } from "../../src/checkpoint/load-state.js";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import type { Workspace } from "../../src/workspace/layout.js";
-import { runCli, type CliResult, waitFor, CLI_ARGV } from "../helpers.js";
+import { runCli, type CliResult, waitFor, CLI_ARGV, cliEnv } from "../helpers.js";
 import { orchestratorWorkspace } from "./support/workspace.js";
 
 const count = (dir: string) => readdir(dir).then((n) => n.filter((x) => !x.startsWith(".")).length);
@@ -41,7 +41,7 @@ for (const mode of ["foreground", "--detach"] as const) {
       if (mode === "foreground") {
         const c = spawn(process.execPath, [...CLI_ARGV, "--sdd", sdd, "start", "--until-idle", "--json"], {
           cwd: dir,
-          env: { ...process.env, ...env },
+          env: cliEnv(env),
           stdio: ["ignore", "pipe", "pipe"],
         });
         finished = new Promise((resolve) => {

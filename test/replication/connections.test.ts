@@ -14,7 +14,7 @@ import { ReplicationLeader } from "../../src/replication/leader.js";
 import type { ConnectionLimits } from "../../src/replication/server.js";
 import { verifyWal } from "../../src/wal/reader.js";
 import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
-import { runCli, CLI_ARGV } from "../helpers.js";
+import { runCli, CLI_ARGV, cliEnv } from "../helpers.js";
 import {
   eventually,
   leaderWorkspace,
@@ -301,7 +301,7 @@ test(
         [...CLI_ARGV, "--sdd", sdd("L"), "start", "--poll", "50", "--replication-listen", "127.0.0.1:0"]
           .concat(["--token-file", tokenFile, "--max-connections-per-ip", "8"])
           .concat(bounds),
-        { stdio: ["ignore", "pipe", "pipe"], cwd: dir },
+        { stdio: ["ignore", "pipe", "pipe"], cwd: dir, env: cliEnv() },
       ),
       "leader",
     );

@@ -11,7 +11,7 @@ import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { addTask } from "../../../src/orchestrator/tasks.js";
 import { initWorkspace } from "../../../src/workspace/layout.js";
-import { runCli, scratchDir, CLI_ARGV } from "../../helpers.js";
+import { runCli, scratchDir, CLI_ARGV, cliEnv } from "../../helpers.js";
 
 const TASKS = 24;
 const BACKUPS = 10;
@@ -31,7 +31,7 @@ test(`${BACKUPS} backups during a busy start each restore to a workspace that pa
     process.execPath,
     [...CLI_ARGV, "start", "--sdd", ws.root, "--max-agents", "1", "--poll", "50"],
     {
-      env: { ...process.env, ...env },
+      env: cliEnv(env),
       stdio: "ignore",
     },
   );

@@ -8,7 +8,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { addTask } from "../../../src/orchestrator/tasks.js";
 import { initWorkspace } from "../../../src/workspace/layout.js";
-import { runCli, type CliResult, CLI_ARGV } from "../../helpers.js";
+import { runCli, type CliResult, CLI_ARGV, cliEnv } from "../../helpers.js";
 
 export interface Scenario {
   dir: string;
@@ -72,7 +72,7 @@ export function startAndKill(
         "--retry-backoff",
         "50",
       ],
-      { cwd: s.dir, env: { ...process.env, ...s.env }, stdio: ["ignore", "ignore", "pipe"] },
+      { cwd: s.dir, env: cliEnv(s.env), stdio: ["ignore", "ignore", "pipe"] },
     );
     let stderr = "";
     child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));

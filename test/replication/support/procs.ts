@@ -9,7 +9,7 @@ import path from "node:path";
 import type { TestContext } from "node:test";
 import { WalWriter } from "../../../src/wal/writer.js";
 import { initWorkspace, type Workspace } from "../../../src/workspace/layout.js";
-import { REPO_ROOT, scratchDir, CLI_ARGV } from "../../helpers.js";
+import { REPO_ROOT, scratchDir, CLI_ARGV, cliEnv } from "../../helpers.js";
 
 // Child processes write audit events (degrade, promotion): keep the audit key out of $HOME, in a
 // folder of this test process that goes when it exits.
@@ -137,7 +137,10 @@ export async function startCli(
   name: string,
   onSpawn?: (proc: Proc) => void,
 ): Promise<{ proc: Proc; doc: Record<string, unknown> }> {
-  const child = spawn(process.execPath, [...CLI_ARGV, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...CLI_ARGV, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: cliEnv(),
+  });
   const proc = new Proc(child, name);
   onSpawn?.(proc);
   let all = "";
@@ -202,7 +205,7 @@ export async function startReplicatedOrchestrator(o: {
       "--probe-interval",
       "200",
     ],
-    { stdio: ["ignore", "pipe", "pipe"], cwd: o.cwd, env: { ...process.env, ...o.env } },
+    { stdio: ["ignore", "pipe", "pipe"], cwd: o.cwd, env: cliEnv(o.env) },
   );
   const proc = new Proc(child, "leader");
   o.onSpawn?.(proc);
