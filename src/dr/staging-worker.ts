@@ -53,61 +53,77 @@ export type StagingReply = { slot: number; failed?: StagingFailure };
 const CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
 const TRUNCATE = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC;
 
-function run(root: string): void {
-  const port = parentPort!;
-  let fd = -1;
-  let failure: StagingFailure | undefined;
-  const slots: { data: Buffer; ops: Float64Array }[] = [];
-  const apply = (batch: StagingBatch): void => {
-    if (batch.buffers)
-      slots[batch.slot] = { data: Buffer.from(batch.buffers.data), ops: new Float64Array(batch.buffers.ops) };
-    const { data, ops } = slots[batch.slot]!;
+/**
+ * Runs batches in order with blocking calls: on the worker, or on the main thread for an
+ * extraction small enough to be one batch. A file may stay open from one batch to the next.
+ */
+export class StagingApplier {
+  private fd = -1;
+
+  constructor(private readonly root: string) {}
+
+  /** Runs the first `count` numbers of `ops`; on a failure, closes the file it left open and throws. */
+  apply(data: Buffer, ops: Float64Array, count: number): void {
     const name = (i: number): string =>
-      path.join(root, data.toString("utf8", ops[i + 1], ops[i + 1]! + ops[i + 2]!));
-    for (let i = 0; i < batch.count; i += OP_WORDS) {
-      switch (ops[i]) {
-        case MKDIR:
-          mkdirSync(name(i), { mode: 0o700 });
-          break;
-        case OPEN: {
-          const mode = ops[i + 3]!;
-          fd = openSync(name(i), mode & REPLACE ? TRUNCATE : CREATE, mode & 0o7777);
-          break;
-        }
-        case WRITE: {
-          const end = ops[i + 1]! + ops[i + 2]!;
-          for (let off = ops[i + 1]!; off < end;) off += writeSync(fd, data, off, end - off);
-          break;
-        }
-        case CLOSE: {
-          const f = fd;
-          fd = -1;
-          try {
-            if (ops[i + 1]! >= 0) fchmodSync(f, ops[i + 1]!);
-            if (!Number.isNaN(ops[i + 2])) futimesSync(f, ops[i + 2]!, ops[i + 2]!);
-          } finally {
-            closeSync(f);
+      path.join(this.root, data.toString("utf8", ops[i + 1], ops[i + 1]! + ops[i + 2]!));
+    try {
+      for (let i = 0; i < count; i += OP_WORDS) {
+        switch (ops[i]) {
+          case MKDIR:
+            mkdirSync(name(i), { mode: 0o700 });
+            break;
+          case OPEN: {
+            const mode = ops[i + 3]!;
+            this.fd = openSync(name(i), mode & REPLACE ? TRUNCATE : CREATE, mode & 0o7777);
+            break;
           }
-          break;
+          case WRITE: {
+            const end = ops[i + 1]! + ops[i + 2]!;
+            for (let off = ops[i + 1]!; off < end;) off += writeSync(this.fd, data, off, end - off);
+            break;
+          }
+          case CLOSE: {
+            const f = this.fd;
+            this.fd = -1;
+            try {
+              if (ops[i + 1]! >= 0) fchmodSync(f, ops[i + 1]!);
+              if (!Number.isNaN(ops[i + 2])) futimesSync(f, ops[i + 2]!, ops[i + 2]!);
+            } finally {
+              closeSync(f);
+            }
+            break;
+          }
         }
       }
+    } catch (err) {
+      if (this.fd >= 0) {
+        try {
+          closeSync(this.fd);
+        } catch {
+          // the first failure is the one worth reporting
+        }
+        this.fd = -1;
+      }
+      throw err;
     }
-  };
+  }
+}
+
+function run(root: string): void {
+  const port = parentPort!;
+  const applier = new StagingApplier(root);
+  let failure: StagingFailure | undefined;
+  const slots: { data: Buffer; ops: Float64Array }[] = [];
   port.on("message", (batch: StagingBatch) => {
+    if (batch.buffers)
+      slots[batch.slot] = { data: Buffer.from(batch.buffers.data), ops: new Float64Array(batch.buffers.ops) };
     if (!failure) {
+      const { data, ops } = slots[batch.slot]!;
       try {
-        apply(batch);
+        applier.apply(data, ops, batch.count);
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
         failure = { message: e.message, code: e.code, errno: e.errno, syscall: e.syscall, path: e.path };
-        if (fd >= 0) {
-          try {
-            closeSync(fd);
-          } catch {
-            // the first failure is the one worth reporting
-          }
-          fd = -1;
-        }
       }
     }
     const reply: StagingReply = failure ? { slot: batch.slot, failed: failure } : { slot: batch.slot };

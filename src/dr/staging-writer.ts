@@ -5,6 +5,8 @@
  * The file-system calls run on a worker thread (staging-worker.ts), in archive order, with
  * blocking calls as tar makes them. Creating 8,421 files costs as much as decrypting,
  * decompressing, parsing and hashing them; on one thread the two add up, on two they overlap.
+ * An extraction that fits in one batch runs on this thread at `finish()`: there is nothing to
+ * overlap, and starting the worker would cost more than the batch.
  * File bytes and names are copied into slots of shared memory (BATCH_BYTES each) that the
  * worker is told to run, at most MAX_BATCHES_IN_FLIGHT at a time, so memory stays bounded
  * whatever the archive's size, and nothing is allocated per batch (buffers handed back and
@@ -19,7 +21,7 @@ import { FsyncPool, fsyncDir, syncFileSystem } from "../workspace/durable.js";
 import { AUDIT_KEY_ENTRY, MANIFEST_NAME } from "./manifest.js";
 import { MAX_NAME_BYTES } from "./entry-policy.js";
 import type { EntryInfo, ExtractHandler, FileSink } from "./tar-reader.js";
-import { CLOSE, MKDIR, OPEN, OP_WORDS, REPLACE, WRITE } from "./staging-worker.js";
+import { CLOSE, MKDIR, OPEN, OP_WORDS, REPLACE, StagingApplier, WRITE } from "./staging-worker.js";
 import { restoredMode, umaskOf } from "./restored-mode.js";
 import type { StagingBatch, StagingFailure, StagingReply, StagingSlot } from "./staging-worker.js";
 
@@ -59,7 +61,8 @@ export class StagingWriter implements ExtractHandler {
   private readonly fsync: boolean;
   /** The process's umask: restored modes are masked by it (restored-mode.ts). */
   private readonly umask: number;
-  private readonly worker: Worker;
+  /** Started by the first batch sent before `finish()`. */
+  private worker?: Worker;
   /** Every slot made so far, the free ones, and the one being filled (see staging-worker.ts). */
   private readonly slots: { buffers: StagingSlot; data: Buffer; ops: Float64Array; sent: boolean }[] = [];
   private readonly free: number[] = [];
@@ -89,25 +92,29 @@ export class StagingWriter implements ExtractHandler {
   ) {
     this.fsync = opts.fsync ?? true;
     this.umask = umaskOf(root);
-    this.worker = new Worker(new URL("./staging-worker.js", import.meta.url), {
-      workerData: { root },
+  }
+
+  private startWorker(): Worker {
+    const worker = new Worker(new URL("./staging-worker.js", import.meta.url), {
+      workerData: { root: this.root },
       resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 },
     });
     // An abandoned extraction must not keep the process alive; settle() refs it while waiting.
-    this.worker.unref();
-    this.worker.on("message", (reply: StagingReply) => {
+    worker.unref();
+    worker.on("message", (reply: StagingReply) => {
       if (reply.failed) this.failure ??= failureError(reply.failed);
       this.free.push(reply.slot);
       this.inFlight--;
       if (this.bulk[reply.slot]) this.bulkInFlight--;
       this.wakeUp();
     });
-    this.worker.on("error", (err) => {
+    worker.on("error", (err) => {
       this.failure ??= err;
       this.inFlight = 0;
       this.bulkInFlight = 0;
       this.wakeUp();
     });
+    return worker;
   }
 
   private wakeUp(): void {
@@ -136,9 +143,21 @@ export class StagingWriter implements ExtractHandler {
     return this.slots.length - 1;
   }
 
-  private send(): void {
+  /** Sends the batch being filled; `last` (from `finish()`): there will be no other. */
+  private send(last = false): void {
     if (!this.count) return;
     const slot = this.slots[this.slot]!;
+    if (last && !this.worker) {
+      try {
+        new StagingApplier(this.root).apply(slot.data, slot.ops, this.count);
+      } catch (err) {
+        this.failure ??= err as Error;
+      }
+      this.count = 0;
+      this.used = 0;
+      return;
+    }
+    this.worker ??= this.startWorker();
     const batch: StagingBatch = { slot: this.slot, count: this.count };
     if (!slot.sent) batch.buffers = slot.buffers;
     slot.sent = true;
@@ -165,8 +184,10 @@ export class StagingWriter implements ExtractHandler {
   /** Waits while too many batches are queued (or, with `all`, until none is). */
   private async settle(all = false): Promise<void> {
     this.check();
+    const worker = this.worker;
+    if (!worker) return;
     // While we wait on the worker, it is what keeps the process alive.
-    this.worker.ref();
+    worker.ref();
     try {
       while (!this.failure && (all ? this.inFlight > 0 : this.full)) {
         await new Promise<void>((r) => (this.wake = r));
@@ -174,7 +195,7 @@ export class StagingWriter implements ExtractHandler {
     } finally {
       // Not once closed: terminate() refs the worker until it has exited, and an unref here
       // would let the process exit before the close() awaiting that exit resolves.
-      if (!this.closed) this.worker.unref();
+      if (!this.closed) worker.unref();
     }
     this.check();
   }
@@ -284,7 +305,7 @@ export class StagingWriter implements ExtractHandler {
   }
 
   /**
-   * Waits for the worker to finish, applies folder modes (deepest first), then makes everything
+   * Waits for the worker to finish (or runs the one batch), applies folder modes (deepest first), then makes everything
    * durable. One syncfs(2) of the staging file system (`sync -f`) writes every file and folder
    * of the extraction in one journal commit, where 8,421 separate fsyncs took seconds; when
    * `sync -f` is not available every file and folder is fsynced one by one (32 in flight).
@@ -296,7 +317,7 @@ export class StagingWriter implements ExtractHandler {
   async finish(): Promise<void> {
     try {
       this.check();
-      this.send();
+      this.send(true);
       await this.settle(true);
     } finally {
       await this.close();
@@ -320,7 +341,7 @@ export class StagingWriter implements ExtractHandler {
   }
 
   /**
-   * Stops the worker (idempotent). After a failed extraction, call this before removing the
+   * Stops the worker if it started (idempotent). After a failed extraction, call this before removing the
    * staging folder, so that nothing is still being written into it.
    */
   async close(): Promise<void> {
@@ -329,6 +350,6 @@ export class StagingWriter implements ExtractHandler {
     // Whoever still waits for a batch learns that the writer is gone (and stops writing).
     this.failure ??= new Error("the staging writer was closed");
     this.wakeUp();
-    await this.worker.terminate();
+    await this.worker?.terminate();
   }
 }

@@ -14,6 +14,8 @@ import { scratchDir } from "../helpers.js";
 
 const child = path.join(import.meta.dirname, "support", "staging-writer-child.js");
 const FILES = 300;
+/** 300 files of about 1,000 bytes fill more than one batch: the worker writes them. */
+const THREADS = "1 worker thread";
 const FOLDERS = ["", "d-0", "d-1", "d-2", "d-3"];
 
 const strace = spawnSync("sh", ["-c", "command -v strace"], { encoding: "utf8" }).stdout.trim();
@@ -72,19 +74,25 @@ test(
     const nameOf = (i: number): string => `d-${i % 4}/f-${String(i).padStart(6, "0")}`;
 
     const withSync = traced(path.join(dir, "syncfs"), path.join(dir, "syncfs.trace"), process.env.PATH ?? "");
-    assert.equal(withSync.stdout, `finished: ${FILES} of ${FILES} files intact\n`);
+    assert.equal(withSync.stdout, `finished: ${FILES} of ${FILES} files intact (${THREADS})\n`);
     const root1 = path.join(dir, "syncfs");
     assert.ok(
       synced(withSync.calls, "syncfs", root1),
       `no syncfs of ${root1}:\n${withSync.calls.join("\n")}`,
     );
 
+    // 20 files fit in one batch, which finish() writes on the main thread before the same syncfs.
+    const root3 = path.join(dir, "one-batch");
+    const small = traced(root3, path.join(dir, "one-batch.trace"), process.env.PATH ?? "", "nested", 20);
+    assert.equal(small.stdout, "finished: 20 of 20 files intact (0 worker threads)\n");
+    assert.ok(synced(small.calls, "syncfs", root3), `no syncfs of ${root3}:\n${small.calls.join("\n")}`);
+
     // An empty PATH: `sync -f` cannot start, so the writer fsyncs each file and folder itself.
     const empty = path.join(dir, "no-commands");
     mkdirSync(empty);
     const root2 = path.join(dir, "fsync");
     const without = traced(root2, path.join(dir, "fsync.trace"), empty);
-    assert.equal(without.stdout, `finished: ${FILES} of ${FILES} files intact\n`);
+    assert.equal(without.stdout, `finished: ${FILES} of ${FILES} files intact (${THREADS})\n`);
     assert.equal(without.calls.filter((l) => l.includes(" syncfs(")).length, 0);
     const missing = [
       ...Array.from({ length: FILES }, (_, i) => path.join(root2, nameOf(i))),
@@ -104,7 +112,7 @@ test(
     const root = path.join(dir, "big");
     // 48 files of 1 MiB: three times the bytes between two early write-outs.
     const big = traced(root, path.join(dir, "big.trace"), process.env.PATH ?? "", "big", 48);
-    assert.equal(big.stdout, "finished: 48 of 48 files intact\n");
+    assert.equal(big.stdout, "finished: 48 of 48 files intact (1 worker thread)\n");
     const syncfs = big.calls.filter((l) => l.includes(" syncfs(") && l.includes(`<${root}>`));
     assert.ok(syncfs.length >= 2, `syncfs of ${root} only at the end:\n${big.calls.join("\n")}`);
   },

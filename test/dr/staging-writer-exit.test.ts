@@ -5,6 +5,8 @@
  * worker refs it. A process whose only work is the writer's therefore waits for the last batch's
  * answer: finish() resolves once every file is on disk, and a failure in the last batch is
  * reported, never an exit 0 with work outstanding (or exit 13, an await the loop abandoned).
+ * An extraction that fits in one batch starts no worker: its files are written, and its failure
+ * reported, the same way.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -27,17 +29,21 @@ function run(root: string, files: number, mode: "ok" | "collide") {
 test("a process that only writes a staging tree waits for the worker's last answer", async (t) => {
   const { dir, cleanup } = await scratchDir("bernstein-staging-exit-");
   t.after(cleanup);
-  // One file fills no batch; 3,000 fill several (the writer waits with four in flight).
-  for (const files of [1, 3000]) {
+  // One file fills no batch and starts no worker; 3,000 fill several (the writer waits with
+  // batches in flight on the worker).
+  for (const [files, threads] of [
+    [1, "0 worker threads"],
+    [3000, "1 worker thread"],
+  ] as const) {
     assert.deepEqual(
       run(path.join(dir, `ok-${files}`), files, "ok"),
-      { code: 0, stdout: `finished: ${files} of ${files} files intact\n`, stderr: "" },
+      { code: 0, stdout: `finished: ${files} of ${files} files intact (${threads})\n`, stderr: "" },
       `${files} file(s)`,
     );
     assert.deepEqual(
       run(path.join(dir, `collide-${files}`), files, "collide"),
-      { code: 0, stdout: "failed: EEXIST\n", stderr: "" },
-      `${files} file(s), the last one failing on the worker`,
+      { code: 0, stdout: `failed: EEXIST (${threads})\n`, stderr: "" },
+      `${files} file(s), the last one failing`,
     );
   }
 });

@@ -4,7 +4,8 @@
  * worker fails on the very last batch), awaits finish(), and prints what it learnt and what the
  * folder holds at that moment. staging-writer-exit.test.ts checks that it neither ends before
  * the worker's last answer nor reports success before every file is written. With `nested` the
- * files are spread over four folders (staging-durable.test.ts); with `big` each is 1 MiB.
+ * files are spread over four folders (staging-durable.test.ts); with `big` each is 1 MiB. It also
+ * prints how many worker threads the process started.
  *   staging-writer-child.js ROOT FILES ok|collide|nested|big
  */
 import { mkdirSync, readFileSync, readdirSync } from "node:fs";
@@ -17,6 +18,9 @@ const file = (i: number): string => `f-${String(i).padStart(6, "0")}`;
 const nameOf = (i: number): string =>
   mode === "nested" || mode === "big" ? `d-${i % 4}/${file(i)}` : file(i);
 if (mode === "collide") mkdirSync(path.join(root!, nameOf(count - 1)), { recursive: true });
+let workers = 0;
+process.on("worker", () => workers++);
+const threads = (): string => ` (${workers} worker thread${workers === 1 ? "" : "s"})`;
 const writer = new StagingWriter(root!);
 const body = (i: number): Buffer => Buffer.alloc((mode === "big" ? 1 << 20 : 1000) + (i % 7), i % 251);
 try {
@@ -31,8 +35,10 @@ try {
     const i = Number(path.basename(name).slice(2));
     if (name.includes("f-") && readFileSync(path.join(root!, name)).equals(body(i))) intact++;
   }
-  process.stdout.write(`finished: ${intact} of ${count} files intact\n`);
+  process.stdout.write(`finished: ${intact} of ${count} files intact${threads()}\n`);
 } catch (err) {
   await writer.close();
-  process.stdout.write(`failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
+  process.stdout.write(
+    `failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}${threads()}\n`,
+  );
 }
