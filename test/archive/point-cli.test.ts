@@ -27,6 +27,7 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
   let f: ArchiveFixture;
   let store: string;
   let backups: string;
+  let backupFile: string;
   let tmp: string;
   let segs: string[];
 
@@ -47,8 +48,9 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
     }
     segs = walSegments((await storeObjects(store)).keys(), RUN);
     assert.equal(segs.length, 3, segs.join("\n"));
-    const b = await f.cli(["dr", "backup", "--to-dir", backups]);
+    const b = await f.cli(["--json", "dr", "backup", "--to-dir", backups]);
     assert.equal(b.code, 0, b.stderr);
+    backupFile = JSON.parse(b.stdout).path as string;
   });
   after(async () => scratch.cleanup());
 
@@ -182,6 +184,16 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
       ["verify", ["--from", backups, "--at-seq", `${RUN}:3`], /holds no WAL archive/],
       ["drill", ["--at", at], /need --from LOCATION naming a WAL archive/],
       ["drill", ["--from", backups, "--latest"], /holds no WAL archive/],
+      [
+        "drill",
+        ["--from", backupFile],
+        /--from .*\.tar\.gz is a file, not a WAL archive; a drill makes its own backup, and 'dr verify --from .*\.tar\.gz' checks/,
+      ],
+      [
+        "drill",
+        ["--from", path.join(scratch.dir, "missing.tar.gz")],
+        /--from .*missing\.tar\.gz: no such file or folder$/m,
+      ],
       ["drill", ["--from", store, "--latest", "--encrypt"], /--encrypt is for the drill's own backup/],
     ] as const) {
       const target = path.join(scratch.dir, "never", ".sdd");
