@@ -305,10 +305,11 @@ export class StagingWriter implements ExtractHandler {
   }
 
   /**
-   * Waits for the worker to finish (or runs the one batch), applies folder modes (deepest first), then makes everything
-   * durable. One syncfs(2) of the staging file system (`sync -f`) writes every file and folder
-   * of the extraction in one journal commit, where 8,421 separate fsyncs took seconds; when
-   * `sync -f` is not available every file and folder is fsynced one by one (32 in flight).
+   * Waits for the worker to finish (or runs the one batch), applies folder modes (deepest
+   * first), then makes everything durable. One syncfs(2) of the staging file system (`sync -f`)
+   * writes every file and folder of the extraction in one journal commit, where 8,421 separate
+   * fsyncs took seconds; when `sync -f` is not available every file and folder is fsynced one by
+   * one (32 in flight).
    * The syncfs also writes out what other processes left dirty on that file system, so beside a
    * heavy writer it waits for their data too; fsyncing each file is slower still there (every
    * fsync waits for a disk flush of its own, and beside a writer that fsyncs, for its turn), so
@@ -341,8 +342,8 @@ export class StagingWriter implements ExtractHandler {
   }
 
   /**
-   * Stops the worker if it started (idempotent). After a failed extraction, call this before removing the
-   * staging folder, so that nothing is still being written into it.
+   * Stops the worker if it started (idempotent). After a failed extraction, call this before
+   * removing the staging folder, so that nothing is still being written into it.
    */
   async close(): Promise<void> {
     if (this.closed) return;
