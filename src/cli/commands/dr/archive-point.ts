@@ -111,12 +111,26 @@ export async function walArchiveAt(text: string, opts: RemoteFlags): Promise<Bac
   return (await holdsGenerations(store)) ? store : undefined;
 }
 
-const noArchive = async (command: string, from: string, flag: string): Promise<UserError> =>
-  new UserError(
-    !isS3Url(from) && !(await stat(from).catch(() => undefined))
-      ? `dr ${command}: --from ${from}: no such file or folder`
-      : `dr ${command}: ${from} holds no WAL archive (no gen-*.json generation record), so ${flag} names no point in it; the newest backup at a location is --latest --at LOCATION`,
-    ExitCode.USAGE,
+/**
+ * Exit 2 for a `--from` that holds no WAL archive, saying what it is instead: nothing, a file
+ * (`whenFile`) or a folder or bucket prefix (`whenLocation`).
+ */
+export async function noArchiveAt(
+  command: string,
+  from: string,
+  whenLocation: string,
+  whenFile = whenLocation,
+): Promise<UserError> {
+  const st = isS3Url(from) ? undefined : await stat(from).catch(() => null);
+  const why = st === null ? `--from ${from}: no such file or folder` : st?.isFile() ? whenFile : whenLocation;
+  return new UserError(`dr ${command}: ${why}`, ExitCode.USAGE);
+}
+
+const noArchive = (command: string, from: string, flag: string): Promise<UserError> =>
+  noArchiveAt(
+    command,
+    from,
+    `${from} holds no WAL archive (no gen-*.json generation record), so ${flag} names no point in it; the newest backup at a location is --latest --at LOCATION`,
   );
 
 /**

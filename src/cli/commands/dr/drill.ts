@@ -1,10 +1,8 @@
 /** `bernstein dr drill`: flags → runDrill → the drill's report. */
 import type { Command } from "commander";
-import { stat } from "node:fs/promises";
 import type { DrillReport } from "../../../dr/drill.js";
 import type { PasswordFlags } from "../../password.js";
 import { openWorkspace } from "../../../workspace/layout.js";
-import { isS3Url } from "../../../storage/location.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import {
   addRecipientOptions,
@@ -115,19 +113,15 @@ async function drillArchivePoint(cmd: Command, opts: DrillFlags): Promise<void> 
     );
   const point = await import("./archive-point.js");
   const src = await point.pointSourceOf("drill", opts);
-  if (!src) {
+  if (!src)
     // `dr drill --from bk.tar.gz` (and `dr drill bk.tar.gz`, whose hint is --from) means "drill
     // this backup", which is what dr verify does.
-    const st = isS3Url(opts.from) ? undefined : await stat(opts.from).catch(() => null);
-    throw new UserError(
-      st === null
-        ? `dr drill: --from ${opts.from}: no such file or folder`
-        : st?.isFile()
-          ? `dr drill: --from ${opts.from} is a file, not a WAL archive; a drill makes its own backup, and 'dr verify --from ${opts.from}' checks a backup file end to end`
-          : `dr drill: ${opts.from} holds no WAL archive (no gen-*.json generation record)`,
-      ExitCode.USAGE,
+    throw await point.noArchiveAt(
+      "drill",
+      opts.from,
+      `${opts.from} holds no WAL archive (no gen-*.json generation record)`,
+      `--from ${opts.from} is a file, not a WAL archive; a drill makes its own backup, and 'dr verify --from ${opts.from}' checks a backup file end to end`,
     );
-  }
   const { runDoctor } = await import("../../../orchestrator/doctor.js");
   await point.drillPointCommand(cmd, src, opts, runDoctor, printDrill);
 }
