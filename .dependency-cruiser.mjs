@@ -1,12 +1,12 @@
 /**
  * The layering of src/ (docs/ARCHITECTURE.md "Layering"), checked by `npm run lint`:
- *   json, errors -> workspace -> wal, audit, ledger -> state -> checkpoint -> storage, dr
+ *   json, errors, vendor -> workspace -> wal, audit, ledger -> state -> checkpoint -> storage, dr
  *     -> orchestrator -> replication -> config -> cli
  * A folder imports only from its own layer or below, and no two files import each other,
  * directly or through others.
  */
 const layers = [
-  { name: "base", folders: ["json", "errors", "version\\.ts$"] },
+  { name: "base", folders: ["json", "errors", "vendor", "version\\.ts$"] },
   { name: "workspace", folders: ["workspace"] },
   { name: "records", folders: ["wal", "audit", "ledger"] },
   { name: "state", folders: ["state"] },

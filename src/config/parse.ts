@@ -2,9 +2,9 @@
  * Parsing and validating the text of the configuration file. A file that does not parse or
  * validate is a usage error of one line naming the key (or the line, for YAML syntax).
  */
-import { parseDocument } from "yaml";
-import { ZodObject, type z } from "zod";
 import { ExitCode, UserError } from "../errors/errors.js";
+import { parseDocument } from "../vendor/yaml.js";
+import * as z from "../vendor/zod.js";
 import { configSchema, type Config } from "./schema.js";
 
 /** Parses and validates the text of a configuration file; `file` names it in errors. */
@@ -27,14 +27,15 @@ export function parseConfig(text: string, file: string): Config {
 
 /** The keys the schema allows in the mapping at `at`. */
 function knownKeysAt(at: string[]): string[] {
-  let schema: z.ZodType = configSchema;
+  let schema: z.core.$ZodType | undefined = configSchema;
   for (const key of ["", ...at]) {
-    if (key !== "") schema = (schema as z.ZodObject).shape[key] as z.ZodType;
-    while (schema && !(schema instanceof ZodObject) && "unwrap" in schema)
-      schema = (schema as unknown as { unwrap(): z.ZodType }).unwrap();
-    if (!(schema instanceof ZodObject)) return [];
+    if (key !== "") schema = (schema as z.ZodMiniObject).shape[key];
+    // Through the optional and nullable wrappers to the mapping they hold.
+    while (schema && !(schema instanceof z.ZodMiniObject) && "innerType" in schema._zod.def)
+      schema = (schema._zod.def as { innerType: z.core.$ZodType }).innerType;
+    if (!(schema instanceof z.ZodMiniObject)) return [];
   }
-  return Object.keys((schema as z.ZodObject).shape);
+  return Object.keys((schema as z.ZodMiniObject).shape);
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {

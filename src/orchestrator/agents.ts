@@ -11,26 +11,26 @@
 import { access, readFile } from "node:fs/promises";
 import { constants as fsc } from "node:fs";
 import path from "node:path";
-import YAML from "yaml";
-import { z } from "zod";
 import { ExitCode, UserError } from "../errors/errors.js";
+import * as YAML from "../vendor/yaml.js";
+import * as z from "../vendor/zod.js";
 import { durableCreate } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import type { TaskSpec } from "./task-spec.js";
 
 const AgentSchema = z.discriminatedUnion("adapter", [
-  z.object({ adapter: z.literal("shell"), env: z.record(z.string(), z.string()).optional() }),
+  z.object({ adapter: z.literal("shell"), env: z.optional(z.record(z.string(), z.string())) }),
   z.object({
     adapter: z.literal("template"),
-    command: z.array(z.string().min(1)).min(1),
-    env: z.record(z.string(), z.string()).optional(),
+    command: z.array(z.string().check(z.minLength(1))).check(z.minLength(1)),
+    env: z.optional(z.record(z.string(), z.string())),
   }),
 ]);
 export type AgentConfig = z.infer<typeof AgentSchema>;
 
 const AgentsFileSchema = z.object({
-  default: z.string().min(1).optional(),
-  agents: z.record(z.string(), AgentSchema).optional(),
+  default: z.optional(z.string().check(z.minLength(1))),
+  agents: z.optional(z.record(z.string(), AgentSchema)),
 });
 
 /** Templates for the common agent CLIs, in their non-interactive modes. */

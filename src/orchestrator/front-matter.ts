@@ -6,7 +6,7 @@
  * and gives what the YAML parser gives (YAML 1.2 core schema). Anything outside that form, however
  * harmless, goes to the parser: the narrow reader never has to be right about the rest of YAML.
  */
-import YAML from "yaml";
+import * as YAML from "../vendor/yaml.js";
 
 const LINE = /^([a-z_][a-z0-9_]*):(?: (.+))?$/;
 /** An item of a block list, indented as the YAML library writes it. */

@@ -6,10 +6,10 @@
  */
 import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import YAML from "yaml";
-import { z } from "zod";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { definedEntries } from "../json/object.js";
+import * as YAML from "../vendor/yaml.js";
+import * as z from "../vendor/zod.js";
 import { atomicWriteFile, durableMkdir, durableRename } from "../workspace/durable.js";
 import { inTurns, readSmallFile } from "../workspace/small-files.js";
 import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout.js";
@@ -26,17 +26,17 @@ export const DEFAULT_TIMEOUT_S = 1800;
 
 /** What a task file's front matter may hold. Unknown keys (Python's extras) are kept. */
 export const TaskFrontMatterSchema = z.looseObject({
-  id: z.string().regex(TASK_ID_RE, "id must be 1-128 of [A-Za-z0-9._-], starting alphanumeric"),
-  title: z.string().min(1, "title must not be empty"),
-  role: z.string().optional(),
-  priority: z.number().int().min(0).optional(),
-  depends_on: z.array(z.string()).optional(),
-  command: z.string().min(1).optional(),
-  prompt: z.string().min(1).optional(),
-  agent: z.string().min(1).optional(),
-  max_retries: z.number().int().min(0).max(100).optional(),
-  timeout_s: z.number().positive().optional(),
-  worktree: z.boolean().optional(),
+  id: z.string().check(z.regex(TASK_ID_RE, "id must be 1-128 of [A-Za-z0-9._-], starting alphanumeric")),
+  title: z.string().check(z.minLength(1, "title must not be empty")),
+  role: z.optional(z.string()),
+  priority: z.optional(z.number().check(z.int(), z.minimum(0))),
+  depends_on: z.optional(z.array(z.string())),
+  command: z.optional(z.string().check(z.minLength(1))),
+  prompt: z.optional(z.string().check(z.minLength(1))),
+  agent: z.optional(z.string().check(z.minLength(1))),
+  max_retries: z.optional(z.number().check(z.int(), z.minimum(0), z.maximum(100))),
+  timeout_s: z.optional(z.number().check(z.positive())),
+  worktree: z.optional(z.boolean()),
 });
 
 export interface TaskFile {

@@ -17,9 +17,11 @@ const NOT_NEEDED = [
   "/node_modules/@noble/",
   "/node_modules/age-encryption/",
   "/node_modules/@aws-sdk/",
+  "/src/vendor/zod.js",
+  "/src/vendor/yaml.js",
+  "/src/vendor/age.js",
   // (age/header.js, the format's magic bytes, is only node:crypto: a restore sniffs with it.)
   "/src/dr/age/keys.js",
-  "/src/dr/age/library.js",
   "/src/dr/age/archive.js",
   "/src/dr/age/decrypt.js",
   "/src/dr/age/encrypt.js",

@@ -13,8 +13,8 @@ import type { KeyCache } from "../fernet.js";
 import { sealHeaderWithRoom } from "./filler.js";
 import { AgeFormatError, describeStanzas, encodeStanzas, headerLength, type StanzaLike } from "./header.js";
 
-let library: Promise<typeof import("./library.js")> | undefined;
-const age = (): Promise<typeof import("./library.js")> => (library ??= import("./library.js"));
+let library: Promise<typeof import("../../vendor/age.js")> | undefined;
+const age = (): Promise<typeof import("../../vendor/age.js")> => (library ??= import("../../vendor/age.js"));
 
 /** None of the identities given opens the header (a wrong key, or a stanza that was altered). */
 export class AgeIdentityError extends Error {
