@@ -26,7 +26,7 @@ import {
   UploadPartCopyCommand,
   type CompletedPart,
   type S3Client,
-} from "@aws-sdk/client-s3";
+} from "../vendor/s3.js";
 import { createHash } from "node:crypto";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";

@@ -10,7 +10,7 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import type { Readable } from "node:stream";
-import { UploadPartCommand, type CompletedPart, type S3Client } from "@aws-sdk/client-s3";
+import { UploadPartCommand, type CompletedPart, type S3Client } from "../vendor/s3.js";
 import type { PutOptions } from "./store.js";
 import type { InterruptCleanup } from "../workspace/interrupt.js";
 

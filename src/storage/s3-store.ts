@@ -30,7 +30,7 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
-} from "@aws-sdk/client-s3";
+} from "../vendor/s3.js";
 import { ExitCode, UserError } from "../errors/errors.js";
 import {
   RetriesExhausted,

@@ -17,6 +17,7 @@ const NOT_NEEDED = [
   "/node_modules/@noble/",
   "/node_modules/age-encryption/",
   "/node_modules/@aws-sdk/",
+  "/src/vendor/s3.js",
   "/src/vendor/zod.js",
   "/src/vendor/yaml.js",
   "/src/vendor/age.js",
