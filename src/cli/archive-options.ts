@@ -5,9 +5,8 @@
  */
 import path from "node:path";
 import type { Command } from "commander";
-import { Archiver, type ArchiverEvent } from "../archive/archiver.js";
-import { ArchiverThread } from "../archive/archiver-thread.js";
-import { assertNoOtherArchiver } from "../archive/health.js";
+import type { Archiver, ArchiverEvent } from "../archive/archiver.js";
+import type { ArchiverThread } from "../archive/archiver-thread.js";
 import { checkMetricsFile } from "../dr/backup-metrics.js";
 import { ExitCode, UserError, destinationError } from "../errors/errors.js";
 import type { HostedArchiver } from "../orchestrator/options.js";
@@ -67,6 +66,9 @@ export interface ArchiverSpec {
 /** What an archiver needs before it starts: a writable metrics file, no other archiver (exit 3), the folder store made. */
 async function prepareArchive(ws: Workspace, spec: ArchiverSpec): Promise<void> {
   if (spec.metricsFile !== undefined) await checkMetricsFile(spec.metricsFile);
+  // The archiver's modules load only here, not with the flags: a `start` without --archive-to
+  // does not carry them.
+  const { assertNoOtherArchiver } = await import("../archive/health.js");
   await assertNoOtherArchiver(ws.root, spec.what);
   const loc = parseCatalogueLocation(spec.to);
   if (loc.kind === "dir") {
@@ -93,12 +95,14 @@ const archiverOptions = (spec: ArchiverSpec) => ({
 export async function openArchiver(ws: Workspace, spec: ArchiverSpec): Promise<Archiver> {
   await prepareArchive(ws, spec);
   const store = await storeFor(parseCatalogueLocation(spec.to), spec.s3);
+  const { Archiver } = await import("../archive/archiver.js");
   return new Archiver({ store, ws, ...archiverOptions(spec), log: spec.log });
 }
 
 /** The same archiver on a thread of its own (`start --archive-to`: off the WAL writer's event loop). */
 export async function openArchiverThread(ws: Workspace, spec: ArchiverSpec): Promise<ArchiverThread> {
   await prepareArchive(ws, spec);
+  const { ArchiverThread } = await import("../archive/archiver-thread.js");
   return new ArchiverThread(
     { sddDir: ws.root, to: spec.to, s3: spec.s3, ...archiverOptions(spec) },
     spec.log,

@@ -10,11 +10,9 @@ import { ExitCode, UserError } from "../errors/errors.js";
 import type { Workspace } from "../workspace/layout.js";
 import { type OnAckTimeout, parseAckPolicy } from "../replication/ack-policy.js";
 import { loadTokenFile, TOKEN_ENV } from "../replication/auth.js";
-import { replicationAuditor } from "../replication/audit.js";
-import { serveSnapshot } from "../replication/snapshot.js";
 import { removeEndpoint, writeEndpoint } from "../replication/endpoint.js";
-import { type LeaderOptions, ReplicationLeader, parseFollowerSpec } from "../replication/leader.js";
-import { type ConnectionLimits, DEFAULT_LIMITS, parseListen } from "../replication/server.js";
+import type { LeaderOptions, ReplicationLeader } from "../replication/leader.js";
+import { DEFAULT_LIMITS, type ConnectionLimits } from "../replication/limits.js";
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
@@ -194,6 +192,19 @@ export async function startLeaderFromFlags(
   flags: LeaderFlags,
   extra: Pick<LeaderOptions, "log"> & Partial<Pick<LeaderOptions, "audit" | "snapshot">>,
 ): Promise<ReplicationLeader> {
+  // Loaded here, not with the flags: a `start` without --replication-listen does not carry the
+  // leader, its server and the snapshot it serves (a backup's whole writing side).
+  const [
+    { parseListen },
+    { ReplicationLeader, parseFollowerSpec },
+    { replicationAuditor },
+    { serveSnapshot },
+  ] = await Promise.all([
+    import("../replication/server.js"),
+    import("../replication/leader.js"),
+    import("../replication/audit.js"),
+    import("../replication/snapshot.js"),
+  ]);
   const { host, port } = parseListen(listen);
   const token = await resolveToken(flags);
   const leader = await ReplicationLeader.start({

@@ -38,7 +38,8 @@ import {
 } from "./follower-status.js";
 import { DEFAULT_THRESHOLDS, type HealthThresholds } from "./health.js";
 import { type RoleState, readRole, writeRole } from "../workspace/replication-role.js";
-import { type ConnectionLimits, type NodeHandlers, type RunningServer, startServer } from "./server.js";
+import type { ConnectionLimits } from "./limits.js";
+import { type NodeHandlers, type RunningServer, startServer } from "./server.js";
 import { WalSource } from "./wal-source.js";
 
 export type { FollowerState };

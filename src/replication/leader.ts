@@ -34,8 +34,8 @@ import {
 } from "./health.js";
 import { type LeaderStatus, leaderMetrics, rpoEstimate } from "./leader-status.js";
 import { readRole } from "../workspace/replication-role.js";
+import type { ConnectionLimits } from "./limits.js";
 import {
-  type ConnectionLimits,
   type NodeHandlers,
   type RequestContext,
   type RunningServer,

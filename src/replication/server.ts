@@ -28,40 +28,11 @@ import { bearerMatches } from "./auth.js";
 import { REGION_HEADER } from "./client.js";
 import { EPOCH_HEADER, requestEpoch } from "./epoch.js";
 import type { WalSource } from "./wal-source.js";
+import { DEFAULT_LIMITS, type ConnectionLimits } from "./limits.js";
 
 export const MAX_WAIT_MS = 30_000;
 export const MAX_BATCH = 1000;
 const MAX_BODY = 1 << 20;
-
-/** What one connection may hold, and how many there may be (docs/replication.md). */
-export interface ConnectionLimits {
-  /** From a request's first byte (a connection's start) to the end of its headers; also the TLS handshake. */
-  headerTimeoutMs: number;
-  /** From a request's first byte to the end of its body. Not the answer: a long-poll may wait longer. */
-  requestTimeoutMs: number;
-  /** How long a kept-alive connection may sit idle between an answer and the next request. */
-  keepAliveTimeoutMs: number;
-  /** Open connections in all; more are closed as they arrive. */
-  maxConnections: number;
-  /** Open connections from one client address. */
-  maxConnectionsPerAddress: number;
-}
-
-/**
- * A peer sends its headers in one packet and its bodies are small JSON (≤ 1 MiB), so 10 s and
- * 30 s are generous on any link between regions; 15 s of idle keep-alive outlives the pauses of a
- * follower's loop and of the leader's probes (default 1 s) so their connections are reused. A
- * follower holds at most a handful of connections (long-poll, ack, snapshot, status) and its
- * client at most 16 per leader: 32 per address leaves room for several nodes behind one address,
- * and 128 in all stays well under the usual 1,024 descriptors an orchestrator runs with.
- */
-export const DEFAULT_LIMITS: ConnectionLimits = {
-  headerTimeoutMs: 10_000,
-  requestTimeoutMs: 30_000,
-  keepAliveTimeoutMs: 15_000,
-  maxConnections: 128,
-  maxConnectionsPerAddress: 32,
-};
 
 export interface RequestContext {
   epoch: number | undefined;

@@ -2,7 +2,8 @@
  * `status` is what an operator runs most: it must not pay for age's curves and post-quantum code,
  * which the orchestrator's modules reach (the archiver seals segments) but a status never uses;
  * nor for the engine `start` runs, nor for the task files' parsing (zod, the YAML parser). The
- * same for `dr status`, which sits beside `dr promote`.
+ * same for `dr status`, which sits beside `dr promote`. And `start` without --archive-to or
+ * --replication-listen does not carry the archiver, the replication leader or its server.
  */
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
@@ -57,4 +58,20 @@ test("dr status loads neither the engine nor the task parser that dr promote nee
     "the hook saw the CLI's modules",
   );
   assert.deepEqual(loaded.filter(engine), []);
+});
+
+test("start without --archive-to or --replication-listen loads neither the archiver nor the replication leader", async () => {
+  const loaded = await modulesOf(["start", "--until-idle", "--json"]);
+  assert.ok(
+    loaded.some((u) => u.endsWith("/src/orchestrator/orchestrator.js")),
+    "the hook saw the CLI's modules",
+  );
+  const extra = loaded.filter(
+    (u) =>
+      u.includes("/src/archive/") ||
+      u.endsWith("/src/replication/leader.js") ||
+      u.endsWith("/src/replication/server.js") ||
+      u.endsWith("/src/replication/snapshot.js"),
+  );
+  assert.deepEqual(extra, []);
 });

@@ -11,7 +11,7 @@ import net from "node:net";
 import path from "node:path";
 import { test } from "node:test";
 import { ReplicationLeader } from "../../src/replication/leader.js";
-import type { ConnectionLimits } from "../../src/replication/server.js";
+import type { ConnectionLimits } from "../../src/replication/limits.js";
 import { verifyWal } from "../../src/wal/reader.js";
 import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
 import { runCli, CLI_ARGV, cliEnv } from "../helpers.js";
