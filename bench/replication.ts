@@ -167,7 +167,7 @@ async function main(): Promise<void> {
       const { workspace } = await initWorkspace(path.join(dir, "L", ".sdd"));
       const leader = await startLeaderFromFlags(
         workspace,
-        "127.0.0.1:0",
+        { flag: "--listen", value: "127.0.0.1:0" },
         {
           tokenFile,
           maxLagEntries: 100,

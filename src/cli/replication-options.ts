@@ -184,11 +184,12 @@ export async function caOf(flags: TransportFlags): Promise<Buffer | undefined> {
 
 /**
  * Starts the replication leader for `ws` from parsed flags. `start` calls this when
- * `--replication-listen` is given and plugs `leader.commitGate` into its WAL writer.
+ * `--replication-listen` is given and plugs `leader.commitGate` into its WAL writer. `listen`:
+ * the address and the flag that gave it (named when it is malformed).
  */
 export async function startLeaderFromFlags(
   ws: Workspace,
-  listen: string,
+  listen: { flag: string; value: string },
   flags: LeaderFlags,
   extra: Pick<LeaderOptions, "log"> & Partial<Pick<LeaderOptions, "audit" | "snapshot">>,
 ): Promise<ReplicationLeader> {
@@ -205,7 +206,7 @@ export async function startLeaderFromFlags(
     import("../replication/audit.js"),
     import("../replication/snapshot.js"),
   ]);
-  const { host, port } = parseListen(listen);
+  const { host, port } = parseListen(listen.value, listen.flag);
   const token = await resolveToken(flags);
   const leader = await ReplicationLeader.start({
     ws,
@@ -290,7 +291,12 @@ export async function startReplicationForStart(
   const log = (line: string): void => {
     if (!quiet) process.stderr.write(line + "\n");
   };
-  const leader = await startLeaderFromFlags(ws, flags.replicationListen, flags, { log });
+  const leader = await startLeaderFromFlags(
+    ws,
+    { flag: "--replication-listen", value: flags.replicationListen },
+    flags,
+    { log },
+  );
   try {
     leader.assertCanDecide();
   } catch (err) {

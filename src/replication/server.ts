@@ -72,11 +72,11 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export function parseListen(value: string): { host: string; port: number } {
+export function parseListen(value: string, flag = "--listen"): { host: string; port: number } {
   const m = /^(.*):(\d{1,5})$/.exec(value);
   const port = m ? Number(m[2]) : NaN;
   if (!m || !m[1] || port > 65535) {
-    throw new UserError(`--listen ${value}: expected HOST:PORT (e.g. 127.0.0.1:7070)`, ExitCode.USAGE);
+    throw new UserError(`${flag} ${value}: expected HOST:PORT (e.g. 127.0.0.1:7070)`, ExitCode.USAGE);
   }
   return { host: m[1].replace(/^\[|\]$/g, ""), port };
 }

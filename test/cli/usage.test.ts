@@ -229,4 +229,11 @@ test("renamed replication flags: the new names in the help, the old ones hidden,
   const bad = await runCli(["start", "--until-idle", "--max-retries", "x"], { cwd: dir, env });
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--unreachable-after x: expected a non-negative integer/);
+  // A malformed address is named by the flag that gave it.
+  const listen = await runCli(["start", "--until-idle", "--replication-listen", "nope"], { cwd: dir, env });
+  assert.equal(listen.code, 2);
+  assert.equal(
+    listen.stderr,
+    "bernstein: --replication-listen nope: expected HOST:PORT (e.g. 127.0.0.1:7070)\n",
+  );
 });

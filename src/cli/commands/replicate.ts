@@ -55,7 +55,7 @@ export function registerReplicate(program: Command): void {
     const log = (line: string): void => {
       if (!g.quiet) process.stderr.write(line + "\n");
     };
-    const leader = await startLeaderFromFlags(ws, flags.listen, flags, { log });
+    const leader = await startLeaderFromFlags(ws, { flag: "--listen", value: flags.listen }, flags, { log });
     out.result(
       {
         ok: true,

@@ -37,7 +37,7 @@ const emit = (o: unknown): void => void process.stdout.write(JSON.stringify(o) +
 const { workspace: ws } = await initWorkspace(a.sdd);
 const leader = await startLeaderFromFlags(
   ws,
-  a.listen ?? "127.0.0.1:0",
+  { flag: "--listen", value: a.listen ?? "127.0.0.1:0" },
   {
     tokenFile: a.tokenFile,
     maxLagEntries: a.maxLagEntries ?? 100,
