@@ -21,7 +21,9 @@ export async function collectMergeStatus(ws: Workspace, state: OrchestratorState
     .map(([id, t]) => ({ task_id: id, attempt: t.merge_attempt!, merge_commit: t.merge_commit! }))
     .sort((a, b) => (a.task_id < b.task_id ? -1 : a.task_id > b.task_id ? 1 : 0));
   const waiting: MergeStatus["waiting"] = [];
-  const repoOk = await isRepo(ws.projectDir);
+  // Asked of git only for an attempt that waits to merge: most workspaces have none, and a status
+  // would otherwise start a git process for nothing.
+  let repoOk: boolean | undefined;
   for (const s of sessions(state)) {
     if (!s.branch || !s.target_branch) continue;
     const rec = await readCompletion(ws, s.agent_id);
@@ -29,6 +31,7 @@ export async function collectMergeStatus(ws: Workspace, state: OrchestratorState
     if (state.tasks[s.task_id]?.merge_attempt === s.attempt) continue; // decided; completion next
     // head_commit is not known before the merge: only a MERGE_HEAD of ours would match it.
     const inputs = { head_commit: "", target_branch: s.target_branch } as MergeInputs;
+    repoOk ??= await isRepo(ws.projectDir);
     const blocker = repoOk
       ? await mergeBlocker(ws.projectDir, inputs)
       : `${ws.projectDir} is not a git repository`;

@@ -3,13 +3,16 @@
  * which the orchestrator's modules reach (the archiver seals segments) but a status never uses;
  * nor for the engine `start` runs, nor for the task files' parsing (zod, the YAML parser). The
  * same for `dr status`, which sits beside `dr promote`. And `start` without --archive-to or
- * --replication-listen does not carry the archiver, the replication leader or its server.
+ * --replication-listen does not carry the archiver, the replication leader or its server. A status
+ * starts git only to say why an attempt waits to merge.
  */
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { envFor, moduleLoadLogger, runCli, scratchDir } from "../helpers.js";
+import { makeRepo } from "./support/git-repo.js";
 
 /** The modules `args` loads in a fresh workspace (file URLs); the command must exit 0. */
 async function modulesOf(args: string[]): Promise<string[]> {
@@ -74,4 +77,35 @@ test("start without --archive-to or --replication-listen loads neither the archi
       u.endsWith("/src/replication/snapshot.js"),
   );
   assert.deepEqual(extra, []);
+});
+
+test("status in a git repository starts no git process when no attempt waits to merge", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const project = path.join(dir, "repo");
+    await makeRepo(project);
+    // A git first on PATH that notes each call, then runs the real one.
+    const bin = path.join(dir, "bin");
+    const calls = path.join(dir, "git-calls.log");
+    await mkdir(bin);
+    await writeFile(
+      path.join(bin, "git"),
+      `#!/bin/sh\necho "$*" >> ${JSON.stringify(calls)}\nPATH=${JSON.stringify(process.env.PATH ?? "")} exec git "$@"\n`,
+    );
+    await chmod(path.join(bin, "git"), 0o755);
+    const env = { ...envFor(dir), PATH: `${bin}:${process.env.PATH ?? ""}` };
+    assert.equal((await runCli(["init", "--json"], { cwd: project, env })).code, 0);
+    const add = await runCli(["task", "add", "t", "--command", "true", "--worktree", "--json"], {
+      cwd: project,
+      env,
+    });
+    assert.equal(add.code, 0, add.stderr);
+    assert.ok(existsSync(calls), "the fake git saw task add's repository check");
+    const before = await readFile(calls, "utf8");
+    const r = await runCli(["status", "--json"], { cwd: project, env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await readFile(calls, "utf8"), before, "status started git");
+  } finally {
+    await cleanup();
+  }
 });
