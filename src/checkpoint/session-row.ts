@@ -3,7 +3,6 @@
  * (timestamp epoch float, goal, completed_task_ids, in_flight_task_ids, next_steps, cost_spent,
  * git_sha) plus the checkpoint id they go with. Written atomically; never overwrite a row.
  */
-import { execFile } from "node:child_process";
 import { stat } from "node:fs/promises";
 import path from "node:path";
 import { orderedJson, PY_DEFAULT, PyFloat } from "../json/canonical.js";
@@ -24,16 +23,6 @@ export interface SessionRow {
 }
 
 const MAX_NEXT_STEPS = 10;
-
-/** HEAD of the git repository holding `dir`, or null when it is not in one (or git is missing). */
-export function gitSha(dir: string): Promise<string | null> {
-  return new Promise((resolve) => {
-    execFile("git", ["-C", dir, "rev-parse", "HEAD"], { timeout: 5000 }, (err, stdout) => {
-      const sha = String(stdout ?? "").trim();
-      resolve(!err && /^[0-9a-f]{40,64}$/.test(sha) ? sha : null);
-    });
-  });
-}
 
 export function sessionRowOf(
   state: OrchestratorState,

@@ -15,6 +15,7 @@ import { prng, runCli, scratchDir } from "../helpers.js";
 import { randomDecisions } from "./support/decisions.js";
 import { REFERENCE } from "./support/fixture.js";
 import { appendRecords, steppingClock } from "./support/wal-runs.js";
+import { makeRepo } from "../orchestrator/support/git-repo.js";
 
 test("property: newest checkpoint + WAL suffix == replay from genesis, over random decision sequences", async () => {
   for (let seed = 1; seed <= 8; seed++) {
@@ -234,6 +235,22 @@ test("a damaged entry in the WAL suffix is an integrity error naming file, line 
     assert.equal(r.code, 9, r.stderr);
     assert.match(r.stderr, /run-b\.wal\.jsonl: line 11 \(seq 10\)/);
     assert.equal(JSON.parse(r.stdout).seq, 10);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("bernstein checkpoint in a git repository records its HEAD in the operator row", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const project = path.join(dir, "repo");
+    const head = await makeRepo(project);
+    const { ws } = await workspaceWithHistory(project);
+    const env = { XDG_STATE_HOME: path.join(dir, "xdg"), BERNSTEIN_AUDIT_KEY_PATH: undefined };
+    const r = await runCli(["--sdd", ws.root, "checkpoint", "--json"], { env });
+    assert.equal(r.code, 0, r.stderr);
+    const row = JSON.parse(await readFile(JSON.parse(r.stdout).session_row, "utf8"));
+    assert.equal(row.git_sha, head);
   } finally {
     await cleanup();
   }

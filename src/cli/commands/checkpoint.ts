@@ -14,7 +14,8 @@ import {
   writeCheckpoint,
   type CheckpointCheck,
 } from "../../checkpoint/checkpoint.js";
-import { gitSha, sessionRowOf, writeSessionRow } from "../../checkpoint/session-row.js";
+import { sessionRowOf, writeSessionRow } from "../../checkpoint/session-row.js";
+import { repositoryHead } from "../../orchestrator/git/repo.js";
 import { stateCounts } from "../../state/reducer.js";
 import { loadState } from "../../checkpoint/load-state.js";
 import { openWorkspace } from "../../workspace/layout.js";
@@ -83,7 +84,7 @@ export function registerCheckpoint(program: Command): void {
       const row = sessionRowOf(loaded.state, {
         goal: opts.goal ?? null,
         checkpointId: written.checkpoint_id,
-        gitSha: await gitSha(ws.projectDir),
+        gitSha: (await repositoryHead(ws.projectDir))?.commit ?? null,
       });
       const rowFile = await writeSessionRow(ws, row);
       // The audit event is best effort: a missing or unsafe key must not cost the checkpoint.
