@@ -17,8 +17,7 @@ const retention = z.strictObject({
   keep_monthly: z.optional(count),
 });
 
-const duration = z.string().check(
-  z.minLength(1),
+const duration = text.check(
   z.refine(
     (v) => {
       try {

@@ -3,6 +3,7 @@
  * declare as flags, apart from the server that applies them (server.ts), so that declaring them
  * loads nothing else.
  */
+
 /** What one connection may hold, and how many there may be (docs/replication.md). */
 export interface ConnectionLimits {
   /** From a request's first byte (a connection's start) to the end of its headers; also the TLS handshake. */

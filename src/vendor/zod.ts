@@ -1,6 +1,6 @@
 /**
- * The part of zod that we use, as one module: the `zod/mini` functions of our four schemas
- * (tasks, agents, the configuration file), with zod's English messages. `npm run build` replaces
+ * The part of zod that we use, as one module: the `zod/mini` functions of our schemas (task
+ * files, agents.yaml, the configuration file), with zod's English messages. `npm run build` replaces
  * this file's output with a bundle of that code from node_modules, tree-shaken to these exports
  * (`npm run bundle:vendor`, esbuild). Why: `zod` loaded as its own modules builds its whole API
  * when imported, a tenth of a CPU second or more in every `start`, `doctor` and `task` command;
