@@ -12,6 +12,7 @@ import { access, readFile } from "node:fs/promises";
 import { constants as fsc } from "node:fs";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
+import { describeSchemaIssues } from "../errors/schema-issue.js";
 import * as YAML from "../vendor/yaml.js";
 import * as z from "../vendor/zod.js";
 import { durableCreate } from "../workspace/durable.js";
@@ -19,8 +20,8 @@ import type { Workspace } from "../workspace/layout.js";
 import type { TaskSpec } from "./task-spec.js";
 
 const AgentSchema = z.discriminatedUnion("adapter", [
-  z.object({ adapter: z.literal("shell"), env: z.optional(z.record(z.string(), z.string())) }),
-  z.object({
+  z.strictObject({ adapter: z.literal("shell"), env: z.optional(z.record(z.string(), z.string())) }),
+  z.strictObject({
     adapter: z.literal("template"),
     command: z.array(z.string().check(z.minLength(1))).check(z.minLength(1)),
     env: z.optional(z.record(z.string(), z.string())),
@@ -28,7 +29,8 @@ const AgentSchema = z.discriminatedUnion("adapter", [
 ]);
 export type AgentConfig = z.infer<typeof AgentSchema>;
 
-const AgentsFileSchema = z.object({
+/** Strict, like the configuration file: a misspelt key is named, not silently ignored. */
+const AgentsFileSchema = z.strictObject({
   default: z.optional(z.string().check(z.minLength(1))),
   agents: z.optional(z.record(z.string(), AgentSchema)),
 });
@@ -81,8 +83,10 @@ export async function loadAgentsConfig(ws: Workspace): Promise<AgentsConfig> {
   }
   const parsed = AgentsFileSchema.safeParse(doc);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new UserError(`${file}: ${issue.path.join(".") || "file"}: ${issue.message}`, ExitCode.USAGE);
+    const issue = describeSchemaIssues(AgentsFileSchema, parsed.error.issues, doc, {
+      document: "a mapping (default, agents)",
+    });
+    throw new UserError(`${file}: ${issue}`, ExitCode.USAGE);
   }
   const agents = { ...BUILTIN_AGENTS, ...(parsed.data.agents ?? {}) };
   const defaultAgent = parsed.data.default ?? "shell";

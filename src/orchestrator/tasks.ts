@@ -7,6 +7,7 @@
 import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
+import { describeSchemaIssues } from "../errors/schema-issue.js";
 import { definedEntries } from "../json/object.js";
 import * as YAML from "../vendor/yaml.js";
 import * as z from "../vendor/zod.js";
@@ -26,8 +27,8 @@ export const DEFAULT_TIMEOUT_S = 1800;
 
 /** What a task file's front matter may hold. Unknown keys (Python's extras) are kept. */
 export const TaskFrontMatterSchema = z.looseObject({
-  id: z.string().check(z.regex(TASK_ID_RE, "id must be 1-128 of [A-Za-z0-9._-], starting alphanumeric")),
-  title: z.string().check(z.minLength(1, "title must not be empty")),
+  id: z.string().check(z.regex(TASK_ID_RE, "must be 1-128 of [A-Za-z0-9._-], starting alphanumeric")),
+  title: z.string().check(z.minLength(1, "must not be empty")),
   role: z.optional(z.string()),
   priority: z.optional(z.number().check(z.int(), z.minimum(0))),
   depends_on: z.optional(z.array(z.string())),
@@ -38,6 +39,9 @@ export const TaskFrontMatterSchema = z.looseObject({
   timeout_s: z.optional(z.number().check(z.positive())),
   worktree: z.optional(z.boolean()),
 });
+
+const describeTaskIssue = (issues: z.core.$ZodIssue[], input: unknown): string =>
+  describeSchemaIssues(TaskFrontMatterSchema, issues, input, { document: "a mapping (id, title, ...)" });
 
 export interface TaskFile {
   spec: TaskSpec;
@@ -111,13 +115,7 @@ export function parseTaskText(file: string, text: string): TaskSpec {
   if (typeof raw.id === "number") raw.id = String(raw.id);
   if (Array.isArray(raw.depends_on)) raw.depends_on = raw.depends_on.map((d) => String(d));
   const parsed = TaskFrontMatterSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue.path.length ? issue.path.join(".") : "front matter";
-    const msg =
-      issue.code === "invalid_type" && raw[String(issue.path[0])] === undefined ? "missing" : issue.message;
-    throw new TaskParseError(file, `${where}: ${msg}`);
-  }
+  if (!parsed.success) throw new TaskParseError(file, describeTaskIssue(parsed.error.issues, raw));
   return normalizeSpec(parsed.data, parts.body);
 }
 
@@ -266,10 +264,8 @@ export async function addTask(ws: Workspace, input: AddTaskInput): Promise<TaskF
   };
   if (input.worktree) await requireRepo(ws.projectDir);
   const parsed = TaskFrontMatterSchema.safeParse(definedEntries(raw));
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new UserError(`task add: ${issue.path.join(".") || "task"}: ${issue.message}`, ExitCode.USAGE);
-  }
+  if (!parsed.success)
+    throw new UserError(`task add: ${describeTaskIssue(parsed.error.issues, raw)}`, ExitCode.USAGE);
   const spec = normalizeSpec(parsed.data, input.body ?? "");
   // A task no configured agent can run would only fail at `start`: refuse it now.
   const refused = unrunnable(await loadAgentsConfig(ws), spec);

@@ -36,6 +36,5 @@ export {
   strictObject,
   string,
   url,
-  ZodMiniObject,
 } from "zod/mini";
 export type { core, infer, ZodMiniType } from "zod/mini";

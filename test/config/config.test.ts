@@ -214,6 +214,10 @@ describe("bernstein.yaml: configuration file, flags over it, config show", () =>
         "backup:\n  encrypt: true\n",
         /: backup\.encrypt: encrypt: true needs recipients, recipients_file, password_file or password_env/,
       ],
+      [
+        "replication:\n  ack_policy: sometimes\n",
+        /: replication\.ack_policy: expected one of "LEADER_ONLY"\|"QUORUM"\|"ALL"$/,
+      ],
       ["s3:\n  endpoint: not a url\n", /: s3\.endpoint: /],
       ["backup: [\n", /bernstein\.yaml:\d+: not valid YAML: /],
       ["- just\n- a list\n", /: expected a mapping of settings/],
