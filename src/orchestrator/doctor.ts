@@ -20,6 +20,8 @@ import { newestCheckpointCheck } from "./checkpointing.js";
 import { readRole } from "../workspace/replication-role.js";
 import { walDrift } from "./materialize.js";
 import { scanBacklog, type BacklogScan } from "./tasks.js";
+import { agentNameFor, findExecutable, loadAgentsConfig, unrunnable, type AgentsConfig } from "./agents.js";
+import { UserError } from "../errors/errors.js";
 import type { OrchestratorState } from "../state/reducer.js";
 import { taskView, totalCost, type TaskView } from "./view.js";
 import { loadState } from "../checkpoint/load-state.js";
@@ -114,9 +116,11 @@ export async function runDoctor(
     // 9. ledger totals agree with the state (checkpoint + WAL suffix)
     await guard("ledger", "bernstein start", () => ledgerCheck(ws, state, follower));
   }
-  // 10. tool version vs the manifest of a restored workspace
+  // 10. agents.yaml loads, and the tasks still to run have an agent that can run them here
+  await guard("agents", "", () => agentsCheck(ws, scan));
+  // 11. tool version vs the manifest of a restored workspace
   await guard("version", "", async () => versionCheck(ws.root));
-  // 11. the repository the tasks merge into (docs/orchestrator.md "Worktrees and merges")
+  // 12. the repository the tasks merge into (docs/orchestrator.md "Worktrees and merges")
   await guard("git-merges", "", async () => gitMergeChecks(ws));
   return { checks };
 }
@@ -234,6 +238,77 @@ async function auditCheck(ws: Workspace, opts: DoctorOptions): Promise<DoctorChe
     );
   }
   return check("audit", "pass", `${r.entries} entries in ${r.files.length} file(s), chain intact`);
+}
+
+/** "task T-1", "tasks T-1, T-2, T-3, 5 more". */
+function someTasks(ids: string[]): string {
+  const more = ids.length > 3 ? `, ${ids.length - 3} more` : "";
+  return `task${ids.length > 1 ? "s" : ""} ${ids.slice(0, 3).join(", ")}${more}`;
+}
+
+/**
+ * What `start` would make of the tasks still to run: a file it refuses (exit 2) fails; tasks no
+ * configured agent can run, or whose agent's binary is not on PATH here (a restore onto another
+ * host), warn: `start` fails each of them for good instead of running it.
+ */
+async function agentsCheck(ws: Workspace, scan: BacklogScan): Promise<DoctorCheck> {
+  let cfg: AgentsConfig;
+  try {
+    cfg = await loadAgentsConfig(ws);
+  } catch (err) {
+    if (!(err instanceof UserError)) throw err;
+    return check(
+      "agents",
+      "fail",
+      err.message,
+      'fix the named key: until then `start` and `task add` refuse to run (docs/orchestrator.md, "Agents")',
+    );
+  }
+  const from = cfg.source === "built-in" ? "the built-in agents" : shown(cfg.file);
+  const toRun = scan.tasks.filter((t) => t.state === "open" || t.state === "claimed");
+  // Grouped (by reason, by binary): a backlog of hundreds of such tasks is still one short line.
+  const refused = new Map<string, { fix: string; ids: string[] }>();
+  const tasksOfBinary = new Map<string, string[]>();
+  for (const { spec } of toRun) {
+    const why = unrunnable(cfg, spec);
+    if (why) {
+      const group = refused.get(why.reason) ?? { fix: why.fix, ids: [] };
+      group.ids.push(spec.id);
+      refused.set(why.reason, group);
+      continue;
+    }
+    const agent = cfg.agents[agentNameFor(cfg, spec)]!;
+    if (agent.adapter !== "template") continue;
+    const bin = agent.command[0]!;
+    tasksOfBinary.set(bin, [...(tasksOfBinary.get(bin) ?? []), spec.id]);
+  }
+  const missing: string[] = [];
+  for (const [bin, ids] of tasksOfBinary)
+    if (!(await findExecutable(bin))) missing.push(`${bin} (${someTasks(ids)})`);
+  const refusedCount = [...refused.values()].reduce((n, g) => n + g.ids.length, 0);
+  const problems = [
+    ...(refusedCount
+      ? [
+          `no agent can run ${refusedCount} task(s): ${[...refused].map(([reason, g]) => `${reason} (${someTasks(g.ids)})`).join("; ")}`,
+        ]
+      : []),
+    ...(missing.length ? [`not on PATH: ${missing.join(", ")}`] : []),
+  ];
+  const fixes = [...new Set([...refused.values()].map((g) => g.fix))];
+  if (problems.length)
+    return check(
+      "agents",
+      "warn",
+      `${from}: ${problems.join("; ")}`,
+      [
+        ...fixes,
+        ...(missing.length ? ["install those CLIs here, or change the agents of those tasks"] : []),
+      ].join("; ") + " (`start` fails each of these tasks for good)",
+    );
+  const tasks = toRun.length
+    ? `each of the ${toRun.length} task(s) to run has its agent here`
+    : "no task to run";
+  return check("agents", "pass", `${from} loaded (default agent: ${cfg.defaultAgent}); ${tasks}`);
 }
 
 function backlogChecks(ws: Workspace, scan: BacklogScan): DoctorCheck[] {

@@ -197,3 +197,52 @@ test("doctor where there is no workspace is a usage error (exit 2, one line), no
     await cleanup();
   }
 });
+
+test("doctor: agents.yaml that start refuses fails; tasks start would fail for good (no agent, a CLI not on PATH) warn", async () => {
+  const { dir, cleanup } = await scratchDir("bernstein-doc-agents-");
+  try {
+    const { workspace: ws } = await initWorkspace(path.join(dir, ".sdd"));
+    const agents = path.join(ws.configDir, "agents.yaml");
+    const agentsCheck = async () => byName((await runDoctor(ws.root)).checks, "agents");
+
+    assert.equal((await agentsCheck()).verdict, "pass");
+    await writeFile(agents, "default: shell\nagentz: {}\n");
+    const bad = await agentsCheck();
+    assert.equal(bad.verdict, "fail");
+    assert.equal(bad.detail, `${agents}: agentz: unknown key (known here: default, agents)`);
+
+    await writeFile(
+      agents,
+      "agents:\n  shell: {adapter: shell}\n  ghost: {adapter: template, command: [no-such-agent-cli-xyz, '{prompt}']}\n",
+    );
+    await addTask(ws, { id: "ok", title: "runs", command: "true" });
+    await addTask(ws, { id: "g1", title: "ghost", prompt: "x", agent: "ghost" });
+    await addTask(ws, { id: "g2", title: "ghost too", prompt: "y", agent: "ghost" });
+    // Written by hand (task add refuses them): prompt tasks under the default agent, shell.
+    for (const id of ["p1", "p2", "p3", "p4", "p5"])
+      await writeFile(
+        path.join(ws.root, `backlog/open/${id}.md`),
+        `---\nid: ${id}\ntitle: prompt only\nprompt: z\n---\n`,
+      );
+    const warned = await agentsCheck();
+    assert.equal(warned.verdict, "warn");
+    assert.equal(
+      warned.detail,
+      `${agents}: no agent can run 5 task(s): the default agent is shell, which runs a --command and the task has none ` +
+        "(tasks p1, p2, p3, 2 more); not on PATH: no-such-agent-cli-xyz (tasks g1, g2)",
+    );
+    assert.match(warned.fix, /set "default: NAME" in .*agents\.yaml; install those CLIs here/);
+
+    // Tasks no longer to run are not checked.
+    for (const id of ["g1", "g2", "p1", "p2", "p3", "p4", "p5"])
+      await rename(path.join(ws.root, `backlog/open/${id}.md`), path.join(ws.root, `backlog/done/${id}.md`));
+    const passed = await agentsCheck();
+    assert.equal(passed.verdict, "pass");
+    assert.equal(
+      passed.detail,
+      `${agents} loaded (default agent: shell); each of the 1 task(s) to run has its agent here`,
+    );
+  } finally {
+    await cleanup();
+  }
+});
