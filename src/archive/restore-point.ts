@@ -317,6 +317,7 @@ async function buildPoint(
     source: store.describe(chosen.snapshot.key),
     label: store.describe(chosen.snapshot.key),
     expectSha256: chosen.snapshot.sha256,
+    archiveBytes: chosen.snapshot.size_bytes,
   });
   const ws = new Workspace(staging);
   const intents = new RestoreIntents(ws);

@@ -69,7 +69,10 @@ export interface RestoreResult {
   warnings: string[];
 }
 
-export async function openArchiveFile(from: string): Promise<Readable> {
+/** An archive file opened for reading, with its size when opened. */
+export type ArchiveFile = Readable & { readonly fileBytes: number };
+
+export async function openArchiveFile(from: string): Promise<ArchiveFile> {
   // Opened here, not by the stream: a stream's own open fails with an 'error' event while nobody
   // listens yet (the restore reads only after taking its lock), which would end the process.
   // The handle is what gets checked, so nothing can swap the path between check and read.
@@ -96,11 +99,12 @@ export async function openArchiveFile(from: string): Promise<Readable> {
     }
     throw userErrorFromFs(err, `--from ${from}`) ?? err;
   }
-  if (!(await fh.stat()).isFile()) {
+  const st = await fh.stat();
+  if (!st.isFile()) {
     await fh.close();
     throw new UserError(`--from ${from}: not a regular file`, ExitCode.USAGE);
   }
-  return fh.createReadStream({ highWaterMark: 64 * 1024 });
+  return Object.assign(fh.createReadStream({ highWaterMark: 64 * 1024 }), { fileBytes: st.size });
 }
 
 /** Reads and checks a whole archive without writing anything (dry-run, verify). */
@@ -228,7 +232,7 @@ async function restoreInto(
     let writer: StagingWriter;
     try {
       mkdirSync(staging, { mode: 0o700 });
-      writer = new StagingWriter(staging);
+      writer = new StagingWriter(staging, { archiveBytes: opts.archiveBytes });
     } catch (err) {
       throw destinationError(`cannot restore into ${path.resolve(target)}`, err) ?? err;
     }
@@ -253,7 +257,7 @@ export async function restoreFromFile(
   opts: RestoreOptions = {},
 ): Promise<RestoreResult> {
   const src = await openArchiveFile(from);
-  const named: RestoreOptions = { label: from, source: path.resolve(from) };
+  const named: RestoreOptions = { label: from, source: path.resolve(from), archiveBytes: src.fileBytes };
   return restoreFromStream(src, target, resolveOptions(named, opts));
 }
 

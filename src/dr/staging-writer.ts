@@ -6,7 +6,10 @@
  * blocking calls as tar makes them. Creating 8,421 files costs as much as decrypting,
  * decompressing, parsing and hashing them; on one thread the two add up, on two they overlap.
  * An extraction that fits in one batch runs on this thread at `finish()`: there is nothing to
- * overlap, and starting the worker would cost more than the batch.
+ * overlap, and starting the worker would cost more than the batch. A worker takes about a tenth
+ * of a second to start on a small virtual machine, about as long as a large archive's manifest
+ * takes to read: given the archive's size, the writer starts the worker at once when the archive
+ * cannot fit one batch, so that the two overlap.
  * File bytes and names are copied into slots of shared memory (BATCH_BYTES each) that the
  * worker is told to run, at most MAX_BATCHES_IN_FLIGHT at a time, so memory stays bounded
  * whatever the archive's size, and nothing is allocated per batch (buffers handed back and
@@ -61,7 +64,7 @@ export class StagingWriter implements ExtractHandler {
   private readonly fsync: boolean;
   /** The process's umask: restored modes are masked by it (restored-mode.ts). */
   private readonly umask: number;
-  /** Started by the first batch sent before `finish()`. */
+  /** Started by the first batch sent before `finish()`, or at once for a large archive. */
   private worker?: Worker;
   /** Every slot made so far, the free ones, and the one being filled (see staging-worker.ts). */
   private readonly slots: { buffers: StagingSlot; data: Buffer; ops: Float64Array; sent: boolean }[] = [];
@@ -85,13 +88,18 @@ export class StagingWriter implements ExtractHandler {
   /** The early write-out running now (a syncfs of the staging file system). */
   private writingOut?: Promise<boolean>;
 
-  /** `root` must exist; `fsync: false` for throw-away extractions (verify's temp folder). */
+  /**
+   * `root` must exist; `fsync: false` for throw-away extractions (verify's temp folder);
+   * `archiveBytes`: the size of the archive to be read, when known.
+   */
   constructor(
     readonly root: string,
-    opts: { fsync?: boolean } = {},
+    opts: { fsync?: boolean; archiveBytes?: number } = {},
   ) {
     this.fsync = opts.fsync ?? true;
     this.umask = umaskOf(root);
+    // Its stored bytes never outnumber what it extracts: more than a batch of them, more batches.
+    if ((opts.archiveBytes ?? 0) > BATCH_BYTES) this.worker = this.startWorker();
   }
 
   private startWorker(): Worker {

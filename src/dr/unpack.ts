@@ -83,6 +83,11 @@ export interface ReadArchiveOptions {
    */
   expectAge?: AgeSplitHashes;
   expectAgeFrom?: string;
+  /**
+   * The archive's size in bytes, when known before it is read (a file, an object): a restore or
+   * verify starts its staging worker at once for a large one (staging-writer.ts).
+   */
+  archiveBytes?: number;
   /** Called as the archive is read, with the bytes read so far (progress). */
   onProgress?: (bytesRead: number) => void;
 }

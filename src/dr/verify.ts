@@ -166,7 +166,7 @@ export async function verifyArchive(
     const staging = path.join(dir, "sdd");
     const { mkdir } = await import("node:fs/promises");
     await mkdir(staging, { mode: 0o700 });
-    writer = new StagingWriter(staging, { fsync: false });
+    writer = new StagingWriter(staging, { fsync: false, archiveBytes: opts.archiveBytes });
     let summary;
     try {
       summary = await readArchive(source, writer, opts);
@@ -209,8 +209,9 @@ export async function verifyArchive(
 }
 
 export async function verifyArchiveFile(from: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  const src = await openArchiveFile(from);
   return verifyArchive(
-    await openArchiveFile(from),
-    resolveOptions<VerifyOptions & { label: string }>({ label: from }, opts),
+    src,
+    resolveOptions<VerifyOptions & { label: string }>({ label: from, archiveBytes: src.fileBytes }, opts),
   );
 }

@@ -10,7 +10,7 @@
  */
 import type { AgeSplitHashes } from "../dr/age/split-hash.js";
 import { createReadStream } from "node:fs";
-import { rm, stat, unlink } from "node:fs/promises";
+import { rm, unlink } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
@@ -281,12 +281,4 @@ export async function openBackupSource(
     size: info.size,
     sha256: /^[0-9a-f]{64}$/.test(info.metadata.sha256 ?? "") ? info.metadata.sha256 : undefined,
   };
-}
-
-/** Size of a local file or null (for messages). */
-export async function fileSize(file: string): Promise<number | null> {
-  return stat(file).then(
-    (s) => s.size,
-    () => null,
-  );
 }

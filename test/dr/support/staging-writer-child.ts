@@ -5,14 +5,15 @@
  * folder holds at that moment. staging-writer-exit.test.ts checks that it neither ends before
  * the worker's last answer nor reports success before every file is written. With `nested` the
  * files are spread over four folders (staging-durable.test.ts); with `big` each is 1 MiB. It also
- * prints how many worker threads the process started.
- *   staging-writer-child.js ROOT FILES ok|collide|nested|big
+ * prints how many worker threads the process started. ARCHIVE_BYTES: the archive size the writer
+ * is told (none by default).
+ *   staging-writer-child.js ROOT FILES ok|collide|nested|big [ARCHIVE_BYTES]
  */
 import { mkdirSync, readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { StagingWriter } from "../../../src/dr/staging-writer.js";
 
-const [root, files, mode] = process.argv.slice(2);
+const [root, files, mode, archiveBytes] = process.argv.slice(2);
 const count = Number(files);
 const file = (i: number): string => `f-${String(i).padStart(6, "0")}`;
 const nameOf = (i: number): string =>
@@ -21,7 +22,7 @@ if (mode === "collide") mkdirSync(path.join(root!, nameOf(count - 1)), { recursi
 let workers = 0;
 process.on("worker", () => workers++);
 const threads = (): string => ` (${workers} worker thread${workers === 1 ? "" : "s"})`;
-const writer = new StagingWriter(root!);
+const writer = new StagingWriter(root!, archiveBytes ? { archiveBytes: Number(archiveBytes) } : {});
 const body = (i: number): Buffer => Buffer.alloc((mode === "big" ? 1 << 20 : 1000) + (i % 7), i % 251);
 try {
   for (let i = 0; i < count; i++) {

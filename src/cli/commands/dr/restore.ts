@@ -113,6 +113,7 @@ export function registerRestore(dr: Command): void {
           expectAge: src.expectAge,
           expectAgeFrom: src.expectAgeFrom,
           onStart: () => out.line(`Restoring ${named} into ${shown(g.sdd)}...`),
+          archiveBytes: src.size,
           onProgress: (n) => progress.update("restoring", n, src.size),
         }),
       );

@@ -9,7 +9,7 @@ import type { BackupLogRow } from "../../../dr/backup-log.js";
 import type { AgeSplitHashes } from "../../../dr/age/split-hash.js";
 import { openWorkspace } from "../../../workspace/layout.js";
 import { readSidecar } from "../../../dr/sidecar.js";
-import { fileSize, isOffsiteSource, openBackupSource } from "../../../storage/offsite.js";
+import { isOffsiteSource, openBackupSource } from "../../../storage/offsite.js";
 import type { BackupStore } from "../../../storage/store.js";
 import type { PasswordFlags } from "../../password.js";
 import type { PointFlags } from "./archive-point.js";
@@ -41,7 +41,7 @@ export interface OpenedSource {
   expectAgeFrom?: string;
   /** Off-site sources: where the backup's catalogue record (if any) lives. */
   stored?: { store: BackupStore; name: string };
-  /** Bytes to read, when known (progress). */
+  /** Bytes to read, when known (progress; a large archive's staging worker starts at once); else 0. */
   size: number;
 }
 
@@ -121,11 +121,8 @@ export async function openSource(opts: SourceFlags, sdd?: string): Promise<Opene
       throw new UserError("give --from FILE|s3://bucket/key, or --latest --at LOCATION", ExitCode.USAGE);
     }
     const { openArchiveFile } = await import("../../../dr/restore.js");
-    opened = {
-      stream: await openArchiveFile(opts.from),
-      label: opts.from,
-      size: (await fileSize(opts.from)) ?? 0,
-    };
+    const stream = await openArchiveFile(opts.from);
+    opened = { stream, label: opts.from, size: stream.fileBytes };
     const sidecar = await readSidecar(opts.from);
     if (sidecar) {
       opened.expectSha256 = sidecar.sha256;

@@ -64,6 +64,7 @@ export function registerVerify(dr: Command): void {
         expectSha256From: src.expectSha256From,
         expectAge: src.expectAge,
         expectAgeFrom: src.expectAgeFrom,
+        archiveBytes: src.size,
         onProgress: (n) => progress.update("verifying", n, src.size),
       }),
     );
