@@ -20,7 +20,7 @@
 import { chmodSync, openSync } from "node:fs";
 import path from "node:path";
 import { Worker } from "node:worker_threads";
-import { FsyncPool, fsyncDir, syncFileSystem } from "../workspace/durable.js";
+import { FileSystemSync, FsyncPool, fsyncDir } from "../workspace/durable.js";
 import { AUDIT_KEY_ENTRY, MANIFEST_NAME } from "./manifest.js";
 import { MAX_NAME_BYTES } from "./entry-policy.js";
 import type { EntryInfo, ExtractHandler, FileSink } from "./tar-reader.js";
@@ -87,6 +87,8 @@ export class StagingWriter implements ExtractHandler {
   private sinceWriteOut = 0;
   /** The early write-out running now (a syncfs of the staging file system). */
   private writingOut?: Promise<boolean>;
+  /** What runs the syncfs of the write-outs and of finish(). */
+  private syncer?: Promise<FileSystemSync>;
 
   /**
    * `root` must exist; `fsync: false` for throw-away extractions (verify's temp folder);
@@ -99,7 +101,15 @@ export class StagingWriter implements ExtractHandler {
     this.fsync = opts.fsync ?? true;
     this.umask = umaskOf(root);
     // Its stored bytes never outnumber what it extracts: more than a batch of them, more batches.
-    if ((opts.archiveBytes ?? 0) > BATCH_BYTES) this.worker = this.startWorker();
+    if ((opts.archiveBytes ?? 0) > BATCH_BYTES) {
+      this.worker = this.startWorker();
+      if (this.fsync) this.syncer = FileSystemSync.start(root);
+    }
+  }
+
+  private async syncFileSystem(): Promise<boolean> {
+    this.syncer ??= FileSystemSync.start(this.root);
+    return (await this.syncer).flush();
   }
 
   private startWorker(): Worker {
@@ -180,7 +190,7 @@ export class StagingWriter implements ExtractHandler {
       // syncfs, all of it would be written only after the last file, and the restore would
       // wait for every byte then.
       this.sinceWriteOut = 0;
-      this.writingOut = syncFileSystem(this.root).finally(() => (this.writingOut = undefined));
+      this.writingOut = this.syncFileSystem().finally(() => (this.writingOut = undefined));
     }
     this.slot = this.takeSlot();
     this.data = this.slots[this.slot]!.data;
@@ -325,35 +335,49 @@ export class StagingWriter implements ExtractHandler {
    */
   async finish(): Promise<void> {
     try {
-      this.check();
-      this.send(true);
-      await this.settle(true);
+      try {
+        this.check();
+        this.send(true);
+        await this.settle(true);
+      } finally {
+        await this.stopWorker();
+      }
+      const dirs = [...this.made].sort((a, b) => b.length - a.length);
+      for (const rel of dirs)
+        chmodSync(
+          rel ? path.join(this.root, rel) : this.root,
+          this.dirModes.get(rel) ?? restoredMode(0o755, this.umask),
+        );
+      if (!this.fsync) return;
+      await this.writingOut;
+      if (await this.syncFileSystem()) return;
+      const pool = new FsyncPool();
+      for (const rel of this.written) {
+        const r = pool.add(openSync(path.join(this.root, rel), "r"));
+        if (r) await r;
+      }
+      await pool.drain();
+      for (const rel of dirs) await fsyncDir(rel ? path.join(this.root, rel) : this.root);
     } finally {
-      await this.close();
+      this.endSyncer();
     }
-    const dirs = [...this.made].sort((a, b) => b.length - a.length);
-    for (const rel of dirs)
-      chmodSync(
-        rel ? path.join(this.root, rel) : this.root,
-        this.dirModes.get(rel) ?? restoredMode(0o755, this.umask),
-      );
-    if (!this.fsync) return;
-    await this.writingOut;
-    if (await syncFileSystem(this.root)) return;
-    const pool = new FsyncPool();
-    for (const rel of this.written) {
-      const r = pool.add(openSync(path.join(this.root, rel), "r"));
-      if (r) await r;
-    }
-    await pool.drain();
-    for (const rel of dirs) await fsyncDir(rel ? path.join(this.root, rel) : this.root);
   }
 
   /**
-   * Stops the worker if it started (idempotent). After a failed extraction, call this before
-   * removing the staging folder, so that nothing is still being written into it.
+   * Stops the worker if it started, and the syncfs shell (idempotent). After a failed
+   * extraction, call this before removing the staging folder, so that nothing is still being
+   * written into it.
    */
   async close(): Promise<void> {
+    this.endSyncer();
+    await this.stopWorker();
+  }
+
+  private endSyncer(): void {
+    void this.syncer?.then((s) => s.close());
+  }
+
+  private async stopWorker(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     // Whoever still waits for a batch learns that the writer is gone (and stops writing).

@@ -17,6 +17,8 @@ import {
   stat,
   type FileHandle,
 } from "node:fs/promises";
+import type { ChildProcessByStdio } from "node:child_process";
+import type { Socket } from "node:net";
 import path from "node:path";
 import { isProcessAlive } from "./process.js";
 
@@ -121,13 +123,78 @@ export class FsyncPool {
   }
 }
 
-/** syncfs(2) of the file system holding `dir` via coreutils `sync -f`; false when unavailable. */
-export async function syncFileSystem(dir: string): Promise<boolean> {
-  // Loaded here: only a restore needs it, and every command imports this file.
-  const { execFile } = await import("node:child_process");
-  return new Promise((resolve) => {
-    execFile("sync", ["-f", dir], (err) => resolve(!err));
-  });
+const SYNC_LOOP = 'while read -r _; do if sync -f "$1"; then echo ok; else echo failed; fi; done';
+
+/**
+ * syncfs(2) of the file system holding a folder, as many times as asked: Node has no syncfs, and
+ * coreutils' `sync -f DIR` is one. Each request goes to one `sh` started by `start()`, which runs
+ * `sync -f` and answers with a line. Spawning `sync` from a restore, once per early write-out
+ * and once at the end, forked the whole restore process each time (its heap and staging buffers
+ * mapped): milliseconds of its main thread, the one that parses and hashes. The shell is forked
+ * once, from a process still small, and forks only itself after that.
+ */
+export class FileSystemSync {
+  /** Its stdio pipes are sockets: they have ref() and unref(). */
+  private readonly shell: ChildProcessByStdio<Socket, Socket, null>;
+  /** Requests sent and not answered, oldest first. */
+  private readonly waiting: Array<(synced: boolean) => void> = [];
+  private pending = "";
+  private gone = false;
+
+  static async start(dir: string): Promise<FileSystemSync> {
+    // Loaded here: only a restore needs it, and every command imports this file.
+    const { spawn } = await import("node:child_process");
+    const shell = spawn("sh", ["-c", SYNC_LOOP, "sh", dir], { stdio: ["pipe", "pipe", "ignore"] });
+    return new FileSystemSync(shell as ChildProcessByStdio<Socket, Socket, null>);
+  }
+
+  private constructor(shell: ChildProcessByStdio<Socket, Socket, null>) {
+    this.shell = shell;
+    this.shell.stdout.setEncoding("utf8");
+    this.shell.stdout.on("data", (text: string) => {
+      this.pending += text;
+      for (let nl = this.pending.indexOf("\n"); nl >= 0; nl = this.pending.indexOf("\n")) {
+        const answer = this.pending.slice(0, nl);
+        this.pending = this.pending.slice(nl + 1);
+        this.waiting.shift()?.(answer === "ok");
+        this.holdOpen();
+      }
+    });
+    // No shell, or one that died: every request then answers false (the caller fsyncs file by file).
+    const gone = (): void => {
+      this.gone = true;
+      for (const answer of this.waiting.splice(0)) answer(false);
+      this.holdOpen();
+    };
+    this.shell.on("error", gone);
+    this.shell.on("exit", gone);
+    this.shell.stdin.on("error", gone);
+    this.holdOpen();
+  }
+
+  /** Writes out everything dirty on the file system (syncfs); false when `sync -f` failed or is not there. */
+  flush(): Promise<boolean> {
+    if (this.gone || this.shell.stdin.writableEnded) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      this.waiting.push(resolve);
+      this.holdOpen();
+      this.shell.stdin.write("\n");
+    });
+  }
+
+  /** Ends the shell once the requests already sent are answered (idempotent). */
+  close(): void {
+    if (this.gone || this.shell.stdin.writableEnded) return;
+    this.shell.stdin.end();
+  }
+
+  /** An idle shell must not keep the process alive; one that owes an answer must. */
+  private holdOpen(): void {
+    const owed = this.waiting.length > 0;
+    for (const handle of [this.shell, this.shell.stdout, this.shell.stdin])
+      if (owed) handle.ref();
+      else handle.unref();
+  }
 }
 
 /** A temp path in the same folder as `target`, so the final rename is atomic. */

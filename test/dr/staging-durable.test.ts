@@ -29,6 +29,7 @@ function traced(
   PATH: string,
   mode = "nested",
   files = FILES,
+  archiveBytes?: number,
 ): { stdout: string; calls: string[] } {
   mkdirSync(root, { recursive: true });
   const r = spawnSync(
@@ -45,6 +46,7 @@ function traced(
       root,
       String(files),
       mode,
+      ...(archiveBytes ? [String(archiveBytes)] : []),
     ],
     { encoding: "utf8", timeout: 120_000, env: { ...process.env, PATH } },
   );
@@ -109,11 +111,17 @@ test(
     const scratch = await scratchDir("bernstein-staging-write-out-");
     t.after(scratch.cleanup);
     const dir = realpathSync(scratch.dir);
-    const root = path.join(dir, "big");
-    // 48 files of 1 MiB: three times the bytes between two early write-outs.
-    const big = traced(root, path.join(dir, "big.trace"), process.env.PATH ?? "", "big", 48);
-    assert.equal(big.stdout, "finished: 48 of 48 files intact (1 worker thread)\n");
-    const syncfs = big.calls.filter((l) => l.includes(" syncfs(") && l.includes(`<${root}>`));
-    assert.ok(syncfs.length >= 2, `syncfs of ${root} only at the end:\n${big.calls.join("\n")}`);
+    // 48 files of 1 MiB: three times the bytes between two early write-outs. Told the archive's
+    // size, the writer starts its worker and its syncfs shell at once, and the last syncfs (after
+    // the worker has stopped) goes to the same shell: no file is fsynced one by one.
+    for (const archiveBytes of [undefined, 48 << 20]) {
+      const root = path.join(dir, `big-${archiveBytes ?? "unsized"}`);
+      const big = traced(root, `${root}.trace`, process.env.PATH ?? "", "big", 48, archiveBytes);
+      assert.equal(big.stdout, "finished: 48 of 48 files intact (1 worker thread)\n");
+      const syncfs = big.calls.filter((l) => l.includes(" syncfs(") && l.includes(`<${root}>`));
+      assert.ok(syncfs.length >= 2, `syncfs of ${root} only at the end:\n${big.calls.join("\n")}`);
+      const fsynced = big.calls.filter((l) => l.includes(" fsync(") && l.includes(`<${root}/`));
+      assert.deepEqual(fsynced, [], "files fsynced one by one: the last syncfs failed");
+    }
   },
 );

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { open, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -221,9 +222,9 @@ test("durableTruncate cuts an open file; durableCopy replaces a file whole; fsyn
 // docs/ARCHITECTURE.md, invariant 1: every fsync, and every truncate of state, goes through
 // src/workspace/durable.ts, so the durability rules live (and are reviewed) in one place.
 test("no module but src/workspace/durable.ts syncs or truncates a file itself", async () => {
-  // A call, not a word in a comment; `sync -f` (syncfs) run as a command counts too.
+  // A call, not a word in a comment; `sync -f` (syncfs) run as a command, or in a shell's script, counts too.
   const direct =
-    /\.(sync|datasync|truncate)\(|\b(fsyncSync|fdatasyncSync|ftruncate|ftruncateSync|truncateSync|fsync|fdatasync)\(|"sync"/;
+    /\.(sync|datasync|truncate)\(|\b(fsyncSync|fdatasyncSync|ftruncate|ftruncateSync|truncateSync|fsync|fdatasync)\(|"sync"|\bsync -f\b/;
   const offenders: string[] = [];
   const walk = async (dir: string): Promise<void> => {
     for (const e of await readdir(dir, { withFileTypes: true })) {
@@ -241,4 +242,33 @@ test("no module but src/workspace/durable.ts syncs or truncates a file itself", 
   };
   await walk(path.join(REPO_ROOT, "src"));
   assert.deepEqual(offenders, []);
+});
+
+test("FileSystemSync: flushes answer in order; the process ends once none is owed; without sh, false", async () => {
+  const { dir, cleanup } = await scratchDir("bernstein-fs-sync-");
+  try {
+    const durable = path.join(REPO_ROOT, "dist", "src", "workspace", "durable.js");
+    // Three flushes, nothing else keeping the process alive: each is answered before it exits,
+    // and it exits (the idle shell does not hold it) without a close().
+    const script =
+      `const { FileSystemSync } = await import(${JSON.stringify(durable)});` +
+      `const s = await FileSystemSync.start(${JSON.stringify(dir)});` +
+      `const answers = [];` +
+      `for (let i = 0; i < 3; i++) s.flush().then((ok) => { answers.push(ok); console.log(answers.join(",")); });`;
+    const run = (PATH: string) =>
+      spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+        encoding: "utf8",
+        timeout: 30_000,
+        env: { ...process.env, PATH },
+      });
+    const ok = run(process.env.PATH ?? "");
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.equal(ok.stdout, "true\ntrue,true\ntrue,true,true\n");
+    // No shell to run: every flush answers false (the staging writer then fsyncs each file).
+    const none = run(dir);
+    assert.equal(none.status, 0, none.stderr);
+    assert.equal(none.stdout, "false\nfalse,false\nfalse,false,false\n");
+  } finally {
+    await cleanup();
+  }
 });
