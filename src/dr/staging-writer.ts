@@ -100,7 +100,8 @@ export class StagingWriter implements ExtractHandler {
   ) {
     this.fsync = opts.fsync ?? true;
     this.umask = umaskOf(root);
-    // Its stored bytes never outnumber what it extracts: more than a batch of them, more batches.
+    // More than a batch of archive almost always extracts to more batches (only an encrypted
+    // archive's encoding makes it larger than what it holds); when not, the worker takes the one.
     if ((opts.archiveBytes ?? 0) > BATCH_BYTES) {
       this.worker = this.startWorker();
       if (this.fsync) this.syncer = FileSystemSync.start(root);
