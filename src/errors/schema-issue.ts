@@ -54,7 +54,7 @@ function variantsOf(d: Def, value: unknown): Schema[] {
 }
 
 /** The keys the mapping at `at` in `value` (checked against `schema`) may hold. */
-export function knownKeysAt(schema: Schema, at: readonly PropertyKey[], value: unknown): string[] {
+function knownKeysAt(schema: Schema, at: readonly PropertyKey[], value: unknown): string[] {
   let s: Schema | undefined = unwrapped(schema);
   for (const key of at) {
     let d = defOf(s);
