@@ -4,9 +4,11 @@
  */
 import { Readable } from "node:stream";
 import { ExitCode, UserError } from "../errors/errors.js";
+import { describeSchemaIssues } from "../errors/schema-issue.js";
 import type { BackupStore } from "../storage/store.js";
+import * as z from "../vendor/zod.js";
 import type { WalError } from "../wal/chain.js";
-import { parseArchiveKey, type SegmentName } from "./names.js";
+import { generationKey, parseArchiveKey, snapshotKey, type SegmentName } from "./names.js";
 import type { GenerationEncryption } from "./sealing.js";
 import type { StreamEnd } from "./streams.js";
 
@@ -55,6 +57,69 @@ export interface SnapshotIndex {
   wal_breaks?: WalError[];
 }
 
+const count = () => z.number().check(z.int(), z.minimum(0));
+const sha256Hex = () => z.string().check(z.regex(/^[0-9a-f]{64}$/, "expected a sha256 in hex"));
+
+/** What readers rely on in a generation record; loose, since a newer version may add fields. */
+const GenerationRecordSchema = z.looseObject({
+  format: z.literal(GENERATION_FORMAT),
+  generation: z.string(),
+  created_at: z.string(),
+  host: z.string(),
+  workspace: z.string(),
+  previous: z.nullable(z.string()),
+  cause: z.string(),
+  encrypted: z.boolean(),
+  encryption: z.optional(
+    z.looseObject({
+      scheme: z.enum(["fernet", "age"]),
+      kdf: z.optional(
+        z.looseObject({ name: z.literal("pbkdf2-hmac-sha256"), salt: z.string(), iterations: count() }),
+      ),
+      key_check: z.optional(z.string()),
+      age_header: z.optional(z.string()),
+      recipients: z.optional(z.array(z.string())),
+    }),
+  ),
+  compression: z.optional(z.string()),
+});
+
+const SnapshotIndexSchema = z.looseObject({
+  format: z.literal(SNAPSHOT_FORMAT),
+  generation: z.string(),
+  number: count(),
+  key: z.string(),
+  sha256: sha256Hex(),
+  size_bytes: count(),
+  started_at: z.number(),
+  completed_at: z.number(),
+  streams: z.record(
+    z.string(),
+    z.looseObject({
+      length: count(),
+      tail_sha256: z.string(),
+      seq: z.optional(z.number().check(z.int(), z.minimum(-1))),
+      entry_hash: z.optional(z.string()),
+    }),
+  ),
+  wal_breaks: z.optional(z.array(z.looseObject({}))),
+});
+
+/** Why a record or index read from the store cannot be used, or undefined when it can. */
+function schemaProblem(schema: z.ZodMiniType, value: unknown, document: string): string | undefined {
+  const parsed = schema.safeParse(value);
+  return parsed.success ? undefined : describeSchemaIssues(schema, parsed.error.issues, value, { document });
+}
+
+/** A snapshot index that is in the store but cannot be read: why, and the archive it was for. */
+export interface DamagedIndex {
+  key: string;
+  number: number;
+  reason: string;
+  /** The snapshot's archive, when it is there (unusable without its index). */
+  archive?: string;
+}
+
 export interface StoredSegment extends SegmentName {
   key: string;
   size: number;
@@ -63,9 +128,13 @@ export interface StoredSegment extends SegmentName {
 export interface GenerationListing {
   generation: string;
   record?: GenerationRecord;
+  /** Why there is no `record` ("missing", or what is wrong with it): its segments cannot be read. */
+  recordProblem?: string;
   snapshots: SnapshotIndex[];
-  /** Snapshot archives whose index is missing (an interrupted snapshot, or a lost index). */
+  /** Snapshot archives without an index (an interrupted snapshot, or a lost index). */
   unindexed: string[];
+  /** Snapshot indexes that are there but cannot be read. */
+  damaged: DamagedIndex[];
   /** Per stream, sorted by `from`. */
   segments: Map<string, StoredSegment[]>;
 }
@@ -85,13 +154,45 @@ export async function readObject(store: BackupStore, key: string): Promise<Buffe
   return Buffer.concat(parts);
 }
 
-export async function getJson<T>(store: BackupStore, key: string): Promise<T> {
-  const bytes = await readObject(store, key);
+/** A JSON record of the archive checked against its schema: the value, or why it cannot be used. */
+async function readRecord<T>(
+  store: BackupStore,
+  key: string,
+  schema: z.ZodMiniType,
+  document: string,
+): Promise<{ value: T } | { problem: string }> {
+  let value: unknown;
   try {
-    return JSON.parse(bytes.toString("utf8")) as T;
-  } catch {
-    throw new UserError(`${store.describe(key)}: not valid JSON`, ExitCode.CORRUPT);
+    value = JSON.parse((await readObject(store, key)).toString("utf8"));
+  } catch (err) {
+    if (err instanceof SyntaxError) return { problem: "not valid JSON" };
+    throw err;
   }
+  const problem = schemaProblem(schema, value, document);
+  return problem ? { problem } : { value: value as T };
+}
+
+/** Why an index cannot describe snapshot `number` of `gen`, or undefined when it does. */
+function indexMismatch(idx: SnapshotIndex, gen: string, number: number): string | undefined {
+  if (idx.generation !== gen) return `generation: ${JSON.stringify(idx.generation)}, its name says ${gen}`;
+  if (idx.number !== number) return `number: ${idx.number}, its name says ${number}`;
+  const keys = [undefined, "fernet", "age"].map((s) =>
+    snapshotKey(gen, number, s as "fernet" | "age" | undefined),
+  );
+  if (!keys.includes(idx.key)) return `key: ${JSON.stringify(idx.key)} is not snapshot ${number}'s archive`;
+  return undefined;
+}
+
+/**
+ * The record a generation's segments are read by (how they are compressed and sealed), or a
+ * refusal naming it (exit 5): without it, stored bytes would be taken for what they are not.
+ */
+export function recordOf(store: BackupStore, g: GenerationListing): GenerationRecord {
+  if (g.record) return g.record;
+  throw new UserError(
+    `${store.describe(generationKey(g.generation))}: ${g.recordProblem ?? "missing"} (generation ${g.generation}'s record, which says how its segments are stored)`,
+    ExitCode.CORRUPT,
+  );
 }
 
 /**
@@ -128,27 +229,54 @@ export async function listArchive(store: BackupStore): Promise<ArchiveListing> {
   const foreign: string[] = [];
   const gen = (id: string): GenerationListing => {
     let g = byGen.get(id);
-    if (!g) byGen.set(id, (g = { generation: id, snapshots: [], unindexed: [], segments: new Map() }));
+    if (!g)
+      byGen.set(id, (g = { generation: id, snapshots: [], unindexed: [], damaged: [], segments: new Map() }));
     return g;
   };
   const snapshotKeys = new Map<string, string>();
   const indexKeys: { gen: string; key: string; number: number }[] = [];
+  const recorded = new Set<string>();
   for (const obj of await store.list("")) {
     const k = parseArchiveKey(obj.key);
     if (!k) foreign.push(obj.key);
-    else if (k.kind === "generation") gen(k.generation);
+    else if (k.kind === "generation") recorded.add(gen(k.generation).generation);
     else if (k.kind === "snapshot") snapshotKeys.set(`${k.generation}/${k.number}`, obj.key);
     else if (k.kind === "snapshot-index")
       indexKeys.push({ gen: k.generation, key: obj.key, number: k.number });
     else addSegment(gen(k.generation), k, obj);
   }
+  for (const ix of indexKeys) gen(ix.gen);
+  for (const id of snapshotKeys.keys()) gen(id.split("/")[0]!);
   for (const g of byGen.values()) {
-    g.record = await getJson<GenerationRecord>(store, `gen-${g.generation}.json`).catch(() => undefined);
+    if (!recorded.has(g.generation)) {
+      g.recordProblem = "missing";
+      continue;
+    }
+    const r = await readRecord<GenerationRecord>(
+      store,
+      generationKey(g.generation),
+      GenerationRecordSchema,
+      "a generation record",
+    );
+    if ("value" in r && r.value.generation !== g.generation)
+      g.recordProblem = `generation: ${JSON.stringify(r.value.generation)}, its name says ${g.generation}`;
+    else if ("value" in r) g.record = r.value;
+    else g.recordProblem = r.problem;
   }
   for (const ix of indexKeys) {
-    const idx = await getJson<SnapshotIndex>(store, ix.key);
-    gen(ix.gen).snapshots.push(idx);
-    snapshotKeys.delete(`${ix.gen}/${ix.number}`);
+    const r = await readRecord<SnapshotIndex>(store, ix.key, SnapshotIndexSchema, "a snapshot index");
+    const problem = "value" in r ? indexMismatch(r.value, ix.gen, ix.number) : r.problem;
+    const id = `${ix.gen}/${ix.number}`;
+    if (problem || !("value" in r)) {
+      const archive = snapshotKeys.get(id);
+      gen(ix.gen).damaged.push({
+        key: ix.key,
+        number: ix.number,
+        reason: problem!,
+        ...(archive ? { archive } : {}),
+      });
+    } else gen(ix.gen).snapshots.push(r.value);
+    snapshotKeys.delete(id);
   }
   for (const [id, key] of snapshotKeys) gen(id.split("/")[0]!).unindexed.push(key);
   for (const g of byGen.values()) {
@@ -157,6 +285,20 @@ export async function listArchive(store: BackupStore): Promise<ArchiveListing> {
   }
   const generations = [...byGen.values()].sort((a, b) => (a.generation < b.generation ? -1 : 1));
   return { generations, foreign };
+}
+
+/**
+ * Why snapshot `idx`'s archive is not what its index describes, as far as the store's metadata
+ * tells (present, of the size indexed); undefined when it is. Its bytes are checked as they are read.
+ */
+export async function snapshotObjectProblem(
+  store: BackupStore,
+  idx: SnapshotIndex,
+): Promise<string | undefined> {
+  const info = await store.head(idx.key);
+  if (!info) return "missing";
+  if (info.size !== idx.size_bytes) return `${info.size} bytes, its index says ${idx.size_bytes}`;
+  return undefined;
 }
 
 /** Segment metadata as the shipper wrote it (docs/formats.md "Segment index"). */
@@ -199,7 +341,11 @@ export async function readSegmentIndex(store: BackupStore, key: string): Promise
   };
 }
 
-/** Whether `store` holds a WAL archive: at least one generation record (`gen-<id>.json`). */
+/**
+ * Whether `store` holds a WAL archive: at least one object named as an archive's are (a generation
+ * record, a snapshot or its index, a segment), so that an archive that lost its records is still
+ * read as one, and its damage named.
+ */
 export async function holdsGenerations(store: BackupStore): Promise<boolean> {
-  return (await store.list("gen-")).some((o) => parseArchiveKey(o.key)?.kind === "generation");
+  return (await store.list("gen-")).some((o) => parseArchiveKey(o.key) !== undefined);
 }

@@ -9,10 +9,13 @@ import { BrokenSegment, LineCutter, indexProblem } from "./apply-segments.js";
 import {
   readObject,
   readSegmentIndex,
+  snapshotObjectProblem,
   type ArchiveListing,
   type SegmentIndex,
+  type SnapshotIndex,
   type StoredSegment,
 } from "./catalog.js";
+import { generationKey } from "./names.js";
 import { unlockGeneration, type GenerationEncryption, type ReadKeys } from "./sealing.js";
 import { codecOf, decodeSegment, encodes, undecodableReason, type SegmentCodec } from "./segment-codec.js";
 import { emptyEnd, type StreamEnd } from "./streams.js";
@@ -98,6 +101,15 @@ async function checkSegment(
   return undefined;
 }
 
+/** Why a snapshot's archive is not the one its index describes: missing, resized or altered. */
+async function checkSnapshot(store: BackupStore, idx: SnapshotIndex): Promise<string | undefined> {
+  const problem = await snapshotObjectProblem(store, idx);
+  if (problem) return problem;
+  const hash = createHash("sha256");
+  for await (const chunk of await store.get(idx.key)) hash.update(chunk as Buffer);
+  return hash.digest("hex") === idx.sha256 ? undefined : "altered: sha256 does not match its index";
+}
+
 const holdsKeyFor = (enc: GenerationEncryption, keys: ReadKeys | undefined): boolean =>
   enc.scheme === "fernet" ? keys?.password !== undefined : (keys?.identities?.length ?? 0) > 0;
 
@@ -119,20 +131,29 @@ export async function checkArchive(
   const problems: ArchiveProblem[] = [];
   const unopened: ArchiveCheck["unopened"] = [];
   for (const g of listing.generations) {
-    const enc = g.record?.encryption;
+    const problem = (segment: string, reason: string, stream = ""): void => {
+      problems.push({ generation: g.generation, stream, segment, reason });
+    };
+    for (const d of g.damaged) problem(d.key, `snapshot index: ${d.reason}`);
+    for (const key of g.unindexed)
+      problem(key, "snapshot without its index (interrupted, or the index was lost)");
+    for (const idx of g.snapshots) {
+      const reason = await checkSnapshot(store, idx);
+      if (reason) problem(idx.key, `snapshot: ${reason}`);
+    }
+    if (!g.record) {
+      problem(
+        generationKey(g.generation),
+        `generation record: ${g.recordProblem ?? "missing"} (how its segments are stored: they were not read)`,
+      );
+      continue;
+    }
+    const enc = g.record.encryption;
     const opened = enc && holdsKeyFor(enc, keys);
     if (enc && !opened && g.segments.size > 0)
       unopened.push({ generation: g.generation, scheme: enc.scheme });
     const codec = codecOf(g.record, opened ? await unlockGeneration(g.generation, enc, keys!) : undefined);
     const first = g.snapshots[0];
-    for (const key of g.unindexed) {
-      problems.push({
-        generation: g.generation,
-        stream: "",
-        segment: key,
-        reason: "snapshot without its index (interrupted, or the index was lost)",
-      });
-    }
     for (const [stream, segments] of g.segments) {
       const start = first?.streams[stream];
       for (const gap of streamGaps(stream, segments, start?.length ?? 0)) {

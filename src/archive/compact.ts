@@ -436,6 +436,13 @@ export async function compactArchive(
 ): Promise<CompactResult> {
   const result = newResult(listing.generations);
   for (const g of listing.generations) {
+    if (!g.record) {
+      result.skipped.push({
+        generation: g.generation,
+        reason: `its record is ${g.recordProblem ?? "missing"}`,
+      });
+      continue;
+    }
     const k = await keyOf(g, opts.keys ?? {});
     if ("skip" in k) result.skipped.push({ generation: g.generation, reason: k.skip });
     else await compactGeneration(store, g, codecOf(g.record, k.key), opts, result);
@@ -453,7 +460,7 @@ export async function compactOwnGeneration(
   codec: SegmentCodec,
   opts: CompactOptions,
 ): Promise<CompactResult> {
-  const g: GenerationListing = { generation, snapshots: [], unindexed: [], segments: new Map() };
+  const g: GenerationListing = { generation, snapshots: [], unindexed: [], damaged: [], segments: new Map() };
   for (const obj of await store.list(generationPrefix(generation))) {
     const k = parseArchiveKey(obj.key);
     if (k?.kind === "segment" && k.generation === generation) addSegment(g, k, obj);

@@ -206,7 +206,7 @@ export async function openGeneration(
         snapshot: ours.snapshots[ours.snapshots.length - 1],
         ends,
         resumed: true,
-        codec: codecOf(ours.record, next.key),
+        codec: codecOf(ours.record!, next.key),
         firstSnapshotAt: ours.snapshots[0]?.completed_at,
         ...snapshotNumbering(ours),
         unsettled: new Map(),

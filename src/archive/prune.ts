@@ -18,6 +18,7 @@ import type { BackupStore } from "../storage/store.js";
 import {
   historyOf,
   type ArchiveListing,
+  type DamagedIndex,
   type GenerationListing,
   type SnapshotIndex,
   type StoredSegment,
@@ -109,6 +110,9 @@ function decideSnapshots(generations: GenerationListing[], policy: RetentionPoli
 /** A snapshot's archive and index, index first: the window never starts at a snapshot being deleted. */
 const snapshotKeys = (s: SnapshotIndex): string[] => [snapshotIndexKey(s.generation, s.number), s.key];
 
+/** A damaged index and its snapshot's archive, index first (as snapshotKeys). */
+const damagedKeys = (d: DamagedIndex): string[] => [d.key, ...(d.archive ? [d.archive] : [])];
+
 /** Segments no kept point needs: wholly before where the oldest kept snapshot holds their stream. */
 function unneededSegments(g: GenerationListing, oldestKept: SnapshotIndex): StoredSegment[] {
   const out: StoredSegment[] = [];
@@ -135,8 +139,9 @@ function planGeneration(g: GenerationListing, kept: Set<string>, newest: boolean
       deletes: [
         ...g.snapshots.flatMap(snapshotKeys),
         ...g.unindexed,
+        ...g.damaged.flatMap(damagedKeys),
         ...segs.map((s) => s.key),
-        ...(g.record ? [generationKey(g.generation)] : []),
+        ...(g.recordProblem === "missing" ? [] : [generationKey(g.generation)]),
       ],
       segments_deleted: segs.length,
       bytes_deleted: segs.reduce((n, s) => n + s.size, 0),
@@ -147,10 +152,13 @@ function planGeneration(g: GenerationListing, kept: Set<string>, newest: boolean
   // An archive without its index numbered below an indexed snapshot is a dead leftover (an
   // interrupted snapshot or prune), not one in progress: snapshots are taken in number order.
   const newestIndexed = g.snapshots[g.snapshots.length - 1]!.number;
-  const leftovers = g.unindexed.filter((k) => {
-    const p = parseArchiveKey(k);
-    return p?.kind === "snapshot" && p.number < newestIndexed;
-  });
+  const leftovers = [
+    ...g.unindexed.filter((k) => {
+      const p = parseArchiveKey(k);
+      return p?.kind === "snapshot" && p.number < newestIndexed;
+    }),
+    ...g.damaged.filter((d) => d.number < oldest.number).flatMap(damagedKeys),
+  ];
   const segs = unneededSegments(g, oldest);
   return {
     generation: g.generation,

@@ -12,7 +12,7 @@ import { rm } from "node:fs/promises";
 import path from "node:path";
 import { writeCheckpoint } from "../checkpoint/checkpoint.js";
 import { loadState } from "../checkpoint/load-state.js";
-import { ExitCode, UserError } from "../errors/errors.js";
+import { ExitCode, UserError, wrapError } from "../errors/errors.js";
 import { restoreFromStream, type RestoreResult } from "../dr/restore.js";
 import type { BackupStore } from "../storage/store.js";
 import { buildAndSwapIn } from "../dr/restore-target.js";
@@ -22,7 +22,13 @@ import { readLinesBackward } from "../workspace/lines.js";
 import { entryTimeMs } from "../wal/entry.js";
 import type { OrchestratorState } from "../state/reducer.js";
 import { BrokenSegment, applyStream, cutAt, type Cut } from "./apply-segments.js";
-import { listArchive, type GenerationListing, type SnapshotIndex } from "./catalog.js";
+import {
+  listArchive,
+  recordOf,
+  snapshotObjectProblem,
+  type GenerationListing,
+  type SnapshotIndex,
+} from "./catalog.js";
 import { ARCHIVE_STATUS } from "./health.js";
 import { walRunOf } from "./names.js";
 import { RestoreIntents } from "./restore-intents.js";
@@ -99,6 +105,12 @@ async function usableGenerations(store: BackupStore, point: RestorePoint): Promi
   const windows: Usable[] = [];
   for (const gen of gens) windows.push({ gen, window: await generationWindow(store, gen) });
   const usable = windows.filter((w) => w.window.earliest !== null);
+  const damaged = gens.flatMap((g) => g.damaged)[0];
+  if (usable.length === 0 && damaged)
+    throw new UserError(
+      `${store.describe(damaged.key)}: ${damaged.reason} (a snapshot index; no other base snapshot to restore from)`,
+      ExitCode.CORRUPT,
+    );
   if (usable.length === 0)
     throw new UserError(
       wanted
@@ -269,7 +281,7 @@ async function applyAll(
       c.snapshot.streams[stream],
       cut,
       {
-        codec: codecOf(c.gen.record, key),
+        codec: codecOf(recordOf(store, c.gen), key),
         onIntents: rows ? (kept) => rows.add(kept) : undefined,
         ...(run !== undefined
           ? { onKept: (entries, end) => state.apply(run, entries, end), entriesWanted: PointState.needs }
@@ -309,15 +321,24 @@ async function buildPoint(
   result: Omit<PointRestoreResult, "target" | "kept" | "snapshot_restore" | "warnings">;
   snapshotRestore: RestoreResult;
 }> {
+  const snapshotName = store.describe(chosen.snapshot.key);
+  const problem = await snapshotObjectProblem(store, chosen.snapshot);
+  if (problem)
+    throw new UserError(`${snapshotName}: ${problem} (the point's base snapshot)`, ExitCode.CORRUPT);
   const snapshotRestore = await restoreFromStream(await store.get(chosen.snapshot.key), staging, {
     keep: false,
     password: opts.password,
     identities: opts.identities,
     auditKeyPath: opts.auditKeyPath,
-    source: store.describe(chosen.snapshot.key),
-    label: store.describe(chosen.snapshot.key),
+    source: snapshotName,
+    label: snapshotName,
     expectSha256: chosen.snapshot.sha256,
     archiveBytes: chosen.snapshot.size_bytes,
+  }).catch((err: unknown) => {
+    // The archive's own messages do not name it: here it is one object of many.
+    throw err instanceof UserError && err.exitCode === ExitCode.CORRUPT && !err.message.includes(snapshotName)
+      ? wrapError(snapshotName, err)
+      : err;
   });
   const ws = new Workspace(staging);
   const intents = new RestoreIntents(ws);
@@ -361,7 +382,7 @@ export async function restoreToPoint(
   const keys = new Map<string, SegmentKey | undefined>();
   const keyOf = async (c: Chosen): Promise<SegmentKey | undefined> => {
     const gen = c.gen.generation;
-    if (!keys.has(gen)) keys.set(gen, await unlockGeneration(gen, c.gen.record?.encryption, opts));
+    if (!keys.has(gen)) keys.set(gen, await unlockGeneration(gen, recordOf(store, c.gen).encryption, opts));
     return keys.get(gen);
   };
   // Before anything is written or locked: a wrong password or identity is refused here (exit 4).

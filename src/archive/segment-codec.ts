@@ -63,17 +63,17 @@ export interface SegmentCodec {
 }
 
 /** How `record`'s segments are stored; `key`: the generation's, when the caller holds it. */
-export function codecOf(record: GenerationRecord | undefined, key?: SegmentKey): SegmentCodec {
-  const compression = record?.compression;
+export function codecOf(record: GenerationRecord, key?: SegmentKey): SegmentCodec {
+  const compression = record.compression;
   if (compression !== undefined && !isSegmentCompression(compression))
     throw new UserError(
-      `generation ${record!.generation}: its segments are compressed as ${JSON.stringify(compression)}, ` +
+      `generation ${record.generation}: its segments are compressed as ${JSON.stringify(compression)}, ` +
         `which this version does not read (it reads ${SEGMENT_COMPRESSIONS.join(", ")})`,
       ExitCode.CORRUPT,
     );
   return {
     ...(compression ? { compression } : {}),
-    encrypted: record?.encrypted === true,
+    encrypted: record.encrypted === true,
     ...(key ? { key } : {}),
   };
 }

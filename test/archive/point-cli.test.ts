@@ -259,4 +259,43 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
     assert.equal(JSON.parse(last.stdout).broken.segment, segs[1]);
     assert.deepEqual(await readdir(tmp), []);
   });
+
+  it("a damaged snapshot index, generation record or base snapshot: dr list --check and dr restore name it (exit 5, one line); prune does not trip on it", async () => {
+    const keys = [...(await storeObjects(store)).keys()];
+    const record = keys.find((k) => /^gen-[^.]+\.json$/.test(k))!;
+    const index = keys.find((k) => k.endsWith(".snap-000000.idx.json"))!;
+    const snapshot = keys.find((k) => /\.snap-000000\.tar\.gz$/.test(k))!;
+    assert.ok(record && index && snapshot, keys.join("\n"));
+    const flip = async (file: string): Promise<void> => {
+      const bytes = await readFile(file);
+      bytes[bytes.length >> 1] ^= 0xff;
+      await writeFile(file, bytes);
+    };
+    const cases: [string, (copy: string) => Promise<void>, string, RegExp][] = [
+      ["index {}", (c) => writeFile(path.join(c, index), "{}\n"), index, /snapshot index: format: expected/],
+      ["index garbage", (c) => writeFile(path.join(c, index), "{garbage"), index, /not valid JSON/],
+      ["record garbage", (c) => writeFile(path.join(c, record), "{garbage"), record, /not valid JSON/],
+      ["record missing", (c) => rm(path.join(c, record)), record, /: missing/],
+      ["snapshot altered", (c) => flip(path.join(c, snapshot)), snapshot, /snapshot: altered|corrupt/],
+      ["snapshot missing", (c) => rm(path.join(c, snapshot)), snapshot, /missing/],
+    ];
+    for (const [what, damage, named, reason] of cases) {
+      const copy = path.join(scratch.dir, `damaged-${what.replace(/\W+/g, "-")}`);
+      await cp(store, copy, { recursive: true });
+      await damage(copy);
+      const check = await f.cli(["--json", "dr", "list", "--from", copy, "--check"]);
+      assert.equal(check.code, 5, `${what}: ${check.stderr}`);
+      const problems = JSON.parse(check.stdout).problems as { segment: string; reason: string }[];
+      const found = problems.find((p) => p.segment === named);
+      assert.ok(found, `${what}: ${check.stdout}`);
+      if (!what.startsWith("snapshot altered")) assert.match(found.reason, reason, what);
+      const target = path.join(scratch.dir, `restored-${what.replace(/\W+/g, "-")}`, ".sdd");
+      const r = await f.cli(["dr", "restore", "--from", copy, "--latest"], target);
+      assert.equal(r.code, 5, `${what}: ${r.stderr}`);
+      assert.ok(r.stderr.includes(named), `${what}: ${r.stderr}`);
+      assert.equal(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
+      const prune = await f.cli(["dr", "prune", "--from", copy, "--keep-within", "7d", "--dry-run"]);
+      assert.equal(prune.code, 0, `${what}: ${prune.stderr}`);
+    }
+  });
 });

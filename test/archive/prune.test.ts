@@ -224,6 +224,7 @@ describe("the WAL archive prune plan", () => {
     generation,
     snapshots,
     unindexed: [],
+    damaged: [],
     segments: new Map(segments.length ? [[WAL, segments]] : []),
   });
 

@@ -9,7 +9,6 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { test } from "node:test";
 import { readObject } from "../../src/archive/catalog.js";
-import { codecOf } from "../../src/archive/segment-codec.js";
 import { shipCycle, type UnsettledPut } from "../../src/archive/shipper.js";
 import { ReadBuffer, type StreamEnd } from "../../src/archive/streams.js";
 import { parseSegmentKey } from "../../src/archive/names.js";
@@ -62,7 +61,7 @@ test("a failed plain segment sent again after other reads of the reused buffer s
       unsettled,
       readBuffer: new ReadBuffer(),
       // Uncompressed: a plain segment's bytes are a view of the read buffer (what this checks).
-      codec: codecOf(undefined),
+      codec: { encrypted: false },
     };
 
     await assert.rejects(shipCycle(target), /the store failed/);

@@ -14,7 +14,6 @@ import {
   type SettledStream,
   type ShipperTarget,
 } from "../../src/archive/shipper.js";
-import { codecOf } from "../../src/archive/segment-codec.js";
 import { ReadBuffer, type StreamEnd } from "../../src/archive/streams.js";
 import { openCatalogue } from "../../src/storage/open-store.js";
 import { initWorkspace, type Workspace } from "../../src/workspace/layout.js";
@@ -42,7 +41,7 @@ async function targetIn(
     ends: new Map<string, StreamEnd>(),
     readBuffer: new ReadBuffer(),
     settled,
-    codec: codecOf(undefined),
+    codec: { encrypted: false },
   };
 }
 

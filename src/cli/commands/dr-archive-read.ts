@@ -8,6 +8,7 @@ import { checkArchive } from "../../archive/check.js";
 import { historyOf, listArchive } from "../../archive/catalog.js";
 import { KEY_NEEDED, type ReadKeys } from "../../archive/sealing.js";
 import { generationWindow, type Gap } from "../../archive/window.js";
+import { generationKey } from "../../archive/names.js";
 import type { PasswordFlags } from "../password.js";
 import { openCatalogue } from "../../storage/open-store.js";
 import type { BackupStore } from "../../storage/store.js";
@@ -29,6 +30,10 @@ interface GenerationJson {
   /** How its segments are stored: compressed ("br", "gzip") or as they are, sealed or not (docs/formats.md). */
   compression: string | null;
   encryption: "fernet" | "age" | null;
+  /** Why its record cannot be read ("missing", or what is wrong with it); null when it can. */
+  record_problem: string | null;
+  /** Snapshot indexes that are there but cannot be read. */
+  damaged_indexes: { key: string; reason: string }[];
   snapshots: { number: number; key: string; completed_at: string | null; wal_breaks?: WalError[] }[];
   segments: number;
   earliest: string | null;
@@ -84,6 +89,8 @@ export async function listWalArchive(
       cause: g.record?.cause ?? null,
       compression: g.record?.compression ?? null,
       encryption: g.record?.encryption?.scheme ?? null,
+      record_problem: g.recordProblem ?? null,
+      damaged_indexes: g.damaged.map((d) => ({ key: d.key, reason: d.reason })),
       snapshots: g.snapshots.map((s) => ({
         number: s.number,
         key: s.key,
@@ -116,7 +123,12 @@ export async function listWalArchive(
         );
         if (record) out.line(`  workspace: ${shownOnHost(record.host, record.workspace)}`);
         if (g.cause) out.line(`  started: ${g.cause}`);
-        out.line(`  segments: ${segmentForm(g)}`);
+        if (g.record_problem !== null)
+          out.line(
+            `  DAMAGED record ${generationKey(g.generation)}: ${g.record_problem} (its segments cannot be read)`,
+          );
+        else out.line(`  segments: ${segmentForm(g)}`);
+        for (const d of g.damaged_indexes) out.line(`  DAMAGED index ${d.key}: ${d.reason}`);
         for (const s of g.snapshots)
           for (const b of s.wal_breaks ?? [])
             out.line(`  DAMAGED snapshot ${s.number}: ${describeSnapshotBreak(b)} when it was taken`);
@@ -127,7 +139,7 @@ export async function listWalArchive(
       if (problems)
         out.line(
           ok
-            ? "check: every generation is continuous, every segment intact"
+            ? "check: every generation is continuous, every segment and snapshot intact"
             : `check: ${problems.length} problem(s)`,
         );
       for (const u of checked?.unopened ?? [])
@@ -136,7 +148,7 @@ export async function listWalArchive(
         );
     },
   );
-  if (!ok) out.failed(ExitCode.CORRUPT, `${problems!.length} broken segment(s) in ${store.root}`);
+  if (!ok) out.failed(ExitCode.CORRUPT, `${problems!.length} broken object(s) in ${store.root}`);
 }
 
 function segmentForm(g: GenerationJson): string {

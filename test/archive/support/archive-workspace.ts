@@ -4,8 +4,7 @@ import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { initWorkspace, type Workspace } from "../../../src/workspace/layout.js";
 import { WalWriter } from "../../../src/wal/writer.js";
-import { getJson, type GenerationRecord } from "../../../src/archive/catalog.js";
-import { LocalStore } from "../../../src/storage/local-store.js";
+import type { GenerationRecord } from "../../../src/archive/catalog.js";
 import { generationKey, parseArchiveKey } from "../../../src/archive/names.js";
 import { codecOf, decodeSegment, encodeSegment } from "../../../src/archive/segment-codec.js";
 import assert from "node:assert/strict";
@@ -87,7 +86,9 @@ export async function storeObjects(dir: string): Promise<Map<string, string>> {
 async function plainCodecIn(dir: string, key: string) {
   const name = parseArchiveKey(key);
   assert.ok(name?.kind === "segment", `${key}: not a segment`);
-  const record = await getJson<GenerationRecord>(new LocalStore(dir), generationKey(name.generation));
+  const record = JSON.parse(
+    await readFile(path.join(dir, generationKey(name.generation)), "utf8"),
+  ) as GenerationRecord;
   assert.ok(!record.encrypted, `${key}: its generation is encrypted`);
   return { codec: codecOf(record), length: name.to - name.from };
 }

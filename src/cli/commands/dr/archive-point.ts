@@ -130,7 +130,7 @@ const noArchive = (command: string, from: string, flag: string): Promise<UserErr
   noArchiveAt(
     command,
     from,
-    `${from} holds no WAL archive (no gen-*.json generation record), so ${flag} names no point in it; the newest backup at a location is --latest --at LOCATION`,
+    `${from} holds no WAL archive (no gen-* object), so ${flag} names no point in it; the newest backup at a location is --latest --at LOCATION`,
   );
 
 /**

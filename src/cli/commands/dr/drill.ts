@@ -119,7 +119,7 @@ async function drillArchivePoint(cmd: Command, opts: DrillFlags): Promise<void> 
     throw await point.noArchiveAt(
       "drill",
       opts.from,
-      `${opts.from} holds no WAL archive (no gen-*.json generation record)`,
+      `${opts.from} holds no WAL archive (no gen-* object)`,
       `--from ${opts.from} is a file, not a WAL archive; a drill makes its own backup, and 'dr verify --from ${opts.from}' checks a backup file end to end`,
     );
   const { runDoctor } = await import("../../../orchestrator/doctor.js");

@@ -65,7 +65,7 @@ async function listArchiveAt(cmd: Command, from: string, opts: ListFlags): Promi
   const store = await walArchiveAt(from, opts);
   if (!store)
     throw new UserError(
-      `dr list --from ${from}: no WAL archive there (no gen-*.json generation record); the backups at a location are listed with --at`,
+      `dr list --from ${from}: no WAL archive there (no gen-* object); the backups at a location are listed with --at`,
       ExitCode.USAGE,
     );
   const { listWalArchive } = await import("../dr-archive-read.js");
