@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { cp, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { parseAt } from "../../src/cli/commands/dr/archive-point.js";
 import { entryTimeMs } from "../../src/wal/entry.js";
 import { scratchDir } from "../helpers.js";
 import {
@@ -258,6 +259,16 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
     assert.equal(JSON.parse(last.stdout).wal[RUN].seq, 14);
     assert.equal(JSON.parse(last.stdout).broken.segment, segs[1]);
     assert.deepEqual(await readdir(tmp), []);
+  });
+
+  it("--at refuses a day its month does not have (Date.parse would carry it into the next month)", () => {
+    assert.throws(
+      () => parseAt("2026-02-30T00:00:00Z"),
+      /^UserError: --at 2026-02-30T00:00:00Z: no such day \(2026-02 has 28 days\)$/,
+    );
+    assert.throws(() => parseAt("2026-11-31T12:00:00+01:00"), /no such day \(2026-11 has 30 days\)/);
+    assert.equal(parseAt("2024-02-29T00:00:00Z"), Date.UTC(2024, 1, 29));
+    assert.equal(parseAt("2026-12-31T23:59:59.5Z"), Date.UTC(2026, 11, 31, 23, 59, 59, 500));
   });
 
   it("a damaged snapshot index, generation record or base snapshot: dr list --check and dr restore name it (exit 5, one line); prune does not trip on it", async () => {

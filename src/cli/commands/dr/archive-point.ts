@@ -49,6 +49,13 @@ export function parseAt(text: string): number {
     : /(Z|[+-]\d\d:?\d\d)$/i.test(text.trim())
       ? Date.parse(text)
       : NaN;
+  const day = /^(\d{4})-(\d\d)-(\d\d)/.exec(text.trim());
+  if (!epoch && day && !Number.isNaN(ms)) {
+    // Date.parse carries a day past the month's end into the next month (02-30 is 03-02).
+    const days = new Date(Date.UTC(Number(day[1]), Number(day[2]), 0)).getUTCDate();
+    if (Number(day[3]) > days)
+      throw new UserError(`--at ${text}: no such day (${day[1]}-${day[2]} has ${days} days)`, ExitCode.USAGE);
+  }
   if (Number.isNaN(ms)) {
     throw new UserError(
       `--at ${text}: from a WAL archive, --at is an instant: an ISO-8601 time with a zone (2026-12-03T22:15:00Z) or @<epoch seconds> (a backup catalogue location goes with --latest and no --from)`,
