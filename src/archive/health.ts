@@ -47,6 +47,8 @@ export class ArchiveHealth {
   private status: ArchiveStatus & Required<Pick<ArchiveStatus, "wal_shipped_seq" | "wal_shipped_bytes">>;
   /** When the status was last written (epoch ms; 0: never). */
   private writtenAt = 0;
+  /** Until a cycle catches up, the store is known to hold everything only as of this archiver's start. */
+  private readonly startedAt = Date.now();
   /** Per stream, what the last cycle held back and since when (reported or not yet). */
   private heldSeen = new Map<string, { h: HeldBack; since: number }>();
   private cycled = false;
@@ -248,7 +250,7 @@ export class ArchiveHealth {
     s.lag_entries = await walLagEntries(this.ws.root, s);
     s.lag_bytes = s.held_back.reduce((n, h) => n + h.bytes, 0);
     s.state = s.errors_in_a_row > 0 ? "failing" : s.held_back.length > 0 ? "stalled" : "ok";
-    const since = s.caught_up_at ? Date.parse(s.caught_up_at) : now.getTime();
+    const since = s.caught_up_at ? Date.parse(s.caught_up_at) : this.startedAt;
     const heldSince = Math.min(...s.held_back.map((h) => Date.parse(h.since)));
     s.lag_seconds =
       s.errors_in_a_row > 0

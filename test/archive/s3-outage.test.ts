@@ -103,4 +103,45 @@ describe("dr archive to s3:// through a store outage", () => {
     const wal = await readFile(path.join(restored, "runtime", "wal", `${RUN}.wal.jsonl`));
     assert.ok(wal.equals(await readFile(f.ws.walFile(RUN))));
   });
+
+  it("a store failing from the archiver's start: the lag in seconds grows from that start", async () => {
+    const g = await archiveFixture(path.join(scratch.dir, "from-start"), h.env);
+    await appendDecisions(g.ws, RUN, 5);
+    h.setFault(() => 503);
+    const { child, done } = spawnCli(
+      [
+        "--sdd",
+        g.sdd,
+        "dr",
+        "archive",
+        "--to",
+        `s3://${BUCKET}/down/`,
+        "--interval",
+        "50ms",
+        "--endpoint",
+        h.endpoint,
+        "--retries",
+        "0",
+      ],
+      { env: g.env, cwd: scratch.dir },
+    );
+    try {
+      const s = await waitFor(
+        "the lag counted from the start",
+        async () => {
+          const st = await readArchiveStatus(g.sdd);
+          return st && st.pid === child.pid && st.errors_in_a_row >= 3 && st.lag_seconds > 0.1
+            ? st
+            : undefined;
+        },
+        { exited: done },
+      );
+      assert.equal(s.caught_up_at, null);
+      assert.equal(s.state, "failing");
+    } finally {
+      h.setFault(undefined);
+      child.kill("SIGTERM");
+    }
+    assert.equal((await done).code, 143);
+  });
 });
