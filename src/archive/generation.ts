@@ -6,6 +6,7 @@
 import os from "node:os";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { recipientFingerprint } from "../dr/age/keys.js";
+import { parseBackupName } from "../storage/catalogue.js";
 import type { BackupStore } from "../storage/store.js";
 import { verifyWal } from "../wal/reader.js";
 import type { Workspace } from "../workspace/layout.js";
@@ -188,6 +189,13 @@ export async function openGeneration(
   opts: GenerationOptions,
 ): Promise<GenerationState> {
   const listing = await listArchive(store);
+  const backups = listing.foreign.filter((k) => parseBackupName(k) !== undefined);
+  if (backups.length > 0)
+    throw new UserError(
+      `${store.root} holds ${backups.length} backup(s) (${backups[0]}${backups.length > 1 ? ", ..." : ""}): ` +
+        "a WAL archive's location holds nothing else (dr list and dr prune would take one for the other); give another folder or prefix",
+      ExitCode.USAGE,
+    );
   const newest = listing.generations[listing.generations.length - 1];
   const isOurs = (g: GenerationListing) => g.record?.workspace === ws.root && g.record.host === os.hostname();
   const ours = [...listing.generations].reverse().find(isOurs) ?? newest;

@@ -309,4 +309,20 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
       assert.equal(prune.code, 0, `${what}: ${prune.stderr}`);
     }
   });
+
+  it("one location holds backups or a WAL archive, never both: dr archive --to and dr backup --to-dir refuse the other's (exit 2)", async () => {
+    const a = await f.cli(["dr", "archive", "--to", backups, "--once"]);
+    assert.equal(a.code, 2, a.stderr);
+    assert.match(
+      a.stderr,
+      /holds 1 backup\(s\) \(bernstein-backup-.*\): a WAL archive's location holds nothing else/,
+    );
+    const b = await f.cli(["--json", "dr", "backup", "--to-dir", store]);
+    assert.equal(b.code, 2, b.stderr);
+    assert.match(JSON.parse(b.stdout).error, /holds a WAL archive \(gen-\* objects\)/);
+    assert.deepEqual(
+      (await readdir(backups)).filter((n) => n.startsWith("gen-")),
+      [],
+    );
+  });
 });

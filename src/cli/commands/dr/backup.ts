@@ -103,6 +103,11 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
   }
   // Refused before the command says it started: a folder that is not there, a backup that is.
   if (opts.to && !isOffsiteDestination(opts)) await checkDestination(shownDest, opts.force === true);
+  if (opts.toDir && (await (await import("./archive-point.js")).walArchiveAt(opts.toDir, opts)))
+    throw new UserError(
+      `--to-dir ${opts.toDir} holds a WAL archive (gen-* objects): its location holds nothing else (dr list and dr prune would take one for the other); give another folder or prefix`,
+      ExitCode.USAGE,
+    );
   out.line(`Backing up ${shown(ws.root)} to ${shownDest}...`);
   const progress = progressFor(out);
   const job = await progress.during(
