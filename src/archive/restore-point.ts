@@ -13,9 +13,9 @@ import path from "node:path";
 import { writeCheckpoint } from "../checkpoint/checkpoint.js";
 import { loadState } from "../checkpoint/load-state.js";
 import { ExitCode, UserError, wrapError } from "../errors/errors.js";
-import { restoreFromStream, type RestoreResult } from "../dr/restore.js";
+import { extractIntoStaging, type RestoreResult } from "../dr/restore.js";
 import type { BackupStore } from "../storage/store.js";
-import { buildAndSwapIn } from "../dr/restore-target.js";
+import { buildAndSwapIn, type StagingBuild } from "../dr/restore-target.js";
 import { atomicWriteFile } from "../workspace/durable.js";
 import { Workspace } from "../workspace/layout.js";
 import { readLinesBackward } from "../workspace/lines.js";
@@ -256,6 +256,7 @@ async function applyAll(
   root: string,
   key: SegmentKey | undefined,
   intents: RestoreIntents,
+  ctx: StagingBuild,
 ): Promise<{ cut: Cut; wal: PointRestoreResult["wal"]; segments: number; state?: OrchestratorState }> {
   const streams = [...new Set([...Object.keys(c.snapshot.streams), ...c.gen.segments.keys()])];
   const cut = { ...c.cut };
@@ -270,6 +271,7 @@ async function applyAll(
       await cutAt(path.join(root, stream), c.snapshot.streams[stream]?.length ?? 0);
   const state = await PointState.ofSnapshot(new Workspace(root));
   for (const stream of streams) {
+    ctx.checkpoint();
     const file = path.join(root, stream);
     const run = walRunOf(stream);
     const rows = run !== undefined ? await intents.begin(run, file, c.snapshot.streams[stream]) : undefined;
@@ -317,6 +319,8 @@ async function buildPoint(
   opts: PointRestoreOptions,
   broken: PointRestoreResult["broken"],
   key: SegmentKey | undefined,
+  target: string,
+  ctx: StagingBuild,
 ): Promise<{
   result: Omit<PointRestoreResult, "target" | "kept" | "snapshot_restore" | "warnings">;
   snapshotRestore: RestoreResult;
@@ -325,24 +329,33 @@ async function buildPoint(
   const problem = await snapshotObjectProblem(store, chosen.snapshot);
   if (problem)
     throw new UserError(`${snapshotName}: ${problem} (the point's base snapshot)`, ExitCode.CORRUPT);
-  const snapshotRestore = await restoreFromStream(await store.get(chosen.snapshot.key), staging, {
-    keep: false,
-    password: opts.password,
-    identities: opts.identities,
-    auditKeyPath: opts.auditKeyPath,
-    source: snapshotName,
-    label: snapshotName,
-    expectSha256: chosen.snapshot.sha256,
-    archiveBytes: chosen.snapshot.size_bytes,
-  }).catch((err: unknown) => {
+  // Straight into the staging folder: a restore of its own would nest its lock and staging
+  // folder beside this one, for an interrupt to race with.
+  const snapshotRestore = await extractIntoStaging(
+    await store.get(chosen.snapshot.key),
+    staging,
+    ctx,
+    target,
+    {
+      password: opts.password,
+      identities: opts.identities,
+      auditKeyPath: opts.auditKeyPath,
+      source: snapshotName,
+      label: snapshotName,
+      expectSha256: chosen.snapshot.sha256,
+      archiveBytes: chosen.snapshot.size_bytes,
+    },
+  ).catch((err: unknown) => {
     // The archive's own messages do not name it: here it is one object of many.
     throw err instanceof UserError && err.exitCode === ExitCode.CORRUPT && !err.message.includes(snapshotName)
       ? wrapError(snapshotName, err)
       : err;
   });
+  ctx.checkpoint();
   const ws = new Workspace(staging);
   const intents = new RestoreIntents(ws);
-  const applied = await applyAll(store, chosen, staging, key, intents).finally(() => intents.close());
+  const applied = await applyAll(store, chosen, staging, key, intents, ctx).finally(() => intents.close());
+  ctx.checkpoint();
   await intents.writeIndex();
   await rm(ws.p(...ARCHIVE_STATUS), { force: true });
   const result = {
@@ -360,8 +373,10 @@ async function buildPoint(
   // Built on the way when that is provably a loadState of the result (restore-state.ts). As a
   // checkpoint, the first status or start after the restore reads the WAL from the point on, not
   // from the snapshot's position.
+  ctx.checkpoint();
   const state = applied.state ?? (await loadState(ws)).state;
   await writeCheckpoint(ws, state);
+  ctx.checkpoint();
   await opts.finish?.(staging, state);
   return { result, snapshotRestore };
 }
@@ -387,13 +402,15 @@ export async function restoreToPoint(
   };
   // Before anything is written or locked: a wrong password or identity is refused here (exit 4).
   await keyOf(chosen);
-  const done = await buildAndSwapIn(target, { force: opts.force, keep: opts.keep }, async (staging) => {
+  const abs = path.resolve(target);
+  const done = await buildAndSwapIn(target, { force: opts.force, keep: opts.keep }, async (staging, ctx) => {
     for (;;) {
       try {
-        return await buildPoint(store, chosen, staging, opts, broken, await keyOf(chosen));
+        return await buildPoint(store, chosen, staging, opts, broken, await keyOf(chosen), abs, ctx);
       } catch (err) {
-        await rm(staging, { recursive: true, force: true }).catch(() => {});
+        // Else the restore's failure path removes the staging folder.
         if (!(err instanceof BrokenSegment) || !opts.lastConsistent || broken) throw err;
+        await rm(staging, { recursive: true, force: true });
         // The last instant every stream holds whole: just before the broken segment's first line.
         broken = { segment: err.key, reason: err.message };
         const atMs = Math.min(chosen.cut.atMs, err.lastGoodTime);

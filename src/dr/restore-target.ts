@@ -25,7 +25,7 @@ import {
   removeDeadTemps,
   removeEmptyFolders,
 } from "../workspace/durable.js";
-import { cleanupOnInterrupt } from "../workspace/interrupt.js";
+import { cleanupOnInterrupt, interruptInProgress } from "../workspace/interrupt.js";
 import { Workspace } from "../workspace/layout.js";
 import {
   acquireLock,
@@ -123,14 +123,19 @@ export async function finishInterruptedRestore(abs: string): Promise<string | un
 
 /**
  * Removes staging folders left by restores whose process died before the swap, and the temp
- * file of a journal being written when one died.
+ * file of a journal being written when one died. Whatever starts with the staging prefix and
+ * names a dead pid goes: also what older versions nested beside a staging folder (the
+ * point-in-time restore's snapshot restored as a restore of its own, with its own staging
+ * folder `.<name>.restore-<pid>-<hex>.restore-<pid>-<hex>` and lock).
  */
 export async function removeStaleStaging(target: string): Promise<void> {
   const dir = path.dirname(target);
   const names = await readdir(dir).catch(() => [] as string[]);
   const journal = path.basename(journalPath(target));
-  await removeDeadTemps(dir, (name) => name === journal, names);
   const prefix = stagingPrefix(target);
+  // Also the temp file of a lock beside a staging folder (restores before the point-in-time
+  // restore extracted its snapshot straight into its staging folder made one there).
+  await removeDeadTemps(dir, (name) => name === journal || name.startsWith(prefix), names);
   for (const name of names) {
     if (!name.startsWith(prefix)) continue;
     const pid = Number(name.slice(prefix.length).split("-")[0]);
@@ -226,18 +231,83 @@ export interface GuardedRestore {
   onStart?: () => void;
 }
 
+/** What `build` is given besides its staging folder. */
+export interface StagingBuild {
+  /** `stop` ends what still writes into the staging folder (a worker thread); run before it is removed. */
+  beforeRemove(stop: () => Promise<void>): void;
+  /** Throws once the restore is interrupted: call between steps, so that it ends soon. */
+  checkpoint(): void;
+}
+
+/** Thrown by `checkpoint()` of an interrupted restore; never reaches the user. */
+class RestoreInterrupted extends Error {
+  constructor() {
+    super("the restore was interrupted");
+  }
+}
+
 /**
  * Every restore (`dr restore` of an archive, a point-in-time restore): under the target's restore
  * lock, after finishing an interrupted restore and refusing a live holder, `build` fills a fresh
  * staging folder (removed on failure or interrupt, after what `build` gave `beforeRemove` has
  * run), which is then swapped in (journaled, the previous target kept unless `keep` is false).
+ *
+ * SIGINT/SIGTERM at any moment: the cleanup registered before anything is made stops the restore
+ * (`beforeRemove`'s writer first, then `checkpoint()` and the steps here throw) and waits for its
+ * failure path, the one a failed restore takes, to remove the staging folder, release both locks
+ * and remove the folders it made. Only then is the removal reported, and only if the folder is
+ * gone. A signal during the swap lets the swap end (a few renames) and says so.
  */
 export async function buildAndSwapIn<T>(
   target: string,
   o: GuardedRestore,
-  build: (staging: string, beforeRemove: (stop: () => Promise<void>) => void) => Promise<T>,
+  build: (staging: string, ctx: StagingBuild) => Promise<T>,
 ): Promise<{ value: T; target: string; kept?: string; warnings: string[] }> {
   const abs = path.resolve(target);
+  const staging = stagingPathFor(abs);
+  let interrupted = false;
+  let stopWriting: (() => Promise<void>) | undefined;
+  let swapped = false;
+  let unwound: Promise<unknown> = Promise.resolve();
+  const interrupt = cleanupOnInterrupt(`the restore's staging folder ${shown(staging)}`, async () => {
+    interrupted = true;
+    await stopWriting?.(); // the build fails at its next write
+    await unwound;
+    if (swapped)
+      return `the restore had begun its swap and finished it: ${shown(abs)} is the restored workspace`;
+    if (await exists(staging)) throw new Error(`${staging} is still there`);
+  });
+  const ctx: StagingBuild = {
+    beforeRemove: (stop) => (stopWriting = stop),
+    checkpoint() {
+      // interruptInProgress: a cleanup registered after this one runs first, before `interrupted`.
+      if (interrupted || interruptInProgress()) throw new RestoreInterrupted();
+    },
+  };
+  const attempt = restoreGuarded(abs, staging, o, build, ctx, {
+    stopWriting: async () => await stopWriting?.(),
+    onSwapped: () => (swapped = true),
+  });
+  unwound = attempt.catch(() => {});
+  try {
+    return await attempt;
+  } catch (err) {
+    // The cleanup reports the interrupt and exits: no second line for the failure it caused.
+    if (interrupted || interruptInProgress()) return new Promise<never>(() => {});
+    throw err;
+  } finally {
+    if (!interruptInProgress()) await interrupt.release();
+  }
+}
+
+async function restoreGuarded<T>(
+  abs: string,
+  staging: string,
+  o: GuardedRestore,
+  build: (staging: string, ctx: StagingBuild) => Promise<T>,
+  ctx: StagingBuild,
+  on: { stopWriting: () => Promise<void>; onSwapped: () => void },
+): Promise<{ value: T; target: string; kept?: string; warnings: string[] }> {
   // The folders made here for the target go again when the restore fails or is interrupted.
   let madeFolders: string[];
   try {
@@ -246,39 +316,33 @@ export async function buildAndSwapIn<T>(
     throw destinationError(`cannot restore into ${abs}: cannot create ${path.dirname(abs)}`, err) ?? err;
   }
   const warnings: string[] = [];
-  const restoreLock = await acquireRestoreLock(abs).catch(async (err: unknown) => {
+  let restoreLock: WorkspaceLock;
+  try {
+    ctx.checkpoint();
+    restoreLock = await acquireRestoreLock(abs);
+  } catch (err) {
     await removeEmptyFolders(madeFolders);
     throw err;
-  });
+  }
   let lock: WorkspaceLock | undefined;
   // Once a journal names the staging folder the restore completes, now or at the next one.
   let journaled = false;
   try {
+    ctx.checkpoint();
     if (restoreLock.tookOver) warnings.push(`restore lock: ${restoreLock.tookOver}`);
     const recovered = await finishInterruptedRestore(abs);
     if (recovered) warnings.push(`${recovered} at ${abs}`);
     const targetExists = await exists(abs);
     if (targetExists) lock = await lockLiveTarget(abs, o.force, warnings);
     await removeStaleStaging(abs);
-    const staging = stagingPathFor(abs);
-    // What still writes into the staging folder, stopped before the folder is removed.
-    let stopWriting: (() => Promise<void>) | undefined;
-    // Registered before the folder exists: a signal can come at any instant after.
-    const interrupt = cleanupOnInterrupt(`the restore's staging folder ${shown(staging)}`, async () => {
-      await stopWriting?.(); // no file is created in it after this
-      await rm(staging, { recursive: true, force: true, maxRetries: 5 });
-      // The process exits after the cleanups: its locks go with it, not left for a takeover.
-      await lock?.release().catch(() => {});
-      await restoreLock.release().catch(() => {});
-      await removeEmptyFolders(madeFolders);
-    });
     // Until a journal names the staging folder, any failure (the final rename included) removes
-    // it: a failed restore leaves nothing behind.
+    // it: a failed or interrupted restore leaves nothing behind.
     try {
+      ctx.checkpoint();
       o.onStart?.();
-      const value = await build(staging, (stop) => (stopWriting = stop));
-      // From here a signal has its default action: the swap below is journaled.
-      await interrupt.release();
+      const value = await build(staging, ctx);
+      // The point of no return: past it an interrupt lets the swap end (it is journaled).
+      ctx.checkpoint();
       const keep = o.keep ?? true;
       const kept = await swapIn(abs, staging, {
         targetExists,
@@ -286,14 +350,15 @@ export async function buildAndSwapIn<T>(
         lockHeld: lock !== undefined,
         onJournaled: () => (journaled = true),
       });
+      on.onSwapped();
       if (targetExists) lock = undefined;
       return { value, target: abs, ...(keep && kept ? { kept } : {}), warnings };
     } catch (err) {
       if (!journaled) {
-        await stopWriting?.();
-        await rm(staging, { recursive: true, force: true }).catch(() => {});
+        // Nothing may still write into the folder while it is removed.
+        await on.stopWriting();
+        await rm(staging, { recursive: true, force: true, maxRetries: 5 }).catch(() => {});
       }
-      await interrupt.release();
       throw ioError(`cannot restore into ${abs}`, err) ?? err;
     }
   } finally {

@@ -16,7 +16,7 @@ import { withKeysAhead } from "./keys-ahead.js";
 import { StagingWriter } from "./staging-writer.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
 import { TOOL_NAME, VERSION } from "../version.js";
-import { buildAndSwapIn } from "./restore-target.js";
+import { buildAndSwapIn, type StagingBuild } from "./restore-target.js";
 
 export { completeInterruptedRestore, restoreLockPath } from "./restore-target.js";
 
@@ -228,16 +228,32 @@ async function restoreInto(
   target: string,
   opts: RestoreOptions,
 ): Promise<RestoreResult> {
-  const done = await buildAndSwapIn(target, opts, async (staging, beforeRemove) => {
-    let writer: StagingWriter;
-    try {
-      mkdirSync(staging, { mode: 0o700 });
-      writer = new StagingWriter(staging, { archiveBytes: opts.archiveBytes });
-    } catch (err) {
-      throw destinationError(`cannot restore into ${path.resolve(target)}`, err) ?? err;
-    }
-    beforeRemove(() => writer.close());
+  const done = await buildAndSwapIn(target, opts, (staging, ctx) =>
+    extractInto(source, staging, ctx, path.resolve(target), opts),
+  );
+  return resultOf(done.value, done.target, done.kept, opts, done.warnings);
+}
+
+/** Extracts and checks an archive into `staging` (made here), ready to be swapped in as `target`. */
+async function extractInto(
+  source: AsyncIterable<Buffer | string>,
+  staging: string,
+  ctx: StagingBuild,
+  target: string,
+  opts: RestoreOptions,
+): Promise<ArchiveSummary> {
+  let writer: StagingWriter;
+  try {
+    mkdirSync(staging, { mode: 0o700 });
+    writer = new StagingWriter(staging, { archiveBytes: opts.archiveBytes });
+  } catch (err) {
+    throw destinationError(`cannot restore into ${target}`, err) ?? err;
+  }
+  ctx.beforeRemove(() => writer.close());
+  try {
+    ctx.checkpoint();
     const summary = await readArchive(source, writer, opts);
+    ctx.checkpoint();
     // The folders backups leave out by design (logs) or that the Python original does not have
     // (backlog/claimed, ...): a restored workspace has the layout `init` gives, so the first
     // doctor after a restore finds nothing missing.
@@ -247,8 +263,34 @@ async function restoreInto(
     await writer.writeFile(RESTORE_RECORD.join("/"), JSON.stringify(record, null, 2) + "\n");
     await writer.finish();
     return summary;
-  });
-  return resultOf(done.value, done.target, done.kept, opts, done.warnings);
+  } catch (err) {
+    await writer.close();
+    throw err;
+  }
+}
+
+/**
+ * Extracts an archive straight into `staging`, the staging folder of a restore of `target` in
+ * progress (the point-in-time restore's base snapshot): no lock, staging folder or swap of its
+ * own, so that the restore holding `staging` is the one thing to stop and clean up.
+ */
+export async function extractIntoStaging(
+  source: AsyncIterable<Buffer | string>,
+  staging: string,
+  ctx: StagingBuild,
+  target: string,
+  opts: RestoreOptions = {},
+): Promise<RestoreResult> {
+  let summary: ArchiveSummary;
+  let keyed: RestoreOptions;
+  try {
+    keyed = await withKeysAhead(source, opts);
+    summary = await extractInto(source, staging, ctx, target, keyed);
+  } catch (err) {
+    if (source instanceof Readable) source.destroy();
+    throw err;
+  }
+  return resultOf(summary, target, undefined, keyed, []);
 }
 
 export async function restoreFromFile(

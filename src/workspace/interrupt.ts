@@ -4,9 +4,8 @@
  * long as the partial thing exists. While any is registered, the first signal runs every
  * registered cleanup, the newest first and one at a time, prints one line on stderr and exits
  * with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM), as a shell reports a command
- * killed by it. Newest first: work started inside other work (a point-in-time restore extracts
- * its snapshot with a restore of its own, beside its staging folder) is undone before the work
- * that holds it, which may remove the folder both were in only once it is empty. With nothing
+ * killed by it. Newest first: work started inside other work is undone before the work that
+ * holds it, which may remove the folder both were in only once it is empty. With nothing
  * registered a signal keeps its default action (or the command's own handler).
  *
  * A command that handles these signals itself keeps its meaning: `dr schedule` stops after the
@@ -17,6 +16,11 @@
  * The interrupted work goes on running while its cleanup runs (one thread, no preemption), so it
  * must not pass a point of no return (a rename into place, a restore's swap) after its cleanup
  * has started: `release()` before that point never settles once an interrupt is cleaning up.
+ * Work of many steps that makes things as it goes (a restore: folders, locks, a staging tree
+ * written by a worker thread) is better stopped than raced: its cleanup tells it to stop, waits
+ * until its own failure path has removed what it made, and checks that it is gone
+ * (restore-target.ts); removing it from under work still running would let that work make it
+ * again after the removal was reported.
  *
  * A line drawn on the terminal (a progress bar, redrawn in place, the cursor at its end) is
  * registered too: the signal takes it away before anything else, so the line printed on
@@ -27,10 +31,16 @@
 const SIGNALS = { SIGINT: 2, SIGTERM: 15 } as const;
 type Signal = keyof typeof SIGNALS;
 
+/**
+ * What a cleanup did when it did not remove `what` but something else (a restore past its swap
+ * finishes it): the line printed on interrupt says this instead of "removed <what>".
+ */
+export type CleanupOutcome = string | void;
+
 interface Registered {
   /** What the cleanup removes, for the line printed on interrupt. */
   what: string;
-  run: () => Promise<void> | void;
+  run: () => Promise<CleanupOutcome> | CleanupOutcome;
 }
 
 const registered = new Set<Registered>();
@@ -55,23 +65,29 @@ function onSignal(signal: Signal): void {
   const jobs = [...registered];
   registered.clear();
   cleaning = runNewestFirst(jobs).then((results) => {
-    const removed = jobs.filter((_, i) => results[i]!.status === "fulfilled").map((j) => j.what);
-    const failed = jobs.filter((_, i) => results[i]!.status === "rejected").map((j) => j.what);
+    const removed: string[] = [];
+    const otherwise: string[] = [];
+    const failed: string[] = [];
+    results.forEach((r, i) => {
+      if (r.status === "rejected") failed.push(jobs[i]!.what);
+      else if (typeof r.value === "string") otherwise.push(r.value);
+      else removed.push(jobs[i]!.what);
+    });
     let line = `bernstein: interrupted by ${signal}`;
     if (removed.length) line += `; removed ${removed.join(", ")}`;
     if (failed.length) line += `; could not remove ${failed.join(", ")}`;
+    for (const done of otherwise) line += `; ${done}`;
     process.stderr.write(`${line}\n`);
     process.exit(code);
   });
 }
 
 /** Runs each job after the ones registered after it; the outcomes in registration order. */
-async function runNewestFirst(jobs: Registered[]): Promise<PromiseSettledResult<void>[]> {
-  const results: PromiseSettledResult<void>[] = [];
+async function runNewestFirst(jobs: Registered[]): Promise<PromiseSettledResult<CleanupOutcome>[]> {
+  const results: PromiseSettledResult<CleanupOutcome>[] = [];
   for (let i = jobs.length - 1; i >= 0; i--) {
     try {
-      await jobs[i]!.run();
-      results[i] = { status: "fulfilled", value: undefined };
+      results[i] = { status: "fulfilled", value: await jobs[i]!.run() };
     } catch (reason) {
       results[i] = { status: "rejected", reason };
     }
@@ -93,8 +109,15 @@ function listen(on: boolean): void {
 
 const listening = (): boolean => registered.size > 0 || drawnLines.size > 0;
 
-/** Runs `cleanup` if SIGINT or SIGTERM arrives before `release()`; `what` names what it removes. */
-export function cleanupOnInterrupt(what: string, cleanup: () => Promise<void> | void): InterruptCleanup {
+/**
+ * Runs `cleanup` if SIGINT or SIGTERM arrives before `release()`; `what` names what it removes.
+ * A cleanup that throws is reported as "could not remove <what>": it must throw unless the thing
+ * is gone (or return what it did instead, see CleanupOutcome).
+ */
+export function cleanupOnInterrupt(
+  what: string,
+  cleanup: () => Promise<CleanupOutcome> | CleanupOutcome,
+): InterruptCleanup {
   const entry: Registered = { what, run: cleanup };
   if (!listening() && !cleaning) listen(true);
   registered.add(entry);

@@ -1,8 +1,8 @@
 /**
- * Ctrl-C while a point-in-time restore extracts its base snapshot: the snapshot's restore runs
- * inside the point's, its staging folder beside the point's. Both cleanups run, the inner one
- * first, so the folders the restore made for its target are empty when the outer one looks and
- * go too: nothing is left behind, as after an interrupted `dr restore` of a backup.
+ * Ctrl-C while a point-in-time restore extracts its base snapshot (straight into the point's
+ * staging folder): the extraction stops, the staging folder goes, and so do the folders the
+ * restore made for its target: nothing is left behind, as after an interrupted `dr restore` of a
+ * backup.
  */
 import assert from "node:assert/strict";
 import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
@@ -32,11 +32,15 @@ test("SIGINT during dr archive-restore, while the snapshot is extracted: exit 13
       ["--sdd", path.join(parent, ".sdd"), "dr", "archive-restore", "--from", store, "--latest"],
       { env: f.env, cwd: f.dir },
     );
-    // The snapshot's own staging folder, beside the point's: `.<point staging>.restore-...`.
+    // The snapshot being extracted into the staging folder.
     await waitFor(
-      "the snapshot's restore under way",
-      async () =>
-        (await readdir(parent).catch(() => [] as string[])).some((n) => /\.restore-.*\.restore-/.test(n)),
+      "the snapshot's extraction under way",
+      async () => {
+        const staging = (await readdir(parent).catch(() => [] as string[])).find((n) => /\.restore-/.test(n));
+        return (
+          staging !== undefined && (await readdir(path.join(parent, staging)).catch(() => [])).length > 0
+        );
+      },
       { exited: done },
     );
     child.kill("SIGINT");
