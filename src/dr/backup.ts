@@ -456,9 +456,13 @@ export async function backupToFile(
       // while the destination is still as it was.
       if (opts.sidecar ?? true) sidecar = await stageSidecar(dest, result.sha256);
       await interrupt.release();
-      await removeSidecar(dest);
-      if (overwrite) await durableRename(tmp, dest);
-      else {
+      // Replacing (--force): the old archive's sidecar goes first. Without --force a sidecar
+      // there is another backup's that won the name meanwhile (its archive refuses ours), or a
+      // leftover that the commit below replaces once our archive is in place.
+      if (overwrite) {
+        await removeSidecar(dest);
+        await durableRename(tmp, dest);
+      } else {
         await durableRenameNoReplace(tmp, dest).catch((err: NodeJS.ErrnoException) => {
           throw err.code === "EEXIST" ? existsError(dest) : err;
         });
