@@ -237,7 +237,7 @@ export async function writeBackupArchive(
       state: {
         wal: hashed.wal,
         audit: await auditPosition(ws.root),
-        checkpoint: await checkpointPosition(ws.root),
+        checkpoint: await checkpointPosition(ws.root, (rel) => planned.some((p) => p.rel === rel)),
       },
       // Filled in below, before the manifest is serialized (the pause covers pass 2 too).
       snapshot: { method: snapshot.method, wal_cut: "last-valid-entry" },
