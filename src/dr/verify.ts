@@ -1,7 +1,7 @@
 /**
  * `dr verify`: everything a dry-run checks (structure, hostile entries, every file against the
  * manifest, the HMAC of an encrypted archive), plus the meaning of the state inside. The archive
- * is extracted into a private temp folder (removed afterwards) and checked with the owners'
+ * is extracted into a private temp folder (removed afterwards, see scratch-dir.ts) and checked with the owners'
  * verifiers, never re-implemented here:
  *  - every WAL chain with `verifyWal` (src/wal), and its tail against the manifest's position;
  *  - the audit chain with `verifyAuditLog` (src/audit), keyed by the archive's own key
@@ -9,8 +9,7 @@
  *  - the newest checkpoint with `validateCheckpointFile` (src/checkpoint): body hash, and the WAL
  *    entry at its `wal_position` exists with that hash.
  */
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import os from "node:os";
+import { readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { auditKeyBytes, loadAuditKey } from "../audit/key.js";
 import { auditBreakSummary, verifyAuditLog } from "../audit/verify.js";
@@ -24,6 +23,7 @@ import { Workspace } from "../workspace/layout.js";
 import type { Manifest } from "./manifest.js";
 import { withKeysAhead } from "./keys-ahead.js";
 import { openArchiveFile } from "./restore.js";
+import { makeScratchDir, removeDeadScratchDirs } from "./scratch-dir.js";
 import { StagingWriter } from "./staging-writer.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
 import { shown } from "../workspace/shown-path.js";
@@ -188,7 +188,8 @@ export async function verifyArchive(
   opts: VerifyOptions & { label: string },
 ): Promise<VerifyReport> {
   opts = await withKeysAhead(source, opts);
-  const dir = await mkdtemp(path.join(os.tmpdir(), "bernstein-verify-"));
+  await removeDeadScratchDirs();
+  const dir = await makeScratchDir("verify");
   let writer: StagingWriter | undefined;
   const interrupt = cleanupOnInterrupt(`the verify's temp folder ${shown(dir)}`, async () => {
     await writer?.close(); // no file is created in it after this
