@@ -237,7 +237,7 @@ export async function writeBackupArchive(
       state: {
         wal: hashed.wal,
         audit: await auditPosition(ws.root),
-        checkpoint: await checkpointPosition(ws.root),
+        checkpoint: await checkpointPosition(ws.root, (rel) => planned.some((p) => p.rel === rel)),
       },
       // Filled in below, before the manifest is serialized (the pause covers pass 2 too).
       snapshot: { method: snapshot.method, wal_cut: "last-valid-entry" },
@@ -456,9 +456,13 @@ export async function backupToFile(
       // while the destination is still as it was.
       if (opts.sidecar ?? true) sidecar = await stageSidecar(dest, result.sha256);
       await interrupt.release();
-      await removeSidecar(dest);
-      if (overwrite) await durableRename(tmp, dest);
-      else {
+      // Replacing (--force): the old archive's sidecar goes first. Without --force a sidecar
+      // there is another backup's that won the name meanwhile (its archive refuses ours), or a
+      // leftover that the commit below replaces once our archive is in place.
+      if (overwrite) {
+        await removeSidecar(dest);
+        await durableRename(tmp, dest);
+      } else {
         await durableRenameNoReplace(tmp, dest).catch((err: NodeJS.ErrnoException) => {
           throw err.code === "EEXIST" ? existsError(dest) : err;
         });

@@ -7,8 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
-import { mkdtemp, rm, stat } from "node:fs/promises";
-import os from "node:os";
+import { rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { resolveAuditKeyPath } from "../audit/key.js";
@@ -28,6 +27,7 @@ import {
   restoreFromFile,
 } from "./restore.js";
 import { restoredMode, umaskOf } from "./restored-mode.js";
+import { makeScratchDir, removeDeadScratchDirs } from "./scratch-dir.js";
 import { verifyStateFolder, type Check } from "./verify.js";
 import { walkWorkspace } from "./walk.js";
 import { shown } from "../workspace/shown-path.js";
@@ -126,9 +126,8 @@ export async function runDrill(
   // One key cache for the dry run and the restore: the second read of the archive reuses the key.
   const keys = { password: opts.password, identities: opts.identities, keyCache: new Map() as KeyCache };
   const startedAt = new Date();
-  const scratch = opts.keepDir
-    ? path.resolve(opts.keepDir)
-    : await mkdtemp(path.join(os.tmpdir(), "bernstein-drill-"));
+  if (!opts.keepDir) await removeDeadScratchDirs();
+  const scratch = opts.keepDir ? path.resolve(opts.keepDir) : await makeScratchDir("drill");
   if (opts.keepDir) await durableMkdir(scratch);
   const interrupt = opts.keepDir
     ? undefined

@@ -5,6 +5,7 @@
  * sha256, the counts, the tool that wrote it and the state position it captured.
  */
 import { createHash } from "node:crypto";
+import path from "node:path";
 import type { WalError } from "../wal/chain.js";
 
 export const MANIFEST_NAME = "manifest.json";
@@ -143,4 +144,34 @@ export function parseManifest(bytes: Buffer): ParsedManifest {
     dirs.add(d.path);
   }
   return { kind: "ours", manifest: m, byPath, dirs };
+}
+
+/** Where an archive holds the WAL of `run`. */
+const walFileOf = (run: string): string => `runtime/wal/${run}.wal.jsonl`;
+
+/**
+ * The state a manifest says its archive holds that the archive's file list does not: a WAL run
+ * at a position, the audit log up to a file, a checkpoint. One line each; empty when consistent.
+ */
+export function stateNotInArchive(
+  state: StatePosition | undefined,
+  archived: (rel: string) => boolean,
+): string[] {
+  const missing: string[] = [];
+  if (!state) return missing;
+  for (const [run, pos] of Object.entries(state.wal ?? {}))
+    if (pos && !archived(walFileOf(run)))
+      missing.push(`the manifest names WAL run ${run} at seq ${pos.seq}, which the archive does not hold`);
+  if (state.audit && !archived(state.audit.file))
+    missing.push(
+      `the manifest names the audit log up to ${state.audit.file}, which the archive does not hold`,
+    );
+  if (state.checkpoint) {
+    const { id, file } = state.checkpoint;
+    if (!archived(file))
+      missing.push(`the manifest names checkpoint ${id} (${file}), which the archive does not hold`);
+    else if (path.posix.basename(file) !== `checkpoint-${id}.json`)
+      missing.push(`the manifest names checkpoint ${id}, but its file ${file} is another checkpoint`);
+  }
+  return missing;
 }

@@ -17,6 +17,7 @@ import { StagingWriter } from "./staging-writer.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
 import { TOOL_NAME, VERSION } from "../version.js";
 import { buildAndSwapIn, type StagingBuild } from "./restore-target.js";
+import { stateNotInArchive } from "./manifest.js";
 
 export { completeInterruptedRestore, restoreLockPath } from "./restore-target.js";
 
@@ -209,6 +210,13 @@ async function resultOf(
       warnings.push(
         `wal run ${String(b.run_id)}: chain broken at seq ${String(b.seq)} when this backup was taken (recorded in its manifest); \`start\` refuses it`,
       );
+  // State the manifest names but the archive lacks (`dr verify` fails it): restored as it is,
+  // like a broken WAL above, since the files it holds match their manifest.
+  if (summary.parsed.kind === "ours") {
+    const { byPath } = summary.parsed;
+    for (const missing of stateNotInArchive(summary.parsed.manifest.state, (rel) => byPath.has(rel)))
+      warnings.push(missing);
+  }
   return {
     target: abs,
     file_count: summary.file_count,

@@ -95,10 +95,20 @@ export async function auditPosition(root: string): Promise<StatePosition["audit"
     : null;
 }
 
-/** The newest checkpoint (src/checkpoint's order: our ids by time, newest first). */
-export async function checkpointPosition(root: string): Promise<StatePosition["checkpoint"]> {
-  const newest = (await listCheckpointFiles(new Workspace(root)))[0];
-  return newest ? { id: newest.id, file: path.relative(root, newest.file).split(path.sep).join("/") } : null;
+/**
+ * The newest checkpoint (src/checkpoint's order: our ids by time, newest first) among those
+ * `archived` accepts: a checkpoint written after the backup listed its files is not in the
+ * archive, so the manifest must not name it.
+ */
+export async function checkpointPosition(
+  root: string,
+  archived: (rel: string) => boolean = () => true,
+): Promise<StatePosition["checkpoint"]> {
+  for (const c of await listCheckpointFiles(new Workspace(root))) {
+    const rel = path.relative(root, c.file).split(path.sep).join("/");
+    if (archived(rel)) return { id: c.id, file: rel };
+  }
+  return null;
 }
 
 /** Lists the WAL run ids in a workspace (for snapshot positions). */

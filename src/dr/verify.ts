@@ -1,7 +1,7 @@
 /**
  * `dr verify`: everything a dry-run checks (structure, hostile entries, every file against the
  * manifest, the HMAC of an encrypted archive), plus the meaning of the state inside. The archive
- * is extracted into a private temp folder (removed afterwards) and checked with the owners'
+ * is extracted into a private temp folder (removed afterwards, see scratch-dir.ts) and checked with the owners'
  * verifiers, never re-implemented here:
  *  - every WAL chain with `verifyWal` (src/wal), and its tail against the manifest's position;
  *  - the audit chain with `verifyAuditLog` (src/audit), keyed by the archive's own key
@@ -9,8 +9,7 @@
  *  - the newest checkpoint with `validateCheckpointFile` (src/checkpoint): body hash, and the WAL
  *    entry at its `wal_position` exists with that hash.
  */
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import os from "node:os";
+import { readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { auditKeyBytes, loadAuditKey } from "../audit/key.js";
 import { auditBreakSummary, verifyAuditLog } from "../audit/verify.js";
@@ -24,6 +23,7 @@ import { Workspace } from "../workspace/layout.js";
 import type { Manifest } from "./manifest.js";
 import { withKeysAhead } from "./keys-ahead.js";
 import { openArchiveFile } from "./restore.js";
+import { makeScratchDir, removeDeadScratchDirs } from "./scratch-dir.js";
 import { StagingWriter } from "./staging-writer.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
 import { shown } from "../workspace/shown-path.js";
@@ -78,7 +78,19 @@ export async function verifyStateFolder(
     }
     checks.push({ name: `wal ${run}`, status: ok ? "ok" : "failed", detail });
   }
-  if (!walFiles.length)
+  // A run the manifest recorded at a position must be there: its absence is lost state, not
+  // an archive without a WAL.
+  const walRuns = new Set(walFiles.map((f) => f.run_id));
+  const namedRuns = Object.entries(opts.manifest?.state?.wal ?? {}).filter(
+    ([run, pos]) => pos && !walRuns.has(run),
+  );
+  for (const [run, pos] of namedRuns)
+    checks.push({
+      name: `wal ${run}`,
+      status: "failed",
+      detail: `not in the archive; the manifest records it at seq ${pos!.seq}`,
+    });
+  if (!walFiles.length && !namedRuns.length)
     checks.push({ name: "wal", status: "skipped", detail: "no WAL files in the archive" });
   // A WAL that ends before its closed marker or a checkpoint inside the archive: `start` on the
   // restored copy refuses it (a backup leaves out a bad last line, which on a closed run is damage).
@@ -101,7 +113,15 @@ export async function verifyStateFolder(
   const auditFiles = (await readdir(path.join(root, "audit")).catch(() => [] as string[])).filter((n) =>
     n.endsWith(".jsonl"),
   );
-  if (!auditFiles.length) {
+  const auditWant = opts.manifest?.state?.audit;
+  if (auditWant && !auditFiles.some((n) => `audit/${n}` === auditWant.file)) {
+    // Checked with or without a key: the file the chain ends in is missing whatever the key.
+    checks.push({
+      name: "audit",
+      status: "failed",
+      detail: `${auditWant.file} is not in the archive; the manifest records the chain's end there`,
+    });
+  } else if (!auditFiles.length) {
     checks.push({ name: "audit", status: "skipped", detail: "no audit log in the archive" });
   } else if (key) {
     const r = await verifyAuditLog(path.join(root, "audit"), auditKeyBytes(key));
@@ -125,8 +145,20 @@ export async function verifyStateFolder(
 
   // Newest checkpoint, validated by its owner (body hash, WAL entry at its position).
   const ws = new Workspace(root);
-  const newest = (await listCheckpointFiles(ws))[0];
-  if (!newest) {
+  const checkpoints = await listCheckpointFiles(ws);
+  const newest = checkpoints[0];
+  const checkpointWant = opts.manifest?.state?.checkpoint;
+  if (checkpointWant && checkpointWant.id !== newest?.id) {
+    const held = checkpoints.some((c) => c.id === checkpointWant.id);
+    const newestNote = newest ? `the archive's newest is ${newest.id}` : "the archive holds none";
+    checks.push({
+      name: `checkpoint ${checkpointWant.id}`,
+      status: "failed",
+      detail: held
+        ? `the manifest names it as the newest checkpoint; ${newestNote}`
+        : `not in the archive, where the manifest names it as the newest checkpoint (${newestNote})`,
+    });
+  } else if (!newest) {
     checks.push({ name: "checkpoint", status: "skipped", detail: "no checkpoint in the archive" });
   } else {
     const c = await validateCheckpointFile(ws, newest.file);
@@ -156,7 +188,8 @@ export async function verifyArchive(
   opts: VerifyOptions & { label: string },
 ): Promise<VerifyReport> {
   opts = await withKeysAhead(source, opts);
-  const dir = await mkdtemp(path.join(os.tmpdir(), "bernstein-verify-"));
+  await removeDeadScratchDirs();
+  const dir = await makeScratchDir("verify");
   let writer: StagingWriter | undefined;
   const interrupt = cleanupOnInterrupt(`the verify's temp folder ${shown(dir)}`, async () => {
     await writer?.close(); // no file is created in it after this
