@@ -252,6 +252,9 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
     assert.equal(d.code, 5, d.stderr);
     assert.equal(JSON.parse(d.stdout).steps[0].ok, false);
     assert.ok(JSON.parse(d.stdout).steps[0].detail.includes(segs[1]!));
+    const human = await f.cli(["dr", "drill", "--from", copy, "--latest"]);
+    assert.equal(human.code, 5, human.stderr);
+    assert.match(human.stdout, /^Restore drill of .*broken-store \(plain WAL archive\):$/m);
     const before = await f.cli(["dr", "verify", "--from", copy, "--at-seq", `${RUN}:10`]);
     assert.equal(before.code, 0, before.stderr);
     const last = await f.cli(["--json", "dr", "verify", "--from", copy, "--latest", "--last-consistent"]);

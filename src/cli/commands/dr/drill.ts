@@ -126,8 +126,10 @@ async function drillArchivePoint(cmd: Command, opts: DrillFlags): Promise<void> 
   await point.drillPointCommand(cmd, src, opts, runDoctor, printDrill);
 }
 
-export function printDrill(out: Output, report: DrillReport): void {
-  out.line(`Restore drill of ${shown(report.sdd)} (${report.encrypted ? "encrypted" : "plain"} backup):`);
+/** A drill's report; one of a point of a WAL archive has `point`. */
+export function printDrill(out: Output, report: DrillReport & { point?: unknown }): void {
+  const source = "point" in report ? "WAL archive" : "backup";
+  out.line(`Restore drill of ${shown(report.sdd)} (${report.encrypted ? "encrypted" : "plain"} ${source}):`);
   for (const s of report.steps) {
     out.line(
       `  [${s.ok ? "ok" : "FAIL"}] ${s.name.padEnd(10)} ${String(s.duration_ms).padStart(7)} ms  ${s.detail}`,
