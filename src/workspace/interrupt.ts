@@ -25,7 +25,13 @@
  */
 
 const SIGNALS = { SIGINT: 2, SIGTERM: 15 } as const;
-type Signal = keyof typeof SIGNALS;
+export type InterruptSignal = keyof typeof SIGNALS;
+type Signal = InterruptSignal;
+
+/** The exit code of a command a signal interrupted: 128 + its number, as a shell reports it. */
+export function interruptedExitCode(signal: InterruptSignal): number {
+  return 128 + SIGNALS[signal];
+}
 
 interface Registered {
   /** What the cleanup removes, for the line printed on interrupt. */
@@ -46,7 +52,7 @@ export interface InterruptCleanup {
 }
 
 function onSignal(signal: Signal): void {
-  const code = 128 + SIGNALS[signal];
+  const code = interruptedExitCode(signal);
   if (cleaning) process.exit(code);
   if (process.listenerCount(signal) > 1) return; // the command handles it (see above)
   const clears = [...drawnLines];
