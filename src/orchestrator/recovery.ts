@@ -6,14 +6,14 @@
  */
 import { ExitCode, UserError } from "../errors/errors.js";
 import { AuditLog } from "../audit/log.js";
-import { AuditKeyMissingError, loadAuditKeyForWriting } from "../audit/key.js";
+import { AuditKeyMissingError, loadAuditKeyForWriting, type AuditKey } from "../audit/key.js";
 import { CostRowsOncePerAgent } from "../ledger/cost-ledger.js";
 import { listRuns, verifyWal } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
 import { findWalRollbacks } from "../dr/rollback.js";
 import { replayWal, type ReplaySummary } from "../state/replay.js";
 import { WalWriter, newRunId } from "../wal/writer.js";
-import { durableMkdir } from "../workspace/durable.js";
+import { durableMkdir, durableUnlink } from "../workspace/durable.js";
 import type { TaskState, Workspace } from "../workspace/layout.js";
 import { adoptNewTasks } from "./actions/adopt.js";
 import { interrupt } from "./actions/interrupt.js";
@@ -76,10 +76,12 @@ export async function recover(
   // The summary exists before anything can count into it: replay handlers (an orphaned claim)
   // and the backlog scan (a malformed file) do, and both run before the replay returns.
   const recovery = emptyRecoverySummary(runId, chains);
+  // Refusals (a bad --key-file) come before the new run's WAL exists: a refused start leaves no run.
+  const auditKey = await auditKeyOfRun(ws, opts, warn);
   const wal = await WalWriter.open(ws, runId, { commitGate: commitGateOf(opts) });
   try {
     opts.replication?.attachWriter(wal);
-    const audit = await openAuditLog(ws, opts, warn);
+    const audit = auditKey && (await AuditLog.open(ws, auditKey));
     const dlog = new DecisionLog({ ws, wal, audit, state: loaded.state, onCommit: () => hooks.onCommit() });
     const ctx: RunContext = {
       ws,
@@ -109,6 +111,8 @@ export async function recover(
     return { ctx, status };
   } catch (err) {
     await wal.close().catch(() => {});
+    // A run without a single entry is no run: it would only show as the newest, empty.
+    if (!wal.durablePosition) await durableUnlink(ws.walFile(runId)).catch(() => {});
     throw err;
   }
 }
@@ -193,16 +197,16 @@ async function refuseRolledBackWal(ws: Workspace): Promise<void> {
 }
 
 /**
- * The audit log for task events. Without the workspace's key (and a log that already has
- * entries, so no new key may be minted) the run goes on without task events, and says why.
+ * The key the run's task events are signed with. Without the workspace's key (and a log that
+ * already has entries, so no new key may be minted): null, and the run goes on without task
+ * events, and says why. A key it cannot use (a mode-644 --key-file) refuses the start.
  */
-async function openAuditLog(ws: Workspace, opts: OrchestratorOptions, warn: Warn): Promise<AuditLog | null> {
+async function auditKeyOfRun(ws: Workspace, opts: OrchestratorOptions, warn: Warn): Promise<AuditKey | null> {
   try {
-    const key = await loadAuditKeyForWriting(ws.auditDir, {
+    return await loadAuditKeyForWriting(ws.auditDir, {
       keyFile: opts.auditKeyFile,
       keyFileFlag: "--key-file",
     });
-    return await AuditLog.open(ws, key);
   } catch (err) {
     if (!(err instanceof AuditKeyMissingError)) throw err;
     warn(`task audit events are skipped: ${err.message}`);

@@ -31,14 +31,7 @@ import { scanTail, type TailScan } from "./tail.js";
 import { cutTornTail, type WalRepair } from "./tail-repair.js";
 import { openUncommittedIndexForAppend, uncommittedRowLine, writeClosedMarker } from "./recovery.js";
 
-/** `run-<UTC yyyymmddThhmmssSSS>Z-<4 hex>`. */
-export function newRunId(now: Date = new Date()): string {
-  const stamp = now
-    .toISOString()
-    .replace(/[-:]/g, "")
-    .replace(/\.(\d{3})Z$/, "$1Z");
-  return `run-${stamp}-${randomBytes(2).toString("hex")}`;
-}
+export { newRunId } from "./run-files.js";
 
 /** Fixed for the life of the process; read once (the getter is not free on the append path). */
 const TIME_ORIGIN = performance.timeOrigin;
