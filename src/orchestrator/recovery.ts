@@ -6,7 +6,7 @@
  */
 import { ExitCode, UserError } from "../errors/errors.js";
 import { AuditLog } from "../audit/log.js";
-import { AuditKeyMissingError, loadAuditKeyForWriting, type AuditKey } from "../audit/key.js";
+import { AuditKeyMissingError, loadAuditKeyForWriting } from "../audit/key.js";
 import { CostRowsOncePerAgent } from "../ledger/cost-ledger.js";
 import { listRuns, verifyWal } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
@@ -76,12 +76,11 @@ export async function recover(
   // The summary exists before anything can count into it: replay handlers (an orphaned claim)
   // and the backlog scan (a malformed file) do, and both run before the replay returns.
   const recovery = emptyRecoverySummary(runId, chains);
-  // Refusals (a bad --key-file) come before the new run's WAL exists: a refused start leaves no run.
-  const auditKey = await auditKeyOfRun(ws, opts, warn);
+  // Its refusals (a bad --key-file) come before the new run's WAL exists: they leave no run.
+  const audit = await openAuditLog(ws, opts, warn);
   const wal = await WalWriter.open(ws, runId, { commitGate: commitGateOf(opts) });
   try {
     opts.replication?.attachWriter(wal);
-    const audit = auditKey && (await AuditLog.open(ws, auditKey));
     const dlog = new DecisionLog({ ws, wal, audit, state: loaded.state, onCommit: () => hooks.onCommit() });
     const ctx: RunContext = {
       ws,
@@ -197,16 +196,17 @@ async function refuseRolledBackWal(ws: Workspace): Promise<void> {
 }
 
 /**
- * The key the run's task events are signed with. Without the workspace's key (and a log that
- * already has entries, so no new key may be minted): null, and the run goes on without task
- * events, and says why. A key it cannot use (a mode-644 --key-file) refuses the start.
+ * The audit log for task events. Without the workspace's key (and a log that already has
+ * entries, so no new key may be minted), or with a key that did not sign the log, the run goes on
+ * without task events, and says why. A key it cannot use (a mode-644 --key-file) refuses the start.
  */
-async function auditKeyOfRun(ws: Workspace, opts: OrchestratorOptions, warn: Warn): Promise<AuditKey | null> {
+async function openAuditLog(ws: Workspace, opts: OrchestratorOptions, warn: Warn): Promise<AuditLog | null> {
   try {
-    return await loadAuditKeyForWriting(ws.auditDir, {
+    const key = await loadAuditKeyForWriting(ws.auditDir, {
       keyFile: opts.auditKeyFile,
       keyFileFlag: "--key-file",
     });
+    return await AuditLog.open(ws, key);
   } catch (err) {
     if (!(err instanceof AuditKeyMissingError)) throw err;
     warn(`task audit events are skipped: ${err.message}`);
