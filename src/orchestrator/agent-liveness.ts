@@ -9,7 +9,6 @@
  * workspace and agent id, and provably gone when none does (the session's spawn was committed
  * only after the process existed, so it cannot still be about to appear).
  */
-import { readFileSync } from "node:fs";
 import { readFile, readdir } from "node:fs/promises";
 import os from "node:os";
 import { processStartTime } from "../workspace/lock.js";

@@ -11,7 +11,6 @@
  *   bytes after the last valid entry go to a sidecar `<file>.torn-<utc>` and are cut; the chain
  *   continues from the last valid entry. Only the end of the file is read.
  */
-import { randomBytes } from "node:crypto";
 import { constants as fsc } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
