@@ -56,12 +56,13 @@ for (const [signal, code] of [
 }
 
 test("SIGINT on start: the human output says it was interrupted", async () => {
-  const { dir, sdd, ws, env, cleanup } = await orchestratorWorkspace("bernstein-interrupt-");
+  const { dir, sdd, env, cleanup } = await orchestratorWorkspace("bernstein-interrupt-");
   try {
     const run = spawnCli(["--sdd", sdd, "start", "--poll", "20"], { cwd: dir, env });
-    await waitFor("the orchestrator running", async () => (await readStatusFile(ws))?.state === "running", {
-      exited: run.done,
-    });
+    // The replay line is printed in the same turn as the signal handlers are installed.
+    let stdout = "";
+    run.child.stdout!.on("data", (d: string) => (stdout += d));
+    await waitFor("the replay line", () => stdout.includes("replay:"), { exited: run.done });
     run.child.kill("SIGINT");
     const r = await run.done;
     assert.equal(r.code, 130, r.stderr);
