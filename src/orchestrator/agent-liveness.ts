@@ -9,20 +9,21 @@
  * workspace and agent id, and provably gone when none does (the session's spawn was committed
  * only after the process existed, so it cannot still be about to appear).
  */
-import { readFileSync } from "node:fs";
 import { readFile, readdir } from "node:fs/promises";
 import os from "node:os";
 import { processStartTime } from "../workspace/lock.js";
 import { isProcessAlive, killProcessGroup } from "../workspace/process.js";
 import { WRAPPER_MAIN, type AgentRecord, type WrapperJob } from "./wrapper.js";
 
-/** The wrapper of a token is alive: same host, pid running, same kernel start time, not a zombie. */
+/**
+ * The wrapper of a token is alive: same host, pid running (not a zombie: `isProcessAlive`), same
+ * kernel start time.
+ */
 export function agentAlive(record: AgentRecord): boolean {
   if (record.hostname !== os.hostname()) return false;
   if (!isProcessAlive(record.pid)) return false;
   const now = processStartTime(record.pid);
-  if (record.start_time && now !== record.start_time) return false;
-  return !isZombie(record.pid);
+  return !record.start_time || now === record.start_time;
 }
 
 /** SIGKILL the command's process group and the wrapper's (only on the host that runs them). */
@@ -30,15 +31,6 @@ export function killAgent(record: AgentRecord): void {
   if (record.hostname !== os.hostname()) return;
   for (const pgid of [record.command_pgid, agentAlive(record) ? record.pid : null]) {
     if (pgid) killProcessGroup(pgid, "SIGKILL");
-  }
-}
-
-function isZombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
-  } catch {
-    return false;
   }
 }
 

@@ -19,7 +19,7 @@ import { describeHolder, readLock } from "../workspace/lock.js";
 import { newestCheckpointCheck } from "./checkpointing.js";
 import { readRole } from "../workspace/replication-role.js";
 import { walDrift } from "./materialize.js";
-import { scanBacklog, type BacklogScan } from "./tasks.js";
+import { findCycles, scanBacklog, type BacklogScan } from "./tasks.js";
 import { agentNameFor, findExecutable, loadAgentsConfig, unrunnable, type AgentsConfig } from "./agents.js";
 import { UserError } from "../errors/errors.js";
 import type { OrchestratorState } from "../state/reducer.js";
@@ -92,7 +92,7 @@ export async function runDoctor(
   await guard("audit", "bernstein audit verify", () => auditCheck(ws, opts));
   // 5. newest checkpoint valid and consistent with the WAL
   await guard("checkpoint", "bernstein checkpoint list", async () => newestCheckpointCheck(ws));
-  // 6-7. backlog files parse; no task in two folders
+  // 6-7. backlog files parse; no task in two folders; no dependency cycle among the tasks to run
   const scan = await scanBacklog(ws);
   checks.push(...backlogChecks(ws, scan));
   // 8. every claimed task has its claim in the WAL; the folders agree with the state
@@ -331,7 +331,27 @@ function backlogChecks(ws: Workspace, scan: BacklogScan): DoctorCheck[] {
           "keep the copy in the folder `bernstein status` expects and move the other out of backlog/",
         )
       : check("backlog_unique", "pass", "no task is in two folders"),
+    dependenciesCheck(scan),
   ];
+}
+
+/**
+ * Open tasks whose dependencies wait on each other (hand-written files: `task add` refuses
+ * a cycle): `start` names them as unable to run and never runs them, as it does a task whose
+ * dependency failed — a warning, like the tasks the agents check finds `start` cannot run.
+ */
+function dependenciesCheck(scan: BacklogScan): DoctorCheck {
+  const graph = new Map<string, readonly string[]>();
+  // Open tasks only: a claimed one finishes, and then a task waiting on it can run.
+  for (const t of scan.tasks) if (t.state === "open") graph.set(t.spec.id, t.spec.depends_on);
+  const cycles = findCycles(graph);
+  if (!cycles.length) return check("dependencies", "pass", "no dependency cycle among the open tasks");
+  return check(
+    "dependencies",
+    "warn",
+    `${cycles.length} dependency cycle(s), their tasks can never run: ${cycles.map((c) => c.join(" -> ")).join("; ")}`,
+    "remove a dependency of each cycle from its task file (`start` names these tasks as unable to run)",
+  );
 }
 
 /** claims, tasks_from_wal, folders: the backlog against the state (checkpoint + WAL). */

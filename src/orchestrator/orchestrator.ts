@@ -8,12 +8,13 @@
  */
 import { resolveOptions } from "../json/object.js";
 import { SnapshotResponder } from "../dr/snapshot.js";
+import type { InterruptSignal } from "../workspace/interrupt.js";
 import type { Workspace } from "../workspace/layout.js";
 import { acquireLock, type WorkspaceLock } from "../workspace/lock.js";
 import { adoptNewTasks } from "./actions/adopt.js";
 import { claimAndSpawn } from "./actions/claim.js";
 import { CheckpointCadence } from "./checkpoint-cadence.js";
-import { clearStopRequest, type RunStatusFile } from "./control.js";
+import { clearStopRequest, writeStopRequest, type RunStatusFile } from "./control.js";
 import { checkAgents, collectCompletions } from "./monitoring.js";
 import { DEFAULT_OPTIONS, type OrchestratorOptions } from "./options.js";
 import { recover } from "./recovery.js";
@@ -85,6 +86,21 @@ export class Orchestrator {
       retry_backoff_ms: o.retryBackoffMs,
       poll_ms: o.pollMs,
     };
+  }
+
+  /**
+   * Ctrl-C / SIGTERM of the process running this orchestrator: drain like `bernstein stop
+   * --timeout 0` (agents keep running and are re-attached later); the run reports the signal
+   * (exit 130/143), as an interrupted command does.
+   */
+  async interrupt(signal: InterruptSignal): Promise<void> {
+    this.ctx.outcome.interrupted(signal);
+    await writeStopRequest(this.ctx.ws, {
+      mode: "drain",
+      timeout_s: 0,
+      requested_at: new Date().toISOString(),
+      requested_by_pid: process.pid,
+    });
   }
 
   /** Schedules until idle (with untilIdle) or a stop request; then shuts down cleanly. */

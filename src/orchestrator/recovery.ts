@@ -13,7 +13,7 @@ import { readClosedMarker } from "../wal/recovery.js";
 import { findWalRollbacks } from "../dr/rollback.js";
 import { replayWal, type ReplaySummary } from "../state/replay.js";
 import { WalWriter, newRunId } from "../wal/writer.js";
-import { durableMkdir } from "../workspace/durable.js";
+import { durableMkdir, durableUnlink } from "../workspace/durable.js";
 import type { TaskState, Workspace } from "../workspace/layout.js";
 import { adoptNewTasks } from "./actions/adopt.js";
 import { interrupt } from "./actions/interrupt.js";
@@ -76,10 +76,11 @@ export async function recover(
   // The summary exists before anything can count into it: replay handlers (an orphaned claim)
   // and the backlog scan (a malformed file) do, and both run before the replay returns.
   const recovery = emptyRecoverySummary(runId, chains);
+  // Its refusals (a bad --key-file) come before the new run's WAL exists: they leave no run.
+  const audit = await openAuditLog(ws, opts, warn);
   const wal = await WalWriter.open(ws, runId, { commitGate: commitGateOf(opts) });
   try {
     opts.replication?.attachWriter(wal);
-    const audit = await openAuditLog(ws, opts, warn);
     const dlog = new DecisionLog({ ws, wal, audit, state: loaded.state, onCommit: () => hooks.onCommit() });
     const ctx: RunContext = {
       ws,
@@ -109,6 +110,8 @@ export async function recover(
     return { ctx, status };
   } catch (err) {
     await wal.close().catch(() => {});
+    // A run without a single entry is no run: it would only show as the newest, empty.
+    if (!wal.durablePosition) await durableUnlink(ws.walFile(runId)).catch(() => {});
     throw err;
   }
 }
@@ -194,7 +197,8 @@ async function refuseRolledBackWal(ws: Workspace): Promise<void> {
 
 /**
  * The audit log for task events. Without the workspace's key (and a log that already has
- * entries, so no new key may be minted) the run goes on without task events, and says why.
+ * entries, so no new key may be minted), or with a key that did not sign the log, the run goes on
+ * without task events, and says why. A key it cannot use (a mode-644 --key-file) refuses the start.
  */
 async function openAuditLog(ws: Workspace, opts: OrchestratorOptions, warn: Warn): Promise<AuditLog | null> {
   try {

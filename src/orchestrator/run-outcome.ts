@@ -4,14 +4,20 @@
  * run (cron and CI could not tell a new failure from it).
  */
 import { ExitCode } from "../errors/errors.js";
+import { interruptedExitCode, type InterruptSignal } from "../workspace/interrupt.js";
 import type { OrchestratorState } from "../state/reducer.js";
 import { allTasks } from "./view.js";
 
 export interface RunResult {
   run_id: string;
-  reason: "idle" | "stopped" | "forced";
-  /** 1 (with --until-idle) only for what this run did: see `this_run`. */
+  reason: "idle" | "stopped" | "forced" | "interrupted";
+  /**
+   * 1 (with --until-idle) only for what this run did: see `this_run`; 130/143 when SIGINT/SIGTERM
+   * ended it (a foreground run interrupted; `bernstein stop` is not an interruption).
+   */
   exit_code: number;
+  /** The signal that ended the run, when one did. */
+  interrupted_by?: InterruptSignal;
   /** Tasks per state, all runs. */
   counts: Record<string, number>;
   /** Every task that can never run, and every failed one (all runs). */
@@ -36,9 +42,15 @@ export class RunOutcome {
   readonly failed = new Set<string>();
   /** Tasks that could not run before this run did anything. */
   private blockedAtStart = new Set<string>();
+  private interruptedBy: InterruptSignal | undefined;
 
   blockedWhenStarting(blocked: BlockedTask[]): void {
     this.blockedAtStart = new Set(blocked.map((b) => b.id));
+  }
+
+  /** SIGINT/SIGTERM asked this run to stop: however it ends, it reports the interruption. */
+  interrupted(signal: InterruptSignal): void {
+    this.interruptedBy ??= signal;
   }
 
   result(
@@ -54,14 +66,16 @@ export class RunOutcome {
       .filter((t) => t.state === "failed")
       .map((t) => t.id);
     const newlyBlocked = blocked.filter((b) => !this.blockedAtStart.has(b.id)).map((b) => b.id);
-    const exit =
-      reason === "idle" && (this.failed.size > 0 || newlyBlocked.length > 0)
+    const exit = this.interruptedBy
+      ? interruptedExitCode(this.interruptedBy)
+      : reason === "idle" && (this.failed.size > 0 || newlyBlocked.length > 0)
         ? ExitCode.CHECK_FAILED
         : ExitCode.OK;
     return {
       run_id: runId,
-      reason,
+      reason: this.interruptedBy ? "interrupted" : reason,
       exit_code: exit,
+      ...(this.interruptedBy && { interrupted_by: this.interruptedBy }),
       counts,
       blocked: blocked.map((b) => b.id),
       failed,

@@ -1,7 +1,8 @@
 /**
  * Which open tasks may run now: dependencies done, not held back by a retry's backoff; by priority,
- * then id. And which never can (a dependency failed, unknown, or itself blocked).
+ * then id. And which never can (a dependency failed, unknown, in a cycle, or itself blocked).
  */
+import { findCycles } from "./tasks.js";
 import type { RetryBackoff } from "./retry-backoff.js";
 import type { BlockedTask } from "./run-outcome.js";
 import type { OrchestratorState } from "../state/reducer.js";
@@ -24,18 +25,19 @@ export function schedulable(
   const ready: TaskView[] = [];
   const blocked: BlockedTask[] = [];
   const backingOff: TaskView[] = [];
-  let waiting = 0;
+  // Open tasks waiting on a dependency not done yet: only among them can a cycle wait forever.
+  const waitingOnDeps = new Map<string, readonly string[]>();
   const now = Date.now();
   for (const t of allTasks(state)) {
     if (t.state !== "open") continue;
     const d = depsDone(state, files, t);
     if (d.blockedBy) blocked.push({ id: t.id, why: d.blockedBy });
-    else if (!d.ready) waiting++;
+    else if (!d.ready) waitingOnDeps.set(t.id, t.spec.depends_on);
     else if (backoff.isHeld(t.id, now)) {
-      waiting++;
       backingOff.push(t);
     } else ready.push(t);
   }
+  let waiting = waitingOnDeps.size + backingOff.length - blockCycles(waitingOnDeps, blocked);
   waiting -= blockTransitively(state, blocked);
   ready.sort(byPriority);
   // With one agent the order is strict: a retried task in backoff is waited for, never overtaken,
@@ -70,6 +72,22 @@ function depsDone(
     return { ready: false, blockedBy: `dependency ${dep} is unknown` };
   }
   return { ready: true };
+}
+
+/**
+ * Tasks whose dependencies wait on each other (hand-written files: `task add` refuses a cycle) never
+ * become ready: each is added to `blocked`, naming its cycle. Returns how many were added.
+ */
+function blockCycles(waitingOnDeps: Map<string, readonly string[]>, blocked: BlockedTask[]): number {
+  let added = 0;
+  for (const cycle of findCycles(waitingOnDeps)) {
+    const why = `dependency cycle ${cycle.join(" -> ")}`;
+    for (const id of new Set(cycle)) {
+      blocked.push({ id, why });
+      added++;
+    }
+  }
+  return added;
 }
 
 /**

@@ -215,6 +215,20 @@ export function findCycle(graph: Map<string, readonly string[]>): string[] | nul
   return null;
 }
 
+/**
+ * Every cycle of the graph, each as `findCycle` gives it; after one is found its members leave the
+ * graph, so each id is in at most one cycle and the search ends.
+ */
+export function findCycles(graph: Map<string, readonly string[]>): string[][] {
+  const rest = new Map(graph);
+  const cycles: string[][] = [];
+  for (let cycle = findCycle(rest); cycle; cycle = findCycle(rest)) {
+    cycles.push(cycle);
+    for (const id of cycle) rest.delete(id);
+  }
+  return cycles;
+}
+
 /** Sortable default id: time in base 36 (creation order) plus 4 random hex digits. */
 export function newTaskId(now = Date.now()): string {
   const rand = Math.floor(Math.random() * 0x10000)

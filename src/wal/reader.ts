@@ -12,7 +12,7 @@ import type { Workspace } from "../workspace/layout.js";
 import { parseJson } from "../json/canonical.js";
 import { GENESIS_HASH, type JsonObject } from "./entry.js";
 import { EntrySink, WalReadError, type ReadEntry } from "./entry-sink.js";
-import { listWalRunFiles, runIdOfWalFile } from "./run-files.js";
+import { listWalRunFiles, runIdCreatedAt, runIdOfWalFile } from "./run-files.js";
 import { scanTail } from "./tail.js";
 import { ChainVerifier, type CleanBatch, type VerifyResult } from "./chain.js";
 import { CHUNK, LF, describeFsError, emitLines, openForRead, scanAll } from "./line-scan.js";
@@ -238,15 +238,21 @@ export interface RunInfo {
   first_timestamp: number | null;
 }
 
-/** The runs of a workspace in run order: by first entry timestamp, then by name. */
+/**
+ * The runs of a workspace in run order: by first entry timestamp (for a run without one, the
+ * creation time in its id), then by name.
+ */
 export async function listRuns(ws: Workspace): Promise<RunInfo[]> {
   const runs: RunInfo[] = [];
   for (const { run_id, file } of await listWalRunFiles(ws.walDir)) {
     runs.push({ run_id, file, first_timestamp: await firstTimestamp(file) });
   }
+  // A run without a readable first entry (a start refused right after opening its WAL, a crash
+  // in its first append) sorts by the time its id was made; a foreign id without entries, first.
+  const timeOf = (r: RunInfo) => r.first_timestamp ?? runIdCreatedAt(r.run_id) ?? -Infinity;
   runs.sort((a, b) => {
-    const ta = a.first_timestamp ?? Infinity;
-    const tb = b.first_timestamp ?? Infinity;
+    const ta = timeOf(a);
+    const tb = timeOf(b);
     if (ta !== tb) return ta < tb ? -1 : 1;
     return a.run_id < b.run_id ? -1 : a.run_id > b.run_id ? 1 : 0;
   });

@@ -3,6 +3,7 @@
  * `Workspace.walFile`) and its closed marker `<run-id>.wal.closed`, read back to run ids, and the
  * runs a folder holds. Other files there (a torn tail's `.torn-*` sidecar, temp files) are no run.
  */
+import { randomBytes } from "node:crypto";
 import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { WAL_FILE_SUFFIX } from "../workspace/layout.js";
@@ -10,6 +11,37 @@ import { WAL_FILE_SUFFIX } from "../workspace/layout.js";
 export { WAL_FILE_SUFFIX };
 
 export const CLOSED_MARKER_SUFFIX = ".wal.closed";
+
+/** `run-<UTC yyyymmddThhmmssSSS>Z-<4 hex>`. */
+export function newRunId(now: Date = new Date()): string {
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.(\d{3})Z$/, "$1Z");
+  return `run-${stamp}-${randomBytes(2).toString("hex")}`;
+}
+
+const RUN_ID_TIME = /^run-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z-[0-9a-f]{4}$/;
+
+/**
+ * When a run was created, in epoch seconds, as `newRunId` wrote it into the id; null for a foreign
+ * run id (e.g. `run-golden`).
+ */
+export function runIdCreatedAt(runId: string): number | null {
+  const m = RUN_ID_TIME.exec(runId);
+  if (!m) return null;
+  const [y, mo, d, h, mi, s, ms] = m.slice(1).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const t = Date.UTC(y, mo - 1, d, h, mi, s, ms);
+  return Number.isFinite(t) ? t / 1000 : null;
+}
 
 /** The run id of a WAL file name or path (`.../<run>.wal.jsonl`); undefined for any other file. */
 export function runIdOfWalFile(nameOrPath: string): string | undefined {

@@ -11,7 +11,6 @@
  *   bytes after the last valid entry go to a sidecar `<file>.torn-<utc>` and are cut; the chain
  *   continues from the last valid entry. Only the end of the file is read.
  */
-import { randomBytes } from "node:crypto";
 import { constants as fsc } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
@@ -31,14 +30,7 @@ import { scanTail, type TailScan } from "./tail.js";
 import { cutTornTail, type WalRepair } from "./tail-repair.js";
 import { openUncommittedIndexForAppend, uncommittedRowLine, writeClosedMarker } from "./recovery.js";
 
-/** `run-<UTC yyyymmddThhmmssSSS>Z-<4 hex>`. */
-export function newRunId(now: Date = new Date()): string {
-  const stamp = now
-    .toISOString()
-    .replace(/[-:]/g, "")
-    .replace(/\.(\d{3})Z$/, "$1Z");
-  return `run-${stamp}-${randomBytes(2).toString("hex")}`;
-}
+export { newRunId } from "./run-files.js";
 
 /** Fixed for the life of the process; read once (the getter is not free on the append path). */
 const TIME_ORIGIN = performance.timeOrigin;

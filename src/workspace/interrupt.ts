@@ -29,7 +29,13 @@
  */
 
 const SIGNALS = { SIGINT: 2, SIGTERM: 15 } as const;
-type Signal = keyof typeof SIGNALS;
+export type InterruptSignal = keyof typeof SIGNALS;
+type Signal = InterruptSignal;
+
+/** The exit code of a command a signal interrupted: 128 + its number, as a shell reports it. */
+export function interruptedExitCode(signal: InterruptSignal): number {
+  return 128 + SIGNALS[signal];
+}
 
 /**
  * What a cleanup did when it did not remove `what` but something else (a restore past its swap
@@ -56,7 +62,7 @@ export interface InterruptCleanup {
 }
 
 function onSignal(signal: Signal): void {
-  const code = 128 + SIGNALS[signal];
+  const code = interruptedExitCode(signal);
   if (cleaning) process.exit(code);
   if (process.listenerCount(signal) > 1) return; // the command handles it (see above)
   const clears = [...drawnLines];

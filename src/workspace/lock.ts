@@ -1,7 +1,7 @@
 /**
  * Single-writer workspace lock at `runtime/bernstein.pid`: {pid, start_time, hostname, acquired_at}.
- * A lock whose process is gone (or whose pid now belongs to another process) is stale and is
- * taken over with a warning; a live holder is refused with a message naming it.
+ * A lock whose process is gone (exited, or a zombie not yet reaped), or whose pid now belongs to
+ * another process, is stale and is taken over with a warning; a live holder is refused, named.
  * `acquireLockFile`/`readLockFile` are the same lock at any path (the restore lock beside a
  * restore's target, which may not exist yet).
  */

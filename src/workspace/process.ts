@@ -1,14 +1,29 @@
-import { realpathSync } from "node:fs";
+import { readFileSync, realpathSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-/** Whether a process exists (EPERM: it does, and belongs to another user). */
+/**
+ * Whether a process runs (EPERM: it does, and belongs to another user). A zombie — exited, not
+ * yet reaped by its parent, e.g. an orchestrator SIGKILLed under a parent that never waits — does
+ * not: `kill(pid, 0)` still finds it, but it holds nothing and does nothing any more.
+ */
 export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
+    if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  return !isZombie(pid);
+}
+
+/** Its state in /proc is Z (false where there is no /proc to tell). */
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Field 2 (comm) may hold spaces and parentheses; the state follows the last ')'.
+    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+  } catch {
+    return false;
   }
 }
 

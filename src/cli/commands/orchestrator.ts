@@ -12,7 +12,8 @@ import { durableMkdir } from "../../workspace/durable.js";
 import { BIN, launcherEnv, launcherFlags } from "../../workspace/launcher.js";
 import { lockedBy, readLock } from "../../workspace/lock.js";
 import { Orchestrator, type RecoverySummary, type RunResult } from "../../orchestrator/orchestrator.js";
-import { readStatusFile, writeStopRequest } from "../../orchestrator/control.js";
+import { readStatusFile } from "../../orchestrator/control.js";
+import type { InterruptSignal } from "../../workspace/interrupt.js";
 import { WarningDigest } from "../warning-digest.js";
 import { intOption, numberOption } from "../number-option.js";
 import {
@@ -234,14 +235,9 @@ async function startInForeground(
   });
   warnings.flush();
   out.line(`run ${orch.runId}: ${replayLine(orch.recovery)}`);
-  // Ctrl-C / SIGTERM: drain like `bernstein stop` (agents keep running and are re-attached later).
-  const onSignal = () => {
-    writeStopRequest(ws, {
-      mode: "drain",
-      timeout_s: 0,
-      requested_at: new Date().toISOString(),
-      requested_by_pid: process.pid,
-    }).catch(() => {});
+  // Ctrl-C / SIGTERM: drain like `bernstein stop`, then exit 130/143 (Orchestrator.interrupt).
+  const onSignal = (signal: NodeJS.Signals) => {
+    orch.interrupt(signal as InterruptSignal).catch(() => {});
   };
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
@@ -266,14 +262,17 @@ function reportRun(out: Output, orch: Orchestrator, result: RunResult, warnings:
     () => {
       const c = result.counts;
       const r = result.this_run;
+      const ended = result.interrupted_by ? `interrupted by ${result.interrupted_by}` : result.reason;
       out.line(
-        `run ${result.run_id} ${result.reason}: this run ${r.done} done, ${r.failed.length} failed` +
+        `run ${result.run_id} ${ended}: this run ${r.done} done, ${r.failed.length} failed` +
           (r.blocked.length ? `, ${r.blocked.length} newly blocked` : "") +
           `; all tasks ${c.done ?? 0} done, ${c.failed ?? 0} failed, ${c.open ?? 0} open, ${c.claimed ?? 0} claimed; ${result.decisions} decisions`,
       );
     },
   );
-  if (result.exit_code !== 0) {
+  if (result.interrupted_by) {
+    out.failed(result.exit_code, `start: interrupted by ${result.interrupted_by}`);
+  } else if (result.exit_code !== 0) {
     const r = result.this_run;
     out.failed(
       result.exit_code,

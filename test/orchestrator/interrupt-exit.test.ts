@@ -1,0 +1,88 @@
+/**
+ * Ctrl-C / SIGTERM of a foreground `start` drains like `bernstein stop --timeout 0`, then exits
+ * 130/143 as an interrupted command does; `bernstein stop` of a detached orchestrator is no
+ * interruption: it ends with 0.
+ */
+import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { readStatusFile } from "../../src/orchestrator/control.js";
+import { addTask } from "../../src/orchestrator/tasks.js";
+import { spawnCli, waitFor } from "../helpers.js";
+import { taskCounts } from "./support/task-counts.js";
+import { orchestratorWorkspace } from "./support/workspace.js";
+
+for (const [signal, code] of [
+  ["SIGINT", 130],
+  ["SIGTERM", 143],
+] as const) {
+  test(`${signal} on start --until-idle drains, then exits ${code} with ok:false`, async () => {
+    const { dir, sdd, ws, env, cli, cleanup } = await orchestratorWorkspace("bernstein-interrupt-");
+    const gate = path.join(dir, "gate");
+    try {
+      await addTask(ws, {
+        id: "slow",
+        title: "slow",
+        command: `while [ ! -e ${gate} ]; do sleep 0.05; done`,
+      });
+      const run = spawnCli(["--sdd", sdd, "--json", "start", "--until-idle", "--poll", "20"], {
+        cwd: dir,
+        env,
+      });
+      await waitFor("the task claimed", async () => (await taskCounts(ws)).claimed === 1, {
+        exited: run.done,
+      });
+      run.child.kill(signal);
+      const r = await run.done;
+      assert.equal(r.code, code, r.stderr);
+      const doc = JSON.parse(r.stdout) as Record<string, unknown>;
+      assert.equal(doc.ok, false);
+      assert.equal(doc.exit_code, code);
+      assert.equal(doc.reason, "interrupted");
+      assert.equal(doc.interrupted_by, signal);
+      assert.equal((await readStatusFile(ws))?.exit_code, code);
+
+      // The agent kept running; the next start re-attaches it and finishes the task.
+      await writeFile(gate, "");
+      const again = await cli("start", "--until-idle", "--poll", "20");
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal((await taskCounts(ws)).done, 1);
+    } finally {
+      await writeFile(gate, "").catch(() => {});
+      await cleanup();
+    }
+  });
+}
+
+test("SIGINT on start: the human output says it was interrupted", async () => {
+  const { dir, sdd, env, cleanup } = await orchestratorWorkspace("bernstein-interrupt-");
+  try {
+    const run = spawnCli(["--sdd", sdd, "start", "--poll", "20"], { cwd: dir, env });
+    // The replay line is printed in the same turn as the signal handlers are installed.
+    let stdout = "";
+    run.child.stdout!.on("data", (d: string) => (stdout += d));
+    await waitFor("the replay line", () => stdout.includes("replay:"), { exited: run.done });
+    run.child.kill("SIGINT");
+    const r = await run.done;
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stdout, /run run-\S+ interrupted by SIGINT: /);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("bernstein stop of a detached orchestrator is not an interruption: it ends with 0", async () => {
+  const { ws, cli, cleanup } = await orchestratorWorkspace("bernstein-interrupt-");
+  try {
+    const started = await cli("start", "--detach", "--poll", "20");
+    assert.equal(started.code, 0, started.stderr);
+    const stopped = await cli("stop", "--json");
+    assert.equal(stopped.code, 0, stopped.stderr);
+    const s = await readStatusFile(ws);
+    assert.equal(s?.state, "stopped");
+    assert.equal(s?.exit_code, 0);
+  } finally {
+    await cleanup();
+  }
+});
