@@ -14,7 +14,7 @@
  * anything; the journal roll-forward and the removal of dead staging folders run under it too.
  */
 import { randomBytes } from "node:crypto";
-import { readFile, readdir, rm, stat } from "node:fs/promises";
+import { lstat, readFile, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError, destinationError, ioError } from "../errors/errors.js";
 import {
@@ -26,7 +26,7 @@ import {
   removeEmptyFolders,
 } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
-import { Workspace } from "../workspace/layout.js";
+import { WORKSPACE_MARKER_DIRS, Workspace, isWorkspaceDir } from "../workspace/layout.js";
 import {
   acquireLock,
   acquireLockFile,
@@ -168,6 +168,45 @@ export async function lockLiveTarget(
   return lock;
 }
 
+/**
+ * Whether the target exists, after refusing one a restore must not replace (exit 6): a restore
+ * moves the existing target aside (and --no-keep deletes it), so only an empty folder or a
+ * workspace (isWorkspaceDir) may be there. A project folder, a file or anything else is left
+ * as it is.
+ */
+export async function checkReplaceableTarget(abs: string): Promise<boolean> {
+  let st;
+  try {
+    st = await lstat(abs);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw destinationError(`cannot restore into ${shown(abs)}`, err) ?? err;
+  }
+  const refuse = (why: string): UserError =>
+    new UserError(
+      `cannot restore into ${shown(abs)}: ${why}, and a restore replaces its target; name a new or empty folder, or a workspace's .sdd`,
+      ExitCode.IO,
+    );
+  if (!st.isDirectory()) throw refuse(st.isSymbolicLink() ? "it is a symbolic link" : "it is a file");
+  if (await isWorkspaceDir(abs)) return true;
+  const entries = await readdir(abs).catch((err: unknown) => {
+    throw destinationError(`cannot restore into ${shown(abs)}`, err) ?? err;
+  });
+  if (entries.length === 0) return true;
+  throw refuse(
+    `it is neither empty nor a bernstein workspace (which holds ${WORKSPACE_MARKER_DIRS.join("/ and ")}/)`,
+  );
+}
+
+/** The working folder, or undefined when it was removed. */
+const workingFolder = (): string | undefined => {
+  try {
+    return process.cwd();
+  } catch {
+    return undefined;
+  }
+};
+
 /** A new staging folder's path beside `abs`, named so a later restore knows whose it is. */
 export function stagingPathFor(abs: string): string {
   return path.join(
@@ -238,6 +277,8 @@ export async function buildAndSwapIn<T>(
   build: (staging: string, beforeRemove: (stop: () => Promise<void>) => void) => Promise<T>,
 ): Promise<{ value: T; target: string; kept?: string; warnings: string[] }> {
   const abs = path.resolve(target);
+  // Before anything is made or locked; checked again under the restore lock below.
+  await checkReplaceableTarget(abs);
   // The folders made here for the target go again when the restore fails or is interrupted.
   let madeFolders: string[];
   try {
@@ -257,7 +298,7 @@ export async function buildAndSwapIn<T>(
     if (restoreLock.tookOver) warnings.push(`restore lock: ${restoreLock.tookOver}`);
     const recovered = await finishInterruptedRestore(abs);
     if (recovered) warnings.push(`${recovered} at ${abs}`);
-    const targetExists = await exists(abs);
+    const targetExists = await checkReplaceableTarget(abs);
     if (targetExists) lock = await lockLiveTarget(abs, o.force, warnings);
     await removeStaleStaging(abs);
     const staging = stagingPathFor(abs);
@@ -280,6 +321,8 @@ export async function buildAndSwapIn<T>(
       // From here a signal has its default action: the swap below is journaled.
       await interrupt.release();
       const keep = o.keep ?? true;
+      // `dr restore --sdd .` inside the workspace: the shell stays in the tree moved aside.
+      const inTarget = targetExists && workingFolder() === abs;
       const kept = await swapIn(abs, staging, {
         targetExists,
         keep,
@@ -287,6 +330,12 @@ export async function buildAndSwapIn<T>(
         onJournaled: () => (journaled = true),
       });
       if (targetExists) lock = undefined;
+      if (inTarget)
+        warnings.push(
+          keep
+            ? `the working folder was the target: it is now the previous state at ${kept}; cd ${abs} again to see the restored workspace`
+            : `the working folder was the target and was removed (--no-keep); cd ${abs} again to see the restored workspace`,
+        );
       return { value, target: abs, ...(keep && kept ? { kept } : {}), warnings };
     } catch (err) {
       if (!journaled) {
