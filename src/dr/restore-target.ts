@@ -14,7 +14,7 @@
  * anything; the journal roll-forward and the removal of dead staging folders run under it too.
  */
 import { randomBytes } from "node:crypto";
-import { lstat, readFile, readdir, rm, stat } from "node:fs/promises";
+import { lstat, readFile, readdir, readlink, realpath, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError, destinationError, ioError } from "../errors/errors.js";
 import {
@@ -85,7 +85,7 @@ export const exists = (p: string): Promise<boolean> =>
  * there is no journal.
  */
 export async function completeInterruptedRestore(target: string): Promise<string | undefined> {
-  const abs = path.resolve(target);
+  const { abs } = await restoreTargetOf(target);
   if (!(await exists(path.dirname(abs)))) return undefined;
   const lock = await acquireRestoreLock(abs);
   try {
@@ -166,6 +166,33 @@ export async function lockLiveTarget(
   const lock = await acquireLock(ws, "dr restore");
   if (lock.tookOver) warnings.push(lock.tookOver);
   return lock;
+}
+
+/**
+ * The folder a restore of `target` replaces, and the symbolic link that named it, if one did. A
+ * link (an `.sdd` linked to a data volume) is followed: swapping the link itself for a folder
+ * put the restored workspace on the link's file system instead of the volume. A link to a
+ * missing folder is followed only when the folder that would hold it exists; else the volume
+ * may be unmounted, and the folders a restore makes would land on the wrong disk: exit 6.
+ */
+export async function restoreTargetOf(target: string): Promise<{ abs: string; link?: string }> {
+  const abs = path.resolve(target);
+  const st = await lstat(abs).catch(() => undefined);
+  if (!st?.isSymbolicLink()) return { abs };
+  try {
+    return { abs: await realpath(abs), link: abs };
+  } catch (err) {
+    const named = path.resolve(path.dirname(abs), await readlink(abs).catch(() => "."));
+    const holder = await realpath(path.dirname(named)).catch(() => undefined);
+    if ((err as NodeJS.ErrnoException).code === "ENOENT" && holder && (await stat(holder)).isDirectory())
+      return { abs: path.join(holder, path.basename(named)), link: abs };
+    if ((err as NodeJS.ErrnoException).code === "ENOENT")
+      throw new UserError(
+        `cannot restore into ${shown(abs)}: it is a symbolic link to ${named}, whose folder ${path.dirname(named)} does not exist (is its volume mounted?); restoring would create it on the wrong disk`,
+        ExitCode.IO,
+      );
+    throw destinationError(`cannot restore into ${shown(abs)}: cannot follow the symbolic link`, err) ?? err;
+  }
 }
 
 /**
@@ -276,7 +303,7 @@ export async function buildAndSwapIn<T>(
   o: GuardedRestore,
   build: (staging: string, beforeRemove: (stop: () => Promise<void>) => void) => Promise<T>,
 ): Promise<{ value: T; target: string; kept?: string; warnings: string[] }> {
-  const abs = path.resolve(target);
+  const { abs, link } = await restoreTargetOf(target);
   // Before anything is made or locked; checked again under the restore lock below.
   await checkReplaceableTarget(abs);
   // The folders made here for the target go again when the restore fails or is interrupted.
@@ -287,6 +314,10 @@ export async function buildAndSwapIn<T>(
     throw destinationError(`cannot restore into ${abs}: cannot create ${path.dirname(abs)}`, err) ?? err;
   }
   const warnings: string[] = [];
+  if (link)
+    warnings.push(
+      `${shown(link)} is a symbolic link: restored into the folder it points to, ${shown(abs)} (the link is kept)`,
+    );
   const restoreLock = await acquireRestoreLock(abs).catch(async (err: unknown) => {
     await removeEmptyFolders(madeFolders);
     throw err;
