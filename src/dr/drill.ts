@@ -11,6 +11,7 @@ import { rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { resolveAuditKeyPath } from "../audit/key.js";
+import { ExitCode, UserError, destinationError } from "../errors/errors.js";
 import { durableAppend, durableMkdir } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import type { Workspace } from "../workspace/layout.js";
@@ -111,6 +112,23 @@ function hashPrefix(file: string, length: number): string | undefined {
   }
 }
 
+/**
+ * A drill's `--keep DIR` (made when missing, kept as it is when there), or exit 6 naming it: a
+ * file in its place, a file system that refuses new entries (/proc), a read-only one.
+ */
+export async function makeKeepFolder(keepDir: string): Promise<string> {
+  const abs = path.resolve(keepDir);
+  const st = await stat(abs).catch(() => undefined);
+  if (st && !st.isDirectory())
+    throw new UserError(`--keep ${keepDir}: it is a file, not a folder`, ExitCode.IO);
+  try {
+    await durableMkdir(abs);
+  } catch (err) {
+    throw destinationError(`--keep ${keepDir}`, err) ?? err;
+  }
+  return abs;
+}
+
 export async function runDrill(
   ws: Workspace,
   opts: {
@@ -127,8 +145,7 @@ export async function runDrill(
   const keys = { password: opts.password, identities: opts.identities, keyCache: new Map() as KeyCache };
   const startedAt = new Date();
   if (!opts.keepDir) await removeDeadScratchDirs();
-  const scratch = opts.keepDir ? path.resolve(opts.keepDir) : await makeScratchDir("drill");
-  if (opts.keepDir) await durableMkdir(scratch);
+  const scratch = opts.keepDir ? await makeKeepFolder(opts.keepDir) : await makeScratchDir("drill");
   const interrupt = opts.keepDir
     ? undefined
     : cleanupOnInterrupt(`the drill's scratch folder ${shown(scratch)}`, () =>

@@ -14,7 +14,7 @@
  * anything; the journal roll-forward and the removal of dead staging folders run under it too.
  */
 import { randomBytes } from "node:crypto";
-import { readFile, readdir, rm, stat } from "node:fs/promises";
+import { lstat, readFile, readdir, readlink, realpath, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError, destinationError, ioError } from "../errors/errors.js";
 import {
@@ -26,7 +26,7 @@ import {
   removeEmptyFolders,
 } from "../workspace/durable.js";
 import { cleanupOnInterrupt, interruptInProgress } from "../workspace/interrupt.js";
-import { Workspace } from "../workspace/layout.js";
+import { WORKSPACE_MARKER_DIRS, Workspace, isWorkspaceDir } from "../workspace/layout.js";
 import {
   acquireLock,
   acquireLockFile,
@@ -85,7 +85,7 @@ export const exists = (p: string): Promise<boolean> =>
  * there is no journal.
  */
 export async function completeInterruptedRestore(target: string): Promise<string | undefined> {
-  const abs = path.resolve(target);
+  const { abs } = await restoreTargetOf(target);
   if (!(await exists(path.dirname(abs)))) return undefined;
   const lock = await acquireRestoreLock(abs);
   try {
@@ -172,6 +172,72 @@ export async function lockLiveTarget(
   if (lock.tookOver) warnings.push(lock.tookOver);
   return lock;
 }
+
+/**
+ * The folder a restore of `target` replaces, and the symbolic link that named it, if one did. A
+ * link (an `.sdd` linked to a data volume) is followed: swapping the link itself for a folder
+ * put the restored workspace on the link's file system instead of the volume. A link to a
+ * missing folder is followed only when the folder that would hold it exists; else the volume
+ * may be unmounted, and the folders a restore makes would land on the wrong disk: exit 6.
+ */
+export async function restoreTargetOf(target: string): Promise<{ abs: string; link?: string }> {
+  const abs = path.resolve(target);
+  const st = await lstat(abs).catch(() => undefined);
+  if (!st?.isSymbolicLink()) return { abs };
+  try {
+    return { abs: await realpath(abs), link: abs };
+  } catch (err) {
+    const named = path.resolve(path.dirname(abs), await readlink(abs).catch(() => "."));
+    const holder = await realpath(path.dirname(named)).catch(() => undefined);
+    if ((err as NodeJS.ErrnoException).code === "ENOENT" && holder && (await stat(holder)).isDirectory())
+      return { abs: path.join(holder, path.basename(named)), link: abs };
+    if ((err as NodeJS.ErrnoException).code === "ENOENT")
+      throw new UserError(
+        `cannot restore into ${shown(abs)}: it is a symbolic link to ${named}, whose folder ${path.dirname(named)} does not exist (is its volume mounted?); restoring would create it on the wrong disk`,
+        ExitCode.IO,
+      );
+    throw destinationError(`cannot restore into ${shown(abs)}: cannot follow the symbolic link`, err) ?? err;
+  }
+}
+
+/**
+ * Whether the target exists, after refusing one a restore must not replace (exit 6): a restore
+ * moves the existing target aside (and --no-keep deletes it), so only an empty folder or a
+ * workspace (isWorkspaceDir) may be there. A project folder, a file or anything else is left
+ * as it is.
+ */
+export async function checkReplaceableTarget(abs: string): Promise<boolean> {
+  let st;
+  try {
+    st = await lstat(abs);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw destinationError(`cannot restore into ${shown(abs)}`, err) ?? err;
+  }
+  const refuse = (why: string): UserError =>
+    new UserError(
+      `cannot restore into ${shown(abs)}: ${why}, and a restore replaces its target; name a new or empty folder, or a workspace's .sdd`,
+      ExitCode.IO,
+    );
+  if (!st.isDirectory()) throw refuse(st.isSymbolicLink() ? "it is a symbolic link" : "it is a file");
+  if (await isWorkspaceDir(abs)) return true;
+  const entries = await readdir(abs).catch((err: unknown) => {
+    throw destinationError(`cannot restore into ${shown(abs)}`, err) ?? err;
+  });
+  if (entries.length === 0) return true;
+  throw refuse(
+    `it is neither empty nor a bernstein workspace (which holds ${WORKSPACE_MARKER_DIRS.join("/ and ")}/)`,
+  );
+}
+
+/** The working folder, or undefined when it was removed. */
+const workingFolder = (): string | undefined => {
+  try {
+    return process.cwd();
+  } catch {
+    return undefined;
+  }
+};
 
 /** A new staging folder's path beside `abs`, named so a later restore knows whose it is. */
 export function stagingPathFor(abs: string): string {
@@ -263,7 +329,9 @@ export async function buildAndSwapIn<T>(
   o: GuardedRestore,
   build: (staging: string, ctx: StagingBuild) => Promise<T>,
 ): Promise<{ value: T; target: string; kept?: string; warnings: string[] }> {
-  const abs = path.resolve(target);
+  const { abs, link } = await restoreTargetOf(target);
+  // Before anything is made or locked; checked again under the restore lock below.
+  await checkReplaceableTarget(abs);
   const staging = stagingPathFor(abs);
   let interrupted = false;
   let stopWriting: (() => Promise<void>) | undefined;
@@ -284,7 +352,7 @@ export async function buildAndSwapIn<T>(
       if (interrupted || interruptInProgress()) throw new RestoreInterrupted();
     },
   };
-  const attempt = restoreGuarded(abs, staging, o, build, ctx, {
+  const attempt = restoreGuarded(abs, link, staging, o, build, ctx, {
     stopWriting: async () => await stopWriting?.(),
     onSwapped: () => (swapped = true),
   });
@@ -302,6 +370,7 @@ export async function buildAndSwapIn<T>(
 
 async function restoreGuarded<T>(
   abs: string,
+  link: string | undefined,
   staging: string,
   o: GuardedRestore,
   build: (staging: string, ctx: StagingBuild) => Promise<T>,
@@ -316,6 +385,10 @@ async function restoreGuarded<T>(
     throw destinationError(`cannot restore into ${abs}: cannot create ${path.dirname(abs)}`, err) ?? err;
   }
   const warnings: string[] = [];
+  if (link)
+    warnings.push(
+      `${shown(link)} is a symbolic link: restored into the folder it points to, ${shown(abs)} (the link is kept)`,
+    );
   let restoreLock: WorkspaceLock;
   try {
     ctx.checkpoint();
@@ -332,7 +405,7 @@ async function restoreGuarded<T>(
     if (restoreLock.tookOver) warnings.push(`restore lock: ${restoreLock.tookOver}`);
     const recovered = await finishInterruptedRestore(abs);
     if (recovered) warnings.push(`${recovered} at ${abs}`);
-    const targetExists = await exists(abs);
+    const targetExists = await checkReplaceableTarget(abs);
     if (targetExists) lock = await lockLiveTarget(abs, o.force, warnings);
     await removeStaleStaging(abs);
     // Until a journal names the staging folder, any failure (the final rename included) removes
@@ -344,6 +417,8 @@ async function restoreGuarded<T>(
       // The point of no return: past it an interrupt lets the swap end (it is journaled).
       ctx.checkpoint();
       const keep = o.keep ?? true;
+      // `dr restore --sdd .` inside the workspace: the shell stays in the tree moved aside.
+      const inTarget = targetExists && workingFolder() === abs;
       const kept = await swapIn(abs, staging, {
         targetExists,
         keep,
@@ -352,6 +427,12 @@ async function restoreGuarded<T>(
       });
       on.onSwapped();
       if (targetExists) lock = undefined;
+      if (inTarget)
+        warnings.push(
+          keep
+            ? `the working folder was the target: it is now the previous state at ${kept}; cd ${abs} again to see the restored workspace`
+            : `the working folder was the target and was removed (--no-keep); cd ${abs} again to see the restored workspace`,
+        );
       return { value, target: abs, ...(keep && kept ? { kept } : {}), warnings };
     } catch (err) {
       if (!journaled) {

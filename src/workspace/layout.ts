@@ -129,17 +129,33 @@ export function resolveSddDir(flag?: string): string {
   return path.resolve(flag ?? process.env.BERNSTEIN_SDD ?? ".sdd");
 }
 
+/**
+ * The top-level folders that together mark a folder as a bernstein workspace: `runtime/` (every
+ * command's state) and `backlog/` (the tasks). `init` makes both, a restore adds the layout's
+ * folders to what it restores, and the Python original's `.sdd` holds both as well; a project
+ * folder hardly ever has the two. A restore replaces only such a folder (or an empty one).
+ */
+export const WORKSPACE_MARKER_DIRS = ["runtime", "backlog"] as const;
+
+const isFolder = (p: string): Promise<boolean> =>
+  stat(p).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+
+/** Whether `dir` is a bernstein workspace (a `.sdd` folder): it holds every WORKSPACE_MARKER_DIRS folder. */
+export async function isWorkspaceDir(dir: string): Promise<boolean> {
+  for (const marker of WORKSPACE_MARKER_DIRS) if (!(await isFolder(path.join(dir, marker)))) return false;
+  return true;
+}
+
 /** Creates every workspace folder; safe to run again. Returns the folders it created. */
 export async function initWorkspace(sddDir: string): Promise<{ workspace: Workspace; created: string[] }> {
   const ws = new Workspace(sddDir);
   const created: string[] = [];
   for (const rel of WORKSPACE_DIRS) {
     const dir = ws.p(rel);
-    const exists = await stat(dir).then(
-      (s) => s.isDirectory(),
-      () => false,
-    );
-    if (!exists) {
+    if (!(await isFolder(dir))) {
       await durableMkdir(dir);
       created.push(rel);
     }

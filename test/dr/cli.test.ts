@@ -495,13 +495,18 @@ test("bad input: each a one-line message, its own exit code, nothing written, ex
     // Restore onto a full disk: the existing target there is untouched, no staging left.
     const smallTarget = path.join(small, ".sdd");
     await mkdir(path.join(smallTarget, "runtime"), { recursive: true });
+    await mkdir(path.join(smallTarget, "backlog"));
     await writeFile(path.join(smallTarget, "runtime", "old.json"), "old\n");
     const full = await runCli(["dr", "restore", "--from", archive, "--sdd", smallTarget], { env });
     assert.equal(full.code, 6, full.stderr);
     oneLine(full.stderr);
     assert.match(full.stderr, /no space left/);
     assert.deepEqual(await readdir(small), [".sdd"]);
-    assert.deepEqual(await readdir(smallTarget, { recursive: true }), ["runtime", "runtime/old.json"]);
+    assert.deepEqual((await readdir(smallTarget, { recursive: true })).sort(), [
+      "backlog",
+      "runtime",
+      "runtime/old.json",
+    ]);
   } finally {
     for (const m of mounts) {
       try {

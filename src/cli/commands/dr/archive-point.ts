@@ -30,7 +30,6 @@ import { ExitCode, UserError } from "../../../errors/errors.js";
 import { isS3Url } from "../../../storage/location.js";
 import { openCatalogue } from "../../../storage/open-store.js";
 import type { BackupStore } from "../../../storage/store.js";
-import { durableMkdir } from "../../../workspace/durable.js";
 import { cleanupOnInterrupt } from "../../../workspace/interrupt.js";
 import { Workspace } from "../../../workspace/layout.js";
 import { Output, globalsOf } from "../../output.js";
@@ -252,8 +251,9 @@ async function atScratchPoint<T>(
     keyFile: () => Promise<string | undefined>,
   ) => Promise<T>,
 ): Promise<T> {
-  const dir = keepDir ? path.resolve(keepDir) : await mkdtemp(path.join(os.tmpdir(), "bernstein-point-"));
-  if (keepDir) await durableMkdir(dir);
+  const dir = keepDir
+    ? await (await import("../../../dr/drill.js")).makeKeepFolder(keepDir)
+    : await mkdtemp(path.join(os.tmpdir(), "bernstein-point-"));
   const interrupt = keepDir
     ? undefined
     : cleanupOnInterrupt(`the scratch folder ${shown(dir)}`, () => rm(dir, { recursive: true, force: true }));

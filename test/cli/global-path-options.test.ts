@@ -1,0 +1,48 @@
+/**
+ * The global `--sdd` and `--config` are read anywhere on the line, so an option right after them
+ * was their value: `dr restore --from x --sdd --json` restored into a folder named `--json`. An
+ * option-like value is a usage error (exit 2, one line, the JSON document under --json) that
+ * says how to name such a path (`./-x`), and nothing is created.
+ */
+import assert from "node:assert/strict";
+import { readdir } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { envFor, runCli, scratchDir } from "../helpers.js";
+import { makeSmallWorkspace } from "../dr/support/workspace.js";
+
+test("--sdd and --config refuse a value that starts with '-'; ./-x names such a path", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-global-path-");
+  t.after(cleanup);
+  const env = envFor(dir);
+  const { ws } = await makeSmallWorkspace(path.join(dir, "w"));
+  const backup = path.join(dir, "b.tar.gz");
+  assert.equal((await runCli(["--sdd", ws.root, "dr", "backup", "--to", backup], { env })).code, 0);
+  const before = await readdir(dir);
+
+  for (const [args, flag, value, what] of [
+    [["dr", "restore", "--from", backup, "--sdd", "--json"], "--sdd", "--json", "folder"],
+    [["dr", "backup", "--sdd", "--json", "--to", "q.tar.gz"], "--sdd", "--json", "folder"],
+    [["--sdd=-q", "status"], "--sdd", "-q", "folder"],
+    [["--config", "--quiet", "--sdd", ws.root, "status"], "--config", "--quiet", "file"],
+  ] as const) {
+    const r = await runCli([...args], { env, cwd: dir });
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.equal(
+      r.stderr,
+      `bernstein: ${flag} ${value}: needs a ${what}, and this looks like an option; write a ${what} whose name starts with '-' as ./${value}; see 'bernstein --help'\n`,
+    );
+    if ((args as readonly string[]).includes("--json")) {
+      const doc = JSON.parse(r.stdout);
+      assert.equal(doc.ok, false);
+      assert.equal(doc.exit_code, 2);
+      assert.match(doc.error, new RegExp(`^${flag} ${value}: needs a ${what}`));
+    } else assert.equal(r.stdout, "");
+  }
+  assert.deepEqual(await readdir(dir), before, "no folder named after an option, no backup");
+
+  // A folder whose name starts with '-', named as the message says.
+  const dashed = await runCli(["dr", "restore", "--from", backup, "--sdd", "./-x"], { env, cwd: dir });
+  assert.equal(dashed.code, 0, dashed.stderr);
+  assert.ok((await readdir(path.join(dir, "-x"))).includes("runtime"));
+});
