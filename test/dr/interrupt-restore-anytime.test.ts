@@ -140,8 +140,10 @@ test("SIGINT at any moment of dr restore of a backup: exit 130, nothing left, th
     const b = await runCli(["--sdd", sdd, "dr", "backup", "--to", backup], { env, cwd: scratch.dir });
     assert.equal(b.code, 0, b.stderr);
     // An existing target, restored over again and again: it must stay as it was when interrupted.
+    // A workspace (a restore refuses to replace any other folder).
     const existing = path.join(scratch.dir, "old", ".sdd");
-    await mkdir(existing, { recursive: true });
+    await mkdir(path.join(existing, "runtime"), { recursive: true });
+    await mkdir(path.join(existing, "backlog"));
     const marker = { file: path.join(existing, "marker"), text: "the previous target\n" };
     await writeFile(marker.file, marker.text);
     await withSeed("RESTORE_ANYTIME_SEED", async (rand) => {
