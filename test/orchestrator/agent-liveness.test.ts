@@ -31,11 +31,9 @@ function startChild(sdd: string, dir: string, env: Record<string, string>, args:
   return { child, done };
 }
 
-/** Gone or a zombie (a killed wrapper may wait for a reaper that never comes). */
+/** Gone or a zombie (a killed wrapper may wait for a reaper that never comes): isProcessAlive says both. */
 async function processGone(pid: number): Promise<boolean> {
-  if (!isProcessAlive(pid)) return true;
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-  return stat === "" || stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+  return !isProcessAlive(pid);
 }
 
 /**

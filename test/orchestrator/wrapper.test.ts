@@ -32,12 +32,10 @@ function runWrapperProcess(job: WrapperJob): Promise<number | null> {
   });
 }
 
-/** A killed process may linger as a zombie until its new parent reaps it: that counts as gone. */
+/** Gone within `ms` (a zombie, waiting for its new parent to reap it, counts as gone: isProcessAlive). */
 async function goneWithin(pid: number, ms: number): Promise<boolean> {
   for (const t0 = Date.now(); Date.now() - t0 < ms; await new Promise((r) => setTimeout(r, 50))) {
     if (!isProcessAlive(pid)) return true;
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-    if (!stat || stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return true;
   }
   return false;
 }
