@@ -203,7 +203,7 @@ export async function restoreTargetOf(target: string): Promise<{ abs: string; li
 /**
  * Whether the target exists, after refusing one a restore must not replace (exit 6): a restore
  * moves the existing target aside (and --no-keep deletes it), so only an empty folder or a
- * workspace (isWorkspaceDir) may be there. A project folder, a file or anything else is left
+ * workspace (named `.sdd`, or isWorkspaceDir) may be there. A project folder, a file or anything else is left
  * as it is.
  */
 export async function checkReplaceableTarget(abs: string): Promise<boolean> {
@@ -220,13 +220,14 @@ export async function checkReplaceableTarget(abs: string): Promise<boolean> {
       ExitCode.IO,
     );
   if (!st.isDirectory()) throw refuse(st.isSymbolicLink() ? "it is a symbolic link" : "it is a file");
-  if (await isWorkspaceDir(abs)) return true;
+  // A damaged `.sdd` (what is left after losing part of it) is the very thing a restore replaces.
+  if (path.basename(abs) === ".sdd" || (await isWorkspaceDir(abs))) return true;
   const entries = await readdir(abs).catch((err: unknown) => {
     throw destinationError(`cannot restore into ${shown(abs)}`, err) ?? err;
   });
   if (entries.length === 0) return true;
   throw refuse(
-    `it is neither empty nor a bernstein workspace (which holds ${WORKSPACE_MARKER_DIRS.join("/ and ")}/)`,
+    `it is neither empty nor a bernstein workspace (a .sdd folder, or one holding ${WORKSPACE_MARKER_DIRS.join("/ and ")}/)`,
   );
 }
 

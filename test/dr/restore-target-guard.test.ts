@@ -23,7 +23,7 @@ const tree = async (root: string): Promise<string[]> =>
     .sort();
 
 const REFUSED =
-  /^bernstein: cannot restore into (\S+): it is (neither empty nor a bernstein workspace \(which holds runtime\/ and backlog\/\)|a file), and a restore replaces its target; name a new or empty folder, or a workspace's \.sdd\n$/;
+  /^bernstein: cannot restore into (\S+): it is (neither empty nor a bernstein workspace \(a \.sdd folder, or one holding runtime\/ and backlog\/\)|a file), and a restore replaces its target; name a new or empty folder, or a workspace's \.sdd\n$/;
 
 test("dr restore onto a project folder, the working folder or a file: exit 6, one line, nothing touched", async (t) => {
   const { dir, cleanup } = await scratchDir("bernstein-restore-guard-");
@@ -89,6 +89,13 @@ test("dr restore replaces an empty folder, a workspace, a Python-made workspace 
 
   await mkdir(path.join(dir, "empty"));
   assert.equal((await restore("empty")).code, 0);
+  // What a disaster left of a workspace: named .sdd, with only part of its layout.
+  const damaged = path.join(dir, "damaged", ".sdd");
+  await mkdir(path.join(damaged, "runtime", "wal"), { recursive: true });
+  await writeFile(path.join(damaged, "runtime", "wal", "torn.wal.jsonl"), "{");
+  const overDamaged = await restore(damaged);
+  assert.equal(overDamaged.code, 0, overDamaged.stderr);
+  assert.ok((await readdir(path.join(damaged, "backlog"))).length > 0, "restored over the remnant");
   // The Python original's workspace as it is, and one restored from its archive.
   const python = path.join(dir, "py");
   await cp(path.join(PYTHON_REFERENCE, "workspace"), python, { recursive: true });
