@@ -1,0 +1,46 @@
+/**
+ * `stop --timeout 0` drains without waiting for the agents, as Ctrl-C of a foreground start does.
+ */
+import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { addTask } from "../../src/orchestrator/tasks.js";
+import { readAgentRecord } from "../../src/orchestrator/wrapper.js";
+import { isProcessAlive } from "../../src/workspace/process.js";
+import { waitFor } from "../helpers.js";
+import { taskCounts } from "./support/task-counts.js";
+import { orchestratorWorkspace } from "./support/workspace.js";
+
+test("stop --timeout 0 drains without waiting for the agents; they keep running and the next start finishes them", async () => {
+  const { dir, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-stop0-");
+  const gate = path.join(dir, "gate");
+  try {
+    await addTask(ws, {
+      id: "slow",
+      title: "slow",
+      command: `while [ ! -e ${gate} ]; do sleep 0.05; done`,
+    });
+    const started = await cli("start", "--detach", "--poll", "20");
+    assert.equal(started.code, 0, started.stderr);
+    const rec = await waitFor("the agent running", async () => {
+      const r = await readAgentRecord(ws, "slow#1");
+      return r?.command_pgid ? r : undefined;
+    });
+    const stopped = await cli("stop", "--timeout", "0", "--json");
+    assert.equal(stopped.code, 0, stopped.stderr);
+    const doc = JSON.parse(stopped.stdout) as Record<string, unknown>;
+    assert.equal(doc.stopped, true);
+    assert.equal(doc.mode, "drain");
+    assert.ok(isProcessAlive(rec.command_pgid!), "the agent was left running");
+    assert.equal((await taskCounts(ws)).claimed, 1);
+
+    await writeFile(gate, "");
+    const again = await cli("start", "--until-idle", "--poll", "20");
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal((await taskCounts(ws)).done, 1);
+  } finally {
+    await writeFile(gate, "").catch(() => {});
+    await cleanup();
+  }
+});
