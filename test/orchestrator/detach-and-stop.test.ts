@@ -1,8 +1,9 @@
 /**
+ * A failed `start --detach` quotes only what its background process wrote.
  * `stop --timeout 0` drains without waiting for the agents, as Ctrl-C of a foreground start does.
  */
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
+import { chmod, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
@@ -11,6 +12,31 @@ import { isProcessAlive } from "../../src/workspace/process.js";
 import { waitFor } from "../helpers.js";
 import { taskCounts } from "./support/task-counts.js";
 import { orchestratorWorkspace } from "./support/workspace.js";
+
+test("a failed start --detach quotes only its own child's lines, not earlier runs' lines in the log", async () => {
+  const { dir, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-detach-log-");
+  try {
+    const log = path.join(ws.logsDir, "orchestrator.log");
+    await writeFile(log, "warning: task F cannot run: dependency E is blocked\nrun run-x stopped: earlier\n");
+    const key = path.join(dir, "k");
+    await writeFile(key, "0123456789abcdef0123456789abcdef");
+    await chmod(key, 0o644);
+    for (let i = 0; i < 2; i++) {
+      const r = await cli("start", "--detach", "--key-file", key);
+      assert.equal(r.code, 2, r.stderr);
+      const lines = r.stderr.split("\n").filter(Boolean);
+      assert.equal(lines.length, 1, r.stderr);
+      assert.doesNotMatch(lines[0]!, /dependency E|run-x| \| /, "nothing from earlier runs");
+      assert.equal(lines[0]!.match(/is readable by group or others/g)?.length, 1, r.stderr);
+    }
+    // The log itself stays append-only: the earlier lines and both children's lines are all there.
+    const text = await readFile(log, "utf8");
+    assert.match(text, /^warning: task F cannot run/);
+    assert.equal(text.match(/is readable by group or others/g)?.length, 2);
+  } finally {
+    await cleanup();
+  }
+});
 
 test("stop --timeout 0 drains without waiting for the agents; they keep running and the next start finishes them", async () => {
   const { dir, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-stop0-");

@@ -1,7 +1,7 @@
 /** `bernstein start` (`stop` and `status`: status.ts). */
 import { spawn } from "node:child_process";
-import { openSync, closeSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { openSync, closeSync, fstatSync } from "node:fs";
+import { open } from "node:fs/promises";
 import path from "node:path";
 import type { Command } from "commander";
 import { shown } from "../../workspace/shown-path.js";
@@ -48,11 +48,26 @@ export function replayLine(r: RecoverySummary): string {
   );
 }
 
+/** What was appended to `file` after its first `offset` bytes: one child's output in a shared log. */
+async function readAfter(file: string, offset: number): Promise<string> {
+  const handle = await open(file, "r").catch(() => undefined);
+  if (!handle) return "";
+  try {
+    const { size } = await handle.stat();
+    const buf = Buffer.alloc(Math.max(0, size - offset));
+    await handle.read(buf, 0, buf.length, offset);
+    return buf.toString("utf8");
+  } finally {
+    await handle.close();
+  }
+}
+
 async function waitForDetached(
   ws: Workspace,
   childPid: number,
   exited: () => number | null | undefined,
   logFile: string,
+  logOffset: number,
 ) {
   const deadline = Date.now() + 120_000;
   while (Date.now() < deadline) {
@@ -61,7 +76,8 @@ async function waitForDetached(
       return s;
     const code = exited();
     if (code !== undefined) {
-      const tail = (await readFile(logFile, "utf8").catch(() => "")).trim().split("\n").slice(-3).join(" | ");
+      // The log is appended to by every detached run: only this child's lines explain its exit.
+      const tail = (await readAfter(logFile, logOffset)).trim().split("\n").slice(-3).join(" | ");
       const exit = typeof code === "number" && code > 0 && code < 70 ? (code as 1) : ExitCode.USAGE;
       throw new UserError(
         `start --detach: the orchestrator exited (code ${code}): ${tail || "see " + logFile}`,
@@ -143,6 +159,7 @@ async function startDetached(ws: Workspace, opts: StartFlags, out: Output): Prom
   await durableMkdir(ws.logsDir);
   const logFile = path.join(ws.logsDir, "orchestrator.log");
   const fd = openSync(logFile, "a");
+  const logOffset = fstatSync(fd).size;
   let exitCode: number | null | undefined;
   const child = spawn(process.execPath, [...launcherFlags(), BIN, ...detachedArgs(ws, opts)], {
     detached: true,
@@ -158,20 +175,19 @@ async function startDetached(ws: Workspace, opts: StartFlags, out: Output): Prom
   closeSync(fd);
   child.on("exit", (code) => (exitCode = code));
   child.unref();
-  const s = await waitForDetached(ws, child.pid!, () => exitCode, logFile);
+  const pid = child.pid!;
+  const s = await waitForDetached(ws, pid, () => exitCode, logFile, logOffset);
   out.result(
     {
       ok: true,
       detached: true,
-      pid: child.pid,
+      pid,
       run_id: s.run_id,
       replay: s.replay ?? null,
       log: logFile,
     },
     () =>
-      out.line(
-        `orchestrator running in the background: pid ${child.pid}, run ${s.run_id}, log ${shown(logFile)}`,
-      ),
+      out.line(`orchestrator running in the background: pid ${pid}, run ${s.run_id}, log ${shown(logFile)}`),
   );
 }
 
