@@ -1,15 +1,17 @@
 /**
- * A failed `start --detach` quotes only what its background process wrote.
+ * `start --detach` answers for the background process it starts until it returns: a failure quotes
+ * only what that process wrote, and Ctrl-C / SIGTERM before it returns stops that process.
  * `stop --timeout 0` drains without waiting for the agents, as Ctrl-C of a foreground start does.
  */
 import assert from "node:assert/strict";
 import { chmod, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { readAgentRecord } from "../../src/orchestrator/wrapper.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
-import { waitFor } from "../helpers.js";
+import { spawnCli, waitFor } from "../helpers.js";
 import { taskCounts } from "./support/task-counts.js";
 import { orchestratorWorkspace } from "./support/workspace.js";
 
@@ -37,6 +39,60 @@ test("a failed start --detach quotes only its own child's lines, not earlier run
     await cleanup();
   }
 });
+
+for (const [signal, code] of [
+  ["SIGINT", 130],
+  ["SIGTERM", 143],
+] as const) {
+  test(`${signal} while start --detach waits for its child stops that child: nothing keeps running`, async () => {
+    const { dir, sdd, env, cli, cleanup } = await orchestratorWorkspace("bernstein-detach-int-");
+    let pid: number | undefined;
+    try {
+      // The background orchestrator (its argv has no --detach) records its pid and then hangs
+      // before it could report running, so the signal surely comes while the parent waits.
+      const childPid = path.join(dir, "child.pid");
+      const hold = path.join(dir, "hold.mjs");
+      await writeFile(
+        hold,
+        `import { writeFileSync } from "node:fs";
+if (!process.argv.includes("--detach")) {
+  writeFileSync(${JSON.stringify(childPid)}, String(process.pid));
+  await new Promise((r) => setTimeout(r, 2 ** 31 - 1));
+}
+`,
+      );
+      const run = spawnCli(["--sdd", sdd, "start", "--detach"], {
+        cwd: dir,
+        env: { ...env, NODE_OPTIONS: `--import=${pathToFileURL(hold).href}` },
+      });
+      pid = Number(
+        await waitFor(
+          "the background orchestrator started",
+          () => readFile(childPid, "utf8").catch(() => ""),
+          {
+            exited: run.done,
+          },
+        ),
+      );
+      run.child.kill(signal);
+      const r = await run.done;
+      assert.equal(r.code, code, r.stderr);
+      assert.equal(r.stdout, "");
+      assert.equal(
+        r.stderr,
+        `bernstein: interrupted by ${signal}; stopped the orchestrator it started (pid ${pid})\n`,
+      );
+      assert.equal(isProcessAlive(pid), false);
+      const st = await cli("status", "--json");
+      assert.equal(st.code, 0, st.stderr);
+      assert.equal(JSON.parse(st.stdout).orchestrator.running, false);
+    } finally {
+      // A child left behind by a failure would hang for good.
+      if (pid && isProcessAlive(pid)) process.kill(pid, "SIGKILL");
+      await cleanup();
+    }
+  });
+}
 
 test("stop --timeout 0 drains without waiting for the agents; they keep running and the next start finishes them", async () => {
   const { dir, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-stop0-");

@@ -13,7 +13,7 @@ import { BIN, launcherEnv, launcherFlags } from "../../workspace/launcher.js";
 import { lockedBy, readLock } from "../../workspace/lock.js";
 import { Orchestrator, type RecoverySummary, type RunResult } from "../../orchestrator/orchestrator.js";
 import { readStatusFile } from "../../orchestrator/control.js";
-import type { InterruptSignal } from "../../workspace/interrupt.js";
+import { cleanupOnInterrupt, type InterruptSignal } from "../../workspace/interrupt.js";
 import { WarningDigest } from "../warning-digest.js";
 import { intOption, numberOption } from "../number-option.js";
 import {
@@ -173,10 +173,37 @@ async function startDetached(ws: Workspace, opts: StartFlags, out: Output): Prom
     ),
   });
   closeSync(fd);
-  child.on("exit", (code) => (exitCode = code));
+  const childExited = new Promise<void>((resolve) =>
+    child.on("exit", (code) => {
+      exitCode = code;
+      resolve();
+    }),
+  );
   child.unref();
   const pid = child.pid!;
-  const s = await waitForDetached(ws, pid, () => exitCode, logFile, logOffset);
+  // Until this command returns, the child is its work: Ctrl-C / SIGTERM stops it (SIGTERM drains a
+  // running orchestrator as `stop --timeout 0` does) rather than leaving it running unannounced.
+  const stopOnInterrupt = cleanupOnInterrupt(`the orchestrator it started (pid ${pid})`, async () => {
+    if (exitCode !== undefined) return `the orchestrator it started (pid ${pid}) had already exited`;
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      return `the orchestrator it started (pid ${pid}) had already exited`;
+    }
+    const stopped = await Promise.race([
+      childExited.then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), 30_000)),
+    ]);
+    return stopped
+      ? `stopped the orchestrator it started (pid ${pid})`
+      : `the orchestrator it started (pid ${pid}) is still stopping; \`bernstein stop\` waits for it`;
+  });
+  let s: Awaited<ReturnType<typeof waitForDetached>>;
+  try {
+    s = await waitForDetached(ws, pid, () => exitCode, logFile, logOffset);
+  } finally {
+    await stopOnInterrupt.release();
+  }
   out.result(
     {
       ok: true,
