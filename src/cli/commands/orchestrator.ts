@@ -1,7 +1,7 @@
 /** `bernstein start` (`stop` and `status`: status.ts). */
 import { spawn } from "node:child_process";
-import { openSync, closeSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { openSync, closeSync, fstatSync } from "node:fs";
+import { open } from "node:fs/promises";
 import path from "node:path";
 import type { Command } from "commander";
 import { shown } from "../../workspace/shown-path.js";
@@ -13,7 +13,7 @@ import { BIN, launcherEnv, launcherFlags } from "../../workspace/launcher.js";
 import { lockedBy, readLock } from "../../workspace/lock.js";
 import { Orchestrator, type RecoverySummary, type RunResult } from "../../orchestrator/orchestrator.js";
 import { readStatusFile } from "../../orchestrator/control.js";
-import type { InterruptSignal } from "../../workspace/interrupt.js";
+import { cleanupOnInterrupt, type InterruptSignal } from "../../workspace/interrupt.js";
 import { WarningDigest } from "../warning-digest.js";
 import { intOption, numberOption } from "../number-option.js";
 import {
@@ -48,11 +48,26 @@ export function replayLine(r: RecoverySummary): string {
   );
 }
 
+/** What was appended to `file` after its first `offset` bytes: one child's output in a shared log. */
+async function readAfter(file: string, offset: number): Promise<string> {
+  const handle = await open(file, "r").catch(() => undefined);
+  if (!handle) return "";
+  try {
+    const { size } = await handle.stat();
+    const buf = Buffer.alloc(Math.max(0, size - offset));
+    await handle.read(buf, 0, buf.length, offset);
+    return buf.toString("utf8");
+  } finally {
+    await handle.close();
+  }
+}
+
 async function waitForDetached(
   ws: Workspace,
   childPid: number,
   exited: () => number | null | undefined,
   logFile: string,
+  logOffset: number,
 ) {
   const deadline = Date.now() + 120_000;
   while (Date.now() < deadline) {
@@ -61,7 +76,8 @@ async function waitForDetached(
       return s;
     const code = exited();
     if (code !== undefined) {
-      const tail = (await readFile(logFile, "utf8").catch(() => "")).trim().split("\n").slice(-3).join(" | ");
+      // The log is appended to by every detached run: only this child's lines explain its exit.
+      const tail = (await readAfter(logFile, logOffset)).trim().split("\n").slice(-3).join(" | ");
       const exit = typeof code === "number" && code > 0 && code < 70 ? (code as 1) : ExitCode.USAGE;
       throw new UserError(
         `start --detach: the orchestrator exited (code ${code}): ${tail || "see " + logFile}`,
@@ -143,6 +159,7 @@ async function startDetached(ws: Workspace, opts: StartFlags, out: Output): Prom
   await durableMkdir(ws.logsDir);
   const logFile = path.join(ws.logsDir, "orchestrator.log");
   const fd = openSync(logFile, "a");
+  const logOffset = fstatSync(fd).size;
   let exitCode: number | null | undefined;
   const child = spawn(process.execPath, [...launcherFlags(), BIN, ...detachedArgs(ws, opts)], {
     detached: true,
@@ -156,22 +173,48 @@ async function startDetached(ws: Workspace, opts: StartFlags, out: Output): Prom
     ),
   });
   closeSync(fd);
-  child.on("exit", (code) => (exitCode = code));
+  const childExited = new Promise<void>((resolve) =>
+    child.on("exit", (code) => {
+      exitCode = code;
+      resolve();
+    }),
+  );
   child.unref();
-  const s = await waitForDetached(ws, child.pid!, () => exitCode, logFile);
+  const pid = child.pid!;
+  // Until this command returns, the child is its work: Ctrl-C / SIGTERM stops it (SIGTERM drains a
+  // running orchestrator as `stop --timeout 0` does) rather than leaving it running unannounced.
+  const stopOnInterrupt = cleanupOnInterrupt(`the orchestrator it started (pid ${pid})`, async () => {
+    if (exitCode !== undefined) return `the orchestrator it started (pid ${pid}) had already exited`;
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      return `the orchestrator it started (pid ${pid}) had already exited`;
+    }
+    const stopped = await Promise.race([
+      childExited.then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), 30_000)),
+    ]);
+    return stopped
+      ? `stopped the orchestrator it started (pid ${pid})`
+      : `the orchestrator it started (pid ${pid}) is still stopping; \`bernstein stop\` waits for it`;
+  });
+  let s: Awaited<ReturnType<typeof waitForDetached>>;
+  try {
+    s = await waitForDetached(ws, pid, () => exitCode, logFile, logOffset);
+  } finally {
+    await stopOnInterrupt.release();
+  }
   out.result(
     {
       ok: true,
       detached: true,
-      pid: child.pid,
+      pid,
       run_id: s.run_id,
       replay: s.replay ?? null,
       log: logFile,
     },
     () =>
-      out.line(
-        `orchestrator running in the background: pid ${child.pid}, run ${s.run_id}, log ${shown(logFile)}`,
-      ),
+      out.line(`orchestrator running in the background: pid ${pid}, run ${s.run_id}, log ${shown(logFile)}`),
   );
 }
 

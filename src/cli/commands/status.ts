@@ -38,8 +38,8 @@ function registerStop(program: Command): void {
     .description("drain the running orchestrator: stop claiming, wait for agents, checkpoint, close the WAL")
     .option(
       "--timeout <s>",
-      "seconds to wait for running agents (default 60); they keep running after",
-      numberOption("--timeout", "positive"),
+      "seconds to wait for running agents (default 60; 0: do not wait); they keep running after",
+      numberOption("--timeout", "non-negative"),
     )
     .option("--force", "kill the agents' process groups and re-queue their tasks (task_interrupted)")
     .action(async (opts: { timeout?: number; force?: boolean }, cmd: Command) => {
