@@ -1,7 +1,7 @@
 /**
  * A `dr backup --to FILE` that is refused says so in one line and has not said that it started:
  * a folder that is not there, or a backup already at FILE (exit 6), print no "Backing up ..."
- * first, and write nothing.
+ * first, and write nothing. A dry run is refused the same way.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -24,13 +24,16 @@ test("dr backup to a folder that is not there, or over a backup: the refusal alo
       /^bernstein: b\.tar\.gz already exists; not replacing a backup \(pass --force to replace it\)\n$/,
     ],
   ] as const) {
-    const r = await cli("dr", "backup", "--to", to);
-    assert.equal(r.code, 6, r.stderr);
-    assert.equal(r.stdout, "", "no 'Backing up ...' before the refusal");
-    assert.match(r.stderr, says);
-    const json = await cli("--json", "dr", "backup", "--to", to);
-    assert.equal(json.code, 6);
-    assert.equal(JSON.parse(json.stdout).exit_code, 6, "stdout is the one JSON document");
+    // A dry run reports the refusal the real run would make.
+    for (const dry of [[], ["--dry-run"]]) {
+      const r = await cli("dr", "backup", "--to", to, ...dry);
+      assert.equal(r.code, 6, r.stderr);
+      assert.equal(r.stdout, "", "no 'Backing up ...' before the refusal");
+      assert.match(r.stderr, says);
+      const json = await cli("--json", "dr", "backup", "--to", to, ...dry);
+      assert.equal(json.code, 6);
+      assert.equal(JSON.parse(json.stdout).exit_code, 6, "stdout is the one JSON document");
+    }
   }
   assert.deepEqual(readFileSync(path.join(dir, "b.tar.gz")), before);
 });

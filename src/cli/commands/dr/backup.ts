@@ -94,6 +94,9 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
   const shownDest = opts.to ? backupPath(opts.to, encryptionOf(keys)) : opts.toDir!;
   const ws = await openWorkspace(globalsOf(cmd).sdd);
   const keyPath = resolveAuditKeyPath().path;
+  // Refused before the command says it started, and by a dry run as by the real one: a folder
+  // that is not there or not writable, a backup that is.
+  if (opts.to && !isOffsiteDestination(opts)) await checkDestination(shownDest, opts.force === true);
   if (opts.dryRun) {
     const plan = await planBackup(ws, { encrypt: encrypted, auditKeyPath: keyPath });
     out.result({ ok: true, dry_run: true, to: shownDest, ...plan }, () =>
@@ -101,8 +104,6 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
     );
     return;
   }
-  // Refused before the command says it started: a folder that is not there, a backup that is.
-  if (opts.to && !isOffsiteDestination(opts)) await checkDestination(shownDest, opts.force === true);
   if (opts.toDir && (await (await import("./archive-point.js")).walArchiveAt(opts.toDir, opts)))
     throw new UserError(
       `--to-dir ${opts.toDir} holds a WAL archive (gen-* objects): its location holds nothing else (dr list and dr prune would take one for the other); give another folder or prefix`,
