@@ -328,4 +328,12 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
       [],
     );
   });
+  it("dr archive --to a regular file: one line in the project's words, exit 6", async () => {
+    const file = path.join(scratch.dir, "a-file");
+    await writeFile(file, "x");
+    const r = await f.cli(["dr", "archive", "--to", file, "--once"]);
+    assert.equal(r.code, 6, r.stderr);
+    assert.equal(r.stderr, `bernstein: --to ${file}: it is a file, not a folder\n`);
+    assert.equal(await readFile(file, "utf8"), "x");
+  });
 });
