@@ -316,6 +316,7 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
   it("one location holds backups or a WAL archive, never both: dr archive --to and dr backup --to-dir refuse the other's (exit 2)", async () => {
     const a = await f.cli(["dr", "archive", "--to", backups, "--once"]);
     assert.equal(a.code, 2, a.stderr);
+    assert.equal(a.stdout, "", "a refused run prints no 'Archiving ...' first");
     assert.match(
       a.stderr,
       /holds 1 backup\(s\) \(bernstein-backup-.*\): a WAL archive's location holds nothing else/,
