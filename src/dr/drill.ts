@@ -12,6 +12,7 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { resolveAuditKeyPath } from "../audit/key.js";
 import { durableAppend, durableMkdir, makeDestinationFolder } from "../workspace/durable.js";
+import { counted } from "../workspace/counted.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import type { Workspace } from "../workspace/layout.js";
 import { recordAuditEvent } from "./audit-event.js";
@@ -251,7 +252,7 @@ export async function runDrill(
         ok: bad.length === 0,
         detail: bad.length
           ? `${bad.length} file(s) differ; first: ${bad[0]}`
-          : `${compared} files identical to the live workspace (content and mode)${changed ? `, ${changed} changed since the backup started` : ""}; ${notCompared(backup!.manifest.files)}`,
+          : `${counted(compared, "file")} identical to the live workspace (content and mode)${changed ? `, ${changed} changed since the backup started` : ""}; ${notCompared(backup!.manifest.files)}`,
       };
     });
     ok &&= await step("doctor", async () => {

@@ -4,7 +4,7 @@
  * first, and write nothing. A dry run is refused the same way.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { envFor, runCli, scratchDir } from "../helpers.js";
@@ -36,4 +36,14 @@ test("dr backup to a folder that is not there, or over a backup: the refusal alo
     }
   }
   assert.deepEqual(readFileSync(path.join(dir, "b.tar.gz")), before);
+});
+
+test("dr backup --dry-run counts in words that agree with the number: 1 folder", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-backup-dry-words-");
+  t.after(cleanup);
+  const { ws } = await makeSmallWorkspace(dir);
+  mkdirSync(path.join(ws.root, "logs"), { recursive: true });
+  const r = await runCli(["dr", "backup", "--to", "b.tar.gz", "--dry-run"], { cwd: dir, env: envFor(dir) });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^Excluded \(1 folder, \d+ files\):$/m);
 });

@@ -12,6 +12,7 @@ import {
 import { runBackupJob } from "../../../dr/backup-job.js";
 import type { PasswordFlags } from "../../password.js";
 import { isOffsiteDestination } from "../../../storage/offsite.js";
+import { counted } from "../../../workspace/counted.js";
 import { openWorkspace } from "../../../workspace/layout.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import {
@@ -180,9 +181,11 @@ function printPlan(out: Output, plan: DryRunReport, what: string, encrypt: boole
   );
   if (plan.live_writer)
     out.line("  A live process holds the workspace: the backup will ask it to pause at a decision boundary.");
-  out.line(`Excluded (${excludedFolders.length} folders, ${excludedFiles.length} files):`);
+  out.line(
+    `Excluded (${counted(excludedFolders.length, "folder")}, ${counted(excludedFiles.length, "file")}):`,
+  );
   const byReason = new Map<string, number>();
   for (const e of excludedFiles) byReason.set(e.reason, (byReason.get(e.reason) ?? 0) + 1);
   for (const e of excludedFolders) out.line(`  ${e.path}  (${e.reason})`);
-  for (const [reason, n] of byReason) out.line(`  ${n} file(s): ${reason}`);
+  for (const [reason, n] of byReason) out.line(`  ${counted(n, "file")}: ${reason}`);
 }
