@@ -8,7 +8,7 @@ import type { Command } from "commander";
 import type { Archiver, ArchiverEvent } from "../archive/archiver.js";
 import type { ArchiverThread } from "../archive/archiver-thread.js";
 import { checkMetricsFile } from "../dr/backup-metrics.js";
-import { ExitCode, UserError, destinationError } from "../errors/errors.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import type { HostedArchiver } from "../orchestrator/options.js";
 import { storeFor } from "../storage/open-store.js";
 import { resolveAuditKeyPath } from "../audit/key.js";
@@ -16,7 +16,7 @@ import { addRecipientOptions, resolveWriteKeys, type WriteKeyFlags } from "./age
 import { parseCatalogueLocation } from "../storage/location.js";
 import { parseDuration } from "../storage/schedule.js";
 import type { S3Options } from "../storage/s3-store.js";
-import { durableMkdir } from "../workspace/durable.js";
+import { makeDestinationFolder } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { lockedBy, readLock } from "../workspace/lock.js";
 import { intOption, sizeOption } from "./number-option.js";
@@ -72,9 +72,7 @@ async function prepareArchive(ws: Workspace, spec: ArchiverSpec): Promise<void> 
   await assertNoOtherArchiver(ws.root, spec.what);
   const loc = parseCatalogueLocation(spec.to);
   if (loc.kind === "dir") {
-    await durableMkdir(loc.path).catch((err: unknown) => {
-      throw destinationError(`cannot create ${loc.path}`, err) ?? err;
-    });
+    await makeDestinationFolder(loc.path, `--to ${spec.to}`);
   }
 }
 

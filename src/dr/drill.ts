@@ -11,8 +11,8 @@ import { rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { resolveAuditKeyPath } from "../audit/key.js";
-import { ExitCode, UserError, destinationError } from "../errors/errors.js";
-import { durableAppend, durableMkdir } from "../workspace/durable.js";
+import { durableAppend, durableMkdir, makeDestinationFolder } from "../workspace/durable.js";
+import { counted } from "../workspace/counted.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import type { Workspace } from "../workspace/layout.js";
 import { recordAuditEvent } from "./audit-event.js";
@@ -118,14 +118,7 @@ function hashPrefix(file: string, length: number): string | undefined {
  */
 export async function makeKeepFolder(keepDir: string): Promise<string> {
   const abs = path.resolve(keepDir);
-  const st = await stat(abs).catch(() => undefined);
-  if (st && !st.isDirectory())
-    throw new UserError(`--keep ${keepDir}: it is a file, not a folder`, ExitCode.IO);
-  try {
-    await durableMkdir(abs);
-  } catch (err) {
-    throw destinationError(`--keep ${keepDir}`, err) ?? err;
-  }
+  await makeDestinationFolder(abs, `--keep ${keepDir}`);
   return abs;
 }
 
@@ -259,7 +252,7 @@ export async function runDrill(
         ok: bad.length === 0,
         detail: bad.length
           ? `${bad.length} file(s) differ; first: ${bad[0]}`
-          : `${compared} files identical to the live workspace (content and mode)${changed ? `, ${changed} changed since the backup started` : ""}; ${notCompared(backup!.manifest.files)}`,
+          : `${counted(compared, "file")} identical to the live workspace (content and mode)${changed ? `, ${changed} changed since the backup started` : ""}; ${notCompared(backup!.manifest.files)}`,
       };
     });
     ok &&= await step("doctor", async () => {

@@ -15,7 +15,7 @@ import os from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { ExitCode, UserError } from "../errors/errors.js";
-import { durableMkdir } from "../workspace/durable.js";
+import { durableMkdir, makeDestinationFolder } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import {
   backupName,
@@ -132,9 +132,10 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
     name = suffix && !target.key.endsWith(suffix) ? `${target.key}${suffix}` : target.key;
   }
   if (!remote) {
-    await durableMkdir(store.root).catch((err: unknown) => {
-      throw new UserError(`cannot create ${store.root}: ${(err as Error).message}`, ExitCode.IO);
-    });
+    await makeDestinationFolder(
+      store.root,
+      req.toDir !== undefined ? `--to-dir ${req.toDir}` : `cannot create ${store.root}`,
+    );
   }
   // Listing first checks the bucket and the credentials before a long backup is produced.
   const exists = async (key: string) => (await store.list(key)).some((o) => o.key === key);

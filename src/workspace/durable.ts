@@ -20,6 +20,7 @@ import {
 import type { ChildProcessByStdio } from "node:child_process";
 import type { Socket } from "node:net";
 import path from "node:path";
+import { ExitCode, UserError, destinationError } from "../errors/errors.js";
 import { isProcessAlive } from "./process.js";
 
 /** fsync a folder so that entries created, renamed or removed in it survive power loss. */
@@ -335,6 +336,19 @@ export async function durableCreate(file: string, data: string | Uint8Array, mod
     await unlink(tmp).catch(() => {});
   }
   await fsyncDir(path.dirname(file));
+}
+
+/**
+ * A folder the user named as a destination, made when missing, or exit 6 in one line: a file in
+ * its place ("it is a file, not a folder", not mkdir's EEXIST), a file system that refuses new
+ * entries (/proc), a read-only one. `what` names it as the user gave it ("--to DIR").
+ */
+export async function makeDestinationFolder(dir: string, what: string): Promise<void> {
+  const st = await stat(dir).catch(() => undefined);
+  if (st && !st.isDirectory()) throw new UserError(`${what}: it is a file, not a folder`, ExitCode.IO);
+  await durableMkdir(dir).catch((err: unknown) => {
+    throw destinationError(what, err) ?? err;
+  });
 }
 
 /**

@@ -238,6 +238,7 @@ describe("dr archive encrypted", () => {
     const plainAgain = await fx.cli(["dr", "archive", "--to", store, "--once"]);
     assert.equal(plainAgain.code, 2, plainAgain.stderr);
     assert.match(plainAgain.stderr, /is encrypted \(password\).*or --plain/);
+    assert.equal(plainAgain.stdout, "", "a refused run prints no 'Archiving ...' first");
     const other = await fx.cli(encryptedOnce(store, bad));
     assert.equal(other.code, 4, other.stderr);
     assert.deepEqual(

@@ -316,6 +316,7 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
   it("one location holds backups or a WAL archive, never both: dr archive --to and dr backup --to-dir refuse the other's (exit 2)", async () => {
     const a = await f.cli(["dr", "archive", "--to", backups, "--once"]);
     assert.equal(a.code, 2, a.stderr);
+    assert.equal(a.stdout, "", "a refused run prints no 'Archiving ...' first");
     assert.match(
       a.stderr,
       /holds 1 backup\(s\) \(bernstein-backup-.*\): a WAL archive's location holds nothing else/,
@@ -327,5 +328,13 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
       (await readdir(backups)).filter((n) => n.startsWith("gen-")),
       [],
     );
+  });
+  it("dr archive --to a regular file: one line in the project's words, exit 6", async () => {
+    const file = path.join(scratch.dir, "a-file");
+    await writeFile(file, "x");
+    const r = await f.cli(["dr", "archive", "--to", file, "--once"]);
+    assert.equal(r.code, 6, r.stderr);
+    assert.equal(r.stderr, `bernstein: --to ${file}: it is a file, not a folder\n`);
+    assert.equal(await readFile(file, "utf8"), "x");
   });
 });

@@ -53,7 +53,18 @@ test("an existing backup is refused (exit 6, naming it) unless --force; a name e
     assert.equal(enc.code, 0, enc.stderr);
     assert.match(enc.stdout, /Path: .*e\.tar\.gz\.enc\n/);
     assert.ok(existsSync(named) && !existsSync(`${named}.enc`));
-    const dry = await dr("backup", "--to", named, "--encrypt", "--password", "pw", "--dry-run", "--json");
+    // (--force: a dry run over an existing backup is refused like the real run.)
+    const dry = await dr(
+      "backup",
+      "--to",
+      named,
+      "--encrypt",
+      "--password",
+      "pw",
+      "--dry-run",
+      "--force",
+      "--json",
+    );
     assert.equal(JSON.parse(dry.stdout).to, named);
     // --to NAME --encrypt lands on NAME.enc, which exists now.
     const plainName = await dr("backup", "--to", path.join(dir, "e.tar.gz"), "--encrypt", "--password", "pw");

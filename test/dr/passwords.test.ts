@@ -177,3 +177,25 @@ test("a password without --encrypt is a usage error naming --encrypt; BERNSTEIN_
     await cleanup();
   }
 });
+
+test("a password given for a plain archive: dr verify and dr restore warn once on stderr, exit 0; no --decrypt needed", async (t) => {
+  const { dir, cleanup } = await scratchDir();
+  t.after(cleanup);
+  const { ws } = await makeSmallWorkspace(dir);
+  const env = envFor(dir);
+  const archive = path.join(dir, "plain.tar.gz");
+  assert.equal((await runCli(["dr", "backup", "--sdd", ws.root, "--to", archive], { env })).code, 0);
+  const pwFile = path.join(dir, "pw");
+  await writeFile(pwFile, "pw\n", { mode: 0o600 });
+  const warning = /^warning: the archive is plain; the password is not used$/m;
+  const verify = await runCli(["dr", "verify", "--from", archive, "--password-file", pwFile], { env });
+  assert.equal(verify.code, 0, verify.stderr);
+  assert.equal(verify.stderr.match(new RegExp(warning, "gm"))?.length, 1, verify.stderr);
+  const target = path.join(dir, "restored", ".sdd");
+  const restore = await runCli(["--sdd", target, "dr", "restore", "--from", archive], {
+    env: { ...env, BERNSTEIN_DR_PASSWORD: "pw" },
+  });
+  assert.equal(restore.code, 0, restore.stderr);
+  assert.match(restore.stderr, warning);
+  assert.ok(existsSync(target));
+});

@@ -99,6 +99,16 @@ export function registerDrArchive(program: Command): void {
     const encrypted = keys.password !== undefined || keys.recipients !== undefined;
     /** The first damage found in the workspace's WAL (shipped as found, or held back). */
     let damage: string | undefined;
+    // Said with the archiver's first event (its generation opened, or a store error it retries),
+    // not before: a run refused while opening its generation (an encrypted one and no password, a
+    // location holding backups) prints only its error.
+    const announcement: { line?: string } = {};
+    let announced = false;
+    const announce = (): void => {
+      if (announced || announcement.line === undefined) return;
+      announced = true;
+      out.line(announcement.line);
+    };
     const archiver = await openArchiver(ws, {
       to: opts.to,
       intervalMs: opts.interval,
@@ -114,6 +124,7 @@ export function registerDrArchive(program: Command): void {
       log: (e) => {
         if (e.event === "snapshot-damage" || (e.event === "held-back" && e.damage)) damage ??= e.message;
         if (g.json) return;
+        announce();
         if (isArchiverWarning(e)) out.warn(describeArchiverEvent(e, opts.once));
         else out.line(describeArchiverEvent(e, opts.once));
       },
@@ -128,14 +139,13 @@ export function registerDrArchive(program: Command): void {
     process.once("SIGTERM", stopOn.SIGTERM);
     const how = keys.recipients ? "encrypted to age recipients" : keys.password ? "encrypted" : "plain";
     const where = isS3Url(opts.to) ? archiver.health.snapshot().destination : opts.to;
-    out.line(
-      opts.once
-        ? `Archiving ${shown(ws.root)} to ${where} once, ${how}`
-        : `Archiving ${shown(ws.root)} to ${where} every ${intervalText(opts.interval)}, ${how} (Ctrl-C stops after the upload in flight)`,
-    );
+    announcement.line = opts.once
+      ? `Archiving ${shown(ws.root)} to ${where} once, ${how}`
+      : `Archiving ${shown(ws.root)} to ${where} every ${intervalText(opts.interval)}, ${how} (Ctrl-C stops after the upload in flight)`;
     try {
       if (opts.once) await archiver.step();
       else await archiver.run();
+      announce();
     } finally {
       process.off("SIGINT", stopOn.SIGINT);
       process.off("SIGTERM", stopOn.SIGTERM);

@@ -12,6 +12,7 @@ import {
 import { runBackupJob } from "../../../dr/backup-job.js";
 import type { PasswordFlags } from "../../password.js";
 import { isOffsiteDestination } from "../../../storage/offsite.js";
+import { counted } from "../../../workspace/counted.js";
 import { openWorkspace } from "../../../workspace/layout.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import {
@@ -94,6 +95,9 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
   const shownDest = opts.to ? backupPath(opts.to, encryptionOf(keys)) : opts.toDir!;
   const ws = await openWorkspace(globalsOf(cmd).sdd);
   const keyPath = resolveAuditKeyPath().path;
+  // Refused before the command says it started, and by a dry run as by the real one: a folder
+  // that is not there or not writable, a backup that is.
+  if (opts.to && !isOffsiteDestination(opts)) await checkDestination(shownDest, opts.force === true);
   if (opts.dryRun) {
     const plan = await planBackup(ws, { encrypt: encrypted, auditKeyPath: keyPath });
     out.result({ ok: true, dry_run: true, to: shownDest, ...plan }, () =>
@@ -101,8 +105,6 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
     );
     return;
   }
-  // Refused before the command says it started: a folder that is not there, a backup that is.
-  if (opts.to && !isOffsiteDestination(opts)) await checkDestination(shownDest, opts.force === true);
   if (opts.toDir && (await (await import("./archive-point.js")).walArchiveAt(opts.toDir, opts)))
     throw new UserError(
       `--to-dir ${opts.toDir} holds a WAL archive (gen-* objects): its location holds nothing else (dr list and dr prune would take one for the other); give another folder or prefix`,
@@ -179,9 +181,11 @@ function printPlan(out: Output, plan: DryRunReport, what: string, encrypt: boole
   );
   if (plan.live_writer)
     out.line("  A live process holds the workspace: the backup will ask it to pause at a decision boundary.");
-  out.line(`Excluded (${excludedFolders.length} folders, ${excludedFiles.length} files):`);
+  out.line(
+    `Excluded (${counted(excludedFolders.length, "folder")}, ${counted(excludedFiles.length, "file")}):`,
+  );
   const byReason = new Map<string, number>();
   for (const e of excludedFiles) byReason.set(e.reason, (byReason.get(e.reason) ?? 0) + 1);
   for (const e of excludedFolders) out.line(`  ${e.path}  (${e.reason})`);
-  for (const [reason, n] of byReason) out.line(`  ${n} file(s): ${reason}`);
+  for (const [reason, n] of byReason) out.line(`  ${counted(n, "file")}: ${reason}`);
 }

@@ -8,7 +8,14 @@ import { Output, globalsOf } from "../../output.js";
 import { progressFor } from "../../progress.js";
 import { addPasswordOptions, addPointOptions, addRemoteOptions } from "./options.js";
 import type { PointFlags } from "./archive-point.js";
-import { ranOnArchivePoint, openSource, short, shown, type SourceFlags } from "./source.js";
+import {
+  ranOnArchivePoint,
+  openSource,
+  short,
+  shown,
+  unusedPasswordWarning,
+  type SourceFlags,
+} from "./source.js";
 
 export function registerRestore(dr: Command): void {
   addRemoteOptions(
@@ -21,7 +28,10 @@ export function registerRestore(dr: Command): void {
             "--from <path>",
             "backup file (.tar.gz, .tar.gz.enc or .tar.gz.age), s3://bucket/key, or a WAL archive (folder or s3://bucket/prefix/)",
           )
-          .option("--decrypt", "the backup is encrypted (needs a password)")
+          .option(
+            "--decrypt",
+            "the backup is encrypted with a password (optional: --password, --password-file or $BERNSTEIN_DR_PASSWORD alone is enough)",
+          )
           .option("--dry-run", "read, decrypt and check the whole archive; list its files; write nothing")
           .option("--force", "restore even while a live process holds the target workspace")
           .option(
@@ -68,6 +78,8 @@ export function registerRestore(dr: Command): void {
             onProgress: (n) => progress.update("reading", n, src.size),
           }),
         );
+        const unusedDry = unusedPasswordWarning({ password, decrypt: opts.decrypt }, s.encrypted);
+        if (unusedDry) out.warn(unusedDry);
         out.result(
           {
             ok: true,
@@ -118,6 +130,8 @@ export function registerRestore(dr: Command): void {
         }),
       );
       for (const w of r.warnings) out.warn(w);
+      const unused = unusedPasswordWarning({ password, decrypt: opts.decrypt }, r.encrypted);
+      if (unused) out.warn(unused);
       if (r.audit_key.action === "none" && r.audit_key.message) out.warn(r.audit_key.message);
       out.result({ ok: true, ...r, source: src.label }, () => {
         out.line("Restore complete!");

@@ -16,6 +16,18 @@ import type { PointFlags } from "./archive-point.js";
 import { s3OptionsFrom, type RemoteFlags } from "./options.js";
 
 export const short = (sha: string): string => `${sha.slice(0, 16)}...`;
+
+/**
+ * The warning for a password (or --decrypt) given to read a plain archive: nothing fails, but
+ * the user believed the archive encrypted. Undefined when there is nothing to say.
+ */
+export function unusedPasswordWarning(
+  given: { password?: string; decrypt?: boolean },
+  encrypted: boolean,
+): string | undefined {
+  if (encrypted || (given.password === undefined && !given.decrypt)) return undefined;
+  return "the archive is plain; the password is not used";
+}
 export { shown } from "../../../workspace/shown-path.js";
 
 /** The flags that name an archive to read, and how to read it. */

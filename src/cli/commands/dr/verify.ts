@@ -16,6 +16,7 @@ import {
   short,
   shown,
   type SourceFlags,
+  unusedPasswordWarning,
 } from "./source.js";
 
 export function registerVerify(dr: Command): void {
@@ -31,7 +32,10 @@ export function registerVerify(dr: Command): void {
             "--from <path>",
             "backup file, s3://bucket/key, or a WAL archive (folder or s3://bucket/prefix/)",
           )
-          .option("--decrypt", "the backup is encrypted (needs a password)")
+          .option(
+            "--decrypt",
+            "the backup is encrypted with a password (optional: --password, --password-file or $BERNSTEIN_DR_PASSWORD alone is enough)",
+          )
           .option(
             "--key-file <file>",
             "audit key to verify the chain with (default: the key inside an encrypted backup)",
@@ -68,6 +72,8 @@ export function registerVerify(dr: Command): void {
         onProgress: (n) => progress.update("verifying", n, src.size),
       }),
     );
+    const unused = unusedPasswordWarning({ password, decrypt: opts.decrypt }, verified.encrypted);
+    if (unused) out.warn(unused);
     // A catalogue backup that verified gets its record's verified_at refreshed (dr list shows it).
     let recordRefreshed = false;
     if (verified.ok && src.stored) {
