@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import { readFile, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
@@ -53,9 +54,11 @@ async function withDeadAgent(prefix: string) {
     command: `if [ -e ${second} ]; then exit 0; fi; touch ${second}; sleep 600`,
   });
   const orch = startChild(sdd, s.dir, env, ["--poll", "20"]);
+  // Its command must have made `second` before the kill: a command spawned but killed before its
+  // first line would sleep 600 s in the task's second run.
   const record = await waitFor("the agent's command to run", async () => {
     const r = await readAgentRecord(ws, "long#1");
-    return r?.command_pgid ? r : undefined;
+    return r?.command_pgid && existsSync(second) ? r : undefined;
   });
   orch.child.kill("SIGKILL");
   await orch.done;
