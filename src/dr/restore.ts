@@ -257,7 +257,12 @@ async function extractInto(
   } catch (err) {
     throw destinationError(`cannot restore into ${target}`, err) ?? err;
   }
-  ctx.beforeRemove(() => writer.close());
+  // Stopping a restore stops its reading too: a download that stalls (a store that stops
+  // answering) would otherwise hold the failure path, and the interrupt that waits for it, for ever.
+  ctx.beforeRemove(async () => {
+    await writer.close();
+    if (source instanceof Readable) source.destroy(new Error("the restore was interrupted"));
+  });
   try {
     ctx.checkpoint();
     const summary = await readArchive(source, writer, opts);
