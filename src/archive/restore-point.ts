@@ -15,7 +15,7 @@ import { loadState } from "../checkpoint/load-state.js";
 import { ExitCode, UserError, wrapError } from "../errors/errors.js";
 import { extractIntoStaging, type RestoreResult } from "../dr/restore.js";
 import type { BackupStore } from "../storage/store.js";
-import { buildAndSwapIn, type StagingBuild } from "../dr/restore-target.js";
+import { buildAndSwapIn, type StagingBuild, type StopLiveHolder } from "../dr/restore-target.js";
 import { atomicWriteFile } from "../workspace/durable.js";
 import { Workspace } from "../workspace/layout.js";
 import { readLinesBackward } from "../workspace/lines.js";
@@ -58,8 +58,8 @@ export interface PointRestoreOptions {
   finish?: (root: string, state: OrchestratorState) => Promise<void>;
   /** Where the archive is, for the restore record. */
   source: string;
-  /** Restore even while a live process holds the target (as `dr restore --force`). */
-  force?: boolean;
+  /** Stops a live holder of the target's lock instead of refusing (`--force`). */
+  stopLiveHolder?: StopLiveHolder;
   /** Keep the previous target as `<target>.pre-restore-<ts>` (default true). */
   keep?: boolean;
 }
@@ -383,7 +383,7 @@ async function buildPoint(
 
 /**
  * Restores `target` to the point, with `dr restore`'s guards (restore-target.ts): the restore
- * lock, a live holder refused unless `force`, a journaled swap, the previous target kept.
+ * lock, a live holder refused unless it may be stopped, a journaled swap, the previous target kept.
  */
 export async function restoreToPoint(
   store: BackupStore,
@@ -403,7 +403,8 @@ export async function restoreToPoint(
   // Before anything is written or locked: a wrong password or identity is refused here (exit 4).
   await keyOf(chosen);
   const abs = path.resolve(target);
-  const done = await buildAndSwapIn(target, { force: opts.force, keep: opts.keep }, async (staging, ctx) => {
+  const guard = { stopLiveHolder: opts.stopLiveHolder, keep: opts.keep };
+  const done = await buildAndSwapIn(target, guard, async (staging, ctx) => {
     for (;;) {
       try {
         return await buildPoint(store, chosen, staging, opts, broken, await keyOf(chosen), abs, ctx);

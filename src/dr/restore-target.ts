@@ -32,6 +32,7 @@ import {
   acquireLockFile,
   describeHolder,
   readLock,
+  type LockInfo,
   type WorkspaceLock,
 } from "../workspace/lock.js";
 import { isProcessAlive } from "../workspace/process.js";
@@ -145,32 +146,31 @@ export async function removeStaleStaging(target: string): Promise<void> {
   }
 }
 
+/** The target's workspace lock for the restore, or the live process that holds it. */
+type TargetLock = { lock?: WorkspaceLock; liveHolder?: LockInfo };
+
 /**
- * Refuses early while a live process owns the target (exit 3) unless `force`; a target with a
+ * Refuses early while a live process owns the target (exit 3) unless it may be stopped (`dr
+ * restore --force`: it is stopped later, once the staging folder is built); a target with a
  * runtime folder and no live holder is locked for the restore's duration.
  */
-export async function lockLiveTarget(
-  abs: string,
-  force: boolean | undefined,
-  warnings: string[],
-): Promise<WorkspaceLock | undefined> {
+async function lockLiveTarget(abs: string, mayStop: boolean, warnings: string[]): Promise<TargetLock> {
   const ws = new Workspace(abs);
   const state = await readLock(ws);
   if (state.state === "held") {
-    if (!force) {
+    if (!mayStop) {
       throw new UserError(
-        `${abs} is in use by ${describeHolder(state.info)}; stop it first, or pass --force`,
+        `${abs} is in use by ${describeHolder(state.info)}; stop it first, or pass --force to have it stopped`,
         ExitCode.LOCKED,
         { holder: state.info },
       );
     }
-    warnings.push(`restoring over a workspace in use by ${describeHolder(state.info)} (--force)`);
-    return undefined;
+    return { liveHolder: state.info };
   }
-  if (!(await exists(ws.runtimeDir))) return undefined;
+  if (!(await exists(ws.runtimeDir))) return {};
   const lock = await acquireLock(ws, "dr restore");
   if (lock.tookOver) warnings.push(lock.tookOver);
-  return lock;
+  return { lock };
 }
 
 /**
@@ -285,9 +285,18 @@ export async function swapIn(
   return kept;
 }
 
+/** Stops the live holder of a workspace's lock; `poll` throws once the restore is interrupted. */
+export type StopLiveHolder = (ws: Workspace, holder: LockInfo, poll: () => void) => Promise<string>;
+
 export interface GuardedRestore {
-  /** Restore even while a live process holds the target's lock. */
-  force?: boolean;
+  /**
+   * Restore even while a live process holds the target's lock: it is stopped with this, after
+   * the staging folder is built (a wrong password or a corrupt archive leaves it running) and
+   * before the swap, so that nothing of it writes into the restored workspace.
+   */
+  stopLiveHolder?: StopLiveHolder;
+  /** The caller holds the target's workspace lock itself (a follower restoring its own workspace). */
+  lockHeldByCaller?: boolean;
   /** Keep the previous target as `<target>.pre-restore-<ts>` (default true). */
   keep?: boolean;
   /**
@@ -407,7 +416,9 @@ async function restoreGuarded<T>(
     const recovered = await finishInterruptedRestore(abs);
     if (recovered) warnings.push(`${recovered} at ${abs}`);
     const targetExists = await checkReplaceableTarget(abs);
-    if (targetExists) lock = await lockLiveTarget(abs, o.force, warnings);
+    let liveHolder: LockInfo | undefined;
+    if (targetExists)
+      ({ lock, liveHolder } = await lockLiveTarget(abs, o.stopLiveHolder !== undefined, warnings));
     await removeStaleStaging(abs);
     // Until a journal names the staging folder, any failure (the final rename included) removes
     // it: a failed or interrupted restore leaves nothing behind.
@@ -415,6 +426,12 @@ async function restoreGuarded<T>(
       ctx.checkpoint();
       o.onStart?.();
       const value = await build(staging, ctx);
+      if (liveHolder && o.stopLiveHolder) {
+        const ws = new Workspace(abs);
+        warnings.push(await o.stopLiveHolder(ws, liveHolder, () => ctx.checkpoint()));
+        lock = await acquireLock(ws, "dr restore");
+        if (lock.tookOver) warnings.push(lock.tookOver);
+      }
       // The point of no return: past it an interrupt lets the swap end (it is journaled).
       ctx.checkpoint();
       const keep = o.keep ?? true;

@@ -16,7 +16,7 @@ import { withKeysAhead } from "./keys-ahead.js";
 import { StagingWriter } from "./staging-writer.js";
 import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unpack.js";
 import { TOOL_NAME, VERSION } from "../version.js";
-import { buildAndSwapIn, type StagingBuild } from "./restore-target.js";
+import { buildAndSwapIn, type StagingBuild, type StopLiveHolder } from "./restore-target.js";
 import { stateNotInArchive } from "./manifest.js";
 
 export { completeInterruptedRestore, restoreLockPath } from "./restore-target.js";
@@ -37,8 +37,10 @@ export interface RestoreRecord {
 }
 
 export interface RestoreOptions extends ReadArchiveOptions {
-  /** Restore even while a live process holds the target's lock. */
-  force?: boolean;
+  /** Stops a live holder of the target's lock instead of refusing (`--force`). */
+  stopLiveHolder?: StopLiveHolder;
+  /** The caller holds the target's workspace lock itself (a follower restoring its own workspace). */
+  lockHeldByCaller?: boolean;
   /** Keep the previous target as `<target>.pre-restore-<ts>` (default true). */
   keep?: boolean;
   /** The resolved audit key path where an archive's key is installed. */

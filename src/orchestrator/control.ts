@@ -4,9 +4,15 @@
  * (`runtime/orchestrator.json`: pid, run id, state).
  */
 import { readFile, unlink } from "node:fs/promises";
+import os from "node:os";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { atomicWriteFile, durableMkdir, fsyncDir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
+import { describeHolder, waitForLockRelease, type LockInfo } from "../workspace/lock.js";
 import path from "node:path";
+
+/** What an orchestrator's lock names as its command. */
+export const ORCHESTRATOR_LOCK_COMMAND = "bernstein start";
 
 export interface StopRequest {
   mode: "drain" | "force";
@@ -42,6 +48,48 @@ export async function clearStopRequest(ws: Workspace): Promise<void> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
+}
+
+/** How long `stopLockHolder` waits for the holder to let go of the workspace. */
+export const STOP_HOLDER_TIMEOUT_MS = 60_000;
+
+/**
+ * Stops the live process holding `ws`'s lock and waits until it has let go (`dr restore
+ * --force`): an orchestrator through a stop request in force mode, as `bernstein stop --force`
+ * (its agents are killed and their tasks re-queued, so none of them writes into what replaces
+ * the workspace), any other bernstein command of this host by SIGTERM (each cleans up and
+ * exits). Throws (exit 3) if the holder runs on another host and is not an orchestrator, or if
+ * it still holds the lock after `STOP_HOLDER_TIMEOUT_MS`. Returns what was done, for a warning.
+ */
+export async function stopLockHolder(ws: Workspace, holder: LockInfo, poll?: () => void): Promise<string> {
+  const who = describeHolder(holder);
+  if (holder.command === ORCHESTRATOR_LOCK_COMMAND) {
+    await writeStopRequest(ws, {
+      mode: "force",
+      timeout_s: 0,
+      requested_at: new Date().toISOString(),
+      requested_by_pid: process.pid,
+    });
+  } else if (holder.hostname === os.hostname()) {
+    try {
+      process.kill(holder.pid, "SIGTERM");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
+    }
+  } else {
+    throw new UserError(
+      `${ws.shownRoot} is in use by ${who}, which runs on another host; stop it there first`,
+      ExitCode.LOCKED,
+      { holder },
+    );
+  }
+  if (!(await waitForLockRelease(ws, holder, STOP_HOLDER_TIMEOUT_MS, poll)))
+    throw new UserError(
+      `${ws.shownRoot} is still in use by ${who} ${STOP_HOLDER_TIMEOUT_MS / 1000} s after it was asked to stop`,
+      ExitCode.LOCKED,
+      { holder },
+    );
+  return `stopped ${who}, which held ${ws.shownRoot} (--force)`;
 }
 
 export interface OrchestratorStatusFile {

@@ -14,7 +14,12 @@ import { acquireLock, type WorkspaceLock } from "../workspace/lock.js";
 import { adoptNewTasks } from "./actions/adopt.js";
 import { claimAndSpawn } from "./actions/claim.js";
 import { CheckpointCadence } from "./checkpoint-cadence.js";
-import { clearStopRequest, writeStopRequest, type RunStatusFile } from "./control.js";
+import {
+  ORCHESTRATOR_LOCK_COMMAND,
+  clearStopRequest,
+  writeStopRequest,
+  type RunStatusFile,
+} from "./control.js";
 import { checkAgents, collectCompletions } from "./monitoring.js";
 import { DEFAULT_OPTIONS, type OrchestratorOptions } from "./options.js";
 import { recover } from "./recovery.js";
@@ -48,7 +53,7 @@ export class Orchestrator {
     const opts = resolveOptions(DEFAULT_OPTIONS, options);
     const waker = new Waker(opts.pollMs);
     const cadence = new CheckpointCadence(opts);
-    const lock = await acquireLock(ws, "bernstein start");
+    const lock = await acquireLock(ws, ORCHESTRATOR_LOCK_COMMAND);
     if (lock.tookOver) opts.warn?.(lock.tookOver);
     try {
       await preflightWorktrees(ws, opts);

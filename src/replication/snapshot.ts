@@ -56,7 +56,7 @@ export async function installSnapshot(
   ws: Workspace,
   source: string,
 ): Promise<Record<string, number>> {
-  await restoreFromStream(stream, ws.root, { keep: false, force: true, source });
+  await restoreFromStream(stream, ws.root, { keep: false, source });
   // The archive carries the leader's own replication files: they are not ours.
   await rm(path.join(replicationDir(ws), "endpoint.json"), { force: true });
   const broken = await cutAllAtFirstBreak(ws.walDir);
@@ -107,7 +107,7 @@ export async function materializeFromBase(ws: Workspace): Promise<string | null>
   await durableRename(file, outside);
   const r = await restoreFromFile(outside, ws.root, {
     keep: true,
-    force: true,
+    lockHeldByCaller: true,
     source: "replication base snapshot",
   });
   const kept = r.kept!;

@@ -81,6 +81,27 @@ export function describeHolder(info: LockInfo): string {
   return `pid ${info.pid} on ${info.hostname}${info.command ? ` (${info.command})` : ""}, since ${info.acquired_at}`;
 }
 
+/**
+ * Waits until `holder` no longer holds `ws`'s lock (released, stale, or taken by another
+ * process); false if it still does after `timeoutMs`. `poll` runs between looks (and may throw,
+ * to give up early).
+ */
+export async function waitForLockRelease(
+  ws: Workspace,
+  holder: LockInfo,
+  timeoutMs: number,
+  poll?: () => void,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const now = await readLock(ws);
+    if (now.state !== "held" || now.info.pid !== holder.pid) return true;
+    if (Date.now() >= deadline) return false;
+    poll?.();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export interface WorkspaceLock {
   info: LockInfo;
   /** A warning to show when a stale lock was taken over. */

@@ -28,7 +28,7 @@ test("dr restore into a workspace a live process holds, or where no folder can b
     const held = await runCli(["--sdd", target, "dr", "restore", "--from", backup], { env });
     assert.equal(held.code, 3, held.stderr);
     assert.equal(held.stdout, "", "no 'Restoring ...' before the refusal");
-    assert.match(held.stderr, /^bernstein: .* is in use by pid \d+ .*--force\n$/);
+    assert.match(held.stderr, /^bernstein: .* is in use by pid \d+ .*--force to have it stopped\n$/);
     const json = await runCli(["--sdd", target, "--json", "dr", "restore", "--from", backup], { env });
     assert.equal(json.code, 3);
     assert.equal(JSON.parse(json.stdout).exit_code, 3, "stdout is the one JSON document");

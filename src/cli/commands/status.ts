@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 import { openWorkspace } from "../../workspace/layout.js";
-import { readLock } from "../../workspace/lock.js";
+import { readLock, waitForLockRelease } from "../../workspace/lock.js";
 import { readStatusFile, writeStopRequest } from "../../orchestrator/control.js";
 import { collectStatus, renderStatus, statusExitCode } from "../../orchestrator/status.js";
 import { numberOption } from "../number-option.js";
@@ -60,25 +60,20 @@ function registerStop(program: Command): void {
         requested_at: new Date().toISOString(),
         requested_by_pid: process.pid,
       });
-      const deadline = Date.now() + (timeoutS + 60) * 1000;
-      while (Date.now() < deadline) {
-        const now = await readLock(ws);
-        if (now.state !== "held" || now.info.pid !== lock.info.pid) {
-          const s = await readStatusFile(ws);
-          out.result(
-            {
-              ok: true,
-              running: false,
-              stopped: true,
-              pid: lock.info.pid,
-              run_id: s?.run_id ?? null,
-              mode: opts.force ? "force" : "drain",
-            },
-            () => out.line(`stopped orchestrator pid ${lock.info.pid}${s ? ` (run ${s.run_id})` : ""}`),
-          );
-          return;
-        }
-        await new Promise((r) => setTimeout(r, 50));
+      if (await waitForLockRelease(ws, lock.info, (timeoutS + 60) * 1000)) {
+        const s = await readStatusFile(ws);
+        out.result(
+          {
+            ok: true,
+            running: false,
+            stopped: true,
+            pid: lock.info.pid,
+            run_id: s?.run_id ?? null,
+            mode: opts.force ? "force" : "drain",
+          },
+          () => out.line(`stopped orchestrator pid ${lock.info.pid}${s ? ` (run ${s.run_id})` : ""}`),
+        );
+        return;
       }
       throw new UserError(
         `stop: orchestrator pid ${lock.info.pid} did not stop within ${timeoutS + 60}s`,

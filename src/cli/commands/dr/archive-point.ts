@@ -25,6 +25,7 @@ import type {
 } from "../../../archive/restore-point.js";
 import { entryTimeMs } from "../../../wal/entry.js";
 import type { OrchestratorState } from "../../../state/reducer.js";
+import { stopLockHolder } from "../../../orchestrator/control.js";
 import type { DrillReport, DrillStep, StepVerdict } from "../../../dr/drill.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import { isS3Url } from "../../../storage/location.js";
@@ -219,7 +220,7 @@ export async function restorePointCommand(
   const { restoreToPoint } = await import("../../../archive/restore-point.js");
   const r = await restoreToPoint(src.store, src.point, globalsOf(cmd).sdd, {
     ...base,
-    force: opts.force,
+    stopLiveHolder: opts.force ? stopLockHolder : undefined,
     keep: opts.keep,
   });
   for (const w of r.warnings) out.warn(w);

@@ -1,6 +1,7 @@
 /** `bernstein dr restore`: flags → restoreFromStream → output. */
 import type { Command } from "commander";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
+import { stopLockHolder } from "../../../orchestrator/control.js";
 import { resolveDecryptPassword } from "../../password.js";
 import { inspectArchive, restoreFromStream } from "../../../dr/restore.js";
 import { resolveIdentities } from "../../age-keys.js";
@@ -33,7 +34,10 @@ export function registerRestore(dr: Command): void {
             "the backup is encrypted with a password (optional: --password, --password-file or $BERNSTEIN_DR_PASSWORD alone is enough)",
           )
           .option("--dry-run", "read, decrypt and check the whole archive; list its files; write nothing")
-          .option("--force", "restore even while a live process holds the target workspace")
+          .option(
+            "--force",
+            "stop the live process holding the target workspace (an orchestrator as by `stop --force`), then restore",
+          )
           .option(
             "--no-keep",
             "remove the previous target instead of keeping it as <target>.pre-restore-<ts>",
@@ -117,7 +121,7 @@ export function registerRestore(dr: Command): void {
           source: src.label,
           password,
           identities,
-          force: opts.force,
+          stopLiveHolder: opts.force ? stopLockHolder : undefined,
           keep: opts.keep,
           auditKeyPath: keyPath,
           expectSha256: src.expectSha256,
