@@ -97,3 +97,20 @@ export const formatWindow = (w: GenerationWindow): string =>
   w.earliest === null
     ? `${w.generation}: no complete base snapshot`
     : `${w.generation}: ${new Date(w.earliest).toISOString()} .. ${new Date(w.latest!).toISOString()}`;
+
+/** A window as `--json` gives it (as dr list --from does): instants as ISO times, null without a base snapshot. */
+export interface WindowJson {
+  generation: string;
+  earliest: string | null;
+  latest: string | null;
+  segments: number;
+  gaps: Gap[];
+}
+
+export const windowJson = (w: GenerationWindow): WindowJson => ({
+  generation: w.generation,
+  earliest: w.earliest === null ? null : new Date(w.earliest).toISOString(),
+  latest: w.latest === null ? null : new Date(w.latest).toISOString(),
+  segments: w.segments,
+  gaps: w.gaps,
+});

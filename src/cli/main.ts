@@ -2,11 +2,12 @@
  * CLI entry point: global options, command registration, and the one place that turns
  * errors into exit codes (user errors: one line, no stack).
  */
-import { Command, CommanderError, InvalidArgumentError } from "commander";
+import { Command, CommanderError } from "commander";
 import type { EventEmitter } from "node:events";
 import { ExitCode, UserError, ioError, userErrorFromFs } from "../errors/errors.js";
 import { stdoutFailure, stdoutFlushed, tolerateClosedOutput } from "./output.js";
 import { firstCommandIndex, registerCommands } from "./commands/index.js";
+import { refuseOptionLikeValues } from "./option-like-value.js";
 import { oneLineUsageErrors, withoutHelpForUnknownCommand } from "./usage-error.js";
 import { installConfigFile } from "../config/apply.js";
 import { VERSION } from "../version.js";
@@ -18,18 +19,10 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
     .name("bernstein")
     .description("Durable state and disaster recovery for a deterministic orchestrator of CLI coding agents")
     .version(VERSION)
-    .option(
-      "--sdd <dir>",
-      "workspace state folder (default ./.sdd, env BERNSTEIN_SDD)",
-      pathNotOption("--sdd", "folder"),
-    )
+    .option("--sdd <dir>", "workspace state folder (default ./.sdd, env BERNSTEIN_SDD)")
     .option("--json", "machine-readable output")
     .option("--quiet", "print nothing but errors")
-    .option(
-      "--config <file>",
-      "configuration file (default: bernstein.yaml beside the .sdd folder)",
-      pathNotOption("--config", "file"),
-    )
+    .option("--config <file>", "configuration file (default: bernstein.yaml beside the .sdd folder)")
     // Inherited by every command registered below: a sub-command's page lists --sdd, --json, --quiet.
     .configureHelp({ showGlobalOptions: true })
     .helpCommand("help [command...]", "show the help of a command (e.g. help dr backup)")
@@ -42,23 +35,9 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
     throw new CommanderError(0, "commander.version", VERSION);
   });
   await registerCommands(program, argv);
+  refuseOptionLikeValues(program);
   installConfigFile(program);
   return program;
-}
-
-/**
- * The parser of a global option's path. The program reads its options anywhere on the line, so
- * `dr restore --from x --sdd --json` gave --sdd the value `--json` (and restored into a folder of
- * that name), where a sub-command's option left without its value is refused.
- */
-function pathNotOption(flag: string, what: "folder" | "file"): (value: string) => string {
-  return (value) => {
-    if (value.startsWith("-"))
-      throw new InvalidArgumentError(
-        `${flag} needs a ${what}, and this looks like an option; write a ${what} whose name starts with '-' as ./${value}`,
-      );
-    return value;
-  };
 }
 
 function wantsJson(argv: string[]): boolean {

@@ -29,7 +29,7 @@ export function usageLine(message: string, cmd: Command): string {
     })
     // "option '--max-agents <n>' argument '0' is invalid. --max-agents must be ..." -> "--max-agents 0: must be ..."
     .replace(
-      /^option '(--[\w-]+)[^']*' argument '(.*)' is invalid\.\s*(.*)$/s,
+      /^option '(?:-\w, )?(--[\w-]+)[^']*' argument '(.*)' is invalid\.\s*(.*)$/s,
       (_m, flag: string, value: string, why: string) =>
         `${flag} ${value}: ${why.startsWith(`${flag} `) ? why.slice(flag.length + 1) : why || "invalid"}`,
     )

@@ -44,6 +44,11 @@ export interface BackupJob {
   fullReadBack?: boolean;
   now?: Date;
   onRetry?: (info: RetryInfo) => void;
+  /**
+   * Called before the backup is produced, once its destination is known to take it (an s3://
+   * one listed): the CLI says the backup started only then, so a refused one prints its error alone.
+   */
+  onDestinationChecked?: () => void;
   /** Progress per phase ("archiving", "uploading", "reading back"...): done of total bytes. */
   onProgress?: (phase: string, done: number, total: number) => void;
   /** The repository's HEAD for the manifest (the CLI asks git; dr does not know about repositories). */
@@ -101,6 +106,7 @@ export async function runBackupJob(ws: Workspace, job: BackupJob): Promise<Backu
       keepLocal: job.keepLocal,
       fullReadBack: job.fullReadBack,
       onRetry: job.onRetry,
+      onDestinationChecked: job.onDestinationChecked,
       onUploadProgress: (done, total) => job.onProgress?.("uploading", done, total),
       now: job.now,
     });
@@ -112,6 +118,7 @@ export async function runBackupJob(ws: Workspace, job: BackupJob): Promise<Backu
       warnings: [],
     };
   } else {
+    job.onDestinationChecked?.();
     const archive = await backupToFile(ws, job.to!, { ...backupOpts, overwrite: job.force });
     const verified = job.verify ? await readBack(archive, job) : false;
     result = { archive, location: archive.path, verified, warnings: [] };

@@ -15,7 +15,7 @@ import os from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { ExitCode, UserError } from "../errors/errors.js";
-import { durableMkdir, makeDestinationFolder } from "../workspace/durable.js";
+import { durableMkdir, makeDestinationFolder, refuseFileAsFolder } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import {
   backupName,
@@ -72,6 +72,8 @@ export interface OffsiteBackupRequest {
   /** After upload, download every byte again and compare its SHA-256. */
   fullReadBack?: boolean;
   onRetry?: (info: RetryInfo) => void;
+  /** Called once the destination is known to take the backup (folder made, bucket listed, name free). */
+  onDestinationChecked?: () => void;
   /** Called as the store accepts the archive: bytes stored so far, of `total`. */
   onUploadProgress?: (stored: number, total: number) => void;
   now?: Date;
@@ -115,6 +117,18 @@ function withoutEnc(name: string): string {
   return /\.(enc|age)$/.test(name) ? name.slice(0, -".enc".length) : name;
 }
 
+/**
+ * A local catalogue location (`--to-dir DIR`) made when missing, or exit 6 naming it (a file in
+ * its place, a file system that refuses it); with `checkOnly` (a dry run) nothing is created. An
+ * s3:// location is checked by its first listing.
+ */
+export async function makeCatalogueFolder(toDir: string, checkOnly = false): Promise<void> {
+  const loc = parseCatalogueLocation(toDir);
+  if (loc.kind !== "dir") return;
+  if (checkOnly) await refuseFileAsFolder(loc.path, `--to-dir ${toDir}`);
+  else await makeDestinationFolder(loc.path, `--to-dir ${toDir}`);
+}
+
 export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteBackupResult> {
   if ((req.to === undefined) === (req.toDir === undefined)) {
     throw new UserError("dr backup: give exactly one of --to and --to-dir", ExitCode.USAGE);
@@ -132,10 +146,8 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
     name = suffix && !target.key.endsWith(suffix) ? `${target.key}${suffix}` : target.key;
   }
   if (!remote) {
-    await makeDestinationFolder(
-      store.root,
-      req.toDir !== undefined ? `--to-dir ${req.toDir}` : `cannot create ${store.root}`,
-    );
+    if (req.toDir !== undefined) await makeCatalogueFolder(req.toDir);
+    else await makeDestinationFolder(store.root, `cannot create ${store.root}`);
   }
   // Listing first checks the bucket and the credentials before a long backup is produced.
   const exists = async (key: string) => (await store.list(key)).some((o) => o.key === key);
@@ -156,6 +168,7 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
     );
   }
   const ours = parseBackupName(name) !== undefined;
+  req.onDestinationChecked?.();
 
   if (!remote) {
     // A local catalogue folder: the producer writes in place (atomically); we re-read every

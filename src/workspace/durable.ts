@@ -344,11 +344,16 @@ export async function durableCreate(file: string, data: string | Uint8Array, mod
  * entries (/proc), a read-only one. `what` names it as the user gave it ("--to DIR").
  */
 export async function makeDestinationFolder(dir: string, what: string): Promise<void> {
-  const st = await stat(dir).catch(() => undefined);
-  if (st && !st.isDirectory()) throw new UserError(`${what}: it is a file, not a folder`, ExitCode.IO);
+  await refuseFileAsFolder(dir, what);
   await durableMkdir(dir).catch((err: unknown) => {
     throw destinationError(what, err) ?? err;
   });
+}
+
+/** What makeDestinationFolder refuses before it creates anything (a dry run's check): a file in the folder's place. */
+export async function refuseFileAsFolder(dir: string, what: string): Promise<void> {
+  const st = await stat(dir).catch(() => undefined);
+  if (st && !st.isDirectory()) throw new UserError(`${what}: it is a file, not a folder`, ExitCode.IO);
 }
 
 /**

@@ -120,6 +120,22 @@ describe("dr prune on a WAL archive", () => {
     assert.equal(check.code, 0, check.stdout + check.stderr);
     assert.deepEqual(JSON.parse(check.stdout).generations[0].gaps, []);
     assert.equal(JSON.parse(check.stdout).generations[0].earliest, oldestKept);
+    // The windows after the prune as data, as dr list --from gives them.
+    assert.deepEqual(
+      res.windows_after,
+      JSON.parse(check.stdout).generations.map(
+        (g: { generation: string; earliest: string; latest: string; segments: number; gaps: unknown[] }) => ({
+          generation: g.generation,
+          earliest: g.earliest,
+          latest: g.latest,
+          segments: g.segments,
+          gaps: g.gaps,
+        }),
+      ),
+    );
+    const again = await f.cli(["dr", "prune", "--from", store, "--keep-last", "2"]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.ok(again.stdout.includes(`window now ${gen!.generation}: ${oldestKept} .. `), again.stdout);
     assert.equal(made > 0, true);
   });
 

@@ -11,7 +11,7 @@ import {
 } from "../../../dr/backup.js";
 import { runBackupJob } from "../../../dr/backup-job.js";
 import type { PasswordFlags } from "../../password.js";
-import { isOffsiteDestination } from "../../../storage/offsite.js";
+import { isOffsiteDestination, makeCatalogueFolder } from "../../../storage/offsite.js";
 import { counted } from "../../../workspace/counted.js";
 import { openWorkspace } from "../../../workspace/layout.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
@@ -98,6 +98,7 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
   // Refused before the command says it started, and by a dry run as by the real one: a folder
   // that is not there or not writable, a backup that is.
   if (opts.to && !isOffsiteDestination(opts)) await checkDestination(shownDest, opts.force === true);
+  if (opts.toDir) await makeCatalogueFolder(opts.toDir, opts.dryRun === true);
   if (opts.dryRun) {
     const plan = await planBackup(ws, { encrypt: encrypted, auditKeyPath: keyPath });
     out.result({ ok: true, dry_run: true, to: shownDest, ...plan }, () =>
@@ -110,7 +111,13 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
       `--to-dir ${opts.toDir} holds a WAL archive (gen-* objects): its location holds nothing else (dr list and dr prune would take one for the other); give another folder or prefix`,
       ExitCode.USAGE,
     );
-  out.line(`Backing up ${shown(ws.root)} to ${shownDest}...`);
+  // Said once the job has checked what only it can (an s3:// destination's bucket and name).
+  let started = false;
+  const sayStarted = (): void => {
+    if (started) return;
+    started = true;
+    out.line(`Backing up ${shown(ws.root)} to ${shownDest}...`);
+  };
   const progress = progressFor(out);
   const job = await progress.during(
     runBackupJob(ws, {
@@ -127,6 +134,7 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
       keepLocal: opts.keepLocal,
       fullReadBack: opts.fullReadBack,
       onRetry: (r) => out.warn(`${r.operation}: ${r.error}; retry ${r.attempt} in ${r.delayMs} ms`),
+      onDestinationChecked: sayStarted,
       // Only for a bar: a backup without one skips the sizes its total needs (one stat a file less).
       onProgress: progress.drawn ? (phase, done, total) => progress.update(phase, done, total) : undefined,
       repositoryHead: () => repositoryHead(ws.projectDir),

@@ -1,7 +1,12 @@
 /** `dr prune` on a WAL archive location: the plan (src/archive/prune.ts), its execution, its report. */
 import { historyOf, listArchive, type ArchiveListing } from "../../../archive/catalog.js";
 import { executeArchivePrune, planArchivePrune, type ArchivePrunePlan } from "../../../archive/prune.js";
-import { formatWindow, generationWindow } from "../../../archive/window.js";
+import {
+  formatWindow,
+  generationWindow,
+  windowJson,
+  type GenerationWindow,
+} from "../../../archive/window.js";
 import type { RetentionPolicy } from "../../../storage/retention.js";
 import type { BackupStore } from "../../../storage/store.js";
 import type { Output } from "../../output.js";
@@ -13,10 +18,9 @@ export async function archiveAt(store: BackupStore): Promise<ArchiveListing | un
   return listing.generations.length > 0 ? listing : undefined;
 }
 
-async function windows(store: BackupStore): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const g of (await listArchive(store)).generations)
-    out[g.generation] = formatWindow(await generationWindow(store, g));
+async function windows(store: BackupStore): Promise<GenerationWindow[]> {
+  const out: GenerationWindow[] = [];
+  for (const g of (await listArchive(store)).generations) out.push(await generationWindow(store, g));
   return out;
 }
 
@@ -29,7 +33,7 @@ export async function pruneArchive(
 ): Promise<void> {
   const plan = planArchivePrune(listing, policy);
   const deleted = dryRun ? 0 : await executeArchivePrune(store, plan);
-  const after = dryRun ? {} : await windows(store);
+  const after = dryRun ? [] : await windows(store);
   const result = {
     ok: true,
     kind: "wal-archive",
@@ -37,7 +41,7 @@ export async function pruneArchive(
     dry_run: dryRun,
     ...plan,
     deleted_objects: deleted,
-    windows_after: after,
+    windows_after: after.map(windowJson),
     foreign_ignored: listing.foreign,
   };
   // Each history as people read it: its workspace folder on its host (the records say which).
@@ -46,14 +50,15 @@ export async function pruneArchive(
       g.record ? [[historyOf(g.record), shownOnHost(g.record.host, g.record.workspace)]] : [],
     ),
   );
-  out.result(result, () => describePlan(out, plan, dryRun, after, histories));
+  const shownAfter = new Map(after.map((w) => [w.generation, formatWindow(w)]));
+  out.result(result, () => describePlan(out, plan, dryRun, shownAfter, histories));
 }
 
 function describePlan(
   out: Output,
   plan: ArchivePrunePlan,
   dryRun: boolean,
-  after: Record<string, string>,
+  after: Map<string, string>,
   histories: Map<string, string>,
 ): void {
   const del = dryRun ? "would delete" : "delete";
@@ -79,7 +84,8 @@ function describePlan(
           `before snapshot ${g.oldest_kept}, ${objects - g.segments_deleted} snapshot object(s)`,
       );
     }
-    if (after[g.generation]) out.line(`window now ${after[g.generation]}`);
+    const window = after.get(g.generation);
+    if (window) out.line(`window now ${window}`);
   }
   const kept = plan.snapshots.filter((s) => s.action === "keep").length;
   const total = plan.generations.reduce((n, g) => n + g.deletes.length, 0);

@@ -15,6 +15,7 @@ import type { PasswordFlags } from "../../password.js";
 import { addRecipientOptions, resolveWriteKeys, type RecipientFlags } from "../../age-keys.js";
 import { parseCatalogueLocation } from "../../../storage/location.js";
 import { openCatalogue } from "../../../storage/open-store.js";
+import { makeCatalogueFolder } from "../../../storage/offsite.js";
 import { pruneLocation } from "../../../storage/prune.js";
 import { auditPruned } from "./prune.js";
 import type { RetentionPolicy } from "../../../storage/retention.js";
@@ -147,6 +148,8 @@ async function schedule(opts: ScheduleFlags, cmd: Command): Promise<void> {
   for (const w of keys.warnings) out.warn(w);
   if (opts.metricsFile !== undefined) await checkMetricsFile(opts.metricsFile);
   const ws = await openWorkspace(g.sdd);
+  // Refused before the schedule says it started: every run would fail the same way.
+  await makeCatalogueFolder(opts.toDir);
   const auditKeyPath = encryptionOf(keys) !== undefined ? resolveAuditKeyPath().path : undefined;
   const ac = new AbortController();
   const stop = () => ac.abort();
