@@ -13,7 +13,12 @@ import path from "node:path";
 import { writeCheckpoint } from "../checkpoint/checkpoint.js";
 import { loadState } from "../checkpoint/load-state.js";
 import { ExitCode, UserError, wrapError } from "../errors/errors.js";
-import { extractIntoStaging, type RestoreResult } from "../dr/restore.js";
+import {
+  extractIntoStaging,
+  stagedRestoreResult,
+  type RestoreResult,
+  type StagedArchive,
+} from "../dr/restore.js";
 import type { BackupStore } from "../storage/store.js";
 import { buildAndSwapIn, type StagingBuild } from "../dr/restore-target.js";
 import { atomicWriteFile } from "../workspace/durable.js";
@@ -258,6 +263,9 @@ async function applyAll(
   intents: RestoreIntents,
   ctx: StagingBuild,
 ): Promise<{ cut: Cut; wal: PointRestoreResult["wal"]; segments: number; state?: OrchestratorState }> {
+  // An interrupt stops the segment being downloaded too, not only the next one.
+  const downloads = new AbortController();
+  ctx.beforeRemove(async () => downloads.abort());
   const streams = [...new Set([...Object.keys(c.snapshot.streams), ...c.gen.segments.keys()])];
   const cut = { ...c.cut };
   const targetStream = cut.run ? `runtime/wal/${cut.run}.wal.jsonl` : undefined;
@@ -284,6 +292,7 @@ async function applyAll(
       cut,
       {
         codec: codecOf(recordOf(store, c.gen), key),
+        stop: downloads.signal,
         onIntents: rows ? (kept) => rows.add(kept) : undefined,
         ...(run !== undefined
           ? { onKept: (entries, end) => state.apply(run, entries, end), entriesWanted: PointState.needs }
@@ -323,7 +332,7 @@ async function buildPoint(
   ctx: StagingBuild,
 ): Promise<{
   result: Omit<PointRestoreResult, "target" | "kept" | "snapshot_restore" | "warnings">;
-  snapshotRestore: RestoreResult;
+  snapshot: StagedArchive;
 }> {
   const snapshotName = store.describe(chosen.snapshot.key);
   const problem = await snapshotObjectProblem(store, chosen.snapshot);
@@ -331,21 +340,15 @@ async function buildPoint(
     throw new UserError(`${snapshotName}: ${problem} (the point's base snapshot)`, ExitCode.CORRUPT);
   // Straight into the staging folder: a restore of its own would nest its lock and staging
   // folder beside this one, for an interrupt to race with.
-  const snapshotRestore = await extractIntoStaging(
-    await store.get(chosen.snapshot.key),
-    staging,
-    ctx,
-    target,
-    {
-      password: opts.password,
-      identities: opts.identities,
-      auditKeyPath: opts.auditKeyPath,
-      source: snapshotName,
-      label: snapshotName,
-      expectSha256: chosen.snapshot.sha256,
-      archiveBytes: chosen.snapshot.size_bytes,
-    },
-  ).catch((err: unknown) => {
+  const snapshot = await extractIntoStaging(await store.get(chosen.snapshot.key), staging, ctx, target, {
+    password: opts.password,
+    identities: opts.identities,
+    auditKeyPath: opts.auditKeyPath,
+    source: snapshotName,
+    label: snapshotName,
+    expectSha256: chosen.snapshot.sha256,
+    archiveBytes: chosen.snapshot.size_bytes,
+  }).catch((err: unknown) => {
     // The archive's own messages do not name it: here it is one object of many.
     throw err instanceof UserError && err.exitCode === ExitCode.CORRUPT && !err.message.includes(snapshotName)
       ? wrapError(snapshotName, err)
@@ -378,7 +381,7 @@ async function buildPoint(
   await writeCheckpoint(ws, state);
   ctx.checkpoint();
   await opts.finish?.(staging, state);
-  return { result, snapshotRestore };
+  return { result, snapshot };
 }
 
 /**
@@ -423,11 +426,14 @@ export async function restoreToPoint(
       }
     }
   });
+  // Only now, with the restore in place: a key saved beside the target before would outlive a
+  // restore that failed or was interrupted after it.
+  const snapshotRestore = await stagedRestoreResult(done.value.snapshot, done.target);
   return {
     target: done.target,
     ...(done.kept ? { kept: done.kept } : {}),
     ...done.value.result,
-    warnings: [...alsoIn, ...done.warnings, ...done.value.snapshotRestore.warnings],
-    snapshot_restore: { ...done.value.snapshotRestore, target: done.target },
+    warnings: [...alsoIn, ...done.warnings, ...snapshotRestore.warnings],
+    snapshot_restore: snapshotRestore,
   };
 }
