@@ -10,7 +10,7 @@
 import { createHash } from "node:crypto";
 import { mkdir, open, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import { Transform } from "node:stream";
+import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { GarbageBudget } from "../dr/memory.js";
 import { ExitCode, UserError } from "../errors/errors.js";
@@ -18,7 +18,7 @@ import type { BackupStore } from "../storage/store.js";
 import { checkBatch, type BatchVisitor } from "../wal/chain.js";
 import { checkLine, entryTimeMs, type WalEntry } from "../wal/entry.js";
 import { durableTruncate, fsyncDir, fsyncHandle } from "../workspace/durable.js";
-import { readObject, readSegmentIndex, type SegmentIndex, type StoredSegment } from "./catalog.js";
+import { readSegmentIndex, type SegmentIndex, type StoredSegment } from "./catalog.js";
 import { walRunOf } from "./names.js";
 import {
   SegmentInflateError,
@@ -355,11 +355,32 @@ const SLICE = 1 << 20;
  */
 const READ_CHUNK = 16 * 1024;
 
+/**
+ * A segment's stored bytes as a stream that `stop` destroys: a store that stops sending mid-body
+ * would otherwise hold the restore, and an interrupt waiting for its failure path, for ever.
+ */
+async function download(store: BackupStore, key: string, stop: AbortSignal | undefined): Promise<Readable> {
+  stop?.throwIfAborted();
+  const body = await store.get(key, undefined, { chunkBytes: READ_CHUNK });
+  if (!stop) return body;
+  const destroy = () => body.destroy(new Error("the restore was interrupted"));
+  if (stop.aborted) destroy();
+  stop.addEventListener("abort", destroy, { once: true });
+  body.once("close", () => stop.removeEventListener("abort", destroy));
+  return body;
+}
+
 /** A plaintext segment, streamed from the store: hashed as it passes, never held whole. */
-async function feedStreamed(store: BackupStore, key: string, feed: SegmentFeed, c: SegmentChecks) {
+async function feedStreamed(
+  store: BackupStore,
+  key: string,
+  feed: SegmentFeed,
+  c: SegmentChecks,
+  stop: AbortSignal | undefined,
+) {
   const hash = createHash("sha256");
   let size = 0;
-  for await (const chunk of await store.get(key, undefined, { chunkBytes: READ_CHUNK })) {
+  for await (const chunk of await download(store, key, stop)) {
     hash.update(chunk as Buffer);
     size += (chunk as Buffer).length;
     await feed.push(chunk as Buffer);
@@ -380,6 +401,7 @@ async function feedInflated(
   compression: SegmentCompression,
   feed: SegmentFeed,
   c: SegmentChecks,
+  stop: AbortSignal | undefined,
 ) {
   const storedHash = createHash("sha256");
   const inflater = segmentInflater(compression);
@@ -389,7 +411,7 @@ async function feedInflated(
       done(null, chunk);
     },
   });
-  const piped = pipeline(await store.get(key, undefined, { chunkBytes: READ_CHUNK }), tap, inflater);
+  const piped = pipeline(await download(store, key, stop), tap, inflater);
   piped.catch(() => {}); // its failure is the loop's below
   let size = 0;
   try {
@@ -420,8 +442,11 @@ async function feedSealed(
   codec: SegmentCodec,
   feed: SegmentFeed,
   c: SegmentChecks,
+  stop: AbortSignal | undefined,
 ) {
-  const stored = await readObject(store, key);
+  const parts: Buffer[] = [];
+  for await (const chunk of await download(store, key, stop)) parts.push(chunk as Buffer);
+  const stored = Buffer.concat(parts);
   const got = sha256(stored);
   if (got !== c.sha256) throw shaMismatch(c, got);
   let data: Buffer;
@@ -448,6 +473,8 @@ export interface ApplySinks {
   onKept?: (entries: WalEntry[], end: StreamEnd) => void;
   /** Which entries of the WAL lines kept `onKept` gets, from their type and committed flag. */
   entriesWanted?: EntriesWanted;
+  /** Aborted: the segment being downloaded is destroyed, and the apply fails (an interrupted restore). */
+  stop?: AbortSignal;
 }
 
 /** Applies `segments` (sorted by `from`) to `file`, which holds `start` (undefined: nothing). */
@@ -495,10 +522,10 @@ export async function applyStream(
       const feed = new SegmentFeed(cutter, end.length - seg.from, fh, sinks, budget);
       const checks = { sha256: ix.sha256, length: seg.to - seg.from, missing };
       await (codec?.encrypted
-        ? feedSealed(store, seg.key, codec, feed, checks)
+        ? feedSealed(store, seg.key, codec, feed, checks, sinks.stop)
         : codec?.compression
-          ? feedInflated(store, seg.key, codec.compression, feed, checks)
-          : feedStreamed(store, seg.key, feed, checks));
+          ? feedInflated(store, seg.key, codec.compression, feed, checks, sinks.stop)
+          : feedStreamed(store, seg.key, feed, checks, sinks.stop));
       await feed.end(seg.to);
       end = cutter.position;
       lastTime = cutter.lastTime;

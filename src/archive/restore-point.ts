@@ -13,7 +13,12 @@ import path from "node:path";
 import { writeCheckpoint } from "../checkpoint/checkpoint.js";
 import { loadState } from "../checkpoint/load-state.js";
 import { ExitCode, UserError, wrapError } from "../errors/errors.js";
-import { extractIntoStaging, type RestoreResult } from "../dr/restore.js";
+import {
+  extractIntoStaging,
+  stagedRestoreResult,
+  type RestoreResult,
+  type StagedArchive,
+} from "../dr/restore.js";
 import type { BackupStore } from "../storage/store.js";
 import { buildAndSwapIn, type StagingBuild, type StopLiveHolder } from "../dr/restore-target.js";
 import { atomicWriteFile } from "../workspace/durable.js";
@@ -36,6 +41,7 @@ import { PointState } from "./restore-state.js";
 import { codecOf } from "./segment-codec.js";
 import { unlockGeneration, type SegmentKey } from "./sealing.js";
 import { formatWindow, generationWindow, type GenerationWindow } from "./window.js";
+import { entryTimes } from "./entry-times.js";
 
 /** `text` of a time: the instant as the user gave it, echoed by an error. */
 export type RestorePoint = (
@@ -130,13 +136,85 @@ const holdsSeq = (w: Usable, stream: string, seq: number): boolean =>
   (w.gen.segments.get(stream) ?? []).some((s) => s.firstSeq! <= seq && seq <= s.lastSeq!) ||
   w.gen.snapshots.some((s) => (s.streams[stream]?.seq ?? -1) >= seq);
 
+/** The newest entry of `stream` its oldest snapshot holds (-1: none). */
+const oldestSnapshotSeq = (w: Usable, stream: string): number =>
+  w.gen.snapshots[0]!.streams[stream]?.seq ?? -1;
+
+/** The generation's key, for reading its segments (undefined: plain). */
+type KeyOf = (gen: GenerationListing) => Promise<SegmentKey | undefined>;
+
+/** Where `--at-seq` stands in a generation: the entry's time, and whether its window holds it. */
+interface SeqInGeneration {
+  w: Usable;
+  /** The entry's own time (undefined: no segment holds it, only a snapshot). */
+  atMs?: number;
+  inWindow: boolean;
+}
+
 /**
- * Whether a restore can cut the WAL stream right after entry `seq` from this generation: it holds
- * the entry, and its oldest snapshot is not past it (no segment takes a WAL back; a generation
- * started by a restored workspace holds that workspace's history up to its snapshot only there).
+ * Where entry `seq` of `stream` stands in a generation that holds it after its oldest snapshot's
+ * end. A snapshot holds everything as it was when it completed, not only the WAL up to its
+ * position, so the state right after an entry can be rebuilt only from a snapshot that had
+ * completed when the entry was made: the entry must be in the window, as `--at` of its time must.
  */
-const restorableAtSeq = (w: Usable, stream: string, seq: number): boolean =>
-  holdsSeq(w, stream, seq) && (w.gen.snapshots[0]!.streams[stream]?.seq ?? -1) <= seq;
+async function seqInGeneration(
+  store: BackupStore,
+  w: Usable,
+  stream: string,
+  seq: number,
+  keyOf: KeyOf,
+): Promise<SeqInGeneration> {
+  if (oldestSnapshotSeq(w, stream) >= seq) return { w, inWindow: false };
+  const codec = codecOf(recordOf(store, w.gen), await keyOf(w.gen));
+  try {
+    for await (const e of entryTimes(store, w.gen.segments.get(stream) ?? [], codec, seq)) {
+      if (e.seq !== seq) break;
+      return { w, atMs: e.atMs, inWindow: e.atMs >= w.window.earliest! };
+    }
+  } catch (err) {
+    // A damaged segment: the restore names it (exit 5), or --last-consistent stops before it.
+    if (err instanceof UserError && err.exitCode === ExitCode.CORRUPT) return { w, inWindow: true };
+    throw err;
+  }
+  return { w, inWindow: false };
+}
+
+/**
+ * The line refusing `--at-seq` of an entry made before the window of the newest generation
+ * that holds it: that window, when the entry was made, and the earliest seq that restores.
+ */
+async function beforeWindow(
+  store: BackupStore,
+  at: SeqInGeneration,
+  run: string,
+  seq: number,
+  keyOf: KeyOf,
+): Promise<UserError> {
+  const { w } = at;
+  const stream = `runtime/wal/${run}.wal.jsonl`;
+  const start = new Date(w.window.earliest!).toISOString();
+  const made =
+    at.atMs === undefined
+      ? "the entry is in the base snapshot"
+      : `the entry was made at ${new Date(at.atMs).toISOString()}`;
+  const codec = codecOf(recordOf(store, w.gen), await keyOf(w.gen));
+  let earliest: number | undefined;
+  const after = Math.max(seq, oldestSnapshotSeq(w, stream)) + 1;
+  for await (const e of entryTimes(store, w.gen.segments.get(stream) ?? [], codec, after))
+    if (e.atMs >= w.window.earliest!) {
+      earliest = e.seq;
+      break;
+    }
+  const instead =
+    earliest !== undefined
+      ? `the earliest seq of ${run} that can be restored is ${earliest} (--at-seq ${run}:${earliest})`
+      : `no later entry of ${run} is archived yet (--at ${start} restores the window's start)`;
+  return new UserError(
+    `--at-seq ${run}:${seq} is before the archive's window (${formatWindow(w.window)}): ${made}, ` +
+      `and a restore to an entry starts from a snapshot completed before it was made; ${instead}`,
+    ExitCode.USAGE,
+  );
+}
 
 /** Each generation but `chosen` that holds the point too (`holds`): another history, and how to choose it. */
 const otherHistories = (
@@ -159,7 +237,7 @@ const otherHistories = (
  * be in more than one history: the newest generation that holds it is chosen, and every other one
  * is named with the `--generation` that chooses it.
  */
-async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> {
+async function choose(store: BackupStore, point: RestorePoint, keyOf: KeyOf): Promise<Chosen> {
   const usable = await usableGenerations(store, point);
   const describe = () => usable.map((w) => formatWindow(w.window)).join("; ");
   const newestFirst = [...usable].reverse();
@@ -201,14 +279,13 @@ async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> 
     cut = { atMs: point.atMs };
   } else {
     const stream = `runtime/wal/${point.run}.wal.jsonl`;
-    pick = newestFirst.find((w) => restorableAtSeq(w, stream, point.seq));
-    if (!pick && usable.some((w) => holdsSeq(w, stream, point.seq)))
-      // Before every oldest snapshot that holds it: pruned (or never archived).
-      throw new UserError(
-        `--at-seq ${point.run}:${point.seq} is before the archive's window (${describe()})`,
-        ExitCode.USAGE,
-      );
-    if (!pick) {
+    // Newest first: the first generation whose window holds the entry restores it.
+    const holding = newestFirst.filter((w) => holdsSeq(w, stream, point.seq));
+    const places: SeqInGeneration[] = [];
+    for (const w of holding) places.push(await seqInGeneration(store, w, stream, point.seq, keyOf));
+    const at = places.find((p) => p.inWindow);
+    if (!at && places.length > 0) throw await beforeWindow(store, places[0]!, point.run, point.seq, keyOf);
+    if (!at) {
       let newest = -1;
       for (const w of usable) {
         for (const s of w.gen.segments.get(stream) ?? []) newest = Math.max(newest, s.lastSeq ?? -1);
@@ -223,20 +300,25 @@ async function choose(store: BackupStore, point: RestorePoint): Promise<Chosen> 
         ExitCode.USAGE,
       );
     }
+    pick = at.w;
     alsoIn = otherHistories(
       usable,
       pick,
-      (w) => restorableAtSeq(w, stream, point.seq),
+      (w) => places.some((p) => p.w === w && p.inWindow),
       (w) => `--at-seq ${point.run}:${point.seq} is also held by ${named(w)}`,
     );
-    cut = { atMs: Number.MAX_SAFE_INTEGER, run: point.run, seq: point.seq };
+    // The entry's instant cuts every other stream, as `--at` of it does (unknown before a damaged
+    // segment is read: the restore then stops there).
+    cut = { atMs: at.atMs ?? Number.MAX_SAFE_INTEGER, run: point.run, seq: point.seq };
   }
   const snaps = pick.gen.snapshots;
   const stream = cut.run ? `runtime/wal/${cut.run}.wal.jsonl` : undefined;
+  // The one `--at` of the same instant starts from; for `--at-seq` also one holding the run only
+  // before the entry (an entry made in the millisecond a snapshot completed may be inside it).
   const snapshot =
     [...snaps]
       .reverse()
-      .find((s) => (stream ? (s.streams[stream]?.seq ?? -1) <= cut.seq! : s.completed_at <= cut.atMs)) ??
+      .find((s) => s.completed_at <= cut.atMs && (!stream || (s.streams[stream]?.seq ?? -1) < cut.seq!)) ??
     snaps[0]!;
   return { gen: pick.gen, window: pick.window, snapshot, cut, alsoIn };
 }
@@ -258,6 +340,9 @@ async function applyAll(
   intents: RestoreIntents,
   ctx: StagingBuild,
 ): Promise<{ cut: Cut; wal: PointRestoreResult["wal"]; segments: number; state?: OrchestratorState }> {
+  // An interrupt stops the segment being downloaded too, not only the next one.
+  const downloads = new AbortController();
+  ctx.beforeRemove(async () => downloads.abort());
   const streams = [...new Set([...Object.keys(c.snapshot.streams), ...c.gen.segments.keys()])];
   const cut = { ...c.cut };
   const targetStream = cut.run ? `runtime/wal/${cut.run}.wal.jsonl` : undefined;
@@ -284,6 +369,7 @@ async function applyAll(
       cut,
       {
         codec: codecOf(recordOf(store, c.gen), key),
+        stop: downloads.signal,
         onIntents: rows ? (kept) => rows.add(kept) : undefined,
         ...(run !== undefined
           ? { onKept: (entries, end) => state.apply(run, entries, end), entriesWanted: PointState.needs }
@@ -323,7 +409,7 @@ async function buildPoint(
   ctx: StagingBuild,
 ): Promise<{
   result: Omit<PointRestoreResult, "target" | "kept" | "snapshot_restore" | "warnings">;
-  snapshotRestore: RestoreResult;
+  snapshot: StagedArchive;
 }> {
   const snapshotName = store.describe(chosen.snapshot.key);
   const problem = await snapshotObjectProblem(store, chosen.snapshot);
@@ -331,21 +417,15 @@ async function buildPoint(
     throw new UserError(`${snapshotName}: ${problem} (the point's base snapshot)`, ExitCode.CORRUPT);
   // Straight into the staging folder: a restore of its own would nest its lock and staging
   // folder beside this one, for an interrupt to race with.
-  const snapshotRestore = await extractIntoStaging(
-    await store.get(chosen.snapshot.key),
-    staging,
-    ctx,
-    target,
-    {
-      password: opts.password,
-      identities: opts.identities,
-      auditKeyPath: opts.auditKeyPath,
-      source: snapshotName,
-      label: snapshotName,
-      expectSha256: chosen.snapshot.sha256,
-      archiveBytes: chosen.snapshot.size_bytes,
-    },
-  ).catch((err: unknown) => {
+  const snapshot = await extractIntoStaging(await store.get(chosen.snapshot.key), staging, ctx, target, {
+    password: opts.password,
+    identities: opts.identities,
+    auditKeyPath: opts.auditKeyPath,
+    source: snapshotName,
+    label: snapshotName,
+    expectSha256: chosen.snapshot.sha256,
+    archiveBytes: chosen.snapshot.size_bytes,
+  }).catch((err: unknown) => {
     // The archive's own messages do not name it: here it is one object of many.
     throw err instanceof UserError && err.exitCode === ExitCode.CORRUPT && !err.message.includes(snapshotName)
       ? wrapError(snapshotName, err)
@@ -378,7 +458,7 @@ async function buildPoint(
   await writeCheckpoint(ws, state);
   ctx.checkpoint();
   await opts.finish?.(staging, state);
-  return { result, snapshotRestore };
+  return { result, snapshot };
 }
 
 /**
@@ -391,23 +471,23 @@ export async function restoreToPoint(
   target: string,
   opts: PointRestoreOptions,
 ): Promise<PointRestoreResult> {
-  let chosen = await choose(store, point);
-  const alsoIn = chosen.alsoIn;
-  let broken: PointRestoreResult["broken"];
   const keys = new Map<string, SegmentKey | undefined>();
-  const keyOf = async (c: Chosen): Promise<SegmentKey | undefined> => {
-    const gen = c.gen.generation;
-    if (!keys.has(gen)) keys.set(gen, await unlockGeneration(gen, recordOf(store, c.gen).encryption, opts));
+  const keyOf = async (g: GenerationListing): Promise<SegmentKey | undefined> => {
+    const gen = g.generation;
+    if (!keys.has(gen)) keys.set(gen, await unlockGeneration(gen, recordOf(store, g).encryption, opts));
     return keys.get(gen);
   };
+  let chosen = await choose(store, point, keyOf);
+  const alsoIn = chosen.alsoIn;
+  let broken: PointRestoreResult["broken"];
   // Before anything is written or locked: a wrong password or identity is refused here (exit 4).
-  await keyOf(chosen);
+  await keyOf(chosen.gen);
   const abs = path.resolve(target);
   const guard = { stopLiveHolder: opts.stopLiveHolder, keep: opts.keep };
   const done = await buildAndSwapIn(target, guard, async (staging, ctx) => {
     for (;;) {
       try {
-        return await buildPoint(store, chosen, staging, opts, broken, await keyOf(chosen), abs, ctx);
+        return await buildPoint(store, chosen, staging, opts, broken, await keyOf(chosen.gen), abs, ctx);
       } catch (err) {
         // Else the restore's failure path removes the staging folder.
         if (!(err instanceof BrokenSegment) || !opts.lastConsistent || broken) throw err;
@@ -416,19 +496,22 @@ export async function restoreToPoint(
         broken = { segment: err.key, reason: err.message };
         const atMs = Math.min(chosen.cut.atMs, err.lastGoodTime);
         // In the same generation: another one is another history.
-        chosen = await choose(store, {
-          kind: "time",
-          atMs: Math.max(atMs, chosen.window.earliest!),
-          generation: chosen.gen.generation,
-        });
+        chosen = await choose(
+          store,
+          { kind: "time", atMs: Math.max(atMs, chosen.window.earliest!), generation: chosen.gen.generation },
+          keyOf,
+        );
       }
     }
   });
+  // Only now, with the restore in place: a key saved beside the target before would outlive a
+  // restore that failed or was interrupted after it.
+  const snapshotRestore = await stagedRestoreResult(done.value.snapshot, done.target);
   return {
     target: done.target,
     ...(done.kept ? { kept: done.kept } : {}),
     ...done.value.result,
-    warnings: [...alsoIn, ...done.warnings, ...done.value.snapshotRestore.warnings],
-    snapshot_restore: { ...done.value.snapshotRestore, target: done.target },
+    warnings: [...alsoIn, ...done.warnings, ...snapshotRestore.warnings],
+    snapshot_restore: snapshotRestore,
   };
 }

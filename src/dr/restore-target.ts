@@ -309,7 +309,10 @@ export interface GuardedRestore {
 
 /** What `build` is given besides its staging folder. */
 export interface StagingBuild {
-  /** `stop` ends what still writes into the staging folder (a worker thread); run before it is removed. */
+  /**
+   * `stop` ends what still writes into the staging folder (a worker thread) or reads for it (a
+   * download that may stall); every `stop` given runs before the folder is removed.
+   */
   beforeRemove(stop: () => Promise<void>): void;
   /** Throws once the restore is interrupted: call between steps, so that it ends soon. */
   checkpoint(): void;
@@ -344,26 +347,30 @@ export async function buildAndSwapIn<T>(
   await checkReplaceableTarget(abs);
   const staging = stagingPathFor(abs);
   let interrupted = false;
-  let stopWriting: (() => Promise<void>) | undefined;
+  // Every writer and download the build still has under way, stopped in the order given.
+  const stops: (() => Promise<void>)[] = [];
+  const stopWriting = async (): Promise<void> => {
+    for (const stop of stops) await stop();
+  };
   let swapped = false;
   let unwound: Promise<unknown> = Promise.resolve();
   const interrupt = cleanupOnInterrupt(`the restore's staging folder ${shown(staging)}`, async () => {
     interrupted = true;
-    await stopWriting?.(); // the build fails at its next write
+    await stopWriting(); // the build fails at its next write or read
     await unwound;
     if (swapped)
       return `the restore had begun its swap and finished it: ${shown(abs)} is the restored workspace`;
     if (await exists(staging)) throw new Error(`${staging} is still there`);
   });
   const ctx: StagingBuild = {
-    beforeRemove: (stop) => (stopWriting = stop),
+    beforeRemove: (stop) => void stops.push(stop),
     checkpoint() {
       // interruptInProgress: a cleanup registered after this one runs first, before `interrupted`.
       if (interrupted || interruptInProgress()) throw new RestoreInterrupted();
     },
   };
   const attempt = restoreGuarded(abs, link, staging, o, build, ctx, {
-    stopWriting: async () => await stopWriting?.(),
+    stopWriting,
     onSwapped: () => (swapped = true),
   });
   unwound = attempt.catch(() => {});

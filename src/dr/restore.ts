@@ -284,10 +284,18 @@ async function extractInto(
   }
 }
 
+/** An archive extracted into a staging folder, its audit key not installed yet. */
+export interface StagedArchive {
+  summary: ArchiveSummary;
+  opts: RestoreOptions;
+}
+
 /**
  * Extracts an archive straight into `staging`, the staging folder of a restore of `target` in
  * progress (the point-in-time restore's base snapshot): no lock, staging folder or swap of its
- * own, so that the restore holding `staging` is the one thing to stop and clean up.
+ * own, so that the restore holding `staging` is the one thing to stop and clean up. The archive's
+ * audit key is installed by `stagedRestoreResult` once the restore has swapped in: installed (or
+ * saved beside the target) before, it would stay when the restore fails or is interrupted later.
  */
 export async function extractIntoStaging(
   source: AsyncIterable<Buffer | string>,
@@ -295,17 +303,19 @@ export async function extractIntoStaging(
   ctx: StagingBuild,
   target: string,
   opts: RestoreOptions = {},
-): Promise<RestoreResult> {
-  let summary: ArchiveSummary;
-  let keyed: RestoreOptions;
+): Promise<StagedArchive> {
   try {
-    keyed = await withKeysAhead(source, opts);
-    summary = await extractInto(source, staging, ctx, target, keyed);
+    const keyed = await withKeysAhead(source, opts);
+    return { summary: await extractInto(source, staging, ctx, target, keyed), opts: keyed };
   } catch (err) {
     if (source instanceof Readable) source.destroy();
     throw err;
   }
-  return resultOf(summary, target, undefined, keyed, []);
+}
+
+/** The result of a restore that swapped in `staged` as `target`: its audit key installed now. */
+export function stagedRestoreResult(staged: StagedArchive, target: string): Promise<RestoreResult> {
+  return resultOf(staged.summary, target, undefined, staged.opts, []);
 }
 
 export async function restoreFromFile(

@@ -227,12 +227,13 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
       JSON.stringify(problems),
     );
     const target = (n: string) => path.join(scratch.dir, "local", n, ".sdd");
+    // Seq 5: the first entry after the base snapshot (one it holds is before the window).
     const before = await fx.cli(
-      ["--json", "dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:4`],
+      ["--json", "dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:5`],
       target("a"),
     );
     assert.equal(before.code, 0, before.stderr);
-    assert.equal(JSON.parse(before.stdout).wal[RUN].seq, 4);
+    assert.equal(JSON.parse(before.stdout).wal[RUN].seq, 5);
     const past = await fx.cli(["dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:14`], target("b"));
     assert.equal(past.code, 5, past.stderr);
     assert.ok(past.stderr.includes(segs[0]!), past.stderr);
