@@ -9,6 +9,7 @@ import { ExitCode, UserError } from "../errors/errors.js";
 import { atomicWriteFile, durableMkdir, fsyncDir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { describeHolder, waitForLockRelease, type LockInfo } from "../workspace/lock.js";
+import { isProcessAlive } from "../workspace/process.js";
 import path from "node:path";
 
 /** What an orchestrator's lock names as its command. */
@@ -83,7 +84,18 @@ export async function stopLockHolder(ws: Workspace, holder: LockInfo, poll?: () 
       { holder },
     );
   }
-  if (!(await waitForLockRelease(ws, holder, STOP_HOLDER_TIMEOUT_MS, poll)))
+  const deadline = Date.now() + STOP_HOLDER_TIMEOUT_MS;
+  let stopped = await waitForLockRelease(ws, holder, STOP_HOLDER_TIMEOUT_MS, poll);
+  // A process of this host is stopped once it has exited, not when its lock goes: it may still
+  // write (its last lines, its status) between the two.
+  while (stopped && holder.hostname === os.hostname() && isProcessAlive(holder.pid)) {
+    if (Date.now() >= deadline) stopped = false;
+    else {
+      poll?.();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  if (!stopped)
     throw new UserError(
       `${ws.shownRoot} is still in use by ${who} ${STOP_HOLDER_TIMEOUT_MS / 1000} s after it was asked to stop`,
       ExitCode.LOCKED,
