@@ -70,7 +70,7 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
     for (const [i, s] of live.entries()) {
       const record = records[i];
       // No token yet: the process table decides; without /proc, a running orchestrator vouches.
-      const alive = record ? agentAlive(record) : ((await wrappers())?.has(s.agent_id) ?? running);
+      const alive = record ? agentAlive(record, ws.root) : ((await wrappers())?.has(s.agent_id) ?? running);
       agents.push({ ...s, running: alive });
     }
     cost = totalCost(state);
