@@ -276,7 +276,7 @@ export async function addTask(ws: Workspace, input: AddTaskInput): Promise<TaskF
     timeout_s: input.timeoutS,
     worktree: input.worktree ? true : undefined,
   };
-  if (input.worktree) await requireRepo(ws.projectDir);
+  if (input.worktree) await requireRepo(ws.projectDir, "--worktree");
   const parsed = TaskFrontMatterSchema.safeParse(definedEntries(raw));
   if (!parsed.success)
     throw new UserError(`task add: ${describeTaskIssue(parsed.error.issues, raw)}`, ExitCode.USAGE);

@@ -5,6 +5,7 @@ import { open } from "node:fs/promises";
 import path from "node:path";
 import type { Command } from "commander";
 import { shown } from "../../workspace/shown-path.js";
+import { loadedConfigOf } from "../../config/apply.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf, type GlobalOptions } from "../output.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
@@ -146,7 +147,12 @@ function registerStart(program: Command): void {
       const out = Output.of(cmd);
       const ws = await openWorkspace(g.sdd);
       if (opts.detach) await startDetached(ws, opts, out);
-      else await startInForeground(ws, opts, g, out);
+      else {
+        const file = loadedConfigOf(cmd).file;
+        const worktreesFromFile =
+          cmd.getOptionValueSource("worktrees") === "config" && file ? shown(file) : undefined;
+        await startInForeground(ws, opts, g, out, worktreesFromFile);
+      }
     });
 }
 
@@ -239,6 +245,8 @@ async function startInForeground(
   opts: StartFlags,
   g: GlobalOptions,
   out: Output,
+  /** The configuration file, when `worktrees: true` came from it (a refusal names it). */
+  worktreesFromFile: string | undefined,
 ): Promise<void> {
   // --replication-listen: the leader endpoint (replication owns this hook). Its commit gate holds
   // every decision until the ack policy is met; a fenced leader refuses to start.
@@ -266,7 +274,7 @@ async function startInForeground(
     retryBackoffMs: opts.retryBackoff,
     pollMs: opts.poll,
     auditKeyFile: opts.keyFile,
-    worktrees: worktreeOptionsOf(opts),
+    worktrees: worktreeOptionsOf(opts, worktreesFromFile),
     log: (l) => out.line(l),
     warn: (l, group) => warnings.warn(l, group),
     flushWarnings: () => warnings.flush(),
