@@ -264,7 +264,23 @@ async function startInForeground(
     keepAll: g.json,
     print: (l) => out.warn(l),
   });
-  const orch = await Orchestrator.open(ws, {
+  // Ctrl-C / SIGTERM: drain like `bernstein stop`, then exit 130/143 (Orchestrator.interrupt).
+  // Listening from before the lock is taken: a signal during recovery (default action: the
+  // process dies mid-replay, lock and run left behind) is held until recovery is done and then
+  // drains the run before it claims anything. `once`: a second signal ends the process at once.
+  let orch: Orchestrator | undefined;
+  let signalDuringRecovery: InterruptSignal | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (orch) orch.interrupt(signal as InterruptSignal).catch(() => {});
+    else signalDuringRecovery ??= signal as InterruptSignal;
+  };
+  const stopListening = () => {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  orch = await Orchestrator.open(ws, {
     replication: leader,
     archive,
     maxAgents: opts.maxAgents,
@@ -279,25 +295,20 @@ async function startInForeground(
     warn: (l, group) => warnings.warn(l, group),
     flushWarnings: () => warnings.flush(),
   }).catch(async (err: unknown) => {
+    stopListening();
     warnings.flush();
     archive?.stop();
     await closeLeader();
     throw err;
   });
+  if (signalDuringRecovery) await orch.interrupt(signalDuringRecovery);
   warnings.flush();
   out.line(`run ${orch.runId}: ${replayLine(orch.recovery)}`);
-  // Ctrl-C / SIGTERM: drain like `bernstein stop`, then exit 130/143 (Orchestrator.interrupt).
-  const onSignal = (signal: NodeJS.Signals) => {
-    orch.interrupt(signal as InterruptSignal).catch(() => {});
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
   const result = await orch.run().finally(async () => {
     warnings.flush();
     await closeLeader();
   });
-  process.off("SIGINT", onSignal);
-  process.off("SIGTERM", onSignal);
+  stopListening();
   reportRun(out, orch, result, warnings.all);
 }
 
