@@ -22,6 +22,7 @@ import { requireRepo } from "./git/repo.js";
 
 export const TASK_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** C0 controls and DEL: a line break, or what a terminal would take as a command. */
+// eslint-disable-next-line no-control-regex -- those characters are what it finds
 export const CONTROL_CHAR = /[\u0000-\u001f\u007f]/;
 /** Lower number = higher priority (1 critical, 2 normal, 3 low, as in the Python original). */
 export const DEFAULT_PRIORITY = 2;

@@ -268,11 +268,10 @@ async function startInForeground(
   // Listening from before the lock is taken: a signal during recovery (default action: the
   // process dies mid-replay, lock and run left behind) is held until recovery is done and then
   // drains the run before it claims anything. `once`: a second signal ends the process at once.
-  let orch: Orchestrator | undefined;
-  let signalDuringRecovery: InterruptSignal | undefined;
+  const recovered: { orch?: Orchestrator; signalDuring?: InterruptSignal } = {};
   const onSignal = (signal: NodeJS.Signals) => {
-    if (orch) orch.interrupt(signal as InterruptSignal).catch(() => {});
-    else signalDuringRecovery ??= signal as InterruptSignal;
+    if (recovered.orch) recovered.orch.interrupt(signal as InterruptSignal).catch(() => {});
+    else recovered.signalDuring ??= signal as InterruptSignal;
   };
   const stopListening = () => {
     process.off("SIGINT", onSignal);
@@ -280,7 +279,7 @@ async function startInForeground(
   };
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
-  orch = await Orchestrator.open(ws, {
+  const orch = await Orchestrator.open(ws, {
     replication: leader,
     archive,
     maxAgents: opts.maxAgents,
@@ -301,7 +300,8 @@ async function startInForeground(
     await closeLeader();
     throw err;
   });
-  if (signalDuringRecovery) await orch.interrupt(signalDuringRecovery);
+  recovered.orch = orch;
+  if (recovered.signalDuring) await orch.interrupt(recovered.signalDuring);
   warnings.flush();
   out.line(`run ${orch.runId}: ${replayLine(orch.recovery)}`);
   const result = await orch.run().finally(async () => {
