@@ -42,10 +42,14 @@ export function addWorktreeStartOptions(cmd: Command): Command {
     .option("--git-author-email <email>", `their email (default ${DEFAULT_IDENTITY.email})`);
 }
 
-export function worktreeOptionsOf(f: WorktreeStartFlags): WorktreeOptions {
+/** `configFile`: the configuration file that set `worktrees: true`, when it was the file. */
+export function worktreeOptionsOf(f: WorktreeStartFlags, configFile?: string): WorktreeOptions {
   const d = DEFAULT_WORKTREE_OPTIONS;
   return {
     all: Boolean(f.worktrees),
+    ...(f.worktrees
+      ? { allSetBy: configFile ? `\`worktrees: true\` from ${configFile}` : "--worktrees" }
+      : {}),
     strategy: f.mergeStrategy ?? d.strategy,
     onConflict: f.onConflict ?? d.onConflict,
     ...(f.targetBranch ? { targetBranch: f.targetBranch } : {}),

@@ -3,12 +3,14 @@
  * `status` both judge it.
  *
  * With its run-once token (`runtime/agents/<agent_id>.json`): same host, pid running, same kernel
- * start time (a reused pid is another process), not a zombie. Without one — the wrapper had not yet
+ * start time (a reused pid is another process), not a zombie, and serving this workspace (a copy
+ * of the workspace on the same host holds the original's tokens). Without one — the wrapper had not yet
  * created it, died before it, or the session comes from a history without tokens — the process
  * table decides: the wrapper is alive while a process runs `wrapper-main.js` with a job for this
  * workspace and agent id, and provably gone when none does (the session's spawn was committed
  * only after the process existed, so it cannot still be about to appear).
  */
+import { readFileSync, statSync } from "node:fs";
 import { readFile, readdir } from "node:fs/promises";
 import os from "node:os";
 import { processStartTime } from "../workspace/lock.js";
@@ -16,20 +18,60 @@ import { isProcessAlive, killProcessGroup } from "../workspace/process.js";
 import { WRAPPER_MAIN, type AgentRecord, type WrapperJob } from "./wrapper.js";
 
 /**
- * The wrapper of a token is alive: same host, pid running (not a zombie: `isProcessAlive`), same
- * kernel start time.
+ * The wrapper of a token is alive and this workspace's: same host, pid running (not a zombie:
+ * `isProcessAlive`), same kernel start time, serving the workspace at `sddRoot`.
  */
-export function agentAlive(record: AgentRecord): boolean {
+export function agentAlive(record: AgentRecord, sddRoot: string): boolean {
   if (record.hostname !== os.hostname()) return false;
   if (!isProcessAlive(record.pid)) return false;
   const now = processStartTime(record.pid);
-  return !record.start_time || now === record.start_time;
+  if (record.start_time && now !== record.start_time) return false;
+  return servesWorkspace(record, sddRoot);
 }
 
-/** SIGKILL the command's process group and the wrapper's (only on the host that runs them). */
-export function killAgent(record: AgentRecord): void {
+/**
+ * Whether the token's wrapper works for the workspace at `sddRoot`, not for another copy of it:
+ * the folder the token names (or, in a token of an earlier version, the job on the live wrapper's
+ * command line) is this one. With neither to tell (no /proc), it is taken to be ours.
+ */
+function servesWorkspace(record: AgentRecord, sddRoot: string): boolean {
+  const served = record.sdd ?? wrapperJobOf(String(record.pid))?.sdd;
+  return served === undefined || sameFolder(served, sddRoot);
+}
+
+/** The same folder under either path (a symlink or a relative `--sdd` names it differently). */
+function sameFolder(a: string, b: string): boolean {
+  if (a === b) return true;
+  try {
+    const sa = statSync(a);
+    const sb = statSync(b);
+    return sa.dev === sb.dev && sa.ino === sb.ino;
+  } catch {
+    return false;
+  }
+}
+
+/** The job of a running wrapper from its command line (`node wrapper-main.js '<job>'`), if it is one. */
+function wrapperJobOf(pid: string, cmdline?: string): Partial<WrapperJob> | undefined {
+  try {
+    const argv = (cmdline ?? readFileSync(`/proc/${pid}/cmdline`, "utf8")).split("\0");
+    const at = argv.indexOf(WRAPPER_MAIN);
+    if (at < 0) return undefined;
+    const job = JSON.parse(argv[at + 1] ?? "") as unknown;
+    return job !== null && typeof job === "object" ? (job as Partial<WrapperJob>) : undefined;
+  } catch {
+    return undefined; // no /proc, gone, or not a job argument: not one we can tell
+  }
+}
+
+/**
+ * SIGKILL the command's process group and the wrapper's (only on the host that runs them, and
+ * only for a token of this workspace: a copy's `stop --force` leaves the original's agents alone).
+ */
+export function killAgent(record: AgentRecord, sddRoot: string): void {
   if (record.hostname !== os.hostname()) return;
-  for (const pgid of [record.command_pgid, agentAlive(record) ? record.pid : null]) {
+  if (record.sdd !== undefined && !sameFolder(record.sdd, sddRoot)) return;
+  for (const pgid of [record.command_pgid, agentAlive(record, sddRoot) ? record.pid : null]) {
     if (pgid) killProcessGroup(pgid, "SIGKILL");
   }
 }
@@ -47,20 +89,14 @@ export async function runningWrapperAgentIds(sddRoot: string): Promise<Set<strin
   }
   const ids = new Set<string>();
   for (const pid of pids) {
-    let argv: string[];
+    let cmdline: string;
     try {
-      argv = (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0");
+      cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8");
     } catch {
       continue; // exited while we looked: not running
     }
-    const at = argv.indexOf(WRAPPER_MAIN);
-    if (at < 0) continue;
-    try {
-      const job = JSON.parse(argv[at + 1] ?? "") as Partial<WrapperJob>;
-      if (job.sdd === sddRoot && typeof job.agent_id === "string") ids.add(job.agent_id);
-    } catch {
-      // not a job argument: not one of ours
-    }
+    const job = wrapperJobOf(pid, cmdline);
+    if (job?.sdd === sddRoot && typeof job.agent_id === "string") ids.add(job.agent_id);
   }
   return ids;
 }

@@ -51,7 +51,7 @@ export async function checkAgents(ctx: RunContext): Promise<void> {
     const tr = ctx.agents.get(s.agent_id) ?? ctx.agents.watch(s, 0, now);
     const record = await readAgentRecord(ctx.ws, s.agent_id);
     const gone = record
-      ? wrapperGone(record, tr, now)
+      ? wrapperGone(record, tr, now, ctx.ws.root)
       : await neverStarted(tr, now, wrappers, ctx.opts.lostAgentGraceMs);
     if (!gone) continue;
     const rec = await readCompletion(ctx.ws, s.agent_id);
@@ -89,12 +89,12 @@ async function neverStarted(
 }
 
 /** The wrapper of a token is gone, or past its timeout and then killed. */
-function wrapperGone(record: AgentRecord, tr: TrackedAgent, now: number): boolean {
-  if (!agentAlive(record)) return true;
+function wrapperGone(record: AgentRecord, tr: TrackedAgent, now: number, sddRoot: string): boolean {
+  if (!agentAlive(record, sddRoot)) return true;
   if (tr.timeoutS <= 0) return false;
   const started = Date.parse(record.started_at);
   if (!(now - started > (tr.timeoutS + TERMINAL_GRACE_S) * 1000)) return false;
   // The wrapper enforces the timeout; this is the backstop if it could not.
-  killAgent(record);
+  killAgent(record, sddRoot);
   return true;
 }

@@ -8,6 +8,8 @@ import { DEFAULT_IDENTITY, type GitIdentity } from "./git/run-git.js";
 export interface WorktreeOptions {
   /** Every task runs in its own worktree (`worktrees: true`); else only tasks added with `--worktree`. */
   all: boolean;
+  /** What turned `all` on, as a refusal names it: `--worktrees`, or the file's `worktrees: true`. */
+  allSetBy?: string;
   strategy: MergeStrategy;
   /** A conflicting merge: the task back to the backlog (a new attempt from the new target), or failed and held. */
   onConflict: "requeue" | "hold";

@@ -8,11 +8,12 @@
  * as `wal verify` reads it) and the ends of the runs against their closed markers, checkpoints
  * and backup records (a rollback). A torn tail that `start` cuts is not a problem.
  */
+import path from "node:path";
 import { ExitCode } from "../errors/errors.js";
 import { findWalRollbacks } from "../dr/rollback.js";
 import { listRuns, readTailPosition, type RunInfo } from "../wal/reader.js";
 import { verifyRun } from "../wal/torn-tail.js";
-import { TASK_STATES, type Workspace } from "../workspace/layout.js";
+import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout.js";
 import { readLock } from "../workspace/lock.js";
 import { inTurns } from "../workspace/small-files.js";
 import { readStatusFile } from "./control.js";
@@ -25,7 +26,10 @@ import { readAgentRecordSync } from "./wrapper.js";
 import { collectMergeStatus, renderMergeStatus, type MergeStatus } from "./merge-status.js";
 
 export interface StatusReport {
+  /** Task files per folder; a file that does not parse is not a task and is left out. */
   tasks: Record<string, number>;
+  /** Task files that do not parse (`start` leaves them in place and never schedules them). */
+  malformed: { file: string; state: TaskState; error: string }[];
   /** Agents whose wrapper process is alive. */
   agents_running: number;
   /** Agents the state records (sessions), alive or not: the rest are re-queued by the next start. */
@@ -50,23 +54,23 @@ export interface IntegrityProblem {
 }
 
 export async function collectStatus(ws: Workspace): Promise<StatusReport> {
-  const tasks: Record<string, number> = {};
-  for (const st of TASK_STATES) tasks[st] = (await listStateFolder(ws, st)).length;
   const lock = await readLock(ws);
   const running = lock.state === "held";
   const agents: StatusReport["agents"] = [];
   let cost = 0;
   let stateError: string | undefined;
   let merges: MergeStatus = { waiting: [], merged: [] };
+  let knownIds = new Set<string>();
   try {
     const { state } = await loadState(ws);
+    knownIds = new Set(Object.keys(state.tasks));
     const wrappers = wrapperScan(ws.root);
     const live = sessions(state);
     const records = await inTurns(live, (s) => readAgentRecordSync(ws, s.agent_id));
     for (const [i, s] of live.entries()) {
       const record = records[i];
       // No token yet: the process table decides; without /proc, a running orchestrator vouches.
-      const alive = record ? agentAlive(record) : ((await wrappers())?.has(s.agent_id) ?? running);
+      const alive = record ? agentAlive(record, ws.root) : ((await wrappers())?.has(s.agent_id) ?? running);
       agents.push({ ...s, running: alive });
     }
     cost = totalCost(state);
@@ -74,6 +78,7 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
   } catch (err) {
     stateError = (err as Error).message;
   }
+  const { tasks, malformed } = await countTaskFiles(ws, knownIds);
   const runs = await listRuns(ws);
   const wal: StatusReport["wal"] = {
     run_id: null,
@@ -95,6 +100,7 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
   const sf = await readStatusFile(ws);
   return {
     tasks,
+    malformed,
     agents_running: agents.filter((a) => a.running).length,
     agents_recorded: agents.length,
     cost_usd: Math.round(cost * 1e9) / 1e9,
@@ -111,6 +117,47 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
     integrity: await integrityProblems(ws, runs),
     ...(stateError ? { state_error: stateError } : {}),
   };
+}
+
+const TASK_FILE_SUFFIX = /\.(md|ya?ml)$/i;
+
+/**
+ * The task files per folder, as `start` sees them: a file named after a task the state knows is
+ * that task (the WAL holds its spec, so `start` schedules it whatever the file says); any other
+ * file counts only if it parses, as `start` adopts only those. The task parser (the YAML and
+ * schema libraries) is loaded only for such files: new ones not adopted yet, malformed ones,
+ * foreign names.
+ */
+async function countTaskFiles(
+  ws: Workspace,
+  knownIds: ReadonlySet<string>,
+): Promise<Pick<StatusReport, "tasks" | "malformed">> {
+  const tasks: Record<string, number> = {};
+  const malformed: StatusReport["malformed"] = [];
+  let parser: typeof import("./tasks.js") | undefined;
+  for (const state of TASK_STATES) {
+    const names = await listStateFolder(ws, state);
+    const unknown = names.filter((n) => !knownIds.has(n.replace(TASK_FILE_SUFFIX, "")));
+    tasks[state] = names.length - unknown.length;
+    for (const name of unknown) {
+      const file = path.join(ws.backlogDir(state), name);
+      parser ??= await import("./tasks.js");
+      try {
+        await parser.readTaskFile(file);
+        tasks[state]++;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        // Moved on by a running orchestrator since the listing: it was a task file there.
+        if (code === "ENOENT") tasks[state]++;
+        else if (code !== "EISDIR") {
+          const error =
+            err instanceof parser.TaskParseError ? err.message : `${file}: ${(err as Error).message}`;
+          malformed.push({ file, state, error });
+        }
+      }
+    }
+  }
+  return { tasks, malformed };
 }
 
 /** The exit code of a status report: 9 when `start` would refuse on what it found. */
@@ -151,6 +198,10 @@ export function renderStatus(s: StatusReport, line: (l: string) => void): void {
     .map(([k, v]) => `${k} ${v}`)
     .join(", ");
   line(`tasks: ${counts}`);
+  if (s.malformed.length)
+    line(
+      `malformed task files: ${s.malformed.length} (not counted above; never scheduled; \`bernstein doctor\` names them)`,
+    );
   const gone = s.agents_recorded - s.agents_running;
   line(
     `agents running: ${s.agents_running}` +

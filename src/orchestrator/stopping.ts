@@ -44,13 +44,13 @@ export async function forceStop(ctx: RunContext): Promise<void> {
     if (child?.pid && child.exitCode === null && child.signalCode === null)
       killProcessGroup(child.pid, "SIGKILL");
     const record = await readAgentRecord(ctx.ws, s.agent_id);
-    if (record) killAgent(record);
+    if (record) killAgent(record, ctx.ws.root);
   }
   await new Promise((r) => setTimeout(r, 100));
   // A command group recorded after the first pass (the wrapper was starting): kill it too.
   for (const s of sessions(ctx.dlog.state)) {
     const record = await readAgentRecord(ctx.ws, s.agent_id);
-    if (record?.command_pgid) killProcessGroup(record.command_pgid, "SIGKILL");
+    if (record) killAgent(record, ctx.ws.root);
   }
   for (const s of sessions(ctx.dlog.state)) {
     const rec = await readCompletion(ctx.ws, s.agent_id);

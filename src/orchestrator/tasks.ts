@@ -21,6 +21,9 @@ import type { TaskSpec } from "./task-spec.js";
 import { requireRepo } from "./git/repo.js";
 
 export const TASK_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** C0 controls and DEL: a line break, or what a terminal would take as a command. */
+// eslint-disable-next-line no-control-regex -- those characters are what it finds
+export const CONTROL_CHAR = /[\u0000-\u001f\u007f]/;
 /** Lower number = higher priority (1 critical, 2 normal, 3 low, as in the Python original). */
 export const DEFAULT_PRIORITY = 2;
 export const DEFAULT_TIMEOUT_S = 1800;
@@ -262,6 +265,15 @@ export async function addTask(ws: Workspace, input: AddTaskInput): Promise<TaskF
   if ((input.command === undefined) === (input.prompt === undefined)) {
     throw new UserError("task add: give exactly one of --command CMD or --prompt TEXT", ExitCode.USAGE);
   }
+  const control = CONTROL_CHAR.exec(input.title)?.[0];
+  if (control !== undefined) {
+    // One line per task in `task list`, and the subject of the task's commits: a line break in an
+    // argument is a quoting slip far more often than a wish. Task files may still hold one.
+    const what = /[\r\n]/.test(control)
+      ? "a line break"
+      : `a control character (U+${control.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")})`;
+    throw new UserError(`task add: the title must be one line of text; it holds ${what}`, ExitCode.USAGE);
+  }
   const id = input.id ?? newTaskId();
   const raw = {
     id,
@@ -276,7 +288,7 @@ export async function addTask(ws: Workspace, input: AddTaskInput): Promise<TaskF
     timeout_s: input.timeoutS,
     worktree: input.worktree ? true : undefined,
   };
-  if (input.worktree) await requireRepo(ws.projectDir);
+  if (input.worktree) await requireRepo(ws.projectDir, "--worktree");
   const parsed = TaskFrontMatterSchema.safeParse(definedEntries(raw));
   if (!parsed.success)
     throw new UserError(`task add: ${describeTaskIssue(parsed.error.issues, raw)}`, ExitCode.USAGE);

@@ -67,7 +67,7 @@ async function mergeOfOurs(ws: Workspace, headCommit: string): Promise<boolean> 
 export async function preflightWorktrees(ws: Workspace, opts: OrchestratorOptions): Promise<void> {
   if (!opts.worktrees.all) return;
   const repo = ws.projectDir;
-  await requireRepo(repo);
+  await requireRepo(repo, opts.worktrees.allSetBy ?? "--worktrees");
   await branchCommit(repo, await targetBranch(repo, opts));
   const half = await halfDoneMerge(repo);
   if (half.merge_head !== null && !(await mergeOfOurs(ws, half.merge_head))) {
@@ -85,7 +85,11 @@ export async function worktreeSpawnInputs(
   attempt: number,
 ): Promise<WorktreeSpawnInputs> {
   const repo = ctx.ws.projectDir;
-  await requireRepo(repo);
+  const worktrees = ctx.opts.worktrees;
+  await requireRepo(
+    repo,
+    worktrees.all ? (worktrees.allSetBy ?? "--worktrees") : `\`worktree: true\` from task ${taskId}'s file`,
+  );
   const target = await targetBranch(repo, ctx.opts);
   const base = await branchCommit(repo, target);
   const branch = taskBranch(taskId, attempt);

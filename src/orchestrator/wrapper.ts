@@ -44,6 +44,12 @@ export interface WrapperJob {
 
 /** `runtime/agents/<agent_id>.json`: who runs the attempt (the run-once token). */
 export interface AgentRecord {
+  /**
+   * The workspace the wrapper serves (its job's `sdd`): a copy of the workspace (a restore beside
+   * the original) holds this record too, and must not take the original's agent for its own.
+   * Absent in records of earlier versions.
+   */
+  sdd?: string;
   agent_id: string;
   task_id: string;
   attempt: number;
@@ -211,6 +217,7 @@ export async function runWrapper(job: WrapperJob): Promise<number> {
   const ws = new Workspace(job.sdd);
   const startedAt = new Date();
   const record: AgentRecord = {
+    sdd: job.sdd,
     agent_id: job.agent_id,
     task_id: job.task_id,
     attempt: job.attempt,

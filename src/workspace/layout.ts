@@ -175,6 +175,15 @@ export async function openWorkspace(sddDir: string): Promise<Workspace> {
   }
   const rt = await stat(ws.runtimeDir).catch(() => undefined);
   if (!rt || !rt.isDirectory()) {
+    // The project folder given for its `.sdd/`: `bernstein init` there would make a second workspace.
+    const inner = new Workspace(path.join(ws.root, ".sdd"));
+    const innerRt = await stat(inner.runtimeDir).catch(() => undefined);
+    if (innerRt?.isDirectory()) {
+      throw new UserError(
+        `${ws.shownRoot} is not a bernstein workspace, but its .sdd/ is: pass --sdd ${inner.shownRoot} (or set BERNSTEIN_SDD to it)`,
+        ExitCode.USAGE,
+      );
+    }
     throw new UserError(
       `${ws.shownRoot} is not a bernstein workspace (no runtime/); run \`bernstein init\``,
       ExitCode.USAGE,

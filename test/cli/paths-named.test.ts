@@ -5,7 +5,7 @@
  * locations, and echoes `from` as given. (dr rekey named the archive by its absolute path in both.)
  */
 import assert from "node:assert/strict";
-import { appendFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { envFor, runCli, scratchDir } from "../helpers.js";
@@ -161,6 +161,14 @@ test("a locked or missing workspace is named as the user would type it", async (
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, message, r.stderr);
   }
+  // The project folder instead of its .sdd/: `bernstein init` there would make a second workspace.
+  const project = await runCli(["--sdd", "w", "status"], { cwd: dir, env });
+  assert.equal(project.code, 2);
+  assert.equal(
+    project.stderr,
+    "bernstein: w is not a bernstein workspace, but its .sdd/ is: pass --sdd w/.sdd (or set BERNSTEIN_SDD to it)\n",
+  );
+  assert.equal(existsSync(path.join(dir, "w", "runtime")), false, "nothing written");
 });
 
 test("start's torn-tail repair and dr status's backup and archive are named as the user would type them", async (t) => {

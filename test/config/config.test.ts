@@ -48,10 +48,32 @@ describe("bernstein.yaml: configuration file, flags over it, config show", () =>
     assert.equal(s.config_file, null);
     assert.deepEqual(s.row("backup.encrypt"), { key: "backup.encrypt", value: false, source: "default" });
     assert.deepEqual(s.row("s3.retries"), { key: "s3.retries", value: 3, source: "default" });
+    // The worktree settings show the values `start` uses, not "-".
+    assert.deepEqual(
+      [
+        "worktrees",
+        "merge.strategy",
+        "merge.on_conflict",
+        "merge.keep_branches",
+        "merge.author.name",
+        "merge.author.email",
+      ].map((k) => [k, s.row(k).value, s.row(k).source]),
+      [
+        ["worktrees", false, "default"],
+        ["merge.strategy", "merge", "default"],
+        ["merge.on_conflict", "requeue", "default"],
+        ["merge.keep_branches", false, "default"],
+        ["merge.author.name", "bernstein", "default"],
+        ["merge.author.email", "bernstein@localhost", "default"],
+      ],
+    );
+    assert.equal(s.row("merge.target_branch").value, null, "the branch checked out when the run starts");
     const human = await cli(["config", "show"]);
     assert.equal(human.code, 0, human.stderr);
     assert.match(human.stdout, /^Configuration file: none \(.*bernstein\.yaml does not exist\)$/m);
     assert.match(human.stdout, /^backup\.destination +- +default$/m);
+    assert.match(human.stdout, /^merge\.strategy +merge +default$/m);
+    assert.match(human.stdout, /^merge\.target_branch +- +default +\(the branch checked out\)$/m);
   });
 
   it("values come from the file, a flag, or the environment, and each says which", async () => {

@@ -7,12 +7,12 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readFile, unlink, writeFile } from "node:fs/promises";
+import { cp, readFile, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { WRAPPER_MAIN, agentRecordPath, readAgentRecord } from "../../src/orchestrator/wrapper.js";
-import { initWorkspace } from "../../src/workspace/layout.js";
+import { Workspace, initWorkspace } from "../../src/workspace/layout.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
 import { runCli, scratchDir, type CliResult, waitFor, CLI_ARGV, cliEnv } from "../helpers.js";
 
@@ -168,5 +168,67 @@ test("start re-attaches a wrapper that is still starting (no token yet, process 
   } finally {
     starting?.kill("SIGKILL");
     await cleanup();
+  }
+});
+
+test("a copy of a workspace beside the original does not count, re-attach or kill the original's live agent", async () => {
+  const s = await scratchDir("bernstein-copy-agent-");
+  const sdd = path.join(s.dir, "original", ".sdd");
+  const { workspace: ws } = await initWorkspace(sdd);
+  const env = { XDG_STATE_HOME: path.join(s.dir, "state"), BERNSTEIN_AUDIT_KEY_PATH: "" };
+  const cliIn =
+    (root: string) =>
+    (...args: string[]) =>
+      runCli(["--sdd", root, ...args], { cwd: s.dir, env });
+  const cli = cliIn(sdd);
+  const second = path.join(s.dir, "second-run");
+  let record: Awaited<ReturnType<typeof readAgentRecord>> = null;
+  try {
+    await addTask(ws, {
+      id: "long",
+      title: "long",
+      command: `if [ -e ${second} ]; then exit 0; fi; touch ${second}; sleep 600`,
+    });
+    const orch = startChild(sdd, s.dir, env, ["--poll", "20"]);
+    record = await waitFor("the agent's command to run", async () => {
+      const r = await readAgentRecord(ws, "long#1");
+      return r?.command_pgid && existsSync(second) ? r : undefined;
+    });
+    assert.equal((await cli("stop", "--timeout", "0")).code, 0);
+    assert.equal((await orch.done).code, 0);
+    // A restore beside the original on the same host: the same files, another folder.
+    const copy = path.join(s.dir, "copy", ".sdd");
+    await cp(sdd, copy, { recursive: true });
+    const inCopy = cliIn(copy);
+
+    assert.equal((await statusOf(cli)).agents_running, 1, "the original's agent runs");
+    const copied = await statusOf(inCopy);
+    assert.deepEqual(
+      copied.agents.map((a) => [a.agent_id, a.running]),
+      [["long#1", false]],
+      "the copy's session has no process of its own",
+    );
+    // A token of an earlier version names no workspace: the live wrapper's job tells.
+    const token = agentRecordPath(new Workspace(copy), "long#1");
+    const { sdd: named, ...unnamed } = JSON.parse(await readFile(token, "utf8")) as { sdd: string };
+    assert.equal(named, ws.root, "the token names its workspace");
+    await writeFile(token, JSON.stringify(unnamed) + "\n");
+    assert.equal((await statusOf(inCopy)).agents_running, 0);
+
+    const r = await inCopy("start", "--until-idle", "--poll", "20");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /; 0 agent\(s\) re-attached, 1 lost agent\(s\) re-queued,/);
+    assert.ok(isProcessAlive(record.pid), "the original's wrapper was not killed");
+    assert.ok(isProcessAlive(record.command_pgid!), "nor its command");
+    assert.equal((await statusOf(cli)).agents_running, 1);
+  } finally {
+    for (const pgid of [record?.pid, record?.command_pgid]) {
+      try {
+        if (pgid) process.kill(-pgid, "SIGKILL");
+      } catch {
+        // gone already
+      }
+    }
+    await s.cleanup();
   }
 });

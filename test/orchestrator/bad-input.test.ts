@@ -44,6 +44,37 @@ test("a malformed task file is reported with its path and left in place; the res
   }
 });
 
+test("status counts a malformed file in open/ as no task and reports it, as start leaves it unscheduled", async () => {
+  const { sdd, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-bad-status-");
+  try {
+    await addTask(ws, { id: "good", title: "good", command: "true" });
+    const bad = path.join(sdd, "backlog/open/bad-yaml.md");
+    await writeFile(bad, "---\nid: x1\ntitle: [unclosed\n---\n");
+    const r = await cli("status", "--json");
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.tasks.open, 1, "only the task that parses is open");
+    assert.deepEqual(
+      doc.malformed.map((m: { file: string; state: string }) => [m.file, m.state]),
+      [[bad, "open"]],
+    );
+    assert.match(doc.malformed[0].error, /bad YAML/);
+    const human = await cli("status");
+    assert.match(human.stdout, /^tasks: open 1, /m);
+    assert.match(human.stdout, /^malformed task files: 1 /m);
+
+    // Once adopted, a task is the WAL's: `start` runs it whatever its file says later, so status counts it.
+    assert.equal((await cli("start", "--until-idle", "--poll", "20")).code, 0);
+    await writeFile(path.join(sdd, "backlog/done/good.md"), "garbled");
+    const after = JSON.parse((await cli("status", "--json")).stdout);
+    assert.equal(after.tasks.done, 1);
+    assert.equal(after.tasks.open, 0);
+    assert.equal(after.malformed.length, 1, "the never-adopted file is still reported");
+  } finally {
+    await cleanup();
+  }
+});
+
 test("a missing agent binary fails that task with a clear reason", async () => {
   const { sdd, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-nobin-");
   try {

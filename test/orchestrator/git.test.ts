@@ -50,7 +50,7 @@ test("is-repo, main worktree, checked-out branch, missing branch, detached HEAD"
   try {
     assert.equal(await isRepo(dir), false);
     await assert.rejects(
-      requireRepo(dir),
+      requireRepo(dir, "--worktree"),
       (e: unknown) => e instanceof UserError && e.exitCode === 2 && /not a git repository/.test(e.message),
     );
     const first = await makeRepo(dir);

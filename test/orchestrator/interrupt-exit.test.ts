@@ -4,11 +4,16 @@
  * interruption: it ends with 0.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { closeSync, constants, existsSync, openSync, writeSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { readStatusFile } from "../../src/orchestrator/control.js";
 import { addTask } from "../../src/orchestrator/tasks.js";
+import { listRuns } from "../../src/wal/reader.js";
+import { closedMarkerPath } from "../../src/wal/recovery.js";
+import { readLock } from "../../src/workspace/lock.js";
 import { spawnCli, waitFor } from "../helpers.js";
 import { taskCounts } from "./support/task-counts.js";
 import { orchestratorWorkspace } from "./support/workspace.js";
@@ -86,3 +91,54 @@ test("bernstein stop of a detached orchestrator is not an interruption: it ends 
     await cleanup();
   }
 });
+
+for (const [signal, code] of [
+  ["SIGINT", 130],
+  ["SIGTERM", 143],
+] as const) {
+  test(`${signal} during start's recovery ends it cleanly: ${code}, lock released, run closed, nothing claimed`, async () => {
+    const { sdd, ws, env, cleanup } = await orchestratorWorkspace("bernstein-interrupt-recovery-");
+    try {
+      await addTask(ws, { id: "t", title: "t", command: "true" });
+      // Recovery reads agents.yaml after taking the lock: as a FIFO, the read waits for a writer,
+      // holding the start in its recovery for as long as the test needs.
+      const agents = path.join(sdd, "config", "agents.yaml");
+      const text = "default: shell\n";
+      execFileSync("mkfifo", [agents]);
+      const run = spawnCli(["--sdd", sdd, "--json", "start", "--until-idle", "--poll", "20"], { env });
+      await waitFor("the lock taken", async () => (await readLock(ws)).state === "held", {
+        exited: run.done,
+      });
+      run.child.kill(signal);
+      // The reader is waiting in its open(): a writer's non-blocking open finds it, unless the
+      // signal killed the process.
+      const fd = await waitFor(
+        "the recovery still waiting for agents.yaml",
+        () => {
+          try {
+            return openSync(agents, constants.O_WRONLY | constants.O_NONBLOCK);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === "ENXIO") return undefined;
+            throw err;
+          }
+        },
+        { exited: run.done },
+      );
+      writeSync(fd, text);
+      closeSync(fd);
+      const r = await run.done;
+      assert.equal(r.code, code, r.stderr);
+      const doc = JSON.parse(r.stdout) as Record<string, unknown>;
+      assert.equal(doc.interrupted_by, signal);
+      assert.equal(doc.reason, "interrupted");
+      assert.equal((await readLock(ws)).state, "free", "lock released");
+      assert.equal((await readStatusFile(ws))?.state, "stopped");
+      const runs = await listRuns(ws);
+      assert.equal(runs.length, 1);
+      assert.ok(existsSync(closedMarkerPath(ws, runs[0]!.run_id)), "the run is closed");
+      assert.equal((await taskCounts(ws)).open, 1, "nothing claimed after the signal");
+    } finally {
+      await cleanup();
+    }
+  });
+}

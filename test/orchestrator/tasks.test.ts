@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { findCycle, parseTaskText, scanBacklog } from "../../src/orchestrator/tasks.js";
@@ -157,6 +157,50 @@ test("task add --agent --prompt: the task runs that agents.yaml template, prompt
     const run = await cli("start", "--until-idle", "--poll", "20");
     assert.equal(run.code, 0, run.stderr);
     assert.equal(await readFile(path.join(dir, "said-e1.txt"), "utf8"), `it's $HOME; "quoted"|e1`);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a title with a line break: task add refuses it; a task file's is listed on one line, JSON keeps it", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const sdd = path.join(dir, ".sdd");
+    const cli = (...a: string[]) => runCli(["--sdd", sdd, ...a]);
+    assert.equal((await cli("init")).code, 0);
+    const refused = await cli("task", "add", "fix\nlogin", "--command", "true", "--id", "nl");
+    assert.equal(refused.code, 2);
+    assert.equal(
+      refused.stderr,
+      "bernstein: task add: the title must be one line of text; it holds a line break\n",
+    );
+    assert.match(
+      (await cli("task", "add", "bell\u0007", "--command", "true")).stderr,
+      /it holds a control character \(U\+0007\)/,
+    );
+    assert.deepEqual(await readdir(path.join(sdd, "backlog/open")), [], "nothing written");
+
+    // A hand-written file (YAML block scalar) may hold one.
+    await writeFile(
+      path.join(sdd, "backlog/open/multi.md"),
+      '---\nid: multi\ntitle: |-\n  fix\n  login\ncommand: "true"\n---\n',
+    );
+    await writeFile(
+      path.join(sdd, "backlog/open/plain.md"),
+      "---\nid: plain\ntitle: plain\ncommand: x\n---\n",
+    );
+    const list = await cli("task", "list");
+    assert.equal(list.code, 0, list.stderr);
+    assert.deepEqual(
+      list.stdout
+        .trimEnd()
+        .split("\n")
+        .map((l) => l.replace(/ +/g, " ")),
+      ["open multi p2 fix\\nlogin", "open plain p2 plain"],
+      "one line per task, the line break shown as \\n",
+    );
+    const json = JSON.parse((await cli("task", "list", "--json")).stdout);
+    assert.equal(json.tasks[0].title, "fix\nlogin");
   } finally {
     await cleanup();
   }

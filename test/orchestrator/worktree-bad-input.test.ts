@@ -33,8 +33,31 @@ test("task add --worktree outside a git repository: exit 2, one line, no task wr
     await mkdir(project);
     const { ws, cli } = await workspaceIn(project);
     const r = await cli(["task", "add", "x", "--id", "x", "--command", "true", "--worktree"]);
-    assertOneLine(r, 2, /is not a git repository \(worktrees need one/);
+    assertOneLine(r, 2, /is not a git repository \(worktrees need one: git init, or drop --worktree\)$/m);
     assert.equal(existsSync(path.join(ws.backlogDir("open"), "x.md")), false);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("start outside a git repository names what asked for worktrees: the flag, or the configuration file", async () => {
+  const { dir, cleanup } = await scratchDir("bernstein-wt-bad-start-");
+  try {
+    const project = path.join(dir, "plain");
+    await mkdir(project);
+    const { ws, cli } = await workspaceIn(project);
+    assertOneLine(
+      await cli(["start", "--until-idle", "--worktrees"]),
+      2,
+      /is not a git repository \(worktrees need one: git init, or drop --worktrees\)$/m,
+    );
+    await writeFile(path.join(project, "bernstein.yaml"), "worktrees: true\n");
+    assertOneLine(
+      await cli(["start", "--until-idle"]),
+      2,
+      /is not a git repository \(worktrees need one: git init, or drop `worktrees: true` from bernstein\.yaml\)$/m,
+    );
+    assert.deepEqual(await listRuns(ws), [], "no run started");
   } finally {
     await cleanup();
   }

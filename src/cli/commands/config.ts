@@ -3,7 +3,7 @@
  * environment or the built-in defaults — and where each came from. It takes the flags of the
  * settings, so `config show --to-dir X` shows what a command given `--to-dir X` would use.
  */
-import { addWorktreeStartOptions } from "../worktree-options.js";
+import { addWorktreeStartOptions, worktreeOptionsOf } from "../worktree-options.js";
 import type { Command } from "commander";
 import { Option } from "commander";
 import { PASSWORD_ENV } from "../password.js";
@@ -30,8 +30,26 @@ function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
+/**
+ * The values `start` uses for the worktree settings nothing sets: their options have no commander
+ * default (`start --detach` passes on only what was set), so they come from where `start` takes
+ * them. `merge.target_branch` has none: it is the branch checked out when the run starts.
+ */
+function worktreeDefaults(): Record<string, unknown> {
+  const d = worktreeOptionsOf({});
+  return {
+    worktrees: d.all,
+    "merge.strategy": d.strategy,
+    "merge.on_conflict": d.onConflict,
+    "merge.keep_branches": d.keepBranches,
+    "merge.author.name": d.identity.name,
+    "merge.author.email": d.identity.email,
+  };
+}
+
 function settingRows(cmd: Command): Row[] {
   const rows: Row[] = [];
+  const defaultsInForce = worktreeDefaults();
   const opts = cmd.opts() as Record<string, unknown>;
   const shadowed = shadowedEnv(cmd);
   for (const s of SETTINGS) {
@@ -46,6 +64,7 @@ function settingRows(cmd: Command): Row[] {
     const env = s.env?.find((e) => process.env[e] !== undefined);
     if ((from === undefined || from === "default") && env !== undefined)
       row = { key: s.key, value: process.env[env], source: "env" };
+    if (row.source === "default" && row.value === null) row.value = defaultsInForce[s.key] ?? null;
     if (s.key === "backup.encrypt") row.value = Boolean(row.value);
     if (s.key === "backup.encrypt" && opts.plain) row = { key: s.key, value: false, source: "flag" };
     const unused = shadowed.filter((x) => x.key === s.key).map((x) => x.env);
@@ -126,7 +145,8 @@ export function registerConfig(program: Command): void {
         const width = Math.max(...rows.map((r) => r.key.length)) + 2;
         const valueWidth = Math.min(48, Math.max(...rows.map((r) => shownValue(r.value).length)) + 2);
         for (const r of rows) {
-          const note = r.shadowed_env ? `  (${r.shadowed_env.join(", ")} set but not used)` : "";
+          let note = r.shadowed_env ? `  (${r.shadowed_env.join(", ")} set but not used)` : "";
+          if (r.key === "merge.target_branch" && r.value === null) note += "  (the branch checked out)";
           out.line(`${r.key.padEnd(width)}${shownValue(r.value).padEnd(valueWidth)}${r.source}${note}`);
         }
       },

@@ -5,6 +5,7 @@ import { open } from "node:fs/promises";
 import path from "node:path";
 import type { Command } from "commander";
 import { shown } from "../../workspace/shown-path.js";
+import { loadedConfigOf } from "../../config/apply.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf, type GlobalOptions } from "../output.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
@@ -146,7 +147,12 @@ function registerStart(program: Command): void {
       const out = Output.of(cmd);
       const ws = await openWorkspace(g.sdd);
       if (opts.detach) await startDetached(ws, opts, out);
-      else await startInForeground(ws, opts, g, out);
+      else {
+        const file = loadedConfigOf(cmd).file;
+        const worktreesFromFile =
+          cmd.getOptionValueSource("worktrees") === "config" && file ? shown(file) : undefined;
+        await startInForeground(ws, opts, g, out, worktreesFromFile);
+      }
     });
 }
 
@@ -239,6 +245,8 @@ async function startInForeground(
   opts: StartFlags,
   g: GlobalOptions,
   out: Output,
+  /** The configuration file, when `worktrees: true` came from it (a refusal names it). */
+  worktreesFromFile: string | undefined,
 ): Promise<void> {
   // --replication-listen: the leader endpoint (replication owns this hook). Its commit gate holds
   // every decision until the ack policy is met; a fenced leader refuses to start.
@@ -256,6 +264,21 @@ async function startInForeground(
     keepAll: g.json,
     print: (l) => out.warn(l),
   });
+  // Ctrl-C / SIGTERM: drain like `bernstein stop`, then exit 130/143 (Orchestrator.interrupt).
+  // Listening from before the lock is taken: a signal during recovery (default action: the
+  // process dies mid-replay, lock and run left behind) is held until recovery is done and then
+  // drains the run before it claims anything. `once`: a second signal ends the process at once.
+  const recovered: { orch?: Orchestrator; signalDuring?: InterruptSignal } = {};
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (recovered.orch) recovered.orch.interrupt(signal as InterruptSignal).catch(() => {});
+    else recovered.signalDuring ??= signal as InterruptSignal;
+  };
+  const stopListening = () => {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   const orch = await Orchestrator.open(ws, {
     replication: leader,
     archive,
@@ -266,30 +289,26 @@ async function startInForeground(
     retryBackoffMs: opts.retryBackoff,
     pollMs: opts.poll,
     auditKeyFile: opts.keyFile,
-    worktrees: worktreeOptionsOf(opts),
+    worktrees: worktreeOptionsOf(opts, worktreesFromFile),
     log: (l) => out.line(l),
     warn: (l, group) => warnings.warn(l, group),
     flushWarnings: () => warnings.flush(),
   }).catch(async (err: unknown) => {
+    stopListening();
     warnings.flush();
     archive?.stop();
     await closeLeader();
     throw err;
   });
+  recovered.orch = orch;
+  if (recovered.signalDuring) await orch.interrupt(recovered.signalDuring);
   warnings.flush();
   out.line(`run ${orch.runId}: ${replayLine(orch.recovery)}`);
-  // Ctrl-C / SIGTERM: drain like `bernstein stop`, then exit 130/143 (Orchestrator.interrupt).
-  const onSignal = (signal: NodeJS.Signals) => {
-    orch.interrupt(signal as InterruptSignal).catch(() => {});
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
   const result = await orch.run().finally(async () => {
     warnings.flush();
     await closeLeader();
   });
-  process.off("SIGINT", onSignal);
-  process.off("SIGTERM", onSignal);
+  stopListening();
   reportRun(out, orch, result, warnings.all);
 }
 

@@ -4,8 +4,23 @@ import { ExitCode, UserError } from "../../errors/errors.js";
 import { intOption, numberOption } from "../number-option.js";
 import { Output, globalsOf } from "../output.js";
 import { TASK_STATES, type TaskState, openWorkspace } from "../../workspace/layout.js";
-import { addTask, scanBacklog } from "../../orchestrator/tasks.js";
+import { CONTROL_CHAR, addTask, scanBacklog } from "../../orchestrator/tasks.js";
 import { loadAgentsConfig, missingBinary } from "../../orchestrator/agents.js";
+
+const CONTROL_CHARS = new RegExp(CONTROL_CHAR.source, "g");
+const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+/**
+ * A title on one line of the listing: a hand-written task file may hold a multi-line title (YAML
+ * `|`) or control characters, shown escaped (`\n`) rather than breaking the one line per task or
+ * driving the terminal. `--json` has the title itself.
+ */
+function shownTitle(title: string): string {
+  return title.replace(
+    CONTROL_CHARS,
+    (c) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
 
 function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];
@@ -91,7 +106,8 @@ export function registerTask(program: Command): void {
       for (const m of scan.malformed) out.warn(`malformed task file left in place: ${m.error}`);
       out.result({ ok: true, tasks: rows, malformed: scan.malformed }, () => {
         if (!rows.length) out.line("no tasks");
-        for (const r of rows) out.line(`${r.state.padEnd(8)} ${r.id.padEnd(24)} p${r.priority}  ${r.title}`);
+        for (const r of rows)
+          out.line(`${r.state.padEnd(8)} ${r.id.padEnd(24)} p${r.priority}  ${shownTitle(r.title)}`);
       });
     });
 }

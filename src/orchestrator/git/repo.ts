@@ -35,11 +35,15 @@ export async function mainWorktreeOf(dir: string): Promise<string> {
   return path.dirname(common);
 }
 
-/** `dir` must be a repository: the check of `task add --worktree` and of `start`. */
-export async function requireRepo(dir: string): Promise<void> {
+/**
+ * `dir` must be a repository: the check of `task add --worktree` and of `start`. `askedBy` names
+ * what asked for a worktree (`--worktree`, the file's `worktrees: true`), so the line says what to
+ * drop.
+ */
+export async function requireRepo(dir: string, askedBy: string): Promise<void> {
   if (!(await isRepo(dir))) {
     throw new UserError(
-      `${dir} is not a git repository (worktrees need one: git init, or drop --worktree)`,
+      `${dir} is not a git repository (worktrees need one: git init, or drop ${askedBy})`,
       ExitCode.USAGE,
     );
   }

@@ -1,6 +1,6 @@
 /**
- * The task counts `bernstein status` reports (the task files of each backlog folder, as
- * collectStatus counts them), read in the test's own process: cheap enough to poll while an
+ * The task counts `bernstein status` reports (the task files of each backlog folder, by name; a
+ * status also leaves out files that do not parse), read in the test's own process: cheap enough to poll while an
  * orchestrator works, where a `status` child per poll (over half a second of CPU each) would take
  * the cores the orchestrator needs. Tests check the CLI's own `status` once the wait is over.
  */
