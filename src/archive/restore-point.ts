@@ -152,10 +152,11 @@ interface SeqInGeneration {
 }
 
 /**
- * Where entry `seq` of `stream` stands in a generation that holds it after its oldest snapshot's
- * end. A snapshot holds everything as it was when it completed, not only the WAL up to its
- * position, so the state right after an entry can be rebuilt only from a snapshot that had
- * completed when the entry was made: the entry must be in the window, as `--at` of its time must.
+ * Where entry `seq` of `stream` stands in a generation. A snapshot holds everything as it was
+ * when it completed, not only the WAL up to its position, so no restore can go back to an entry
+ * its oldest snapshot holds: only an entry after that snapshot's position is in the generation's
+ * reach. Its own time is read from its segment; one made before the snapshot completed (a line
+ * begun before it and finished after) is in reach all the same, at the window's start.
  */
 async function seqInGeneration(
   store: BackupStore,
@@ -169,7 +170,7 @@ async function seqInGeneration(
   try {
     for await (const e of entryTimes(store, w.gen.segments.get(stream) ?? [], codec, seq)) {
       if (e.seq !== seq) break;
-      return { w, atMs: e.atMs, inWindow: e.atMs >= w.window.earliest! };
+      return { w, atMs: e.atMs, inWindow: true };
     }
   } catch (err) {
     // A damaged segment: the restore names it (exit 5), or --last-consistent stops before it.
@@ -180,38 +181,20 @@ async function seqInGeneration(
 }
 
 /**
- * The line refusing `--at-seq` of an entry made before the window of the newest generation
- * that holds it: that window, when the entry was made, and the earliest seq that restores.
+ * The line refusing `--at-seq` of an entry the oldest snapshot of the newest generation holding it
+ * holds: that window, and the earliest seq that restores (the first one after the snapshot).
  */
-async function beforeWindow(
-  store: BackupStore,
-  at: SeqInGeneration,
-  run: string,
-  seq: number,
-  keyOf: KeyOf,
-): Promise<UserError> {
+function beforeWindow(at: SeqInGeneration, run: string, seq: number): UserError {
   const { w } = at;
   const stream = `runtime/wal/${run}.wal.jsonl`;
   const start = new Date(w.window.earliest!).toISOString();
-  const made =
-    at.atMs === undefined
-      ? "the entry is in the base snapshot"
-      : `the entry was made at ${new Date(at.atMs).toISOString()}`;
-  const codec = codecOf(recordOf(store, w.gen), await keyOf(w.gen));
-  let earliest: number | undefined;
-  const after = Math.max(seq, oldestSnapshotSeq(w, stream)) + 1;
-  for await (const e of entryTimes(store, w.gen.segments.get(stream) ?? [], codec, after))
-    if (e.atMs >= w.window.earliest!) {
-      earliest = e.seq;
-      break;
-    }
-  const instead =
-    earliest !== undefined
-      ? `the earliest seq of ${run} that can be restored is ${earliest} (--at-seq ${run}:${earliest})`
-      : `no later entry of ${run} is archived yet (--at ${start} restores the window's start)`;
+  const after = oldestSnapshotSeq(w, stream) + 1;
+  const instead = holdsSeq(w, stream, after)
+    ? `the earliest seq of ${run} that can be restored is ${after} (--at-seq ${run}:${after})`
+    : `no later entry of ${run} is archived yet (--at ${start} restores the window's start)`;
   return new UserError(
-    `--at-seq ${run}:${seq} is before the archive's window (${formatWindow(w.window)}): ${made}, ` +
-      `and a restore to an entry starts from a snapshot completed before it was made; ${instead}`,
+    `--at-seq ${run}:${seq} is before the archive's window (${formatWindow(w.window)}): the entry is in the ` +
+      `base snapshot, which holds every file as it was when it completed, not as it was right after the entry; ${instead}`,
     ExitCode.USAGE,
   );
 }
@@ -284,7 +267,7 @@ async function choose(store: BackupStore, point: RestorePoint, keyOf: KeyOf): Pr
     const places: SeqInGeneration[] = [];
     for (const w of holding) places.push(await seqInGeneration(store, w, stream, point.seq, keyOf));
     const at = places.find((p) => p.inWindow);
-    if (!at && places.length > 0) throw await beforeWindow(store, places[0]!, point.run, point.seq, keyOf);
+    if (!at && places.length > 0) throw beforeWindow(places[0]!, point.run, point.seq);
     if (!at) {
       let newest = -1;
       for (const w of usable) {
@@ -310,6 +293,15 @@ async function choose(store: BackupStore, point: RestorePoint, keyOf: KeyOf): Pr
     // The entry's instant cuts every other stream, as `--at` of it does (unknown before a damaged
     // segment is read: the restore then stops there).
     cut = { atMs: at.atMs ?? Number.MAX_SAFE_INTEGER, run: point.run, seq: point.seq };
+    const start = pick.window.earliest!;
+    if (cut.atMs < start) {
+      // Nothing of the other streams can be older than the snapshot they start from.
+      alsoIn.push(
+        `${point.run}:${point.seq} was made at ${new Date(cut.atMs).toISOString()}, before its snapshot completed: ` +
+          `its WAL is cut right after it, every other file is as of the window's start, ${new Date(start).toISOString()}`,
+      );
+      cut.atMs = start;
+    }
   }
   const snaps = pick.gen.snapshots;
   const stream = cut.run ? `runtime/wal/${cut.run}.wal.jsonl` : undefined;
@@ -389,7 +381,7 @@ async function applyAll(
           ExitCode.USAGE,
         );
       }
-      cut.atMs = applied.targetTime ?? (await lastEntryTime(file));
+      cut.atMs = Math.max(applied.targetTime ?? (await lastEntryTime(file)), c.window.earliest!);
       cut.run = undefined;
     }
     if (run !== undefined) wal[run] = { seq: applied.end.seq ?? -1, entry_hash: applied.end.entry_hash };

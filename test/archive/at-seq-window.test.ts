@@ -1,10 +1,10 @@
 /**
- * `dr restore --from ARCHIVE --at-seq RUN:SEQ` restores the state right after the entry only from
- * a snapshot that had completed when the entry was made: a snapshot holds every file as it was
- * at its completion, so an entry it holds (or one made while it was being taken) cannot be cut
- * at from it. Such an entry is refused (exit 2, one line) naming the earliest seq that restores;
- * one that restores prints an instant inside the window, and `--at` of that instant gives the
- * same streams back.
+ * `dr restore --from ARCHIVE --at-seq RUN:SEQ` of an entry the base snapshot holds is refused
+ * (exit 2, one line) naming the earliest seq that restores: a snapshot holds every file as it was
+ * at its completion, so no restore goes back to an entry inside it. One that restores prints an
+ * instant inside the window, and `--at` of that instant gives the same streams back; an entry
+ * after the snapshot's position but made before it completed (a line begun before and finished
+ * after) restores too, every other file as of the window's start, and says so.
  */
 import assert from "node:assert/strict";
 import { readFile, readdir, writeFile } from "node:fs/promises";
@@ -60,7 +60,7 @@ describe("dr restore --at-seq of an entry the base snapshot holds", () => {
         r.stderr,
         new RegExp(
           `^bernstein: --at-seq ${RUN}:${seq} is before the archive's window \\(g\\S+: \\S+ \\.\\. \\S+\\): the entry is in the base snapshot, ` +
-            `and a restore to an entry starts from a snapshot completed before it was made; the earliest seq of ${RUN} that can be restored is 3 \\(--at-seq ${RUN}:3\\)$`,
+            `which holds every file as it was when it completed, not as it was right after the entry; the earliest seq of ${RUN} that can be restored is 3 \\(--at-seq ${RUN}:3\\)$`,
           "m",
         ),
       );
@@ -82,7 +82,7 @@ describe("dr restore --at-seq of an entry the base snapshot holds", () => {
     assert.deepEqual(await restoredStreams(byTime.target), await restoredStreams(bySeq.target));
   });
 
-  it("an entry made while the snapshot was taken (before it completed) is refused; the first one made after restores", async () => {
+  it("an entry after the snapshot's position made before it completed restores: its WAL cut right after it, the rest as of the window's start, and a warning says so", async () => {
     const late = path.join(scratch.dir, "store-late");
     await copyStore(store, late);
     const index = (await readdir(late)).find((n) => n.endsWith(".snap-000000.idx.json"))!;
@@ -93,16 +93,22 @@ describe("dr restore --at-seq of an entry the base snapshot holds", () => {
     idx.completed_at = timeOf(4);
     await writeFile(path.join(late, index), JSON.stringify(idx));
     const { r } = await restore(["--at-seq", `${RUN}:3`], late);
-    assert.equal(r.code, 2, r.stdout + r.stderr);
-    assert.match(
-      r.stderr,
-      new RegExp(
-        `--at-seq ${RUN}:3 is before the archive's window \\(g\\S+: ${new Date(timeOf(4)).toISOString()} \\.\\. \\S+\\): the entry was made at ${new Date(timeOf(3)).toISOString()}, .*; the earliest seq of ${RUN} that can be restored is 4 \\(--at-seq ${RUN}:4\\)$`,
-        "m",
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.wal[RUN].seq, 3);
+    const start = new Date(timeOf(4)).toISOString();
+    assert.equal(doc.at, start, "the point printed is in the window");
+    assert.ok(
+      (doc.warnings as string[]).some(
+        (w) =>
+          w ===
+          `${RUN}:3 was made at ${new Date(timeOf(3)).toISOString()}, before its snapshot completed: ` +
+            `its WAL is cut right after it, every other file is as of the window's start, ${start}`,
       ),
+      r.stdout,
     );
     const four = await restore(["--at-seq", `${RUN}:4`], late);
     assert.equal(four.r.code, 0, four.r.stderr);
-    assert.equal(JSON.parse(four.r.stdout).at, new Date(timeOf(4)).toISOString());
+    assert.equal(JSON.parse(four.r.stdout).at, start);
   });
 });
