@@ -424,7 +424,7 @@ async function restoreGuarded<T>(
     if (recovered) warnings.push(`${recovered} at ${abs}`);
     const targetExists = await checkReplaceableTarget(abs);
     let liveHolder: LockInfo | undefined;
-    if (targetExists)
+    if (targetExists && !o.lockHeldByCaller)
       ({ lock, liveHolder } = await lockLiveTarget(abs, o.stopLiveHolder !== undefined, warnings));
     await removeStaleStaging(abs);
     // Until a journal names the staging folder, any failure (the final rename included) removes
