@@ -8,16 +8,11 @@ import assert from "node:assert/strict";
 import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { envFor, runCli, scratchDir } from "../helpers.js";
-import { makeSmallWorkspace } from "../dr/support/workspace.js";
+import { runCli } from "../helpers.js";
+import { workspaceWithBackup } from "../dr/support/workspace.js";
 
 test("--sdd and --config refuse a value that starts with '-'; ./-x names such a path", async (t) => {
-  const { dir, cleanup } = await scratchDir("bernstein-global-path-");
-  t.after(cleanup);
-  const env = envFor(dir);
-  const { ws } = await makeSmallWorkspace(path.join(dir, "w"));
-  const backup = path.join(dir, "b.tar.gz");
-  assert.equal((await runCli(["--sdd", ws.root, "dr", "backup", "--to", backup], { env })).code, 0);
+  const { dir, env, ws, backup } = await workspaceWithBackup(t, "bernstein-global-path-");
   const before = await readdir(dir);
 
   for (const [args, flag, value, what] of [

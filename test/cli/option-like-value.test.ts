@@ -10,16 +10,11 @@ import path from "node:path";
 import { test } from "node:test";
 import { InvalidArgumentError, type Command } from "commander";
 import { buildProgram } from "../../src/cli/main.js";
-import { envFor, runCli, scratchDir } from "../helpers.js";
-import { makeSmallWorkspace } from "../dr/support/workspace.js";
+import { runCli } from "../helpers.js";
+import { workspaceWithBackup } from "../dr/support/workspace.js";
 
 test("a forgotten value: the next option is refused as the value, nothing is read or written", async (t) => {
-  const { dir, cleanup } = await scratchDir("bernstein-option-like-");
-  t.after(cleanup);
-  const env = envFor(dir);
-  const { ws } = await makeSmallWorkspace(path.join(dir, "w"));
-  const backup = path.join(dir, "b.tar.gz");
-  assert.equal((await runCli(["--sdd", ws.root, "dr", "backup", "--to", backup], { env })).code, 0);
+  const { dir, env, ws, backup } = await workspaceWithBackup(t, "bernstein-option-like-");
   const before = await readdir(dir);
   const target = path.join(dir, "t");
 

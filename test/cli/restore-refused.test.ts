@@ -9,16 +9,11 @@ import path from "node:path";
 import { test } from "node:test";
 import { Workspace } from "../../src/workspace/layout.js";
 import { acquireLock } from "../../src/workspace/lock.js";
-import { envFor, runCli, scratchDir } from "../helpers.js";
-import { makeSmallWorkspace, snapshotTree } from "../dr/support/workspace.js";
+import { runCli } from "../helpers.js";
+import { snapshotTree, workspaceWithBackup } from "../dr/support/workspace.js";
 
 test("dr restore into a workspace a live process holds, or where no folder can be made: the refusal alone, nothing started", async (t) => {
-  const { dir, cleanup } = await scratchDir("bernstein-restore-refused-");
-  t.after(cleanup);
-  const env = envFor(dir);
-  const { ws } = await makeSmallWorkspace(path.join(dir, "src"));
-  const backup = path.join(dir, "b.tar.gz");
-  assert.equal((await runCli(["--sdd", ws.root, "dr", "backup", "--to", backup], { env })).code, 0);
+  const { dir, env, backup } = await workspaceWithBackup(t, "bernstein-restore-refused-");
 
   const target = path.join(dir, "target", ".sdd");
   assert.equal((await runCli(["--sdd", target, "dr", "restore", "--from", backup], { env })).code, 0);

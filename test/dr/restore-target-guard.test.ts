@@ -9,9 +9,9 @@ import { readFileSync } from "node:fs";
 import { cp, mkdir, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { PYTHON_REFERENCE, envFor, runCli, scratchDir } from "../helpers.js";
+import { PYTHON_REFERENCE, runCli } from "../helpers.js";
 import { appendDecisions, archiveFixture } from "../archive/support/archive-workspace.js";
-import { makeSmallWorkspace } from "./support/workspace.js";
+import { workspaceWithBackup } from "./support/workspace.js";
 
 /** Every entry under `root` (hidden ones too) with a file's content: what a refusal must leave. */
 const tree = async (root: string): Promise<string[]> =>
@@ -26,12 +26,7 @@ const REFUSED =
   /^bernstein: cannot restore into (\S+): it is (neither empty nor a bernstein workspace \(a \.sdd folder, or one holding runtime\/ and backlog\/\)|a file), and a restore replaces its target; name a new or empty folder, or a workspace's \.sdd\n$/;
 
 test("dr restore onto a project folder, the working folder or a file: exit 6, one line, nothing touched", async (t) => {
-  const { dir, cleanup } = await scratchDir("bernstein-restore-guard-");
-  t.after(cleanup);
-  const env = envFor(dir);
-  const { ws } = await makeSmallWorkspace(path.join(dir, "w1"));
-  const backup = path.join(dir, "p2.tar.gz");
-  assert.equal((await runCli(["--sdd", ws.root, "dr", "backup", "--to", backup], { env })).code, 0);
+  const { dir, env, backup } = await workspaceWithBackup(t, "bernstein-restore-guard-");
 
   const project = path.join(dir, "proj2");
   await mkdir(path.join(project, "src"), { recursive: true });
@@ -78,12 +73,7 @@ test("dr restore onto a project folder, the working folder or a file: exit 6, on
 });
 
 test("dr restore replaces an empty folder, a workspace, a Python-made workspace and the workspace it runs in", async (t) => {
-  const { dir, cleanup } = await scratchDir("bernstein-restore-guard-ok-");
-  t.after(cleanup);
-  const env = envFor(dir);
-  const { ws } = await makeSmallWorkspace(path.join(dir, "w1"));
-  const backup = path.join(dir, "b.tar.gz");
-  assert.equal((await runCli(["--sdd", ws.root, "dr", "backup", "--to", backup], { env })).code, 0);
+  const { dir, env, ws, backup } = await workspaceWithBackup(t, "bernstein-restore-guard-ok-");
   const restore = (target: string, cwd = dir, ...more: string[]) =>
     runCli(["dr", "restore", "--from", backup, "--sdd", target, ...more], { env, cwd });
 

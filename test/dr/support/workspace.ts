@@ -8,6 +8,9 @@ import { initWorkspace, Workspace } from "../../../src/workspace/layout.js";
 import { WalWriter } from "../../../src/wal/writer.js";
 import { walkWorkspace } from "../../../src/dr/walk.js";
 import { sha } from "./craft.js";
+import assert from "node:assert/strict";
+import type { TestContext } from "node:test";
+import { envFor, runCli, scratchDir } from "../../helpers.js";
 
 export async function makeSmallWorkspace(
   dir: string,
@@ -65,4 +68,19 @@ export function snapshotTree(root: string): Map<string, { sha: string; mode: num
     out.set(f.rel, { sha: sha(readFileSync(f.abs)), mode: f.mode });
   }
   return out;
+}
+
+/**
+ * A scratch folder, removed after the test, holding a small workspace (`w/`) and a plain backup
+ * of it made by `dr backup` (`b.tar.gz`), with the CLI's environment for that folder.
+ */
+export async function workspaceWithBackup(t: TestContext, prefix: string) {
+  const { dir, cleanup } = await scratchDir(prefix);
+  t.after(cleanup);
+  const env = envFor(dir);
+  const { ws } = await makeSmallWorkspace(path.join(dir, "w"));
+  const backup = path.join(dir, "b.tar.gz");
+  const made = await runCli(["--sdd", ws.root, "dr", "backup", "--to", backup], { env });
+  assert.equal(made.code, 0, made.stderr);
+  return { dir, env, ws, backup };
 }
