@@ -8,6 +8,7 @@
  * A missing, truncated or altered segment is a BrokenSegment naming it (exit 5).
  */
 import { createHash } from "node:crypto";
+import { sha256Hex } from "../dr/manifest.js";
 import { mkdir, open, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { Transform, type Readable } from "node:stream";
@@ -58,8 +59,6 @@ export interface Applied {
   targetTime?: number;
   segments: number;
 }
-
-const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
 
 /** Cuts `file` (a snapshot's copy) back to exactly `length`, creating it when missing. */
 export async function cutAt(file: string, length: number): Promise<void> {
@@ -192,7 +191,7 @@ export class LineCutter {
     if (n > 0)
       this.end = {
         length: this.end.length + used,
-        tail_sha256: sha256(data.subarray(starts[n - 1]!, used)),
+        tail_sha256: sha256Hex(data.subarray(starts[n - 1]!, used)),
         seq: seqs[n - 1]!,
         entry_hash: lastHash,
       };
@@ -213,7 +212,7 @@ export class LineCutter {
       let time: number;
       const next: StreamEnd = {
         length: this.end.length + (nl + 1 - start),
-        tail_sha256: sha256(data.subarray(start, nl + 1)),
+        tail_sha256: sha256Hex(data.subarray(start, nl + 1)),
       };
       if (run !== undefined) {
         const c = checkLine(text);
@@ -447,7 +446,7 @@ async function feedSealed(
   const parts: Buffer[] = [];
   for await (const chunk of await download(store, key, stop)) parts.push(chunk as Buffer);
   const stored = Buffer.concat(parts);
-  const got = sha256(stored);
+  const got = sha256Hex(stored);
   if (got !== c.sha256) throw shaMismatch(c, got);
   let data: Buffer;
   try {

@@ -4,6 +4,7 @@
  * WAL each entry's hash and link, at both ends too. Each problem names its segment.
  */
 import { createHash } from "node:crypto";
+import { sha256Hex } from "../dr/manifest.js";
 import type { BackupStore } from "../storage/store.js";
 import { BrokenSegment, LineCutter, indexProblem } from "./apply-segments.js";
 import {
@@ -31,8 +32,6 @@ export interface ArchiveProblem {
 /** The end after a segment whose index is lost: where its successor's check starts afresh. */
 const LOST = "lost";
 
-const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
-
 /** Where a segment says its stream ends (to carry on checking after a broken one). */
 function endOf(seg: StoredSegment, ix: SegmentIndex | undefined): StreamEnd {
   const end: StreamEnd = { length: seg.to, tail_sha256: ix?.tail_sha256 ?? "" };
@@ -56,10 +55,10 @@ async function contentOf(
   const length = seg.to - seg.from;
   if (!encodes(codec)) {
     if (stored.length !== length) return `truncated: ${stored.length} bytes, its name says ${length}`;
-    if (sha256(stored) !== ix.sha256) return `altered: sha256 does not match its index`;
+    if (sha256Hex(stored) !== ix.sha256) return `altered: sha256 does not match its index`;
     return stored;
   }
-  if (sha256(stored) !== ix.sha256) return `altered or truncated: sha256 does not match its index`;
+  if (sha256Hex(stored) !== ix.sha256) return `altered or truncated: sha256 does not match its index`;
   if (codec.encrypted && !codec.key) {
     if (seg.firstSeq !== undefined && end.entry_hash !== undefined && ix.prev_hash !== end.entry_hash)
       return `its first entry does not link to seq ${end.seq} (prev_hash in its index)`;

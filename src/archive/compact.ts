@@ -15,6 +15,7 @@
  * a few times however long it runs.
  */
 import { createHash } from "node:crypto";
+import { sha256Hex } from "../dr/manifest.js";
 import { Readable } from "node:stream";
 import type { BackupStore } from "../storage/store.js";
 import { LineCutter } from "./apply-segments.js";
@@ -92,8 +93,6 @@ export interface CompactResult {
   segments_before: number;
   segments_after: number;
 }
-
-const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
 
 /**
  * Another compaction (the archiver's in the background, or a `dr archive-compact` beside it) or
@@ -187,7 +186,7 @@ async function readPiece(
     if (known && !(await store.head(s.key))) throw new Raced(`${store.describe(s.key)}: listed, then gone`);
     throw err;
   });
-  const intact = sha256(stored) === ix.sha256;
+  const intact = sha256Hex(stored) === ix.sha256;
   let plain = stored;
   if (intact && encodes(codec)) {
     plain = await decodeSegment(codec, stored, s.to - s.from).catch((err: unknown) => {

@@ -4,8 +4,8 @@
  * when it was made), and the earliest entry that is, for the line that refuses one made earlier.
  * A segment is read only once its bytes match its index: a damaged one is a CORRUPT UserError.
  */
-import { createHash } from "node:crypto";
 import { ExitCode, UserError } from "../errors/errors.js";
+import { sha256Hex } from "../dr/manifest.js";
 import type { BackupStore } from "../storage/store.js";
 import { entryTimeMs } from "../wal/entry.js";
 import { readObject, readSegmentIndex, type StoredSegment } from "./catalog.js";
@@ -31,7 +31,7 @@ export async function* entryTimes(
     try {
       const stored = await readObject(store, seg.key);
       const ix = await readSegmentIndex(store, seg.key);
-      const sha = createHash("sha256").update(stored).digest("hex");
+      const sha = sha256Hex(stored);
       if (!ix?.sha256 || ix.sha256 !== sha)
         throw new UserError(
           `${store.describe(seg.key)}: altered, truncated or without its index`,

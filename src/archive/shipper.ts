@@ -4,7 +4,7 @@
  * to that instant (the window's end, docs/formats.md). A failed put leaves the stream's end
  * where it was: the next cycle sends the same bytes again, under the same name.
  */
-import { createHash } from "node:crypto";
+import { sha256Hex } from "../dr/manifest.js";
 import { statSync, type BigIntStats } from "node:fs";
 import { Readable } from "node:stream";
 import type { BackupStore } from "../storage/store.js";
@@ -157,8 +157,6 @@ export interface UnsettledPut {
   ix: SegmentIndex;
 }
 
-const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
-
 /** A file the store holds bytes of is gone from the workspace. */
 const removed = (stream: string, end: StreamEnd): ContinuityLost =>
   new ContinuityLost(`${stream} was removed after ${end.length} bytes of it were archived`);
@@ -306,7 +304,7 @@ async function encoded(
   // The Fernet timestamp is the newest line's time, fixed by the plaintext as the name is (the
   // capture instant is not): a restarted archiver seals a range it sends again to the same bytes.
   const stored = await encodeSegment(t.codec, [chunk.bytes], { name: key, timeMs: chunk.lastTime });
-  const storedSha = sha256(stored);
+  const storedSha = sha256Hex(stored);
   const ix: SegmentIndex = {
     sha256: storedSha,
     // Only for a segment stored as it is. The stored bytes' hash fixes a compressed one's plaintext

@@ -10,7 +10,7 @@
  * line. So a segment never holds a byte a crash could
  * take back, and never half a line.
  */
-import { createHash } from "node:crypto";
+import { sha256Hex } from "../dr/manifest.js";
 import { open, readdir, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { linkedLines } from "../wal/chain-links.js";
@@ -80,8 +80,6 @@ export interface HeldBytes {
   claimedSeq?: number;
   validAfter?: number;
 }
-
-const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
 
 /** Epoch ms of a log line's own time (`timestamp` or `created_at`, seconds or ISO), 0 if none. */
 export function lineTime(line: string): number {
@@ -227,7 +225,7 @@ function logChunk(data: Buffer, after: StreamEnd): DurableChunk {
     lastTime = lineTime(lineAt(data, lineStartBefore(data, end)).toString("utf8"));
   const end = {
     length: after.length + data.length,
-    tail_sha256: sha256(data.subarray(lineStartBefore(data, data.length))),
+    tail_sha256: sha256Hex(data.subarray(lineStartBefore(data, data.length))),
   };
   return chunkOf(data, after, end, firstTime, lastTime);
 }
@@ -259,7 +257,7 @@ function cleanWalChunk(data: Buffer, after: StreamEnd): DurableChunk | undefined
   if (firstTime <= 0 || lastTime <= 0) return undefined;
   const end: StreamEnd = {
     length: after.length + data.length,
-    tail_sha256: sha256(data.subarray(links.lastStart)),
+    tail_sha256: sha256Hex(data.subarray(links.lastStart)),
     seq: links.lastSeq,
     entry_hash: links.lastHash,
   };
@@ -287,7 +285,7 @@ function cutWalLines(data: Buffer, after: StreamEnd): DurableChunk {
       if (firstTime === 0) firstTime = time;
       lastTime = time;
     }
-    tail = sha256(data.subarray(start, nl + 1));
+    tail = sha256Hex(data.subarray(start, nl + 1));
     used = nl + 1;
     start = nl + 1;
   }
@@ -356,7 +354,7 @@ async function lineShaBefore(fh: FileHandle, length: number): Promise<string | u
     const { bytesRead } = await fh.read(buf, 0, buf.length, start);
     if (bytesRead < buf.length || buf[buf.length - 1] !== 0x0a) return undefined;
     const prevNl = buf.lastIndexOf(0x0a, buf.length - 2);
-    if (prevNl >= 0 || start === 0) return sha256(buf.subarray(prevNl + 1));
+    if (prevNl >= 0 || start === 0) return sha256Hex(buf.subarray(prevNl + 1));
   }
 }
 
