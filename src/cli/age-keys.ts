@@ -10,7 +10,7 @@
  * The key checks (dr/age/keys.js and its curves) load only when a key is given: every `dr`
  * command registers these options, and most runs name no age key.
  */
-import type { Command } from "commander";
+import type { Command } from "../vendor/commander.js";
 import { readProtectedFile, resolveEncryptPassword, type PasswordFlags } from "./password.js";
 import { ExitCode, UserError } from "../errors/errors.js";
 

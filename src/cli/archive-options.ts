@@ -4,7 +4,7 @@
  * inside the orchestrator (the `--archive-*` flags, `--sync`, the flags again for `--detach`).
  */
 import path from "node:path";
-import type { Command } from "commander";
+import type { Command } from "../vendor/commander.js";
 import type { Archiver, ArchiverEvent } from "../archive/archiver.js";
 import type { ArchiverThread } from "../archive/archiver-thread.js";
 import { checkMetricsFile } from "../dr/backup-metrics.js";

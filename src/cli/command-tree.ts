@@ -2,7 +2,7 @@
  * The command definitions as data, read from commander's own tree (what `--help` shows): the
  * single source the shell completions and the man page are generated from.
  */
-import type { Command } from "commander";
+import type { Command } from "../vendor/commander.js";
 
 export interface OptionSpec {
   /** `--to-dir`; options without a long name are left out. */

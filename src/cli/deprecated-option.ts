@@ -2,7 +2,7 @@
  * The old spelling of a renamed option: still accepted (scripts keep working), hidden from help,
  * and each use prints a one-line note on stderr naming the new spelling (not under --quiet).
  */
-import { type Command, Option } from "commander";
+import { type Command, Option } from "../vendor/commander.js";
 
 /**
  * Adds `oldFlags` (e.g. `--region <name>`) to `cmd` as an alias of its option `newLong`, whose

@@ -2,7 +2,7 @@
  * CLI entry point: global options, command registration, and the one place that turns
  * errors into exit codes (user errors: one line, no stack).
  */
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError } from "../vendor/commander.js";
 import type { EventEmitter } from "node:events";
 import { ExitCode, UserError, ioError, userErrorFromFs } from "../errors/errors.js";
 import { stdoutFailure, stdoutFlushed, tolerateClosedOutput } from "./output.js";

@@ -3,7 +3,7 @@
  * argParsers. A bad value is a usage error that commander reports like any other
  * (usage-error.ts): one line, `--flag VALUE: must be ...; see 'bernstein ... --help'`, exit 2.
  */
-import { InvalidArgumentError } from "commander";
+import { InvalidArgumentError } from "../vendor/commander.js";
 import { parseDuration } from "../storage/schedule.js";
 
 /** A whole number of at least `min`. */

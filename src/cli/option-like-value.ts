@@ -5,7 +5,7 @@
  * a folder of that name. Every option of the tree whose value is a path, URL or name refuses a
  * value that starts with '-' as a usage error naming the option (exit 2, one line).
  */
-import { InvalidArgumentError, type Command, type Option } from "commander";
+import { InvalidArgumentError, type Command, type Option } from "../vendor/commander.js";
 
 /** Values that are free text and may start with '-': passwords, prompts, shell commands. */
 const FREE_TEXT = new Set(["pw", "text", "cmd"]);

@@ -1,7 +1,7 @@
 /**
  * Command output: one JSON document with --json, human lines otherwise; --quiet keeps only errors.
  */
-import type { Command } from "commander";
+import type { Command } from "../vendor/commander.js";
 import { resolveSddDir } from "../workspace/layout.js";
 
 export interface GlobalOptions {

@@ -4,7 +4,7 @@
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { type Command, Option } from "commander";
+import { type Command, Option } from "../vendor/commander.js";
 import { addDeprecatedAlias } from "./deprecated-option.js";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { Workspace } from "../workspace/layout.js";

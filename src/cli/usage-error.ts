@@ -3,7 +3,7 @@
  * wrong, the closest valid word for a typo, and where the full page is — instead of commander's
  * default of the whole help page after the error.
  */
-import type { Command } from "commander";
+import type { Command } from "../vendor/commander.js";
 
 /** `bernstein dr backup`: the words that invoke `cmd`. */
 export function commandPath(cmd: Command): string {

@@ -3,7 +3,7 @@
  * `merge.*` keys (src/config/settings.ts) filling them, and what the background process of
  * `start --detach` gets passed again.
  */
-import { Option, type Command } from "commander";
+import { Option, type Command } from "../vendor/commander.js";
 import { MERGE_STRATEGIES, type MergeStrategy } from "../orchestrator/git/merge.js";
 import { DEFAULT_IDENTITY } from "../orchestrator/git/run-git.js";
 import { DEFAULT_WORKTREE_OPTIONS, type WorktreeOptions } from "../orchestrator/options.js";

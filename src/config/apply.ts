@@ -6,7 +6,7 @@
  */
 import type { EventEmitter } from "node:events";
 import path from "node:path";
-import type { Command, Option } from "commander";
+import type { Command, Option } from "../vendor/commander.js";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { resolveSddDir } from "../workspace/layout.js";
 import { loadConfig, type LoadedConfig } from "./load.js";

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { InvalidArgumentError, type Command } from "commander";
+import { InvalidArgumentError, type Command } from "../../src/vendor/commander.js";
 import { buildProgram } from "../../src/cli/main.js";
 import { runCli } from "../helpers.js";
 import { workspaceWithBackup } from "../dr/support/workspace.js";

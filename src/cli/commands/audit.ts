@@ -3,7 +3,7 @@
  * `file:line` for every break. Exit 0 intact, 1 on any break, 2 when no key is found (it never
  * creates one: a new key would make every existing entry fail).
  */
-import type { Command } from "commander";
+import type { Command } from "../../vendor/commander.js";
 import { loadAuditKey } from "../../audit/key.js";
 import { auditBreakSummary, verifyAuditLog } from "../../audit/verify.js";
 import { shown } from "../../workspace/shown-path.js";

@@ -3,7 +3,7 @@
  * write a new checkpoint atomically, write the operator row `sessions/<ts>-checkpoint.json`, and
  * record an audit event. `checkpoint list` and `checkpoint show ID` validate what is on disk.
  */
-import type { Command } from "commander";
+import type { Command } from "../../vendor/commander.js";
 import { loadAuditKeyForWriting } from "../../audit/key.js";
 import { AuditLog } from "../../audit/log.js";
 import {

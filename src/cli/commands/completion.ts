@@ -2,8 +2,8 @@
  * `bernstein completion bash|zsh|fish` and `bernstein man`: generated from the registered
  * command tree (every command group is loaded for them, see index.ts).
  */
-import type { Command } from "commander";
-import { Argument } from "commander";
+import type { Command } from "../../vendor/commander.js";
+import { Argument } from "../../vendor/commander.js";
 import { describeCommands } from "../command-tree.js";
 import { SHELLS, completionScript, type Shell } from "../completion.js";
 import { manPage } from "../manpage.js";

@@ -4,8 +4,8 @@
  * settings, so `config show --to-dir X` shows what a command given `--to-dir X` would use.
  */
 import { addWorktreeStartOptions, worktreeOptionsOf } from "../worktree-options.js";
-import type { Command } from "commander";
-import { Option } from "commander";
+import type { Command } from "../../vendor/commander.js";
+import { Option } from "../../vendor/commander.js";
 import { PASSWORD_ENV } from "../password.js";
 import { commandPath, loadedConfigOf, settingApplies, shadowedEnv } from "../../config/apply.js";
 import { configPathFor } from "../../config/load.js";

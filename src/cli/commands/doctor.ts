@@ -1,5 +1,5 @@
 /** `bernstein doctor [--workspace DIR] [--key-file F] [--json]`. */
-import type { Command } from "commander";
+import type { Command } from "../../vendor/commander.js";
 import { Output, globalsOf } from "../output.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { doctorExitCode, resolveDoctorTarget, runDoctor } from "../../orchestrator/doctor.js";

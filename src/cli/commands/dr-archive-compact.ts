@@ -5,7 +5,7 @@
  * Encrypted generations are compacted when the password or an identity that opens them is given,
  * and skipped (named) otherwise.
  */
-import { Option, type Command } from "commander";
+import { Option, type Command } from "../../vendor/commander.js";
 import { listArchive } from "../../archive/catalog.js";
 import { compactArchive } from "../../archive/compact.js";
 import { openCatalogue } from "../../storage/open-store.js";

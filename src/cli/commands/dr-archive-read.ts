@@ -3,7 +3,7 @@
  * `dr archive-list` (= dr list --from) and `dr archive-restore` (= dr restore --from ARCHIVE),
  * kept for scripts written before `dr list`/`dr restore` learnt WAL archives.
  */
-import type { Command } from "commander";
+import type { Command } from "../../vendor/commander.js";
 import { checkArchive } from "../../archive/check.js";
 import { historyOf, listArchive } from "../../archive/catalog.js";
 import { KEY_NEEDED, type ReadKeys } from "../../archive/sealing.js";

@@ -3,7 +3,7 @@
  * read an archive (`dr list | restore | verify | drill --from`) are in dr-archive-read.ts and
  * dr/archive-point.ts.
  */
-import { Option, type Command } from "commander";
+import { Option, type Command } from "../../vendor/commander.js";
 import { resolveAuditKeyPath } from "../../audit/key.js";
 import {
   DEFAULT_COMPACT_TARGET_BYTES,

@@ -2,7 +2,7 @@
  * `--metrics-file` for `dr backup`: the command's action runs inside a wrapper that records its
  * outcome (success with the archive's facts, or a failure) in the textfile-collector file.
  */
-import type { Command } from "commander";
+import type { Command } from "../../vendor/commander.js";
 import { checkMetricsFile, recordBackupMetrics, type BackupOutcome } from "../../dr/backup-metrics.js";
 import { Output, globalsOf } from "../output.js";
 

@@ -3,7 +3,7 @@
  * belongs to the DR commands (backup/restore/...); these attach to it (or create it when it is not
  * registered yet), so this module must be registered after them.
  */
-import type { Command } from "commander";
+import type { Command } from "../../vendor/commander.js";
 import { readFile } from "node:fs/promises";
 import { lastBackupInfo } from "../../replication/backup-info.js";
 import { writeRunbook } from "../../replication/failover.js";

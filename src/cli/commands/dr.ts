@@ -3,7 +3,7 @@
  * group; one module per subcommand in dr/. Human output follows the Python original's transcript;
  * every command has --json.
  */
-import type { Command } from "commander";
+import type { Command } from "../../vendor/commander.js";
 import { registerBackup } from "./dr/backup.js";
 import { registerDrill } from "./dr/drill.js";
 import { drGroup } from "./dr/options.js";

@@ -3,7 +3,7 @@
  * names is loaded (all of them for help or an unknown word): a `dr restore` need not carry the
  * orchestrator's task validation or the replication server in its memory.
  */
-import type { Command } from "commander";
+import type { Command } from "../../vendor/commander.js";
 
 type Register = (program: Command) => Promise<void>;
 

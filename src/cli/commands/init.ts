@@ -1,4 +1,4 @@
-import type { Command } from "commander";
+import type { Command } from "../../vendor/commander.js";
 import { initWorkspace } from "../../workspace/layout.js";
 import { agentsFile, writeAgentsFileTemplate } from "../../orchestrator/agents.js";
 import { shown } from "../../workspace/shown-path.js";

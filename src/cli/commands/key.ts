@@ -3,7 +3,7 @@
  * encrypted backups. The identity (secret) is written 0600 and never printed; the recipient
  * (public) is what backup hosts get (`dr backup --recipient`, `backup.recipients`).
  */
-import type { Command } from "commander";
+import type { Command } from "../../vendor/commander.js";
 import path from "node:path";
 import { generateIdentityLine, isPostQuantum, recipientFingerprint, recipientOf } from "../../dr/age/keys.js";
 import { durableCreate } from "../../workspace/durable.js";

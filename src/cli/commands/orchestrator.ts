@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { openSync, closeSync, fstatSync } from "node:fs";
 import { open } from "node:fs/promises";
 import path from "node:path";
-import type { Command } from "commander";
+import type { Command } from "../../vendor/commander.js";
 import { shown } from "../../workspace/shown-path.js";
 import { loadedConfigOf } from "../../config/apply.js";
 import { ExitCode, UserError } from "../../errors/errors.js";

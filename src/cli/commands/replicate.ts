@@ -2,8 +2,8 @@
  * `bernstein replicate serve|follow`: the cross-region WAL replication processes. Both run until
  * SIGINT/SIGTERM; the first output (a JSON line with --json) says where they answer.
  */
-import type { Command } from "commander";
-import { Option } from "commander";
+import type { Command } from "../../vendor/commander.js";
+import { Option } from "../../vendor/commander.js";
 import { openWorkspace, Workspace } from "../../workspace/layout.js";
 import { removeEndpoint, writeEndpoint } from "../../replication/endpoint.js";
 import { ReplicationFollower } from "../../replication/follower.js";

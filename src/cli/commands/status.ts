@@ -1,5 +1,5 @@
 /** `stop` and `status`: they read the workspace's files and need none of the engine `start` runs. */
-import type { Command } from "commander";
+import type { Command } from "../../vendor/commander.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 import { openWorkspace } from "../../workspace/layout.js";

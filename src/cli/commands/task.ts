@@ -1,5 +1,5 @@
 /** `bernstein task add` and `bernstein task list`. */
-import type { Command } from "commander";
+import type { Command } from "../../vendor/commander.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { intOption, numberOption } from "../number-option.js";
 import { Output, globalsOf } from "../output.js";

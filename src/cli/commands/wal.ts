@@ -4,7 +4,7 @@
  * open run (docs/wal.md) is no break: a warning names it, exit 0. An unknown --run is a usage
  * error (exit 2) that lists the runs there are.
  */
-import type { Command } from "commander";
+import type { Command } from "../../vendor/commander.js";
 import { orderedJson } from "../../json/canonical.js";
 import { entryLine, entryTimeMs, type WalEntry } from "../../wal/entry.js";
 import { Fingerprint } from "../../wal/fingerprint.js";

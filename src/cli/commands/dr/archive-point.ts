@@ -11,7 +11,7 @@
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import type { Command } from "commander";
+import type { Command } from "../../../vendor/commander.js";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
 import { holdsGenerations } from "../../../archive/catalog.js";
 import type { ReadKeys } from "../../../archive/sealing.js";

@@ -1,6 +1,6 @@
 /** `bernstein dr backup`: flags → runBackupJob (or the dry-run plan) → output. */
 import { repositoryHead } from "../../../orchestrator/git/repo.js";
-import type { Command } from "commander";
+import type { Command } from "../../../vendor/commander.js";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
 import {
   backupPath,

@@ -1,5 +1,5 @@
 /** `bernstein dr drill`: flags → runDrill → the drill's report. */
-import type { Command } from "commander";
+import type { Command } from "../../../vendor/commander.js";
 import type { DrillReport } from "../../../dr/drill.js";
 import type { PasswordFlags } from "../../password.js";
 import { openWorkspace } from "../../../workspace/layout.js";

@@ -4,7 +4,7 @@
  * every archive read whole, decrypted with the keys given (src/dr/catalogue-content.ts).
  */
 import path from "node:path";
-import type { Command } from "commander";
+import type { Command } from "../../../vendor/commander.js";
 import { checkCatalogue, type CatalogueEntry } from "../../../storage/catalogue.js";
 import { backupsFromAudit } from "../../../storage/audit-record.js";
 import type { BackupStore } from "../../../storage/store.js";

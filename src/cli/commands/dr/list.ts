@@ -1,5 +1,5 @@
 /** `bernstein dr list`: the backups at a location, optionally checked against the audit chain. */
-import type { Command } from "commander";
+import type { Command } from "../../../vendor/commander.js";
 import { listCatalogue, type CatalogueEntry } from "../../../storage/catalogue.js";
 import { openCatalogue } from "../../../storage/open-store.js";
 import { openWorkspace } from "../../../workspace/layout.js";

@@ -1,5 +1,5 @@
 /** The option vocabularies several `dr` subcommands share: passwords and identities, S3, retention rules. */
-import type { Command } from "commander";
+import type { Command } from "../../../vendor/commander.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import { addIdentityOption } from "../../age-keys.js";
 import { durationOption, intOption } from "../../number-option.js";

@@ -2,7 +2,7 @@
  * `bernstein dr prune`: restic-style keep rules applied to a location. A location that holds a
  * WAL archive is pruned as one (prune-archive.ts); `--from` and `--at` both name the location.
  */
-import type { Command } from "commander";
+import type { Command } from "../../../vendor/commander.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import { openCatalogue } from "../../../storage/open-store.js";
 import { pruneLocation, type PruneResult } from "../../../storage/prune.js";

@@ -4,7 +4,7 @@
  * `--new-password-file`, or converted to age with `--to-age`. `--all` rekeys every archive of
  * the workspace's catalogue and resumes after a kill.
  */
-import type { Command } from "commander";
+import type { Command } from "../../../vendor/commander.js";
 import { resolveDecryptPassword, resolvePassword } from "../../password.js";
 import {
   rekeyAll,

@@ -1,5 +1,5 @@
 /** `bernstein dr restore`: flags → restoreFromStream → output. */
-import type { Command } from "commander";
+import type { Command } from "../../../vendor/commander.js";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
 import { stopLockHolder } from "../../../orchestrator/control.js";
 import { resolveDecryptPassword } from "../../password.js";

@@ -4,7 +4,7 @@
  * systemd units or crontab line that run it.
  */
 import { repositoryHead } from "../../../orchestrator/git/repo.js";
-import type { Command } from "commander";
+import type { Command } from "../../../vendor/commander.js";
 import os from "node:os";
 import path from "node:path";
 import { resolveAuditKeyPath } from "../../../audit/key.js";

@@ -3,7 +3,7 @@
  * The reading modules load when an archive is opened: `dr backup` uses only the display helpers.
  */
 import path from "node:path";
-import type { Command } from "commander";
+import type { Command } from "../../../vendor/commander.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import type { BackupLogRow } from "../../../dr/backup-log.js";
 import type { AgeSplitHashes } from "../../../dr/age/split-hash.js";

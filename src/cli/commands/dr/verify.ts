@@ -1,5 +1,5 @@
 /** `bernstein dr verify`: flags → verifyArchive → output (and a refreshed catalogue record). */
-import type { Command } from "commander";
+import type { Command } from "../../../vendor/commander.js";
 import { resolveDecryptPassword } from "../../password.js";
 import { verifyArchive } from "../../../dr/verify.js";
 import { markVerified } from "../../../storage/catalogue.js";
