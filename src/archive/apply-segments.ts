@@ -360,7 +360,7 @@ const READ_CHUNK = 16 * 1024;
  */
 async function download(store: BackupStore, key: string, stop: AbortSignal | undefined): Promise<Readable> {
   stop?.throwIfAborted();
-  const body = await store.get(key, undefined, { chunkBytes: READ_CHUNK });
+  const body = await store.get(key, undefined, { chunkBytes: READ_CHUNK, signal: stop });
   if (!stop) return body;
   const destroy = () => body.destroy(new Error("the restore was interrupted"));
   if (stop.aborted) destroy();

@@ -331,10 +331,9 @@ async function applyAll(
   key: SegmentKey | undefined,
   intents: RestoreIntents,
   ctx: StagingBuild,
+  /** Aborted by an interrupt: stops the segment download under way. */
+  downloads: AbortSignal,
 ): Promise<{ cut: Cut; wal: PointRestoreResult["wal"]; segments: number; state?: OrchestratorState }> {
-  // An interrupt stops the segment being downloaded too, not only the next one.
-  const downloads = new AbortController();
-  ctx.beforeRemove(async () => downloads.abort());
   const streams = [...new Set([...Object.keys(c.snapshot.streams), ...c.gen.segments.keys()])];
   const cut = { ...c.cut };
   const targetStream = cut.run ? `runtime/wal/${cut.run}.wal.jsonl` : undefined;
@@ -361,7 +360,7 @@ async function applyAll(
       cut,
       {
         codec: codecOf(recordOf(store, c.gen), key),
-        stop: downloads.signal,
+        stop: downloads,
         onIntents: rows ? (kept) => rows.add(kept) : undefined,
         ...(run !== undefined
           ? { onKept: (entries, end) => state.apply(run, entries, end), entriesWanted: PointState.needs }
@@ -407,9 +406,14 @@ async function buildPoint(
   const problem = await snapshotObjectProblem(store, chosen.snapshot);
   if (problem)
     throw new UserError(`${snapshotName}: ${problem} (the point's base snapshot)`, ExitCode.CORRUPT);
+  // An interrupt stops the download under way, the snapshot's or a segment's, not only the next
+  // one: a store that took the request and never answers would hold the restore until it timed out.
+  const downloads = new AbortController();
+  ctx.beforeRemove(async () => downloads.abort());
   // Straight into the staging folder: a restore of its own would nest its lock and staging
   // folder beside this one, for an interrupt to race with.
-  const snapshot = await extractIntoStaging(await store.get(chosen.snapshot.key), staging, ctx, target, {
+  const body = await store.get(chosen.snapshot.key, undefined, { signal: downloads.signal });
+  const snapshot = await extractIntoStaging(body, staging, ctx, target, {
     password: opts.password,
     identities: opts.identities,
     auditKeyPath: opts.auditKeyPath,
@@ -426,7 +430,9 @@ async function buildPoint(
   ctx.checkpoint();
   const ws = new Workspace(staging);
   const intents = new RestoreIntents(ws);
-  const applied = await applyAll(store, chosen, staging, key, intents, ctx).finally(() => intents.close());
+  const applied = await applyAll(store, chosen, staging, key, intents, ctx, downloads.signal).finally(() =>
+    intents.close(),
+  );
   ctx.checkpoint();
   await intents.writeIndex();
   await rm(ws.p(...ARCHIVE_STATUS), { force: true });

@@ -100,6 +100,7 @@ export class LocalStore implements BackupStore {
 
   async get(key: string, range?: ByteRange, options: ReadOptions = {}): Promise<Readable> {
     checkKey(key);
+    options.signal?.throwIfAborted();
     const file = path.join(this.root, key);
     try {
       const fh = await open(file, "r");

@@ -48,6 +48,7 @@ import type {
   ObjectInfo,
   PutOptions,
   PutResult,
+  ReadOptions,
 } from "./store.js";
 import { rewriteHeadOnS3 } from "./s3-head-rewrite.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
@@ -412,12 +413,14 @@ export class S3Store implements BackupStore {
     if (failed.length && !quiet) throw failed[0];
   }
 
-  async get(key: string, range?: ByteRange): Promise<Readable> {
+  async get(key: string, range?: ByteRange, options: ReadOptions = {}): Promise<Readable> {
     const where = this.describe(key);
     const Range = range && `bytes=${range.start}-${range.end === undefined ? "" : range.end - 1}`;
     try {
       const res = await withRetry(`download ${where}`, this.policy, () =>
-        this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key), Range })),
+        this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key), Range }), {
+          abortSignal: options.signal,
+        }),
       );
       return downloading(res.Body as Readable, where);
     } catch (err) {

@@ -56,6 +56,12 @@ export interface ByteRange {
 export interface ReadOptions {
   /** Bytes per chunk where the store chooses them (a folder does; an object store's come as the network gives them). */
   chunkBytes?: number;
+  /**
+   * Stops waiting for the store's answer (and retrying): a store that takes a request and never
+   * answers would otherwise hold the caller, and an interrupt waiting for it, until the request
+   * times out. The stream once returned is the caller's to destroy.
+   */
+  signal?: AbortSignal;
 }
 
 /** A new header in front of an object's bytes from `payloadFrom` on (`dr rekey` of an `.age` archive). */

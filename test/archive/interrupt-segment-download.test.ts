@@ -1,8 +1,8 @@
 /**
  * A point-in-time restore whose segment download stalls (s3rver behind the harness proxy: the
- * answer's headers and half its body, then nothing): SIGINT or SIGTERM stops it promptly (exit
- * 130/143, one line, the staging folder and the folders made for the target gone), as it stops
- * a stalled snapshot download. And a restore that fails or is interrupted after its snapshot was
+ * answer's headers and half its body, then nothing), or whose snapshot or segment GET the store
+ * takes and never answers: SIGINT or SIGTERM stops it promptly (exit 130/143, one line, the
+ * staging folder and the folders made for the target gone). And a restore that fails or is interrupted after its snapshot was
  * extracted leaves no copy of the snapshot's audit key beside the target; one that succeeds keeps it.
  */
 import assert from "node:assert/strict";
@@ -20,6 +20,8 @@ const RUN = "run-stalled-segment";
 /** How long a stopped restore may take to exit: far more than it needs, far less than for ever. */
 const PROMPTLY_MS = 30_000;
 const PLAIN = `s3://${BUCKET}/plain/`;
+const isSegment = (key: string): boolean => key.includes(".seg.");
+const isSnapshot = (key: string): boolean => key.includes(".snap-") && !key.includes(".idx.");
 const SEALED = `s3://${BUCKET}/sealed/`;
 
 describe("a point-in-time restore interrupted while a segment download stalls (CLI, s3rver)", () => {
@@ -61,21 +63,25 @@ describe("a point-in-time restore interrupted while a segment download stalls (C
     name: string,
     signal: "SIGINT" | "SIGTERM",
     extra: string[],
+    /** "stall" (headers, half the body, then nothing) or "hold" (no answer at all) of these GETs. */
+    held: { fault: "stall" | "hold"; of: (key: string) => boolean } = { fault: "stall", of: isSegment },
   ): Promise<{ r: CliResult; made: string; target: string }> {
     const made = path.join(s.dir, name);
     // Into `made`/a/.sdd, or `made`/.sdd when `made` exists.
     const target = existsSync(made) ? path.join(made, ".sdd") : path.join(made, "a", ".sdd");
     let stalled = 0;
     s.h.setFault((op, _nth, key) => {
-      if (op !== "GetObject" || !key.includes(".seg.")) return undefined;
+      if (op !== "GetObject" || !held.of(key)) return undefined;
       stalled++;
-      return "stall";
+      return held.fault;
     });
     const { child, done } = spawnCli(
       ["--sdd", target, "dr", "restore", "--from", url, "--latest", ...extra],
       { env: s.f.env, cwd: s.dir },
     );
-    await waitFor("a segment download stalled", () => stalled > 0, { exited: done });
+    await waitFor(`a download ${held.fault === "hold" ? "held" : "stalled"}`, () => stalled > 0, {
+      exited: done,
+    });
     child.kill(signal);
     const deadline = new AbortController();
     const r = await Promise.race([
@@ -87,7 +93,7 @@ describe("a point-in-time restore interrupted while a segment download stalls (C
     if (!r) {
       child.kill("SIGKILL");
       await done;
-      assert.fail(`${signal} did not stop the restore within ${PROMPTLY_MS} ms (a stalled segment download)`);
+      assert.fail(`${signal} did not stop the restore within ${PROMPTLY_MS} ms (a ${held.fault} download)`);
     }
     return { r, made, target };
   }
@@ -108,6 +114,23 @@ describe("a point-in-time restore interrupted while a segment download stalls (C
     assert.equal(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
     assert.equal(existsSync(made), false, `left: ${existsSync(made) ? readdirSync(made).join(" ") : ""}`);
     assert.equal(await readFile(otherKey, "utf8"), "another host's key\n");
+  });
+
+  it("a store that takes the snapshot's or a segment's GET and never answers: SIGINT / SIGTERM stop the restore all the same", async () => {
+    for (const [url, of, signal, code, extra] of [
+      [PLAIN, isSnapshot, "SIGINT", 130, []],
+      [SEALED, isSegment, "SIGTERM", 143, ["--password-file", pw, "--key-file", otherKey]],
+    ] as const) {
+      const name = `held-${signal}`;
+      const { r, made } = await interruptStalled(url, name, signal, [...extra], { fault: "hold", of });
+      assert.equal(r.code, code, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(`^bernstein: interrupted by ${signal}; removed the restore's staging folder `, "m"),
+      );
+      assert.equal(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
+      assert.equal(existsSync(made), false, `left: ${existsSync(made) ? readdirSync(made).join(" ") : ""}`);
+    }
   });
 
   it("the snapshot's audit key, saved beside the target when the host holds another: not after a failed or interrupted restore, kept after one that succeeds", async () => {
