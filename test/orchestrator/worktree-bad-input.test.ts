@@ -40,7 +40,7 @@ test("task add --worktree outside a git repository: exit 2, one line, no task wr
   }
 });
 
-test("start outside a git repository names what asked for worktrees: the flag, or the configuration file", async () => {
+test("start outside a git repository names what asked for worktrees: the flag, or the configuration file (in the foreground and with --detach)", async () => {
   const { dir, cleanup } = await scratchDir("bernstein-wt-bad-start-");
   try {
     const project = path.join(dir, "plain");
@@ -56,6 +56,13 @@ test("start outside a git repository names what asked for worktrees: the flag, o
       await cli(["start", "--until-idle"]),
       2,
       /is not a git repository \(worktrees need one: git init, or drop `worktrees: true` from bernstein\.yaml\)$/m,
+    );
+    // In the background, the same: the file is read again there, not turned into the flag.
+    const detached = await cli(["start", "--detach", "--until-idle"]);
+    assertOneLine(
+      detached,
+      2,
+      /^bernstein: start --detach: the orchestrator exited \(code 2\): \/\S+ is not a git repository \(worktrees need one: git init, or drop `worktrees: true` from bernstein\.yaml\)$/m,
     );
     assert.deepEqual(await listRuns(ws), [], "no run started");
   } finally {

@@ -78,7 +78,12 @@ async function waitForDetached(
     const code = exited();
     if (code !== undefined) {
       // The log is appended to by every detached run: only this child's lines explain its exit.
-      const tail = (await readAfter(logFile, logOffset)).trim().split("\n").slice(-3).join(" | ");
+      const tail = (await readAfter(logFile, logOffset))
+        .trim()
+        .split("\n")
+        .slice(-3)
+        .map((l) => l.replace(/^bernstein: /, ""))
+        .join(" | ");
       const exit = typeof code === "number" && code > 0 && code < 70 ? (code as 1) : ExitCode.USAGE;
       throw new UserError(
         `start --detach: the orchestrator exited (code ${code}): ${tail || "see " + logFile}`,
@@ -146,18 +151,23 @@ function registerStart(program: Command): void {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
       const ws = await openWorkspace(g.sdd);
-      if (opts.detach) await startDetached(ws, opts, out);
-      else {
-        const file = loadedConfigOf(cmd).file;
-        const worktreesFromFile =
-          cmd.getOptionValueSource("worktrees") === "config" && file ? shown(file) : undefined;
-        await startInForeground(ws, opts, g, out, worktreesFromFile);
-      }
+      const file = loadedConfigOf(cmd).file;
+      const worktreesFromFile = cmd.getOptionValueSource("worktrees") === "config" && file ? file : undefined;
+      if (opts.detach) await startDetached(ws, opts, out, file ?? undefined, Boolean(worktreesFromFile));
+      else await startInForeground(ws, opts, g, out, worktreesFromFile && shown(worktreesFromFile));
     });
 }
 
 /** `start --detach`: the same `start` in a background process; returns once it reports running. */
-async function startDetached(ws: Workspace, opts: StartFlags, out: Output): Promise<void> {
+async function startDetached(
+  ws: Workspace,
+  opts: StartFlags,
+  out: Output,
+  /** The configuration file this command read, which the background process reads again. */
+  configFile: string | undefined,
+  /** Whether `worktrees: true` came from that file: the background process then takes it from there. */
+  worktreesFromFile: boolean,
+): Promise<void> {
   const lock = await readLock(ws);
   if (lock.state === "held") {
     throw lockedBy(ws, lock.info);
@@ -167,17 +177,21 @@ async function startDetached(ws: Workspace, opts: StartFlags, out: Output): Prom
   const fd = openSync(logFile, "a");
   const logOffset = fstatSync(fd).size;
   let exitCode: number | null | undefined;
-  const child = spawn(process.execPath, [...launcherFlags(), BIN, ...detachedArgs(ws, opts)], {
-    detached: true,
-    stdio: ["ignore", fd, fd],
-    cwd: ws.projectDir,
-    // An archive password given on the command line reaches the child by its environment, not argv.
-    env: launcherEnv(
-      opts.password !== undefined && opts.passwordEnv === undefined
-        ? { ...process.env, [PASSWORD_ENV]: opts.password }
-        : process.env,
-    ),
-  });
+  const child = spawn(
+    process.execPath,
+    [...launcherFlags(), BIN, ...detachedArgs(ws, opts, configFile, worktreesFromFile)],
+    {
+      detached: true,
+      stdio: ["ignore", fd, fd],
+      cwd: ws.projectDir,
+      // An archive password given on the command line reaches the child by its environment, not argv.
+      env: launcherEnv(
+        opts.password !== undefined && opts.passwordEnv === undefined
+          ? { ...process.env, [PASSWORD_ENV]: opts.password }
+          : process.env,
+      ),
+    },
+  );
   closeSync(fd);
   const childExited = new Promise<void>((resolve) =>
     child.on("exit", (code) => {
@@ -225,8 +239,14 @@ async function startDetached(ws: Workspace, opts: StartFlags, out: Output): Prom
 }
 
 /** The background process's arguments: this invocation's flags, paths made absolute. */
-function detachedArgs(ws: Workspace, opts: StartFlags): string[] {
-  const args = ["--sdd", ws.root, "start"];
+function detachedArgs(
+  ws: Workspace,
+  opts: StartFlags,
+  configFile: string | undefined,
+  worktreesFromFile: boolean,
+): string[] {
+  // The same configuration file, so that what it set is named as the file's in a refusal.
+  const args = ["--sdd", ws.root, ...(configFile ? ["--config", path.resolve(configFile)] : []), "start"];
   if (opts.untilIdle) args.push("--until-idle");
   if (opts.maxAgents !== undefined) args.push("--max-agents", String(opts.maxAgents));
   if (opts.checkpointEvery !== undefined) args.push("--checkpoint-every", String(opts.checkpointEvery));
@@ -236,7 +256,11 @@ function detachedArgs(ws: Workspace, opts: StartFlags): string[] {
   if (opts.poll !== undefined) args.push("--poll", String(opts.poll));
   if (opts.keyFile) args.push("--key-file", path.resolve(opts.keyFile));
   if (opts.verbose) args.push("--verbose");
-  args.push(...replicationArgs(opts), ...worktreeArgs(opts), ...archiveArgs(opts));
+  args.push(
+    ...replicationArgs(opts),
+    ...worktreeArgs(worktreesFromFile ? { ...opts, worktrees: undefined } : opts),
+    ...archiveArgs(opts),
+  );
   return args;
 }
 
