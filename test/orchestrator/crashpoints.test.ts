@@ -5,6 +5,7 @@ import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { runDoctor } from "../../src/orchestrator/doctor.js";
 import { loadState } from "../../src/checkpoint/load-state.js";
+import { restoreFromFile } from "../../src/dr/restore.js";
 import { totalCost } from "../../src/orchestrator/view.js";
 import { initWorkspace, Workspace } from "../../src/workspace/layout.js";
 import { runCli, scratchDir } from "../helpers.js";
@@ -18,6 +19,10 @@ import { runCli, scratchDir } from "../helpers.js";
  *     replay without a failure and finish the backlog, never re-running a task the backup holds
  *     as done.
  * Both must leave no run open (every previous run replayed and closed) and a clean doctor.
+ *
+ * The first crash point checks the restart with the CLI's `status` and `doctor` and restores with
+ * `dr restore`; the others run the same code in-process (the checks and the restore do not depend
+ * on where the crash happened, only what they read does), without three more CLI start-ups each.
  */
 const POINTS = [
   "task_created:after_action",
@@ -71,8 +76,8 @@ async function resultLines(dir: string): Promise<string[]> {
 /**
  * What every recovered workspace must show: the backlog done, no replay failure, no run left open,
  * one ledger row, the cost in the state, a clean doctor (WAL chains, audit chain, ledger = state).
- * The restored copy is checked in-process (the same code as `status`/`doctor`, without two more
- * CLI start-ups per crash point).
+ * The restored copy, and the restart after every crash point but the first, are checked
+ * in-process (the same code as `status`/`doctor`, without two more CLI start-ups each).
  */
 async function assertFinished(
   sdd: string,
@@ -141,8 +146,9 @@ for (const point of POINTS) {
       assert.equal(backup.code, 0, backup.stderr);
 
       // Path 1: restart in place.
+      const viaCli = point === POINTS[0];
       const again = await runCli(["--sdd", sdd, ...START, "--json"], { cwd: dir, env });
-      await assertFinished(sdd, again, env, "cli");
+      await assertFinished(sdd, again, env, viaCli ? "cli" : "in-process");
       if (point === "task_claimed:after_action") {
         // The claim's intent never committed: the replay puts the file back and counts it.
         assert.equal(JSON.parse(again.stdout).recovery.orphaned_claims_requeued, 1);
@@ -153,10 +159,17 @@ for (const point of POINTS) {
       // part of `.sdd/`: its marker file is carried over as a checkout of the project would be.
       const other = path.join(dir, "restored");
       const otherSdd = path.join(other, ".sdd");
-      const restore = await runCli(["dr", "restore", "--from", archive, "--sdd", otherSdd, "--json"], {
-        env,
-      });
-      assert.equal(restore.code, 0, restore.stderr);
+      if (viaCli) {
+        const restore = await runCli(["dr", "restore", "--from", archive, "--sdd", otherSdd, "--json"], {
+          env,
+        });
+        assert.equal(restore.code, 0, restore.stderr);
+      } else {
+        // What `dr restore` does with that env: the audit key path under XDG_STATE_HOME.
+        await restoreFromFile(archive, otherSdd, {
+          auditKeyPath: path.join(env.XDG_STATE_HOME, "bernstein", "audit.key"),
+        });
+      }
       await copyFile(path.join(dir, "f1.marker"), path.join(other, "f1.marker")).catch(() => {});
       const doneInBackup = Object.values((await loadState(new Workspace(otherSdd))).state.tasks)
         .filter((t) => t.state === "done")
