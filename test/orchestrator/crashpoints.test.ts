@@ -5,9 +5,10 @@ import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { runDoctor } from "../../src/orchestrator/doctor.js";
 import { loadState } from "../../src/checkpoint/load-state.js";
+import { runBackupJob } from "../../src/dr/backup-job.js";
 import { restoreFromFile } from "../../src/dr/restore.js";
 import { totalCost } from "../../src/orchestrator/view.js";
-import { initWorkspace, Workspace } from "../../src/workspace/layout.js";
+import { initWorkspace, openWorkspace, Workspace } from "../../src/workspace/layout.js";
 import { runCli, scratchDir } from "../helpers.js";
 
 /**
@@ -20,9 +21,10 @@ import { runCli, scratchDir } from "../helpers.js";
  *     as done.
  * Both must leave no run open (every previous run replayed and closed) and a clean doctor.
  *
- * The first crash point checks the restart with the CLI's `status` and `doctor` and restores with
- * `dr restore`; the others run the same code in-process (the checks and the restore do not depend
- * on where the crash happened, only what they read does), without three more CLI start-ups each.
+ * The first crash point backs up with `dr backup`, checks the restart with the CLI's `status`
+ * and `doctor` and restores with `dr restore`; the others run the same code in-process (it does
+ * not depend on where the crash happened, only what it reads does), without four more CLI
+ * start-ups each.
  */
 const POINTS = [
   "task_created:after_action",
@@ -107,6 +109,24 @@ async function assertFinished(
   }
 }
 
+/**
+ * What `dr backup --to ARCHIVE` does, in-process: the same job (archive, backups.jsonl row, audit
+ * event), its audit key found through the same environment as the CLI's (set only while it runs).
+ */
+async function backupInProcess(sdd: string, archive: string, env: Record<string, string>): Promise<void> {
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  try {
+    const job = await runBackupJob(await openWorkspace(sdd), { to: archive });
+    assert.deepEqual(job.warnings, [], "the backup and its audit event were recorded");
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
 const START = ["start", "--until-idle", "--max-agents", "2", "--poll", "20", "--retry-backoff", "10"];
 
 for (const point of POINTS) {
@@ -142,11 +162,15 @@ for (const point of POINTS) {
 
       // The crashed workspace as a disaster leaves it, backed up before anything recovers it.
       const archive = path.join(dir, "crashed.tar.gz");
-      const backup = await runCli(["--sdd", sdd, "dr", "backup", "--to", archive, "--json"], { env });
-      assert.equal(backup.code, 0, backup.stderr);
+      const viaCli = point === POINTS[0];
+      if (viaCli) {
+        const backup = await runCli(["--sdd", sdd, "dr", "backup", "--to", archive, "--json"], { env });
+        assert.equal(backup.code, 0, backup.stderr);
+      } else {
+        await backupInProcess(sdd, archive, env);
+      }
 
       // Path 1: restart in place.
-      const viaCli = point === POINTS[0];
       const again = await runCli(["--sdd", sdd, ...START, "--json"], { cwd: dir, env });
       await assertFinished(sdd, again, env, viaCli ? "cli" : "in-process");
       if (point === "task_claimed:after_action") {
