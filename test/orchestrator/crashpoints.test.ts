@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { copyFile, readdir, readFile, readlink } from "node:fs/promises";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { copyFile, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
@@ -49,6 +50,15 @@ async function openRuns(sdd: string): Promise<string[]> {
     .filter((run) => !names.includes(`${run}.wal.closed`));
 }
 
+/** What `read` returns, or "" when the process it reads about is gone (or not ours to read). */
+function orEmpty(read: () => string): string {
+  try {
+    return read();
+  } catch {
+    return "";
+  }
+}
+
 /**
  * Waits until no process works for the crashed orchestrator any more: its agents' wrappers (their
  * argv names the workspace) and commands (their cwd is the project folder) run on after the
@@ -58,10 +68,12 @@ async function waitForAgentsGone(dir: string, sdd: string): Promise<void> {
   const deadline = Date.now() + 120_000;
   for (;;) {
     const busy: string[] = [];
-    for (const pid of await readdir("/proc")) {
+    // Synchronous reads: a pass over every process costs a fifth of the CPU it takes through
+    // promises (two reads each, a hundred processes or more), and it runs every 25 ms.
+    for (const pid of readdirSync("/proc")) {
       if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
-      const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-      const cwd = await readlink(`/proc/${pid}/cwd`).catch(() => "");
+      const cmdline = orEmpty(() => readFileSync(`/proc/${pid}/cmdline`, "utf8"));
+      const cwd = orEmpty(() => readlinkSync(`/proc/${pid}/cwd`));
       if (cmdline.includes(sdd) || cwd === dir) busy.push(pid);
     }
     if (busy.length === 0) return;
