@@ -28,12 +28,17 @@ test("crash test: 50 tasks, --max-agents 4, SIGKILL at random moments >= 5 times
       assert.equal(st.agents_running, 0, ctx);
       assert.equal(st.agents_recorded, 0, ctx);
 
-      const audit = await cli(s, ["audit", "verify", "--json"]);
-      assert.equal(audit.code, 0, `audit verify (${ctx}): ${audit.stdout}${audit.stderr}`);
+      // doctor runs `audit verify`'s and `wal verify`'s checks (verifyAuditLog; verifyRun of every
+      // run and the rollback records) in the same process, so their verdicts stand for the two
+      // commands here without two more CLI start-ups: the audit chain verified with its key
+      // (a missing key would only warn), every WAL chain intact (a crash's torn tail, which
+      // `wal verify` also accepts, warns).
       const doctor = await cli(s, ["doctor", "--json"]);
       assert.equal(doctor.code, 0, `doctor (${ctx}): ${doctor.stdout}${doctor.stderr}`);
-      const wal = await cli(s, ["wal", "verify", "--json"]);
-      assert.equal(wal.code, 0, `wal verify (${ctx}): ${wal.stdout}${wal.stderr}`);
+      const checks = (JSON.parse(doctor.stdout) as { checks: { name: string; verdict: string }[] }).checks;
+      const verdict = (name: string) => checks.find((c) => c.name === name)?.verdict;
+      assert.equal(verdict("audit"), "pass", `audit chain (${ctx}): ${doctor.stdout}`);
+      assert.ok(["pass", "warn"].includes(verdict("wal") ?? ""), `WAL chains (${ctx}): ${doctor.stdout}`);
       assert.ok(out.killsWhileRunning >= 3, `most kills land while running (${ctx})`);
       assert.ok(
         (await listRuns(new Workspace(s.sdd))).length > out.killsWhileRunning,

@@ -124,7 +124,15 @@ test("start with no flags waits the default retry backoff: 1 s, then 2 s", async
   }
 });
 
-test("start with no flags checkpoints every 100 decisions (and at the stop)", async () => {
+const DEFAULT_OPTIONS = {
+  max_agents: 4,
+  checkpoint_every: 100,
+  checkpoint_interval_s: 60,
+  retry_backoff_ms: 1000,
+  poll_ms: 250,
+};
+
+test("start with no flags checkpoints every 100 decisions (and at the stop); its --json reports the documented default options", async () => {
   const { ws, cli, cleanup } = await orchestratorWorkspace("bernstein-defaults-checkpoint-");
   try {
     // 30 tasks: 120 state-changing decisions (created, claimed, spawned, completed each).
@@ -133,6 +141,7 @@ test("start with no flags checkpoints every 100 decisions (and at the stop)", as
     const r = await cli("start", "--until-idle", "--json");
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).decisions, 120);
+    assert.deepEqual(JSON.parse(r.stdout).options, DEFAULT_OPTIONS);
     assert.ok(
       (await listCheckpointFiles(ws)).length >= 2,
       "one checkpoint after 100 decisions, one at the stop",
@@ -142,18 +151,10 @@ test("start with no flags checkpoints every 100 decisions (and at the stop)", as
   }
 });
 
-test("start --json reports the options it ran with: the documented defaults when no flag is given", async () => {
+// The defaults a run without flags reports are checked on the checkpoint test's run above.
+test("start --json reports the options it ran with: the defaults for those no flag gives", async () => {
   const { cli, cleanup } = await orchestratorWorkspace("bernstein-defaults-report-");
   try {
-    const r = await cli("start", "--until-idle", "--json");
-    assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout).options, {
-      max_agents: 4,
-      checkpoint_every: 100,
-      checkpoint_interval_s: 60,
-      retry_backoff_ms: 1000,
-      poll_ms: 250,
-    });
     const flagged = await cli(
       "start",
       "--until-idle",
@@ -165,11 +166,9 @@ test("start --json reports the options it ran with: the documented defaults when
     );
     assert.equal(flagged.code, 0, flagged.stderr);
     assert.deepEqual(JSON.parse(flagged.stdout).options, {
+      ...DEFAULT_OPTIONS,
       max_agents: 2,
-      checkpoint_every: 100,
       checkpoint_interval_s: 0,
-      retry_backoff_ms: 1000,
-      poll_ms: 250,
     });
   } finally {
     await cleanup();
