@@ -79,6 +79,13 @@ describe("dr rekey --from s3:// and --all --at s3:// (s3rver)", () => {
     return JSON.parse(b.stdout).path as string;
   }
 
+  /**
+   * One backup of the 12 MiB workspace, shared by the cases whose rekey must leave the object
+   * untouched (each asserts that it did, byte for byte, before the next one uses it).
+   */
+  let untouched: Promise<string> | undefined;
+  const untouchedBackup = (): Promise<string> => (untouched ??= backupTo(`s3://${BUCKET}/fail-untouched/`));
+
   const restoreWith = (location: string, identity: string): Promise<CliResult> =>
     restoreWithIdentity(scratch.dir, env, location, identity);
 
@@ -213,7 +220,7 @@ describe("dr rekey --from s3:// and --all --at s3:// (s3rver)", () => {
   });
 
   it("a wrong identity: exit 4, nothing written, the object unchanged", async () => {
-    const location = await backupTo(`s3://${BUCKET}/wrong/`);
+    const location = await untouchedBackup();
     const before = await bytesOf(location);
     h.resetCounts();
     const r = await cli(...rekeyArgs(location, c.file, "--add-recipient", c.recipient));
@@ -228,13 +235,13 @@ describe("dr rekey --from s3:// and --all --at s3:// (s3rver)", () => {
   for (const op of ["UploadPart", "CompleteMultipartUpload", "PutObject"] as const) {
     it(`the store failing (${op} answers 503 every time): exit 7, the old object whole, no upload left`, async () => {
       const small = op === "PutObject";
-      const at = `s3://${BUCKET}/fail-${op}/`;
+      const at = `s3://${BUCKET}/fail-${small ? op : "untouched"}/`;
       if (small) {
         const { ws } = await makeSmallWorkspace(path.join(scratch.dir, `f-${op}`));
         sdd = ws.root;
         env.BERNSTEIN_AUDIT_KEY_PATH = path.join(scratch.dir, `f-${op}`, "key", "audit.key");
       }
-      const location = await backupTo(at);
+      const location = small ? await backupTo(at) : await untouchedBackup();
       const before = await bytesOf(location);
       assert.equal(before.length > 8 * 1024 * 1024, !small);
       h.setFault(failAlways(op));

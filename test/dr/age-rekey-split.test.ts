@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { test } from "node:test";
+import { after, test } from "node:test";
 import { headerLength } from "../../src/dr/age/header.js";
 import { backupToFile } from "../../src/dr/backup.js";
 import { readBackupLog, type BackupLogRow } from "../../src/dr/backup-log.js";
@@ -43,12 +43,26 @@ function assertSplitOf(s: Split, bytes: Buffer, what: string): void {
   assert.equal(s.age_payload_sha256, sha(payload), `${what}: payload sha256`);
 }
 
+/**
+ * Key pairs a and c, generated once for the file (`bernstein key generate`, two CLI runs) and
+ * shared by the tests: no test changes a key file.
+ */
+let keysOnce: Promise<{ a: { file: string; recipient: string }; c: { file: string; recipient: string } }>;
+let keysDir: { dir: string; cleanup: () => Promise<void> } | undefined;
+function sharedKeys() {
+  keysOnce ??= (async () => {
+    keysDir = await scratchDir();
+    return { a: await keyPair(keysDir.dir, "a.txt"), c: await keyPair(keysDir.dir, "c.txt") };
+  })();
+  return keysOnce;
+}
+after(() => keysDir?.cleanup());
+
 /** A workspace, key pairs a and c, and one backup to a at the catalogue folder `bk`. */
 async function withAgeBackup(dir: string) {
   const env = envFor(dir);
   const { ws } = await makeSmallWorkspace(dir, { bigBytes: 300_000 });
-  const a = await keyPair(dir, "a.txt");
-  const c = await keyPair(dir, "c.txt");
+  const { a, c } = await sharedKeys();
   const at = path.join(dir, "bk");
   const cli = (...args: string[]) => runCli([...args, "--sdd", ws.root], { env, cwd: dir });
   const made = await cli("dr", "backup", "--to-dir", at, "--recipient", a.recipient, "--json");
@@ -323,8 +337,7 @@ test("a header-only rekey of a catalogued archive reads none of its payload (thi
   const { dir, cleanup } = await scratchDir();
   try {
     const { ws } = await makeSmallWorkspace(dir, { bigBytes: 24 << 20 });
-    const a = await keyPair(dir, "a.txt");
-    const c = await keyPair(dir, "c.txt");
+    const { a, c } = await sharedKeys();
     const b = await backupToFile(ws, path.join(dir, "bk.tar.gz"), { recipients: [a.recipient] });
     await catalogueBackup(ws, b, [a.recipient], { split: true });
     assert.ok(b.size_bytes > 24 << 20);

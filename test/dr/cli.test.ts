@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { createReadStream, existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { chmod, mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
@@ -19,6 +19,8 @@ import {
   scratchDir,
   envFor,
 } from "../helpers.js";
+import { backupToFile } from "../../src/dr/backup.js";
+import { restoreFromStream } from "../../src/dr/restore.js";
 import { restoredMode, umaskOf } from "../../src/dr/restored-mode.js";
 import { sha } from "./support/craft.js";
 import { tryMountTmpfs } from "./support/tmpfs.js";
@@ -43,6 +45,9 @@ test("restores both Python reference archives byte for byte; dry-run and restore
   const { dir, cleanup } = await scratchDir();
   try {
     const env = envFor(dir);
+    // The fixture key file is committed with mode 0644; verify demands 0600, so copy it.
+    const key = path.join(dir, "ref.key");
+    await writeFile(key, await readFile(path.join(REF, "audit.key")), { mode: 0o600 });
     for (const [file, pw] of [
       [expected.backups.plain.file, undefined],
       [expected.backups.encrypted.file, expected.backups.encrypted.password],
@@ -70,29 +75,20 @@ test("restores both Python reference archives byte for byte; dry-run and restore
       );
       const rec = JSON.parse(await readFile(path.join(target, "runtime", "restored-from.json"), "utf8"));
       assert.equal(rec.format, "reference");
-      const v = await runCli(
-        ["dr", "verify", "--from", from, "--json", "--key-file", path.join(REF, "audit.key"), ...pwArgs],
-        { env },
+      const v = await runCli(["dr", "verify", "--from", from, "--json", "--key-file", key, ...pwArgs], {
+        env,
+      });
+      assert.equal(v.code, 0, v.stdout + v.stderr);
+      const rep = JSON.parse(v.stdout);
+      assert.equal(rep.per_file_hashes, false);
+      assert.ok(
+        rep.checks.some((c: { name: string; status: string }) => c.name === "audit" && c.status === "ok"),
       );
-      // The fixture key file is committed with mode 0644; verify demands 0600, so copy it.
-      if (v.code !== 0) {
-        const key = path.join(dir, "ref.key");
-        await writeFile(key, await readFile(path.join(REF, "audit.key")), { mode: 0o600 });
-        const v2 = await runCli(["dr", "verify", "--from", from, "--json", "--key-file", key, ...pwArgs], {
-          env,
-        });
-        assert.equal(v2.code, 0, v2.stdout + v2.stderr);
-        const rep = JSON.parse(v2.stdout);
-        assert.equal(rep.per_file_hashes, false);
-        assert.ok(
-          rep.checks.some((c: { name: string; status: string }) => c.name === "audit" && c.status === "ok"),
-        );
-        assert.ok(
-          rep.checks.some(
-            (c: { name: string; status: string }) => c.name === "wal run-golden" && c.status === "ok",
-          ),
-        );
-      }
+      assert.ok(
+        rep.checks.some(
+          (c: { name: string; status: string }) => c.name === "wal run-golden" && c.status === "ok",
+        ),
+      );
     }
   } finally {
     await cleanup();
@@ -302,7 +298,9 @@ test("bad input: each a one-line message, its own exit code, nothing written, ex
     const env = envFor(dir);
     const { ws } = await makeSmallWorkspace(dir);
     const archive = path.join(dir, "b.tar.gz");
-    assert.equal((await runCli(["dr", "backup", "--to", archive, "--sdd", ws.root], { env })).code, 0);
+    // The plain backup and the existing target, in process (set-up; the encrypted backup's
+    // sidecar is checked below, so that one is the CLI's).
+    await backupToFile(ws, archive);
     assert.equal(
       (
         await runCli(["dr", "backup", "--to", archive, "--encrypt", "--password", "pw", "--sdd", ws.root], {
@@ -312,7 +310,9 @@ test("bad input: each a one-line message, its own exit code, nothing written, ex
       0,
     );
     const target = path.join(dir, "t", ".sdd");
-    assert.equal((await runCli(["dr", "restore", "--from", archive, "--sdd", target], { env })).code, 0);
+    await restoreFromStream(createReadStream(archive), target, {
+      auditKeyPath: env.BERNSTEIN_AUDIT_KEY_PATH,
+    });
     const targetBefore = snapshotTree(target);
     const siblings = async () => (await readdir(path.dirname(target))).sort();
     const siblingsBefore = await siblings();
@@ -360,10 +360,7 @@ test("bad input: each a one-line message, its own exit code, nothing written, ex
       2,
       /no such file/,
     );
-    // Wrong password: exit 4.
-    await expectFail(["dr", "restore", "--from", `${archive}.enc`, "--sdd", target], 4, /wrong password/, {
-      BERNSTEIN_DR_PASSWORD: "wrong",
-    });
+    // Wrong password (exit 4): below, where the message also says the archive is intact.
     // Encrypted without a password: exit 2.
     await expectFail(["dr", "restore", "--from", `${archive}.enc`, "--sdd", target], 2, /encrypted/);
     // Truncated, flipped, not an archive: exit 5.

@@ -14,7 +14,8 @@ import { test } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
 import { UserError } from "../../src/errors/errors.js";
 import { restoreFromStream, restoreLockPath } from "../../src/dr/restore.js";
-import { initWorkspace } from "../../src/workspace/layout.js";
+import { backupToFile } from "../../src/dr/backup.js";
+import { initWorkspace, Workspace } from "../../src/workspace/layout.js";
 import { processStartTime } from "../../src/workspace/lock.js";
 import { makeBenchWorkspace, runCli, scratchDir, withSeed, type CliResult } from "../helpers.js";
 import { snapshotTree } from "./support/workspace.js";
@@ -35,7 +36,10 @@ interface Archives {
   encrypted: string;
 }
 
-/** A plain and (unless `plainOnly`) an encrypted backup of a bench workspace of `files` files. */
+/**
+ * A plain and (unless `plainOnly`) an encrypted backup of a bench workspace of `files` files,
+ * made in process (what is raced here is the restore; `dr backup` has its own CLI tests).
+ */
 async function archivesOf(dir: string, files: number, plainOnly = false): Promise<Archives> {
   const keyFile = path.join(dir, "key", "audit.key");
   const env = {
@@ -46,10 +50,9 @@ async function archivesOf(dir: string, files: number, plainOnly = false): Promis
   };
   const source = makeBenchWorkspace(path.join(dir, "w"), { files, keyOut: keyFile });
   const plain = path.join(dir, "b.tar.gz");
-  for (const extra of plainOnly ? [[]] : [[], ["--encrypt", "--password", "pw"]]) {
-    const b = await runCli(["dr", "backup", "--to", plain, "--sdd", source, ...extra], { env });
-    assert.equal(b.code, 0, b.stderr);
-  }
+  const ws = new Workspace(source);
+  for (const password of plainOnly ? [undefined] : [undefined, "pw"])
+    await backupToFile(ws, plain, { password, auditKeyPath: keyFile });
   return { env, plain, encrypted: `${plain}.enc` };
 }
 
@@ -58,15 +61,17 @@ test(`${RACERS} concurrent restores into a missing target (${ROUNDS} seeded roun
     const { dir, cleanup } = await scratchDir();
     try {
       const { env, plain, encrypted } = await archivesOf(dir, 1000);
-      // What each archive restores to, restored alone (each backup also logged itself in the source).
+      // What each archive restores to, restored alone (in process: the racers are the CLI runs).
       const expected = new Map<string, string>();
-      for (const [from, extra] of [
-        [plain, []],
-        [encrypted, ["--password", "pw"]],
+      for (const [from, password] of [
+        [plain, undefined],
+        [encrypted, "pw"],
       ] as const) {
         const alone = path.join(dir, "alone", path.basename(from), ".sdd");
-        const r = await runCli(["dr", "restore", "--from", from, "--sdd", alone, ...extra], { env });
-        assert.equal(r.code, 0, r.stderr);
+        await restoreFromStream(createReadStream(from), alone, {
+          password,
+          auditKeyPath: env.BERNSTEIN_AUDIT_KEY_PATH,
+        });
         expected.set(from, stateOf(alone));
       }
       let refused = 0;
