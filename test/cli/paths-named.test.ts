@@ -149,7 +149,8 @@ test("a locked or missing workspace is named as the user would type it", async (
       assert.match(r.stderr, /^bernstein: workspace w\/\.sdd is locked by pid \d+/, cmd.join(" "));
     }
   } finally {
-    assert.equal((await cli("stop")).code, 0);
+    // --force: the agent's `sleep 30` is only there to hold the lock; a drain would wait it out.
+    assert.equal((await cli("stop", "--force")).code, 0);
   }
 
   mkdirSync(path.join(dir, "bare", ".sdd"), { recursive: true });
