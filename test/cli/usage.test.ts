@@ -7,49 +7,13 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { test } from "node:test";
 import { allCommandSpecs, describeCommands } from "../../src/cli/command-tree.js";
-import { buildProgram, main } from "../../src/cli/main.js";
-import { runCli, scratchDir } from "../helpers.js";
+import { buildProgram } from "../../src/cli/main.js";
+import { runCli, runMain, scratchDir } from "../helpers.js";
 
 const ENV = { BERNSTEIN_SDD: undefined, BERNSTEIN_DR_PASSWORD: undefined };
 
-/**
- * The CLI's main() in this process, with ENV, its stdout and stderr captured, its exit code the
- * one bin/bernstein would exit with. For a case repeated over many words of one code path (the
- * usage error), whose being a process the real runs of this file already check. One at a time:
- * process.stdout and process.stderr are this process's own.
- */
-let inProcessQueue: Promise<unknown> = Promise.resolve();
-function runMain(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const run = async () => {
-    const saved = Object.fromEntries(Object.keys(ENV).map((k) => [k, process.env[k]]));
-    const out = { stdout: "", stderr: "" };
-    const capture = (stream: "stdout" | "stderr") => {
-      const write = process[stream].write;
-      process[stream].write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-        out[stream] += typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
-        const done = rest.find((r) => typeof r === "function") as (() => void) | undefined;
-        if (done) queueMicrotask(done);
-        return true;
-      }) as typeof process.stdout.write;
-      return () => (process[stream].write = write);
-    };
-    const restore = [capture("stdout"), capture("stderr")];
-    try {
-      for (const k of Object.keys(ENV)) delete process.env[k];
-      const code = await main(args);
-      return { code, ...out };
-    } finally {
-      for (const r of restore) r();
-      for (const [k, v] of Object.entries(saved)) if (v !== undefined) process.env[k] = v;
-    }
-  };
-  const result = inProcessQueue.then(run);
-  inProcessQueue = result.catch(() => undefined);
-  return result;
-}
-
 async function usageError(args: string[], how: "process" | "in-process" = "process"): Promise<string> {
-  const r = how === "process" ? await runCli(args, { env: ENV }) : await runMain(args);
+  const r = how === "process" ? await runCli(args, { env: ENV }) : await runMain(args, { env: ENV });
   const what = `bernstein ${args.join(" ")}`;
   assert.equal(r.code, 2, `${what}: ${r.stderr}`);
   assert.equal(r.stdout, "", `${what} prints no help page`);
