@@ -156,6 +156,61 @@ export function runCli(
   });
 }
 
+let mainQueue: Promise<unknown> = Promise.resolve();
+
+/**
+ * The CLI's main() in the test's own process, for a case repeated over many inputs whose being a
+ * process a real run (runCli) of the same file already checks: `env` over process.env (undefined
+ * removes), `cwd` as the working folder, stdout and stderr captured, and the exit code that
+ * bin/bernstein would exit with. One call at a time (the process's streams, env, cwd and
+ * exitCode are borrowed and given back). main() is loaded on first use only.
+ */
+export function runMain(
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string | undefined> } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const run = async () => {
+    const { main } = await import("../src/cli/main.js");
+    const env = opts.env ?? {};
+    const savedEnv = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+    const savedCwd = process.cwd();
+    const savedExitCode = process.exitCode;
+    const out = { stdout: "", stderr: "" };
+    const capture = (stream: "stdout" | "stderr") => {
+      const write = process[stream].write;
+      process[stream].write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+        out[stream] += typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
+        const done = rest.find((r) => typeof r === "function") as (() => void) | undefined;
+        if (done) queueMicrotask(done);
+        return true;
+      }) as typeof process.stdout.write;
+      return () => (process[stream].write = write);
+    };
+    const restore = [capture("stdout"), capture("stderr")];
+    try {
+      for (const [k, v] of Object.entries(env)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      if (opts.cwd) process.chdir(opts.cwd);
+      process.exitCode = undefined;
+      const code = await main(args);
+      return { code, ...out };
+    } finally {
+      for (const r of restore) r();
+      process.chdir(savedCwd);
+      process.exitCode = savedExitCode;
+      for (const [k, v] of Object.entries(savedEnv)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  };
+  const result = mainQueue.then(run);
+  mainQueue = result.catch(() => undefined);
+  return result;
+}
+
 /**
  * Runs the CLI with stdout a pipe whose reader is already gone (what `| head` leaves once it has
  * read enough): a FIFO opened for reading, then for writing, then the reading end closed, so

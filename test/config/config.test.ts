@@ -244,18 +244,22 @@ describe("bernstein.yaml: configuration file, flags over it, config show", () =>
       ["backup: [\n", /bernstein\.yaml:\d+: not valid YAML: /],
       ["- just\n- a list\n", /: expected a mapping of settings/],
     ];
-    for (const [text, expected] of cases) {
+    // The file is read and checked once, by the program's hook before any sub-command
+    // (installConfigFile -> loadConfig), the same for every command: each file is given to one
+    // of the two commands in turn, so each command meets several of the errors (config show five,
+    // dr backup four) and each error is met once.
+    const commands = [
+      ["config", "show"],
+      ["dr", "backup", "--to", path.join(project, "never.tar.gz")],
+    ];
+    for (const [i, [text, expected]] of cases.entries()) {
       await writeConfig(text);
-      for (const args of [
-        ["config", "show"],
-        ["dr", "backup", "--to", path.join(project, "never.tar.gz")],
-      ]) {
-        const r = await cli(args);
-        assert.equal(r.code, 2, `${text} ${args.join(" ")}: ${r.stderr}`);
-        assert.equal(r.stderr.split("\n").length, 2, r.stderr);
-        assert.match(r.stderr.trimEnd(), expected);
-        assert.equal(r.stdout, "");
-      }
+      const args = commands[i % commands.length]!;
+      const r = await cli(args);
+      assert.equal(r.code, 2, `${text} ${args.join(" ")}: ${r.stderr}`);
+      assert.equal(r.stderr.split("\n").length, 2, r.stderr);
+      assert.match(r.stderr.trimEnd(), expected);
+      assert.equal(r.stdout, "");
     }
     await assert.rejects(readdir(path.join(project, "never.tar.gz")), { code: "ENOENT" });
     // A workspace path under a file: the error is the workspace, not a configuration never named.
