@@ -171,6 +171,9 @@ export function runMain(
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const run = async () => {
     const { main } = await import("../src/cli/main.js");
+    // The test runner reports to this process's stdout through a pipe that writes on later
+    // ticks: let what it has queued (the previous test's result) go out before stdout is taken.
+    await new Promise((resolve) => setImmediate(resolve));
     const env = opts.env ?? {};
     const savedEnv = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
     const savedCwd = process.cwd();
