@@ -20,6 +20,11 @@ import {
 } from "./support/archive-workspace.js";
 import { copyStore } from "./support/archive-history.js";
 import { computeEntryHash, entryLine, type WalEntry } from "../../src/wal/entry.js";
+import { listArchive } from "../../src/archive/catalog.js";
+import { checkArchive, type ArchiveProblem } from "../../src/archive/check.js";
+import { restoreToPoint, type RestorePoint } from "../../src/archive/restore-point.js";
+import { UserError } from "../../src/errors/errors.js";
+import { LocalStore } from "../../src/storage/local-store.js";
 
 const RUN = "run-archive";
 
@@ -143,6 +148,54 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
     await rewriteSegment(st, key, text);
   }
 
+  /** `dr archive-list --check`'s problems (exit 5), through the CLI or in this process. */
+  async function checkedProblems(fx: ArchiveFixture, st: string, cli: boolean): Promise<ArchiveProblem[]> {
+    if (cli) {
+      const check = await fx.cli(["--json", "dr", "archive-list", "--from", st, "--check"]);
+      assert.equal(check.code, 5, check.stderr);
+      return JSON.parse(check.stdout).problems as ArchiveProblem[];
+    }
+    const local = new LocalStore(st);
+    return (await checkArchive(local, await listArchive(local))).problems;
+  }
+
+  interface Restored {
+    code: number | null;
+    stderr: string;
+    doc?: { wal: Record<string, { seq: number }>; broken?: unknown };
+  }
+
+  /**
+   * `dr archive-restore --from st <point>` into `target`: through the CLI, or in this process by
+   * what it runs (restoreToPoint; a refusal's exit code is its UserError's).
+   */
+  async function restored(
+    fx: ArchiveFixture,
+    st: string,
+    point: string[],
+    target: string,
+    cli: boolean,
+  ): Promise<Restored> {
+    if (cli) {
+      const r = await fx.cli(["--json", "dr", "archive-restore", "--from", st, ...point], target);
+      return { code: r.code, stderr: r.stderr, doc: r.code === 0 ? JSON.parse(r.stdout) : undefined };
+    }
+    const seq = /^(.*):(\d+)$/.exec(point[1] ?? "");
+    const at: RestorePoint =
+      point[0] === "--at-seq" ? { kind: "seq", run: seq![1]!, seq: Number(seq![2]) } : { kind: "latest" };
+    try {
+      const r = await restoreToPoint(new LocalStore(st), at, target, {
+        source: st,
+        auditKeyPath: path.join(path.dirname(target), "audit.key"),
+        lastConsistent: point.includes("--last-consistent"),
+      });
+      return { code: 0, stderr: "", doc: r };
+    } catch (err) {
+      if (!(err instanceof UserError)) throw err;
+      return { code: err.exitCode, stderr: err.message };
+    }
+  }
+
   for (const damage of ["altered", "truncated", "missing", "unindexed", "relinked", "bad-line"] as const) {
     it(`a ${damage} segment in the middle is named; restore before it works, after it exits 5 unless --last-consistent`, async () => {
       const { fx, store: st, segs } = await damageableCopy(damage);
@@ -161,9 +214,9 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
       } else {
         await rm(middle);
       }
-      const check = await fx.cli(["--json", "dr", "archive-list", "--from", st, "--check"]);
-      assert.equal(check.code, 5, check.stderr);
-      const problems = JSON.parse(check.stdout).problems as { segment: string; reason: string }[];
+      // One damage through the CLI (exit codes, --json); the others through what it runs.
+      const cli = damage === "altered";
+      const problems = await checkedProblems(fx, st, cli);
       assert.ok(
         problems.some((p) => p.segment === (damage === "missing" ? segs[2] : segs[1])),
         JSON.stringify(problems),
@@ -180,24 +233,16 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
           "named as what it is, the segment after it not blamed",
         );
       const target = (n: string) => path.join(scratch.dir, damage, n, ".sdd");
-      const before = await fx.cli(
-        ["--json", "dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:10`],
-        target("a"),
-      );
+      const before = await restored(fx, st, ["--at-seq", `${RUN}:10`], target("a"), cli);
       assert.equal(before.code, 0, before.stderr);
-      const past = await fx.cli(
-        ["dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:30`],
-        target("b"),
-      );
+      assert.equal(before.doc?.wal[RUN]?.seq, 10);
+      const past = await restored(fx, st, ["--at-seq", `${RUN}:30`], target("b"), cli);
       assert.equal(past.code, 5, past.stderr);
       assert.ok(past.stderr.includes(damage === "missing" ? segs[2]! : segs[1]!), past.stderr);
-      const last = await fx.cli(
-        ["--json", "dr", "archive-restore", "--from", st, "--latest", "--last-consistent"],
-        target("c"),
-      );
+      const last = await restored(fx, st, ["--latest", "--last-consistent"], target("c"), cli);
       assert.equal(last.code, 0, last.stderr);
-      assert.equal(JSON.parse(last.stdout).wal[RUN].seq, 14);
-      assert.ok(JSON.parse(last.stdout).broken);
+      assert.equal(last.doc?.wal[RUN]?.seq, 14);
+      assert.ok(last.doc?.broken);
     });
   }
 
