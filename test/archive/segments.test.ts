@@ -11,6 +11,8 @@ import { scratchDir } from "../helpers.js";
 import {
   appendDecisions,
   archiveFixture,
+  checkedProblems,
+  restored,
   sha256File,
   rewriteSegment,
   segmentText,
@@ -20,11 +22,6 @@ import {
 } from "./support/archive-workspace.js";
 import { copyStore } from "./support/archive-history.js";
 import { computeEntryHash, entryLine, type WalEntry } from "../../src/wal/entry.js";
-import { listArchive } from "../../src/archive/catalog.js";
-import { checkArchive, type ArchiveProblem } from "../../src/archive/check.js";
-import { restoreToPoint, type RestorePoint } from "../../src/archive/restore-point.js";
-import { UserError } from "../../src/errors/errors.js";
-import { LocalStore } from "../../src/storage/local-store.js";
 
 const RUN = "run-archive";
 
@@ -148,54 +145,6 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
     await rewriteSegment(st, key, text);
   }
 
-  /** `dr archive-list --check`'s problems (exit 5), through the CLI or in this process. */
-  async function checkedProblems(fx: ArchiveFixture, st: string, cli: boolean): Promise<ArchiveProblem[]> {
-    if (cli) {
-      const check = await fx.cli(["--json", "dr", "archive-list", "--from", st, "--check"]);
-      assert.equal(check.code, 5, check.stderr);
-      return JSON.parse(check.stdout).problems as ArchiveProblem[];
-    }
-    const local = new LocalStore(st);
-    return (await checkArchive(local, await listArchive(local))).problems;
-  }
-
-  interface Restored {
-    code: number | null;
-    stderr: string;
-    doc?: { wal: Record<string, { seq: number }>; broken?: unknown };
-  }
-
-  /**
-   * `dr archive-restore --from st <point>` into `target`: through the CLI, or in this process by
-   * what it runs (restoreToPoint; a refusal's exit code is its UserError's).
-   */
-  async function restored(
-    fx: ArchiveFixture,
-    st: string,
-    point: string[],
-    target: string,
-    cli: boolean,
-  ): Promise<Restored> {
-    if (cli) {
-      const r = await fx.cli(["--json", "dr", "archive-restore", "--from", st, ...point], target);
-      return { code: r.code, stderr: r.stderr, doc: r.code === 0 ? JSON.parse(r.stdout) : undefined };
-    }
-    const seq = /^(.*):(\d+)$/.exec(point[1] ?? "");
-    const at: RestorePoint =
-      point[0] === "--at-seq" ? { kind: "seq", run: seq![1]!, seq: Number(seq![2]) } : { kind: "latest" };
-    try {
-      const r = await restoreToPoint(new LocalStore(st), at, target, {
-        source: st,
-        auditKeyPath: path.join(path.dirname(target), "audit.key"),
-        lastConsistent: point.includes("--last-consistent"),
-      });
-      return { code: 0, stderr: "", doc: r };
-    } catch (err) {
-      if (!(err instanceof UserError)) throw err;
-      return { code: err.exitCode, stderr: err.message };
-    }
-  }
-
   for (const damage of ["altered", "truncated", "missing", "unindexed", "relinked", "bad-line"] as const) {
     it(`a ${damage} segment in the middle is named; restore before it works, after it exits 5 unless --last-consistent`, async () => {
       const { fx, store: st, segs } = await damageableCopy(damage);
@@ -215,7 +164,7 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
         await rm(middle);
       }
       // One damage through the CLI (exit codes, --json); the others through what it runs.
-      const cli = damage === "altered";
+      const cli = damage === "altered" ? "archive-" : undefined;
       const problems = await checkedProblems(fx, st, cli);
       assert.ok(
         problems.some((p) => p.segment === (damage === "missing" ? segs[2] : segs[1])),
