@@ -159,7 +159,7 @@ export interface Restored {
 }
 
 /**
- * `dr <prefix>restore --from st <point>` (`--at-seq RUN:SEQ` or `--latest`, maybe
+ * `dr <prefix>restore --from st <point>` (`--at-seq RUN:SEQ`, `--at ISO` or `--latest`, maybe
  * `--last-consistent`) into `target`: through the CLI when `prefix` is given, else in this process
  * by what it runs (restoreToPoint; a refusal's exit code and message are its UserError's).
  */
@@ -184,7 +184,11 @@ export async function restored(
   ]);
   const seq = /^(.*):(\d+)$/.exec(point[1] ?? "");
   const at: RestorePoint =
-    point[0] === "--at-seq" ? { kind: "seq", run: seq![1]!, seq: Number(seq![2]) } : { kind: "latest" };
+    point[0] === "--at-seq"
+      ? { kind: "seq", run: seq![1]!, seq: Number(seq![2]) }
+      : point[0] === "--at"
+        ? { kind: "time", atMs: Date.parse(point[1]!), text: point[1]! }
+        : { kind: "latest" };
   try {
     const r = await restoreToPoint(new LocalStore(st), at, target, {
       source: st,
