@@ -19,6 +19,7 @@ import {
   killLeftArchivers,
   pointsInsideMerges,
   restoresAt,
+  restoresAtInProcess,
   spawnArchiver,
   walSegmentsOf,
 } from "./support/archive-bursts.js";
@@ -68,7 +69,7 @@ describe("background compaction in dr archive", () => {
       assert.ok(segments.length < 40 / 2, `${segments.length} WAL segments left of 40 bursts`);
       const check = await f.cli(["--json", "dr", "list", "--from", dir, "--check"]);
       assert.equal(check.code, 0, check.stdout + check.stderr);
-      for (const seq of await pointsInsideMerges(store, RUN, 4)) await restoresAt(f, dir, RUN, seq);
+      for (const seq of await pointsInsideMerges(store, RUN, 4)) await restoresAtInProcess(f, dir, RUN, seq);
       await restoresAt(f, dir, RUN, made - 1);
     });
   });
@@ -136,7 +137,7 @@ describe("background compaction in dr archive", () => {
       const gens = JSON.parse(check.stdout).generations as { gaps: unknown[] }[];
       assert.equal(gens.length, 1, "one generation across the kills");
       assert.deepEqual(gens[0]!.gaps, []);
-      for (const seq of await pointsInsideMerges(store, RUN, 3)) await restoresAt(f, dir, RUN, seq);
+      for (const seq of await pointsInsideMerges(store, RUN, 3)) await restoresAtInProcess(f, dir, RUN, seq);
       await restoresAt(f, dir, RUN, made - 1);
     });
   });
@@ -174,7 +175,7 @@ describe("background compaction in dr archive", () => {
         const check = await f.cli(["--json", "dr", "list", "--from", dir, "--check", ...readKeys]);
         assert.equal(check.code, 0, check.stdout + check.stderr);
         for (const seq of await pointsInsideMerges(store, RUN, 2))
-          await restoresAt(f, dir, RUN, seq, readKeys);
+          await restoresAtInProcess(f, dir, RUN, seq, readKeys);
         await restoresAt(f, dir, RUN, made - 1, readKeys);
       }
     });
@@ -224,7 +225,7 @@ describe("background compaction in dr archive", () => {
       const check = await f.cli(["--json", "dr", "list", "--from", dir, "--check", "--password-file", pw]);
       assert.equal(check.code, 0, check.stdout + check.stderr);
       for (const seq of await pointsInsideMerges(store, RUN, 3))
-        await restoresAt(f, dir, RUN, seq, ["--password-file", pw]);
+        await restoresAtInProcess(f, dir, RUN, seq, ["--password-file", pw]);
       await restoresAt(f, dir, RUN, made - 1, ["--password-file", pw]);
     });
   });

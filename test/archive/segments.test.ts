@@ -11,6 +11,8 @@ import { scratchDir } from "../helpers.js";
 import {
   appendDecisions,
   archiveFixture,
+  checkedProblems,
+  restored,
   sha256File,
   rewriteSegment,
   segmentText,
@@ -161,9 +163,9 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
       } else {
         await rm(middle);
       }
-      const check = await fx.cli(["--json", "dr", "archive-list", "--from", st, "--check"]);
-      assert.equal(check.code, 5, check.stderr);
-      const problems = JSON.parse(check.stdout).problems as { segment: string; reason: string }[];
+      // One damage through the CLI (exit codes, --json); the others through what it runs.
+      const cli = damage === "altered" ? "archive-" : undefined;
+      const problems = await checkedProblems(fx, st, cli);
       assert.ok(
         problems.some((p) => p.segment === (damage === "missing" ? segs[2] : segs[1])),
         JSON.stringify(problems),
@@ -180,24 +182,16 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
           "named as what it is, the segment after it not blamed",
         );
       const target = (n: string) => path.join(scratch.dir, damage, n, ".sdd");
-      const before = await fx.cli(
-        ["--json", "dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:10`],
-        target("a"),
-      );
+      const before = await restored(fx, st, ["--at-seq", `${RUN}:10`], target("a"), cli);
       assert.equal(before.code, 0, before.stderr);
-      const past = await fx.cli(
-        ["dr", "archive-restore", "--from", st, "--at-seq", `${RUN}:30`],
-        target("b"),
-      );
+      assert.equal(before.doc?.wal[RUN]?.seq, 10);
+      const past = await restored(fx, st, ["--at-seq", `${RUN}:30`], target("b"), cli);
       assert.equal(past.code, 5, past.stderr);
       assert.ok(past.stderr.includes(damage === "missing" ? segs[2]! : segs[1]!), past.stderr);
-      const last = await fx.cli(
-        ["--json", "dr", "archive-restore", "--from", st, "--latest", "--last-consistent"],
-        target("c"),
-      );
+      const last = await restored(fx, st, ["--latest", "--last-consistent"], target("c"), cli);
       assert.equal(last.code, 0, last.stderr);
-      assert.equal(JSON.parse(last.stdout).wal[RUN].seq, 14);
-      assert.ok(JSON.parse(last.stdout).broken);
+      assert.equal(last.doc?.wal[RUN]?.seq, 14);
+      assert.ok(last.doc?.broken);
     });
   }
 

@@ -3,7 +3,7 @@
  * (so every burst is its own small segment): what background compaction needs to have work.
  */
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { listArchive } from "../../../src/archive/catalog.js";
 import { readArchiveStatus } from "../../../src/archive/health.js";
@@ -123,6 +123,73 @@ export async function restoresAt(
   );
   const v = await f.cli(["--json", "dr", "verify", ...point]);
   assert.equal(v.code, 0, `verify ${run}:${seq}: ${v.stdout}${v.stderr}`);
+}
+
+/**
+ * restoresAt's checks in this process, for the many points of one case (restoresAt, once per
+ * case, keeps the CLI's own runs): the point restored by what `dr restore --at-seq` runs (task
+ * files rebuilt as it rebuilds them), its WAL the source's up to that entry, and the restored
+ * folder checked as `dr verify` checks the point it restores (the snapshot's audit key, else the
+ * live one). `extra`: restoresAt's flags (--password-file, --identity-file, --endpoint, --retries).
+ */
+export async function restoresAtInProcess(
+  f: ArchiveFixture,
+  from: string,
+  run: string,
+  seq: number,
+  extra: string[] = [],
+): Promise<void> {
+  // Loaded here, as the CLI loads them: the suites that only feed an archiver do not pay for them.
+  const [
+    { restoreToPoint },
+    { readKeysOf },
+    { verifyStateFolder },
+    { materializeFromWal },
+    { openCatalogue },
+    { Workspace },
+  ] = await Promise.all([
+    import("../../../src/archive/restore-point.js"),
+    import("../../../src/cli/commands/dr/archive-point.js"),
+    import("../../../src/dr/verify.js"),
+    import("../../../src/orchestrator/materialize.js"),
+    import("../../../src/storage/open-store.js"),
+    import("../../../src/workspace/layout.js"),
+  ]);
+  const flag = (name: string) => (extra.includes(name) ? extra[extra.indexOf(name) + 1] : undefined);
+  const keys = await readKeysOf({
+    passwordFile: flag("--password-file"),
+    identityFile: flag("--identity-file"),
+  });
+  const retries = flag("--retries");
+  const store = await openCatalogue(from, {
+    endpoint: flag("--endpoint"),
+    retries: retries === undefined ? undefined : Number(retries),
+  });
+  const dir = path.join(f.dir, "restores", `${path.basename(from)}-${seq}-${Date.now()}-in-process`);
+  const target = path.join(dir, ".sdd");
+  const snapshotKey = path.join(dir, "audit.key");
+  await restoreToPoint(store, { kind: "seq", run, seq }, target, {
+    ...keys,
+    auditKeyPath: snapshotKey,
+    source: store.root,
+    finish: async (root, state) => {
+      await materializeFromWal(new Workspace(root), state, { moveMisplaced: true });
+    },
+  });
+  assert.equal(
+    await readFile(path.join(target, "runtime", "wal", `${run}.wal.jsonl`), "utf8"),
+    await walPrefix(f, run, seq),
+    `restored WAL at ${run}:${seq}`,
+  );
+  const keyFile = (await stat(snapshotKey).catch(() => undefined))
+    ? snapshotKey
+    : f.env.BERNSTEIN_AUDIT_KEY_PATH;
+  const checks = await verifyStateFolder(target, { keyFile });
+  assert.deepEqual(
+    checks.filter((c) => c.status === "failed"),
+    [],
+    `verify ${run}:${seq}`,
+  );
 }
 
 /** Seqs to restore to: inside each merged segment (first, middle, last) plus the newest. */

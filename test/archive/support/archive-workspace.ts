@@ -5,6 +5,8 @@ import path from "node:path";
 import { initWorkspace, type Workspace } from "../../../src/workspace/layout.js";
 import { WalWriter } from "../../../src/wal/writer.js";
 import type { GenerationRecord } from "../../../src/archive/catalog.js";
+import type { ArchiveProblem } from "../../../src/archive/check.js";
+import type { RestorePoint } from "../../../src/archive/restore-point.js";
 import { generationKey, parseArchiveKey } from "../../../src/archive/names.js";
 import { codecOf, decodeSegment, encodeSegment } from "../../../src/archive/segment-codec.js";
 import assert from "node:assert/strict";
@@ -124,4 +126,78 @@ export const walSegments = (objects: Iterable<string>, runId: string): string[] 
 export function statusState(json: string) {
   const s = JSON.parse(json);
   return { tasks: s.tasks, cost_usd: s.cost_usd, wal: s.wal, agents_recorded: s.agents_recorded };
+}
+
+/**
+ * `dr <prefix>list --from st --check`'s problems (it exits 5 with any): through the CLI when
+ * `prefix` is given ("" or "archive-"), else in this process by what it runs (checkArchive).
+ */
+export async function checkedProblems(
+  fx: ArchiveFixture,
+  st: string,
+  prefix?: string,
+): Promise<ArchiveProblem[]> {
+  if (prefix !== undefined) {
+    const check = await fx.cli(["--json", "dr", `${prefix}list`, "--from", st, "--check"]);
+    assert.equal(check.code, 5, check.stderr);
+    return JSON.parse(check.stdout).problems as ArchiveProblem[];
+  }
+  // Loaded here: the many suites that import this module without these do not pay for them.
+  const [{ listArchive }, { checkArchive }, { LocalStore }] = await Promise.all([
+    import("../../../src/archive/catalog.js"),
+    import("../../../src/archive/check.js"),
+    import("../../../src/storage/local-store.js"),
+  ]);
+  const local = new LocalStore(st);
+  return (await checkArchive(local, await listArchive(local))).problems;
+}
+
+export interface Restored {
+  code: number | null;
+  stderr: string;
+  doc?: { wal: Record<string, { seq: number }>; broken?: unknown };
+}
+
+/**
+ * `dr <prefix>restore --from st <point>` (`--at-seq RUN:SEQ`, `--at ISO` or `--latest`, maybe
+ * `--last-consistent`) into `target`: through the CLI when `prefix` is given, else in this process
+ * by what it runs (restoreToPoint; a refusal's exit code and message are its UserError's).
+ */
+export async function restored(
+  fx: ArchiveFixture,
+  st: string,
+  point: string[],
+  target: string,
+  prefix?: string,
+  /** The CLI's run with --json (its result as `doc`), else its human form (no `doc`). */
+  json = true,
+): Promise<Restored> {
+  if (prefix !== undefined) {
+    const form = json ? ["--json"] : [];
+    const r = await fx.cli([...form, "dr", `${prefix}restore`, "--from", st, ...point], target);
+    return { code: r.code, stderr: r.stderr, doc: json && r.code === 0 ? JSON.parse(r.stdout) : undefined };
+  }
+  const [{ restoreToPoint }, { UserError }, { LocalStore }] = await Promise.all([
+    import("../../../src/archive/restore-point.js"),
+    import("../../../src/errors/errors.js"),
+    import("../../../src/storage/local-store.js"),
+  ]);
+  const seq = /^(.*):(\d+)$/.exec(point[1] ?? "");
+  const at: RestorePoint =
+    point[0] === "--at-seq"
+      ? { kind: "seq", run: seq![1]!, seq: Number(seq![2]) }
+      : point[0] === "--at"
+        ? { kind: "time", atMs: Date.parse(point[1]!), text: point[1]! }
+        : { kind: "latest" };
+  try {
+    const r = await restoreToPoint(new LocalStore(st), at, target, {
+      source: st,
+      auditKeyPath: path.join(path.dirname(target), "audit.key"),
+      lastConsistent: point.includes("--last-consistent"),
+    });
+    return { code: 0, stderr: "", doc: r };
+  } catch (err) {
+    if (!(err instanceof UserError)) throw err;
+    return { code: err.exitCode, stderr: err.message };
+  }
 }
