@@ -182,8 +182,9 @@ async function readPiece(
   const ix = known ?? (await readSegmentIndex(store, s.key));
   if (!ix) throw new Raced(`${store.describe(s.key)}: listed, then gone`);
   const stored = await readObject(store, s.key).catch(async (err: unknown) => {
-    // Without a HEAD first, a piece removed meanwhile shows here.
-    if (known && !(await store.head(s.key))) throw new Raced(`${store.describe(s.key)}: listed, then gone`);
+    // A piece removed meanwhile shows here, whether or not a HEAD came first: another compaction
+    // may delete it between our HEAD and our GET.
+    if (!(await store.head(s.key))) throw new Raced(`${store.describe(s.key)}: listed, then gone`);
     throw err;
   });
   const intact = sha256Hex(stored) === ix.sha256;

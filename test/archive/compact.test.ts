@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { cp, readFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { mergeGroups } from "../../src/archive/compact.js";
+import { compactArchive, mergeGroups } from "../../src/archive/compact.js";
 import { listArchive, type StoredSegment } from "../../src/archive/catalog.js";
 import { storedEnds } from "../../src/archive/generation.js";
 import { LocalStore } from "../../src/storage/local-store.js";
@@ -128,6 +128,35 @@ describe("dr archive-compact", () => {
     assert.equal(again.code, 0, again.stderr);
     assert.deepEqual(JSON.parse(again.stdout).leftovers.sort(), [...replaced].sort());
     await restoresAsBefore(store, "cleaned");
+  });
+
+  it("another compaction deletes a piece between this one's HEAD and GET: the group is left to it, nothing fails", async () => {
+    const dir = path.join(scratch.dir, "raced");
+    await copyStore(pristine, dir);
+    const opts = { targetBytes: 2048 };
+    let raced: string | undefined;
+    let armed = false;
+    // The archiver's compaction, run to its end just after this one's first HEAD of a piece: it
+    // merges the same groups and deletes their pieces before this one's GET.
+    class RacedStore extends LocalStore {
+      override async head(key: string) {
+        const info = await super.head(key);
+        if (armed && raced === undefined) {
+          raced = key;
+          const other = new LocalStore(dir);
+          await compactArchive(other, await listArchive(other), opts);
+        }
+        return info;
+      }
+    }
+    const store = new RacedStore(dir);
+    const listing = await listArchive(store);
+    armed = true;
+    const res = await compactArchive(store, listing, opts);
+    assert.ok(raced !== undefined, "no piece was read through its HEAD");
+    assert.ok(!(await storeObjects(dir)).has(raced), `${raced}: the other compaction left it`);
+    assert.deepEqual(res.merged, [], "every group was left to the other compaction");
+    await restoresAsBefore(dir, "raced");
   });
 
   it("groups only consecutive small segments of a continuous seq range, up to the target", () => {
