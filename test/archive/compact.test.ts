@@ -12,7 +12,7 @@ import { listArchive, type StoredSegment } from "../../src/archive/catalog.js";
 import { storedEnds } from "../../src/archive/generation.js";
 import { LocalStore } from "../../src/storage/local-store.js";
 import { entryTimeMs } from "../../src/wal/entry.js";
-import { scratchDir } from "../helpers.js";
+import { runMain, scratchDir } from "../helpers.js";
 import {
   archiveFixture,
   rewriteSegment,
@@ -33,17 +33,24 @@ describe("dr archive-compact", () => {
   let points: string[][];
   const expected: (Map<string, string> | undefined)[] = [];
 
-  async function restore(store: string, point: string[], name: string) {
+  /**
+   * The CLI in a process (`real`), else its main() in this one (runMain): the pristine store's
+   * points are restored by real runs, each later store's compared with them in-process.
+   */
+  const cli = (args: string[], real: boolean, sdd = f.sdd) =>
+    real ? f.cli(args, sdd) : runMain(["--sdd", sdd, ...args], { env: f.env, cwd: f.dir });
+
+  async function restore(store: string, point: string[], name: string, real = false) {
     const sdd = path.join(scratch.dir, "restores", name, ".sdd");
-    const r = await f.cli(["--json", "dr", "archive-restore", "--from", store, ...point], sdd);
+    const r = await cli(["--json", "dr", "archive-restore", "--from", store, ...point], real, sdd);
     assert.equal(r.code, 0, `${point.join(" ")}: ${r.stderr}`);
     return restoredStreams(sdd);
   }
 
-  async function restoresAsBefore(store: string, label: string) {
+  async function restoresAsBefore(store: string, label: string, real = false) {
     for (const [i, p] of points.entries())
       assert.deepEqual(await restore(store, p, `${label}-${i}`), expected[i], `${label}: ${p.join(" ")}`);
-    const check = await f.cli(["--json", "dr", "archive-list", "--from", store, "--check"]);
+    const check = await cli(["--json", "dr", "archive-list", "--from", store, "--check"], real);
     assert.equal(check.code, 0, `${label}: ${check.stdout}${check.stderr}`);
     assert.deepEqual(JSON.parse(check.stdout).generations[0].gaps, []);
   }
@@ -60,7 +67,7 @@ describe("dr archive-compact", () => {
       .map((l) => JSON.parse(l) as { seq: number; timestamp: number });
     const at = (seq: number) => ["--at", new Date(entryTimeMs(entries[seq]!.timestamp)).toISOString()];
     points = [["--at-seq", `${RUN}:10`], ["--at-seq", `${RUN}:22`], at(16), ["--latest"]];
-    for (const [i, p] of points.entries()) expected.push(await restore(pristine, p, `pristine-${i}`));
+    for (const [i, p] of points.entries()) expected.push(await restore(pristine, p, `pristine-${i}`, true));
   });
   after(async () => scratch.cleanup());
 
@@ -85,8 +92,11 @@ describe("dr archive-compact", () => {
       after.some((k) => /\.s\d+-\d+$/.test(k) && !before.includes(k)),
       after.join("\n"),
     );
-    await restoresAsBefore(store, "compacted");
-    const again = await f.cli(["--json", "dr", "archive-compact", "--from", store, "--target-size", "2KiB"]);
+    await restoresAsBefore(store, "compacted", true);
+    const again = await cli(
+      ["--json", "dr", "archive-compact", "--from", store, "--target-size", "2KiB"],
+      false,
+    );
     assert.equal(again.code, 0, again.stderr);
     assert.equal(JSON.parse(again.stdout).leftovers.length, 0);
   });
@@ -115,7 +125,7 @@ describe("dr archive-compact", () => {
   it("a merged segment beside the small ones it replaced: each byte applied once; the next run deletes them", async () => {
     const store = path.join(scratch.dir, "both");
     await copyStore(pristine, store);
-    const r = await f.cli(["--json", "dr", "archive-compact", "--from", store, "--target-size", "2KiB"]);
+    const r = await cli(["--json", "dr", "archive-compact", "--from", store, "--target-size", "2KiB"], false);
     assert.equal(r.code, 0, r.stderr);
     const replaced: string[] = JSON.parse(r.stdout).merged.flatMap((m: { replaced: string[] }) => m.replaced);
     // Put the small ones back, with their metadata: what a kill between put and delete leaves.
@@ -124,7 +134,10 @@ describe("dr archive-compact", () => {
       await cp(path.join(pristine, `.${key}.meta.json`), path.join(store, `.${key}.meta.json`));
     }
     await restoresAsBefore(store, "both");
-    const again = await f.cli(["--json", "dr", "archive-compact", "--from", store, "--target-size", "2KiB"]);
+    const again = await cli(
+      ["--json", "dr", "archive-compact", "--from", store, "--target-size", "2KiB"],
+      false,
+    );
     assert.equal(again.code, 0, again.stderr);
     assert.deepEqual(JSON.parse(again.stdout).leftovers.sort(), [...replaced].sort());
     await restoresAsBefore(store, "cleaned");
@@ -204,7 +217,13 @@ describe("an archiver resuming beside a compaction", () => {
       const dir = path.join(scratch.dir, "store");
       await writeHistory(f, dir, RUN, [{ decisions: 3 }, { decisions: 2 }, { decisions: 2 }]);
       const smalls = walSegments((await storeObjects(dir)).keys(), RUN);
-      const r = await f.cli(["--json", "dr", "archive-compact", "--from", dir, "--target-size", "1MiB"]);
+      const r = await runMain(
+        ["--sdd", f.sdd, "--json", "dr", "archive-compact", "--from", dir, "--target-size", "1MiB"],
+        {
+          env: f.env,
+          cwd: f.dir,
+        },
+      );
       assert.equal(r.code, 0, r.stderr);
       // A listing taken before the compaction deleted the small segments.
       class StaleListing extends LocalStore {

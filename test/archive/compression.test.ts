@@ -24,7 +24,7 @@ import {
   type SegmentCompression,
 } from "../../src/archive/segment-codec.js";
 import { openCatalogue } from "../../src/storage/open-store.js";
-import { scratchDir } from "../helpers.js";
+import { runMain, scratchDir } from "../helpers.js";
 import {
   appendDecisions,
   archiveFixture,
@@ -102,9 +102,18 @@ describe("compressed segments", () => {
     return { fx, store, archiver };
   }
 
-  async function restoreLatest(fx: ArchiveFixture, store: string, name: string) {
+  /**
+   * The CLI's main() in this process (runMain), for the runs whose being a process another run of
+   * the same command in this file already checks: what it prints and exits with are the same.
+   */
+  const inProcess = (fx: ArchiveFixture, args: string[], sdd = fx.sdd) =>
+    runMain(["--sdd", sdd, ...args], { env: fx.env, cwd: fx.dir });
+
+  /** `dr archive-restore --latest` into a new folder: a real CLI run unless `inProc`. */
+  async function restoreLatest(fx: ArchiveFixture, store: string, name: string, inProc = false) {
     const sdd = path.join(scratch.dir, name, ".sdd");
-    const r = await fx.cli(["--json", "dr", "archive-restore", "--from", store, "--latest"], sdd);
+    const args = ["--json", "dr", "archive-restore", "--from", store, "--latest"];
+    const r = await (inProc ? inProcess(fx, args, sdd) : fx.cli(args, sdd));
     assert.equal(r.code, 0, r.stderr);
     return { sdd, out: JSON.parse(r.stdout) as { wal: Record<string, { seq: number }> } };
   }
@@ -112,11 +121,13 @@ describe("compressed segments", () => {
   it("a new generation stores its lines Brotli-compressed, indexed by their sha256; restore, --check and compaction read them", async () => {
     const fx = await archiveFixture(path.join(scratch.dir, "new"));
     const store = path.join(fx.dir, "store");
-    assert.equal((await fx.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+    assert.equal((await inProcess(fx, ["dr", "archive", "--to", store, "--once"])).code, 0);
     let lastBytesTotal = 0;
     for (let b = 0; b < 4; b++) {
       await appendDecisions(fx.ws, RUN, 40, b * 40);
-      const r = await fx.cli(["--json", "dr", "archive", "--to", store, "--once"]);
+      // The last one a real CLI run: its --json report read as a process prints it.
+      const args = ["--json", "dr", "archive", "--to", store, "--once"];
+      const r = await (b === 3 ? fx.cli(args) : inProcess(fx, args));
       assert.equal(r.code, 0, r.stderr);
       lastBytesTotal = JSON.parse(r.stdout).bytes_total;
     }
@@ -162,7 +173,7 @@ describe("compressed segments", () => {
     const merged = walSegments((await storeObjects(store)).keys(), RUN);
     assert.equal(merged.length, 1, merged.join("\n"));
     assert.ok(brotliDecompressSync(await readFile(path.join(store, merged[0]!))).equals(wal));
-    const again = await restoreLatest(fx, store, "restored-compacted");
+    const again = await restoreLatest(fx, store, "restored-compacted", true);
     assert.ok((await readFile(path.join(again.sdd, "runtime", "wal", `${RUN}.wal.jsonl`))).equals(wal));
   });
 
@@ -188,16 +199,16 @@ describe("compressed segments", () => {
       assert.equal(stored[0], "{".charCodeAt(0), `${key} is plain`);
       assert.equal((await meta(store, key)).sha256, sha256(stored));
     }
-    const before = await restoreLatest(fx, store, "legacy-restored");
+    const before = await restoreLatest(fx, store, "legacy-restored", true);
     assert.equal(before.out.wal[RUN]!.seq, 29);
 
     // Restored in place and archived again: a new generation, compressed; the old one still restores.
     const back = await fx.cli(["dr", "archive-restore", "--from", store, "--at-seq", `${RUN}:19`]);
     assert.equal(back.code, 0, back.stderr);
     await appendDecisions(fx.ws, RUN, 5, 20);
-    assert.equal((await fx.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+    assert.equal((await inProcess(fx, ["dr", "archive", "--to", store, "--once"])).code, 0);
     await appendDecisions(fx.ws, RUN, 5, 25);
-    assert.equal((await fx.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+    assert.equal((await inProcess(fx, ["dr", "archive", "--to", store, "--once"])).code, 0);
     const gens = (await records(store)).sort((a, b) => a.generation.localeCompare(b.generation));
     assert.equal(gens.length, 2);
     assert.equal(gens[0]!.compression, undefined);
@@ -223,9 +234,10 @@ describe("compressed segments", () => {
       ["  segments: uncompressed, plain", "  segments: brotli, plain"],
       human.stdout,
     );
-    const latest = await restoreLatest(fx, store, "newest");
+    const latest = await restoreLatest(fx, store, "newest", true);
     assert.equal(latest.out.wal[RUN]!.seq, 29);
-    const oldPoint = await fx.cli(
+    const oldPoint = await inProcess(
+      fx,
       ["--json", "dr", "archive-restore", "--from", store, "--at-seq", `${RUN}:25`],
       path.join(scratch.dir, "old-point", ".sdd"),
     );
@@ -267,7 +279,7 @@ describe("compressed segments", () => {
     const human = await fx.cli(["dr", "archive-list", "--from", store, "--check"]);
     assert.equal(human.code, 0, human.stdout + human.stderr);
     assert.ok(human.stdout.includes("  segments: gzip, plain"), human.stdout);
-    const { sdd, out } = await restoreLatest(fx, store, "gzipped-restored");
+    const { sdd, out } = await restoreLatest(fx, store, "gzipped-restored", true);
     assert.equal(out.wal[RUN]!.seq, 29);
     assert.ok((await readFile(path.join(sdd, "runtime", "wal", `${RUN}.wal.jsonl`))).equals(wal));
   });
@@ -276,7 +288,7 @@ describe("compressed segments", () => {
     const fx = await archiveFixture(path.join(scratch.dir, "unknown"));
     const store = path.join(fx.dir, "store");
     await appendDecisions(fx.ws, RUN, 5);
-    assert.equal((await fx.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+    assert.equal((await inProcess(fx, ["dr", "archive", "--to", store, "--once"])).code, 0);
     const [record] = await records(store);
     const recordFile = [...(await storeObjects(store)).keys()].find(
       (k) => parseArchiveKey(k)?.kind === "generation",
@@ -299,9 +311,9 @@ describe("compressed segments", () => {
   it("a segment that inflates beyond its byte range is refused and named, by restore and by --check", async () => {
     const fx = await archiveFixture(path.join(scratch.dir, "bomb"));
     const store = path.join(fx.dir, "store");
-    assert.equal((await fx.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+    assert.equal((await inProcess(fx, ["dr", "archive", "--to", store, "--once"])).code, 0);
     await appendDecisions(fx.ws, RUN, 5);
-    assert.equal((await fx.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
+    assert.equal((await inProcess(fx, ["dr", "archive", "--to", store, "--once"])).code, 0);
     const [seg] = walSegments((await storeObjects(store)).keys(), RUN);
     // Its own lines, then 64 MB more: about 64 KB stored, its index made to match.
     await rewriteSegment(store, seg!, (await segmentText(store, seg!)) + "\n".repeat(64 * 1024 * 1024));

@@ -10,17 +10,27 @@ import assert from "node:assert/strict";
 import { appendFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, describe, it } from "node:test";
-import type { ArchiveStatus } from "../../src/archive/health.js";
+import { archiveHealth, type ArchiveStatus } from "../../src/archive/health.js";
 import { openCatalogue } from "../../src/storage/open-store.js";
 import { scratchDir, waitFor } from "../helpers.js";
-import { killLeftArchivers, restoresAt, spawnArchiver, storedSeq } from "./support/archive-bursts.js";
+import {
+  killLeftArchivers,
+  restoresAt,
+  restoresAtInProcess,
+  spawnArchiver,
+  storedSeq,
+} from "./support/archive-bursts.js";
 import { appendDecisions, archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
 
 const RUN = "run-held-back";
 
 type StatusArchive = ArchiveStatus & { running: boolean };
 
-/** `dr status --json`'s archive, read until `until` holds for the archiver `pid`. */
+/**
+ * `dr status --json`'s archive, read until `until` holds for the archiver `pid`. The status file
+ * is polled in this process (what `dr status` reads, archiveHealth), and the CLI run once it says
+ * so: what the caller checks is the CLI's own output, without a CLI run per poll.
+ */
 async function statusUntil(
   f: ArchiveFixture,
   pid: number,
@@ -31,6 +41,8 @@ async function statusUntil(
   return waitFor(
     what,
     async () => {
+      const h = await archiveHealth(f.sdd);
+      if (h === null || h.pid !== pid || !until(h)) return false;
       const a = JSON.parse((await f.cli(["--json", "dr", "status"])).stdout).archive as StatusArchive | null;
       return a !== null && a.pid === pid && until(a) && a;
     },
@@ -131,7 +143,7 @@ describe("archive health: WAL bytes held back", () => {
     assert.equal((out.stderr.match(/held back:/g) ?? []).length, 1, `named once: ${out.stderr}`);
     assert.match(out.stdout, new RegExp(`${RUN}: the bytes held back after seq 9 are gone or valid now`));
     await restoresAt(f, store, RUN, 14);
-    await restoresAt(f, store, RUN, 10);
+    await restoresAtInProcess(f, store, RUN, 10);
   });
 
   it("an open run's last line without its newline is held back as its torn tail (no error), and shipped once the line is finished", async () => {
@@ -190,7 +202,7 @@ describe("archive health: WAL bytes held back", () => {
     assert.doesNotMatch(out.stderr, /damaged WAL:/);
     assert.match(out.stdout, new RegExp(`${RUN}: the bytes held back after seq 9 are gone or valid now`));
     // No gap, no duplicate: the restored WAL is the source's, line for line.
-    await restoresAt(f, store, RUN, 10);
+    await restoresAtInProcess(f, store, RUN, 10);
     await restoresAt(f, store, RUN, 11);
   });
 

@@ -20,7 +20,7 @@ import { openSegment, unlockGeneration } from "../../src/archive/sealing.js";
 import { StreamSealer, PAYLOAD_NONCE_BYTES } from "../../src/dr/age/stream.js";
 import { FernetEncryptor } from "../../src/dr/fernet.js";
 import { openCatalogue } from "../../src/storage/open-store.js";
-import { runCli, spawnCli, waitFor } from "../helpers.js";
+import { runMain, spawnCli, waitFor } from "../helpers.js";
 import { openS3Archive, type S3ArchiveSetup } from "./support/s3-archive.js";
 import { appendDecisions, archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
 
@@ -62,7 +62,8 @@ const SCHEMES: Scheme[] = [
     name: "recipient",
     keys: async (g) => {
       const file = path.join(g.dir, "id.txt");
-      const r = await runCli(["key", "generate", "-o", file], { env: g.env });
+      // The key is what matters here, not its command's being a process: main() in this process.
+      const r = await runMain(["key", "generate", "-o", file], { env: g.env });
       assert.equal(r.code, 0, r.stderr);
       return { write: ["--recipient", r.stdout.trim()], read: ["--identity-file", file] };
     },
@@ -139,7 +140,16 @@ describe("encrypted segments sent again after a kill are identical", () => {
       const g = await archiveFixture(path.join(s.dir, `random-${scheme.name}`), h.env);
       const keys = await scheme.keys(g);
       const store = await openCatalogue(url, { endpoint: h.endpoint, retries: 0 });
-      const once = () => g.cli(["--json", "dr", "archive", "--to", url, "--once", ...remote, ...keys.write]);
+      // Shipping the segments to reseal: the CLI's main() in this process (runMain), as a real
+      // `--once` of the same store and keys is run by the kill cases above.
+      const once = () =>
+        runMain(
+          ["--sdd", g.sdd, "--json", "dr", "archive", "--to", url, "--once", ...remote, ...keys.write],
+          {
+            env: g.env,
+            cwd: g.dir,
+          },
+        );
       await appendDecisions(g.ws, RUN, 3);
       assert.equal((await once()).code, 0);
       await appendDecisions(g.ws, RUN, 4, 3);
