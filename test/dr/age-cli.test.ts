@@ -2,6 +2,8 @@
  * `bernstein key generate|recipient` and `bernstein dr rekey` as a user runs them: files and
  * modes, exit codes of bad input, header-only rotation checked with our restore and (when
  * installed) the `age` command, .enc archives re-encrypted and converted, `--all` resuming.
+ * `key generate` runs as a real process in the first case; the later cases, where keys are only
+ * the means, make theirs by main() in this process.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -70,8 +72,8 @@ test("dr rekey: add, remove (through the catalogue's recipients), wrong identity
   try {
     const env = envFor(dir);
     const { ws } = await makeSmallWorkspace(dir);
-    const a = await keyPair(dir, "a.txt");
-    const c = await keyPair(dir, "c.txt", true);
+    const a = await keyPair(dir, "a.txt", false, "main");
+    const c = await keyPair(dir, "c.txt", true, "main");
     const b = await backupToFile(ws, path.join(dir, "bk.tar.gz"), { recipients: [a.recipient] });
     await catalogueBackup(ws, b, [a.recipient]);
     const payload = async (): Promise<Buffer> => {
@@ -146,7 +148,7 @@ test("dr rekey of a .enc archive: a new password re-encrypts it; --to-age conver
   try {
     const env = envFor(dir);
     const { ws } = await makeSmallWorkspace(dir);
-    const a = await keyPair(dir, "a.txt");
+    const a = await keyPair(dir, "a.txt", false, "main");
     const enc = await backupToFile(ws, path.join(dir, "bk.tar.gz"), { password: "old" });
     const pw = async (name: string, value: string): Promise<string> => {
       const f = path.join(dir, name);
@@ -212,8 +214,8 @@ test("dr backup to recipients from flags or bernstein.yaml writes .tar.gz.age; r
   try {
     const env = envFor(dir);
     const { ws } = await makeSmallWorkspace(dir);
-    const a = await keyPair(dir, "a.txt");
-    const other = await keyPair(dir, "o.txt");
+    const a = await keyPair(dir, "a.txt", false, "main");
+    const other = await keyPair(dir, "o.txt", false, "main");
     const b = await runCli(
       [
         "dr",

@@ -4,6 +4,10 @@
  * opening archives with the identities or password given (and saying which it could not open),
  * and the wrong-identity message naming the catalogued fingerprints or, without a catalogue,
  * the header's stanza counts.
+ *
+ * Every command form whose exit code or output is checked runs once as a real process; key
+ * generation, the backups the later cases only start from, and repeats of a form already run
+ * as a process run main() in this process (runMain).
  */
 import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
@@ -12,7 +16,7 @@ import { test } from "node:test";
 import { recipientFingerprint } from "../../src/dr/age/keys.js";
 import type { BackupLogRow } from "../../src/dr/backup-log.js";
 import { archivesReadableByRemoved } from "../../src/dr/recipient-check.js";
-import { envFor, runCli, scratchDir, waitFor } from "../helpers.js";
+import { envFor, runCli, runMain, scratchDir, waitFor } from "../helpers.js";
 import { keyPair } from "./support/age-keys.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
 
@@ -21,15 +25,19 @@ interface ListedBackup {
   recipient_fingerprints: string[] | null;
 }
 
-/** A workspace with two key pairs and one backup to both at a catalogue folder `bk`. */
-async function withAgeBackup(dir: string) {
+/**
+ * A workspace with two key pairs and one backup to both at a catalogue folder `bk`; the backup
+ * made by a real process with `backup: "cli"`. `cli` runs a command as a process, `main` in this one.
+ */
+async function withAgeBackup(dir: string, backup: "cli" | "main") {
   const env = envFor(dir);
   const { ws } = await makeSmallWorkspace(dir);
-  const a = await keyPair(dir, "a.txt");
-  const b = await keyPair(dir, "b.txt");
+  const a = await keyPair(dir, "a.txt", false, "main");
+  const b = await keyPair(dir, "b.txt", false, "main");
   const at = path.join(dir, "bk");
   const cli = (...args: string[]) => runCli([...args, "--sdd", ws.root], { env, cwd: dir });
-  const made = await cli(
+  const main = (...args: string[]) => runMain([...args, "--sdd", ws.root], { env, cwd: dir });
+  const made = await (backup === "cli" ? cli : main)(
     "dr",
     "backup",
     "--to-dir",
@@ -41,14 +49,14 @@ async function withAgeBackup(dir: string) {
     "--json",
   );
   assert.equal(made.code, 0, made.stderr);
-  return { env, ws, a, b, at, cli, ageFile: JSON.parse(made.stdout).path as string };
+  return { env, ws, a, b, at, cli, main, ageFile: JSON.parse(made.stdout).path as string };
 }
 
 test("dr list shows each archive's recipients; --check warns about archives a recipient removed from the configuration can still read", async () => {
   const { dir, cleanup } = await scratchDir();
   try {
-    const { a, b, at, cli } = await withAgeBackup(dir);
-    const plain = await cli("dr", "backup", "--to-dir", at);
+    const { a, b, at, cli, main } = await withAgeBackup(dir, "cli");
+    const plain = await main("dr", "backup", "--to-dir", at);
     assert.equal(plain.code, 0, plain.stderr);
 
     const listed = await cli("dr", "list", "--at", at, "--json");
@@ -66,7 +74,7 @@ test("dr list shows each archive's recipients; --check warns about archives a re
 
     // b is taken out of the configuration: the archive still opens with b's identity.
     await writeFile(path.join(dir, "bernstein.yaml"), `backup:\n  recipients: [${a.recipient}]\n`);
-    const warned = await cli("dr", "list", "--at", at, "--check", "--json");
+    const warned = await main("dr", "list", "--at", at, "--check", "--json");
     assert.equal(warned.code, 0, warned.stderr);
     assert.deepEqual(JSON.parse(warned.stdout).removed_recipients, [
       {
@@ -118,11 +126,11 @@ test("without configured recipients, a recipient a rekey took out counts as remo
 test("dr list --check --deep opens .age and .enc archives with the keys given, says which it could not open, fails on damage; a wrong identity names the catalogued fingerprints (exit 4)", async () => {
   const { dir, cleanup } = await scratchDir();
   try {
-    const { env, ws, a, b, at, cli, ageFile } = await withAgeBackup(dir);
-    const other = await keyPair(dir, "other.txt");
+    const { env, ws, a, b, at, cli, main, ageFile } = await withAgeBackup(dir, "main");
+    const other = await keyPair(dir, "other.txt", false, "main");
     const pwFile = path.join(dir, "pw.txt");
     await writeFile(pwFile, "correct horse\n", { mode: 0o600 });
-    const enc = await cli("dr", "backup", "--to-dir", at, "--encrypt", "--password-file", pwFile);
+    const enc = await main("dr", "backup", "--to-dir", at, "--encrypt", "--password-file", pwFile);
     assert.equal(enc.code, 0, enc.stderr);
 
     const content = (stdout: string) =>
@@ -154,7 +162,7 @@ test("dr list --check --deep opens .age and .enc archives with the keys given, s
     assert.equal(shallow.code, 2, shallow.stderr);
     assert.match(shallow.stderr, /--deep goes with --check/);
 
-    const keyed = await runCli(
+    const keyed = await runMain(
       ["dr", "list", "--at", at, "--check", "--deep", "--json", "--password-file", pwFile, "--sdd", ws.root],
       { env: { ...env, BERNSTEIN_DR_IDENTITY_FILE: b.file }, cwd: dir },
     );
@@ -164,7 +172,7 @@ test("dr list --check --deep opens .age and .enc archives with the keys given, s
     assert.equal(k[".enc"].status, "ok", k[".enc"].detail);
 
     const fps = [a.recipient, b.recipient].map(recipientFingerprint).join(", ");
-    const wrongList = await cli(
+    const wrongList = await main(
       "dr",
       "list",
       "--at",
@@ -187,7 +195,7 @@ test("dr list --check --deep opens .age and .enc archives with the keys given, s
       wrong.stderr,
       new RegExp(`none of the 1 identities opens this archive; it is encrypted to recipients ${fps}\\n$`),
     );
-    const elsewhere = await runCli(
+    const elsewhere = await runMain(
       ["dr", "verify", "--from", ageFile, "--identity-file", other.file, "--sdd", path.join(dir, "none")],
       { env, cwd: dir },
     );
@@ -214,7 +222,7 @@ test("dr list --check --deep opens .age and .enc archives with the keys given, s
 test("dr rekey at a catalogue folder: the record names the new bytes and dr list --check stays clean, for a header rewrite and for a .enc converted to .age", async () => {
   const { dir, cleanup } = await scratchDir();
   try {
-    const { env, a, b, at, cli, ageFile } = await withAgeBackup(dir);
+    const { env, a, b, at, cli, main, ageFile } = await withAgeBackup(dir, "main");
     const recordOf = async (file: string) =>
       JSON.parse(await readFile(`${file}.json`, "utf8")) as {
         name: string;
@@ -222,7 +230,7 @@ test("dr rekey at a catalogue folder: the record names the new bytes and dr list
         size_bytes: number;
       };
     const before = await recordOf(ageFile);
-    const c = await keyPair(dir, "c.txt");
+    const c = await keyPair(dir, "c.txt", false, "main");
     const rekeyed = await cli(
       "dr",
       "rekey",
@@ -241,7 +249,7 @@ test("dr rekey at a catalogue folder: the record names the new bytes and dr list
     assert.notEqual(after.sha256, before.sha256, "a new header is new bytes");
     assert.equal(after.sha256, outcome.sha256);
     await assert.rejects(readFile(`${ageFile}.sha256`), "the record states the sha256, no sidecar beside it");
-    const listed = await cli("dr", "list", "--at", at, "--check", "--json");
+    const listed = await main("dr", "list", "--at", at, "--check", "--json");
     assert.equal(listed.code, 0, listed.stdout + listed.stderr);
     assert.ok(
       (JSON.parse(listed.stdout).check as { status: string }[]).every((f) => f.status === "ok"),
@@ -259,7 +267,7 @@ test("dr rekey at a catalogue folder: the record names the new bytes and dr list
     await waitFor("a second after the age backup's", () => nowStamp() !== stampOf(ageFile));
     const pw = path.join(dir, "pw");
     await writeFile(pw, "a password for the test\n", { mode: 0o600 });
-    const enc = await cli("dr", "backup", "--to-dir", at, "--encrypt", "--password-file", pw, "--json");
+    const enc = await main("dr", "backup", "--to-dir", at, "--encrypt", "--password-file", pw, "--json");
     assert.equal(enc.code, 0, enc.stderr);
     const encFile = JSON.parse(enc.stdout).path as string;
     const converted = await runCli(
@@ -281,7 +289,7 @@ test("dr rekey at a catalogue folder: the record names the new bytes and dr list
     const ageOut = JSON.parse(converted.stdout).archives[0] as { path: string; sha256: string };
     assert.equal((await recordOf(ageOut.path)).sha256, ageOut.sha256);
     await assert.rejects(readFile(`${encFile}.json`), "the .enc's record went with it");
-    const again = await cli("dr", "list", "--at", at, "--check", "--json");
+    const again = await main("dr", "list", "--at", at, "--check", "--json");
     assert.equal(again.code, 0, again.stdout + again.stderr);
     const findings = JSON.parse(again.stdout).check as { name: string; status: string }[];
     assert.ok(

@@ -2,13 +2,17 @@
  * Where a backup password comes from, as a user meets it on the command line: `--password` is
  * visible in `ps` (kept, with a warning), a password file others can read is refused, and a
  * password without `--encrypt` never silently writes a plain archive.
+ *
+ * Every command and password source checked runs at least once as a real process; the repeats
+ * over more inputs (file modes, the second way of giving a password) and setup run main() in
+ * this process (runMain).
  */
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { chmod, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { runCli, scratchDir, envFor } from "../helpers.js";
+import { runCli, runMain, scratchDir, envFor } from "../helpers.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
 
 const ARGV_WARNING =
@@ -51,7 +55,7 @@ test("--password on the command line works and warns once on stderr (never in --
     const f = await runCli(["dr", "verify", "--from", `${archive}.enc`, "--password-file", pw], { env });
     assert.equal(f.code, 0, f.stderr);
     assert.doesNotMatch(f.stderr, /visible/);
-    const e = await runCli(["dr", "verify", "--from", `${archive}.enc`], {
+    const e = await runMain(["dr", "verify", "--from", `${archive}.enc`], {
       env: { ...env, BERNSTEIN_DR_PASSWORD: "pw" },
     });
     assert.equal(e.code, 0, e.stderr);
@@ -71,7 +75,7 @@ test("a password file readable by group or others is refused (exit 2, says the c
     const archive = path.join(dir, "b.tar.gz");
     for (const mode of [0o644, 0o640, 0o604, 0o660]) {
       await chmod(pw, mode);
-      const b = await runCli(
+      const b = await (mode === 0o644 ? runCli : runMain)(
         ["dr", "backup", "--sdd", ws.root, "--to", archive, "--encrypt", "--password-file", pw],
         {
           env,
@@ -108,7 +112,7 @@ test("a password file readable by group or others is refused (exit 2, says the c
     });
     assert.equal(v.code, 2, v.stderr);
     await chmod(pw, 0o400);
-    const v2 = await runCli(["dr", "verify", "--from", `${archive}.enc`, "--password-file", pw], { env });
+    const v2 = await runMain(["dr", "verify", "--from", `${archive}.enc`, "--password-file", pw], { env });
     assert.equal(v2.code, 0, v2.stderr);
   } finally {
     await cleanup();
@@ -144,7 +148,7 @@ test("a password without --encrypt is a usage error naming --encrypt; BERNSTEIN_
         ],
         ["dr", "drill", "--sdd", ws.root, ...args],
       ]) {
-        const r = await runCli(cmd, { env });
+        const r = await (args[0] === "--password" ? runCli : runMain)(cmd, { env });
         assert.equal(r.code, 2, `${cmd.join(" ")}: ${r.stderr}`);
         assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
         assert.match(r.stderr, new RegExp(`^bernstein: ${args[0]} without --encrypt: .*add --encrypt`));
@@ -184,7 +188,7 @@ test("a password given for a plain archive: dr verify and dr restore warn once o
   const { ws } = await makeSmallWorkspace(dir);
   const env = envFor(dir);
   const archive = path.join(dir, "plain.tar.gz");
-  assert.equal((await runCli(["dr", "backup", "--sdd", ws.root, "--to", archive], { env })).code, 0);
+  assert.equal((await runMain(["dr", "backup", "--sdd", ws.root, "--to", archive], { env })).code, 0);
   const pwFile = path.join(dir, "pw");
   await writeFile(pwFile, "pw\n", { mode: 0o600 });
   const warning = /^warning: the archive is plain; the password is not used$/m;

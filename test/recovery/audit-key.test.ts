@@ -2,6 +2,10 @@
  * Who may create the audit key: the first writer of an empty audit log, nobody once the log has
  * entries. A command run where the key is not found (another HOME, an unset variable) goes on
  * without its audit event and says why, instead of minting a key that breaks the chain.
+ *
+ * Every command whose warning (or refusal) is checked runs as a real process; setting up a
+ * workspace and the checks repeated after a real run of the same command (audit verify, a
+ * second backup or checkpoint with the right key) run main() in this process (runMain).
  */
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
@@ -10,7 +14,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { replicationAuditor } from "../../src/replication/audit.js";
 import { Workspace } from "../../src/workspace/layout.js";
-import { runCli, scratchDir } from "../helpers.js";
+import { runCli, runMain, scratchDir } from "../helpers.js";
 
 /** Every audit entry of a workspace, in file order. */
 function auditLines(sdd: string): string[] {
@@ -34,14 +38,14 @@ test("with entries in the audit log and no key found, backup, encrypted backup, 
     const elsewhere = { ...base, BERNSTEIN_AUDIT_KEY_PATH: undefined, HOME: otherHome };
     const wouldBeMinted = path.join(otherHome, ".local", "state", "bernstein", "audit.key");
 
-    assert.equal((await runCli(["init"], { env: withKey })).code, 0);
+    assert.equal((await runMain(["init"], { env: withKey })).code, 0);
     // The first writer of an empty log creates the key: that starts the chain.
     const first = await runCli(["dr", "backup", "--to", path.join(dir, "b0.tar.gz")], { env: withKey });
     assert.equal(first.code, 0, first.stderr);
     assert.ok(existsSync(key), "the first audit event created the key");
     assert.equal(auditLines(sdd).length, 1);
 
-    const task = await runCli(["task", "add", "t", "--id", "t-1", "--command", "true"], { env: elsewhere });
+    const task = await runMain(["task", "add", "t", "--id", "t-1", "--command", "true"], { env: elsewhere });
     assert.equal(task.code, 0, task.stderr);
     const runs: { name: string; args: string[]; env?: Record<string, string | undefined>; says?: RegExp }[] =
       [
@@ -88,14 +92,14 @@ test("with entries in the audit log and no key found, backup, encrypted backup, 
     assert.equal(JSON.parse(v.stdout).ok, true);
 
     // The chain is intact with the real key; pointing at it records events again.
-    const ok = await runCli(["audit", "verify", "--json"], { env: withKey });
+    const ok = await runMain(["audit", "verify", "--json"], { env: withKey });
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
     assert.equal(JSON.parse(ok.stdout).entries, 1);
-    const again = await runCli(["dr", "backup", "--to", path.join(dir, "b3.tar.gz")], { env: withKey });
+    const again = await runMain(["dr", "backup", "--to", path.join(dir, "b3.tar.gz")], { env: withKey });
     assert.equal(again.code, 0, again.stderr);
     assert.doesNotMatch(again.stderr, /no audit key/);
     assert.equal(auditLines(sdd).length, 2);
-    assert.equal((await runCli(["audit", "verify"], { env: withKey })).code, 0);
+    assert.equal((await runMain(["audit", "verify"], { env: withKey })).code, 0);
   } finally {
     await cleanup();
   }
@@ -108,8 +112,8 @@ test("replication's audit events (degraded, restored) are skipped with one warni
     const sdd = path.join(dir, ".sdd");
     const key = path.join(dir, "key", "audit.key");
     const env = { BERNSTEIN_SDD: sdd, BERNSTEIN_AUDIT_KEY_PATH: key, HOME: dir, XDG_STATE_HOME: undefined };
-    assert.equal((await runCli(["init"], { env })).code, 0);
-    assert.equal((await runCli(["dr", "backup", "--to", path.join(dir, "b.tar.gz")], { env })).code, 0);
+    assert.equal((await runMain(["init"], { env })).code, 0);
+    assert.equal((await runMain(["dr", "backup", "--to", path.join(dir, "b.tar.gz")], { env })).code, 0);
     assert.equal(auditLines(sdd).length, 1);
 
     const missing = path.join(dir, "nowhere", "audit.key");
@@ -131,7 +135,7 @@ test("replication's audit events (degraded, restored) are skipped with one warni
     process.env.BERNSTEIN_AUDIT_KEY_PATH = key;
     await replicationAuditor(new Workspace(sdd))("replication_restored", { policy: "QUORUM" });
     assert.equal(auditLines(sdd).length, 2);
-    assert.equal((await runCli(["audit", "verify"], { env })).code, 0);
+    assert.equal((await runMain(["audit", "verify"], { env })).code, 0);
   } finally {
     if (saved.key === undefined) delete process.env.BERNSTEIN_AUDIT_KEY_PATH;
     else process.env.BERNSTEIN_AUDIT_KEY_PATH = saved.key;
@@ -152,17 +156,17 @@ test("a key that did not sign the log: writers append nothing and say so in one 
     const base = { BERNSTEIN_SDD: sdd, HOME: dir, XDG_STATE_HOME: undefined, BERNSTEIN_DR_PASSWORD: "pw" };
     const withRight = { ...base, BERNSTEIN_AUDIT_KEY_PATH: right };
     const withWrong = { ...base, BERNSTEIN_AUDIT_KEY_PATH: wrong };
-    assert.equal((await runCli(["init"], { env: withRight })).code, 0);
+    assert.equal((await runMain(["init"], { env: withRight })).code, 0);
     assert.equal(
-      (await runCli(["dr", "backup", "--to", path.join(dir, "b0.tar.gz")], { env: withRight })).code,
+      (await runMain(["dr", "backup", "--to", path.join(dir, "b0.tar.gz")], { env: withRight })).code,
       0,
     );
-    assert.equal((await runCli(["checkpoint"], { env: withRight })).code, 0);
+    assert.equal((await runMain(["checkpoint"], { env: withRight })).code, 0);
     assert.equal(auditLines(sdd).length, 2);
     const before = auditLines(sdd);
 
     assert.equal(
-      (await runCli(["task", "add", "t", "--id", "t-1", "--command", "true"], { env: withWrong })).code,
+      (await runMain(["task", "add", "t", "--id", "t-1", "--command", "true"], { env: withWrong })).code,
       0,
     );
     for (const args of [
@@ -239,11 +243,11 @@ test("a key that did not sign the log: writers append nothing and say so in one 
       .at(-1)!;
     const text = readFileSync(path.join(auditDir, day), "utf8");
     await writeFile(path.join(auditDir, day), text.replace(/"checkpoint\.created"/, '"checkpoint.deleted"'));
-    const cp = await runCli(["checkpoint"], { env: withRight });
+    const cp = await runMain(["checkpoint"], { env: withRight });
     assert.equal(cp.code, 0, cp.stderr);
     assert.doesNotMatch(cp.stderr, /another key/);
     assert.equal(auditLines(sdd).length, 3);
-    const after = JSON.parse((await runCli(["audit", "verify", "--json"], { env: withRight })).stdout);
+    const after = JSON.parse((await runMain(["audit", "verify", "--json"], { env: withRight })).stdout);
     assert.equal(after.signed_with_another_key, false);
     assert.equal(after.errors.length, 1, JSON.stringify(after.errors));
     assert.match(after.errors[0].message, /HMAC mismatch/);

@@ -5,12 +5,15 @@
  * in a warning and in --json). A bad line with a valid line after it, and any bad line of a
  * closed run, is damage: start and status refuse (9), doctor and wal verify fail (1), checkpoint
  * refuses (9).
+ *
+ * Each command's verdict is checked from a real process on one torn and one damaged run; the
+ * other rows run main() in this process (runMain), except `start`, always a real process.
  */
 import assert from "node:assert/strict";
 import { cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
-import { envFor, runCli, scratchDir } from "../helpers.js";
+import { envFor, runCli, runMain, scratchDir } from "../helpers.js";
 
 type Damage = "torn" | "bad-last" | "bad-middle";
 
@@ -38,10 +41,11 @@ test("a damaged WAL: every reader gives the verdict docs/wal.md states", async (
   t.after(cleanup);
   const env = envFor(dir);
   const cli = (sdd: string, ...args: string[]) => runCli(["--sdd", sdd, ...args], { env });
+  const main = (sdd: string, ...args: string[]) => runMain(["--sdd", sdd, ...args], { env });
   const closed = path.join(dir, "closed", ".sdd");
-  assert.equal((await cli(closed, "init")).code, 0);
+  assert.equal((await main(closed, "init")).code, 0);
   for (const n of [1, 2])
-    assert.equal((await cli(closed, "task", "add", `t${n}`, "--command", "true")).code, 0);
+    assert.equal((await main(closed, "task", "add", `t${n}`, "--command", "true")).code, 0);
   assert.equal((await cli(closed, "start", "--until-idle")).code, 0);
   rmSync(path.join(closed, "runtime", "checkpoints"), { recursive: true, force: true });
   // As a SIGKILL leaves it: no closed marker, no checkpoint naming the last entries.
@@ -52,10 +56,10 @@ test("a damaged WAL: every reader gives the verdict docs/wal.md states", async (
 
   const broken = { start: 9, status: 9, doctor: 1, verify: 1, checkpoint: 9 };
   const torn = { start: 0, status: 0, doctor: 0, verify: 0, checkpoint: 0 };
-  const table: { base: string; damage: Damage; want: typeof broken }[] = [
-    { base: open, damage: "torn", want: torn },
+  const table: { base: string; damage: Damage; want: typeof broken; process?: true }[] = [
+    { base: open, damage: "torn", want: torn, process: true },
     { base: open, damage: "bad-last", want: torn },
-    { base: open, damage: "bad-middle", want: broken },
+    { base: open, damage: "bad-middle", want: broken, process: true },
     { base: closed, damage: "torn", want: broken },
     { base: closed, damage: "bad-last", want: broken },
   ];
@@ -73,12 +77,13 @@ test("a damaged WAL: every reader gives the verdict docs/wal.md states", async (
       const sdd = path.join(dir, `${label.replace(/\W+/g, "-")}-${name}`, ".sdd");
       cpSync(row.base, sdd, { recursive: true });
       damage(walOf(sdd), row.damage);
-      const r = await cli(sdd, ...args);
+      const exec = row.process || name === "start" ? cli : main;
+      const r = await exec(sdd, ...args);
       got[name] = r.code;
       said.push(`${name}: ${r.stdout}${r.stderr}`);
       if (name === "verify" && row.want === torn) {
         assert.match(r.stderr, /torn tail of \d+ bytes after seq \d+ .*`bernstein start` cuts the tail/);
-        const json = await cli(sdd, "--json", "wal", "verify");
+        const json = await exec(sdd, "--json", "wal", "verify");
         const run = (JSON.parse(json.stdout) as { runs: { ok: boolean; torn_tail?: unknown }[] }).runs[0]!;
         assert.equal(run.ok, true);
         assert.ok(run.torn_tail, `${label}: --json names the torn tail`);

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { test } from "node:test";
+import { after, before, test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
-import { runCli, scratchDir } from "../helpers.js";
+import { runCli, runMain, scratchDir } from "../helpers.js";
 
 /**
  * A WAL that lost its last entries is still a valid chain; what shows the loss is a position
@@ -20,12 +20,14 @@ interface Finished {
   runId: string;
   env: Record<string, string>;
   cli: (...args: string[]) => ReturnType<typeof runCli>;
+  /** The same command run by main() in this process (a case whose process run case 1 checks). */
+  main: (...args: string[]) => ReturnType<typeof runMain>;
   cleanup: () => Promise<void>;
 }
 
 /** Four tasks run to the end by one `start --until-idle`, the run closed. */
-async function finishedRun(): Promise<Finished> {
-  const { dir, cleanup } = await scratchDir("bernstein-rollback-");
+async function finishedRun(): Promise<Omit<Finished, "cleanup">> {
+  const { dir } = await scratchDir("bernstein-rollback-");
   const sdd = path.join(dir, ".sdd");
   const { workspace } = await initWorkspace(sdd);
   for (let i = 1; i <= 4; i++) {
@@ -44,8 +46,31 @@ async function finishedRun(): Promise<Finished> {
     runId: name.slice(0, -".wal.jsonl".length),
     env,
     cli,
-    cleanup,
+    main: (...args: string[]) => runMain(["--sdd", sdd, ...args], { cwd: dir, env }),
   };
+}
+
+/**
+ * The run is made once; every case gets it as `start` left it: the folder put back from a copy
+ * taken right after the run, at the same path (agent records and backups name absolute paths).
+ */
+let made: Omit<Finished, "cleanup">;
+let pristine: { dir: string; cleanup: () => Promise<void> };
+before(async () => {
+  made = await finishedRun();
+  pristine = await scratchDir("bernstein-rollback-pristine-");
+  await cp(made.dir, pristine.dir, { recursive: true, preserveTimestamps: true });
+});
+after(async () => {
+  await rm(made.dir, { recursive: true, force: true });
+  await pristine.cleanup();
+});
+
+async function freshRun(): Promise<Finished> {
+  await rm(made.dir, { recursive: true, force: true });
+  await cp(pristine.dir, made.dir, { recursive: true, preserveTimestamps: true });
+  // What a case changed is undone by the next case's copy, or removed by after().
+  return { ...made, cleanup: async () => {} };
 }
 
 /** `head -n -N F > x && cat x > F`. */
@@ -59,13 +84,17 @@ async function walRuns(sdd: string): Promise<string[]> {
 }
 
 /** start refuses with exit 9 naming the run, and acts on nothing (no new run, no command re-run). */
-async function assertStartRefuses(w: Finished, why: RegExp): Promise<void> {
+async function assertStartRefuses(
+  w: Finished,
+  why: RegExp,
+  run: (...args: string[]) => Promise<{ code: number | null; stderr: string }> = w.cli,
+): Promise<void> {
   const before = {
     wal: await readFile(w.walFile),
     runs: await walRuns(w.sdd),
     ran: await readFile(path.join(w.dir, "ran.txt"), "utf8"),
   };
-  const s = await w.cli("start", "--until-idle", "--poll", "20");
+  const s = await run("start", "--until-idle", "--poll", "20");
   assert.equal(s.code, 9, s.stderr);
   const lines = s.stderr
     .trim()
@@ -81,7 +110,7 @@ async function assertStartRefuses(w: Finished, why: RegExp): Promise<void> {
 }
 
 test("a closed run whose WAL lost its last 3 entries: wal verify 1, doctor fails naming run and seqs, start 9", async () => {
-  const w = await finishedRun();
+  const w = await freshRun();
   try {
     const marker = JSON.parse(await readFile(w.walFile.replace(/\.jsonl$/, ".closed"), "utf8"));
     await dropLastLines(w.walFile, 3);
@@ -127,12 +156,12 @@ test("a closed run whose WAL lost its last 3 entries: wal verify 1, doctor fails
 });
 
 test("a closed run whose last entry differs from its closed marker is a break", async () => {
-  const w = await finishedRun();
+  const w = await freshRun();
   try {
     const markerFile = w.walFile.replace(/\.jsonl$/, ".closed");
     const marker = JSON.parse(await readFile(markerFile, "utf8"));
     await writeFile(markerFile, JSON.stringify({ ...marker, last_hash: "e".repeat(64) }) + "\n");
-    const v = JSON.parse((await w.cli("wal", "verify", "--json")).stdout);
+    const v = JSON.parse((await w.main("wal", "verify", "--json")).stdout);
     assert.equal(v.ok, false);
     assert.deepEqual(
       v.rollbacks.map((r: { kind: string; evidence: string; expected_seq: number }) => [
@@ -142,27 +171,27 @@ test("a closed run whose last entry differs from its closed marker is a break", 
       ]),
       [["diverged", "closed_marker", marker.last_seq]],
     );
-    await assertStartRefuses(w, /has hash [0-9a-f]{12}…, not eeeeeeeeeeee…/);
+    await assertStartRefuses(w, /has hash [0-9a-f]{12}…, not eeeeeeeeeeee…/, w.main);
   } finally {
     await w.cleanup();
   }
 });
 
 test("an unclosed run may lose what no record names (a crash's tail), never a checkpointed entry", async () => {
-  const w = await finishedRun();
+  const w = await freshRun();
   try {
     // As a crash leaves it: no closed marker. The stop checkpoint covers all but the last entry
     // (`orchestrator_stopped`).
     await rm(w.walFile.replace(/\.jsonl$/, ".closed"));
     const full = await readFile(w.walFile);
     await dropLastLines(w.walFile, 1);
-    const ok = await w.cli("wal", "verify", "--json");
+    const ok = await w.main("wal", "verify", "--json");
     assert.equal(ok.code, 0, ok.stdout);
     assert.deepEqual(JSON.parse(ok.stdout).rollbacks, []);
 
     await writeFile(w.walFile, full);
     await dropLastLines(w.walFile, 2);
-    const v = await w.cli("wal", "verify", "--json");
+    const v = await w.main("wal", "verify", "--json");
     assert.equal(v.code, 1, v.stdout);
     const [r] = JSON.parse(v.stdout).rollbacks;
     assert.equal(r.evidence, "checkpoint");
@@ -174,7 +203,7 @@ test("an unclosed run may lose what no record names (a crash's tail), never a ch
     const d = await w.cli("doctor");
     assert.equal(d.code, 1, d.stdout);
     assert.match(d.stdout, /FAIL wal: rolled back: .*checkpoint cp-/);
-    await assertStartRefuses(w, /checkpoint cp-\S+ records seq \d+, but the WAL ends at seq/);
+    await assertStartRefuses(w, /checkpoint cp-\S+ records seq \d+, but the WAL ends at seq/, w.main);
 
     // The lost entry back (a good copy restored): start runs again, replaying the unclosed run.
     await writeFile(w.walFile, full.subarray(0, full.lastIndexOf("\n", full.length - 2) + 1));
@@ -187,7 +216,7 @@ test("an unclosed run may lose what no record names (a crash's tail), never a ch
 });
 
 test("a backup record is evidence too: the WAL must still reach the position the archive holds", async () => {
-  const w = await finishedRun();
+  const w = await freshRun();
   try {
     const b = await w.cli("dr", "backup", "--to", path.join(w.dir, "bk.tar.gz"));
     assert.equal(b.code, 0, b.stderr);
@@ -201,28 +230,28 @@ test("a backup record is evidence too: the WAL must still reach the position the
     await rm(w.walFile.replace(/\.jsonl$/, ".closed"));
     await rm(path.join(w.sdd, "runtime", "checkpoints"), { recursive: true });
     await dropLastLines(w.walFile, 1);
-    const v = await w.cli("wal", "verify", "--json");
+    const v = await w.main("wal", "verify", "--json");
     assert.equal(v.code, 1, v.stdout);
     const [r] = JSON.parse(v.stdout).rollbacks;
     assert.deepEqual([r.evidence, r.kind, r.expected_seq], ["backup", "truncated", marker.last_seq]);
     assert.match(r.recorded_by, /^backup .*bk\.tar\.gz \(/);
-    await assertStartRefuses(w, /backup .*bk\.tar\.gz .* records seq \d+, but the WAL ends at seq/);
+    await assertStartRefuses(w, /backup .*bk\.tar\.gz .* records seq \d+, but the WAL ends at seq/, w.main);
   } finally {
     await w.cleanup();
   }
 });
 
 test("a run that a closed marker names but whose WAL file is gone is a break", async () => {
-  const w = await finishedRun();
+  const w = await freshRun();
   try {
     await rm(w.walFile);
-    const v = await w.cli("wal", "verify");
+    const v = await w.main("wal", "verify");
     assert.equal(v.code, 1, v.stdout);
     assert.match(
       v.stdout,
       new RegExp(`${w.runId}: missing_run: its closed marker records seq \\d+, but the run has no WAL file`),
     );
-    const d = await w.cli("doctor");
+    const d = await w.main("doctor");
     assert.equal(d.code, 1);
     assert.match(d.stdout, /FAIL wal: rolled back/);
   } finally {

@@ -4,12 +4,12 @@
  * with two flips each, and a spread of positions covering every field of every other line.
  */
 import assert from "node:assert/strict";
-import { readFile, writeFile } from "node:fs/promises";
+import { open, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { WAL_FIELDS, type WalEntry } from "../../src/wal/entry.js";
 import { verifyWal } from "../../src/wal/reader.js";
-import { FIXTURES, runCli } from "../helpers.js";
+import { FIXTURES, runCli, runMain } from "../helpers.js";
 import { scratchWorkspace } from "./support/wal-helpers.js";
 
 const GOLDEN = path.join(
@@ -64,21 +64,28 @@ test("flipping any single byte is reported at that seq", async () => {
       for (const rel of fieldOffsets(text)) cases.push({ seq, offset: starts[seq] + rel });
     }
     let checked = 0;
-    for (const { seq, offset } of cases) {
-      for (const mask of [0x01, 0x20, 0x80]) {
-        const tampered = Buffer.from(original);
-        tampered[offset] ^= mask;
-        await writeFile(file, tampered);
-        const v = await verifyWal(file, "run-golden");
-        const where = `seq ${seq}, byte ${offset - starts[seq]} (${JSON.stringify(String.fromCharCode(original[offset]))}) ^ ${mask}`;
-        assert.equal(v.ok, false, where);
-        assert.ok(
-          v.errors.some((e) => e.seq === seq && e.line === seq + 1 && e.run_id === "run-golden"),
-          `${where}: ${JSON.stringify(v.errors)}`,
-        );
-        checked++;
+    // The file holds the original; each copy is that byte flipped in place, then put back.
+    await writeFile(file, original);
+    const handle = await open(file, "r+");
+    try {
+      for (const { seq, offset } of cases) {
+        for (const mask of [0x01, 0x20, 0x80]) {
+          await handle.write(Buffer.of(original[offset] ^ mask), 0, 1, offset);
+          const v = await verifyWal(file, "run-golden");
+          await handle.write(original, offset, 1, offset);
+          const where = `seq ${seq}, byte ${offset - starts[seq]} (${JSON.stringify(String.fromCharCode(original[offset]))}) ^ ${mask}`;
+          assert.equal(v.ok, false, where);
+          assert.ok(
+            v.errors.some((e) => e.seq === seq && e.line === seq + 1 && e.run_id === "run-golden"),
+            `${where}: ${JSON.stringify(v.errors)}`,
+          );
+          checked++;
+        }
       }
+    } finally {
+      await handle.close();
     }
+    assert.deepEqual(await readFile(file), original, "every flip was put back");
     assert.ok(checked > 2100, `${checked} tampered copies checked`);
   } finally {
     await cleanup();
@@ -109,7 +116,8 @@ test("the CLI exits 1 for a flipped byte and names the seq", async () => {
       const tampered = Buffer.from(original);
       tampered[starts[seq] + rel] ^= 0x01;
       await writeFile(ws.walFile("run-golden"), tampered);
-      const r = await runCli(["--sdd", ws.root, "wal", "verify"]);
+      // The first as a real process; the others by main() in this process, the same command.
+      const r = await (seq === 12 ? runCli : runMain)(["--sdd", ws.root, "wal", "verify"]);
       assert.equal(r.code, 1);
       assert.match(r.stdout, new RegExp(`run-golden: seq ${seq}, line ${seq + 1}: `));
     }

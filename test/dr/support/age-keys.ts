@@ -2,15 +2,23 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { envFor, runCli } from "../../helpers.js";
+import { envFor, runCli, runMain } from "../../helpers.js";
 
+/**
+ * `run: "main"` runs `key generate` by main() in the test's process (runMain), for a file whose
+ * keys are only the means to what it checks.
+ */
 export async function keyPair(
   dir: string,
   name: string,
   pq = false,
+  run: "cli" | "main" = "cli",
 ): Promise<{ file: string; recipient: string }> {
   const file = path.join(dir, name);
-  const r = await runCli(["key", "generate", "-o", file, ...(pq ? ["--pq"] : [])], { env: envFor(dir) });
+  const r = await (run === "main" ? runMain : runCli)(
+    ["key", "generate", "-o", file, ...(pq ? ["--pq"] : [])],
+    { env: envFor(dir) },
+  );
   assert.equal(r.code, 0, r.stderr);
   return { file, recipient: r.stdout.trim() };
 }
