@@ -19,7 +19,6 @@ import {
   killLeftArchivers,
   pointsInsideMerges,
   restoresAt,
-  restoresAtInProcess,
   spawnArchiver,
   walSegmentsOf,
 } from "./support/archive-bursts.js";
@@ -69,7 +68,8 @@ describe("background compaction in dr archive", () => {
       assert.ok(segments.length < 40 / 2, `${segments.length} WAL segments left of 40 bursts`);
       const check = await f.cli(["--json", "dr", "list", "--from", dir, "--check"]);
       assert.equal(check.code, 0, check.stdout + check.stderr);
-      for (const seq of await pointsInsideMerges(store, RUN, 4)) await restoresAtInProcess(f, dir, RUN, seq);
+      for (const seq of await pointsInsideMerges(store, RUN, 4))
+        await restoresAt(f, dir, RUN, seq, [], "in-process");
       await restoresAt(f, dir, RUN, made - 1);
     });
   });
@@ -137,7 +137,8 @@ describe("background compaction in dr archive", () => {
       const gens = JSON.parse(check.stdout).generations as { gaps: unknown[] }[];
       assert.equal(gens.length, 1, "one generation across the kills");
       assert.deepEqual(gens[0]!.gaps, []);
-      for (const seq of await pointsInsideMerges(store, RUN, 3)) await restoresAtInProcess(f, dir, RUN, seq);
+      for (const seq of await pointsInsideMerges(store, RUN, 3))
+        await restoresAt(f, dir, RUN, seq, [], "in-process");
       await restoresAt(f, dir, RUN, made - 1);
     });
   });
@@ -175,7 +176,7 @@ describe("background compaction in dr archive", () => {
         const check = await f.cli(["--json", "dr", "list", "--from", dir, "--check", ...readKeys]);
         assert.equal(check.code, 0, check.stdout + check.stderr);
         for (const seq of await pointsInsideMerges(store, RUN, 2))
-          await restoresAtInProcess(f, dir, RUN, seq, readKeys);
+          await restoresAt(f, dir, RUN, seq, readKeys, "in-process");
         await restoresAt(f, dir, RUN, made - 1, readKeys);
       }
     });
@@ -225,7 +226,7 @@ describe("background compaction in dr archive", () => {
       const check = await f.cli(["--json", "dr", "list", "--from", dir, "--check", "--password-file", pw]);
       assert.equal(check.code, 0, check.stdout + check.stderr);
       for (const seq of await pointsInsideMerges(store, RUN, 3))
-        await restoresAtInProcess(f, dir, RUN, seq, ["--password-file", pw]);
+        await restoresAt(f, dir, RUN, seq, ["--password-file", pw], "in-process");
       await restoresAt(f, dir, RUN, made - 1, ["--password-file", pw]);
     });
   });

@@ -13,13 +13,7 @@ import { after, describe, it } from "node:test";
 import { archiveHealth, type ArchiveStatus } from "../../src/archive/health.js";
 import { openCatalogue } from "../../src/storage/open-store.js";
 import { scratchDir, waitFor } from "../helpers.js";
-import {
-  killLeftArchivers,
-  restoresAt,
-  restoresAtInProcess,
-  spawnArchiver,
-  storedSeq,
-} from "./support/archive-bursts.js";
+import { killLeftArchivers, restoresAt, spawnArchiver, storedSeq } from "./support/archive-bursts.js";
 import { appendDecisions, archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
 
 const RUN = "run-held-back";
@@ -143,7 +137,7 @@ describe("archive health: WAL bytes held back", () => {
     assert.equal((out.stderr.match(/held back:/g) ?? []).length, 1, `named once: ${out.stderr}`);
     assert.match(out.stdout, new RegExp(`${RUN}: the bytes held back after seq 9 are gone or valid now`));
     await restoresAt(f, store, RUN, 14);
-    await restoresAtInProcess(f, store, RUN, 10);
+    await restoresAt(f, store, RUN, 10, [], "in-process");
   });
 
   it("an open run's last line without its newline is held back as its torn tail (no error), and shipped once the line is finished", async () => {
@@ -202,7 +196,7 @@ describe("archive health: WAL bytes held back", () => {
     assert.doesNotMatch(out.stderr, /damaged WAL:/);
     assert.match(out.stdout, new RegExp(`${RUN}: the bytes held back after seq 9 are gone or valid now`));
     // No gap, no duplicate: the restored WAL is the source's, line for line.
-    await restoresAtInProcess(f, store, RUN, 10);
+    await restoresAt(f, store, RUN, 10, [], "in-process");
     await restoresAt(f, store, RUN, 11);
   });
 

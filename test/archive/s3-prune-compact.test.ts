@@ -27,7 +27,6 @@ import {
   killLeftArchivers,
   pointsInsideMerges,
   restoresAt,
-  restoresAtInProcess,
   spawnArchiver,
   walSegmentsOf,
 } from "./support/archive-bursts.js";
@@ -178,7 +177,7 @@ describe("dr archive-compact and dr prune on s3://", () => {
       const check = await g.cli(["--json", "dr", "list", "--from", url, "--check", ...remote]);
       assert.equal(check.code, 0, check.stdout + check.stderr);
       for (const seq of await pointsInsideMerges(store, RUN, 2))
-        await restoresAtInProcess(g, url, RUN, seq, remote);
+        await restoresAt(g, url, RUN, seq, remote, "in-process");
       await restoresAt(g, url, RUN, made - 1, remote);
     });
   });

@@ -103,7 +103,8 @@ export async function walPrefix(f: ArchiveFixture, run: string, seq: number): Pr
 
 /**
  * Restores `--at-seq run:seq` into a new folder and `dr verify`s the same point: the restored WAL
- * must be the source's up to that entry (no entry lost, none twice).
+ * must be the source's up to that entry (no entry lost, none twice). `via`: "in-process" for the
+ * many points of one case once a CLI run of the same case has checked the commands themselves.
  */
 export async function restoresAt(
   f: ArchiveFixture,
@@ -111,7 +112,9 @@ export async function restoresAt(
   run: string,
   seq: number,
   extra: string[] = [],
+  via: "cli" | "in-process" = "cli",
 ): Promise<void> {
+  if (via === "in-process") return restoresAtInProcess(f, { from, run, seq, extra });
   const target = path.join(f.dir, "restores", `${path.basename(from)}-${seq}-${Date.now()}`, ".sdd");
   const point = ["--from", from, "--at-seq", `${run}:${seq}`, ...extra];
   const r = await f.cli(["--json", "dr", "restore", ...point], target);
@@ -126,18 +129,14 @@ export async function restoresAt(
 }
 
 /**
- * restoresAt's checks in this process, for the many points of one case (restoresAt, once per
- * case, keeps the CLI's own runs): the point restored by what `dr restore --at-seq` runs (task
+ * restoresAt's checks in this process: the point restored by what `dr restore --at-seq` runs (task
  * files rebuilt as it rebuilds them), its WAL the source's up to that entry, and the restored
  * folder checked as `dr verify` checks the point it restores (the snapshot's audit key, else the
  * live one). `extra`: restoresAt's flags (--password-file, --identity-file, --endpoint, --retries).
  */
-export async function restoresAtInProcess(
+async function restoresAtInProcess(
   f: ArchiveFixture,
-  from: string,
-  run: string,
-  seq: number,
-  extra: string[] = [],
+  { from, run, seq, extra }: { from: string; run: string; seq: number; extra: string[] },
 ): Promise<void> {
   // Loaded here, as the CLI loads them: the suites that only feed an archiver do not pay for them.
   const [
