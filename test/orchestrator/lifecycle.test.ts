@@ -34,7 +34,8 @@ test("stop during a busy run, then start: the backlog finishes with nothing lost
     const results = path.join(dir, "results.txt");
     const gate = path.join(dir, "gate");
     const ids: string[] = [];
-    for (let i = 0; i < 16; i++) {
+    // Eight: more than --max-agents 3 can hold, so some are still open at the stop.
+    for (let i = 0; i < 8; i++) {
       const id = `s-${String(i).padStart(2, "0")}`;
       ids.push(id);
       // The first three finish at once; the rest wait for the gate, opened only after the stop, so
@@ -64,11 +65,11 @@ test("stop during a busy run, then start: the backlog finishes with nothing lost
     assert.equal(again.code, 0, again.stderr);
     const doc = JSON.parse(again.stdout);
     assert.equal(doc.recovery.replay.found, 0, "nothing to replay after a clean stop");
-    assert.equal(doc.counts.done, 16);
+    assert.equal(doc.counts.done, 8);
     const lines = (await readFile(results, "utf8")).split("\n").filter(Boolean).sort();
     assert.deepEqual(lines, ids, "every task ran exactly once");
     const fin = await statusOf(cli);
-    assert.equal(fin.tasks.done, 16);
+    assert.equal(fin.tasks.done, 8);
     assert.equal(fin.agents_running, 0);
     assert.equal(fin.agents_recorded, 0);
     assert.ok(fin.checkpoint && fin.checkpoint.id, "a checkpoint was written at stop");
