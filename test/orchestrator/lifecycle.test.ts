@@ -11,7 +11,7 @@ import { readClosedMarker } from "../../src/wal/recovery.js";
 import type { Workspace } from "../../src/workspace/layout.js";
 import { launcherEnv, launcherFlags } from "../../src/workspace/launcher.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
-import { CLI, runCli, runMain, waitFor } from "../helpers.js";
+import { CLI, runMain, waitFor } from "../helpers.js";
 import { taskCounts } from "./support/task-counts.js";
 import { orchestratorWorkspace } from "./support/workspace.js";
 
