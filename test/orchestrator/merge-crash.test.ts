@@ -9,6 +9,7 @@ import { scratchDir, withSeed } from "../helpers.js";
 import {
   committedTask,
   driveMerge,
+  driveMergeInProcess,
   gitSync,
   makeRepo,
   MERGE_CRASH_POINTS,
@@ -55,7 +56,9 @@ test("task_merged survives SIGKILL at every step: one merge commit per task atte
         const job = { sdd, repo, inputs };
         const crashed = driveMerge({ ...job, mode: "merge" }, point);
         assert.equal(crashed.signal, "SIGKILL", `${why}: the driver was not killed: ${crashed.err}`);
-        const recovered = driveMerge({ ...job, mode: "recover" });
+        // The restart: a new run in this process (a child would only add a Node start-up), replaying
+        // from disk what the killed process left.
+        const recovered = await driveMergeInProcess({ ...job, mode: "recover" });
         assert.equal(recovered.status, 0, `${why}: recovery failed: ${recovered.err}`);
         assert.equal(JSON.parse(recovered.out).failed, 0, `${why}: ${recovered.out}`);
 

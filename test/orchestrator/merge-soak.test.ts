@@ -9,7 +9,14 @@ import { taskBranch, taskWorktreePath } from "../../src/orchestrator/git/worktre
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { scratchDir, withSeed } from "../helpers.js";
-import { committedTask, driveMerge, gitSync, makeRepo, mergeCommitsOf } from "./support/git-repo.js";
+import {
+  committedTask,
+  driveMerge,
+  driveMergeInProcess,
+  gitSync,
+  makeRepo,
+  mergeCommitsOf,
+} from "./support/git-repo.js";
 
 /**
  * Soak with a real repository: tasks branch from the target at different moments, touch their own
@@ -46,10 +53,16 @@ test("soak: many tasks, same and different files, random SIGKILLs: each merged o
           const job = { sdd, repo, inputs: t.inputs };
           const crashAt =
             rand() < 0.5 ? `task_merged:${PHASES[Math.floor(rand() * PHASES.length)]}` : undefined;
-          const first = driveMerge({ ...job, mode: "merge" }, crashAt);
+          // A merge to be killed runs in a child, and its recovery in a fresh one (a real restart);
+          // the others run in this process: a child would only add a Node start-up.
+          const first = crashAt
+            ? driveMerge({ ...job, mode: "merge" }, crashAt)
+            : await driveMergeInProcess({ ...job, mode: "merge" });
           if (first.signal !== "SIGKILL")
             assert.equal(first.status, 0, `seed ${seed} ${t.inputs.task_id}: ${first.err}`);
-          const again = driveMerge({ ...job, mode: "recover" });
+          const again = crashAt
+            ? driveMerge({ ...job, mode: "recover" })
+            : await driveMergeInProcess({ ...job, mode: "recover" });
           assert.equal(again.status, 0, `seed ${seed} ${t.inputs.task_id}: ${again.err}`);
         }
       }

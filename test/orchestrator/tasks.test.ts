@@ -4,7 +4,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { findCycle, parseTaskText, scanBacklog } from "../../src/orchestrator/tasks.js";
 import { Workspace } from "../../src/workspace/layout.js";
-import { runCli, scratchDir } from "../helpers.js";
+import { runCli, runMain, scratchDir } from "../helpers.js";
 
 test("task files parse with defaults; Python-original files parse too", () => {
   const spec = parseTaskText(
@@ -64,7 +64,9 @@ test("task add / list: ids, dependencies, cycles, malformed files left in place"
   try {
     const sdd = path.join(dir, ".sdd");
     const cli = (...a: string[]) => runCli(["--sdd", sdd, ...a]);
-    assert.equal((await cli("init")).code, 0);
+    // In this process: the repeat runs of behaviours a real process run (cli) of this file checks.
+    const inProc = (...a: string[]) => runMain(["--sdd", sdd, ...a]);
+    assert.equal((await inProc("init")).code, 0);
     const a = await cli("task", "add", "first", "--command", "true", "--json");
     assert.equal(a.code, 0, a.stderr);
     const idA = JSON.parse(a.stdout).id as string;
@@ -88,20 +90,20 @@ test("task add / list: ids, dependencies, cycles, malformed files left in place"
     const unknown = await cli("task", "add", "x", "--command", "true", "--depends-on", "nope");
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /unknown dependency nope/);
-    const self = await cli("task", "add", "x", "--command", "true", "--id", "s", "--depends-on", "s");
+    const self = await inProc("task", "add", "x", "--command", "true", "--id", "s", "--depends-on", "s");
     assert.equal(self.code, 2);
     assert.match(self.stderr, /dependency cycle s -> s/);
-    const dup = await cli("task", "add", "x", "--command", "true", "--id", "b");
+    const dup = await inProc("task", "add", "x", "--command", "true", "--id", "b");
     assert.equal(dup.code, 2);
     assert.match(dup.stderr, /already exists/);
-    const both = await cli("task", "add", "x", "--command", "true", "--prompt", "p");
+    const both = await inProc("task", "add", "x", "--command", "true", "--prompt", "p");
     assert.equal(both.code, 2);
-    const badPrio = await cli("task", "add", "x", "--command", "true", "--priority", "high");
+    const badPrio = await inProc("task", "add", "x", "--command", "true", "--priority", "high");
     assert.equal(badPrio.code, 2);
 
     // A hand-written file that closes a cycle through the new task is rejected too.
     await writeFile(path.join(sdd, "backlog/open/h.md"), "---\nid: h\ntitle: hand\ndepends_on: [c]\n---\n");
-    const cyc = await cli("task", "add", "c", "--command", "true", "--id", "c", "--depends-on", "h");
+    const cyc = await inProc("task", "add", "c", "--command", "true", "--id", "c", "--depends-on", "h");
     assert.equal(cyc.code, 2);
     assert.match(cyc.stderr, /dependency cycle/);
 
@@ -118,7 +120,7 @@ test("task add / list: ids, dependencies, cycles, malformed files left in place"
     assert.equal(doc.malformed[0].file, badFile);
     assert.match(list.stderr, /bad\.md/);
     assert.equal(await readFile(badFile, "utf8"), "---\nid: bad\ntitle: [unclosed\n---\n");
-    const onlyDone = await cli("task", "list", "--state", "done", "--json");
+    const onlyDone = await inProc("task", "list", "--state", "done", "--json");
     assert.deepEqual(JSON.parse(onlyDone.stdout).tasks, []);
     assert.equal((await cli("task", "list", "--state", "nope")).code, 2);
 
@@ -134,7 +136,9 @@ test("task add --agent --prompt: the task runs that agents.yaml template, prompt
   try {
     const sdd = path.join(dir, ".sdd");
     const cli = (...a: string[]) => runCli(["--sdd", sdd, ...a]);
-    assert.equal((await cli("init")).code, 0);
+    // In this process: the repeat runs of behaviours a real process run (cli) of this file checks.
+    const inProc = (...a: string[]) => runMain(["--sdd", sdd, ...a]);
+    assert.equal((await inProc("init")).code, 0);
     await writeFile(
       path.join(sdd, "config/agents.yaml"),
       "agents:\n  echoer:\n    adapter: template\n" +
@@ -152,7 +156,7 @@ test("task add --agent --prompt: the task runs that agents.yaml template, prompt
       "e1",
     );
     assert.equal(add.code, 0, add.stderr);
-    const listed = JSON.parse((await cli("task", "list", "--json")).stdout);
+    const listed = JSON.parse((await inProc("task", "list", "--json")).stdout);
     assert.equal(listed.tasks[0].agent, "echoer");
     const run = await cli("start", "--until-idle", "--poll", "20");
     assert.equal(run.code, 0, run.stderr);
@@ -167,7 +171,9 @@ test("a title with a line break: task add refuses it; a task file's is listed on
   try {
     const sdd = path.join(dir, ".sdd");
     const cli = (...a: string[]) => runCli(["--sdd", sdd, ...a]);
-    assert.equal((await cli("init")).code, 0);
+    // In this process: the repeat runs of behaviours a real process run (cli) of this file checks.
+    const inProc = (...a: string[]) => runMain(["--sdd", sdd, ...a]);
+    assert.equal((await inProc("init")).code, 0);
     const refused = await cli("task", "add", "fix\nlogin", "--command", "true", "--id", "nl");
     assert.equal(refused.code, 2);
     assert.equal(
@@ -175,7 +181,7 @@ test("a title with a line break: task add refuses it; a task file's is listed on
       "bernstein: task add: the title must be one line of text; it holds a line break\n",
     );
     assert.match(
-      (await cli("task", "add", "bell\u0007", "--command", "true")).stderr,
+      (await inProc("task", "add", "bell\u0007", "--command", "true")).stderr,
       /it holds a control character \(U\+0007\)/,
     );
     assert.deepEqual(await readdir(path.join(sdd, "backlog/open")), [], "nothing written");
@@ -199,7 +205,7 @@ test("a title with a line break: task add refuses it; a task file's is listed on
       ["open multi p2 fix\\nlogin", "open plain p2 plain"],
       "one line per task, the line break shown as \\n",
     );
-    const json = JSON.parse((await cli("task", "list", "--json")).stdout);
+    const json = JSON.parse((await inProc("task", "list", "--json")).stdout);
     assert.equal(json.tasks[0].title, "fix\nlogin");
   } finally {
     await cleanup();

@@ -10,7 +10,8 @@ import path from "node:path";
 import { test } from "node:test";
 import { readTaskFile } from "../../src/orchestrator/tasks.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
-import { runCli } from "../helpers.js";
+import { runCli, runMain } from "../helpers.js";
+import { taskCounts } from "../orchestrator/support/task-counts.js";
 import {
   eventually,
   getJson,
@@ -48,13 +49,15 @@ test(
     Object.assign(process.env, env); // the followers (children of this process) too
     const { file: tokenFile, token } = await makeToken(dir);
     const sdd = (n: string): string => path.join(dir, n, ".sdd");
-    await initWorkspace(sdd("L"));
+    const { workspace: leaderWs } = await initWorkspace(sdd("L"));
     const results = path.join(dir, "results.txt");
     // Each task reports a cost, so every completion also writes a ledger row.
     const command = (id: string): string =>
       `echo ${id} >> ${results}; echo '{"cost_usd": 0.25, "input_tokens": 10, "output_tokens": 5, "model": "m1"}'`;
+    // `task add` in this process: a real `bernstein task add` is tested in test/orchestrator/tasks;
+    // here it only writes the task file (the same parser and code), a process would add a start-up.
     const add = async (ws: string, id: string, extra: string[] = []): Promise<void> => {
-      const r = await runCli(
+      const r = await runMain(
         ["--sdd", ws, "task", "add", id, "--id", id, "--command", command(id), ...extra],
         {
           env,
@@ -109,10 +112,8 @@ test(
     await eventually(
       "every task done on the leader",
       async () => {
-        const st = JSON.parse(
-          (await runCli(["--sdd", sdd("L"), "--json", "status"], { env })).stdout,
-        ) as Status;
-        return st.tasks.done === ids.length;
+        // Read from the leader's folders (what `status` counts), not a `status` process per poll.
+        return (await taskCounts(leaderWs)).done === ids.length;
       },
       60_000,
     );

@@ -1,4 +1,5 @@
 /** Real git repositories for the worktree and merge tests. */
+import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -98,4 +99,19 @@ export function driveMerge(
   if (crashAt) env.BERNSTEIN_CRASH_AT = crashAt;
   const r = spawnSync(process.execPath, [DRIVER, JSON.stringify(job)], { env, encoding: "utf8" });
   return { status: r.status, signal: r.signal, out: r.stdout, err: r.stderr };
+}
+
+/**
+ * What driveMerge does, in the test's own process: for the runs nobody kills, where a child would
+ * only add a Node start-up. The state it works on is on disk either way (repository, WAL).
+ */
+export async function driveMergeInProcess(job: {
+  mode: "merge" | "recover";
+  sdd: string;
+  repo: string;
+  inputs: MergeInputs;
+}): Promise<{ status: number | null; signal: string | null; out: string; err: string }> {
+  assert.equal(process.env.BERNSTEIN_CRASH_AT, undefined, "no crash point in the test's own process");
+  const { runMergeJob } = await import("./merge-driver.js");
+  return { status: 0, signal: null, out: await runMergeJob(job), err: "" };
 }

@@ -4,6 +4,7 @@
  * intents of earlier runs with the merge handler, then sweeps the worktree and branch of the task
  * (the cleanup a crash after the commit entry leaves undone). Prints one JSON line.
  */
+import { fileURLToPath } from "node:url";
 import { DecisionLog } from "../../../src/state/decisions.js";
 import { emptyState } from "../../../src/state/reducer.js";
 import { replayWal } from "../../../src/state/replay.js";
@@ -20,7 +21,7 @@ import { containsCommit } from "../../../src/orchestrator/git/repo.js";
 import { taskWorktreePath } from "../../../src/orchestrator/git/worktree.js";
 import { TEST_IDENTITY } from "./git-repo.js";
 
-interface Job {
+export interface Job {
   mode: "merge" | "recover";
   sdd: string;
   repo: string;
@@ -38,8 +39,11 @@ function settingsFor(job: Job, inputs: MergeInputs): MergeSettings {
   };
 }
 
-async function main(): Promise<void> {
-  const job = JSON.parse(process.argv[2]!) as Job;
+/**
+ * The driver's work, in the calling process: for the runs the test does not kill, where a child
+ * would only add a Node start-up. Returns the JSON line the child prints.
+ */
+export async function runMergeJob(job: Job): Promise<string> {
   const ws = await openWorkspace(job.sdd);
   const wal = await WalWriter.open(ws, newRunId());
   const log = new DecisionLog({ ws, wal, audit: null, state: emptyState() });
@@ -61,7 +65,8 @@ async function main(): Promise<void> {
     result = { replayed: summary.replayed, failed: summary.failed, warnings: summary.warnings };
   }
   await wal.close({ markClosed: true, reason: "test" });
-  process.stdout.write(JSON.stringify(result) + "\n");
+  return JSON.stringify(result) + "\n";
 }
 
-await main();
+if (process.argv[1] === fileURLToPath(import.meta.url))
+  process.stdout.write(await runMergeJob(JSON.parse(process.argv[2]!) as Job));
