@@ -6,7 +6,7 @@ import { addTask } from "../../src/orchestrator/tasks.js";
 import { fingerprintWal } from "../../src/wal/fingerprint.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { Workspace, initWorkspace } from "../../src/workspace/layout.js";
-import { runCli, runMain, scratchDir } from "../helpers.js";
+import { runCli, scratchDir } from "../helpers.js";
 import { makeRepo } from "./support/git-repo.js";
 
 /** A backlog with priorities, a dependency, a retried failure and agents reporting cost. */
@@ -41,11 +41,8 @@ async function runAndFingerprint(
   project: string,
   stateHome: string,
   extra: string[] = [],
-  how: "process" | "in-process" = "process",
 ): Promise<{ fp: string; code: number | null; stderr: string }> {
-  // In-process for the repeat runs: the same orchestrator and agent wrapper processes, less one
-  // Node start-up; each case keeps a real `bernstein start` process for its first run.
-  const r = await (how === "process" ? runCli : runMain)(
+  const r = await runCli(
     [
       "--sdd",
       path.join(project, ".sdd"),
@@ -83,8 +80,8 @@ test("--max-agents 1: two runs of the same backlog have the same WAL fingerprint
     await cp(one, two, { recursive: true }); // the same backlog files
     await buildBacklog(other, 1); // one priority differs
     const r1 = await runAndFingerprint(one, state);
-    const r2 = await runAndFingerprint(two, state, [], "in-process");
-    const r3 = await runAndFingerprint(other, state, [], "in-process");
+    const r2 = await runAndFingerprint(two, state);
+    const r3 = await runAndFingerprint(other, state);
     // Task e fails terminally, so --until-idle exits 1 — the same in both runs.
     assert.equal(r1.code, 1, r1.stderr);
     assert.equal(r2.code, 1, r2.stderr);
@@ -123,7 +120,7 @@ test("--max-agents 1 with worktrees: the same backlog on the same repository sta
     await buildRepoBacklog(one);
     await buildRepoBacklog(two);
     const r1 = await runAndFingerprint(one, state, ["--worktrees"]);
-    const r2 = await runAndFingerprint(two, state, ["--worktrees"], "in-process");
+    const r2 = await runAndFingerprint(two, state, ["--worktrees"]);
     assert.equal(r1.code, 0, r1.stderr);
     assert.equal(r2.code, 0, r2.stderr);
     const m1 = await mergeCommitsInWal(one);
