@@ -156,6 +156,23 @@ export function runCli(
   });
 }
 
+/** Runs `fn` with `env` over process.env (undefined removes), then puts the previous values back. */
+export async function withEnv<T>(env: Record<string, string | undefined>, fn: () => Promise<T>): Promise<T> {
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  const set = (vars: Record<string, string | undefined>) => {
+    for (const [k, v] of Object.entries(vars)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  };
+  set(env);
+  try {
+    return await fn();
+  } finally {
+    set(saved);
+  }
+}
+
 let mainQueue: Promise<unknown> = Promise.resolve();
 
 /**
@@ -174,8 +191,6 @@ export function runMain(
     // The test runner reports to this process's stdout through a pipe that writes on later
     // ticks: let what it has queued (the previous test's result) go out before stdout is taken.
     await new Promise((resolve) => setImmediate(resolve));
-    const env = opts.env ?? {};
-    const savedEnv = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
     const savedCwd = process.cwd();
     const savedExitCode = process.exitCode;
     const out = { stdout: "", stderr: "" };
@@ -191,22 +206,14 @@ export function runMain(
     };
     const restore = [capture("stdout"), capture("stderr")];
     try {
-      for (const [k, v] of Object.entries(env)) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
       if (opts.cwd) process.chdir(opts.cwd);
       process.exitCode = undefined;
-      const code = await main(args);
+      const code = await withEnv(opts.env ?? {}, () => main(args));
       return { code, ...out };
     } finally {
       for (const r of restore) r();
       process.chdir(savedCwd);
       process.exitCode = savedExitCode;
-      for (const [k, v] of Object.entries(savedEnv)) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
     }
   };
   const result = mainQueue.then(run);

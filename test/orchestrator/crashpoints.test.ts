@@ -10,7 +10,7 @@ import { runBackupJob } from "../../src/dr/backup-job.js";
 import { restoreFromFile } from "../../src/dr/restore.js";
 import { totalCost } from "../../src/orchestrator/view.js";
 import { initWorkspace, openWorkspace, Workspace } from "../../src/workspace/layout.js";
-import { runCli, scratchDir } from "../helpers.js";
+import { runCli, scratchDir, withEnv } from "../helpers.js";
 
 /**
  * Deterministic crashes: the orchestrator SIGKILLs itself (BERNSTEIN_CRASH_AT) at a chosen point of
@@ -126,17 +126,8 @@ async function assertFinished(
  * event), its audit key found through the same environment as the CLI's (set only while it runs).
  */
 async function backupInProcess(sdd: string, archive: string, env: Record<string, string>): Promise<void> {
-  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, env);
-  try {
-    const job = await runBackupJob(await openWorkspace(sdd), { to: archive });
-    assert.deepEqual(job.warnings, [], "the backup and its audit event were recorded");
-  } finally {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
+  const job = await withEnv(env, async () => runBackupJob(await openWorkspace(sdd), { to: archive }));
+  assert.deepEqual(job.warnings, [], "the backup and its audit event were recorded");
 }
 
 const START = ["start", "--until-idle", "--max-agents", "2", "--poll", "20", "--retry-backoff", "10"];

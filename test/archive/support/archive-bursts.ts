@@ -3,12 +3,12 @@
  * (so every burst is its own small segment): what background compaction needs to have work.
  */
 import assert from "node:assert/strict";
-import { readFile, stat } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { listArchive } from "../../../src/archive/catalog.js";
 import { readArchiveStatus } from "../../../src/archive/health.js";
 import type { BackupStore } from "../../../src/storage/store.js";
-import { spawnCli, waitFor, type CliResult } from "../../helpers.js";
+import { runMain, spawnCli, waitFor, type CliResult } from "../../helpers.js";
 import { appendDecisions, type ArchiveFixture } from "./archive-workspace.js";
 
 /** The WAL segments of run `run` in the store (every generation), oldest first; none before the store exists. */
@@ -103,8 +103,9 @@ export async function walPrefix(f: ArchiveFixture, run: string, seq: number): Pr
 
 /**
  * Restores `--at-seq run:seq` into a new folder and `dr verify`s the same point: the restored WAL
- * must be the source's up to that entry (no entry lost, none twice). `via`: "in-process" for the
- * many points of one case once a CLI run of the same case has checked the commands themselves.
+ * must be the source's up to that entry (no entry lost, none twice). `via`: "in-process" (the
+ * same commands by main() in this process, runMain) for the many points of one case once a CLI
+ * run of the same case has checked the commands as processes.
  */
 export async function restoresAt(
   f: ArchiveFixture,
@@ -114,81 +115,21 @@ export async function restoresAt(
   extra: string[] = [],
   via: "cli" | "in-process" = "cli",
 ): Promise<void> {
-  if (via === "in-process") return restoresAtInProcess(f, { from, run, seq, extra });
+  const cli =
+    via === "cli"
+      ? f.cli
+      : (args: string[], at = f.sdd) => runMain(["--sdd", at, ...args], { env: f.env, cwd: f.dir });
   const target = path.join(f.dir, "restores", `${path.basename(from)}-${seq}-${Date.now()}`, ".sdd");
   const point = ["--from", from, "--at-seq", `${run}:${seq}`, ...extra];
-  const r = await f.cli(["--json", "dr", "restore", ...point], target);
+  const r = await cli(["--json", "dr", "restore", ...point], target);
   assert.equal(r.code, 0, `restore ${run}:${seq}: ${r.stderr}`);
   assert.equal(
     await readFile(path.join(target, "runtime", "wal", `${run}.wal.jsonl`), "utf8"),
     await walPrefix(f, run, seq),
     `restored WAL at ${run}:${seq}`,
   );
-  const v = await f.cli(["--json", "dr", "verify", ...point]);
+  const v = await cli(["--json", "dr", "verify", ...point]);
   assert.equal(v.code, 0, `verify ${run}:${seq}: ${v.stdout}${v.stderr}`);
-}
-
-/**
- * restoresAt's checks in this process: the point restored by what `dr restore --at-seq` runs (task
- * files rebuilt as it rebuilds them), its WAL the source's up to that entry, and the restored
- * folder checked as `dr verify` checks the point it restores (the snapshot's audit key, else the
- * live one). `extra`: restoresAt's flags (--password-file, --identity-file, --endpoint, --retries).
- */
-async function restoresAtInProcess(
-  f: ArchiveFixture,
-  { from, run, seq, extra }: { from: string; run: string; seq: number; extra: string[] },
-): Promise<void> {
-  // Loaded here, as the CLI loads them: the suites that only feed an archiver do not pay for them.
-  const [
-    { restoreToPoint },
-    { readKeysOf },
-    { verifyStateFolder },
-    { materializeFromWal },
-    { openCatalogue },
-    { Workspace },
-  ] = await Promise.all([
-    import("../../../src/archive/restore-point.js"),
-    import("../../../src/cli/commands/dr/archive-point.js"),
-    import("../../../src/dr/verify.js"),
-    import("../../../src/orchestrator/materialize.js"),
-    import("../../../src/storage/open-store.js"),
-    import("../../../src/workspace/layout.js"),
-  ]);
-  const flag = (name: string) => (extra.includes(name) ? extra[extra.indexOf(name) + 1] : undefined);
-  const keys = await readKeysOf({
-    passwordFile: flag("--password-file"),
-    identityFile: flag("--identity-file"),
-  });
-  const retries = flag("--retries");
-  const store = await openCatalogue(from, {
-    endpoint: flag("--endpoint"),
-    retries: retries === undefined ? undefined : Number(retries),
-  });
-  const dir = path.join(f.dir, "restores", `${path.basename(from)}-${seq}-${Date.now()}-in-process`);
-  const target = path.join(dir, ".sdd");
-  const snapshotKey = path.join(dir, "audit.key");
-  await restoreToPoint(store, { kind: "seq", run, seq }, target, {
-    ...keys,
-    auditKeyPath: snapshotKey,
-    source: store.root,
-    finish: async (root, state) => {
-      await materializeFromWal(new Workspace(root), state, { moveMisplaced: true });
-    },
-  });
-  assert.equal(
-    await readFile(path.join(target, "runtime", "wal", `${run}.wal.jsonl`), "utf8"),
-    await walPrefix(f, run, seq),
-    `restored WAL at ${run}:${seq}`,
-  );
-  const keyFile = (await stat(snapshotKey).catch(() => undefined))
-    ? snapshotKey
-    : f.env.BERNSTEIN_AUDIT_KEY_PATH;
-  const checks = await verifyStateFolder(target, { keyFile });
-  assert.deepEqual(
-    checks.filter((c) => c.status === "failed"),
-    [],
-    `verify ${run}:${seq}`,
-  );
 }
 
 /** Seqs to restore to: inside each merged segment (first, middle, last) plus the newest. */
