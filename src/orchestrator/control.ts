@@ -15,6 +15,20 @@ import path from "node:path";
 /** What an orchestrator's lock names as its command. */
 export const ORCHESTRATOR_LOCK_COMMAND = "bernstein start";
 
+/**
+ * Whether the live holder of a workspace's lock is an orchestrator (it reads stop requests and
+ * keeps the status file). A lock that names no command predates the field: an orchestrator's.
+ */
+export function isOrchestratorHolder(holder: LockInfo): boolean {
+  return holder.command === undefined || holder.command === ORCHESTRATOR_LOCK_COMMAND;
+}
+
+/** What holds a workspace when it is not an orchestrator, for one line: the follower or the command. */
+export function otherHolder(holder: { pid: number; hostname: string; command?: string | null }): string {
+  const what = holder.command === "replicate follow" ? "a follower process" : "another command";
+  return `${what} (${holder.command ? `${holder.command}, ` : ""}pid ${holder.pid} on ${holder.hostname})`;
+}
+
 export interface StopRequest {
   mode: "drain" | "force";
   /** Seconds to wait for running agents before leaving them running (drain) — they are re-attached later. */

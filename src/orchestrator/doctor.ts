@@ -17,7 +17,7 @@ import { Workspace, WORKSPACE_DIRS } from "../workspace/layout.js";
 import { shown } from "../workspace/shown-path.js";
 import { describeHolder, readLock } from "../workspace/lock.js";
 import { newestCheckpointCheck } from "./checkpointing.js";
-import { readRole } from "../workspace/replication-role.js";
+import { epochFile, readStanding, roleFile, type Standing } from "../workspace/replication-role.js";
 import { walDrift } from "./materialize.js";
 import { findCycles, scanBacklog, type BacklogScan } from "./tasks.js";
 import { agentNameFor, findExecutable, loadAgentsConfig, unrunnable, type AgentsConfig } from "./agents.js";
@@ -45,6 +45,12 @@ function check(name: string, verdict: Verdict, detail: string, fix = ""): Doctor
 const isDir = (p: string) =>
   stat(p).then(
     (s) => s.isDirectory(),
+    () => false,
+  );
+
+const isFile = (p: string) =>
+  stat(p).then(
+    (s) => s.isFile(),
     () => false,
   );
 
@@ -95,7 +101,10 @@ export async function runDoctor(
   // 6-7. backlog files parse; no task in two folders; no dependency cycle among the tasks to run
   const scan = await scanBacklog(ws);
   checks.push(...backlogChecks(ws, scan));
-  // 8. every claimed task has its claim in the WAL; the folders agree with the state
+  // 8. the replication role: a follower or a fenced node is refused by `start`
+  const standing = await readStanding(ws).catch(() => undefined);
+  await guard("replication", "bernstein dr status", () => replicationCheck(ws, standing));
+  // 9. every claimed task has its claim in the WAL; the folders agree with the state
   let state;
   try {
     state = (await loadState(ws)).state;
@@ -111,18 +120,50 @@ export async function runDoctor(
   }
   if (state) {
     // A follower's backlog is its base snapshot's: promotion writes the rest from the WAL.
-    const follower = (await readRole(ws).catch(() => undefined))?.role === "follower";
-    checks.push(...(await stateChecks(ws, state, scan, runs, follower)));
-    // 9. ledger totals agree with the state (checkpoint + WAL suffix)
+    const follower = standing?.kind === "follower";
+    checks.push(...(await stateChecks(ws, state, scan, runs, standing)));
+    // 10. ledger totals agree with the state (checkpoint + WAL suffix)
     await guard("ledger", "bernstein start", () => ledgerCheck(ws, state, follower));
   }
-  // 10. agents.yaml loads, and the tasks still to run have an agent that can run them here
+  // 11. agents.yaml loads, and the tasks still to run have an agent that can run them here
   await guard("agents", "", () => agentsCheck(ws, scan));
-  // 11. tool version vs the manifest of a restored workspace
+  // 12. tool version vs the manifest of a restored workspace
   await guard("version", "", async () => versionCheck(ws.root));
-  // 12. the repository the tasks merge into (docs/orchestrator.md "Worktrees and merges")
+  // 13. the repository the tasks merge into (docs/orchestrator.md "Worktrees and merges")
   await guard("git-merges", "", async () => gitMergeChecks(ws));
   return { checks };
+}
+
+/**
+ * Whether `start` may run here: a follower passes (it follows; `dr promote` makes it lead), a
+ * fenced node fails (`start` refuses it: a newer epoch leads elsewhere).
+ */
+async function replicationCheck(ws: Workspace, standing: Standing | undefined): Promise<DoctorCheck> {
+  // Unreadable role or epoch file: read again for its own error.
+  const s = standing ?? (await readStanding(ws));
+  switch (s.kind) {
+    case "fenced":
+      return check(
+        "replication",
+        "fail",
+        `fenced: superseded by epoch ${s.superseded_by}${s.reason ? ` (${s.reason})` : ""}, this node's epoch ${s.epoch} must not lead; \`start\` refuses it`,
+        "re-join as a follower: `bernstein replicate follow --leader NEW_LEADER_URL --rebootstrap`",
+      );
+    case "follower":
+      return check(
+        "replication",
+        "pass",
+        `follower of ${s.leader_url ?? "an unknown leader"} at epoch ${s.epoch}: \`start\` refuses it; \`bernstein dr promote\` makes it the leader`,
+      );
+    default: {
+      const replicated = (await isFile(roleFile(ws))) || (await isFile(epochFile(ws)));
+      return check(
+        "replication",
+        "pass",
+        replicated ? `leader at epoch ${s.epoch}` : "not replicated (no role or epoch file)",
+      );
+    }
+  }
 }
 
 async function layoutCheck(ws: Workspace): Promise<DoctorCheck> {
@@ -360,8 +401,9 @@ async function stateChecks(
   state: OrchestratorState,
   scan: BacklogScan,
   runs: WalRun[],
-  follower: boolean,
+  standing: Standing | undefined,
 ): Promise<DoctorCheck[]> {
+  const follower = standing?.kind === "follower";
   const claimedFiles = scan.tasks.filter((t) => t.state === "claimed");
   const intents = await claimIntents(ws, runs);
   const unclaimed = claimedFiles.filter(
@@ -384,7 +426,11 @@ async function stateChecks(
           "folders",
           "warn",
           `folders behind the WAL: ${mismatched.join(", ")}`,
-          "`bernstein start` moves them (a crash between a rename and its commit)",
+          follower
+            ? "`bernstein dr promote` moves them (a follower's folders are its base snapshot's)"
+            : standing?.kind === "fenced"
+              ? "none here: re-join as a follower (see the replication check)"
+              : "`bernstein start` moves them (a crash between a rename and its commit)",
         )
       : check("folders", "pass", "every task file is in the folder of its state"),
   ];

@@ -16,7 +16,7 @@ import { verifyRun } from "../wal/torn-tail.js";
 import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout.js";
 import { readLock } from "../workspace/lock.js";
 import { inTurns } from "../workspace/small-files.js";
-import { readStatusFile } from "./control.js";
+import { isOrchestratorHolder, otherHolder, readStatusFile } from "./control.js";
 import { newestCheckpointInfo } from "./checkpointing.js";
 import { listStateFolder } from "./backlog-folders.js";
 import { sessions, totalCost } from "./view.js";
@@ -38,6 +38,8 @@ export interface StatusReport {
   wal: { run_id: string | null; seq: number; entry_hash: string | null; runs: number; torn_tail: boolean };
   checkpoint: { id: string; created_at: string; age_s: number; wal_position: unknown } | null;
   orchestrator: { running: boolean; pid: number | null; run_id: string | null; state: string | null };
+  /** The live holder of the lock when it is not an orchestrator (a follower's `replicate follow`, a restore). */
+  held_by: { pid: number; hostname: string; command: string | null } | null;
   agents: { agent_id: string; task_id: string; attempt: number; running: boolean }[];
   /** Worktree tasks: waiting to merge (and why), merged (with their merge commits). */
   merges: MergeStatus;
@@ -55,7 +57,8 @@ export interface IntegrityProblem {
 
 export async function collectStatus(ws: Workspace): Promise<StatusReport> {
   const lock = await readLock(ws);
-  const running = lock.state === "held";
+  const held = lock.state === "held" ? lock.info : null;
+  const running = held !== null && isOrchestratorHolder(held);
   const agents: StatusReport["agents"] = [];
   let cost = 0;
   let stateError: string | undefined;
@@ -108,10 +111,12 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
     checkpoint: await newestCheckpointInfo(ws),
     orchestrator: {
       running,
-      pid: running ? lock.info.pid : null,
+      pid: running ? held.pid : null,
       run_id: sf?.run_id ?? null,
       state: running ? (sf?.state ?? "running") : "stopped",
     },
+    held_by:
+      held && !running ? { pid: held.pid, hostname: held.hostname, command: held.command ?? null } : null,
     agents,
     merges,
     integrity: await integrityProblems(ws, runs),
@@ -223,7 +228,7 @@ export function renderStatus(s: StatusReport, line: (l: string) => void): void {
   line(
     s.orchestrator.running
       ? `orchestrator: running, pid ${s.orchestrator.pid}, run ${s.orchestrator.run_id}`
-      : "orchestrator: not running",
+      : `orchestrator: not running${s.held_by ? `; the workspace is held by ${otherHolder(s.held_by)}` : ""}`,
   );
   renderMergeStatus(s.merges, line);
   if (s.state_error) line(`state: could not be loaded: ${s.state_error}`);

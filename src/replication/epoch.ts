@@ -7,61 +7,18 @@
  * File: `.sdd/runtime/replication/epoch.json`, replaced atomically:
  *   { "epoch": N, "superseded_by": M | null, "superseded_reason": "...", "updated_at": "ISO" }
  */
-import { readFile } from "node:fs/promises";
-import path from "node:path";
-import { ExitCode, UserError } from "../errors/errors.js";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 
-export interface EpochState {
-  /** This node's epoch: the term it leads or follows in. Starts at 1. */
-  epoch: number;
-  /** Set when this node learned that another node holds a newer epoch: it must not decide. */
-  superseded_by: number | null;
-  superseded_reason: string | null;
-  updated_at: string;
-}
+import { type EpochState, epochFile, readEpoch } from "../workspace/replication-role.js";
+
+// Reading the file sits with the role (src/workspace/): `start` and `doctor` ask whether the node is fenced.
+export { type EpochState, epochFile, readEpoch };
 
 export const EPOCH_HEADER = "x-bernstein-epoch";
 
 export function replicationDir(ws: Workspace): string {
   return ws.replicationDir;
-}
-
-export function epochFile(ws: Workspace): string {
-  return path.join(replicationDir(ws), "epoch.json");
-}
-
-export async function readEpoch(ws: Workspace): Promise<EpochState> {
-  let text: string;
-  try {
-    text = await readFile(epochFile(ws), "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") {
-      return {
-        epoch: 1,
-        superseded_by: null,
-        superseded_reason: null,
-        updated_at: new Date(0).toISOString(),
-      };
-    }
-    throw err;
-  }
-  let parsed: Partial<EpochState>;
-  try {
-    parsed = JSON.parse(text) as Partial<EpochState>;
-  } catch {
-    throw new UserError(`epoch file ${epochFile(ws)} is not valid JSON`, ExitCode.CORRUPT);
-  }
-  if (typeof parsed.epoch !== "number" || !Number.isSafeInteger(parsed.epoch) || parsed.epoch < 1) {
-    throw new UserError(`epoch file ${epochFile(ws)} has no valid epoch`, ExitCode.CORRUPT);
-  }
-  return {
-    epoch: parsed.epoch,
-    superseded_by: typeof parsed.superseded_by === "number" ? parsed.superseded_by : null,
-    superseded_reason: typeof parsed.superseded_reason === "string" ? parsed.superseded_reason : null,
-    updated_at: typeof parsed.updated_at === "string" ? parsed.updated_at : new Date(0).toISOString(),
-  };
 }
 
 export async function writeEpoch(ws: Workspace, state: EpochState): Promise<void> {

@@ -33,7 +33,7 @@ import {
   viewOf,
 } from "./health.js";
 import { type LeaderStatus, leaderMetrics, rpoEstimate } from "./leader-status.js";
-import { readRole } from "../workspace/replication-role.js";
+import { followerRefusal, readRole } from "../workspace/replication-role.js";
 import type { ConnectionLimits } from "./limits.js";
 import {
   type NodeHandlers,
@@ -116,11 +116,8 @@ export class ReplicationLeader {
 
   static async start(o: LeaderOptions): Promise<ReplicationLeader> {
     const role = await readRole(o.ws);
-    if (role.role === "follower") {
-      throw new ReplicationError(
-        `this workspace is a follower of ${role.leader_url ?? "another leader"}; run \`bernstein dr promote\` before leading`,
-      );
-    }
+    // A fenced node may still serve (its endpoint answers 409 with the reason); `start` refuses it.
+    if (role.role === "follower") throw new ReplicationError(followerRefusal(role.leader_url));
     if (o.policy !== "LEADER_ONLY" && o.followers.length === 0) {
       throw new ReplicationError(`ack policy ${o.policy} needs at least one --follower`);
     }

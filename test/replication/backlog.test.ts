@@ -5,7 +5,7 @@
  * folders and the ledger rows from the WAL; `doctor` passes; `start` goes on without re-running.
  */
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { readTaskFile } from "../../src/orchestrator/tasks.js";
@@ -133,6 +133,20 @@ test(
     const fromWalOnB = fchecks.find((c) => c.name === "tasks_from_wal")!;
     assert.equal(fromWalOnB.verdict, "pass");
     assert.match(fromWalOnB.detail, /^follower: 4 task\(s\) of the WAL have no file yet/);
+    // Its follow process holds the lock: `start` refuses the follower, `stop` names the process.
+    const startOnB = await runCli(["--sdd", sdd("B"), "start", "--until-idle"], { env, cwd: dir });
+    assert.equal(startOnB.code, 8, startOnB.stderr);
+    assert.equal(
+      startOnB.stderr,
+      `bernstein: this node follows ${leaderUrl}; run \`bernstein dr promote\` before leading\n`,
+    );
+    const stopOnB = await runCli(["--sdd", sdd("B"), "stop", "--timeout", "0"], { env, cwd: dir });
+    assert.equal(stopOnB.code, 3, stopOnB.stderr);
+    assert.match(
+      stopOnB.stderr,
+      /^bernstein: stop: no orchestrator runs in .*: it is held by a follower process \(replicate follow, pid \d+ on [^)]+\); [^\n]*\n$/,
+    );
+    assert.equal(await stat(path.join(sdd("B"), "runtime", "signals", "stop.json")).catch(() => null), null);
 
     leader.kill("SIGKILL");
     await leader.exited;

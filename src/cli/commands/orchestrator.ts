@@ -12,6 +12,7 @@ import { openWorkspace, type Workspace } from "../../workspace/layout.js";
 import { durableMkdir } from "../../workspace/durable.js";
 import { BIN, launcherEnv, launcherFlags } from "../../workspace/launcher.js";
 import { lockedBy, readLock } from "../../workspace/lock.js";
+import { assertMayLead } from "../../workspace/replication-role.js";
 import { Orchestrator, type RecoverySummary, type RunResult } from "../../orchestrator/orchestrator.js";
 import { readStatusFile } from "../../orchestrator/control.js";
 import { cleanupOnInterrupt, type InterruptSignal } from "../../workspace/interrupt.js";
@@ -151,6 +152,9 @@ function registerStart(program: Command): void {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
       const ws = await openWorkspace(g.sdd);
+      // A follower or a fenced node must not decide: refused before the lock (a follower's
+      // `replicate follow` may hold it), the leader and the background process.
+      await assertMayLead(ws);
       const file = loadedConfigOf(cmd).file;
       const worktreesFromFile = cmd.getOptionValueSource("worktrees") === "config" && file ? file : undefined;
       if (opts.detach) await startDetached(ws, opts, out, file ?? undefined, Boolean(worktreesFromFile));

@@ -4,7 +4,12 @@ import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { readLock, waitForLockRelease } from "../../workspace/lock.js";
-import { readStatusFile, writeStopRequest } from "../../orchestrator/control.js";
+import {
+  isOrchestratorHolder,
+  otherHolder,
+  readStatusFile,
+  writeStopRequest,
+} from "../../orchestrator/control.js";
 import { collectStatus, renderStatus, statusExitCode } from "../../orchestrator/status.js";
 import { numberOption } from "../number-option.js";
 
@@ -47,6 +52,14 @@ function registerStop(program: Command): void {
       const out = Output.of(cmd);
       const ws = await openWorkspace(g.sdd);
       const lock = await readLock(ws);
+      // Only an orchestrator reads a stop request: anything else holding the lock would leave it
+      // behind, unread, for the next start, while this command waited for nothing.
+      if (lock.state === "held" && !isOrchestratorHolder(lock.info))
+        throw new UserError(
+          `stop: no orchestrator runs in ${ws.shownRoot}: it is held by ${otherHolder(lock.info)}; stop that process where it runs (Ctrl-C, or kill ${lock.info.pid} on its host)`,
+          ExitCode.LOCKED,
+          { holder: lock.info },
+        );
       if (lock.state !== "held") {
         out.result({ ok: true, running: false, stopped: false }, () =>
           out.line("orchestrator is not running"),
