@@ -105,7 +105,9 @@ async function drillArchivePoint(cmd: Command, opts: DrillFlags): Promise<void> 
       ? "--plain"
       : opts.recipient?.length
         ? "--recipient"
-        : "";
+        : opts.recipientsFile !== undefined
+          ? "--recipients-file"
+          : "";
   if (backupOnly)
     throw new UserError(
       `dr drill: ${backupOnly} is for the drill's own backup; a drill --from an archive makes none`,
