@@ -234,6 +234,13 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
       ],
     );
     assert.equal(dd.point.wal[RUN].seq, 34);
+    // A --key-file that is not there fails the audit check, for a point as for a backup file.
+    const noKey = path.join(scratch.dir, "no-such-key");
+    for (const from of [[store, "--latest"], [backupFile]]) {
+      const k = await f.cli(["dr", "verify", "--from", ...from, "--key-file", noKey]);
+      assert.equal(k.code, 1, `${from}: ${k.stdout}${k.stderr}`);
+      assert.match(k.stdout, /^ {2}\[FAIL\] audit: .*no audit key at .*no-such-key/m);
+    }
     assert.deepEqual(await readdir(tmp), [], "the scratch folders are removed");
   });
 

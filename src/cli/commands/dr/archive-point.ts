@@ -267,8 +267,9 @@ async function atScratchPoint<T>(
     return await body(
       root,
       () => restoreToPoint(src.store, src.point, root, o),
-      // --key-file first; else the key the snapshot carried; else the live one.
-      async () => (opts.keyFile ? existing(live) : ((await existing(scratchKey)) ?? (await existing(live)))),
+      // --key-file first, missing or not (verifyStateFolder fails the audit check on a missing
+      // one, as for a backup file); else the key the snapshot carried; else the live one.
+      async () => (opts.keyFile ? live : ((await existing(scratchKey)) ?? (await existing(live)))),
     );
   } finally {
     if (!keepDir) await rm(dir, { recursive: true, force: true }).catch(() => {});
