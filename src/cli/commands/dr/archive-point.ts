@@ -41,6 +41,10 @@ import { shown } from "../../../workspace/shown-path.js";
 
 export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
+/** The instants `--at` takes: ISO-8601's four-digit years (a Date holds more, but prints them oddly or throws). */
+const AT_MIN_MS = Date.parse("0000-01-01T00:00:00Z");
+const AT_MAX_MS = Date.parse("9999-12-31T23:59:59.999Z");
+
 /** `--at`: an ISO-8601 time (a zone is required) or `@<epoch seconds>`. */
 export function parseAt(text: string): number {
   const epoch = /^@(\d+(?:\.\d+)?)$/.exec(text.trim());
@@ -62,6 +66,11 @@ export function parseAt(text: string): number {
       ExitCode.USAGE,
     );
   }
+  if (ms < AT_MIN_MS || ms > AT_MAX_MS)
+    throw new UserError(
+      `--at ${text}: out of range: an instant from 0000-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z, or @<epoch seconds> up to @${Math.floor(AT_MAX_MS / 1000)} (seconds, not milliseconds or microseconds)`,
+      ExitCode.USAGE,
+    );
   return ms;
 }
 
