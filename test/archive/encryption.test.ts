@@ -449,6 +449,10 @@ describe("dr archive encrypted", () => {
         `bernstein: dr drill: ${flag} is for the drill's own backup; a drill --from an archive makes none\n`,
       );
     }
+    // dr archive-compact opens the generation with the file's password too, as dr list --check does.
+    const compacted = await fx.cli(["--json", "dr", "archive-compact", "--from", store]);
+    assert.equal(compacted.code, 0, compacted.stderr);
+    assert.deepEqual(JSON.parse(compacted.stdout).skipped, []);
     const s3 = await fx.cli(["dr", "archive", "--to", "s3://bucket/archive/", "--once", "--plain"]);
     assert.equal(s3.code, 2, s3.stderr);
     assert.match(s3.stderr, /--i-know-it-is-plain/);
