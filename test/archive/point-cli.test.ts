@@ -270,6 +270,9 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
     const human = await f.cli(["dr", "drill", "--from", copy, "--latest"]);
     assert.equal(human.code, 5, human.stderr);
     assert.match(human.stdout, /^Restore drill of .*broken-store \(plain WAL archive\):$/m);
+    assert.match(human.stdout, /^ {2}\[FAIL\] restore /m);
+    assert.doesNotMatch(human.stdout, /RTO|null/, "a failed restore measured no RTO");
+    assert.equal(JSON.parse(d.stdout).rto_ms, null);
     const before = await f.cli(["dr", "verify", "--from", copy, "--at-seq", `${RUN}:10`]);
     assert.equal(before.code, 0, before.stderr);
     const last = await f.cli(["--json", "dr", "verify", "--from", copy, "--latest", "--last-consistent"]);

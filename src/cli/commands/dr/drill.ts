@@ -137,6 +137,7 @@ export function printDrill(out: Output, report: DrillReport & { point?: unknown 
       `  [${s.ok ? "ok" : "FAIL"}] ${s.name.padEnd(10)} ${String(s.duration_ms).padStart(7)} ms  ${s.detail}`,
     );
   }
-  out.line(`  RTO (restore step): ${report.rto_ms} ms`);
+  // A restore that failed measured no RTO (--json says null).
+  if (report.rto_ms !== null) out.line(`  RTO (restore step): ${report.rto_ms} ms`);
   out.line(report.ok ? "Drill passed." : "DRILL FAILED");
 }
