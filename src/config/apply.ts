@@ -98,7 +98,12 @@ function settleFlagsOverFile(cmd: Command): void {
   for (const group of OPTION_GROUPS)
     if (group.some(given)) for (const attr of group) if (fromFile(cmd, attr)) clear(cmd, attr);
 
-  const hasEncrypt = optionFor(cmd, "encrypt") !== undefined;
+  // `dr drill --from ARCHIVE` writes no backup: like `dr verify --from` it reads an archive, with
+  // the file's password or identity, and the file's choice to encrypt (or its recipients) is not
+  // the user asking for one.
+  const writesBackup = optionFor(cmd, "encrypt") !== undefined && cmd.getOptionValue("from") === undefined;
+  if (!writesBackup)
+    for (const attr of ["encrypt", "recipient", "recipientsFile"]) if (fromFile(cmd, attr)) clear(cmd, attr);
   // `start`'s keys only encrypt its archive: without --archive-to the file's keys are not asked for.
   if (optionFor(cmd, "archiveTo") !== undefined && cmd.getOptionValue("archiveTo") === undefined) {
     for (const attr of ["encrypt", "passwordFile", "recipient", "recipientsFile"])
@@ -108,7 +113,7 @@ function settleFlagsOverFile(cmd: Command): void {
     for (const attr of ["encrypt", "passwordFile", "recipient", "recipientsFile"])
       if (fromFile(cmd, attr)) clear(cmd, attr);
   }
-  const encrypting = !hasEncrypt || Boolean(cmd.getOptionValue("encrypt"));
+  const encrypting = !writesBackup || Boolean(cmd.getOptionValue("encrypt"));
   if (!encrypting)
     for (const attr of ["passwordFile", "recipient", "recipientsFile"])
       if (fromFile(cmd, attr)) clear(cmd, attr);
@@ -125,7 +130,7 @@ function settleFlagsOverFile(cmd: Command): void {
     if (pw !== undefined) {
       cmd.setOptionValueWithSource("password", pw, "config");
       cmd.setOptionValueWithSource("passwordEnv", envName, "config");
-    } else if (hasEncrypt && commandPath(cmd) !== SHOWS_ALL)
+    } else if (writesBackup && commandPath(cmd) !== SHOWS_ALL)
       throw new UserError(
         `${loaded.file}: backup.password_env: ${envName} is not set in the environment`,
         ExitCode.USAGE,

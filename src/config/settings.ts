@@ -30,7 +30,7 @@ export interface Setting {
 
 // `start` writes backups too: the base snapshots of `--archive-to`.
 const BACKUP_WRITERS = ["dr backup", "dr schedule", "dr drill", "dr archive", "start"];
-const ARCHIVE_READERS = ["dr archive-restore", "dr archive-list"];
+const ARCHIVE_READERS = ["dr archive-restore", "dr archive-list", "dr archive-compact"];
 const PASSWORD_USERS = [...BACKUP_WRITERS, "dr restore", "dr verify", "dr list", ...ARCHIVE_READERS];
 
 /** A local path in the file is relative to the file's folder; s3:// locations are left alone. */

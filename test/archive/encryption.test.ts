@@ -422,7 +422,7 @@ describe("dr archive encrypted", () => {
   it("encrypted by default once the configuration file names a password source; --plain to s3:// needs --i-know-it-is-plain", async () => {
     const fx = await archiveFixture(path.join(scratch.dir, "config"));
     const store = path.join(fx.dir, "store");
-    await secretFile(fx.dir, "pw", "from the file");
+    const pw = await secretFile(fx.dir, "pw", "from the file");
     await writeFile(
       path.join(path.dirname(fx.sdd), "bernstein.yaml"),
       `backup:\n  password_file: ${path.join(fx.dir, "pw")}\n`,
@@ -434,6 +434,25 @@ describe("dr archive encrypted", () => {
     const gens = await generations(store);
     assert.equal(gens[0]!.encryption?.scheme, "fernet");
     for (const [name, bytes] of await objects(store)) assert.ok(!bytes.includes(MARKER), name);
+    // A drill of the archive makes no backup: the file's password opens the archive, as for
+    // dr verify --from; the file's encryption is not the user asking for --encrypt.
+    const drill = await fx.cli(["--json", "dr", "drill", "--from", store, "--latest"]);
+    assert.equal(drill.code, 0, drill.stderr);
+    assert.equal(JSON.parse(drill.stdout).encrypted, true);
+    const drillPw = await fx.cli(["dr", "drill", "--from", store, "--latest", "--password-file", pw]);
+    assert.equal(drillPw.code, 0, drillPw.stderr);
+    for (const flag of ["--encrypt", "--plain"]) {
+      const typed = await fx.cli(["dr", "drill", "--from", store, "--latest", flag]);
+      assert.equal(typed.code, 2, typed.stderr);
+      assert.equal(
+        typed.stderr,
+        `bernstein: dr drill: ${flag} is for the drill's own backup; a drill --from an archive makes none\n`,
+      );
+    }
+    // dr archive-compact opens the generation with the file's password too, as dr list --check does.
+    const compacted = await fx.cli(["--json", "dr", "archive-compact", "--from", store]);
+    assert.equal(compacted.code, 0, compacted.stderr);
+    assert.deepEqual(JSON.parse(compacted.stdout).skipped, []);
     const s3 = await fx.cli(["dr", "archive", "--to", "s3://bucket/archive/", "--once", "--plain"]);
     assert.equal(s3.code, 2, s3.stderr);
     assert.match(s3.stderr, /--i-know-it-is-plain/);

@@ -22,6 +22,8 @@ import {
 } from "./support/archive-workspace.js";
 
 const RUN = "run-point";
+const outOfRange =
+  /--at \S+: out of range: an instant from 0000-01-01T00:00:00Z to 9999-12-31T23:59:59\.999Z, or @<epoch seconds> up to @253402300799 /;
 const walLines = async (sdd: string): Promise<number> =>
   (await readFile(path.join(sdd, "runtime/wal", `${RUN}.wal.jsonl`), "utf8")).trimEnd().split("\n").length;
 
@@ -198,6 +200,10 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
         /--from .*missing\.tar\.gz: no such file or folder$/m,
       ],
       ["drill", ["--from", store, "--latest", "--encrypt"], /--encrypt is for the drill's own backup/],
+      // Microseconds typed for seconds: beyond what a Date holds.
+      ...(["restore", "verify", "drill"] as const).map(
+        (c) => [c, ["--from", store, "--at", "@1796624861642000"], outOfRange] as const,
+      ),
     ] as const) {
       const target = path.join(scratch.dir, "never", ".sdd");
       const bad = await f.cli(["dr", cmd, ...args], target);
@@ -234,6 +240,13 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
       ],
     );
     assert.equal(dd.point.wal[RUN].seq, 34);
+    // A --key-file that is not there fails the audit check, for a point as for a backup file.
+    const noKey = path.join(scratch.dir, "no-such-key");
+    for (const from of [[store, "--latest"], [backupFile]]) {
+      const k = await f.cli(["dr", "verify", "--from", ...from, "--key-file", noKey]);
+      assert.equal(k.code, 1, `${from}: ${k.stdout}${k.stderr}`);
+      assert.match(k.stdout, /^ {2}\[FAIL\] audit: .*no audit key at .*no-such-key/m);
+    }
     assert.deepEqual(await readdir(tmp), [], "the scratch folders are removed");
   });
 
@@ -257,6 +270,9 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
     const human = await f.cli(["dr", "drill", "--from", copy, "--latest"]);
     assert.equal(human.code, 5, human.stderr);
     assert.match(human.stdout, /^Restore drill of .*broken-store \(plain WAL archive\):$/m);
+    assert.match(human.stdout, /^ {2}\[FAIL\] restore /m);
+    assert.doesNotMatch(human.stdout, /RTO|null/, "a failed restore measured no RTO");
+    assert.equal(JSON.parse(d.stdout).rto_ms, null);
     const before = await f.cli(["dr", "verify", "--from", copy, "--at-seq", `${RUN}:10`]);
     assert.equal(before.code, 0, before.stderr);
     const last = await f.cli(["--json", "dr", "verify", "--from", copy, "--latest", "--last-consistent"]);
@@ -264,6 +280,22 @@ describe("dr restore / verify / drill / list --from a WAL archive", () => {
     assert.equal(JSON.parse(last.stdout).wal[RUN].seq, 14);
     assert.equal(JSON.parse(last.stdout).broken.segment, segs[1]);
     assert.deepEqual(await readdir(tmp), []);
+  });
+
+  it("--at refuses an instant out of range in one line (exit 2), not a RangeError later", () => {
+    for (const text of [
+      "@1796624861642000",
+      "@253402300800",
+      "+275760-09-13T00:00:00Z",
+      "-000001-01-01T00:00:00Z",
+    ])
+      assert.throws(
+        () => parseAt(text),
+        (err: Error & { exitCode?: number }) => err.exitCode === 2 && outOfRange.test(err.message),
+        text,
+      );
+    assert.equal(parseAt("@253402300799"), 253402300799000);
+    assert.equal(parseAt("0000-01-01T00:00:00Z"), Date.parse("0000-01-01T00:00:00Z"));
   });
 
   it("--at refuses a day its month does not have (Date.parse would carry it into the next month)", () => {

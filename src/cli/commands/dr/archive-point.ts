@@ -41,6 +41,10 @@ import { shown } from "../../../workspace/shown-path.js";
 
 export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
+/** The instants `--at` takes: ISO-8601's four-digit years (a Date holds more, but prints them oddly or throws). */
+const AT_MIN_MS = Date.parse("0000-01-01T00:00:00Z");
+const AT_MAX_MS = Date.parse("9999-12-31T23:59:59.999Z");
+
 /** `--at`: an ISO-8601 time (a zone is required) or `@<epoch seconds>`. */
 export function parseAt(text: string): number {
   const epoch = /^@(\d+(?:\.\d+)?)$/.exec(text.trim());
@@ -62,6 +66,11 @@ export function parseAt(text: string): number {
       ExitCode.USAGE,
     );
   }
+  if (ms < AT_MIN_MS || ms > AT_MAX_MS)
+    throw new UserError(
+      `--at ${text}: out of range: an instant from 0000-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z, or @<epoch seconds> up to @${Math.floor(AT_MAX_MS / 1000)} (seconds, not milliseconds or microseconds)`,
+      ExitCode.USAGE,
+    );
   return ms;
 }
 
@@ -267,8 +276,9 @@ async function atScratchPoint<T>(
     return await body(
       root,
       () => restoreToPoint(src.store, src.point, root, o),
-      // --key-file first; else the key the snapshot carried; else the live one.
-      async () => (opts.keyFile ? existing(live) : ((await existing(scratchKey)) ?? (await existing(live)))),
+      // --key-file first, missing or not (verifyStateFolder fails the audit check on a missing
+      // one, as for a backup file); else the key the snapshot carried; else the live one.
+      async () => (opts.keyFile ? live : ((await existing(scratchKey)) ?? (await existing(live)))),
     );
   } finally {
     if (!keepDir) await rm(dir, { recursive: true, force: true }).catch(() => {});

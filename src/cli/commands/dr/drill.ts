@@ -105,7 +105,9 @@ async function drillArchivePoint(cmd: Command, opts: DrillFlags): Promise<void> 
       ? "--plain"
       : opts.recipient?.length
         ? "--recipient"
-        : "";
+        : opts.recipientsFile !== undefined
+          ? "--recipients-file"
+          : "";
   if (backupOnly)
     throw new UserError(
       `dr drill: ${backupOnly} is for the drill's own backup; a drill --from an archive makes none`,
@@ -135,6 +137,7 @@ export function printDrill(out: Output, report: DrillReport & { point?: unknown 
       `  [${s.ok ? "ok" : "FAIL"}] ${s.name.padEnd(10)} ${String(s.duration_ms).padStart(7)} ms  ${s.detail}`,
     );
   }
-  out.line(`  RTO (restore step): ${report.rto_ms} ms`);
+  // A restore that failed measured no RTO (--json says null).
+  if (report.rto_ms !== null) out.line(`  RTO (restore step): ${report.rto_ms} ms`);
   out.line(report.ok ? "Drill passed." : "DRILL FAILED");
 }
