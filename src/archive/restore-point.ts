@@ -136,6 +136,20 @@ const holdsSeq = (w: Usable, stream: string, seq: number): boolean =>
   (w.gen.segments.get(stream) ?? []).some((s) => s.firstSeq! <= seq && seq <= s.lastSeq!) ||
   w.gen.snapshots.some((s) => (s.streams[stream]?.seq ?? -1) >= seq);
 
+/**
+ * Whether entry `seq` of `stream` falls in a hole of a generation's segments: after its oldest
+ * snapshot's position, held by no segment, with later entries archived. The restore names the hole
+ * (exit 5), or `--last-consistent` stops before it: the entry was made, and is lost.
+ */
+const inHole = (w: Usable, stream: string, seq: number): boolean => {
+  const segs = w.gen.segments.get(stream) ?? [];
+  return (
+    oldestSnapshotSeq(w, stream) < seq &&
+    !segs.some((s) => s.firstSeq! <= seq && seq <= s.lastSeq!) &&
+    segs.some((s) => s.firstSeq! > seq)
+  );
+};
+
 /** The newest entry of `stream` its oldest snapshot holds (-1: none). */
 const oldestSnapshotSeq = (w: Usable, stream: string): number =>
   w.gen.snapshots[0]!.streams[stream]?.seq ?? -1;
@@ -166,6 +180,8 @@ async function seqInGeneration(
   keyOf: KeyOf,
 ): Promise<SeqInGeneration> {
   if (oldestSnapshotSeq(w, stream) >= seq) return { w, inWindow: false };
+  // Its time is unknown; the restore stops at the hole before reading anything after it.
+  if (inHole(w, stream, seq)) return { w, inWindow: true };
   const codec = codecOf(recordOf(store, w.gen), await keyOf(w.gen));
   try {
     for await (const e of entryTimes(store, w.gen.segments.get(stream) ?? [], codec, seq)) {
@@ -263,7 +279,7 @@ async function choose(store: BackupStore, point: RestorePoint, keyOf: KeyOf): Pr
   } else {
     const stream = `runtime/wal/${point.run}.wal.jsonl`;
     // Newest first: the first generation whose window holds the entry restores it.
-    const holding = newestFirst.filter((w) => holdsSeq(w, stream, point.seq));
+    const holding = newestFirst.filter((w) => holdsSeq(w, stream, point.seq) || inHole(w, stream, point.seq));
     const places: SeqInGeneration[] = [];
     for (const w of holding) places.push(await seqInGeneration(store, w, stream, point.seq, keyOf));
     const at = places.find((p) => p.inWindow);
@@ -459,6 +475,16 @@ async function buildPoint(
   return { result, snapshot };
 }
 
+/** The point before a broken segment to restore instead (`--last-consistent`), in the same generation (another one is another history). */
+function lastGoodPoint(err: BrokenSegment, c: Chosen): RestorePoint {
+  const generation = c.gen.generation;
+  const run = walRunOf(err.stream);
+  if (run !== undefined && err.lastGoodSeq !== undefined)
+    return { kind: "seq", run, seq: err.lastGoodSeq, generation };
+  const atMs = Math.min(c.cut.atMs, err.lastGoodTime);
+  return { kind: "time", atMs: Math.max(atMs, c.window.earliest!), generation };
+}
+
 /**
  * Restores `target` to the point, with `dr restore`'s guards (restore-target.ts): the restore
  * lock, a live holder refused unless it may be stopped, a journaled swap, the previous target kept.
@@ -482,23 +508,24 @@ export async function restoreToPoint(
   await keyOf(chosen.gen);
   const abs = path.resolve(target);
   const guard = { stopLiveHolder: opts.stopLiveHolder, keep: opts.keep };
+  const tried = new Set<string>();
   const done = await buildAndSwapIn(target, guard, async (staging, ctx) => {
     for (;;) {
       try {
         return await buildPoint(store, chosen, staging, opts, broken, await keyOf(chosen.gen), abs, ctx);
       } catch (err) {
         // Else the restore's failure path removes the staging folder.
-        if (!(err instanceof BrokenSegment) || !opts.lastConsistent || broken) throw err;
+        if (!(err instanceof BrokenSegment) || !opts.lastConsistent) throw err;
+        // The last point every stream holds whole: just before the broken segment's first line,
+        // or, in a WAL whose break holds lines of unknown time, right after its last entry before it.
+        const earlier = lastGoodPoint(err, chosen);
+        const key = JSON.stringify(earlier);
+        // Another stream may break earlier still; the same point again would break the same way.
+        if (tried.has(key)) throw err;
+        tried.add(key);
         await rm(staging, { recursive: true, force: true });
-        // The last instant every stream holds whole: just before the broken segment's first line.
-        broken = { segment: err.key, reason: err.message };
-        const atMs = Math.min(chosen.cut.atMs, err.lastGoodTime);
-        // In the same generation: another one is another history.
-        chosen = await choose(
-          store,
-          { kind: "time", atMs: Math.max(atMs, chosen.window.earliest!), generation: chosen.gen.generation },
-          keyOf,
-        );
+        broken ??= { segment: err.key, reason: err.message };
+        chosen = await choose(store, earlier, keyOf);
       }
     }
   });
