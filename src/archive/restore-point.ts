@@ -127,6 +127,19 @@ async function usableGenerations(store: BackupStore, point: RestorePoint): Promi
   return usable;
 }
 
+/** The generations but `except` whose windows hold `atMs`, as the end of a line refusing it there. */
+async function otherWindowsHolding(store: BackupStore, atMs: number, except: string): Promise<string> {
+  const holding: string[] = [];
+  for (const gen of (await listArchive(store)).generations) {
+    if (gen.generation === except) continue;
+    const w = await generationWindow(store, gen);
+    if (w.earliest !== null && w.earliest <= atMs && atMs <= w.latest!) holding.push(formatWindow(w));
+  }
+  return holding.length === 0
+    ? ""
+    : `; ${holding.length === 1 ? "another generation holds" : "other generations hold"} it (${holding.join("; ")}): --generation names the one to restore from`;
+}
+
 /** A generation as a line names it: its id and why it started. */
 const named = (w: Usable): string =>
   `generation ${w.gen.generation}${w.gen.record?.cause ? ` (${w.gen.record.cause})` : ""}`;
@@ -263,9 +276,13 @@ async function choose(store: BackupStore, point: RestorePoint, keyOf: KeyOf): Pr
       const given = point.text !== undefined && point.text !== iso ? `${point.text} (${iso})` : iso;
       const newest = Math.max(...usable.map((w) => w.window.latest!));
       const latest = usable[usable.length - 1]!.window.latest!;
+      const only = point.generation;
       // After every window: the store proves nothing later, though nothing may have happened.
-      const hint =
-        point.atMs <= newest
+      // With --generation, only that one's: another generation may hold the instant.
+      const hint = only
+        ? `${point.atMs > newest ? `; generation ${only} holds nothing newer than ${isoOf(newest)} (--generation ${only} --latest restores to it)` : ""}` +
+          (await otherWindowsHolding(store, point.atMs, only))
+        : point.atMs <= newest
           ? ""
           : `; nothing newer than ${isoOf(newest)} is archived (--latest restores to ${latest === newest ? "it" : `${isoOf(latest)}, the newest generation's end`})`;
       throw new UserError(
