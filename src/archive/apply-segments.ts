@@ -37,8 +37,13 @@ export class BrokenSegment extends UserError {
     readonly stream: string,
     readonly key: string,
     reason: string,
-    /** The time of the newest line applied before the break (epoch ms, 0: none). */
+    /** The last instant the stream is known whole before the break (epoch ms, 0: none). */
     readonly lastGoodTime: number,
+    /**
+     * A WAL stream whose break holds lines of unknown time: the seq of its last entry before the
+     * break (its entries after may share that entry's millisecond, so only a cut by seq keeps it).
+     */
+    readonly lastGoodSeq?: number,
   ) {
     super(`${key}: ${reason}`, ExitCode.CORRUPT, { stream, segment: key, reason });
   }
@@ -256,11 +261,27 @@ export function indexProblem(ix: SegmentIndex | undefined): string | undefined {
   return undefined;
 }
 
-/** Whether a segment starts after the cut (it and what follows are not needed). */
-function beyondCut(stream: string, seg: StoredSegment, firstTime: number, cut: Cut): boolean {
+/** The seqs a hole in a WAL stream lacks, before segment `seg` (" (seq A-B)"; "" when unknown). */
+const seqsBefore = (end: StreamEnd, seg: StoredSegment): string =>
+  end.seq !== undefined && seg.firstSeq !== undefined && seg.firstSeq > end.seq + 1
+    ? ` (seq ${end.seq + 1}-${seg.firstSeq - 1})`
+    : "";
+
+/**
+ * Whether the next lines of a stream start after the cut (they and what follows are not needed),
+ * from their first seq and, when known, their first time. Lines of unknown time (a hole, or a
+ * segment without its index) follow those applied, which did not pass the cut: they may be at or
+ * before it.
+ */
+function beyondCut(
+  stream: string,
+  firstSeq: number | undefined,
+  firstTime: number | undefined,
+  cut: Cut,
+): boolean {
   const run = walRunOf(stream);
-  if (run !== undefined && cut.run === run && cut.seq !== undefined) return seg.firstSeq! > cut.seq;
-  return firstTime > cut.atMs;
+  if (run !== undefined && cut.run === run && cut.seq !== undefined) return firstSeq! > cut.seq;
+  return firstTime !== undefined && firstTime > cut.atMs;
 }
 
 /**
@@ -501,18 +522,30 @@ export async function applyStream(
       const lastGood = lastTime;
       const missing = (reason: string) => new BrokenSegment(stream, seg.key, reason, lastGood);
       const ix = await readSegmentIndex(store, seg.key);
-      const lost = indexProblem(ix);
-      if (!ix) throw missing(lost!);
-      // Without its index a segment's first time is unknown: it is not needed when the lines
-      // before it already reach the instant (a restore to the last consistent point stops there).
-      // An index written before entry times were truncated (entryTimeMs) may hold its first
-      // time rounded up by 1 ms: such a segment is read, and its lines decide.
-      if (beyondCut(stream, seg, lost ? (lastTime > 0 ? lastTime + 1 : 0) : ix.first_time - 1, cut)) break;
-      if (lost) throw missing(lost);
-      if (seg.from > end.length)
-        throw missing(
-          `missing segment before it: bytes ${end.length}-${seg.from} of ${stream} are not in the archive`,
+      const hole = seg.from > end.length;
+      // Bytes missing before the segment (a lost object) or a segment without its index: the
+      // times of their lines are unknown. They are not needed only once the lines before them
+      // went past the cut (which ended the loop), or, cut by seq, start after it; else the point
+      // cannot be proven whole, whatever the segments after them hold. An index written before
+      // entry times were truncated (entryTimeMs) may hold its first time rounded up by 1 ms: such
+      // a segment is read, and its lines decide.
+      const lost = hole
+        ? `missing segment before it: bytes ${end.length}-${seg.from} of ${stream}${seqsBefore(end, seg)} are not in the archive`
+        : indexProblem(ix);
+      const firstSeq = hole && end.seq !== undefined ? end.seq + 1 : seg.firstSeq;
+      if (beyondCut(stream, firstSeq, lost ? undefined : ix!.first_time - 1, cut)) break;
+      if (lost || !ix) {
+        // Its lines may share the millisecond of the last line before them: the last instant
+        // known whole is the one before, or, in a WAL, right after its last entry.
+        const grew = end.seq !== undefined && end.seq > (start?.seq ?? -1);
+        throw new BrokenSegment(
+          stream,
+          seg.key,
+          lost!,
+          lastTime > 0 ? lastTime - 1 : 0,
+          grew ? end.seq : undefined,
         );
+      }
       const cutter = new LineCutter(stream, seg.key, end, cut, {
         collectIntents: onIntents !== undefined,
         entriesWanted: sinks.entriesWanted,

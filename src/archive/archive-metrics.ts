@@ -32,7 +32,10 @@ const METRICS = {
     "gauge",
     "Oldest restorable instant of the generation (its first snapshot).",
   ],
-  window_end_timestamp_seconds: ["gauge", "Newest restorable instant (the last cycle that caught up)."],
+  window_end_timestamp_seconds: [
+    "gauge",
+    "Newest restorable instant: the window's end dr list shows (the newest WAL segment's capture, or snapshot).",
+  ],
   errors_total: ["counter", "Cycles that failed (store errors) since the archiver started."],
   errors_in_a_row: ["gauge", "Cycles failed since the last one that succeeded."],
   continuity_losses_total: [
@@ -54,6 +57,13 @@ const METRICS = {
 const seconds = (iso: string | null): number | undefined =>
   iso === null ? undefined : Math.floor(Date.parse(iso) / 1000);
 
+/**
+ * A window's bound to the millisecond, as `dr list` shows it: `--at @<value>` restores it, where
+ * whole seconds would fall outside a window shorter than a second.
+ */
+const instant = (iso: string | null): number | undefined =>
+  iso === null ? undefined : Date.parse(iso) / 1000;
+
 export async function writeArchiveMetrics(file: string, root: string, s: ArchiveStatus): Promise<void> {
   const values: Partial<Record<keyof typeof METRICS, number>> = {
     up: s.stopped_at ? 0 : 1,
@@ -67,8 +77,8 @@ export async function writeArchiveMetrics(file: string, root: string, s: Archive
     ]).size,
     last_upload_timestamp_seconds: seconds(s.last_upload_at),
     caught_up_timestamp_seconds: seconds(s.caught_up_at),
-    window_start_timestamp_seconds: seconds(s.window_start_at),
-    window_end_timestamp_seconds: s.window_start_at ? seconds(s.caught_up_at) : undefined,
+    window_start_timestamp_seconds: instant(s.window_start_at),
+    window_end_timestamp_seconds: s.window_start_at ? instant(s.window_end_at ?? null) : undefined,
     errors_total: s.errors_total,
     errors_in_a_row: s.errors_in_a_row,
     continuity_losses_total: s.continuity_losses_total ?? 0,

@@ -66,6 +66,11 @@ export interface ArchiveStatus extends ProcessHome {
   bytes_total: number;
   /** The oldest restorable instant of the generation (its first snapshot), as this archiver knows it. */
   window_start_at: string | null;
+  /**
+   * The newest restorable instant (window.ts windowEnd: what `dr list` shows as the window's end),
+   * as this archiver knows it. Absent in status files of archivers before it was kept.
+   */
+  window_end_at?: string | null;
   /** Decisions are held until their segment is stored (`--sync`). */
   sync: boolean;
   /** Commit groups waiting for the store now (`--sync`): non-zero with errors means decisions are blocked. */

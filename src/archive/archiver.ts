@@ -434,6 +434,7 @@ export class Archiver {
     this.gen = gen;
     this.lastSnapshotAt = gen.snapshot ? gen.snapshot.completed_at : 0;
     this.health.windowFrom(gen.firstSnapshotAt);
+    this.health.windowTo(gen.windowEnd, true);
     this.storeHolds(gen);
     this.opts.log?.({
       event: "generation",
@@ -491,6 +492,7 @@ export class Archiver {
     if (!gen.snapshot || gen.snapshot.number < number) gen.snapshot = index;
     this.lastSnapshotAt = index.completed_at;
     this.health.uploaded(index.completed_at);
+    this.health.windowTo(index.completed_at);
     this.opts.log?.({ event: "snapshot", generation: gen.generation, number, key: index.key });
     if (gen.snapshot === index) await this.nameSnapshotBreaks(index);
   }

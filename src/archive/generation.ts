@@ -17,8 +17,10 @@ import {
   readSegmentIndex,
   type GenerationListing,
   type GenerationRecord,
+  type SegmentIndex,
   type SnapshotIndex,
 } from "./catalog.js";
+import { windowEnd } from "./window.js";
 import { generationKey, newGenerationId, parseArchiveKey } from "./names.js";
 import { ARCHIVE_KEY, loadGenerationKey, saveGenerationKey } from "./local-key.js";
 import {
@@ -45,6 +47,8 @@ export interface GenerationState {
   codec: SegmentCodec;
   /** When the generation's oldest snapshot completed (epoch ms): the start of its window. */
   firstSnapshotAt?: number;
+  /** The newest instant its window reaches (epoch ms, window.ts windowEnd), as the store holds it. */
+  windowEnd?: number;
   /**
    * The number the next snapshot takes: above every snapshot archive the store may hold, indexed
    * or not, so a snapshot name is never written twice (a retaken snapshot has other bytes).
@@ -70,7 +74,12 @@ function snapshotNumbering(g: GenerationListing): { nextSnapshot: number; orphan
 }
 
 /** Where each stream of a generation ends in the store: its newest snapshot, then its segments. */
-export async function storedEnds(store: BackupStore, g: GenerationListing): Promise<Map<string, StreamEnd>> {
+export async function storedEnds(
+  store: BackupStore,
+  g: GenerationListing,
+  /** Gets the indexes read on the way, by key. */
+  indexes?: Map<string, SegmentIndex>,
+): Promise<Map<string, StreamEnd>> {
   const ends = new Map<string, StreamEnd>();
   const snap = g.snapshots[g.snapshots.length - 1];
   for (const [stream, end] of Object.entries(snap?.streams ?? {})) ends.set(stream, end);
@@ -80,6 +89,7 @@ export async function storedEnds(store: BackupStore, g: GenerationListing): Prom
       if (last.to <= (ends.get(stream)?.length ?? 0)) break;
       const ix = await readSegmentIndex(store, last.key);
       if (!ix) continue;
+      indexes?.set(last.key, ix);
       const end: StreamEnd = { length: last.to, tail_sha256: ix.tail_sha256 };
       if (last.lastSeq !== undefined) Object.assign(end, { seq: last.lastSeq, entry_hash: ix.last_hash });
       ends.set(stream, end);
@@ -204,7 +214,8 @@ export async function openGeneration(
     await continuation(ws, ours, opts); // refuses to follow an encrypted generation in plain
   }
   if (ours && opts.forceCause === undefined) {
-    const ends = await storedEnds(store, ours);
+    const indexes = new Map<string, SegmentIndex>();
+    const ends = await storedEnds(store, ours, indexes);
     const why = await broken(ws, ours, ends);
     const next = why ? { cause: why } : await continuation(ws, ours, opts);
     if (!("cause" in next)) {
@@ -216,6 +227,10 @@ export async function openGeneration(
         resumed: true,
         codec: codecOf(ours.record!, next.key),
         firstSnapshotAt: ours.snapshots[0]?.completed_at,
+        // From the indexes just read: one more HEAD only when a stream's furthest segment vouches for no instant.
+        windowEnd:
+          (await windowEnd(ours, async (key) => indexes.get(key) ?? (await readSegmentIndex(store, key)))) ??
+          undefined,
         ...snapshotNumbering(ours),
         unsettled: new Map(),
         settled: new Map(),

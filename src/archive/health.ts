@@ -78,6 +78,7 @@ export class ArchiveHealth {
       segments_total: 0,
       bytes_total: 0,
       window_start_at: null,
+      window_end_at: null,
       sync: opts.sync,
       decisions_waiting: 0,
       last_compaction_at: null,
@@ -106,6 +107,16 @@ export class ArchiveHealth {
   /** The start of the generation's window (its oldest snapshot), once known. */
   windowFrom(epochMs: number | undefined): void {
     this.status.window_start_at = epochMs === undefined ? null : new Date(epochMs).toISOString();
+  }
+
+  /**
+   * The newest instant the generation's window reaches (window.ts windowEnd): as the store held it
+   * (`reset`, a generation opened), or moved on by a snapshot or a cycle's segments.
+   */
+  windowTo(epochMs: number | undefined, reset = false): void {
+    const was = this.status.window_end_at ? Date.parse(this.status.window_end_at) : undefined;
+    const to = reset || was === undefined ? epochMs : epochMs === undefined ? was : Math.max(was, epochMs);
+    this.status.window_end_at = to === undefined || to <= 0 ? null : new Date(to).toISOString();
   }
 
   /** Per WAL run, the newest seq the store holds from before this archiver's own cycles. */
@@ -142,6 +153,7 @@ export class ArchiveHealth {
     // The store holds everything durable only when nothing is held back.
     if (s.held_back.length === 0) s.caught_up_at = now.toISOString();
     if (r.segments > 0) s.last_upload_at = now.toISOString();
+    if (r.reach > 0) this.windowTo(r.reach);
     s.segments_total += r.segments;
     s.bytes_total += r.storedBytes;
     s.wal_shipped_seq = { ...s.wal_shipped_seq, ...r.wal };

@@ -127,6 +127,19 @@ async function usableGenerations(store: BackupStore, point: RestorePoint): Promi
   return usable;
 }
 
+/** The generations but `except` whose windows hold `atMs`, as the end of a line refusing it there. */
+async function otherWindowsHolding(store: BackupStore, atMs: number, except: string): Promise<string> {
+  const holding: string[] = [];
+  for (const gen of (await listArchive(store)).generations) {
+    if (gen.generation === except) continue;
+    const w = await generationWindow(store, gen);
+    if (w.earliest !== null && w.earliest <= atMs && atMs <= w.latest!) holding.push(formatWindow(w));
+  }
+  return holding.length === 0
+    ? ""
+    : `; ${holding.length === 1 ? "another generation holds" : "other generations hold"} it (${holding.join("; ")}): --generation names the one to restore from`;
+}
+
 /** A generation as a line names it: its id and why it started. */
 const named = (w: Usable): string =>
   `generation ${w.gen.generation}${w.gen.record?.cause ? ` (${w.gen.record.cause})` : ""}`;
@@ -135,6 +148,20 @@ const named = (w: Usable): string =>
 const holdsSeq = (w: Usable, stream: string, seq: number): boolean =>
   (w.gen.segments.get(stream) ?? []).some((s) => s.firstSeq! <= seq && seq <= s.lastSeq!) ||
   w.gen.snapshots.some((s) => (s.streams[stream]?.seq ?? -1) >= seq);
+
+/**
+ * Whether entry `seq` of `stream` falls in a hole of a generation's segments: after its oldest
+ * snapshot's position, held by no segment, with later entries archived. The restore names the hole
+ * (exit 5), or `--last-consistent` stops before it: the entry was made, and is lost.
+ */
+const inHole = (w: Usable, stream: string, seq: number): boolean => {
+  const segs = w.gen.segments.get(stream) ?? [];
+  return (
+    oldestSnapshotSeq(w, stream) < seq &&
+    !segs.some((s) => s.firstSeq! <= seq && seq <= s.lastSeq!) &&
+    segs.some((s) => s.firstSeq! > seq)
+  );
+};
 
 /** The newest entry of `stream` its oldest snapshot holds (-1: none). */
 const oldestSnapshotSeq = (w: Usable, stream: string): number =>
@@ -166,6 +193,8 @@ async function seqInGeneration(
   keyOf: KeyOf,
 ): Promise<SeqInGeneration> {
   if (oldestSnapshotSeq(w, stream) >= seq) return { w, inWindow: false };
+  // Its time is unknown; the restore stops at the hole before reading anything after it.
+  if (inHole(w, stream, seq)) return { w, inWindow: true };
   const codec = codecOf(recordOf(store, w.gen), await keyOf(w.gen));
   try {
     for await (const e of entryTimes(store, w.gen.segments.get(stream) ?? [], codec, seq)) {
@@ -247,9 +276,13 @@ async function choose(store: BackupStore, point: RestorePoint, keyOf: KeyOf): Pr
       const given = point.text !== undefined && point.text !== iso ? `${point.text} (${iso})` : iso;
       const newest = Math.max(...usable.map((w) => w.window.latest!));
       const latest = usable[usable.length - 1]!.window.latest!;
+      const only = point.generation;
       // After every window: the store proves nothing later, though nothing may have happened.
-      const hint =
-        point.atMs <= newest
+      // With --generation, only that one's: another generation may hold the instant.
+      const hint = only
+        ? `${point.atMs > newest ? `; generation ${only} holds nothing newer than ${isoOf(newest)} (--generation ${only} --latest restores to it)` : ""}` +
+          (await otherWindowsHolding(store, point.atMs, only))
+        : point.atMs <= newest
           ? ""
           : `; nothing newer than ${isoOf(newest)} is archived (--latest restores to ${latest === newest ? "it" : `${isoOf(latest)}, the newest generation's end`})`;
       throw new UserError(
@@ -263,7 +296,7 @@ async function choose(store: BackupStore, point: RestorePoint, keyOf: KeyOf): Pr
   } else {
     const stream = `runtime/wal/${point.run}.wal.jsonl`;
     // Newest first: the first generation whose window holds the entry restores it.
-    const holding = newestFirst.filter((w) => holdsSeq(w, stream, point.seq));
+    const holding = newestFirst.filter((w) => holdsSeq(w, stream, point.seq) || inHole(w, stream, point.seq));
     const places: SeqInGeneration[] = [];
     for (const w of holding) places.push(await seqInGeneration(store, w, stream, point.seq, keyOf));
     const at = places.find((p) => p.inWindow);
@@ -459,6 +492,16 @@ async function buildPoint(
   return { result, snapshot };
 }
 
+/** The point before a broken segment to restore instead (`--last-consistent`), in the same generation (another one is another history). */
+function lastGoodPoint(err: BrokenSegment, c: Chosen): RestorePoint {
+  const generation = c.gen.generation;
+  const run = walRunOf(err.stream);
+  if (run !== undefined && err.lastGoodSeq !== undefined)
+    return { kind: "seq", run, seq: err.lastGoodSeq, generation };
+  const atMs = Math.min(c.cut.atMs, err.lastGoodTime);
+  return { kind: "time", atMs: Math.max(atMs, c.window.earliest!), generation };
+}
+
 /**
  * Restores `target` to the point, with `dr restore`'s guards (restore-target.ts): the restore
  * lock, a live holder refused unless it may be stopped, a journaled swap, the previous target kept.
@@ -482,23 +525,24 @@ export async function restoreToPoint(
   await keyOf(chosen.gen);
   const abs = path.resolve(target);
   const guard = { stopLiveHolder: opts.stopLiveHolder, keep: opts.keep };
+  const tried = new Set<string>();
   const done = await buildAndSwapIn(target, guard, async (staging, ctx) => {
     for (;;) {
       try {
         return await buildPoint(store, chosen, staging, opts, broken, await keyOf(chosen.gen), abs, ctx);
       } catch (err) {
         // Else the restore's failure path removes the staging folder.
-        if (!(err instanceof BrokenSegment) || !opts.lastConsistent || broken) throw err;
+        if (!(err instanceof BrokenSegment) || !opts.lastConsistent) throw err;
+        // The last point every stream holds whole: just before the broken segment's first line,
+        // or, in a WAL whose break holds lines of unknown time, right after its last entry before it.
+        const earlier = lastGoodPoint(err, chosen);
+        const key = JSON.stringify(earlier);
+        // Another stream may break earlier still; the same point again would break the same way.
+        if (tried.has(key)) throw err;
+        tried.add(key);
         await rm(staging, { recursive: true, force: true });
-        // The last instant every stream holds whole: just before the broken segment's first line.
-        broken = { segment: err.key, reason: err.message };
-        const atMs = Math.min(chosen.cut.atMs, err.lastGoodTime);
-        // In the same generation: another one is another history.
-        chosen = await choose(
-          store,
-          { kind: "time", atMs: Math.max(atMs, chosen.window.earliest!), generation: chosen.gen.generation },
-          keyOf,
-        );
+        broken ??= { segment: err.key, reason: err.message };
+        chosen = await choose(store, earlier, keyOf);
       }
     }
   });

@@ -25,6 +25,7 @@ import {
   type StreamEnd,
 } from "./streams.js";
 import { emptyEnd } from "./streams.js";
+import { segmentReach } from "./window.js";
 
 export class ContinuityLost extends Error {}
 
@@ -42,6 +43,8 @@ export interface CycleResult {
   walBytes: Record<string, number>;
   /** WAL runs whose durable bytes end in something that cannot be shipped (yet). */
   held: HeldBack[];
+  /** The newest instant the segments stored vouch for (window.ts segmentReach; 0: none). */
+  reach: number;
 }
 
 /**
@@ -176,6 +179,7 @@ export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Pro
     wal: {},
     walBytes: {},
     held: [],
+    reach: 0,
   };
   const streams = await listStreams(t.ws.root);
   const listed = new Set(streams);
@@ -219,7 +223,9 @@ export async function shipCycle(t: ShipperTarget, maxSegmentBytes?: number): Pro
         held = chunk.held;
         heldBytes = chunk.pending;
         if (chunk.bytes.length === 0) break;
-        result.storedBytes += await putSegment(t, stream, chunk, capturedAt);
+        const put = await putSegment(t, stream, chunk, capturedAt);
+        result.storedBytes += put.stored.length;
+        result.reach = Math.max(result.reach, segmentReach(stream, put.ix));
         t.ends.set(stream, chunk.end);
         after = chunk.end;
         result.segments++;
@@ -257,13 +263,13 @@ function shippedRun(result: CycleResult, run: string, end: StreamEnd): void {
   result.walBytes[run] = end.length;
 }
 
-/** Stores `chunk` as a segment; the bytes stored. */
+/** Stores `chunk` as a segment: what was stored. */
 async function putSegment(
   t: ShipperTarget,
   stream: string,
   chunk: DurableChunk,
   capturedAt: number,
-): Promise<number> {
+): Promise<UnsettledPut> {
   const key = segmentKey({
     generation: t.generation,
     stream,
@@ -291,7 +297,7 @@ async function putSegment(
   }
   t.unsettled?.delete(stream);
   t.onSegment?.(key, chunk, put.ix);
-  return put.stored.length;
+  return put;
 }
 
 /** What is stored for `chunk`: its bytes (compressed, sealed, as the generation says) and its index. */

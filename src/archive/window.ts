@@ -6,7 +6,12 @@
  * ends early at a hole.
  */
 import type { BackupStore } from "../storage/store.js";
-import { readSegmentIndex, type GenerationListing, type StoredSegment } from "./catalog.js";
+import {
+  readSegmentIndex,
+  type GenerationListing,
+  type SegmentIndex,
+  type StoredSegment,
+} from "./catalog.js";
 import { walRunOf } from "./names.js";
 
 export interface Gap {
@@ -58,14 +63,39 @@ export function streamGaps(stream: string, segments: StoredSegment[], start: num
   return gaps;
 }
 
-/** The newest capture instant a WAL stream's segments vouch for. */
-async function walCaptured(store: BackupStore, segments: StoredSegment[]): Promise<number> {
+/** A segment's index by its key (readSegmentIndex, or one a caller already holds). */
+export type IndexOf = (key: string) => Promise<SegmentIndex | undefined>;
+
+/**
+ * The instant a stored segment vouches for (0: none): a WAL segment's capture, as the last of its
+ * stream in a cycle (docs/formats.md "Window"); another stream's segment, none.
+ */
+export const segmentReach = (stream: string, ix: Pick<SegmentIndex, "captured_at">): number =>
+  walRunOf(stream) !== undefined ? ix.captured_at : 0;
+
+/** The newest instant a stream's segments vouch for (0: none). */
+async function streamReach(stream: string, segments: StoredSegment[], indexOf: IndexOf): Promise<number> {
+  if (walRunOf(stream) === undefined) return 0;
   for (let i = segments.length - 1; i >= 0; i--) {
-    const s = segments[i]!;
-    const ix = await readSegmentIndex(store, s.key);
-    if (ix && ix.captured_at > 0) return ix.captured_at;
+    const ix = await indexOf(segments[i]!.key);
+    const reach = ix ? segmentReach(stream, ix) : 0;
+    if (reach > 0) return reach;
   }
   return 0;
+}
+
+/**
+ * The newest restorable instant of a generation (null: no complete snapshot): its newest
+ * snapshot's completion or the newest capture its WAL segments vouch for, whichever is later.
+ * `dr list`, the restore's window and the archiver's status (`window_end_at`, the metric) all
+ * take it from here; the archiver then moves it on by segmentReach as it stores.
+ */
+export async function windowEnd(g: GenerationListing, indexOf: IndexOf): Promise<number | null> {
+  if (g.snapshots.length === 0) return null;
+  let latest = g.snapshots[g.snapshots.length - 1]!.completed_at;
+  for (const [stream, list] of g.segments)
+    latest = Math.max(latest, await streamReach(stream, list, indexOf));
+  return latest;
 }
 
 export async function generationWindow(store: BackupStore, g: GenerationListing): Promise<GenerationWindow> {
@@ -81,15 +111,10 @@ export async function generationWindow(store: BackupStore, g: GenerationListing)
     segments,
   };
   if (!first) return out;
-  let latest = g.snapshots[g.snapshots.length - 1]!.completed_at;
-  for (const [stream, list] of g.segments) {
-    const gaps = streamGaps(stream, list, first.streams[stream]?.length ?? 0);
-    out.gaps.push(...gaps);
-    if (walRunOf(stream) === undefined) continue;
-    latest = Math.max(latest, await walCaptured(store, list));
-  }
+  for (const [stream, list] of g.segments)
+    out.gaps.push(...streamGaps(stream, list, first.streams[stream]?.length ?? 0));
   // A hole does not shorten the window: a point past it is refused (exit 5) by the restore, naming it.
-  out.latest = latest;
+  out.latest = await windowEnd(g, (key) => readSegmentIndex(store, key));
   return out;
 }
 

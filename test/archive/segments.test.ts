@@ -21,7 +21,7 @@ import {
   type ArchiveFixture,
 } from "./support/archive-workspace.js";
 import { copyStore } from "./support/archive-history.js";
-import { computeEntryHash, entryLine, type WalEntry } from "../../src/wal/entry.js";
+import { computeEntryHash, entryLine, entryTimeMs, type WalEntry } from "../../src/wal/entry.js";
 
 const RUN = "run-archive";
 
@@ -192,8 +192,71 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
       assert.equal(last.code, 0, last.stderr);
       assert.equal(last.doc?.wal[RUN]?.seq, 14);
       assert.ok(last.doc?.broken);
+      if (damage === "missing") {
+        // A point inside the lost segment's span, the segment after it starting later: the
+        // entries lost are at or before the point, so it is refused, not restored without them.
+        const lines = (await readFile(fx.ws.walFile(RUN), "utf8")).trimEnd().split("\n");
+        const at = new Date(entryTimeMs((JSON.parse(lines[15]!) as WalEntry).timestamp)).toISOString();
+        const inside = await restored(fx, st, ["--at", at], target("d"), "", false);
+        assert.equal(inside.code, 5, inside.stderr);
+        assert.equal(inside.stderr.trimEnd().split("\n").length, 1, inside.stderr);
+        assert.ok(inside.stderr.includes(segs[2]!) && inside.stderr.includes("(seq 15-24)"), inside.stderr);
+        const verify = await fx.cli(["dr", "verify", "--from", st, "--at", at]);
+        assert.equal(verify.code, 5, verify.stdout + verify.stderr);
+        // A seq inside the hole: the entry was made and is lost (exit 5), not "not in the archive".
+        const gap = await restored(fx, st, ["--at-seq", `${RUN}:20`], target("e"));
+        assert.equal(gap.code, 5, gap.stderr);
+        assert.ok(gap.stderr.includes(segs[2]!), gap.stderr);
+        const lastGap = await restored(fx, st, ["--at-seq", `${RUN}:20`, "--last-consistent"], target("f"));
+        assert.equal(lastGap.code, 0, lastGap.stderr);
+        assert.equal(lastGap.doc?.wal[RUN]?.seq, 14);
+      }
     });
   }
+
+  it("a lost segment of another stream (run records): a point after the lines before it is refused naming it; --last-consistent stops before them", async () => {
+    const fx = await archiveFixture(path.join(scratch.dir, "records"));
+    const st = path.join(scratch.dir, "records", "store");
+    const records = path.join(fx.sdd, "runs", "records.jsonl");
+    const times: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      times.push(new Date().toISOString());
+      await appendFile(records, JSON.stringify({ created_at: times[i], n: i }) + "\n");
+      await appendDecisions(fx.ws, RUN, i === 0 ? 5 : 2, i === 0 ? 0 : 3 + 2 * i);
+      const r = await fx.cli(["dr", "archive", "--to", st, "--once"]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const segs = [...(await storeObjects(st)).keys()]
+      .filter((k) => k.includes(".seg.runs%2Frecords.jsonl."))
+      .sort();
+    assert.equal(segs.length, 3, segs.join("\n"));
+    await rm(path.join(st, segs[1]!));
+    await rm(path.join(st, `.${segs[1]!}.meta.json`));
+    const target = (n: string) => path.join(scratch.dir, "records", n, ".sdd");
+    // Record 2's own instant: the segment after the hole starts later, the lost one holds it.
+    const r = await fx.cli(["dr", "restore", "--from", st, "--at", times[2]!], target("a"));
+    assert.equal(r.code, 5, r.stdout + r.stderr);
+    assert.equal(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
+    assert.ok(r.stderr.includes(segs[2]!), r.stderr);
+    const before = await restored(fx, st, ["--at", times[1]!], target("b"));
+    assert.equal(
+      before.code,
+      5,
+      "record 1 is the last line before the hole, whose lines may share its instant",
+    );
+    const last = await restored(fx, st, ["--at", times[2]!, "--last-consistent"], target("c"));
+    assert.equal(last.code, 0, last.stderr);
+    assert.ok(last.doc?.broken);
+    // Just before record 1: the hole's lines may share its millisecond.
+    const kept = (await readFile(path.join(target("c"), "runs", "records.jsonl"), "utf8"))
+      .trimEnd()
+      .split("\n");
+    assert.deepEqual(
+      kept.map((l) => (JSON.parse(l) as { n: number }).n),
+      [0],
+    );
+    assert.equal(last.doc?.wal[RUN]?.seq, 4);
+  });
 
   it("a WAL entry altered locally inside a segment is shipped, then named by archive-list --check and refused by restore past it", async () => {
     const fx = await archiveFixture(path.join(scratch.dir, "local"));

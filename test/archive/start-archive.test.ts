@@ -332,6 +332,23 @@ describe("start --archive-to", () => {
         value(text, "archive_window_start_timestamp_seconds")!,
       text,
     );
+    // A later run that ships nothing: the store proves nothing newer, so the window's end stays
+    // the one dr list shows, to the millisecond (`--at @<value>` restores it).
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    assert.equal((await archiveOnce()).code, 0);
+    text = await readFile(metrics, "utf8");
+    const listed = await f.cli(["--json", "dr", "list", "--from", url, ...remote]);
+    const [gen] = JSON.parse(listed.stdout).generations as { earliest: string; latest: string }[];
+    assert.equal(
+      Math.floor(value(text, "archive_window_end_timestamp_seconds")! * 1000),
+      Date.parse(gen!.latest),
+      text,
+    );
+    assert.equal(
+      value(text, "archive_window_start_timestamp_seconds")! * 1000,
+      Date.parse(gen!.earliest),
+      text,
+    );
 
     await appendDecisions(f.ws, "run-metrics", 7, 5);
     h.setFault((op) => (op === "PutObject" ? 503 : undefined));

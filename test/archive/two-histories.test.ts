@@ -33,6 +33,8 @@ describe("two histories in one archive", () => {
   let first: string;
   let second: string;
   let inBoth: string;
+  /** The newest instant of the first generation, after the second's window. */
+  let firstLatest: string;
 
   /** Waits until `a`'s running archiver says the store holds RUN up to `seq`. */
   const shippedThrough = (seq: number, exited: Promise<unknown>) =>
@@ -82,6 +84,7 @@ describe("two histories in one archive", () => {
     );
     [first, second] = [gens[0]!.generation, gens[1]!.generation];
     inBoth = gens[1]!.latest;
+    firstLatest = gens[0]!.latest;
     assert.ok(gens[0]!.earliest < inBoth && inBoth < gens[0]!.latest, listed.stdout);
   });
   after(async () => {
@@ -157,6 +160,14 @@ describe("two histories in one archive", () => {
         new RegExp(`--generation g-nope: .* holds no such generation \\(${first}, ${second}\\)`),
       ],
       [["--latest", "--generation", first], /--generation needs --from LOCATION naming a WAL archive/],
+      // After that generation's window, not after the archive's: the other one that holds it is named.
+      [
+        ["--from", store, "--at", firstLatest, "--generation", second],
+        new RegExp(
+          `outside the archive's window \\(${second}: .*\\); generation ${second} holds nothing newer than ${inBoth} ` +
+            `\\(--generation ${second} --latest restores to it\\); another generation holds it \\(${first}: `,
+        ),
+      ],
     ] as const) {
       const r = await a.cli(["dr", "restore", ...args], target);
       assert.equal(r.code, 2, r.stderr);
