@@ -197,7 +197,7 @@ export async function startLeaderFromFlags(
   // leader, its server and the snapshot it serves (a backup's whole writing side).
   const [
     { parseListen },
-    { ReplicationLeader, parseFollowerSpec },
+    { ReplicationLeader, parseFollowerSpecs },
     { replicationAuditor },
     { serveSnapshot },
   ] = await Promise.all([
@@ -216,7 +216,7 @@ export async function startLeaderFromFlags(
     tls: tlsOf(flags),
     tlsCa: await caOf(flags),
     policy: parseAckPolicy(flags.ackPolicy),
-    followers: flags.follower.map(parseFollowerSpec),
+    followers: parseFollowerSpecs(flags.follower),
     ackTimeoutMs: flags.ackTimeout,
     onAckTimeout: flags.onAckTimeout as OnAckTimeout,
     thresholds: { maxLagEntries: flags.maxLagEntries, maxRetries: flags.unreachableAfter },

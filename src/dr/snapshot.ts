@@ -14,6 +14,10 @@
  *
  * Independently of the pause, every WAL is copied only up to its last complete, hash-valid entry
  * (at most the acknowledged position), so a backup never holds a torn entry.
+ *
+ * A decision held at the replication commit gate (`start --replication-listen` waiting for its
+ * followers' acknowledgements) also answers, but only this process's own requests: see
+ * `SnapshotResponder.whileWaiting`.
  */
 import { randomBytes } from "node:crypto";
 import { readFile, readdir, unlink } from "node:fs/promises";
@@ -27,8 +31,17 @@ import type { SnapshotInfo, WalPosition } from "./manifest.js";
 
 export const DEFAULT_ACK_TIMEOUT_MS = 5_000;
 export const DEFAULT_HOLD_MS = 120_000;
+/** How often a decision held at the commit gate looks for a pause request. */
+const GATE_POLL_MS = 10;
 
 export type WalPositions = Record<string, WalPosition | null>;
+
+/** The positions a pause reports for the run a WAL writer appends to (its newest durable entry). */
+export function writerPositions(
+  pos: { runId: string; seq: number; entry_hash: string } | undefined,
+): WalPositions {
+  return pos ? { [pos.runId]: { seq: pos.seq, entry_hash: pos.entry_hash } } : {};
+}
 
 interface SnapshotRequest {
   id: string;
@@ -141,7 +154,11 @@ export class SnapshotResponder {
     private readonly opts: { checkIntervalMs?: number; pollMs?: number; maxHoldMs?: number } = {},
   ) {}
 
-  async atDecisionBoundary(positions: () => WalPositions | Promise<WalPositions>): Promise<BoundaryResult> {
+  /** `onlyPid`: answer only the requests of that process (the others wait for another boundary). */
+  async atDecisionBoundary(
+    positions: () => WalPositions | Promise<WalPositions>,
+    onlyPid?: number,
+  ): Promise<BoundaryResult> {
     const now = Date.now();
     if (now - this.lastCheck < (this.opts.checkIntervalMs ?? 0)) return { paused: false, heldMs: 0 };
     this.lastCheck = now;
@@ -160,6 +177,7 @@ export class SnapshotResponder {
         () => undefined,
       );
       if (!req || typeof req.pid !== "number") continue;
+      if (onlyPid !== undefined && req.pid !== onlyPid) continue;
       if (!isProcessAlive(req.pid)) {
         await unlink(file).catch(() => {}); // the requester died: nobody will release it
         continue;
@@ -167,6 +185,33 @@ export class SnapshotResponder {
       return this.hold(file, req, await positions());
     }
     return { paused: false, heldMs: 0 };
+  }
+
+  /**
+   * Settles as `waiting` does (a decision held at the replication commit gate), answering this
+   * process's pause requests meanwhile, and never while a pause holds. Why: the leader inside
+   * `start` serves its base snapshot through this protocol, and the follower asking for it cannot
+   * acknowledge anything before it has it; answered only between decisions, its request sat behind
+   * a decision waiting for that very follower until the ack timeout halted the leader. Held at the
+   * gate, the orchestrator is between an entry's local fsync and what the entry allows: nothing is
+   * half done and no other decision is in flight (decisions are made one at a time), so the pause
+   * is as consistent as one between decisions. Completion records are not collected into the WAL
+   * first (that would be a decision inside this one): a follower gets them with the WAL after its
+   * snapshot, while another process's backup, which has no such WAL, still waits for a boundary.
+   */
+  async whileWaiting<T>(waiting: Promise<T>, positions: () => WalPositions): Promise<T> {
+    let settled = false;
+    const done = waiting.then(
+      () => void (settled = true),
+      () => void (settled = true),
+    );
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, GATE_POLL_MS)))]);
+      clearTimeout(timer);
+      if (settled) return waiting;
+      await this.atDecisionBoundary(positions, process.pid);
+    }
   }
 
   private async hold(

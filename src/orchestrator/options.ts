@@ -78,9 +78,19 @@ export interface HostedArchiver {
   stop(): void;
 }
 
-/** The WAL's commit gate: replication's ack policy, then the archive's `--sync`, each when configured. */
-export function commitGateOf(o: Pick<OrchestratorOptions, "replication" | "archive">) {
-  const gates = [o.replication?.commitGate, o.archive?.commitGate].filter((g) => g !== undefined);
+/**
+ * The WAL's commit gate: replication's ack policy, then the archive's `--sync`, each when
+ * configured. `whileReplicationWaits` wraps the wait for acknowledgements (the pause requests of
+ * the leader's own base snapshot are answered meanwhile: SnapshotResponder.whileWaiting).
+ */
+export function commitGateOf(
+  o: Pick<OrchestratorOptions, "replication" | "archive">,
+  whileReplicationWaits?: (waiting: Promise<void>) => Promise<void>,
+) {
+  const repl = o.replication?.commitGate;
+  const replGate =
+    repl && whileReplicationWaits ? (pos: WalPosition) => whileReplicationWaits(repl(pos)) : repl;
+  const gates = [replGate, o.archive?.commitGate].filter((g) => g !== undefined);
   if (gates.length <= 1) return gates[0];
   // Both at once: a decision is acted on only when the followers and the store hold it.
   return async (pos: WalPosition): Promise<void> => {

@@ -7,7 +7,7 @@
  * so with `--max-agents 1` the WAL of two runs of the same backlog is the same decision for decision.
  */
 import { resolveOptions } from "../json/object.js";
-import { SnapshotResponder } from "../dr/snapshot.js";
+import { SnapshotResponder, writerPositions } from "../dr/snapshot.js";
 import type { InterruptSignal } from "../workspace/interrupt.js";
 import type { Workspace } from "../workspace/layout.js";
 import { acquireLock, type WorkspaceLock } from "../workspace/lock.js";
@@ -187,8 +187,7 @@ export class Orchestrator {
     this.snapshotResponder ??= new SnapshotResponder(this.ctx.ws);
     await this.snapshotResponder.atDecisionBoundary(async () => {
       await collectCompletions(this.ctx);
-      const pos = this.ctx.dlog.wal.durablePosition;
-      return pos ? { [pos.runId]: { seq: pos.seq, entry_hash: pos.entry_hash } } : {};
+      return writerPositions(this.ctx.dlog.wal.durablePosition);
     });
   }
 

@@ -11,6 +11,7 @@ import { CostRowsOncePerAgent } from "../ledger/cost-ledger.js";
 import { listRuns, verifyWal } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
 import { findWalRollbacks } from "../dr/rollback.js";
+import { SnapshotResponder, writerPositions } from "../dr/snapshot.js";
 import { replayWal, type ReplaySummary } from "../state/replay.js";
 import { WalWriter, newRunId } from "../wal/writer.js";
 import { durableMkdir, durableUnlink } from "../workspace/durable.js";
@@ -78,7 +79,12 @@ export async function recover(
   const recovery = emptyRecoverySummary(runId, chains);
   // Its refusals (a bad --key-file) come before the new run's WAL exists: they leave no run.
   const audit = await openAuditLog(ws, opts, warn);
-  const wal = await WalWriter.open(ws, runId, { commitGate: commitGateOf(opts) });
+  const snapshots = new SnapshotResponder(ws);
+  const wal: WalWriter = await WalWriter.open(ws, runId, {
+    commitGate: commitGateOf(opts, (waiting) =>
+      snapshots.whileWaiting(waiting, () => writerPositions(wal.durablePosition)),
+    ),
+  });
   try {
     opts.replication?.attachWriter(wal);
     const dlog = new DecisionLog({ ws, wal, audit, state: loaded.state, onCommit: () => hooks.onCommit() });

@@ -6,9 +6,28 @@
 import http from "node:http";
 import https from "node:https";
 import type { Readable } from "node:stream";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { EPOCH_HEADER, parseEpochHeader } from "./epoch.js";
 
 export const REGION_HEADER = "x-bernstein-region";
+
+/**
+ * A peer's URL as a user gives it (`--leader`, `--follower NAME=URL`, `--peer`, `--new-leader-url`):
+ * http(s) with a host, or a usage error naming `given` (the flag and its value). Checked where it is
+ * given: a bad one recorded (a role's `leader_url`) or announced (a fence) would only fail later,
+ * on another node.
+ */
+export function parsePeerUrl(url: string, given: string): string {
+  let u: URL | undefined;
+  try {
+    u = new URL(url);
+  } catch {
+    u = undefined;
+  }
+  if (!u || (u.protocol !== "http:" && u.protocol !== "https:") || !u.hostname)
+    throw new UserError(`${given}: expected a URL http(s)://HOST:PORT`, ExitCode.USAGE);
+  return url;
+}
 
 export interface PeerOptions {
   baseUrl: string;

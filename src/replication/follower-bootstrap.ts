@@ -4,11 +4,12 @@
  * while the leader is not up yet or the transfer is cut.
  */
 import type { IncomingMessage } from "node:http";
-import { rename } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { UserError } from "../errors/errors.js";
+import { exists } from "../dr/restore-target.js";
 import { IntegrityError } from "../wal/continuation.js";
-import { durableMkdir, fsyncDir } from "../workspace/durable.js";
+import { durableMkdir, durableRename, fsyncDir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { ReplicationError } from "./ack-policy.js";
 import { type Peer, TransportError, errorText, readAll } from "./client.js";
@@ -40,15 +41,36 @@ export function needsBootstrap(
   return !isFollower || o.rebootstrap === true;
 }
 
+const QUARANTINE_PREFIX = "quarantine-";
+
 /** Moves the workspace's WAL folder to `runtime/replication/quarantine-<utc>/wal`. */
 export async function quarantineWal(ws: Workspace, log: (line: string) => void): Promise<void> {
-  const q = path.join(replicationDir(ws), `quarantine-${utcStamp()}`);
+  const q = path.join(replicationDir(ws), `${QUARANTINE_PREFIX}${utcStamp()}`);
   await durableMkdir(q);
-  await rename(ws.walDir, path.join(q, "wal"));
-  await fsyncDir(q);
+  await durableRename(ws.walDir, path.join(q, "wal"));
   await durableMkdir(ws.walDir);
   await fsyncDir(path.dirname(ws.walDir));
   log(`replicate follow: moved the previous WAL to ${path.relative(ws.root, q)}/wal`);
+}
+
+/**
+ * A restore that replaced the workspace (a bootstrap's, a promotion's) kept the previous tree at
+ * `keptRoot`: its quarantined WALs (a fenced leader's unreplicated decisions) move into the
+ * restored workspace, where `runtime/replication/quarantine-*` promises them. Until the caller
+ * removes `keptRoot` they are in one of the two trees, never in neither.
+ */
+export async function carryQuarantines(keptRoot: string, ws: Workspace): Promise<void> {
+  const from = path.join(keptRoot, path.relative(ws.root, replicationDir(ws)));
+  const names = await readdir(from).catch(() => [] as string[]);
+  const quarantines = names.filter((n) => n.startsWith(QUARANTINE_PREFIX));
+  if (quarantines.length === 0) return;
+  await durableMkdir(replicationDir(ws));
+  for (const name of quarantines) {
+    let to = path.join(replicationDir(ws), name);
+    // The snapshot carried the leader's own quarantine of that name: ours gets another one.
+    for (let i = 1; await exists(to); i++) to = path.join(replicationDir(ws), `${name}-${i}`);
+    await durableRename(path.join(from, name), to);
+  }
 }
 
 export interface SnapshotFetchContext {

@@ -15,7 +15,8 @@ import {
   requiredAcks,
 } from "./ack-policy.js";
 import { lastBackupInfo } from "./backup-info.js";
-import { Peer } from "./client.js";
+import { ExitCode, UserError } from "../errors/errors.js";
+import { Peer, parsePeerUrl } from "./client.js";
 import {
   type EpochState,
   announcedEpochProblem,
@@ -53,15 +54,35 @@ export interface FollowerSpec {
   url?: string;
 }
 
-/** Parses `NAME` or `NAME=URL`. */
+/** Parses `NAME` or `NAME=URL` (a `--follower` flag). */
 export function parseFollowerSpec(value: string): FollowerSpec {
   const eq = value.indexOf("=");
   const name = eq < 0 ? value : value.slice(0, eq);
   const url = eq < 0 ? undefined : value.slice(eq + 1);
-  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new ReplicationError(`--follower ${value}: bad follower name`);
-  if (url !== undefined && !/^https?:\/\//.test(url))
-    throw new ReplicationError(`--follower ${value}: URL must start with http:// or https://`);
-  return { name, url };
+  if (!/^[A-Za-z0-9._-]+$/.test(name))
+    throw new UserError(
+      `--follower ${value}: expected NAME or NAME=URL, the name of letters, digits, . _ -`,
+      ExitCode.USAGE,
+    );
+  return { name, url: url === undefined ? undefined : parsePeerUrl(url, `--follower ${value}`) };
+}
+
+/**
+ * Every `--follower` flag: a name given twice is refused, since the policy counts names (a typo of
+ * f2 as f1 would silently weaken ALL).
+ */
+export function parseFollowerSpecs(values: readonly string[]): FollowerSpec[] {
+  const specs = values.map(parseFollowerSpec);
+  const seen = new Set<string>();
+  for (const { name } of specs) {
+    if (seen.has(name))
+      throw new UserError(
+        `--follower ${name} is given twice: each configured follower needs its own name`,
+        ExitCode.USAGE,
+      );
+    seen.add(name);
+  }
+  return specs;
 }
 
 export interface LeaderOptions {
@@ -119,7 +140,7 @@ export class ReplicationLeader {
     // A fenced node may still serve (its endpoint answers 409 with the reason); `start` refuses it.
     if (role.role === "follower") throw new ReplicationError(followerRefusal(role.leader_url));
     if (o.policy !== "LEADER_ONLY" && o.followers.length === 0) {
-      throw new ReplicationError(`ack policy ${o.policy} needs at least one --follower`);
+      throw new UserError(`--ack-policy ${o.policy} needs at least one --follower`, ExitCode.USAGE);
     }
     const leader = new ReplicationLeader(o);
     leader.epochState = await readEpoch(o.ws);

@@ -28,6 +28,7 @@ import {
 } from "../workspace/durable.js";
 import { Workspace } from "../workspace/layout.js";
 import { replicationDir } from "./epoch.js";
+import { carryQuarantines } from "./follower-bootstrap.js";
 import { WalSource } from "./wal-source.js";
 
 /** The refreshed base snapshot a promotion starts from (relative to `.sdd/`, as the role records it). */
@@ -56,7 +57,12 @@ export async function installSnapshot(
   ws: Workspace,
   source: string,
 ): Promise<Record<string, number>> {
-  await restoreFromStream(stream, ws.root, { keep: false, source });
+  // Kept, not removed by the swap: the quarantined WALs in it move over first.
+  const { kept } = await restoreFromStream(stream, ws.root, { keep: true, source });
+  if (kept) {
+    await carryQuarantines(kept, ws);
+    await rm(kept, { recursive: true, force: true });
+  }
   // The archive carries the leader's own replication files: they are not ours.
   await rm(path.join(replicationDir(ws), "endpoint.json"), { force: true });
   const broken = await cutAllAtFirstBreak(ws.walDir);
@@ -131,6 +137,7 @@ export async function materializeFromBase(ws: Workspace): Promise<string | null>
   }
   await rm(path.join(replicationDir(ws), "endpoint.json"), { force: true });
   await fsyncDir(replicationDir(ws));
+  await carryQuarantines(kept, ws);
   await durableUnlink(outside);
   await rm(kept, { recursive: true, force: true });
   const broken = await cutAllAtFirstBreak(ws.walDir);

@@ -4,6 +4,7 @@
  * renamed flags keep their old spelling as a hidden, noted alias.
  */
 import assert from "node:assert/strict";
+import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { allCommandSpecs, describeCommands } from "../../src/cli/command-tree.js";
@@ -239,5 +240,52 @@ test("renamed replication flags: the new names in the help, the old ones hidden,
   assert.equal(
     listen.stderr,
     "bernstein: --replication-listen nope: expected HOST:PORT (e.g. 127.0.0.1:7070)\n",
+  );
+});
+
+test("replication followers and peers are checked where they are given: exit 2, one line, nothing started", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-usage-peers-");
+  t.after(cleanup);
+  const env = {
+    ...ENV,
+    HOME: dir,
+    BERNSTEIN_AUDIT_KEY_PATH: path.join(dir, "key", "audit.key"),
+    BERNSTEIN_REPLICATION_TOKEN: "0123456789abcdef0123456789",
+  };
+  assert.equal((await runCli(["init"], { cwd: dir, env })).code, 0);
+  const refused = async (args: string[]): Promise<string> => {
+    const r = await runCli(args, { cwd: dir, env });
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.equal(r.stderr.split("\n").length, 2, `one line: ${r.stderr}`);
+    return r.stderr;
+  };
+  const start = ["start", "--until-idle", "--replication-listen", "127.0.0.1:0"];
+  // A name given twice would count once: ALL over "f1 f1" is met by one follower.
+  assert.equal(
+    await refused([...start, "--ack-policy", "ALL", "--follower", "f1", "--follower", "f1"]),
+    "bernstein: --follower f1 is given twice: each configured follower needs its own name\n",
+  );
+  assert.equal(
+    await refused([...start, "--follower", "f1=notaurl"]),
+    "bernstein: --follower f1=notaurl: expected a URL http(s)://HOST:PORT\n",
+  );
+  assert.match(
+    await refused([...start, "--follower", "=http://x:1"]),
+    /^bernstein: --follower =http:\/\/x:1: expected NAME or NAME=URL/,
+  );
+  assert.equal(
+    await refused([...start, "--ack-policy", "QUORUM"]),
+    "bernstein: --ack-policy QUORUM needs at least one --follower\n",
+  );
+  // dr promote announces --new-leader-url to the peers it fences: the same check, before anything.
+  assert.equal(
+    await refused(["dr", "promote", "--force", "--new-leader-url", "foo"]),
+    "bernstein: --new-leader-url foo: expected a URL http(s)://HOST:PORT\n",
+  );
+  assert.deepEqual(await readdir(path.join(dir, ".sdd", "runtime", "wal")), [], "no run was started");
+  assert.equal(
+    await readFile(path.join(dir, ".sdd", "runtime", "replication", "epoch.json")).catch(() => null),
+    null,
+    "no epoch was raised",
   );
 });

@@ -4,14 +4,16 @@
  * verify, `doctor` passes, and `start` on it completes the backlog.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { listRuns, verifyWal } from "../../src/wal/reader.js";
 import { initWorkspace, Workspace } from "../../src/workspace/layout.js";
-import { runCli } from "../helpers.js";
+import { CLI_ARGV, cliEnv, runCli } from "../helpers.js";
 import {
+  Proc,
   eventually,
   getJson,
   makeToken,
@@ -171,5 +173,59 @@ test(
     assert.equal(doc.counts.done, ids.length);
     const ran = new Set((await readFile(results, "utf8")).split("\n").filter(Boolean));
     assert.deepEqual([...ran].sort(), ids);
+  },
+);
+
+test(
+  "a new follower bootstraps while start's first decision waits for it (ALL, default --ack-timeout)",
+  { timeout: 60_000 },
+  async (t) => {
+    const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-orch-boot-");
+    const env = { XDG_STATE_HOME: path.join(dir, "state") };
+    const { file: tokenFile } = await makeToken(dir);
+    const sdd = (n: string): string => path.join(dir, n, ".sdd");
+    const { workspace: lws } = await initWorkspace(sdd("L"));
+    await addTask(lws, { id: "t1", title: "t1", command: "true" });
+    // The follower is up first, asking for its base snapshot until the leader serves.
+    const leaderAddress = await relay(t);
+    const following = startFollower({
+      leader: leaderAddress.url,
+      region: "f1",
+      sdd: sdd("F"),
+      tokenFile,
+      onSpawn: (p) => procs.push(p),
+    });
+    following.catch(() => {}); // awaited below
+    const child = spawn(
+      process.execPath,
+      [
+        ...CLI_ARGV,
+        ...["--sdd", sdd("L"), "start", "--until-idle", "--poll", "50"],
+        ...["--replication-listen", "127.0.0.1:0", "--token-file", tokenFile],
+        ...["--ack-policy", "ALL", "--follower", "f1"],
+      ],
+      { stdio: ["ignore", "pipe", "pipe"], cwd: dir, env: cliEnv(env) },
+    );
+    const leader = new Proc(child, "leader");
+    procs.push(leader);
+    const [, url] = await leader.waitFor(
+      "the leader endpoint",
+      () => /replication: serving at (\S+) /.exec(leader.stderr) ?? undefined,
+    );
+    leaderAddress.to(portOf(url));
+    // Its first decision waits for f1, which needs the snapshot first: the snapshot is served
+    // while the decision waits, not after the 5 s ack timeout halted the leader.
+    const { code } = await leader.exited;
+    assert.equal(code, 0, leader.stderr);
+    await following;
+    const [run] = await listRuns(lws);
+    await eventually("f1 holds the whole run", async () => {
+      const mine = await verifyWal(run.file, run.run_id);
+      const theirs = await verifyWal(
+        path.join(sdd("F"), "runtime", "wal", `${run.run_id}.wal.jsonl`),
+        run.run_id,
+      );
+      return theirs.ok && theirs.last_seq === mine.last_seq;
+    });
   },
 );

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { chmod, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { Workspace } from "../../src/workspace/layout.js";
@@ -163,6 +163,49 @@ test(
     again.proc.kill("SIGTERM");
     await again.proc.exited;
     assert.equal((await verifyWal(fwal, RUN)).last_seq, 14);
+  },
+);
+
+test(
+  "--rebootstrap keeps the replaced WAL and earlier quarantines in runtime/replication",
+  { timeout: 60_000 },
+  async (t) => {
+    const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-quarantine-");
+    await leaderWorkspace(path.join(dir, "L", ".sdd"), 5);
+    const { file: tokenFile } = await makeToken(dir);
+    const leader = await serve(path.join(dir, "L", ".sdd"), tokenFile);
+    procs.push(leader.proc);
+    // An old leader's workspace: its own run, and a quarantine from an earlier re-bootstrap.
+    const osdd = path.join(dir, "O", ".sdd");
+    const old = await leaderWorkspace(osdd, 3, "run-old");
+    const oldWal = await readFile(old.walFile("run-old"));
+    const earlier = path.join(osdd, "runtime", "replication", "quarantine-20000101T000000Z", "wal");
+    await mkdir(earlier, { recursive: true });
+    await writeFile(path.join(earlier, "run-older.wal.jsonl"), "older\n");
+
+    const f = await startFollower({
+      leader: leader.url,
+      region: "o",
+      sdd: osdd,
+      tokenFile,
+      extra: ["--rebootstrap"],
+    });
+    procs.push(f.proc);
+    const [, q] = await f.proc.waitFor(
+      "the quarantine line",
+      () =>
+        /moved the previous WAL to runtime\/replication\/(quarantine-\S+)\/wal/.exec(f.proc.stderr) ??
+        undefined,
+    );
+    const rdir = path.join(osdd, "runtime", "replication");
+    assert.deepEqual(await readFile(path.join(rdir, q, "wal", "run-old.wal.jsonl")), oldWal);
+    assert.equal(await readFile(path.join(earlier, "run-older.wal.jsonl"), "utf8"), "older\n");
+    assert.deepEqual(
+      (await readdir(path.join(dir, "O"))).filter((n) => n !== ".sdd"),
+      [],
+      "no previous tree left beside the workspace",
+    );
+    await replicatedUpTo(osdd, 4);
   },
 );
 

@@ -11,6 +11,7 @@ import { TOKEN_ENV } from "../../replication/auth.js";
 import { loadTokenFile } from "../../replication/auth.js";
 import { replicationAuditor } from "../../replication/audit.js";
 import { gatherStatus } from "../../replication/status.js";
+import { parsePeerUrl } from "../../replication/client.js";
 import { lagIsCurrent, stoppedSince, type ArchiveHealthReport } from "../../archive/health.js";
 import { describeSnapshotBreak } from "../../archive/archive-status.js";
 import { openWorkspace } from "../../workspace/layout.js";
@@ -144,10 +145,14 @@ function registerPromote(dr: Command): void {
     .option(
       "--peer <url>",
       "another follower's endpoint (repeat); default: the followers the leader reported",
-      collect,
+      (v: string, previous: string[]) => collect(parsePeerUrl(v, `--peer ${v}`), previous),
       [],
     )
-    .option("--new-leader-url <url>", "where this node will serve as leader; fenced peers re-point to it")
+    .option(
+      "--new-leader-url <url>",
+      "where this node will serve as leader; fenced peers re-point to it",
+      (v: string) => parsePeerUrl(v, `--new-leader-url ${v}`),
+    )
     .option(
       "--force",
       "promote even when too few peers answer (the no-loss and no-split-brain guarantees are lost)",

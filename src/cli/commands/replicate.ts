@@ -21,6 +21,7 @@ import {
   tlsOf,
 } from "../replication-options.js";
 import { parseListen } from "../../replication/server.js";
+import { parsePeerUrl } from "../../replication/client.js";
 import { addDeprecatedAlias } from "../deprecated-option.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
@@ -116,8 +117,7 @@ export function registerReplicate(program: Command): void {
     ) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
-      if (!/^https?:\/\//.test(flags.leader))
-        throw new UserError(`--leader ${flags.leader}: expected http(s)://HOST:PORT`, ExitCode.USAGE);
+      parsePeerUrl(flags.leader, `--leader ${flags.leader}`);
       if (!/^[A-Za-z0-9._-]+$/.test(flags.followerName))
         throw new UserError(
           `--follower-name ${flags.followerName}: letters, digits, . _ - only`,
