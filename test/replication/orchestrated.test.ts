@@ -177,7 +177,7 @@ test(
 );
 
 test(
-  "a new follower bootstraps while start's first decision waits for it (ALL, default --ack-timeout)",
+  "a new follower bootstraps while start's first decision waits for it (ALL)",
   { timeout: 60_000 },
   async (t) => {
     const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-orch-boot-");
@@ -202,7 +202,10 @@ test(
         ...CLI_ARGV,
         ...["--sdd", sdd("L"), "start", "--until-idle", "--poll", "50"],
         ...["--replication-listen", "127.0.0.1:0", "--token-file", tokenFile],
-        ...["--ack-policy", "ALL", "--follower", "f1"],
+        // Longer than the default 5 s, so that a loaded machine's slow bootstrap is not taken
+        // for the deadlock: before the fix the snapshot waited for the decision, which waited
+        // for this follower's ack until the timeout halted the leader, whatever its length.
+        ...["--ack-policy", "ALL", "--follower", "f1", "--ack-timeout", "30000"],
       ],
       { stdio: ["ignore", "pipe", "pipe"], cwd: dir, env: cliEnv(env) },
     );
@@ -214,7 +217,7 @@ test(
     );
     leaderAddress.to(portOf(url));
     // Its first decision waits for f1, which needs the snapshot first: the snapshot is served
-    // while the decision waits, not after the 5 s ack timeout halted the leader.
+    // while the decision waits, not after the ack timeout halted the leader.
     const { code } = await leader.exited;
     assert.equal(code, 0, leader.stderr);
     await following;
