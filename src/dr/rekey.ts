@@ -176,7 +176,8 @@ async function rekeyAge(at: ArchiveAt, req: RekeyRequest, row: BackupLogRow | un
   }
 }
 
-async function rekeyEnc(file: string, req: RekeyRequest) {
+/** Re-encrypts or converts a `.enc` archive; `record` is run as part of it (see reencrypt.ts). */
+async function rekeyEnc(file: string, req: RekeyRequest, record: (done: Done) => Promise<RekeyOutcome>) {
   if (req.password === undefined) {
     throw usage(
       `${file} is encrypted with a password: pass --password-file FILE (or BERNSTEIN_DR_PASSWORD) that opens it`,
@@ -186,29 +187,25 @@ async function rekeyEnc(file: string, req: RekeyRequest) {
     const recipients = [...new Set([...(req.fullSet ?? []), ...req.add])];
     if (!recipients.length)
       throw usage("--to-age needs the recipients: --add-recipient or --recipients-file");
-    const r = await reencryptFernetFile(file, req.password, { recipients });
-    return {
-      from: file,
-      path: r.path,
-      action: "converted-to-age" as const,
-      recipients,
-      sha256: r.sha256,
-      size_bytes: r.size_bytes,
-    };
+    return reencryptFernetFile(file, req.password, { recipients }, (r) =>
+      record({
+        from: file,
+        path: r.path,
+        action: "converted-to-age",
+        recipients,
+        sha256: r.sha256,
+        size_bytes: r.size_bytes,
+      }),
+    );
   }
   if (req.newPassword === undefined) {
     throw usage(
       `${file} is a password-encrypted (.enc) archive: pass --new-password-file FILE, or --to-age with recipients`,
     );
   }
-  const r = await reencryptFernetFile(file, req.password, { password: req.newPassword });
-  return {
-    from: file,
-    path: r.path,
-    action: "re-encrypted" as const,
-    sha256: r.sha256,
-    size_bytes: r.size_bytes,
-  };
+  return reencryptFernetFile(file, req.password, { password: req.newPassword }, (r) =>
+    record({ from: file, path: r.path, action: "re-encrypted", sha256: r.sha256, size_bytes: r.size_bytes }),
+  );
 }
 
 type Done = RekeyOutcome & { recipients?: string[] };
@@ -278,18 +275,19 @@ export async function rekeyArchive(
   const row = opts.row ?? (ws ? (await newestRows(ws)).get(abs) : undefined);
   // Worked on (and named in messages and the outcome) by the path the caller gave, as every dr
   // command names what the user gave; recorded (catalogue row, audit event) by its absolute path.
-  let done: Done;
-  if (abs.endsWith(".age")) done = await rekeyAge({ file }, req, row, opts.skipDone ?? false);
-  else if (abs.endsWith(".enc")) done = await rekeyEnc(file, req);
-  else throw usage(`${file}: not an encrypted archive (.age or .enc); a plain archive has no keys to rotate`);
-  const at = { from: path.basename(abs), name: path.basename(done.path), local: true };
-  const recorded = await recordDone(
-    { ...done, path: path.resolve(done.path) },
-    { ...at, store: new LocalStore(path.dirname(abs)) },
-    ws,
-    row,
-  );
-  return { ...recorded, from: file, path: done.path };
+  const record = async (done: Done): Promise<RekeyOutcome> => {
+    const at = { from: path.basename(abs), name: path.basename(done.path), local: true };
+    const recorded = await recordDone(
+      { ...done, path: path.resolve(done.path) },
+      { ...at, store: new LocalStore(path.dirname(abs)) },
+      ws,
+      row,
+    );
+    return { ...recorded, from: file, path: done.path };
+  };
+  if (abs.endsWith(".age")) return record(await rekeyAge({ file }, req, row, opts.skipDone ?? false));
+  if (abs.endsWith(".enc")) return rekeyEnc(file, req, record);
+  throw usage(`${file}: not an encrypted archive (.age or .enc); a plain archive has no keys to rotate`);
 }
 
 /** Rekeys the `.age` object `key` of `store` (S3): the header rewritten in front of the same payload. */
