@@ -136,16 +136,27 @@ export async function reencryptFernetFile<T>(
   record: (r: ReencryptResult) => Promise<T>,
 ): Promise<T> {
   const toAge = "recipients" in target;
-  const dest = toAge ? backupPath(file.replace(/\.enc$/, ""), "age") : file;
-  if (
-    dest !== file &&
-    (await stat(dest).then(
+  const converted = backupPath(file.replace(/\.enc$/, ""), "age");
+  const dest = toAge ? converted : file;
+  const exists = (f: string): Promise<boolean> =>
+    stat(f).then(
       () => true,
       () => false,
-    ))
-  ) {
-    throw new UserError(`${dest} already exists; not replacing it`, ExitCode.IO);
+    );
+  const source = await stat(file).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "ENOENT") throw err;
+  });
+  if (!source) {
+    // A conversion run again once it finished: the .enc went when the .age took its place.
+    throw new UserError(
+      (await exists(converted))
+        ? `${file} is gone: it was converted to ${converted} already (rekey that one, with --identity-file)`
+        : `${file}: no such file`,
+      ExitCode.USAGE,
+    );
   }
+  if (dest !== file && (await exists(dest)))
+    throw new UserError(`${dest} already exists; not replacing it`, ExitCode.IO);
   const encryptor: Encryptor = toAge
     ? await AgeEncryptor.create(target.recipients)
     : await FernetEncryptor.create(target.password);
@@ -169,7 +180,7 @@ export async function reencryptFernetFile<T>(
     await (await sidecarStaged?.catch(() => undefined))?.discard();
   });
   try {
-    const fh = await open(tmp, "wx", (await stat(file)).mode & 0o777);
+    const fh = await open(tmp, "wx", source.mode & 0o777);
     let written: { sha256: string; size: number };
     try {
       written = await streamInto(

@@ -199,6 +199,25 @@ test("dr rekey of a .enc archive: a new password re-encrypts it; --to-age conver
     assert.equal(JSON.parse(conv.stdout).archives[0].path, agePath);
     assert.equal(existsSync(enc.path), false);
     assert.equal(existsSync(`${enc.path}.sha256`), false);
+    const again = await runCli(
+      [
+        "dr",
+        "rekey",
+        "--from",
+        enc.path,
+        "--password-file",
+        newPw,
+        "--to-age",
+        "--add-recipient",
+        a.recipient,
+      ],
+      { env },
+    );
+    assert.equal(again.code, 2, again.stderr);
+    assert.equal(
+      again.stderr,
+      `bernstein: ${enc.path} is gone: it was converted to ${agePath} already (rekey that one, with --identity-file)\n`,
+    );
     const r = await restoreFromFile(agePath, path.join(dir, "r", ".sdd"), {
       identities: [await identityOf(a.file)],
     });
