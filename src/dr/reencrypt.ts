@@ -10,8 +10,16 @@ import { createReadStream } from "node:fs";
 import { open, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError, ioError } from "../errors/errors.js";
-import { durableRename, durableUnlink, fsyncDir, fsyncHandle, tempPathFor } from "../workspace/durable.js";
-import { cleanupOnInterrupt } from "../workspace/interrupt.js";
+import {
+  durableRename,
+  durableUnlink,
+  fsyncDir,
+  fsyncHandle,
+  tempPathFor,
+  type StagedFile,
+} from "../workspace/durable.js";
+import { cleanupOnInterrupt, interruptInProgress } from "../workspace/interrupt.js";
+import { crashPoint } from "../state/decisions.js";
 import { AgeDecryptor } from "./age/decrypt.js";
 import { AgeEncryptor } from "./age/encrypt.js";
 import { backupPath } from "./backup.js";
@@ -95,22 +103,60 @@ async function plaintextSha(
   return hash.digest("hex");
 }
 
-export async function reencryptFernetFile(
+/**
+ * What an interrupt past the rename found: the archive as it now is, and whether the rest
+ * (sidecar, records) was done.
+ */
+function pastTheRename(
+  file: string,
+  dest: string,
+  target: ReencryptTarget,
+  rest: PromiseSettledResult<unknown>,
+): string {
+  const now =
+    "password" in target
+      ? `${shown(dest)} is re-encrypted: only the new password opens it`
+      : `${shown(file)} is converted: ${shown(dest)} replaces it, opened by the new recipients' identities`;
+  const line = `the rekey had passed its point of no return (the rename) and `;
+  if (rest.status === "rejected")
+    return `${line}could not finish: ${now}; ${(rest.reason as Error)?.message ?? String(rest.reason)}`;
+  const warning = (rest.value as { audit_warning?: string } | undefined)?.audit_warning;
+  return `${line}finished it: ${now}${warning ? `; ${warning}` : ""}`;
+}
+
+/**
+ * Re-encrypts `file` and puts the new archive in place; `record` (the catalogue row, the audit
+ * event) runs right after, as part of the same rekey: an interrupt past the rename waits for
+ * both and says what the archive now is.
+ */
+export async function reencryptFernetFile<T>(
   file: string,
   password: string,
   target: ReencryptTarget,
-): Promise<ReencryptResult> {
+  record: (r: ReencryptResult) => Promise<T>,
+): Promise<T> {
   const toAge = "recipients" in target;
-  const dest = toAge ? backupPath(file.replace(/\.enc$/, ""), "age") : file;
-  if (
-    dest !== file &&
-    (await stat(dest).then(
+  const converted = backupPath(file.replace(/\.enc$/, ""), "age");
+  const dest = toAge ? converted : file;
+  const exists = (f: string): Promise<boolean> =>
+    stat(f).then(
       () => true,
       () => false,
-    ))
-  ) {
-    throw new UserError(`${dest} already exists; not replacing it`, ExitCode.IO);
+    );
+  const source = await stat(file).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "ENOENT") throw err;
+  });
+  if (!source) {
+    // A conversion run again once it finished: the .enc went when the .age took its place.
+    throw new UserError(
+      (await exists(converted))
+        ? `${file} is gone: it was converted to ${converted} already (rekey that one, with --identity-file)`
+        : `${file}: no such file`,
+      ExitCode.USAGE,
+    );
   }
+  if (dest !== file && (await exists(dest)))
+    throw new UserError(`${dest} already exists; not replacing it`, ExitCode.IO);
   const encryptor: Encryptor = toAge
     ? await AgeEncryptor.create(target.recipients)
     : await FernetEncryptor.create(target.password);
@@ -121,9 +167,20 @@ export async function reencryptFernetFile(
     if (read.plainHead.length < 16) read.plainHead = Buffer.concat([read.plainHead, p.subarray(0, 16)]);
   };
   const tmp = tempPathFor(dest);
-  const cleanup = cleanupOnInterrupt(shown(tmp), () => unlink(tmp).catch(() => {}));
+  let sidecarStaged: Promise<StagedFile> | undefined;
+  // The rename over the archive is the point of no return: once it has begun, the old password
+  // may no longer open it, so an interrupt lets the rest finish (a few small writes) and says what
+  // the archive is; before it, the interrupt removes the temp files and the archive stays as it was.
+  let renamed = false;
+  let rest: Promise<T> | undefined;
+  const cleanup = cleanupOnInterrupt(shown(tmp), async () => {
+    const settled = rest && (await Promise.allSettled([rest]))[0]!;
+    if (settled && renamed) return pastTheRename(file, dest, target, settled);
+    await unlink(tmp).catch(() => {});
+    await (await sidecarStaged?.catch(() => undefined))?.discard();
+  });
   try {
-    const fh = await open(tmp, "wx", (await stat(file)).mode & 0o777);
+    const fh = await open(tmp, "wx", source.mode & 0o777);
     let written: { sha256: string; size: number };
     try {
       written = await streamInto(
@@ -155,26 +212,36 @@ export async function reencryptFernetFile(
       throw new Error(`the re-encrypted ${tmp} does not decrypt to the archive's bytes`);
     // Written before the archive is put in place: a disk too full for it fails the rekey while
     // the archive and its sidecar are still as they were.
-    const sidecar = await stageSidecar(dest, written.sha256);
-    try {
-      await removeSidecar(dest);
-      await durableRename(tmp, dest);
-    } catch (err) {
-      await sidecar.discard();
-      throw err;
-    }
-    await sidecar.commit();
-    if (dest !== file) {
-      await removeSidecar(file);
-      await durableUnlink(file);
-    }
-    await fsyncDir(path.dirname(dest));
-    return { path: dest, replaced: file, sha256: written.sha256, size_bytes: written.size };
+    sidecarStaged = stageSidecar(dest, written.sha256);
+    const sidecar = await sidecarStaged;
+    // An interrupt already cleaning up removes the temp files: the archive must stay as it was.
+    if (interruptInProgress()) return await new Promise<never>(() => {});
+    rest = (async () => {
+      try {
+        await removeSidecar(dest);
+        await durableRename(tmp, dest);
+      } catch (err) {
+        await sidecar.discard();
+        throw err;
+      }
+      renamed = true;
+      crashPoint("dr_rekey", "after_rename");
+      await sidecar.commit();
+      if (dest !== file) {
+        await removeSidecar(file);
+        await durableUnlink(file);
+      }
+      await fsyncDir(path.dirname(dest));
+      return record({ path: dest, replaced: file, sha256: written.sha256, size_bytes: written.size });
+    })();
+    return await rest;
   } catch (err) {
-    await unlink(tmp).catch(() => {});
+    // The interrupt's cleanup reports it and exits: no second line for a failure it caused.
+    if (interruptInProgress()) return await new Promise<never>(() => {});
+    if (!renamed) await unlink(tmp).catch(() => {});
     // A full or read-only disk can only be the new archive's (the old one is only read).
     const code = (err as NodeJS.ErrnoException | undefined)?.code;
-    if (code === "ENOSPC" || code === "EDQUOT" || code === "EROFS")
+    if (!renamed && (code === "ENOSPC" || code === "EDQUOT" || code === "EROFS"))
       throw ioError(`cannot write ${shown(dest)}`, err) ?? err;
     throw err;
   } finally {

@@ -121,6 +121,36 @@ function alreadyDone(req: RekeyRequest, row: BackupLogRow | undefined): boolean 
   );
 }
 
+/**
+ * The usage errors of rekeying `file` (an `.age` or `.enc` archive) with `req`, thrown before
+ * anything changes: `--all` checks every archive with it before rekeying the first.
+ */
+function checkNeeds(file: string, req: RekeyRequest, row: BackupLogRow | undefined, skipDone: boolean): void {
+  if (!/\.(age|enc)$/.test(file))
+    throw usage(`${file}: not an encrypted archive (.age or .enc); a plain archive has no keys to rotate`);
+  if (file.endsWith(".age")) {
+    if (!req.identities)
+      throw usage(
+        `${file} is an age archive: pass --identity-file FILE (or BERNSTEIN_DR_IDENTITY_FILE) that opens it`,
+      );
+    if (!(skipDone && alreadyDone(req, row))) targetSet(file, req, row);
+    return;
+  }
+  if (req.password === undefined) {
+    throw usage(
+      `${file} is encrypted with a password: pass --password-file FILE (or BERNSTEIN_DR_PASSWORD) that opens it`,
+    );
+  }
+  if (req.toAge) {
+    if (!req.add.length && !req.fullSet?.length)
+      throw usage("--to-age needs the recipients: --add-recipient or --recipients-file");
+  } else if (req.newPassword === undefined) {
+    throw usage(
+      `${file} is a password-encrypted (.enc) archive: pass --new-password-file FILE, or --to-age with recipients`,
+    );
+  }
+}
+
 /** Where an archive is: a local file, or an object in a store (S3). */
 type ArchiveAt = { file: string; store?: undefined } | { file: string; store: BackupStore; key: string };
 
@@ -153,16 +183,13 @@ async function recordedSplit(at: ArchiveAt, row: BackupLogRow | undefined): Prom
 
 async function rekeyAge(at: ArchiveAt, req: RekeyRequest, row: BackupLogRow | undefined, skipDone: boolean) {
   const file = at.file;
-  if (!req.identities)
-    throw usage(
-      `${file} is an age archive: pass --identity-file FILE (or BERNSTEIN_DR_IDENTITY_FILE) that opens it`,
-    );
+  checkNeeds(file, req, row, skipDone);
   if (skipDone && alreadyDone(req, row)) return { from: file, path: file, action: "already-done" as const };
   const { set, keep } = targetSet(file, req, row);
   const added = keep ? req.add : set!;
   try {
     const r = await rewriteAge(at, {
-      identities: req.identities,
+      identities: req.identities!,
       recipients: added,
       keepExisting: keep,
       recorded: await recordedSplit(at, row),
@@ -176,39 +203,26 @@ async function rekeyAge(at: ArchiveAt, req: RekeyRequest, row: BackupLogRow | un
   }
 }
 
-async function rekeyEnc(file: string, req: RekeyRequest) {
-  if (req.password === undefined) {
-    throw usage(
-      `${file} is encrypted with a password: pass --password-file FILE (or BERNSTEIN_DR_PASSWORD) that opens it`,
-    );
-  }
+/** Re-encrypts or converts a `.enc` archive; `record` is run as part of it (see reencrypt.ts). */
+async function rekeyEnc(file: string, req: RekeyRequest, record: (done: Done) => Promise<RekeyOutcome>) {
+  checkNeeds(file, req, undefined, false);
+  const password = req.password!;
   if (req.toAge) {
     const recipients = [...new Set([...(req.fullSet ?? []), ...req.add])];
-    if (!recipients.length)
-      throw usage("--to-age needs the recipients: --add-recipient or --recipients-file");
-    const r = await reencryptFernetFile(file, req.password, { recipients });
-    return {
-      from: file,
-      path: r.path,
-      action: "converted-to-age" as const,
-      recipients,
-      sha256: r.sha256,
-      size_bytes: r.size_bytes,
-    };
-  }
-  if (req.newPassword === undefined) {
-    throw usage(
-      `${file} is a password-encrypted (.enc) archive: pass --new-password-file FILE, or --to-age with recipients`,
+    return reencryptFernetFile(file, password, { recipients }, (r) =>
+      record({
+        from: file,
+        path: r.path,
+        action: "converted-to-age",
+        recipients,
+        sha256: r.sha256,
+        size_bytes: r.size_bytes,
+      }),
     );
   }
-  const r = await reencryptFernetFile(file, req.password, { password: req.newPassword });
-  return {
-    from: file,
-    path: r.path,
-    action: "re-encrypted" as const,
-    sha256: r.sha256,
-    size_bytes: r.size_bytes,
-  };
+  return reencryptFernetFile(file, password, { password: req.newPassword! }, (r) =>
+    record({ from: file, path: r.path, action: "re-encrypted", sha256: r.sha256, size_bytes: r.size_bytes }),
+  );
 }
 
 type Done = RekeyOutcome & { recipients?: string[] };
@@ -278,18 +292,19 @@ export async function rekeyArchive(
   const row = opts.row ?? (ws ? (await newestRows(ws)).get(abs) : undefined);
   // Worked on (and named in messages and the outcome) by the path the caller gave, as every dr
   // command names what the user gave; recorded (catalogue row, audit event) by its absolute path.
-  let done: Done;
-  if (abs.endsWith(".age")) done = await rekeyAge({ file }, req, row, opts.skipDone ?? false);
-  else if (abs.endsWith(".enc")) done = await rekeyEnc(file, req);
-  else throw usage(`${file}: not an encrypted archive (.age or .enc); a plain archive has no keys to rotate`);
-  const at = { from: path.basename(abs), name: path.basename(done.path), local: true };
-  const recorded = await recordDone(
-    { ...done, path: path.resolve(done.path) },
-    { ...at, store: new LocalStore(path.dirname(abs)) },
-    ws,
-    row,
-  );
-  return { ...recorded, from: file, path: done.path };
+  const record = async (done: Done): Promise<RekeyOutcome> => {
+    const at = { from: path.basename(abs), name: path.basename(done.path), local: true };
+    const recorded = await recordDone(
+      { ...done, path: path.resolve(done.path) },
+      { ...at, store: new LocalStore(path.dirname(abs)) },
+      ws,
+      row,
+    );
+    return { ...recorded, from: file, path: done.path };
+  };
+  if (abs.endsWith(".enc")) return rekeyEnc(file, req, record);
+  // checkNeeds (in rekeyAge) refuses what is not an age archive either.
+  return record(await rekeyAge({ file }, req, row, opts.skipDone ?? false));
 }
 
 /** Rekeys the `.age` object `key` of `store` (S3): the header rewritten in front of the same payload. */
@@ -313,17 +328,47 @@ export async function rekeyObject(
   return recordDone(done, { store, from: key, name: key, local: false }, ws, row);
 }
 
+/**
+ * Rekeys `archives` one after the other, once each has been checked (checkNeeds: a usage error
+ * changes nothing). A failure only found part-way (a wrong password, a damaged archive) names the
+ * archives already rekeyed, in its line and (`rekeyed`) its --json.
+ */
+async function rekeyEach(
+  archives: { file: string; row: BackupLogRow | undefined; rekey: () => Promise<RekeyOutcome> }[],
+  req: RekeyRequest,
+): Promise<RekeyOutcome[]> {
+  for (const { file, row } of archives) checkNeeds(file, req, row, true);
+  const out: RekeyOutcome[] = [];
+  for (const { rekey } of archives) {
+    try {
+      out.push(await rekey());
+    } catch (err) {
+      const done = out.filter((o) => o.action !== "already-done");
+      if (!done.length) throw err;
+      const before = `already rekeyed before it: ${done.map((o) => o.path).join(", ")}`;
+      if (err instanceof UserError)
+        throw new UserError(`${err.message}; ${before}`, err.exitCode, { ...err.details, rekeyed: done });
+      throw new Error(`${(err as Error)?.message ?? String(err)}; ${before}`, { cause: err });
+    }
+  }
+  return out;
+}
+
 /** `--all`: every catalogued local encrypted archive, newest row each; archives already done are skipped. */
 export async function rekeyAll(ws: Workspace, req: RekeyRequest): Promise<RekeyOutcome[]> {
-  const out: RekeyOutcome[] = [];
   const rows = await newestRows(ws);
+  const archives = [];
   for (const [location, row] of rows) {
     if (!path.isAbsolute(location) || !/\.(age|enc)$/.test(location)) continue;
     // An .enc converted to age has its .age row now; the .enc row is history.
     if (location.endsWith(".enc") && rows.has(location.replace(/\.enc$/, ".age"))) continue;
-    out.push(await rekeyArchive(location, req, ws, { skipDone: true, row }));
+    archives.push({
+      file: location,
+      row,
+      rekey: () => rekeyArchive(location, req, ws, { skipDone: true, row }),
+    });
   }
-  return out;
+  return rekeyEach(archives, req);
 }
 
 /**
@@ -336,18 +381,19 @@ export async function rekeyAllAt(
   store: BackupStore,
   req: RekeyRequest,
 ): Promise<RekeyOutcome[]> {
-  const out: RekeyOutcome[] = [];
   const rows = await newestRows(ws);
   const local = store instanceof LocalStore;
+  const archives = [];
   for (const { name } of (await listCatalogue(store)).entries) {
     if (!(local ? /\.(age|enc)$/ : /\.age$/).test(name)) continue;
     const row = rows.get(store.describe(name));
     const opts = { skipDone: true, row };
-    out.push(
-      local
-        ? await rekeyArchive(path.join(store.root, name), req, ws, opts)
-        : await rekeyObject(store, name, req, ws, opts),
-    );
+    const file = local ? path.join(store.root, name) : store.describe(name);
+    archives.push({
+      file,
+      row,
+      rekey: () => (local ? rekeyArchive(file, req, ws, opts) : rekeyObject(store, name, req, ws, opts)),
+    });
   }
-  return out;
+  return rekeyEach(archives, req);
 }

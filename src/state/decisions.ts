@@ -118,16 +118,18 @@ export class DecisionLog {
 }
 
 /**
- * Fault injection for the crash tests: `BERNSTEIN_CRASH_AT=<decision_type>:<phase>[:<n>]` makes the
- * process SIGKILL itself at that point of the n-th such decision (default the first). Phases:
- * before_intent, before_action, after_action, after_commit. Unset in normal use.
+ * Fault injection for the crash tests: `BERNSTEIN_CRASH_AT=<decision_type>:<phase>[:<n>[:<signal>]]`
+ * makes the process SIGKILL itself (or send itself `signal`, e.g. SIGINT: handled once the
+ * current step yields, as a Ctrl-C at that instant) at that point of the n-th such decision
+ * (default the first). Phases: before_intent, before_action, after_action, after_commit; other
+ * multi-step work names its own (`dr_rekey:after_rename`). Unset in normal use.
  */
 const CRASH_AT = process.env.BERNSTEIN_CRASH_AT;
 let crashSeen = 0;
 /** Also called inside actions with several steps (the git merge of `task_merged`). */
 export function crashPoint(decisionType: string, phase: string): void {
   if (!CRASH_AT) return;
-  const [type, at, nth] = CRASH_AT.split(":");
+  const [type, at, nth, signal] = CRASH_AT.split(":");
   if (type !== decisionType || at !== phase) return;
-  if (++crashSeen === Number(nth ?? 1)) process.kill(process.pid, "SIGKILL");
+  if (++crashSeen === Number(nth || 1)) process.kill(process.pid, (signal as NodeJS.Signals) || "SIGKILL");
 }

@@ -199,6 +199,25 @@ test("dr rekey of a .enc archive: a new password re-encrypts it; --to-age conver
     assert.equal(JSON.parse(conv.stdout).archives[0].path, agePath);
     assert.equal(existsSync(enc.path), false);
     assert.equal(existsSync(`${enc.path}.sha256`), false);
+    const again = await runCli(
+      [
+        "dr",
+        "rekey",
+        "--from",
+        enc.path,
+        "--password-file",
+        newPw,
+        "--to-age",
+        "--add-recipient",
+        a.recipient,
+      ],
+      { env },
+    );
+    assert.equal(again.code, 2, again.stderr);
+    assert.equal(
+      again.stderr,
+      `bernstein: ${enc.path} is gone: it was converted to ${agePath} already (rekey that one, with --identity-file)\n`,
+    );
     const r = await restoreFromFile(agePath, path.join(dir, "r", ".sdd"), {
       identities: [await identityOf(a.file)],
     });
@@ -276,6 +295,57 @@ test("dr backup to recipients from flags or bernstein.yaml writes .tar.gz.age; r
       },
     );
     assert.equal(ok.code, 0, ok.stderr);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("dr rekey --all checks every archive's keys before changing any (exit 2, nothing changed); a failure found part-way names the archives already rekeyed (line and --json)", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = envFor(dir);
+    const { ws } = await makeSmallWorkspace(dir);
+    const id = await keyPair(dir, "id.txt", false, "main");
+    const next = await keyPair(dir, "next.txt", false, "main");
+    const nextPub = path.join(dir, "next.pub");
+    await writeFile(nextPub, `${next.recipient}\n`);
+    const a = await backupToFile(ws, path.join(dir, "a.tar.gz"), { recipients: [id.recipient] });
+    await catalogueBackup(ws, a, [id.recipient], { split: true });
+    const b = await backupToFile(ws, path.join(dir, "b.tar.gz"), { password: "pw1" });
+    await catalogueBackup(ws, b, []);
+    const before = await readFile(a.path);
+    const all = [
+      "--sdd",
+      ws.root,
+      "dr",
+      "rekey",
+      "--all",
+      "--identity-file",
+      id.file,
+      "--recipients-file",
+      nextPub,
+    ];
+
+    const missing = await runCli(all, { env });
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.match(missing.stderr, /b\.tar\.gz\.enc is encrypted with a password: pass --password-file/);
+    assert.deepEqual(await readFile(a.path), before, "a.tar.gz.age not rekeyed");
+    assert.equal(existsSync(`${a.path}.sha256`), true);
+
+    const wrongPw = path.join(dir, "wrong.pw");
+    await writeFile(wrongPw, "nope\n", { mode: 0o600 });
+    const partWay = await runCli([...all, "--password-file", wrongPw, "--to-age", "--json"], { env });
+    assert.equal(partWay.code, 4, partWay.stderr);
+    assert.match(
+      partWay.stderr,
+      new RegExp(`; already rekeyed before it: ${a.path.replace(/\./g, "\\.")}\\n$`),
+    );
+    const json = JSON.parse(partWay.stdout);
+    assert.deepEqual(
+      json.rekeyed.map((o: { path: string; action: string }) => [o.path, o.action]),
+      [[a.path, "header-rewritten"]],
+    );
+    assert.notDeepEqual(await readFile(a.path), before);
   } finally {
     await cleanup();
   }

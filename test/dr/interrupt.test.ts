@@ -2,15 +2,18 @@
  * Ctrl-C and SIGTERM during `dr backup` and `dr restore`, sent to real child processes at a point
  * found by waiting for a condition (the temp file, the staging folder), never after a sleep: the
  * partial file is removed and the exit code is the shell's 130 / 143. And a backup into a folder
- * removes what killed backups (any name) left there.
+ * removes what killed backups (any name) left there. A `dr rekey` interrupted right after its
+ * rename (its point of no return; BERNSTEIN_CRASH_AT sends the SIGINT at that instant) finishes.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdir, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { acquireLock } from "../../src/workspace/lock.js";
+import { readBackupLog } from "../../src/dr/backup-log.js";
+import { sha256OfFile } from "../../src/dr/sidecar.js";
 import { runCli, scratchDir, spawnCli, waitFor, envFor } from "../helpers.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
 
@@ -128,6 +131,64 @@ test("dr schedule keeps its own SIGINT: the run in progress finishes and is kept
     } finally {
       await lock.release();
     }
+  } finally {
+    await cleanup();
+  }
+});
+
+test("SIGINT right after dr rekey renamed the re-encrypted .enc into place: the rekey finishes (sidecar, catalogue row, audit event) and says which password opens it, exit 130", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = envFor(dir);
+    const { ws } = await makeSmallWorkspace(dir);
+    const out = path.join(dir, "out");
+    await mkdir(out);
+    const oldPw = path.join(dir, "old.pw");
+    const newPw = path.join(dir, "new.pw");
+    writeFileSync(oldPw, "old\n", { mode: 0o600 });
+    writeFileSync(newPw, "new\n", { mode: 0o600 });
+    const sdd = ["--sdd", ws.root];
+    const b = await runCli(
+      [...sdd, "dr", "backup", "--to", path.join(out, "bk.tar.gz"), "--encrypt", "--password-file", oldPw],
+      { env },
+    );
+    assert.equal(b.code, 0, b.stderr);
+    const archive = path.join(out, "bk.tar.gz.enc");
+    const oldSha = await sha256OfFile(archive);
+
+    const r = await runCli(
+      [...sdd, "dr", "rekey", "--from", archive, "--password-file", oldPw, "--new-password-file", newPw],
+      { env: { ...env, BERNSTEIN_CRASH_AT: "dr_rekey:after_rename:1:SIGINT" } },
+    );
+    assert.equal(r.code, 130, r.stderr);
+    assert.equal(
+      r.stderr,
+      `bernstein: interrupted by SIGINT; the rekey had passed its point of no return (the rename) and finished it: ${archive} is re-encrypted: only the new password opens it\n`,
+    );
+    assert.equal(r.stdout, "");
+    assert.deepEqual(readdirSync(out).sort(), ["bk.tar.gz.enc", "bk.tar.gz.enc.sha256"], "no temp file");
+    const sha = await sha256OfFile(archive);
+    assert.notEqual(sha, oldSha);
+    assert.equal(readFileSync(`${archive}.sha256`, "utf8"), `${sha}  bk.tar.gz.enc\n`);
+    const rows = [];
+    for await (const row of readBackupLog(ws)) rows.push(row);
+    assert.deepEqual(
+      [rows.at(-1)!.location, rows.at(-1)!.sha256, rows.at(-1)!.rekeyed_from],
+      [archive, sha, oldSha],
+    );
+    let audit = "";
+    for (const f of await readdir(ws.auditDir, { recursive: true }))
+      audit += await readFile(path.join(ws.auditDir, f), "utf8").catch(() => "");
+    assert.ok(
+      audit
+        .split("\n")
+        .some((l) => l.includes('"event_type": "dr.rekey"') && l.includes(`"sha256": "${sha}"`)),
+      audit,
+    );
+    const verify = (pw: string) =>
+      runCli([...sdd, "dr", "verify", "--from", archive, "--password-file", pw], { env });
+    assert.equal((await verify(newPw)).code, 0);
+    assert.equal((await verify(oldPw)).code, 4);
   } finally {
     await cleanup();
   }
