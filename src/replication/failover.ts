@@ -222,7 +222,7 @@ function commandsSection(r: RunbookInput, { leader, candidate, others, actNow }:
     lines.push(`bernstein dr promote --sdd ${sddOf(candidate)} ${tokenArg}${peerArgs ? " " + peerArgs : ""}`);
     lines.push(`# 3. Start the new leader with replication.`);
     lines.push(
-      `bernstein start --sdd ${sddOf(candidate)} --replication-listen HOST:PORT --ack-policy ${r.policy ?? "QUORUM"} ${tokenArg}`,
+      `bernstein start --sdd ${sddOf(candidate)} --replication-listen HOST:PORT --ack-policy ${r.policy ?? "<the old leader's policy>"} ${tokenArg}`,
     );
     for (const o of others) {
       lines.push(`# 4. Re-point follower ${o.name} at the new leader.`);

@@ -1,6 +1,7 @@
 /** Acknowledgement policies, the quorum arithmetic behind the no-split-brain argument, health and failover. */
 import assert from "node:assert/strict";
 import { readFile, readdir } from "node:fs/promises";
+import { createServer, type AddressInfo } from "node:net";
 import { test } from "node:test";
 import {
   AckPolicy,
@@ -14,6 +15,7 @@ import { raiseEpoch, readEpoch, recordSuperseded } from "../../src/replication/e
 import { evaluateFailover, type NodeState, writeRunbook } from "../../src/replication/failover.js";
 import { classify, DEFAULT_THRESHOLDS, newFollowerRecord } from "../../src/replication/health.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
+import { writeRole } from "../../src/workspace/replication-role.js";
 import { runCli, scratchDir } from "../helpers.js";
 import { makeToken } from "./support/procs.js";
 
@@ -83,6 +85,61 @@ test("required acknowledgements and the promotion quorum always intersect", () =
       }
     }
   }
+});
+
+test("LEADER_ONLY: a promotion must reach every follower, never more than there are", () => {
+  for (let n = 1; n <= 7; n++) assert.equal(promotionQuorum("LEADER_ONLY", n), n, `n=${n}`);
+});
+
+test("dr promote under LEADER_ONLY: one follower promotes alone, two need each other; the old leader's fencing is told", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-repl-promote-lo-");
+  t.after(cleanup);
+  const env = { BERNSTEIN_AUDIT_KEY_PATH: `${dir}/key/audit.key` };
+  const { file: tokenFile } = await makeToken(dir);
+  // A port nobody listens on: the old leader is gone, a peer is down.
+  const gone = await new Promise<string>((resolve) => {
+    const srv = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(`http://127.0.0.1:${port}`));
+    });
+  });
+  const follower = async (name: string, followers: Array<{ name: string; url: string | null }>) => {
+    const sdd = `${dir}/${name}/.sdd`;
+    const { workspace } = await initWorkspace(sdd);
+    await writeRole(workspace, {
+      role: "follower",
+      region: name,
+      leader_url: gone,
+      cluster: { policy: "LEADER_ONLY", followers },
+    });
+    return sdd;
+  };
+
+  const two = await follower("b", [
+    { name: "b", url: null },
+    { name: "c", url: gone },
+  ]);
+  const refused = await runCli(["--sdd", two, "dr", "promote", "--token-file", tokenFile], { env });
+  assert.equal(refused.code, 8, refused.stderr);
+  assert.match(
+    refused.stderr,
+    /^bernstein: [^\n]*promotion reached 1 of 2 followers \(this one included\); a promotion under LEADER_ONLY must reach 2: [^\n]*--force\n$/,
+  );
+
+  const one = await follower("a", [{ name: "a", url: null }]);
+  const r = await runCli(["--sdd", one, "dr", "promote", "--token-file", tokenFile], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    /^Reached 1 follower \(this one included\); a promotion under LEADER_ONLY needs 1\.$/m,
+  );
+  assert.match(
+    r.stdout,
+    new RegExp(
+      `^Old leader ${gone}: NOT fenced \\(POST /fence: [^\\n]*ECONNREFUSED[^\\n]*\\); if it still runs, stop it by hand\\.$`,
+      "m",
+    ),
+  );
 });
 
 function popcount(x: number): number {
