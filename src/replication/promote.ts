@@ -133,6 +133,10 @@ function checkPromotable(o: PromoteOptions, role: Role, before: EpochState, warn
         : `${o.ws.root} is already a leader (epoch ${before.epoch}); nothing to promote`,
     );
   }
+  if (role.bootstrapping)
+    throw new ReplicationError(
+      `${o.ws.root} never finished its bootstrap from ${role.leader_url ?? "its leader"}: it holds no replica to promote; promote another follower`,
+    );
   if (role.integrity_error) {
     if (!o.force) {
       throw new ReplicationError(
