@@ -11,6 +11,7 @@
 import path from "node:path";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
+import { counted } from "../workspace/counted.js";
 import type { AckPolicyName } from "./ack-policy.js";
 import type { HealthThresholds } from "./health.js";
 
@@ -69,7 +70,11 @@ export function evaluateFailover(i: FailoverInput): FailoverEvaluation {
         `follower ${f.name} lags by ${f.lag_entries} entries (> 10 × ${i.thresholds.maxLagEntries})`,
       );
     } else if (f.health === "LAGGING") {
-      alerts.push(`follower ${f.name} is LAGGING (${f.lag_entries} entries)`);
+      // An integrity error makes a follower LAGGING whatever its lag (unknown without its process):
+      // that error is an alert of its own.
+      if (f.lag_entries !== null)
+        alerts.push(`follower ${f.name} is LAGGING (${counted(f.lag_entries, "entry", "entries")})`);
+      else if (!f.note) alerts.push(`follower ${f.name} is LAGGING (lag unknown)`);
     }
   }
   if (i.leaderHalted) alerts.push("the leader halted: its ack policy is not met");

@@ -350,6 +350,43 @@ test("epoch: raised durably, fencing recorded, token checks", async (t) => {
   assert.equal(bearerMatches(token, token), false);
 });
 
+test("dr status on a stopped follower with an integrity error: the error is the alert, no 'null entries'", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-repl-status-integrity-");
+  t.after(cleanup);
+  const sdd = `${dir}/.sdd`;
+  const { workspace } = await initWorkspace(sdd);
+  await writeRole(workspace, {
+    role: "follower",
+    region: "east",
+    leader_url: "http://127.0.0.1:1",
+    integrity_error: "run#15: prev_hash does not continue the chain",
+  });
+  const h = await runCli(["--sdd", sdd, "dr", "status"]);
+  assert.equal(h.code, 0, h.stderr);
+  assert.doesNotMatch(h.stdout, /null/);
+  assert.match(h.stdout, /integrity error: run#15: prev_hash does not continue the chain/);
+  const lagging = (name: string, lag: number | null): NodeState => ({
+    name,
+    role: "follower",
+    url: null,
+    epoch: 1,
+    wal_position: null,
+    health: "LAGGING",
+    lag_entries: lag,
+    lag_seconds: null,
+  });
+  const ev = evaluateFailover({
+    perspective: "leader",
+    policy: "QUORUM",
+    thresholds: DEFAULT_THRESHOLDS,
+    nodes: [lagging("east", 120), lagging("west", null)],
+  });
+  assert.deepEqual(ev.reasons, [
+    "follower east is LAGGING (120 entries)",
+    "follower west is LAGGING (lag unknown)",
+  ]);
+});
+
 test("dr status on a plain workspace: a stand-alone leader at epoch 1, no followers, RPO from the backup", async (t) => {
   const { dir, cleanup } = await scratchDir("bernstein-repl-status-");
   t.after(cleanup);
