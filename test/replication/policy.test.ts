@@ -329,6 +329,30 @@ test("failover evaluation and the runbook", async (t) => {
   assert.match(text, /Promoting east: 3 entries, 0\.3 s/);
 });
 
+test("dr runbook on a fenced old leader: re-join with replicate follow --rebootstrap; the token file absolute, as --sdd is", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-repl-runbook-fenced-");
+  t.after(cleanup);
+  const sdd = `${dir}/L/.sdd`;
+  const { workspace } = await initWorkspace(sdd);
+  await recordSuperseded(workspace, 2, "test");
+  await makeToken(dir, "tok");
+  const r = await runCli(["--sdd", sdd, "--json", "dr", "runbook", "--token-file", "../tok"], {
+    cwd: `${dir}/L`,
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const text = await readFile((JSON.parse(r.stdout) as { runbook: string }).runbook, "utf8");
+  assert.doesNotMatch(text, /recover the leader's disk|dr promote/);
+  assert.match(text, /superseded by a newer epoch/);
+  assert.match(
+    text,
+    new RegExp(
+      `^bernstein replicate follow --rebootstrap --leader <NEW_LEADER_URL> --follower-name <NAME> --sdd \\S+ --token-file ${dir}/tok$`,
+      "m",
+    ),
+  );
+  assert.doesNotMatch(text, /\.\.\/tok/);
+});
+
 test("epoch: raised durably, fencing recorded, token checks", async (t) => {
   const { dir, cleanup } = await scratchDir("bernstein-repl-epoch-unit-");
   t.after(cleanup);
