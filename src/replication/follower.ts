@@ -216,6 +216,9 @@ export class ReplicationFollower {
         `replicate follow: integrity error recorded, not applying: ${this.role.integrity_error}; rerun with --rebootstrap`,
       );
     }
+    // Before the first pull: a leader lost within its first seconds leaves a runbook (and a
+    // promotion) that know its policy and followers.
+    await this.maybeLearnCluster();
   }
 
   private async bootstrap(hadWal: boolean): Promise<void> {
