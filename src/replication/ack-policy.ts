@@ -50,9 +50,11 @@ export function requiredAcks(policy: AckPolicyName, followerCount: number): numb
  * Followers (the promoted one included) a promotion must reach so that it intersects every set
  * that acknowledged a decision: n − required + 1. Reaching them gives the promoted node every
  * acknowledged entry, and fencing them leaves the old leader fewer than `required` followers.
+ * LEADER_ONLY waits for no follower (n − 0 + 1 would exceed the n there are), so no set is sure
+ * to hold every decision: the promotion must reach all n, which gathers every entry any follower holds.
  */
 export function promotionQuorum(policy: AckPolicyName, followerCount: number): number {
-  return followerCount - requiredAcks(policy, followerCount) + 1;
+  return Math.min(followerCount, followerCount - requiredAcks(policy, followerCount) + 1);
 }
 
 export interface CommitPosition {

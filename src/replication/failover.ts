@@ -11,6 +11,7 @@
 import path from "node:path";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
+import { counted } from "../workspace/counted.js";
 import type { AckPolicyName } from "./ack-policy.js";
 import type { HealthThresholds } from "./health.js";
 
@@ -69,7 +70,11 @@ export function evaluateFailover(i: FailoverInput): FailoverEvaluation {
         `follower ${f.name} lags by ${f.lag_entries} entries (> 10 × ${i.thresholds.maxLagEntries})`,
       );
     } else if (f.health === "LAGGING") {
-      alerts.push(`follower ${f.name} is LAGGING (${f.lag_entries} entries)`);
+      // An integrity error makes a follower LAGGING whatever its lag (unknown without its process):
+      // that error is an alert of its own.
+      if (f.lag_entries !== null)
+        alerts.push(`follower ${f.name} is LAGGING (${counted(f.lag_entries, "entry", "entries")})`);
+      else if (!f.note) alerts.push(`follower ${f.name} is LAGGING (lag unknown)`);
     }
   }
   if (i.leaderHalted) alerts.push("the leader halted: its ack policy is not met");
@@ -165,8 +170,25 @@ function nodesSection(r: RunbookInput): string[] {
   return lines;
 }
 
+/** The command that re-joins a fenced old leader as a follower of the leader that superseded it. */
+function rejoinCommand(r: RunbookInput, leader: NodeState | undefined): string {
+  const sdd = leader?.sdd ?? "<this .sdd folder>";
+  return `bernstein replicate follow --rebootstrap --leader <NEW_LEADER_URL> --follower-name <NAME> --sdd ${sdd} ${tokenArg(r)}`;
+}
+
+/** Absolute, as `--sdd` is: a runbook's commands work from any folder. */
+function tokenArg(r: RunbookInput): string {
+  return `--token-file ${r.tokenFile ? path.resolve(r.tokenFile) : "<TOKEN_FILE>"}`;
+}
+
 function recommendationSection(r: RunbookInput, { candidate, actNow }: RunbookPlan): string[] {
   const lines: string[] = ["", "## Recommended action", ""];
+  if (r.leaderFenced) {
+    lines.push(
+      "**This leader was superseded by a newer epoch**: another node leads now. Keep it stopped (it must make no decisions) and re-join it as a follower of the new leader with `replicate follow --rebootstrap` (its WAL is kept in `runtime/replication/quarantine-*`).",
+    );
+    return lines;
+  }
   if (!actNow) {
     lines.push(
       r.evaluation.decision === "NO_ACTION"
@@ -200,7 +222,17 @@ function recommendationSection(r: RunbookInput, { candidate, actNow }: RunbookPl
 }
 
 function commandsSection(r: RunbookInput, { leader, candidate, others, actNow }: RunbookPlan): string[] {
-  const tokenArg = `--token-file ${r.tokenFile ?? "<TOKEN_FILE>"}`;
+  if (r.leaderFenced)
+    return [
+      "",
+      "## Commands",
+      "",
+      "```sh",
+      `bernstein stop --sdd ${leader?.sdd ?? "<this .sdd folder>"}   # if it still runs`,
+      rejoinCommand(r, leader),
+      "```",
+    ];
+  const token = tokenArg(r);
   const sddOf = (n: NodeState): string => n.sdd ?? `<${n.name} .sdd folder>`;
   const newEpoch = Math.max(0, ...r.nodes.map((n) => n.epoch ?? 0)) + 1;
   const lines: string[] = ["", actNow ? "## Commands" : "## Commands (only if the leader is lost)", ""];
@@ -219,15 +251,15 @@ function commandsSection(r: RunbookInput, { leader, candidate, others, actNow }:
     lines.push(
       `# 2. Promote ${candidate.name}: gathers the newest entries from its peers, fences them, raises the epoch to ${newEpoch}.`,
     );
-    lines.push(`bernstein dr promote --sdd ${sddOf(candidate)} ${tokenArg}${peerArgs ? " " + peerArgs : ""}`);
+    lines.push(`bernstein dr promote --sdd ${sddOf(candidate)} ${token}${peerArgs ? " " + peerArgs : ""}`);
     lines.push(`# 3. Start the new leader with replication.`);
     lines.push(
-      `bernstein start --sdd ${sddOf(candidate)} --replication-listen HOST:PORT --ack-policy ${r.policy ?? "QUORUM"} ${tokenArg}`,
+      `bernstein start --sdd ${sddOf(candidate)} --replication-listen HOST:PORT --ack-policy ${r.policy ?? "<the old leader's policy>"} ${token}`,
     );
     for (const o of others) {
       lines.push(`# 4. Re-point follower ${o.name} at the new leader.`);
       lines.push(
-        `bernstein replicate follow --leader <NEW_LEADER_URL> --follower-name ${o.name} --sdd ${sddOf(o)} ${tokenArg}`,
+        `bernstein replicate follow --leader <NEW_LEADER_URL> --follower-name ${o.name} --sdd ${sddOf(o)} ${token}`,
       );
     }
   }
@@ -253,6 +285,13 @@ function commandsSection(r: RunbookInput, { leader, candidate, others, actNow }:
 }
 
 function dataLossSection(r: RunbookInput, { candidate, actNow }: RunbookPlan): string[] {
+  if (r.leaderFenced)
+    return [
+      "",
+      "## Estimated data loss",
+      "",
+      "- What this node wrote that no follower held is not in the new leader's history; re-joining keeps it in the quarantine.",
+    ];
   const lines: string[] = [
     "",
     actNow ? "## Estimated data loss" : "## Estimated data loss (if the leader is lost)",

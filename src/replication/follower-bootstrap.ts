@@ -38,7 +38,7 @@ export function needsBootstrap(
   if (isFollower && role.region && role.region !== o.region && !o.rebootstrap) {
     throw new ReplicationError(`${ws.shownRoot} follows as region "${role.region}", not "${o.region}"`);
   }
-  return !isFollower || o.rebootstrap === true;
+  return !isFollower || o.rebootstrap === true || role.bootstrapping === true;
 }
 
 const QUARANTINE_PREFIX = "quarantine-";
@@ -82,6 +82,8 @@ export interface SnapshotFetchContext {
   log: (line: string) => void;
   isStopped: () => boolean;
   sleep: (ms: number) => Promise<void>;
+  /** Receives how to cut the snapshot transfer in flight (a stop during the bootstrap). */
+  setAbort: (abort: (() => void) | null) => void;
   /** The restore swaps the whole folder (the lock file goes with the old one): let go of it... */
   releaseLock: () => Promise<void>;
   /** ...and take it again in the new folder. */
@@ -109,9 +111,10 @@ export async function fetchBaseSnapshot(c: SnapshotFetchContext): Promise<Snapsh
       c.log(`replicate follow: ${what} (${attempt}): ${err.message}; retrying`);
       await c.sleep(c.retryMs);
     };
+    if (c.isStopped()) throw new ReplicationError("bootstrap stopped before it finished");
     let opened: Awaited<ReturnType<Peer["open"]>>;
     try {
-      opened = await c.peer.open("GET", "/snapshot", { timeoutMs: 600_000 });
+      opened = await c.peer.open("GET", "/snapshot", { timeoutMs: 600_000, onAbortable: c.setAbort });
     } catch (err) {
       if (!(err instanceof TransportError) || c.isStopped()) throw err;
       await retry("leader contact failed", err);
@@ -127,7 +130,7 @@ export async function fetchBaseSnapshot(c: SnapshotFetchContext): Promise<Snapsh
       );
       return out;
     }
-    const installed = await installOnce(c, res);
+    const installed = await installOnce(c, res).finally(() => c.setAbort(null));
     if (installed.dropped) {
       await retry("base snapshot lost mid-way", installed.dropped);
       continue;

@@ -4,6 +4,7 @@
  * `GET /status` document and the Prometheus text of `GET /metrics`.
  */
 import type { Workspace } from "../workspace/layout.js";
+import { ACK_POLICIES, type AckPolicyName } from "./ack-policy.js";
 import { lastBackupInfo } from "./backup-info.js";
 import { evaluateFailover, type FailoverEvaluation, type NodeState, writeRunbook } from "./failover.js";
 import type { HealthThresholds } from "./health.js";
@@ -68,11 +69,17 @@ export function followerNodeStates(v: FollowerView): NodeState[] {
   ];
 }
 
+/** The leader's policy as this follower last learned it (null before its first contact). */
+function leaderPolicy(v: FollowerView): AckPolicyName | null {
+  const p = v.role.cluster?.policy;
+  return p && (ACK_POLICIES as readonly string[]).includes(p) ? (p as AckPolicyName) : null;
+}
+
 /** The failover evaluation from this follower's point of view. */
 export function evaluateAsFollower(v: FollowerView): FailoverEvaluation {
   return evaluateFailover({
     perspective: "follower",
-    policy: null,
+    policy: leaderPolicy(v),
     thresholds: v.thresholds,
     leaderFailures: v.leaderFailures,
     nodes: followerNodeStates(v),
@@ -93,7 +100,7 @@ export class FailoverWatch {
       try {
         this.lastRunbook = await writeRunbook(v.ws, {
           perspective: "follower",
-          policy: null,
+          policy: leaderPolicy(v),
           thresholds: v.thresholds,
           leaderFailures: v.leaderFailures,
           nodes: followerNodeStates(v),

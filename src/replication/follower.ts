@@ -69,6 +69,8 @@ export interface FollowerOptions {
   installSnapshot?: InstallSnapshot;
   /** Stores a refreshed base snapshot (kept for promotion); returns its WAL positions. */
   storeSnapshot?: StoreSnapshot;
+  /** Stops a bootstrap in progress (SIGINT/SIGTERM): `start` then rejects, the lock released. */
+  interrupted?: AbortSignal;
 }
 
 export class ReplicationFollower {
@@ -84,6 +86,7 @@ export class ReplicationFollower {
   private stopped = false;
   private loopDone: Promise<void> = Promise.resolve();
   private abortPoll: (() => void) | null = null;
+  private abortSnapshot: (() => void) | null = null;
   private stateValue: FollowerState = "BOOTSTRAPPING";
   private leaderFailures = 0;
   private lastError: string | null = null;
@@ -95,6 +98,11 @@ export class ReplicationFollower {
   readonly counters = { entries_applied: 0, batches_applied: 0, acks_sent: 0 };
 
   private constructor(private readonly o: FollowerOptions) {
+    o.interrupted?.addEventListener("abort", () => {
+      this.stopped = true;
+      this.abortPoll?.();
+      this.abortSnapshot?.();
+    });
     this.peer = this.makePeer(o.leaderUrl);
     this.ownWal = new WalSource(o.ws);
     this.thresholds = o.thresholds ?? DEFAULT_THRESHOLDS;
@@ -208,11 +216,21 @@ export class ReplicationFollower {
         `replicate follow: integrity error recorded, not applying: ${this.role.integrity_error}; rerun with --rebootstrap`,
       );
     }
+    // Before the first pull: a leader lost within its first seconds leaves a runbook (and a
+    // promotion) that know its policy and followers.
+    await this.maybeLearnCluster();
   }
 
   private async bootstrap(hadWal: boolean): Promise<void> {
     const { ws } = this.o;
     if (hadWal) await quarantineWal(ws, this.o.log);
+    // Until it finishes, the workspace is a follower that must bootstrap again (not a leader).
+    await this.updateRole(() => ({
+      role: "follower",
+      leader_url: this.o.leaderUrl,
+      region: this.o.region,
+      bootstrapping: true,
+    }));
     let fetched = { positions: null as Record<string, number> | null, integrityError: null as string | null };
     if (this.o.installSnapshot) {
       const f = await fetchBaseSnapshot({
@@ -224,6 +242,7 @@ export class ReplicationFollower {
         log: this.o.log,
         isStopped: () => this.stopped,
         sleep: (ms) => this.sleep(ms),
+        setAbort: (abort) => (this.abortSnapshot = abort),
         releaseLock: async () => {
           await this.lock?.release();
           this.lock = null;

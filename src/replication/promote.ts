@@ -15,6 +15,7 @@
 import type { Workspace } from "../workspace/layout.js";
 import { durableAppend } from "../workspace/durable.js";
 import { acquireLock, describeHolder, readLock } from "../workspace/lock.js";
+import { counted } from "../workspace/counted.js";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { materializeFromWal } from "../orchestrator/materialize.js";
 import { loadState } from "../checkpoint/load-state.js";
@@ -132,6 +133,10 @@ function checkPromotable(o: PromoteOptions, role: Role, before: EpochState, warn
         : `${o.ws.root} is already a leader (epoch ${before.epoch}); nothing to promote`,
     );
   }
+  if (role.bootstrapping)
+    throw new ReplicationError(
+      `${o.ws.root} never finished its bootstrap from ${role.leader_url ?? "its leader"}: it holds no replica to promote; promote another follower`,
+    );
   if (role.integrity_error) {
     if (!o.force) {
       throw new ReplicationError(
@@ -257,7 +262,7 @@ function checkQuorum(
 ): number {
   const reached = 1 + reports.filter((r) => r.reached && !r.error).length;
   if (reached < plan.quorum) {
-    const msg = `promotion reached ${reached} of the ${plan.quorum} followers a ${plan.policy} promotion must reach (of ${plan.followerCount}); an acknowledged decision may be missing and the old leader may still commit`;
+    const msg = `promotion reached ${reached} of ${counted(plan.followerCount, "follower")} (this one included); a promotion under ${plan.policy} must reach ${plan.quorum}: an acknowledged decision may be missing and the old leader may still commit`;
     if (!o.force)
       throw new ReplicationError(`${msg}; bring the peers up (--peer URL) or pass --force`, {
         peers: reports,
@@ -293,17 +298,18 @@ async function fenceOldLeader(
   timeoutMs: number,
 ): Promise<PromoteResult["old_leader"]> {
   const old = { url: role.leader_url ?? null, fenced: false, error: null as string | null };
-  if (old.url && o.token) {
-    try {
-      const p = new Peer({ baseUrl: old.url, token: o.token, ca: o.tlsCa, epoch: () => epoch });
-      const r = await p.call("POST", "/fence", {
-        body: { epoch },
-        timeoutMs: Math.min(timeoutMs, 2000),
-      });
-      old.fenced = r.status === 200 || r.status === 409;
-    } catch (err) {
-      old.error = (err as Error).message;
-    }
+  if (!old.url) return { ...old, error: "its URL is unknown to this follower" };
+  if (!o.token) return { ...old, error: "no token to reach it (--token-file)" };
+  try {
+    const p = new Peer({ baseUrl: old.url, token: o.token, ca: o.tlsCa, epoch: () => epoch });
+    const r = await p.call("POST", "/fence", {
+      body: { epoch },
+      timeoutMs: Math.min(timeoutMs, 2000),
+    });
+    old.fenced = r.status === 200 || r.status === 409;
+    if (!old.fenced) old.error = `POST /fence: HTTP ${r.status}: ${errorText(r.body)}`;
+  } catch (err) {
+    old.error = (err as Error).message;
   }
   return old;
 }

@@ -23,6 +23,8 @@ export interface RoleState {
   integrity_error?: string | null;
   /** Follower: the base snapshot it holds (relative to `.sdd/`), and the WAL positions in it. */
   base_snapshot?: { file: string; fetched_at: string; wal_positions: Record<string, number> } | null;
+  /** Follower: its bootstrap has not finished (interrupted): the next `replicate follow` bootstraps again. */
+  bootstrapping?: boolean;
   /** Follower: what it last learned of the leader's configuration (for promotion). */
   cluster?: { policy: string; followers: Array<{ name: string; url: string | null }> } | null;
   /** Leader after promotion: when and from which role. */

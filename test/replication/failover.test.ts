@@ -132,6 +132,8 @@ test(
       const text = await readFile(path.join(peerSdd, "docs", "runbooks", runbook), "utf8");
       assert.match(text, /FAILOVER_RECOMMENDED/);
       assert.match(text, /leader unreachable from this follower/);
+      assert.match(text, /^- Acknowledgement policy: QUORUM;/m, "the follower knows its leader's policy");
+      assert.match(text, /--replication-listen HOST:PORT --ack-policy QUORUM /);
       assert.match(text, /bernstein dr promote --sdd /);
 
       // The peer was fenced at the new epoch, and follows the URL the promotion gave.

@@ -1,6 +1,7 @@
 /** Acknowledgement policies, the quorum arithmetic behind the no-split-brain argument, health and failover. */
 import assert from "node:assert/strict";
 import { readFile, readdir } from "node:fs/promises";
+import { createServer, type AddressInfo } from "node:net";
 import { test } from "node:test";
 import {
   AckPolicy,
@@ -14,6 +15,7 @@ import { raiseEpoch, readEpoch, recordSuperseded } from "../../src/replication/e
 import { evaluateFailover, type NodeState, writeRunbook } from "../../src/replication/failover.js";
 import { classify, DEFAULT_THRESHOLDS, newFollowerRecord } from "../../src/replication/health.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
+import { writeRole } from "../../src/workspace/replication-role.js";
 import { runCli, scratchDir } from "../helpers.js";
 import { makeToken } from "./support/procs.js";
 
@@ -83,6 +85,61 @@ test("required acknowledgements and the promotion quorum always intersect", () =
       }
     }
   }
+});
+
+test("LEADER_ONLY: a promotion must reach every follower, never more than there are", () => {
+  for (let n = 1; n <= 7; n++) assert.equal(promotionQuorum("LEADER_ONLY", n), n, `n=${n}`);
+});
+
+test("dr promote under LEADER_ONLY: one follower promotes alone, two need each other; the old leader's fencing is told", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-repl-promote-lo-");
+  t.after(cleanup);
+  const env = { BERNSTEIN_AUDIT_KEY_PATH: `${dir}/key/audit.key` };
+  const { file: tokenFile } = await makeToken(dir);
+  // A port nobody listens on: the old leader is gone, a peer is down.
+  const gone = await new Promise<string>((resolve) => {
+    const srv = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(`http://127.0.0.1:${port}`));
+    });
+  });
+  const follower = async (name: string, followers: Array<{ name: string; url: string | null }>) => {
+    const sdd = `${dir}/${name}/.sdd`;
+    const { workspace } = await initWorkspace(sdd);
+    await writeRole(workspace, {
+      role: "follower",
+      region: name,
+      leader_url: gone,
+      cluster: { policy: "LEADER_ONLY", followers },
+    });
+    return sdd;
+  };
+
+  const two = await follower("b", [
+    { name: "b", url: null },
+    { name: "c", url: gone },
+  ]);
+  const refused = await runCli(["--sdd", two, "dr", "promote", "--token-file", tokenFile], { env });
+  assert.equal(refused.code, 8, refused.stderr);
+  assert.match(
+    refused.stderr,
+    /^bernstein: [^\n]*promotion reached 1 of 2 followers \(this one included\); a promotion under LEADER_ONLY must reach 2: [^\n]*--force\n$/,
+  );
+
+  const one = await follower("a", [{ name: "a", url: null }]);
+  const r = await runCli(["--sdd", one, "dr", "promote", "--token-file", tokenFile], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    /^Reached 1 follower \(this one included\); a promotion under LEADER_ONLY needs 1\.$/m,
+  );
+  assert.match(
+    r.stdout,
+    new RegExp(
+      `^Old leader ${gone}: NOT fenced \\(POST /fence: [^\\n]*ECONNREFUSED[^\\n]*\\); if it still runs, stop it by hand\\.$`,
+      "m",
+    ),
+  );
 });
 
 function popcount(x: number): number {
@@ -272,6 +329,30 @@ test("failover evaluation and the runbook", async (t) => {
   assert.match(text, /Promoting east: 3 entries, 0\.3 s/);
 });
 
+test("dr runbook on a fenced old leader: re-join with replicate follow --rebootstrap; the token file absolute, as --sdd is", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-repl-runbook-fenced-");
+  t.after(cleanup);
+  const sdd = `${dir}/L/.sdd`;
+  const { workspace } = await initWorkspace(sdd);
+  await recordSuperseded(workspace, 2, "test");
+  await makeToken(dir, "tok");
+  const r = await runCli(["--sdd", sdd, "--json", "dr", "runbook", "--token-file", "../tok"], {
+    cwd: `${dir}/L`,
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const text = await readFile((JSON.parse(r.stdout) as { runbook: string }).runbook, "utf8");
+  assert.doesNotMatch(text, /recover the leader's disk|dr promote/);
+  assert.match(text, /superseded by a newer epoch/);
+  assert.match(
+    text,
+    new RegExp(
+      `^bernstein replicate follow --rebootstrap --leader <NEW_LEADER_URL> --follower-name <NAME> --sdd \\S+ --token-file ${dir}/tok$`,
+      "m",
+    ),
+  );
+  assert.doesNotMatch(text, /\.\.\/tok/);
+});
+
 test("epoch: raised durably, fencing recorded, token checks", async (t) => {
   const { dir, cleanup } = await scratchDir("bernstein-repl-epoch-unit-");
   t.after(cleanup);
@@ -291,6 +372,43 @@ test("epoch: raised durably, fencing recorded, token checks", async (t) => {
   assert.equal(bearerMatches(undefined, token), false);
   assert.equal(bearerMatches("Bearer ", token), false);
   assert.equal(bearerMatches(token, token), false);
+});
+
+test("dr status on a stopped follower with an integrity error: the error is the alert, no 'null entries'", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-repl-status-integrity-");
+  t.after(cleanup);
+  const sdd = `${dir}/.sdd`;
+  const { workspace } = await initWorkspace(sdd);
+  await writeRole(workspace, {
+    role: "follower",
+    region: "east",
+    leader_url: "http://127.0.0.1:1",
+    integrity_error: "run#15: prev_hash does not continue the chain",
+  });
+  const h = await runCli(["--sdd", sdd, "dr", "status"]);
+  assert.equal(h.code, 0, h.stderr);
+  assert.doesNotMatch(h.stdout, /null/);
+  assert.match(h.stdout, /integrity error: run#15: prev_hash does not continue the chain/);
+  const lagging = (name: string, lag: number | null): NodeState => ({
+    name,
+    role: "follower",
+    url: null,
+    epoch: 1,
+    wal_position: null,
+    health: "LAGGING",
+    lag_entries: lag,
+    lag_seconds: null,
+  });
+  const ev = evaluateFailover({
+    perspective: "leader",
+    policy: "QUORUM",
+    thresholds: DEFAULT_THRESHOLDS,
+    nodes: [lagging("east", 120), lagging("west", null)],
+  });
+  assert.deepEqual(ev.reasons, [
+    "follower east is LAGGING (120 entries)",
+    "follower west is LAGGING (lag unknown)",
+  ]);
 });
 
 test("dr status on a plain workspace: a stand-alone leader at epoch 1, no followers, RPO from the backup", async (t) => {

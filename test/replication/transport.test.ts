@@ -12,7 +12,7 @@ import { Workspace } from "../../src/workspace/layout.js";
 import { WalWriter } from "../../src/wal/writer.js";
 import { verifyWal } from "../../src/wal/reader.js";
 import { adoptEpoch } from "../../src/replication/epoch.js";
-import { runCli } from "../helpers.js";
+import { runCli, spawnCli } from "../helpers.js";
 import {
   eventually,
   getJson,
@@ -237,6 +237,70 @@ test("a follower started before its leader waits for it, then bootstraps", { tim
   assert.match(follower.proc.stderr, /leader contact failed \(1\): GET \/snapshot: .*retrying/);
   await replicatedUpTo(path.join(dir, "A", ".sdd"), 4);
 });
+
+test(
+  "SIGTERM during a follower's bootstrap, SIGINT to replicate serve: one line, 143/130, no lock left, the follower bootstraps again",
+  { timeout: 60_000 },
+  async (t) => {
+    const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-signal-");
+    const { file: tokenFile } = await makeToken(dir);
+    const net = await import("node:net");
+    // A leader that takes the snapshot request and never answers it.
+    const held: import("node:net").Socket[] = [];
+    const silent = net.createServer((s) => void held.push(s));
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    t.after(() => {
+      for (const s of held) s.destroy();
+      silent.close();
+    });
+    const sddA = path.join(dir, "A", ".sdd");
+    const follow = (leader: string) =>
+      spawnCli([
+        "--sdd",
+        sddA,
+        "replicate",
+        "follow",
+        "--leader",
+        leader,
+        "--follower-name",
+        "a",
+        "--token-file",
+        tokenFile,
+      ]);
+    const first = follow(`http://127.0.0.1:${(silent.address() as { port: number }).port}`);
+    await eventually("the snapshot request", async () => held.length > 0);
+    first.child.kill("SIGTERM");
+    const stopped = await first.done;
+    assert.equal(stopped.code, 143, stopped.stderr);
+    assert.match(
+      stopped.stderr,
+      /^bernstein: replicate follow: interrupted by SIGTERM; the bootstrap from http:\/\/127\.0\.0\.1:\d+ did not finish; the next replicate follow starts it again\n$/,
+    );
+    await assert.rejects(readFile(path.join(sddA, "runtime", "bernstein.pid")), { code: "ENOENT" });
+    const st = await runCli(["--sdd", sddA, "--json", "dr", "status"]);
+    assert.equal((JSON.parse(st.stdout) as { role: string }).role, "follower", st.stdout);
+
+    await leaderWorkspace(path.join(dir, "L", ".sdd"), 3);
+    const leader = await serve(path.join(dir, "L", ".sdd"), tokenFile);
+    procs.push(leader.proc);
+    const second = follow(leader.url);
+    await replicatedUpTo(sddA, 2);
+    second.child.kill("SIGTERM");
+    const r2 = await second.done;
+    assert.equal(r2.code, 143, r2.stderr);
+    assert.match(r2.stderr, /bootstrapped from http/);
+    assert.match(
+      r2.stderr,
+      /^bernstein: replicate follow: interrupted by SIGTERM; stopped following http\S+\n$/m,
+    );
+    leader.proc.kill("SIGINT");
+    assert.deepEqual(await leader.proc.exited, { code: 130, signal: null });
+    assert.match(
+      leader.proc.stderr,
+      /^bernstein: replicate serve: interrupted by SIGINT; stopped serving http\S+\n$/m,
+    );
+  },
+);
 
 test("a base snapshot cut off mid-way is fetched again", { timeout: 60_000 }, async (t) => {
   const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-cut-");

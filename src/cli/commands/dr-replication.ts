@@ -18,6 +18,7 @@ import { openWorkspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 import { shown } from "../../workspace/shown-path.js";
+import { counted } from "../../workspace/counted.js";
 
 function drGroup(program: Command): Command {
   const existing = program.commands.find((c) => c.name() === "dr");
@@ -200,13 +201,14 @@ function registerPromote(dr: Command): void {
         out.result(r, () => {
           out.line(`Promoted ${shown(r.sdd)} to leader at epoch ${r.epoch} (was ${r.previous_epoch}).`);
           out.line(
-            `Reached ${r.reached} of the ${r.promotion_quorum} follower(s) a ${r.policy} promotion needs.`,
+            `Reached ${counted(r.reached, "follower")} (this one included); a promotion under ${r.policy} needs ${r.promotion_quorum}.`,
           );
           for (const p of r.peers) {
             out.line(
               `  peer ${p.url}: ${p.reached ? `fenced at ${p.epoch}, ${p.fetched_entries} entries fetched` : `not reached (${p.error})`}`,
             );
           }
+          out.line(oldLeaderLine(r.old_leader));
           for (const w of r.wal) out.line(`  WAL ${w.run_id}: last seq ${w.last_seq}`);
           const fw = r.from_wal;
           if (fw.task_files_written || fw.task_files_moved || fw.ledger_rows_written)
@@ -217,6 +219,12 @@ function registerPromote(dr: Command): void {
         });
       },
     );
+}
+
+/** Whether the old leader learned of the promotion: one that did not may still run and commit. */
+function oldLeaderLine(o: { url: string | null; fenced: boolean; error: string | null }): string {
+  if (o.fenced) return `Old leader ${o.url}: fenced.`;
+  return `Old leader ${o.url ?? "(URL unknown)"}: NOT fenced (${o.error}); if it still runs, stop it by hand.`;
 }
 
 /** `dr runbook`: writes a runbook for the current situation into the workspace. */

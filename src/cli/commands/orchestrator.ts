@@ -1,4 +1,5 @@
 /** `bernstein start` (`stop` and `status`: status.ts). */
+import { readLiveEndpoint } from "../../replication/endpoint.js";
 import { spawn } from "node:child_process";
 import { openSync, closeSync, fstatSync } from "node:fs";
 import { open } from "node:fs/promises";
@@ -228,6 +229,9 @@ async function startDetached(
   } finally {
     await stopOnInterrupt.release();
   }
+  // The leader's endpoint is recorded before the run reports running: the port 0 chose is there.
+  const endpoint = opts.replicationListen ? await readLiveEndpoint(ws) : null;
+  const replicationUrl = endpoint?.pid === pid ? endpoint.url : null;
   out.result(
     {
       ok: true,
@@ -236,9 +240,13 @@ async function startDetached(
       run_id: s.run_id,
       replay: s.replay ?? null,
       log: logFile,
+      ...(opts.replicationListen && { replication_url: replicationUrl }),
     },
     () =>
-      out.line(`orchestrator running in the background: pid ${pid}, run ${s.run_id}, log ${shown(logFile)}`),
+      out.line(
+        `orchestrator running in the background: pid ${pid}, run ${s.run_id}, log ${shown(logFile)}` +
+          (replicationUrl ? `, replication serving at ${replicationUrl}` : ""),
+      ),
   );
 }
 

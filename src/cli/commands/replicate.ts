@@ -1,6 +1,7 @@
 /**
  * `bernstein replicate serve|follow`: the cross-region WAL replication processes. Both run until
- * SIGINT/SIGTERM; the first output (a JSON line with --json) says where they answer.
+ * SIGINT/SIGTERM (then one line, exit 130/143); the first output (a JSON line with --json) says
+ * where they answer.
  */
 import type { Command } from "../../vendor/commander.js";
 import { Option } from "../../vendor/commander.js";
@@ -25,18 +26,32 @@ import { parsePeerUrl } from "../../replication/client.js";
 import { addDeprecatedAlias } from "../deprecated-option.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
+import { type InterruptSignal, interruptedExitCode } from "../../workspace/interrupt.js";
 
-/** Resolves on SIGINT/SIGTERM. */
-function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (sig: NodeJS.Signals): void => {
-      process.off("SIGINT", on);
-      process.off("SIGTERM", on);
-      resolve(sig);
-    };
-    process.on("SIGINT", on);
-    process.on("SIGTERM", on);
-  });
+/**
+ * Listens for SIGINT/SIGTERM from before the work starts (a follower's bootstrap included), so the
+ * process stops its own way: the lock released, one line, exit 130/143 as README promises.
+ */
+function stopOnSignal(): { stop: AbortSignal; stopped: Promise<void>; signal: () => InterruptSignal | null } {
+  const ctl = new AbortController();
+  let got: InterruptSignal | null = null;
+  const on = (sig: InterruptSignal) => (): void => {
+    process.off("SIGINT", listeners.SIGINT);
+    process.off("SIGTERM", listeners.SIGTERM);
+    got = sig;
+    ctl.abort();
+  };
+  const listeners = { SIGINT: on("SIGINT"), SIGTERM: on("SIGTERM") };
+  process.once("SIGINT", listeners.SIGINT);
+  process.once("SIGTERM", listeners.SIGTERM);
+  const stopped = new Promise<void>((resolve) => ctl.signal.addEventListener("abort", () => resolve()));
+  return { stop: ctl.signal, stopped, signal: () => got };
+}
+
+/** The one line and exit code of a process a signal stopped. */
+function reportInterrupted(command: string, signal: InterruptSignal, what: string): void {
+  process.stderr.write(`bernstein: ${command}: interrupted by ${signal}; ${what}\n`);
+  process.exitCode = interruptedExitCode(signal);
 }
 
 export function registerReplicate(program: Command): void {
@@ -56,6 +71,7 @@ export function registerReplicate(program: Command): void {
     const log = (line: string): void => {
       if (!g.quiet) process.stderr.write(line + "\n");
     };
+    const sig = stopOnSignal();
     const leader = await startLeaderFromFlags(ws, { flag: "--listen", value: flags.listen }, flags, { log });
     out.result(
       {
@@ -71,8 +87,9 @@ export function registerReplicate(program: Command): void {
           `Serving replication for ${ws.shownRoot} at ${leader.url} (epoch ${leader.epoch}, ack policy ${leader.policy.policy})`,
         ),
     );
-    await untilSignal();
+    await sig.stopped;
     await leader.close();
+    reportInterrupted("replicate serve", sig.signal()!, `stopped serving ${leader.url}`);
   });
 
   const follow = addTransportOptions(
@@ -129,6 +146,7 @@ export function registerReplicate(program: Command): void {
       const log = (line: string): void => {
         if (!g.quiet) process.stderr.write(line + "\n");
       };
+      const sig = stopOnSignal();
       const follower = await ReplicationFollower.start({
         ws,
         leaderUrl: flags.leader,
@@ -148,7 +166,18 @@ export function registerReplicate(program: Command): void {
         log,
         installSnapshot: (stream, w) => installSnapshot(stream, w, `${flags.leader}/snapshot`),
         storeSnapshot,
+        interrupted: sig.stop,
+      }).catch((err: unknown) => {
+        const signal = sig.signal();
+        if (!signal) throw err;
+        reportInterrupted(
+          "replicate follow",
+          signal,
+          `the bootstrap from ${flags.leader} did not finish; the next replicate follow starts it again`,
+        );
+        return null;
       });
+      if (!follower) return;
       if (follower.url) {
         await writeEndpoint(ws, {
           pid: process.pid,
@@ -173,9 +202,10 @@ export function registerReplicate(program: Command): void {
             `Following ${flags.leader} as ${flags.followerName} into ${ws.shownRoot}${follower.url ? ` (status at ${follower.url})` : ""}`,
           ),
       );
-      await untilSignal();
+      await sig.stopped;
       await follower.stop();
       await removeEndpoint(ws);
+      reportInterrupted("replicate follow", sig.signal()!, `stopped following ${flags.leader}`);
     },
   );
 }
