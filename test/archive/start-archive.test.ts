@@ -250,6 +250,16 @@ describe("start --archive-to", () => {
     const alone = await f.cli(["start", "--until-idle", "--recipient", gen.stdout.trim()]);
     assert.equal(alone.code, 2, alone.stderr);
     assert.match(alone.stderr, /--recipient needs --archive-to/);
+    // The archive's own flags too, --detach as well (it passes them on only with --archive-to).
+    for (const [flags, named] of [
+      [["--archive-interval", "1s"], "--archive-interval"],
+      [["--detach", "--archive-metrics-file", path.join(f.dir, "a.prom")], "--archive-metrics-file"],
+      [["--no-archive-compact"], "--no-archive-compact"],
+    ] as const) {
+      const r = await f.cli(["start", "--until-idle", ...flags]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr, `bernstein: start ${named} needs --archive-to\n`);
+    }
     const plainS3 = await f.cli([
       "start",
       "--until-idle",

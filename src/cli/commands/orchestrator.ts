@@ -20,6 +20,7 @@ import { intOption, numberOption } from "../number-option.js";
 import {
   addArchiveStartOptions,
   archiveArgs,
+  refuseArchiveFlagsAlone,
   startArchiveForStart,
   type ArchiveStartFlags,
 } from "../archive-options.js";
@@ -150,6 +151,7 @@ function registerStart(program: Command): void {
     .action(async (opts: StartFlags, cmd: Command) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
+      refuseArchiveFlagsAlone(opts);
       const ws = await openWorkspace(g.sdd);
       const file = loadedConfigOf(cmd).file;
       const worktreesFromFile = cmd.getOptionValueSource("worktrees") === "config" && file ? file : undefined;
