@@ -61,18 +61,21 @@ export interface ArchiverSpec {
   log: (e: ArchiverEvent) => void;
   /** The command, for the refusal when another archiver runs. */
   what: string;
+  /** Before the flags' names in messages: `archive-` for `start`'s `--archive-to` and `--archive-metrics-file`. */
+  flagPrefix?: string;
 }
 
 /** What an archiver needs before it starts: a writable metrics file, no other archiver (exit 3), the folder store made. */
 async function prepareArchive(ws: Workspace, spec: ArchiverSpec): Promise<void> {
-  if (spec.metricsFile !== undefined) await checkMetricsFile(spec.metricsFile);
+  const flag = (name: string) => `--${spec.flagPrefix ?? ""}${name}`;
+  if (spec.metricsFile !== undefined) await checkMetricsFile(spec.metricsFile, flag("metrics-file"));
   // The archiver's modules load only here, not with the flags: a `start` without --archive-to
   // does not carry them.
   const { assertNoOtherArchiver } = await import("../archive/health.js");
   await assertNoOtherArchiver(ws.root, spec.what);
   const loc = parseCatalogueLocation(spec.to);
   if (loc.kind === "dir") {
-    await makeDestinationFolder(loc.path, `--to ${spec.to}`);
+    await makeDestinationFolder(loc.path, `${flag("to")} ${spec.to}`);
   }
 }
 
@@ -304,6 +307,7 @@ export async function startArchiveForStart(
     plainChosen: flags.plain === true,
     auditKeyPath: encrypted ? resolveAuditKeyPath({ keyFile: flags.keyFile }).path : undefined,
     what: "start --archive-to",
+    flagPrefix: "archive-",
     log: (e) =>
       e.event === "cycle" ? undefined : log(`archive: ${describeArchiverEvent(e)}`, isArchiverWarning(e)),
   });

@@ -260,6 +260,20 @@ describe("start --archive-to", () => {
       assert.equal(r.code, 2, r.stderr);
       assert.equal(r.stderr, `bernstein: start ${named} needs --archive-to\n`);
     }
+    // A message about a flag names the flag typed.
+    const notProm = await f.cli([
+      "start",
+      "--until-idle",
+      "--archive-to",
+      path.join(f.dir, "never"),
+      "--archive-metrics-file",
+      path.join(f.dir, "a.txt"),
+    ]);
+    assert.equal(notProm.code, 2, notProm.stderr);
+    assert.match(
+      notProm.stderr,
+      /^bernstein: --archive-metrics-file \S+a\.txt: node_exporter's textfile collector reads only files ending in \.prom\n$/,
+    );
     const plainS3 = await f.cli([
       "start",
       "--until-idle",
