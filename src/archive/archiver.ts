@@ -102,7 +102,7 @@ const LARGE_PIECE_SHARE = COMPACT_FANOUT * COMPACT_FANOUT;
  * before every snapshot): without it nothing of the generation can be restored, and a cycle
  * that finds nothing new never asks the store anything else.
  */
-export const RECORD_CHECK_MS = 60_000;
+export const RECORD_CHECK_MS = 5_000;
 
 /** The archiver was stopped while a decision waited for the store (`--sync`). */
 export class ArchiverStopped extends Error {}
