@@ -24,7 +24,7 @@ import { compactOwnGeneration } from "./compact.js";
 import { openGeneration, type GenerationState } from "./generation.js";
 import { ArchiveHealth } from "./health.js";
 import { schemeOf, type WriteKeys } from "./sealing.js";
-import { snapshotKey, walRunOf } from "./names.js";
+import { generationKey, snapshotKey, walRunOf } from "./names.js";
 import type { SegmentCompression } from "./segment-codec.js";
 import { ContinuityLost, shipCycle, type CycleResult } from "./shipper.js";
 import { ReadBuffer } from "./streams.js";
@@ -97,12 +97,28 @@ export const COMPACT_FANOUT = 8;
  */
 const LARGE_PIECE_SHARE = COMPACT_FANOUT * COMPACT_FANOUT;
 
+/**
+ * How often a running archiver makes sure its generation's record is still in the store (and
+ * before every snapshot): without it nothing of the generation can be restored, and a cycle
+ * that finds nothing new never asks the store anything else.
+ */
+export const RECORD_CHECK_MS = 5_000;
+
 /** The archiver was stopped while a decision waited for the store (`--sync`). */
 export class ArchiverStopped extends Error {}
+
+/**
+ * The generation's record is gone from the store (deleted, expired by a lifecycle rule): what
+ * the generation holds cannot be restored, nor its continuity proven, so a new generation starts
+ * (docs/dr.md); the cycle that finds it counts as failed.
+ */
+class GenerationLost extends Error {}
 
 export class Archiver {
   private gen?: GenerationState;
   private lastSnapshotAt = 0;
+  /** When the generation's record was last known to be in the store (epoch ms). */
+  private recordSeenAt = 0;
   private stopping = false;
   private finished = false;
   /** Ends every pause in progress (the loop's and those of commit gates retrying). */
@@ -304,8 +320,9 @@ export class Archiver {
     let result: CycleResult | undefined;
     await this.guarded(async () => {
       const gen = await this.ensureSnapshotted();
-      const due = Date.now() - this.lastSnapshotAt >= this.opts.snapshotIntervalMs;
-      if (opts.snapshots && due) await this.snapshot(gen);
+      const due = opts.snapshots && Date.now() - this.lastSnapshotAt >= this.opts.snapshotIntervalMs;
+      await this.recordStillThere(gen, due);
+      if (due) await this.snapshot(gen);
       result = await this.exclusively(() => this.cycle(gen));
     });
     return result;
@@ -333,6 +350,7 @@ export class Archiver {
         return false;
       }
       if (isFatal(err)) throw err;
+      if (err instanceof GenerationLost) this.dropGeneration(err.message);
       const message = err instanceof Error ? err.message : String(err);
       this.opts.log?.({ event: "error", error: message });
       await this.health.cycleFailed(message).catch(() => {});
@@ -340,13 +358,35 @@ export class Archiver {
     }
   }
 
+  /**
+   * Throws GenerationLost when the generation's record is no longer in the store: checked before
+   * a snapshot (`now`) and otherwise at most every RECORD_CHECK_MS. Not in a `--sync` gate's
+   * cycle, which a decision waits for.
+   */
+  private async recordStillThere(gen: GenerationState, now: boolean): Promise<void> {
+    const at = Date.now();
+    if (!now && at - this.recordSeenAt < RECORD_CHECK_MS) return;
+    const key = generationKey(gen.generation);
+    if (!(await this.opts.store.head(key)))
+      throw new GenerationLost(
+        `generation ${gen.generation}: its record ${this.opts.store.describe(key)} is missing from the store ` +
+          `(deleted or expired), so nothing of it can be restored; a new generation starts`,
+      );
+    this.recordSeenAt = at;
+  }
+
   /** After a continuity loss: the next step opens a new generation, naming the cause. */
   private async endGeneration(err: ContinuityLost): Promise<void> {
-    this.gen = undefined;
-    this.storedIndexes.clear();
-    this.nextCause = err.message;
+    this.dropGeneration(err.message);
     this.opts.log?.({ event: "continuity-lost", message: err.message });
     await this.health.continuityLost(err.message).catch(() => {});
+  }
+
+  /** The next step opens a new generation, its record naming `cause`. */
+  private dropGeneration(cause: string): void {
+    this.gen = undefined;
+    this.storedIndexes.clear();
+    this.nextCause = cause;
   }
 
   /** Runs `work` after the shipping work queued before it. */
@@ -432,6 +472,7 @@ export class Archiver {
     });
     this.nextCause = undefined;
     this.gen = gen;
+    this.recordSeenAt = Date.now(); // just read or written
     this.lastSnapshotAt = gen.snapshot ? gen.snapshot.completed_at : 0;
     this.health.windowFrom(gen.firstSnapshotAt);
     this.health.windowTo(gen.windowEnd, true);

@@ -10,7 +10,11 @@
  * a 100 ms interval a write per cycle (two fsyncs, a listing, a read of every WAL's tail) cost the
  * WAL writer beside it more than the shipping did. What a reader acts on is written at once: a
  * start, a stop, a new generation, the first cycle, every failure and the success that ends a
- * run of them. Nothing resumes from this file (a restart resumes from the store's listing).
+ * run of them. Shipping never resumes from this file (a restart resumes from the store's
+ * listing), but the health does: an archiver of the same workspace and destination starts from
+ * what the previous one established (resume), so a run of `dr archive --once` that fails keeps
+ * the last upload, the caught-up time and the window, and its lag and errors in a row go on
+ * growing from them, as one long-running archiver's would.
  */
 import { statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -52,6 +56,10 @@ export class ArchiveHealth {
   /** Per stream, what the last cycle held back and since when (reported or not yet). */
   private heldSeen = new Map<string, { h: HeldBack; since: number }>();
   private cycled = false;
+  /** The WAL breaks this archiver named (snapshotBreaks; undefined: none known yet): a resumed status's are named again. */
+  private namedBreaks?: string;
+  /** Reading the previous archiver's status, once (resume). */
+  private resumed?: Promise<void>;
 
   constructor(
     private readonly ws: Workspace,
@@ -93,13 +101,47 @@ export class ArchiveHealth {
     };
   }
 
+  /**
+   * Takes over what the previous archiver of this workspace and destination established and this
+   * one does not know yet: the generation, the last upload, when the store last held everything
+   * (lag_seconds runs from it while cycles fail), the window, the WAL the store holds (lag_entries
+   * is measured against it), the WAL breaks, the errors in a row and the last error, and the
+   * compactions' state. Counters (`*_total`) count this archiver's own. Every method that writes
+   * or changes those fields resumes first; the setters before it (windowFrom, storeHolds,
+   * uploaded, snapshotBreaks) only set what this archiver found, which wins.
+   */
+  private resume(): Promise<void> {
+    return (this.resumed ??= this.takeOver());
+  }
+
+  private async takeOver(): Promise<void> {
+    const prev = await readArchiveStatus(this.ws.root);
+    const s = this.status;
+    if (!prev || prev.destination !== s.destination) return;
+    s.generation ??= prev.generation;
+    s.last_upload_at ??= prev.last_upload_at;
+    s.caught_up_at ??= prev.caught_up_at;
+    s.window_start_at ??= prev.window_start_at;
+    s.wal_shipped_seq = { ...prev.wal_shipped_seq, ...s.wal_shipped_seq };
+    s.wal_shipped_bytes = { ...prev.wal_shipped_bytes, ...s.wal_shipped_bytes };
+    if (this.namedBreaks === undefined) s.wal_breaks = prev.wal_breaks ?? [];
+    s.errors_in_a_row += prev.errors_in_a_row;
+    s.last_error ??= prev.last_error;
+    s.last_compaction_at ??= prev.last_compaction_at;
+    s.compaction_errors_in_a_row += prev.compaction_errors_in_a_row ?? 0;
+    s.last_compaction_error ??= prev.last_compaction_error ?? null;
+    s.last_continuity_loss ??= prev.last_continuity_loss ?? null;
+  }
+
   /** Announces the archiver (another one then refuses to archive this workspace: assertNoOtherArchiver). */
   async started(): Promise<void> {
+    await this.resume();
     this.status.stopped_at = null;
     await this.write(new Date());
   }
 
   async stopped(): Promise<void> {
+    await this.resume();
     this.status.stopped_at = new Date().toISOString();
     await this.write(new Date());
   }
@@ -142,6 +184,7 @@ export class ArchiveHealth {
   }
 
   async cycleDone(generation: string, r: CycleResult): Promise<HeldBackNews> {
+    await this.resume();
     const now = new Date();
     const s = this.status;
     const held = this.holdBack(r.held, now.getTime());
@@ -206,14 +249,16 @@ export class ArchiveHealth {
    * generation); true when they differ from those already shown, so the caller names them.
    */
   snapshotBreaks(snapshot: number, breaks: readonly WalError[]): boolean {
-    const key = (bs: readonly WalError[]) => JSON.stringify(bs.map((b) => [b.run_id, b.seq, b.line, b.kind]));
-    const news = key(breaks) !== key(this.status.wal_breaks ?? []);
+    const key = JSON.stringify(breaks.map((b) => [b.run_id, b.seq, b.line, b.kind]));
+    const news = key !== (this.namedBreaks ?? "[]");
+    this.namedBreaks = key;
     this.status.wal_breaks = breaks.map((b) => ({ ...b, snapshot }));
     return news && breaks.length > 0;
   }
 
   /** Damage found in the workspace (not the store's doing): one error, named in `last_error`. */
   async damageFound(message: string): Promise<void> {
+    await this.resume();
     this.status.errors_total++;
     this.status.last_error = message;
     await this.write(new Date());
@@ -224,6 +269,7 @@ export class ArchiveHealth {
    * failure of the store. A new generation starts at once; errors stay as they were.
    */
   async continuityLost(message: string): Promise<void> {
+    await this.resume();
     const now = new Date();
     this.status.continuity_losses_total = (this.status.continuity_losses_total ?? 0) + 1;
     this.status.last_continuity_loss = { at: now.toISOString(), message };
@@ -231,6 +277,7 @@ export class ArchiveHealth {
   }
 
   async cycleFailed(message: string): Promise<void> {
+    await this.resume();
     this.status.errors_total++;
     this.status.errors_in_a_row++;
     this.status.last_error = message;
@@ -239,6 +286,7 @@ export class ArchiveHealth {
 
   /** A background compaction completed (it merged, cleaned up, or found nothing to do). */
   async compactionDone(): Promise<void> {
+    await this.resume();
     const now = new Date();
     const news = this.status.compaction_errors_in_a_row > 0 || this.status.last_compaction_at === null;
     this.status.last_compaction_at = now.toISOString();
@@ -248,6 +296,7 @@ export class ArchiveHealth {
 
   /** A background compaction failed: shown beside the cycles' own errors, never counted as one. */
   async compactionFailed(message: string): Promise<void> {
+    await this.resume();
     const now = new Date();
     this.status.compaction_errors_total++;
     this.status.compaction_errors_in_a_row++;

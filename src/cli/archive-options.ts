@@ -61,18 +61,21 @@ export interface ArchiverSpec {
   log: (e: ArchiverEvent) => void;
   /** The command, for the refusal when another archiver runs. */
   what: string;
+  /** Before the flags' names in messages: `archive-` for `start`'s `--archive-to` and `--archive-metrics-file`. */
+  flagPrefix?: string;
 }
 
 /** What an archiver needs before it starts: a writable metrics file, no other archiver (exit 3), the folder store made. */
 async function prepareArchive(ws: Workspace, spec: ArchiverSpec): Promise<void> {
-  if (spec.metricsFile !== undefined) await checkMetricsFile(spec.metricsFile);
+  const flag = (name: string) => `--${spec.flagPrefix ?? ""}${name}`;
+  if (spec.metricsFile !== undefined) await checkMetricsFile(spec.metricsFile, flag("metrics-file"));
   // The archiver's modules load only here, not with the flags: a `start` without --archive-to
   // does not carry them.
   const { assertNoOtherArchiver } = await import("../archive/health.js");
   await assertNoOtherArchiver(ws.root, spec.what);
   const loc = parseCatalogueLocation(spec.to);
   if (loc.kind === "dir") {
-    await makeDestinationFolder(loc.path, `--to ${spec.to}`);
+    await makeDestinationFolder(loc.path, `${flag("to")} ${spec.to}`);
   }
 }
 
@@ -239,6 +242,37 @@ export function archiveArgs(f: ArchiveStartFlags): string[] {
 }
 
 /**
+ * Refuses (exit 2) `start`'s archive flags without `--archive-to`, naming the first one given:
+ * each means something only for the archive, and would otherwise be dropped in silence (also by
+ * `--detach`, which passes them on only with it).
+ */
+export function refuseArchiveFlagsAlone(flags: ArchiveStartFlags): void {
+  if (flags.archiveTo) return;
+  const given = (
+    [
+      ["--sync", flags.sync],
+      ["--encrypt", flags.encrypt],
+      ["--recipient", flags.recipient?.length],
+      ["--recipients-file", flags.recipientsFile],
+      // A password the configuration file's backup.password_env filled was not typed.
+      ["--password", flags.password !== undefined && flags.passwordEnv === undefined],
+      ["--password-file", flags.passwordFile],
+      ["--plain", flags.plain],
+      ["--i-know-it-is-plain", flags.iKnowItIsPlain],
+      ["--archive-interval", flags.archiveInterval !== undefined],
+      ["--archive-snapshot-interval", flags.archiveSnapshotInterval !== undefined],
+      ["--archive-endpoint", flags.archiveEndpoint !== undefined],
+      ["--archive-region", flags.archiveRegion !== undefined],
+      ["--archive-retries", flags.archiveRetries !== undefined],
+      ["--archive-metrics-file", flags.archiveMetricsFile !== undefined],
+      ["--archive-compact-target-size", flags.archiveCompactTargetSize !== undefined],
+      ["--no-archive-compact", flags.archiveCompact === false],
+    ] as const
+  ).find(([, v]) => v);
+  if (given) throw new UserError(`start ${given[0]} needs --archive-to`, ExitCode.USAGE);
+}
+
+/**
  * `start --archive-to`: builds the archiver and runs its first cycle (generation, base snapshot,
  * shipping) before the orchestrator takes the lock, so that snapshot needs no pause and a `--sync`
  * gate never waits for it. Returns what Orchestrator.open takes as `archive` (undefined without
@@ -249,20 +283,7 @@ export async function startArchiveForStart(
   flags: ArchiveStartFlags,
   log: (line: string, problem?: boolean) => void,
 ): Promise<HostedArchiver | undefined> {
-  if (!flags.archiveTo) {
-    const given = (
-      [
-        ["--sync", flags.sync],
-        ["--encrypt", flags.encrypt],
-        ["--recipient", flags.recipient?.length],
-        ["--recipients-file", flags.recipientsFile],
-        ["--password-file", flags.passwordFile],
-        ["--plain", flags.plain],
-      ] as const
-    ).find(([, v]) => v);
-    if (given) throw new UserError(`start ${given[0]} needs --archive-to`, ExitCode.USAGE);
-    return undefined;
-  }
+  if (!flags.archiveTo) return undefined;
   // The same rules as `dr archive` and `dr backup`: recipients or --encrypt (or the configuration
   // file) encrypt, and --plain to s3:// needs --i-know-it-is-plain.
   const keys = await resolveWriteKeys(flags, flags.archiveTo);
@@ -286,6 +307,7 @@ export async function startArchiveForStart(
     plainChosen: flags.plain === true,
     auditKeyPath: encrypted ? resolveAuditKeyPath({ keyFile: flags.keyFile }).path : undefined,
     what: "start --archive-to",
+    flagPrefix: "archive-",
     log: (e) =>
       e.event === "cycle" ? undefined : log(`archive: ${describeArchiverEvent(e)}`, isArchiverWarning(e)),
   });

@@ -29,16 +29,16 @@ export type BackupOutcome =
   | { ok: false };
 
 /** Checked before a backup starts: a file that could never be written is a usage error now, not a lost metric later. */
-export async function checkMetricsFile(file: string): Promise<void> {
+export async function checkMetricsFile(file: string, flag = "--metrics-file"): Promise<void> {
   const dir = path.dirname(path.resolve(file));
   const isDir = await stat(dir).then(
     (s) => s.isDirectory(),
     () => false,
   );
-  if (!isDir) throw new UserError(`--metrics-file ${file}: folder ${dir} does not exist`, ExitCode.IO);
+  if (!isDir) throw new UserError(`${flag} ${file}: folder ${dir} does not exist`, ExitCode.IO);
   if (!file.endsWith(".prom"))
     throw new UserError(
-      `--metrics-file ${file}: node_exporter's textfile collector reads only files ending in .prom`,
+      `${flag} ${file}: node_exporter's textfile collector reads only files ending in .prom`,
       ExitCode.USAGE,
     );
 }

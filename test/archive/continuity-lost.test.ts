@@ -9,6 +9,7 @@ import { access, appendFile, readFile, truncate, unlink } from "node:fs/promises
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { readArchiveStatus } from "../../src/archive/health.js";
+import { generationKey } from "../../src/archive/names.js";
 import type { Workspace } from "../../src/workspace/layout.js";
 import { scratchDir, spawnCli, waitFor } from "../helpers.js";
 import { appendDecisions, archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
@@ -178,5 +179,75 @@ describe("dr archive when a workspace file stops holding what the store holds", 
     assert.equal(newest.code, 0, newest.stderr);
     assert.equal(JSON.parse(newest.stdout).wal[RUN].seq, 4);
     await assert.rejects(access(path.join(latest, OLD)), { code: "ENOENT" });
+  });
+
+  it("a generation record deleted from the store: an error, then a new generation that restores", async () => {
+    const g = await archiveFixture(path.join(scratch.dir, "record-lost"));
+    const store = path.join(scratch.dir, "store-record-lost");
+    const metrics = path.join(scratch.dir, "record-lost.prom");
+    await appendDecisions(g.ws, RUN, 3);
+    // Snapshots every second: the record is looked for before each.
+    const { child, done } = spawnCli(
+      [
+        "--sdd",
+        g.sdd,
+        "dr",
+        "archive",
+        "--to",
+        store,
+        "--interval",
+        "100ms",
+        "--snapshot-interval",
+        "1s",
+        "--metrics-file",
+        metrics,
+      ],
+      { env: g.env },
+    );
+    const status = () => readArchiveStatus(g.ws.root);
+    let lost: string;
+    try {
+      const first = await waitFor(
+        "the base snapshot and a first cycle",
+        async () => {
+          const s = await status();
+          return s && s.pid === child.pid && s.caught_up_at !== null ? s : undefined;
+        },
+        { exited: done },
+      );
+      lost = first.generation!;
+      await unlink(path.join(store, generationKey(lost)));
+      await appendDecisions(g.ws, RUN, 2, 3);
+      const after = await waitFor(
+        "a new generation",
+        async () => {
+          const s = await status();
+          return s && s.generation !== lost && s.errors_total > 0 && s.lag_entries === 0 ? s : undefined;
+        },
+        { exited: done },
+      );
+      assert.match(after.last_error ?? "", /record .*gen-\S+\.json is missing from the store/);
+      assert.match(await readFile(metrics, "utf8"), /^bernstein_archive_errors_total\{[^}]*\} 1$/m);
+      const shown = JSON.parse((await g.cli(["--json", "dr", "status"])).stdout).archive;
+      assert.match(shown.last_error, /is missing from the store/);
+      assert.ok(
+        Date.parse(shown.window_start_at) > Date.parse(first.window_start_at!),
+        JSON.stringify(shown),
+      );
+    } finally {
+      child.kill("SIGINT");
+      await done;
+    }
+    const r = await done;
+    assert.match(r.stderr, /store error .*: generation \S+: its record .* is missing from the store/);
+
+    const list = JSON.parse((await g.cli(["--json", "dr", "archive-list", "--from", store])).stdout);
+    const newest = list.generations[list.generations.length - 1];
+    assert.notEqual(newest.generation, lost);
+    assert.match(newest.cause, /is missing from the store/);
+    const into = path.join(scratch.dir, "record-lost-latest", ".sdd");
+    const back = await g.cli(["--json", "dr", "archive-restore", "--from", store, "--latest"], into);
+    assert.equal(back.code, 0, back.stderr);
+    assert.equal(JSON.parse(back.stdout).wal[RUN].seq, 4);
   });
 });

@@ -42,6 +42,7 @@ describe("dr archive killed with SIGKILL at random moments", () => {
       // Half the rounds take a snapshot once a second has passed since the last, so some kills
       // land between a snapshot and its index.
       const snapshots = rand() < 0.5 ? ["--snapshot-interval", "1s"] : [];
+      const spawned = Date.now();
       const { child, done } = spawnCli(
         ["--sdd", f.sdd, "dr", "archive", "--to", store, "--interval", "10ms", ...snapshots],
         {
@@ -59,9 +60,15 @@ describe("dr archive killed with SIGKILL at random moments", () => {
         await waitFor(
           "a shipping cycle of this archiver",
           async () => {
-            // The archiver announces itself before its first cycle: wait for the cycle itself.
+            // The archiver announces itself before its first cycle, with the caught-up time of
+            // the previous round's: wait for the cycle itself.
             const s = await readArchiveStatus(f.sdd);
-            return s !== undefined && s.pid === child.pid && s.caught_up_at !== null;
+            return (
+              s !== undefined &&
+              s.pid === child.pid &&
+              s.caught_up_at !== null &&
+              Date.parse(s.caught_up_at) >= spawned
+            );
           },
           { exited: done },
         );

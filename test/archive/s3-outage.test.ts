@@ -145,3 +145,100 @@ describe("dr archive to s3:// through a store outage", () => {
     assert.equal((await done).code, 143);
   });
 });
+
+/** The samples of a metrics file, by metric name (labels dropped). */
+async function metricsOf(file: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const line of (await readFile(file, "utf8")).split("\n")) {
+    const m = /^(bernstein_archive_\w+)\{[^}]*\} (\S+)$/.exec(line);
+    if (m) out.set(m[1]!, Number(m[2]));
+  }
+  return out;
+}
+
+describe("dr archive --once from cron through a store outage", () => {
+  let h: S3Harness;
+  let scratch: { dir: string; cleanup: () => Promise<void> };
+  before(async () => {
+    h = await startS3Harness({ buckets: [BUCKET] });
+    scratch = await scratchDir("bernstein-archive-s3-once-");
+  });
+  after(async () => {
+    await h.close();
+    await scratch.cleanup();
+  });
+
+  it("failing runs keep what earlier runs established; lag and errors in a row grow across runs", async () => {
+    const f = await archiveFixture(path.join(scratch.dir, "cron"), h.env);
+    const metrics = path.join(scratch.dir, "cron.prom");
+    const once = () =>
+      f.cli([
+        "--json",
+        "dr",
+        "archive",
+        "--to",
+        `s3://${BUCKET}/cron/`,
+        "--once",
+        "--endpoint",
+        h.endpoint,
+        "--retries",
+        "0",
+        "--metrics-file",
+        metrics,
+      ]);
+    await appendDecisions(f.ws, RUN, 10);
+    const ok = await once();
+    assert.equal(ok.code, 0, ok.stderr);
+    const first = (await readArchiveStatus(f.sdd))!;
+    assert.ok(first.last_upload_at && first.caught_up_at && first.window_start_at, JSON.stringify(first));
+
+    h.setFault(() => 503);
+    try {
+      for (const n of [1, 2]) {
+        await new Promise((r) => setTimeout(r, 1100));
+        const down = await once();
+        assert.equal(down.code, 7, down.stderr);
+        const s = (await readArchiveStatus(f.sdd))!;
+        assert.equal(s.errors_in_a_row, n, JSON.stringify(s));
+        assert.equal(s.state, "failing");
+        for (const k of ["last_upload_at", "caught_up_at", "window_start_at", "generation"] as const)
+          assert.equal(s[k], first[k], k);
+        assert.deepEqual(s.wal_shipped_seq, first.wal_shipped_seq);
+        const m = await metricsOf(metrics);
+        assert.equal(m.get("bernstein_archive_errors_in_a_row"), n);
+        assert.ok(
+          m.get("bernstein_archive_lag_seconds")! >= 1.1 * n,
+          `lag ${m.get("bernstein_archive_lag_seconds")}`,
+        );
+        assert.equal(
+          m.get("bernstein_archive_last_upload_timestamp_seconds"),
+          Math.floor(Date.parse(first.last_upload_at!) / 1000),
+        );
+        assert.equal(
+          m.get("bernstein_archive_window_start_timestamp_seconds"),
+          Math.floor(Date.parse(first.window_start_at!) / 1000),
+        );
+        assert.equal(
+          m.get("bernstein_archive_caught_up_timestamp_seconds"),
+          Math.floor(Date.parse(first.caught_up_at!) / 1000),
+        );
+        // The store holds every entry: losing the host now loses nothing.
+        const shown = JSON.parse((await f.cli(["--json", "dr", "status"])).stdout);
+        assert.equal(shown.archive.lag_entries, 0, JSON.stringify(shown.archive));
+        assert.equal(shown.archive.last_upload_at, first.last_upload_at);
+        assert.equal(shown.rpo_estimate.entries, 0, JSON.stringify(shown.rpo_estimate));
+      }
+    } finally {
+      h.setFault(undefined);
+    }
+
+    // The store answers again and nothing is new: caught up, and the last upload stays the first run's.
+    const again = await once();
+    assert.equal(again.code, 0, again.stderr);
+    const s = (await readArchiveStatus(f.sdd))!;
+    assert.equal(s.errors_in_a_row, 0);
+    assert.equal(s.last_upload_at, first.last_upload_at);
+    assert.ok(Date.parse(s.caught_up_at!) > Date.parse(first.caught_up_at!));
+    assert.equal((await metricsOf(metrics)).get("bernstein_archive_lag_seconds"), 0);
+  });
+});

@@ -250,6 +250,30 @@ describe("start --archive-to", () => {
     const alone = await f.cli(["start", "--until-idle", "--recipient", gen.stdout.trim()]);
     assert.equal(alone.code, 2, alone.stderr);
     assert.match(alone.stderr, /--recipient needs --archive-to/);
+    // The archive's own flags too, --detach as well (it passes them on only with --archive-to).
+    for (const [flags, named] of [
+      [["--archive-interval", "1s"], "--archive-interval"],
+      [["--detach", "--archive-metrics-file", path.join(f.dir, "a.prom")], "--archive-metrics-file"],
+      [["--no-archive-compact"], "--no-archive-compact"],
+    ] as const) {
+      const r = await f.cli(["start", "--until-idle", ...flags]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr, `bernstein: start ${named} needs --archive-to\n`);
+    }
+    // A message about a flag names the flag typed.
+    const notProm = await f.cli([
+      "start",
+      "--until-idle",
+      "--archive-to",
+      path.join(f.dir, "never"),
+      "--archive-metrics-file",
+      path.join(f.dir, "a.txt"),
+    ]);
+    assert.equal(notProm.code, 2, notProm.stderr);
+    assert.match(
+      notProm.stderr,
+      /^bernstein: --archive-metrics-file \S+a\.txt: node_exporter's textfile collector reads only files ending in \.prom\n$/,
+    );
     const plainS3 = await f.cli([
       "start",
       "--until-idle",

@@ -22,6 +22,7 @@ import { intOption, numberOption } from "../number-option.js";
 import {
   addArchiveStartOptions,
   archiveArgs,
+  refuseArchiveFlagsAlone,
   startArchiveForStart,
   type ArchiveStartFlags,
 } from "../archive-options.js";
@@ -152,6 +153,7 @@ function registerStart(program: Command): void {
     .action(async (opts: StartFlags, cmd: Command) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
+      refuseArchiveFlagsAlone(opts);
       const ws = await openWorkspace(g.sdd);
       // A follower or a fenced node must not decide: refused before the lock (a follower's
       // `replicate follow` may hold it), the leader and the background process.

@@ -28,6 +28,8 @@ export async function storedSeq(store: BackupStore, run: string): Promise<number
 
 export interface RunningArchiver {
   pid: number;
+  /** When it was spawned (epoch ms). */
+  spawnedAt: number;
   done: Promise<CliResult>;
   stop: () => Promise<CliResult>;
   kill: () => Promise<CliResult>;
@@ -42,6 +44,7 @@ export function killLeftArchivers(): void {
 
 /** `dr archive --to <to> --interval 10ms <extra>` as a child process. */
 export function spawnArchiver(f: ArchiveFixture, to: string, extra: string[]): RunningArchiver {
+  const spawnedAt = Date.now();
   const { child, done } = spawnCli(
     ["--sdd", f.sdd, "dr", "archive", "--to", to, "--interval", "10ms", ...extra],
     { env: f.env, cwd: f.dir },
@@ -51,6 +54,7 @@ export function spawnArchiver(f: ArchiveFixture, to: string, extra: string[]): R
   void done.then(() => running.delete(handle));
   return {
     pid: child.pid!,
+    spawnedAt,
     done,
     stop: () => (child.kill("SIGTERM"), done),
     kill: () => (child.kill("SIGKILL"), done),
@@ -70,12 +74,18 @@ export async function feedBursts(
   opts: { bursts: number; made: number; rand: () => number; halt?: () => boolean },
 ): Promise<number> {
   let made = opts.made;
-  // Decisions made before the first cycle go into the base snapshot, not into segments.
+  // Decisions made before the first cycle go into the base snapshot, not into segments. The
+  // archiver announces itself with the caught-up time of the previous one of the workspace.
   await waitFor(
     "the archiver's first cycle",
     async () => {
       const st = await readArchiveStatus(f.sdd);
-      return st !== undefined && st.pid === a.pid && st.caught_up_at !== null;
+      return (
+        st !== undefined &&
+        st.pid === a.pid &&
+        st.caught_up_at !== null &&
+        Date.parse(st.caught_up_at) >= a.spawnedAt
+      );
     },
     { exited: a.done },
   );
