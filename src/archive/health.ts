@@ -122,6 +122,7 @@ export class ArchiveHealth {
     s.last_upload_at ??= prev.last_upload_at;
     s.caught_up_at ??= prev.caught_up_at;
     s.window_start_at ??= prev.window_start_at;
+    s.window_end_at ??= prev.window_end_at ?? null;
     s.wal_shipped_seq = { ...prev.wal_shipped_seq, ...s.wal_shipped_seq };
     s.wal_shipped_bytes = { ...prev.wal_shipped_bytes, ...s.wal_shipped_bytes };
     if (this.namedBreaks === undefined) s.wal_breaks = prev.wal_breaks ?? [];

@@ -190,7 +190,10 @@ describe("dr archive --once from cron through a store outage", () => {
     const ok = await once();
     assert.equal(ok.code, 0, ok.stderr);
     const first = (await readArchiveStatus(f.sdd))!;
-    assert.ok(first.last_upload_at && first.caught_up_at && first.window_start_at, JSON.stringify(first));
+    assert.ok(
+      first.last_upload_at && first.caught_up_at && first.window_start_at && first.window_end_at,
+      JSON.stringify(first),
+    );
 
     h.setFault(() => 503);
     try {
@@ -201,7 +204,13 @@ describe("dr archive --once from cron through a store outage", () => {
         const s = (await readArchiveStatus(f.sdd))!;
         assert.equal(s.errors_in_a_row, n, JSON.stringify(s));
         assert.equal(s.state, "failing");
-        for (const k of ["last_upload_at", "caught_up_at", "window_start_at", "generation"] as const)
+        for (const k of [
+          "last_upload_at",
+          "caught_up_at",
+          "window_start_at",
+          "window_end_at",
+          "generation",
+        ] as const)
           assert.equal(s[k], first[k], k);
         assert.deepEqual(s.wal_shipped_seq, first.wal_shipped_seq);
         const m = await metricsOf(metrics);
@@ -216,7 +225,11 @@ describe("dr archive --once from cron through a store outage", () => {
         );
         assert.equal(
           m.get("bernstein_archive_window_start_timestamp_seconds"),
-          Math.floor(Date.parse(first.window_start_at!) / 1000),
+          Date.parse(first.window_start_at!) / 1000,
+        );
+        assert.equal(
+          m.get("bernstein_archive_window_end_timestamp_seconds"),
+          Date.parse(first.window_end_at!) / 1000,
         );
         assert.equal(
           m.get("bernstein_archive_caught_up_timestamp_seconds"),
