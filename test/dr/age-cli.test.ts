@@ -15,7 +15,7 @@ import { test } from "node:test";
 import { backupToFile } from "../../src/dr/backup.js";
 import { readBackupLog } from "../../src/dr/backup-log.js";
 import { restoreFromFile } from "../../src/dr/restore.js";
-import { envFor, runCli, scratchDir } from "../helpers.js";
+import { envFor, runCli, runMain, scratchDir } from "../helpers.js";
 import { catalogueBackup } from "./support/catalogue.js";
 import { identityOf, keyPair } from "./support/age-keys.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
@@ -235,6 +235,38 @@ test("dr backup to recipients from flags or bernstein.yaml writes .tar.gz.age; r
     const rows = [];
     for await (const row of readBackupLog(ws)) rows.push(row);
     assert.deepEqual(rows.at(-1)!.recipients, [a.recipient]);
+
+    // --verify with an identity that cannot read the archive back: refused before writing (it
+    // left an archive and its .sha256 that no catalogue row or audit event named, and a retry
+    // with the right identity found the file "already exists").
+    const v = path.join(dir, "v.tar.gz");
+    const verifyWith = (identity: string) =>
+      (identity === other.file ? runCli : runMain)(
+        [
+          "dr",
+          "backup",
+          "--sdd",
+          ws.root,
+          "--to",
+          v,
+          "--recipient",
+          a.recipient,
+          "--verify",
+          "--identity-file",
+          identity,
+        ],
+        { env },
+      );
+    const unreadable = await verifyWith(other.file);
+    assert.equal(unreadable.code, 4, unreadable.stderr);
+    assert.match(
+      unreadable.stderr,
+      /^bernstein: --verify reads the backup back, nothing written: none of the 1 identities opens this archive; it is encrypted to recipients SHA256:[0-9a-f]{16}\n$/,
+    );
+    assert.equal(existsSync(`${v}.age`) || existsSync(`${v}.age.sha256`), false);
+    const retried = await verifyWith(a.file);
+    assert.equal(retried.code, 0, retried.stderr);
+    assert.ok(existsSync(`${v}.age`));
 
     await writeFile(path.join(dir, "bernstein.yaml"), `backup:\n  recipients: [${a.recipient}]\n`);
     const c = await runCli(["dr", "backup", "--sdd", ws.root, "--to", path.join(dir, "c.tar.gz"), "--json"], {
