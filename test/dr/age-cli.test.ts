@@ -37,6 +37,18 @@ test("key generate writes a 0600 identity (X25519 or hybrid) and prints its reci
     const again = await runCli(["key", "generate", "-o", x.file], { env });
     assert.equal(again.code, 6, "an existing identity is never replaced");
     assert.match(again.stderr, /already exists/);
+    // Where the identity goes is a destination: exit 6, as the table of exit codes has it (was 2).
+    const missing = path.join(dir, "nodir", "k.txt");
+    const noFolder = await runCli(["key", "generate", "-o", missing], { env });
+    assert.equal(noFolder.code, 6, noFolder.stderr);
+    assert.equal(
+      noFolder.stderr,
+      `bernstein: cannot write ${missing}: folder ${path.dirname(missing)} does not exist\n`,
+    );
+    if (existsSync("/proc/self")) {
+      const refused = await runMain(["key", "generate", "-o", "/proc/k.txt"], { env });
+      assert.equal(refused.code, 6, refused.stderr);
+    }
 
     const both = path.join(dir, "both.txt");
     await writeFile(both, `# two\n${await identityOf(x.file)}\n\n${await identityOf(pq.file)}\n`, {
