@@ -61,17 +61,19 @@ export async function resolveIdentities(
 }
 
 /**
- * Refuses (exit 4) identities none of which is one of `recipients`: what a drill backs up to
- * them, they could not restore.
+ * Refuses (exit 4) identities none of which is one of `recipients`, before anything is written:
+ * what a drill or `dr backup --verify` writes to them, they could not read back. `why` starts
+ * the line ("a drill restores what it backs up").
  */
 export async function checkIdentitiesOpen(
   identities: readonly string[],
   recipients: readonly string[],
+  why: string,
 ): Promise<void> {
   const { noIdentityOpens, recipientFingerprint, recipientOf } = await import("../dr/age/keys.js");
   for (const identity of identities) if (recipients.includes(await recipientOf(identity))) return;
   throw new UserError(
-    `a drill restores what it backs up: ${noIdentityOpens(identities.length, recipients.map(recipientFingerprint).join(", "))}`,
+    `${why}: ${noIdentityOpens(identities.length, recipients.map(recipientFingerprint).join(", "))}`,
     ExitCode.BAD_PASSWORD,
     { problem: "auth" },
   );

@@ -93,6 +93,17 @@ function settleFlagsOverFile(cmd: Command): void {
   const given = (attr: string) => cmd.getOptionValueSource(attr) === "cli";
   if (cmd.getOptionValue("plain") && given("encrypt"))
     throw new UserError("--plain and --encrypt contradict each other", ExitCode.USAGE);
+  // Recipients win over a password only as the configuration's defaults: two explicit keys of a
+  // write would drop the one the user typed.
+  if (
+    optionFor(cmd, "encrypt") !== undefined &&
+    (given("recipient") || given("recipientsFile")) &&
+    (given("encrypt") || given("password") || given("passwordFile"))
+  )
+    throw new UserError(
+      "--recipient/--recipients-file (age, .age) and --encrypt/--password/--password-file (Fernet, .enc) contradict each other: give one",
+      ExitCode.USAGE,
+    );
   const loaded = loadedConfigOf(cmd);
   if (loaded.file === null) return;
   for (const group of OPTION_GROUPS)

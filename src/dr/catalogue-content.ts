@@ -5,6 +5,7 @@
  * as not opened, which is not a failure of the others; damage is.
  */
 import { ExitCode, UserError } from "../errors/errors.js";
+import type { ExpectedBackup } from "../storage/catalogue.js";
 import type { BackupStore } from "../storage/store.js";
 import { inspectArchive } from "./restore.js";
 
@@ -12,6 +13,8 @@ export interface ContentFinding {
   name: string;
   status: "ok" | "damaged" | "not-opened";
   detail: string;
+  /** Why an archive was not opened: no key of its kind given, or the one given does not open it. */
+  key?: "missing" | "wrong";
 }
 
 export interface ContentKeys {
@@ -19,6 +22,11 @@ export interface ContentKeys {
   identities?: readonly string[];
   /** Each archive's recipients' fingerprints as the catalogue knows them (wrong-identity messages). */
   fingerprintsOf?: (name: string) => readonly string[] | undefined;
+  /**
+   * What the audit chain recorded of each archive: a Fernet archive that fails authentication is
+   * then told apart as a wrong password (bytes as written) or damage, as `dr verify` does.
+   */
+  expectedOf?: (name: string) => ExpectedBackup | undefined;
 }
 
 /** Why an archive cannot be opened with the keys given, before reading it (by its name). */
@@ -32,13 +40,19 @@ function missingKey(name: string, keys: ContentKeys): string | undefined {
 
 async function checkOne(store: BackupStore, name: string, keys: ContentKeys): Promise<ContentFinding> {
   const missing = missingKey(name, keys);
-  if (missing) return { name, status: "not-opened", detail: missing };
+  if (missing) return { name, status: "not-opened", detail: missing, key: "missing" };
+  const expected = keys.expectedOf?.(name);
+  const from = "the audit chain's record";
   try {
     const s = await inspectArchive(await store.get(name), {
       password: name.endsWith(".enc") ? keys.password : undefined,
       identities: name.endsWith(".age") ? keys.identities : undefined,
       recipientFingerprints: keys.fingerprintsOf?.(name),
       label: name,
+      ...(typeof expected?.sha256 === "string"
+        ? { expectSha256: expected.sha256, expectSha256From: from }
+        : {}),
+      ...(expected?.age ? { expectAge: expected.age, expectAgeFrom: from } : {}),
     });
     return {
       name,
@@ -48,8 +62,9 @@ async function checkOne(store: BackupStore, name: string, keys: ContentKeys): Pr
   } catch (err) {
     if (!(err instanceof UserError)) throw err;
     // A key that does not open the archive says nothing about the archive's bytes.
-    const status = err.exitCode === ExitCode.BAD_PASSWORD ? "not-opened" : "damaged";
-    return { name, status, detail: err.message };
+    if (err.exitCode === ExitCode.BAD_PASSWORD)
+      return { name, status: "not-opened", detail: err.message, key: "wrong" };
+    return { name, status: "damaged", detail: err.message };
   }
 }
 

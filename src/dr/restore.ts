@@ -194,7 +194,11 @@ async function resultOf(
   opts: RestoreOptions,
   warnings: string[],
 ): Promise<RestoreResult> {
-  const auditKey = await installAuditKey(summary.audit_key, opts.auditKeyPath, abs, summary.encrypted).catch(
+  // Whether the backup was taken encrypted (it then carries the key) is its manifest's word: a
+  // plain backup encrypted afterwards (`age -r`) left the key out on purpose.
+  const takenEncrypted =
+    typeof summary.manifest_raw.encrypted === "boolean" ? summary.manifest_raw.encrypted : summary.encrypted;
+  const auditKey = await installAuditKey(summary.audit_key, opts.auditKeyPath, abs, takenEncrypted).catch(
     (err: Error) => ({
       action: "none" as const,
       message: `could not install the backup's audit key: ${err.message}`,

@@ -130,7 +130,10 @@ async function writeRecord(store: BackupStore, record: BackupRecord): Promise<vo
 
 /** Every backup at the location (oldest first) and every foreign key. */
 export async function listCatalogue(store: BackupStore): Promise<Catalogue> {
-  const objects = await store.list();
+  return catalogueOf(store, await store.list());
+}
+
+async function catalogueOf(store: BackupStore, objects: ObjectInfo[]): Promise<Catalogue> {
   const byKey = new Map<string, ObjectInfo>(objects.map((o) => [o.key, o]));
   const entries: CatalogueEntry[] = [];
   const foreign: string[] = [];
@@ -342,8 +345,11 @@ export async function checkCatalogue(
   expected: ExpectedBackup[],
   options: { deep?: boolean } = {},
 ): Promise<CheckFinding[]> {
-  const { entries } = await listCatalogue(store);
-  const present = new Map(entries.map((e) => [e.name, e]));
+  const objects = await store.list();
+  const { entries } = await catalogueOf(store, objects);
+  // By every key, not only catalogue names: a plain `dr backup --to DIR/<name>` is expected by its
+  // own name, which the catalogue lists as foreign.
+  const present = new Map(objects.map((o) => [o.key, o]));
   const findings: CheckFinding[] = [];
   const latestExpected = new Map<string, ExpectedBackup>();
   for (const e of expected) latestExpected.set(e.name, e);

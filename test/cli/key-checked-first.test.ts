@@ -89,7 +89,11 @@ describe("a missing or wrong key is the command's only output", () => {
     slot,
     copies: 3,
     cases: [
-      { keys: [] as string[], code: 2, says: /is encrypted: pass --decrypt/ },
+      {
+        keys: [] as string[],
+        code: 2,
+        says: /is encrypted with a password \(Fernet\): pass --password-file FILE or BERNSTEIN_DR_PASSWORD$/m,
+      },
       { keys: ["--identity-file", at("right.id")], code: 2, says: /encrypted with a password \(Fernet\)/ },
       { keys: ["--password-file", at("wrong.pw")], code: 4, says: /cannot decrypt .*: wrong password/ },
     ],

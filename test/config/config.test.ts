@@ -172,6 +172,36 @@ describe("bernstein.yaml: configuration file, flags over it, config show", () =>
     assert.equal(both.stderr, "bernstein: --plain and --encrypt contradict each other\n");
   });
 
+  it("explicit recipients with --encrypt or a password are refused (exit 2); configured recipients win over a password flag", async () => {
+    const recipient = "age1tasd5tzw38cls0563ax3vxwquusqnt0tx6653zjrgwrmzv5xmfgqtd2ywd";
+    const to = path.join(project, "both-keys.tar.gz");
+    for (const keys of [
+      ["--recipient", recipient, "--encrypt", "--password-file", "pw"],
+      ["--recipient", recipient, "--password-file", "pw"],
+    ]) {
+      const r = await cli(["dr", "backup", "--to", to, ...keys]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(
+        r.stderr,
+        "bernstein: --recipient/--recipients-file (age, .age) and --encrypt/--password/--password-file (Fernet, .enc) contradict each other: give one\n",
+      );
+    }
+    assert.equal((await readdir(project)).filter((n) => n.startsWith("both-keys")).length, 0);
+    await writeConfig(`backup:\n  recipients: [${recipient}]\n`);
+    const configured = await cli([
+      "dr",
+      "backup",
+      "--to",
+      to,
+      "--encrypt",
+      "--password-file",
+      "pw",
+      "--json",
+    ]);
+    assert.equal(configured.code, 0, configured.stderr);
+    assert.equal((JSON.parse(configured.stdout) as { path: string }).path, `${to}.age`);
+  });
+
   it("password_env names the variable; unset, an encrypting backup is refused before anything is written", async () => {
     await writeConfig("backup:\n  destination: ./env-backups\n  password_env: MY_BACKUP_PW\n");
     const missing = await cli(["dr", "backup"]);

@@ -157,6 +157,8 @@ test(
       assert.equal(e.status, 0, e.stderr);
       const r = await restoreFromFile(theirs, path.join(dir, "r", ".sdd"), { identities: [a.identity] });
       assert.equal(r.file_count, plain.file_count);
+      // Its manifest says plain: the key was left out on purpose (not "its workspace had none").
+      assert.equal(r.audit_key.message, "this backup carries no audit key (plain backups leave it out)");
     } finally {
       await cleanup();
     }

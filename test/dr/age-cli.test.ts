@@ -15,7 +15,7 @@ import { test } from "node:test";
 import { backupToFile } from "../../src/dr/backup.js";
 import { readBackupLog } from "../../src/dr/backup-log.js";
 import { restoreFromFile } from "../../src/dr/restore.js";
-import { envFor, runCli, scratchDir } from "../helpers.js";
+import { envFor, runCli, runMain, scratchDir } from "../helpers.js";
 import { catalogueBackup } from "./support/catalogue.js";
 import { identityOf, keyPair } from "./support/age-keys.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
@@ -37,6 +37,18 @@ test("key generate writes a 0600 identity (X25519 or hybrid) and prints its reci
     const again = await runCli(["key", "generate", "-o", x.file], { env });
     assert.equal(again.code, 6, "an existing identity is never replaced");
     assert.match(again.stderr, /already exists/);
+    // Where the identity goes is a destination: exit 6, as the table of exit codes has it (was 2).
+    const missing = path.join(dir, "nodir", "k.txt");
+    const noFolder = await runCli(["key", "generate", "-o", missing], { env });
+    assert.equal(noFolder.code, 6, noFolder.stderr);
+    assert.equal(
+      noFolder.stderr,
+      `bernstein: cannot write ${missing}: folder ${path.dirname(missing)} does not exist\n`,
+    );
+    if (existsSync("/proc/self")) {
+      const refused = await runMain(["key", "generate", "-o", "/proc/k.txt"], { env });
+      assert.equal(refused.code, 6, refused.stderr);
+    }
 
     const both = path.join(dir, "both.txt");
     await writeFile(both, `# two\n${await identityOf(x.file)}\n\n${await identityOf(pq.file)}\n`, {
@@ -254,6 +266,38 @@ test("dr backup to recipients from flags or bernstein.yaml writes .tar.gz.age; r
     const rows = [];
     for await (const row of readBackupLog(ws)) rows.push(row);
     assert.deepEqual(rows.at(-1)!.recipients, [a.recipient]);
+
+    // --verify with an identity that cannot read the archive back: refused before writing (it
+    // left an archive and its .sha256 that no catalogue row or audit event named, and a retry
+    // with the right identity found the file "already exists").
+    const v = path.join(dir, "v.tar.gz");
+    const verifyWith = (identity: string) =>
+      (identity === other.file ? runCli : runMain)(
+        [
+          "dr",
+          "backup",
+          "--sdd",
+          ws.root,
+          "--to",
+          v,
+          "--recipient",
+          a.recipient,
+          "--verify",
+          "--identity-file",
+          identity,
+        ],
+        { env },
+      );
+    const unreadable = await verifyWith(other.file);
+    assert.equal(unreadable.code, 4, unreadable.stderr);
+    assert.match(
+      unreadable.stderr,
+      /^bernstein: --verify reads the backup back, nothing written: none of the 1 identities opens this archive; it is encrypted to recipients SHA256:[0-9a-f]{16}\n$/,
+    );
+    assert.equal(existsSync(`${v}.age`) || existsSync(`${v}.age.sha256`), false);
+    const retried = await verifyWith(a.file);
+    assert.equal(retried.code, 0, retried.stderr);
+    assert.ok(existsSync(`${v}.age`));
 
     await writeFile(path.join(dir, "bernstein.yaml"), `backup:\n  recipients: [${a.recipient}]\n`);
     const c = await runCli(["dr", "backup", "--sdd", ws.root, "--to", path.join(dir, "c.tar.gz"), "--json"], {

@@ -135,10 +135,9 @@ test("dr list --check --deep opens .age and .enc archives with the keys given, s
 
     const content = (stdout: string) =>
       Object.fromEntries(
-        (JSON.parse(stdout).content as { name: string; status: string; detail: string }[]).map((c) => [
-          c.name.replace(/^.*\.tar\.gz/, ""),
-          c,
-        ]),
+        (JSON.parse(stdout).content as { name: string; status: string; detail: string; key?: string }[]).map(
+          (c) => [c.name.replace(/^.*\.tar\.gz/, ""), c],
+        ),
       );
     const noKeys = await cli("dr", "list", "--at", at, "--check", "--deep", "--json");
     assert.equal(noKeys.code, 0, noKeys.stderr);
@@ -172,22 +171,34 @@ test("dr list --check --deep opens .age and .enc archives with the keys given, s
     assert.equal(k[".enc"].status, "ok", k[".enc"].detail);
 
     const fps = [a.recipient, b.recipient].map(recipientFingerprint).join(", ");
-    const wrongList = await main(
+    const wrongPw = path.join(dir, "wrong-pw.txt");
+    await writeFile(wrongPw, "wrong horse\n", { mode: 0o600 });
+    const wrongKeys = [
       "dr",
       "list",
       "--at",
       at,
       "--check",
       "--deep",
-      "--json",
       "--identity-file",
       other.file,
-    );
+      "--password-file",
+      wrongPw,
+    ];
+    const wrongList = await main(...wrongKeys, "--json");
     assert.equal(wrongList.code, 0, wrongList.stderr);
+    const w = content(wrongList.stdout);
+    assert.match(w[".age"].detail, new RegExp(`it is encrypted to recipients ${fps}$`));
+    // The audit chain's sha256 tells a wrong password from damage (was "wrong password, or the
+    // archive's first 71 bytes are damaged (no .sha256 beside it ...)"), and the count says the
+    // keys did not open them (was "no key for them").
     assert.match(
-      content(wrongList.stdout)[".age"].detail,
-      new RegExp(`it is encrypted to recipients ${fps}$`),
+      w[".enc"].detail,
+      /: wrong password \(the archive is intact: its sha256 matches the audit chain's record\)$/,
     );
+    assert.deepEqual([w[".age"].key, w[".enc"].key], ["wrong", "wrong"]);
+    const wrongHuman = await main(...wrongKeys);
+    assert.match(wrongHuman.stdout, /\n2 archive\(s\) not opened deeply \(the keys given do not open them\)/);
 
     const wrong = await cli("dr", "verify", "--from", ageFile, "--identity-file", other.file);
     assert.equal(wrong.code, 4, wrong.stderr);

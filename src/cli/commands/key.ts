@@ -4,11 +4,12 @@
  * (public) is what backup hosts get (`dr backup --recipient`, `backup.recipients`).
  */
 import type { Command } from "../../vendor/commander.js";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { generateIdentityLine, isPostQuantum, recipientFingerprint, recipientOf } from "../../dr/age/keys.js";
 import { durableCreate } from "../../workspace/durable.js";
 import { readIdentityFile } from "../age-keys.js";
-import { ExitCode, UserError, userErrorFromFs } from "../../errors/errors.js";
+import { ExitCode, UserError, destinationError } from "../../errors/errors.js";
 import { Output } from "../output.js";
 
 function describe(recipient: string): { recipient: string; fingerprint: string; post_quantum: boolean } {
@@ -29,7 +30,11 @@ async function writeIdentity(file: string, identity: string, recipient: string):
         ExitCode.IO,
       );
     }
-    throw userErrorFromFs(err, file) ?? err;
+    // Where the identity goes is a destination (exit 6): a folder that is missing, or one the
+    // file system refuses new entries in (/proc).
+    if ((err as NodeJS.ErrnoException).code === "ENOENT" && !existsSync(path.dirname(file)))
+      throw new UserError(`cannot write ${file}: folder ${path.dirname(file)} does not exist`, ExitCode.IO);
+    throw destinationError(file, err) ?? err;
   }
 }
 

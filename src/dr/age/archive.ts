@@ -32,7 +32,7 @@ export function checkKeyKind(
     throw new UserError(
       opts.identities !== undefined
         ? `${name} is encrypted with a password (Fernet), not to age recipients: pass ${PASSWORD_SOURCES} (an identity does not open it; 'dr rekey --to-age' converts it)`
-        : `${name} is encrypted: pass --decrypt with --password, --password-file or BERNSTEIN_DR_PASSWORD`,
+        : `${name} is encrypted with a password (Fernet): pass ${PASSWORD_SOURCES}`,
       ExitCode.USAGE,
     );
   }

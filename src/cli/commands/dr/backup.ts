@@ -17,6 +17,7 @@ import { openWorkspace } from "../../../workspace/layout.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import {
   addRecipientOptions,
+  checkIdentitiesOpen,
   resolveIdentities,
   resolveWriteKeys,
   type RecipientFlags,
@@ -91,6 +92,9 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
       ExitCode.USAGE,
     );
   }
+  // Found after the archive is written, a wrong identity would leave a backup no record names.
+  if (recipients && identities)
+    await checkIdentitiesOpen(identities, recipients, "--verify reads the backup back, nothing written");
   // What --to names once encrypted (the catalogue's names carry .enc/.age by themselves).
   const shownDest = opts.to ? backupPath(opts.to, encryptionOf(keys)) : opts.toDir!;
   const ws = await openWorkspace(globalsOf(cmd).sdd);

@@ -68,7 +68,8 @@ export function registerDrill(dr: Command): void {
         ExitCode.USAGE,
       );
     }
-    if (keys.recipients && identities) await checkIdentitiesOpen(identities, keys.recipients);
+    if (keys.recipients && identities)
+      await checkIdentitiesOpen(identities, keys.recipients, "a drill restores what it backs up");
     const ws = await openWorkspace(g.sdd);
     // Loaded on use: the drill's doctor checks bring in the orchestrator's task validation.
     const { runDrill } = await import("../../../dr/drill.js");

@@ -56,7 +56,8 @@ export async function runListCheck(
   },
 ): Promise<ListCheck> {
   const { store, ws, newest } = at;
-  const findings = await checkCatalogue(store, await backupsFromAudit(ws, store.root), { deep: at.deep });
+  const expected = await backupsFromAudit(ws, store.root);
+  const findings = await checkCatalogue(store, expected, { deep: at.deep });
   const locations = at.entries.map((e) => store.describe(e.name));
   const removed = archivesReadableByRemoved(
     await allRows(ws),
@@ -66,6 +67,7 @@ export async function runListCheck(
   );
   if (!at.deep) return { findings, removed };
   // The keys are read only when they are used: --deep opens every archive.
+  const latest = new Map(expected.map((e) => [e.name, e]));
   const { password, warnings } = await resolveDecryptPassword(at.keys, false);
   for (const w of warnings) out.warn(w);
   const identities = await resolveIdentities(at.keys.identityFile);
@@ -76,6 +78,7 @@ export async function runListCheck(
       password,
       identities,
       fingerprintsOf: (name) => newest.get(store.describe(name))?.recipient_fingerprints,
+      expectedOf: (name) => latest.get(name),
     },
   );
   return { findings, removed, content };
@@ -90,11 +93,18 @@ export function failureWords(check: ListCheck): string {
 export function printListCheck(out: Output, check: ListCheck, failures: number): void {
   for (const f of check.findings) out.line(`${f.status.padEnd(10)} ${f.name}: ${f.detail}`);
   for (const c of check.content ?? []) out.line(`${`content ${c.status}`.padEnd(20)} ${c.name}: ${c.detail}`);
-  const notOpened = (check.content ?? []).filter((c) => c.status === "not-opened").length;
-  const opened = (check.content ?? []).length - notOpened;
-  if (notOpened > 0)
+  const notOpened = (check.content ?? []).filter((c) => c.status === "not-opened");
+  const opened = (check.content ?? []).length - notOpened.length;
+  const wrong = notOpened.filter((c) => c.key === "wrong").length;
+  const why =
+    wrong === 0
+      ? "no key for them"
+      : wrong === notOpened.length
+        ? "the keys given do not open them"
+        : `${notOpened.length - wrong} with no key for them, ${wrong} that the keys given do not open`;
+  if (notOpened.length > 0)
     out.line(
-      `${notOpened} archive(s) not opened deeply (no key for them)${opened > 0 ? `; the other ${opened} were` : ""}`,
+      `${notOpened.length} archive(s) not opened deeply (${why})${opened > 0 ? `; the other ${opened} were` : ""}`,
     );
   for (const r of check.removed)
     out.line(
