@@ -11,10 +11,12 @@
  * WAL writer beside it more than the shipping did. What a reader acts on is written at once: a
  * start, a stop, a new generation, the first cycle, every failure and the success that ends a
  * run of them. Shipping never resumes from this file (a restart resumes from the store's
- * listing), but the health does: an archiver of the same workspace and destination starts from
- * what the previous one established (resume), so a run of `dr archive --once` that fails keeps
- * the last upload, the caught-up time and the window, and its lag and errors in a row go on
- * growing from them, as one long-running archiver's would.
+ * listing), but the health does: from its first cycle or failure, an archiver of the same
+ * workspace and destination carries on what the previous one established (resume), so a run of
+ * `dr archive --once` that fails keeps the last upload, the caught-up time and the window, and its
+ * lag and errors in a row go on growing from them, as one long-running archiver's would. Its
+ * announcement (started) is its own: pid and destination, no generation or cycle yet, which is
+ * how a reader tells that this archiver has not cycled.
  */
 import { statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -60,6 +62,7 @@ export class ArchiveHealth {
   private namedBreaks?: string;
   /** Reading the previous archiver's status, once (resume). */
   private resumed?: Promise<void>;
+  private previousStatus?: Promise<ArchiveStatus | undefined>;
 
   constructor(
     private readonly ws: Workspace,
@@ -114,8 +117,13 @@ export class ArchiveHealth {
     return (this.resumed ??= this.takeOver());
   }
 
+  /** The previous archiver's status, read once, before this one's announcement replaces it. */
+  private previous(): Promise<ArchiveStatus | undefined> {
+    return (this.previousStatus ??= readArchiveStatus(this.ws.root));
+  }
+
   private async takeOver(): Promise<void> {
-    const prev = await readArchiveStatus(this.ws.root);
+    const prev = await this.previous();
     const s = this.status;
     if (!prev || prev.destination !== s.destination) return;
     s.generation ??= prev.generation;
@@ -136,7 +144,7 @@ export class ArchiveHealth {
 
   /** Announces the archiver (another one then refuses to archive this workspace: assertNoOtherArchiver). */
   async started(): Promise<void> {
-    await this.resume();
+    await this.previous();
     this.status.stopped_at = null;
     await this.write(new Date());
   }

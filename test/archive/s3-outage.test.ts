@@ -241,6 +241,32 @@ describe("dr archive --once from cron through a store outage", () => {
         assert.equal(shown.archive.last_upload_at, first.last_upload_at);
         assert.equal(shown.rpo_estimate.entries, 0, JSON.stringify(shown.rpo_estimate));
       }
+      // A long-running archiver started while the store is still down carries on the same way:
+      // its announcement does not erase what the earlier runs established before it fails.
+      const { child, done } = spawnCli(
+        ["--sdd", f.sdd, "dr", "archive", "--to", `s3://${BUCKET}/cron/`, "--interval", "50ms"].concat([
+          "--endpoint",
+          h.endpoint,
+          "--retries",
+          "0",
+        ]),
+        { env: f.env, cwd: scratch.dir },
+      );
+      try {
+        const s = await waitFor(
+          "the restarted archiver's failures counted on",
+          async () => {
+            const st = await readArchiveStatus(f.sdd);
+            return st && st.pid === child.pid && st.errors_in_a_row >= 3 ? st : undefined;
+          },
+          { exited: done },
+        );
+        for (const k of ["last_upload_at", "caught_up_at", "window_start_at", "generation"] as const)
+          assert.equal(s[k], first[k], k);
+      } finally {
+        child.kill("SIGTERM");
+        await done;
+      }
     } finally {
       h.setFault(undefined);
     }
