@@ -18,7 +18,7 @@ import {
   tempPathFor,
   type StagedFile,
 } from "../workspace/durable.js";
-import { cleanupOnInterrupt, interruptInProgress } from "../workspace/interrupt.js";
+import { cleanupUntilNoReturn, interruptInProgress } from "../workspace/interrupt.js";
 import { crashPoint } from "../state/decisions.js";
 import { AgeDecryptor } from "./age/decrypt.js";
 import { AgeEncryptor } from "./age/encrypt.js";
@@ -104,32 +104,11 @@ async function plaintextSha(
 }
 
 /**
- * What an interrupt past the rename found: the archive as it now is, and whether the rest
- * (sidecar, records) was done.
- */
-function pastTheRename(
-  file: string,
-  dest: string,
-  target: ReencryptTarget,
-  rest: PromiseSettledResult<unknown>,
-): string {
-  const now =
-    "password" in target
-      ? `${shown(dest)} is re-encrypted: only the new password opens it`
-      : `${shown(file)} is converted: ${shown(dest)} replaces it, opened by the new recipients' identities`;
-  const line = `the rekey had passed its point of no return (the rename) and `;
-  if (rest.status === "rejected")
-    return `${line}could not finish: ${now}; ${(rest.reason as Error)?.message ?? String(rest.reason)}`;
-  const warning = (rest.value as { audit_warning?: string } | undefined)?.audit_warning;
-  return `${line}finished it: ${now}${warning ? `; ${warning}` : ""}`;
-}
-
-/**
  * Re-encrypts `file` and puts the new archive in place; `record` (the catalogue row, the audit
  * event) runs right after, as part of the same rekey: an interrupt past the rename waits for
  * both and says what the archive now is.
  */
-export async function reencryptFernetFile<T>(
+export async function reencryptFernetFile<T extends { audit_warning?: string }>(
   file: string,
   password: string,
   target: ReencryptTarget,
@@ -168,17 +147,16 @@ export async function reencryptFernetFile<T>(
   };
   const tmp = tempPathFor(dest);
   let sidecarStaged: Promise<StagedFile> | undefined;
-  // The rename over the archive is the point of no return: once it has begun, the old password
-  // may no longer open it, so an interrupt lets the rest finish (a few small writes) and says what
-  // the archive is; before it, the interrupt removes the temp files and the archive stays as it was.
-  let renamed = false;
-  let rest: Promise<T> | undefined;
-  const cleanup = cleanupOnInterrupt(shown(tmp), async () => {
-    const settled = rest && (await Promise.allSettled([rest]))[0]!;
-    if (settled && renamed) return pastTheRename(file, dest, target, settled);
+  // The rename over the archive is the point of no return: before it, an interrupt removes the
+  // temp files and the archive stays as it was.
+  const cleanup = cleanupUntilNoReturn("rekey", shown(tmp), async () => {
     await unlink(tmp).catch(() => {});
     await (await sidecarStaged?.catch(() => undefined))?.discard();
   });
+  const now =
+    "password" in target
+      ? `${shown(dest)} is re-encrypted: only the new password opens it`
+      : `${shown(file)} is converted: ${shown(dest)} replaces it, opened by the new recipients' identities`;
   try {
     const fh = await open(tmp, "wx", source.mode & 0o777);
     let written: { sha256: string; size: number };
@@ -214,34 +192,36 @@ export async function reencryptFernetFile<T>(
     // the archive and its sidecar are still as they were.
     sidecarStaged = stageSidecar(dest, written.sha256);
     const sidecar = await sidecarStaged;
-    // An interrupt already cleaning up removes the temp files: the archive must stay as it was.
-    if (interruptInProgress()) return await new Promise<never>(() => {});
-    rest = (async () => {
-      try {
-        await removeSidecar(dest);
-        await durableRename(tmp, dest);
-      } catch (err) {
-        await sidecar.discard();
-        throw err;
-      }
-      renamed = true;
-      crashPoint("dr_rekey", "after_rename");
-      await sidecar.commit();
-      if (dest !== file) {
-        await removeSidecar(file);
-        await durableUnlink(file);
-      }
-      await fsyncDir(path.dirname(dest));
-      return record({ path: dest, replaced: file, sha256: written.sha256, size_bytes: written.size });
-    })();
-    return await rest;
+    return await cleanup.cross(
+      "the rename",
+      async (passed) => {
+        try {
+          await removeSidecar(dest);
+          await durableRename(tmp, dest);
+        } catch (err) {
+          await sidecar.discard();
+          throw err;
+        }
+        passed();
+        crashPoint("dr_rekey", "after_rename");
+        await sidecar.commit();
+        if (dest !== file) {
+          await removeSidecar(file);
+          await durableUnlink(file);
+        }
+        await fsyncDir(path.dirname(dest));
+        return record({ path: dest, replaced: file, sha256: written.sha256, size_bytes: written.size });
+      },
+      now,
+      (r) => r.audit_warning,
+    );
   } catch (err) {
     // The interrupt's cleanup reports it and exits: no second line for a failure it caused.
     if (interruptInProgress()) return await new Promise<never>(() => {});
-    if (!renamed) await unlink(tmp).catch(() => {});
+    if (!cleanup.passed) await unlink(tmp).catch(() => {});
     // A full or read-only disk can only be the new archive's (the old one is only read).
     const code = (err as NodeJS.ErrnoException | undefined)?.code;
-    if (!renamed && (code === "ENOSPC" || code === "EDQUOT" || code === "EROFS"))
+    if (!cleanup.passed && (code === "ENOSPC" || code === "EDQUOT" || code === "EROFS"))
       throw ioError(`cannot write ${shown(dest)}`, err) ?? err;
     throw err;
   } finally {

@@ -154,20 +154,51 @@ function checkNeeds(file: string, req: RekeyRequest, row: BackupLogRow | undefin
 /** Where an archive is: a local file, or an object in a store (S3). */
 type ArchiveAt = { file: string; store?: undefined } | { file: string; store: BackupStore; key: string };
 
-/** The new header, written the way the archive's place allows; the new hashes and size. */
-async function rewriteAge(at: ArchiveAt, plan: RekeyPlan) {
+type AgeRewritten = {
+  in_place: boolean;
+  method?: "server-copy" | "streamed";
+  payload_read?: boolean;
+  sha256: string | null;
+  size_bytes: number;
+  age_header_bytes: number;
+  age_header_sha256: string;
+  age_payload_sha256: string;
+};
+
+/**
+ * The new header, written the way the archive's place allows; then `record` with the new hashes
+ * and size, as part of the rewrite (a local one finishes it when interrupted, age/rekey.ts).
+ */
+async function rewriteAge(
+  at: ArchiveAt,
+  plan: RekeyPlan,
+  record: (r: AgeRewritten) => Promise<RekeyOutcome>,
+): Promise<RekeyOutcome> {
   if (at.store) {
     const r = await rekeyAgeObject(at.store, at.key, plan);
-    return { in_place: false, method: r.method, sha256: r.sha256, size_bytes: r.size_bytes, ...r.age };
+    return record({
+      in_place: false,
+      method: r.method,
+      sha256: r.sha256,
+      size_bytes: r.size_bytes,
+      ...r.age,
+    });
   }
   const file = at.file;
   // A sidecar naming the old sha256 must not outlive the old header.
-  const r = await rekeyAgeFile(file, { ...plan, beforeChange: () => removeSidecar(file) });
-  // The whole file's sha256 is known only when the payload was read: then the sidecar names it;
-  // otherwise there is none (sha256sum cannot check a range), and the records state the ranges.
-  if (r.sha256 !== undefined) await writeSidecar(file, r.sha256);
-  const sha256 = r.sha256 ?? null;
-  return { in_place: r.in_place, payload_read: r.payload_read, sha256, size_bytes: r.size_bytes, ...r.age };
+  return rekeyAgeFile(file, { ...plan, beforeChange: () => removeSidecar(file) }, async (r) => {
+    // The whole file's sha256 is known only when the payload was read: then the sidecar names it;
+    // otherwise there is none (sha256sum cannot check a range), and the records state the ranges.
+    if (r.sha256 !== undefined) await writeSidecar(file, r.sha256);
+    const sha256 = r.sha256 ?? null;
+    return record({
+      in_place: r.in_place,
+      payload_read: r.payload_read,
+      sha256,
+      size_bytes: r.size_bytes,
+      ...r.age,
+    });
+  });
 }
 
 /** What the archive's row, else its location's record `<name>.json`, says of its header and payload. */
@@ -181,20 +212,30 @@ async function recordedSplit(at: ArchiveAt, row: BackupLogRow | undefined): Prom
   return fromRecord && { split: fromRecord, size_bytes: record!.size_bytes };
 }
 
-async function rekeyAge(at: ArchiveAt, req: RekeyRequest, row: BackupLogRow | undefined, skipDone: boolean) {
+/** Rekeys an `.age` archive; `record` is run as part of it (see age/rekey.ts). */
+async function rekeyAge(
+  at: ArchiveAt,
+  req: RekeyRequest,
+  row: BackupLogRow | undefined,
+  skipDone: boolean,
+  record: (done: Done) => Promise<RekeyOutcome>,
+): Promise<RekeyOutcome> {
   const file = at.file;
   checkNeeds(file, req, row, skipDone);
-  if (skipDone && alreadyDone(req, row)) return { from: file, path: file, action: "already-done" as const };
+  if (skipDone && alreadyDone(req, row)) return record({ from: file, path: file, action: "already-done" });
   const { set, keep } = targetSet(file, req, row);
   const added = keep ? req.add : set!;
   try {
-    const r = await rewriteAge(at, {
-      identities: req.identities!,
-      recipients: added,
-      keepExisting: keep,
-      recorded: await recordedSplit(at, row),
-    });
-    return { from: file, path: file, action: "header-rewritten" as const, ...r, recipients: set };
+    return await rewriteAge(
+      at,
+      {
+        identities: req.identities!,
+        recipients: added,
+        keepExisting: keep,
+        recorded: await recordedSplit(at, row),
+      },
+      (r) => record({ from: file, path: file, action: "header-rewritten", ...r, recipients: set }),
+    );
   } catch (err) {
     if (err instanceof AgeIdentityError) throw identityFailure(file, err, row?.recipient_fingerprints);
     if (err instanceof AgeFormatError)
@@ -304,7 +345,7 @@ export async function rekeyArchive(
   };
   if (abs.endsWith(".enc")) return rekeyEnc(file, req, record);
   // checkNeeds (in rekeyAge) refuses what is not an age archive either.
-  return record(await rekeyAge({ file }, req, row, opts.skipDone ?? false));
+  return rekeyAge({ file }, req, row, opts.skipDone ?? false, record);
 }
 
 /** Rekeys the `.age` object `key` of `store` (S3): the header rewritten in front of the same payload. */
@@ -324,8 +365,9 @@ export async function rekeyObject(
     );
   }
   const row = opts.row ?? (ws ? (await newestRows(ws)).get(location) : undefined);
-  const done = await rekeyAge({ file: location, store, key }, req, row, opts.skipDone ?? false);
-  return recordDone(done, { store, from: key, name: key, local: false }, ws, row);
+  return rekeyAge({ file: location, store, key }, req, row, opts.skipDone ?? false, (done) =>
+    recordDone(done, { store, from: key, name: key, local: false }, ws, row),
+  );
 }
 
 /**

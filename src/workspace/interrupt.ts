@@ -153,3 +153,69 @@ export function clearOnInterrupt(clear: () => void): () => void {
 export function interruptInProgress(): boolean {
   return cleaning !== undefined;
 }
+
+export interface PointOfNoReturn {
+  /**
+   * Runs `steps`, which call `passed()` right after their point of no return (a rename into
+   * place, a journal written). From then on an interrupt waits for the steps to end and reports
+   * `the <work> had passed its point of no return (<point>) and finished it: <now>` (or `could not
+   * finish`, and why), instead of undoing. Never settles when an interrupt is already undoing, or
+   * when the steps fail while one waits for them.
+   */
+  cross<T>(
+    point: string,
+    steps: (passed: () => void) => Promise<T>,
+    now: string,
+    note?: (value: T) => string | undefined,
+  ): Promise<T>;
+  /** Whether the steps have passed their point of no return. */
+  readonly passed: boolean;
+  release(): Promise<void>;
+}
+
+/**
+ * A cleanup for `work` that can be undone (`undo`, reported as "removed <what>") until a point of
+ * no return, and must be finished after it: past that point the old state is gone (the new keys
+ * alone open a rekeyed archive), so undoing is impossible and stopping would leave what remains
+ * (a sidecar, the records) undone, while finishing is a few small writes.
+ */
+export function cleanupUntilNoReturn(
+  work: string,
+  what: string,
+  undo: () => Promise<CleanupOutcome> | CleanupOutcome,
+): PointOfNoReturn {
+  let passed = false;
+  let crossing: { done: Promise<unknown>; report: (o: PromiseSettledResult<unknown>) => string } | undefined;
+  const cleanup = cleanupOnInterrupt(what, async () => {
+    const outcome = crossing && (await Promise.allSettled([crossing.done]))[0]!;
+    if (outcome && passed) return crossing!.report(outcome);
+    return undo();
+  });
+  return {
+    get passed() {
+      return passed;
+    },
+    cross(point, steps, now, note) {
+      if (interruptInProgress()) return new Promise<never>(() => {});
+      const done = steps(() => {
+        passed = true;
+      });
+      crossing = {
+        done,
+        report: (o) => {
+          const line = `the ${work} had passed its point of no return (${point}) and `;
+          if (o.status === "rejected")
+            return `${line}could not finish: ${now}; ${(o.reason as Error)?.message ?? String(o.reason)}`;
+          const extra = note?.(o.value as Parameters<NonNullable<typeof note>>[0]);
+          return `${line}finished it: ${now}${extra ? `; ${extra}` : ""}`;
+        },
+      };
+      // The interrupt's cleanup reports a failure it waited for, and exits: no second line.
+      return done.catch((err: unknown) => {
+        if (interruptInProgress()) return new Promise<never>(() => {});
+        throw err;
+      });
+    },
+    release: () => cleanup.release(),
+  };
+}

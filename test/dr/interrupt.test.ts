@@ -3,7 +3,8 @@
  * found by waiting for a condition (the temp file, the staging folder), never after a sleep: the
  * partial file is removed and the exit code is the shell's 130 / 143. And a backup into a folder
  * removes what killed backups (any name) left there. A `dr rekey` interrupted right after its
- * rename (its point of no return; BERNSTEIN_CRASH_AT sends the SIGINT at that instant) finishes.
+ * rename (its point of no return; BERNSTEIN_CRASH_AT sends the SIGINT at that instant) finishes,
+ * and so does an `.age` rekey past its header journal (in place) or its rename (a copy).
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -16,6 +17,10 @@ import { readBackupLog } from "../../src/dr/backup-log.js";
 import { sha256OfFile } from "../../src/dr/sidecar.js";
 import { runCli, scratchDir, spawnCli, waitFor, envFor } from "../helpers.js";
 import { makeSmallWorkspace } from "./support/workspace.js";
+import { backupToFile } from "../../src/dr/backup.js";
+import { recipientFingerprint } from "../../src/dr/age/keys.js";
+import { keyPair } from "./support/age-keys.js";
+import { catalogueBackup } from "./support/catalogue.js";
 
 /** The pid of a process that has exited (its temp files are a dead writer's). */
 function deadPid(): number {
@@ -191,5 +196,105 @@ test("SIGINT right after dr rekey renamed the re-encrypted .enc into place: the 
     assert.equal((await verify(oldPw)).code, 4);
   } finally {
     await cleanup();
+  }
+});
+
+/**
+ * An `.age` backup catalogued with its recipient `a`, rekeyed by a CLI child that sends itself
+ * SIGINT at `point` (right after its point of no return): the rekey finishes, exit 130.
+ */
+async function rekeyAgeInterrupted(point: string, add: (dir: string) => Promise<string[]>) {
+  const { dir, cleanup } = await scratchDir();
+  const env = envFor(dir);
+  const { ws } = await makeSmallWorkspace(dir);
+  const a = await keyPair(dir, "a.txt", false, "main");
+  const out = path.join(dir, "out");
+  await mkdir(out);
+  const b = await backupToFile(ws, path.join(out, "bk.tar.gz"), { recipients: [a.recipient] });
+  await catalogueBackup(ws, b, [a.recipient], { split: true });
+  const recipients = await add(dir);
+  const r = await runCli(
+    [
+      "--sdd",
+      ws.root,
+      "dr",
+      "rekey",
+      "--from",
+      b.path,
+      "--identity-file",
+      a.file,
+      ...recipients.flatMap((x) => ["--add-recipient", x]),
+    ],
+    { env: { ...env, BERNSTEIN_CRASH_AT: `dr_rekey:${point}:1:SIGINT` } },
+  );
+  assert.equal(r.code, 130, r.stderr);
+  assert.equal(r.stdout, "");
+  const fps = [a.recipient, ...recipients].map(recipientFingerprint).join(", ");
+  const rows = [];
+  for await (const row of readBackupLog(ws)) rows.push(row);
+  const row = rows.at(-1)!;
+  assert.deepEqual(
+    [row.location, row.recipients, row.rekeyed_from],
+    [b.path, [a.recipient, ...recipients], b.sha256],
+  );
+  let audit = "";
+  for (const f of await readdir(ws.auditDir, { recursive: true }))
+    audit += await readFile(path.join(ws.auditDir, f), "utf8").catch(() => "");
+  assert.ok(
+    audit
+      .split("\n")
+      .some(
+        (l) =>
+          l.includes('"event_type": "dr.rekey"') &&
+          l.includes(`"age_header_sha256": "${row.age_header_sha256}"`),
+      ),
+    audit,
+  );
+  const verify = (id: string) =>
+    runCli(["--sdd", ws.root, "dr", "verify", "--from", b.path, "--identity-file", id], { env });
+  return { dir, out, archive: b.path, row, stderr: r.stderr, fps, verify, cleanup };
+}
+
+test("SIGINT right after dr rekey of a .age wrote its header journal (in place): the rekey finishes (header, journal removed, catalogue row, audit event) and says which keys open it, exit 130", async () => {
+  let c: string | undefined;
+  const t = await rekeyAgeInterrupted("after_journal", async (dir) => {
+    const k = await keyPair(dir, "c.txt", false, "main");
+    c = k.file;
+    return [k.recipient];
+  });
+  try {
+    assert.equal(
+      t.stderr,
+      `bernstein: interrupted by SIGINT; the rekey had passed its point of no return (the header journal) and finished it: ${t.archive} is rekeyed: only the identities of recipients ${t.fps} open it\n`,
+    );
+    assert.equal(t.row.sha256, null, "in place: the header's hashes, the payload's carried over");
+    assert.deepEqual(readdirSync(t.out), ["bk.tar.gz.age"], "no journal, no sidecar naming the old sha256");
+    assert.equal((await t.verify(c!)).code, 0);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("SIGINT right after dr rekey of a .age renamed its copy into place (the new header did not fit): the rekey finishes (sidecar, catalogue row, audit event) and says which keys open it, exit 130", async () => {
+  let pq: string | undefined;
+  const t = await rekeyAgeInterrupted("after_rename", async (dir) => {
+    // Three hybrid stanzas (~1.6 kB each) do not fit in the 4 KiB header: the archive is copied.
+    const ks = [];
+    for (const n of ["p1", "p2", "p3"]) ks.push(await keyPair(dir, `${n}.txt`, true, "main"));
+    pq = ks[2]!.file;
+    return ks.map((k) => k.recipient);
+  });
+  try {
+    assert.equal(
+      t.stderr,
+      `bernstein: interrupted by SIGINT; the rekey had passed its point of no return (the rename) and finished it: ${t.archive} is rekeyed: only the identities of recipients ${t.fps} open it\n`,
+    );
+    assert.deepEqual(readdirSync(t.out).sort(), ["bk.tar.gz.age", "bk.tar.gz.age.sha256"], "no temp file");
+    const sha = await sha256OfFile(t.archive);
+    assert.equal(t.row.sha256, sha);
+    assert.equal(readFileSync(`${t.archive}.sha256`, "utf8"), `${sha}  bk.tar.gz.age\n`);
+    assert.equal((await t.verify(pq!)).code, 0);
+  } finally {
+    await t.cleanup();
   }
 });

@@ -21,9 +21,11 @@ import { createReadStream } from "node:fs";
 import { open, rename, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { fsyncDir, fsyncHandle, tempPathFor } from "../../workspace/durable.js";
-import { cleanupOnInterrupt } from "../../workspace/interrupt.js";
+import { cleanupUntilNoReturn, type PointOfNoReturn } from "../../workspace/interrupt.js";
+import { crashPoint } from "../../state/decisions.js";
 import { sealHeaderPadded, sealHeaderWithRoom, withoutFiller } from "./filler.js";
 import {
+  journalPath,
   overwriteHeader,
   readPrefix,
   removeHeaderJournal,
@@ -31,7 +33,7 @@ import {
   writeHeaderJournal,
 } from "./header-journal.js";
 import { AgeFormatError, headerLength, sealHeader, stanzaText } from "./header.js";
-import { unwrapFileKey, wrapFileKey } from "./keys.js";
+import { recipientFingerprint, unwrapFileKey, wrapFileKey } from "./keys.js";
 import { withHeader, type AgeSplitHashes } from "./split-hash.js";
 import { shown } from "../../workspace/shown-path.js";
 
@@ -99,8 +101,23 @@ export async function rekeyHeader(
   return { header: sealHeaderWithRoom(fileKey, kept + added), fileKey, inPlace: false };
 }
 
-/** Rewrites the header of the local age archive `file`: in place when it fits, else by a copy. */
-export async function rekeyAgeFile(file: string, plan: RekeyPlan): Promise<RekeyResult> {
+/**
+ * Rewrites the header of the local age archive `file`: in place when it fits, else by a copy.
+ * `record` (the sidecar, the catalogue row, the audit event) runs right after, as part of the same
+ * rekey: past its point of no return (the header journal written, or the copy renamed over the
+ * archive) the new keys alone may open it, so an interrupt waits for the rest and says so.
+ */
+export async function rekeyAgeFile(file: string, plan: RekeyPlan): Promise<RekeyResult>;
+export async function rekeyAgeFile<T extends { audit_warning?: string }>(
+  file: string,
+  plan: RekeyPlan,
+  record: (r: RekeyResult) => Promise<T>,
+): Promise<T>;
+export async function rekeyAgeFile<T extends { audit_warning?: string }>(
+  file: string,
+  plan: RekeyPlan,
+  record: (r: RekeyResult) => Promise<T> = async (r) => r as unknown as T,
+): Promise<T> {
   await rollForwardHeader(file);
   const { header: oldHeader, size } = await readAgeHeader(file);
   const { header, fileKey, inPlace } = await rekeyHeader(oldHeader, plan);
@@ -117,27 +134,51 @@ export async function rekeyAgeFile(file: string, plan: RekeyPlan): Promise<Rekey
     payload_bytes: payloadBytes,
     size_bytes: header.length + payloadBytes,
   };
+  const added = `recipients ${plan.recipients.map(recipientFingerprint).join(", ")}`;
+  const now = `${shown(file)} is rekeyed: ${
+    plan.keepExisting
+      ? `the identities of its old recipients and of ${added} open it`
+      : `only the identities of ${added} open it`
+  }`;
+  const cross = (cleanup: PointOfNoReturn, point: string, steps: (passed: () => void) => Promise<T>) =>
+    cleanup.cross(point, steps, now, (r) => r.audit_warning);
   if (!inPlace) {
-    const copied = await copyWithHeader(file, header, oldHeader.length, fileKey, plan.recorded);
-    return {
-      ...result,
-      in_place: false,
-      sha256: copied.sha256,
-      age: withHeader(header, copied.payload),
-      payload_read: true,
-    };
+    return copyWithHeader(file, header, oldHeader.length, fileKey, plan.recorded, cross, (copied) =>
+      record({
+        ...result,
+        in_place: false,
+        sha256: copied.sha256,
+        age: withHeader(header, copied.payload),
+        payload_read: true,
+      }),
+    );
   }
-  await writeHeaderJournal(file, { size, oldHeader, newHeader: header });
-  await overwriteHeader(file, header, size);
-  await checkInPlace(file, header, fileKey);
-  await removeHeaderJournal(file);
-  return {
-    ...result,
-    in_place: true,
-    ...(read ? { sha256: read.sha256 } : {}),
-    age: withHeader(header, carried ?? read!.payload),
-    payload_read: read !== undefined,
-  };
+  // Registered and crossed in one tick: nothing to remove before the journal is written.
+  const cleanup = cleanupUntilNoReturn(
+    "rekey",
+    shown(journalPath(file)),
+    () =>
+      `the rekey stopped before its point of no return (the header journal): the old keys still open ${shown(file)}`,
+  );
+  try {
+    return await cross(cleanup, "the header journal", async (passed) => {
+      await writeHeaderJournal(file, { size, oldHeader, newHeader: header });
+      passed();
+      crashPoint("dr_rekey", "after_journal");
+      await overwriteHeader(file, header, size);
+      await checkInPlace(file, header, fileKey);
+      await removeHeaderJournal(file);
+      return record({
+        ...result,
+        in_place: true,
+        ...(read ? { sha256: read.sha256 } : {}),
+        age: withHeader(header, carried ?? read!.payload),
+        payload_read: read !== undefined,
+      });
+    });
+  } finally {
+    await cleanup.release();
+  }
 }
 
 /** The recorded payload sha256, when the record describes this very header and size. */
@@ -196,19 +237,21 @@ async function checkInPlace(file: string, header: Buffer, fileKey: Uint8Array): 
 
 /**
  * `header` and the payload of `file` (after `oldHeaderBytes`) into a temp file renamed over it;
- * its sha256 and its payload's (which must be the recorded one, when there is one).
+ * then `record` with its sha256 and its payload's (which must be the recorded one, when there is one).
  */
-async function copyWithHeader(
+async function copyWithHeader<T>(
   file: string,
   header: Buffer,
   oldHeaderBytes: number,
   fileKey: Uint8Array,
   recorded: RekeyPlan["recorded"],
-): Promise<{ sha256: string; payload: string }> {
+  cross: (cleanup: PointOfNoReturn, point: string, steps: (passed: () => void) => Promise<T>) => Promise<T>,
+  record: (copied: { sha256: string; payload: string }) => Promise<T>,
+): Promise<T> {
   const size = (await stat(file)).size;
   const expected = header.length + size - oldHeaderBytes;
   const tmp = tempPathFor(file);
-  const cleanup = cleanupOnInterrupt(shown(tmp), () => unlink(tmp).catch(() => {}));
+  const cleanup = cleanupUntilNoReturn("rekey", shown(tmp), () => unlink(tmp).catch(() => {}));
   try {
     const mode = (await stat(file)).mode & 0o777;
     const hash = createHash("sha256").update(header);
@@ -233,11 +276,15 @@ async function copyWithHeader(
     if (recordedPayload !== undefined && payloadSha !== recordedPayload)
       throw payloadDamaged(file, payloadSha, recordedPayload);
     await checkRewritten(tmp, fileKey, expected);
-    await rename(tmp, file);
-    await fsyncDir(path.dirname(file));
-    return { sha256: hash.digest("hex"), payload: payloadSha };
+    return await cross(cleanup, "the rename", async (passed) => {
+      await rename(tmp, file);
+      passed();
+      crashPoint("dr_rekey", "after_rename");
+      await fsyncDir(path.dirname(file));
+      return record({ sha256: hash.digest("hex"), payload: payloadSha });
+    });
   } catch (err) {
-    await unlink(tmp).catch(() => {});
+    if (!cleanup.passed) await unlink(tmp).catch(() => {});
     throw err;
   } finally {
     await cleanup.release();
