@@ -160,9 +160,36 @@ function registerStart(program: Command): void {
       await assertMayLead(ws);
       const file = loadedConfigOf(cmd).file;
       const worktreesFromFile = cmd.getOptionValueSource("worktrees") === "config" && file ? file : undefined;
-      if (opts.detach) await startDetached(ws, opts, out, file ?? undefined, Boolean(worktreesFromFile));
+      if (opts.detach)
+        await startDetached(
+          ws,
+          keysNotFromFile(cmd, opts),
+          out,
+          file ?? undefined,
+          Boolean(worktreesFromFile),
+        );
       else await startInForeground(ws, opts, g, out, worktreesFromFile && shown(worktreesFromFile));
     });
+}
+
+const ARCHIVE_KEYS = [
+  "encrypt",
+  "passwordFile",
+  "password",
+  "passwordEnv",
+  "recipient",
+  "recipientsFile",
+] as const;
+
+/**
+ * The archive's keys as typed: the background process reads the same configuration file, so the
+ * file's keys stay the file's there (passed on as flags, the file's recipients and its `encrypt`
+ * would be two typed keys, which contradict each other).
+ */
+function keysNotFromFile(cmd: Command, opts: StartFlags): StartFlags {
+  const typed = { ...opts };
+  for (const attr of ARCHIVE_KEYS) if (cmd.getOptionValueSource(attr) === "config") delete typed[attr];
+  return typed;
 }
 
 /** `start --detach`: the same `start` in a background process; returns once it reports running. */
