@@ -129,13 +129,16 @@ test("stop --timeout 0 drains without waiting for the agents; they keep running 
 
 test("start --detach --replication-listen 127.0.0.1:0 reports the URL the leader serves at (--json and human)", async () => {
   const { dir, cli, cleanup } = await orchestratorWorkspace("bernstein-detach-repl-");
+  const started: number[] = [];
   try {
     const tokenFile = path.join(dir, "token");
     await writeFile(tokenFile, "0123456789abcdef0123456789\n", { mode: 0o600 });
     const flags = ["--replication-listen", "127.0.0.1:0", "--token-file", tokenFile];
     const j = await cli("--json", "start", "--detach", ...flags);
     assert.equal(j.code, 0, j.stderr);
-    const url = (JSON.parse(j.stdout) as { replication_url: string }).replication_url;
+    const shown = JSON.parse(j.stdout) as { replication_url: string; pid: number };
+    started.push(shown.pid);
+    const url = shown.replication_url;
     assert.match(url, /^http:\/\/127\.0\.0\.1:[1-9]\d*$/);
     const answer = await fetch(`${url}/status`, {
       headers: { authorization: "Bearer 0123456789abcdef0123456789" },
@@ -144,12 +147,15 @@ test("start --detach --replication-listen 127.0.0.1:0 reports the URL the leader
     assert.equal((await cli("stop")).code, 0);
     const h = await cli("start", "--detach", ...flags);
     assert.equal(h.code, 0, h.stderr);
+    started.push(Number(/pid (\d+)/.exec(h.stdout)?.[1]));
     assert.match(
       h.stdout,
       /^orchestrator running in the background: pid \d+, run \S+, log .+, replication serving at http:\/\/127\.0\.0\.1:[1-9]\d*\n$/,
     );
     assert.equal((await cli("stop")).code, 0);
   } finally {
+    // A background orchestrator left by a failure would serve (and hold its port) for good.
+    for (const pid of started) if (pid && isProcessAlive(pid)) process.kill(pid, "SIGKILL");
     await cleanup();
   }
 });
