@@ -160,19 +160,14 @@ function registerStart(program: Command): void {
       await assertMayLead(ws);
       const file = loadedConfigOf(cmd).file;
       const worktreesFromFile = cmd.getOptionValueSource("worktrees") === "config" && file ? file : undefined;
-      if (opts.detach)
-        await startDetached(
-          ws,
-          keysNotFromFile(cmd, opts),
-          out,
-          file ?? undefined,
-          Boolean(worktreesFromFile),
-        );
+      if (opts.detach) await startDetached(ws, withoutFileValues(cmd, opts), out, file ?? undefined);
       else await startInForeground(ws, opts, g, out, worktreesFromFile && shown(worktreesFromFile));
     });
 }
 
-const ARCHIVE_KEYS = [
+/** The configuration file's values that `start --detach` leaves to its background process. */
+const LEFT_TO_THE_FILE = [
+  "worktrees",
   "encrypt",
   "passwordFile",
   "password",
@@ -182,13 +177,14 @@ const ARCHIVE_KEYS = [
 ] as const;
 
 /**
- * The archive's keys as typed: the background process reads the same configuration file, so the
- * file's keys stay the file's there (passed on as flags, the file's recipients and its `encrypt`
- * would be two typed keys, which contradict each other).
+ * The flags as typed for these settings: the background process reads the same configuration
+ * file, so the file's values stay the file's there. Passed on as flags, a refusal would name a
+ * flag never typed (`--worktrees`), and the file's recipients and its `encrypt` would be two typed
+ * keys, which contradict each other.
  */
-function keysNotFromFile(cmd: Command, opts: StartFlags): StartFlags {
+function withoutFileValues(cmd: Command, opts: StartFlags): StartFlags {
   const typed = { ...opts };
-  for (const attr of ARCHIVE_KEYS) if (cmd.getOptionValueSource(attr) === "config") delete typed[attr];
+  for (const attr of LEFT_TO_THE_FILE) if (cmd.getOptionValueSource(attr) === "config") delete typed[attr];
   return typed;
 }
 
@@ -199,8 +195,6 @@ async function startDetached(
   out: Output,
   /** The configuration file this command read, which the background process reads again. */
   configFile: string | undefined,
-  /** Whether `worktrees: true` came from that file: the background process then takes it from there. */
-  worktreesFromFile: boolean,
 ): Promise<void> {
   const lock = await readLock(ws);
   if (lock.state === "held") {
@@ -211,21 +205,17 @@ async function startDetached(
   const fd = openSync(logFile, "a");
   const logOffset = fstatSync(fd).size;
   let exitCode: number | null | undefined;
-  const child = spawn(
-    process.execPath,
-    [...launcherFlags(), BIN, ...detachedArgs(ws, opts, configFile, worktreesFromFile)],
-    {
-      detached: true,
-      stdio: ["ignore", fd, fd],
-      cwd: ws.projectDir,
-      // An archive password given on the command line reaches the child by its environment, not argv.
-      env: launcherEnv(
-        opts.password !== undefined && opts.passwordEnv === undefined
-          ? { ...process.env, [PASSWORD_ENV]: opts.password }
-          : process.env,
-      ),
-    },
-  );
+  const child = spawn(process.execPath, [...launcherFlags(), BIN, ...detachedArgs(ws, opts, configFile)], {
+    detached: true,
+    stdio: ["ignore", fd, fd],
+    cwd: ws.projectDir,
+    // An archive password given on the command line reaches the child by its environment, not argv.
+    env: launcherEnv(
+      opts.password !== undefined && opts.passwordEnv === undefined
+        ? { ...process.env, [PASSWORD_ENV]: opts.password }
+        : process.env,
+    ),
+  });
   closeSync(fd);
   const childExited = new Promise<void>((resolve) =>
     child.on("exit", (code) => {
@@ -280,12 +270,7 @@ async function startDetached(
 }
 
 /** The background process's arguments: this invocation's flags, paths made absolute. */
-function detachedArgs(
-  ws: Workspace,
-  opts: StartFlags,
-  configFile: string | undefined,
-  worktreesFromFile: boolean,
-): string[] {
+function detachedArgs(ws: Workspace, opts: StartFlags, configFile: string | undefined): string[] {
   // The same configuration file, so that what it set is named as the file's in a refusal.
   const args = ["--sdd", ws.root, ...(configFile ? ["--config", path.resolve(configFile)] : []), "start"];
   if (opts.untilIdle) args.push("--until-idle");
@@ -297,11 +282,7 @@ function detachedArgs(
   if (opts.poll !== undefined) args.push("--poll", String(opts.poll));
   if (opts.keyFile) args.push("--key-file", path.resolve(opts.keyFile));
   if (opts.verbose) args.push("--verbose");
-  args.push(
-    ...replicationArgs(opts),
-    ...worktreeArgs(worktreesFromFile ? { ...opts, worktrees: undefined } : opts),
-    ...archiveArgs(opts),
-  );
+  args.push(...replicationArgs(opts), ...worktreeArgs(opts), ...archiveArgs(opts));
   return args;
 }
 
