@@ -32,6 +32,8 @@ const PER_BATCH = 5000;
  */
 const BYTES_PER_LINE = 12;
 const TRIES = 3;
+/** Children per point at most: one in which a full GC ran measures nothing and is run again. */
+const MAX_CHILDREN = 6;
 
 let fx: ArchivedFixture;
 
@@ -75,17 +77,34 @@ function runChild(seq: number | "latest"): Promise<Measured> {
   );
 }
 
-/** The least growth over TRIES fresh children per point (alternating, so load falls on both). */
+/**
+ * The least growth over TRIES fresh children per point (alternating, so load falls on both). A
+ * child in which a full GC ran freed some of what the restore left, so its figure is too low to
+ * count (and would be the least): it is replaced by another, up to MAX_CHILDREN per point.
+ */
 async function leastGrowth(total: number): Promise<[Measured, Measured, string]> {
   const halves: Measured[] = [];
   const latests: Measured[] = [];
-  for (let i = 0; i < TRIES; i++) {
-    halves.push(await runChild(total / 2 - 1));
-    latests.push(await runChild("latest"));
+  const counted = (ms: Measured[]) => ms.filter((m) => m.full_gcs === 0);
+  const shown = (ms: Measured[]) =>
+    ms.map((m) => `${m.old_space_grown}${m.full_gcs ? ` (${m.full_gcs} full GC)` : ""}`).join(", ");
+  while (
+    (counted(halves).length < TRIES || counted(latests).length < TRIES) &&
+    halves.length < MAX_CHILDREN
+  ) {
+    if (counted(halves).length < TRIES) halves.push(await runChild(total / 2 - 1));
+    if (counted(latests).length < TRIES) latests.push(await runChild("latest"));
   }
-  const least = (ms: Measured[]) => ms.reduce((a, b) => (b.old_space_grown < a.old_space_grown ? b : a));
-  const seen = `half ${halves.map((m) => m.old_space_grown).join(", ")}; latest ${latests.map((m) => m.old_space_grown).join(", ")}`;
-  return [least(halves), least(latests), seen];
+  const seen = `half ${shown(halves)}; latest ${shown(latests)}`;
+  const least = (ms: Measured[], point: string) => {
+    const ok = counted(ms);
+    assert.ok(
+      ok.length > 0,
+      `a full GC ran in each of ${ms.length} restores to ${point}: nothing measured (${seen})`,
+    );
+    return ok.reduce((a, b) => (b.old_space_grown < a.old_space_grown ? b : a));
+  };
+  return [least(halves, "the middle"), least(latests, "the end"), seen];
 }
 
 test("a point restore leaves no per-line garbage in the old generation", async () => {
@@ -93,11 +112,6 @@ test("a point restore leaves no per-line garbage in the old generation", async (
   const [half, latest, seen] = await leastGrowth(total);
   assert.deepEqual([half.lines, latest.lines], [total / 2, total]);
   assert.ok(latest.segments >= BATCHES, `restored from ${latest.segments} segments`);
-  assert.deepEqual(
-    [half.full_gcs, latest.full_gcs],
-    [0, 0],
-    "a full GC ran during a restore: the old generation's growth is not all counted",
-  );
   // The growth that comes with the lines (what a restore costs whatever its size cancels out).
   const perLine = (latest.old_space_grown - half.old_space_grown) / (latest.lines - half.lines);
   assert.ok(
