@@ -114,7 +114,7 @@ export function addLeaderOptions(cmd: Command): Command {
     )
     .option(
       "--ack-timeout <ms>",
-      "how long a decision waits for its acknowledgements",
+      "how long a decision waits for its acknowledgements (and a clean stop for the followers in contact to take its last entry)",
       positiveInt("--ack-timeout"),
       5000,
     )

@@ -48,10 +48,13 @@ export interface OrchestratorOptions {
   /**
    * The replication leader (`start --replication-listen`): its commit gate holds each append until
    * the acknowledgement policy is met (a rejection is a REPLICATION error), and it serves the run.
+   * After a clean stop, `handOver` waits (bounded) for the followers in contact to hold the run's
+   * last entry, before the lock is released: `stop` returns once they know the leader stopped.
    */
   replication?: {
     commitGate: (pos: WalPosition) => Promise<void>;
     attachWriter: (writer: WalWriter) => unknown;
+    handOver: () => Promise<unknown>;
   };
   /**
    * The WAL archiver (`start --archive-to`), hosted by the run: started once the loop can answer

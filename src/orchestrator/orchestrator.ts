@@ -8,6 +8,7 @@
  */
 import { resolveOptions } from "../json/object.js";
 import { SnapshotResponder, writerPositions } from "../dr/snapshot.js";
+import { ORCHESTRATOR_STOPPED } from "../state/reducer.js";
 import type { InterruptSignal } from "../workspace/interrupt.js";
 import type { Workspace } from "../workspace/layout.js";
 import { acquireLock, type WorkspaceLock } from "../workspace/lock.js";
@@ -195,11 +196,12 @@ export class Orchestrator {
   private async shutdown(reason: RunResult["reason"], blocked: BlockedTask[]): Promise<RunResult> {
     const { ws, dlog } = this.ctx;
     await this.cadence.maybeCheckpoint(ws, dlog.state, true);
-    await dlog.info("orchestrator_stopped", {}, { reason });
+    await dlog.info(ORCHESTRATOR_STOPPED, {}, { reason });
     const result = this.ctx.outcome.result(this.runId, reason, blocked, dlog.state, dlog.commits);
     await dlog.wal.close({ markClosed: true, reason: "orchestrator_stopped" });
     // The last cycle ships the closed run before the lock goes: `stop` returns with it archived.
     await this.ctx.opts.archive?.finish();
+    await this.ctx.opts.replication?.handOver();
     await clearStopRequest(ws);
     await this.status.write({ state: "stopped", exit_code: result.exit_code });
     await this.lock.release();

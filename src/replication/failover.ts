@@ -4,7 +4,8 @@
  *     failures), or more than half the followers are unreachable under QUORUM, or a follower
  *     lags by more than 10 × max_lag_entries;
  *   ALERT_ONLY: something is degraded but a failover would not help (a follower LAGGING or
- *     UNREACHABLE, an integrity error, the leader halted or fenced, a leader contact failing);
+ *     UNREACHABLE, an integrity error, the leader halted or fenced, a leader contact failing, a
+ *     leader out of reach after a clean stop);
  *   NO_ACTION otherwise.
  * FAILOVER_RECOMMENDED writes `docs/runbooks/DR-RUNBOOK-<UTC timestamp>.md` in the workspace.
  */
@@ -31,12 +32,26 @@ export interface NodeState {
   note?: string;
 }
 
+/** The leader's clean stop as a follower holds it: its `orchestrator_stopped` entry. */
+export interface LeaderStop {
+  run_id: string;
+  seq: number;
+  /** The entry's own time (ISO 8601). */
+  at: string;
+  /** Why the run ended (`stopped`, `idle`, `forced`), as the entry says. */
+  reason: string | null;
+}
+
 export interface FailoverInput {
   perspective: "leader" | "follower";
   policy: AckPolicyName | null;
   thresholds: HealthThresholds;
   /** Follower perspective: consecutive failed contacts with the leader. */
   leaderFailures?: number;
+  /** Follower perspective: the leader's newest entry this follower holds is its clean stop. */
+  leaderStopped?: LeaderStop | null;
+  /** Follower perspective: this follower's process has not reached the leader once. */
+  leaderNeverReached?: boolean;
   nodes: NodeState[];
   leaderHalted?: boolean;
   leaderFenced?: boolean;
@@ -53,8 +68,17 @@ export function evaluateFailover(i: FailoverInput): FailoverEvaluation {
   const failover: string[] = [];
   const alerts: string[] = [];
   const followers = i.nodes.filter((n) => n.role === "follower");
-  if (i.perspective === "follower" && (i.leaderFailures ?? 0) >= i.thresholds.maxRetries) {
-    failover.push(`leader unreachable from this follower (${i.leaderFailures} consecutive failures)`);
+  const stop = i.perspective === "follower" ? i.leaderStopped : null;
+  if (stop && (i.leaderFailures ?? 0) > 0) {
+    // A planned stop is no disaster: promoting while the leader is about to come back splits the history.
+    alerts.push(leaderStopReason(stop, i.leaderFailures ?? 0));
+  } else if (i.perspective === "follower" && (i.leaderFailures ?? 0) >= i.thresholds.maxRetries) {
+    failover.push(
+      `leader unreachable from this follower (${i.leaderFailures} consecutive failures)` +
+        (i.leaderNeverReached
+          ? "; not reached since this follower started, and its WAL does not end with the leader's clean stop: it cannot tell whether the leader stopped or was lost"
+          : ""),
+    );
   } else if ((i.leaderFailures ?? 0) > 0) {
     alerts.push(`${i.leaderFailures} failed contact(s) with the leader`);
   }
@@ -83,6 +107,15 @@ export function evaluateFailover(i: FailoverInput): FailoverEvaluation {
   if (failover.length > 0) return { decision: "FAILOVER_RECOMMENDED", reasons: [...failover, ...alerts] };
   if (alerts.length > 0) return { decision: "ALERT_ONLY", reasons: alerts };
   return { decision: "NO_ACTION", reasons: [] };
+}
+
+/** The reason a follower gives while its leader, stopped cleanly, is out of reach. */
+export function leaderStopReason(stop: LeaderStop, failures: number): string {
+  return (
+    `leader stopped cleanly at ${stop.at}, seq ${stop.seq} of run ${stop.run_id}` +
+    `${stop.reason ? ` (${stop.reason})` : ""}, unreachable since (${counted(failures, "failed contact", "failed contacts")}); ` +
+    "promote only if it will not come back"
+  );
 }
 
 export function utcStamp(d = new Date()): string {

@@ -4,13 +4,31 @@
  * chain; only the verified prefix is appended (durably, byte-identical lines) before a chain break
  * or a tampered entry is thrown as an IntegrityError.
  */
+import { open } from "node:fs/promises";
 import { durableAppend } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
+import { ORCHESTRATOR_STOPPED } from "../state/reducer.js";
+import { entryTimeMs } from "../wal/entry.js";
+import { scanTail } from "../wal/tail.js";
 import { type ChainTail, GENESIS_HASH, verifyPrefix } from "../wal/continuation.js";
 import { type Peer, TransportError, errorText, readAll } from "./client.js";
+import type { LeaderStop } from "./failover.js";
 
 /** The leader is at an older (or absurd) epoch, or refuses us: nothing of it is applied. */
 export class EpochRefusal extends Error {}
+
+/** The newest entry a node holds, of any run (by the entry's own time). */
+interface NewestEntry {
+  run_id: string;
+  seq: number;
+  decision_type: string;
+  timestamp: number;
+  /** `output.reason` of an `orchestrator_stopped`. */
+  reason: string | null;
+}
+
+/** What the newest entry is judged by, from a parsed WAL line. */
+type EntryFacts = { seq: number; decision_type: string; timestamp: number; output?: unknown };
 
 export interface PullContext {
   ws: Workspace;
@@ -42,6 +60,7 @@ export class WalPuller {
   caughtUpAt: number | null = null;
   private lastListAt = 0;
   private runsCache: string[] = [];
+  private newest: NewestEntry | null = null;
 
   constructor(private readonly c: PullContext) {}
 
@@ -57,6 +76,46 @@ export class WalPuller {
   lagSeconds(): number | null {
     if (this.lagEntries() === 0) return 0;
     return this.caughtUpAt === null ? null : (Date.now() - this.caughtUpAt) / 1000;
+  }
+
+  /**
+   * The leader's clean stop, when this node holds it: the newest entry of all it holds is an
+   * `orchestrator_stopped` (the last entry a run that ends cleanly writes), and the leader listed
+   * nothing this node lacks (a run it started after that stop would be missing). Null: the node
+   * cannot tell a stop from a loss.
+   */
+  leaderStop(): LeaderStop | null {
+    const n = this.newest;
+    if (!n || n.decision_type !== ORCHESTRATOR_STOPPED || this.lagEntries() > 0) return null;
+    return {
+      run_id: n.run_id,
+      seq: n.seq,
+      at: new Date(entryTimeMs(n.timestamp)).toISOString(),
+      reason: n.reason,
+    };
+  }
+
+  /** Reads the last entry of a run of this node's WAL (at start: what a previous process pulled). */
+  async noteLocalTail(runId: string, file: string): Promise<void> {
+    const fh = await open(file, "r");
+    try {
+      const last = (await scanTail(fh)).last;
+      if (last) this.noteEntry(runId, last);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private noteEntry(runId: string, e: EntryFacts): void {
+    if (this.newest && e.timestamp < this.newest.timestamp) return;
+    const reason = (e.output as { reason?: unknown } | undefined)?.reason;
+    this.newest = {
+      run_id: runId,
+      seq: e.seq,
+      decision_type: e.decision_type,
+      timestamp: e.timestamp,
+      reason: typeof reason === "string" ? reason : null,
+    };
   }
 
   /** Newest seq per run of this node's WAL (what an ack reports). */
@@ -155,6 +214,8 @@ export class WalPuller {
       // Only the verified prefix is written; a bad line and everything after it never reach the WAL.
       await durableAppend(this.c.ws.walFile(runId), lines.slice(0, v.valid).join("\n") + "\n");
       this.local.set(runId, v.tail);
+      // Verified above: its fields are what the leader wrote.
+      this.noteEntry(runId, JSON.parse(lines[v.valid - 1]) as EntryFacts);
       this.c.onApplied(v.valid);
     }
     if (v.error) throw v.error;

@@ -6,14 +6,26 @@
 import type { Workspace } from "../workspace/layout.js";
 import { ACK_POLICIES, type AckPolicyName } from "./ack-policy.js";
 import { lastBackupInfo } from "./backup-info.js";
-import { evaluateFailover, type FailoverEvaluation, type NodeState, writeRunbook } from "./failover.js";
+import {
+  evaluateFailover,
+  type FailoverEvaluation,
+  type NodeState,
+  leaderStopReason,
+  writeRunbook,
+} from "./failover.js";
 import type { HealthThresholds } from "./health.js";
 import { MetricsText } from "./metrics.js";
 import type { RoleState } from "../workspace/replication-role.js";
 import type { WalPuller } from "./follower-pull.js";
 
 export type FollowerState =
-  "BOOTSTRAPPING" | "FOLLOWING" | "STOPPED_INTEGRITY" | "REFUSED_EPOCH" | "LEADER_UNREACHABLE" | "STOPPED";
+  | "BOOTSTRAPPING"
+  | "FOLLOWING"
+  | "STOPPED_INTEGRITY"
+  | "REFUSED_EPOCH"
+  | "LEADER_UNREACHABLE"
+  | "LEADER_STOPPED"
+  | "STOPPED";
 
 /** A follower as its status sees it, read at the moment of the call. */
 export interface FollowerView {
@@ -35,6 +47,7 @@ export interface FollowerView {
 }
 
 function leaderHealth(v: FollowerView): NodeState["health"] {
+  if (v.leaderFailures > 0 && v.pull.leaderStop()) return "STOPPED";
   if (v.leaderFailures >= v.thresholds.maxRetries) return "UNREACHABLE";
   return v.lastContactAt ? "HEALTHY" : "UNKNOWN";
 }
@@ -43,16 +56,18 @@ function leaderHealth(v: FollowerView): NodeState["health"] {
 export function followerNodeStates(v: FollowerView): NodeState[] {
   const lag = v.pull.lagEntries();
   const integrity = v.role.integrity_error;
+  const stop = v.pull.leaderStop();
   return [
     {
       name: "leader",
       role: "leader",
       url: v.leaderUrl,
       epoch: v.leaderEpoch,
-      wal_position: null,
+      wal_position: stop ? { run_id: stop.run_id, seq: stop.seq } : null,
       health: leaderHealth(v),
       lag_entries: 0,
       lag_seconds: 0,
+      note: stop ? `stopped cleanly at ${stop.at}` : undefined,
     },
     {
       name: v.region,
@@ -82,6 +97,8 @@ export function evaluateAsFollower(v: FollowerView): FailoverEvaluation {
     policy: leaderPolicy(v),
     thresholds: v.thresholds,
     leaderFailures: v.leaderFailures,
+    leaderStopped: v.pull.leaderStop(),
+    leaderNeverReached: v.lastContactAt === null,
     nodes: followerNodeStates(v),
     integrityErrors: v.role.integrity_error ? [v.role.integrity_error] : [],
   });
@@ -90,6 +107,8 @@ export function evaluateAsFollower(v: FollowerView): FailoverEvaluation {
 /** Evaluates failover after every round; writes a runbook when the decision turns to FAILOVER_RECOMMENDED. */
 export class FailoverWatch {
   private lastDecision: FailoverEvaluation["decision"] = "NO_ACTION";
+  /** The clean stop (run:seq) last told in the log, so it is told once per stop. */
+  private toldStop: string | null = null;
   lastRunbook: string | null = null;
 
   constructor(private readonly o: { tokenFile?: string; log: (line: string) => void }) {}
@@ -116,6 +135,16 @@ export class FailoverWatch {
         this.o.log(`replicate follow: could not write the runbook: ${(err as Error).message}`);
       }
     }
+    const stop = v.pull.leaderStop();
+    // Told where a lost leader would have recommended a failover: once it counts as unreachable.
+    if (
+      stop &&
+      v.leaderFailures >= v.thresholds.maxRetries &&
+      this.toldStop !== `${stop.run_id}:${stop.seq}`
+    ) {
+      this.toldStop = `${stop.run_id}:${stop.seq}`;
+      this.o.log(`replicate follow: ${ev.decision}, no runbook: ${leaderStopReason(stop, v.leaderFailures)}`);
+    }
     this.lastDecision = ev.decision;
     return ev;
   }
@@ -138,6 +167,7 @@ export async function followerStatus(v: FollowerView): Promise<Record<string, un
     leader: {
       epoch: v.leaderEpoch,
       consecutive_failures: v.leaderFailures,
+      stopped_cleanly: v.pull.leaderStop(),
       last_contact_at: v.lastContactAt === null ? null : new Date(v.lastContactAt).toISOString(),
       last_error: v.lastError,
       tails: Object.fromEntries(v.pull.leaderTails),

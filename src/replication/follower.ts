@@ -202,6 +202,8 @@ export class ReplicationFollower {
       if (await repairTornTail(run.file, run.run_id)) {
         this.o.log(`replicate follow: cut a torn last line of ${path.basename(run.file)}`);
       }
+      // A follower started while its leader is down knows from its WAL whether it stopped cleanly.
+      await this.pull.noteLocalTail(run.run_id, run.file);
     }
     await this.ownWal.refresh();
     for (const r of this.ownWal.listRuns()) {
@@ -316,7 +318,8 @@ export class ReplicationFollower {
       if (this.leaderFailures === 1 || this.leaderFailures === this.thresholds.maxRetries) {
         this.o.log(`replicate follow: leader contact failed (${this.leaderFailures}): ${this.lastError}`);
       }
-      if (this.leaderFailures >= this.thresholds.maxRetries) this.stateValue = "LEADER_UNREACHABLE";
+      if (this.leaderFailures >= this.thresholds.maxRetries)
+        this.stateValue = this.pull.leaderStop() ? "LEADER_STOPPED" : "LEADER_UNREACHABLE";
       await this.sleep(retryMs);
     }
   }

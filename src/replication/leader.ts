@@ -30,6 +30,7 @@ import {
   type FollowerView,
   type HealthThresholds,
   firstMissing,
+  lagEntries,
   newFollowerRecord,
   viewOf,
 } from "./health.js";
@@ -117,6 +118,8 @@ export class ReplicationLeader {
   private probeTimer: NodeJS.Timeout | null = null;
   private readonly thresholds: HealthThresholds;
   private readonly probeIntervalMs: number;
+  /** Called after every acknowledgement (handOver waits on them). */
+  private readonly ackListeners = new Set<() => void>();
 
   private constructor(private readonly o: LeaderOptions) {
     this.wal = new WalSource(o.ws);
@@ -298,6 +301,7 @@ export class ReplicationLeader {
     r.lastAckAt = Date.now();
     r.lastContactAt = r.lastAckAt;
     this.policy.onAck();
+    for (const l of [...this.ackListeners]) l();
     return { ok: true, epoch: this.epochState.epoch };
   }
 
@@ -386,6 +390,48 @@ export class ReplicationLeader {
 
   async metrics(): Promise<string> {
     return leaderMetrics(await this.status(), this.policy.counters);
+  }
+
+  /**
+   * After a clean stop, before the endpoint closes: waits (up to `timeoutMs`, the ack timeout by
+   * default) until every follower in contact acknowledged the whole WAL. The run's last entry,
+   * `orchestrator_stopped`, is then on each of them, so they know this leader stopped rather than
+   * died, whatever the policy (LEADER_ONLY waits for no one on the commit path). Returns the
+   * followers that did not get there.
+   */
+  async handOver(timeoutMs = this.o.ackTimeoutMs): Promise<string[]> {
+    await this.wal.refresh();
+    const tails = this.wal.tails();
+    const behind = (): string[] =>
+      [...this.records.values()]
+        .filter(
+          (r) =>
+            r.lastContactAt !== null &&
+            r.consecutiveFailures < this.thresholds.maxRetries &&
+            !r.integrityError &&
+            lagEntries(tails, r.acked) > 0,
+        )
+        .map((r) => r.name);
+    // A fenced leader's followers left it: none would take its entries.
+    if (this.fenced || behind().length === 0) return [];
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.ackListeners.delete(check);
+        resolve();
+      };
+      const check = (): void => {
+        if (behind().length === 0) done();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.ackListeners.add(check);
+    });
+    const left = behind();
+    if (left.length > 0)
+      this.o.log(
+        `replication: stopping before follower(s) ${left.join(", ")} acknowledged the last entry: they cannot tell this clean stop from a loss`,
+      );
+    return left;
   }
 
   async close(): Promise<void> {

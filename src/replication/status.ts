@@ -10,7 +10,7 @@ import { type BackupInfo, lastBackupInfo } from "./backup-info.js";
 import { Peer } from "./client.js";
 import { readLiveEndpoint } from "./endpoint.js";
 import { readEpoch } from "./epoch.js";
-import { type FailoverEvaluation, type NodeState, evaluateFailover } from "./failover.js";
+import { type FailoverEvaluation, type LeaderStop, type NodeState, evaluateFailover } from "./failover.js";
 import { DEFAULT_THRESHOLDS, type FollowerView, type HealthThresholds } from "./health.js";
 import { rpoEstimate } from "./leader-status.js";
 import { TOKEN_ENV } from "./auth.js";
@@ -58,6 +58,15 @@ async function tokenFor(explicitFile: string | undefined, recorded: string | nul
 type Role = Awaited<ReturnType<typeof readRole>>;
 type LiveStatus = Record<string, unknown> | null;
 type WalPosition = DrStatus["wal"]["position"];
+/** The leader as a live follower's `/status` reports it. */
+type LiveLeader =
+  | {
+      epoch: number | null;
+      consecutive_failures: number;
+      last_contact_at: string | null;
+      stopped_cleanly?: LeaderStop | null;
+    }
+  | undefined;
 
 async function walRuns(ws: Workspace): Promise<DrStatus["wal"]> {
   const src = new WalSource(ws);
@@ -176,21 +185,25 @@ function nodesSeenByFollower(
   thresholds: HealthThresholds,
 ): NodeState[] {
   const integrity = role.integrity_error ?? null;
-  const leaderInfo = liveStatus?.leader as { epoch: number | null; consecutive_failures: number } | undefined;
+  const leaderInfo = liveStatus?.leader as LiveLeader;
+  const stop = leaderInfo?.stopped_cleanly ?? null;
   return [
     {
       name: "leader",
       role: "leader",
       url: role.leader_url ?? null,
       epoch: leaderInfo?.epoch ?? null,
-      wal_position: null,
+      wal_position: stop ? { run_id: stop.run_id, seq: stop.seq } : null,
       health: leaderInfo
-        ? leaderInfo.consecutive_failures >= thresholds.maxRetries
-          ? "UNREACHABLE"
-          : "HEALTHY"
+        ? stop && leaderInfo.consecutive_failures > 0
+          ? "STOPPED"
+          : leaderInfo.consecutive_failures >= thresholds.maxRetries
+            ? "UNREACHABLE"
+            : "HEALTHY"
         : "UNKNOWN",
       lag_entries: null,
       lag_seconds: null,
+      note: stop ? `stopped cleanly at ${stop.at}` : undefined,
     },
     {
       name: role.region ?? "follower",
@@ -256,14 +269,14 @@ export async function gatherStatus(
         )
       : nodesSeenByFollower(ws, role, self, liveStatus, liveLag, thresholds);
 
+  const liveLeader = role.role === "follower" ? (liveStatus?.leader as LiveLeader) : undefined;
   const failover = evaluateFailover({
     perspective: role.role,
     policy: (policy as AckPolicyName | null) ?? null,
     thresholds,
-    leaderFailures:
-      role.role === "follower"
-        ? ((liveStatus?.leader as { consecutive_failures?: number })?.consecutive_failures ?? 0)
-        : 0,
+    leaderFailures: liveLeader?.consecutive_failures ?? 0,
+    leaderStopped: liveLeader?.stopped_cleanly ?? null,
+    leaderNeverReached: liveLeader ? liveLeader.last_contact_at === null : false,
     nodes,
     leaderHalted: policyState === "HALTED",
     leaderFenced: role.role === "leader" && fenced,

@@ -88,11 +88,17 @@ export const STATE_DECISIONS = [
   "task_merged",
 ] as const;
 
+/**
+ * The last entry of a run that ended cleanly (checkpointed, WAL closed). Followers replicate it,
+ * so it tells them the leader stopped on purpose rather than died.
+ */
+export const ORCHESTRATOR_STOPPED = "orchestrator_stopped";
+
 /** Types never replayed and never changing state. */
 export const INFORMATIONAL_DECISIONS = new Set([
   "tick_start",
   "orchestrator_started",
-  "orchestrator_stopped",
+  ORCHESTRATOR_STOPPED,
   "wal_replay_completed",
   "checkpoint_written",
   "backup_snapshot",

@@ -285,6 +285,31 @@ test("failover evaluation and the runbook", async (t) => {
       .decision,
     "ALERT_ONLY",
   );
+  // A leader out of reach after its clean stop: an alert, never a failover.
+  const stopped = { run_id: "run-x", seq: 41, at: "2030-01-02T03:04:05.000Z", reason: "stopped" };
+  const afterStop = evaluateFailover({
+    perspective: "follower",
+    policy: null,
+    thresholds: th,
+    leaderFailures: 9,
+    leaderStopped: stopped,
+    nodes: [],
+  });
+  assert.equal(afterStop.decision, "ALERT_ONLY");
+  assert.deepEqual(afterStop.reasons, [
+    "leader stopped cleanly at 2030-01-02T03:04:05.000Z, seq 41 of run run-x (stopped), unreachable since (9 failed contacts); promote only if it will not come back",
+  ]);
+  // Not reached since it started, and no stop in its WAL: it says it cannot tell (and still recommends).
+  const unknown = evaluateFailover({
+    perspective: "follower",
+    policy: null,
+    thresholds: th,
+    leaderFailures: 3,
+    leaderNeverReached: true,
+    nodes: [],
+  });
+  assert.equal(unknown.decision, "FAILOVER_RECOMMENDED");
+  assert.match(unknown.reasons[0], /cannot tell whether the leader stopped or was lost/);
 
   const { workspace } = await initWorkspace(`${dir}/.sdd`);
   const nodes = [
