@@ -2,10 +2,11 @@
  * The target side of a restore: its lock, its staging folders and the journaled swap.
  *
  * Crash safety: before the two renames a journal (`.<name>.restore-journal.json` beside the
- * target) names the staging folder and the kept name. A crash between the renames leaves no
- * target; `completeInterruptedRestore` (run by every later `dr restore`, and by `doctor`) rolls
- * forward to the complete new state. Before the journal exists, the old target is untouched and
- * a leftover staging folder of a dead process is removed.
+ * target) names the staging folder and the kept name. A crash after it leaves the target
+ * mid-swap (missing between the renames); every command that opens the workspace refuses it
+ * (workspace/restore-journal.ts), and `completeInterruptedRestore` (run by `dr restore --finish`
+ * and by every later `dr restore`) rolls forward to the complete new state. Before the journal
+ * exists, the old target is untouched and a leftover staging folder of a dead process is removed.
  *
  * Concurrency: every restore first takes the restore lock `.<name>.restore.lock` beside the target
  * (the workspace lock's format and stale-lock takeover). It lives beside the target because the
@@ -14,7 +15,7 @@
  * anything; the journal roll-forward and the removal of dead staging folders run under it too.
  */
 import { randomBytes } from "node:crypto";
-import { lstat, readFile, readdir, readlink, realpath, rm, stat } from "node:fs/promises";
+import { lstat, readdir, readlink, realpath, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError, destinationError, ioError } from "../errors/errors.js";
 import {
@@ -25,6 +26,7 @@ import {
   removeDeadTemps,
   removeEmptyFolders,
 } from "../workspace/durable.js";
+import { crashPoint } from "../state/decisions.js";
 import { cleanupOnInterrupt, interruptInProgress } from "../workspace/interrupt.js";
 import { WORKSPACE_MARKER_DIRS, Workspace, isWorkspaceDir } from "../workspace/layout.js";
 import {
@@ -36,6 +38,7 @@ import {
   type WorkspaceLock,
 } from "../workspace/lock.js";
 import { isProcessAlive } from "../workspace/process.js";
+import { readRestoreJournal, restoreJournalPath, type RestoreJournal } from "../workspace/restore-journal.js";
 import { shown } from "../workspace/shown-path.js";
 
 const utcStamp = (d = new Date()): string =>
@@ -43,8 +46,6 @@ const utcStamp = (d = new Date()): string =>
     .toISOString()
     .replace(/[-:]/g, "")
     .replace(/\.\d+Z$/, "Z");
-const journalPath = (target: string): string =>
-  path.join(path.dirname(target), `.${path.basename(target)}.restore-journal.json`);
 const stagingPrefix = (target: string): string => `.${path.basename(target)}.restore-`;
 /** The restore lock of `target` (not a staging name: those start with `stagingPrefix`). */
 export const restoreLockPath = (target: string): string =>
@@ -65,13 +66,6 @@ export async function acquireRestoreLock(target: string): Promise<WorkspaceLock>
   } catch (err) {
     throw ioError(`cannot restore into ${target}`, err) ?? err;
   }
-}
-
-interface Journal {
-  target: string;
-  staging: string;
-  kept: string | null;
-  remove_kept: boolean;
 }
 
 export const exists = (p: string): Promise<boolean> =>
@@ -96,24 +90,35 @@ export async function completeInterruptedRestore(target: string): Promise<string
   }
 }
 
-/** completeInterruptedRestore, for a caller that holds the restore lock. */
+/**
+ * completeInterruptedRestore, for a caller that holds the restore lock. A journal is written once
+ * the staging tree is complete, just before the swap's renames: from then on the restore
+ * completes. With the staging tree still there, whatever stands at the target is moved aside
+ * (never removed): the old tree when the first rename had not happened yet (it goes to the kept
+ * name, as the swap would have put it), or a folder made there since (an `init` run between the
+ * renames: to a kept name of its own).
+ */
 export async function finishInterruptedRestore(abs: string): Promise<string | undefined> {
-  const jp = journalPath(abs);
-  let j: Journal;
-  try {
-    j = JSON.parse(await readFile(jp, "utf8")) as Journal;
-  } catch {
-    return undefined;
-  }
+  const jp = restoreJournalPath(abs);
+  const j = await readRestoreJournal(abs);
+  if (j === undefined) return undefined;
+  if (j === null)
+    throw new UserError(
+      `cannot finish the interrupted restore of ${shown(abs)}: its journal ${shown(jp)} cannot be read; the restored tree is the newest ${shown(stagingPrefix(abs))}* folder beside it, and the previous one ${shown(abs)}.pre-restore-*: move them into place by hand, then remove the journal`,
+      ExitCode.CORRUPT,
+    );
   let action: string;
   if (await exists(j.staging)) {
-    if (!(await exists(abs))) {
-      await durableRename(j.staging, abs); // the old target was moved away: roll forward
-      action = "rolled forward an interrupted restore";
-    } else {
-      await rm(j.staging, { recursive: true, force: true }); // swap never started: roll back
-      action = "removed the staging folder of an interrupted restore";
+    let movedAside: string | undefined;
+    if (await exists(abs)) {
+      const oldTreeStillThere = j.kept !== null && !(await exists(j.kept));
+      movedAside = oldTreeStillThere ? j.kept! : await keptNameFor(abs);
+      await durableRename(abs, movedAside);
     }
+    await durableRename(j.staging, abs);
+    action = "rolled forward an interrupted restore";
+    if (movedAside && movedAside !== j.kept)
+      action += ` (what was made at its target since is kept as ${shown(movedAside)})`;
   } else {
     action = "finished an interrupted restore";
   }
@@ -132,7 +137,7 @@ export async function finishInterruptedRestore(abs: string): Promise<string | un
 export async function removeStaleStaging(target: string): Promise<void> {
   const dir = path.dirname(target);
   const names = await readdir(dir).catch(() => [] as string[]);
-  const journal = path.basename(journalPath(target));
+  const journal = path.basename(restoreJournalPath(target));
   const prefix = stagingPrefix(target);
   // Also the temp file of a lock beside a staging folder (restores before the point-in-time
   // restore extracted its snapshot straight into its staging folder made one there).
@@ -240,6 +245,13 @@ const workingFolder = (): string | undefined => {
   }
 };
 
+/** A free name to keep the tree at `abs` under: `<abs>.pre-restore-<UTC time>`. */
+async function keptNameFor(abs: string): Promise<string> {
+  let kept = `${abs}.pre-restore-${utcStamp()}`;
+  for (let i = 1; await exists(kept); i++) kept = `${abs}.pre-restore-${utcStamp()}-${i}`;
+  return kept;
+}
+
 /** A new staging folder's path beside `abs`, named so a later restore knows whose it is. */
 export function stagingPathFor(abs: string): string {
   return path.join(
@@ -271,17 +283,18 @@ export async function swapIn(
     });
     return null;
   }
-  let kept = `${abs}.pre-restore-${utcStamp()}`;
-  for (let i = 1; await exists(kept); i++) kept = `${abs}.pre-restore-${utcStamp()}-${i}`;
-  const journal: Journal = { target: abs, staging, kept, remove_kept: !o.keep };
-  await atomicWriteFile(journalPath(abs), JSON.stringify(journal) + "\n");
+  const kept = await keptNameFor(abs);
+  const journal: RestoreJournal = { target: abs, staging, kept, remove_kept: !o.keep };
+  await atomicWriteFile(restoreJournalPath(abs), JSON.stringify(journal) + "\n");
   o.onJournaled();
+  crashPoint("dr_restore", "after_journal");
   await durableRename(abs, kept);
+  crashPoint("dr_restore", "between_renames");
   await durableRename(staging, abs);
   // Our lock file moved with the old tree; it is not a lock of anything now.
   if (o.lockHeld) await rm(path.join(kept, "runtime", "bernstein.pid"), { force: true });
   if (!o.keep) await rm(kept, { recursive: true, force: true });
-  await durableUnlink(journalPath(abs));
+  await durableUnlink(restoreJournalPath(abs));
   return kept;
 }
 

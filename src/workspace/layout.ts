@@ -5,6 +5,7 @@ import { stat } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { durableMkdir } from "./durable.js";
+import { refuseMidRestore } from "./restore-journal.js";
 import { shown } from "./shown-path.js";
 
 /** Task states; the folder a task file is in is its state. */
@@ -152,6 +153,8 @@ export async function isWorkspaceDir(dir: string): Promise<boolean> {
 /** Creates every workspace folder; safe to run again. Returns the folders it created. */
 export async function initWorkspace(sddDir: string): Promise<{ workspace: Workspace; created: string[] }> {
   const ws = new Workspace(sddDir);
+  // A fresh workspace where a restore was cut short between its renames would take the restored tree's place.
+  await refuseMidRestore(ws.root);
   const created: string[] = [];
   for (const rel of WORKSPACE_DIRS) {
     const dir = ws.p(rel);
@@ -166,6 +169,7 @@ export async function initWorkspace(sddDir: string): Promise<{ workspace: Worksp
 /** Opens an existing workspace or fails with a one-line hint to run `bernstein init`. */
 export async function openWorkspace(sddDir: string): Promise<Workspace> {
   const ws = new Workspace(sddDir);
+  await refuseMidRestore(ws.root);
   const st = await stat(ws.root).catch(() => undefined);
   if (!st || !st.isDirectory()) {
     throw new UserError(

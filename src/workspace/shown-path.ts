@@ -10,7 +10,8 @@ import path from "node:path";
 export const shown = (p: string): string => {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(p)) return p;
   const rel = path.relative(process.cwd(), p);
-  return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : p;
+  const outside = rel === ".." || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel);
+  return rel && !outside ? rel : p;
 };
 
 /**

@@ -1,9 +1,11 @@
 /** `bernstein dr restore`: flags → restoreFromStream → output. */
+import path from "node:path";
 import type { Command } from "../../../vendor/commander.js";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
 import { stopLockHolder } from "../../../orchestrator/control.js";
 import { resolveDecryptPassword } from "../../password.js";
-import { inspectArchive, restoreFromStream } from "../../../dr/restore.js";
+import { completeInterruptedRestore, inspectArchive, restoreFromStream } from "../../../dr/restore.js";
+import { UserError } from "../../../errors/errors.js";
 import { resolveIdentities } from "../../age-keys.js";
 import { Output, globalsOf } from "../../output.js";
 import { progressFor } from "../../progress.js";
@@ -35,6 +37,10 @@ export function registerRestore(dr: Command): void {
           )
           .option("--dry-run", "read, decrypt and check the whole archive; list its files; write nothing")
           .option(
+            "--finish",
+            "only finish a restore into --sdd that was cut short between its two renames (power loss, SIGKILL); reads no archive",
+          )
+          .option(
             "--force",
             "stop the live process holding the target workspace (an orchestrator as by `stop --force`), then restore",
           )
@@ -55,11 +61,12 @@ export function registerRestore(dr: Command): void {
     ),
   ).action(
     async (
-      opts: SourceFlags & PointFlags & { dryRun?: boolean; force?: boolean; keep: boolean },
+      opts: SourceFlags & PointFlags & { dryRun?: boolean; finish?: boolean; force?: boolean; keep: boolean },
       cmd: Command,
     ) => {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
+      if (opts.finish) return finishCommand(out, g.sdd, opts);
       if (await ranOnArchivePoint("restore", cmd, opts)) return;
       const { password, warnings: passwordWarnings } = await resolveDecryptPassword(opts, opts.decrypt);
       for (const w of passwordWarnings) out.warn(w);
@@ -147,5 +154,38 @@ export function registerRestore(dr: Command): void {
           out.line(`  Audit key installed at: ${shown(r.audit_key.path)}`);
       });
     },
+  );
+}
+
+/** `dr restore --finish`: the journaled swap of an interrupted restore, and nothing else. */
+async function finishCommand(
+  out: Output,
+  sdd: string,
+  opts: SourceFlags & PointFlags & { dryRun?: boolean },
+) {
+  const others = (
+    [
+      ["--from", opts.from],
+      ["--latest", opts.latest],
+      ["--at", opts.at],
+      ["--at-seq", opts.atSeq],
+      ["--generation", opts.generation],
+      ["--last-consistent", opts.lastConsistent],
+      ["--dry-run", opts.dryRun],
+    ] as const
+  ).filter(([, v]) => v !== undefined && v !== false);
+  if (others.length > 0)
+    throw new UserError(
+      `--finish reads no archive: it only finishes an interrupted restore, so it cannot go with ${others.map(([n]) => n).join(", ")}`,
+    );
+  const action = await completeInterruptedRestore(sdd);
+  out.result(
+    { ok: true, target: path.resolve(sdd), finished: action !== undefined, action: action ?? null },
+    () =>
+      out.line(
+        action
+          ? `${action[0]!.toUpperCase()}${action.slice(1)}: ${shown(path.resolve(sdd))} is the restored workspace.`
+          : `No interrupted restore at ${shown(path.resolve(sdd))}: nothing to finish.`,
+      ),
   );
 }
