@@ -45,7 +45,7 @@ export type SourceFlags = PasswordFlags &
 export interface OpenedSource {
   stream: AsyncIterable<Buffer>;
   label: string;
-  /** The archive's sha256 as recorded elsewhere: --sha256, its .sha256 sidecar, or the store. */
+  /** The archive's sha256 as recorded elsewhere: --sha256, its .sha256 sidecar, the store, or its record. */
   expectSha256?: string;
   expectSha256From?: string;
   /** An `.age` archive's recorded header and payload hashes, when no whole sha256 is recorded. */
@@ -83,12 +83,14 @@ export async function ranOnArchivePoint(
 }
 
 /**
- * Where an `.age` archive without a recorded whole sha256 has its header and payload hashes
- * recorded (a header-only rekey): its location's record `<name>.json`, else the newest row of
- * the catalogue of the workspace at `sdd`.
+ * What the archive's location records of its bytes, when neither --sha256, a `.sha256` sidecar
+ * nor the store's metadata said: its record `<name>.json` (what `dr backup --to-dir` and `dr
+ * schedule` write beside each archive, and `dr rekey` rewrites), its sha256, or for an `.age`
+ * archive rekeyed header-only its header and payload hashes; else, for such an archive, the
+ * newest row of the catalogue of the workspace at `sdd`.
  */
-async function recordedSplit(opened: OpenedSource, sdd: string | undefined): Promise<void> {
-  if (opened.expectSha256 !== undefined || !opened.label.endsWith(".age")) return;
+async function recordedHashes(opened: OpenedSource, sdd: string | undefined): Promise<void> {
+  if (opened.expectSha256 !== undefined) return;
   const { readRecord } = await import("../../../storage/catalogue.js");
   const { splitHashesOf } = await import("../../../dr/age/split-hash.js");
   const { LocalStore } = await import("../../../storage/local-store.js");
@@ -96,10 +98,18 @@ async function recordedSplit(opened: OpenedSource, sdd: string | undefined): Pro
     store: new LocalStore(path.dirname(path.resolve(opened.label))),
     name: path.basename(opened.label),
   };
-  const record = splitHashesOf(await readRecord(at.store, at.name));
-  if (record) {
-    opened.expectAge = record;
-    opened.expectAgeFrom = `the record ${at.store.describe(at.name)}.json`;
+  const record = await readRecord(at.store, at.name);
+  const from = `the record ${at.store.describe(at.name)}.json`;
+  if (record?.sha256) {
+    opened.expectSha256 = record.sha256;
+    opened.expectSha256From = from;
+    return;
+  }
+  if (!opened.label.endsWith(".age")) return;
+  const split = splitHashesOf(record);
+  if (split) {
+    opened.expectAge = split;
+    opened.expectAgeFrom = from;
     return;
   }
   if (sdd === undefined || opened.stored) return;
@@ -147,7 +157,7 @@ export async function openSource(opts: SourceFlags, sdd?: string): Promise<Opene
     opened.expectSha256 = opts.sha256.toLowerCase();
     opened.expectSha256From = "--sha256";
   }
-  await recordedSplit(opened, sdd);
+  await recordedHashes(opened, sdd);
   return opened;
 }
 
