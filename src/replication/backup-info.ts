@@ -9,6 +9,8 @@ export interface BackupInfo {
   created_at: string;
   location: string;
   age_seconds: number;
+  /** Read back and checked after it was written (`--verify`, a catalogue location, `dr verify`). */
+  verified: boolean;
 }
 
 export async function lastBackupInfo(ws: Workspace, now = Date.now()): Promise<BackupInfo | null> {
@@ -20,5 +22,6 @@ export async function lastBackupInfo(ws: Workspace, now = Date.now()): Promise<B
     created_at: new Date(created).toISOString(),
     location: row.location,
     age_seconds: Math.max(0, (now - created) / 1000),
+    verified: row.verified === true,
   };
 }

@@ -2,6 +2,7 @@
  * What a leader tells about itself: the `GET /status` document, the RPO estimate it carries, and
  * the Prometheus text of `GET /metrics`.
  */
+import type { BackupInfo } from "./backup-info.js";
 import type { AckPolicyName, OnAckTimeout } from "./ack-policy.js";
 import type { FollowerView } from "./health.js";
 import { MetricsText } from "./metrics.js";
@@ -23,7 +24,7 @@ export interface LeaderStatus {
     position: { run_id: string; seq: number } | null;
   };
   followers: FollowerView[];
-  last_backup: { created_at: string; location: string; age_seconds: number } | null;
+  last_backup: BackupInfo | null;
   rpo_estimate: { entries: number | null; seconds: number | null; basis: string };
 }
 

@@ -73,3 +73,28 @@ test("a flipped byte of an encrypted --to-dir backup is damage, not a wrong pass
   assert.equal(r.code, 5, r.stderr);
   assert.match(r.stderr, /damaged or altered/);
 });
+
+test("dr status says when the newest backup was never read back", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-record-");
+  t.after(cleanup);
+  const env = envFor(dir);
+  const sdd = path.join(dir, "ws", ".sdd");
+  const run = async (args: string[]) => {
+    const r = await runCli([...args, "--sdd", sdd], { env });
+    assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+    return r.stdout;
+  };
+  await run(["init"]);
+  await run(["dr", "backup", "--to", path.join(dir, "plain.tar.gz")]);
+  assert.match(
+    await run(["dr", "status"]),
+    /^Backup: +\S*plain\.tar\.gz \(.* old; never read back: `dr verify` it\)$/m,
+  );
+  assert.equal(
+    (JSON.parse(await run(["dr", "status", "--json"])) as { last_backup: { verified: boolean } }).last_backup
+      .verified,
+    false,
+  );
+  await run(["dr", "backup", "--to", path.join(dir, "checked.tar.gz"), "--verify"]);
+  assert.match(await run(["dr", "status"]), /^Backup: +\S*checked\.tar\.gz \([^;]* old\)$/m);
+});

@@ -312,6 +312,7 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
     const doc = JSON.parse(status.stdout);
     assert.equal(doc.last_backup.location, path.join(dir, listed[0].name));
     assert.ok(doc.last_backup.age_seconds < 600);
+    assert.equal(doc.last_backup.verified, true);
 
     const jsonRun = await cli([
       "--json",

@@ -113,7 +113,7 @@ function registerStatus(dr: Command): void {
           );
         }
         out.line(
-          `Backup:    ${st.last_backup ? `${shown(st.last_backup.location)} (${fmtNum(st.last_backup.age_seconds, " s")} old)` : "none recorded"}`,
+          `Backup:    ${st.last_backup ? `${shown(st.last_backup.location)} (${fmtNum(st.last_backup.age_seconds, " s")} old${st.last_backup.verified ? "" : "; never read back: `dr verify` it"})` : "none recorded"}`,
         );
         if (archive) out.line(`Archive:   ${describeArchive(archive)}`);
         out.line(
