@@ -8,7 +8,7 @@ export const ExitCode = {
   CHECK_FAILED: 1,
   /** Usage or input error: bad flags, missing workspace, unknown run, missing file. */
   USAGE: 2,
-  /** The workspace is locked by a live process. */
+  /** The workspace is locked by a live process (or its backlog kept changing under every read). */
   LOCKED: 3,
   /** Wrong password or authentication failure of encrypted data. */
   BAD_PASSWORD: 4,

@@ -98,22 +98,30 @@ export async function runDoctor(
   await guard("audit", "bernstein audit verify", () => auditCheck(ws, opts));
   // 5. newest checkpoint valid and consistent with the WAL
   await guard("checkpoint", "bernstein checkpoint list", async () => newestCheckpointCheck(ws));
-  // 6-7. backlog files parse; no task in two folders; no dependency cycle among the tasks to run
+  // 6-7. backlog files parse; no task in two folders; no dependency cycle among the tasks to run.
+  // The state is read before the folders and the WAL's claims after them, so that a running
+  // orchestrator's moves cannot fail check 9: a task the state knows had its file before (adoption
+  // follows the file), and a file in claimed/ had its claim intent written before it moved there.
+  let state: OrchestratorState | undefined;
+  let stateError: unknown;
+  try {
+    state = (await loadState(ws)).state;
+  } catch (err) {
+    stateError = err;
+  }
+  const closedBefore = await closedRuns(ws);
   const scan = await scanBacklog(ws);
   checks.push(...backlogChecks(ws, scan));
   // 8. the replication role: a follower or a fenced node is refused by `start`
   const standing = await readStanding(ws).catch(() => undefined);
   await guard("replication", "bernstein dr status", () => replicationCheck(ws, standing));
   // 9. every claimed task has its claim in the WAL; the folders agree with the state
-  let state;
-  try {
-    state = (await loadState(ws)).state;
-  } catch (err) {
+  if (stateError !== undefined) {
     checks.push(
       check(
         "state",
         "fail",
-        `state could not be loaded: ${(err as Error).message}`,
+        `state could not be loaded: ${(stateError as Error).message}`,
         "bernstein wal verify; bernstein checkpoint list",
       ),
     );
@@ -121,7 +129,7 @@ export async function runDoctor(
   if (state) {
     // A follower's backlog is its base snapshot's: promotion writes the rest from the WAL.
     const follower = standing?.kind === "follower";
-    checks.push(...(await stateChecks(ws, state, scan, runs, standing)));
+    checks.push(...(await stateChecks(ws, state, scan, closedBefore, standing)));
     // 10. ledger totals agree with the state (checkpoint + WAL suffix)
     await guard("ledger", "bernstein start", () => ledgerCheck(ws, state, follower));
   }
@@ -395,22 +403,37 @@ function dependenciesCheck(scan: BacklogScan): DoctorCheck {
   );
 }
 
-/** claims, tasks_from_wal, folders: the backlog against the state (checkpoint + WAL). */
+/**
+ * claims, tasks_from_wal, folders: the backlog against the state (checkpoint + WAL), `state` read
+ * before `scan` and the WAL's claims after it (see runDoctor).
+ */
 async function stateChecks(
   ws: Workspace,
   state: OrchestratorState,
   scan: BacklogScan,
-  runs: WalRun[],
+  closedBefore: ReadonlySet<string>,
   standing: Standing | undefined,
 ): Promise<DoctorCheck[]> {
   const follower = standing?.kind === "follower";
   const claimedFiles = scan.tasks.filter((t) => t.state === "claimed");
-  const intents = await claimIntents(ws, runs);
+  const intents = await claimIntents(ws, closedBefore);
   const unclaimed = claimedFiles.filter(
     (t) => taskView(state, t.spec.id)?.state !== "claimed" && !intents.has(t.spec.id),
   );
   const drift = await walDrift(ws, state, scan);
-  const mismatched = drift.misplaced.map((m) => `${m.id} (file in ${m.folder}, state ${m.state})`);
+  let misplaced = drift.misplaced;
+  if (misplaced.length) {
+    // A move since the state was read (a running orchestrator's) is no drift: it is one only if
+    // the state read after the folders disagrees with them as well.
+    const after = await loadState(ws).catch(() => undefined);
+    if (after) {
+      const still = new Set(
+        (await walDrift(ws, after.state, scan, { ledger: false })).misplaced.map((m) => m.id),
+      );
+      misplaced = misplaced.filter((m) => still.has(m.id));
+    }
+  }
+  const mismatched = misplaced.map((m) => `${m.id} (file in ${m.folder}, state ${m.state})`);
   return [
     unclaimed.length
       ? check(
@@ -482,14 +505,24 @@ async function ledgerCheck(ws: Workspace, state: OrchestratorState, follower: bo
   );
 }
 
+/** The runs closed now: the runs a later claim cannot be in. */
+async function closedRuns(ws: Workspace): Promise<Set<string>> {
+  const closed = new Set<string>();
+  for (const run of await listRuns(ws).catch(() => []))
+    if (await readClosedMarker(ws, run.run_id).catch(() => null)) closed.add(run.run_id);
+  return closed;
+}
+
 /**
- * Task ids with a task_claimed intent in a run that is not closed (a claim in flight at a crash).
+ * Task ids with a task_claimed intent in a run that was not closed before the folders were read (a
+ * claim in flight at a crash, or a running orchestrator's), the runs listed now: a run that began
+ * or closed since then holds claims the folders may show.
  * The chains are the wal check's to verify (and a break its to report): only the claims are read.
  */
-async function claimIntents(ws: Workspace, runs: WalRun[]): Promise<Set<string>> {
+async function claimIntents(ws: Workspace, closedBefore: ReadonlySet<string>): Promise<Set<string>> {
   const ids = new Set<string>();
-  for (const run of runs) {
-    if (await readClosedMarker(ws, run.run_id)) continue;
+  for (const run of await listRuns(ws).catch(() => [])) {
+    if (closedBefore.has(run.run_id)) continue;
     try {
       for await (const { entry } of readWalEntries(run.file, {
         verify: false,

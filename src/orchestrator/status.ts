@@ -18,7 +18,7 @@ import { readLock } from "../workspace/lock.js";
 import { inTurns } from "../workspace/small-files.js";
 import { isOrchestratorHolder, otherHolder, readStatusFile } from "./control.js";
 import { newestCheckpointInfo } from "./checkpointing.js";
-import { listStateFolder } from "./backlog-folders.js";
+import { MOVED, readBacklogStable } from "./backlog-folders.js";
 import { sessions, totalCost } from "./view.js";
 import { loadState } from "../checkpoint/load-state.js";
 import { agentAlive, wrapperScan } from "./agent-liveness.js";
@@ -131,38 +131,39 @@ const TASK_FILE_SUFFIX = /\.(md|ya?ml)$/i;
  * that task (the WAL holds its spec, so `start` schedules it whatever the file says); any other
  * file counts only if it parses, as `start` adopts only those. The task parser (the YAML and
  * schema libraries) is loaded only for such files: new ones not adopted yet, malformed ones,
- * foreign names.
+ * foreign names. The folders are read as of one moment (readBacklogStable): a running
+ * orchestrator's moves never count a task twice or not at all.
  */
 async function countTaskFiles(
   ws: Workspace,
   knownIds: ReadonlySet<string>,
 ): Promise<Pick<StatusReport, "tasks" | "malformed">> {
-  const tasks: Record<string, number> = {};
-  const malformed: StatusReport["malformed"] = [];
   let parser: typeof import("./tasks.js") | undefined;
-  for (const state of TASK_STATES) {
-    const names = await listStateFolder(ws, state);
-    const unknown = names.filter((n) => !knownIds.has(n.replace(TASK_FILE_SUFFIX, "")));
-    tasks[state] = names.length - unknown.length;
-    for (const name of unknown) {
-      const file = path.join(ws.backlogDir(state), name);
-      parser ??= await import("./tasks.js");
-      try {
-        await parser.readTaskFile(file);
-        tasks[state]++;
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        // Moved on by a running orchestrator since the listing: it was a task file there.
-        if (code === "ENOENT") tasks[state]++;
-        else if (code !== "EISDIR") {
-          const error =
-            err instanceof parser.TaskParseError ? err.message : `${file}: ${(err as Error).message}`;
-          malformed.push({ file, state, error });
+  return readBacklogStable(ws, TASK_STATES, async (listing) => {
+    const tasks: Record<string, number> = {};
+    const malformed: StatusReport["malformed"] = [];
+    for (const { state, names } of listing) {
+      const unknown = names.filter((n) => !knownIds.has(n.replace(TASK_FILE_SUFFIX, "")));
+      tasks[state] = names.length - unknown.length;
+      for (const name of unknown) {
+        const file = path.join(ws.backlogDir(state), name);
+        parser ??= await import("./tasks.js");
+        try {
+          await parser.readTaskFile(file);
+          tasks[state]++;
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === "ENOENT") return MOVED;
+          if (code !== "EISDIR") {
+            const error =
+              err instanceof parser.TaskParseError ? err.message : `${file}: ${(err as Error).message}`;
+            malformed.push({ file, state, error });
+          }
         }
       }
     }
-  }
-  return { tasks, malformed };
+    return { tasks, malformed };
+  });
 }
 
 /** The exit code of a status report: 9 when `start` would refuse on what it found. */

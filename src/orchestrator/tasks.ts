@@ -15,7 +15,7 @@ import { atomicWriteFile, durableMkdir, durableRename } from "../workspace/durab
 import { inTurns, readSmallFile } from "../workspace/small-files.js";
 import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout.js";
 import { loadAgentsConfig, unrunnable } from "./agents.js";
-import { listStateFolder } from "./backlog-folders.js";
+import { MOVED, readBacklogStable } from "./backlog-folders.js";
 import { parseFrontMatter } from "./front-matter.js";
 import type { TaskSpec } from "./task-spec.js";
 import { requireRepo } from "./git/repo.js";
@@ -152,32 +152,54 @@ export interface BacklogScan {
   duplicates: Map<string, TaskFile[]>;
 }
 
-/** Reads every task file of the given folders; malformed files are reported, never touched. */
+/**
+ * Reads every task file of the given folders, as of one moment (readBacklogStable: a running
+ * orchestrator's move never shows a task twice or not at all); malformed files are reported, never
+ * touched.
+ */
 export async function scanBacklog(
   ws: Workspace,
   states: readonly TaskState[] = TASK_STATES,
 ): Promise<BacklogScan> {
-  const tasks: TaskFile[] = [];
-  const malformed: MalformedTaskFile[] = [];
-  // Folder by folder, each listed just before its files are read: a task moved on by a running
-  // orchestrator (open to claimed, claimed to done) is then found in the later folder.
-  for (const state of states) {
-    const files = (await listStateFolder(ws, state)).map((name) => path.join(ws.backlogDir(state), name));
-    const read = await inTurns(files, (file) => {
-      try {
-        if (!statSync(file).isFile()) return undefined;
-        return { task: { spec: parseTaskText(file, readFileSync(file, "utf8")), state, file } };
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined; // moved while we looked
-        const error = err instanceof TaskParseError ? err.message : `${file}: ${(err as Error).message}`;
-        return { malformed: { file, state, error } };
-      }
-    });
-    for (const r of read) {
-      if (r?.task) tasks.push(r.task);
-      else if (r?.malformed) malformed.push(r.malformed);
+  // A read raced by a move is read again: files left as they were are not parsed again (a rename
+  // keeps the inode and the times; the path is part of the key, as the folder is the state).
+  const seen = new Map<
+    string,
+    { key: string; read: { task: TaskFile } | { malformed: MalformedTaskFile } }
+  >();
+  const readOne = (file: string, state: TaskState) => {
+    let key: string | undefined;
+    try {
+      const st = statSync(file);
+      if (!st.isFile()) return undefined;
+      key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+      const known = seen.get(file);
+      if (known?.key === key) return known.read;
+      const read = { task: { spec: parseTaskText(file, readFileSync(file, "utf8")), state, file } };
+      seen.set(file, { key, read });
+      return read;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return MOVED;
+      const error = err instanceof TaskParseError ? err.message : `${file}: ${(err as Error).message}`;
+      const read = { malformed: { file, state, error } };
+      if (key !== undefined) seen.set(file, { key, read });
+      return read;
     }
-  }
+  };
+  const { tasks, malformed } = await readBacklogStable(ws, states, async (listing) => {
+    const tasks: TaskFile[] = [];
+    const malformed: MalformedTaskFile[] = [];
+    for (const { state, names } of listing) {
+      const files = names.map((name) => path.join(ws.backlogDir(state), name));
+      const read = await inTurns(files, (file) => readOne(file, state));
+      for (const r of read) {
+        if (r === MOVED) return MOVED;
+        if (r && "task" in r) tasks.push(r.task);
+        else if (r) malformed.push(r.malformed);
+      }
+    }
+    return { tasks, malformed };
+  });
   const byId = new Map<string, TaskFile[]>();
   for (const t of tasks) byId.set(t.spec.id, [...(byId.get(t.spec.id) ?? []), t]);
   const duplicates = new Map([...byId].filter(([, v]) => v.length > 1));
