@@ -18,7 +18,7 @@ import { lstatSync, readdirSync, type Dirent } from "node:fs";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { shellWord, shown } from "../workspace/shown-path.js";
-import { NameGuard } from "./entry-policy.js";
+import { NameGuard, nameBytesProblem } from "./entry-policy.js";
 
 /** The reference's included folders, in its order (what its manifest lists). */
 export const REFERENCE_INCLUDED_DIRS = [
@@ -230,7 +230,15 @@ export function listWorkspace(root: string): ListResult {
     }
     entries.sort(byCodePoint);
     const included = isIncludedDir(rel);
-    const admit = (childRel: string, type: "file" | "dir"): void => {
+    const admit = (name: string, childRel: string, type: "file" | "dir"): void => {
+      // Names are read as UTF-8, with U+FFFD for bytes that are not: such a name is no file's.
+      if (name.includes("\uFFFD")) {
+        const shownDir = Buffer.from(shown(abs) + path.sep);
+        for (const bytes of readdirSync(abs, { encoding: "buffer" })) {
+          const problem = bytes.toString() === name ? nameBytesProblem(bytes) : undefined;
+          if (problem) throw unarchivable(shellWord(Buffer.concat([shownDir, bytes])), problem);
+        }
+      }
       const problem = guard.problem(childRel, type);
       if (problem) throw unarchivable(word(childRel), problem.say(word));
     };
@@ -245,7 +253,7 @@ export function listWorkspace(root: string): ListResult {
             folder: true,
           });
         } else if (isIncludedDir(childRel) || isAncestorOfIncluded(childRel)) {
-          admit(childRel, "dir");
+          admit(ent.name, childRel, "dir");
           const st = lstatSync(childAbs, { throwIfNoEntry: false });
           if (!st) continue;
           result.dirs.push({ rel: childRel, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs });
@@ -273,7 +281,7 @@ export function listWorkspace(root: string): ListResult {
         result.excluded.push({ path: childRel, reason: why });
         continue;
       }
-      admit(childRel, "file");
+      admit(ent.name, childRel, "file");
       result.files.push({ rel: childRel, abs: childAbs });
     }
   };

@@ -1,5 +1,5 @@
 /**
- * File names a backup cannot carry so that its restore recreates them (equal to
+ * File names a backup cannot carry so that its restore recreates them (not UTF-8, equal to
  * another after Unicode normalization, a backslash, a path past the restore's limit): the backup
  * is refused before anything is written, never written without the file or as an archive its own
  * restore refuses. Real files, the real CLI.
@@ -26,6 +26,14 @@ interface Case {
 }
 
 const cases: Case[] = [
+  {
+    name: "not UTF-8",
+    make: (sdd) => {
+      writeFileSync(Buffer.from(`${sdd}/docs/r\xe9sum\xe9.md`, "latin1"), "latin-1 name");
+      return `$'.sdd/docs/r\\xe9sum\\xe9.md'`;
+    },
+    problem: /name is not valid UTF-8/,
+  },
   {
     name: "NFC and NFD of one name",
     make: (sdd) => {
