@@ -3,7 +3,10 @@
  * cannot escape or alias the destination. Links of any kind, devices, FIFOs and unknown types
  * are hostile; so are absolute paths, drive letters, `.`/`..`/empty components, backslashes,
  * NUL, duplicates, two names equal after Unicode NFC normalization, and anything below a file.
+ * A backup applies the same rules to the names it would archive (walk.ts), and refuses a name
+ * that is not UTF-8: entries are named in UTF-8, so a restore would create another name.
  */
+import { isUtf8 } from "node:buffer";
 import { archiveError } from "./archive-error.js";
 
 /** The longest entry name accepted (staging-writer.ts relies on it). */
@@ -35,31 +38,51 @@ function pathProblem(name: string): string | undefined {
   return undefined;
 }
 
-/** Validates the tree shape: names, duplicates (also after NFC), nothing below a file. */
+/** Why a name read from disk as bytes cannot be an entry: names are UTF-8 in an archive. */
+export function nameBytesProblem(bytes: Buffer): string | undefined {
+  return isUtf8(bytes) ? undefined : "name is not valid UTF-8";
+}
+
+/**
+ * What is wrong with an entry's name; `say` words it, quoting names (this one's earlier twin
+ * among them) as the caller shows names: a restore as JSON strings, a backup as a shell would.
+ */
+export interface NameProblem {
+  say(quote: (name: string) => string): string;
+}
+
+/**
+ * Validates the tree shape: names, duplicates (also after NFC), nothing below a file. A restore
+ * refuses an archive with such an entry; a backup refuses to write one (walk.ts), so that no
+ * backup is ever written that its restore would refuse.
+ */
 export class NameGuard {
   private readonly seen = new Map<string, { type: "file" | "dir"; raw: string }>();
-  check(raw: string, type: "file" | "dir"): void {
+
+  /** What is wrong with `raw` as the next entry, or undefined (it is then one of those seen). */
+  problem(raw: string, type: "file" | "dir"): NameProblem | undefined {
     const problem = pathProblem(raw);
-    if (problem) throw archiveError("hostile", `hostile entry ${JSON.stringify(raw)}: ${problem}`);
+    if (problem) return { say: () => problem };
     const key = raw.normalize("NFC");
     const prior = this.seen.get(key);
     if (prior) {
-      if (prior.raw === raw)
-        throw archiveError("hostile", `hostile entry ${JSON.stringify(raw)}: duplicate name`);
-      throw archiveError(
-        "hostile",
-        `hostile entry ${JSON.stringify(raw)}: same name as ${JSON.stringify(prior.raw)} after Unicode normalization`,
-      );
+      if (prior.raw === raw) return { say: () => "duplicate name" };
+      return { say: (q) => `same name as ${q(prior.raw)} after Unicode normalization` };
     }
     for (let cut = key.indexOf("/"); cut > 0; cut = key.indexOf("/", cut + 1)) {
       const anc = this.seen.get(key.slice(0, cut));
-      if (anc?.type === "file") {
-        throw archiveError(
-          "hostile",
-          `hostile entry ${JSON.stringify(raw)}: below the file ${JSON.stringify(anc.raw)}`,
-        );
-      }
+      if (anc?.type === "file") return { say: (q) => `below the file ${q(anc.raw)}` };
     }
     this.seen.set(key, { type, raw });
+    return undefined;
+  }
+
+  /** Throws the restore's refusal (exit 5) when `raw` is not a name it recreates. */
+  check(raw: string, type: "file" | "dir"): void {
+    const problem = this.problem(raw, type);
+    if (problem) {
+      const q = (name: string): string => JSON.stringify(name);
+      throw archiveError("hostile", `hostile entry ${q(raw)}: ${problem.say(q)}`);
+    }
   }
 }

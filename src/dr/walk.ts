@@ -16,6 +16,9 @@
  */
 import { lstatSync, readdirSync, type Dirent } from "node:fs";
 import path from "node:path";
+import { ExitCode, UserError } from "../errors/errors.js";
+import { shellWord, shown } from "../workspace/shown-path.js";
+import { NameGuard, nameBytesProblem } from "./entry-policy.js";
 
 /** The reference's included folders, in its order (what its manifest lists). */
 export const REFERENCE_INCLUDED_DIRS = [
@@ -181,7 +184,8 @@ function byCodePoint(a: Dirent, b: Dirent): number {
 /**
  * Walks `.sdd/` in a stable order (code-point sorted names). Included regular files and folders
  * are returned with size, mode and mtime; everything else lands in `excluded` with the reason.
- * Excluded folders are not descended into (a worktree may hold a whole checkout).
+ * Excluded folders are not descended into (a worktree may hold a whole checkout). A name to
+ * archive that a restore would refuse is a refused backup (see listWorkspace).
  */
 export function walkWorkspace(root: string): WalkResult {
   const listed = listWorkspace(root);
@@ -204,9 +208,15 @@ export function walkWorkspace(root: string): WalkResult {
  * The walk without a stat of each file (folders are stat'ed): the names a backup opens, in the
  * same order. A backup reads size, mode and mtime from the open file (hash-pass.ts), so that
  * each file costs one stat, not two.
+ *
+ * Every name it would archive passes the restore's own rules (entry-policy.ts) or the walk throws
+ * (exit 5, the name shown as a shell word): a backup a restore refuses, or one that leaves such a
+ * file out, would be found missing only when it is needed.
  */
 export function listWorkspace(root: string): ListResult {
   const result: ListResult = { files: [], dirs: [], excluded: [] };
+  const guard = new NameGuard();
+  const word = (rel: string): string => shellWord(shown(path.join(root, rel)));
   const visit = (rel: string): void => {
     const abs = rel ? path.join(root, rel) : root;
     // Names from readdir need no normalizing: a separator is enough (one join per folder).
@@ -220,6 +230,18 @@ export function listWorkspace(root: string): ListResult {
     }
     entries.sort(byCodePoint);
     const included = isIncludedDir(rel);
+    const admit = (name: string, childRel: string, type: "file" | "dir"): void => {
+      // Names are read as UTF-8, with U+FFFD for bytes that are not: such a name is no file's.
+      if (name.includes("\uFFFD")) {
+        const shownDir = Buffer.from(shown(abs) + path.sep);
+        for (const bytes of readdirSync(abs, { encoding: "buffer" })) {
+          const problem = bytes.toString() === name ? nameBytesProblem(bytes) : undefined;
+          if (problem) throw unarchivable(shellWord(Buffer.concat([shownDir, bytes])), problem);
+        }
+      }
+      const problem = guard.problem(childRel, type);
+      if (problem) throw unarchivable(word(childRel), problem.say(word));
+    };
     for (const ent of entries) {
       const childRel = rel ? `${rel}/${ent.name}` : ent.name;
       const childAbs = prefix + ent.name;
@@ -231,6 +253,7 @@ export function listWorkspace(root: string): ListResult {
             folder: true,
           });
         } else if (isIncludedDir(childRel) || isAncestorOfIncluded(childRel)) {
+          admit(ent.name, childRel, "dir");
           const st = lstatSync(childAbs, { throwIfNoEntry: false });
           if (!st) continue;
           result.dirs.push({ rel: childRel, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs });
@@ -258,9 +281,19 @@ export function listWorkspace(root: string): ListResult {
         result.excluded.push({ path: childRel, reason: why });
         continue;
       }
+      admit(ent.name, childRel, "file");
       result.files.push({ rel: childRel, abs: childAbs });
     }
   };
   visit("");
   return result;
+}
+
+/** The refusal of a backup that would hold a name its restore cannot recreate. */
+function unarchivable(word: string, why: string): UserError {
+  return new UserError(
+    `backup refused: ${word}: ${why}, so a restore could not recreate it; rename it and back up again`,
+    ExitCode.CORRUPT,
+    { problem: "unarchivable-name", path: word },
+  );
 }

@@ -12,7 +12,10 @@ export const ExitCode = {
   LOCKED: 3,
   /** Wrong password or authentication failure of encrypted data. */
   BAD_PASSWORD: 4,
-  /** An archive or state file is corrupt, truncated, hostile or inconsistent with its manifest. */
+  /**
+   * An archive or state file is corrupt, truncated, hostile or inconsistent with its manifest; a
+   * backup of a file whose name the restore would refuse.
+   */
   CORRUPT: 5,
   /** The destination cannot be written (missing folder, not writable, disk full). */
   IO: 6,

@@ -1,4 +1,5 @@
 /** How a path the command worked out is shown to people. */
+import { isUtf8 } from "node:buffer";
 import os from "node:os";
 import path from "node:path";
 
@@ -20,3 +21,27 @@ export const shown = (p: string): string => {
  */
 export const shownOnHost = (host: string, folder: string): string =>
   `${host === os.hostname() ? shown(folder) : folder} on ${host}`;
+
+/**
+ * A path as one word a shell takes back (bash, zsh, ksh): as it is when nothing in it needs
+ * quoting, in single quotes when it is printable NFC text, else as `$'…'` with every other byte
+ * as `\xHH`. Names that look alike but differ (NFC and NFD, bytes that are not UTF-8) then read
+ * differently, and can be pasted into `mv`.
+ */
+export function shellWord(p: string | Buffer): string {
+  const bytes = typeof p === "string" ? Buffer.from(p) : p;
+  const text = bytes.toString();
+  if (isUtf8(bytes)) {
+    if (/^[\w@%+=:,./-]+$/.test(text)) return text;
+    // eslint-disable-next-line no-control-regex
+    if (text.normalize("NFC") === text && !/[\u0000-\u001f\u007f-\u009f]/.test(text))
+      return `'${text.replace(/'/g, "'\\''")}'`;
+  }
+  let out = "$'";
+  for (const b of bytes) {
+    if (b === 0x27 || b === 0x5c) out += "\\" + String.fromCharCode(b);
+    else if (b >= 0x20 && b < 0x7f) out += String.fromCharCode(b);
+    else out += "\\x" + b.toString(16).padStart(2, "0");
+  }
+  return out + "'";
+}

@@ -1,0 +1,177 @@
+/**
+ * File names a backup cannot carry so that its restore recreates them (not UTF-8, equal to
+ * another after Unicode normalization, a backslash, a path past the restore's limit): the backup
+ * is refused before anything is written, never written without the file or as an archive its own
+ * restore refuses. Real files, the real CLI.
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { readFile, readdir } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { PYTHON_REFERENCE, envFor, pythonReferenceFacts, runCli, scratchDir } from "../helpers.js";
+
+/** The names of a folder as bytes, as hex (what a restore must recreate exactly). */
+const namesOf = (dir: string): string[] =>
+  readdirSync(dir, { encoding: "buffer" })
+    .map((b) => b.toString("hex"))
+    .sort();
+
+interface Case {
+  name: string;
+  /** Creates the file(s) in `sdd`; returns the word the refusal must name. */
+  make(sdd: string): string;
+  problem: RegExp;
+}
+
+const cases: Case[] = [
+  {
+    name: "not UTF-8",
+    make: (sdd) => {
+      writeFileSync(Buffer.from(`${sdd}/docs/r\xe9sum\xe9.md`, "latin1"), "latin-1 name");
+      return `$'.sdd/docs/r\\xe9sum\\xe9.md'`;
+    },
+    problem: /name is not valid UTF-8/,
+  },
+  {
+    name: "NFC and NFD of one name",
+    make: (sdd) => {
+      writeFileSync(path.join(sdd, "memory", "caf\u00e9.md"), "NFC");
+      writeFileSync(path.join(sdd, "memory", "cafe\u0301.md"), "NFD");
+      return `'.sdd/memory/caf\u00e9.md'`;
+    },
+    problem: /same name as \$'\.sdd\/memory\/cafe\\xcc\\x81\.md' after Unicode normalization/,
+  },
+  {
+    name: "backslash",
+    make: (sdd) => {
+      writeFileSync(path.join(sdd, "memory", "back\\slash.md"), "x");
+      return `'.sdd/memory/back\\slash.md'`;
+    },
+    problem: /backslash in name/,
+  },
+  {
+    name: "path over 4000 bytes",
+    make: (sdd) => {
+      // 19 folders of 200 bytes and a 180-byte name: 4,006 bytes below .sdd/.
+      const parts = Array.from({ length: 19 }, (_, i) => String(i).padEnd(200, "d"));
+      const folder = path.join(sdd, "memory", ...parts);
+      mkdirSync(folder, { recursive: true });
+      writeFileSync(path.join(folder, "x".repeat(180)), "deep");
+      return path.join(".sdd", "memory", ...parts, "x".repeat(180));
+    },
+    problem: /name longer than 4000 bytes/,
+  },
+];
+
+for (const c of cases) {
+  test(`a name a restore cannot recreate (${c.name}) refuses the backup, the dry run and the drill; renamed, it backs up and restores`, async () => {
+    const { dir, cleanup } = await scratchDir();
+    try {
+      const env = envFor(dir);
+      const run = (args: string[]) => runCli(args, { cwd: dir, env });
+      assert.equal((await run(["init"])).code, 0);
+      const sdd = path.join(dir, ".sdd");
+      const word = c.make(sdd);
+      const before = await readdir(dir);
+
+      const r = await run(["dr", "backup", "--to", "bk.tar.gz", "--json"]);
+      assert.equal(r.code, 5, r.stderr);
+      const doc = JSON.parse(r.stdout) as { ok: boolean; problem: string; path: string; error: string };
+      assert.equal(doc.ok, false);
+      assert.equal(doc.problem, "unarchivable-name");
+      assert.equal(doc.path, word);
+      assert.match(doc.error, c.problem);
+      const lines = r.stderr.trimEnd().split("\n");
+      assert.equal(lines.length, 1, r.stderr);
+      assert.ok(lines[0]!.startsWith(`bernstein: backup refused: ${word}: `), lines[0]);
+      // Nothing written: no archive, no temp file, no backup recorded.
+      assert.deepEqual(await readdir(dir), before);
+      assert.equal(existsSync(path.join(sdd, "runs", "backups.jsonl")), false);
+
+      const dry = await run(["dr", "backup", "--to", "bk.tar.gz", "--dry-run"]);
+      assert.equal(dry.code, 5);
+      assert.match(dry.stderr, c.problem);
+      const toDir = await run(["dr", "backup", "--to-dir", "bk"]);
+      assert.equal(toDir.code, 5);
+      assert.deepEqual(await readdir(path.join(dir, "bk")), []);
+      const drill = await run(["dr", "drill"]);
+      assert.equal(drill.code, 1, drill.stdout);
+      assert.match(drill.stdout, c.problem);
+
+      // The word is one a shell takes back: renamed through it, the backup holds the file.
+      execFileSync("bash", ["-c", `mv -- ${word} .sdd/memory/renamed.md`], { cwd: dir });
+      const ok = await run(["dr", "backup", "--to", "bk.tar.gz"]);
+      assert.equal(ok.code, 0, ok.stderr);
+      const target = path.join(dir, "restored", ".sdd");
+      const back = await run(["dr", "restore", "--from", "bk.tar.gz", "--sdd", target]);
+      assert.equal(back.code, 0, back.stderr);
+      for (const sub of ["docs", "memory"])
+        assert.deepEqual(namesOf(path.join(target, sub)), namesOf(path.join(sdd, sub)), sub);
+      assert.equal(
+        await readFile(path.join(target, "memory", "renamed.md"), "utf8"),
+        await readFile(path.join(sdd, "memory", "renamed.md"), "utf8"),
+      );
+      assert.equal((await run(["dr", "drill"])).code, 0);
+    } finally {
+      await cleanup();
+    }
+  });
+}
+
+test("names that are UTF-8 but not ASCII (NFC and NFD, one of each) back up and restore as the same bytes", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = envFor(dir);
+    const run = (args: string[]) => runCli(args, { cwd: dir, env });
+    assert.equal((await run(["init"])).code, 0);
+    const sdd = path.join(dir, ".sdd");
+    writeFileSync(path.join(sdd, "docs", "r\u00e9sum\u00e9.md"), "NFC");
+    writeFileSync(path.join(sdd, "memory", "cafe\u0301.md"), "NFD");
+    writeFileSync(path.join(sdd, "memory", "\ufffd.md"), "a real U+FFFD");
+    const r = await run(["dr", "backup", "--to", "bk.tar.gz"]);
+    assert.equal(r.code, 0, r.stderr);
+    const target = path.join(dir, "restored", ".sdd");
+    const back = await run(["dr", "restore", "--from", "bk.tar.gz", "--sdd", target]);
+    assert.equal(back.code, 0, back.stderr);
+    for (const sub of ["docs", "memory"])
+      assert.deepEqual(namesOf(path.join(target, sub)), namesOf(path.join(sdd, sub)), sub);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a Python tarfile archive with non-ASCII names (the reference's, plus NFC and NFD ones) still restores", async (t) => {
+  try {
+    execFileSync("python3", ["-c", "import tarfile"], { stdio: "ignore" });
+  } catch {
+    t.skip("python3 not installed");
+    return;
+  }
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const from = path.join(dir, "py.tar.gz");
+    // The reference's own archive, its members copied over, two more names appended.
+    execFileSync("python3", [
+      "-c",
+      `import io, sys, tarfile
+src, dst = sys.argv[1:3]
+with tarfile.open(src, "r:gz") as a, tarfile.open(dst, "w:gz") as b:
+    for m in a.getmembers():
+        b.addfile(m, a.extractfile(m) if m.isfile() else None)
+    for name, data in (("docs/r\\u00e9sum\\u00e9.md", b"NFC"), ("decisions/cafe\\u0301.md", b"NFD")):
+        m = tarfile.TarInfo(name); m.size = len(data); b.addfile(m, io.BytesIO(data))`,
+      path.join(PYTHON_REFERENCE, pythonReferenceFacts().backups.plain.file),
+      from,
+    ]);
+    const target = path.join(dir, "restored", ".sdd");
+    const r = await runCli(["dr", "restore", "--from", from, "--sdd", target], { env: envFor(dir) });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await readFile(path.join(target, "docs", "r\u00e9sum\u00e9.md"), "utf8"), "NFC");
+    assert.equal(await readFile(path.join(target, "decisions", "cafe\u0301.md"), "utf8"), "NFD");
+    assert.ok(namesOf(path.join(target, "decisions")).includes(Buffer.from("cafe\u0301.md").toString("hex")));
+  } finally {
+    await cleanup();
+  }
+});
