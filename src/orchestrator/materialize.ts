@@ -32,6 +32,7 @@ import {
 } from "./tasks.js";
 import { type TaskSpec } from "./task-spec.js";
 import { allTasks, totalCost, type TaskView } from "./view.js";
+import { taskIdOfFileName } from "./backlog-folders.js";
 
 export interface MisplacedTask {
   id: string;
@@ -59,12 +60,15 @@ export async function walDrift(
   const s = scan ?? (await scanBacklog(ws));
   const filesOf = new Map<string, BacklogScan["tasks"]>();
   for (const t of s.tasks) filesOf.set(t.spec.id, [...(filesOf.get(t.spec.id) ?? []), t]);
+  // A damaged file named after its task is still there (the backlog check names what is wrong in
+  // it): not missing, and never written over.
+  const damaged = new Set(s.malformed.map((m) => taskIdOfFileName(path.basename(m.file))));
   const missing: TaskView[] = [];
   const misplaced: MisplacedTask[] = [];
   for (const t of allTasks(state)) {
     const files = filesOf.get(t.id);
     if (!files) {
-      missing.push(t);
+      if (!damaged.has(t.id)) missing.push(t);
       continue;
     }
     // With duplicates (the backlog_unique check's to report), the copy in the right folder counts.

@@ -18,7 +18,7 @@ import { readLock } from "../workspace/lock.js";
 import { inTurns } from "../workspace/small-files.js";
 import { isOrchestratorHolder, otherHolder, readStatusFile } from "./control.js";
 import { newestCheckpointInfo } from "./checkpointing.js";
-import { listStateFolder } from "./backlog-folders.js";
+import { listStateFolder, taskIdOfFileName } from "./backlog-folders.js";
 import { sessions, totalCost } from "./view.js";
 import { loadState } from "../checkpoint/load-state.js";
 import { agentAlive, wrapperScan } from "./agent-liveness.js";
@@ -124,8 +124,6 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
   };
 }
 
-const TASK_FILE_SUFFIX = /\.(md|ya?ml)$/i;
-
 /**
  * The task files per folder, as `start` sees them: a file named after a task the state knows is
  * that task (the WAL holds its spec, so `start` schedules it whatever the file says); any other
@@ -142,7 +140,7 @@ async function countTaskFiles(
   let parser: typeof import("./tasks.js") | undefined;
   for (const state of TASK_STATES) {
     const names = await listStateFolder(ws, state);
-    const unknown = names.filter((n) => !knownIds.has(n.replace(TASK_FILE_SUFFIX, "")));
+    const unknown = names.filter((n) => !knownIds.has(taskIdOfFileName(n)));
     tasks[state] = names.length - unknown.length;
     for (const name of unknown) {
       const file = path.join(ws.backlogDir(state), name);
