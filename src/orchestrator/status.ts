@@ -17,7 +17,7 @@ import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout
 import { readLock } from "../workspace/lock.js";
 import { inTurns } from "../workspace/small-files.js";
 import { isOrchestratorHolder, otherHolder, readStatusFile } from "./control.js";
-import { newestCheckpointInfo } from "./checkpointing.js";
+import { newestCheckpointInfo, type RejectedCheckpoint } from "./checkpointing.js";
 import { listStateFolder, taskIdOfFileName } from "./backlog-folders.js";
 import { sessions, totalCost } from "./view.js";
 import { loadState } from "../checkpoint/load-state.js";
@@ -37,6 +37,8 @@ export interface StatusReport {
   cost_usd: number;
   wal: { run_id: string | null; seq: number; entry_hash: string | null; runs: number; torn_tail: boolean };
   checkpoint: { id: string; created_at: string; age_s: number; wal_position: unknown } | null;
+  /** Newer checkpoints than `checkpoint` that are not valid: the state does not come from them. */
+  checkpoint_rejected: RejectedCheckpoint[];
   orchestrator: { running: boolean; pid: number | null; run_id: string | null; state: string | null };
   /** The live holder of the lock when it is not an orchestrator (a follower's `replicate follow`, a restore). */
   held_by: { pid: number; hostname: string; command: string | null } | null;
@@ -101,6 +103,7 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
     });
   }
   const sf = await readStatusFile(ws);
+  const checkpoint = await newestCheckpointInfo(ws);
   return {
     tasks,
     malformed,
@@ -108,7 +111,8 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
     agents_recorded: agents.length,
     cost_usd: Math.round(cost * 1e9) / 1e9,
     wal,
-    checkpoint: await newestCheckpointInfo(ws),
+    checkpoint: checkpoint.checkpoint,
+    checkpoint_rejected: checkpoint.rejected,
     orchestrator: {
       running,
       pid: running ? held.pid : null,
@@ -221,8 +225,11 @@ export function renderStatus(s: StatusReport, line: (l: string) => void): void {
   line(
     s.checkpoint
       ? `checkpoint: ${s.checkpoint.id}, ${Math.round(s.checkpoint.age_s)}s old`
-      : "checkpoint: none",
+      : s.checkpoint_rejected.length
+        ? "checkpoint: none valid"
+        : "checkpoint: none",
   );
+  for (const r of s.checkpoint_rejected) line(`checkpoint: ${r.message}`);
   line(
     s.orchestrator.running
       ? `orchestrator: running, pid ${s.orchestrator.pid}, run ${s.orchestrator.run_id}`
