@@ -10,6 +10,7 @@
  */
 import path from "node:path";
 import { ExitCode } from "../errors/errors.js";
+import { formatUsd } from "../ledger/cost-ledger.js";
 import { findWalRollbacks } from "../dr/rollback.js";
 import { listRuns, readTailPosition, type RunInfo } from "../wal/reader.js";
 import { verifyRun } from "../wal/torn-tail.js";
@@ -216,7 +217,7 @@ export function renderStatus(s: StatusReport, line: (l: string) => void): void {
         ? `; recorded, not running: ${gone} (their processes are gone; ${s.orchestrator.running ? "the orchestrator" : "the next start"} re-queues them)`
         : ""),
   );
-  line(`cost: $${s.cost_usd.toFixed(4)}`);
+  line(`cost: ${formatUsd(s.cost_usd)}`);
   line(
     s.wal.run_id
       ? `wal: run ${s.wal.run_id} at seq ${s.wal.seq} (${s.wal.runs} run(s))${s.wal.torn_tail ? (s.integrity.length ? ", torn tail" : s.orchestrator.running ? ", a line being written" : ", torn tail (repaired at next start)") : ""}`
