@@ -28,6 +28,7 @@ import {
 import { VERSION } from "../version.js";
 import { atomicWriteFile, durableMkdir, durableUnlink, removeDeadTemps } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
+import { shown } from "../workspace/shown-path.js";
 import { locateWalEntry, type LocatedEntry } from "./wal-position.js";
 
 export const CHECKPOINT_FORMAT = "bernstein-checkpoint/1";
@@ -311,6 +312,22 @@ export async function newestValidCheckpoint(ws: Workspace): Promise<{
     rejected.push(check);
   }
   return { rejected };
+}
+
+/**
+ * What an operator needs to know of a checkpoint that was passed over: which file, why, and what
+ * the state came from instead (the WAL is the truth, so a fallback is safe, but never silent).
+ * Callers say "checkpoint" or "newest checkpoint" before it.
+ */
+export function rejectedCheckpointLine(
+  r: Pick<Extract<CheckpointCheck, { ok: false }>, "file" | "kind" | "problem">,
+  usedId: string | undefined,
+): string {
+  const what = r.kind === "not_ours" ? "is ignored" : `is not valid (${r.kind})`;
+  const instead = usedId
+    ? `the older checkpoint ${usedId} is used instead`
+    : "no valid checkpoint: the state is replayed from the WAL alone";
+  return `${shown(r.file)} ${what}: ${r.problem}; ${instead}`;
 }
 
 /** The state a checkpoint holds. */

@@ -5,6 +5,7 @@
  */
 import {
   newestValidCheckpoint,
+  rejectedCheckpointLine,
   stateOfCheckpoint,
   type Checkpoint,
   type CheckpointCheck,
@@ -44,11 +45,11 @@ export async function loadState(ws: Workspace, opts: LoadStateOptions = {}): Pro
   let used: Extract<CheckpointCheck, { ok: true }> | undefined;
   if (!opts.fromGenesis) {
     const found = await newestValidCheckpoint(ws);
+    used = found.valid;
     for (const r of found.rejected) {
       rejected.push({ id: r.id, file: r.file, kind: r.kind, problem: r.problem });
-      warnings.push(`checkpoint ${r.id} not used: ${r.problem}`);
+      warnings.push(`checkpoint ${rejectedCheckpointLine(r, used?.id)}`);
     }
-    used = found.valid;
   }
   const builder = new StateBuilder(used ? stateOfCheckpoint(used.checkpoint) : emptyState(), { adopt: true });
   const runs = await listRuns(ws);

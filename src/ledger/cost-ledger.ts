@@ -82,6 +82,38 @@ export async function appendCostRow(
   return full;
 }
 
+/** Money as the CLI prints it: dollars to four places (never a float's tail like 0.6000000000000001). */
+export function formatUsd(usd: number): string {
+  return `$${usd.toFixed(4)}`;
+}
+
+/** One line of the ledger: its row when the line is a JSON object (whatever its fields). */
+export interface LedgerLine {
+  line: number;
+  row: JsonObject | undefined;
+  /** False for a final line without a newline (an interrupted append). */
+  terminated: boolean;
+}
+
+/** Streams the ledger's non-blank lines. A missing ledger has none. */
+export async function* ledgerLines(ws: Workspace): AsyncGenerator<LedgerLine> {
+  try {
+    for await (const line of readLinesForward(ws.costLedger)) {
+      if (!line.text.trim()) continue;
+      let row;
+      try {
+        row = asJsonObject(parseJson(line.text));
+      } catch {
+        row = undefined;
+      }
+      yield { line: line.lineNo, row, terminated: line.terminated };
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw new Error(`cost ledger: reading ${ws.costLedger}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 /** Streams every row and sums it. A missing ledger is zero. */
 export async function ledgerTotals(ws: Workspace): Promise<LedgerTotals> {
   const totals: LedgerTotals = {
@@ -92,41 +124,27 @@ export async function ledgerTotals(ws: Workspace): Promise<LedgerTotals> {
     by_model: {},
     problems: [],
   };
-  let lines: AsyncGenerator<{ text: string; lineNo: number; terminated: boolean }>;
-  try {
-    lines = readLinesForward(ws.costLedger);
-    for await (const line of lines) {
-      if (!line.text.trim()) continue;
-      let row;
-      try {
-        row = asJsonObject(parseJson(line.text));
-      } catch {
-        row = undefined;
-      }
-      const cost = asNumber(row?.cost_usd);
-      if (!row || cost === undefined) {
-        totals.problems.push({
-          line: line.lineNo,
-          message: line.terminated ? "not a cost row" : "torn last line (an interrupted append), not counted",
-        });
-        continue;
-      }
-      const input = asNumber(row.input_tokens) ?? 0;
-      const output = asNumber(row.output_tokens) ?? 0;
-      const model = typeof row.model === "string" ? row.model : "unknown";
-      totals.rows++;
-      totals.cost_usd += cost;
-      totals.input_tokens += input;
-      totals.output_tokens += output;
-      const m = (totals.by_model[model] ??= { rows: 0, cost_usd: 0, input_tokens: 0, output_tokens: 0 });
-      m.rows++;
-      m.cost_usd += cost;
-      m.input_tokens += input;
-      m.output_tokens += output;
+  for await (const { line, row, terminated } of ledgerLines(ws)) {
+    const cost = asNumber(row?.cost_usd);
+    if (!row || cost === undefined) {
+      totals.problems.push({
+        line,
+        message: terminated ? "not a cost row" : "torn last line (an interrupted append), not counted",
+      });
+      continue;
     }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return totals;
-    throw new Error(`cost ledger: reading ${ws.costLedger}: ${(err as Error).message}`, { cause: err });
+    const input = asNumber(row.input_tokens) ?? 0;
+    const output = asNumber(row.output_tokens) ?? 0;
+    const model = typeof row.model === "string" ? row.model : "unknown";
+    totals.rows++;
+    totals.cost_usd += cost;
+    totals.input_tokens += input;
+    totals.output_tokens += output;
+    const m = (totals.by_model[model] ??= { rows: 0, cost_usd: 0, input_tokens: 0, output_tokens: 0 });
+    m.rows++;
+    m.cost_usd += cost;
+    m.input_tokens += input;
+    m.output_tokens += output;
   }
   return totals;
 }

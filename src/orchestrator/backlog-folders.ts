@@ -8,8 +8,18 @@ import { readdir } from "node:fs/promises";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { TaskState, Workspace } from "../workspace/layout.js";
 
+const TASK_FILE_SUFFIX = /\.(md|ya?ml)$/i;
+
 function isTaskFileName(name: string): boolean {
-  return !name.startsWith(".") && /\.(md|ya?ml)$/i.test(name);
+  return !name.startsWith(".") && TASK_FILE_SUFFIX.test(name);
+}
+
+/**
+ * The task id a file's name gives (`T-1.md` is T-1's file): a file named after a task the WAL
+ * created is that task's, whatever it holds, since the WAL has its spec.
+ */
+export function taskIdOfFileName(name: string): string {
+  return name.replace(TASK_FILE_SUFFIX, "");
 }
 
 /** Names of the task files in one state folder (dotfiles, temp files and other names skipped). */

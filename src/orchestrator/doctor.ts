@@ -8,7 +8,7 @@ import { stat } from "node:fs/promises";
 import path from "node:path";
 import { loadAuditKey } from "../audit/key.js";
 import { auditBreakSummary, verifyAuditLog } from "../audit/verify.js";
-import { ledgerTotals } from "../ledger/cost-ledger.js";
+import { formatUsd, ledgerTotals } from "../ledger/cost-ledger.js";
 import { listRuns, readWalEntries } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
 import { verifyRun } from "../wal/torn-tail.js";
@@ -18,12 +18,12 @@ import { shown } from "../workspace/shown-path.js";
 import { describeHolder, readLock } from "../workspace/lock.js";
 import { newestCheckpointCheck } from "./checkpointing.js";
 import { epochFile, readStanding, roleFile, type Standing } from "../workspace/replication-role.js";
-import { walDrift } from "./materialize.js";
+import { ledgerDrift, ledgerShort, walDrift, type LedgerMismatch } from "./materialize.js";
 import { findCycles, scanBacklog, type BacklogScan } from "./tasks.js";
 import { agentNameFor, findExecutable, loadAgentsConfig, unrunnable, type AgentsConfig } from "./agents.js";
 import { UserError } from "../errors/errors.js";
 import type { OrchestratorState } from "../state/reducer.js";
-import { taskView, totalCost, type TaskView } from "./view.js";
+import { taskView, type TaskView } from "./view.js";
 import { loadState } from "../checkpoint/load-state.js";
 import { versionCheck } from "./restored.js";
 import type { DoctorCheck, Verdict } from "./doctor-check.js";
@@ -130,7 +130,7 @@ export async function runDoctor(
     // A follower's backlog is its base snapshot's: promotion writes the rest from the WAL.
     const follower = standing?.kind === "follower";
     checks.push(...(await stateChecks(ws, state, scan, closedBefore, standing)));
-    // 10. ledger totals agree with the state (checkpoint + WAL suffix)
+    // 10. every ledger row is the usage the WAL recorded for its agent, and every usage has its row
     await guard("ledger", "bernstein start", () => ledgerCheck(ws, state, follower));
   }
   // 11. agents.yaml loads, and the tasks still to run have an agent that can run them here
@@ -477,32 +477,62 @@ function tasksFromWalCheck(missingTasks: TaskView[], follower: boolean): DoctorC
   );
 }
 
+/** What to do about each kind of ledger line that disagrees with the WAL: true for that cause. */
+const LEDGER_FIXES: Record<LedgerMismatch["kind"], string> = {
+  altered:
+    "the WAL is the hash-chained record and `start` never rewrites a row: put the WAL's values back on the named line, or restore the ledger from a backup (`bernstein dr restore`)",
+  duplicate: "remove the later row of that usage (one row per usage; every report sums it twice)",
+  uncommitted:
+    "`bernstein start` finishes that completion from its intent (unless the intent is older than the replay staleness window: then it reports it, and the row stays ahead of the WAL)",
+  unknown:
+    "remove the named line if it is a hand edit or a row of another workspace; if the WAL lost entries, the wal check says so",
+  unreadable: "remove the named line: it is not counted",
+};
+
+/**
+ * Each ledger row against the usage its commit recorded in the WAL (where the state's cost comes
+ * from): the first line that differs is named with its task, field and both values.
+ */
 async function ledgerCheck(ws: Workspace, state: OrchestratorState, follower: boolean): Promise<DoctorCheck> {
-  const totals = await ledgerTotals(ws);
-  const expected = totalCost(state);
-  const diff = Math.abs(totals.cost_usd - expected);
-  if (diff > 1e-9 * Math.max(1, expected)) {
-    const short = totals.cost_usd < expected;
-    if (short && follower)
-      return check(
-        "ledger",
-        "pass",
-        `follower: ledger rows sum to $${totals.cost_usd}, the WAL says $${expected}; \`bernstein dr promote\` writes the missing rows from the WAL`,
-      );
+  const drift = await ledgerDrift(ws);
+  const n = drift.missing_count;
+  const missing = drift.missing
+    .slice(0, 3)
+    .map((u) => `agent ${u.agent_id} (task ${u.task_id}, run ${u.run_id} seq ${u.seq})`);
+  const missingLine = n
+    ? `${n} usage(s) in the WAL have no row: ${missing.join(", ")}${n > 3 ? `, ${n - 3} more` : ""}`
+    : "";
+  const first = drift.mismatches[0];
+  const mismatchLine = first
+    ? `${first.message}${drift.mismatch_count > 1 ? `; ${drift.mismatch_count - 1} more line(s) differ` : ""}`
+    : "";
+  const onlyUnreadable = [...drift.mismatch_kinds].every((k) => k === "unreadable");
+  const sums = `${drift.rows} row(s), ${formatUsd(drift.cost_usd)}`;
+  if (follower && drift.missing_count && onlyUnreadable)
     return check(
       "ledger",
-      "fail",
-      `ledger rows sum to $${totals.cost_usd} but the state says $${expected}`,
-      short
-        ? "`bernstein start` writes the rows of usage commits that have none from the WAL"
-        : "`bernstein start` finishes a completion interrupted between its ledger row and its commit",
+      drift.mismatch_count ? "warn" : "pass",
+      `follower: ${[missingLine, mismatchLine].filter(Boolean).join("; ")}; \`bernstein dr promote\` writes the missing rows from the WAL`,
+      drift.mismatch_count ? LEDGER_FIXES.unreadable : "",
     );
+  if (drift.missing_count || !onlyUnreadable) {
+    const fixes = [...drift.mismatch_kinds].map((k) => LEDGER_FIXES[k]);
+    if (drift.missing_count)
+      fixes.push(
+        ledgerShort(state, await ledgerTotals(ws))
+          ? "`bernstein start` writes the missing rows from the WAL"
+          : "`bernstein start` looks for missing rows only when the ledger sums to less than the WAL: correct the lines named first",
+      );
+    return check("ledger", "fail", [mismatchLine, missingLine].filter(Boolean).join("; "), fixes.join("; "));
   }
-  return check(
-    "ledger",
-    totals.problems.length ? "warn" : "pass",
-    `${totals.rows} row(s), $${totals.cost_usd} = state total${totals.problems.length ? `; ${totals.problems.length} unreadable line(s)` : ""}`,
-  );
+  if (drift.mismatch_count)
+    return check(
+      "ledger",
+      "warn",
+      `${sums}, each as the WAL recorded it; ${mismatchLine}`,
+      LEDGER_FIXES.unreadable,
+    );
+  return check("ledger", "pass", `${sums}, each as the WAL recorded it`);
 }
 
 /** The runs closed now: the runs a later claim cannot be in. */

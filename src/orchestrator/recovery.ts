@@ -70,6 +70,8 @@ export async function recover(
   const agentsCfg = await loadAgentsConfig(ws);
   const chains = await verifyChains(ws, warn);
   const loaded = await loadState(ws);
+  // A newer checkpoint passed over: the WAL makes the fallback safe, but it is never silent.
+  for (const w of loaded.warnings) warn(w);
   // A promoted follower or a partial restore may lack task files and ledger rows of committed
   // decisions; the WAL holds them. Folders are moved by reconcileFolders after the replay.
   reportMaterialized(warn, await materializeFromWal(ws, loaded.state, { moveMisplaced: false }));

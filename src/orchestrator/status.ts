@@ -10,6 +10,7 @@
  */
 import path from "node:path";
 import { ExitCode } from "../errors/errors.js";
+import { formatUsd } from "../ledger/cost-ledger.js";
 import { findWalRollbacks } from "../dr/rollback.js";
 import { listRuns, readTailPosition, type RunInfo } from "../wal/reader.js";
 import { verifyRun } from "../wal/torn-tail.js";
@@ -17,8 +18,8 @@ import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout
 import { readLock } from "../workspace/lock.js";
 import { inTurns } from "../workspace/small-files.js";
 import { isOrchestratorHolder, otherHolder, readStatusFile } from "./control.js";
-import { newestCheckpointInfo } from "./checkpointing.js";
-import { MOVED, readBacklogStable } from "./backlog-folders.js";
+import { newestCheckpointInfo, type RejectedCheckpoint } from "./checkpointing.js";
+import { MOVED, readBacklogStable, taskIdOfFileName } from "./backlog-folders.js";
 import { sessions, totalCost } from "./view.js";
 import { loadState } from "../checkpoint/load-state.js";
 import { agentAlive, wrapperScan } from "./agent-liveness.js";
@@ -37,6 +38,8 @@ export interface StatusReport {
   cost_usd: number;
   wal: { run_id: string | null; seq: number; entry_hash: string | null; runs: number; torn_tail: boolean };
   checkpoint: { id: string; created_at: string; age_s: number; wal_position: unknown } | null;
+  /** Newer checkpoints than `checkpoint` that are not valid: the state does not come from them. */
+  checkpoint_rejected: RejectedCheckpoint[];
   orchestrator: { running: boolean; pid: number | null; run_id: string | null; state: string | null };
   /** The live holder of the lock when it is not an orchestrator (a follower's `replicate follow`, a restore). */
   held_by: { pid: number; hostname: string; command: string | null } | null;
@@ -101,6 +104,7 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
     });
   }
   const sf = await readStatusFile(ws);
+  const checkpoint = await newestCheckpointInfo(ws);
   return {
     tasks,
     malformed,
@@ -108,7 +112,8 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
     agents_recorded: agents.length,
     cost_usd: Math.round(cost * 1e9) / 1e9,
     wal,
-    checkpoint: await newestCheckpointInfo(ws),
+    checkpoint: checkpoint.checkpoint,
+    checkpoint_rejected: checkpoint.rejected,
     orchestrator: {
       running,
       pid: running ? held.pid : null,
@@ -123,8 +128,6 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
     ...(stateError ? { state_error: stateError } : {}),
   };
 }
-
-const TASK_FILE_SUFFIX = /\.(md|ya?ml)$/i;
 
 /**
  * The task files per folder, as `start` sees them: a file named after a task the state knows is
@@ -143,7 +146,7 @@ async function countTaskFiles(
     const tasks: Record<string, number> = {};
     const malformed: StatusReport["malformed"] = [];
     for (const { state, names } of listing) {
-      const unknown = names.filter((n) => !knownIds.has(n.replace(TASK_FILE_SUFFIX, "")));
+      const unknown = names.filter((n) => !knownIds.has(taskIdOfFileName(n)));
       tasks[state] = names.length - unknown.length;
       for (const name of unknown) {
         const file = path.join(ws.backlogDir(state), name);
@@ -215,7 +218,7 @@ export function renderStatus(s: StatusReport, line: (l: string) => void): void {
         ? `; recorded, not running: ${gone} (their processes are gone; ${s.orchestrator.running ? "the orchestrator" : "the next start"} re-queues them)`
         : ""),
   );
-  line(`cost: $${s.cost_usd.toFixed(4)}`);
+  line(`cost: ${formatUsd(s.cost_usd)}`);
   line(
     s.wal.run_id
       ? `wal: run ${s.wal.run_id} at seq ${s.wal.seq} (${s.wal.runs} run(s))${s.wal.torn_tail ? (s.integrity.length ? ", torn tail" : s.orchestrator.running ? ", a line being written" : ", torn tail (repaired at next start)") : ""}`
@@ -224,8 +227,11 @@ export function renderStatus(s: StatusReport, line: (l: string) => void): void {
   line(
     s.checkpoint
       ? `checkpoint: ${s.checkpoint.id}, ${Math.round(s.checkpoint.age_s)}s old`
-      : "checkpoint: none",
+      : s.checkpoint_rejected.length
+        ? "checkpoint: none valid"
+        : "checkpoint: none",
   );
+  for (const r of s.checkpoint_rejected) line(`checkpoint: ${r.message}`);
   line(
     s.orchestrator.running
       ? `orchestrator: running, pid ${s.orchestrator.pid}, run ${s.orchestrator.run_id}`

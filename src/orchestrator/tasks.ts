@@ -78,7 +78,9 @@ function splitFrontMatter(file: string, text: string): { yaml: string; body: str
     // An empty front matter block (`---\n---\n`) is still a block.
     const empty = /^---[ \t]*\r?\n---[ \t]*(?:\r?\n|$)/.exec(normalized);
     if (empty) return { yaml: "", body: normalized.slice(empty[0].length) };
-    throw new Error("no YAML front matter (the file must start with a line `---`)");
+    if (/^---[ \t]*\r?\n/.test(normalized))
+      throw new TaskParseError(file, "front matter not closed (no line `---` after the opening one)");
+    throw new TaskParseError(file, "no YAML front matter (the file must start with a line `---`)");
   }
   return { yaml: m[1], body: normalized.slice(m[0].length) };
 }
@@ -102,10 +104,9 @@ export function normalizeSpec(fm: z.infer<typeof TaskFrontMatterSchema>, body: s
 
 /** Parses one task file's text; throws TaskParseError naming the file. */
 export function parseTaskText(file: string, text: string): TaskSpec {
-  let parts: { yaml: string; body: string };
+  const parts = splitFrontMatter(file, text);
   let doc: unknown;
   try {
-    parts = splitFrontMatter(file, text);
     doc = parseFrontMatter(parts.yaml);
   } catch (err) {
     throw new TaskParseError(file, `bad YAML: ${(err as Error).message.split("\n")[0]}`);

@@ -44,6 +44,40 @@ test("a malformed task file is reported with its path and left in place; the res
   }
 });
 
+test("a damaged file of a task the WAL created gets one true message: its path and what is wrong in it", async () => {
+  const { sdd, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-bad-known-");
+  try {
+    await addTask(ws, { id: "a", title: "a", command: "true" });
+    assert.equal((await cli("start", "--until-idle", "--poll", "20")).code, 0);
+    const file = path.join(sdd, "backlog/done/a.md");
+    await writeFile(file, "---\nid: [broken\n");
+    const doctor = await cli("doctor", "--json");
+    assert.equal(doctor.code, 1);
+    const checks: { name: string; verdict: string; detail: string }[] = JSON.parse(doctor.stdout).checks;
+    const failed = checks.filter((c) => c.verdict === "fail");
+    assert.deepEqual(
+      failed.map((c) => c.name),
+      ["backlog"],
+      "the file is there: not a task without its file",
+    );
+    assert.equal(
+      failed[0].detail,
+      `1 malformed task file(s): ${file}: front matter not closed (no line \`---\` after the opening one)`,
+    );
+    const r = await cli("start", "--until-idle", "--poll", "20");
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(
+      r.stderr.split("\n").filter((l) => l.startsWith("warning:")),
+      [
+        `warning: malformed task file left in place: ${file}: front matter not closed (no line \`---\` after the opening one)`,
+      ],
+    );
+    assert.equal(await readFile(file, "utf8"), "---\nid: [broken\n", "never written over");
+  } finally {
+    await cleanup();
+  }
+});
+
 test("status counts a malformed file in open/ as no task and reports it, as start leaves it unscheduled", async () => {
   const { sdd, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-bad-status-");
   try {

@@ -10,6 +10,7 @@ import { writeClosedMarker } from "../../src/wal/recovery.js";
 import { WalWriter } from "../../src/wal/writer.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { FIXTURES, runCli, scratchDir } from "../helpers.js";
+import { orchestratorWorkspace } from "./support/workspace.js";
 
 const byName = (checks: DoctorCheck[], name: string) => checks.find((c) => c.name === name)!;
 
@@ -241,6 +242,93 @@ test("doctor: agents.yaml that start refuses fails; tasks start would fail for g
     assert.equal(
       passed.detail,
       `${agents} loaded (default agent: shell); each of the 1 task(s) to run has its agent here`,
+    );
+  } finally {
+    await cleanup();
+  }
+});
+
+test("doctor's ledger check holds each row against the usage the WAL recorded: it names the first that differs", async () => {
+  const { ws, cli, cleanup } = await orchestratorWorkspace("bernstein-doc-ledger-");
+  try {
+    const costs: Record<string, number> = { a: 0.1, b: 0.2, c: 0.3 };
+    for (const [id, cost] of Object.entries(costs))
+      await addTask(ws, {
+        id,
+        title: id,
+        command: `echo '{"cost_usd": ${cost}, "input_tokens": 100, "output_tokens": 5, "model": "m1"}'`,
+      });
+    assert.equal((await cli("start", "--until-idle", "--poll", "20")).code, 0);
+    const ledger = async () => {
+      const r = await cli("doctor", "--json");
+      return { code: r.code, ...byName(JSON.parse(r.stdout).checks, "ledger") };
+    };
+    const good = await readFile(ws.costLedger, "utf8");
+    assert.deepEqual(await ledger(), {
+      code: 0,
+      name: "ledger",
+      ok: true,
+      verdict: "pass",
+      detail: "3 row(s), $0.6000, each as the WAL recorded it",
+      fix: "",
+    });
+    // Rows are written as the agents finish: find b's line and the commit of its usage.
+    const lines = good.split("\n");
+    const lineNo = lines.findIndex((l) => l.includes('"task_id":"b"')) + 1;
+    const row = JSON.parse(lines[lineNo - 1]) as { agent_id: string };
+    const [run] = await listRuns(ws);
+    const seq = (await readFile(run.file, "utf8"))
+      .split("\n")
+      .map((l) => (l ? JSON.parse(l) : {}))
+      .find((e) => e.decision_type === "task_completed" && e.committed && e.inputs.task_id === "b").seq;
+    const at = `line ${lineNo} (task b, agent ${row.agent_id})`;
+    const where = `(run ${run.run_id} seq ${seq})`;
+    const alter = (from: string, to: string) => {
+      lines[lineNo - 1] = lines[lineNo - 1].replace(from, to);
+      return writeFile(ws.costLedger, lines.join("\n"));
+    };
+
+    await alter('"cost_usd":0.2', '"cost_usd":0.75');
+    const cost = await ledger();
+    assert.equal(cost.verdict, "fail");
+    assert.equal(cost.detail, `${at}: cost_usd is 0.75, the WAL recorded 0.2 ${where}`);
+    assert.match(cost.fix, /`start` never rewrites a row: put the WAL's values back on the named line/);
+    // What the fix says: start does not change it.
+    assert.equal((await cli("start", "--until-idle", "--poll", "20")).code, 0);
+    assert.equal((await ledger()).detail, cost.detail);
+
+    // Fields that leave the sum alone are checked too.
+    await alter('"cost_usd":0.75', '"cost_usd":0.2');
+    await alter('"input_tokens":100', '"input_tokens":999999');
+    await alter('"model":"m1"', '"model":"m2"');
+    const fields = await ledger();
+    assert.equal(fields.verdict, "fail");
+    assert.equal(
+      fields.detail,
+      `${at}: model is "m2", the WAL recorded "m1", input_tokens is 999999, the WAL recorded 100 ${where}`,
+    );
+
+    // A row cut short in the middle: its line is named, and start writes the usage's row again.
+    lines[lineNo - 1] = lines[lineNo - 1].slice(0, 40);
+    await writeFile(ws.costLedger, lines.join("\n"));
+    const cut = await ledger();
+    assert.equal(cut.verdict, "fail");
+    assert.equal(
+      cut.detail,
+      `line ${lineNo}: not a cost row, not counted; 1 usage(s) in the WAL have no row: agent ${row.agent_id} (task b, run ${run.run_id} seq ${seq})`,
+    );
+    assert.match(
+      cut.fix,
+      /remove the named line: it is not counted; `bernstein start` writes the missing rows from the WAL$/,
+    );
+    const start = await cli("start", "--until-idle", "--poll", "20");
+    assert.match(start.stderr, /wrote 0 task file\(s\) and 1 ledger row\(s\) from the WAL/);
+    const after = await ledger();
+    assert.equal(after.code, 0);
+    assert.equal(after.verdict, "warn");
+    assert.equal(
+      after.detail,
+      `3 row(s), $0.6000, each as the WAL recorded it; line ${lineNo}: not a cost row, not counted`,
     );
   } finally {
     await cleanup();

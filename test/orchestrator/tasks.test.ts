@@ -32,6 +32,10 @@ test("malformed task files are reported with their path", () => {
   assert.throws(() => parseTaskText("/b/bad.md", "---\nid: x\n: : :\n---\n"), /\/b\/bad\.md: bad YAML/);
   assert.throws(() => parseTaskText("/b/nt.md", "---\nid: x\n---\n"), /\/b\/nt\.md: title: missing/);
   assert.throws(() => parseTaskText("/b/nofm.md", "just text\n"), /no YAML front matter/);
+  assert.throws(
+    () => parseTaskText("/b/open.md", "---\nid: [broken\n"),
+    /^TaskParseError: \/b\/open\.md: front matter not closed \(no line `---` after the opening one\)$/,
+  );
   assert.throws(() => parseTaskText("/b/list.md", "---\n- a\n---\n"), /not a YAML mapping/);
 });
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { copyFile, readFile, readdir, stat, writeFile } from "node:fs/promises";
+import { copyFile, readFile, readdir, stat, truncate, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import {
@@ -16,6 +16,8 @@ import { randomDecisions } from "./support/decisions.js";
 import { REFERENCE } from "./support/fixture.js";
 import { appendRecords, steppingClock } from "./support/wal-runs.js";
 import { makeRepo } from "../orchestrator/support/git-repo.js";
+import { orchestratorWorkspace } from "../orchestrator/support/workspace.js";
+import { addTask } from "../../src/orchestrator/tasks.js";
 
 test("property: newest checkpoint + WAL suffix == replay from genesis, over random decision sequences", async () => {
   for (let seed = 1; seed <= 8; seed++) {
@@ -89,9 +91,15 @@ test("a corrupt newest checkpoint is reported, the previous one is used, nothing
     assert.equal(loaded.checkpoint?.id, first.checkpoint_id);
     assert.deepEqual(loaded.state, genesis.state);
     assert.equal(loaded.rejected_checkpoints[0].id, newest.checkpoint_id);
-    assert.match(
+    assert.ok(
+      loaded.warnings[0].startsWith(
+        `checkpoint ${newest.file} is not valid (corrupt): not valid JSON (unterminated string`,
+      ),
       loaded.warnings[0],
-      new RegExp(`checkpoint ${newest.checkpoint_id} not used: not valid JSON`),
+    );
+    assert.ok(
+      loaded.warnings[0].endsWith(`; the older checkpoint ${first.checkpoint_id} is used instead`),
+      loaded.warnings[0],
     );
     // ... or one altered byte that still parses.
     await writeFile(newest.file, text.replace('"completed_count":', '"completed_count":1'));
@@ -103,6 +111,55 @@ test("a corrupt newest checkpoint is reported, the previous one is used, nothing
     const r = await runCli(["--sdd", ws.root, "checkpoint", "show", newest.checkpoint_id, "--json"]);
     assert.equal(r.code, 5);
     assert.match(JSON.parse(r.stdout).checkpoint.problem, /body hash mismatch/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("status, start and doctor say that the newest checkpoint is not valid, which file, why, and what was used instead", async () => {
+  const { sdd, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-cp-bad-");
+  try {
+    await addTask(ws, { id: "a", title: "a", command: "true" });
+    assert.equal((await cli("start", "--until-idle", "--poll", "20")).code, 0);
+    const [newest, older] = await listCheckpointFiles(ws);
+    await truncate(newest.file, 100);
+    const rel = path.relative(path.dirname(sdd), newest.file);
+    const why = `${rel} is not valid (corrupt): not valid JSON (unterminated string at position 100): truncated or damaged; `;
+    const instead = older
+      ? `the older checkpoint ${older.id} is used instead`
+      : "no valid checkpoint: the state is replayed from the WAL alone";
+
+    const status = await cli("status", "--json");
+    assert.equal(status.code, 0, status.stderr);
+    const doc = JSON.parse(status.stdout);
+    assert.equal(doc.checkpoint?.id, older?.id);
+    assert.deepEqual(
+      doc.checkpoint_rejected.map((r: { file: string; kind: string }) => [r.file, r.kind]),
+      [[newest.file, "corrupt"]],
+    );
+    const text = (await cli("status")).stdout.split("\n");
+    assert.ok(text.includes(`checkpoint: ${why}${instead}`), text.join("\n"));
+
+    const doctor = await cli("doctor", "--json");
+    assert.equal(doctor.code, 1);
+    const check = JSON.parse(doctor.stdout).checks.find((c: { name: string }) => c.name === "checkpoint");
+    assert.equal(check.verdict, "fail");
+    assert.equal(check.detail, `newest checkpoint ${why}${instead}`);
+
+    await addTask(ws, { id: "b", title: "b", command: "true" });
+    const start = await cli("start", "--until-idle", "--poll", "20");
+    assert.equal(start.code, 0, start.stderr);
+    assert.ok(start.stderr.split("\n").includes(`warning: checkpoint ${why}${instead}`), start.stderr);
+
+    // The run wrote a newer good checkpoint: the damaged one no longer matters to the state, but is not hidden.
+    const after = JSON.parse((await cli("doctor", "--json")).stdout).checks.find(
+      (c: { name: string }) => c.name === "checkpoint",
+    );
+    assert.equal(after.verdict, "warn");
+    assert.match(
+      after.detail,
+      new RegExp(`older checkpoint\\(s\\) not valid, not used: ${rel.replace(/[.]/g, "\\.")} \\(corrupt\\)`),
+    );
   } finally {
     await cleanup();
   }

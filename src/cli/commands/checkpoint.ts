@@ -6,6 +6,7 @@
 import type { Command } from "../../vendor/commander.js";
 import { loadAuditKeyForWriting } from "../../audit/key.js";
 import { AuditLog } from "../../audit/log.js";
+import { formatUsd } from "../../ledger/cost-ledger.js";
 import {
   checkpointFile,
   DEFAULT_RETENTION,
@@ -138,7 +139,7 @@ export function registerCheckpoint(program: Command): void {
           out.line(`Checkpoint ${written.checkpoint_id} written: ${shown(written.file)}`);
           out.line(
             `  tasks ${written.metadata.task_count} (done ${written.metadata.completed_count}, failed ${written.metadata.failed_count}), ` +
-              `cost $${written.metadata.cost_usd.toFixed(4)}`,
+              `cost ${formatUsd(written.metadata.cost_usd)}`,
           );
           out.line(
             `  WAL position: ${p ? `${p.run_id}#${p.seq} ${p.entry_hash.slice(0, 12)}…` : "none (empty WAL)"}`,
@@ -165,7 +166,7 @@ export function registerCheckpoint(program: Command): void {
           if (r.valid && "task_count" in r) {
             const p = r.wal_position;
             out.line(
-              `${r.id}  ${r.created_at}  tasks ${r.task_count}  cost $${Number(r.cost_usd).toFixed(4)}  ` +
+              `${r.id}  ${r.created_at}  tasks ${r.task_count}  cost ${formatUsd(Number(r.cost_usd))}  ` +
                 `wal ${p ? `${p.run_id}#${p.seq}` : "-"}`,
             );
           } else if ("problem" in r) {
