@@ -20,7 +20,7 @@
 import { readdir } from "node:fs/promises";
 import { readCheckpointFile, listCheckpointFiles } from "../checkpoint/checkpoint.js";
 import { locateWalEntry } from "../checkpoint/wal-position.js";
-import { readBackupLog } from "./backup-log.js";
+import { readBackupLog, type BackupLogProblem } from "./backup-log.js";
 import type { Workspace } from "../workspace/layout.js";
 import { readTailPosition, type TailPosition } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
@@ -55,6 +55,8 @@ export interface RollbackReport {
   rollbacks: WalRollback[];
   /** How many records were compared. */
   checked: { closed_markers: number; checkpoints: number; backup_positions: number };
+  /** Lines of `runs/backups.jsonl` that are not rows: positions they may hold were not compared. */
+  unreadable_backup_rows: BackupLogProblem[];
 }
 
 interface Expected {
@@ -92,6 +94,7 @@ export async function findWalRollbacks(
   const report: RollbackReport = {
     rollbacks: [],
     checked: { closed_markers: 0, checkpoints: 0, backup_positions: 0 },
+    unreadable_backup_rows: [],
   };
   const note = (r: WalRollback) => {
     const key = `${r.run_id}\u0000${r.evidence}`;
@@ -150,7 +153,7 @@ export async function findWalRollbacks(
   }
 
   // 3. Backup records: the WAL reaches each archive's position.
-  for await (const row of readBackupLog(ws)) {
+  for await (const row of readBackupLog(ws, report.unreadable_backup_rows)) {
     const positions = row.wal_positions;
     if (typeof positions !== "object" || positions === null) continue;
     for (const [runId, pos] of Object.entries(positions)) {
