@@ -32,7 +32,9 @@ export type RollbackKind =
   /** The WAL holds another entry at the recorded position, or goes on after its closed marker. */
   | "diverged"
   /** The recorded run has no WAL file at all. */
-  | "missing_run";
+  | "missing_run"
+  /** The run's closed marker is there but unreadable: the end it recorded cannot be compared. */
+  | "corrupt_marker";
 
 export type RollbackEvidence = "closed_marker" | "checkpoint" | "backup";
 
@@ -42,8 +44,9 @@ export interface WalRollback {
   evidence: RollbackEvidence;
   /** Which record: the marker's file name, the checkpoint id, the backup's location and time. */
   recorded_by: string;
-  expected_seq: number;
-  expected_hash: string;
+  /** null: not known (a corrupt closed marker). */
+  expected_seq: number | null;
+  expected_hash: string | null;
   /** The WAL's newest valid entry (-1: empty; null: no WAL file). */
   wal_last_seq: number | null;
   wal_last_hash: string | null;
@@ -99,7 +102,7 @@ export async function findWalRollbacks(
   const note = (r: WalRollback) => {
     const key = `${r.run_id}\u0000${r.evidence}`;
     const had = found.get(key);
-    if (!had || r.expected_seq > had.expected_seq) found.set(key, r);
+    if (!had || (r.expected_seq ?? -1) > (had.expected_seq ?? -1)) found.set(key, r);
   };
 
   // 1. Closed markers: the WAL ends exactly at the marker.
@@ -107,6 +110,25 @@ export async function findWalRollbacks(
     const runId = runIdOfClosedMarker(name);
     if (runId === undefined || !wanted(runId)) continue;
     const m = await readClosedMarker(ws, runId);
+    if (m && "corrupt" in m) {
+      report.checked.closed_markers++;
+      const tail = await tailOf(runId);
+      note({
+        run_id: runId,
+        kind: "corrupt_marker",
+        evidence: "closed_marker",
+        recorded_by: name,
+        expected_seq: null,
+        expected_hash: null,
+        wal_last_seq: tail ? tail.last_seq : null,
+        wal_last_hash: tail ? tail.last_hash : null,
+        message:
+          `its closed marker ${name} is corrupt (${m.corrupt}): the end it recorded is lost, so a rollback ` +
+          `of the run cannot be ruled out; restore a good copy with \`bernstein dr restore\`, or, once the ` +
+          `WAL is known complete, move the marker aside`,
+      });
+      continue;
+    }
     // A marker that does not record its tail (foreign, or written when the tail was unreadable)
     // proves nothing about the end.
     if (!m || !Number.isInteger(m.last_seq) || typeof m.last_hash !== "string" || m.last_hash === "")
@@ -173,7 +195,7 @@ export async function findWalRollbacks(
   }
 
   report.rollbacks = [...found.values()].sort((a, b) =>
-    a.run_id < b.run_id ? -1 : a.run_id > b.run_id ? 1 : a.expected_seq - b.expected_seq,
+    a.run_id < b.run_id ? -1 : a.run_id > b.run_id ? 1 : (a.expected_seq ?? -1) - (b.expected_seq ?? -1),
   );
   return report;
 }

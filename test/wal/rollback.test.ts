@@ -299,3 +299,31 @@ test("a torn backup row (a crash mid-append) does not swallow the next backup's 
     await w.cleanup();
   }
 });
+
+test("a corrupt closed marker is a break everywhere and is never rewritten; a marker without our fields is valid", async () => {
+  const w = await freshRun();
+  try {
+    const markerFile = w.walFile.replace(/\.jsonl$/, ".closed");
+    // A marker as another writer may leave it (no run_id, no recorded end) proves nothing but is no break.
+    await writeFile(markerFile, JSON.stringify({ closed_at: "2026-01-01T00:00:00Z" }) + "\n");
+    assert.equal((await w.main("wal", "verify")).code, 0);
+
+    await dropLastLines(w.walFile, 1);
+    const garbage = '{"run_id": garbage\n';
+    await writeFile(markerFile, garbage);
+    const v = await w.main("wal", "verify", "--json");
+    assert.equal(v.code, 1, v.stdout);
+    const [r] = JSON.parse(v.stdout).rollbacks;
+    assert.deepEqual([r.kind, r.evidence, r.expected_seq], ["corrupt_marker", "closed_marker", null]);
+    const d = await w.main("doctor");
+    assert.equal(d.code, 1);
+    assert.match(d.stdout, /FAIL wal: .*closed marker .*\.wal\.closed is corrupt \(not JSON/);
+    const st = await w.main("status");
+    assert.equal(st.code, 9, st.stdout);
+    assert.match(st.stdout, /integrity: corrupt_marker:/);
+    await assertStartRefuses(w, /closed marker .* is corrupt/, w.main);
+    assert.equal(await readFile(markerFile, "utf8"), garbage, "the marker is left as found");
+  } finally {
+    await w.cleanup();
+  }
+});

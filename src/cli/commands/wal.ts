@@ -105,13 +105,14 @@ export function registerWal(program: Command): void {
         const r = torn_tail
           ? { ...result, ok: true, entries: torn_tail.line - 1, errors: [], error_count: 0 }
           : result;
-        // A rollback is reported where the lost entry should be: the line after the WAL's end.
+        // A rollback is reported where the lost entry should be: the line after the WAL's end (a
+        // corrupt closed marker, which lost the recorded end, there too).
         const lost = rollbacks
           .filter((b) => b.run_id === run.run_id)
           .map((b) => ({
             run_id: b.run_id,
-            seq: b.expected_seq,
-            line: Math.min(b.expected_seq, (b.wal_last_seq ?? -1) + 1) + 1,
+            seq: b.expected_seq ?? (b.wal_last_seq ?? -1) + 1,
+            line: Math.min(b.expected_seq ?? Infinity, (b.wal_last_seq ?? -1) + 1) + 1,
             kind: b.kind,
             message: b.message,
           }));
