@@ -6,9 +6,9 @@
 import path from "node:path";
 import { parseJson } from "../json/canonical.js";
 import { asJsonObject } from "../json/object.js";
-import { durableAppend, durableMkdir } from "../workspace/durable.js";
+import { durableAppendLines, durableMkdir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
-import { endsWithNewline, readLinesBackward } from "../workspace/lines.js";
+import { readLinesBackward } from "../workspace/lines.js";
 import {
   auditFileName,
   auditLine,
@@ -82,7 +82,7 @@ interface ChainState {
   /** Appends (and re-reads of the tail), one at a time. */
   queue: Promise<unknown>;
   lastHmac: string;
-  /** Files whose last byte was checked (a torn tail gets a newline before the first append). */
+  /** Files appended to since the log was opened: their folder exists, no need to make it again. */
   checked: Set<string>;
 }
 
@@ -157,15 +157,12 @@ export class AuditLog {
     };
     const entry: AuditEntry = { ...unsigned, hmac: computeAuditHmac(this.key, unsigned) };
     const file = path.join(this.dir, auditFileName(timestamp));
-    let prefix = "";
     if (!this.chain.checked.has(file)) {
       await durableMkdir(this.dir);
-      // Keep a torn fragment on its own line (verify reports it); never glue our entry onto it.
-      if (!(await endsWithNewline(file))) prefix = "\n";
       this.chain.checked.add(file);
     }
     try {
-      await durableAppend(file, prefix + auditLine(entry) + "\n");
+      await durableAppendLines(file, auditLine(entry) + "\n");
     } catch (err) {
       throw new Error(`audit: appending to ${file}: ${(err as Error).message}`, { cause: err });
     }

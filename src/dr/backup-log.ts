@@ -3,11 +3,11 @@
  * any other writer of backups: S3 uploads, replication base snapshots). Read by `dr list`,
  * `dr status` and the replication status.
  */
-import { createReadStream } from "node:fs";
-import { createInterface } from "node:readline";
 import path from "node:path";
-import { durableAppend, durableMkdir } from "../workspace/durable.js";
+import { durableAppendLines, durableMkdir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
+import { readLinesForward } from "../workspace/lines.js";
+import { shown } from "../workspace/shown-path.js";
 import type { WalPosition } from "./manifest.js";
 
 export interface BackupLogRow {
@@ -46,39 +46,65 @@ export const backupLogPath = (ws: Workspace): string => path.join(ws.runsDir, "b
 export async function appendBackupLog(ws: Workspace, row: BackupLogRow): Promise<void> {
   const file = backupLogPath(ws);
   await durableMkdir(path.dirname(file));
-  await durableAppend(file, JSON.stringify(row) + "\n");
+  await durableAppendLines(file, JSON.stringify(row) + "\n");
 }
 
-/** Streams the rows (a torn or unparsable line is skipped, not fatal). */
-export async function* readBackupLog(ws: Workspace): AsyncGenerator<BackupLogRow> {
-  let input;
+/** A line of the record that is not a row: skipped, and named so nobody takes it for no backup. */
+export interface BackupLogProblem {
+  file: string;
+  /** 1-based. */
+  line: number;
+  message: string;
+}
+
+/** The warning naming a skipped line, in the words of every command that reports one. */
+export function describeBackupLogProblem(p: BackupLogProblem): string {
+  return `${shown(p.file)} line ${p.line}: ${p.message}; the backup it recorded is not counted`;
+}
+
+/**
+ * Streams the rows. A line that is not a row (a crash's torn append, damage) is skipped, not
+ * fatal, and pushed onto `problems` when given.
+ */
+export async function* readBackupLog(
+  ws: Workspace,
+  problems?: BackupLogProblem[],
+): AsyncGenerator<BackupLogRow> {
+  const file = backupLogPath(ws);
   try {
-    input = createReadStream(backupLogPath(ws), { encoding: "utf8" });
-    await new Promise<void>((resolve, reject) => {
-      input!.once("open", () => resolve());
-      input!.once("error", reject);
-    });
+    for await (const line of readLinesForward(file)) {
+      if (!line.text.trim()) continue;
+      let row: unknown;
+      try {
+        row = JSON.parse(line.text);
+      } catch {
+        row = undefined;
+      }
+      if (typeof row === "object" && row !== null && !Array.isArray(row)) {
+        yield row as BackupLogRow;
+        continue;
+      }
+      problems?.push({
+        file,
+        line: line.lineNo,
+        message: line.terminated
+          ? "not a backup row (unparsable: a torn append or damage)"
+          : `torn last line: ${Buffer.byteLength(line.text)} bytes without a newline (an interrupted append)`,
+      });
+    }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
     throw err;
-  }
-  for await (const line of createInterface({ input, crlfDelay: Infinity })) {
-    if (!line.trim()) continue;
-    try {
-      yield JSON.parse(line) as BackupLogRow;
-    } catch {
-      // a torn last line of a crashed append; the rows before it stand
-    }
   }
 }
 
 /** The newest row (by created_at), optionally only verified ones. */
 export async function lastGoodBackup(
   ws: Workspace,
-  opts: { verifiedOnly?: boolean } = {},
+  opts: { verifiedOnly?: boolean; problems?: BackupLogProblem[] } = {},
 ): Promise<BackupLogRow | undefined> {
   let best: BackupLogRow | undefined;
-  for await (const row of readBackupLog(ws)) {
+  for await (const row of readBackupLog(ws, opts.problems)) {
     if (opts.verifiedOnly && !row.verified) continue;
     if (!best || row.created_at >= best.created_at) best = row;
   }

@@ -11,7 +11,7 @@ import { rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { resolveAuditKeyPath } from "../audit/key.js";
-import { durableAppend, durableMkdir, makeDestinationFolder } from "../workspace/durable.js";
+import { durableAppendLines, durableMkdir, makeDestinationFolder } from "../workspace/durable.js";
 import { counted } from "../workspace/counted.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import type { Workspace } from "../workspace/layout.js";
@@ -297,7 +297,7 @@ export async function runDrill(
     steps: report.steps.map((s) => ({ name: s.name, ok: s.ok, duration_ms: s.duration_ms })),
   };
   await durableMkdir(ws.runsDir);
-  await durableAppend(path.join(ws.runsDir, "drills.jsonl"), JSON.stringify(row) + "\n");
+  await durableAppendLines(path.join(ws.runsDir, "drills.jsonl"), JSON.stringify(row) + "\n");
   const audit = await recordAuditEvent(ws, {
     event_type: "dr.drill",
     resource_type: "drill",

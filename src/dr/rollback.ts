@@ -20,7 +20,7 @@
 import { readdir } from "node:fs/promises";
 import { readCheckpointFile, listCheckpointFiles } from "../checkpoint/checkpoint.js";
 import { locateWalEntry } from "../checkpoint/wal-position.js";
-import { readBackupLog } from "./backup-log.js";
+import { readBackupLog, type BackupLogProblem } from "./backup-log.js";
 import type { Workspace } from "../workspace/layout.js";
 import { readTailPosition, type TailPosition } from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
@@ -32,7 +32,9 @@ export type RollbackKind =
   /** The WAL holds another entry at the recorded position, or goes on after its closed marker. */
   | "diverged"
   /** The recorded run has no WAL file at all. */
-  | "missing_run";
+  | "missing_run"
+  /** The run's closed marker is there but unreadable: the end it recorded cannot be compared. */
+  | "corrupt_marker";
 
 export type RollbackEvidence = "closed_marker" | "checkpoint" | "backup";
 
@@ -42,8 +44,9 @@ export interface WalRollback {
   evidence: RollbackEvidence;
   /** Which record: the marker's file name, the checkpoint id, the backup's location and time. */
   recorded_by: string;
-  expected_seq: number;
-  expected_hash: string;
+  /** null: not known (a corrupt closed marker). */
+  expected_seq: number | null;
+  expected_hash: string | null;
   /** The WAL's newest valid entry (-1: empty; null: no WAL file). */
   wal_last_seq: number | null;
   wal_last_hash: string | null;
@@ -55,6 +58,8 @@ export interface RollbackReport {
   rollbacks: WalRollback[];
   /** How many records were compared. */
   checked: { closed_markers: number; checkpoints: number; backup_positions: number };
+  /** Lines of `runs/backups.jsonl` that are not rows: positions they may hold were not compared. */
+  unreadable_backup_rows: BackupLogProblem[];
 }
 
 interface Expected {
@@ -92,11 +97,12 @@ export async function findWalRollbacks(
   const report: RollbackReport = {
     rollbacks: [],
     checked: { closed_markers: 0, checkpoints: 0, backup_positions: 0 },
+    unreadable_backup_rows: [],
   };
   const note = (r: WalRollback) => {
     const key = `${r.run_id}\u0000${r.evidence}`;
     const had = found.get(key);
-    if (!had || r.expected_seq > had.expected_seq) found.set(key, r);
+    if (!had || (r.expected_seq ?? -1) > (had.expected_seq ?? -1)) found.set(key, r);
   };
 
   // 1. Closed markers: the WAL ends exactly at the marker.
@@ -104,6 +110,25 @@ export async function findWalRollbacks(
     const runId = runIdOfClosedMarker(name);
     if (runId === undefined || !wanted(runId)) continue;
     const m = await readClosedMarker(ws, runId);
+    if (m && "corrupt" in m) {
+      report.checked.closed_markers++;
+      const tail = await tailOf(runId);
+      note({
+        run_id: runId,
+        kind: "corrupt_marker",
+        evidence: "closed_marker",
+        recorded_by: name,
+        expected_seq: null,
+        expected_hash: null,
+        wal_last_seq: tail ? tail.last_seq : null,
+        wal_last_hash: tail ? tail.last_hash : null,
+        message:
+          `its closed marker ${name} is corrupt (${m.corrupt}): the end it recorded is lost, so a rollback ` +
+          `of the run cannot be ruled out; restore a good copy with \`bernstein dr restore\`, or, once the ` +
+          `WAL is known complete, move the marker aside`,
+      });
+      continue;
+    }
     // A marker that does not record its tail (foreign, or written when the tail was unreadable)
     // proves nothing about the end.
     if (!m || !Number.isInteger(m.last_seq) || typeof m.last_hash !== "string" || m.last_hash === "")
@@ -150,7 +175,7 @@ export async function findWalRollbacks(
   }
 
   // 3. Backup records: the WAL reaches each archive's position.
-  for await (const row of readBackupLog(ws)) {
+  for await (const row of readBackupLog(ws, report.unreadable_backup_rows)) {
     const positions = row.wal_positions;
     if (typeof positions !== "object" || positions === null) continue;
     for (const [runId, pos] of Object.entries(positions)) {
@@ -170,7 +195,7 @@ export async function findWalRollbacks(
   }
 
   report.rollbacks = [...found.values()].sort((a, b) =>
-    a.run_id < b.run_id ? -1 : a.run_id > b.run_id ? 1 : a.expected_seq - b.expected_seq,
+    a.run_id < b.run_id ? -1 : a.run_id > b.run_id ? 1 : (a.expected_seq ?? -1) - (b.expected_seq ?? -1),
   );
   return report;
 }

@@ -5,9 +5,9 @@
  */
 import { canonicalJson, parseJson, PyFloat } from "../json/canonical.js";
 import { asJsonObject, asNumber, type JsonObject } from "../json/object.js";
-import { durableAppend, durableMkdir } from "../workspace/durable.js";
+import { durableAppendLines, durableMkdir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
-import { endsWithNewline, readLinesForward } from "../workspace/lines.js";
+import { readLinesForward } from "../workspace/lines.js";
 import path from "node:path";
 
 export interface CostRow {
@@ -72,10 +72,9 @@ export async function appendCostRow(
   }
   await durableMkdir(path.dirname(ws.costLedger));
   // cost_usd is always written as a float (3.0, not 3), as Python would.
-  let line = canonicalJson({ ...full, cost_usd: new PyFloat(full.cost_usd) }) + "\n";
-  if (!(await endsWithNewline(ws.costLedger))) line = "\n" + line;
+  const line = canonicalJson({ ...full, cost_usd: new PyFloat(full.cost_usd) }) + "\n";
   try {
-    await durableAppend(ws.costLedger, line);
+    await durableAppendLines(ws.costLedger, line);
   } catch (err) {
     throw new Error(`cost ledger: appending to ${ws.costLedger}: ${(err as Error).message}`, { cause: err });
   }

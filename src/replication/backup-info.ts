@@ -2,7 +2,7 @@
  * The last good backup, for status and metrics ("last backup age", RPO without followers), from
  * the shared record `runs/backups.jsonl` (`src/dr/backup-log.ts`).
  */
-import { lastGoodBackup } from "../dr/backup-log.js";
+import { lastGoodBackup, type BackupLogProblem } from "../dr/backup-log.js";
 import type { Workspace } from "../workspace/layout.js";
 
 export interface BackupInfo {
@@ -13,8 +13,13 @@ export interface BackupInfo {
   verified: boolean;
 }
 
-export async function lastBackupInfo(ws: Workspace, now = Date.now()): Promise<BackupInfo | null> {
-  const row = await lastGoodBackup(ws);
+/** `problems`: where given, the lines of the record that are not rows (see readBackupLog). */
+export async function lastBackupInfo(
+  ws: Workspace,
+  now = Date.now(),
+  problems?: BackupLogProblem[],
+): Promise<BackupInfo | null> {
+  const row = await lastGoodBackup(ws, { problems });
   if (!row) return null;
   const created = Date.parse(row.created_at);
   if (Number.isNaN(created)) return null;

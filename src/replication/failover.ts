@@ -152,6 +152,8 @@ export interface RunbookInput extends FailoverInput {
   writtenBy: string;
   tokenFile?: string;
   archive?: RunbookArchive | null;
+  /** Lines of `runs/backups.jsonl` that are not rows (describeBackupLogProblem's words). */
+  backupLogProblems?: string[];
 }
 
 /** What the runbook's sections share: who leads, who to promote, whether to act now. */
@@ -181,6 +183,8 @@ function situationSection(r: RunbookInput, now: Date): string[] {
   } else {
     lines.push("- Last good backup: none recorded in runs/backups.jsonl.");
   }
+  // A row lost to a torn or damaged line may have been the newest backup.
+  for (const p of r.backupLogProblems ?? []) lines.push(`- Backup record: ${p}.`);
   if (r.archive) {
     const a = r.archive;
     lines.push(

@@ -7,6 +7,7 @@ import type { Workspace } from "../workspace/layout.js";
 import type { AckPolicyName } from "./ack-policy.js";
 import { loadTokenFile } from "./auth.js";
 import { type BackupInfo, lastBackupInfo } from "./backup-info.js";
+import { describeBackupLogProblem, type BackupLogProblem } from "../dr/backup-log.js";
 import { Peer } from "./client.js";
 import { readLiveEndpoint } from "./endpoint.js";
 import { readEpoch } from "./epoch.js";
@@ -38,6 +39,8 @@ export interface DrStatus {
   lag: { entries: number | null; seconds: number | null } | null;
   integrity_error: string | null;
   last_backup: BackupInfo | null;
+  /** Lines of `runs/backups.jsonl` that are not rows (a torn append, damage): not counted above. */
+  backup_log_problems: string[];
   rpo_estimate: { entries: number | null; seconds: number | null; basis: string };
   failover: FailoverEvaluation;
   /** True when the node's policy is not met or it is fenced (exit code 8). */
@@ -230,10 +233,11 @@ export async function gatherStatus(
   ws: Workspace,
   opts: { tokenFile?: string; tlsCa?: Buffer } = {},
 ): Promise<DrStatus> {
+  const backupLogProblems: BackupLogProblem[] = [];
   const [role, epoch, backup, archive] = await Promise.all([
     readRole(ws),
     readEpoch(ws),
-    lastBackupInfo(ws),
+    lastBackupInfo(ws, Date.now(), backupLogProblems),
     archiveHealth(ws.root),
   ]);
   const { runs, position } = await walRuns(ws);
@@ -306,6 +310,7 @@ export async function gatherStatus(
     lag: role.role === "follower" ? (liveLag ?? { entries: null, seconds: null }) : null,
     integrity_error: integrity,
     last_backup: backup,
+    backup_log_problems: backupLogProblems.map(describeBackupLogProblem),
     rpo_estimate: rpo,
     failover,
     problem: fenced || policyState === "HALTED",

@@ -16,7 +16,7 @@ import path from "node:path";
 import { canonicalJson, parseJson, PyFloat } from "../json/canonical.js";
 import { asJsonObject } from "../json/object.js";
 import {
-  durableAppend,
+  durableAppendLines,
   durableCreate,
   durableMkdir,
   durableRename,
@@ -24,7 +24,7 @@ import {
   tempPathFor,
 } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
-import { endsWithNewline, readLinesForward } from "../workspace/lines.js";
+import { readLinesForward } from "../workspace/lines.js";
 
 export interface IdempotencyProblem {
   line: number;
@@ -48,7 +48,7 @@ export function idempotencyFile(ws: Workspace): string {
 
 export class IdempotencyStore {
   private queue: Promise<unknown> = Promise.resolve();
-  private tailChecked = false;
+  private folderMade = false;
 
   private constructor(
     readonly file: string,
@@ -118,14 +118,13 @@ export class IdempotencyStore {
     };
     if (marker.run_id !== undefined) row.run_id = marker.run_id;
     if (marker.seq !== undefined) row.seq = marker.seq;
-    let text = canonicalJson(row) + "\n";
-    if (!this.tailChecked) {
+    const text = canonicalJson(row) + "\n";
+    if (!this.folderMade) {
       await durableMkdir(path.dirname(this.file));
-      if (!(await endsWithNewline(this.file))) text = "\n" + text;
-      this.tailChecked = true;
+      this.folderMade = true;
     }
     try {
-      await durableAppend(this.file, text);
+      await durableAppendLines(this.file, text);
     } catch (err) {
       throw new Error(`idempotency store: appending to ${this.file}: ${(err as Error).message}`, {
         cause: err,
@@ -189,7 +188,7 @@ export class IdempotencyStore {
       await durableCreate(rejectedFile, rejected.join("\n") + "\n");
     }
     await durableRename(tmp, this.file); // fsyncs the folder
-    this.tailChecked = true;
+    this.folderMade = true;
     this.rowCount = seen.size;
     return {
       before_rows: before,

@@ -61,24 +61,61 @@ export async function writeClosedMarker(ws: Workspace, marker: ClosedMarker): Pr
   await atomicWriteFile(closedMarkerPath(ws, marker.run_id), JSON.stringify(marker) + "\n");
 }
 
-/** The run's closed marker, or undefined when the run is not closed (or the marker is unreadable). */
-export async function readClosedMarker(ws: Workspace, runId: string): Promise<ClosedMarker | undefined> {
+/**
+ * A marker file that is there but cannot be read as a marker: not a JSON object, another run's,
+ * or `last_seq`/`last_hash` of the wrong type. Its run was closed (only a closing writer or
+ * recovery writes one), but the end it recorded is lost, so a rollback of the run can no longer be
+ * ruled out: the rollback check reports it as a break, and nothing rewrites it.
+ */
+export interface CorruptClosedMarker {
+  corrupt: string;
+}
+
+/**
+ * The run's closed marker; undefined only when the run has none (not closed). A marker that is
+ * there but unreadable is returned as `{corrupt}`: the run counts as closed (nothing replays it,
+ * repairs its tail or writes its marker again), and `findWalRollbacks` names it.
+ */
+export async function readClosedMarker(
+  ws: Workspace,
+  runId: string,
+): Promise<ClosedMarker | CorruptClosedMarker | undefined> {
   return readClosedMarkerIn(ws.walDir, runId);
 }
 
 /** `readClosedMarker` for a WAL folder that is not (or not yet) a workspace's, such as a backup's. */
-export async function readClosedMarkerIn(walDir: string, runId: string): Promise<ClosedMarker | undefined> {
+export async function readClosedMarkerIn(
+  walDir: string,
+  runId: string,
+): Promise<ClosedMarker | CorruptClosedMarker | undefined> {
+  let text: string;
   try {
-    const m = JSON.parse(await readFile(closedMarkerFile(walDir, runId), "utf8")) as ClosedMarker;
-    return typeof m === "object" && m !== null && m.run_id === runId ? m : undefined;
-  } catch {
-    return undefined;
+    text = await readFile(closedMarkerFile(walDir, runId), "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    return { corrupt: `unreadable: ${(err as Error).message}` };
   }
+  let m: unknown;
+  try {
+    m = JSON.parse(text);
+  } catch {
+    return { corrupt: `not JSON (${Buffer.byteLength(text)} bytes)` };
+  }
+  if (typeof m !== "object" || m === null || Array.isArray(m)) return { corrupt: "not a JSON object" };
+  // The Python original's marker is a JSON object; the fields below are checked only where present.
+  const o = m as Record<string, unknown>;
+  if ("run_id" in o && o.run_id !== runId) return { corrupt: `it names run ${JSON.stringify(o.run_id)}` };
+  if ("last_seq" in o && !(Number.isInteger(o.last_seq) && (o.last_seq as number) >= -1))
+    return { corrupt: `last_seq ${JSON.stringify(o.last_seq)} is not a seq` };
+  if ("last_hash" in o && typeof o.last_hash !== "string")
+    return { corrupt: `last_hash ${JSON.stringify(o.last_hash)} is not a hash` };
+  return o as unknown as ClosedMarker;
 }
 
 /**
- * Whether the run in `walDir` was closed cleanly (or marked recovered): no writer is left to tear
- * its tail, so bytes after its newest valid entry are damage, not a torn append.
+ * Whether the run in `walDir` was closed cleanly (or marked recovered), its marker readable or
+ * not: no writer is left to tear its tail, so bytes after its newest valid entry are damage, not a
+ * torn append.
  */
 export async function isRunClosed(walDir: string, runId: string): Promise<boolean> {
   return (await readClosedMarkerIn(walDir, runId)) !== undefined;

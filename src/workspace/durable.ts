@@ -298,22 +298,49 @@ export async function stageFile(
  * Returns once the bytes are on disk.
  */
 export async function durableAppend(file: string, data: string | Uint8Array): Promise<void> {
+  await appendDurably(file, typeof data === "string" ? Buffer.from(data, "utf8") : data, false);
+}
+
+/**
+ * Durable append of whole lines (`lines` ends with a newline) to a JSON-lines record. When the
+ * file ends in a torn line (a crash between an append's write and its newline), the new lines
+ * start on a line of their own: glued to the fragment they would make one unparsable line, and the
+ * record they carry would be lost with it. The fragment stays where it is, for readers to report.
+ * Every append to a JSON-lines file goes through here.
+ */
+export async function durableAppendLines(file: string, lines: string): Promise<void> {
+  await appendDurably(file, Buffer.from(lines, "utf8"), true);
+}
+
+async function appendDurably(file: string, data: Uint8Array, ownLine: boolean): Promise<void> {
   let created = false;
   let fh: FileHandle;
+  // Read access only to look at the last byte; O_APPEND puts every write at the end regardless.
+  const access = ownLine ? fsc.O_RDWR : fsc.O_WRONLY;
   try {
-    fh = await open(file, fsc.O_WRONLY | fsc.O_APPEND);
+    fh = await open(file, access | fsc.O_APPEND);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-    fh = await open(file, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT, 0o644);
+    fh = await open(file, access | fsc.O_APPEND | fsc.O_CREAT, 0o644);
     created = true;
   }
   try {
-    await fh.write(typeof data === "string" ? Buffer.from(data, "utf8") : data);
+    const torn = ownLine && !(await endsLineAt(fh));
+    await fh.write(torn ? Buffer.concat([Buffer.from("\n"), data]) : data);
     await fh.datasync();
   } finally {
     await fh.close();
   }
   if (created) await fsyncDir(path.dirname(file));
+}
+
+/** Whether the open file is empty or its last byte is a newline. */
+async function endsLineAt(fh: FileHandle): Promise<boolean> {
+  const size = (await fh.stat()).size;
+  if (size === 0) return true;
+  const b = Buffer.alloc(1);
+  const { bytesRead } = await fh.read(b, 0, 1, size - 1);
+  return bytesRead === 1 && b[0] === 0x0a;
 }
 
 /**

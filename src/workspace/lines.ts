@@ -158,27 +158,3 @@ export async function* readLinesForward(
     await fh.close();
   }
 }
-
-/**
- * True when `file` is missing, empty or ends with a newline. Appenders of JSONL records call it
- * once before their first append: after an interrupted append, a newline goes first so the torn
- * fragment stays on its own line (reported by readers, never glued onto the next record).
- */
-export async function endsWithNewline(file: string): Promise<boolean> {
-  let fh;
-  try {
-    fh = await open(file, "r");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return true;
-    throw err;
-  }
-  try {
-    const size = (await fh.stat()).size;
-    if (size === 0) return true;
-    const b = Buffer.alloc(1);
-    await fh.read(b, 0, 1, size - 1);
-    return b[0] === 0x0a;
-  } finally {
-    await fh.close();
-  }
-}

@@ -168,8 +168,11 @@ test("closed markers are atomic JSON files next to the WAL", async () => {
     await writeClosedMarker(ws, marker);
     assert.deepEqual(JSON.parse(await readFile(closedMarkerPath(ws, "run-m"), "utf8")), marker);
     assert.deepEqual(await readClosedMarker(ws, "run-m"), marker);
+    // A damaged marker is not a missing one: the run stays closed, and the loss of its end is named.
     await writeFile(closedMarkerPath(ws, "run-m"), "{torn");
-    assert.equal(await readClosedMarker(ws, "run-m"), undefined);
+    assert.deepEqual(await readClosedMarker(ws, "run-m"), { corrupt: "not JSON (5 bytes)" });
+    await writeFile(closedMarkerPath(ws, "run-m"), JSON.stringify({ ...marker, run_id: "run-x" }));
+    assert.deepEqual(await readClosedMarker(ws, "run-m"), { corrupt: 'it names run "run-x"' });
     assert.deepEqual(await readdir(ws.walDir), ["run-m.wal.closed"]);
   } finally {
     await cleanup();

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { cp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
@@ -254,6 +254,75 @@ test("a run that a closed marker names but whose WAL file is gone is a break", a
     const d = await w.main("doctor");
     assert.equal(d.code, 1);
     assert.match(d.stdout, /FAIL wal: rolled back/);
+  } finally {
+    await w.cleanup();
+  }
+});
+
+test("a torn backup row (a crash mid-append) does not swallow the next backup's row, and is named", async () => {
+  const w = await freshRun();
+  try {
+    const log = path.join(w.sdd, "runs", "backups.jsonl");
+    assert.equal((await w.cli("dr", "backup", "--to", path.join(w.dir, "b1.tar.gz"))).code, 0);
+    await truncate(log, (await stat(log)).size - 40);
+    const b = await w.cli("dr", "backup", "--to", path.join(w.dir, "b2.tar.gz"));
+    assert.equal(b.code, 0, b.stderr);
+    const lines = (await readFile(log, "utf8")).split("\n");
+    assert.throws(() => JSON.parse(lines[0]), "the torn fragment stays on its own line");
+    assert.match(JSON.parse(lines[1]).location, /b2\.tar\.gz$/);
+    // Only the backup records are left to tell of the lost entry.
+    await rm(w.walFile.replace(/\.jsonl$/, ".closed"));
+    await rm(path.join(w.sdd, "runtime", "checkpoints"), { recursive: true });
+    await dropLastLines(w.walFile, 1);
+    const v = await w.main("wal", "verify", "--json");
+    assert.equal(v.code, 1, v.stdout);
+    const doc = JSON.parse(v.stdout);
+    assert.deepEqual(
+      doc.rollbacks.map((r: { evidence: string; kind: string }) => [r.evidence, r.kind]),
+      [["backup", "truncated"]],
+    );
+    assert.deepEqual(
+      doc.unreadable_backup_rows.map((p: { line: number }) => p.line),
+      [1],
+    );
+    assert.match(v.stderr, /backups\.jsonl line 1: not a backup row .*not counted/);
+    await assertStartRefuses(w, /backup .*b2\.tar\.gz .* records seq \d+, but the WAL ends at seq/, w.main);
+    const s = await w.main("dr", "status");
+    assert.match(s.stdout, /Backup: +.*b2\.tar\.gz/);
+    assert.match(s.stderr, /backups\.jsonl line 1: not a backup row/);
+    const rb = JSON.parse((await w.main("dr", "runbook", "--json")).stdout);
+    assert.match(
+      await readFile(rb.runbook, "utf8"),
+      /- Backup record: .*backups\.jsonl line 1: not a backup row/,
+    );
+  } finally {
+    await w.cleanup();
+  }
+});
+
+test("a corrupt closed marker is a break everywhere and is never rewritten; a marker without our fields is valid", async () => {
+  const w = await freshRun();
+  try {
+    const markerFile = w.walFile.replace(/\.jsonl$/, ".closed");
+    // A marker as another writer may leave it (no run_id, no recorded end) proves nothing but is no break.
+    await writeFile(markerFile, JSON.stringify({ closed_at: "2026-01-01T00:00:00Z" }) + "\n");
+    assert.equal((await w.main("wal", "verify")).code, 0);
+
+    await dropLastLines(w.walFile, 1);
+    const garbage = '{"run_id": garbage\n';
+    await writeFile(markerFile, garbage);
+    const v = await w.main("wal", "verify", "--json");
+    assert.equal(v.code, 1, v.stdout);
+    const [r] = JSON.parse(v.stdout).rollbacks;
+    assert.deepEqual([r.kind, r.evidence, r.expected_seq], ["corrupt_marker", "closed_marker", null]);
+    const d = await w.main("doctor");
+    assert.equal(d.code, 1);
+    assert.match(d.stdout, /FAIL wal: .*closed marker .*\.wal\.closed is corrupt \(not JSON/);
+    const st = await w.main("status");
+    assert.equal(st.code, 9, st.stdout);
+    assert.match(st.stdout, /integrity: corrupt_marker:/);
+    await assertStartRefuses(w, /closed marker .* is corrupt/, w.main);
+    assert.equal(await readFile(markerFile, "utf8"), garbage, "the marker is left as found");
   } finally {
     await w.cleanup();
   }

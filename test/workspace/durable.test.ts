@@ -7,6 +7,7 @@ import { test } from "node:test";
 import {
   atomicWriteFile,
   durableAppend,
+  durableAppendLines,
   durableCopy,
   durableCreate,
   durableMkdir,
@@ -66,6 +67,21 @@ test("durableAppend creates the file then appends whole records", async () => {
     await durableAppend(f, '{"a":1}\n');
     await durableAppend(f, Buffer.from('{"a":2}\n'));
     assert.equal(await readFile(f, "utf8"), '{"a":1}\n{"a":2}\n');
+  } finally {
+    await cleanup();
+  }
+});
+
+test("durableAppendLines puts a record after a torn line on a line of its own", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const f = path.join(dir, "log.jsonl");
+    await durableAppendLines(f, '{"a":1}\n');
+    await durableAppendLines(f, '{"a":2}\n');
+    assert.equal(await readFile(f, "utf8"), '{"a":1}\n{"a":2}\n');
+    await durableAppend(f, '{"a":3,"to'); // a crash between the write and its newline
+    await durableAppendLines(f, '{"a":4}\n');
+    assert.equal(await readFile(f, "utf8"), '{"a":1}\n{"a":2}\n{"a":3,"to\n{"a":4}\n');
   } finally {
     await cleanup();
   }

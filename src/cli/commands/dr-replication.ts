@@ -5,7 +5,6 @@
  */
 import type { Command } from "../../vendor/commander.js";
 import { readFile } from "node:fs/promises";
-import { lastBackupInfo } from "../../replication/backup-info.js";
 import { writeRunbook } from "../../replication/failover.js";
 import { TOKEN_ENV } from "../../replication/auth.js";
 import { loadTokenFile } from "../../replication/auth.js";
@@ -88,6 +87,7 @@ function registerStatus(dr: Command): void {
       const ws = await openWorkspace(g.sdd);
       const st = await gatherStatus(ws, { tokenFile: flags.tokenFile, tlsCa: await caFile(flags.tlsCa) });
       const { nodes: _nodes, thresholds: _t, archive, ...doc } = st;
+      for (const p of st.backup_log_problems) out.warn(p);
       out.result({ ok: !st.problem, ...doc, archive }, () => {
         out.line(
           `Node:      ${st.role}${st.region ? ` (${st.region})` : ""}, epoch ${st.epoch}${st.fenced ? ` — FENCED: ${st.fenced_reason}` : ""}`,
@@ -247,7 +247,8 @@ function registerRunbook(dr: Command): void {
         leaderHalted: st.policy_state === "HALTED",
         leaderFenced: st.role === "leader" && st.fenced,
         integrityErrors: st.integrity_error ? [st.integrity_error] : [],
-        lastBackup: await lastBackupInfo(ws),
+        lastBackup: st.last_backup,
+        backupLogProblems: st.backup_log_problems,
         evaluation: st.failover,
         writtenBy: `dr runbook on ${st.role}${st.region ? ` ${st.region}` : ""}`,
         tokenFile: flags.tokenFile,

@@ -11,6 +11,7 @@ import { Fingerprint } from "../../wal/fingerprint.js";
 import { WalReadError, listRuns, readWalEntries, type RunInfo } from "../../wal/reader.js";
 import { OpenIntents } from "../../wal/recovery.js";
 import { describeTornTail, verifyRun } from "../../wal/torn-tail.js";
+import { describeBackupLogProblem } from "../../dr/backup-log.js";
 import { findWalRollbacks } from "../../dr/rollback.js";
 import { openWorkspace, type Workspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
@@ -89,7 +90,9 @@ export function registerWal(program: Command): void {
       const out = Output.of(cmd);
       const ws = await openWorkspace(g.sdd);
       const runs = await pickRuns(ws, opts.run);
-      const { rollbacks, checked } = await findWalRollbacks(ws, { runId: opts.run });
+      const { rollbacks, checked, unreadable_backup_rows } = await findWalRollbacks(ws, { runId: opts.run });
+      // A backup row that cannot be read may have held a position the WAL must reach.
+      for (const p of unreadable_backup_rows) out.warn(describeBackupLogProblem(p));
       const problemLine = (l: string) => {
         if (out.opts.quiet) process.stderr.write(l + "\n");
         else out.line(l);
@@ -102,13 +105,14 @@ export function registerWal(program: Command): void {
         const r = torn_tail
           ? { ...result, ok: true, entries: torn_tail.line - 1, errors: [], error_count: 0 }
           : result;
-        // A rollback is reported where the lost entry should be: the line after the WAL's end.
+        // A rollback is reported where the lost entry should be: the line after the WAL's end (a
+        // corrupt closed marker, which lost the recorded end, there too).
         const lost = rollbacks
           .filter((b) => b.run_id === run.run_id)
           .map((b) => ({
             run_id: b.run_id,
-            seq: b.expected_seq,
-            line: Math.min(b.expected_seq, (b.wal_last_seq ?? -1) + 1) + 1,
+            seq: b.expected_seq ?? (b.wal_last_seq ?? -1) + 1,
+            line: Math.min(b.expected_seq ?? Infinity, (b.wal_last_seq ?? -1) + 1) + 1,
             kind: b.kind,
             message: b.message,
           }));
@@ -159,6 +163,7 @@ export function registerWal(program: Command): void {
           })),
           rollbacks,
           compared: checked,
+          unreadable_backup_rows,
         },
         () => {
           if (runs.length === 0 && missing.length === 0) out.line(`no WAL runs in ${shown(ws.walDir)}`);
