@@ -3,19 +3,17 @@
  * state as a folder, so that they say the same (docs/dr.md "Damage a backup holds"): each WAL's
  * chain (`verifyWal`), each WAL's end against the positions recorded for it (`findWalRollbacks`)
  * and the audit chain (`verifyAuditLog`, which needs the key). The checkers are their owners';
- * this file only runs them on a folder and words what they find, one line each.
+ * this file only runs them on a folder and words what they find, one line each. They load when
+ * run: a restore of an archive that records its checks runs none (their modules cost start-up).
  */
 import path from "node:path";
 import { listAuditFiles } from "../audit/files.js";
 import { AuditKeyMissingError, loadAuditKey } from "../audit/key.js";
-import { auditBreakSummary, verifyAuditLog } from "../audit/verify.js";
 import type { WalError } from "../wal/chain.js";
-import { verifyWal } from "../wal/reader.js";
 import { listWalRunFiles } from "../wal/run-files.js";
 import { Workspace } from "../workspace/layout.js";
 import { shown } from "../workspace/shown-path.js";
 import type { AuditCheck, Manifest, StateChecks } from "./manifest.js";
-import { findWalRollbacks } from "./rollback.js";
 
 /** The audit key to check the chain with, and how to name it in messages. */
 export interface AuditKeyForCheck {
@@ -46,6 +44,7 @@ export async function walChainBreaks(root: string): Promise<WalError[]> {
   const runs = (await listWalRunFiles(new Workspace(root).walDir).catch(() => [])).sort((a, b) =>
     a.run_id < b.run_id ? -1 : a.run_id > b.run_id ? 1 : 0,
   );
+  const { verifyWal } = await import("../wal/reader.js");
   const breaks: WalError[] = [];
   for (const { run_id, file } of runs) {
     const first = (await verifyWal(file, run_id)).errors[0];
@@ -64,6 +63,7 @@ export async function checkAuditChain(root: string, key: AuditKeyForCheck): Prom
       status: "skipped",
       detail: `not checked: ${key.missing ?? "no audit key"} (the HMAC chain needs it)`,
     };
+  const { auditBreakSummary, verifyAuditLog } = await import("../audit/verify.js");
   const r = await verifyAuditLog(dir, key.key);
   if (r.ok)
     return {
@@ -75,6 +75,7 @@ export async function checkAuditChain(root: string, key: AuditKeyForCheck): Prom
 
 /** Rollbacks and the audit chain under `root` (what a manifest's `state_checks` records). */
 export async function checkState(root: string, key: AuditKeyForCheck): Promise<StateChecks> {
+  const { findWalRollbacks } = await import("./rollback.js");
   return {
     wal_rollbacks: (await findWalRollbacks(new Workspace(root))).rollbacks,
     audit: await checkAuditChain(root, key),
