@@ -93,6 +93,18 @@ test("a closed run that lost its last entry: backup, restore and its dry run war
   assert.match(warningsOf(dry.stderr, /rolled back/)[0] ?? "", want);
   assert.ok((JSON.parse(dry.stdout) as { warnings: string[] }).warnings.some((w) => /rolled back/.test(w)));
 
+  // A catalogue's deep check opens the archive: intact as written, and it says what it holds.
+  const cat = path.join(dir, "cat");
+  assert.equal((await cli("dr", "backup", "--to-dir", cat)).code, 0);
+  const list = await cli("--json", "dr", "list", "--at", cat, "--check", "--deep");
+  assert.equal(list.code, 0, list.stderr);
+  const content = (JSON.parse(list.stdout) as { content: { status: string; detail: string }[] }).content;
+  assert.equal(content[0]?.status, "ok");
+  assert.match(
+    content[0]!.detail,
+    new RegExp(`2 state warning\\(s\\), first: wal run ${runId}: rolled back`),
+  );
+
   const restored = path.join(dir, "restored", ".sdd");
   const restore = await runCli(["--sdd", restored, "dr", "restore", "--from", archive], { env });
   assert.equal(restore.code, 0, restore.stderr);
