@@ -30,7 +30,7 @@ export interface BackupJob {
   recipients?: readonly string[];
   /** Identities that open a backup to recipients, for `verify` (the writing host may have none). */
   identities?: readonly string[];
-  /** The audit key an encrypted backup carries. */
+  /** The workspace's audit key: the backup checks the audit chain with it; an encrypted one carries it. */
   auditKeyPath?: string;
   /** Replace a backup that exists under the same name. */
   force?: boolean;
@@ -84,7 +84,7 @@ export async function runBackupJob(ws: Workspace, job: BackupJob): Promise<Backu
   const backupOpts: BackupOptions = {
     password: job.password,
     recipients: job.recipients,
-    auditKeyPath: encrypted ? job.auditKeyPath : undefined,
+    auditKeyPath: job.auditKeyPath,
     onProgress: job.onProgress,
     repositoryHead: job.repositoryHead,
   };

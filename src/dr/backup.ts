@@ -49,6 +49,7 @@ import type { AgeSplitHasher, AgeSplitHashes } from "./age/split-hash.js";
 import { removeSidecar, sidecarPath, stageSidecar } from "./sidecar.js";
 import { requestSnapshot } from "./snapshot.js";
 import { auditPosition, checkpointPosition } from "./state-position.js";
+import { auditKeyAt, checkState, stateWarnings } from "./state-checks.js";
 import {
   EXCLUDED_DIRS,
   EXCLUDED_PATTERNS,
@@ -72,7 +73,10 @@ export interface BackupOptions {
   password?: string;
   /** Encrypt to these age recipients (`age1...`, `age1pq1...`) instead: a `.tar.gz.age` file. */
   recipients?: readonly string[];
-  /** The audit key file to carry in an encrypted archive (as secrets/audit.key), if it exists. */
+  /**
+   * The workspace's audit key file: the audit chain is checked with it (without it, that check is
+   * skipped), and an encrypted archive carries it (as secrets/audit.key), if it exists.
+   */
   auditKeyPath?: string;
   /** How long to wait for a live orchestrator to acknowledge the pause. */
   snapshotAckTimeoutMs?: number;
@@ -217,6 +221,10 @@ export async function writeBackupArchive(
       openFileBudget(),
     );
     planned = hashed.planned;
+    // What `dr verify` of the archive would fail besides a broken chain (hashPass names those):
+    // backed up as found all the same, since a damaged workspace's backup is still its best copy.
+    const stateChecks = await checkState(ws.root, await auditKeyAt(opts.auditKeyPath));
+    warnings.push(...stateWarnings(stateChecks, [], "(backed up as found)"));
 
     const auditKey = encrypting ? await carryAuditKey(planned, opts.auditKeyPath, ws, warnings) : undefined;
     const repository = (await opts.repositoryHead?.()) ?? undefined;
@@ -243,6 +251,7 @@ export async function writeBackupArchive(
       snapshot: { method: snapshot.method, wal_cut: "last-valid-entry" },
       ...(repository ? { repository } : {}),
       ...(hashed.walBreaks.length ? { wal_breaks: hashed.walBreaks } : {}),
+      state_checks: stateChecks,
       dirs: walk.dirs.map((d) => ({ path: d.rel, mode: d.mode })),
       files,
     };

@@ -8,6 +8,7 @@ import { ExitCode, UserError } from "../errors/errors.js";
 import type { ExpectedBackup } from "../storage/catalogue.js";
 import type { BackupStore } from "../storage/store.js";
 import { inspectArchive } from "./restore.js";
+import { recordedDamage } from "./state-checks.js";
 
 export interface ContentFinding {
   name: string;
@@ -54,10 +55,13 @@ async function checkOne(store: BackupStore, name: string, keys: ContentKeys): Pr
         : {}),
       ...(expected?.age ? { expectAge: expected.age, expectAgeFrom: from } : {}),
     });
+    // Intact as written; damage its backup found in the workspace and copied is said all the same.
+    const damage = recordedDamage(s.manifest_raw) ?? [];
+    const held = damage.length ? `; ${damage.length} state warning(s), first: ${damage[0]}` : "";
     return {
       name,
       status: "ok",
-      detail: `opened: ${s.file_count} files match the manifest${s.encrypted ? " (decrypted)" : ""}`,
+      detail: `opened: ${s.file_count} files match the manifest${s.encrypted ? " (decrypted)" : ""}${held}`,
     };
   } catch (err) {
     if (!(err instanceof UserError)) throw err;

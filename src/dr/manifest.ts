@@ -52,6 +52,28 @@ export interface RepositoryHead {
   /** null: a detached HEAD. */
   branch: string | null;
 }
+/** The audit chain as a backup or restore checked it (`skipped`: no log, or no key to check it with). */
+export interface AuditCheck {
+  status: "ok" | "failed" | "skipped";
+  detail: string;
+}
+/** A WAL that ends before a position recorded for it: rollback.ts's WalRollback, as recorded. */
+export interface RecordedRollback {
+  run_id: string;
+  kind: string;
+  evidence: string;
+  recorded_by: string;
+  expected_seq: number;
+  expected_hash: string;
+  wal_last_seq: number | null;
+  wal_last_hash: string | null;
+  message: string;
+}
+/** What the backup found checking the state it copied, beyond `wal_breaks` (state-checks.ts). */
+export interface StateChecks {
+  wal_rollbacks: RecordedRollback[];
+  audit: AuditCheck;
+}
 export interface Manifest {
   created_at: number;
   included_dirs: string[];
@@ -72,6 +94,11 @@ export interface Manifest {
   repository?: RepositoryHead;
   /** The first break of each WAL copied with a broken chain; absent when every chain is intact. */
   wal_breaks?: WalError[];
+  /**
+   * Written by every backup since it checks rollbacks and the audit chain; absent from older
+   * archives and the Python reference's, whose restore then runs the checks itself.
+   */
+  state_checks?: StateChecks;
   dirs: ManifestDir[];
   files: ManifestFile[];
 }

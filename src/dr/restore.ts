@@ -5,11 +5,14 @@
  *
  */
 import { constants, mkdirSync } from "node:fs";
-import { open, readFile, stat } from "node:fs/promises";
+import { mkdir, open, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { ExitCode, UserError, destinationError, userErrorFromFs } from "../errors/errors.js";
+import { auditKeyBytes } from "../audit/key.js";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
+import { cleanupOnInterrupt } from "../workspace/interrupt.js";
+import { shown } from "../workspace/shown-path.js";
 import { WORKSPACE_DIRS } from "../workspace/layout.js";
 import { resolveOptions } from "../json/object.js";
 import { withKeysAhead } from "./keys-ahead.js";
@@ -18,6 +21,9 @@ import { readArchive, type ArchiveSummary, type ReadArchiveOptions } from "./unp
 import { TOOL_NAME, VERSION } from "../version.js";
 import { buildAndSwapIn, type StagingBuild, type StopLiveHolder } from "./restore-target.js";
 import { stateNotInArchive } from "./manifest.js";
+import { makeScratchDir, removeDeadScratchDirs } from "./scratch-dir.js";
+import { auditKeyAt, checkState, recordedDamage, stateWarnings, walChainBreaks } from "./state-checks.js";
+import type { ExtractHandler } from "./tar-reader.js";
 
 export { completeInterruptedRestore, restoreLockPath } from "./restore-target.js";
 
@@ -193,6 +199,7 @@ async function resultOf(
   kept: string | undefined,
   opts: RestoreOptions,
   warnings: string[],
+  damage: readonly string[],
 ): Promise<RestoreResult> {
   // Whether the backup was taken encrypted (it then carries the key) is its manifest's word: a
   // plain backup encrypted afterwards (`age -r`) left the key out on purpose.
@@ -209,13 +216,9 @@ async function resultOf(
   if (toolVersion && toolVersion !== VERSION) {
     warnings.push(`the backup was written by ${TOOL_NAME} ${toolVersion}; this is ${VERSION}`);
   }
-  // Damage the backup found and copied as it was: the restored workspace holds it too.
-  const breaks = summary.manifest_raw.wal_breaks;
-  if (Array.isArray(breaks))
-    for (const b of breaks as { run_id?: unknown; seq?: unknown }[])
-      warnings.push(
-        `wal run ${String(b.run_id)}: chain broken at seq ${String(b.seq)} when this backup was taken (recorded in its manifest); \`start\` refuses it`,
-      );
+  // Damage the backup found and copied as it was, or this restore found: the restored workspace
+  // holds it too.
+  warnings.push(...damage);
   // State the manifest names but the archive lacks (`dr verify` fails it): restored as it is,
   // like a broken WAL above, since the files it holds match their manifest.
   if (summary.parsed.kind === "ours") {
@@ -245,7 +248,81 @@ async function restoreInto(
   const done = await buildAndSwapIn(target, opts, (staging, ctx) =>
     extractInto(source, staging, ctx, path.resolve(target), opts),
   );
-  return resultOf(done.value, done.target, done.kept, opts, done.warnings);
+  return resultOf(done.value.summary, done.target, done.kept, opts, done.warnings, done.value.damage);
+}
+
+/**
+ * What `dr verify` would fail in the state an archive holds, one warning a finding: what its
+ * backup recorded (`wal_breaks`, `state_checks`) or, for an archive that records no state checks
+ * (the Python original's, ours from before them), the checks run on `root`, where its state was
+ * extracted (none: it holds no state to check). The audit chain is checked with the key the
+ * archive carries, else with the one the restored workspace will use (`auditKeyPath`).
+ */
+async function stateDamage(
+  summary: ArchiveSummary,
+  root: string | undefined,
+  opts: RestoreOptions,
+): Promise<string[]> {
+  const recorded = recordedDamage(summary.manifest_raw);
+  if (recorded) return recorded;
+  if (root === undefined) return [];
+  const key = summary.audit_key
+    ? { key: auditKeyBytes(summary.audit_key), named: "the audit key inside the archive" }
+    : await auditKeyAt(opts.auditKeyPath);
+  return stateWarnings(await checkState(root, key), await walChainBreaks(root), "in this archive");
+}
+
+/** What the state checks read: WALs and their closed markers, checkpoints, backup records, the audit log. */
+const CHECKED_STATE = /^(?:runtime\/wal\/|runtime\/checkpoints\/|audit\/|runs\/backups\.jsonl$)/;
+
+/**
+ * `dr restore --dry-run`: reads and checks a whole archive as a restore does, and says what the
+ * restore would warn of the state inside. An archive that records no state checks has the files
+ * those checks read extracted into a temp folder (removed afterwards), checked there; nothing
+ * else is written.
+ */
+export async function dryRunArchive(
+  source: AsyncIterable<Buffer | string>,
+  opts: RestoreOptions = {},
+): Promise<{ summary: ArchiveSummary; warnings: string[] }> {
+  opts = await withKeysAhead(source, opts);
+  let recorded = false;
+  let dir: string | undefined;
+  let writer: StagingWriter | undefined;
+  let interrupt: { release(): Promise<void> } | undefined;
+  const staging = (): string => path.join(dir!, "sdd");
+  const handler: ExtractHandler = {
+    manifest: (raw) => {
+      recorded = raw.state_checks !== undefined;
+    },
+    file: async (entry) => {
+      if (recorded || !CHECKED_STATE.test(entry.path)) return undefined;
+      if (!writer) {
+        await removeDeadScratchDirs();
+        dir = await makeScratchDir("dry-run");
+        interrupt = cleanupOnInterrupt(`the dry run's temp folder ${shown(dir)}`, async () => {
+          await writer?.close();
+          await rm(dir!, { recursive: true, force: true, maxRetries: 5 });
+        });
+        await mkdir(staging(), { mode: 0o700 });
+        writer = new StagingWriter(staging(), { fsync: false });
+      }
+      return writer.file(entry);
+    },
+  };
+  try {
+    let summary: ArchiveSummary;
+    try {
+      summary = await readArchive(source, handler, opts);
+      await writer?.finish();
+    } finally {
+      await writer?.close();
+    }
+    return { summary, warnings: await stateDamage(summary, writer && staging(), opts) };
+  } finally {
+    if (dir) await rm(dir, { recursive: true, force: true });
+    await interrupt?.release();
+  }
 }
 
 /** Extracts and checks an archive into `staging` (made here), ready to be swapped in as `target`. */
@@ -255,7 +332,7 @@ async function extractInto(
   ctx: StagingBuild,
   target: string,
   opts: RestoreOptions,
-): Promise<ArchiveSummary> {
+): Promise<Extracted> {
   let writer: StagingWriter;
   try {
     mkdirSync(staging, { mode: 0o700 });
@@ -281,16 +358,23 @@ async function extractInto(
     // Written before finish(): the one syncfs of the staging tree makes it durable too.
     await writer.writeFile(RESTORE_RECORD.join("/"), JSON.stringify(record, null, 2) + "\n");
     await writer.finish();
-    return summary;
+    ctx.checkpoint();
+    // Read back from the staging folder, whose files were just written, before it is swapped in.
+    return { summary, damage: await stateDamage(summary, staging, opts) };
   } catch (err) {
     await writer.close();
     throw err;
   }
 }
 
-/** An archive extracted into a staging folder, its audit key not installed yet. */
-export interface StagedArchive {
+/** An archive extracted into a staging folder, and the warnings of stateDamage. */
+interface Extracted {
   summary: ArchiveSummary;
+  damage: string[];
+}
+
+/** An archive extracted into a staging folder, its audit key not installed yet. */
+export interface StagedArchive extends Extracted {
   opts: RestoreOptions;
 }
 
@@ -310,7 +394,7 @@ export async function extractIntoStaging(
 ): Promise<StagedArchive> {
   try {
     const keyed = await withKeysAhead(source, opts);
-    return { summary: await extractInto(source, staging, ctx, target, keyed), opts: keyed };
+    return { ...(await extractInto(source, staging, ctx, target, keyed)), opts: keyed };
   } catch (err) {
     if (source instanceof Readable) source.destroy();
     throw err;
@@ -319,7 +403,7 @@ export async function extractIntoStaging(
 
 /** The result of a restore that swapped in `staged` as `target`: its audit key installed now. */
 export function stagedRestoreResult(staged: StagedArchive, target: string): Promise<RestoreResult> {
-  return resultOf(staged.summary, target, undefined, staged.opts, []);
+  return resultOf(staged.summary, target, undefined, staged.opts, [], staged.damage);
 }
 
 export async function restoreFromFile(

@@ -1,6 +1,7 @@
 /**
  * The private temp folders of `dr verify` and `dr drill` (an extracted archive, a scratch backup
- * and its restore: tens of MB). SIGINT and SIGTERM remove them (interrupt.ts); a SIGKILL or a
+ * and its restore: tens of MB) and of `dr restore --dry-run` (the state an archive without
+ * recorded state checks holds, to check it). SIGINT and SIGTERM remove them (interrupt.ts); a SIGKILL or a
  * power loss cannot, so the folder's name carries its owner's pid, and every later verify or
  * drill removes the folders whose owner is dead, as a restore does with its staging folders
  * (restore-target.ts). The pid is checked on this host only.
@@ -10,8 +11,8 @@ import os from "node:os";
 import path from "node:path";
 import { isProcessAlive } from "../workspace/process.js";
 
-export type ScratchKind = "verify" | "drill";
-const KINDS: readonly ScratchKind[] = ["verify", "drill"];
+export type ScratchKind = "verify" | "drill" | "dry-run";
+const KINDS: readonly ScratchKind[] = ["verify", "drill", "dry-run"];
 
 /** `bernstein-<kind>-<pid>-` plus mkdtemp's six characters. */
 const SCRATCH_NAME = new RegExp(`^bernstein-(?:${KINDS.join("|")})-(\\d+)-[A-Za-z0-9]{6}$`);
@@ -22,7 +23,7 @@ export function makeScratchDir(kind: ScratchKind): Promise<string> {
 }
 
 /**
- * Removes the verify and drill temp folders whose owner died. Only folders of that exact name,
+ * Removes the verify, drill and dry-run temp folders whose owner died. Only folders of that exact name,
  * of this user and not a symbolic link are touched; one whose pid is alive (or was taken by
  * another process since) is left. Returns the paths removed.
  */

@@ -45,6 +45,8 @@ export interface ExtractHandler {
   /** Where a file's bytes go (undefined: nowhere, only hashed). Called after the entry is validated. */
   file?(entry: EntryInfo): FileSink | undefined | Promise<FileSink | undefined>;
   dir?(entry: EntryInfo): void | Promise<void>;
+  /** The manifest, as soon as it is read (before the entries after it). */
+  manifest?(raw: Record<string, unknown>): void;
 }
 
 /** Memory sink with a cap (the manifest, the audit key). */
@@ -379,6 +381,7 @@ export class TarReader {
     this.parsed = parsed;
     this.manifestRaw =
       parsed.kind === "ours" ? (parsed.manifest as unknown as Record<string, unknown>) : parsed.raw;
+    this.handler.manifest?.(this.manifestRaw);
     if (parsed.kind !== "ours") return;
     if (!this.gzipHeader.equals(OUR_GZIP_HEADER)) throw archiveError("corrupt", "gzip header was altered");
     this.limit = expansionLimit(parsed, bytes.length);

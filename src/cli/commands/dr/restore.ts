@@ -4,7 +4,7 @@ import type { Command } from "../../../vendor/commander.js";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
 import { stopLockHolder } from "../../../orchestrator/control.js";
 import { resolveDecryptPassword } from "../../password.js";
-import { completeInterruptedRestore, inspectArchive, restoreFromStream } from "../../../dr/restore.js";
+import { completeInterruptedRestore, dryRunArchive, restoreFromStream } from "../../../dr/restore.js";
 import { UserError } from "../../../errors/errors.js";
 import { resolveIdentities } from "../../age-keys.js";
 import { Output, globalsOf } from "../../output.js";
@@ -76,9 +76,10 @@ export function registerRestore(dr: Command): void {
       // Named in messages as the user gave it; a backup that --latest found, as a path from here.
       const named = opts.from ?? shown(src.label);
       const progress = progressFor(out);
+      const keyPath = resolveAuditKeyPath({ keyFile: opts.keyFile }).path;
       if (opts.dryRun) {
-        const s = await progress.during(
-          inspectArchive(source, {
+        const { summary: s, warnings } = await progress.during(
+          dryRunArchive(source, {
             password,
             identities,
             label: named,
@@ -86,9 +87,11 @@ export function registerRestore(dr: Command): void {
             expectSha256From: src.expectSha256From,
             expectAge: src.expectAge,
             expectAgeFrom: src.expectAgeFrom,
+            auditKeyPath: keyPath,
             onProgress: (n) => progress.update("reading", n, src.size),
           }),
         );
+        for (const w of warnings) out.warn(w);
         const unusedDry = unusedPasswordWarning({ password, decrypt: opts.decrypt }, s.encrypted);
         if (unusedDry) out.warn(unusedDry);
         out.result(
@@ -105,6 +108,7 @@ export function registerRestore(dr: Command): void {
             manifest_sha256: s.manifest_sha256,
             audit_key_included: s.audit_key !== undefined,
             files: s.files,
+            warnings,
           },
           () => {
             out.line(`Dry run — listing contents of ${named}:`);
@@ -121,7 +125,6 @@ export function registerRestore(dr: Command): void {
         );
         return;
       }
-      const keyPath = resolveAuditKeyPath({ keyFile: opts.keyFile }).path;
       const r = await progress.during(
         restoreFromStream(source, g.sdd, {
           label: named,
