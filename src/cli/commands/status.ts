@@ -3,11 +3,11 @@ import type { Command } from "../../vendor/commander.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 import { openWorkspace } from "../../workspace/layout.js";
-import { readLock, waitForLockRelease } from "../../workspace/lock.js";
+import { readLock } from "../../workspace/lock.js";
 import {
+  awaitOrchestratorStop,
   isOrchestratorHolder,
   otherHolder,
-  readStatusFile,
   writeStopRequest,
 } from "../../orchestrator/control.js";
 import { collectStatus, renderStatus, statusExitCode } from "../../orchestrator/status.js";
@@ -73,24 +73,30 @@ function registerStop(program: Command): void {
         requested_at: new Date().toISOString(),
         requested_by_pid: process.pid,
       });
-      if (await waitForLockRelease(ws, lock.info, (timeoutS + 60) * 1000)) {
-        const s = await readStatusFile(ws);
-        out.result(
-          {
-            ok: true,
-            running: false,
-            stopped: true,
-            pid: lock.info.pid,
-            run_id: s?.run_id ?? null,
-            mode: opts.force ? "force" : "drain",
-          },
-          () => out.line(`stopped orchestrator pid ${lock.info.pid}${s ? ` (run ${s.run_id})` : ""}`),
+      const waitS = timeoutS + 60;
+      const end = await awaitOrchestratorStop(ws, lock.info, waitS * 1000);
+      const run = end.run_id ? ` (run ${end.run_id})` : "";
+      if (end.ended === "died")
+        throw new UserError(
+          `stop: orchestrator pid ${lock.info.pid}${run} died before it finished stopping (its run was not closed); the next \`bernstein start\` recovers it`,
+          ExitCode.CHECK_FAILED,
+          { running: false, stopped: false, died: true, pid: lock.info.pid, run_id: end.run_id },
         );
-        return;
-      }
-      throw new UserError(
-        `stop: orchestrator pid ${lock.info.pid} did not stop within ${timeoutS + 60}s`,
-        ExitCode.CHECK_FAILED,
+      if (end.ended === "waiting")
+        throw new UserError(
+          `stop: orchestrator pid ${lock.info.pid} did not stop within ${waitS}s`,
+          ExitCode.CHECK_FAILED,
+        );
+      out.result(
+        {
+          ok: true,
+          running: false,
+          stopped: true,
+          pid: lock.info.pid,
+          run_id: end.run_id,
+          mode: opts.force ? "force" : "drain",
+        },
+        () => out.line(`stopped orchestrator pid ${lock.info.pid}${run}`),
       );
     });
 }
