@@ -1,6 +1,7 @@
 /**
  * `stop` says how the stop ended: an orchestrator killed while it drains is no clean stop (the
- * run is not closed, the next start recovers it).
+ * run is not closed, the next start recovers it), and Ctrl-C of `stop` says that the request it
+ * wrote stays in force.
  */
 import assert from "node:assert/strict";
 import { access, writeFile } from "node:fs/promises";
@@ -10,6 +11,7 @@ import { readStatusFile, stopRequestPath } from "../../src/orchestrator/control.
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { readAgentRecord } from "../../src/orchestrator/wrapper.js";
 import { readClosedMarker } from "../../src/wal/recovery.js";
+import { readLock } from "../../src/workspace/lock.js";
 import { spawnCli, waitFor } from "../helpers.js";
 import { taskCounts } from "./support/task-counts.js";
 import { orchestratorWorkspace } from "./support/workspace.js";
@@ -65,6 +67,32 @@ test("an orchestrator killed while it drains: stop says it died, exit 1, and lea
     await writeFile(gate, "");
     const again = await cli("start", "--until-idle", "--poll", "20");
     assert.equal(again.code, 0, again.stderr);
+    assert.equal((await taskCounts(ws)).done, 1);
+  } finally {
+    await writeFile(gate, "").catch(() => {});
+    await cleanup();
+  }
+});
+
+test("Ctrl-C of stop: one line saying the stop request stays in force, and the orchestrator stops cleanly", async () => {
+  const { ws, gate, stop, status, cleanup } = await drainingOrchestrator("bernstein-stop-int-");
+  try {
+    stop.child.kill("SIGINT");
+    const r = await stop.done;
+    assert.equal(r.code, 130, r.stderr);
+    assert.equal(r.stdout, "");
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^bernstein: interrupted by SIGINT; the stop request stays in force: orchestrator pid ${status.pid} goes on stopping .*\`bernstein status\` shows when it has stopped\\n$`,
+      ),
+    );
+    assert.equal((await readLock(ws)).state, "held", "still draining: its agent runs");
+
+    await writeFile(gate, "");
+    await waitFor("the orchestrator stopped", async () => (await readLock(ws)).state !== "held");
+    assert.ok(await readClosedMarker(ws, status.run_id), "the drain closed its run");
+    assert.equal((await readStatusFile(ws))?.state, "stopped");
     assert.equal((await taskCounts(ws)).done, 1);
   } finally {
     await writeFile(gate, "").catch(() => {});

@@ -3,6 +3,7 @@ import type { Command } from "../../vendor/commander.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 import { openWorkspace } from "../../workspace/layout.js";
+import { cleanupOnInterrupt } from "../../workspace/interrupt.js";
 import { readLock } from "../../workspace/lock.js";
 import {
   awaitOrchestratorStop,
@@ -35,6 +36,11 @@ export function registerStopAndStatus(program: Command): void {
           `status: WAL integrity: ${first.run_id ? `run ${first.run_id}: ` : ""}${first.message}`,
         );
     });
+}
+
+/** What Ctrl-C of `stop` leaves: the request it wrote, which the orchestrator goes on with. */
+function stopGoesOn(pid: number): string {
+  return `the stop request stays in force: orchestrator pid ${pid} goes on stopping (a stop cannot be withdrawn); \`bernstein status\` shows when it has stopped`;
 }
 
 function registerStop(program: Command): void {
@@ -73,8 +79,12 @@ function registerStop(program: Command): void {
         requested_at: new Date().toISOString(),
         requested_by_pid: process.pid,
       });
+      // The orchestrator takes the request up on its own and a drain it began cannot be called
+      // off: Ctrl-C ends only this wait, and says that the stop goes on without it.
+      const wait = cleanupOnInterrupt("the wait", () => stopGoesOn(lock.info.pid));
       const waitS = timeoutS + 60;
       const end = await awaitOrchestratorStop(ws, lock.info, waitS * 1000);
+      await wait.release();
       const run = end.run_id ? ` (run ${end.run_id})` : "";
       if (end.ended === "died")
         throw new UserError(
