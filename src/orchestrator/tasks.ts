@@ -20,7 +20,6 @@ import { parseFrontMatter } from "./front-matter.js";
 import type { TaskSpec } from "./task-spec.js";
 import { requireRepo } from "./git/repo.js";
 import { taskView } from "./view.js";
-import { loadState } from "../checkpoint/load-state.js";
 
 export const TASK_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** C0 controls and DEL: a line break, or what a terminal would take as a command. */
@@ -310,6 +309,8 @@ export async function addTask(ws: Workspace, input: AddTaskInput): Promise<TaskF
   }
   // A task whose file is gone (deleted, or never written back) is still the WAL's: a new file
   // under its id would be taken for it and filed under its state without running.
+  // Loaded here only: `task list` and the task parser (status, start's intake) need no WAL reader.
+  const { loadState } = await import("../checkpoint/load-state.js");
   const known = taskView((await loadState(ws)).state, spec.id);
   if (known) {
     throw new UserError(
