@@ -63,8 +63,9 @@ export interface RecordedRollback {
   kind: string;
   evidence: string;
   recorded_by: string;
-  expected_seq: number;
-  expected_hash: string;
+  /** null: not known (a corrupt closed marker). */
+  expected_seq: number | null;
+  expected_hash: string | null;
   wal_last_seq: number | null;
   wal_last_hash: string | null;
   message: string;

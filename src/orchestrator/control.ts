@@ -10,6 +10,7 @@ import { atomicWriteFile, durableMkdir, fsyncDir } from "../workspace/durable.js
 import type { Workspace } from "../workspace/layout.js";
 import { describeHolder, waitForLockRelease, type LockInfo } from "../workspace/lock.js";
 import { isProcessAlive } from "../workspace/process.js";
+import { readClosedMarker } from "../wal/recovery.js";
 import path from "node:path";
 
 /** What an orchestrator's lock names as its command. */
@@ -63,6 +64,41 @@ export async function clearStopRequest(ws: Workspace): Promise<void> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
+}
+
+/**
+ * How an orchestrator asked to stop ended: `stopped` once it closed its run (checkpoint,
+ * `orchestrator_stopped`, closed marker) and let go of the lock; `died` when the lock went with
+ * the process before that (killed, crashed: the next start recovers the run); `waiting` while it
+ * still holds the lock after `timeoutMs`.
+ */
+export type StopOutcome =
+  { ended: "stopped" | "died"; run_id: string | null } | { ended: "waiting"; run_id: string | null };
+
+/**
+ * Waits for the orchestrator `holder` to end after a stop request. A lock that is no longer held
+ * says only that the process is gone, which a kill -9 mid-drain does as well as a clean stop: the
+ * run's closed marker (or the status file the orchestrator writes as its last step before the
+ * release) tells the two apart. A request of this process that a dead orchestrator never
+ * completed is withdrawn, so nothing is left over for the next start to read.
+ */
+export async function awaitOrchestratorStop(
+  ws: Workspace,
+  holder: LockInfo,
+  timeoutMs: number,
+  poll?: () => void,
+): Promise<StopOutcome> {
+  const before = await readStatusFile(ws);
+  const runId = before?.pid === holder.pid ? before.run_id : null;
+  if (!(await waitForLockRelease(ws, holder, timeoutMs, poll))) return { ended: "waiting", run_id: runId };
+  const after = await readStatusFile(ws);
+  const closed =
+    (after?.pid === holder.pid && after.state === "stopped") ||
+    (runId !== null && (await readClosedMarker(ws, runId)) !== undefined);
+  if (closed) return { ended: "stopped", run_id: runId ?? after?.run_id ?? null };
+  const req = await readStopRequest(ws);
+  if (req?.requested_by_pid === process.pid) await clearStopRequest(ws);
+  return { ended: "died", run_id: runId };
 }
 
 /** How long `stopLockHolder` waits for the holder to let go of the workspace. */

@@ -111,6 +111,7 @@ export type WarningGroup =
   | "malformed task file"
   | "missing task file"
   | "reused task id"
+  | "finished task's file in open"
   | "failed task"
   | "lost agent"
   | "blocked task";

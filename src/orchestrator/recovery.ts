@@ -33,9 +33,10 @@ import type { RunContext } from "./run-context.js";
 import { RunOutcome } from "./run-outcome.js";
 import { schedulable } from "./scheduler.js";
 import { TaskFiles } from "./task-files.js";
-import { scanBacklog } from "./tasks.js";
+import { readTaskFile, renderTask, scanBacklog } from "./tasks.js";
+import type { TaskSpec } from "./task-spec.js";
 import { TrackedAgents } from "./tracked-agents.js";
-import { allTasks, sessionOfTask, sessions, taskView } from "./view.js";
+import { allTasks, sessionOfTask, sessions, taskView, type TaskView } from "./view.js";
 import { loadState } from "../checkpoint/load-state.js";
 import { readCompletion } from "./wrapper.js";
 import { shown } from "../workspace/shown-path.js";
@@ -275,10 +276,42 @@ async function reconcileFolders(ctx: RunContext): Promise<number> {
   for (const t of allTasks(ctx.dlog.state)) {
     const folder = ctx.files.folderOf(t.id) as TaskState | undefined;
     if (folder === undefined || folder === t.state || folder === "closed") continue;
+    if (folder === "open" && (t.state === "done" || t.state === "failed") && (await leftInOpen(ctx, t)))
+      continue;
     await ctx.files.move(t.id, t.state);
     moved++;
   }
   return moved;
+}
+
+/**
+ * A file in `open/` of a task the WAL has finished was put there by hand: a task added anew
+ * under a finished task's id (its file deleted first), or a failed task's file moved back to be
+ * retried. Neither runs — the WAL decides a task's state, and a finished task is never claimed
+ * again — so neither may be filed away without a word. A different task is left where it is;
+ * the task's own file goes back to its state's folder. True when the file is left in place.
+ */
+async function leftInOpen(ctx: RunContext, t: TaskView): Promise<boolean> {
+  const file = ctx.files.get(t.id)!;
+  let spec: TaskSpec;
+  try {
+    spec = await readTaskFile(file);
+  } catch {
+    return false; // gone or unreadable since the scan: the move below says so
+  }
+  const rerun = `to run it, add it as a new task under another id (bernstein task add ... --id ID)`;
+  if (renderTask(spec) !== renderTask(t.spec)) {
+    ctx.warn(
+      `task file ${shown(file)} holds another task under id ${t.id}, which the WAL records as ${t.state}: left in place, not run; ${rerun}`,
+      "reused task id",
+    );
+    return true;
+  }
+  ctx.warn(
+    `task file ${shown(file)} was moved to open/, but task ${t.id} is ${t.state} in the WAL and is not run again: moved back to ${t.state}/; ${rerun}`,
+    "finished task's file in open",
+  );
+  return false;
 }
 
 /** Agents of the previous run: collect what finished while we were down, re-attach the rest. */

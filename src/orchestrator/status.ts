@@ -23,7 +23,7 @@ import { MOVED, readBacklogStable, taskIdOfFileName } from "./backlog-folders.js
 import { sessions, totalCost } from "./view.js";
 import { loadState } from "../checkpoint/load-state.js";
 import { agentAlive, wrapperScan } from "./agent-liveness.js";
-import { readAgentRecordSync } from "./wrapper.js";
+import { readAgentRecordSync, readCompletion } from "./wrapper.js";
 import { collectMergeStatus, renderMergeStatus, type MergeStatus } from "./merge-status.js";
 
 export interface StatusReport {
@@ -33,7 +33,10 @@ export interface StatusReport {
   malformed: { file: string; state: TaskState; error: string }[];
   /** Agents whose wrapper process is alive. */
   agents_running: number;
-  /** Agents the state records (sessions), alive or not: the rest are re-queued by the next start. */
+  /**
+   * Agents the state records (sessions), alive or not. Of those not running, the next start
+   * collects the outcome of the ones with a completion record (`finished`) and re-queues the rest.
+   */
   agents_recorded: number;
   cost_usd: number;
   wal: { run_id: string | null; seq: number; entry_hash: string | null; runs: number; torn_tail: boolean };
@@ -43,7 +46,8 @@ export interface StatusReport {
   orchestrator: { running: boolean; pid: number | null; run_id: string | null; state: string | null };
   /** The live holder of the lock when it is not an orchestrator (a follower's `replicate follow`, a restore). */
   held_by: { pid: number; hostname: string; command: string | null } | null;
-  agents: { agent_id: string; task_id: string; attempt: number; running: boolean }[];
+  /** `finished`: the wrapper wrote its completion record, which the orchestrator has not collected yet. */
+  agents: { agent_id: string; task_id: string; attempt: number; running: boolean; finished: boolean }[];
   /** Worktree tasks: waiting to merge (and why), merged (with their merge commits). */
   merges: MergeStatus;
   /** What `start` would refuse on (exit 9); empty when the WAL status read is sound. */
@@ -77,7 +81,10 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
       const record = records[i];
       // No token yet: the process table decides; without /proc, a running orchestrator vouches.
       const alive = record ? agentAlive(record, ws.root) : ((await wrappers())?.has(s.agent_id) ?? running);
-      agents.push({ ...s, running: alive });
+      // A wrapper gone after its completion record is collected (done or failed by its exit
+      // code), not re-queued: only one gone without it is lost.
+      const finished = !alive && (await readCompletion(ws, s.agent_id)) !== null;
+      agents.push({ ...s, running: alive, finished });
     }
     cost = totalCost(state);
     merges = await collectMergeStatus(ws, state);
@@ -212,11 +219,15 @@ export function renderStatus(s: StatusReport, line: (l: string) => void): void {
       `malformed task files: ${s.malformed.length} (not counted above; never scheduled; \`bernstein doctor\` names them)`,
     );
   const gone = s.agents_recorded - s.agents_running;
+  const finished = s.agents.filter((a) => !a.running && a.finished).length;
+  const who = s.orchestrator.running ? "the orchestrator" : "the next start";
+  const fates = [
+    ...(finished ? [`${finished} finished: ${who} collects their outcome`] : []),
+    ...(gone > finished ? [`${gone - finished} gone without an outcome: ${who} re-queues them`] : []),
+  ];
   line(
     `agents running: ${s.agents_running}` +
-      (gone > 0
-        ? `; recorded, not running: ${gone} (their processes are gone; ${s.orchestrator.running ? "the orchestrator" : "the next start"} re-queues them)`
-        : ""),
+      (gone > 0 ? `; recorded, not running: ${gone} (${fates.join("; ")})` : ""),
   );
   line(`cost: ${formatUsd(s.cost_usd)}`);
   line(

@@ -19,6 +19,7 @@ import { MOVED, readBacklogStable } from "./backlog-folders.js";
 import { parseFrontMatter } from "./front-matter.js";
 import type { TaskSpec } from "./task-spec.js";
 import { requireRepo } from "./git/repo.js";
+import { taskView } from "./view.js";
 
 export const TASK_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** C0 controls and DEL: a line break, or what a terminal would take as a command. */
@@ -326,6 +327,17 @@ export async function addTask(ws: Workspace, input: AddTaskInput): Promise<TaskF
     const existing = scan.tasks.find((t) => t.spec.id === spec.id)!;
     throw new UserError(
       `task add: a task with id ${spec.id} already exists (${existing.file})`,
+      ExitCode.USAGE,
+    );
+  }
+  // A task whose file is gone (deleted, or never written back) is still the WAL's: a new file
+  // under its id would be taken for it and filed under its state without running.
+  // Loaded here only: `task list` and the task parser (status, start's intake) need no WAL reader.
+  const { loadState } = await import("../checkpoint/load-state.js");
+  const known = taskView((await loadState(ws)).state, spec.id);
+  if (known) {
+    throw new UserError(
+      `task add: id ${spec.id} is already used by a task the WAL records as ${known.state} (its file is in no backlog folder); task ids are never reused: choose another --id`,
       ExitCode.USAGE,
     );
   }

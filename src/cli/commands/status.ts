@@ -3,11 +3,12 @@ import type { Command } from "../../vendor/commander.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
 import { openWorkspace } from "../../workspace/layout.js";
-import { readLock, waitForLockRelease } from "../../workspace/lock.js";
+import { cleanupOnInterrupt } from "../../workspace/interrupt.js";
+import { readLock } from "../../workspace/lock.js";
 import {
+  awaitOrchestratorStop,
   isOrchestratorHolder,
   otherHolder,
-  readStatusFile,
   writeStopRequest,
 } from "../../orchestrator/control.js";
 import { collectStatus, renderStatus, statusExitCode } from "../../orchestrator/status.js";
@@ -35,6 +36,11 @@ export function registerStopAndStatus(program: Command): void {
           `status: WAL integrity: ${first.run_id ? `run ${first.run_id}: ` : ""}${first.message}`,
         );
     });
+}
+
+/** What Ctrl-C of `stop` leaves: the request it wrote, which the orchestrator goes on with. */
+function stopGoesOn(pid: number): string {
+  return `the stop request stays in force: orchestrator pid ${pid} goes on stopping (a stop cannot be withdrawn); \`bernstein status\` shows when it has stopped`;
 }
 
 function registerStop(program: Command): void {
@@ -73,24 +79,34 @@ function registerStop(program: Command): void {
         requested_at: new Date().toISOString(),
         requested_by_pid: process.pid,
       });
-      if (await waitForLockRelease(ws, lock.info, (timeoutS + 60) * 1000)) {
-        const s = await readStatusFile(ws);
-        out.result(
-          {
-            ok: true,
-            running: false,
-            stopped: true,
-            pid: lock.info.pid,
-            run_id: s?.run_id ?? null,
-            mode: opts.force ? "force" : "drain",
-          },
-          () => out.line(`stopped orchestrator pid ${lock.info.pid}${s ? ` (run ${s.run_id})` : ""}`),
+      // The orchestrator takes the request up on its own and a drain it began cannot be called
+      // off: Ctrl-C ends only this wait, and says that the stop goes on without it.
+      const wait = cleanupOnInterrupt("the wait", () => stopGoesOn(lock.info.pid));
+      const waitS = timeoutS + 60;
+      const end = await awaitOrchestratorStop(ws, lock.info, waitS * 1000);
+      await wait.release();
+      const run = end.run_id ? ` (run ${end.run_id})` : "";
+      if (end.ended === "died")
+        throw new UserError(
+          `stop: orchestrator pid ${lock.info.pid}${run} died before it finished stopping (its run was not closed); the next \`bernstein start\` recovers it`,
+          ExitCode.CHECK_FAILED,
+          { running: false, stopped: false, died: true, pid: lock.info.pid, run_id: end.run_id },
         );
-        return;
-      }
-      throw new UserError(
-        `stop: orchestrator pid ${lock.info.pid} did not stop within ${timeoutS + 60}s`,
-        ExitCode.CHECK_FAILED,
+      if (end.ended === "waiting")
+        throw new UserError(
+          `stop: orchestrator pid ${lock.info.pid} did not stop within ${waitS}s`,
+          ExitCode.CHECK_FAILED,
+        );
+      out.result(
+        {
+          ok: true,
+          running: false,
+          stopped: true,
+          pid: lock.info.pid,
+          run_id: end.run_id,
+          mode: opts.force ? "force" : "drain",
+        },
+        () => out.line(`stopped orchestrator pid ${lock.info.pid}${run}`),
       );
     });
 }
