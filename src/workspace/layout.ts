@@ -126,7 +126,9 @@ export class Workspace {
 
 /** The `.sdd` folder from `--sdd`, then `$BERNSTEIN_SDD`, then `./.sdd`. */
 export function resolveSddDir(flag?: string): string {
-  return path.resolve(flag ?? process.env.BERNSTEIN_SDD ?? ".sdd");
+  // An empty variable counts as unset (the shells' convention): path.resolve("") is the current
+  // folder, where init would lay a workspace out among the project's files.
+  return path.resolve(flag ?? (process.env.BERNSTEIN_SDD || ".sdd"));
 }
 
 /**
