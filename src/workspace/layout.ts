@@ -139,7 +139,8 @@ export function resolveSddDir(flag?: string): string {
  */
 export const WORKSPACE_MARKER_DIRS = ["runtime", "backlog"] as const;
 
-const isFolder = (p: string): Promise<boolean> =>
+/** Whether `p` is a folder (false when it is missing or anything else). */
+export const isFolder = (p: string): Promise<boolean> =>
   stat(p).then(
     (s) => s.isDirectory(),
     () => false,
