@@ -28,6 +28,7 @@ import { generationKey, snapshotKey, walRunOf } from "./names.js";
 import type { SegmentCompression } from "./segment-codec.js";
 import { ContinuityLost, shipCycle, type CycleResult } from "./shipper.js";
 import { ReadBuffer } from "./streams.js";
+import { setLongTimeout } from "../workspace/timer.js";
 
 export interface ArchiverOptions {
   store: BackupStore;
@@ -399,9 +400,9 @@ export class Archiver {
   private async pause(ms: number): Promise<void> {
     let wake = (): void => {};
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
+      const timer = setLongTimeout(resolve, ms);
       wake = () => {
-        clearTimeout(timer);
+        timer.clear();
         resolve();
       };
       this.wakers.add(wake);

@@ -13,6 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { durableCreate, durableMkdir } from "../workspace/durable.js";
+import { isFolder } from "../workspace/layout.js";
 import { auditLogHasEntries } from "./files.js";
 
 export type AuditKeySource = "--key-file" | "$BERNSTEIN_AUDIT_KEY_PATH" | "$XDG_STATE_HOME" | "$HOME";
@@ -111,6 +112,16 @@ export async function loadAuditKey(opts: LoadAuditKeyOptions): Promise<AuditKey>
         { key_path: loc.path, consulted: loc.consulted },
       );
     }
+    // A key path typed on the command line that leads nowhere is a typo far more often than a
+    // wish for a new key folder: made there, the key would sign the chain from a place nobody
+    // looks for it. The default paths and $BERNSTEIN_AUDIT_KEY_PATH (set once, kept) may make
+    // their folder.
+    if (loc.source === "--key-file" && !(await isFolder(path.dirname(loc.path))))
+      throw new UserError(
+        `--key-file ${opts.keyFile}: no folder ${path.dirname(loc.path)}; a new audit key is made only in an existing folder`,
+        ExitCode.USAGE,
+        { key_path: loc.path },
+      );
     await createKey(loc.path);
     created = true;
     st = await stat(loc.path);

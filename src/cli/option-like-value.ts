@@ -3,7 +3,8 @@
  * forgotten the next option became it: `dr restore --from --dry-run` read a backup named
  * `--dry-run`, and `--sdd --json` (the global options are read anywhere on the line) restored into
  * a folder of that name. Every option of the tree whose value is a path, URL or name refuses a
- * value that starts with '-' as a usage error naming the option (exit 2, one line).
+ * value that starts with '-' as a usage error naming the option (exit 2, one line), and an empty
+ * one: `--sdd ""` resolved to the current folder and laid a workspace out among the project's files.
  */
 import { InvalidArgumentError, type Command, type Option } from "../vendor/commander.js";
 
@@ -39,6 +40,10 @@ function guard(option: Option): void {
   const parse = option.parseArg;
   const pathNoun = PATH[placeholder];
   option.parseArg = <T>(value: string, previous: T): T => {
+    if (value.trim() === "")
+      throw new InvalidArgumentError(
+        `${flag} needs ${pathNoun ? `a ${pathNoun}` : `a value (<${placeholder}>)`}, not an empty one`,
+      );
     const numeric = NUMBER.has(placeholder) && NEGATIVE_NUMBER.test(value);
     if (value.startsWith("-") && !numeric)
       throw new InvalidArgumentError(

@@ -283,12 +283,20 @@ export interface AddTaskInput {
 /**
  * Validates and writes a new task into `backlog/open/<id>.md` (atomic replace of a temp file).
  * Rejects duplicate ids, unknown dependencies and dependency cycles; nothing is written then.
- * The running orchestrator adopts the file with a `task_created` decision.
+ * The running orchestrator adopts the file with a `task_created` decision. `failedDependencies`
+ * are the dependencies already failed: the task is blocked until they are done, which the caller
+ * warns about (a failed task may still be run again, so it is no refusal).
  */
-export async function addTask(ws: Workspace, input: AddTaskInput): Promise<TaskFile> {
+export async function addTask(
+  ws: Workspace,
+  input: AddTaskInput,
+): Promise<TaskFile & { failedDependencies: string[] }> {
   if ((input.command === undefined) === (input.prompt === undefined)) {
     throw new UserError("task add: give exactly one of --command CMD or --prompt TEXT", ExitCode.USAGE);
   }
+  // Blank is as empty as "" (which the schema refuses): `task list` would show nothing to tell it by.
+  if (input.title.trim() === "")
+    throw new UserError("task add: title: must not be empty or only spaces", ExitCode.USAGE);
   const control = CONTROL_CHAR.exec(input.title)?.[0];
   if (control !== undefined) {
     // One line per task in `task list`, and the subject of the task's commits: a line break in an
@@ -354,7 +362,8 @@ export async function addTask(ws: Workspace, input: AddTaskInput): Promise<TaskF
   await durableMkdir(ws.backlogDir("open"));
   const file = path.join(ws.backlogDir("open"), `${spec.id}.md`);
   await atomicWriteFile(file, renderTask(spec));
-  return { spec, state: "open", file };
+  const failed = new Set(scan.tasks.filter((t) => t.state === "failed").map((t) => t.spec.id));
+  return { spec, state: "open", file, failedDependencies: spec.depends_on.filter((d) => failed.has(d)) };
 }
 
 /** Moves a task file to another state folder (durable rename); returns the new path. */

@@ -4,6 +4,7 @@
  * wrapper this process spawned exits, or a retry's backoff runs out.
  */
 import { watch, type FSWatcher } from "node:fs";
+import { setLongTimeout } from "../workspace/timer.js";
 
 export class Waker {
   private watchers: FSWatcher[] = [];
@@ -19,9 +20,9 @@ export class Waker {
 
   sleep(): Promise<void> {
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => this.wake(), this.pollMs);
+      const timer = setLongTimeout(() => this.wake(), this.pollMs);
       this.wakeResolve = () => {
-        clearTimeout(timer);
+        timer.clear();
         resolve();
       };
     });

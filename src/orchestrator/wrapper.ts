@@ -22,6 +22,7 @@ import { Workspace } from "../workspace/layout.js";
 import { readSmallFile } from "../workspace/small-files.js";
 import { processStartTime } from "../workspace/lock.js";
 import { killProcessGroup } from "../workspace/process.js";
+import { setLongTimeout, type Timer } from "../workspace/timer.js";
 
 /** The wrapper's entry script: the orchestrator spawns `node WRAPPER_MAIN '<WrapperJob JSON>'`. */
 export const WRAPPER_MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), "wrapper-main.js");
@@ -286,7 +287,7 @@ async function runCommand(
       detached: true,
       stdio: ["ignore", logFd, logFd],
     });
-    const timers: NodeJS.Timeout[] = [];
+    const timers: Timer[] = [];
     const forward = (sig: NodeJS.Signals) => {
       if (child.pid) killProcessGroup(child.pid, sig);
     };
@@ -296,7 +297,7 @@ async function runCommand(
     const finish = (v: Omit<CommandOutcome, "timedOut">) => {
       if (settled) return;
       settled = true;
-      timers.forEach(clearTimeout);
+      timers.forEach((t) => t.clear());
       process.off("SIGTERM", onTerm);
       process.off("SIGINT", onTerm);
       resolve({ ...v, timedOut });
@@ -314,10 +315,10 @@ async function runCommand(
       recordUpdate = recordGroup(child.pid ?? null).catch(() => {});
       if (job.timeout_s > 0) {
         timers.push(
-          setTimeout(() => {
+          setLongTimeout(() => {
             timedOut = true;
             forward("SIGTERM");
-            timers.push(setTimeout(() => forward("SIGKILL"), KILL_GRACE_MS));
+            timers.push(setLongTimeout(() => forward("SIGKILL"), KILL_GRACE_MS));
           }, job.timeout_s * 1000),
         );
       }

@@ -15,6 +15,7 @@
  * the same way. A fenced leader (a newer epoch exists) rejects every gate, for good.
  */
 import { ExitCode, UserError } from "../errors/errors.js";
+import { setLongTimeout, type Timer } from "../workspace/timer.js";
 
 export type AckPolicyName = "LEADER_ONLY" | "QUORUM" | "ALL";
 export const ACK_POLICIES: readonly AckPolicyName[] = ["LEADER_ONLY", "QUORUM", "ALL"];
@@ -80,7 +81,7 @@ interface Waiter {
   started: number;
   resolve: () => void;
   reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
+  timer: Timer;
 }
 
 export class AckPolicy {
@@ -136,7 +137,7 @@ export class AckPolicy {
         started: Date.now(),
         resolve,
         reject,
-        timer: setTimeout(() => this.timedOut(w), this.o.timeoutMs),
+        timer: setLongTimeout(() => this.timedOut(w), this.o.timeoutMs),
       };
       this.waiters.add(w);
     });
@@ -176,14 +177,14 @@ export class AckPolicy {
     for (const other of [...this.waiters]) {
       this.counters.rejected++;
       this.waiters.delete(other);
-      clearTimeout(other.timer);
+      other.timer.clear();
       other.reject(err);
     }
   }
 
   private settle(w: Waiter, ok: boolean): void {
     this.waiters.delete(w);
-    clearTimeout(w.timer);
+    w.timer.clear();
     if (ok) {
       this.counters.acknowledged++;
       w.resolve();
@@ -223,7 +224,7 @@ export class AckPolicy {
     const err = new ReplicationError(message);
     for (const w of [...this.waiters]) {
       this.waiters.delete(w);
-      clearTimeout(w.timer);
+      w.timer.clear();
       this.counters.rejected++;
       w.reject(err);
     }
@@ -232,7 +233,7 @@ export class AckPolicy {
   close(): void {
     for (const w of [...this.waiters]) {
       this.waiters.delete(w);
-      clearTimeout(w.timer);
+      w.timer.clear();
       w.reject(new ReplicationError("replication: leader shutting down"));
     }
   }

@@ -4,6 +4,7 @@
  * long-polls reuse one connection.
  */
 import http from "node:http";
+import { setLongTimeout } from "../workspace/timer.js";
 import https from "node:https";
 import type { Readable } from "node:stream";
 import { ExitCode, UserError } from "../errors/errors.js";
@@ -99,15 +100,15 @@ export class Peer {
     const mod = url.protocol === "https:" ? https : http;
     return new Promise((resolve, reject) => {
       const req = mod.request(url, { method, headers, agent: this.agentFor(url) }, (res) => {
-        clearTimeout(timer);
+        timer.clear();
         resolve({ res, epoch: parseEpochHeader(res.headers[EPOCH_HEADER]), abort: () => req.destroy() });
       });
-      const timer = setTimeout(
+      const timer = setLongTimeout(
         () => req.destroy(new TransportError(`${method} ${url.pathname}: timed out`)),
         opts.timeoutMs,
       );
       req.on("error", (err) => {
-        clearTimeout(timer);
+        timer.clear();
         reject(
           err instanceof TransportError
             ? err
@@ -126,14 +127,14 @@ export class Peer {
     opts: { body?: unknown; timeoutMs: number },
   ): Promise<PeerResponse> {
     const { res, epoch, abort } = await this.open(method, pathAndQuery, opts);
-    const timer = setTimeout(abort, opts.timeoutMs);
+    const timer = setLongTimeout(abort, opts.timeoutMs);
     try {
       const body = await readAll(res);
       return { status: res.statusCode ?? 0, epoch, headers: res.headers, body };
     } catch (err) {
       throw new TransportError(`${method} ${pathAndQuery}: ${(err as Error).message}`);
     } finally {
-      clearTimeout(timer);
+      timer.clear();
     }
   }
 

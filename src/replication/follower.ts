@@ -11,6 +11,7 @@
  * (`follower-status.ts`); this file runs the loop and holds the state they share.
  */
 import path from "node:path";
+import { setLongTimeout } from "../workspace/timer.js";
 import { type WorkspaceLock, acquireLock } from "../workspace/lock.js";
 import { type Workspace, initWorkspace } from "../workspace/layout.js";
 import { GENESIS_HASH, IntegrityError } from "../wal/continuation.js";
@@ -326,12 +327,12 @@ export class ReplicationFollower {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(() => {
+      const t = setLongTimeout(() => {
         this.abortPoll = null;
         resolve();
       }, ms);
       this.abortPoll = () => {
-        clearTimeout(t);
+        t.clear();
         resolve();
       };
     });

@@ -5,6 +5,7 @@
  * epoch. It holds positions, never entries: followers read entries from the WAL files.
  */
 import type { ServerResponse } from "node:http";
+import { setLongInterval, type Timer } from "../workspace/timer.js";
 import type { Workspace } from "../workspace/layout.js";
 import {
   AckPolicy,
@@ -115,7 +116,7 @@ export class ReplicationLeader {
   private readonly records = new Map<string, FollowerRecord>();
   private epochState!: EpochState;
   private server!: RunningServer;
-  private probeTimer: NodeJS.Timeout | null = null;
+  private probeTimer: Timer | null = null;
   private readonly thresholds: HealthThresholds;
   private readonly probeIntervalMs: number;
   /** Called after every acknowledgement (handOver waits on them). */
@@ -158,8 +159,7 @@ export class ReplicationLeader {
       log: o.log,
       limits: o.limits,
     });
-    leader.probeTimer = setInterval(() => void leader.probe(), leader.probeIntervalMs);
-    leader.probeTimer.unref();
+    leader.probeTimer = setLongInterval(() => void leader.probe(), leader.probeIntervalMs).unref();
     return leader;
   }
 
@@ -435,7 +435,7 @@ export class ReplicationLeader {
   }
 
   async close(): Promise<void> {
-    if (this.probeTimer) clearInterval(this.probeTimer);
+    this.probeTimer?.clear();
     this.policy.close();
     this.wal.close();
     await this.server.close();

@@ -6,6 +6,7 @@
  * "\n") and, for the run a writer in this process appends to, once the writer reported it durable.
  */
 import { open, stat } from "node:fs/promises";
+import { setLongInterval, setLongTimeout, type Timer } from "../workspace/timer.js";
 import type { Workspace } from "../workspace/layout.js";
 import { listWalRunFiles } from "../wal/run-files.js";
 
@@ -64,7 +65,7 @@ export class WalSource {
   private readonly durableCap = new Map<string, number>();
   private version = 0;
   private readonly waiters = new Set<() => void>();
-  private poller: NodeJS.Timeout | null = null;
+  private poller: Timer | null = null;
   private refreshing: Promise<void> | null = null;
 
   constructor(
@@ -242,19 +243,18 @@ export class WalSource {
     if (this.version !== since) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
-        clearTimeout(timer);
+        timer.clear();
         this.waiters.delete(done);
         if (this.waiters.size === 0 && this.poller) {
-          clearInterval(this.poller);
+          this.poller.clear();
           this.poller = null;
         }
         resolve();
       };
-      const timer = setTimeout(done, ms);
+      const timer = setLongTimeout(done, ms);
       this.waiters.add(done);
       if (!this.poller) {
-        this.poller = setInterval(() => void this.refresh().catch(() => {}), this.pollMs);
-        this.poller.unref();
+        this.poller = setLongInterval(() => void this.refresh().catch(() => {}), this.pollMs).unref();
       }
     });
   }
@@ -303,7 +303,7 @@ export class WalSource {
   }
 
   close(): void {
-    if (this.poller) clearInterval(this.poller);
+    this.poller?.clear();
     this.poller = null;
     for (const w of [...this.waiters]) w();
   }

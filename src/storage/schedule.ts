@@ -3,6 +3,7 @@
  * unit/crontab text for them.
  */
 import { ExitCode, UserError } from "../errors/errors.js";
+import { setLongTimeout } from "../workspace/timer.js";
 
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
@@ -57,9 +58,9 @@ export interface LoopHooks {
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
+    const timer = setLongTimeout(done, ms);
     function done() {
-      clearTimeout(timer);
+      timer.clear();
       signal.removeEventListener("abort", done);
       resolve();
     }

@@ -127,7 +127,9 @@ export class Workspace {
 
 /** The `.sdd` folder from `--sdd`, then `$BERNSTEIN_SDD`, then `./.sdd`. */
 export function resolveSddDir(flag?: string): string {
-  return path.resolve(flag ?? process.env.BERNSTEIN_SDD ?? ".sdd");
+  // An empty variable counts as unset (the shells' convention): path.resolve("") is the current
+  // folder, where init would lay a workspace out among the project's files.
+  return path.resolve(flag ?? (process.env.BERNSTEIN_SDD || ".sdd"));
 }
 
 /**
@@ -138,7 +140,8 @@ export function resolveSddDir(flag?: string): string {
  */
 export const WORKSPACE_MARKER_DIRS = ["runtime", "backlog"] as const;
 
-const isFolder = (p: string): Promise<boolean> =>
+/** Whether `p` is a folder (false when it is missing or anything else). */
+export const isFolder = (p: string): Promise<boolean> =>
   stat(p).then(
     (s) => s.isDirectory(),
     () => false,
@@ -150,11 +153,29 @@ export async function isWorkspaceDir(dir: string): Promise<boolean> {
   return true;
 }
 
-/** Creates every workspace folder; safe to run again. Returns the folders it created. */
+/**
+ * Refuses a folder that is no workspace but holds one as its `.sdd/`: the project folder given for
+ * its workspace. Opening it would find nothing, and laying a workspace out in it would make a
+ * second, empty one beside the project's files.
+ */
+async function refuseProjectFolder(ws: Workspace): Promise<void> {
+  const inner = new Workspace(path.join(ws.root, ".sdd"));
+  if (await isFolder(inner.runtimeDir))
+    throw new UserError(
+      `${ws.shownRoot} is not a bernstein workspace, but its .sdd/ is: pass --sdd ${inner.shownRoot} (or set BERNSTEIN_SDD to it)`,
+      ExitCode.USAGE,
+    );
+}
+
+/**
+ * Creates every workspace folder; safe to run again. Returns the folders it created. A project
+ * folder whose `.sdd/` is a workspace is refused (exit 2), with nothing created.
+ */
 export async function initWorkspace(sddDir: string): Promise<{ workspace: Workspace; created: string[] }> {
   const ws = new Workspace(sddDir);
   // A fresh workspace where a restore was cut short between its renames would take the restored tree's place.
   await refuseMidRestore(ws.root);
+  if (!(await isFolder(ws.runtimeDir))) await refuseProjectFolder(ws);
   const created: string[] = [];
   for (const rel of WORKSPACE_DIRS) {
     const dir = ws.p(rel);
@@ -177,17 +198,8 @@ export async function openWorkspace(sddDir: string): Promise<Workspace> {
       ExitCode.USAGE,
     );
   }
-  const rt = await stat(ws.runtimeDir).catch(() => undefined);
-  if (!rt || !rt.isDirectory()) {
-    // The project folder given for its `.sdd/`: `bernstein init` there would make a second workspace.
-    const inner = new Workspace(path.join(ws.root, ".sdd"));
-    const innerRt = await stat(inner.runtimeDir).catch(() => undefined);
-    if (innerRt?.isDirectory()) {
-      throw new UserError(
-        `${ws.shownRoot} is not a bernstein workspace, but its .sdd/ is: pass --sdd ${inner.shownRoot} (or set BERNSTEIN_SDD to it)`,
-        ExitCode.USAGE,
-      );
-    }
+  if (!(await isFolder(ws.runtimeDir))) {
+    await refuseProjectFolder(ws);
     throw new UserError(
       `${ws.shownRoot} is not a bernstein workspace (no runtime/); run \`bernstein init\``,
       ExitCode.USAGE,

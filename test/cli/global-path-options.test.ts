@@ -5,10 +5,10 @@
  * says how to name such a path (`./-x`), and nothing is created.
  */
 import assert from "node:assert/strict";
-import { readdir } from "node:fs/promises";
+import { mkdir, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { runCli } from "../helpers.js";
+import { envFor, runCli, scratchDir } from "../helpers.js";
 import { workspaceWithBackup } from "../dr/support/workspace.js";
 
 test("--sdd and --config refuse a value that starts with '-'; ./-x names such a path", async (t) => {
@@ -40,4 +40,29 @@ test("--sdd and --config refuse a value that starts with '-'; ./-x names such a 
   const dashed = await runCli(["dr", "restore", "--from", backup, "--sdd", "./-x"], { env, cwd: dir });
   assert.equal(dashed.code, 0, dashed.stderr);
   assert.ok((await readdir(path.join(dir, "-x"))).includes("runtime"));
+});
+
+test("an empty --sdd or --config is refused; an empty BERNSTEIN_SDD counts as unset", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-empty-path-");
+  t.after(cleanup);
+  const env = envFor(dir);
+  const project = path.join(dir, "project");
+  await mkdir(project);
+  await writeFile(path.join(project, "main.py"), "x\n");
+  for (const [args, flag, what] of [
+    [["--sdd", "", "init"], "--sdd", "folder"],
+    [["--sdd=", "init"], "--sdd", "folder"],
+    [["--config", " ", "init"], "--config", "file"],
+    [["start", "--key-file", "", "--until-idle"], "--key-file", "file"],
+  ] as const) {
+    const r = await runCli([...args], { env, cwd: project });
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`^bernstein: ${flag} .*needs a ${what}, not an empty one; see `));
+    assert.equal(r.stderr.split("\n").length, 2, r.stderr);
+  }
+  assert.deepEqual(await readdir(project), ["main.py"], "nothing laid out in the project folder");
+
+  const r = await runCli(["init"], { env: { ...env, BERNSTEIN_SDD: "" }, cwd: project });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual((await readdir(project)).sort(), [".sdd", "main.py"]);
 });

@@ -163,3 +163,36 @@ test("a broken WAL chain refuses start (exit 9) naming run and seq; a torn tail 
     await cleanup();
   }
 });
+
+test("task add refuses a blank title, warns on a failed dependency; checkpoint refuses a missing --plan-file", async () => {
+  const { dir, sdd, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-inputs-");
+  try {
+    const openDir = path.join(sdd, "backlog/open");
+    for (const title of ["", "   "]) {
+      const r = await cli("task", "add", title, "--command", "true");
+      assert.equal(r.code, 2, `${JSON.stringify(title)}: ${r.stderr}`);
+      assert.equal(r.stderr.split("\n").length, 2, r.stderr);
+      assert.match(r.stderr, /^bernstein: task add: title: must not be empty/);
+    }
+    assert.deepEqual(await readdir(openDir), [], "no task written");
+
+    await addTask(ws, { id: "F1", title: "fails", command: "false" });
+    assert.equal((await cli("start", "--until-idle")).code, 1);
+    const after = await cli("task", "add", "after", "--id", "A1", "--depends-on", "F1", "--command", "true");
+    assert.equal(after.code, 0, after.stderr);
+    assert.match(after.stderr, /task A1 depends on F1, which has failed: it stays blocked until F1 is done/);
+    const fine = await cli("task", "add", "fine", "--id", "A2", "--command", "true");
+    assert.doesNotMatch(fine.stderr, /has failed/);
+
+    const cps = await readdir(ws.checkpointsDir);
+    const missing = path.join(dir, "no-such-plan.md");
+    const r = await cli("checkpoint", "--plan-file", missing);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr, `bernstein: checkpoint: --plan-file ${missing}: not an existing file\n`);
+    assert.deepEqual(await readdir(ws.checkpointsDir), cps, "no checkpoint written");
+    await writeFile(path.join(dir, "plan.md"), "# plan\n");
+    assert.equal((await cli("checkpoint", "--plan-file", "plan.md")).code, 0);
+  } finally {
+    await cleanup();
+  }
+});

@@ -3,7 +3,7 @@
  * crash right after its WAL was opened) never stays the newest: runs sort by the time in its id.
  */
 import assert from "node:assert/strict";
-import { chmod, writeFile } from "node:fs/promises";
+import { chmod, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { listRuns } from "../../src/wal/reader.js";
@@ -34,6 +34,29 @@ test("start refused for a mode-644 --key-file creates no run; status keeps the r
     assert.equal(status.wal.run_id, before[0]);
     assert.equal(status.orchestrator.run_id, before[0]);
     assert.ok(status.wal.seq >= 0);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("start --key-file in a folder that does not exist is refused: no key, no folder, no run", async () => {
+  const { dir, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-key-typo-");
+  try {
+    const before = await readdir(dir);
+    const key = path.join(dir, "no-such-folder", "audit.key");
+    const r = await cli("start", "--until-idle", "--key-file", key);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(
+      r.stderr,
+      `bernstein: --key-file ${key}: no folder ${path.dirname(key)}; a new audit key is made only in an existing folder\n`,
+    );
+    assert.deepEqual(await readdir(dir), before, "no key folder made");
+    assert.deepEqual(await listRuns(ws), [], "no run left by the refusal");
+
+    // In a folder that exists, the first writer's key is made there (docs/recovery.md).
+    const made = await cli("start", "--until-idle", "--key-file", path.join(dir, "audit.key"));
+    assert.equal(made.code, 0, made.stderr);
+    assert.ok((await readdir(dir)).includes("audit.key"));
   } finally {
     await cleanup();
   }

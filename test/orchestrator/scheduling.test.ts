@@ -37,6 +37,25 @@ test("one agent runs tasks by priority, then id, after their dependencies", asyn
   }
 });
 
+test("a timeout or --poll beyond Node's 24.8-day timer limit is waited out, not fired at once", async () => {
+  const { dir, sdd, ws, cleanup } = await setup("bernstein-long-timer-");
+  try {
+    const out = path.join(dir, "ran.txt");
+    // 30 days (as `task add --timeout` takes), and a hand-written task file's far larger value.
+    await addTask(ws, { id: "month", title: "month", command: `echo month >> ${out}`, timeoutS: 2_592_000 });
+    await addTask(ws, { id: "huge", title: "huge", command: `echo huge >> ${out}`, timeoutS: 1e12 });
+    const r = await runCli(["--sdd", sdd, "start", "--until-idle", "--poll", "3000000000", "--json"], {
+      cwd: dir,
+      env: { XDG_STATE_HOME: path.join(dir, "state"), BERNSTEIN_AUDIT_KEY_PATH: "" },
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /TimeoutOverflowWarning|timed out/);
+    assert.deepEqual((await readFile(out, "utf8")).trim().split("\n").sort(), ["huge", "month"]);
+  } finally {
+    await cleanup();
+  }
+});
+
 test("a timed-out attempt is killed and retried up to max_retries, then fails with the reason", async () => {
   const { ws, start, cleanup } = await setup("bernstein-timeout-");
   try {

@@ -3,6 +3,7 @@
  * write a new checkpoint atomically, write the operator row `sessions/<ts>-checkpoint.json`, and
  * record an audit event. `checkpoint list` and `checkpoint show ID` validate what is on disk.
  */
+import { stat } from "node:fs/promises";
 import type { Command } from "../../vendor/commander.js";
 import { loadAuditKeyForWriting } from "../../audit/key.js";
 import { AuditLog } from "../../audit/log.js";
@@ -79,6 +80,10 @@ export function registerCheckpoint(program: Command): void {
       const out = Output.of(cmd);
       const retain = opts.retain ?? DEFAULT_RETENTION;
       const ws = await openWorkspace(g.sdd);
+      // The checkpoint records the path for whoever resumes the session: one that names nothing
+      // is a typo, recorded for good.
+      if (opts.planFile !== undefined && !(await stat(opts.planFile).catch(() => undefined))?.isFile())
+        throw new UserError(`checkpoint: --plan-file ${opts.planFile}: not an existing file`, ExitCode.USAGE);
       const loaded = await loadState(ws);
       for (const w of loaded.warnings) out.warn(w);
       const written = await writeCheckpoint(ws, loaded.state, { planFile: opts.planFile ?? null, retain });

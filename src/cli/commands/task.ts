@@ -64,6 +64,10 @@ export function registerTask(program: Command): void {
         role: opts.role,
         worktree: Boolean(opts.worktree),
       });
+      for (const dep of t.failedDependencies)
+        out.warn(
+          `task ${t.spec.id} depends on ${dep}, which has failed: it stays blocked until ${dep} is done`,
+        );
       const missing = await missingBinary(await loadAgentsConfig(ws), t.spec);
       if (missing)
         out.warn(
