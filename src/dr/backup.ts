@@ -48,6 +48,7 @@ import { sealMember, sealStream } from "./seal.js";
 import type { AgeSplitHasher, AgeSplitHashes } from "./age/split-hash.js";
 import { removeSidecar, sidecarPath, stageSidecar } from "./sidecar.js";
 import { requestSnapshot } from "./snapshot.js";
+import { describeRepeatedRun, listRuns, repeatedRuns } from "../wal/reader.js";
 import { auditPosition, checkpointPosition } from "./state-position.js";
 import {
   EXCLUDED_DIRS,
@@ -217,6 +218,14 @@ export async function writeBackupArchive(
       openFileBudget(),
     );
     planned = hashed.planned;
+    // A run that repeats another's entries is a break no single run's chain shows.
+    for (const r of repeatedRuns(await listRuns(ws))) {
+      const message = describeRepeatedRun(r);
+      hashed.walBreaks.push({ run_id: r.run_id, seq: 0, line: 1, kind: "repeated_run", message });
+      warnings.push(
+        `wal run ${r.run_id}: ${message}; backed up as found: \`dr verify\` of this archive reports it, and \`start\` refuses it once restored`,
+      );
+    }
 
     const auditKey = encrypting ? await carryAuditKey(planned, opts.auditKeyPath, ws, warnings) : undefined;
     const repository = (await opts.repositoryHead?.()) ?? undefined;

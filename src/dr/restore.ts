@@ -212,9 +212,9 @@ async function resultOf(
   // Damage the backup found and copied as it was: the restored workspace holds it too.
   const breaks = summary.manifest_raw.wal_breaks;
   if (Array.isArray(breaks))
-    for (const b of breaks as { run_id?: unknown; seq?: unknown }[])
+    for (const b of breaks as { run_id?: unknown; seq?: unknown; kind?: unknown; message?: unknown }[])
       warnings.push(
-        `wal run ${String(b.run_id)}: chain broken at seq ${String(b.seq)} when this backup was taken (recorded in its manifest); \`start\` refuses it`,
+        `wal run ${String(b.run_id)}: ${b.kind === "repeated_run" ? String(b.message) : `chain broken at seq ${String(b.seq)}`} when this backup was taken (recorded in its manifest); \`start\` refuses it`,
       );
   // State the manifest names but the archive lacks (`dr verify` fails it): restored as it is,
   // like a broken WAL above, since the files it holds match their manifest.

@@ -123,7 +123,8 @@ export async function runDoctor(
     const follower = standing?.kind === "follower";
     checks.push(...(await stateChecks(ws, state, scan, runs, standing)));
     // 10. ledger totals agree with the state (checkpoint + WAL suffix)
-    await guard("ledger", "bernstein start", () => ledgerCheck(ws, state, follower));
+    const walFailed = checks.some((c) => c.name === "wal" && c.verdict === "fail");
+    await guard("ledger", "bernstein start", () => ledgerCheck(ws, state, follower, walFailed));
   }
   // 11. agents.yaml loads, and the tasks still to run have an agent that can run them here
   await guard("agents", "", () => agentsCheck(ws, scan));
@@ -230,10 +231,15 @@ async function walCheck(ws: Workspace, runs: WalRun[]): Promise<DoctorCheck> {
     else bad.push(`${run.run_id} at seq ${e.seq}, line ${e.line}: ${e.message}`);
   }
   const { rollbacks } = await findWalRollbacks(ws);
+  const repeated = rollbacks.filter((r) => r.kind === "repeated_run");
+  const rolledBack = rollbacks.filter((r) => r.kind !== "repeated_run");
   const problems = [
     ...(bad.length ? [`broken chain: ${bad.join("; ")}`] : []),
-    ...(rollbacks.length
-      ? [`rolled back: ${rollbacks.map((r) => `run ${r.run_id}: ${r.message}`).join("; ")}`]
+    ...(rolledBack.length
+      ? [`rolled back: ${rolledBack.map((r) => `run ${r.run_id}: ${r.message}`).join("; ")}`]
+      : []),
+    ...(repeated.length
+      ? [`repeated run: ${repeated.map((r) => `run ${r.run_id}: ${r.message}`).join("; ")}`]
       : []),
   ];
   if (problems.length)
@@ -454,7 +460,12 @@ function tasksFromWalCheck(missingTasks: TaskView[], follower: boolean): DoctorC
   );
 }
 
-async function ledgerCheck(ws: Workspace, state: OrchestratorState, follower: boolean): Promise<DoctorCheck> {
+async function ledgerCheck(
+  ws: Workspace,
+  state: OrchestratorState,
+  follower: boolean,
+  walFailed: boolean,
+): Promise<DoctorCheck> {
   const totals = await ledgerTotals(ws);
   const expected = totalCost(state);
   const diff = Math.abs(totals.cost_usd - expected);
@@ -470,9 +481,13 @@ async function ledgerCheck(ws: Workspace, state: OrchestratorState, follower: bo
       "ledger",
       "fail",
       `ledger rows sum to $${totals.cost_usd} but the state says $${expected}`,
-      short
-        ? "`bernstein start` writes the rows of usage commits that have none from the WAL"
-        : "`bernstein start` finishes a completion interrupted between its ledger row and its commit",
+      // The state is built from the WAL: one the wal check fails (a copied run counts its costs
+      // twice) is the suspect, and `start` refuses it.
+      walFailed
+        ? "the state is read from a WAL the wal check fails: repair that first (`bernstein wal verify`)"
+        : short
+          ? "`bernstein start` writes the rows of usage commits that have none from the WAL"
+          : "`bernstein start` finishes a completion interrupted between its ledger row and its commit",
     );
   }
   return check(

@@ -10,7 +10,7 @@
  */
 import path from "node:path";
 import { ExitCode } from "../errors/errors.js";
-import { findWalRollbacks } from "../dr/rollback.js";
+import { findWalRollbacks, type RollbackKind } from "../dr/rollback.js";
 import { listRuns, readTailPosition, type RunInfo } from "../wal/reader.js";
 import { verifyRun } from "../wal/torn-tail.js";
 import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout.js";
@@ -50,7 +50,7 @@ export interface StatusReport {
 
 export interface IntegrityProblem {
   /** `chain_break`: an entry of the replayed WAL does not hash or link; else a rollback's kind. */
-  kind: "chain_break" | "truncated" | "diverged" | "missing_run";
+  kind: "chain_break" | RollbackKind;
   run_id: string;
   message: string;
 }
