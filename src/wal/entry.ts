@@ -331,7 +331,7 @@ export function walEntry(
 
 /** Why a line whose value hashes right still fails: its bytes are not the ones written. */
 export const NOT_EXACT =
-  "line bytes differ from the entry as written (same hashed value: e.g. a float digit beyond double precision or a changed escape)";
+  "line bytes differ from the entry as written (same hashed value: e.g. a float digit beyond double precision, a changed escape, the fields in another order or a key repeated)";
 
 export type LineCheck =
   | { ok: true; raw: JsonObject; entry: WalEntry }
