@@ -16,13 +16,25 @@
  *
  * Only the end of each WAL is read (`readTailPosition`), once per run, plus, for the newest
  * checkpoint, the lines back to its position.
+ *
+ * The runs are also compared with each other: a run that repeats another's entries (a copied run
+ * file, `repeatedRuns`) is as dangerous as a rolled-back one, its decisions counted twice by the
+ * state, and no chain check of a single run can see it. Every check of all runs (`wal verify`,
+ * `status`, `doctor`, `start`, `dr verify`) reads this report, so it is found here, from each
+ * run's first line.
  */
 import { readdir } from "node:fs/promises";
 import { readCheckpointFile, listCheckpointFiles } from "../checkpoint/checkpoint.js";
 import { locateWalEntry } from "../checkpoint/wal-position.js";
 import { readBackupLog, type BackupLogProblem } from "./backup-log.js";
 import type { Workspace } from "../workspace/layout.js";
-import { readTailPosition, type TailPosition } from "../wal/reader.js";
+import {
+  describeRepeatedRun,
+  listRuns,
+  readTailPosition,
+  repeatedRuns,
+  type TailPosition,
+} from "../wal/reader.js";
 import { readClosedMarker } from "../wal/recovery.js";
 import { runIdOfClosedMarker } from "../wal/run-files.js";
 
@@ -34,9 +46,11 @@ export type RollbackKind =
   /** The recorded run has no WAL file at all. */
   | "missing_run"
   /** The run's closed marker is there but unreadable: the end it recorded cannot be compared. */
-  | "corrupt_marker";
+  | "corrupt_marker"
+  /** The run begins with another run's entries: a copy of it (`recorded_by` names the other). */
+  | "repeated_run";
 
-export type RollbackEvidence = "closed_marker" | "checkpoint" | "backup";
+export type RollbackEvidence = "closed_marker" | "checkpoint" | "backup" | "run";
 
 export interface WalRollback {
   run_id: string;
@@ -192,6 +206,23 @@ export async function findWalRollbacks(
       const problem = compare(exp, await tailOf(runId));
       if (problem) note(problem);
     }
+  }
+
+  // 4. The runs themselves: no two share an entry.
+  for (const r of repeatedRuns(await listRuns(ws))) {
+    if (!wanted(r.run_id) && !wanted(r.same_as)) continue;
+    const tail = await tailOf(r.run_id);
+    note({
+      run_id: r.run_id,
+      kind: "repeated_run",
+      evidence: "run",
+      recorded_by: r.same_as,
+      expected_seq: 0,
+      expected_hash: r.entry_hash,
+      wal_last_seq: tail ? tail.last_seq : null,
+      wal_last_hash: tail ? tail.last_hash : null,
+      message: describeRepeatedRun(r),
+    });
   }
 
   report.rollbacks = [...found.values()].sort((a, b) =>

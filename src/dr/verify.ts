@@ -95,7 +95,11 @@ export async function verifyStateFolder(
   // A WAL that ends before its closed marker or a checkpoint inside the archive: `start` on the
   // restored copy refuses it (a backup leaves out a bad last line, which on a closed run is damage).
   for (const r of (await findWalRollbacks(new Workspace(root))).rollbacks)
-    checks.push({ name: `wal ${r.run_id}`, status: "failed", detail: `rolled back: ${r.message}` });
+    checks.push({
+      name: `wal ${r.run_id}`,
+      status: "failed",
+      detail: r.kind === "repeated_run" ? r.message : `rolled back: ${r.message}`,
+    });
 
   // Audit chain.
   let key = opts.auditKey;

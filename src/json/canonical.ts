@@ -380,6 +380,8 @@ function parseValue(depth: number): JsonValue {
       if (src.charCodeAt(pos) !== 0x3a) fail("expected ':'");
       pos++;
       const v = parseValue(depth + 1);
+      // Written back, a duplicate key is printed once: the line is not what a writer prints.
+      if (checkTokens && tokensCanonical && Object.hasOwn(obj, key)) tokensCanonical = false;
       // Python keeps the last duplicate key; so do we. `__proto__` must stay an own key.
       if (key === "__proto__") {
         Object.defineProperty(obj, key, { value: v, enumerable: true, writable: true, configurable: true });
@@ -465,7 +467,8 @@ export function parseJson(text: string): JsonValue {
  * `json.dumps(..., ensure_ascii=True)` writes its value: no whitespace, numbers as Python
  * prints them (`1e-07`, not `1E-7` or `1.00e-7`), escapes as ensure_ascii writes them. Raw
  * characters outside ASCII are not checked here (the caller knows whether the text is ASCII).
- * Key order is not checked either.
+ * A key repeated in an object is not canonical (written back, it is printed once). Key order
+ * is not checked.
  */
 export function parseJsonCheckingTokens(text: string): { value: JsonValue; canonical: boolean } {
   checkTokens = true;

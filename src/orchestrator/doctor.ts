@@ -131,7 +131,8 @@ export async function runDoctor(
     const follower = standing?.kind === "follower";
     checks.push(...(await stateChecks(ws, state, scan, closedBefore, standing)));
     // 10. every ledger row is the usage the WAL recorded for its agent, and every usage has its row
-    await guard("ledger", "bernstein start", () => ledgerCheck(ws, state, follower));
+    const walFailed = checks.some((c) => c.name === "wal" && c.verdict === "fail");
+    await guard("ledger", "bernstein start", () => ledgerCheck(ws, state, follower, walFailed));
   }
   // 11. agents.yaml loads, and the tasks still to run have an agent that can run them here
   await guard("agents", "", () => agentsCheck(ws, scan));
@@ -238,10 +239,15 @@ async function walCheck(ws: Workspace, runs: WalRun[]): Promise<DoctorCheck> {
     else bad.push(`${run.run_id} at seq ${e.seq}, line ${e.line}: ${e.message}`);
   }
   const { rollbacks } = await findWalRollbacks(ws);
+  const repeated = rollbacks.filter((r) => r.kind === "repeated_run");
+  const rolledBack = rollbacks.filter((r) => r.kind !== "repeated_run");
   const problems = [
     ...(bad.length ? [`broken chain: ${bad.join("; ")}`] : []),
-    ...(rollbacks.length
-      ? [`rolled back: ${rollbacks.map((r) => `run ${r.run_id}: ${r.message}`).join("; ")}`]
+    ...(rolledBack.length
+      ? [`rolled back: ${rolledBack.map((r) => `run ${r.run_id}: ${r.message}`).join("; ")}`]
+      : []),
+    ...(repeated.length
+      ? [`repeated run: ${repeated.map((r) => `run ${r.run_id}: ${r.message}`).join("; ")}`]
       : []),
   ];
   if (problems.length)
@@ -493,7 +499,12 @@ const LEDGER_FIXES: Record<LedgerMismatch["kind"], string> = {
  * Each ledger row against the usage its commit recorded in the WAL (where the state's cost comes
  * from): the first line that differs is named with its task, field and both values.
  */
-async function ledgerCheck(ws: Workspace, state: OrchestratorState, follower: boolean): Promise<DoctorCheck> {
+async function ledgerCheck(
+  ws: Workspace,
+  state: OrchestratorState,
+  follower: boolean,
+  walFailed: boolean,
+): Promise<DoctorCheck> {
   const drift = await ledgerDrift(ws);
   const n = drift.missing_count;
   const missing = drift.missing
@@ -522,6 +533,13 @@ async function ledgerCheck(ws: Workspace, state: OrchestratorState, follower: bo
         ledgerShort(state, await ledgerTotals(ws))
           ? "`bernstein start` writes the missing rows from the WAL"
           : "`bernstein start` looks for missing rows only when the ledger sums to less than the WAL: correct the lines named first",
+      );
+    // A broken WAL (a repeated run, a rollback) is what the rows are compared with: mend it first.
+    if (walFailed)
+      fixes.splice(
+        0,
+        fixes.length,
+        "the wal check fails: `start` refuses this workspace until the WAL is whole (see that check's fix), and only then do the rows compare with it",
       );
     return check("ledger", "fail", [mismatchLine, missingLine].filter(Boolean).join("; "), fixes.join("; "));
   }

@@ -196,8 +196,9 @@ async function refuseRolledBackWal(ws: Workspace): Promise<void> {
   if (!rollbacks.length) return;
   const first = rollbacks[0];
   const more = rollbacks.length > 1 ? ` (and ${rollbacks.length - 1} more)` : "";
+  const what = first.kind === "repeated_run" ? "" : " rolled back";
   throw new UserError(
-    `refusing to start: WAL of run ${first.run_id} rolled back: ${first.message}${more}; ` +
+    `refusing to start: WAL of run ${first.run_id}${what}: ${first.message}${more}; ` +
       `inspect with \`bernstein wal verify --run ${first.run_id}\` and restore a good copy with \`bernstein dr restore\``,
     ExitCode.INTEGRITY,
     { rollbacks },

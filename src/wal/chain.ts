@@ -22,7 +22,14 @@ import {
 import { LF, emitLines, type LineSink } from "./line-scan.js";
 
 export type WalErrorKind =
-  "prev_hash_mismatch" | "hash_mismatch" | "seq_gap" | "invalid_json" | "invalid_utf8" | "unreadable";
+  | "prev_hash_mismatch"
+  | "hash_mismatch"
+  | "seq_gap"
+  | "invalid_json"
+  | "invalid_utf8"
+  | "unreadable"
+  /** Never from verifyWal (one run alone cannot show it): a backup's record of a copied run. */
+  | "repeated_run";
 
 export interface WalError {
   run_id: string;

@@ -1,13 +1,14 @@
 /**
  * Checks that WAL lines continue a run's hash chain: consecutive seq, prev_hash equal to the
  * previous entry_hash, and entry_hash equal to the SHA-256 of the canonical JSON of the entry
- * without entry_hash. Replication checks every line a follower receives before appending it, and
- * every WAL a base snapshot brings (`cutAtFirstBreak`). Any failure is an integrity error: the
- * follower stops applying and reports it.
+ * without entry_hash, and the line byte-exact (docs/wal.md). Replication checks every line a
+ * follower receives before appending it, and every WAL a base snapshot brings
+ * (`cutAtFirstBreak`). Any failure is an integrity error: the follower stops applying and
+ * reports it.
  */
-import { parseJson } from "../json/canonical.js";
+import { parseJsonCheckingTokens } from "../json/canonical.js";
 import type { JsonObject } from "../json/object.js";
-import { GENESIS_HASH, hashOfParsedEntry } from "./entry.js";
+import { GENESIS_HASH, NOT_EXACT, digestParsedEntry } from "./entry.js";
 import { bytesEqualText, confirmedLine, readCanonicalLine } from "./canonical-line.js";
 
 export { GENESIS_HASH };
@@ -65,8 +66,10 @@ function verifyOne(runId: string, tail: ChainTail, line: string): ChainTail {
   {
     const expected = cur.seq + 1;
     let entry: Record<string, unknown>;
+    let tokensCanonical: boolean;
     try {
-      const v = parseJson(line);
+      const { value: v, canonical } = parseJsonCheckingTokens(line);
+      tokensCanonical = canonical;
       if (v === null || typeof v !== "object" || Array.isArray(v)) throw new Error("not an object");
       entry = v as Record<string, unknown>;
     } catch (err) {
@@ -90,7 +93,11 @@ function verifyOne(runId: string, tail: ChainTail, line: string): ChainTail {
         expected,
       );
     }
-    const actual = hashOfParsedEntry(entry as JsonObject);
+    const { hash: actual, exact } = digestParsedEntry(
+      entry as JsonObject,
+      line,
+      tokensCanonical && Buffer.byteLength(line) === line.length,
+    );
     if (entry.entry_hash !== actual) {
       throw new IntegrityError(
         `${runId}#${expected}: entry_hash does not match its content (tampered entry)`,
@@ -98,6 +105,7 @@ function verifyOne(runId: string, tail: ChainTail, line: string): ChainTail {
         expected,
       );
     }
+    if (!exact) throw new IntegrityError(`${runId}#${expected}: ${NOT_EXACT}`, runId, expected);
     return { seq: expected, hash: actual };
   }
 }

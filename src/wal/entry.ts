@@ -173,7 +173,7 @@ export interface EntryDigest {
  */
 export function digestParsedEntry(raw: JsonObject, line: string, tokensCanonical = false): EntryDigest {
   if (!hasStandardFields(raw)) {
-    return { hash: sha256Hex(canonicalEntryBody(raw)), exact: orderedJson(raw) === line };
+    return { hash: sha256Hex(canonicalEntryBody(raw)), exact: orderedJson(inFieldOrder(raw)) === line };
   }
   if (tokensCanonical) return { hash: sha256Hex(canonicalEntryBody(raw)), exact: true };
   // Each field is serialized once and the pieces serve both the sorted body and the line;
@@ -194,6 +194,22 @@ export function digestParsedEntry(raw: JsonObject, line: string, tokensCanonical
     body += (i === 0 ? '"' : ',"') + SORTED_BODY_FIELDS[i] + '":' + sorted[i];
   }
   return { hash: sha256Hex(body + "}"), exact: ordered + "}" === line };
+}
+
+/**
+ * The parsed entry as a writer puts it back: the standard fields in line order, then any other
+ * field in its own order. A JS object keeps the line's key order, so writing `raw` back as it is
+ * would call a line with its fields reordered exact.
+ */
+function inFieldOrder(raw: JsonObject): JsonObject {
+  const out: JsonObject = {};
+  for (const f of WAL_FIELDS) if (Object.hasOwn(raw, f)) out[f] = raw[f];
+  for (const k of Object.keys(raw)) if (!Object.hasOwn(out, k)) setOwn(out, k, raw[k]);
+  return out;
+}
+
+function setOwn(obj: JsonObject, key: string, value: JsonValue): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
 /** The WAL line of an entry, with its trailing newline. */
@@ -315,7 +331,7 @@ export function walEntry(
 
 /** Why a line whose value hashes right still fails: its bytes are not the ones written. */
 export const NOT_EXACT =
-  "line bytes differ from the entry as written (same hashed value: e.g. a float digit beyond double precision or a changed escape)";
+  "line bytes differ from the entry as written (same hashed value: e.g. a float digit beyond double precision, a changed escape, the fields in another order or a key repeated)";
 
 export type LineCheck =
   | { ok: true; raw: JsonObject; entry: WalEntry }

@@ -236,6 +236,8 @@ export interface RunInfo {
   file: string;
   /** Timestamp of the first entry (null when it cannot be read). */
   first_timestamp: number | null;
+  /** entry_hash of the first line when it is a seq-0 entry (null otherwise). */
+  first_hash: string | null;
 }
 
 /**
@@ -245,7 +247,8 @@ export interface RunInfo {
 export async function listRuns(ws: Workspace): Promise<RunInfo[]> {
   const runs: RunInfo[] = [];
   for (const { run_id, file } of await listWalRunFiles(ws.walDir)) {
-    runs.push({ run_id, file, first_timestamp: await firstTimestamp(file) });
+    const first = await firstEntry(file);
+    runs.push({ run_id, file, first_timestamp: first.timestamp, first_hash: first.hash });
   }
   // A run without a readable first entry (a start refused right after opening its WAL, a crash
   // in its first append) sorts by the time its id was made; a foreign id without entries, first.
@@ -259,22 +262,62 @@ export async function listRuns(ws: Workspace): Promise<RunInfo[]> {
   return runs;
 }
 
-async function firstTimestamp(file: string): Promise<number | null> {
+const HASH_HEX = /^[0-9a-f]{64}$/;
+
+async function firstEntry(file: string): Promise<{ timestamp: number | null; hash: string | null }> {
   let fh: FileHandle | undefined;
   try {
     fh = await openForRead(file);
     const buf = Buffer.allocUnsafe(64 * 1024);
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
     const nl = buf.subarray(0, bytesRead).indexOf(LF);
-    if (nl === -1) return null;
+    if (nl === -1) return { timestamp: null, hash: null };
     const raw = parseJson(buf.toString("utf8", 0, nl)) as JsonObject;
     const ts = Number(raw.timestamp);
-    return Number.isFinite(ts) ? ts : null;
+    const hash = raw.seq === 0 && typeof raw.entry_hash === "string" && HASH_HEX.test(raw.entry_hash);
+    return { timestamp: Number.isFinite(ts) ? ts : null, hash: hash ? (raw.entry_hash as string) : null };
   } catch {
-    return null;
+    return { timestamp: null, hash: null };
   } finally {
     await fh?.close();
   }
+}
+
+/** A run whose entries begin as another run's do: a copy of it (or of a part of it). */
+export interface RepeatedRun {
+  run_id: string;
+  /** The run it repeats: the one before it in run order. */
+  same_as: string;
+  /** Their common first entry's hash. */
+  entry_hash: string;
+}
+
+/** What is wrong with a repeated run, without its own id (callers name it). */
+export function describeRepeatedRun(r: RepeatedRun): string {
+  return (
+    `repeats the entries of run ${r.same_as}: both begin with entry 0 ${r.entry_hash.slice(0, 12)}…, ` +
+    `which no two runs share; one is a copy of the other, and the state counts every entry it repeats twice`
+  );
+}
+
+/**
+ * Runs that repeat another run's entries (`runs` in run order, as listRuns gives them). Every run
+ * is its own chain from the genesis hash, so a copy of a run (whole or a prefix of it) is a valid
+ * chain, and verifying each run alone cannot see it; but no two runs made by a writer share an
+ * entry (each begins with an entry stamped with the time its run started). Comparing first
+ * entries is enough: an entry names its predecessor's hash, so two valid chains holding the same
+ * entry hold the same entries before it, down to their first. No entry beyond the first is read.
+ */
+export function repeatedRuns(runs: readonly RunInfo[]): RepeatedRun[] {
+  const firstOf = new Map<string, string>();
+  const out: RepeatedRun[] = [];
+  for (const r of runs) {
+    if (r.first_hash === null) continue;
+    const same = firstOf.get(r.first_hash);
+    if (same === undefined) firstOf.set(r.first_hash, r.run_id);
+    else out.push({ run_id: r.run_id, same_as: same, entry_hash: r.first_hash });
+  }
+  return out;
 }
 
 export interface TailPosition {

@@ -77,7 +77,7 @@ export function registerWal(program: Command): void {
   wal
     .command("verify")
     .description(
-      "verify the hash chain of every run (or one) and that no run ends before a position its closed marker, a checkpoint or a backup record names; exit 1 on any break (a crash's torn tail, which start cuts, is a warning)",
+      "verify the hash chain of every run (or one), that no run ends before a position its closed marker, a checkpoint or a backup record names, and that no run repeats another's entries (a copied run file); exit 1 on any break (a crash's torn tail, which start cuts, is a warning)",
     )
     .option("--run <id>", "only this run")
     .option(
@@ -106,9 +106,14 @@ export function registerWal(program: Command): void {
           ? { ...result, ok: true, entries: torn_tail.line - 1, errors: [], error_count: 0 }
           : result;
         // A rollback is reported where the lost entry should be: the line after the WAL's end (a
-        // corrupt closed marker, which lost the recorded end, there too).
+        // corrupt closed marker, which lost the recorded end, there too). A repeated run is also
+        // the business of the run it repeats, when that one is asked for.
         const lost = rollbacks
-          .filter((b) => b.run_id === run.run_id)
+          .filter(
+            (b) =>
+              b.run_id === run.run_id ||
+              (opts.run !== undefined && b.kind === "repeated_run" && b.recorded_by === run.run_id),
+          )
           .map((b) => ({
             run_id: b.run_id,
             seq: b.expected_seq ?? (b.wal_last_seq ?? -1) + 1,
