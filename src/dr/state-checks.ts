@@ -95,10 +95,13 @@ export function stateWarnings(
     (b) =>
       `wal run ${b.run_id}: chain broken at seq ${b.seq} (line ${b.line}: ${b.kind}) ${when}; \`dr verify\` fails it and \`start\` refuses it`,
   );
-  for (const r of checks?.wal_rollbacks ?? [])
+  for (const r of checks?.wal_rollbacks ?? []) {
+    // A copied run or an unreadable marker is damage, not a rollback; the message says which.
+    const what = r.kind === "repeated_run" || r.kind === "corrupt_marker" ? "damaged" : "rolled back";
     out.push(
-      `wal run ${r.run_id}: rolled back ${when}: ${r.message}; \`dr verify\` fails it and \`start\` refuses it`,
+      `wal run ${r.run_id}: ${what} ${when}: ${r.message}; \`dr verify\` fails it and \`start\` refuses it`,
     );
+  }
   if (checks?.audit.status === "failed")
     out.push(
       `audit chain broken ${when}: ${checks.audit.detail}; \`dr verify\` and \`audit verify\` fail it`,

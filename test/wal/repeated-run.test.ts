@@ -80,8 +80,8 @@ test("a copied run: wal verify, status, doctor, start, dr backup and dr verify c
       doctor.stdout,
       new RegExp(`FAIL wal: repeated run: run ${copy}: repeats the entries of run ${original.run_id}`),
     );
-    // The doubled cost is the WAL's doing, not the ledger's: the fix is not `start`.
-    assert.match(doctor.stdout, /fix: the state is read from a WAL the wal check fails/);
+    // The doubled cost is the WAL's doing, not the ledger's: every row is the usage it records.
+    assert.match(doctor.stdout, /PASS ledger: 1 row\(s\), \$0\.2500, each as the WAL recorded it/);
 
     const before = await tree(sdd);
     const refused = await cli("start", "--until-idle", "--poll", "20");
@@ -96,7 +96,12 @@ test("a copied run: wal verify, status, doctor, start, dr backup and dr verify c
     const archive = path.join(dir, "bk.tar.gz");
     const backup = await cli("dr", "backup", "--to", archive);
     assert.equal(backup.code, 0, backup.stderr);
-    assert.match(backup.stderr, new RegExp(`wal run ${copy}: repeats the entries of run ${original.run_id}`));
+    assert.match(
+      backup.stderr,
+      new RegExp(
+        `wal run ${copy}: damaged \\(backed up as found\\): repeats the entries of run ${original.run_id}`,
+      ),
+    );
     const drVerify = await cli("dr", "verify", "--from", archive);
     assert.equal(drVerify.code, 1, drVerify.stdout);
     assert.match(
