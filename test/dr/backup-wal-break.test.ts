@@ -8,31 +8,11 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
-import { envFor, runCli, scratchDir } from "../helpers.js";
-
-/** manifest.json of a plain archive (tar's own reader: what the Python original reads too). */
-function manifestOf(archive: string): Record<string, unknown> {
-  return JSON.parse(execFileSync("tar", ["-xzOf", archive, "manifest.json"], { encoding: "utf8" })) as Record<
-    string,
-    unknown
-  >;
-}
-
-/** A workspace that ran one task (its WAL closed), and the CLI pointed at it. */
-async function ranOneTask(dir: string) {
-  const env = envFor(dir);
-  const sdd = path.join(dir, "ws", ".sdd");
-  const cli = (...args: string[]) => runCli(["--sdd", sdd, ...args], { env });
-  assert.equal((await cli("init")).code, 0);
-  assert.equal((await cli("task", "add", "t1", "--command", "true")).code, 0);
-  assert.equal((await cli("start", "--until-idle")).code, 0);
-  const walDir = path.join(sdd, "runtime", "wal");
-  const name = readdirSync(walDir).find((n) => n.endsWith(".wal.jsonl"))!;
-  return { env, cli, walFile: path.join(walDir, name), runId: name.slice(0, -".wal.jsonl".length) };
-}
+import { runCli, scratchDir } from "../helpers.js";
+import { manifestOf, ranOneTask } from "./support/workspace.js";
 
 test("dr backup of a WAL broken in the middle warns, records it in the manifest, and dr verify reports it", async (t) => {
   const { dir, cleanup } = await scratchDir("bernstein-backup-wal-break-");

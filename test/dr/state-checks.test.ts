@@ -11,37 +11,8 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { envFor, runCli, scratchDir } from "../helpers.js";
-
-const fixtures = path.join(
-  path.dirname(fileURLToPath(import.meta.url)),
-  "..",
-  "..",
-  "..",
-  "test",
-  "fixtures",
-);
-
-function manifestOf(archive: string): Record<string, unknown> {
-  return JSON.parse(execFileSync("tar", ["-xzOf", archive, "manifest.json"], { encoding: "utf8" })) as Record<
-    string,
-    unknown
-  >;
-}
-
-/** A workspace that ran one task (its WAL closed, its audit log signed), and the CLI pointed at it. */
-async function ranOneTask(dir: string) {
-  const env = envFor(dir);
-  const sdd = path.join(dir, "ws", ".sdd");
-  const cli = (...args: string[]) => runCli(["--sdd", sdd, ...args], { env });
-  assert.equal((await cli("init")).code, 0);
-  assert.equal((await cli("task", "add", "t1", "--command", "true")).code, 0);
-  assert.equal((await cli("start", "--until-idle")).code, 0);
-  const walDir = path.join(sdd, "runtime", "wal");
-  const name = readdirSync(walDir).find((n) => n.endsWith(".wal.jsonl"))!;
-  return { env, sdd, cli, walFile: path.join(walDir, name), runId: name.slice(0, -".wal.jsonl".length) };
-}
+import { FIXTURES, envFor, runCli, scratchDir } from "../helpers.js";
+import { manifestOf, ranOneTask } from "./support/workspace.js";
 
 const warningsOf = (stderr: string, re: RegExp): string[] =>
   stderr.split("\n").filter((l) => l.startsWith("warning: ") && re.test(l));
@@ -123,7 +94,7 @@ test("an archive that records no checks (the Python reference's) is checked as i
   const env = envFor(dir);
   const x = path.join(dir, "x");
   mkdirSync(x);
-  execFileSync("tar", ["-xzf", path.join(fixtures, "python-reference", "backup-plain.tar.gz"), "-C", x]);
+  execFileSync("tar", ["-xzf", path.join(FIXTURES, "python-reference", "backup-plain.tar.gz"), "-C", x]);
   const wal = path.join(x, "runtime", "wal", "run-golden.wal.jsonl");
   const lines = readFileSync(wal, "utf8").split("\n");
   lines.splice(2, 1); // the entry of seq 2 lost

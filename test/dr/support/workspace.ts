@@ -1,6 +1,7 @@
 /** A small but real workspace for DR tests: WAL through the WAL writer, audit chain, files with modes. */
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { readFileSync, readdirSync } from "node:fs";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { AuditLog } from "../../../src/audit/log.js";
@@ -83,4 +84,25 @@ export async function workspaceWithBackup(t: TestContext, prefix: string) {
   const made = await runCli(["--sdd", ws.root, "dr", "backup", "--to", backup], { env });
   assert.equal(made.code, 0, made.stderr);
   return { dir, env, ws, backup };
+}
+
+/** manifest.json of a plain archive (tar's own reader: what the Python original reads too). */
+export function manifestOf(archive: string): Record<string, unknown> {
+  return JSON.parse(execFileSync("tar", ["-xzOf", archive, "manifest.json"], { encoding: "utf8" })) as Record<
+    string,
+    unknown
+  >;
+}
+
+/** A workspace that ran one task (its WAL closed, its audit log signed), and the CLI pointed at it. */
+export async function ranOneTask(dir: string) {
+  const env = envFor(dir);
+  const sdd = path.join(dir, "ws", ".sdd");
+  const cli = (...args: string[]) => runCli(["--sdd", sdd, ...args], { env });
+  assert.equal((await cli("init")).code, 0);
+  assert.equal((await cli("task", "add", "t1", "--command", "true")).code, 0);
+  assert.equal((await cli("start", "--until-idle")).code, 0);
+  const walDir = path.join(sdd, "runtime", "wal");
+  const name = readdirSync(walDir).find((n) => n.endsWith(".wal.jsonl"))!;
+  return { env, sdd, cli, walFile: path.join(walDir, name), runId: name.slice(0, -".wal.jsonl".length) };
 }
