@@ -5,6 +5,7 @@
  * exits 1 when any check fails.
  */
 import { stat } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import path from "node:path";
 import { loadAuditKey } from "../audit/key.js";
 import { auditBreakSummary, verifyAuditLog } from "../audit/verify.js";
@@ -499,7 +500,30 @@ const LEDGER_FIXES: Record<LedgerMismatch["kind"], string> = {
  * Each ledger row against the usage its commit recorded in the WAL (where the state's cost comes
  * from): the first line that differs is named with its task, field and both values.
  */
+/** Reads of the ledger and the WAL a failing ledger check makes beside a running orchestrator. */
+const LEDGER_READS_WHILE_RUNNING = 5;
+
+/**
+ * A running orchestrator appends a usage's row between its intent and its commit: read between
+ * the two, a row has no commit yet (or no WAL entry at all). While the lock is held by a live
+ * process, a failing comparison is therefore made again, a little later, before it is reported.
+ */
 async function ledgerCheck(
+  ws: Workspace,
+  state: OrchestratorState,
+  follower: boolean,
+  walFailed: boolean,
+): Promise<DoctorCheck> {
+  let result = await ledgerCheckOnce(ws, state, follower, walFailed);
+  for (let read = 1; read < LEDGER_READS_WHILE_RUNNING && result.verdict !== "pass"; read++) {
+    if ((await readLock(ws)).state !== "held") break;
+    await sleep(20 * read);
+    result = await ledgerCheckOnce(ws, state, follower, walFailed);
+  }
+  return result;
+}
+
+async function ledgerCheckOnce(
   ws: Workspace,
   state: OrchestratorState,
   follower: boolean,

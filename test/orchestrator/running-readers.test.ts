@@ -22,7 +22,10 @@ test("status, task list and doctor give exact counts and no failed check while a
     try {
       const n = 60 + Math.floor(rand() * 21);
       const ids = Array.from({ length: n }, (_, i) => `t${String(i).padStart(3, "0")}`);
-      for (const id of ids) await addTask(ws, { id, title: id, command: "true" });
+      // Half report a usage: its row is appended between the completion's intent and its commit.
+      const usage = `echo '{"cost_usd": 0.25, "input_tokens": 3, "output_tokens": 1, "model": "m"}'`;
+      for (const [i, id] of ids.entries())
+        await addTask(ws, { id, title: id, command: i % 2 ? "true" : usage });
       start = spawnCli(["--sdd", sdd, "start", "--until-idle", "--max-agents", "4", "--poll", "20"], {
         cwd: dir,
         env,
