@@ -57,7 +57,11 @@ export async function locateWalEntry(file: string, seq: number, expectedHash: st
           return { ok: true, located: { entry: check.entry, end: line.end } };
         }
       }
-      if (lineSeq < seq) break;
+      if (lineSeq < seq) {
+        // Only an entry ends the search: the prefix of a torn tail (a crash mid-append) is not one.
+        if (m && lineSeq !== seq && !checkLine(line.text).ok) continue;
+        break;
+      }
     }
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
