@@ -27,7 +27,9 @@ export async function readRestoreJournal(abs: string): Promise<RestoreJournal | 
   try {
     text = await readFile(restoreJournalPath(abs), "utf8");
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    // ENOTDIR: what holds the target is a file (a mistyped --sdd), so no restore was there.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return undefined;
     return null;
   }
   try {
