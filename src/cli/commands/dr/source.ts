@@ -82,6 +82,16 @@ export async function ranOnArchivePoint(
   return true;
 }
 
+/** The store and name an opened archive is at: a local file's folder is a store too. */
+export async function storedAt(opened: OpenedSource): Promise<{ store: BackupStore; name: string }> {
+  if (opened.stored) return opened.stored;
+  const { LocalStore } = await import("../../../storage/local-store.js");
+  return {
+    store: new LocalStore(path.dirname(path.resolve(opened.label))),
+    name: path.basename(opened.label),
+  };
+}
+
 /**
  * Where an `.age` archive without a recorded whole sha256 has its header and payload hashes
  * recorded (a header-only rekey): its location's record `<name>.json`, else the newest row of
@@ -91,11 +101,7 @@ async function recordedSplit(opened: OpenedSource, sdd: string | undefined): Pro
   if (opened.expectSha256 !== undefined || !opened.label.endsWith(".age")) return;
   const { readRecord } = await import("../../../storage/catalogue.js");
   const { splitHashesOf } = await import("../../../dr/age/split-hash.js");
-  const { LocalStore } = await import("../../../storage/local-store.js");
-  const at = opened.stored ?? {
-    store: new LocalStore(path.dirname(path.resolve(opened.label))),
-    name: path.basename(opened.label),
-  };
+  const at = await storedAt(opened);
   const record = splitHashesOf(await readRecord(at.store, at.name));
   if (record) {
     opened.expectAge = record;
