@@ -24,14 +24,21 @@ export const DR_REKEY_EVENT = "dr.rekey";
 
 /** `dr prune` / `dr schedule` deleted backups by the keep rules (details: root, deleted: names). */
 export const DR_PRUNE_EVENT = "dr.prune";
+/**
+ * `dr restore` restored this workspace from a backup at a location (details: root, name, sha256,
+ * size_bytes, gone: the names the restored chain expected there that were already gone).
+ */
+export const DR_RESTORE_EVENT = "dr.restore";
 
-const WRITES = new Set([BACKUP_EVENT, DR_BACKUP_EVENT, DR_REKEY_EVENT]);
+const WRITES = new Set([BACKUP_EVENT, DR_BACKUP_EVENT, DR_REKEY_EVENT, DR_RESTORE_EVENT]);
 const EVENTS = new Set([...WRITES, DR_PRUNE_EVENT]);
 
 /**
  * What the audit chain says was written under `root` (streamed, oldest first). A rekey is a new
  * write of its name; one that replaced another name (a `.enc` converted to `.age`) also ends
- * what was expected of the old name, and so does a prune that deleted it.
+ * what was expected of the old name, and so does a prune that deleted it. A restore from the
+ * location is the write its archive could not record of itself, and ends what was expected of
+ * the names already gone then (src/dr/restore-event.ts).
  */
 export async function backupsFromAudit(ws: Workspace, root: string): Promise<ExpectedBackup[]> {
   const out: ExpectedBackup[] = [];
@@ -54,6 +61,8 @@ export async function backupsFromAudit(ws: Workspace, root: string): Promise<Exp
         for (const name of details.deleted) if (typeof name === "string") replaced.set(name, out.length);
         continue;
       }
+      if (entry.event_type === DR_RESTORE_EVENT && details.root === root && Array.isArray(details.gone))
+        for (const name of details.gone) if (typeof name === "string") replaced.set(name, out.length);
       // A header-only rekey of an `.age` archive records null and the header/payload hashes.
       const age = splitHashesOf(details);
       if (typeof details.sha256 !== "string" && !(details.sha256 === null && age)) continue;

@@ -14,6 +14,7 @@ import {
   scratchDir,
   type CliResult,
 } from "../helpers.js";
+import { restoreEventFile } from "../dr/support/workspace.js";
 import { startS3Harness, type FaultRule, type S3Harness } from "./support/s3-harness.js";
 
 const BUCKET = "dr-offsite";
@@ -115,7 +116,10 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
     const target = path.join(scratch.dir, "restored", ".sdd");
     const r = await runCli(["--sdd", target, "--json", "dr", "restore", "--latest", "--at", root], { env });
     assert.equal(r.code, 0, r.stderr);
-    const restored = await tree(target, (rel) => rel === "runtime/restored-from.json");
+    // Beyond the archive, the restored audit chain holds the restore's own dr.restore event.
+    const { rel: appended, carried } = restoreEventFile(target);
+    assert.ok((await readFile(path.join(sdd, appended), "utf8").catch(() => "")).startsWith(carried));
+    const restored = await tree(target, (rel) => rel === "runtime/restored-from.json" || rel === appended);
     const original = await tree(sdd);
     assert.ok(restored.size > 100, `restored ${restored.size} files`);
     for (const [rel, digest] of restored) assert.equal(original.get(rel), digest, rel);

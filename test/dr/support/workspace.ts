@@ -72,6 +72,25 @@ export function snapshotTree(root: string): Map<string, { sha: string; mode: num
 }
 
 /**
+ * The audit file (relative to `root`) whose last line is the `dr.restore` event a restore of a
+ * catalogue backup appended, and its text before that line: what the archive carried of it.
+ */
+export function restoreEventFile(root: string): { rel: string; carried: string } {
+  const files = [...snapshotTree(root).keys()].filter((k) => /^audit\/[^/]+\.jsonl$/.test(k)).sort();
+  const rel = files.at(-1);
+  assert.ok(rel, `no audit file in ${root}`);
+  const lines = readFileSync(path.join(root, rel), "utf8").split("\n").filter(Boolean);
+  assert.equal(JSON.parse(lines.at(-1)!).event_type, "dr.restore", `${rel}: last line`);
+  return {
+    rel,
+    carried: lines
+      .slice(0, -1)
+      .map((l) => `${l}\n`)
+      .join(""),
+  };
+}
+
+/**
  * A scratch folder, removed after the test, holding a small workspace (`w/`) and a plain backup
  * of it made by `dr backup` (`b.tar.gz`), with the CLI's environment for that folder.
  */

@@ -2,6 +2,7 @@
 import path from "node:path";
 import type { Command } from "../../../vendor/commander.js";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
+import { openWorkspace } from "../../../workspace/layout.js";
 import { stopLockHolder } from "../../../orchestrator/control.js";
 import { resolveDecryptPassword } from "../../password.js";
 import { completeInterruptedRestore, dryRunArchive, restoreFromStream } from "../../../dr/restore.js";
@@ -16,6 +17,7 @@ import {
   openSource,
   short,
   shown,
+  storedAt,
   unusedPasswordWarning,
   type SourceFlags,
 } from "./source.js";
@@ -143,16 +145,31 @@ export function registerRestore(dr: Command): void {
           onProgress: (n) => progress.update("restoring", n, src.size),
         }),
       );
+      // A catalogue backup: the chain it carries cannot record that backup, nor what was pruned after.
+      const at = await storedAt(src);
+      const { recordRestoreEvent } = await import("../../../dr/restore-event.js");
+      const event = await recordRestoreEvent(await openWorkspace(r.target), at, r, {
+        keyFile: opts.keyFile,
+      }).catch((err: Error) => ({
+        gone: [],
+        warning: `audit event dr.restore not recorded: ${err.message}; \`dr list --check\` may report backups missing`,
+      }));
+      if (event.warning) r.warnings.push(event.warning);
+      const { gone } = event;
       for (const w of r.warnings) out.warn(w);
       const unused = unusedPasswordWarning({ password, decrypt: opts.decrypt }, r.encrypted);
       if (unused) out.warn(unused);
       if (r.audit_key.action === "none" && r.audit_key.message) out.warn(r.audit_key.message);
-      out.result({ ok: true, ...r, source: src.label }, () => {
+      out.result({ ok: true, ...r, source: src.label, gone_before_restore: gone }, () => {
         out.line("Restore complete!");
         out.line(`  Target: ${shown(r.target)}`);
         out.line(`  Files: ${r.file_count}`);
         out.line(`  SHA256: ${short(r.sha256)}`);
         if (r.kept) out.line(`  Previous state kept at: ${shown(r.kept)}`);
+        if (gone.length > 0)
+          out.line(
+            `  Gone from ${at.store.root} before the restore (no longer expected by dr list --check): ${gone.join(", ")}`,
+          );
         if (r.audit_key.action === "installed" && r.audit_key.path)
           out.line(`  Audit key installed at: ${shown(r.audit_key.path)}`);
       });

@@ -82,6 +82,16 @@ export async function ranOnArchivePoint(
   return true;
 }
 
+/** The store and name an opened archive is at: a local file's folder is a store too. */
+export async function storedAt(opened: OpenedSource): Promise<{ store: BackupStore; name: string }> {
+  if (opened.stored) return opened.stored;
+  const { LocalStore } = await import("../../../storage/local-store.js");
+  return {
+    store: new LocalStore(path.dirname(path.resolve(opened.label))),
+    name: path.basename(opened.label),
+  };
+}
+
 /**
  * What the archive's location records of its bytes, when neither --sha256, a `.sha256` sidecar
  * nor the store's metadata said: its record `<name>.json` (what `dr backup --to-dir` and `dr
@@ -93,11 +103,7 @@ async function recordedHashes(opened: OpenedSource, sdd: string | undefined): Pr
   if (opened.expectSha256 !== undefined) return;
   const { readRecord } = await import("../../../storage/catalogue.js");
   const { splitHashesOf } = await import("../../../dr/age/split-hash.js");
-  const { LocalStore } = await import("../../../storage/local-store.js");
-  const at = opened.stored ?? {
-    store: new LocalStore(path.dirname(path.resolve(opened.label))),
-    name: path.basename(opened.label),
-  };
+  const at = await storedAt(opened);
   const record = await readRecord(at.store, at.name);
   const from = `the record ${at.store.describe(at.name)}.json`;
   if (record?.sha256) {
