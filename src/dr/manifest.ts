@@ -4,7 +4,6 @@
  * reads it, and adds what makes an archive checkable on its own: every file's size, mode and
  * sha256, the counts, the tool that wrote it and the state position it captured.
  */
-import type { WalRollback } from "./rollback.js";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import type { WalError } from "../wal/chain.js";
@@ -59,8 +58,19 @@ export interface AuditCheck {
   detail: string;
 }
 /** A WAL that ends before a position recorded for it: rollback.ts's WalRollback, as recorded. */
-/** A rollback as a manifest records it: kinds and evidence of any version, as written then. */
-export type RecordedRollback = Omit<WalRollback, "kind" | "evidence"> & { kind: string; evidence: string };
+/** A rollback as a manifest records it (rollback.ts WalRollback, with the kinds of any version). */
+export interface RecordedRollback {
+  run_id: string;
+  kind: string;
+  evidence: string;
+  recorded_by: string;
+  /** null: not known (a corrupt closed marker). */
+  expected_seq: number | null;
+  expected_hash: string | null;
+  wal_last_seq: number | null;
+  wal_last_hash: string | null;
+  message: string;
+}
 /** What the backup found checking the state it copied, beyond `wal_breaks` (state-checks.ts). */
 export interface StateChecks {
   wal_rollbacks: RecordedRollback[];
