@@ -57,8 +57,7 @@ export interface AuditCheck {
   status: "ok" | "failed" | "skipped";
   detail: string;
 }
-/** A WAL that ends before a position recorded for it: rollback.ts's WalRollback, as recorded. */
-/** A rollback as a manifest records it (rollback.ts WalRollback, with the kinds of any version). */
+/** A WAL that ends before a position recorded for it: rollback.ts's WalRollback, as recorded (kinds of any version). */
 export interface RecordedRollback {
   run_id: string;
   kind: string;
