@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import { envFor, runCli, scratchDir } from "../helpers.js";
 
 async function backupsOfTwoStates(dir: string, env: Record<string, string | undefined>) {
@@ -28,6 +28,21 @@ async function backupsOfTwoStates(dir: string, env: Record<string, string | unde
   return { old, fresh };
 }
 
+/** A target restored from the old state, then a restore of the new one SIGKILLed at `phase`. */
+async function killedInsideSwap(t: TestContext, phase: "after_journal" | "between_renames") {
+  const { dir, cleanup } = await scratchDir("bernstein-swap-");
+  t.after(cleanup);
+  const env = envFor(dir);
+  const { old, fresh } = await backupsOfTwoStates(dir, env);
+  const target = path.join(dir, "t", ".sdd");
+  assert.equal((await runCli(["dr", "restore", "--from", old, "--sdd", target], { env })).code, 0);
+  const killed = await runCli(["dr", "restore", "--from", fresh, "--sdd", target], {
+    env: { ...env, BERNSTEIN_CRASH_AT: `dr_restore:${phase}` },
+  });
+  assert.equal(killed.signal, "SIGKILL", killed.stderr);
+  return { env, fresh, target };
+}
+
 async function taskIds(sdd: string, env: Record<string, string | undefined>): Promise<string[]> {
   const r = await runCli(["task", "list", "--json", "--sdd", sdd], { env });
   assert.equal(r.code, 0, r.stderr);
@@ -36,16 +51,7 @@ async function taskIds(sdd: string, env: Record<string, string | undefined>): Pr
 
 for (const phase of ["after_journal", "between_renames"] as const) {
   test(`a restore killed at dr_restore:${phase}: refused by every command, finished by dr restore --finish`, async (t) => {
-    const { dir, cleanup } = await scratchDir("bernstein-swap-");
-    t.after(cleanup);
-    const env = envFor(dir);
-    const { old, fresh } = await backupsOfTwoStates(dir, env);
-    const target = path.join(dir, "t", ".sdd");
-    assert.equal((await runCli(["dr", "restore", "--from", old, "--sdd", target], { env })).code, 0);
-    const killed = await runCli(["dr", "restore", "--from", fresh, "--sdd", target], {
-      env: { ...env, BERNSTEIN_CRASH_AT: `dr_restore:${phase}` },
-    });
-    assert.equal(killed.signal, "SIGKILL", killed.stderr);
+    const { env, fresh, target } = await killedInsideSwap(t, phase);
     assert.equal(existsSync(target), phase === "after_journal");
 
     for (const args of [["status"], ["doctor"], ["task", "list"], ["start", "--until-idle"], ["init"]]) {
@@ -86,16 +92,7 @@ for (const phase of ["after_journal", "between_renames"] as const) {
 }
 
 test("a folder made at the target between the renames is kept, not removed, when the restore is finished", async (t) => {
-  const { dir, cleanup } = await scratchDir("bernstein-swap-");
-  t.after(cleanup);
-  const env = envFor(dir);
-  const { old, fresh } = await backupsOfTwoStates(dir, env);
-  const target = path.join(dir, "t", ".sdd");
-  assert.equal((await runCli(["dr", "restore", "--from", old, "--sdd", target], { env })).code, 0);
-  const killed = await runCli(["dr", "restore", "--from", fresh, "--sdd", target], {
-    env: { ...env, BERNSTEIN_CRASH_AT: "dr_restore:between_renames" },
-  });
-  assert.equal(killed.signal, "SIGKILL", killed.stderr);
+  const { env, fresh, target } = await killedInsideSwap(t, "between_renames");
   // What a user (or a tool of theirs) might make by hand there meanwhile.
   await mkdir(target);
   await writeFile(path.join(target, "notes.md"), "written after the crash\n");
