@@ -57,6 +57,14 @@ export interface AuditCheck {
   status: "ok" | "failed" | "skipped";
   detail: string;
 }
+/**
+ * How a finding is named: a rollback lost acknowledged entries; a repeated run or an unreadable
+ * closed marker is damage to the WAL or to what records its end (nothing is known to be lost).
+ */
+export function findingWording(kind: string): "rolled back" | "damaged" {
+  return kind === "repeated_run" || kind === "corrupt_marker" ? "damaged" : "rolled back";
+}
+
 /** A WAL that ends before a position recorded for it: rollback.ts's WalRollback, as recorded (kinds of any version). */
 export interface RecordedRollback {
   run_id: string;

@@ -13,7 +13,7 @@ import type { WalError } from "../wal/chain.js";
 import { listWalRunFiles } from "../wal/run-files.js";
 import { Workspace } from "../workspace/layout.js";
 import { shown } from "../workspace/shown-path.js";
-import type { AuditCheck, Manifest, StateChecks } from "./manifest.js";
+import { findingWording, type AuditCheck, type Manifest, type StateChecks } from "./manifest.js";
 
 /** The audit key to check the chain with, and how to name it in messages. */
 export interface AuditKeyForCheck {
@@ -103,10 +103,8 @@ export function stateWarnings(
       `wal run ${b.run_id}: chain broken at seq ${b.seq} (line ${b.line}: ${b.kind}) ${when}; \`dr verify\` fails it and \`start\` refuses it`,
   );
   for (const r of checks?.wal_rollbacks ?? []) {
-    // A copied run or an unreadable marker is damage, not a rollback; the message says which.
-    const what = r.kind === "repeated_run" || r.kind === "corrupt_marker" ? "damaged" : "rolled back";
     out.push(
-      `wal run ${r.run_id}: ${what} ${when}: ${r.message}; \`dr verify\` fails it and \`start\` refuses it`,
+      `wal run ${r.run_id}: ${findingWording(r.kind)} ${when}: ${r.message}; \`dr verify\` fails it and \`start\` refuses it`,
     );
   }
   if (checks?.audit.status === "failed")

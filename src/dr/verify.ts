@@ -20,7 +20,7 @@ import { listCheckpointFiles, validateCheckpointFile } from "../checkpoint/check
 import { resolveOptions } from "../json/object.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import { Workspace } from "../workspace/layout.js";
-import type { Manifest } from "./manifest.js";
+import { findingWording, type Manifest } from "./manifest.js";
 import { withKeysAhead } from "./keys-ahead.js";
 import { openArchiveFile } from "./restore.js";
 import { makeScratchDir, removeDeadScratchDirs } from "./scratch-dir.js";
@@ -98,7 +98,7 @@ export async function verifyStateFolder(
     checks.push({
       name: `wal ${r.run_id}`,
       status: "failed",
-      detail: r.kind === "repeated_run" ? r.message : `rolled back: ${r.message}`,
+      detail: `${findingWording(r.kind)}: ${r.message}`,
     });
 
   // Audit chain.

@@ -29,6 +29,7 @@ import { loadState } from "../checkpoint/load-state.js";
 import { versionCheck } from "./restored.js";
 import type { DoctorCheck, Verdict } from "./doctor-check.js";
 import { gitMergeChecks } from "./git/merge-checks.js";
+import { findingWording } from "../dr/manifest.js";
 
 export interface DoctorOptions {
   /** Audit key file (else the default resolution; never created). */
@@ -240,17 +241,13 @@ async function walCheck(ws: Workspace, runs: WalRun[]): Promise<DoctorCheck> {
     else bad.push(`${run.run_id} at seq ${e.seq}, line ${e.line}: ${e.message}`);
   }
   const { rollbacks } = await findWalRollbacks(ws);
-  const repeated = rollbacks.filter((r) => r.kind === "repeated_run");
-  const rolledBack = rollbacks.filter((r) => r.kind !== "repeated_run");
-  const problems = [
-    ...(bad.length ? [`broken chain: ${bad.join("; ")}`] : []),
-    ...(rolledBack.length
-      ? [`rolled back: ${rolledBack.map((r) => `run ${r.run_id}: ${r.message}`).join("; ")}`]
-      : []),
-    ...(repeated.length
-      ? [`repeated run: ${repeated.map((r) => `run ${r.run_id}: ${r.message}`).join("; ")}`]
-      : []),
-  ];
+  const labelOf = (kind: string) => (kind === "repeated_run" ? "repeated run" : findingWording(kind));
+  const problems = [...(bad.length ? [`broken chain: ${bad.join("; ")}`] : [])];
+  for (const label of ["rolled back", "damaged", "repeated run"]) {
+    const found = rollbacks.filter((r) => labelOf(r.kind) === label);
+    if (found.length)
+      problems.push(`${label}: ${found.map((r) => `run ${r.run_id}: ${r.message}`).join("; ")}`);
+  }
   if (problems.length)
     return check(
       "wal",

@@ -40,6 +40,7 @@ import { allTasks, sessionOfTask, sessions, taskView, type TaskView } from "./vi
 import { loadState } from "../checkpoint/load-state.js";
 import { readCompletion } from "./wrapper.js";
 import { shown } from "../workspace/shown-path.js";
+import { findingWording } from "../dr/manifest.js";
 
 type Warn = (line: string, group?: WarningGroup) => void;
 
@@ -196,9 +197,8 @@ async function refuseRolledBackWal(ws: Workspace): Promise<void> {
   if (!rollbacks.length) return;
   const first = rollbacks[0];
   const more = rollbacks.length > 1 ? ` (and ${rollbacks.length - 1} more)` : "";
-  const what = first.kind === "repeated_run" ? "" : " rolled back";
   throw new UserError(
-    `refusing to start: WAL of run ${first.run_id}${what}: ${first.message}${more}; ` +
+    `refusing to start: WAL of run ${first.run_id} ${findingWording(first.kind)}: ${first.message}${more}; ` +
       `inspect with \`bernstein wal verify --run ${first.run_id}\` and restore a good copy with \`bernstein dr restore\``,
     ExitCode.INTEGRITY,
     { rollbacks },

@@ -88,7 +88,9 @@ test("a copied run: wal verify, status, doctor, start, dr backup and dr verify c
     assert.equal(refused.code, 9, refused.stdout + refused.stderr);
     assert.match(
       refused.stderr,
-      new RegExp(`refusing to start: WAL of run ${copy}: repeats the entries of run ${original.run_id}`),
+      new RegExp(
+        `refusing to start: WAL of run ${copy} damaged: repeats the entries of run ${original.run_id}`,
+      ),
     );
     assert.equal(refused.stderr.trim().split("\n").length, 1, refused.stderr);
     assert.deepEqual(await tree(sdd), before, "a refused start changes nothing");
@@ -106,7 +108,7 @@ test("a copied run: wal verify, status, doctor, start, dr backup and dr verify c
     assert.equal(drVerify.code, 1, drVerify.stdout);
     assert.match(
       drVerify.stdout,
-      new RegExp(`\\[FAIL\\] wal ${copy}: repeats the entries of run ${original.run_id}`),
+      new RegExp(`\\[FAIL\\] wal ${copy}: damaged: repeats the entries of run ${original.run_id}`),
     );
   } finally {
     await cleanup();

@@ -101,7 +101,7 @@ async function assertStartRefuses(
     .split("\n")
     .filter((l) => !l.startsWith("warning:"));
   assert.equal(lines.length, 1, s.stderr);
-  assert.match(lines[0], new RegExp(`refusing to start: WAL of run ${w.runId} rolled back`));
+  assert.match(lines[0], new RegExp(`refusing to start: WAL of run ${w.runId} (rolled back|damaged): `));
   assert.match(lines[0], why);
   assert.doesNotMatch(s.stderr, /at .*\.js:\d+/, "no stack trace");
   assert.deepEqual(await readFile(w.walFile), before.wal, "the WAL is untouched");
@@ -321,7 +321,7 @@ test("a corrupt closed marker is a break everywhere and is never rewritten; a ma
     const st = await w.main("status");
     assert.equal(st.code, 9, st.stdout);
     assert.match(st.stdout, /integrity: corrupt_marker:/);
-    await assertStartRefuses(w, /closed marker .* is corrupt/, w.main);
+    await assertStartRefuses(w, /WAL of run \S+ damaged: its closed marker .* is corrupt/, w.main);
     assert.equal(await readFile(markerFile, "utf8"), garbage, "the marker is left as found");
   } finally {
     await w.cleanup();
