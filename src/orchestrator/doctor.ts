@@ -493,10 +493,6 @@ const LEDGER_FIXES: Record<LedgerMismatch["kind"], string> = {
   unreadable: "remove the named line: it is not counted",
 };
 
-/**
- * Each ledger row against the usage its commit recorded in the WAL (where the state's cost comes
- * from): the first line that differs is named with its task, field and both values.
- */
 /** Reads of the ledger and the WAL a failing ledger check makes beside a running orchestrator. */
 const LEDGER_READS_WHILE_RUNNING = 5;
 
@@ -520,6 +516,10 @@ async function ledgerCheck(
   return result;
 }
 
+/**
+ * Each ledger row against the usage its commit recorded in the WAL (where the state's cost comes
+ * from): the first line that differs is named with its task, field and both values.
+ */
 async function ledgerCheckOnce(
   ws: Workspace,
   state: OrchestratorState,
