@@ -54,8 +54,9 @@ export async function resolvePassword(
     r = { password: opts.password, source: "--password", warnings: [ARGV_WARNING] };
   else if (opts.passwordFile !== undefined)
     r = { password: await readPasswordFile(opts.passwordFile), source: "--password-file", warnings: [] };
-  else if (env[PASSWORD_ENV] !== undefined)
-    r = { password: env[PASSWORD_ENV], source: PASSWORD_ENV, warnings: [] };
+  // An empty variable is an unset one, as every other BERNSTEIN_* variable is: a service file's
+  // `BERNSTEIN_DR_PASSWORD=` must not turn a plain backup into a password error.
+  else if (env[PASSWORD_ENV]) r = { password: env[PASSWORD_ENV], source: PASSWORD_ENV, warnings: [] };
   else r = { warnings: [] };
   if (r.password !== undefined && r.password.length === 0)
     throw new UserError("the password is empty", ExitCode.USAGE);
@@ -113,7 +114,8 @@ async function requirePassword(
   const r = await resolvePassword(opts, env);
   if (needed && r.password === undefined) {
     throw new UserError(
-      `${flag} needs a password: --password, --password-file or ${PASSWORD_ENV}${why}`,
+      `${flag} needs a password: --password, --password-file or ${PASSWORD_ENV}` +
+        `${env[PASSWORD_ENV] === "" ? ` (${PASSWORD_ENV} is set but empty)` : ""}${why}`,
       ExitCode.USAGE,
     );
   }

@@ -138,12 +138,12 @@ function settleFlagsOverFile(cmd: Command): void {
     !given("passwordFile")
   ) {
     const pw = process.env[envName];
-    if (pw !== undefined) {
+    if (pw) {
       cmd.setOptionValueWithSource("password", pw, "config");
       cmd.setOptionValueWithSource("passwordEnv", envName, "config");
     } else if (writesBackup && commandPath(cmd) !== SHOWS_ALL)
       throw new UserError(
-        `${loaded.file}: backup.password_env: ${envName} is not set in the environment`,
+        `${loaded.file}: backup.password_env: ${envName} is ${pw === "" ? "empty" : "not set"} in the environment`,
         ExitCode.USAGE,
       );
   }
@@ -156,8 +156,7 @@ export function shadowedEnv(cmd: Command): { key: string; env: string }[] {
   for (const s of [...SETTINGS, PASSWORD_ENV_SETTING]) {
     if (!s.env || !settingApplies(s, cmd) || !fromFile(cmd, s.attr)) continue;
     const named = loadedConfigOf(cmd).config.backup?.password_env;
-    for (const env of s.env)
-      if (process.env[env] !== undefined && env !== named) out.push({ key: s.key, env });
+    for (const env of s.env) if (process.env[env] && env !== named) out.push({ key: s.key, env });
   }
   return out;
 }

@@ -203,3 +203,33 @@ test("a password given for a plain archive: dr verify and dr restore warn once o
   assert.match(restore.stderr, warning);
   assert.ok(existsSync(target));
 });
+
+test("an empty BERNSTEIN_DR_PASSWORD is an unset one: a plain backup and its restore work and say nothing of it; --encrypt says the variable is empty", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = { ...envFor(dir), BERNSTEIN_DR_PASSWORD: "" };
+    const { ws } = await makeSmallWorkspace(dir);
+    const archive = path.join(dir, "b.tar.gz");
+    const plain = await runCli(["dr", "backup", "--sdd", ws.root, "--to", archive, "--json"], { env });
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.doesNotMatch(plain.stderr, /BERNSTEIN_DR_PASSWORD|password/);
+    assert.equal(JSON.parse(plain.stdout).encrypted, false);
+
+    const restored = await runMain(
+      ["dr", "restore", "--from", archive, "--sdd", path.join(dir, "r", ".sdd"), "--json"],
+      { env },
+    );
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.doesNotMatch(restored.stderr, /password/);
+
+    const enc = await runMain(
+      ["dr", "backup", "--sdd", ws.root, "--to", path.join(dir, "e.tar.gz"), "--encrypt"],
+      { env },
+    );
+    assert.equal(enc.code, 2, enc.stderr);
+    assert.match(enc.stderr, /^bernstein: .*needs a password: .*\(BERNSTEIN_DR_PASSWORD is set but empty\)/);
+    assert.equal(existsSync(path.join(dir, "e.tar.gz.enc")), false);
+  } finally {
+    await cleanup();
+  }
+});

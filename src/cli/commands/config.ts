@@ -81,7 +81,7 @@ function passwordRow(cmd: Command): Row {
   const key = "backup.password";
   const src = (attr: string) => cmd.getOptionValueSource(attr);
   const file = cmd.getOptionValue("passwordFile") as string | undefined;
-  const envSet = process.env[PASSWORD_ENV] !== undefined;
+  const envSet = Boolean(process.env[PASSWORD_ENV]);
   const shadowed = envSet ? { shadowed_env: [PASSWORD_ENV] } : {};
   if (src("password") === "cli")
     return { key, value: "--password (on the command line)", source: "flag", ...shadowed };
@@ -89,7 +89,7 @@ function passwordRow(cmd: Command): Row {
     return { key, value: `file ${file}`, source: SOURCE[src("passwordFile")!]!, ...shadowed };
   const named = loadedConfigOf(cmd).config.backup?.password_env;
   if (named !== undefined) {
-    const set = process.env[named] !== undefined ? "set" : "NOT SET";
+    const set = process.env[named] ? "set" : process.env[named] === "" ? "EMPTY" : "NOT SET";
     return {
       key,
       value: `env ${named} (${set})`,
