@@ -57,9 +57,15 @@ export interface BackupLogProblem {
   message: string;
 }
 
-/** The warning naming a skipped line, in the words of every command that reports one. */
-export function describeBackupLogProblem(p: BackupLogProblem): string {
-  return `${shown(p.file)} line ${p.line}: ${p.message}; the backup it recorded is not counted`;
+/**
+ * The warning naming a skipped line, in the words of every command that reports one;
+ * `consequence` says what skipping it meant for this command.
+ */
+export function describeBackupLogProblem(
+  p: BackupLogProblem,
+  consequence = "the backup it recorded is not counted",
+): string {
+  return `${shown(p.file)} line ${p.line}: ${p.message}; ${consequence}`;
 }
 
 /**

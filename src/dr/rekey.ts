@@ -19,7 +19,7 @@ import type { Workspace } from "../workspace/layout.js";
 import { rekeyAgeFile } from "./age/rekey.js";
 import { AgeIdentityError, identityFailure, recipientFingerprint } from "./age/keys.js";
 import { AgeFormatError } from "./age/header.js";
-import { appendBackupLog, readBackupLog, type BackupLogRow } from "./backup-log.js";
+import { appendBackupLog, readBackupLog, type BackupLogProblem, type BackupLogRow } from "./backup-log.js";
 import { reencryptFernetFile } from "./reencrypt.js";
 import { recordAuditEvent } from "./audit-event.js";
 import { DR_REKEY_EVENT } from "../storage/audit-record.js";
@@ -67,9 +67,12 @@ export interface RekeyOutcome {
 }
 
 /** The newest catalogue row of every location. */
-export async function newestRows(ws: Workspace): Promise<Map<string, BackupLogRow>> {
+export async function newestRows(
+  ws: Workspace,
+  problems?: BackupLogProblem[],
+): Promise<Map<string, BackupLogRow>> {
   const rows = new Map<string, BackupLogRow>();
-  for await (const row of readBackupLog(ws)) {
+  for await (const row of readBackupLog(ws, problems)) {
     const seen = rows.get(row.location);
     if (!seen || row.created_at >= seen.created_at) rows.set(row.location, row);
   }
@@ -397,8 +400,12 @@ async function rekeyEach(
 }
 
 /** `--all`: every catalogued local encrypted archive, newest row each; archives already done are skipped. */
-export async function rekeyAll(ws: Workspace, req: RekeyRequest): Promise<RekeyOutcome[]> {
-  const rows = await newestRows(ws);
+export async function rekeyAll(
+  ws: Workspace,
+  req: RekeyRequest,
+  problems?: BackupLogProblem[],
+): Promise<RekeyOutcome[]> {
+  const rows = await newestRows(ws, problems);
   const archives = [];
   for (const [location, row] of rows) {
     if (!path.isAbsolute(location) || !/\.(age|enc)$/.test(location)) continue;
@@ -422,8 +429,9 @@ export async function rekeyAllAt(
   ws: Workspace,
   store: BackupStore,
   req: RekeyRequest,
+  problems?: BackupLogProblem[],
 ): Promise<RekeyOutcome[]> {
-  const rows = await newestRows(ws);
+  const rows = await newestRows(ws, problems);
   const local = store instanceof LocalStore;
   const archives = [];
   for (const { name } of (await listCatalogue(store)).entries) {

@@ -310,7 +310,7 @@ export async function gatherStatus(
     lag: role.role === "follower" ? (liveLag ?? { entries: null, seconds: null }) : null,
     integrity_error: integrity,
     last_backup: backup,
-    backup_log_problems: backupLogProblems.map(describeBackupLogProblem),
+    backup_log_problems: backupLogProblems.map((p) => describeBackupLogProblem(p)),
     rpo_estimate: rpo,
     failover,
     problem: fenced || policyState === "HALTED",

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { spawnSync } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
-import { chmod, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { backupToFile } from "../../src/dr/backup.js";
@@ -390,6 +390,73 @@ test("dr rekey --all checks every archive's keys before changing any (exit 2, no
       [[a.path, "header-rewritten"]],
     );
     assert.notDeepEqual(await readFile(a.path), before);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("dr rekey --all and dr list --check name a catalogue line they cannot read (an archive recorded there is not rekeyed, not checked): a warning and unreadable_backup_rows in --json", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = envFor(dir);
+    const { ws } = await makeSmallWorkspace(dir);
+    const id = await keyPair(dir, "id.txt", false, "main");
+    const next = await keyPair(dir, "next.txt", false, "main");
+    const arch = path.join(dir, "arch");
+    await mkdir(arch);
+    const a = await backupToFile(ws, path.join(arch, "bernstein-backup-20260101T000000Z.tar.gz"), {
+      recipients: [id.recipient],
+    });
+    await catalogueBackup(ws, a, [id.recipient], { split: true });
+    const b = await backupToFile(ws, path.join(arch, "bernstein-backup-20260102T000000Z.tar.gz"), {
+      recipients: [id.recipient],
+    });
+    await catalogueBackup(ws, b, [id.recipient], { split: true });
+    const log = path.join(ws.runsDir, "backups.jsonl");
+    const [first, second] = (await readFile(log, "utf8")).split("\n");
+    await writeFile(log, `${first!.slice(0, 40)}\n${second}\n`);
+    const bBefore = await readFile(b.path);
+
+    const rekey = await runCli(
+      [
+        "--sdd",
+        ws.root,
+        "dr",
+        "rekey",
+        "--all",
+        "--identity-file",
+        id.file,
+        "--add-recipient",
+        next.recipient,
+        "--json",
+      ],
+      { env },
+    );
+    assert.equal(rekey.code, 0, rekey.stderr);
+    assert.match(
+      rekey.stderr,
+      /^warning: .*backups\.jsonl line 1: not a backup row .*; an archive it recorded was not rekeyed$/m,
+    );
+    const json = JSON.parse(rekey.stdout);
+    assert.deepEqual(
+      json.unreadable_backup_rows.map((p: { line: number }) => p.line),
+      [1],
+    );
+    assert.deepEqual(
+      json.archives.map((o: { path: string }) => o.path),
+      [b.path],
+    );
+    assert.notDeepEqual(await readFile(b.path), bBefore);
+
+    const list = await runCli(["--sdd", ws.root, "dr", "list", "--at", arch, "--check", "--json"], { env });
+    assert.match(
+      list.stderr,
+      /^warning: .*backups\.jsonl line 1: .*; the backup it recorded is not checked$/m,
+    );
+    assert.deepEqual(
+      JSON.parse(list.stdout).unreadable_backup_rows.map((p: { line: number }) => p.line),
+      [1],
+    );
   } finally {
     await cleanup();
   }

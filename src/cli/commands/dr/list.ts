@@ -15,6 +15,7 @@ import {
   type RemoteFlags,
 } from "./options.js";
 import { catalogueRows, shown } from "./source.js";
+import { describeBackupLogProblem, type BackupLogProblem } from "../../../dr/backup-log.js";
 
 type ListFlags = RemoteFlags &
   PasswordFlags & { at?: string; from?: string; check?: boolean; deep?: boolean; identityFile?: string };
@@ -108,7 +109,13 @@ export function registerList(dr: Command): void {
     const store = await openCatalogue(opts.at!, s3OptionsFrom(opts));
     const cat = await listCatalogue(store);
     const sdd = globalsOf(cmd).sdd;
-    const newest = await catalogueRows(sdd);
+    const unreadable: BackupLogProblem[] = [];
+    const newest = await catalogueRows(sdd, unreadable);
+    // The check compares the store with the catalogue: a backup recorded on a line that cannot
+    // be read is not looked for.
+    if (opts.check)
+      for (const p of unreadable)
+        out.warn(describeBackupLogProblem(p, "the backup it recorded is not checked"));
     const fingerprintsOf = (e: CatalogueEntry) => newest.get(store.describe(e.name))?.recipient_fingerprints;
     const backups = [...cat.entries].reverse().map((e) => entryJson(e, fingerprintsOf(e)));
     let check: ListCheck | undefined;
@@ -133,6 +140,7 @@ export function registerList(dr: Command): void {
         location: store.root,
         backups,
         foreign_ignored: cat.foreign,
+        ...(opts.check && unreadable.length ? { unreadable_backup_rows: unreadable } : {}),
         ...(check
           ? {
               check: check.findings,

@@ -18,6 +18,7 @@ import { isS3Url } from "../../../storage/location.js";
 import { openCatalogue, openObject } from "../../../storage/open-store.js";
 import { addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./options.js";
 import { openWorkspace, type Workspace } from "../../../workspace/layout.js";
+import { describeBackupLogProblem, type BackupLogProblem } from "../../../dr/backup-log.js";
 import { collect, resolveIdentities, resolveRecipients } from "../../age-keys.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import { Output, globalsOf } from "../../output.js";
@@ -84,10 +85,16 @@ function humanLine(o: RekeyOutcome): string {
 }
 
 /** The archives `opts` names, rekeyed: one (`--from`), the catalogue's, or a location's (`--all --at`). */
-async function rekeyWhat(opts: RekeyFlags, req: RekeyRequest, ws: Workspace | undefined) {
+async function rekeyWhat(
+  opts: RekeyFlags,
+  req: RekeyRequest,
+  ws: Workspace | undefined,
+  problems: BackupLogProblem[],
+) {
   const s3 = s3OptionsFrom(opts);
-  if (opts.all && opts.at !== undefined) return rekeyAllAt(ws!, await openCatalogue(opts.at, s3), req);
-  if (opts.all) return rekeyAll(ws!, req);
+  if (opts.all && opts.at !== undefined)
+    return rekeyAllAt(ws!, await openCatalogue(opts.at, s3), req, problems);
+  if (opts.all) return rekeyAll(ws!, req, problems);
   if (!isS3Url(opts.from!)) return [await rekeyArchive(opts.from!, req, ws)];
   const { store, key } = await openObject(opts.from!, s3);
   return [await rekeyObject(store, key, req, ws)];
@@ -124,9 +131,19 @@ export function registerRekey(dr: Command): void {
     const ws: Workspace | undefined = opts.all
       ? await openWorkspace(g.sdd)
       : await openWorkspace(g.sdd).catch(() => undefined);
-    const outcomes = await rekeyWhat(opts, req, ws);
+    const unreadable: BackupLogProblem[] = [];
+    const outcomes = await rekeyWhat(opts, req, ws, unreadable);
     for (const o of outcomes) if (o.audit_warning) out.warn(o.audit_warning);
-    out.result({ ok: true, archives: outcomes }, () => {
+    // `--all` goes by the catalogue: an archive recorded on a line that cannot be read was not
+    // rekeyed, and a recipient being removed may still open it. With --at the store lists the
+    // archives; the line's recipients were what was lost.
+    const consequence =
+      opts.at === undefined
+        ? "an archive it recorded was not rekeyed"
+        : "the recipients it recorded were not known";
+    for (const p of unreadable) out.warn(describeBackupLogProblem(p, consequence));
+    const unreadableRows = unreadable.length ? { unreadable_backup_rows: unreadable } : {};
+    out.result({ ok: true, archives: outcomes, ...unreadableRows }, () => {
       for (const o of outcomes) out.line(humanLine(o));
       if (opts.all && !outcomes.length) out.line("no encrypted archive in the catalogue");
     });

@@ -5,7 +5,7 @@
 import path from "node:path";
 import type { Command } from "../../../vendor/commander.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
-import type { BackupLogRow } from "../../../dr/backup-log.js";
+import type { BackupLogProblem, BackupLogRow } from "../../../dr/backup-log.js";
 import type { AgeSplitHashes } from "../../../dr/age/split-hash.js";
 import { openWorkspace } from "../../../workspace/layout.js";
 import { readSidecar } from "../../../dr/sidecar.js";
@@ -171,14 +171,17 @@ export async function openSource(opts: SourceFlags, sdd?: string): Promise<Opene
  * The newest catalogue row (`runs/backups.jsonl`) of each location in the workspace at `sdd`;
  * empty when there is no workspace there (a host that only reads backups has none).
  */
-export async function catalogueRows(sdd: string): Promise<Map<string, BackupLogRow>> {
+export async function catalogueRows(
+  sdd: string,
+  problems?: BackupLogProblem[],
+): Promise<Map<string, BackupLogRow>> {
   const ws = await openWorkspace(sdd).catch((err: unknown) => {
     if (err instanceof UserError) return undefined;
     throw err;
   });
   if (!ws) return new Map();
   const { newestRows } = await import("../../../dr/rekey.js");
-  return newestRows(ws);
+  return newestRows(ws, problems);
 }
 
 /** The recipients' fingerprints the catalogue of `sdd` recorded for the archive at `location`. */
