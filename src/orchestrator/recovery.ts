@@ -197,9 +197,12 @@ async function refuseRolledBackWal(ws: Workspace): Promise<void> {
   if (!rollbacks.length) return;
   const first = rollbacks[0];
   const more = rollbacks.length > 1 ? ` (and ${rollbacks.length - 1} more)` : "";
+  // A corrupt marker's finding already says what to do (restore, or move the marker aside).
+  const restore =
+    first.kind === "corrupt_marker" ? "" : " and restore a good copy with `bernstein dr restore`";
   throw new UserError(
     `refusing to start: WAL of run ${first.run_id} ${findingWording(first.kind)}: ${first.message}${more}; ` +
-      `inspect with \`bernstein wal verify --run ${first.run_id}\` and restore a good copy with \`bernstein dr restore\``,
+      `inspect with \`bernstein wal verify --run ${first.run_id}\`${restore}`,
     ExitCode.INTEGRITY,
     { rollbacks },
   );

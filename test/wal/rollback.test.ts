@@ -103,6 +103,7 @@ async function assertStartRefuses(
   assert.equal(lines.length, 1, s.stderr);
   assert.match(lines[0], new RegExp(`refusing to start: WAL of run ${w.runId} (rolled back|damaged): `));
   assert.match(lines[0], why);
+  assert.ok((lines[0].match(/restore a good copy/g) ?? []).length <= 1, `advice given once: ${lines[0]}`);
   assert.doesNotMatch(s.stderr, /at .*\.js:\d+/, "no stack trace");
   assert.deepEqual(await readFile(w.walFile), before.wal, "the WAL is untouched");
   assert.deepEqual(await walRuns(w.sdd), before.runs, "no new run was opened");
