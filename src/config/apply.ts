@@ -130,8 +130,11 @@ function settleFlagsOverFile(cmd: Command): void {
       if (fromFile(cmd, attr)) clear(cmd, attr);
 
   const envName = loaded.config.backup?.password_env;
+  // A unit or crontab printed for the schedule names the variable; the printer needs no password.
+  const printsUnits = Boolean(cmd.getOptionValue("printSystemd") || cmd.getOptionValue("printCron"));
   if (
     envName !== undefined &&
+    !printsUnits &&
     encrypting &&
     settingApplies(PASSWORD_ENV_SETTING, cmd) &&
     !given("password") &&

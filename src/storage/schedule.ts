@@ -114,7 +114,11 @@ export interface ScheduleCommand {
   workingDirectory: string;
   /** The `User=` of the systemd service. */
   user?: string;
+  /** A variable each run reads its password from; neither systemd nor cron passes the caller's. */
+  passwordEnv?: string;
 }
+
+const ENVIRONMENT_FILE = "/etc/bernstein/backup.env";
 
 /** `bernstein [--config F] --sdd S dr schedule ARGS`, for a unit or a crontab. */
 function scheduleCommandLine(cmd: ScheduleCommand, extra: string[] = []): string {
@@ -148,7 +152,12 @@ export function systemdUnits(cmd: ScheduleCommand): { service: string; timer: st
     "Nice=10",
     "IOSchedulingClass=best-effort",
     "IOSchedulingPriority=7",
-    "# Credentials: AWS_* variables, or an EnvironmentFile=/etc/bernstein/backup.env (mode 0600)",
+    ...(cmd.passwordEnv
+      ? [
+          `# ${cmd.passwordEnv} (the backup password) and any AWS_* credentials: ${cmd.passwordEnv}=... in this file (mode 0600)`,
+          `EnvironmentFile=${ENVIRONMENT_FILE}`,
+        ]
+      : [`# Credentials: AWS_* variables, or an EnvironmentFile=${ENVIRONMENT_FILE} (mode 0600)`]),
     "",
   ].join("\n");
   const timer = [
@@ -193,6 +202,12 @@ export function cronLine(cmd: ScheduleCommand): string {
   const exec = scheduleCommandLine(cmd, ["--once"]);
   return [
     "# bernstein scheduled off-site backups: add with `crontab -e` (one backup + prune per tick)",
+    ...(cmd.passwordEnv
+      ? [
+          `# cron passes no environment: ${cmd.passwordEnv} (the backup password) must be set for this line,`,
+          `# e.g. a line \`${cmd.passwordEnv}=...\` above it in a crontab only you can read`,
+        ]
+      : []),
     `${cronSpec(cmd.everyMs)} cd ${shellQuote(cmd.workingDirectory)} && ${exec} >> ${shellQuote(cmd.sdd + "/logs/backup-schedule.log")} 2>&1`,
     "",
   ].join("\n");

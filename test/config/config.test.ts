@@ -222,6 +222,17 @@ describe("bernstein.yaml: configuration file, flags over it, config show", () =>
     });
     assert.equal(unit.code, 0, unit.stderr);
     assert.doesNotMatch(unit.stdout, /from the environment/);
+    // Printing a unit reads no password, and the unit says where the variable must come from:
+    // systemd and cron pass none of the caller's environment.
+    const printed = await cli(["dr", "schedule", "--every", "1h", "--print-systemd"]);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.match(printed.stdout, /^# MY_BACKUP_PW \(the backup password\).*\nEnvironmentFile=\S+$/m);
+    const cron = await cli(["dr", "schedule", "--every", "1h", "--print-cron"]);
+    assert.equal(cron.code, 0, cron.stderr);
+    assert.match(cron.stdout, /^# cron passes no environment: MY_BACKUP_PW .*must be set for this line/m);
+    const plain = await cli(["dr", "schedule", "--every", "1h", "--plain", "--print-systemd"]);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.doesNotMatch(plain.stdout, /MY_BACKUP_PW|^EnvironmentFile=/m);
   });
 
   it("dr schedule --print-systemd takes the interval and User= from the file; --config FILE is carried into the unit", async () => {

@@ -11,7 +11,8 @@ import { resolveAuditKeyPath } from "../../../audit/key.js";
 import { runBackupJob, type BackupJobResult } from "../../../dr/backup-job.js";
 import { checkMetricsFile } from "../../../dr/backup-metrics.js";
 import { encryptionOf } from "../../../dr/backup.js";
-import type { PasswordFlags } from "../../password.js";
+import { PASSWORD_ENV, type PasswordFlags } from "../../password.js";
+import { loadedConfigOf } from "../../../config/apply.js";
 import { addRecipientOptions, resolveWriteKeys, type RecipientFlags } from "../../age-keys.js";
 import { parseCatalogueLocation } from "../../../storage/location.js";
 import { openCatalogue } from "../../../storage/open-store.js";
@@ -257,6 +258,19 @@ async function oneRun(index: number, c: RunContext): Promise<unknown> {
   }
 }
 
+/**
+ * The variable a scheduled run will read its password from: the configuration's
+ * `backup.password_env`, or BERNSTEIN_DR_PASSWORD for `--encrypt` without a password file.
+ * Recipients (age) need no secret to write.
+ */
+function passwordEnvOf(opts: ScheduleFlags, cmd: Command): string | undefined {
+  if (opts.plain || opts.passwordFile !== undefined || opts.recipient?.length || opts.recipientsFile)
+    return undefined;
+  const named = loadedConfigOf(cmd).config.backup?.password_env;
+  if (named !== undefined) return named;
+  return opts.encrypt ? PASSWORD_ENV : undefined;
+}
+
 /** `--print-systemd` / `--print-cron`: the units or crontab line that run this schedule. */
 function printUnits(opts: ScheduleFlags, cmd: Command, everyMs: number): void {
   const g = globalsOf(cmd);
@@ -277,6 +291,7 @@ function printUnits(opts: ScheduleFlags, cmd: Command, everyMs: number): void {
     everyMs,
     workingDirectory: process.cwd(),
     user: opts.runAs ?? os.userInfo().username,
+    passwordEnv: passwordEnvOf(opts, cmd),
   };
   if (opts.printCron) {
     const text = cronLine(spec);
