@@ -79,12 +79,16 @@ export const exists = (p: string): Promise<boolean> =>
  * Safe to call any time (it takes the restore lock: exit 3 while a restore runs); a no-op when
  * there is no journal.
  */
-export async function completeInterruptedRestore(target: string): Promise<string | undefined> {
+export async function completeInterruptedRestore(
+  target: string,
+): Promise<{ action?: string; removedStaging: string[] }> {
   const { abs } = await restoreTargetOf(target);
-  if (!(await exists(path.dirname(abs)))) return undefined;
+  if (!(await exists(path.dirname(abs)))) return { removedStaging: [] };
   const lock = await acquireRestoreLock(abs);
   try {
-    return await finishInterruptedRestore(abs);
+    const action = await finishInterruptedRestore(abs);
+    // After the swap: a journaled staging folder is the restored tree until it is in place.
+    return { action, removedStaging: await removeStaleStaging(abs) };
   } finally {
     await lock.release();
   }
@@ -134,7 +138,8 @@ export async function finishInterruptedRestore(abs: string): Promise<string | un
  * point-in-time restore's snapshot restored as a restore of its own, with its own staging
  * folder `.<name>.restore-<pid>-<hex>.restore-<pid>-<hex>` and lock).
  */
-export async function removeStaleStaging(target: string): Promise<void> {
+export async function removeStaleStaging(target: string): Promise<string[]> {
+  const removed: string[] = [];
   const dir = path.dirname(target);
   const names = await readdir(dir).catch(() => [] as string[]);
   const journal = path.basename(restoreJournalPath(target));
@@ -147,8 +152,10 @@ export async function removeStaleStaging(target: string): Promise<void> {
     const pid = Number(name.slice(prefix.length).split("-")[0]);
     if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && !isProcessAlive(pid)) {
       await rm(path.join(dir, name), { recursive: true, force: true });
+      removed.push(path.join(dir, name));
     }
   }
+  return removed;
 }
 
 /** The target's workspace lock for the restore, or the live process that holds it. */

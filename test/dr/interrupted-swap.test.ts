@@ -6,6 +6,7 @@
  * at the target is ever removed: not the old tree, not a folder made there between the renames.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -72,6 +73,7 @@ for (const phase of ["after_journal", "between_renames"] as const) {
       target,
       finished: true,
       action: "rolled forward an interrupted restore",
+      removed_staging: [],
     });
     assert.deepEqual(await taskIds(target, env), ["NEW", "OLD"]);
     const kept = (await readdir(path.dirname(target))).filter((n) => n.startsWith(".sdd.pre-restore-"));
@@ -86,6 +88,16 @@ for (const phase of ["after_journal", "between_renames"] as const) {
     const again = await runCli(["dr", "restore", "--finish", "--sdd", target], { env });
     assert.equal(again.code, 0);
     assert.match(again.stdout, /nothing to finish/);
+
+    // The staging folder of a restore that died before its swap (a pid no longer alive): the
+    // next restore would remove it, and so does --finish, which names it.
+    const deadPid = spawnSync(process.execPath, ["-e", ""]).pid!;
+    const dead = path.join(path.dirname(target), `..sdd.restore-${deadPid}-0123abcd`);
+    await mkdir(path.join(dead, "runtime"), { recursive: true });
+    const cleaned = await runCli(["dr", "restore", "--finish", "--json", "--sdd", target], { env });
+    assert.equal(cleaned.code, 0, cleaned.stderr);
+    assert.deepEqual(JSON.parse(cleaned.stdout).removed_staging, [dead]);
+    assert.equal(existsSync(dead), false);
     const doctor = await runCli(["doctor", "--sdd", target], { env });
     assert.equal(doctor.code, 0, doctor.stdout + doctor.stderr);
   });

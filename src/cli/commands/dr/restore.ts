@@ -198,14 +198,24 @@ async function finishCommand(
     throw new UserError(
       `--finish reads no archive: it only finishes an interrupted restore, so it cannot go with ${others.map(([n]) => n).join(", ")}`,
     );
-  const action = await completeInterruptedRestore(sdd);
+  const { action, removedStaging } = await completeInterruptedRestore(sdd);
+  const target = shown(path.resolve(sdd));
   out.result(
-    { ok: true, target: path.resolve(sdd), finished: action !== undefined, action: action ?? null },
-    () =>
+    {
+      ok: true,
+      target: path.resolve(sdd),
+      finished: action !== undefined,
+      action: action ?? null,
+      removed_staging: removedStaging,
+    },
+    () => {
       out.line(
         action
-          ? `${action[0]!.toUpperCase()}${action.slice(1)}: ${shown(path.resolve(sdd))} is the restored workspace.`
-          : `No interrupted restore at ${shown(path.resolve(sdd))}: nothing to finish.`,
-      ),
+          ? `${action[0]!.toUpperCase()}${action.slice(1)}: ${target} is the restored workspace.`
+          : `No interrupted restore at ${target}: nothing to finish.`,
+      );
+      for (const dir of removedStaging)
+        out.line(`Removed ${shown(dir)}: the staging folder of a restore that died before its swap.`);
+    },
   );
 }
