@@ -4,6 +4,7 @@
  * throttling (429, SlowDown, Throttling*), request timeouts and connection resets.
  * Everything else (no such bucket, access denied, bad request) fails at once.
  */
+import { BACKOFF_ENV, intFromEnv } from "./s3-env.js";
 import type { RetryInfo } from "./store.js";
 
 export interface RetryPolicy {
@@ -19,11 +20,11 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = { retries: 3, baseDelayMs: 250,
 
 /** The policy from `--retries` plus the environment (BERNSTEIN_S3_BACKOFF_MS shortens waits in tests). */
 export function retryPolicy(retries?: number): RetryPolicy {
-  const base = Number(process.env.BERNSTEIN_S3_BACKOFF_MS);
+  const base = intFromEnv(BACKOFF_ENV, 0);
   return {
     ...DEFAULT_RETRY_POLICY,
     retries: retries ?? DEFAULT_RETRY_POLICY.retries,
-    ...(Number.isFinite(base) && base >= 0 ? { baseDelayMs: base, maxDelayMs: Math.max(base * 16, 1) } : {}),
+    ...(base !== undefined ? { baseDelayMs: base, maxDelayMs: Math.max(base * 16, 1) } : {}),
   };
 }
 

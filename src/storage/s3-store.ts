@@ -51,6 +51,7 @@ import type {
   ReadOptions,
 } from "./store.js";
 import { rewriteHeadOnS3 } from "./s3-head-rewrite.js";
+import { CONCURRENCY_ENV, intFromEnv } from "./s3-env.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import {
   PartPool,
@@ -78,6 +79,7 @@ export interface S3Options {
 
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+const DEFAULT_CONCURRENCY = 2;
 
 export function makeS3Client(options: S3Options = {}): S3Client {
   // The SDK warns on Node 20 about its future support policy; that is not our user's concern.
@@ -171,7 +173,10 @@ export class S3Store implements BackupStore {
     this.root = `s3://${bucket}/${prefix}`;
     this.policy = retryPolicy(options.retries);
     this.partSize = Math.max(MIN_PART_SIZE, options.partSize ?? DEFAULT_PART_SIZE);
-    this.concurrency = Math.max(1, options.concurrency ?? Number(process.env.BERNSTEIN_S3_CONCURRENCY || 2));
+    this.concurrency = Math.max(
+      1,
+      options.concurrency ?? intFromEnv(CONCURRENCY_ENV, 1) ?? DEFAULT_CONCURRENCY,
+    );
   }
 
   describe(key: string): string {

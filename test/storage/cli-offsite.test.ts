@@ -52,7 +52,7 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
   let scratch: { dir: string; cleanup: () => Promise<void> };
   let sdd: string;
   let env: Record<string, string>;
-  const cli = (args: string[], extra: Record<string, string> = {}): Promise<CliResult> =>
+  const cli = (args: string[], extra: Record<string, string | undefined> = {}): Promise<CliResult> =>
     runCli(["--sdd", sdd, ...args], { env: { ...env, ...extra } });
 
   before(async () => {
@@ -423,5 +423,32 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
     });
     assert.equal(creds.code, 7);
     assert.match(creds.stderr, /access denied/);
+  });
+
+  it("a BERNSTEIN_S3_* number that is not one is refused (exit 2, naming it) before anything is made or uploaded", async () => {
+    const root = `s3://${BUCKET}/env-numbers/`;
+    const local = path.join(scratch.dir, "env-numbers-local");
+    const cases: [Record<string, string>, RegExp][] = [
+      [
+        { BERNSTEIN_S3_CONCURRENCY: "two" },
+        /^bernstein: BERNSTEIN_S3_CONCURRENCY=two: must be an integer >= 1$/m,
+      ],
+      [{ BERNSTEIN_S3_CONCURRENCY: "0" }, /BERNSTEIN_S3_CONCURRENCY=0: must be an integer >= 1/],
+      [{ BERNSTEIN_S3_CONCURRENCY: "1.5" }, /BERNSTEIN_S3_CONCURRENCY=1\.5: must be an integer >= 1/],
+      [{ BERNSTEIN_S3_BACKOFF_MS: "fast" }, /BERNSTEIN_S3_BACKOFF_MS=fast: must be an integer >= 0/],
+    ];
+    for (const [extra, message] of cases) {
+      h.resetCounts();
+      const r = await cli(["--json", "dr", "backup", "--to-dir", root, "--local-copy", local], extra);
+      assert.equal(r.code, 2, `${JSON.stringify(extra)}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+      assert.equal(JSON.parse(r.stdout).exit_code, 2);
+      assert.deepEqual([...h.counts.keys()], [], "no request reached the store");
+      assert.deepEqual(await readdir(local).catch(() => []), [], "no local copy was made");
+    }
+    const list = await cli(["dr", "list", "--at", root], { BERNSTEIN_S3_CONCURRENCY: "two" });
+    assert.equal(list.code, 2, list.stderr);
+    assert.match(list.stderr, /BERNSTEIN_S3_CONCURRENCY=two/);
   });
 });
