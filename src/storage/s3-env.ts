@@ -6,6 +6,7 @@
  */
 import { ExitCode, UserError } from "../errors/errors.js";
 
+export const ENDPOINT_ENV = "BERNSTEIN_S3_ENDPOINT";
 export const CONCURRENCY_ENV = "BERNSTEIN_S3_CONCURRENCY";
 export const BACKOFF_ENV = "BERNSTEIN_S3_BACKOFF_MS";
 

@@ -51,7 +51,7 @@ import type {
   ReadOptions,
 } from "./store.js";
 import { rewriteHeadOnS3 } from "./s3-head-rewrite.js";
-import { CONCURRENCY_ENV, intFromEnv } from "./s3-env.js";
+import { CONCURRENCY_ENV, ENDPOINT_ENV, intFromEnv } from "./s3-env.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import {
   PartPool,
@@ -66,6 +66,8 @@ import {
 export interface S3Options {
   /** S3-compatible endpoint URL (else BERNSTEIN_S3_ENDPOINT, else AWS). */
   endpoint?: string;
+  /** The flag `endpoint` came from, named when it is refused (default `--endpoint`). */
+  endpointFlag?: string;
   region?: string;
   /** Retries of transient failures per request (default 3). */
   retries?: number;
@@ -84,14 +86,14 @@ const DEFAULT_CONCURRENCY = 2;
 export function makeS3Client(options: S3Options = {}): S3Client {
   // The SDK warns on Node 20 about its future support policy; that is not our user's concern.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
-  const endpoint = options.endpoint ?? (process.env.BERNSTEIN_S3_ENDPOINT || undefined);
-  if (endpoint !== undefined) {
-    try {
-      const u = new URL(endpoint);
-      if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error("not http(s)");
-    } catch {
-      throw new UserError(`--endpoint ${endpoint}: not an http(s) URL`, ExitCode.USAGE);
-    }
+  const fromEnv = options.endpoint === undefined;
+  const endpoint = options.endpoint ?? (process.env[ENDPOINT_ENV] || undefined);
+  if (endpoint !== undefined && !isHttpUrl(endpoint)) {
+    // Named as the user gave it: a variable they never typed on this command line is easy to forget.
+    const given = fromEnv
+      ? `${ENDPOINT_ENV}=${endpoint}`
+      : `${options.endpointFlag ?? "--endpoint"} ${endpoint}`;
+    throw new UserError(`${given}: not an http(s) URL`, ExitCode.USAGE);
   }
   const region =
     options.region ??
@@ -105,6 +107,14 @@ export function makeS3Client(options: S3Options = {}): S3Client {
     responseChecksumValidation: "WHEN_REQUIRED",
     requestHandler: { connectionTimeout: 10_000, requestTimeout: 300_000 },
   });
+}
+
+function isHttpUrl(text: string): boolean {
+  try {
+    return /^https?:$/.test(new URL(text).protocol);
+  } catch {
+    return false;
+  }
 }
 
 /** Turns a final S3 failure into a one-line UserError (exit 7) that says what was being done. */

@@ -425,6 +425,17 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
     assert.match(creds.stderr, /access denied/);
   });
 
+  it("an endpoint that is not an http(s) URL is refused (exit 2) naming where it came from", async () => {
+    const at = ["--json", "dr", "list", "--at", `s3://${BUCKET}/site/`];
+    const env = await cli(at, { BERNSTEIN_S3_ENDPOINT: "minio:9000" });
+    assert.equal(env.code, 2, env.stderr);
+    assert.match(env.stderr, /^bernstein: BERNSTEIN_S3_ENDPOINT=minio:9000: not an http\(s\) URL$/m);
+    assert.equal(JSON.parse(env.stdout).exit_code, 2);
+    const flag = await cli([...at, "--endpoint", "minio:9000"]);
+    assert.equal(flag.code, 2, flag.stderr);
+    assert.match(flag.stderr, /^bernstein: --endpoint minio:9000: not an http\(s\) URL$/m);
+  });
+
   it("a BERNSTEIN_S3_* number that is not one is refused (exit 2, naming it) before anything is made or uploaded", async () => {
     const root = `s3://${BUCKET}/env-numbers/`;
     const local = path.join(scratch.dir, "env-numbers-local");
