@@ -2,7 +2,7 @@
  * Retries of transient remote failures: exponential backoff with full jitter, bounded by a
  * number of retries. Only failures that a later attempt can fix are retried: HTTP 5xx,
  * throttling (429, SlowDown, Throttling*), request timeouts and connection resets.
- * Everything else (no such bucket, access denied, bad request) fails at once.
+ * Everything else (no such bucket, access denied, no credentials found, bad request) fails at once.
  */
 import { BACKOFF_ENV, intFromEnv } from "./s3-env.js";
 import type { RetryInfo } from "./store.js";
@@ -70,10 +70,21 @@ export function httpStatusOf(err: unknown): number | undefined {
   return e?.$metadata?.httpStatusCode ?? e?.$response?.statusCode;
 }
 
+/**
+ * The SDK's credential chain found nothing: it raises this once it has asked every source, so
+ * asking again finds the same nothing. A setup to fix, not an outage.
+ */
+export function isMissingCredentials(err: unknown): boolean {
+  const e = err as AwsLikeError | undefined;
+  return e?.name === "CredentialsProviderError" || /Could not load credentials/i.test(e?.message ?? "");
+}
+
 /** True for failures a later attempt can fix. */
 export function isTransient(err: unknown): boolean {
   const e = err as AwsLikeError | undefined;
   if (!e) return false;
+  // Whatever a credential source met on the way (an instance metadata timeout) is not the failure.
+  if (isMissingCredentials(e)) return false;
   const status = httpStatusOf(e);
   // 501: the store lacks the feature; asking again cannot help (a caller may choose another way).
   if (status === 501 || e.name === "NotImplemented") return false;

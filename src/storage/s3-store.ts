@@ -36,6 +36,7 @@ import {
   RetriesExhausted,
   describeError,
   httpStatusOf,
+  isMissingCredentials,
   retryPolicy,
   withRetry,
   type RetryPolicy,
@@ -117,11 +118,27 @@ function isHttpUrl(text: string): boolean {
   }
 }
 
-/** Turns a final S3 failure into a one-line UserError (exit 7) that says what was being done. */
+/** Where the SDK's default chain looks for credentials, as the user sets them. */
+const CREDENTIAL_SOURCES =
+  "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/credentials and ~/.aws/config, web identity, instance metadata";
+
+/**
+ * Turns a final S3 failure into a one-line UserError that says what was being done: exit 7, or
+ * exit 2 for missing credentials (problem "credentials").
+ */
 export function remoteError(context: string, err: unknown): UserError {
   if (err instanceof UserError) return new UserError(`${context}: ${err.message}`, err.exitCode, err.details);
   const e = err as { name?: string; Code?: string; message?: string };
   const name = e?.name ?? "";
+  if (isMissingCredentials(err))
+    return new UserError(
+      `${context}: no AWS credentials found (looked in ${CREDENTIAL_SOURCES})`,
+      ExitCode.USAGE,
+      {
+        remote_error: name || undefined,
+        problem: "credentials",
+      },
+    );
   const status = httpStatusOf(err);
   let why: string;
   if (err instanceof RetriesExhausted) why = err.message;
@@ -134,8 +151,6 @@ export function remoteError(context: string, err: unknown): UserError {
     status === 403
   ) {
     why = `access denied (${name || "HTTP 403"}): check the AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE)`;
-  } else if (name === "CredentialsProviderError" || /Could not load credentials/i.test(e?.message ?? "")) {
-    why = "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)";
   } else if (/Region is missing/i.test(e?.message ?? "")) {
     why = "no AWS region (use --region or AWS_REGION)";
   } else why = describeError(err);

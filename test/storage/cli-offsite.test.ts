@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { readFile, readdir, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { after, before, beforeEach, describe, it } from "node:test";
@@ -423,6 +423,33 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
     });
     assert.equal(creds.code, 7);
     assert.match(creds.stderr, /access denied/);
+  });
+
+  it("no AWS credentials at all: exit 2 at once (no retries), saying where they are looked for", async () => {
+    const home = path.join(scratch.dir, "home-without-aws");
+    await mkdir(home, { recursive: true });
+    const noAws: Record<string, string | undefined> = { HOME: home };
+    for (const k of Object.keys({ ...process.env, ...env })) if (k.startsWith("AWS_")) noAws[k] = undefined;
+    const root = `s3://${BUCKET}/no-credentials/`;
+    const local = path.join(scratch.dir, "no-credentials-local");
+    const runs = [
+      ["--json", "dr", "list", "--at", root],
+      ["--json", "dr", "backup", "--to-dir", root, "--local-copy", local],
+    ];
+    for (const args of runs) {
+      h.resetCounts();
+      const r = await cli(args, noAws);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(
+        r.stderr,
+        /^bernstein: list s3:\/\/dr-offsite\/no-credentials\/\S*: no AWS credentials found \(looked in AWS_ACCESS_KEY_ID\/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~\/\.aws\/credentials .*\)$/m,
+      );
+      assert.doesNotMatch(r.stderr, /retr|gave up|\n\s+at /);
+      const doc = JSON.parse(r.stdout) as { exit_code: number; problem: string };
+      assert.deepEqual([doc.exit_code, doc.problem], [2, "credentials"]);
+      assert.deepEqual([...h.counts.keys()], [], "no request was sent, so none was retried");
+    }
+    assert.deepEqual(await readdir(local).catch(() => []), [], "no local copy was made");
   });
 
   it("an endpoint that is not an http(s) URL is refused (exit 2) naming where it came from", async () => {
