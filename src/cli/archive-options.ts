@@ -295,7 +295,12 @@ export async function startArchiveForStart(
     to: flags.archiveTo,
     intervalMs: flags.archiveInterval ?? DEFAULT_INTERVAL_MS,
     snapshotIntervalMs: flags.archiveSnapshotInterval ?? DEFAULT_SNAPSHOT_INTERVAL_MS,
-    s3: { endpoint: flags.archiveEndpoint, region: flags.archiveRegion, retries: flags.archiveRetries ?? 3 },
+    s3: {
+      endpoint: flags.archiveEndpoint,
+      endpointFlag: "--archive-endpoint",
+      region: flags.archiveRegion,
+      retries: flags.archiveRetries ?? 3,
+    },
     metricsFile: flags.archiveMetricsFile,
     compactTargetBytes:
       flags.archiveCompact === false

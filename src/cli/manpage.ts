@@ -34,7 +34,10 @@ function synopsis(cmd: CommandSpec, prog: string): string {
 const EXIT_STATUS: [number, string][] = [
   [0, "success"],
   [1, "a check ran and found a problem (verification failed)"],
-  [2, "usage or input error (bad flags, no workspace, unknown run, missing file, bad configuration file)"],
+  [
+    2,
+    "usage or input error (bad flags, no workspace, unknown run, missing file, bad configuration file, no AWS credentials for an s3:// location)",
+  ],
   [3, "the workspace is locked by a live process"],
   [4, "wrong password, or encrypted data failed authentication"],
   [5, "an archive or state file is corrupt, truncated, hostile or does not match its manifest"],

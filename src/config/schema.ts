@@ -79,7 +79,8 @@ const backup = z
   );
 
 const s3 = z.strictObject({
-  endpoint: z.optional(z.url()),
+  // Refused here, where the key can be named, not later as if a flag had given it.
+  endpoint: z.optional(z.url({ protocol: /^https?$/, error: "not an http(s) URL" })),
   region: z.optional(text),
   retries: z.optional(count),
 });

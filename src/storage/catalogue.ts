@@ -113,7 +113,11 @@ export async function readRecord(store: BackupStore, name: string): Promise<Back
     if (rec.format !== RECORD_FORMAT || rec.name !== name) return undefined;
     return rec;
   } catch (err) {
-    if (err instanceof UserError && err.exitCode === ExitCode.REMOTE) throw err;
+    if (
+      err instanceof UserError &&
+      (err.exitCode === ExitCode.REMOTE || err.details?.problem === "credentials")
+    )
+      throw err;
     return undefined;
   }
 }

@@ -2,8 +2,9 @@
  * Retries of transient remote failures: exponential backoff with full jitter, bounded by a
  * number of retries. Only failures that a later attempt can fix are retried: HTTP 5xx,
  * throttling (429, SlowDown, Throttling*), request timeouts and connection resets.
- * Everything else (no such bucket, access denied, bad request) fails at once.
+ * Everything else (no such bucket, access denied, no credentials found, bad request) fails at once.
  */
+import { BACKOFF_ENV, intFromEnv } from "./s3-env.js";
 import type { RetryInfo } from "./store.js";
 
 export interface RetryPolicy {
@@ -19,11 +20,11 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = { retries: 3, baseDelayMs: 250,
 
 /** The policy from `--retries` plus the environment (BERNSTEIN_S3_BACKOFF_MS shortens waits in tests). */
 export function retryPolicy(retries?: number): RetryPolicy {
-  const base = Number(process.env.BERNSTEIN_S3_BACKOFF_MS);
+  const base = intFromEnv(BACKOFF_ENV, 0);
   return {
     ...DEFAULT_RETRY_POLICY,
     retries: retries ?? DEFAULT_RETRY_POLICY.retries,
-    ...(Number.isFinite(base) && base >= 0 ? { baseDelayMs: base, maxDelayMs: Math.max(base * 16, 1) } : {}),
+    ...(base !== undefined ? { baseDelayMs: base, maxDelayMs: Math.max(base * 16, 1) } : {}),
   };
 }
 
@@ -69,10 +70,21 @@ export function httpStatusOf(err: unknown): number | undefined {
   return e?.$metadata?.httpStatusCode ?? e?.$response?.statusCode;
 }
 
+/**
+ * The SDK's credential chain found nothing: it raises this once it has asked every source, so
+ * asking again finds the same nothing. A setup to fix, not an outage.
+ */
+export function isMissingCredentials(err: unknown): boolean {
+  const e = err as AwsLikeError | undefined;
+  return e?.name === "CredentialsProviderError" || /Could not load credentials/i.test(e?.message ?? "");
+}
+
 /** True for failures a later attempt can fix. */
 export function isTransient(err: unknown): boolean {
   const e = err as AwsLikeError | undefined;
   if (!e) return false;
+  // Whatever a credential source met on the way (an instance metadata timeout) is not the failure.
+  if (isMissingCredentials(e)) return false;
   const status = httpStatusOf(e);
   // 501: the store lacks the feature; asking again cannot help (a caller may choose another way).
   if (status === 501 || e.name === "NotImplemented") return false;

@@ -36,6 +36,7 @@ import {
   RetriesExhausted,
   describeError,
   httpStatusOf,
+  isMissingCredentials,
   retryPolicy,
   withRetry,
   type RetryPolicy,
@@ -51,6 +52,7 @@ import type {
   ReadOptions,
 } from "./store.js";
 import { rewriteHeadOnS3 } from "./s3-head-rewrite.js";
+import { CONCURRENCY_ENV, ENDPOINT_ENV, intFromEnv } from "./s3-env.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import {
   PartPool,
@@ -65,6 +67,8 @@ import {
 export interface S3Options {
   /** S3-compatible endpoint URL (else BERNSTEIN_S3_ENDPOINT, else AWS). */
   endpoint?: string;
+  /** The flag `endpoint` came from, named when it is refused (default `--endpoint`). */
+  endpointFlag?: string;
   region?: string;
   /** Retries of transient failures per request (default 3). */
   retries?: number;
@@ -78,18 +82,19 @@ export interface S3Options {
 
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+const DEFAULT_CONCURRENCY = 2;
 
 export function makeS3Client(options: S3Options = {}): S3Client {
   // The SDK warns on Node 20 about its future support policy; that is not our user's concern.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
-  const endpoint = options.endpoint ?? (process.env.BERNSTEIN_S3_ENDPOINT || undefined);
-  if (endpoint !== undefined) {
-    try {
-      const u = new URL(endpoint);
-      if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error("not http(s)");
-    } catch {
-      throw new UserError(`--endpoint ${endpoint}: not an http(s) URL`, ExitCode.USAGE);
-    }
+  const fromEnv = options.endpoint === undefined;
+  const endpoint = options.endpoint ?? (process.env[ENDPOINT_ENV] || undefined);
+  if (endpoint !== undefined && !isHttpUrl(endpoint)) {
+    // Named as the user gave it: a variable they never typed on this command line is easy to forget.
+    const given = fromEnv
+      ? `${ENDPOINT_ENV}=${endpoint}`
+      : `${options.endpointFlag ?? "--endpoint"} ${endpoint}`;
+    throw new UserError(`${given}: not an http(s) URL`, ExitCode.USAGE);
   }
   const region =
     options.region ??
@@ -105,11 +110,35 @@ export function makeS3Client(options: S3Options = {}): S3Client {
   });
 }
 
-/** Turns a final S3 failure into a one-line UserError (exit 7) that says what was being done. */
+function isHttpUrl(text: string): boolean {
+  try {
+    return /^https?:$/.test(new URL(text).protocol);
+  } catch {
+    return false;
+  }
+}
+
+/** Where the SDK's default chain looks for credentials, as the user sets them. */
+const CREDENTIAL_SOURCES =
+  "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/credentials and ~/.aws/config, web identity, instance metadata";
+
+/**
+ * Turns a final S3 failure into a one-line UserError that says what was being done: exit 7, or
+ * exit 2 for missing credentials (problem "credentials").
+ */
 export function remoteError(context: string, err: unknown): UserError {
   if (err instanceof UserError) return new UserError(`${context}: ${err.message}`, err.exitCode, err.details);
   const e = err as { name?: string; Code?: string; message?: string };
   const name = e?.name ?? "";
+  if (isMissingCredentials(err))
+    return new UserError(
+      `${context}: no AWS credentials found (looked in ${CREDENTIAL_SOURCES})`,
+      ExitCode.USAGE,
+      {
+        remote_error: name || undefined,
+        problem: "credentials",
+      },
+    );
   const status = httpStatusOf(err);
   let why: string;
   if (err instanceof RetriesExhausted) why = err.message;
@@ -122,8 +151,6 @@ export function remoteError(context: string, err: unknown): UserError {
     status === 403
   ) {
     why = `access denied (${name || "HTTP 403"}): check the AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE)`;
-  } else if (name === "CredentialsProviderError" || /Could not load credentials/i.test(e?.message ?? "")) {
-    why = "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)";
   } else if (/Region is missing/i.test(e?.message ?? "")) {
     why = "no AWS region (use --region or AWS_REGION)";
   } else why = describeError(err);
@@ -171,7 +198,10 @@ export class S3Store implements BackupStore {
     this.root = `s3://${bucket}/${prefix}`;
     this.policy = retryPolicy(options.retries);
     this.partSize = Math.max(MIN_PART_SIZE, options.partSize ?? DEFAULT_PART_SIZE);
-    this.concurrency = Math.max(1, options.concurrency ?? Number(process.env.BERNSTEIN_S3_CONCURRENCY || 2));
+    this.concurrency = Math.max(
+      1,
+      options.concurrency ?? intFromEnv(CONCURRENCY_ENV, 1) ?? DEFAULT_CONCURRENCY,
+    );
   }
 
   describe(key: string): string {

@@ -282,13 +282,15 @@ describe("bernstein.yaml: configuration file, flags over it, config show", () =>
         /: replication\.ack_policy: expected one of "LEADER_ONLY"\|"QUORUM"\|"ALL"$/,
       ],
       ["s3:\n  endpoint: not a url\n", /: s3\.endpoint: /],
+      // A URL, but not one an S3 client can reach: refused naming the key, not as if `--endpoint` gave it.
+      ["s3:\n  endpoint: minio:9000\n", /bernstein\.yaml: s3\.endpoint: not an http\(s\) URL$/],
       ["backup: [\n", /bernstein\.yaml:\d+: not valid YAML: /],
       ["- just\n- a list\n", /: expected a mapping of settings/],
     ];
     // The file is read and checked once, by the program's hook before any sub-command
     // (installConfigFile -> loadConfig), the same for every command: each file is given to one
-    // of the two commands in turn, so each command meets several of the errors (config show five,
-    // dr backup four) and each error is met once.
+    // of the two commands in turn, so each command meets several of the errors (five each) and each
+    // error is met once.
     const commands = [
       ["config", "show"],
       ["dr", "backup", "--to", path.join(project, "never.tar.gz")],

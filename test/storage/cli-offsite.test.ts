@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { readFile, readdir, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { after, before, beforeEach, describe, it } from "node:test";
@@ -52,7 +52,7 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
   let scratch: { dir: string; cleanup: () => Promise<void> };
   let sdd: string;
   let env: Record<string, string>;
-  const cli = (args: string[], extra: Record<string, string> = {}): Promise<CliResult> =>
+  const cli = (args: string[], extra: Record<string, string | undefined> = {}): Promise<CliResult> =>
     runCli(["--sdd", sdd, ...args], { env: { ...env, ...extra } });
 
   before(async () => {
@@ -423,5 +423,70 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
     });
     assert.equal(creds.code, 7);
     assert.match(creds.stderr, /access denied/);
+  });
+
+  it("no AWS credentials at all: exit 2 at once (no retries), saying where they are looked for", async () => {
+    const home = path.join(scratch.dir, "home-without-aws");
+    await mkdir(home, { recursive: true });
+    const noAws: Record<string, string | undefined> = { HOME: home };
+    for (const k of Object.keys({ ...process.env, ...env })) if (k.startsWith("AWS_")) noAws[k] = undefined;
+    const root = `s3://${BUCKET}/no-credentials/`;
+    const local = path.join(scratch.dir, "no-credentials-local");
+    const runs = [
+      ["--json", "dr", "list", "--at", root],
+      ["--json", "dr", "backup", "--to-dir", root, "--local-copy", local],
+    ];
+    for (const args of runs) {
+      h.resetCounts();
+      const r = await cli(args, noAws);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(
+        r.stderr,
+        /^bernstein: list s3:\/\/dr-offsite\/no-credentials\/\S*: no AWS credentials found \(looked in AWS_ACCESS_KEY_ID\/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~\/\.aws\/credentials .*\)$/m,
+      );
+      assert.doesNotMatch(r.stderr, /retr|gave up|\n\s+at /);
+      const doc = JSON.parse(r.stdout) as { exit_code: number; problem: string };
+      assert.deepEqual([doc.exit_code, doc.problem], [2, "credentials"]);
+      assert.deepEqual([...h.counts.keys()], [], "no request was sent, so none was retried");
+    }
+    assert.deepEqual(await readdir(local).catch(() => []), [], "no local copy was made");
+  });
+
+  it("an endpoint that is not an http(s) URL is refused (exit 2) naming where it came from", async () => {
+    const at = ["--json", "dr", "list", "--at", `s3://${BUCKET}/site/`];
+    const env = await cli(at, { BERNSTEIN_S3_ENDPOINT: "minio:9000" });
+    assert.equal(env.code, 2, env.stderr);
+    assert.match(env.stderr, /^bernstein: BERNSTEIN_S3_ENDPOINT=minio:9000: not an http\(s\) URL$/m);
+    assert.equal(JSON.parse(env.stdout).exit_code, 2);
+    const flag = await cli([...at, "--endpoint", "minio:9000"]);
+    assert.equal(flag.code, 2, flag.stderr);
+    assert.match(flag.stderr, /^bernstein: --endpoint minio:9000: not an http\(s\) URL$/m);
+  });
+
+  it("a BERNSTEIN_S3_* number that is not one is refused (exit 2, naming it) before anything is made or uploaded", async () => {
+    const root = `s3://${BUCKET}/env-numbers/`;
+    const local = path.join(scratch.dir, "env-numbers-local");
+    const cases: [Record<string, string>, RegExp][] = [
+      [
+        { BERNSTEIN_S3_CONCURRENCY: "two" },
+        /^bernstein: BERNSTEIN_S3_CONCURRENCY=two: must be an integer >= 1$/m,
+      ],
+      [{ BERNSTEIN_S3_CONCURRENCY: "0" }, /BERNSTEIN_S3_CONCURRENCY=0: must be an integer >= 1/],
+      [{ BERNSTEIN_S3_CONCURRENCY: "1.5" }, /BERNSTEIN_S3_CONCURRENCY=1\.5: must be an integer >= 1/],
+      [{ BERNSTEIN_S3_BACKOFF_MS: "fast" }, /BERNSTEIN_S3_BACKOFF_MS=fast: must be an integer >= 0/],
+    ];
+    for (const [extra, message] of cases) {
+      h.resetCounts();
+      const r = await cli(["--json", "dr", "backup", "--to-dir", root, "--local-copy", local], extra);
+      assert.equal(r.code, 2, `${JSON.stringify(extra)}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+      assert.equal(JSON.parse(r.stdout).exit_code, 2);
+      assert.deepEqual([...h.counts.keys()], [], "no request reached the store");
+      assert.deepEqual(await readdir(local).catch(() => []), [], "no local copy was made");
+    }
+    const list = await cli(["dr", "list", "--at", root], { BERNSTEIN_S3_CONCURRENCY: "two" });
+    assert.equal(list.code, 2, list.stderr);
+    assert.match(list.stderr, /BERNSTEIN_S3_CONCURRENCY=two/);
   });
 });
