@@ -63,6 +63,19 @@ export async function resolvePassword(
   return r;
 }
 
+/**
+ * Takes bernstein's own secrets (`names`: the backup password's variables, the replication
+ * token's) out of this process's environment once they have been read: every process a running
+ * orchestrator starts (agents, their tools, git and its hooks) inherits that environment, and an
+ * agent has no use for the key to the backups.
+ */
+export function forgetSecretEnv(
+  names: readonly (string | undefined)[],
+  env: NodeJS.ProcessEnv = process.env,
+): void {
+  for (const name of names) if (name !== undefined) delete env[name];
+}
+
 /** Reads a password file (its one trailing newline dropped), refused when others may read it. */
 async function readPasswordFile(file: string): Promise<string> {
   return (await readProtectedFile(file, `--password-file ${file}`)).replace(/\r?\n$/, "");

@@ -26,7 +26,8 @@ import {
   startArchiveForStart,
   type ArchiveStartFlags,
 } from "../archive-options.js";
-import { PASSWORD_ENV } from "../password.js";
+import { PASSWORD_ENV, forgetSecretEnv } from "../password.js";
+import { TOKEN_ENV } from "../../replication/auth.js";
 import {
   addReplicationStartOptions,
   replicationArgs,
@@ -161,7 +162,11 @@ function registerStart(program: Command): void {
       const file = loadedConfigOf(cmd).file;
       const worktreesFromFile = cmd.getOptionValueSource("worktrees") === "config" && file ? file : undefined;
       if (opts.detach) await startDetached(ws, withoutFileValues(cmd, opts), out, file ?? undefined);
-      else await startInForeground(ws, opts, g, out, worktreesFromFile && shown(worktreesFromFile));
+      else
+        await startInForeground(ws, opts, g, out, {
+          worktreesFromFile: worktreesFromFile && shown(worktreesFromFile),
+          secretEnv: [PASSWORD_ENV, TOKEN_ENV, loadedConfigOf(cmd).config.backup?.password_env],
+        });
     });
 }
 
@@ -291,8 +296,12 @@ async function startInForeground(
   opts: StartFlags,
   g: GlobalOptions,
   out: Output,
-  /** The configuration file, when `worktrees: true` came from it (a refusal names it). */
-  worktreesFromFile: string | undefined,
+  from: {
+    /** The configuration file, when `worktrees: true` came from it (a refusal names it). */
+    worktreesFromFile: string | undefined;
+    /** The variables secrets may be read from: gone from the environment once read. */
+    secretEnv: readonly (string | undefined)[];
+  },
 ): Promise<void> {
   // --replication-listen: the leader endpoint (replication owns this hook). Its commit gate holds
   // every decision until the ack policy is met; a fenced leader refuses to start.
@@ -305,6 +314,8 @@ async function startInForeground(
     await closeLeader();
     throw err;
   });
+  // The leader's token and the archive's password are read: no agent inherits them.
+  forgetSecretEnv(from.secretEnv);
   const warnings = new WarningDigest({
     verbose: Boolean(opts.verbose),
     keepAll: g.json,
@@ -335,7 +346,7 @@ async function startInForeground(
     retryBackoffMs: opts.retryBackoff,
     pollMs: opts.poll,
     auditKeyFile: opts.keyFile,
-    worktrees: worktreeOptionsOf(opts, worktreesFromFile),
+    worktrees: worktreeOptionsOf(opts, from.worktreesFromFile),
     log: (l) => out.line(l),
     warn: (l, group) => warnings.warn(l, group),
     flushWarnings: () => warnings.flush(),
