@@ -19,7 +19,7 @@ import { readStatusFile } from "../../orchestrator/control.js";
 import { staleAfterFromEnv } from "../../state/replay.js";
 import { cleanupOnInterrupt, type InterruptSignal } from "../../workspace/interrupt.js";
 import { WarningDigest } from "../warning-digest.js";
-import { intOption, numberOption } from "../number-option.js";
+import { intOption, secondsOption } from "../number-option.js";
 import {
   addArchiveStartOptions,
   archiveArgs,
@@ -138,7 +138,7 @@ function registerStart(program: Command): void {
     .option(
       "--checkpoint-interval <s>",
       "checkpoint every S seconds (0: off; default 60)",
-      numberOption("--checkpoint-interval", "non-negative"),
+      secondsOption("--checkpoint-interval", "non-negative"),
     )
     .option(
       "--retry-backoff <ms>",
