@@ -4,6 +4,7 @@
  * throttling (429, SlowDown, Throttling*), request timeouts and connection resets.
  * Everything else (no such bucket, access denied, bad request) fails at once.
  */
+import { ExitCode, UserError } from "../errors/errors.js";
 import type { RetryInfo } from "./store.js";
 
 export interface RetryPolicy {
@@ -17,13 +18,24 @@ export interface RetryPolicy {
 
 export const DEFAULT_RETRY_POLICY: RetryPolicy = { retries: 3, baseDelayMs: 250, maxDelayMs: 10_000 };
 
-/** The policy from `--retries` plus the environment (BERNSTEIN_S3_BACKOFF_MS shortens waits in tests). */
-export function retryPolicy(retries?: number): RetryPolicy {
-  const base = Number(process.env.BERNSTEIN_S3_BACKOFF_MS);
+/**
+ * The policy from `--retries` plus the environment (BERNSTEIN_S3_BACKOFF_MS shortens waits in
+ * tests). A bad value is refused, not ignored: it is read when the store is opened, before any
+ * request.
+ */
+export function retryPolicy(retries?: number, env: NodeJS.ProcessEnv = process.env): RetryPolicy {
+  const raw = env.BERNSTEIN_S3_BACKOFF_MS;
+  const base = Number(raw);
+  if (raw !== undefined && raw !== "" && !(raw.trim() !== "" && Number.isSafeInteger(base) && base >= 0)) {
+    throw new UserError(
+      `BERNSTEIN_S3_BACKOFF_MS must be a whole number of milliseconds >= 0 (default 250), got ${JSON.stringify(raw)}`,
+      ExitCode.USAGE,
+    );
+  }
   return {
     ...DEFAULT_RETRY_POLICY,
     retries: retries ?? DEFAULT_RETRY_POLICY.retries,
-    ...(Number.isFinite(base) && base >= 0 ? { baseDelayMs: base, maxDelayMs: Math.max(base * 16, 1) } : {}),
+    ...(raw ? { baseDelayMs: base, maxDelayMs: Math.max(base * 16, 1) } : {}),
   };
 }
 

@@ -131,6 +131,23 @@ export function remoteError(context: string, err: unknown): UserError {
 }
 
 /**
+ * BERNSTEIN_S3_CONCURRENCY (default 2). Refused unless a whole number >= 1: a value that is no
+ * number would leave the parts in flight unbounded, and with them the part memory.
+ */
+function concurrencyFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.BERNSTEIN_S3_CONCURRENCY;
+  if (raw === undefined || raw === "") return 2;
+  const n = Number(raw);
+  if (raw.trim() === "" || !Number.isSafeInteger(n) || n < 1) {
+    throw new UserError(
+      `BERNSTEIN_S3_CONCURRENCY must be a whole number >= 1 (default 2), got ${JSON.stringify(raw)}`,
+      ExitCode.USAGE,
+    );
+  }
+  return n;
+}
+
+/**
  * The body of a download, watched from the moment it is returned: a failure part-way (a
  * connection cut, a timeout) becomes a one-line remote error saying what was being downloaded,
  * kept on `out` until its reader comes (a restore reads only after taking its lock and making
@@ -171,7 +188,7 @@ export class S3Store implements BackupStore {
     this.root = `s3://${bucket}/${prefix}`;
     this.policy = retryPolicy(options.retries);
     this.partSize = Math.max(MIN_PART_SIZE, options.partSize ?? DEFAULT_PART_SIZE);
-    this.concurrency = Math.max(1, options.concurrency ?? Number(process.env.BERNSTEIN_S3_CONCURRENCY || 2));
+    this.concurrency = Math.max(1, options.concurrency ?? concurrencyFromEnv());
   }
 
   describe(key: string): string {

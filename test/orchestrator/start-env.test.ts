@@ -60,3 +60,38 @@ test("Orchestrator.open refuses a bad BERNSTEIN_REPLAY_STALE_AFTER before it tak
     await cleanup();
   }
 });
+
+test("a bad BERNSTEIN_S3_CONCURRENCY or BERNSTEIN_S3_BACKOFF_MS refuses start --archive-to s3://... with one line", async () => {
+  const { dir, sdd, ws, env, cleanup } = await orchestratorWorkspace("bernstein-start-env-s3-");
+  try {
+    // Nothing listens at the endpoint: the refusal comes before any request.
+    const s3 = { AWS_ACCESS_KEY_ID: "x", AWS_SECRET_ACCESS_KEY: "y", AWS_REGION: "us-east-1" };
+    for (const [name, value, accepts] of [
+      ["BERNSTEIN_S3_CONCURRENCY", "abc", "a whole number >= 1 (default 2)"],
+      ["BERNSTEIN_S3_CONCURRENCY", "0", "a whole number >= 1 (default 2)"],
+      ["BERNSTEIN_S3_BACKOFF_MS", "-1", "a whole number of milliseconds >= 0 (default 250)"],
+    ] as const) {
+      const r = await runCli(
+        [
+          "--sdd",
+          sdd,
+          "--json",
+          "start",
+          "--until-idle",
+          "--archive-to",
+          "s3://bucket1/wal/",
+          "--archive-endpoint",
+          "http://127.0.0.1:9",
+        ],
+        { cwd: dir, env: { ...env, ...s3, [name]: value } },
+      );
+      assert.equal(r.code, 2, r.stderr);
+      const error = `${name} must be ${accepts}, got ${JSON.stringify(value)}`;
+      assert.deepEqual(JSON.parse(r.stdout), { ok: false, error, exit_code: 2 });
+      assert.deepEqual(r.stderr.split("\n").filter(Boolean), [`bernstein: ${error}`]);
+    }
+    assert.deepEqual(await readdir(ws.walDir), [], "no run file");
+  } finally {
+    await cleanup();
+  }
+});
