@@ -76,6 +76,10 @@ async function prepareArchive(ws: Workspace, spec: ArchiverSpec): Promise<void> 
   const loc = parseCatalogueLocation(spec.to);
   if (loc.kind === "dir") {
     await makeDestinationFolder(loc.path, `${flag("to")} ${spec.to}`);
+  } else {
+    // Opening an S3 store reads its settings from the environment (no request yet): here a bad
+    // value is the usage error it is, on the archiver's thread it would be that thread's crash.
+    await storeFor(loc, spec.s3);
   }
 }
 

@@ -5,27 +5,46 @@
  */
 import { InvalidArgumentError } from "../vendor/commander.js";
 import { parseDuration } from "../storage/schedule.js";
+import { MAX_DELAY_MS } from "../workspace/timer.js";
 
-/** A whole number of at least `min`. */
-export function intOption(name: string, min = 0): (value: string) => number {
+/** A whole number from `min` to `max` (default: the largest safe integer, which a number holds exactly). */
+export function intOption(name: string, min = 0, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
   return (value: string): number => {
     const n = Number(value);
-    if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) {
+    if (!/^-?\d+$/.test(value.trim()) || n < min) {
       throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
     }
+    if (n > max) throw tooLarge(name, max);
     return n;
   };
 }
 
-/** A finite number above 0 (`positive`) or at least 0. */
-export function numberOption(name: string, range: "positive" | "non-negative"): (value: string) => number {
+/** A number above 0 (`positive`) or at least 0, and at most `max`. */
+function numberOption(
+  name: string,
+  range: "positive" | "non-negative",
+  max = Number.MAX_SAFE_INTEGER,
+): (value: string) => number {
   return (value: string): number => {
     const n = Number(value);
-    const ok = value.trim() !== "" && Number.isFinite(n) && (range === "positive" ? n > 0 : n >= 0);
+    const ok = value.trim() !== "" && !Number.isNaN(n) && (range === "positive" ? n > 0 : n >= 0);
     if (!ok)
       throw new InvalidArgumentError(`${name} must be a number ${range === "positive" ? ">" : ">="} 0`);
+    if (n > max) throw tooLarge(name, max);
     return n;
   };
+}
+
+/** The longest delay in whole seconds that the timers wait (MAX_DELAY_MS). */
+export const MAX_DELAY_S = Math.floor(MAX_DELAY_MS / 1000);
+
+/** A delay in seconds (a task's timeout, stop's wait): at most MAX_DELAY_S, so that it can be waited. */
+export function secondsOption(name: string, range: "positive" | "non-negative"): (value: string) => number {
+  return numberOption(name, range, MAX_DELAY_S);
+}
+
+function tooLarge(name: string, max: number): InvalidArgumentError {
+  return new InvalidArgumentError(`${name} too large: must be at most ${max}`);
 }
 
 /** A duration such as 90s, 36h, 7d or 1h30m, in milliseconds. */

@@ -42,6 +42,8 @@ export interface OrchestratorOptions {
   pollMs: number;
   /** How long an agent without a pid record may stay unaccounted for before it counts as lost. */
   lostAgentGraceMs: number;
+  /** Intents of earlier runs older than this are stale: reported, not replayed (default 1 hour). */
+  replayStaleAfterMs?: number;
   worktrees: WorktreeOptions;
   /** Audit key file (else the default resolution). */
   auditKeyFile?: string;

@@ -7,6 +7,7 @@
  * so with `--max-agents 1` the WAL of two runs of the same backlog is the same decision for decision.
  */
 import { resolveOptions } from "../json/object.js";
+import { staleAfterFromEnv } from "../state/replay.js";
 import { SnapshotResponder, writerPositions } from "../dr/snapshot.js";
 import { ORCHESTRATOR_STOPPED } from "../state/reducer.js";
 import type { InterruptSignal } from "../workspace/interrupt.js";
@@ -51,7 +52,8 @@ export class Orchestrator {
 
   /** Takes the lock and recovers; the caller then calls run(). On failure the lock is released. */
   static async open(ws: Workspace, options: Partial<OrchestratorOptions>): Promise<Orchestrator> {
-    const opts = resolveOptions(DEFAULT_OPTIONS, options);
+    // The environment's settings are resolved first: a bad value refuses before the lock or a run exists.
+    const opts = resolveOptions(DEFAULT_OPTIONS, { replayStaleAfterMs: staleAfterFromEnv() }, options);
     const waker = new Waker(opts.pollMs);
     const cadence = new CheckpointCadence(opts);
     const lock = await acquireLock(ws, ORCHESTRATOR_LOCK_COMMAND);

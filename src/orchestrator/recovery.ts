@@ -137,6 +137,7 @@ async function recoverRun(ctx: RunContext): Promise<void> {
   const replay = await replayWal(ctx.ws, {
     currentRunId: ctx.dlog.runId,
     writer: ctx.dlog.wal,
+    staleAfterMs: ctx.opts.replayStaleAfterMs,
     handlers: replayHandlers(ctx),
   });
   reportReplay(ctx.warn, replay);

@@ -22,6 +22,7 @@
  */
 import { createHash } from "node:crypto";
 import { canonicalJson } from "../json/canonical.js";
+import { ExitCode, UserError } from "../errors/errors.js";
 import { isInformational } from "./reducer.js";
 import type { Workspace } from "../workspace/layout.js";
 import type { WalEntry } from "../wal/entry.js";
@@ -146,13 +147,18 @@ async function pendingIntents(
   return { entries: [...unsettled], complete };
 }
 
-function staleAfterFromEnv(): number | undefined {
-  const raw = process.env.BERNSTEIN_REPLAY_STALE_AFTER;
+/**
+ * `$BERNSTEIN_REPLAY_STALE_AFTER` in ms (undefined when unset or empty). `start` reads it before
+ * it takes the lock or opens a run, so a bad value refuses the start and changes nothing.
+ */
+export function staleAfterFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const raw = env.BERNSTEIN_REPLAY_STALE_AFTER;
   if (raw === undefined || raw === "") return undefined;
   const s = Number(raw);
-  if (!Number.isFinite(s) || s < 0) {
-    throw new Error(
-      `replay: BERNSTEIN_REPLAY_STALE_AFTER must be a number of seconds >= 0, got ${JSON.stringify(raw)}`,
+  if (raw.trim() === "" || !Number.isFinite(s) || s < 0) {
+    throw new UserError(
+      `BERNSTEIN_REPLAY_STALE_AFTER must be a number of seconds >= 0 (such as 3600), got ${JSON.stringify(raw)}`,
+      ExitCode.USAGE,
     );
   }
   return s * 1000;

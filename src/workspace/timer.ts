@@ -9,6 +9,13 @@
 /** The longest delay Node's timers take. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/**
+ * The longest delay these timers count down exactly: beyond a safe integer a step no longer
+ * subtracts exactly (far enough beyond, not at all, and the wait never ends). Flags that are
+ * delays are bounded by it (src/cli/number-option.ts).
+ */
+export const MAX_DELAY_MS = Number.MAX_SAFE_INTEGER;
+
 export interface Timer {
   clear(): void;
   /** Lets the process exit while only this timer is pending (as NodeJS.Timeout's unref). */

@@ -9,6 +9,8 @@ import path from "node:path";
 import { test } from "node:test";
 import { allCommandSpecs, describeCommands } from "../../src/cli/command-tree.js";
 import { buildProgram } from "../../src/cli/main.js";
+import { MAX_DELAY_S, secondsOption } from "../../src/cli/number-option.js";
+import { MAX_DELAY_MS } from "../../src/workspace/timer.js";
 import { runCli, runMain, scratchDir } from "../helpers.js";
 
 const ENV = { BERNSTEIN_SDD: undefined, BERNSTEIN_DR_PASSWORD: undefined };
@@ -21,6 +23,36 @@ async function usageError(args: string[], how: "process" | "in-process" = "proce
   assert.equal(r.stderr.split("\n").length, 2, `${what}: one line, got ${JSON.stringify(r.stderr)}`);
   return r.stderr;
 }
+
+test("a numeric flag past what its user can honour is too large, and the line says the bound", async () => {
+  // A seq is exact only as a safe integer; a delay only as far as the timers count it down.
+  assert.equal(
+    await usageError(["wal", "show", "--from-seq", "99999999999999999999"], "in-process"),
+    "bernstein: --from-seq 99999999999999999999: too large: must be at most 9007199254740991; see 'bernstein wal show --help'\n",
+  );
+  assert.equal(
+    await usageError(
+      ["task", "add", "t", "--command", "true", "--timeout", "99999999999999999999"],
+      "in-process",
+    ),
+    "bernstein: --timeout 99999999999999999999: too large: must be at most 9007199254740; see 'bernstein task add --help'\n",
+  );
+  assert.match(
+    await usageError(["stop", "--timeout", "1e400"], "in-process"),
+    /^bernstein: --timeout 1e400: too large: must be at most 9007199254740; /,
+  );
+  assert.match(
+    await usageError(["start", "--checkpoint-interval", "1e20"], "in-process"),
+    /^bernstein: --checkpoint-interval 1e20: too large: must be at most 9007199254740; /,
+  );
+  assert.match(
+    await usageError(["start", "--poll", "9007199254740992"], "in-process"),
+    /^bernstein: --poll 9007199254740992: too large: must be at most 9007199254740991; /,
+  );
+  // The bounds themselves are accepted: what the timers wait, in seconds.
+  assert.equal(secondsOption("--timeout", "positive")("9007199254740"), 9007199254740);
+  assert.ok(MAX_DELAY_S * 1000 <= MAX_DELAY_MS);
+});
 
 test("a usage error is one line: what was wrong, the closest valid word, and which help to read", async () => {
   assert.equal(

@@ -40,6 +40,33 @@ test("a failed start --detach quotes only its own child's lines, not earlier run
   }
 });
 
+test("a failed start --detach reports its child's error line, not the lines the child wrote before it", async () => {
+  const { dir, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-detach-errline-");
+  try {
+    // An unreadable lock: the child replaces it with a warning, then refuses the key file.
+    await writeFile(ws.lockFile, "{torn");
+    const key = path.join(dir, "k");
+    await writeFile(key, "0123456789abcdef0123456789abcdef");
+    await chmod(key, 0o644);
+    const r = await cli("start", "--detach", "--key-file", key);
+    assert.equal(r.code, 2, r.stderr);
+    const lines = r.stderr.split("\n").filter(Boolean);
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(
+      lines[0]!,
+      /^bernstein: start --detach: the orchestrator exited \(code 2\): .*is readable by group or others/,
+    );
+    assert.doesNotMatch(lines[0]!, /unreadable lock| \| /, r.stderr);
+    assert.match(
+      await readFile(path.join(ws.logsDir, "orchestrator.log"), "utf8"),
+      /unreadable lock file/,
+      "the warning is in the log",
+    );
+  } finally {
+    await cleanup();
+  }
+});
+
 for (const [signal, code] of [
   ["SIGINT", 130],
   ["SIGTERM", 143],

@@ -16,9 +16,10 @@ import { lockedBy, readLock } from "../../workspace/lock.js";
 import { assertMayLead } from "../../workspace/replication-role.js";
 import { Orchestrator, type RecoverySummary, type RunResult } from "../../orchestrator/orchestrator.js";
 import { readStatusFile } from "../../orchestrator/control.js";
+import { staleAfterFromEnv } from "../../state/replay.js";
 import { cleanupOnInterrupt, type InterruptSignal } from "../../workspace/interrupt.js";
 import { WarningDigest } from "../warning-digest.js";
-import { intOption, numberOption } from "../number-option.js";
+import { intOption, secondsOption } from "../number-option.js";
 import {
   addArchiveStartOptions,
   archiveArgs,
@@ -82,12 +83,15 @@ async function waitForDetached(
     const code = exited();
     if (code !== undefined) {
       // The log is appended to by every detached run: only this child's lines explain its exit.
-      const tail = (await readAfter(logFile, logOffset))
-        .trim()
-        .split("\n")
-        .slice(-3)
-        .map((l) => l.replace(/^bernstein: /, ""))
-        .join(" | ");
+      const lines = (await readAfter(logFile, logOffset)).trim().split("\n");
+      // Its error line says why, whatever the failure; a stack trace's last lines say only where.
+      const errorLine = [...lines].reverse().find((l) => l.startsWith("bernstein: "));
+      const tail = errorLine
+        ? errorLine.slice("bernstein: ".length)
+        : lines
+            .slice(-3)
+            .map((l) => l.trim())
+            .join(" | ");
       const exit = typeof code === "number" && code > 0 && code < 70 ? (code as 1) : ExitCode.USAGE;
       throw new UserError(
         `start --detach: the orchestrator exited (code ${code}): ${tail || "see " + logFile}`,
@@ -135,7 +139,7 @@ function registerStart(program: Command): void {
     .option(
       "--checkpoint-interval <s>",
       "checkpoint every S seconds (0: off; default 60)",
-      numberOption("--checkpoint-interval", "non-negative"),
+      secondsOption("--checkpoint-interval", "non-negative"),
     )
     .option(
       "--retry-backoff <ms>",
@@ -155,6 +159,8 @@ function registerStart(program: Command): void {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
       refuseArchiveFlagsAlone(opts);
+      // Orchestrator.open reads it too; here a bad value is refused before --detach starts a process.
+      staleAfterFromEnv();
       const ws = await openWorkspace(g.sdd);
       // A follower or a fenced node must not decide: refused before the lock (a follower's
       // `replicate follow` may hold it), the leader and the background process.

@@ -12,7 +12,7 @@ import {
   writeStopRequest,
 } from "../../orchestrator/control.js";
 import { collectStatus, renderStatus, statusExitCode } from "../../orchestrator/status.js";
-import { numberOption } from "../number-option.js";
+import { secondsOption } from "../number-option.js";
 
 export function registerStopAndStatus(program: Command): void {
   registerStop(program);
@@ -50,7 +50,7 @@ function registerStop(program: Command): void {
     .option(
       "--timeout <s>",
       "seconds to wait for running agents (default 60; 0: do not wait); they keep running after",
-      numberOption("--timeout", "non-negative"),
+      secondsOption("--timeout", "non-negative"),
     )
     .option("--force", "kill the agents' process groups and re-queue their tasks (task_interrupted)")
     .action(async (opts: { timeout?: number; force?: boolean }, cmd: Command) => {

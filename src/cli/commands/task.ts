@@ -1,7 +1,7 @@
 /** `bernstein task add` and `bernstein task list`. */
 import type { Command } from "../../vendor/commander.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
-import { intOption, numberOption } from "../number-option.js";
+import { intOption, secondsOption } from "../number-option.js";
 import { Output, globalsOf } from "../output.js";
 import { TASK_STATES, type TaskState, openWorkspace } from "../../workspace/layout.js";
 import { CONTROL_CHAR, addTask, scanBacklog } from "../../orchestrator/tasks.js";
@@ -43,7 +43,7 @@ export function registerTask(program: Command): void {
     .option(
       "--timeout <s>",
       "seconds before the attempt is killed (default 1800)",
-      numberOption("--timeout", "positive"),
+      secondsOption("--timeout", "positive"),
     )
     .option("--role <role>", "role label (default backend)")
     .option("--worktree", "run in its own git worktree; its work is merged into the target branch on success")
