@@ -28,10 +28,10 @@ import {
   type S3Client,
 } from "../vendor/s3.js";
 import { createHash } from "node:crypto";
-import { ExitCode, UserError } from "../errors/errors.js";
+import { ExitCode, UserError, withLeftover } from "../errors/errors.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import { httpStatusOf, withRetry, type RetryPolicy } from "./retry.js";
-import { MAX_PARTS, withLeftover } from "./s3-multipart.js";
+import { MAX_PARTS } from "./s3-multipart.js";
 import { headThenPayload } from "./head-then-payload.js";
 import type { BackupStore, HeadRewrite, HeadRewriteResult } from "./store.js";
 

@@ -11,7 +11,6 @@
 import { createHash, type Hash } from "node:crypto";
 import type { Readable } from "node:stream";
 import { UploadPartCommand, type CompletedPart, type S3Client } from "../vendor/s3.js";
-import { UserError } from "../errors/errors.js";
 import type { PutOptions } from "./store.js";
 import type { InterruptCleanup } from "../workspace/interrupt.js";
 
@@ -163,16 +162,4 @@ export async function uploadParts(u: PartsUpload): Promise<CompletedPart[]> {
   await Promise.all(inFlight);
   if (failure !== undefined) throw failure;
   return done.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-}
-
-/**
- * `err` with what a failed cleanup left behind appended to its one line (the same error when
- * nothing was left); an error of another kind keeps its kind, for callers that tell them apart.
- */
-export function withLeftover<E>(err: E, left: string | undefined): E {
-  if (left === undefined) return err;
-  if (err instanceof UserError)
-    return new UserError(`${err.message}; ${left}`, err.exitCode, err.details) as E;
-  if (err instanceof Error) err.message = `${err.message}; ${left}`;
-  return err;
 }

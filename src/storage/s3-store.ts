@@ -31,7 +31,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from "../vendor/s3.js";
-import { ExitCode, UserError } from "../errors/errors.js";
+import { ExitCode, UserError, withLeftover } from "../errors/errors.js";
 import {
   RetriesExhausted,
   describeError,
@@ -60,7 +60,6 @@ import {
   type Retry,
   type Tally,
   type UploadState,
-  withLeftover,
 } from "./s3-multipart.js";
 
 export interface S3Options {
