@@ -40,6 +40,15 @@ export class UserError extends Error {
   }
 }
 
+/**
+ * `err` with what a failed cleanup left behind appended to its one line; the same object, so its
+ * kind (exit code, subclass) is kept for the callers that tell errors apart.
+ */
+export function withLeftover<E>(err: E, left: string | undefined): E {
+  if (left !== undefined && err instanceof Error) err.message = `${err.message}; ${left}`;
+  return err;
+}
+
 /** Wraps an error with what was being done, Litestream style ("snapshots: ..."). */
 export function wrapError(context: string, err: unknown): Error {
   if (err instanceof UserError) {

@@ -10,9 +10,10 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import os from "node:os";
 import { Readable } from "node:stream";
-import { ExitCode, UserError } from "../errors/errors.js";
+import { ExitCode, UserError, withLeftover } from "../errors/errors.js";
 import type { BackupStore, ObjectInfo, RetryInfo } from "./store.js";
 import { AgeSplitHasher, splitHashesOf, splitMismatch, type AgeSplitHashes } from "../dr/age/split-hash.js";
+import { newestVerified } from "./retention.js";
 
 export const RECORD_FORMAT = "bernstein-backup-record/1";
 const NAME_RE = /^bernstein-backup-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z\.tar\.gz(\.enc|\.age)?$/;
@@ -122,6 +123,27 @@ export async function readRecord(store: BackupStore, name: string): Promise<Back
   }
 }
 
+/**
+ * Writes the record that makes a just-stored archive a backup. When it cannot be written the
+ * archive is removed, best effort: a backup that failed must not stay at the location as if it
+ * were one. The error says whether the archive is gone or still there.
+ */
+async function writeNewRecord(store: BackupStore, record: BackupRecord): Promise<void> {
+  try {
+    await writeRecord(store, record);
+  } catch (err) {
+    const where = store.describe(record.name);
+    // The archive only: no record was written, and an orphan one would name nothing.
+    const left = await store.delete(record.name).then(
+      () => `${where} was removed (without its record it is no backup)`,
+      (rmErr: unknown) =>
+        `${where} could not be removed (${rmErr instanceof Error ? rmErr.message : String(rmErr)}): ` +
+        "it stays without a record, listed as unverified and passed over by --latest; delete it by hand",
+    );
+    throw withLeftover(err, left);
+  }
+}
+
 async function writeRecord(store: BackupStore, record: BackupRecord): Promise<void> {
   await store.put(
     recordKey(record.name),
@@ -161,12 +183,33 @@ async function catalogueOf(store: BackupStore, objects: ObjectInfo[]): Promise<C
   return { entries, foreign };
 }
 
-/** The newest backup at the location (by the time in its name). */
-export async function latestBackup(store: BackupStore): Promise<CatalogueEntry> {
+/** The backup `--latest` takes, and a line to show when it is not simply the newest one. */
+export interface LatestBackup {
+  entry: CatalogueEntry;
+  note?: string;
+}
+
+/**
+ * The newest verified backup at the location (the one prune never deletes): a newer one without
+ * a verified record is a backup that failed or was never read back, not one to restore. Only
+ * when none is verified, the newest of all, and the note says so.
+ */
+export async function latestBackup(store: BackupStore): Promise<LatestBackup> {
   const { entries } = await listCatalogue(store);
   const newest = entries.at(-1);
   if (!newest) throw new UserError(`${store.root}: no bernstein backups here`, ExitCode.USAGE);
-  return newest;
+  const verified = newestVerified(entries);
+  if (!verified)
+    return {
+      entry: newest,
+      note: `no backup at ${store.root} is verified (a record that matches it); taking the newest, ${newest.name}, unverified`,
+    };
+  const passed = entries.slice(entries.indexOf(verified) + 1);
+  if (!passed.length) return { entry: verified };
+  return {
+    entry: verified,
+    note: `taking ${verified.name}, the newest verified backup at ${store.root}; passed over ${passed.length === 1 ? "a newer unverified one" : `${passed.length} newer unverified ones`} (${passed.map((e) => e.name).join(", ")}): a backup that failed, or one without its record`,
+  };
 }
 
 export interface BackupFacts {
@@ -193,7 +236,8 @@ export async function sha256Of(stream: Readable): Promise<{ sha256: string; size
 /**
  * Stores a finished local archive at `name`: streamed upload with its SHA-256, read-back of
  * size and metadata (and of every byte with `readBack: "full"`), then the record. Any failure
- * throws before the record is written; the local file is never touched.
+ * throws before the record is written (a failed record write removes the archive again); the
+ * local file is never touched.
  */
 export async function storeBackup(
   store: BackupStore,
@@ -244,11 +288,14 @@ export async function storeBackup(
   };
   if (options.writeRecord === false)
     return { record: null, retries: put.retries, location: store.describe(name) };
-  await writeRecord(store, record);
+  await writeNewRecord(store, record);
   return { record, retries: put.retries, location: store.describe(name) };
 }
 
-/** The record of a backup written in place (a local folder) and already re-read by the caller. */
+/**
+ * The record of a backup written in place (a local folder) and already re-read by the caller;
+ * when it cannot be written the archive is removed again.
+ */
 export async function writeRecordFor(
   store: BackupStore,
   name: string,
@@ -275,7 +322,7 @@ export async function writeRecordFor(
     verified_at: new Date().toISOString(),
     ...facts.age,
   };
-  await writeRecord(store, record);
+  await writeNewRecord(store, record);
   return record;
 }
 

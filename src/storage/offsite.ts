@@ -262,6 +262,8 @@ export interface BackupSource {
   size: number | null;
   /** The sha256 the store recorded when the backup was uploaded (metadata `sha256`), if any. */
   sha256?: string;
+  /** Why `--latest` took this backup, when it is not simply the newest (a warning to show). */
+  note?: string;
 }
 
 /** Opens a backup for restore/verify: `--from s3://bucket/key` or `--latest --at LOCATION`. */
@@ -271,12 +273,15 @@ export async function openBackupSource(
 ): Promise<BackupSource> {
   let store: BackupStore;
   let name: string;
+  let note: string | undefined;
   if (opts.latest || opts.at !== undefined) {
     if (!opts.latest || opts.at === undefined || opts.from !== undefined) {
       throw new UserError("use --latest --at LOCATION, or --from FILE|s3://bucket/key", ExitCode.USAGE);
     }
     store = await openCatalogue(opts.at, s3);
-    name = (await latestBackup(store)).name;
+    const latest = await latestBackup(store);
+    name = latest.entry.name;
+    note = latest.note;
   } else if (opts.from !== undefined) {
     const target = await openObject(opts.from, s3);
     store = target.store;
@@ -294,5 +299,6 @@ export async function openBackupSource(
     encrypted: /\.(enc|age)$/.test(name),
     size: info.size,
     sha256: /^[0-9a-f]{64}$/.test(info.metadata.sha256 ?? "") ? info.metadata.sha256 : undefined,
+    note,
   };
 }

@@ -92,16 +92,26 @@ function keepWithin<T extends RetentionItem>(newestFirst: RetentionDecision<T>[]
   }
 }
 
+/** Newest first: by the time created, then by name. */
+function newestFirst<T extends RetentionItem>(items: readonly T[]): T[] {
+  return [...items].sort((a, b) => b.created.getTime() - a.created.getTime() || (a.name < b.name ? 1 : -1));
+}
+
+/**
+ * The newest backup that passed verification: the one prune never deletes and `--latest`
+ * restores (a newer unverified one may be a backup that failed part-way).
+ */
+export function newestVerified<T extends RetentionItem>(items: readonly T[]): T | undefined {
+  return newestFirst(items).find((i) => i.verified);
+}
+
 /** Decides keep/delete for every item; the result is newest first. */
 export function applyRetention<T extends RetentionItem>(
   items: T[],
   policy: RetentionPolicy,
 ): RetentionDecision<T>[] {
   validatePolicy(policy);
-  const newestFirst = [...items].sort(
-    (a, b) => b.created.getTime() - a.created.getTime() || (a.name < b.name ? 1 : -1),
-  );
-  const decisions = newestFirst.map((item) => ({ item, keep: false, reasons: [] as string[] }));
+  const decisions = newestFirst(items).map((item) => ({ item, keep: false, reasons: [] as string[] }));
   const lastN = policy.last ?? 0;
   decisions.forEach((d, i) => {
     if (i < lastN) {
@@ -125,10 +135,11 @@ export function applyRetention<T extends RetentionItem>(
       d.reasons.push(`${rule.label} ${used}/${limit} (${bucket})`);
     }
   }
-  const newestVerified = decisions.find((d) => d.item.verified);
-  if (newestVerified && !newestVerified.keep) {
-    newestVerified.keep = true;
-    newestVerified.reasons.push("newest verified backup (never deleted)");
+  const verified = newestVerified(items);
+  const kept = decisions.find((d) => d.item === verified);
+  if (kept && !kept.keep) {
+    kept.keep = true;
+    kept.reasons.push("newest verified backup (never deleted)");
   }
   for (const d of decisions) if (!d.keep) d.reasons.push("matched no keep rule");
   return decisions;

@@ -28,7 +28,7 @@ import {
   type S3Client,
 } from "../vendor/s3.js";
 import { createHash } from "node:crypto";
-import { ExitCode, UserError } from "../errors/errors.js";
+import { ExitCode, UserError, withLeftover } from "../errors/errors.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import { httpStatusOf, withRetry, type RetryPolicy } from "./retry.js";
 import { MAX_PARTS } from "./s3-multipart.js";
@@ -42,13 +42,12 @@ export interface S3Target extends Pick<BackupStore, "describe" | "get" | "put"> 
   policy: RetryPolicy;
   partSize: number;
   fullKey(key: string): string;
-  /** Aborts the upload (never removes the key when `removeKey` is false). */
+  /** Aborts the upload (never removes the key when `removeKey` is false); what is left, if any. */
   cleanUpFailedPut(
     Key: string,
     uploadId: string | undefined,
     removeKey: boolean,
-    o?: { quiet?: boolean },
-  ): Promise<void>;
+  ): Promise<string | undefined>;
 }
 
 /** Payload bytes per UploadPartCopy (S3 allows up to 5 GiB a part). */
@@ -121,7 +120,7 @@ async function copyWithHead(
   const Metadata = { ...r.metadata, sha256: r.sha256 };
   let UploadId: string | undefined;
   const interrupt = cleanupOnInterrupt(`the unfinished rekey upload to ${where}`, () =>
-    store.cleanUpFailedPut(Key, UploadId, false, { quiet: false }),
+    store.cleanUpFailedPut(Key, UploadId, false),
   );
   try {
     const created = await retry("start upload", () =>
@@ -186,8 +185,7 @@ async function copyWithHead(
   } catch (err) {
     await interrupt.release();
     // Never a delete: whether the Complete took effect or not, the key holds a whole object.
-    await store.cleanUpFailedPut(Key, UploadId, false);
-    throw err;
+    throw withLeftover(err, await store.cleanUpFailedPut(Key, UploadId, false));
   }
 }
 

@@ -31,7 +31,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from "../vendor/s3.js";
-import { ExitCode, UserError } from "../errors/errors.js";
+import { ExitCode, UserError, withLeftover } from "../errors/errors.js";
 import {
   RetriesExhausted,
   describeError,
@@ -282,8 +282,12 @@ export class S3Store implements BackupStore {
     } catch (err) {
       source.destroy();
       await upload.interrupt?.release();
-      await this.cleanUpFailedPut(Key, upload.id, upload.completeAttempted && !options.replacing);
-      throw remoteError(`upload ${where}`, err);
+      const left = await this.cleanUpFailedPut(
+        Key,
+        upload.id,
+        upload.completeAttempted && !options.replacing,
+      );
+      throw withLeftover(remoteError(`upload ${where}`, err), left);
     }
   }
 
@@ -307,9 +311,7 @@ export class S3Store implements BackupStore {
         (c) => c.UploadId,
         () => undefined,
       );
-      await this.cleanUpFailedPut(Key, id, upload.completeAttempted && !u.options.replacing, {
-        quiet: false,
-      });
+      return this.cleanUpFailedPut(Key, id, upload.completeAttempted && !u.options.replacing);
     });
     upload.id = (await creating).UploadId;
     if (!upload.id) throw new Error("the store returned no UploadId");
@@ -417,30 +419,40 @@ export class S3Store implements BackupStore {
 
   /**
    * After a failed or interrupted put: abort the multipart upload, and remove an object a Complete
-   * may have made. `quiet: false` rejects when that could not be done (an interrupt says so).
+   * may have made. Returns what is left when that could not be done: one sentence naming the
+   * upload id and how to remove it by hand (a pending upload is invisible in a listing and billed
+   * until aborted); undefined when nothing is left.
    */
   async cleanUpFailedPut(
     Key: string,
     uploadId: string | undefined,
     completeAttempted: boolean,
-    { quiet = true } = {},
-  ): Promise<void> {
+  ): Promise<string | undefined> {
     const cleanupPolicy = { ...this.policy, retries: Math.max(this.policy.retries, 3) };
-    const failed: unknown[] = [];
+    const left: string[] = [];
     if (uploadId !== undefined) {
       await withRetry("abort upload", cleanupPolicy, () =>
         this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId })),
       ).catch((err: unknown) => {
         // Already gone: completed (removed below) or aborted.
-        if ((err as { name?: string })?.name !== "NoSuchUpload") failed.push(err);
+        if ((err as { name?: string })?.name === "NoSuchUpload") return;
+        left.push(
+          `the unfinished upload ${uploadId} to s3://${this.bucket}/${Key} could not be aborted (${describeError(err)}): ` +
+            `remove it with 'aws s3api abort-multipart-upload --bucket ${this.bucket} --key ${Key} --upload-id ${uploadId}' ` +
+            `or a lifecycle rule with AbortIncompleteMultipartUpload`,
+        );
       });
     }
     if (completeAttempted) {
       await withRetry("remove failed upload", cleanupPolicy, () =>
         this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key })),
-      ).catch((err: unknown) => failed.push(err));
+      ).catch((err: unknown) =>
+        left.push(
+          `s3://${this.bucket}/${Key}, which the failed upload may have made, could not be removed (${describeError(err)})`,
+        ),
+      );
     }
-    if (failed.length && !quiet) throw failed[0];
+    return left.length ? left.join("; ") : undefined;
   }
 
   async get(key: string, range?: ByteRange, options: ReadOptions = {}): Promise<Readable> {

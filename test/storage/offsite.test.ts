@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { readFile, readdir, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { after, before, beforeEach, describe, it } from "node:test";
@@ -215,6 +215,94 @@ describe("off-site backups through the storage hook (plain streams)", () => {
     assert.equal(gone.code, 1);
     assert.match(gone.stdout, /missing +bernstein-backup-/);
     assert.match(gone.stdout, /check FAILED: 1 backup\(s\) missing or replaced/);
+  });
+
+  it("a record that cannot be written: the archive is removed again, and --latest keeps the older verified backup", async () => {
+    const root = `s3://${BUCKET}/norecord/`;
+    const at = (h: number) => new Date(Date.UTC(2026, 6, 1, h));
+    const req = (now: Date, bytes: string) => ({
+      toDir: root,
+      encrypted: false,
+      produce: bytesProducer(Buffer.from(bytes)),
+      localCopyDir: path.join(scratch.dir, "copies-norecord"),
+      now,
+    });
+    const good = await backupOffsite(req(at(1), "good"));
+    const recordPut = (op: string, _n: number, key: string) => op === "PutObject" && key.endsWith(".json");
+    const failed = backupName(at(2), false);
+    h.setFault((op, n, key) => (recordPut(op, n, key) ? 503 : undefined));
+    await assert.rejects(backupOffsite(req(at(2), "failed")), (e: UserError) => {
+      assert.equal(e.exitCode, ExitCode.REMOTE, e.message);
+      assert.match(
+        e.message,
+        new RegExp(
+          `; ${root}${failed} was removed \\(without its record it is no backup\\); the complete backup is kept at `,
+        ),
+      );
+      return true;
+    });
+    h.setFault(undefined);
+    const store = await openCatalogue(root);
+    assert.deepEqual(
+      (await listCatalogue(store)).entries.map((e) => e.name),
+      [good.name],
+    );
+
+    // The removal fails as well: the error says so, and the archive left without a record is passed over.
+    h.setFault((op, n, key) => (recordPut(op, n, key) || op === "DeleteObject" ? 503 : undefined));
+    await assert.rejects(backupOffsite(req(at(2), "failed")), (e: UserError) => {
+      assert.match(
+        e.message,
+        new RegExp(
+          `; ${root}${failed} could not be removed \\(delete ${root}${failed}: HTTP 503 .*\\): it stays without a record, `,
+        ),
+      );
+      return true;
+    });
+    h.setFault(undefined);
+    assert.deepEqual(
+      (await listCatalogue(store)).entries.map((e) => [e.name, e.verified]),
+      [
+        [good.name, true],
+        [failed, false],
+      ],
+    );
+    const latest = await openBackupSource({ latest: true, at: root });
+    assert.equal(latest.name, good.name);
+    assert.equal(
+      latest.note,
+      `taking ${good.name}, the newest verified backup at ${root}; passed over a newer unverified one (${failed}): a backup that failed, or one without its record`,
+    );
+    latest.stream.destroy();
+    // Only when none is verified does --latest take an unverified one, and it says so.
+    await store.delete(good.name);
+    const only = await openBackupSource({ latest: true, at: root });
+    assert.equal(only.name, failed);
+    assert.match(only.note ?? "", /^no backup at \S+ is verified .*; taking the newest, \S+, unverified$/);
+    only.stream.destroy();
+  });
+
+  it("a local folder whose record cannot be written: the archive is removed again", async () => {
+    const dir = path.join(scratch.dir, "norecord-dir");
+    const at = (h: number) => new Date(Date.UTC(2026, 6, 2, h));
+    const good = await backupOffsite({
+      toDir: dir,
+      encrypted: false,
+      produce: bytesProducer(Buffer.from("g")),
+      now: at(1),
+    });
+    const failed = backupName(at(2), false);
+    // A folder where the record goes: its rename fails as a full disk's write would.
+    await mkdir(path.join(dir, `${failed}.json`, "in-the-way"), { recursive: true });
+    await assert.rejects(
+      backupOffsite({ toDir: dir, encrypted: false, produce: bytesProducer(Buffer.from("f")), now: at(2) }),
+      new RegExp(`; ${path.join(dir, failed).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} was removed`),
+    );
+    assert.deepEqual(
+      (await readdir(dir)).filter((f) => !f.startsWith(".")).sort(),
+      [good.name, `${good.name}.json`, `${failed}.json`].sort(),
+    );
+    assert.equal((await openBackupSource({ latest: true, at: dir })).name, good.name);
   });
 
   it("refuses to overwrite an existing backup name and explains s3:// without a key", async () => {

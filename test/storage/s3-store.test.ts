@@ -196,6 +196,33 @@ describe("S3Store against s3rver", () => {
     assert.equal(await s.head("obj"), undefined);
   });
 
+  it("a failed upload whose abort fails too: the error names the pending upload id and how to remove it", async () => {
+    const data = randomBytes(11 * 1024 * 1024);
+    const s = store("stuck/", { partSize: 5 * 1024 * 1024, retries: 0 });
+    h.setFault((op) => (op === "UploadPart" || op === "AbortMultipartUpload" ? "reset" : undefined));
+    const err = await rejectsWith(
+      s.put("obj", chunked(data), { sha256: sha(data) }),
+      ExitCode.REMOTE,
+      /^upload /,
+    );
+    h.setFault(undefined);
+    const pending = await h.pendingUploads(BUCKET);
+    assert.equal(pending.length, 1);
+    const [id] = pending;
+    assert.doesNotMatch(err.message, /\n/);
+    assert.ok(
+      err.message.includes(
+        `; the unfinished upload ${id} to s3://backups/stuck/obj could not be aborted (`,
+      ) &&
+        err.message.includes(
+          `remove it with 'aws s3api abort-multipart-upload --bucket backups --key stuck/obj --upload-id ${id}'`,
+        ),
+      err.message,
+    );
+    assert.equal(await s.cleanUpFailedPut("stuck/obj", id, false), undefined);
+    assert.deepEqual(await h.pendingUploads(BUCKET), []);
+  });
+
   it("a source whose bytes do not match the expected sha256 fails and leaves nothing", async () => {
     const data = randomBytes(6 * 1024 * 1024);
     const s = store("mismatch/", { partSize: 5 * 1024 * 1024 });

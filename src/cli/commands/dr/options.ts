@@ -131,7 +131,7 @@ export function checkKeepRules(policy: RetentionPolicy): void {
  */
 export function addPointOptions(cmd: Command, verb: string): Command {
   return cmd
-    .option("--latest", "the newest backup at --at LOCATION; with --from ARCHIVE: its newest point")
+    .option("--latest", "the newest verified backup at --at LOCATION; with --from ARCHIVE: its newest point")
     .option(
       "--at <location|time>",
       "with --latest: a catalogue location; with --from ARCHIVE: the instant (ISO-8601 with a zone, or @<epoch s>)",

@@ -74,6 +74,7 @@ export function registerRestore(dr: Command): void {
       for (const w of passwordWarnings) out.warn(w);
       const identities = await resolveIdentities(opts.identityFile);
       const src = await openSource(opts, g.sdd);
+      if (src.note) out.warn(src.note);
       const source = src.stream;
       // Named in messages as the user gave it; a backup that --latest found, as a path from here.
       const named = opts.from ?? shown(src.label);

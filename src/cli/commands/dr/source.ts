@@ -55,6 +55,8 @@ export interface OpenedSource {
   stored?: { store: BackupStore; name: string };
   /** Bytes to read, when known (progress; a large archive's staging worker starts at once); else 0. */
   size: number;
+  /** Why `--latest` took this backup, when it is not simply the newest: a warning to show. */
+  note?: string;
 }
 
 /**
@@ -139,6 +141,7 @@ export async function openSource(opts: SourceFlags, sdd?: string): Promise<Opene
       label: src.location,
       stored: { store: src.store, name: src.name },
       size: src.size ?? 0,
+      note: src.note,
     };
     if (src.sha256) {
       opened.expectSha256 = src.sha256;

@@ -54,6 +54,7 @@ export function registerVerify(dr: Command): void {
     for (const w of passwordWarnings) out.warn(w);
     const identities = await resolveIdentities(opts.identityFile);
     const src = await openSource(opts, globalsOf(cmd).sdd);
+    if (src.note) out.warn(src.note);
     // Named in messages as the user gave it; a backup that --latest found, as a path from here.
     const named = opts.from ?? shown(src.label);
     const progress = progressFor(out);
