@@ -55,6 +55,14 @@ export async function auditPruned(
   if (audit.warning) out.warn(`${audit.warning}; dr list --check will report what was deleted as missing`);
 }
 
+/** Names each backup whose record said verified but whose bytes no longer match it. */
+export function warnNotIntact(out: Output, res: PruneResult): void {
+  for (const n of res.not_intact)
+    out.warn(
+      `${n.name} does not match its record (${n.detail}): not counted as verified, the next intact backup is kept`,
+    );
+}
+
 /** The workspace of --sdd when there is one: a location can be pruned from anywhere. */
 async function workspaceIfAny(cmd: Command): Promise<Workspace | undefined> {
   return openWorkspace(globalsOf(cmd).sdd).catch((err: unknown) => {
@@ -69,7 +77,7 @@ export function registerPrune(dr: Command): void {
       dr
         .command("prune")
         .description(
-          "delete old backups (or a WAL archive's old snapshots and segments) by restic-style keep rules; never the newest verified one",
+          "delete old backups (or a WAL archive's old snapshots and segments) by restic-style keep rules; never the newest intact one",
         )
         .option("--at <location>", "folder or s3://bucket/prefix/")
         .option("--from <location>", "the same as --at (the word the WAL archive commands use)")
@@ -84,6 +92,7 @@ export function registerPrune(dr: Command): void {
     const archive = await archiveAt(store);
     if (archive) return pruneArchive(out, store, archive, policy, Boolean(opts.dryRun));
     const res = await pruneLocation(store, policy, { dryRun: opts.dryRun });
+    warnNotIntact(out, res);
     await auditPruned(await workspaceIfAny(cmd), store, res, out);
     out.result({ ok: true, ...res }, () => {
       for (const d of res.decisions) {

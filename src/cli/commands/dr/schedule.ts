@@ -17,7 +17,7 @@ import { parseCatalogueLocation } from "../../../storage/location.js";
 import { openCatalogue } from "../../../storage/open-store.js";
 import { makeCatalogueFolder } from "../../../storage/offsite.js";
 import { pruneLocation } from "../../../storage/prune.js";
-import { auditPruned } from "./prune.js";
+import { auditPruned, warnNotIntact } from "./prune.js";
 import type { RetentionPolicy } from "../../../storage/retention.js";
 import {
   SYSTEMD_UNIT_NAME,
@@ -217,6 +217,7 @@ async function oneRun(index: number, c: RunContext): Promise<unknown> {
     if (c.policy) {
       const store = await openCatalogue(opts.toDir, s3OptionsFrom(opts));
       const p = await pruneLocation(store, c.policy);
+      warnNotIntact(out, p);
       await auditPruned(c.ws, store, p, out);
       pruneInfo = { kept: p.kept, deleted: p.deleted };
     }
