@@ -55,6 +55,8 @@ export interface Catalogue {
   entries: CatalogueEntry[];
   /** Keys at the location that are not ours (never touched). */
   foreign: string[];
+  /** Records whose backup is gone (a prune that failed between the two deletes): prune removes them. */
+  orphanRecords: string[];
 }
 
 function pad(n: number, width = 2): string {
@@ -138,6 +140,7 @@ async function catalogueOf(store: BackupStore, objects: ObjectInfo[]): Promise<C
   const byKey = new Map<string, ObjectInfo>(objects.map((o) => [o.key, o]));
   const entries: CatalogueEntry[] = [];
   const foreign: string[] = [];
+  const orphanRecords: string[] = [];
   for (const o of objects) {
     const parsed = parseBackupName(o.key);
     if (parsed) {
@@ -150,12 +153,14 @@ async function catalogueOf(store: BackupStore, objects: ObjectInfo[]): Promise<C
         record,
         verified: Boolean(record?.verified_at) && record?.size_bytes === o.size,
       });
-    } else if (!(o.key.endsWith(".json") && parseBackupName(o.key.slice(0, -".json".length)))) {
+    } else if (o.key.endsWith(".json") && parseBackupName(o.key.slice(0, -".json".length))) {
+      if (!byKey.has(o.key.slice(0, -".json".length))) orphanRecords.push(o.key);
+    } else {
       foreign.push(o.key);
     }
   }
   entries.sort((a, b) => a.created.getTime() - b.created.getTime() || (a.name < b.name ? -1 : 1));
-  return { entries, foreign };
+  return { entries, foreign, orphanRecords };
 }
 
 /** The newest backup at the location (by the time in its name). */
@@ -455,9 +460,17 @@ async function splitFinding(
     : { name: exp.name, status: "ok", detail: "every byte matches (header and payload sha256)" };
 }
 
-/** Deletes a backup and its record (the backup first: an orphan record is harmless). */
-export async function deleteBackup(store: BackupStore, name: string): Promise<void> {
+/**
+ * Deletes a backup and its record (the backup first: an orphan record is harmless, and the next
+ * prune removes it). `onArchiveDeleted` runs once the backup is gone, before its record goes.
+ */
+export async function deleteBackup(
+  store: BackupStore,
+  name: string,
+  onArchiveDeleted: () => void = () => {},
+): Promise<void> {
   if (!parseBackupName(name)) throw new UserError(`refusing to delete ${name}: not a bernstein backup name`);
   await store.delete(name);
+  onArchiveDeleted();
   await store.delete(recordKey(name));
 }

@@ -9,6 +9,7 @@ import { open, readdir } from "node:fs/promises";
 import path from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
+import { openCatalogue } from "../../src/storage/open-store.js";
 import { Workspace } from "../../src/workspace/layout.js";
 import { envFor, runCli, scratchDir, type CliResult } from "../helpers.js";
 import { startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
@@ -95,5 +96,42 @@ describe("dr prune / dr schedule: the newest intact backup, and failures part-wa
       path.join(scratch.dir, "r", ".sdd"),
     ]);
     assert.equal(restored.code, 0, restored.stderr);
+  });
+
+  it("a prune the store stops part-way names what it deleted, audits it, and the next prune removes the orphan record", async () => {
+    const root = `s3://${BUCKET}/partial/`;
+    const names = await backups(root, 4);
+    // The 3rd delete fails for good: the 3rd newest backup and its record went, then the 2nd newest's archive.
+    let deletes = 0;
+    h.setFault((op) => (op === "DeleteObject" && ++deletes >= 4 ? 503 : undefined));
+    const r = await cli(["--json", "dr", "prune", "--at", root, "--keep-last", "1"]);
+    h.setFault(undefined);
+    assert.equal(r.code, 7, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.ok, false);
+    assert.deepEqual(doc.deleted, [names[2], names[1]]);
+    assert.match(r.stderr, new RegExp(`deleted before the failure: ${names[2]}, ${names[1]}\\n$`));
+
+    const check = await cli(["--json", "dr", "list", "--at", root, "--check"]);
+    assert.equal(check.code, 0, check.stdout);
+    assert.deepEqual(
+      JSON.parse(check.stdout).check.map((f: { name: string; status: string }) => [f.name, f.status]),
+      [
+        [names[0], "ok"],
+        [names[3], "ok"],
+      ],
+    );
+    const store = await openCatalogue(root);
+    assert.ok(
+      (await store.list()).some((o) => o.key === `${names[1]}.json`),
+      "the orphan record is left",
+    );
+    const again = await cli(["--json", "dr", "prune", "--at", root, "--keep-last", "1"]);
+    assert.equal(again.code, 0, again.stderr);
+    const second = JSON.parse(again.stdout);
+    assert.deepEqual(second.orphan_records, [`${names[1]}.json`]);
+    assert.equal(second.deleted, 1);
+    assert.deepEqual((await store.list()).map((o) => o.key).sort(), [names[3], `${names[3]}.json`].sort());
+    assert.equal((await cli(["dr", "list", "--at", root, "--check"])).code, 0);
   });
 });
