@@ -5,14 +5,14 @@
  * good scheduled backup (the backup is a success, the prune's failure its own).
  */
 import assert from "node:assert/strict";
-import { open, readdir } from "node:fs/promises";
+import { open, readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { openCatalogue } from "../../src/storage/open-store.js";
 import { Workspace } from "../../src/workspace/layout.js";
 import { envFor, runCli, scratchDir, type CliResult } from "../helpers.js";
-import { startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
+import { failAlways, startS3Harness, type S3Harness } from "../storage/support/s3-harness.js";
 
 const BUCKET = "prune-safety";
 
@@ -133,5 +133,55 @@ describe("dr prune / dr schedule: the newest intact backup, and failures part-wa
     assert.equal(second.deleted, 1);
     assert.deepEqual((await store.list()).map((o) => o.key).sort(), [names[3], `${names[3]}.json`].sort());
     assert.equal((await cli(["dr", "list", "--at", root, "--check"])).code, 0);
+  });
+
+  it("schedule: a prune that fails after a good backup leaves the run ok and the success metrics, and says the prune failed", async () => {
+    const root = `s3://${BUCKET}/sched/`;
+    await backups(root, 1);
+    const metrics = path.join(scratch.dir, "b.prom");
+    h.setFault(failAlways("DeleteObject"));
+    const r = await cli([
+      "dr",
+      "schedule",
+      "--every",
+      "1h",
+      "--to-dir",
+      root,
+      "--keep-last",
+      "1",
+      "--once",
+      "--metrics-file",
+      metrics,
+    ]);
+    h.setFault(undefined);
+    assert.equal(r.code, 7, r.stdout + r.stderr);
+    assert.match(r.stdout, / run 1 ok: s3:\/\/\S+ .*; prune FAILED: delete .*; nothing was deleted\n$/);
+    const prom = await readFile(metrics, "utf8");
+    assert.match(prom, /^bernstein_backup_last_run_success\{[^}]*\} 1$/m);
+    assert.match(prom, /^bernstein_backup_last_success_timestamp_seconds\{[^}]*\} \d+$/m);
+    assert.match(prom, /^bernstein_backup_failures_total\{[^}]*\} 0$/m);
+    assert.match(prom, /^bernstein_backup_last_prune_success\{[^}]*\} 0$/m);
+    assert.match(prom, /^bernstein_backup_prune_failures_total\{[^}]*\} 1$/m);
+
+    h.setFault(failAlways("DeleteObject"));
+    const j = await cli([
+      "--json",
+      "dr",
+      "schedule",
+      "--every",
+      "1h",
+      "--to-dir",
+      root,
+      "--keep-last",
+      "1",
+      "--once",
+    ]);
+    h.setFault(undefined);
+    assert.equal(j.code, 7, j.stderr);
+    const row = JSON.parse(j.stdout.trim());
+    assert.equal(row.ok, true);
+    assert.equal(row.prune, null);
+    assert.equal(row.prune_error.exit_code, 7);
+    assert.deepEqual(row.prune_error.deleted, []);
   });
 });
