@@ -184,4 +184,24 @@ describe("dr prune / dr schedule: the newest intact backup, and failures part-wa
     assert.equal(row.prune_error.exit_code, 7);
     assert.deepEqual(row.prune_error.deleted, []);
   });
+
+  it("schedule --once --count N is a usage error", async () => {
+    const r = await cli([
+      "dr",
+      "schedule",
+      "--every",
+      "1h",
+      "--to-dir",
+      path.join(scratch.dir, "c"),
+      "--once",
+      "--count",
+      "2",
+    ]);
+    assert.equal(r.code, 2);
+    assert.equal(r.stdout, "");
+    assert.match(
+      r.stderr,
+      /^bernstein: dr schedule: --once is one run and --count N is N runs: give one of them\n$/,
+    );
+  });
 });

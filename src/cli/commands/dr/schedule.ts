@@ -103,8 +103,8 @@ export function registerSchedule(dr: Command): void {
         .option("--password-file <file>", "read the passphrase from a file (mode 0600 or stricter)")
         .option("--local-copy <dir>", "where the local copy of a remote backup is written before upload")
         .option("--full-read-back", "after each upload, download every byte again and compare its sha256")
-        .option("--once", "one backup + prune, then exit (what cron runs)")
-        .option("--count <n>", "stop after N runs", intOption("--count", 1))
+        .option("--once", "one backup + prune, then exit (what cron runs); not with --count")
+        .option("--count <n>", "stop after N runs (not with --once)", intOption("--count", 1))
         .option(
           "--print-systemd",
           "print a systemd oneshot service and its .timer for this schedule and exit",
@@ -138,6 +138,11 @@ type ScheduleFlags = RemoteFlags &
 async function schedule(opts: ScheduleFlags, cmd: Command): Promise<void> {
   const g = globalsOf(cmd);
   const out = Output.of(cmd);
+  if (opts.once && opts.count !== undefined)
+    throw new UserError(
+      "dr schedule: --once is one run and --count N is N runs: give one of them",
+      ExitCode.USAGE,
+    );
   const everyMs = parseDuration(opts.every);
   parseCatalogueLocation(opts.toDir);
   const policy = hasKeepFlags(opts) ? policyFrom(opts) : undefined;
