@@ -19,13 +19,23 @@ const METRICS = {
   last_run_timestamp_seconds: ["gauge", "Unix time the last backup run ended, success or not."],
   last_run_success: ["gauge", "1 if the last backup run succeeded, 0 if it failed."],
   failures_total: ["counter", "Backup runs that failed."],
+  last_prune_success: ["gauge", "1 if the prune after the last successful backup succeeded, 0 if it failed."],
+  prune_failures_total: ["counter", "Prunes after a successful backup that failed (the backup stands)."],
 } as const;
 
 type MetricName = keyof typeof METRICS;
 const PREFIX = "bernstein_backup_";
 
 export type BackupOutcome =
-  | { ok: true; durationSeconds: number; sizeBytes: number; fileCount: number; verified: boolean }
+  | {
+      ok: true;
+      durationSeconds: number;
+      sizeBytes: number;
+      fileCount: number;
+      verified: boolean;
+      /** Whether the prune after the backup succeeded; absent when no prune ran. */
+      pruned?: boolean;
+    }
   | { ok: false };
 
 /** Checked before a backup starts: a file that could never be written is a usage error now, not a lost metric later. */
@@ -79,6 +89,10 @@ export async function recordBackupMetrics(
     values.last_size_bytes = outcome.sizeBytes;
     values.last_file_count = outcome.fileCount;
     values.last_verified = outcome.verified ? 1 : 0;
+    if (outcome.pruned !== undefined) {
+      values.last_prune_success = outcome.pruned ? 1 : 0;
+      values.prune_failures_total = (prev.prune_failures_total ?? 0) + (outcome.pruned ? 0 : 1);
+    }
   }
   await rewriteFamily(file, PREFIX, familyLines(PREFIX, METRICS, values, workspaceLabels(sdd)));
 }

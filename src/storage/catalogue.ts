@@ -12,6 +12,7 @@ import os from "node:os";
 import { Readable } from "node:stream";
 import { ExitCode, UserError, withLeftover } from "../errors/errors.js";
 import type { BackupStore, ObjectInfo, RetryInfo } from "./store.js";
+import { LocalStore } from "./local-store.js";
 import { AgeSplitHasher, splitHashesOf, splitMismatch, type AgeSplitHashes } from "../dr/age/split-hash.js";
 import { newestVerified } from "./retention.js";
 
@@ -55,6 +56,8 @@ export interface Catalogue {
   entries: CatalogueEntry[];
   /** Keys at the location that are not ours (never touched). */
   foreign: string[];
+  /** Records whose backup is gone (a prune that failed between the two deletes): prune removes them. */
+  orphanRecords: string[];
 }
 
 function pad(n: number, width = 2): string {
@@ -163,6 +166,7 @@ async function catalogueOf(store: BackupStore, objects: ObjectInfo[]): Promise<C
   const byKey = new Map<string, ObjectInfo>(objects.map((o) => [o.key, o]));
   const entries: CatalogueEntry[] = [];
   const foreign: string[] = [];
+  const orphanRecords: string[] = [];
   for (const o of objects) {
     const parsed = parseBackupName(o.key);
     if (parsed) {
@@ -175,12 +179,14 @@ async function catalogueOf(store: BackupStore, objects: ObjectInfo[]): Promise<C
         record,
         verified: Boolean(record?.verified_at) && record?.size_bytes === o.size,
       });
-    } else if (!(o.key.endsWith(".json") && parseBackupName(o.key.slice(0, -".json".length)))) {
+    } else if (o.key.endsWith(".json") && parseBackupName(o.key.slice(0, -".json".length))) {
+      if (!byKey.has(o.key.slice(0, -".json".length))) orphanRecords.push(o.key);
+    } else {
       foreign.push(o.key);
     }
   }
   entries.sort((a, b) => a.created.getTime() - b.created.getTime() || (a.name < b.name ? -1 : 1));
-  return { entries, foreign };
+  return { entries, foreign, orphanRecords };
 }
 
 /** The backup `--latest` takes, and a line to show when it is not simply the newest one. */
@@ -404,55 +410,70 @@ export async function checkCatalogue(
   const findings: CheckFinding[] = [];
   const latestExpected = new Map<string, ExpectedBackup>();
   for (const e of expected) latestExpected.set(e.name, e);
-  for (const exp of latestExpected.values()) {
-    const entry = present.get(exp.name);
-    if (!entry) {
-      findings.push({
-        name: exp.name,
-        status: "missing",
-        detail: `written ${exp.written_at ?? "earlier"}, gone now`,
-      });
-      continue;
-    }
-    if (exp.size_bytes !== undefined && exp.size_bytes !== entry.size) {
-      findings.push({
-        name: exp.name,
-        status: "replaced",
-        detail: `size ${entry.size}, written ${exp.size_bytes}`,
-      });
-      continue;
-    }
-    if (exp.age) {
-      const bad = await splitFinding(store, { ...exp, age: exp.age }, options.deep ?? false);
-      if (bad !== false) {
-        findings.push(bad);
-        continue;
-      }
-    }
-    // Without stored sha256 metadata (a file copied in by hand) only every byte can tell.
-    const deep = options.deep || !(await store.head(exp.name))?.metadata.sha256;
-    const actual = deep
-      ? (await sha256Of(await store.get(exp.name))).sha256
-      : (await store.head(exp.name))?.metadata.sha256;
-    if (actual !== exp.sha256) {
-      findings.push({
-        name: exp.name,
-        status: "replaced",
-        detail: `sha256 ${actual ?? "unknown"}, written ${exp.sha256}${deep ? "" : " (stored metadata)"}`,
-      });
-    } else
-      findings.push({
-        name: exp.name,
-        status: "ok",
-        detail: deep ? "every byte matches" : "sha256 metadata matches",
-      });
-  }
+  for (const exp of latestExpected.values())
+    findings.push(await checkOne(store, exp, present.get(exp.name), options.deep ?? false));
   for (const entry of entries) {
     if (!latestExpected.has(entry.name)) {
       findings.push({ name: entry.name, status: "unrecorded", detail: "no audit event wrote this backup" });
     }
   }
   return findings.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/**
+ * Whether one backup is what was written: `present` is its listing (none: gone). The size first,
+ * then the sha256: from the stored metadata, or from every byte with `deep` or when the store
+ * keeps no sha256 metadata (a file copied in by hand).
+ */
+async function checkOne(
+  store: BackupStore,
+  exp: ExpectedBackup,
+  present: ObjectInfo | undefined,
+  deep: boolean,
+): Promise<CheckFinding> {
+  if (!present)
+    return { name: exp.name, status: "missing", detail: `written ${exp.written_at ?? "earlier"}, gone now` };
+  if (exp.size_bytes !== undefined && exp.size_bytes !== present.size)
+    return { name: exp.name, status: "replaced", detail: `size ${present.size}, written ${exp.size_bytes}` };
+  if (exp.age) {
+    const bad = await splitFinding(store, { ...exp, age: exp.age }, deep);
+    if (bad !== false) return bad;
+  }
+  const everyByte = deep || !(await store.head(exp.name))?.metadata.sha256;
+  const actual = everyByte
+    ? (await sha256Of(await store.get(exp.name))).sha256
+    : (await store.head(exp.name))?.metadata.sha256;
+  if (actual !== exp.sha256)
+    return {
+      name: exp.name,
+      status: "replaced",
+      detail: `sha256 ${actual ?? "unknown"}, written ${exp.sha256}${everyByte ? "" : " (stored metadata)"}`,
+    };
+  return {
+    name: exp.name,
+    status: "ok",
+    detail: everyByte ? "every byte matches" : "sha256 metadata matches",
+  };
+}
+
+/**
+ * Whether a listed backup still holds what its record says, by the check `dr list --check` makes
+ * of one backup: a local file is hashed whole (its sha256 sidecar was written with the file and
+ * cannot tell bit rot since); on an object store the size and the sha256 the store keeps tell as
+ * much as can be told without a download (every byte when it keeps none). `ok` only when proved.
+ */
+export async function proveIntact(store: BackupStore, entry: CatalogueEntry): Promise<CheckFinding> {
+  const record = entry.record;
+  if (!record) return { name: entry.name, status: "unrecorded", detail: "no record to check it against" };
+  const age = splitHashesOf(record);
+  const exp: ExpectedBackup = {
+    name: entry.name,
+    sha256: record.sha256,
+    ...(age ? { age } : {}),
+    size_bytes: record.size_bytes,
+    written_at: record.created_at,
+  };
+  return checkOne(store, exp, await store.head(entry.name), store instanceof LocalStore);
 }
 
 /** The whole sha256, the size and the header/payload hashes (split at `headerBytes`) of a stream. */
@@ -490,9 +511,17 @@ async function splitFinding(
     : { name: exp.name, status: "ok", detail: "every byte matches (header and payload sha256)" };
 }
 
-/** Deletes a backup and its record (the backup first: an orphan record is harmless). */
-export async function deleteBackup(store: BackupStore, name: string): Promise<void> {
+/**
+ * Deletes a backup and its record (the backup first: an orphan record is harmless, and the next
+ * prune removes it). `onArchiveDeleted` runs once the backup is gone, before its record goes.
+ */
+export async function deleteBackup(
+  store: BackupStore,
+  name: string,
+  onArchiveDeleted: () => void = () => {},
+): Promise<void> {
   if (!parseBackupName(name)) throw new UserError(`refusing to delete ${name}: not a bernstein backup name`);
   await store.delete(name);
+  onArchiveDeleted();
   await store.delete(recordKey(name));
 }

@@ -4,7 +4,8 @@
  * hour/day/week/month bucket for the newest H/D/W/M buckets that hold a backup. Buckets use
  * UTC; weeks are ISO weeks (Monday first). A backup is kept if any rule keeps it, and every
  * decision says why. The newest backup that passed verification is never deleted, whatever
- * the rules say: a location must always keep one restorable copy.
+ * the rules say: a location must always keep one restorable copy. `verified` is the caller's
+ * word: a prune proves it of that backup first and decides again if it fails (prune.ts).
  */
 import { ExitCode, UserError } from "../errors/errors.js";
 import { formatDuration } from "./schedule.js";

@@ -5,7 +5,7 @@
 import type { Command } from "../../../vendor/commander.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import { openCatalogue } from "../../../storage/open-store.js";
-import { pruneLocation, type PruneResult } from "../../../storage/prune.js";
+import { PruneFailedError, pruneLocation, type PruneResult } from "../../../storage/prune.js";
 import { DR_PRUNE_EVENT } from "../../../storage/audit-record.js";
 import type { BackupStore } from "../../../storage/store.js";
 import { recordAuditEvent } from "../../../dr/audit-event.js";
@@ -55,6 +55,14 @@ export async function auditPruned(
   if (audit.warning) out.warn(`${audit.warning}; dr list --check will report what was deleted as missing`);
 }
 
+/** Names each backup whose record said verified but whose bytes no longer match it. */
+export function warnNotIntact(out: Output, res: PruneResult): void {
+  for (const n of res.not_intact)
+    out.warn(
+      `${n.name} does not match its record (${n.detail}): not counted as verified, the next intact backup is kept`,
+    );
+}
+
 /** The workspace of --sdd when there is one: a location can be pruned from anywhere. */
 async function workspaceIfAny(cmd: Command): Promise<Workspace | undefined> {
   return openWorkspace(globalsOf(cmd).sdd).catch((err: unknown) => {
@@ -69,7 +77,7 @@ export function registerPrune(dr: Command): void {
       dr
         .command("prune")
         .description(
-          "delete old backups (or a WAL archive's old snapshots and segments) by restic-style keep rules; never the newest verified one",
+          "delete old backups (or a WAL archive's old snapshots and segments) by restic-style keep rules; never the newest intact one",
         )
         .option("--at <location>", "folder or s3://bucket/prefix/")
         .option("--from <location>", "the same as --at (the word the WAL archive commands use)")
@@ -83,13 +91,27 @@ export function registerPrune(dr: Command): void {
     const store = await openCatalogue(locationOf(opts), s3OptionsFrom(opts));
     const archive = await archiveAt(store);
     if (archive) return pruneArchive(out, store, archive, policy, Boolean(opts.dryRun));
-    const res = await pruneLocation(store, policy, { dryRun: opts.dryRun });
-    await auditPruned(await workspaceIfAny(cmd), store, res, out);
+    const ws = await workspaceIfAny(cmd);
+    const res = await pruneLocation(store, policy, { dryRun: opts.dryRun }).catch(async (err: unknown) => {
+      // What was deleted before the failure is recorded all the same: else `dr list --check`
+      // would report it missing for good.
+      if (err instanceof PruneFailedError) {
+        warnNotIntact(out, err.result);
+        await auditPruned(ws, store, err.result, out);
+      }
+      throw err;
+    });
+    warnNotIntact(out, res);
+    await auditPruned(ws, store, res, out);
     out.result({ ok: true, ...res }, () => {
       for (const d of res.decisions) {
         const verb = d.action === "keep" ? "keep  " : res.dry_run ? "would delete" : "delete";
         out.line(`${verb} ${d.name}  (${d.reasons.join("; ")})`);
       }
+      if (res.orphan_records.length)
+        out.line(
+          `${res.dry_run ? "would remove" : "removed"} ${res.orphan_records.length} record(s) whose backup was gone: ${res.orphan_records.join(", ")}`,
+        );
       out.line(
         `${res.kept} kept, ${res.dry_run ? `${res.decisions.length - res.kept} would be deleted` : `${res.deleted} deleted`}` +
           (res.foreign_ignored.length ? `, ${res.foreign_ignored.length} foreign file(s) left alone` : ""),

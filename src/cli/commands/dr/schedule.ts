@@ -16,9 +16,10 @@ import { loadedConfigOf } from "../../../config/apply.js";
 import { addRecipientOptions, resolveWriteKeys, type RecipientFlags } from "../../age-keys.js";
 import { parseCatalogueLocation } from "../../../storage/location.js";
 import { openCatalogue } from "../../../storage/open-store.js";
+import type { BackupStore } from "../../../storage/store.js";
 import { makeCatalogueFolder } from "../../../storage/offsite.js";
-import { pruneLocation } from "../../../storage/prune.js";
-import { auditPruned } from "./prune.js";
+import { PruneFailedError, pruneLocation, type NotIntact } from "../../../storage/prune.js";
+import { auditPruned, warnNotIntact } from "./prune.js";
 import type { RetentionPolicy } from "../../../storage/retention.js";
 import {
   SYSTEMD_UNIT_NAME,
@@ -103,8 +104,8 @@ export function registerSchedule(dr: Command): void {
         .option("--password-file <file>", "read the passphrase from a file (mode 0600 or stricter)")
         .option("--local-copy <dir>", "where the local copy of a remote backup is written before upload")
         .option("--full-read-back", "after each upload, download every byte again and compare its sha256")
-        .option("--once", "one backup + prune, then exit (what cron runs)")
-        .option("--count <n>", "stop after N runs", intOption("--count", 1))
+        .option("--once", "one backup + prune, then exit (what cron runs); not with --count")
+        .option("--count <n>", "stop after N runs (not with --once)", intOption("--count", 1))
         .option(
           "--print-systemd",
           "print a systemd oneshot service and its .timer for this schedule and exit",
@@ -138,6 +139,11 @@ type ScheduleFlags = RemoteFlags &
 async function schedule(opts: ScheduleFlags, cmd: Command): Promise<void> {
   const g = globalsOf(cmd);
   const out = Output.of(cmd);
+  if (opts.once && opts.count !== undefined)
+    throw new UserError(
+      "dr schedule: --once is one run and --count N is N runs: give one of them",
+      ExitCode.USAGE,
+    );
   const everyMs = parseDuration(opts.every);
   parseCatalogueLocation(opts.toDir);
   const policy = hasKeepFlags(opts) ? policyFrom(opts) : undefined;
@@ -196,14 +202,48 @@ interface RunContext {
   emit: (line: string | Record<string, unknown>) => void;
 }
 
-/** One scheduled backup and prune, logged in one line; returns the error it ended in, if any. */
+/** The exit code an error stands for (70: not a UserError, a bug). */
+function exitCodeOf(err: unknown): number {
+  return err instanceof UserError ? err.exitCode : 70;
+}
+
+/**
+ * The prune after a backup, on its own: its failure is not the backup's (the backup stands,
+ * verified and recorded). What it deleted before failing is audited all the same.
+ */
+async function pruneAfter(
+  c: RunContext,
+  out: Output,
+): Promise<{ info?: { kept: number; deleted: number; not_intact: NotIntact[] }; error?: unknown }> {
+  let store: BackupStore | undefined;
+  try {
+    store = await openCatalogue(c.opts.toDir, s3OptionsFrom(c.opts));
+    const p = await pruneLocation(store, c.policy!);
+    warnNotIntact(out, p);
+    await auditPruned(c.ws, store, p, out);
+    return { info: { kept: p.kept, deleted: p.deleted, not_intact: p.not_intact } };
+  } catch (err) {
+    if (err instanceof PruneFailedError && store) {
+      warnNotIntact(out, err.result);
+      await auditPruned(c.ws, store, err.result, out);
+    }
+    return { error: err };
+  }
+}
+
+/**
+ * One scheduled backup and prune, logged in one line; returns the error it ended in, if any. A
+ * prune that fails after a good backup is reported as the prune's failure: the run's backup is
+ * ok (metrics included), so an alert on the backup's age does not fire for it.
+ */
 async function oneRun(index: number, c: RunContext): Promise<unknown> {
   const { opts, cmd, emit } = c;
   const json = globalsOf(cmd).json;
   const out = Output.of(cmd);
   const started = Date.now();
+  let run: BackupJobResult;
   try {
-    const run = await runBackupJob(c.ws, {
+    run = await runBackupJob(c.ws, {
       toDir: opts.toDir,
       password: c.keys.password,
       recipients: c.keys.recipients,
@@ -214,32 +254,6 @@ async function oneRun(index: number, c: RunContext): Promise<unknown> {
       onRetry: (r) => out.warn(`${r.operation}: ${r.error}; retry ${r.attempt}`),
       repositoryHead: () => repositoryHead(c.ws.projectDir),
     });
-    let pruneInfo: { kept: number; deleted: number } | undefined;
-    if (c.policy) {
-      const store = await openCatalogue(opts.toDir, s3OptionsFrom(opts));
-      const p = await pruneLocation(store, c.policy);
-      await auditPruned(c.ws, store, p, out);
-      pruneInfo = { kept: p.kept, deleted: p.deleted };
-    }
-    const r = run.offsite!;
-    const seconds = (Date.now() - started) / 1000;
-    emit(
-      json
-        ? { run: index, ...backupJson(run), seconds, prune: pruneInfo ?? null }
-        : `${new Date().toISOString()} run ${index} ok: ${r.location} ${r.produced.size_bytes} bytes ` +
-            `sha256 ${r.produced.sha256.slice(0, 12)} retries ${r.retries} in ${seconds.toFixed(1)}s` +
-            (pruneInfo ? `; prune kept ${pruneInfo.kept} deleted ${pruneInfo.deleted}` : ""),
-    );
-    for (const w of run.warnings) out.warn(w);
-    if (opts.metricsFile !== undefined)
-      await updateBackupMetrics(cmd, opts.metricsFile, {
-        ok: true,
-        durationSeconds: seconds,
-        sizeBytes: r.produced.size_bytes,
-        fileCount: r.produced.file_count ?? 0,
-        verified: run.verified,
-      });
-    return undefined;
   } catch (err) {
     if (opts.metricsFile !== undefined) await updateBackupMetrics(cmd, opts.metricsFile, { ok: false });
     const message = err instanceof Error ? err.message : String(err);
@@ -249,13 +263,51 @@ async function oneRun(index: number, c: RunContext): Promise<unknown> {
             run: index,
             ok: false,
             error: message,
-            exit_code: err instanceof UserError ? err.exitCode : 70,
+            exit_code: exitCodeOf(err),
             ...(err instanceof UserError ? err.details : {}),
           }
         : `${new Date().toISOString()} run ${index} FAILED: ${message}`,
     );
     return err;
   }
+  const pruned = c.policy ? await pruneAfter(c, out) : {};
+  const pruneError = pruned.error;
+  const pruneMessage = pruneError instanceof Error ? pruneError.message : String(pruneError);
+  const r = run.offsite!;
+  const seconds = (Date.now() - started) / 1000;
+  emit(
+    json
+      ? {
+          run: index,
+          ...backupJson(run),
+          seconds,
+          prune: pruned.info ?? null,
+          ...(pruneError !== undefined
+            ? {
+                prune_error: {
+                  error: pruneMessage,
+                  exit_code: exitCodeOf(pruneError),
+                  ...(pruneError instanceof UserError ? pruneError.details : {}),
+                },
+              }
+            : {}),
+        }
+      : `${new Date().toISOString()} run ${index} ok: ${r.location} ${r.produced.size_bytes} bytes ` +
+          `sha256 ${r.produced.sha256.slice(0, 12)} retries ${r.retries} in ${seconds.toFixed(1)}s` +
+          (pruned.info ? `; prune kept ${pruned.info.kept} deleted ${pruned.info.deleted}` : "") +
+          (pruneError !== undefined ? `; prune FAILED: ${pruneMessage}` : ""),
+  );
+  for (const w of run.warnings) out.warn(w);
+  if (opts.metricsFile !== undefined)
+    await updateBackupMetrics(cmd, opts.metricsFile, {
+      ok: true,
+      durationSeconds: seconds,
+      sizeBytes: r.produced.size_bytes,
+      fileCount: r.produced.file_count ?? 0,
+      verified: run.verified,
+      ...(c.policy ? { pruned: pruneError === undefined } : {}),
+    });
+  return pruneError;
 }
 
 /**
