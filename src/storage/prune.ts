@@ -45,7 +45,8 @@ export class PruneFailedError extends UserError {
       cause instanceof UserError ? cause.exitCode : ExitCode.REMOTE,
       {
         ...(cause instanceof UserError ? cause.details : {}),
-        deleted,
+        // Not `deleted`: a finished prune's --json gives that as a count.
+        deleted_before_failure: deleted,
         orphan_records_removed: result.orphan_records,
       },
     );

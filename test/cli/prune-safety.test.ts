@@ -109,7 +109,7 @@ describe("dr prune / dr schedule: the newest intact backup, and failures part-wa
     assert.equal(r.code, 7, r.stderr);
     const doc = JSON.parse(r.stdout);
     assert.equal(doc.ok, false);
-    assert.deepEqual(doc.deleted, [names[2], names[1]]);
+    assert.deepEqual(doc.deleted_before_failure, [names[2], names[1]]);
     assert.match(r.stderr, new RegExp(`deleted before the failure: ${names[2]}, ${names[1]}\\n$`));
 
     const check = await cli(["--json", "dr", "list", "--at", root, "--check"]);
@@ -182,7 +182,7 @@ describe("dr prune / dr schedule: the newest intact backup, and failures part-wa
     assert.equal(row.ok, true);
     assert.equal(row.prune, null);
     assert.equal(row.prune_error.exit_code, 7);
-    assert.deepEqual(row.prune_error.deleted, []);
+    assert.deepEqual(row.prune_error.deleted_before_failure, []);
   });
 
   it("schedule --once --count N is a usage error", async () => {
