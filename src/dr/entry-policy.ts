@@ -8,6 +8,7 @@
  */
 import { isUtf8 } from "node:buffer";
 import { archiveError } from "./archive-error.js";
+import { nameByteLength } from "../workspace/raw-name.js";
 
 /** The longest entry name accepted (staging-writer.ts relies on it). */
 export const MAX_NAME_BYTES = 4000;
@@ -28,12 +29,12 @@ function pathProblem(name: string): string | undefined {
   if (/^[A-Za-z]:/.test(name)) return "drive-letter path";
   if (name.includes("\\")) return "backslash in name";
   // Linux's limits (PATH_MAX, NAME_MAX); a longer name could not be created anyway.
-  if (Buffer.byteLength(name) > MAX_NAME_BYTES) return `name longer than ${MAX_NAME_BYTES} bytes`;
+  if (nameByteLength(name) > MAX_NAME_BYTES) return `name longer than ${MAX_NAME_BYTES} bytes`;
   for (const part of name.split("/")) {
     if (part === "..") return "'..' in path";
     if (part === "" || part === ".") return "non-normalized path";
     // 85 UTF-16 units are at most 255 UTF-8 bytes: only longer parts need counting.
-    if (part.length > 85 && Buffer.byteLength(part) > 255) return "name component longer than 255 bytes";
+    if (part.length > 85 && nameByteLength(part) > 255) return "name component longer than 255 bytes";
   }
   return undefined;
 }

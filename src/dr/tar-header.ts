@@ -15,6 +15,9 @@
  * and group names, device numbers, access times) into strings, numbers and Dates.
  */
 
+import { isUtf8 } from "node:buffer";
+import { nameFromBytes } from "../workspace/raw-name.js";
+
 export const BLOCK = 512;
 
 export interface HeaderFields {
@@ -221,4 +224,54 @@ export function decodeCommonHeader(block: Buffer): DecodedHeader | undefined {
     mtime: new Date(mtime * 1000),
     cksumValid: sum === cksum,
   };
+}
+
+/** A NUL-terminated header field's bytes. */
+function fieldBytes(block: Buffer, off: number, size: number): Buffer {
+  const field = block.subarray(off, off + size);
+  const nul = field.indexOf(0);
+  return nul < 0 ? field : field.subarray(0, nul);
+}
+
+/**
+ * The name in `block` when its name or prefix field holds bytes that are not UTF-8 (Python's
+ * tarfile writes a name's raw bytes there in GNU and ustar format), with those bytes kept as
+ * raw-name.ts escapes them; undefined otherwise, when node-tar's `Header` reads the name right.
+ * The prefix is joined as `Header` joins it.
+ */
+export function rawHeaderPath(block: Buffer): string | undefined {
+  const name = fieldBytes(block, 0, 100);
+  const ustar = block.subarray(257, 265).equals(USTAR_MAGIC);
+  const prefix = ustar ? fieldBytes(block, 345, block[475] !== 0 ? 155 : 130) : Buffer.alloc(0);
+  if (isUtf8(name) && isUtf8(prefix)) return undefined;
+  const path = nameFromBytes(name);
+  return prefix.length ? `${nameFromBytes(prefix)}/${path}` : path;
+}
+
+/**
+ * The `path` and `linkpath` records of a PAX extended header with their values as raw-name.ts
+ * keeps bytes: Python writes a name that is not UTF-8 as its raw bytes (with
+ * `hdrcharset=BINARY`), and node-tar's parser, which reads the records as UTF-8 text, drops such
+ * a record (its length no longer matches) and the entry would take the ustar field's stand-in.
+ */
+export function paxNames(body: Buffer): { path?: string; linkpath?: string } {
+  const out: { path?: string; linkpath?: string } = {};
+  for (let off = 0; off < body.length;) {
+    const space = body.indexOf(0x20, off);
+    if (space < 0) break;
+    const len = Number(body.toString("latin1", off, space));
+    if (!Number.isSafeInteger(len) || len <= space - off || off + len > body.length) break;
+    const record = body.subarray(space + 1, off + len);
+    const eq = record.indexOf(0x3d);
+    if (eq > 0 && record[record.length - 1] === 0x0a) {
+      const key = record.toString("latin1", 0, eq);
+      if (key === "path" || key === "linkpath") {
+        const value = record.subarray(eq + 1, record.length - 1);
+        const nul = value.indexOf(0);
+        out[key] = nameFromBytes(nul < 0 ? value : value.subarray(0, nul));
+      }
+    }
+    off += len;
+  }
+  return out;
 }

@@ -6,14 +6,14 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { PYTHON_REFERENCE, envFor, pythonReferenceFacts, runCli, scratchDir } from "../helpers.js";
 
 /** The names of a folder as bytes, as hex (what a restore must recreate exactly). */
-const namesOf = (dir: string): string[] =>
+const namesOf = (dir: string | Buffer): string[] =>
   readdirSync(dir, { encoding: "buffer" })
     .map((b) => b.toString("hex"))
     .sort();
@@ -171,6 +171,62 @@ with tarfile.open(src, "r:gz") as a, tarfile.open(dst, "w:gz") as b:
     assert.equal(await readFile(path.join(target, "docs", "r\u00e9sum\u00e9.md"), "utf8"), "NFC");
     assert.equal(await readFile(path.join(target, "decisions", "cafe\u0301.md"), "utf8"), "NFD");
     assert.ok(namesOf(path.join(target, "decisions")).includes(Buffer.from("cafe\u0301.md").toString("hex")));
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a Python tarfile archive with names that are not UTF-8 (PAX, GNU, ustar) restores their exact bytes", async (t) => {
+  try {
+    execFileSync("python3", ["-c", "import tarfile"], { stdio: "ignore" });
+  } catch {
+    t.skip("python3 not installed");
+    return;
+  }
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const latin1 = (s: string): Buffer => Buffer.from(s, "latin1");
+    // A folder and files named in Latin-1; a long name (a GNU long-name record, a ustar prefix).
+    const deep = `docs/${"\xe9".repeat(60)}/${"\xe8".repeat(60)}.md`;
+    const made: [Buffer, string][] = [
+      [latin1("docs/r\xe9sum\xe9.md"), "latin-1"],
+      [latin1("docs/caf\xe9/x\xff.md"), "inside"],
+      [latin1(deep), "deep"],
+    ];
+    for (const format of ["PAX_FORMAT", "GNU_FORMAT", "USTAR_FORMAT"]) {
+      const from = path.join(dir, `${format}.tar.gz`);
+      // The reference's own archive, its members copied over; then the names as os.fsencode
+      // gives them to Python (surrogateescape), which tarfile archives as their raw bytes.
+      execFileSync("python3", [
+        "-c",
+        `import io, os, sys, tarfile
+src, dst, fmt = sys.argv[1:4]
+with tarfile.open(src, "r:gz") as a, tarfile.open(dst, "w:gz", format=getattr(tarfile, fmt)) as b:
+    for m in a.getmembers():
+        b.addfile(m, a.extractfile(m) if m.isfile() else None)
+    d = tarfile.TarInfo(os.fsdecode(b"docs/caf\\xe9")); d.type = tarfile.DIRTYPE; d.mode = 0o755; b.addfile(d)
+    for name, data in zip(sys.argv[4::2], sys.argv[5::2]):
+        m = tarfile.TarInfo(os.fsdecode(bytes.fromhex(name))); m.size = len(data); b.addfile(m, io.BytesIO(data.encode()))`,
+        path.join(PYTHON_REFERENCE, pythonReferenceFacts().backups.plain.file),
+        from,
+        format,
+        ...made.flatMap(([name, data]) => [name.toString("hex"), data]),
+      ]);
+      const target = path.join(dir, format, ".sdd");
+      const r = await runCli(["dr", "restore", "--from", from, "--sdd", target], { env: envFor(dir) });
+      assert.equal(r.code, 0, r.stderr);
+      const docs = path.join(target, "docs");
+      assert.deepEqual(
+        namesOf(docs).filter((n) => n.includes("e9")),
+        [latin1("\xe9".repeat(60)), latin1("caf\xe9"), latin1("r\xe9sum\xe9.md")]
+          .map((b) => b.toString("hex"))
+          .sort(),
+        format,
+      );
+      assert.deepEqual(namesOf(latin1(docs + "/caf\xe9")), [latin1("x\xff.md").toString("hex")]);
+      for (const [name, data] of made)
+        assert.equal(readFileSync(Buffer.concat([latin1(target + "/"), name]), "utf8"), data, format);
+    }
   } finally {
     await cleanup();
   }
