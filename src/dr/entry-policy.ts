@@ -3,10 +3,9 @@
  * cannot escape or alias the destination. Links of any kind, devices, FIFOs and unknown types
  * are hostile; so are absolute paths, drive letters, `.`/`..`/empty components, backslashes,
  * NUL, duplicates, two names equal after Unicode NFC normalization, and anything below a file.
- * A backup applies the same rules to the names it would archive (walk.ts), and refuses a name
- * that is not UTF-8: entries are named in UTF-8, so a restore would create another name.
+ * A backup applies the same rules to the names it would archive (walk.ts). A name that is not
+ * UTF-8 is none of these: it is carried as its bytes (raw-name.ts), as Python's tarfile does.
  */
-import { isUtf8 } from "node:buffer";
 import { archiveError } from "./archive-error.js";
 import { nameByteLength } from "../workspace/raw-name.js";
 
@@ -37,11 +36,6 @@ function pathProblem(name: string): string | undefined {
     if (part.length > 85 && nameByteLength(part) > 255) return "name component longer than 255 bytes";
   }
   return undefined;
-}
-
-/** Why a name read from disk as bytes cannot be an entry: names are UTF-8 in an archive. */
-export function nameBytesProblem(bytes: Buffer): string | undefined {
-  return isUtf8(bytes) ? undefined : "name is not valid UTF-8";
 }
 
 /**

@@ -16,7 +16,8 @@
  */
 
 import { isUtf8 } from "node:buffer";
-import { nameFromBytes } from "../workspace/raw-name.js";
+import { basename } from "node:path";
+import { hasEscapedBytes, nameFromBytes, nameStandIn, nameToBytes } from "../workspace/raw-name.js";
 
 export const BLOCK = 512;
 
@@ -110,6 +111,48 @@ function encodeCommon(h: HeaderFields, path: string, size: number, buf: Buffer, 
   return true;
 }
 
+/** One PAX record: `<length> <key>=<value>\n`, the length counting its own digits. */
+function paxRecord(key: string, value: Buffer): Buffer {
+  const rest = Buffer.concat([Buffer.from(` ${key}=`), value, Buffer.from("\n")]);
+  let len = rest.length + 1;
+  while (String(len).length + rest.length !== len) len = String(len).length + rest.length;
+  return Buffer.concat([Buffer.from(String(len)), rest]);
+}
+
+/**
+ * A PAX extended header naming the entry with the raw bytes of a name that is not UTF-8 after
+ * `hdrcharset=BINARY`, as Python's tarfile writes it (and reads it back as those bytes); node-tar
+ * would write the name's text, U+FFFD for each such byte. `rest` holds node-tar's other records.
+ */
+function binaryPaxHeader(
+  Header: typeof import("tar/header").Header,
+  name: Buffer,
+  standIn: string,
+  rest: string,
+  mtime: Date,
+): Buffer {
+  const body = Buffer.concat([
+    paxRecord("hdrcharset", Buffer.from("BINARY")),
+    paxRecord("path", name),
+    Buffer.from(rest),
+  ]);
+  const out = Buffer.alloc(BLOCK + Math.ceil(body.length / BLOCK) * BLOCK);
+  new Header({
+    path: ("PaxHeader/" + basename(standIn)).slice(0, 99),
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: body.length,
+    mtime,
+    type: "ExtendedHeader",
+    linkpath: "",
+    uname: "",
+    gname: "",
+  }).encode(out, 0);
+  body.copy(out, BLOCK);
+  return out;
+}
+
 /** The header block(s) for one entry through node-tar (a PAX record first when needed). */
 export async function nodeTarHeader(h: HeaderFields): Promise<Buffer> {
   const [{ Header }, { Pax }] = await Promise.all([import("tar/header"), import("tar/pax")]);
@@ -125,6 +168,16 @@ export async function nodeTarHeader(h: HeaderFields): Promise<Buffer> {
     mtime: new Date(Math.floor(h.mtimeMs / 1000) * 1000),
   } as const;
   const block = Buffer.alloc(BLOCK);
+  if (hasEscapedBytes(data.path)) {
+    // The ustar field holds a stand-in (what Python writes there); readers take the PAX path.
+    const standIn = { ...data, path: nameStandIn(data.path) };
+    new Header(standIn).encode(block, 0);
+    const rest = new Pax({ ...standIn, path: undefined }).encodeBody();
+    return Buffer.concat([
+      binaryPaxHeader(Header, nameToBytes(data.path), standIn.path, rest, data.mtime),
+      block,
+    ]);
+  }
   if (new Header(data).encode(block, 0)) return Buffer.concat([new Pax(data).encode(), block]);
   return block;
 }

@@ -6,6 +6,7 @@
  * it), and turns back into its exact bytes where it meets the file system or an archive header.
  * This is the one mapping between the two; a Node API given such a string would write U+FFFD.
  */
+import { isUtf8 } from "node:buffer";
 import path from "node:path";
 
 /** A lone surrogate (one not in a high-low pair): only an escaped byte puts one in a name. */
@@ -43,6 +44,7 @@ function sequenceAt(b: Uint8Array, i: number): number {
 /** The name of these bytes (a file name read as bytes, an archive header's name field). */
 export function nameFromBytes(bytes: Uint8Array): string {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (isUtf8(buf)) return buf.toString("utf8");
   let out = "";
   let run = 0;
   let i = 0;
@@ -59,7 +61,7 @@ export function nameFromBytes(bytes: Uint8Array): string {
   return run === 0 ? buf.toString("utf8") : out + buf.toString("utf8", run);
 }
 
-/** The bytes of `name` (the inverse of nameFromBytes). */
+/** The bytes of `name` (the inverse of nameFromBytes; it never throws, shellWord shows any string). */
 export function nameToBytes(name: string): Buffer {
   if (!hasEscapedBytes(name)) return Buffer.from(name, "utf8");
   const parts: Buffer[] = [];
@@ -73,15 +75,20 @@ export function nameToBytes(name: string): Buffer {
         continue;
       }
     } else if (u < 0xdc00 || u > 0xdfff) continue;
-    // A lone surrogate: an escaped byte, or (outside U+DC80..U+DCFF) no byte at all.
-    if (u < 0xdc80 || u > 0xdcff)
-      throw new Error(`name ${JSON.stringify(name)} holds a lone surrogate that is no escaped byte`);
+    // A lone surrogate outside U+DC80..U+DCFF is no escaped byte and no name's (nameFromBytes
+    // never makes one): it stays in the run, which Node encodes as U+FFFD, as it always did.
+    if (u < 0xdc80 || u > 0xdcff) continue;
     parts.push(Buffer.from(name.slice(run, i), "utf8"), Buffer.of(u - 0xdc00));
     run = i + 1;
   }
   parts.push(Buffer.from(name.slice(run), "utf8"));
   return Buffer.concat(parts);
 }
+
+const LONE_SURROGATES = new RegExp(LONE_SURROGATE.source, "g");
+
+/** `name` with each escaped byte as `?`: what Python writes where a header field must be text. */
+export const nameStandIn = (name: string): string => name.replace(LONE_SURROGATES, "?");
 
 /** The number of bytes of `name`. */
 export const nameByteLength = (name: string): number =>
