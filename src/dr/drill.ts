@@ -32,6 +32,7 @@ import { makeScratchDir, removeDeadScratchDirs } from "./scratch-dir.js";
 import { verifyStateFolder, type Check } from "./verify.js";
 import { walkWorkspace } from "./walk.js";
 import { shown } from "../workspace/shown-path.js";
+import { fsPath } from "../workspace/raw-name.js";
 
 export interface StepVerdict {
   ok: boolean;
@@ -89,7 +90,7 @@ export interface DrillReport {
   warnings: string[];
 }
 
-function hashPrefix(file: string, length: number): string | undefined {
+function hashPrefix(file: string | Buffer, length: number): string | undefined {
   let fd: number;
   try {
     fd = openSync(file, "r");
@@ -219,8 +220,8 @@ export async function runDrill(
           else compared++;
           continue;
         }
-        const restoredSha = hashPrefix(path.join(restored, f.path), f.size);
-        const rst = await stat(path.join(restored, f.path)).catch(() => undefined);
+        const restoredSha = hashPrefix(fsPath(restored, f.path), f.size);
+        const rst = await stat(fsPath(restored, f.path)).catch(() => undefined);
         if (
           restoredSha !== f.sha256 ||
           !rst ||
@@ -230,13 +231,13 @@ export async function runDrill(
           bad.push(f.path);
           continue;
         }
-        const live = await stat(path.join(ws.root, f.path)).catch(() => undefined);
+        const live = await stat(fsPath(ws.root, f.path)).catch(() => undefined);
         if (!live || live.mtimeMs >= backupStartMs) {
           changed++; // changed (or gone) since the backup started: not comparable
           continue;
         }
         if (
-          hashPrefix(path.join(ws.root, f.path), f.size) !== f.sha256 ||
+          hashPrefix(fsPath(ws.root, f.path), f.size) !== f.sha256 ||
           (live.mode & 0o777) !== (f.mode & 0o777)
         ) {
           bad.push(f.path);

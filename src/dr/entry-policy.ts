@@ -3,11 +3,11 @@
  * cannot escape or alias the destination. Links of any kind, devices, FIFOs and unknown types
  * are hostile; so are absolute paths, drive letters, `.`/`..`/empty components, backslashes,
  * NUL, duplicates, two names equal after Unicode NFC normalization, and anything below a file.
- * A backup applies the same rules to the names it would archive (walk.ts), and refuses a name
- * that is not UTF-8: entries are named in UTF-8, so a restore would create another name.
+ * A backup applies the same rules to the names it would archive (walk.ts). A name that is not
+ * UTF-8 is none of these: it is carried as its bytes (raw-name.ts), as Python's tarfile does.
  */
-import { isUtf8 } from "node:buffer";
 import { archiveError } from "./archive-error.js";
+import { nameByteLength } from "../workspace/raw-name.js";
 
 /** The longest entry name accepted (staging-writer.ts relies on it). */
 export const MAX_NAME_BYTES = 4000;
@@ -28,19 +28,14 @@ function pathProblem(name: string): string | undefined {
   if (/^[A-Za-z]:/.test(name)) return "drive-letter path";
   if (name.includes("\\")) return "backslash in name";
   // Linux's limits (PATH_MAX, NAME_MAX); a longer name could not be created anyway.
-  if (Buffer.byteLength(name) > MAX_NAME_BYTES) return `name longer than ${MAX_NAME_BYTES} bytes`;
+  if (nameByteLength(name) > MAX_NAME_BYTES) return `name longer than ${MAX_NAME_BYTES} bytes`;
   for (const part of name.split("/")) {
     if (part === "..") return "'..' in path";
     if (part === "" || part === ".") return "non-normalized path";
     // 85 UTF-16 units are at most 255 UTF-8 bytes: only longer parts need counting.
-    if (part.length > 85 && Buffer.byteLength(part) > 255) return "name component longer than 255 bytes";
+    if (part.length > 85 && nameByteLength(part) > 255) return "name component longer than 255 bytes";
   }
   return undefined;
-}
-
-/** Why a name read from disk as bytes cannot be an entry: names are UTF-8 in an archive. */
-export function nameBytesProblem(bytes: Buffer): string | undefined {
-  return isUtf8(bytes) ? undefined : "name is not valid UTF-8";
 }
 
 /**

@@ -39,6 +39,8 @@ async function cutLength(
   walBreaks: WalError[],
   warnings: string[],
 ): Promise<number> {
+  // A name that is not UTF-8 (bytes, raw-name.ts) is none of the logs, which we name in ASCII.
+  if (typeof f.abs !== "string") return size;
   const walMatch = WAL_FILE.exec(f.rel);
   if (walMatch) {
     const runId = walMatch[1]!;

@@ -25,7 +25,7 @@ export interface PackDir {
 export interface PackFile {
   rel: string;
   /** Absolute path to read from, or undefined when `data` holds the bytes (manifest, audit key). */
-  abs?: string;
+  abs?: string | Buffer;
   data?: Buffer;
   /**
    * The file opened by the hashing pass and left open for this pass, which reads it through this

@@ -7,12 +7,13 @@
  * nothing more and reports that failure for every later batch.
  */
 import { closeSync, constants, fchmodSync, futimesSync, mkdirSync, openSync, writeSync } from "node:fs";
+import { isUtf8 } from "node:buffer";
 import path from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
 
 /**
  * A batch is a slot of two shared buffers, so that handing it over copies and allocates
- * nothing: `data` holds file bytes and UTF-8 names, `ops` the operations as OP_WORDS numbers
+ * nothing: `data` holds file bytes and names as their bytes (raw-name.ts), `ops` the operations as OP_WORDS numbers
  * each:
  *   MKDIR, name offset, name length, 0
  *   OPEN,  name offset, name length, mode | REPLACE
@@ -60,12 +61,20 @@ const TRUNCATE = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC;
 export class StagingApplier {
   private fd = -1;
 
-  constructor(private readonly root: string) {}
+  private readonly rootBytes: Buffer;
+
+  constructor(private readonly root: string) {
+    this.rootBytes = Buffer.from(path.join(root, "/"));
+  }
 
   /** Runs the first `count` numbers of `ops`; on a failure, closes the file it left open and throws. */
   apply(data: Buffer, ops: Float64Array, count: number): void {
-    const name = (i: number): string =>
-      path.join(this.root, data.toString("utf8", ops[i + 1], ops[i + 1]! + ops[i + 2]!));
+    const name = (i: number): string | Buffer => {
+      const bytes = data.subarray(ops[i + 1], ops[i + 1]! + ops[i + 2]!);
+      // A name that is not UTF-8 goes to the file system as its bytes: a string would be encoded.
+      if (isUtf8(bytes)) return path.join(this.root, bytes.toString("utf8"));
+      return Buffer.concat([this.rootBytes, bytes]);
+    };
     try {
       for (let i = 0; i < count; i += OP_WORDS) {
         switch (ops[i]) {

@@ -18,9 +18,9 @@
  * `file` or `dir` call, or by `finish()`.
  */
 import { chmodSync, openSync } from "node:fs";
-import path from "node:path";
 import { Worker } from "node:worker_threads";
 import { FileSystemSync, FsyncPool, fsyncDir } from "../workspace/durable.js";
+import { fsPath, hasEscapedBytes, nameToBytes } from "../workspace/raw-name.js";
 import { AUDIT_KEY_ENTRY, MANIFEST_NAME } from "./manifest.js";
 import { MAX_NAME_BYTES } from "./entry-policy.js";
 import type { EntryInfo, ExtractHandler, FileSink } from "./tar-reader.js";
@@ -236,7 +236,9 @@ export class StagingWriter implements ExtractHandler {
 
   private named(code: number, rel: string, c: number): void {
     this.ensureRoom(MAX_NAME_BYTES);
-    const n = this.data.write(rel, this.used, "utf8");
+    const n = hasEscapedBytes(rel)
+      ? nameToBytes(rel).copy(this.data, this.used)
+      : this.data.write(rel, this.used, "utf8");
     this.op(code, this.used, n, c);
     this.used += n;
   }
@@ -346,7 +348,7 @@ export class StagingWriter implements ExtractHandler {
       const dirs = [...this.made].sort((a, b) => b.length - a.length);
       for (const rel of dirs)
         chmodSync(
-          rel ? path.join(this.root, rel) : this.root,
+          rel ? fsPath(this.root, rel) : this.root,
           this.dirModes.get(rel) ?? restoredMode(0o755, this.umask),
         );
       if (!this.fsync) return;
@@ -354,11 +356,11 @@ export class StagingWriter implements ExtractHandler {
       if (await this.syncFileSystem()) return;
       const pool = new FsyncPool();
       for (const rel of this.written) {
-        const r = pool.add(openSync(path.join(this.root, rel), "r"));
+        const r = pool.add(openSync(fsPath(this.root, rel), "r"));
         if (r) await r;
       }
       await pool.drain();
-      for (const rel of dirs) await fsyncDir(rel ? path.join(this.root, rel) : this.root);
+      for (const rel of dirs) await fsyncDir(rel ? fsPath(this.root, rel) : this.root);
     } finally {
       this.endSyncer();
     }

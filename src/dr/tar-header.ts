@@ -15,6 +15,10 @@
  * and group names, device numbers, access times) into strings, numbers and Dates.
  */
 
+import { isUtf8 } from "node:buffer";
+import { basename } from "node:path";
+import { hasEscapedBytes, nameFromBytes, nameStandIn, nameToBytes } from "../workspace/raw-name.js";
+
 export const BLOCK = 512;
 
 export interface HeaderFields {
@@ -107,6 +111,48 @@ function encodeCommon(h: HeaderFields, path: string, size: number, buf: Buffer, 
   return true;
 }
 
+/** One PAX record: `<length> <key>=<value>\n`, the length counting its own digits. */
+function paxRecord(key: string, value: Buffer): Buffer {
+  const rest = Buffer.concat([Buffer.from(` ${key}=`), value, Buffer.from("\n")]);
+  let len = rest.length + 1;
+  while (String(len).length + rest.length !== len) len = String(len).length + rest.length;
+  return Buffer.concat([Buffer.from(String(len)), rest]);
+}
+
+/**
+ * A PAX extended header naming the entry with the raw bytes of a name that is not UTF-8 after
+ * `hdrcharset=BINARY`, as Python's tarfile writes it (and reads it back as those bytes); node-tar
+ * would write the name's text, U+FFFD for each such byte. `rest` holds node-tar's other records.
+ */
+function binaryPaxHeader(
+  Header: typeof import("tar/header").Header,
+  name: Buffer,
+  standIn: string,
+  rest: string,
+  mtime: Date,
+): Buffer {
+  const body = Buffer.concat([
+    paxRecord("hdrcharset", Buffer.from("BINARY")),
+    paxRecord("path", name),
+    Buffer.from(rest),
+  ]);
+  const out = Buffer.alloc(BLOCK + Math.ceil(body.length / BLOCK) * BLOCK);
+  new Header({
+    path: ("PaxHeader/" + basename(standIn)).slice(0, 99),
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: body.length,
+    mtime,
+    type: "ExtendedHeader",
+    linkpath: "",
+    uname: "",
+    gname: "",
+  }).encode(out, 0);
+  body.copy(out, BLOCK);
+  return out;
+}
+
 /** The header block(s) for one entry through node-tar (a PAX record first when needed). */
 export async function nodeTarHeader(h: HeaderFields): Promise<Buffer> {
   const [{ Header }, { Pax }] = await Promise.all([import("tar/header"), import("tar/pax")]);
@@ -122,6 +168,16 @@ export async function nodeTarHeader(h: HeaderFields): Promise<Buffer> {
     mtime: new Date(Math.floor(h.mtimeMs / 1000) * 1000),
   } as const;
   const block = Buffer.alloc(BLOCK);
+  if (hasEscapedBytes(data.path)) {
+    // The ustar field holds a stand-in (what Python writes there); readers take the PAX path.
+    const standIn = { ...data, path: nameStandIn(data.path) };
+    new Header(standIn).encode(block, 0);
+    const rest = new Pax({ ...standIn, path: undefined }).encodeBody();
+    return Buffer.concat([
+      binaryPaxHeader(Header, nameToBytes(data.path), standIn.path, rest, data.mtime),
+      block,
+    ]);
+  }
   if (new Header(data).encode(block, 0)) return Buffer.concat([new Pax(data).encode(), block]);
   return block;
 }
@@ -221,4 +277,54 @@ export function decodeCommonHeader(block: Buffer): DecodedHeader | undefined {
     mtime: new Date(mtime * 1000),
     cksumValid: sum === cksum,
   };
+}
+
+/** A NUL-terminated header field's bytes. */
+function fieldBytes(block: Buffer, off: number, size: number): Buffer {
+  const field = block.subarray(off, off + size);
+  const nul = field.indexOf(0);
+  return nul < 0 ? field : field.subarray(0, nul);
+}
+
+/**
+ * The name in `block` when its name or prefix field holds bytes that are not UTF-8 (Python's
+ * tarfile writes a name's raw bytes there in GNU and ustar format), with those bytes kept as
+ * raw-name.ts escapes them; undefined otherwise, when node-tar's `Header` reads the name right.
+ * The prefix is joined as `Header` joins it.
+ */
+export function rawHeaderPath(block: Buffer): string | undefined {
+  const name = fieldBytes(block, 0, 100);
+  const ustar = block.subarray(257, 265).equals(USTAR_MAGIC);
+  const prefix = ustar ? fieldBytes(block, 345, block[475] !== 0 ? 155 : 130) : Buffer.alloc(0);
+  if (isUtf8(name) && isUtf8(prefix)) return undefined;
+  const path = nameFromBytes(name);
+  return prefix.length ? `${nameFromBytes(prefix)}/${path}` : path;
+}
+
+/**
+ * The `path` and `linkpath` records of a PAX extended header with their values as raw-name.ts
+ * keeps bytes: Python writes a name that is not UTF-8 as its raw bytes (with
+ * `hdrcharset=BINARY`), and node-tar's parser, which reads the records as UTF-8 text, drops such
+ * a record (its length no longer matches) and the entry would take the ustar field's stand-in.
+ */
+export function paxNames(body: Buffer): { path?: string; linkpath?: string } {
+  const out: { path?: string; linkpath?: string } = {};
+  for (let off = 0; off < body.length;) {
+    const space = body.indexOf(0x20, off);
+    if (space < 0) break;
+    const len = Number(body.toString("latin1", off, space));
+    if (!Number.isSafeInteger(len) || len <= space - off || off + len > body.length) break;
+    const record = body.subarray(space + 1, off + len);
+    const eq = record.indexOf(0x3d);
+    if (eq > 0 && record[record.length - 1] === 0x0a) {
+      const key = record.toString("latin1", 0, eq);
+      if (key === "path" || key === "linkpath") {
+        const value = record.subarray(eq + 1, record.length - 1);
+        const nul = value.indexOf(0);
+        out[key] = nameFromBytes(nul < 0 ? value : value.subarray(0, nul));
+      }
+    }
+    off += len;
+  }
+  return out;
 }

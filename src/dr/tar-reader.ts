@@ -8,7 +8,8 @@ import { createHash, type Hash } from "node:crypto";
 import { Header } from "tar/header";
 import { Pax } from "tar/pax";
 import type { HeaderData } from "tar/header";
-import { decodeCommonHeader, type DecodedHeader } from "./tar-header.js";
+import { decodeCommonHeader, paxNames, rawHeaderPath, type DecodedHeader } from "./tar-header.js";
+import { nameFromBytes } from "../workspace/raw-name.js";
 import { OUR_GZIP_HEADER, archiveError } from "./archive-error.js";
 import { HOSTILE_TYPES, NameGuard } from "./entry-policy.js";
 import {
@@ -206,7 +207,13 @@ export class TarReader {
     // ustar prefix to a PAX path, which GNU tar and Python do not.
     let h: DecodedHeader;
     try {
-      h = decodeCommonHeader(block) ?? new Header(block, 0);
+      const common = decodeCommonHeader(block);
+      if (common) h = common;
+      else {
+        h = new Header(block, 0);
+        const raw = rawHeaderPath(block);
+        if (raw !== undefined) h.path = raw;
+      }
     } catch (err) {
       // node-tar throws plain errors for some damaged numeric fields ("invalid base256 encoding").
       throw archiveError(
@@ -328,18 +335,21 @@ export class TarReader {
     const body = Buffer.concat(m.parts);
     this.meta = undefined;
     try {
-      if (m.kind === "ExtendedHeader") this.ex = Pax.parse(body.toString("utf8"), this.ex, false);
-      else if (m.kind === "GlobalExtendedHeader") this.gex = Pax.parse(body.toString("utf8"), this.gex, true);
+      if (m.kind === "ExtendedHeader") {
+        this.ex = Pax.parse(body.toString("utf8"), this.ex, false);
+        Object.assign(this.ex, paxNames(body));
+      } else if (m.kind === "GlobalExtendedHeader")
+        this.gex = Pax.parse(body.toString("utf8"), this.gex, true);
     } catch (err) {
       throw archiveError(
         "corrupt",
         `bad PAX record at entry ${this.entryIndex + 1}: ${(err as Error).message}`,
       );
     }
-    if (m.kind === "NextFileHasLongPath")
-      this.ex = { ...this.ex, path: body.toString("utf8").replace(/\0.*$/s, "") };
-    else if (m.kind === "NextFileHasLongLinkpath")
-      this.ex = { ...this.ex, linkpath: body.toString("utf8").replace(/\0.*$/s, "") };
+    const nul = body.indexOf(0);
+    const untilNul = (): string => nameFromBytes(nul < 0 ? body : body.subarray(0, nul));
+    if (m.kind === "NextFileHasLongPath") this.ex = { ...this.ex, path: untilNul() };
+    else if (m.kind === "NextFileHasLongLinkpath") this.ex = { ...this.ex, linkpath: untilNul() };
     this.skipPadding(m.size);
   }
 

@@ -14,11 +14,13 @@
  *    flight or left by a killed writer: never state, and the rename that would make it state
  *    replaces a file that the backup holds.
  */
+import { isUtf8 } from "node:buffer";
 import { lstatSync, readdirSync, type Dirent } from "node:fs";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { shellWord, shown } from "../workspace/shown-path.js";
-import { NameGuard, nameBytesProblem } from "./entry-policy.js";
+import { fsPath, nameFromBytes } from "../workspace/raw-name.js";
+import { NameGuard } from "./entry-policy.js";
 
 /** The reference's included folders, in its order (what its manifest lists). */
 export const REFERENCE_INCLUDED_DIRS = [
@@ -144,7 +146,8 @@ export function excludedBy(rel: string): string | undefined {
 /** A file to archive, as listed: its name only (the backup stats it once it has it open). */
 export interface ListedFile {
   rel: string;
-  abs: string;
+  /** Bytes when `rel` holds bytes that are not UTF-8 (raw-name.ts). */
+  abs: string | Buffer;
 }
 export interface WalkedFile extends ListedFile {
   size: number;
@@ -177,8 +180,30 @@ function isIncludedDir(rel: string): boolean {
 function isAncestorOfIncluded(rel: string): boolean {
   return rel === "" || INCLUDED_DIRS.some((d) => d.startsWith(rel + "/"));
 }
-function byCodePoint(a: Dirent, b: Dirent): number {
+function byCodePoint(a: Entry, b: Entry): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/** A folder's entry with its name as raw-name.ts carries it. */
+interface Entry {
+  name: string;
+  ent: Dirent | Dirent<Buffer>;
+  /** The name holds bytes that are not UTF-8. */
+  raw: boolean;
+}
+
+/**
+ * The entries of `abs`. Read as UTF-8 first (most folders): a name that is not shows U+FFFD
+ * there, and only then is the folder read again as bytes, each name taken as raw-name.ts does.
+ */
+function readEntries(abs: string | Buffer): Entry[] {
+  const ents = readdirSync(abs, { withFileTypes: true });
+  if (!ents.some((e) => e.name.includes("\uFFFD")))
+    return ents.map((ent) => ({ name: ent.name, ent, raw: false }));
+  return readdirSync(abs, { withFileTypes: true, encoding: "buffer" }).map((ent) => {
+    const name = nameFromBytes(ent.name);
+    return { name, ent, raw: !isUtf8(ent.name) };
+  });
 }
 
 /**
@@ -217,47 +242,41 @@ export function listWorkspace(root: string): ListResult {
   const result: ListResult = { files: [], dirs: [], excluded: [] };
   const guard = new NameGuard();
   const word = (rel: string): string => shellWord(shown(path.join(root, rel)));
-  const visit = (rel: string): void => {
-    const abs = rel ? path.join(root, rel) : root;
+  const visit = (rel: string, raw: boolean): void => {
+    const abs = rel ? fsPath(root, rel) : root;
     // Names from readdir need no normalizing: a separator is enough (one join per folder).
-    const prefix = abs.endsWith(path.sep) ? abs : abs + path.sep;
-    let entries: Dirent[];
+    const prefix = typeof abs === "string" ? (abs.endsWith(path.sep) ? abs : abs + path.sep) : "";
+    let entries: Entry[];
     try {
-      entries = readdirSync(abs, { withFileTypes: true });
+      entries = readEntries(abs);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT" && rel) return; // removed while walking
-      throw new Error(`backup: cannot list ${abs}: ${(err as Error).message}`, { cause: err });
+      throw new Error(`backup: cannot list ${word(rel)}: ${(err as Error).message}`, { cause: err });
     }
     entries.sort(byCodePoint);
     const included = isIncludedDir(rel);
-    const admit = (name: string, childRel: string, type: "file" | "dir"): void => {
-      // Names are read as UTF-8, with U+FFFD for bytes that are not: such a name is no file's.
-      if (name.includes("\uFFFD")) {
-        const shownDir = Buffer.from(shown(abs) + path.sep);
-        for (const bytes of readdirSync(abs, { encoding: "buffer" })) {
-          const problem = bytes.toString() === name ? nameBytesProblem(bytes) : undefined;
-          if (problem) throw unarchivable(shellWord(Buffer.concat([shownDir, bytes])), problem);
-        }
-      }
+    const admit = (childRel: string, type: "file" | "dir"): void => {
       const problem = guard.problem(childRel, type);
       if (problem) throw unarchivable(word(childRel), problem.say(word));
     };
-    for (const ent of entries) {
-      const childRel = rel ? `${rel}/${ent.name}` : ent.name;
-      const childAbs = prefix + ent.name;
+    for (const { name, ent, raw: rawName } of entries) {
+      const childRel = rel ? `${rel}/${name}` : name;
+      const childRaw = raw || rawName;
+      // A name that is not UTF-8 reaches the file system as its bytes.
+      const childAbs = childRaw ? fsPath(root, childRel) : prefix + name;
       if (ent.isDirectory()) {
-        if (EXCLUDED_DIRS.includes(ent.name)) {
+        if (EXCLUDED_DIRS.includes(name)) {
           result.excluded.push({
             path: childRel + "/",
-            reason: `excluded folder '${ent.name}'`,
+            reason: `excluded folder '${name}'`,
             folder: true,
           });
         } else if (isIncludedDir(childRel) || isAncestorOfIncluded(childRel)) {
-          admit(ent.name, childRel, "dir");
+          admit(childRel, "dir");
           const st = lstatSync(childAbs, { throwIfNoEntry: false });
           if (!st) continue;
           result.dirs.push({ rel: childRel, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs });
-          visit(childRel);
+          visit(childRel, childRaw);
         } else {
           result.excluded.push({ path: childRel + "/", reason: "not a backed-up folder", folder: true });
         }
@@ -281,11 +300,11 @@ export function listWorkspace(root: string): ListResult {
         result.excluded.push({ path: childRel, reason: why });
         continue;
       }
-      admit(ent.name, childRel, "file");
+      admit(childRel, "file");
       result.files.push({ rel: childRel, abs: childAbs });
     }
   };
-  visit("");
+  visit("", false);
   return result;
 }
 

@@ -24,7 +24,7 @@ import { ExitCode, UserError, destinationError } from "../errors/errors.js";
 import { isProcessAlive } from "./process.js";
 
 /** fsync a folder so that entries created, renamed or removed in it survive power loss. */
-export async function fsyncDir(dir: string): Promise<void> {
+export async function fsyncDir(dir: string | Buffer): Promise<void> {
   const fh = await open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
   try {
     await fh.sync();

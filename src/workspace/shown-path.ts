@@ -2,6 +2,7 @@
 import { isUtf8 } from "node:buffer";
 import os from "node:os";
 import path from "node:path";
+import { nameToBytes } from "./raw-name.js";
 
 /**
  * A path the command worked out (a resolved target, a catalogue's file), as the user would type
@@ -25,11 +26,11 @@ export const shownOnHost = (host: string, folder: string): string =>
 /**
  * A path as one word a shell takes back (bash, zsh, ksh): as it is when nothing in it needs
  * quoting, in single quotes when it is printable NFC text, else as `$'…'` with every other byte
- * as `\xHH`. Names that look alike but differ (NFC and NFD, bytes that are not UTF-8) then read
+ * as `\xHH` (a string's escaped bytes, raw-name.ts, as the bytes they stand for). Names that look alike but differ (NFC and NFD, bytes that are not UTF-8) then read
  * differently, and can be pasted into `mv`.
  */
 export function shellWord(p: string | Buffer): string {
-  const bytes = typeof p === "string" ? Buffer.from(p) : p;
+  const bytes = typeof p === "string" ? nameToBytes(p) : p;
   const text = bytes.toString();
   if (isUtf8(bytes)) {
     if (/^[\w@%+=:,./-]+$/.test(text)) return text;
