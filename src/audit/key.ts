@@ -90,6 +90,11 @@ export class AuditKeyMismatchError extends AuditKeyMissingError {
   override name = "AuditKeyMismatchError";
 }
 
+/** Whether a key file's content is a key at all: 64 hex characters (surrounding whitespace aside). */
+export function isAuditKeyText(fileContent: Buffer | string): boolean {
+  return KEY_RE.test(fileContent.toString().trim());
+}
+
 /** The HMAC key a key file's content stands for: its 64 hex characters as ASCII bytes. */
 export function auditKeyBytes(fileContent: Buffer | string): Buffer {
   return Buffer.from(fileContent.toString().trim(), "ascii");
@@ -136,7 +141,7 @@ export async function loadAuditKey(opts: LoadAuditKeyOptions): Promise<AuditKey>
     );
   }
   const text = (await readFile(loc.path, "utf8")).trim();
-  if (!KEY_RE.test(text)) {
+  if (!isAuditKeyText(text)) {
     throw new UserError(`audit key ${loc.path} is not 64 hex characters`, ExitCode.CORRUPT, {
       key_path: loc.path,
     });

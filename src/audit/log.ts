@@ -45,21 +45,30 @@ export async function findAuditTail(dir: string): Promise<AuditTail> {
 const KEY_CHECK_ENTRIES = 8;
 
 /**
- * Whether `key` signed one of the newest entries of the log in `dir` (true for a log without
- * entries). A few entries, not one: an altered last entry must not make the right key look wrong.
+ * Whether `key` signed one of the newest entries of the log in `dir`: "signed", "not-signed", or
+ * "no-entries" when no line of it is an entry. A few entries, not one: an altered last entry
+ * must not make the right key look wrong.
  */
-export async function keySignsAuditLog(dir: string, key: Buffer): Promise<boolean> {
+export async function auditLogSignedBy(
+  dir: string,
+  key: Buffer,
+): Promise<"signed" | "not-signed" | "no-entries"> {
   const files = await listAuditFiles(dir);
   let seen = 0;
   for (let i = files.length - 1; i >= 0; i--) {
     for await (const line of readLinesBackward(path.join(dir, files[i]))) {
       const entry = entryOfLine(line.text);
       if (!entry) continue;
-      if (computeAuditHmac(key, entry) === entry.hmac) return true;
-      if (++seen >= KEY_CHECK_ENTRIES) return false;
+      if (computeAuditHmac(key, entry) === entry.hmac) return "signed";
+      if (++seen >= KEY_CHECK_ENTRIES) return "not-signed";
     }
   }
-  return seen === 0;
+  return seen === 0 ? "no-entries" : "not-signed";
+}
+
+/** Whether `key` may sign the log in `dir`: it signed one of its newest entries, or it has none. */
+export async function keySignsAuditLog(dir: string, key: Buffer): Promise<boolean> {
+  return (await auditLogSignedBy(dir, key)) !== "not-signed";
 }
 
 function hmacOfLine(text: string): string | undefined {

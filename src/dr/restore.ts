@@ -9,7 +9,8 @@ import { mkdir, open, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { ExitCode, UserError, destinationError, userErrorFromFs } from "../errors/errors.js";
-import { auditKeyBytes } from "../audit/key.js";
+import { auditKeyBytes, isAuditKeyText } from "../audit/key.js";
+import { auditLogSignedBy } from "../audit/log.js";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import { shown } from "../workspace/shown-path.js";
@@ -58,9 +59,10 @@ export interface RestoreOptions extends ReadArchiveOptions {
 }
 
 export interface AuditKeyOutcome {
-  action: "installed" | "unchanged" | "kept-existing" | "none";
+  /** set-aside: none existed, but the key did not sign the restored audit log (saved_copy). */
+  action: "installed" | "unchanged" | "kept-existing" | "set-aside" | "none";
   path?: string;
-  /** When a different key exists: where the archive's key was saved for --key-file. */
+  /** When the archive's key was not installed: where it was saved for --key-file. */
   saved_copy?: string;
   message?: string;
 }
@@ -124,6 +126,13 @@ export async function inspectArchive(
   return readArchive(source, {}, await withKeysAhead(source, opts));
 }
 
+/**
+ * Installs the archive's audit key where none is, but only a key that signed the restored log:
+ * the key path serves every workspace of the user, so a key the archive's author chose (an age
+ * archive is made with the recipient's public key alone) would sign their later audit logs.
+ * A log without entries proves no key, so its key is set aside too; the first audit event
+ * makes one. A key not installed is saved beside the target for `audit verify --key-file`.
+ */
 async function installAuditKey(
   key: Buffer | undefined,
   keyPath: string | undefined,
@@ -140,21 +149,40 @@ async function installAuditKey(
   if (!keyPath)
     return { action: "none", message: "no audit key path resolved; the backup's key was not installed" };
   const existing = await readFile(keyPath).catch(() => undefined);
-  if (!existing) {
+  if (existing && existing.toString("utf8").trim() === key.toString("utf8").trim())
+    return { action: "unchanged", path: keyPath };
+  const why = existing
+    ? `a different audit key exists at ${keyPath} and was kept`
+    : await keyNotShownToSign(key, path.join(target, "audit"), keyPath);
+  if (!why) {
     await durableMkdir(path.dirname(keyPath), 0o700);
     await atomicWriteFile(keyPath, key, { mode: 0o600 });
     return { action: "installed", path: keyPath };
   }
-  if (existing.toString("utf8").trim() === key.toString("utf8").trim())
-    return { action: "unchanged", path: keyPath };
   const saved = `${target}.audit-key-from-backup`;
   await atomicWriteFile(saved, key, { mode: 0o600 });
   return {
-    action: "kept-existing",
+    action: existing ? "kept-existing" : "set-aside",
     path: keyPath,
     saved_copy: saved,
-    message: `a different audit key exists at ${keyPath} and was kept; the backup's key is saved at ${saved}: verify the restored chain with \`bernstein audit verify --sdd ${target} --key-file ${saved}\``,
+    message: `${why}; the backup's key is saved at ${saved}: verify the restored chain with \`bernstein audit verify --sdd ${target} --key-file ${saved}\``,
   };
+}
+
+/** Why the archive's key is not installed at `keyPath` (none exists there), if it is not. */
+async function keyNotShownToSign(
+  key: Buffer,
+  auditDir: string,
+  keyPath: string,
+): Promise<string | undefined> {
+  const notInstalled = `the backup's audit key was not installed at ${keyPath}`;
+  if (!isAuditKeyText(key)) return `${notInstalled}: it is not 64 hex characters`;
+  const signed = await auditLogSignedBy(auditDir, auditKeyBytes(key));
+  if (signed === "no-entries")
+    return `${notInstalled}: the restored audit log has no entries, so nothing shows it is the workspace's key (the first audit event makes a key)`;
+  if (signed === "not-signed")
+    return `${notInstalled}: none of the restored audit log's newest entries verifies with it`;
+  return undefined;
 }
 
 /**

@@ -109,7 +109,11 @@ export class TarReader {
   readonly hashes = new Map<string, string>();
   auditKey?: Buffer;
 
-  constructor(private readonly handler: ExtractHandler) {}
+  /** `encrypted`: whether the archive was read through a decryptor (its key may travel then). */
+  constructor(
+    private readonly handler: ExtractHandler,
+    private readonly encrypted: boolean,
+  ) {}
 
   async push(chunk: Buffer): Promise<void> {
     this.decompressed += chunk.length;
@@ -294,6 +298,14 @@ export class TarReader {
       pending.memory = new MemorySink(MAX_MANIFEST_BYTES, "manifest.json");
       return this.begin(pending, pending.memory);
     }
+    // Neither our plain backups nor the Python original's carry the key: one in a plain archive
+    // was put there by someone else, and a restore would make it the audit key of every
+    // workspace of the user, with which they could sign entries of their own.
+    if (raw === AUDIT_KEY_ENTRY && !this.encrypted)
+      throw archiveError(
+        "hostile",
+        `hostile entry ${JSON.stringify(raw)}: an audit key in an archive that is not encrypted (plain backups never carry it)`,
+      );
     if (this.parsed?.kind === "ours") this.checkListed(info);
     if (raw === AUDIT_KEY_ENTRY && this.parsed?.kind === "ours") {
       pending.memory = new MemorySink(4096, AUDIT_KEY_ENTRY);

@@ -317,7 +317,7 @@ export async function readArchive(
           opts.keyCache,
         )
       : new FernetDecryptor(opts.password!, opts.keyCache);
-  const tar = new TarReader(handler);
+  const tar = new TarReader(handler, encrypted);
   const inflater = new Inflater(tar, budget);
   // Every byte has been read when authentication fails: the sha256 so far is the archive's.
   const authFailed = (): UserError =>

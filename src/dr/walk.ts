@@ -174,6 +174,25 @@ export interface WalkResult extends ListResult {
   files: WalkedFile[];
 }
 
+/**
+ * Where the state a restored workspace needs lives: the WAL (and idempotency store), checkpoints,
+ * the audit log, the cost ledger, the backlog, run records and config. A symbolic link or other
+ * non-regular entry at, inside or above one of them would leave that state out of every backup
+ * while backup, verify and drill all pass, so it refuses the backup instead.
+ */
+const STATE_PATHS: readonly string[] = [
+  "runtime/wal",
+  "runtime/checkpoints",
+  "audit",
+  "metrics/cost-ledger.jsonl",
+  "backlog",
+  "runs",
+  "config",
+];
+
+function holdsState(rel: string): boolean {
+  return STATE_PATHS.some((p) => rel === p || rel.startsWith(p + "/") || p.startsWith(rel + "/"));
+}
 function isIncludedDir(rel: string): boolean {
   return INCLUDED_DIRS.some((d) => rel === d || rel.startsWith(d + "/"));
 }
@@ -236,7 +255,8 @@ export function walkWorkspace(root: string): WalkResult {
  *
  * Every name it would archive passes the restore's own rules (entry-policy.ts) or the walk throws
  * (exit 5, the name shown as a shell word): a backup a restore refuses, or one that leaves such a
- * file out, would be found missing only when it is needed.
+ * file out, would be found missing only when it is needed. So does a symbolic link or other non-regular entry where state lives
+ * (STATE_PATHS): the backup would leave out what is behind it.
  */
 export function listWorkspace(root: string): ListResult {
   const result: ListResult = { files: [], dirs: [], excluded: [] };
@@ -282,16 +302,15 @@ export function listWorkspace(root: string): ListResult {
         }
         continue;
       }
+      // Before the folder test: a link where a state folder belongs is not "outside" them.
+      if (!ent.isFile()) {
+        const what = ent.isSymbolicLink() ? "symbolic link" : "not a regular file";
+        if (holdsState(childRel) && !excludedByPattern(childRel)) throw linkedState(word(childRel), what);
+        result.excluded.push({ path: childRel, reason: `${what}, never archived` });
+        continue;
+      }
       if (!included) {
         result.excluded.push({ path: childRel, reason: "outside the backed-up folders" });
-        continue;
-      }
-      if (ent.isSymbolicLink()) {
-        result.excluded.push({ path: childRel, reason: "symbolic link (never archived)" });
-        continue;
-      }
-      if (!ent.isFile()) {
-        result.excluded.push({ path: childRel, reason: "not a regular file" });
         continue;
       }
       // No folder on the way is an excluded one: those are not descended into.
@@ -306,6 +325,15 @@ export function listWorkspace(root: string): ListResult {
   };
   visit("", false);
   return result;
+}
+
+/** The refusal of a backup that would leave out state behind an entry it never archives. */
+function linkedState(word: string, what: string): UserError {
+  return new UserError(
+    `backup refused: ${word}: ${what} where the workspace's state lives, which a backup never archives, so the state behind it would be missing from the backup; put the folder or file itself there and back up again`,
+    ExitCode.CORRUPT,
+    { problem: "unarchivable-entry", path: word },
+  );
 }
 
 /** The refusal of a backup that would hold a name its restore cannot recreate. */

@@ -196,8 +196,5 @@ function printPlan(out: Output, plan: DryRunReport, what: string, encrypt: boole
   out.line(
     `Excluded (${counted(excludedFolders.length, "folder")}, ${counted(excludedFiles.length, "file")}):`,
   );
-  const byReason = new Map<string, number>();
-  for (const e of excludedFiles) byReason.set(e.reason, (byReason.get(e.reason) ?? 0) + 1);
-  for (const e of excludedFolders) out.line(`  ${e.path}  (${e.reason})`);
-  for (const [reason, n] of byReason) out.line(`  ${counted(n, "file")}: ${reason}`);
+  for (const e of [...excludedFolders, ...excludedFiles]) out.line(`  ${e.path}  (${e.reason})`);
 }
