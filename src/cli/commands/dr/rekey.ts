@@ -125,7 +125,10 @@ export function registerRekey(dr: Command): void {
       ? await openWorkspace(g.sdd)
       : await openWorkspace(g.sdd).catch(() => undefined);
     const outcomes = await rekeyWhat(opts, req, ws);
-    for (const o of outcomes) if (o.audit_warning) out.warn(o.audit_warning);
+    for (const o of outcomes) {
+      if (o.lock_warning) out.warn(o.lock_warning);
+      if (o.audit_warning) out.warn(o.audit_warning);
+    }
     out.result({ ok: true, archives: outcomes }, () => {
       for (const o of outcomes) out.line(humanLine(o));
       if (opts.all && !outcomes.length) out.line("no encrypted archive in the catalogue");

@@ -1,0 +1,39 @@
+/**
+ * One `dr rekey` of a local archive at a time. Two rekeys of the same archive would each read
+ * the old keys, each write their own, and each report success while only the last one's keys
+ * open it (a `.enc`), or tear each other's header journal (an in-place `.age`). So a rekey holds
+ * `.<name>.rekey.lock` beside the archive (the workspace lock's format and stale-lock takeover,
+ * workspace/lock.ts) from before it reads the archive until its catalogue row is written; a
+ * second one is refused with exit 3 before it reads or writes anything. A lock whose process
+ * is gone (SIGKILL) is taken over, and the rekey then rolls an interrupted header journal
+ * forward (age/header-journal.ts).
+ */
+import path from "node:path";
+import { ExitCode, UserError, ioError } from "../errors/errors.js";
+import { acquireLockFile, describeHolder, type WorkspaceLock } from "../workspace/lock.js";
+import { shown } from "../workspace/shown-path.js";
+
+/** The rekey lock of the local archive `archive`. */
+export const rekeyLockPath = (archive: string): string =>
+  path.join(path.dirname(archive), `.${path.basename(archive)}.rekey.lock`);
+
+/**
+ * Takes the rekey lock of `archive`, or exit 3 naming the rekey that holds it. Undefined when the
+ * archive's folder does not exist: there is nothing to rekey, and the rekey's own read says so.
+ */
+export async function acquireRekeyLock(archive: string): Promise<WorkspaceLock | undefined> {
+  try {
+    return await acquireLockFile(rekeyLockPath(archive), {
+      command: "dr rekey",
+      refuse: (holder) =>
+        new UserError(
+          `${shown(archive)} is being rekeyed by ${describeHolder(holder)}; nothing changed: wait for it to finish, then run again if you still need to`,
+          ExitCode.LOCKED,
+          { holder },
+        ),
+    });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw ioError(`cannot rekey ${shown(archive)}`, err) ?? err;
+  }
+}
