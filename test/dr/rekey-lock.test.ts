@@ -1,12 +1,12 @@
 /**
  * One `dr rekey` per archive at a time (src/dr/rekey-lock.ts): a second rekey while the first is
  * held stopped inside its work exits 3 naming it and changes nothing; a SIGKILLed rekey's lock
- * does not outlive it.
+ * and temp files do not outlive it.
  */
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
+import { spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, test } from "node:test";
 import { journalPath } from "../../src/dr/age/header-journal.js";
@@ -103,6 +103,41 @@ test("a rekey SIGKILLed after its header journal: its lock is taken over (with a
     assert.match(again.stderr, /rekey lock: took over stale lock of pid \d+ .*: process \d+ is not running/);
     assert.equal(existsSync(journalPath(bk.path)), false);
     assert.equal(existsSync(rekeyLockPath(bk.path)), false);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("the next rekey of an archive removes the temp files a dead rekey of it left, and keeps a live process's and another archive's", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = envFor(dir);
+    const { ws } = await makeSmallWorkspace(dir);
+    const b = await backupToFile(ws, path.join(dir, "bk.tar.gz"), { password: "old-pass-1" });
+    const old = path.join(dir, "old.pw");
+    await writeFile(old, "old-pass-1\n", { mode: 0o600 });
+    const neu = path.join(dir, "new.pw");
+    await writeFile(neu, "new-pass-2\n", { mode: 0o600 });
+    const dead = spawnSync(process.execPath, [
+      "-e",
+      "process.stdout.write(String(process.pid))",
+    ]).stdout.toString();
+    const names = {
+      deadArchive: `.bk.tar.gz.enc.tmp-${dead}-0badc0de`,
+      deadSidecar: `.bk.tar.gz.enc.sha256.tmp-${dead}-0badc0df`,
+      liveArchive: `.bk.tar.gz.enc.tmp-${process.pid}-0badc0e0`,
+      otherArchive: `.other.tar.gz.enc.tmp-${dead}-0badc0e1`,
+    };
+    for (const n of Object.values(names)) await writeFile(path.join(dir, n), "partial");
+    const r = await runCli(
+      ["dr", "rekey", "--sdd", ws.root, "--from", b.path, "--password-file", old, "--new-password-file", neu],
+      { env },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const left = await readdir(dir);
+    assert.ok(!left.includes(names.deadArchive) && !left.includes(names.deadSidecar), left.join(" "));
+    assert.ok(left.includes(names.liveArchive), "a live writer's temp file is kept");
+    assert.ok(left.includes(names.otherArchive), "another archive's temp file is kept");
   } finally {
     await cleanup();
   }
