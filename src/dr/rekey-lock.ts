@@ -7,12 +7,18 @@
  * second one is refused with exit 3 before it reads or writes anything. A lock whose process
  * is gone (SIGKILL) is taken over, and the rekey then rolls an interrupted header journal
  * forward (age/header-journal.ts) and removes that process's temp files.
+ *
+ * Readers (`dr verify`, `dr restore`) take no lock: `watchForRekey` tells them afterwards
+ * whether a rekey may have changed the archive under them, so that a healthy archive read
+ * mid-rekey is reported as busy (exit 3), not as damaged.
  */
+import { stat } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError, ioError } from "../errors/errors.js";
 import { removeDeadTemps } from "../workspace/durable.js";
-import { acquireLockFile, describeHolder, type WorkspaceLock } from "../workspace/lock.js";
+import { acquireLockFile, describeHolder, readLockFile, type WorkspaceLock } from "../workspace/lock.js";
 import { shown } from "../workspace/shown-path.js";
+import { readAgeHeader } from "./age/rekey.js";
 
 /** The rekey lock of the local archive `archive`. */
 export const rekeyLockPath = (archive: string): string =>
@@ -54,4 +60,57 @@ export async function acquireRekeyLock(archive: string): Promise<WorkspaceLock |
     throw err;
   }
   return lock;
+}
+
+/** What identifies the bytes of a local archive: a rename gives a new inode, an in-place rekey a new header. */
+async function fingerprint(file: string): Promise<string> {
+  const s = await stat(file, { bigint: true }).catch(() => undefined);
+  if (!s) return "gone";
+  const header = file.endsWith(".age")
+    ? await readAgeHeader(file).then(
+        (h) => h.header.toString("base64"),
+        () => "",
+      )
+    : "";
+  return `${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}:${header}`;
+}
+
+export interface RekeyWatch {
+  /**
+   * After a read found the archive not as recorded: exit 3 when a rekey held its lock when the
+   * watch began or holds it now, or when the archive changed since the watch began (a rekey
+   * that ran in between); undefined when none did, and the finding stands.
+   */
+  busy(): Promise<UserError | undefined>;
+}
+
+/**
+ * Begins watching `file` for rekeys; call before reading what is recorded of it (sidecar, record,
+ * catalogue row) and the file itself. Its fingerprint is taken before the lock is looked at, so
+ * a rekey that takes the lock after that look changes the fingerprint before `busy` runs.
+ */
+export async function watchForRekey(file: string): Promise<RekeyWatch> {
+  const before = await fingerprint(file);
+  const lockFile = rekeyLockPath(file);
+  const heldBefore = await readLockFile(lockFile);
+  return {
+    async busy() {
+      const now = await readLockFile(lockFile);
+      const held = now.state === "held" ? now : heldBefore.state === "held" ? heldBefore : undefined;
+      if (held) {
+        return new UserError(
+          `${shown(file)} is being rekeyed by ${describeHolder(held.info)}; run again once it has finished`,
+          ExitCode.LOCKED,
+          { holder: held.info },
+        );
+      }
+      if ((await fingerprint(file)) !== before) {
+        return new UserError(
+          `${shown(file)} was rekeyed (or replaced) while it was read; run again`,
+          ExitCode.LOCKED,
+        );
+      }
+      return undefined;
+    },
+  };
 }

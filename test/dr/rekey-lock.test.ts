@@ -1,7 +1,7 @@
 /**
  * One `dr rekey` per archive at a time (src/dr/rekey-lock.ts): a second rekey while the first is
- * held stopped inside its work exits 3 naming it and changes nothing; a SIGKILLed rekey's lock
- * and temp files do not outlive it.
+ * held stopped inside its work exits 3 naming it and changes nothing; a verify meeting an archive
+ * mid-rekey exits 3, not 5; a SIGKILLed rekey's lock and temp files do not outlive it.
  */
 import assert from "node:assert/strict";
 import { spawnSync, type ChildProcess } from "node:child_process";
@@ -12,7 +12,8 @@ import { after, test } from "node:test";
 import { journalPath } from "../../src/dr/age/header-journal.js";
 import { generateIdentityLine } from "../../src/dr/age/keys.js";
 import { backupToFile } from "../../src/dr/backup.js";
-import { rekeyLockPath } from "../../src/dr/rekey-lock.js";
+import { rekeyArchive } from "../../src/dr/rekey.js";
+import { rekeyLockPath, watchForRekey } from "../../src/dr/rekey-lock.js";
 import { ExitCode } from "../../src/errors/errors.js";
 import { envFor, runCli, scratchDir, spawnCli, waitFor } from "../helpers.js";
 import { catalogueBackup } from "./support/catalogue.js";
@@ -81,6 +82,52 @@ test("two dr rekey runs of one .enc archive: the second exits 3 naming the first
   }
 });
 
+test("an .age archive mid-rekey (header written, not yet recorded): dr verify exits 3 naming the rekey, a second rekey exits 3 and changes nothing; once it finishes both keys open it", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = envFor(dir);
+    const { ws } = await makeSmallWorkspace(dir, { bigBytes: 200_000 });
+    const [a, b, c] = [
+      await generateIdentityLine(false),
+      await generateIdentityLine(false),
+      await generateIdentityLine(false),
+    ];
+    const idA = path.join(dir, "id_a.txt");
+    await writeFile(idA, `${a.identity}\n`, { mode: 0o600 });
+    const idC = path.join(dir, "id_c.txt");
+    await writeFile(idC, `${c.identity}\n`, { mode: 0o600 });
+    const bk = await backupToFile(ws, path.join(dir, "ag.tar.gz"), { recipients: [a.recipient] });
+    await catalogueBackup(ws, bk, [a.recipient], { split: true });
+    const rekey = ["dr", "rekey", "--sdd", ws.root, "--from", bk.path, "--identity-file", idA];
+    const verify = (id: string) =>
+      runCli(["dr", "verify", "--sdd", ws.root, "--from", bk.path, "--identity-file", id], { env });
+
+    const first = await stoppedRekey([...rekey, "--add-recipient", c.recipient], env, "after_header");
+    const v = await verify(idA);
+    assert.equal(v.code, ExitCode.LOCKED, v.stderr);
+    assert.match(v.stderr, new RegExp(`is being rekeyed by pid ${first.pid} on .*; run again`));
+    assert.doesNotMatch(v.stderr, /damaged/);
+
+    const bytes = await readFile(bk.path);
+    const journal = await readFile(journalPath(bk.path));
+    const second = await runCli([...rekey, "--add-recipient", b.recipient], { env });
+    assert.equal(second.code, ExitCode.LOCKED, second.stderr);
+    assert.match(second.stderr, new RegExp(`is being rekeyed by pid ${first.pid} on `));
+    assert.ok((await readFile(bk.path)).equals(bytes), "the archive is as the first rekey left it");
+    assert.ok((await readFile(journalPath(bk.path))).equals(journal), "the first rekey's journal is its own");
+
+    first.child.kill("SIGCONT");
+    const done = await first.done;
+    assert.equal(done.code, 0, done.stderr);
+    for (const id of [idA, idC]) {
+      const ok = await verify(id);
+      assert.equal(ok.code, 0, ok.stderr);
+    }
+  } finally {
+    await cleanup();
+  }
+});
+
 test("a rekey SIGKILLed after its header journal: its lock is taken over (with a warning) by the next rekey, which rolls the journal forward and leaves no lock", async () => {
   const { dir, cleanup } = await scratchDir();
   try {
@@ -138,6 +185,24 @@ test("the next rekey of an archive removes the temp files a dead rekey of it lef
     assert.ok(!left.includes(names.deadArchive) && !left.includes(names.deadSidecar), left.join(" "));
     assert.ok(left.includes(names.liveArchive), "a live writer's temp file is kept");
     assert.ok(left.includes(names.otherArchive), "another archive's temp file is kept");
+  } finally {
+    await cleanup();
+  }
+});
+
+test("watchForRekey: nothing to say about an archive left alone; exit 3 for one a rekey changed between the watch and the finding", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const { ws } = await makeSmallWorkspace(dir);
+    const [a, b] = [await generateIdentityLine(false), await generateIdentityLine(false)];
+    const bk = await backupToFile(ws, path.join(dir, "ag.tar.gz"), { recipients: [a.recipient] });
+    await catalogueBackup(ws, bk, [a.recipient], { split: true });
+    const watch = await watchForRekey(bk.path);
+    assert.equal(await watch.busy(), undefined);
+    await rekeyArchive(bk.path, { identities: [a.identity], add: [b.recipient], remove: [] }, ws);
+    const busy = await watch.busy();
+    assert.equal(busy?.exitCode, ExitCode.LOCKED);
+    assert.match(busy.message, /was rekeyed \(or replaced\) while it was read; run again/);
   } finally {
     await cleanup();
   }
