@@ -31,6 +31,7 @@ import type { RekeyPlan } from "./age/rekey.js";
 import { removeSidecar, writeSidecar } from "./sidecar.js";
 import { splitHashesOf } from "./age/split-hash.js";
 import { acquireRekeyLock } from "./rekey-lock.js";
+import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 
 export interface RekeyRequest {
   identities?: readonly string[];
@@ -334,6 +335,9 @@ export async function rekeyArchive(
 ): Promise<RekeyOutcome> {
   const abs = path.resolve(file);
   const lock = await acquireRekeyLock(abs);
+  // Registered before the rekey's own cleanups, so it runs after them: an interrupted rekey
+  // (undone, or finished past its point of no return) leaves no lock behind.
+  const interrupt = lock && cleanupOnInterrupt("the rekey lock", () => lock.release(), { silent: true });
   try {
     // Read under the lock: a row read before it may predate a rekey that just finished, and a
     // recipient set computed from it would drop what that rekey added.
@@ -341,6 +345,7 @@ export async function rekeyArchive(
     const out = await rekeyArchiveLocked(file, abs, req, ws, row, opts.skipDone ?? false);
     return lock?.tookOver ? { ...out, lock_warning: `rekey lock: ${lock.tookOver}` } : out;
   } finally {
+    await interrupt?.release();
     await lock?.release();
   }
 }
