@@ -30,6 +30,8 @@ import { rekeyAgeObject } from "./age/rekey-object.js";
 import type { RekeyPlan } from "./age/rekey.js";
 import { removeSidecar, writeSidecar } from "./sidecar.js";
 import { splitHashesOf } from "./age/split-hash.js";
+import { acquireRekeyLock } from "./rekey-lock.js";
+import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 
 export interface RekeyRequest {
   identities?: readonly string[];
@@ -48,6 +50,8 @@ export interface RekeyOutcome {
   path: string;
   /** The location's catalogue record (`<name>.json`) now names the new bytes. */
   record_updated?: boolean;
+  /** A local archive's rekey lock was left by a process that is gone, and taken over. */
+  lock_warning?: string;
   /** Why the rekey is not in the audit chain (the workspace was locked, no audit key). */
   audit_warning?: string;
   action: "header-rewritten" | "re-encrypted" | "converted-to-age" | "already-done";
@@ -333,7 +337,31 @@ export async function rekeyArchive(
   opts: { skipDone?: boolean; row?: BackupLogRow } = {},
 ): Promise<RekeyOutcome> {
   const abs = path.resolve(file);
-  const row = opts.row ?? (ws ? (await newestRows(ws)).get(abs) : undefined);
+  const lock = await acquireRekeyLock(abs);
+  // Registered before the rekey's own cleanups, so it runs after them: an interrupted rekey
+  // (undone, or finished past its point of no return) leaves no lock behind.
+  const interrupt = lock && cleanupOnInterrupt("the rekey lock", () => lock.release(), { silent: true });
+  try {
+    // Read under the lock: a row read before it may predate a rekey that just finished, and a
+    // recipient set computed from it would drop what that rekey added.
+    const row = ws ? (await newestRows(ws)).get(abs) : opts.row;
+    const out = await rekeyArchiveLocked(file, abs, req, ws, row, opts.skipDone ?? false);
+    return lock?.tookOver ? { ...out, lock_warning: `rekey lock: ${lock.tookOver}` } : out;
+  } finally {
+    await interrupt?.release();
+    await lock?.release();
+  }
+}
+
+/** rekeyArchive, for a caller that holds the archive's rekey lock. */
+async function rekeyArchiveLocked(
+  file: string,
+  abs: string,
+  req: RekeyRequest,
+  ws: Workspace | undefined,
+  row: BackupLogRow | undefined,
+  skipDone: boolean,
+): Promise<RekeyOutcome> {
   // Worked on (and named in messages and the outcome) by the path the caller gave, as every dr
   // command names what the user gave; recorded (catalogue row, audit event) by its absolute path.
   const record = async (done: Done): Promise<RekeyOutcome> => {
@@ -348,7 +376,7 @@ export async function rekeyArchive(
   };
   if (abs.endsWith(".enc")) return rekeyEnc(file, req, record);
   // checkNeeds (in rekeyAge) refuses what is not an age archive either.
-  return rekeyAge({ file }, req, row, opts.skipDone ?? false, record);
+  return rekeyAge({ file }, req, row, skipDone, record);
 }
 
 /** Rekeys the `.age` object `key` of `store` (S3): the header rewritten in front of the same payload. */

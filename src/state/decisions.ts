@@ -122,7 +122,7 @@ export class DecisionLog {
  * makes the process SIGKILL itself (or send itself `signal`, e.g. SIGINT: handled once the
  * current step yields, as a Ctrl-C at that instant) at that point of the n-th such decision
  * (default the first). Phases: before_intent, before_action, after_action, after_commit; other
- * multi-step work names its own (`dr_rekey:after_rename`, `dr_rekey:after_journal`,
+ * multi-step work names its own (`dr_rekey:after_rename`, `dr_rekey:after_journal`, `dr_rekey:after_header`,
  * `dr_restore:after_journal`, `dr_restore:between_renames`). Unset in normal use.
  */
 const CRASH_AT = process.env.BERNSTEIN_CRASH_AT;

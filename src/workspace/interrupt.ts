@@ -47,6 +47,8 @@ interface Registered {
   /** What the cleanup removes, for the line printed on interrupt. */
   what: string;
   run: () => Promise<CleanupOutcome> | CleanupOutcome;
+  /** Not named in the line (a lock released: nothing the user has to know was partial). */
+  silent?: boolean;
 }
 
 const registered = new Set<Registered>();
@@ -75,6 +77,7 @@ function onSignal(signal: Signal): void {
     const otherwise: string[] = [];
     const failed: string[] = [];
     results.forEach((r, i) => {
+      if (jobs[i]!.silent) return;
       if (r.status === "rejected") failed.push(jobs[i]!.what);
       else if (typeof r.value === "string") otherwise.push(r.value);
       else removed.push(jobs[i]!.what);
@@ -118,13 +121,15 @@ const listening = (): boolean => registered.size > 0 || drawnLines.size > 0;
 /**
  * Runs `cleanup` if SIGINT or SIGTERM arrives before `release()`; `what` names what it removes.
  * A cleanup that throws is reported as "could not remove <what>": it must throw unless the thing
- * is gone (or return what it did instead, see CleanupOutcome).
+ * is gone (or return what it did instead, see CleanupOutcome). `silent`: left out of the line.
+ * Cleanups run newest first, so one registered before another runs after it.
  */
 export function cleanupOnInterrupt(
   what: string,
   cleanup: () => Promise<CleanupOutcome> | CleanupOutcome,
+  opts: { silent?: boolean } = {},
 ): InterruptCleanup {
-  const entry: Registered = { what, run: cleanup };
+  const entry: Registered = { what, run: cleanup, silent: opts.silent };
   if (!listening() && !cleaning) listen(true);
   registered.add(entry);
   return {

@@ -46,13 +46,14 @@ test("dr rekey --to-age on a disk too full for the new sidecar changes nothing",
     assert.equal(converted.code, 0, converted.stderr);
     const ageBytes = (await stat(path.join(sizing, "bk.tar.gz.age"))).size;
 
-    // Room for the .enc archive, its sidecar and the new .age archive: not one page more.
+    // Room for the .enc archive, its sidecar, the new .age archive and the rekey lock: not one
+    // page more.
     const disk = path.join(dir, "disk");
     await mkdir(disk);
     const names = (await readdir(original)).sort();
     let used = 0;
     for (const f of names) used += pages((await stat(path.join(original, f))).size);
-    if (!tryMountTmpfs(disk, `size=${(used + pages(ageBytes)) * PAGE}`)) {
+    if (!tryMountTmpfs(disk, `size=${(used + pages(ageBytes) + 1) * PAGE}`)) {
       t.skip("cannot mount a tmpfs here (needs root)");
       return;
     }

@@ -167,6 +167,7 @@ export async function rekeyAgeFile<T extends { audit_warning?: string }>(
       crashPoint("dr_rekey", "after_journal");
       await overwriteHeader(file, header, size);
       await checkInPlace(file, header, fileKey);
+      crashPoint("dr_rekey", "after_header");
       await removeHeaderJournal(file);
       return record({
         ...result,

@@ -133,7 +133,10 @@ export function registerRekey(dr: Command): void {
       : await openWorkspace(g.sdd).catch(() => undefined);
     const unreadable: BackupLogProblem[] = [];
     const outcomes = await rekeyWhat(opts, req, ws, unreadable);
-    for (const o of outcomes) if (o.audit_warning) out.warn(o.audit_warning);
+    for (const o of outcomes) {
+      if (o.lock_warning) out.warn(o.lock_warning);
+      if (o.audit_warning) out.warn(o.audit_warning);
+    }
     // `--all` goes by the catalogue: an archive recorded on a line that cannot be read was not
     // rekeyed, and a recipient being removed may still open it. With --at the store lists the
     // archives; the line's recipients were what was lost.

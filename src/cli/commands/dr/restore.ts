@@ -15,6 +15,7 @@ import type { PointFlags } from "./archive-point.js";
 import {
   ranOnArchivePoint,
   openSource,
+  readingSource,
   short,
   shown,
   storedAt,
@@ -81,18 +82,20 @@ export function registerRestore(dr: Command): void {
       const progress = progressFor(out);
       const keyPath = resolveAuditKeyPath({ keyFile: opts.keyFile }).path;
       if (opts.dryRun) {
-        const { summary: s, warnings } = await progress.during(
-          dryRunArchive(source, {
-            password,
-            identities,
-            label: named,
-            expectSha256: src.expectSha256,
-            expectSha256From: src.expectSha256From,
-            expectAge: src.expectAge,
-            expectAgeFrom: src.expectAgeFrom,
-            auditKeyPath: keyPath,
-            onProgress: (n) => progress.update("reading", n, src.size),
-          }),
+        const { summary: s, warnings } = await readingSource(src, () =>
+          progress.during(
+            dryRunArchive(source, {
+              password,
+              identities,
+              label: named,
+              expectSha256: src.expectSha256,
+              expectSha256From: src.expectSha256From,
+              expectAge: src.expectAge,
+              expectAgeFrom: src.expectAgeFrom,
+              auditKeyPath: keyPath,
+              onProgress: (n) => progress.update("reading", n, src.size),
+            }),
+          ),
         );
         for (const w of warnings) out.warn(w);
         const unusedDry = unusedPasswordWarning({ password, decrypt: opts.decrypt }, s.encrypted);
@@ -128,23 +131,25 @@ export function registerRestore(dr: Command): void {
         );
         return;
       }
-      const r = await progress.during(
-        restoreFromStream(source, g.sdd, {
-          label: named,
-          source: src.label,
-          password,
-          identities,
-          stopLiveHolder: opts.force ? stopLockHolder : undefined,
-          keep: opts.keep,
-          auditKeyPath: keyPath,
-          expectSha256: src.expectSha256,
-          expectSha256From: src.expectSha256From,
-          expectAge: src.expectAge,
-          expectAgeFrom: src.expectAgeFrom,
-          onStart: () => out.line(`Restoring ${named} into ${shown(g.sdd)}...`),
-          archiveBytes: src.size,
-          onProgress: (n) => progress.update("restoring", n, src.size),
-        }),
+      const r = await readingSource(src, () =>
+        progress.during(
+          restoreFromStream(source, g.sdd, {
+            label: named,
+            source: src.label,
+            password,
+            identities,
+            stopLiveHolder: opts.force ? stopLockHolder : undefined,
+            keep: opts.keep,
+            auditKeyPath: keyPath,
+            expectSha256: src.expectSha256,
+            expectSha256From: src.expectSha256From,
+            expectAge: src.expectAge,
+            expectAgeFrom: src.expectAgeFrom,
+            onStart: () => out.line(`Restoring ${named} into ${shown(g.sdd)}...`),
+            archiveBytes: src.size,
+            onProgress: (n) => progress.update("restoring", n, src.size),
+          }),
+        ),
       );
       // A catalogue backup: the chain it carries cannot record that backup, nor what was pruned after.
       const at = await storedAt(src);

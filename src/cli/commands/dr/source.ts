@@ -7,6 +7,7 @@ import type { Command } from "../../../vendor/commander.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import type { BackupLogProblem, BackupLogRow } from "../../../dr/backup-log.js";
 import type { AgeSplitHashes } from "../../../dr/age/split-hash.js";
+import type { RekeyWatch } from "../../../dr/rekey-lock.js";
 import { openWorkspace } from "../../../workspace/layout.js";
 import { readSidecar } from "../../../dr/sidecar.js";
 import { isOffsiteSource, openBackupSource } from "../../../storage/offsite.js";
@@ -57,6 +58,25 @@ export interface OpenedSource {
   size: number;
   /** Why `--latest` took this backup, when it is not simply the newest: a warning to show. */
   note?: string;
+  /** A local file: whether a `dr rekey` changed it while it was read (dr/rekey-lock.ts). */
+  rekeyWatch?: RekeyWatch;
+}
+
+/**
+ * `read` of `src`. A local archive found damaged (exit 5) while a `dr rekey` of it ran, or
+ * changed since it was opened, may be healthy: the bytes and what is recorded of them were read
+ * at different moments of the rekey. That is exit 3 (run again), never a false exit 5.
+ */
+export async function readingSource<T>(src: OpenedSource, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (err) {
+    if (src.rekeyWatch && err instanceof UserError && err.exitCode === ExitCode.CORRUPT) {
+      const busy = await src.rekeyWatch.busy();
+      if (busy) throw busy;
+    }
+    throw err;
+  }
 }
 
 /**
@@ -152,8 +172,11 @@ export async function openSource(opts: SourceFlags, sdd?: string): Promise<Opene
       throw new UserError("give --from FILE|s3://bucket/key, or --latest --at LOCATION", ExitCode.USAGE);
     }
     const { openArchiveFile } = await import("../../../dr/restore.js");
+    const { watchForRekey } = await import("../../../dr/rekey-lock.js");
+    // Before the file and what is recorded of it are read (rekey-lock.ts says why).
+    const rekeyWatch = await watchForRekey(opts.from);
     const stream = await openArchiveFile(opts.from);
-    opened = { stream, label: opts.from, size: stream.fileBytes };
+    opened = { stream, label: opts.from, size: stream.fileBytes, rekeyWatch };
     const sidecar = await readSidecar(opts.from);
     if (sidecar) {
       opened.expectSha256 = sidecar.sha256;

@@ -13,6 +13,7 @@ import {
   cataloguedFingerprints,
   ranOnArchivePoint,
   openSource,
+  readingSource,
   short,
   shown,
   type SourceFlags,
@@ -58,20 +59,22 @@ export function registerVerify(dr: Command): void {
     // Named in messages as the user gave it; a backup that --latest found, as a path from here.
     const named = opts.from ?? shown(src.label);
     const progress = progressFor(out);
-    const verified = await progress.during(
-      verifyArchive(src.stream, {
-        label: named,
-        password,
-        identities,
-        recipientFingerprints: identities && (await cataloguedFingerprints(globalsOf(cmd).sdd, src.label)),
-        keyFile: opts.keyFile,
-        expectSha256: src.expectSha256,
-        expectSha256From: src.expectSha256From,
-        expectAge: src.expectAge,
-        expectAgeFrom: src.expectAgeFrom,
-        archiveBytes: src.size,
-        onProgress: (n) => progress.update("verifying", n, src.size),
-      }),
+    const verified = await readingSource(src, async () =>
+      progress.during(
+        verifyArchive(src.stream, {
+          label: named,
+          password,
+          identities,
+          recipientFingerprints: identities && (await cataloguedFingerprints(globalsOf(cmd).sdd, src.label)),
+          keyFile: opts.keyFile,
+          expectSha256: src.expectSha256,
+          expectSha256From: src.expectSha256From,
+          expectAge: src.expectAge,
+          expectAgeFrom: src.expectAgeFrom,
+          archiveBytes: src.size,
+          onProgress: (n) => progress.update("verifying", n, src.size),
+        }),
+      ),
     );
     const unused = unusedPasswordWarning({ password, decrypt: opts.decrypt }, verified.encrypted);
     if (unused) out.warn(unused);
