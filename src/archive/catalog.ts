@@ -6,7 +6,7 @@ import { Readable } from "node:stream";
 import { ExitCode, UserError } from "../errors/errors.js";
 import type { BackupStore } from "../storage/store.js";
 import type { WalError } from "../wal/chain.js";
-import { generationKey, parseArchiveKey, snapshotKey, type SegmentName } from "./names.js";
+import { generationKey, isStream, parseArchiveKey, snapshotKey, type SegmentName } from "./names.js";
 import type { GenerationEncryption } from "./sealing.js";
 import type { StreamEnd } from "./streams.js";
 
@@ -140,6 +140,7 @@ function snapshotIndexProblem(value: unknown): string | undefined {
   const problem = fieldProblem(value, SNAPSHOT_FIELDS);
   if (problem || !isObject(value)) return problem;
   for (const [stream, end] of Object.entries(value.streams as Record<string, unknown>)) {
+    if (!isStream(stream)) return `streams: ${JSON.stringify(stream)} is no stream an archiver ships`;
     const bad = fieldProblem(end, STREAM_END_FIELDS, `streams.${stream}.`);
     if (bad) return bad;
   }
@@ -170,6 +171,11 @@ export interface GenerationListing {
   unindexed: string[];
   /** Snapshot indexes that are there but cannot be read. */
   damaged: DamagedIndex[];
+  /**
+   * Objects named as its segments whose stream is none an archiver ships (`parseSegmentKey`):
+   * hostile or damaged, never read. A check names them; a restore of the generation refuses.
+   */
+  refused: { key: string; reason: string }[];
   /** Per stream, sorted by `from`. */
   segments: Map<string, StoredSegment[]>;
 }
@@ -264,7 +270,10 @@ export async function listArchive(store: BackupStore): Promise<ArchiveListing> {
   const gen = (id: string): GenerationListing => {
     let g = byGen.get(id);
     if (!g)
-      byGen.set(id, (g = { generation: id, snapshots: [], unindexed: [], damaged: [], segments: new Map() }));
+      byGen.set(
+        id,
+        (g = { generation: id, snapshots: [], unindexed: [], damaged: [], refused: [], segments: new Map() }),
+      );
     return g;
   };
   const snapshotKeys = new Map<string, string>();
@@ -277,6 +286,7 @@ export async function listArchive(store: BackupStore): Promise<ArchiveListing> {
     else if (k.kind === "snapshot") snapshotKeys.set(`${k.generation}/${k.number}`, obj.key);
     else if (k.kind === "snapshot-index")
       indexKeys.push({ gen: k.generation, key: obj.key, number: k.number });
+    else if (k.kind === "refused-segment") gen(k.generation).refused.push({ key: obj.key, reason: k.reason });
     else addSegment(gen(k.generation), k, obj);
   }
   for (const ix of indexKeys) gen(ix.gen);

@@ -134,6 +134,7 @@ export async function checkArchive(
       problems.push({ generation: g.generation, stream, segment, reason });
     };
     for (const d of g.damaged) problem(d.key, `snapshot index: ${d.reason}`);
+    for (const r of g.refused) problem(r.key, `not a segment: ${r.reason}`);
     for (const key of g.unindexed)
       problem(key, "snapshot without its index (interrupted, or the index was lost)");
     for (const idx of g.snapshots) {

@@ -460,7 +460,14 @@ export async function compactOwnGeneration(
   codec: SegmentCodec,
   opts: CompactOptions,
 ): Promise<CompactResult> {
-  const g: GenerationListing = { generation, snapshots: [], unindexed: [], damaged: [], segments: new Map() };
+  const g: GenerationListing = {
+    generation,
+    snapshots: [],
+    unindexed: [],
+    damaged: [],
+    refused: [],
+    segments: new Map(),
+  };
   for (const obj of await store.list(generationPrefix(generation))) {
     const k = parseArchiveKey(obj.key);
     if (k?.kind === "segment" && k.generation === generation) addSegment(g, k, obj);

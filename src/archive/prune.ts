@@ -140,6 +140,7 @@ function planGeneration(g: GenerationListing, kept: Set<string>, newest: boolean
         ...g.snapshots.flatMap(snapshotKeys),
         ...g.unindexed,
         ...g.damaged.flatMap(damagedKeys),
+        ...g.refused.map((r) => r.key),
         ...segs.map((s) => s.key),
         ...(g.recordProblem === "missing" ? [] : [generationKey(g.generation)]),
       ],

@@ -35,7 +35,7 @@ import {
   type SnapshotIndex,
 } from "./catalog.js";
 import { ARCHIVE_STATUS } from "./health.js";
-import { walRunOf } from "./names.js";
+import { streamFile, walRunOf } from "./names.js";
 import { RestoreIntents } from "./restore-intents.js";
 import { PointState } from "./restore-state.js";
 import { codecOf } from "./segment-codec.js";
@@ -336,6 +336,13 @@ async function choose(store: BackupStore, point: RestorePoint, keyOf: KeyOf): Pr
       cut.atMs = start;
     }
   }
+  const refused = pick.gen.refused[0];
+  if (refused)
+    throw new UserError(
+      `${store.describe(refused.key)}: ${refused.reason}: hostile or damaged, in generation ${pick.gen.generation}; ` +
+        `nothing restored (remove the object, or restore another generation with --generation)`,
+      ExitCode.CORRUPT,
+    );
   const snaps = pick.gen.snapshots;
   const stream = cut.run ? `runtime/wal/${cut.run}.wal.jsonl` : undefined;
   // The one `--at` of the same instant starts from; for `--at-seq` also one holding the run only
@@ -377,11 +384,11 @@ async function applyAll(
   // The WAL copies at the snapshot's positions first: the state starts from theirs.
   for (const stream of streams)
     if (walRunOf(stream) !== undefined)
-      await cutAt(path.join(root, stream), c.snapshot.streams[stream]?.length ?? 0);
+      await cutAt(streamFile(root, stream), c.snapshot.streams[stream]?.length ?? 0);
   const state = await PointState.ofSnapshot(new Workspace(root));
   for (const stream of streams) {
     ctx.checkpoint();
-    const file = path.join(root, stream);
+    const file = streamFile(root, stream);
     const run = walRunOf(stream);
     const rows = run !== undefined ? await intents.begin(run, file, c.snapshot.streams[stream]) : undefined;
     const applied = await applyStream(

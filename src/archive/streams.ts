@@ -15,10 +15,13 @@ import { open, readdir, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { linkedLines } from "../wal/chain-links.js";
 import { GENESIS_HASH, checkLine, entryTimeMs, type WalEntry } from "../wal/entry.js";
-import { walRunOf } from "./names.js";
+import { isStream, walRunOf } from "./names.js";
 import { datasyncHandle } from "../workspace/durable.js";
 
-/** The streams of a workspace: paths under `.sdd/`, sorted, WAL runs last. */
+/**
+ * The streams of a workspace: paths under `.sdd/`, sorted, WAL runs last. A file whose name no
+ * reader of the archive would take for a stream (`isStream`) is not shipped.
+ */
 export async function listStreams(root: string): Promise<string[]> {
   const names = async (rel: string): Promise<string[]> =>
     (await readdir(path.join(root, rel)).catch(() => [] as string[])).map((n) => `${rel}/${n}`);
@@ -30,8 +33,10 @@ export async function listStreams(root: string): Promise<string[]> {
     ...metrics!.filter((n) => n === "metrics/cost-ledger.jsonl"),
     ...runs!.filter((n) => n.endsWith(".jsonl")),
     ...wal!.filter((n) => n === "runtime/wal/idempotency.jsonl"),
-  ].sort();
-  const wals = wal!.filter((n) => n.endsWith(".wal.jsonl")).sort();
+  ]
+    .filter(isStream)
+    .sort();
+  const wals = wal!.filter((n) => n.endsWith(".wal.jsonl") && isStream(n)).sort();
   return [...logs, ...wals];
 }
 

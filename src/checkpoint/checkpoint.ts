@@ -27,7 +27,7 @@ import {
 } from "../state/reducer.js";
 import { VERSION } from "../version.js";
 import { atomicWriteFile, durableMkdir, durableUnlink, removeDeadTemps } from "../workspace/durable.js";
-import type { Workspace } from "../workspace/layout.js";
+import { isRunId, type Workspace } from "../workspace/layout.js";
 import { shown } from "../workspace/shown-path.js";
 import { locateWalEntry, type LocatedEntry } from "./wal-position.js";
 
@@ -288,8 +288,7 @@ export async function readCheckpointFile(file: string): Promise<CheckpointCheck>
   const p = asJsonObject(pos);
   if (
     !p ||
-    typeof p.run_id !== "string" ||
-    !/^[A-Za-z0-9._-]+$/.test(p.run_id) ||
+    !isRunId(p.run_id) ||
     typeof p.seq !== "number" ||
     !Number.isInteger(p.seq) ||
     p.seq < 0 ||

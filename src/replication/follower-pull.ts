@@ -6,11 +6,11 @@
  */
 import { open } from "node:fs/promises";
 import { durableAppend } from "../workspace/durable.js";
-import type { Workspace } from "../workspace/layout.js";
+import { runIdProblem, type Workspace } from "../workspace/layout.js";
 import { ORCHESTRATOR_STOPPED } from "../state/reducer.js";
 import { entryTimeMs } from "../wal/entry.js";
 import { scanTail } from "../wal/tail.js";
-import { type ChainTail, GENESIS_HASH, verifyPrefix } from "../wal/continuation.js";
+import { type ChainTail, GENESIS_HASH, IntegrityError, verifyPrefix } from "../wal/continuation.js";
 import { type Peer, TransportError, errorText, readAll } from "./client.js";
 import type { LeaderStop } from "./failover.js";
 
@@ -178,6 +178,17 @@ export class WalPuller {
     if (list.status !== 200)
       throw new TransportError(`GET /wal: HTTP ${list.status}: ${errorText(list.body)}`, list.status);
     const runs = (JSON.parse(list.body) as { runs: Array<{ run_id: string; last_seq: number }> }).runs;
+    // A run id names a file here: one that is none (`../`, a separator) is the leader's, or a
+    // man in the middle's, and stops the follower before anything is written.
+    for (const r of runs) {
+      const problem = runIdProblem(r.run_id);
+      if (problem)
+        throw new IntegrityError(
+          `leader ${peer.o.baseUrl} lists a WAL run: ${problem}`,
+          String(r.run_id),
+          -1,
+        );
+    }
     this.runsCache = runs.map((r) => r.run_id);
     for (const r of runs) this.leaderTails.set(r.run_id, r.last_seq);
     this.lastListAt = Date.now();

@@ -12,7 +12,7 @@
  *      ledger rows of decisions newer than the snapshot from the WAL), raise the epoch durably to
  *      E', write role=leader; best effort, fence the old leader too.
  */
-import type { Workspace } from "../workspace/layout.js";
+import { runIdProblem, type Workspace } from "../workspace/layout.js";
 import { durableAppend } from "../workspace/durable.js";
 import { acquireLock, describeHolder, readLock } from "../workspace/lock.js";
 import { counted } from "../workspace/counted.js";
@@ -95,6 +95,13 @@ async function catchUpFrom(
     timeoutMs,
   });
   let fetched = 0;
+  for (const run of list.value.runs) {
+    const problem = runIdProblem(run.run_id);
+    if (problem)
+      throw new ReplicationError(
+        `leader ${peer.o.baseUrl} lists a WAL run: ${problem}: nothing fetched from it`,
+      );
+  }
   for (const run of list.value.runs) {
     for (;;) {
       const tail = tails.get(run.run_id) ?? { seq: -1, hash: GENESIS_HASH };

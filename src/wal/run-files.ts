@@ -6,7 +6,8 @@
 import { randomBytes } from "node:crypto";
 import { readdir } from "node:fs/promises";
 import path from "node:path";
-import { WAL_FILE_SUFFIX } from "../workspace/layout.js";
+import { ExitCode, UserError } from "../errors/errors.js";
+import { WAL_FILE_SUFFIX, isRunId, runIdProblem } from "../workspace/layout.js";
 
 export { WAL_FILE_SUFFIX };
 
@@ -43,18 +44,23 @@ export function runIdCreatedAt(runId: string): number | null {
   return Number.isFinite(t) ? t / 1000 : null;
 }
 
-/** The run id of a WAL file name or path (`.../<run>.wal.jsonl`); undefined for any other file. */
+/**
+ * The run id of a WAL file name or path (`.../<run>.wal.jsonl`); undefined for any other file,
+ * and for a name whose run part is no run id (`isRunId`): no writer of ours or Python's made it.
+ */
 export function runIdOfWalFile(nameOrPath: string): string | undefined {
   return stripSuffix(path.basename(nameOrPath), WAL_FILE_SUFFIX);
 }
 
-/** The run id of a closed marker's name (`<run>.wal.closed`); undefined for any other file. */
+/** The run id of a closed marker's name (`<run>.wal.closed`); undefined for any other file (as `runIdOfWalFile`). */
 export function runIdOfClosedMarker(name: string): string | undefined {
   return stripSuffix(path.basename(name), CLOSED_MARKER_SUFFIX);
 }
 
 /** The closed marker of `runId` in `walDir`. */
 export function closedMarkerFile(walDir: string, runId: string): string {
+  const problem = runIdProblem(runId);
+  if (problem) throw new UserError(`${walDir}: ${problem}`, ExitCode.CORRUPT);
   return path.join(walDir, runId + CLOSED_MARKER_SUFFIX);
 }
 
@@ -90,5 +96,6 @@ export async function listWalRunFiles(walDir: string): Promise<WalRunFile[]> {
 }
 
 function stripSuffix(name: string, suffix: string): string | undefined {
-  return name.endsWith(suffix) ? name.slice(0, -suffix.length) : undefined;
+  const run = name.endsWith(suffix) ? name.slice(0, -suffix.length) : undefined;
+  return isRunId(run) ? run : undefined;
 }

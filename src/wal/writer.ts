@@ -16,7 +16,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { wrapError } from "../errors/errors.js";
 import { durableMkdir, fsyncDir, writeAndDatasyncFd, writeThenDatasyncFd } from "../workspace/durable.js";
-import type { Workspace } from "../workspace/layout.js";
+import { isRunId, type Workspace } from "../workspace/layout.js";
 import {
   GENESIS_HASH,
   buildEntryWithLine,
@@ -134,8 +134,7 @@ export class WalWriter {
 
   /** Opens (creating if needed) the WAL of `runId`, repairing a torn tail. */
   static async open(ws: Workspace, runId: string, opts: WalWriterOptions = {}): Promise<WalWriter> {
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(runId))
-      throw new Error(`wal open: invalid run id ${JSON.stringify(runId)}`);
+    if (!isRunId(runId)) throw new Error(`wal open: invalid run id ${JSON.stringify(runId)}`);
     const file = ws.walFile(runId);
     if (openFiles.has(file)) throw new Error(`wal open ${runId}: already open in this process`);
     openFiles.add(file);

@@ -43,6 +43,22 @@ export const WORKSPACE_DIRS = [
  */
 export const WAL_FILE_SUFFIX = ".wal.jsonl";
 
+/**
+ * Run ids name files (`runtime/wal/<run-id>.wal.jsonl`), and many come from outside: a leader, an
+ * archive's key names, a checkpoint, file names on disk. Ours are `run-<time>Z-<4 hex>`, Python's
+ * `run-golden`-like: one file name of letters, digits, `.`, `_`, `-`, beginning with a letter or
+ * digit, so none can be `..`, hold a separator, or hide as a dot file.
+ */
+const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+
+export const isRunId = (runId: unknown): runId is string => typeof runId === "string" && RUN_ID.test(runId);
+
+/** Why `runId` is no run id, as the end of a line naming where it came from; undefined for a run id. */
+export function runIdProblem(runId: unknown): string | undefined {
+  if (isRunId(runId)) return undefined;
+  return `${JSON.stringify(runId)} is not a run id (letters, digits, '.', '_' and '-', at most 200, beginning with a letter or digit)`;
+}
+
 /** Paths of one workspace. `root` is the `.sdd/` folder; `projectDir` the folder that holds it. */
 export class Workspace {
   readonly root: string;
@@ -65,7 +81,10 @@ export class Workspace {
   get walDir(): string {
     return this.p("runtime", "wal");
   }
+  /** Every caller checks a run id from outside first; this refusal keeps an unchecked one inside `walDir`. */
   walFile(runId: string): string {
+    const problem = runIdProblem(runId);
+    if (problem) throw new UserError(`${this.shownRoot}: ${problem}`, ExitCode.CORRUPT);
     return path.join(this.walDir, runId + WAL_FILE_SUFFIX);
   }
   get checkpointsDir(): string {

@@ -242,6 +242,7 @@ describe("the WAL archive prune plan", () => {
     snapshots,
     unindexed: [],
     damaged: [],
+    refused: [],
     segments: new Map(segments.length ? [[WAL, segments]] : []),
   });
 

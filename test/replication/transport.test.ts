@@ -450,3 +450,74 @@ test("replication over TLS with a self-signed certificate", { timeout: 60_000 },
   );
   assert.match(await readFile(path.join(fsdd, "runtime", "restored-from.json"), "utf8"), /snapshot/);
 });
+
+test(
+  "a run id with ../ from the leader stops the follower before anything is written",
+  { timeout: 60_000 },
+  async (t) => {
+    const { dir, procs } = await scratchWithProcs(t, "bernstein-repl-runid-");
+    const http = await import("node:http");
+    const evil = "../../../../PWNREPL";
+    // In front of the leader: its run list gains `evil`, whose lines are the real run's.
+    const proxy = http.createServer((req, res) => {
+      const url = req.url ?? "/";
+      const wanted = url.startsWith(`/wal/${encodeURIComponent(evil)}?`);
+      const upUrl = wanted ? url.replace(encodeURIComponent(evil), RUN) : url;
+      const up = http.request(leader.url + upUrl, { method: req.method, headers: req.headers }, (answer) => {
+        if (url !== "/wal" || answer.statusCode !== 200) {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+          return;
+        }
+        const chunks: Buffer[] = [];
+        answer.on("data", (c: Buffer) => chunks.push(c));
+        answer.on("end", () => {
+          const doc = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
+            runs: Array<{ run_id: string }>;
+          };
+          doc.runs.push({ ...doc.runs[0]!, run_id: evil });
+          const body = JSON.stringify(doc);
+          const headers = { ...answer.headers, "content-length": String(Buffer.byteLength(body)) };
+          delete headers["transfer-encoding"];
+          res.writeHead(200, headers);
+          res.end(body);
+        });
+      });
+      up.on("error", () => res.destroy());
+      req.pipe(up);
+    });
+    t.after(async () => {
+      proxy.closeAllConnections();
+      await new Promise((r) => proxy.close(r));
+    });
+    const sdd = path.join(dir, "f", "a", "b", ".sdd");
+    await leaderWorkspace(path.join(dir, "L", ".sdd"), 10);
+    const { file: tokenFile } = await makeToken(dir);
+    const leader = await serve(path.join(dir, "L", ".sdd"), tokenFile);
+    procs.push(leader.proc);
+    await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+    const f = await startFollower({ leader: proxyUrl, region: "east", sdd, tokenFile });
+    procs.push(f.proc);
+    const role = path.join(sdd, "runtime", "replication", "role.json");
+    const integrity = await eventually("the integrity error", async () => {
+      const r = JSON.parse(await readFile(role, "utf8").catch(() => "{}")) as { integrity_error?: string };
+      return r.integrity_error;
+    });
+    assert.equal(
+      integrity,
+      `leader ${proxyUrl} lists a WAL run: "${evil}" is not a run id (letters, digits, '.', '_' and '-', at most 200, beginning with a letter or digit)`,
+    );
+    // Logged just after role.json is written.
+    await eventually("the log line", async () =>
+      /INTEGRITY ERROR, stopped applying: leader http:\/\/127\.0\.0\.1:\d+ lists a WAL run/.test(
+        f.proc.stderr,
+      ),
+    );
+    const names = await readdir(dir, { recursive: true });
+    assert.deepEqual(
+      names.filter((n) => n.includes("PWNREPL")),
+      [],
+    );
+  },
+);
