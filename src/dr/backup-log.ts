@@ -1,7 +1,8 @@
 /**
  * `runs/backups.jsonl`: one row per successful backup, appended durably by `dr backup` (and by
- * any other writer of backups: S3 uploads, replication base snapshots). Read by `dr list`,
- * `dr status` and the replication status.
+ * any other writer of backups: S3 uploads, replication base snapshots), and by `dr restore` in
+ * the restored workspace for the backup it was restored from (src/dr/restore.ts). Read by
+ * `dr list`, `dr status` and the replication status.
  */
 import path from "node:path";
 import { durableAppendLines, durableMkdir } from "../workspace/durable.js";

@@ -7,6 +7,7 @@ import { stopLockHolder } from "../../../orchestrator/control.js";
 import { resolveDecryptPassword } from "../../password.js";
 import { completeInterruptedRestore, dryRunArchive, restoreFromStream } from "../../../dr/restore.js";
 import { UserError } from "../../../errors/errors.js";
+import { isS3Url } from "../../../storage/location.js";
 import { resolveIdentities } from "../../age-keys.js";
 import { Output, globalsOf } from "../../output.js";
 import { progressFor } from "../../progress.js";
@@ -131,6 +132,8 @@ export function registerRestore(dr: Command): void {
         restoreFromStream(source, g.sdd, {
           label: named,
           source: src.label,
+          // Absolute, as `dr backup`'s rows are: the runbook's commands work from any folder.
+          backupLocation: isS3Url(src.label) ? src.label : path.resolve(src.label),
           password,
           identities,
           stopLiveHolder: opts.force ? stopLockHolder : undefined,

@@ -1,0 +1,53 @@
+/**
+ * The workspace's own record of its backups (`runs/backups.jsonl`) and what `dr status` and the
+ * runbook build from it: the backup a workspace was restored from, a passing `dr verify`.
+ */
+import assert from "node:assert/strict";
+import { readdir, readFile } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { envFor, runCli, scratchDir } from "../helpers.js";
+
+interface StatusJson {
+  last_backup: { location: string; verified: boolean } | null;
+}
+
+test("a restored workspace's last good backup is the one it was restored from", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-backup-row-");
+  t.after(cleanup);
+  const env = envFor(dir);
+  const run = async (sdd: string, args: string[]) => {
+    const r = await runCli([...args, "--sdd", sdd], { env });
+    assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const ws = path.join(dir, "ws", ".sdd");
+  await run(ws, ["init"]);
+  await run(ws, ["task", "add", "first", "--command", "true"]);
+  await run(ws, ["dr", "backup", "--to-dir", path.join(dir, "old")]);
+  await run(ws, ["task", "add", "second", "--command", "true"]);
+  const cat = path.join(dir, "cat");
+  await run(ws, ["dr", "backup", "--to-dir", cat]);
+  const name = (await readdir(cat)).find((n) => n.endsWith(".tar.gz"))!;
+  const rowsOf = async (sdd: string) =>
+    (await readFile(path.join(sdd, "runs", "backups.jsonl"), "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  // The row `dr backup` appended in the workspace it was taken of.
+  const written = (await rowsOf(ws)).at(-1)!;
+
+  const restored = path.join(dir, "new", ".sdd");
+  await run(restored, ["dr", "restore", "--latest", "--at", cat]);
+  const status = JSON.parse(await run(restored, ["dr", "status", "--json"])) as StatusJson;
+  assert.deepEqual(status.last_backup && [status.last_backup.location, status.last_backup.verified], [
+    path.join(cat, name),
+    true,
+  ]);
+  // The same backup as its original row says, read back in full by the restore.
+  assert.deepEqual((await rowsOf(restored)).at(-1), { ...written, verified: true });
+
+  const runbook = (JSON.parse(await run(restored, ["dr", "runbook", "--json"])) as { runbook: string })
+    .runbook;
+  assert.match(await readFile(runbook, "utf8"), new RegExp(`dr restore --from ${path.join(cat, name)} `));
+});
