@@ -51,3 +51,31 @@ test("a restored workspace's last good backup is the one it was restored from", 
     .runbook;
   assert.match(await readFile(runbook, "utf8"), new RegExp(`dr restore --from ${path.join(cat, name)} `));
 });
+
+test("a passing dr verify of a listed backup makes it verified for dr status", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-backup-row-");
+  t.after(cleanup);
+  const env = envFor(dir);
+  const ws = path.join(dir, "ws", ".sdd");
+  const run = async (args: string[], cwd?: string) => {
+    const r = await runCli([...args, "--sdd", ws], { env, cwd });
+    assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const lastBackup = async () =>
+    (JSON.parse(await run(["dr", "status", "--json"])) as StatusJson).last_backup;
+  await run(["init"]);
+  await run(["dr", "backup", "--to", path.join(dir, "x.tar.gz")]);
+  assert.equal((await lastBackup())?.verified, false);
+  // Named relative to where verify runs: the row names it absolute.
+  const verify = JSON.parse(await run(["dr", "verify", "--from", "./x.tar.gz", "--json"], dir)) as {
+    backup_log_verified: boolean;
+  };
+  assert.equal(verify.backup_log_verified, true);
+  assert.equal((await lastBackup())?.verified, true);
+  assert.match(await run(["dr", "status"]), /^Backup: +\S*x\.tar\.gz \([^;]* old\)$/m);
+  // Verified once is enough: a second pass appends nothing.
+  await run(["dr", "verify", "--from", path.join(dir, "x.tar.gz")]);
+  const rows = (await readFile(path.join(ws, "runs", "backups.jsonl"), "utf8")).trim().split("\n");
+  assert.equal(rows.length, 2);
+});

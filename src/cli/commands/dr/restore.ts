@@ -7,13 +7,13 @@ import { stopLockHolder } from "../../../orchestrator/control.js";
 import { resolveDecryptPassword } from "../../password.js";
 import { completeInterruptedRestore, dryRunArchive, restoreFromStream } from "../../../dr/restore.js";
 import { UserError } from "../../../errors/errors.js";
-import { isS3Url } from "../../../storage/location.js";
 import { resolveIdentities } from "../../age-keys.js";
 import { Output, globalsOf } from "../../output.js";
 import { progressFor } from "../../progress.js";
 import { addPasswordOptions, addPointOptions, addRemoteOptions } from "./options.js";
 import type { PointFlags } from "./archive-point.js";
 import {
+  archiveLocation,
   ranOnArchivePoint,
   openSource,
   short,
@@ -132,8 +132,7 @@ export function registerRestore(dr: Command): void {
         restoreFromStream(source, g.sdd, {
           label: named,
           source: src.label,
-          // Absolute, as `dr backup`'s rows are: the runbook's commands work from any folder.
-          backupLocation: isS3Url(src.label) ? src.label : path.resolve(src.label),
+          backupLocation: archiveLocation(src),
           password,
           identities,
           stopLiveHolder: opts.force ? stopLockHolder : undefined,
