@@ -79,3 +79,32 @@ test("a passing dr verify of a listed backup makes it verified for dr status", a
   const rows = (await readFile(path.join(ws, "runs", "backups.jsonl"), "utf8")).trim().split("\n");
   assert.equal(rows.length, 2);
 });
+
+test("dr status counts the WAL entries after the last backup's position", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-backup-row-");
+  t.after(cleanup);
+  const env = envFor(dir);
+  const ws = path.join(dir, "ws", ".sdd");
+  const run = async (args: string[]) => {
+    const r = await runCli([...args, "--sdd", ws], { env });
+    assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const rpo = async () =>
+    (
+      JSON.parse(await run(["dr", "status", "--json"])) as {
+        rpo_estimate: { entries: number | null; basis: string };
+      }
+    ).rpo_estimate;
+  await run(["init"]);
+  await run(["task", "add", "first", "--command", "true"]);
+  await run(["start", "--until-idle", "--poll", "20"]);
+  await run(["dr", "backup", "--to", path.join(dir, "x.tar.gz")]);
+  const held = await rpo();
+  assert.deepEqual([held.entries, held.basis], [0, "last backup"]);
+  assert.match(await run(["dr", "status"]), /^RPO: +0 entries, /m);
+  await run(["task", "add", "second", "--command", "true"]);
+  await run(["start", "--until-idle", "--poll", "20"]);
+  const after = (await rpo()).entries;
+  assert.ok(after !== null && after > 0, `entries after the backup: ${after}`);
+});
