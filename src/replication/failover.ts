@@ -213,6 +213,16 @@ function rejoinCommand(r: RunbookInput, leader: NodeState | undefined): string {
   return `bernstein replicate follow --rebootstrap --leader <NEW_LEADER_URL> --follower-name <NAME> --sdd ${sdd} ${tokenArg(r)}`;
 }
 
+/**
+ * What a restore of the backup at `location` needs to open it, as a placeholder the reader fills
+ * (never a secret in a runbook): without it the command fails as written.
+ */
+function keyArg(location: string): string {
+  if (location.endsWith(".enc")) return " --password-file <PASSWORD_FILE>";
+  if (location.endsWith(".age")) return " --identity-file <IDENTITY_FILE>";
+  return "";
+}
+
 /** Absolute, as `--sdd` is: a runbook's commands work from any folder. */
 function tokenArg(r: RunbookInput): string {
   return `--token-file ${r.tokenFile ? path.resolve(r.tokenFile) : "<TOKEN_FILE>"}`;
@@ -314,7 +324,9 @@ function commandsSection(r: RunbookInput, { leader, candidate, others, actNow }:
         ? `# Restore path if the archive cannot be read: the last backup.`
         : `# Restore path (if no follower can be promoted):`,
     );
-    lines.push(`bernstein dr restore --from ${r.lastBackup.location} --sdd <NEW_HOST_SDD>`);
+    lines.push(
+      `bernstein dr restore --from ${r.lastBackup.location}${keyArg(r.lastBackup.location)} --sdd <NEW_HOST_SDD>`,
+    );
     lines.push(`bernstein start --sdd <NEW_HOST_SDD>`);
   }
   lines.push("```");

@@ -3,7 +3,7 @@
  * runbook build from it: the backup a workspace was restored from, a passing `dr verify`.
  */
 import assert from "node:assert/strict";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { envFor, runCli, scratchDir } from "../helpers.js";
@@ -107,4 +107,32 @@ test("dr status counts the WAL entries after the last backup's position", async 
   await run(["start", "--until-idle", "--poll", "20"]);
   const after = (await rpo()).entries;
   assert.ok(after !== null && after > 0, `entries after the backup: ${after}`);
+});
+
+test("the runbook's restore of an encrypted backup runs as written, its password file filled in", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-backup-row-");
+  t.after(cleanup);
+  const env = envFor(dir);
+  const ws = path.join(dir, "ws", ".sdd");
+  const pw = path.join(dir, "pw");
+  await writeFile(pw, "right horse battery\n", { mode: 0o600 });
+  const run = async (args: string[]) => {
+    const r = await runCli([...args, "--sdd", ws], { env });
+    assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+    return r.stdout;
+  };
+  await run(["init"]);
+  await run(["dr", "backup", "--to", path.join(dir, "x.tar.gz"), "--encrypt", "--password-file", pw]);
+  const runbook = (JSON.parse(await run(["dr", "runbook", "--json"])) as { runbook: string }).runbook;
+  const line = (await readFile(runbook, "utf8"))
+    .split("\n")
+    .find((l) => l.startsWith("bernstein dr restore"))!;
+  assert.match(line, /--password-file <PASSWORD_FILE>/);
+  const target = path.join(dir, "new", ".sdd");
+  const args = line
+    .split(" ")
+    .slice(1)
+    .map((w) => (w === "<PASSWORD_FILE>" ? pw : w === "<NEW_HOST_SDD>" ? target : w));
+  const r = await runCli(args, { env });
+  assert.equal(r.code, 0, `${line}: ${r.stderr}`);
 });
