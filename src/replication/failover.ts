@@ -10,7 +10,7 @@
  * FAILOVER_RECOMMENDED writes `docs/runbooks/DR-RUNBOOK-<UTC timestamp>.md` in the workspace.
  */
 import path from "node:path";
-import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
+import { durableCreate, durableMkdir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { counted } from "../workspace/counted.js";
 import type { AckPolicyName } from "./ack-policy.js";
@@ -399,7 +399,16 @@ export function renderRunbook(r: RunbookInput, now = new Date()): string {
 export async function writeRunbook(ws: Workspace, r: RunbookInput, now = new Date()): Promise<string> {
   const dir = ws.runbooksDir;
   await durableMkdir(dir);
-  const file = path.join(dir, `DR-RUNBOOK-${utcStamp(now)}.md`);
-  await atomicWriteFile(file, renderRunbook(r, now));
-  return file;
+  const text = renderRunbook(r, now);
+  // Names are to the second: a second runbook of the same second gets a suffix, never the
+  // first's name (created exclusively, so two writers at once cannot take the same one).
+  for (let n = 1; ; n++) {
+    const file = path.join(dir, `DR-RUNBOOK-${utcStamp(now)}${n === 1 ? "" : `-${n}`}.md`);
+    try {
+      await durableCreate(file, text);
+      return file;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+  }
 }

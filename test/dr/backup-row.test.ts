@@ -6,6 +6,9 @@ import assert from "node:assert/strict";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
+import { DEFAULT_THRESHOLDS } from "../../src/replication/health.js";
+import { writeRunbook } from "../../src/replication/failover.js";
+import { Workspace } from "../../src/workspace/layout.js";
 import { envFor, runCli, scratchDir } from "../helpers.js";
 
 interface StatusJson {
@@ -135,4 +138,23 @@ test("the runbook's restore of an encrypted backup runs as written, its password
     .map((w) => (w === "<PASSWORD_FILE>" ? pw : w === "<NEW_HOST_SDD>" ? target : w));
   const r = await runCli(args, { env });
   assert.equal(r.code, 0, `${line}: ${r.stderr}`);
+});
+
+test("two runbooks of the same second are two files", async (t) => {
+  const { dir, cleanup } = await scratchDir("bernstein-backup-row-");
+  t.after(cleanup);
+  const ws = new Workspace(path.join(dir, ".sdd"));
+  const input = {
+    perspective: "leader" as const,
+    policy: null,
+    thresholds: DEFAULT_THRESHOLDS,
+    nodes: [],
+    evaluation: { decision: "NO_ACTION" as const, reasons: [] },
+  };
+  const now = new Date("2026-01-02T03:04:05.100Z");
+  const first = await writeRunbook(ws, { ...input, writtenBy: "first" }, now);
+  const second = await writeRunbook(ws, { ...input, writtenBy: "second" }, new Date(now.getTime() + 500));
+  assert.notEqual(first, second);
+  assert.match(await readFile(first, "utf8"), /written by first/);
+  assert.match(await readFile(second, "utf8"), /written by second/);
 });
