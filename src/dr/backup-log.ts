@@ -1,7 +1,8 @@
 /**
  * `runs/backups.jsonl`: one row per successful backup, appended durably by `dr backup` (and by
- * any other writer of backups: S3 uploads, replication base snapshots). Read by `dr list`,
- * `dr status` and the replication status.
+ * any other writer of backups: S3 uploads, replication base snapshots), and by `dr restore` in
+ * the restored workspace for the backup it was restored from (src/dr/restore.ts). Read by
+ * `dr list`, `dr status` and the replication status.
  */
 import path from "node:path";
 import { durableAppendLines, durableMkdir } from "../workspace/durable.js";
@@ -33,6 +34,11 @@ export interface BackupLogRow {
   recipients?: string[];
   /** Their fingerprints (`SHA256:` + 16 hex digits of the recipient's sha256), for `dr list`. */
   recipient_fingerprints?: string[];
+  /**
+   * Set on the row a passing `dr verify` appends (a copy of the archive's newest row, now
+   * verified): when it passed. The record is append-only, so the newer row is what readers take.
+   */
+  verified_at?: string;
   /** Set on the row a `dr rekey` appends: the sha256 the archive had before (null: unknown). */
   rekeyed_from?: string | null;
   /** `.age` archives: bytes in the header, and the sha256 of the header and of the rest. */
@@ -102,6 +108,26 @@ export async function* readBackupLog(
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
     throw err;
   }
+}
+
+/**
+ * After a passing `dr verify` of the archive at `location` with this whole `sha256`: when the
+ * newest row of that location describes those bytes and is not verified yet, appends it again
+ * as verified. Returns whether it did (a row of other bytes, a replaced archive, stays as it is).
+ */
+export async function markBackupVerified(
+  ws: Workspace,
+  location: string,
+  sha256: string,
+  now = new Date(),
+): Promise<boolean> {
+  let newest: BackupLogRow | undefined;
+  for await (const row of readBackupLog(ws)) {
+    if (row.location === location && (!newest || row.created_at >= newest.created_at)) newest = row;
+  }
+  if (!newest || newest.sha256 !== sha256 || newest.verified === true) return false;
+  await appendBackupLog(ws, { ...newest, verified: true, verified_at: now.toISOString() });
+  return true;
 }
 
 /** The newest row (by created_at), optionally only verified ones. */

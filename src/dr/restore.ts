@@ -14,7 +14,8 @@ import { auditLogSignedBy } from "../audit/log.js";
 import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import { shown } from "../workspace/shown-path.js";
-import { WORKSPACE_DIRS } from "../workspace/layout.js";
+import { WORKSPACE_DIRS, Workspace } from "../workspace/layout.js";
+import { appendBackupLog, type BackupLogRow } from "./backup-log.js";
 import { resolveOptions } from "../json/object.js";
 import { withKeysAhead } from "./keys-ahead.js";
 import { StagingWriter } from "./staging-writer.js";
@@ -54,6 +55,13 @@ export interface RestoreOptions extends ReadArchiveOptions {
   auditKeyPath?: string;
   /** Where the archive came from, for the restore record. */
   source?: string;
+  /**
+   * Where the archive is as a backup the user can restore again (an absolute path or
+   * `s3://bucket/key`): the restored workspace's `runs/backups.jsonl` gets its row. The archive
+   * holds that record as it was before the backup's own row was appended, so without this the
+   * restored workspace's last good backup (`dr status`, the runbook) would be an older one.
+   */
+  backupLocation?: string;
   /** See GuardedRestore.onStart. */
   onStart?: () => void;
 }
@@ -217,6 +225,27 @@ function restoreRecordOf(summary: ArchiveSummary, source: string | undefined): R
       : { name: "bernstein (python reference)", version: null },
     restored_by: { name: TOOL_NAME, version: VERSION },
     file_count: summary.file_count,
+  };
+}
+
+/**
+ * The row of the backup a workspace is restored from: read and hash-checked in full by this
+ * restore, so verified; its WAL position is the restored WAL's. None for an archive whose
+ * manifest gives no time of its own (a row is ordered by it).
+ */
+function restoredBackupRow(summary: ArchiveSummary, location: string): BackupLogRow | undefined {
+  const created = summary.manifest_raw.created_at;
+  if (typeof created !== "number" || !Number.isFinite(created)) return undefined;
+  return {
+    created_at: new Date(created * 1000).toISOString(),
+    location,
+    sha256: summary.sha256,
+    manifest_sha256: summary.manifest_sha256,
+    file_count: summary.file_count,
+    size_bytes: summary.size_bytes,
+    encrypted: summary.encrypted,
+    verified: true,
+    ...(summary.parsed.kind === "ours" ? { wal_positions: summary.parsed.manifest.state.wal } : {}),
   };
 }
 
@@ -388,7 +417,12 @@ async function extractInto(
     await writer.finish();
     ctx.checkpoint();
     // Read back from the staging folder, whose files were just written, before it is swapped in.
-    return { summary, damage: await stateDamage(summary, staging, opts) };
+    const damage = await stateDamage(summary, staging, opts);
+    // Appended (durably) before the swap: the restored workspace never lacks the row.
+    const row = opts.backupLocation && restoredBackupRow(summary, opts.backupLocation);
+    if (row) await appendBackupLog(new Workspace(staging), row);
+    ctx.checkpoint();
+    return { summary, damage };
   } catch (err) {
     await writer.close();
     throw err;

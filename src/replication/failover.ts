@@ -10,7 +10,7 @@
  * FAILOVER_RECOMMENDED writes `docs/runbooks/DR-RUNBOOK-<UTC timestamp>.md` in the workspace.
  */
 import path from "node:path";
-import { atomicWriteFile, durableMkdir } from "../workspace/durable.js";
+import { durableCreate, durableMkdir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { counted } from "../workspace/counted.js";
 import type { AckPolicyName } from "./ack-policy.js";
@@ -213,6 +213,16 @@ function rejoinCommand(r: RunbookInput, leader: NodeState | undefined): string {
   return `bernstein replicate follow --rebootstrap --leader <NEW_LEADER_URL> --follower-name <NAME> --sdd ${sdd} ${tokenArg(r)}`;
 }
 
+/**
+ * What a restore of the backup at `location` needs to open it, as a placeholder the reader fills
+ * (never a secret in a runbook): without it the command fails as written.
+ */
+function keyArg(location: string): string {
+  if (location.endsWith(".enc")) return " --password-file <PASSWORD_FILE>";
+  if (location.endsWith(".age")) return " --identity-file <IDENTITY_FILE>";
+  return "";
+}
+
 /** Absolute, as `--sdd` is: a runbook's commands work from any folder. */
 function tokenArg(r: RunbookInput): string {
   return `--token-file ${r.tokenFile ? path.resolve(r.tokenFile) : "<TOKEN_FILE>"}`;
@@ -314,7 +324,9 @@ function commandsSection(r: RunbookInput, { leader, candidate, others, actNow }:
         ? `# Restore path if the archive cannot be read: the last backup.`
         : `# Restore path (if no follower can be promoted):`,
     );
-    lines.push(`bernstein dr restore --from ${r.lastBackup.location} --sdd <NEW_HOST_SDD>`);
+    lines.push(
+      `bernstein dr restore --from ${r.lastBackup.location}${keyArg(r.lastBackup.location)} --sdd <NEW_HOST_SDD>`,
+    );
     lines.push(`bernstein start --sdd <NEW_HOST_SDD>`);
   }
   lines.push("```");
@@ -387,7 +399,16 @@ export function renderRunbook(r: RunbookInput, now = new Date()): string {
 export async function writeRunbook(ws: Workspace, r: RunbookInput, now = new Date()): Promise<string> {
   const dir = ws.runbooksDir;
   await durableMkdir(dir);
-  const file = path.join(dir, `DR-RUNBOOK-${utcStamp(now)}.md`);
-  await atomicWriteFile(file, renderRunbook(r, now));
-  return file;
+  const text = renderRunbook(r, now);
+  // Names are to the second: a second runbook of the same second gets a suffix, never the
+  // first's name (created exclusively, so two writers at once cannot take the same one).
+  for (let n = 1; ; n++) {
+    const file = path.join(dir, `DR-RUNBOOK-${utcStamp(now)}${n === 1 ? "" : `-${n}`}.md`);
+    try {
+      await durableCreate(file, text);
+      return file;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+  }
 }

@@ -2,7 +2,7 @@
  * What a leader tells about itself: the `GET /status` document, the RPO estimate it carries, and
  * the Prometheus text of `GET /metrics`.
  */
-import type { BackupInfo } from "./backup-info.js";
+import { entriesAfterBackup, type BackupInfo } from "./backup-info.js";
 import type { AckPolicyName, OnAckTimeout } from "./ack-policy.js";
 import type { FollowerView } from "./health.js";
 import { MetricsText } from "./metrics.js";
@@ -133,7 +133,8 @@ function addFollowerMetrics(m: MetricsText, followers: FollowerView[]): void {
  */
 export function rpoEstimate(
   followers: FollowerView[],
-  backup: { age_seconds: number } | null,
+  backup: BackupInfo | null,
+  runs: ReadonlyArray<{ run_id: string; last_seq: number }>,
 ): { entries: number | null; seconds: number | null; basis: string } {
   const usable = followers.filter(
     (f) => f.health !== "UNREACHABLE" && f.health !== "UNKNOWN" && !f.integrity_error,
@@ -142,6 +143,7 @@ export function rpoEstimate(
     const best = usable.reduce((a, b) => (b.lag_entries < a.lag_entries ? b : a));
     return { entries: best.lag_entries, seconds: best.lag_seconds, basis: `follower ${best.name}` };
   }
-  if (backup) return { entries: null, seconds: backup.age_seconds, basis: "last backup" };
+  if (backup)
+    return { entries: entriesAfterBackup(backup, runs), seconds: backup.age_seconds, basis: "last backup" };
   return { entries: null, seconds: null, basis: "no follower and no backup: everything" };
 }

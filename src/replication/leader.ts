@@ -384,7 +384,7 @@ export class ReplicationLeader {
       wal: { runs, position: newest ? { run_id: newest.run_id, seq: newest.last_seq } : null },
       followers,
       last_backup: backup,
-      rpo_estimate: rpoEstimate(followers, backup),
+      rpo_estimate: rpoEstimate(followers, backup, runs),
     };
   }
 

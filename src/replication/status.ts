@@ -125,9 +125,10 @@ function rpoFor(
   liveLag: LiveLag,
   backup: BackupInfo | null,
   archive: ArchiveLag,
+  runs: DrStatus["wal"]["runs"],
 ): DrStatus["rpo_estimate"] {
   if (role.role === "leader") {
-    const est = liveStatus ? rpoEstimate(followers, backup) : rpoEstimate([], backup);
+    const est = rpoEstimate(liveStatus ? followers : [], backup, runs);
     // What the WAL archive holds survives the host too: the smaller loss of the two is the estimate.
     if (archive && (est.entries === null || archive.entries < est.entries))
       return {
@@ -260,7 +261,7 @@ export async function gatherStatus(
             : `WAL archive ${archive.destination}, archiver not running since ${stoppedSince(archive)}`,
         }
       : undefined;
-  const rpo = rpoFor(role, liveStatus, followers, liveLag, backup, archiveLag);
+  const rpo = rpoFor(role, liveStatus, followers, liveLag, backup, archiveLag, runs);
 
   const self = { url: live?.url ?? null, epoch: epoch.epoch, position };
   const nodes =

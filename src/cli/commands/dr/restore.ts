@@ -13,6 +13,7 @@ import { progressFor } from "../../progress.js";
 import { addPasswordOptions, addPointOptions, addRemoteOptions } from "./options.js";
 import type { PointFlags } from "./archive-point.js";
 import {
+  archiveLocation,
   ranOnArchivePoint,
   openSource,
   readingSource,
@@ -136,6 +137,7 @@ export function registerRestore(dr: Command): void {
           restoreFromStream(source, g.sdd, {
             label: named,
             source: src.label,
+            backupLocation: archiveLocation(src),
             password,
             identities,
             stopLiveHolder: opts.force ? stopLockHolder : undefined,

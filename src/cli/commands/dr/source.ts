@@ -10,6 +10,7 @@ import type { AgeSplitHashes } from "../../../dr/age/split-hash.js";
 import type { RekeyWatch } from "../../../dr/rekey-lock.js";
 import { openWorkspace } from "../../../workspace/layout.js";
 import { readSidecar } from "../../../dr/sidecar.js";
+import { isS3Url } from "../../../storage/location.js";
 import { isOffsiteSource, openBackupSource } from "../../../storage/offsite.js";
 import type { BackupStore } from "../../../storage/store.js";
 import type { PasswordFlags } from "../../password.js";
@@ -102,6 +103,14 @@ export async function ranOnArchivePoint(
   if (command === "restore") await point.restorePointCommand(cmd, src, opts);
   else await point.verifyPointCommand(cmd, src, opts);
   return true;
+}
+
+/**
+ * Where an opened archive is, as `runs/backups.jsonl` rows name it: `s3://…` as given, a local
+ * file absolute (a runbook's commands work from any folder).
+ */
+export function archiveLocation(opened: OpenedSource): string {
+  return isS3Url(opened.label) ? opened.label : path.resolve(opened.label);
 }
 
 /** The store and name an opened archive is at: a local file's folder is a store too. */

@@ -3,13 +3,16 @@ import type { Command } from "../../../vendor/commander.js";
 import { resolveDecryptPassword } from "../../password.js";
 import { verifyArchive } from "../../../dr/verify.js";
 import { markVerified } from "../../../storage/catalogue.js";
-import { ExitCode } from "../../../errors/errors.js";
+import { markBackupVerified } from "../../../dr/backup-log.js";
+import { openWorkspace } from "../../../workspace/layout.js";
+import { ExitCode, UserError } from "../../../errors/errors.js";
 import { resolveIdentities } from "../../age-keys.js";
 import { Output, globalsOf } from "../../output.js";
 import { progressFor } from "../../progress.js";
 import { addPasswordOptions, addPointOptions, addRemoteOptions } from "./options.js";
 import type { PointFlags } from "./archive-point.js";
 import {
+  archiveLocation,
   cataloguedFingerprints,
   ranOnArchivePoint,
   openSource,
@@ -89,7 +92,27 @@ export function registerVerify(dr: Command): void {
         },
       );
     }
-    const report = src.stored ? { ...verified, record_refreshed: recordRefreshed } : verified;
+    // The workspace's own record (`dr status`: "never read back") learns it too.
+    let rowVerified = false;
+    if (verified.ok) {
+      // A host that only reads backups has no workspace: nothing to update there.
+      const ws = await openWorkspace(globalsOf(cmd).sdd).catch((err: unknown) => {
+        if (err instanceof UserError) return undefined;
+        throw err;
+      });
+      if (ws)
+        rowVerified = await markBackupVerified(ws, archiveLocation(src), verified.sha256).catch(
+          (err: Error) => {
+            out.warn(`the backup verified, but runs/backups.jsonl could not be updated: ${err.message}`);
+            return false;
+          },
+        );
+    }
+    const report = {
+      ...verified,
+      ...(src.stored ? { record_refreshed: recordRefreshed } : {}),
+      backup_log_verified: rowVerified,
+    };
     out.result(report, () => {
       out.line(`Verify ${named}:`);
       out.line(`  Files: ${report.file_count}`);
@@ -99,6 +122,7 @@ export function registerVerify(dr: Command): void {
           `  [${c.status === "ok" ? "ok" : c.status === "skipped" ? "skip" : "FAIL"}] ${c.name}: ${c.detail}`,
         );
       if (recordRefreshed) out.line(`  Record: verified_at refreshed`);
+      if (rowVerified) out.line(`  Workspace record: runs/backups.jsonl row now verified`);
       out.line(report.ok ? "Archive verified." : "VERIFICATION FAILED");
     });
     if (!report.ok) {
