@@ -193,6 +193,8 @@ async function catalogueOf(store: BackupStore, objects: ObjectInfo[]): Promise<C
 export interface LatestBackup {
   entry: CatalogueEntry;
   note?: string;
+  /** The next older verified backup: what to name when `entry` turns out damaged. */
+  older?: CatalogueEntry;
 }
 
 /**
@@ -210,10 +212,12 @@ export async function latestBackup(store: BackupStore): Promise<LatestBackup> {
       entry: newest,
       note: `no backup at ${store.root} is verified (a record that matches it); taking the newest, ${newest.name}, unverified`,
     };
+  const older = newestVerified(entries.slice(0, entries.indexOf(verified)));
   const passed = entries.slice(entries.indexOf(verified) + 1);
-  if (!passed.length) return { entry: verified };
+  if (!passed.length) return { entry: verified, older };
   return {
     entry: verified,
+    older,
     note: `taking ${verified.name}, the newest verified backup at ${store.root}; passed over ${passed.length === 1 ? "a newer unverified one" : `${passed.length} newer unverified ones`} (${passed.map((e) => e.name).join(", ")}): a backup that failed, or one without its record`,
   };
 }

@@ -264,6 +264,8 @@ export interface BackupSource {
   sha256?: string;
   /** Why `--latest` took this backup, when it is not simply the newest (a warning to show). */
   note?: string;
+  /** `--latest`: the next older verified backup's location, to name if this one is damaged. */
+  olderVerified?: string;
 }
 
 /** Opens a backup for restore/verify: `--from s3://bucket/key` or `--latest --at LOCATION`. */
@@ -274,6 +276,7 @@ export async function openBackupSource(
   let store: BackupStore;
   let name: string;
   let note: string | undefined;
+  let olderVerified: string | undefined;
   if (opts.latest || opts.at !== undefined) {
     if (!opts.latest || opts.at === undefined || opts.from !== undefined) {
       throw new UserError("use --latest --at LOCATION, or --from FILE|s3://bucket/key", ExitCode.USAGE);
@@ -282,6 +285,7 @@ export async function openBackupSource(
     const latest = await latestBackup(store);
     name = latest.entry.name;
     note = latest.note;
+    if (latest.older) olderVerified = store.describe(latest.older.name);
   } else if (opts.from !== undefined) {
     const target = await openObject(opts.from, s3);
     store = target.store;
@@ -300,5 +304,6 @@ export async function openBackupSource(
     size: info.size,
     sha256: /^[0-9a-f]{64}$/.test(info.metadata.sha256 ?? "") ? info.metadata.sha256 : undefined,
     note,
+    olderVerified,
   };
 }

@@ -96,6 +96,24 @@ describe("dr prune / dr schedule: the newest intact backup, and failures part-wa
       path.join(scratch.dir, "r", ".sdd"),
     ]);
     assert.equal(restored.code, 0, restored.stderr);
+    // --latest still takes the rotted newest (its record says verified); its failure names the
+    // backup to take instead.
+    const latest = await cli([
+      "dr",
+      "restore",
+      "--latest",
+      "--at",
+      at,
+      "--sdd",
+      path.join(scratch.dir, "l", ".sdd"),
+    ]);
+    assert.equal(latest.code, 5, latest.stderr);
+    assert.match(
+      latest.stderr,
+      new RegExp(
+        `${names[3]}: .*; the next older verified backup there is \\S*${names[1]} \\(--from it\\)\\n$`,
+      ),
+    );
   });
 
   it("a prune the store stops part-way names what it deleted, audits it, and the next prune removes the orphan record", async () => {

@@ -61,6 +61,8 @@ export interface OpenedSource {
   note?: string;
   /** A local file: whether a `dr rekey` changed it while it was read (dr/rekey-lock.ts). */
   rekeyWatch?: RekeyWatch;
+  /** `--latest`: the next older verified backup there, named when this one is damaged. */
+  olderVerified?: string;
 }
 
 /**
@@ -76,6 +78,13 @@ export async function readingSource<T>(src: OpenedSource, read: () => Promise<T>
       const busy = await src.rekeyWatch.busy();
       if (busy) throw busy;
     }
+    // `--latest` took it, and it is damaged: the user's next step is the backup before it.
+    if (src.olderVerified && err instanceof UserError && err.exitCode === ExitCode.CORRUPT)
+      throw new UserError(
+        `${src.label}: ${err.message}; the next older verified backup there is ${src.olderVerified} (--from it)`,
+        err.exitCode,
+        { ...err.details, older_verified: src.olderVerified },
+      );
     throw err;
   }
 }
@@ -171,6 +180,7 @@ export async function openSource(opts: SourceFlags, sdd?: string): Promise<Opene
       stored: { store: src.store, name: src.name },
       size: src.size ?? 0,
       note: src.note,
+      olderVerified: src.olderVerified,
     };
     if (src.sha256) {
       opened.expectSha256 = src.sha256;
