@@ -379,6 +379,25 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
       cron.stdout,
       /^\*\/15 \* \* \* \* cd .* dr schedule --every 15m --to-dir \/backups --once >> /m,
     );
+    // Relative paths are written absolute: the unit or crontab runs wherever its folder says.
+    const relative = await cli([
+      "dr",
+      "schedule",
+      "--every",
+      "15m",
+      "--to-dir",
+      "bk",
+      "--metrics-file=m.prom",
+      "--print-cron",
+    ]);
+    assert.equal(relative.code, 0, relative.stderr);
+    const cwd = process.cwd();
+    assert.ok(
+      relative.stdout.includes(
+        `--to-dir ${path.join(cwd, "bk")} --metrics-file=${path.join(cwd, "m.prom")} --once`,
+      ),
+      relative.stdout,
+    );
     const pw = await cli([
       "dr",
       "schedule",
