@@ -203,6 +203,37 @@ describe("dr prune / dr schedule: the newest intact backup, and failures part-wa
     assert.deepEqual(row.prune_error.deleted_before_failure, []);
   });
 
+  it("a prune where there is no workspace says the deletions are recorded nowhere", async () => {
+    const at = path.join(scratch.dir, "elsewhere");
+    await backups(at, 2);
+    const r = await cli([
+      "--sdd",
+      path.join(scratch.dir, "none", ".sdd"),
+      "dr",
+      "prune",
+      "--at",
+      at,
+      "--keep-last",
+      "1",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /^warning: no workspace here \(--sdd\) to record this prune in: .*will report what was deleted as missing$/m,
+    );
+    const nothing = await cli([
+      "--sdd",
+      path.join(scratch.dir, "none", ".sdd"),
+      "dr",
+      "prune",
+      "--at",
+      at,
+      "--keep-last",
+      "1",
+    ]);
+    assert.equal(nothing.stderr, "", "nothing deleted, nothing to say");
+  });
+
   it("schedule --once --count N is a usage error", async () => {
     const r = await cli([
       "dr",

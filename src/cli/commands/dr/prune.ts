@@ -45,7 +45,13 @@ export async function auditPruned(
   out: Output,
 ): Promise<void> {
   const deleted = res.decisions.filter((d) => d.deleted).map((d) => d.name);
-  if (!ws || deleted.length === 0) return;
+  if (deleted.length === 0) return;
+  if (!ws) {
+    out.warn(
+      "no workspace here (--sdd) to record this prune in: `dr list --check` of the workspace these backups came from will report what was deleted as missing",
+    );
+    return;
+  }
   const audit = await recordAuditEvent(ws, {
     event_type: DR_PRUNE_EVENT,
     resource_type: "backup_location",
