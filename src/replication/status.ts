@@ -129,8 +129,14 @@ function rpoFor(
 ): DrStatus["rpo_estimate"] {
   if (role.role === "leader") {
     const est = rpoEstimate(liveStatus ? followers : [], backup, runs);
-    // What the WAL archive holds survives the host too: the smaller loss of the two is the estimate.
-    if (archive && (est.entries === null || archive.entries < est.entries))
+    // What the WAL archive holds survives the host too: the smaller loss of the two is the
+    // estimate (in entries, then in seconds: an archive as complete as the backup is newer).
+    if (
+      archive &&
+      (est.entries === null ||
+        archive.entries < est.entries ||
+        (archive.entries === est.entries && archive.seconds <= (est.seconds ?? Infinity)))
+    )
       return {
         entries: archive.entries,
         seconds: archive.seconds,
