@@ -18,7 +18,6 @@ import { ExitCode, UserError, ioError } from "../errors/errors.js";
 import { removeDeadTemps } from "../workspace/durable.js";
 import { acquireLockFile, describeHolder, readLockFile, type WorkspaceLock } from "../workspace/lock.js";
 import { shown } from "../workspace/shown-path.js";
-import { readAgeHeader } from "./age/rekey.js";
 
 /** The rekey lock of the local archive `archive`. */
 export const rekeyLockPath = (archive: string): string =>
@@ -66,8 +65,9 @@ export async function acquireRekeyLock(archive: string): Promise<WorkspaceLock |
 async function fingerprint(file: string): Promise<string> {
   const s = await stat(file, { bigint: true }).catch(() => undefined);
   if (!s) return "gone";
+  // Loaded for an age archive only: a plain restore loads none of age's code.
   const header = file.endsWith(".age")
-    ? await readAgeHeader(file).then(
+    ? await (await import("./age/rekey.js")).readAgeHeader(file).then(
         (h) => h.header.toString("base64"),
         () => "",
       )
