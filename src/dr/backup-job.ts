@@ -97,8 +97,13 @@ export async function runBackupJob(ws: Workspace, job: BackupJob): Promise<Backu
       encrypted,
       age: encryptionOf(job) === "age",
       force: job.force,
-      produce: async (target, { overwrite }) => {
-        archive = await backupToFile(ws, target, { ...backupOpts, sidecar: false, overwrite });
+      produce: async (target, { overwrite, nextTarget }) => {
+        archive = await backupToFile(ws, target, {
+          ...backupOpts,
+          sidecar: false,
+          overwrite,
+          nextDest: nextTarget,
+        });
         return producedFrom(archive);
       },
       s3: job.s3,

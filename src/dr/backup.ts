@@ -431,19 +431,21 @@ async function removeStaleTemps(dest: string): Promise<void> {
  * Writes a backup to `to` (`to + ".enc"` when encrypting, see backupPath) atomically: temp file
  * beside it, fsync, rename, fsync folder, then its `.sha256` sidecar (sidecar.ts). Nothing appears
  * at the destination unless complete, and an existing file there is refused (exit 6) unless
- * `overwrite`, also when it appears while the backup runs. SIGINT/SIGTERM remove the temp file
+ * `overwrite`, also when it appears while the backup runs (with `nextDest`, a generated name, the
+ * backup takes the name it gives instead, as often as needed). SIGINT/SIGTERM remove the temp file
  * (interrupt.ts). A file changing between the two reads restarts the attempt (up to 3 attempts).
  */
 export async function backupToFile(
   ws: Workspace,
   to: string,
-  opts: BackupOptions & { overwrite?: boolean } = {},
+  opts: BackupOptions & { overwrite?: boolean; nextDest?: (taken: string) => string } = {},
 ): Promise<BackupFileResult> {
   const encryption = encryptionOf(opts);
   const encrypted = encryption !== undefined;
   const overwrite = opts.overwrite ?? false;
-  const dest = path.resolve(backupPath(to, encryption));
-  await checkDestination(dest, overwrite);
+  let dest = path.resolve(backupPath(to, encryption));
+  // A generated name that is taken is settled at the rename below, which moves on to the next.
+  await checkDestination(dest, overwrite || opts.nextDest !== undefined);
   await removeStaleTemps(dest);
   for (let attempt = 1; ; attempt++) {
     const tmp = tempPathFor(dest);
@@ -472,9 +474,24 @@ export async function backupToFile(
         await removeSidecar(dest);
         await durableRename(tmp, dest);
       } else {
-        await durableRenameNoReplace(tmp, dest).catch((err: NodeJS.ErrnoException) => {
-          throw err.code === "EEXIST" ? existsError(dest) : err;
-        });
+        for (;;) {
+          const taken = await durableRenameNoReplace(tmp, dest).then(
+            () => false,
+            (err: NodeJS.ErrnoException) => {
+              if (err.code !== "EEXIST" || !opts.nextDest)
+                throw err.code === "EEXIST" ? existsError(dest) : err;
+              return true;
+            },
+          );
+          if (!taken) break;
+          // A generated name another backup took while this one was written: the next one.
+          dest = opts.nextDest!(dest);
+          if (sidecar) {
+            await sidecar.discard();
+            sidecar = undefined;
+            sidecar = await stageSidecar(dest, result.sha256);
+          }
+        }
       }
       placed = true;
       await sidecar?.commit();

@@ -11,7 +11,7 @@ import { staleAfterFromEnv } from "../state/replay.js";
 import { SnapshotResponder, writerPositions } from "../dr/snapshot.js";
 import { ORCHESTRATOR_STOPPED } from "../state/reducer.js";
 import type { InterruptSignal } from "../workspace/interrupt.js";
-import type { Workspace } from "../workspace/layout.js";
+import { refuseOpenToOthers, type Workspace } from "../workspace/layout.js";
 import { acquireLock, type WorkspaceLock } from "../workspace/lock.js";
 import { adoptNewTasks } from "./actions/adopt.js";
 import { claimAndSpawn } from "./actions/claim.js";
@@ -56,6 +56,7 @@ export class Orchestrator {
     const opts = resolveOptions(DEFAULT_OPTIONS, { replayStaleAfterMs: staleAfterFromEnv() }, options);
     const waker = new Waker(opts.pollMs);
     const cadence = new CheckpointCadence(opts);
+    await refuseOpenToOthers(ws);
     const lock = await acquireLock(ws, ORCHESTRATOR_LOCK_COMMAND);
     if (lock.tookOver) opts.warn?.(lock.tookOver);
     try {

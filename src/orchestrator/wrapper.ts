@@ -17,7 +17,7 @@ import { open, readdir, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { atomicWriteFile, durableCreate, durableMkdir } from "../workspace/durable.js";
+import { FILE_MODE, atomicWriteFile, durableCreate, durableMkdir } from "../workspace/durable.js";
 import { Workspace } from "../workspace/layout.js";
 import { readSmallFile } from "../workspace/small-files.js";
 import { processStartTime } from "../workspace/lock.js";
@@ -239,7 +239,7 @@ export async function runWrapper(job: WrapperJob): Promise<number> {
   const logFile = agentLogPath(ws, job.agent_id);
   await durableMkdir(path.dirname(logFile));
   await durableMkdir(ws.completedDir);
-  const logFd = openSync(logFile, "a");
+  const logFd = openSync(logFile, "a", FILE_MODE);
   const t0 = process.hrtime.bigint();
   const { outcome, recordUpdate } = await runCommand(job, logFd, (pgid) => {
     record.command_pgid = pgid;

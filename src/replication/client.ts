@@ -13,6 +13,12 @@ import { EPOCH_HEADER, parseEpochHeader } from "./epoch.js";
 export const REGION_HEADER = "x-bernstein-region";
 
 /**
+ * The shape of a region (a follower's name): what `--follower` and `--follower-name` accept, and
+ * all a leader takes from the network, where a name ends up in `dr status` and in fencing reasons.
+ */
+export const REGION_NAME = /^[A-Za-z0-9._-]+$/;
+
+/**
  * A peer's URL as a user gives it (`--leader`, `--follower NAME=URL`, `--peer`, `--new-leader-url`):
  * http(s) with a host, or a usage error naming `given` (the flag and its value). Checked where it is
  * given: a bad one recorded (a role's `leader_url`) or announced (a fence) would only fail later,

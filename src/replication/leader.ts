@@ -17,7 +17,7 @@ import {
 } from "./ack-policy.js";
 import { lastBackupInfo } from "./backup-info.js";
 import { ExitCode, UserError } from "../errors/errors.js";
-import { Peer, parsePeerUrl } from "./client.js";
+import { Peer, REGION_NAME, parsePeerUrl } from "./client.js";
 import {
   type EpochState,
   announcedEpochProblem,
@@ -61,7 +61,7 @@ export function parseFollowerSpec(value: string): FollowerSpec {
   const eq = value.indexOf("=");
   const name = eq < 0 ? value : value.slice(0, eq);
   const url = eq < 0 ? undefined : value.slice(eq + 1);
-  if (!/^[A-Za-z0-9._-]+$/.test(name))
+  if (!REGION_NAME.test(name))
     throw new UserError(
       `--follower ${value}: expected NAME or NAME=URL, the name of letters, digits, . _ -`,
       ExitCode.USAGE,
@@ -278,6 +278,7 @@ export class ReplicationLeader {
     const b = body as { region?: unknown; positions?: unknown; integrity_error?: unknown };
     const name = typeof b?.region === "string" ? b.region : ctx.region;
     if (!name) throw new ReplicationError("ack without region");
+    if (!REGION_NAME.test(name)) throw new HttpError(400, "ack: a region is letters, digits, . _ -");
     const r = this.record(name);
     if (!r) throw new ReplicationError(`unknown follower "${name}" (not in --follower)`);
     // Positions only grow within an epoch: a replayed or reordered ack (an HTTP retry, a proxy)

@@ -25,7 +25,7 @@ import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { bearerMatches } from "./auth.js";
-import { REGION_HEADER } from "./client.js";
+import { REGION_HEADER, REGION_NAME } from "./client.js";
 import { EPOCH_HEADER, requestEpoch } from "./epoch.js";
 import type { WalSource } from "./wal-source.js";
 import { DEFAULT_LIMITS, type ConnectionLimits } from "./limits.js";
@@ -201,10 +201,12 @@ async function handleRequest(
   }
   const url = new URL(req.url ?? "/", "http://x");
   const route = url.pathname;
+  const region = typeof req.headers[REGION_HEADER] === "string" ? req.headers[REGION_HEADER] : undefined;
+  if (region !== undefined && !REGION_NAME.test(region))
+    throw new HttpError(400, `${REGION_HEADER}: a region is letters, digits, . _ -`);
   const ctx: RequestContext = {
     epoch: requestEpoch(req.headers[EPOCH_HEADER], h.epoch(), (m) => new HttpError(400, m)),
-    region:
-      typeof req.headers[REGION_HEADER] === "string" ? (req.headers[REGION_HEADER] as string) : undefined,
+    region,
   };
   const refusal = await h.checkEpoch(ctx, route);
   res.setHeader(EPOCH_HEADER, String(h.epoch()));

@@ -49,9 +49,14 @@ export interface ProducedBackup {
 
 /**
  * Writes the archive to `target` (the producer appends ".enc" or ".age" when encrypting); `overwrite`: an
- * existing file there may be replaced (else the producer refuses it).
+ * existing file there may be replaced (else the producer refuses it). `nextTarget`, for a generated
+ * name: when another backup takes the archive's name while it is written, the full path (suffix
+ * included) to try instead, and the producer reports the name it got in `path`.
  */
-export type Producer = (target: string, opts: { overwrite: boolean }) => Promise<ProducedBackup>;
+export type Producer = (
+  target: string,
+  opts: { overwrite: boolean; nextTarget?: (taken: string) => string },
+) => Promise<ProducedBackup>;
 
 export interface OffsiteBackupRequest {
   /** `s3://bucket/key`: one object. */
@@ -152,13 +157,21 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
   // Listing first checks the bucket and the credentials before a long backup is produced.
   const exists = async (key: string) => (await store.list(key)).some((o) => o.key === key);
   let now = req.now ?? new Date();
+  const nameAt = (d: Date) => backupName(d, req.encrypted && (req.age ? "age" : "fernet"));
+  // A generated name another backup took: the next second's (the name is ours, not the user's,
+  // so it is never a reason to fail or to replace).
+  const nextName = (taken: string) => nameAt(new Date(parseBackupName(taken)!.created.getTime() + 1000));
   if (req.toDir !== undefined) {
-    name = backupName(now, req.encrypted && (req.age ? "age" : "fernet"));
+    name = nameAt(now);
     // Names have one-second resolution: a second backup within the same second waits for the next.
     for (let i = 0; i < 3 && req.now === undefined && (await exists(name)); i++) {
       await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 5));
       now = new Date();
-      name = backupName(now, req.encrypted && (req.age ? "age" : "fernet"));
+      name = nameAt(now);
+    }
+    while (!req.force && (await exists(name))) {
+      name = nextName(name);
+      now = parseBackupName(name)!.created;
     }
   }
   if (!req.force && (await exists(name))) {
@@ -175,7 +188,15 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
     // byte before the record that marks it verified is written.
     const produced = await req.produce(path.join(store.root, withoutEnc(name)), {
       overwrite: req.force ?? false,
+      nextTarget:
+        req.toDir !== undefined && !req.force
+          ? (taken) => path.join(path.dirname(taken), nextName(path.basename(taken)))
+          : undefined,
     });
+    if (path.basename(produced.path) !== name) {
+      name = path.basename(produced.path);
+      now = parseBackupName(name)!.created;
+    }
     const back = await sha256Of(createReadStream(produced.path));
     if (back.sha256 !== produced.sha256) {
       throw new UserError(

@@ -22,6 +22,7 @@ import {
   durableRename,
   fsyncHandle,
   tempPathFor,
+  FILE_MODE,
 } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { readLinesForward } from "../workspace/lines.js";
@@ -155,7 +156,7 @@ export class IdempotencyStore {
     const seen = new Set<string>();
     const rejected: string[] = [];
     const tmp = tempPathFor(this.file);
-    const fh = await open(tmp, "wx", 0o644);
+    const fh = await open(tmp, "wx", FILE_MODE);
     let before = 0;
     try {
       for await (const line of readLinesForward(this.file)) {

@@ -6,7 +6,14 @@ import { open, readFile, unlink } from "node:fs/promises";
 import path from "node:path";
 import { wrapError } from "../errors/errors.js";
 import { canonicalJson } from "../json/canonical.js";
-import { atomicWriteFile, durableRename, fsyncDir, fsyncHandle, tempPathFor } from "../workspace/durable.js";
+import {
+  FILE_MODE,
+  atomicWriteFile,
+  durableRename,
+  fsyncDir,
+  fsyncHandle,
+  tempPathFor,
+} from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { readLinesForward } from "../workspace/lines.js";
 import type { WalEntry } from "./entry.js";
@@ -36,7 +43,7 @@ export async function openUncommittedIndexForAppend(ws: Workspace) {
     return await open(file, fsc.O_WRONLY | fsc.O_APPEND);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-    const fh = await open(file, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT, 0o644);
+    const fh = await open(file, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT, FILE_MODE);
     await fsyncDir(path.dirname(file));
     return fh;
   }
@@ -245,7 +252,7 @@ export async function rebuildUncommittedIndex(
 ): Promise<{ rows: number; errors: string[] }> {
   const target = uncommittedIndexPath(ws);
   const tmp = tempPathFor(target);
-  const fh = await open(tmp, "wx", 0o644);
+  const fh = await open(tmp, "wx", FILE_MODE);
   let rows = 0;
   const errors: string[] = [];
   try {

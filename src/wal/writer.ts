@@ -15,7 +15,13 @@ import { constants as fsc } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { wrapError } from "../errors/errors.js";
-import { durableMkdir, fsyncDir, writeAndDatasyncFd, writeThenDatasyncFd } from "../workspace/durable.js";
+import {
+  FILE_MODE,
+  durableMkdir,
+  fsyncDir,
+  writeAndDatasyncFd,
+  writeThenDatasyncFd,
+} from "../workspace/durable.js";
 import { isRunId, type Workspace } from "../workspace/layout.js";
 import {
   GENESIS_HASH,
@@ -146,7 +152,7 @@ export class WalWriter {
         fh = await open(file, fsc.O_RDWR | fsc.O_APPEND);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-        fh = await open(file, fsc.O_RDWR | fsc.O_APPEND | fsc.O_CREAT | fsc.O_EXCL, 0o644);
+        fh = await open(file, fsc.O_RDWR | fsc.O_APPEND | fsc.O_CREAT | fsc.O_EXCL, FILE_MODE);
         created = true;
       }
       if (created) await fsyncDir(ws.walDir);

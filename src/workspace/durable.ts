@@ -23,6 +23,16 @@ import path from "node:path";
 import { ExitCode, UserError, destinationError } from "../errors/errors.js";
 import { isProcessAlive } from "./process.js";
 
+/**
+ * The modes a workspace's folders and files are created with (masked further by the umask).
+ * Explicit, because Node's defaults (0777, 0666) leave only the umask between a local user and the
+ * backlog `start` runs: under `umask 000` anyone could drop a task there. Readable by all (what the
+ * Python original's makedirs gives under the usual umask 022), written only by the owner. Secrets
+ * ask for 0600/0700 themselves.
+ */
+export const FOLDER_MODE = 0o755;
+export const FILE_MODE = 0o644;
+
 /** fsync a folder so that entries created, renamed or removed in it survive power loss. */
 export async function fsyncDir(dir: string | Buffer): Promise<void> {
   const fh = await open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
@@ -267,7 +277,7 @@ export async function stageFile(
   options: AtomicWriteOptions = {},
 ): Promise<StagedFile> {
   const tmp = tempPathFor(target);
-  const fh = await open(tmp, "wx", options.mode ?? 0o644);
+  const fh = await open(tmp, "wx", options.mode ?? FILE_MODE);
   try {
     await fh.writeFile(data);
     if (options.mode !== undefined) await fh.chmod(options.mode);
@@ -321,7 +331,7 @@ async function appendDurably(file: string, data: Uint8Array, ownLine: boolean): 
     fh = await open(file, access | fsc.O_APPEND);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-    fh = await open(file, access | fsc.O_APPEND | fsc.O_CREAT, 0o644);
+    fh = await open(file, access | fsc.O_APPEND | fsc.O_CREAT, FILE_MODE);
     created = true;
   }
   try {
@@ -348,7 +358,11 @@ async function endsLineAt(fh: FileHandle): Promise<boolean> {
  * The file appears whole: it is written under a temp name and hard-linked into place, so a
  * concurrent reader (a lock taker deciding whether a lock is stale) never sees it empty.
  */
-export async function durableCreate(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+export async function durableCreate(
+  file: string,
+  data: string | Uint8Array,
+  mode = FILE_MODE,
+): Promise<void> {
   const tmp = tempPathFor(file);
   const fh = await open(tmp, "wx", mode);
   try {
@@ -390,7 +404,7 @@ export async function refuseFileAsFolder(dir: string, what: string): Promise<voi
  * missing folder is created once, from the nearest existing one down, and the first refusal is
  * thrown as the kernel reported it. Returns the folders it created, outermost first.
  */
-export async function durableMkdir(dir: string, mode?: number): Promise<string[]> {
+export async function durableMkdir(dir: string, mode = FOLDER_MODE): Promise<string[]> {
   const abs = path.resolve(dir);
   const missing: string[] = [];
   for (let cur = abs; ; cur = path.dirname(cur)) {

@@ -6,7 +6,7 @@ import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { durableMkdir } from "./durable.js";
 import { refuseMidRestore } from "./restore-journal.js";
-import { shown } from "./shown-path.js";
+import { shellWord, shown } from "./shown-path.js";
 
 /** Task states; the folder a task file is in is its state. */
 export const TASK_STATES = ["open", "claimed", "done", "failed", "closed", "deferred", "manual"] as const;
@@ -204,6 +204,29 @@ export async function initWorkspace(sddDir: string): Promise<{ workspace: Worksp
     }
   }
   return { workspace: ws, created };
+}
+
+/**
+ * Refuses (exit 2) a workspace whose folders any user of the machine may write into: `start`
+ * runs what the backlog holds as its own user, so a task file another local user dropped in
+ * `backlog/open` (or a folder they swapped in above it) would run with these rights. The group's
+ * write bit is left to the owner: under the user-private-group umask (002, many distributions'
+ * default) every folder has it, and a group shared on purpose is a choice. A folder that is not
+ * there is `init`'s business.
+ */
+export async function refuseOpenToOthers(ws: Workspace): Promise<void> {
+  const rels = new Set<string>(["."]);
+  for (const rel of WORKSPACE_DIRS) for (let r = rel; r !== "."; r = path.dirname(r)) rels.add(r);
+  for (const rel of [...rels].sort()) {
+    const dir = ws.p(rel);
+    const st = await stat(dir).catch(() => undefined);
+    if (!st?.isDirectory() || (st.mode & 0o002) === 0) continue;
+    throw new UserError(
+      `${shellWord(shown(dir))} is writable by every user (mode ${(st.mode & 0o7777).toString(8)}): ` +
+        `another user could put a task there for start to run; run: chmod o-w ${shellWord(shown(dir))}`,
+      ExitCode.USAGE,
+    );
+  }
 }
 
 /** Opens an existing workspace or fails with a one-line hint to run `bernstein init`. */

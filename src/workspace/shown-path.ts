@@ -21,7 +21,21 @@ export const shown = (p: string): string => {
  * it: `FOLDER on HOST`, the folder shown as above when it is on this host.
  */
 export const shownOnHost = (host: string, folder: string): string =>
-  `${host === os.hostname() ? shown(folder) : folder} on ${host}`;
+  `${shellWord(host === os.hostname() ? shown(folder) : folder)} on ${shellWord(host)}`;
+
+// C0, DEL and C1: what a terminal may take as a command (a newline that fakes a line, ESC).
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
+// eslint-disable-next-line no-control-regex
+const CONTROL_ONE = /[\u0000-\u001f\u007f-\u009f]/;
+
+/**
+ * Free text that came from an archive, a store or the network (a record's cause, a peer's
+ * message), for a human line: every control character as `\xHH`, the rest as it is. A name (a
+ * path, a host, a region) goes through `shellWord` instead, which also shows where it ends.
+ */
+export const printable = (text: string): string =>
+  text.replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 
 /**
  * A path as one word a shell takes back (bash, zsh, ksh): as it is when nothing in it needs
@@ -34,9 +48,7 @@ export function shellWord(p: string | Buffer): string {
   const text = bytes.toString();
   if (isUtf8(bytes)) {
     if (/^[\w@%+=:,./-]+$/.test(text)) return text;
-    // eslint-disable-next-line no-control-regex
-    if (text.normalize("NFC") === text && !/[\u0000-\u001f\u007f-\u009f]/.test(text))
-      return `'${text.replace(/'/g, "'\\''")}'`;
+    if (text.normalize("NFC") === text && !CONTROL_ONE.test(text)) return `'${text.replace(/'/g, "'\\''")}'`;
   }
   let out = "$'";
   for (const b of bytes) {

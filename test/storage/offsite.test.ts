@@ -305,7 +305,7 @@ describe("off-site backups through the storage hook (plain streams)", () => {
     assert.equal((await openBackupSource({ latest: true, at: dir })).name, good.name);
   });
 
-  it("refuses to overwrite an existing backup name and explains s3:// without a key", async () => {
+  it("refuses to overwrite a name the user chose, moves a generated one on, and explains s3:// without a key", async () => {
     const now = new Date(Date.UTC(2026, 5, 1));
     const req = {
       toDir: `s3://${BUCKET}/dup/`,
@@ -314,8 +314,13 @@ describe("off-site backups through the storage hook (plain streams)", () => {
       now,
       localCopyDir: scratch.dir,
     };
-    await backupOffsite(req);
-    await assert.rejects(backupOffsite(req), /already exists/);
+    const first = await backupOffsite(req);
+    const second = await backupOffsite(req);
+    assert.equal(second.name, backupName(new Date(now.getTime() + 1000), false));
+    await assert.rejects(
+      backupOffsite({ ...req, toDir: undefined, to: `s3://${BUCKET}/dup/${first.name}` }),
+      /already exists; not replacing a backup \(pass --force to replace it\)/,
+    );
     await assert.rejects(
       backupOffsite({ to: `s3://${BUCKET}`, encrypted: false, produce: bytesProducer(Buffer.from("d")) }),
       (e: UserError) => e.exitCode === ExitCode.USAGE && /needs an object key/.test(e.message),

@@ -19,7 +19,7 @@ import { Output } from "../output.js";
 import { findDr } from "./dr-archive.js";
 import { iso, parsePoint, readKeysOf, restorePointCommand, type PointFlags } from "./dr/archive-point.js";
 import { addPasswordOptions, addRemoteOptions, s3OptionsFrom, type RemoteFlags } from "./dr/options.js";
-import { shown, shownOnHost } from "../../workspace/shown-path.js";
+import { printable, shown, shownOnHost } from "../../workspace/shown-path.js";
 
 interface GenerationJson {
   generation: string;
@@ -122,7 +122,7 @@ export async function listWalArchive(
           `${g.generation}  ${g.earliest ?? "-"} .. ${g.latest ?? "-"}  ${g.snapshots.length} snapshot(s), ${g.segments} segment(s)`,
         );
         if (record) out.line(`  workspace: ${shownOnHost(record.host, record.workspace)}`);
-        if (g.cause) out.line(`  started: ${g.cause}`);
+        if (g.cause) out.line(`  started: ${printable(g.cause)}`);
         if (g.record_problem !== null)
           out.line(
             `  DAMAGED record ${generationKey(g.generation)}: ${g.record_problem} (its segments cannot be read)`,

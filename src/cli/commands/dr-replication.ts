@@ -16,7 +16,7 @@ import { describeSnapshotBreak } from "../../archive/archive-status.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
-import { shown } from "../../workspace/shown-path.js";
+import { printable, shellWord, shown } from "../../workspace/shown-path.js";
 import { counted } from "../../workspace/counted.js";
 
 function drGroup(program: Command): Command {
@@ -90,7 +90,7 @@ function registerStatus(dr: Command): void {
       for (const p of st.backup_log_problems) out.warn(p);
       out.result({ ok: !st.problem, ...doc, archive }, () => {
         out.line(
-          `Node:      ${st.role}${st.region ? ` (${st.region})` : ""}, epoch ${st.epoch}${st.fenced ? ` — FENCED: ${st.fenced_reason}` : ""}`,
+          `Node:      ${st.role}${st.region ? ` (${shellWord(st.region)})` : ""}, epoch ${st.epoch}${st.fenced ? ` — FENCED: ${printable(st.fenced_reason ?? "")}` : ""}`,
         );
         if (st.leader_url) out.line(`Leader:    ${st.leader_url}`);
         out.line(
@@ -98,18 +98,18 @@ function registerStatus(dr: Command): void {
         );
         if (st.live)
           out.line(
-            `Process:   pid ${st.live.pid} at ${st.live.url}${st.live.reachable ? "" : ` (not answering: ${st.live.error})`}`,
+            `Process:   pid ${st.live.pid} at ${st.live.url}${st.live.reachable ? "" : ` (not answering: ${printable(st.live.error ?? "")})`}`,
           );
         else out.line("Process:   no replication process running for this workspace");
         if (st.policy)
           out.line(
-            `Policy:    ${st.policy}${st.policy_state ? ` — ${st.policy_state}` : ""}${st.policy_reason ? `: ${st.policy_reason}` : ""}`,
+            `Policy:    ${st.policy}${st.policy_state ? ` — ${st.policy_state}` : ""}${st.policy_reason ? `: ${printable(st.policy_reason)}` : ""}`,
           );
-        if (st.integrity_error) out.line(`Integrity: ERROR ${st.integrity_error}`);
+        if (st.integrity_error) out.line(`Integrity: ERROR ${printable(st.integrity_error)}`);
         if (st.lag) out.line(`Lag:       ${fmtNum(st.lag.entries)} entries, ${fmtNum(st.lag.seconds, " s")}`);
         for (const f of st.followers) {
           out.line(
-            `Follower:  ${f.name.padEnd(12)} ${f.health.padEnd(11)} lag ${fmtNum(f.lag_entries)} entries / ${fmtNum(f.lag_seconds, " s")}, last ack ${f.last_ack_at ?? "never"}`,
+            `Follower:  ${shellWord(f.name).padEnd(12)} ${f.health.padEnd(11)} lag ${fmtNum(f.lag_entries)} entries / ${fmtNum(f.lag_seconds, " s")}, last ack ${f.last_ack_at ?? "never"}`,
           );
         }
         out.line(

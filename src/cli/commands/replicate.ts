@@ -22,7 +22,7 @@ import {
   tlsOf,
 } from "../replication-options.js";
 import { parseListen } from "../../replication/server.js";
-import { parsePeerUrl } from "../../replication/client.js";
+import { REGION_NAME, parsePeerUrl } from "../../replication/client.js";
 import { addDeprecatedAlias } from "../deprecated-option.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
@@ -135,7 +135,7 @@ export function registerReplicate(program: Command): void {
       const g = globalsOf(cmd);
       const out = Output.of(cmd);
       parsePeerUrl(flags.leader, `--leader ${flags.leader}`);
-      if (!/^[A-Za-z0-9._-]+$/.test(flags.followerName))
+      if (!REGION_NAME.test(flags.followerName))
         throw new UserError(
           `--follower-name ${flags.followerName}: letters, digits, . _ - only`,
           ExitCode.USAGE,

@@ -21,6 +21,7 @@ import {
 } from "../worktree-tasks.js";
 import { fail } from "./fail.js";
 import { intentInputs, type ReplayHandlers } from "./replay.js";
+import { FILE_MODE } from "../../workspace/durable.js";
 import { launcherEnv, launcherFlags } from "../../workspace/launcher.js";
 
 export async function claimAndSpawn(ctx: RunContext, t: TaskView): Promise<void> {
@@ -110,7 +111,7 @@ function startWrapper(
     env: invocation.env,
     timeout_s: t.spec.timeout_s,
   };
-  const logFd = openSync(agentLogPath(ctx.ws, agentId), "a");
+  const logFd = openSync(agentLogPath(ctx.ws, agentId), "a", FILE_MODE);
   try {
     return spawn(process.execPath, [...launcherFlags(), WRAPPER_MAIN, JSON.stringify(job)], {
       cwd: invocation.cwd,

@@ -3,6 +3,7 @@ import path from "node:path";
 import type { Command } from "../../../vendor/commander.js";
 import { resolveAuditKeyPath } from "../../../audit/key.js";
 import { openWorkspace } from "../../../workspace/layout.js";
+import { shellWord } from "../../../workspace/shown-path.js";
 import { stopLockHolder } from "../../../orchestrator/control.js";
 import { resolveDecryptPassword } from "../../password.js";
 import { completeInterruptedRestore, dryRunArchive, restoreFromStream } from "../../../dr/restore.js";
@@ -126,7 +127,7 @@ export function registerRestore(dr: Command): void {
               out.line("  (archive of the Python reference: no per-file hashes to check)");
             out.line("");
             out.line("Files in backup:");
-            for (const f of s.files.slice(0, 50)) out.line(f);
+            for (const f of s.files.slice(0, 50)) out.line(shellWord(f));
             if (s.files.length > 50) out.line(`... and ${s.files.length - 50} more`);
           },
         );
