@@ -4,6 +4,7 @@
  * `dr restore --from s3://`. Skipped, saying why, where `moto_server` is not installed.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { makeSmallWorkspace, restoreEventFile, snapshotTree } from "../dr/support/workspace.js";
@@ -64,6 +65,22 @@ describe("dr backup/list/restore with s3:// against moto", { skip: MOTO_MISSING 
     assert.equal(r.code, 0, r.stderr);
     const restored = snapshotTree(target);
     restored.delete("runtime/restored-from.json");
+    // And the row of the backup it was restored from, which the archive could not hold.
+    const rows = readFileSync(path.join(target, "runs", "backups.jsonl"), "utf8")
+      .trim()
+      .split("\n");
+    assert.equal(JSON.parse(rows.at(-1)!).location, backup.path);
+    if (rows.length === 1) restored.delete("runs/backups.jsonl");
+    else
+      restored.set("runs/backups.jsonl", {
+        ...restored.get("runs/backups.jsonl")!,
+        sha: sha(
+          rows
+            .slice(0, -1)
+            .map((l) => `${l}\n`)
+            .join(""),
+        ),
+      });
     // Beyond the archive's state, the restored chain holds the restore's own dr.restore event.
     const { rel, carried } = restoreEventFile(target);
     if (carried === "") restored.delete(rel);

@@ -119,7 +119,14 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
     // Beyond the archive, the restored audit chain holds the restore's own dr.restore event.
     const { rel: appended, carried } = restoreEventFile(target);
     assert.ok((await readFile(path.join(sdd, appended), "utf8").catch(() => "")).startsWith(carried));
-    const restored = await tree(target, (rel) => rel === "runtime/restored-from.json" || rel === appended);
+    // And the row of the backup it was restored from (its last good backup), which the archive
+    // could not hold.
+    const rows = (await readFile(path.join(target, "runs", "backups.jsonl"), "utf8")).trim().split("\n");
+    assert.equal(JSON.parse(rows.at(-1)!).location, backup.path);
+    const restored = await tree(
+      target,
+      (rel) => rel === "runtime/restored-from.json" || rel === appended || rel === "runs/backups.jsonl",
+    );
     const original = await tree(sdd);
     assert.ok(restored.size > 100, `restored ${restored.size} files`);
     for (const [rel, digest] of restored) assert.equal(original.get(rel), digest, rel);
