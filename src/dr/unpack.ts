@@ -137,7 +137,13 @@ export async function archiveKindOf(
   head: Buffer,
   opts: Pick<ReadArchiveOptions, "label" | "password" | "identities">,
 ): Promise<{ encrypted: boolean; age: boolean }> {
-  const gzip = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
+  // A password-encrypted file starts with its random salt, which begins with gzip's magic in one
+  // file of 65,536: the token's fixed start after it ("gAAAAA": the version byte and a time's
+  // zero high bytes; 48 bits a gzip archive holds there by chance once in 2^48) decides first.
+  const fernet =
+    head.length >= SALT_BYTES + 6 &&
+    head.subarray(SALT_BYTES, SALT_BYTES + 6).toString("latin1") === "gAAAAA";
+  const gzip = !fernet && head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
   const age = !gzip && head.length >= AGE_MAGIC.length && looksLikeAge(head);
   const encrypted = !gzip && (age || looksEncrypted(head));
   if (!gzip && !encrypted) {
