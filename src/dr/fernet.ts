@@ -357,7 +357,19 @@ export function fernetEncryptStream(encryptor: FernetEncryptor): Transform {
   });
 }
 
-/** Whether the first bytes of a file look like `salt || Fernet token` ("gAAAAA" after 16 bytes). */
+/**
+ * Whether a file certainly starts as `salt || Fernet token`: "gAAAAA" after the salt, the version
+ * byte and the zero high bytes of the token's time (48 bits another file holds there by chance
+ * once in 2^48). Strong enough to win over gzip's 2-byte magic, which a random salt begins with
+ * once in 65,536 files.
+ */
+export function startsWithToken(head: Buffer): boolean {
+  return (
+    head.length >= SALT_BYTES + 6 && head.subarray(SALT_BYTES, SALT_BYTES + 6).toString("latin1") === "gAAAAA"
+  );
+}
+
+/** Whether the first bytes of a file look like `salt || Fernet token` ("gA" after 16 bytes). */
 export function looksEncrypted(head: Buffer): boolean {
   return (
     head.length >= SALT_BYTES + 6 && head.subarray(SALT_BYTES, SALT_BYTES + 2).toString("latin1") === "gA"

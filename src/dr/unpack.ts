@@ -32,6 +32,7 @@ import {
   FernetFormatError,
   SALT_BYTES,
   looksEncrypted,
+  startsWithToken,
   type KeyCache,
 } from "./fernet.js";
 import type { ParsedManifest } from "./manifest.js";
@@ -137,13 +138,8 @@ export async function archiveKindOf(
   head: Buffer,
   opts: Pick<ReadArchiveOptions, "label" | "password" | "identities">,
 ): Promise<{ encrypted: boolean; age: boolean }> {
-  // A password-encrypted file starts with its random salt, which begins with gzip's magic in one
-  // file of 65,536: the token's fixed start after it ("gAAAAA": the version byte and a time's
-  // zero high bytes; 48 bits a gzip archive holds there by chance once in 2^48) decides first.
-  const fernet =
-    head.length >= SALT_BYTES + 6 &&
-    head.subarray(SALT_BYTES, SALT_BYTES + 6).toString("latin1") === "gAAAAA";
-  const gzip = !fernet && head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
+  // The token's start decides before gzip's magic, which a random salt may begin with.
+  const gzip = !startsWithToken(head) && head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
   const age = !gzip && head.length >= AGE_MAGIC.length && looksLikeAge(head);
   const encrypted = !gzip && (age || looksEncrypted(head));
   if (!gzip && !encrypted) {

@@ -36,6 +36,11 @@ function parseS3(text: string): { bucket: string; key: string } {
 }
 
 /** A single object target or source: `s3://bucket/key` or a file path. */
+/** `text` as a location that means the same from any folder: an s3:// URL as it is, a path made absolute. */
+export function absoluteLocation(text: string): string {
+  return isS3Url(text) ? text : path.resolve(text);
+}
+
 export function parseObjectLocation(text: string): Location {
   if (isS3Url(text)) {
     const { bucket, key } = parseS3(text);

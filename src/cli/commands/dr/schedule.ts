@@ -14,7 +14,7 @@ import { encryptionOf } from "../../../dr/backup.js";
 import { PASSWORD_ENV, type PasswordFlags } from "../../password.js";
 import { loadedConfigOf } from "../../../config/apply.js";
 import { addRecipientOptions, resolveWriteKeys, type RecipientFlags } from "../../age-keys.js";
-import { isS3Url, parseCatalogueLocation } from "../../../storage/location.js";
+import { absoluteLocation, parseCatalogueLocation } from "../../../storage/location.js";
 import { openCatalogue } from "../../../storage/open-store.js";
 import type { BackupStore } from "../../../storage/store.js";
 import { makeCatalogueFolder } from "../../../storage/offsite.js";
@@ -74,7 +74,6 @@ const PATH_OPTIONS = new Set([
   "--local-copy",
   "--recipients-file",
 ]);
-const absolutePath = (value: string): string => (isS3Url(value) ? value : path.resolve(value));
 
 /** `dr schedule` arguments to repeat in a unit or crontab: everything after `schedule` but --print-*. */
 function scheduleArgsFromArgv(argv: string[]): string[] {
@@ -86,9 +85,9 @@ function scheduleArgsFromArgv(argv: string[]): string[] {
     const eq = a.indexOf("=");
     // Printer-only flags; --config is put before the command by the printer.
     if (a === "--run-as" || a === "--config") k++;
-    else if (PATH_OPTIONS.has(a) && k + 1 < rest.length) args.push(a, absolutePath(rest[++k]!));
+    else if (PATH_OPTIONS.has(a) && k + 1 < rest.length) args.push(a, absoluteLocation(rest[++k]!));
     else if (eq > 0 && PATH_OPTIONS.has(a.slice(0, eq)))
-      args.push(`${a.slice(0, eq)}=${absolutePath(a.slice(eq + 1))}`);
+      args.push(`${a.slice(0, eq)}=${absoluteLocation(a.slice(eq + 1))}`);
     else if (
       !["--print-systemd", "--print-cron", "--json", "--once"].includes(a) &&
       !/^--(run-as|config)=/.test(a)

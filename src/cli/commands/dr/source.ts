@@ -10,7 +10,7 @@ import type { AgeSplitHashes } from "../../../dr/age/split-hash.js";
 import type { RekeyWatch } from "../../../dr/rekey-lock.js";
 import { openWorkspace } from "../../../workspace/layout.js";
 import { readSidecar } from "../../../dr/sidecar.js";
-import { isS3Url } from "../../../storage/location.js";
+import { absoluteLocation } from "../../../storage/location.js";
 import { isOffsiteSource, openBackupSource } from "../../../storage/offsite.js";
 import type { BackupStore } from "../../../storage/store.js";
 import type { PasswordFlags } from "../../password.js";
@@ -119,7 +119,7 @@ export async function ranOnArchivePoint(
  * file absolute (a runbook's commands work from any folder).
  */
 export function archiveLocation(opened: OpenedSource): string {
-  return isS3Url(opened.label) ? opened.label : path.resolve(opened.label);
+  return absoluteLocation(opened.label);
 }
 
 /** The store and name an opened archive is at: a local file's folder is a store too. */
