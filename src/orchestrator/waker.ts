@@ -9,16 +9,24 @@ import { setLongTimeout } from "../workspace/timer.js";
 export class Waker {
   private watchers: FSWatcher[] = [];
   private wakeResolve: (() => void) | null = null;
+  // A wake that came while the loop was busy (a wrapper that exited mid-pass): the next sleep
+  // returns at once, or the change would wait a whole poll interval to be seen.
+  private woken = false;
 
   constructor(private readonly pollMs: number) {}
 
   wake(): void {
     const r = this.wakeResolve;
     this.wakeResolve = null;
-    r?.();
+    if (r) r();
+    else this.woken = true;
   }
 
   sleep(): Promise<void> {
+    if (this.woken) {
+      this.woken = false;
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve) => {
       const timer = setLongTimeout(() => this.wake(), this.pollMs);
       this.wakeResolve = () => {
