@@ -124,7 +124,8 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
     orchestrator: {
       running,
       pid: running ? held.pid : null,
-      run_id: sf?.run_id ?? null,
+      // A restore to a point in time has no status file: the run is the newest in the WAL.
+      run_id: sf?.run_id ?? last?.run_id ?? null,
       state: running ? (sf?.state ?? "running") : "stopped",
     },
     held_by:

@@ -125,7 +125,13 @@ export const walSegments = (objects: Iterable<string>, runId: string): string[] 
 /** What `status --json` says of the state (the checkpoint's age and the process table aside). */
 export function statusState(json: string) {
   const s = JSON.parse(json);
-  return { tasks: s.tasks, cost_usd: s.cost_usd, wal: s.wal, agents_recorded: s.agents_recorded };
+  return {
+    tasks: s.tasks,
+    cost_usd: s.cost_usd,
+    wal: s.wal,
+    agents_recorded: s.agents_recorded,
+    orchestrator_run: s.orchestrator.run_id,
+  };
 }
 
 /**
@@ -155,7 +161,7 @@ export async function checkedProblems(
 export interface Restored {
   code: number | null;
   stderr: string;
-  doc?: { wal: Record<string, { seq: number }>; broken?: unknown };
+  doc?: { wal: Record<string, { seq: number }>; broken?: { at_seq?: string } };
 }
 
 /**
