@@ -79,8 +79,12 @@ export interface PointRestoreResult {
   at: number;
   wal: Record<string, { seq: number; entry_hash: string | undefined }>;
   segments: number;
-  /** Set when --last-consistent moved the point back before a broken segment. */
-  broken?: { segment: string; reason: string };
+  /**
+   * Set when --last-consistent moved the point back before a broken segment. `at_seq` (RUN:SEQ)
+   * when the WAL was cut there: the broken lines' times are unknown, so `--at` of the instant is
+   * refused and only `--at-seq` of it restores this point again.
+   */
+  broken?: { segment: string; reason: string; at_seq?: string };
   warnings: string[];
   snapshot_restore: RestoreResult;
 }
@@ -549,6 +553,7 @@ export async function restoreToPoint(
         tried.add(key);
         await rm(staging, { recursive: true, force: true });
         broken ??= { segment: err.key, reason: err.message };
+        broken.at_seq = earlier.kind === "seq" ? `${earlier.run}:${earlier.seq}` : undefined;
         chosen = await choose(store, earlier, keyOf);
       }
     }

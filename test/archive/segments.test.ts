@@ -192,6 +192,10 @@ describe("dr archive / archive-list / archive-restore on a folder store", () => 
       assert.equal(last.code, 0, last.stderr);
       assert.equal(last.doc?.wal[RUN]?.seq, 14);
       assert.ok(last.doc?.broken);
+      // A lost or unindexed segment's lines have no known time: the point again is --at-seq of
+      // the last entry kept.
+      const untimed = damage === "missing" || damage === "unindexed";
+      assert.equal(last.doc.broken.at_seq, untimed ? `${RUN}:14` : undefined);
       if (damage === "missing") {
         // A point inside the lost segment's span, the segment after it starting later: the
         // entries lost are at or before the point, so it is refused, not restored without them.

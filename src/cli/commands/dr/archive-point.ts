@@ -238,7 +238,13 @@ export async function restorePointCommand(
     out.line(`Restored ${shown(r.target)} as of ${iso(r.at)} (generation ${r.generation})`);
     out.line(`  snapshot ${r.snapshot}, then ${r.segments} segment(s), every hash checked`);
     for (const [run, pos] of Object.entries(r.wal)) out.line(`  WAL ${run} at seq ${pos.seq}`);
-    if (r.broken) out.warn(`stopped before a broken segment (--last-consistent): ${r.broken.reason}`);
+    if (r.broken) {
+      out.warn(`stopped before a broken segment (--last-consistent): ${r.broken.reason}`);
+      if (r.broken.at_seq)
+        out.line(
+          `  to restore this point again: --at-seq ${r.broken.at_seq} (the broken lines' times are unknown)`,
+        );
+    }
     if (r.kept) out.line(`  previous workspace kept at ${shown(r.kept)}`);
   });
 }
