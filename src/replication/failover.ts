@@ -10,7 +10,10 @@
  * FAILOVER_RECOMMENDED writes `docs/runbooks/DR-RUNBOOK-<UTC timestamp>.md` in the workspace.
  */
 import path from "node:path";
+import { parseBackupName } from "../storage/catalogue.js";
+import { isS3Url } from "../storage/location.js";
 import { durableCreate, durableMkdir } from "../workspace/durable.js";
+import { shellWord } from "../workspace/shown-path.js";
 import type { Workspace } from "../workspace/layout.js";
 import { counted } from "../workspace/counted.js";
 import type { AckPolicyName } from "./ack-policy.js";
@@ -362,16 +365,41 @@ function dataLossSection(r: RunbookInput, { candidate, actNow }: RunbookPlan): s
   return lines;
 }
 
-const POST_RECOVERY_CHECKLIST = [
-  "`bernstein dr status --json` on the new leader: role leader, the new epoch, followers HEALTHY.",
-  "`bernstein doctor` passes on the new leader.",
-  "WAL and audit chains verify (`bernstein wal verify`, `bernstein audit verify`).",
-  "`bernstein start` completes the backlog; `bernstein status` shows the expected task counts.",
-  "The old leader stays stopped; it re-joins only as a follower (`replicate follow --rebootstrap`).",
-  "Take a fresh backup (`bernstein dr backup`) and a restore drill.",
-  "If the old leader was archived: archive the new one (`bernstein start --archive-to` the same location starts a generation of its own; the old one stays restorable).",
-  "Re-enable external triggers (cron, CI, webhooks) paused during the failover.",
-];
+/**
+ * Taking a fresh backup where the last one went: its catalogue location when it was a catalogue
+ * backup (`bernstein-backup-<UTC>...`), else a destination the user fills in.
+ */
+function freshBackupStep(r: RunbookInput): string {
+  const location = r.lastBackup?.location;
+  const name = location?.slice(location.lastIndexOf("/") + 1);
+  let command = "`bernstein dr backup --to-dir <LOCATION>` or `--to <PATH>`";
+  if (location && name && parseBackupName(name)) {
+    const folder = location.slice(0, location.length - name.length);
+    const dir = isS3Url(folder) ? folder : folder.replace(/\/+$/, "") || "/";
+    command = `\`bernstein dr backup --to-dir ${shellWord(dir)}${keyFlag(location)}\`, where the last one went`;
+  }
+  return `Take a fresh backup (${command}) and a restore drill (\`bernstein dr drill\`).`;
+}
+
+/** The flag a fresh backup like the one at `location` needs to be encrypted the same way. */
+function keyFlag(location: string): string {
+  if (location.endsWith(".enc")) return " --encrypt --password-file <PASSWORD_FILE>";
+  if (location.endsWith(".age")) return " --recipient <RECIPIENT>";
+  return "";
+}
+
+function postRecoveryChecklist(r: RunbookInput): string[] {
+  return [
+    "`bernstein dr status --json` on the new leader: role leader, the new epoch, followers HEALTHY.",
+    "`bernstein doctor` passes on the new leader.",
+    "WAL and audit chains verify (`bernstein wal verify`, `bernstein audit verify`).",
+    "`bernstein start` completes the backlog; `bernstein status` shows the expected task counts.",
+    "The old leader stays stopped; it re-joins only as a follower (`replicate follow --rebootstrap`).",
+    freshBackupStep(r),
+    "If the old leader was archived: archive the new one (`bernstein start --archive-to` the same location starts a generation of its own; the old one stays restorable).",
+    "Re-enable external triggers (cron, CI, webhooks) paused during the failover.",
+  ];
+}
 
 export function renderRunbook(r: RunbookInput, now = new Date()): string {
   const candidate = bestCandidate(r.nodes);
@@ -390,7 +418,7 @@ export function renderRunbook(r: RunbookInput, now = new Date()): string {
     "",
     "## Post-recovery checklist",
     "",
-    ...POST_RECOVERY_CHECKLIST.map((item) => `- [ ] ${item}`),
+    ...postRecoveryChecklist(r).map((item) => `- [ ] ${item}`),
   ];
   return lines.join("\n") + "\n";
 }

@@ -52,7 +52,13 @@ test("a restored workspace's last good backup is the one it was restored from", 
 
   const runbook = (JSON.parse(await run(restored, ["dr", "runbook", "--json"])) as { runbook: string })
     .runbook;
-  assert.match(await readFile(runbook, "utf8"), new RegExp(`dr restore --from ${path.join(cat, name)} `));
+  const text = await readFile(runbook, "utf8");
+  assert.match(text, new RegExp(`dr restore --from ${path.join(cat, name)} `));
+  // Its checklist's fresh backup goes where the last one went, and runs as written.
+  const fresh = /`(bernstein dr backup [^`]*)`/.exec(text)?.[1];
+  assert.equal(fresh, `bernstein dr backup --to-dir ${cat}`);
+  await run(restored, fresh.split(" ").slice(1));
+  assert.equal((await readdir(cat)).filter((n) => n.endsWith(".tar.gz")).length, 2);
 });
 
 test("a passing dr verify of a listed backup makes it verified for dr status", async (t) => {
