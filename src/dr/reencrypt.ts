@@ -13,6 +13,7 @@ import { ExitCode, UserError, ioError } from "../errors/errors.js";
 import {
   durableRename,
   durableUnlink,
+  writeAllAt,
   fsyncDir,
   fsyncHandle,
   tempPathFor,
@@ -56,7 +57,7 @@ async function streamInto(
   const write = async (parts: Buffer[]): Promise<void> => {
     for (const p of parts) {
       hash.update(p);
-      await fh.write(p, 0, p.length, size);
+      await writeAllAt(fh, p, size);
       size += p.length;
     }
   };
@@ -221,7 +222,7 @@ export async function reencryptFernetFile<T extends { audit_warning?: string }>(
     if (!cleanup.passed) await unlink(tmp).catch(() => {});
     // A full or read-only disk can only be the new archive's (the old one is only read).
     const code = (err as NodeJS.ErrnoException | undefined)?.code;
-    if (!cleanup.passed && (code === "ENOSPC" || code === "EDQUOT" || code === "EROFS"))
+    if (!cleanup.passed && (code === "ENOSPC" || code === "EDQUOT" || code === "EROFS" || code === "EFBIG"))
       throw ioError(`cannot write ${shown(dest)}`, err) ?? err;
     throw err;
   } finally {

@@ -72,6 +72,11 @@ export function userErrorFromFs(err: unknown, what: string): UserError | undefin
       return new UserError(`${what}: no space left on device`, ExitCode.IO);
     case "EDQUOT":
       return new UserError(`${what}: disk quota exceeded`, ExitCode.IO);
+    case "EFBIG":
+      return new UserError(
+        `${what}: file too large (the file system's or this process's file-size limit)`,
+        ExitCode.IO,
+      );
     case "EROFS":
       return new UserError(`${what}: read-only file system`, ExitCode.IO);
     case "ENAMETOOLONG":

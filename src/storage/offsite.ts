@@ -9,6 +9,7 @@
  * and the SHA-256 that the upload carries is known before the first byte is sent.
  */
 import type { AgeSplitHashes } from "../dr/age/split-hash.js";
+import type { RekeyWatch } from "../dr/rekey-lock.js";
 import { createReadStream } from "node:fs";
 import { rm, unlink } from "node:fs/promises";
 import os from "node:os";
@@ -28,6 +29,7 @@ import {
   type BackupRecord,
 } from "./catalogue.js";
 import { isS3Url, parseCatalogueLocation, parseObjectLocation } from "./location.js";
+import { LocalStore } from "./local-store.js";
 import { openCatalogue, openObject } from "./open-store.js";
 import type { S3Options } from "./s3-store.js";
 import type { BackupStore, RetryInfo } from "./store.js";
@@ -287,6 +289,8 @@ export interface BackupSource {
   note?: string;
   /** `--latest`: the next older verified backup's location, to name if this one is damaged. */
   olderVerified?: string;
+  /** A backup in a local folder: whether a `dr rekey` changed it while it was read (dr/rekey-lock.ts). */
+  rekeyWatch?: RekeyWatch;
 }
 
 /** Opens a backup for restore/verify: `--from s3://bucket/key` or `--latest --at LOCATION`. */
@@ -314,9 +318,15 @@ export async function openBackupSource(
   } else {
     throw new UserError("give --from FILE|s3://bucket/key or --latest --at LOCATION", ExitCode.USAGE);
   }
+  // Before its metadata and its bytes are read (rekey-lock.ts says why); loaded for a local folder only.
+  const rekeyWatch =
+    store instanceof LocalStore
+      ? await (await import("../dr/rekey-lock.js")).watchForRekey(store.describe(name))
+      : undefined;
   const info = await store.head(name);
   if (!info) throw new UserError(`${store.describe(name)}: no such backup`, ExitCode.USAGE);
   return {
+    rekeyWatch,
     stream: await store.get(name),
     location: store.describe(name),
     name,

@@ -98,6 +98,22 @@ export function writeThenDatasyncFd(fd: number, data: Buffer): Promise<void> {
   return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
+/**
+ * Writes all of `data` at `position` of `fh`. One write() may write less than asked (a disk that
+ * is filling up, a file-size limit) and say so only in its count: the rest is written by further
+ * calls, whose failure (ENOSPC, EFBIG) is then the error. A call that writes nothing fails as EIO
+ * rather than loop.
+ */
+export async function writeAllAt(fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  let off = 0;
+  while (off < data.length) {
+    const { bytesWritten } = await fh.write(data, off, data.length - off, position + off);
+    if (bytesWritten === 0)
+      throw Object.assign(new Error(`write() wrote nothing at byte ${position + off}`), { code: "EIO" });
+    off += bytesWritten;
+  }
+}
+
 function writeAllFd(fd: number, data: Buffer): void {
   let off = 0;
   while (off < data.length) off += writeSync(fd, data, off, data.length - off, null);

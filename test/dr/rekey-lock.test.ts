@@ -207,3 +207,73 @@ test("watchForRekey: nothing to say about an archive left alone; exit 3 for one 
     await cleanup();
   }
 });
+
+test("a catalogue backup mid-rekey read another way: dr verify/restore --latest --at its folder exit 3, dr list --check --deep finds it rekeying (exit 3), not damaged; once the rekey is done the check passes", async () => {
+  const { dir, cleanup } = await scratchDir();
+  try {
+    const env = envFor(dir);
+    const { ws } = await makeSmallWorkspace(dir, { bigBytes: 200_000 });
+    const [a, c] = [await generateIdentityLine(false), await generateIdentityLine(false)];
+    const idA = path.join(dir, "id_a.txt");
+    await writeFile(idA, `${a.identity}\n`, { mode: 0o600 });
+    const cat = path.join(dir, "cat");
+    const made = await runCli(
+      ["dr", "backup", "--sdd", ws.root, "--to-dir", cat, "--recipient", a.recipient, "--json"],
+      { env },
+    );
+    assert.equal(made.code, 0, made.stderr);
+    const archive = (JSON.parse(made.stdout) as { path: string }).path;
+    const rekey = ["dr", "rekey", "--sdd", ws.root, "--from", archive, "--identity-file", idA];
+    const first = await stoppedRekey([...rekey, "--add-recipient", c.recipient], env, "after_header");
+
+    for (const command of ["verify", "restore"]) {
+      const target = path.join(dir, `restored-${command}`);
+      const r = await runCli(
+        [
+          "dr",
+          command,
+          "--latest",
+          "--at",
+          cat,
+          "--identity-file",
+          idA,
+          ...(command === "restore" ? ["--sdd", target, "--key-file", path.join(dir, "k", "audit.key")] : []),
+        ],
+        { env },
+      );
+      assert.equal(r.code, ExitCode.LOCKED, `${command}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`is being rekeyed by pid ${first.pid} on .*; run again`));
+      assert.doesNotMatch(r.stderr, /damaged/);
+      assert.equal(existsSync(target), false, "nothing restored");
+    }
+    const check = ["dr", "list", "--sdd", ws.root, "--at", cat, "--check", "--deep", "--identity-file", idA];
+    const listed = await runCli([...check, "--json"], { env });
+    assert.equal(listed.code, ExitCode.LOCKED, listed.stderr);
+    const doc = JSON.parse(listed.stdout) as {
+      ok: boolean;
+      check: { status: string }[];
+      content: { status: string; detail: string }[];
+    };
+    assert.equal(doc.ok, false);
+    assert.ok(
+      [...doc.check, ...doc.content].every((f) => f.status === "ok" || f.status === "rekeying"),
+      listed.stdout,
+    );
+    assert.equal(doc.content[0]?.status, "rekeying", listed.stdout);
+    assert.match(doc.content[0]!.detail, new RegExp(`is being rekeyed by pid ${first.pid} on `));
+    const human = await runCli(check, { env });
+    assert.equal(human.code, ExitCode.LOCKED, human.stderr);
+    assert.match(
+      human.stdout,
+      /check NOT DONE: 1 backup\(s\) being rekeyed; check again once the rekey has finished/,
+    );
+
+    first.child.kill("SIGCONT");
+    const done = await first.done;
+    assert.equal(done.code, 0, done.stderr);
+    const after = await runCli(check, { env });
+    assert.equal(after.code, 0, after.stdout + after.stderr);
+  } finally {
+    await cleanup();
+  }
+});

@@ -15,7 +15,7 @@
  * header fails its MAC there (exit 5).
  */
 import { open, readFile } from "node:fs/promises";
-import { atomicWriteFile, durableUnlink, fsyncHandle } from "../../workspace/durable.js";
+import { atomicWriteFile, durableUnlink, fsyncHandle, writeAllAt } from "../../workspace/durable.js";
 import { AgeFormatError } from "./header.js";
 
 export const journalPath = (archive: string): string => `${archive}.rekey-journal`;
@@ -71,7 +71,7 @@ export async function overwriteHeader(archive: string, header: Buffer, expectedS
     const size = (await fh.stat()).size;
     if (size !== expectedSize)
       throw new AgeFormatError(`${archive} is ${size} bytes, expected ${expectedSize}`);
-    await fh.write(header, 0, header.length, 0);
+    await writeAllAt(fh, header, 0);
     await fsyncHandle(fh);
   } finally {
     await fh.close();

@@ -20,7 +20,8 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { open, rename, stat, unlink } from "node:fs/promises";
 import path from "node:path";
-import { fsyncDir, fsyncHandle, tempPathFor } from "../../workspace/durable.js";
+import { fsyncDir, fsyncHandle, tempPathFor, writeAllAt } from "../../workspace/durable.js";
+import { ioError } from "../../errors/errors.js";
 import { cleanupUntilNoReturn, type PointOfNoReturn } from "../../workspace/interrupt.js";
 import { crashPoint } from "../../state/decisions.js";
 import { sealHeaderPadded, sealHeaderWithRoom, withoutFiller } from "./filler.js";
@@ -126,7 +127,8 @@ export async function rekeyAgeFile<T extends { audit_warning?: string }>(
     inPlace && !carried
       ? await payloadPass(file, oldHeader.length, header, plan.recorded?.split.age_payload_sha256)
       : undefined;
-  await plan.beforeChange?.();
+  // The copy changes nothing until its rename: a copy that fails (a full disk) keeps the sidecar.
+  if (inPlace) await plan.beforeChange?.();
   const payloadBytes = size - oldHeader.length;
   const result = {
     header_bytes_before: oldHeader.length,
@@ -143,7 +145,7 @@ export async function rekeyAgeFile<T extends { audit_warning?: string }>(
   const cross = (cleanup: PointOfNoReturn, point: string, steps: (passed: () => void) => Promise<T>) =>
     cleanup.cross(point, steps, now, (r) => r.audit_warning);
   if (!inPlace) {
-    return copyWithHeader(file, header, oldHeader.length, fileKey, plan.recorded, cross, (copied) =>
+    return copyWithHeader(file, header, oldHeader.length, fileKey, plan, cross, (copied) =>
       record({
         ...result,
         in_place: false,
@@ -245,7 +247,7 @@ async function copyWithHeader<T>(
   header: Buffer,
   oldHeaderBytes: number,
   fileKey: Uint8Array,
-  recorded: RekeyPlan["recorded"],
+  plan: Pick<RekeyPlan, "recorded" | "beforeChange">,
   cross: (cleanup: PointOfNoReturn, point: string, steps: (passed: () => void) => Promise<T>) => Promise<T>,
   record: (copied: { sha256: string; payload: string }) => Promise<T>,
 ): Promise<T> {
@@ -259,12 +261,17 @@ async function copyWithHeader<T>(
     const payload = createHash("sha256");
     const out = await open(tmp, "wx", mode);
     try {
-      await out.write(header);
+      // A full disk (or file-size limit) is the copy's: the archive is only read.
+      const put = (data: Buffer, at: number) =>
+        writeAllAt(out, data, at).catch((err: unknown) => {
+          throw ioError(`cannot write the rekeyed copy of ${shown(file)}`, err) ?? err;
+        });
+      await put(header, 0);
       let at = header.length;
       for await (const chunk of createReadStream(file, { start: oldHeaderBytes, highWaterMark: 1 << 20 })) {
         hash.update(chunk as Buffer);
         payload.update(chunk as Buffer);
-        await out.write(chunk as Buffer, 0, (chunk as Buffer).length, at);
+        await put(chunk as Buffer, at);
         at += (chunk as Buffer).length;
       }
       if (at !== expected) throw new Error(`${file} changed while it was rekeyed`);
@@ -273,10 +280,11 @@ async function copyWithHeader<T>(
       await out.close();
     }
     const payloadSha = payload.digest("hex");
-    const recordedPayload = recorded?.split.age_payload_sha256;
+    const recordedPayload = plan.recorded?.split.age_payload_sha256;
     if (recordedPayload !== undefined && payloadSha !== recordedPayload)
       throw payloadDamaged(file, payloadSha, recordedPayload);
     await checkRewritten(tmp, fileKey, expected);
+    await plan.beforeChange?.();
     return await cross(cleanup, "the rename", async (passed) => {
       await rename(tmp, file);
       passed();

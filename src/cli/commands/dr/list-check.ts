@@ -5,7 +5,9 @@
  */
 import path from "node:path";
 import type { Command } from "../../../vendor/commander.js";
-import { checkCatalogue, type CatalogueEntry } from "../../../storage/catalogue.js";
+import { checkCatalogue, type CatalogueEntry, type CheckFinding } from "../../../storage/catalogue.js";
+import { LocalStore } from "../../../storage/local-store.js";
+import type { RekeyWatch } from "../../../dr/rekey-lock.js";
 import { backupsFromAudit } from "../../../storage/audit-record.js";
 import type { BackupStore } from "../../../storage/store.js";
 import { readBackupLog, type BackupLogRow } from "../../../dr/backup-log.js";
@@ -18,10 +20,31 @@ import { resolveIdentities, resolveRecipients } from "../../age-keys.js";
 import { resolveDecryptPassword, type PasswordFlags } from "../../password.js";
 import type { Output } from "../../output.js";
 
+/** A backup a `dr rekey` held or changed while it was checked: nothing is known of it yet. */
+type Rekeying = { status: "rekeying" };
+type Finding = Omit<CheckFinding, "status"> & (Pick<CheckFinding, "status"> | Rekeying);
+type Content = Omit<ContentFinding, "status"> & (Pick<ContentFinding, "status"> | Rekeying);
+
 export interface ListCheck {
-  findings: Awaited<ReturnType<typeof checkCatalogue>>;
+  findings: Finding[];
   removed: RemovedRecipientWarning[];
-  content?: ContentFinding[];
+  content?: Content[];
+}
+
+/**
+ * A finding of damage (missing, replaced, damaged) about a local backup that a `dr rekey` held,
+ * or changed since `watches` began, may be about a healthy backup read halfway through the
+ * rekey: it becomes `rekeying`, to be checked again, as `dr verify` answers exit 3, not 5.
+ */
+async function unlessRekeyed<F extends { name: string; status: string; detail: string }>(
+  finding: F,
+  watches: ReadonlyMap<string, RekeyWatch>,
+  damage: readonly string[],
+): Promise<F | (Omit<F, "status"> & Rekeying)> {
+  const watch = watches.get(finding.name);
+  if (!watch || !damage.includes(finding.status)) return finding;
+  const busy = await watch.busy();
+  return busy ? { ...finding, status: "rekeying", detail: busy.message } : finding;
 }
 
 /** The configuration's recipients (backup.recipients and recipients_file), when it names any. */
@@ -56,8 +79,16 @@ export async function runListCheck(
   },
 ): Promise<ListCheck> {
   const { store, ws, newest } = at;
+  // Before the audit chain says what each backup should be (rekey-lock.ts says why).
+  const watches = new Map<string, RekeyWatch>();
+  if (store instanceof LocalStore) {
+    const { watchForRekey } = await import("../../../dr/rekey-lock.js");
+    for (const e of at.entries) watches.set(e.name, await watchForRekey(store.describe(e.name)));
+  }
   const expected = await backupsFromAudit(ws, store.root);
-  const findings = await checkCatalogue(store, expected, { deep: at.deep });
+  const findings: Finding[] = [];
+  for (const f of await checkCatalogue(store, expected, { deep: at.deep }))
+    findings.push(await unlessRekeyed(f, watches, ["missing", "replaced"]));
   const locations = at.entries.map((e) => store.describe(e.name));
   const removed = archivesReadableByRemoved(
     await allRows(ws),
@@ -71,7 +102,8 @@ export async function runListCheck(
   const { password, warnings } = await resolveDecryptPassword(at.keys, false);
   for (const w of warnings) out.warn(w);
   const identities = await resolveIdentities(at.keys.identityFile);
-  const content = await checkContents(
+  const content: Content[] = [];
+  const opened = await checkContents(
     store,
     at.entries.map((e) => e.name),
     {
@@ -81,12 +113,18 @@ export async function runListCheck(
       expectedOf: (name) => latest.get(name),
     },
   );
+  for (const c of opened) content.push(await unlessRekeyed(c, watches, ["damaged"]));
   return { findings, removed, content };
 }
 
 /** What the failures of a check can be: damage only where archives were opened (--deep). */
 export function failureWords(check: ListCheck): string {
   return check.content ? "missing, replaced or damaged" : "missing or replaced";
+}
+
+/** The backups a rekey held or changed while they were checked (unlessRekeyed). */
+export function rekeyingOf(check: ListCheck): { name: string; detail: string }[] {
+  return [...check.findings, ...(check.content ?? [])].filter((f) => f.status === "rekeying");
 }
 
 /** The human lines of a check. */
@@ -111,9 +149,12 @@ export function printListCheck(out: Output, check: ListCheck, failures: number):
       `WARNING    ${path.basename(r.location)} is still readable by removed recipient ${r.fingerprint} (${r.reason}); ` +
         `rotate it: bernstein dr rekey --from ${r.location} --remove-recipient <that recipient>`,
     );
+  const rekeying = new Set(rekeyingOf(check).map((f) => f.name)).size;
   out.line(
-    failures === 0
-      ? "check: every backup the audit chain recorded here is present and unchanged"
-      : `check FAILED: ${failures} backup(s) ${failureWords(check)}`,
+    failures > 0
+      ? `check FAILED: ${failures} backup(s) ${failureWords(check)}`
+      : rekeying > 0
+        ? `check NOT DONE: ${rekeying} backup(s) being rekeyed; check again once the rekey has finished`
+        : "check: every backup the audit chain recorded here is present and unchanged",
   );
 }

@@ -6,7 +6,7 @@ import { openWorkspace } from "../../../workspace/layout.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import type { PasswordFlags } from "../../password.js";
 import { Output, globalsOf } from "../../output.js";
-import { failureWords, printListCheck, runListCheck, type ListCheck } from "./list-check.js";
+import { failureWords, printListCheck, rekeyingOf, runListCheck, type ListCheck } from "./list-check.js";
 import {
   addPasswordOptions,
   addRemoteOptions,
@@ -134,9 +134,10 @@ export function registerList(dr: Command): void {
       ...(check?.findings.filter((f) => f.status === "missing" || f.status === "replaced") ?? []),
       ...(check?.content?.filter((c) => c.status === "damaged") ?? []),
     ];
+    const rekeying = check ? rekeyingOf(check) : [];
     out.result(
       {
-        ok: bad.length === 0,
+        ok: bad.length === 0 && rekeying.length === 0,
         location: store.root,
         backups,
         foreign_ignored: cat.foreign,
@@ -181,6 +182,12 @@ export function registerList(dr: Command): void {
       out.failed(
         ExitCode.CHECK_FAILED,
         `dr list --check: ${bad.length} backup(s) ${failureWords(check!)} at ${store.root}; first: ${bad[0]!.name}: ${bad[0]!.detail}`,
+      );
+    // Nothing found wrong, but not everything checked: run again, as after `dr verify`'s exit 3.
+    else if (rekeying.length > 0)
+      out.failed(
+        ExitCode.LOCKED,
+        `dr list --check: ${rekeying.length} finding(s) about backups being rekeyed at ${store.root}, check again once the rekey has finished; first: ${rekeying[0]!.name}: ${rekeying[0]!.detail}`,
       );
   });
 }

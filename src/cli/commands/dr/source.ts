@@ -59,7 +59,7 @@ export interface OpenedSource {
   size: number;
   /** Why `--latest` took this backup, when it is not simply the newest: a warning to show. */
   note?: string;
-  /** A local file: whether a `dr rekey` changed it while it was read (dr/rekey-lock.ts). */
+  /** A local file (`--from`, or `--latest` of a local folder): whether a `dr rekey` changed it while it was read (dr/rekey-lock.ts). */
   rekeyWatch?: RekeyWatch;
   /** `--latest`: the next older verified backup there, named when this one is damaged. */
   olderVerified?: string;
@@ -181,6 +181,7 @@ export async function openSource(opts: SourceFlags, sdd?: string): Promise<Opene
       size: src.size ?? 0,
       note: src.note,
       olderVerified: src.olderVerified,
+      rekeyWatch: src.rekeyWatch,
     };
     if (src.sha256) {
       opened.expectSha256 = src.sha256;
