@@ -16,6 +16,7 @@ import {
   type OffsiteBackupResult,
   type ProducedBackup,
 } from "../storage/offsite.js";
+import { describeLeftover } from "../storage/local-copy.js";
 import type { S3Options } from "../storage/s3-store.js";
 import type { RetryInfo } from "../storage/store.js";
 
@@ -120,7 +121,7 @@ export async function runBackupJob(ws: Workspace, job: BackupJob): Promise<Backu
       location: offsite.location,
       verified: offsite.record !== null,
       offsite,
-      warnings: [],
+      warnings: offsite.removed_local_copies.map((c) => describeLeftover(c, "removed")),
     };
   } else {
     job.onDestinationChecked?.();

@@ -17,6 +17,7 @@ import { rpoEstimate } from "./leader-status.js";
 import { TOKEN_ENV } from "./auth.js";
 import { readRole } from "../workspace/replication-role.js";
 import { archiveHealth, lagIsCurrent, stoppedSince, type ArchiveHealthReport } from "../archive/health.js";
+import { leftoverLocalCopies, localCopyDir, type LeftoverCopy } from "../storage/local-copy.js";
 import { WalSource } from "./wal-source.js";
 
 export interface DrStatus {
@@ -41,6 +42,11 @@ export interface DrStatus {
   last_backup: BackupInfo | null;
   /** Lines of `runs/backups.jsonl` that are not rows (a torn append, damage): not counted above. */
   backup_log_problems: string[];
+  /**
+   * Local copies of remote backups that never ended (killed), in the default local-copy folder:
+   * full backups on this host's disk until the next remote backup into that folder removes them.
+   */
+  leftover_local_copies: LeftoverCopy[];
   rpo_estimate: { entries: number | null; seconds: number | null; basis: string };
   failover: FailoverEvaluation;
   /** True when the node's policy is not met or it is fenced (exit code 8). */
@@ -318,6 +324,7 @@ export async function gatherStatus(
     integrity_error: integrity,
     last_backup: backup,
     backup_log_problems: backupLogProblems.map((p) => describeBackupLogProblem(p)),
+    leftover_local_copies: await leftoverLocalCopies(localCopyDir()),
     rpo_estimate: rpo,
     failover,
     problem: fenced || policyState === "HALTED",

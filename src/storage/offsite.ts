@@ -12,7 +12,6 @@ import type { AgeSplitHashes } from "../dr/age/split-hash.js";
 import type { RekeyWatch } from "../dr/rekey-lock.js";
 import { createReadStream } from "node:fs";
 import { rm, unlink } from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { ExitCode, UserError } from "../errors/errors.js";
@@ -28,6 +27,7 @@ import {
   writeRecordFor,
   type BackupRecord,
 } from "./catalogue.js";
+import { holdLocalCopy, localCopyDir, removeLeftoverLocalCopies, type LeftoverCopy } from "./local-copy.js";
 import { isS3Url, parseCatalogueLocation, parseObjectLocation } from "./location.js";
 import { LocalStore } from "./local-store.js";
 import { openCatalogue, openObject } from "./open-store.js";
@@ -99,6 +99,8 @@ export interface OffsiteBackupResult {
   retries: number;
   /** The local copy still on disk (remote backups with --keep-local), else null. */
   local_copy: string | null;
+  /** Local copies of remote backups that never ended, removed before this one was written. */
+  removed_local_copies: LeftoverCopy[];
   produced: ProducedBackup;
 }
 
@@ -110,13 +112,6 @@ export function isOffsiteDestination(opts: { to?: string; toDir?: string }): boo
 /** True when `dr restore/verify` read from a remote object or a catalogue. */
 export function isOffsiteSource(opts: { from?: string; latest?: boolean; at?: string }): boolean {
   return Boolean(opts.latest) || opts.at !== undefined || (opts.from !== undefined && isS3Url(opts.from));
-}
-
-/** Default folder for local copies of remote backups: $BERNSTEIN_BACKUP_LOCAL_DIR or XDG state. */
-export function localCopyDir(): string {
-  if (process.env.BERNSTEIN_BACKUP_LOCAL_DIR) return path.resolve(process.env.BERNSTEIN_BACKUP_LOCAL_DIR);
-  const state = process.env.XDG_STATE_HOME || path.join(os.homedir(), ".local", "state");
-  return path.join(state, "bernstein", "backups");
 }
 
 /** The name without its encryption suffix: the producer appends it again. */
@@ -216,6 +211,7 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
       record,
       retries: 0,
       local_copy: null,
+      removed_local_copies: [],
       produced,
     };
   }
@@ -224,8 +220,28 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
   await durableMkdir(dir).catch((err: unknown) => {
     throw new UserError(`cannot create the local copy folder ${dir}: ${(err as Error).message}`, ExitCode.IO);
   });
+  const removedLocalCopies = await removeLeftoverLocalCopies(dir);
+  // Held until the copy is removed or kept on purpose: a copy whose marker outlives its process
+  // is a leftover (local-copy.ts).
+  let marker = await holdLocalCopy(path.join(dir, name));
+  const markerOnInterrupt = cleanupOnInterrupt("the local copy's marker", () => marker.release(), {
+    silent: true,
+  });
   // The local copy is ours to replace: whether the store holds the name was checked above.
-  const produced = await req.produce(path.join(dir, withoutEnc(name)), { overwrite: true });
+  let produced: ProducedBackup;
+  try {
+    produced = await req.produce(path.join(dir, withoutEnc(name)), { overwrite: true });
+    if (produced.path !== path.join(dir, name)) {
+      // A plain backup to a key ending in .enc or .age: the copy lacks the key's suffix.
+      const named = await holdLocalCopy(produced.path);
+      await marker.release();
+      marker = named;
+    }
+  } catch (err) {
+    await markerOnInterrupt.release();
+    await marker.release();
+    throw err;
+  }
   // An interrupted upload leaves no local copy behind either (dated names would pile up).
   const interrupt = req.keepLocal
     ? undefined
@@ -253,14 +269,27 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
     );
   } catch (err) {
     await interrupt?.release();
+    await markerOnInterrupt.release();
+    // Kept on purpose: the error names it for an upload by hand.
+    await marker.release();
     const message = err instanceof Error ? err.message : String(err);
     throw new UserError(`${message}; the complete backup is kept at ${produced.path}`, ExitCode.REMOTE, {
       local_copy: produced.path,
       sha256: produced.sha256,
+      removed_local_copies: removedLocalCopies.map((c) => c.path),
     });
   }
   await interrupt?.release();
-  if (!req.keepLocal) await unlink(produced.path).catch(() => {});
+  await markerOnInterrupt.release();
+  const settled =
+    req.keepLocal ||
+    (await unlink(produced.path).then(
+      () => true,
+      () => false,
+    ));
+  // A copy that could not be removed keeps its marker, stale once this process exits: the next
+  // remote backup removes it.
+  if (settled) await marker.release();
   return {
     location: stored.location,
     root: store.root,
@@ -270,6 +299,7 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
     record: stored.record,
     retries: stored.retries,
     local_copy: req.keepLocal ? produced.path : null,
+    removed_local_copies: removedLocalCopies,
     produced,
   };
 }

@@ -10,10 +10,15 @@ export const ENDPOINT_ENV = "BERNSTEIN_S3_ENDPOINT";
 export const CONCURRENCY_ENV = "BERNSTEIN_S3_CONCURRENCY";
 export const BACKOFF_ENV = "BERNSTEIN_S3_BACKOFF_MS";
 
-/** A whole number of at least `min` from the variable `name`; undefined when it is unset or empty. */
+/**
+ * A whole number from `min` to `max` from the variable `name`; undefined when it is unset or empty.
+ * The words are those of the numeric flags (cli/number-option.ts), so that a variable and a flag
+ * refuse alike.
+ */
 export function intFromEnv(
   name: string,
   min: number,
+  max = Number.MAX_SAFE_INTEGER,
   env: NodeJS.ProcessEnv = process.env,
 ): number | undefined {
   const raw = env[name];
@@ -21,5 +26,6 @@ export function intFromEnv(
   const n = Number(raw);
   if (!/^\s*\d+\s*$/.test(raw) || !Number.isSafeInteger(n) || n < min)
     throw new UserError(`${name}=${raw}: must be an integer >= ${min}`, ExitCode.USAGE);
+  if (n > max) throw new UserError(`${name}=${raw}: too large: must be at most ${max}`, ExitCode.USAGE);
   return n;
 }

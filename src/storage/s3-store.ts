@@ -83,6 +83,12 @@ export interface S3Options {
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 const DEFAULT_CONCURRENCY = 2;
+/**
+ * The most parts in flight that BERNSTEIN_S3_CONCURRENCY may ask for. Part memory is
+ * (concurrency + 1) x part size, so 64 is 520 MiB at the default 8 MiB parts: more than any link
+ * needs, while a mistyped 100000 (800 GB) is refused rather than killing the process mid-upload.
+ */
+export const MAX_CONCURRENCY = 64;
 
 export function makeS3Client(options: S3Options = {}): S3Client {
   // The SDK warns on Node 20 about its future support policy; that is not our user's concern.
@@ -200,7 +206,7 @@ export class S3Store implements BackupStore {
     this.partSize = Math.max(MIN_PART_SIZE, options.partSize ?? DEFAULT_PART_SIZE);
     this.concurrency = Math.max(
       1,
-      options.concurrency ?? intFromEnv(CONCURRENCY_ENV, 1) ?? DEFAULT_CONCURRENCY,
+      options.concurrency ?? intFromEnv(CONCURRENCY_ENV, 1, MAX_CONCURRENCY) ?? DEFAULT_CONCURRENCY,
     );
   }
 

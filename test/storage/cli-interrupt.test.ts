@@ -110,4 +110,60 @@ describe("dr backup/restore with s3:// destinations: replacing and interrupting 
     assert.equal(existsSync(parent), false, "the folder the restore made for its target is gone too");
     assert.ok(existsSync(scratch.dir));
   });
+
+  it("a SIGKILLed remote backup's local copy: named by dr status, removed by the next remote backup; a --keep-local copy stays", async () => {
+    const copies = path.join(scratch.dir, "killed-copies");
+    const killEnv = { ...env, BERNSTEIN_BACKUP_LOCAL_DIR: copies };
+    const kept = await runCli(
+      ["--sdd", sdd, "dr", "backup", "--to", `s3://${BUCKET}/killed/kept.tar.gz`, "--keep-local"],
+      { env: killEnv },
+    );
+    assert.equal(kept.code, 0, kept.stderr);
+    h.setFault((op) => (op === "PutObject" ? "hold" : undefined));
+    const killed = spawnCli(["--sdd", sdd, "dr", "backup", "--to", `s3://${BUCKET}/killed/x.tar.gz`], {
+      env: killEnv,
+    });
+    const left = path.join(copies, "x.tar.gz");
+    // The upload has begun: the local copy is complete.
+    await waitFor("the upload of the complete local copy", () => h.held.some((r) => r.op === "PutObject"), {
+      exited: killed.done,
+    });
+    killed.child.kill("SIGKILL");
+    assert.equal((await killed.done).signal, "SIGKILL");
+    h.setFault(undefined);
+    assert.ok(existsSync(left), "SIGKILL leaves the local copy");
+
+    const status = await runCli(["--sdd", sdd, "--json", "dr", "status"], { env: killEnv });
+    const leftovers = (JSON.parse(status.stdout) as { leftover_local_copies: { path: string }[] })
+      .leftover_local_copies;
+    assert.deepEqual(
+      leftovers.map((c) => c.path),
+      [left],
+      status.stderr,
+    );
+    const statusText = await runCli(["--sdd", sdd, "dr", "status"], { env: killEnv });
+    assert.match(
+      statusText.stdout,
+      /^Leftover: +the local copy .*x\.tar\.gz was left by a remote backup that never ended \(pid \d+/m,
+    );
+
+    const next = await runCli(
+      ["--sdd", sdd, "--json", "dr", "backup", "--to", `s3://${BUCKET}/killed/next.tar.gz`],
+      {
+        env: killEnv,
+      },
+    );
+    assert.equal(next.code, 0, next.stderr);
+    assert.match(next.stderr, /removed the local copy .*x\.tar\.gz left by a remote backup that never ended/);
+    assert.deepEqual((JSON.parse(next.stdout) as { removed_local_copies: string[] }).removed_local_copies, [
+      left,
+    ]);
+    assert.deepEqual(
+      readdirSync(copies),
+      ["kept.tar.gz"],
+      "the killed copy and its marker are gone, the kept copy stays",
+    );
+    const after = await runCli(["--sdd", sdd, "--json", "dr", "status"], { env: killEnv });
+    assert.deepEqual(JSON.parse(after.stdout).leftover_local_copies, []);
+  });
 });

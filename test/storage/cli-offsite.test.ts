@@ -499,6 +499,11 @@ describe("dr backup/list/restore/verify/prune with s3:// and catalogue locations
       ],
       [{ BERNSTEIN_S3_CONCURRENCY: "0" }, /BERNSTEIN_S3_CONCURRENCY=0: must be an integer >= 1/],
       [{ BERNSTEIN_S3_CONCURRENCY: "1.5" }, /BERNSTEIN_S3_CONCURRENCY=1\.5: must be an integer >= 1/],
+      // Part memory is (concurrency + 1) x part size: 100000 would ask for 800 GB and kill the process.
+      [
+        { BERNSTEIN_S3_CONCURRENCY: "100000" },
+        /^bernstein: BERNSTEIN_S3_CONCURRENCY=100000: too large: must be at most 64$/m,
+      ],
       [{ BERNSTEIN_S3_BACKOFF_MS: "fast" }, /BERNSTEIN_S3_BACKOFF_MS=fast: must be an integer >= 0/],
     ];
     for (const [extra, message] of cases) {

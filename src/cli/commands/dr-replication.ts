@@ -13,6 +13,7 @@ import { gatherStatus } from "../../replication/status.js";
 import { parsePeerUrl } from "../../replication/client.js";
 import { lagIsCurrent, stoppedSince, type ArchiveHealthReport } from "../../archive/health.js";
 import { describeSnapshotBreak } from "../../archive/archive-status.js";
+import { describeLeftover } from "../../storage/local-copy.js";
 import { openWorkspace } from "../../workspace/layout.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
@@ -116,6 +117,7 @@ function registerStatus(dr: Command): void {
           `Backup:    ${st.last_backup ? `${shown(st.last_backup.location)} (${fmtNum(st.last_backup.age_seconds, " s")} old${st.last_backup.verified ? "" : "; never read back: `dr verify` it"})` : "none recorded"}`,
         );
         if (archive) out.line(`Archive:   ${describeArchive(archive)}`);
+        for (const c of st.leftover_local_copies) out.line(`Leftover:  ${describeLeftover(c, "found")}`);
         out.line(
           `RPO:       ${fmtNum(st.rpo_estimate.entries)} entries, ${fmtNum(st.rpo_estimate.seconds, " s")} (${
             // The basis names the archive's destination as recorded (absolute, for --json).

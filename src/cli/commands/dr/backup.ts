@@ -161,6 +161,7 @@ async function backup(opts: BackupFlags, cmd: Command): Promise<void> {
       snapshot: a.manifest.snapshot,
       state: a.manifest.state,
       repository: a.manifest.repository ?? null,
+      removed_local_copies: (job.offsite?.removed_local_copies ?? []).map((c) => c.path),
       warnings,
     },
     () => {

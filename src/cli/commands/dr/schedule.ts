@@ -61,6 +61,7 @@ function backupJson(run: BackupJobResult) {
     verified: run.verified,
     retries: r.retries,
     local_copy: r.local_copy,
+    removed_local_copies: r.removed_local_copies.map((c) => c.path),
     created_at: r.created_at,
     warnings: run.warnings,
   };
