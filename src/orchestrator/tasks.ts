@@ -13,6 +13,7 @@ import * as YAML from "../vendor/yaml.js";
 import * as z from "../vendor/zod.js";
 import { atomicWriteFile, durableMkdir, durableRename } from "../workspace/durable.js";
 import { inTurns, readSmallFile } from "../workspace/small-files.js";
+import { MAX_DELAY_S } from "../workspace/timer.js";
 import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout.js";
 import { loadAgentsConfig, unrunnable } from "./agents.js";
 import { MOVED, readBacklogStable } from "./backlog-folders.js";
@@ -40,7 +41,10 @@ export const TaskFrontMatterSchema = z.looseObject({
   prompt: z.optional(z.string().check(z.minLength(1))),
   agent: z.optional(z.string().check(z.minLength(1))),
   max_retries: z.optional(z.number().check(z.int(), z.minimum(0), z.maximum(100))),
-  timeout_s: z.optional(z.number().check(z.positive())),
+  // As `task add --timeout`: a longer delay cannot be waited (timer.ts), and is refused, not cut.
+  timeout_s: z.optional(
+    z.number().check(z.positive(), z.maximum(MAX_DELAY_S, `must be at most ${MAX_DELAY_S} (seconds)`)),
+  ),
   worktree: z.optional(z.boolean()),
 });
 

@@ -9,8 +9,8 @@ import path from "node:path";
 import { test } from "node:test";
 import { allCommandSpecs, describeCommands } from "../../src/cli/command-tree.js";
 import { buildProgram } from "../../src/cli/main.js";
-import { MAX_DELAY_S, secondsOption } from "../../src/cli/number-option.js";
-import { MAX_DELAY_MS } from "../../src/workspace/timer.js";
+import { secondsOption } from "../../src/cli/number-option.js";
+import { MAX_DELAY_MS, MAX_DELAY_S } from "../../src/workspace/timer.js";
 import { runCli, runMain, scratchDir } from "../helpers.js";
 
 const ENV = { BERNSTEIN_SDD: undefined, BERNSTEIN_DR_PASSWORD: undefined };
