@@ -41,7 +41,8 @@ test("malformed task files are reported with their path", () => {
 });
 
 test("a task file's timeout_s is held to task add --timeout's bound: refused beyond it, never cut", () => {
-  const withTimeout = (t: string): string => `---\nid: T-1\ntitle: t\ncommand: "true"\ntimeout_s: ${t}\n---\n`;
+  const withTimeout = (t: string): string =>
+    `---\nid: T-1\ntitle: t\ncommand: "true"\ntimeout_s: ${t}\n---\n`;
   assert.equal(parseTaskText("/b/max.md", withTimeout(String(MAX_DELAY_S))).timeout_s, MAX_DELAY_S);
   assert.equal(parseTaskText("/b/frac.md", withTimeout("0.5")).timeout_s, 0.5);
   for (const beyond of [String(MAX_DELAY_S + 1), "1e300"])
@@ -50,7 +51,10 @@ test("a task file's timeout_s is held to task add --timeout's bound: refused bey
       new RegExp(`^TaskParseError: /b/long\\.md: timeout_s: must be at most ${MAX_DELAY_S} \\(seconds\\)$`),
     );
   for (const bad of ["-5", "0", ".nan", ".inf", "-.inf"])
-    assert.throws(() => parseTaskText("/b/bad.md", withTimeout(bad)), /^TaskParseError: \/b\/bad\.md: timeout_s: /);
+    assert.throws(
+      () => parseTaskText("/b/bad.md", withTimeout(bad)),
+      /^TaskParseError: \/b\/bad\.md: timeout_s: /,
+    );
 });
 
 test("findCycle finds a cycle and only a cycle", () => {
