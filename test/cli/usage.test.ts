@@ -204,6 +204,35 @@ test("help pages show the defaults of duration and size flags as they are writte
   assert.match(compact.replace(/\s+/g, " "), /are left alone \(default: 8MiB\)/);
 });
 
+test("with --json, help is one JSON document on stdout: the page's usage, options and commands", async () => {
+  // The page wraps long lines.
+  const words = (text: string) => text.replace(/\s+/g, " ");
+  const page = words((await runCli(["dr", "backup", "--help"], { env: ENV })).stdout);
+  for (const args of [
+    ["--json", "help", "dr", "backup"],
+    ["dr", "backup", "--help", "--json"],
+    ["help", "dr", "backup", "--json"],
+  ]) {
+    const r = await runCli(args, { env: ENV });
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.ok, true);
+    assert.equal(doc.command, "bernstein dr backup");
+    assert.equal(doc.usage, "bernstein dr backup [options]");
+    assert.ok(page.includes(words(doc.description)), "the page's description");
+    const to = doc.options.find((o: { flags: string }) => o.flags === "--to <path>");
+    assert.ok(to && page.includes(words(to.description)), "each option as the page has it");
+    assert.ok(doc.global_options.some((o: { flags: string }) => o.flags === "--json"));
+    assert.deepEqual(doc.commands, []);
+  }
+  const root = await runCli(["--json", "help"], { env: ENV });
+  assert.equal(root.code, 0);
+  const doc = JSON.parse(root.stdout);
+  assert.equal(doc.command, "bernstein");
+  assert.ok(doc.commands.some((c: { name: string }) => c.name.startsWith("dr")));
+  assert.equal(root.stderr, "");
+});
+
 test("--version prints the version; with --json one JSON document", async () => {
   const plain = await runCli(["--version"], { env: ENV });
   assert.equal(plain.code, 0);
