@@ -9,6 +9,7 @@ import { stdoutFailure, stdoutFlushed, tolerateClosedOutput } from "./output.js"
 import { firstCommandIndex, registerCommands } from "./commands/index.js";
 import { helpAsJson } from "./json-help.js";
 import { refuseOptionLikeValues } from "./option-like-value.js";
+import { refuseRepeatedValues } from "./repeated-option.js";
 import { oneLineUsageErrors, withoutHelpForUnknownCommand } from "./usage-error.js";
 import { installConfigFile } from "../config/apply.js";
 import { VERSION } from "../version.js";
@@ -37,6 +38,7 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
   });
   await registerCommands(program, argv);
   refuseOptionLikeValues(program);
+  refuseRepeatedValues(program);
   installConfigFile(program);
   if (wantsJson(argv)) helpAsJson(program);
   return program;

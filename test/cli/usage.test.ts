@@ -233,6 +233,66 @@ test("with --json, help is one JSON document on stdout: the page's usage, option
   assert.equal(root.stderr, "");
 });
 
+test("a single-value option given twice with different values is a usage error; the same value and repeatable options are not", async () => {
+  assert.equal(
+    await usageError(["dr", "backup", "--to", "a.tar.gz", "--to", "b.tar.gz"]),
+    "bernstein: --to given twice with different values; give it once; see 'bernstein dr backup --help'\n",
+  );
+  assert.equal(
+    await usageError(
+      ["dr", "restore", "--password-file", "x", "--password-file", "y", "--from", "z"],
+      "in-process",
+    ),
+    "bernstein: --password-file given twice with different values; give it once; see 'bernstein dr restore --help'\n",
+  );
+  assert.equal(
+    await usageError(["--sdd", "a", "status", "--sdd", "b"], "in-process"),
+    "bernstein: --sdd given twice with different values; give it once; see 'bernstein --help'\n",
+  );
+  // The old spelling of a renamed flag is the same option.
+  assert.match(
+    await usageError(["replicate", "follow", "--follower-name", "a", "--region", "b"], "in-process"),
+    /^bernstein: --follower-name given twice with different values; give it once; /,
+  );
+  const json = await runCli(["--json", "dr", "backup", "--to", "a", "--to", "b"], { env: ENV });
+  assert.equal(json.code, 2);
+  assert.deepEqual(JSON.parse(json.stdout), {
+    ok: false,
+    error: "--to given twice with different values; give it once; see 'bernstein dr backup --help'",
+    exit_code: 2,
+  });
+
+  const { dir, cleanup } = await scratchDir("bernstein-twice-");
+  try {
+    const sdd = path.join(dir, ".sdd");
+    assert.equal((await runCli(["--sdd", sdd, "init"], { env: ENV })).code, 0);
+    for (const id of ["a", "b"])
+      assert.equal(
+        (await runCli(["--sdd", sdd, "task", "add", id, "--command", "true", "--id", id])).code,
+        0,
+      );
+    const r = await runCli(
+      ["--sdd", sdd, "--sdd", sdd, "task", "add", "c", "--command", "true", "--id", "c"].concat([
+        "--depends-on",
+        "a",
+        "--depends-on",
+        "b",
+        "--timeout",
+        "5",
+        "--timeout",
+        "5.0",
+      ]),
+      { env: ENV },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const file = await readFile(path.join(sdd, "backlog/open/c.md"), "utf8");
+    assert.match(file, /^depends_on:\n {2}- a\n {2}- b$/m);
+    assert.match(file, /^timeout_s: 5$/m);
+  } finally {
+    await cleanup();
+  }
+});
+
 test("--version prints the version; with --json one JSON document", async () => {
   const plain = await runCli(["--version"], { env: ENV });
   assert.equal(plain.code, 0);
