@@ -7,7 +7,9 @@ import type { EventEmitter } from "node:events";
 import { ExitCode, UserError, ioError, userErrorFromFs } from "../errors/errors.js";
 import { stdoutFailure, stdoutFlushed, tolerateClosedOutput } from "./output.js";
 import { firstCommandIndex, registerCommands } from "./commands/index.js";
+import { helpAsJson } from "./json-help.js";
 import { refuseOptionLikeValues } from "./option-like-value.js";
+import { refuseRepeatedValues } from "./repeated-option.js";
 import { oneLineUsageErrors, withoutHelpForUnknownCommand } from "./usage-error.js";
 import { installConfigFile } from "../config/apply.js";
 import { VERSION } from "../version.js";
@@ -36,7 +38,9 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
   });
   await registerCommands(program, argv);
   refuseOptionLikeValues(program);
+  refuseRepeatedValues(program);
   installConfigFile(program);
+  if (wantsJson(argv)) helpAsJson(program);
   return program;
 }
 

@@ -5,7 +5,7 @@
  */
 import { InvalidArgumentError } from "../vendor/commander.js";
 import { parseDuration } from "../storage/schedule.js";
-import { MAX_DELAY_MS } from "../workspace/timer.js";
+import { MAX_DELAY_S } from "../workspace/timer.js";
 
 /** A whole number from `min` to `max` (default: the largest safe integer, which a number holds exactly). */
 export function intOption(name: string, min = 0, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
@@ -35,10 +35,7 @@ function numberOption(
   };
 }
 
-/** The longest delay in whole seconds that the timers wait (MAX_DELAY_MS). */
-export const MAX_DELAY_S = Math.floor(MAX_DELAY_MS / 1000);
-
-/** A delay in seconds (a task's timeout, stop's wait): at most MAX_DELAY_S, so that it can be waited. */
+/** A delay in seconds (a task's timeout, stop's wait): at most MAX_DELAY_S (timer.ts), so that it can be waited. */
 export function secondsOption(name: string, range: "positive" | "non-negative"): (value: string) => number {
   return numberOption(name, range, MAX_DELAY_S);
 }

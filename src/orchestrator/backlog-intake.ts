@@ -17,7 +17,7 @@ export interface NewTaskFile {
 }
 
 export class BacklogIntake {
-  /** file → its mtime when it was rejected. */
+  /** file → its ctime when it was rejected (a write or a chmod, as its refusal asks, changes it). */
   private readonly rejected = new Map<string, number>();
   private readonly malformedReported = new Set<string>();
 
@@ -35,14 +35,14 @@ export class BacklogIntake {
     for (const name of await listStateFolder(this.ws, "open")) {
       if (known.has(name)) continue;
       const file = path.join(this.ws.backlogDir("open"), name);
-      const mtime = await mtimeOf(file);
-      if (mtime < 0 || this.rejected.get(file) === mtime) continue;
+      const changed = await changedAt(file);
+      if (changed < 0 || this.rejected.get(file) === changed) continue;
       try {
-        fresh.push({ spec: await readTaskFile(file), file });
+        fresh.push({ spec: await readTaskFile(file, "open"), file });
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
         errors.push((err as Error).message);
-        this.rejected.set(file, mtime);
+        this.rejected.set(file, changed);
       }
     }
     this.reportMalformed(errors);
@@ -51,7 +51,7 @@ export class BacklogIntake {
 
   /** Left in place, not adopted: read again only when it changes. */
   async reject(file: string): Promise<void> {
-    this.rejected.set(file, await mtimeOf(file));
+    this.rejected.set(file, await changedAt(file));
   }
 
   reportMalformed(errors: string[]): void {
@@ -64,9 +64,9 @@ export class BacklogIntake {
   }
 }
 
-function mtimeOf(file: string): Promise<number> {
+function changedAt(file: string): Promise<number> {
   return stat(file).then(
-    (st) => st.mtimeMs,
+    (st) => st.ctimeMs,
     () => -1,
   );
 }

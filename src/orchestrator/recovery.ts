@@ -300,7 +300,7 @@ async function leftInOpen(ctx: RunContext, t: TaskView): Promise<boolean> {
   const file = ctx.files.get(t.id)!;
   let spec: TaskSpec;
   try {
-    spec = await readTaskFile(file);
+    spec = await readTaskFile(file, "open");
   } catch {
     return false; // gone or unreadable since the scan: the move below says so
   }

@@ -160,7 +160,7 @@ async function countTaskFiles(
         const file = path.join(ws.backlogDir(state), name);
         parser ??= await import("./tasks.js");
         try {
-          await parser.readTaskFile(file);
+          await parser.readTaskFile(file, state);
           tasks[state]++;
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;

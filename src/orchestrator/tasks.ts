@@ -5,6 +5,7 @@
  * from the front matter, never from the file name. Every move is a durable rename.
  */
 import { readFileSync, statSync } from "node:fs";
+import { stat } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { describeSchemaIssues } from "../errors/schema-issue.js";
@@ -13,6 +14,8 @@ import * as YAML from "../vendor/yaml.js";
 import * as z from "../vendor/zod.js";
 import { atomicWriteFile, durableMkdir, durableRename } from "../workspace/durable.js";
 import { inTurns, readSmallFile } from "../workspace/small-files.js";
+import { shellWord } from "../workspace/shown-path.js";
+import { MAX_DELAY_S } from "../workspace/timer.js";
 import { TASK_STATES, type TaskState, type Workspace } from "../workspace/layout.js";
 import { loadAgentsConfig, unrunnable } from "./agents.js";
 import { MOVED, readBacklogStable } from "./backlog-folders.js";
@@ -40,7 +43,10 @@ export const TaskFrontMatterSchema = z.looseObject({
   prompt: z.optional(z.string().check(z.minLength(1))),
   agent: z.optional(z.string().check(z.minLength(1))),
   max_retries: z.optional(z.number().check(z.int(), z.minimum(0), z.maximum(100))),
-  timeout_s: z.optional(z.number().check(z.positive())),
+  // As `task add --timeout`: a longer delay cannot be waited (timer.ts), and is refused, not cut.
+  timeout_s: z.optional(
+    z.number().check(z.positive(), z.maximum(MAX_DELAY_S, `must be at most ${MAX_DELAY_S} (seconds)`)),
+  ),
   worktree: z.optional(z.boolean()),
 });
 
@@ -124,7 +130,23 @@ export function parseTaskText(file: string, text: string): TaskSpec {
   return normalizeSpec(parsed.data, parts.body);
 }
 
-export async function readTaskFile(file: string): Promise<TaskSpec> {
+/**
+ * Refuses a file in `open/` that every user may write (`chmod 666`, an editor under `umask 000`):
+ * another local user could change its command before `start` takes it and runs it as its owner
+ * (the folders are held to the same rule: refuseOpenToOthers). The group's bit is the owner's
+ * choice, as for the folders.
+ */
+function refuseWritableByOthers(file: string, state: TaskState, mode: number): void {
+  if (state !== "open" || (mode & 0o002) === 0) return;
+  throw new TaskParseError(
+    file,
+    `writable by every user (mode ${(mode & 0o7777).toString(8)}): another user could change what it runs; not taken until: chmod o-w ${shellWord(file)}`,
+  );
+}
+
+/** Reads and parses the task file in the folder of `state`; throws TaskParseError naming the file. */
+export async function readTaskFile(file: string, state: TaskState): Promise<TaskSpec> {
+  refuseWritableByOthers(file, state, (await stat(file)).mode);
   const text = await readSmallFile(file, "utf8");
   return parseTaskText(file, text);
 }
@@ -177,6 +199,7 @@ export async function scanBacklog(
       key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
       const known = seen.get(file);
       if (known?.key === key) return known.read;
+      refuseWritableByOthers(file, state, st.mode);
       const read = { task: { spec: parseTaskText(file, readFileSync(file, "utf8")), state, file } };
       seen.set(file, { key, read });
       return read;

@@ -16,6 +16,12 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
  */
 export const MAX_DELAY_MS = Number.MAX_SAFE_INTEGER;
 
+/**
+ * The longest delay in whole seconds that these timers wait: the bound of every delay a user
+ * gives in seconds (`task add --timeout`, a task file's `timeout_s`, `stop --timeout`).
+ */
+export const MAX_DELAY_S = Math.floor(MAX_DELAY_MS / 1000);
+
 export interface Timer {
   clear(): void;
   /** Lets the process exit while only this timer is pending (as NodeJS.Timeout's unref). */

@@ -9,8 +9,8 @@ import path from "node:path";
 import { test } from "node:test";
 import { allCommandSpecs, describeCommands } from "../../src/cli/command-tree.js";
 import { buildProgram } from "../../src/cli/main.js";
-import { MAX_DELAY_S, secondsOption } from "../../src/cli/number-option.js";
-import { MAX_DELAY_MS } from "../../src/workspace/timer.js";
+import { secondsOption } from "../../src/cli/number-option.js";
+import { MAX_DELAY_MS, MAX_DELAY_S } from "../../src/workspace/timer.js";
 import { runCli, runMain, scratchDir } from "../helpers.js";
 
 const ENV = { BERNSTEIN_SDD: undefined, BERNSTEIN_DR_PASSWORD: undefined };
@@ -202,6 +202,95 @@ test("help pages show the defaults of duration and size flags as they are writte
   assert.match(archive, /--compact-target-size <size> .* up to this size \(default: 8MiB\)/);
   const compact = (await runCli(["dr", "archive-compact", "--help"], { env: ENV })).stdout;
   assert.match(compact.replace(/\s+/g, " "), /are left alone \(default: 8MiB\)/);
+});
+
+test("with --json, help is one JSON document on stdout: the page's usage, options and commands", async () => {
+  // The page wraps long lines.
+  const words = (text: string) => text.replace(/\s+/g, " ");
+  const page = words((await runCli(["dr", "backup", "--help"], { env: ENV })).stdout);
+  for (const args of [
+    ["--json", "help", "dr", "backup"],
+    ["dr", "backup", "--help", "--json"],
+    ["help", "dr", "backup", "--json"],
+  ]) {
+    const r = await runCli(args, { env: ENV });
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.ok, true);
+    assert.equal(doc.command, "bernstein dr backup");
+    assert.equal(doc.usage, "bernstein dr backup [options]");
+    assert.ok(page.includes(words(doc.description)), "the page's description");
+    const to = doc.options.find((o: { flags: string }) => o.flags === "--to <path>");
+    assert.ok(to && page.includes(words(to.description)), "each option as the page has it");
+    assert.ok(doc.global_options.some((o: { flags: string }) => o.flags === "--json"));
+    assert.deepEqual(doc.commands, []);
+  }
+  const root = await runCli(["--json", "help"], { env: ENV });
+  assert.equal(root.code, 0);
+  const doc = JSON.parse(root.stdout);
+  assert.equal(doc.command, "bernstein");
+  assert.ok(doc.commands.some((c: { name: string }) => c.name.startsWith("dr")));
+  assert.equal(root.stderr, "");
+});
+
+test("a single-value option given twice with different values is a usage error; the same value and repeatable options are not", async () => {
+  assert.equal(
+    await usageError(["dr", "backup", "--to", "a.tar.gz", "--to", "b.tar.gz"]),
+    "bernstein: --to given twice with different values; give it once; see 'bernstein dr backup --help'\n",
+  );
+  assert.equal(
+    await usageError(
+      ["dr", "restore", "--password-file", "x", "--password-file", "y", "--from", "z"],
+      "in-process",
+    ),
+    "bernstein: --password-file given twice with different values; give it once; see 'bernstein dr restore --help'\n",
+  );
+  assert.equal(
+    await usageError(["--sdd", "a", "status", "--sdd", "b"], "in-process"),
+    "bernstein: --sdd given twice with different values; give it once; see 'bernstein --help'\n",
+  );
+  // The old spelling of a renamed flag is the same option.
+  assert.match(
+    await usageError(["replicate", "follow", "--follower-name", "a", "--region", "b"], "in-process"),
+    /^bernstein: --follower-name given twice with different values; give it once; /,
+  );
+  const json = await runCli(["--json", "dr", "backup", "--to", "a", "--to", "b"], { env: ENV });
+  assert.equal(json.code, 2);
+  assert.deepEqual(JSON.parse(json.stdout), {
+    ok: false,
+    error: "--to given twice with different values; give it once; see 'bernstein dr backup --help'",
+    exit_code: 2,
+  });
+
+  const { dir, cleanup } = await scratchDir("bernstein-twice-");
+  try {
+    const sdd = path.join(dir, ".sdd");
+    assert.equal((await runCli(["--sdd", sdd, "init"], { env: ENV })).code, 0);
+    for (const id of ["a", "b"])
+      assert.equal(
+        (await runCli(["--sdd", sdd, "task", "add", id, "--command", "true", "--id", id])).code,
+        0,
+      );
+    const r = await runCli(
+      ["--sdd", sdd, "--sdd", sdd, "task", "add", "c", "--command", "true", "--id", "c"].concat([
+        "--depends-on",
+        "a",
+        "--depends-on",
+        "b",
+        "--timeout",
+        "5",
+        "--timeout",
+        "5.0",
+      ]),
+      { env: ENV },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const file = await readFile(path.join(sdd, "backlog/open/c.md"), "utf8");
+    assert.match(file, /^depends_on:\n {2}- a\n {2}- b$/m);
+    assert.match(file, /^timeout_s: 5$/m);
+  } finally {
+    await cleanup();
+  }
 });
 
 test("--version prints the version; with --json one JSON document", async () => {

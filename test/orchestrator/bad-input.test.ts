@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { appendFile, readFile, readdir, unlink, writeFile } from "node:fs/promises";
+import { appendFile, chmod, readFile, readdir, stat, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { listRuns } from "../../src/wal/reader.js";
 import { closedMarkerPath } from "../../src/wal/recovery.js";
-import { runCli, scratchDir } from "../helpers.js";
+import { runCli, scratchDir, spawnCli, waitFor } from "../helpers.js";
 import { orchestratorWorkspace } from "./support/workspace.js";
 
 test("start on a folder that is not a workspace exits 2", async () => {
@@ -104,6 +104,53 @@ test("status counts a malformed file in open/ as no task and reports it, as star
     assert.equal(after.tasks.done, 1);
     assert.equal(after.tasks.open, 0);
     assert.equal(after.malformed.length, 1, "the never-adopted file is still reported");
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a task file every user may write is not taken (left in place, the reason and chmod o-w named); group-writable is", async () => {
+  const { dir, sdd, ws, env, cli, cleanup } = await orchestratorWorkspace("bernstein-open-file-");
+  try {
+    await addTask(ws, { id: "good", title: "good", command: "true" });
+    const task = (id: string) => `---\nid: ${id}\ntitle: ${id}\ncommand: "true"\n---\n`;
+    const shared = path.join(sdd, "backlog/open/shared.md");
+    const group = path.join(sdd, "backlog/open/group.md");
+    await writeFile(shared, task("shared"));
+    await chmod(shared, 0o666);
+    await writeFile(group, task("group"));
+    await chmod(group, 0o664);
+    const reason = `${shared}: writable by every user (mode 666): another user could change what it runs; not taken until: chmod o-w ${shared}`;
+
+    const r = await cli("start", "--until-idle", "--poll", "20");
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(
+      r.stderr.split("\n").filter((l) => l.startsWith("warning:")),
+      [`warning: malformed task file left in place: ${reason}`],
+    );
+    assert.deepEqual((await readdir(path.join(sdd, "backlog/done"))).sort(), ["good.md", "group.md"]);
+    assert.equal(await readFile(shared, "utf8"), task("shared"), "left in place, untouched");
+    assert.equal((await stat(shared)).mode & 0o777, 0o666, "its mode is the owner's to change");
+    const status = JSON.parse((await cli("status", "--json")).stdout);
+    assert.deepEqual(status.malformed, [{ file: shared, state: "open", error: reason }]);
+    const doctor = await cli("doctor", "--json");
+    assert.equal(doctor.code, 1);
+    const check = JSON.parse(doctor.stdout).checks.find((c: { name: string }) => c.name === "backlog");
+    assert.equal(check.detail, `1 malformed task file(s): ${reason}`);
+
+    // A running start takes it once the owner has done what the line says (a chmod: no new mtime).
+    const run = spawnCli(["--sdd", sdd, "start", "--poll", "20"], { cwd: dir, env });
+    let stderr = "";
+    run.child.stderr!.on("data", (d: string) => (stderr += d));
+    await waitFor("the refusal", () => stderr.includes(reason), { exited: run.done });
+    await chmod(shared, 0o644);
+    await waitFor(
+      "the task taken and run",
+      () => readdir(path.join(sdd, "backlog/done")).then((names) => names.includes("shared.md")),
+      { exited: run.done },
+    );
+    assert.equal((await cli("stop")).code, 0);
+    assert.equal((await run.done).code, 0);
   } finally {
     await cleanup();
   }

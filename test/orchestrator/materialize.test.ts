@@ -41,7 +41,7 @@ test("doctor fails on a task file or ledger rows the WAL implies but the workspa
   // What a promotion without the newer files looked like: one task file gone, one in the folder of
   // an older state, two ledger rows missing.
   const done = (id: string) => path.join(ws.backlogDir("done"), `${id}.md`);
-  const spec2 = await readTaskFile(done("m-2"));
+  const spec2 = await readTaskFile(done("m-2"), "done");
   await rm(done("m-2"));
   await rename(done("m-3"), path.join(ws.backlogDir("open"), "m-3.md"));
   const rows = (await readFile(ws.costLedger, "utf8")).split("\n").filter(Boolean);
@@ -73,7 +73,11 @@ test("doctor fails on a task file or ledger rows the WAL implies but the workspa
   const again = await cli("start", "--until-idle", "--poll", "50");
   assert.equal(again.code, 0, again.stderr);
   assert.match(again.stderr, /wrote 1 task file\(s\) and 2 ledger row\(s\) from the WAL .*: m-2/);
-  assert.deepEqual(await readTaskFile(done("m-2")), { ...spec2 }, "the task as it was added, body included");
+  assert.deepEqual(
+    await readTaskFile(done("m-2"), "done"),
+    { ...spec2 },
+    "the task as it was added, body included",
+  );
   assert.equal(
     (JSON.parse((await cli("status", "--json")).stdout) as { tasks: { done: number } }).tasks.done,
     3,

@@ -4,6 +4,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { findCycle, parseTaskText, scanBacklog } from "../../src/orchestrator/tasks.js";
 import { Workspace } from "../../src/workspace/layout.js";
+import { MAX_DELAY_S } from "../../src/workspace/timer.js";
 import { runCli, runMain, scratchDir } from "../helpers.js";
 
 test("task files parse with defaults; Python-original files parse too", () => {
@@ -37,6 +38,23 @@ test("malformed task files are reported with their path", () => {
     /^TaskParseError: \/b\/open\.md: front matter not closed \(no line `---` after the opening one\)$/,
   );
   assert.throws(() => parseTaskText("/b/list.md", "---\n- a\n---\n"), /not a YAML mapping/);
+});
+
+test("a task file's timeout_s is held to task add --timeout's bound: refused beyond it, never cut", () => {
+  const withTimeout = (t: string): string =>
+    `---\nid: T-1\ntitle: t\ncommand: "true"\ntimeout_s: ${t}\n---\n`;
+  assert.equal(parseTaskText("/b/max.md", withTimeout(String(MAX_DELAY_S))).timeout_s, MAX_DELAY_S);
+  assert.equal(parseTaskText("/b/frac.md", withTimeout("0.5")).timeout_s, 0.5);
+  for (const beyond of [String(MAX_DELAY_S + 1), "1e300"])
+    assert.throws(
+      () => parseTaskText("/b/long.md", withTimeout(beyond)),
+      new RegExp(`^TaskParseError: /b/long\\.md: timeout_s: must be at most ${MAX_DELAY_S} \\(seconds\\)$`),
+    );
+  for (const bad of ["-5", "0", ".nan", ".inf", "-.inf"])
+    assert.throws(
+      () => parseTaskText("/b/bad.md", withTimeout(bad)),
+      /^TaskParseError: \/b\/bad\.md: timeout_s: /,
+    );
 });
 
 test("findCycle finds a cycle and only a cycle", () => {

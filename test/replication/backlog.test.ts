@@ -173,8 +173,8 @@ test(
     // The task files hold the same tasks as the leader's.
     for (const id of ids) {
       assert.deepEqual(
-        await readTaskFile(path.join(sdd("A"), "backlog", "done", `${id}.md`)),
-        await readTaskFile(path.join(sdd("L"), "backlog", "done", `${id}.md`)),
+        await readTaskFile(path.join(sdd("A"), "backlog", "done", `${id}.md`), "done"),
+        await readTaskFile(path.join(sdd("L"), "backlog", "done", `${id}.md`), "done"),
         id,
       );
     }
