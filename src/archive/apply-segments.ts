@@ -18,7 +18,7 @@ import { ExitCode, UserError } from "../errors/errors.js";
 import type { BackupStore } from "../storage/store.js";
 import { checkBatch, type BatchVisitor } from "../wal/chain.js";
 import { checkLine, entryTimeMs, type WalEntry } from "../wal/entry.js";
-import { durableTruncate, fsyncDir, fsyncHandle } from "../workspace/durable.js";
+import { durableTruncate, fsyncDir, fsyncHandle, writeAllAt } from "../workspace/durable.js";
 import { readSegmentIndex, type SegmentIndex, type StoredSegment } from "./catalog.js";
 import { walRunOf } from "./names.js";
 import {
@@ -343,7 +343,7 @@ class SegmentFeed {
       // would outlive a young collection and wait for a full one.
       this.sinks.onKept?.(this.cutter.kept, this.cutter.position);
       this.cutter.kept = [];
-      await this.fh.write(keep);
+      await writeAllAt(this.fh, keep, null);
     }
     if (this.cutter.intents.length > 0) await this.sinks.onIntents?.(this.cutter.intents.splice(0));
   }

@@ -8,6 +8,7 @@
  */
 import { open, rm, mkdir, type FileHandle } from "node:fs/promises";
 import path from "node:path";
+import { writeAllAt } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { readLinesForward } from "../workspace/lines.js";
 import type { RunInfo } from "../wal/reader.js";
@@ -36,7 +37,7 @@ class RunRows {
   }
 
   async flush(): Promise<void> {
-    if (this.pending !== "") await this.fh.write(this.pending);
+    if (this.pending !== "") await writeAllAt(this.fh, this.pending, null);
     this.pending = "";
   }
 

@@ -25,6 +25,7 @@ import {
   fsyncHandle,
   removeDeadTemps,
   tempPathFor,
+  writeAllAt,
   type StagedFile,
 } from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
@@ -356,7 +357,14 @@ export function durableFileSink(fh: Awaited<ReturnType<typeof open>>): Writable 
   return new Writable({
     highWaterMark: 4 * 1024 * 1024,
     writev(chunks, cb) {
-      fh.writev(chunks.map((c) => c.chunk as Buffer)).then(() => cb(), cb);
+      const bufs = chunks.map((c) => c.chunk as Buffer);
+      const total = bufs.reduce((n, b) => n + b.length, 0);
+      fh.writev(bufs)
+        .then(async ({ bytesWritten }) => {
+          // A short writev (a filling disk, a file-size limit): the rest, whose failure is the error.
+          if (bytesWritten < total) await writeAllAt(fh, Buffer.concat(bufs).subarray(bytesWritten), null);
+        })
+        .then(() => cb(), cb);
     },
     final(cb) {
       fsyncHandle(fh).then(() => cb(), cb);

@@ -9,7 +9,14 @@ import { open, readdir, readFile, rm, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { ExitCode, UserError, userErrorFromFs } from "../errors/errors.js";
-import { durableMkdir, durableRename, fsyncDir, fsyncHandle, tempPathFor } from "../workspace/durable.js";
+import {
+  durableMkdir,
+  durableRename,
+  fsyncDir,
+  fsyncHandle,
+  tempPathFor,
+  writeAllAt,
+} from "../workspace/durable.js";
 import { cleanupOnInterrupt } from "../workspace/interrupt.js";
 import type { BackupStore, ByteRange, ObjectInfo, PutOptions, PutResult, ReadOptions } from "./store.js";
 import { shown } from "../workspace/shown-path.js";
@@ -68,8 +75,8 @@ export class LocalStore implements BackupStore {
         for await (const chunk of source) {
           const buf = chunk as Buffer;
           hash?.update(buf);
+          await writeAllAt(fh, buf, size);
           size += buf.length;
-          await fh.write(buf);
           options.onProgress?.(size);
         }
         sha256 = hash?.digest("hex") ?? options.sha256!;

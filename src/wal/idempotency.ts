@@ -22,6 +22,7 @@ import {
   durableRename,
   fsyncHandle,
   tempPathFor,
+  writeAllAt,
   FILE_MODE,
 } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
@@ -169,7 +170,7 @@ export class IdempotencyStore {
         before++;
         if (seen.has(key)) continue;
         seen.add(key);
-        await fh.write(line.text + "\n");
+        await writeAllAt(fh, line.text + "\n", null);
       }
       for (const key of this.keys) {
         if (!seen.has(key)) throw new Error(`marker ${key} missing from the compacted file; not replacing`);

@@ -13,6 +13,7 @@ import {
   fsyncDir,
   fsyncHandle,
   tempPathFor,
+  writeAllAt,
 } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
 import { readLinesForward } from "../workspace/lines.js";
@@ -262,12 +263,12 @@ export async function rebuildUncommittedIndex(
         pending += uncommittedRowLine(row);
         rows++;
         if (pending.length > 1 << 16) {
-          await fh.write(pending);
+          await writeAllAt(fh, pending, null);
           pending = "";
         }
       }
     }
-    await fh.write(pending);
+    await writeAllAt(fh, pending, null);
     await fsyncHandle(fh);
   } catch (err) {
     await fh.close().catch(() => {});

@@ -99,17 +99,24 @@ export function writeThenDatasyncFd(fd: number, data: Buffer): Promise<void> {
 }
 
 /**
- * Writes all of `data` at `position` of `fh`. One write() may write less than asked (a disk that
- * is filling up, a file-size limit) and say so only in its count: the rest is written by further
- * calls, whose failure (ENOSPC, EFBIG) is then the error. A call that writes nothing fails as EIO
- * rather than loop.
+ * Writes all of `data` at `position` of `fh` (null: at the file's offset, or its end with
+ * O_APPEND). One write() may write less than asked (a disk that is filling up, a file-size limit)
+ * and say so only in its count: the rest is written by further calls, whose failure (ENOSPC,
+ * EFBIG) is then the error. A call that writes nothing fails as EIO rather than loop. Every
+ * write of a FileHandle goes through here.
  */
-export async function writeAllAt(fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
+export async function writeAllAt(
+  fh: FileHandle,
+  data: Uint8Array | string,
+  position: number | null,
+): Promise<void> {
+  const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
   let off = 0;
-  while (off < data.length) {
-    const { bytesWritten } = await fh.write(data, off, data.length - off, position + off);
+  while (off < bytes.length) {
+    const at = position === null ? null : position + off;
+    const { bytesWritten } = await fh.write(bytes, off, bytes.length - off, at);
     if (bytesWritten === 0)
-      throw Object.assign(new Error(`write() wrote nothing at byte ${position + off}`), { code: "EIO" });
+      throw Object.assign(new Error(`write() wrote nothing at byte ${at ?? off}`), { code: "EIO" });
     off += bytesWritten;
   }
 }
@@ -352,7 +359,7 @@ async function appendDurably(file: string, data: Uint8Array, ownLine: boolean): 
   }
   try {
     const torn = ownLine && !(await endsLineAt(fh));
-    await fh.write(torn ? Buffer.concat([Buffer.from("\n"), data]) : data);
+    await writeAllAt(fh, torn ? Buffer.concat([Buffer.from("\n"), data]) : data, null);
     await fh.datasync();
   } finally {
     await fh.close();
