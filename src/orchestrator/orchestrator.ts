@@ -184,8 +184,8 @@ export class Orchestrator {
 
   /**
    * A decision boundary (no decision half made): answer a DR backup's pause request. Pending
-   * completion records are collected into the WAL before the pause is acknowledged — backups leave
-   * `runtime/completed/` out, so an attempt that finished must be in the WAL the snapshot holds.
+   * completion records are collected into the WAL before the pause is acknowledged, so the
+   * snapshot's WAL holds every attempt finished by then, not only its record.
    */
   private async atSnapshotBoundary(): Promise<void> {
     this.snapshotResponder ??= new SnapshotResponder(this.ctx.ws);
