@@ -4,6 +4,10 @@
  *  - `backlog/claimed` and `backlog/failed`: our backlog has these states and the reference list
  *    misses them; a claim must never be lost, so they are included;
  *  - `runtime/snapshot/*`: the consistent-snapshot handshake files (transient by nature);
+ * and minus:
+ *  - `runtime/completed/*`: an attempt that finished while no orchestrator ran (or after a live
+ *    backup's pause) has its outcome, cost included, only in its completion record; without it
+ *    a restore re-queues the task, which runs a second time and loses the first run's cost.
  *  - `runtime/archive-key.json`: the WAL archiver's key of an archive encrypted to recipients,
  *    which must not travel in a backup (src/archive/local-key.ts);
  *  - `runtime/archive-status.json` and `runtime/replication/endpoint.json`: the running
@@ -85,7 +89,7 @@ export const REFERENCE_EXCLUDED_PATTERNS = [
 ] as const;
 
 export const EXCLUDED_PATTERNS: readonly string[] = [
-  ...REFERENCE_EXCLUDED_PATTERNS,
+  ...REFERENCE_EXCLUDED_PATTERNS.filter((p) => p !== "runtime/completed/*"),
   "runtime/snapshot/*",
   "runtime/archive-key.json",
   "runtime/archive-status.json",

@@ -23,6 +23,7 @@ import {
   type RunStatusFile,
 } from "./control.js";
 import { checkAgents, collectCompletions } from "./monitoring.js";
+import { countTaskFiles } from "./status.js";
 import { DEFAULT_OPTIONS, type OrchestratorOptions } from "./options.js";
 import { recover } from "./recovery.js";
 import type { RecoverySummary } from "./recovery-summary.js";
@@ -184,8 +185,8 @@ export class Orchestrator {
 
   /**
    * A decision boundary (no decision half made): answer a DR backup's pause request. Pending
-   * completion records are collected into the WAL before the pause is acknowledged — backups leave
-   * `runtime/completed/` out, so an attempt that finished must be in the WAL the snapshot holds.
+   * completion records are collected into the WAL before the pause is acknowledged, so the
+   * snapshot's WAL holds every attempt finished by then, not only its record.
    */
   private async atSnapshotBoundary(): Promise<void> {
     this.snapshotResponder ??= new SnapshotResponder(this.ctx.ws);
@@ -200,7 +201,9 @@ export class Orchestrator {
     const { ws, dlog } = this.ctx;
     await this.cadence.maybeCheckpoint(ws, dlog.state, true);
     await dlog.info(ORCHESTRATOR_STOPPED, {}, { reason });
-    const result = this.ctx.outcome.result(this.runId, reason, blocked, dlog.state, dlog.commits);
+    // The folders as `status` counts them: a task only a file holds (never in the WAL) counts too.
+    const { tasks } = await countTaskFiles(ws, new Set(Object.keys(dlog.state.tasks)));
+    const result = this.ctx.outcome.result(this.runId, reason, blocked, dlog.state, dlog.commits, tasks);
     await dlog.wal.close({ markClosed: true, reason: "orchestrator_stopped" });
     // The last cycle ships the closed run before the lock goes: `stop` returns with it archived.
     await this.ctx.opts.archive?.finish();

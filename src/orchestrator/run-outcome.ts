@@ -18,7 +18,7 @@ export interface RunResult {
   exit_code: number;
   /** The signal that ended the run, when one did. */
   interrupted_by?: InterruptSignal;
-  /** Tasks per state, all runs. */
+  /** Tasks per state, all runs, counted as `status` counts them (its `tasks`). */
   counts: Record<string, number>;
   /** Every task that can never run, and every failed one (all runs). */
   blocked: string[];
@@ -59,9 +59,8 @@ export class RunOutcome {
     blocked: BlockedTask[],
     state: OrchestratorState,
     decisions: number,
+    counts: Record<string, number>,
   ): RunResult {
-    const counts: Record<string, number> = { open: 0, claimed: 0, done: 0, failed: 0 };
-    for (const t of allTasks(state)) counts[t.state] = (counts[t.state] ?? 0) + 1;
     const failed = allTasks(state)
       .filter((t) => t.state === "failed")
       .map((t) => t.id);

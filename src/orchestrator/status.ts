@@ -143,9 +143,10 @@ export async function collectStatus(ws: Workspace): Promise<StatusReport> {
  * file counts only if it parses, as `start` adopts only those. The task parser (the YAML and
  * schema libraries) is loaded only for such files: new ones not adopted yet, malformed ones,
  * foreign names. The folders are read as of one moment (readBacklogStable): a running
- * orchestrator's moves never count a task twice or not at all.
+ * orchestrator's moves never count a task twice or not at all. `start`'s summary counts with it
+ * too, so the two never disagree (a task only a file holds, as a Python backup's done tasks).
  */
-async function countTaskFiles(
+export async function countTaskFiles(
   ws: Workspace,
   knownIds: ReadonlySet<string>,
 ): Promise<Pick<StatusReport, "tasks" | "malformed">> {
@@ -203,6 +204,14 @@ async function integrityProblems(ws: Workspace, runs: RunInfo[]): Promise<Integr
   return problems;
 }
 
+/** Task counts as `status` shows them: the four busy states always, the others when not empty. */
+export function renderTaskCounts(tasks: Record<string, number>): string {
+  return Object.entries(tasks)
+    .filter(([k, v]) => v > 0 || ["open", "claimed", "done", "failed"].includes(k))
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
+}
+
 export function renderStatus(s: StatusReport, line: (l: string) => void): void {
   for (const p of s.integrity)
     line(`integrity: ${p.kind}: ${p.run_id ? `run ${p.run_id}: ` : ""}${p.message}`);
@@ -210,11 +219,7 @@ export function renderStatus(s: StatusReport, line: (l: string) => void): void {
     line(
       "integrity: `start` refuses this WAL (exit 9); inspect with `bernstein wal verify`, restore a good copy with `bernstein dr restore`",
     );
-  const counts = Object.entries(s.tasks)
-    .filter(([k, v]) => v > 0 || ["open", "claimed", "done", "failed"].includes(k))
-    .map(([k, v]) => `${k} ${v}`)
-    .join(", ");
-  line(`tasks: ${counts}`);
+  line(`tasks: ${renderTaskCounts(s.tasks)}`);
   if (s.malformed.length)
     line(
       `malformed task files: ${s.malformed.length} (not counted above; never scheduled; \`bernstein doctor\` names them)`,

@@ -6,7 +6,8 @@
  *
  * Intents of `task_completed`, `task_failed` and `task_interrupted` carry their output too: the
  * facts they commit (exit code, cost) come from a completion record under `runtime/completed/`,
- * which backups leave out, so a replay must be able to finish them from the WAL alone.
+ * which archives of older versions and of the Python reference leave out, so a replay must be
+ * able to finish them from the WAL alone.
  */
 import type { AuditLog } from "../audit/log.js";
 import type { JsonObject, WalEntry } from "../wal/entry.js";

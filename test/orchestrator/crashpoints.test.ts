@@ -101,7 +101,10 @@ async function assertFinished(
 ) {
   assert.equal(started.code, 0, started.stderr);
   const result = JSON.parse(started.stdout);
-  assert.deepEqual(result.counts, { open: 0, claimed: 0, done: 5, failed: 0 });
+  assert.deepEqual(
+    Object.entries(result.counts).filter(([, n]) => n !== 0),
+    [["done", 5]],
+  );
   assert.equal(result.recovery.replay.failed, 0, JSON.stringify(result.recovery.replay.failures));
   assert.deepEqual(await openRuns(sdd), [], "every previous run was replayed and closed");
   const ledger = (await readFile(path.join(sdd, "metrics/cost-ledger.jsonl"), "utf8")).trim().split("\n");

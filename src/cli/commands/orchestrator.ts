@@ -16,6 +16,7 @@ import { lockedBy, readLock } from "../../workspace/lock.js";
 import { assertMayLead } from "../../workspace/replication-role.js";
 import { Orchestrator, type RecoverySummary, type RunResult } from "../../orchestrator/orchestrator.js";
 import { readStatusFile } from "../../orchestrator/control.js";
+import { renderTaskCounts } from "../../orchestrator/status.js";
 import { staleAfterFromEnv } from "../../state/replay.js";
 import { cleanupOnInterrupt, type InterruptSignal } from "../../workspace/interrupt.js";
 import { WarningDigest } from "../warning-digest.js";
@@ -385,13 +386,12 @@ function reportRun(out: Output, orch: Orchestrator, result: RunResult, warnings:
       warnings,
     },
     () => {
-      const c = result.counts;
       const r = result.this_run;
       const ended = result.interrupted_by ? `interrupted by ${result.interrupted_by}` : result.reason;
       out.line(
         `run ${result.run_id} ${ended}: this run ${r.done} done, ${r.failed.length} failed` +
           (r.blocked.length ? `, ${r.blocked.length} newly blocked` : "") +
-          `; all tasks ${c.done ?? 0} done, ${c.failed ?? 0} failed, ${c.open ?? 0} open, ${c.claimed ?? 0} claimed; ${result.decisions} decisions`,
+          `; all tasks: ${renderTaskCounts(result.counts)}; ${result.decisions} decisions`,
       );
     },
   );

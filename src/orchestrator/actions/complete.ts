@@ -1,7 +1,7 @@
 /**
  * An attempt's outcome from its completion record: `task_completed` (ledger row, file to `done/`),
  * or a failure (fail.ts). The replay of both finishes from the intent alone: its output holds the
- * facts, because backups leave the completion records out.
+ * facts, because the record is removed once committed and older archives lack it.
  */
 import type { WalEntry } from "../../wal/entry.js";
 import { durableUnlink } from "../../workspace/durable.js";
