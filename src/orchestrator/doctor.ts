@@ -20,6 +20,7 @@ import { describeHolder, readLock } from "../workspace/lock.js";
 import { newestCheckpointCheck } from "./checkpointing.js";
 import { epochFile, readStanding, roleFile, type Standing } from "../workspace/replication-role.js";
 import { ledgerDrift, ledgerShort, walDrift, type LedgerMismatch } from "./materialize.js";
+import { DEFAULT_STALE_AFTER_MS, staleAfterFromEnv } from "../state/replay.js";
 import { findCycles, scanBacklog, type BacklogScan } from "./tasks.js";
 import { agentNameFor, findExecutable, loadAgentsConfig, unrunnable, type AgentsConfig } from "./agents.js";
 import { UserError } from "../errors/errors.js";
@@ -487,11 +488,26 @@ const LEDGER_FIXES: Record<LedgerMismatch["kind"], string> = {
     "the WAL is the hash-chained record and `start` never rewrites a row: put the WAL's values back on the named line, or restore the ledger from a backup (`bernstein dr restore`)",
   duplicate: "remove the later row of that usage (one row per usage; every report sums it twice)",
   uncommitted:
-    "`bernstein start` finishes that completion from its intent (unless the intent is older than the replay staleness window: then it reports it, and the row stays ahead of the WAL)",
+    "`bernstein start` completes it: it replays the completion's intent, whose commit matches the row",
+  stale:
+    "`bernstein start` reports that intent as stale and does not complete it, so the row stays ahead of the WAL: start with `BERNSTEIN_REPLAY_STALE_AFTER` (seconds) above its age to have it replayed",
   unknown:
     "remove the named line if it is a hand edit or a row of another workspace; if the WAL lost entries, the wal check says so",
   unreadable: "remove the named line: it is not counted",
 };
+
+/**
+ * The staleness window the next `start` replays intents within (replayWal). A bad
+ * `$BERNSTEIN_REPLAY_STALE_AFTER` refuses that start with its own message; the doctor still
+ * reports, measuring against the default window.
+ */
+function replayStaleAfterMs(): number {
+  try {
+    return staleAfterFromEnv() ?? DEFAULT_STALE_AFTER_MS;
+  } catch {
+    return DEFAULT_STALE_AFTER_MS;
+  }
+}
 
 /** Reads of the ledger and the WAL a failing ledger check makes beside a running orchestrator. */
 const LEDGER_READS_WHILE_RUNNING = 5;
@@ -526,7 +542,7 @@ async function ledgerCheckOnce(
   follower: boolean,
   walFailed: boolean,
 ): Promise<DoctorCheck> {
-  const drift = await ledgerDrift(ws);
+  const drift = await ledgerDrift(ws, { staleAfterMs: replayStaleAfterMs() });
   const n = drift.missing_count;
   const missing = drift.missing
     .slice(0, 3)
@@ -539,6 +555,10 @@ async function ledgerCheckOnce(
     ? `${first.message}${drift.mismatch_count > 1 ? `; ${drift.mismatch_count - 1} more line(s) differ` : ""}`
     : "";
   const onlyUnreadable = [...drift.mismatch_kinds].every((k) => k === "unreadable");
+  // What a crash leaves and the next start repairs is a warning (a follower's start refuses it).
+  const onlyWarnings = [...drift.mismatch_kinds].every(
+    (k) => k === "unreadable" || (k === "uncommitted" && !follower),
+  );
   const sums = `${drift.rows} row(s), ${formatUsd(drift.cost_usd)}`;
   if (follower && drift.missing_count && onlyUnreadable)
     return check(
@@ -547,7 +567,7 @@ async function ledgerCheckOnce(
       `follower: ${[missingLine, mismatchLine].filter(Boolean).join("; ")}; \`bernstein dr promote\` writes the missing rows from the WAL`,
       drift.mismatch_count ? LEDGER_FIXES.unreadable : "",
     );
-  if (drift.missing_count || !onlyUnreadable) {
+  if (drift.missing_count || !onlyWarnings) {
     const fixes = [...drift.mismatch_kinds].map((k) => LEDGER_FIXES[k]);
     if (drift.missing_count)
       fixes.push(
@@ -568,8 +588,8 @@ async function ledgerCheckOnce(
     return check(
       "ledger",
       "warn",
-      `${sums}, each as the WAL recorded it; ${mismatchLine}`,
-      LEDGER_FIXES.unreadable,
+      `${sums}${onlyUnreadable ? ", each as the WAL recorded it" : ""}; ${mismatchLine}`,
+      [...drift.mismatch_kinds].map((k) => LEDGER_FIXES[k]).join("; "),
     );
   return check("ledger", "pass", `${sums}, each as the WAL recorded it`);
 }

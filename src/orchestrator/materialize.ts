@@ -227,7 +227,12 @@ export interface WalUsage {
 /** A ledger line that disagrees with the WAL, and why. */
 export interface LedgerMismatch {
   line: number;
-  kind: "altered" | "duplicate" | "uncommitted" | "unknown" | "unreadable";
+  /**
+   * `uncommitted`: the row of a completion whose intent the next `start` replays (the commit a crash
+   * cut off follows); `stale`: the same, but the intent is older than the replay staleness window,
+   * so `start` reports it instead of finishing it.
+   */
+  kind: "altered" | "duplicate" | "uncommitted" | "stale" | "unknown" | "unreadable";
   /** The line's task and agent, when it names them. */
   task_id?: string;
   agent_id?: string;
@@ -255,12 +260,16 @@ const FIELDS = ["task_id", "model", "input_tokens", "output_tokens", "cost_usd"]
 /**
  * Each ledger row against the usage the WAL recorded for its agent (the WAL is the hash-chained
  * record the state's cost comes from; the ledger is its copy). Read-only; streams the ledger and
- * the WAL, holding one small record per usage.
+ * the WAL, holding one small record per usage. `staleAfterMs` is the replay's staleness window
+ * (replayWal), with `now`: an intent older than that is one `start` does not replay.
  */
-export async function ledgerDrift(ws: Workspace): Promise<LedgerDrift> {
+export async function ledgerDrift(
+  ws: Workspace,
+  opts: { staleAfterMs: number; now?: () => number },
+): Promise<LedgerDrift> {
   const committed = new Map<string, WalUsage>();
   // Intents of runs left open: `start` replays them (their commit follows a row already written).
-  const pending = new Map<string, WalUsage>();
+  const pending = new Map<string, WalUsage & { timestamp: number }>();
   const open = new Map<string, boolean>();
   for await (const o of outcomeEntries(ws)) {
     const usage = usageOf(o.entry.output);
@@ -271,7 +280,7 @@ export async function ledgerDrift(ws: Workspace): Promise<LedgerDrift> {
       continue;
     }
     if (!open.has(o.run_id)) open.set(o.run_id, !(await readClosedMarker(ws, o.run_id)));
-    if (open.get(o.run_id)) pending.set(o.agent_id, u);
+    if (open.get(o.run_id)) pending.set(o.agent_id, { ...u, timestamp: o.entry.timestamp });
   }
   const drift: LedgerDrift = {
     rows: 0,
@@ -316,14 +325,21 @@ export async function ledgerDrift(ws: Workspace): Promise<LedgerDrift> {
     const u = committed.get(agent);
     if (!u) {
       const p = pending.get(agent);
+      if (!p) {
+        mismatch({ ...ids, kind: "unknown", message: `${at}: no usage of agent ${agent} in the WAL` });
+        continue;
+      }
+      const intent = `${at}: its completion is an intent without a commit (run ${p.run_id} seq ${p.seq}): a crash between the row and the commit`;
+      // The age as replayWal measures it, so this verdict and the next start's agree.
+      const ageMs = (opts.now ?? Date.now)() - p.timestamp * 1000;
       mismatch(
-        p
+        ageMs > opts.staleAfterMs
           ? {
               ...ids,
-              kind: "uncommitted",
-              message: `${at}: its completion is an intent without a commit (run ${p.run_id} seq ${p.seq}): a crash between the row and the commit`,
+              kind: "stale",
+              message: `${intent}, and the intent (${Math.round(ageMs / 1000)} s old) is older than the replay staleness window (${Math.round(opts.staleAfterMs / 1000)} s)`,
             }
-          : { ...ids, kind: "unknown", message: `${at}: no usage of agent ${agent} in the WAL` },
+          : { ...ids, kind: "uncommitted", message: intent },
       );
       continue;
     }

@@ -12,8 +12,8 @@
  *    duration, and cost/tokens from a final JSON line with `cost_usd` if the agent printed one.
  */
 import { spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
-import { open, readdir, stat } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { open, readdir, stat, type FileHandle } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -182,28 +182,22 @@ export function parseUsageLine(line: string): Usage | null {
   };
 }
 
-/** Reads only the end of the log (an agent may print megabytes) and parses its last non-empty line. */
-export async function usageFromLog(logFile: string, tailBytes = 64 * 1024): Promise<Usage> {
-  let fh;
-  try {
-    fh = await open(logFile, "r");
-  } catch {
-    return NO_USAGE;
+/**
+ * Reads only the end of the log (an agent may print megabytes) and parses its last non-empty line.
+ * It reads through the handle the agent wrote to, not the log's path: the workspace may be restored
+ * (its folder replaced) while the agent runs, and the path then names another file.
+ */
+export async function usageFromLog(log: FileHandle, tailBytes = 64 * 1024): Promise<Usage> {
+  const { size } = await log.stat();
+  const len = Math.min(size, tailBytes);
+  const buf = Buffer.alloc(len);
+  await log.read(buf, 0, len, size - len);
+  const lines = buf.toString("utf8").split("\n");
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const line = lines[i].trim();
+    if (line) return parseUsageLine(line) ?? NO_USAGE;
   }
-  try {
-    const { size } = await fh.stat();
-    const len = Math.min(size, tailBytes);
-    const buf = Buffer.alloc(len);
-    await fh.read(buf, 0, len, size - len);
-    const lines = buf.toString("utf8").split("\n");
-    for (let i = lines.length - 1; i >= 0; i--) {
-      const line = lines[i].trim();
-      if (line) return parseUsageLine(line) ?? NO_USAGE;
-    }
-    return NO_USAGE;
-  } finally {
-    await fh.close();
-  }
+  return NO_USAGE;
 }
 
 interface CommandOutcome {
@@ -239,16 +233,28 @@ export async function runWrapper(job: WrapperJob): Promise<number> {
   const logFile = agentLogPath(ws, job.agent_id);
   await durableMkdir(path.dirname(logFile));
   await durableMkdir(ws.completedDir);
-  const logFd = openSync(logFile, "a", FILE_MODE);
-  const t0 = process.hrtime.bigint();
-  const { outcome, recordUpdate } = await runCommand(job, logFd, (pgid) => {
-    record.command_pgid = pgid;
-    return atomicWriteFile(recordFile, JSON.stringify(record) + "\n");
-  });
-  closeSync(logFd);
-  const durationS = Number(process.hrtime.bigint() - t0) / 1e9;
-  await recordUpdate;
-  const usage = await usageFromLog(logFile);
+  // Opened for reading too: the usage is read back through this handle (usageFromLog).
+  const log = await open(logFile, "a+", FILE_MODE);
+  let outcome: CommandOutcome;
+  let usage: Usage;
+  let durationS: number;
+  try {
+    const t0 = process.hrtime.bigint();
+    // The token and the completion below are written by path on purpose: they belong to the
+    // workspace that folder holds when they are written. After a restore into the same folder that
+    // is the restored one, which holds this attempt's token and re-attaches to it; the output
+    // stays in the file the agent was started with.
+    const run = await runCommand(job, log.fd, (pgid) => {
+      record.command_pgid = pgid;
+      return atomicWriteFile(recordFile, JSON.stringify(record) + "\n");
+    });
+    outcome = run.outcome;
+    durationS = Number(process.hrtime.bigint() - t0) / 1e9;
+    await run.recordUpdate;
+    usage = await usageFromLog(log);
+  } finally {
+    await log.close();
+  }
   const completion: CompletionRecord = {
     agent_id: job.agent_id,
     task_id: job.task_id,

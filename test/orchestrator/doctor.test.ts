@@ -334,3 +334,66 @@ test("doctor's ledger check holds each row against the usage the WAL recorded: i
     await cleanup();
   }
 });
+
+test("doctor warns of a ledger row whose completion a crash left without its commit (start completes it), and a drill there passes; a row nothing explains fails", async () => {
+  const { ws, cli, env, dir, cleanup } = await orchestratorWorkspace("bernstein-doc-ledger-crash-");
+  try {
+    await addTask(ws, { id: "a", title: "a", command: `echo '{"cost_usd": 0.4}'` });
+    // SIGKILLed after the completion's action (the row is written), before its commit.
+    const crashed = await runCli(["--sdd", ws.root, "start", "--until-idle", "--poll", "20"], {
+      cwd: dir,
+      env: { ...env, BERNSTEIN_CRASH_AT: "task_completed:after_action" },
+    });
+    assert.equal(crashed.signal, "SIGKILL");
+    const ledger = async (extra: Record<string, string> = {}) => {
+      const r = await runCli(["--sdd", ws.root, "doctor", "--json"], { cwd: dir, env: { ...env, ...extra } });
+      return { code: r.code, ...byName(JSON.parse(r.stdout).checks, "ledger") };
+    };
+    const pending = await ledger();
+    assert.equal(pending.code, 0, pending.detail);
+    assert.equal(pending.verdict, "warn");
+    assert.match(
+      pending.detail,
+      /^1 row\(s\), \$0\.4000; line 1 \(task a, agent a#1\): its completion is an intent without a commit/,
+    );
+    assert.match(pending.fix, /`bernstein start` completes it/);
+
+    // The drill's doctor step agrees: what the next start completes is no failed check.
+    const drill = await cli("dr", "drill");
+    assert.equal(drill.code, 0, drill.stdout + drill.stderr);
+
+    // An intent the next start would not replay (older than the window) stays a failure.
+    const stale = await ledger({ BERNSTEIN_REPLAY_STALE_AFTER: "0" });
+    assert.equal(stale.verdict, "fail");
+    assert.match(stale.detail, /older than the replay staleness window \(0 s\)/);
+    assert.match(stale.fix, /does not complete it/);
+
+    // A row that no intent or commit explains fails beside it.
+    const row = {
+      timestamp: new Date().toISOString(),
+      run_id: "r",
+      task_id: "z",
+      agent_id: "z#1",
+      cost_usd: 1,
+    };
+    await appendFile(ws.costLedger, JSON.stringify(row) + "\n");
+    const unknown = await ledger();
+    assert.equal(unknown.code, 1);
+    assert.equal(unknown.verdict, "fail");
+    assert.match(unknown.detail, /a crash between the row and the commit; 1 more line\(s\) differ$/);
+    assert.match(
+      unknown.fix,
+      /`bernstein start` completes it: .*; remove the named line if it is a hand edit/,
+    );
+
+    // What the warning said: start completes the usage, whose commit then matches the row.
+    const lines = (await readFile(ws.costLedger, "utf8")).split("\n");
+    await writeFile(ws.costLedger, lines[0] + "\n");
+    assert.equal((await cli("start", "--until-idle", "--poll", "20")).code, 0);
+    const healed = await ledger();
+    assert.equal(healed.verdict, "pass", healed.detail);
+    assert.equal(healed.detail, "1 row(s), $0.4000, each as the WAL recorded it");
+  } finally {
+    await cleanup();
+  }
+});

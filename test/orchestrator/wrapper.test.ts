@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { cp, readFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -14,7 +15,7 @@ import {
 } from "../../src/orchestrator/wrapper.js";
 import { initWorkspace } from "../../src/workspace/layout.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
-import { scratchDir } from "../helpers.js";
+import { scratchDir, waitFor } from "../helpers.js";
 
 const WRAPPER = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -136,6 +137,33 @@ test("a missing binary is recorded as a clear error", async () => {
     const done = await readCompletion(ws, "t4#1");
     assert.equal(done!.error, "agent binary not found: no-such-agent-binary-xyz");
     assert.equal(done!.exit_code, null);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("a workspace restored under a running agent: its cost is read from what it wrote, the completion lands in the restored workspace", async () => {
+  const { dir, ws, job, cleanup } = await setup();
+  try {
+    const started = path.join(dir, "started");
+    const go = path.join(dir, "go");
+    // The command waits for the test to have replaced the workspace folder, then prints its cost.
+    const script = `touch ${started}; while [ ! -e ${go} ]; do sleep 0.02; done; echo '{"cost_usd": 0.75, "output_tokens": 5}'`;
+    const exited = runWrapperProcess(job("r1#1", ["sh", "-c", script]));
+    await waitFor("the command to start", () => existsSync(started), { exited });
+    // What a restore into the same folder does: the old tree is moved aside, a copy (holding this
+    // attempt's run-once token, an empty log) takes its place.
+    const aside = `${ws.root}.pre-restore`;
+    await rename(ws.root, aside);
+    await cp(aside, ws.root, { recursive: true });
+    await writeFile(agentLogPath(ws, "r1#1"), "");
+    await writeFile(go, "");
+    assert.equal(await exited, 0);
+    const done = await readCompletion(ws, "r1#1");
+    assert.equal(done?.cost_usd, 0.75);
+    assert.equal(done?.output_tokens, 5);
+    assert.equal(await readFile(agentLogPath(ws, "r1#1"), "utf8"), "");
+    assert.match(await readFile(path.join(aside, "logs", "agents", "r1#1.log"), "utf8"), /"cost_usd": 0\.75/);
   } finally {
     await cleanup();
   }
