@@ -68,7 +68,7 @@ describe("hostile stream names in a WAL archive", () => {
       assert.match(p.reason, /^not a segment: its stream .* is none an archiver ships/);
 
     const target = path.join(fx.scratch.dir, "w2", "r", ".sdd");
-    const r = await fx.f.cli(["dr", "restore", "--from", fx.store, "--latest", "--sdd", target]);
+    const r = await fx.f.cli(["dr", "restore", "--from", fx.store, "--latest"], target);
     assert.equal(r.code, 5, r.stderr);
     assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
     assert.match(r.stderr, /is none an archiver ships.*hostile or damaged.*nothing restored/);
