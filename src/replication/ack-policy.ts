@@ -13,8 +13,12 @@
  * have acknowledged the whole durable tail again. With `onTimeout: "degrade"` it instead continues
  * as LEADER_ONLY (state DEGRADED) and writes an audit event; the configured policy is restored
  * the same way. A fenced leader (a newer epoch exists) rejects every gate, for good.
+ *
+ * SIGINT/SIGTERM of the leader's process ends the waits in progress at once (`interrupt`): the
+ * entry is in the local WAL, not acknowledged, and the caller does not act on it.
  */
 import { ExitCode, UserError } from "../errors/errors.js";
+import { interruptedExitCode, type InterruptSignal } from "../workspace/interrupt.js";
 import { setLongTimeout, type Timer } from "../workspace/timer.js";
 
 export type AckPolicyName = "LEADER_ONLY" | "QUORUM" | "ALL";
@@ -213,6 +217,38 @@ export class AckPolicy {
     if (was === "DEGRADED") {
       void Promise.resolve(this.o.audit("replication_restored", { policy: this.o.policy })).catch(() => {});
     }
+  }
+
+  /**
+   * SIGINT/SIGTERM: the gates waiting now reject with the interruption (exit 130/143), so the run
+   * ends now rather than after the ack timeout (or never, when the followers stay away). Their
+   * entries stay in the local WAL, unacknowledged and so not acted on: the next start recovers
+   * them (an intent not yet executed is replayed) and the followers catch up from it; a failover
+   * to a follower without them loses them, as any decision never acknowledged. Gates started
+   * later wait as usual: the clean stop's `orchestrator_stopped` needs its acknowledgements.
+   * Returns whether a gate was waiting.
+   */
+  interrupt(signal: InterruptSignal): boolean {
+    const waiting = [...this.waiters];
+    const first = waiting[0];
+    if (!first) return false;
+    const what =
+      waiting.length === 1
+        ? `decision ${first.pos.runId}#${first.pos.seq} waited`
+        : `${waiting.length} decisions from ${first.pos.runId}#${first.pos.seq} on waited`;
+    const err = new UserError(
+      `interrupted by ${signal} while ${what} for ${this.o.policy} acknowledgements (${this.ackCount(first.pos)}/${
+        this.required
+      }): it is in the local WAL, not acknowledged; the next start recovers it (replaying an intent not yet executed) and the followers catch up, while a failover before then loses it`,
+      interruptedExitCode(signal),
+    );
+    for (const w of waiting) {
+      this.waiters.delete(w);
+      w.timer.clear();
+      this.counters.rejected++;
+      w.reject(err);
+    }
+    return true;
   }
 
   /** A newer epoch exists: reject everything, for good. */
