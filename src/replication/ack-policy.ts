@@ -88,6 +88,9 @@ interface Waiter {
   timer: Timer;
 }
 
+/** How long a decision waiting at a signal may still wait for its acknowledgements. */
+export const INTERRUPT_GRACE_MS = 2000;
+
 export class AckPolicy {
   private readonly waiters = new Set<Waiter>();
   private stateValue: PolicyState = "OK";
@@ -220,35 +223,39 @@ export class AckPolicy {
   }
 
   /**
-   * SIGINT/SIGTERM: the gates waiting now reject with the interruption (exit 130/143), so the run
-   * ends now rather than after the ack timeout (or never, when the followers stay away). Their
-   * entries stay in the local WAL, unacknowledged and so not acted on: the next start recovers
-   * them (an intent not yet executed is replayed) and the followers catch up from it; a failover
-   * to a follower without them loses them, as any decision never acknowledged. Gates started
-   * later wait as usual: the clean stop's `orchestrator_stopped` needs its acknowledgements.
-   * Returns whether a gate was waiting.
+   * SIGINT/SIGTERM: the gates waiting now wait at most `graceMs` more, then reject with the
+   * interruption (exit 130/143), so the run ends soon rather than after the ack timeout (or never,
+   * when the followers stay away). On a healthy cluster the acknowledgements come within the
+   * grace and the run drains as after any signal, its clean stop seen by the followers. An entry
+   * still unacknowledged then stays in the local WAL, not acted on: the next start recovers it
+   * (an intent not yet executed is replayed) and the followers catch up from it; a failover to a
+   * follower without it loses it, as any decision never acknowledged. Gates started later wait as
+   * usual: the clean stop's `orchestrator_stopped` needs its acknowledgements. Returns whether a
+   * gate was waiting.
    */
-  interrupt(signal: InterruptSignal): boolean {
+  interrupt(signal: InterruptSignal, graceMs = INTERRUPT_GRACE_MS): boolean {
     const waiting = [...this.waiters];
-    const first = waiting[0];
-    if (!first) return false;
-    const what =
-      waiting.length === 1
-        ? `decision ${first.pos.runId}#${first.pos.seq} waited`
-        : `${waiting.length} decisions from ${first.pos.runId}#${first.pos.seq} on waited`;
-    const err = new UserError(
-      `interrupted by ${signal} while ${what} for ${this.o.policy} acknowledgements (${this.ackCount(first.pos)}/${
-        this.required
-      }): it is in the local WAL, not acknowledged; the next start recovers it (replaying an intent not yet executed) and the followers catch up, while a failover before then loses it`,
-      interruptedExitCode(signal),
-    );
     for (const w of waiting) {
-      this.waiters.delete(w);
       w.timer.clear();
-      this.counters.rejected++;
-      w.reject(err);
+      w.timer = setLongTimeout(() => this.interrupted(w, signal), graceMs);
     }
-    return true;
+    return waiting.length > 0;
+  }
+
+  private interrupted(w: Waiter, signal: InterruptSignal): void {
+    if (!this.waiters.has(w)) return;
+    this.waiters.delete(w);
+    this.counters.rejected++;
+    w.reject(
+      new UserError(
+        `interrupted by ${signal} while decision ${w.pos.runId}#${w.pos.seq} waited for ${this.o.policy} acknowledgements (${this.ackCount(
+          w.pos,
+        )}/${
+          this.required
+        }): it is in the local WAL, not acknowledged; the next start recovers it (replaying an intent not yet executed) and the followers catch up, while a failover before then loses it`,
+        interruptedExitCode(signal),
+      ),
+    );
   }
 
   /** A newer epoch exists: reject everything, for good. */

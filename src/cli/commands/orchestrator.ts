@@ -331,11 +331,12 @@ async function startInForeground(
   // Listening from before the lock is taken: a signal during recovery (default action: the
   // process dies mid-replay, lock and run left behind) is held until recovery is done and then
   // drains the run before it claims anything. A decision waiting for its replication
-  // acknowledgements stops waiting instead, and the run ends with it (AckPolicy.interrupt): a
-  // drain would wait behind it. A second signal, of either kind, ends the process at once.
+  // acknowledgements waits at most a short grace more, else the run ends with it
+  // (AckPolicy.interrupt): a drain would wait behind it. A second signal, of either kind, ends
+  // the process at once.
   const recovered: { orch?: Orchestrator; signalDuring?: InterruptSignal } = {};
   const stopListening = onFirstInterrupt((signal) => {
-    if (leader?.policy.interrupt(signal)) return;
+    leader?.policy.interrupt(signal);
     if (recovered.orch) recovered.orch.interrupt(signal).catch(() => {});
     else recovered.signalDuring = signal;
   });
