@@ -25,6 +25,10 @@ export const ExitCode = {
   REPLICATION: 8,
   /** Integrity break found while operating (a WAL chain break at start). */
   INTEGRITY: 9,
+  /** Interrupted by SIGINT (Ctrl-C): 128 + 2, as a shell reports a command the signal killed. */
+  SIGINT: 130,
+  /** Interrupted by SIGTERM: 128 + 15. */
+  SIGTERM: 143,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 

@@ -2,6 +2,8 @@
  * The delay before a failed task's next attempt: `--retry-backoff` ms, doubling per failure, at
  * most 60 s. Kept in memory only (a restart may run a retry early; the WAL holds no wall time).
  */
+import { setLongTimeout } from "../workspace/timer.js";
+
 const MAX_DELAY_MS = 60_000;
 
 export class RetryBackoff {
@@ -16,7 +18,7 @@ export class RetryBackoff {
   hold(taskId: string, failures: number): void {
     const delay = Math.min(this.firstDelayMs * 2 ** Math.max(0, failures - 1), MAX_DELAY_MS);
     this.notBefore.set(taskId, Date.now() + delay);
-    setTimeout(() => this.wake(), delay + 5).unref();
+    setLongTimeout(() => this.wake(), delay + 5).unref();
   }
 
   isHeld(taskId: string, now: number): boolean {

@@ -13,8 +13,12 @@
  * have acknowledged the whole durable tail again. With `onTimeout: "degrade"` it instead continues
  * as LEADER_ONLY (state DEGRADED) and writes an audit event; the configured policy is restored
  * the same way. A fenced leader (a newer epoch exists) rejects every gate, for good.
+ *
+ * SIGINT/SIGTERM of the leader's process ends the waits in progress at once (`interrupt`): the
+ * entry is in the local WAL, not acknowledged, and the caller does not act on it.
  */
 import { ExitCode, UserError } from "../errors/errors.js";
+import { interruptedExitCode, type InterruptSignal } from "../workspace/interrupt.js";
 import { setLongTimeout, type Timer } from "../workspace/timer.js";
 
 export type AckPolicyName = "LEADER_ONLY" | "QUORUM" | "ALL";
@@ -83,6 +87,9 @@ interface Waiter {
   reject: (err: Error) => void;
   timer: Timer;
 }
+
+/** How long a decision waiting at a signal may still wait for its acknowledgements. */
+export const INTERRUPT_GRACE_MS = 2000;
 
 export class AckPolicy {
   private readonly waiters = new Set<Waiter>();
@@ -213,6 +220,42 @@ export class AckPolicy {
     if (was === "DEGRADED") {
       void Promise.resolve(this.o.audit("replication_restored", { policy: this.o.policy })).catch(() => {});
     }
+  }
+
+  /**
+   * SIGINT/SIGTERM: the gates waiting now wait at most `graceMs` more, then reject with the
+   * interruption (exit 130/143), so the run ends soon rather than after the ack timeout (or never,
+   * when the followers stay away). On a healthy cluster the acknowledgements come within the
+   * grace and the run drains as after any signal, its clean stop seen by the followers. An entry
+   * still unacknowledged then stays in the local WAL, not acted on: the next start recovers it
+   * (an intent not yet executed is replayed) and the followers catch up from it; a failover to a
+   * follower without it loses it, as any decision never acknowledged. Gates started later wait as
+   * usual: the clean stop's `orchestrator_stopped` needs its acknowledgements. Returns whether a
+   * gate was waiting.
+   */
+  interrupt(signal: InterruptSignal, graceMs = INTERRUPT_GRACE_MS): boolean {
+    const waiting = [...this.waiters];
+    for (const w of waiting) {
+      w.timer.clear();
+      w.timer = setLongTimeout(() => this.interrupted(w, signal), graceMs);
+    }
+    return waiting.length > 0;
+  }
+
+  private interrupted(w: Waiter, signal: InterruptSignal): void {
+    if (!this.waiters.has(w)) return;
+    this.waiters.delete(w);
+    this.counters.rejected++;
+    w.reject(
+      new UserError(
+        `interrupted by ${signal} while decision ${w.pos.runId}#${w.pos.seq} waited for ${this.o.policy} acknowledgements (${this.ackCount(
+          w.pos,
+        )}/${
+          this.required
+        }): it is in the local WAL, not acknowledged; the next start recovers it (replaying an intent not yet executed) and the followers catch up, while a failover before then loses it`,
+        interruptedExitCode(signal),
+      ),
+    );
   }
 
   /** A newer epoch exists: reject everything, for good. */

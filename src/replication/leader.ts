@@ -5,7 +5,7 @@
  * epoch. It holds positions, never entries: followers read entries from the WAL files.
  */
 import type { ServerResponse } from "node:http";
-import { setLongInterval, type Timer } from "../workspace/timer.js";
+import { setLongInterval, setLongTimeout, type Timer } from "../workspace/timer.js";
 import type { Workspace } from "../workspace/layout.js";
 import {
   AckPolicy,
@@ -417,14 +417,15 @@ export class ReplicationLeader {
     if (this.fenced || behind().length === 0) return [];
     await new Promise<void>((resolve) => {
       const done = (): void => {
-        clearTimeout(timer);
+        timer.clear();
         this.ackListeners.delete(check);
         resolve();
       };
       const check = (): void => {
         if (behind().length === 0) done();
       };
-      const timer = setTimeout(done, timeoutMs);
+      // The ack timeout is the user's: Node's setTimeout would fire a delay past 2^31-1 ms at once.
+      const timer = setLongTimeout(done, timeoutMs);
       this.ackListeners.add(check);
     });
     const left = behind();

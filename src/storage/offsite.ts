@@ -34,6 +34,7 @@ import { openCatalogue, openObject } from "./open-store.js";
 import type { S3Options } from "./s3-store.js";
 import type { BackupStore, RetryInfo } from "./store.js";
 import { shown } from "../workspace/shown-path.js";
+import { setLongTimeout } from "../workspace/timer.js";
 
 /** What the DR producer reports about the archive it wrote. */
 export interface ProducedBackup {
@@ -162,7 +163,7 @@ export async function backupOffsite(req: OffsiteBackupRequest): Promise<OffsiteB
     name = nameAt(now);
     // Names have one-second resolution: a second backup within the same second waits for the next.
     for (let i = 0; i < 3 && req.now === undefined && (await exists(name)); i++) {
-      await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 5));
+      await new Promise<void>((r) => setLongTimeout(r, 1000 - (Date.now() % 1000) + 5));
       now = new Date();
       name = nameAt(now);
     }

@@ -6,6 +6,7 @@
  */
 import { BACKOFF_ENV, intFromEnv } from "./s3-env.js";
 import type { RetryInfo } from "./store.js";
+import { setLongTimeout } from "../workspace/timer.js";
 
 export interface RetryPolicy {
   /** Retries after the first attempt (so at most retries + 1 attempts). */
@@ -106,7 +107,7 @@ export function describeError(err: unknown): string {
 }
 
 function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+  return new Promise((resolve) => setLongTimeout(resolve, ms));
 }
 
 /** Full jitter: a uniform delay in [0, min(max, base * 2^retry)]. */

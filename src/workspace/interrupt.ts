@@ -10,8 +10,10 @@
  *
  * A command that handles these signals itself keeps its meaning: `dr schedule` stops after the
  * run in progress, `start` drains. This handler runs first (prepended) and stands aside while
- * another listener is registered; those commands listen `once`, so a second signal interrupts.
- * A signal during the cleanups exits at once.
+ * another listener is registered; those commands listen with `onFirstInterrupt`, which stops
+ * listening to both at the first, so a second signal, of either kind, interrupts (and without
+ * cleanups registered ends the process at once: the default action). A signal during the
+ * cleanups exits at once.
  *
  * The interrupted work goes on running while its cleanup runs (one thread, no preemption), so it
  * must not pass a point of no return (a rename into place, a restore's swap) after its cleanup
@@ -28,13 +30,15 @@
  * (130/143, one line) even when nothing partial is registered.
  */
 
-const SIGNALS = { SIGINT: 2, SIGTERM: 15 } as const;
-export type InterruptSignal = keyof typeof SIGNALS;
+import { ExitCode, type ExitCodeValue } from "../errors/errors.js";
+
+const SIGNALS = ["SIGINT", "SIGTERM"] as const;
+export type InterruptSignal = (typeof SIGNALS)[number];
 type Signal = InterruptSignal;
 
 /** The exit code of a command a signal interrupted: 128 + its number, as a shell reports it. */
-export function interruptedExitCode(signal: InterruptSignal): number {
-  return 128 + SIGNALS[signal];
+export function interruptedExitCode(signal: InterruptSignal): ExitCodeValue {
+  return ExitCode[signal];
 }
 
 /**
@@ -110,7 +114,7 @@ const listeners = {
 };
 
 function listen(on: boolean): void {
-  for (const signal of Object.keys(SIGNALS) as Signal[]) {
+  for (const signal of SIGNALS) {
     if (on) process.prependListener(signal, listeners[signal]);
     else process.off(signal, listeners[signal]);
   }
@@ -152,6 +156,25 @@ export function clearOnInterrupt(clear: () => void): () => void {
   return () => {
     if (drawnLines.delete(entry) && !listening() && !cleaning) listen(false);
   };
+}
+
+/**
+ * For a command that handles SIGINT and SIGTERM itself: `onFirst` gets the first of either kind,
+ * and from then on neither is listened to, so a second signal ends the process at once whatever
+ * the kinds (SIGINT then SIGTERM too: an SRE's `kill` after a Ctrl-C that seems stuck). Returns
+ * the function that stops listening (once the command's own work is done).
+ */
+export function onFirstInterrupt(onFirst: (signal: InterruptSignal) => void): () => void {
+  const off = (): void => {
+    for (const signal of SIGNALS) process.off(signal, handlers[signal]);
+  };
+  const first = (signal: InterruptSignal) => (): void => {
+    off();
+    onFirst(signal);
+  };
+  const handlers = { SIGINT: first("SIGINT"), SIGTERM: first("SIGTERM") };
+  for (const signal of SIGNALS) process.on(signal, handlers[signal]);
+  return off;
 }
 
 /** True once a signal started the cleanups: the process exits with 130/143 when they end. */

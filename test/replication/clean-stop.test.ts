@@ -229,3 +229,40 @@ test("handOver waits for every follower in contact to acknowledge the whole WAL,
   assert.deepEqual(await leader.handOver(50), ["c"]);
   assert.match(log.join("\n"), /before follower\(s\) c acknowledged the last entry/);
 });
+
+test("handOver waits an --ack-timeout past Node's timer limit (2^31-1 ms) for the follower, not 1 ms", async (t) => {
+  const { dir } = await scratchWithProcs(t, "bernstein-repl-handover-long-");
+  const { token } = await makeToken(dir);
+  const ws = await leaderWorkspace(path.join(dir, "L", ".sdd"), 5, TRANSPORT_RUN);
+  const log: string[] = [];
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w.name);
+  process.on("warning", onWarning);
+  t.after(() => process.off("warning", onWarning));
+  const leader = await ReplicationLeader.start({
+    ws,
+    host: "127.0.0.1",
+    port: 0,
+    token,
+    policy: "LEADER_ONLY",
+    followers: [],
+    ackTimeoutMs: 3_000_000_000,
+    onAckTimeout: "stop",
+    log: (line) => log.push(line),
+  });
+  t.after(() => leader.close());
+  const ack = async (seq: number): Promise<void> => {
+    const res = await fetch(`${leader.url}/ack`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ region: "a", positions: { [TRANSPORT_RUN]: seq }, integrity_error: null }),
+    });
+    assert.equal(res.status, 200, await res.text());
+  };
+  await ack(0);
+  const handing = leader.handOver();
+  await ack(4);
+  assert.deepEqual(await handing, []);
+  assert.deepEqual(log, []);
+  assert.deepEqual(warnings, []);
+});

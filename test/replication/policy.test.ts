@@ -523,3 +523,21 @@ test("dr runbook with a WAL archive: restoring its newest point is the plan, wit
   const lost = /^- Restoring the WAL archive's newest point: (\d+) entries, /m.exec(later);
   assert.ok(lost && Number(lost[1]) > 0, later);
 });
+
+test("a signal while a decision waits: acknowledged within the grace it passes, else it is refused as interrupted", async () => {
+  const healthy = policy("QUORUM", ["a"]);
+  const g = healthy.p.gate({ runId: "run", seq: 0 });
+  assert.equal(healthy.p.interrupt("SIGINT", 60_000), true);
+  healthy.ack("a", 0);
+  assert.equal(await settled(g), "resolved");
+
+  const away = policy("QUORUM", ["a"]);
+  const g2 = away.p.gate({ runId: "run", seq: 0 });
+  away.p.interrupt("SIGTERM", 0);
+  await assert.rejects(g2, {
+    message: /^interrupted by SIGTERM while decision run#0 waited for QUORUM acknowledgements \(0\/1\)/,
+    exitCode: 143,
+  });
+  // Nothing waits: the caller drains as usual.
+  assert.equal(policy("QUORUM", ["a"]).p.interrupt("SIGINT"), false);
+});

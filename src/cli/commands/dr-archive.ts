@@ -17,6 +17,7 @@ import {
 } from "../archive-options.js";
 import { addRecipientOptions, resolveWriteKeys, type WriteKeyFlags } from "../age-keys.js";
 import { openWorkspace } from "../../workspace/layout.js";
+import { interruptedExitCode, onFirstInterrupt, type InterruptSignal } from "../../workspace/interrupt.js";
 import { ExitCode } from "../../errors/errors.js";
 import { sizeOption } from "../number-option.js";
 import { Output, globalsOf } from "../output.js";
@@ -129,14 +130,11 @@ export function registerDrArchive(program: Command): void {
         else out.line(describeArchiverEvent(e, opts.once));
       },
     });
-    let signal: NodeJS.Signals | undefined;
-    const onSignal = (s: NodeJS.Signals) => () => {
+    let signal: InterruptSignal | undefined;
+    const stopListening = onFirstInterrupt((s) => {
       signal = s;
       archiver.stop();
-    };
-    const stopOn = { SIGINT: onSignal("SIGINT"), SIGTERM: onSignal("SIGTERM") };
-    process.once("SIGINT", stopOn.SIGINT);
-    process.once("SIGTERM", stopOn.SIGTERM);
+    });
     const how = keys.recipients ? "encrypted to age recipients" : keys.password ? "encrypted" : "plain";
     const where = isS3Url(opts.to) ? archiver.health.snapshot().destination : opts.to;
     announcement.line = opts.once
@@ -147,8 +145,7 @@ export function registerDrArchive(program: Command): void {
       else await archiver.run();
       announce();
     } finally {
-      process.off("SIGINT", stopOn.SIGINT);
-      process.off("SIGTERM", stopOn.SIGTERM);
+      stopListening();
     }
     await archiver.health.stopped();
     const health = archiver.health.snapshot();
@@ -158,7 +155,7 @@ export function registerDrArchive(program: Command): void {
           `${health.errors_total} error(s)`,
       ),
     );
-    if (signal) process.exitCode = signal === "SIGINT" ? 130 : 143;
+    if (signal) process.exitCode = interruptedExitCode(signal);
     else if (health.errors_in_a_row > 0) out.failed(ExitCode.REMOTE, `archive: ${health.last_error}`);
     // A scheduled --once is how damage reaches an alert: what could be shipped is, then exit 9.
     else if (damage !== undefined) out.failed(ExitCode.INTEGRITY, `archive: ${damage}`);

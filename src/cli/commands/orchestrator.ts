@@ -18,7 +18,7 @@ import { Orchestrator, type RecoverySummary, type RunResult } from "../../orches
 import { readStatusFile } from "../../orchestrator/control.js";
 import { renderTaskCounts } from "../../orchestrator/status.js";
 import { staleAfterFromEnv } from "../../state/replay.js";
-import { cleanupOnInterrupt, type InterruptSignal } from "../../workspace/interrupt.js";
+import { cleanupOnInterrupt, onFirstInterrupt, type InterruptSignal } from "../../workspace/interrupt.js";
 import { WarningDigest } from "../warning-digest.js";
 import { intOption, secondsOption } from "../number-option.js";
 import {
@@ -331,18 +331,16 @@ async function startInForeground(
   // Ctrl-C / SIGTERM: drain like `bernstein stop`, then exit 130/143 (Orchestrator.interrupt).
   // Listening from before the lock is taken: a signal during recovery (default action: the
   // process dies mid-replay, lock and run left behind) is held until recovery is done and then
-  // drains the run before it claims anything. `once`: a second signal ends the process at once.
+  // drains the run before it claims anything. A decision waiting for its replication
+  // acknowledgements waits at most a short grace more, else the run ends with it
+  // (AckPolicy.interrupt): a drain would wait behind it. A second signal, of either kind, ends
+  // the process at once.
   const recovered: { orch?: Orchestrator; signalDuring?: InterruptSignal } = {};
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (recovered.orch) recovered.orch.interrupt(signal as InterruptSignal).catch(() => {});
-    else recovered.signalDuring ??= signal as InterruptSignal;
-  };
-  const stopListening = () => {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  const stopListening = onFirstInterrupt((signal) => {
+    leader?.policy.interrupt(signal);
+    if (recovered.orch) recovered.orch.interrupt(signal).catch(() => {});
+    else recovered.signalDuring = signal;
+  });
   const orch = await Orchestrator.open(ws, {
     replication: leader,
     archive,

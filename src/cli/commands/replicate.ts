@@ -26,7 +26,7 @@ import { REGION_NAME, parsePeerUrl } from "../../replication/client.js";
 import { addDeprecatedAlias } from "../deprecated-option.js";
 import { ExitCode, UserError } from "../../errors/errors.js";
 import { Output, globalsOf } from "../output.js";
-import { type InterruptSignal, interruptedExitCode } from "../../workspace/interrupt.js";
+import { type InterruptSignal, interruptedExitCode, onFirstInterrupt } from "../../workspace/interrupt.js";
 
 /**
  * Listens for SIGINT/SIGTERM from before the work starts (a follower's bootstrap included), so the
@@ -35,15 +35,10 @@ import { type InterruptSignal, interruptedExitCode } from "../../workspace/inter
 function stopOnSignal(): { stop: AbortSignal; stopped: Promise<void>; signal: () => InterruptSignal | null } {
   const ctl = new AbortController();
   let got: InterruptSignal | null = null;
-  const on = (sig: InterruptSignal) => (): void => {
-    process.off("SIGINT", listeners.SIGINT);
-    process.off("SIGTERM", listeners.SIGTERM);
+  onFirstInterrupt((sig) => {
     got = sig;
     ctl.abort();
-  };
-  const listeners = { SIGINT: on("SIGINT"), SIGTERM: on("SIGTERM") };
-  process.once("SIGINT", listeners.SIGINT);
-  process.once("SIGTERM", listeners.SIGTERM);
+  });
   const stopped = new Promise<void>((resolve) => ctl.signal.addEventListener("abort", () => resolve()));
   return { stop: ctl.signal, stopped, signal: () => got };
 }

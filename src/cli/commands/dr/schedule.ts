@@ -30,6 +30,7 @@ import {
   systemdUnits,
 } from "../../../storage/schedule.js";
 import { openWorkspace, type Workspace } from "../../../workspace/layout.js";
+import { onFirstInterrupt } from "../../../workspace/interrupt.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import { intOption } from "../../number-option.js";
 import { Output, globalsOf } from "../../output.js";
@@ -173,9 +174,7 @@ async function schedule(opts: ScheduleFlags, cmd: Command): Promise<void> {
   await makeCatalogueFolder(opts.toDir);
   const auditKeyPath = encryptionOf(keys) !== undefined ? resolveAuditKeyPath().path : undefined;
   const ac = new AbortController();
-  const stop = () => ac.abort();
-  process.once("SIGINT", stop);
-  process.once("SIGTERM", stop);
+  const stopListening = onFirstInterrupt(() => ac.abort());
   const emit = (line: string | Record<string, unknown>) => {
     if (g.quiet) return;
     process.stdout.write((typeof line === "string" ? line : JSON.stringify(line)) + "\n");
@@ -201,8 +200,7 @@ async function schedule(opts: ScheduleFlags, cmd: Command): Promise<void> {
       process.exitCode = lastError instanceof UserError ? lastError.exitCode : 70;
     }
   } finally {
-    process.off("SIGINT", stop);
-    process.off("SIGTERM", stop);
+    stopListening();
   }
 }
 
