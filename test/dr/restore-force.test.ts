@@ -12,11 +12,11 @@ import { readAgentRecord } from "../../src/orchestrator/wrapper.js";
 import { readLock } from "../../src/workspace/lock.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
 import { snapshotTree } from "./support/workspace.js";
-import { waitFor } from "../helpers.js";
+import { runCli, waitFor } from "../helpers.js";
 import { orchestratorWorkspace } from "../orchestrator/support/workspace.js";
 
 test("dr restore --force stops the running orchestrator and its agents before the swap; a wrong password leaves them running", async () => {
-  const { dir, ws, sdd, cli, cleanup } = await orchestratorWorkspace("bernstein-restore-force-");
+  const { dir, ws, sdd, env, cli, cleanup } = await orchestratorWorkspace("bernstein-restore-force-");
   const gate = path.join(dir, "gate");
   let orchestratorPid: number | undefined;
   let agentGroup: number | undefined;
@@ -92,7 +92,7 @@ test("dr restore --force stops the running orchestrator and its agents before th
     assert.equal(status.tasks.done, 1);
     assert.equal(status.tasks.open ?? 0, 0, "the slow task was added after the backup");
     // The previous workspace kept: the slow task's run ended there (interrupted by the stop).
-    const kept = await cli("--sdd", doc.kept, "status", "--json");
+    const kept = await runCli(["--sdd", doc.kept, "status", "--json"], { cwd: dir, env });
     assert.equal(kept.code, 0, kept.stderr);
   } finally {
     await writeFile(gate, "").catch(() => {});

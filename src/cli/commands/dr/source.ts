@@ -3,6 +3,7 @@
  * The reading modules load when an archive is opened: `dr backup` uses only the display helpers.
  */
 import path from "node:path";
+import type { Readable } from "node:stream";
 import type { Command } from "../../../vendor/commander.js";
 import { ExitCode, UserError } from "../../../errors/errors.js";
 import type { BackupLogProblem, BackupLogRow } from "../../../dr/backup-log.js";
@@ -45,7 +46,7 @@ export type SourceFlags = PasswordFlags &
   };
 
 export interface OpenedSource {
-  stream: AsyncIterable<Buffer>;
+  stream: Readable;
   label: string;
   /** The archive's sha256 as recorded elsewhere: --sha256, its .sha256 sidecar, the store, or its record. */
   expectSha256?: string;
@@ -197,19 +198,28 @@ export async function openSource(opts: SourceFlags, sdd?: string): Promise<Opene
     const rekeyWatch = await watchForRekey(opts.from);
     const stream = await openArchiveFile(opts.from);
     opened = { stream, label: opts.from, size: stream.fileBytes, rekeyWatch };
-    const sidecar = await readSidecar(opts.from);
-    if (sidecar) {
-      opened.expectSha256 = sidecar.sha256;
-      opened.expectSha256From = sidecar.file;
+  }
+  // A refusal from here on closes what was opened: left to the garbage collector, an open file
+  // handle is closed with a warning on stderr.
+  try {
+    if (opts.from !== undefined && !isOffsiteSource(opts)) {
+      const sidecar = await readSidecar(opts.from);
+      if (sidecar) {
+        opened.expectSha256 = sidecar.sha256;
+        opened.expectSha256From = sidecar.file;
+      }
     }
+    if (opts.sha256 !== undefined) {
+      if (!/^[0-9a-fA-F]{64}$/.test(opts.sha256))
+        throw new UserError(`--sha256 ${opts.sha256}: not 64 hex digits`, ExitCode.USAGE);
+      opened.expectSha256 = opts.sha256.toLowerCase();
+      opened.expectSha256From = "--sha256";
+    }
+    await recordedHashes(opened, sdd);
+  } catch (err) {
+    opened.stream.destroy();
+    throw err;
   }
-  if (opts.sha256 !== undefined) {
-    if (!/^[0-9a-fA-F]{64}$/.test(opts.sha256))
-      throw new UserError(`--sha256 ${opts.sha256}: not 64 hex digits`, ExitCode.USAGE);
-    opened.expectSha256 = opts.sha256.toLowerCase();
-    opened.expectSha256From = "--sha256";
-  }
-  await recordedHashes(opened, sdd);
   return opened;
 }
 
