@@ -67,13 +67,31 @@ function wrapperJobOf(pid: string, cmdline?: string): Partial<WrapperJob> | unde
 /**
  * SIGKILL the command's process group and the wrapper's (only on the host that runs them, and
  * only for a token of this workspace: a copy's `stop --force` leaves the original's agents alone).
+ * Returns the command's group id when it was still there to kill.
  */
-export function killAgent(record: AgentRecord, sddRoot: string): void {
-  if (record.hostname !== os.hostname()) return;
-  if (record.sdd !== undefined && !sameFolder(record.sdd, sddRoot)) return;
-  for (const pgid of [record.command_pgid, agentAlive(record, sddRoot) ? record.pid : null]) {
-    if (pgid) killProcessGroup(pgid, "SIGKILL");
-  }
+export function killAgent(record: AgentRecord, sddRoot: string): number | null {
+  if (record.hostname !== os.hostname()) return null;
+  if (record.sdd !== undefined && !sameFolder(record.sdd, sddRoot)) return null;
+  const wrapper = agentAlive(record, sddRoot) ? record.pid : null;
+  const command = commandGroupOurs(record) ? record.command_pgid : null;
+  const killed = command !== null && killProcessGroup(command, "SIGKILL");
+  if (wrapper) killProcessGroup(wrapper, "SIGKILL");
+  return killed ? command : null;
+}
+
+/**
+ * Whether the token's command group id still names the attempt's group. While any member of the
+ * group lives the id cannot be given to a new process, so only a live process of that pid started
+ * at another time (the whole group ended, the pid was reused) makes it someone else's; without
+ * the leader's start time (a token of an earlier version), one started before the wrapper is.
+ */
+function commandGroupOurs(record: AgentRecord): boolean {
+  const pgid = record.command_pgid;
+  if (!pgid) return false;
+  const now = processStartTime(pgid);
+  if (now === null) return true; // the leader is gone (its group may live on), or no /proc to tell
+  if (record.command_start_time) return now === record.command_start_time;
+  return record.start_time === null || Number(now) >= Number(record.start_time);
 }
 
 /**

@@ -14,6 +14,13 @@ export class CheckpointCadence {
     this.commitsSinceCheckpoint++;
   }
 
+  /** When a checkpoint falls due by interval (ms, Date.now); undefined while none will without commits. */
+  nextDueAt(): number | undefined {
+    const { checkpointIntervalS } = this.opts;
+    if (checkpointIntervalS <= 0 || this.commitsSinceCheckpoint === 0) return undefined;
+    return this.lastCheckpointAt + checkpointIntervalS * 1000;
+  }
+
   /** Writes a checkpoint when one is due; `force` (at stop) always does, with the operator session row. */
   async maybeCheckpoint(ws: Workspace, state: OrchestratorState, force = false): Promise<void> {
     const { checkpointEvery, checkpointIntervalS } = this.opts;

@@ -18,6 +18,12 @@ import {
   type AgentRecord,
 } from "./wrapper.js";
 
+/**
+ * How often the running agents are checked however long --poll is: a lost wrapper that is no
+ * child of this process (re-attached after a restart) is found only by looking.
+ */
+export const LIVENESS_CHECK_MS = 1000;
+
 /** How long past its timeout an attempt's wrapper may live before the orchestrator kills it. */
 const TERMINAL_GRACE_S = 60;
 
@@ -59,13 +65,17 @@ export async function checkAgents(ctx: RunContext): Promise<void> {
       await complete(ctx, s.agent_id, rec);
       continue;
     }
+    // The wrapper may be gone while its command runs on (the wrapper alone was killed): the next
+    // attempt must not run beside it.
+    const killed = record ? killAgent(record, ctx.ws.root) : null;
+    const what = killed ? `; its command's process group ${killed} killed` : "";
     ctx.agents.forget(s.agent_id);
     ctx.recovery.lost_agents_requeued++;
     ctx.warn(
-      `agent ${s.agent_id} is gone without a completion record; task ${s.task_id} re-queued`,
+      `agent ${s.agent_id} is gone without a completion record${what}; task ${s.task_id} re-queued`,
       "lost agent",
     );
-    await interrupt(ctx, s.task_id, s.attempt, "agent lost (no completion record)");
+    await interrupt(ctx, s.task_id, s.attempt, `agent lost (no completion record)${what}`);
   }
 }
 

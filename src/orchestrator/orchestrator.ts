@@ -16,13 +16,8 @@ import { acquireLock, type WorkspaceLock } from "../workspace/lock.js";
 import { adoptNewTasks } from "./actions/adopt.js";
 import { claimAndSpawn } from "./actions/claim.js";
 import { CheckpointCadence } from "./checkpoint-cadence.js";
-import {
-  ORCHESTRATOR_LOCK_COMMAND,
-  clearStopRequest,
-  writeStopRequest,
-  type RunStatusFile,
-} from "./control.js";
-import { checkAgents, collectCompletions } from "./monitoring.js";
+import { ORCHESTRATOR_LOCK_COMMAND, clearStopRequest, type RunStatusFile } from "./control.js";
+import { LIVENESS_CHECK_MS, checkAgents, collectCompletions } from "./monitoring.js";
 import { countTaskFiles } from "./status.js";
 import { DEFAULT_OPTIONS, type OrchestratorOptions } from "./options.js";
 import { recover } from "./recovery.js";
@@ -105,12 +100,11 @@ export class Orchestrator {
    */
   async interrupt(signal: InterruptSignal): Promise<void> {
     this.ctx.outcome.interrupted(signal);
-    await writeStopRequest(this.ctx.ws, {
-      mode: "drain",
-      timeout_s: 0,
-      requested_at: new Date().toISOString(),
-      requested_by_pid: process.pid,
-    });
+    // In memory, not through a stop request file: the pass the signal lands in (or the one its
+    // wake starts) would claim and spawn before it read the file.
+    const taken = this.stop.take({ mode: "drain", timeout_s: 0 }, this.status, (l) => this.ctx.opts.log?.(l));
+    this.waker.wake();
+    await taken;
   }
 
   /** Schedules until idle (with untilIdle) or a stop request; then shuts down cleanly. */
@@ -134,7 +128,7 @@ export class Orchestrator {
         this.ctx.opts.flushWarnings?.();
         // DR: a backup asked for a consistent snapshot; hold here, between decisions.
         await this.atSnapshotBoundary();
-        await this.waker.sleep();
+        await this.waker.sleep(this.nextDeadline());
       }
     } finally {
       this.waker.close();
@@ -169,6 +163,20 @@ export class Orchestrator {
     return { blocked: sched.blocked };
   }
 
+  /**
+   * When the loop must look again whatever --poll says (ms, Date.now): a checkpoint due by
+   * interval, a drain's timeout, and the liveness check of running agents — a wrapper re-attached
+   * after a restart is no child of ours and gives no exit event.
+   */
+  private nextDeadline(): number | undefined {
+    const due: number[] = [];
+    const checkpoint = this.cadence.nextDueAt();
+    if (checkpoint !== undefined) due.push(checkpoint);
+    if (this.stop.mode === "drain") due.push(this.stop.deadline);
+    if (sessions(this.ctx.dlog.state).length) due.push(Date.now() + LIVENESS_CHECK_MS);
+    return due.length ? Math.min(...due) : undefined;
+  }
+
   private schedulable(): Schedule {
     return schedulable(this.ctx.dlog.state, this.ctx.files, this.ctx.backoff, this.ctx.opts.maxAgents);
   }
@@ -177,7 +185,8 @@ export class Orchestrator {
   private async claimReady(sched: Schedule): Promise<void> {
     let running = sessions(this.ctx.dlog.state).length;
     for (const t of sched.ready) {
-      if (running >= this.ctx.opts.maxAgents) break;
+      // A signal taken while an earlier claim was being made: no claim after it.
+      if (running >= this.ctx.opts.maxAgents || this.stop.mode) break;
       await claimAndSpawn(this.ctx, t);
       running = sessions(this.ctx.dlog.state).length;
     }

@@ -7,7 +7,7 @@ import { killProcessGroup } from "../workspace/process.js";
 import { complete } from "./actions/complete.js";
 import { interrupt } from "./actions/interrupt.js";
 import { killAgent } from "./agent-liveness.js";
-import { readStopRequest, type RunStatusFile } from "./control.js";
+import { readStopRequest, type RunStatusFile, type StopRequest } from "./control.js";
 import type { RunContext } from "./run-context.js";
 import { sessions } from "./view.js";
 import { completionPath, readAgentRecord, readCompletion } from "./wrapper.js";
@@ -22,17 +22,28 @@ export class StopState {
   async check(ctx: RunContext, status: RunStatusFile, log: (line: string) => void): Promise<void> {
     if (this.mode === "force") return;
     const req = await readStopRequest(ctx.ws);
-    if (!req) return;
+    if (req) await this.take(req, status, log);
+  }
+
+  /**
+   * Takes up `req`. The mode is set before the first await: a request taken from a signal handler
+   * holds for every decision the loop makes after it, even in a pass already under way.
+   */
+  async take(
+    req: Pick<StopRequest, "mode" | "timeout_s">,
+    status: RunStatusFile,
+    log: (line: string) => void,
+  ): Promise<void> {
+    if (this.mode === "force") return;
     if (req.mode === "force") {
       this.mode = "force";
       return;
     }
-    if (!this.mode) {
-      this.mode = "drain";
-      this.deadline = Date.now() + req.timeout_s * 1000;
-      log(`stop requested: draining (no new claims, waiting up to ${req.timeout_s}s for running agents)`);
-      await status.write({ state: "draining" });
-    }
+    if (this.mode) return;
+    this.mode = "drain";
+    this.deadline = Date.now() + req.timeout_s * 1000;
+    log(`stop requested: draining (no new claims, waiting up to ${req.timeout_s}s for running agents)`);
+    await status.write({ state: "draining" });
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * The loop's pause between scheduling passes. It ends after the poll interval, or earlier when a
  * watched folder changes (a completion record, a stop or snapshot request, a new task file), a
- * wrapper this process spawned exits, or a retry's backoff runs out.
+ * wrapper this process spawned exits, a retry's backoff runs out, or the loop's next time-based
+ * work falls due (a checkpoint interval, a drain's timeout, an agent liveness check).
  */
 import { watch, type FSWatcher } from "node:fs";
 import { setLongTimeout } from "../workspace/timer.js";
@@ -22,13 +23,15 @@ export class Waker {
     else this.woken = true;
   }
 
-  sleep(): Promise<void> {
+  /** Until a wake, the poll interval, or `until` (ms, Date.now: the loop's next time-based work). */
+  sleep(until?: number): Promise<void> {
     if (this.woken) {
       this.woken = false;
       return Promise.resolve();
     }
+    const ms = until === undefined ? this.pollMs : Math.min(this.pollMs, Math.max(0, until - Date.now()));
     return new Promise<void>((resolve) => {
-      const timer = setLongTimeout(() => this.wake(), this.pollMs);
+      const timer = setLongTimeout(() => this.wake(), ms);
       this.wakeResolve = () => {
         timer.clear();
         resolve();

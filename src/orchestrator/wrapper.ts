@@ -60,6 +60,11 @@ export interface AgentRecord {
   started_at: string;
   /** Process group of the command (its pid), once spawned. */
   command_pgid: number | null;
+  /**
+   * Kernel start time of the command's group leader: once the group is gone its id may be reused,
+   * and a kill must not reach the new group. Absent in records of earlier versions.
+   */
+  command_start_time?: string | null;
 }
 
 /** `runtime/completed/<agent_id>.json`: how the attempt ended. */
@@ -246,6 +251,7 @@ export async function runWrapper(job: WrapperJob): Promise<number> {
     // stays in the file the agent was started with.
     const run = await runCommand(job, log.fd, (pgid) => {
       record.command_pgid = pgid;
+      record.command_start_time = pgid ? processStartTime(pgid) : null;
       return atomicWriteFile(recordFile, JSON.stringify(record) + "\n");
     });
     outcome = run.outcome;

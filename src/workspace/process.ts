@@ -27,12 +27,13 @@ function isZombie(pid: number): boolean {
   }
 }
 
-/** Signals a whole process group; one that is gone already is not an error. */
-export function killProcessGroup(pgid: number, signal: NodeJS.Signals): void {
+/** Signals a whole process group; one that is gone already is not an error. Whether it was there. */
+export function killProcessGroup(pgid: number, signal: NodeJS.Signals): boolean {
   try {
     process.kill(-pgid, signal);
+    return true;
   } catch {
-    // already gone
+    return false; // already gone
   }
 }
 
