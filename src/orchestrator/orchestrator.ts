@@ -63,6 +63,7 @@ export class Orchestrator {
       await preflightWorktrees(ws, opts);
       const { ctx, status } = await recover(ws, opts, {
         wake: () => waker.wake(),
+        wakeAt: (at) => waker.wakeAt(at),
         onCommit: () => cadence.afterCommit(),
       });
       return new Orchestrator(ctx, status, lock, waker, cadence);

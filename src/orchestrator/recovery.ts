@@ -46,8 +46,10 @@ type Warn = (line: string, group?: WarningGroup) => void;
 
 /** The loop's hooks into the decisions recovery already makes. */
 export interface RecoveryHooks {
-  /** Ends the loop's pause (a wrapper spawned by a replayed intent exits, a backoff runs out). */
+  /** Ends the loop's pause (a wrapper spawned by a replayed intent exits). */
   wake: () => void;
+  /** Ends the loop's pause once Date.now() reaches `at` (a backoff runs out, a drain's deadline). */
+  wakeAt: (at: number) => void;
   /** After every commit (the checkpoint cadence). */
   onCommit: () => void;
 }
@@ -100,13 +102,14 @@ export async function recover(
       files: new TaskFiles(ws, warn),
       intake: new BacklogIntake(ws, warn, recovery.malformed),
       agents: new TrackedAgents(),
-      backoff: new RetryBackoff(opts.retryBackoffMs, () => hooks.wake()),
+      backoff: new RetryBackoff(opts.retryBackoffMs, (at) => hooks.wakeAt(at)),
       costRows: new CostRowsOncePerAgent(ws),
       outcome: new RunOutcome(),
       recovery,
       mergeWaits: new Map(),
       warn,
       wake: () => hooks.wake(),
+      wakeAt: (at) => hooks.wakeAt(at),
     };
     const status = new RunStatusFile(ws, {
       pid: process.pid,

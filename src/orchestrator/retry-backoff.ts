@@ -9,14 +9,15 @@ export class RetryBackoff {
 
   constructor(
     private readonly firstDelayMs: number,
-    private readonly wake: () => void,
+    private readonly wakeAt: (at: number) => void,
   ) {}
 
   /** Holds the task back after its `failures`-th failure, and wakes the loop when the delay is over. */
   hold(taskId: string, failures: number): void {
     const delay = Math.min(this.firstDelayMs * 2 ** Math.max(0, failures - 1), MAX_DELAY_MS);
-    this.notBefore.set(taskId, Date.now() + delay);
-    setTimeout(() => this.wake(), delay + 5).unref();
+    const at = Date.now() + delay;
+    this.notBefore.set(taskId, at);
+    this.wakeAt(at);
   }
 
   isHeld(taskId: string, now: number): boolean {

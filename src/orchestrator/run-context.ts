@@ -30,6 +30,8 @@ export interface RunContext {
   /** Worktree tasks whose merge waits (a dirty main worktree...): task id → why, as last logged. */
   readonly mergeWaits: Map<string, string>;
   warn(line: string, group?: WarningGroup): void;
-  /** Ends the loop's pause (a wrapper exited, a backoff ran out). */
+  /** Ends the loop's pause (a wrapper exited). */
   wake(): void;
+  /** Ends the loop's pause once Date.now() reaches `at` (a backoff's end, a drain's deadline). */
+  wakeAt(at: number): void;
 }

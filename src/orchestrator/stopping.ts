@@ -30,6 +30,8 @@ export class StopState {
     if (!this.mode) {
       this.mode = "drain";
       this.deadline = Date.now() + req.timeout_s * 1000;
+      // However long --poll is, the drain ends at its deadline, not at the next unrelated wake.
+      ctx.wakeAt(this.deadline);
       log(`stop requested: draining (no new claims, waiting up to ${req.timeout_s}s for running agents)`);
       await status.write({ state: "draining" });
     }
