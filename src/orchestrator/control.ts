@@ -8,7 +8,7 @@ import os from "node:os";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { atomicWriteFile, durableMkdir, fsyncDir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
-import { describeHolder, waitForLockRelease, type LockInfo } from "../workspace/lock.js";
+import { describeHolder, sameHolder, waitForLockRelease, type LockInfo } from "../workspace/lock.js";
 import { isProcessAlive } from "../workspace/process.js";
 import { readClosedMarker } from "../wal/recovery.js";
 import path from "node:path";
@@ -36,6 +36,16 @@ export interface StopRequest {
   timeout_s: number;
   requested_at: string;
   requested_by_pid: number;
+  /**
+   * The lock of the orchestrator it is for, as the requester read it. Without it (the
+   * orchestrator's own Ctrl-C) it is for whichever orchestrator reads it.
+   */
+  holder?: LockInfo;
+}
+
+/** Whether `req` is for the orchestrator holding `lock`. */
+export function stopRequestIsFor(req: StopRequest, lock: LockInfo): boolean {
+  return req.holder === undefined || sameHolder(req.holder, lock);
 }
 
 export function stopRequestPath(ws: Workspace): string {
@@ -54,6 +64,16 @@ export async function readStopRequest(ws: Workspace): Promise<StopRequest | null
   } catch {
     return null;
   }
+}
+
+/**
+ * At start: removes a request left over from an earlier orchestrator (it died before it read it),
+ * and keeps one a `stop` wrote for this one (`lock`) while it was still recovering.
+ */
+export async function clearStaleStopRequest(ws: Workspace, lock: LockInfo): Promise<void> {
+  const req = await readStopRequest(ws);
+  if (req?.holder && sameHolder(req.holder, lock)) return;
+  await clearStopRequest(ws);
 }
 
 export async function clearStopRequest(ws: Workspace): Promise<void> {
@@ -120,6 +140,7 @@ export async function stopLockHolder(ws: Workspace, holder: LockInfo, poll?: () 
       timeout_s: 0,
       requested_at: new Date().toISOString(),
       requested_by_pid: process.pid,
+      holder,
     });
   } else if (holder.hostname === os.hostname()) {
     try {

@@ -39,7 +39,7 @@ export type { RecoverySummary } from "./recovery-summary.js";
 export type { RunResult } from "./run-outcome.js";
 
 export class Orchestrator {
-  private readonly stop = new StopState();
+  private readonly stop: StopState;
   private snapshotResponder?: SnapshotResponder;
 
   private constructor(
@@ -48,7 +48,9 @@ export class Orchestrator {
     private readonly lock: WorkspaceLock,
     private readonly waker: Waker,
     private readonly cadence: CheckpointCadence,
-  ) {}
+  ) {
+    this.stop = new StopState(lock.info);
+  }
 
   /** Takes the lock and recovers; the caller then calls run(). On failure the lock is released. */
   static async open(ws: Workspace, options: Partial<OrchestratorOptions>): Promise<Orchestrator> {
@@ -61,11 +63,16 @@ export class Orchestrator {
     if (lock.tookOver) opts.warn?.(lock.tookOver);
     try {
       await preflightWorktrees(ws, opts);
-      const { ctx, status } = await recover(ws, opts, {
-        wake: () => waker.wake(),
-        wakeAt: (at) => waker.wakeAt(at),
-        onCommit: () => cadence.afterCommit(),
-      });
+      const { ctx, status } = await recover(
+        ws,
+        opts,
+        {
+          wake: () => waker.wake(),
+          wakeAt: (at) => waker.wakeAt(at),
+          onCommit: () => cadence.afterCommit(),
+        },
+        lock.info,
+      );
       return new Orchestrator(ctx, status, lock, waker, cadence);
     } catch (err) {
       await lock.release();

@@ -78,6 +78,7 @@ function registerStop(program: Command): void {
         timeout_s: timeoutS,
         requested_at: new Date().toISOString(),
         requested_by_pid: process.pid,
+        holder: lock.info,
       });
       // The orchestrator takes the request up on its own and a drain it began cannot be called
       // off: Ctrl-C ends only this wait, and says that the stop goes on without it.
