@@ -90,17 +90,27 @@ export async function clearStopRequest(ws: Workspace): Promise<void> {
  * How an orchestrator asked to stop ended: `stopped` once it closed its run (checkpoint,
  * `orchestrator_stopped`, closed marker) and let go of the lock; `died` when the lock went with
  * the process before that (killed, crashed: the next start recovers the run); `waiting` while it
- * still holds the lock after `timeoutMs`.
+ * still holds the lock after `timeoutMs`. A clean stop says, from the status file it left, why
+ * it ended (`forced`, `stopped` by a drain, `idle`) and how many agents it left running (a drain
+ * leaves them to the next start): `null` when that file is no longer its own.
  */
 export type StopOutcome =
-  { ended: "stopped" | "died"; run_id: string | null } | { ended: "waiting"; run_id: string | null };
+  | { ended: "stopped"; run_id: string | null; how: StoppedHow | null }
+  | { ended: "died"; run_id: string | null }
+  | { ended: "waiting"; run_id: string | null };
+
+export interface StoppedHow {
+  reason: "idle" | "stopped" | "forced" | "interrupted";
+  left_running: number;
+}
 
 /**
  * Waits for the orchestrator `holder` to end after a stop request. A lock that is no longer held
  * says only that the process is gone, which a kill -9 mid-drain does as well as a clean stop: the
  * run's closed marker (or the status file the orchestrator writes as its last step before the
- * release) tells the two apart. A request of this process that a dead orchestrator never
- * completed is withdrawn, so nothing is left over for the next start to read.
+ * release) tells the two apart. A request of this process that the orchestrator never completed
+ * (it died, or it stopped for another reason before it read it) is withdrawn, so nothing is left
+ * over for the next start to read.
  */
 export async function awaitOrchestratorStop(
   ws: Workspace,
@@ -111,13 +121,14 @@ export async function awaitOrchestratorStop(
   const before = await readStatusFile(ws);
   const runId = before?.pid === holder.pid ? before.run_id : null;
   if (!(await waitForLockRelease(ws, holder, timeoutMs, poll))) return { ended: "waiting", run_id: runId };
-  const after = await readStatusFile(ws);
-  const closed =
-    (after?.pid === holder.pid && after.state === "stopped") ||
-    (runId !== null && (await readClosedMarker(ws, runId)) !== undefined);
-  if (closed) return { ended: "stopped", run_id: runId ?? after?.run_id ?? null };
   const req = await readStopRequest(ws);
   if (req?.requested_by_pid === process.pid) await clearStopRequest(ws);
+  const after = await readStatusFile(ws);
+  const own = after?.pid === holder.pid && after.state === "stopped" ? after : null;
+  if (own || (runId !== null && (await readClosedMarker(ws, runId)) !== undefined)) {
+    const how = own?.ended !== undefined ? { reason: own.ended, left_running: own.left_running ?? 0 } : null;
+    return { ended: "stopped", run_id: runId ?? after?.run_id ?? null, how };
+  }
   return { ended: "died", run_id: runId };
 }
 
@@ -184,6 +195,10 @@ export interface OrchestratorStatusFile {
   max_agents: number;
   replay?: unknown;
   exit_code?: number;
+  /** Once stopped: why the run ended. */
+  ended?: StoppedHow["reason"];
+  /** Once stopped: its agents still running then (a drain's timeout), re-attached by the next start. */
+  left_running?: number;
 }
 
 export function statusFilePath(ws: Workspace): string {

@@ -213,8 +213,15 @@ export class Orchestrator {
     // The last cycle ships the closed run before the lock goes: `stop` returns with it archived.
     await this.ctx.opts.archive?.finish();
     await this.ctx.opts.replication?.handOver();
+    // A `stop --force` this end came before reads here whether it left agents running, unkilled.
+    const leftRunning = reason === "forced" ? 0 : sessions(dlog.state).length;
     await clearStopRequest(ws);
-    await this.status.write({ state: "stopped", exit_code: result.exit_code });
+    await this.status.write({
+      state: "stopped",
+      exit_code: result.exit_code,
+      ended: reason,
+      left_running: leftRunning,
+    });
     await this.lock.release();
     for (const b of blocked) this.ctx.warn(`task ${b.id} cannot run: ${b.why}`, "blocked task");
     return result;

@@ -1,11 +1,12 @@
 /**
- * A stop request reaches the orchestrator it names in time: a drain ends at its deadline however
- * long `--poll` is, and a `stop` written while a start still recovers is honoured (not erased as a
- * leftover).
+ * A stop request reaches the orchestrator it names and is answered truthfully: a drain ends at its
+ * deadline however long `--poll` is, a `stop --force` that came after the orchestrator had ended
+ * its drain says the agents were not killed, and a `stop` written while a start still recovers is
+ * honoured (not erased as a leftover).
  */
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
+import { access, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { spawn } from "node:child_process";
@@ -17,9 +18,15 @@ import { readAgentRecord } from "../../src/orchestrator/wrapper.js";
 import { readClosedMarker } from "../../src/wal/recovery.js";
 import { readLock, type LockInfo } from "../../src/workspace/lock.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
-import { waitFor } from "../helpers.js";
+import { spawnCli, waitFor } from "../helpers.js";
 import { taskCounts } from "./support/task-counts.js";
 import { orchestratorWorkspace } from "./support/workspace.js";
+
+const exists = (file: string) =>
+  access(file).then(
+    () => true,
+    () => false,
+  );
 
 test("stop --timeout 1 under --poll 600000: the drain ends at its deadline, the agent left running", async () => {
   const { dir, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-stop-deadline-");
@@ -36,6 +43,8 @@ test("stop --timeout 1 under --poll 600000: the drain ends at its deadline, the 
     assert.equal(stopped.code, 0, stopped.stderr);
     const doc = JSON.parse(stopped.stdout) as Record<string, unknown>;
     assert.equal(doc.stopped, true);
+    assert.equal(doc.ended, "stopped");
+    assert.equal(doc.left_running, 1);
     assert.ok(isProcessAlive(rec.command_pgid!), "the drain leaves the agent running");
 
     await writeFile(gate, "");
@@ -44,6 +53,56 @@ test("stop --timeout 1 under --poll 600000: the drain ends at its deadline, the 
     assert.equal((await taskCounts(ws)).done, 1);
   } finally {
     await writeFile(gate, "").catch(() => {});
+    await cleanup();
+  }
+});
+
+test("stop --force that an orchestrator ending its drain never read: exit 1, it says the agents were not killed", async () => {
+  const { dir, sdd, ws, env, cleanup } = await orchestratorWorkspace("bernstein-stop-force-late-");
+  // An orchestrator whose drain ends just as the force request lands: it holds the lock, and once
+  // the request is there it stops as a drain does (one agent left running) without reading it.
+  const script = path.join(dir, "late.mjs");
+  const dist = (p: string) => JSON.stringify(new URL(`../../src/${p}`, import.meta.url).href);
+  await writeFile(
+    script,
+    `import { existsSync } from "node:fs";
+const { acquireLock } = await import(${dist("workspace/lock.js")});
+const { openWorkspace } = await import(${dist("workspace/layout.js")});
+const { writeStatusFile, stopRequestPath } = await import(${dist("orchestrator/control.js")});
+const ws = await openWorkspace(${JSON.stringify(sdd)});
+const lock = await acquireLock(ws, "bernstein start");
+const s = { pid: process.pid, run_id: "run-late", state: "draining", started_at: "", updated_at: "", max_agents: 1 };
+await writeStatusFile(ws, s);
+console.log("ready");
+while (!existsSync(stopRequestPath(ws))) await new Promise((r) => setTimeout(r, 10));
+await writeStatusFile(ws, { ...s, state: "stopped", exit_code: 0, ended: "stopped", left_running: 1 });
+await lock.release();
+`,
+  );
+  const late = spawn(process.execPath, [script], { stdio: ["ignore", "pipe", "inherit"] });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      late.stdout.once("data", () => resolve());
+      late.once("exit", (code) => reject(new Error(`the orchestrator stand-in exited (${code})`)));
+    });
+    const r = await spawnCli(["--sdd", sdd, "stop", "--force", "--json"], { cwd: dir, env }).done;
+    assert.equal(r.code, 1, r.stderr);
+    const doc = JSON.parse(r.stdout) as Record<string, unknown>;
+    assert.equal(doc.ok, false);
+    assert.equal(doc.stopped, true);
+    assert.equal(doc.forced, false);
+    assert.equal(doc.left_running, 1);
+    const lines = r.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(
+      lines[0]!,
+      new RegExp(
+        `^bernstein: stop: orchestrator pid ${late.pid} \\(run run-late\\) stopped before it read the force request \\(its drain ended first\\) and left 1 agent\\(s\\) running, not killed`,
+      ),
+    );
+    assert.equal(await exists(stopRequestPath(ws)), false, "the unread request is withdrawn");
+  } finally {
+    if (late.exitCode === null) late.kill("SIGKILL");
     await cleanup();
   }
 });
