@@ -8,7 +8,7 @@ import os from "node:os";
 import { ExitCode, UserError } from "../errors/errors.js";
 import { atomicWriteFile, durableMkdir, fsyncDir } from "../workspace/durable.js";
 import type { Workspace } from "../workspace/layout.js";
-import { describeHolder, waitForLockRelease, type LockInfo } from "../workspace/lock.js";
+import { describeHolder, sameHolder, waitForLockRelease, type LockInfo } from "../workspace/lock.js";
 import { isProcessAlive } from "../workspace/process.js";
 import { readClosedMarker } from "../wal/recovery.js";
 import path from "node:path";
@@ -36,6 +36,16 @@ export interface StopRequest {
   timeout_s: number;
   requested_at: string;
   requested_by_pid: number;
+  /**
+   * The lock of the orchestrator it is for, as the requester read it. Without it (the
+   * orchestrator's own Ctrl-C) it is for whichever orchestrator reads it.
+   */
+  holder?: LockInfo;
+}
+
+/** Whether `req` is for the orchestrator holding `lock`. */
+export function stopRequestIsFor(req: StopRequest, lock: LockInfo): boolean {
+  return req.holder === undefined || sameHolder(req.holder, lock);
 }
 
 export function stopRequestPath(ws: Workspace): string {
@@ -56,6 +66,16 @@ export async function readStopRequest(ws: Workspace): Promise<StopRequest | null
   }
 }
 
+/**
+ * At start: removes a request left over from an earlier orchestrator (it died before it read it),
+ * and keeps one a `stop` wrote for this one (`lock`) while it was still recovering.
+ */
+export async function clearStaleStopRequest(ws: Workspace, lock: LockInfo): Promise<void> {
+  const req = await readStopRequest(ws);
+  if (req?.holder && sameHolder(req.holder, lock)) return;
+  await clearStopRequest(ws);
+}
+
 export async function clearStopRequest(ws: Workspace): Promise<void> {
   const file = stopRequestPath(ws);
   try {
@@ -70,17 +90,27 @@ export async function clearStopRequest(ws: Workspace): Promise<void> {
  * How an orchestrator asked to stop ended: `stopped` once it closed its run (checkpoint,
  * `orchestrator_stopped`, closed marker) and let go of the lock; `died` when the lock went with
  * the process before that (killed, crashed: the next start recovers the run); `waiting` while it
- * still holds the lock after `timeoutMs`.
+ * still holds the lock after `timeoutMs`. A clean stop says, from the status file it left, why
+ * it ended (`forced`, `stopped` by a drain, `idle`) and how many agents it left running (a drain
+ * leaves them to the next start): `null` when that file is no longer its own.
  */
 export type StopOutcome =
-  { ended: "stopped" | "died"; run_id: string | null } | { ended: "waiting"; run_id: string | null };
+  | { ended: "stopped"; run_id: string | null; how: StoppedHow | null }
+  | { ended: "died"; run_id: string | null }
+  | { ended: "waiting"; run_id: string | null };
+
+export interface StoppedHow {
+  reason: "idle" | "stopped" | "forced" | "interrupted";
+  left_running: number;
+}
 
 /**
  * Waits for the orchestrator `holder` to end after a stop request. A lock that is no longer held
  * says only that the process is gone, which a kill -9 mid-drain does as well as a clean stop: the
  * run's closed marker (or the status file the orchestrator writes as its last step before the
- * release) tells the two apart. A request of this process that a dead orchestrator never
- * completed is withdrawn, so nothing is left over for the next start to read.
+ * release) tells the two apart. A request of this process that the orchestrator never completed
+ * (it died, or it stopped for another reason before it read it) is withdrawn, so nothing is left
+ * over for the next start to read.
  */
 export async function awaitOrchestratorStop(
   ws: Workspace,
@@ -91,13 +121,14 @@ export async function awaitOrchestratorStop(
   const before = await readStatusFile(ws);
   const runId = before?.pid === holder.pid ? before.run_id : null;
   if (!(await waitForLockRelease(ws, holder, timeoutMs, poll))) return { ended: "waiting", run_id: runId };
-  const after = await readStatusFile(ws);
-  const closed =
-    (after?.pid === holder.pid && after.state === "stopped") ||
-    (runId !== null && (await readClosedMarker(ws, runId)) !== undefined);
-  if (closed) return { ended: "stopped", run_id: runId ?? after?.run_id ?? null };
   const req = await readStopRequest(ws);
   if (req?.requested_by_pid === process.pid) await clearStopRequest(ws);
+  const after = await readStatusFile(ws);
+  const own = after?.pid === holder.pid && after.state === "stopped" ? after : null;
+  if (own || (runId !== null && (await readClosedMarker(ws, runId)) !== undefined)) {
+    const how = own?.ended !== undefined ? { reason: own.ended, left_running: own.left_running ?? 0 } : null;
+    return { ended: "stopped", run_id: runId ?? after?.run_id ?? null, how };
+  }
   return { ended: "died", run_id: runId };
 }
 
@@ -120,6 +151,7 @@ export async function stopLockHolder(ws: Workspace, holder: LockInfo, poll?: () 
       timeout_s: 0,
       requested_at: new Date().toISOString(),
       requested_by_pid: process.pid,
+      holder,
     });
   } else if (holder.hostname === os.hostname()) {
     try {
@@ -163,6 +195,10 @@ export interface OrchestratorStatusFile {
   max_agents: number;
   replay?: unknown;
   exit_code?: number;
+  /** Once stopped: why the run ended. */
+  ended?: StoppedHow["reason"];
+  /** Once stopped: its agents still running then (a drain's timeout), re-attached by the next start. */
+  left_running?: number;
 }
 
 export function statusFilePath(ws: Workspace): string {

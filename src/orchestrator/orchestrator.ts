@@ -35,7 +35,7 @@ export type { RecoverySummary } from "./recovery-summary.js";
 export type { RunResult } from "./run-outcome.js";
 
 export class Orchestrator {
-  private readonly stop = new StopState();
+  private readonly stop: StopState;
   private snapshotResponder?: SnapshotResponder;
 
   private constructor(
@@ -44,7 +44,9 @@ export class Orchestrator {
     private readonly lock: WorkspaceLock,
     private readonly waker: Waker,
     private readonly cadence: CheckpointCadence,
-  ) {}
+  ) {
+    this.stop = new StopState(lock.info);
+  }
 
   /** Takes the lock and recovers; the caller then calls run(). On failure the lock is released. */
   static async open(ws: Workspace, options: Partial<OrchestratorOptions>): Promise<Orchestrator> {
@@ -57,10 +59,16 @@ export class Orchestrator {
     if (lock.tookOver) opts.warn?.(lock.tookOver);
     try {
       await preflightWorktrees(ws, opts);
-      const { ctx, status } = await recover(ws, opts, {
-        wake: () => waker.wake(),
-        onCommit: () => cadence.afterCommit(),
-      });
+      const { ctx, status } = await recover(
+        ws,
+        opts,
+        {
+          wake: () => waker.wake(),
+          wakeAt: (at) => waker.wakeAt(at),
+          onCommit: () => cadence.afterCommit(),
+        },
+        lock.info,
+      );
       return new Orchestrator(ctx, status, lock, waker, cadence);
     } catch (err) {
       await lock.release();
@@ -217,8 +225,15 @@ export class Orchestrator {
     // The last cycle ships the closed run before the lock goes: `stop` returns with it archived.
     await this.ctx.opts.archive?.finish();
     await this.ctx.opts.replication?.handOver();
+    // A `stop --force` this end came before reads here whether it left agents running, unkilled.
+    const leftRunning = reason === "forced" ? 0 : sessions(dlog.state).length;
     await clearStopRequest(ws);
-    await this.status.write({ state: "stopped", exit_code: result.exit_code });
+    await this.status.write({
+      state: "stopped",
+      exit_code: result.exit_code,
+      ended: reason,
+      left_running: leftRunning,
+    });
     await this.lock.release();
     for (const b of blocked) this.ctx.warn(`task ${b.id} cannot run: ${b.why}`, "blocked task");
     return result;

@@ -16,11 +16,12 @@ import { replayWal, type ReplaySummary } from "../state/replay.js";
 import { WalWriter, newRunId } from "../wal/writer.js";
 import { durableMkdir, durableUnlink } from "../workspace/durable.js";
 import type { TaskState, Workspace } from "../workspace/layout.js";
+import type { LockInfo } from "../workspace/lock.js";
 import { adoptNewTasks } from "./actions/adopt.js";
 import { interrupt } from "./actions/interrupt.js";
 import { loadAgentsConfig } from "./agents.js";
 import { BacklogIntake } from "./backlog-intake.js";
-import { clearStopRequest, RunStatusFile } from "./control.js";
+import { clearStaleStopRequest, RunStatusFile } from "./control.js";
 import { DecisionLog } from "../state/decisions.js";
 import { materializeFromWal, type MaterializeResult } from "./materialize.js";
 import { checkAgents, collectCompletions, removeStaleCompletions } from "./monitoring.js";
@@ -46,17 +47,23 @@ type Warn = (line: string, group?: WarningGroup) => void;
 
 /** The loop's hooks into the decisions recovery already makes. */
 export interface RecoveryHooks {
-  /** Ends the loop's pause (a wrapper spawned by a replayed intent exits, a backoff runs out). */
+  /** Ends the loop's pause (a wrapper spawned by a replayed intent exits). */
   wake: () => void;
+  /** Ends the loop's pause once Date.now() reaches `at` (a backoff runs out, a drain's deadline). */
+  wakeAt: (at: number) => void;
   /** After every commit (the checkpoint cadence). */
   onCommit: () => void;
 }
 
-/** Recovers the workspace (the caller holds its lock); on failure the new run's WAL is closed again. */
+/**
+ * Recovers the workspace (the caller holds its lock, `lock`); on failure the new run's WAL is
+ * closed again.
+ */
 export async function recover(
   ws: Workspace,
   opts: OrchestratorOptions,
   hooks: RecoveryHooks,
+  lock: LockInfo,
 ): Promise<{ ctx: RunContext; status: RunStatusFile }> {
   const warn: Warn = (line, group) => opts.warn?.(line, group);
   await refuseRolledBackWal(ws);
@@ -68,7 +75,8 @@ export async function recover(
     ws.p("runtime", "snapshot"),
   ])
     await durableMkdir(dir);
-  await clearStopRequest(ws);
+  // A `stop` that found this start's lock is honoured, however long the recovery takes.
+  await clearStaleStopRequest(ws, lock);
   const agentsCfg = await loadAgentsConfig(ws);
   const chains = await verifyChains(ws, warn);
   const loaded = await loadState(ws);
@@ -100,7 +108,7 @@ export async function recover(
       files: new TaskFiles(ws, warn),
       intake: new BacklogIntake(ws, warn, recovery.malformed),
       agents: new TrackedAgents(),
-      backoff: new RetryBackoff(opts.retryBackoffMs, () => hooks.wake()),
+      backoff: new RetryBackoff(opts.retryBackoffMs, (at) => hooks.wakeAt(at)),
       costRows: new CostRowsOncePerAgent(ws),
       outcome: new RunOutcome(),
       recovery,

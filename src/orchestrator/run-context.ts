@@ -30,6 +30,6 @@ export interface RunContext {
   /** Worktree tasks whose merge waits (a dirty main worktree...): task id → why, as last logged. */
   readonly mergeWaits: Map<string, string>;
   warn(line: string, group?: WarningGroup): void;
-  /** Ends the loop's pause (a wrapper exited, a backoff ran out). */
+  /** Ends the loop's pause (a wrapper exited). */
   wake(): void;
 }

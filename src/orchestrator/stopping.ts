@@ -7,22 +7,30 @@ import { killProcessGroup } from "../workspace/process.js";
 import { complete } from "./actions/complete.js";
 import { interrupt } from "./actions/interrupt.js";
 import { killAgent } from "./agent-liveness.js";
-import { readStopRequest, type RunStatusFile, type StopRequest } from "./control.js";
+import { readStopRequest, stopRequestIsFor, type RunStatusFile, type StopRequest } from "./control.js";
 import type { RunContext } from "./run-context.js";
 import { sessions } from "./view.js";
 import { completionPath, readAgentRecord, readCompletion } from "./wrapper.js";
 import { durableUnlink } from "../workspace/durable.js";
+import type { LockInfo } from "../workspace/lock.js";
 
 export class StopState {
   mode: "drain" | "force" | null = null;
   /** Date.now() after which a drain leaves the agents running. */
   deadline = 0;
 
-  /** Takes up a stop request, if one came; a drain is logged and shown in the status file. */
+  /** `lock`: this orchestrator's, which the requests for it name. */
+  constructor(private readonly lock: LockInfo) {}
+
+  /**
+   * Takes up a stop request for this orchestrator, if one came; a drain is logged and shown in the
+   * status file. A request for an earlier holder of the lock (its `stop` read the lock before this
+   * start took it) is not this one's to act on: its writer withdraws it.
+   */
   async check(ctx: RunContext, status: RunStatusFile, log: (line: string) => void): Promise<void> {
     if (this.mode === "force") return;
     const req = await readStopRequest(ctx.ws);
-    if (req) await this.take(req, status, log);
+    if (req && stopRequestIsFor(req, this.lock)) await this.take(req, status, log);
   }
 
   /**

@@ -1,11 +1,11 @@
 /**
  * The loop's pause between scheduling passes. It ends after the poll interval, or earlier when a
  * watched folder changes (a completion record, a stop or snapshot request, a new task file), a
- * wrapper this process spawned exits, a retry's backoff runs out, or the loop's next time-based
- * work falls due (a checkpoint interval, a drain's timeout, an agent liveness check).
+ * wrapper this process spawned exits, or a time the loop must act at comes (a retry's backoff runs
+ * out, a drain's deadline passes, a checkpoint interval or an agent liveness check falls due).
  */
 import { watch, type FSWatcher } from "node:fs";
-import { setLongTimeout } from "../workspace/timer.js";
+import { setLongTimeout, type Timer } from "../workspace/timer.js";
 
 export class Waker {
   private watchers: FSWatcher[] = [];
@@ -13,6 +13,7 @@ export class Waker {
   // A wake that came while the loop was busy (a wrapper that exited mid-pass): the next sleep
   // returns at once, or the change would wait a whole poll interval to be seen.
   private woken = false;
+  private readonly deadlines = new Set<Timer>();
 
   constructor(private readonly pollMs: number) {}
 
@@ -39,6 +40,21 @@ export class Waker {
     });
   }
 
+  /**
+   * Wakes the loop once Date.now() reaches `at` (ms), however long its poll interval: what is due
+   * then would otherwise wait for the next unrelated wake.
+   */
+  wakeAt(at: number): void {
+    const timer = setLongTimeout(() => {
+      this.deadlines.delete(timer);
+      // A timer may fire a millisecond before the wall clock reaches `at`: the pass it woke would
+      // still find the deadline ahead and sleep past it.
+      if (Date.now() < at) this.wakeAt(at);
+      else this.wake();
+    }, at - Date.now()).unref();
+    this.deadlines.add(timer);
+  }
+
   /** Wakes the loop on any change in these folders (a folder that cannot be watched is polled). */
   watch(dirs: string[]): void {
     for (const dir of dirs) {
@@ -53,5 +69,7 @@ export class Waker {
   close(): void {
     for (const w of this.watchers) w.close();
     this.watchers = [];
+    for (const t of this.deadlines) t.clear();
+    this.deadlines.clear();
   }
 }

@@ -109,6 +109,11 @@ export interface WorkspaceLock {
   release(): Promise<void>;
 }
 
+/** Whether two lock records are the same taking of a lock (a pid alone may be reused). */
+export function sameHolder(a: LockInfo, b: LockInfo): boolean {
+  return a.pid === b.pid && a.hostname === b.hostname && a.acquired_at === b.acquired_at;
+}
+
 /** Takes the single-writer lock or throws a UserError (exit 3) naming the holder. */
 export function acquireLock(ws: Workspace, command?: string): Promise<WorkspaceLock> {
   return acquireLockFile(ws.lockFile, {
@@ -163,13 +168,7 @@ export async function acquireLockFile(
     // Replace atomically, then confirm we are the holder (another taker may have raced us).
     await atomicWriteFile(file, body);
     const check = await readLockFile(file);
-    if (
-      check.state === "held" &&
-      check.info.pid === process.pid &&
-      check.info.acquired_at === info.acquired_at
-    ) {
-      return makeLock(file, info, tookOver);
-    }
+    if (check.state === "held" && sameHolder(check.info, info)) return makeLock(file, info, tookOver);
   }
   throw new UserError(`could not take the lock at ${file}`, ExitCode.LOCKED);
 }

@@ -41,3 +41,15 @@ test("wakes while busy count once", async () => {
     waker.wake();
   }
 });
+
+test("wakeAt ends an hour-long sleep once the clock reaches it, not before", async () => {
+  const waker = new Waker(HOUR_MS);
+  try {
+    const at = Date.now() + 50;
+    waker.wakeAt(at);
+    await waker.sleep();
+    assert.ok(Date.now() >= at, "not before the deadline");
+  } finally {
+    waker.close();
+  }
+});

@@ -78,6 +78,7 @@ function registerStop(program: Command): void {
         timeout_s: timeoutS,
         requested_at: new Date().toISOString(),
         requested_by_pid: process.pid,
+        holder: lock.info,
       });
       // The orchestrator takes the request up on its own and a drain it began cannot be called
       // off: Ctrl-C ends only this wait, and says that the stop goes on without it.
@@ -97,6 +98,23 @@ function registerStop(program: Command): void {
           `stop: orchestrator pid ${lock.info.pid} did not stop within ${waitS}s`,
           ExitCode.CHECK_FAILED,
         );
+      const how = end.how;
+      // The orchestrator ended (a drain under way, --until-idle) before it read the force request:
+      // the agents it left running were not killed, and their tasks stay claimed.
+      if (opts.force && how && how.reason !== "forced" && how.left_running > 0)
+        throw new UserError(
+          `stop: orchestrator pid ${lock.info.pid}${run} stopped before it read the force request (${how.reason === "stopped" ? "its drain ended first" : `it ended: ${how.reason}`}) and left ${how.left_running} agent(s) running, not killed: their tasks stay claimed and the next \`bernstein start\` re-attaches them (\`bernstein stop --force\` then kills them)`,
+          ExitCode.CHECK_FAILED,
+          {
+            running: false,
+            stopped: true,
+            forced: false,
+            pid: lock.info.pid,
+            run_id: end.run_id,
+            ended: how.reason,
+            left_running: how.left_running,
+          },
+        );
       out.result(
         {
           ok: true,
@@ -105,6 +123,8 @@ function registerStop(program: Command): void {
           pid: lock.info.pid,
           run_id: end.run_id,
           mode: opts.force ? "force" : "drain",
+          ended: how?.reason ?? null,
+          left_running: how?.left_running ?? null,
         },
         () => out.line(`stopped orchestrator pid ${lock.info.pid}${run}`),
       );
