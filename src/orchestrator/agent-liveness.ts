@@ -73,7 +73,10 @@ export function killAgent(record: AgentRecord, sddRoot: string): number | null {
   if (record.hostname !== os.hostname()) return null;
   if (record.sdd !== undefined && !sameFolder(record.sdd, sddRoot)) return null;
   const wrapper = agentAlive(record, sddRoot) ? record.pid : null;
-  const command = commandGroupOurs(record) ? record.command_pgid : null;
+  // A token that names no workspace (an earlier version's, or a copy's) proves the command ours
+  // only through its live wrapper's job: a copy beside the original never kills the original's.
+  const ours = record.sdd !== undefined || wrapper !== null;
+  const command = ours && commandGroupOurs(record) ? record.command_pgid : null;
   const killed = command !== null && killProcessGroup(command, "SIGKILL");
   if (wrapper) killProcessGroup(wrapper, "SIGKILL");
   return killed ? command : null;

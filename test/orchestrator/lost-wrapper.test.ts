@@ -108,7 +108,7 @@ test("with a huge --poll, a re-attached agent whose wrapper is killed is still f
   try {
     process.kill(record.pid, "SIGKILL");
     await waitFor("the task re-queued and claimed again", () => commandRecorded(ws, "s#2"), {
-      ms: 10_000,
+      ms: 60_000, // far below --poll: only a wake by its own deadline finds it
       exited: run.done,
     });
     assert.match(output(), /agent s#1 is gone without a completion record/);
@@ -128,7 +128,7 @@ test("with a huge --poll, a checkpoint due by --checkpoint-interval is written w
     await addTask(ws, { id: "t", title: "t", command: "true" });
     await waitFor("the task done", async () => (await taskCounts(ws)).done === 1, { exited: run.done });
     await waitFor("a checkpoint", async () => (await listCheckpointFiles(ws)).length > 0, {
-      ms: 10_000,
+      ms: 60_000, // far below --poll: only a wake by its own deadline finds it
       exited: run.done,
     });
   } finally {
