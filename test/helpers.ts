@@ -15,6 +15,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { launcherEnv, launcherFlags } from "../src/workspace/launcher.js";
+import { TASK_STATES } from "../src/workspace/layout.js";
 
 /** The checkout root (tests run from dist/test/...). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -26,6 +27,9 @@ export function cliEnv(extra: Record<string, string | undefined> = {}): NodeJS.P
   return launcherEnv({ ...process.env, ...extra });
 }
 export const FIXTURES = path.join(REPO_ROOT, "test", "fixtures");
+
+/** `start --json`'s `counts` (and `status --json`'s `tasks`) with no task in any folder. */
+export const NO_TASKS: Readonly<Record<string, number>> = Object.fromEntries(TASK_STATES.map((s) => [s, 0]));
 /** What the Python Bernstein produced (archives, a workspace, its audit key) for compatibility tests. */
 export const PYTHON_REFERENCE = path.join(FIXTURES, "python-reference");
 

@@ -225,6 +225,12 @@ export async function startFollower(o: {
   /** Called with the process as soon as it is spawned, before it reports its URL. */
   onSpawn?: (proc: Proc) => void;
 }): Promise<{ proc: Proc; url: string }> {
+  const extra = o.extra ?? [];
+  // Defaults that `extra` may give otherwise (an option given twice is a usage error).
+  const defaults = [
+    ["--retry-ms", "100"],
+    ["--wait-ms", "1000"],
+  ].filter(([flag]) => !extra.includes(flag!));
   const { proc, doc } = await startCli(
     [
       "--sdd",
@@ -240,11 +246,8 @@ export async function startFollower(o: {
       o.tokenFile,
       "--listen",
       "127.0.0.1:0",
-      "--retry-ms",
-      "100",
-      "--wait-ms",
-      "1000",
-      ...(o.extra ?? []),
+      ...defaults.flat(),
+      ...extra,
     ],
     `follower ${o.region}`,
     o.onSpawn,
