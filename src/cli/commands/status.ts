@@ -73,16 +73,22 @@ function registerStop(program: Command): void {
         return;
       }
       const timeoutS = opts.timeout ?? 60;
-      await writeStopRequest(ws, {
+      // The orchestrator takes the request up on its own and a drain it began cannot be called
+      // off: Ctrl-C ends only this wait, and says that the stop goes on without it. Listening
+      // from before the request is written: the orchestrator may be draining before the write
+      // returns here, and a signal then must not find the process without its handler.
+      let written: Promise<boolean> = Promise.resolve(false);
+      const wait = cleanupOnInterrupt("the wait", async () =>
+        (await written.catch(() => false)) ? stopGoesOn(lock.info.pid) : "no stop request was written",
+      );
+      written = writeStopRequest(ws, {
         mode: opts.force ? "force" : "drain",
         timeout_s: timeoutS,
         requested_at: new Date().toISOString(),
         requested_by_pid: process.pid,
         holder: lock.info,
-      });
-      // The orchestrator takes the request up on its own and a drain it began cannot be called
-      // off: Ctrl-C ends only this wait, and says that the stop goes on without it.
-      const wait = cleanupOnInterrupt("the wait", () => stopGoesOn(lock.info.pid));
+      }).then(() => true);
+      await written;
       const waitS = timeoutS + 60;
       const end = await awaitOrchestratorStop(ws, lock.info, waitS * 1000);
       await wait.release();
