@@ -64,7 +64,6 @@ export class Orchestrator {
         opts,
         {
           wake: () => waker.wake(),
-          wakeAt: (at) => waker.wakeAt(at),
           onCommit: () => cadence.afterCommit(),
         },
         lock.info,
@@ -172,12 +171,14 @@ export class Orchestrator {
   }
 
   /**
-   * When the loop must look again whatever --poll says (ms, Date.now): a checkpoint due by
-   * interval, a drain's timeout, and the liveness check of running agents — a wrapper re-attached
-   * after a restart is no child of ours and gives no exit event.
+   * When the loop must look again whatever --poll says (ms, Date.now): a retry's backoff running
+   * out, a checkpoint due by interval, a drain's timeout, and the liveness check of running agents
+   * — a wrapper re-attached after a restart is no child of ours and gives no exit event.
    */
   private nextDeadline(): number | undefined {
     const due: number[] = [];
+    const released = this.ctx.backoff.nextReleaseAt(Date.now());
+    if (released !== undefined) due.push(released);
     const checkpoint = this.cadence.nextDueAt();
     if (checkpoint !== undefined) due.push(checkpoint);
     if (this.stop.mode === "drain") due.push(this.stop.deadline);

@@ -49,8 +49,6 @@ type Warn = (line: string, group?: WarningGroup) => void;
 export interface RecoveryHooks {
   /** Ends the loop's pause (a wrapper spawned by a replayed intent exits). */
   wake: () => void;
-  /** Ends the loop's pause once Date.now() reaches `at` (a backoff runs out, a drain's deadline). */
-  wakeAt: (at: number) => void;
   /** After every commit (the checkpoint cadence). */
   onCommit: () => void;
 }
@@ -108,7 +106,7 @@ export async function recover(
       files: new TaskFiles(ws, warn),
       intake: new BacklogIntake(ws, warn, recovery.malformed),
       agents: new TrackedAgents(),
-      backoff: new RetryBackoff(opts.retryBackoffMs, (at) => hooks.wakeAt(at)),
+      backoff: new RetryBackoff(opts.retryBackoffMs),
       costRows: new CostRowsOncePerAgent(ws),
       outcome: new RunOutcome(),
       recovery,

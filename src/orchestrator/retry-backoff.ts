@@ -7,20 +7,25 @@ const MAX_DELAY_MS = 60_000;
 export class RetryBackoff {
   private readonly notBefore = new Map<string, number>();
 
-  constructor(
-    private readonly firstDelayMs: number,
-    private readonly wakeAt: (at: number) => void,
-  ) {}
+  constructor(private readonly firstDelayMs: number) {}
 
-  /** Holds the task back after its `failures`-th failure, and wakes the loop when the delay is over. */
+  /** Holds the task back after its `failures`-th failure. */
   hold(taskId: string, failures: number): void {
     const delay = Math.min(this.firstDelayMs * 2 ** Math.max(0, failures - 1), MAX_DELAY_MS);
-    const at = Date.now() + delay;
-    this.notBefore.set(taskId, at);
-    this.wakeAt(at);
+    this.notBefore.set(taskId, Date.now() + delay);
   }
 
   isHeld(taskId: string, now: number): boolean {
     return (this.notBefore.get(taskId) ?? 0) > now;
+  }
+
+  /** When the next held task may run (Date.now ms), for the loop to wake then; undefined: none held. */
+  nextReleaseAt(now: number): number | undefined {
+    let next: number | undefined;
+    for (const [taskId, at] of this.notBefore) {
+      if (at <= now) this.notBefore.delete(taskId);
+      else if (next === undefined || at < next) next = at;
+    }
+    return next;
   }
 }

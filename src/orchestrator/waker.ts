@@ -5,7 +5,7 @@
  * out, a drain's deadline passes, a checkpoint interval or an agent liveness check falls due).
  */
 import { watch, type FSWatcher } from "node:fs";
-import { setLongTimeout, type Timer } from "../workspace/timer.js";
+import { setLongTimeout } from "../workspace/timer.js";
 
 export class Waker {
   private watchers: FSWatcher[] = [];
@@ -13,7 +13,6 @@ export class Waker {
   // A wake that came while the loop was busy (a wrapper that exited mid-pass): the next sleep
   // returns at once, or the change would wait a whole poll interval to be seen.
   private woken = false;
-  private readonly deadlines = new Set<Timer>();
 
   constructor(private readonly pollMs: number) {}
 
@@ -24,7 +23,10 @@ export class Waker {
     else this.woken = true;
   }
 
-  /** Until a wake, the poll interval, or `until` (ms, Date.now: the loop's next time-based work). */
+  /**
+   * Until a wake, the poll interval, or `until` (ms, Date.now: the loop's next time-based work). A
+   * timer may fire a millisecond early: the pass then finds the work not yet due and sleeps the rest.
+   */
   sleep(until?: number): Promise<void> {
     if (this.woken) {
       this.woken = false;
@@ -38,21 +40,6 @@ export class Waker {
         resolve();
       };
     });
-  }
-
-  /**
-   * Wakes the loop once Date.now() reaches `at` (ms), however long its poll interval: what is due
-   * then would otherwise wait for the next unrelated wake.
-   */
-  wakeAt(at: number): void {
-    const timer = setLongTimeout(() => {
-      this.deadlines.delete(timer);
-      // A timer may fire a millisecond before the wall clock reaches `at`: the pass it woke would
-      // still find the deadline ahead and sleep past it.
-      if (Date.now() < at) this.wakeAt(at);
-      else this.wake();
-    }, at - Date.now()).unref();
-    this.deadlines.add(timer);
   }
 
   /** Wakes the loop on any change in these folders (a folder that cannot be watched is polled). */
@@ -69,7 +56,5 @@ export class Waker {
   close(): void {
     for (const w of this.watchers) w.close();
     this.watchers = [];
-    for (const t of this.deadlines) t.clear();
-    this.deadlines.clear();
   }
 }

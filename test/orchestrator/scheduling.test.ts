@@ -56,6 +56,26 @@ test("a timeout or --poll beyond Node's 24.8-day timer limit is waited out, not 
   }
 });
 
+test("a retry's backoff wakes the loop however long --poll is", async () => {
+  const { sdd, dir, ws, cleanup } = await setup("bernstein-backoff-wake-");
+  try {
+    await addTask(ws, { id: "flaky", title: "flaky", command: "false", maxRetries: 1 });
+    const r = await runCli(
+      ["--sdd", sdd, "start", "--until-idle", "--poll", "3000000000", "--retry-backoff", "50", "--json"],
+      {
+        cwd: dir,
+        env: { XDG_STATE_HOME: path.join(dir, "state"), BERNSTEIN_AUDIT_KEY_PATH: "" },
+        timeoutMs: 60_000,
+      },
+    );
+    assert.equal(r.signal, null, "still waiting after 60 s: the backoff's end woke nothing");
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /task flaky failed/);
+  } finally {
+    await cleanup();
+  }
+});
+
 test("a timed-out attempt is killed and retried up to max_retries, then fails with the reason", async () => {
   const { ws, start, cleanup } = await setup("bernstein-timeout-");
   try {
