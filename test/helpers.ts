@@ -28,6 +28,14 @@ export function cliEnv(extra: Record<string, string | undefined> = {}): NodeJS.P
 }
 export const FIXTURES = path.join(REPO_ROOT, "test", "fixtures");
 
+/**
+ * A task command that runs until the file `gate` exists. It also ends once the folder holding the
+ * gate is gone, so a test that fails before it opens the gate never leaves it looping.
+ */
+export function untilGate(gate: string): string {
+  return `while [ ! -e ${gate} ] && [ -d ${path.dirname(gate)} ]; do sleep 0.05; done`;
+}
+
 /** `start --json`'s `counts` (and `status --json`'s `tasks`) with no task in any folder. */
 export const NO_TASKS: Readonly<Record<string, number>> = Object.fromEntries(TASK_STATES.map((s) => [s, 0]));
 /** What the Python Bernstein produced (archives, a workspace, its audit key) for compatibility tests. */

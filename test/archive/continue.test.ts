@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { scratchDir, waitFor } from "../helpers.js";
+import { scratchDir, untilGate, waitFor } from "../helpers.js";
 import { taskCounts } from "../orchestrator/support/task-counts.js";
 import { listRuns, readWalEntries } from "../../src/wal/reader.js";
 import { archiveFixture, type ArchiveFixture } from "./support/archive-workspace.js";
@@ -51,7 +51,7 @@ describe("start continues from a point-in-time restore", () => {
     const gate = path.join(scratch.dir, "gate");
     for (let i = 0; i < 3; i++) await open(`T-${i}`, "true");
     // Held until the gate exists, so the instant noted below has them claimed and unfinished.
-    for (let i = 0; i < 3; i++) await open(`G-${i}`, `while [ ! -e ${gate} ]; do sleep 0.05; done`);
+    for (let i = 0; i < 3; i++) await open(`G-${i}`, untilGate(gate));
     assert.equal((await f.cli(["dr", "archive", "--to", store, "--once"])).code, 0);
     const started = await f.cli(["start", "--detach", "--max-agents", "6", "--poll", "50"]);
     assert.equal(started.code, 0, started.stderr);

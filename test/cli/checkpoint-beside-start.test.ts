@@ -11,7 +11,7 @@ import { test } from "node:test";
 import { listStateFolder } from "../../src/orchestrator/backlog-folders.js";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { Workspace } from "../../src/workspace/layout.js";
-import { envFor, runCli, scratchDir, waitFor } from "../helpers.js";
+import { envFor, runCli, scratchDir, untilGate, waitFor } from "../helpers.js";
 
 test("checkpoint beside a running orchestrator leaves the audit chain intact", async (t) => {
   const { dir, cleanup } = await scratchDir("bernstein-checkpoint-running-");
@@ -24,7 +24,7 @@ test("checkpoint beside a running orchestrator leaves the audit chain intact", a
   assert.equal((await run(["init"])).code, 0);
   const ws = new Workspace(path.join(dir, ".sdd"));
   const gate = path.join(dir, "gate");
-  await addTask(ws, { id: "gated", title: "gated", command: `while [ ! -e ${gate} ]; do sleep 0.05; done` });
+  await addTask(ws, { id: "gated", title: "gated", command: untilGate(gate) });
   const started = await run(["start", "--detach", "--poll", "50"]);
   assert.equal(started.code, 0, started.stderr);
   await waitFor("the task claimed", async () => (await listStateFolder(ws, "claimed")).length === 1);

@@ -12,7 +12,7 @@ import { readAgentRecord } from "../../src/orchestrator/wrapper.js";
 import { readLock } from "../../src/workspace/lock.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
 import { snapshotTree } from "./support/workspace.js";
-import { runCli, waitFor } from "../helpers.js";
+import { runCli, untilGate, waitFor } from "../helpers.js";
 import { orchestratorWorkspace } from "../orchestrator/support/workspace.js";
 
 test("dr restore --force stops the running orchestrator and its agents before the swap; a wrong password leaves them running", async () => {
@@ -31,7 +31,7 @@ test("dr restore --force stops the running orchestrator and its agents before th
     const b = await cli("dr", "backup", "--to", backup, "--encrypt", "--password-file", pw);
     assert.equal(b.code, 0, b.stderr);
 
-    await addTask(ws, { id: "slow", title: "slow", command: `while [ ! -e ${gate} ]; do sleep 0.05; done` });
+    await addTask(ws, { id: "slow", title: "slow", command: untilGate(gate) });
     const started = await cli("start", "--detach", "--poll", "20");
     assert.equal(started.code, 0, started.stderr);
     const rec = await waitFor("the agent running", async () => {

@@ -11,7 +11,7 @@ import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { readAgentRecord } from "../../src/orchestrator/wrapper.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
-import { spawnCli, waitFor } from "../helpers.js";
+import { spawnCli, untilGate, waitFor } from "../helpers.js";
 import { taskCounts } from "./support/task-counts.js";
 import { orchestratorWorkspace } from "./support/workspace.js";
 
@@ -128,7 +128,7 @@ test("stop --timeout 0 drains without waiting for the agents; they keep running 
     await addTask(ws, {
       id: "slow",
       title: "slow",
-      command: `while [ ! -e ${gate} ]; do sleep 0.05; done`,
+      command: untilGate(gate),
     });
     const started = await cli("start", "--detach", "--poll", "20");
     assert.equal(started.code, 0, started.stderr);

@@ -14,7 +14,7 @@ import { addTask } from "../../src/orchestrator/tasks.js";
 import { listRuns } from "../../src/wal/reader.js";
 import { closedMarkerPath } from "../../src/wal/recovery.js";
 import { readLock } from "../../src/workspace/lock.js";
-import { spawnCli, waitFor } from "../helpers.js";
+import { spawnCli, untilGate, waitFor } from "../helpers.js";
 import { taskCounts } from "./support/task-counts.js";
 import { orchestratorWorkspace } from "./support/workspace.js";
 
@@ -29,7 +29,7 @@ for (const [signal, code] of [
       await addTask(ws, {
         id: "slow",
         title: "slow",
-        command: `while [ ! -e ${gate} ]; do sleep 0.05; done`,
+        command: untilGate(gate),
       });
       const run = spawnCli(["--sdd", sdd, "--json", "start", "--until-idle", "--poll", "20"], {
         cwd: dir,

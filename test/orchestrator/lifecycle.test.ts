@@ -11,7 +11,7 @@ import { readClosedMarker } from "../../src/wal/recovery.js";
 import type { Workspace } from "../../src/workspace/layout.js";
 import { launcherEnv, launcherFlags } from "../../src/workspace/launcher.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
-import { CLI, runMain, waitFor } from "../helpers.js";
+import { CLI, runMain, untilGate, waitFor } from "../helpers.js";
 import { taskCounts } from "./support/task-counts.js";
 import { orchestratorWorkspace } from "./support/workspace.js";
 
@@ -42,7 +42,7 @@ test("stop during a busy run, then start: the backlog finishes with nothing lost
       ids.push(id);
       // The first three finish at once; the rest wait for the gate, opened only after the stop, so
       // the stop lands mid-run however slow the machine.
-      const wait = i < 3 ? "" : `; while [ ! -e ${gate} ]; do sleep 0.05; done`;
+      const wait = i < 3 ? "" : `; ${untilGate(gate)}`;
       await addTask(ws, { id, title: id, command: `echo ${id} >> ${results}${wait}` });
     }
     const started = await cli("start", "--detach", "--max-agents", "3", "--poll", "50", "--json");

@@ -9,7 +9,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { addTask } from "../../src/orchestrator/tasks.js";
 import { listCompletions, readAgentRecord } from "../../src/orchestrator/wrapper.js";
-import { runCli, spawnCli, waitFor } from "../helpers.js";
+import { runCli, spawnCli, untilGate, waitFor } from "../helpers.js";
 import { taskCounts } from "./support/task-counts.js";
 import { orchestratorWorkspace } from "./support/workspace.js";
 
@@ -25,8 +25,7 @@ test("status: agents that finished while the orchestrator was down are to be col
   const { dir, sdd, env, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-status-finished-");
   const gate = path.join(dir, "gate");
   try {
-    for (const id of IDS)
-      await addTask(ws, { id, title: id, command: `while [ ! -e ${gate} ]; do sleep 0.05; done` });
+    for (const id of IDS) await addTask(ws, { id, title: id, command: untilGate(gate) });
     const orch = spawnCli(["--sdd", sdd, "start", "--max-agents", "3", "--poll", "20"], { cwd: dir, env });
     for (const id of IDS)
       await waitFor(`agent ${id} running`, async () => (await readAgentRecord(ws, `${id}#1`))?.command_pgid, {

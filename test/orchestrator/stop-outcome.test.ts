@@ -12,7 +12,7 @@ import { addTask } from "../../src/orchestrator/tasks.js";
 import { readAgentRecord } from "../../src/orchestrator/wrapper.js";
 import { readClosedMarker } from "../../src/wal/recovery.js";
 import { readLock } from "../../src/workspace/lock.js";
-import { spawnCli, waitFor } from "../helpers.js";
+import { spawnCli, untilGate, waitFor } from "../helpers.js";
 import { taskCounts } from "./support/task-counts.js";
 import { orchestratorWorkspace } from "./support/workspace.js";
 
@@ -26,7 +26,7 @@ const exists = (file: string) =>
 async function drainingOrchestrator(prefix: string) {
   const w = await orchestratorWorkspace(prefix);
   const gate = path.join(w.dir, "gate");
-  await addTask(w.ws, { id: "slow", title: "slow", command: `while [ ! -e ${gate} ]; do sleep 0.05; done` });
+  await addTask(w.ws, { id: "slow", title: "slow", command: untilGate(gate) });
   const started = await w.cli("start", "--detach", "--poll", "20");
   assert.equal(started.code, 0, started.stderr);
   await waitFor("the agent running", async () => (await readAgentRecord(w.ws, "slow#1"))?.command_pgid);

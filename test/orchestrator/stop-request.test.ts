@@ -18,7 +18,7 @@ import { readAgentRecord } from "../../src/orchestrator/wrapper.js";
 import { readClosedMarker } from "../../src/wal/recovery.js";
 import { readLock, type LockInfo } from "../../src/workspace/lock.js";
 import { isProcessAlive } from "../../src/workspace/process.js";
-import { spawnCli, waitFor } from "../helpers.js";
+import { spawnCli, untilGate, waitFor } from "../helpers.js";
 import { taskCounts } from "./support/task-counts.js";
 import { orchestratorWorkspace } from "./support/workspace.js";
 
@@ -32,7 +32,7 @@ test("stop --timeout 1 under --poll 600000: the drain ends at its deadline, the 
   const { dir, ws, cli, cleanup } = await orchestratorWorkspace("bernstein-stop-deadline-");
   const gate = path.join(dir, "gate");
   try {
-    await addTask(ws, { id: "slow", title: "slow", command: `while [ ! -e ${gate} ]; do sleep 0.05; done` });
+    await addTask(ws, { id: "slow", title: "slow", command: untilGate(gate) });
     const started = await cli("start", "--detach", "--poll", "600000");
     assert.equal(started.code, 0, started.stderr);
     const rec = await waitFor("the agent running", async () => {
