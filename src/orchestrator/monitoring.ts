@@ -41,11 +41,23 @@ export async function collectCompletions(ctx: RunContext): Promise<number> {
   return n;
 }
 
-/** Completion records of agents the state no longer has (handled before a crash). */
+/**
+ * Completion records of agents the state no longer has: handled before a crash (said nothing of:
+ * the WAL holds the outcome), or of an attempt the WAL never spawned (a workspace restored from a
+ * backup taken before it): removed uncounted, and said, since that outcome is lost here.
+ */
 export async function removeStaleCompletions(ctx: RunContext): Promise<void> {
   const live = new Set(sessions(ctx.dlog.state).map((s) => s.agent_id));
   for (const id of await listCompletions(ctx.ws)) {
-    if (!live.has(id)) await durableUnlink(completionPath(ctx.ws, id)).catch(() => {});
+    if (live.has(id)) continue;
+    await durableUnlink(completionPath(ctx.ws, id)).catch(() => {});
+    const hash = id.lastIndexOf("#");
+    const task = ctx.dlog.state.tasks[id.slice(0, hash)];
+    if (hash < 0 || !task || Number(id.slice(hash + 1)) > task.attempt)
+      ctx.warn(
+        `completion record of agent ${id} removed uncounted: the WAL holds no spawn of it (a workspace restored from a backup taken before its spawn); its outcome and cost are not in this history`,
+        "unplaced completion",
+      );
   }
 }
 

@@ -116,6 +116,7 @@ export type WarningGroup =
   | "finished task's file in open"
   | "failed task"
   | "lost agent"
+  | "unplaced completion"
   | "blocked task";
 
 export const DEFAULT_OPTIONS: OrchestratorOptions = {

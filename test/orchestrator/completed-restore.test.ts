@@ -124,6 +124,10 @@ for (const withToken of [false, true]) {
     await writeFile(w.costFile, JSON.stringify({ cost_usd: 1.5 }) + "\n");
     const run = await runCli(["--sdd", restored, "start", "--until-idle"], { cwd: w.dir, env: w.env });
     assert.equal(run.code, 0, run.stderr);
+    assert.match(
+      run.stderr,
+      /completion record of agent L#1 removed uncounted: the WAL holds no spawn of it/,
+    );
     // Once in the live workspace, once in the restored one, whose history never ran it.
     assert.equal(await readFile(w.runs, "utf8"), "ran\nran\n");
     const after = await w.status(restored);
