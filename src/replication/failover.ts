@@ -10,8 +10,7 @@
  * FAILOVER_RECOMMENDED writes `docs/runbooks/DR-RUNBOOK-<UTC timestamp>.md` in the workspace.
  */
 import path from "node:path";
-import { parseBackupName } from "../storage/catalogue.js";
-import { isS3Url } from "../storage/location.js";
+import { catalogueFolderOf } from "../storage/catalogue.js";
 import { durableCreate, durableMkdir } from "../workspace/durable.js";
 import { shellWord } from "../workspace/shown-path.js";
 import type { Workspace } from "../workspace/layout.js";
@@ -371,13 +370,10 @@ function dataLossSection(r: RunbookInput, { candidate, actNow }: RunbookPlan): s
  */
 function freshBackupStep(r: RunbookInput): string {
   const location = r.lastBackup?.location;
-  const name = location?.slice(location.lastIndexOf("/") + 1);
+  const dir = location === undefined ? undefined : catalogueFolderOf(location);
   let command = "`bernstein dr backup --to-dir <LOCATION>` or `--to <PATH>`";
-  if (location && name && parseBackupName(name)) {
-    const folder = location.slice(0, location.length - name.length);
-    const dir = isS3Url(folder) ? folder : folder.replace(/\/+$/, "") || "/";
+  if (location !== undefined && dir !== undefined)
     command = `\`bernstein dr backup --to-dir ${shellWord(dir)}${keyFlag(location)}\`, where the last one went`;
-  }
   return `Take a fresh backup (${command}) and a restore drill (\`bernstein dr drill\`).`;
 }
 

@@ -14,6 +14,7 @@ import { ExitCode, UserError, withLeftover } from "../errors/errors.js";
 import type { BackupStore, ObjectInfo, RetryInfo } from "./store.js";
 import { LocalStore } from "./local-store.js";
 import { AgeSplitHasher, splitHashesOf, splitMismatch, type AgeSplitHashes } from "../dr/age/split-hash.js";
+import { isS3Url } from "./location.js";
 import { newestVerified } from "./retention.js";
 
 export const RECORD_FORMAT = "bernstein-backup-record/1";
@@ -90,6 +91,18 @@ export function parseBackupName(name: string): { created: Date; encrypted: boole
   if (created.getUTCMonth() !== mo - 1 || created.getUTCDate() !== d || h > 23 || mi > 59 || s > 59)
     return undefined;
   return { created, encrypted: m[7] !== undefined };
+}
+
+/**
+ * The catalogue location (a folder, or `s3://bucket/prefix/`) holding the backup at `location`
+ * when its name is a catalogue backup's (`bernstein-backup-<UTC>...`); undefined for any other
+ * archive (`dr backup --to FILE`).
+ */
+export function catalogueFolderOf(location: string): string | undefined {
+  const name = location.slice(location.lastIndexOf("/") + 1);
+  if (!parseBackupName(name)) return undefined;
+  const folder = location.slice(0, location.length - name.length);
+  return isS3Url(folder) ? folder : folder.replace(/\/+$/, "") || "/";
 }
 
 export function recordKey(name: string): string {

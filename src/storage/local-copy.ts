@@ -59,19 +59,32 @@ export function holdLocalCopy(copy: string): Promise<WorkspaceLock> {
   });
 }
 
-/** The copies in `dir` whose marker names a process that is gone (only this host's can be told). */
-export async function leftoverLocalCopies(dir: string): Promise<LeftoverCopy[]> {
-  const found: LeftoverCopy[] = [];
-  const names = await readdir(dir).catch(() => [] as string[]);
-  const present = new Set(names);
-  for (const name of names) {
+/** The markers in `dir` whose holder is gone, with the copy each marks. */
+async function staleMarkers(
+  dir: string,
+): Promise<{ marker: string; copy: string; holder: LockInfo; reason: string }[]> {
+  const found = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
     if (!name.endsWith(MARKER_SUFFIX)) continue;
-    const copy = name.slice(0, -MARKER_SUFFIX.length);
-    const state = await readLockFile(path.join(dir, name));
-    if (state.state === "stale" && present.has(copy))
-      found.push({ path: path.join(dir, copy), holder: state.info, reason: state.reason });
+    const marker = path.join(dir, name);
+    const state = await readLockFile(marker);
+    if (state.state === "stale")
+      found.push({
+        marker,
+        copy: marker.slice(0, -MARKER_SUFFIX.length),
+        holder: state.info,
+        reason: state.reason,
+      });
   }
   return found;
+}
+
+/** The copies in `dir` whose marker names a process that is gone (only this host's can be told). */
+export async function leftoverLocalCopies(dir: string): Promise<LeftoverCopy[]> {
+  const present = new Set(await readdir(dir).catch(() => [] as string[]));
+  return (await staleMarkers(dir))
+    .filter((m) => present.has(path.basename(m.copy)))
+    .map((m) => ({ path: m.copy, holder: m.holder, reason: m.reason }));
 }
 
 /**
@@ -81,11 +94,7 @@ export async function leftoverLocalCopies(dir: string): Promise<LeftoverCopy[]> 
  */
 export async function removeLeftoverLocalCopies(dir: string): Promise<LeftoverCopy[]> {
   const removed: LeftoverCopy[] = [];
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
-    if (!name.endsWith(MARKER_SUFFIX)) continue;
-    const marker = path.join(dir, name);
-    const state = await readLockFile(marker);
-    if (state.state !== "stale") continue;
+  for (const { marker, copy, holder, reason } of await staleMarkers(dir)) {
     let lock: WorkspaceLock;
     try {
       lock = await acquireLockFile(marker, { refuse: () => new Error("held") });
@@ -97,7 +106,6 @@ export async function removeLeftoverLocalCopies(dir: string): Promise<LeftoverCo
       await lock.release();
       continue;
     }
-    const copy = marker.slice(0, -MARKER_SUFFIX.length);
     const existed = await rm(copy).then(
       () => true,
       (err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? false : undefined),
@@ -107,7 +115,7 @@ export async function removeLeftoverLocalCopies(dir: string): Promise<LeftoverCo
     if (existed === undefined) continue;
     await fsyncDir(dir).catch(() => {});
     await lock.release();
-    if (existed) removed.push({ path: copy, holder: state.info, reason: state.reason });
+    if (existed) removed.push({ path: copy, holder, reason });
   }
   return removed;
 }

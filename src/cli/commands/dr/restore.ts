@@ -135,8 +135,8 @@ export function registerRestore(dr: Command): void {
       }
       // A catalogue backup (what `dr.restore` is recorded for) gets its row, which the archive
       // could not hold. Any other archive restores as the bytes it holds, nothing added.
-      const { parseBackupName } = await import("../../../storage/catalogue.js");
-      const backupLocation = parseBackupName(path.basename(src.label)) ? archiveLocation(src) : undefined;
+      const { catalogueFolderOf } = await import("../../../storage/catalogue.js");
+      const backupLocation = catalogueFolderOf(src.label) !== undefined ? archiveLocation(src) : undefined;
       const r = await readingSource(src, () =>
         progress.during(
           restoreFromStream(source, g.sdd, {
